@@ -1,0 +1,519 @@
+"""``driftloop.yaml``: parsed into pydantic models, with ``${VAR}`` / ``${VAR:-default}`` secrets
+from the environment and ``DRIFTLOOP_*`` overrides (``DRIFTLOOP_STORE``,
+``DRIFTLOOP_SERVING__PORT``: a double underscore descends one level).
+
+Every rejection names the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from driftloop.errors import ConfigError
+
+CONFIG_FILENAME = "driftloop.yaml"
+ENV_PREFIX = "DRIFTLOOP_"
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_RELATIVE_THRESHOLD = re.compile(r"^\s*reference\s*(?:([+-])\s*(\d+(?:\.\d+)?))?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """``"5m"`` → 300.0 seconds; numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 5m, 1h, got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Threshold(StrictModel):
+    """A threshold, absolute (``0.8``) or relative to the model's validation reference
+    (``"reference - 0.05"``), so one monitor fits every model version."""
+
+    value: float
+    relative: bool = False
+
+    def resolve(self, reference: float | None) -> float | None:
+        """The absolute threshold; ``None`` while a relative one has no reference yet."""
+        if not self.relative:
+            return self.value
+        return None if reference is None else reference + self.value
+
+    def __str__(self) -> str:
+        if not self.relative:
+            return f"{self.value:g}"
+        sign = "-" if self.value < 0 else "+"
+        return f"reference {sign} {abs(self.value):g}"
+
+
+def _parse_threshold(value: object) -> object:
+    if isinstance(value, Threshold | None | dict):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"value": float(value)}
+    if isinstance(value, str):
+        match = _RELATIVE_THRESHOLD.match(value)
+        if match:
+            offset = float(match.group(2) or 0.0)
+            return {"value": -offset if match.group(1) == "-" else offset, "relative": True}
+    raise ValueError(f"expected a number or 'reference - X', got {value!r}")
+
+
+ThresholdValue = Annotated[Threshold, BeforeValidator(_parse_threshold)]
+
+
+class Thresholds(StrictModel):
+    warning: ThresholdValue | None = None
+    critical: ThresholdValue | None = None
+    warning_recovery: ThresholdValue | None = None
+    critical_recovery: ThresholdValue | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Thresholds:
+        if self.warning is None and self.critical is None:
+            raise ValueError("set at least one of warning, critical")
+        return self
+
+
+class NoDataConfig(StrictModel):
+    after: Duration = 600.0
+    notify: bool = False
+
+
+class DetectorConfig(StrictModel):
+    """A streaming drift detector on a metric (``type: drift`` monitors)."""
+
+    algorithm: Literal["cusum", "page_hinkley", "ks", "psi", "chi_square"] = "cusum"
+    false_alarm_rate: float = Field(1e-5, gt=0, lt=1)
+    min_shift: float = Field(0.05, gt=0, description="smallest drop worth detecting")
+    window: int = Field(500, ge=20, description="window size for two-sample tests")
+
+
+class MonitorConfig(StrictModel):
+    name: str = Field(min_length=1)
+    type: Literal["threshold", "drift"] = "threshold"
+    metric: str = "model_confidence"
+    aggregation: Literal["avg", "min", "max", "sum", "count", "p50", "p90", "p99"] = "avg"
+    window: Duration = 300.0
+    group_by: list[str] = Field(default_factory=lambda: ["model"])
+    filter: dict[str, str] = Field(default_factory=dict)
+    below: Thresholds | None = None
+    above: Thresholds | None = None
+    require_full_window: bool = False
+    min_count: int = Field(1, ge=1, description="points needed in the window for a verdict")
+    no_data: NoDataConfig = NoDataConfig()
+    renotify: Duration | None = None
+    evaluation_delay: Duration = 0.0
+    detector: DetectorConfig | None = None
+    message: str = "{{monitor}} on {{model}} is {{state}}: {{value}} (threshold {{threshold}})"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitorConfig:
+        if self.type == "threshold":
+            if (self.below is None) == (self.above is None):
+                raise ValueError("a threshold monitor needs exactly one of 'below' or 'above'")
+            thresholds = self.below or self.above
+            assert thresholds is not None
+            _check_order(thresholds, below=self.below is not None)
+        elif self.detector is None:
+            raise ValueError("a drift monitor needs a 'detector' section")
+        if self.window <= 0:
+            raise ValueError("window must be positive")
+        return self
+
+
+def _check_order(t: Thresholds, *, below: bool) -> None:
+    """For ``below``, critical must not lie above warning (and the reverse for ``above``)."""
+    w, c = t.warning, t.critical
+    if w is None or c is None or w.relative != c.relative:
+        return
+    if below and c.value > w.value:
+        raise ValueError(
+            f"below: critical ({c}) must not be above warning ({w}): "
+            "values fall past warning before they reach critical"
+        )
+    if not below and c.value < w.value:
+        raise ValueError(f"above: critical ({c}) must not be below warning ({w})")
+    for level, threshold, recovery in (
+        ("warning", w, t.warning_recovery),
+        ("critical", c, t.critical_recovery),
+    ):
+        if recovery is None or recovery.relative != threshold.relative:
+            continue
+        wrong_side = recovery.value < threshold.value if below else recovery.value > threshold.value
+        if wrong_side:
+            side = "at or above" if below else "at or below"
+            raise ValueError(
+                f"{level}_recovery ({recovery}) must be {side} {level} ({threshold})"
+            )
+
+
+class ModelConfig(StrictModel):
+    trainer: str = "sklearn"
+    data: str = Field("reviews", pattern=NAME_PATTERN, description="dataset name in storage")
+    base_model: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    params: dict[str, Any] = Field(default_factory=dict)
+    notebook: str | None = None
+    command: list[str] | None = None
+
+
+class ServingConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_texts_per_request: int = Field(256, ge=1)
+    max_text_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_batch_size: int = Field(64, ge=1)
+    max_batch_wait_ms: float = Field(2.0, ge=0)
+    registry_poll_interval: Duration = 2.0
+
+
+class InsightsConfig(StrictModel):
+    queue_size: int = Field(100_000, ge=1)
+    batch_size: int = Field(2_000, ge=1)
+    flush_interval: Duration = 0.2
+    outbox: str = ".driftloop/outbox"
+
+
+class MetricsConfig(StrictModel):
+    raw_retention: Duration = 7 * 86400.0
+    rollup_retention: Duration = 90 * 86400.0
+
+
+class SlackNotifierConfig(StrictModel):
+    type: Literal["slack"]
+    webhook_url: str
+    bot_token: str | None = None
+    channel: str | None = None
+
+
+class JiraNotifierConfig(StrictModel):
+    type: Literal["jira"]
+    url: str
+    project: str
+    token: str
+    email: str | None = None
+    issue_type: str = "Bug"
+    labels: list[str] = Field(default_factory=lambda: ["driftloop"])
+    resolve_transition: str | None = None
+    api_version: Literal[2, 3] = 2
+
+
+class WebhookNotifierConfig(StrictModel):
+    type: Literal["webhook"]
+    url: str
+    method: Literal["POST", "PUT", "PATCH", "GET"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: Any = None
+    hmac_secret: str | None = None
+    hmac_header: str = "X-Driftloop-Signature"
+
+
+class GithubDispatchNotifierConfig(StrictModel):
+    type: Literal["github_dispatch"]
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    workflow: str
+    ref: str = "main"
+    token: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    api_url: str = "https://api.github.com"
+
+
+class LogNotifierConfig(StrictModel):
+    type: Literal["log"]
+
+
+class RetrainNotifierConfig(StrictModel):
+    type: Literal["retrain"]
+    model: str | None = None
+
+
+NotifierConfig = Annotated[
+    SlackNotifierConfig
+    | JiraNotifierConfig
+    | WebhookNotifierConfig
+    | GithubDispatchNotifierConfig
+    | LogNotifierConfig
+    | RetrainNotifierConfig,
+    Field(discriminator="type"),
+]
+
+
+class GateConfig(StrictModel):
+    min_macro_f1_gain: float = 0.0
+    max_ece_increase: float = Field(0.02, ge=0)
+
+
+class PipelineConfig(StrictModel):
+    cooldown: Duration = 600.0
+    gate: GateConfig = GateConfig()
+    verify_deadline: Duration = 600.0
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class HooksConfig(StrictModel):
+    secret: str | None = None
+
+
+class Config(StrictModel):
+    store: str = "sqlite:///.driftloop/driftloop.db"
+    storage: str = "file://.driftloop/storage"
+    transport: str = "local://"
+    public_url: str = "http://127.0.0.1:8000"
+    serving: ServingConfig = ServingConfig()
+    insights: InsightsConfig = InsightsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    monitors: list[MonitorConfig] = Field(default_factory=list)
+    notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
+    pipeline: PipelineConfig = PipelineConfig()
+    hooks: HooksConfig = HooksConfig()
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in models:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"model name {name!r} must match {NAME_PATTERN}")
+        return models
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [m.name for m in self.monitors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"monitor names must be unique; repeated: {duplicates}")
+        known = set(self.notifiers) | {"log", "retrain"}
+        for monitor in self.monitors:
+            for handle in mentioned_handles(monitor.message):
+                if handle not in known:
+                    raise ValueError(
+                        f"monitor {monitor.name!r} mentions @{handle}, which is not a notifier; "
+                        f"known: {sorted(known)}"
+                    )
+        return self
+
+    def path(self, relative: str) -> Path:
+        """A path from the config, relative to the directory of the config file."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
+
+
+def mentioned_handles(message: str) -> list[str]:
+    """The ``@handle`` mentions in a monitor message, in order, without repeats."""
+    seen: list[str] = []
+    for handle in _MENTION.findall(message):
+        handle = handle.rstrip(".")
+        if handle not in seen:
+            seen.append(handle)
+    return seen
+
+
+def _substitute(node: Any, path: str, environ: Mapping[str, str], source: str) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else str(k), environ, source)
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, f"{path}[{i}]", environ, source) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{source}: {path}: environment variable {name} is not set "
+            f"(set it, put it in the secrets file, or write ${{{name}:-default}})"
+        )
+
+    return _ENV_REFERENCE.sub(replace, node)
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or key in {"DRIFTLOOP_CONFIG", "DRIFTLOOP_SECRETS_FILE"}:
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not parts:
+            continue
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        parsed = yaml.safe_load(value) if value else value
+        node[parts[-1]] = parsed
+
+
+def _read_secrets_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``#`` comments allowed), as in a ``.env`` file."""
+    secrets: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{path}:{number}: expected KEY=value")
+        secrets[key.strip()] = value.strip().strip("'\"")
+    return secrets
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"] if p not in {"function-after"})
+        message = item["msg"].removeprefix("Value error, ")
+        given = item.get("input")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        lines.append(f"  {location or '<root>'}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = CONFIG_FILENAME,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Parse config text; ``environ`` defaults to the process environment."""
+    env = dict(os.environ if environ is None else environ)
+    try:
+        raw = yaml.safe_load(text) if text.strip() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    raw = _substitute(raw, "", env, source)
+    _apply_overrides(raw, env)
+    raw["base_dir"] = (base_dir or Path.cwd()).resolve()
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """``$DRIFTLOOP_CONFIG``, else ``driftloop.yaml`` in ``start`` or a parent directory."""
+    explicit = os.environ.get("DRIFTLOOP_CONFIG")
+    if explicit:
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        candidate = directory / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``driftloop.yaml`` (found as in :func:`find_config` when no path is given).
+
+    Secrets may also come from a ``KEY=value`` file named by ``$DRIFTLOOP_SECRETS_FILE``;
+    the real environment wins over it.
+    """
+    env = dict(os.environ if environ is None else environ)
+    config_path = Path(path) if path is not None else find_config()
+    if config_path is None:
+        raise ConfigError(
+            f"no {CONFIG_FILENAME} here or in a parent directory; run 'driftloop init' first"
+        )
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path}: no such config file")
+    secrets_file = env.get("DRIFTLOOP_SECRETS_FILE")
+    if secrets_file:
+        env = {**_read_secrets_file(Path(secrets_file)), **env}
+    return parse_config(
+        config_path.read_text(),
+        source=str(config_path),
+        base_dir=config_path.resolve().parent,
+        environ=env,
+    )
+
+
+def config_keys() -> list[str]:
+    """Every documented config key path (``serving.port``, ``monitors[].below.warning`` ...)."""
+    keys: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if field.exclude:
+                continue
+            path = f"{prefix}{name}"
+            keys.append(path)
+            for nested in _nested_models(field.annotation):
+                suffix = "[]." if _is_list(field.annotation) else "."
+                walk(nested, path + suffix)
+
+    walk(Config, "")
+    for notifier in (SlackNotifierConfig, JiraNotifierConfig, WebhookNotifierConfig,
+                     GithubDispatchNotifierConfig, LogNotifierConfig, RetrainNotifierConfig):
+        walk(notifier, "notifiers.*.")
+    walk(ModelConfig, "models.*.")
+    return sorted(set(keys))
+
+
+def _is_list(annotation: object) -> bool:
+    return getattr(annotation, "__origin__", None) is list
+
+
+def _nested_models(annotation: object) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if annotation is not Threshold:
+            found.append(annotation)
+        return found
+    origin = getattr(annotation, "__origin__", None)
+    if origin is dict:
+        return found
+    for arg in getattr(annotation, "__args__", ()):
+        found.extend(_nested_models(arg))
+    return found

@@ -1,0 +1,1 @@
+"""Data that ships with driftloop: the bundled review dataset (see SOURCES.md)."""

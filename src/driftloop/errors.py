@@ -1,0 +1,76 @@
+"""The one exception tree of driftloop; each error carries the HTTP status it maps to.
+
+DriftloopError (500)
+├── ConfigError (400)             malformed or impossible configuration
+│   └── UnknownBackendError (400) a URL scheme no backend registers
+├── MissingExtraError (500)       a backend whose optional extra is not installed
+├── AuthError (401)               no or unknown credentials
+│   └── ForbiddenError (403)      valid credentials, wrong scope
+├── NotFoundError (404)           model, version, dataset, job, monitor ... does not exist
+├── ConflictError (409)           the request contradicts the current state
+├── InvalidInputError (422)       well-formed but unacceptable input
+│   └── PayloadTooLargeError (413)
+├── IntegrityError (500)          stored bytes no longer match their recorded hash
+├── TrainingError (500)           a trainer failed; nothing was registered
+└── BackendUnavailableError (503) a service (database, broker, object store, webhook) is down
+"""
+
+from __future__ import annotations
+
+
+class DriftloopError(Exception):
+    """Root of every error driftloop raises on purpose."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(DriftloopError):
+    status_code = 400
+
+
+class UnknownBackendError(ConfigError):
+    pass
+
+
+class MissingExtraError(DriftloopError):
+    status_code = 500
+
+
+class AuthError(DriftloopError):
+    status_code = 401
+
+
+class ForbiddenError(AuthError):
+    status_code = 403
+
+
+class NotFoundError(DriftloopError):
+    status_code = 404
+
+
+class ConflictError(DriftloopError):
+    status_code = 409
+
+
+class InvalidInputError(DriftloopError):
+    status_code = 422
+
+
+class PayloadTooLargeError(InvalidInputError):
+    status_code = 413
+
+
+class IntegrityError(DriftloopError):
+    status_code = 500
+
+
+class TrainingError(DriftloopError):
+    status_code = 500
+
+
+class BackendUnavailableError(DriftloopError):
+    status_code = 503

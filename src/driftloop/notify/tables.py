@@ -1,0 +1,5 @@
+"""Tables of driftloop.notify."""
+
+from driftloop.store import METADATA
+
+__all__ = ["METADATA"]

@@ -1,0 +1,5 @@
+"""Tables of driftloop.pipeline."""
+
+from driftloop.store import METADATA
+
+__all__ = ["METADATA"]

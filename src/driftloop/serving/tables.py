@@ -1,0 +1,5 @@
+"""Tables of driftloop.serving."""
+
+from driftloop.store import METADATA
+
+__all__ = ["METADATA"]

@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+
+.PHONY: demo test check bench install install-all clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip uv
+
+# Core install: what the demo needs (embedded defaults, no services).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python -e .
+	touch $@
+
+# Everything: all extras (Kafka, PostgreSQL, S3, transformers, notebook) and the dev tools.
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[all,dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-all: $(VENV)/.installed-all
+
+demo: install
+	$(BIN)/driftloop demo $(DEMO_ARGS)
+
+check: install-all
+	scripts/check
+
+test: install-all
+	scripts/check
+	scripts/test
+
+bench: install-all
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .services .driftloop demo-out

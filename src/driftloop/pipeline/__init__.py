@@ -1,1 +1,1 @@
-"""driftloop.pipeline."""
+"""The retrain pipeline: incident → newest data → train → gate → deploy → verify or roll back."""

@@ -1,0 +1,288 @@
+"""The durable retrain job queue, with storm control.
+
+One job per incident; at most one unfinished job per model (a unique index, so a burst of
+alerts from many processes still yields one job); alerts that arrive while a job runs, or
+within the model's cooldown after one, attach to that job instead of starting another.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from driftloop.errors import ConflictError, NotFoundError
+from driftloop.pipeline.tables import job_steps, retrain_jobs
+from driftloop.store import Database
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    FETCHING_DATA = "fetching_data"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    GATED = "gated"
+    DEPLOYING = "deploying"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.REJECTED, JobState.ROLLED_BACK, JobState.FAILED,
+     JobState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class JobStep:
+    step: str
+    started_at: float
+    finished_at: float | None
+    outcome: str | None
+    log: str
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    model: str
+    incident_id: str | None
+    state: JobState
+    trigger: str
+    reason: str
+    attached_alerts: int
+    snapshot_id: str | None
+    previous_version: int | None
+    candidate_version: int | None
+    result: dict[str, Any] | None
+    error: str | None
+    worker: str | None
+    heartbeat_at: float | None
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    deployed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Job:
+        data = dict(row._mapping)
+        data["state"] = JobState(data["state"])
+        data.pop("active_model", None)
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {field: getattr(self, field) for field in self.__dataclass_fields__}
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job: Job
+    created: bool
+    """False when the alert attached to an existing job (running, or within the cooldown)."""
+
+
+class JobQueue:
+    """Jobs in the store; safe to use from many threads and processes at once."""
+
+    def __init__(
+        self, database: Database, *, cooldown: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.cooldown = cooldown
+        self.clock = clock
+
+    def enqueue(
+        self, model: str, *, incident_id: str | None = None, reason: str = "",
+        trigger: str = "manual", force: bool = False,
+    ) -> EnqueueResult:
+        """A new job, or the job this alert belongs to (storm control).
+
+        ``force`` (a manual ``driftloop retrain``) skips the cooldown, never the one-active rule.
+        """
+        for _ in range(5):
+            existing = self._job_to_attach(model, incident_id, force=force)
+            if existing is not None:
+                self._attach(existing.job_id)
+                return EnqueueResult(self.get(existing.job_id), created=False)
+            job_id = uuid.uuid4().hex
+            try:
+                with self.database.engine.begin() as connection:
+                    connection.execute(
+                        retrain_jobs.insert().values(
+                            job_id=job_id, model=model, incident_id=incident_id,
+                            state=JobState.QUEUED.value, active_model=model, trigger=trigger,
+                            reason=reason, attached_alerts=1, cancel_requested=False,
+                            created_at=self.clock(),
+                        )
+                    )
+            except SqlIntegrityError:
+                continue  # another caller won the race: attach to its job on the next pass
+            return EnqueueResult(self.get(job_id), created=True)
+        raise ConflictError(f"could not enqueue a retrain job for {model!r} (contention)")
+
+    def _job_to_attach(self, model: str, incident_id: str | None, *, force: bool) -> Job | None:
+        with self.database.engine.connect() as connection:
+            if incident_id is not None:
+                row = connection.execute(
+                    sa.select(retrain_jobs).where(retrain_jobs.c.incident_id == incident_id)
+                ).first()
+                if row is not None:
+                    return Job.from_row(row)
+            row = connection.execute(
+                sa.select(retrain_jobs).where(retrain_jobs.c.active_model == model)
+            ).first()
+            if row is not None:
+                return Job.from_row(row)
+            if force:
+                return None
+            row = connection.execute(
+                sa.select(retrain_jobs)
+                .where(retrain_jobs.c.model == model)
+                .where(retrain_jobs.c.finished_at >= self.clock() - self.cooldown)
+                .where(retrain_jobs.c.state != JobState.CANCELLED.value)
+                .order_by(retrain_jobs.c.finished_at.desc())
+                .limit(1)
+            ).first()
+            return None if row is None else Job.from_row(row)
+
+    def _attach(self, job_id: str) -> None:
+        with self.database.engine.begin() as connection:
+            connection.execute(
+                retrain_jobs.update()
+                .where(retrain_jobs.c.job_id == job_id)
+                .values(attached_alerts=retrain_jobs.c.attached_alerts + 1)
+            )
+
+    def get(self, job_id: str) -> Job:
+        with self.database.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(retrain_jobs).where(retrain_jobs.c.job_id == job_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no retrain job {job_id!r}")
+        return Job.from_row(row)
+
+    def find(self, prefix: str) -> Job:
+        """A job by id or unique id prefix (as the CLI accepts)."""
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(retrain_jobs).where(retrain_jobs.c.job_id.startswith(prefix)).limit(2)
+            ).all()
+        if not rows:
+            raise NotFoundError(f"no retrain job {prefix!r}")
+        if len(rows) > 1:
+            raise ConflictError(f"job id prefix {prefix!r} is ambiguous")
+        return Job.from_row(rows[0])
+
+    def list(self, *, model: str | None = None, limit: int = 100) -> list[Job]:
+        query = sa.select(retrain_jobs).order_by(retrain_jobs.c.created_at.desc()).limit(limit)
+        if model is not None:
+            query = query.where(retrain_jobs.c.model == model)
+        with self.database.engine.connect() as connection:
+            return [Job.from_row(row) for row in connection.execute(query)]
+
+    def steps(self, job_id: str) -> list[JobStep]:
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(job_steps).where(job_steps.c.job_id == job_id)
+                .order_by(job_steps.c.step_id)
+            ).all()
+        return [
+            JobStep(r.step, r.started_at, r.finished_at, r.outcome, r.log) for r in rows
+        ]
+
+    def claim(self, worker: str, *, stale_after: float = 60.0) -> Job | None:
+        """Take the oldest queued job, or an unfinished one whose worker stopped beating."""
+        now = self.clock()
+        with self.database.engine.connect() as connection:
+            candidates = connection.execute(
+                sa.select(retrain_jobs.c.job_id, retrain_jobs.c.state,
+                          retrain_jobs.c.heartbeat_at)
+                .where(retrain_jobs.c.active_model.is_not(None))
+                .order_by(retrain_jobs.c.created_at)
+            ).all()
+        for job_id, state, heartbeat in candidates:
+            claimable = state == JobState.QUEUED.value or (
+                heartbeat is None or heartbeat < now - stale_after
+            )
+            if not claimable:
+                continue
+            with self.database.engine.begin() as connection:
+                taken = connection.execute(
+                    retrain_jobs.update()
+                    .where(retrain_jobs.c.job_id == job_id)
+                    .where(retrain_jobs.c.state == state)
+                    .where(
+                        retrain_jobs.c.heartbeat_at.is_(None) if heartbeat is None
+                        else retrain_jobs.c.heartbeat_at == heartbeat
+                    )
+                    .values(worker=worker, heartbeat_at=now)
+                ).rowcount
+            if taken == 1:
+                return self.get(job_id)
+        return None
+
+    def heartbeat(self, job_id: str, worker: str) -> None:
+        self._update(job_id, worker=worker, heartbeat_at=self.clock())
+
+    def set_state(self, job_id: str, state: JobState, **values: Any) -> Job:
+        now = self.clock()
+        values = {"state": state.value, "heartbeat_at": now, **values}
+        if state.finished:
+            values.update(finished_at=now, active_model=None)
+        elif state != JobState.QUEUED:
+            job = self.get(job_id)
+            if job.started_at is None:
+                values["started_at"] = now
+        self._update(job_id, **values)
+        return self.get(job_id)
+
+    def request_cancel(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job.state.finished:
+            raise ConflictError(f"job {job_id} already {job.state.value}")
+        if job.state == JobState.QUEUED:
+            return self.set_state(job_id, JobState.CANCELLED, error="cancelled before it started")
+        self._update(job_id, cancel_requested=True)
+        return self.get(job_id)
+
+    def start_step(self, job_id: str, step: str) -> int:
+        with self.database.engine.begin() as connection:
+            result = connection.execute(
+                job_steps.insert().values(job_id=job_id, step=step, started_at=self.clock(),
+                                          log="")
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def finish_step(self, step_id: int, outcome: str, log: str) -> None:
+        with self.database.engine.begin() as connection:
+            connection.execute(
+                job_steps.update().where(job_steps.c.step_id == step_id)
+                .values(finished_at=self.clock(), outcome=outcome, log=log)
+            )
+
+    def _update(self, job_id: str, **values: Any) -> None:
+        with self.database.engine.begin() as connection:
+            connection.execute(
+                retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values)
+            )

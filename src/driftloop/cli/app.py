@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -23,12 +22,12 @@ err_console = Console(stderr=True)
 class DriftloopGroup(TyperGroup):
     """Turns a :class:`DriftloopError` from any command into a clean message and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click.Context, vendored by typer >= 0.2x
         try:
             return super().invoke(ctx)
         except DriftloopError as exc:
             err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            raise click.exceptions.Exit(1) from None
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

@@ -1,0 +1,45 @@
+"""The ``log`` notifier (built in): one structured JSON line per notification."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from driftloop.monitors.events import MonitorState
+from driftloop.notify.base import DeliveryResult, Notification, Notifier, json_safe
+
+logger = logging.getLogger("driftloop.notify.log")
+
+
+def log_record(notification: Notification) -> dict[str, object]:
+    event = notification.event
+    return {
+        "kind": "monitor_notification",
+        "event_id": event.event_id,
+        "monitor": event.monitor,
+        "model": event.model,
+        "group": dict(event.group),
+        "previous": str(event.previous),
+        "state": str(event.state),
+        "value": event.value,
+        "threshold": event.threshold,
+        "incident_id": event.incident_id,
+        "timestamp": event.timestamp,
+        "renotification": event.renotification,
+        "test": notification.test,
+        "message": notification.text,
+        "dashboard_url": notification.dashboard_url,
+        "details": json_safe(event.details),
+    }
+
+
+class LogNotifier(Notifier):
+    """Writes to the ``driftloop.notify.log`` logger: WARNING for ALERT, INFO otherwise."""
+
+    def __init__(self, *, name: str = "log") -> None:
+        self.name = name
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        level = logging.WARNING if notification.state == MonitorState.ALERT else logging.INFO
+        logger.log(level, json.dumps(log_record(notification), sort_keys=True, default=str))
+        return DeliveryResult.delivered()

@@ -1,0 +1,126 @@
+"""``{{variable}}`` substitution for webhook payloads and GitHub dispatch inputs.
+
+The variables are those of monitor messages (``{{monitor}}``, ``{{model}}``, ``{{value}}`` ...)
+plus every tag of the event's group. Values are inserted literally: nothing is evaluated, and a
+JSON string that is exactly one placeholder takes the variable's JSON type (number, bool, null).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from driftloop.monitors.events import MonitorState
+from driftloop.notify.base import Notification, format_time
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+_WHOLE = re.compile(r"^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}\s*$")
+
+Scalar = str | int | float | bool | None
+
+VARIABLES: dict[str, str] = {
+    "monitor": "monitor name",
+    "model": "model of the group (empty when the monitor is not grouped by model)",
+    "state": "new state: OK, WARN, ALERT or NO_DATA",
+    "previous": "state before this transition",
+    "value": "the aggregated value (number, or null without data)",
+    "threshold": "the threshold that was crossed (number or null)",
+    "warning": "the warning threshold (number or null)",
+    "critical": "the critical threshold (number or null)",
+    "incident_id": "incident the event belongs to (empty when none)",
+    "event_id": "unique id of the event",
+    "timestamp": "time of the event, ISO 8601 UTC",
+    "title": "one-line summary, e.g. [ALERT] confidence on review-classifier",
+    "message": "the rendered monitor message without @mentions",
+    "dashboard_url": "link to the driftloop dashboard",
+    "group": "the group as tag:value pairs joined by commas",
+    "is_alert": "true when the new state is ALERT",
+    "is_warning": "true when the new state is WARN",
+    "is_no_data": "true when the new state is NO_DATA",
+    "is_recovery": "true when the monitor went back to OK",
+    "renotification": "true for a renotification of an unchanged state",
+    "test": "true for 'driftloop notify test'",
+}
+"""Every fixed variable and what it holds; the group's tags come on top."""
+
+
+def notification_variables(notification: Notification) -> dict[str, Scalar]:
+    event = notification.event
+    variables: dict[str, Scalar] = {str(k): str(v) for k, v in event.group.items()}
+    variables.update(
+        {
+            "monitor": event.monitor,
+            "model": event.model or "",
+            "state": str(event.state),
+            "previous": str(event.previous),
+            "value": event.value,
+            "threshold": event.threshold,
+            "warning": notification.thresholds.warning,
+            "critical": notification.thresholds.critical,
+            "incident_id": event.incident_id or "",
+            "event_id": event.event_id,
+            "timestamp": format_time(event.timestamp),
+            "title": notification.title,
+            "message": notification.text,
+            "dashboard_url": notification.dashboard_url,
+            "group": ",".join(f"{k}:{v}" for k, v in sorted(event.group.items())),
+            "is_alert": event.state == MonitorState.ALERT,
+            "is_warning": event.state == MonitorState.WARN,
+            "is_no_data": event.state == MonitorState.NO_DATA,
+            "is_recovery": event.is_recovery,
+            "renotification": event.renotification,
+            "test": notification.test,
+        }
+    )
+    return variables
+
+
+def as_text(value: Scalar) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def render_text(template: str, variables: Mapping[str, Scalar]) -> str:
+    """Replace each ``{{name}}``; unknown names become empty, as in monitor messages."""
+    return _PLACEHOLDER.sub(lambda m: as_text(variables.get(m.group(1))), template)
+
+
+def render_payload(template: Any, variables: Mapping[str, Scalar]) -> Any:
+    """Render every string (keys included) of a JSON-like template."""
+    if isinstance(template, str):
+        whole = _WHOLE.match(template)
+        if whole:
+            return variables.get(whole.group(1))
+        return render_text(template, variables)
+    if isinstance(template, Mapping):
+        return {render_text(str(k), variables): render_payload(v, variables)
+                for k, v in template.items()}
+    if isinstance(template, list | tuple):
+        return [render_payload(item, variables) for item in template]
+    return template
+
+
+def template_names(template: Any) -> set[str]:
+    """The variable names a template uses."""
+    if isinstance(template, str):
+        return set(_PLACEHOLDER.findall(template))
+    if isinstance(template, Mapping):
+        names: set[str] = set()
+        for key, value in template.items():
+            names |= template_names(str(key)) | template_names(value)
+        return names
+    if isinstance(template, list | tuple):
+        return set().union(*(template_names(item) for item in template))
+    return set()
+
+
+def unknown_names(template: Any, tags: Iterable[str]) -> list[str]:
+    """Names used by a template that are neither fixed variables nor group tags."""
+    known = set(VARIABLES) | set(tags)
+    return sorted(template_names(template) - known)

@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from driftloop.errors import NotFoundError
+from driftloop.metrics.points import SeriesPoint
+from driftloop.notify import (
+    GraphStore,
+    InboundAlert,
+    InboundRetrainHandler,
+    graph_router,
+    inbound_router,
+    render_graph,
+)
+from driftloop.notify.base import ThresholdLines
+from driftloop.notify.inbound import incident_id_for, parse_alert_payload
+from driftloop.store.database import Database
+from notify.fake_services import make_config
+
+SECRET = "hook-secret-0123456789"
+
+# Alertmanager's documented webhook body (version 4), as sent for a firing group; the rule
+# carries a `model` label.
+ALERTMANAGER_PAYLOAD: dict[str, Any] = {
+    "receiver": "driftloop",
+    "status": "firing",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "ModelConfidenceLow",
+                "instance": "serving-1:8000",
+                "job": "driftloop",
+                "model": "review-classifier",
+                "severity": "critical",
+            },
+            "annotations": {
+                "description": "Average confidence of review-classifier below 0.7 for 5m",
+                "summary": "Model confidence low: review-classifier",
+            },
+            "startsAt": "2023-02-06T13:08:45.828Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=avg%28"
+                            "model_confidence%29+%3C+0.7&g0.tab=1",
+            "fingerprint": "1a30ba71cca2921f",
+        }
+    ],
+    "groupLabels": {"alertname": "ModelConfidenceLow"},
+    "commonLabels": {
+        "alertname": "ModelConfidenceLow",
+        "instance": "serving-1:8000",
+        "job": "driftloop",
+        "model": "review-classifier",
+        "severity": "critical",
+    },
+    "commonAnnotations": {
+        "description": "Average confidence of review-classifier below 0.7 for 5m",
+        "summary": "Model confidence low: review-classifier",
+    },
+    "externalURL": "http://alertmanager.example.org:9093",
+    "version": "4",
+    "groupKey": "{}/{severity=\"critical\"}:{alertname=\"ModelConfidenceLow\"}",
+    "truncatedAlerts": 0,
+}
+
+# Datadog's default webhook payload (body, last_updated, event_type, title, date, org, id) as
+# rendered for a multi-alert monitor grouped by the model tag.
+DATADOG_PAYLOAD: dict[str, Any] = {
+    "body": "%%%\nConfidence of review-classifier is 0.62\n\n@webhook-driftloop\n%%%",
+    "last_updated": "1406662672000",
+    "event_type": "query_alert_monitor",
+    "title": "[Triggered on {model:review-classifier}] Model confidence low",
+    "date": "1406662672000",
+    "org": {"id": "123456", "name": "Acme"},
+    "id": "7309571256893618153",
+}
+
+
+class RecordingHandler:
+    def __init__(self, models: set[str]) -> None:
+        self.models = models
+        self.alerts: list[InboundAlert] = []
+
+    def __call__(self, alert: InboundAlert) -> str:
+        if alert.model not in self.models:
+            raise NotFoundError(f"no model {alert.model!r}")
+        self.alerts.append(alert)
+        return f"inc-{len(self.alerts)}"
+
+
+def client_for(handler: RecordingHandler, secret: str | None = SECRET) -> TestClient:
+    app = FastAPI()
+    app.include_router(inbound_router(secret, handler))
+    return TestClient(app)
+
+
+def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Driftloop-Signature": f"sha256={digest}", "Content-Type": "application/json"}
+
+
+def test_alertmanager_payload_with_hmac_signature() -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 202, response.text
+    assert response.json()["incident_id"] == "inc-1"
+    [alert] = handler.alerts
+    assert alert.source == "alertmanager"
+    assert alert.model == "review-classifier"
+    assert alert.status == "firing"
+    assert alert.title == "Model confidence low: review-classifier"
+    assert alert.labels["severity"] == "critical"
+    assert alert.raw["fingerprint"] == "1a30ba71cca2921f"
+    assert alert.url is not None
+    assert alert.url.startswith("http://prometheus.example.org")
+
+
+def test_alertmanager_resolved_and_several_alerts() -> None:
+    payload = copy.deepcopy(ALERTMANAGER_PAYLOAD)
+    second = copy.deepcopy(payload["alerts"][0])
+    second["labels"]["model"] = "support-router"
+    second["status"] = "resolved"
+    payload["alerts"].append(second)
+    del payload["commonLabels"]["model"]
+    alerts = parse_alert_payload(payload)
+    assert [(a.model, a.status) for a in alerts] == [("review-classifier", "firing"),
+                                                     ("support-router", "resolved")]
+
+
+def test_datadog_default_payload_with_bearer_token() -> None:
+    handler = RecordingHandler({"review-classifier"})
+    response = client_for(handler).post(
+        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 202, response.text
+    [alert] = handler.alerts
+    assert (alert.source, alert.model, alert.status) == ("datadog", "review-classifier",
+                                                         "firing")
+    assert alert.title == "Model confidence low"
+    assert alert.labels == {"model": "review-classifier"}
+
+
+def test_datadog_custom_payload_recovery_and_tags() -> None:
+    payload = {
+        "id": "$ID", "title": "[Recovered] Model confidence low",
+        "alert_transition": "Recovered", "alert_cycle_key": "7309571256893618153",
+        "tags": "env:prod,model:review-classifier,team:mlops",
+    }
+    [alert] = parse_alert_payload(payload)
+    assert (alert.model, alert.status) == ("review-classifier", "resolved")
+    assert alert.labels["team"] == "mlops"
+    triggered = parse_alert_payload({**payload, "alert_transition": "Triggered",
+                                     "title": "[Triggered] Model confidence low"})[0]
+    # the same alert cycle maps to the same incident
+    assert incident_id_for(triggered) == incident_id_for(alert)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"X-Driftloop-Signature": "sha256=" + "0" * 64},
+        {"Authorization": f"Basic {SECRET}"},
+    ],
+)
+def test_missing_or_bad_credentials_are_401(headers: dict[str, str]) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    response = client_for(handler).post("/v1/hooks/alert", json=DATADOG_PAYLOAD, headers=headers)
+    assert response.status_code == 401
+    assert handler.alerts == []
+
+
+def test_signature_over_a_different_body_is_401() -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    tampered = body.replace(b"review-classifier", b"other-model")
+    response = client_for(handler).post("/v1/hooks/alert", content=tampered,
+                                        headers=signed(body))
+    assert response.status_code == 401
+
+
+def test_no_secret_configured_refuses_everything() -> None:
+    handler = RecordingHandler({"review-classifier"})
+    response = client_for(handler, secret=None).post(
+        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": "Bearer "})
+    assert response.status_code == 401
+    assert "hooks.secret" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"hello": "world"}', "not a Datadog"),
+        (json.dumps({**ALERTMANAGER_PAYLOAD, "version": "3"}).encode(), "version"),
+        (json.dumps({**ALERTMANAGER_PAYLOAD, "commonLabels": {}, "alerts": [
+            {**ALERTMANAGER_PAYLOAD["alerts"][0], "labels": {"alertname": "x"}}]}).encode(),
+         "no 'model' label"),
+        (json.dumps({"title": "Model confidence low", "event_type": "x"}).encode(),
+         "alert_transition"),
+        (json.dumps({**DATADOG_PAYLOAD, "title": "[Triggered] no scope"}).encode(),
+         "names no model"),
+    ],
+)
+def test_malformed_payloads_are_422(body: bytes, message: str) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_unknown_model_is_404(database: Database) -> None:
+    jobs: list[tuple[str, str | None, str]] = []
+
+    def enqueue(model: str, incident_id: str | None, reason: str) -> str:
+        jobs.append((model, incident_id, reason))
+        return "job-1"
+
+    handler = InboundRetrainHandler(make_config(models={"other-model": {}}), enqueue)
+    app = FastAPI()
+    app.include_router(inbound_router(SECRET, handler))
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    response = TestClient(app).post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 404
+    assert "review-classifier" in response.json()["detail"]
+    assert jobs == []
+
+
+def test_retrain_handler_enqueues_while_firing() -> None:
+    jobs: list[tuple[str, str | None, str]] = []
+
+    def enqueue(model: str, incident_id: str | None, reason: str) -> str:
+        jobs.append((model, incident_id, reason))
+        return "job-1"
+
+    handler = InboundRetrainHandler(make_config(), enqueue)
+    app = FastAPI()
+    app.include_router(inbound_router(SECRET, handler))
+    client = TestClient(app)
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    response = client.post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 202
+    incident = response.json()["incident_id"]
+    assert incident.startswith("inbound-alertmanager-")
+    assert jobs == [("review-classifier", incident,
+                     "alertmanager alert firing: Model confidence low: review-classifier")]
+
+    resolved = copy.deepcopy(ALERTMANAGER_PAYLOAD)
+    resolved["status"] = resolved["alerts"][0]["status"] = "resolved"
+    body = json.dumps(resolved).encode()
+    response = client.post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 202
+    assert response.json()["incident_id"] == incident
+    assert len(jobs) == 1
+
+
+def test_graph_router_serves_stored_graphs(database: Database) -> None:
+    store = GraphStore(database)
+    png = render_graph([SeriesPoint(1.0, 0.9, 0.8, 1.0, 3), SeriesPoint(61.0, 0.7, 0.6, 0.8, 3)],
+                       ThresholdLines(warning=0.8), title="t")
+    graph_id = store.put(png, monitor="confidence")
+    app = FastAPI()
+    app.include_router(graph_router(store))
+    client = TestClient(app)
+    response = client.get(f"/v1/graphs/{graph_id}.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content == png
+    assert client.get(f"/v1/graphs/{'f' * 32}.png").status_code == 404
+
+
+def test_oversized_body_is_413() -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = b'{"title": "' + b"x" * 1_100_000 + b'"}'
+    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert response.status_code == 413

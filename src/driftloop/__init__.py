@@ -20,6 +20,7 @@ from driftloop.errors import (
     TrainingError,
     UnknownBackendError,
 )
+from driftloop.insights import configure_insights, report_insights
 
 __all__ = [
     "AuthError",
@@ -38,6 +39,8 @@ __all__ = [
     "TrainingError",
     "UnknownBackendError",
     "__version__",
+    "configure_insights",
     "load_config",
     "parse_config",
+    "report_insights",
 ]

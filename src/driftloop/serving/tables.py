@@ -1,5 +1,36 @@
-"""Tables of driftloop.serving."""
+"""Tables of driftloop.serving: API keys (only their SHA-256 hashes) and ground-truth feedback."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
 
 from driftloop.store import METADATA
 
-__all__ = ["METADATA"]
+api_keys = sa.Table(
+    "serving_api_keys",
+    METADATA,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    # sha256 hex of the whole key; the key itself is shown once, at creation, and never stored
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+feedback = sa.Table(
+    "serving_feedback",
+    METADATA,
+    sa.Column("feedback_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(64), nullable=False, index=True),
+    sa.Column("model", sa.String(64), nullable=False, index=True),
+    sa.Column("label", sa.String(256), nullable=False),
+    # known when the prediction is still remembered by the server that made it
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("predicted_class", sa.String(256), nullable=True),
+    sa.Column("correct", sa.Boolean, nullable=True),
+    sa.Column("key_id", sa.String(16), nullable=True),
+    sa.Column("received_at", sa.Float, nullable=False, index=True),
+)
+
+__all__ = ["METADATA", "api_keys", "feedback"]

@@ -1,0 +1,454 @@
+"""The serving app: ``create_app(config)`` builds a FastAPI app with everything injected.
+
+Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
+
+    POST /v1/models/{name}/predict    {"texts": [...]} or {"text": "..."}
+    POST /v1/models/{name}/feedback   {"feedback": [{"prediction_id": "...", "label": "..."}]}
+    GET  /v1/models                   what is served
+    GET  /v1/models/{name}
+    POST /v1/models/{name}/deploy     admin: {"version": N}
+    POST /v1/models/{name}/rollback   admin
+    POST /v1/models/{name}/reload     admin
+    GET  /healthz  /readyz  /metrics  /docs   (no key)
+
+Every error is JSON ``{"error": {"type": ..., "message": ...}}`` with the status of its
+:class:`~driftloop.errors.DriftloopError` (limit errors also name the ``serving.*`` key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import multiprocess as prometheus_multiprocess
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from driftloop._version import __version__
+from driftloop.config import Config
+from driftloop.errors import AuthError, ConflictError, DriftloopError
+from driftloop.insights.client import (
+    InsightsClient,
+    configure_insights,
+    default_insights_client,
+    shutdown_insights,
+)
+from driftloop.serving.feedback import (
+    FeedbackRecord,
+    FeedbackStore,
+    PredictionLog,
+    RecordedPrediction,
+)
+from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
+from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
+from driftloop.serving.schemas import (
+    DeployRequest,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    InvalidTextError,
+    LimitError,
+    ModelListResponse,
+    ModelStatusResponse,
+    PredictRequest,
+    PredictResponse,
+    check_texts,
+    parse_body,
+    read_json_body,
+    request_body_schema,
+)
+from driftloop.serving.slots import ModelSlot, ModelSlotManager, ServedModel
+from driftloop.serving.sources import ModelSource, RegistryModelSource
+from driftloop.store import open_database
+
+logger = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Driftloop-Model-Version"
+HASH_HEADER = "X-Driftloop-Model-Hash"
+GAUGE_REFRESH_SECONDS = 1.0
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (401, "no or unknown API key"), (403, "the key lacks the scope"),
+        (404, "unknown model or version"), (413, "a size limit was exceeded"),
+        (422, "malformed or invalid input"), (503, "model not loaded or a backend is down"),
+    )
+}
+
+
+@dataclass
+class ServingState:
+    """Everything the endpoints use, built by :func:`create_app` and kept on ``app.state``."""
+
+    config: Config
+    manager: ModelSlotManager
+    api_keys: ApiKeyStore
+    feedback: FeedbackStore
+    metrics: ServingMetrics
+    predictions: PredictionLog = field(default_factory=PredictionLog)
+    insights: InsightsClient | None = None
+    owns_insights: bool = False
+
+
+def create_app(
+    config: Config,
+    *,
+    model_source: ModelSource | None = None,
+    insights: InsightsClient | None = None,
+    api_keys: ApiKeyStore | None = None,
+    feedback: FeedbackStore | None = None,
+    models: Sequence[str] | None = None,
+    metrics: ServingMetrics | None = None,
+    extra_routers: Sequence[APIRouter] = (),
+    poll: bool = True,
+) -> FastAPI:
+    """The serving app for ``config``.
+
+    ``model_source`` defaults to the model registry; ``insights`` to the process-wide client
+    (configured from ``config`` when none is); ``models`` to the names under ``config.models``;
+    ``api_keys`` and ``feedback`` to tables in ``config.store``. ``extra_routers`` are mounted
+    as they are (the dashboard, the pipeline's webhooks).
+    """
+    if api_keys is None or feedback is None:
+        database = open_database(config.store, base_dir=config.base_dir)
+        api_keys = api_keys if api_keys is not None else ApiKeyStore(database)
+        feedback = feedback if feedback is not None else FeedbackStore(database)
+    serving_metrics = metrics if metrics is not None else ServingMetrics()
+    source = model_source if model_source is not None else RegistryModelSource.from_config(config)
+    manager = ModelSlotManager(
+        source, models if models is not None else list(config.models), config.serving,
+        serving_metrics,
+    )
+    state = ServingState(
+        config=config,
+        manager=manager,
+        api_keys=api_keys,
+        feedback=feedback,
+        metrics=serving_metrics,
+        insights=insights,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.insights is None:
+            state.insights = default_insights_client()
+            if state.insights is None:
+                state.insights = await anyio.to_thread.run_sync(configure_insights, config)
+                state.owns_insights = True
+        await manager.start(poll=poll)
+        refresher = asyncio.get_running_loop().create_task(_refresh_gauges(state))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await manager.stop()
+            if state.owns_insights:
+                await anyio.to_thread.run_sync(shutdown_insights)
+            if multiprocess_mode():
+                prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    app = FastAPI(
+        title="driftloop serving",
+        version=__version__,
+        description="Versioned text classifiers behind an authenticated JSON API; every "
+        "prediction reports insights that the drift monitors watch.",
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+    app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)
+    _install_error_handlers(app)
+    app.include_router(_model_router())
+    app.include_router(_probe_router())
+    for router in extra_routers:
+        app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (each worker of ``driftloop serve --workers N``):
+    the config comes from ``$DRIFTLOOP_CONFIG`` or ``driftloop.yaml`` found from here."""
+    from driftloop.config import load_config
+
+    return create_app(load_config())
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def error_body(kind: str, message: str, limit: str | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"type": kind, "message": message}
+    if limit is not None:
+        detail["limit"] = limit
+    return {"error": detail}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def driftloop_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DriftloopError)
+        limit = exc.limit if isinstance(exc, LimitError | InvalidTextError) else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code >= 500:
+            logger.error("%s %s: %s: %s", request.method, request.url.path,
+                         type(exc).__name__, exc.message)
+        return JSONResponse(error_body(type(exc).__name__, exc.message, limit),
+                            status_code=exc.status_code, headers=headers)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(error_body("InvalidInputError", f"invalid request: {problems}"),
+                            status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        kind = {404: "NotFoundError", 405: "MethodNotAllowedError"}.get(exc.status_code,
+                                                                        "HTTPError")
+        message = str(exc.detail) if exc.status_code != 404 else (
+            f"no such endpoint: {request.method} {request.url.path}")
+        return JSONResponse(error_body(kind, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error in %s %s", request.method, request.url.path,
+                         exc_info=exc)
+        return JSONResponse(error_body("InternalError", "internal server error"),
+                            status_code=500)
+
+    app.add_exception_handler(DriftloopError, driftloop_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
+
+
+# --- auth --------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="the API key, as an alternative header")
+
+
+def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKeyInfo]]:
+    """A dependency: the caller's verified key, which must have ``scope``."""
+
+    async def authenticated(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> ApiKeyInfo:
+        key = credentials.credentials if credentials is not None else header_key
+        if not key:
+            raise AuthError("missing API key: send 'Authorization: Bearer <key>' or "
+                            "'X-API-Key: <key>' (create one with 'driftloop keys create')")
+        keys = _state(request).api_keys
+        info = keys.cached(key)
+        if info is None:
+            info = await anyio.to_thread.run_sync(keys.authenticate, key)
+        info.require(scope)
+        return info
+
+    return authenticated
+
+
+PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]
+AdminKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.ADMIN))]
+
+
+def _state(request: Request) -> ServingState:
+    state: ServingState = request.app.state.serving
+    return state
+
+
+# --- endpoints ---------------------------------------------------------------------------
+
+
+def _model_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
+
+    @router.post("/{name}/predict", response_model=PredictResponse, tags=["predict"],
+                 openapi_extra=request_body_schema(PredictRequest),
+                 summary="Classify texts with the production version")
+    async def predict(name: str, request: Request, key: PredictKey) -> Response:
+        started = time.perf_counter()
+        state = _state(request)
+        settings = state.config.serving
+        served = state.manager.get(name)
+        data = await read_json_body(request, settings.max_body_bytes)
+        texts = parse_body(PredictRequest, data).all_texts()
+        check_texts(texts, settings)
+        slot = served.current()
+        probabilities = await served.batcher.predict(slot.predictor, texts)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        body = _predictions(state, name, slot, texts, probabilities.tolist(), latency_ms)
+        return JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
+                                           HASH_HEADER: slot.content_hash})
+
+    @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
+                 openapi_extra=request_body_schema(FeedbackRequest),
+                 summary="Send true labels for earlier predictions")
+    async def send_feedback(name: str, request: Request, key: PredictKey) -> FeedbackResponse:
+        state = _state(request)
+        state.manager.get(name)
+        data = await read_json_body(request, state.config.serving.max_body_bytes)
+        items = parse_body(FeedbackRequest, data).feedback
+        received = time.time()
+        records: list[FeedbackRecord] = []
+        for item in items:
+            known = state.predictions.get(item.prediction_id)
+            if known is not None and known.model != name:
+                known = None
+            records.append(FeedbackRecord(
+                prediction_id=item.prediction_id, model=name, label=item.label,
+                version=None if known is None else known.version,
+                predicted_class=None if known is None else known.predicted_class,
+                key_id=key.key_id, received_at=received,
+            ))
+        await anyio.to_thread.run_sync(state.feedback.record, records)
+        matched = 0
+        for record in records:
+            if record.correct is None:
+                continue
+            matched += 1
+            _report(state, {"prediction_correct": 1.0 if record.correct else 0.0},
+                    {"model": name, "version": str(record.version),
+                     "class": str(record.predicted_class), "label": record.label})
+        return FeedbackResponse(accepted=len(records), matched=matched)
+
+    @router.get("", response_model=ModelListResponse, tags=["models"],
+                summary="Describe every served model")
+    async def list_models(request: Request, key: PredictKey) -> ModelListResponse:
+        manager = _state(request).manager
+        return ModelListResponse(models=[
+            ModelStatusResponse(**served.status().to_dict())
+            for served in manager.models.values()
+        ])
+
+    @router.get("/{name}", response_model=ModelStatusResponse, tags=["models"],
+                summary="Describe one served model")
+    async def describe_model(name: str, request: Request, key: PredictKey) -> ModelStatusResponse:
+        return _status(_state(request).manager.get(name))
+
+    @router.post("/{name}/deploy", response_model=ModelStatusResponse, tags=["admin"],
+                 openapi_extra=request_body_schema(DeployRequest),
+                 summary="Point production at a version and serve it (hot swap)")
+    async def deploy(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
+        state = _state(request)
+        served = state.manager.get(name)
+        data = await read_json_body(request, state.config.serving.max_body_bytes)
+        version = parse_body(DeployRequest, data).version
+        await state.manager.deploy(name, version, actor=_actor(key))
+        return _status(served)
+
+    @router.post("/{name}/rollback", response_model=ModelStatusResponse, tags=["admin"],
+                 summary="Move production back to its previous version")
+    async def rollback(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
+        state = _state(request)
+        served = state.manager.get(name)
+        await state.manager.rollback(name, actor=_actor(key))
+        return _status(served)
+
+    @router.post("/{name}/reload", response_model=ModelStatusResponse, tags=["admin"],
+                 summary="Load the production version again from the registry")
+    async def reload(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
+        state = _state(request)
+        served = state.manager.get(name)
+        await state.manager.sync(name, force=True)
+        return _status(served)
+
+    return router
+
+
+def _probe_router() -> APIRouter:
+    router = APIRouter(tags=["probes"])
+
+    @router.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: every served model is loaded",
+                responses={503: {"description": "a model is not loaded"}})
+    async def readyz(request: Request) -> Response:
+        manager = _state(request).manager
+        models = {name: served.status().to_dict() for name, served in manager.models.items()}
+        ready = manager.ready
+        return JSONResponse({"ready": ready, "models": models},
+                            status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        state = _state(request)
+        if state.insights is not None:
+            state.metrics.set_insights(state.insights.stats)
+        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _predictions(
+    state: ServingState,
+    name: str,
+    slot: ModelSlot,
+    texts: list[str],
+    rows: list[list[float]],
+    latency_ms: float,
+) -> dict[str, Any]:
+    labels = slot.labels
+    version = str(slot.version)
+    now = time.time()
+    remember = state.predictions.remember
+    predictions: list[dict[str, Any]] = []
+    for text, row in zip(texts, rows, strict=True):
+        best = max(range(len(row)), key=row.__getitem__)
+        predicted, confidence = labels[best], row[best]
+        prediction_id = uuid.uuid4().hex
+        predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
+                            "probabilities": dict(zip(labels, row, strict=True))})
+        _report(state, {"model_confidence": confidence, "text_length": len(text),
+                        "latency_ms": latency_ms},
+                {"model": name, "version": version, "class": predicted}, timestamp=now)
+        remember(prediction_id, RecordedPrediction(name, slot.version, predicted, now))
+    state.metrics.predictions.labels(name, version).inc(len(texts))
+    return {"model": name, "version": slot.version, "predictions": predictions}
+
+
+def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],
+            timestamp: float | None = None) -> None:
+    insights = state.insights
+    if insights is None:
+        return
+    try:
+        insights.report(values, tags, timestamp=timestamp)
+    except ConflictError:  # the client closed during shutdown: the answer still goes out
+        logger.debug("insights client closed; not reporting %s", sorted(values))
+
+
+def _status(served: ServedModel) -> ModelStatusResponse:
+    return ModelStatusResponse(**served.status().to_dict())
+
+
+def _actor(key: ApiKeyInfo) -> str:
+    return f"api-key:{key.key_id}:{key.name}"
+
+
+async def _refresh_gauges(state: ServingState) -> None:
+    """Keep the insights gauges current in every worker (multiprocess mode merges them)."""
+    while True:
+        if state.insights is not None:
+            state.metrics.set_insights(state.insights.stats)
+        await anyio.sleep(GAUGE_REFRESH_SECONDS)

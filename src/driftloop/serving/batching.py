@@ -1,0 +1,167 @@
+"""Micro-batching: concurrent requests for one model share one predictor call.
+
+Each served model has one :class:`MicroBatcher`. A request puts its texts on the batcher's
+queue together with the :class:`~driftloop.serving.slots.ModelSlot` it took when it started
+(so a request always finishes on the version it began with, across a hot swap); the batcher's
+task collects requests until ``max_batch_size`` texts are waiting or ``max_batch_wait_ms`` has
+passed since the first, then runs the predictor in the model's worker thread. While one batch
+runs, the next one fills up, so under load batches grow by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from driftloop.errors import BackendUnavailableError
+from driftloop.trainers.base import Predictor
+
+logger = logging.getLogger(__name__)
+
+BatchObserver = Callable[[int], None]
+"""Called with the number of texts of every predictor call."""
+
+
+@dataclass(eq=False)
+class _Request:
+    predictor: Predictor
+    texts: Sequence[str]
+    future: asyncio.Future[NDArray[np.float64]]
+
+
+@dataclass(eq=False)
+class _Group:
+    predictor: Predictor
+    requests: list[_Request] = field(default_factory=list)
+
+
+class MicroBatcher:
+    """Collects concurrent predict requests into batches for a model's worker thread."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_batch_size: int,
+        max_batch_wait_ms: float,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_batch_wait_ms / 1000.0
+        self.observer = observer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._carry: _Request | None = None
+        self._inflight: list[_Request] = []
+        self._closed = False
+
+    async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
+        if self._closed:
+            raise BackendUnavailableError(f"model {self.name!r} is shutting down")
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._run(self._queue), name=f"batcher-{self.name}")
+        request = _Request(predictor, texts, loop.create_future())
+        self._queue.put_nowait(request)
+        return await request.future
+
+    async def _run(self, queue: asyncio.Queue[_Request]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = self._carry or await queue.get()
+            self._carry = None
+            batch = [first]
+            size = len(first.texts)
+            deadline = loop.time() + self.max_wait
+            while size < self.max_batch_size:
+                try:
+                    following = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        following = await asyncio.wait_for(queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if size + len(following.texts) > self.max_batch_size:
+                    self._carry = following
+                    break
+                batch.append(following)
+                size += len(following.texts)
+            live = [r for r in batch if not r.future.done()]
+            if not live:
+                continue
+            groups = _group_by_predictor(live)
+            self._inflight = live  # failed by close() if the task is cancelled meanwhile
+            try:
+                results = await loop.run_in_executor(self._executor, self._compute, groups)
+            except Exception as exc:
+                self._inflight = []
+                for request in live:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            self._inflight = []
+            for request, probabilities in zip(live, results, strict=True):
+                if not request.future.done():
+                    request.future.set_result(probabilities)
+
+    def _compute(self, groups: list[_Group]) -> list[NDArray[np.float64]]:
+        """Runs in the worker thread: one predictor call per slot (chunked to the batch size)."""
+        results: list[NDArray[np.float64]] = []
+        for group in groups:
+            texts = [text for request in group.requests for text in request.texts]
+            chunks: list[NDArray[np.float64]] = []
+            for start in range(0, len(texts), self.max_batch_size):
+                chunk = texts[start:start + self.max_batch_size]
+                chunks.append(group.predictor.predict_proba(chunk))
+                if self.observer is not None:
+                    self.observer(len(chunk))
+            probabilities = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            offset = 0
+            for request in group.requests:
+                results.append(probabilities[offset:offset + len(request.texts)])
+                offset += len(request.texts)
+        return results
+
+    async def close(self) -> None:
+        """Stop taking requests; fail what is still queued; release the worker thread."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        pending = [*self._inflight, *([self._carry] if self._carry else [])]
+        if self._queue is not None:
+            while not self._queue.empty():
+                pending.append(self._queue.get_nowait())
+        for request in pending:
+            if not request.future.done():
+                request.future.set_exception(
+                    BackendUnavailableError(f"model {self.name!r} is shutting down"))
+        self._executor.shutdown(wait=True)
+
+
+def _group_by_predictor(requests: list[_Request]) -> list[_Group]:
+    """Requests in order, grouped by the predictor they started on (results keep that order)."""
+    groups: dict[int, _Group] = {}
+    for request in requests:
+        group = groups.get(id(request.predictor))
+        if group is None:
+            group = groups[id(request.predictor)] = _Group(request.predictor)
+        group.requests.append(request)
+    ordered: list[_Request] = [r for g in groups.values() for r in g.requests]
+    requests[:] = ordered
+    return list(groups.values())

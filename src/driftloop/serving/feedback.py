@@ -1,0 +1,104 @@
+"""Ground-truth feedback: true labels for earlier predictions, by prediction id.
+
+The server remembers its most recent predictions (:class:`PredictionLog`, bounded) so that a
+label arriving for one of them becomes a ``prediction_correct`` insight (1 or 0, tagged with the
+model, the version and the predicted class) that realized-accuracy monitors aggregate. Every
+label is stored (:class:`FeedbackStore`), known prediction or not, for later retraining.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+
+from driftloop.errors import BackendUnavailableError
+from driftloop.serving.tables import feedback
+from driftloop.store import Database
+
+DEFAULT_REMEMBERED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedPrediction:
+    model: str
+    version: int
+    predicted_class: str
+    timestamp: float
+
+
+class PredictionLog:
+    """The last ``capacity`` predictions by id (oldest forgotten first); event-loop only."""
+
+    def __init__(self, capacity: int = DEFAULT_REMEMBERED) -> None:
+        self.capacity = capacity
+        self._entries: dict[str, RecordedPrediction] = {}
+
+    def remember(self, prediction_id: str, prediction: RecordedPrediction) -> None:
+        entries = self._entries
+        entries[prediction_id] = prediction
+        if len(entries) > self.capacity:
+            del entries[next(iter(entries))]
+
+    def get(self, prediction_id: str) -> RecordedPrediction | None:
+        return self._entries.get(prediction_id)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One true label, with what the server knew of the prediction."""
+
+    prediction_id: str
+    model: str
+    label: str
+    version: int | None
+    predicted_class: str | None
+    key_id: str | None
+    received_at: float
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.predicted_class is None else self.predicted_class == self.label
+
+
+class FeedbackStore:
+    """Stores feedback rows in ``serving_feedback``."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def record(self, records: Sequence[FeedbackRecord]) -> int:
+        if not records:
+            return 0
+        rows = [
+            {"prediction_id": r.prediction_id, "model": r.model, "label": r.label,
+             "version": r.version, "predicted_class": r.predicted_class, "correct": r.correct,
+             "key_id": r.key_id, "received_at": r.received_at}
+            for r in records
+        ]
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(feedback.insert(), rows)
+        except SQLAlchemyError as exc:
+            raise BackendUnavailableError(
+                f"feedback: cannot write to the store {self.database.safe_url}: {exc}") from exc
+        return len(rows)
+
+    def list(self, model: str | None = None, *, limit: int = 1000) -> list[FeedbackRecord]:
+        query = sa.select(feedback).order_by(feedback.c.feedback_id).limit(limit)
+        if model is not None:
+            query = query.where(feedback.c.model == model)
+        with self.database.engine.connect() as connection:
+            return [
+                FeedbackRecord(
+                    prediction_id=row["prediction_id"], model=row["model"], label=row["label"],
+                    version=row["version"], predicted_class=row["predicted_class"],
+                    key_id=row["key_id"], received_at=float(row["received_at"]),
+                )
+                for row in connection.execute(query).mappings()
+            ]

@@ -1,0 +1,201 @@
+"""Request and response bodies of the serving API, and how request bodies are read.
+
+Bodies are read by :func:`read_json_body`, not by FastAPI's automatic parsing, so every bad
+request gets our own JSON error naming what is wrong: a body over ``serving.max_body_bytes``
+(413, counted while streaming, whatever ``Content-Length`` claims), bytes that are not UTF-8,
+malformed JSON, and wrong types (422). The schemas still appear in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from starlette.requests import Request
+
+from driftloop.config import ServingConfig
+from driftloop.errors import InvalidInputError, PayloadTooLargeError
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PredictRequest(_Strict):
+    """``{"texts": [...]}`` or ``{"text": "..."}``."""
+
+    texts: list[StrictStr] | None = Field(None, description="texts to classify")
+    text: StrictStr | None = Field(None, description="one text to classify")
+
+    def all_texts(self) -> list[str]:
+        if (self.texts is None) == (self.text is None):
+            raise InvalidInputError("send exactly one of 'texts' (a list) or 'text' (a string)")
+        texts = self.texts if self.texts is not None else [self.text or ""]
+        if not texts:
+            raise InvalidInputError("'texts' is empty: send at least one text")
+        return texts
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="prediction id, for feedback")
+    class_: str = Field(alias="class", description="the most probable class")
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+class DeployRequest(_Strict):
+    version: StrictInt = Field(ge=1)
+
+
+class FeedbackItem(_Strict):
+    prediction_id: StrictStr = Field(min_length=1, max_length=64)
+    label: StrictStr = Field(min_length=1, max_length=256)
+
+
+class FeedbackRequest(_Strict):
+    feedback: list[FeedbackItem] = Field(min_length=1)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+    matched: int
+    """Labels for predictions this server still remembered (reported as insights)."""
+
+
+class ModelStatusResponse(BaseModel):
+    name: str
+    ready: bool
+    version: int | None
+    content_hash: str | None
+    labels: list[str]
+    loaded_at: float | None
+    created_at: str | None
+    deployed_at: str | None
+    error: str | None
+
+
+class ModelListResponse(BaseModel):
+    models: list[ModelStatusResponse]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    limit: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a body that the endpoint reads itself (nested models
+    inlined, so the schema stands alone in the OpenAPI document)."""
+    schema = model.model_json_schema()
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                return inline(definitions[reference.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+class LimitError(PayloadTooLargeError):
+    """A configured limit was exceeded; :attr:`limit` names the ``serving.*`` key."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class InvalidTextError(InvalidInputError):
+    """A text breaks a configured limit that is not about size of the whole request."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    """The parsed JSON body; 413 past ``max_bytes``, 422 for non-UTF-8 or malformed JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise LimitError(
+            f"request body of {declared} bytes exceeds serving.max_body_bytes ({max_bytes})",
+            "serving.max_body_bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise LimitError(
+                f"request body exceeds serving.max_body_bytes ({max_bytes} bytes)",
+                "serving.max_body_bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidInputError("the request body is empty: send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the request body is not valid UTF-8 (byte {exc.start}): send UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InvalidInputError("malformed JSON: nested too deeply") from None
+
+
+def parse_body(model: type[Body], data: Any) -> Body:
+    """Validate parsed JSON against a request model; 422 naming each bad field."""
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"expected a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for item in exc.errors():
+            location = ".".join(str(part) for part in item["loc"]) or "<body>"
+            message = item["msg"]
+            if item["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append(f"{location}: {message}")
+        raise InvalidInputError("invalid request: " + "; ".join(problems)) from None
+
+
+def check_texts(texts: list[str], settings: ServingConfig) -> None:
+    """Apply ``serving.max_texts_per_request`` (413) and ``serving.max_text_chars`` (422)."""
+    if len(texts) > settings.max_texts_per_request:
+        raise LimitError(
+            f"{len(texts)} texts in one request exceed serving.max_texts_per_request "
+            f"({settings.max_texts_per_request})", "serving.max_texts_per_request")
+    for index, text in enumerate(texts):
+        if len(text) > settings.max_text_chars:
+            raise InvalidTextError(
+                f"text {index} has {len(text)} characters, more than serving.max_text_chars "
+                f"({settings.max_text_chars})", "serving.max_text_chars")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(
+                f"text {index} contains an unpaired surrogate escape: not valid Unicode") from None

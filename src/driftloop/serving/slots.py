@@ -1,0 +1,250 @@
+"""Hot swap: each served model holds a :class:`ModelSlot` that is replaced by reference.
+
+A new version is loaded (and tried on one text) beside the old one, off the event loop; only
+then is ``served.slot`` reassigned, one atomic store. A request takes the slot once, when it
+starts, so it finishes on the version it began with while new requests get the new one; the old
+predictor is freed when its last request is done.
+
+:class:`ModelSlotManager` loads the ``production`` version of every served model at start-up,
+moves it on admin calls (deploy, rollback, reload) and polls the source every
+``serving.registry_poll_interval`` so a deploy made by another process reaches this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from driftloop.config import ServingConfig
+from driftloop.errors import BackendUnavailableError, DriftloopError, IntegrityError, NotFoundError
+from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.prometheus import ServingMetrics
+from driftloop.serving.sources import PRODUCTION, ModelSource, ModelVersionLike
+from driftloop.trainers.base import Predictor
+
+logger = logging.getLogger(__name__)
+
+WARM_UP_TEXT = "driftloop warm-up"
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One loaded version: immutable; a swap installs a new slot."""
+
+    name: str
+    version: int
+    content_hash: str
+    predictor: Predictor
+    loaded_at: float
+    info: ModelVersionLike
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.predictor.labels
+
+
+@dataclass(frozen=True)
+class ServedModelStatus:
+    """What ``GET /v1/models/{name}`` reports."""
+
+    name: str
+    ready: bool
+    version: int | None
+    content_hash: str | None
+    labels: list[str]
+    loaded_at: float | None
+    created_at: str | None
+    deployed_at: str | None
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "ready": self.ready, "version": self.version,
+            "content_hash": self.content_hash, "labels": self.labels,
+            "loaded_at": self.loaded_at, "created_at": self.created_at,
+            "deployed_at": self.deployed_at, "error": self.error,
+        }
+
+
+class ServedModel:
+    """A model name being served: its current slot, its batcher and its swap lock."""
+
+    def __init__(self, name: str, batcher: MicroBatcher) -> None:
+        self.name = name
+        self.batcher = batcher
+        self.slot: ModelSlot | None = None
+        self.lock = asyncio.Lock()
+        self.last_error: str | None = None
+
+    def current(self) -> ModelSlot:
+        slot = self.slot
+        if slot is None:
+            reason = f": {self.last_error}" if self.last_error else ""
+            raise BackendUnavailableError(
+                f"model {self.name!r} has no loaded {PRODUCTION} version yet{reason}")
+        return slot
+
+    def status(self) -> ServedModelStatus:
+        slot = self.slot
+        if slot is None:
+            return ServedModelStatus(self.name, False, None, None, [], None, None, None,
+                                     self.last_error)
+        return ServedModelStatus(
+            self.name, True, slot.version, slot.content_hash, list(slot.labels), slot.loaded_at,
+            _timestamp(getattr(slot.info, "created_at", None)),
+            _timestamp(getattr(slot.info, "deployed_at", None)),
+            self.last_error,
+        )
+
+
+class ModelSlotManager:
+    """Loads, swaps and polls the served models."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        names: Iterable[str],
+        settings: ServingConfig,
+        metrics: ServingMetrics,
+        *,
+        on_swap: Callable[[ModelSlot], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.metrics = metrics
+        self.on_swap = on_swap
+        self.models: dict[str, ServedModel] = {}
+        for name in names:
+            batcher = MicroBatcher(
+                name,
+                max_batch_size=settings.max_batch_size,
+                max_batch_wait_ms=settings.max_batch_wait_ms,
+                observer=metrics.batch_size.labels(name).observe,
+            )
+            self.models[name] = ServedModel(name, batcher)
+        self._poller: asyncio.Task[None] | None = None
+
+    def get(self, name: str) -> ServedModel:
+        served = self.models.get(name)
+        if served is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise NotFoundError(f"model {name!r} is not served here; served models: {known}")
+        return served
+
+    @property
+    def ready(self) -> bool:
+        return all(m.slot is not None for m in self.models.values())
+
+    async def start(self, *, poll: bool = True) -> None:
+        """Load every model's production version (a model without one stays not ready and is
+        retried by the poller); then start polling."""
+        for served in self.models.values():
+            try:
+                await self.sync(served.name)
+            except DriftloopError as exc:
+                served.last_error = exc.message
+                logger.warning("model %s not loaded at start-up: %s", served.name, exc.message)
+        if poll and self._poller is None and self.settings.registry_poll_interval > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        for served in self.models.values():
+            await served.batcher.close()
+
+    async def sync(self, name: str, *, force: bool = False) -> ModelSlot:
+        """Serve what ``production`` points at now (reloading it when ``force``)."""
+        served = self.get(name)
+        info = await asyncio.to_thread(self.source.resolve, name, PRODUCTION)
+        async with served.lock:
+            current = served.slot
+            if (not force and current is not None and current.version == info.version
+                    and current.content_hash == info.content_hash):
+                return current
+            slot = await self._load(info)
+            self._install(served, slot)
+            return slot
+
+    async def deploy(self, name: str, version: int, *, actor: str) -> ModelSlot:
+        """Load ``version`` beside the current one, point ``production`` at it, swap."""
+        served = self.get(name)
+        async with served.lock:
+            info = await asyncio.to_thread(self.source.get_version, name, version)
+            slot = await self._load(info)
+            await asyncio.to_thread(self.source.set_alias, name, PRODUCTION, version, actor=actor)
+            deployed = await asyncio.to_thread(self.source.get_version, name, version)
+            slot = dataclasses.replace(slot, info=deployed)  # now with its deployed_at
+            self._install(served, slot)
+            return slot
+
+    async def rollback(self, name: str, *, actor: str) -> ModelSlot:
+        """Move ``production`` back to its previous version and serve it."""
+        served = self.get(name)
+        async with served.lock:
+            info = await asyncio.to_thread(self.source.rollback, name, actor=actor)
+            slot = await self._load(info)
+            self._install(served, slot)
+            return slot
+
+    async def _load(self, info: ModelVersionLike) -> ModelSlot:
+        def load_and_try() -> Predictor:
+            predictor = self.source.load(info)
+            probabilities = predictor.predict_proba([WARM_UP_TEXT])
+            if probabilities.shape != (1, len(predictor.labels)):
+                raise IntegrityError(
+                    f"{info.name} v{info.version}: predictor returned shape "
+                    f"{probabilities.shape} for 1 text and {len(predictor.labels)} labels")
+            return predictor
+
+        predictor = await asyncio.to_thread(load_and_try)
+        return ModelSlot(info.name, info.version, info.content_hash, predictor, time.time(), info)
+
+    def _install(self, served: ServedModel, slot: ModelSlot) -> None:
+        previous = served.slot
+        served.slot = slot  # the swap: one reference store
+        served.last_error = None
+        self.metrics.set_model_version(slot.name, slot.version, slot.content_hash)
+        if previous is None or previous.version != slot.version:
+            logger.info("serving %s v%d (%s)", slot.name, slot.version, slot.content_hash[:12])
+        if self.on_swap is not None:
+            self.on_swap(slot)
+
+    async def poll_once(self) -> None:
+        for served in self.models.values():
+            try:
+                await self.sync(served.name)
+            except DriftloopError as exc:
+                if served.last_error != exc.message:
+                    logger.warning("model %s: cannot follow %s: %s", served.name, PRODUCTION,
+                                   exc.message)
+                served.last_error = exc.message
+
+    async def _poll(self) -> None:
+        interval = self.settings.registry_poll_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.poll_once()
+            except Exception:
+                logger.exception("model poller failed; retrying in %.1fs", interval)
+
+
+def _timestamp(value: object) -> str | None:
+    if value is None:
+        return None
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return str(isoformat())
+    if isinstance(value, int | float):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value))
+    return str(value)

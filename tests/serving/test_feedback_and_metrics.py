@@ -1,0 +1,126 @@
+"""Feedback labels become stored rows and ``prediction_correct`` insights; ``/metrics``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from driftloop.insights import InsightsClient
+from driftloop.serving import FeedbackStore
+from driftloop.store import Database
+from driftloop.testing.transports import MemoryTransport
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
+    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
+    transport: MemoryTransport, database: Database,
+) -> None:
+    response = await client.post("/v1/models/reviews/predict",
+                                 json={"texts": ["tasty", "rude"]}, headers=predict_headers)
+    right, wrong = response.json()["predictions"]
+    feedback = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
+        "feedback": [
+            {"prediction_id": right["id"], "label": "Food - Positive"},
+            {"prediction_id": wrong["id"], "label": "Price - Negative"},
+            {"prediction_id": "unknown-id", "label": "Food - Negative"},
+        ]})
+    assert feedback.status_code == 200, feedback.text
+    assert feedback.json() == {"accepted": 3, "matched": 2}
+
+    rows = FeedbackStore(database).list("reviews")
+    assert [(r.prediction_id, r.label, r.predicted_class, r.version, r.correct) for r in rows] == [
+        (right["id"], "Food - Positive", "Food - Positive", 1, True),
+        (wrong["id"], "Price - Negative", "Service - Negative", 1, False),
+        ("unknown-id", "Food - Negative", None, None, None),
+    ]
+    assert all(r.key_id for r in rows)
+
+    assert insights.flush()
+    correct = [p for p in transport.points if p.name == "prediction_correct"]
+    assert [(p.value, dict(p.tags)) for p in correct] == [
+        (1.0, {"model": "reviews", "version": "1", "class": "Food - Positive",
+               "label": "Food - Positive"}),
+        (0.0, {"model": "reviews", "version": "1", "class": "Service - Negative",
+               "label": "Price - Negative"}),
+    ]
+
+
+@pytest.mark.parametrize("body", [
+    {"feedback": []}, {"feedback": [{"prediction_id": "x"}]},
+    {"feedback": [{"prediction_id": "x", "label": ""}]}, {"labels": []},
+])
+async def test_bad_feedback_is_422(
+    client: httpx.AsyncClient, predict_headers: dict[str, str], body: dict[str, object]
+) -> None:
+    response = await client.post("/v1/models/reviews/feedback", json=body,
+                                 headers=predict_headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["type"] == "InvalidInputError"
+
+
+async def test_metrics_exposition(
+    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
+) -> None:
+    for _ in range(3):
+        await client.post("/v1/models/reviews/predict", json={"texts": ["tasty", "rude"]},
+                          headers=predict_headers)
+    await client.post("/v1/models/reviews/predict", json={"text": "x"})  # 401
+    insights.flush()
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    route = 'route="/v1/models/{name}/predict"'
+    assert f'driftloop_http_requests_total{{method="POST",{route},status="200"}} 3.0' in text
+    assert f'driftloop_http_requests_total{{method="POST",{route},status="401"}} 1.0' in text
+    assert f'driftloop_http_request_duration_seconds_count{{method="POST",{route}}} 4.0' in text
+    assert 'driftloop_predictions_total{model="reviews",version="1"} 6.0' in text
+    assert 'driftloop_batch_size_bucket{le="2.0",model="reviews"}' in text
+    assert 'driftloop_model_version_info{content_hash="' in text
+    assert 'model="reviews",version="1"} 1.0' in text
+    assert "driftloop_insights_queue_depth 0.0" in text
+    assert 'driftloop_insights_points{outcome="published"} 18.0' in text
+    assert 'driftloop_insights_points{outcome="spooled"} 0.0' in text
+    assert 'driftloop_insights_points{outcome="replayed"} 0.0' in text
+    assert "driftloop_insights_outbox_pending_points 0.0" in text
+
+
+async def test_metrics_show_the_new_version_after_a_swap(
+    client: httpx.AsyncClient, admin_headers: dict[str, str],
+) -> None:
+    await client.post("/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers)
+    text = (await client.get("/metrics")).text
+    info = [line for line in text.splitlines()
+            if line.startswith("driftloop_model_version_info{")]
+    assert len(info) == 1
+    assert 'version="2"} 1.0' in info[0]
+    assert 'driftloop_model_swaps_total{model="reviews"} 1.0' in text
+
+
+def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR set, values from two processes add up in /metrics."""
+    script = textwrap.dedent("""
+        import sys
+        from driftloop.serving.prometheus import ServingMetrics
+        metrics = ServingMetrics()
+        metrics.observe_request("/v1/models/{name}/predict", "POST", 200, 0.01)
+        metrics.set_model_version("reviews", 3, "abc")
+        if sys.argv[1] == "show":
+            sys.stdout.write(metrics.exposition().decode())
+    """)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script, "write"], env=env, check=True)
+    shown = subprocess.run([sys.executable, "-c", script, "show"], env=env, check=True,
+                           capture_output=True, text=True).stdout
+    route = 'route="/v1/models/{name}/predict"'
+    assert f'driftloop_http_requests_total{{method="POST",{route},status="200"}} 2.0' in shown
+    assert 'driftloop_model_version_info{content_hash="abc",model="reviews",version="3"} 1.0' \
+        in shown

@@ -1,0 +1,439 @@
+""":class:`StoreDashboardData`: the dashboard's data read from the real components.
+
+Metric series come from the :class:`~driftloop.metrics.points.MetricStore`; monitor states,
+events and incidents from the monitor engine's tables; versions, aliases and deploys from the
+:class:`~driftloop.registry.ModelRegistry`; retrain jobs from the
+:class:`~driftloop.pipeline.queue.JobQueue`; notifications from the router's delivery log.
+Everything is read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, cast
+
+import sqlalchemy as sa
+
+from driftloop.config import Config, MonitorConfig
+from driftloop.dashboard.data import (
+    ActivityEvent,
+    ChartMark,
+    ChartPoint,
+    IncidentRecord,
+    JobRecord,
+    JobStepRecord,
+    MarkKind,
+    MetricChart,
+    ModelSummary,
+    MonitorStatus,
+    TimelineEntry,
+    VersionRecord,
+    worst_state,
+)
+from driftloop.errors import InvalidInputError
+from driftloop.metrics.points import MetricStore
+from driftloop.monitors.events import MonitorState
+from driftloop.monitors.history import MonitorStateStore
+from driftloop.monitors.incidents import IncidentStatus, IncidentStore
+from driftloop.monitors.tables import monitor_events
+from driftloop.monitors.thresholds import reference_value, resolve_thresholds
+from driftloop.notify.tables import notify_deliveries, notify_events
+from driftloop.pipeline.queue import JobQueue, JobStep
+from driftloop.registry import PRODUCTION, ModelRegistry
+from driftloop.store import Database
+
+MAX_CHART_POINTS = 100_000
+_ROW_LIMIT = 5_000
+_INCIDENT_LIMIT = 100
+
+
+def _tags(text: str | None) -> dict[str, str]:
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(key): str(value) for key, value in parsed.items()}
+
+
+def _watches(monitor: MonitorConfig, model: str) -> bool:
+    """Whether a monitor says something about ``model``."""
+    pinned = monitor.filter.get("model")
+    if pinned is not None:
+        return pinned == model
+    return True
+
+
+class StoreDashboardData:
+    """:class:`~driftloop.dashboard.data.DashboardData` on the store, registry and job queue."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        metric_store: MetricStore,
+        monitors: list[MonitorConfig],
+        registry: ModelRegistry | None = None,
+        jobs: JobQueue | None = None,
+        models: list[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.database = database
+        self.metric_store = metric_store
+        self.monitors = list(monitors)
+        self.registry = registry
+        self.job_queue = jobs or JobQueue(database)
+        self.configured_models = list(models or [])
+        self.clock = clock
+        self.state_store = MonitorStateStore(database)
+        self.incident_store = IncidentStore(database, clock=clock)
+
+    @classmethod
+    def from_config(cls, config: Config) -> StoreDashboardData:
+        """Open the configured store, metric store and registry."""
+        from driftloop.metrics.sql import SqlMetricStore
+        from driftloop.store import open_database
+
+        database = open_database(config.store, base_dir=config.base_dir)
+        return cls(
+            database=database,
+            metric_store=SqlMetricStore.from_config(database, config.metrics),
+            monitors=config.monitors,
+            registry=ModelRegistry.from_config(config),
+            jobs=JobQueue(database, cooldown=config.pipeline.cooldown),
+            models=sorted(config.models),
+        )
+
+    # -- DashboardData -----------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock()
+
+    def models(self) -> list[ModelSummary]:
+        names = set(self.configured_models)
+        if self.registry is not None:
+            names.update(self.registry.list_models())
+        states = self.monitor_states()
+        names.update(s.model for s in states if s.model)
+        open_counts: dict[str, int] = {}
+        for incident in self.incident_store.list_incidents(IncidentStatus.OPEN, limit=1000):
+            if incident.model:
+                names.add(incident.model)
+                open_counts[incident.model] = open_counts.get(incident.model, 0) + 1
+        summaries = []
+        for name in sorted(names):
+            aliases = self.registry.aliases(name) if self.registry is not None else {}
+            summaries.append(ModelSummary(
+                name=name,
+                production_version=aliases.get(PRODUCTION),
+                aliases=aliases,
+                worst_state=worst_state([s.state for s in states if s.model == name]),
+                open_incidents=open_counts.get(name, 0),
+            ))
+        return summaries
+
+    def monitor_states(self, model: str | None = None) -> list[MonitorStatus]:
+        states = sorted(self.state_store.load_states().values(),
+                        key=lambda s: (s.monitor, s.group_key))
+        found = [
+            MonitorStatus(
+                monitor=s.monitor, group=dict(s.group), state=str(s.state), since=s.since,
+                value=s.value, threshold=s.threshold, last_evaluated=s.last_evaluated,
+                incident_id=s.incident_id,
+            )
+            for s in states
+        ]
+        if model is None:
+            return found
+        return [s for s in found if s.model == model or (s.model is None and self._global(s))]
+
+    def _global(self, status: MonitorStatus) -> bool:
+        monitor = self._monitor(status.monitor)
+        return monitor is not None and "model" not in monitor.group_by
+
+    def _monitor(self, name: str) -> MonitorConfig | None:
+        return next((m for m in self.monitors if m.name == name), None)
+
+    def charts(self, model: str, start: float, end: float, *, max_points: int) -> list[MetricChart]:
+        if not end > start:
+            raise InvalidInputError(f"the time range is empty: start {start} >= end {end}")
+        if not 1 <= max_points <= MAX_CHART_POINTS:
+            raise InvalidInputError(f"max_points must be within 1..{MAX_CHART_POINTS}")
+        step = max(1.0, math.ceil((end - start) / max_points))
+        states = self.monitor_states(model)
+        marks_by_monitor = self._marks(model, start, end)
+        reference_profile = self._production_reference(model)
+        charts = []
+        for monitor in self.monitors:
+            if not _watches(monitor, model):
+                continue
+            series_filter = dict(monitor.filter)
+            if "model" in monitor.group_by or "model" in monitor.filter:
+                series_filter["model"] = model
+            series = self.metric_store.series(monitor.metric, start, end, step,
+                                              filter=series_filter)
+            reference = reference_value(reference_profile, monitor.metric, monitor.aggregation)
+            resolved = resolve_thresholds(monitor, reference)
+            direction: Literal["below", "above", "none"] = (
+                "below" if monitor.below is not None
+                else "above" if monitor.above is not None else "none"
+            )
+            monitor_state = worst_state([s.state for s in states if s.monitor == monitor.name])
+            charts.append(MetricChart(
+                monitor=monitor.name,
+                metric=monitor.metric,
+                aggregation=monitor.aggregation,
+                direction=direction,
+                warning=resolved.warning,
+                critical=resolved.critical,
+                state=monitor_state,
+                step=step,
+                points=[ChartPoint(p.timestamp, p.avg, p.min, p.max, p.count) for p in series],
+                marks=marks_by_monitor.get(monitor.name, []) + marks_by_monitor.get("", []),
+            ))
+        return charts
+
+    def _production_reference(self, model: str) -> Any:
+        if self.registry is None:
+            return None
+        aliases = self.registry.aliases(model)
+        if PRODUCTION not in aliases:
+            return None
+        return self.registry.get_version(model, aliases[PRODUCTION]).reference
+
+    def _marks(self, model: str, start: float, end: float) -> dict[str, list[ChartMark]]:
+        """Marks per monitor name; ``""`` holds those for every chart (deploys)."""
+        marks: dict[str, list[ChartMark]] = {}
+        events = self.state_store.list_events(model=model, since=start, limit=_ROW_LIMIT)
+        for event in reversed(events):
+            if event.renotification or event.timestamp >= end:
+                continue
+            kind: MarkKind = (
+                "recovery" if event.state == MonitorState.OK
+                else "incident" if event.state in {MonitorState.WARN, MonitorState.ALERT}
+                else "state"
+            )
+            marks.setdefault(event.monitor, []).append(
+                ChartMark(event.timestamp, kind, f"{event.previous}→{event.state}")
+            )
+        if self.registry is not None:
+            for change in self.registry.alias_history(model):
+                at = change.changed_at.timestamp()
+                if change.alias == PRODUCTION and start <= at < end:
+                    label = f"{change.action} v{change.version}"
+                    marks.setdefault("", []).append(ChartMark(at, "deploy", label))
+        return marks
+
+    def incidents(self, model: str | None = None, *, since: float | None = None) -> list[
+        IncidentRecord
+    ]:
+        records = []
+        for listed in self.incident_store.list_incidents(model=model, limit=_INCIDENT_LIMIT):
+            recent = since is None or listed.opened_at >= since or (
+                listed.resolved_at is None or listed.resolved_at >= since
+            )
+            if not recent:
+                continue
+            incident = self.incident_store.get_incident(listed.incident_id)
+            records.append(IncidentRecord(
+                incident_id=incident.incident_id, model=incident.model,
+                monitor=incident.monitor, title=incident.title, status=str(incident.status),
+                severity=incident.severity, opened_at=incident.opened_at,
+                resolved_at=incident.resolved_at,
+                timeline=[TimelineEntry(e.timestamp, e.kind, e.message)
+                          for e in incident.timeline],
+            ))
+        return records
+
+    def versions(self, model: str) -> list[VersionRecord]:
+        if self.registry is None:
+            return []
+        aliases = self.registry.aliases(model)
+        records = []
+        for version in reversed(self.registry.list_versions(model)):
+            evaluation = version.evaluation
+            records.append(VersionRecord(
+                version=version.version,
+                content_hash=version.content_hash,
+                trainer=version.trainer,
+                trigger=version.trigger,
+                created_at=version.created_at.timestamp(),
+                deployed_at=None if version.deployed_at is None
+                else version.deployed_at.timestamp(),
+                accuracy=None if evaluation is None else evaluation.accuracy,
+                macro_f1=None if evaluation is None else evaluation.macro_f1,
+                ece=None if evaluation is None else evaluation.ece,
+                aliases=sorted(a for a, v in aliases.items() if v == version.version),
+            ))
+        return records
+
+    def jobs(self, model: str | None = None) -> list[JobRecord]:
+        records = []
+        for job in self.job_queue.list(model=model, limit=50):
+            # JobQueue.steps is annotated inside a class with a method named ``list``: cast.
+            job_steps = cast("list[JobStep]", self.job_queue.steps(job.job_id))
+            steps = [JobStepRecord(s.step, s.started_at, s.finished_at, s.outcome, s.log)
+                     for s in job_steps]
+            records.append(JobRecord(
+                job_id=job.job_id, model=job.model, state=job.state.value,
+                incident_id=job.incident_id, trigger=job.trigger, reason=job.reason,
+                candidate_version=job.candidate_version, error=job.error,
+                created_at=job.created_at, finished_at=job.finished_at, steps=steps,
+            ))
+        return records
+
+    def activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
+        found: list[ActivityEvent] = []
+        found.extend(self._state_changes(model, start, end))
+        found.extend(self._notifications(model, start, end))
+        found.extend(self._incident_activity(model, start, end))
+        found.extend(self._job_activity(model, start, end))
+        found.extend(self._deploys(model, start, end))
+        found.sort(key=lambda event: event.timestamp)
+        return found
+
+    def _state_changes(self, model: str | None, start: float,
+                       end: float) -> list[ActivityEvent]:
+        events = self.state_store.list_events(model=model, since=start, limit=_ROW_LIMIT)
+        return [
+            ActivityEvent(
+                timestamp=event.timestamp, kind="state_change", model=event.model,
+                title=f"{event.monitor}: {event.previous} → {event.state}"
+                + (" (renotification)" if event.renotification else ""),
+                details={
+                    "event_id": event.event_id, "monitor": event.monitor,
+                    "group": dict(event.group), "previous": str(event.previous),
+                    "state": str(event.state), "value": event.value,
+                    "threshold": event.threshold, "incident_id": event.incident_id,
+                    "message": event.message, "handles": list(event.handles),
+                    "renotification": event.renotification,
+                },
+            )
+            for event in reversed(events)
+            if event.timestamp < end
+        ]
+
+    def _notifications(self, model: str | None, start: float,
+                       end: float) -> list[ActivityEvent]:
+        query = (
+            sa.select(notify_deliveries, notify_events.c.monitor, notify_events.c.group_json,
+                      notify_events.c.incident_id, notify_events.c.state)
+            .join(notify_events, notify_events.c.event_id == notify_deliveries.c.event_id)
+            .where(notify_deliveries.c.created_at >= start,
+                   notify_deliveries.c.created_at < end)
+            .order_by(notify_deliveries.c.created_at).limit(_ROW_LIMIT)
+        )
+        with self.database.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        found = []
+        for row in rows:
+            group = _tags(row["group_json"])
+            if model is not None and group.get("model") != model:
+                continue
+            found.append(ActivityEvent(
+                timestamp=row["created_at"], kind="notification", model=group.get("model"),
+                title=f"@{row['notifier']} {row['status']} ({row['monitor']} {row['state']})",
+                details={
+                    "event_id": row["event_id"], "notifier": row["notifier"],
+                    "attempt": row["attempt"], "status": row["status"],
+                    "http_status": row["http_status"], "error": row["error"],
+                    "incident_id": row["incident_id"], "monitor": row["monitor"],
+                    "state": row["state"],
+                },
+            ))
+        return found
+
+    def _incident_activity(self, model: str | None, start: float,
+                           end: float) -> list[ActivityEvent]:
+        found: list[ActivityEvent] = []
+        for incident in self.incidents(model, since=start):
+            base = {"incident_id": incident.incident_id, "monitor": incident.monitor,
+                    "severity": incident.severity}
+            if start <= incident.opened_at < end:
+                found.append(ActivityEvent(incident.opened_at, "incident_opened", incident.model,
+                                           f"incident opened: {incident.title}", dict(base)))
+            if incident.resolved_at is not None and start <= incident.resolved_at < end:
+                found.append(ActivityEvent(incident.resolved_at, "incident_resolved",
+                                           incident.model,
+                                           f"incident resolved: {incident.title}", dict(base)))
+            for entry in incident.timeline:
+                if start <= entry.timestamp < end:
+                    found.append(ActivityEvent(entry.timestamp, "incident_entry", incident.model,
+                                               f"{entry.kind}: {entry.message}",
+                                               {**base, "entry_kind": entry.kind}))
+        return found
+
+    def _job_activity(self, model: str | None, start: float,
+                      end: float) -> list[ActivityEvent]:
+        found: list[ActivityEvent] = []
+        for job in self.jobs(model):
+            base: dict[str, Any] = {"job_id": job.job_id, "incident_id": job.incident_id}
+            if start <= job.created_at < end:
+                found.append(ActivityEvent(job.created_at, "job", job.model,
+                                           f"retrain job queued ({job.trigger})",
+                                           {**base, "state": "queued", "reason": job.reason}))
+            if job.finished_at is not None and start <= job.finished_at < end:
+                found.append(ActivityEvent(job.finished_at, "job", job.model,
+                                           f"retrain job {job.state}",
+                                           {**base, "state": job.state, "error": job.error,
+                                            "candidate_version": job.candidate_version}))
+            for step in job.steps:
+                at = step.finished_at if step.finished_at is not None else step.started_at
+                if start <= at < end:
+                    found.append(ActivityEvent(
+                        at, "job_step", job.model,
+                        f"job step {step.step}: {step.outcome or 'running'}",
+                        {**base, "step": step.step, "started_at": step.started_at,
+                         "finished_at": step.finished_at, "outcome": step.outcome,
+                         "log": step.log},
+                    ))
+        return found
+
+    def _deploys(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
+        if self.registry is None:
+            return []
+        names = [model] if model is not None else self.registry.list_models()
+        found = []
+        for name in names:
+            for change in self.registry.alias_history(name):
+                at = change.changed_at.timestamp()
+                if change.alias != PRODUCTION or not start <= at < end:
+                    continue
+                found.append(ActivityEvent(
+                    at, "deploy", name, f"{change.action}: {name} v{change.version} in production",
+                    {"alias": change.alias, "version": change.version,
+                     "previous_version": change.previous_version, "action": change.action,
+                     "actor": change.actor},
+                ))
+        return found
+
+    def first_activity(self, model: str | None = None) -> float | None:
+        candidates: list[float] = []
+        now = self.clock()
+        for monitor in self.monitors:
+            if model is not None and not _watches(monitor, model):
+                continue
+            series_filter: Mapping[str, str] = (
+                {**monitor.filter, "model": model} if model is not None
+                and ("model" in monitor.group_by or "model" in monitor.filter)
+                else dict(monitor.filter)
+            )
+            first = self.metric_store.earliest(monitor.metric, 0.0, now + 1.0,
+                                               filter=series_filter)
+            if first is not None:
+                candidates.append(first)
+        with self.database.engine.connect() as connection:
+            first_event = connection.execute(
+                sa.select(sa.func.min(monitor_events.c.timestamp)).where(
+                    sa.true() if model is None else monitor_events.c.model == model
+                )
+            ).scalar()
+        if first_event is not None:
+            candidates.append(float(first_event))
+        return min(candidates) if candidates else None

@@ -1,0 +1,164 @@
+"""The dashboard routes over the real store: who gets in, what the JSON says, the assets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from dashboard.world import MODEL, MONITOR, DashboardWorld
+from driftloop.dashboard import SESSION_COOKIE, dashboard_router
+
+SECRET = b"k" * 32
+
+
+@pytest.fixture
+def client(lived_world: DashboardWorld) -> Iterator[TestClient]:
+    app = FastAPI()
+    app.include_router(dashboard_router(
+        lived_world.data,
+        verify_key=lambda key: lived_world.api_keys.authenticate(key).key_id,
+        session_secret=SECRET,
+    ))
+    with TestClient(app, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_key(lived_world: DashboardWorld) -> str:
+    return lived_world.api_keys.create("predict", name="dashboard-viewer").key
+
+
+def test_a_visitor_without_a_key_is_sent_to_the_login_page(client: TestClient) -> None:
+    page = client.get("/?model=review-classifier", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=%2F%3Fmodel%3Dreview-classifier"
+    api = client.get(f"/dashboard/api/models/{MODEL}")
+    assert api.status_code == 401
+    assert api.json()["error"]["type"] == "AuthError"
+    login = client.get("/login?next=/dashboard")
+    assert login.status_code == 200
+    assert 'name="key"' in login.text
+    assert 'value="/dashboard"' in login.text
+
+
+def test_an_unknown_or_revoked_key_cannot_log_in(client: TestClient,
+                                                 lived_world: DashboardWorld) -> None:
+    response = client.post("/login", data={"key": "dl_00000000_" + "a" * 30, "next": "/"},
+                           follow_redirects=False)
+    assert response.status_code == 401
+    assert SESSION_COOKIE not in response.cookies
+    assert "unknown API key" in response.text
+    created = lived_world.api_keys.create("predict")
+    lived_world.api_keys.revoke(created.info.key_id)
+    revoked = client.post("/login", data={"key": created.key}, follow_redirects=False)
+    assert revoked.status_code == 401
+    assert "was revoked" in revoked.text
+    assert client.get("/dashboard/api/models",
+                      headers={"X-API-Key": created.key}).status_code == 401
+
+
+def test_login_sets_an_httponly_session_cookie_that_opens_the_page(
+    client: TestClient, api_key: str
+) -> None:
+    response = client.post("/login", data={"key": api_key, "next": "/dashboard?model=x"},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard?model=x"
+    set_cookie = response.headers["set-cookie"]
+    assert set_cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in set_cookie
+    assert "SameSite=lax" in set_cookie
+    assert api_key not in set_cookie
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "/dashboard/static/vendor/uplot/uPlot.iife.min.js" in page.text
+    assert 'data-poll-ms="2000"' in page.text
+    client.post("/logout", follow_redirects=False)
+    client.cookies.clear()
+    assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_forged_cookie_does_not_open_the_api(client: TestClient, api_key: str) -> None:
+    client.post("/login", data={"key": api_key}, follow_redirects=False)
+    good = client.cookies[SESSION_COOKIE]
+    payload, _, signature = good.partition(".")
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, f"{payload}x.{signature}")
+    assert client.get("/dashboard/api/models").status_code == 401
+
+
+def test_login_never_redirects_off_site(client: TestClient, api_key: str) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = client.post("/login", data={"key": api_key, "next": target},
+                               follow_redirects=False)
+        assert response.headers["location"] == "/"
+
+
+def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
+    client: TestClient, api_key: str
+) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    models = client.get("/dashboard/api/models", headers=headers).json()
+    assert [m["name"] for m in models["models"]] == [MODEL]
+    assert models["models"][0]["worst_state"] == "ALERT"
+    assert models["models"][0]["production_version"] == 2
+
+    body = client.get(f"/dashboard/api/models/{MODEL}?span=1800&points=200",
+                      headers=headers).json()
+    assert body["end"] - body["start"] == pytest.approx(1800)
+    (chart,) = body["charts"]
+    assert chart["monitor"] == MONITOR
+    assert (chart["warning"], chart["critical"], chart["direction"]) == (0.8, 0.6, "below")
+    assert chart["state"] == "ALERT"
+    assert 0 < len(chart["points"]) <= 200
+    values = [p["avg"] for p in chart["points"]]
+    assert max(values) > 0.9
+    assert min(values) == pytest.approx(0.55)
+    assert all(p["min"] <= p["avg"] for p in chart["points"])
+    kinds = {(m["kind"], m["label"]) for m in chart["marks"]}
+    assert ("incident", "OK→WARN") in kinds
+    assert ("incident", "WARN→ALERT") in kinds
+    assert ("deploy", "set v2") in kinds
+    assert [m["state"] for m in body["monitors"]] == ["ALERT"]
+    (incident,) = body["incidents"]
+    assert incident["status"] == "open"
+    assert [e["kind"] for e in incident["timeline"]][:1] == ["opened"]
+    assert len(incident["timeline"]) >= 3
+    assert [(v["version"], v["aliases"]) for v in body["versions"]] == [(2, ["production"]),
+                                                                          (1, [])]
+    assert body["versions"][0]["accuracy"] == pytest.approx(0.93)
+    (job,) = body["jobs"]
+    assert job["state"] == "succeeded"
+    assert [s["step"] for s in job["steps"]] == ["fetch_data", "train", "evaluate"]
+    assert "loss 0.41" in job["steps"][1]["log"]
+
+
+def test_bad_ranges_are_refused_with_a_clear_message(client: TestClient, api_key: str) -> None:
+    headers = {"X-API-Key": api_key}
+    now = time.time()
+    backwards = client.get(f"/dashboard/api/models/{MODEL}?start={now}&end={now - 10}",
+                           headers=headers)
+    assert backwards.status_code == 422
+    assert "before end" in backwards.json()["error"]["message"]
+    too_many = client.get(f"/dashboard/api/models/{MODEL}?points=1000001", headers=headers)
+    assert too_many.status_code == 422
+    assert "max_points" in too_many.json()["error"]["message"]
+    garbage = client.get(f"/dashboard/api/models/{MODEL}?start=yesterday", headers=headers)
+    assert garbage.status_code == 422
+
+
+def test_static_assets_are_served_from_the_package_and_nothing_else(
+    client: TestClient,
+) -> None:
+    script = client.get("/dashboard/static/vendor/uplot/uPlot.iife.min.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "uPlot" in script.text
+    assert client.get("/dashboard/static/dashboard.js").status_code == 200
+    assert client.get("/dashboard/static/../router.py").status_code == 404
+    assert client.get("/dashboard/static/%2e%2e/router.py").status_code == 404
+    assert client.get("/dashboard/static/vendor/uplot/LICENSE").status_code == 404

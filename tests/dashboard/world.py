@@ -1,0 +1,102 @@
+"""A small, real driftloop installation for the dashboard tests: a SQLite store with metric
+points, the monitor engine and notification router, a registry, a retrain job queue and API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftloop.config import Config
+from driftloop.dashboard import StoreDashboardData
+from driftloop.metrics.points import MetricPoint
+from driftloop.metrics.sql import SqlMetricStore
+from driftloop.monitors.engine import MonitorEngine
+from driftloop.monitors.events import Event
+from driftloop.notify.router import NotificationRouter
+from driftloop.pipeline.queue import JobQueue, JobState
+from driftloop.registry import PRODUCTION, ModelRegistry, ModelVersion
+from driftloop.serving.keys import ApiKeyStore
+from driftloop.store import Database
+from driftloop.testing.predictors import review_keyword_predictor
+from driftloop.trainers.base import Evaluation
+
+MODEL = "review-classifier"
+MONITOR = "review-classifier confidence"
+
+CONFIG = f"""
+store: sqlite:///driftloop.db
+storage: file://storage
+models:
+  {MODEL}: {{trainer: sklearn}}
+monitors:
+  - name: {MONITOR}
+    metric: model_confidence
+    aggregation: avg
+    window: 30s
+    group_by: [model]
+    below: {{warning: 0.8, critical: 0.6}}
+    message: "{{{{monitor}}}} on {{{{model}}}} is {{{{state}}}} @log"
+"""
+
+
+@dataclass
+class DashboardWorld:
+    """The real components, wired as ``driftloop up`` wires them."""
+
+    root: Path
+    config: Config
+    database: Database
+    metric_store: SqlMetricStore
+    engine: MonitorEngine
+    router: NotificationRouter
+    registry: ModelRegistry
+    jobs: JobQueue
+    api_keys: ApiKeyStore
+    data: StoreDashboardData
+    events: list[Event] = field(default_factory=list)
+    _serial: int = 0
+
+    def write_confidence(self, values: list[float], *, end: float, spacing: float = 1.0,
+                         model: str = MODEL) -> None:
+        """Points ending just before ``end``, ``spacing`` seconds apart."""
+        points = []
+        for index, value in enumerate(values):
+            self._serial += 1
+            timestamp = end - (len(values) - index) * spacing
+            points.append(MetricPoint("model_confidence", value, timestamp, {"model": model},
+                                      point_id=f"p{self._serial}"))
+        self.metric_store.write(points)
+
+    def evaluate(self, now: float | None = None) -> list[Event]:
+        found = self.engine.evaluate(now)
+        self.events.extend(found)
+        return found
+
+    def register_version(self, *, extra_classes: bool, accuracy: float,
+                         trigger: str = "manual") -> ModelVersion:
+        directory = self.root / f"model-{extra_classes}"
+        review_keyword_predictor(extra_classes=extra_classes).save(directory)
+        evaluation = Evaluation(accuracy=accuracy, macro_f1=accuracy - 0.02, per_class_f1={},
+                                ece=0.03, ece_before_calibration=0.08,
+                                mean_confidence=0.9, n=200)
+        return self.registry.register(MODEL, directory, trainer="keyword",
+                                      evaluation=evaluation, trigger=trigger)
+
+    def run_retrain_job(self, incident_id: str | None) -> str:
+        """A retrain job that went through its steps (as the pipeline worker records them)."""
+        job = self.jobs.enqueue(MODEL, incident_id=incident_id, reason="confidence alert",
+                                trigger="monitor").job
+        self.jobs.claim("worker-1")
+        for step, state, log in (
+            ("fetch_data", JobState.FETCHING_DATA, "snapshot reviews@2 (1200 rows)"),
+            ("train", JobState.TRAINING, "epoch 1/1 done\nloss 0.41"),
+            ("evaluate", JobState.EVALUATING, "macro_f1 0.91 vs production 0.74"),
+        ):
+            self.jobs.set_state(job.job_id, state)
+            step_id = self.jobs.start_step(job.job_id, step)
+            self.jobs.finish_step(step_id, "ok", log)
+        version = self.register_version(extra_classes=True, accuracy=0.93,
+                                       trigger=f"job:{job.job_id}")
+        self.registry.set_alias(MODEL, PRODUCTION, version.version, actor="retrain-job")
+        self.jobs.set_state(job.job_id, JobState.SUCCEEDED, candidate_version=version.version)
+        return job.job_id

@@ -189,6 +189,9 @@ class ModelConfig(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     notebook: str | None = None
     command: list[str] | None = None
+    labels: list[str] | None = Field(
+        None, description="the model's label set; training data with other labels is refused"
+    )
 
 
 class ServingConfig(StrictModel):
@@ -219,6 +222,7 @@ class SlackNotifierConfig(StrictModel):
     webhook_url: str
     bot_token: str | None = None
     channel: str | None = None
+    api_url: str = "https://slack.com/api/"
 
 
 class JiraNotifierConfig(StrictModel):
@@ -282,7 +286,12 @@ class PipelineConfig(StrictModel):
     cooldown: Duration = 600.0
     gate: GateConfig = GateConfig()
     verify_deadline: Duration = 600.0
+    verify_interval: Duration = 2.0
+    verify_min_predictions: int = Field(50, ge=1)
+    verify_confidence_tolerance: float = Field(0.0, ge=0)
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    recent_weight: float = Field(3.0, ge=1)
+    seed: int = 0
 
 
 class HooksConfig(StrictModel):

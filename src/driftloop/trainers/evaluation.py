@@ -101,3 +101,41 @@ def reference_profile(
         metrics={"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1,
                  "ece": evaluation.ece},
     )
+
+
+def evaluate_probabilities(
+    probs: NDArray[np.float64],
+    y: NDArray[np.int64],
+    labels: Sequence[str],
+    weights: NDArray[np.float64] | None = None,
+) -> Evaluation:
+    """Quality of already-calibrated probabilities, optionally weighting some rows more."""
+    predicted = probs.argmax(axis=1)
+    per_class = f1_score(
+        y, predicted, labels=list(range(len(labels))), average=None, zero_division=0,
+        sample_weight=weights,
+    )
+    correct = (predicted == y).astype(np.float64)
+    w = np.ones(len(y)) if weights is None else weights
+    ece = expected_calibration_error(probs, y)
+    return Evaluation(
+        accuracy=float(np.average(correct, weights=w)),
+        macro_f1=float(np.mean(per_class)),
+        per_class_f1={label: float(f) for label, f in zip(labels, per_class, strict=True)},
+        ece=ece,
+        ece_before_calibration=ece,
+        mean_confidence=float(np.average(probs.max(axis=1), weights=w)),
+        n=len(y),
+    )
+
+
+def align_probabilities(
+    probs: NDArray[np.float64], model_labels: Sequence[str], labels: Sequence[str]
+) -> NDArray[np.float64]:
+    """Reorder a model's probability columns to ``labels``; classes it lacks get 0."""
+    aligned = np.zeros((probs.shape[0], len(labels)))
+    position = {label: i for i, label in enumerate(model_labels)}
+    for j, label in enumerate(labels):
+        if label in position:
+            aligned[:, j] = probs[:, position[label]]
+    return aligned

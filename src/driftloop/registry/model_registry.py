@@ -1,0 +1,547 @@
+"""The model registry: immutable versions, aliases, and verified loading.
+
+Registering a version (:meth:`ModelRegistry.register`):
+
+1. the directory must load as a predictor and score a text (else :class:`InvalidInputError`);
+2. its content is hashed (:mod:`driftloop.registry.artifacts`);
+3. the files are uploaded atomically to ``models/<name>/<content-hash>/`` in object storage
+   (content-addressed: registering the same bytes twice reuses the upload);
+4. one transaction numbers the version (previous maximum + 1) and inserts its row.
+
+A failure in any step leaves nothing registered, and an upload made by the failed call is
+removed. A version's row and artifact never change afterwards; :meth:`ModelRegistry.load_predictor`
+checks every file against the hashes recorded at registration and names the first one that
+differs (:class:`IntegrityError`).
+
+Aliases (``production``, ``candidate`` or any name) point at versions. Every change is kept in
+the alias history; :meth:`ModelRegistry.rollback` replays it as a stack (a ``set`` pushes, a
+``rollback`` pops), so repeated rollbacks walk back through earlier deployments.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from driftloop.config import NAME_PATTERN, Config
+from driftloop.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    DriftloopError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+)
+from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
+from driftloop.registry.tables import alias_history, model_aliases, model_versions
+from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
+from driftloop.storage.datasets import Snapshot
+from driftloop.storage.objects import ObjectStorage, open_storage
+from driftloop.store.database import Database, open_database
+from driftloop.trainers.base import (
+    Evaluation,
+    Predictor,
+    ReferenceProfile,
+    TrainedModel,
+    load_predictor,
+)
+
+MODELS_PREFIX = "models"
+CACHE_DIR = ".driftloop/cache/models"
+LOADED_PREDICTORS = 8
+_INSERT_ATTEMPTS = 5
+
+
+def check_name(kind: str, value: str) -> str:
+    if not re.match(NAME_PATTERN, value):
+        raise InvalidInputError(
+            f"{kind} {value!r} must match {NAME_PATTERN} (lower case, digits, . _ -)"
+        )
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _version_from_row(row: RowMapping) -> ModelVersion:
+    created_at = _utc(row["created_at"])
+    assert created_at is not None
+    return ModelVersion(
+        name=row["name"],
+        version=int(row["version"]),
+        content_hash=row["content_hash"],
+        artifact_uri=row["artifact_uri"],
+        trainer=row["trainer"],
+        params=dict(row["params"] or {}),
+        snapshot_id=row["snapshot_id"],
+        snapshot_hash=row["snapshot_hash"],
+        evaluation=None if row["evaluation"] is None else Evaluation.from_dict(row["evaluation"]),
+        reference=(
+            None if row["reference"] is None else ReferenceProfile.from_dict(row["reference"])
+        ),
+        parent_version=row["parent_version"],
+        trigger=row["trigger"],
+        created_at=created_at,
+        deployed_at=_utc(row["deployed_at"]),
+    )
+
+
+class ModelRegistry:
+    """Model versions in the relational store, their artifacts in object storage."""
+
+    def __init__(self, database: Database, storage: ObjectStorage, cache_dir: Path) -> None:
+        self.database = database
+        self.storage = storage
+        self.cache_dir = cache_dir
+        self._loaded: OrderedDict[str, Predictor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config) -> ModelRegistry:
+        return cls(
+            open_database(config.store, base_dir=config.base_dir),
+            open_storage(config.storage, base_dir=config.base_dir),
+            config.path(CACHE_DIR),
+        )
+
+    # registering ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        predictor_dir: Path,
+        *,
+        trainer: str,
+        params: Mapping[str, Any] | None = None,
+        snapshot_id: str | None = None,
+        snapshot_hash: str | None = None,
+        evaluation: Evaluation | None = None,
+        reference: ReferenceProfile | None = None,
+        parent_version: int | None = None,
+        trigger: str = "manual",
+    ) -> ModelVersion:
+        """Register a saved predictor directory as the next version of ``name``."""
+        check_name("model name", name)
+        check_trigger(trigger)
+        if not trainer.strip():
+            raise InvalidInputError("trainer must name how the model was trained")
+        if not predictor_dir.is_dir():
+            raise NotFoundError(f"no such model directory: {predictor_dir}")
+        self._check_loadable(predictor_dir)
+        digest = hash_directory(predictor_dir)
+        if parent_version is not None:
+            self.get_version(name, parent_version)
+        key = f"{MODELS_PREFIX}/{name}/{digest.content_hash}"
+        uploaded = self._upload(name, predictor_dir, key, digest)
+        try:
+            return self._insert(
+                name, digest, key, trainer=trainer, params=dict(params or {}),
+                snapshot_id=snapshot_id, snapshot_hash=snapshot_hash, evaluation=evaluation,
+                reference=reference, parent_version=parent_version, trigger=trigger,
+            )
+        except BaseException:
+            if uploaded and not self._hash_in_use(name, digest.content_hash):
+                self.storage.delete(key)
+            raise
+
+    def register_trained(
+        self,
+        name: str,
+        trained: TrainedModel,
+        *,
+        trainer: str,
+        snapshot: Snapshot | None = None,
+        trigger: str = "manual",
+        parent_version: int | None = None,
+    ) -> ModelVersion:
+        """Save a trainer's result and register it with its evaluation and reference."""
+        with tempfile.TemporaryDirectory(prefix="driftloop-model-") as temporary:
+            directory = Path(temporary) / "model"
+            trained.predictor.save(directory)
+            return self.register(
+                name, directory, trainer=trainer, params=trained.params,
+                snapshot_id=None if snapshot is None else snapshot.snapshot_id,
+                snapshot_hash=None if snapshot is None else snapshot.content_hash,
+                evaluation=trained.evaluation, reference=trained.reference,
+                parent_version=parent_version, trigger=trigger,
+            )
+
+    def _check_loadable(self, directory: Path) -> None:
+        try:
+            predictor = load_predictor(directory)
+            probabilities = predictor.predict_proba(["driftloop registry check"])
+        except DriftloopError as exc:
+            raise InvalidInputError(
+                f"{directory} is not a loadable model: {exc.message}"
+            ) from exc
+        except Exception as exc:  # a broken model can fail in any library
+            raise InvalidInputError(
+                f"{directory} is not a loadable model: {type(exc).__name__}: {exc}"
+            ) from exc
+        if probabilities.shape != (1, len(predictor.labels)) or len(predictor.labels) < 2:
+            raise InvalidInputError(
+                f"{directory}: the model scores {probabilities.shape[-1]} classes but declares "
+                f"labels {list(predictor.labels)}"
+            )
+
+    def _upload(self, name: str, directory: Path, key: str, digest: ArtifactDigest) -> bool:
+        """Upload unless an identical artifact is already stored; True when this call wrote."""
+        stored = self.storage.list(key)
+        if stored:
+            expected = {f"{key}/{name}" for name in digest.files}
+            if set(stored) == expected and self._stored_matches(key, digest):
+                return False
+            if self._hash_in_use(name, digest.content_hash):
+                raise IntegrityError(
+                    f"{self.storage.uri(key)} no longer matches its content hash; "
+                    "a registered artifact was modified in storage"
+                )
+            self.storage.delete(key)  # an interrupted upload nothing refers to
+        self.storage.put_dir(directory, key)
+        return True
+
+    def _stored_matches(self, key: str, digest: ArtifactDigest) -> bool:
+        with tempfile.TemporaryDirectory(prefix="driftloop-verify-") as temporary:
+            local = Path(temporary)
+            self.storage.get_dir(key, local)
+            try:
+                verify_directory(local, digest, what=key)
+            except IntegrityError:
+                return False
+        return True
+
+    def _insert(
+        self, name: str, digest: ArtifactDigest, key: str, *, trainer: str,
+        params: dict[str, Any], snapshot_id: str | None, snapshot_hash: str | None,
+        evaluation: Evaluation | None, reference: ReferenceProfile | None,
+        parent_version: int | None, trigger: str,
+    ) -> ModelVersion:
+        values: dict[str, Any] = {
+            "name": name,
+            "content_hash": digest.content_hash,
+            "artifact_uri": self.storage.uri(key),
+            "files": digest.files,
+            "trainer": trainer,
+            "params": params,
+            "snapshot_id": snapshot_id,
+            "snapshot_hash": snapshot_hash,
+            "evaluation": None if evaluation is None else evaluation.to_dict(),
+            "reference": None if reference is None else reference.to_dict(),
+            "parent_version": parent_version,
+            "trigger": trigger,
+            "deployed_at": None,
+        }
+        for attempt in range(_INSERT_ATTEMPTS):
+            try:
+                with self._transaction() as connection:
+                    current = connection.execute(
+                        sa.select(sa.func.max(model_versions.c.version)).where(
+                            model_versions.c.name == name
+                        )
+                    ).scalar()
+                    version = int(current or 0) + 1
+                    created_at = datetime.now(UTC)
+                    connection.execute(
+                        model_versions.insert().values(
+                            **values, version=version, created_at=created_at
+                        )
+                    )
+                return self.get_version(name, version)
+            except SqlIntegrityError:
+                if attempt == _INSERT_ATTEMPTS - 1:
+                    raise ConflictError(
+                        f"could not number a new version of {name!r}: too many concurrent "
+                        "registrations"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    # reading -------------------------------------------------------------------------------
+
+    def get_version(self, name: str, version: int) -> ModelVersion:
+        with self._connection() as connection:
+            row = connection.execute(
+                sa.select(model_versions).where(
+                    model_versions.c.name == name, model_versions.c.version == version
+                )
+            ).mappings().first()
+        if row is None:
+            raise NotFoundError(f"model {name!r} has no version {version}")
+        return _version_from_row(row)
+
+    def list_versions(self, name: str) -> list[ModelVersion]:
+        """Every version of ``name``, oldest first; empty for an unknown model."""
+        with self._connection() as connection:
+            rows = connection.execute(
+                sa.select(model_versions)
+                .where(model_versions.c.name == name)
+                .order_by(model_versions.c.version)
+            ).mappings().all()
+        return [_version_from_row(row) for row in rows]
+
+    def latest_version(self, name: str) -> ModelVersion:
+        versions = self.list_versions(name)
+        if not versions:
+            raise NotFoundError(self._unknown_model_message(name))
+        return versions[-1]
+
+    def list_models(self) -> list[str]:
+        with self._connection() as connection:
+            names = connection.execute(
+                sa.select(model_versions.c.name).distinct().order_by(model_versions.c.name)
+            ).scalars().all()
+        return list(names)
+
+    def resolve(self, name: str, alias: str = PRODUCTION) -> ModelVersion:
+        """The version an alias points at."""
+        aliases = self.aliases(name)
+        if alias not in aliases:
+            if not aliases and not self.list_versions(name):
+                raise NotFoundError(self._unknown_model_message(name))
+            raise NotFoundError(
+                f"model {name!r} has no alias {alias!r}; its aliases: {aliases or 'none'}"
+            )
+        return self.get_version(name, aliases[alias])
+
+    def aliases(self, name: str) -> dict[str, int]:
+        with self._connection() as connection:
+            rows = connection.execute(
+                sa.select(model_aliases.c.alias, model_aliases.c.version)
+                .where(model_aliases.c.name == name)
+                .order_by(model_aliases.c.alias)
+            ).all()
+        return {row.alias: int(row.version) for row in rows}
+
+    def alias_history(self, name: str) -> list[AliasChange]:
+        """Every alias change of ``name``, oldest first."""
+        with self._connection() as connection:
+            rows = connection.execute(
+                sa.select(alias_history)
+                .where(alias_history.c.name == name)
+                .order_by(alias_history.c.id)
+            ).mappings().all()
+        return [self._change_from_row(row) for row in rows]
+
+    # aliases -------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int, *, actor: str) -> None:
+        """Point ``alias`` at ``version``; ``production`` also records ``deployed_at``."""
+        check_name("alias", alias)
+        if not actor.strip():
+            raise InvalidInputError("actor must say who or what changes the alias")
+        self.get_version(name, version)
+        for attempt in range(_INSERT_ATTEMPTS):
+            try:
+                with self._transaction() as connection:
+                    self._move_alias(connection, name, alias, version, actor, action="set")
+                return
+            except SqlIntegrityError:
+                if attempt == _INSERT_ATTEMPTS - 1:
+                    raise ConflictError(
+                        f"alias {alias!r} of {name!r} is changing concurrently; try again"
+                    ) from None
+
+    def rollback(self, name: str, *, actor: str) -> ModelVersion:
+        """Point ``production`` back at the version deployed before the current one."""
+        if not actor.strip():
+            raise InvalidInputError("actor must say who or what rolls back")
+        with self._transaction() as connection:
+            rows = connection.execute(
+                sa.select(alias_history.c.version, alias_history.c.action)
+                .where(alias_history.c.name == name, alias_history.c.alias == PRODUCTION)
+                .order_by(alias_history.c.id)
+            ).all()
+            stack: list[int] = []
+            for row in rows:
+                if row.action == "rollback" and stack:
+                    stack.pop()
+                if not stack or stack[-1] != row.version:
+                    stack.append(int(row.version))
+            if not stack:
+                raise NotFoundError(f"model {name!r} has never been deployed to production")
+            if len(stack) < 2:
+                raise ConflictError(
+                    f"model {name!r} has no earlier production version to roll back to "
+                    f"(production is version {stack[-1]})"
+                )
+            target = stack[-2]
+            self._move_alias(connection, name, PRODUCTION, target, actor, action="rollback")
+        return self.get_version(name, target)
+
+    def _move_alias(
+        self, connection: Connection, name: str, alias: str, version: int, actor: str,
+        *, action: str,
+    ) -> None:
+        now = datetime.now(UTC)
+        current = connection.execute(
+            sa.select(model_aliases.c.version).where(
+                model_aliases.c.name == name, model_aliases.c.alias == alias
+            )
+        ).scalar()
+        if current == version:
+            return
+        if current is None:
+            connection.execute(model_aliases.insert().values(
+                name=name, alias=alias, version=version, updated_at=now, actor=actor
+            ))
+        else:
+            connection.execute(
+                model_aliases.update()
+                .where(model_aliases.c.name == name, model_aliases.c.alias == alias)
+                .values(version=version, updated_at=now, actor=actor)
+            )
+        connection.execute(alias_history.insert().values(
+            name=name, alias=alias, version=version, previous_version=current,
+            action=action, actor=actor, changed_at=now,
+        ))
+        if alias == PRODUCTION:
+            connection.execute(
+                model_versions.update()
+                .where(
+                    model_versions.c.name == name,
+                    model_versions.c.version == version,
+                    model_versions.c.deployed_at.is_(None),
+                )
+                .values(deployed_at=now)
+            )
+
+    # loading -------------------------------------------------------------------------------
+
+    def load_predictor(self, version: ModelVersion) -> Predictor:
+        """The version's predictor, its files checked against the registered hashes.
+
+        Files are downloaded to ``<cache_dir>/<name>/<version>`` and verified; a cached copy is
+        verified too before use (and fetched again if it no longer matches). Loaded predictors
+        are kept in memory by content hash.
+        """
+        with self._lock:
+            cached = self._loaded.get(version.content_hash)
+            if cached is not None:
+                self._loaded.move_to_end(version.content_hash)
+                return cached
+        digest = self._digest(version)
+        what = f"model {version.name} v{version.version} ({version.artifact_uri})"
+        directory = self.cache_dir / version.name / str(version.version)
+        ready = directory.is_dir()
+        if ready:
+            try:
+                verify_directory(directory, digest, what=what)
+            except IntegrityError:
+                ready = False  # a damaged cache: fetch again from storage
+        if not ready:
+            self._download(version, digest, directory, what)
+        predictor = load_predictor(directory)
+        with self._lock:
+            self._loaded[version.content_hash] = predictor
+            while len(self._loaded) > LOADED_PREDICTORS:
+                self._loaded.popitem(last=False)
+        return predictor
+
+    def _digest(self, version: ModelVersion) -> ArtifactDigest:
+        with self._connection() as connection:
+            files = connection.execute(
+                sa.select(model_versions.c.files).where(
+                    model_versions.c.name == version.name,
+                    model_versions.c.version == version.version,
+                )
+            ).scalar()
+        if files is None:
+            raise NotFoundError(f"model {version.name!r} has no version {version.version}")
+        digest = ArtifactDigest.of_files(dict(files))
+        if digest.content_hash != version.content_hash:
+            raise IntegrityError(
+                f"model {version.name} v{version.version}: the recorded files do not match its "
+                "content hash"
+            )
+        return digest
+
+    def _download(
+        self, version: ModelVersion, digest: ArtifactDigest, directory: Path, what: str
+    ) -> None:
+        key = self.storage.key_of(version.artifact_uri)
+        storage = self.storage if key is not None else open_storage(version.artifact_uri)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        temporary = directory.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            try:
+                storage.get_dir(key or "", temporary)
+            except NotFoundError as exc:
+                raise IntegrityError(f"{what}: the artifact is missing from storage") from exc
+            verify_directory(temporary, digest, what=what)
+            if directory.exists():
+                shutil.rmtree(directory)
+            temporary.rename(directory)
+        finally:
+            if temporary.exists():
+                shutil.rmtree(temporary, ignore_errors=True)
+
+    # internals -----------------------------------------------------------------------------
+
+    def _hash_in_use(self, name: str, content_hash: str) -> bool:
+        with self._connection() as connection:
+            found = connection.execute(
+                sa.select(model_versions.c.id).where(
+                    model_versions.c.name == name,
+                    model_versions.c.content_hash == content_hash,
+                ).limit(1)
+            ).first()
+        return found is not None
+
+    def _unknown_model_message(self, name: str) -> str:
+        known = self.list_models()
+        return f"no model named {name!r} in the registry; known: {known or 'none'}"
+
+    @staticmethod
+    def _change_from_row(row: RowMapping) -> AliasChange:
+        changed_at = _utc(row["changed_at"])
+        assert changed_at is not None
+        return AliasChange(
+            name=row["name"], alias=row["alias"], version=int(row["version"]),
+            previous_version=row["previous_version"], action=row["action"],
+            actor=row["actor"], changed_at=changed_at,
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.database.engine.begin() as connection:
+                yield connection
+        except (SqlIntegrityError, DriftloopError):
+            raise
+        except OperationalError as exc:
+            raise BackendUnavailableError(
+                f"store {self.database.safe_url} is unavailable: {exc.orig}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise BackendUnavailableError(f"store {self.database.safe_url}: {exc}") from exc
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self.database.engine.connect() as connection:
+                yield connection
+        except DriftloopError:
+            raise
+        except OperationalError as exc:
+            raise BackendUnavailableError(
+                f"store {self.database.safe_url} is unavailable: {exc.orig}"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise BackendUnavailableError(f"store {self.database.safe_url}: {exc}") from exc

@@ -1,0 +1,128 @@
+"""The records of the registry: an immutable :class:`ModelVersion` and an :class:`AliasChange`."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from driftloop.errors import InvalidInputError, NotFoundError
+from driftloop.trainers.base import Evaluation, ReferenceProfile
+
+PRODUCTION = "production"
+CANDIDATE = "candidate"
+TRIGGER_PATTERN = re.compile(r"^(manual|[a-z][a-z0-9_-]{0,31}:\S{1,200})$")
+
+
+def check_trigger(trigger: str) -> str:
+    """``manual`` or ``<kind>:<id>``: ``incident:<id>``, ``ci:<run>``, ``job:<id>`` ..."""
+    if not TRIGGER_PATTERN.match(trigger):
+        raise InvalidInputError(
+            f"invalid trigger {trigger!r}: expected 'manual' or KIND:ID such as "
+            "'incident:<id>' or 'ci:<run>'"
+        )
+    return trigger
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version; nothing about it changes after registration, except
+    ``deployed_at``, written once when it first becomes ``production``."""
+
+    name: str
+    version: int
+    content_hash: str
+    artifact_uri: str
+    trainer: str
+    params: dict[str, Any]
+    snapshot_id: str | None
+    snapshot_hash: str | None
+    evaluation: Evaluation | None
+    reference: ReferenceProfile | None
+    parent_version: int | None
+    trigger: str
+    created_at: datetime
+    deployed_at: datetime | None
+
+    def to_dict(self, *, full_reference: bool = False) -> dict[str, Any]:
+        """JSON-ready; the reference profile is summarised unless ``full_reference``."""
+        reference: dict[str, Any] | None = None
+        if self.reference is not None:
+            reference = (
+                self.reference.to_dict() if full_reference else {
+                    "mean_confidence": self.reference.mean_confidence,
+                    "class_mix": self.reference.class_mix,
+                    "metrics": self.reference.metrics,
+                    "sample_size": len(self.reference.confidences),
+                }
+            )
+        return {
+            "name": self.name,
+            "version": self.version,
+            "content_hash": self.content_hash,
+            "artifact_uri": self.artifact_uri,
+            "trainer": self.trainer,
+            "params": self.params,
+            "snapshot_id": self.snapshot_id,
+            "snapshot_hash": self.snapshot_hash,
+            "evaluation": None if self.evaluation is None else self.evaluation.to_dict(),
+            "reference": reference,
+            "parent_version": self.parent_version,
+            "trigger": self.trigger,
+            "created_at": self.created_at.isoformat(),
+            "deployed_at": None if self.deployed_at is None else self.deployed_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One row of an alias's history: ``action`` is ``set`` or ``rollback``."""
+
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None
+    action: str
+    actor: str
+    changed_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "alias": self.alias,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "action": self.action,
+            "actor": self.actor,
+            "changed_at": self.changed_at.isoformat(),
+        }
+
+
+def read_evaluation_file(path: Path) -> tuple[Evaluation | None, ReferenceProfile | None]:
+    """An evaluation JSON written by an external training job (e.g. a CI run).
+
+    Either the :class:`Evaluation` fields at the top level, or an object with ``evaluation``
+    and optionally ``reference`` (:class:`ReferenceProfile` fields).
+    """
+    if not path.is_file():
+        raise NotFoundError(f"no such evaluation file: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise InvalidInputError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path} must hold a JSON object")
+    raw_evaluation = data.get("evaluation", data if "accuracy" in data else None)
+    raw_reference = data.get("reference")
+    try:
+        evaluation = None if raw_evaluation is None else Evaluation.from_dict(raw_evaluation)
+        reference = None if raw_reference is None else ReferenceProfile.from_dict(raw_reference)
+    except TypeError as exc:
+        raise InvalidInputError(
+            f"{path}: expected the fields of an Evaluation "
+            f"({', '.join(f.name for f in fields(Evaluation))}): {exc}"
+        ) from exc
+    return evaluation, reference

@@ -1,0 +1,134 @@
+"""``train_model``: newest (or a chosen) snapshot → trainer → evaluation → registered version.
+
+Used by ``driftloop train`` and by the retrain pipeline. The first version of a model becomes
+its ``production`` version; later ones are registered with the current production version as
+their parent and left for the gate (or ``driftloop models promote``) to deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftloop.config import Config, ModelConfig
+from driftloop.errors import NotFoundError
+from driftloop.registry.model_registry import ModelRegistry
+from driftloop.registry.versions import (
+    PRODUCTION,
+    ModelVersion,
+    check_trigger,
+    read_evaluation_file,
+)
+from driftloop.storage.datasets import DatasetStore, Snapshot, ensure_dataset
+from driftloop.trainers.base import ProgressCallback, Trainer, TrainingData
+from driftloop.trainers.registry import get_trainer
+
+TRAIN_ACTOR = "driftloop train"
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What :func:`train_model` is about to do, resolved before any work starts."""
+
+    model_name: str
+    model_config: ModelConfig
+    trainer: Trainer
+    snapshot: Snapshot
+
+
+def model_config_of(config: Config, model_name: str) -> ModelConfig:
+    model_config = config.models.get(model_name)
+    if model_config is None:
+        raise NotFoundError(
+            f"no model {model_name!r} in the config; configured models: "
+            f"{sorted(config.models) or 'none'} (add it under 'models:' in driftloop.yaml)"
+        )
+    return model_config
+
+
+def plan_training(
+    config: Config, model_name: str, *, snapshot_id: str | None = None
+) -> TrainingPlan:
+    """Resolve the model's config, its trainer and the snapshot to train on."""
+    model_config = model_config_of(config, model_name)
+    trainer = get_trainer(model_config.trainer, model_config, base_dir=config.base_dir)
+    if snapshot_id is None:
+        snapshot = ensure_dataset(config, model_config.data)
+    else:
+        snapshot = DatasetStore.from_config(config).get(model_config.data, snapshot_id)
+    return TrainingPlan(model_name, model_config, trainer, snapshot)
+
+
+def train_model(
+    config: Config,
+    model_name: str,
+    *,
+    snapshot_id: str | None = None,
+    trigger: str = "manual",
+    progress: ProgressCallback | None = None,
+) -> ModelVersion:
+    """Train ``model_name`` on its newest snapshot (or ``snapshot_id``) and register it."""
+    check_trigger(trigger)
+    plan = plan_training(config, model_name, snapshot_id=snapshot_id)
+    registry = ModelRegistry.from_config(config)
+    frame = DatasetStore.from_config(config).load(plan.snapshot)
+    data = TrainingData(
+        frame,
+        text_column=plan.model_config.text_column,
+        label_column=plan.model_config.label_column,
+        snapshot_id=plan.snapshot.snapshot_id,
+        snapshot_hash=plan.snapshot.content_hash,
+    )
+    trained = plan.trainer.fit(data, progress=progress)
+    aliases = registry.aliases(model_name)
+    version = registry.register_trained(
+        model_name, trained, trainer=plan.model_config.trainer, snapshot=plan.snapshot,
+        trigger=trigger, parent_version=aliases.get(PRODUCTION),
+    )
+    if PRODUCTION not in aliases:
+        registry.set_alias(model_name, PRODUCTION, version.version, actor=TRAIN_ACTOR)
+        version = registry.get_version(model_name, version.version)
+    return version
+
+
+def register_external(
+    config: Config,
+    model_name: str,
+    directory: Path,
+    *,
+    trigger: str = "manual",
+    trainer: str = "external",
+    snapshot_id: str | None = None,
+    dataset: str | None = None,
+    evaluation_file: Path | None = None,
+    params: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Register a predictor trained elsewhere (``driftloop models register``, a CI job).
+
+    ``snapshot_id`` is looked up in ``dataset`` (default: the model's configured dataset); the
+    parent is the current production version; the first version becomes production.
+    """
+    check_trigger(trigger)
+    evaluation, reference = (
+        read_evaluation_file(evaluation_file) if evaluation_file is not None else (None, None)
+    )
+    snapshot: Snapshot | None = None
+    if snapshot_id is not None:
+        dataset_name = dataset
+        if dataset_name is None:
+            dataset_name = model_config_of(config, model_name).data
+        snapshot = DatasetStore.from_config(config).get(dataset_name, snapshot_id)
+    registry = ModelRegistry.from_config(config)
+    aliases = registry.aliases(model_name)
+    version = registry.register(
+        model_name, directory, trainer=trainer, params=params or {},
+        snapshot_id=None if snapshot is None else snapshot.snapshot_id,
+        snapshot_hash=None if snapshot is None else snapshot.content_hash,
+        evaluation=evaluation, reference=reference,
+        parent_version=aliases.get(PRODUCTION), trigger=trigger,
+    )
+    if PRODUCTION not in aliases:
+        registry.set_alias(model_name, PRODUCTION, version.version, actor=f"register:{trigger}")
+        version = registry.get_version(model_name, version.version)
+    return version

@@ -10,6 +10,13 @@ from driftloop._version import __version__
 from driftloop.cli.app import JsonOption, app, console, print_json, sub_app
 from driftloop.config import config_keys, load_config
 from driftloop.project import init_project
+from driftloop.scaffold import (
+    PROJECT_TEMPLATE,
+    TRAINING_REPO_TEMPLATE,
+    WORKFLOW_PATH,
+    TrainingRepoOptions,
+    scaffold,
+)
 
 
 @app.command()
@@ -24,12 +31,39 @@ def version(as_json: bool = JsonOption) -> None:
 @app.command()
 def init(
     directory: Path = typer.Argument(Path("."), help="Project directory to create or fill."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing driftloop.yaml."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    template: str = typer.Option(
+        PROJECT_TEMPLATE, "--template", "-t",
+        help="project (a driftloop.yaml) or training-repo (GitHub Actions training repository).",
+    ),
+    model: str | None = typer.Option(None, "--model", help="training-repo: the model's name."),
+    runs_on: str | None = typer.Option(
+        None, "--runs-on", help="training-repo: runner labels, e.g. self-hosted,gpu."
+    ),
+    repo: str | None = typer.Option(None, "--repo", help="training-repo: OWNER/NAME on GitHub."),
 ) -> None:
-    """Write a commented driftloop.yaml with embedded defaults that works as is."""
-    written = init_project(directory, force=force)
-    console.print(f"wrote [bold]{written}[/]")
-    console.print("next: [bold]driftloop train review-classifier[/], then [bold]driftloop up[/]")
+    """Write a commented driftloop.yaml that works as is, or another template (--template)."""
+    if template == PROJECT_TEMPLATE and model is None and runs_on is None and repo is None:
+        written = init_project(directory, force=force)
+        console.print(f"wrote [bold]{written}[/]")
+        console.print(
+            "next: [bold]driftloop train review-classifier[/], then [bold]driftloop up[/]"
+        )
+        return
+    options = None
+    if (model, runs_on, repo) != (None, None, None):
+        defaults = TrainingRepoOptions()
+        options = TrainingRepoOptions(
+            model=model or defaults.model,
+            runs_on=TrainingRepoOptions.parse_runs_on(runs_on) if runs_on else defaults.runs_on,
+            repo=repo or defaults.repo,
+        )
+    files = scaffold(template, directory, options=options, force=force)
+    for path in files:
+        console.print(f"wrote [bold]{path}[/]", highlight=False)
+    if template == TRAINING_REPO_TEMPLATE:
+        console.print(f"next: set the secrets listed in [bold]{directory / WORKFLOW_PATH}[/] "
+                      "and push the repository to GitHub", highlight=False)
 
 
 config_app = sub_app("config", "Inspect and validate driftloop.yaml.")

@@ -1,1 +1,41 @@
-"""driftloop.drift."""
+"""Drift detection: pure numerics (numpy/scipy only), one algorithm per module.
+
+Every detector has the river-style interface of :class:`DriftDetector`: ``update(x)``, then
+``drift_detected`` / ``warning_detected``; ``reset()``; ``n_seen``. :func:`build_detector` turns
+a ``DetectorConfig`` and a model's ``ReferenceProfile`` into one.
+"""
+
+from driftloop.drift.accuracy import AccuracyEstimate
+from driftloop.drift.base import DriftDetector
+from driftloop.drift.calibration import SequentialCalibration, calibrate_sequential
+from driftloop.drift.cbpe import ConfidenceAccuracyEstimator, expected_accuracy
+from driftloop.drift.chi_square import ChiSquareWindowDetector
+from driftloop.drift.cusum import CusumDetector
+from driftloop.drift.factory import build_detector
+from driftloop.drift.ks import KSWindowDetector
+from driftloop.drift.page_hinkley import PageHinkleyDetector
+from driftloop.drift.psi import PSIWindowDetector, population_stability_index
+from driftloop.drift.realized_accuracy import RealizedAccuracyEstimator, wilson_interval
+from driftloop.drift.self_reference import SelfReferencedDetector
+from driftloop.drift.window import WindowTestDetector, WindowTestResult
+
+__all__ = [
+    "AccuracyEstimate",
+    "ChiSquareWindowDetector",
+    "ConfidenceAccuracyEstimator",
+    "CusumDetector",
+    "DriftDetector",
+    "KSWindowDetector",
+    "PSIWindowDetector",
+    "PageHinkleyDetector",
+    "RealizedAccuracyEstimator",
+    "SelfReferencedDetector",
+    "SequentialCalibration",
+    "WindowTestDetector",
+    "WindowTestResult",
+    "build_detector",
+    "calibrate_sequential",
+    "expected_accuracy",
+    "population_stability_index",
+    "wilson_interval",
+]

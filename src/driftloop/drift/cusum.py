@@ -1,0 +1,83 @@
+"""One-sided CUSUM for a drop in the mean of a metric (model confidence) against a reference.
+
+Values are standardised by the reference mean and standard deviation; each one adds
+``(mean - x) / std - k`` to the statistic, which never falls below zero. ``k`` is half the
+smallest drop worth detecting (``min_shift``) in standard deviations, the choice that makes the
+detector quickest for that drop (Page 1954; Lorden 1971). The alarm threshold comes from the
+target false-alarm rate, calibrated on the empirical reference (see
+:mod:`driftloop.drift.calibration`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from driftloop.drift.base import DriftDetector
+from driftloop.drift.calibration import SequentialCalibration, calibrate_sequential
+
+
+class CusumDetector(DriftDetector):
+    """Detects a drop of at least about ``min_shift`` in the mean of the stream.
+
+    ``false_alarm_rate`` is per sample: ``1e-5`` means one false alarm per 100,000 values on
+    a stream that behaves like the reference. The warning level fires ``warning_factor`` times
+    as often.
+    """
+
+    def __init__(
+        self,
+        reference: Sequence[float] | NDArray[np.float64],
+        *,
+        false_alarm_rate: float = 1e-5,
+        min_shift: float = 0.05,
+        warning_factor: float = 10.0,
+        margin_se: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.calibration: SequentialCalibration = calibrate_sequential(
+            np.asarray(reference, dtype=np.float64),
+            false_alarm_rate=false_alarm_rate,
+            min_shift=min_shift,
+            warning_factor=warning_factor,
+            margin_se=margin_se,
+        )
+        self.false_alarm_rate = false_alarm_rate
+        self.min_shift = min_shift
+        self._mean = self.calibration.mean
+        self._scale = 1.0 / self.calibration.std
+        self._k = self.calibration.allowance
+        self._h = self.calibration.threshold
+        self._h_warning = self.calibration.warning_threshold
+        self._s = 0.0
+        self._since = 0
+        self._last_zero = 0
+
+    @property
+    def statistic(self) -> float:
+        return self._s
+
+    @property
+    def threshold(self) -> float:
+        return self._h
+
+    @property
+    def since_change(self) -> int:
+        """Values since the estimated start of the drop (the statistic last left zero)."""
+        return self._since - self._last_zero
+
+    def _step(self, x: float) -> tuple[bool, bool]:
+        self._since += 1
+        s = self._s + (self._mean - x) * self._scale - self._k
+        if s <= 0.0:
+            s = 0.0
+            self._last_zero = self._since
+        self._s = s
+        return s > self._h, s > self._h_warning
+
+    def _restart(self) -> None:
+        self._s = 0.0
+        self._since = 0
+        self._last_zero = 0

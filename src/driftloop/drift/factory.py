@@ -1,0 +1,95 @@
+"""``build_detector``: a :class:`~driftloop.config.DetectorConfig` and the model's reference
+profile in, a ready detector out (what ``type: drift`` monitors run)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from driftloop.drift.base import DriftDetector
+from driftloop.drift.chi_square import ChiSquareWindowDetector
+from driftloop.drift.cusum import CusumDetector
+from driftloop.drift.ks import KSWindowDetector
+from driftloop.drift.page_hinkley import PageHinkleyDetector
+from driftloop.drift.psi import PSIWindowDetector
+from driftloop.drift.self_reference import SelfReferencedDetector
+from driftloop.errors import ConfigError
+
+if TYPE_CHECKING:  # types only: drift/ imports numpy and scipy, nothing heavier, at run time
+    from driftloop.config import DetectorConfig
+    from driftloop.trainers.base import ReferenceProfile
+
+REFERENCE_WARMUP = 2_000
+"""Values a detector collects as its own reference when the model has no reference profile."""
+
+NUMERIC_REFERENCES: dict[str, Callable[[ReferenceProfile], list[float]]] = {
+    "model_confidence": lambda profile: [float(c) for c in profile.confidences],
+    "confidence": lambda profile: [float(c) for c in profile.confidences],
+    "text_length": lambda profile: [float(n) for n in profile.text_lengths],
+}
+"""Metric name → the reference sample a numeric detector (cusum, page_hinkley, ks, psi) uses."""
+
+CLASS_METRICS = frozenset({"predicted_class"})
+"""Metric names whose values are predicted classes (the chi-square detector's input)."""
+
+
+def build_detector(
+    config: DetectorConfig,
+    reference: ReferenceProfile | None,
+    *,
+    metric: str = "model_confidence",
+) -> DriftDetector:
+    """The detector ``config`` describes, against ``reference`` (``None``: the first
+    ``REFERENCE_WARMUP`` values of the stream become the reference)."""
+    if config.algorithm == "chi_square":
+        return _chi_square(config, reference, metric)
+    make = _numeric_factory(config)
+    if reference is None:
+        return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
+    sample = NUMERIC_REFERENCES.get(metric)
+    if sample is None:
+        raise ConfigError(
+            f"detector {config.algorithm!r} has no reference sample for metric {metric!r}; "
+            f"known: {sorted(NUMERIC_REFERENCES)}"
+        )
+    return make(sample(reference))
+
+
+def _numeric_factory(config: DetectorConfig) -> Callable[[list[float]], DriftDetector]:
+    rate, shift, window = config.false_alarm_rate, config.min_shift, config.window
+
+    def make(values: list[float]) -> DriftDetector:
+        if config.algorithm == "cusum":
+            return CusumDetector(values, false_alarm_rate=rate, min_shift=shift)
+        if config.algorithm == "page_hinkley":
+            return PageHinkleyDetector(values, false_alarm_rate=rate, min_shift=shift)
+        if config.algorithm == "ks":
+            return KSWindowDetector(values, window=window, false_alarm_rate=rate)
+        return PSIWindowDetector(values, window=window, false_alarm_rate=rate)
+
+    return make
+
+
+def _chi_square(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
+    if metric not in CLASS_METRICS:
+        raise ConfigError(
+            f"the chi_square detector tests predicted classes; metric {metric!r} is not one of "
+            f"{sorted(CLASS_METRICS)}"
+        )
+    rate, window = config.false_alarm_rate, config.window
+    if reference is None:
+
+        def make(values: list[float]) -> DriftDetector:
+            counts = Counter(int(v) for v in values)
+            mix = {str(i): counts.get(i, 0) / len(values) for i in range(max(counts) + 1)}
+            return ChiSquareWindowDetector(mix, len(values), window=window,
+                                           false_alarm_rate=rate)
+
+        return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
+    if not reference.class_mix:
+        raise ConfigError("the reference profile has no class mix for the chi_square detector")
+    return ChiSquareWindowDetector(reference.class_mix, max(1, len(reference.confidences)),
+                                   window=window, false_alarm_rate=rate)

@@ -73,3 +73,27 @@ class MetricStore(ABC):
         filter: Mapping[str, str] | None = None,
     ) -> list[SeriesPoint]:
         """Bucketed avg/min/max/count, for graphs."""
+
+    @abstractmethod
+    def points(
+        self,
+        metric: str,
+        start: float,
+        end: float,
+        *,
+        filter: Mapping[str, str] | None = None,
+    ) -> list[MetricPoint]:
+        """The raw points with ``start <= timestamp < end``, oldest first (for streaming drift
+        detectors); points older than the raw retention are gone."""
+
+    def earliest(
+        self,
+        metric: str,
+        start: float,
+        end: float,
+        *,
+        filter: Mapping[str, str] | None = None,
+    ) -> float | None:
+        """The timestamp of the oldest point with ``start <= timestamp < end``, or ``None``."""
+        found = self.points(metric, start, end, filter=filter)
+        return found[0].timestamp if found else None

@@ -1,0 +1,170 @@
+"""``driftloop monitors ls|status|history``: configured monitors, their states now, their past."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
+from driftloop.config import Config
+from driftloop.metrics.sql import SqlMetricStore
+from driftloop.monitors.engine import MonitorEngine, format_value
+from driftloop.monitors.history import event_to_dict
+from driftloop.store import open_database
+
+monitors_app = sub_app("monitors", "List monitors, evaluate them now, show their history.")
+
+_STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"}
+
+
+def _engine(config: Config) -> MonitorEngine:
+    database = open_database(config.store, base_dir=config.base_dir)
+    return MonitorEngine(config, database, SqlMetricStore.from_config(database, config.metrics))
+
+
+def _time(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _group(group: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(group.items())) or "all"
+
+
+def _state(state: str | None) -> str:
+    if state is None:
+        return "-"
+    return f"[{_STYLE.get(state, 'white')}]{state}[/]"
+
+
+@monitors_app.command("ls")
+def monitors_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """List the configured monitors and their last known state."""
+    config = load(config_path)
+    statuses = {s.name: s for s in _engine(config).status()}
+    rows = [
+        {
+            "name": m.name,
+            "type": m.type,
+            "metric": m.metric,
+            "aggregation": m.aggregation,
+            "window": m.window,
+            "group_by": list(m.group_by),
+            "below": None if m.below is None else m.below.model_dump(),
+            "above": None if m.above is None else m.above.model_dump(),
+            "state": None if statuses[m.name].worst is None else str(statuses[m.name].worst),
+            "groups": len(statuses[m.name].groups),
+        }
+        for m in config.monitors
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no monitors configured (add them under 'monitors:' in driftloop.yaml)")
+        return
+    table = Table("monitor", "type", "metric", "window", "group by", "groups", "state")
+    for row, monitor in zip(rows, config.monitors, strict=True):
+        table.add_row(
+            monitor.name, monitor.type, f"{monitor.aggregation}({monitor.metric})",
+            f"{monitor.window:g}s", ", ".join(monitor.group_by) or "-", str(row["groups"]),
+            _state(row["state"]),  # type: ignore[arg-type]
+        )
+    console.print(table)
+
+
+@monitors_app.command("status")
+def monitors_status(
+    config_path: Path | None = ConfigOption,
+    monitor: str | None = typer.Option(None, "--monitor", "-m", help="Show only this monitor."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluate every monitor now and show the state of each group."""
+    config = load(config_path)
+    engine = _engine(config)
+    if as_json:
+        events = engine.evaluate()
+    else:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating monitors", total=len(config.monitors))
+            events = engine.evaluate(
+                progress=lambda done, total: progress.update(task, completed=done, total=total)
+            )
+    statuses = engine.status(monitor)
+    if as_json:
+        print_json({
+            "monitors": [s.to_dict() for s in statuses],
+            "events": [event_to_dict(e) for e in events],
+        })
+        return
+    table = Table("monitor", "group", "state", "value", "threshold", "since", "incident")
+    for status in statuses:
+        if status.error:
+            table.add_row(status.name, "-", "[red]error[/]", status.error, "", "", "")
+        if not status.groups:
+            table.add_row(status.name, "-", "no data yet", "", "", "", "")
+        for group in status.groups:
+            table.add_row(
+                status.name, _group(group.group), _state(str(group.state)),
+                format_value(group.value), format_value(group.threshold), _time(group.since),
+                group.incident_id or "",
+            )
+    console.print(table)
+    for event in events:
+        console.print(f"{_state(str(event.state))} {event.monitor} [{_group(dict(event.group))}]: "
+                      f"{event.message}", highlight=False)
+
+
+@monitors_app.command("history")
+def monitors_history(
+    config_path: Path | None = ConfigOption,
+    monitor: str | None = typer.Option(None, "--monitor", "-m", help="Only this monitor."),
+    model: str | None = typer.Option(None, "--model", help="Only this model."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many, newest first."),
+    incidents: bool = typer.Option(False, "--incidents", help="List incidents, not events."),
+    incident: str | None = typer.Option(
+        None, "--incident", help="Show one incident with its timeline."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show past events, or incidents and their timelines."""
+    engine = _engine(load(config_path))
+    if incident is not None:
+        found = engine.get_incident(incident)
+        if as_json:
+            print_json(found.to_dict())
+            return
+        console.print(f"[bold]{found.incident_id}[/] {found.title} ({found.status}, "
+                      f"{found.severity}, opened {_time(found.opened_at)})", highlight=False)
+        for entry in found.timeline:
+            console.print(f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
+                          highlight=False)
+        return
+    if incidents:
+        listed = engine.list_incidents(model=model, limit=limit)
+        if monitor is not None:
+            listed = [i for i in listed if i.monitor == monitor]
+        if as_json:
+            print_json([i.to_dict() for i in listed])
+            return
+        table = Table("incident", "status", "severity", "opened", "resolved", "title")
+        for item in listed:
+            table.add_row(item.incident_id, str(item.status), item.severity,
+                          _time(item.opened_at), _time(item.resolved_at), item.title)
+        console.print(table)
+        return
+    events = engine.history(monitor=monitor, model=model, limit=limit)
+    if as_json:
+        print_json([event_to_dict(e) for e in events])
+        return
+    table = Table("time", "monitor", "group", "change", "value", "message")
+    for event in events:
+        change = f"{event.previous} → {event.state}" + (" (again)" if event.renotification else "")
+        table.add_row(_time(event.timestamp), event.monitor, _group(dict(event.group)), change,
+                      format_value(event.value), event.message)
+    console.print(table)

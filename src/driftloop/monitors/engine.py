@@ -1,0 +1,612 @@
+"""The monitor engine: every monitor and group → OK | WARN | ALERT | NO_DATA, transitions as
+events, events grouped into incidents, all of it persisted so a restart carries on.
+
+Threshold monitors aggregate their metric over ``[now - evaluation_delay - window,
+now - evaluation_delay)`` and judge the value (see :mod:`driftloop.monitors.thresholds`).
+Drift monitors feed the raw points that arrived since the last evaluation, per group and in
+timestamp order, into a streaming detector built for the group's reference; a drift on any of
+those updates puts the group in ALERT until the reference changes (a new model version is
+deployed: the detector is reset and the group returns to OK); otherwise the group is WARN while
+the detector's latest update warns, and OK again once it no longer does.
+
+Groups are discovered from the tags seen in the window, plus the groups that already have a
+state, so that a group whose data stops goes to NO_DATA once the window has been empty for
+``no_data.after``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from driftloop.config import Config, MonitorConfig
+from driftloop.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    DriftloopError,
+    InvalidInputError,
+    NotFoundError,
+)
+from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
+from driftloop.monitors.detectors import DetectorFactory, DriftDetector
+from driftloop.monitors.events import Event, MonitorState
+from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
+from driftloop.monitors.incidents import (
+    Incident,
+    IncidentEntry,
+    IncidentStatus,
+    IncidentStore,
+    monitor_incident_id,
+)
+from driftloop.monitors.templates import MessageTemplate
+from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
+from driftloop.store import Database
+from driftloop.trainers.base import ReferenceProfile
+
+logger = logging.getLogger(__name__)
+
+ReferenceProvider = Callable[[Mapping[str, str]], ReferenceProfile | None]
+"""The reference profile of the model a group is about (``{"model": "..."}``), or ``None``."""
+
+EventListener = Callable[[Event], None]
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(monitors_done, monitors_total)``."""
+
+_BAD = (MonitorState.WARN, MonitorState.ALERT)
+_REFERENCE_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """A configured monitor and the stored state of each of its groups."""
+
+    name: str
+    type: str
+    metric: str
+    aggregation: str
+    window: float
+    groups: tuple[GroupState, ...]
+    error: str | None = None
+
+    @property
+    def worst(self) -> MonitorState | None:
+        """The most severe state among the groups (ALERT > WARN > NO_DATA > OK)."""
+        order = [MonitorState.OK, MonitorState.NO_DATA, MonitorState.WARN, MonitorState.ALERT]
+        if not self.groups:
+            return None
+        return max((g.state for g in self.groups), key=order.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "metric": self.metric,
+            "aggregation": self.aggregation,
+            "window": self.window,
+            "state": None if self.worst is None else str(self.worst),
+            "error": self.error,
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+
+@dataclass
+class _Evaluation:
+    """What one :meth:`MonitorEngine.evaluate` call changes, written in one transaction."""
+
+    now: float
+    touched: list[GroupState] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    incident_ops: list[Callable[[Connection], object]] = field(default_factory=list)
+    references: dict[str, ReferenceProfile | None] = field(default_factory=dict)
+    queries: dict[tuple[object, ...], list[AggregateResult]] = field(default_factory=dict)
+
+
+def format_value(value: float | None) -> str:
+    """How values and thresholds appear in messages: four significant digits."""
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def _event_id(monitor: str, key: str, previous: str, state: str, now: float, renotify: bool) -> str:
+    text = f"{monitor}\x00{key}\x00{previous}\x00{state}\x00{now!r}\x00{int(renotify)}"
+    return "evt-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class MonitorEngine:
+    """Evaluates ``config.monitors`` against a metric store, on demand or on a schedule."""
+
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        metric_store: MetricStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        listeners: Sequence[EventListener] = (),
+        reference_provider: ReferenceProvider | None = None,
+        detector_factory: DetectorFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.database = database
+        self.metric_store = metric_store
+        self.clock = clock
+        self.listeners = list(listeners)
+        self.reference_provider = reference_provider
+        self.detector_factory = detector_factory
+        self.state_store = MonitorStateStore(database)
+        self.incidents = IncidentStore(database, clock=clock)
+        self.monitors: dict[str, MonitorConfig] = {m.name: m for m in config.monitors}
+        self.templates = {
+            m.name: MessageTemplate(m.message, name=f"monitor {m.name!r}: message")
+            for m in config.monitors
+        }
+        self.errors: dict[str, str] = {}
+        """The last evaluation's error of each monitor that failed (the others went on)."""
+        self._detectors: dict[tuple[str, str], tuple[DriftDetector, str | None]] = {}
+        self._reference_keys: dict[int, tuple[ReferenceProfile, str]] = {}
+        self._evaluate_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(
+        self, now: float | None = None, *, progress: ProgressCallback | None = None
+    ) -> list[Event]:
+        """Evaluate every monitor for every group at ``now`` (default: the clock); returns the
+        events (transitions and renotifications), already stored and handed to the listeners."""
+        with self._evaluate_lock:
+            run = _Evaluation(self.clock() if now is None else float(now))
+            states = self.state_store.load_states()
+            by_monitor: dict[str, dict[str, GroupState]] = {}
+            for (name, key), state in states.items():
+                by_monitor.setdefault(name, {})[key] = state
+            total = len(self.monitors)
+            for done, monitor in enumerate(self.monitors.values(), start=1):
+                own = by_monitor.get(monitor.name, {})
+                try:
+                    if monitor.type == "drift":
+                        self._evaluate_drift(monitor, own, run)
+                    else:
+                        self._evaluate_threshold(monitor, own, run)
+                    self.errors.pop(monitor.name, None)
+                except BackendUnavailableError:
+                    raise
+                except DriftloopError as exc:
+                    self.errors[monitor.name] = exc.message
+                    logger.warning("monitor %r not evaluated: %s", monitor.name, exc.message)
+                if progress is not None:
+                    progress(done, total)
+            self._persist(run)
+        for event in run.events:
+            for listener in self.listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    logger.exception("event listener failed on %s", event.event_id)
+        return run.events
+
+    def _persist(self, run: _Evaluation) -> None:
+        try:
+            with self.database.engine.begin() as connection:
+                for op in run.incident_ops:
+                    op(connection)
+                self.state_store.save_states(connection, run.touched)
+                self.state_store.save_events(connection, run.events)
+        except OperationalError as exc:
+            raise BackendUnavailableError(
+                f"monitor store {self.database.safe_url}: {exc.orig}"
+            ) from exc
+
+    def _state(
+        self, monitor: MonitorConfig, key: str, group: Mapping[str, str],
+        states: dict[str, GroupState], run: _Evaluation,
+    ) -> GroupState:
+        state = states.get(key)
+        if state is None:
+            state = GroupState(monitor=monitor.name, group=dict(group), since=run.now)
+            states[key] = state
+        state.last_evaluated = run.now
+        run.touched.append(state)
+        return state
+
+    def _reference(self, group: Mapping[str, str], run: _Evaluation) -> ReferenceProfile | None:
+        if self.reference_provider is None:
+            return None
+        key = group_key(group)
+        if key not in run.references:
+            run.references[key] = self.reference_provider(group)
+        return run.references[key]
+
+    def _reference_key(self, profile: ReferenceProfile | None) -> str | None:
+        if profile is None:
+            return None
+        cached = self._reference_keys.get(id(profile))
+        if cached is not None and cached[0] is profile:
+            return cached[1]
+        text = json.dumps(profile.to_dict(), sort_keys=True, default=str)
+        key = hashlib.sha256(text.encode()).hexdigest()[:32]
+        if len(self._reference_keys) >= _REFERENCE_CACHE_SIZE:
+            self._reference_keys.pop(next(iter(self._reference_keys)))
+        self._reference_keys[id(profile)] = (profile, key)
+        return key
+
+    def _evaluate_threshold(
+        self, monitor: MonitorConfig, states: dict[str, GroupState], run: _Evaluation
+    ) -> None:
+        end = run.now - monitor.evaluation_delay
+        start = end - monitor.window
+        query_key = (monitor.metric, monitor.aggregation, start, end,
+                     tuple(sorted(monitor.filter.items())), tuple(monitor.group_by))
+        results = run.queries.get(query_key)
+        if results is None:  # monitors that differ only in thresholds share one query
+            results = self.metric_store.query(
+                monitor.metric, monitor.aggregation, start, end,
+                filter=monitor.filter, group_by=monitor.group_by,
+            )
+            run.queries[query_key] = results
+        found = {group_key(r.group): r for r in results if r.count > 0 and r.value is not None}
+        for key in sorted(set(found) | set(states)):
+            result = found.get(key)
+            group = result.group if result is not None else states[key].group
+            state = self._state(monitor, key, group, states, run)
+            if result is None or result.value is None:
+                self._no_data(monitor, state, end, run)
+                continue
+            state.last_data_at = end
+            state.value = result.value
+            if monitor.require_full_window:
+                if state.first_seen is None:
+                    state.first_seen = self.metric_store.earliest(
+                        monitor.metric, start - monitor.window, end,
+                        filter={**monitor.filter, **state.group},
+                    )
+                if state.first_seen is None or state.first_seen > start:
+                    continue
+            if result.count < monitor.min_count:
+                continue
+            profile = self._reference(state.group, run)
+            thresholds = resolve_thresholds(
+                monitor, reference_value(profile, monitor.metric, monitor.aggregation)
+            )
+            if not thresholds.usable:
+                continue
+            current = MonitorState.OK if state.state == MonitorState.NO_DATA else state.state
+            verdict = judge(current, result.value, thresholds)
+            state.threshold = verdict.threshold
+            details = {"count": result.count, "window_start": start, "window_end": end}
+            if verdict.state != state.state:
+                self._emit(monitor, state, verdict.state, run, details=details)
+            else:
+                self._maybe_renotify(monitor, state, run, details)
+
+    def _evaluate_drift(
+        self, monitor: MonitorConfig, states: dict[str, GroupState], run: _Evaluation
+    ) -> None:
+        if self.detector_factory is None:
+            raise ConfigError(
+                f"monitor {monitor.name!r} is a drift monitor, but this engine has no "
+                "detector_factory"
+            )
+        end = run.now - monitor.evaluation_delay
+        default_cursor = end - monitor.window
+        cursors = [s.cursor for s in states.values() if s.cursor is not None]
+        fetch_start = min([default_cursor, *cursors])
+        by_group: dict[str, list[MetricPoint]] = {}
+        groups: dict[str, dict[str, str]] = {}
+        if fetch_start < end:
+            for point in self.metric_store.points(
+                monitor.metric, fetch_start, end, filter=monitor.filter
+            ):
+                values = [point.tags.get(tag) for tag in monitor.group_by]
+                if any(v is None for v in values):
+                    continue
+                group = {tag: str(v) for tag, v in zip(monitor.group_by, values, strict=True)}
+                key = group_key(group)
+                groups.setdefault(key, group)
+                by_group.setdefault(key, []).append(point)
+        for key in sorted(set(by_group) | set(states)):
+            group = groups.get(key) or states[key].group
+            state = self._state(monitor, key, group, states, run)
+            if state.cursor is None:
+                state.cursor = default_cursor
+            profile = self._reference(state.group, run)
+            reference_key = self._reference_key(profile)
+            detector = self._detector(monitor, key, profile, reference_key)
+            if state.stored and state.reference_key != reference_key:
+                detector.reset()
+                if state.state in _BAD:
+                    state.value = None
+                    self._emit(
+                        monitor, state, MonitorState.OK, run,
+                        details={"reason": "reference changed", "reference": reference_key},
+                    )
+            state.reference_key = reference_key
+            fresh = [p for p in by_group.get(key, []) if p.timestamp >= state.cursor]
+            state.cursor = max(state.cursor, end)
+            if not fresh:
+                self._no_data(monitor, state, end, run)
+                continue
+            state.last_data_at = end
+            drift = False
+            for point in fresh:
+                detector.update(point.value)
+                drift = drift or detector.drift_detected
+            warning = detector.warning_detected
+            state.value = float(np.mean([p.value for p in fresh]))
+            state.threshold = None
+            if drift or state.state == MonitorState.ALERT:
+                target = MonitorState.ALERT
+            elif warning:
+                target = MonitorState.WARN
+            else:
+                target = MonitorState.OK
+            details = {
+                "points": len(fresh),
+                "drift_detected": drift,
+                "warning_detected": warning,
+                "reference": reference_key,
+            }
+            if target != state.state:
+                self._emit(monitor, state, target, run, details=details)
+            else:
+                self._maybe_renotify(monitor, state, run, details)
+
+    def _detector(
+        self,
+        monitor: MonitorConfig,
+        key: str,
+        profile: ReferenceProfile | None,
+        reference_key: str | None,
+    ) -> DriftDetector:
+        assert self.detector_factory is not None
+        entry = self._detectors.get((monitor.name, key))
+        if entry is None or entry[1] != reference_key:
+            entry = (self.detector_factory(monitor, profile), reference_key)
+            self._detectors[(monitor.name, key)] = entry
+        return entry[0]
+
+    def _no_data(
+        self, monitor: MonitorConfig, state: GroupState, end: float, run: _Evaluation
+    ) -> None:
+        if state.state == MonitorState.NO_DATA:
+            if monitor.no_data.notify:
+                self._maybe_renotify(monitor, state, run, {})
+            return
+        last = state.last_data_at if state.last_data_at is not None else state.since
+        if end - last >= monitor.no_data.after:
+            state.value = None
+            state.first_seen = None
+            self._emit(
+                monitor, state, MonitorState.NO_DATA, run,
+                details={"last_data_at": state.last_data_at, "after": monitor.no_data.after},
+            )
+
+    def _maybe_renotify(
+        self, monitor: MonitorConfig, state: GroupState, run: _Evaluation,
+        details: Mapping[str, Any],
+    ) -> None:
+        if monitor.renotify is None or state.state == MonitorState.OK:
+            return
+        last = state.last_notified if state.last_notified is not None else state.since
+        if run.now - last >= monitor.renotify:
+            self._emit(monitor, state, state.state, run, details=details, renotification=True)
+
+    def _emit(
+        self,
+        monitor: MonitorConfig,
+        state: GroupState,
+        new: MonitorState,
+        run: _Evaluation,
+        *,
+        details: Mapping[str, Any],
+        renotification: bool = False,
+    ) -> Event:
+        previous = state.state
+        key = state.group_key
+        now = run.now
+        incident_id = state.incident_id
+        if new in _BAD and incident_id is None:
+            incident_id = monitor_incident_id(monitor.name, key, now)
+            title = f"{monitor.name} {new} for {_describe(state.group)}"
+            group = dict(state.group)
+            # The id is derived from (monitor, group, time), so the events carry it already.
+            run.incident_ops.append(
+                lambda c: self.incidents.open_monitor_incident(
+                    monitor.name, group, key, title=title, severity=str(new), timestamp=now,
+                    connection=c,
+                )
+            )
+        flags = {
+            "is_alert": new == MonitorState.ALERT,
+            "is_warning": new == MonitorState.WARN,
+            "is_no_data": new == MonitorState.NO_DATA,
+            "is_ok": new == MonitorState.OK,
+            "is_recovery": new == MonitorState.OK and previous in _BAD,
+            "is_alert_recovery": new == MonitorState.OK and previous == MonitorState.ALERT,
+            "is_warning_recovery": new == MonitorState.OK and previous == MonitorState.WARN,
+            "is_no_data_recovery": previous == MonitorState.NO_DATA
+            and new != MonitorState.NO_DATA,
+            "is_renotify": renotification,
+        }
+        variables = {
+            **state.group,
+            "monitor": monitor.name,
+            "metric": monitor.metric,
+            "aggregation": monitor.aggregation,
+            "window": format_value(monitor.window) + "s",
+            "state": str(new),
+            "previous_state": str(previous),
+            "value": format_value(state.value),
+            "threshold": format_value(state.threshold),
+            "model": state.group.get("model", ""),
+            "group": _describe(state.group),
+            "incident_id": incident_id or "",
+        }
+        rendered = self.templates[monitor.name].render(variables, flags)
+        handles = rendered.handles
+        quiet_no_data = new == MonitorState.NO_DATA or (
+            previous == MonitorState.NO_DATA and incident_id is None
+        )
+        if quiet_no_data and not monitor.no_data.notify:
+            handles = ()
+        event = Event(
+            event_id=_event_id(monitor.name, key, str(previous), str(new), now, renotification),
+            monitor=monitor.name,
+            group=dict(state.group),
+            previous=previous,
+            state=new,
+            value=state.value,
+            threshold=state.threshold,
+            timestamp=now,
+            incident_id=incident_id,
+            message=rendered.text,
+            handles=handles,
+            renotification=renotification,
+            details={**details, "metric": monitor.metric, "aggregation": monitor.aggregation,
+                     "type": monitor.type},
+        )
+        run.events.append(event)
+        if incident_id is not None:
+            kind = "renotified" if renotification else "state_change"
+            summary = f"{previous} → {new}" if not renotification else f"still {new}"
+            data = {"event_id": event.event_id, "previous": str(previous), "state": str(new),
+                    "value": state.value, "threshold": state.threshold}
+            entry_id = incident_id
+            run.incident_ops.append(
+                lambda c: self.incidents.add_timeline_entry(
+                    entry_id, kind, f"{summary}: {rendered.text}", data, timestamp=now,
+                    connection=c,
+                )
+            )
+            if new in _BAD and not renotification:
+                run.incident_ops.append(
+                    lambda c: self.incidents.update_severity(entry_id, str(new), connection=c)
+                )
+            if new == MonitorState.OK:
+                run.incident_ops.append(
+                    lambda c: self.incidents.resolve_incident(
+                        entry_id, f"{monitor.name} recovered", timestamp=now, connection=c
+                    )
+                )
+                incident_id = None
+        state.incident_id = incident_id
+        if not renotification:
+            state.state = new
+            state.since = now
+        state.last_notified = now if new != MonitorState.OK else None
+        return event
+
+    # ------------------------------------------------------------------ reading
+
+    def status(self, monitor: str | None = None) -> list[MonitorStatus]:
+        """The stored state of every configured monitor (or one), without evaluating."""
+        if monitor is not None and monitor not in self.monitors:
+            raise NotFoundError(
+                f"no monitor {monitor!r}; configured: {sorted(self.monitors) or 'none'}"
+            )
+        states = self.state_store.load_states(monitor)
+        result: list[MonitorStatus] = []
+        for config in self.monitors.values():
+            if monitor is not None and config.name != monitor:
+                continue
+            groups = sorted(
+                (s for (name, _), s in states.items() if name == config.name),
+                key=lambda s: s.group_key,
+            )
+            result.append(
+                MonitorStatus(
+                    name=config.name,
+                    type=config.type,
+                    metric=config.metric,
+                    aggregation=config.aggregation,
+                    window=config.window,
+                    groups=tuple(groups),
+                    error=self.errors.get(config.name),
+                )
+            )
+        return result
+
+    def history(
+        self,
+        *,
+        monitor: str | None = None,
+        model: str | None = None,
+        incident_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Stored events, newest first."""
+        if limit < 1:
+            raise InvalidInputError(f"limit must be at least 1, got {limit}")
+        return self.state_store.list_events(
+            monitor=monitor, model=model, incident_id=incident_id, since=since, limit=limit
+        )
+
+    def list_incidents(
+        self, status: IncidentStatus | str | None = None, model: str | None = None,
+        *, limit: int = 100,
+    ) -> list[Incident]:
+        return self.incidents.list_incidents(status, model, limit=limit)
+
+    def get_incident(self, incident_id: str) -> Incident:
+        return self.incidents.get_incident(incident_id)
+
+    def add_timeline_entry(
+        self, incident_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
+    ) -> IncidentEntry:
+        return self.incidents.add_timeline_entry(incident_id, kind, message, data)
+
+    def open_external_incident(
+        self, source: str, model: str | None, title: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> str:
+        return self.incidents.open_external_incident(source, model, title, details)
+
+    # ------------------------------------------------------------------ schedule
+
+    def start(self, interval: float = 10.0) -> None:
+        """Evaluate every ``interval`` seconds in a background thread until :meth:`stop`."""
+        if interval <= 0:
+            raise InvalidInputError(f"evaluation interval must be positive, got {interval}")
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="driftloop-monitors", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self.evaluate()
+            except Exception:
+                logger.exception("monitor evaluation failed")
+            self._stop.wait(interval)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the background evaluation (after the evaluation in progress)."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+def _describe(group: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(group.items())) or "all"

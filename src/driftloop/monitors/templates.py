@@ -1,0 +1,133 @@
+"""Datadog-like monitor messages.
+
+``{{#is_alert}}...{{/is_alert}}`` keeps its body when the flag is true, ``{{^is_alert}}...
+{{/is_alert}}`` when it is false; sections nest. ``{{value}}``, ``{{model}}``, ``{{threshold}}``,
+``{{monitor}}``, ``{{state}}`` and any group tag are replaced by their text; an unknown variable or
+flag renders empty (false). The template is parsed once; values are inserted literally and never
+parsed again, so a tag value such as ``{{#is_alert}}`` or ``@oncall`` cannot change what is
+rendered or who is notified: mentions are taken from the template's own text, never from values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from driftloop.config import mentioned_handles
+from driftloop.errors import ConfigError
+
+_TAG = re.compile(r"\{\{\s*([#^/]?)\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+
+FLAGS: tuple[str, ...] = (
+    "is_alert",
+    "is_warning",
+    "is_recovery",
+    "is_alert_recovery",
+    "is_warning_recovery",
+    "is_no_data",
+    "is_no_data_recovery",
+    "is_ok",
+    "is_renotify",
+)
+"""The section flags the engine sets for every event."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Variable:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    flag: str
+    inverted: bool
+    body: tuple[_Node, ...]
+
+
+_Node = _Text | _Variable | _Section
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """A rendered message and the ``@handle`` mentions its kept sections hold."""
+
+    text: str
+    handles: tuple[str, ...]
+
+
+class MessageTemplate:
+    """A parsed message template; :meth:`render` it once per event."""
+
+    def __init__(self, source: str, *, name: str = "message") -> None:
+        self.source = source
+        self.name = name
+        self._nodes = self._parse(source)
+
+    def _parse(self, source: str) -> tuple[_Node, ...]:
+        stack: list[tuple[str, bool, list[_Node], int]] = [("", False, [], 0)]
+        position = 0
+        for match in _TAG.finditer(source):
+            if match.start() > position:
+                stack[-1][2].append(_Text(source[position:match.start()]))
+            position = match.end()
+            sigil, name = match.group(1), match.group(2)
+            if sigil in {"#", "^"}:
+                stack.append((name, sigil == "^", [], match.start()))
+            elif sigil == "/":
+                flag, inverted, body, opened = stack[-1]
+                if len(stack) == 1:
+                    raise ConfigError(
+                        f"{self.name}: '{{{{/{name}}}}}' at character {match.start()} closes a "
+                        "section that was never opened"
+                    )
+                if flag != name:
+                    raise ConfigError(
+                        f"{self.name}: '{{{{/{name}}}}}' at character {match.start()} closes "
+                        f"'{flag}', opened at character {opened}"
+                    )
+                stack.pop()
+                stack[-1][2].append(_Section(flag, inverted, tuple(body)))
+            else:
+                stack[-1][2].append(_Variable(name))
+        if position < len(source):
+            stack[-1][2].append(_Text(source[position:]))
+        if len(stack) > 1:
+            flag, _inverted, _body, opened = stack[-1]
+            raise ConfigError(
+                f"{self.name}: section '{flag}' opened at character {opened} is never closed "
+                f"(add '{{{{/{flag}}}}}')"
+            )
+        return tuple(stack[0][2])
+
+    def render(
+        self, variables: Mapping[str, str], flags: Mapping[str, bool]
+    ) -> RenderedMessage:
+        """The message, and the mentions of the sections kept (not of the values inserted)."""
+        text = "".join(self._render(self._nodes, variables, flags, skeleton=False))
+        skeleton = "".join(self._render(self._nodes, {}, flags, skeleton=True))
+        return RenderedMessage(text.strip(), tuple(mentioned_handles(skeleton)))
+
+    def _render(
+        self,
+        nodes: tuple[_Node, ...],
+        variables: Mapping[str, str],
+        flags: Mapping[str, bool],
+        *,
+        skeleton: bool,
+    ) -> list[str]:
+        parts: list[str] = []
+        for node in nodes:
+            if isinstance(node, _Text):
+                parts.append(node.text)
+            elif isinstance(node, _Variable):
+                # In the skeleton (mentions only) a blank stands for every value.
+                parts.append(" " if skeleton else variables.get(node.name, ""))
+            elif bool(flags.get(node.flag, False)) != node.inverted:
+                parts.extend(self._render(node.body, variables, flags, skeleton=skeleton))
+        return parts

@@ -1,0 +1,60 @@
+"""The monitors JSON API, mounted on a FastAPI app as the serving app will."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from driftloop.config import Config
+from driftloop.metrics.points import MetricPoint
+from driftloop.metrics.sql import SqlMetricStore
+from driftloop.monitors.api import monitors_router
+from driftloop.monitors.engine import MonitorEngine
+from driftloop.store import Database
+
+T0 = 1_699_999_980.0
+
+
+def test_states_history_and_incidents(database: Database) -> None:
+    config = Config.model_validate({"monitors": [{
+        "name": "confidence", "below": {"warning": 0.8, "critical": 0.7},
+        "message": "{{model}} at {{value}} {{#is_alert}}@log{{/is_alert}}",
+    }]})
+    store = SqlMetricStore(database, raw_retention=86400, rollup_retention=86400 * 30)
+    now = [T0]
+    engine = MonitorEngine(config, database, store, clock=lambda: now[0])
+    store.write([MetricPoint("model_confidence", 0.5, T0 - 10 * i, {"model": "m1"})
+                 for i in range(1, 30)])
+    app = FastAPI()
+    app.include_router(monitors_router(engine), prefix="/v1")
+    client = TestClient(app)
+
+    listing = client.get("/v1/monitors")
+    assert listing.status_code == 200
+    assert listing.json()[0]["name"] == "confidence"
+    assert listing.json()[0]["groups"] == []
+
+    evaluated = client.post("/v1/monitors/evaluate").json()
+    assert [(e["state"], e["model"], e["handles"]) for e in evaluated] == [("ALERT", "m1", ["log"])]
+    assert evaluated[0]["message"] == "m1 at 0.5 @log"
+
+    one = client.get("/v1/monitors/confidence").json()
+    assert one["state"] == "ALERT"
+    assert one["groups"][0]["group"] == {"model": "m1"}
+    assert one["groups"][0]["value"] == 0.5
+
+    history = client.get("/v1/monitors/confidence/history").json()
+    assert [e["event_id"] for e in history] == [evaluated[0]["event_id"]]
+    assert client.get("/v1/events", params={"model": "other"}).json() == []
+
+    incidents = client.get("/v1/incidents", params={"status": "open"}).json()
+    assert [i["incident_id"] for i in incidents] == [evaluated[0]["incident_id"]]
+    detail = client.get(f"/v1/incidents/{incidents[0]['incident_id']}").json()
+    assert [e["kind"] for e in detail["timeline"]] == ["opened", "state_change"]
+
+    assert client.get("/v1/monitors/nope").status_code == 404
+    assert client.get("/v1/monitors/nope/history").status_code == 404
+    assert client.get("/v1/incidents/inc-nope").status_code == 404
+    bad = client.get("/v1/incidents", params={"status": "closed"})
+    assert bad.status_code == 422
+    assert "unknown incident status" in bad.json()["detail"]

@@ -287,10 +287,11 @@ class PipelineConfig(StrictModel):
     gate: GateConfig = GateConfig()
     verify_deadline: Duration = 600.0
     verify_interval: Duration = 2.0
+    verify_baseline: Duration = 300.0
     verify_min_predictions: int = Field(50, ge=1)
     verify_confidence_tolerance: float = Field(0.0, ge=0)
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
-    recent_weight: float = Field(3.0, ge=1)
+    min_fresh_rows: int = Field(50, ge=1)
     seed: int = 0
 
 

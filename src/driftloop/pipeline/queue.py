@@ -7,6 +7,7 @@ within the model's cooldown after one, attach to that job instead of starting an
 
 from __future__ import annotations
 
+import builtins
 import time
 import uuid
 from collections.abc import Callable
@@ -199,7 +200,7 @@ class JobQueue:
         with self.database.engine.connect() as connection:
             return [Job.from_row(row) for row in connection.execute(query)]
 
-    def steps(self, job_id: str) -> list[JobStep]:
+    def steps(self, job_id: str) -> builtins.list[JobStep]:
         with self.database.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(job_steps).where(job_steps.c.job_id == job_id)

@@ -109,11 +109,12 @@ def evaluate_probabilities(
     labels: Sequence[str],
     weights: NDArray[np.float64] | None = None,
 ) -> Evaluation:
-    """Quality of already-calibrated probabilities, optionally weighting some rows more."""
+    """Quality of already-calibrated probabilities; F1 is averaged over the classes present in
+    ``y`` (a held-out set of new data may hold only some), while predictions range over all."""
     predicted = probs.argmax(axis=1)
+    present = sorted(set(int(label) for label in y))
     per_class = f1_score(
-        y, predicted, labels=list(range(len(labels))), average=None, zero_division=0,
-        sample_weight=weights,
+        y, predicted, labels=present, average=None, zero_division=0, sample_weight=weights,
     )
     correct = (predicted == y).astype(np.float64)
     w = np.ones(len(y)) if weights is None else weights
@@ -121,7 +122,7 @@ def evaluate_probabilities(
     return Evaluation(
         accuracy=float(np.average(correct, weights=w)),
         macro_f1=float(np.mean(per_class)),
-        per_class_f1={label: float(f) for label, f in zip(labels, per_class, strict=True)},
+        per_class_f1={labels[i]: float(f) for i, f in zip(present, per_class, strict=True)},
         ece=ece,
         ece_before_calibration=ece,
         mean_confidence=float(np.average(probs.max(axis=1), weights=w)),

@@ -1,0 +1,32 @@
+"""``driftloop demo``: the closed loop on embedded defaults, in minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from driftloop.cli.app import app, console
+from driftloop.demo.runner import DemoOptions, run_demo
+
+
+@app.command()
+def demo(
+    trainer: str = typer.Option("sklearn", "--trainer", help="sklearn (seconds) or transformers "
+                                "(the packaged small BERT, minutes on a CPU)."),
+    speed: float = typer.Option(15.0, "--speed", help="Time compression: a 5-minute monitor "
+                                "window lasts 300/SPEED seconds."),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Where the report goes."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open the dashboard."),
+    clients: int = typer.Option(4, "--clients", min=1, help="Concurrent traffic clients."),
+    project: Path | None = typer.Option(None, "--project", help="Project directory "
+                                        "(default: a fresh temporary one)."),
+) -> None:
+    """Run the closed-loop demo: train, serve, drift, alert, retrain, deploy, recover."""
+    result = run_demo(
+        DemoOptions(trainer=trainer, speed=speed, out=out, open_browser=not no_browser,
+                    clients=clients, project_dir=project),
+        console,
+    )
+    if not result.closed:
+        raise typer.Exit(2)

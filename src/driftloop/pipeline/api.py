@@ -1,0 +1,59 @@
+"""The jobs API: list, show and cancel retrain jobs, or trigger one by hand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from driftloop.errors import DriftloopError
+from driftloop.pipeline.queue import JobQueue
+
+
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2_000)
+
+
+def job_detail(queue: JobQueue, job_id: str) -> dict[str, Any]:
+    job = queue.find(job_id)
+    data = job.to_dict()
+    data["steps"] = [step.__dict__ for step in queue.steps(job.job_id)]
+    return data
+
+
+def jobs_router(queue: JobQueue, retrain: Callable[[str, str], str]) -> APIRouter:
+    router = APIRouter(tags=["jobs"])
+
+    def call(work: Callable[[], Any]) -> Any:
+        try:
+            return work()
+        except DriftloopError as exc:
+            raise HTTPException(status_code=exc.status_code, detail=exc.message) from exc
+
+    @router.get("/jobs")
+    def list_jobs(model: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Retrain jobs, newest first."""
+        return [job.to_dict() for job in call(lambda: queue.list(model=model, limit=limit))]
+
+    @router.get("/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        """One job with its steps and their logs."""
+        detail: dict[str, Any] = call(lambda: job_detail(queue, job_id))
+        return detail
+
+    @router.post("/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        """Cancel a queued job, or ask a running one to stop at its next step."""
+        job = call(lambda: queue.request_cancel(queue.find(job_id).job_id))
+        result: dict[str, Any] = job.to_dict()
+        return result
+
+    @router.post("/models/{name}/retrain", status_code=202)
+    def retrain_model(name: str, request: RetrainRequest) -> dict[str, str]:
+        """Queue a retrain of a model now (skips the cooldown, not the one-job rule)."""
+        return {"job_id": call(lambda: retrain(name, request.reason))}
+
+    return router

@@ -1,0 +1,58 @@
+"""The worker that runs retrain jobs (``driftloop worker``, and inside ``driftloop up``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+
+from driftloop.pipeline.queue import Job, JobQueue
+from driftloop.pipeline.runner import RetrainPipeline
+
+logger = logging.getLogger("driftloop.pipeline")
+
+
+class RetrainWorker:
+    """Claims jobs from the queue, one at a time, and runs them through the pipeline."""
+
+    def __init__(
+        self, queue: JobQueue, pipeline: RetrainPipeline, *, name: str | None = None,
+        poll_interval: float = 1.0, stale_after: float = 60.0,
+    ) -> None:
+        self.queue = queue
+        self.pipeline = pipeline
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.poll_interval = poll_interval
+        self.stale_after = stale_after
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> Job | None:
+        """Claim and run one job; None when nothing is waiting."""
+        job = self.queue.claim(self.name, stale_after=self.stale_after)
+        if job is None:
+            return None
+        logger.info("worker %s runs job %s for %s", self.name, job.job_id[:8], job.model)
+        return self.pipeline.run(job, self.name)
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                logger.exception("retrain worker loop error")
+                ran = None
+            if ran is None:
+                self._stop.wait(self.poll_interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run_forever, name="driftloop-worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

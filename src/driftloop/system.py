@@ -1,0 +1,230 @@
+"""The whole loop wired from one config: the composition root of ``driftloop up``,
+``driftloop worker``, ``driftloop retrain`` and the demo.
+
+serving → insights → transport → metric store → monitor engine → notification router
+→ @retrain → job queue → worker → pipeline → registry alias → serving (hot swap).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from driftloop.config import Config, MonitorConfig
+from driftloop.dashboard.router import dashboard_router
+from driftloop.dashboard.sessions import SECRET_FILE, load_session_secret
+from driftloop.dashboard.sources import StoreDashboardData
+from driftloop.drift.factory import build_detector
+from driftloop.errors import NotFoundError
+from driftloop.insights.client import InsightsClient
+from driftloop.insights.transports import Transport, open_transport
+from driftloop.metrics.sql import SqlMetricStore
+from driftloop.monitors.api import monitors_router
+from driftloop.monitors.detectors import DriftDetector
+from driftloop.monitors.engine import MonitorEngine
+from driftloop.monitors.events import Event, MonitorState
+from driftloop.notify import Notifier
+from driftloop.notify.inbound import InboundAlert, inbound_router
+from driftloop.notify.graphs import graph_router
+from driftloop.notify.router import NotificationRouter
+from driftloop.pipeline.api import jobs_router
+from driftloop.pipeline.queue import JobQueue
+from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
+from driftloop.pipeline.worker import RetrainWorker
+from driftloop.registry import ModelRegistry
+from driftloop.serving.app import create_app, require_scope
+from driftloop.serving.keys import ApiKeyStore, Scope
+from driftloop.storage import DatasetStore
+from driftloop.store import open_database
+from driftloop.trainers.base import ReferenceProfile
+
+logger = logging.getLogger("driftloop")
+
+@dataclass
+class SystemOptions:
+    """What the demo and tests change; production runs on the defaults."""
+
+    clock: Callable[[], float] = time.time
+    monitor_interval: float = 5.0
+    worker_poll_interval: float = 1.0
+    notifiers: Mapping[str, Notifier] | None = None
+    event_listeners: list[Callable[[Event], None]] = field(default_factory=list)
+    pipeline_hooks: PipelineHooks = field(default_factory=PipelineHooks)
+
+
+class DriftloopSystem:
+    """Every component of the loop, built once from the config and shared."""
+
+    def __init__(self, config: Config, options: SystemOptions | None = None) -> None:
+        self.config = config
+        self.options = options or SystemOptions()
+        clock = self.options.clock
+        self.database = open_database(config.store, base_dir=config.base_dir)
+        self.registry = ModelRegistry.from_config(config)
+        self.datasets = DatasetStore.from_config(config)
+        self.metric_store = SqlMetricStore.from_config(self.database, config.metrics)
+        self.transport: Transport = open_transport(config, store=self.metric_store)
+        self.insights = InsightsClient.from_config(config, transport=self.transport)
+        self.api_keys = ApiKeyStore(self.database)
+        self.queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
+        self.router = NotificationRouter(
+            config, self.database, notifiers=self.options.notifiers,
+            enqueue_retrain=self.enqueue_retrain, metric_store=self.metric_store, clock=clock,
+        )
+        self.engine = MonitorEngine(
+            config, self.database, self.metric_store, clock=clock,
+            listeners=[self.router, *self.options.event_listeners],
+            reference_provider=self.reference_for, detector_factory=self.build_detector,
+        )
+        self.pipeline = RetrainPipeline(
+            config, self.queue, self.registry, self.datasets, health=self, incidents=self.engine,
+            hooks=self.options.pipeline_hooks, clock=clock,
+        )
+        self.worker = RetrainWorker(self.queue, self.pipeline,
+                                    poll_interval=self.options.worker_poll_interval)
+        self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
+
+    # ------------------------------------------------------------------ the loop's joints
+    def enqueue_retrain(self, model: str, incident_id: str | None, reason: str) -> str:
+        """What ``@retrain`` and inbound alerts call: one job per incident (storm control)."""
+        result = self.queue.enqueue(model, incident_id=incident_id, reason=reason,
+                                    trigger=f"incident:{incident_id}" if incident_id else "alert")
+        if incident_id is not None:
+            verb = "queued" if result.created else "attached to"
+            self.engine.add_timeline_entry(
+                incident_id, "retrain", f"{verb} retrain job {result.job.job_id[:8]}",
+                {"job_id": result.job.job_id, "created": result.created},
+            )
+        return result.job.job_id
+
+    def handle_inbound_alert(self, alert: InboundAlert) -> str:
+        """An alert from Datadog or Alertmanager: an incident (one per alert cycle) and, while
+        it fires, a retrain of its model."""
+        if alert.model not in self.config.models:
+            raise NotFoundError(
+                f"no model {alert.model!r}; known: {sorted(self.config.models)}"
+            )
+        incident_id = self.engine.incidents.open_external_incident(
+            alert.source, alert.model, alert.title,
+            {"labels": dict(alert.labels), "status": alert.status, "url": alert.url},
+            dedupe_key=alert.key,
+        )
+        if alert.status == "firing":
+            self.enqueue_retrain(alert.model, incident_id, f"{alert.source} alert: {alert.title}")
+        else:
+            self.engine.add_timeline_entry(
+                incident_id, "resolved_at_source", f"{alert.source} reports the alert resolved",
+                {"labels": dict(alert.labels)},
+            )
+        return incident_id
+
+    @staticmethod
+    def build_detector(monitor: MonitorConfig, reference: ReferenceProfile | None) -> DriftDetector:
+        assert monitor.detector is not None  # the config requires it for drift monitors
+        return build_detector(monitor.detector, reference, metric=monitor.metric)
+
+    def reference_for(self, group: Mapping[str, str]) -> ReferenceProfile | None:
+        """The validation profile drift is measured against: that of the group's ``version``
+        when monitors group by it (so each version is judged against its own reference, and
+        points still in flight from the previous version never reach the new one's detector),
+        else that of the production version."""
+        model = group.get("model")
+        if model is None:
+            return None
+        try:
+            if group.get("version", "").isdigit():
+                version = self.registry.get_version(model, int(group["version"]))
+            else:
+                version = self.registry.resolve(model, "production")
+        except NotFoundError:
+            return None
+        key = (model, version.version)
+        if key not in self._references:
+            self._references[key] = version.reference
+        return self._references[key]
+
+    def monitors_ok(self, model: str) -> bool:
+        """Every monitor group of the model now serving is OK (the verification question).
+
+        Groups split by ``version`` count only for the production version: an old version that
+        no longer serves keeps its last state as history.
+        """
+        try:
+            production = str(self.registry.resolve(model, "production").version)
+        except NotFoundError:
+            production = None
+        states = [
+            group.state
+            for status in self.engine.status()
+            for group in status.groups
+            if group.group.get("model") == model
+            and group.group.get("version", production) == production
+        ]
+        return bool(states) and all(state == MonitorState.OK for state in states)
+
+    def live_confidence(
+        self, model: str, version: int, start: float, end: float
+    ) -> tuple[float | None, int]:
+        results = self.metric_store.query(
+            "model_confidence", "avg", start, end,
+            filter={"model": model, "version": str(version)},
+        )
+        if not results:
+            return None, 0
+        return results[0].value, results[0].count
+
+    # ------------------------------------------------------------------ the app
+    def create_app(self, *, poll: bool = True) -> FastAPI:
+        admin = [Depends(require_scope(Scope.ADMIN))]
+        api = APIRouter(prefix="/v1", dependencies=admin)
+        api.include_router(monitors_router(self.engine))
+        api.include_router(jobs_router(self.queue, self.enqueue_retrain_manual))
+        dashboard = dashboard_router(
+            StoreDashboardData(
+                database=self.database, metric_store=self.metric_store,
+                monitors=list(self.config.monitors), registry=self.registry, jobs=self.queue,
+                models=sorted(self.config.models), clock=self.options.clock,
+            ),
+            verify_key=lambda key: self.api_keys.authenticate(key).key_id,
+            session_secret=load_session_secret(self.config.path(SECRET_FILE)),
+        )
+        inbound = inbound_router(self.config.hooks.secret, self.handle_inbound_alert)
+        return create_app(
+            self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
+            extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard],
+            poll=poll,
+        )
+
+    def enqueue_retrain_manual(self, model: str, reason: str) -> str:
+        if model not in self.config.models:
+            raise NotFoundError(f"model {model!r} is not configured")
+        return self.queue.enqueue(model, reason=reason or "manual", trigger="manual",
+                                  force=True).job.job_id
+
+    # ------------------------------------------------------------------ background work
+    def start_background(self, *, worker: bool = True) -> None:
+        self.insights.start()
+        self.router.start()
+        self.engine.start(self.options.monitor_interval)
+        if worker:
+            self.worker.start()
+
+    def stop_background(self) -> None:
+        self.worker.stop()
+        self.engine.stop()
+        self.router.stop()
+        self.insights.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "store": self.database.safe_url,
+            "storage": self.config.storage,
+            "transport": self.config.transport,
+            "models": sorted(self.config.models),
+            "monitors": [m.name for m in self.config.monitors],
+        }

@@ -444,7 +444,7 @@ def _finish(
         monitors=list(system.config.monitors), registry=system.registry, jobs=system.queue,
         models=[MODEL],
     )
-    paths = generate_report(data, out / "report", model=MODEL, since=view.started - 60)
+    paths = generate_report(data, out / "report", model=MODEL, since=view.started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "timeline.json").write_text(json.dumps(
         [{"at": e.at, "kind": e.kind, "message": e.message} for e in view.timeline], indent=2))

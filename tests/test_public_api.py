@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 import types
 
 import driftloop
@@ -11,15 +14,27 @@ def test_all_is_sorted() -> None:
     assert driftloop.__all__ == sorted(driftloop.__all__)
 
 
+def test_every_name_in_all_resolves() -> None:
+    for name in driftloop.__all__:
+        assert getattr(driftloop, name) is not None, name
+
+
 def test_all_is_complete() -> None:
+    module = importlib.reload(driftloop)
+    for name in module.__all__:
+        getattr(module, name)
     public = {
         name
-        for name, value in vars(driftloop).items()
+        for name, value in vars(module).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        and name not in {"annotations", "TYPE_CHECKING", "Any"}
     }
-    assert public | {"__version__"} == set(driftloop.__all__)
+    assert public | {"__version__"} == set(module.__all__)
 
 
-def test_every_name_in_all_exists() -> None:
-    for name in driftloop.__all__:
-        assert hasattr(driftloop, name), name
+def test_sdk_import_stays_light() -> None:
+    code = ("import sys, driftloop; from driftloop import report_insights; "
+            "print(','.join(m for m in ('fastapi', 'sklearn', 'uvicorn') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == ""

@@ -1,7 +1,16 @@
 """driftloop: keep a deployed model from drifting.
 
 serve → report insights → monitor → notify → retrain → gate → deploy → verify.
+
+The light names (errors, config, the insights SDK) are imported at once; the components are
+imported on first use, so ``from driftloop import report_insights`` stays cheap inside a
+model's predict code.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from driftloop._version import __version__
 from driftloop.config import Config, MonitorConfig, load_config, parse_config
@@ -22,24 +31,76 @@ from driftloop.errors import (
 )
 from driftloop.insights import configure_insights, report_insights
 
+if TYPE_CHECKING:
+    from driftloop.metrics.points import MetricPoint
+    from driftloop.metrics.sql import SqlMetricStore
+    from driftloop.monitors.engine import MonitorEngine
+    from driftloop.monitors.events import Event, MonitorState
+    from driftloop.notify.router import NotificationRouter
+    from driftloop.pipeline.queue import JobQueue
+    from driftloop.pipeline.runner import RetrainPipeline
+    from driftloop.registry import ModelRegistry, ModelVersion
+    from driftloop.serving.app import create_app
+    from driftloop.storage import DatasetStore
+    from driftloop.system import DriftloopSystem
+
+_LAZY = {
+    "DatasetStore": "driftloop.storage",
+    "DriftloopSystem": "driftloop.system",
+    "Event": "driftloop.monitors.events",
+    "JobQueue": "driftloop.pipeline.queue",
+    "MetricPoint": "driftloop.metrics.points",
+    "ModelRegistry": "driftloop.registry",
+    "ModelVersion": "driftloop.registry",
+    "MonitorEngine": "driftloop.monitors.engine",
+    "MonitorState": "driftloop.monitors.events",
+    "NotificationRouter": "driftloop.notify.router",
+    "RetrainPipeline": "driftloop.pipeline.runner",
+    "SqlMetricStore": "driftloop.metrics.sql",
+    "create_app": "driftloop.serving.app",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'driftloop' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "AuthError",
     "BackendUnavailableError",
     "Config",
     "ConfigError",
     "ConflictError",
+    "DatasetStore",
     "DriftloopError",
+    "DriftloopSystem",
+    "Event",
     "ForbiddenError",
     "IntegrityError",
     "InvalidInputError",
+    "JobQueue",
+    "MetricPoint",
     "MissingExtraError",
+    "ModelRegistry",
+    "ModelVersion",
     "MonitorConfig",
+    "MonitorEngine",
+    "MonitorState",
     "NotFoundError",
+    "NotificationRouter",
     "PayloadTooLargeError",
+    "RetrainPipeline",
+    "SqlMetricStore",
     "TrainingError",
     "UnknownBackendError",
     "__version__",
     "configure_insights",
+    "create_app",
     "load_config",
     "parse_config",
     "report_insights",

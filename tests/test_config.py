@@ -8,6 +8,7 @@ import pytest
 
 from driftloop.config import (
     Config,
+    SlackNotifierConfig,
     Threshold,
     config_keys,
     load_config,
@@ -37,7 +38,7 @@ def test_default_template_is_valid_as_is(tmp_path: Path) -> None:
     assert config.storage.startswith("file://")
     assert config.transport == "local://"
     assert "review-classifier" in config.models
-    assert [m.name for m in config.monitors][0] == "review-classifier confidence"
+    assert config.monitors[0].name == "review-classifier confidence"
     assert config.base_dir == tmp_path.resolve()
 
 
@@ -53,7 +54,8 @@ def test_env_substitution_and_default() -> None:
     config = parse_config(text, environ={"SLACK_URL": "https://hooks.example/T1"})
     assert config.store == "sqlite:///x.db"
     slack = config.notifiers["slack-x"]
-    assert getattr(slack, "webhook_url") == "https://hooks.example/T1"
+    assert isinstance(slack, SlackNotifierConfig)
+    assert slack.webhook_url == "https://hooks.example/T1"
 
 
 def test_missing_secret_names_file_key_and_variable() -> None:
@@ -71,7 +73,9 @@ def test_secrets_file(tmp_path: Path) -> None:
     config_file = tmp_path / "driftloop.yaml"
     config_file.write_text(MONITOR)
     config = load_config(config_file, environ={"DRIFTLOOP_SECRETS_FILE": str(secrets)})
-    assert getattr(config.notifiers["slack-x"], "webhook_url") == "https://hooks.example/from-file"
+    slack = config.notifiers["slack-x"]
+    assert isinstance(slack, SlackNotifierConfig)
+    assert slack.webhook_url == "https://hooks.example/from-file"
 
 
 def test_unknown_key_is_rejected_with_its_path() -> None:
@@ -147,7 +151,8 @@ def test_relative_thresholds() -> None:
     )
     config = parse_config(text, environ={"SLACK_URL": "u"})
     below = config.monitors[0].below
-    assert below is not None and below.warning is not None
+    assert below is not None
+    assert below.warning is not None
     assert below.warning == Threshold(value=-0.05, relative=True)
     assert below.warning.resolve(0.9) == pytest.approx(0.85)
     assert below.warning.resolve(None) is None

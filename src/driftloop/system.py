@@ -29,8 +29,8 @@ from driftloop.monitors.detectors import DriftDetector
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.notify import Notifier
-from driftloop.notify.inbound import InboundAlert, inbound_router
 from driftloop.notify.graphs import graph_router
+from driftloop.notify.inbound import InboundAlert, inbound_router
 from driftloop.notify.router import NotificationRouter
 from driftloop.pipeline.api import jobs_router
 from driftloop.pipeline.queue import JobQueue

@@ -62,7 +62,8 @@ def test_cooldown_per_model(database: Database) -> None:
     queue.set_state(first.job_id, JobState.FAILED, error="x")
     clock.now += 100
     within = queue.enqueue("m", incident_id="b")
-    assert not within.created and within.job.job_id == first.job_id
+    assert not within.created
+    assert within.job.job_id == first.job_id
     other_model = queue.enqueue("other", incident_id="c")
     assert other_model.created
     forced = queue.enqueue("m", reason="manual", force=True)
@@ -77,7 +78,8 @@ def test_claim_once_then_resume_stale(database: Database) -> None:
     queue = JobQueue(database, clock=clock)
     job = queue.enqueue("m").job
     claimed = queue.claim("w1")
-    assert claimed is not None and claimed.job_id == job.job_id
+    assert claimed is not None
+    assert claimed.job_id == job.job_id
     queue.set_state(job.job_id, JobState.TRAINING, worker="w1")
     assert queue.claim("w2", stale_after=60) is None  # w1 is alive
     clock.now += 61  # w1 was killed: no heartbeat since

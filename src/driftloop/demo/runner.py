@@ -245,7 +245,7 @@ def _run(
         + yaml.safe_dump(demo_config(options, receiver, port), sort_keys=False)
     )
     config = load_config(project / CONFIG_FILENAME)
-    console.print(f"[bold]driftloop demo[/] in {project} (speed ×{options.speed:g}: "
+    console.print(f"[bold]driftloop demo[/] in {project} (speed x{options.speed:g}: "
                   f"a {options.window:g}s window stands for 5 minutes)")
     console.print(THRESHOLD_NOTE, style="dim")
 
@@ -361,7 +361,7 @@ def _refresh(view: DemoView, system: DriftloopSystem) -> None:
         view.states[status.name] = "NO_DATA" if worst is None else worst.value
     try:
         view.production = system.registry.resolve(MODEL).version
-    except Exception:  # noqa: BLE001  (the view must never stop the demo)
+    except Exception:
         view.production = None
 
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Browser, Playwright
 
-from conftest import ManagedService
+from servicekit import ManagedService
 
 pytestmark = pytest.mark.browser
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from conftest import PrometheusService, service_script
+from servicekit import PrometheusService, service_script
 
 pytestmark = pytest.mark.prometheus
 

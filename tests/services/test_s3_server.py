@@ -7,8 +7,8 @@ import os
 import pytest
 import s3fs
 
-from conftest import S3Endpoint
 from driftloop.storage.objects import open_storage
+from servicekit import S3Endpoint
 
 pytestmark = pytest.mark.s3
 

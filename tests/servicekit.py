@@ -1,0 +1,114 @@
+"""Helpers for the real services the marked tests use (imported by conftest.py and tests).
+
+A module of its own, not conftest.py: several test folders have a conftest.py, so
+``from conftest import ...`` would find whichever was imported first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SERVICE_SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "services"
+
+CHROMIUM = os.environ.get("DRIFTLOOP_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+def service_script(name: str, command: str, *args: str, check: bool = True) -> str:
+    """Run ``scripts/services/<name>.sh COMMAND ARGS`` and return its stdout (the URL)."""
+    result = subprocess.run(
+        [str(SERVICE_SCRIPTS / f"{name}.sh"), command, *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"scripts/services/{name}.sh {command} exited {result.returncode}:\n{result.stderr}",
+            pytrace=False,
+        )
+    return result.stdout.strip()
+
+
+@dataclass
+class ManagedService:
+    """One service script's server for this session; stops it at the end if we started it."""
+
+    name: str
+    started_here: bool = False
+    url: str = ""
+
+    def start(self, *args: str) -> str:
+        running = service_script(self.name, "status", check=False).startswith("running")
+        self.url = service_script(self.name, "start", *args)
+        self.started_here = self.started_here or not running
+        return self.url
+
+    def stop(self) -> None:
+        if self.started_here:
+            service_script(self.name, "stop")
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    """An S3-compatible server and the credentials it accepts."""
+
+    url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def make_bucket(self, prefix: str = "test") -> str:
+        """Create a new, uniquely named bucket and return its name."""
+        # botocore, not s3fs.mkdir: S3Proxy answers GetBucketLocation for any bucket name, so
+        # s3fs believes a missing bucket exists and refuses to create it.
+        import botocore.session
+
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        client = botocore.session.get_session().create_client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        finally:
+            client.close()
+        return name
+
+
+@dataclass
+class PrometheusService:
+    """Prometheus and Alertmanager, (re)started with the configuration files a test writes."""
+
+    prometheus: ManagedService = field(default_factory=lambda: ManagedService("prometheus"))
+    alertmanager: ManagedService = field(default_factory=lambda: ManagedService("alertmanager"))
+
+    def start_prometheus(self, config: Path | None = None) -> str:
+        """Prometheus's base URL, running with ``config`` (restarted if it ran another one)."""
+        return self.prometheus.start(*([str(config)] if config else []))
+
+    def start_alertmanager(self, config: Path | None = None) -> str:
+        """Alertmanager's base URL, running with ``config`` (restarted if it ran another one)."""
+        return self.alertmanager.start(*([str(config)] if config else []))
+
+    def stop(self) -> None:
+        self.prometheus.stop()
+        self.alertmanager.stop()

@@ -88,9 +88,11 @@ def s3_bucket(s3_endpoint: S3Endpoint) -> str:
     return s3_endpoint.make_bucket()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
-    """The session's one Playwright (sync API: a second one cannot run beside it)."""
+    """Playwright for one test module. Its sync API keeps an event loop running in the main
+    thread while it lives, which breaks every later async test, so it must not outlive the
+    module that uses it."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -99,7 +101,7 @@ def playwright_driver() -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser(playwright_driver: Playwright) -> Iterator[Browser]:
     """Headless Debian Chromium driven by Playwright (never a downloaded browser build)."""
     browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

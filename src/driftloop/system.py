@@ -170,6 +170,8 @@ class DriftloopSystem:
     def live_confidence(
         self, model: str, version: int, start: float, end: float
     ) -> tuple[float | None, int]:
+        if end <= start:  # verification asks at the very instant of the deploy
+            return None, 0
         results = self.metric_store.query(
             "model_confidence", "avg", start, end,
             filter={"model": model, "version": str(version)},

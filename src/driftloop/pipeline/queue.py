@@ -221,9 +221,9 @@ class JobQueue:
                 .order_by(retrain_jobs.c.created_at)
             ).all()
         for job_id, state, heartbeat in candidates:
-            claimable = state == JobState.QUEUED.value or (
-                heartbeat is None or heartbeat < now - stale_after
-            )
+            # a queued job that a worker has claimed carries its heartbeat until the first
+            # step: it is no more claimable than a running one
+            claimable = heartbeat is None or heartbeat < now - stale_after
             if not claimable:
                 continue
             with self.database.engine.begin() as connection:
@@ -260,7 +260,7 @@ class JobQueue:
         job = self.get(job_id)
         if job.state.finished:
             raise ConflictError(f"job {job_id} already {job.state.value}")
-        if job.state == JobState.QUEUED:
+        if job.state == JobState.QUEUED and job.worker is None:
             return self.set_state(job_id, JobState.CANCELLED, error="cancelled before it started")
         self._update(job_id, cancel_requested=True)
         return self.get(job_id)
@@ -281,6 +281,18 @@ class JobQueue:
                 job_steps.update().where(job_steps.c.step_id == step_id)
                 .values(finished_at=self.clock(), outcome=outcome, log=log)
             )
+
+    def close_open_steps(self, job_id: str, outcome: str = "interrupted") -> int:
+        """End the job's unfinished steps with ``outcome`` (a dead worker's step, or the one a
+        failure or a cancel cut short); returns how many."""
+        with self.database.engine.begin() as connection:
+            closed = connection.execute(
+                job_steps.update()
+                .where(job_steps.c.job_id == job_id)
+                .where(job_steps.c.finished_at.is_(None))
+                .values(finished_at=self.clock(), outcome=outcome)
+            ).rowcount
+        return int(closed)
 
     def _update(self, job_id: str, **values: Any) -> None:
         with self.database.engine.begin() as connection:

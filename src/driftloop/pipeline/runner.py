@@ -9,6 +9,7 @@ steps before the deploy rerun from the data (nothing was published yet), a deplo
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,12 +20,21 @@ import pandas as pd
 
 from driftloop.config import Config, ModelConfig
 from driftloop.errors import DriftloopError, NotFoundError, TrainingError
-from driftloop.pipeline.gate import GateDecision, decide, evaluate_on_holdout, split_for_gate
+from driftloop.pipeline.gate import (
+    GateDecision,
+    GateSplit,
+    decide,
+    evaluate_on_holdout,
+    split_for_gate,
+)
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.registry import ModelRegistry, ModelVersion
-from driftloop.storage import DatasetStore
-from driftloop.trainers.base import Predictor, ProgressCallback, TrainingData
+from driftloop.storage import DatasetStore, Snapshot
+from driftloop.trainers.base import Predictor, ProgressCallback, TrainedModel, TrainingData
+from driftloop.trainers.evaluation import split_holdout
+from driftloop.trainers.github_dispatch import GithubDispatchTrainer, WorkflowDispatch
 from driftloop.trainers.registry import get_trainer
+from driftloop.trainers.remote import get_remote_trainer, is_remote_trainer
 
 logger = logging.getLogger("driftloop.pipeline")
 
@@ -51,7 +61,7 @@ class HealthProbe(Protocol):
         ...
 
 
-class JobCancelled(DriftloopError):
+class JobCancelledError(DriftloopError):
     status_code = 409
 
 
@@ -78,6 +88,7 @@ class RetrainPipeline:
         hooks: PipelineHooks | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        heartbeat_interval: float = 10.0,
     ) -> None:
         self.config = config
         self.queue = queue
@@ -88,11 +99,16 @@ class RetrainPipeline:
         self.hooks = hooks or PipelineHooks()
         self.clock = clock
         self.sleep = sleep
+        self.heartbeat_interval = heartbeat_interval
+        """Seconds between heartbeats during a step; keep it well under the workers'
+        ``stale_after`` (60 s by default)."""
 
     # ----------------------------------------------------------------------------- running
     def run(self, job: Job, worker: str) -> Job:
         """Run (or resume) a claimed job to a finished state; never raises for job failures."""
         try:
+            if job.state != JobState.QUEUED:  # a resumed job: its dead worker's step ended there
+                self.queue.close_open_steps(job.job_id)
             if job.state in {JobState.VERIFYING} and job.candidate_version is not None:
                 return self._verify(job, worker)
             if job.state in {JobState.GATED, JobState.DEPLOYING} and job.candidate_version:
@@ -100,13 +116,16 @@ class RetrainPipeline:
             if job.state != JobState.QUEUED:
                 self._note(job, "resumed", f"resuming after an interrupted {job.state.value} step")
             return self._train_and_gate(job, worker)
-        except JobCancelled:
+        except JobCancelledError:
+            self.queue.close_open_steps(job.job_id, "cancelled")  # e.g. a verification
             return self._finish(job.job_id, JobState.CANCELLED, error="cancelled on request")
         except DriftloopError as exc:
             logger.warning("retrain job %s failed: %s", job.job_id, exc.message)
+            self.queue.close_open_steps(job.job_id, "failed")
             return self._finish(job.job_id, JobState.FAILED, error=exc.message)
         except Exception as exc:  # a trainer's own bug must not kill the worker
             logger.exception("retrain job %s crashed", job.job_id)
+            self.queue.close_open_steps(job.job_id, "failed")
             return self._finish(job.job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
 
     def _train_and_gate(self, job: Job, worker: str) -> Job:
@@ -118,17 +137,24 @@ class RetrainPipeline:
         except NotFoundError:
             production = None
 
+        remote = is_remote_trainer(model_config.trainer)
+        dispatched = _recorded_dispatch(job)
         with self._step(job, JobState.FETCHING_DATA, worker) as log:
-            snapshot = self.datasets.newest(model_config.data)
+            if dispatched is not None and dispatched.inputs.get("dataset_snapshot"):
+                # a resumed remote job gates on the snapshot its workflow was given
+                snapshot = self.datasets.get(model_config.data,
+                                             dispatched.inputs["dataset_snapshot"])
+            else:
+                snapshot = self.datasets.newest(model_config.data)
             frame = self.datasets.load(snapshot)
             log.append(f"snapshot {snapshot.snapshot_id} ({snapshot.row_count} rows, "
                        f"hash {snapshot.content_hash[:12]})")
-            split = split_for_gate(
-                frame, model_config.text_column, model_config.label_column,
-                self._seen_texts(production, model_config.data, model_config.text_column),
+            seen = self._seen_texts(production, model_config.data, model_config.text_column)
+            split = (self._remote_split(frame, model_config, seen) if remote else split_for_gate(
+                frame, model_config.text_column, model_config.label_column, seen,
                 fraction=self.config.pipeline.holdout_fraction,
                 min_fresh_rows=self.config.pipeline.min_fresh_rows, seed=self.config.pipeline.seed,
-            )
+            ))
             train, holdout = split.train, split.holdout
             log.append(f"{split.fresh_rows} rows new since the production model's data; "
                        f"held out {len(holdout)} "
@@ -139,42 +165,121 @@ class RetrainPipeline:
         self._note(job, "data", f"newest snapshot {snapshot.snapshot_id}: {len(frame)} rows, "
                    f"{split.fresh_rows} new", snapshot_id=snapshot.snapshot_id)
 
+        registered: ModelVersion | None = None
+        trained: TrainedModel | None = None
         with self._step(job, JobState.TRAINING, worker) as log:
-            trainer = get_trainer(model_config.trainer, model_config)
-            trained = trainer.fit(
-                TrainingData(train, model_config.text_column, model_config.label_column,
-                             snapshot.snapshot_id, snapshot.content_hash),
-                progress=self.hooks.progress,
-            )
-            log.append(f"trained with {model_config.trainer} on {len(train)} rows: "
-                       f"validation macro-F1 {trained.evaluation.macro_f1:.3f}, "
-                       f"ECE {trained.evaluation.ece:.3f}")
+            if remote:
+                registered = self._train_remotely(job, worker, model_config, snapshot, log)
+                candidate = self.registry.load_predictor(registered)
+            else:
+                trainer = get_trainer(model_config.trainer, model_config)
+                trained = trainer.fit(
+                    TrainingData(train, model_config.text_column, model_config.label_column,
+                                 snapshot.snapshot_id, snapshot.content_hash),
+                    progress=self.hooks.progress,
+                )
+                candidate = trained.predictor
+                log.append(f"trained with {model_config.trainer} on {len(train)} rows: "
+                           f"validation macro-F1 {trained.evaluation.macro_f1:.3f}, "
+                           f"ECE {trained.evaluation.ece:.3f}")
 
         with self._step(job, JobState.EVALUATING, worker) as log:
-            decision = self._evaluate(trained.predictor, production, holdout, model_config,
+            decision = self._evaluate(candidate, production, holdout, model_config,
                                       fresh=split.fresh)
             log.extend(decision.reasons)
 
+        recorded = dict(self.queue.get(job.job_id).result or {})
         if not decision.accepted:
             self._step_record(job, JobState.GATED, "rejected", decision.reasons)
             self._note(job, "gate", "candidate rejected by the gate: " + "; ".join(
                 decision.reasons), decision=decision.to_dict())
-            return self._finish(job.job_id, JobState.REJECTED, result={"gate": decision.to_dict()},
+            if registered is not None:  # a remote version stays registered, without an alias
+                recorded["rejected_version"] = registered.version
+            return self._finish(job.job_id, JobState.REJECTED,
+                                result={**recorded, "gate": decision.to_dict()},
                                 error="rejected by the quality gate")
 
-        version = self.registry.register_trained(
-            job.model, trained, trainer=model_config.trainer, snapshot=snapshot,
-            trigger=f"incident:{job.incident_id}" if job.incident_id else f"job:{job.job_id}",
-            parent_version=production.version if production else None,
-        )
+        if registered is not None:
+            version = registered
+        else:
+            assert trained is not None
+            version = self.registry.register_trained(
+                job.model, trained, trainer=model_config.trainer, snapshot=snapshot,
+                trigger=f"incident:{job.incident_id}" if job.incident_id else f"job:{job.job_id}",
+                parent_version=production.version if production else None,
+            )
         self.registry.set_alias(job.model, "candidate", version.version, actor=f"job:{job.job_id}")
         job = self.queue.set_state(job.job_id, JobState.GATED, candidate_version=version.version,
-                                   result={"gate": decision.to_dict()})
+                                   result={**recorded, "gate": decision.to_dict()})
         self._step_record(job, JobState.GATED, "accepted", decision.reasons)
         self._note(job, "gate", f"v{version.version} passed the gate: " + "; ".join(
             decision.reasons), version=version.version)
         self._emit(job)
         return self._deploy_and_verify(job, worker)
+
+    def _remote_split(
+        self, frame: pd.DataFrame, model_config: ModelConfig, seen: set[str]
+    ) -> GateSplit:
+        """The gate's rows for a remotely trained candidate: the rows the training workflow
+        leaves out (``split_holdout`` with the same fraction and seed, as the training-repo
+        template's ``fetch_training_data.py`` does), restricted to those production never saw
+        when enough of them are new."""
+        settings = self.config.pipeline
+        train, held_out = split_holdout(frame, model_config.label_column,
+                                        settings.holdout_fraction, settings.seed)
+        new = ~held_out[model_config.text_column].astype(str).isin(seen)
+        fresh_rows = int((~frame[model_config.text_column].astype(str).isin(seen)).sum())
+        fresh = int(new.sum()) >= settings.min_fresh_rows
+        holdout = held_out[new].reset_index(drop=True) if fresh else held_out
+        return GateSplit(train, holdout, fresh, fresh_rows)
+
+    def _train_remotely(
+        self, job: Job, worker: str, model_config: ModelConfig, snapshot: Snapshot,
+        log: list[str],
+    ) -> ModelVersion:
+        """Hand the training to the remote trainer and wait for the version it registers.
+
+        The dispatch is recorded in the job's ``result`` before the wait, so a worker that
+        resumes the job waits for the same run (with its original deadline) instead of
+        dispatching the workflow again.
+        """
+        remote = get_remote_trainer(model_config.trainer, model_config, self.registry,
+                                    clock=self.clock, sleep=self.sleep)
+
+        def on_wait(waited: float) -> None:
+            del waited
+            self.queue.heartbeat(job.job_id, worker)
+            self._check_cancel(job.job_id)
+
+        if not isinstance(remote, GithubDispatchTrainer):
+            version = remote.train_remote(
+                job.model, incident_id=job.incident_id, snapshot=snapshot,
+                callback_url=self.config.public_url, on_wait=on_wait,
+            )
+        else:
+            dispatch = _recorded_dispatch(self.queue.get(job.job_id))
+            if dispatch is None:
+                dispatch = remote.dispatch(job.model, incident_id=job.incident_id,
+                                           snapshot=snapshot, callback_url=self.config.public_url)
+                result = dict(self.queue.get(job.job_id).result or {})
+                self.queue.set_state(job.job_id, JobState.TRAINING,
+                                     result={**result, "dispatch": dispatch.to_dict()})
+                log.append(f"dispatched {dispatch.workflow} on {dispatch.repo}@{dispatch.ref} "
+                           f"(id {dispatch.correlation_id})")
+            else:
+                log.append(f"waiting again for the {dispatch.workflow} run dispatched with id "
+                           f"{dispatch.correlation_id} (not dispatched twice)")
+            version = remote.wait_for_version(dispatch, on_wait=on_wait)
+        if version.snapshot_id and version.snapshot_id != snapshot.snapshot_id:
+            # the held-out rows come from our snapshot: the candidate may have trained on them
+            raise TrainingError(
+                f"{model_config.trainer} registered v{version.version} trained on snapshot "
+                f"{version.snapshot_id}, not the dispatched {snapshot.snapshot_id}: the gate "
+                "cannot hold out rows it never saw, so it is not deployed"
+            )
+        log.append(f"{model_config.trainer} registered v{version.version} "
+                   f"(trigger {version.trigger}, snapshot {version.snapshot_id or 'unknown'})")
+        return version
 
     def _seen_texts(self, production: ModelVersion | None, dataset: str, column: str) -> set[str]:
         """The texts of the snapshot the production model trained on (empty if unknown)."""
@@ -284,7 +389,8 @@ class RetrainPipeline:
         step_id = self.queue.start_step(job.job_id, state.value)
         log: list[str] = []
         try:
-            yield log
+            with self._beating(job.job_id, worker):
+                yield log
         except Exception as exc:
             log.append(f"{type(exc).__name__}: {exc}")
             self.queue.finish_step(step_id, "failed", "\n".join(log))
@@ -295,13 +401,35 @@ class RetrainPipeline:
             raise
         self.queue.finish_step(step_id, "ok", "\n".join(log))
 
+    @contextmanager
+    def _beating(self, job_id: str, worker: str) -> Iterator[None]:
+        """Heartbeat while a step runs (a training can take hours), so that no other worker
+        takes the job for one whose worker died."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.heartbeat_interval):
+                try:
+                    self.queue.heartbeat(job_id, worker)
+                except Exception:  # a store blip must not end the step; the next beat retries
+                    logger.warning("heartbeat of job %s failed", job_id[:8], exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"driftloop-heartbeat-{job_id[:8]}",
+                                  daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def _step_record(self, job: Job, state: JobState, outcome: str, log: list[str]) -> None:
         step_id = self.queue.start_step(job.job_id, state.value)
         self.queue.finish_step(step_id, outcome, "\n".join(log))
 
     def _check_cancel(self, job_id: str) -> None:
         if self.queue.get(job_id).cancel_requested:
-            raise JobCancelled(f"job {job_id} was cancelled")
+            raise JobCancelledError(f"job {job_id} was cancelled")
 
     def _finish(self, job_id: str, state: JobState, **values: Any) -> Job:
         job = self.queue.set_state(job_id, state, **values)
@@ -324,6 +452,12 @@ class RetrainPipeline:
         result = dict(self.queue.get(job.job_id).result or {})
         result["verification"] = log
         return result
+
+
+def _recorded_dispatch(job: Job) -> WorkflowDispatch | None:
+    """The remote dispatch an earlier run of this job recorded, if any."""
+    recorded = (job.result or {}).get("dispatch")
+    return WorkflowDispatch.from_dict(recorded) if isinstance(recorded, dict) else None
 
 
 def _fmt(value: float | None) -> str:

@@ -1,0 +1,544 @@
+"""The retrain pipeline on real components: every state and step recorded, the gate's accept and
+reject paths, deploy, verification and rollback, cancellation, and the remote (GitHub Actions)
+trainer against a local server that answers like GitHub."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop.metrics.points import MetricPoint
+from driftloop.monitors.events import MonitorState
+from driftloop.pipeline.queue import Job, JobState
+from driftloop.registry import ModelRegistry
+from driftloop.storage import DatasetStore
+from driftloop.trainers.base import TrainingData
+from driftloop.trainers.evaluation import split_holdout
+from driftloop.trainers.github_dispatch import GITHUB_API_VERSION
+from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
+from pipeline.world import (
+    DATASET,
+    MODEL,
+    SKLEARN_PARAMS,
+    PipelineWorld,
+    ScriptedHealthProbe,
+    make_snapshots,
+)
+
+STEPS_OF_A_DEPLOY = ["fetching_data", "training", "evaluating", "gated", "deploying",
+                     "verifying"]
+
+
+def run_job(world: PipelineWorld, health: ScriptedHealthProbe | None,
+            incident_id: str | None = None) -> Job:
+    """Queue a job the way an alert does, claim it like a worker and run it."""
+    if incident_id is None:
+        job_id = world.system.queue.enqueue(MODEL, reason="test").job.job_id
+    else:
+        job_id = world.system.enqueue_retrain(MODEL, incident_id, "confidence alert")
+    claimed = world.system.queue.claim("test-worker")
+    assert claimed is not None
+    assert claimed.job_id == job_id
+    return world.pipeline(health).run(claimed, "test-worker")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> PipelineWorld:
+    """Production v1 trained on known rows; a newer snapshot brings the drifted subtopic."""
+    world = PipelineWorld.create(tmp_path)
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    return world
+
+
+# --------------------------------------------------------------------------- accept path
+
+
+def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
+    world: PipelineWorld,
+) -> None:
+    incident = world.open_incident()
+    newest = world.system.datasets.newest(DATASET)
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
+                                 confidence={1: 0.55, 2: 0.8})
+
+    job = run_job(world, health, incident)
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert job.error is None
+    assert (job.previous_version, job.candidate_version) == (1, 2)
+    assert job.snapshot_id == newest.snapshot_id
+    assert job.finished_at is not None
+    assert job.started_at is not None
+    assert job.deployed_at is not None
+    # every state transition, in order, as the pipeline reported it
+    assert world.states == [JobState.FETCHING_DATA, JobState.TRAINING, JobState.EVALUATING,
+                            JobState.GATED, JobState.DEPLOYING, JobState.VERIFYING,
+                            JobState.SUCCEEDED]
+    steps = world.system.queue.steps(job.job_id)
+    assert [s.step for s in steps] == STEPS_OF_A_DEPLOY
+    assert [s.outcome for s in steps] == ["ok", "ok", "ok", "accepted", "ok", "ok"]
+    for step in steps:
+        assert step.finished_at is not None
+        assert step.finished_at >= step.started_at
+        assert step.log.strip(), step.step
+    assert newest.snapshot_id in steps[0].log
+    assert "held out" in steps[0].log
+    assert "new rows" in steps[0].log
+    assert "production → v2" in steps[4].log
+    assert "monitors OK" in steps[5].log
+    # verification polled until the monitors were OK: two intervals of 5 s
+    assert world.clock.sleeps == [5.0, 5.0]
+
+    # the gate's decision is in the result, made on fresh rows
+    assert job.result is not None
+    gate = job.result["gate"]
+    assert gate["accepted"] is True
+    assert gate["fresh_holdout"] is True
+    assert gate["candidate"]["macro_f1"] > gate["production"]["macro_f1"]
+    assert gate["holdout_rows"] >= 30
+    json.dumps(job.result)  # stored as JSON, and readable back as JSON
+    assert job.result["verification"][-1].startswith("monitors OK")
+
+    # the registry: v2 is production and candidate, with its data and lineage
+    assert world.aliases() == {"production": 2, "candidate": 2}
+    v2 = world.system.registry.get_version(MODEL, 2)
+    assert v2.snapshot_id == newest.snapshot_id
+    assert v2.snapshot_hash == newest.content_hash
+    assert v2.parent_version == 1
+    assert v2.trigger == f"incident:{incident}"
+    history = world.system.registry.alias_history(MODEL)
+    assert [(h.alias, h.version) for h in history][-2:] == [("candidate", 2), ("production", 2)]
+    assert all(h.actor == f"job:{job.job_id}" for h in history[-2:])
+
+    # the incident's timeline tells the story
+    kinds = [kind for kind, _ in world.timeline(incident)]
+    assert kinds[:2] == ["opened", "retrain"]
+    for kind in ("data", "gate", "deploy", "recovered", "job"):
+        assert kind in kinds
+    assert kinds.index("gate") < kinds.index("deploy") < kinds.index("recovered")
+    messages = dict(world.timeline(incident))
+    assert "v2 passed the gate" in messages["gate"]
+    assert messages["job"] == "retrain job succeeded"
+
+
+def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
+    """The DriftloopSystem is the health probe: metric points in the SQL store, the monitor
+    engine's states, the live confidence of each version."""
+    system = world.system
+    clock = world.clock
+    low = [MetricPoint("model_confidence", 0.3, clock.now - 30 + i,
+                       {"model": MODEL, "version": "1"}) for i in range(30)]
+    system.metric_store.write(low)
+    system.engine.evaluate(clock.now)
+    assert not system.monitors_ok(MODEL)
+    [status] = system.engine.status()
+    assert status.worst == MonitorState.ALERT
+
+    def traffic_on_v2(now: float) -> None:  # while verification waits, v2 serves well
+        system.metric_store.write([
+            MetricPoint("model_confidence", 0.8, now - 4.5 + i * 0.4,
+                        {"model": MODEL, "version": "2"}) for i in range(10)
+        ])
+        system.engine.evaluate(now)
+
+    clock.on_sleep = traffic_on_v2
+    job_id = system.queue.enqueue(MODEL, reason="test").job.job_id
+    claimed = system.queue.claim("w")
+    assert claimed is not None
+    pipeline = world.pipeline()
+    pipeline.health = system
+    job = pipeline.run(claimed, "w")
+
+    assert job.job_id == job_id
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert system.monitors_ok(MODEL)
+    assert world.production() == 2
+    verification = world.system.queue.steps(job_id)[-1]
+    assert verification.outcome == "ok"
+    assert "live confidence v2 0.800" in verification.log
+    assert "v1 before deploy: 0.300" in verification.log
+    assert 1 <= len(clock.sleeps) <= 4
+
+
+# --------------------------------------------------------------------------- reject paths
+
+
+def test_an_impossible_margin_rejects_and_leaves_production_alone(tmp_path: Path) -> None:
+    world = PipelineWorld.create(tmp_path, pipeline={"gate": {"min_macro_f1_gain": 1.0}})
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    incident = world.open_incident()
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now)
+
+    job = run_job(world, health, incident)
+
+    assert job.state == JobState.REJECTED
+    assert job.error == "rejected by the quality gate"
+    assert job.candidate_version is None
+    assert job.result is not None
+    assert job.result["gate"]["accepted"] is False
+    assert any("needs >= +1.000" in r and r.endswith("fail")
+               for r in job.result["gate"]["reasons"])
+    steps = world.system.queue.steps(job.job_id)
+    assert [(s.step, s.outcome) for s in steps] == [
+        ("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),
+        ("gated", "rejected")]
+    assert world.states[-1] == JobState.REJECTED
+    # nothing published: no new version, aliases untouched, nobody asked about health
+    assert [v.version for v in world.system.registry.list_versions(MODEL)] == [1]
+    assert world.aliases() == {"production": 1}
+    assert health.asked == []
+    notes = world.timeline(incident)
+    gate_notes = [message for kind, message in notes if kind == "gate"]
+    assert len(gate_notes) == 1
+    assert "rejected by the gate" in gate_notes[0]
+    assert ("job", "retrain job rejected: rejected by the quality gate") in notes
+
+
+def test_a_candidate_trained_on_worse_data_is_rejected(tmp_path: Path) -> None:
+    """The newest snapshot's known rows were relabelled at random (a broken labelling job);
+    its new rows are fine, and the gate judges on those: the candidate is worse."""
+    world = PipelineWorld.create(tmp_path)
+    world.train_production()
+    snapshots = world.snapshots
+    garbled = snapshots.known.copy()
+    rng = np.random.default_rng(0)
+    garbled["label"] = rng.permutation(garbled["label"].to_numpy())
+    fresh = make_snapshots(known_rows=600, new_rows=0).known.iloc[300:400]
+    fresh = fresh[~fresh["text"].isin(snapshots.known["text"])]
+    world.push(pd.concat([garbled, fresh], ignore_index=True))
+
+    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
+
+    assert job.state == JobState.REJECTED, job.result
+    assert job.result is not None
+    gate = job.result["gate"]
+    assert gate["fresh_holdout"] is True
+    assert gate["candidate"]["macro_f1"] < gate["production"]["macro_f1"]
+    assert world.aliases() == {"production": 1}
+    assert len(world.system.registry.list_versions(MODEL)) == 1
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def test_monitors_that_never_recover_roll_back_at_the_deadline(world: PipelineWorld) -> None:
+    incident = world.open_incident()
+    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.55, 2: 0.7})
+
+    job = run_job(world, health, incident)
+
+    assert job.state == JobState.ROLLED_BACK
+    assert job.deployed_at is not None
+    assert world.clock.now >= job.deployed_at + 60  # pipeline.verify_deadline
+    assert sum(world.clock.sleeps) == 60
+    assert world.production() == 1
+    assert world.aliases() == {"production": 1, "candidate": 2}
+    changes = [(h.alias, h.version, h.actor) for h in world.system.registry.alias_history(MODEL)]
+    assert changes[-1] == ("production", 1, f"job:{job.job_id} rollback")
+    assert ("production", 2, f"job:{job.job_id}") in changes
+    [(kind, message, data)] = world.notices
+    assert kind == "rollback"
+    assert "rolled back review-classifier to v1" in message
+    assert "not back to OK within 60s" in message
+    assert data == {"job_id": job.job_id, "model": MODEL}
+    assert job.error == message
+    verifying = world.system.queue.steps(job.job_id)[-1]
+    assert (verifying.step, verifying.outcome) == ("verifying", "failed")
+    assert ("rollback", message) in world.timeline(incident)
+    assert world.states[-1] == JobState.ROLLED_BACK
+
+
+@pytest.mark.parametrize(
+    ("new_confidence", "expected"),
+    [(0.6, JobState.ROLLED_BACK), (0.77, JobState.SUCCEEDED)],
+    ids=["worse-than-old", "within-tolerance"],
+)
+def test_live_confidence_worse_than_the_old_version_rolls_back(
+    tmp_path: Path, new_confidence: float, expected: JobState,
+) -> None:
+    world = PipelineWorld.create(tmp_path, pipeline={"verify_confidence_tolerance": 0.05})
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    # the monitors are OK at once: only the confidence comparison can fail the deploy
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
+                                 confidence={1: 0.8, 2: new_confidence})
+
+    job = run_job(world, health)
+
+    assert job.state == expected
+    assert world.clock.sleeps == []
+    assert "live_confidence review-classifier v1" in health.asked
+    if expected == JobState.ROLLED_BACK:
+        assert world.production() == 1
+        assert "live confidence of v2 0.600 is worse than v1's 0.800" in (job.error or "")
+        assert [kind for kind, _, _ in world.notices] == ["rollback"]
+    else:
+        assert world.production() == 2
+        assert world.notices == []
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+def test_a_running_job_is_cancelled_at_its_next_step(world: PipelineWorld) -> None:
+    queue = world.system.queue
+    cancelled: list[bool] = []
+
+    def cancel_while_training(job: Job) -> None:
+        if job.state == JobState.TRAINING:
+            cancelled.append(queue.request_cancel(job.job_id).cancel_requested)
+
+    job_id = queue.enqueue(MODEL, reason="test").job.job_id
+    claimed = queue.claim("w")
+    assert claimed is not None
+    job = world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now),
+                         on_state=cancel_while_training).run(claimed, "w")
+
+    assert cancelled == [True]
+    assert job.job_id == job_id
+    assert job.state == JobState.CANCELLED
+    assert job.error == "cancelled on request"
+    # training finished (a step is not interrupted), evaluation never started
+    assert [(s.step, s.outcome) for s in queue.steps(job_id)] == [
+        ("fetching_data", "ok"), ("training", "ok")]
+    assert world.aliases() == {"production": 1}
+    assert len(world.system.registry.list_versions(MODEL)) == 1
+    assert queue.enqueue(MODEL, reason="again", force=True).created  # the model is free
+
+
+def test_a_cancelled_verification_stops_polling(world: PipelineWorld) -> None:
+    queue = world.system.queue
+    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.5, 2: 0.6})
+    job_id = queue.enqueue(MODEL).job.job_id
+
+    def cancel_on_second_wait(now: float) -> None:
+        if len(world.clock.sleeps) == 2:
+            queue.request_cancel(job_id)
+
+    world.clock.on_sleep = cancel_on_second_wait
+    claimed = queue.claim("w")
+    assert claimed is not None
+    job = world.pipeline(health).run(claimed, "w")
+    assert job.state == JobState.CANCELLED
+    assert world.clock.sleeps == [5.0, 5.0]
+    # production keeps the deployed version: cancelling stops the watch, not the deploy
+    assert world.production() == 2
+    verifying = world.system.queue.steps(job_id)[-1]
+    assert (verifying.step, verifying.outcome) == ("verifying", "cancelled")
+    assert verifying.finished_at is not None
+
+
+# --------------------------------------------------------------------------- remote trainer
+
+REPO = "acme/review-training"
+WORKFLOW = "driftloop-train.yml"
+TOKEN = "ghp_pipeline-test-token"
+
+
+@dataclass
+class FakeGithub:
+    """``POST /repos/{repo}/actions/workflows/{workflow}/dispatches`` as GitHub answers it:
+    401 for a wrong token, 404 for another path, 422 for undeclared inputs, else 204."""
+
+    url: str = ""
+    dispatches: list[dict[str, Any]] = field(default_factory=list)
+
+    def answer(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any]:
+        if headers.get("authorization") != f"Bearer {TOKEN}":
+            return 401, {"message": "Bad credentials", "status": "401"}
+        if path != f"/repos/{REPO}/actions/workflows/{WORKFLOW}/dispatches":
+            return 404, {"message": "Not Found", "status": "404"}
+        assert headers.get("accept") == "application/vnd.github+json"
+        assert headers.get("x-github-api-version") == GITHUB_API_VERSION
+        body = json.loads(raw)
+        declared = {"incident_id", "dataset_snapshot", "callback_url", "model"}
+        if set(body["inputs"]) - declared:
+            return 422, {"message": "Unexpected inputs provided", "status": "422"}
+        self.dispatches.append(body)
+        return 204, None
+
+
+@pytest.fixture
+def github() -> Iterator[FakeGithub]:
+    fake = FakeGithub()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            status, body = fake.answer(self.path, {k.lower(): v for k, v in
+                                                   self.headers.items()}, raw)
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            if data:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def remote_world(tmp_path: Path, github: FakeGithub, **pipeline: Any) -> PipelineWorld:
+    world = PipelineWorld.create(
+        tmp_path, pipeline=pipeline,
+        model={"trainer": "github_dispatch", "params": {
+            "repo": REPO, "workflow": WORKFLOW, "token": TOKEN, "api_url": github.url,
+            "poll_interval": "10s", "timeout": "5m"}},
+        extra={"public_url": "https://driftloop.example.com"},
+    )
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    return world
+
+
+class WorkflowRun:
+    """What the training repository's workflow does once dispatched: fetch the snapshot's
+    training rows (leaving out the gate's rows, like scripts/fetch_training_data.py), train,
+    and register the model with the dispatch's trigger (``driftloop models register``)."""
+
+    def __init__(self, world: PipelineWorld, github: FakeGithub, *, after_sleeps: int = 1,
+                 snapshot_id: str | None = None) -> None:
+        self.world = world
+        self.github = github
+        self.after_sleeps = after_sleeps
+        self.snapshot_id = snapshot_id
+        self.registered: list[int] = []
+
+    def __call__(self, now: float) -> None:
+        if self.registered or len(self.world.clock.sleeps) < self.after_sleeps:
+            return
+        inputs = self.github.dispatches[-1]["inputs"]
+        config = self.world.config  # CI has its own processes and connections
+        datasets = DatasetStore.from_config(config)
+        snapshot = datasets.get(DATASET, self.snapshot_id or inputs["dataset_snapshot"])
+        train, _ = split_holdout(datasets.load(snapshot), "label",
+                                 config.pipeline.holdout_fraction, config.pipeline.seed)
+        trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(TrainingData(train))
+        version = ModelRegistry.from_config(config).register_trained(
+            inputs["model"], trained, trainer="github-actions", snapshot=snapshot,
+            trigger=f"incident:{inputs['incident_id']}")
+        self.registered.append(version.version)
+
+
+def test_remote_training_is_dispatched_once_then_gated_and_deployed(
+    tmp_path: Path, github: FakeGithub,
+) -> None:
+    world = remote_world(tmp_path, github)
+    workflow = WorkflowRun(world, github, after_sleeps=2)
+    world.clock.on_sleep = workflow
+    incident = world.open_incident()
+    newest = world.system.datasets.newest(DATASET)
+
+    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
+                                             confidence={1: 0.6, 2: 0.8}), incident)
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    [dispatch] = github.dispatches
+    assert dispatch == {"ref": "main", "inputs": {
+        "incident_id": incident, "dataset_snapshot": newest.snapshot_id,
+        "callback_url": "https://driftloop.example.com", "model": MODEL}}
+    assert workflow.registered == [2]
+    assert world.clock.sleeps == [10.0, 10.0]  # the wait, polled every poll_interval
+    assert world.aliases() == {"production": 2, "candidate": 2}
+    assert job.result is not None
+    assert job.result["dispatch"]["correlation_id"] == incident
+    assert job.result["gate"]["accepted"] is True
+    assert job.result["gate"]["fresh_holdout"] is True
+    training = world.system.queue.steps(job.job_id)[1]
+    assert f"dispatched {WORKFLOW} on {REPO}@main (id {incident})" in training.log
+    assert "github_dispatch registered v2" in training.log
+    assert world.system.registry.get_version(MODEL, 2).trainer == "github-actions"
+
+
+def test_a_resumed_remote_job_waits_for_the_same_run(tmp_path: Path, github: FakeGithub) -> None:
+    world = remote_world(tmp_path, github)
+    dispatched = world.system.datasets.newest(DATASET)
+
+    class WorkerKilled(BaseException):
+        """The worker process dies while it waits (nothing of it runs afterwards)."""
+
+    def die(now: float) -> None:
+        raise WorkerKilled
+
+    world.clock.on_sleep = die
+    queue = world.system.queue
+    job_id = queue.enqueue(MODEL).job.job_id
+    claimed = queue.claim("w1")
+    assert claimed is not None
+    with pytest.raises(WorkerKilled):
+        world.pipeline().run(claimed, "w1")
+    assert queue.get(job_id).state == JobState.TRAINING
+    assert len(github.dispatches) == 1
+    world.push(make_snapshots(known_rows=50, new_rows=0, seed=9).known)  # newer data meanwhile
+
+    world.clock.now += 120  # w1 stopped beating
+    workflow = WorkflowRun(world, github)
+    world.clock.on_sleep = workflow
+    resumed = queue.claim("w2", stale_after=60)
+    assert resumed is not None
+    assert resumed.state == JobState.TRAINING
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
+                                 confidence={1: 0.6, 2: 0.8})
+    job = world.pipeline(health).run(resumed, "w2")
+
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert len(github.dispatches) == 1  # never dispatched twice
+    assert job.snapshot_id == dispatched.snapshot_id  # gated on the data the run trained on
+    steps = queue.steps(job_id)
+    assert steps[1].step == "training"
+    assert steps[1].outcome == "interrupted"
+    last_training = [s for s in steps if s.step == "training"][-1]
+    assert "not dispatched twice" in last_training.log
+    assert last_training.outcome == "ok"
+    assert world.production() == 2
+
+
+def test_a_remote_candidate_is_gated_and_may_be_rejected(
+    tmp_path: Path, github: FakeGithub,
+) -> None:
+    world = remote_world(tmp_path, github, gate={"min_macro_f1_gain": 1.0})
+    world.clock.on_sleep = WorkflowRun(world, github)
+
+    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
+
+    assert job.state == JobState.REJECTED
+    assert job.result is not None
+    assert job.result["rejected_version"] == 2
+    assert world.aliases() == {"production": 1}  # registered, never deployed
+    assert len(world.system.registry.list_versions(MODEL)) == 2
+
+
+def test_a_remote_version_trained_on_other_data_is_not_deployed(
+    tmp_path: Path, github: FakeGithub,
+) -> None:
+    world = remote_world(tmp_path, github)
+    production_snapshot = world.system.datasets.list(DATASET)[0]
+    world.clock.on_sleep = WorkflowRun(world, github, snapshot_id=production_snapshot.snapshot_id)
+
+    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
+
+    assert job.state == JobState.FAILED
+    assert "not the dispatched" in (job.error or "")
+    assert world.aliases() == {"production": 1}

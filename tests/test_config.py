@@ -179,3 +179,16 @@ def test_config_keys_cover_nested_models() -> None:
     assert "notifiers.*.webhook_url" in keys
     assert "base_dir" not in keys
     assert Config().serving.port == 8000
+
+
+def test_unrelated_driftloop_variables_are_not_overrides() -> None:
+    config = parse_config("", environ={"DRIFTLOOP_SERVICES_DIR": "/tmp/x",
+                                       "DRIFTLOOP_TEST_POSTGRES_URL": "postgresql://h/db",
+                                       "DRIFTLOOP_API_KEY": "k"})
+    assert config.store.startswith("sqlite")
+
+
+def test_notifier_error_path_has_no_discriminator() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("notifiers: {s: {type: slack}}", environ={})
+    assert "notifiers.s.webhook_url" in str(caught.value)

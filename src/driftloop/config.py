@@ -212,6 +212,38 @@ class InsightsConfig(StrictModel):
     outbox: str = ".driftloop/outbox"
 
 
+class KafkaConfig(StrictModel):
+    """The ``kafka://`` transport's producer and the ``driftloop ingest`` consumer group."""
+
+    group_id: str = Field("driftloop-ingest", min_length=1)
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
+    delivery_timeout: Duration = 10.0
+    linger: Duration = 0.005
+    max_points_per_message: int = Field(500, ge=1)
+    max_batch_messages: int = Field(200, ge=1)
+    poll_timeout: Duration = 0.5
+    commit_interval: Duration = 1.0
+    topic_partitions: int | None = Field(None, ge=1)
+    dead_letter: str = ".driftloop/ingest-dead-letter.jsonl"
+    producer: dict[str, str] = Field(default_factory=dict)
+    consumer: dict[str, str] = Field(default_factory=dict)
+
+
+class DogStatsdConfig(StrictModel):
+    """Forward insight points to a Datadog agent as DogStatsD metrics over UDP."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8125, ge=1, le=65535)
+    prefix: str = "driftloop."
+    metric_type: Literal["d", "h", "g"] = "d"
+    metrics: list[str] = Field(default_factory=lambda: ["model_confidence"])
+    tag_keys: list[str] = Field(default_factory=lambda: ["model", "version"])
+    constant_tags: list[str] = Field(default_factory=list)
+    max_packet_bytes: int = Field(1432, ge=512, le=65000)
+
+
 class MetricsConfig(StrictModel):
     raw_retention: Duration = 7 * 86400.0
     rollup_retention: Duration = 90 * 86400.0
@@ -277,6 +309,9 @@ NotifierConfig = Annotated[
 ]
 
 
+NOTIFIER_TYPES = frozenset({"slack", "jira", "webhook", "github_dispatch", "log", "retrain"})
+
+
 class GateConfig(StrictModel):
     min_macro_f1_gain: float = 0.0
     max_ece_increase: float = Field(0.02, ge=0)
@@ -307,6 +342,8 @@ class Config(StrictModel):
     serving: ServingConfig = ServingConfig()
     insights: InsightsConfig = InsightsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    dogstatsd: DogStatsdConfig = DogStatsdConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     monitors: list[MonitorConfig] = Field(default_factory=list)
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
@@ -385,8 +422,8 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         if not key.startswith(ENV_PREFIX) or key in {"DRIFTLOOP_CONFIG", "DRIFTLOOP_SECRETS_FILE"}:
             continue
         parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
-        if not parts:
-            continue
+        if not parts or parts[0] not in Config.model_fields or parts[0] == "base_dir":
+            continue  # DRIFTLOOP_SERVICES_DIR, DRIFTLOOP_API_KEY ... are not config overrides
         node = raw
         for part in parts[:-1]:
             child = node.get(part)
@@ -415,7 +452,10 @@ def _read_secrets_file(path: Path) -> dict[str, str]:
 def _format_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
-        location = ".".join(str(p) for p in item["loc"] if p not in {"function-after"})
+        parts = [str(p) for p in item["loc"] if p != "function-after"]
+        if len(parts) > 2 and parts[0] == "notifiers" and parts[2] in NOTIFIER_TYPES:
+            del parts[2]  # the discriminator pydantic adds: notifiers.x.slack.webhook_url
+        location = ".".join(parts)
         message = item["msg"].removeprefix("Value error, ")
         given = item.get("input")
         if item["type"] == "extra_forbidden":

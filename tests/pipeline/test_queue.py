@@ -124,3 +124,16 @@ def test_lookup_errors(database: Database) -> None:
         queue.get("nope")
     job = queue.enqueue("m").job
     assert queue.find(job.job_id[:6]).job_id == job.job_id
+
+
+def test_claim_a_specific_job(database: Database) -> None:
+    queue = JobQueue(database, cooldown=0)
+    first = queue.enqueue("a").job
+    second = queue.enqueue("b").job
+    claimed = queue.claim("w", job_id=second.job_id)
+    assert claimed is not None
+    assert claimed.job_id == second.job_id
+    assert queue.claim("w2", job_id=second.job_id) is None
+    oldest = queue.claim("w3")
+    assert oldest is not None
+    assert oldest.job_id == first.job_id

@@ -97,8 +97,10 @@ def retrain(
     job_id = system.enqueue_retrain_manual(model, reason)
     if wait:
         with console.status(f"running retrain job {job_id[:8]}"):
-            claimed = system.queue.claim(system.worker.name)
-            if claimed is not None and claimed.job_id == job_id:
+            claimed = system.queue.claim(system.worker.name, job_id=job_id)
+            if claimed is None:
+                console.print(f"job {job_id[:8]} is held by another worker; not waiting")
+            else:
                 system.pipeline.run(claimed, system.worker.name)
     job = system.queue.get(job_id)
     if as_json:

@@ -210,17 +210,22 @@ class JobQueue:
             JobStep(r.step, r.started_at, r.finished_at, r.outcome, r.log) for r in rows
         ]
 
-    def claim(self, worker: str, *, stale_after: float = 60.0) -> Job | None:
-        """Take the oldest queued job, or an unfinished one whose worker stopped beating."""
+    def claim(
+        self, worker: str, *, stale_after: float = 60.0, job_id: str | None = None
+    ) -> Job | None:
+        """Take the oldest queued job (or ``job_id`` only), or an unfinished one whose worker
+        stopped beating."""
         now = self.clock()
+        query = (
+            sa.select(retrain_jobs.c.job_id, retrain_jobs.c.state, retrain_jobs.c.heartbeat_at)
+            .where(retrain_jobs.c.active_model.is_not(None))
+            .order_by(retrain_jobs.c.created_at)
+        )
+        if job_id is not None:
+            query = query.where(retrain_jobs.c.job_id == job_id)
         with self.database.engine.connect() as connection:
-            candidates = connection.execute(
-                sa.select(retrain_jobs.c.job_id, retrain_jobs.c.state,
-                          retrain_jobs.c.heartbeat_at)
-                .where(retrain_jobs.c.active_model.is_not(None))
-                .order_by(retrain_jobs.c.created_at)
-            ).all()
-        for job_id, state, heartbeat in candidates:
+            candidates = connection.execute(query).all()
+        for candidate_id, state, heartbeat in candidates:
             # a queued job that a worker has claimed carries its heartbeat until the first
             # step: it is no more claimable than a running one
             claimable = heartbeat is None or heartbeat < now - stale_after
@@ -229,7 +234,7 @@ class JobQueue:
             with self.database.engine.begin() as connection:
                 taken = connection.execute(
                     retrain_jobs.update()
-                    .where(retrain_jobs.c.job_id == job_id)
+                    .where(retrain_jobs.c.job_id == candidate_id)
                     .where(retrain_jobs.c.state == state)
                     .where(
                         retrain_jobs.c.heartbeat_at.is_(None) if heartbeat is None
@@ -238,7 +243,7 @@ class JobQueue:
                     .values(worker=worker, heartbeat_at=now)
                 ).rowcount
             if taken == 1:
-                return self.get(job_id)
+                return self.get(candidate_id)
         return None
 
     def heartbeat(self, job_id: str, worker: str) -> None:

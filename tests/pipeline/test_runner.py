@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.errors import BackendUnavailableError
 from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import Job, JobState
@@ -542,3 +543,18 @@ def test_a_remote_version_trained_on_other_data_is_not_deployed(
     assert job.state == JobState.FAILED
     assert "not the dispatched" in (job.error or "")
     assert world.aliases() == {"production": 1}
+
+
+def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld) -> None:
+    class BrokenStoreProbe(ScriptedHealthProbe):
+        def live_confidence(
+            self, model: str, version: int, start: float, end: float
+        ) -> tuple[float | None, int]:
+            raise BackendUnavailableError("cannot reach the store: database is locked")
+
+    job = run_job(world, BrokenStoreProbe(world.clock))
+
+    assert job.state == JobState.FAILED
+    assert world.production() == 1
+    assert "rolled back review-classifier to v1" in (job.error or "")
+    assert "database is locked" in (job.error or "")

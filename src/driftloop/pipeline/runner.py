@@ -121,12 +121,29 @@ class RetrainPipeline:
             return self._finish(job.job_id, JobState.CANCELLED, error="cancelled on request")
         except DriftloopError as exc:
             logger.warning("retrain job %s failed: %s", job.job_id, exc.message)
-            self.queue.close_open_steps(job.job_id, "failed")
-            return self._finish(job.job_id, JobState.FAILED, error=exc.message)
+            return self._fail(job.job_id, exc.message)
         except Exception as exc:  # a trainer's own bug must not kill the worker
             logger.exception("retrain job %s crashed", job.job_id)
-            self.queue.close_open_steps(job.job_id, "failed")
-            return self._finish(job.job_id, JobState.FAILED, error=f"{type(exc).__name__}: {exc}")
+            return self._fail(job.job_id, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, job_id: str, error: str) -> Job:
+        """Fail the job; a version deployed but not verified is rolled back first, so a
+        failure never leaves an unverified model serving."""
+        self.queue.close_open_steps(job_id, "failed")
+        job = self.queue.get(job_id)
+        deployed = job.state in {JobState.DEPLOYING, JobState.VERIFYING}
+        if deployed and job.previous_version is not None and job.candidate_version is not None:
+            try:
+                if self.registry.resolve(job.model, "production").version == \
+                        job.candidate_version:
+                    self.registry.set_alias(job.model, "production", job.previous_version,
+                                            actor=f"job:{job.job_id} rollback")
+                    error += f"; rolled back {job.model} to v{job.previous_version}"
+                    self._note(job, "rollback", f"job failed after deploy: {error}",
+                               version=job.previous_version)
+            except DriftloopError as exc:
+                error += f"; rollback failed too: {exc.message}"
+        return self._finish(job_id, JobState.FAILED, error=error)
 
     def _train_and_gate(self, job: Job, worker: str) -> Job:
         model_config = self.config.models.get(job.model)

@@ -73,6 +73,9 @@ def take(ports):
     try:
         for port in ports:
             s = socket.socket()
+            # as the servers do (Java, Go, PostgreSQL): a port whose old connections linger in
+            # TIME_WAIT after a stop under traffic is free to listen on again
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             socks.append(s)
             s.bind(("127.0.0.1", port))
         return [s.getsockname()[1] for s in socks]

@@ -151,6 +151,12 @@ class MonitorConfig(StrictModel):
             raise ValueError("a drift monitor needs a 'detector' section")
         if self.window <= 0:
             raise ValueError("window must be positive")
+        from driftloop.monitors.templates import MessageTemplate  # imports this module
+
+        try:
+            MessageTemplate(self.message, name="message")
+        except ConfigError as exc:  # so 'driftloop config check' rejects a broken template
+            raise ValueError(exc.message) from None
         return self
 
 

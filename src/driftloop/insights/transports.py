@@ -39,9 +39,17 @@ class Transport(ABC):
 
 TRANSPORTS: BackendFamily[Transport] = BackendFamily("transport")
 TRANSPORTS.register("local", "driftloop.insights.local:create_local_transport")
+TRANSPORTS.register("kafka", "driftloop.insights.kafka:create_kafka_transport",
+                   requires=("confluent_kafka",), extra="kafka")
 
 
 def open_transport(config: Config, *, store: MetricStore | None = None) -> Transport:
     """The transport named by ``config.transport``; ``store`` feeds a ``local://`` transport
-    (by default the SQL metric store of ``config.store``)."""
-    return TRANSPORTS.create(config.transport, config=config, store=store)
+    (by default the SQL metric store of ``config.store``). With ``dogstatsd.enabled`` every
+    delivered batch is also forwarded to a Datadog agent (:mod:`driftloop.insights.dogstatsd`)."""
+    transport = TRANSPORTS.create(config.transport, config=config, store=store)
+    if config.dogstatsd.enabled:
+        from driftloop.insights.dogstatsd import with_dogstatsd
+
+        transport = with_dogstatsd(transport, config.dogstatsd)
+    return transport

@@ -424,6 +424,9 @@ def _predictions(
                 {"model": name, "version": version, "class": predicted}, timestamp=now)
         remember(prediction_id, RecordedPrediction(name, slot.version, predicted, now))
     state.metrics.predictions.labels(name, version).inc(len(texts))
+    observe = state.metrics.confidence.labels(name, version).observe
+    for prediction in predictions:
+        observe(prediction["confidence"])
     return {"model": name, "version": slot.version, "predictions": predictions}
 
 

@@ -20,6 +20,7 @@ from driftloop.insights.client import InsightsStats
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def multiprocess_mode() -> bool:
@@ -44,6 +45,11 @@ class ServingMetrics:
         self.predictions = Counter(
             "driftloop_predictions", "Texts classified, by model and version.",
             ["model", "version"], registry=r)
+        self.confidence = Histogram(
+            "driftloop_model_confidence",
+            "Confidence (top-class probability) of each prediction, by model and version; "
+            "alert on sum/count (the mean) as in deploy/rules/driftloop.yml.",
+            ["model", "version"], buckets=CONFIDENCE_BUCKETS, registry=r)
         self.model_version = Gauge(
             "driftloop_model_version_info",
             "1 for the model version being served, with its content hash.",

@@ -99,6 +99,10 @@ class Database:
             with self.engine.begin() as connection:
                 if self.dialect == "postgresql":
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(7215536)"))
+                elif self.dialect == "sqlite":
+                    # take the write lock first, so concurrent migrations run one at a time
+                    # (DDL and the version row in one transaction) instead of racing
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
                 METADATA.create_all(connection, checkfirst=True)
                 current = connection.execute(
                     sa.select(sa.func.max(schema_versions.c.version))

@@ -76,9 +76,9 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console.print(f"worker {system.worker.name} waiting for retrain jobs")
-    system.start_background(worker=True)
+    system.worker.start()  # only jobs: monitors and notifications run in 'driftloop up'
     stop.wait()
-    system.stop_background()
+    system.worker.stop()
 
 
 @app.command()

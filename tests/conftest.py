@@ -9,6 +9,7 @@ this session started it. See docs/services.md.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +121,25 @@ def prometheus_service() -> Iterator[PrometheusService]:
     finally:
         service.stop()
 
+
+
+@pytest.fixture(autouse=True)
+def _close_s3_sessions() -> Iterator[None]:
+    """Close the S3 sessions a test opened, on their own event loop.
+
+    s3fs caches filesystems and closes their aiobotocore session when one is garbage-collected;
+    if that happens while a later async test runs its own loop, s3fs schedules the close on that
+    loop and the session's futures belong to another: an unraisable error in an unrelated test.
+    """
+    yield
+    s3fs = sys.modules.get("s3fs")
+    if s3fs is None:
+        return
+    from fsspec.asyn import sync
+
+    for filesystem in list(s3fs.S3FileSystem._cache.values()):
+        session = getattr(filesystem, "_s3", None)
+        if session is not None and filesystem.loop is not None and filesystem.loop.is_running():
+            sync(filesystem.loop, session.__aexit__, None, None, None)
+            filesystem._s3 = None
+    s3fs.S3FileSystem.clear_instance_cache()

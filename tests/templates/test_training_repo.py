@@ -21,14 +21,6 @@ import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
-from workflow_checks import (
-    WORKFLOW_STRUCTURE_SCHEMA,
-    evaluate,
-    expressions,
-    github_workflow_schema,
-    load_workflow,
-    render_value,
-)
 
 from driftloop.cli import app
 from driftloop.config import load_config, parse_config
@@ -49,6 +41,14 @@ from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import WORKFLOW_INPUTS, GithubDispatchTrainer
 from driftloop.trainers.notebook import NotebookTrainer
 from driftloop.trainers.remote import get_remote_trainer
+from templates.workflow_checks import (
+    WORKFLOW_STRUCTURE_SCHEMA,
+    evaluate,
+    expressions,
+    github_workflow_schema,
+    load_workflow,
+    render_value,
+)
 
 runner = CliRunner()
 MODEL = "review-classifier"

@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -41,7 +41,7 @@ from driftloop.monitors.incidents import IncidentStatus, IncidentStore
 from driftloop.monitors.tables import monitor_events
 from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.notify.tables import notify_deliveries, notify_events
-from driftloop.pipeline.queue import JobQueue, JobStep
+from driftloop.pipeline.queue import JobQueue
 from driftloop.registry import PRODUCTION, ModelRegistry
 from driftloop.store import Database
 
@@ -276,8 +276,7 @@ class StoreDashboardData:
     def jobs(self, model: str | None = None) -> list[JobRecord]:
         records = []
         for job in self.job_queue.list(model=model, limit=50):
-            # JobQueue.steps is annotated inside a class with a method named ``list``: cast.
-            job_steps = cast("list[JobStep]", self.job_queue.steps(job.job_id))
+            job_steps = self.job_queue.steps(job.job_id)
             steps = [JobStepRecord(s.step, s.started_at, s.finished_at, s.outcome, s.log)
                      for s in job_steps]
             records.append(JobRecord(

@@ -20,10 +20,12 @@ the alias history; :meth:`ModelRegistry.rollback` replays it as a stack (a ``set
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -252,6 +254,12 @@ class ModelRegistry:
         for attempt in range(_INSERT_ATTEMPTS):
             try:
                 with self._transaction() as connection:
+                    if self.database.dialect == "postgresql":
+                        # writers of one model take turns; others are not held up
+                        connection.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                            {"name": f"driftloop.model_versions.{name}"},
+                        )
                     current = connection.execute(
                         sa.select(sa.func.max(model_versions.c.version)).where(
                             model_versions.c.name == name
@@ -271,6 +279,7 @@ class ModelRegistry:
                         f"could not number a new version of {name!r}: too many concurrent "
                         "registrations"
                     ) from None
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         raise AssertionError("unreachable")
 
     # reading -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftloop.errors import DriftloopError
@@ -34,7 +34,9 @@ def jobs_router(queue: JobQueue, retrain: Callable[[str, str], str]) -> APIRoute
             raise HTTPException(status_code=exc.status_code, detail=exc.message) from exc
 
     @router.get("/jobs")
-    def list_jobs(model: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_jobs(
+        model: str | None = None, limit: int = Query(100, ge=1, le=10_000)
+    ) -> list[dict[str, Any]]:
         """Retrain jobs, newest first."""
         return [job.to_dict() for job in call(lambda: queue.list(model=model, limit=limit))]
 

@@ -53,7 +53,7 @@ class PredictResponse(BaseModel):
 
 
 class DeployRequest(_Strict):
-    version: StrictInt = Field(ge=1)
+    version: StrictInt = Field(ge=1, le=2**31 - 1)  # the store's INTEGER column
 
 
 class FeedbackItem(_Strict):

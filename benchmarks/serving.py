@@ -1,0 +1,480 @@
+"""Serving throughput and latency, side by side in one run, for the sklearn model (TF-IDF +
+logistic regression, trained by driftloop's SklearnTrainer on the bundled reviews):
+
+* **raw**: the model's ``predict_proba`` called in this process on the same batches (1 and 64
+  texts): the ceiling;
+* **driftloop**: ``driftloop serve`` (uvicorn, one process): API key check, micro-batching,
+  insights reported for every prediction into the SQLite store, Prometheus metrics; with the
+  default config (``serving.max_batch_wait_ms: 2``) and, as a variant, with no batching wait;
+* **plain FastAPI**: the endpoint a user would write: a pydantic body, ``predict_proba`` per
+  request in a sync ``def`` (FastAPI's thread pool), uvicorn, one process;
+* **BentoML** (when available): the same model in a ``@bentoml.service`` with adaptive batching
+  (``batchable=True, max_batch_size=64``, ``max_latency_ms`` as given), one worker; rejected
+  requests (503) are counted.
+
+Each server runs alone as a child process; a closed-loop load generator in this process keeps 1,
+8 or 64 connections busy (HTTP/1.1 keep-alive) with requests of 1 or 64 texts, for
+``--seconds`` per cell or ``--max-requests``, whichever comes first. It only ever connects to
+127.0.0.1.
+
+    .venv/bin/python benchmarks/serving.py                 # about 2 minutes
+    .venv/bin/python benchmarks/serving.py --markdown      # tables for docs/benchmarks.md
+    .venv/bin/python benchmarks/serving.py --seconds 1 --no-bentoml   # smoke run
+
+BentoML is not a driftloop dependency. The benchmark uses it when this interpreter can import
+it, else the interpreter named by ``--bentoml-python`` (default ``.venv-bentoml/bin/python``,
+made with ``python3 -m venv .venv-bentoml && .venv-bentoml/bin/pip install bentoml -e .``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+
+from environment import (
+    LoadResult,
+    MachineDescription,
+    ServerProcess,
+    describe_machine,
+    free_port,
+    run_load,
+)
+
+MODEL = "reviews"
+REPO = Path(__file__).resolve().parent.parent
+CLIENTS = (1, 8, 64)
+TEXTS = (1, 64)
+
+BENTOML_SERVICE = '''
+import os
+from pathlib import Path
+
+import bentoml
+
+from driftloop.trainers.base import load_predictor
+
+
+@bentoml.service(workers=1, traffic={"timeout": 60})
+class ReviewClassifier:
+    def __init__(self) -> None:
+        self.predictor = load_predictor(Path(os.environ["BENCH_MODEL_DIR"]))
+
+    @bentoml.api(batchable=True, max_batch_size=64,
+                 max_latency_ms=int(os.environ["BENCH_MAX_LATENCY_MS"]))
+    def predict(self, texts: list[str]) -> list[dict]:
+        probabilities = self.predictor.predict_proba(texts)
+        labels = self.predictor.labels
+        return [{"class": labels[int(row.argmax())], "confidence": float(row.max())}
+                for row in probabilities]
+'''
+
+
+# --- the model and the project -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    directory: Path
+    config_path: Path
+    model_dir: Path
+    key: str
+    texts: list[str]
+    train_seconds: float
+
+
+def build_project(directory: Path, console: Console) -> Project:
+    """A driftloop project serving the sklearn model trained on the bundled reviews."""
+    from driftloop.config import load_config
+    from driftloop.registry import ModelRegistry
+    from driftloop.serving import ApiKeyStore, Scope
+    from driftloop.storage import DatasetStore, bundled_reviews_path
+    from driftloop.store import open_database
+    from driftloop.trainers.base import TrainingData
+    from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
+
+    document = {
+        "store": "sqlite:///.driftloop/driftloop.db",
+        "storage": "file://.driftloop/storage",
+        "transport": "local://",
+        "serving": {"port": 0, "registry_poll_interval": "5s"},
+        "models": {MODEL: {"trainer": "sklearn", "data": "reviews",
+                           "params": {"c_grid": [4.0]}}},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "driftloop.yaml"
+    config_path.write_text(yaml.safe_dump(document))
+    config = load_config(config_path, environ={})
+    frame = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
+    datasets = DatasetStore.from_config(config)
+    snapshot = datasets.push(frame, "reviews")
+    console.print(f"training the sklearn model on {len(frame):,} bundled reviews ...")
+    started = time.perf_counter()
+    trained = SklearnTrainer(SklearnParams(c_grid=[4.0])).fit(TrainingData(
+        datasets.load(snapshot), "text", "label", snapshot.snapshot_id, snapshot.content_hash))
+    took = time.perf_counter() - started
+    registry = ModelRegistry.from_config(config)
+    version = registry.register_trained(MODEL, trained, trainer="sklearn", snapshot=snapshot)
+    registry.set_alias(MODEL, "production", version.version, actor="benchmark")
+    model_dir = directory / "model"
+    trained.predictor.save(model_dir)
+    key = ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(
+        Scope.PREDICT, name="benchmark").key
+    texts = frame["text"].sample(n=min(len(frame), 6_400), random_state=0).tolist()
+    return Project(directory, config_path, model_dir, key, texts, took)
+
+
+def bodies(texts: list[str], per_request: int, key: str | None) -> list[bytes]:
+    count = max(1, min(len(texts) // per_request, 200))
+    chunks = [texts[i * per_request:(i + 1) * per_request] for i in range(count)]
+    return [json.dumps({"texts": chunk}).encode() for chunk in chunks]
+
+
+# --- the raw model -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawResult:
+    batch: int
+    texts_per_second: float
+    median_ms: float
+
+
+def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawResult]:
+    from driftloop.trainers.base import load_predictor
+
+    predictor = load_predictor(model_dir)
+    results = []
+    for batch in TEXTS:
+        batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+        timings: list[float] = []
+        deadline = time.perf_counter() + seconds
+        index = 0
+        while time.perf_counter() < deadline or len(timings) < 5:
+            chunk = batches[index % len(batches)]
+            started = time.perf_counter()
+            predictor.predict_proba(chunk)
+            timings.append(time.perf_counter() - started)
+            index += 1
+        results.append(RawResult(batch, batch * len(timings) / sum(timings),
+                                 statistics.median(timings) * 1000))
+    return results
+
+
+# --- the plain FastAPI endpoint ----------------------------------------------------------
+
+
+class Texts(BaseModel):
+    """The plain endpoint's body (at module level, where FastAPI can resolve it)."""
+
+    texts: list[str]
+
+
+def serve_plain(model_dir: Path, port: int) -> None:
+    """What a user writes: load the model once, predict per request."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from driftloop.trainers.base import load_predictor
+
+    predictor = load_predictor(model_dir)
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: Texts) -> dict[str, Any]:
+        probabilities = predictor.predict_proba(body.texts)
+        labels = predictor.labels
+        return {"predictions": [
+            {"class": labels[int(row.argmax())], "confidence": float(row.max())}
+            for row in probabilities]}
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(app, host="127.0.0.1", port=port)
+
+
+# --- the servers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    command: list[str]
+    ready_path: str
+    predict_path: str
+    headers: dict[str, str]
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+
+
+def bentoml_python(requested: str | None) -> str | None:
+    if requested:
+        return requested if Path(requested).exists() else None
+    if importlib.util.find_spec("bentoml") is not None:
+        return sys.executable
+    candidate = REPO / ".venv-bentoml" / "bin" / "python"
+    return str(candidate) if candidate.exists() else None
+
+
+def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list[ServerSpec]:
+    python = sys.executable
+    driftloop = str(Path(python).parent / "driftloop")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    specs = [
+        ServerSpec("driftloop", [driftloop, "serve", "--port", "{port}", "--config",
+                                 str(project.config_path)],
+                   "/readyz", f"/v1/models/{MODEL}/predict",
+                   {"Authorization": f"Bearer {project.key}"}, environ, project.directory),
+    ]
+    for wait in args.driftloop_batch_wait_ms:
+        document = yaml.safe_load(project.config_path.read_text())
+        document["serving"]["max_batch_wait_ms"] = wait
+        variant = project.directory / f"driftloop-wait-{wait:g}.yaml"
+        variant.write_text(yaml.safe_dump(document))
+        specs.append(ServerSpec(
+            f"driftloop (max_batch_wait_ms {wait:g})",
+            [driftloop, "serve", "--port", "{port}", "--config", str(variant)],
+            "/readyz", f"/v1/models/{MODEL}/predict",
+            {"Authorization": f"Bearer {project.key}"}, environ, project.directory))
+    specs += [
+        ServerSpec("plain FastAPI", [python, str(Path(__file__).resolve()), "serve-plain",
+                                     "--model-dir", str(project.model_dir), "--port", "{port}"],
+                   "/healthz", "/predict", {}, environ),
+    ]
+    bento = None if args.no_bentoml else bentoml_python(args.bentoml_python)
+    if bento is not None:
+        service_dir = work / "bentoml"
+        service_dir.mkdir(exist_ok=True)
+        (service_dir / "service.py").write_text(textwrap.dedent(BENTOML_SERVICE))
+        for latency in args.bentoml_latency_ms:
+            env = {**environ, "BENCH_MODEL_DIR": str(project.model_dir),
+                   "BENCH_MAX_LATENCY_MS": str(latency), "BENTOML_HOME": str(work / "bentoml-home"),
+                   "BENTOML_DO_NOT_TRACK": "true"}
+            specs.append(ServerSpec(
+                f"BentoML ({latency} ms window)",
+                [bento, "-m", "bentoml", "serve", "service:ReviewClassifier", "--host",
+                 "127.0.0.1", "--port", "{port}"],
+                "/readyz", "/predict", {}, env, service_dir))
+    return specs
+
+
+@dataclass(frozen=True)
+class Cell:
+    server: str
+    load: LoadResult
+
+
+def run_server(spec: ServerSpec, project: Project, args: argparse.Namespace, work: Path,
+               console: Console) -> list[Cell]:
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in spec.command]
+    cells = []
+    log = work / f"{spec.name.split()[0].lower()}-{port}.log"
+    with ServerProcess(spec.name, command, port, spec.ready_path, cwd=spec.cwd, env=spec.env,
+                       log=log):
+        run_load(port, spec.predict_path, bodies(project.texts, 1, None), clients=8,
+                 texts_per_request=1, duration=min(1.0, args.seconds), max_requests=2_000,
+                 headers=spec.headers)  # warm-up
+        for texts in TEXTS:
+            payloads = bodies(project.texts, texts, None)
+            for clients in CLIENTS:
+                load = run_load(port, spec.predict_path, payloads, clients=clients,
+                                texts_per_request=texts, duration=args.seconds,
+                                max_requests=args.max_requests, headers=spec.headers)
+                console.print(f"  {spec.name}: {clients:>2} clients x {texts:>2} texts: "
+                              f"{load.ok_per_second:8.1f} req/s, p50 {load.p50:7.2f} ms, "
+                              f"p99 {load.p99:7.2f} ms, failed {load.failed}")
+                cells.append(Cell(spec.name, load))
+    return cells
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    measured: str
+    target: str
+    met: bool | None
+
+
+def find(cells: list[Cell], server: str, clients: int, texts: int) -> LoadResult | None:
+    for cell in cells:
+        if (cell.server == server and cell.load.clients == clients
+                and cell.load.texts_per_request == texts):
+            return cell.load
+    return None
+
+
+def goals(cells: list[Cell], raw: list[RawResult]) -> list[Goal]:
+    found: list[Goal] = []
+    ours = find(cells, "driftloop", 64, 1)
+    plain = find(cells, "plain FastAPI", 64, 1)
+    if ours and plain and plain.ok_per_second:
+        ratio = ours.ok_per_second / plain.ok_per_second
+        found.append(Goal("req/s at 64 clients vs plain FastAPI (1 text)",
+                          f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs "
+                          f"{plain.ok_per_second:,.0f})", ">= 3x", ratio >= 3))
+    raw64 = next(r for r in raw if r.batch == 64)
+    best64 = max((c.load for c in cells if c.server == "driftloop"
+                  and c.load.texts_per_request == 64), key=lambda x: x.texts_per_second)
+    share = best64.texts_per_second / raw64.texts_per_second
+    found.append(Goal(f"texts/s with 64-text requests ({best64.clients} clients) vs raw batch 64",
+                      f"{share:.0%} ({best64.texts_per_second:,.0f} vs "
+                      f"{raw64.texts_per_second:,.0f})", ">= 50%", share >= 0.5))
+    for cell in cells:
+        if not cell.server.startswith("BentoML") or cell.load.clients != 64 \
+                or cell.load.texts_per_request != 1:
+            continue
+        assert ours is not None
+        bento = cell.load
+        ratio = ours.ok_per_second / bento.ok_per_second if bento.ok_per_second else float("inf")
+        found.append(Goal(
+            f"successful req/s at 64 clients vs {cell.server}",
+            f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs {bento.ok_per_second:,.0f}; "
+            f"BentoML rejected {bento.rejected:,} of {bento.requests:,})", ">= 2x",
+            ratio >= 2))
+    all_ours = [c.load for c in cells if c.server == "driftloop"]
+    failed = sum(c.failed for c in all_ours)
+    found.append(Goal("driftloop failed or rejected requests (all cells)",
+                      f"{failed:,} of {sum(c.requests for c in all_ours):,}", "0", failed == 0))
+    one = find(cells, "driftloop", 1, 1)
+    raw1 = next(r for r in raw if r.batch == 1)
+    if one is not None:
+        overhead = one.p50 - raw1.median_ms
+        plain1 = find(cells, "plain FastAPI", 1, 1)
+        versus = "" if plain1 is None else \
+            f"; plain FastAPI {plain1.p50 - raw1.median_ms:.2f} ms"
+        found.append(Goal("overhead per request at 1 client (p50 latency - raw 1-text call)",
+                          f"{overhead:.2f} ms (p50 {one.p50:.2f} ms - raw {raw1.median_ms:.2f} ms"
+                          f"{versus})", "< 1 ms", overhead < 1.0))
+    return found
+
+
+def markdown(machine: MachineDescription, project: Project, raw: list[RawResult],
+             cells: list[Cell], found: list[Goal], command: str, missing: list[str]) -> str:
+    lines = [f"Command: `{command}`", "", machine.markdown(),
+             f"- model: sklearn TF-IDF + logistic regression, trained in "
+             f"{project.train_seconds:.1f} s on the bundled reviews; request texts drawn from "
+             "them (median 233 characters)", ""]
+    lines += ["**Raw model, in process**", "", "| batch | texts/s | median call (ms) |",
+              "|---|---|---|"]
+    lines += [f"| {r.batch} | {r.texts_per_second:,.0f} | {r.median_ms:.3f} |" for r in raw]
+    lines += ["", "**Over HTTP (one server process each, closed loop on 127.0.0.1)**", "",
+              "| server | clients | texts/request | requests/s | texts/s | p50 (ms) | p99 (ms) "
+              "| failed | of which 503 |", "|---|---|---|---|---|---|---|---|---|"]
+    for cell in cells:
+        load = cell.load
+        lines.append(f"| {cell.server} | {load.clients} | {load.texts_per_request} | "
+                     f"{load.ok_per_second:,.0f} | {load.texts_per_second:,.0f} | "
+                     f"{load.p50:.2f} | {load.p99:.2f} | {load.failed:,} | {load.rejected:,} |")
+    lines += ["", "**Goals**", "", "| goal | measured | target | met |", "|---|---|---|---|"]
+    for goal in found:
+        met = "n/a" if goal.met is None else ("yes" if goal.met else "**no**")
+        lines.append(f"| {goal.name} | {goal.measured} | {goal.target} | {met} |")
+    for note in missing:
+        lines += ["", note]
+    return "\n".join(lines)
+
+
+def print_console(console: Console, raw: list[RawResult], cells: list[Cell],
+                  found: list[Goal]) -> None:
+    table = Table("server", "clients", "texts/req", "req/s", "texts/s", "p50 ms", "p99 ms",
+                  "failed", "503", title="serving: sklearn model")
+    for r in raw:
+        table.add_row("raw model (in process)", "-", str(r.batch), "-",
+                      f"{r.texts_per_second:,.0f}", f"{r.median_ms:.3f}", "-", "-", "-")
+    for cell in cells:
+        load = cell.load
+        table.add_row(cell.server, str(load.clients), str(load.texts_per_request),
+                      f"{load.ok_per_second:,.0f}", f"{load.texts_per_second:,.0f}",
+                      f"{load.p50:.2f}", f"{load.p99:.2f}", str(load.failed), str(load.rejected))
+    console.print(table)
+    goals_table = Table("goal", "measured", "target", "met", title="goals")
+    for goal in found:
+        goals_table.add_row(goal.name, goal.measured, goal.target,
+                            "n/a" if goal.met is None else ("yes" if goal.met else "NO"))
+    console.print(goals_table)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "serve-plain":
+        parser = argparse.ArgumentParser()
+        parser.add_argument("mode")
+        parser.add_argument("--model-dir", type=Path, required=True)
+        parser.add_argument("--port", type=int, required=True)
+        plain = parser.parse_args()
+        serve_plain(plain.model_dir, plain.port)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per cell")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="per cell")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--no-bentoml", action="store_true", help="skip BentoML")
+    parser.add_argument("--bentoml-python", default=None,
+                        help="interpreter with bentoml installed")
+    parser.add_argument("--driftloop-batch-wait-ms", type=float, nargs="*", default=[0.0],
+                        help="also run driftloop with these serving.max_batch_wait_ms values "
+                             "(the default config waits 2 ms)")
+    parser.add_argument("--bentoml-latency-ms", type=int, nargs="+", default=[1000],
+                        help="BentoML max_latency_ms values to run (one server each)")
+    args = parser.parse_args()
+    console = Console(stderr=args.markdown)
+    machine = describe_machine()
+    command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as temporary:
+        work = Path(temporary)
+        project = build_project(work / "project", console)
+        raw = measure_raw(project.model_dir, project.texts, min(args.seconds, 2.0))
+        cells: list[Cell] = []
+        missing: list[str] = []
+        specs = server_specs(project, args, work)
+        bento = next((spec for spec in specs if spec.name.startswith("BentoML")), None)
+        if bento is None and not args.no_bentoml:
+            missing.append("BentoML was not run: no interpreter with bentoml found "
+                           "(see the docstring of benchmarks/serving.py).")
+        elif bento is not None:
+            version = subprocess.run(
+                [bento.command[0], "-c", "import bentoml; print(bentoml.__version__)"],
+                capture_output=True, text=True, timeout=120, check=False).stdout.strip()
+            missing.append(f"BentoML {version} ({bento.command[0]}), one worker, "
+                           "`batchable=True, max_batch_size=64`.")
+        for spec in specs:
+            console.print(f"[bold]{spec.name}[/]")
+            try:
+                cells += run_server(spec, project, args, work, console)
+            except RuntimeError as exc:
+                missing.append(f"{spec.name} could not run here: {str(exc)[:500]}")
+                console.print(f"[red]{spec.name} could not run:[/] {exc}")
+        found = goals(cells, raw)
+    if args.markdown:
+        print(markdown(machine, project, raw, cells, found, command, missing))
+    else:
+        print_console(console, raw, cells, found)
+        for note in missing:
+            console.print(note)
+    np.seterr(all="ignore")
+
+
+if __name__ == "__main__":
+    main()

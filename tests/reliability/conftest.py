@@ -1,0 +1,36 @@
+"""Fixtures of the reliability suite: a served DriftloopSystem app over a real project."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from driftloop.system import DriftloopSystem
+from reliability.project import ReliabilityProject, UvicornThread
+
+
+@dataclass
+class ServedSystem:
+    """The whole loop's app (predict, admin, monitors, jobs, dashboard) on a loopback port."""
+
+    project: ReliabilityProject
+    system: DriftloopSystem
+    url: str
+
+
+@pytest.fixture(scope="module")
+def served_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSystem]:
+    """Module-wide: training the project's two versions takes a few seconds."""
+    directory: Path = tmp_path_factory.mktemp("project")
+    project = ReliabilityProject.create(directory, second_version=True)
+    system = DriftloopSystem(project.config)
+    system.insights.start()
+    server = UvicornThread(system.create_app())
+    try:
+        with server.running() as url:
+            yield ServedSystem(project, system, url)
+    finally:
+        system.insights.close()

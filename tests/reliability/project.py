@@ -1,0 +1,159 @@
+"""A real driftloop project for the reliability tests: a directory with ``driftloop.yaml``
+(SQLite store, file storage, local transport, one sklearn model, one confidence monitor), the
+bundled reviews pushed as snapshots, production v1 trained by the real SklearnTrainer, an
+optional v2, API keys, and helpers to run the app with uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+from fastapi import FastAPI
+
+from driftloop.config import Config, load_config
+from driftloop.registry import ModelRegistry, ModelVersion
+from driftloop.serving import ApiKeyStore, Scope
+from driftloop.storage import DatasetStore, Snapshot
+from driftloop.store import open_database
+from driftloop.trainers.base import TrainingData
+from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
+from pipeline.world import DATASET, MODEL, SKLEARN_PARAMS, make_snapshots
+
+__all__ = ["DATASET", "MODEL", "ReliabilityProject", "UvicornThread", "free_port"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class ReliabilityProject:
+    """A project directory with a production model; :meth:`create` trains v1 (and v2)."""
+
+    directory: Path
+    config: Config
+    predict_key: str
+    admin_key: str
+    versions: list[ModelVersion]
+
+    @classmethod
+    def create(
+        cls, directory: Path, *, second_version: bool = False, port: int = 0,
+        pipeline: Mapping[str, Any] | None = None, serving: Mapping[str, Any] | None = None,
+        store: str = "sqlite:///.driftloop/driftloop.db",
+        storage: str = "file://.driftloop/storage",
+    ) -> ReliabilityProject:
+        directory.mkdir(parents=True, exist_ok=True)
+        document: dict[str, Any] = {
+            "store": store,
+            "storage": storage,
+            "transport": "local://",
+            "serving": {"port": port, "registry_poll_interval": "1s", **(serving or {})},
+            "insights": {"flush_interval": 0.05},
+            "models": {MODEL: {"trainer": "sklearn", "data": DATASET,
+                               "params": SKLEARN_PARAMS}},
+            "monitors": [{
+                "name": "confidence", "metric": "model_confidence", "aggregation": "avg",
+                "window": "30s", "group_by": ["model"], "min_count": 3,
+                "below": {"warning": 0.05, "critical": 0.02},
+                "message": "confidence of {{model}} is {{value}} "
+                           "{{#is_alert}}@retrain{{/is_alert}}",
+            }],
+            "pipeline": {
+                "cooldown": "1s", "verify_deadline": "40s", "verify_interval": "1s",
+                "verify_baseline": "30s", "verify_min_predictions": 3,
+                "verify_confidence_tolerance": 1.0, "min_fresh_rows": 30,
+                "holdout_fraction": 0.3, **(pipeline or {}),
+            },
+        }
+        path = directory / "driftloop.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        config = load_config(path, environ={})
+        keys = ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
+        project = cls(directory, config, keys.create(Scope.PREDICT, name="client").key,
+                      keys.create(Scope.ADMIN, name="operator").key, [])
+        snapshots = make_snapshots()
+        project.versions.append(project.train(project.push(snapshots.known)))
+        project.registry.set_alias(MODEL, "production", 1, actor="test")
+        if second_version:
+            project.versions.append(project.train(project.push(snapshots.drifted)))
+        return project
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry.from_config(self.config)
+
+    @property
+    def datasets(self) -> DatasetStore:
+        return DatasetStore.from_config(self.config)
+
+    def push(self, frame: Any) -> Snapshot:
+        return self.datasets.push(frame, DATASET)
+
+    def train(self, snapshot: Snapshot) -> ModelVersion:
+        data = self.datasets.load(snapshot)
+        trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(
+            TrainingData(data, "text", "label", snapshot.snapshot_id, snapshot.content_hash))
+        return self.registry.register_trained(MODEL, trained, trainer="sklearn",
+                                              snapshot=snapshot, trigger="manual")
+
+    def headers(self, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key if admin else self.predict_key}"}
+
+
+class UvicornThread:
+    """An app served by uvicorn on 127.0.0.1 in a thread (a real socket, a real server)."""
+
+    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+        ))
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 30.0) -> Iterator[str]:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        try:
+            while not self.server.started:
+                if not self.thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("uvicorn did not start")
+                time.sleep(0.02)
+            wait_ready(self.url, deadline - time.monotonic())
+            yield self.url
+        finally:
+            self.server.should_exit = True
+            self.thread.join(30)
+
+
+def wait_ready(url: str, timeout: float) -> None:
+    """Wait until ``/readyz`` answers 200 (every served model loaded)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = response.text
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} never became ready: {last}")

@@ -1,0 +1,281 @@
+"""Hostile input, sent over a real socket to the whole loop's app, and to the CLI and library:
+oversized, deeply nested, non-UTF-8, wrong-type and huge-number payloads; path traversal in model
+and dataset names; template injection in monitor messages. Each is refused with the documented
+status and a JSON error that says what is wrong, and the server keeps serving."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+
+from driftloop.config import load_config
+from driftloop.errors import ConfigError, InvalidInputError
+from driftloop.monitors.templates import MessageTemplate
+from driftloop.storage import DatasetStore
+from driftloop.system import DriftloopSystem
+from reliability.conftest import ServedSystem
+from reliability.project import DATASET, MODEL
+
+PREDICT = f"/v1/models/{MODEL}/predict"
+DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
+
+
+def raw_request(
+    url: str, method: str, path: str, body: bytes | None = None,
+    headers: dict[str, str] | None = None, chunked: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """Exactly these bytes on the wire: no client-side path normalisation or encoding."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
+                                            timeout=30)
+    try:
+        connection.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        if chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+        elif body is not None:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        if body is not None and chunked:
+            for start in range(0, len(body), 65536):
+                piece = body[start:start + 65536]
+                connection.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            connection.send(b"0\r\n\r\n")
+        elif body is not None:
+            connection.send(body)
+        response = connection.getresponse()
+        payload = response.read()
+        try:
+            document = json.loads(payload) if payload else {}
+        except ValueError:
+            document = {"raw": payload[:200].decode("utf-8", "replace")}
+        return response.status, document
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def served(served_system: ServedSystem) -> Iterator[ServedSystem]:
+    yield served_system
+    # after every hostile request the server still answers a normal one
+    answer = httpx.post(served_system.url + PREDICT, json={"text": "great food"},
+                        headers=served_system.project.headers(), timeout=30)
+    assert answer.status_code == 200, answer.text
+
+
+def error_of(document: dict[str, Any]) -> tuple[str, str]:
+    detail = document["error"]
+    return detail["type"], detail["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "chunked", "status", "kind", "words"),
+    [
+        (b'{"texts": ["' + b"a" * 1_100_000 + b'"]}', False, 413, "LimitError",
+         "serving.max_body_bytes"),
+        (b'{"texts": ["' + b"a" * 1_100_000 + b'"]}', True, 413, "LimitError",
+         "serving.max_body_bytes"),
+        (json.dumps({"texts": ["x"] * 300}).encode(), False, 413, "LimitError",
+         "serving.max_texts_per_request"),
+        (json.dumps({"texts": ["x" * 10_001]}).encode(), False, 422, "InvalidTextError",
+         "serving.max_text_chars"),
+        (b'{"texts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", False, 422,
+         "InvalidInputError", "nested too deeply"),
+        (b'{"texts": ' + b'{"a":' * 20_000 + b"1" + b"}" * 20_000 + b"}", False, 422,
+         "InvalidInputError", "nested too deeply"),
+        (b'{"texts": ["caf\xe9 \xff\xfe"]}', False, 422, "InvalidInputError", "not valid UTF-8"),
+        (b'{"texts": ["\\ud800"]}', False, 422, "InvalidInputError", "surrogate"),
+        (b'{"texts": "not a list"}', False, 422, "InvalidInputError", "texts"),
+        (b'{"texts": [1, 2, 3]}', False, 422, "InvalidInputError", "texts.0"),
+        (b'{"text": 12}', False, 422, "InvalidInputError", "text"),
+        (b'{"texts": [null]}', False, 422, "InvalidInputError", "texts.0"),
+        (b'{"texts": []}', False, 422, "InvalidInputError", "empty"),
+        (b'{"texts": ["a"], "text": "b"}', False, 422, "InvalidInputError", "exactly one"),
+        (b'{"texts": ["a"], "__proto__": {}}', False, 422, "InvalidInputError", "unknown field"),
+        (b'["a", "b"]', False, 422, "InvalidInputError", "expected a JSON object"),
+        (b"null", False, 422, "InvalidInputError", "expected a JSON object"),
+        (b"1e999999", False, 422, "InvalidInputError", "expected a JSON object"),
+        (b'{"texts": ["a"', False, 422, "InvalidInputError", "malformed JSON"),
+        (b"   ", False, 422, "InvalidInputError", "empty"),
+    ],
+    ids=["oversized", "oversized-chunked", "too-many-texts", "text-too-long",
+         "nested-lists", "nested-objects", "latin-1-bytes", "lone-surrogate", "texts-string",
+         "texts-numbers", "text-number", "texts-null", "texts-empty", "both-fields",
+         "unknown-field", "array-body", "null-body", "huge-number-body", "truncated", "blank"],
+)
+def test_bad_predict_bodies_are_refused(
+    served: ServedSystem, body: bytes, chunked: bool, status: int, kind: str, words: str,
+) -> None:
+    headers = {**served.project.headers(), "Content-Type": "application/json"}
+    got, document = raw_request(served.url, "POST", PREDICT, body, headers, chunked=chunked)
+    assert got == status, document
+    found_kind, message = error_of(document)
+    assert found_kind == kind
+    assert words in message or words in str(document["error"].get("limit")), message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"version": 1e309}', b'{"version": 99999999999999999999999999999999}',
+     b'{"version": -1}', b'{"version": "2"}', b'{"version": true}', b'{"version": NaN}',
+     b'{"version": 2.0}', b"{}"],
+)
+def test_bad_deploy_bodies_are_refused_without_changing_production(
+    served: ServedSystem, body: bytes,
+) -> None:
+    before = served.project.registry.aliases(MODEL)
+    headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+    status, document = raw_request(served.url, "POST", f"/v1/models/{MODEL}/deploy", body,
+                                   headers)
+    assert status == 422, document
+    assert error_of(document)[0] == "InvalidInputError"
+    assert served.project.registry.aliases(MODEL) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=99999999999999999999999", "limit=-1", "limit=1e400", "since=1e999",
+     "since=nan", "limit=%00"],
+)
+def test_huge_and_odd_numbers_in_queries_are_refused(served: ServedSystem, query: str) -> None:
+    headers = served.project.headers(admin=True)
+    for path in ("/v1/events", "/v1/incidents", "/v1/jobs"):
+        status, document = raw_request(served.url, "GET", f"{path}?{query}", None, headers)
+        assert status in {200, 422}, (path, query, status, document)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/models/../etc/passwd/predict", "/v1/models/..%2F..%2Fetc%2Fpasswd/predict",
+     "/v1/models/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/v1/models/..%252Fetc%252Fpasswd",
+     "/v1/models/%2e%2e/deploy", "/v1/models/review-classifier%00/predict"],
+)
+def test_path_traversal_in_model_names_finds_nothing(served: ServedSystem, path: str) -> None:
+    headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+    method = "GET" if path.count("/") == 3 else "POST"
+    body = b'{"version": 1}' if path.endswith("deploy") else b'{"text": "x"}'
+    status, document = raw_request(served.url, method, path,
+                                   body if method == "POST" else None, headers)
+    assert status == 404, (path, status, document)
+    assert "root:x:" not in json.dumps(document)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/dashboard/static/../../../../etc/passwd", "/dashboard/static/..%2F..%2F..%2Fetc%2Fpasswd",
+     "/dashboard/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+     "/dashboard/static/..%5c..%5cetc%5cpasswd", "/v1/graphs/..%2F..%2Fetc%2Fpasswd.png"],
+)
+def test_path_traversal_in_public_file_routes_serves_no_file(
+    served: ServedSystem, path: str,
+) -> None:
+    status, document = raw_request(served.url, "GET", path)
+    assert status == 404, (path, status, document)
+    assert "root:x:" not in json.dumps(document)
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "..%2Fx", "/abs", "a/../../b", "UPPER",
+                                  "x" * 300, ""])
+def test_path_traversal_in_model_names_is_refused_by_the_registry(
+    served: ServedSystem, tmp_path: Path, name: str,
+) -> None:
+    model_dir = tmp_path / "model"
+    served.project.registry.load_predictor(served.project.versions[0]).save(model_dir)
+    before = served.project.registry.list_models()
+    with pytest.raises(InvalidInputError, match="must match"):
+        served.project.registry.register(name, model_dir, trainer="sklearn")
+    assert served.project.registry.list_models() == before
+
+
+@pytest.mark.parametrize("dataset", ["../x", "..%2Fx", "/etc"])
+def test_path_traversal_in_dataset_names_is_refused_by_the_cli(
+    served: ServedSystem, tmp_path: Path, dataset: str,
+) -> None:
+    csv = tmp_path / "rows.csv"
+    csv.write_text("text,label\nfine,a\nbad,b\n")
+    storage_root = served.project.directory / ".driftloop" / "storage"
+    before = sorted(p for p in storage_root.parent.rglob("*"))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    result = subprocess.run(
+        [DRIFTLOOP, "data", "push", str(csv), "--dataset", dataset,
+         "--config", str(served.project.directory / "driftloop.yaml")],
+        capture_output=True, text=True, timeout=120, env=environ, check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "must match" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    after = sorted(p for p in storage_root.parent.rglob("*"))
+    assert [p for p in after if p not in before and "outbox" not in str(p)] == []
+    assert not (served.project.directory / ".driftloop" / "x").exists()
+    assert served.project.datasets.datasets() == [DATASET]
+
+
+def test_dataset_names_are_refused_by_the_library(served: ServedSystem) -> None:
+    store: DatasetStore = served.project.datasets
+    for name in ("../x", "a/../../b", "/etc/passwd"):
+        with pytest.raises(InvalidInputError, match="must match"):
+            store.push(Path("/etc/hostname"), name)
+        with pytest.raises(InvalidInputError, match="must match"):
+            store.list(name)
+
+
+def monitor_config(directory: Path, message: str) -> Path:
+    document = {
+        "models": {MODEL: {"trainer": "sklearn", "data": DATASET}},
+        "monitors": [{"name": "confidence", "metric": "model_confidence", "window": "5m",
+                      "below": {"warning": 0.5, "critical": 0.4}, "message": message}],
+    }
+    path = directory / "driftloop.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("message", "words"),
+    [("{{#is_alert}}{{{{value}}}}", "never closed"),
+     ("{{/is_alert}} @retrain", "never opened"),
+     ("{{#is_alert}}{{/is_warning}}", "closes 'is_alert'")],
+)
+def test_broken_monitor_templates_are_refused_at_config_load(
+    tmp_path: Path, message: str, words: str,
+) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_config(monitor_config(tmp_path, message), environ={})
+    result = subprocess.run(
+        [DRIFTLOOP, "config", "check",
+         str(tmp_path / "driftloop.yaml")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 1
+    assert "monitors.0" in result.stderr + result.stdout
+
+
+def test_template_injection_renders_nothing_but_text(tmp_path: Path) -> None:
+    """Dunder names are plain variables (no attribute access); values holding ``{{`` are
+    inserted as text, never parsed, so they cannot open sections or add @mentions."""
+    message = ("{{__class__}}{{__class__.__mro__}}{{value}} on {{model}} "
+               "{{#is_alert}}@retrain{{/is_alert}}")
+    config = load_config(monitor_config(tmp_path, message), environ={})
+    system = DriftloopSystem(config)  # the engine parses every message at start
+    assert [m.name for m in system.config.monitors] == ["confidence"]
+    template = MessageTemplate(message)
+    hostile = "{{#is_alert}}@oncall {{{{value}}}} {{__import__('os')}}{{/is_alert}}"
+    rendered = template.render({"value": hostile, "model": "{{#is_ok}}@jira{{/is_ok}}"},
+                               {"is_alert": False, "is_ok": True})
+    assert rendered.text == f"{hostile} on {{{{#is_ok}}}}@jira{{{{/is_ok}}}}"
+    assert rendered.handles == ()
+    alert = template.render({"value": "{{", "__class__": "<class>"}, {"is_alert": True})
+    assert alert.text == "<class>{{ on  @retrain"
+    assert alert.handles == ("retrain",)

@@ -328,6 +328,7 @@ class PipelineConfig(StrictModel):
     gate: GateConfig = GateConfig()
     verify_deadline: Duration = 600.0
     verify_interval: Duration = 2.0
+    worker_stale_after: Duration = 60.0
     verify_baseline: Duration = 300.0
     verify_min_predictions: int = Field(50, ge=1)
     verify_confidence_tolerance: float = Field(0.0, ge=0)

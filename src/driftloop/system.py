@@ -86,7 +86,8 @@ class DriftloopSystem:
             hooks=self.options.pipeline_hooks, clock=clock,
         )
         self.worker = RetrainWorker(self.queue, self.pipeline,
-                                    poll_interval=self.options.worker_poll_interval)
+                                    poll_interval=self.options.worker_poll_interval,
+                                    stale_after=config.pipeline.worker_stale_after)
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
 
     # ------------------------------------------------------------------ the loop's joints

@@ -109,12 +109,11 @@ class RetrainPipeline:
         try:
             if job.state != JobState.QUEUED:  # a resumed job: its dead worker's step ended there
                 self.queue.close_open_steps(job.job_id)
+                self._note(job, "resumed", f"resuming after an interrupted {job.state.value} step")
             if job.state in {JobState.VERIFYING} and job.candidate_version is not None:
                 return self._verify(job, worker)
             if job.state in {JobState.GATED, JobState.DEPLOYING} and job.candidate_version:
                 return self._deploy_and_verify(job, worker)
-            if job.state != JobState.QUEUED:
-                self._note(job, "resumed", f"resuming after an interrupted {job.state.value} step")
             return self._train_and_gate(job, worker)
         except JobCancelledError:
             self.queue.close_open_steps(job.job_id, "cancelled")  # e.g. a verification

@@ -335,6 +335,8 @@ class PipelineConfig(StrictModel):
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     min_fresh_rows: int = Field(50, ge=1)
     seed: int = 0
+    deploy_mode: Literal["direct", "canary", "shadow"] = "direct"
+    canary_fraction: float = Field(0.1, gt=0, lt=1)
 
 
 class HooksConfig(StrictModel):

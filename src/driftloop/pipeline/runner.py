@@ -131,6 +131,14 @@ class RetrainPipeline:
         self.queue.close_open_steps(job_id, "failed")
         job = self.queue.get(job_id)
         deployed = job.state in {JobState.DEPLOYING, JobState.VERIFYING}
+        mode = _rollout_mode(job) or (self.config.pipeline.deploy_mode if deployed else None)
+        if mode in {"canary", "shadow"}:
+            try:
+                if self.registry.remove_alias(job.model, mode,
+                                              actor=f"job:{job.job_id} rollback"):
+                    error += f"; ended the {mode} of v{job.candidate_version}"
+            except DriftloopError as exc:
+                error += f"; removing the {mode} alias failed too: {exc.message}"
         if deployed and job.previous_version is not None and job.candidate_version is not None:
             try:
                 if self.registry.resolve(job.model, "production").version == \
@@ -327,6 +335,9 @@ class RetrainPipeline:
 
     def _deploy_and_verify(self, job: Job, worker: str) -> Job:
         assert job.candidate_version is not None
+        mode = self.config.pipeline.deploy_mode
+        if mode != "direct" and job.previous_version is not None:
+            return self._deploy_rollout(job, worker, mode)
         with self._step(job, JobState.DEPLOYING, worker) as log:
             self.registry.set_alias(job.model, "production", job.candidate_version,
                                     actor=f"job:{job.job_id}")
@@ -337,8 +348,86 @@ class RetrainPipeline:
         self._emit(job)
         return self._verify(job, worker)
 
+    def _deploy_rollout(self, job: Job, worker: str, mode: str) -> Job:
+        """Canary or shadow: the candidate serves beside production under the ``canary`` or
+        ``shadow`` alias; production moves only when verification promotes it."""
+        assert job.candidate_version is not None
+        with self._step(job, JobState.DEPLOYING, worker) as log:
+            self.registry.set_alias(job.model, mode, job.candidate_version,
+                                    actor=f"job:{job.job_id}")
+            share = (f"{self.config.pipeline.canary_fraction:.0%} of the traffic"
+                     if mode == "canary" else "every request in the background")
+            log.append(f"{mode} → v{job.candidate_version} ({share}); production stays "
+                       f"v{job.previous_version}")
+        result = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": mode}
+        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock(),
+                                   result=result)
+        self._note(job, "deploy", f"v{job.candidate_version} deployed as {mode} beside "
+                   f"production v{job.previous_version}", version=job.candidate_version,
+                   previous_version=job.previous_version, mode=mode)
+        self._emit(job)
+        return self._verify(job, worker)
+
+    def _verify_rollout(self, job: Job, worker: str, mode: str) -> Job:
+        """Compare the candidate's live confidence with production's over the same period:
+        enough predictions and not worse promotes it; worse, or the deadline, ends the rollout
+        with production untouched."""
+        assert job.candidate_version is not None
+        assert job.previous_version is not None
+        settings = self.config.pipeline
+        deployed_at = job.deployed_at or self.clock()
+        deadline = deployed_at + settings.verify_deadline
+        step_id = self.queue.start_step(job.job_id, JobState.VERIFYING.value)
+        log: list[str] = []
+        assert self.health is not None
+        while True:
+            self._check_cancel(job.job_id)
+            self.queue.heartbeat(job.job_id, worker)
+            now = self.clock()
+            new_conf, new_count = self.health.live_confidence(
+                job.model, job.candidate_version, deployed_at, now)
+            old_conf, old_count = self.health.live_confidence(
+                job.model, job.previous_version, deployed_at, now)
+            enough = new_count >= settings.verify_min_predictions
+            worse = (old_conf is not None and new_conf is not None
+                     and new_conf < old_conf - settings.verify_confidence_tolerance)
+            if enough and worse:
+                log.append(f"{mode} v{job.candidate_version} live confidence {_fmt(new_conf)} "
+                           f"is worse than production v{job.previous_version}'s "
+                           f"{_fmt(old_conf)} over the same period")
+                break
+            if enough:
+                log.append(f"{mode} v{job.candidate_version} live confidence {_fmt(new_conf)} "
+                           f"over {new_count} predictions, production v{job.previous_version} "
+                           f"{_fmt(old_conf)} over {old_count}: promoted")
+                self.registry.set_alias(job.model, "production", job.candidate_version,
+                                        actor=f"job:{job.job_id} promote")
+                self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
+                self.queue.finish_step(step_id, "ok", "\n".join(log))
+                self._note(job, "recovered", log[-1], version=job.candidate_version,
+                           live_confidence=new_conf, mode=mode)
+                return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
+            if now >= deadline:
+                log.append(f"{mode} v{job.candidate_version} had {new_count} of "
+                           f"{settings.verify_min_predictions} predictions within "
+                           f"{settings.verify_deadline:g}s")
+                break
+            self.sleep(settings.verify_interval)
+        self.queue.finish_step(step_id, "failed", "\n".join(log))
+        self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} rollback")
+        message = (f"{mode} of v{job.candidate_version} rejected, production stays "
+                   f"v{job.previous_version}: {log[-1]}")
+        self._note(job, "rollback", message, version=job.previous_version, mode=mode)
+        if self.hooks.on_notice is not None:
+            self.hooks.on_notice("rollback", message, {"job_id": job.job_id, "model": job.model})
+        return self._finish(job.job_id, JobState.ROLLED_BACK, result=self._result(job, log),
+                            error=message)
+
     def _verify(self, job: Job, worker: str) -> Job:
         assert job.candidate_version is not None
+        mode = _rollout_mode(job)
+        if mode is not None and self.health is not None:
+            return self._verify_rollout(job, worker, mode)
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + self.config.pipeline.verify_deadline
         settings = self.config.pipeline
@@ -346,6 +435,11 @@ class RetrainPipeline:
         log: list[str] = []
         if self.health is None:
             log.append("no health probe configured: verification skipped")
+            if mode is not None:  # nothing can judge the rollout: promote it as a direct deploy
+                self.registry.set_alias(job.model, "production", job.candidate_version,
+                                        actor=f"job:{job.job_id} promote")
+                self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
+                log.append(f"{mode} v{job.candidate_version} promoted to production unverified")
             self.queue.finish_step(step_id, "skipped", "\n".join(log))
             return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
         while True:
@@ -474,6 +568,12 @@ def _recorded_dispatch(job: Job) -> WorkflowDispatch | None:
     """The remote dispatch an earlier run of this job recorded, if any."""
     recorded = (job.result or {}).get("dispatch")
     return WorkflowDispatch.from_dict(recorded) if isinstance(recorded, dict) else None
+
+
+def _rollout_mode(job: Job) -> str | None:
+    """``canary`` or ``shadow`` when the job deployed its candidate as a rollout."""
+    mode = (job.result or {}).get("deploy_mode")
+    return mode if mode in {"canary", "shadow"} else None
 
 
 def _fmt(value: float | None) -> str:

@@ -367,6 +367,31 @@ class ModelRegistry:
                         f"alias {alias!r} of {name!r} is changing concurrently; try again"
                     ) from None
 
+    def remove_alias(self, name: str, alias: str, *, actor: str) -> bool:
+        """Remove ``alias`` (recorded in the alias history with action ``remove``); False when
+        it was not set. ``production`` cannot be removed: serving always needs it."""
+        check_name("alias", alias)
+        if alias == PRODUCTION:
+            raise InvalidInputError(
+                f"the {PRODUCTION!r} alias cannot be removed; point it at another version")
+        if not actor.strip():
+            raise InvalidInputError("actor must say who or what removes the alias")
+        with self._transaction() as connection:
+            current = connection.execute(
+                sa.select(model_aliases.c.version).where(
+                    model_aliases.c.name == name, model_aliases.c.alias == alias
+                )
+            ).scalar()
+            if current is None:
+                return False
+            connection.execute(model_aliases.delete().where(
+                model_aliases.c.name == name, model_aliases.c.alias == alias))
+            connection.execute(alias_history.insert().values(
+                name=name, alias=alias, version=current, previous_version=current,
+                action="remove", actor=actor, changed_at=datetime.now(UTC),
+            ))
+        return True
+
     def rollback(self, name: str, *, actor: str) -> ModelVersion:
         """Point ``production`` back at the version deployed before the current one."""
         if not actor.strip():

@@ -48,7 +48,7 @@ alias_history = sa.Table(
     sa.Column("alias", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("previous_version", sa.Integer, nullable=True),
-    sa.Column("action", sa.String(16), nullable=False),  # "set" | "rollback"
+    sa.Column("action", sa.String(16), nullable=False),  # "set" | "rollback" | "remove"
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -11,6 +11,11 @@ Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
     POST /v1/models/{name}/reload     admin
     GET  /healthz  /readyz  /metrics  /docs   (no key)
 
+While a rollout runs (the registry's ``canary`` or ``shadow`` alias), a request is answered
+by the canary with probability ``pipeline.canary_fraction`` (the response and its insights name
+the version that answered), or by production while the shadow scores the same texts in the
+background (its insights tagged ``shadow=true``; it never delays or fails the response).
+
 Every error is JSON ``{"error": {"type": ..., "message": ...}}`` with the status of its
 :class:`~driftloop.errors.DriftloopError` (limit errors also name the ``serving.*`` key).
 """
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -102,6 +108,8 @@ class ServingState:
     predictions: PredictionLog = field(default_factory=PredictionLog)
     insights: InsightsClient | None = None
     owns_insights: bool = False
+    shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    """Background shadow scorings still running (cancelled at shutdown)."""
 
 
 def create_app(
@@ -115,13 +123,15 @@ def create_app(
     metrics: ServingMetrics | None = None,
     extra_routers: Sequence[APIRouter] = (),
     poll: bool = True,
+    rng: random.Random | None = None,
 ) -> FastAPI:
     """The serving app for ``config``.
 
     ``model_source`` defaults to the model registry; ``insights`` to the process-wide client
     (configured from ``config`` when none is); ``models`` to the names under ``config.models``;
     ``api_keys`` and ``feedback`` to tables in ``config.store``. ``extra_routers`` are mounted
-    as they are (the dashboard, the pipeline's webhooks).
+    as they are (the dashboard, the pipeline's webhooks). ``rng`` draws the canary routing
+    (seed it for reproducible tests).
     """
     if api_keys is None or feedback is None:
         database = open_database(config.store, base_dir=config.base_dir)
@@ -131,7 +141,7 @@ def create_app(
     source = model_source if model_source is not None else RegistryModelSource.from_config(config)
     manager = ModelSlotManager(
         source, models if models is not None else list(config.models), config.serving,
-        serving_metrics,
+        serving_metrics, canary_fraction=config.pipeline.canary_fraction, rng=rng,
     )
     state = ServingState(
         config=config,
@@ -157,6 +167,10 @@ def create_app(
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            for task in list(state.shadow_tasks):
+                task.cancel()
+            if state.shadow_tasks:
+                await asyncio.gather(*state.shadow_tasks, return_exceptions=True)
             await manager.stop()
             if state.owns_insights:
                 await anyio.to_thread.run_sync(shutdown_insights)
@@ -292,10 +306,13 @@ def _model_router() -> APIRouter:
         data = await read_json_body(request, settings.max_body_bytes)
         texts = parse_body(PredictRequest, data).all_texts()
         check_texts(texts, settings)
-        slot = served.current()
+        slot = state.manager.choose(served)
+        shadow = served.shadow
         probabilities = await served.batcher.predict(slot.predictor, texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
         body = _predictions(state, name, slot, texts, probabilities.tolist(), latency_ms)
+        if shadow is not None and shadow.version != slot.version:
+            _start_shadow(state, name, shadow, texts)
         return JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
                                            HASH_HEADER: slot.content_hash})
 
@@ -428,6 +445,33 @@ def _predictions(
     for prediction in predictions:
         observe(prediction["confidence"])
     return {"model": name, "version": slot.version, "predictions": predictions}
+
+
+def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, texts: list[str]) -> None:
+    """Score ``texts`` with the shadow version in the background; the response is not held."""
+    task = asyncio.get_running_loop().create_task(_score_shadow(state, name, shadow, texts))
+    state.shadow_tasks.add(task)
+    task.add_done_callback(state.shadow_tasks.discard)
+
+
+async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot,
+                        texts: list[str]) -> None:
+    started = time.perf_counter()
+    try:
+        rows = (await anyio.to_thread.run_sync(shadow.predictor.predict_proba, texts)).tolist()
+    except Exception:  # a failing shadow must never touch the served traffic
+        logger.warning("shadow %s v%d failed to score %d texts", name, shadow.version,
+                       len(texts), exc_info=True)
+        return
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    labels = shadow.labels
+    now = time.time()
+    for text, row in zip(texts, rows, strict=True):
+        best = max(range(len(row)), key=row.__getitem__)
+        _report(state, {"model_confidence": row[best], "text_length": len(text),
+                        "latency_ms": latency_ms},
+                {"model": name, "version": str(shadow.version), "class": labels[best],
+                 "shadow": "true"}, timestamp=now)
 
 
 def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],

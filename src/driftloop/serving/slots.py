@@ -8,6 +8,12 @@ predictor is freed when its last request is done.
 :class:`ModelSlotManager` loads the ``production`` version of every served model at start-up,
 moves it on admin calls (deploy, rollback, reload) and polls the source every
 ``serving.registry_poll_interval`` so a deploy made by another process reaches this one.
+
+Rollouts: while the registry has a ``canary`` or ``shadow`` alias (set by the retrain pipeline
+in ``pipeline.deploy_mode: canary|shadow``), that version is loaded beside production with the
+same load-then-swap safety and dropped when the alias goes. :meth:`ServedModel.choose` sends a
+request to the canary with probability ``pipeline.canary_fraction``; the shadow only scores in
+the background (see the app).
 """
 
 from __future__ import annotations
@@ -16,16 +22,29 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from driftloop.config import ServingConfig
-from driftloop.errors import BackendUnavailableError, DriftloopError, IntegrityError, NotFoundError
+from driftloop.errors import (
+    BackendUnavailableError,
+    DriftloopError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+)
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.prometheus import ServingMetrics
-from driftloop.serving.sources import PRODUCTION, ModelSource, ModelVersionLike
+from driftloop.serving.sources import (
+    CANARY,
+    PRODUCTION,
+    SHADOW,
+    ModelSource,
+    ModelVersionLike,
+)
 from driftloop.trainers.base import Predictor
 
 logger = logging.getLogger(__name__)
@@ -79,8 +98,21 @@ class ServedModel:
         self.name = name
         self.batcher = batcher
         self.slot: ModelSlot | None = None
+        self.canary: ModelSlot | None = None
+        """The canary version while a canary rollout runs (else None)."""
+        self.shadow: ModelSlot | None = None
+        """The shadow version while a shadow rollout runs (else None)."""
         self.lock = asyncio.Lock()
         self.last_error: str | None = None
+
+    def choose(self, rng: random.Random, canary_fraction: float) -> ModelSlot:
+        """The slot that answers one request: the canary with probability
+        ``canary_fraction`` while one is loaded, else production."""
+        slot = self.current()
+        canary = self.canary
+        if canary is not None and rng.random() < canary_fraction:
+            return canary
+        return slot
 
     def current(self) -> ModelSlot:
         slot = self.slot
@@ -114,7 +146,13 @@ class ModelSlotManager:
         metrics: ServingMetrics,
         *,
         on_swap: Callable[[ModelSlot], None] | None = None,
+        canary_fraction: float = 0.1,
+        rng: random.Random | None = None,
     ) -> None:
+        if not 0 < canary_fraction < 1:
+            raise InvalidInputError(f"canary_fraction must be in (0, 1), not {canary_fraction}")
+        self.canary_fraction = canary_fraction
+        self.rng = rng if rng is not None else random.Random()
         self.source = source
         self.settings = settings
         self.metrics = metrics
@@ -147,6 +185,7 @@ class ModelSlotManager:
         for served in self.models.values():
             try:
                 await self.sync(served.name)
+                await self.sync_rollouts(served.name)
             except DriftloopError as exc:
                 served.last_error = exc.message
                 logger.warning("model %s not loaded at start-up: %s", served.name, exc.message)
@@ -219,6 +258,36 @@ class ModelSlotManager:
         if self.on_swap is not None:
             self.on_swap(slot)
 
+    def choose(self, served: ServedModel) -> ModelSlot:
+        """The slot that answers one request of ``served`` (canary routing included)."""
+        return served.choose(self.rng, self.canary_fraction)
+
+    async def sync_rollouts(self, name: str) -> None:
+        """Follow the ``canary`` and ``shadow`` aliases: load a new one beside production,
+        drop one whose alias is gone (or that production has become)."""
+        served = self.get(name)
+        for alias in (CANARY, SHADOW):
+            try:
+                info: ModelVersionLike | None = await asyncio.to_thread(
+                    self.source.resolve, name, alias)
+            except NotFoundError:
+                info = None
+            async with served.lock:
+                current = getattr(served, alias)
+                production = served.slot
+                if info is None or (production is not None
+                                    and production.version == info.version):
+                    if current is not None:
+                        logger.info("%s %s v%d ended", name, alias, current.version)
+                    setattr(served, alias, None)
+                    continue
+                if (current is not None and current.version == info.version
+                        and current.content_hash == info.content_hash):
+                    continue
+                slot = await self._load(info)
+                setattr(served, alias, slot)  # one reference store, as for production
+                logger.info("%s %s v%d loaded beside production", name, alias, slot.version)
+
     async def poll_once(self) -> None:
         for served in self.models.values():
             try:
@@ -228,6 +297,12 @@ class ModelSlotManager:
                     logger.warning("model %s: cannot follow %s: %s", served.name, PRODUCTION,
                                    exc.message)
                 served.last_error = exc.message
+                continue
+            try:
+                await self.sync_rollouts(served.name)
+            except DriftloopError as exc:  # production keeps serving; the next poll retries
+                logger.warning("model %s: cannot follow its rollout: %s", served.name,
+                               exc.message)
 
     async def _poll(self) -> None:
         interval = self.settings.registry_poll_interval

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from driftloop.registry import ModelRegistry, ModelVersion
 
 PRODUCTION = "production"
+CANARY = "canary"
+"""While a canary rollout runs, this alias points at the candidate that takes a fraction of
+the traffic (``pipeline.canary_fraction``)."""
+SHADOW = "shadow"
+"""While a shadow rollout runs, this alias points at the candidate that scores every request
+in the background; production still answers."""
 
 
 @runtime_checkable
@@ -177,6 +183,16 @@ class InMemoryModelSource:
             if alias == PRODUCTION and previous is not None and previous != version:
                 self._history.setdefault(name, []).append(previous)
             self.alias_changes.append((name, alias, version, actor))
+
+    def remove_alias(self, name: str, alias: str, *, actor: str) -> bool:
+        """Remove an alias (not ``production``); False when it was not set."""
+        if alias == PRODUCTION:
+            raise InvalidInputError(f"the {PRODUCTION!r} alias cannot be removed")
+        with self._lock:
+            version = self._aliases.pop((name, alias), None)
+            if version is not None:
+                self.alias_changes.append((name, alias, version, f"{actor} (removed)"))
+        return version is not None
 
     def rollback(self, name: str, *, actor: str) -> InMemoryModelVersion:
         with self._lock:

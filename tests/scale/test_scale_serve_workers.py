@@ -73,6 +73,14 @@ def server(world: PipelineWorld, tmp_path: Path) -> Iterator[str]:
                 pytest.fail(f"driftloop serve did not get ready:\n"
                             f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
             time.sleep(0.3)
+        # one worker answering is not both: on a busy machine the second may still be starting,
+        # and would then load the later version at start-up instead of swapping to it. uvicorn
+        # logs this line per worker once its lifespan (which loads the models) is done.
+        while (tmp_path / "serve.log").read_text().count("Application startup complete") < 2:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the second worker did not start:\n"
+                            f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
+            time.sleep(0.3)
         yield url
     finally:
         process.send_signal(signal.SIGINT)

@@ -56,6 +56,10 @@ MODEL_TAG = "model"
 _RETRY_BACKOFF = (0.2, 5.0)
 
 
+GROUP_JOIN_GRACE = 30.0
+"""Seconds ``run(idle_exit=...)`` also allows for joining the group before it gives up."""
+
+
 @dataclass(frozen=True)
 class KafkaAddress:
     """What a ``kafka://`` URL names: the bootstrap servers and the topic."""
@@ -403,10 +407,12 @@ class KafkaIngestWorker:
         on_batch: Callable[[IngestStats], None] | None = None,
     ) -> IngestStats:
         """Poll until ``stop`` is set (or, with ``idle_exit``, until no message has come for
-        that many seconds), then commit and leave the group. ``on_batch`` sees the counters
-        after every poll."""
+        that many seconds since partitions were assigned: joining a group on a fresh broker
+        can itself take seconds), then commit and leave the group. ``on_batch`` sees the
+        counters after every poll."""
         self.start()
-        last_message = time.monotonic()
+        started = time.monotonic()
+        last_message: float | None = None
         try:
             while not stop.is_set():
                 before = self._messages + self._dead_letters
@@ -414,6 +420,12 @@ class KafkaIngestWorker:
                 now = time.monotonic()
                 if self._messages + self._dead_letters != before:
                     last_message = now
+                elif last_message is None:
+                    if self._assigned:
+                        last_message = now  # the idle clock starts with the assignment
+                    elif (idle_exit is not None
+                          and now - started >= idle_exit + GROUP_JOIN_GRACE):
+                        break  # never assigned a partition (others hold them all)
                 elif idle_exit is not None and now - last_message >= idle_exit:
                     break
                 if on_batch is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 from scipy.special import logsumexp
 
+from driftloop.drift.base import DriftDetector
 from driftloop.errors import ConfigError, InvalidInputError
 
 MIN_REFERENCE = 30
@@ -246,3 +248,33 @@ def _fit_overshoot(simulated: list[SimulatedArl], theta: float, drift: float) ->
         (threshold_for_arl(s.arl, theta, drift, 0.0) - s.threshold, s.alarms) for s in usable
     ]
     return sum(rho * w for rho, w in fits) / sum(w for _, w in fits)
+
+
+class CalibratedMeanDetector(DriftDetector):
+    """A sequential detector for a drop in the mean, calibrated on a reference sample: holds
+    the calibration and the standardisation both CUSUM and Page-Hinkley use."""
+
+    def __init__(
+        self,
+        reference: Sequence[float] | NDArray[np.float64],
+        *,
+        false_alarm_rate: float = 1e-5,
+        min_shift: float = 0.05,
+        warning_factor: float = 10.0,
+        margin_se: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.calibration: SequentialCalibration = calibrate_sequential(
+            np.asarray(reference, dtype=np.float64),
+            false_alarm_rate=false_alarm_rate,
+            min_shift=min_shift,
+            warning_factor=warning_factor,
+            margin_se=margin_se,
+        )
+        self.false_alarm_rate = false_alarm_rate
+        self.min_shift = min_shift
+        self._mean = self.calibration.mean
+        self._scale = 1.0 / self.calibration.std
+        self._k = self.calibration.allowance
+        self._h = self.calibration.threshold
+        self._h_warning = self.calibration.warning_threshold

@@ -15,11 +15,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from driftloop.drift.base import DriftDetector
-from driftloop.drift.calibration import SequentialCalibration, calibrate_sequential
+from driftloop.drift.calibration import CalibratedMeanDetector
 
 
-class CusumDetector(DriftDetector):
+class CusumDetector(CalibratedMeanDetector):
     """Detects a drop of at least about ``min_shift`` in the mean of the stream.
 
     ``false_alarm_rate`` is per sample: ``1e-5`` means one false alarm per 100,000 values on
@@ -36,21 +35,8 @@ class CusumDetector(DriftDetector):
         warning_factor: float = 10.0,
         margin_se: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.calibration: SequentialCalibration = calibrate_sequential(
-            np.asarray(reference, dtype=np.float64),
-            false_alarm_rate=false_alarm_rate,
-            min_shift=min_shift,
-            warning_factor=warning_factor,
-            margin_se=margin_se,
-        )
-        self.false_alarm_rate = false_alarm_rate
-        self.min_shift = min_shift
-        self._mean = self.calibration.mean
-        self._scale = 1.0 / self.calibration.std
-        self._k = self.calibration.allowance
-        self._h = self.calibration.threshold
-        self._h_warning = self.calibration.warning_threshold
+        super().__init__(reference, false_alarm_rate=false_alarm_rate, min_shift=min_shift,
+                         warning_factor=warning_factor, margin_se=margin_se)
         self._s = 0.0
         self._since = 0
         self._last_zero = 0

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from driftloop.drift.base import DriftDetector
-from driftloop.drift.calibration import SequentialCalibration, calibrate_sequential
+from driftloop.drift.calibration import CalibratedMeanDetector
 
 
-class PageHinkleyDetector(DriftDetector):
+class PageHinkleyDetector(CalibratedMeanDetector):
     """Detects a drop of at least about ``min_shift`` in the mean; ``false_alarm_rate`` per
     sample, as for :class:`~driftloop.drift.cusum.CusumDetector`."""
 
@@ -31,21 +30,8 @@ class PageHinkleyDetector(DriftDetector):
         warning_factor: float = 10.0,
         margin_se: float = 1.0,
     ) -> None:
-        super().__init__()
-        self.calibration: SequentialCalibration = calibrate_sequential(
-            np.asarray(reference, dtype=np.float64),
-            false_alarm_rate=false_alarm_rate,
-            min_shift=min_shift,
-            warning_factor=warning_factor,
-            margin_se=margin_se,
-        )
-        self.false_alarm_rate = false_alarm_rate
-        self.min_shift = min_shift
-        self._mean = self.calibration.mean
-        self._scale = 1.0 / self.calibration.std
-        self._k = self.calibration.allowance
-        self._h = self.calibration.threshold
-        self._h_warning = self.calibration.warning_threshold
+        super().__init__(reference, false_alarm_rate=false_alarm_rate, min_shift=min_shift,
+                         warning_factor=warning_factor, margin_se=margin_se)
         self._sum = 0.0
         self._max = 0.0
         self._t = 0

@@ -293,7 +293,7 @@ def _run(
     system.start_background()
     traffic = TrafficGenerator(url, MODEL, key, clients=options.clients,
                                batch=8 if options.trainer == "sklearn" else 2,
-                               pause=0.1 if options.trainer == "sklearn" else 0.25)
+                               pause=0.1 if options.trainer == "sklearn" else 1.0)
     view.traffic = traffic
     traffic.set_phase("known", scenario.known_traffic)
     traffic.start()

@@ -252,7 +252,8 @@ def _fit_overshoot(simulated: list[SimulatedArl], theta: float, drift: float) ->
 
 class CalibratedMeanDetector(DriftDetector):
     """A sequential detector for a drop in the mean, calibrated on a reference sample: holds
-    the calibration and the standardisation both CUSUM and Page-Hinkley use."""
+    the calibration and the standardisation both CUSUM and Page-Hinkley use; each sets its
+    own statistics in ``_restart``."""
 
     def __init__(
         self,
@@ -278,3 +279,4 @@ class CalibratedMeanDetector(DriftDetector):
         self._k = self.calibration.allowance
         self._h = self.calibration.threshold
         self._h_warning = self.calibration.warning_threshold
+        self._restart()  # each algorithm's own statistics start at zero

@@ -10,11 +10,6 @@ target false-alarm rate, calibrated on the empirical reference (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-from numpy.typing import NDArray
-
 from driftloop.drift.calibration import CalibratedMeanDetector
 
 
@@ -26,20 +21,9 @@ class CusumDetector(CalibratedMeanDetector):
     as often.
     """
 
-    def __init__(
-        self,
-        reference: Sequence[float] | NDArray[np.float64],
-        *,
-        false_alarm_rate: float = 1e-5,
-        min_shift: float = 0.05,
-        warning_factor: float = 10.0,
-        margin_se: float = 1.0,
-    ) -> None:
-        super().__init__(reference, false_alarm_rate=false_alarm_rate, min_shift=min_shift,
-                         warning_factor=warning_factor, margin_se=margin_se)
-        self._s = 0.0
-        self._since = 0
-        self._last_zero = 0
+    _s: float
+    _since: int
+    _last_zero: int
 
     @property
     def statistic(self) -> float:

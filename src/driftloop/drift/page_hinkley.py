@@ -9,11 +9,6 @@ also dates the change: the drop began right after the time of the maximum.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-from numpy.typing import NDArray
-
 from driftloop.drift.calibration import CalibratedMeanDetector
 
 
@@ -21,21 +16,10 @@ class PageHinkleyDetector(CalibratedMeanDetector):
     """Detects a drop of at least about ``min_shift`` in the mean; ``false_alarm_rate`` per
     sample, as for :class:`~driftloop.drift.cusum.CusumDetector`."""
 
-    def __init__(
-        self,
-        reference: Sequence[float] | NDArray[np.float64],
-        *,
-        false_alarm_rate: float = 1e-5,
-        min_shift: float = 0.05,
-        warning_factor: float = 10.0,
-        margin_se: float = 1.0,
-    ) -> None:
-        super().__init__(reference, false_alarm_rate=false_alarm_rate, min_shift=min_shift,
-                         warning_factor=warning_factor, margin_se=margin_se)
-        self._sum = 0.0
-        self._max = 0.0
-        self._t = 0
-        self._t_max = 0
+    _sum: float
+    _max: float
+    _t: int
+    _t_max: int
 
     @property
     def statistic(self) -> float:

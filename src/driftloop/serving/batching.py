@@ -5,7 +5,9 @@ queue together with the :class:`~driftloop.serving.slots.ModelSlot` it took when
 (so a request always finishes on the version it began with, across a hot swap); the batcher's
 task collects requests until ``max_batch_size`` texts are waiting or ``max_batch_wait_ms`` has
 passed since the first, then runs the predictor in the model's worker thread. While one batch
-runs, the next one fills up, so under load batches grow by themselves.
+runs, the next one fills up, so under load batches grow by themselves. The wait only applies
+while requests are concurrent (the last batch held more than one): a lone client's request is
+dispatched at once, so batching costs nothing at low load.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class MicroBatcher:
         self._carry: _Request | None = None
         self._inflight: list[_Request] = []
         self._closed = False
+        self._concurrent = False
+        """Whether the last batch held more than one request: only then is waiting for more
+        worth its delay (a lone client gets its answer without the batching wait)."""
 
     async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
@@ -88,6 +93,8 @@ class MicroBatcher:
                 try:
                     following = queue.get_nowait()
                 except asyncio.QueueEmpty:
+                    if not self._concurrent:
+                        break
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
@@ -100,6 +107,7 @@ class MicroBatcher:
                     break
                 batch.append(following)
                 size += len(following.texts)
+            self._concurrent = len(batch) > 1
             live = [r for r in batch if not r.future.done()]
             if not live:
                 continue

@@ -209,6 +209,7 @@ class ServingConfig(StrictModel):
     max_batch_size: int = Field(64, ge=1)
     max_batch_wait_ms: float = Field(2.0, ge=0)
     registry_poll_interval: Duration = 2.0
+    access_log: bool = False
 
 
 class InsightsConfig(StrictModel):

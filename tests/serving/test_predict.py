@@ -60,7 +60,9 @@ async def test_every_prediction_reports_insights(
     assert set(by_name) == {"model_confidence", "text_length", "latency_ms"}
     assert [v for v, _ in by_name["model_confidence"]] == [p["confidence"] for p in predictions]
     assert [v for v, _ in by_name["text_length"]] == [float(len(t)) for t in texts]
-    assert all(v > 0 for v, _ in by_name["latency_ms"])
+    [(latency, latency_tags)] = by_name["latency_ms"]  # one per request, not per text
+    assert latency > 0
+    assert latency_tags == {"model": "reviews", "version": "1"}
     assert [tags for _, tags in by_name["model_confidence"]] == [
         {"model": "reviews", "version": "1", "class": p["class"]} for p in predictions]
 

@@ -436,10 +436,11 @@ def _predictions(
         prediction_id = uuid.uuid4().hex
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
-        _report(state, {"model_confidence": confidence, "text_length": len(text),
-                        "latency_ms": latency_ms},
+        _report(state, {"model_confidence": confidence, "text_length": len(text)},
                 {"model": name, "version": version, "class": predicted}, timestamp=now)
         remember(prediction_id, RecordedPrediction(name, slot.version, predicted, now))
+    _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
+            timestamp=now)  # one request, one latency: however many texts it carried
     state.metrics.predictions.labels(name, version).inc(len(texts))
     observe = state.metrics.confidence.labels(name, version).observe
     for prediction in predictions:
@@ -466,12 +467,14 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot,
     latency_ms = (time.perf_counter() - started) * 1000.0
     labels = shadow.labels
     now = time.time()
+    version = str(shadow.version)
     for text, row in zip(texts, rows, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
-        _report(state, {"model_confidence": row[best], "text_length": len(text),
-                        "latency_ms": latency_ms},
-                {"model": name, "version": str(shadow.version), "class": labels[best],
-                 "shadow": "true"}, timestamp=now)
+        _report(state, {"model_confidence": row[best], "text_length": len(text)},
+                {"model": name, "version": version, "class": labels[best], "shadow": "true"},
+                timestamp=now)
+    _report(state, {"latency_ms": latency_ms},
+            {"model": name, "version": version, "shadow": "true"}, timestamp=now)
 
 
 def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],

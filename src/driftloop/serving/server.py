@@ -69,7 +69,8 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     if plan.workers == 1:
         from driftloop.serving.app import create_app
 
-        uvicorn.run(create_app(config), host=plan.host, port=plan.port, log_level="info")
+        uvicorn.run(create_app(config), host=plan.host, port=plan.port, log_level="info",
+                    access_log=config.serving.access_log)
         return
     if plan.config_path is None or plan.multiprocess_dir is None:
         raise ConfigError("several workers need a config file and a metrics directory")
@@ -80,4 +81,4 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     os.environ[MULTIPROCESS_ENV] = str(plan.multiprocess_dir)
     os.environ["DRIFTLOOP_CONFIG"] = str(plan.config_path)
     uvicorn.run(FACTORY, factory=True, host=plan.host, port=plan.port, workers=plan.workers,
-                log_level="info")
+                log_level="info", access_log=config.serving.access_log)

@@ -29,7 +29,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -38,7 +38,7 @@ import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -253,20 +253,24 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 # --- auth --------------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="the API key, as an alternative header")
+class ApiKeyAuth(HTTPBearer):
+    """The dependency that admits a request: its verified API key, which must have ``scope``.
 
+    The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is one
+    dependency reading both headers itself (rather than one sub-dependency per header), since it
+    runs on every request; OpenAPI shows it as the ``HTTPBearer`` scheme."""
 
-def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKeyInfo]]:
-    """A dependency: the caller's verified key, which must have ``scope``."""
+    def __init__(self, scope: Scope) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer",
+                         description="Authorization: Bearer <API key> (or the header "
+                                     "X-API-Key: <API key>)")
+        self.scope = scope
 
-    async def authenticated(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        header_key: Annotated[str | None, Depends(_api_key_header)],
-    ) -> ApiKeyInfo:
-        key = credentials.credentials if credentials is not None else header_key
+    async def __call__(self, request: Request) -> ApiKeyInfo:  # type: ignore[override]
+        headers = request.headers
+        authorization = headers.get("authorization", "")
+        scheme, _, credentials = authorization.partition(" ")
+        key = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key")
         if not key:
             raise AuthError("missing API key: send 'Authorization: Bearer <key>' or "
                             "'X-API-Key: <key>' (create one with 'driftloop keys create')")
@@ -274,10 +278,13 @@ def require_scope(scope: Scope) -> Callable[..., Awaitable[ApiKeyInfo]]:
         info = keys.cached(key)
         if info is None:
             info = await anyio.to_thread.run_sync(keys.authenticate, key)
-        info.require(scope)
+        info.require(self.scope)
         return info
 
-    return authenticated
+
+def require_scope(scope: Scope) -> ApiKeyAuth:
+    """A dependency: the caller's verified key, which must have ``scope``."""
+    return ApiKeyAuth(scope)
 
 
 PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]

@@ -68,18 +68,31 @@ class MicroBatcher:
         self._concurrent = False
         """Whether the last batch held more than one request: only then is waiting for more
         worth its delay (a lone client gets its answer without the batching wait)."""
+        self._running = 0
+        """Predictor calls handed to the worker thread and not finished yet."""
 
     async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
         if self._closed:
             raise BackendUnavailableError(f"model {self.name!r} is shutting down")
         loop = asyncio.get_running_loop()
+        if self._idle() and len(texts) <= self.max_batch_size:
+            # Nothing to batch with: straight to the worker thread, without the queue's hop.
+            self._running += 1
+            try:
+                return await loop.run_in_executor(self._executor, self._score, predictor, texts)
+            finally:
+                self._running -= 1
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue), name=f"batcher-{self.name}")
         request = _Request(predictor, texts, loop.create_future())
         self._queue.put_nowait(request)
         return await request.future
+
+    def _idle(self) -> bool:
+        return (not self._concurrent and self._running == 0 and self._carry is None
+                and (self._queue is None or self._queue.empty()))
 
     async def _run(self, queue: asyncio.Queue[_Request]) -> None:
         loop = asyncio.get_running_loop()
@@ -113,6 +126,7 @@ class MicroBatcher:
                 continue
             groups = _group_by_predictor(live)
             self._inflight = live  # failed by close() if the task is cancelled meanwhile
+            self._running += 1
             try:
                 results = await loop.run_in_executor(self._executor, self._compute, groups)
             except Exception as exc:
@@ -121,6 +135,8 @@ class MicroBatcher:
                     if not request.future.done():
                         request.future.set_exception(exc)
                 continue
+            finally:
+                self._running -= 1
             self._inflight = []
             for request, probabilities in zip(live, results, strict=True):
                 if not request.future.done():
@@ -131,18 +147,22 @@ class MicroBatcher:
         results: list[NDArray[np.float64]] = []
         for group in groups:
             texts = [text for request in group.requests for text in request.texts]
-            chunks: list[NDArray[np.float64]] = []
-            for start in range(0, len(texts), self.max_batch_size):
-                chunk = texts[start:start + self.max_batch_size]
-                chunks.append(group.predictor.predict_proba(chunk))
-                if self.observer is not None:
-                    self.observer(len(chunk))
-            probabilities = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+            probabilities = self._score(group.predictor, texts)
             offset = 0
             for request in group.requests:
                 results.append(probabilities[offset:offset + len(request.texts)])
                 offset += len(request.texts)
         return results
+
+    def _score(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Runs in the worker thread: predictor calls of at most ``max_batch_size`` texts."""
+        chunks: list[NDArray[np.float64]] = []
+        for start in range(0, len(texts), self.max_batch_size):
+            chunk = texts[start:start + self.max_batch_size]
+            chunks.append(predictor.predict_proba(chunk))
+            if self.observer is not None:
+                self.observer(len(chunk))
+        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
     async def close(self) -> None:
         """Stop taking requests; fail what is still queued; release the worker thread."""

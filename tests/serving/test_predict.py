@@ -95,3 +95,15 @@ async def test_probes_and_docs_need_no_key(client: httpx.AsyncClient) -> None:
     body = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"texts", "text"}
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+async def test_prediction_ids_are_distinct_random_hex(
+    client: httpx.AsyncClient, predict_headers: dict[str, str]
+) -> None:
+    ids: list[str] = []
+    for _ in range(3):
+        response = await client.post(URL, json={"texts": ["tasty", "rude", "stale"]},
+                                     headers=predict_headers)
+        ids += [p["id"] for p in response.json()["predictions"]]
+    assert len(set(ids)) == len(ids) == 9
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -28,17 +28,18 @@ import logging
 import os
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
+from numpy.typing import NDArray
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import multiprocess as prometheus_multiprocess
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -317,7 +318,7 @@ def _model_router() -> APIRouter:
         shadow = served.shadow
         probabilities = await served.batcher.predict(slot.predictor, texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        body = _predictions(state, name, slot, texts, probabilities.tolist(), latency_ms)
+        body = _predictions(state, name, slot, texts, probabilities, latency_ms)
         if shadow is not None and shadow.version != slot.version:
             _start_shadow(state, name, shadow, texts)
         return JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
@@ -429,30 +430,44 @@ def _predictions(
     name: str,
     slot: ModelSlot,
     texts: list[str],
-    rows: list[list[float]],
+    probabilities: NDArray[np.float64],
     latency_ms: float,
 ) -> dict[str, Any]:
+    """The response body; reports each prediction's insights and remembers it for feedback."""
     labels = slot.labels
     version = str(slot.version)
     now = time.time()
     remember = state.predictions.remember
+    report = state.insights.report if state.insights is not None else None
+    rows = probabilities.tolist()
+    best = probabilities.argmax(axis=1).tolist()
+    ids = _prediction_ids(len(texts))
+    observe = state.metrics.confidence.labels(name, version).observe
     predictions: list[dict[str, Any]] = []
-    for text, row in zip(texts, rows, strict=True):
-        best = max(range(len(row)), key=row.__getitem__)
-        predicted, confidence = labels[best], row[best]
-        prediction_id = uuid.uuid4().hex
+    for prediction_id, text, row, top in zip(ids, texts, rows, best, strict=True):
+        predicted, confidence = labels[top], row[top]
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
-        _report(state, {"model_confidence": confidence, "text_length": len(text)},
-                {"model": name, "version": version, "class": predicted}, timestamp=now)
+        if report is not None:
+            try:
+                report({"model_confidence": confidence, "text_length": len(text)},
+                       {"model": name, "version": version, "class": predicted}, timestamp=now)
+            except ConflictError:  # the client closed during shutdown: the answer still goes out
+                logger.debug("insights client closed; not reporting this request")
+                report = None
         remember(prediction_id, RecordedPrediction(name, slot.version, predicted, now))
-    _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
-            timestamp=now)  # one request, one latency: however many texts it carried
+        observe(confidence)
+    if report is not None:  # one request, one latency: however many texts it carried
+        _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
+                timestamp=now)
     state.metrics.predictions.labels(name, version).inc(len(texts))
-    observe = state.metrics.confidence.labels(name, version).observe
-    for prediction in predictions:
-        observe(prediction["confidence"])
     return {"model": name, "version": slot.version, "predictions": predictions}
+
+
+def _prediction_ids(count: int) -> list[str]:
+    """``count`` random 128-bit ids in hex, from one read of the OS's random source."""
+    pool = os.urandom(16 * count).hex()
+    return [pool[i:i + 32] for i in range(0, 32 * count, 32)]
 
 
 def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, texts: list[str]) -> None:

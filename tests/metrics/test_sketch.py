@@ -7,12 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from driftloop.errors import IntegrityError
 from driftloop.metrics.sketch import (
     RELATIVE_ACCURACY,
     ZERO_THRESHOLD,
     bin_values,
     encode_bins,
+    merge_bins,
+    pack_sketch,
     sketch_quantile,
+    unpack_sketch,
 )
 
 
@@ -46,3 +50,25 @@ def test_constant_and_empty_data() -> None:
     assert sketch_quantile(empty, empty, 0.5, low=0.0, high=0.0) is None
     zeros = encode_bins(np.array([0.0, 1e-12, -1e-12]))
     assert zeros.tolist() == [0, 0, 0]
+
+
+def test_packed_sketches_round_trip_and_join() -> None:
+    rng = np.random.default_rng(3)
+    first = encode_bins(np.concatenate([rng.normal(0, 50, 500), [0.0, 1e300, -1e-8]]))
+    second = encode_bins(rng.normal(10, 5, 300))
+    ones = np.ones(len(first), dtype=np.int64)
+    packed = pack_sketch(first, ones)
+    bins, counts = unpack_sketch(packed)
+    want_bins, want_counts = np.unique(first, return_counts=True)
+    np.testing.assert_array_equal(bins, want_bins)
+    np.testing.assert_array_equal(counts, want_counts)
+    # joined bytes are the concatenation; merging them equals merging the values
+    joined = unpack_sketch(packed + pack_sketch(second, np.full(len(second), 2, dtype=np.int64)))
+    merged_bins, merged_counts = merge_bins(*joined)
+    all_bins = np.concatenate([first, second, second])
+    want_bins, want_counts = np.unique(all_bins, return_counts=True)
+    np.testing.assert_array_equal(merged_bins, want_bins)
+    np.testing.assert_array_equal(merged_counts, want_counts)
+    assert unpack_sketch(b"")[0].size == 0
+    with pytest.raises(IntegrityError, match="whole number"):
+        unpack_sketch(packed[:-1])

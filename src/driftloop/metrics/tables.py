@@ -1,5 +1,6 @@
 """Tables of driftloop.metrics: series (a metric name with one tag set), raw points, 1-minute
-rollups with their log-bin sketch, and the store's own bookkeeping.
+rollups with their log-bin sketch (one row per bin), 1-hour rollups with their sketch packed in
+one column, and the store's own bookkeeping.
 
 Tags live as canonical JSON on the series row and are filtered and grouped in Python after one
 indexed lookup by metric name, so the same SQL runs on SQLite and PostgreSQL.
@@ -54,6 +55,21 @@ metric_rollup_bins = sa.Table(
     sa.Index("ix_metric_rollup_bins_minute", "minute"),
 )
 
+metric_hour_rollups = sa.Table(
+    "metric_hour_rollups",
+    METADATA,
+    sa.Column("series_id", sa.Integer, primary_key=True),
+    sa.Column("hour", sa.BigInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Float, nullable=False),
+    sa.Column("min", sa.Float, nullable=False),
+    sa.Column("max", sa.Float, nullable=False),
+    # the hour's log-bin sketch packed in one value (see driftloop.metrics.sketch.pack_sketch):
+    # a week is 168 rows per series however many distinct bins each hour holds
+    sa.Column("sketch", sa.LargeBinary, nullable=False),
+    sa.Index("ix_metric_hour_rollups_hour", "hour"),
+)
+
 metric_store_state = sa.Table(
     "metric_store_state",
     METADATA,
@@ -63,6 +79,7 @@ metric_store_state = sa.Table(
 
 __all__ = [
     "METADATA",
+    "metric_hour_rollups",
     "metric_points",
     "metric_rollup_bins",
     "metric_rollups",

@@ -267,6 +267,19 @@ def _aggregate(
             np.maximum.reduceat(values, starts))
 
 
+def _merged_stats(columns: Any) -> dict[str, Any]:
+    """UPDATE values that merge a batch's ``b_count``/``b_sum``/``b_min``/``b_max`` into a
+    rollup row's (``columns``: the table's ``.c``)."""
+    return {
+        "count": columns.count + sa.bindparam("b_count"),
+        "sum": columns.sum + sa.bindparam("b_sum"),
+        "min": sa.case((columns.min <= sa.bindparam("b_min"), columns.min),
+                       else_=sa.bindparam("b_min")),
+        "max": sa.case((columns.max >= sa.bindparam("b_max"), columns.max),
+                       else_=sa.bindparam("b_max")),
+    }
+
+
 def _canonical_tags(tags: Mapping[str, str]) -> str:
     return json.dumps(dict(sorted(tags.items())), separators=(",", ":"), ensure_ascii=False)
 
@@ -567,14 +580,7 @@ class SqlMetricStore(MetricStore):
             connection.execute(
                 metric_rollups.update()
                 .where(r.series_id == sa.bindparam("b_sid"), r.minute == sa.bindparam("b_minute"))
-                .values(
-                    count=r.count + sa.bindparam("b_count"),
-                    sum=r.sum + sa.bindparam("b_sum"),
-                    min=sa.case((r.min <= sa.bindparam("b_min"), r.min),
-                                else_=sa.bindparam("b_min")),
-                    max=sa.case((r.max >= sa.bindparam("b_max"), r.max),
-                                else_=sa.bindparam("b_max")),
-                ),
+                .values(**_merged_stats(r)),
                 rollup_updates,
             )
         if rollup_inserts:
@@ -637,15 +643,8 @@ class SqlMetricStore(MetricStore):
             connection.execute(
                 metric_hour_rollups.update()
                 .where(h.series_id == sa.bindparam("b_sid"), h.hour == sa.bindparam("b_hour"))
-                .values(
-                    count=h.count + sa.bindparam("b_count"),
-                    sum=h.sum + sa.bindparam("b_sum"),
-                    min=sa.case((h.min <= sa.bindparam("b_min"), h.min),
-                                else_=sa.bindparam("b_min")),
-                    max=sa.case((h.max >= sa.bindparam("b_max"), h.max),
-                                else_=sa.bindparam("b_max")),
-                    sketch=sa.bindparam("b_sketch", type_=sa.LargeBinary),
-                ),
+                .values(**_merged_stats(h),
+                        sketch=sa.bindparam("b_sketch", type_=sa.LargeBinary)),
                 updates,
             )
         if inserts:

@@ -23,13 +23,15 @@ import itertools
 import json
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
@@ -267,17 +269,50 @@ def _aggregate(
             np.maximum.reduceat(values, starts))
 
 
-def _merged_stats(columns: Any) -> dict[str, Any]:
-    """UPDATE values that merge a batch's ``b_count``/``b_sum``/``b_min``/``b_max`` into a
-    rollup row's (``columns``: the table's ``.c``)."""
+def _merged_stats(columns: Any, incoming: Any = None) -> dict[str, Any]:
+    """SET values that merge incoming count/sum/min/max into a rollup row's (``columns``: the
+    table's ``.c``; ``incoming``: an upsert's ``excluded``, else the bind parameters
+    ``b_count``/``b_sum``/``b_min``/``b_max``)."""
+    def new(name: str) -> Any:
+        return sa.bindparam(f"b_{name}") if incoming is None else incoming[name]
+
     return {
-        "count": columns.count + sa.bindparam("b_count"),
-        "sum": columns.sum + sa.bindparam("b_sum"),
-        "min": sa.case((columns.min <= sa.bindparam("b_min"), columns.min),
-                       else_=sa.bindparam("b_min")),
-        "max": sa.case((columns.max >= sa.bindparam("b_max"), columns.max),
-                       else_=sa.bindparam("b_max")),
+        "count": columns.count + new("count"),
+        "sum": columns.sum + new("sum"),
+        "min": sa.case((columns.min <= new("min"), columns.min), else_=new("min")),
+        "max": sa.case((columns.max >= new("max"), columns.max), else_=new("max")),
     }
+
+
+def _executemany(connection: Connection, statement: Any, columns: Sequence[str],
+                 rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run ``statement`` once per row with the statement compiled once for the dialect and the
+    rows handed to the driver as they are (SQLAlchemy's per-row parameter processing would
+    dominate the cost of a large batch)."""
+    compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
+    parameters: list[Any]
+    if compiled.positional:
+        order = [columns.index(name) for name in compiled.positiontup or ()]
+        if order == list(range(len(columns))):
+            parameters = list(rows)
+        else:
+            parameters = [tuple(row[i] for i in order) for row in rows]
+    else:
+        parameters = [dict(zip(columns, row, strict=True)) for row in rows]
+    connection.exec_driver_sql(str(compiled), parameters)
+
+
+def _upsert(connection: Connection, table: sa.Table, keys: Sequence[str],
+            merge: Callable[[Any, Any], dict[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET merge(row, excluded)`` for this dialect
+    (SQLite >= 3.24 and PostgreSQL both speak it)."""
+    insert: Any
+    if connection.dialect.name == "postgresql":
+        insert = postgresql_insert(table)
+    else:
+        insert = sqlite_insert(table)
+    return insert.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
+                                        set_=merge(table.c, insert.excluded))
 
 
 def _canonical_tags(tags: Mapping[str, str]) -> str:
@@ -469,31 +504,18 @@ class SqlMetricStore(MetricStore):
         self._update_rollups(connection, series_ids, stamps, values)
         return len(point_ids)
 
+    @staticmethod
     def _insert_points(
-        self,
         connection: Connection,
         series_ids: NDArray[np.int64],
         stamps: NDArray[np.float64],
         values: NDArray[np.float64],
         point_ids: list[str | None],
     ) -> None:
-        """One executemany with the statement compiled once for the dialect and the rows handed
-        to the driver as they are (SQLAlchemy's per-row parameter processing would dominate)."""
-        columns = ("series_id", "timestamp", "value", "point_id")
-        compiled = metric_points.insert().compile(
-            dialect=connection.dialect, column_keys=list(columns)
-        )
-        rows = zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids, strict=True)
-        parameters: list[Any]
-        if compiled.positional:
-            order = [columns.index(name) for name in compiled.positiontup or ()]
-            if order == [0, 1, 2, 3]:
-                parameters = list(rows)
-            else:
-                parameters = [tuple(row[i] for i in order) for row in rows]
-        else:
-            parameters = [dict(zip(columns, row, strict=True)) for row in rows]
-        connection.exec_driver_sql(str(compiled), parameters)
+        rows = list(zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids,
+                        strict=True))
+        _executemany(connection, metric_points.insert(),
+                     ("series_id", "timestamp", "value", "point_id"), rows)
 
     def _update_rollups(
         self,
@@ -514,90 +536,27 @@ class SqlMetricStore(MetricStore):
 
     @staticmethod
     def _update_minute_rollups(connection: Connection, batch: _SortedBatch) -> None:
+        """Upsert the batch's (series, minute) rollups and (series, minute, bin) counts: one
+        statement each, no read of the rows that already exist."""
         groups = _runs(batch.series_ids, batch.minutes)
         count, total, lowest, highest = _aggregate(groups, batch.values)
         bin_runs = _runs(batch.series_ids, batch.minutes, batch.bins)
         bin_counts = np.diff(np.r_[bin_runs, len(batch.bins)])
-        unique_series = np.unique(batch.series_ids).tolist()
-        low, high = int(batch.minutes.min()), int(batch.minutes.max())
-        batch_bins = np.unique(batch.bins).tolist()
-        r, b = metric_rollups.c, metric_rollup_bins.c
-
-        existing_rollups: set[tuple[int, int]] = set()
-        existing_bins: set[tuple[int, int, int]] = set()
-        for chunk in _chunks(unique_series):
-            existing_rollups.update(
-                (int(row[0]), int(row[1]))
-                for row in connection.execute(
-                    sa.select(r.series_id, r.minute).where(
-                        r.series_id.in_(chunk), r.minute.between(low, high)
-                    )
-                )
-            )
-            for bin_chunk in _chunks(batch_bins):
-                existing_bins.update(
-                    (int(row[0]), int(row[1]), int(row[2]))
-                    for row in connection.execute(
-                        sa.select(b.series_id, b.minute, b.bin).where(
-                            b.series_id.in_(chunk),
-                            b.minute.between(low, high),
-                            b.bin.in_(bin_chunk),
-                        )
-                    )
-                )
-
-        rollup_inserts: list[dict[str, Any]] = []
-        rollup_updates: list[dict[str, Any]] = []
-        for sid, minute, n, s, lo, hi in zip(
+        rollups = list(zip(
             batch.series_ids[groups].tolist(), batch.minutes[groups].tolist(), count.tolist(),
             total.tolist(), lowest.tolist(), highest.tolist(), strict=True,
-        ):
-            if (sid, minute) in existing_rollups:
-                rollup_updates.append(
-                    {"b_sid": sid, "b_minute": minute, "b_count": n, "b_sum": s,
-                     "b_min": lo, "b_max": hi}
-                )
-            else:
-                rollup_inserts.append(
-                    {"series_id": sid, "minute": minute, "count": n, "sum": s,
-                     "min": lo, "max": hi}
-                )
-        bin_inserts: list[dict[str, Any]] = []
-        bin_updates: list[dict[str, Any]] = []
-        for sid, minute, bin_, n in zip(
+        ))
+        _executemany(connection, _upsert(connection, metric_rollups, ("series_id", "minute"),
+                                         _merged_stats),
+                     ("series_id", "minute", "count", "sum", "min", "max"), rollups)
+        bins = list(zip(
             batch.series_ids[bin_runs].tolist(), batch.minutes[bin_runs].tolist(),
             batch.bins[bin_runs].tolist(), bin_counts.tolist(), strict=True,
-        ):
-            if (sid, minute, bin_) in existing_bins:
-                bin_updates.append(
-                    {"b_sid": sid, "b_minute": minute, "b_bin": bin_, "b_count": n}
-                )
-            else:
-                bin_inserts.append(
-                    {"series_id": sid, "minute": minute, "bin": bin_, "count": n}
-                )
-        if rollup_updates:
-            connection.execute(
-                metric_rollups.update()
-                .where(r.series_id == sa.bindparam("b_sid"), r.minute == sa.bindparam("b_minute"))
-                .values(**_merged_stats(r)),
-                rollup_updates,
-            )
-        if rollup_inserts:
-            connection.execute(metric_rollups.insert(), rollup_inserts)
-        if bin_updates:
-            connection.execute(
-                metric_rollup_bins.update()
-                .where(
-                    b.series_id == sa.bindparam("b_sid"),
-                    b.minute == sa.bindparam("b_minute"),
-                    b.bin == sa.bindparam("b_bin"),
-                )
-                .values(count=b.count + sa.bindparam("b_count")),
-                bin_updates,
-            )
-        if bin_inserts:
-            connection.execute(metric_rollup_bins.insert(), bin_inserts)
+        ))
+        _executemany(connection, _upsert(connection, metric_rollup_bins,
+                                         ("series_id", "minute", "bin"),
+                                         lambda row, new: {"count": row.count + new.count}),
+                     ("series_id", "minute", "bin", "count"), bins)
 
     @staticmethod
     def _update_hour_rollups(connection: Connection, batch: _SortedBatch) -> None:

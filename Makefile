@@ -33,7 +33,14 @@ test: install-all
 	scripts/check
 	scripts/test
 
-bench: install-all
+# BentoML, the serving benchmark's competitor, lives in its own venv: not a driftloop dependency.
+BENTOML_VENV ?= .venv-bentoml
+$(BENTOML_VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PYTHON) -m venv $(BENTOML_VENV)
+	$(UV) pip install --quiet --python $(BENTOML_VENV)/bin/python 'bentoml>=1.4.40' -e '.[transformers]'
+	touch $@
+
+bench: install-all $(BENTOML_VENV)/.installed
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -1,15 +1,13 @@
-"""Peak memory of ``driftloop serve`` with the sklearn model, measured from /proc.
+"""Peak memory of ``driftloop serve`` with each model (sklearn, transformers), from /proc.
 
-The server runs as a child process on a project whose production model is the sklearn model
-trained on the bundled reviews (as in benchmarks/serving.py). The benchmark reads VmRSS right
-after start-up, then drives ``--seconds`` of load (64 clients, requests of 1 and of 64 texts)
-and reads VmRSS and VmHWM (the kernel's peak resident set) of the server and every process
-below it. The in-process model alone is measured the same way, in a child process that only
-loads it and predicts, for comparison.
+For each model the server runs as a child process on a project whose production model is that
+model trained on the bundled reviews (as in benchmarks/serving.py). The benchmark reads VmRSS
+right after start-up, then drives ``--seconds`` of load (64 clients, requests of 1 and of 64
+texts) and reads VmRSS and VmHWM (the kernel's peak resident set) of the server and every
+process below it. The in-process model alone is measured the same way, in a child process that
+only loads it and predicts, for comparison.
 
-    .venv/bin/python benchmarks/memory.py [--seconds 5] [--markdown]
-
-The transformers model is not measured here (see docs/benchmarks.md).
+    .venv/bin/python benchmarks/memory.py [--seconds 5] [--models sklearn transformers] [--markdown]
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ from environment import (
     process_tree,
     run_load,
 )
-from serving import MODEL, Project, bodies, build_project
+from serving import MODEL, MODEL_KINDS, Project, bodies, build_project
 
 MODEL_ONLY = """
 import sys
@@ -87,7 +85,8 @@ def measure_server(project: Project, seconds: float, work: Path) -> MemoryResult
                             max_requests=100_000, headers=headers)
             requests += load.requests
         rss, peak = tree_memory(server.pid)
-    return MemoryResult("driftloop serve (sklearn), after load", idle, rss, peak, requests)
+    return MemoryResult(f"driftloop serve ({project.kind}), after load", idle, rss, peak,
+                        requests)
 
 
 def measure_model_only(project: Project, work: Path) -> MemoryResult:
@@ -97,7 +96,8 @@ def measure_model_only(project: Project, work: Path) -> MemoryResult:
                              str(texts)], capture_output=True, text=True, check=True,
                             timeout=300).stdout
     values = {line.split(":")[0]: int(line.split()[1]) / 1024 for line in output.splitlines()}
-    return MemoryResult("the model alone (load + predict, no server)", float("nan"),
+    return MemoryResult(f"the {project.kind} model alone (load + predict, no server)",
+                        float("nan"),
                         values["VmRSS"], values["VmHWM"], 0)
 
 
@@ -115,6 +115,8 @@ def markdown(machine: MachineDescription, results: list[MemoryResult], command: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of load")
+    parser.add_argument("--models", nargs="+", choices=MODEL_KINDS, default=list(MODEL_KINDS),
+                        help="which models to serve, one after the other")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     args = parser.parse_args()
@@ -122,9 +124,11 @@ def main() -> None:
     machine = describe_machine()
     with tempfile.TemporaryDirectory(prefix="driftloop-memory-") as temporary:
         work = Path(temporary)
-        project = build_project(work / "project", console)
-        results = [measure_server(project, args.seconds, work),
-                   measure_model_only(project, work)]
+        results: list[MemoryResult] = []
+        for kind in args.models:
+            project = build_project(work / f"project-{kind}", console, kind)
+            results += [measure_server(project, args.seconds, work),
+                        measure_model_only(project, work)]
     if args.json is not None:
         args.json.write_text(json.dumps([r.__dict__ for r in results], indent=2))
     command = "python benchmarks/memory.py " + " ".join(sys.argv[1:])

@@ -43,8 +43,11 @@ class Benchmark:
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("serving", "Serving: driftloop vs the raw model, plain FastAPI and BentoML",
-              ("serving.py", "--seconds", "3"), True),
+    Benchmark("serving", "Serving (sklearn): driftloop vs the raw model, plain FastAPI and "
+              "BentoML", ("serving.py", "--seconds", "3"), True),
+    Benchmark("serving_transformers", "Serving (transformers, MiniLM on CPU): driftloop vs the "
+              "raw model, plain FastAPI and BentoML",
+              ("serving.py", "--model", "transformers", "--seconds", "4"), True),
     Benchmark("memory", "Memory: peak RSS of driftloop serve", ("memory.py", "--seconds", "4"),
               True),
     Benchmark("insights_overhead", "Insights: cost of report_insights on the request path",

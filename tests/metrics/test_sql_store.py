@@ -205,6 +205,22 @@ def test_duplicate_point_ids_are_stored_once(database: Database) -> None:
     assert store.write([]) == 0
 
 
+def test_a_redelivered_batch_of_distinct_ids_stores_only_the_new_points(
+    database: Database,
+) -> None:
+    store = make_store(database)
+    batch = [MetricPoint("m", float(i), T0 + i, {"model": "a"}, point_id=f"p{i}")
+             for i in range(10)]
+    assert store.write(batch[:6]) == 6
+    assert store.write(batch) == 4  # ids distinct within the batch, 6 of them stored before
+    assert store.write(batch) == 0
+    for resolution in ("raw", "rollup"):
+        [total] = store.query("m", "sum", T0, T0 + 60, resolution=resolution)
+        assert (total.value, total.count) == (45.0, 10), resolution
+    [p50] = store.query("m", "p50", T0, T0 + 60, resolution="rollup")
+    assert p50.count == 10
+
+
 def test_same_tags_in_any_order_are_one_series(database: Database) -> None:
     store = make_store(database)
     store.write([MetricPoint("m", 1.0, T0, {"a": "1", "b": "2"}),

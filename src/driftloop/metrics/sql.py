@@ -285,10 +285,10 @@ def _merged_stats(columns: Any, incoming: Any = None) -> dict[str, Any]:
 
 
 def _executemany(connection: Connection, statement: Any, columns: Sequence[str],
-                 rows: Sequence[tuple[Any, ...]]) -> None:
+                 rows: Sequence[tuple[Any, ...]]) -> int:
     """Run ``statement`` once per row with the statement compiled once for the dialect and the
     rows handed to the driver as they are (SQLAlchemy's per-row parameter processing would
-    dominate the cost of a large batch)."""
+    dominate the cost of a large batch). The rows the driver counts as changed."""
     compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
     parameters: list[Any]
     if compiled.positional:
@@ -299,18 +299,25 @@ def _executemany(connection: Connection, statement: Any, columns: Sequence[str],
             parameters = [tuple(row[i] for i in order) for row in rows]
     else:
         parameters = [dict(zip(columns, row, strict=True)) for row in rows]
-    connection.exec_driver_sql(str(compiled), parameters)
+    return int(connection.exec_driver_sql(str(compiled), parameters).rowcount)
+
+
+def _dialect_insert(connection: Connection, table: sa.Table) -> Any:
+    """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
+
+
+class _AlreadyStoredError(Exception):
+    """Some points of an optimistically inserted batch were stored before (rolls it back)."""
 
 
 def _upsert(connection: Connection, table: sa.Table, keys: Sequence[str],
             merge: Callable[[Any, Any], dict[str, Any]]) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET merge(row, excluded)`` for this dialect
     (SQLite >= 3.24 and PostgreSQL both speak it)."""
-    insert: Any
-    if connection.dialect.name == "postgresql":
-        insert = postgresql_insert(table)
-    else:
-        insert = sqlite_insert(table)
+    insert = _dialect_insert(connection, table)
     return insert.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
                                         set_=merge(table.c, insert.excluded))
 
@@ -390,15 +397,24 @@ class SqlMetricStore(MetricStore):
                     "characters; nothing of this batch was stored"
                 )
         self._ensure_hour_rollups()
-        for attempt in range(_WRITE_ATTEMPTS):
+        # A batch whose points all carry distinct ids is inserted skipping stored ids and kept
+        # if the driver counts every row as new, as it almost always is; a redelivery (some
+        # ids stored before) rolls back and takes the path that looks the stored ids up first.
+        optimistic = (self.engine.dialect.supports_sane_multi_rowcount
+                      and None not in point_ids and len(set(point_ids)) == count)
+        collisions = 0
+        while True:
             try:
                 with self.engine.begin() as connection:
                     return self._write_batch(
                         connection, np.asarray(series_ids, dtype=np.int64), stamps, values,
-                        point_ids,
+                        point_ids, optimistic=optimistic,
                     )
+            except _AlreadyStoredError:
+                optimistic = False
             except SqlIntegrityError as exc:
-                if attempt == _WRITE_ATTEMPTS - 1:
+                collisions += 1
+                if collisions == _WRITE_ATTEMPTS:
                     raise ConflictError(
                         f"metric write kept colliding with concurrent writers: {exc.orig}"
                     ) from exc
@@ -406,7 +422,6 @@ class SqlMetricStore(MetricStore):
                 raise BackendUnavailableError(
                     f"metric store {self.database.safe_url}: {exc.orig}"
                 ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _resolve_series(self, points: Sequence[MetricPoint]) -> list[int]:
         keys = [(p.name, tuple(p.tags.items())) for p in points]
@@ -480,7 +495,16 @@ class SqlMetricStore(MetricStore):
         stamps: NDArray[np.float64],
         values: NDArray[np.float64],
         point_ids: list[str | None],
+        *,
+        optimistic: bool = False,
     ) -> int:
+        if optimistic:
+            inserted = self._insert_points(connection, series_ids, stamps, values, point_ids,
+                                           skip_stored=True)
+            if inserted != len(point_ids):
+                raise _AlreadyStoredError
+            self._update_rollups(connection, series_ids, stamps, values)
+            return inserted
         keep = np.ones(len(point_ids), dtype=bool)
         with_ids = [(i, pid) for i, pid in enumerate(point_ids) if pid is not None]
         if with_ids:
@@ -511,11 +535,19 @@ class SqlMetricStore(MetricStore):
         stamps: NDArray[np.float64],
         values: NDArray[np.float64],
         point_ids: list[str | None],
-    ) -> None:
+        *,
+        skip_stored: bool = False,
+    ) -> int:
+        """Insert the points; with ``skip_stored``, points whose id is stored already are
+        skipped (``ON CONFLICT (point_id) DO NOTHING``). The number of rows inserted."""
         rows = list(zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids,
                         strict=True))
-        _executemany(connection, metric_points.insert(),
-                     ("series_id", "timestamp", "value", "point_id"), rows)
+        statement: Any = metric_points.insert()
+        if skip_stored:
+            statement = _dialect_insert(connection, metric_points).on_conflict_do_nothing(
+                index_elements=[metric_points.c.point_id])
+        return _executemany(connection, statement,
+                            ("series_id", "timestamp", "value", "point_id"), rows)
 
     def _update_rollups(
         self,

@@ -210,6 +210,7 @@ class ServingConfig(StrictModel):
     max_batch_wait_ms: float = Field(2.0, ge=0)
     registry_poll_interval: Duration = 2.0
     access_log: bool = False
+    parallel_batches: int | None = Field(None, ge=1, le=8)
 
 
 class InsightsConfig(StrictModel):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from typing import ClassVar
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from driftloop.serving.batching import MicroBatcher
-from driftloop.testing.predictors import review_keyword_predictor
+from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
+from driftloop.trainers.base import Predictor
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +59,50 @@ async def test_concurrent_requests_wait_and_share_one_call() -> None:
         assert sizes == [3]
     finally:
         await batcher.close()
+
+
+class _SleepingPredictor(KeywordPredictor):
+    """Each call sleeps (outside the GIL, like a model computing on another core)."""
+
+    format: ClassVar[str] = "keyword"
+
+    def __init__(self, parallel: int) -> None:
+        base = review_keyword_predictor()
+        super().__init__(base.keywords, bias=base.bias)
+        self.parallel = parallel
+
+    @property
+    def parallel_batches(self) -> int:
+        return self.parallel
+
+    def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        time.sleep(CALL_SECONDS)
+        return super().logits(texts)
+
+
+CALL_SECONDS = 0.3
+
+
+async def _burst_seconds(predictor: Predictor, *, parallel_batches: int | None = None) -> float:
+    """One lone request, then a burst that arrives while it runs: how long until all answered."""
+    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0,
+                           parallel_batches=parallel_batches)
+    try:
+        started = time.perf_counter()
+        lone = asyncio.ensure_future(batcher.predict(predictor, ["tasty"]))
+        await asyncio.sleep(0.02)  # the lone request is running
+        burst = [batcher.predict(predictor, ["rude", "stale"]) for _ in range(5)]
+        results = await asyncio.gather(lone, *burst)
+        assert [r.shape[0] for r in results] == [1, 2, 2, 2, 2, 2]
+        return time.perf_counter() - started
+    finally:
+        await batcher.close()
+
+
+async def test_a_model_that_computes_outside_the_gil_runs_batches_side_by_side() -> None:
+    assert await _burst_seconds(_SleepingPredictor(parallel=2)) < CALL_SECONDS * 1.7
+    # One at a time: the burst waits for the lone call, then runs as one batch.
+    assert await _burst_seconds(_SleepingPredictor(parallel=1)) > CALL_SECONDS * 1.9
+    # The config's serving.parallel_batches overrides what the predictor says.
+    assert await _burst_seconds(_SleepingPredictor(parallel=2), parallel_batches=1) \
+        > CALL_SECONDS * 1.9

@@ -94,7 +94,8 @@ async def test_probes_and_docs_need_no_key(client: httpx.AsyncClient) -> None:
     predict = schema["paths"]["/v1/models/{name}/predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"texts", "text"}
-    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+    assert predict["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 
 async def test_prediction_ids_are_distinct_random_hex(

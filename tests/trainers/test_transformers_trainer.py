@@ -4,6 +4,7 @@ load, identical outputs, bad input), and the packaged all-MiniLM-L6-v2 checkpoin
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -127,6 +128,13 @@ def test_head_mode_keeps_the_encoder_and_round_trips(
     assert model.params["mode"] == "head"
     assert model.params["torch_threads"] == 1
     assert torch.get_num_threads() == threads_before
+    predictor = model.predictor
+    assert isinstance(predictor, TransformersPredictor)
+    # one torch thread per call on CPU: serving may run one batch per usable core
+    assert predictor.parallel_batches == min(len(os.sched_getaffinity(0)), 4)
+    predictor.threads = 2
+    assert predictor.parallel_batches == 1
+    predictor.threads = 1
     assert_sane(model, small_reviews)
     assert_round_trip(model, tmp_path / "model", small_reviews["text"].tolist()[:30])
     # the encoder was frozen: the saved one is the base checkpoint, bit for bit

@@ -186,6 +186,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.serving = state
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_api_key_header(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)
     _install_error_handlers(app)
     app.include_router(_model_router())
@@ -263,8 +270,7 @@ class ApiKeyAuth(HTTPBearer):
 
     def __init__(self, scope: Scope) -> None:
         super().__init__(auto_error=False, scheme_name="HTTPBearer",
-                         description="Authorization: Bearer <API key> (or the header "
-                                     "X-API-Key: <API key>)")
+                         description="Authorization: Bearer <API key>")
         self.scope = scope
 
     async def __call__(self, request: Request) -> ApiKeyInfo:  # type: ignore[override]
@@ -281,6 +287,26 @@ class ApiKeyAuth(HTTPBearer):
             info = await anyio.to_thread.run_sync(keys.authenticate, key)
         info.require(self.scope)
         return info
+
+
+API_KEY_HEADER_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                         "description": "the API key, as an alternative header"}
+
+
+def _document_api_key_header(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add ``X-API-Key`` to the OpenAPI document as the alternative to every ``HTTPBearer``
+    requirement (:class:`ApiKeyAuth` reads both headers, but declares one scheme)."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    if "HTTPBearer" not in schemes:
+        return schema
+    schemes["APIKeyHeader"] = API_KEY_HEADER_SCHEME
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            security = operation.get("security") if isinstance(operation, dict) else None
+            if security and {"HTTPBearer": []} in security \
+                    and {"APIKeyHeader": []} not in security:
+                security.append({"APIKeyHeader": []})
+    return schema
 
 
 def require_scope(scope: Scope) -> ApiKeyAuth:

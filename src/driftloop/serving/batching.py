@@ -8,6 +8,10 @@ passed since the first, then runs the predictor in the model's worker thread. Wh
 runs, the next one fills up, so under load batches grow by themselves. The wait only applies
 while requests are concurrent (the last batch held more than one): a lone client's request is
 dispatched at once, so batching costs nothing at low load.
+
+A model whose work runs outside the GIL (``Predictor.parallel_batches`` > 1, or
+``serving.parallel_batches``) runs that many batches side by side in worker threads; a batch
+then starts as soon as a worker is free, without the wait.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from driftloop.errors import BackendUnavailableError
 from driftloop.trainers.base import Predictor
 
 logger = logging.getLogger(__name__)
+
+MAX_PARALLEL_BATCHES = 8
+"""Worker threads of one model's batcher (how many batches may run at once, at most)."""
 
 BatchObserver = Callable[[int], None]
 """Called with the number of texts of every predictor call."""
@@ -54,16 +61,23 @@ class MicroBatcher:
         max_batch_size: int,
         max_batch_wait_ms: float,
         observer: BatchObserver | None = None,
+        parallel_batches: int | None = None,
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_batch_wait_ms / 1000.0
         self.observer = observer
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{name}")
+        self.parallel_batches = parallel_batches
+        """Batches that may run at once; None: what the predictor says it can take
+        (:attr:`~driftloop.trainers.base.Predictor.parallel_batches`)."""
+        self._executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_BATCHES,
+                                            thread_name_prefix=f"model-{name}")
         self._queue: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task[None] | None = None
         self._carry: _Request | None = None
-        self._inflight: list[_Request] = []
+        self._batches: set[asyncio.Task[None]] = set()
+        self._finished = asyncio.Event()
+        """Set whenever a batch finishes (the loop waits on it for a free worker)."""
         self._closed = False
         self._concurrent = False
         """Whether the last batch held more than one request: only then is waiting for more
@@ -83,6 +97,7 @@ class MicroBatcher:
                 return await loop.run_in_executor(self._executor, self._score, predictor, texts)
             finally:
                 self._running -= 1
+                self._finished.set()
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue), name=f"batcher-{self.name}")
@@ -94,19 +109,32 @@ class MicroBatcher:
         return (not self._concurrent and self._running == 0 and self._carry is None
                 and (self._queue is None or self._queue.empty()))
 
+    def _capacity(self, predictor: Predictor) -> int:
+        wanted = self.parallel_batches or predictor.parallel_batches
+        return max(1, min(wanted, MAX_PARALLEL_BATCHES))
+
     async def _run(self, queue: asyncio.Queue[_Request]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             first = self._carry or await queue.get()
             self._carry = None
+            # While the model's workers are all busy, requests gather in the queue: the batch
+            # is formed once one is free, from everything that arrived meanwhile.
+            while self._running >= self._capacity(first.predictor):
+                self._finished.clear()
+                await self._finished.wait()
             batch = [first]
             size = len(first.texts)
             deadline = loop.time() + self.max_wait
+            # Waiting for company pays off when the model runs one batch at a time; a model
+            # that runs several side by side starts a free worker at once instead (measured
+            # with the MiniLM model on 2 cores: 89 vs 59 texts/s at 64 clients).
+            wait = self._concurrent and self._capacity(first.predictor) == 1
             while size < self.max_batch_size:
                 try:
                     following = queue.get_nowait()
                 except asyncio.QueueEmpty:
-                    if not self._concurrent:
+                    if not wait:
                         break
                     remaining = deadline - loop.time()
                     if remaining <= 0:
@@ -125,22 +153,29 @@ class MicroBatcher:
             if not live:
                 continue
             groups = _group_by_predictor(live)
-            self._inflight = live  # failed by close() if the task is cancelled meanwhile
             self._running += 1
-            try:
-                results = await loop.run_in_executor(self._executor, self._compute, groups)
-            except Exception as exc:
-                self._inflight = []
-                for request in live:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                continue
-            finally:
-                self._running -= 1
-            self._inflight = []
-            for request, probabilities in zip(live, results, strict=True):
-                if not request.future.done():
-                    request.future.set_result(probabilities)
+            task = loop.create_task(self._execute(live, groups))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _execute(self, live: list[_Request], groups: list[_Group]) -> None:
+        """Run one batch in a worker thread and answer its requests (a cancelled batch's
+        requests are failed by :meth:`close`)."""
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._compute, groups)
+        except asyncio.CancelledError:
+            _fail(live, BackendUnavailableError(f"model {self.name!r} is shutting down"))
+            raise
+        except Exception as exc:
+            _fail(live, exc)
+            return
+        finally:
+            self._running -= 1
+            self._finished.set()
+        for request, probabilities in zip(live, results, strict=True):
+            if not request.future.done():
+                request.future.set_result(probabilities)
 
     def _compute(self, groups: list[_Group]) -> list[NDArray[np.float64]]:
         """Runs in the worker thread: one predictor call per slot (chunked to the batch size)."""
@@ -167,19 +202,24 @@ class MicroBatcher:
     async def close(self) -> None:
         """Stop taking requests; fail what is still queued; release the worker thread."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*([self._task] if self._task is not None else []), *self._batches]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        pending = [*self._inflight, *([self._carry] if self._carry else [])]
+                await task
+        pending = [*([self._carry] if self._carry else [])]
         if self._queue is not None:
             while not self._queue.empty():
                 pending.append(self._queue.get_nowait())
-        for request in pending:
-            if not request.future.done():
-                request.future.set_exception(
-                    BackendUnavailableError(f"model {self.name!r} is shutting down"))
+        _fail(pending, BackendUnavailableError(f"model {self.name!r} is shutting down"))
         self._executor.shutdown(wait=True)
+
+
+def _fail(requests: Sequence[_Request], error: BaseException) -> None:
+    for request in requests:
+        if not request.future.done():
+            request.future.set_exception(error)
 
 
 def _group_by_predictor(requests: list[_Request]) -> list[_Group]:

@@ -83,6 +83,13 @@ class Predictor(ABC):
         self.labels: tuple[str, ...] = tuple(labels)
         self.temperature = float(temperature)
 
+    @property
+    def parallel_batches(self) -> int:
+        """How many calls of :meth:`predict_proba` may usefully run at once in threads: 1
+        (the default) for models whose work holds the GIL; more for models that compute
+        outside it on otherwise idle cores."""
+        return 1
+
     @abstractmethod
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Uncalibrated scores, shape ``(len(texts), len(labels))``."""

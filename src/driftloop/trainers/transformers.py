@@ -231,6 +231,15 @@ class TransformersPredictor(Predictor):
         self.threads = threads
         self.base_model = base_model
 
+    @property
+    def parallel_batches(self) -> int:
+        """On CPU with one torch thread per call, one batch per usable core (at most 4): torch
+        computes outside the GIL, so two 64-text batches on two cores scored 1.9x the texts/s
+        of one after the other. On an accelerator, or with several torch threads per call, 1."""
+        if self.device != "cpu" or (self.threads or 0) != 1:
+            return 1
+        return max(1, min(len(os.sched_getaffinity(0)), 4))
+
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         encoded = self.tokenizer(
             list(texts),

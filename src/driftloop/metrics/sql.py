@@ -424,7 +424,17 @@ class SqlMetricStore(MetricStore):
                 ) from exc
 
     def _resolve_series(self, points: Sequence[MetricPoint]) -> list[int]:
-        keys = [(p.name, tuple(p.tags.items())) for p in points]
+        # Points often share one tags mapping (the names of one report, or a caller's fixed
+        # tags): turn each distinct mapping into its items once. ids are safe to key on here,
+        # as ``points`` keeps every mapping alive for the whole call.
+        items_of: dict[int, tuple[tuple[str, str], ...]] = {}
+        keys = []
+        for point in points:
+            tags = point.tags
+            items = items_of.get(id(tags))
+            if items is None:
+                items = items_of[id(tags)] = tuple(tags.items())
+            keys.append((point.name, items))
         with self._lock:
             missing = {key for key in keys if key not in self._series_ids}
         if missing:

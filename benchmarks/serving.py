@@ -187,6 +187,15 @@ class RawResult:
     batch: int
     texts_per_second: float
     median_ms: float
+    per_body_ms: tuple[float, ...] = ()
+    """Median call time of each request body, in the order the load sends them (batch 1)."""
+
+    def overhead_ms(self, load: LoadResult) -> float:
+        """Median over a one-client run of (its latency - the raw call on the same text): the
+        pair cancels the text-to-text spread (long texts cost a transformer far more)."""
+        bodies = len(self.per_body_ms)
+        return statistics.median(latency - self.per_body_ms[i % bodies]
+                                 for i, latency in enumerate(load.latencies_ms))
 
 
 def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawResult]:
@@ -199,17 +208,22 @@ def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawRe
         timings: list[float] = []
         deadline = time.perf_counter() + seconds
         index = 0
-        # one-text calls go once over every text the one-client cells send (their bodies), so
-        # the median the overhead is taken against comes from the same texts
+        # one-text calls cycle over exactly the texts the one-client cells send (their bodies,
+        # in order), each at least once, so every request's latency pairs with the raw call on
+        # its own text (RawResult.overhead_ms)
         minimum = len(bodies(texts, 1, None)) if batch == 1 else 5
+        if batch == 1:
+            batches = batches[:minimum]
         while time.perf_counter() < deadline or len(timings) < minimum:
             chunk = batches[index % len(batches)]
             started = time.perf_counter()
             predictor.predict_proba(chunk)
             timings.append(time.perf_counter() - started)
             index += 1
+        per_body = tuple(statistics.median(timings[i::minimum]) * 1000
+                         for i in range(minimum)) if batch == 1 else ()
         results.append(RawResult(batch, batch * len(timings) / sum(timings),
-                                 statistics.median(timings) * 1000))
+                                 statistics.median(timings) * 1000, per_body))
     return results
 
 
@@ -406,13 +420,13 @@ def goals(cells: list[Cell], raw: list[RawResult], kind: str) -> list[Goal]:
     one = find(cells, "driftloop", 1, 1)
     raw1 = next(r for r in raw if r.batch == 1)
     if one is not None:
-        overhead = one.p50 - raw1.median_ms
+        overhead = raw1.overhead_ms(one)
         plain1 = find(cells, "plain FastAPI", 1, 1)
-        versus = "" if plain1 is None else \
-            f"; plain FastAPI {plain1.p50 - raw1.median_ms:.2f} ms"
-        found.append(Goal("overhead per request at 1 client (p50 latency - raw 1-text call)",
-                          f"{overhead:.2f} ms (p50 {one.p50:.2f} ms - raw {raw1.median_ms:.2f} ms"
-                          f"{versus})", "< 1 ms", overhead < 1.0))
+        versus = "" if plain1 is None else f"; plain FastAPI {raw1.overhead_ms(plain1):.2f} ms"
+        found.append(Goal(
+            "overhead per request at 1 client (median of latency - raw call, same text)",
+            f"{overhead:.2f} ms (p50 {one.p50:.2f} ms, raw median {raw1.median_ms:.2f} ms"
+            f"{versus})", "< 1 ms", overhead < 1.0))
     return found
 
 

@@ -211,6 +211,7 @@ class ServingConfig(StrictModel):
     registry_poll_interval: Duration = 2.0
     access_log: bool = False
     parallel_batches: int | None = Field(None, ge=1, le=8)
+    inline_below_ms: float = Field(2.0, ge=0)
 
 
 class InsightsConfig(StrictModel):

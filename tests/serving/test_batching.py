@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import ClassVar
@@ -106,3 +107,49 @@ async def test_a_model_that_computes_outside_the_gil_runs_batches_side_by_side()
     # The config's serving.parallel_batches overrides what the predictor says.
     assert await _burst_seconds(_SleepingPredictor(parallel=2), parallel_batches=1) \
         > CALL_SECONDS * 1.9
+
+
+class _ThreadRecordingPredictor(KeywordPredictor):
+    """Records the thread of every call, and takes ``seconds`` a call."""
+
+    format: ClassVar[str] = "keyword"
+
+    def __init__(self, seconds: float) -> None:
+        base = review_keyword_predictor()
+        super().__init__(base.keywords, bias=base.bias)
+        self.seconds = seconds
+        self.threads: list[str] = []
+
+    def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.seconds)
+        return super().logits(texts)
+
+
+async def _lone_calls(predictor: _ThreadRecordingPredictor, inline_below_ms: float) -> None:
+    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0,
+                           inline_below_ms=inline_below_ms)
+    try:
+        for _ in range(4):
+            await batcher.predict(predictor, ["tasty"])
+        await batcher.predict(predictor, ["tasty", "rude"])
+    finally:
+        await batcher.close()
+
+
+async def test_a_quick_model_answers_a_lone_text_on_the_event_loop() -> None:
+    loop_thread = threading.current_thread().name
+    quick = _ThreadRecordingPredictor(0.0)
+    await _lone_calls(quick, inline_below_ms=50.0)
+    # the first call measures the model in its thread; then one text runs inline, two do not
+    assert quick.threads[0] != loop_thread
+    assert quick.threads[1:4] == [loop_thread] * 3
+    assert quick.threads[4] != loop_thread
+
+    slow = _ThreadRecordingPredictor(0.02)  # slower than the 5 ms limit: always the thread
+    await _lone_calls(slow, inline_below_ms=5.0)
+    assert loop_thread not in slow.threads
+
+    never = _ThreadRecordingPredictor(0.0)
+    await _lone_calls(never, inline_below_ms=0.0)
+    assert loop_thread not in never.threads

@@ -165,6 +165,7 @@ class ModelSlotManager:
                 max_batch_wait_ms=settings.max_batch_wait_ms,
                 observer=metrics.batch_size.labels(name).observe,
                 parallel_batches=settings.parallel_batches,
+                inline_below_ms=settings.inline_below_ms,
             )
             self.models[name] = ServedModel(name, batcher)
         self._poller: asyncio.Task[None] | None = None

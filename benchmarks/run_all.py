@@ -109,8 +109,31 @@ def section(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def earlier_sections(block: str) -> dict[str, str]:
+    """The ``### title`` sections of an earlier generated block, by title."""
+    sections: dict[str, str] = {}
+    for part in block.split("\n### ")[1:]:
+        body = part.split(END)[0].rstrip()
+        sections[body.splitlines()[0].strip()] = "### " + body
+    return sections
+
+
 def write_docs(outcomes: list[Outcome], total: float) -> None:
+    """Write the generated block of docs/benchmarks.md; benchmarks not run this time (``--only``)
+    keep their section from the earlier run, marked as such."""
     machine = describe_machine()
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    earlier = earlier_sections(text[text.index(BEGIN):text.index(END)]) \
+        if BEGIN in text and END in text else {}
+    ran = {outcome.benchmark.name: outcome for outcome in outcomes}
+    sections = []
+    for benchmark in BENCHMARKS:
+        if benchmark.name in ran:
+            sections.append(section(ran[benchmark.name]))
+        elif benchmark.title in earlier:
+            kept = earlier[benchmark.title]
+            note = "(from an earlier run: not rerun by the last `--only`)"
+            sections.append(kept if note in kept else kept + "\n\n" + note)
     block = "\n\n".join([
         BEGIN,
         "## Latest `make bench` run",
@@ -119,10 +142,9 @@ def write_docs(outcomes: list[Outcome], total: float) -> None:
         machine.markdown(),
         "The machine is shared with other jobs, so absolute figures are lower bounds; the "
         "ratios come from runs side by side in the same minute.",
-        *[section(outcome) for outcome in outcomes],
+        *sections,
         END,
     ])
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     if BEGIN in text and END in text:
         before = text[:text.index(BEGIN)]
         after = text[text.index(END) + len(END):]

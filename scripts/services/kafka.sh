@@ -54,7 +54,13 @@ log.flush.interval.messages=9223372036854775807
 PROPS
   if [ ! -s "$SVC_DATA/meta.properties" ]; then
     local cluster_id
-    cluster_id="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Kafka's id is 16 random bytes in URL-safe base64; one starting with '-' would be read as
+    # an option by the format tool (1 run in 64), so draw again until it does not.
+    cluster_id="$(python3 -c '
+import base64, uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    pass
+print(cid)')"
     svc_say "formatting $SVC_DATA (cluster $cluster_id)"
     java "${KAFKA_JVM[@]}" kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" -c "$config" \
       </dev/null >>"$SVC_LOG" 2>&1 9>&- || { svc_log_tail; svc_die "kafka storage format failed"; }

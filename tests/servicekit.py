@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from driftloop.store import Database
 
 SERVICE_SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "services"
 
@@ -112,3 +115,24 @@ class PrometheusService:
     def stop(self) -> None:
         self.prometheus.stop()
         self.alertmanager.stop()
+
+
+BOTH_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+"""Parameters of a fixture whose tests run on SQLite and, with the ``postgres`` marker, on a
+fresh PostgreSQL database."""
+
+
+def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated :class:`Database` on the backend of ``request.param`` (see
+    :data:`BOTH_BACKENDS`); use as ``database = pytest.fixture(params=BOTH_BACKENDS)(
+    migrated_database)``."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'driftloop.db'}"
+    else:
+        url = request.getfixturevalue("fresh_postgres_url")
+    db = Database(url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.dispose()

@@ -3,6 +3,8 @@ rollback and reload, and micro-batching of concurrent requests."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -16,6 +18,7 @@ from numpy.typing import NDArray
 from driftloop.config import Config
 from driftloop.insights import InsightsClient
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, create_app
+from driftloop.serving.sources import InMemoryModelVersion
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
 
 pytestmark = pytest.mark.anyio
@@ -177,3 +180,46 @@ async def test_concurrent_requests_share_predictor_calls(
     assert max(model.batch_sizes) <= config.serving.max_batch_size
     assert max(model.batch_sizes) > 1
     assert f'driftloop_batch_size_count{{model="reviews"}} {len(model.batch_sizes)}.0' in metrics
+
+
+class _PausingSource(InMemoryModelSource):
+    """Pauses inside ``resolve`` once asked to, as a slow registry read would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def resolve(self, name: str, alias: str = "production") -> InMemoryModelVersion:
+        found = super().resolve(name, alias)
+        if self.pause and alias == "production":
+            self.pause = False
+            self.entered.set()
+            self.release.wait(5)
+        return found
+
+
+async def test_a_poll_that_read_the_alias_before_a_deploy_does_not_undo_it(
+    config: Config, insights: InsightsClient, api_keys: ApiKeyStore, admin_headers: dict[str, str],
+) -> None:
+    source = _PausingSource()
+    source.add("reviews", review_keyword_predictor(), production=True)
+    source.add("reviews", review_keyword_predictor(extra_classes=True))
+    config = config.model_copy(update={"serving": config.serving.model_copy(
+        update={"registry_poll_interval": 0.0})})
+    app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
+    manager = app.state.serving.manager
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        source.pause = True
+        poll = asyncio.ensure_future(manager.poll_once())  # reads production = v1, then waits
+        assert await anyio.to_thread.run_sync(source.entered.wait, 5)
+        deploy = asyncio.ensure_future(
+            http.post("/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers))
+        await anyio.sleep(0.3)  # the deploy runs (or waits for the poll) meanwhile
+        source.release.set()
+        assert (await deploy).status_code == 200
+        await poll
+        assert manager.get("reviews").slot.version == 2
+        assert source.resolve("reviews").version == 2

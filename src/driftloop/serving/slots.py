@@ -206,8 +206,10 @@ class ModelSlotManager:
     async def sync(self, name: str, *, force: bool = False) -> ModelSlot:
         """Serve what ``production`` points at now (reloading it when ``force``)."""
         served = self.get(name)
-        info = await asyncio.to_thread(self.source.resolve, name, PRODUCTION)
         async with served.lock:
+            # Read the alias under the lock: read before a deploy or rollback that holds it,
+            # it would be stale by the time this poll swaps, and undo that deploy.
+            info = await asyncio.to_thread(self.source.resolve, name, PRODUCTION)
             current = served.slot
             if (not force and current is not None and current.version == info.version
                     and current.content_hash == info.content_hash):
@@ -269,12 +271,12 @@ class ModelSlotManager:
         drop one whose alias is gone (or that production has become)."""
         served = self.get(name)
         for alias in (CANARY, SHADOW):
-            try:
-                info: ModelVersionLike | None = await asyncio.to_thread(
-                    self.source.resolve, name, alias)
-            except NotFoundError:
-                info = None
-            async with served.lock:
+            async with served.lock:  # the alias is read under the lock, as in sync()
+                try:
+                    info: ModelVersionLike | None = await asyncio.to_thread(
+                        self.source.resolve, name, alias)
+                except NotFoundError:
+                    info = None
                 current = getattr(served, alias)
                 production = served.slot
                 if info is None or (production is not None

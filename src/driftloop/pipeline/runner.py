@@ -342,9 +342,11 @@ class RetrainPipeline:
             self.registry.set_alias(job.model, "production", job.candidate_version,
                                     actor=f"job:{job.job_id}")
             log.append(f"production → v{job.candidate_version}")
-        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock())
+        # The timeline entry goes first: a crash between the two writes then resumes the job
+        # at its deploy (which it redoes and notes again), never at verification without one.
         self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
                    version=job.candidate_version, previous_version=job.previous_version)
+        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock())
         self._emit(job)
         return self._verify(job, worker)
 
@@ -360,11 +362,11 @@ class RetrainPipeline:
             log.append(f"{mode} → v{job.candidate_version} ({share}); production stays "
                        f"v{job.previous_version}")
         result = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": mode}
-        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock(),
-                                   result=result)
         self._note(job, "deploy", f"v{job.candidate_version} deployed as {mode} beside "
                    f"production v{job.previous_version}", version=job.candidate_version,
-                   previous_version=job.previous_version, mode=mode)
+                   previous_version=job.previous_version, mode=mode)  # first, as above
+        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock(),
+                                   result=result)
         self._emit(job)
         return self._verify(job, worker)
 

@@ -7,7 +7,9 @@ in :data:`TABLE_MODULES` is the one place that says which exist.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,10 +55,20 @@ def _sqlite_engine(url: str, base_dir: Path | None = None) -> Engine:
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # Switching a new database file to WAL takes a lock that SQLite's busy handler does not
+        # wait for: processes opening the same new file at once get "database is locked".
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
     return engine

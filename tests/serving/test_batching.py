@@ -63,21 +63,25 @@ async def test_concurrent_requests_wait_and_share_one_call() -> None:
 
 
 class _SleepingPredictor(KeywordPredictor):
-    """Each call sleeps (outside the GIL, like a model computing on another core)."""
+    """Each call sleeps ``seconds`` (outside the GIL, like a model computing on another core)
+    and records the thread it ran in."""
 
     format: ClassVar[str] = "keyword"
 
-    def __init__(self, parallel: int) -> None:
+    def __init__(self, seconds: float, parallel: int = 1) -> None:
         base = review_keyword_predictor()
         super().__init__(base.keywords, bias=base.bias)
+        self.seconds = seconds
         self.parallel = parallel
+        self.threads: list[str] = []
 
     @property
     def parallel_batches(self) -> int:
         return self.parallel
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        time.sleep(CALL_SECONDS)
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.seconds)
         return super().logits(texts)
 
 
@@ -101,32 +105,15 @@ async def _burst_seconds(predictor: Predictor, *, parallel_batches: int | None =
 
 
 async def test_a_model_that_computes_outside_the_gil_runs_batches_side_by_side() -> None:
-    assert await _burst_seconds(_SleepingPredictor(parallel=2)) < CALL_SECONDS * 1.7
+    assert await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=2)) < CALL_SECONDS * 1.7
     # One at a time: the burst waits for the lone call, then runs as one batch.
-    assert await _burst_seconds(_SleepingPredictor(parallel=1)) > CALL_SECONDS * 1.9
+    assert await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=1)) > CALL_SECONDS * 1.9
     # The config's serving.parallel_batches overrides what the predictor says.
-    assert await _burst_seconds(_SleepingPredictor(parallel=2), parallel_batches=1) \
+    assert await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=2), parallel_batches=1) \
         > CALL_SECONDS * 1.9
 
 
-class _ThreadRecordingPredictor(KeywordPredictor):
-    """Records the thread of every call, and takes ``seconds`` a call."""
-
-    format: ClassVar[str] = "keyword"
-
-    def __init__(self, seconds: float) -> None:
-        base = review_keyword_predictor()
-        super().__init__(base.keywords, bias=base.bias)
-        self.seconds = seconds
-        self.threads: list[str] = []
-
-    def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        self.threads.append(threading.current_thread().name)
-        time.sleep(self.seconds)
-        return super().logits(texts)
-
-
-async def _lone_calls(predictor: _ThreadRecordingPredictor, inline_below_ms: float) -> None:
+async def _lone_calls(predictor: _SleepingPredictor, inline_below_ms: float) -> None:
     batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0,
                            inline_below_ms=inline_below_ms)
     try:
@@ -139,17 +126,17 @@ async def _lone_calls(predictor: _ThreadRecordingPredictor, inline_below_ms: flo
 
 async def test_a_quick_model_answers_a_lone_text_on_the_event_loop() -> None:
     loop_thread = threading.current_thread().name
-    quick = _ThreadRecordingPredictor(0.0)
+    quick = _SleepingPredictor(0.0)
     await _lone_calls(quick, inline_below_ms=50.0)
     # the first call measures the model in its thread; then one text runs inline, two do not
     assert quick.threads[0] != loop_thread
     assert quick.threads[1:4] == [loop_thread] * 3
     assert quick.threads[4] != loop_thread
 
-    slow = _ThreadRecordingPredictor(0.02)  # slower than the 5 ms limit: always the thread
+    slow = _SleepingPredictor(0.02)  # slower than the 5 ms limit: always the thread
     await _lone_calls(slow, inline_below_ms=5.0)
     assert loop_thread not in slow.threads
 
-    never = _ThreadRecordingPredictor(0.0)
+    never = _SleepingPredictor(0.0)
     await _lone_calls(never, inline_below_ms=0.0)
     assert loop_thread not in never.threads

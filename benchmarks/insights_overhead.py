@@ -13,7 +13,7 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,19 @@ from driftloop.insights import (
     report_insights,
     shutdown_insights,
 )
+from driftloop.insights.transports import Transport
+from driftloop.metrics.points import MetricPoint
 from driftloop.testing.transports import MemoryTransport
+
+
+class CountingTransport(Transport):
+    """Counts what it is handed, so the flush figure is the SDK's own work."""
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    def publish(self, points: Sequence[MetricPoint]) -> None:
+        self.points += len(points)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ def main() -> None:
         shutdown_insights()
 
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
-        offline = InsightsClient(MemoryTransport(), outbox=Path(directory) / "outbox",
+        offline = InsightsClient(CountingTransport(), outbox=Path(directory) / "outbox",
                                  queue_size=10 * calls, batch_size=2_000, start=False)
         for _ in range(calls):
             offline.report(server_values, server_tags)
@@ -120,8 +132,8 @@ def main() -> None:
         print(f"{r.case:<{width}}  {r.median_us:>10.2f}  {r.p99_us:>8.2f}  {r.loop_us:>12.2f}")
     print(f"\n{calls} calls per case; {published} points published by the flush thread; "
           f"timer overhead {timer / 1000:.3f} µs subtracted from median/p99")
-    print(f"flush thread (off the request path): {flush_us:.2f} µs per point turned into a "
-          "MetricPoint with its id and published")
+    print(f"flush thread (off the request path): {flush_us:.2f} µs per point batched into "
+          "columns with its id and handed to a transport")
     print("loop µs/call: wall time of a tight loop per call, sharing the GIL with the flush "
           "thread")
 

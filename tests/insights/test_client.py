@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from driftloop.insights import (
     report_insights,
     shutdown_insights,
 )
+from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.testing.transports import MemoryTransport
 
 
@@ -62,6 +63,48 @@ def test_report_flushes_points_with_tags_and_unique_ids(
     assert (stats.reported, stats.published, stats.spooled, stats.dropped) == (3, 3, 0, 0)
 
 
+def test_a_flush_hands_over_columns_with_one_checked_copy_of_each_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published: list[object] = []
+
+    class Recording(MemoryTransport):
+        def publish(self, points: Sequence[MetricPoint]) -> None:
+            published.append(points)
+            super().publish(points)
+
+    client = InsightsClient(Recording(), outbox=tmp_path / "outbox", start=False)
+    caller_tags = {"model": "m", "version": "1"}
+    for i in range(3):
+        client.report({"a": i, "b": 0.5}, dict(caller_tags))  # a new dict each call
+    client.report({"a": 9}, caller_tags)
+    caller_tags["model"] = "changed after the report"
+    client.report({"a": 10}, {"version": "1", "model": "m"})  # other order: its own copy
+    assert client.flush()
+    [batch] = published
+    assert isinstance(batch, PointBatch)
+    assert batch.names == ["a", "b"] * 3 + ["a", "a"]
+    assert [float(v) for v in batch.values] == [0, 0.5, 1, 0.5, 2, 0.5, 9, 10]
+    first = batch.tags[0]
+    assert first == {"model": "m", "version": "1"}
+    assert all(tags is first for tags in batch.tags[:7])
+    assert batch.tags[7] == first
+    assert batch.tags[7] is not first
+    assert [p.value for p in batch] == [0.0, 0.5, 1.0, 0.5, 2.0, 0.5, 9.0, 10.0]
+    client.close()
+
+    # a process with ever-new tag values keeps a bounded set of copies
+    monkeypatch.setattr("driftloop.insights.client._SHARED_TAGS_LIMIT", 10)
+    client = InsightsClient(MemoryTransport(), outbox=tmp_path / "outbox2", start=False)
+    for i in range(35):
+        client.report({"a": 1.0}, {"request": str(i)})
+    assert len(client._shared_tags) <= 10
+    assert client.flush()
+    assert [p.tags["request"] for p in client.transport.points] == [  # type: ignore[attr-defined]
+        str(i) for i in range(35)]
+    client.close()
+
+
 def test_batches_respect_batch_size(client: InsightsClient, transport: MemoryTransport) -> None:
     for i in range(120):
         client.report({"x": i})
@@ -78,6 +121,8 @@ def test_batches_respect_batch_size(client: InsightsClient, transport: MemoryTra
         ({"x": None}, None, "expected a number"),
         ({1: 0.5}, None, "not a string"),
         ({"x": 0.5}, {"model": 3}, "tags map str to str"),
+        ({"x": 0.5}, {"model": ["a"]}, "tags map str to str"),  # unhashable
+        ({"x": 0.5}, 5, "tags map str to str"),  # not a mapping
     ],
 )
 def test_bad_input_is_refused_at_the_call(

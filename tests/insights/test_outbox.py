@@ -42,6 +42,19 @@ def test_points_come_back_in_write_order_across_segments(tmp_path: Path) -> None
     outbox.close()
 
 
+def test_points_read_back_share_one_mapping_per_distinct_tags(tmp_path: Path) -> None:
+    # the metric store resolves each distinct mapping of a batch once, not each point's
+    outbox = Outbox(tmp_path)
+    outbox.append([*points(0, 3), MetricPoint("seq", 3.0, 1003.0, {"model": "n"}, "id-3")])
+    batch = outbox.read(10)
+    assert batch is not None
+    tags = [point.tags for point in batch.points]
+    assert tags == [{"model": "m"}] * 3 + [{"model": "n"}]
+    assert tags[0] is tags[1] is tags[2]
+    assert tags[3] is not tags[0]
+    outbox.close()
+
+
 def test_uncommitted_batch_is_read_again(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path)
     outbox.append(points(0, 3))

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from driftloop.config import MetricsConfig
 from driftloop.errors import InvalidInputError
-from driftloop.metrics.points import Aggregation, MetricPoint
+from driftloop.metrics.points import Aggregation, MetricPoint, PointBatch
 from driftloop.metrics.sketch import RELATIVE_ACCURACY
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.store import Database
@@ -219,6 +221,73 @@ def test_a_redelivered_batch_of_distinct_ids_stores_only_the_new_points(
         assert (total.value, total.count) == (45.0, 10), resolution
     [p50] = store.query("m", "p50", T0, T0 + 60, resolution="rollup")
     assert p50.count == 10
+
+
+@pytest.mark.parametrize("size", [1, 3, 511, 512, 513, 1500])
+def test_batches_of_any_size_are_stored_whole_and_once(database: Database, size: int) -> None:
+    # SQLite takes rows in multi-row statements of power-of-two sizes: every size must land
+    # whole, and a redelivery (the lookup path) must count nothing new.
+    store = make_store(database)
+    values = np.random.default_rng(size).uniform(0, 1, size)
+    batch = [MetricPoint("m", float(v), T0 + i % 120, {"model": "ab"[i % 2]}, f"p{i}")
+             for i, v in enumerate(values)]
+    assert store.write(batch) == size
+    assert store.write(batch) == 0
+    for resolution in ("raw", "rollup"):
+        [total] = store.query("m", "sum", T0, T0 + 120, resolution=resolution)
+        assert total.count == size, resolution
+        assert total.value == pytest.approx(values.sum()), resolution
+        groups = store.query("m", "count", T0, T0 + 120, group_by=["model"],
+                             resolution=resolution)
+        assert sorted((g.group["model"], g.count) for g in groups) == [
+            ("a", (size + 1) // 2), ("b", size // 2)][:min(size, 2)]
+
+
+def test_sqlite_takes_rows_in_multirow_statements(tmp_path: Path) -> None:
+    # one statement per row would hand Python's lock back and forth per row, stalling the
+    # writer behind the threads that report (see benchmarks/insights_throughput.py)
+    database = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    database.migrate()
+    calls: list[tuple[str, bool]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, _parameters: object,
+               _context: object, executemany: bool) -> None:
+        calls.append((statement, executemany))
+
+    sa.event.listen(database.engine, "before_cursor_execute", record)
+    store = make_store(database)
+    batch = [MetricPoint("m", i / 1500, T0 + i % 60, {"model": "a"}, f"p{i}")
+             for i in range(1500)]
+    assert store.write(batch) == 1500
+    inserts = [(sql, many) for sql, many in calls if sql.startswith("INSERT INTO metric_points")]
+    assert not any(many for _, many in inserts)
+    assert [sql.count("(?, ?, ?, ?)") for sql, _ in inserts] == [512, 512, 256, 128, 64, 16, 8, 4]
+    database.dispose()
+
+
+def test_a_point_batch_is_stored_like_its_points(database: Database) -> None:
+    store = make_store(database)
+    shared = {"model": "a", "version": "1"}
+    columns = PointBatch(["m", "m", "n", "m"], [1, 2.5, 3.0, np.float64(4.0)],
+                         [T0, T0 + 1, T0 + 2, T0 + 3],
+                         [shared, shared, shared, {"version": "1", "model": "a"}],
+                         ["c1", "c2", "c3", "c4"])
+    assert store.write(columns) == 4
+    assert store.write(list(columns)) == 0  # the same points, as objects: already stored
+    [m] = store.query("m", "sum", T0, T0 + 60, filter={"model": "a", "version": "1"})
+    assert (m.value, m.count) == (7.5, 3)
+    [n] = store.points("n", T0, T0 + 60)
+    assert (n.value, n.tags, n.point_id) == (3.0, shared, "c3")
+    with pytest.raises(InvalidInputError, match="tags must be a mapping"):
+        store.write(PointBatch(["m"], [1.0], [T0], ["model=a"], [None]))  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="names must be strings"):
+        store.write(PointBatch([["m"]], [1.0], [T0], [{}], [None]))  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="numbers"):
+        store.write(PointBatch(["m"], [[1.0, 2.0]], [T0], [{}], [None]))  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="point_id"):
+        store.write(PointBatch(["m"], [1.0], [T0], [{}], [""]))
+    [m] = store.query("m", "count", T0, T0 + 60)
+    assert m.count == 3
 
 
 def test_same_tags_in_any_order_are_one_series(database: Database) -> None:

@@ -26,7 +26,7 @@ from driftloop.insights.kafka import (
     encode_message,
     parse_kafka_url,
 )
-from driftloop.metrics.points import MetricPoint
+from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.store import Database, open_database
 
@@ -103,7 +103,10 @@ def test_batches_become_one_message_per_model_in_order(tmp_path: Path) -> None:
         (b"b", ["p0", "p3", "p6"]), (b"b", ["p9"]),
         (b"a", ["p1", "p2", "p4"]), (b"a", ["p5", "p7", "p8"]),
     ]
-    assert decode_message(encode_message(points)) == points
+    decoded = decode_message(encode_message(points))
+    assert decoded == points
+    assert decoded[1].tags is decoded[2].tags  # one mapping per distinct tags, for the store
+    assert list(transport.messages(PointBatch.of(points))) == messages  # the SDK's columns
     with pytest.raises(ValueError, match="line 2"):
         decode_message(b'{"n":"x","v":1,"t":1}\nnot json')
 

@@ -3,8 +3,9 @@
 :meth:`InsightsClient.report` is built for the request path: it checks its input, stamps the
 time and appends one tuple to an in-memory queue (a ``deque``; appends are atomic), nothing more.
 A background thread wakes every ``flush_interval`` (or as soon as ``batch_size`` reports wait),
-turns the queued reports into :class:`MetricPoint` s, each with a unique ``point_id`` (so
-downstream writes are idempotent), and publishes them in batches to the :class:`Transport`.
+turns the queued reports into a :class:`PointBatch` (columns, no object per point), each point
+with a unique ``point_id`` (so downstream writes are idempotent), and publishes the batches to the
+:class:`Transport`.
 
 Nothing is dropped:
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 from driftloop.errors import ConfigError, ConflictError, InvalidInputError
 from driftloop.insights.outbox import Outbox
 from driftloop.insights.transports import Transport
-from driftloop.metrics.points import MetricPoint
+from driftloop.metrics.points import MetricPoint, PointBatch
 
 if TYPE_CHECKING:
     from driftloop.config import Config, InsightsConfig
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 _Report = tuple[tuple[tuple[str, float], ...], Mapping[str, str], float]
 _NO_TAGS: Mapping[str, str] = {}
+_SHARED_TAGS_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ class InsightsClient:
         self._counter_lock = threading.Lock()
         self._id_prefix = uuid.uuid4().hex[:16] + "-"
         self._ids = itertools.count(1)
+        self._shared_tags: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
         self._closed = False
         self._stopping = False
         self._reported = 0
@@ -145,10 +148,11 @@ class InsightsClient:
                     or type(name) is not str):
                 _check_value(name, value)
         if tags:
-            tags = dict(tags)
-            for key, tag in tags.items():
-                if type(tag) is not str or type(key) is not str:
-                    raise InvalidInputError(f"insight tag {key!r}={tag!r}: tags map str to str")
+            try:
+                shared = self._shared_tags.get(tuple(tags.items()))
+            except (AttributeError, TypeError):  # not a mapping, or unhashable values
+                shared = None
+            tags = self._share_tags(tags) if shared is None else shared
         else:
             tags = _NO_TAGS
         record = (items, tags, time.time() if timestamp is None else timestamp)
@@ -160,6 +164,22 @@ class InsightsClient:
         queue.append(record)
         if depth + 1 == self.batch_size:
             self._wake.set()
+
+    def _share_tags(self, tags: Mapping[str, str]) -> Mapping[str, str]:
+        """A checked copy of ``tags``, shared by every report with the same tags (in the same
+        order) from then on: reports skip the copy and the check, and the store resolves each
+        distinct mapping of a batch once instead of once per point."""
+        try:
+            copy = dict(tags)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"insight tags {tags!r}: tags map str to str") from None
+        for key, tag in copy.items():
+            if type(tag) is not str or type(key) is not str:
+                raise InvalidInputError(f"insight tag {key!r}={tag!r}: tags map str to str")
+        if len(self._shared_tags) >= _SHARED_TAGS_LIMIT:
+            self._shared_tags.clear()  # high-cardinality tags: start over rather than grow
+        self._shared_tags[tuple(copy.items())] = copy
+        return copy
 
     def _overflow(self, record: _Report) -> None:
         points = self._points([record])
@@ -228,15 +248,26 @@ class InsightsClient:
             taken.append(queue.popleft())
         return taken
 
-    def _points(self, records: Sequence[_Report]) -> list[MetricPoint]:
-        prefix, ids = self._id_prefix, self._ids
-        return [
-            MetricPoint(name, float(value), timestamp, tags, f"{prefix}{next(ids):x}")
-            for items, tags, timestamp in records
-            for name, value in items
+    def _points(self, records: Sequence[_Report]) -> PointBatch:
+        names: list[str] = []
+        values: list[float] = []
+        stamps: list[float] = []
+        tags_of: list[Mapping[str, str]] = []
+        add_name, add_value, add_stamp, add_tags = (
+            names.append, values.append, stamps.append, tags_of.append)
+        for items, tags, timestamp in records:
+            for name, value in items:
+                add_name(name)
+                add_value(value)
+                add_stamp(timestamp)
+                add_tags(tags)
+        point_ids: list[str | None] = [
+            f"{self._id_prefix}{number:x}"
+            for number in itertools.islice(self._ids, len(names))
         ]
+        return PointBatch(names, values, stamps, tags_of, point_ids)
 
-    def _spool(self, points: list[MetricPoint]) -> None:
+    def _spool(self, points: PointBatch) -> None:
         try:
             self.outbox.append(points, sync=False)
         except OSError:
@@ -264,7 +295,7 @@ class InsightsClient:
     def _may_try(self, force: bool) -> bool:
         return force or self._healthy or time.monotonic() >= self._retry_at
 
-    def _publish(self, points: list[MetricPoint]) -> bool:
+    def _publish(self, points: Sequence[MetricPoint]) -> bool:
         try:
             self.transport.publish(points)
         except Exception as exc:

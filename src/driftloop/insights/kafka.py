@@ -100,11 +100,12 @@ def decode_message(value: bytes | None) -> list[MetricPoint]:
     if not value:
         raise ValueError("empty message")
     points: list[MetricPoint] = []
+    shared_tags: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
     for number, line in enumerate(value.decode().splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            points.append(decode_point(line))
+            points.append(decode_point(line, shared_tags))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"line {number}: {exc}") from exc
     return points

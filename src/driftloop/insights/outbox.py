@@ -63,18 +63,25 @@ def encode_point(point: MetricPoint) -> str:
     )
 
 
-def decode_point(line: str) -> MetricPoint:
+def decode_point(
+    line: str, shared_tags: dict[tuple[tuple[str, str], ...], dict[str, str]] | None = None
+) -> MetricPoint:
+    """The point of one line. With ``shared_tags`` (a dict the caller keeps for a batch),
+    points with equal tags get one shared mapping, which the metric store resolves once."""
     data: Any = json.loads(line)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     tags = data.get("g") or {}
     if not isinstance(tags, dict):
         raise ValueError("tags are not an object")
+    clean = {str(k): str(v) for k, v in tags.items()}
+    if shared_tags is not None:
+        clean = shared_tags.setdefault(tuple(clean.items()), clean)
     return MetricPoint(
         name=str(data["n"]),
         value=float(data["v"]),
         timestamp=float(data["t"]),
-        tags={str(k): str(v) for k, v in tags.items()},
+        tags=clean,
         point_id=None if data.get("id") is None else str(data["id"]),
     )
 
@@ -175,6 +182,7 @@ class Outbox:
                 return None
             self._writer.flush()
             points: list[MetricPoint] = []
+            shared_tags: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
             lines = 0
             segment, offset = self._read_segment, self._read_offset
             while len(points) < max_points:
@@ -188,7 +196,7 @@ class Outbox:
                         offset += len(raw)
                         lines += 1
                         try:
-                            points.append(decode_point(raw.decode()))
+                            points.append(decode_point(raw.decode(), shared_tags))
                         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
                             self._quarantine(raw, segment, exc)
                 if len(points) >= max_points or segment >= self._write_segment:

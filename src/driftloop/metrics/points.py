@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, overload
 
 Aggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p90", "p99"]
 
@@ -20,6 +20,71 @@ class MetricPoint:
     tags: Mapping[str, str] = field(default_factory=dict)
     point_id: str | None = None
     """Idempotency key: a redelivered point with the same id is stored once."""
+
+
+class PointBatch(Sequence[MetricPoint]):
+    """Points held as columns: what the insights SDK hands its transport.
+
+    A batch of reports costs one list append per point and column instead of one
+    :class:`MetricPoint` object each; the metric store reads the columns as they are, while
+    consumers that want points (a listener, the outbox, Kafka) iterate the batch and get
+    :class:`MetricPoint` s made on the fly. Rows share their ``tags`` mappings, so a store can
+    resolve each distinct mapping once. The lists are taken as they are, not copied: the
+    batch is immutable by convention, like the points it stands for.
+    """
+
+    __slots__ = ("names", "point_ids", "tags", "timestamps", "values")
+
+    def __init__(
+        self,
+        names: list[str],
+        values: list[float],
+        timestamps: list[float],
+        tags: list[Mapping[str, str]],
+        point_ids: list[str | None],
+    ) -> None:
+        if not len(names) == len(values) == len(timestamps) == len(tags) == len(point_ids):
+            raise ValueError("a point batch needs columns of one length")
+        self.names = names
+        self.values = values
+        self.timestamps = timestamps
+        self.tags = tags
+        self.point_ids = point_ids
+
+    @classmethod
+    def of(cls, points: Iterable[MetricPoint]) -> PointBatch:
+        """``points`` as columns (a :class:`PointBatch` is returned as it is)."""
+        if isinstance(points, PointBatch):
+            return points
+        rows = points if isinstance(points, list | tuple) else list(points)
+        return cls([p.name for p in rows], [p.value for p in rows],
+                   [p.timestamp for p in rows], [p.tags for p in rows],
+                   [p.point_id for p in rows])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @overload
+    def __getitem__(self, index: int) -> MetricPoint: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PointBatch: ...
+
+    def __getitem__(self, index: int | slice) -> MetricPoint | PointBatch:
+        if isinstance(index, slice):
+            return PointBatch(self.names[index], self.values[index], self.timestamps[index],
+                              self.tags[index], self.point_ids[index])
+        return MetricPoint(self.names[index], float(self.values[index]),
+                           self.timestamps[index], self.tags[index], self.point_ids[index])
+
+    def __iter__(self) -> Iterator[MetricPoint]:
+        for name, value, timestamp, tags, point_id in zip(
+            self.names, self.values, self.timestamps, self.tags, self.point_ids, strict=True
+        ):
+            yield MetricPoint(name, float(value), timestamp, tags, point_id)
+
+    def __repr__(self) -> str:
+        return f"PointBatch({len(self)} points)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,16 @@ count, sum, min, max and avg stay exact, and percentiles, merged from the same b
 are within the sketch's 0.5 % relative accuracy. A 7-day window reads about 168 hour rows and at
 most 118 minute rows per series instead of 10,080 minute rows.
 
-Only portable SQL is used (no JSON operators, no ``ON CONFLICT``): tags are canonical JSON on the
-series row and are filtered and grouped in Python; duplicates by ``point_id`` are found with an
-indexed lookup inside the write transaction, and a concurrent writer that wins a race on a unique
-key makes the loser retry.
+The SQL is what SQLite (>= 3.24) and PostgreSQL both speak: no JSON operators (tags are canonical
+JSON on the series row, filtered and grouped in Python), ``ON CONFLICT`` for upserts and for
+skipping points stored before (a batch with some stored ``point_id`` s is redone with an indexed
+lookup of them), and a concurrent writer that wins a race on a unique key makes the loser retry.
+
+Writing is built for throughput: a batch is read as columns (:class:`PointBatch`), every per-point
+step runs in numpy or C builtins, the write statements are compiled once per dialect and handed to
+the driver directly, and on SQLite rows go in multi-row ``VALUES`` statements, so SQLite works
+through hundreds of rows per call with Python's lock released (the reporting threads of the same
+process keep running) instead of taking it back after every row.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import hashlib
 import itertools
 import json
 import math
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -43,6 +50,7 @@ from driftloop.metrics.points import (
     Aggregation,
     MetricPoint,
     MetricStore,
+    PointBatch,
     SeriesPoint,
 )
 from driftloop.metrics.sketch import (
@@ -75,6 +83,9 @@ _HOUR_ROLLUPS = "hour_rollups"
 _QUANTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
 _AGGREGATIONS = ("avg", "min", "max", "sum", "count", "p50", "p90", "p99")
 _MAX_NAME = 200
+_MULTIROW_ROWS = 512
+_SQLITE_OLD_VARIABLES = 999
+"""Bound parameters per statement before SQLite 3.32 (32,766 since)."""
 
 T = TypeVar("T")
 N = TypeVar("N", bound=np.generic)
@@ -284,42 +295,151 @@ def _merged_stats(columns: Any, incoming: Any = None) -> dict[str, Any]:
     }
 
 
-def _executemany(connection: Connection, statement: Any, columns: Sequence[str],
-                 rows: Sequence[tuple[Any, ...]]) -> int:
-    """Run ``statement`` once per row with the statement compiled once for the dialect and the
-    rows handed to the driver as they are (SQLAlchemy's per-row parameter processing would
-    dominate the cost of a large batch). The rows the driver counts as changed."""
-    compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
-    parameters: list[Any]
-    if compiled.positional:
-        order = [columns.index(name) for name in compiled.positiontup or ()]
-        if order == list(range(len(columns))):
-            parameters = list(rows)
-        else:
-            parameters = [tuple(row[i] for i in order) for row in rows]
-    else:
-        parameters = [dict(zip(columns, row, strict=True)) for row in rows]
-    return int(connection.exec_driver_sql(str(compiled), parameters).rowcount)
-
-
-def _dialect_insert(connection: Connection, table: sa.Table) -> Any:
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
     """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL)."""
-    if connection.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql_insert(table)
     return sqlite_insert(table)
+
+
+def _upsert(dialect: str, table: sa.Table, keys: Sequence[str],
+            merge: Callable[[Any, Any], dict[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET merge(row, excluded)`` for this dialect
+    (SQLite >= 3.24 and PostgreSQL both speak it)."""
+    insert = _dialect_insert(dialect, table)
+    return insert.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
+                                        set_=merge(table.c, insert.excluded))
+
+
+_POINT_COLUMNS = ("series_id", "timestamp", "value", "point_id")
+_ROLLUP_COLUMNS = ("series_id", "minute", "count", "sum", "min", "max")
+_BIN_COLUMNS = ("series_id", "minute", "bin", "count")
+_WRITES: dict[str, tuple[Callable[[str], Any], Sequence[str]]] = {
+    "points": (lambda dialect: metric_points.insert(), _POINT_COLUMNS),
+    "points_skipping_stored": (
+        lambda dialect: _dialect_insert(dialect, metric_points).on_conflict_do_nothing(
+            index_elements=[metric_points.c.point_id]),
+        _POINT_COLUMNS,
+    ),
+    "minute_rollups": (
+        lambda dialect: _upsert(dialect, metric_rollups, ("series_id", "minute"), _merged_stats),
+        _ROLLUP_COLUMNS,
+    ),
+    "rollup_bins": (
+        lambda dialect: _upsert(dialect, metric_rollup_bins, ("series_id", "minute", "bin"),
+                                lambda row, new: {"count": row.count + new.count}),
+        _BIN_COLUMNS,
+    ),
+}
+"""The statements of the write path, by name: a builder per dialect and the order of the
+columns of the rows handed to :func:`_executemany`."""
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverStatement:
+    sql: str
+    columns: Sequence[str]
+    order: list[int] | None
+    """Where each positional parameter comes from in a row (``None``: as the row is)."""
+    named: bool
+    rows_per_statement: int = 1
+    """Above 1: the most rows one multi-row ``VALUES`` statement carries (SQLite)."""
+    multirow: dict[int, str] = field(default_factory=dict)
+    """The multi-row form of ``sql`` by number of rows, made on first use."""
+
+    def with_rows(self, count: int) -> str:
+        sql = self.multirow.get(count)
+        if sql is None:
+            row = _values_row(len(self.columns))
+            sql = self.multirow[count] = self.sql.replace(
+                f"VALUES {row}", "VALUES " + ", ".join([row] * count), 1)
+        return sql
+
+
+def _values_row(columns: int) -> str:
+    """One row of a compiled positional (qmark) ``VALUES`` clause."""
+    return "(" + ", ".join("?" * columns) + ")"
+
+
+_driver_statements: dict[tuple[str, str, str, str], _DriverStatement] = {}
+
+
+def _driver_statement(dialect: sa.engine.Dialect, name: str) -> _DriverStatement:
+    key = (dialect.name, dialect.driver, dialect.paramstyle, name)
+    statement = _driver_statements.get(key)
+    if statement is None:
+        statement = _driver_statements[key] = _compile_write(dialect, name)
+    return statement
+
+
+def _compile_write(dialect: sa.engine.Dialect, name: str) -> _DriverStatement:
+    build, columns = _WRITES[name]
+    compiled = build(dialect.name).compile(dialect=dialect, column_keys=list(columns))
+    if not compiled.positional:
+        return _DriverStatement(str(compiled), columns, None, named=True)
+    order = [columns.index(column) for column in compiled.positiontup or ()]
+    in_order = order == list(range(len(columns)))
+    rows_per_statement = 1
+    if (dialect.name == "sqlite" and in_order
+            and str(compiled).count(f"VALUES {_values_row(len(columns))}") == 1):
+        rows_per_statement = (_MULTIROW_ROWS if sqlite3.sqlite_version_info >= (3, 32)
+                              else _SQLITE_OLD_VARIABLES // len(columns))
+    return _DriverStatement(str(compiled), columns, None if in_order else order, named=False,
+                            rows_per_statement=rows_per_statement)
+
+
+def _execute_multirow(connection: Connection, statement: _DriverStatement,
+                      rows: Sequence[tuple[Any, ...]]) -> int:
+    """``rows`` in multi-row ``VALUES`` statements of power-of-two sizes (so a few statement
+    texts serve every batch size): SQLite then runs whole chunks in one step, with Python's
+    lock released, instead of handing it back and forth once per row."""
+    changed = 0
+    start = 0
+    while start < len(rows):
+        size = min(statement.rows_per_statement, 1 << ((len(rows) - start).bit_length() - 1))
+        result = connection.exec_driver_sql(
+            statement.with_rows(size),
+            tuple(itertools.chain.from_iterable(rows[start:start + size])),
+        )
+        changed += result.rowcount
+        start += size
+    return changed
+
+
+def _executemany(connection: Connection, name: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Run the write statement ``name`` (see ``_WRITES``) for every row, compiled once per
+    dialect, with the rows handed to the driver as they are (SQLAlchemy's per-row parameter
+    processing would dominate the cost of a large batch). The rows the driver counts as
+    changed."""
+    statement = _driver_statement(connection.dialect, name)
+    if statement.rows_per_statement > 1:
+        return _execute_multirow(connection, statement, rows)
+    parameters: Sequence[Any] = rows
+    if statement.named:
+        parameters = [dict(zip(statement.columns, row, strict=True)) for row in rows]
+    elif statement.order is not None:
+        parameters = [tuple(row[i] for i in statement.order) for row in rows]
+    return int(connection.exec_driver_sql(statement.sql, list(parameters)).rowcount)
 
 
 class _AlreadyStoredError(Exception):
     """Some points of an optimistically inserted batch were stored before (rolls it back)."""
 
 
-def _upsert(connection: Connection, table: sa.Table, keys: Sequence[str],
-            merge: Callable[[Any, Any], dict[str, Any]]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET merge(row, excluded)`` for this dialect
-    (SQLite >= 3.24 and PostgreSQL both speak it)."""
-    insert = _dialect_insert(connection, table)
-    return insert.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
-                                        set_=merge(table.c, insert.excluded))
+def _check_point_ids(point_ids: Sequence[str | None]) -> bool:
+    """Raise unless every id is ``None`` or a string of 1 to ``_MAX_NAME`` characters; True
+    when all are strings."""
+    if set(map(type, point_ids)) == {str}:
+        lengths = set(map(len, cast("Sequence[str]", point_ids)))
+        if min(lengths) > 0 and max(lengths) <= _MAX_NAME:
+            return True
+    for index, pid in enumerate(point_ids):
+        if pid is not None and (not isinstance(pid, str) or not 0 < len(pid) <= _MAX_NAME):
+            raise InvalidInputError(
+                f"metric point {index}: point_id must be a string of 1 to {_MAX_NAME} "
+                "characters; nothing of this batch was stored"
+            )
+    return None not in point_ids
 
 
 def _canonical_tags(tags: Mapping[str, str]) -> str:
@@ -372,36 +492,36 @@ class SqlMetricStore(MetricStore):
     def write(self, points: Sequence[MetricPoint]) -> int:
         if not points:
             return 0
-        series_ids = self._resolve_series(points)
-        count = len(points)
+        # Columns all the way (see PointBatch): a batch from the SDK is read without making one
+        # object per point, and every per-point step below runs in C (numpy, map, zip, set).
+        batch = PointBatch.of(points)
+        count = len(batch)
         try:
-            values = np.fromiter((p.value for p in points), dtype=np.float64, count=count)
-            stamps = np.fromiter((p.timestamp for p in points), dtype=np.float64, count=count)
+            values = np.array(batch.values, dtype=np.float64)
+            stamps = np.array(batch.timestamps, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(
                 f"metric point values and timestamps must be numbers: {exc}"
             ) from exc
+        if values.shape != (count,) or stamps.shape != (count,):
+            raise InvalidInputError("metric point values and timestamps must be numbers")
         bad = ~(np.isfinite(values) & np.isfinite(stamps))
         if bad.any():
             index = int(np.flatnonzero(bad)[0])
             raise InvalidInputError(
-                f"metric point {index} ({points[index].name}) has a non-finite value or "
-                f"timestamp ({points[index].value!r} at {points[index].timestamp!r}); "
+                f"metric point {index} ({batch.names[index]}) has a non-finite value or "
+                f"timestamp ({batch.values[index]!r} at {batch.timestamps[index]!r}); "
                 "nothing of this batch was stored"
             )
-        point_ids = [p.point_id for p in points]
-        for index, pid in enumerate(point_ids):
-            if pid is not None and (not isinstance(pid, str) or not 0 < len(pid) <= _MAX_NAME):
-                raise InvalidInputError(
-                    f"metric point {index}: point_id must be a string of 1 to {_MAX_NAME} "
-                    "characters; nothing of this batch was stored"
-                )
+        point_ids = batch.point_ids
+        all_strings = _check_point_ids(point_ids)
+        series_ids = self._resolve_series(batch.names, batch.tags)
         self._ensure_hour_rollups()
         # A batch whose points all carry distinct ids is inserted skipping stored ids and kept
         # if the driver counts every row as new, as it almost always is; a redelivery (some
         # ids stored before) rolls back and takes the path that looks the stored ids up first.
         optimistic = (self.engine.dialect.supports_sane_multi_rowcount
-                      and None not in point_ids and len(set(point_ids)) == count)
+                      and all_strings and len(set(point_ids)) == count)
         collisions = 0
         while True:
             try:
@@ -423,24 +543,38 @@ class SqlMetricStore(MetricStore):
                     f"metric store {self.database.safe_url}: {exc.orig}"
                 ) from exc
 
-    def _resolve_series(self, points: Sequence[MetricPoint]) -> list[int]:
-        # Points often share one tags mapping (the names of one report, or a caller's fixed
-        # tags): turn each distinct mapping into its items once. ids are safe to key on here,
-        # as ``points`` keeps every mapping alive for the whole call.
-        items_of: dict[int, tuple[tuple[str, str], ...]] = {}
-        keys = []
-        for point in points:
-            tags = point.tags
-            items = items_of.get(id(tags))
-            if items is None:
-                items = items_of[id(tags)] = tuple(tags.items())
-            keys.append((point.name, items))
+    def _resolve_series(
+        self, names: Sequence[str], tags: Sequence[Mapping[str, str]]
+    ) -> list[int]:
+        """The series id of every point. Points of one batch share a few tags mappings (the
+        SDK's reports carry one each, a caller's fixed tags one for all): each distinct (name,
+        mapping) pair is looked up once, keyed on the mapping's id, which is safe while
+        ``tags`` keeps every mapping alive, as it does for the whole call."""
+        tag_ids = list(map(id, tags))
+        try:
+            keys = list(zip(names, tag_ids, strict=True))
+            distinct = dict.fromkeys(keys)
+        except TypeError as exc:
+            raise InvalidInputError(
+                f"metric names must be strings: {exc}; nothing of this batch was stored"
+            ) from exc
+        mapping_of = dict(zip(tag_ids, tags, strict=True))
+        content: dict[tuple[str, int], tuple[str, tuple[tuple[str, str], ...]]] = {}
+        for key in distinct:
+            mapping = mapping_of[key[1]]
+            if type(mapping) is not dict and not isinstance(mapping, Mapping):
+                raise InvalidInputError(
+                    f"metric {key[0]!r}: tags must be a mapping, got {type(mapping).__name__}; "
+                    "nothing of this batch was stored"
+                )
+            content[key] = (key[0], tuple(mapping.items()))
         with self._lock:
-            missing = {key for key in keys if key not in self._series_ids}
+            missing = {series for series in content.values() if series not in self._series_ids}
         if missing:
             self._create_series(missing)
         with self._lock:
-            return [self._series_ids[key] for key in keys]
+            series_of = {key: self._series_ids[series] for key, series in content.items()}
+        return list(map(series_of.__getitem__, keys))
 
     def _create_series(self, keys: set[tuple[str, tuple[tuple[str, str], ...]]]) -> None:
         wanted: dict[str, tuple[tuple[str, tuple[tuple[str, str], ...]], str]] = {}
@@ -552,12 +686,8 @@ class SqlMetricStore(MetricStore):
         skipped (``ON CONFLICT (point_id) DO NOTHING``). The number of rows inserted."""
         rows = list(zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids,
                         strict=True))
-        statement: Any = metric_points.insert()
-        if skip_stored:
-            statement = _dialect_insert(connection, metric_points).on_conflict_do_nothing(
-                index_elements=[metric_points.c.point_id])
-        return _executemany(connection, statement,
-                            ("series_id", "timestamp", "value", "point_id"), rows)
+        return _executemany(connection, "points_skipping_stored" if skip_stored else "points",
+                            rows)
 
     def _update_rollups(
         self,
@@ -588,17 +718,12 @@ class SqlMetricStore(MetricStore):
             batch.series_ids[groups].tolist(), batch.minutes[groups].tolist(), count.tolist(),
             total.tolist(), lowest.tolist(), highest.tolist(), strict=True,
         ))
-        _executemany(connection, _upsert(connection, metric_rollups, ("series_id", "minute"),
-                                         _merged_stats),
-                     ("series_id", "minute", "count", "sum", "min", "max"), rollups)
+        _executemany(connection, "minute_rollups", rollups)
         bins = list(zip(
             batch.series_ids[bin_runs].tolist(), batch.minutes[bin_runs].tolist(),
             batch.bins[bin_runs].tolist(), bin_counts.tolist(), strict=True,
         ))
-        _executemany(connection, _upsert(connection, metric_rollup_bins,
-                                         ("series_id", "minute", "bin"),
-                                         lambda row, new: {"count": row.count + new.count}),
-                     ("series_id", "minute", "bin", "count"), bins)
+        _executemany(connection, "rollup_bins", bins)
 
     @staticmethod
     def _update_hour_rollups(connection: Connection, batch: _SortedBatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import platform
 import socket
@@ -83,6 +84,9 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
+    model_ms: list[float] = field(default_factory=list)
+    """Per request (aligned with ``latencies_ms``), the server's ``Server-Timing: model;dur=``
+    (NaN where the answer carries none)."""
 
     @property
     def requests(self) -> int:
@@ -114,6 +118,13 @@ class LoadResult:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
+    def in_request_overhead_ms(self) -> float | None:
+        """Median over requests of (latency - the model time the server reported for that very
+        request): what serving adds, free of the model's own run-to-run spread."""
+        pairs = [latency - model for latency, model in zip(self.latencies_ms, self.model_ms,
+                                                            strict=True) if model == model]
+        return statistics.median(pairs) if pairs else None
+
     @property
     def p50(self) -> float:
         return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
@@ -123,7 +134,20 @@ class LoadResult:
         return self.percentile(0.99)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+def server_timing(value: str | None, metric: str = "model") -> float:
+    """``dur`` of ``metric`` in a ``Server-Timing`` header value (NaN when absent)."""
+    for part in (value or "").split(","):
+        name, _, parameters = part.strip().partition(";")
+        if name == metric:
+            for parameter in parameters.split(";"):
+                key, _, number = parameter.strip().partition("=")
+                if key == "dur":
+                    return float(number)
+    return math.nan
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, float]:
+    """The status and the ``Server-Timing`` model time of one response."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -137,7 +161,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             await reader.readexactly(size + 2)
             if size == 0:
                 break
-    return status
+    return status, server_timing(headers.get("server-timing"))
 
 
 async def _closed_loop(
@@ -164,10 +188,11 @@ async def _closed_loop(
                 started = time.perf_counter()
                 writer.write(request)
                 try:
-                    status = await _read_response(reader)
+                    status, model_ms = await _read_response(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
-                    status = -1
+                    status, model_ms = -1, math.nan
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                result.model_ms.append(model_ms)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if status == -1:
                     writer.close()

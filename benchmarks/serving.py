@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from fastapi import Response
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
@@ -231,7 +232,8 @@ def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawRe
 
 
 class Texts(BaseModel):
-    """The plain endpoint's body (at module level, where FastAPI can resolve it)."""
+    """The plain endpoint's body (at module level, where FastAPI can resolve it, as it must
+    ``Response``)."""
 
     texts: list[str]
 
@@ -247,8 +249,12 @@ def serve_plain(model_dir: Path, port: int) -> None:
     app = FastAPI()
 
     @app.post("/predict")
-    def predict(body: Texts) -> dict[str, Any]:
+    def predict(body: Texts, response: Response) -> dict[str, Any]:
+        started = time.perf_counter()
         probabilities = predictor.predict_proba(body.texts)
+        # the one line added to what a user writes: the model's time, as driftloop reports it
+        response.headers["Server-Timing"] = \
+            f"model;dur={(time.perf_counter() - started) * 1000:.3f}"
         labels = predictor.labels
         return {"predictions": [
             {"class": labels[int(row.argmax())], "confidence": float(row.max())}
@@ -420,13 +426,24 @@ def goals(cells: list[Cell], raw: list[RawResult], kind: str) -> list[Goal]:
     one = find(cells, "driftloop", 1, 1)
     raw1 = next(r for r in raw if r.batch == 1)
     if one is not None:
-        overhead = raw1.overhead_ms(one)
         plain1 = find(cells, "plain FastAPI", 1, 1)
+        in_request = one.in_request_overhead_ms()
+        plain_in_request = None if plain1 is None else plain1.in_request_overhead_ms()
+        if in_request is not None:
+            versus = "" if plain_in_request is None else \
+                f"; plain FastAPI {plain_in_request:.2f} ms"
+            found.append(Goal(
+                "overhead per request at 1 client (median of latency - the model time the "
+                "server reports for the same request, Server-Timing)",
+                f"{in_request:.2f} ms (p50 {one.p50:.2f} ms{versus})", "< 1 ms",
+                in_request < 1.0))
+        overhead = raw1.overhead_ms(one)
         versus = "" if plain1 is None else f"; plain FastAPI {raw1.overhead_ms(plain1):.2f} ms"
         found.append(Goal(
-            "overhead per request at 1 client (median of latency - raw call, same text)",
-            f"{overhead:.2f} ms (p50 {one.p50:.2f} ms, raw median {raw1.median_ms:.2f} ms"
-            f"{versus})", "< 1 ms", overhead < 1.0))
+            "latency at 1 client minus the raw call on the same text, in process (median; "
+            "includes the model's run-to-run spread)",
+            f"{overhead:.2f} ms (raw median {raw1.median_ms:.2f} ms{versus})", "(context)",
+            None))
     return found
 
 

@@ -140,3 +140,27 @@ async def test_a_quick_model_answers_a_lone_text_on_the_event_loop() -> None:
     never = _SleepingPredictor(0.0)
     await _lone_calls(never, inline_below_ms=0.0)
     assert loop_thread not in never.threads
+
+
+async def test_each_answer_carries_the_time_of_the_model_call_that_made_it() -> None:
+    predictor = _SleepingPredictor(0.05)
+    batcher = MicroBatcher("reviews", max_batch_size=3, max_batch_wait_ms=1.0)
+    try:
+        probabilities, seconds = await batcher.predict_timed(predictor, ["tasty"])  # alone
+        assert probabilities.shape == (1, len(predictor.labels))
+        assert 0.05 <= seconds < 0.2
+        # 5 texts over max_batch_size 3 take two calls: their times add up
+        probabilities, seconds = await batcher.predict_timed(predictor, list("abcde"))
+        assert probabilities.shape[0] == 5
+        assert 0.1 <= seconds < 0.4
+        # requests that arrive while a call runs share the next one, and its time
+        lone = asyncio.ensure_future(batcher.predict_timed(predictor, ["tasty"]))
+        await asyncio.sleep(0.02)
+        burst = await asyncio.gather(*(batcher.predict_timed(predictor, ["rude"])
+                                       for _ in range(3)))
+        await lone
+        shared = {seconds for _, seconds in burst}
+        assert len(shared) == 1
+        assert 0.05 <= shared.pop() < 0.2
+    finally:
+        await batcher.close()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from driftloop.insights import InsightsClient
-from driftloop.serving import HASH_HEADER, VERSION_HEADER, InMemoryModelSource
+from driftloop.serving import (
+    HASH_HEADER,
+    SERVER_TIMING_HEADER,
+    VERSION_HEADER,
+    InMemoryModelSource,
+)
 from driftloop.testing.transports import MemoryTransport
 
 pytestmark = pytest.mark.anyio
@@ -34,6 +41,21 @@ async def test_predict_many_texts(
     assert first["confidence"] == max(first["probabilities"].values())
     assert first["confidence"] > 0.9
     assert len({first["id"], second["id"]}) == 2
+
+
+async def test_server_timing_splits_the_model_call_from_the_rest(
+    client: httpx.AsyncClient, predict_headers: dict[str, str]
+) -> None:
+    started = time.perf_counter()
+    response = await client.post(URL, json={"texts": ["so tasty", "rude"]},
+                                 headers=predict_headers)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    timings = {}
+    for part in response.headers[SERVER_TIMING_HEADER].split(","):
+        name, _, duration = part.strip().partition(";dur=")
+        timings[name] = float(duration)
+    assert set(timings) == {"model", "total"}
+    assert 0 < timings["model"] <= timings["total"] <= elapsed_ms
 
 
 async def test_predict_single_text(

@@ -3,6 +3,7 @@ insights for every prediction and Prometheus metrics. ``create_app(config)`` bui
 
 from driftloop.serving.app import (
     HASH_HEADER,
+    SERVER_TIMING_HEADER,
     VERSION_HEADER,
     ServingState,
     app_from_environment,
@@ -30,6 +31,7 @@ from driftloop.serving.sources import (
 
 __all__ = [
     "HASH_HEADER",
+    "SERVER_TIMING_HEADER",
     "VERSION_HEADER",
     "ApiKeyInfo",
     "ApiKeyStore",

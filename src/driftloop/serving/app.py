@@ -84,6 +84,10 @@ from driftloop.store import open_database
 logger = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Driftloop-Model-Version"
+SERVER_TIMING_HEADER = "Server-Timing"
+"""W3C Server-Timing on every prediction: ``model`` (the predictor call that scored the texts,
+the batch's when they shared one) and ``total`` (the handler, body parsing to JSON encoding), in
+milliseconds; a client's latency minus ``model`` is what serving costs it."""
 HASH_HEADER = "X-Driftloop-Model-Hash"
 GAUGE_REFRESH_SECONDS = 1.0
 
@@ -342,13 +346,17 @@ def _model_router() -> APIRouter:
         check_texts(texts, settings)
         slot = state.manager.choose(served)
         shadow = served.shadow
-        probabilities = await served.batcher.predict(slot.predictor, texts)
+        probabilities, model_seconds = await served.batcher.predict_timed(slot.predictor, texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
         body = _predictions(state, name, slot, texts, probabilities, latency_ms)
         if shadow is not None and shadow.version != slot.version:
             _start_shadow(state, name, shadow, texts)
-        return JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
-                                           HASH_HEADER: slot.content_hash})
+        response = JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
+                                               HASH_HEADER: slot.content_hash})
+        total_ms = (time.perf_counter() - started) * 1000.0
+        response.headers[SERVER_TIMING_HEADER] = (
+            f"model;dur={model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}")
+        return response
 
     @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
                  openapi_extra=request_body_schema(FeedbackRequest),

@@ -44,11 +44,15 @@ BatchObserver = Callable[[int], None]
 """Called with the number of texts of every predictor call."""
 
 
+Scored = tuple[NDArray[np.float64], float]
+"""Probabilities, and the seconds the predictor calls that made them took."""
+
+
 @dataclass(eq=False)
 class _Request:
     predictor: Predictor
     texts: Sequence[str]
-    future: asyncio.Future[NDArray[np.float64]]
+    future: asyncio.Future[Scored]
 
 
 @dataclass(eq=False)
@@ -101,6 +105,12 @@ class MicroBatcher:
 
     async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
+        probabilities, _ = await self.predict_timed(predictor, texts)
+        return probabilities
+
+    async def predict_timed(self, predictor: Predictor, texts: Sequence[str]) -> Scored:
+        """:meth:`predict`, with the seconds spent in the predictor call(s) that scored these
+        texts (the whole batch's call, when they shared one): what serving adds is the rest."""
         if self._closed:
             raise BackendUnavailableError(f"model {self.name!r} is shutting down")
         loop = asyncio.get_running_loop()
@@ -115,14 +125,14 @@ class MicroBatcher:
                 usual = self._one_text_seconds.get(predictor)
                 started = time.perf_counter()
                 if usual is not None and usual < self.inline_below:
-                    probabilities = self._score(predictor, texts)
+                    scored = self._score(predictor, texts)
                 else:
-                    probabilities = await loop.run_in_executor(self._executor, self._score,
-                                                               predictor, texts)
+                    scored = await loop.run_in_executor(self._executor, self._score,
+                                                        predictor, texts)
                 took = time.perf_counter() - started
                 self._one_text_seconds[predictor] = took if usual is None else \
                     0.8 * usual + 0.2 * took
-                return probabilities
+                return scored
             finally:
                 self._running -= 1
                 self._finished.set()
@@ -201,31 +211,34 @@ class MicroBatcher:
         finally:
             self._running -= 1
             self._finished.set()
-        for request, probabilities in zip(live, results, strict=True):
+        for request, scored in zip(live, results, strict=True):
             if not request.future.done():
-                request.future.set_result(probabilities)
+                request.future.set_result(scored)
 
-    def _compute(self, groups: list[_Group]) -> list[NDArray[np.float64]]:
+    def _compute(self, groups: list[_Group]) -> list[Scored]:
         """Runs in the worker thread: one predictor call per slot (chunked to the batch size)."""
-        results: list[NDArray[np.float64]] = []
+        results: list[Scored] = []
         for group in groups:
             texts = [text for request in group.requests for text in request.texts]
-            probabilities = self._score(group.predictor, texts)
+            probabilities, seconds = self._score(group.predictor, texts)
             offset = 0
             for request in group.requests:
-                results.append(probabilities[offset:offset + len(request.texts)])
+                results.append((probabilities[offset:offset + len(request.texts)], seconds))
                 offset += len(request.texts)
         return results
 
-    def _score(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
+    def _score(self, predictor: Predictor, texts: Sequence[str]) -> Scored:
         """Runs in the worker thread: predictor calls of at most ``max_batch_size`` texts."""
         chunks: list[NDArray[np.float64]] = []
+        seconds = 0.0
         for start in range(0, len(texts), self.max_batch_size):
             chunk = texts[start:start + self.max_batch_size]
+            started = time.perf_counter()
             chunks.append(predictor.predict_proba(chunk))
+            seconds += time.perf_counter() - started
             if self.observer is not None:
                 self.observer(len(chunk))
-        return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]), seconds
 
     async def close(self) -> None:
         """Stop taking requests; fail what is still queued; release the worker thread."""

@@ -32,7 +32,7 @@ from driftloop.errors import (
 from driftloop.insights import configure_insights, report_insights
 
 if TYPE_CHECKING:
-    from driftloop.metrics.points import MetricPoint
+    from driftloop.metrics.points import MetricPoint, PointBatch
     from driftloop.metrics.sql import SqlMetricStore
     from driftloop.monitors.engine import MonitorEngine
     from driftloop.monitors.events import Event, MonitorState
@@ -55,6 +55,7 @@ _LAZY = {
     "MonitorEngine": "driftloop.monitors.engine",
     "MonitorState": "driftloop.monitors.events",
     "NotificationRouter": "driftloop.notify.router",
+    "PointBatch": "driftloop.metrics.points",
     "RetrainPipeline": "driftloop.pipeline.runner",
     "SqlMetricStore": "driftloop.metrics.sql",
     "create_app": "driftloop.serving.app",
@@ -94,6 +95,7 @@ __all__ = [
     "NotFoundError",
     "NotificationRouter",
     "PayloadTooLargeError",
+    "PointBatch",
     "RetrainPipeline",
     "SqlMetricStore",
     "TrainingError",

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from driftloop.errors import BackendUnavailableError
 from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import Job, JobState
+from driftloop.pipeline.tables import job_steps, retrain_jobs
 from driftloop.registry import ModelRegistry
 from driftloop.storage import DatasetStore
 from driftloop.trainers.base import TrainingData
@@ -130,6 +132,42 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     messages = dict(world.timeline(incident))
     assert "v2 passed the gate" in messages["gate"]
     assert messages["job"] == "retrain job succeeded"
+
+
+def test_each_state_change_opens_its_step_in_the_same_transaction(world: PipelineWorld) -> None:
+    """A worker killed between a state change and the opening of its step would leave a job in
+    ``training`` with no training step to close as interrupted: both go in one commit."""
+    committed: list[list[tuple[str, Any]]] = []
+    pending: dict[int, list[tuple[str, Any]]] = {}
+
+    def record(connection: sa.Connection, cursor: Any, statement: str, parameters: Any,
+               context: Any, executemany: bool) -> None:
+        pending.setdefault(id(connection), []).append((statement, parameters))
+
+    def commit(connection: sa.Connection) -> None:
+        committed.append(pending.pop(id(connection), []))
+
+    engine = world.system.database.engine
+    sa.event.listen(engine, "before_cursor_execute", record)
+    sa.event.listen(engine, "commit", commit)
+    try:
+        health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
+                                     confidence={1: 0.55, 2: 0.8})
+        job = run_job(world, health)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+        sa.event.remove(engine, "commit", commit)
+    assert job.state == JobState.SUCCEEDED, job.error
+
+    def opens(statement: str, parameters: Any, step: str) -> bool:
+        return statement.startswith(f"INSERT INTO {job_steps.name} ") and step in tuple(parameters)
+
+    def enters(statement: str, parameters: Any, step: str) -> bool:
+        return statement.startswith(f"UPDATE {retrain_jobs.name} ") and step in tuple(parameters)
+
+    for step in STEPS_OF_A_DEPLOY:
+        [transaction] = [t for t in committed if any(opens(*s, step) for s in t)]
+        assert any(enters(*s, step) for s in transaction), (step, transaction)
 
 
 def test_the_real_system_answers_verification(world: PipelineWorld) -> None:

@@ -250,16 +250,34 @@ class JobQueue:
         self._update(job_id, worker=worker, heartbeat_at=self.clock())
 
     def set_state(self, job_id: str, state: JobState, **values: Any) -> Job:
+        self._update(job_id, **self._state_values(job_id, state, values))
+        return self.get(job_id)
+
+    def enter_step(self, job_id: str, state: JobState, **values: Any) -> tuple[Job, int]:
+        """Move the job to ``state`` and open its step of the same name in one transaction, so
+        that a worker killed at any moment leaves either neither or both (a resumed job then
+        finds the dead worker's step and closes it as interrupted); returns the job and the
+        step's id."""
+        values = self._state_values(job_id, state, values)
+        with self.database.engine.begin() as connection:
+            connection.execute(
+                retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values))
+            key = connection.execute(
+                job_steps.insert().values(job_id=job_id, step=state.value,
+                                          started_at=values["heartbeat_at"], log="")
+            ).inserted_primary_key
+        assert key is not None
+        return self.get(job_id), int(key[0])
+
+    def _state_values(self, job_id: str, state: JobState, values: dict[str, Any]
+                      ) -> dict[str, Any]:
         now = self.clock()
         values = {"state": state.value, "heartbeat_at": now, **values}
         if state.finished:
             values.update(finished_at=now, active_model=None)
-        elif state != JobState.QUEUED:
-            job = self.get(job_id)
-            if job.started_at is None:
-                values["started_at"] = now
-        self._update(job_id, **values)
-        return self.get(job_id)
+        elif state != JobState.QUEUED and self.get(job_id).started_at is None:
+            values["started_at"] = now
+        return values
 
     def request_cancel(self, job_id: str) -> Job:
         job = self.get(job_id)

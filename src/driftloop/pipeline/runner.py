@@ -233,9 +233,10 @@ class RetrainPipeline:
                 parent_version=production.version if production else None,
             )
         self.registry.set_alias(job.model, "candidate", version.version, actor=f"job:{job.job_id}")
-        job = self.queue.set_state(job.job_id, JobState.GATED, candidate_version=version.version,
-                                   result={**recorded, "gate": decision.to_dict()})
-        self._step_record(job, JobState.GATED, "accepted", decision.reasons)
+        job, step_id = self.queue.enter_step(job.job_id, JobState.GATED,
+                                             candidate_version=version.version,
+                                             result={**recorded, "gate": decision.to_dict()})
+        self.queue.finish_step(step_id, "accepted", "\n".join(decision.reasons))
         self._note(job, "gate", f"v{version.version} passed the gate: " + "; ".join(
             decision.reasons), version=version.version)
         self._emit(job)
@@ -346,9 +347,10 @@ class RetrainPipeline:
         # at its deploy (which it redoes and notes again), never at verification without one.
         self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
                    version=job.candidate_version, previous_version=job.previous_version)
-        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock())
+        job, step_id = self.queue.enter_step(job.job_id, JobState.VERIFYING,
+                                             deployed_at=self.clock())
         self._emit(job)
-        return self._verify(job, worker)
+        return self._verify(job, worker, step_id)
 
     def _deploy_rollout(self, job: Job, worker: str, mode: str) -> Job:
         """Canary or shadow: the candidate serves beside production under the ``canary`` or
@@ -365,12 +367,12 @@ class RetrainPipeline:
         self._note(job, "deploy", f"v{job.candidate_version} deployed as {mode} beside "
                    f"production v{job.previous_version}", version=job.candidate_version,
                    previous_version=job.previous_version, mode=mode)  # first, as above
-        job = self.queue.set_state(job.job_id, JobState.VERIFYING, deployed_at=self.clock(),
-                                   result=result)
+        job, step_id = self.queue.enter_step(job.job_id, JobState.VERIFYING,
+                                             deployed_at=self.clock(), result=result)
         self._emit(job)
-        return self._verify(job, worker)
+        return self._verify(job, worker, step_id)
 
-    def _verify_rollout(self, job: Job, worker: str, mode: str) -> Job:
+    def _verify_rollout(self, job: Job, worker: str, mode: str, step_id: int) -> Job:
         """Compare the candidate's live confidence with production's over the same period:
         enough predictions and not worse promotes it; worse, or the deadline, ends the rollout
         with production untouched."""
@@ -379,7 +381,6 @@ class RetrainPipeline:
         settings = self.config.pipeline
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + settings.verify_deadline
-        step_id = self.queue.start_step(job.job_id, JobState.VERIFYING.value)
         log: list[str] = []
         assert self.health is not None
         while True:
@@ -425,15 +426,18 @@ class RetrainPipeline:
         return self._finish(job.job_id, JobState.ROLLED_BACK, result=self._result(job, log),
                             error=message)
 
-    def _verify(self, job: Job, worker: str) -> Job:
+    def _verify(self, job: Job, worker: str, step_id: int | None = None) -> Job:
+        """Verify a deployed candidate in the verifying step ``step_id`` (opened with the state
+        change; a resumed job opens a new one)."""
         assert job.candidate_version is not None
+        if step_id is None:
+            step_id = self.queue.start_step(job.job_id, JobState.VERIFYING.value)
         mode = _rollout_mode(job)
         if mode is not None and self.health is not None:
-            return self._verify_rollout(job, worker, mode)
+            return self._verify_rollout(job, worker, mode, step_id)
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + self.config.pipeline.verify_deadline
         settings = self.config.pipeline
-        step_id = self.queue.start_step(job.job_id, JobState.VERIFYING.value)
         log: list[str] = []
         if self.health is None:
             log.append("no health probe configured: verification skipped")
@@ -496,9 +500,8 @@ class RetrainPipeline:
     @contextmanager
     def _step(self, job: Job, state: JobState, worker: str) -> Iterator[list[str]]:
         self._check_cancel(job.job_id)
-        self.queue.set_state(job.job_id, state, worker=worker)
-        self._emit(self.queue.get(job.job_id))
-        step_id = self.queue.start_step(job.job_id, state.value)
+        entered, step_id = self.queue.enter_step(job.job_id, state, worker=worker)
+        self._emit(entered)
         log: list[str] = []
         try:
             with self._beating(job.job_id, worker):

@@ -300,6 +300,13 @@ def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list
                    "/readyz", f"/v1/models/{MODEL}/predict",
                    {"Authorization": f"Bearer {project.key}"}, environ, project.directory),
     ]
+    for workers in args.driftloop_workers:
+        specs.append(ServerSpec(
+            f"driftloop ({workers} workers)",
+            [driftloop, "serve", "--port", "{port}", "--workers", str(workers), "--config",
+             str(project.config_path)],
+            "/readyz", f"/v1/models/{MODEL}/predict",
+            {"Authorization": f"Bearer {project.key}"}, environ, project.directory))
     for wait in args.driftloop_batch_wait_ms:
         document = yaml.safe_load(project.config_path.read_text())
         document["serving"]["max_batch_wait_ms"] = wait
@@ -511,6 +518,9 @@ def main() -> None:
     parser.add_argument("--no-bentoml", action="store_true", help="skip BentoML")
     parser.add_argument("--bentoml-python", default=None,
                         help="interpreter with bentoml installed")
+    parser.add_argument("--driftloop-workers", type=int, nargs="*", default=[],
+                        help="also run `driftloop serve --workers N` for each N (e.g. on a GPU, "
+                        "where one process, not the model, is the limit)")
     parser.add_argument("--driftloop-batch-wait-ms", type=float, nargs="*", default=[0.0],
                         help="also run driftloop with these serving.max_batch_wait_ms values "
                              "(the default config waits 2 ms)")

@@ -48,6 +48,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("serving_transformers", "Serving (transformers, MiniLM on CPU): driftloop vs the "
               "raw model, plain FastAPI and BentoML",
               ("serving.py", "--model", "transformers", "--seconds", "4"), True),
+    Benchmark("idle_wakeup", "The floor under the 1-client overhead: a plain FastAPI "
+              "endpoint whose model only sleeps", ("idle_wakeup.py", "--seconds", "3"), True),
     Benchmark("memory", "Memory: peak RSS of driftloop serve", ("memory.py", "--seconds", "4"),
               True),
     Benchmark("insights_overhead", "Insights: cost of report_insights on the request path",

@@ -176,8 +176,9 @@ def test_a_worker_killed_after_the_gate_resumes_the_deploy(
     assert world.production() == production
     assert clock.sleeps == []  # no new training, and the original deadline holds
     assert [v.version for v in world.system.registry.list_versions(MODEL)] == [1, 2]
-    steps = [(s.step, s.outcome) for s in queue.steps(job_id)]
-    assert all(s.finished_at is not None for s in queue.steps(job_id))
+    records = queue.steps(job_id)
+    assert all(s.finished_at is not None for s in records)
+    steps = [(s.step, s.outcome) for s in records]
     # killed as the job entered ``state`` (its step opened with it): the dead worker's step is
     # closed as interrupted and the step runs again, every earlier one ran once
     done = [("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -134,11 +135,15 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert messages["job"] == "retrain job succeeded"
 
 
-def test_each_state_change_opens_its_step_in_the_same_transaction(world: PipelineWorld) -> None:
-    """A worker killed between a state change and the opening of its step would leave a job in
-    ``training`` with no training step to close as interrupted: both go in one commit."""
-    committed: list[list[tuple[str, Any]]] = []
-    pending: dict[int, list[tuple[str, Any]]] = {}
+Transaction = list[tuple[str, Any]]
+"""The statements of one committed transaction, with their parameters."""
+
+
+@contextmanager
+def committed_transactions(world: PipelineWorld) -> Iterator[list[Transaction]]:
+    """Every transaction committed on the system's database while the block runs."""
+    committed: list[Transaction] = []
+    pending: dict[int, Transaction] = {}
 
     def record(connection: sa.Connection, cursor: Any, statement: str, parameters: Any,
                context: Any, executemany: bool) -> None:
@@ -151,23 +156,51 @@ def test_each_state_change_opens_its_step_in_the_same_transaction(world: Pipelin
     sa.event.listen(engine, "before_cursor_execute", record)
     sa.event.listen(engine, "commit", commit)
     try:
-        health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
-                                     confidence={1: 0.55, 2: 0.8})
-        job = run_job(world, health)
+        yield committed
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
         sa.event.remove(engine, "commit", commit)
+
+
+def _opens(statement: str, parameters: Any, *values: str) -> bool:
+    return (statement.startswith(f"INSERT INTO {job_steps.name} ")
+            and all(value in tuple(parameters) for value in values))
+
+
+def _enters(statement: str, parameters: Any, state: str) -> bool:
+    return statement.startswith(f"UPDATE {retrain_jobs.name} ") and state in tuple(parameters)
+
+
+def test_each_state_change_opens_its_step_in_the_same_transaction(world: PipelineWorld) -> None:
+    """A worker killed between a state change and the opening of its step would leave a job in
+    ``training`` with no training step to close as interrupted: both go in one commit."""
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
+                                 confidence={1: 0.55, 2: 0.8})
+    with committed_transactions(world) as committed:
+        job = run_job(world, health)
     assert job.state == JobState.SUCCEEDED, job.error
 
-    def opens(statement: str, parameters: Any, step: str) -> bool:
-        return statement.startswith(f"INSERT INTO {job_steps.name} ") and step in tuple(parameters)
-
-    def enters(statement: str, parameters: Any, step: str) -> bool:
-        return statement.startswith(f"UPDATE {retrain_jobs.name} ") and step in tuple(parameters)
-
     for step in STEPS_OF_A_DEPLOY:
-        [transaction] = [t for t in committed if any(opens(*s, step) for s in t)]
-        assert any(enters(*s, step) for s in transaction), (step, transaction)
+        [transaction] = [t for t in committed if any(_opens(*s, step) for s in t)]
+        assert any(_enters(*s, step) for s in transaction), (step, transaction)
+    # the gate's decision is recorded finished, with the state change that follows from it
+    [gated] = [t for t in committed if any(_opens(*s, "gated", "accepted") for s in t)]
+    assert any(_enters(*s, "gated") for s in gated)
+
+
+def test_a_rejection_ends_the_job_in_the_transaction_that_records_it(tmp_path: Path) -> None:
+    """A worker killed after the gate's ``rejected`` step but before the job's end would leave
+    a job that looks unfinished with a verdict already recorded: both go in one commit."""
+    world = PipelineWorld.create(tmp_path, pipeline={"gate": {"min_macro_f1_gain": 1.0}})
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    with committed_transactions(world) as committed:
+        job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
+    assert job.state == JobState.REJECTED
+
+    [transaction] = [t for t in committed if any(_opens(*s, "gated") for s in t)]
+    assert any(_opens(*s, "gated", "rejected") for s in transaction), transaction
+    assert any(_enters(*s, "rejected") for s in transaction), transaction
 
 
 def test_the_real_system_answers_verification(world: PipelineWorld) -> None:

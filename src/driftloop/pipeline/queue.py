@@ -253,18 +253,24 @@ class JobQueue:
         self._update(job_id, **self._state_values(job_id, state, values))
         return self.get(job_id)
 
-    def enter_step(self, job_id: str, state: JobState, **values: Any) -> tuple[Job, int]:
-        """Move the job to ``state`` and open its step of the same name in one transaction, so
-        that a worker killed at any moment leaves either neither or both (a resumed job then
-        finds the dead worker's step and closes it as interrupted); returns the job and the
-        step's id."""
+    def enter_step(
+        self, job_id: str, state: JobState, *, step: JobState | None = None,
+        outcome: str | None = None, log: str = "", **values: Any,
+    ) -> tuple[Job, int]:
+        """Move the job to ``state`` and open its step (of the same name, or ``step``) in one
+        transaction, so that a worker killed at any moment leaves either neither or both (a
+        resumed job then finds the dead worker's step and closes it as interrupted); with an
+        ``outcome``, the step is recorded as finished in that same transaction (a decision, such
+        as the gate's, that takes no time). Returns the job and the step's id."""
         values = self._state_values(job_id, state, values)
+        now = values["heartbeat_at"]
+        finished = {} if outcome is None else {"finished_at": now, "outcome": outcome}
         with self.database.engine.begin() as connection:
             connection.execute(
                 retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values))
             key = connection.execute(
-                job_steps.insert().values(job_id=job_id, step=state.value,
-                                          started_at=values["heartbeat_at"], log="")
+                job_steps.insert().values(job_id=job_id, step=(step or state).value,
+                                          started_at=now, log=log, **finished)
             ).inserted_primary_key
         assert key is not None
         return self.get(job_id), int(key[0])

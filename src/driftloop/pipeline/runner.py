@@ -214,14 +214,15 @@ class RetrainPipeline:
 
         recorded = dict(self.queue.get(job.job_id).result or {})
         if not decision.accepted:
-            self._step_record(job, JobState.GATED, "rejected", decision.reasons)
-            self._note(job, "gate", "candidate rejected by the gate: " + "; ".join(
-                decision.reasons), decision=decision.to_dict())
             if registered is not None:  # a remote version stays registered, without an alias
                 recorded["rejected_version"] = registered.version
-            return self._finish(job.job_id, JobState.REJECTED,
-                                result={**recorded, "gate": decision.to_dict()},
-                                error="rejected by the quality gate")
+            rejected, _ = self.queue.enter_step(
+                job.job_id, JobState.REJECTED, step=JobState.GATED, outcome="rejected",
+                log="\n".join(decision.reasons), result={**recorded, "gate": decision.to_dict()},
+                error="rejected by the quality gate")
+            self._note(job, "gate", "candidate rejected by the gate: " + "; ".join(
+                decision.reasons), decision=decision.to_dict())
+            return self._finished(rejected)
 
         if registered is not None:
             version = registered
@@ -233,10 +234,10 @@ class RetrainPipeline:
                 parent_version=production.version if production else None,
             )
         self.registry.set_alias(job.model, "candidate", version.version, actor=f"job:{job.job_id}")
-        job, step_id = self.queue.enter_step(job.job_id, JobState.GATED,
-                                             candidate_version=version.version,
-                                             result={**recorded, "gate": decision.to_dict()})
-        self.queue.finish_step(step_id, "accepted", "\n".join(decision.reasons))
+        job, _ = self.queue.enter_step(job.job_id, JobState.GATED, outcome="accepted",
+                                       log="\n".join(decision.reasons),
+                                       candidate_version=version.version,
+                                       result={**recorded, "gate": decision.to_dict()})
         self._note(job, "gate", f"v{version.version} passed the gate: " + "; ".join(
             decision.reasons), version=version.version)
         self._emit(job)
@@ -538,18 +539,17 @@ class RetrainPipeline:
             stop.set()
             thread.join()
 
-    def _step_record(self, job: Job, state: JobState, outcome: str, log: list[str]) -> None:
-        step_id = self.queue.start_step(job.job_id, state.value)
-        self.queue.finish_step(step_id, outcome, "\n".join(log))
-
     def _check_cancel(self, job_id: str) -> None:
         if self.queue.get(job_id).cancel_requested:
             raise JobCancelledError(f"job {job_id} was cancelled")
 
     def _finish(self, job_id: str, state: JobState, **values: Any) -> Job:
-        job = self.queue.set_state(job_id, state, **values)
-        self._note(job, "job", f"retrain job {state.value}" + (
-            f": {job.error}" if job.error else ""), state=state.value)
+        return self._finished(self.queue.set_state(job_id, state, **values))
+
+    def _finished(self, job: Job) -> Job:
+        """Tell the incident and the hooks that ``job`` reached its final state."""
+        self._note(job, "job", f"retrain job {job.state.value}" + (
+            f": {job.error}" if job.error else ""), state=job.state.value)
         self._emit(job)
         return job
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from driftloop.config import Config, InsightsConfig, KafkaConfig
@@ -179,7 +180,13 @@ def wait_for_group(bootstrap: str, group: str, members: int, timeout: float = 12
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        try:
+            description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        except KafkaException as exc:  # a broker just started has no group coordinator yet
+            if not exc.args[0].retriable():
+                raise
+            time.sleep(0.5)
+            continue
         assigned = sum(len(m.assignment.topic_partitions) for m in description.members
                        if m.assignment is not None)
         if len(description.members) == members and assigned > 0 and \

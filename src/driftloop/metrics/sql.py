@@ -16,9 +16,10 @@ lookup of them), and a concurrent writer that wins a race on a unique key makes 
 
 Writing is built for throughput: a batch is read as columns (:class:`PointBatch`), every per-point
 step runs in numpy or C builtins, the write statements are compiled once per dialect and handed to
-the driver directly, and on SQLite rows go in multi-row ``VALUES`` statements, so SQLite works
-through hundreds of rows per call with Python's lock released (the reporting threads of the same
-process keep running) instead of taking it back after every row.
+the driver directly, and rows go in batches: on SQLite in multi-row ``VALUES`` statements, so
+SQLite works through hundreds of rows per call with Python's lock released (the reporting threads
+of the same process keep running) instead of taking it back after every row; on PostgreSQL as one
+array per column (``INSERT ... SELECT * FROM unnest(...)``), a whole batch in one round trip.
 """
 
 from __future__ import annotations
@@ -343,22 +344,31 @@ class _DriverStatement:
     """Where each positional parameter comes from in a row (``None``: as the row is)."""
     named: bool
     rows_per_statement: int = 1
-    """Above 1: the most rows one multi-row ``VALUES`` statement carries (SQLite)."""
+    """Above 1: the most rows one multi-row ``VALUES`` statement carries."""
+    values_row: str = ""
+    """The ``(?, ?, ...)`` of ``sql``'s one-row ``VALUES`` clause (with a multi-row form)."""
+    columnar: bool = False
+    """``sql`` takes one array per column (PostgreSQL's ``unnest``): a batch in one call."""
     multirow: dict[int, str] = field(default_factory=dict)
     """The multi-row form of ``sql`` by number of rows, made on first use."""
 
     def with_rows(self, count: int) -> str:
         sql = self.multirow.get(count)
         if sql is None:
-            row = _values_row(len(self.columns))
             sql = self.multirow[count] = self.sql.replace(
-                f"VALUES {row}", "VALUES " + ", ".join([row] * count), 1)
+                f"VALUES {self.values_row}", "VALUES " + ", ".join([self.values_row] * count), 1)
         return sql
 
 
-def _values_row(columns: int) -> str:
-    """One row of a compiled positional (qmark) ``VALUES`` clause."""
-    return "(" + ", ".join("?" * columns) + ")"
+def _values_row(sql: str, placeholder: str, columns: int) -> str | None:
+    """The parenthesized row after ``sql``'s only ``VALUES`` when it holds one ``placeholder``
+    per column and nothing else binds parameters (so rows can be repeated); else None."""
+    if sql.count("VALUES (") != 1 or sql.count(placeholder) != columns:
+        return None
+    start = sql.index("VALUES (") + len("VALUES ")
+    end = sql.find(")", start)
+    row = sql[start:end + 1]
+    return row if row.count(placeholder) == columns and "(" not in row[1:] else None
 
 
 _driver_statements: dict[tuple[str, str, str, str], _DriverStatement] = {}
@@ -372,20 +382,45 @@ def _driver_statement(dialect: sa.engine.Dialect, name: str) -> _DriverStatement
     return statement
 
 
+def _positional_postgresql(dialect: sa.engine.Dialect) -> sa.engine.Dialect:
+    """The PostgreSQL driver's dialect with ``%s`` parameters (psycopg and psycopg2 take both
+    styles), so that the one-row ``VALUES`` can be found and replaced."""
+    return type(dialect)(paramstyle="format")  # type: ignore[call-arg]
+
+
 def _compile_write(dialect: sa.engine.Dialect, name: str) -> _DriverStatement:
     build, columns = _WRITES[name]
-    compiled = build(dialect.name).compile(dialect=dialect, column_keys=list(columns))
+    statement = build(dialect.name)
+    compiling = _positional_postgresql(dialect) if dialect.name == "postgresql" else dialect
+    # for_executemany: no RETURNING of the new ids, which nothing reads
+    compiled = statement.compile(dialect=compiling, column_keys=list(columns),
+                                 for_executemany=True)
+    sql = str(compiled)
     if not compiled.positional:
-        return _DriverStatement(str(compiled), columns, None, named=True)
+        return _DriverStatement(sql, columns, None, named=True)
     order = [columns.index(column) for column in compiled.positiontup or ()]
     in_order = order == list(range(len(columns)))
-    rows_per_statement = 1
-    if (dialect.name == "sqlite" and in_order
-            and str(compiled).count(f"VALUES {_values_row(len(columns))}") == 1):
-        rows_per_statement = (_MULTIROW_ROWS if sqlite3.sqlite_version_info >= (3, 32)
-                              else _SQLITE_OLD_VARIABLES // len(columns))
-    return _DriverStatement(str(compiled), columns, None if in_order else order, named=False,
-                            rows_per_statement=rows_per_statement)
+    placeholder = "?" if compiling.paramstyle == "qmark" else "%s"
+    row = _values_row(sql, placeholder, len(columns)) if in_order else None
+    if row is None:
+        return _DriverStatement(sql, columns, None if in_order else order, named=False)
+    if dialect.name == "postgresql":
+        # One array per column: a short statement whatever the batch size (the driver parses
+        # a long multi-row text on every call) and one round trip per batch; psycopg sends
+        # the arrays in binary (``%b``), which spares it quoting every element as text.
+        marker = "%b" if dialect.driver == "psycopg" else "%s"
+        arrays = ", ".join(
+            f"{marker}::{statement.table.c[column].type.compile(dialect=compiling)}[]"
+            for column in columns)
+        return _DriverStatement(sql.replace(f"VALUES {row}",
+                                            f"SELECT * FROM unnest({arrays})", 1),
+                                columns, None, named=False, columnar=True)
+    if dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
+        rows_per_statement = _SQLITE_OLD_VARIABLES // len(columns)
+    else:
+        rows_per_statement = _MULTIROW_ROWS
+    return _DriverStatement(sql, columns, None, named=False,
+                            rows_per_statement=rows_per_statement, values_row=row)
 
 
 def _execute_multirow(connection: Connection, statement: _DriverStatement,
@@ -412,6 +447,11 @@ def _executemany(connection: Connection, name: str, rows: Sequence[tuple[Any, ..
     processing would dominate the cost of a large batch). The rows the driver counts as
     changed."""
     statement = _driver_statement(connection.dialect, name)
+    if statement.columnar:
+        if not rows:
+            return 0
+        arrays = tuple(list(column) for column in zip(*rows, strict=True))
+        return int(connection.exec_driver_sql(statement.sql, arrays).rowcount)
     if statement.rows_per_statement > 1:
         return _execute_multirow(connection, statement, rows)
     parameters: Sequence[Any] = rows

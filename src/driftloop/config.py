@@ -198,6 +198,9 @@ class ModelConfig(StrictModel):
     labels: list[str] | None = Field(
         None, description="the model's label set; training data with other labels is refused"
     )
+    merge_feedback: bool = Field(
+        False, description="retrain on the newest snapshot plus the labels that production "
+                           "feedback sent with their texts (stored as a new snapshot)")
 
 
 class ServingConfig(StrictModel):

@@ -38,6 +38,7 @@ from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
 from driftloop.pipeline.worker import RetrainWorker
 from driftloop.registry import ModelRegistry
 from driftloop.serving.app import create_app, require_scope
+from driftloop.serving.feedback import FeedbackStore
 from driftloop.serving.keys import ApiKeyStore, Scope
 from driftloop.storage import DatasetStore
 from driftloop.store import open_database
@@ -71,6 +72,7 @@ class DriftloopSystem:
         self.transport: Transport = open_transport(config, store=self.metric_store)
         self.insights = InsightsClient.from_config(config, transport=self.transport)
         self.api_keys = ApiKeyStore(self.database)
+        self.feedback = FeedbackStore(self.database)
         self.queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
         self.router = NotificationRouter(
             config, self.database, notifiers=self.options.notifiers,
@@ -84,6 +86,7 @@ class DriftloopSystem:
         self.pipeline = RetrainPipeline(
             config, self.queue, self.registry, self.datasets, health=self, incidents=self.engine,
             hooks=self.options.pipeline_hooks, clock=clock,
+            feedback=self.feedback.labeled_samples,
         )
         self.worker = RetrainWorker(self.queue, self.pipeline,
                                     poll_interval=self.options.worker_poll_interval,
@@ -199,6 +202,7 @@ class DriftloopSystem:
         inbound = inbound_router(self.config.hooks.secret, self.handle_inbound_alert)
         return create_app(
             self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
+            feedback=self.feedback,
             extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard],
             poll=poll,
         )

@@ -194,6 +194,7 @@ class PipelineWorld:
             health=health, incidents=self.system.engine,
             hooks=PipelineHooks(on_state=record, on_notice=notice),
             clock=self.clock, sleep=self.clock.sleep,
+            feedback=self.system.feedback.labeled_samples,
         )
 
     def open_incident(self, title: str = "confidence of review-classifier is low") -> str:

@@ -53,9 +53,45 @@ async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
     ]
 
 
+async def test_a_label_sent_with_its_text_is_kept_as_a_labeled_sample(
+    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database,
+) -> None:
+    response = await client.post("/v1/models/reviews/predict", json={"text": "tasty soup"},
+                                 headers=predict_headers)
+    [prediction] = response.json()["predictions"]
+    feedback = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
+        "feedback": [
+            {"prediction_id": prediction["id"], "label": "Food - Positive", "text": "tasty soup"},
+            {"prediction_id": "label-only", "label": "Food - Negative"},
+            {"prediction_id": "from-elsewhere", "label": "Food - Negative", "text": "cold soup"},
+        ]})
+    assert feedback.json() == {"accepted": 3, "matched": 1}
+    store = FeedbackStore(database)
+    assert store.labeled_samples("reviews") == [("tasty soup", "Food - Positive"),
+                                                ("cold soup", "Food - Negative")]
+    assert store.labeled_samples("another-model") == []
+    assert len(store.list("reviews")) == 3  # every label is a feedback row, text or not
+
+
+async def test_a_feedback_text_over_the_limit_is_refused_whole(
+    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database,
+) -> None:
+    limit = 200  # serving.max_text_chars of the fixture's config
+    response = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
+        "feedback": [{"prediction_id": "a", "label": "Food - Positive", "text": "fine"},
+                     {"prediction_id": "b", "label": "Food - Positive",
+                      "text": "x" * (limit + 1)}]})
+    assert response.status_code == 422
+    assert "serving.max_text_chars" in response.json()["error"]["message"]
+    assert FeedbackStore(database).list("reviews") == []  # nothing of the batch stored
+    assert FeedbackStore(database).labeled_samples("reviews") == []
+
+
 @pytest.mark.parametrize("body", [
     {"feedback": []}, {"feedback": [{"prediction_id": "x"}]},
     {"feedback": [{"prediction_id": "x", "label": ""}]}, {"labels": []},
+    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ""}]},
+    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ["a"]}]},
 ])
 async def test_bad_feedback_is_422(
     client: httpx.AsyncClient, predict_headers: dict[str, str], body: dict[str, object]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,7 +19,8 @@ from typing import Any, Protocol
 import pandas as pd
 
 from driftloop.config import Config, ModelConfig
-from driftloop.errors import DriftloopError, NotFoundError, TrainingError
+from driftloop.errors import ConfigError, DriftloopError, NotFoundError, TrainingError
+from driftloop.pipeline.feedback import merge_feedback
 from driftloop.pipeline.gate import (
     GateDecision,
     GateSplit,
@@ -75,6 +76,10 @@ class PipelineHooks:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+FeedbackSource = Callable[[str], Sequence[tuple[str, str]]]
+"""For a model name, the ``(text, label)`` samples production feedback sent, oldest first."""
+
+
 class RetrainPipeline:
     def __init__(
         self,
@@ -89,8 +94,11 @@ class RetrainPipeline:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         heartbeat_interval: float = 10.0,
+        feedback: FeedbackSource | None = None,
     ) -> None:
         self.config = config
+        self.feedback = feedback
+        """Where ``merge_feedback`` models find their labeled production samples."""
         self.queue = queue
         self.registry = registry
         self.datasets = datasets
@@ -173,6 +181,8 @@ class RetrainPipeline:
             frame = self.datasets.load(snapshot)
             log.append(f"snapshot {snapshot.snapshot_id} ({snapshot.row_count} rows, "
                        f"hash {snapshot.content_hash[:12]})")
+            if model_config.merge_feedback and dispatched is None:
+                snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log)
             seen = self._seen_texts(production, model_config.data, model_config.text_column)
             split = (self._remote_split(frame, model_config, seen) if remote else split_for_gate(
                 frame, model_config.text_column, model_config.label_column, seen,
@@ -306,6 +316,33 @@ class RetrainPipeline:
         log.append(f"{model_config.trainer} registered v{version.version} "
                    f"(trigger {version.trigger}, snapshot {version.snapshot_id or 'unknown'})")
         return version
+
+    def _merge_feedback(
+        self, job: Job, model_config: ModelConfig, snapshot: Snapshot, frame: pd.DataFrame,
+        log: list[str],
+    ) -> tuple[Snapshot, pd.DataFrame]:
+        """The snapshot to train on: ``snapshot``, or a new one of the same dataset with the
+        model's feedback-labeled production samples merged in."""
+        if self.feedback is None:
+            raise ConfigError(f"models.{job.model}.merge_feedback is on, but this pipeline was "
+                              "built without a feedback source")
+        text_column, label_column = model_config.text_column, model_config.label_column
+        if text_column not in frame or label_column not in frame:
+            return snapshot, frame  # the trainer names the missing column
+        labels = model_config.labels or set(frame[label_column].astype(str))
+        merge = merge_feedback(frame, self.feedback(job.model), text_column=text_column,
+                               label_column=label_column, labels=labels)
+        if merge.unknown_labels:
+            log.append("feedback left out, label not among the model's classes: " + ", ".join(
+                f"{label!r} x{count}" for label, count in sorted(merge.unknown_labels.items())))
+        if not merge.changed:
+            log.append("feedback: no labeled sample that the snapshot lacks")
+            return snapshot, frame
+        merged = self.datasets.push(merge.frame, model_config.data)
+        log.append(f"feedback: {merge.added} production samples added and {merge.relabelled} "
+                   f"relabelled -> snapshot {merged.snapshot_id} ({merged.row_count} rows, "
+                   f"hash {merged.content_hash[:12]})")
+        return merged, self.datasets.load(merged)  # train on exactly what is stored
 
     def _seen_texts(self, production: ModelVersion | None, dataset: str, column: str) -> set[str]:
         """The texts of the snapshot the production model trained on (empty if unknown)."""

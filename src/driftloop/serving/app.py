@@ -3,7 +3,8 @@
 Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
 
     POST /v1/models/{name}/predict    {"texts": [...]} or {"text": "..."}
-    POST /v1/models/{name}/feedback   {"feedback": [{"prediction_id": "...", "label": "..."}]}
+    POST /v1/models/{name}/feedback   {"feedback": [{"prediction_id": "...", "label": "...",
+                                                    "text": "..." (optional)}]}
     GET  /v1/models                   what is served
     GET  /v1/models/{name}
     POST /v1/models/{name}/deploy     admin: {"version": N}
@@ -366,6 +367,8 @@ def _model_router() -> APIRouter:
         state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)
         items = parse_body(FeedbackRequest, data).feedback
+        check_texts([item.text for item in items if item.text is not None],
+                    state.config.serving)
         received = time.time()
         records: list[FeedbackRecord] = []
         for item in items:
@@ -376,7 +379,7 @@ def _model_router() -> APIRouter:
                 prediction_id=item.prediction_id, model=name, label=item.label,
                 version=None if known is None else known.version,
                 predicted_class=None if known is None else known.predicted_class,
-                key_id=key.key_id, received_at=received,
+                key_id=key.key_id, received_at=received, text=item.text,
             ))
         await anyio.to_thread.run_sync(state.feedback.record, records)
         matched = 0

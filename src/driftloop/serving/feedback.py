@@ -3,11 +3,14 @@
 The server remembers its most recent predictions (:class:`PredictionLog`, bounded) so that a
 label arriving for one of them becomes a ``prediction_correct`` insight (1 or 0, tagged with the
 model, the version and the predicted class) that realized-accuracy monitors aggregate. Every
-label is stored (:class:`FeedbackStore`), known prediction or not, for later retraining.
+label is stored (:class:`FeedbackStore`), known prediction or not; one sent with its text is
+also kept as a labeled production sample, which the retrain pipeline merges into the training
+data of a model with ``merge_feedback``.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from driftloop.errors import BackendUnavailableError
-from driftloop.serving.tables import feedback
+from driftloop.serving.tables import feedback, feedback_texts
 from driftloop.store import Database
 
 DEFAULT_REMEMBERED = 100_000
@@ -60,6 +63,8 @@ class FeedbackRecord:
     predicted_class: str | None
     key_id: str | None
     received_at: float
+    text: str | None = None
+    """The predicted text, when the sender included it."""
 
     @property
     def correct(self) -> bool | None:
@@ -81,9 +86,16 @@ class FeedbackStore:
              "key_id": r.key_id, "received_at": r.received_at}
             for r in records
         ]
+        samples = [
+            {"prediction_id": r.prediction_id, "model": r.model, "text": r.text,
+             "label": r.label, "received_at": r.received_at}
+            for r in records if r.text is not None
+        ]
         try:
             with self.database.engine.begin() as connection:
                 connection.execute(feedback.insert(), rows)
+                if samples:
+                    connection.execute(feedback_texts.insert(), samples)
         except SQLAlchemyError as exc:
             raise BackendUnavailableError(
                 f"feedback: cannot write to the store {self.database.safe_url}: {exc}") from exc
@@ -102,3 +114,15 @@ class FeedbackStore:
                 )
                 for row in connection.execute(query).mappings()
             ]
+
+    def labeled_samples(self, model: str) -> builtins.list[tuple[str, str]]:
+        """``(text, label)`` of every label sent with its text for ``model``, oldest first."""
+        query = (sa.select(feedback_texts.c.text, feedback_texts.c.label)
+                 .where(feedback_texts.c.model == model)
+                 .order_by(feedback_texts.c.sample_id))
+        try:
+            with self.database.engine.connect() as connection:
+                return [(row[0], row[1]) for row in connection.execute(query)]
+        except SQLAlchemyError as exc:
+            raise BackendUnavailableError(
+                f"feedback: cannot read the store {self.database.safe_url}: {exc}") from exc

@@ -59,6 +59,10 @@ class DeployRequest(_Strict):
 class FeedbackItem(_Strict):
     prediction_id: StrictStr = Field(min_length=1, max_length=64)
     label: StrictStr = Field(min_length=1, max_length=256)
+    text: StrictStr | None = Field(
+        None, min_length=1,
+        description="the predicted text: stored with its label as a production sample that a "
+                    "model with merge_feedback learns from at its next retrain")
 
 
 class FeedbackRequest(_Strict):

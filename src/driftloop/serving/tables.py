@@ -1,4 +1,5 @@
-"""Tables of driftloop.serving: API keys (only their SHA-256 hashes) and ground-truth feedback."""
+"""Tables of driftloop.serving: API keys (only their SHA-256 hashes), ground-truth feedback and
+the texts that came with it (training data for the models that merge feedback)."""
 
 from __future__ import annotations
 
@@ -33,4 +34,17 @@ feedback = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False, index=True),
 )
 
-__all__ = ["METADATA", "api_keys", "feedback"]
+# A label sent with its text: a production sample the retrain pipeline can learn from
+# (``models.<name>.merge_feedback``). Its own table, so that a store made before it gains it.
+feedback_texts = sa.Table(
+    "serving_feedback_texts",
+    METADATA,
+    sa.Column("sample_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prediction_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(64), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("label", sa.String(256), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+
+__all__ = ["METADATA", "api_keys", "feedback", "feedback_texts"]

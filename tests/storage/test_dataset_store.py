@@ -63,6 +63,14 @@ def test_load_returns_the_rows_as_text(store: DatasetStore) -> None:
     assert loaded.to_dict("list") == {"text": ["NA", "", "3"], "label": ["1", "2", "1"]}
 
 
+def test_line_breaks_inside_a_text_stay_inside_it(store: DatasetStore) -> None:
+    # a bare carriage return is left unquoted by Python's CSV writer: the row split in two
+    rows = pd.DataFrame({"text": ["a\rb", "c\nd", "e\r\nf", "plain"],
+                         "label": ["1", "2", "3", "4"]})
+    loaded = store.load(store.push(rows, "breaks"))
+    assert loaded.to_dict("list") == rows.to_dict("list")
+
+
 def test_push_compressed_csv(store: DatasetStore, tmp_path: Path) -> None:
     source = tmp_path / "in.csv.gz"
     frame(5).to_csv(source, index=False, compression="gzip")

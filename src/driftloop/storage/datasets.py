@@ -16,6 +16,7 @@ checks it every time. Every column loads as text (empty cells are empty strings)
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -91,8 +92,19 @@ def check_dataset_name(dataset: str) -> str:
 
 
 def canonical_csv(frame: pd.DataFrame) -> bytes:
-    """The bytes a snapshot stores (and hashes) for a frame."""
+    """The bytes a snapshot stores (and hashes) for a frame. Fields are quoted where CSV needs
+    it, and every field when a value holds a carriage return: Python's CSV writer leaves a bare
+    ``\r`` unquoted (with ``\n`` line ends), and a reader would split the row there."""
+    if _holds_carriage_return(frame):
+        return frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_ALL).encode()
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def _holds_carriage_return(frame: pd.DataFrame) -> bool:
+    if any("\r" in str(column) for column in frame.columns):
+        return True
+    return any(frame[column].astype(str).str.contains("\r", regex=False).any()
+               for column in frame.columns)
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftloop.pipeline.feedback import merge_feedback
+from driftloop.pipeline.feedback import FeedbackMerge, LabeledSample, merge_feedback
 from driftloop.pipeline.queue import JobState
 from driftloop.serving.feedback import FeedbackRecord
 from pipeline.test_runner import run_job
@@ -23,29 +23,52 @@ def _frame() -> pd.DataFrame:
                          "source": ["a", "b", "c"]})
 
 
-def test_the_latest_label_of_a_text_wins_and_unknown_classes_stay_out() -> None:
-    samples = [("bland", "Food - Positive"),      # relabels a snapshot row...
-               ("new one", "Food - Negative"),
-               ("new one", "Food - Positive"),    # ...and a later label wins over an earlier
-               ("typo", "Food - Postive"),
-               ("tasty", "Food - Positive")]      # the snapshot's label already
-    merge = merge_feedback(_frame(), samples, text_column="text", label_column="label",
-                           labels=LABELS)
+SNAPSHOT_TIME = 1_000.0
+BEFORE, AFTER = SNAPSHOT_TIME - 10, SNAPSHOT_TIME + 10
+
+
+def _merge(frame: pd.DataFrame, samples: list[LabeledSample]) -> FeedbackMerge:
+    return merge_feedback(frame, samples, text_column="text", label_column="label",
+                          labels=LABELS, snapshot_time=SNAPSHOT_TIME)
+
+
+def test_the_newest_label_of_a_text_wins_and_unknown_classes_stay_out() -> None:
+    samples = [("bland", "Food - Positive", AFTER),    # relabels a snapshot row...
+               ("new one", "Food - Negative", BEFORE),
+               ("new one", "Food - Positive", AFTER),  # ...and a later label wins
+               ("typo", "Food - Postive", AFTER),
+               ("tasty", "Food - Positive", AFTER)]    # the snapshot's label already
+    merge = _merge(_frame(), samples)
     assert (merge.added, merge.relabelled) == (1, 1)
     assert merge.unknown_labels == {"Food - Postive": 1}
-    rows = merge.frame.to_dict("records")
-    assert rows == [
+    assert merge.frame.to_dict("records") == [
         {"text": "tasty", "label": "Food - Positive", "source": "a"},
+        {"text": "bland", "label": "Food - Positive", "source": "b"},  # relabelled in place
         {"text": "tasty again", "label": "Food - Positive", "source": "c"},
-        {"text": "bland", "label": "Food - Positive", "source": ""},
         {"text": "new one", "label": "Food - Positive", "source": ""},
     ]
 
 
+def test_feedback_older_than_the_snapshot_does_not_overturn_its_labels() -> None:
+    """An operator corrected "bland" in a newer snapshot: the feedback that had labelled it
+    before must not flip it back at every retrain."""
+    merge = _merge(_frame(), [("bland", "Food - Positive", BEFORE)])
+    assert not merge.changed
+    assert merge.frame.loc[1, "label"] == "Food - Negative"
+
+
+def test_every_row_of_a_repeated_text_takes_the_new_label() -> None:
+    frame = pd.DataFrame({"text": ["x", "x", "y"],
+                          "label": ["Food - Negative", "Food - Positive", "Food - Negative"]})
+    merge = _merge(frame, [("x", "Food - Positive", AFTER)])
+    assert merge.relabelled == 1
+    assert merge.frame["label"].tolist() == ["Food - Positive", "Food - Positive",
+                                             "Food - Negative"]
+
+
 def test_samples_the_snapshot_holds_already_change_nothing() -> None:
     frame = _frame()
-    merge = merge_feedback(frame, [("tasty", "Food - Positive")], text_column="text",
-                           label_column="label", labels=LABELS)
+    merge = _merge(frame, [("tasty", "Food - Positive", AFTER)])
     assert not merge.changed
     assert merge.frame is frame
 
@@ -111,3 +134,22 @@ def test_a_model_without_merge_feedback_trains_on_the_snapshot_alone(tmp_path: P
     assert job.snapshot_id == newest.snapshot_id
     assert [s.snapshot_id for s in world.system.datasets.list(DATASET)][-1] == newest.snapshot_id
     assert "feedback" not in world.system.queue.steps(job.job_id)[0].log
+
+
+def test_merge_feedback_without_a_feedback_source_fails_the_job_clearly(tmp_path: Path) -> None:
+    world = PipelineWorld.create(tmp_path, model={"merge_feedback": True})
+    world.train_production()
+    job_id = world.system.queue.enqueue(MODEL, reason="test").job.job_id
+    claimed = world.system.queue.claim("w")
+    assert claimed is not None
+    pipeline = world.pipeline()
+    pipeline.feedback = None  # a pipeline built by hand, without the system's wiring
+
+    job = pipeline.run(claimed, "w")
+
+    assert job.job_id == job_id
+    assert job.state == JobState.FAILED
+    assert job.error is not None
+    assert "models.review-classifier.merge_feedback is on" in job.error
+    assert [s.snapshot_id for s in world.system.datasets.list(DATASET)] == [
+        world.system.registry.resolve(MODEL, "production").snapshot_id]

@@ -67,8 +67,10 @@ async def test_a_label_sent_with_its_text_is_kept_as_a_labeled_sample(
         ]})
     assert feedback.json() == {"accepted": 3, "matched": 1}
     store = FeedbackStore(database)
-    assert store.labeled_samples("reviews") == [("tasty soup", "Food - Positive"),
-                                                ("cold soup", "Food - Negative")]
+    samples = store.labeled_samples("reviews")
+    assert [(text, label) for text, label, _ in samples] == [
+        ("tasty soup", "Food - Positive"), ("cold soup", "Food - Negative")]
+    assert all(received > 0 for _, _, received in samples)
     assert store.labeled_samples("another-model") == []
     assert len(store.list("reviews")) == 3  # every label is a feedback row, text or not
 
@@ -82,7 +84,9 @@ async def test_a_feedback_text_over_the_limit_is_refused_whole(
                      {"prediction_id": "b", "label": "Food - Positive",
                       "text": "x" * (limit + 1)}]})
     assert response.status_code == 422
-    assert "serving.max_text_chars" in response.json()["error"]["message"]
+    message = response.json()["error"]["message"]
+    assert "feedback item 1's text has 201 characters" in message
+    assert "serving.max_text_chars" in message
     assert FeedbackStore(database).list("reviews") == []  # nothing of the batch stored
     assert FeedbackStore(database).labeled_samples("reviews") == []
 
@@ -92,6 +96,8 @@ async def test_a_feedback_text_over_the_limit_is_refused_whole(
     {"feedback": [{"prediction_id": "x", "label": ""}]}, {"labels": []},
     {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ""}]},
     {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ["a"]}]},
+    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": "a\u0000b"}]},
+    {"feedback": [{"prediction_id": "x", "label": "Food\u0000"}]},
 ])
 async def test_bad_feedback_is_422(
     client: httpx.AsyncClient, predict_headers: dict[str, str], body: dict[str, object]

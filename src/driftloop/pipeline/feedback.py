@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+LabeledSample = tuple[str, str, float]
+"""``(text, label, received_at)``: one label that production feedback sent with its text."""
+
 
 @dataclass(frozen=True)
 class FeedbackMerge:
@@ -23,7 +26,7 @@ class FeedbackMerge:
     added: int
     """Samples whose text the snapshot did not hold."""
     relabelled: int
-    """Snapshot texts whose label the feedback changed (the feedback's label wins)."""
+    """Snapshot texts whose label newer feedback changed."""
     unknown_labels: dict[str, int]
     """Samples left out because their label is not one of the model's classes, by label."""
 
@@ -33,31 +36,36 @@ class FeedbackMerge:
 
 
 def merge_feedback(
-    frame: pd.DataFrame, samples: Sequence[tuple[str, str]], *, text_column: str,
-    label_column: str, labels: Collection[str],
+    frame: pd.DataFrame, samples: Sequence[LabeledSample], *, text_column: str,
+    label_column: str, labels: Collection[str], snapshot_time: float,
 ) -> FeedbackMerge:
-    """``frame`` with ``samples`` (``(text, label)``, oldest first) merged in: a text's latest
-    label wins, over earlier feedback and over the snapshot's row(s) of the same text; samples
-    whose label is not in ``labels`` are left out (a typo in a labelling tool must not add a
-    class). Columns other than the text and the label are empty on added rows."""
-    latest: dict[str, str] = {}
+    """``frame`` (a snapshot made at ``snapshot_time``) with ``samples`` (oldest first) merged
+    in. The newest label of a text wins: a later sample over an earlier one, and a sample over
+    the snapshot's rows of that text only when it arrived after the snapshot was made (a label
+    corrected in a newer snapshot is not overturned by older feedback). Relabelled rows keep
+    their other columns; added rows have them empty. Samples whose label is not in ``labels``
+    are left out (a typo in a labelling tool must not add a class)."""
+    latest: dict[str, tuple[str, float]] = {}
     unknown: dict[str, int] = {}
-    for text, label in samples:
+    for text, label, received_at in samples:
         if label in labels:
-            latest[text] = label
+            latest[text] = (label, received_at)
         else:
             unknown[label] = unknown.get(label, 0) + 1
     texts = frame[text_column].astype(str)
-    known = dict(zip(texts, frame[label_column].astype(str), strict=True))
-    added = {t: label for t, label in latest.items() if t not in known}
-    relabelled = {t: label for t, label in latest.items() if t in known and known[t] != label}
+    snapshot_labels = frame[label_column].astype(str)
+    held = set(texts)
+    added = {text: label for text, (label, _) in latest.items() if text not in held}
+    newer = {text: label for text, (label, received_at) in latest.items()
+             if text in held and received_at > snapshot_time}
+    stale = texts.map(newer).notna() & (texts.map(newer) != snapshot_labels)
+    relabelled = texts[stale].nunique()
     if not added and not relabelled:
         return FeedbackMerge(frame, 0, 0, unknown)
-    kept = frame[~texts.isin(relabelled.keys())]
-    fresh = pd.DataFrame({column: "" for column in frame.columns},
-                         index=range(len(added) + len(relabelled)))
-    merged_samples = {**relabelled, **added}
-    fresh[text_column] = list(merged_samples)
-    fresh[label_column] = list(merged_samples.values())
-    merged = pd.concat([kept, fresh], ignore_index=True)
-    return FeedbackMerge(merged, len(added), len(relabelled), unknown)
+    merged = frame.copy()
+    merged.loc[stale, label_column] = texts[stale].map(newer)
+    fresh = pd.DataFrame({column: "" for column in frame.columns}, index=range(len(added)))
+    fresh[text_column] = list(added)
+    fresh[label_column] = list(added.values())
+    return FeedbackMerge(pd.concat([merged, fresh], ignore_index=True), len(added),
+                         int(relabelled), unknown)

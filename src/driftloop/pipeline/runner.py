@@ -20,7 +20,7 @@ import pandas as pd
 
 from driftloop.config import Config, ModelConfig
 from driftloop.errors import ConfigError, DriftloopError, NotFoundError, TrainingError
-from driftloop.pipeline.feedback import merge_feedback
+from driftloop.pipeline.feedback import LabeledSample, merge_feedback
 from driftloop.pipeline.gate import (
     GateDecision,
     GateSplit,
@@ -76,8 +76,8 @@ class PipelineHooks:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-FeedbackSource = Callable[[str], Sequence[tuple[str, str]]]
-"""For a model name, the ``(text, label)`` samples production feedback sent, oldest first."""
+FeedbackSource = Callable[[str], Sequence[LabeledSample]]
+"""For a model name, the labeled samples production feedback sent, oldest first."""
 
 
 class RetrainPipeline:
@@ -331,7 +331,8 @@ class RetrainPipeline:
             return snapshot, frame  # the trainer names the missing column
         labels = model_config.labels or set(frame[label_column].astype(str))
         merge = merge_feedback(frame, self.feedback(job.model), text_column=text_column,
-                               label_column=label_column, labels=labels)
+                               label_column=label_column, labels=labels,
+                               snapshot_time=snapshot.created_at.timestamp())
         if merge.unknown_labels:
             log.append("feedback left out, label not among the model's classes: " + ", ".join(
                 f"{label!r} x{count}" for label, count in sorted(merge.unknown_labels.items())))

@@ -367,8 +367,10 @@ def _model_router() -> APIRouter:
         state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)
         items = parse_body(FeedbackRequest, data).feedback
-        check_texts([item.text for item in items if item.text is not None],
-                    state.config.serving)
+        with_text = [(index, item.text) for index, item in enumerate(items)
+                     if item.text is not None]
+        check_texts([text for _, text in with_text], state.config.serving,
+                    [f"feedback item {index}'s text" for index, _ in with_text])
         received = time.time()
         records: list[FeedbackRecord] = []
         for item in items:

@@ -115,14 +115,15 @@ class FeedbackStore:
                 for row in connection.execute(query).mappings()
             ]
 
-    def labeled_samples(self, model: str) -> builtins.list[tuple[str, str]]:
-        """``(text, label)`` of every label sent with its text for ``model``, oldest first."""
-        query = (sa.select(feedback_texts.c.text, feedback_texts.c.label)
-                 .where(feedback_texts.c.model == model)
-                 .order_by(feedback_texts.c.sample_id))
+    def labeled_samples(self, model: str) -> builtins.list[tuple[str, str, float]]:
+        """``(text, label, received_at)`` of every label sent with its text for ``model``,
+        oldest first."""
+        columns = feedback_texts.c
+        query = (sa.select(columns.text, columns.label, columns.received_at)
+                 .where(columns.model == model).order_by(columns.sample_id))
         try:
             with self.database.engine.connect() as connection:
-                return [(row[0], row[1]) for row in connection.execute(query)]
+                return [(row[0], row[1], float(row[2])) for row in connection.execute(query)]
         except SQLAlchemyError as exc:
             raise BackendUnavailableError(
                 f"feedback: cannot read the store {self.database.safe_url}: {exc}") from exc

@@ -9,9 +9,18 @@ malformed JSON, and wrong types (422). The schemas still appear in the OpenAPI d
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.requests import Request
 
 from driftloop.config import ServingConfig
@@ -63,6 +72,14 @@ class FeedbackItem(_Strict):
         None, min_length=1,
         description="the predicted text: stored with its label as a production sample that a "
                     "model with merge_feedback learns from at its next retrain")
+
+    @field_validator("prediction_id", "label", "text")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # stored as text: PostgreSQL refuses NUL in a string
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
 
 
 class FeedbackRequest(_Strict):
@@ -187,19 +204,22 @@ def parse_body(model: type[Body], data: Any) -> Body:
         raise InvalidInputError("invalid request: " + "; ".join(problems)) from None
 
 
-def check_texts(texts: list[str], settings: ServingConfig) -> None:
-    """Apply ``serving.max_texts_per_request`` (413) and ``serving.max_text_chars`` (422)."""
+def check_texts(texts: list[str], settings: ServingConfig,
+                names: Sequence[str] | None = None) -> None:
+    """Apply ``serving.max_texts_per_request`` (413) and ``serving.max_text_chars`` (422);
+    ``names`` says what each text is in the request (default: ``text <index>``)."""
     if len(texts) > settings.max_texts_per_request:
         raise LimitError(
             f"{len(texts)} texts in one request exceed serving.max_texts_per_request "
             f"({settings.max_texts_per_request})", "serving.max_texts_per_request")
     for index, text in enumerate(texts):
+        name = f"text {index}" if names is None else names[index]
         if len(text) > settings.max_text_chars:
             raise InvalidTextError(
-                f"text {index} has {len(text)} characters, more than serving.max_text_chars "
+                f"{name} has {len(text)} characters, more than serving.max_text_chars "
                 f"({settings.max_text_chars})", "serving.max_text_chars")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInputError(
-                f"text {index} contains an unpaired surrogate escape: not valid Unicode") from None
+                f"{name} contains an unpaired surrogate escape: not valid Unicode") from None

@@ -49,7 +49,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               "raw model, plain FastAPI and BentoML",
               ("serving.py", "--model", "transformers", "--seconds", "4"), True),
     Benchmark("idle_wakeup", "The floor under the 1-client overhead: a plain FastAPI "
-              "endpoint whose model only sleeps", ("idle_wakeup.py", "--seconds", "3"), True),
+              "endpoint whose model only waits", ("idle_wakeup.py", "--seconds", "2"), True),
     Benchmark("memory", "Memory: peak RSS of driftloop serve", ("memory.py", "--seconds", "4"),
               True),
     Benchmark("insights_overhead", "Insights: cost of report_insights on the request path",

@@ -305,6 +305,30 @@ def test_groups_are_per_model_and_a_silent_group_goes_no_data(database: Database
     assert states(engine) == {"a": NO_DATA, "b": OK}
 
 
+def test_a_shadow_versions_insights_count_only_where_a_monitor_asks_for_them(
+    database: Database,
+) -> None:
+    """During a shadow rollout the candidate scores production's traffic too: its insights
+    (tagged ``shadow=true``) must neither lift production's monitor out of ALERT nor double
+    its count; a monitor that filters on the tag watches the shadow alone."""
+    clock = ManualClock(T0)
+    config = make_config(
+        {"below": BELOW},
+        {"name": "shadow-confidence", "below": BELOW, "filter": {"shadow": "true"}},
+    )
+    engine, store = make_engine(database, config, clock)
+    feed(store, T0 - 300, T0, 0.5)  # production: low
+    store.write([MetricPoint("model_confidence", 0.99, T0 - 300 + i * 5,
+                             {"model": "a", "shadow": "true"}) for i in range(60)])
+    events = engine.evaluate()
+    by_monitor = {(e.monitor, e.state) for e in events}
+    assert ("confidence", ALERT) in by_monitor
+    assert states(engine) == {"a": ALERT}
+    assert states(engine, "shadow-confidence") == {"a": OK}
+    [production] = engine.status("confidence")[0].groups
+    assert production.value == pytest.approx(0.5)
+
+
 class DropDetector:
     """A one-sided CUSUM on drops of the mean below the reference (river-style flags)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -34,10 +34,11 @@ from driftloop.dashboard.data import (
     worst_state,
 )
 from driftloop.errors import InvalidInputError
-from driftloop.metrics.points import MetricStore
+from driftloop.metrics.points import MetricStore, TagFilter
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.history import MonitorStateStore
 from driftloop.monitors.incidents import IncidentStatus, IncidentStore
+from driftloop.monitors.series import series_filter
 from driftloop.monitors.tables import monitor_events
 from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.notify.tables import notify_deliveries, notify_events
@@ -173,11 +174,10 @@ class StoreDashboardData:
         for monitor in self.monitors:
             if not _watches(monitor, model):
                 continue
-            series_filter = dict(monitor.filter)
+            read: dict[str, str | None] = dict(series_filter(monitor))
             if "model" in monitor.group_by or "model" in monitor.filter:
-                series_filter["model"] = model
-            series = self.metric_store.series(monitor.metric, start, end, step,
-                                              filter=series_filter)
+                read["model"] = model
+            series = self.metric_store.series(monitor.metric, start, end, step, filter=read)
             reference = reference_value(reference_profile, monitor.metric, monitor.aggregation)
             resolved = resolve_thresholds(monitor, reference)
             direction: Literal["below", "above", "none"] = (
@@ -418,13 +418,12 @@ class StoreDashboardData:
         for monitor in self.monitors:
             if model is not None and not _watches(monitor, model):
                 continue
-            series_filter: Mapping[str, str] = (
-                {**monitor.filter, "model": model} if model is not None
+            read: TagFilter = (
+                {**series_filter(monitor), "model": model} if model is not None
                 and ("model" in monitor.group_by or "model" in monitor.filter)
-                else dict(monitor.filter)
+                else series_filter(monitor)
             )
-            first = self.metric_store.earliest(monitor.metric, 0.0, now + 1.0,
-                                               filter=series_filter)
+            first = self.metric_store.earliest(monitor.metric, 0.0, now + 1.0, filter=read)
             if first is not None:
                 candidates.append(first)
         with self.database.engine.connect() as connection:

@@ -9,6 +9,14 @@ from typing import Literal, overload
 
 Aggregation = Literal["avg", "min", "max", "sum", "count", "p50", "p90", "p99"]
 
+SHADOW_TAG = "shadow"
+"""Tag (value ``"true"``) of the insights a shadow version reports while it scores production's
+traffic beside it: not production traffic, so monitors leave it out unless they filter on it."""
+
+TagFilter = Mapping[str, str | None]
+"""Which series a query reads: each tag must have the given value, or, for ``None``, be absent
+(``{"model": "m", "shadow": None}``: model ``m``'s series, without the shadow version's)."""
+
 
 @dataclass(frozen=True, slots=True)
 class MetricPoint:
@@ -122,7 +130,7 @@ class MetricStore(ABC):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
         group_by: Sequence[str] = (),
     ) -> list[AggregateResult]:
         """Aggregate points with ``start <= timestamp < end``, one result per group."""
@@ -135,7 +143,7 @@ class MetricStore(ABC):
         end: float,
         step: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> list[SeriesPoint]:
         """Bucketed avg/min/max/count, for graphs."""
 
@@ -146,7 +154,7 @@ class MetricStore(ABC):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> list[MetricPoint]:
         """The raw points with ``start <= timestamp < end``, oldest first (for streaming drift
         detectors); points older than the raw retention are gone."""
@@ -157,7 +165,7 @@ class MetricStore(ABC):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> float | None:
         """The timestamp of the oldest point with ``start <= timestamp < end``, or ``None``."""
         found = self.points(metric, start, end, filter=filter)

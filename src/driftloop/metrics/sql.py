@@ -53,6 +53,7 @@ from driftloop.metrics.points import (
     MetricStore,
     PointBatch,
     SeriesPoint,
+    TagFilter,
 )
 from driftloop.metrics.sketch import (
     encode_bins,
@@ -819,7 +820,7 @@ class SqlMetricStore(MetricStore):
     # ------------------------------------------------------------------ series lookup
 
     def _matching_series(
-        self, connection: Connection, metric: str, filter: Mapping[str, str] | None
+        self, connection: Connection, metric: str, filter: TagFilter | None
     ) -> dict[int, dict[str, str]]:
         rows = connection.execute(_SERIES_BY_NAME, {"name": metric}).all()
         matched: dict[int, dict[str, str]] = {}
@@ -862,7 +863,7 @@ class SqlMetricStore(MetricStore):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
         group_by: Sequence[str] = (),
         resolution: Resolution = "auto",
     ) -> list[AggregateResult]:
@@ -1070,7 +1071,7 @@ class SqlMetricStore(MetricStore):
         end: float,
         step: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> list[SeriesPoint]:
         """Buckets ``[start + k·step, start + (k+1)·step)`` that hold points. With a whole-minute
         ``step`` and a minute-aligned ``start`` over a long or old range, whole minutes come from
@@ -1152,7 +1153,7 @@ class SqlMetricStore(MetricStore):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> list[MetricPoint]:
         p = metric_points.c
         found: list[MetricPoint] = []
@@ -1182,7 +1183,7 @@ class SqlMetricStore(MetricStore):
         start: float,
         end: float,
         *,
-        filter: Mapping[str, str] | None = None,
+        filter: TagFilter | None = None,
     ) -> float | None:
         """The oldest point's timestamp in the window; from the rollups (to the minute) where
         raw points are already purged."""

@@ -48,6 +48,7 @@ from driftloop.monitors.incidents import (
     IncidentStore,
     monitor_incident_id,
 )
+from driftloop.monitors.series import series_filter
 from driftloop.monitors.templates import MessageTemplate
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
 from driftloop.store import Database
@@ -253,7 +254,7 @@ class MonitorEngine:
         if results is None:  # monitors that differ only in thresholds share one query
             results = self.metric_store.query(
                 monitor.metric, monitor.aggregation, start, end,
-                filter=monitor.filter, group_by=monitor.group_by,
+                filter=series_filter(monitor), group_by=monitor.group_by,
             )
             run.queries[query_key] = results
         found = {group_key(r.group): r for r in results if r.count > 0 and r.value is not None}
@@ -270,7 +271,7 @@ class MonitorEngine:
                 if state.first_seen is None:
                     state.first_seen = self.metric_store.earliest(
                         monitor.metric, start - monitor.window, end,
-                        filter={**monitor.filter, **state.group},
+                        filter={**series_filter(monitor), **state.group},
                     )
                 if state.first_seen is None or state.first_seen > start:
                     continue
@@ -307,7 +308,7 @@ class MonitorEngine:
         groups: dict[str, dict[str, str]] = {}
         if fetch_start < end:
             for point in self.metric_store.points(
-                monitor.metric, fetch_start, end, filter=monitor.filter
+                monitor.metric, fetch_start, end, filter=series_filter(monitor)
             ):
                 values = [point.tags.get(tag) for tag in monitor.group_by]
                 if any(v is None for v in values):

@@ -40,6 +40,7 @@ from driftloop.config import (
 from driftloop.errors import BackendUnavailableError, ConfigError, DriftloopError
 from driftloop.metrics.points import MetricStore, SeriesPoint
 from driftloop.monitors.events import Event, MonitorState
+from driftloop.monitors.series import series_filter
 from driftloop.notify.base import (
     DeliveryResult,
     Notification,
@@ -265,7 +266,7 @@ class NotificationRouter:
             step = span / 60
             return tuple(self._metric_store.series(
                 monitor.metric, event.timestamp - span, event.timestamp + step, step,
-                filter={**monitor.filter, **event.group},
+                filter={**series_filter(monitor), **event.group},
             ))
         except Exception:  # a graph is a nicety: never let it stop a notification
             logger.warning("no graph series for event %s", event.event_id, exc_info=True)

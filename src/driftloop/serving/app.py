@@ -54,6 +54,7 @@ from driftloop.insights.client import (
     default_insights_client,
     shutdown_insights,
 )
+from driftloop.metrics.points import SHADOW_TAG
 from driftloop.serving.feedback import (
     FeedbackRecord,
     FeedbackStore,
@@ -532,10 +533,10 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot,
     for text, row in zip(texts, rows, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
         _report(state, {"model_confidence": row[best], "text_length": len(text)},
-                {"model": name, "version": version, "class": labels[best], "shadow": "true"},
+                {"model": name, "version": version, "class": labels[best], SHADOW_TAG: "true"},
                 timestamp=now)
     _report(state, {"latency_ms": latency_ms},
-            {"model": name, "version": version, "shadow": "true"}, timestamp=now)
+            {"model": name, "version": version, SHADOW_TAG: "true"}, timestamp=now)
 
 
 def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],

@@ -131,7 +131,7 @@ def loop(tmp_path: Path) -> Iterator[LoopProcess]:
 
 def assert_consistent(system: DriftloopSystem) -> None:
     """Every version loads and verifies; every alias names one; no artifact is orphaned; every
-    job is either finished or owned by exactly one step that is still open."""
+    job is either finished or has at most one step still open (the one its worker was in)."""
     registry = system.registry
     versions = registry.list_versions(MODEL)
     for version in versions:

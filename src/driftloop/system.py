@@ -40,6 +40,7 @@ from driftloop.registry import ModelRegistry
 from driftloop.serving.app import create_app, require_scope
 from driftloop.serving.feedback import FeedbackStore
 from driftloop.serving.keys import ApiKeyStore, Scope
+from driftloop.serving.sources import SERVED_ALIASES
 from driftloop.storage import DatasetStore
 from driftloop.store import open_database
 from driftloop.trainers.base import ReferenceProfile
@@ -82,6 +83,7 @@ class DriftloopSystem:
             config, self.database, self.metric_store, clock=clock,
             listeners=[self.router, *self.options.event_listeners],
             reference_provider=self.reference_for, detector_factory=self.build_detector,
+            served_versions=self.served_versions,
         )
         self.pipeline = RetrainPipeline(
             config, self.queue, self.registry, self.datasets, health=self, incidents=self.engine,
@@ -170,6 +172,13 @@ class DriftloopSystem:
             and group.group.get("version", production) == production
         ]
         return bool(states) and all(state == MonitorState.OK for state in states)
+
+    def served_versions(self, model: str) -> set[str] | None:
+        """The versions of ``model`` that servers load now (production, and a canary or shadow
+        during a rollout), as ``version`` tag values; None for a model with none."""
+        aliases = self.registry.aliases(model)
+        served = {str(version) for alias, version in aliases.items() if alias in SERVED_ALIASES}
+        return served or None
 
     def live_confidence(
         self, model: str, version: int, start: float, end: float

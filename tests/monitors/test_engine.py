@@ -329,6 +329,56 @@ def test_a_shadow_versions_insights_count_only_where_a_monitor_asks_for_them(
     assert production.value == pytest.approx(0.5)
 
 
+def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_resolved(
+    database: Database,
+) -> None:
+    """After a deploy replaces v1, v1's groups get no more points: without retirement they
+    would keep their last state (and an open incident) forever. A version served again (a
+    rollback) starts afresh."""
+    clock = ManualClock(T0)
+    served = {"m": {"1"}}
+    config = make_config({"below": BELOW, "group_by": ["model", "version"]})
+    engine, store = make_engine(database, config, clock,
+                                served_versions=lambda model: served.get(model))
+
+    def traffic(version: str, value: float, end: float) -> None:
+        store.write([MetricPoint("model_confidence", value, end - 300 + i * 10,
+                                 {"model": "m", "version": version}) for i in range(30)])
+
+    def groups() -> dict[str, MonitorState]:
+        [status] = engine.status("confidence")
+        return {g.group["version"]: g.state for g in status.groups}
+
+    traffic("1", 0.5, T0)
+    [alert] = engine.evaluate()
+    assert (alert.group, alert.state) == ({"model": "m", "version": "1"}, ALERT)
+    assert alert.incident_id is not None
+
+    served["m"] = {"2"}  # a deploy: production -> v2; v1 still has points in the window
+    clock.now = T0 + 60
+    traffic("2", 0.95, T0 + 60)
+    assert engine.evaluate() == []  # no event for v1 (it did not recover), none for v2 (OK)
+    assert groups() == {"2": OK}
+    incident = engine.get_incident(alert.incident_id)
+    assert incident.status == IncidentStatus.RESOLVED
+    assert "version 1 of m is no longer served (serving 2); was ALERT" in \
+        incident.timeline[-1].message
+
+    clock.now = T0 + 120
+    traffic("1", 0.5, T0 + 120)  # a server still on v1 for a moment
+    assert engine.evaluate() == []
+    assert groups() == {"2": OK}
+
+    served["m"] = {"1"}  # a rollback: v1 again, judged afresh
+    clock.now = T0 + 180
+    traffic("1", 0.5, T0 + 180)
+    [again] = engine.evaluate()
+    assert (again.group, again.previous, again.state) == (
+        {"model": "m", "version": "1"}, OK, ALERT)
+    assert again.incident_id not in {None, alert.incident_id}
+    assert groups() == {"1": ALERT}
+
+
 class DropDetector:
     """A one-sided CUSUM on drops of the mean below the reference (river-style flags)."""
 

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 ReferenceProvider = Callable[[Mapping[str, str]], ReferenceProfile | None]
 """The reference profile of the model a group is about (``{"model": "..."}``), or ``None``."""
+
+ServedVersions = Callable[[str], Collection[str] | None]
+"""For a model name, the versions (as ``version`` tag values) it serves now, or None when that
+is not known."""
 
 EventListener = Callable[[Event], None]
 ProgressCallback = Callable[[int, int], None]
@@ -110,6 +114,10 @@ class _Evaluation:
     incident_ops: list[Callable[[Connection], object]] = field(default_factory=list)
     references: dict[str, ReferenceProfile | None] = field(default_factory=dict)
     queries: dict[tuple[object, ...], list[AggregateResult]] = field(default_factory=dict)
+    served: dict[str, Collection[str] | None] = field(default_factory=dict)
+    """Per model, the versions it serves (asked once per evaluation)."""
+    retired: list[GroupState] = field(default_factory=list)
+    """Groups of versions no longer served: their rows are deleted."""
 
 
 def format_value(value: float | None) -> str:
@@ -137,6 +145,7 @@ class MonitorEngine:
         listeners: Sequence[EventListener] = (),
         reference_provider: ReferenceProvider | None = None,
         detector_factory: DetectorFactory | None = None,
+        served_versions: ServedVersions | None = None,
     ) -> None:
         self.config = config
         self.database = database
@@ -145,6 +154,9 @@ class MonitorEngine:
         self.listeners = list(listeners)
         self.reference_provider = reference_provider
         self.detector_factory = detector_factory
+        self.served_versions = served_versions
+        """Which versions each model serves: groups of the others (a ``version`` tag no alias
+        serves any more) are retired; None: never."""
         self.state_store = MonitorStateStore(database)
         self.incidents = IncidentStore(database, clock=clock)
         self.monitors: dict[str, MonitorConfig] = {m.name: m for m in config.monitors}
@@ -203,6 +215,7 @@ class MonitorEngine:
             with self.database.engine.begin() as connection:
                 for op in run.incident_ops:
                     op(connection)
+                self.state_store.delete_states(connection, run.retired)
                 self.state_store.save_states(connection, run.touched)
                 self.state_store.save_events(connection, run.events)
         except OperationalError as exc:
@@ -221,6 +234,37 @@ class MonitorEngine:
         state.last_evaluated = run.now
         run.touched.append(state)
         return state
+
+    def _retire_unserved(
+        self, monitor: MonitorConfig, key: str, group: Mapping[str, str],
+        states: dict[str, GroupState], run: _Evaluation,
+    ) -> bool:
+        """Whether ``group`` belongs to a model version no longer served (replaced by a deploy,
+        or a rolled-back candidate); its state, if any, is retired: an open incident is
+        resolved with a note saying why, and the group's row is deleted. Late points of that
+        version are ignored; a version served again starts afresh."""
+        model, version = group.get("model"), group.get("version")
+        if self.served_versions is None or model is None or version is None:
+            return False
+        if model not in run.served:
+            run.served[model] = self.served_versions(model)
+        served = run.served[model]
+        if served is None or version in served:
+            return False
+        state = states.pop(key, None)
+        self._detectors.pop((monitor.name, key), None)
+        if state is None:
+            return True
+        if state.incident_id is not None:
+            incident_id, now = state.incident_id, run.now
+            message = (f"{monitor.name}: version {version} of {model} is no longer served "
+                       f"(serving {', '.join(sorted(served)) or 'none'}); was {state.state}")
+            run.incident_ops.append(
+                lambda c: self.incidents.resolve_incident(incident_id, message, timestamp=now,
+                                                          connection=c))
+        if state.stored:
+            run.retired.append(state)
+        return True
 
     def _reference(self, group: Mapping[str, str], run: _Evaluation) -> ReferenceProfile | None:
         if self.reference_provider is None:
@@ -261,6 +305,8 @@ class MonitorEngine:
         for key in sorted(set(found) | set(states)):
             result = found.get(key)
             group = result.group if result is not None else states[key].group
+            if self._retire_unserved(monitor, key, group, states, run):
+                continue
             state = self._state(monitor, key, group, states, run)
             if result is None or result.value is None:
                 self._no_data(monitor, state, end, run)
@@ -319,6 +365,8 @@ class MonitorEngine:
                 by_group.setdefault(key, []).append(point)
         for key in sorted(set(by_group) | set(states)):
             group = groups.get(key) or states[key].group
+            if self._retire_unserved(monitor, key, group, states, run):
+                continue
             state = self._state(monitor, key, group, states, run)
             if state.cursor is None:
                 state.cursor = default_cursor

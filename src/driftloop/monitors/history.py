@@ -118,6 +118,12 @@ class MonitorStateStore:
         for s in inserts:
             s.stored = True
 
+    def delete_states(self, connection: Connection, states: Sequence[GroupState]) -> None:
+        for state in states:
+            connection.execute(monitor_states.delete().where(
+                monitor_states.c.monitor == state.monitor,
+                monitor_states.c.group_key == state.group_key))
+
     def save_events(self, connection: Connection, events: Sequence[Event]) -> None:
         if not events:
             return

@@ -30,6 +30,8 @@ the traffic (``pipeline.canary_fraction``)."""
 SHADOW = "shadow"
 """While a shadow rollout runs, this alias points at the candidate that scores every request
 in the background; production still answers."""
+SERVED_ALIASES = (PRODUCTION, CANARY, SHADOW)
+"""The aliases whose versions a server loads and scores with."""
 
 
 @runtime_checkable

@@ -251,7 +251,7 @@ class DogStatsdConfig(StrictModel):
     prefix: str = "driftloop."
     metric_type: Literal["d", "h", "g"] = "d"
     metrics: list[str] = Field(default_factory=lambda: ["model_confidence"])
-    tag_keys: list[str] = Field(default_factory=lambda: ["model", "version"])
+    tag_keys: list[str] = Field(default_factory=lambda: ["model", "version", "shadow"])
     constant_tags: list[str] = Field(default_factory=list)
     max_packet_bytes: int = Field(1432, ge=512, le=65000)
 

@@ -23,6 +23,7 @@ from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
 from driftloop.insights.client import InsightsClient
 from driftloop.insights.transports import Transport, open_transport
+from driftloop.metrics.points import SHADOW_TAG
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.api import monitors_router
 from driftloop.monitors.detectors import DriftDetector
@@ -157,8 +158,9 @@ class DriftloopSystem:
     def monitors_ok(self, model: str) -> bool:
         """Every monitor group of the model now serving is OK (the verification question).
 
-        Groups split by ``version`` count only for the production version: an old version that
-        no longer serves keeps its last state as history.
+        Groups split by ``version`` count only for the production version (an older version's
+        groups are retired once no alias serves it), and monitors that watch a shadow version
+        (their filter names ``shadow``) do not count: production's traffic is the question.
         """
         try:
             production = str(self.registry.resolve(model, "production").version)
@@ -167,6 +169,7 @@ class DriftloopSystem:
         states = [
             group.state
             for status in self.engine.status()
+            if SHADOW_TAG not in self.engine.monitors[status.name].filter
             for group in status.groups
             if group.group.get("model") == model
             and group.group.get("version", production) == production
@@ -175,9 +178,15 @@ class DriftloopSystem:
 
     def served_versions(self, model: str) -> set[str] | None:
         """The versions of ``model`` that servers load now (production, and a canary or shadow
-        during a rollout), as ``version`` tag values; None for a model with none."""
-        aliases = self.registry.aliases(model)
-        served = {str(version) for alias, version in aliases.items() if alias in SERVED_ALIASES}
+        during a rollout), as ``version`` tag values, plus the version a running retrain job
+        may roll back to; None for a model with none. What is served is what the aliases name
+        (a server that could not load a new version serves the old one a little longer)."""
+        served = {str(version) for alias, version in self.registry.aliases(model).items()
+                  if alias in SERVED_ALIASES}
+        if served:
+            job = self.queue.active(model)
+            if job is not None and job.previous_version is not None:
+                served.add(str(job.previous_version))
         return served or None
 
     def live_confidence(

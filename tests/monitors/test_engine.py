@@ -357,12 +357,19 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     served["m"] = {"2"}  # a deploy: production -> v2; v1 still has points in the window
     clock.now = T0 + 60
     traffic("2", 0.95, T0 + 60)
-    assert engine.evaluate() == []  # no event for v1 (it did not recover), none for v2 (OK)
+    # one event closes v1's group (so that notifiers close their tickets), none for v2 (OK)
+    [closed] = engine.evaluate()
+    assert (closed.group, closed.previous, closed.state) == (
+        {"model": "m", "version": "1"}, ALERT, OK)
+    assert closed.details["reason"] == "version no longer served"
+    assert closed.details["serving"] == ["2"]
+    assert closed.incident_id == alert.incident_id
     assert groups() == {"2": OK}
     incident = engine.get_incident(alert.incident_id)
     assert incident.status == IncidentStatus.RESOLVED
-    assert "version 1 of m is no longer served (serving 2); was ALERT" in \
-        incident.timeline[-1].message
+    retired = [e for e in incident.timeline if e.kind == "retired"]
+    assert [e.message for e in retired] == [
+        "confidence: version 1 of m is no longer served (serving 2); it was ALERT"]
 
     clock.now = T0 + 120
     traffic("1", 0.5, T0 + 120)  # a server still on v1 for a moment
@@ -377,6 +384,18 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
         {"model": "m", "version": "1"}, OK, ALERT)
     assert again.incident_id not in {None, alert.incident_id}
     assert groups() == {"1": ALERT}
+
+
+def test_only_registry_versions_are_retired(database: Database) -> None:
+    """A ``version`` tag that is not a registry version number (an external reporter's "v2")
+    is never taken for a version the registry stopped serving."""
+    clock = ManualClock(T0)
+    config = make_config({"below": BELOW, "group_by": ["model", "version"]})
+    engine, store = make_engine(database, config, clock, served_versions=lambda model: {"2"})
+    store.write([MetricPoint("model_confidence", 0.5, T0 - 300 + i * 10,
+                             {"model": "m", "version": "v2"}) for i in range(30)])
+    [event] = engine.evaluate()
+    assert (event.group, event.state) == ({"model": "m", "version": "v2"}, ALERT)
 
 
 class DropDetector:

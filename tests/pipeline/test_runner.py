@@ -203,6 +203,46 @@ def test_a_rejection_ends_the_job_in_the_transaction_that_records_it(tmp_path: P
     assert any(_enters(*s, "rejected") for s in transaction), transaction
 
 
+def test_served_versions_keep_a_running_jobs_rollback_target(world: PipelineWorld) -> None:
+    """While a job deploys and verifies v2, v1 is what a rollback restores: its monitor groups
+    (and an open incident on them) must not be retired until the job ends."""
+    system = world.system
+    assert system.served_versions(MODEL) == {"1"}
+    assert system.served_versions("never-registered") is None
+    job_id = system.queue.enqueue(MODEL, reason="test").job.job_id
+    claimed = system.queue.claim("w")
+    assert claimed is not None
+    system.queue.set_state(job_id, JobState.DEPLOYING, previous_version=1)
+    world.train_production(world.snapshots.drifted)  # v2 becomes production
+    assert system.served_versions(MODEL) == {"2", "1"}
+    system.queue.set_state(job_id, JobState.SUCCEEDED)
+    assert system.served_versions(MODEL) == {"2"}
+
+
+def test_monitors_ok_asks_about_production_traffic_only(tmp_path: Path) -> None:
+    """A monitor that watches a shadow version goes without data once the rollout ends; it
+    must not fail every later verification."""
+    world = PipelineWorld.create(tmp_path, extra={"monitors": [
+        {"name": "confidence", "below": {"warning": 0.5, "critical": 0.4}},
+        {"name": "shadow confidence", "below": {"warning": 0.5, "critical": 0.4},
+         "filter": {"shadow": "true"}, "no_data": {"after": 60}},
+    ]})
+    world.train_production()
+    system, clock = world.system, world.clock
+    system.metric_store.write([
+        MetricPoint("model_confidence", 0.9, clock.now - 30 + i,
+                    {"model": MODEL, "version": "2", "shadow": "true"}) for i in range(30)])
+    system.engine.evaluate(clock.now)  # during the rollout
+    clock.now += 600  # the rollout ended; production traffic only
+    system.metric_store.write([
+        MetricPoint("model_confidence", 0.9, clock.now - 30 + i, {"model": MODEL, "version": "1"})
+        for i in range(30)])
+    system.engine.evaluate(clock.now)
+    states = {s.name: s.worst for s in system.engine.status()}
+    assert states == {"confidence": MonitorState.OK, "shadow confidence": MonitorState.NO_DATA}
+    assert system.monitors_ok(MODEL)
+
+
 def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
     """The DriftloopSystem is the health probe: metric points in the SQL store, the monitor
     engine's states, the live confidence of each version."""

@@ -82,6 +82,16 @@ def test_distribution_lines_carry_model_and_version_tags(agent: UdpAgent) -> Non
     forwarder.close()
 
 
+def test_a_shadow_versions_points_say_so(agent: UdpAgent) -> None:
+    # production's Datadog monitors must be able to leave the candidate out (!shadow:true)
+    forwarder = DogStatsdForwarder.from_config(DogStatsdConfig(port=agent.port))
+    forwarder.forward([point("model_confidence", 0.9, model="m", version="2", shadow="true"),
+                       point("model_confidence", 0.5, model="m", version="1")])
+    assert agent.receive(2) == ["driftloop.model_confidence:0.9|d|#model:m,version:2,shadow:true",
+                                "driftloop.model_confidence:0.5|d|#model:m,version:1"]
+    forwarder.close()
+
+
 def test_gauges_send_the_batch_mean_per_tag_set(agent: UdpAgent) -> None:
     forwarder = DogStatsdForwarder("127.0.0.1", agent.port, metric_type="g",
                                    metrics=["model_confidence", "latency_ms"])

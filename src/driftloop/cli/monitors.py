@@ -15,6 +15,7 @@ from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.engine import MonitorEngine, format_value
 from driftloop.monitors.history import event_to_dict
 from driftloop.store import open_database
+from driftloop.system import DriftloopSystem
 
 monitors_app = sub_app("monitors", "List monitors, evaluate them now, show their history.")
 
@@ -86,7 +87,9 @@ def monitors_status(
 ) -> None:
     """Evaluate every monitor now and show the state of each group."""
     config = load(config_path)
-    engine = _engine(config)
+    # the engine 'driftloop up' runs, with its references, detectors, served versions and
+    # notifications: a transition found here is notified once, whoever finds it first
+    engine = DriftloopSystem(config).engine
     if as_json:
         events = engine.evaluate()
     else:

@@ -493,7 +493,7 @@ def _refresh(view: DemoView, system: DriftloopSystem) -> None:
     serving = None if view.production is None else str(view.production)
     for status in system.engine.status():
         # groups split by version count for the serving version only (as in monitors_ok):
-        # the previous version's drift ALERT stays in its history
+        # the previous version's groups are retired once v2 is verified
         states = [group.state for group in status.groups
                   if group.group.get("version", serving) == serving]
         worst = max(states, key=_SEVERITY.index) if states else None

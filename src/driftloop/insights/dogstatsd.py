@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from driftloop.config import DogStatsdConfig
 from driftloop.errors import ConfigError
 from driftloop.insights.transports import Transport
-from driftloop.metrics.points import MetricPoint
+from driftloop.metrics.points import SHADOW_TAG, MetricPoint
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class DogStatsdForwarder:
         prefix: str = "driftloop.",
         metric_type: str = "d",
         metrics: Iterable[str] = ("model_confidence",),
-        tag_keys: Iterable[str] = ("model", "version"),
+        tag_keys: Iterable[str] = ("model", "version", SHADOW_TAG),
         constant_tags: Iterable[str] = (),
         max_packet_bytes: int = 1432,
     ) -> None:

@@ -239,12 +239,15 @@ class MonitorEngine:
         self, monitor: MonitorConfig, key: str, group: Mapping[str, str],
         states: dict[str, GroupState], run: _Evaluation,
     ) -> bool:
-        """Whether ``group`` belongs to a model version no longer served (replaced by a deploy,
-        or a rolled-back candidate); its state, if any, is retired: an open incident is
-        resolved with a note saying why, and the group's row is deleted. Late points of that
-        version are ignored; a version served again starts afresh."""
+        """Whether ``group`` belongs to a registry version (a ``version`` tag of digits) that
+        its model no longer serves: a deploy replaced it, or a rolled-back candidate. Its state,
+        if any, is retired: a group in WARN or ALERT, or with an open incident, goes to OK with
+        an event that says why (so notifiers close their tickets) and its incident is resolved;
+        then the group's row is deleted. Late points of that version are ignored; a version
+        served again starts afresh."""
         model, version = group.get("model"), group.get("version")
-        if self.served_versions is None or model is None or version is None:
+        if (self.served_versions is None or model is None or version is None
+                or not version.isdigit()):
             return False
         if model not in run.served:
             run.served[model] = self.served_versions(model)
@@ -255,13 +258,20 @@ class MonitorEngine:
         self._detectors.pop((monitor.name, key), None)
         if state is None:
             return True
-        if state.incident_id is not None:
-            incident_id, now = state.incident_id, run.now
-            message = (f"{monitor.name}: version {version} of {model} is no longer served "
-                       f"(serving {', '.join(sorted(served)) or 'none'}); was {state.state}")
-            run.incident_ops.append(
-                lambda c: self.incidents.resolve_incident(incident_id, message, timestamp=now,
-                                                          connection=c))
+        serving = sorted(served, key=lambda v: (len(v), v))
+        if state.incident_id is not None or state.state in _BAD:
+            if state.incident_id is not None:
+                incident_id, now = state.incident_id, run.now
+                message = (f"{monitor.name}: version {version} of {model} is no longer served "
+                           f"(serving {', '.join(serving)}); it was {state.state}")
+                run.incident_ops.append(
+                    lambda c: self.incidents.add_timeline_entry(
+                        incident_id, "retired", message, {"version": version,
+                                                          "serving": serving},
+                        timestamp=now, connection=c))
+            state.value = None
+            self._emit(monitor, state, MonitorState.OK, run,
+                       details={"reason": "version no longer served", "serving": serving})
         if state.stored:
             run.retired.append(state)
         return True

@@ -164,6 +164,14 @@ class JobQueue:
             ).first()
             return None if row is None else Job.from_row(row)
 
+    def active(self, model: str) -> Job | None:
+        """The unfinished job of ``model``, if any (there is at most one)."""
+        with self.database.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(retrain_jobs).where(retrain_jobs.c.active_model == model)
+            ).first()
+        return None if row is None else Job.from_row(row)
+
     def _attach(self, job_id: str) -> None:
         with self.database.engine.begin() as connection:
             connection.execute(

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from driftloop.cli import app as cli_app
+from driftloop.config import load_config
 from driftloop.insights import InsightsClient
 from driftloop.serving import FeedbackStore
-from driftloop.store import Database
+from driftloop.serving.feedback import FeedbackRecord
+from driftloop.store import Database, open_database
 from driftloop.testing.transports import MemoryTransport
 
 pytestmark = pytest.mark.anyio
@@ -166,3 +172,55 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
     assert f'driftloop_http_requests_total{{method="POST",{route},status="200"}} 2.0' in shown
     assert 'driftloop_model_version_info{content_hash="abc",model="reviews",version="3"} 1.0' \
         in shown
+
+
+def _write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "driftloop.yaml"
+    path.write_text("store: sqlite:///.driftloop/driftloop.db\n"
+                    "storage: file://.driftloop/storage\n"
+                    "models:\n  reviews: {trainer: sklearn, merge_feedback: true}\n")
+    return path
+
+
+def test_feedback_cli_lists_and_purges(tmp_path: Path) -> None:
+    """A labelling tool went wrong: its labels are found with `feedback ls` and removed with
+    `feedback purge --key`, texts included, so no retrain learns from them."""
+    path = _write_config(tmp_path)
+    config = load_config(path)
+    store = FeedbackStore(open_database(config.store, base_dir=config.base_dir))
+    store.database.migrate()
+    now = time.time()
+    store.record([
+        FeedbackRecord(f"p{i}", "reviews", label, None, None, key, received, text)
+        for i, (label, key, received, text) in enumerate([
+            ("Food - Positive", "goodtool", now - 10, "tasty"),
+            ("Food - Negative", "badtool", now - 5, "tasty again"),
+            ("Food - Negative", "badtool", now - 3 * 86400, "old and wrong"),
+            ("Food - Positive", "goodtool", now - 3 * 86400, None),
+        ])
+    ])
+    runner = CliRunner()
+    listed = runner.invoke(cli_app, ["feedback", "ls", "reviews", "--config", str(path),
+                                     "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [(r["prediction_id"], r["key_id"], r["text"]) for r in rows] == [
+        ("p3", "goodtool", None), ("p2", "badtool", "old and wrong"),
+        ("p1", "badtool", "tasty again"), ("p0", "goodtool", "tasty")]
+
+    refused = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--config", str(path)])
+    assert refused.exit_code == 1
+    assert "--key KEY_ID, --older-than DURATION, or --all" in refused.output
+    bad = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--older-than", "soon",
+                                  "--config", str(path)])
+    assert bad.exit_code == 1
+    assert "--older-than: expected a duration" in bad.output
+
+    purged = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--key", "badtool",
+                                     "--config", str(path), "--json"])
+    assert json.loads(purged.stdout) == {"model": "reviews", "deleted": 2}
+    assert [text for text, _, _ in store.labeled_samples("reviews")] == ["tasty"]
+    old = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--older-than", "1d",
+                                  "--config", str(path)])
+    assert "deleted 1 feedback label(s) of reviews" in old.stdout
+    assert [r.prediction_id for r in store.list("reviews")] == ["p0"]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json, sub_app
+from driftloop.config import parse_duration
+from driftloop.errors import InvalidInputError
+from driftloop.serving.feedback import FeedbackStore
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, parse_scope
 from driftloop.serving.server import plan_server, run_server
 from driftloop.store import open_database
@@ -96,3 +100,60 @@ def keys_revoke(
         print_json(_key_dict(info))
     else:
         console.print(f"revoked key [bold]{info.key_id}[/] ({info.name})")
+
+
+feedback_app = sub_app("feedback", "List and purge the true labels that production sent back.")
+
+
+def _feedback(config_path: Path | None) -> FeedbackStore:
+    config = load(config_path)
+    return FeedbackStore(open_database(config.store, base_dir=config.base_dir))
+
+
+@feedback_app.command("ls")
+def feedback_ls(
+    model: str = typer.Argument(..., help="The served model's name."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, help="How many, newest first."),
+    config_path: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List a model's latest feedback: labels, the texts sent with them, who sent them."""
+    records = _feedback(config_path).list(model, limit=limit, newest=True)
+    if as_json:
+        print_json([{**asdict(record), "correct": record.correct} for record in records])
+        return
+    table = Table("received", "prediction id", "label", "predicted", "key id", "text")
+    for record in records:
+        text = "" if record.text is None else record.text
+        table.add_row(_when(record.received_at), record.prediction_id, record.label,
+                      record.predicted_class or "", record.key_id or "",
+                      text if len(text) <= 60 else text[:57] + "...")
+    console.print(table)
+
+
+@feedback_app.command("purge")
+def feedback_purge(
+    model: str = typer.Argument(..., help="The served model's name."),
+    key_id: str | None = typer.Option(None, "--key", help="Only what this key id sent."),
+    older_than: str | None = typer.Option(
+        None, "--older-than", help="Only what arrived longer ago than this (30d, 12h, 90m)."),
+    everything: bool = typer.Option(False, "--all", help="All of the model's feedback."),
+    config_path: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete feedback (labels and texts), e.g. what a misbehaving labelling tool sent.
+
+    A model with merge_feedback stops learning from it at its next retrain.
+    """
+    if key_id is None and older_than is None and not everything:
+        raise InvalidInputError(
+            "say what to purge: --key KEY_ID, --older-than DURATION, or --all")
+    try:
+        before = None if older_than is None else time.time() - parse_duration(older_than)
+    except ValueError as exc:
+        raise InvalidInputError(f"--older-than: {exc}") from None
+    deleted = _feedback(config_path).purge(model, key_id=key_id, received_before=before)
+    if as_json:
+        print_json({"model": model, "deleted": deleted})
+    else:
+        console.print(f"deleted {deleted} feedback label(s) of {model}")

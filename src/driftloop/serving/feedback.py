@@ -88,7 +88,7 @@ class FeedbackStore:
         ]
         samples = [
             {"prediction_id": r.prediction_id, "model": r.model, "text": r.text,
-             "label": r.label, "received_at": r.received_at}
+             "label": r.label, "key_id": r.key_id, "received_at": r.received_at}
             for r in records if r.text is not None
         ]
         try:
@@ -101,19 +101,56 @@ class FeedbackStore:
                 f"feedback: cannot write to the store {self.database.safe_url}: {exc}") from exc
         return len(rows)
 
-    def list(self, model: str | None = None, *, limit: int = 1000) -> list[FeedbackRecord]:
-        query = sa.select(feedback).order_by(feedback.c.feedback_id).limit(limit)
+    def list(self, model: str | None = None, *, limit: int = 1000,
+             newest: bool = False) -> list[FeedbackRecord]:
+        """Feedback rows, oldest first (``newest``: the last ``limit``, newest first), each with
+        the text sent with it, if any."""
+        order = feedback.c.feedback_id.desc() if newest else feedback.c.feedback_id
+        query = sa.select(feedback).order_by(order).limit(limit)
         if model is not None:
             query = query.where(feedback.c.model == model)
         with self.database.engine.connect() as connection:
-            return [
-                FeedbackRecord(
-                    prediction_id=row["prediction_id"], model=row["model"], label=row["label"],
-                    version=row["version"], predicted_class=row["predicted_class"],
-                    key_id=row["key_id"], received_at=float(row["received_at"]),
+            rows = connection.execute(query).mappings().all()
+            texts: dict[tuple[str, str, float], str] = {}
+            if rows:
+                found = connection.execute(
+                    sa.select(feedback_texts.c.prediction_id, feedback_texts.c.model,
+                              feedback_texts.c.received_at, feedback_texts.c.text)
+                    .where(feedback_texts.c.prediction_id.in_(
+                        sorted({row["prediction_id"] for row in rows})))
                 )
-                for row in connection.execute(query).mappings()
-            ]
+                texts = {(r[0], r[1], float(r[2])): r[3] for r in found}
+        return [
+            FeedbackRecord(
+                prediction_id=row["prediction_id"], model=row["model"], label=row["label"],
+                version=row["version"], predicted_class=row["predicted_class"],
+                key_id=row["key_id"], received_at=float(row["received_at"]),
+                text=texts.get((row["prediction_id"], row["model"], float(row["received_at"]))),
+            )
+            for row in rows
+        ]
+
+    def purge(self, model: str, *, key_id: str | None = None,
+              received_before: float | None = None) -> int:
+        """Delete ``model``'s feedback (labels and their texts), only that sent with ``key_id``
+        and/or received before ``received_before`` when given; returns the labels deleted. A
+        model that merges feedback no longer learns from it at its next retrain (versions
+        trained before keep the snapshot they were trained on)."""
+        conditions = {
+            table: [table.c.model == model,
+                    *([table.c.key_id == key_id] if key_id is not None else []),
+                    *([table.c.received_at < received_before]
+                      if received_before is not None else [])]
+            for table in (feedback, feedback_texts)
+        }
+        try:
+            with self.database.engine.begin() as connection:
+                connection.execute(feedback_texts.delete().where(*conditions[feedback_texts]))
+                deleted = connection.execute(feedback.delete().where(*conditions[feedback]))
+        except SQLAlchemyError as exc:
+            raise BackendUnavailableError(
+                f"feedback: cannot write to the store {self.database.safe_url}: {exc}") from exc
+        return int(deleted.rowcount)
 
     def labeled_samples(self, model: str) -> builtins.list[tuple[str, str, float]]:
         """``(text, label, received_at)`` of every label sent with its text for ``model``,

@@ -44,6 +44,7 @@ feedback_texts = sa.Table(
     sa.Column("model", sa.String(64), nullable=False, index=True),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("label", sa.String(256), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=True),
     sa.Column("received_at", sa.Float, nullable=False),
 )
 

@@ -24,6 +24,8 @@ from servicekit import (
     ManagedService,
     PrometheusService,
     S3Endpoint,
+    close_s3_filesystem,
+    drop_s3_connections,
     service_script,
 )
 
@@ -132,12 +134,11 @@ def _close_s3_session_on_its_own_loop(loop: Any, creator: Any) -> None:
     from fsspec.asyn import sync
 
     if loop is not None and loop.is_running():
-        # from the loop's own thread or after a timeout: drop the socket below, as s3fs does
+        # from the loop's own thread or after a timeout: drop the connections below, as s3fs does
         with contextlib.suppress(Exception):
-            sync(loop, creator.__aexit__, None, None, None, timeout=1.0)
+            sync(loop, creator.__aexit__, None, None, None, timeout=5.0)
             return
-    with contextlib.suppress(AttributeError):
-        creator._client._endpoint.http_session._connector._close()
+    drop_s3_connections(creator)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -167,11 +168,6 @@ def _close_s3_sessions() -> Iterator[None]:
     s3fs = sys.modules.get("s3fs")
     if s3fs is None:
         return
-    from fsspec.asyn import sync
-
     for filesystem in list(s3fs.S3FileSystem._cache.values()):
-        session = getattr(filesystem, "_s3", None)
-        if session is not None and filesystem.loop is not None and filesystem.loop.is_running():
-            sync(filesystem.loop, session.__aexit__, None, None, None)
-            filesystem._s3 = None
+        close_s3_filesystem(filesystem)
     s3fs.S3FileSystem.clear_instance_cache()

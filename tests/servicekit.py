@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,3 +137,25 @@ def migrated_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         yield db
     finally:
         db.dispose()
+
+
+def close_s3_filesystem(filesystem: Any) -> None:
+    """Close an s3fs filesystem's aiobotocore session on the filesystem's own event loop (s3fs
+    leaves that to garbage collection, which may run in any later test)."""
+    from fsspec.asyn import sync
+
+    session = getattr(filesystem, "_s3", None)
+    if session is not None and filesystem.loop is not None and filesystem.loop.is_running():
+        sync(filesystem.loop, session.__aexit__, None, None, None)
+        filesystem._s3 = None
+
+
+def drop_s3_connections(creator: Any) -> None:
+    """Close the connections of an aiobotocore client's aiohttp sessions without their event
+    loop (when it cannot run a close any more), so that no session is left unclosed."""
+    http_session = getattr(getattr(getattr(creator, "_client", None), "_endpoint", None),
+                           "http_session", None)
+    for session in list((getattr(http_session, "_sessions", None) or {}).values()):
+        connector = getattr(session, "_connector", None)
+        if connector is not None:
+            connector._close()

@@ -9,7 +9,7 @@ import pytest
 import s3fs
 
 from driftloop.storage.objects import open_storage
-from servicekit import S3Endpoint
+from servicekit import S3Endpoint, close_s3_filesystem
 
 pytestmark = pytest.mark.s3
 
@@ -33,8 +33,11 @@ def test_wrong_secret_is_refused(s3_endpoint: S3Endpoint, s3_bucket: str) -> Non
         skip_instance_cache=True,
         client_kwargs={"endpoint_url": s3_endpoint.url, "region_name": s3_endpoint.region},
     )
-    with pytest.raises(PermissionError):
-        fs.pipe(f"{s3_bucket}/refused.txt", b"x")
+    try:
+        with pytest.raises(PermissionError):
+            fs.pipe(f"{s3_bucket}/refused.txt", b"x")
+    finally:
+        close_s3_filesystem(fs)  # uncached: nothing else closes it before it is collected
 
 
 def test_driftloop_object_storage_on_s3(s3_endpoint: S3Endpoint, s3_bucket: str) -> None:

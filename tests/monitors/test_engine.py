@@ -337,7 +337,9 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     rollback) starts afresh."""
     clock = ManualClock(T0)
     served = {"m": {"1"}}
-    config = make_config({"below": BELOW, "group_by": ["model", "version"]})
+    config = make_config({"below": BELOW, "group_by": ["model", "version"],
+                          "message": "{{#is_retired}}v{{version}} retired{{/is_retired}}"
+                                     "{{^is_retired}}{{state}}{{/is_retired}}"})
     engine, store = make_engine(database, config, clock,
                                 served_versions=lambda model: served.get(model))
 
@@ -362,6 +364,7 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     assert (closed.group, closed.previous, closed.state) == (
         {"model": "m", "version": "1"}, ALERT, OK)
     assert closed.details["reason"] == "version no longer served"
+    assert (alert.message, closed.message) == ("ALERT", "v1 retired")
     assert closed.details["serving"] == ["2"]
     assert closed.incident_id == alert.incident_id
     assert groups() == {"2": OK}

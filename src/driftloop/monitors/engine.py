@@ -63,6 +63,9 @@ ServedVersions = Callable[[str], Collection[str] | None]
 """For a model name, the versions (as ``version`` tag values) it serves now, or None when that
 is not known."""
 
+RETIRED_REASON = "version no longer served"
+"""``details.reason`` of the event that closes a retired group (flag ``is_retired``)."""
+
 EventListener = Callable[[Event], None]
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(monitors_done, monitors_total)``."""
@@ -271,7 +274,7 @@ class MonitorEngine:
                         timestamp=now, connection=c))
             state.value = None
             self._emit(monitor, state, MonitorState.OK, run,
-                       details={"reason": "version no longer served", "serving": serving})
+                       details={"reason": RETIRED_REASON, "serving": serving})
         if state.stored:
             run.retired.append(state)
         return True
@@ -498,6 +501,7 @@ class MonitorEngine:
             "is_no_data_recovery": previous == MonitorState.NO_DATA
             and new != MonitorState.NO_DATA,
             "is_renotify": renotification,
+            "is_retired": details.get("reason") == RETIRED_REASON,
         }
         variables = {
             **state.group,

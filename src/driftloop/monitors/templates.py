@@ -29,6 +29,7 @@ FLAGS: tuple[str, ...] = (
     "is_no_data_recovery",
     "is_ok",
     "is_renotify",
+    "is_retired",
 )
 """The section flags the engine sets for every event."""
 

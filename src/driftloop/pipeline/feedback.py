@@ -58,12 +58,13 @@ def merge_feedback(
     added = {text: label for text, (label, _) in latest.items() if text not in held}
     newer = {text: label for text, (label, received_at) in latest.items()
              if text in held and received_at > snapshot_time}
-    stale = texts.map(newer).notna() & (texts.map(newer) != snapshot_labels)
+    wanted = texts.map(newer)
+    stale = wanted.notna() & (wanted != snapshot_labels)
     relabelled = texts[stale].nunique()
     if not added and not relabelled:
         return FeedbackMerge(frame, 0, 0, unknown)
     merged = frame.copy()
-    merged.loc[stale, label_column] = texts[stale].map(newer)
+    merged.loc[stale, label_column] = wanted[stale]
     fresh = pd.DataFrame({column: "" for column in frame.columns}, index=range(len(added)))
     fresh[text_column] = list(added)
     fresh[label_column] = list(added.values())

@@ -147,13 +147,10 @@ class JobQueue:
                 ).first()
                 if row is not None:
                     return Job.from_row(row)
-            row = connection.execute(
-                sa.select(retrain_jobs).where(retrain_jobs.c.active_model == model)
-            ).first()
-            if row is not None:
-                return Job.from_row(row)
-            if force:
-                return None
+        active = self.active(model)
+        if active is not None or force:
+            return active
+        with self.database.engine.connect() as connection:
             row = connection.execute(
                 sa.select(retrain_jobs)
                 .where(retrain_jobs.c.model == model)

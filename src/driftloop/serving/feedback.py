@@ -105,30 +105,26 @@ class FeedbackStore:
              newest: bool = False) -> list[FeedbackRecord]:
         """Feedback rows, oldest first (``newest``: the last ``limit``, newest first), each with
         the text sent with it, if any."""
+        texts = feedback_texts.c
+        sent_with = sa.and_(texts.prediction_id == feedback.c.prediction_id,
+                            texts.model == feedback.c.model,
+                            texts.received_at == feedback.c.received_at)
         order = feedback.c.feedback_id.desc() if newest else feedback.c.feedback_id
-        query = sa.select(feedback).order_by(order).limit(limit)
+        query = (sa.select(feedback, texts.text)
+                 .select_from(feedback.outerjoin(feedback_texts, sent_with))
+                 .order_by(order).limit(limit))
         if model is not None:
             query = query.where(feedback.c.model == model)
         with self.database.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-            texts: dict[tuple[str, str, float], str] = {}
-            if rows:
-                found = connection.execute(
-                    sa.select(feedback_texts.c.prediction_id, feedback_texts.c.model,
-                              feedback_texts.c.received_at, feedback_texts.c.text)
-                    .where(feedback_texts.c.prediction_id.in_(
-                        sorted({row["prediction_id"] for row in rows})))
+            return [
+                FeedbackRecord(
+                    prediction_id=row["prediction_id"], model=row["model"], label=row["label"],
+                    version=row["version"], predicted_class=row["predicted_class"],
+                    key_id=row["key_id"], received_at=float(row["received_at"]),
+                    text=row["text"],
                 )
-                texts = {(r[0], r[1], float(r[2])): r[3] for r in found}
-        return [
-            FeedbackRecord(
-                prediction_id=row["prediction_id"], model=row["model"], label=row["label"],
-                version=row["version"], predicted_class=row["predicted_class"],
-                key_id=row["key_id"], received_at=float(row["received_at"]),
-                text=texts.get((row["prediction_id"], row["model"], float(row["received_at"]))),
-            )
-            for row in rows
-        ]
+                for row in connection.execute(query).mappings()
+            ]
 
     def purge(self, model: str, *, key_id: str | None = None,
               received_before: float | None = None) -> int:

@@ -96,8 +96,10 @@ def canonical_csv(frame: pd.DataFrame) -> bytes:
     it, and every field when a value holds a carriage return: Python's CSV writer leaves a bare
     ``\r`` unquoted (with ``\n`` line ends), and a reader would split the row there."""
     if _holds_carriage_return(frame):
-        return frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_ALL).encode()
-    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        text = frame.to_csv(index=False, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    else:
+        text = frame.to_csv(index=False, lineterminator="\n")
+    return text.encode("utf-8")
 
 
 def _holds_carriage_return(frame: pd.DataFrame) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from driftloop.cli import (
     data,  # noqa: F401  (registers its commands)
+    db,  # noqa: F401  (registers its commands)
     demo,  # noqa: F401  (registers its commands)
     ingest,  # noqa: F401  (registers its commands)
     loop,  # noqa: F401  (registers its commands)

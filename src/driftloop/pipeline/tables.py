@@ -11,7 +11,8 @@ retrain_jobs = sa.Table(
     METADATA,
     sa.Column("job_id", sa.String(32), primary_key=True),
     sa.Column("model", sa.String(64), nullable=False, index=True),
-    sa.Column("incident_id", sa.String(64), nullable=True, unique=True),
+    # an incident may have several jobs: a retry after a rejected or rolled-back candidate
+    sa.Column("incident_id", sa.String(64), nullable=True, index=True),
     sa.Column("state", sa.String(16), nullable=False, index=True),
     # Set to the model name while the job is not finished, NULL after: the unique index makes
     # "one active job per model" a database invariant, whatever the number of callers.
@@ -31,6 +32,8 @@ retrain_jobs = sa.Table(
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("deployed_at", sa.Float, nullable=True),
+    # the job's number among its incident's jobs (1: the first; a retry counts on)
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
 )
 
 job_steps = sa.Table(

@@ -335,9 +335,13 @@ class PipelineConfig(StrictModel):
     verify_deadline: Duration = 600.0
     verify_interval: Duration = 2.0
     worker_stale_after: Duration = 60.0
-    verify_baseline: Duration = 300.0
-    verify_min_predictions: int = Field(50, ge=1)
-    verify_confidence_tolerance: float = Field(0.0, ge=0)
+    verify_min_predictions: int = Field(50, ge=2)
+    verify_min_labels: int = Field(30, ge=2)
+    verify_tolerance: float = Field(0.02, ge=0, le=1)
+    verify_error_rate: float = Field(0.05, gt=0, lt=1)
+    shadow_fraction: float = Field(1.0, gt=0, le=1)
+    retry_backoff: Duration = 600.0
+    max_attempts: int = Field(3, ge=1)
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     min_fresh_rows: int = Field(50, ge=1)
     seed: int = 0

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI
+from numpy.typing import NDArray
 
 from driftloop.config import Config, MonitorConfig
 from driftloop.dashboard.router import dashboard_router
@@ -23,7 +25,13 @@ from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
 from driftloop.insights.client import InsightsClient
 from driftloop.insights.transports import Transport, open_transport
-from driftloop.metrics.points import SHADOW_TAG
+from driftloop.metrics.points import (
+    SERVED_TAG,
+    SHADOW_AGREEMENT,
+    SHADOW_CONFIDENCE_GAP,
+    SHADOW_CORRECT_GAP,
+    SHADOW_TAG,
+)
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.api import monitors_router
 from driftloop.monitors.detectors import DriftDetector
@@ -35,7 +43,9 @@ from driftloop.notify.inbound import InboundAlert, inbound_router
 from driftloop.notify.router import NotificationRouter
 from driftloop.pipeline.api import jobs_router
 from driftloop.pipeline.queue import JobQueue
+from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
+from driftloop.pipeline.verification import PairedEvidence
 from driftloop.pipeline.worker import RetrainWorker
 from driftloop.registry import ModelRegistry
 from driftloop.serving.app import create_app, require_scope
@@ -91,9 +101,12 @@ class DriftloopSystem:
             hooks=self.options.pipeline_hooks, clock=clock,
             feedback=self.feedback.labeled_samples,
         )
+        self.retries = RetryPolicy(config.pipeline, self.queue, self.engine.incidents,
+                                   models=set(config.models), clock=clock)
         self.worker = RetrainWorker(self.queue, self.pipeline,
                                     poll_interval=self.options.worker_poll_interval,
-                                    stale_after=config.pipeline.worker_stale_after)
+                                    stale_after=config.pipeline.worker_stale_after,
+                                    retries=self.retries)
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
 
     # ------------------------------------------------------------------ the loop's joints
@@ -201,6 +214,23 @@ class DriftloopSystem:
         if not results:
             return None, 0
         return results[0].value, results[0].count
+
+    def shadow_pairs(
+        self, model: str, *, shadow_version: int, served_version: int, start: float, end: float
+    ) -> PairedEvidence:
+        """The shadow pairs of ``shadow_version`` against ``served_version`` over a time range,
+        as shadow minus served."""
+        tags = {"model": model, "version": str(shadow_version), SHADOW_TAG: "true",
+                SERVED_TAG: str(served_version)}
+
+        def values(metric: str) -> NDArray[np.float64]:
+            if end <= start:
+                return np.zeros(0, dtype=np.float64)
+            points = self.metric_store.points(metric, start, end, filter=tags)
+            return np.fromiter((p.value for p in points), dtype=np.float64, count=len(points))
+
+        return PairedEvidence(values(SHADOW_CONFIDENCE_GAP), values(SHADOW_CORRECT_GAP),
+                              values(SHADOW_AGREEMENT))
 
     # ------------------------------------------------------------------ the app
     def create_app(self, *, poll: bool = True) -> FastAPI:

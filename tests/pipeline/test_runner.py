@@ -23,6 +23,7 @@ from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.tables import job_steps, retrain_jobs
+from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelRegistry
 from driftloop.storage import DatasetStore
 from driftloop.trainers.base import TrainingData
@@ -72,8 +73,8 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
 ) -> None:
     incident = world.open_incident()
     newest = world.system.datasets.newest(DATASET)
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
-                                 confidence={1: 0.55, 2: 0.8})
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 5,
+                                 confidence={1: 0.55, 2: 0.8}, pair_rate=4.0)
 
     job = run_job(world, health, incident)
 
@@ -99,9 +100,12 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert "held out" in steps[0].log
     assert "new rows" in steps[0].log
     assert "production → v2" in steps[4].log
-    assert "monitors OK" in steps[5].log
-    # verification polled until the monitors were OK: two intervals of 5 s
-    assert world.clock.sleeps == [5.0, 5.0]
+    assert "shadow → v1" in steps[4].log
+    assert "not worse on the same traffic" in steps[5].log
+    assert "monitors OK on v2" in steps[5].log
+    # verification waited for the minimum of 10 shadow pairs: one interval of 5 s (20 pairs)
+    assert world.clock.sleeps == [5.0]
+    assert "shadow_pairs review-classifier v1 vs v2" in health.asked
 
     # the gate's decision is in the result, made on fresh rows
     assert job.result is not None
@@ -111,7 +115,9 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert gate["candidate"]["macro_f1"] > gate["production"]["macro_f1"]
     assert gate["holdout_rows"] >= 30
     json.dumps(job.result)  # stored as JSON, and readable back as JSON
-    assert job.result["verification"][-1].startswith("monitors OK")
+    decision = job.result["verification_decision"]
+    assert (decision["verdict"], decision["signal"], decision["rule"], decision["pairs"]) == (
+        "keep", "confidence vs reference", "sequential test", 20)
 
     # the registry: v2 is production and candidate, with its data and lineage
     assert world.aliases() == {"production": 2, "candidate": 2}
@@ -121,15 +127,17 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert v2.parent_version == 1
     assert v2.trigger == f"incident:{incident}"
     history = world.system.registry.alias_history(MODEL)
-    assert [(h.alias, h.version) for h in history][-2:] == [("candidate", 2), ("production", 2)]
-    assert all(h.actor == f"job:{job.job_id}" for h in history[-2:])
+    assert [(h.alias, h.version, h.action) for h in history][-4:] == [
+        ("candidate", 2, "set"), ("production", 2, "set"), ("shadow", 1, "set"),
+        ("shadow", 1, "remove")]  # v1 scored the traffic in shadow while v2 was verified
+    assert all(h.actor.startswith(f"job:{job.job_id}") for h in history[-4:])
 
     # the incident's timeline tells the story
     kinds = [kind for kind, _ in world.timeline(incident)]
     assert kinds[:2] == ["opened", "retrain"]
-    for kind in ("data", "gate", "deploy", "recovered", "job"):
+    for kind in ("data", "gate", "deploy", "verified", "job"):
         assert kind in kinds
-    assert kinds.index("gate") < kinds.index("deploy") < kinds.index("recovered")
+    assert kinds.index("gate") < kinds.index("deploy") < kinds.index("verified")
     messages = dict(world.timeline(incident))
     assert "v2 passed the gate" in messages["gate"]
     assert messages["job"] == "retrain job succeeded"
@@ -244,8 +252,8 @@ def test_monitors_ok_asks_about_production_traffic_only(tmp_path: Path) -> None:
 
 
 def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
-    """The DriftloopSystem is the health probe: metric points in the SQL store, the monitor
-    engine's states, the live confidence of each version."""
+    """The DriftloopSystem is the health probe: the shadow pairs the server reports into the
+    SQL metric store (here written as the server writes them), the monitor engine's states."""
     system = world.system
     clock = world.clock
     low = [MetricPoint("model_confidence", 0.3, clock.now - 30 + i,
@@ -255,12 +263,20 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
     assert not system.monitors_ok(MODEL)
     [status] = system.engine.status()
     assert status.worst == MonitorState.ALERT
+    rng = np.random.default_rng(5)
 
-    def traffic_on_v2(now: float) -> None:  # while verification waits, v2 serves well
-        system.metric_store.write([
-            MetricPoint("model_confidence", 0.8, now - 4.5 + i * 0.4,
-                        {"model": MODEL, "version": "2"}) for i in range(10)
-        ])
+    def traffic_on_v2(now: float) -> None:
+        """While verification waits, v2 serves at 0.8 and v1, in shadow, scores the same
+        requests at about 0.3 (0.5 less confident than v2 on every one)."""
+        assert world.aliases().get("shadow") == 1
+        pair = {"model": MODEL, "version": "1", "shadow": "true", "served": "2"}
+        stamps = [now - 4.5 + i * 0.4 for i in range(10)]
+        system.metric_store.write(
+            [MetricPoint("model_confidence", 0.8, t, {"model": MODEL, "version": "2"})
+             for t in stamps]
+            + [MetricPoint("shadow_confidence_gap", -0.5 + rng.normal(0, 0.05), t, pair)
+               for t in stamps]
+            + [MetricPoint("shadow_agreement", 1.0, t, pair) for t in stamps])
         system.engine.evaluate(now)
 
     clock.on_sleep = traffic_on_v2
@@ -273,13 +289,22 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
 
     assert job.job_id == job_id
     assert job.state == JobState.SUCCEEDED, job.error
-    assert system.monitors_ok(MODEL)
     assert world.production() == 2
+    assert "shadow" not in world.aliases()
     verification = world.system.queue.steps(job_id)[-1]
     assert verification.outcome == "ok"
-    assert "live confidence v2 0.800" in verification.log
-    assert "v1 before deploy: 0.300" in verification.log
-    assert 1 <= len(clock.sleeps) <= 4
+    assert "not worse on the same traffic" in verification.log
+    # the window still holds v1's low confidence: the kept version's monitors are not OK yet
+    assert "monitors are not all OK yet" in verification.log
+    assert job.result is not None
+    decision = job.result["verification_decision"]
+    assert decision["signal"] == "confidence vs reference"
+    assert decision["agreement"] == 1.0
+    # the references of v1 and v2 shift the raw gap of +0.5 (new minus old)
+    shift = (system.registry.get_version(MODEL, 2).reference.mean_confidence  # type: ignore[union-attr]
+             - system.registry.get_version(MODEL, 1).reference.mean_confidence)  # type: ignore[union-attr]
+    assert decision["mean"] == pytest.approx(0.5 - shift, abs=0.05)
+    assert len(clock.sleeps) == 1  # 10 pairs (the minimum) after one interval
 
 
 # --------------------------------------------------------------------------- reject paths
@@ -344,60 +369,101 @@ def test_a_candidate_trained_on_worse_data_is_rejected(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- rollback
 
 
-def test_monitors_that_never_recover_roll_back_at_the_deadline(world: PipelineWorld) -> None:
+def test_a_worse_version_on_the_same_traffic_is_rolled_back(world: PipelineWorld) -> None:
+    """v2 passed the gate but, on the live requests both versions score, it is clearly less
+    sure of itself than v1 (relative to each one's reference): rolled back, v1 restored, the
+    shadow ended, the decision recorded with its numbers."""
     incident = world.open_incident()
-    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.55, 2: 0.7})
+    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.8, 2: 0.5})
 
     job = run_job(world, health, incident)
 
     assert job.state == JobState.ROLLED_BACK
     assert job.deployed_at is not None
-    assert world.clock.now >= job.deployed_at + 60  # pipeline.verify_deadline
-    assert sum(world.clock.sleeps) == 60
+    assert world.clock.sleeps == []  # 100 pairs decide at the first look
     assert world.production() == 1
     assert world.aliases() == {"production": 1, "candidate": 2}
-    changes = [(h.alias, h.version, h.actor) for h in world.system.registry.alias_history(MODEL)]
-    assert changes[-1] == ("production", 1, f"job:{job.job_id} rollback")
-    assert ("production", 2, f"job:{job.job_id}") in changes
+    changes = [(h.alias, h.version, h.action, h.actor)
+               for h in world.system.registry.alias_history(MODEL)]
+    assert ("production", 1, "set", f"job:{job.job_id} rollback") in changes
+    assert changes[-1][:3] == ("shadow", 1, "remove")
     [(kind, message, data)] = world.notices
     assert kind == "rollback"
     assert "rolled back review-classifier to v1" in message
-    assert "not back to OK within 60s" in message
+    assert "worse on the same traffic" in message
     assert data == {"job_id": job.job_id, "model": MODEL}
     assert job.error == message
+    assert job.result is not None
+    decision = job.result["verification_decision"]
+    assert (decision["verdict"], decision["rule"]) == ("roll_back", "sequential test")
+    assert decision["bound"] < -0.02
     verifying = world.system.queue.steps(job.job_id)[-1]
     assert (verifying.step, verifying.outcome) == ("verifying", "failed")
     assert ("rollback", message) in world.timeline(incident)
     assert world.states[-1] == JobState.ROLLED_BACK
 
 
-@pytest.mark.parametrize(
-    ("new_confidence", "expected"),
-    [(0.6, JobState.ROLLED_BACK), (0.77, JobState.SUCCEEDED)],
-    ids=["worse-than-old", "within-tolerance"],
-)
-def test_live_confidence_worse_than_the_old_version_rolls_back(
-    tmp_path: Path, new_confidence: float, expected: JobState,
+def test_a_better_version_less_confident_than_the_old_one_was_before_the_drift_is_kept(
+    world: PipelineWorld,
 ) -> None:
-    world = PipelineWorld.create(tmp_path, pipeline={"verify_confidence_tolerance": 0.05})
-    world.train_production()
-    world.push(world.snapshots.drifted)
-    # the monitors are OK at once: only the confidence comparison can fail the deploy
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.8, 2: new_confidence})
+    """The issue's case: after the drift v1 fell from its reference (about 0.8) to 0.55 on the
+    new traffic; v2 serves the same traffic at 0.70, below v1's pre-drift level, but better
+    than v1 on the very same requests. The monitors stay unhappy throughout: v2 is kept."""
+    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.55, 2: 0.70},
+                                 pair_rate=2.0)
 
     job = run_job(world, health)
 
-    assert job.state == expected
-    assert world.clock.sleeps == []
-    assert "live_confidence review-classifier v1" in health.asked
-    if expected == JobState.ROLLED_BACK:
-        assert world.production() == 1
-        assert "live confidence of v2 0.600 is worse than v1's 0.800" in (job.error or "")
-        assert [kind for kind, _, _ in world.notices] == ["rollback"]
-    else:
-        assert world.production() == 2
-        assert world.notices == []
+    assert job.state == JobState.SUCCEEDED, job.error
+    assert world.production() == 2
+    assert "shadow" not in world.aliases()
+    assert job.result is not None
+    assert job.result["verification_decision"]["verdict"] == "keep"
+    assert "monitors are not all OK yet" in job.result["verification"][-1]
+
+
+def test_labels_decide_over_confidence_when_enough_arrive(world: PipelineWorld) -> None:
+    """v2 is more confident on the shadowed requests, but the feedback labels of those same
+    requests show it is wrong more often: realized accuracy decides, and it rolls back."""
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
+                                 confidence={1: 0.6, 2: 0.8}, count=400,
+                                 accuracy={1: 0.8, 2: 0.5}, labelled=200)
+
+    job = run_job(world, health)
+
+    assert job.state == JobState.ROLLED_BACK
+    assert job.result is not None
+    decision = job.result["verification_decision"]
+    assert decision["signal"] == "realized accuracy"
+    assert decision["mean"] == pytest.approx(-0.3, abs=0.1)
+    assert world.production() == 1
+
+
+@pytest.mark.parametrize(
+    ("pair_rate", "new_relative", "expected", "rule"),
+    [(None, -0.005, JobState.SUCCEEDED, "deadline: point estimate"),
+     (None, -0.03, JobState.ROLLED_BACK, "deadline: point estimate"),
+     (0.1, -0.3, JobState.SUCCEEDED, "deadline: too few pairs")],
+    ids=["undecided-but-not-worse", "undecided-and-worse", "too-few-pairs"],
+)
+def test_the_deadline_decides_with_what_it_has(
+    tmp_path: Path, pair_rate: float | None, new_relative: float, expected: JobState,
+    rule: str,
+) -> None:
+    """Noisy pairs near the tolerance never settle the sequential test: at the deadline the
+    point estimate decides; with fewer pairs than the minimum, the gate's verdict stands."""
+    world = PipelineWorld.create(tmp_path, pipeline={"verify_tolerance": 0.02})
+    world.train_production()
+    world.push(world.snapshots.drifted)
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now, noise=0.5, count=12,
+                                 pair_rate=pair_rate, confidence={1: 0.0, 2: new_relative},
+                                 reference_of=world.reference_confidence)
+    job = run_job(world, health)
+
+    assert job.state == expected, job.result
+    assert job.result is not None
+    assert job.result["verification_decision"]["rule"] == rule
+    assert sum(world.clock.sleeps) >= 60  # it waited for the deadline
 
 
 # --------------------------------------------------------------------------- cancellation
@@ -431,7 +497,8 @@ def test_a_running_job_is_cancelled_at_its_next_step(world: PipelineWorld) -> No
 
 def test_a_cancelled_verification_stops_polling(world: PipelineWorld) -> None:
     queue = world.system.queue
-    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.5, 2: 0.6})
+    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.5, 2: 0.6},
+                                 pair_rate=0.0)
     job_id = queue.enqueue(MODEL).job.job_id
 
     def cancel_on_second_wait(now: float) -> None:
@@ -658,9 +725,10 @@ def test_a_remote_version_trained_on_other_data_is_not_deployed(
 
 def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld) -> None:
     class BrokenStoreProbe(ScriptedHealthProbe):
-        def live_confidence(
-            self, model: str, version: int, start: float, end: float
-        ) -> tuple[float | None, int]:
+        def shadow_pairs(
+            self, model: str, *, shadow_version: int, served_version: int, start: float,
+            end: float,
+        ) -> PairedEvidence:
             raise BackendUnavailableError("cannot reach the store: database is locked")
 
     job = run_job(world, BrokenStoreProbe(world.clock))
@@ -669,3 +737,4 @@ def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld
     assert world.production() == 1
     assert "rolled back review-classifier to v1" in (job.error or "")
     assert "database is locked" in (job.error or "")
+    assert "shadow" not in world.aliases()  # the verification shadow ended too

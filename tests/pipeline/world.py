@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from driftloop.config import Config, load_config
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import HealthProbe, PipelineHooks, RetrainPipeline
+from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelVersion
 from driftloop.storage import Snapshot, bundled_reviews_path
 from driftloop.system import DriftloopSystem, SystemOptions
@@ -72,7 +74,7 @@ def write_config(
     """A driftloop.yaml in ``directory`` for one sklearn model; returns its path."""
     settings: dict[str, Any] = {
         "cooldown": "10m", "verify_deadline": "60s", "verify_interval": "5s",
-        "verify_baseline": "60s", "verify_min_predictions": 10, "min_fresh_rows": 30,
+        "verify_min_predictions": 10, "min_fresh_rows": 30,
         "holdout_fraction": 0.3, **(pipeline or {}),
     }
     document: dict[str, Any] = {
@@ -117,13 +119,28 @@ class ManualClock:
 class ScriptedHealthProbe(HealthProbe):
     """The live model as verification sees it, scripted by the test: monitors turn OK at
     ``ok_from`` (never when None) and each version serves ``confidence[version]`` with
-    ``count`` predictions."""
+    ``count`` predictions. Shadow pairs: ``count`` of them (or ``pair_rate`` per second since
+    the deploy), each version's confidence on the pair ``confidence[version]`` plus normal
+    noise of ``noise`` (centred, so the pairs' mean is the scripted difference); ``labelled``
+    of them carry a feedback label, each version right on it with probability
+    ``accuracy[version]``."""
 
     clock: ManualClock
     ok_from: float | None = None
     confidence: dict[int, float] = field(default_factory=dict)
     count: int = 100
+    pair_rate: float | None = None
+    noise: float = 0.05
+    accuracy: dict[int, float] = field(default_factory=dict)
+    labelled: int = 0
+    reference_of: Callable[[int], float] | None = None
+    """When set, ``confidence[version]`` is read relative to the version's reference (its
+    validation mean confidence, as this returns it)."""
     asked: list[str] = field(default_factory=list)
+
+    def _confidence(self, version: int) -> float:
+        offset = 0.0 if self.reference_of is None else self.reference_of(version)
+        return self.confidence[version] + offset
 
     def monitors_ok(self, model: str) -> bool:
         self.asked.append(f"monitors_ok {model}")
@@ -135,7 +152,27 @@ class ScriptedHealthProbe(HealthProbe):
         self.asked.append(f"live_confidence {model} v{version}")
         if version not in self.confidence:
             return None, 0
-        return self.confidence[version], self.count
+        return self._confidence(version), self.count
+
+    def shadow_pairs(
+        self, model: str, *, shadow_version: int, served_version: int, start: float, end: float
+    ) -> PairedEvidence:
+        self.asked.append(f"shadow_pairs {model} v{shadow_version} vs v{served_version}")
+        if shadow_version not in self.confidence or served_version not in self.confidence:
+            return PairedEvidence()
+        n = self.count if self.pair_rate is None else int(max(0.0, end - start) * self.pair_rate)
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0.0, self.noise, n)
+        noise -= noise.mean() if n else 0.0  # the pairs' mean is exactly the scripted gap
+        gap = self._confidence(shadow_version) - self._confidence(served_version) + noise
+        agreement = (rng.random(n) < 0.8).astype(np.float64)
+        labelled = min(n, self.labelled)
+        correct_gap = np.zeros(0, dtype=np.float64)
+        if labelled and self.accuracy:
+            right_shadow = rng.random(labelled) < self.accuracy[shadow_version]
+            right_served = rng.random(labelled) < self.accuracy[served_version]
+            correct_gap = right_shadow.astype(np.float64) - right_served.astype(np.float64)
+        return PairedEvidence(gap, correct_gap, agreement)
 
 
 @dataclass
@@ -196,6 +233,12 @@ class PipelineWorld:
             clock=self.clock, sleep=self.clock.sleep,
             feedback=self.system.feedback.labeled_samples,
         )
+
+    def reference_confidence(self, version: int) -> float:
+        """A registered version's mean confidence on its validation split."""
+        reference = self.system.registry.get_version(MODEL, version).reference
+        assert reference is not None
+        return reference.mean_confidence
 
     def open_incident(self, title: str = "confidence of review-classifier is low") -> str:
         return self.system.engine.open_external_incident(

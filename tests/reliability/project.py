@@ -73,8 +73,7 @@ class ReliabilityProject:
             }],
             "pipeline": {
                 "cooldown": "1s", "verify_deadline": "40s", "verify_interval": "1s",
-                "verify_baseline": "30s", "verify_min_predictions": 3,
-                "verify_confidence_tolerance": 1.0, "min_fresh_rows": 30,
+                "verify_min_predictions": 3, "verify_tolerance": 1.0, "min_fresh_rows": 30,
                 "holdout_fraction": 0.3, **(pipeline or {}),
             },
         }

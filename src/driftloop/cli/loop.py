@@ -130,11 +130,13 @@ def jobs_ls(
     if as_json:
         print_json([job.to_dict() for job in jobs])
         return
-    table = Table("job", "model", "state", "incident", "versions", "created", "alerts")
+    table = Table("job", "model", "state", "incident", "attempt", "versions", "created",
+                  "alerts")
     for job in jobs:
         versions = f"v{job.previous_version or '-'} → v{job.candidate_version or '-'}"
         table.add_row(job.job_id[:12], job.model, job.state.value, job.incident_id or "",
-                      versions, _when(job.created_at), str(job.attached_alerts))
+                      str(job.attempt), versions, _when(job.created_at),
+                      str(job.attached_alerts))
     console.print(table)
 
 
@@ -151,6 +153,8 @@ def jobs_show(
         return
     console.print(f"[bold]job {detail['job_id']}[/] {detail['model']}: {detail['state']}"
                   + (f" ({detail['error']})" if detail["error"] else ""))
+    console.print(f"  trigger {detail['trigger']}, attempt {detail['attempt']}: "
+                  f"{detail['reason']}", highlight=False)
     for step in detail["steps"]:
         took = "" if step["finished_at"] is None else \
             f" {step['finished_at'] - step['started_at']:.1f}s"

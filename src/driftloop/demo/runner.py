@@ -266,7 +266,6 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
             "cooldown": f"{600 / options.speed:g}s",
             "verify_deadline": f"{max(60.0, 4 * window):g}s",
             "verify_interval": 0.5,
-            "verify_baseline": f"{window:g}s",
             "verify_min_predictions": 50,
         },
     }
@@ -472,7 +471,8 @@ def _on_job(view: DemoView, job: Job) -> None:
         if job.state == JobState.GATED and job.candidate_version:
             extra = f": v{job.candidate_version} passed the gate"
         if job.state == JobState.VERIFYING:
-            extra = f": v{job.candidate_version} deployed, verifying recovery"
+            extra = (f": v{job.candidate_version} deployed, v{job.previous_version} scores the "
+                     "same requests in shadow for verification")
         if job.error:
             extra = f": {job.error}"
         view.log("job", f"retrain {job.state.value}{extra}")
@@ -574,6 +574,8 @@ def _finish(
         "seconds_to_alert": since_phase2(alert_at),
         "seconds_to_deploy": since_phase2(deployed_at),
         "seconds_to_recover": since_phase2(recovered_at),
+        "accuracy_pre_drift": stats.accuracy("known", "1"),
+        "accuracy_after_retrain": stats.accuracy("drifted", str(final_version)),
         "accuracy_drifted_traffic": {
             version: stats.accuracy("drifted", version) for version in sorted(stats.versions)
         },

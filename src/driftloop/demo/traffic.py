@@ -30,7 +30,8 @@ class TrafficStats:
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
 
     def requests_per_second(self, now: float, span: float = 5.0) -> float:
-        return sum(1 for t in self.recent if t >= now - span) / span
+        recent = tuple(self.recent)  # one copy (atomic): the clients append as this counts
+        return sum(1 for t in recent if t >= now - span) / span
 
     def accuracy(self, phase: str, version: str) -> float | None:
         scored = self.scored[(phase, version)]

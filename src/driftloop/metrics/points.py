@@ -13,6 +13,16 @@ SHADOW_TAG = "shadow"
 """Tag (value ``"true"``) of the insights a shadow version reports while it scores production's
 traffic beside it: not production traffic, so monitors leave it out unless they filter on it."""
 
+SERVED_TAG = "served"
+"""On a shadow pair metric: the version that answered the request the shadow scored too."""
+SHADOW_AGREEMENT = "shadow_agreement"
+"""Per shadowed text: 1 when the shadow version predicted the class the served one did, else 0."""
+SHADOW_CONFIDENCE_GAP = "shadow_confidence_gap"
+"""Per shadowed text: the shadow version's top-class confidence minus the served version's."""
+SHADOW_CORRECT_GAP = "shadow_correct_gap"
+"""Per labelled shadowed text: the shadow version's correctness minus the served one's (-1, 0
+or 1), reported when the feedback label arrives."""
+
 TagFilter = Mapping[str, str | None]
 """Which series a query reads: each tag must have the given value, or, for ``None``, be absent
 (``{"model": "m", "shadow": None}``: model ``m``'s series, without the shadow version's)."""

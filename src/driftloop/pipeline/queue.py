@@ -1,8 +1,10 @@
 """The durable retrain job queue, with storm control.
 
-One job per incident; at most one unfinished job per model (a unique index, so a burst of
-alerts from many processes still yields one job); alerts that arrive while a job runs, or
-within the model's cooldown after one, attach to that job instead of starting another.
+One job per incident, until the retry policy (:mod:`driftloop.pipeline.retry`) adds another
+after a failed, rejected or rolled-back candidate; at most one unfinished job per model (a
+unique index, so a burst of alerts from many processes still yields one job); alerts that
+arrive while a job runs, or within the model's cooldown after one, attach to that job instead
+of starting another.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class Job:
     started_at: float | None
     finished_at: float | None
     deployed_at: float | None
+    attempt: int = 1
+    """1 for the first job of an incident; a retry after a failed, rejected or rolled-back
+    candidate counts on."""
 
     @classmethod
     def from_row(cls, row: sa.Row[Any]) -> Job:
@@ -112,14 +117,19 @@ class JobQueue:
 
     def enqueue(
         self, model: str, *, incident_id: str | None = None, reason: str = "",
-        trigger: str = "manual", force: bool = False,
+        trigger: str = "manual", force: bool = False, retry_of: Job | None = None,
     ) -> EnqueueResult:
         """A new job, or the job this alert belongs to (storm control).
 
         ``force`` (a manual ``driftloop retrain``) skips the cooldown, never the one-active rule.
+        ``retry_of`` (the retry policy, after that job of the same incident ended without a
+        recovery) makes a new job for the incident, numbered on from it: the backoff it waited
+        replaces the cooldown; the one-active rule still holds.
         """
+        attempt = 1 if retry_of is None else retry_of.attempt + 1
         for _ in range(5):
-            existing = self._job_to_attach(model, incident_id, force=force)
+            existing = (self.active(model) if retry_of is not None
+                        else self._job_to_attach(model, incident_id, force=force))
             if existing is not None:
                 self._attach(existing.job_id)
                 return EnqueueResult(self.get(existing.job_id), created=False)
@@ -131,7 +141,7 @@ class JobQueue:
                             job_id=job_id, model=model, incident_id=incident_id,
                             state=JobState.QUEUED.value, active_model=model, trigger=trigger,
                             reason=reason, attached_alerts=1, cancel_requested=False,
-                            created_at=self.clock(),
+                            created_at=self.clock(), attempt=attempt,
                         )
                     )
             except SqlIntegrityError:
@@ -141,9 +151,10 @@ class JobQueue:
 
     def _job_to_attach(self, model: str, incident_id: str | None, *, force: bool) -> Job | None:
         with self.database.engine.connect() as connection:
-            if incident_id is not None:
+            if incident_id is not None:  # the incident's latest job (retries come later)
                 row = connection.execute(
                     sa.select(retrain_jobs).where(retrain_jobs.c.incident_id == incident_id)
+                    .order_by(retrain_jobs.c.created_at.desc()).limit(1)
                 ).first()
                 if row is not None:
                     return Job.from_row(row)

@@ -29,6 +29,13 @@ from driftloop.pipeline.gate import (
     split_for_gate,
 )
 from driftloop.pipeline.queue import Job, JobQueue, JobState
+from driftloop.pipeline.verification import (
+    Decision,
+    PairedEvidence,
+    Verdict,
+    VerificationRule,
+    decide_verification,
+)
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.storage import DatasetStore, Snapshot
 from driftloop.trainers.base import Predictor, ProgressCallback, TrainedModel, TrainingData
@@ -38,6 +45,10 @@ from driftloop.trainers.registry import get_trainer
 from driftloop.trainers.remote import get_remote_trainer, is_remote_trainer
 
 logger = logging.getLogger("driftloop.pipeline")
+
+SHADOW_ALIAS = "shadow"
+"""The alias of the version that scores the live requests in the background: the previous
+version while a direct deploy is verified, the candidate in a shadow rollout."""
 
 
 class IncidentLog(Protocol):
@@ -59,6 +70,13 @@ class HealthProbe(Protocol):
         self, model: str, version: int, start: float, end: float
     ) -> tuple[float | None, int]:
         """Mean served confidence of one version over a time range, and the count."""
+        ...
+
+    def shadow_pairs(
+        self, model: str, *, shadow_version: int, served_version: int, start: float, end: float
+    ) -> PairedEvidence:
+        """What ``shadow_version`` made of the requests ``served_version`` answered over a
+        time range, as shadow minus served per request."""
         ...
 
 
@@ -147,6 +165,11 @@ class RetrainPipeline:
                     error += f"; ended the {mode} of v{job.candidate_version}"
             except DriftloopError as exc:
                 error += f"; removing the {mode} alias failed too: {exc.message}"
+        if deployed and mode == "direct" and job.previous_version is not None:
+            try:
+                self._end_verification_shadow(job)
+            except DriftloopError as exc:
+                error += f"; ending the verification shadow failed too: {exc.message}"
         if deployed and job.previous_version is not None and job.candidate_version is not None:
             try:
                 if self.registry.resolve(job.model, "production").version == \
@@ -382,6 +405,8 @@ class RetrainPipeline:
             self.registry.set_alias(job.model, "production", job.candidate_version,
                                     actor=f"job:{job.job_id}")
             log.append(f"production → v{job.candidate_version}")
+            if self._shadows_previous(job):
+                self._start_verification_shadow(job, log)
         # The timeline entry goes first: a crash between the two writes then resumes the job
         # at its deploy (which it redoes and notes again), never at verification without one.
         self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
@@ -391,6 +416,25 @@ class RetrainPipeline:
         self._emit(job)
         return self._verify(job, worker, step_id)
 
+    def _shadows_previous(self, job: Job) -> bool:
+        """A direct deploy with a previous version and a probe to read the pairs: the previous
+        version scores the live requests in shadow while the new one is verified."""
+        return (job.previous_version is not None and self.health is not None
+                and _rollout_mode(job) is None)
+
+    def _start_verification_shadow(self, job: Job, log: list[str]) -> None:
+        assert job.previous_version is not None
+        self.registry.set_alias(job.model, SHADOW_ALIAS, job.previous_version,
+                                actor=f"job:{job.job_id} verification")
+        log.append(f"shadow → v{job.previous_version}: it scores "
+                   f"{self.config.pipeline.shadow_fraction:.0%} of the live requests beside "
+                   f"v{job.candidate_version}, for verification (its answers reach no client)")
+
+    def _end_verification_shadow(self, job: Job) -> None:
+        """Stop the previous version's shadow (idempotent)."""
+        self.registry.remove_alias(job.model, SHADOW_ALIAS,
+                                   actor=f"job:{job.job_id} verification ended")
+
     def _deploy_rollout(self, job: Job, worker: str, mode: str) -> Job:
         """Canary or shadow: the candidate serves beside production under the ``canary`` or
         ``shadow`` alias; production moves only when verification promotes it."""
@@ -399,7 +443,9 @@ class RetrainPipeline:
             self.registry.set_alias(job.model, mode, job.candidate_version,
                                     actor=f"job:{job.job_id}")
             share = (f"{self.config.pipeline.canary_fraction:.0%} of the traffic"
-                     if mode == "canary" else "every request in the background")
+                     if mode == "canary" else
+                     f"{self.config.pipeline.shadow_fraction:.0%} of the requests in the "
+                     "background")
             log.append(f"{mode} → v{job.candidate_version} ({share}); production stays "
                        f"v{job.previous_version}")
         result = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": mode}
@@ -411,15 +457,22 @@ class RetrainPipeline:
         self._emit(job)
         return self._verify(job, worker, step_id)
 
-    def _verify_rollout(self, job: Job, worker: str, mode: str, step_id: int) -> Job:
-        """Compare the candidate's live confidence with production's over the same period:
-        enough predictions and not worse promotes it; worse, or the deadline, ends the rollout
-        with production untouched."""
+    def _reference_confidence(self, model: str, version: int) -> float | None:
+        reference = self.registry.get_version(model, version).reference
+        return None if reference is None else float(reference.mean_confidence)
+
+    def _verify_canary(self, job: Job, worker: str, step_id: int) -> Job:
+        """A canary answers a random share of the requests, so it and production see the same
+        traffic: compare their live confidence, each relative to its own reference; enough
+        predictions and not worse by more than ``verify_tolerance`` promotes it; worse, or the
+        deadline, ends the canary with production untouched."""
         assert job.candidate_version is not None
         assert job.previous_version is not None
         settings = self.config.pipeline
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + settings.verify_deadline
+        shift = _shift(self._reference_confidence(job.model, job.candidate_version),
+                       self._reference_confidence(job.model, job.previous_version))
         log: list[str] = []
         assert self.health is not None
         while True:
@@ -431,55 +484,51 @@ class RetrainPipeline:
             old_conf, old_count = self.health.live_confidence(
                 job.model, job.previous_version, deployed_at, now)
             enough = new_count >= settings.verify_min_predictions
+            compared = (f"canary v{job.candidate_version} live confidence {_fmt(new_conf)} over "
+                        f"{new_count} predictions, production v{job.previous_version} "
+                        f"{_fmt(old_conf)} over {old_count} (references differ by {shift:+.3f})")
             worse = (old_conf is not None and new_conf is not None
-                     and new_conf < old_conf - settings.verify_confidence_tolerance)
+                     and new_conf - shift < old_conf - settings.verify_tolerance)
             if enough and worse:
-                log.append(f"{mode} v{job.candidate_version} live confidence {_fmt(new_conf)} "
-                           f"is worse than production v{job.previous_version}'s "
-                           f"{_fmt(old_conf)} over the same period")
+                log.append(f"{compared}: worse")
                 break
             if enough:
-                log.append(f"{mode} v{job.candidate_version} live confidence {_fmt(new_conf)} "
-                           f"over {new_count} predictions, production v{job.previous_version} "
-                           f"{_fmt(old_conf)} over {old_count}: promoted")
+                log.append(f"{compared}: promoted")
                 self.registry.set_alias(job.model, "production", job.candidate_version,
                                         actor=f"job:{job.job_id} promote")
-                self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
+                self.registry.remove_alias(job.model, "canary",
+                                           actor=f"job:{job.job_id} promote")
                 self.queue.finish_step(step_id, "ok", "\n".join(log))
-                self._note(job, "recovered", log[-1], version=job.candidate_version,
-                           live_confidence=new_conf, mode=mode)
+                self._note(job, "verified", log[-1], version=job.candidate_version,
+                           live_confidence=new_conf, mode="canary")
                 return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
             if now >= deadline:
-                log.append(f"{mode} v{job.candidate_version} had {new_count} of "
+                log.append(f"canary v{job.candidate_version} had {new_count} of "
                            f"{settings.verify_min_predictions} predictions within "
                            f"{settings.verify_deadline:g}s")
                 break
             self.sleep(settings.verify_interval)
         self.queue.finish_step(step_id, "failed", "\n".join(log))
-        self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} rollback")
-        message = (f"{mode} of v{job.candidate_version} rejected, production stays "
+        self.registry.remove_alias(job.model, "canary", actor=f"job:{job.job_id} rollback")
+        message = (f"canary of v{job.candidate_version} rejected, production stays "
                    f"v{job.previous_version}: {log[-1]}")
-        self._note(job, "rollback", message, version=job.previous_version, mode=mode)
-        if self.hooks.on_notice is not None:
-            self.hooks.on_notice("rollback", message, {"job_id": job.job_id, "model": job.model})
-        return self._finish(job.job_id, JobState.ROLLED_BACK, result=self._result(job, log),
-                            error=message)
+        return self._rolled_back(job, message, log, version=job.previous_version, mode="canary")
 
     def _verify(self, job: Job, worker: str, step_id: int | None = None) -> Job:
         """Verify a deployed candidate in the verifying step ``step_id`` (opened with the state
-        change; a resumed job opens a new one)."""
+        change; a resumed job opens a new one): the new and the previous version compared on
+        the same live requests (:mod:`driftloop.pipeline.verification`)."""
         assert job.candidate_version is not None
         if step_id is None:
             step_id = self.queue.start_step(job.job_id, JobState.VERIFYING.value)
         mode = _rollout_mode(job)
-        if mode is not None and self.health is not None:
-            return self._verify_rollout(job, worker, mode, step_id)
-        deployed_at = job.deployed_at or self.clock()
-        deadline = deployed_at + self.config.pipeline.verify_deadline
-        settings = self.config.pipeline
+        if mode == "canary" and self.health is not None:
+            return self._verify_canary(job, worker, step_id)
         log: list[str] = []
-        if self.health is None:
-            log.append("no health probe configured: verification skipped")
+        if self.health is None or job.previous_version is None:
+            log.append("no health probe configured: verification skipped"
+                       if self.health is None else
+                       f"{job.model} had no previous version to compare with: kept")
             if mode is not None:  # nothing can judge the rollout: promote it as a direct deploy
                 self.registry.set_alias(job.model, "production", job.candidate_version,
                                         actor=f"job:{job.job_id} promote")
@@ -487,53 +536,87 @@ class RetrainPipeline:
                 log.append(f"{mode} v{job.candidate_version} promoted to production unverified")
             self.queue.finish_step(step_id, "skipped", "\n".join(log))
             return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
+        if mode is None:  # a resumed job: its shadow may never have been set
+            self.registry.set_alias(job.model, SHADOW_ALIAS, job.previous_version,
+                                    actor=f"job:{job.job_id} verification")
+        decision = self._compare_on_live_traffic(job, worker, mode, log)
+        new, old = job.candidate_version, job.previous_version
+        if decision.verdict == Verdict.KEEP:
+            if mode == "shadow":
+                self.registry.set_alias(job.model, "production", new,
+                                        actor=f"job:{job.job_id} promote")
+                log.append(f"shadow v{new} promoted to production")
+            self.registry.remove_alias(job.model, SHADOW_ALIAS,
+                                       actor=f"job:{job.job_id} verification ended")
+            if self.health.monitors_ok(job.model):
+                log.append(f"monitors OK on v{new}")
+            else:
+                log.append(f"v{new} kept, but its monitors are not all OK yet: the incident "
+                           "stays open and may retry (pipeline.retry_backoff)")
+            self.queue.finish_step(step_id, "ok", "\n".join(log))
+            self._note(job, "verified", f"v{new} kept: {decision.message}", version=new,
+                       decision=decision.to_dict())
+            return self._finish(job.job_id, JobState.SUCCEEDED, result={
+                **self._result(job, log), "verification_decision": decision.to_dict()})
+        self.queue.finish_step(step_id, "failed", "\n".join(log))
+        if mode == "shadow":
+            self.registry.remove_alias(job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} rollback")
+            message = (f"shadow of v{new} rejected, production stays v{old}: "
+                       f"{decision.message}")
+            return self._rolled_back(job, message, log, decision, version=old, mode=mode)
+        self.registry.set_alias(job.model, "production", old, actor=f"job:{job.job_id} rollback")
+        self._end_verification_shadow(job)
+        message = f"verification failed, rolled back {job.model} to v{old}: {decision.message}"
+        return self._rolled_back(job, message, log, decision, version=old)
+
+    def _compare_on_live_traffic(
+        self, job: Job, worker: str, mode: str | None, log: list[str]
+    ) -> Decision:
+        """Look at the shadow pairs every ``verify_interval`` until the sequential test
+        decides or the deadline passes."""
+        assert job.candidate_version is not None
+        assert job.previous_version is not None
+        assert self.health is not None
+        settings = self.config.pipeline
+        rule = VerificationRule(tolerance=settings.verify_tolerance,
+                                error_rate=settings.verify_error_rate,
+                                min_pairs=settings.verify_min_predictions,
+                                min_labels=settings.verify_min_labels)
+        new, old = job.candidate_version, job.previous_version
+        # the shadow is the new version in a shadow rollout, the previous one after a deploy
+        shadow, served = (new, old) if mode == "shadow" else (old, new)
+        shift = _shift(self._reference_confidence(job.model, new),
+                       self._reference_confidence(job.model, old))
+        deployed_at = job.deployed_at or self.clock()
+        deadline = deployed_at + settings.verify_deadline
+        looks = 0
         while True:
             self._check_cancel(job.job_id)
             self.queue.heartbeat(job.job_id, worker)
             now = self.clock()
-            new_conf, new_count = self.health.live_confidence(
-                job.model, job.candidate_version, deployed_at, now)
-            old_conf: float | None = None
-            if job.previous_version is not None:
-                old_conf, _ = self.health.live_confidence(
-                    job.model, job.previous_version, deployed_at - settings.verify_baseline,
-                    deployed_at)
-            enough = new_count >= settings.verify_min_predictions
-            not_worse = (old_conf is None or new_conf is None
-                         or new_conf >= old_conf - settings.verify_confidence_tolerance)
-            if enough and not not_worse:
-                log.append(f"live confidence of v{job.candidate_version} {new_conf:.3f} is worse "
-                           f"than v{job.previous_version}'s {old_conf:.3f}")
-                break
-            if enough and self.health.monitors_ok(job.model):
-                log.append(f"monitors OK; live confidence v{job.candidate_version} "
-                           f"{_fmt(new_conf)} over {new_count} predictions "
-                           f"(v{job.previous_version} before deploy: {_fmt(old_conf)})")
-                self.queue.finish_step(step_id, "ok", "\n".join(log))
-                self._note(job, "recovered", log[-1], version=job.candidate_version,
-                           live_confidence=new_conf)
-                return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
-            if now >= deadline:
-                log.append(f"monitors not back to OK within {settings.verify_deadline:g}s "
-                           f"({new_count} predictions on v{job.candidate_version})")
-                break
+            pairs = self.health.shadow_pairs(job.model, shadow_version=shadow,
+                                             served_version=served, start=deployed_at, end=now)
+            evidence = pairs if shadow == new else pairs.reversed()
+            if (evidence.pairs >= rule.min_pairs
+                    or evidence.correct_gap.size >= rule.min_labels):
+                looks += 1
+            decision = decide_verification(evidence, rule, reference_shift=shift,
+                                           look=max(1, looks), at_deadline=now >= deadline)
+            if decision.verdict != Verdict.WAIT:
+                log.append(f"v{new} against v{old} on the same live requests "
+                           f"({decision.rule}): {decision.message}")
+                return decision
             self.sleep(settings.verify_interval)
-        self.queue.finish_step(step_id, "failed", "\n".join(log))
-        return self._roll_back(job, log)
 
-    def _roll_back(self, job: Job, log: list[str]) -> Job:
-        if job.previous_version is not None:
-            self.registry.set_alias(job.model, "production", job.previous_version,
-                                    actor=f"job:{job.job_id} rollback")
-            message = (f"verification failed, rolled back {job.model} to "
-                       f"v{job.previous_version}: {log[-1]}")
-        else:
-            message = f"verification failed and {job.model} has no previous version: {log[-1]}"
-        self._note(job, "rollback", message, version=job.previous_version)
+    def _rolled_back(self, job: Job, message: str, log: list[str],
+                     decision: Decision | None = None, **data: Any) -> Job:
+        result = self._result(job, log)
+        if decision is not None:
+            result["verification_decision"] = data["decision"] = decision.to_dict()
+        self._note(job, "rollback", message, **data)
         if self.hooks.on_notice is not None:
             self.hooks.on_notice("rollback", message, {"job_id": job.job_id, "model": job.model})
-        return self._finish(job.job_id, JobState.ROLLED_BACK, result=self._result(job, log),
-                            error=message)
+        return self._finish(job.job_id, JobState.ROLLED_BACK, result=result, error=message)
 
     # ----------------------------------------------------------------------------- records
     @contextmanager
@@ -617,6 +700,14 @@ def _rollout_mode(job: Job) -> str | None:
     """``canary`` or ``shadow`` when the job deployed its candidate as a rollout."""
     mode = (job.result or {}).get("deploy_mode")
     return mode if mode in {"canary", "shadow"} else None
+
+
+def _shift(new_reference: float | None, old_reference: float | None) -> float:
+    """How much higher the new version's reference confidence is than the old one's (0 when
+    either is unknown: then raw confidences are compared)."""
+    if new_reference is None or old_reference is None:
+        return 0.0
+    return new_reference - old_reference
 
 
 def _fmt(value: float | None) -> str:

@@ -9,20 +9,24 @@ import threading
 import uuid
 
 from driftloop.pipeline.queue import Job, JobQueue
+from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import RetrainPipeline
 
 logger = logging.getLogger("driftloop.pipeline")
 
 
 class RetrainWorker:
-    """Claims jobs from the queue, one at a time, and runs them through the pipeline."""
+    """Claims jobs from the queue, one at a time, and runs them through the pipeline; between
+    jobs, the retry policy (when given) queues the retries that are due."""
 
     def __init__(
         self, queue: JobQueue, pipeline: RetrainPipeline, *, name: str | None = None,
         poll_interval: float = 1.0, stale_after: float = 60.0,
+        retries: RetryPolicy | None = None,
     ) -> None:
         self.queue = queue
         self.pipeline = pipeline
+        self.retries = retries
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -30,7 +34,10 @@ class RetrainWorker:
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> Job | None:
-        """Claim and run one job; None when nothing is waiting."""
+        """Queue the retries that are due, then claim and run one job; None when nothing is
+        waiting."""
+        if self.retries is not None:
+            self.retries.run_once()
         job = self.queue.claim(self.name, stale_after=self.stale_after)
         if job is None:
             return None

@@ -54,7 +54,13 @@ from driftloop.insights.client import (
     default_insights_client,
     shutdown_insights,
 )
-from driftloop.metrics.points import SHADOW_TAG
+from driftloop.metrics.points import (
+    SERVED_TAG,
+    SHADOW_AGREEMENT,
+    SHADOW_CONFIDENCE_GAP,
+    SHADOW_CORRECT_GAP,
+    SHADOW_TAG,
+)
 from driftloop.serving.feedback import (
     FeedbackRecord,
     FeedbackStore,
@@ -351,8 +357,9 @@ def _model_router() -> APIRouter:
         probabilities, model_seconds = await served.batcher.predict_timed(slot.predictor, texts)
         latency_ms = (time.perf_counter() - started) * 1000.0
         body = _predictions(state, name, slot, texts, probabilities, latency_ms)
-        if shadow is not None and shadow.version != slot.version:
-            _start_shadow(state, name, shadow, texts)
+        if (shadow is not None and shadow.version != slot.version
+                and state.manager.rng.random() < state.config.pipeline.shadow_fraction):
+            _start_shadow(state, name, shadow, slot.version, texts, body["predictions"])
         response = JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
                                                HASH_HEADER: slot.content_hash})
         total_ms = (time.perf_counter() - started) * 1000.0
@@ -383,6 +390,8 @@ def _model_router() -> APIRouter:
                 version=None if known is None else known.version,
                 predicted_class=None if known is None else known.predicted_class,
                 key_id=key.key_id, received_at=received, text=item.text,
+                shadow_version=None if known is None else known.shadow_version,
+                shadow_class=None if known is None else known.shadow_class,
             ))
         await anyio.to_thread.run_sync(state.feedback.record, records)
         matched = 0
@@ -393,6 +402,10 @@ def _model_router() -> APIRouter:
             _report(state, {"prediction_correct": 1.0 if record.correct else 0.0},
                     {"model": name, "version": str(record.version),
                      "class": str(record.predicted_class), "label": record.label})
+            gap = record.shadow_correct_gap
+            if gap is not None:
+                _report(state, {SHADOW_CORRECT_GAP: gap},
+                        _pair_tags(name, record.shadow_version, record.version))
         return FeedbackResponse(accepted=len(records), matched=matched)
 
     @router.get("", response_model=ModelListResponse, tags=["models"],
@@ -510,15 +523,19 @@ def _prediction_ids(count: int) -> list[str]:
     return [pool[i:i + 32] for i in range(0, 32 * count, 32)]
 
 
-def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, texts: list[str]) -> None:
-    """Score ``texts`` with the shadow version in the background; the response is not held."""
-    task = asyncio.get_running_loop().create_task(_score_shadow(state, name, shadow, texts))
+def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
+                  texts: list[str], served: list[dict[str, Any]]) -> None:
+    """Score ``texts`` with the shadow version in the background; the response is not held.
+    ``served`` are the response's predictions of the same texts, which the shadow's are
+    paired with."""
+    task = asyncio.get_running_loop().create_task(
+        _score_shadow(state, name, shadow, served_version, texts, served))
     state.shadow_tasks.add(task)
     task.add_done_callback(state.shadow_tasks.discard)
 
 
-async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot,
-                        texts: list[str]) -> None:
+async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
+                        texts: list[str], served: list[dict[str, Any]]) -> None:
     started = time.perf_counter()
     try:
         rows = (await anyio.to_thread.run_sync(shadow.predictor.predict_proba, texts)).tolist()
@@ -530,13 +547,26 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot,
     labels = shadow.labels
     now = time.time()
     version = str(shadow.version)
-    for text, row in zip(texts, rows, strict=True):
+    pair_tags = _pair_tags(name, shadow.version, served_version)
+    for text, row, answer in zip(texts, rows, served, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
         _report(state, {"model_confidence": row[best], "text_length": len(text)},
                 {"model": name, "version": version, "class": labels[best], SHADOW_TAG: "true"},
                 timestamp=now)
+        _report(state, {SHADOW_AGREEMENT: 1.0 if labels[best] == answer["class"] else 0.0,
+                        SHADOW_CONFIDENCE_GAP: row[best] - answer["confidence"]},
+                pair_tags, timestamp=now)
+        state.predictions.add_shadow(answer["id"], shadow.version, labels[best])
     _report(state, {"latency_ms": latency_ms},
             {"model": name, "version": version, SHADOW_TAG: "true"}, timestamp=now)
+
+
+def _pair_tags(name: str, shadow_version: int | None, served_version: int | None
+               ) -> dict[str, str]:
+    """The tags of a shadow pair metric: the shadow's version, and the version it was paired
+    with."""
+    return {"model": name, "version": str(shadow_version), SHADOW_TAG: "true",
+            SERVED_TAG: str(served_version)}
 
 
 def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],

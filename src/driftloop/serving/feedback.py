@@ -11,6 +11,7 @@ data of a model with ``merge_feedback``.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ class RecordedPrediction:
     version: int
     predicted_class: str
     timestamp: float
+    shadow_version: int | None = None
+    """The version that scored the same text in shadow (verification, or a shadow rollout)."""
+    shadow_class: str | None = None
 
 
 class PredictionLog:
@@ -44,6 +48,13 @@ class PredictionLog:
         entries[prediction_id] = prediction
         if len(entries) > self.capacity:
             del entries[next(iter(entries))]
+
+    def add_shadow(self, prediction_id: str, version: int, predicted_class: str) -> None:
+        """Record what the shadow version predicted for a remembered prediction."""
+        entry = self._entries.get(prediction_id)
+        if entry is not None:
+            self._entries[prediction_id] = dataclasses.replace(
+                entry, shadow_version=version, shadow_class=predicted_class)
 
     def get(self, prediction_id: str) -> RecordedPrediction | None:
         return self._entries.get(prediction_id)
@@ -66,9 +77,19 @@ class FeedbackRecord:
     text: str | None = None
     """The predicted text, when the sender included it."""
 
+    shadow_version: int | None = None
+    shadow_class: str | None = None
+
     @property
     def correct(self) -> bool | None:
         return None if self.predicted_class is None else self.predicted_class == self.label
+
+    @property
+    def shadow_correct_gap(self) -> float | None:
+        """The shadow version's correctness minus the served one's, when a shadow scored it."""
+        if self.shadow_class is None or self.predicted_class is None:
+            return None
+        return float(self.shadow_class == self.label) - float(self.predicted_class == self.label)
 
 
 class FeedbackStore:

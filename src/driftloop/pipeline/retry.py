@@ -1,0 +1,155 @@
+"""Retries: the loop never stops silently in ALERT.
+
+A retrain job can end without curing its incident: the gate rejected the candidate, the
+training failed, verification rolled the candidate back, or the candidate was kept while the
+monitors still fire. While the incident that asked for the job stays open, the retry policy
+queues a new job for it ``pipeline.retry_backoff`` after the end of its latest job (attempt 2,
+3, ...), up to ``pipeline.max_attempts`` jobs per incident. Each step is an entry on the
+incident's timeline (``retry_scheduled`` when a job ends, ``retry`` when the new job is queued,
+``retries_exhausted`` when the cap is reached: a person must take over) and a log line. A job
+a person cancelled is not retried. An incident that closes (its monitors recovered, or its
+version was retired) is not retried either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from driftloop.config import PipelineConfig
+from driftloop.errors import NotFoundError
+from driftloop.monitors.incidents import Incident, IncidentStatus
+from driftloop.pipeline.queue import Job, JobQueue, JobState
+
+logger = logging.getLogger("driftloop.pipeline")
+
+REQUEST_KINDS = frozenset({"retrain", "retry"})
+"""Timeline entries that tie a retrain job to an incident (``data.job_id``)."""
+
+
+class IncidentSource(Protocol):
+    """What the policy reads and writes of incidents (the monitor engine's incident store)."""
+
+    def list_incidents(
+        self, status: IncidentStatus | str | None = None, model: str | None = None, *,
+        monitor: str | None = None, limit: int = 100,
+    ) -> list[Incident]: ...
+
+    def get_incident(self, incident_id: str) -> Incident: ...
+
+    def add_timeline_entry(
+        self, incident_id: str, kind: str, message: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> object: ...
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    """What one pass did for one incident."""
+
+    incident_id: str
+    kind: str
+    """``retry_scheduled``, ``retry`` or ``retries_exhausted``."""
+    message: str
+    job_id: str | None = None
+
+
+class RetryPolicy:
+    def __init__(
+        self, settings: PipelineConfig, queue: JobQueue, incidents: IncidentSource, *,
+        models: Collection[str], clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.incidents = incidents
+        self.models = models
+        self.clock = clock
+
+    def run_once(self) -> list[RetryOutcome]:
+        """One pass over the open incidents; returns what it did."""
+        outcomes: list[RetryOutcome] = []
+        for summary in self.incidents.list_incidents(IncidentStatus.OPEN, limit=1000):
+            if summary.model is None or summary.model not in self.models:
+                continue
+            try:
+                outcome = self._consider(self.incidents.get_incident(summary.incident_id))
+            except NotFoundError:  # purged between the two reads
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _consider(self, incident: Incident) -> RetryOutcome | None:
+        requested = _requested_jobs(incident)
+        if not requested:
+            return None  # nobody asked for a retrain on this incident
+        try:
+            last = self.queue.get(requested[-1])
+        except NotFoundError:
+            return None
+        if not last.state.finished or last.state == JobState.CANCELLED:
+            return None
+        kinds = {(entry.kind, entry.data.get("after_job")) for entry in incident.timeline}
+        settings = self.settings
+        if len(requested) >= settings.max_attempts:
+            if ("retries_exhausted", last.job_id) in kinds:
+                return None
+            message = (f"no retry: {len(requested)} of {settings.max_attempts} retrain jobs "
+                       f"ran for this incident (pipeline.max_attempts) and it is still open; "
+                       f"the last one {_outcome(last)}")
+            return self._note(incident, "retries_exhausted", message, last, warn=True)
+        assert last.finished_at is not None
+        due = last.finished_at + settings.retry_backoff
+        if self.clock() < due:
+            if ("retry_scheduled", last.job_id) in kinds:
+                return None
+            message = (f"retrain job {last.job_id[:8]} {_outcome(last)}; the incident is still "
+                       f"open: retry {len(requested) + 1} of {settings.max_attempts} at "
+                       f"{_iso(due)} unless it closes first")
+            return self._note(incident, "retry_scheduled", message, last, due=due)
+        assert incident.model is not None
+        reason = (f"retry {len(requested) + 1} of {settings.max_attempts} for incident "
+                  f"{incident.incident_id}: job {last.job_id[:8]} {_outcome(last)}")
+        result = self.queue.enqueue(incident.model, incident_id=incident.incident_id,
+                                    reason=reason, trigger=f"retry:{incident.incident_id}",
+                                    retry_of=last)
+        verb = "queued" if result.created else "attached to running"
+        message = (f"{verb} retrain job {result.job.job_id[:8]} (attempt "
+                   f"{len(requested) + 1} of {settings.max_attempts}) after job "
+                   f"{last.job_id[:8]} {_outcome(last)}")
+        return self._note(incident, "retry", message, last, job_id=result.job.job_id,
+                          created=result.created)
+
+    def _note(self, incident: Incident, kind: str, message: str, last: Job, *,
+              warn: bool = False, **data: Any) -> RetryOutcome:
+        self.incidents.add_timeline_entry(incident.incident_id, kind, message,
+                                          {"after_job": last.job_id, **data})
+        (logger.warning if warn else logger.info)(
+            "incident %s %s: %s", incident.incident_id, kind, message)
+        job_id = data.get("job_id")
+        return RetryOutcome(incident.incident_id, kind, message,
+                            job_id if isinstance(job_id, str) else None)
+
+
+def _requested_jobs(incident: Incident) -> list[str]:
+    """The distinct jobs the incident asked for or attached to, in order."""
+    found: list[str] = []
+    for entry in incident.timeline:
+        job_id = entry.data.get("job_id")
+        if entry.kind in REQUEST_KINDS and isinstance(job_id, str) and job_id not in found:
+            found.append(job_id)
+    return found
+
+
+def _outcome(job: Job) -> str:
+    if job.state == JobState.SUCCEEDED:
+        return f"kept v{job.candidate_version}, but the monitors still fire"
+    return job.state.value + (f" ({job.error})" if job.error else "")
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -198,3 +198,63 @@ async def test_a_canary_starting_and_stopping_under_load_fails_no_request(
     assert {version for _, version in results} == {1, 2}
     # a few requests that began on the canary may finish after it ended; none start there later
     assert all(version == 1 for _, version in results[ended + 12:])
+
+
+async def test_a_shadow_reports_pairs_with_the_served_answers_and_their_labels(
+    config: Config, source: InMemoryModelSource, insights: InsightsClient,
+    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+) -> None:
+    """Verification's evidence: for each shadowed text, whether the two versions agree and
+    the gap between their confidences; a label sent later adds the gap in correctness."""
+    texts = ["cheap bargain", "stale bread", "friendly staff", "great coffee"]
+    app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
+    async with running(app) as http:
+        source.set_alias("reviews", "shadow", 2, actor="pipeline")
+        await wait_until(lambda: served(app).shadow is not None)
+        response = await http.post(URL, json={"texts": texts}, headers=predict_headers)
+        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        answers = response.json()["predictions"]
+        label = answers[0]["class"]  # v1 is right on the first text
+        feedback = await http.post("/v1/models/reviews/feedback", headers=predict_headers,
+                                   json={"feedback": [{"prediction_id": answers[0]["id"],
+                                                       "label": label}]})
+        assert feedback.status_code == 200, feedback.text
+    assert insights.flush()
+    v2 = review_keyword_predictor(extra_classes=True)
+    v2_rows = v2.predict_proba(texts)
+    v2_classes = [v2.labels[i] for i in v2_rows.argmax(axis=1)]
+    pair_tags = {"model": "reviews", "version": "2", "shadow": "true", "served": "1"}
+
+    def values(name: str) -> list[float]:
+        points = [p for p in transport.points if p.name == name]
+        assert all(dict(p.tags) == pair_tags for p in points), points
+        return [p.value for p in points]
+
+    assert values("shadow_agreement") == [
+        1.0 if shadow == answer["class"] else 0.0
+        for shadow, answer in zip(v2_classes, answers, strict=True)]
+    assert values("shadow_confidence_gap") == pytest.approx(
+        [row.max() - answer["confidence"]
+         for row, answer in zip(v2_rows, answers, strict=True)])
+    assert values("shadow_correct_gap") == [float(v2_classes[0] == label) - 1.0]
+
+
+async def test_a_shadow_scores_its_share_of_the_requests(
+    config: Config, source: InMemoryModelSource, insights: InsightsClient,
+    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+) -> None:
+    shared = config.model_copy(update={"pipeline": PipelineConfig(shadow_fraction=0.25)})
+    app = create_app(shared, model_source=source, insights=insights, api_keys=api_keys,
+                     rng=random.Random(5))
+    async with running(app) as http:
+        source.set_alias("reviews", "shadow", 2, actor="pipeline")
+        await wait_until(lambda: served(app).shadow is not None)
+        for number in range(400):
+            response = await http.post(URL, json={"text": f"cheap {number}"},
+                                       headers=predict_headers)
+            assert response.status_code == 200
+        await wait_until(lambda: not app.state.serving.shadow_tasks)
+    assert insights.flush()
+    shadowed = [p for p in transport.points if p.name == "shadow_agreement"]
+    # binomial(400, 0.25): sd ≈ 0.022; five sd either side
+    assert 0.14 < len(shadowed) / 400 < 0.36, len(shadowed)

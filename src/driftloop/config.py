@@ -209,6 +209,9 @@ class ServingConfig(StrictModel):
     max_texts_per_request: int = Field(256, ge=1)
     max_text_chars: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_header_bytes: int = Field(65_536, ge=1024)
+    idle_timeout: Duration = Field(5.0, ge=1.0)
+    max_connections: int | None = Field(1000, ge=1)
     max_batch_size: int = Field(64, ge=1)
     max_batch_wait_ms: float = Field(2.0, ge=0)
     registry_poll_interval: Duration = 2.0

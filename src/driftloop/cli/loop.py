@@ -16,6 +16,7 @@ from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, prin
 from driftloop.errors import NotFoundError
 from driftloop.pipeline.api import job_detail
 from driftloop.pipeline.queue import JobQueue
+from driftloop.serving.limits import uvicorn_options
 from driftloop.store import open_database
 from driftloop.system import DriftloopSystem, SystemOptions
 
@@ -47,7 +48,8 @@ def up(
                   + ("" if no_worker else "; retrain worker running"))
     system.start_background(worker=not no_worker)
     try:
-        uvicorn.run(application, host=bind_host, port=bind_port, log_level="info")
+        uvicorn.run(application, host=bind_host, port=bind_port, log_level="info",
+                    **uvicorn_options(config.serving))
     finally:
         system.stop_background()
 

@@ -40,6 +40,7 @@ from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import PipelineHooks
 from driftloop.registry import ModelVersion
 from driftloop.serving.keys import Scope
+from driftloop.serving.limits import uvicorn_options
 from driftloop.storage import DatasetStore
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.trainers.training import train_model
@@ -394,7 +395,7 @@ def _run(
     key = system.api_keys.create(Scope.ADMIN, name="demo").key
     app = system.create_app()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", **uvicorn_options(config.serving)))
     server_thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
     server_thread.start()
     deadline = time.time() + 60

@@ -68,6 +68,7 @@ from driftloop.serving.feedback import (
     RecordedPrediction,
 )
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
+from driftloop.serving.limits import BodyLimitMiddleware
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
 from driftloop.serving.schemas import (
     DeployRequest,
@@ -205,7 +206,8 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
+    app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)  # outermost: counts 413s
     _install_error_handlers(app)
     app.include_router(_model_router())
     app.include_router(_probe_router())

@@ -17,6 +17,7 @@ import uvicorn
 
 from driftloop.config import Config, find_config
 from driftloop.errors import ConfigError
+from driftloop.serving.limits import uvicorn_options
 from driftloop.serving.prometheus import MULTIPROCESS_ENV
 
 FACTORY = "driftloop.serving.app:app_from_environment"
@@ -70,7 +71,7 @@ def run_server(config: Config, plan: ServerPlan) -> None:
         from driftloop.serving.app import create_app
 
         uvicorn.run(create_app(config), host=plan.host, port=plan.port, log_level="info",
-                    access_log=config.serving.access_log)
+                    access_log=config.serving.access_log, **uvicorn_options(config.serving))
         return
     if plan.config_path is None or plan.multiprocess_dir is None:
         raise ConfigError("several workers need a config file and a metrics directory")
@@ -81,4 +82,5 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     os.environ[MULTIPROCESS_ENV] = str(plan.multiprocess_dir)
     os.environ["DRIFTLOOP_CONFIG"] = str(plan.config_path)
     uvicorn.run(FACTORY, factory=True, host=plan.host, port=plan.port, workers=plan.workers,
-                log_level="info", access_log=config.serving.access_log)
+                log_level="info", access_log=config.serving.access_log,
+                **uvicorn_options(config.serving))

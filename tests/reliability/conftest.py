@@ -28,7 +28,7 @@ def served_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSy
     project = ReliabilityProject.create(directory, second_version=True)
     system = DriftloopSystem(project.config)
     system.insights.start()
-    server = UvicornThread(system.create_app())
+    server = UvicornThread(system.create_app(), serving=project.config.serving)
     try:
         with server.running() as url:
             yield ServedSystem(project, system, url)

@@ -19,9 +19,10 @@ import uvicorn
 import yaml
 from fastapi import FastAPI
 
-from driftloop.config import Config, load_config
+from driftloop.config import Config, ServingConfig, load_config
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.serving import ApiKeyStore, Scope
+from driftloop.serving.limits import uvicorn_options
 from driftloop.storage import DatasetStore, Snapshot
 from driftloop.store import open_database
 from driftloop.trainers.base import TrainingData
@@ -115,10 +116,13 @@ class ReliabilityProject:
 class UvicornThread:
     """An app served by uvicorn on 127.0.0.1 in a thread (a real socket, a real server)."""
 
-    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+    def __init__(self, app: FastAPI, port: int | None = None,
+                 serving: ServingConfig | None = None) -> None:
         self.port = port or free_port()
+        # the serving.* connection limits, as every driftloop command starts uvicorn with them
+        limits = uvicorn_options(serving if serving is not None else ServingConfig())
         self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **limits,
         ))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 

@@ -133,7 +133,7 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
     def list_events(
         monitor: str | None = None,
         model: str | None = None,
-        since: float | None = None,
+        since: float | None = Query(None, allow_inf_nan=False),
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         """Events of every monitor, newest first."""

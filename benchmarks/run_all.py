@@ -60,6 +60,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("monitor_engine", "Monitor engine: 1,000 monitors over 7 days of rollups",
               ("monitor_engine.py", "--ingest-points", "100000"), False),
     Benchmark("detectors", "Drift detectors (quick run)", ("detectors.py", "--quick"), True),
+    Benchmark("default_triggers", "Default triggers: the init monitors on drift and on 24 h "
+              "of unchanged traffic", ("default_triggers.py", "--markdown"), True),
 )
 
 

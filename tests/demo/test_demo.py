@@ -13,19 +13,18 @@ from driftloop.config import parse_config
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.runner import (
     CONFIDENCE_MONITOR,
-    DRIFT_MONITOR,
     TUNINGS,
     DemoOptions,
-    DemoThresholds,
     demo_config,
+    monitors_note,
     run_demo,
-    threshold_note,
     tuning_for,
 )
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS, build_scenario
 from driftloop.errors import ConfigError
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.thresholds import judge, resolve_thresholds
+from driftloop.project import default_config_text
 
 
 def test_scenario_keeps_traffic_out_of_every_snapshot() -> None:
@@ -58,54 +57,48 @@ def test_newest_window_scenario_holds_only_the_newest_rows() -> None:
         build_scenario(newest_window=1.0)
 
 
-def test_relative_thresholds_follow_each_versions_reference() -> None:
-    levels = DemoThresholds(warning=-0.08, critical=-0.15, relative=True)
-    assert levels.below() == {"warning": "reference - 0.08", "critical": "reference - 0.15",
-                              "warning_recovery": "reference - 0.07",
-                              "critical_recovery": "reference - 0.14"}
-    assert levels.resolve(None) == (None, None)
-    warning, critical = levels.resolve(0.76)
-    assert warning == pytest.approx(0.68)
-    assert critical == pytest.approx(0.61)
-    absolute = DemoThresholds(warning=0.75, critical=0.70)
-    assert absolute.below()["warning_recovery"] == 0.76
-    assert absolute.resolve(None) == (0.75, 0.70)
-
-
 @pytest.mark.parametrize("trainer", sorted(TUNINGS))
-def test_demo_config_is_a_valid_project_whose_monitor_judges_the_scenario(
+def test_demo_config_runs_the_init_defaults_with_time_compressed(
     trainer: str, tmp_path: Path
 ) -> None:
+    """The demo decides nothing of its own: its monitors, verification and retry settings are
+    the ones 'driftloop init' writes, with windows compressed by --speed and notifications
+    routed to its local receivers too."""
     receiver = NotificationReceiver()
     receiver.start()
     try:
-        raw = demo_config(DemoOptions(trainer=trainer), receiver, 8123)
+        raw = demo_config(DemoOptions(trainer=trainer, speed=15.0), receiver, 8123)
     finally:
         receiver.stop()
     config = parse_config(yaml.safe_dump(raw), base_dir=tmp_path)
-    tuning = tuning_for(trainer)
-    assert config.models["review-classifier"].params == tuning.params
+    defaults = parse_config(default_config_text(), environ={})
+    assert config.models["review-classifier"].params == tuning_for(trainer).params
+    assert [m.name for m in config.monitors] == [m.name for m in defaults.monitors]
+    for demo, default in zip(config.monitors, defaults.monitors, strict=True):
+        assert demo.window == pytest.approx(default.window / 15.0)
+        for key in ("metric", "aggregation", "group_by", "min_count", "below", "detector"):
+            assert getattr(demo, key) == getattr(default, key), (demo.name, key)
+        assert "@retrain" in demo.message or "@retrain" not in default.message
+    assert (config.pipeline.verify_tolerance, config.pipeline.verify_error_rate,
+            config.pipeline.max_attempts) == (
+        defaults.pipeline.verify_tolerance, defaults.pipeline.verify_error_rate,
+        defaults.pipeline.max_attempts)
+    # the confidence monitor judges v1's known traffic OK and its drifted traffic ALERT, as
+    # measured (v1's reference 0.789, 0.644 on the unseen IMDB reviews)
     monitors = {monitor.name: monitor for monitor in config.monitors}
-    detector = monitors[DRIFT_MONITOR].detector
-    assert detector is not None
-    assert detector.min_shift == tuning.drift_min_shift
-    # the levels the monitor engine resolves, with the confidences measured on the scenario
-    # (see TrainerTuning.rationale): v1 serves the known subtopics at its reference (OK) and
-    # the unseen one far under it (ALERT); once in ALERT, v2 on the unseen subtopic brings the
-    # monitor back to OK; a middling drop is a WARN
-    reference, v1_drifted, v2_drifted, middling = {
-        "sklearn": (0.79, 0.64, 0.79, 0.73),
-        "transformers": (0.77, 0.77 - 0.27, 0.77 - 0.04, 0.77 - 0.10),
-    }[trainer]
-    resolved = resolve_thresholds(monitors[CONFIDENCE_MONITOR], reference)
-    assert judge(MonitorState.OK, reference, resolved).state == MonitorState.OK
-    assert judge(MonitorState.OK, v1_drifted, resolved).state == MonitorState.ALERT
-    assert judge(MonitorState.ALERT, v2_drifted, resolved).state == MonitorState.OK
-    assert judge(MonitorState.OK, middling, resolved).state == MonitorState.WARN
-    note = threshold_note(tuning, reference)
-    assert f"{reference:.3f}" in note
-    if tuning.thresholds.relative:
-        assert "warn below 0.690, alert below 0.620" in note
+    resolved = resolve_thresholds(monitors[CONFIDENCE_MONITOR], 0.789)
+    assert judge(MonitorState.OK, 0.78, resolved).state == MonitorState.OK
+    assert judge(MonitorState.OK, 0.644, resolved).state == MonitorState.ALERT
+    note = monitors_note(config, 0.789)
+    assert "reference - 0.05" in note
+    assert "alert below 0.739" in note
+
+
+def test_a_drift_that_leaves_a_class_without_rows_is_refused() -> None:
+    with pytest.raises(ConfigError, match="Movies"):
+        build_scenario(drifting=("imdb_user_review", "critic_snippet"))
+    with pytest.raises(ConfigError, match="must be some of"):
+        build_scenario(drifting=("no_such_subtopic",))
 
 
 def test_an_unknown_trainer_is_refused(tmp_path: Path) -> None:

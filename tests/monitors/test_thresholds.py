@@ -77,6 +77,9 @@ def test_reference_value_per_metric_and_aggregation() -> None:
     assert reference_value(profile, "model_confidence", "p90") == pytest.approx(0.95)
     assert reference_value(profile, "model_confidence", "min") == 0.5
     assert reference_value(profile, "accuracy", "avg") == 0.91
+    # realized accuracy (feedback labels) is judged against the validation accuracy
+    assert reference_value(profile, "prediction_correct", "avg") == 0.91
+    assert reference_value(profile, "prediction_correct", "p50") is None
     assert reference_value(profile, "model_confidence", "count") is None
     assert reference_value(profile, "latency_ms", "avg") is None
     assert reference_value(None, "model_confidence", "avg") is None

@@ -8,6 +8,7 @@ import typer
 
 from driftloop.cli.app import app, console
 from driftloop.demo.runner import DemoOptions, run_demo
+from driftloop.demo.scenario import DRIFTING_SUBTOPICS
 
 
 @app.command()
@@ -21,11 +22,15 @@ def demo(
     clients: int = typer.Option(4, "--clients", min=1, help="Concurrent traffic clients."),
     project: Path | None = typer.Option(None, "--project", help="Project directory "
                                         "(default: a fresh temporary one)."),
+    drift: str = typer.Option(",".join(DRIFTING_SUBTOPICS), "--drift",
+                              help="Subtopics of the bundled reviews v1 never sees and the "
+                                   "traffic shifts to, comma-separated."),
 ) -> None:
     """Run the closed-loop demo: train, serve, drift, alert, retrain, deploy, recover."""
     result = run_demo(
         DemoOptions(trainer=trainer, speed=speed, out=out, open_browser=not no_browser,
-                    clients=clients, project_dir=project),
+                    clients=clients, project_dir=project,
+                    drifting=tuple(part.strip() for part in drift.split(",") if part.strip())),
         console,
     )
     if not result.closed:

@@ -27,17 +27,19 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftloop.config import CONFIG_FILENAME, Config, load_config
+from driftloop.config import CONFIG_FILENAME, Config, MonitorConfig, load_config, parse_duration
 from driftloop.dashboard.report import generate_report
 from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS, DemoScenario, build_scenario
 from driftloop.demo.traffic import TrafficGenerator
 from driftloop.errors import ConfigError, NotFoundError
+from driftloop.metrics.points import SHADOW_TAG
 from driftloop.monitors.events import Event, MonitorState
-from driftloop.monitors.thresholds import reference_value
+from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import PipelineHooks
+from driftloop.project import default_config_text
 from driftloop.registry import ModelVersion
 from driftloop.serving.keys import Scope
 from driftloop.serving.limits import uvicorn_options
@@ -52,92 +54,30 @@ DRIFT_MONITOR = "review-classifier confidence drift"
 
 
 @dataclass(frozen=True)
-class DemoThresholds:
-    """The confidence monitor's levels: absolute, or offsets from the serving version's
-    reference (its mean calibrated confidence on its own validation split)."""
-
-    warning: float
-    critical: float
-    relative: bool = False
-    recovery_margin: float = 0.01
-    """Recovery levels sit this much above the alert levels (hysteresis)."""
-
-    def spec(self, value: float) -> float | str:
-        """One level as ``driftloop.yaml`` writes it: ``0.75`` or ``reference - 0.08``."""
-        value = round(value, 4)
-        if not self.relative:
-            return value
-        return f"reference - {-value:g}" if value < 0 else f"reference + {value:g}"
-
-    def below(self) -> dict[str, float | str]:
-        """The monitor's ``below:`` block."""
-        return {
-            "warning": self.spec(self.warning),
-            "critical": self.spec(self.critical),
-            "warning_recovery": self.spec(self.warning + self.recovery_margin),
-            "critical_recovery": self.spec(self.critical + self.recovery_margin),
-        }
-
-    def resolve(self, reference: float | None) -> tuple[float | None, float | None]:
-        """(warning, critical) as absolute values for a version with ``reference``."""
-        if not self.relative:
-            return self.warning, self.critical
-        if reference is None:
-            return None, None
-        return reference + self.warning, reference + self.critical
-
-
-@dataclass(frozen=True)
 class TrainerTuning:
-    """What the demo sets for one trainer, each value measured on this scenario (the reasons
-    are printed with the numbers of the run: :func:`threshold_note`)."""
+    """What the demo sets for one trainer: the model's training parameters and the traffic's
+    shape. Nothing here decides: the monitors, the retrain data policy and the verification are
+    the defaults ``driftloop init`` writes (:func:`demo_monitors`)."""
 
     params: dict[str, Any]
-    thresholds: DemoThresholds
-    drift_min_shift: float
-    """The smallest drop in mean confidence the drift detector looks for."""
     batch: int
     """Texts per traffic request."""
     pause: float
     """Seconds each traffic client waits between requests."""
-    newest_window: float | None
-    """Snapshot 2 as a sliding window of the newest rows (see :func:`build_scenario`)."""
     rationale: str
 
 
 TUNINGS: dict[str, TrainerTuning] = {
     "sklearn": TrainerTuning(
-        params={},
-        thresholds=DemoThresholds(warning=0.75, critical=0.70),
-        drift_min_shift=0.05,
-        batch=8,
-        pause=0.1,
-        newest_window=None,
-        rationale=(
-            "The classic 0.8 / 0.7 assumes a model that normally sits well above 0.8; this "
-            "calibrated TF-IDF model does not, so a warning at 0.8 would fire on a healthy "
-            "model. Measured: v1 serves the unseen IMDB reviews at about 0.64, v2 (retrained "
-            "on snapshot 2 = snapshot 1 + the new subtopic) at about 0.79."
-        ),
+        params={}, batch=8, pause=0.1,
+        rationale="TF-IDF + logistic regression: trains in seconds, serves thousands of texts "
+                  "per second on a CPU",
     ),
     "transformers": TrainerTuning(
-        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1},
-        thresholds=DemoThresholds(warning=-0.08, critical=-0.15, relative=True),
-        drift_min_shift=0.15,
-        batch=2,
-        pause=1.0,
-        newest_window=0.25,
-        rationale=(
-            "The frozen MiniLM encoder with a linear head is less confident overall than the "
-            "TF-IDF model, and its confidence differs by subtopic, so the levels follow each "
-            "version's own reference (one monitor fits v1 and v2). Measured offline (5 seeds): "
-            "v1 serves known subtopics at its reference and the unseen IMDB reviews about 0.27 "
-            "under it; v2, retrained on the newest window (half of it IMDB reviews, like the "
-            "traffic), serves them 0.02-0.04 under its own reference, because long reviews stay "
-            "harder for a frozen encoder. Retrained on a cumulative snapshot (15% IMDB) v2 sat "
-            "about 0.10 under its reference and the drift detector fired on it. The drift "
-            "detector looks for drops of 0.15 or more for the same reason."
-        ),
+        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1}, batch=2, pause=1.0,
+        rationale="the packaged MiniLM encoder with a linear head, on at most 2,000 rows and "
+                  "one torch thread, so that it trains in about a minute on a 2-core CPU; "
+                  "fewer, smaller requests, since each text costs milliseconds",
     ),
 }
 
@@ -151,19 +91,53 @@ def tuning_for(trainer: str) -> TrainerTuning:
         ) from None
 
 
-def threshold_note(tuning: TrainerTuning, reference_confidence: float | None) -> str:
-    """Why the demo's thresholds are what they are, stated with v1's own numbers."""
-    levels = tuning.thresholds
+PRODUCTION_WINDOW = 300.0
+"""The window of the template's confidence monitor (5 minutes): ``--speed`` compresses it."""
+
+
+def demo_monitors(speed: float) -> list[dict[str, Any]]:
+    """The monitors ``driftloop init`` writes, with two changes only: every window compressed
+    by ``speed`` (5 minutes last ``300 / speed`` seconds) and the notifications routed to the
+    demo's local Slack and GitHub receivers as well as the log."""
+    document = yaml.safe_load(default_config_text())
+    monitors: list[dict[str, Any]] = document["monitors"]
+    default_window = MonitorConfig.model_fields["window"].default
+    for monitor in monitors:
+        window = parse_duration(monitor.get("window", default_window))
+        monitor["window"] = f"{window / speed:g}s"
+        monitor["message"] = (
+            monitor["message"]
+            .replace("{{#is_alert}}@log @retrain", "{{#is_alert}}@log @slack-demo "
+                     "@github-dispatch @retrain")
+            .replace("{{#is_warning}}@log", "{{#is_warning}}@log @slack-demo")
+            .replace("{{#is_recovery}}@log", "{{#is_recovery}}@log @slack-demo")
+        )
+    return monitors
+
+
+def monitors_note(config: Config, reference_confidence: float | None) -> str:
+    """What the confidence monitor's levels are for v1, and where they come from."""
+    confidence = _confidence_monitor(config)
+    warning, critical = _levels(config, reference_confidence)
     shown = "n/a" if reference_confidence is None else f"{reference_confidence:.3f}"
-    warning, critical = levels.resolve(reference_confidence)
-    text = (
-        f"thresholds: warn below {levels.spec(levels.warning)}, alert below "
-        f"{levels.spec(levels.critical)} (avg confidence over the window); v1's calibrated "
-        f"confidence on its own validation split (its reference) is {shown}"
+    assert confidence.below is not None
+    return (
+        f"monitors: the ones 'driftloop init' writes, windows compressed; the confidence "
+        f"monitor warns below {confidence.below.warning} and alerts below "
+        f"{confidence.below.critical} (avg over the window); v1's calibrated confidence on its "
+        f"own validation split (its reference) is {shown}, so for v1: warn below "
+        f"{_fmt_level(warning)}, alert below {_fmt_level(critical)}"
     )
-    if levels.relative and warning is not None and critical is not None:
-        text += f", so for v1: warn below {warning:.3f}, alert below {critical:.3f}"
-    return f"{text}. {tuning.rationale}"
+
+
+def _confidence_monitor(config: Config) -> MonitorConfig:
+    return next(m for m in config.monitors if m.name == CONFIDENCE_MONITOR)
+
+
+def _levels(config: Config, reference: float | None) -> tuple[float | None, float | None]:
+    """(warning, critical) of the confidence monitor for a version with ``reference``."""
+    resolved = resolve_thresholds(_confidence_monitor(config), reference)
+    return resolved.warning, resolved.critical
 
 
 STATE_STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"}
@@ -178,11 +152,13 @@ class DemoOptions:
     clients: int = 4
     timeout: float = 480.0
     project_dir: Path | None = None
+    drifting: tuple[str, ...] = DRIFTING_SUBTOPICS
+    """The subtopics v1 never sees, to which the traffic shifts."""
 
     @property
     def window(self) -> float:
         """The monitor window: 5 minutes of production time, compressed by ``speed``."""
-        return 300.0 / self.speed
+        return PRODUCTION_WINDOW / self.speed
 
 
 @dataclass
@@ -209,13 +185,13 @@ def _free_port() -> int:
 
 
 def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int) -> dict[str, Any]:
-    """The demo project's driftloop.yaml, as data (written to the project for inspection)."""
-    window = options.window
+    """The demo project's driftloop.yaml, as data (written to the project for inspection):
+    ``driftloop init``'s monitors, retrain data policy and verification, with time compressed
+    by ``--speed``."""
     tuning = tuning_for(options.trainer)
     model: dict[str, Any] = {"trainer": options.trainer, "data": DATASET}
     if tuning.params:
         model["params"] = dict(tuning.params)
-    alert_routes = "@slack-demo @github-dispatch @retrain"
     return {
         "store": "sqlite:///.driftloop/driftloop.db",
         "storage": "file://.driftloop/storage",
@@ -224,33 +200,7 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
         "serving": {"host": "127.0.0.1", "port": port, "registry_poll_interval": 0.5},
         "insights": {"flush_interval": 0.1},
         "models": {MODEL: model},
-        "monitors": [
-            {
-                "name": CONFIDENCE_MONITOR,
-                "metric": "model_confidence",
-                "aggregation": "avg",
-                "window": f"{window:g}s",
-                "group_by": ["model"],
-                "min_count": 50,
-                "below": tuning.thresholds.below(),
-                "message": (
-                    "Confidence of {{model}} is {{value}} (threshold {{threshold}}).\n"
-                    "{{#is_warning}}@slack-demo{{/is_warning}}"
-                    "{{#is_alert}}" + alert_routes + "{{/is_alert}}"
-                    "{{#is_recovery}}@slack-demo{{/is_recovery}}"
-                ),
-            },
-            {
-                "name": DRIFT_MONITOR,
-                "type": "drift",
-                "metric": "model_confidence",
-                "group_by": ["model", "version"],
-                "detector": {"algorithm": "cusum", "false_alarm_rate": 1e-5,
-                             "min_shift": tuning.drift_min_shift},
-                "message": "Confidence of {{model}} drifted from its validation reference.\n"
-                           "{{#is_alert}}@slack-demo{{/is_alert}}",
-            },
-        ],
+        "monitors": demo_monitors(options.speed),
         "notifiers": {
             "slack-demo": {"type": "slack", "webhook_url": receiver.slack_webhook_url},
             "github-dispatch": {
@@ -265,9 +215,9 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
         },
         "pipeline": {
             "cooldown": f"{600 / options.speed:g}s",
-            "verify_deadline": f"{max(60.0, 4 * window):g}s",
+            "retry_backoff": f"{600 / options.speed:g}s",
+            "verify_deadline": f"{600 / options.speed:g}s",
             "verify_interval": 0.5,
-            "verify_min_predictions": 50,
         },
     }
 
@@ -288,6 +238,7 @@ class DemoView:
         self.production: int | None = None
         self.job: str = "none"
         self.traffic: TrafficGenerator | None = None
+        self.config: Config | None = None
         self._lock = threading.Lock()
 
     def log(self, kind: str, message: str) -> None:
@@ -306,7 +257,8 @@ class DemoView:
             head.add_row("traffic", f"{stats.requests_per_second(now):5.1f} req/s, "
                                     f"{stats.texts} texts, failed {stats.failed}")
         confidence = "n/a" if self.confidence is None else f"{self.confidence:.3f}"
-        warning, critical = tuning_for(self.options.trainer).thresholds.resolve(self.reference)
+        warning, critical = (None, None) if self.config is None else _levels(
+            self.config, self.reference)
         head.add_row("avg confidence", f"{confidence}  (warn < {_fmt_level(warning)}, alert < "
                                        f"{_fmt_level(critical)}, window {self.options.window:g}s)")
         head.add_row("production", "n/a" if self.production is None else f"v{self.production}")
@@ -371,7 +323,8 @@ def _run(
                   f"a {options.window:g}s window stands for 5 minutes)")
 
     tuning = tuning_for(options.trainer)
-    scenario = build_scenario(newest_window=tuning.newest_window)
+    view.config = config
+    scenario = build_scenario(drifting=options.drifting)
     datasets = DatasetStore.from_config(config)
     first = datasets.push(scenario.snapshot_1, DATASET)
     console.print(f"snapshot 1: {first.row_count} labeled reviews without the subtopics "
@@ -383,7 +336,7 @@ def _run(
                       "and set as production")
     reference = _reference_confidence(v1)
     view.reference = view.v1_reference = reference
-    console.print(threshold_note(tuning, reference), style="dim")
+    console.print(monitors_note(config, reference), style="dim")
 
     phase2_at: list[float] = []
     system = DriftloopSystem(config, SystemOptions(
@@ -482,7 +435,7 @@ def _on_job(view: DemoView, job: Job) -> None:
 def _refresh(view: DemoView, system: DriftloopSystem) -> None:
     now = time.time()
     results = system.metric_store.query("model_confidence", "avg", now - view.options.window,
-                                        now, filter={"model": MODEL})
+                                        now, filter={"model": MODEL, SHADOW_TAG: None})
     view.confidence = results[0].value if results else None
     try:
         production = system.registry.resolve(MODEL)
@@ -528,7 +481,6 @@ def _finish(
     phase2_at: float | None, project: Path,
 ) -> DemoResult:
     stats = traffic.stats
-    tuning = tuning_for(options.trainer)
     warn_at = _first(view, MonitorState.WARN.value, CONFIDENCE_MONITOR + ":")
     alert_at = _first(view, MonitorState.ALERT.value, CONFIDENCE_MONITOR + ":")
     drift_at = _first(view, MonitorState.ALERT.value, DRIFT_MONITOR)
@@ -560,8 +512,9 @@ def _finish(
         "trainer": options.trainer,
         "speed": options.speed,
         "window_seconds": options.window,
-        "thresholds": _thresholds_summary(system, options.trainer, stats.versions),
-        "threshold_note": threshold_note(tuning, view.v1_reference),
+        "drifting_subtopics": list(options.drifting),
+        "thresholds": _thresholds_summary(system, stats.versions),
+        "monitors_note": monitors_note(system.config, view.v1_reference),
         "seconds_total": round(time.time() - view.started, 1),
         "seconds_to_train_v1": None if view.training_v1 is None else round(view.training_v1, 1),
         "seconds_retrain_job_to_deploy": _job_to_deploy(jobs),
@@ -603,18 +556,18 @@ def _finish(
     return DemoResult(not reasons, reasons, summary, out, view.timeline)
 
 
-def _thresholds_summary(
-    system: DriftloopSystem, trainer: str, versions: Iterable[str]
-) -> dict[str, Any]:
-    """The levels as configured and, per served version, resolved against its reference."""
-    levels = tuning_for(trainer).thresholds
+def _thresholds_summary(system: DriftloopSystem, versions: Iterable[str]) -> dict[str, Any]:
+    """The confidence monitor's levels as configured and, per served version, resolved against
+    its reference."""
+    monitor = _confidence_monitor(system.config)
+    assert monitor.below is not None
     resolved: dict[str, dict[str, float | None]] = {}
     for version in sorted(versions, key=int):
         reference = _reference_confidence(system.registry.get_version(MODEL, int(version)))
-        warning, critical = levels.resolve(reference)
+        warning, critical = _levels(system.config, reference)
         resolved[version] = {"reference": reference, "warning": warning, "critical": critical}
-    return {"warning": levels.spec(levels.warning), "critical": levels.spec(levels.critical),
-            "relative": levels.relative, "per_version": resolved}
+    return {"warning": str(monitor.below.warning), "critical": str(monitor.below.critical),
+            "per_version": resolved}
 
 
 def _job_to_deploy(jobs: list[Job]) -> float | None:

@@ -66,7 +66,16 @@ def build_scenario(
     if newest_window is not None and not 0 < newest_window < 1:
         raise ConfigError(f"newest_window must lie in (0, 1), got {newest_window}")
     data = pd.read_csv(bundled_reviews_path()) if frame is None else frame
+    known_subtopics = set(data["subtopic"])
+    unknown = sorted(set(drifting) - known_subtopics)
+    if not drifting or unknown:
+        raise ConfigError(f"drifting subtopics must be some of {sorted(known_subtopics)}; "
+                          f"got {list(drifting)}")
     is_drifting = data["subtopic"].isin(drifting)
+    lost = sorted(set(data["label"]) - set(data.loc[~is_drifting, "label"]))
+    if lost:
+        raise ConfigError(f"holding out {list(drifting)} leaves no rows of the classes {lost} "
+                          "for the first model: keep at least one subtopic of each class")
     known = data[~is_drifting].sample(frac=1.0, random_state=seed)
     drifted = data[is_drifting].sample(frac=1.0, random_state=seed)
     known_cut = int(len(known) * traffic_fraction)

@@ -20,6 +20,10 @@ from driftloop.trainers.base import ReferenceProfile
 
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}
 
+REALIZED_ACCURACY_METRIC = "prediction_correct"
+"""The insight feedback labels become (1 right, 0 wrong): its ``avg`` is realized accuracy, and
+a relative threshold on it resolves against the version's validation accuracy."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -48,12 +52,16 @@ def reference_value(
     profile: ReferenceProfile | None, metric: str, aggregation: str
 ) -> float | None:
     """The value a relative threshold is relative to: ``profile.metrics[metric]`` when the
-    profile records that metric, else, for a confidence metric, the aggregation applied to the
+    profile records that metric; for the ``avg`` of ``prediction_correct`` (realized accuracy)
+    the validation accuracy; else, for a confidence metric, the aggregation applied to the
     validation split's confidences (``avg`` → their mean, ``p90`` → their 90th percentile ...)."""
     if profile is None:
         return None
     if metric in profile.metrics:
         return float(profile.metrics[metric])
+    if metric == REALIZED_ACCURACY_METRIC and aggregation == "avg" \
+            and "accuracy" in profile.metrics:
+        return float(profile.metrics["accuracy"])
     if "confidence" not in metric or not profile.confidences:
         return None
     if aggregation == "avg":

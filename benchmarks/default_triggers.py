@@ -1,0 +1,235 @@
+"""The monitors ``driftloop init`` writes: how soon they call @retrain on a drift, and how rarely
+on traffic that does not change.
+
+The monitors are read from the template itself (``driftloop init``'s driftloop.yaml): the
+confidence threshold (window mean below ``reference - 0.05``), the CUSUM drift detector and the
+realized-accuracy threshold, each routing ``@retrain`` on ALERT. For each scenario, a held-out
+set of subtopics of the bundled reviews (``driftloop.demo.scenario.build_scenario``), v1 is
+trained with the library's sklearn trainer on snapshot 1; its real predictions on traffic rows
+that no snapshot holds give the streams:
+
+* **no change**: 24 simulated hours at ``--rate`` predictions per second, resampled from v1's
+  predictions on known traffic; every ALERT of any signal is a false retrain;
+* **drift**: a share (``--mixes``: all, half, a fifth) of the traffic shifts to the held-out
+  subtopics: the time from the shift to each signal's first ALERT, in 5-minute windows, over
+  the 3 hours after the shift.
+
+Labels arrive for ``--label-share`` of the predictions (realized accuracy). The engine evaluates
+every ``--interval`` seconds over its sliding windows, as ``driftloop up`` does.
+
+    .venv/bin/python benchmarks/default_triggers.py              # full run (a few minutes)
+    .venv/bin/python benchmarks/default_triggers.py --quick      # smoke run (2 scenarios, 2 h)
+    .venv/bin/python benchmarks/default_triggers.py --markdown   # the table for the docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from rich.console import Console
+from rich.table import Table
+
+from driftloop.config import ModelConfig, MonitorConfig, parse_config
+from driftloop.demo.scenario import build_scenario
+from driftloop.drift.factory import build_detector
+from driftloop.monitors.thresholds import reference_value, resolve_thresholds
+from driftloop.project import default_config_text
+from driftloop.trainers.base import ReferenceProfile, TrainingData
+from driftloop.trainers.registry import get_trainer
+
+SCENARIOS: tuple[tuple[str, ...], ...] = (
+    ("imdb_user_review",),
+    ("critic_snippet",),
+    ("restaurant",),
+    ("dresses",),
+    ("coffee_tea", "tops"),
+    ("review_title",),
+)
+"""Held-out subtopic sets: each keeps every class in snapshot 1 (the other subtopics of its
+domain stay), chosen as one per domain plus the title-only reviews and a two-domain pair."""
+
+WINDOW_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Streams:
+    reference: ReferenceProfile
+    known_confidence: NDArray[np.float64]
+    known_correct: NDArray[np.float64]
+    drifted_confidence: NDArray[np.float64]
+    drifted_correct: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Monitors:
+    confidence: MonitorConfig
+    drift: MonitorConfig
+    accuracy: MonitorConfig
+
+
+def template_monitors() -> Monitors:
+    config = parse_config(default_config_text(), source="driftloop init", environ={})
+    by_metric = {(m.type, m.metric): m for m in config.monitors}
+    return Monitors(by_metric[("threshold", "model_confidence")],
+                    by_metric[("drift", "model_confidence")],
+                    by_metric[("threshold", "prediction_correct")])
+
+
+def model_streams(drifting: tuple[str, ...], seed: int) -> Streams:
+    scenario = build_scenario(drifting=drifting, seed=seed)
+    model = ModelConfig(trainer="sklearn", data="reviews")
+    frame = scenario.snapshot_1
+    trained = get_trainer("sklearn", model).fit(
+        TrainingData(frame, "text", "label", "bench", "bench"))
+    predictor = trained.predictor
+    assert trained.reference is not None
+
+    def score(traffic: pd.DataFrame) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        probabilities = predictor.predict_proba(traffic["text"].astype(str).tolist())
+        predicted = np.asarray(predictor.labels)[probabilities.argmax(axis=1)]
+        correct = (predicted == traffic["label"].astype(str).to_numpy()).astype(np.float64)
+        return probabilities.max(axis=1), correct
+
+    known = score(scenario.known_traffic)
+    drifted = score(scenario.drifted_traffic)
+    return Streams(trained.reference, *known, *drifted)
+
+
+@dataclass
+class Alarms:
+    confidence: list[float]
+    drift: list[float]
+    accuracy: list[float]
+    """Seconds (since the stream began) at which each signal went ALERT."""
+
+    def first_after(self, start: float) -> dict[str, float | None]:
+        return {name: next((t - start for t in times if t >= start), None)
+                for name, times in (("confidence", self.confidence), ("drift", self.drift),
+                                    ("accuracy", self.accuracy))}
+
+
+def simulate(
+    monitors: Monitors, streams: Streams, *, seconds: float, shift_at: float | None,
+    mix: float, rate: float, label_share: float, interval: float, rng: np.random.Generator,
+) -> Alarms:
+    """One stream of ``seconds`` at ``rate`` predictions/s, drifting at ``shift_at``."""
+    n = int(seconds * rate)
+    times = np.arange(n) / rate
+    drifted = np.zeros(n, dtype=bool)
+    if shift_at is not None:
+        drifted = (times >= shift_at) & (rng.random(n) < mix)
+    known_index = rng.integers(0, streams.known_confidence.size, n)
+    drifted_index = rng.integers(0, streams.drifted_confidence.size, n)
+    confidence = np.where(drifted, streams.drifted_confidence[drifted_index],
+                          streams.known_confidence[known_index])
+    correct = np.where(drifted, streams.drifted_correct[drifted_index],
+                       streams.known_correct[known_index])
+    labelled = rng.random(n) < label_share
+
+    alarms = Alarms([], [], [])
+    detector = build_detector(monitors.drift.detector, streams.reference,  # type: ignore[arg-type]
+                              metric="model_confidence")
+    for i, value in enumerate(confidence.tolist()):
+        detector.update(value)
+        if detector.drift_detected:
+            alarms.drift.append(i / rate)
+
+    cumulative = np.concatenate([[0.0], np.cumsum(confidence)])
+    labelled_sum = np.concatenate([[0.0], np.cumsum(correct * labelled)])
+    labelled_count = np.concatenate([[0], np.cumsum(labelled)])
+    for monitor, sums, counts, found in (
+        (monitors.confidence, cumulative, None, alarms.confidence),
+        (monitors.accuracy, labelled_sum, labelled_count, alarms.accuracy),
+    ):
+        reference = reference_value(streams.reference, monitor.metric, monitor.aggregation)
+        critical = resolve_thresholds(monitor, reference).critical
+        assert critical is not None
+        alerting = False
+        for now in np.arange(interval, seconds, interval):  # a window fills as time goes
+            end, start = int(now * rate), int(max(0.0, now - monitor.window) * rate)
+            count = end - start if counts is None else int(counts[end] - counts[start])
+            if count < monitor.min_count:
+                continue
+            mean = (sums[end] - sums[start]) / count
+            breached = mean < critical
+            if breached and not alerting:
+                found.append(float(now))
+            alerting = breached
+    return alarms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=170.0,
+                        help="predictions per second (the sklearn demo sends about 170)")
+    parser.add_argument("--hours", type=float, default=24.0, help="no-change stream length")
+    parser.add_argument("--label-share", type=float, default=0.1,
+                        help="share of predictions whose true label comes back")
+    parser.add_argument("--interval", type=float, default=5.0,
+                        help="seconds between monitor evaluations")
+    parser.add_argument("--mixes", type=float, nargs="+", default=[1.0, 0.5, 0.2],
+                        help="share of the traffic that drifts after the shift")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="2 scenarios, 2 hours")
+    parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    args = parser.parse_args()
+    scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
+    hours = 2.0 if args.quick else args.hours
+    console = Console(width=200)
+    monitors = template_monitors()
+    rng = np.random.default_rng(args.seed)
+    started = time.perf_counter()
+    rows: list[list[str]] = []
+    for drifting in scenarios:
+        streams = model_streams(drifting, args.seed)
+        quiet = simulate(monitors, streams, seconds=hours * 3600, shift_at=None, mix=0.0,
+                         rate=args.rate, label_share=args.label_share,
+                         interval=args.interval, rng=rng)
+        for mix in args.mixes:
+            shift = 2 * WINDOW_SECONDS
+            drift = simulate(monitors, streams, seconds=shift + 3 * 3600, shift_at=shift,
+                             mix=mix, rate=args.rate, label_share=args.label_share,
+                             interval=args.interval, rng=rng)
+            before = float(streams.known_correct.mean())
+            after = float((1 - mix) * before + mix * streams.drifted_correct.mean())
+            firsts = drift.first_after(shift)
+            conf_before = float(streams.known_confidence.mean())
+            conf_after = float((1 - mix) * conf_before + mix * streams.drifted_confidence.mean())
+
+            def windows(value: float | None) -> str:
+                return "never" if value is None else f"{value / WINDOW_SECONDS:.2f}"
+
+            rows.append([
+                "+".join(drifting), f"{mix:g}", f"{before:.3f} → {after:.3f}",
+                f"{conf_before:.3f} → {conf_after:.3f} "
+                f"(ref {streams.reference.mean_confidence:.3f})",
+                windows(firsts["drift"]), windows(firsts["confidence"]),
+                windows(firsts["accuracy"]),
+                f"{len(quiet.drift)} / {len(quiet.confidence)} / {len(quiet.accuracy)}",
+            ])
+        console.print(f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s)")
+    headers = ["held out", "drifted share", "accuracy before → after",
+               "mean confidence before → after", "CUSUM (windows)", "confidence (windows)",
+               "realized accuracy (windows)",
+               f"false ALERTs in {hours:g} h (CUSUM / conf. / acc.)"]
+    if args.markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "---|" * len(headers))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        table = Table(*headers, title=f"init defaults at {args.rate:g} predictions/s, labels on "
+                                      f"{args.label_share:.0%}")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"took {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -201,6 +201,10 @@ class ModelConfig(StrictModel):
     merge_feedback: bool = Field(
         False, description="retrain on the newest snapshot plus the labels that production "
                            "feedback sent with their texts (stored as a new snapshot)")
+    retrain_data: Literal["cumulative", "newest"] = Field(
+        "cumulative", description="what a training learns from: every labeled row of every "
+                                  "snapshot, the newest label of a text winning (cumulative), "
+                                  "or the newest snapshot alone (newest)")
 
 
 class ServingConfig(StrictModel):

@@ -738,3 +738,35 @@ def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld
     assert "rolled back review-classifier to v1" in (job.error or "")
     assert "database is locked" in (job.error or "")
     assert "shadow" not in world.aliases()  # the verification shadow ended too
+
+
+# --------------------------------------------------------------------------- retrain data
+
+
+@pytest.mark.parametrize("policy", ["cumulative", "newest"])
+def test_the_retrain_data_policy_decides_what_the_candidate_learns_from(
+    tmp_path: Path, policy: str,
+) -> None:
+    """Only the newly labeled rows land as the newest snapshot: cumulative learns them with
+    every older row (stored as a new snapshot the version records), newest from them alone."""
+    world = PipelineWorld.create(tmp_path, model={"retrain_data": policy})
+    world.train_production()
+    known, drifted = world.snapshots.known, world.snapshots.drifted
+    new_rows = drifted[~drifted["text"].isin(known["text"])]
+    world.push(new_rows)
+
+    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
+                                             confidence={1: 0.5, 2: 0.8}))
+
+    assert job.snapshot_id is not None
+    trained_on = world.system.datasets.get(DATASET, job.snapshot_id)
+    fetching = world.system.queue.steps(job.job_id)[0]
+    if policy == "cumulative":
+        assert trained_on.row_count == len(known) + len(new_rows)
+        assert f"cumulative: {len(known)} rows of 1 older snapshot(s)" in fetching.log
+    else:
+        assert trained_on.row_count == len(new_rows)
+        assert "cumulative" not in fetching.log
+    if job.candidate_version is not None:
+        version = world.system.registry.get_version(MODEL, job.candidate_version)
+        assert version.snapshot_id == trained_on.snapshot_id

@@ -404,9 +404,9 @@ def _start_phase_2(view: DemoView, traffic: TrafficGenerator, scenario: DemoScen
     traffic.set_phase("drifted", scenario.drifted_traffic)
     view.log("drift", f"phase 2: traffic shifts to unseen subtopics "
                       f"({', '.join(DRIFTING_SUBTOPICS)})")
-    second = datasets.push(scenario.snapshot_2, DATASET)
-    view.log("data", f"snapshot 2 lands in storage: {second.row_count} labeled rows, "
-                     f"including the new subtopics")
+    second = datasets.push(scenario.new_rows, DATASET)
+    view.log("data", f"snapshot 2 lands in storage: {second.row_count} newly labeled rows, "
+                     f"most of them of the new subtopics")
 
 
 def _on_event(view: DemoView, event: Event) -> None:

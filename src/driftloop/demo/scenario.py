@@ -41,6 +41,15 @@ class DemoScenario:
     known_traffic: pd.DataFrame
     drifted_traffic: pd.DataFrame
 
+    @property
+    def new_rows(self) -> pd.DataFrame:
+        """The rows of snapshot 2 that snapshot 1 lacks: the labeled data that lands in
+        storage while the traffic drifts (the retrain data policy decides what else a
+        retrain learns from)."""
+        known = set(self.snapshot_1["text"].astype(str))
+        fresh = ~self.snapshot_2["text"].astype(str).isin(known)
+        return self.snapshot_2[fresh].reset_index(drop=True)
+
     def write(self, directory: Path) -> tuple[Path, Path]:
         directory.mkdir(parents=True, exist_ok=True)
         first, second = directory / "snapshot-1.csv", directory / "snapshot-2.csv"

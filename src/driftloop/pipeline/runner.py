@@ -38,6 +38,7 @@ from driftloop.pipeline.verification import (
 )
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.storage import DatasetStore, Snapshot
+from driftloop.storage.datasets import training_rows
 from driftloop.trainers.base import Predictor, ProgressCallback, TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import GithubDispatchTrainer, WorkflowDispatch
@@ -199,11 +200,14 @@ class RetrainPipeline:
                 # a resumed remote job gates on the snapshot its workflow was given
                 snapshot = self.datasets.get(model_config.data,
                                              dispatched.inputs["dataset_snapshot"])
+                rows = training_rows(self.datasets, model_config.data, policy="newest",
+                                     text_column=model_config.text_column, snapshot=snapshot)
             else:
-                snapshot = self.datasets.newest(model_config.data)
-            frame = self.datasets.load(snapshot)
-            log.append(f"snapshot {snapshot.snapshot_id} ({snapshot.row_count} rows, "
-                       f"hash {snapshot.content_hash[:12]})")
+                rows = training_rows(self.datasets, model_config.data,
+                                     policy=model_config.retrain_data,
+                                     text_column=model_config.text_column)
+            snapshot, frame = rows.snapshot, rows.frame
+            log.append(rows.describe())
             if model_config.merge_feedback and dispatched is None:
                 snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log)
             seen = self._seen_texts(production, model_config.data, model_config.text_column)

@@ -23,6 +23,7 @@ import io
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -32,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from driftloop.config import NAME_PATTERN, Config
-from driftloop.errors import IntegrityError, InvalidInputError, NotFoundError
+from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
 from driftloop.storage.objects import ObjectStorage, open_storage
 
 DATASETS_PREFIX = "datasets"
@@ -225,6 +226,72 @@ class DatasetStore:
             return Snapshot.from_dict(json.loads(self.storage.get_bytes(key)))
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"{self.storage.uri(key)} is not a valid manifest: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """What a training learns from under a retrain data policy, and where it is stored."""
+
+    snapshot: Snapshot
+    frame: pd.DataFrame
+    added: int
+    """Rows that older snapshots added to the newest one (0 under ``newest``)."""
+    snapshots: int
+    """How many snapshots the rows come from."""
+
+    def describe(self) -> str:
+        if self.snapshots <= 1:
+            return (f"snapshot {self.snapshot.snapshot_id} ({self.snapshot.row_count} rows, "
+                    f"hash {self.snapshot.content_hash[:12]})")
+        return (f"cumulative: {self.added} rows of {self.snapshots - 1} older snapshot(s) whose "
+                f"text the newest lacks added -> snapshot {self.snapshot.snapshot_id} "
+                f"({self.snapshot.row_count} rows, hash {self.snapshot.content_hash[:12]})")
+
+
+def cumulative_rows(frames: Sequence[pd.DataFrame], text_column: str) -> tuple[pd.DataFrame, int]:
+    """The rows of ``frames`` (oldest first) as one frame: every row of the newest, then the
+    rows of older ones whose text no newer frame holds (a text's newest label wins). Returns
+    the frame and how many rows the older frames added."""
+    newest = frames[-1]
+    if text_column not in newest:
+        return newest, 0  # the trainer names the missing column
+    seen = set(newest[text_column].astype(str))
+    older: list[pd.DataFrame] = []
+    for frame in reversed(frames[:-1]):
+        if text_column not in frame:
+            continue
+        fresh = frame[~frame[text_column].astype(str).isin(seen)]
+        seen |= set(fresh[text_column].astype(str))
+        older.append(fresh)
+    added = sum(len(frame) for frame in older)
+    if added == 0:
+        return newest, 0
+    combined = pd.concat([newest, *older], ignore_index=True)
+    return combined.fillna("").astype(str)[list(combined.columns)], added
+
+
+def training_rows(
+    store: DatasetStore, dataset: str, *, policy: str, text_column: str,
+    snapshot: Snapshot | None = None,
+) -> TrainingRows:
+    """The rows to train on under ``policy`` (``models.<name>.retrain_data``): the newest
+    snapshot (or ``snapshot``) alone, or with ``cumulative`` the rows older snapshots add to
+    it, stored as a new snapshot of ``dataset`` when they add any (so a version records the
+    exact rows it learned from)."""
+    newest = snapshot or store.newest(dataset)
+    frame = store.load(newest)
+    if policy == "newest":
+        return TrainingRows(newest, frame, 0, 1)
+    if policy != "cumulative":
+        raise ConfigError(f"retrain_data must be cumulative or newest, got {policy!r}")
+    older = [s for s in store.list(dataset) if s.order < newest.order]
+    if not older:
+        return TrainingRows(newest, frame, 0, 1)
+    combined, added = cumulative_rows([*(store.load(s) for s in older), frame], text_column)
+    if added == 0:
+        return TrainingRows(newest, frame, 0, 1)
+    pushed = store.push(combined, dataset)
+    return TrainingRows(pushed, combined, added, len(older) + 1)
 
 
 def bundled_reviews_path() -> Path:

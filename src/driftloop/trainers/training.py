@@ -20,7 +20,7 @@ from driftloop.registry.versions import (
     check_trigger,
     read_evaluation_file,
 )
-from driftloop.storage.datasets import DatasetStore, Snapshot, ensure_dataset
+from driftloop.storage.datasets import DatasetStore, Snapshot, ensure_dataset, training_rows
 from driftloop.trainers.base import ProgressCallback, Trainer, TrainingData
 from driftloop.trainers.registry import get_trainer
 
@@ -68,22 +68,26 @@ def train_model(
     trigger: str = "manual",
     progress: ProgressCallback | None = None,
 ) -> ModelVersion:
-    """Train ``model_name`` on its newest snapshot (or ``snapshot_id``) and register it."""
+    """Train ``model_name`` on its newest snapshot under its retrain data policy
+    (``models.<name>.retrain_data``), or on ``snapshot_id`` alone, and register it."""
     check_trigger(trigger)
     plan = plan_training(config, model_name, snapshot_id=snapshot_id)
     registry = ModelRegistry.from_config(config)
-    frame = DatasetStore.from_config(config).load(plan.snapshot)
+    rows = training_rows(
+        DatasetStore.from_config(config), plan.model_config.data,
+        policy="newest" if snapshot_id is not None else plan.model_config.retrain_data,
+        text_column=plan.model_config.text_column, snapshot=plan.snapshot)
     data = TrainingData(
-        frame,
+        rows.frame,
         text_column=plan.model_config.text_column,
         label_column=plan.model_config.label_column,
-        snapshot_id=plan.snapshot.snapshot_id,
-        snapshot_hash=plan.snapshot.content_hash,
+        snapshot_id=rows.snapshot.snapshot_id,
+        snapshot_hash=rows.snapshot.content_hash,
     )
     trained = plan.trainer.fit(data, progress=progress)
     aliases = registry.aliases(model_name)
     version = registry.register_trained(
-        model_name, trained, trainer=plan.model_config.trainer, snapshot=plan.snapshot,
+        model_name, trained, trainer=plan.model_config.trainer, snapshot=rows.snapshot,
         trigger=trigger, parent_version=aliases.get(PRODUCTION),
     )
     if PRODUCTION not in aliases:

@@ -60,6 +60,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("monitor_engine", "Monitor engine: 1,000 monitors over 7 days of rollups",
               ("monitor_engine.py", "--ingest-points", "100000"), False),
     Benchmark("detectors", "Drift detectors (quick run)", ("detectors.py", "--quick"), True),
+    Benchmark("scenario_matrix", "The closed loop on many drifts (sklearn)",
+              ("scenario_matrix.py", "--markdown"), True),
+    Benchmark("scenario_matrix_transformers", "The closed loop on many drifts (transformers)",
+              ("scenario_matrix.py", "--trainer", "transformers", "--speed", "15",
+               "--markdown"), True, timeout=3600.0),
     Benchmark("default_triggers", "Default triggers: the init monitors on drift and on 24 h "
               "of unchanged traffic", ("default_triggers.py", "--markdown"), True),
 )

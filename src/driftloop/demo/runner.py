@@ -38,6 +38,7 @@ from driftloop.metrics.points import SHADOW_TAG
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.pipeline.queue import Job, JobState
+from driftloop.pipeline.retry import REQUEST_KINDS
 from driftloop.pipeline.runner import PipelineHooks
 from driftloop.project import default_config_text
 from driftloop.registry import ModelVersion
@@ -387,6 +388,11 @@ def _run(
                     view.log("closed", "the loop closed: new version serving, monitors OK")
                 if loop_closed_at is not None and now >= loop_closed_at + 3.0:
                     break
+                if phase2_at and loop_closed_at is None and _settled(system):
+                    view.phase = "settled: no more retries, the monitors still fire"
+                    view.log("settled", "the loop did not close: every retry of the open "
+                                        "incidents ran (pipeline.max_attempts)")
+                    break
                 live.update(view.render())
                 time.sleep(0.25)
             live.update(view.render())
@@ -466,6 +472,18 @@ def _loop_closed(system: DriftloopSystem, view: DemoView) -> bool:
     jobs = system.queue.list(model=MODEL, limit=5)
     succeeded = any(job.state == JobState.SUCCEEDED for job in jobs)
     return succeeded and system.monitors_ok(MODEL) and (view.production or 0) >= 2
+
+
+def _settled(system: DriftloopSystem) -> bool:
+    """Nothing more will happen by itself: no job runs, and every open incident that asked for
+    a retrain has used up its retries."""
+    if system.queue.active(MODEL) is not None or not system.queue.list(model=MODEL, limit=1):
+        return False
+    for summary in system.engine.list_incidents(status="open"):
+        kinds = {entry.kind for entry in system.engine.get_incident(summary.incident_id).timeline}
+        if kinds & REQUEST_KINDS and "retries_exhausted" not in kinds:
+            return False
+    return True
 
 
 def _first(view: DemoView, kind: str, text: str) -> float | None:

@@ -192,3 +192,10 @@ def test_notifier_error_path_has_no_discriminator() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config("notifiers: {s: {type: slack}}", environ={})
     assert "notifiers.s.webhook_url" in str(caught.value)
+
+
+@pytest.mark.parametrize(("key", "hint"), [("verify_baseline", "same live requests"),
+                                          ("verify_confidence_tolerance", "verify_tolerance")])
+def test_a_removed_pipeline_key_says_what_replaced_it(key: str, hint: str) -> None:
+    with pytest.raises(ConfigError, match=hint):
+        parse_config(f"pipeline: {{{key}: 1}}", environ={})

@@ -336,6 +336,17 @@ class GateConfig(StrictModel):
     max_ece_increase: float = Field(0.02, ge=0)
 
 
+REMOVED_PIPELINE_KEYS = {
+    "verify_baseline": "verification now compares the new and the previous version on the same "
+                       "live requests (the previous one scores them in shadow), not on the time "
+                       "before the deploy; remove the key (docs/pipeline.md, 'Deploy, verify, "
+                       "roll back')",
+    "verify_confidence_tolerance": "use pipeline.verify_tolerance (0.02 by default), which "
+                                   "applies to accuracy and to confidence relative to each "
+                                   "version's reference",
+}
+
+
 class PipelineConfig(StrictModel):
     cooldown: Duration = 600.0
     gate: GateConfig = GateConfig()
@@ -349,6 +360,15 @@ class PipelineConfig(StrictModel):
     shadow_fraction: float = Field(1.0, gt=0, le=1)
     retry_backoff: Duration = 600.0
     max_attempts: int = Field(3, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, hint in REMOVED_PIPELINE_KEYS.items():
+                if key in data:
+                    raise ValueError(f"pipeline.{key} is gone: {hint}")
+        return data
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     min_fresh_rows: int = Field(50, ge=1)
     seed: int = 0

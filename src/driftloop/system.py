@@ -102,7 +102,7 @@ class DriftloopSystem:
             feedback=self.feedback.labeled_samples,
         )
         self.retries = RetryPolicy(config.pipeline, self.queue, self.engine.incidents,
-                                   models=set(config.models), clock=clock)
+                                   models=config.models, datasets=self.datasets, clock=clock)
         self.worker = RetrainWorker(self.queue, self.pipeline,
                                     poll_interval=self.options.worker_poll_interval,
                                     stale_after=config.pipeline.worker_stale_after,
@@ -209,7 +209,7 @@ class DriftloopSystem:
             return None, 0
         results = self.metric_store.query(
             "model_confidence", "avg", start, end,
-            filter={"model": model, "version": str(version)},
+            filter={"model": model, "version": str(version), SHADOW_TAG: None},
         )
         if not results:
             return None, 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,8 @@ def test_demo_config_runs_the_init_defaults_with_time_compressed(
     assert [m.name for m in config.monitors] == [m.name for m in defaults.monitors]
     for demo, default in zip(config.monitors, defaults.monitors, strict=True):
         assert demo.window == pytest.approx(default.window / 15.0)
-        for key in ("metric", "aggregation", "group_by", "min_count", "below", "detector"):
+        assert demo.min_count == max(1, math.ceil(default.min_count / 15.0))
+        for key in ("metric", "aggregation", "group_by", "below", "detector"):
             assert getattr(demo, key) == getattr(default, key), (demo.name, key)
         assert "@retrain" in demo.message or "@retrain" not in default.message
     assert (config.pipeline.verify_tolerance, config.pipeline.verify_error_rate,

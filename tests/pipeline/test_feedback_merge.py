@@ -57,6 +57,20 @@ def test_feedback_older_than_the_snapshot_does_not_overturn_its_labels() -> None
     assert merge.frame.loc[1, "label"] == "Food - Negative"
 
 
+def test_a_label_from_an_older_snapshot_yields_to_feedback_sent_after_it() -> None:
+    """Under the cumulative policy a row may come from a snapshot older than the newest: the
+    feedback that arrived between the two is newer than that row's label."""
+    frame = _frame()
+    samples: list[LabeledSample] = [("bland", "Food - Positive", BEFORE)]
+    assert _merge(frame, samples).relabelled == 0
+    merged = merge_feedback(frame, samples, text_column="text", label_column="label",
+                            labels=LABELS, snapshot_time=SNAPSHOT_TIME,
+                            label_times={"bland": BEFORE - 100})
+    assert merged.relabelled == 1
+    assert dict(zip(merged.frame["text"], merged.frame["label"], strict=True))["bland"] == \
+        "Food - Positive"
+
+
 def test_every_row_of_a_repeated_text_takes_the_new_label() -> None:
     frame = pd.DataFrame({"text": ["x", "x", "y"],
                           "label": ["Food - Negative", "Food - Positive", "Food - Negative"]})

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from driftloop.monitors.incidents import IncidentStatus
 from driftloop.pipeline.queue import JobState
-from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe
+from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe, reviews
 
 BACKOFF = 120.0
 
@@ -20,6 +22,12 @@ def rejecting_world(tmp_path: Path, **pipeline: object) -> PipelineWorld:
     world.train_production()
     world.push(world.snapshots.drifted)
     return world
+
+
+def newer_rows(world: PipelineWorld) -> pd.DataFrame:
+    """A newer snapshot: the drifted one with a few more labeled rows."""
+    extra = reviews().iloc[-20:]
+    return pd.concat([world.snapshots.drifted, extra], ignore_index=True)
 
 
 def run_next(world: PipelineWorld) -> JobState:
@@ -49,6 +57,14 @@ def test_a_rejected_candidate_leads_to_a_later_retry_up_to_the_cap(tmp_path: Pat
     assert system.queue.active(MODEL) is None
 
     clock.now += BACKOFF
+    # the job learned from every labeled row there is: the same rows would make the same model
+    [waiting] = system.retries.run_once()
+    assert waiting.kind == "retry_waiting"
+    assert "waits for newer labeled data" in waiting.message
+    assert system.retries.run_once() == []
+    assert system.queue.active(MODEL) is None
+
+    world.push(newer_rows(world))  # new labels land
     [retry] = system.retries.run_once()
     assert retry.kind == "retry"
     assert retry.job_id is not None
@@ -69,10 +85,11 @@ def test_a_rejected_candidate_leads_to_a_later_retry_up_to_the_cap(tmp_path: Pat
 
     timeline = kinds(world, incident)
     assert timeline.count("retry_scheduled") == 1
+    assert timeline.count("retry_waiting") == 1
     assert timeline.count("retry") == 1
     assert timeline.count("retries_exhausted") == 1
-    assert timeline.index("retry_scheduled") < timeline.index("retry") \
-        < timeline.index("retries_exhausted")
+    assert timeline.index("retry_scheduled") < timeline.index("retry_waiting") \
+        < timeline.index("retry") < timeline.index("retries_exhausted")
 
 
 def test_the_worker_queues_due_retries_between_jobs(tmp_path: Path) -> None:
@@ -81,6 +98,7 @@ def test_the_worker_queues_due_retries_between_jobs(tmp_path: Path) -> None:
     incident = world.open_incident()
     system.enqueue_retrain(MODEL, incident, "confidence alert")
     assert run_next(world) == JobState.REJECTED
+    world.push(newer_rows(world))
     clock.now += BACKOFF
 
     ran = system.worker.run_once()  # queues the retry, then claims and runs it
@@ -120,6 +138,7 @@ def test_an_alert_attached_to_a_finished_job_in_the_cooldown_is_retried(tmp_path
     second = world.open_incident("second")
     attached = system.enqueue_retrain(MODEL, second, "alert")
     assert system.queue.get(attached).incident_id == first  # the cooldown attached it
+    world.push(newer_rows(world))
     clock.now += BACKOFF
 
     [retry] = system.retries.run_once()
@@ -127,3 +146,24 @@ def test_an_alert_attached_to_a_finished_job_in_the_cooldown_is_retried(tmp_path
     assert (retry.incident_id, retry.kind) == (second, "retry")
     assert retry.job_id is not None
     assert system.queue.get(retry.job_id).incident_id == second
+
+
+def test_a_failed_job_is_retried_without_new_data_and_a_warn_is_not(tmp_path: Path) -> None:
+    """A failure (a broken store or trainer) may pass: retried on the same data; a monitor
+    back under its alert level asks for no retrain."""
+    world = rejecting_world(tmp_path)
+    system, clock = world.system, world.clock
+    incident = world.open_incident()
+    job_id = system.enqueue_retrain(MODEL, incident, "alert")
+    claimed = system.queue.claim("w")
+    assert claimed is not None
+    system.queue.set_state(job_id, JobState.FAILED, error="storage unreachable")
+    clock.now += BACKOFF
+
+    [retry] = system.retries.run_once()
+    assert retry.kind == "retry"
+    assert retry.job_id is not None
+    system.queue.set_state(retry.job_id, JobState.FAILED, error="storage unreachable")
+    system.engine.incidents.update_severity(incident, "WARN")
+    clock.now += BACKOFF
+    assert system.retries.run_once() == []

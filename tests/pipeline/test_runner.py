@@ -511,8 +511,11 @@ def test_a_cancelled_verification_stops_polling(world: PipelineWorld) -> None:
     job = world.pipeline(health).run(claimed, "w")
     assert job.state == JobState.CANCELLED
     assert world.clock.sleeps == [5.0, 5.0]
-    # production keeps the deployed version: cancelling stops the watch, not the deploy
+    # production keeps the deployed version: cancelling stops the watch, not the deploy; the
+    # previous version's shadow, which only served the watch, ends
     assert world.production() == 2
+    assert world.aliases() == {"production": 2, "candidate": 2}
+    assert "the shadow ended" in (job.error or "")
     verifying = world.system.queue.steps(job_id)[-1]
     assert (verifying.step, verifying.outcome) == ("verifying", "cancelled")
     assert verifying.finished_at is not None

@@ -116,3 +116,30 @@ def test_too_few_pairs_wait_then_keep_at_the_deadline() -> None:
 def test_a_bad_rule_is_a_config_error(error_rate: float, tolerance: float) -> None:
     with pytest.raises(ConfigError):
         VerificationRule(tolerance=tolerance, error_rate=error_rate)
+
+
+@pytest.mark.parametrize("disagree", [0.05, 0.2])
+def test_realized_accuracy_keeps_its_error_rate_though_most_pairs_are_zero(
+    disagree: float,
+) -> None:
+    """Correctness gaps are -1, 0 or +1, and 0 where the versions agree (most pairs): a new
+    version exactly ``tolerance`` worse must still be kept at most ``error_rate`` of the time,
+    from the first look at the minimum of labels on."""
+    rng = np.random.default_rng(5)
+    t = RULE.tolerance
+    worse, better = (disagree + t) / 2, (disagree - t) / 2  # P(-1) - P(+1) = t
+    kept = 0
+    runs = 600
+    confidence = np.zeros(RULE.min_pairs)
+    for _ in range(runs):
+        labels = np.zeros(0)
+        for look in range(1, 41):
+            draws = rng.random(RULE.min_labels if look == 1 else 10)
+            labels = np.concatenate([labels, np.where(
+                draws < worse, -1.0, np.where(draws < worse + better, 1.0, 0.0))])
+            decision = decide_verification(evidence(confidence, labels), RULE,
+                                           reference_shift=0.0, look=look, at_deadline=False)
+            if decision.verdict != Verdict.WAIT:
+                kept += decision.verdict == Verdict.KEEP
+                break
+    assert kept / runs <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5, kept

@@ -40,6 +40,11 @@ def test_cumulative_learns_every_labeled_row_and_the_newest_label_wins(
     assert store.newest("reviews") == found.snapshot
     assert store.load(found.snapshot).equals(found.frame)
     assert "cumulative: 2 rows of 2 older snapshot(s)" in found.describe()
+    # when each added row's label was made: its snapshot's time (feedback may be newer)
+    first, second = store.list("reviews")[:2]
+    assert found.label_times == {"old one": first.created_at.timestamp(),
+                                 "middle": second.created_at.timestamp()}
+    assert found.labels_as_of == newest.created_at.timestamp()
     # nothing new since: the stored union is used as it is, no snapshot is added
     again = training_rows(store, "reviews", policy="cumulative", text_column="text")
     assert (again.snapshot, again.added) == (found.snapshot, 0)

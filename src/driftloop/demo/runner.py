@@ -9,6 +9,7 @@ pointed at a local receiver), the retrain job with its gate, the hot swap and th
 from __future__ import annotations
 
 import json
+import math
 import socket
 import tempfile
 import threading
@@ -97,15 +98,18 @@ PRODUCTION_WINDOW = 300.0
 
 
 def demo_monitors(speed: float) -> list[dict[str, Any]]:
-    """The monitors ``driftloop init`` writes, with two changes only: every window compressed
-    by ``speed`` (5 minutes last ``300 / speed`` seconds) and the notifications routed to the
-    demo's local Slack and GitHub receivers as well as the log."""
+    """The monitors ``driftloop init`` writes, with two changes only: time compressed by
+    ``speed`` (5-minute windows last ``300 / speed`` seconds, and the predictions a window must
+    hold shrink with it) and the notifications routed to the demo's local Slack and GitHub
+    receivers as well as the log."""
     document = yaml.safe_load(default_config_text())
     monitors: list[dict[str, Any]] = document["monitors"]
     default_window = MonitorConfig.model_fields["window"].default
     for monitor in monitors:
         window = parse_duration(monitor.get("window", default_window))
         monitor["window"] = f"{window / speed:g}s"
+        if "min_count" in monitor:  # a compressed window holds fewer predictions
+            monitor["min_count"] = max(1, math.ceil(monitor["min_count"] / speed))
         monitor["message"] = (
             monitor["message"]
             .replace("{{#is_alert}}@log @retrain", "{{#is_alert}}@log @slack-demo "
@@ -388,10 +392,11 @@ def _run(
                     view.log("closed", "the loop closed: new version serving, monitors OK")
                 if loop_closed_at is not None and now >= loop_closed_at + 3.0:
                     break
-                if phase2_at and loop_closed_at is None and _settled(system):
-                    view.phase = "settled: no more retries, the monitors still fire"
-                    view.log("settled", "the loop did not close: every retry of the open "
-                                        "incidents ran (pipeline.max_attempts)")
+                if phase2_at and loop_closed_at is None and _settled(system, options.window):
+                    view.phase = "settled: nothing more is due, the monitors still fire"
+                    view.log("settled", "the loop did not close: no job runs or is due (the "
+                                        "open incidents' retries are used up or wait for new "
+                                        "labeled data)")
                     break
                 live.update(view.render())
                 time.sleep(0.25)
@@ -474,16 +479,28 @@ def _loop_closed(system: DriftloopSystem, view: DemoView) -> bool:
     return succeeded and system.monitors_ok(MODEL) and (view.production or 0) >= 2
 
 
-def _settled(system: DriftloopSystem) -> bool:
-    """Nothing more will happen by itself: no job runs, and every open incident that asked for
-    a retrain has used up its retries."""
-    if system.queue.active(MODEL) is not None or not system.queue.list(model=MODEL, limit=1):
+def _settled(system: DriftloopSystem, window: float) -> bool:
+    """Nothing more will happen by itself: no job has run for a window, every monitor group of
+    the serving version that is not OK has an ALERT incident that asked for a retrain, and
+    every such incident has used up its retries or waits for new labeled data."""
+    jobs = system.queue.list(model=MODEL, limit=1)
+    if system.queue.active(MODEL) is not None or not jobs:
         return False
-    for summary in system.engine.list_incidents(status="open"):
+    finished_at = jobs[0].finished_at
+    if finished_at is None or time.time() < finished_at + window:
+        return False
+    waiting = 0
+    for summary in system.engine.list_incidents(status="open", model=MODEL):
         kinds = {entry.kind for entry in system.engine.get_incident(summary.incident_id).timeline}
-        if kinds & REQUEST_KINDS and "retries_exhausted" not in kinds:
+        if not kinds & REQUEST_KINDS:
+            return False  # a WARN, or an ALERT whose @retrain is still on its way
+        if not kinds & SETTLED_KINDS:
             return False
-    return True
+        waiting += 1
+    return waiting > 0
+
+
+SETTLED_KINDS = frozenset({"retries_exhausted", "retry_waiting"})
 
 
 def _first(view: DemoView, kind: str, text: str) -> float | None:

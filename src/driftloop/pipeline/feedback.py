@@ -9,7 +9,7 @@ any other, and the next retrain knows which texts its production model has seen.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -38,8 +38,10 @@ class FeedbackMerge:
 def merge_feedback(
     frame: pd.DataFrame, samples: Sequence[LabeledSample], *, text_column: str,
     label_column: str, labels: Collection[str], snapshot_time: float,
+    label_times: Mapping[str, float] | None = None,
 ) -> FeedbackMerge:
-    """``frame`` (a snapshot made at ``snapshot_time``) with ``samples`` (oldest first) merged
+    """``frame`` (a snapshot made at ``snapshot_time``; ``label_times`` gives an earlier time for
+    the texts whose label came from an older snapshot) with ``samples`` (oldest first) merged
     in. The newest label of a text wins: a later sample over an earlier one, and a sample over
     the snapshot's rows of that text only when it arrived after the snapshot was made (a label
     corrected in a newer snapshot is not overturned by older feedback). Relabelled rows keep
@@ -57,7 +59,7 @@ def merge_feedback(
     held = set(texts)
     added = {text: label for text, (label, _) in latest.items() if text not in held}
     newer = {text: label for text, (label, received_at) in latest.items()
-             if text in held and received_at > snapshot_time}
+             if text in held and received_at > (label_times or {}).get(text, snapshot_time)}
     wanted = texts.map(newer)
     stale = wanted.notna() & (wanted != snapshot_labels)
     relabelled = texts[stale].nunique()

@@ -5,25 +5,33 @@ training failed, verification rolled the candidate back, or the candidate was ke
 monitors still fire. While the incident that asked for the job stays open, the retry policy
 queues a new job for it ``pipeline.retry_backoff`` after the end of its latest job (attempt 2,
 3, ...), up to ``pipeline.max_attempts`` jobs per incident. Each step is an entry on the
-incident's timeline (``retry_scheduled`` when a job ends, ``retry`` when the new job is queued,
-``retries_exhausted`` when the cap is reached: a person must take over) and a log line. A job
-a person cancelled is not retried. An incident that closes (its monitors recovered, or its
-version was retired) is not retried either.
+incident's timeline (``retry_scheduled`` when a job ends, ``retry_waiting`` while it waits for
+new data, ``retry`` when the new job is queued, ``retries_exhausted`` when the cap is reached: a
+person must take over) and a log line. A job a person cancelled is not retried. An incident
+that closes (its monitors recovered, or its version was retired), or whose monitor is back
+under its alert level, is not retried either.
+
+A retry must have a chance to do better: a job that failed (a store or a trainer that broke) is
+retried as it is, but after a rejected, rolled-back or kept-but-still-firing candidate the
+retry waits for labeled data newer than the snapshot that job learned from (a retrain on the
+same rows, with the same seed, would make the same model): ``retry_waiting`` says so once, and
+the retry is queued when a newer snapshot lands (and the backoff has passed).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from driftloop.config import PipelineConfig
+from driftloop.config import ModelConfig, PipelineConfig
 from driftloop.errors import NotFoundError
 from driftloop.monitors.incidents import Incident, IncidentStatus
 from driftloop.pipeline.queue import Job, JobQueue, JobState
+from driftloop.storage import DatasetStore
 
 logger = logging.getLogger("driftloop.pipeline")
 
@@ -61,12 +69,15 @@ class RetryOutcome:
 class RetryPolicy:
     def __init__(
         self, settings: PipelineConfig, queue: JobQueue, incidents: IncidentSource, *,
-        models: Collection[str], clock: Callable[[], float] = time.time,
+        models: Mapping[str, ModelConfig], datasets: DatasetStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.queue = queue
         self.incidents = incidents
         self.models = models
+        self.datasets = datasets
+        """Where newer training data is looked for; ``None``: every due retry runs."""
         self.clock = clock
 
     def run_once(self) -> list[RetryOutcome]:
@@ -93,6 +104,8 @@ class RetryPolicy:
             return None
         if not last.state.finished or last.state == JobState.CANCELLED:
             return None
+        if incident.severity != "ALERT":
+            return None  # the monitor is back under its alert level: nothing asks for a retrain
         kinds = {(entry.kind, entry.data.get("after_job")) for entry in incident.timeline}
         settings = self.settings
         if len(requested) >= settings.max_attempts:
@@ -112,6 +125,14 @@ class RetryPolicy:
                        f"{_iso(due)} unless it closes first")
             return self._note(incident, "retry_scheduled", message, last, due=due)
         assert incident.model is not None
+        if not self._new_data_since(last):
+            if ("retry_waiting", last.job_id) in kinds:
+                return None
+            message = (f"retrain job {last.job_id[:8]} {_outcome(last)} after learning from "
+                       f"every labeled row there is (snapshot {last.snapshot_id}): retry "
+                       f"{len(requested) + 1} of {settings.max_attempts} waits for newer "
+                       "labeled data")
+            return self._note(incident, "retry_waiting", message, last)
         reason = (f"retry {len(requested) + 1} of {settings.max_attempts} for incident "
                   f"{incident.incident_id}: job {last.job_id[:8]} {_outcome(last)}")
         result = self.queue.enqueue(incident.model, incident_id=incident.incident_id,
@@ -123,6 +144,21 @@ class RetryPolicy:
                    f"{last.job_id[:8]} {_outcome(last)}")
         return self._note(incident, "retry", message, last, job_id=result.job.job_id,
                           created=result.created)
+
+    def _new_data_since(self, last: Job) -> bool:
+        """Whether a retry could learn from rows ``last`` did not: always after a failure;
+        else when a snapshot newer than the one it learned from exists."""
+        if last.state == JobState.FAILED or last.snapshot_id is None or self.datasets is None:
+            return True
+        model = self.models.get(last.model)
+        if model is None:
+            return False
+        try:
+            learned = self.datasets.get(model.data, last.snapshot_id)
+            newest = self.datasets.newest(model.data)
+        except NotFoundError:
+            return True
+        return newest.order > learned.order
 
     def _note(self, incident: Incident, kind: str, message: str, last: Job, *,
               warn: bool = False, **data: Any) -> RetryOutcome:

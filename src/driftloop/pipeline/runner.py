@@ -38,7 +38,7 @@ from driftloop.pipeline.verification import (
 )
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.storage import DatasetStore, Snapshot
-from driftloop.storage.datasets import training_rows
+from driftloop.storage.datasets import TrainingRows, training_rows
 from driftloop.trainers.base import Predictor, ProgressCallback, TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import GithubDispatchTrainer, WorkflowDispatch
@@ -144,7 +144,8 @@ class RetrainPipeline:
             return self._train_and_gate(job, worker)
         except JobCancelledError:
             self.queue.close_open_steps(job.job_id, "cancelled")  # e.g. a verification
-            return self._finish(job.job_id, JobState.CANCELLED, error="cancelled on request")
+            error = "cancelled on request" + self._end_watch_on_cancel(job.job_id)
+            return self._finish(job.job_id, JobState.CANCELLED, error=error)
         except DriftloopError as exc:
             logger.warning("retrain job %s failed: %s", job.job_id, exc.message)
             return self._fail(job.job_id, exc.message)
@@ -152,13 +153,28 @@ class RetrainPipeline:
             logger.exception("retrain job %s crashed", job.job_id)
             return self._fail(job.job_id, f"{type(exc).__name__}: {exc}")
 
+    def _end_watch_on_cancel(self, job_id: str) -> str:
+        """A cancelled verification stops the watch, not the deploy: production keeps the
+        deployed version, and the shadow (or canary) that only served the watch ends."""
+        job = self.queue.get(job_id)
+        if job.state != JobState.VERIFYING:
+            return ""
+        alias = _rollout_mode(job) or SHADOW_ALIAS
+        try:
+            removed = self.registry.remove_alias(job.model, alias,
+                                                 actor=f"job:{job.job_id} cancelled")
+        except DriftloopError as exc:
+            return f"; ending the {alias} failed: {exc.message}"
+        return f"; the {alias} ended, production stays as it is" if removed else ""
+
     def _fail(self, job_id: str, error: str) -> Job:
         """Fail the job; a version deployed but not verified is rolled back first, so a
         failure never leaves an unverified model serving."""
         self.queue.close_open_steps(job_id, "failed")
         job = self.queue.get(job_id)
         deployed = job.state in {JobState.DEPLOYING, JobState.VERIFYING}
-        mode = _rollout_mode(job) or (self.config.pipeline.deploy_mode if deployed else None)
+        recorded_mode = (job.result or {}).get("deploy_mode")
+        mode = recorded_mode or (self.config.pipeline.deploy_mode if deployed else None)
         if mode in {"canary", "shadow"}:
             try:
                 if self.registry.remove_alias(job.model, mode,
@@ -209,7 +225,8 @@ class RetrainPipeline:
             snapshot, frame = rows.snapshot, rows.frame
             log.append(rows.describe())
             if model_config.merge_feedback and dispatched is None:
-                snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log)
+                snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log,
+                                                       rows=rows)
             seen = self._seen_texts(production, model_config.data, model_config.text_column)
             split = (self._remote_split(frame, model_config, seen) if remote else split_for_gate(
                 frame, model_config.text_column, model_config.label_column, seen,
@@ -346,10 +363,11 @@ class RetrainPipeline:
 
     def _merge_feedback(
         self, job: Job, model_config: ModelConfig, snapshot: Snapshot, frame: pd.DataFrame,
-        log: list[str],
+        log: list[str], *, rows: TrainingRows,
     ) -> tuple[Snapshot, pd.DataFrame]:
         """The snapshot to train on: ``snapshot``, or a new one of the same dataset with the
-        model's feedback-labeled production samples merged in."""
+        model's feedback-labeled production samples merged in (feedback newer than the
+        snapshot a row's label came from overturns it: ``rows`` says when that was)."""
         if self.feedback is None:
             raise ConfigError(f"models.{job.model}.merge_feedback is on, but this pipeline was "
                               "built without a feedback source")
@@ -359,7 +377,7 @@ class RetrainPipeline:
         labels = model_config.labels or set(frame[label_column].astype(str))
         merge = merge_feedback(frame, self.feedback(job.model), text_column=text_column,
                                label_column=label_column, labels=labels,
-                               snapshot_time=snapshot.created_at.timestamp())
+                               snapshot_time=rows.labels_as_of, label_times=rows.label_times)
         if merge.unknown_labels:
             log.append("feedback left out, label not among the model's classes: " + ", ".join(
                 f"{label!r} x{count}" for label, count in sorted(merge.unknown_labels.items())))
@@ -411,12 +429,13 @@ class RetrainPipeline:
             log.append(f"production → v{job.candidate_version}")
             if self._shadows_previous(job):
                 self._start_verification_shadow(job, log)
+        recorded = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": "direct"}
         # The timeline entry goes first: a crash between the two writes then resumes the job
         # at its deploy (which it redoes and notes again), never at verification without one.
         self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
                    version=job.candidate_version, previous_version=job.previous_version)
         job, step_id = self.queue.enter_step(job.job_id, JobState.VERIFYING,
-                                             deployed_at=self.clock())
+                                             deployed_at=self.clock(), result=recorded)
         self._emit(job)
         return self._verify(job, worker, step_id)
 
@@ -550,6 +569,11 @@ class RetrainPipeline:
                 self.registry.set_alias(job.model, "production", new,
                                         actor=f"job:{job.job_id} promote")
                 log.append(f"shadow v{new} promoted to production")
+            elif self.registry.resolve(job.model, "production").version != new:
+                # resumed after a crash in the middle of a rollback: the deploy is redone
+                self.registry.set_alias(job.model, "production", new,
+                                        actor=f"job:{job.job_id} verified")
+                log.append(f"production → v{new} again (a rollback was interrupted)")
             self.registry.remove_alias(job.model, SHADOW_ALIAS,
                                        actor=f"job:{job.job_id} verification ended")
             if self.health.monitors_ok(job.model):

@@ -8,7 +8,8 @@ version on today's traffic against the old one on yesterday's.
 The signal, per pair, is the first of these that has enough values:
 
 1. **realized accuracy**: where a feedback label arrived for a shadowed request, the new
-   version's correctness minus the old one's (-1, 0 or +1);
+   version's correctness minus the old one's (-1, 0 or +1), with one pretend pair of each
+   sign added (pairs mostly 0 would otherwise show no spread and decide on a handful);
 2. **confidence relative to each version's own reference**: the new version's confidence minus
    its validation mean, minus the same for the old version. A version that is less sure of
    itself than it was on its own validation data is struggling; comparing each to its own
@@ -46,6 +47,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import ConfigError
+
+DISCRETE_PRIOR = np.array([1.0, -1.0])
+"""Added to the realized-accuracy pairs (each -1, 0 or +1) before the test: the spread of
+pairs that mostly agree is then never zero."""
 
 
 class Verdict(StrEnum):
@@ -136,7 +141,10 @@ def decide_verification(
     minus the old one's; ``look`` counts the looks that had enough pairs (1-based)."""
     agreement = float(evidence.agreement.mean()) if evidence.agreement.size else None
     if evidence.correct_gap.size >= rule.min_labels:
-        signal, values = "realized accuracy", evidence.correct_gap
+        # one pretend pair each way: most pairs are 0 (both right or both wrong), and a run of
+        # zeros alone has no spread, which would make any tiny sample look conclusive
+        signal, values = "realized accuracy", np.concatenate(
+            [evidence.correct_gap, DISCRETE_PRIOR])
     elif evidence.pairs >= rule.min_pairs:
         signal, values = "confidence vs reference", evidence.confidence_gap - reference_shift
     else:
@@ -149,25 +157,26 @@ def decide_verification(
             f"only {evidence.pairs} shadow pairs (of {rule.min_pairs} needed) by the deadline: "
             "kept on the gate's verdict, unverified on live traffic")
     n = int(values.size)
+    real = n - (DISCRETE_PRIOR.size if signal == "realized accuracy" else 0)
     mean = float(values.mean())
     spread = float(values.std(ddof=1)) if n > 1 else 0.0
     error = spread / math.sqrt(n)
     z = NormalDist().inv_cdf(1.0 - look_error_rate(rule.error_rate, max(1, look)))
     upper, lower = mean + z * error, mean - z * error
-    what = (f"{signal}: new minus old {mean:+.3f} over {n} pairs "
+    what = (f"{signal}: new minus old {mean:+.3f} over {real} pairs "
             f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})")
     if agreement is not None:
         what += f", agreement {agreement:.2f}"
     if upper < -rule.tolerance:
-        return Decision(Verdict.ROLL_BACK, signal, "sequential test", n, mean, upper, agreement,
+        return Decision(Verdict.ROLL_BACK, signal, "sequential test", real, mean, upper, agreement,
                         f"worse on the same traffic: {what}")
     if lower > -rule.tolerance:
-        return Decision(Verdict.KEEP, signal, "sequential test", n, mean, lower, agreement,
+        return Decision(Verdict.KEEP, signal, "sequential test", real, mean, lower, agreement,
                         f"not worse on the same traffic: {what}")
     if not at_deadline:
-        return Decision(Verdict.WAIT, signal, "waiting", n, mean, None, agreement,
+        return Decision(Verdict.WAIT, signal, "waiting", real, mean, None, agreement,
                         f"undecided so far: {what}")
     verdict = Verdict.KEEP if mean >= -rule.tolerance else Verdict.ROLL_BACK
     outcome = "kept" if verdict == Verdict.KEEP else "rolled back"
-    return Decision(verdict, signal, "deadline: point estimate", n, mean, mean, agreement,
+    return Decision(verdict, signal, "deadline: point estimate", real, mean, mean, agreement,
                     f"undecided by the deadline, {outcome} on the point estimate: {what}")

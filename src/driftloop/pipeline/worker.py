@@ -37,7 +37,10 @@ class RetrainWorker:
         """Queue the retries that are due, then claim and run one job; None when nothing is
         waiting."""
         if self.retries is not None:
-            self.retries.run_once()
+            try:
+                self.retries.run_once()
+            except Exception:  # a store blip must not keep the worker from its jobs
+                logger.exception("the retry policy failed; jobs still run")
         job = self.queue.claim(self.name, stale_after=self.stale_after)
         if job is None:
             return None

@@ -238,6 +238,11 @@ class TrainingRows:
     """Rows that older snapshots added to the newest one (0 under ``newest``)."""
     snapshots: int
     """How many snapshots the rows come from."""
+    labels_as_of: float
+    """When the newest snapshot the rows come from was made (unix time): a label that arrived
+    later (feedback) is newer than the labels of its rows."""
+    label_times: dict[str, float] | None = None
+    """For the texts older snapshots added: when their snapshot was made."""
 
     def describe(self) -> str:
         if self.snapshots <= 1:
@@ -248,24 +253,28 @@ class TrainingRows:
                 f"({self.snapshot.row_count} rows, hash {self.snapshot.content_hash[:12]})")
 
 
-def cumulative_rows(frames: Sequence[pd.DataFrame], text_column: str) -> tuple[pd.DataFrame, int]:
-    """The rows of ``frames`` (oldest first) as one frame: every row of the newest, then the
-    rows of older ones whose text no newer frame holds (a text's newest label wins). Returns
-    the frame and how many rows the older frames added."""
+def cumulative_rows(
+    frames: Sequence[pd.DataFrame], text_column: str, times: Sequence[float],
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The rows of ``frames`` (oldest first, made at ``times``) as one frame: every row of the
+    newest, then the rows of older ones whose text no newer frame holds (a text's newest label
+    wins). Returns the frame and, for each text an older frame added, that frame's time."""
     newest = frames[-1]
     if text_column not in newest:
-        return newest, 0  # the trainer names the missing column
+        return newest, {}  # the trainer names the missing column
     seen = set(newest[text_column].astype(str))
     older: list[pd.DataFrame] = []
-    for frame in reversed(frames[:-1]):
+    added: dict[str, float] = {}
+    for frame, made_at in zip(reversed(frames[:-1]), reversed(times[:-1]), strict=True):
         if text_column not in frame:
             continue
         fresh = frame[~frame[text_column].astype(str).isin(seen)]
-        seen |= set(fresh[text_column].astype(str))
+        texts = set(fresh[text_column].astype(str))
+        seen |= texts
+        added.update(dict.fromkeys(texts, made_at))
         older.append(fresh)
-    added = sum(len(frame) for frame in older)
-    if added == 0:
-        return newest, 0
+    if not added:
+        return newest, {}
     combined = pd.concat([newest, *older], ignore_index=True)
     return combined.fillna("").astype(str)[list(combined.columns)], added
 
@@ -280,18 +289,22 @@ def training_rows(
     exact rows it learned from)."""
     newest = snapshot or store.newest(dataset)
     frame = store.load(newest)
+    as_of = newest.created_at.timestamp()
     if policy == "newest":
-        return TrainingRows(newest, frame, 0, 1)
+        return TrainingRows(newest, frame, 0, 1, as_of)
     if policy != "cumulative":
         raise ConfigError(f"retrain_data must be cumulative or newest, got {policy!r}")
     older = [s for s in store.list(dataset) if s.order < newest.order]
     if not older:
-        return TrainingRows(newest, frame, 0, 1)
-    combined, added = cumulative_rows([*(store.load(s) for s in older), frame], text_column)
-    if added == 0:
-        return TrainingRows(newest, frame, 0, 1)
+        return TrainingRows(newest, frame, 0, 1, as_of)
+    combined, label_times = cumulative_rows(
+        [*(store.load(s) for s in older), frame], text_column,
+        [*(s.created_at.timestamp() for s in older), as_of])
+    if not label_times:
+        return TrainingRows(newest, frame, 0, 1, as_of)
     pushed = store.push(combined, dataset)
-    return TrainingRows(pushed, combined, added, len(older) + 1)
+    return TrainingRows(pushed, combined, len(combined) - len(frame), len(older) + 1, as_of,
+                        label_times)
 
 
 def bundled_reviews_path() -> Path:

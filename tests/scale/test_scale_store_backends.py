@@ -174,4 +174,4 @@ def test_the_loop_runs_on_the_store(store_url: str, tmp_path: Path) -> None:
     assert world.production() == 2
     kinds = [kind for kind, _ in world.timeline(incident.incident_id)]
     assert kinds[0] == "opened"
-    assert kinds.index("retrain") < kinds.index("deploy") < kinds.index("recovered")
+    assert kinds.index("retrain") < kinds.index("deploy") < kinds.index("verified")

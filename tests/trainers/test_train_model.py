@@ -79,7 +79,11 @@ def test_first_version_goes_to_production_later_ones_wait(config: Config) -> Non
     registry = ModelRegistry.from_config(config)
     assert second.version == 2
     assert second.parent_version == 1
-    assert second.snapshot_id == newer.snapshot_id
+    # the default retrain data policy (cumulative): the newer rows and the older ones, stored
+    # as a snapshot of their own
+    union = store.newest("small")
+    assert second.snapshot_id == union.snapshot_id != newer.snapshot_id
+    assert union.row_count > newer.row_count
     assert second.trigger == "incident:17"
     assert second.deployed_at is None
     assert registry.aliases("tiny") == {"production": 1}

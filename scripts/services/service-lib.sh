@@ -21,13 +21,39 @@
 # whose PID was reused is not mistaken for the server), SVC_STOP_SIGNAL (default TERM),
 # SVC_READY_TIMEOUT (seconds, default 60) and SVC_PORT_COUNT (ports to reserve, default 1).
 #
-# State lives in ${DRIFTLOOP_SERVICES_DIR:-<repo>/.services}/<name>/: pid, port, url, log, data/.
+# State lives in ${DRIFTLOOP_SERVICES_DIR:-<repo>/.services}/<name>/: pid, port, url, log, data/
+# (under /tmp instead when root runs them from a checkout other users cannot enter).
 
 set -euo pipefail
 
 SVC_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SVC_REPO_ROOT="$(cd "$SVC_SCRIPTS_DIR/../.." && pwd)"
-SVC_ROOT="$(realpath -m "${DRIFTLOOP_SERVICES_DIR:-$SVC_REPO_ROOT/.services}")"
+# Whether every folder from / down to $1 lets other users through (o+x): a server that runs
+# as its own user (PostgreSQL as postgres) must reach its data folder.
+svc_reachable_by_others() {
+  local path
+  path="$(realpath -m "$1")"
+  while [ -n "$path" ] && [ "$path" != "/" ]; do
+    if [ -e "$path" ] && [ -z "$(find "$path" -maxdepth 0 -perm -o+x 2>/dev/null)" ]; then
+      return 1
+    fi
+    path="$(dirname "$path")"
+  done
+}
+
+# The state folder: $DRIFTLOOP_SERVICES_DIR, else <repo>/.services, unless root runs the
+# services from a checkout under a folder other users cannot enter (a 0700 home or temporary
+# folder): then a folder of its own under /tmp, named after the checkout, which every call
+# finds again (the tests ask the scripts for their URLs).
+svc_default_root() {
+  if [ "$(id -u)" -eq 0 ] && ! svc_reachable_by_others "$SVC_REPO_ROOT"; then
+    echo "/tmp/driftloop-services-$(printf '%s' "$SVC_REPO_ROOT" | sha256sum | cut -c1-12)"
+  else
+    echo "$SVC_REPO_ROOT/.services"
+  fi
+}
+
+SVC_ROOT="$(realpath -m "${DRIFTLOOP_SERVICES_DIR:-$(svc_default_root)}")"
 SVC_NAME="${SVC_NAME:?set SVC_NAME before sourcing service-lib.sh}"
 SVC_DIR="$SVC_ROOT/$SVC_NAME"
 SVC_PIDFILE="$SVC_DIR/pid"
@@ -325,7 +351,12 @@ svc_main() {
   SVC_ARGS=("$@")
   case "$cmd" in
     install) svc_install ;;
-    start) svc_cmd_start ;;
+    start)
+      if [ -z "${DRIFTLOOP_SERVICES_DIR:-}" ] && [ "$SVC_ROOT" != "$SVC_REPO_ROOT/.services" ]; then
+        svc_say "state in $SVC_ROOT: other users cannot enter the checkout's folder" \
+          "(set DRIFTLOOP_SERVICES_DIR to choose another place)"
+      fi
+      svc_cmd_start ;;
     stop) svc_cmd_stop ;;
     restart) svc_cmd_stop && svc_cmd_start ;;
     url) svc_cmd_url ;;

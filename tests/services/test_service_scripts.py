@@ -92,3 +92,33 @@ def test_unknown_command_prints_usage(services_dir: Path) -> None:
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert "start" in result.stderr
+
+
+def _state_root(checkout: Path) -> str:
+    """The state folder the service scripts of a checkout at ``checkout`` choose."""
+    scripts = checkout / "scripts" / "services"
+    scripts.mkdir(parents=True)
+    lib = SCRIPT.parent / "service-lib.sh"
+    (scripts / lib.name).write_text(lib.read_text())
+    env = {k: v for k, v in os.environ.items() if k != "DRIFTLOOP_SERVICES_DIR"}
+    result = subprocess.run(
+        ["bash", "-c", f'SVC_NAME=probe; source "{scripts / lib.name}"; echo "$SVC_ROOT"'],
+        env=env, capture_output=True, text=True, timeout=30, check=True)
+    return result.stdout.strip()
+
+
+def test_a_checkout_others_cannot_enter_keeps_service_state_where_they_can() -> None:
+    """A 0700 home or temporary folder: PostgreSQL, run as its own user, could not reach
+    <checkout>/.services, so root's services keep their state under /tmp instead; an open
+    checkout keeps it inside."""
+    with tempfile.TemporaryDirectory(prefix="driftloop-closed-") as closed, \
+            tempfile.TemporaryDirectory(prefix="driftloop-open-") as opened:
+        os.chmod(closed, 0o700)
+        os.chmod(opened, 0o755)  # noqa: S103 - the point of the test: a folder others can enter
+        inside_closed = _state_root(Path(closed) / "repo")
+        inside_open = _state_root(Path(opened) / "repo")
+    assert inside_open == str(Path(opened).resolve() / "repo" / ".services")
+    if os.geteuid() == 0:
+        assert inside_closed.startswith("/tmp/driftloop-services-")
+    else:  # the servers run as this user: the checkout's own folder is reachable
+        assert inside_closed == str(Path(closed).resolve() / "repo" / ".services")

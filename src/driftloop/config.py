@@ -216,6 +216,7 @@ class ServingConfig(StrictModel):
     max_header_bytes: int = Field(65_536, ge=1024)
     idle_timeout: Duration = Field(5.0, ge=1.0)
     max_connections: int | None = Field(1000, ge=1)
+    worker_healthcheck_timeout: Duration = Field(60.0, ge=1.0)
     max_batch_size: int = Field(64, ge=1)
     max_batch_wait_ms: float = Field(2.0, ge=0)
     registry_poll_interval: Duration = 2.0

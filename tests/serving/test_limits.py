@@ -150,3 +150,25 @@ def test_without_httptools_uvicorn_falls_back_to_h11_with_the_head_limit(
     options = uvicorn_options(ServingConfig())
     assert options["http"] == "h11"
     assert options["h11_max_incomplete_event_size"] == 65_536
+
+
+def test_several_workers_get_time_to_load_before_a_health_check_restarts_them(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn restarts a worker that misses its supervisor's ping for 5 s; a worker loading
+    its models on a busy machine misses it, and was restarted over and over."""
+    from driftloop.config import load_config
+    from driftloop.serving.server import plan_server, run_server
+
+    path = tmp_path / "driftloop.yaml"
+    path.write_text("serving: {worker_healthcheck_timeout: 90s}\n")
+    config = load_config(path, environ={})
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    # run_server sets both for its workers: set here, so that they are put back after the test
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
+    monkeypatch.setenv("DRIFTLOOP_CONFIG", str(path))
+    run_server(config, plan_server(config, workers=2, config_path=path))
+    [options] = calls
+    assert options["workers"] == 2
+    assert options["timeout_worker_healthcheck"] == 90

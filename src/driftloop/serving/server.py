@@ -8,6 +8,7 @@ their own app from the import-string factory :func:`~driftloop.serving.app.app_f
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     plan.multiprocess_dir.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROCESS_ENV] = str(plan.multiprocess_dir)
     os.environ["DRIFTLOOP_CONFIG"] = str(plan.config_path)
+    # a worker busy loading its models does not answer the supervisor's pings: uvicorn's
+    # default 5 s restarted workers over and over on a loaded 2-core machine
     uvicorn.run(FACTORY, factory=True, host=plan.host, port=plan.port, workers=plan.workers,
                 log_level="info", access_log=config.serving.access_log,
+                timeout_worker_healthcheck=max(1, math.ceil(
+                    config.serving.worker_healthcheck_timeout)),
                 **uvicorn_options(config.serving))

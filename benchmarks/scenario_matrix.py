@@ -21,7 +21,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from driftloop.demo.runner import DemoOptions, run_demo
+from driftloop.demo.config import DemoOptions
+from driftloop.demo.runner import run_demo
 
 SCENARIOS: tuple[tuple[str, ...], ...] = (
     ("imdb_user_review",),

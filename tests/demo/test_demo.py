@@ -11,16 +11,16 @@ import yaml
 from rich.console import Console
 
 from driftloop.config import parse_config
-from driftloop.demo.receiver import NotificationReceiver
-from driftloop.demo.runner import (
+from driftloop.demo.config import (
     CONFIDENCE_MONITOR,
     TUNINGS,
     DemoOptions,
     demo_config,
     monitors_note,
-    run_demo,
     tuning_for,
 )
+from driftloop.demo.receiver import NotificationReceiver
+from driftloop.demo.runner import run_demo
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS, build_scenario
 from driftloop.errors import ConfigError
 from driftloop.monitors.events import MonitorState

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from driftloop.demo.runner import DemoOptions, run_demo
+from driftloop.demo.config import DemoOptions
+from driftloop.demo.runner import run_demo
 
 SCENARIOS = [("critic_snippet",), ("restaurant",), ("review_title",), ("snacks_sweets",),
              ("restaurant", "review_title")]

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from driftloop.cli.app import app, console
-from driftloop.demo.runner import DemoOptions, run_demo
+from driftloop.demo.config import DemoOptions
+from driftloop.demo.runner import run_demo
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS
 
 

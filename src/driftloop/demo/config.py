@@ -1,0 +1,174 @@
+"""The demo's project: its driftloop.yaml (the `driftloop init` defaults with time compressed),
+what it sets per trainer (the model and the traffic, nothing that decides), and its options."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from driftloop.config import Config, MonitorConfig, parse_duration
+from driftloop.demo.receiver import NotificationReceiver
+from driftloop.demo.scenario import DRIFTING_SUBTOPICS
+from driftloop.errors import ConfigError
+from driftloop.monitors.thresholds import resolve_thresholds
+from driftloop.project import default_config_text
+
+MODEL = "review-classifier"
+DATASET = "reviews"
+CONFIDENCE_MONITOR = "review-classifier confidence"
+DRIFT_MONITOR = "review-classifier confidence drift"
+
+
+@dataclass(frozen=True)
+class TrainerTuning:
+    """What the demo sets for one trainer: the model's training parameters and the traffic's
+    shape. Nothing here decides: the monitors, the retrain data policy and the verification are
+    the defaults ``driftloop init`` writes (:func:`demo_monitors`)."""
+
+    params: dict[str, Any]
+    batch: int
+    """Texts per traffic request."""
+    pause: float
+    """Seconds each traffic client waits between requests."""
+    rationale: str
+
+
+TUNINGS: dict[str, TrainerTuning] = {
+    "sklearn": TrainerTuning(
+        params={}, batch=8, pause=0.1,
+        rationale="TF-IDF + logistic regression: trains in seconds, serves thousands of texts "
+                  "per second on a CPU",
+    ),
+    "transformers": TrainerTuning(
+        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1}, batch=2, pause=1.0,
+        rationale="the packaged MiniLM encoder with a linear head, on at most 2,000 rows and "
+                  "one torch thread, so that it trains in about a minute on a 2-core CPU; "
+                  "fewer, smaller requests, since each text costs milliseconds",
+    ),
+}
+
+
+def tuning_for(trainer: str) -> TrainerTuning:
+    try:
+        return TUNINGS[trainer]
+    except KeyError:
+        raise ConfigError(
+            f"--trainer must be one of {', '.join(sorted(TUNINGS))}, got {trainer!r}"
+        ) from None
+
+
+PRODUCTION_WINDOW = 300.0
+"""The window of the template's confidence monitor (5 minutes): ``--speed`` compresses it."""
+
+
+def demo_monitors(speed: float) -> list[dict[str, Any]]:
+    """The monitors ``driftloop init`` writes, with two changes only: time compressed by
+    ``speed`` (5-minute windows last ``300 / speed`` seconds, and the predictions a window must
+    hold shrink with it) and the notifications routed to the demo's local Slack and GitHub
+    receivers as well as the log."""
+    document = yaml.safe_load(default_config_text())
+    monitors: list[dict[str, Any]] = document["monitors"]
+    default_window = MonitorConfig.model_fields["window"].default
+    for monitor in monitors:
+        window = parse_duration(monitor.get("window", default_window))
+        monitor["window"] = f"{window / speed:g}s"
+        if "min_count" in monitor:  # a compressed window holds fewer predictions
+            monitor["min_count"] = max(1, math.ceil(monitor["min_count"] / speed))
+        monitor["message"] = (
+            monitor["message"]
+            .replace("{{#is_alert}}@log @retrain", "{{#is_alert}}@log @slack-demo "
+                     "@github-dispatch @retrain")
+            .replace("{{#is_warning}}@log", "{{#is_warning}}@log @slack-demo")
+            .replace("{{#is_recovery}}@log", "{{#is_recovery}}@log @slack-demo")
+        )
+    return monitors
+
+
+def monitors_note(config: Config, reference_confidence: float | None) -> str:
+    """What the confidence monitor's levels are for v1, and where they come from."""
+    confidence = confidence_monitor(config)
+    warning, critical = confidence_levels(config, reference_confidence)
+    shown = "n/a" if reference_confidence is None else f"{reference_confidence:.3f}"
+    assert confidence.below is not None
+    return (
+        f"monitors: the ones 'driftloop init' writes, windows compressed; the confidence "
+        f"monitor warns below {confidence.below.warning} and alerts below "
+        f"{confidence.below.critical} (avg over the window); v1's calibrated confidence on its "
+        f"own validation split (its reference) is {shown}, so for v1: warn below "
+        f"{format_level(warning)}, alert below {format_level(critical)}"
+    )
+
+
+def confidence_monitor(config: Config) -> MonitorConfig:
+    return next(m for m in config.monitors if m.name == CONFIDENCE_MONITOR)
+
+
+def confidence_levels(config: Config, reference: float | None) -> tuple[float | None, float | None]:
+    """(warning, critical) of the confidence monitor for a version with ``reference``."""
+    resolved = resolve_thresholds(confidence_monitor(config), reference)
+    return resolved.warning, resolved.critical
+
+
+def format_level(level: float | None) -> str:
+    return "n/a" if level is None else f"{level:.3f}"
+
+
+@dataclass
+@dataclass
+class DemoOptions:
+    trainer: str = "sklearn"
+    speed: float = 15.0
+    out: Path = Path("demo-out")
+    open_browser: bool = True
+    clients: int = 4
+    timeout: float = 480.0
+    project_dir: Path | None = None
+    drifting: tuple[str, ...] = DRIFTING_SUBTOPICS
+    """The subtopics v1 never sees, to which the traffic shifts."""
+
+    @property
+    def window(self) -> float:
+        """The monitor window: 5 minutes of production time, compressed by ``speed``."""
+        return PRODUCTION_WINDOW / self.speed
+
+
+def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int) -> dict[str, Any]:
+    """The demo project's driftloop.yaml, as data (written to the project for inspection):
+    ``driftloop init``'s monitors, retrain data policy and verification, with time compressed
+    by ``--speed``."""
+    tuning = tuning_for(options.trainer)
+    model: dict[str, Any] = {"trainer": options.trainer, "data": DATASET}
+    if tuning.params:
+        model["params"] = dict(tuning.params)
+    return {
+        "store": "sqlite:///.driftloop/driftloop.db",
+        "storage": "file://.driftloop/storage",
+        "transport": "local://",
+        "public_url": f"http://127.0.0.1:{port}",
+        "serving": {"host": "127.0.0.1", "port": port, "registry_poll_interval": 0.5},
+        "insights": {"flush_interval": 0.1},
+        "models": {MODEL: model},
+        "monitors": demo_monitors(options.speed),
+        "notifiers": {
+            "slack-demo": {"type": "slack", "webhook_url": receiver.slack_webhook_url},
+            "github-dispatch": {
+                "type": "webhook",
+                "url": receiver.url + "/repos/acme/review-training/actions/workflows/"
+                                      "driftloop-train.yml/dispatches",
+                "headers": {"Authorization": "token ${DEMO_GITHUB_TOKEN:-demo-token}",
+                            "Accept": "application/vnd.github+json"},
+                "payload": {"ref": "master", "inputs": {"incident_id": "{{incident_id}}",
+                                                        "model": "{{model}}"}},
+            },
+        },
+        "pipeline": {
+            "cooldown": f"{600 / options.speed:g}s",
+            "retry_backoff": f"{600 / options.speed:g}s",
+            "verify_deadline": f"{600 / options.speed:g}s",
+            "verify_interval": 0.5,
+        },
+    }

@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from rich.console import Console
-from rich.table import Table
 
 from driftloop.config import ModelConfig, MonitorConfig, parse_config
 from driftloop.demo.scenario import build_scenario
@@ -41,6 +40,7 @@ from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.project import default_config_text
 from driftloop.trainers.base import ReferenceProfile, TrainingData
 from driftloop.trainers.registry import get_trainer
+from tables import print_rows
 
 SCENARIOS: tuple[tuple[str, ...], ...] = (
     ("imdb_user_review",),
@@ -217,17 +217,9 @@ def main() -> None:
                "mean confidence before → after", "CUSUM (windows)", "confidence (windows)",
                "realized accuracy (windows)",
                f"false ALERTs in {hours:g} h (CUSUM / conf. / acc.)"]
-    if args.markdown:
-        print("| " + " | ".join(headers) + " |")
-        print("|" + "---|" * len(headers))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        table = Table(*headers, title=f"init defaults at {args.rate:g} predictions/s, labels on "
-                                      f"{args.label_share:.0%}")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+    print_rows(console, headers, rows, markdown=args.markdown,
+               title=f"init defaults at {args.rate:g} predictions/s, labels on "
+                f"{args.label_share:.0%}")
     console.print(f"took {time.perf_counter() - started:.0f}s")
 
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from driftloop.demo.config import DemoOptions
 from driftloop.demo.runner import run_demo
+from tables import print_rows
 
 SCENARIOS: tuple[tuple[str, ...], ...] = (
     ("imdb_user_review",),
@@ -101,16 +101,8 @@ def main() -> None:
         console.print(f"{'+'.join(drifting)}: {rows[-1]} ({time.perf_counter() - started:.0f}s)")
     headers = ["held out", "detected", "verification", "final version", "v1 before drift",
                "v1 after drift", "final after retrain", "gap", "loop closed"]
-    if args.markdown:
-        print("| " + " | ".join(headers) + " |")
-        print("|" + "---|" * len(headers))
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-    else:
-        table = Table(*headers, title=f"closed loop per drift ({args.trainer}, x{args.speed:g})")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+    print_rows(console, headers, rows, markdown=args.markdown,
+               title=f"closed loop per drift ({args.trainer}, x{args.speed:g})")
     console.print(f"took {time.perf_counter() - started:.0f}s")
 
 

@@ -37,8 +37,9 @@ from driftloop.config import ModelConfig, MonitorConfig, parse_config
 from driftloop.demo.scenario import build_scenario
 from driftloop.drift.factory import build_detector
 from driftloop.monitors.thresholds import reference_value, resolve_thresholds
+from driftloop.predictors import ReferenceProfile
 from driftloop.project import default_config_text
-from driftloop.trainers.base import ReferenceProfile, TrainingData
+from driftloop.trainers.base import TrainingData
 from driftloop.trainers.registry import get_trainer
 from tables import print_rows
 

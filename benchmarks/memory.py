@@ -38,7 +38,7 @@ from serving import MODEL, MODEL_KINDS, Project, bodies, build_project
 MODEL_ONLY = """
 import sys
 from pathlib import Path
-from driftloop.trainers.base import load_predictor
+from driftloop.predictors import load_predictor
 predictor = load_predictor(Path(sys.argv[1]))
 texts = [line for line in Path(sys.argv[2]).read_text().splitlines() if line][:64]
 for _ in range(50):

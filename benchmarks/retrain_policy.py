@@ -69,8 +69,9 @@ from sklearn.model_selection import StratifiedKFold
 
 from driftloop.config import ModelConfig
 from driftloop.demo.scenario import build_scenario
+from driftloop.predictors import Predictor
 from driftloop.storage import bundled_reviews_path
-from driftloop.trainers.base import Predictor, TrainedModel, TrainingData
+from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.registry import get_trainer
 
 POLICIES = ("cumulative", "newest", "weighted")

@@ -84,7 +84,7 @@ from pathlib import Path
 
 import bentoml
 
-from driftloop.trainers.base import load_predictor
+from driftloop.predictors import load_predictor
 
 
 @bentoml.service(workers=1, traffic={"timeout": 60})
@@ -200,7 +200,7 @@ class RawResult:
 
 
 def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawResult]:
-    from driftloop.trainers.base import load_predictor
+    from driftloop.predictors import load_predictor
 
     predictor = load_predictor(model_dir)
     results = []
@@ -243,7 +243,7 @@ def serve_plain(model_dir: Path, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from driftloop.trainers.base import load_predictor
+    from driftloop.predictors import load_predictor
 
     predictor = load_predictor(model_dir)
     app = FastAPI()

@@ -70,8 +70,13 @@ RULES: tuple[ImportRule, ...] = (
     ImportRule(
         "serving",
         ("driftloop.trainers", "driftloop.pipeline", *TOP, *TRAINING_LIBRARIES),
-        "serving/ never imports training code (only the Predictor contract)",
-        allowed=("driftloop.trainers.base",),
+        "serving/ never imports training code (only the Predictor contract, driftloop.predictors)",
+    ),
+    ImportRule(
+        "predictors",
+        ("driftloop.trainers", "driftloop.serving", "driftloop.registry", "driftloop.store",
+         "driftloop.pipeline", *TOP, *TRAINING_LIBRARIES, *SERVER_LIBRARIES),
+        "predictors/ is the model contract: no trainer, no server, no store",
     ),
     ImportRule(
         "cli",
@@ -191,8 +196,8 @@ def test_the_checker_finds_every_kind_of_import(tmp_path: Path) -> None:
         (10, "driftloop.monitors.engine"),
     }
     serving = next(r for r in RULES if r.package == "serving")
-    assert _under("driftloop.trainers.base.Predictor", serving.allowed[0])
-    assert any(_under("driftloop.trainers.sklearn", p) for p in serving.forbidden)
+    assert any(_under("driftloop.trainers.base", p) for p in serving.forbidden)
+    assert not any(_under("driftloop.predictors", p) for p in serving.forbidden)
 
 
 def test_serving_loads_no_training_code() -> None:
@@ -204,8 +209,7 @@ def test_serving_loads_no_training_code() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                             text=True, timeout=60).stdout.split()
     training = [m for m in loaded
-                if (_under(m, "driftloop.trainers") and m not in {"driftloop.trainers",
-                                                                  "driftloop.trainers.base"})
+                if _under(m, "driftloop.trainers")
                 or _under(m, "driftloop.pipeline")
                 or any(_under(m, lib) for lib in TRAINING_LIBRARIES)]
     assert not training, f"importing driftloop.serving loads training code: {training}"

@@ -47,6 +47,7 @@ from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.pipeline.worker import RetrainWorker
+from driftloop.predictors import ReferenceProfile
 from driftloop.registry import ModelRegistry
 from driftloop.serving.app import create_app, require_scope
 from driftloop.serving.feedback import FeedbackStore
@@ -54,7 +55,6 @@ from driftloop.serving.keys import ApiKeyStore, Scope
 from driftloop.serving.sources import SERVED_ALIASES
 from driftloop.storage import DatasetStore
 from driftloop.store import open_database
-from driftloop.trainers.base import ReferenceProfile
 
 logger = logging.getLogger("driftloop")
 

@@ -14,11 +14,11 @@ from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event
 from driftloop.notify.router import NotificationRouter
 from driftloop.pipeline.queue import JobQueue, JobState
+from driftloop.predictors import Evaluation
 from driftloop.registry import PRODUCTION, ModelRegistry, ModelVersion
 from driftloop.serving.keys import ApiKeyStore
 from driftloop.store import Database
 from driftloop.testing.predictors import review_keyword_predictor
-from driftloop.trainers.base import Evaluation
 
 MODEL = "review-classifier"
 MONITOR = "review-classifier confidence"

@@ -21,7 +21,7 @@ from driftloop.drift import (
 from driftloop.drift.factory import REFERENCE_WARMUP
 from driftloop.drift.synthetic import CALIBRATED_CLASSIFIER
 from driftloop.errors import ConfigError
-from driftloop.trainers.base import ReferenceProfile
+from driftloop.predictors import ReferenceProfile
 
 
 @pytest.fixture(scope="module")

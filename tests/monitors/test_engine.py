@@ -16,8 +16,8 @@ from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.incidents import IncidentStatus
+from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database
-from driftloop.trainers.base import ReferenceProfile
 
 T0 = 1_699_999_980.0
 OK, WARN, ALERT, NO_DATA = (MonitorState.OK, MonitorState.WARN, MonitorState.ALERT,

@@ -8,7 +8,7 @@ import pytest
 from driftloop.config import MonitorConfig
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
-from driftloop.trainers.base import ReferenceProfile
+from driftloop.predictors import ReferenceProfile
 
 OK, WARN, ALERT = MonitorState.OK, MonitorState.WARN, MonitorState.ALERT
 

@@ -22,9 +22,10 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.predictors import MANIFEST
 from driftloop.registry import ModelRegistry, hash_directory
 from driftloop.storage import Snapshot
-from driftloop.trainers.base import MANIFEST, TrainedModel
+from driftloop.trainers.base import TrainedModel
 
 Factory = Callable[..., ModelRegistry]
 TEXTS = ["the dress fits perfectly", "awful film, I walked out", "stale crackers"]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from driftloop.predictors import Predictor
 from driftloop.serving.batching import MicroBatcher
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
-from driftloop.trainers.base import Predictor
 
 pytestmark = pytest.mark.anyio
 

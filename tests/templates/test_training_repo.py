@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from driftloop.cli import app
 from driftloop.config import load_config, parse_config
 from driftloop.errors import ConflictError, InvalidInputError
+from driftloop.predictors import load_predictor
 from driftloop.registry import ModelRegistry
 from driftloop.scaffold import (
     TRAINING_REPO_TEMPLATE,
@@ -36,7 +37,7 @@ from driftloop.scaffold import (
     training_repo_files,
 )
 from driftloop.storage import DatasetStore, bundled_reviews_path
-from driftloop.trainers.base import TrainingData, load_predictor
+from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import WORKFLOW_INPUTS, GithubDispatchTrainer
 from driftloop.trainers.notebook import NotebookTrainer

@@ -12,9 +12,10 @@ import pytest
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError
+from driftloop.predictors import MANIFEST, load_predictor
 from driftloop.registry import hash_directory
 from driftloop.storage import bundled_reviews_path
-from driftloop.trainers.base import MANIFEST, TrainingData, load_predictor
+from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnPredictor, SklearnTrainer
 
 TEXTS = ["the sweater pilled after one wash", "a moving, beautifully shot film", "stale chips"]

@@ -21,7 +21,8 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
-from driftloop.trainers.base import MANIFEST, TrainedModel, TrainingData, load_predictor
+from driftloop.predictors import MANIFEST, load_predictor
+from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.transformers import (
     CHECKPOINT_DIR,
     HEAD_FILE,

@@ -18,7 +18,7 @@ from driftloop.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: drift/ imports numpy and scipy, nothing heavier, at run time
     from driftloop.config import DetectorConfig
-    from driftloop.trainers.base import ReferenceProfile
+    from driftloop.predictors import ReferenceProfile
 
 REFERENCE_WARMUP = 2_000
 """Values a detector collects as its own reference when the model has no reference profile."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from driftloop.config import MonitorConfig
-from driftloop.trainers.base import ReferenceProfile
+from driftloop.predictors import ReferenceProfile
 
 
 @runtime_checkable

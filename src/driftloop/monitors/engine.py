@@ -51,8 +51,8 @@ from driftloop.monitors.incidents import (
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.templates import MessageTemplate
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
+from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database
-from driftloop.trainers.base import ReferenceProfile
 
 logger = logging.getLogger(__name__)
 

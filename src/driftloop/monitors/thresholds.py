@@ -16,7 +16,7 @@ import numpy as np
 
 from driftloop.config import MonitorConfig, Threshold, Thresholds
 from driftloop.monitors.events import MonitorState
-from driftloop.trainers.base import ReferenceProfile
+from driftloop.predictors import ReferenceProfile
 
 _PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0}
 

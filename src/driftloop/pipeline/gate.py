@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from driftloop.config import GateConfig
-from driftloop.trainers.base import Evaluation, Predictor
+from driftloop.predictors import Evaluation, Predictor
 from driftloop.trainers.evaluation import align_probabilities, evaluate_probabilities
 
 

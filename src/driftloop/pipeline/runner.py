@@ -34,10 +34,11 @@ from driftloop.pipeline.steps import (
     JobCancelledError,
     PipelineHooks,
 )
+from driftloop.predictors import Predictor
 from driftloop.registry import ModelVersion
 from driftloop.storage import Snapshot
 from driftloop.storage.datasets import TrainingRows, training_rows
-from driftloop.trainers.base import Predictor, TrainedModel, TrainingData
+from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import GithubDispatchTrainer, WorkflowDispatch
 from driftloop.trainers.registry import get_trainer

@@ -48,19 +48,14 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, load_predictor
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
 from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
 from driftloop.storage.datasets import Snapshot
 from driftloop.storage.objects import ObjectStorage, open_storage
 from driftloop.store.database import Database, open_database
-from driftloop.trainers.base import (
-    Evaluation,
-    Predictor,
-    ReferenceProfile,
-    TrainedModel,
-    load_predictor,
-)
+from driftloop.trainers.base import TrainedModel
 
 MODELS_PREFIX = "models"
 CACHE_DIR = ".driftloop/cache/models"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import InvalidInputError, NotFoundError
-from driftloop.trainers.base import Evaluation, ReferenceProfile
+from driftloop.predictors import Evaluation, ReferenceProfile
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"

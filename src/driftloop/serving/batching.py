@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import BackendUnavailableError
-from driftloop.trainers.base import Predictor
+from driftloop.predictors import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class MicroBatcher:
         self.observer = observer
         self.parallel_batches = parallel_batches
         """Batches that may run at once; None: what the predictor says it can take
-        (:attr:`~driftloop.trainers.base.Predictor.parallel_batches`)."""
+        (:attr:`~driftloop.predictors.Predictor.parallel_batches`)."""
         self._executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_BATCHES,
                                             thread_name_prefix=f"model-{name}")
         self._queue: asyncio.Queue[_Request] | None = None

@@ -36,6 +36,7 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.predictors import Predictor
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.prometheus import ServingMetrics
 from driftloop.serving.sources import (
@@ -45,7 +46,6 @@ from driftloop.serving.sources import (
     ModelSource,
     ModelVersionLike,
 )
-from driftloop.trainers.base import Predictor
 
 logger = logging.getLogger(__name__)
 

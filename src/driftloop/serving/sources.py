@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from driftloop.errors import ConflictError, InvalidInputError, NotFoundError
-from driftloop.trainers.base import Predictor
+from driftloop.predictors import Predictor
 
 if TYPE_CHECKING:
     from driftloop.config import Config

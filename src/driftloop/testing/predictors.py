@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import InvalidInputError
-from driftloop.trainers.base import PREDICTOR_FORMATS, Predictor
+from driftloop.predictors import PREDICTOR_FORMATS, Predictor
 
 _WORD = re.compile(r"[a-z0-9']+")
 KEYWORDS_FILE = "keywords.json"

@@ -12,7 +12,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
-from driftloop.trainers.base import Evaluation, ReferenceProfile, softmax
+from driftloop.predictors import Evaluation, ReferenceProfile, softmax
 
 REFERENCE_SAMPLE = 2_000
 

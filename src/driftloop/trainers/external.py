@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import DriftloopError, TrainingError
-from driftloop.trainers.base import (
-    Predictor,
-    ProgressCallback,
-    TrainedModel,
-    Trainer,
-    TrainingData,
-    load_predictor,
-)
+from driftloop.predictors import Predictor, load_predictor
+from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
 from driftloop.trainers.holdout import (
     DEFAULT_HOLDOUT_FRACTION,

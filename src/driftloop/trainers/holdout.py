@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from driftloop.trainers.base import Evaluation, Predictor, ReferenceProfile, softmax
+from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, softmax
 from driftloop.trainers.evaluation import (
     evaluate,
     fit_temperature,

@@ -30,15 +30,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from driftloop.config import ModelConfig, StrictModel
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError
-from driftloop.trainers.base import (
-    MANIFEST,
-    Predictor,
-    ProgressCallback,
-    TrainedModel,
-    Trainer,
-    TrainingData,
-    softmax,
-)
+from driftloop.predictors import MANIFEST, Predictor, softmax
+from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
 from driftloop.trainers.evaluation import fit_temperature
 from driftloop.trainers.holdout import (

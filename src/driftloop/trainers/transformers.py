@@ -16,7 +16,7 @@ Two modes (``models.<name>.params.mode``):
   then fine-tune), with bfloat16 autocast on CUDA.
 
 Rows are split into train / validation / held-out test; the temperature is fitted on the
-validation split, the :class:`~driftloop.trainers.base.Evaluation` and the reference profile
+validation split, the :class:`~driftloop.predictors.Evaluation` and the reference profile
 come from the held-out split.
 
 A saved model is a directory: ``driftloop-model.json``, ``checkpoint/`` (the encoder and its
@@ -44,14 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, TrainingError
-from driftloop.trainers.base import (
-    Predictor,
-    ProgressCallback,
-    TrainedModel,
-    Trainer,
-    TrainingData,
-    softmax,
-)
+from driftloop.predictors import Predictor, softmax
+from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.evaluation import (
     evaluate,
     fit_temperature,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from driftloop.config import MonitorConfig, Threshold, Thresholds
+from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
 from driftloop.monitors.events import MonitorState
 from driftloop.predictors import ReferenceProfile
 
@@ -53,14 +54,16 @@ def reference_value(
 ) -> float | None:
     """The value a relative threshold is relative to: ``profile.metrics[metric]`` when the
     profile records that metric; for the ``avg`` of ``prediction_correct`` (realized accuracy)
-    the validation accuracy; else, for a confidence metric, the aggregation applied to the
-    validation split's confidences (``avg`` → their mean, ``p90`` → their 90th percentile ...)."""
+    or of ``estimated_accuracy`` (the label-free estimate, whose held-out ``avg`` is the
+    held-out accuracy by construction) the validation accuracy; else, for a confidence metric,
+    the aggregation applied to the validation split's confidences (``avg`` → their mean,
+    ``p90`` → their 90th percentile ...)."""
     if profile is None:
         return None
     if metric in profile.metrics:
         return float(profile.metrics[metric])
-    if metric == REALIZED_ACCURACY_METRIC and aggregation == "avg" \
-            and "accuracy" in profile.metrics:
+    if metric in (REALIZED_ACCURACY_METRIC, ESTIMATED_ACCURACY_METRIC) \
+            and aggregation == "avg" and "accuracy" in profile.metrics:
         return float(profile.metrics["accuracy"])
     if "confidence" not in metric or not profile.confidences:
         return None

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftloop.config import ServingConfig
+from driftloop.drift.estimated_accuracy import accuracy_threshold
 from driftloop.errors import (
     BackendUnavailableError,
     DriftloopError,
@@ -62,6 +63,9 @@ class ModelSlot:
     predictor: Predictor
     loaded_at: float
     info: ModelVersionLike
+    accuracy_threshold: float | None = None
+    """The confidence above which a prediction counts toward ``estimated_accuracy``
+    (:func:`driftloop.drift.estimated_accuracy.accuracy_threshold`); None: not reported."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -250,7 +254,8 @@ class ModelSlotManager:
             return predictor
 
         predictor = await asyncio.to_thread(load_and_try)
-        return ModelSlot(info.name, info.version, info.content_hash, predictor, time.time(), info)
+        return ModelSlot(info.name, info.version, info.content_hash, predictor, time.time(), info,
+                         accuracy_threshold(info.reference))
 
     def _install(self, served: ServedModel, slot: ModelSlot) -> None:
         previous = served.slot

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from driftloop.errors import ConflictError, InvalidInputError, NotFoundError
-from driftloop.predictors import Predictor
+from driftloop.predictors import Predictor, ReferenceProfile
 
 if TYPE_CHECKING:
     from driftloop.config import Config
@@ -46,6 +46,11 @@ class ModelVersionLike(Protocol):
 
     @property
     def content_hash(self) -> str: ...
+
+    @property
+    def reference(self) -> ReferenceProfile | None:
+        """How the version behaved on its held-out split (its ``estimated_accuracy``
+        threshold comes from it); None when it was registered without one."""
 
 
 class ModelSource(Protocol):
@@ -111,6 +116,7 @@ class InMemoryModelVersion:
     content_hash: str
     created_at: float
     predictor: Predictor
+    reference: ReferenceProfile | None = None
 
 
 def predictor_hash(predictor: Predictor) -> str:
@@ -137,13 +143,14 @@ class InMemoryModelSource:
         """``(name, alias, version, actor)`` for every alias move, in order."""
 
     def add(self, name: str, predictor: Predictor, *, production: bool = False,
-            actor: str = "code") -> InMemoryModelVersion:
+            actor: str = "code", reference: ReferenceProfile | None = None,
+            ) -> InMemoryModelVersion:
         """Register a new version (numbered from 1); ``production`` also deploys it."""
         content_hash = predictor_hash(predictor)
         with self._lock:
             versions = self._versions.setdefault(name, [])
             added = InMemoryModelVersion(name, len(versions) + 1, content_hash, time.time(),
-                                         predictor)
+                                         predictor, reference)
             versions.append(added)
         if production:
             self.set_alias(name, PRODUCTION, added.version, actor=actor)

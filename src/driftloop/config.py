@@ -381,6 +381,14 @@ class HooksConfig(StrictModel):
     secret: str | None = None
 
 
+class DashboardConfig(StrictModel):
+    """The dashboard's sessions: the secret that signs their cookies (shared by every replica;
+    else ``DRIFTLOOP_DASHBOARD_SECRET``, else a file per installation) and how long one lasts."""
+
+    session_secret: str | None = Field(None, min_length=32)
+    session_max_age: Duration = Field(12 * 3600.0, gt=0)
+
+
 class Config(StrictModel):
     store: str = "sqlite:///.driftloop/driftloop.db"
     storage: str = "file://.driftloop/storage"
@@ -396,6 +404,7 @@ class Config(StrictModel):
     notifiers: dict[str, NotifierConfig] = Field(default_factory=dict)
     pipeline: PipelineConfig = PipelineConfig()
     hooks: HooksConfig = HooksConfig()
+    dashboard: DashboardConfig = DashboardConfig()
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("models")

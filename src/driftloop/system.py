@@ -8,6 +8,7 @@ serving → insights → transport → metric store → monitor engine → notif
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,12 @@ from numpy.typing import NDArray
 
 from driftloop.config import Config, MonitorConfig
 from driftloop.dashboard.router import dashboard_router
-from driftloop.dashboard.sessions import SECRET_FILE, load_session_secret
+from driftloop.dashboard.sessions import (
+    SECRET_ENV,
+    SECRET_FILE,
+    SessionStore,
+    resolve_session_secret,
+)
 from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
@@ -244,8 +250,10 @@ class DriftloopSystem:
                 monitors=list(self.config.monitors), registry=self.registry, jobs=self.queue,
                 models=sorted(self.config.models), clock=self.options.clock,
             ),
-            verify_key=lambda key: self.api_keys.authenticate(key).key_id,
-            session_secret=load_session_secret(self.config.path(SECRET_FILE)),
+            api_keys=self.api_keys,
+            sessions=SessionStore(self.database, max_age=self.config.dashboard.session_max_age,
+                                  clock=self.options.clock),
+            session_secret=self.session_secret(),
         )
         inbound = inbound_router(self.config.hooks.secret, self.handle_inbound_alert)
         return create_app(
@@ -254,6 +262,17 @@ class DriftloopSystem:
             extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard],
             poll=poll,
         )
+
+    def session_secret(self) -> bytes:
+        """The dashboard's cookie secret: from the config or the environment (what replicas
+        share), else a file of this installation."""
+        secret, origin = resolve_session_secret(self.config.dashboard.session_secret, os.environ,
+                                                self.config.path(SECRET_FILE))
+        if origin == str(self.config.path(SECRET_FILE)) and self.database.dialect != "sqlite":
+            logger.warning("the dashboard session secret is the file %s: replicas that do not "
+                           "share it reject each other's sessions; set "
+                           "dashboard.session_secret or %s", origin, SECRET_ENV)
+        return secret
 
     def enqueue_retrain_manual(self, model: str, reason: str) -> str:
         if model not in self.config.models:

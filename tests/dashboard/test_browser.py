@@ -13,7 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from dashboard.world import MODEL, MONITOR, DashboardWorld
-from driftloop.dashboard import dashboard_router, load_session_secret
+from driftloop.dashboard import SessionStore, dashboard_router, load_session_secret
 from driftloop.registry import PRODUCTION
 from driftloop.serving.app import create_app
 
@@ -49,8 +49,7 @@ class ServerThread:
 @pytest.fixture
 def base_url(world: DashboardWorld) -> Iterator[str]:
     router = dashboard_router(
-        world.data,
-        verify_key=lambda key: world.api_keys.authenticate(key).key_id,
+        world.data, api_keys=world.api_keys, sessions=SessionStore(world.database),
         session_secret=load_session_secret(world.root / ".driftloop" / "dashboard-secret"),
     )
     app = create_app(world.config, api_keys=world.api_keys, models=[], extra_routers=[router],
@@ -110,11 +109,44 @@ def test_a_visitor_without_a_key_is_rejected(chromium_browser: Browser, base_url
         context.close()
 
 
+def test_a_predict_key_is_refused_and_a_revoked_key_logged_out(
+    chromium_browser: Browser, base_url: str, world: DashboardWorld
+) -> None:
+    predict = world.api_keys.create("predict", name="web-client").key
+    viewer = world.api_keys.create("dashboard", name="viewer")
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        problems = _watch_console(page)
+        page.goto(f"{base_url}/")
+        page.fill("input[name=key]", predict)
+        page.click("button[type=submit]")
+        assert "needs a 'dashboard' or 'admin' key" in page.locator(".error").inner_text()
+        assert context.cookies() == []
+        _log_in(page, base_url, viewer.key)
+        page.wait_for_selector("#live.ok", timeout=10_000)
+        response = context.request.get(f"{base_url}/")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        world.api_keys.revoke(viewer.info.key_id)
+        page.reload()
+        assert page.url.startswith(f"{base_url}/login?next=")
+        assert context.cookies() == []
+        _log_in(page, base_url, world.api_keys.create("dashboard").key)
+        page.click("text=log out")
+        page.wait_for_url(f"{base_url}/login")
+        page.goto(f"{base_url}/")
+        assert page.url.startswith(f"{base_url}/login?next=")
+        refused = ("status of 401", "status of 403")  # the refused login, the ended session
+        assert [p for p in problems if not any(r in p for r in refused)] == []
+    finally:
+        context.close()
+
+
 def test_the_dashboard_shows_data_goes_warn_and_updates_live(
     chromium_browser: Browser, base_url: str, world: DashboardWorld, tmp_path: Path
 ) -> None:
     _seed_history(world)
-    key = world.api_keys.create("predict", name="browser").key
+    key = world.api_keys.create("dashboard", name="browser").key
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 1300})
     try:
         page = context.new_page()
@@ -180,7 +212,7 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
 def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url: str,
                                              world: DashboardWorld) -> None:
     _seed_history(world)
-    key = world.api_keys.create("predict").key
+    key = world.api_keys.create("admin").key
     context = chromium_browser.new_context()
     try:
         page = context.new_page()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from dashboard.world import MODEL, MONITOR, DashboardWorld
-from driftloop.dashboard import SESSION_COOKIE, dashboard_router
+from driftloop.dashboard import SESSION_COOKIE, SessionStore, dashboard_router
 
 SECRET = b"k" * 32
 
@@ -19,9 +20,8 @@ SECRET = b"k" * 32
 def client(lived_world: DashboardWorld) -> Iterator[TestClient]:
     app = FastAPI()
     app.include_router(dashboard_router(
-        lived_world.data,
-        verify_key=lambda key: lived_world.api_keys.authenticate(key).key_id,
-        session_secret=SECRET,
+        lived_world.data, api_keys=lived_world.api_keys,
+        sessions=SessionStore(lived_world.database), session_secret=SECRET,
     ))
     with TestClient(app, base_url="http://testserver") as test_client:
         yield test_client
@@ -29,7 +29,7 @@ def client(lived_world: DashboardWorld) -> Iterator[TestClient]:
 
 @pytest.fixture
 def api_key(lived_world: DashboardWorld) -> str:
-    return lived_world.api_keys.create("predict", name="dashboard-viewer").key
+    return lived_world.api_keys.create("dashboard", name="dashboard-viewer").key
 
 
 def test_a_visitor_without_a_key_is_sent_to_the_login_page(client: TestClient) -> None:
@@ -52,7 +52,7 @@ def test_an_unknown_or_revoked_key_cannot_log_in(client: TestClient,
     assert response.status_code == 401
     assert SESSION_COOKIE not in response.cookies
     assert "unknown API key" in response.text
-    created = lived_world.api_keys.create("predict")
+    created = lived_world.api_keys.create("dashboard")
     lived_world.api_keys.revoke(created.info.key_id)
     revoked = client.post("/login", data={"key": created.key}, follow_redirects=False)
     assert revoked.status_code == 401
@@ -71,7 +71,7 @@ def test_login_sets_an_httponly_session_cookie_that_opens_the_page(
     set_cookie = response.headers["set-cookie"]
     assert set_cookie.startswith(f"{SESSION_COOKIE}=")
     assert "HttpOnly" in set_cookie
-    assert "SameSite=lax" in set_cookie
+    assert "SameSite=strict" in set_cookie
     assert api_key not in set_cookie
     page = client.get("/")
     assert page.status_code == 200
@@ -80,6 +80,97 @@ def test_login_sets_an_httponly_session_cookie_that_opens_the_page(
     client.post("/logout", follow_redirects=False)
     client.cookies.clear()
     assert client.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_predict_key_is_refused_at_login_and_in_headers(
+    client: TestClient, lived_world: DashboardWorld
+) -> None:
+    predict = lived_world.api_keys.create("predict", name="web-client").key
+    response = client.post("/login", data={"key": predict}, follow_redirects=False)
+    assert response.status_code == 403
+    assert SESSION_COOKIE not in response.cookies
+    assert "needs a 'dashboard' or 'admin' key" in html.unescape(response.text)
+    api = client.get("/dashboard/api/models", headers={"X-API-Key": predict})
+    assert api.status_code == 403
+    assert api.json()["error"]["type"] == "ForbiddenError"
+    assert client.get("/", headers={"X-API-Key": predict},
+                      follow_redirects=False).status_code == 303
+    admin = lived_world.api_keys.create("admin").key
+    assert client.post("/login", data={"key": admin},
+                       follow_redirects=False).status_code == 303
+    assert client.get("/dashboard/api/models").status_code == 200
+
+
+def test_a_revoked_key_is_logged_out_at_its_next_request(
+    client: TestClient, lived_world: DashboardWorld
+) -> None:
+    created = lived_world.api_keys.create("dashboard")
+    client.post("/login", data={"key": created.key}, follow_redirects=False)
+    cookie = client.cookies[SESSION_COOKIE]
+    assert client.get("/dashboard/api/models").status_code == 200
+    lived_world.api_keys.revoke(created.info.key_id)
+    refused = client.get("/dashboard/api/models")
+    assert refused.status_code == 401
+    assert "was revoked" in refused.json()["error"]["message"]
+    assert 'driftloop_session=""' in refused.headers["set-cookie"]
+    client.cookies.set(SESSION_COOKIE, cookie)
+    page = client.get("/", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/login")
+
+
+def test_logout_ends_the_session_on_the_server(client: TestClient, api_key: str) -> None:
+    client.post("/login", data={"key": api_key}, follow_redirects=False)
+    cookie = client.cookies[SESSION_COOKIE]
+    assert client.get("/dashboard/api/models").status_code == 200
+    assert client.post("/logout", follow_redirects=False).status_code == 303
+    client.cookies.set(SESSION_COOKIE, cookie)  # a copy of the cookie kept after logging out
+    again = client.get("/dashboard/api/models")
+    assert again.status_code == 401
+    assert "logged out" in again.json()["error"]["message"]
+
+
+def test_a_session_opened_on_one_replica_works_and_ends_on_another(
+    client: TestClient, lived_world: DashboardWorld, api_key: str
+) -> None:
+    other = FastAPI()
+    other.include_router(dashboard_router(
+        lived_world.data, api_keys=lived_world.api_keys,
+        sessions=SessionStore(lived_world.database), session_secret=SECRET,
+    ))
+    client.post("/login", data={"key": api_key}, follow_redirects=False)
+    with TestClient(other, base_url="http://testserver") as replica:
+        replica.cookies.set(SESSION_COOKIE, client.cookies[SESSION_COOKIE])
+        assert replica.get("/dashboard/api/models").status_code == 200
+        replica.post("/logout", follow_redirects=False)
+    assert client.get("/dashboard/api/models").status_code == 401
+
+
+def test_cross_site_logins_and_logouts_are_refused(client: TestClient, api_key: str) -> None:
+    evil = {"Origin": "https://evil.example"}
+    login = client.post("/login", data={"key": api_key}, headers=evil, follow_redirects=False)
+    assert login.status_code == 403
+    assert SESSION_COOKIE not in login.cookies
+    cross = client.post("/login", data={"key": api_key}, follow_redirects=False,
+                        headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    same = client.post("/login", data={"key": api_key}, follow_redirects=False,
+                       headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 303
+    assert client.post("/logout", headers=evil, follow_redirects=False).status_code == 403
+    assert client.get("/dashboard/api/models").status_code == 200
+
+
+def test_pages_send_a_strict_content_security_policy(client: TestClient, api_key: str) -> None:
+    client.post("/login", data={"key": api_key}, follow_redirects=False)
+    for path in ("/", "/dashboard", "/login"):
+        headers = client.get(path).headers
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy
+        assert "script-src 'self';" in policy
+        assert "unsafe-inline" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert headers["x-frame-options"] == "DENY"
 
 
 def test_a_forged_cookie_does_not_open_the_api(client: TestClient, api_key: str) -> None:

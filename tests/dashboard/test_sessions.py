@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.dashboard import SessionSigner, load_session_secret
+from dashboard.world import DashboardWorld
+from driftloop.dashboard import (
+    SECRET_ENV,
+    SessionSigner,
+    SessionStore,
+    load_session_secret,
+    resolve_session_secret,
+)
 from driftloop.errors import AuthError, ConfigError
 
 SECRET = b"s" * 32
@@ -51,3 +58,41 @@ def test_the_secret_file_is_created_private_and_reused(tmp_path: Path) -> None:
     path.write_bytes(b"tiny")
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         load_session_secret(path)
+
+
+def test_the_secret_comes_from_the_config_then_the_environment_then_a_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "dashboard-secret"
+    configured = "c" * 40
+    assert resolve_session_secret(configured, {SECRET_ENV: "e" * 40}, path) == (
+        configured.encode(), "dashboard.session_secret")
+    assert resolve_session_secret(None, {SECRET_ENV: "e" * 40}, path) == (
+        b"e" * 40, SECRET_ENV)
+    assert not path.exists()
+    secret, origin = resolve_session_secret(None, {}, path)
+    assert origin == str(path)
+    assert secret == path.read_bytes()
+    with pytest.raises(ConfigError, match=f"{SECRET_ENV}: .* at least 32 bytes"):
+        resolve_session_secret(None, {SECRET_ENV: "short"}, path)
+
+
+def test_stored_sessions_expire_end_and_are_purged(world: DashboardWorld) -> None:
+    now = [1000.0]
+    sessions = SessionStore(world.database, max_age=60, clock=lambda: now[0])
+    token = sessions.open("abcd1234")
+    found = sessions.find(token)
+    assert (found.key_id, found.expires_at) == ("abcd1234", 1060.0)
+    with pytest.raises(AuthError, match="no such dashboard session"):
+        sessions.find("not-a-token")
+    sessions.end(token)
+    sessions.end(token)
+    with pytest.raises(AuthError, match="logged out"):
+        sessions.find(token)
+    short = sessions.open("abcd1234")
+    now[0] = 1200.0
+    with pytest.raises(AuthError, match="expired"):
+        sessions.find(short)
+    sessions.open("abcd1234")  # opening one deletes those that expired
+    with pytest.raises(AuthError, match="no such dashboard session"):
+        sessions.find(short)

@@ -17,22 +17,23 @@ from driftloop.dashboard.data import (
     snapshot,
 )
 from driftloop.dashboard.report import ReportPaths, generate_report, parse_since
-from driftloop.dashboard.router import (
-    KeyVerifier,
-    RequestAuthenticator,
-    dashboard_router,
-    header_authenticator,
-)
+from driftloop.dashboard.router import CONTENT_SECURITY_POLICY, dashboard_router
 from driftloop.dashboard.sessions import (
+    SECRET_ENV,
     SECRET_FILE,
     SESSION_COOKIE,
     DashboardSession,
     SessionSigner,
+    SessionStore,
+    StoredSession,
     load_session_secret,
+    resolve_session_secret,
 )
 from driftloop.dashboard.sources import StoreDashboardData
 
 __all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "SECRET_ENV",
     "SECRET_FILE",
     "SESSION_COOKIE",
     "ActivityEvent",
@@ -43,21 +44,21 @@ __all__ = [
     "IncidentRecord",
     "JobRecord",
     "JobStepRecord",
-    "KeyVerifier",
     "MetricChart",
     "ModelSnapshot",
     "ModelSummary",
     "MonitorStatus",
     "ReportPaths",
-    "RequestAuthenticator",
     "SessionSigner",
+    "SessionStore",
     "StoreDashboardData",
+    "StoredSession",
     "TimelineEntry",
     "VersionRecord",
     "dashboard_router",
     "generate_report",
-    "header_authenticator",
     "load_session_secret",
     "parse_since",
+    "resolve_session_secret",
     "snapshot",
 ]

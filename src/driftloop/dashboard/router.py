@@ -1,17 +1,23 @@
 """The dashboard's routes, as an :class:`~fastapi.APIRouter` the serving app mounts.
 
 ``GET /`` (and ``/dashboard``, where notifications link) is the page; ``/login`` exchanges an
-API key for a signed HttpOnly session cookie; ``/dashboard/api/...`` is the JSON the page polls
-every couple of seconds; ``/dashboard/static/...`` serves the assets shipped in the package
-(uPlot is vendored there: nothing is fetched from a CDN).
+API key with the ``dashboard`` or ``admin`` scope for a session (kept in the store) named by a
+signed HttpOnly cookie, ``/logout`` ends it on the server; ``/dashboard/api/...`` is the JSON the
+page polls every couple of seconds; ``/dashboard/static/...`` serves the assets shipped in the
+package (uPlot is vendored there: nothing is fetched from a CDN).
 
-A request is let in when it carries a valid session cookie or when ``authenticate(request)``
-accepts it (by default: an ``Authorization: Bearer <key>`` or ``X-API-Key`` header checked by
-``verify_key``). Otherwise pages redirect to ``/login`` and the JSON API answers 401.
+A request is let in when its session cookie names a live session whose key still exists, is not
+revoked and still has the scope (checked at every request: a revoked key's session ends at its
+next one), or when it carries such a key itself (``Authorization: Bearer <key>`` or
+``X-API-Key``). Otherwise pages redirect to ``/login`` and the JSON API answers 401 (403 for a
+key without the scope). ``POST /login`` and ``/logout`` refuse cross-site requests (their
+``Origin`` or ``Sec-Fetch-Site`` header), the cookie is ``SameSite=Strict``, and every page is
+sent with a strict Content-Security-Policy (only the package's own scripts and styles).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 from collections.abc import Callable
@@ -26,13 +32,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from driftloop.dashboard.data import DashboardData, snapshot
-from driftloop.dashboard.sessions import SESSION_COOKIE, SessionSigner
-from driftloop.errors import AuthError, DriftloopError, InvalidInputError
-
-KeyVerifier = Callable[[str], str]
-"""Checks an API key and returns who it belongs to (a key id); raises :class:`AuthError`."""
-RequestAuthenticator = Callable[[Request], None]
-"""Accepts a request (returns) or rejects it (raises :class:`AuthError`)."""
+from driftloop.dashboard.sessions import SESSION_COOKIE, SessionSigner, SessionStore
+from driftloop.errors import AuthError, DriftloopError, ForbiddenError, InvalidInputError
+from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 
 STATIC_DIR = Path(str(resources.files("driftloop.dashboard") / "static"))
 _STATIC_TYPES = {
@@ -46,22 +48,48 @@ _RANGE_DEFAULT = 3600.0
 _MAX_RANGE = 400 * 86400.0
 _MAX_LOGIN_BODY = 8192
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""Sent with every dashboard page: no inline script or style, nothing from another origin, never
+framed."""
+_PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make the forms send Origin: null
+    "Cache-Control": "no-store",
+}
 
-def header_authenticator(verify_key: KeyVerifier) -> RequestAuthenticator:
-    """Accepts requests whose ``Authorization: Bearer`` or ``X-API-Key`` header holds a key
-    that ``verify_key`` accepts."""
 
-    def authenticate(request: Request) -> None:
-        authorization = request.headers.get("authorization", "")
-        scheme, _, credentials = authorization.partition(" ")
-        key = credentials.strip() if scheme.lower() == "bearer" else ""
-        key = key or request.headers.get("x-api-key", "").strip()
-        if not key:
-            raise AuthError("missing API key: log in at /login, or send "
-                            "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-        verify_key(key)
+def _header_key(request: Request) -> str:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credentials = authorization.partition(" ")
+    key = credentials.strip() if scheme.lower() == "bearer" else ""
+    return key or request.headers.get("x-api-key", "").strip()
 
-    return authenticate
+
+def _require_dashboard_scope(info: ApiKeyInfo) -> ApiKeyInfo:
+    if not info.scope.allows(Scope.DASHBOARD):
+        raise ForbiddenError(
+            f"API key {info.key_id} ({info.name}) has scope {info.scope.value!r}; the dashboard "
+            f"needs a {Scope.DASHBOARD.value!r} or {Scope.ADMIN.value!r} key "
+            f"(driftloop keys create --scope dashboard)")
+    return info
+
+
+def _refuse_cross_site(request: Request) -> None:
+    """A state-changing request must come from the dashboard's own pages: a browser names the
+    page's origin in ``Origin`` and says ``Sec-Fetch-Site``; a cross-site form is refused."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
+        raise ForbiddenError("cross-site request refused (Sec-Fetch-Site: "
+                             f"{fetch_site[:32]})")
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    if origin is not None and origin != own:
+        raise ForbiddenError("cross-site request refused (its Origin is not this dashboard)")
 
 
 def _safe_next(target: str | None) -> str:
@@ -114,36 +142,45 @@ def _login_page(*, next_path: str, message: str | None = None) -> str:
 def dashboard_router(
     data: DashboardData,
     *,
-    verify_key: KeyVerifier,
+    api_keys: ApiKeyStore,
+    sessions: SessionStore,
     session_secret: bytes,
-    authenticate: RequestAuthenticator | None = None,
-    session_max_age: float = 12 * 3600.0,
     poll_interval: float = 2.0,
 ) -> APIRouter:
-    """The dashboard's routes over ``data``, protected by ``verify_key`` (the app's API keys)."""
-    signer = SessionSigner(session_secret, max_age=session_max_age)
-    check_request = authenticate or header_authenticator(verify_key)
+    """The dashboard's routes over ``data``, open to ``api_keys`` with the dashboard scope."""
+    signer = SessionSigner(session_secret, max_age=sessions.max_age, clock=sessions.clock)
     router = APIRouter(tags=["dashboard"], include_in_schema=False)
 
     def admit(request: Request) -> None:
+        """Let the request in, or raise :class:`AuthError` / :class:`ForbiddenError`."""
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
+            token = signer.verify(cookie).subject
+            session = sessions.find(token)
             try:
-                signer.verify(cookie)
-                return
-            except AuthError:
-                pass
-        check_request(request)
+                _require_dashboard_scope(api_keys.current(session.key_id))
+            except AuthError as exc:
+                sessions.end(token)
+                raise AuthError(f"{exc.message}; this dashboard session is ended") from None
+            return
+        key = _header_key(request)
+        if not key:
+            raise AuthError("missing API key: log in at /login, or send "
+                            "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        _require_dashboard_scope(api_keys.authenticate(key))
 
     def page(request: Request) -> Response:
         try:
             admit(request)
         except AuthError:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            response = RedirectResponse(f"/login?next={quote(target, safe='')}",
+                                        status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
         body = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         body = body.replace("{{poll_ms}}", str(int(poll_interval * 1000)))
-        return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(body, headers=_PAGE_HEADERS)
 
     @router.get("/")
     async def index(request: Request) -> Response:
@@ -156,34 +193,54 @@ def dashboard_router(
     @router.get("/login")
     async def login_form(request: Request) -> Response:
         next_path = _safe_next(request.query_params.get("next"))
-        return HTMLResponse(_login_page(next_path=next_path))
+        return HTMLResponse(_login_page(next_path=next_path), headers=_PAGE_HEADERS)
+
+    def log_in(key: str) -> str:
+        """A new session token for ``key``, if it may see the dashboard."""
+        info = _require_dashboard_scope(api_keys.authenticate(key))
+        return sessions.open(info.key_id)
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        def refuse(message: str, status_code: int, next_path: str = "/") -> Response:
+            return HTMLResponse(_login_page(next_path=next_path, message=message),
+                                status_code=status_code, headers=_PAGE_HEADERS)
+
+        try:
+            _refuse_cross_site(request)
+        except ForbiddenError as exc:
+            return refuse(exc.message, exc.status_code)
         body = await request.body()
         if len(body) > _MAX_LOGIN_BODY:
-            return HTMLResponse(_login_page(next_path="/", message="request too large"),
-                                status_code=413)
+            return refuse("request too large", 413)
         form = parse_qs(body.decode("utf-8", errors="replace"))
         key = (form.get("key") or [""])[0].strip()
         next_path = _safe_next((form.get("next") or ["/"])[0])
         if not key:
-            return HTMLResponse(_login_page(next_path=next_path, message="enter an API key"),
-                                status_code=401)
+            return refuse("enter an API key", 401, next_path)
         try:
-            subject = await anyio.to_thread.run_sync(verify_key, key)
-        except AuthError as exc:
-            return HTMLResponse(_login_page(next_path=next_path, message=exc.message),
-                                status_code=exc.status_code)
+            token = await anyio.to_thread.run_sync(log_in, key)
+        except DriftloopError as exc:
+            return refuse(exc.message, exc.status_code, next_path)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
-            SESSION_COOKIE, signer.sign(subject), max_age=int(session_max_age), httponly=True,
-            samesite="lax", secure=request.url.scheme == "https", path="/",
+            SESSION_COOKIE, signer.sign(token), max_age=int(sessions.max_age), httponly=True,
+            samesite="strict", secure=request.url.scheme == "https", path="/",
         )
         return response
 
+    def end_session(cookie: str | None) -> None:
+        if cookie:
+            with contextlib.suppress(AuthError):  # a forged or expired cookie names no session
+                sessions.end(signer.verify(cookie).subject)
+
     @router.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        try:
+            _refuse_cross_site(request)
+        except ForbiddenError as exc:
+            return _error(exc)
+        await anyio.to_thread.run_sync(end_session, request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -205,7 +262,10 @@ def dashboard_router(
             admit(request)
             return JSONResponse(build(), headers={"Cache-Control": "no-store"})
         except DriftloopError as exc:
-            return _error(exc)
+            response = _error(exc)
+            if isinstance(exc, AuthError) and request.cookies.get(SESSION_COOKIE):
+                response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
 
     @router.get("/dashboard/api/models")
     async def models(request: Request) -> Response:

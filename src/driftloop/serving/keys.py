@@ -4,8 +4,10 @@ A key looks like ``dl_<key id>_<secret>``; the key id (8 hex digits) names the k
 and for revocation, the secret is 32 random bytes. Only ``sha256(key)`` is stored; a presented
 key is looked up by its key id and its hash compared with :func:`hmac.compare_digest`.
 
-Scopes: ``predict`` (predict, feedback, describe models) and ``admin`` (everything, including
-deploy, rollback and reload). Verified keys are cached for :data:`CACHE_SECONDS`, so a key
+Scopes: ``predict`` (predict, feedback, describe models), ``dashboard`` (log into the dashboard and
+read what it shows, nothing else), ``insights`` (``POST /v1/insights`` only: a service that
+serves its own model) and ``admin`` (everything, including deploy, rollback, reload
+and the dashboard). Verified keys are cached for :data:`CACHE_SECONDS`, so a key
 revoked by another process stops working within that time (at once in this process).
 """
 
@@ -42,10 +44,12 @@ _KEY_FORMAT = re.compile(r"^dl_([0-9a-f]{8})_[A-Za-z0-9_-]{20,}$")
 
 class Scope(StrEnum):
     PREDICT = "predict"
+    DASHBOARD = "dashboard"
+    INSIGHTS = "insights"
     ADMIN = "admin"
 
     def allows(self, required: Scope) -> bool:
-        """``admin`` implies ``predict``."""
+        """``admin`` implies every other scope; the others allow only themselves."""
         return self is Scope.ADMIN or self is required
 
 
@@ -141,6 +145,20 @@ class ApiKeyStore:
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[0].key_id != key_id}
         return _info(row)
+
+    def current(self, key_id: str) -> ApiKeyInfo:
+        """The key ``key_id`` as the store has it now (never from the cache); :class:`AuthError`
+        when it no longer exists or was revoked."""
+        with self._begin() as connection:
+            row = connection.execute(
+                sa.select(api_keys).where(api_keys.c.key_id == key_id)
+            ).mappings().first()
+        if row is None:
+            raise AuthError(f"API key {key_id} no longer exists")
+        info = _info(row)
+        if info.revoked:
+            raise AuthError(f"API key {info.key_id} was revoked")
+        return info
 
     def cached(self, key: str) -> ApiKeyInfo | None:
         """The verified key from the cache, or None (then call :meth:`authenticate`)."""

@@ -1,5 +1,6 @@
-"""Tables of driftloop.serving: API keys (only their SHA-256 hashes), ground-truth feedback and
-the texts that came with it (training data for the models that merge feedback)."""
+"""Tables of driftloop.serving: API keys (only their SHA-256 hashes), the dashboard sessions opened
+with them, ground-truth feedback and the texts that came with it (training data for the models
+that merge feedback)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,19 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+# Dashboard sessions, server-side: logging out ends one for every replica, and each request
+# re-checks the key it was opened with (driftloop.dashboard.sessions)
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    METADATA,
+    # sha256 hex of the session token; the token itself travels only in the signed cookie
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(16), nullable=False, index=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
 )
 
 feedback = sa.Table(
@@ -48,4 +62,4 @@ feedback_texts = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
 )
 
-__all__ = ["METADATA", "api_keys", "feedback", "feedback_texts"]
+__all__ = ["METADATA", "api_keys", "dashboard_sessions", "feedback", "feedback_texts"]

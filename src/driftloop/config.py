@@ -115,7 +115,9 @@ class NoDataConfig(StrictModel):
 class DetectorConfig(StrictModel):
     """A streaming drift detector on a metric (``type: drift`` monitors)."""
 
-    algorithm: Literal["cusum", "page_hinkley", "ks", "psi", "chi_square"] = "cusum"
+    algorithm: Literal[
+        "cusum", "page_hinkley", "ks", "psi", "chi_square", "shape", "cusum_shape"
+    ] = "cusum"
     false_alarm_rate: float = Field(1e-5, gt=0, lt=1)
     min_shift: float = Field(0.05, gt=0, description="smallest drop worth detecting")
     window: int = Field(500, ge=20, description="window size for two-sample tests")

@@ -10,6 +10,7 @@ from driftloop.drift.base import DriftDetector
 from driftloop.drift.calibration import SequentialCalibration, calibrate_sequential
 from driftloop.drift.cbpe import ConfidenceAccuracyEstimator, expected_accuracy
 from driftloop.drift.chi_square import ChiSquareWindowDetector
+from driftloop.drift.combined import CombinedDetector, mean_and_shape_detector
 from driftloop.drift.cusum import CusumDetector
 from driftloop.drift.factory import build_detector
 from driftloop.drift.ks import KSWindowDetector
@@ -17,11 +18,13 @@ from driftloop.drift.page_hinkley import PageHinkleyDetector
 from driftloop.drift.psi import PSIWindowDetector, population_stability_index
 from driftloop.drift.realized_accuracy import RealizedAccuracyEstimator, wilson_interval
 from driftloop.drift.self_reference import SelfReferencedDetector
+from driftloop.drift.shape import ShapeCusumDetector
 from driftloop.drift.window import WindowTestDetector, WindowTestResult
 
 __all__ = [
     "AccuracyEstimate",
     "ChiSquareWindowDetector",
+    "CombinedDetector",
     "ConfidenceAccuracyEstimator",
     "CusumDetector",
     "DriftDetector",
@@ -31,11 +34,13 @@ __all__ = [
     "RealizedAccuracyEstimator",
     "SelfReferencedDetector",
     "SequentialCalibration",
+    "ShapeCusumDetector",
     "WindowTestDetector",
     "WindowTestResult",
     "build_detector",
     "calibrate_sequential",
     "expected_accuracy",
+    "mean_and_shape_detector",
     "population_stability_index",
     "wilson_interval",
 ]

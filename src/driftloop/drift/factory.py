@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING
 
 from driftloop.drift.base import DriftDetector
 from driftloop.drift.chi_square import ChiSquareWindowDetector
+from driftloop.drift.combined import mean_and_shape_detector
 from driftloop.drift.cusum import CusumDetector
 from driftloop.drift.ks import KSWindowDetector
 from driftloop.drift.page_hinkley import PageHinkleyDetector
 from driftloop.drift.psi import PSIWindowDetector
 from driftloop.drift.self_reference import SelfReferencedDetector
+from driftloop.drift.shape import ShapeCusumDetector
 from driftloop.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: drift/ imports numpy and scipy, nothing heavier, at run time
@@ -28,7 +30,8 @@ NUMERIC_REFERENCES: dict[str, Callable[[ReferenceProfile], list[float]]] = {
     "confidence": lambda profile: [float(c) for c in profile.confidences],
     "text_length": lambda profile: [float(n) for n in profile.text_lengths],
 }
-"""Metric name → the reference sample a numeric detector (cusum, page_hinkley, ks, psi) uses."""
+"""Metric name → the reference sample a numeric detector (every algorithm but chi_square)
+uses."""
 
 CLASS_METRICS = frozenset({"predicted_class"})
 """Metric names whose values are predicted classes (the chi-square detector's input)."""
@@ -64,6 +67,10 @@ def _numeric_factory(config: DetectorConfig) -> Callable[[list[float]], DriftDet
             return CusumDetector(values, false_alarm_rate=rate, min_shift=shift)
         if config.algorithm == "page_hinkley":
             return PageHinkleyDetector(values, false_alarm_rate=rate, min_shift=shift)
+        if config.algorithm == "shape":
+            return ShapeCusumDetector(values, false_alarm_rate=rate)
+        if config.algorithm == "cusum_shape":
+            return mean_and_shape_detector(values, false_alarm_rate=rate, min_shift=shift)
         if config.algorithm == "ks":
             return KSWindowDetector(values, window=window, false_alarm_rate=rate)
         return PSIWindowDetector(values, window=window, false_alarm_rate=rate)

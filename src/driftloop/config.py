@@ -225,6 +225,7 @@ class ServingConfig(StrictModel):
     access_log: bool = False
     parallel_batches: int | None = Field(None, ge=1, le=8)
     inline_below_ms: float = Field(2.0, ge=0)
+    max_insight_points: int = Field(5_000, ge=1)
 
 
 class InsightsConfig(StrictModel):
@@ -232,6 +233,11 @@ class InsightsConfig(StrictModel):
     batch_size: int = Field(2_000, ge=1)
     flush_interval: Duration = 0.2
     outbox: str = ".driftloop/outbox"
+    api_key: str | None = None
+    """For an ``https://`` transport: a key with the ``insights`` scope (write it as
+    ``${VAR}``); default ``$DRIFTLOOP_INSIGHTS_KEY``."""
+    http_timeout: Duration = Field(5.0, gt=0)
+    http_max_points: int = Field(2_000, ge=1)
 
 
 class KafkaConfig(StrictModel):

@@ -291,3 +291,32 @@ def test_template_injection_renders_nothing_but_text(tmp_path: Path) -> None:
     alert = template.render({"value": "{{", "__class__": "<class>"}, {"is_alert": True})
     assert alert.text == "<class>{{ on  @retrain"
     assert alert.handles == ("retrain",)
+
+INSIGHTS = "/v1/insights"
+
+
+@pytest.mark.parametrize(
+    ("body", "chunked", "status", "words"),
+    [
+        (b'{"points": [{"name": "x", "value": 1, "tags": {"t": "' + b"a" * 1_100_000 + b'"}}]}',
+         True, 413, "serving.max_body_bytes"),
+        (json.dumps({"points": [{"name": "x", "value": 1}] * 6_000}).encode(), False, 413,
+         "serving.max_insight_points"),
+        (b'{"points": [{"name": "x", "value": 1e999}]}', False, 422, "finite"),
+        (b'{"points": [{"name": "x", "value": NaN}]}', False, 422, "finite"),
+        (b'{"points": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", False, 422, "nested too deeply"),
+        (b'{"points": [{"name": "x", "value": 1, "timestamp": 1e300}]}', False, 422, "future"),
+        (b'{"points": [{"name": "x", "value": 1, "tags": {"model": null}}]}', False, 422,
+         "points.0.tags.model"),
+    ],
+    ids=["oversized-chunked", "too-many-points", "infinite", "nan", "nested", "far-future",
+         "null-tag"],
+)
+def test_bad_insight_bodies_are_refused(
+    served: ServedSystem, body: bytes, chunked: bool, status: int, words: str,
+) -> None:
+    headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+    got, document = raw_request(served.url, "POST", INSIGHTS, body, headers, chunked=chunked)
+    assert got == status, document
+    _, message = error_of(document)
+    assert words in message or words in str(document["error"].get("limit")), message

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
@@ -31,6 +27,7 @@ from driftloop.serving import (
 from driftloop.serving.prometheus import MULTIPROCESS_ENV
 from driftloop.store import open_database
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
+from serving.live import live_server as serve_live
 
 URL = "/v1/models/reviews/predict"
 
@@ -94,21 +91,8 @@ async def test_serving_from_the_registry_with_deploy_and_tamper_detection(
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[str]:
     """The app under a real uvicorn server on a free loopback port, in a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_live(app) as url:
+        yield url
 
 
 def test_real_uvicorn_server(live_server: str, predict_headers: dict[str, str]) -> None:

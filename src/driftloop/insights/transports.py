@@ -2,7 +2,8 @@
 
 ``transport: local://`` (the default) writes each batch straight into the metric store of the
 same process; ``kafka://host:9092/topic`` (the ``kafka`` extra) publishes to a broker that a
-consumer group of ingest workers drains into the store.
+consumer group of ingest workers drains into the store; ``https://host/`` posts to a driftloop
+server's ``/v1/insights`` (a service that serves its own model).
 
 A transport that cannot deliver raises :class:`~driftloop.errors.BackendUnavailableError`; the
 :class:`~driftloop.insights.client.InsightsClient` then spools the batch to its on-disk outbox
@@ -41,6 +42,8 @@ TRANSPORTS: BackendFamily[Transport] = BackendFamily("transport")
 TRANSPORTS.register("local", "driftloop.insights.local:create_local_transport")
 TRANSPORTS.register("kafka", "driftloop.insights.kafka:create_kafka_transport",
                    requires=("confluent_kafka",), extra="kafka")
+TRANSPORTS.register("http", "driftloop.insights.http:create_http_transport")
+TRANSPORTS.register("https", "driftloop.insights.http:create_http_transport")
 
 
 def open_transport(config: Config, *, store: MetricStore | None = None) -> Transport:

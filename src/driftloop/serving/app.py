@@ -67,6 +67,7 @@ from driftloop.serving.feedback import (
     PredictionLog,
     RecordedPrediction,
 )
+from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
@@ -211,6 +212,7 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(_model_router())
     app.include_router(_probe_router())
+    app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
     for router in extra_routers:
         app.include_router(router)
     return app

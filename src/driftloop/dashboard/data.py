@@ -169,6 +169,26 @@ class ActivityEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionAccuracy:
+    """One version's accuracy on live traffic: the label-free estimate over the last
+    ``estimate_window`` seconds, whether it holds (see
+    :mod:`driftloop.drift.estimated_accuracy`), and the realized accuracy from feedback labels
+    over the last ``realized_window`` seconds, beside its held-out accuracy."""
+
+    version: str
+    reference_accuracy: float | None
+    estimated: float | None
+    estimated_n: int
+    estimate_holds: bool | None
+    """None when there is nothing to judge (no estimate, or no reference profile)."""
+    may_not_hold_because: list[str]
+    realized: float | None
+    realized_n: int
+    estimate_window: float
+    realized_window: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSnapshot:
     """Everything the dashboard shows for one model over ``[start, end)``."""
 
@@ -182,6 +202,7 @@ class ModelSnapshot:
     incidents: list[IncidentRecord]
     versions: list[VersionRecord]
     jobs: list[JobRecord]
+    accuracy: list[VersionAccuracy] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +241,10 @@ class DashboardData(Protocol):
     def first_activity(self, model: str | None = None) -> float | None:
         """The time of the oldest thing known about ``model`` (points, events, versions)."""
 
+    def accuracy(self, model: str, end: float) -> list[VersionAccuracy]:
+        """Estimated and realized accuracy of each version that served ``model`` lately
+        (up to ``end``), newest version first."""
+
 
 STATE_ORDER = {"OK": 0, "NO_DATA": 1, "WARN": 2, "ALERT": 3}
 
@@ -247,4 +272,5 @@ def snapshot(data: DashboardData, model: str, start: float, end: float, *,
         incidents=data.incidents(model, since=start),
         versions=data.versions(model),
         jobs=data.jobs(model),
+        accuracy=data.accuracy(model, end),
     )

@@ -27,6 +27,7 @@ from driftloop.dashboard.data import (
     JobRecord,
     ModelSnapshot,
     MonitorStatus,
+    VersionAccuracy,
     VersionRecord,
     snapshot,
 )
@@ -173,6 +174,29 @@ def _versions_html(versions: list[VersionRecord]) -> str:
             f"{rows}</table>")
 
 
+def _accuracy_html(rows: list[VersionAccuracy]) -> str:
+    if not rows:
+        return ('<p class="muted">No estimated accuracy or feedback labels at the end of the '
+                'range.</p>')
+
+    def holds(row: VersionAccuracy) -> str:
+        if row.estimate_holds is None:
+            return EMPTY
+        if row.estimate_holds:
+            return "holds"
+        return f"<b>may not hold</b>: {_escape('; '.join(row.may_not_hold_because))}"
+
+    body = "".join(
+        f"<tr><td>v{_escape(r.version)}</td><td>{_num(r.reference_accuracy)}</td>"
+        f"<td>{_num(r.estimated)}</td><td>{r.estimated_n}</td><td>{holds(r)}</td>"
+        f"<td>{_num(r.realized)}</td><td>{r.realized_n}</td></tr>"
+        for r in rows
+    )
+    return ("<table><tr><th>version</th><th>held-out accuracy</th>"
+            "<th>estimated (last 5 min)</th><th>predictions</th><th>estimate</th>"
+            f"<th>realized (last hour)</th><th>labels</th></tr>{body}</table>")
+
+
 def _jobs_html(jobs: list[JobRecord]) -> str:
     if not jobs:
         return '<p class="muted">No retrain jobs.</p>'
@@ -222,6 +246,7 @@ def _model_section(snap: ModelSnapshot, chart_files: list[str], timeline_file: s
         f"<p>production: <b>{production}</b> · aliases: {_escape(aliases)} · "
         f"open incidents: {summary.open_incidents}</p>"
         f"<h3>Monitors</h3>{_monitors_html(snap.monitors)}"
+        f"<h3>Accuracy on live traffic</h3>{_accuracy_html(snap.accuracy)}"
         f"<h3>Metrics</h3>{images}"
         "<h3>Incident timeline</h3>"
         f'<img src="{_escape(timeline_file)}" alt="incident timeline">'

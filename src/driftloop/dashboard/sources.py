@@ -30,23 +30,39 @@ from driftloop.dashboard.data import (
     ModelSummary,
     MonitorStatus,
     TimelineEntry,
+    VersionAccuracy,
     VersionRecord,
     worst_state,
 )
-from driftloop.errors import InvalidInputError
+from driftloop.drift.estimated_accuracy import (
+    ESTIMATED_ACCURACY_METRIC,
+    reasons_estimate_may_not_hold,
+    reference_signals,
+)
+from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import MetricStore, TagFilter
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.history import MonitorStateStore
 from driftloop.monitors.incidents import IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.tables import monitor_events
-from driftloop.monitors.thresholds import reference_value, resolve_thresholds
+from driftloop.monitors.thresholds import (
+    REALIZED_ACCURACY_METRIC,
+    reference_value,
+    resolve_thresholds,
+)
 from driftloop.notify.tables import notify_deliveries, notify_events
 from driftloop.pipeline.queue import JobQueue
+from driftloop.predictors import ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry
 from driftloop.store import Database
 
 MAX_CHART_POINTS = 100_000
+ESTIMATE_WINDOW = 300.0
+"""Seconds of predictions behind a version's estimated accuracy on the dashboard (the default
+confidence monitor's window)."""
+REALIZED_WINDOW = 3_600.0
+"""Seconds of feedback labels behind its realized accuracy (the default accuracy monitor's)."""
 _ROW_LIMIT = 5_000
 _INCIDENT_LIMIT = 100
 
@@ -435,3 +451,58 @@ class StoreDashboardData:
         if first_event is not None:
             candidates.append(float(first_event))
         return min(candidates) if candidates else None
+
+    def accuracy(self, model: str, end: float) -> list[VersionAccuracy]:
+        estimated = self._served_values(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW,
+                                        end)
+        realized = self._served_values(REALIZED_ACCURACY_METRIC, model, end - REALIZED_WINDOW,
+                                       end)
+        found = []
+        for version in sorted(set(estimated) | set(realized), key=_version_order, reverse=True):
+            reference = self._version_reference(model, version)
+            estimates, labels = estimated.get(version, []), realized.get(version, [])
+            reasons: list[str] = []
+            if estimates and reference is not None:
+                window = {name: self._served_values(name, model, end - ESTIMATE_WINDOW, end,
+                                                    version=version).get(version, [])
+                          for name in reference_signals(reference)}
+                reasons = list(reasons_estimate_may_not_hold(reference, window))
+            found.append(VersionAccuracy(
+                version=version,
+                reference_accuracy=None if reference is None
+                else reference.metrics.get("accuracy"),
+                estimated=sum(estimates) / len(estimates) if estimates else None,
+                estimated_n=len(estimates),
+                estimate_holds=None if not estimates or reference is None else not reasons,
+                may_not_hold_because=reasons,
+                realized=sum(labels) / len(labels) if labels else None,
+                realized_n=len(labels),
+                estimate_window=ESTIMATE_WINDOW,
+                realized_window=REALIZED_WINDOW,
+            ))
+        return found
+
+    def _served_values(self, metric: str, model: str, start: float, end: float, *,
+                       version: str | None = None) -> dict[str, list[float]]:
+        """The values of ``metric`` that ``model``'s served answers reported in the range (a
+        shadow's are left out), by version."""
+        read: dict[str, str | None] = {"model": model, "shadow": None}
+        if version is not None:
+            read["version"] = version
+        by_version: dict[str, list[float]] = {}
+        for point in self.metric_store.points(metric, start, end, filter=read):
+            if "version" in point.tags:
+                by_version.setdefault(point.tags["version"], []).append(point.value)
+        return by_version
+
+    def _version_reference(self, model: str, version: str) -> ReferenceProfile | None:
+        if self.registry is None or not version.isdigit():
+            return None
+        try:
+            return self.registry.get_version(model, int(version)).reference
+        except NotFoundError:
+            return None
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (-1, version)

@@ -301,6 +301,27 @@
     });
   }
 
+  function renderAccuracy(snapshot) {
+    const rows = snapshot.accuracy || [];
+    section("accuracy", rows, () => {
+      if (rows.length === 0) return el("p", { class: "empty" }, "No estimated accuracy or feedback labels lately.");
+      const holds = (a) => a.estimate_holds === null ? "–"
+        : a.estimate_holds ? "holds"
+          : el("span", { class: "may-not-hold", title: a.may_not_hold_because.join("; ") },
+            `may not hold: ${a.may_not_hold_because.join("; ")}`);
+      return el("table", { id: "accuracy-table" },
+        el("thead", {}, el("tr", {}, ["version", "held-out accuracy", "estimated (last 5 min)", "predictions", "estimate", "realized (last hour)", "labels"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows.map((a) => el("tr", { "data-version": a.version, "data-holds": String(a.estimate_holds) },
+          el("td", {}, `v${a.version}`),
+          el("td", {}, fmtNum(a.reference_accuracy)),
+          el("td", {}, fmtNum(a.estimated)),
+          el("td", {}, a.estimated_n),
+          el("td", {}, holds(a)),
+          el("td", {}, fmtNum(a.realized)),
+          el("td", {}, a.realized_n)))));
+    });
+  }
+
   function renderJobs(snapshot) {
     section("jobs", snapshot.jobs, (open) => {
       if (snapshot.jobs.length === 0) return el("p", { class: "empty" }, "No retrain jobs.");
@@ -369,6 +390,7 @@
         if (snapshot.model === view.model) {
           renderSummary(snapshot);
           renderMonitors(snapshot);
+          renderAccuracy(snapshot);
           renderCharts(snapshot);
           renderIncidents(snapshot);
           renderVersions(snapshot);

@@ -40,7 +40,15 @@ $(BENTOML_VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(UV) pip install --quiet --python $(BENTOML_VENV)/bin/python 'bentoml>=1.4.40' -e '.[transformers]'
 	touch $@
 
-bench: install-all $(BENTOML_VENV)/.installed
+# NannyML, the estimated-accuracy benchmark's competitor, in its own venv too; benchmarks/
+# nannyml_cbpe.py runs in it on files (nannyml 0.13.1 imports statsmodels without requiring it).
+NANNYML_VENV ?= .venv-nannyml
+$(NANNYML_VENV)/.installed: | $(BIN)/python
+	$(PYTHON) -m venv $(NANNYML_VENV)
+	$(UV) pip install --quiet --python $(NANNYML_VENV)/bin/python 'nannyml>=0.13.1' statsmodels
+	touch $@
+
+bench: install-all $(BENTOML_VENV)/.installed $(NANNYML_VENV)/.installed
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -65,6 +65,9 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("scenario_matrix_transformers", "The closed loop on many drifts (transformers)",
               ("scenario_matrix.py", "--trainer", "transformers", "--speed", "15",
                "--markdown"), True, timeout=3600.0),
+    Benchmark("estimated_accuracy", "Estimated accuracy on drifted windows: driftloop, plain "
+              "CBPE and NannyML's CBPE against realized accuracy", ("estimated_accuracy.py",),
+              True),
     Benchmark("default_triggers", "Default triggers: the init monitors on drift and on 24 h "
               "of unchanged traffic", ("default_triggers.py", "--markdown"), True),
 )

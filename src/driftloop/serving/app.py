@@ -47,6 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop._version import __version__
 from driftloop.config import Config
+from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
 from driftloop.errors import AuthError, ConflictError, DriftloopError
 from driftloop.insights.client import (
     InsightsClient,
@@ -506,9 +507,12 @@ def _predictions(
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
         if report is not None:
+            values = {"model_confidence": confidence, "text_length": len(text)}
+            if slot.accuracy_threshold is not None:
+                values[ESTIMATED_ACCURACY_METRIC] = float(confidence > slot.accuracy_threshold)
             try:
-                report({"model_confidence": confidence, "text_length": len(text)},
-                       {"model": name, "version": version, "class": predicted}, timestamp=now)
+                report(values, {"model": name, "version": version, "class": predicted},
+                       timestamp=now)
             except ConflictError:  # the client closed during shutdown: the answer still goes out
                 logger.debug("insights client closed; not reporting this request")
                 report = None
@@ -554,7 +558,10 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
     pair_tags = _pair_tags(name, shadow.version, served_version)
     for text, row, answer in zip(texts, rows, served, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
-        _report(state, {"model_confidence": row[best], "text_length": len(text)},
+        values = {"model_confidence": row[best], "text_length": len(text)}
+        if shadow.accuracy_threshold is not None:
+            values[ESTIMATED_ACCURACY_METRIC] = float(row[best] > shadow.accuracy_threshold)
+        _report(state, values,
                 {"model": name, "version": version, "class": labels[best], SHADOW_TAG: "true"},
                 timestamp=now)
         _report(state, {SHADOW_AGREEMENT: 1.0 if labels[best] == answer["class"] else 0.0,

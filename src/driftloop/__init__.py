@@ -32,6 +32,7 @@ from driftloop.errors import (
 from driftloop.insights import configure_insights, report_insights
 
 if TYPE_CHECKING:
+    from driftloop.client import AsyncClient, Client
     from driftloop.metrics.points import MetricPoint, PointBatch
     from driftloop.metrics.sql import SqlMetricStore
     from driftloop.monitors.engine import MonitorEngine
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from driftloop.system import DriftloopSystem
 
 _LAZY = {
+    "AsyncClient": "driftloop.client",
+    "Client": "driftloop.client",
     "DatasetStore": "driftloop.storage",
     "DriftloopSystem": "driftloop.system",
     "Event": "driftloop.monitors.events",
@@ -72,8 +75,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "BackendUnavailableError",
+    "Client",
     "Config",
     "ConfigError",
     "ConflictError",

@@ -1,0 +1,348 @@
+"""``driftloop.Client`` and ``driftloop.AsyncClient``: a typed client of a driftloop server.
+
+::
+
+    from driftloop import Client
+
+    with Client("https://driftloop.example", api_key=os.environ["DRIFTLOOP_KEY"]) as client:
+        result = client.predict("reviews", ["the soup was cold"])
+        client.feedback("reviews", [(result.predictions[0].id, "Food - Negative")])
+
+Both classes have the same methods (the async ones are coroutines) and share everything but the
+HTTP call: each operation is a :class:`_Call` (method, path, body, how to read the answer).
+An error answer raises driftloop's own exception of the type the server named
+(``NotFoundError``, ``ForbiddenError``, ``PayloadTooLargeError`` ...), else the one its status
+maps to; a server that cannot be reached raises :class:`BackendUnavailableError`. The client
+needs nothing of driftloop's server side: httpx only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from driftloop import errors
+from driftloop.errors import BackendUnavailableError, DriftloopError, InvalidInputError
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0
+
+_BY_STATUS: dict[int, type[DriftloopError]] = {
+    401: errors.AuthError, 403: errors.ForbiddenError, 404: errors.NotFoundError,
+    409: errors.ConflictError, 413: errors.PayloadTooLargeError, 422: errors.InvalidInputError,
+    429: errors.BackendUnavailableError, 503: errors.BackendUnavailableError,
+}
+
+
+# --- what the server answers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    id: str
+    """The prediction id, for :meth:`Client.feedback`."""
+    label: str
+    """The most probable class (``"class"`` in the JSON answer)."""
+    confidence: float
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    model: str
+    version: int
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    accepted: int
+    matched: int
+    """Labels whose prediction the server found (they count towards realized accuracy)."""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    ready: bool
+    version: int | None
+    content_hash: str | None
+    labels: list[str]
+    error: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Every other field the server sent (load and deploy times, ...)."""
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    name: str
+    type: str
+    metric: str
+    state: str | None
+    """The worst state over the monitor's groups (``OK``, ``WARN``, ``ALERT``, ``NO_DATA``)."""
+    error: str | None
+    groups: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class InsightPoint:
+    """One point for :meth:`Client.report_insights`; ``timestamp`` in unix seconds (default:
+    when the server receives it)."""
+
+    name: str
+    value: float
+    tags: Mapping[str, str] = field(default_factory=dict)
+    timestamp: float | None = None
+    point_id: str | None = None
+
+
+# --- one operation, whatever the HTTP client --------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    body: Any = None
+    params: Mapping[str, str] | None = None
+
+
+def _model_path(name: str, action: str = "") -> str:
+    return f"/v1/models/{quote(name, safe='')}" + (f"/{action}" if action else "")
+
+
+def _read_prediction(item: Mapping[str, Any]) -> Prediction:
+    return Prediction(id=item["id"], label=item["class"], confidence=float(item["confidence"]),
+                      probabilities={k: float(v) for k, v in item["probabilities"].items()})
+
+
+def _read_predict(data: Mapping[str, Any]) -> PredictResult:
+    return PredictResult(model=data["model"], version=int(data["version"]),
+                         predictions=[_read_prediction(p) for p in data["predictions"]])
+
+
+_MODEL_FIELDS = ("name", "ready", "version", "content_hash", "labels", "error")
+
+
+def _read_model(data: Mapping[str, Any]) -> ModelStatus:
+    return ModelStatus(name=data["name"], ready=bool(data["ready"]), version=data.get("version"),
+                       content_hash=data.get("content_hash"), labels=list(data.get("labels", [])),
+                       error=data.get("error"),
+                       extra={k: v for k, v in data.items() if k not in _MODEL_FIELDS})
+
+
+def _read_monitor(data: Mapping[str, Any]) -> MonitorStatus:
+    return MonitorStatus(name=data["name"], type=data["type"], metric=data["metric"],
+                         state=data.get("state"), error=data.get("error"),
+                         groups=list(data.get("groups", [])))
+
+
+def _predict(model: str, texts: Sequence[str]) -> _Call[PredictResult]:
+    if isinstance(texts, str):
+        raise InvalidInputError("predict takes a list of texts; wrap one text in a list")
+    return _Call("POST", _model_path(model, "predict"), _read_predict, {"texts": list(texts)})
+
+
+def _feedback(model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]],
+              ) -> _Call[FeedbackResult]:
+    items = []
+    for entry in labels:
+        item = {"prediction_id": entry[0], "label": entry[1]}
+        if len(entry) == 3:
+            item["text"] = entry[2]
+        items.append(item)
+    return _Call("POST", _model_path(model, "feedback"),
+                 lambda data: FeedbackResult(int(data["accepted"]), int(data["matched"])),
+                 {"feedback": items})
+
+
+def _insights(points: Iterable[InsightPoint]) -> _Call[int]:
+    body = []
+    for point in points:
+        if not math.isfinite(point.value):
+            raise InvalidInputError(f"insight {point.name!r}: {point.value} is not finite")
+        item: dict[str, Any] = {"name": point.name, "value": point.value, "tags": dict(point.tags)}
+        if point.timestamp is not None:
+            item["timestamp"] = datetime.fromtimestamp(point.timestamp, UTC).isoformat()
+        if point.point_id is not None:
+            item["point_id"] = point.point_id
+        body.append(item)
+    return _Call("POST", "/v1/insights", lambda data: int(data["accepted"]), {"points": body})
+
+
+def _models() -> _Call[list[ModelStatus]]:
+    return _Call("GET", "/v1/models", lambda data: [_read_model(m) for m in data["models"]])
+
+
+def _model(name: str) -> _Call[ModelStatus]:
+    return _Call("GET", _model_path(name), _read_model)
+
+
+def _monitors() -> _Call[list[MonitorStatus]]:
+    return _Call("GET", "/v1/monitors", lambda data: [_read_monitor(m) for m in data])
+
+
+def _deploy(model: str, version: int) -> _Call[ModelStatus]:
+    return _Call("POST", _model_path(model, "deploy"), _read_model, {"version": version})
+
+
+def _rollback(model: str) -> _Call[ModelStatus]:
+    return _Call("POST", _model_path(model, "rollback"), _read_model)
+
+
+def _error(response: httpx.Response) -> DriftloopError:
+    status = response.status_code
+    kind, message = "", response.text[:500]
+    try:
+        detail = response.json()["error"]
+        kind, message = str(detail["type"]), str(detail["message"])
+    except (ValueError, KeyError, TypeError):
+        pass
+    found = getattr(errors, kind, None)
+    if not (isinstance(found, type) and issubclass(found, DriftloopError)
+            and found.status_code == status):
+        found = _BY_STATUS.get(status, DriftloopError)
+    error = found(f"{response.request.method} {response.request.url.path} answered {status}: "
+                  f"{message}")
+    error.status_code = status
+    return error
+
+
+def _result(call: _Call[T], response: httpx.Response) -> T:
+    if response.status_code >= 400:
+        raise _error(response)
+    try:
+        return call.read(response.json())
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendUnavailableError(
+            f"{call.method} {call.path}: the server answered {response.status_code} with a body "
+            f"this client cannot read ({exc}): is the URL a driftloop server?") from exc
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class Client:
+    """Blocking client; one pooled connection per server. Use as a context manager or
+    :meth:`close` it."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=_headers(api_key),
+                                  timeout=timeout, transport=transport)
+
+    def _run(self, call: _Call[T]) -> T:
+        try:
+            response = self._http.request(call.method, call.path, json=call.body,
+                                          params=call.params)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"{call.method} {self._http.base_url}{call.path}: {exc}") from exc
+        return _result(call, response)
+
+    def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
+        """Classify ``texts`` with ``model``'s production version (scope ``predict``)."""
+        return self._run(_predict(model, texts))
+
+    def feedback(self, model: str,
+                 labels: Iterable[tuple[str, str] | tuple[str, str, str]]) -> FeedbackResult:
+        """True labels: ``(prediction_id, label)`` or ``(prediction_id, label, text)``."""
+        return self._run(_feedback(model, labels))
+
+    def report_insights(self, points: Iterable[InsightPoint]) -> int:
+        """Send insight points now (scope ``insights``); returns how many were accepted. For
+        reporting from a request path, use ``report_insights`` with an ``https://``
+        transport instead: it batches, spools and never blocks."""
+        return self._run(_insights(points))
+
+    def models(self) -> list[ModelStatus]:
+        return self._run(_models())
+
+    def model(self, name: str) -> ModelStatus:
+        return self._run(_model(name))
+
+    def monitors(self) -> list[MonitorStatus]:
+        """Every monitor's state (scope ``admin``)."""
+        return self._run(_monitors())
+
+    def deploy(self, model: str, version: int) -> ModelStatus:
+        """Serve ``version`` as production (scope ``admin``)."""
+        return self._run(_deploy(model, version))
+
+    def rollback(self, model: str) -> ModelStatus:
+        """Move production back to its previous version (scope ``admin``)."""
+        return self._run(_rollback(model))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The same methods as :class:`Client`, as coroutines."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"),
+                                       headers=_headers(api_key), timeout=timeout,
+                                       transport=transport)
+
+    async def _run(self, call: _Call[T]) -> T:
+        try:
+            response = await self._http.request(call.method, call.path, json=call.body,
+                                                params=call.params)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"{call.method} {self._http.base_url}{call.path}: {exc}") from exc
+        return _result(call, response)
+
+    async def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
+        return await self._run(_predict(model, texts))
+
+    async def feedback(self, model: str,
+                       labels: Iterable[tuple[str, str] | tuple[str, str, str]],
+                       ) -> FeedbackResult:
+        return await self._run(_feedback(model, labels))
+
+    async def report_insights(self, points: Iterable[InsightPoint]) -> int:
+        return await self._run(_insights(points))
+
+    async def models(self) -> list[ModelStatus]:
+        return await self._run(_models())
+
+    async def model(self, name: str) -> ModelStatus:
+        return await self._run(_model(name))
+
+    async def monitors(self) -> list[MonitorStatus]:
+        return await self._run(_monitors())
+
+    async def deploy(self, model: str, version: int) -> ModelStatus:
+        return await self._run(_deploy(model, version))
+
+    async def rollback(self, model: str) -> ModelStatus:
+        return await self._run(_rollback(model))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

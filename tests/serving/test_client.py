@@ -1,0 +1,131 @@
+"""``driftloop.Client`` and ``driftloop.AsyncClient`` against a real uvicorn server: every
+operation, and errors raised as driftloop's own exception classes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+
+import driftloop
+from driftloop.client import AsyncClient, Client, InsightPoint
+from driftloop.errors import (
+    AuthError,
+    BackendUnavailableError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from driftloop.serving import ApiKeyStore, Scope
+from driftloop.testing.transports import MemoryTransport
+from serving.live import live_server
+
+MODEL = "reviews"
+
+
+@pytest.fixture
+def url(app: FastAPI) -> Iterator[str]:
+    with live_server(app) as base:
+        yield base
+
+
+def test_predict_feedback_and_models(url: str, predict_key: str) -> None:
+    with Client(url, predict_key) as client:
+        result = client.predict(MODEL, ["tasty soup", "rude waiter"])
+        assert result.model == MODEL
+        assert result.version == 1
+        assert [p.label for p in result.predictions] == ["Food - Positive", "Service - Negative"]
+        first = result.predictions[0]
+        assert first.confidence == max(first.probabilities.values())
+        feedback = client.feedback(MODEL, [(first.id, "Food - Positive"),
+                                           (result.predictions[1].id, "Food - Negative")])
+        assert (feedback.accepted, feedback.matched) == (2, 2)
+        [status] = client.models()
+        assert (status.name, status.ready, status.version) == (MODEL, True, 1)
+        assert status.labels == list(first.probabilities)
+        assert "loaded_at" in status.extra
+        assert client.model(MODEL) == status
+
+
+def test_deploy_and_rollback_need_admin(url: str, predict_key: str, admin_key: str) -> None:
+    with Client(url, predict_key) as client, pytest.raises(ForbiddenError, match="403"):
+        client.deploy(MODEL, 2)
+    with Client(url, admin_key) as admin:
+        assert admin.deploy(MODEL, 2).version == 2
+        assert admin.predict(MODEL, ["tasty"]).version == 2
+        assert admin.rollback(MODEL).version == 1
+
+
+def test_errors_are_driftloops_own_classes(url: str, predict_key: str) -> None:
+    with Client(url, predict_key) as client:
+        with pytest.raises(NotFoundError, match="404") as missing:
+            client.predict("no-such-model", ["x"])
+        assert missing.value.status_code == 404
+        with pytest.raises(PayloadTooLargeError, match="max_texts_per_request"):
+            client.predict(MODEL, ["x"] * 9)
+        with pytest.raises(InvalidInputError, match="max_text_chars") as long:
+            client.predict(MODEL, ["x" * 201])
+        assert long.value.status_code == 422
+        with pytest.raises(InvalidInputError, match="list of texts"):
+            client.predict(MODEL, "one text")
+    with Client(url, "dl_00000000_" + "x" * 43) as stranger, pytest.raises(AuthError, match="401"):
+        stranger.models()
+    with Client(url) as anonymous, pytest.raises(AuthError, match="401"):
+        anonymous.models()
+
+
+def test_a_server_that_is_not_there_is_unavailable(url: str, predict_key: str) -> None:
+    port = int(url.rsplit(":", 1)[1])
+    with Client(f"http://127.0.0.1:{port + 1 if port < 65535 else 1}", predict_key,
+                timeout=2) as client, pytest.raises(BackendUnavailableError):
+        client.models()
+
+
+def test_report_insights(url: str, api_keys: ApiKeyStore, transport: MemoryTransport) -> None:
+    key = api_keys.create(Scope.INSIGHTS, name="flask").key
+    with Client(url, key) as client:
+        accepted = client.report_insights([
+            InsightPoint("model_confidence", 0.8, {"model": "elsewhere"}, timestamp=1.76e9,
+                         point_id="a"),
+            InsightPoint("latency_ms", 3.0),
+        ])
+        assert accepted == 2
+        with pytest.raises(InvalidInputError, match="not finite"):
+            client.report_insights([InsightPoint("x", float("nan"))])
+        with pytest.raises(ForbiddenError):
+            client.predict(MODEL, ["x"])
+    deadline = time.monotonic() + 5
+    while len(transport.points) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    by_name = {p.name: p for p in transport.points}
+    assert by_name["model_confidence"].timestamp == 1.76e9
+    assert by_name["model_confidence"].point_id == "a"
+    assert dict(by_name["model_confidence"].tags) == {"model": "elsewhere"}
+
+
+@pytest.mark.anyio
+async def test_async_client_has_the_same_operations(
+    url: str, predict_key: str, admin_key: str,
+) -> None:
+    async with AsyncClient(url, predict_key) as client:
+        result = await client.predict(MODEL, ["tasty soup"])
+        assert result.predictions[0].label == "Food - Positive"
+        feedback = await client.feedback(MODEL, [(result.predictions[0].id, "Food - Positive")])
+        assert feedback.matched == 1
+        assert [m.name for m in await client.models()] == [MODEL]
+        with pytest.raises(NotFoundError):
+            await client.model("nope")
+    async with AsyncClient(url, admin_key) as admin:
+        assert (await admin.deploy(MODEL, 2)).version == 2
+        assert (await admin.rollback(MODEL)).version == 1
+    sync_methods = {n for n in vars(Client) if not n.startswith("_")} - {"close"}
+    async_methods = {n for n in vars(AsyncClient) if not n.startswith("_")} - {"aclose"}
+    assert sync_methods == async_methods
+
+
+def test_the_client_is_exported_at_the_top() -> None:
+    assert driftloop.Client is Client
+    assert driftloop.AsyncClient is AsyncClient

@@ -55,7 +55,8 @@ def _when(timestamp: float | None) -> str:
 @keys_app.command("create")
 def keys_create(
     scope: str = typer.Option("predict", "--scope", help="predict, dashboard (log into the "
-                              "dashboard, read only) or admin (implies both)."),
+                              "dashboard, read only), insights (POST /v1/insights only) or "
+                              "admin (implies all)."),
     name: str | None = typer.Option(None, "--name", help="A name to recognise the key by."),
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,

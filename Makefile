@@ -4,20 +4,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 
-.PHONY: demo test check bench install install-all clean
+.PHONY: demo test check bench install install-all constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip uv
 
-# Core install: what the demo needs (embedded defaults, no services).
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(UV) pip install --quiet --python $(BIN)/python -e .
+# constraints.txt pins the exact versions CI and `make` were tested with (pyproject.toml keeps
+# ranges); regenerate it with `make constraints` after changing a dependency.
+CONSTRAINTS := -c constraints.txt
+
+# What the demo needs: the server extra (embedded defaults, no services).
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python $(CONSTRAINTS) -e '.[server]'
 	touch $@
 
 # Everything: all extras (Kafka, PostgreSQL, S3, transformers, notebook) and the dev tools.
-$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[all,dev]'
+$(VENV)/.installed-all: pyproject.toml constraints.txt | $(BIN)/python
+	$(UV) pip install --quiet --python $(BIN)/python $(CONSTRAINTS) -e '.[all,dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -31,7 +35,11 @@ check: install-all
 
 test: install-all
 	scripts/check
+	scripts/smoke-wheel
 	scripts/test
+
+constraints: | $(BIN)/python
+	$(UV) pip compile --quiet pyproject.toml --all-extras --python-version 3.11 -o constraints.txt
 
 # BentoML, the serving benchmark's competitor, lives in its own venv: not a driftloop dependency.
 BENTOML_VENV ?= .venv-bentoml

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -49,3 +51,23 @@ def test_init_twice_fails_cleanly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["init", str(tmp_path)])
     assert result.exit_code == 1
     assert "already exists" in result.output
+
+
+def test_version_option() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"driftloop {__version__}\n"
+
+
+def test_help_and_version_import_only_what_they_use() -> None:
+    """#21 part 2: the command modules import their libraries inside the commands."""
+    code = ("import sys; sys.argv = ['driftloop', sys.argv[1]]\n"
+            "from driftloop.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = ('sqlalchemy', 'numpy', 'fastapi', 'uvicorn', 'pandas', "
+            "'sklearn', 'scipy', 'driftloop.config', 'driftloop.system')\n"
+            "print('loaded:', ','.join(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    for argument in ("--help", "version", "--version"):
+        result = subprocess.run([sys.executable, "-c", code, argument], capture_output=True,
+                                text=True, check=True, timeout=120)
+        assert result.stderr.strip() == "loaded:", argument

@@ -38,3 +38,22 @@ def test_sdk_import_stays_light() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == ""
+
+
+def test_lazily_exporting_packages_resolve_every_name() -> None:
+    for package in ("driftloop.registry", "driftloop.notify", "driftloop.serving",
+                    "driftloop.storage"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"
+        assert set(module.__all__) <= set(dir(module))
+
+
+def test_package_tables_import_without_the_server_modules() -> None:
+    code = ("import sys; from driftloop.store.database import import_table_modules; "
+            "import_table_modules(); "
+            "print(','.join(m for m in ('fastapi', 'pandas', 'sklearn', 'scipy', 'slack_sdk') "
+            "if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == ""

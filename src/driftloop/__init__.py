@@ -2,9 +2,9 @@
 
 serve → report insights → monitor → notify → retrain → gate → deploy → verify.
 
-The light names (errors, config, the insights SDK) are imported at once; the components are
-imported on first use, so ``from driftloop import report_insights`` stays cheap inside a
-model's predict code.
+The light names (errors, the insights SDK) are imported at once; the config and the components
+are imported on first use, so ``from driftloop import report_insights`` stays cheap inside a
+model's predict code and ``driftloop --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from driftloop._version import __version__
-from driftloop.config import Config, MonitorConfig, load_config, parse_config
 from driftloop.errors import (
     AuthError,
     BackendUnavailableError,
@@ -33,6 +32,7 @@ from driftloop.insights import configure_insights, report_insights
 
 if TYPE_CHECKING:
     from driftloop.client import AsyncClient, Client
+    from driftloop.config import Config, MonitorConfig, load_config, parse_config
     from driftloop.metrics.points import MetricPoint, PointBatch
     from driftloop.metrics.sql import SqlMetricStore
     from driftloop.monitors.engine import MonitorEngine
@@ -48,6 +48,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "AsyncClient": "driftloop.client",
     "Client": "driftloop.client",
+    "Config": "driftloop.config",
+    "MonitorConfig": "driftloop.config",
+    "load_config": "driftloop.config",
+    "parse_config": "driftloop.config",
     "DatasetStore": "driftloop.storage",
     "DriftloopSystem": "driftloop.system",
     "Event": "driftloop.monitors.events",

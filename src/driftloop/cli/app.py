@@ -1,33 +1,108 @@
-"""The typer application and what every command shares: the config option, JSON output and
-the mapping of :class:`DriftloopError` to a one-line message and exit code 1."""
+"""The typer application and what every command shares: the config option, JSON output, the
+consoles, and the mapping of errors to a message (a JSON object under ``--json``) and an exit code.
+
+Exit codes (docs/cli.md lists them): 0 success, 1 an error driftloop reports (a
+:class:`DriftloopError`: bad config, not found, a missing extra, ...), 2 a usage error (an unknown
+option or a bad value), 3 the demo ended without closing the loop, 4 the port to listen on is in
+use.
+
+Importing this module stays light (typer and rich only): each command imports what it uses
+inside its body, so ``driftloop --help`` does not import the server, pandas or scikit-learn.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer._click.exceptions import UsageError  # typer vendors click; no public alias
 from typer.core import TyperGroup
 
-from driftloop.config import Config, load_config
+from driftloop._version import __version__
 from driftloop.errors import DriftloopError
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from driftloop.config import Config
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_LOOP_NOT_CLOSED = 3
+EXIT_PORT_IN_USE = 4
+
+SERVER_MODULES = frozenset({"fastapi", "starlette", "uvicorn", "prometheus_client", "sklearn",
+                            "scipy", "pandas", "fsspec", "slack_sdk", "matplotlib"})
+"""Modules of the ``server`` extra: a command that needs one says how to install it."""
+
+
+def _console(*, stderr: bool) -> Console:
+    """A console that does not hard-wrap when its stream is not a terminal (a pipe, a file):
+    lines stay whole and tables take the width they need."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=1000)
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
+
+_json_output = False
+
+
+def _remember_json(value: bool) -> bool:
+    global _json_output
+    _json_output = _json_output or value
+    return value
+
+
+def report_error(kind: str, message: str, exit_code: int) -> typer.Exit:
+    """Print an error (a JSON object on stdout under ``--json``, else a line on stderr) and
+    return the :class:`typer.Exit` to raise."""
+    if _json_output:
+        sys.stdout.write(json.dumps({"error": {"type": kind, "message": message,
+                                               "exit_code": exit_code}}) + "\n")
+        sys.stdout.flush()
+    else:
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(exit_code)
 
 
 class DriftloopGroup(TyperGroup):
-    """Turns a :class:`DriftloopError` from any command into a clean message and exit code 1."""
+    """Turns a :class:`DriftloopError`, a usage error or a missing server module from any command
+    into a clean message (JSON under ``--json``) and its exit code."""
 
-    def invoke(self, ctx: Any) -> Any:  # click.Context, vendored by typer >= 0.2x
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        global _json_output
+        _json_output = "--json" in args
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
         try:
             return super().invoke(ctx)
         except DriftloopError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            raise typer.Exit(1) from None
+            raise report_error(type(exc).__name__, exc.message, EXIT_ERROR) from None
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+                raise
+            raise report_error(
+                "MissingExtraError",
+                f"this command needs the server extra ({exc.name} is not installed): "
+                "pip install 'driftloop[server]'", EXIT_ERROR) from None
+        except UsageError as exc:
+            if not _json_output:
+                raise
+            raise report_error("UsageError", exc.format_message(), EXIT_USAGE) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"driftloop {__version__}\n")
+        raise typer.Exit()
 
 
 app = typer.Typer(
@@ -39,10 +114,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the driftloop version and exit."),
+) -> None:
+    """driftloop keeps a deployed model from drifting: serve → report insights → monitor →
+    notify → retrain → gate → deploy → verify."""
+    del version
+
+
 ConfigOption = typer.Option(
     None, "--config", "-c", help="Path to driftloop.yaml (default: found from the current dir)."
 )
-JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+JsonOption = typer.Option(False, "--json", callback=_remember_json,
+                          help="Print machine-readable JSON (errors too: see docs/cli.md).")
 
 
 def sub_app(name: str, help: str) -> typer.Typer:
@@ -53,6 +140,8 @@ def sub_app(name: str, help: str) -> typer.Typer:
 
 
 def load(config_path: Path | None) -> Config:
+    from driftloop.config import load_config
+
     return load_config(config_path)
 
 

@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
-from driftloop.storage.datasets import DatasetStore
 
 data_app = sub_app("data", "Push and list dataset snapshots in object storage.")
 
@@ -21,6 +20,8 @@ def data_push(
     as_json: bool = JsonOption,
 ) -> None:
     """Store a file as a new immutable snapshot of a dataset."""
+    from driftloop.storage.datasets import DatasetStore
+
     snapshot = DatasetStore.from_config(load(config_path)).push(file, dataset)
     if as_json:
         print_json(snapshot.to_dict())
@@ -42,6 +43,8 @@ def data_ls(
     as_json: bool = JsonOption,
 ) -> None:
     """List datasets, or the snapshots of one dataset (oldest first)."""
+    from driftloop.storage.datasets import DatasetStore
+
     store = DatasetStore.from_config(load(config_path))
     if dataset is not None:
         snapshots = store.list(dataset)

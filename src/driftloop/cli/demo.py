@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from driftloop.cli.app import app, console
-from driftloop.demo.config import DemoOptions
-from driftloop.demo.runner import run_demo
-from driftloop.demo.scenario import DRIFTING_SUBTOPICS
+from driftloop.cli.app import EXIT_LOOP_NOT_CLOSED, app, console
 
 
 @app.command()
@@ -23,11 +20,17 @@ def demo(
     clients: int = typer.Option(4, "--clients", min=1, help="Concurrent traffic clients."),
     project: Path | None = typer.Option(None, "--project", help="Project directory "
                                         "(default: a fresh temporary one)."),
-    drift: str = typer.Option(",".join(DRIFTING_SUBTOPICS), "--drift",
-                              help="Subtopics of the bundled reviews v1 never sees and the "
-                                   "traffic shifts to, comma-separated."),
+    drift: str | None = typer.Option(None, "--drift",
+                                     help="Subtopics of the bundled reviews v1 never sees and "
+                                          "the traffic shifts to, comma-separated (default: "
+                                          "the demo scenario's, imdb_user_review)."),
 ) -> None:
     """Run the closed-loop demo: train, serve, drift, alert, retrain, deploy, recover."""
+    from driftloop.demo.config import DemoOptions
+    from driftloop.demo.runner import run_demo
+    from driftloop.demo.scenario import DRIFTING_SUBTOPICS
+
+    drift = ",".join(DRIFTING_SUBTOPICS) if drift is None else drift
     result = run_demo(
         DemoOptions(trainer=trainer, speed=speed, out=out, open_browser=not no_browser,
                     clients=clients, project_dir=project,
@@ -35,4 +38,4 @@ def demo(
         console,
     )
     if not result.closed:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_LOOP_NOT_CLOSED)

@@ -10,7 +10,6 @@ from types import FrameType
 
 import typer
 
-from driftloop.backends import require_module
 from driftloop.cli.app import (
     ConfigOption,
     JsonOption,
@@ -32,6 +31,8 @@ def ingest(
     as_json: bool = JsonOption,
 ) -> None:
     """Consume insights from the kafka:// transport into the metric store (one group member)."""
+    from driftloop.backends import require_module
+
     config = load(config_path)
     require_module("confluent_kafka", "kafka")
     from driftloop.insights.kafka import IngestStats, KafkaIngestWorker

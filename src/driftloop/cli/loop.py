@@ -7,18 +7,17 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
-import uvicorn
+
+if TYPE_CHECKING:
+    from driftloop.pipeline.queue import JobQueue
+
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json, sub_app
 from driftloop.errors import NotFoundError
-from driftloop.pipeline.api import job_detail
-from driftloop.pipeline.queue import JobQueue
-from driftloop.serving.limits import uvicorn_options
-from driftloop.store import open_database
-from driftloop.system import DriftloopSystem, SystemOptions
 
 
 def _when(timestamp: float | None) -> str:
@@ -38,6 +37,11 @@ def up(
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Run the whole loop in one process: API, dashboard, monitors, notifications, retrains."""
+    import uvicorn
+
+    from driftloop.serving.limits import uvicorn_options
+    from driftloop.system import DriftloopSystem, SystemOptions
+
     config = load(config_path)
     system = DriftloopSystem(config, SystemOptions(monitor_interval=monitor_interval))
     application = system.create_app()
@@ -62,6 +66,8 @@ def worker(
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Run retrain jobs from the queue (resumes jobs whose worker died)."""
+    from driftloop.system import DriftloopSystem, SystemOptions
+
     config = load(config_path)
     system = DriftloopSystem(config, SystemOptions(worker_poll_interval=poll_interval))
     if once:
@@ -92,6 +98,9 @@ def retrain(
     as_json: bool = JsonOption,
 ) -> None:
     """Queue a retrain of a model now (a worker or 'driftloop up' runs it)."""
+    from driftloop.pipeline.api import job_detail
+    from driftloop.system import DriftloopSystem
+
     config = load(config_path)
     if model not in config.models:
         raise NotFoundError(f"model {model!r} is not configured; known: {sorted(config.models)}")
@@ -115,6 +124,9 @@ jobs_app = sub_app("jobs", "List, show and cancel retrain jobs.")
 
 
 def _queue(config_path: Path | None) -> JobQueue:
+    from driftloop.pipeline.queue import JobQueue
+    from driftloop.store import open_database
+
     config = load(config_path)
     return JobQueue(open_database(config.store, base_dir=config.base_dir),
                     cooldown=config.pipeline.cooldown)
@@ -149,6 +161,8 @@ def jobs_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one job with its steps and their logs."""
+    from driftloop.pipeline.api import job_detail
+
     detail = job_detail(_queue(config_path), job_id)
     if as_json:
         print_json(detail)
@@ -188,21 +202,27 @@ def status(
     as_json: bool = JsonOption,
 ) -> None:
     """One screen: what is serving, monitor states, open incidents, active jobs."""
-    config = load(config_path)
-    system = DriftloopSystem(config)
-    known = set(system.registry.list_models())
-    models = [{"model": name, "aliases": system.registry.aliases(name) if name in known else {}}
+    from driftloop.cli.monitors import read_only_engine
+    from driftloop.pipeline.queue import JobQueue
+    from driftloop.registry.model_registry import ModelRegistry
+
+    config = load(config_path)  # the store and registry alone: no server, no notifiers
+    registry = ModelRegistry.from_config(config)
+    engine = read_only_engine(config)
+    known = set(registry.list_models())
+    models = [{"model": name, "aliases": registry.aliases(name) if name in known else {}}
               for name in sorted(config.models)]
-    monitors = [s.to_dict() for s in system.engine.status()]
-    incidents = [i.to_dict() for i in system.engine.list_incidents(status="open")]
-    jobs = [j.to_dict() for j in system.queue.list(limit=10) if not j.state.finished]
+    monitors = [s.to_dict() for s in engine.status()]
+    incidents = [i.to_dict() for i in engine.list_incidents(status="open")]
+    queue = JobQueue(engine.database, cooldown=config.pipeline.cooldown)
+    jobs = [j.to_dict() for j in queue.list(limit=10) if not j.state.finished]
     if as_json:
         print_json({"models": models, "monitors": monitors, "open_incidents": incidents,
                     "active_jobs": jobs})
         return
     for name in sorted(config.models):
         shown = ", ".join(f"{k}=v{v}" for k, v in sorted(
-            system.registry.aliases(name).items())) if name in known else ""
+            registry.aliases(name).items())) if name in known else ""
         console.print(f"[bold]{name}[/]: {shown or 'no versions yet'}")
     for monitor in monitors:
         groups = ", ".join(f"{g['state']}" for g in monitor.get("groups", [])) or "no data yet"

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
-from driftloop.registry.model_registry import ModelRegistry
-from driftloop.registry.versions import PRODUCTION, ModelVersion
-from driftloop.trainers.training import register_external
+
+if TYPE_CHECKING:
+    from driftloop.registry.versions import ModelVersion
+
 
 models_app = sub_app("models", "Inspect, promote and roll back registered model versions.")
 
@@ -30,6 +31,9 @@ ActorOption = typer.Option(None, "--actor", help="Who makes the change (default:
 @models_app.command("ls")
 def models_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """List registered models with their aliases and latest version."""
+    from driftloop.registry.model_registry import ModelRegistry
+    from driftloop.registry.versions import PRODUCTION
+
     registry = ModelRegistry.from_config(load(config_path))
     rows: list[dict[str, Any]] = []
     for name in registry.list_models():
@@ -68,6 +72,9 @@ def models_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a version (default: production, else the latest) with its hash, data and metrics."""
+    from driftloop.registry.model_registry import ModelRegistry
+    from driftloop.registry.versions import PRODUCTION
+
     registry = ModelRegistry.from_config(load(config_path))
     aliases = registry.aliases(name)
     if version is not None:
@@ -155,6 +162,8 @@ def models_history(
     as_json: bool = JsonOption,
 ) -> None:
     """List every alias change of a model (promotions and rollbacks), oldest first."""
+    from driftloop.registry.model_registry import ModelRegistry
+
     changes = ModelRegistry.from_config(load(config_path)).alias_history(name)
     if as_json:
         print_json([c.to_dict() for c in changes])
@@ -171,12 +180,14 @@ def models_history(
 def models_promote(
     name: str = typer.Argument(..., help="Model name."),
     version: int = typer.Argument(..., help="Version to point the alias at."),
-    alias: str = typer.Option(PRODUCTION, "--alias", "-a", help="Alias to move."),
+    alias: str = typer.Option("production", "--alias", "-a", help="Alias to move."),
     actor: str | None = ActorOption,
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Point an alias (default: production) at a version."""
+    from driftloop.registry.model_registry import ModelRegistry
+
     registry = ModelRegistry.from_config(load(config_path))
     registry.set_alias(name, alias, version, actor=actor or _default_actor())
     if as_json:
@@ -194,6 +205,9 @@ def models_rollback(
     as_json: bool = JsonOption,
 ) -> None:
     """Point production back at the version deployed before the current one."""
+    from driftloop.registry.model_registry import ModelRegistry
+    from driftloop.registry.versions import PRODUCTION
+
     version = ModelRegistry.from_config(load(config_path)).rollback(
         name, actor=actor or _default_actor()
     )
@@ -220,6 +234,8 @@ def models_register(
     as_json: bool = JsonOption,
 ) -> None:
     """Register a model trained elsewhere, e.g. by a CI job, as a new version."""
+    from driftloop.trainers.training import register_external
+
     version = register_external(
         load(config_path), name, directory, trigger=trigger, trainer=trainer, snapshot_id=data,
         dataset=dataset, evaluation_file=evaluation,

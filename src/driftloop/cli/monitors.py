@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
-from driftloop.config import Config
-from driftloop.metrics.sql import SqlMetricStore
-from driftloop.monitors.engine import MonitorEngine, format_value
-from driftloop.monitors.history import event_to_dict
-from driftloop.store import open_database
-from driftloop.system import DriftloopSystem
+
+if TYPE_CHECKING:
+    from driftloop.config import Config
+    from driftloop.monitors.engine import MonitorEngine
+
 
 monitors_app = sub_app("monitors", "List monitors, evaluate them now, show their history.")
 
 _STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"}
 
 
-def _engine(config: Config) -> MonitorEngine:
+def read_only_engine(config: Config) -> MonitorEngine:
+    """An engine on the store to read states, incidents and history (no notifications)."""
+    from driftloop.metrics.sql import SqlMetricStore
+    from driftloop.monitors.engine import MonitorEngine
+    from driftloop.store import open_database
+
     database = open_database(config.store, base_dir=config.base_dir)
     return MonitorEngine(config, database, SqlMetricStore.from_config(database, config.metrics))
 
@@ -47,7 +52,7 @@ def _state(state: str | None) -> str:
 def monitors_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """List the configured monitors and their last known state."""
     config = load(config_path)
-    statuses = {s.name: s for s in _engine(config).status()}
+    statuses = {s.name: s for s in read_only_engine(config).status()}
     rows = [
         {
             "name": m.name,
@@ -86,6 +91,10 @@ def monitors_status(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate every monitor now and show the state of each group."""
+    from driftloop.monitors.engine import format_value
+    from driftloop.monitors.history import event_to_dict
+    from driftloop.system import DriftloopSystem
+
     config = load(config_path)
     # the engine 'driftloop up' runs, with its references, detectors, served versions and
     # notifications: a transition found here is notified once, whoever finds it first
@@ -136,7 +145,10 @@ def monitors_history(
     as_json: bool = JsonOption,
 ) -> None:
     """Show past events, or incidents and their timelines."""
-    engine = _engine(load(config_path))
+    from driftloop.monitors.engine import format_value
+    from driftloop.monitors.history import event_to_dict
+
+    engine = read_only_engine(load(config_path))
     if incident is not None:
         found = engine.get_incident(incident)
         if as_json:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
-from driftloop.notify.router import NotificationRouter
-from driftloop.store.database import open_database
+
+if TYPE_CHECKING:
+    from driftloop.notify.router import NotificationRouter
+
 
 notify_app = sub_app("notify", "Test notifiers and read the notification delivery log.")
 
 
 def _router(config_path: Path | None) -> NotificationRouter:
+    from driftloop.notify.router import NotificationRouter
+    from driftloop.store.database import open_database
+
     config = load(config_path)
     database = open_database(config.store, base_dir=config.base_dir)
     return NotificationRouter(config, database, require_routes=False)

@@ -8,15 +8,6 @@ import typer
 
 from driftloop._version import __version__
 from driftloop.cli.app import JsonOption, app, console, print_json, sub_app
-from driftloop.config import config_keys, load_config
-from driftloop.project import init_project
-from driftloop.scaffold import (
-    PROJECT_TEMPLATE,
-    TRAINING_REPO_TEMPLATE,
-    WORKFLOW_PATH,
-    TrainingRepoOptions,
-    scaffold,
-)
 
 
 @app.command()
@@ -33,7 +24,7 @@ def init(
     directory: Path = typer.Argument(Path("."), help="Project directory to create or fill."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     template: str = typer.Option(
-        PROJECT_TEMPLATE, "--template", "-t",
+        "project", "--template", "-t",
         help="project (a driftloop.yaml) or training-repo (GitHub Actions training repository).",
     ),
     model: str | None = typer.Option(None, "--model", help="training-repo: the model's name."),
@@ -43,6 +34,15 @@ def init(
     repo: str | None = typer.Option(None, "--repo", help="training-repo: OWNER/NAME on GitHub."),
 ) -> None:
     """Write a commented driftloop.yaml that works as is, or another template (--template)."""
+    from driftloop.project import init_project
+    from driftloop.scaffold import (
+        PROJECT_TEMPLATE,
+        TRAINING_REPO_TEMPLATE,
+        WORKFLOW_PATH,
+        TrainingRepoOptions,
+        scaffold,
+    )
+
     if template == PROJECT_TEMPLATE and model is None and runs_on is None and repo is None:
         written = init_project(directory, force=force)
         console.print(f"wrote [bold]{written}[/]")
@@ -75,6 +75,8 @@ def config_check(
     as_json: bool = JsonOption,
 ) -> None:
     """Validate a config file and print what it configures."""
+    from driftloop.config import load_config
+
     config = load_config(file)
     summary = {
         "valid": True,
@@ -97,6 +99,8 @@ def config_check(
 @config_app.command("keys")
 def config_keys_command(as_json: bool = JsonOption) -> None:
     """List every configuration key path."""
+    from driftloop.config import config_keys
+
     keys = config_keys()
     if as_json:
         print_json(keys)

@@ -8,7 +8,6 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json
-from driftloop.dashboard import StoreDashboardData, generate_report, parse_since
 
 
 @app.command()
@@ -22,6 +21,8 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write a static HTML report with PNG plots and events.json, to attach to a ticket."""
+    from driftloop.dashboard import StoreDashboardData, generate_report, parse_since
+
     config = load(config_path)
     data = StoreDashboardData.from_config(config)
     start = None if since is None else parse_since(since, now=data.now())

@@ -5,17 +5,18 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json, sub_app
-from driftloop.config import parse_duration
+
+if TYPE_CHECKING:
+    from driftloop.serving.feedback import FeedbackStore
+    from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore
+
 from driftloop.errors import InvalidInputError
-from driftloop.serving.feedback import FeedbackStore
-from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, parse_scope
-from driftloop.serving.server import plan_server, run_server
-from driftloop.store import open_database
 
 
 @app.command()
@@ -26,6 +27,8 @@ def serve(
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Serve the production version of every configured model over HTTP."""
+    from driftloop.serving.server import plan_server, run_server
+
     config = load(config_path)
     plan = plan_server(config, host=host, port=port, workers=workers, config_path=config_path)
     console.print(f"serving {', '.join(sorted(config.models)) or 'no models'} at "
@@ -38,6 +41,9 @@ keys_app = sub_app("keys", "Create, list and revoke API keys for the serving API
 
 
 def _store(config_path: Path | None) -> ApiKeyStore:
+    from driftloop.serving.keys import ApiKeyStore
+    from driftloop.store import open_database
+
     config = load(config_path)
     return ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
 
@@ -62,6 +68,8 @@ def keys_create(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
+    from driftloop.serving.keys import parse_scope
+
     created = _store(config_path).create(parse_scope(scope), name=name)
     if as_json:
         print_json({"key": created.key, **_key_dict(created.info)})
@@ -107,6 +115,9 @@ feedback_app = sub_app("feedback", "List and purge the true labels that producti
 
 
 def _feedback(config_path: Path | None) -> FeedbackStore:
+    from driftloop.serving.feedback import FeedbackStore
+    from driftloop.store import open_database
+
     config = load(config_path)
     return FeedbackStore(open_database(config.store, base_dir=config.base_dir))
 
@@ -146,6 +157,8 @@ def feedback_purge(
 
     A model with merge_feedback stops learning from it at its next retrain.
     """
+    from driftloop.config import parse_duration
+
     if key_id is None and older_than is None and not everything:
         raise InvalidInputError(
             "say what to purge: --key KEY_ID, --older-than DURATION, or --all")

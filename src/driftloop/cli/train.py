@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,8 +19,10 @@ from driftloop.cli.app import (
     load,
     print_json,
 )
-from driftloop.registry.versions import ModelVersion
-from driftloop.trainers.training import train_model
+
+if TYPE_CHECKING:
+    from driftloop.registry.versions import ModelVersion
+
 
 
 @app.command()
@@ -33,6 +36,8 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train a model on its newest data snapshot, evaluate it and register a version."""
+    from driftloop.trainers.training import train_model
+
     config = load(config_path)
     started = time.perf_counter()
     with Progress(

@@ -1,0 +1,156 @@
+"""CLI start-up (#21 part 2): ``driftloop`` against a bare typer app with the same command tree.
+
+The bare app is generated from driftloop's own click tree (every group, command, option and
+argument with its help text; each body only prints), so both pay for typer building the same
+tree and differ only in what driftloop imports and does. Each case runs ``--runs`` times,
+driftloop and bare alternating (hyperfine-style repeated subprocess timing, side by side so a
+busy machine slows both alike), after one warm-up run each; the table shows medians, their
+ratio against the issue's limit, and the peak RSS.
+
+    .venv/bin/python benchmarks/cli_startup.py --runs 15 [--markdown]
+
+The ``status``, ``monitors status`` and ``models ls`` cases run in a project made by
+``driftloop init`` (no model trained: an empty store, as on a first day).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from driftloop.cli import app as driftloop_app
+from tables import print_rows
+
+CASES: tuple[tuple[str, tuple[str, ...], float], ...] = (
+    ("--help", ("--help",), 2.0),
+    ("version", ("version",), 2.0),
+    ("status", ("status",), 3.0),
+    ("monitors status", ("monitors", "status"), 3.0),
+    ("models ls", ("models", "ls"), 3.0),
+)
+
+
+def _params_source(command: Any) -> str:
+    params = []
+    for index, param in enumerate(command.params):
+        name = f"p{index}"
+        help_text = repr(getattr(param, "help", None) or "")
+        if param.param_type_name == "argument":
+            params.append(f"{name}: str | None = typer.Argument(None, help={help_text})")
+        elif getattr(param, "is_flag", False):
+            decls = ", ".join(repr(opt) for opt in param.opts)
+            params.append(f"{name}: bool = typer.Option(False, {decls}, help={help_text})")
+        else:
+            decls = ", ".join(repr(opt) for opt in param.opts)
+            params.append(f"{name}: str | None = typer.Option(None, {decls}, help={help_text})")
+    return ", ".join(params)
+
+
+def _command_source(owner: str, name: str, command: Any, counter: list[int]) -> list[str]:
+    counter[0] += 1
+    function = f"command_{counter[0]}"
+    if hasattr(command, "commands"):
+        group = f"group_{counter[0]}"
+        lines = [f"{group} = typer.Typer(help={command.help!r}, no_args_is_help=True, "
+                 "add_completion=False)",
+                 f"{owner}.add_typer({group}, name={name!r}, help={command.help!r})"]
+        for sub_name, sub in sorted(command.commands.items()):
+            lines += _command_source(group, sub_name, sub, counter)
+        return lines
+    return [f"@{owner}.command({name!r}, help={command.help!r})",
+            f"def {function}({_params_source(command)}) -> None:",
+            f"    print({name!r})", ""]
+
+
+def bare_app_source() -> str:
+    """A typer app with driftloop's command tree whose commands only print their name."""
+    root = typer.main.get_command(driftloop_app)
+    lines = ["import typer", "",
+             f"app = typer.Typer(help={root.help!r}, no_args_is_help=True, "
+             "add_completion=False)", "",
+             "@app.callback()",
+             f"def main_options({_params_source(root)}) -> None:",
+             "    pass", ""]
+    counter = [0]
+    for name, command in sorted(root.commands.items()):  # type: ignore[attr-defined]
+        lines += _command_source("app", name, command, counter)
+    lines += ["", "if __name__ == '__main__':", "    app()", ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class Sample:
+    seconds: float
+    max_rss_kib: int
+
+
+def run_once(argv: Sequence[str], cwd: Path) -> Sample:
+    start = time.perf_counter()
+    process = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {process.returncode} in {cwd}")
+    return Sample(elapsed, int(usage.ru_maxrss))
+
+
+def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[str]]:
+    rows = []
+    for label, args, limit in CASES:
+        ours = [str(driftloop), *args]
+        theirs = [sys.executable, str(bare), *args]
+        run_once(ours, project)
+        run_once(theirs, project)
+        mine: list[Sample] = []
+        base: list[Sample] = []
+        for _ in range(runs):
+            mine.append(run_once(ours, project))
+            base.append(run_once(theirs, project))
+        ours_median = statistics.median(s.seconds for s in mine)
+        base_median = statistics.median(s.seconds for s in base)
+        ratio = ours_median / base_median
+        rows.append([
+            f"driftloop {label}", f"{ours_median:.3f}", f"{base_median:.3f}", f"{ratio:.2f}x",
+            f"{limit:g}x", "yes" if ratio <= limit else "NO",
+            f"{max(s.max_rss_kib for s in mine) / 1024:.0f}",
+            f"{max(s.max_rss_kib for s in base) / 1024:.0f}",
+        ])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=15, help="timed runs of each side per case")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    options = parser.parse_args()
+    driftloop = Path(sys.executable).parent / "driftloop"
+    with tempfile.TemporaryDirectory(prefix="cli-startup-") as folder:
+        work = Path(folder)
+        bare = work / "bare_cli.py"
+        bare.write_text(bare_app_source())
+        subprocess.run([str(driftloop), "init", str(work / "project")], check=True,
+                       capture_output=True)
+        rows = measure(options.runs, work / "project", bare, driftloop)
+    print_rows(Console(), ["command", "driftloop s (median)", "bare typer s (median)", "ratio",
+                           "limit", "within", "driftloop peak MiB", "bare peak MiB"],
+               rows, markdown=options.markdown,
+               title=f"CLI start-up, {options.runs} alternating runs each")
+
+
+if __name__ == "__main__":
+    main()

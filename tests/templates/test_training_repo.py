@@ -367,7 +367,7 @@ def test_serving_config_uses_the_github_dispatch_trainer(tmp_path: Path) -> None
 def test_requirements_pin_driftloop_with_the_notebook_extra() -> None:
     text = render_training_repo(TrainingRepoOptions(driftloop_version="9.8.7"))["requirements.txt"]
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines == ["driftloop[notebook,postgres,s3]>=9.8.7"]
+    assert lines == ["driftloop[server,notebook,postgres,s3]>=9.8.7"]
 
 
 # ------------------------------------------------------------------- the workflow, run here

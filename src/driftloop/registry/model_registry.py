@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -52,10 +52,12 @@ from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, load_p
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
 from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
-from driftloop.storage.datasets import Snapshot
 from driftloop.storage.objects import ObjectStorage, open_storage
 from driftloop.store.database import Database, open_database
 from driftloop.trainers.base import TrainedModel
+
+if TYPE_CHECKING:
+    from driftloop.storage.datasets import Snapshot
 
 MODELS_PREFIX = "models"
 CACHE_DIR = ".driftloop/cache/models"

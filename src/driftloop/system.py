@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from numpy.typing import NDArray
 
 from driftloop.config import Config, MonitorConfig
+from driftloop.control_metrics import ControlPlaneCollector
 from driftloop.dashboard.router import dashboard_router
 from driftloop.dashboard.sessions import (
     SECRET_ENV,
@@ -256,12 +257,15 @@ class DriftloopSystem:
             session_secret=self.session_secret(),
         )
         inbound = inbound_router(self.config.hooks.secret, self.handle_inbound_alert)
-        return create_app(
+        app = create_app(
             self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
             feedback=self.feedback,
             extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard],
             poll=poll,
         )
+        app.state.serving.metrics.add_collector(ControlPlaneCollector(
+            self.engine.status, self.engine.incidents.count_open, self.queue.count_by_state))
+        return app
 
     def session_secret(self) -> bytes:
         """The dashboard's cookie secret: from the config or the environment (what replicas

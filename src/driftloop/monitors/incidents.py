@@ -344,6 +344,17 @@ class IncidentStore:
             raise self._unavailable(exc) from exc
         return [self._incident(row) for row in rows]
 
+    def count_open(self) -> dict[str, int]:
+        """Open incidents by severity (``WARN``, ``ALERT``)."""
+        statement = (sa.select(incidents.c.severity, sa.func.count())
+                     .where(incidents.c.status == IncidentStatus.OPEN.value)
+                     .group_by(incidents.c.severity))
+        try:
+            with self.database.engine.connect() as connection:
+                return {str(row[0]): int(row[1]) for row in connection.execute(statement)}
+        except OperationalError as exc:
+            raise self._unavailable(exc) from exc
+
     def get_incident(self, incident_id: str) -> Incident:
         """One incident with its timeline, oldest entry first."""
         try:

@@ -216,6 +216,14 @@ class JobQueue:
         with self.database.engine.connect() as connection:
             return [Job.from_row(row) for row in connection.execute(query)]
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (every state, zeros included)."""
+        query = (sa.select(retrain_jobs.c.state, sa.func.count())
+                 .group_by(retrain_jobs.c.state))
+        with self.database.engine.connect() as connection:
+            counts = {str(row[0]): int(row[1]) for row in connection.execute(query)}
+        return {state.value: counts.get(state.value, 0) for state in JobState}
+
     def steps(self, job_id: str) -> builtins.list[JobStep]:
         with self.database.engine.connect() as connection:
             rows = connection.execute(

@@ -478,7 +478,9 @@ def _probe_router() -> APIRouter:
         state = _state(request)
         if state.insights is not None:
             state.metrics.set_insights(state.insights.stats)
-        return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        # collectors may read the store: off the event loop
+        exposition = await anyio.to_thread.run_sync(state.metrics.exposition)
+        return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
     return router
 

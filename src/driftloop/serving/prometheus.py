@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from driftloop.insights.client import InsightsStats
@@ -64,11 +65,13 @@ class ServingMetrics:
             "driftloop_insights_outbox_pending_points",
             "Insight points waiting in the on-disk outbox.",
             multiprocess_mode="livesum", registry=r)
-        self.insights_points = Gauge(
+        self.insights_points = Counter(
             "driftloop_insights_points",
-            "Insight points so far by outcome (reported, published, spooled, replayed, dropped).",
-            ["outcome"], multiprocess_mode="livesum", registry=r)
+            "Insight points by outcome (reported, published, spooled, replayed, dropped).",
+            ["outcome"], registry=r)
+        self._insights_counted: dict[str, int] = {}
         self._versions: dict[str, tuple[str, str]] = {}
+        self._collectors: list[Collector] = []
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -91,13 +94,28 @@ class ServingMetrics:
             "replayed": stats.replayed, "dropped": stats.dropped,
         }
         for outcome, count in counts.items():
-            self.insights_points.labels(outcome).set(count)
+            # the client's totals only grow, unless a new client took over: count from zero
+            counted = self._insights_counted.get(outcome, 0)
+            added = count - counted if count >= counted else count
+            if added:
+                self.insights_points.labels(outcome).inc(added)
+            else:
+                self.insights_points.labels(outcome)  # the series exists from the start
+            self._insights_counted[outcome] = count
+
+    def add_collector(self, collector: Collector) -> None:
+        """Expose ``collector``'s metrics too (read at each scrape, in the scraped process;
+        with several workers, once, not summed)."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
 
     def exposition(self) -> bytes:
         """The text exposition format, merged over all workers in multiprocess mode."""
         if multiprocess_mode():
             merged = CollectorRegistry()
             prometheus_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            for collector in self._collectors:
+                merged.register(collector)
             return generate_latest(merged)
         return generate_latest(self.registry)
 

@@ -12,43 +12,18 @@ from dashboard.world import MODEL, DashboardWorld
 from driftloop.dashboard import generate_report
 from driftloop.dashboard.data import snapshot
 from driftloop.metrics.points import MetricPoint
-from driftloop.predictors import ReferenceProfile
-from driftloop.testing.predictors import review_keyword_predictor
-
-RNG = np.random.default_rng(3)
-REFERENCE = ReferenceProfile(
-    confidences=RNG.beta(6, 2, 1_000).tolist(), text_lengths=RNG.integers(20, 400, 1_000).tolist(),
-    class_mix={"Food - Positive": 1.0}, mean_confidence=0.75, metrics={"accuracy": 0.8})
-
-
-def _register(world: DashboardWorld) -> None:
-    directory = world.root / "model"
-    review_keyword_predictor().save(directory)
-    world.registry.register(MODEL, directory, trainer="keyword", reference=REFERENCE)
-
-
-def _write(world: DashboardWorld, end: float, confidences: list[float], lengths: list[float],
-           *, version: str = "1", shadow: bool = False) -> None:
-    tags = {"model": MODEL, "version": version, **({"shadow": "true"} if shadow else {})}
-    threshold = float(np.quantile(REFERENCE.confidences, 0.2))
-    points = []
-    for index, (confidence, length) in enumerate(zip(confidences, lengths, strict=True)):
-        at = end - 200 + index * 0.1
-        for name, value in (("model_confidence", confidence), ("text_length", length),
-                            ("estimated_accuracy", float(confidence > threshold))):
-            points.append(MetricPoint(name, value, at, tags,
-                                      point_id=f"{version}{shadow}{name}{index}"))
-    world.metric_store.write(points)
 
 
 def test_each_version_shows_its_estimate_whether_it_holds_and_realized_accuracy(
     world: DashboardWorld, tmp_path: Path,
 ) -> None:
-    _register(world)
+    world.register_with_reference()
     end = time.time()
     live = np.random.default_rng(4)
-    _write(world, end, live.beta(6, 2, 500).tolist(), live.integers(20, 400, 500).tolist())
-    _write(world, end, [0.3] * 500, [5_000.0] * 500, version="2", shadow=True)  # left out
+    world.write_predictions(end, live.beta(6, 2, 500).tolist(),
+                            live.integers(20, 400, 500).tolist())
+    world.write_predictions(end, [0.3] * 500, [5_000.0] * 500, version="2",
+                            shadow=True)  # a shadow's: left out
     world.metric_store.write([
         MetricPoint("prediction_correct", float(i % 4 != 0), end - 1_000 + i,
                     {"model": MODEL, "version": "1"}, point_id=f"label{i}")
@@ -68,10 +43,10 @@ def test_each_version_shows_its_estimate_whether_it_holds_and_realized_accuracy(
 def test_an_estimate_off_the_reference_says_it_may_not_hold_on_the_page_and_in_the_report(
     world: DashboardWorld, tmp_path: Path,
 ) -> None:
-    _register(world)
+    world.register_with_reference()
     end = time.time()
     live = np.random.default_rng(5)
-    _write(world, end, live.beta(6, 2, 500).tolist(), [5_000.0] * 500)  # very long texts
+    world.write_predictions(end, live.beta(6, 2, 500).tolist(), [5_000.0] * 500)  # very long texts
 
     [row] = snapshot(world.data, MODEL, end - 3_600, end).accuracy
     assert row.estimate_holds is False

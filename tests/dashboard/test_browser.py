@@ -209,6 +209,31 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
         context.close()
 
 
+def test_the_accuracy_table_says_when_the_estimate_may_not_hold(
+    chromium_browser: Browser, base_url: str, world: DashboardWorld,
+) -> None:
+    world.register_with_reference()
+    now = time.time()
+    world.write_predictions(now, [0.9] * 300, [5_000.0] * 300)  # long texts, very confident
+    key = world.api_keys.create("dashboard", name="browser").key
+    context = chromium_browser.new_context()
+    try:
+        page = context.new_page()
+        problems = _watch_console(page)
+        _log_in(page, base_url, key)
+        row = page.locator("#accuracy-table tr[data-version='1']")
+        row.wait_for(timeout=10_000)
+        assert row.get_attribute("data-holds") == "false"
+        text = row.inner_text()
+        assert "1.000" in text  # every prediction above the threshold ...
+        assert "may not hold" in text  # ... which the page does not take at its word
+        assert "model_confidence differs" in text
+        assert "text_length differs" in text
+        assert problems == []
+    finally:
+        context.close()
+
+
 def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url: str,
                                              world: DashboardWorld) -> None:
     _seed_history(world)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from driftloop.config import Config
 from driftloop.dashboard import StoreDashboardData
 from driftloop.metrics.points import MetricPoint
@@ -14,13 +16,19 @@ from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event
 from driftloop.notify.router import NotificationRouter
 from driftloop.pipeline.queue import JobQueue, JobState
-from driftloop.predictors import Evaluation
+from driftloop.predictors import Evaluation, ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry, ModelVersion
 from driftloop.serving.keys import ApiKeyStore
 from driftloop.store import Database
 from driftloop.testing.predictors import review_keyword_predictor
 
 MODEL = "review-classifier"
+_RNG = np.random.default_rng(3)
+REFERENCE = ReferenceProfile(
+    confidences=_RNG.beta(6, 2, 1_000).tolist(),
+    text_lengths=_RNG.integers(20, 400, 1_000).tolist(),
+    class_mix={"Food - Positive": 1.0}, mean_confidence=0.75, metrics={"accuracy": 0.8})
+"""A held-out reference: confidences Beta(6, 2), texts of 20-400 characters, accuracy 0.8."""
 MONITOR = "review-classifier confidence"
 
 CONFIG = f"""
@@ -81,6 +89,26 @@ class DashboardWorld:
                                 mean_confidence=0.9, n=200)
         return self.registry.register(MODEL, directory, trainer="keyword",
                                       evaluation=evaluation, trigger=trigger)
+
+    def register_with_reference(self) -> ModelVersion:
+        directory = self.root / "model-with-reference"
+        review_keyword_predictor().save(directory)
+        return self.registry.register(MODEL, directory, trainer="keyword", reference=REFERENCE)
+
+    def write_predictions(self, end: float, confidences: list[float], lengths: list[float], *,
+                          version: str = "1", shadow: bool = False) -> None:
+        """What the server reports for each prediction, 0.1 s apart from ``end - 200``."""
+        tags = {"model": MODEL, "version": version, **({"shadow": "true"} if shadow else {})}
+        threshold = float(np.quantile(REFERENCE.confidences, 0.2))
+        points = []
+        for index, (confidence, length) in enumerate(zip(confidences, lengths, strict=True)):
+            self._serial += 1
+            at = end - 200 + index * 0.1
+            for name, value in (("model_confidence", confidence), ("text_length", length),
+                                ("estimated_accuracy", float(confidence > threshold))):
+                points.append(MetricPoint(name, value, at, tags,
+                                          point_id=f"w{self._serial}{name}"))
+        self.metric_store.write(points)
 
     def run_retrain_job(self, incident_id: str | None) -> str:
         """A retrain job that went through its steps (as the pipeline worker records them)."""

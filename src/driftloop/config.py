@@ -471,11 +471,13 @@ def _substitute(node: Any, path: str, environ: Mapping[str, str], source: str) -
         name, default = match.group(1), match.group(2)
         if name in environ:
             return environ[name]
+        if f"{name}_FILE" in environ:
+            return _read_file_variable(name, environ, source, path)
         if default is not None:
             return default
         raise ConfigError(
             f"{source}: {path}: environment variable {name} is not set "
-            f"(set it, put it in the secrets file, or write ${{{name}:-default}})"
+            f"(set it or {name}_FILE, put it in the secrets file, or write ${{{name}:-default}})"
         )
 
     return _ENV_REFERENCE.sub(replace, node)
@@ -500,17 +502,29 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 
 def _read_secrets_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines (``#`` comments allowed), as in a ``.env`` file."""
+    """A ``.env`` file, parsed by python-dotenv (quotes, ``export``, multi-line values,
+    ``#`` comments); ``${VAR}`` inside it is not expanded."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise ConfigError(f"DRIFTLOOP_SECRETS_FILE: {path}: no such file")
     secrets: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{path}:{number}: expected KEY=value")
-        secrets[key.strip()] = value.strip().strip("'\"")
+    for key, value in dotenv_values(path, interpolate=False).items():
+        if value is None:
+            raise ConfigError(f"{path}: {key}: expected KEY=value")
+        secrets[key] = value
     return secrets
+
+
+def _read_file_variable(name: str, environ: Mapping[str, str], source: str, path: str) -> str:
+    """The secret ``${NAME}`` from the file ``$NAME_FILE`` names (Kubernetes and Docker
+    secrets), without its final newline."""
+    file = Path(environ[f"{name}_FILE"])
+    try:
+        return file.read_text().removesuffix("\n")
+    except OSError as exc:
+        raise ConfigError(f"{source}: {path}: {name}_FILE: cannot read {file}: "
+                          f"{exc.strerror}") from None
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:

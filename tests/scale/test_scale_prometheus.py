@@ -5,6 +5,7 @@ retrain."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,36 @@ def test_the_shipped_files_pass_promtool_and_amtool() -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+PANELS_WITH_DATA = {
+    "Traffic: predictions per second", "Mean model confidence", "Request latency (p50, p99)",
+    "Error rate (5xx share of requests)", "Insight points per second", "Monitor states",
+    "Retrain jobs by state", "Open incidents", "Served version", "Monitors in ALERT"}
+"""Panels that show something as soon as the app serves traffic (hot swaps need a swap)."""
+
+
+def grafana_panels() -> list[tuple[str, list[str]]]:
+    """Each panel of the shipped Grafana dashboard with its PromQL, Grafana's variables filled
+    in as Grafana would (``$model`` = all models, the rate interval = 30 s)."""
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "driftloop.json").read_text())
+    return [(panel["title"], [target["expr"].replace("$__rate_interval", "30s")
+                              .replace("$model", ".*") for target in panel["targets"]])
+            for panel in dashboard["panels"]]
+
+
+def test_the_grafana_dashboard_is_provisioned_by_the_compose_file() -> None:
+    compose = shipped("docker-compose.yml")
+    grafana = compose["services"]["grafana"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in grafana["volumes"]}
+    provider = shipped("grafana/provisioning/dashboards/driftloop.yml")["providers"][0]
+    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    [source] = shipped("grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    assert "prometheus" in compose["services"]
+    titles = [title for title, _ in grafana_panels()]
+    assert len(titles) == len(set(titles))
+
+
 def render_rules(directory: Path, threshold: float) -> None:
     """The shipped rules with test-sized windows: 30 s ranges, no ``for`` delay, and a
     threshold above the small test model's mean confidence."""
@@ -60,7 +91,8 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(
     prometheus_service: Any, tmp_path: Path
 ) -> None:
     (tmp_path / "project").mkdir()
-    world = PipelineWorld.create(tmp_path / "project", extra={"hooks": {"secret": SECRET}})
+    world = PipelineWorld.create(tmp_path / "project",
+                                 extra={"hooks": {"secret": SECRET, "signature": "legacy"}})
     world.train_production()
     system = world.system
     key = system.api_keys.create(Scope.PREDICT, name="traffic").key
@@ -115,6 +147,9 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(
                              if i.source == "alertmanager"]
             scraped = httpx.get(f"{prometheus_url}/api/v1/query", params={
                 "query": f'driftloop_model_confidence_count{{model="{MODEL}"}}'}).json()
+            panels = {title: [httpx.get(f"{prometheus_url}/api/v1/query",
+                                        params={"query": expr}).json() for expr in exprs]
+                      for title, exprs in grafana_panels()}
         finally:
             stop.set()
             sender.join(timeout=10)
@@ -123,6 +158,12 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(
     assert sum(answered) / len(answered) < 0.99
     assert scraped["data"]["result"], scraped  # Prometheus scraped the app's histogram
     assert float(scraped["data"]["result"][0]["value"][1]) > 0
+    for title, answers in panels.items():  # every Grafana query runs on the real server
+        for answer in answers:
+            assert answer["status"] == "success", (title, answer)
+        if title in PANELS_WITH_DATA:
+            assert all(answer["data"]["result"] for answer in answers), (title, answers)
+    assert set(panels) >= PANELS_WITH_DATA
     assert incidents, "Alertmanager's webhook never opened an incident"
     [incident] = incidents
     assert incident.model == MODEL

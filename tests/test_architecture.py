@@ -25,6 +25,9 @@ DOWNSTREAM_OF_METRICS = ("driftloop.monitors", "driftloop.notify", "driftloop.pi
 TOP = ("driftloop.cli", "driftloop.system", "driftloop.demo", "driftloop.dashboard")
 SERVER_LIBRARIES = ("fastapi", "starlette", "uvicorn")
 TRAINING_LIBRARIES = ("sklearn", "torch", "transformers", "papermill", "nbformat")
+# The core every part may use: the configuration model reads only these, never a feature.
+CORE = ("driftloop.config", "driftloop.errors", "driftloop.backends", "driftloop.messages",
+        "driftloop._version")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,22 @@ RULES: tuple[ImportRule, ...] = (
     ),
     ImportRule(
         "registry",
-        ("driftloop.serving", *TOP, *SERVER_LIBRARIES),
-        "registry/ knows no server",
+        ("driftloop.serving", "driftloop.trainers", "driftloop.pipeline", *TOP,
+         *SERVER_LIBRARIES, *TRAINING_LIBRARIES),
+        "registry/ knows no server and no training code: trainers/ use the registry, never "
+        "the reverse",
+    ),
+    ImportRule(
+        "trainers",
+        ("driftloop.serving", "driftloop.pipeline", "driftloop.monitors", "driftloop.notify",
+         "driftloop.insights", *TOP, *SERVER_LIBRARIES),
+        "trainers/ turn data into models and register them; they know no server, monitor or "
+        "pipeline",
+    ),
+    *(
+        ImportRule(core, ("driftloop",), "the core (config, errors, plug-in registry, message "
+                   "templates) imports no feature package", allowed=CORE)
+        for core in ("config", "errors", "backends", "messages")
     ),
     ImportRule(
         "serving",
@@ -85,7 +102,8 @@ RULES: tuple[ImportRule, ...] = (
     ),
     *(
         ImportRule(package, ("driftloop.cli",), "no library code imports the CLI")
-        for package in ("backends", "config", "errors", "project", "scaffold", "system",
+        for package in ("backends", "config", "errors", "messages", "project", "scaffold",
+                        "system",
                         "dashboard", "demo", "drift", "insights", "metrics", "monitors",
                         "notify", "pipeline", "registry", "serving", "storage", "store",
                         "templates", "testing", "trainers")
@@ -198,6 +216,111 @@ def test_the_checker_finds_every_kind_of_import(tmp_path: Path) -> None:
     serving = next(r for r in RULES if r.package == "serving")
     assert any(_under("driftloop.trainers.base", p) for p in serving.forbidden)
     assert not any(_under("driftloop.predictors", p) for p in serving.forbidden)
+
+
+def test_the_new_rules_catch_their_violations(tmp_path: Path) -> None:
+    """registry/ importing trainers/, and config.py importing a feature package, are found;
+    the core config.py may use is not."""
+    root = tmp_path / "driftloop"
+    (root / "registry").mkdir(parents=True)
+    (root / "registry" / "model_registry.py").write_text(
+        "from driftloop.trainers.base import TrainedModel\n"
+        "from driftloop.predictors.trained import TrainedModel as Fine\n"
+    )
+    (root / "config.py").write_text(
+        "from driftloop.errors import ConfigError\n"
+        "from driftloop.messages import MessageTemplate\n"
+        "def check() -> None:\n"
+        "    from driftloop.monitors.templates import MessageTemplate\n"
+        "from . import system\n"
+    )
+    registry_rules = [r for r in RULES if r.package == "registry"]
+    assert {(s.line, s.module) for r in registry_rules for s in violations(r, root)} == {
+        (1, "driftloop.trainers.base.TrainedModel")}
+    config_rules = [r for r in RULES if r.package == "config"]
+    assert {(s.line, s.module) for r in config_rules for s in violations(r, root)} == {
+        (4, "driftloop.monitors.templates.MessageTemplate"), (5, "driftloop.system")}
+
+
+def part_of(module: str) -> str | None:
+    """The part of driftloop a module belongs to: ``driftloop.notify.router`` → ``notify``,
+    ``driftloop.config`` → ``config``; ``None`` outside driftloop or for the package root."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "driftloop" else None
+
+
+def import_graph(root: Path = SOURCE) -> dict[str, dict[str, ImportSite]]:
+    """Part → part it imports → one import that says so (every kind of import counts)."""
+    graph: dict[str, dict[str, ImportSite]] = {}
+    for file in sorted(root.rglob("*.py")):
+        relative = file.relative_to(root).parts
+        if relative == ("__init__.py",):
+            continue  # the public facade re-exports every part
+        source = relative[0].removesuffix(".py")
+        for site in imports_of(file, root):
+            target = part_of(site.module)
+            if target is not None and target != source:
+                graph.setdefault(source, {}).setdefault(target, site)
+    return graph
+
+
+def cycles(graph: dict[str, dict[str, ImportSite]]) -> list[list[str]]:
+    """The strongly connected groups of more than one part (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, {}):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group: list[str] = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_part_of_driftloop_imports_itself_back() -> None:
+    """No cycle between the parts of the package (sub-packages and top-level modules), with
+    imports inside functions and under TYPE_CHECKING counted: each part can be read alone."""
+    graph = import_graph()
+    found = cycles(graph)
+    described = [
+        " -> ".join(group) + "\n" + "\n".join(
+            f"    {graph[a][b]}" for a in group for b in group if b in graph.get(a, {}))
+        for group in found
+    ]
+    assert not found, "import cycles between parts:\n" + "\n".join(described)
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path: Path) -> None:
+    root = tmp_path / "driftloop"
+    for part in ("trainers", "registry", "drift"):
+        (root / part).mkdir(parents=True)
+    (root / "__init__.py").write_text("from driftloop import trainers, registry\n")
+    (root / "trainers" / "training.py").write_text("from driftloop.registry import Registry\n")
+    (root / "registry" / "store.py").write_text(
+        "def later() -> None:\n    from ..trainers.base import TrainedModel\n")
+    (root / "drift" / "base.py").write_text("import driftloop.config\n")
+    (root / "config.py").write_text("from driftloop.errors import ConfigError\n")
+    graph = import_graph(root)
+    assert cycles(graph) == [["registry", "trainers"]]
+    site = graph["registry"]["trainers"]
+    assert (site.file, site.line, site.module) == (
+        root / "registry" / "store.py", 2, "driftloop.trainers.base.TrainedModel")
 
 
 def test_serving_loads_no_training_code() -> None:

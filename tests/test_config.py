@@ -12,11 +12,11 @@ from driftloop.config import (
     Threshold,
     config_keys,
     load_config,
-    mentioned_handles,
     parse_config,
     parse_duration,
 )
 from driftloop.errors import ConfigError, ConflictError
+from driftloop.messages import mentioned_handles
 from driftloop.project import default_config_text, init_project
 
 MONITOR = """

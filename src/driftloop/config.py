@@ -18,13 +18,17 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from driftloop.backends import installed_plugins
 from driftloop.errors import ConfigError
+from driftloop.messages import MessageTemplate, mentioned_handles
 
 CONFIG_FILENAME = "driftloop.yaml"
 ENV_PREFIX = "DRIFTLOOP_"
@@ -112,15 +116,34 @@ class NoDataConfig(StrictModel):
     notify: bool = False
 
 
+DETECTOR_ALGORITHMS = ("cusum", "page_hinkley", "ks", "psi", "chi_square", "shape",
+                       "cusum_shape")
+DETECTOR_PLUGINS = "driftloop.detectors"
+"""The entry-point group of drift detectors that installed packages provide."""
+
+
 class DetectorConfig(StrictModel):
     """A streaming drift detector on a metric (``type: drift`` monitors)."""
 
-    algorithm: Literal[
-        "cusum", "page_hinkley", "ks", "psi", "chi_square", "shape", "cusum_shape"
-    ] = "cusum"
+    algorithm: str = "cusum"
     false_alarm_rate: float = Field(1e-5, gt=0, lt=1)
     min_shift: float = Field(0.05, gt=0, description="smallest drop worth detecting")
     window: int = Field(500, ge=20, description="window size for two-sample tests")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value in DETECTOR_ALGORITHMS:
+            return value
+        installed = installed_plugins(DETECTOR_PLUGINS)
+        if value not in installed:
+            raise ValueError(
+                f"unknown detector algorithm {value!r}; known: "
+                f"{', '.join(sorted(set(DETECTOR_ALGORITHMS) | set(installed)))}; install a "
+                f"package that provides it (pip install PACKAGE; it declares the entry point "
+                f"group {DETECTOR_PLUGINS!r})"
+            )
+        return value
 
 
 class MonitorConfig(StrictModel):
@@ -153,8 +176,6 @@ class MonitorConfig(StrictModel):
             raise ValueError("a drift monitor needs a 'detector' section")
         if self.window <= 0:
             raise ValueError("window must be positive")
-        from driftloop.monitors.templates import MessageTemplate  # imports this module
-
         try:
             MessageTemplate(self.message, name="message")
         except ConfigError as exc:  # so 'driftloop config check' rejects a broken template
@@ -326,18 +347,48 @@ class RetrainNotifierConfig(StrictModel):
     model: str | None = None
 
 
-NotifierConfig = Annotated[
-    SlackNotifierConfig
-    | JiraNotifierConfig
-    | WebhookNotifierConfig
-    | GithubDispatchNotifierConfig
-    | LogNotifierConfig
-    | RetrainNotifierConfig,
-    Field(discriminator="type"),
-]
-
-
 NOTIFIER_TYPES = frozenset({"slack", "jira", "webhook", "github_dispatch", "log", "retrain"})
+NOTIFIER_PLUGINS = "driftloop.notifiers"
+"""The entry-point group of notifiers that installed packages provide."""
+
+
+class PluginNotifierConfig(BaseModel):
+    """A notifier an installed package provides (entry-point group ``driftloop.notifiers``):
+    ``type`` names it; its other keys are its own settings (``model_extra``), which it checks
+    when it is built."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    @field_validator("type")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        installed = installed_plugins(NOTIFIER_PLUGINS)
+        if value not in installed:
+            raise ValueError(
+                f"unknown notifier type {value!r}; known: "
+                f"{', '.join(sorted(NOTIFIER_TYPES | set(installed)))}; install a package that "
+                f"provides it (pip install PACKAGE; it declares the entry point group "
+                f"{NOTIFIER_PLUGINS!r})"
+            )
+        return value
+
+
+def _notifier_tag(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in NOTIFIER_TYPES else "plugin"
+
+
+NotifierConfig = Annotated[
+    Annotated[SlackNotifierConfig, Tag("slack")]
+    | Annotated[JiraNotifierConfig, Tag("jira")]
+    | Annotated[WebhookNotifierConfig, Tag("webhook")]
+    | Annotated[GithubDispatchNotifierConfig, Tag("github_dispatch")]
+    | Annotated[LogNotifierConfig, Tag("log")]
+    | Annotated[RetrainNotifierConfig, Tag("retrain")]
+    | Annotated[PluginNotifierConfig, Tag("plugin")],
+    Discriminator(_notifier_tag),
+]
 
 
 class GateConfig(StrictModel):
@@ -445,19 +496,6 @@ class Config(StrictModel):
         return p if p.is_absolute() else self.base_dir / p
 
 
-_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
-
-
-def mentioned_handles(message: str) -> list[str]:
-    """The ``@handle`` mentions in a monitor message, in order, without repeats."""
-    seen: list[str] = []
-    for handle in _MENTION.findall(message):
-        handle = handle.rstrip(".")
-        if handle not in seen:
-            seen.append(handle)
-    return seen
-
-
 def _substitute(node: Any, path: str, environ: Mapping[str, str], source: str) -> Any:
     if isinstance(node, dict):
         return {k: _substitute(v, f"{path}.{k}" if path else str(k), environ, source)
@@ -531,7 +569,7 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
         parts = [str(p) for p in item["loc"] if p != "function-after"]
-        if len(parts) > 2 and parts[0] == "notifiers" and parts[2] in NOTIFIER_TYPES:
+        if len(parts) > 2 and parts[0] == "notifiers" and parts[2] in NOTIFIER_TYPES | {"plugin"}:
             del parts[2]  # the discriminator pydantic adds: notifiers.x.slack.webhook_url
         location = ".".join(parts)
         message = item["msg"].removeprefix("Value error, ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from driftloop.errors import ConfigError
-from driftloop.monitors.templates import MessageTemplate
+from driftloop.messages import MessageTemplate
 
 TEMPLATE = (
     "Confidence of {{model}} is {{value}} (threshold {{threshold}}).\n"

@@ -645,7 +645,9 @@ def test_remote_training_is_dispatched_once_then_gated_and_deployed(
     assert world.clock.sleeps == [10.0, 10.0]  # the wait, polled every poll_interval
     assert world.aliases() == {"production": 2, "candidate": 2}
     assert job.result is not None
-    assert job.result["dispatch"]["correlation_id"] == incident
+    assert job.result["remote_run"]["trainer"] == "github_dispatch"
+    assert job.result["remote_run"]["snapshot_id"] == newest.snapshot_id
+    assert job.result["remote_run"]["state"]["correlation_id"] == incident
     assert job.result["gate"]["accepted"] is True
     assert job.result["gate"]["fresh_holdout"] is True
     training = world.system.queue.steps(job.job_id)[1]
@@ -692,7 +694,7 @@ def test_a_resumed_remote_job_waits_for_the_same_run(tmp_path: Path, github: Fak
     assert steps[1].step == "training"
     assert steps[1].outcome == "interrupted"
     last_training = [s for s in steps if s.step == "training"][-1]
-    assert "not dispatched twice" in last_training.log
+    assert "not started twice" in last_training.log
     assert last_training.outcome == "ok"
     assert world.production() == 2
 

@@ -153,7 +153,9 @@ def test_registering_a_broken_directory_registers_nothing(
         register(registry, model_dir)
     manifest = json.loads((model_dir / MANIFEST).read_text())
     (model_dir / MANIFEST).write_text(json.dumps({**manifest, "format": "mystery"}))
-    with pytest.raises(InvalidInputError, match="not a loadable model"):
+    with pytest.raises(InvalidInputError, match=(
+            r"not a loadable model: unknown predictor format 'mystery' .*known: .*sklearn.*"
+            r"entry point group 'driftloop.predictors'")):
         register(registry, model_dir)
     assert registry.list_models() == []
     assert registry.storage.list() == []

@@ -21,7 +21,7 @@ import yaml
 
 from driftloop.config import load_config
 from driftloop.errors import ConfigError, InvalidInputError
-from driftloop.monitors.templates import MessageTemplate
+from driftloop.messages import MessageTemplate
 from driftloop.storage import DatasetStore
 from driftloop.system import DriftloopSystem
 from reliability.conftest import ServedSystem

@@ -41,7 +41,7 @@ from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import WORKFLOW_INPUTS, GithubDispatchTrainer
 from driftloop.trainers.notebook import NotebookTrainer
-from driftloop.trainers.remote import get_remote_trainer
+from driftloop.trainers.registry import get_remote_trainer
 from templates.workflow_checks import (
     WORKFLOW_STRUCTURE_SCHEMA,
     evaluate,

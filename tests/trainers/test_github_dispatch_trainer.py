@@ -36,7 +36,8 @@ from driftloop.trainers.github_dispatch import (
     trigger_mentions,
     workflow_page,
 )
-from driftloop.trainers.remote import get_remote_trainer, is_remote_trainer
+from driftloop.trainers.registry import get_remote_trainer, is_remote_trainer
+from driftloop.trainers.remote import RemoteRun
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 from driftloop.trainers.training import register_external
 
@@ -206,12 +207,14 @@ def test_dispatches_the_documented_request_and_returns_the_registered_version(
     model_dir: Path,
 ) -> None:
     registered: list[ModelVersion] = []
+    workflow_done = threading.Event()
 
     def workflow(inputs: dict[str, Any]) -> None:  # what the CI job does, a little later
         registered.append(register_external(
             config, inputs["model"], model_dir, trigger=f"incident:{inputs['incident_id']}",
             trainer="github-actions", snapshot_id=inputs["dataset_snapshot"],
         ))
+        workflow_done.set()
 
     github.on_dispatch = workflow
     trainer = make_trainer(github, registry, poll_interval=0.05, timeout=60)
@@ -220,6 +223,7 @@ def test_dispatches_the_documented_request_and_returns_the_registered_version(
         MODEL, incident_id="inc-7f3a", snapshot=snapshot,
         callback_url="https://driftloop.example.com", on_wait=waited.append,
     )
+    assert workflow_done.wait(30)  # the version can be seen before the workflow returns
 
     [dispatch] = github.dispatches
     assert dispatch.path == f"/repos/{REPO}/actions/workflows/{WORKFLOW}/dispatches"
@@ -229,8 +233,7 @@ def test_dispatches_the_documented_request_and_returns_the_registered_version(
         "inputs": {"incident_id": "inc-7f3a", "dataset_snapshot": snapshot.snapshot_id,
                    "callback_url": "https://driftloop.example.com", "model": MODEL},
     }
-    assert registered
-    assert version == registered[0]
+    assert [v.version for v in registered] == [version.version]  # its alias may come later
     assert version.version == 1
     assert version.trigger == "incident:inc-7f3a"
     assert version.snapshot_id == snapshot.snapshot_id
@@ -325,17 +328,21 @@ def test_waiting_again_after_a_restart_keeps_the_deadline(
 ) -> None:
     clock = FakeClock()
     trainer = make_trainer(github, registry, clock=clock, timeout="100s", poll_interval="30s")
-    dispatch = trainer.dispatch(MODEL, incident_id="inc-r", snapshot=None, callback_url=None)
-    restored = WorkflowDispatch.from_dict(json.loads(json.dumps(dispatch.to_dict())))
-    assert restored == dispatch
+    run = trainer.start(MODEL, incident_id="inc-r", snapshot=None, callback_url=None)
+    assert run.trainer == "github_dispatch"
+    assert run.snapshot_id is None
+    assert run.summary == "dispatched driftloop-train.yml on acme/training@main (id inc-r)"
+    restored = RemoteRun.from_dict(json.loads(json.dumps(run.to_dict())))  # a new process
+    assert restored == run
+    assert WorkflowDispatch.from_dict(restored.state).correlation_id == "inc-r"
 
     clock.now += 90  # the worker was down for 90 s
     with pytest.raises(TrainingError):
-        trainer.wait_for_version(restored)
+        trainer.wait(restored)
     assert clock.sleeps == [10.0]  # only what was left of the 100 s
 
     registry.register(MODEL, model_dir, trainer="github-actions", trigger="incident:inc-r")
-    assert trainer.wait_for_version(restored).trigger == "incident:inc-r"
+    assert trainer.wait(restored).trigger == "incident:inc-r"
     assert len(github.dispatches) == 1
 
 
@@ -458,10 +465,12 @@ def test_bad_params_are_config_errors(
         get_remote_trainer("github_dispatch", model_config, registry)
 
 
-def test_unknown_remote_trainer_lists_the_known_ones(registry: ModelRegistry) -> None:
+def test_a_local_or_unknown_trainer_is_no_remote_trainer(registry: ModelRegistry) -> None:
     model_config = parse_config("models: {m: {trainer: sklearn}}", environ={}).models["m"]
-    with pytest.raises(ConfigError, match="known remote trainers: github_dispatch"):
+    with pytest.raises(ConfigError, match="'sklearn' trainer trains locally"):
         get_remote_trainer("sklearn", model_config, registry)
+    with pytest.raises(ConfigError, match=r"known: command, github_dispatch, notebook, sklearn"):
+        get_remote_trainer("gitlab_pipeline", model_config, registry)
 
 
 def test_trigger_mentions_whole_ids_only() -> None:

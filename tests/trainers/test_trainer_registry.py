@@ -17,13 +17,17 @@ from driftloop.trainers.sklearn import SklearnTrainer
 
 
 def test_known_trainers() -> None:
-    assert known_trainers() == ["command", "notebook", "sklearn", "transformers"]
-    assert TRAINERS["transformers"][0] == "driftloop.trainers.transformers:TransformersTrainer"
+    assert known_trainers() == ["command", "github_dispatch", "notebook", "sklearn",
+                                "transformers"]
+    assert TRAINERS.entries["transformers"].target == (
+        "driftloop.trainers.transformers:TransformersTrainer")
 
 
 def test_unknown_trainer_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=(
-        r"unknown trainer 'xgboost'; known trainers: command, notebook, sklearn, transformers"
+        r"unknown trainer name 'xgboost'; known: command, github_dispatch, notebook, sklearn, "
+        r"transformers; install a package that provides it \(pip install PACKAGE; it declares "
+        r"the entry point group 'driftloop.trainers'\)"
     )):
         get_trainer("xgboost", ModelConfig(trainer="xgboost"))
 

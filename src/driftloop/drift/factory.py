@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from driftloop.backends import PluginFamily
 from driftloop.drift.base import DriftDetector
 from driftloop.drift.chi_square import ChiSquareWindowDetector
 from driftloop.drift.combined import mean_and_shape_detector
@@ -36,6 +37,15 @@ uses."""
 CLASS_METRICS = frozenset({"predicted_class"})
 """Metric names whose values are predicted classes (the chi-square detector's input)."""
 
+DetectorBuilder = Callable[["DetectorConfig", "ReferenceProfile | None", str], DriftDetector]
+
+DETECTORS: PluginFamily[DetectorBuilder] = PluginFamily("detector", noun="algorithm")
+"""``detector.algorithm`` → ``build(config, reference, metric) -> DriftDetector``; installed
+packages add algorithms in the entry-point group ``driftloop.detectors``."""
+DETECTORS.register("chi_square", "driftloop.drift.factory:_chi_square")
+for _algorithm in ("cusum", "page_hinkley", "shape", "cusum_shape", "ks", "psi"):
+    DETECTORS.register(_algorithm, "driftloop.drift.factory:_numeric")
+
 
 def build_detector(
     config: DetectorConfig,
@@ -44,9 +54,15 @@ def build_detector(
     metric: str = "model_confidence",
 ) -> DriftDetector:
     """The detector ``config`` describes, against ``reference`` (``None``: the first
-    ``REFERENCE_WARMUP`` values of the stream become the reference)."""
-    if config.algorithm == "chi_square":
-        return _chi_square(config, reference, metric)
+    ``REFERENCE_WARMUP`` values of the stream become the reference); built-in or from an
+    installed package (:data:`DETECTORS`)."""
+    build = DETECTORS.load(config.algorithm, "monitors[].detector.algorithm")
+    return build(config, reference, metric)
+
+
+def _numeric(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
     make = _numeric_factory(config)
     if reference is None:
         return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)

@@ -37,6 +37,7 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.messages import MessageTemplate
 from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
 from driftloop.monitors.events import Event, MonitorState
@@ -49,7 +50,6 @@ from driftloop.monitors.incidents import (
     monitor_incident_id,
 )
 from driftloop.monitors.series import series_filter
-from driftloop.monitors.templates import MessageTemplate
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
 from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from driftloop.config import mentioned_handles
+from driftloop.messages import mentioned_handles
 from driftloop.metrics.points import SeriesPoint
 from driftloop.monitors.events import Event, MonitorState
 

@@ -29,15 +29,12 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from driftloop.config import (
     Config,
     GithubDispatchNotifierConfig,
-    JiraNotifierConfig,
-    LogNotifierConfig,
     MonitorConfig,
     RetrainNotifierConfig,
-    SlackNotifierConfig,
     WebhookNotifierConfig,
-    mentioned_handles,
 )
 from driftloop.errors import BackendUnavailableError, ConfigError, DriftloopError
+from driftloop.messages import mentioned_handles
 from driftloop.metrics.points import MetricStore, SeriesPoint
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.series import series_filter
@@ -50,15 +47,11 @@ from driftloop.notify.base import (
     clean_message,
     event_handles,
 )
-from driftloop.notify.github import GithubDispatchNotifier
 from driftloop.notify.graphs import GraphStore
-from driftloop.notify.jira import JiraNotifier
-from driftloop.notify.log import LogNotifier
-from driftloop.notify.retrain import EnqueueRetrain, RetrainNotifier
-from driftloop.notify.slack import SlackNotifier
+from driftloop.notify.plugins import NotifierContext, build_notifier
+from driftloop.notify.retrain import EnqueueRetrain
 from driftloop.notify.tables import notify_deliveries, notify_events, notify_sent
 from driftloop.notify.variables import unknown_names
-from driftloop.notify.webhook import WebhookNotifier
 from driftloop.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -178,28 +171,13 @@ class NotificationRouter:
                 known = sorted(set(self.config.notifiers) | set(BUILTIN_HANDLES)
                                | set(self._notifiers))
                 raise ConfigError(f"@{handle} is not a notifier; known: {known}")
-            if isinstance(entry, RetrainNotifierConfig) or (entry is None and handle == "retrain"):
-                model = entry.model if isinstance(entry, RetrainNotifierConfig) else None
-                built: Notifier = RetrainNotifier(self._enqueue_retrain, name=handle, model=model)
-            else:
-                built = self._build(handle, entry)
+            context = NotifierContext(
+                name=handle, public_url=self.config.public_url, database=self.database,
+                graph_store=self.graph_store, timeout=self._timeout, clock=self._clock,
+                enqueue_retrain=self._enqueue_retrain)
+            built = build_notifier(handle if entry is None else entry.type, entry, context)
             self._notifiers[handle] = built
             return built
-
-    def _build(self, name: str, entry: object) -> Notifier:
-        if entry is None or isinstance(entry, LogNotifierConfig):
-            return LogNotifier(name=name)
-        if isinstance(entry, SlackNotifierConfig):
-            return SlackNotifier(entry, name=name, public_url=self.config.public_url,
-                                 graph_store=self.graph_store, timeout=self._timeout)
-        if isinstance(entry, JiraNotifierConfig):
-            return JiraNotifier(entry, name=name, database=self.database, clock=self._clock,
-                                timeout=self._timeout)
-        if isinstance(entry, WebhookNotifierConfig):
-            return WebhookNotifier(entry, name=name, timeout=self._timeout)
-        if isinstance(entry, GithubDispatchNotifierConfig):
-            return GithubDispatchNotifier(entry, name=name, timeout=self._timeout)
-        raise ConfigError(f"notifiers.{name}: unsupported notifier {type(entry).__name__}")
 
     def _check_templates(self) -> None:
         tags = {"model"}

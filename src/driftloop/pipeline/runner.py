@@ -40,11 +40,13 @@ from driftloop.storage import Snapshot
 from driftloop.storage.datasets import TrainingRows, training_rows
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
-from driftloop.trainers.github_dispatch import GithubDispatchTrainer, WorkflowDispatch
-from driftloop.trainers.registry import get_trainer
-from driftloop.trainers.remote import get_remote_trainer, is_remote_trainer
+from driftloop.trainers.registry import get_remote_trainer, get_trainer, is_remote_trainer
+from driftloop.trainers.remote import RemoteRun
 
 logger = logging.getLogger("driftloop.pipeline")
+
+REMOTE_RUN = "remote_run"
+"""The key of a job's ``result`` holding its remote trainer's run (:class:`RemoteRun`)."""
 
 __all__ = ["SHADOW_ALIAS", "FeedbackSource", "HealthProbe", "IncidentLog", "JobCancelledError",
            "PipelineHooks", "RetrainPipeline"]
@@ -131,12 +133,11 @@ class RetrainPipeline(DeployAndVerify):
             production = None
 
         remote = is_remote_trainer(model_config.trainer)
-        dispatched = _recorded_dispatch(job)
+        dispatched = _recorded_run(job)
         with self._step(job, JobState.FETCHING_DATA, worker) as log:
-            if dispatched is not None and dispatched.inputs.get("dataset_snapshot"):
-                # a resumed remote job gates on the snapshot its workflow was given
-                snapshot = self.datasets.get(model_config.data,
-                                             dispatched.inputs["dataset_snapshot"])
+            if dispatched is not None and dispatched.snapshot_id:
+                # a resumed remote job gates on the snapshot its remote run was given
+                snapshot = self.datasets.get(model_config.data, dispatched.snapshot_id)
                 rows = training_rows(self.datasets, model_config.data, policy="newest",
                                      text_column=model_config.text_column, snapshot=snapshot)
             else:
@@ -240,9 +241,9 @@ class RetrainPipeline(DeployAndVerify):
     ) -> ModelVersion:
         """Hand the training to the remote trainer and wait for the version it registers.
 
-        The dispatch is recorded in the job's ``result`` before the wait, so a worker that
+        The remote run is recorded in the job's ``result`` before the wait, so a worker that
         resumes the job waits for the same run (with its original deadline) instead of
-        dispatching the workflow again.
+        starting another.
         """
         remote = get_remote_trainer(model_config.trainer, model_config, self.registry,
                                     clock=self.clock, sleep=self.sleep)
@@ -252,25 +253,17 @@ class RetrainPipeline(DeployAndVerify):
             self.queue.heartbeat(job.job_id, worker)
             self._check_cancel(job.job_id)
 
-        if not isinstance(remote, GithubDispatchTrainer):
-            version = remote.train_remote(
-                job.model, incident_id=job.incident_id, snapshot=snapshot,
-                callback_url=self.config.public_url, on_wait=on_wait,
-            )
+        run = _recorded_run(self.queue.get(job.job_id))
+        if run is None:
+            run = remote.start(job.model, incident_id=job.incident_id, snapshot=snapshot,
+                               callback_url=self.config.public_url)
+            result = dict(self.queue.get(job.job_id).result or {})
+            self.queue.set_state(job.job_id, JobState.TRAINING,
+                                 result={**result, REMOTE_RUN: run.to_dict()})
+            log.append(run.summary)
         else:
-            dispatch = _recorded_dispatch(self.queue.get(job.job_id))
-            if dispatch is None:
-                dispatch = remote.dispatch(job.model, incident_id=job.incident_id,
-                                           snapshot=snapshot, callback_url=self.config.public_url)
-                result = dict(self.queue.get(job.job_id).result or {})
-                self.queue.set_state(job.job_id, JobState.TRAINING,
-                                     result={**result, "dispatch": dispatch.to_dict()})
-                log.append(f"dispatched {dispatch.workflow} on {dispatch.repo}@{dispatch.ref} "
-                           f"(id {dispatch.correlation_id})")
-            else:
-                log.append(f"waiting again for the {dispatch.workflow} run dispatched with id "
-                           f"{dispatch.correlation_id} (not dispatched twice)")
-            version = remote.wait_for_version(dispatch, on_wait=on_wait)
+            log.append(f"waiting again for the remote run ({run.summary}); not started twice")
+        version = remote.wait(run, on_wait=on_wait)
         if version.snapshot_id and version.snapshot_id != snapshot.snapshot_id:
             # the held-out rows come from our snapshot: the candidate may have trained on them
             raise TrainingError(
@@ -340,7 +333,7 @@ class RetrainPipeline(DeployAndVerify):
                       holdout_rows=len(holdout), fresh_holdout=fresh)
 
 
-def _recorded_dispatch(job: Job) -> WorkflowDispatch | None:
-    """The remote dispatch an earlier run of this job recorded, if any."""
-    recorded = (job.result or {}).get("dispatch")
-    return WorkflowDispatch.from_dict(recorded) if isinstance(recorded, dict) else None
+def _recorded_run(job: Job) -> RemoteRun | None:
+    """The remote run an earlier try of this job recorded, if any."""
+    recorded = (job.result or {}).get(REMOTE_RUN)
+    return RemoteRun.from_dict(recorded) if isinstance(recorded, dict) else None

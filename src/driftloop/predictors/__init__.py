@@ -2,7 +2,7 @@
 
 from driftloop.predictors.base import (
     MANIFEST,
-    PREDICTOR_FORMATS,
+    PREDICTORS,
     Evaluation,
     Predictor,
     ReferenceProfile,
@@ -10,5 +10,5 @@ from driftloop.predictors.base import (
     softmax,
 )
 
-__all__ = ["MANIFEST", "PREDICTOR_FORMATS", "Evaluation", "Predictor", "ReferenceProfile",
+__all__ = ["MANIFEST", "PREDICTORS", "Evaluation", "Predictor", "ReferenceProfile",
            "load_predictor", "softmax"]

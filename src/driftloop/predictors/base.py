@@ -12,7 +12,6 @@ defines.
 
 from __future__ import annotations
 
-import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -23,15 +22,17 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from driftloop.errors import IntegrityError, NotFoundError
+from driftloop.backends import PluginFamily
+from driftloop.errors import ConfigError, IntegrityError, NotFoundError
 
 MANIFEST = "driftloop-model.json"
 
-# format name in the manifest → "module:Class" of its Predictor
-PREDICTOR_FORMATS: dict[str, str] = {
-    "sklearn": "driftloop.trainers.sklearn:SklearnPredictor",
-    "transformers": "driftloop.trainers.transformers:TransformersPredictor",
-}
+PREDICTORS: PluginFamily[type[Predictor]] = PluginFamily("predictor", noun="format")
+"""The manifest's ``format`` → its :class:`Predictor` class; installed packages add formats in
+the entry-point group ``driftloop.predictors``."""
+PREDICTORS.register("sklearn", "driftloop.trainers.sklearn:SklearnPredictor")
+PREDICTORS.register("transformers", "driftloop.trainers.transformers:TransformersPredictor",
+                    extra="transformers")
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -123,11 +124,13 @@ def load_predictor(directory: Path) -> Predictor:
         raise NotFoundError(f"{directory} holds no model ({MANIFEST} is missing)")
     try:
         manifest = json.loads(manifest_path.read_text())
-        target = PREDICTOR_FORMATS[manifest["format"]]
-    except (ValueError, KeyError) as exc:
+        model_format = str(manifest["format"])
+    except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(f"{manifest_path} is corrupt: {exc}") from exc
-    module_name, _, class_name = target.partition(":")
-    predictor_class: type[Predictor] = getattr(importlib.import_module(module_name), class_name)
+    predictor_class: object = PREDICTORS.load(model_format, str(manifest_path))
+    if not (isinstance(predictor_class, type) and issubclass(predictor_class, Predictor)):
+        raise ConfigError(f"the predictor format {model_format!r} is {predictor_class!r}, not a "
+                          "Predictor subclass")
     return predictor_class.load_files(directory, manifest)
 
 

@@ -49,12 +49,12 @@ from driftloop.errors import (
     NotFoundError,
 )
 from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, load_predictor
+from driftloop.predictors.trained import TrainedModel
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
 from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
 from driftloop.storage.objects import ObjectStorage, open_storage
 from driftloop.store.database import Database, open_database
-from driftloop.trainers.base import TrainedModel
 
 if TYPE_CHECKING:
     from driftloop.storage.datasets import Snapshot

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import InvalidInputError
-from driftloop.predictors import PREDICTOR_FORMATS, Predictor
+from driftloop.predictors import PREDICTORS, Predictor
 
 _WORD = re.compile(r"[a-z0-9']+")
 KEYWORDS_FILE = "keywords.json"
@@ -78,7 +78,7 @@ class KeywordPredictor(Predictor):
                    temperature=manifest["temperature"])
 
 
-PREDICTOR_FORMATS.setdefault(KeywordPredictor.format, f"{__name__}:KeywordPredictor")
+PREDICTORS.register(KeywordPredictor.format, f"{__name__}:KeywordPredictor")
 
 
 def review_keyword_predictor(*, extra_classes: bool = False) -> KeywordPredictor:

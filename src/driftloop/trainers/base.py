@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 
-from driftloop.predictors import Evaluation, Predictor, ReferenceProfile
+from driftloop.predictors.trained import TrainedModel
+
+__all__ = ["ProgressCallback", "TrainedModel", "Trainer", "TrainingData"]
 
 ProgressCallback = Callable[[str, float], None]
 """Called as ``progress(stage, fraction_done)`` during long work."""
@@ -30,14 +32,6 @@ class TrainingData:
     label_column: str = "label"
     snapshot_id: str | None = None
     snapshot_hash: str | None = None
-
-
-@dataclass
-class TrainedModel:
-    predictor: Predictor
-    evaluation: Evaluation
-    reference: ReferenceProfile
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer(ABC):

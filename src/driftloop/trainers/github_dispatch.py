@@ -1,6 +1,6 @@
 """``trainer: github_dispatch``: train in a GitHub Actions workflow (a GPU runner, say).
 
-1. :meth:`GithubDispatchTrainer.dispatch` starts the workflow::
+1. :meth:`GithubDispatchTrainer.dispatch` (the remote trainer's ``start``) starts the workflow::
 
        POST {api_url}/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches
        Accept: application/vnd.github+json
@@ -14,8 +14,8 @@
    workflow, ``422`` for inputs the workflow does not declare, a missing ref or a workflow
    without a ``workflow_dispatch`` trigger ...) is a :class:`TrainingError` quoting GitHub's
    ``message`` and ``documentation_url``.
-2. :meth:`GithubDispatchTrainer.wait_for_version` polls the registry until the workflow has
-   registered a version of the model (``driftloop models register ... --trigger
+2. :meth:`GithubDispatchTrainer.wait_for_version` (its ``wait``) polls the registry until the
+   workflow has registered a version of the model (``driftloop models register ... --trigger
    incident:<incident_id>``) that is newer than the latest version at dispatch time and whose
    trigger mentions the dispatch's correlation id; it returns that version, or raises a
    :class:`TrainingError` when ``timeout`` passes first.
@@ -51,7 +51,7 @@ from driftloop.errors import (
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import ModelVersion
 from driftloop.storage.datasets import Snapshot
-from driftloop.trainers.remote import RemoteTrainer, WaitCallback
+from driftloop.trainers.remote import RemoteRun, RemoteTrainer, WaitCallback
 
 logger = logging.getLogger("driftloop.trainers.github_dispatch")
 
@@ -203,21 +203,28 @@ class GithubDispatchTrainer(RemoteTrainer):
             raise ConfigError(f"github_dispatch trainer: {problems}") from None
         return cls(params, registry, clock=clock, sleep=sleep)
 
-    # the whole job ---------------------------------------------------------------------------
+    # the two phases of a remote trainer ----------------------------------------------------
 
-    def train_remote(
+    def start(
         self,
         model_name: str,
         *,
         incident_id: str | None,
         snapshot: Snapshot | None,
         callback_url: str | None,
-        on_wait: WaitCallback | None = None,
-    ) -> ModelVersion:
+    ) -> RemoteRun:
         dispatch = self.dispatch(
             model_name, incident_id=incident_id, snapshot=snapshot, callback_url=callback_url
         )
-        return self.wait_for_version(dispatch, on_wait=on_wait)
+        return RemoteRun(
+            trainer=self.name, snapshot_id=dispatch.inputs["dataset_snapshot"] or None,
+            summary=f"dispatched {dispatch.workflow} on {dispatch.repo}@{dispatch.ref} "
+                    f"(id {dispatch.correlation_id})",
+            state=dispatch.to_dict(),
+        )
+
+    def wait(self, run: RemoteRun, *, on_wait: WaitCallback | None = None) -> ModelVersion:
+        return self.wait_for_version(WorkflowDispatch.from_dict(run.state), on_wait=on_wait)
 
     # step 1: dispatch ------------------------------------------------------------------------
 

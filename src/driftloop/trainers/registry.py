@@ -1,54 +1,58 @@
-"""Trainers by name (``models.<name>.trainer``), imported only when used.
+"""Trainers by name (``models.<name>.trainer``), local and remote, imported only when used.
 
-A trainer class is built from its model's config: with the classmethod
+:data:`TRAINERS` is the trainer family of the plug-in registry (:mod:`driftloop.backends`): the
+built-ins below, and any class an installed package declares in the entry-point group
+``driftloop.trainers``. A name resolves to a :class:`~driftloop.trainers.base.Trainer`
+subclass (fits in this process) or a :class:`~driftloop.trainers.remote.RemoteTrainer` subclass
+(starts a job elsewhere and waits for the version it registers).
+
+A local trainer class is built from its model's config: with the classmethod
 ``from_model_config(model_config, base_dir=...)`` when it has one (relative notebook paths and
 commands resolve against ``base_dir``, the project directory), else as ``cls(model_config)``.
+A remote one with ``from_model_config(model_config, registry, clock=..., sleep=...)``.
 """
 
 from __future__ import annotations
 
-import importlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from driftloop.backends import PluginFamily
 from driftloop.config import ModelConfig
-from driftloop.errors import ConfigError, MissingExtraError
+from driftloop.errors import ConfigError
+from driftloop.registry.model_registry import ModelRegistry
 from driftloop.trainers.base import Trainer
+from driftloop.trainers.remote import RemoteTrainer
 
-# trainer name → ("module:Class", extra that provides its dependencies)
-TRAINERS: dict[str, tuple[str, str | None]] = {
-    "sklearn": ("driftloop.trainers.sklearn:SklearnTrainer", None),
-    "transformers": ("driftloop.trainers.transformers:TransformersTrainer", "transformers"),
-    "notebook": ("driftloop.trainers.notebook:NotebookTrainer", "notebook"),
-    "command": ("driftloop.trainers.command:CommandTrainer", None),
-}
+TrainerClass = type[Trainer] | type[RemoteTrainer]
+
+TRAINERS: PluginFamily[TrainerClass] = PluginFamily("trainer")
+TRAINERS.register("sklearn", "driftloop.trainers.sklearn:SklearnTrainer")
+TRAINERS.register("transformers", "driftloop.trainers.transformers:TransformersTrainer",
+                  extra="transformers")
+TRAINERS.register("notebook", "driftloop.trainers.notebook:NotebookTrainer", extra="notebook")
+TRAINERS.register("command", "driftloop.trainers.command:CommandTrainer")
+TRAINERS.register("github_dispatch", "driftloop.trainers.github_dispatch:GithubDispatchTrainer")
 
 
 def known_trainers() -> list[str]:
-    return sorted(TRAINERS)
+    """Every trainer name, local and remote, built in and installed."""
+    return TRAINERS.known_names()
 
 
-def trainer_class(name: str) -> type[Trainer]:
+def trainer_class(name: str) -> TrainerClass:
     """The class registered under ``name``; an unknown name lists the known ones."""
-    entry = TRAINERS.get(name)
-    if entry is None:
-        raise ConfigError(
-            f"unknown trainer {name!r}; known trainers: {', '.join(known_trainers())}"
-        )
-    target, extra = entry
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if extra is None:
-            raise
-        raise MissingExtraError(
-            f"the {name!r} trainer needs {exc.name or 'an optional package'}: "
-            f"pip install 'driftloop[{extra}]'"
-        ) from exc
-    found = getattr(module, class_name)
-    if not (isinstance(found, type) and issubclass(found, Trainer)):
-        raise ConfigError(f"{target} is not a Trainer")
+    found: object = TRAINERS.load(name)
+    if not (isinstance(found, type) and issubclass(found, Trainer | RemoteTrainer)):
+        raise ConfigError(f"the trainer {name!r} is {found!r}, not a Trainer or RemoteTrainer "
+                          "subclass")
     return found
+
+
+def is_remote_trainer(name: str) -> bool:
+    """True when ``name`` (``models.<name>.trainer``) is a remote trainer (``github_dispatch``)."""
+    return issubclass(trainer_class(name), RemoteTrainer)
 
 
 def get_trainer(
@@ -56,11 +60,34 @@ def get_trainer(
 ) -> Trainer:
     """A ready trainer for ``model_config`` (``name`` is usually ``model_config.trainer``)."""
     cls = trainer_class(name)
+    if issubclass(cls, RemoteTrainer):
+        raise ConfigError(f"the {name!r} trainer trains remotely: it registers the version "
+                          "itself and has no local fit")
     factory = getattr(cls, "from_model_config", None)
     if factory is not None:
         trainer = factory(model_config, base_dir=base_dir or Path.cwd())
     else:
         trainer = cls(model_config)  # type: ignore[call-arg]
     if not isinstance(trainer, Trainer):
+        raise ConfigError(f"the {name!r} trainer factory returned {type(trainer).__name__}")
+    return trainer
+
+
+def get_remote_trainer(
+    name: str,
+    model_config: ModelConfig,
+    registry: ModelRegistry,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RemoteTrainer:
+    """A ready remote trainer built from ``model_config.params``; it watches ``registry`` for
+    the version the remote job registers. ``clock``/``sleep`` pace the wait (tests inject
+    them)."""
+    cls = trainer_class(name)
+    if not issubclass(cls, RemoteTrainer):
+        raise ConfigError(f"the {name!r} trainer trains locally: it is not a remote trainer")
+    trainer = cls.from_model_config(model_config, registry, clock=clock, sleep=sleep)
+    if not isinstance(trainer, RemoteTrainer):
         raise ConfigError(f"the {name!r} trainer factory returned {type(trainer).__name__}")
     return trainer

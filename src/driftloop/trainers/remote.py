@@ -1,24 +1,26 @@
 """Remote trainers: the training runs somewhere else (a CI workflow on a GPU runner) and the
 result comes back as a version registered by that job, not as a :class:`TrainedModel`.
 
-A :class:`RemoteTrainer` is therefore not a :class:`~driftloop.trainers.base.Trainer`: its one
-method, :meth:`RemoteTrainer.train_remote`, starts the remote job and waits until the job has
-registered a new version of the model (``driftloop models register`` from CI), then returns that
-:class:`~driftloop.registry.versions.ModelVersion`. The retrain pipeline uses it in place of
-``fit`` + ``register_trained`` when ``models.<name>.trainer`` names a remote trainer
-(:func:`is_remote_trainer`), and gates the returned version like any other candidate.
+A :class:`RemoteTrainer` is therefore not a :class:`~driftloop.trainers.base.Trainer`. It works
+in two phases: :meth:`RemoteTrainer.start` starts the remote job and returns a
+:class:`RemoteRun`, JSON-ready so the caller can record it; :meth:`RemoteTrainer.wait` waits,
+from that record (in a later process too), until the job has registered a new version of the
+model (``driftloop models register`` from CI) and returns that
+:class:`~driftloop.registry.versions.ModelVersion`. The retrain pipeline records the run in the
+job before waiting, so a resumed job waits for the same run instead of starting another, and
+gates the returned version like any other candidate. Remote trainers are registered with the
+local ones, in :data:`driftloop.trainers.registry.TRAINERS`.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from driftloop.config import ModelConfig
-from driftloop.errors import ConfigError
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import ModelVersion
 from driftloop.storage.datasets import Snapshot
@@ -27,10 +29,28 @@ WaitCallback = Callable[[float], None]
 """Called as ``on_wait(seconds_waited)`` before each pause while a remote job runs; the caller
 may heartbeat there, or raise to stop waiting (a cancelled job)."""
 
-# remote trainer name → "module:Class"
-REMOTE_TRAINERS: dict[str, str] = {
-    "github_dispatch": "driftloop.trainers.github_dispatch:GithubDispatchTrainer",
-}
+
+@dataclass(frozen=True)
+class RemoteRun:
+    """A started remote job: what :meth:`RemoteTrainer.wait` needs to wait for it again.
+
+    ``snapshot_id`` is the dataset snapshot the job was given (``None``: it takes the newest),
+    ``summary`` one line for the job's log, ``state`` the trainer's own JSON-ready record."""
+
+    trainer: str
+    snapshot_id: str | None
+    summary: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RemoteRun:
+        snapshot = data.get("snapshot_id")
+        return cls(trainer=str(data["trainer"]),
+                   snapshot_id=None if snapshot is None else str(snapshot),
+                   summary=str(data.get("summary", "")), state=dict(data.get("state", {})))
 
 
 class RemoteTrainer(ABC):
@@ -51,6 +71,28 @@ class RemoteTrainer(ABC):
         """Build the trainer from ``models.<name>.params``; bad params are a ConfigError."""
 
     @abstractmethod
+    def start(
+        self,
+        model_name: str,
+        *,
+        incident_id: str | None,
+        snapshot: Snapshot | None,
+        callback_url: str | None,
+    ) -> RemoteRun:
+        """Start the remote job; the returned run is all :meth:`wait` needs.
+
+        ``incident_id`` ties the job (and the registered version's trigger) to an incident;
+        ``snapshot`` is the dataset snapshot to train on (``None``: the job uses the newest);
+        ``callback_url`` is the base URL of this driftloop's API, for the job to talk back to.
+        Raises :class:`~driftloop.errors.TrainingError` when the job cannot start.
+        """
+
+    @abstractmethod
+    def wait(self, run: RemoteRun, *, on_wait: WaitCallback | None = None) -> ModelVersion:
+        """Wait for the version ``run`` registers (its deadline counts from its start, so
+        waiting again after a restart keeps it); :class:`~driftloop.errors.TrainingError`
+        when it registers nothing in time."""
+
     def train_remote(
         self,
         model_name: str,
@@ -60,47 +102,7 @@ class RemoteTrainer(ABC):
         callback_url: str | None,
         on_wait: WaitCallback | None = None,
     ) -> ModelVersion:
-        """Start the remote job and wait for the version it registers.
-
-        ``incident_id`` ties the job (and the registered version's trigger) to an incident;
-        ``snapshot`` is the dataset snapshot to train on (``None``: the job uses the newest);
-        ``callback_url`` is the base URL of this driftloop's API, for the job to talk back to.
-        Raises :class:`~driftloop.errors.TrainingError` when the job cannot start or registers
-        nothing in time.
-        """
-
-
-def is_remote_trainer(name: str) -> bool:
-    """True when ``models.<name>.trainer`` names a remote trainer (``github_dispatch``)."""
-    return name in REMOTE_TRAINERS
-
-
-def known_remote_trainers() -> list[str]:
-    return sorted(REMOTE_TRAINERS)
-
-
-def get_remote_trainer(
-    name: str,
-    model_config: ModelConfig,
-    registry: ModelRegistry,
-    *,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-) -> RemoteTrainer:
-    """A ready remote trainer built from ``model_config.params``; it watches ``registry`` for
-    the version the remote job registers. ``clock``/``sleep`` pace the wait (tests inject
-    them)."""
-    target = REMOTE_TRAINERS.get(name)
-    if target is None:
-        raise ConfigError(
-            f"unknown remote trainer {name!r}; known remote trainers: "
-            f"{', '.join(known_remote_trainers())}"
-        )
-    module_name, _, class_name = target.partition(":")
-    found = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(found, type) and issubclass(found, RemoteTrainer)):
-        raise ConfigError(f"{target} is not a RemoteTrainer")
-    trainer = found.from_model_config(model_config, registry, clock=clock, sleep=sleep)
-    if not isinstance(trainer, RemoteTrainer):
-        raise ConfigError(f"the {name!r} trainer factory returned {type(trainer).__name__}")
-    return trainer
+        """Both phases at once: start the remote job and wait for the version it registers."""
+        run = self.start(model_name, incident_id=incident_id, snapshot=snapshot,
+                         callback_url=callback_url)
+        return self.wait(run, on_wait=on_wait)

@@ -1,4 +1,7 @@
-"""Datadog-like monitor messages.
+"""Datadog-like monitor messages, and the ``@handle`` mentions that route them.
+
+It sits beside ``config.py``, outside any feature package, so the configuration can reject a
+broken template when it is read, and the monitors render the same templates.
 
 ``{{#is_alert}}...{{/is_alert}}`` keeps its body when the flag is true, ``{{^is_alert}}...
 {{/is_alert}}`` when it is false; sections nest. ``{{value}}``, ``{{model}}``, ``{{threshold}}``,
@@ -14,9 +17,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from driftloop.config import mentioned_handles
 from driftloop.errors import ConfigError
 
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9_.-]*)")
 _TAG = re.compile(r"\{\{\s*([#^/]?)\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
 FLAGS: tuple[str, ...] = (
@@ -132,3 +135,13 @@ class MessageTemplate:
             elif bool(flags.get(node.flag, False)) != node.inverted:
                 parts.extend(self._render(node.body, variables, flags, skeleton=skeleton))
         return parts
+
+
+def mentioned_handles(message: str) -> list[str]:
+    """The ``@handle`` mentions in a monitor message, in order, without repeats."""
+    seen: list[str] = []
+    for handle in _MENTION.findall(message):
+        handle = handle.rstrip(".")
+        if handle not in seen:
+            seen.append(handle)
+    return seen

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.backends import BackendEntry
 from driftloop.config import ModelConfig
-from driftloop.errors import ConfigError
+from driftloop.errors import ConfigError, MissingExtraError
 from driftloop.trainers.command import CommandTrainer
 from driftloop.trainers.notebook import NotebookTrainer
-from driftloop.trainers.registry import TRAINERS, get_trainer, known_trainers, trainer_class
+from driftloop.trainers.registry import (
+    TRAINERS,
+    get_trainer,
+    is_remote_trainer,
+    known_trainers,
+    trainer_class,
+)
 from driftloop.trainers.sklearn import SklearnTrainer
 
 
@@ -67,3 +74,16 @@ def test_external_trainers_need_their_settings(tmp_path: Path) -> None:
                     base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"needs models\.<name>\.command"):
         get_trainer("command", ModelConfig(trainer="command"), base_dir=tmp_path)
+
+
+def test_a_trainer_without_its_extra_is_not_remote_and_building_it_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline asks is_remote_trainer before its steps; the missing extra is reported when
+    the training step builds the trainer, as for any local trainer."""
+    monkeypatch.setitem(TRAINERS.entries, "gpu", BackendEntry(
+        "driftloop.trainers.sklearn:SklearnTrainer", ("no_such_module_xyz",), "gpu"))
+    assert not is_remote_trainer("gpu")
+    assert is_remote_trainer("github_dispatch")
+    with pytest.raises(MissingExtraError, match=r"pip install 'driftloop\[gpu\]'"):
+        get_trainer("gpu", ModelConfig(trainer="gpu"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from driftloop.backends import PluginFamily
 from driftloop.config import ModelConfig
-from driftloop.errors import ConfigError
+from driftloop.errors import ConfigError, MissingExtraError
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.trainers.base import Trainer
 from driftloop.trainers.remote import RemoteTrainer
@@ -51,8 +51,12 @@ def trainer_class(name: str) -> TrainerClass:
 
 
 def is_remote_trainer(name: str) -> bool:
-    """True when ``name`` (``models.<name>.trainer``) is a remote trainer (``github_dispatch``)."""
-    return issubclass(trainer_class(name), RemoteTrainer)
+    """True when ``name`` (``models.<name>.trainer``) is a remote trainer (``github_dispatch``);
+    False for a trainer whose optional extra is missing (building it says so)."""
+    try:
+        return issubclass(trainer_class(name), RemoteTrainer)
+    except MissingExtraError:
+        return False
 
 
 def get_trainer(

@@ -280,11 +280,14 @@ class KafkaConfig(StrictModel):
 
 
 class DogStatsdConfig(StrictModel):
-    """Forward insight points to a Datadog agent as DogStatsD metrics over UDP."""
+    """Forward insight points to a Datadog agent as DogStatsD metrics (the ``datadog`` extra)."""
 
     enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(8125, ge=1, le=65535)
+    host: str | None = None
+    """Default: ``DD_AGENT_HOST``, else ``localhost`` (``DD_DOGSTATSD_URL`` wins over both)."""
+    port: int | None = Field(None, ge=1, le=65535)
+    socket_path: str | None = None
+    """A Unix socket of the agent instead of UDP (``DD_DOGSTATSD_URL=unix://...`` also)."""
     prefix: str = "driftloop."
     metric_type: Literal["d", "h", "g"] = "d"
     metrics: list[str] = Field(default_factory=lambda: ["model_confidence"])

@@ -1,5 +1,6 @@
-"""The DogStatsD forwarder against a UDP listener that checks the wire format, both on its own
-and fed by a running DriftloopSystem's predictions (``dogstatsd:`` in driftloop.yaml)."""
+"""The DogStatsD forwarder (Datadog's own ``DogStatsd`` client) against UDP and Unix-socket
+listeners that check the wire format, both on its own and fed by a running DriftloopSystem's
+predictions (``dogstatsd:`` in driftloop.yaml)."""
 
 from __future__ import annotations
 
@@ -23,17 +24,26 @@ from pipeline.world import MODEL, PipelineWorld
 from .conftest import AppServer
 
 # name:value|type|#tag:value,tag:value  (https://docs.datadoghq.com/developers/dogstatsd/datagram_shell/)
-LINE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*:-?[0-9.e+-]+\|(d|h|g)(\|#[\w\-:./]+(,[\w\-:./]+)*)?$")
+# (the client may append the container id field |c:... where it runs in a container)
+LINE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*:-?[0-9.e+-]+\|(d|h|g)(\|#[\w\-:./]+(,[\w\-:./]+)*)?"
+                  r"(\|c:[^|]*)?$")
+CONTAINER_FIELD = re.compile(r"\|c:[^|]*$")
 
 
 class UdpAgent:
-    """A UDP socket on 127.0.0.1 standing in for the Datadog agent's DogStatsD port."""
+    """A datagram socket standing in for the Datadog agent's DogStatsD port: UDP on
+    127.0.0.1, or a Unix socket at ``path``."""
 
-    def __init__(self) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
+    def __init__(self, path: Path | None = None) -> None:
+        if path is None:
+            self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.socket.bind(("127.0.0.1", 0))
+            self.port: int = self.socket.getsockname()[1]
+        else:
+            self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self.socket.bind(str(path))
+            self.port = 0
         self.socket.settimeout(5)
-        self.port: int = self.socket.getsockname()[1]
         self.packets: list[bytes] = []
 
     def receive(self, lines: int, timeout: float = 10) -> list[str]:
@@ -47,8 +57,10 @@ class UdpAgent:
                 continue
             self.packets.append(packet)
             for line in packet.decode().split("\n"):
+                if not line:
+                    continue
                 assert LINE.match(line), f"not a DogStatsD line: {line!r}"
-                received.append(line)
+                received.append(CONTAINER_FIELD.sub("", line))
         return received
 
 
@@ -78,7 +90,7 @@ def test_distribution_lines_carry_model_and_version_tags(agent: UdpAgent) -> Non
         "driftloop.model_confidence:0.5|d|#model:odd_name__x,version:1,env:test",
     ]
     assert forwarder.stats.lines == 2
-    assert forwarder.stats.packets == 1
+    assert forwarder.stats.batches == 1
     forwarder.close()
 
 
@@ -102,7 +114,7 @@ def test_gauges_send_the_batch_mean_per_tag_set(agent: UdpAgent) -> None:
         point("latency_ms", 12, model="a", version="2"),
     ])
     assert sorted(agent.receive(3)) == [
-        "driftloop.latency_ms:12|g|#model:a,version:2",
+        "driftloop.latency_ms:12.0|g|#model:a,version:2",
         "driftloop.model_confidence:0.4|g|#model:b,version:1",
         "driftloop.model_confidence:0.8|g|#model:a,version:2",
     ]
@@ -117,7 +129,7 @@ def test_lines_are_packed_into_datagrams_under_the_size_limit(agent: UdpAgent) -
     lines = agent.receive(300)
     assert [float(line.split(":")[1].split("|")[0]) for line in lines] == \
         [i / 1000 for i in range(300)]
-    assert len(agent.packets) == forwarder.stats.packets > 1
+    assert len(agent.packets) > 1
     assert max(len(packet) for packet in agent.packets) <= 512
     forwarder.close()
 
@@ -161,6 +173,42 @@ def test_a_running_system_forwards_prediction_confidence(agent: UdpAgent, tmp_pa
         lines = agent.receive(2)
     predictions = answer.json()["predictions"]
     assert lines == [
-        f"driftloop.model_confidence:{p['confidence']:.10g}|d|#model:{MODEL},version:1,env:ci"
+        f"driftloop.model_confidence:{float(format(p['confidence'], '.10g'))!r}|d|"
+        f"#model:{MODEL},version:1,env:ci"
         for p in predictions
     ]
+
+
+def test_a_unix_socket_and_the_datadog_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``DD_DOGSTATSD_URL=unix://...`` reaches an agent on a Unix socket, and ``DD_ENV``,
+    ``DD_SERVICE`` and ``DD_VERSION`` tag every line (Datadog's unified service tagging)."""
+    agent = UdpAgent(tmp_path / "dsd.socket")
+    monkeypatch.setenv("DD_DOGSTATSD_URL", f"unix://{tmp_path / 'dsd.socket'}")
+    monkeypatch.setenv("DD_ENV", "prod")
+    monkeypatch.setenv("DD_SERVICE", "reviews-api")
+    monkeypatch.setenv("DD_VERSION", "1.4")
+    try:
+        forwarder = DogStatsdForwarder.from_config(DogStatsdConfig(enabled=True))
+        forwarder.forward([point("model_confidence", 0.75, model="m", version="3")])
+        [line] = agent.receive(1)
+        name_value, kind, tags = line.split("|")
+        assert (name_value, kind) == ("driftloop.model_confidence:0.75", "d")
+        assert tags.removeprefix("#").split(",")[:2] == ["model:m", "version:3"]
+        assert {"env:prod", "service:reviews-api", "version:1.4"} <= set(tags[1:].split(","))
+        forwarder.close()
+    finally:
+        agent.socket.close()
+
+
+def test_a_configured_socket_path_is_used(tmp_path: Path) -> None:
+    agent = UdpAgent(tmp_path / "agent.socket")
+    try:
+        forwarder = DogStatsdForwarder.from_config(
+            DogStatsdConfig(enabled=True, socket_path=str(tmp_path / "agent.socket")))
+        forwarder.forward([point("model_confidence", 0.5, model="m", version="1")])
+        assert agent.receive(1) == ["driftloop.model_confidence:0.5|d|#model:m,version:1"]
+        forwarder.close()
+    finally:
+        agent.socket.close()

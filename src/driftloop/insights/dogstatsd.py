@@ -1,10 +1,18 @@
-"""Forward insight points to a Datadog agent as DogStatsD metrics over UDP.
+"""Forward insight points to a Datadog agent as DogStatsD metrics, with Datadog's own client.
 
 With ``dogstatsd: {enabled: true}`` in ``driftloop.yaml``, :func:`open_transport` wraps the
 configured transport in a :class:`ForwardingTransport`: every batch the transport accepts is
-also sent to the agent, one line per point::
+also sent to the agent through the ``datadog`` package's ``DogStatsd`` client (the ``datadog``
+extra), one line per point::
 
     driftloop.model_confidence:0.93|d|#model:review-classifier,version:2
+
+Where the agent listens is the client's business, as in every Datadog integration:
+``dogstatsd.socket_path`` (a Unix socket), else ``dogstatsd.host``/``port``, else the
+environment (``DD_DOGSTATSD_URL`` such as ``unix:///var/run/datadog/dsd.socket`` or
+``udp://agent:8125``, which wins over both; ``DD_AGENT_HOST``, ``DD_DOGSTATSD_PORT``), else
+``localhost:8125``. ``DD_ENV``, ``DD_SERVICE`` and ``DD_VERSION`` become the ``env``,
+``service`` and ``version`` tags of every line (unified service tagging).
 
 The metric type (``dogstatsd.metric_type``) is ``d``, a *distribution*, by default: each
 prediction's confidence is one sample, and Datadog aggregates distributions globally on its
@@ -16,21 +24,21 @@ become averages of averages.
 
 Only the metrics named in ``dogstatsd.metrics`` are forwarded, tagged with the point tags named
 in ``dogstatsd.tag_keys`` (``class`` is left out by default: it multiplies the custom metrics
-Datadog bills for) plus ``dogstatsd.constant_tags``. Lines are packed into datagrams of at most
-``dogstatsd.max_packet_bytes`` (the agent's default buffer is 8 KiB; 1432 bytes fits an Ethernet
-frame). Sending never blocks nor raises into the insights pipeline: UDP is fire and forget, and
-failures are counted (:attr:`DogStatsdForwarder.stats`) and logged once.
+Datadog bills for) plus ``dogstatsd.constant_tags``. The client packs lines into datagrams of at
+most ``dogstatsd.max_packet_bytes`` and flushes after each batch. Sending never blocks nor raises
+into the insights pipeline: the client logs a send that failed, and the batch stays delivered to
+the transport.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from driftloop.backends import require_module
 from driftloop.config import DogStatsdConfig
 from driftloop.errors import ConfigError
 from driftloop.insights.transports import Transport
@@ -65,21 +73,21 @@ def format_value(value: float) -> str:
 
 @dataclass(frozen=True)
 class DogStatsdStats:
-    """What a forwarder has sent."""
+    """What a forwarder has handed to the client."""
 
     lines: int
-    packets: int
-    errors: int
+    batches: int
 
 
 class DogStatsdForwarder:
-    """Formats insight points as DogStatsD lines and sends them to an agent over UDP."""
+    """Formats insight points as DogStatsD samples and sends them with ``DogStatsd``."""
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 8125,
+        host: str | None = None,
+        port: int | None = None,
         *,
+        socket_path: str | None = None,
         prefix: str = "driftloop.",
         metric_type: str = "d",
         metrics: Iterable[str] = ("model_confidence",),
@@ -89,100 +97,75 @@ class DogStatsdForwarder:
     ) -> None:
         if metric_type not in {"d", "h", "g"}:
             raise ConfigError(f"dogstatsd.metric_type must be d, h or g, not {metric_type!r}")
-        self.address = (host, port)
+        statsd = require_module("datadog.dogstatsd", "datadog")
         self.prefix = prefix
         self.metric_type = metric_type
         self.metrics = frozenset(metrics)
         self.tag_keys = tuple(tag_keys)
-        self.constant_tags = tuple(_TAG_UNSAFE.sub("_", tag) for tag in constant_tags)
-        self.max_packet_bytes = max_packet_bytes
         self._names = {name: metric_name(prefix, name) for name in self.metrics}
         try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][0]
-        except socket.gaierror as exc:
-            raise ConfigError(f"dogstatsd.host {host!r} does not resolve: {exc}") from exc
-        self._socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._socket.setblocking(False)
+            self.client = statsd.DogStatsd(  # type: ignore[attr-defined]
+                host=host, port=port, socket_path=socket_path,
+                constant_tags=[_TAG_UNSAFE.sub("_", tag) for tag in constant_tags],
+                disable_buffering=False, max_buffer_len=max_packet_bytes,
+                disable_telemetry=True, disable_aggregation=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"dogstatsd: cannot reach the agent's address: {exc}") from exc
+        try:  # at once: the client sizes its datagrams when it opens its socket
+            self.client.get_socket()
+        except OSError as exc:
+            logger.warning("DogStatsD agent not reachable yet (%s); the client retries on each "
+                           "send", exc)
+        self._send = {"d": self.client.distribution, "h": self.client.histogram,
+                      "g": self.client.gauge}[metric_type]
         self._lock = threading.Lock()
         self._lines = 0
-        self._packets = 0
-        self._errors = 0
+        self._batches = 0
 
     @classmethod
     def from_config(cls, config: DogStatsdConfig) -> DogStatsdForwarder:
         return cls(
-            config.host, config.port, prefix=config.prefix, metric_type=config.metric_type,
-            metrics=config.metrics, tag_keys=config.tag_keys, constant_tags=config.constant_tags,
-            max_packet_bytes=config.max_packet_bytes,
+            config.host, config.port, socket_path=config.socket_path, prefix=config.prefix,
+            metric_type=config.metric_type, metrics=config.metrics, tag_keys=config.tag_keys,
+            constant_tags=config.constant_tags, max_packet_bytes=config.max_packet_bytes,
         )
 
-    def _tags(self, tags: Mapping[str, str]) -> str:
-        found = [format_tag(key, tags[key]) for key in self.tag_keys if key in tags]
-        found.extend(self.constant_tags)
-        return f"|#{','.join(found)}" if found else ""
+    def _tags(self, tags: Mapping[str, str]) -> tuple[str, ...]:
+        return tuple(format_tag(key, tags[key]) for key in self.tag_keys if key in tags)
 
-    def lines(self, points: Sequence[MetricPoint]) -> list[str]:
-        """The DogStatsD lines for a batch (only the configured metrics)."""
-        kind = self.metric_type
-        if kind != "g":
-            return [
-                f"{self._names[p.name]}:{format_value(p.value)}|{kind}{self._tags(p.tags)}"
-                for p in points if p.name in self.metrics
-            ]
-        sums: dict[tuple[str, str], list[float]] = {}
+    def samples(self, points: Sequence[MetricPoint]) -> list[tuple[str, float, tuple[str, ...]]]:
+        """``(metric, value, tags)`` for a batch: the configured metrics only; with gauges,
+        one mean per metric and tag set."""
+        if self.metric_type != "g":
+            return [(self._names[p.name], float(p.value), self._tags(p.tags))
+                    for p in points if p.name in self.metrics]
+        sums: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         for p in points:
             if p.name in self.metrics:
                 entry = sums.setdefault((self._names[p.name], self._tags(p.tags)), [0.0, 0.0])
                 entry[0] += p.value
                 entry[1] += 1
-        return [f"{name}:{format_value(total / count)}|g{tags}"
-                for (name, tags), (total, count) in sums.items()]
-
-    def packets(self, lines: Sequence[str]) -> list[bytes]:
-        """Lines joined by newlines into datagrams of at most ``max_packet_bytes``."""
-        packets: list[bytes] = []
-        current: list[bytes] = []
-        size = 0
-        for line in lines:
-            encoded = line.encode()
-            if current and size + 1 + len(encoded) > self.max_packet_bytes:
-                packets.append(b"\n".join(current))
-                current, size = [], 0
-            size += len(encoded) + (1 if current else 0)
-            current.append(encoded)
-        if current:
-            packets.append(b"\n".join(current))
-        return packets
+        return [(name, total / count, tags) for (name, tags), (total, count) in sums.items()]
 
     def forward(self, points: Sequence[MetricPoint]) -> int:
-        """Send a batch; returns the number of lines sent. Never raises on network errors."""
-        lines = self.lines(points)
-        sent = 0
-        for packet in self.packets(lines):
-            try:
-                self._socket.sendto(packet, self.address)
-            except OSError as exc:
-                with self._lock:
-                    self._errors += 1
-                    first = self._errors == 1
-                if first:
-                    logger.warning("DogStatsD agent at %s:%d: %s (counting further errors)",
-                                   *self.address, exc)
-                continue
-            sent += packet.count(b"\n") + 1
-            with self._lock:
-                self._packets += 1
+        """Send a batch and flush it; returns the number of lines."""
+        samples = self.samples(points)
+        for name, value, tags in samples:
+            self._send(name, float(format_value(value)), tags=list(tags))
+        self.client.flush()
         with self._lock:
-            self._lines += sent
-        return sent
+            self._lines += len(samples)
+            self._batches += 1
+        return len(samples)
 
     @property
     def stats(self) -> DogStatsdStats:
         with self._lock:
-            return DogStatsdStats(self._lines, self._packets, self._errors)
+            return DogStatsdStats(self._lines, self._batches)
 
     def close(self) -> None:
-        self._socket.close()
+        self.client.flush()
+        self.client.close_socket()
 
 
 class ForwardingTransport(Transport):

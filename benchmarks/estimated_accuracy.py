@@ -12,6 +12,7 @@ accuracy, the three estimates, and whether driftloop says its estimate holds.
     .venv/bin/python benchmarks/estimated_accuracy.py               # 8 drifts, 1-2 minutes
     .venv/bin/python benchmarks/estimated_accuracy.py --quick       # 2 drifts
     .venv/bin/python benchmarks/estimated_accuracy.py --markdown    # tables for the docs
+    .venv/bin/python benchmarks/estimated_accuracy.py --pairs       # v2 against v1 (verification)
 
 NannyML runs as ``--nannyml-python benchmarks/nannyml_cbpe.py`` (default
 ``.venv-nannyml/bin/python``, made by ``make .venv-nannyml/.installed``); without it the
@@ -215,6 +216,30 @@ def summary_rows(windows: list[Window]) -> list[list[str]]:
     return rows
 
 
+def pair_rows(trainer: str, seed: int, quick: bool) -> list[list[str]]:
+    """Verification's question on each drift: is v2 (trained on snapshot 2) better than v1 on
+    the drifted traffic? Realized, by the estimate, and by confidence relative to each
+    version's own reference (what verification uses without labels)."""
+    rows = []
+    for drifting in SCENARIOS[:2] if quick else SCENARIOS:
+        scenario = build_scenario(drifting=drifting, seed=seed)
+        measured = []
+        for snapshot in (scenario.snapshot_1, scenario.snapshot_2):
+            trained = get_trainer(trainer, ModelConfig(trainer=trainer, data="reviews")).fit(
+                TrainingData(snapshot, "text", "label"))
+            scored = score(trained.predictor, scenario.drifted_traffic)
+            confidence = scored.probabilities.max(axis=1)
+            window = {"model_confidence": confidence, **scored.signals}
+            measured.append((
+                float(np.mean(scored.probabilities.argmax(axis=1) == scored.truth)),
+                estimate_window(trained.reference, window).accuracy,
+                float(confidence.mean()) - trained.reference.mean_confidence))
+        (r1, e1, c1), (r2, e2, c2) = measured
+        rows.append(["+".join(drifting), f"{r1:.3f} → {r2:.3f}", f"{r2 - r1:+.3f}",
+                     f"{e1:.3f} → {e2:.3f}", f"{e2 - e1:+.3f}", f"{c2 - c1:+.3f}"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainer", default="sklearn")
@@ -226,8 +251,16 @@ def main() -> None:
     parser.add_argument("--nannyml-python", type=Path,
                         default=HERE.parent / ".venv-nannyml" / "bin" / "python")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--pairs", action="store_true",
+                        help="only compare v1 and v2 (trained on snapshot 2) on drifted traffic")
     args = parser.parse_args()
     console = Console()
+    if args.pairs:
+        print_rows(console, ["drift", "realized v1 → v2", "difference", "estimated v1 → v2",
+                             "difference", "relative confidence difference"],
+                   pair_rows(args.trainer, args.seed, args.quick), markdown=args.markdown,
+                   title=f"v2 against v1 on drifted traffic ({args.trainer})")
+        return
     rng = np.random.default_rng(args.seed)
     jobs: list[tuple[Model, list[Scored], list[Window]]] = []
     for drifting in SCENARIOS[:2] if args.quick else SCENARIOS:

@@ -42,9 +42,8 @@ DetectorBuilder = Callable[["DetectorConfig", "ReferenceProfile | None", str], D
 DETECTORS: PluginFamily[DetectorBuilder] = PluginFamily("detector", noun="algorithm")
 """``detector.algorithm`` → ``build(config, reference, metric) -> DriftDetector``; installed
 packages add algorithms in the entry-point group ``driftloop.detectors``."""
-DETECTORS.register("chi_square", "driftloop.drift.factory:_chi_square")
-for _algorithm in ("cusum", "page_hinkley", "shape", "cusum_shape", "ks", "psi"):
-    DETECTORS.register(_algorithm, "driftloop.drift.factory:_numeric")
+for _algorithm in ("chi_square", "cusum", "page_hinkley", "shape", "cusum_shape", "ks", "psi"):
+    DETECTORS.register(_algorithm, f"driftloop.drift.factory:_{_algorithm}")
 
 
 def build_detector(
@@ -61,9 +60,11 @@ def build_detector(
 
 
 def _numeric(
-    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str,
+    make: Callable[[list[float]], DriftDetector],
 ) -> DriftDetector:
-    make = _numeric_factory(config)
+    """A detector on a numeric metric: ``make(reference values)`` against the metric's sample
+    of the reference profile, or against the stream's first values when there is none."""
     if reference is None:
         return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
     sample = NUMERIC_REFERENCES.get(metric)
@@ -75,23 +76,40 @@ def _numeric(
     return make(sample(reference))
 
 
-def _numeric_factory(config: DetectorConfig) -> Callable[[list[float]], DriftDetector]:
-    rate, shift, window = config.false_alarm_rate, config.min_shift, config.window
+def _cusum(config: DetectorConfig, reference: ReferenceProfile | None,
+           metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: CusumDetector(
+        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
 
-    def make(values: list[float]) -> DriftDetector:
-        if config.algorithm == "cusum":
-            return CusumDetector(values, false_alarm_rate=rate, min_shift=shift)
-        if config.algorithm == "page_hinkley":
-            return PageHinkleyDetector(values, false_alarm_rate=rate, min_shift=shift)
-        if config.algorithm == "shape":
-            return ShapeCusumDetector(values, false_alarm_rate=rate)
-        if config.algorithm == "cusum_shape":
-            return mean_and_shape_detector(values, false_alarm_rate=rate, min_shift=shift)
-        if config.algorithm == "ks":
-            return KSWindowDetector(values, window=window, false_alarm_rate=rate)
-        return PSIWindowDetector(values, window=window, false_alarm_rate=rate)
 
-    return make
+def _page_hinkley(config: DetectorConfig, reference: ReferenceProfile | None,
+                  metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: PageHinkleyDetector(
+        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
+
+
+def _shape(config: DetectorConfig, reference: ReferenceProfile | None,
+           metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: ShapeCusumDetector(
+        values, false_alarm_rate=config.false_alarm_rate))
+
+
+def _cusum_shape(config: DetectorConfig, reference: ReferenceProfile | None,
+                 metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: mean_and_shape_detector(
+        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
+
+
+def _ks(config: DetectorConfig, reference: ReferenceProfile | None,
+        metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: KSWindowDetector(
+        values, window=config.window, false_alarm_rate=config.false_alarm_rate))
+
+
+def _psi(config: DetectorConfig, reference: ReferenceProfile | None,
+         metric: str) -> DriftDetector:
+    return _numeric(config, reference, metric, lambda values: PSIWindowDetector(
+        values, window=config.window, false_alarm_rate=config.false_alarm_rate))
 
 
 def _chi_square(

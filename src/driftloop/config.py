@@ -264,6 +264,16 @@ class InsightsConfig(StrictModel):
 class KafkaConfig(StrictModel):
     """The ``kafka://`` transport's producer and the ``driftloop ingest`` consumer group."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dead_letter" in data:
+            raise ValueError("kafka.dead_letter (a local file) is gone: messages that cannot be "
+                             "decoded or stored now go to a dead-letter topic, "
+                             "kafka.dead_letter_topic (default <topic>.dead-letter); remove "
+                             "the key (docs/scaling.md)")
+        return data
+
     group_id: str = Field("driftloop-ingest", min_length=1)
     session_timeout: Duration = 10.0
     heartbeat_interval: Duration = 3.0
@@ -274,7 +284,8 @@ class KafkaConfig(StrictModel):
     poll_timeout: Duration = 0.5
     commit_interval: Duration = 1.0
     topic_partitions: int | None = Field(None, ge=1)
-    dead_letter: str = ".driftloop/ingest-dead-letter.jsonl"
+    dead_letter_topic: str | None = None
+    """Where undecodable or refused messages go; default ``<topic>.dead-letter``."""
     producer: dict[str, str] = Field(default_factory=dict)
     consumer: dict[str, str] = Field(default_factory=dict)
 

@@ -11,9 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from pydantic import ValidationError
 
 from driftloop.config import Config, InsightsConfig, KafkaConfig
 from driftloop.errors import BackendUnavailableError, ConfigError
@@ -171,10 +173,24 @@ def test_points_flow_from_the_sdk_through_kafka_into_the_store(
     worker = KafkaIngestWorker.from_config(config)
     stats = worker.run(threading.Event(), idle_exit=3.0)
     assert (stats.points, stats.stored, stats.duplicates, stats.dead_letters) == (600, 600, 0, 1)
-    dead = [json.loads(line) for line in config.path(config.kafka.dead_letter).read_text()
-            .splitlines()]
-    assert dead[0]["topic"] == topic
-    assert "undecodable" in dead[0]["error"]
+    assert stats.commits >= 1  # auto-commit of the stored offsets (and on close)
+    # the poison message is on the dead-letter topic, bytes, key and origin intact
+    dead_letters = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"dlq-{topic}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    dead_letters.subscribe([f"{topic}.dead-letter"])
+    try:
+        [dead] = dead_letters.consume(1, 20)
+    finally:
+        dead_letters.close()
+    assert (dead.value(), dead.key()) == (b"\x00garbage", b"reviews")
+    pairs = cast(list[tuple[str, bytes]], dead.headers() or [])
+    headers = {name: value.decode() for name, value in pairs}
+    assert headers["driftloop-topic"] == topic
+    assert headers["driftloop-error"].startswith("undecodable")
+    assert int(headers["driftloop-offset"]) >= 0
+    # and the ingest group moved past it: a second worker finds nothing left
+    again = KafkaIngestWorker.from_config(config).run(threading.Event(), idle_exit=2.0)
+    assert (again.messages, again.dead_letters) == (0, 0)
     store = store_of(config)
     counts = {r.group["model"]: r.count
               for r in store.query("model_confidence", "count", now - 700, now, group_by=["model"])}
@@ -417,3 +433,14 @@ def test_a_store_outage_rewinds_and_retries_the_batch(
     worker.close()
     assert count_points(database) == count_points(database).__class__(300, 300, 300)
     database.dispose()
+
+
+def test_the_dead_letter_file_setting_is_gone_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="dead_letter_topic"):
+        KafkaConfig.model_validate({"dead_letter": ".driftloop/dead.jsonl"})
+    assert KafkaConfig().dead_letter_topic is None
+    worker = KafkaIngestWorker("127.0.0.1:9", "insights", store_of(
+        kafka_config(tmp_path, "kafka://127.0.0.1:9/insights")))
+    assert worker.dead_letter_topic == "insights.dead-letter"
+    assert worker.consumer_config["enable.auto.commit"] is True
+    assert worker.consumer_config["enable.auto.offset.store"] is False

@@ -13,25 +13,25 @@ once the broker is back.
 Consumer side (:class:`KafkaIngestWorker`, ``driftloop ingest``): a member of the consumer group
 ``kafka.group_id``; several workers split the topic's partitions. Each poll takes up to
 ``kafka.max_batch_messages`` messages, writes their points to the metric store (idempotent by
-``point_id``), hands them to listeners, and only then marks their offsets for commit; offsets
-are committed every ``kafka.commit_interval`` seconds, when partitions are revoked and on
-close. Delivery is at least once: a worker killed after a store write and before the commit
-leaves those messages to the next owner of the partition, whose write skips every point already
-stored, so nothing is counted twice. A message that cannot be decoded, or whose points the store
-refuses as invalid, is appended to the dead-letter file ``kafka.dead_letter`` (raw bytes,
-partition and offset) instead of being dropped.
+``point_id``), hands them to listeners, and only then stores their offsets
+(``store_offsets``; ``enable.auto.offset.store`` is off); the client's auto-commit commits the
+stored offsets every ``kafka.commit_interval`` seconds, and they are committed when partitions
+are revoked and on close. Delivery is at least once: a worker killed after a store write and
+before the commit leaves those messages to the next owner of the partition, whose write skips
+every point already stored, so nothing is counted twice. A message that cannot be decoded, or
+whose points the store refuses as invalid, is produced to the dead-letter topic
+(``kafka.dead_letter_topic``, default ``<topic>.dead-letter``) with its key, its bytes and
+headers naming where it came from and why; its offset is stored only once the dead-letter
+topic has it, so nothing is dropped.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -324,18 +324,16 @@ class KafkaIngestWorker:
         settings: KafkaConfig | None = None,
         *,
         listeners: Iterable[PointListener] = (),
-        dead_letter: Path | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self.store = store
         self.settings = settings or KafkaConfig()
         self.listeners = list(listeners)
-        self.dead_letter = dead_letter
+        self.dead_letter_topic = self.settings.dead_letter_topic or f"{topic}.dead-letter"
         self._consumer: Consumer | None = None
-        self._pending: dict[int, int] = {}
+        self._dead_letter_producer: Producer | None = None
         self._assigned: set[int] = set()
-        self._last_commit = time.monotonic()
         self._backoff = _RETRY_BACKOFF[0]
         self._messages = 0
         self._points = 0
@@ -365,8 +363,7 @@ class KafkaIngestWorker:
             store = SqlMetricStore.from_config(
                 open_database(config.store, base_dir=config.base_dir), config.metrics
             )
-        return cls(address.bootstrap, address.topic, store, config.kafka, listeners=listeners,
-                   dead_letter=config.path(config.kafka.dead_letter))
+        return cls(address.bootstrap, address.topic, store, config.kafka, listeners=listeners)
 
     @property
     def consumer_config(self) -> dict[str, Any]:
@@ -375,8 +372,10 @@ class KafkaIngestWorker:
             "bootstrap.servers": self.bootstrap,
             "group.id": s.group_id,
             "client.id": "driftloop-ingest",
-            "enable.auto.commit": False,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": _milliseconds(s.commit_interval),
             "enable.auto.offset.store": False,
+            "on_commit": self._on_commit,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": _milliseconds(s.session_timeout),
             "heartbeat.interval.ms": _milliseconds(s.heartbeat_interval),
@@ -441,9 +440,11 @@ class KafkaIngestWorker:
         if consumer is None:
             return
         try:
-            self._commit(consumer, force=True)
+            self._commit_stored(consumer)
         finally:
             consumer.close()
+            if self._dead_letter_producer is not None:
+                self._dead_letter_producer.flush(self.settings.delivery_timeout)
 
     # --- one batch ------------------------------------------------------------------------
 
@@ -460,6 +461,7 @@ class KafkaIngestWorker:
             raise BackendUnavailableError(f"kafka {self.bootstrap}: {exc}") from exc
         batch: list[tuple[Message, list[MetricPoint]]] = []
         done: list[Message] = []
+        dead: list[tuple[Message, str]] = []
         for message in messages:
             error = message.error()
             if error is not None:
@@ -472,21 +474,21 @@ class KafkaIngestWorker:
             try:
                 batch.append((message, decode_message(message.value())))
             except (ValueError, UnicodeDecodeError) as exc:
-                self._dead_letter(message, f"undecodable: {exc}")
+                dead.append((message, f"undecodable: {exc}"))
         try:
-            stored = self._store(batch) if batch else 0
+            stored = self._store(batch, dead) if batch else 0
+            if dead:
+                self._send_dead_letters(dead)
         except BackendUnavailableError as exc:
             self._store_failures += 1
-            logger.warning("metric store unavailable (%s); reading the batch again in %.1fs",
-                           exc, self._backoff)
+            logger.warning("metric store or dead-letter topic unavailable (%s); reading the "
+                           "batch again in %.1fs", exc, self._backoff)
             self._rewind(consumer, done)
             time.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, _RETRY_BACKOFF[1])
             return 0
         self._backoff = _RETRY_BACKOFF[0]
-        for message in done:
-            self._mark(message)
-        self._commit(consumer, force=False)
+        self._store_offsets(consumer, done)
         return stored
 
     def _rewind(self, consumer: Consumer, messages: list[Message]) -> None:
@@ -503,23 +505,25 @@ class KafkaIngestWorker:
                 # no longer ours: its next owner starts from the last committed offset
                 logger.info("ingest: cannot rewind partition %d (%s)", partition, exc)
 
-    def _store(self, batch: list[tuple[Message, list[MetricPoint]]]) -> int:
+    def _store(self, batch: list[tuple[Message, list[MetricPoint]]],
+               dead: list[tuple[Message, str]]) -> int:
         points = [point for _, decoded in batch for point in decoded]
         try:
             new = self._write(points)
         except InvalidInputError:
-            return self._store_one_by_one(batch)
+            return self._store_one_by_one(batch, dead)
         self._messages += len(batch)
         self._deliver(points)
         return new
 
-    def _store_one_by_one(self, batch: list[tuple[Message, list[MetricPoint]]]) -> int:
+    def _store_one_by_one(self, batch: list[tuple[Message, list[MetricPoint]]],
+                          dead: list[tuple[Message, str]]) -> int:
         new = 0
         for message, points in batch:
             try:
                 new += self._write(points)
             except InvalidInputError as exc:
-                self._dead_letter(message, f"refused by the store: {exc.message}")
+                dead.append((message, f"refused by the store: {exc.message}"))
                 continue
             self._messages += 1
             self._deliver(points)
@@ -539,51 +543,78 @@ class KafkaIngestWorker:
             except Exception:
                 logger.exception("ingest listener %r failed on %d points", listener, len(points))
 
-    def _mark(self, message: Message) -> None:
-        partition, offset = message.partition(), message.offset()
-        if partition is None or offset is None:
-            return
-        if partition in self._assigned:
-            self._pending[partition] = max(self._pending.get(partition, 0), offset + 1)
-
-    def _commit(self, consumer: Consumer, *, force: bool,
-                partitions: Iterable[int] | None = None) -> None:
-        if not self._pending:
-            return
-        if not force and time.monotonic() - self._last_commit < self.settings.commit_interval:
-            return
-        chosen = set(self._pending) if partitions is None else set(partitions) & set(self._pending)
-        offsets = [TopicPartition(self.topic, p, self._pending[p]) for p in sorted(chosen)]
-        if not offsets:
+    def _store_offsets(self, consumer: Consumer, messages: list[Message]) -> None:
+        """Store the next offset of each partition's last handled message; auto-commit
+        commits it."""
+        last: dict[int, int] = {}
+        for message in messages:
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None and partition in self._assigned:
+                last[partition] = max(last.get(partition, 0), offset + 1)
+        if not last:
             return
         try:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            consumer.store_offsets(offsets=[TopicPartition(self.topic, partition, offset)
+                                            for partition, offset in sorted(last.items())])
         except KafkaException as exc:
-            # the next owner of these partitions re-reads from the last commit; the store
-            # skips what it already holds
+            # revoked meanwhile: its next owner re-reads from the last commit; the store skips
+            # what it already holds
+            logger.info("ingest: offsets not stored (%s); those messages will be redelivered",
+                        exc)
+
+    def _commit_stored(self, consumer: Consumer) -> None:
+        """Commit the stored offsets now (on revoke and close, besides auto-commit)."""
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
+                return  # nothing stored since the last commit
             logger.warning("kafka offset commit failed (%s); those messages will be redelivered",
                            exc)
-        else:
-            self._commits += 1
-        for partition in chosen:
-            self._pending.pop(partition, None)
-        self._last_commit = time.monotonic()
 
-    def _dead_letter(self, message: Message, reason: str) -> None:
-        self._dead_letters += 1
-        value = message.value() or b""
-        record = {
-            "topic": message.topic(), "partition": message.partition(),
-            "offset": message.offset(), "error": reason, "at": time.time(),
-            "value_base64": base64.b64encode(value).decode(),
-        }
-        logger.error("kafka message %s[%s]@%s set aside: %s", message.topic(),
-                     message.partition(), message.offset(), reason)
-        if self.dead_letter is None:
-            return
-        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
-        with self.dead_letter.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        del partitions
+        if error is None:
+            self._commits += 1
+        elif error.code() != KafkaError._NO_OFFSET:
+            logger.warning("kafka offset commit failed: %s", error)
+
+    def _send_dead_letters(self, dead: list[tuple[Message, str]]) -> None:
+        """Produce each message to the dead-letter topic and wait for the broker to have
+        them all; raise :class:`BackendUnavailableError` if it does not (the batch is read
+        again, so nothing is dropped)."""
+        producer = self._dead_letter_producer
+        if producer is None:
+            ensure_topic(self.bootstrap, self.dead_letter_topic, 1)
+            producer = self._dead_letter_producer = Producer({
+                "bootstrap.servers": self.bootstrap, "client.id": "driftloop-ingest-dlq",
+                "enable.idempotence": True, "logger": logger,
+                "message.timeout.ms": _milliseconds(self.settings.delivery_timeout),
+                **self.settings.producer})
+        failures: list[str] = []
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            del message
+            if error is not None:
+                failures.append(str(error))
+
+        for message, reason in dead:
+            logger.error("kafka message %s[%s]@%s set aside to %s: %s", message.topic(),
+                         message.partition(), message.offset(), self.dead_letter_topic, reason)
+            producer.produce(
+                self.dead_letter_topic, value=message.value(), key=message.key(),
+                headers=[("driftloop-error", reason.encode()),
+                         ("driftloop-topic", str(message.topic()).encode()),
+                         ("driftloop-partition", str(message.partition()).encode()),
+                         ("driftloop-offset", str(message.offset()).encode())],
+                on_delivery=report)
+        left = producer.flush(self.settings.delivery_timeout)
+        if failures or left:
+            raise BackendUnavailableError(
+                f"kafka {self.bootstrap}: the dead-letter topic {self.dead_letter_topic!r} did "
+                f"not take {len(failures) + left} message(s): {failures[:1]}")
+        self._dead_letters += len(dead)
 
     # --- rebalances -----------------------------------------------------------------------
 
@@ -593,18 +624,12 @@ class KafkaIngestWorker:
         logger.info("ingest: assigned partitions %s", sorted(self._assigned))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        revoked = {p.partition for p in partitions}
-        self._commit(consumer, force=True, partitions=revoked)
-        self._assigned -= revoked
-        for partition in revoked:
-            self._pending.pop(partition, None)
+        self._commit_stored(consumer)
+        self._assigned -= {p.partition for p in partitions}
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         del consumer
-        lost = {p.partition for p in partitions}
-        self._assigned -= lost
-        for partition in lost:
-            self._pending.pop(partition, None)
+        self._assigned -= {p.partition for p in partitions}
 
     @property
     def stats(self) -> IngestStats:

@@ -7,6 +7,8 @@ Every rejection names the file, the key path and what was expected.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -332,6 +334,31 @@ class JiraNotifierConfig(StrictModel):
     api_version: Literal[2, 3] = 2
 
 
+WebhookSignature = Literal["standard", "legacy"]
+"""How webhooks are signed: ``standard`` (the Standard Webhooks specification: ``webhook-id``,
+``webhook-timestamp`` and ``webhook-signature``) or ``legacy`` (driftloop's first scheme, an
+HMAC-SHA256 of the body alone, and for inbound hooks a bearer token too)."""
+
+STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
+
+
+def standard_webhook_key(secret: str, *, where: str) -> bytes:
+    """The key of a Standard Webhooks secret, ``whsec_`` + base64 of 24 to 64 random bytes."""
+    hint = (f"{where}: a Standard Webhooks secret is {STANDARD_SECRET_PREFIX!r} followed by the "
+            "base64 of 24 to 64 random bytes (python -c \"import base64, secrets; "
+            "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"), or set "
+            "signature: legacy")
+    if not secret.startswith(STANDARD_SECRET_PREFIX):
+        raise ValueError(hint)
+    try:
+        key = base64.b64decode(secret[len(STANDARD_SECRET_PREFIX):], validate=True)
+    except binascii.Error:
+        raise ValueError(hint) from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(hint)
+    return key
+
+
 class WebhookNotifierConfig(StrictModel):
     type: Literal["webhook"]
     url: str
@@ -339,7 +366,14 @@ class WebhookNotifierConfig(StrictModel):
     headers: dict[str, str] = Field(default_factory=dict)
     payload: Any = None
     hmac_secret: str | None = None
+    signature: WebhookSignature = "standard"
     hmac_header: str = "X-Driftloop-Signature"
+
+    @model_validator(mode="after")
+    def _standard_secret(self) -> WebhookNotifierConfig:
+        if self.hmac_secret and self.signature == "standard":
+            standard_webhook_key(self.hmac_secret, where="hmac_secret")
+        return self
 
 
 class GithubDispatchNotifierConfig(StrictModel):
@@ -452,6 +486,14 @@ class PipelineConfig(StrictModel):
 
 class HooksConfig(StrictModel):
     secret: str | None = None
+    signature: WebhookSignature = "standard"
+    tolerance: Duration = Field(300.0, gt=0)
+
+    @model_validator(mode="after")
+    def _standard_secret(self) -> HooksConfig:
+        if self.secret and self.signature == "standard":
+            standard_webhook_key(self.secret, where="hooks.secret")
+        return self
 
 
 class DashboardConfig(StrictModel):

@@ -46,8 +46,9 @@ from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.notify import Notifier
 from driftloop.notify.graphs import graph_router
-from driftloop.notify.inbound import InboundAlert, inbound_router
+from driftloop.notify.inbound import HookVerifier, InboundAlert, inbound_router
 from driftloop.notify.router import NotificationRouter
+from driftloop.notify.signatures import ReceiptStore
 from driftloop.pipeline.api import jobs_router
 from driftloop.pipeline.queue import JobQueue
 from driftloop.pipeline.retry import RetryPolicy
@@ -256,7 +257,8 @@ class DriftloopSystem:
                                   clock=self.options.clock),
             session_secret=self.session_secret(),
         )
-        inbound = inbound_router(self.config.hooks.secret, self.handle_inbound_alert)
+        inbound = inbound_router(HookVerifier(self.config.hooks, ReceiptStore(self.database)),
+                                 self.handle_inbound_alert)
         app = create_app(
             self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
             feedback=self.feedback,

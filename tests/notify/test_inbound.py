@@ -1,16 +1,22 @@
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
 import json
+import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from standardwebhooks.webhooks import Webhook
 
-from driftloop.errors import NotFoundError
+from driftloop.config import HooksConfig, WebhookSignature
+from driftloop.errors import ConfigError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
 from driftloop.notify import (
     GraphStore,
@@ -21,11 +27,13 @@ from driftloop.notify import (
     render_graph,
 )
 from driftloop.notify.base import ThresholdLines
-from driftloop.notify.inbound import incident_id_for, parse_alert_payload
+from driftloop.notify.inbound import HookVerifier, incident_id_for, parse_alert_payload
+from driftloop.notify.signatures import ReceiptStore, StandardSigner
 from driftloop.store.database import Database
 from notify.fake_services import make_config
 
-SECRET = "hook-secret-0123456789"
+SECRET = "whsec_" + base64.b64encode(b"hook-secret-0123456789-abcdef01").decode()
+LEGACY_SECRET = "hook-secret-0123456789"
 
 # Alertmanager's documented webhook body (version 4), as sent for a firing group; the rule
 # carries a `model` label.
@@ -96,21 +104,33 @@ class RecordingHandler:
         return f"inc-{len(self.alerts)}"
 
 
-def client_for(handler: RecordingHandler, secret: str | None = SECRET) -> TestClient:
+def client_for(handler: Any, database: Database, secret: str | None = SECRET, *,
+               signature: WebhookSignature = "standard", tolerance: float = 300.0) -> TestClient:
+    hooks = HooksConfig(secret=secret, signature=signature, tolerance=tolerance)
     app = FastAPI()
-    app.include_router(inbound_router(secret, handler))
+    app.include_router(inbound_router(HookVerifier(hooks, ReceiptStore(database)), handler))
     return TestClient(app)
 
 
-def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
+def signed(body: bytes, secret: str = SECRET, *, timestamp: float | None = None,
+           message_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers, as a sender using the reference library makes them."""
+    headers = StandardSigner(secret).headers(message_id or f"msg_{uuid.uuid4().hex}", body,
+                                             timestamp=time.time() if timestamp is None
+                                             else timestamp)
+    return {**headers, "Content-Type": "application/json"}
+
+
+def legacy_signed(body: bytes, secret: str = LEGACY_SECRET) -> dict[str, str]:
     digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return {"X-Driftloop-Signature": f"sha256={digest}", "Content-Type": "application/json"}
 
 
-def test_alertmanager_payload_with_hmac_signature() -> None:
+def test_alertmanager_payload_with_a_standard_webhooks_signature(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
-    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=signed(body))
     assert response.status_code == 202, response.text
     assert response.json()["incident_id"] == "inc-1"
     [alert] = handler.alerts
@@ -136,10 +156,11 @@ def test_alertmanager_resolved_and_several_alerts() -> None:
                                                      ("support-router", "resolved")]
 
 
-def test_datadog_default_payload_with_bearer_token() -> None:
+def test_datadog_default_payload_with_a_bearer_token_in_legacy_mode(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler).post(
-        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": f"Bearer {SECRET}"})
+    client = client_for(handler, database, LEGACY_SECRET, signature="legacy")
+    response = client.post("/v1/hooks/alert", json=DATADOG_PAYLOAD,
+                           headers={"Authorization": f"Bearer {LEGACY_SECRET}"})
     assert response.status_code == 202, response.text
     [alert] = handler.alerts
     assert (alert.source, alert.model, alert.status) == ("datadog", "review-classifier",
@@ -172,25 +193,114 @@ def test_datadog_custom_payload_recovery_and_tags() -> None:
         {"Authorization": f"Basic {SECRET}"},
     ],
 )
-def test_missing_or_bad_credentials_are_401(headers: dict[str, str]) -> None:
+def test_missing_or_bad_credentials_are_401(headers: dict[str, str],
+                                           database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler).post("/v1/hooks/alert", json=DATADOG_PAYLOAD, headers=headers)
+    response = client_for(handler, database).post("/v1/hooks/alert", json=DATADOG_PAYLOAD,
+                                                  headers=headers)
     assert response.status_code == 401
     assert handler.alerts == []
 
 
-def test_signature_over_a_different_body_is_401() -> None:
+def test_a_request_signed_by_the_reference_library_is_accepted(database: Database) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD)
+    now = int(time.time())
+    signature = Webhook(SECRET).sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+                                     datetime.fromtimestamp(now, UTC), body)
+    headers = {"webhook-id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "webhook-timestamp": str(now),
+               "webhook-signature": f"v1,{'A' * 43}= {signature}"}
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=headers)
+    assert response.status_code == 202, response.text
+
+
+def test_a_replayed_request_is_refused_on_every_replica(database: Database) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    headers = signed(body)
+    assert client_for(handler, database).post(
+        "/v1/hooks/alert", content=body, headers=headers).status_code == 202
+    replica = client_for(handler, database)  # another process on the same store
+    replay = replica.post("/v1/hooks/alert", content=body, headers=headers)
+    assert replay.status_code == 409
+    assert "already received" in replay.json()["detail"]
+    assert len(handler.alerts) == 1
+    fresh = replica.post("/v1/hooks/alert", content=body, headers=signed(body))
+    assert fresh.status_code == 202
+
+
+def test_a_request_outside_the_tolerance_is_refused(database: Database) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    client = client_for(handler, database, tolerance=60)
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    for skew in (-62.0, 62.0):
+        response = client.post("/v1/hooks/alert", content=body,
+                               headers=signed(body, timestamp=time.time() + skew))
+        assert response.status_code == 401
+        assert "tolerance is 60 s" in response.json()["detail"]
+    assert client.post("/v1/hooks/alert", content=body,
+                       headers=signed(body, timestamp=time.time() - 50)).status_code == 202
+    assert handler.alerts != []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"webhook-timestamp": "12e9"},
+        {"webhook-timestamp": "-5"},
+        {"webhook-signature": "v1,not base64!"},
+        {"webhook-signature": "v2,AAAA"},
+        {"webhook-id": ""},
+        {"webhook-id": "x" * 300},
+    ],
+)
+def test_malformed_standard_headers_are_401(change: dict[str, str], database: Database) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    headers = {**signed(body), **change}
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=headers)
+    assert response.status_code == 401
+    assert handler.alerts == []
+
+
+def test_the_legacy_scheme_is_refused_unless_configured(database: Database) -> None:
+    handler = RecordingHandler({"review-classifier"})
+    body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
+    standard = client_for(handler, database)
+    for headers in (legacy_signed(body, SECRET), {"Authorization": f"Bearer {SECRET}"}):
+        assert standard.post("/v1/hooks/alert", content=body,
+                             headers=headers).status_code == 401
+    legacy = client_for(handler, database, LEGACY_SECRET, signature="legacy")
+    assert legacy.post("/v1/hooks/alert", content=body,
+                       headers=legacy_signed(body)).status_code == 202
+    assert legacy.post("/v1/hooks/alert", content=body, headers={
+        "Authorization": f"Bearer {LEGACY_SECRET}"}).status_code == 202
+
+
+def test_a_standard_secret_must_be_whsec_base64() -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        HooksConfig(secret="plain-text-secret")
+    with pytest.raises(ValueError, match="whsec_"):
+        HooksConfig(secret="whsec_" + base64.b64encode(b"short").decode())
+    assert HooksConfig(secret="plain-text-secret", signature="legacy").secret
+    with pytest.raises(ConfigError, match="whsec_"):
+        StandardSigner("whsec_!!")
+
+
+def test_signature_over_a_different_body_is_401(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     tampered = body.replace(b"review-classifier", b"other-model")
-    response = client_for(handler).post("/v1/hooks/alert", content=tampered,
+    response = client_for(handler, database).post("/v1/hooks/alert", content=tampered,
                                         headers=signed(body))
     assert response.status_code == 401
 
 
-def test_no_secret_configured_refuses_everything() -> None:
+def test_no_secret_configured_refuses_everything(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler, secret=None).post(
+    response = client_for(handler, database, secret=None).post(
         "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": "Bearer "})
     assert response.status_code == 401
     assert "hooks.secret" in response.json()["detail"]
@@ -212,9 +322,10 @@ def test_no_secret_configured_refuses_everything() -> None:
          "names no model"),
     ],
 )
-def test_malformed_payloads_are_422(body: bytes, message: str) -> None:
+def test_malformed_payloads_are_422(body: bytes, message: str, database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=signed(body))
     assert response.status_code == 422
     assert message in response.json()["detail"]
 
@@ -227,16 +338,15 @@ def test_unknown_model_is_404(database: Database) -> None:
         return "job-1"
 
     handler = InboundRetrainHandler(make_config(models={"other-model": {}}), enqueue)
-    app = FastAPI()
-    app.include_router(inbound_router(SECRET, handler))
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
-    response = TestClient(app).post("/v1/hooks/alert", content=body, headers=signed(body))
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=signed(body))
     assert response.status_code == 404
     assert "review-classifier" in response.json()["detail"]
     assert jobs == []
 
 
-def test_retrain_handler_enqueues_while_firing() -> None:
+def test_retrain_handler_enqueues_while_firing(database: Database) -> None:
     jobs: list[tuple[str, str | None, str]] = []
 
     def enqueue(model: str, incident_id: str | None, reason: str) -> str:
@@ -244,9 +354,7 @@ def test_retrain_handler_enqueues_while_firing() -> None:
         return "job-1"
 
     handler = InboundRetrainHandler(make_config(), enqueue)
-    app = FastAPI()
-    app.include_router(inbound_router(SECRET, handler))
-    client = TestClient(app)
+    client = client_for(handler, database)
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     response = client.post("/v1/hooks/alert", content=body, headers=signed(body))
     assert response.status_code == 202
@@ -279,8 +387,9 @@ def test_graph_router_serves_stored_graphs(database: Database) -> None:
     assert client.get(f"/v1/graphs/{'f' * 32}.png").status_code == 404
 
 
-def test_oversized_body_is_413() -> None:
+def test_oversized_body_is_413(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = b'{"title": "' + b"x" * 1_100_000 + b'"}'
-    response = client_for(handler).post("/v1/hooks/alert", content=body, headers=signed(body))
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
+                                                  headers=signed(body))
     assert response.status_code == 413

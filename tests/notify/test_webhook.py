@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from driftloop.errors import ConfigError
 from driftloop.notify import NotificationRouter
@@ -22,7 +24,7 @@ from notify.fake_services import (
 SECRET = "s3cr3t-shared"
 
 
-def test_payload_template_headers_and_hmac_signature(
+def test_payload_template_headers_and_legacy_hmac_signature(
     server: FakeApiServer, database: Database
 ) -> None:
     def verify(request: Recorded) -> Reply:
@@ -47,6 +49,7 @@ def test_payload_template_headers_and_hmac_signature(
             "tags": ["model:{{model}}", "{{state}}"],
         },
         "hmac_secret": SECRET,
+        "signature": "legacy",
         "hmac_header": "X-Hub-Signature-256",
     }})
     router = NotificationRouter(config, database)
@@ -68,6 +71,44 @@ def test_payload_template_headers_and_hmac_signature(
         "text": "value fell to {{event_id}}",  # values are inserted literally
         "tags": ["model:review-classifier", "ALERT"],
     }
+
+
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the specification's example secret
+
+
+def test_standard_webhooks_signature_verified_by_the_reference_library(
+    server: FakeApiServer, database: Database
+) -> None:
+    receiver = Webhook(STANDARD_SECRET)
+    seen: list[str] = []
+
+    def verify(request: Recorded) -> Reply:
+        try:
+            receiver.verify(request.body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            return Reply(401, {"error": str(exc)})
+        seen.append(request.headers["webhook-id"])
+        return Reply(204 if len(seen) > 1 else 503, {})
+
+    server.route("POST", "/hook", verify)
+    config = make_config({"ops": {"type": "webhook", "url": server.url + "/hook",
+                                  "hmac_secret": STANDARD_SECRET}})
+    router = NotificationRouter(config, database, sleep=lambda _s: None)
+    [result] = router.dispatch(make_event(handles=("ops",), message="drop @ops"))
+    assert result.status == "delivered", result.error
+    first, second = server.to("/hook")
+    assert seen == ["evt-1", "evt-1"]  # a retry is the same message: the same webhook-id
+    assert abs(int(second.headers["webhook-timestamp"]) - time.time()) < 30
+    assert "x-driftloop-signature" not in first.headers
+    tampered = first.body.replace(b"ALERT", b"OK")
+    with pytest.raises(WebhookVerificationError):
+        receiver.verify(tampered, dict(first.headers))
+
+
+def test_a_standard_signature_needs_a_whsec_secret() -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        make_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
+                             "hmac_secret": "plain-secret"}})
 
 
 def test_generic_webhook_can_call_github_workflow_dispatch(

@@ -1,10 +1,15 @@
 """Inbound alerts: ``POST /v1/hooks/alert`` takes Datadog webhook and Prometheus Alertmanager
 (webhook version 4) payloads, so teams that monitor elsewhere can drive driftloop's retraining.
 
-Requests must carry the shared secret: ``X-Driftloop-Signature: sha256=<hex HMAC-SHA256 of the
-body>`` or ``Authorization: Bearer <secret>``. Answers: 202 with the incident id(s); 401 for a
-missing or wrong secret; 404 when the alert names an unknown model; 413 for a body over 1 MiB;
-422 for a payload that is neither format.
+Requests must be signed with ``hooks.secret`` following the Standard Webhooks specification
+(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``; :mod:`driftloop.notify.signatures`):
+a timestamp further than ``hooks.tolerance`` from the server's clock, or a ``webhook-id`` seen
+before (on any replica), is refused. With ``hooks.signature: legacy`` the first scheme is
+accepted instead: ``X-Driftloop-Signature: sha256=<hex HMAC-SHA256 of the body>`` or
+``Authorization: Bearer <secret>`` (what Alertmanager's ``http_config`` and Datadog's custom
+headers can send). Answers: 202 with the incident id(s); 401 for a missing, wrong, stale or
+unsigned request; 404 when the alert names an unknown model; 409 for a replay; 413 for a body
+over 1 MiB; 422 for a payload that is neither format.
 
 Which model an alert is about: Alertmanager's ``model`` label (of the alert, else the common
 labels); for Datadog, a ``model`` field or a ``model:<name>`` tag in ``tags`` / ``alert_scope``
@@ -18,6 +23,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,9 +32,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from driftloop.config import Config
-from driftloop.errors import DriftloopError, InvalidInputError, NotFoundError
+from driftloop.config import Config, HooksConfig
+from driftloop.errors import AuthError, DriftloopError, InvalidInputError, NotFoundError
 from driftloop.notify.retrain import EnqueueRetrain
+from driftloop.notify.signatures import ReceiptStore, StandardSigner, legacy_signature
 
 logger = logging.getLogger(__name__)
 
@@ -179,11 +186,13 @@ def parse_datadog(payload: Mapping[str, Any]) -> InboundAlert:
 
 
 def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    """The legacy ``X-Driftloop-Signature`` value of ``body``."""
+    return legacy_signature(secret, body)
 
 
-def verify_request(secret: str | None, body: bytes, headers: Mapping[str, str]) -> bool:
-    """True when the request carries the shared secret (HMAC signature or bearer token)."""
+def verify_legacy_request(secret: str | None, body: bytes, headers: Mapping[str, str]) -> bool:
+    """True when the request carries the shared secret the legacy way (an HMAC signature of the
+    body, or a bearer token): neither has a timestamp, so a captured request replays."""
     if not secret:
         return False
     signed = headers.get(SIGNATURE_HEADER.lower()) or headers.get(SIGNATURE_HEADER)
@@ -193,6 +202,32 @@ def verify_request(secret: str | None, body: bytes, headers: Mapping[str, str]) 
     scheme, _, token = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
                                                               secret.encode())
+
+
+class HookVerifier:
+    """Admits a signed request to ``/v1/hooks/alert`` as ``hooks`` says, or raises
+    :class:`AuthError` (401) or :class:`~driftloop.errors.ConflictError` (409, a replay)."""
+
+    def __init__(self, hooks: HooksConfig, receipts: ReceiptStore,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.hooks = hooks
+        self.receipts = receipts
+        self.clock = clock
+        self._signer = (StandardSigner(hooks.secret, where="hooks.secret")
+                        if hooks.secret and hooks.signature == "standard" else None)
+
+    def __call__(self, body: bytes, headers: Mapping[str, str]) -> None:
+        secret = self.hooks.secret
+        if not secret:
+            raise AuthError("inbound alerts are disabled until hooks.secret is set")
+        if self.hooks.signature == "legacy":
+            if verify_legacy_request(secret, body, headers):
+                return
+            raise AuthError(f"missing or invalid {SIGNATURE_HEADER} signature or bearer token")
+        assert self._signer is not None
+        message_id, _ = self._signer.verify(body, headers, now=self.clock(),
+                                            tolerance=self.hooks.tolerance)
+        self.receipts.claim("hooks", message_id, keep_for=2 * self.hooks.tolerance)
 
 
 # -- the handler that maps alerts to retrains -------------------------------------------------
@@ -231,11 +266,13 @@ class InboundRetrainHandler:
 AlertHandler = Callable[[InboundAlert], str]
 
 
-def inbound_router(secret: str | None, handler: AlertHandler) -> APIRouter:
+def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
+                   handler: AlertHandler) -> APIRouter:
     """A FastAPI ``APIRouter`` with ``POST /v1/hooks/alert``.
 
-    ``secret`` is ``hooks.secret``; while it is unset every request is refused (401), so a
-    fresh install never lets anyone on the network start retrains.
+    ``verify`` (a :class:`HookVerifier` of ``hooks``) admits a request or raises; while
+    ``hooks.secret`` is unset every request is refused (401), so a fresh install never lets
+    anyone on the network start retrains.
     """
     router = APIRouter()
 
@@ -252,10 +289,10 @@ def inbound_router(secret: str | None, handler: AlertHandler) -> APIRouter:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(413, f"body over {MAX_BODY_BYTES} bytes")
-        if not secret:
-            return error(401, "inbound alerts are disabled until hooks.secret is set")
-        if not verify_request(secret, body, request.headers):
-            return error(401, f"missing or invalid {SIGNATURE_HEADER} signature or bearer token")
+        try:
+            await run_in_threadpool(verify, body, request.headers)
+        except DriftloopError as exc:
+            return error(exc.status_code, exc.message)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -290,6 +327,7 @@ def inbound_router(secret: str | None, handler: AlertHandler) -> APIRouter:
 __all__ = [
     "SIGNATURE_HEADER",
     "AlertHandler",
+    "HookVerifier",
     "InboundAlert",
     "InboundRetrainHandler",
     "inbound_router",
@@ -298,5 +336,5 @@ __all__ = [
     "parse_alertmanager",
     "parse_datadog",
     "signature",
-    "verify_request",
+    "verify_legacy_request",
 ]

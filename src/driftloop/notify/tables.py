@@ -1,5 +1,6 @@
 """Tables of driftloop.notify: routed events, the per-attempt delivery log, the idempotency
-claims, Jira incident → issue links and the stored graph images."""
+claims, Jira incident → issue links, the stored graph images and the receipts of signed inbound
+webhooks."""
 
 from __future__ import annotations
 
@@ -84,6 +85,17 @@ notify_graphs = sa.Table(
 )
 """PNG graphs linked from notifications, served at ``/v1/graphs/<id>.png``."""
 
+notify_webhook_receipts = sa.Table(
+    "notify_webhook_receipts",
+    METADATA,
+    # sha256 hex of "<source>\n<webhook-id>"
+    sa.Column("receipt", sa.String(64), primary_key=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+"""The ids of the signed webhooks received, while a replay of them could still pass the
+timestamp check (driftloop.notify.signatures.ReceiptStore)."""
+
 __all__ = [
     "METADATA",
     "notify_deliveries",
@@ -91,4 +103,5 @@ __all__ = [
     "notify_graphs",
     "notify_jira_issues",
     "notify_sent",
+    "notify_webhook_receipts",
 ]

@@ -1,5 +1,7 @@
 """A generic webhook: any URL and method, custom headers, a JSON payload template with the
-monitor-message variables, and an optional HMAC-SHA256 signature over the body.
+monitor-message variables, and an optional signature: by default the Standard Webhooks headers
+(``webhook-id``, ``webhook-timestamp``, ``webhook-signature``; :mod:`driftloop.notify.signatures`),
+with ``signature: legacy`` an HMAC-SHA256 of the body alone in ``hmac_header``.
 
 Enough on its own to call GitHub's ``workflow_dispatch`` endpoint (``{"ref": "master"}`` with an
 ``Authorization: token ...`` header); :mod:`driftloop.notify.github` is the first-class form.
@@ -7,24 +9,20 @@ Enough on its own to call GitHub's ``workflow_dispatch`` endpoint (``{"ref": "ma
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import time
+from collections.abc import Callable
 
 from driftloop.config import WebhookNotifierConfig
 from driftloop.notify.base import DeliveryResult, Notification, Notifier
 from driftloop.notify.http_requests import HttpSender
+from driftloop.notify.signatures import StandardSigner, legacy_signature
 from driftloop.notify.variables import (
     VARIABLES,
     notification_variables,
     render_payload,
     render_text,
 )
-
-
-def sign_body(secret: str, body: bytes) -> str:
-    """``sha256=<hex>``: the HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def default_payload() -> dict[str, str]:
@@ -34,9 +32,12 @@ def default_payload() -> dict[str, str]:
 
 class WebhookNotifier(Notifier):
     def __init__(self, config: WebhookNotifierConfig, *, name: str = "webhook",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
         self.name = name
         self.config = config
+        self.clock = clock
+        self._signer = (StandardSigner(config.hmac_secret, where=f"notifiers.{name}.hmac_secret")
+                        if config.hmac_secret and config.signature == "standard" else None)
         self._http = HttpSender(timeout=timeout, service=f"webhook {name}")
 
     def render(self, notification: Notification) -> tuple[dict[str, str], bytes]:
@@ -50,8 +51,11 @@ class WebhookNotifier(Notifier):
             body = json.dumps(rendered, separators=(",", ":"), ensure_ascii=False).encode()
             if not any(key.lower() == "content-type" for key in headers):
                 headers["Content-Type"] = "application/json"
-        if self.config.hmac_secret:
-            headers[self.config.hmac_header] = sign_body(self.config.hmac_secret, body)
+        if self._signer is not None:
+            headers.update(self._signer.headers(notification.event_id, body,
+                                                timestamp=self.clock()))
+        elif self.config.hmac_secret:
+            headers[self.config.hmac_header] = legacy_signature(self.config.hmac_secret, body)
         return headers, body
 
     def send(self, notification: Notification) -> DeliveryResult:

@@ -60,7 +60,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "driftloop.serving.tables",
 )
 
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 """Every revision of :mod:`driftloop.store.migrations`, oldest first (a test checks them)."""
 
 HEAD_REVISION = REVISIONS[-1]

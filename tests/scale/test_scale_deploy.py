@@ -198,3 +198,96 @@ def test_kubernetes_objects_fit_together() -> None:
         assert spec["selector"]["matchLabels"].items() <= labels.items(), obj["metadata"]
         volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
         assert volumes["config"]["configMap"]["name"] == "driftloop-config"
+
+
+# --- against the real schemas -----------------------------------------------------------
+
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+"""The oldest and newest Kubernetes releases the manifests are checked against (the newest is
+the newest schema kubernetes-validate ships)."""
+
+
+def kustomize_build() -> list[dict[str, Any]]:
+    """What ``kustomize build deploy/k8s`` renders, for the features the kustomization uses
+    (its resources, in order); another feature fails here rather than go unchecked."""
+    [kustomization] = documents(DEPLOY / "k8s" / "kustomization.yaml")
+    used = set(kustomization) - {"apiVersion", "kind", "resources"}
+    assert not used, f"teach kustomize_build {sorted(used)} before the kustomization uses it"
+    return [doc for name in kustomization["resources"]
+            for doc in documents(DEPLOY / "k8s" / name)]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_for_kubernetes(version: str) -> None:
+    import kubernetes_validate
+
+    objects = kustomize_build()
+    assert objects
+    for obj in objects:
+        # strict: an unknown field (a typo) fails, as the API server's strict field
+        # validation would
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_a_wrong_manifest_fails_the_schema() -> None:
+    import kubernetes_validate
+
+    [control] = [o for o in kustomize_build()
+                 if o["kind"] == "Deployment" and o["metadata"]["name"] == "driftloop-control"]
+    control["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(control, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_the_compose_file_is_valid_for_the_compose_specification() -> None:
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor")
+                        .joinpath("compose-spec.json").read_text())
+    jsonschema.validate(compose(), schema)
+    broken = compose()
+    broken["services"]["serving"]["portz"] = ["8000:8000"]  # a typo of ports
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_the_control_plane_has_probes_resources_a_budget_and_a_network_policy() -> None:
+    objects = kustomize_build()
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            name = obj["metadata"]["name"]
+            assert container.get("resources", {}).get("requests"), f"{name} has no requests"
+            if any(p.get("name") == "http" for p in container.get("ports", [])):
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+    control_labels = {"app.kubernetes.io/name": "driftloop",
+                      "app.kubernetes.io/component": "control"}
+    [budget] = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["selector"]["matchLabels"] == control_labels
+    [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == control_labels
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8000]
+    egress = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert {53, 5432, 9092, 443} <= egress
+
+
+def test_the_image_builds_with_existing_extras_and_has_a_transformers_variant() -> None:
+    import tomllib
+
+    extras = set(tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
+                 ["project"]["optional-dependencies"])
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    [default] = re.findall(r"^ARG EXTRAS=(\S+)$", dockerfile, re.MULTILINE)
+    assert '".[${EXTRAS}]"' in dockerfile
+    assert "-c constraints.txt" in dockerfile
+    assert set(default.split(",")) <= extras
+    [variant] = re.findall(r"--build-arg EXTRAS=(\S+)", dockerfile)
+    assert set(variant.split(",")) == set(default.split(",")) | {"transformers"}
+    args = compose()["x-driftloop"]["build"]["args"]
+    assert args["EXTRAS"] == "${DRIFTLOOP_EXTRAS:-" + default + "}"

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -44,13 +45,14 @@ from driftloop.monitors.api import monitors_router
 from driftloop.monitors.detectors import DriftDetector
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
+from driftloop.monitors.outcomes import Outcome, RetrainOutcome, outcome_event
 from driftloop.notify import Notifier
 from driftloop.notify.graphs import graph_router
 from driftloop.notify.inbound import HookVerifier, InboundAlert, inbound_router
 from driftloop.notify.router import NotificationRouter
 from driftloop.notify.signatures import ReceiptStore
 from driftloop.pipeline.api import jobs_router
-from driftloop.pipeline.queue import JobQueue
+from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
 from driftloop.pipeline.verification import PairedEvidence
@@ -65,6 +67,12 @@ from driftloop.storage import DatasetStore
 from driftloop.store import open_database
 
 logger = logging.getLogger("driftloop")
+
+_OUTCOMES: dict[JobState, Outcome] = {
+    JobState.REJECTED: "rejected", JobState.FAILED: "failed",
+    JobState.ROLLED_BACK: "rolled_back", JobState.SUCCEEDED: "succeeded",
+}
+"""The final job states whose outcome is notified (a cancelled job is not)."""
 
 @dataclass
 class SystemOptions:
@@ -107,7 +115,7 @@ class DriftloopSystem:
         self.pipeline = RetrainPipeline(
             config, self.queue, self.registry, self.datasets, health=self, incidents=self.engine,
             hooks=self.options.pipeline_hooks, clock=clock,
-            feedback=self.feedback.labeled_samples,
+            feedback=self.feedback.labeled_samples, on_finished=self.notify_retrain_outcome,
         )
         self.retries = RetryPolicy(config.pipeline, self.queue, self.engine.incidents,
                                    models=config.models, datasets=self.datasets, clock=clock)
@@ -122,13 +130,60 @@ class DriftloopSystem:
         """What ``@retrain`` and inbound alerts call: one job per incident (storm control)."""
         result = self.queue.enqueue(model, incident_id=incident_id, reason=reason,
                                     trigger=f"incident:{incident_id}" if incident_id else "alert")
-        if incident_id is not None:
+        if not result.created and result.job.state.finished:
+            self._note_cooldown(model, incident_id, result.job)
+        elif incident_id is not None:
             verb = "queued" if result.created else "attached to"
             self.engine.add_timeline_entry(
                 incident_id, "retrain", f"{verb} retrain job {result.job.job_id[:8]}",
                 {"job_id": result.job.job_id, "created": result.created},
             )
         return result.job.job_id
+
+    def notify_retrain_outcome(self, job: Job) -> None:
+        """Route how an incident's retrain job ended (rejected, failed, rolled back,
+        succeeded) through its monitor's handles, like a transition (not to ``@retrain``)."""
+        outcome = _OUTCOMES.get(job.state)
+        if outcome is None or job.incident_id is None:
+            return
+        incident = self.engine.incidents.get_incident(job.incident_id)
+        template = self.engine.templates.get(incident.monitor) if incident.monitor else None
+        gate = (job.result or {}).get("gate")
+        event = outcome_event(
+            RetrainOutcome(
+                outcome=outcome, job_id=job.job_id, model=job.model,
+                incident_id=job.incident_id,
+                job_url=f"{self.config.public_url.rstrip('/')}/v1/jobs/{job.job_id}",
+                candidate_version=job.candidate_version,
+                previous_version=job.previous_version, error=job.error,
+                gate=gate if isinstance(gate, dict) else {},
+            ),
+            incident, template, now=self.options.clock(),
+            excluded_handles={"retrain", *(name for name, notifier in
+                                           self.config.notifiers.items()
+                                           if notifier.type == "retrain")},
+        )
+        self.router(event)
+
+    def _note_cooldown(self, model: str, incident_id: str | None, job: Job) -> None:
+        """An ``@retrain`` that started nothing: the model's last job finished within the
+        cooldown (or it was this incident's job). Logged, and shown on the incident with the
+        time the cooldown ends."""
+        ends_at = (job.finished_at or self.options.clock()) + self.queue.cooldown
+        when = datetime.fromtimestamp(ends_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        message = (f"retrain of {model} not started: retrain job {job.job_id[:8]} finished "
+                   f"({job.state.value}); the cooldown ends at {when}")
+        if ends_at <= self.options.clock():
+            message = (f"retrain of {model} not started: this incident's retrain job "
+                       f"{job.job_id[:8]} already finished ({job.state.value}); another try "
+                       "is the retry policy's to start")
+        logger.warning("%s (incident %s)", message, incident_id or "none")
+        if incident_id is not None:
+            self.engine.add_timeline_entry(  # a "retrain" entry: the retry policy follows it
+                incident_id, "retrain", message,
+                {"job_id": job.job_id, "created": False, "job_state": job.state.value,
+                 "cooldown_ends_at": ends_at},
+            )
 
     def handle_inbound_alert(self, alert: InboundAlert) -> str:
         """An alert from Datadog or Alertmanager: an incident (one per alert cycle) and, while

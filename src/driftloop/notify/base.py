@@ -116,9 +116,20 @@ class Notification:
         return clean_message(self.event.message)
 
     @property
+    def retrain_outcome(self) -> str | None:
+        """How a retrain job ended (``rejected``, ``failed``, ``rolled_back``, ``succeeded``)
+        when this is a retrain outcome rather than a transition."""
+        outcome = self.event.details.get("retrain_outcome")
+        return str(outcome) if outcome else None
+
+    @property
     def title(self) -> str:
         event = self.event
         prefix = "[driftloop test] " if self.test else ""
+        if self.retrain_outcome is not None:
+            label = self.retrain_outcome.replace("_", " ")
+            subject = f" on {event.model}" if event.model else ""
+            return f"{prefix}[Retrain {label}] {event.monitor}{subject}"
         again = " (renotification)" if event.renotification else ""
         subject = f" on {event.model}" if event.model else ""
         if event.is_recovery:

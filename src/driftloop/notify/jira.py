@@ -1,7 +1,8 @@
 """Jira (REST API v2 or v3): one issue per incident.
 
 The first notification of an incident creates the issue (project, issue type, summary,
-description with the incident timeline, labels); later ones comment on it; a recovery comments
+description with the incident timeline, labels); later ones, and the outcome of its retrain job
+(rejected, failed, rolled back, succeeded), comment on it; a recovery comments
 and, when ``resolve_transition`` is set, moves the issue through that transition. The incident →
 issue link lives in the ``notify_jira_issues`` table, so it survives restarts.
 """
@@ -106,6 +107,8 @@ def comment_text(notification: Notification) -> str:
     event = notification.event
     head = (f"{notification.title}: {event.previous} → {event.state} at "
             f"{format_time(event.timestamp)}, value {notification.value_text}")
+    if notification.retrain_outcome is not None:
+        head = f"{notification.title} at {format_time(event.timestamp)}"
     return f"{head}\n{notification.text}" if notification.text else head
 
 
@@ -173,6 +176,9 @@ class JiraNotifier(Notifier):
         key = notification.incident_id or f"event:{notification.event_id}"
         link = self.issue_for(key)
         if link is None:
+            if notification.retrain_outcome is not None:
+                return DeliveryResult("skipped", detail="retrain outcome of an incident "
+                                      "without a Jira issue: nothing to comment on")
             if notification.state == MonitorState.OK:
                 return DeliveryResult("skipped", detail="recovery of an incident without a "
                                       "Jira issue: nothing to update")

@@ -7,6 +7,7 @@ JSON string that is exactly one placeholder takes the variable's JSON type (numb
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -41,6 +42,15 @@ VARIABLES: dict[str, str] = {
     "is_recovery": "true when the monitor went back to OK",
     "renotification": "true for a renotification of an unchanged state",
     "test": "true for 'driftloop notify test'",
+    "retrain_outcome": "how the incident's retrain job ended: rejected, failed, rolled_back, "
+                       "succeeded (empty for a transition)",
+    "job_id": "the retrain job (retrain outcomes)",
+    "job_url": "link to the retrain job, /v1/jobs/<id> (retrain outcomes)",
+    "candidate_version": "the version the job trained (retrain outcomes; null when none)",
+    "previous_version": "the production version before the job (retrain outcomes)",
+    "gate": "the quality gate's decision: candidate and production evaluations, reasons, "
+            "held-out rows, as JSON (retrain outcomes)",
+    "error": "why the job failed or rolled back (retrain outcomes)",
 }
 """Every fixed variable and what it holds; the group's tags come on top."""
 
@@ -73,7 +83,21 @@ def notification_variables(notification: Notification) -> dict[str, Scalar]:
             "test": notification.test,
         }
     )
+    details = event.details
+    variables.update({
+        "retrain_outcome": notification.retrain_outcome or "",
+        "job_id": str(details.get("job_id") or ""),
+        "job_url": str(details.get("job_url") or ""),
+        "candidate_version": _integer(details.get("candidate_version")),
+        "previous_version": _integer(details.get("previous_version")),
+        "gate": json.dumps(details["gate"], sort_keys=True) if details.get("gate") else "",
+        "error": str(details.get("error") or ""),
+    })
     return variables
+
+
+def _integer(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def as_text(value: Scalar) -> str:

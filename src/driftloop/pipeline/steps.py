@@ -92,8 +92,11 @@ class JobSteps:
         sleep: Callable[[float], None] = time.sleep,
         heartbeat_interval: float = 10.0,
         feedback: FeedbackSource | None = None,
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_finished = on_finished
+        """Told of every job that reached its final state (the system notifies its outcome)."""
         self.feedback = feedback
         """Where ``merge_feedback`` models find their labeled production samples."""
         self.queue = queue
@@ -162,6 +165,11 @@ class JobSteps:
         self._note(job, "job", f"retrain job {job.state.value}" + (
             f": {job.error}" if job.error else ""), state=job.state.value)
         self._emit(job)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(job)
+            except Exception:  # a notification must never undo the job's record
+                logger.exception("telling of job %s's outcome failed", job.job_id[:8])
         return job
 
     def _note(self, job: Job, kind: str, message: str, **data: Any) -> None:

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -56,7 +57,11 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration such as 30s, 5m, 1h, got {value!r}")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+_DURATION_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": "number", "minimum": 0},
+    {"type": "string", "pattern": _DURATION.pattern, "examples": ["30s", "5m", "1h"]},
+]}
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
@@ -97,7 +102,13 @@ def _parse_threshold(value: object) -> object:
     raise ValueError(f"expected a number or 'reference - X', got {value!r}")
 
 
-ThresholdValue = Annotated[Threshold, BeforeValidator(_parse_threshold)]
+_THRESHOLD_SCHEMA: dict[str, Any] = {"anyOf": [
+    {"type": "number"},
+    {"type": "string", "pattern": _RELATIVE_THRESHOLD.pattern,
+     "examples": ["reference - 0.05"]},
+]}
+ThresholdValue = Annotated[Threshold, BeforeValidator(_parse_threshold),
+                           WithJsonSchema(_THRESHOLD_SCHEMA)]
 
 
 class Thresholds(StrictModel):
@@ -699,6 +710,17 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
         base_dir=config_path.resolve().parent,
         environ=env,
     )
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of ``driftloop.yaml``, for editors and CI checks."""
+    schema = Config.model_json_schema()
+    for name, field in Config.model_fields.items():
+        if field.exclude:
+            schema["properties"].pop(name, None)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "driftloop.yaml"
+    return schema
 
 
 def config_keys() -> list[str]:

@@ -39,14 +39,17 @@ def up(
     """Run the whole loop in one process: API, dashboard, monitors, notifications, retrains."""
     import uvicorn
 
+    from driftloop.cli.process import ensure_port_free, follow_port
     from driftloop.serving.limits import uvicorn_options
     from driftloop.system import DriftloopSystem, SystemOptions
 
     config = load(config_path)
-    system = DriftloopSystem(config, SystemOptions(monitor_interval=monitor_interval))
-    application = system.create_app()
     bind_host = host or config.serving.host
     bind_port = config.serving.port if port is None else port
+    ensure_port_free(bind_host, bind_port)
+    config = follow_port(config, bind_host, bind_port)
+    system = DriftloopSystem(config, SystemOptions(monitor_interval=monitor_interval))
+    application = system.create_app()
     console.print(f"driftloop up at [bold]http://{bind_host}:{bind_port}[/]: dashboard /, "
                   f"API docs /docs; monitors every {monitor_interval:g}s"
                   + ("" if no_worker else "; retrain worker running"))

@@ -107,3 +107,11 @@ def config_keys_command(as_json: bool = JsonOption) -> None:
     else:
         for key in keys:
             console.print(key, highlight=False)
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of driftloop.yaml (to point an editor at: docs/configuration.md)."""
+    from driftloop.config import config_json_schema
+
+    print_json(config_json_schema())

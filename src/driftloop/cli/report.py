@@ -12,7 +12,8 @@ from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, prin
 
 @app.command()
 def report(
-    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the report into."),
+    out: Path = typer.Option(Path("driftloop-report"), "--out", "-o",
+                             help="Directory to write the report into."),
     model: str | None = typer.Option(None, "--model", "-m", help="Only this model."),
     since: str | None = typer.Option(
         None, "--since", help="Start: a duration back from now (2h, 7d) or an ISO 8601 time."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -27,10 +28,13 @@ def serve(
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Serve the production version of every configured model over HTTP."""
+    from driftloop.cli.process import ensure_port_free, follow_port
     from driftloop.serving.server import plan_server, run_server
 
     config = load(config_path)
     plan = plan_server(config, host=host, port=port, workers=workers, config_path=config_path)
+    ensure_port_free(plan.host, plan.port)
+    config = follow_port(config, plan.host, plan.port)
     console.print(f"serving {', '.join(sorted(config.models)) or 'no models'} at "
                   f"[bold]{plan.url}[/] ({plan.workers} worker{'s' if plan.workers > 1 else ''});"
                   f" API docs at {plan.url}/docs")
@@ -64,6 +68,8 @@ def keys_create(
                               "dashboard, read only), insights (POST /v1/insights only) or "
                               "admin (implies all)."),
     name: str | None = typer.Option(None, "--name", help="A name to recognise the key by."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Print the key alone: KEY=$(driftloop keys create -q)."),
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -73,6 +79,9 @@ def keys_create(
     created = _store(config_path).create(parse_scope(scope), name=name)
     if as_json:
         print_json({"key": created.key, **_key_dict(created.info)})
+        return
+    if quiet:
+        sys.stdout.write(created.key + "\n")
         return
     console.print(f"created {created.info.scope.value} key [bold]{created.info.key_id}[/] "
                   f"({created.info.name}); store it now, it is not shown again:")

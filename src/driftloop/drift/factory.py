@@ -68,12 +68,14 @@ def _numeric(
     if reference is None:
         return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
     sample = NUMERIC_REFERENCES.get(metric)
-    if sample is None:
-        raise ConfigError(
-            f"detector {config.algorithm!r} has no reference sample for metric {metric!r}; "
-            f"known: {sorted(NUMERIC_REFERENCES)}"
-        )
-    return make(sample(reference))
+    if sample is not None:
+        return make(sample(reference))
+    if metric in reference.inputs:  # an input signal the predictor reports (e.g. oov_rate)
+        return make([float(v) for v in reference.inputs[metric]])
+    raise ConfigError(
+        f"detector {config.algorithm!r} has no reference sample for metric {metric!r}; "
+        f"known: {sorted(set(NUMERIC_REFERENCES) | set(reference.inputs))}"
+    )
 
 
 def _cusum(config: DetectorConfig, reference: ReferenceProfile | None,

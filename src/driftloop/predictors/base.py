@@ -63,6 +63,9 @@ class ReferenceProfile:
     class_mix: dict[str, float]
     mean_confidence: float
     metrics: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, list[float]] = field(default_factory=dict)
+    """Per input signal (:meth:`Predictor.input_signals`, e.g. ``oov_rate``): its values on
+    the same sampled texts as ``confidences``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +94,13 @@ class Predictor(ABC):
     @abstractmethod
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Uncalibrated scores, shape ``(len(texts), len(labels))``."""
+
+    def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        """Per-text measures of the inputs themselves (e.g. ``oov_rate``, see
+        :mod:`driftloop.predictors.inputs`), each an array of ``len(texts)`` values that the
+        server reports beside each prediction; none by default."""
+        del texts
+        return {}
 
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probabilities (temperature-scaled softmax of :meth:`logits`)."""

@@ -503,13 +503,16 @@ def _predictions(
     best = probabilities.argmax(axis=1).tolist()
     ids = _prediction_ids(len(texts))
     observe = state.metrics.confidence.labels(name, version).observe
+    inputs = _input_signals(slot, texts) if report is not None else []
     predictions: list[dict[str, Any]] = []
-    for prediction_id, text, row, top in zip(ids, texts, rows, best, strict=True):
+    for index, (prediction_id, text, row, top) in enumerate(
+            zip(ids, texts, rows, best, strict=True)):
         predicted, confidence = labels[top], row[top]
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
         if report is not None:
             values = {"model_confidence": confidence, "text_length": len(text)}
+            values.update((signal, column[index]) for signal, column in inputs)
             if slot.accuracy_threshold is not None:
                 values[ESTIMATED_ACCURACY_METRIC] = float(confidence > slot.accuracy_threshold)
             try:
@@ -531,6 +534,17 @@ def _prediction_ids(count: int) -> list[str]:
     """``count`` random 128-bit ids in hex, from one read of the OS's random source."""
     pool = os.urandom(16 * count).hex()
     return [pool[i:i + 32] for i in range(0, 32 * count, 32)]
+
+
+def _input_signals(slot: ModelSlot, texts: list[str]) -> list[tuple[str, list[float]]]:
+    """The predictor's per-text input signals (e.g. ``oov_rate``); none if it fails, which
+    must never fail the answer."""
+    try:
+        return [(signal, values.tolist())
+                for signal, values in slot.predictor.input_signals(texts).items()]
+    except Exception:
+        logger.warning("input signals of %s v%d failed", slot.name, slot.version, exc_info=True)
+        return []
 
 
 def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,8 +87,10 @@ def reference_profile(
     labels: Sequence[str],
     evaluation: Evaluation,
     seed: int = 0,
+    inputs: Mapping[str, NDArray[np.float64]] | None = None,
 ) -> ReferenceProfile:
-    """What drift detectors compare live traffic against (a bounded sample)."""
+    """What drift detectors compare live traffic against (a bounded sample); ``inputs`` are
+    the predictor's input signals on ``texts``, sampled at the same rows."""
     confidence = probs.max(axis=1)
     rng = np.random.default_rng(seed)
     take = rng.permutation(len(confidence))[:REFERENCE_SAMPLE]
@@ -101,6 +103,8 @@ def reference_profile(
         mean_confidence=float(confidence.mean()),
         metrics={"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1,
                  "ece": evaluation.ece},
+        inputs={name: [float(v) for v in np.asarray(values)[take]]
+                for name, values in (inputs or {}).items()},
     )
 
 

@@ -88,6 +88,7 @@ def calibrate_and_evaluate(
     y = label_indices(splits.held_out, label_column, labels)
     evaluation = evaluate(held_out_logits, y, labels, temperature)
     reference = reference_profile(
-        softmax(held_out_logits / temperature), held_out_texts, labels, evaluation
+        softmax(held_out_logits / temperature), held_out_texts, labels, evaluation,
+        inputs=predictor.input_signals(held_out_texts),
     )
     return CalibratedEvaluation(temperature, evaluation, reference)

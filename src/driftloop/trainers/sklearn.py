@@ -31,6 +31,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from driftloop.config import ModelConfig, StrictModel
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError
 from driftloop.predictors import MANIFEST, Predictor, softmax
+from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
 from driftloop.trainers.evaluation import fit_temperature
@@ -74,6 +75,13 @@ class SklearnPredictor(Predictor):
     def __init__(self, labels: Sequence[str], pipeline: Pipeline, temperature: float = 1.0):
         super().__init__(labels, temperature)
         self.pipeline = pipeline
+        self._vocabulary: VocabularyProfile | None = None
+
+    def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        """``oov_rate``: each text's share of words outside the word features' unigrams."""
+        if self._vocabulary is None:
+            self._vocabulary = _word_vocabulary(self.pipeline)
+        return {OOV_RATE: self._vocabulary.oov_rates(texts)}
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         if len(texts) == 0:
@@ -130,6 +138,18 @@ class SklearnPredictor(Predictor):
             )
         pipeline = Pipeline([("features", union), ("classifier", classifier)])
         return cls(labels, pipeline, float(manifest.get("temperature", 1.0)))
+
+
+def _word_vocabulary(pipeline: Pipeline) -> VocabularyProfile:
+    """The unigrams of the first word-level feature block, tokenized as that block does."""
+    union: FeatureUnion = pipeline.named_steps["features"]
+    for _name, vectorizer in union.transformer_list:
+        if vectorizer.analyzer == "word":
+            terms = getattr(vectorizer, "vocabulary_", None) or vectorizer.vocabulary
+            return VocabularyProfile((term for term in terms if " " not in term),
+                                     token_pattern=vectorizer.token_pattern,
+                                     lowercase=bool(vectorizer.lowercase))
+    raise IntegrityError("the sklearn model has no word features to measure unknown words by")
 
 
 def _save_array(path: Path, array: Any) -> None:

@@ -537,7 +537,7 @@ class TransformersTrainer(Trainer):
         evaluation = evaluate(test_logits, y_test, labels, predictor.temperature)
         reference = reference_profile(
             softmax(test_logits / predictor.temperature), texts["test"], labels, evaluation,
-            seed=params.seed,
+            seed=params.seed, inputs=predictor.input_signals(texts["test"]),
         )
         report("calibrate")(1.0)
         used = params.model_dump()

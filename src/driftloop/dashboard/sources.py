@@ -63,6 +63,9 @@ ESTIMATE_WINDOW = 300.0
 confidence monitor's window)."""
 REALIZED_WINDOW = 3_600.0
 """Seconds of feedback labels behind its realized accuracy (the default accuracy monitor's)."""
+HOLDS_SAMPLE = 1_000
+"""Newest values per signal the "may not hold" tests read (the last 15 s, 1 min or 5 min,
+the first span that holds this many), so a busy server's dashboard reads little."""
 _ROW_LIMIT = 5_000
 _INCIDENT_LIMIT = 100
 
@@ -453,47 +456,52 @@ class StoreDashboardData:
         return min(candidates) if candidates else None
 
     def accuracy(self, model: str, end: float) -> list[VersionAccuracy]:
-        estimated = self._served_values(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW,
-                                        end)
-        realized = self._served_values(REALIZED_ACCURACY_METRIC, model, end - REALIZED_WINDOW,
-                                       end)
+        estimated = self._per_version(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW,
+                                      end)
+        realized = self._per_version(REALIZED_ACCURACY_METRIC, model, end - REALIZED_WINDOW, end)
         found = []
         for version in sorted(set(estimated) | set(realized), key=_version_order, reverse=True):
             reference = self._version_reference(model, version)
-            estimates, labels = estimated.get(version, []), realized.get(version, [])
-            reasons: list[str] = []
-            if estimates and reference is not None:
-                window = {name: self._served_values(name, model, end - ESTIMATE_WINDOW, end,
-                                                    version=version).get(version, [])
-                          for name in reference_signals(reference)}
-                reasons = list(reasons_estimate_may_not_hold(reference, window))
+            estimate, estimated_n = estimated.get(version, (None, 0))
+            labels, realized_n = realized.get(version, (None, 0))
+            judged = estimate is not None and reference is not None
+            reasons = [] if not judged or reference is None else list(
+                reasons_estimate_may_not_hold(reference, {
+                    name: self._recent_values(name, model, version, end)
+                    for name in reference_signals(reference)}))
             found.append(VersionAccuracy(
                 version=version,
                 reference_accuracy=None if reference is None
                 else reference.metrics.get("accuracy"),
-                estimated=sum(estimates) / len(estimates) if estimates else None,
-                estimated_n=len(estimates),
-                estimate_holds=None if not estimates or reference is None else not reasons,
+                estimated=estimate, estimated_n=estimated_n,
+                estimate_holds=not reasons if judged else None,
                 may_not_hold_because=reasons,
-                realized=sum(labels) / len(labels) if labels else None,
-                realized_n=len(labels),
-                estimate_window=ESTIMATE_WINDOW,
-                realized_window=REALIZED_WINDOW,
+                realized=labels, realized_n=realized_n,
+                estimate_window=ESTIMATE_WINDOW, realized_window=REALIZED_WINDOW,
             ))
         return found
 
-    def _served_values(self, metric: str, model: str, start: float, end: float, *,
-                       version: str | None = None) -> dict[str, list[float]]:
-        """The values of ``metric`` that ``model``'s served answers reported in the range (a
-        shadow's are left out), by version."""
-        read: dict[str, str | None] = {"model": model, "shadow": None}
-        if version is not None:
-            read["version"] = version
-        by_version: dict[str, list[float]] = {}
-        for point in self.metric_store.points(metric, start, end, filter=read):
-            if "version" in point.tags:
-                by_version.setdefault(point.tags["version"], []).append(point.value)
-        return by_version
+    def _per_version(self, metric: str, model: str, start: float,
+                     end: float) -> dict[str, tuple[float | None, int]]:
+        """The ``avg`` of ``metric`` over the served answers of ``model`` (a shadow's left out)
+        in the range, and its number of points, by version."""
+        results = self.metric_store.query(metric, "avg", start, end,
+                                          filter={"model": model, "shadow": None},
+                                          group_by=["version"])
+        return {r.group["version"]: (r.value, r.count) for r in results if r.count}
+
+    def _recent_values(self, metric: str, model: str, version: str,
+                       end: float) -> list[float]:
+        """At least ``HOLDS_SAMPLE`` of the newest raw values of a served version's metric if
+        the estimate window has them (fewer at low traffic): what the KS tests compare."""
+        read: dict[str, str | None] = {"model": model, "version": version, "shadow": None}
+        values: list[float] = []
+        for span in (15.0, 60.0, ESTIMATE_WINDOW):
+            values = [p.value for p in self.metric_store.points(metric, end - span, end,
+                                                                 filter=read)]
+            if len(values) >= HOLDS_SAMPLE:
+                break
+        return values
 
     def _version_reference(self, model: str, version: str) -> ReferenceProfile | None:
         if self.registry is None or not version.isdigit():

@@ -515,6 +515,14 @@ class DashboardConfig(StrictModel):
     session_max_age: Duration = Field(12 * 3600.0, gt=0)
 
 
+class LoggingConfig(StrictModel):
+    """driftloop's own log lines in up, serve, worker and ingest (``--log-level``,
+    ``--log-format`` win over these)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
 class Config(StrictModel):
     store: str = "sqlite:///.driftloop/driftloop.db"
     storage: str = "file://.driftloop/storage"
@@ -531,6 +539,7 @@ class Config(StrictModel):
     pipeline: PipelineConfig = PipelineConfig()
     hooks: HooksConfig = HooksConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("models")

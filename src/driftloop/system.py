@@ -132,7 +132,11 @@ class DriftloopSystem:
                                     trigger=f"incident:{incident_id}" if incident_id else "alert")
         if not result.created and result.job.state.finished:
             self._note_cooldown(model, incident_id, result.job)
-        elif incident_id is not None:
+        else:
+            logger.info("retrain of %s: %s job %s (incident %s, %s)", model,
+                        "queued" if result.created else f"attached to the {result.job.state.value}",
+                        result.job.job_id[:8], incident_id or "none", reason)
+        if not result.job.state.finished and incident_id is not None:
             verb = "queued" if result.created else "attached to"
             self.engine.add_timeline_entry(
                 incident_id, "retrain", f"{verb} retrain job {result.job.job_id[:8]}",

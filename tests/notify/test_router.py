@@ -168,7 +168,7 @@ def test_log_is_the_default_and_writes_one_json_line(
         [result] = router.dispatch(make_event(message="no mentions here"))
     assert result.notifier == "log"
     [record] = [r for r in caplog.records if r.name == "driftloop.notify.log"]
-    assert record.levelno == logging.WARNING  # ALERT
+    assert record.levelno == logging.ERROR  # ALERT (WARN is WARNING, the rest INFO)
     line = json.loads(record.getMessage())
     assert line["state"] == "ALERT"
     assert line["model"] == "review-classifier"

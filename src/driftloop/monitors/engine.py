@@ -206,6 +206,11 @@ class MonitorEngine:
                     progress(done, total)
             self._persist(run)
         for event in run.events:
+            logger.info("monitor %s %s -> %s for %s (model %s): value %s, threshold %s; "
+                        "event %s, incident %s%s", event.monitor, event.previous, event.state,
+                        dict(event.group), event.model, event.value, event.threshold,
+                        event.event_id, event.incident_id,
+                        " (renotification)" if event.renotification else "")
             for listener in self.listeners:
                 try:
                     listener(event)

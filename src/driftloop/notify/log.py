@@ -9,6 +9,7 @@ from driftloop.monitors.events import MonitorState
 from driftloop.notify.base import DeliveryResult, Notification, Notifier, json_safe
 
 logger = logging.getLogger("driftloop.notify.log")
+_LEVELS = {MonitorState.ALERT: logging.ERROR, MonitorState.WARN: logging.WARNING}
 
 
 def log_record(notification: Notification) -> dict[str, object]:
@@ -34,12 +35,13 @@ def log_record(notification: Notification) -> dict[str, object]:
 
 
 class LogNotifier(Notifier):
-    """Writes to the ``driftloop.notify.log`` logger: WARNING for ALERT, INFO otherwise."""
+    """Writes to the ``driftloop.notify.log`` logger: ERROR for ALERT, WARNING for WARN, INFO
+    otherwise."""
 
     def __init__(self, *, name: str = "log") -> None:
         self.name = name
 
     def send(self, notification: Notification) -> DeliveryResult:
-        level = logging.WARNING if notification.state == MonitorState.ALERT else logging.INFO
+        level = _LEVELS.get(notification.state, logging.INFO)
         logger.log(level, json.dumps(log_record(notification), sort_keys=True, default=str))
         return DeliveryResult.delivered()

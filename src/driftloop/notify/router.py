@@ -392,6 +392,9 @@ class NotificationRouter:
         if result.status == "failed":
             logger.warning("delivery of event %s to @%s failed after %d attempt(s): %s",
                            event_id, handle, attempt, result.error)
+        else:
+            logger.info("delivery of event %s to @%s: %s after %d attempt(s) in %.0f ms",
+                        event_id, handle, result.status, attempt, total_ms)
         return replace(result, notifier=handle, attempts=attempt, duration_ms=total_ms), \
             interrupted
 

@@ -173,7 +173,8 @@ class JobSteps:
         return job
 
     def _note(self, job: Job, kind: str, message: str, **data: Any) -> None:
-        logger.info("job %s %s: %s", job.job_id[:8], kind, message)
+        logger.info("job %s (model %s, incident %s) %s: %s", job.job_id[:8], job.model,
+                    job.incident_id or "none", kind, message)
         if self.incidents is not None and job.incident_id is not None:
             self.incidents.add_timeline_entry(job.incident_id, kind, message,
                                               {"job_id": job.job_id, **data})

@@ -116,6 +116,8 @@ class ApiKeyStore:
                 key_id=info.key_id, name=info.name, scope=info.scope.value,
                 key_hash=hash_key(key), created_at=info.created_at, revoked_at=None,
             ))
+        logger.info("API key %s created: scope %s, name %r", info.key_id, info.scope.value,
+                    info.name)
         return CreatedApiKey(key, info)
 
     def list(self, *, include_revoked: bool = True) -> list[ApiKeyInfo]:
@@ -144,6 +146,7 @@ class ApiKeyStore:
             ).mappings().one()
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[0].key_id != key_id}
+        logger.info("API key %s revoked", key_id)
         return _info(row)
 
     def current(self, key_id: str) -> ApiKeyInfo:

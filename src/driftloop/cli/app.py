@@ -128,6 +128,11 @@ def main_options(
 ConfigOption = typer.Option(
     None, "--config", "-c", help="Path to driftloop.yaml (default: found from the current dir)."
 )
+LogLevelOption = typer.Option(
+    None, "--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: logging.level, "
+    "INFO).")
+LogFormatOption = typer.Option(
+    None, "--log-format", help="text or json, one line each (default: logging.format, text).")
 JsonOption = typer.Option(False, "--json", callback=_remember_json,
                           help="Print machine-readable JSON (errors too: see docs/cli.md).")
 
@@ -137,6 +142,16 @@ def sub_app(name: str, help: str) -> typer.Typer:
     group = typer.Typer(help=help, no_args_is_help=True, add_completion=False)
     app.add_typer(group, name=name, help=help)
     return group
+
+
+def load_for_service(config_path: Path | None, log_level: str | None,
+                     log_format: str | None) -> Config:
+    """The config of a long-running command, with driftloop's logging set up from it."""
+    from driftloop.logs import configure_from
+
+    config = load(config_path)
+    configure_from(config, log_level, log_format)
+    return config
 
 
 def load(config_path: Path | None) -> Config:

@@ -13,10 +13,12 @@ import typer
 from driftloop.cli.app import (
     ConfigOption,
     JsonOption,
+    LogFormatOption,
+    LogLevelOption,
     app,
     console,
     err_console,
-    load,
+    load_for_service,
     print_json,
 )
 
@@ -27,13 +29,15 @@ def ingest(
         None, "--until-idle", min=0.1,
         help="Exit once no message has arrived for this many seconds (default: run until "
         "SIGTERM/SIGINT)."),
+    log_level: str | None = LogLevelOption,
+    log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Consume insights from the kafka:// transport into the metric store (one group member)."""
     from driftloop.backends import require_module
 
-    config = load(config_path)
+    config = load_for_service(config_path, log_level, log_format)
     require_module("confluent_kafka", "kafka")
     from driftloop.insights.kafka import IngestStats, KafkaIngestWorker
 

@@ -16,7 +16,18 @@ if TYPE_CHECKING:
 
 from rich.table import Table
 
-from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json, sub_app
+from driftloop.cli.app import (
+    ConfigOption,
+    JsonOption,
+    LogFormatOption,
+    LogLevelOption,
+    app,
+    console,
+    load,
+    load_for_service,
+    print_json,
+    sub_app,
+)
 from driftloop.errors import NotFoundError
 
 
@@ -34,6 +45,8 @@ def up(
                                            help="Seconds between monitor evaluations."),
     no_worker: bool = typer.Option(False, "--no-worker",
                                    help="Do not run retrain jobs in this process."),
+    log_level: str | None = LogLevelOption,
+    log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Run the whole loop in one process: API, dashboard, monitors, notifications, retrains."""
@@ -43,7 +56,7 @@ def up(
     from driftloop.serving.limits import uvicorn_options
     from driftloop.system import DriftloopSystem, SystemOptions
 
-    config = load(config_path)
+    config = load_for_service(config_path, log_level, log_format)
     bind_host = host or config.serving.host
     bind_port = config.serving.port if port is None else port
     ensure_port_free(bind_host, bind_port)
@@ -66,12 +79,14 @@ def worker(
     poll_interval: float = typer.Option(1.0, "--poll-interval",
                                         help="Seconds between looks at the queue."),
     once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
+    log_level: str | None = LogLevelOption,
+    log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Run retrain jobs from the queue (resumes jobs whose worker died)."""
     from driftloop.system import DriftloopSystem, SystemOptions
 
-    config = load(config_path)
+    config = load_for_service(config_path, log_level, log_format)
     system = DriftloopSystem(config, SystemOptions(worker_poll_interval=poll_interval))
     if once:
         job = system.worker.run_once()

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json, sub_app
+from driftloop.cli.app import (
+    ConfigOption,
+    JsonOption,
+    LogFormatOption,
+    LogLevelOption,
+    app,
+    console,
+    load,
+    load_for_service,
+    print_json,
+    sub_app,
+)
 
 if TYPE_CHECKING:
     from driftloop.serving.feedback import FeedbackStore
@@ -25,13 +36,15 @@ def serve(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (serving.host)."),
     port: int | None = typer.Option(None, "--port", help="Port to listen on (serving.port)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes."),
+    log_level: str | None = LogLevelOption,
+    log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
 ) -> None:
     """Serve the production version of every configured model over HTTP."""
     from driftloop.cli.process import ensure_port_free, follow_port
     from driftloop.serving.server import plan_server, run_server
 
-    config = load(config_path)
+    config = load_for_service(config_path, log_level, log_format)
     plan = plan_server(config, host=host, port=port, workers=workers, config_path=config_path)
     ensure_port_free(plan.host, plan.port)
     config = follow_port(config, plan.host, plan.port)

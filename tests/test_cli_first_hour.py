@@ -106,3 +106,15 @@ def test_long_lines_are_not_wrapped_when_output_is_not_a_terminal(tmp_path: Path
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr == f"error: {long_path}: no such config file\n"
+
+
+def test_user_text_in_tables_and_lines_is_printed_as_given(tmp_path: Path) -> None:
+    config = init_project(tmp_path)
+    name = "ops [/x] [bold]team[/bold] driftloop[postgres]"
+    created = runner.invoke(app, ["keys", "create", "--name", name, "-c", str(config)])
+    assert created.exit_code == 0, created.output
+    assert name in created.output.replace("\n", "")
+    listed = runner.invoke(app, ["keys", "ls", "-c", str(config)])
+    assert listed.exit_code == 0, listed.output
+    assert "[/x]" in listed.output
+    assert "driftloop[postgres]" in listed.output.replace("\n", "")

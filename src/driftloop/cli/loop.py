@@ -10,6 +10,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from driftloop.pipeline.queue import JobQueue
@@ -186,16 +187,16 @@ def jobs_show(
         print_json(detail)
         return
     console.print(f"[bold]job {detail['job_id']}[/] {detail['model']}: {detail['state']}"
-                  + (f" ({detail['error']})" if detail["error"] else ""))
+                  + (f" ({escape(str(detail['error']))})" if detail["error"] else ""))
     console.print(f"  trigger {detail['trigger']}, attempt {detail['attempt']}: "
-                  f"{detail['reason']}", highlight=False)
+                  f"{detail['reason']}", highlight=False, markup=False)
     for step in detail["steps"]:
         took = "" if step["finished_at"] is None else \
             f" {step['finished_at'] - step['started_at']:.1f}s"
         console.print(f"  {_when(step['started_at'])} {step['step']:<14} "
                       f"{step['outcome'] or 'running'}{took}")
         for line in (step["log"] or "").splitlines():
-            console.print(f"      {line}", highlight=False)
+            console.print(f"      {line}", highlight=False, markup=False)
 
 
 @jobs_app.command("cancel")

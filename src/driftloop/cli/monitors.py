@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -117,7 +118,7 @@ def monitors_status(
     table = Table("monitor", "group", "state", "value", "threshold", "since", "incident")
     for status in statuses:
         if status.error:
-            table.add_row(status.name, "-", "[red]error[/]", status.error, "", "", "")
+            table.add_row(status.name, "-", "[red]error[/]", escape(status.error), "", "", "")
         if not status.groups:
             table.add_row(status.name, "-", "no data yet", "", "", "", "")
         for group in status.groups:
@@ -128,8 +129,9 @@ def monitors_status(
             )
     console.print(table)
     for event in events:
-        console.print(f"{_state(str(event.state))} {event.monitor} [{_group(dict(event.group))}]: "
-                      f"{event.message}", highlight=False)
+        console.print(f"{_state(str(event.state))} {event.monitor} "
+                      f"{escape(f'[{_group(dict(event.group))}]: {event.message}')}",
+                      highlight=False)
 
 
 @monitors_app.command("history")
@@ -154,11 +156,11 @@ def monitors_history(
         if as_json:
             print_json(found.to_dict())
             return
-        console.print(f"[bold]{found.incident_id}[/] {found.title} ({found.status}, "
+        console.print(f"[bold]{found.incident_id}[/] {escape(found.title)} ({found.status}, "
                       f"{found.severity}, opened {_time(found.opened_at)})", highlight=False)
         for entry in found.timeline:
             console.print(f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
-                          highlight=False)
+                          highlight=False, markup=False)
         return
     if incidents:
         listed = engine.list_incidents(model=model, limit=limit)
@@ -170,7 +172,7 @@ def monitors_history(
         table = Table("incident", "status", "severity", "opened", "resolved", "title")
         for item in listed:
             table.add_row(item.incident_id, str(item.status), item.severity,
-                          _time(item.opened_at), _time(item.resolved_at), item.title)
+                          _time(item.opened_at), _time(item.resolved_at), escape(item.title))
         console.print(table)
         return
     events = engine.history(monitor=monitor, model=model, limit=limit)
@@ -180,6 +182,6 @@ def monitors_history(
     table = Table("time", "monitor", "group", "change", "value", "message")
     for event in events:
         change = f"{event.previous} → {event.state}" + (" (again)" if event.renotification else "")
-        table.add_row(_time(event.timestamp), event.monitor, _group(dict(event.group)), change,
-                      format_value(event.value), event.message)
+        table.add_row(_time(event.timestamp), event.monitor, escape(_group(dict(event.group))),
+                      change, format_value(event.value), escape(event.message))
     console.print(table)

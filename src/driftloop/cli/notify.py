@@ -48,9 +48,9 @@ def notify_test(
         if result.http_status is not None:
             console.print(f"  http status: {result.http_status}", highlight=False)
         if result.detail:
-            console.print(f"  detail: {result.detail}", highlight=False)
+            console.print(f"  detail: {result.detail}", highlight=False, markup=False)
         if result.error:
-            console.print(f"  error: {result.error}", highlight=False)
+            console.print(f"  error: {result.error}", highlight=False, markup=False)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -79,4 +79,4 @@ def notify_deliveries(
         http = "" if a.http_status is None else f" http {a.http_status}"
         why = f" {a.error}" if a.error else (f" {a.detail}" if a.detail else "")
         console.print(f"{a.event_id} @{a.notifier} #{a.attempt} {a.status}{http} "
-                      f"{a.duration_ms:.0f}ms{why}", highlight=False)
+                      f"{a.duration_ms:.0f}ms{why}", highlight=False, markup=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from driftloop._version import __version__
 from driftloop.cli.app import JsonOption, app, console, print_json, sub_app
@@ -45,7 +46,7 @@ def init(
 
     if template == PROJECT_TEMPLATE and model is None and runs_on is None and repo is None:
         written = init_project(directory, force=force)
-        console.print(f"wrote [bold]{written}[/]")
+        console.print(f"wrote [bold]{escape(str(written))}[/]")
         console.print(
             "next: [bold]driftloop train review-classifier[/], then [bold]driftloop up[/]"
         )
@@ -60,9 +61,10 @@ def init(
         )
     files = scaffold(template, directory, options=options, force=force)
     for path in files:
-        console.print(f"wrote [bold]{path}[/]", highlight=False)
+        console.print(f"wrote [bold]{escape(str(path))}[/]", highlight=False)
     if template == TRAINING_REPO_TEMPLATE:
-        console.print(f"next: set the secrets listed in [bold]{directory / WORKFLOW_PATH}[/] "
+        console.print("next: set the secrets listed in "
+                      f"[bold]{escape(str(directory / WORKFLOW_PATH))}[/] "
                       "and push the repository to GitHub", highlight=False)
 
 
@@ -93,7 +95,7 @@ def config_check(
     console.print("[green]configuration is valid[/]")
     for key, value in summary.items():
         if key != "valid":
-            console.print(f"  {key}: {value}")
+            console.print(f"  {key}: {value}", markup=False)
 
 
 @config_app.command("keys")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json
@@ -48,5 +49,5 @@ def report(
             "events": paths.events,
         })
         return
-    console.print(f"wrote [bold]{paths.index_html}[/] ({len(paths.images)} plots, "
+    console.print(f"wrote [bold]{escape(str(paths.index_html))}[/] ({len(paths.images)} plots, "
                   f"{paths.events} events in {paths.events_json.name})")

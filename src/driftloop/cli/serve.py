@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from driftloop.cli.app import (
@@ -97,7 +98,7 @@ def keys_create(
         sys.stdout.write(created.key + "\n")
         return
     console.print(f"created {created.info.scope.value} key [bold]{created.info.key_id}[/] "
-                  f"({created.info.name}); store it now, it is not shown again:")
+                  f"({escape(created.info.name)}); store it now, it is not shown again:")
     console.print(created.key, highlight=False, soft_wrap=True)
 
 
@@ -114,7 +115,7 @@ def keys_ls(
         return
     table = Table("key id", "name", "scope", "created", "revoked")
     for info in keys:
-        table.add_row(info.key_id, info.name, info.scope.value, _when(info.created_at),
+        table.add_row(info.key_id, escape(info.name), info.scope.value, _when(info.created_at),
                       _when(info.revoked_at))
     console.print(table)
 
@@ -130,7 +131,7 @@ def keys_revoke(
     if as_json:
         print_json(_key_dict(info))
     else:
-        console.print(f"revoked key [bold]{info.key_id}[/] ({info.name})")
+        console.print(f"revoked key [bold]{info.key_id}[/] ({escape(info.name)})")
 
 
 feedback_app = sub_app("feedback", "List and purge the true labels that production sent back.")

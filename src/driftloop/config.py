@@ -243,6 +243,17 @@ class ModelConfig(StrictModel):
                                   "or the newest snapshot alone (newest)")
 
 
+RateLimitedScope = Literal["predict", "admin"]
+"""The API key scopes ``serving.rate_limits`` may limit (the dashboard's routes are not)."""
+
+
+class RateLimitConfig(StrictModel):
+    """A token bucket: ``rate`` requests a second on average, ``burst`` at once."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
 class ServingConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -259,6 +270,8 @@ class ServingConfig(StrictModel):
     access_log: bool = False
     parallel_batches: int | None = Field(None, ge=1, le=8)
     inline_below_ms: float = Field(2.0, ge=0)
+    rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(
+        default_factory=dict)
     max_insight_points: int = Field(5_000, ge=1)
 
 

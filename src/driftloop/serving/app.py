@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -72,6 +73,7 @@ from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
+from driftloop.serving.ratelimit import KeyRateLimiter, RateLimitedError
 from driftloop.serving.schemas import (
     DeployRequest,
     ErrorResponse,
@@ -199,8 +201,10 @@ def create_app(
         description="Versioned text classifiers behind an authenticated JSON API; every "
         "prediction reports insights that the drift monitors watch.",
         lifespan=lifespan,
+        redirect_slashes=False,  # a slash redirect would echo the request's Host header
     )
     app.state.serving = state
+    app.state.rate_limiter = KeyRateLimiter(config.serving.rate_limits)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -242,6 +246,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DriftloopError)
         limit = exc.limit if isinstance(exc, LimitError | InvalidTextError) else None
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, RateLimitedError):  # a key over its rate limit: expected
+            headers = {"Retry-After": str(math.ceil(exc.retry_after))}
         if exc.status_code >= 500:
             logger.error("%s %s: %s: %s", request.method, request.url.path,
                          type(exc).__name__, exc.message)
@@ -303,6 +309,7 @@ class ApiKeyAuth(HTTPBearer):
         if info is None:
             info = await anyio.to_thread.run_sync(keys.authenticate, key)
         info.require(self.scope)
+        request.app.state.rate_limiter.check(info)
         return info
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -36,6 +37,8 @@ from driftloop.errors import (
 )
 from driftloop.serving.tables import api_keys
 from driftloop.store import Database
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "dl_"
 CACHE_SECONDS = 5.0
@@ -195,8 +198,10 @@ class ApiKeyStore:
             with self.database.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
+            # the statement and its values stay in the log: the answer may go to anyone
+            logger.warning("API keys: the store %s failed: %s", self.database.safe_url, exc)
             raise BackendUnavailableError(
-                f"API keys: cannot use the store {self.database.safe_url}: {exc}") from exc
+                "API keys: the store is unavailable; try again later") from exc
 
 
 def _info(row: sa.RowMapping) -> ApiKeyInfo:

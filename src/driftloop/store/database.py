@@ -157,6 +157,8 @@ def _sqlite_engine(url: str, base_dir: Path | None = None) -> Engine:
         if not file.is_absolute() and base_dir is not None:
             file = base_dir / file
         file.parent.mkdir(parents=True, exist_ok=True)
+        if not file.exists():  # private from the start (SQLite's -wal and -shm files follow it)
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
         url = f"sqlite:///{file}"
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

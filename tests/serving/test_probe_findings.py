@@ -1,7 +1,7 @@
 """Findings of the outside probe (#22 part 7), each held by a test that fails without its fix:
 a store failure answers a generic 503 (the statement only in the log), no redirect echoes the
 Host header, the SQLite store is created private (0600), and a key over its scope's rate limit
-is answered 429 with Retry-After."""
+is answered 429 with Retry-After, and readiness is per model and names no internal path."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from driftloop.config import Config, RateLimitConfig, ServingConfig
+from driftloop.config import Config, ModelConfig, RateLimitConfig, ServingConfig
 from driftloop.insights.client import InsightsClient
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
 from driftloop.store import Database
+from driftloop.testing.predictors import review_keyword_predictor
 
 pytestmark = pytest.mark.anyio
 
@@ -90,3 +91,30 @@ def test_rate_limits_are_validated() -> None:
         ServingConfig.model_validate({"rate_limits": {"predict": {"rate": 0, "burst": 1}}})
     with pytest.raises(ValueError, match="rate_limits"):
         ServingConfig.model_validate({"rate_limits": {"label": {"rate": 1, "burst": 1}}})
+
+
+async def test_readiness_is_per_model_and_names_no_internal_path(
+    config: Config, insights: InsightsClient,
+) -> None:
+    source = InMemoryModelSource()
+    source.add("reviews", review_keyword_predictor(), production=True)
+    source.add("broken", review_keyword_predictor())  # no production version: not loaded
+    both = config.model_copy(update={"models": {**config.models, "broken": ModelConfig()}})
+    app = create_app(both, model_source=source, insights=insights)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://driftloop.test",
+    ) as client:
+        # what a failed load leaves behind: an error naming the storage
+        app.state.serving.manager.get("broken").last_error = (
+            "cannot read /srv/driftloop/storage/models/broken/v1/model.joblib")
+        whole = await client.get("/readyz")
+        assert whole.status_code == 503
+        assert whole.json() == {"ready": False, "models": {
+            "reviews": {"ready": True, "version": 1},
+            "broken": {"ready": False, "version": None}}}
+        assert (await client.get("/readyz/reviews")).json() == {
+            "model": "reviews", "ready": True, "version": 1}
+        broken = await client.get("/readyz/broken")
+        assert broken.status_code == 503
+        assert "/srv/" not in broken.text
+        assert (await client.get("/readyz/nothing")).status_code == 404

@@ -464,6 +464,14 @@ def _model_router() -> APIRouter:
     return router
 
 
+def _readiness(served: ServedModel) -> dict[str, Any]:
+    """What the unauthenticated probes say of a model: loaded or not, and which version; why
+    a model is not loaded (an error that may name storage paths) stays in the log and in
+    ``GET /v1/models/{name}``, which needs a key."""
+    status = served.status()
+    return {"ready": status.ready, "version": status.version}
+
+
 def _probe_router() -> APIRouter:
     router = APIRouter(tags=["probes"])
 
@@ -475,10 +483,18 @@ def _probe_router() -> APIRouter:
                 responses={503: {"description": "a model is not loaded"}})
     async def readyz(request: Request) -> Response:
         manager = _state(request).manager
-        models = {name: served.status().to_dict() for name, served in manager.models.items()}
+        models = {name: _readiness(served) for name, served in manager.models.items()}
         ready = manager.ready
         return JSONResponse({"ready": ready, "models": models},
                             status_code=200 if ready else 503)
+
+    @router.get("/readyz/{name}", summary="Readiness of one model: it is loaded",
+                responses={503: {"description": "the model is not loaded"},
+                           404: {"description": "no such model"}})
+    async def readyz_model(name: str, request: Request) -> Response:
+        served = _state(request).manager.get(name)
+        body = {"model": name, **_readiness(served)}
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:

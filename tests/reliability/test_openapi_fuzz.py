@@ -24,8 +24,8 @@ from starlette.routing import Route
 from reliability.conftest import ServedSystem
 from reliability.project import MODEL, ReliabilityProject
 
-PUBLIC = {"/healthz", "/readyz", "/readyz/{name}", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
-          "/openapi.json", "/login", "/logout", "/dashboard/static/{path:path}"}
+PUBLIC = {"/healthz", "/readyz", "/readyz/{name}", "/metrics", "/docs", "/docs/oauth2-redirect",
+          "/redoc", "/openapi.json", "/login", "/logout", "/dashboard/static/{path:path}"}
 """Answer without a key: probes, metrics, API docs, the login form (and logout, which only
 clears a cookie), the dashboard's static assets."""
 

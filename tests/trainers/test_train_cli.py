@@ -58,7 +58,8 @@ def test_train_errors_are_one_line(tmp_path: Path) -> None:
     config = small_project(tmp_path)
     result = runner.invoke(app, ["train", "broken", "-c", str(config)])
     assert result.exit_code == 1
-    assert "unknown trainer 'nonexistent'; known trainers: command, notebook" in flat(result.output)
+    assert ("unknown trainer name 'nonexistent'; known: command, github_dispatch, notebook"
+            in flat(result.output))
     missing = runner.invoke(app, ["train", "tiny", "--data", "nope", "-c", str(config)])
     assert missing.exit_code == 1
     assert "no snapshot 'nope'" in flat(missing.output)

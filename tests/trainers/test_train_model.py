@@ -100,7 +100,7 @@ def test_progress_is_reported(config: Config) -> None:
 
 
 def test_unknown_trainer_touches_nothing(config: Config) -> None:
-    with pytest.raises(ConfigError, match="unknown trainer 'xgboost'; known trainers"):
+    with pytest.raises(ConfigError, match="unknown trainer name 'xgboost'; known: command"):
         train_model(config, "missing-trainer")
     assert "reviews" not in DatasetStore.from_config(config).datasets()
     assert nothing_registered(config)

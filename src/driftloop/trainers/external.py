@@ -5,7 +5,7 @@ driftloop splits the snapshot first and hands the user's code only the training 
 * ``data_path``: a CSV of the training rows, with the model's text and label columns (named as
   in ``models.<name>.text_column`` / ``label_column``);
 * ``output_dir``: an empty directory, into which the code must write
-  ``model/`` (a saved predictor of any format in ``PREDICTOR_FORMATS``, e.g.
+  ``model/`` (a saved predictor of any format in ``PREDICTORS``, e.g.
   ``SklearnPredictor(...).save(Path(output_dir) / "model")``) and ``metrics.json`` (a JSON
   object of the code's own metrics, kept as ``params.reported_metrics``).
 

@@ -70,6 +70,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
               True),
     Benchmark("default_triggers", "Default triggers: the init monitors on drift and on 24 h "
               "of unchanged traffic", ("default_triggers.py", "--markdown"), True),
+    Benchmark("soak", "Soak: ten minutes at twice the measured capacity (embedded)",
+              ("soak.py", "--minutes", "10"), False, timeout=1200.0),
+    Benchmark("soak_kafka_postgres", "Soak: ten minutes at twice the measured capacity "
+              "(Kafka + PostgreSQL)", ("soak.py", "--minutes", "10", "--backend",
+                                       "kafka-postgres"), False, timeout=1500.0),
+    Benchmark("cli_startup", "CLI start-up: driftloop against a bare typer app with the same "
+              "command tree", ("cli_startup.py", "--runs", "10", "--markdown"), True),
 )
 
 

@@ -273,6 +273,7 @@ class ServingConfig(StrictModel):
     rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(
         default_factory=dict)
     max_insight_points: int = Field(5_000, ge=1)
+    max_queue_delay: Duration = Field(1.0, ge=0)
 
 
 class InsightsConfig(StrictModel):

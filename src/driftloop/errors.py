@@ -13,6 +13,7 @@ DriftloopError (500)
 ├── IntegrityError (500)          stored bytes no longer match their recorded hash
 ├── TrainingError (500)           a trainer failed; nothing was registered
 └── BackendUnavailableError (503) a service (database, broker, object store, webhook) is down
+    └── OverloadedError (503)     the server sheds load; retry after ``retry_after`` seconds
 """
 
 from __future__ import annotations
@@ -74,3 +75,12 @@ class TrainingError(DriftloopError):
 
 class BackendUnavailableError(DriftloopError):
     status_code = 503
+
+
+class OverloadedError(BackendUnavailableError):
+    """The server sheds load: its queue would delay this request too long. Answered 503 with
+    ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

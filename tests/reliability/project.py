@@ -6,7 +6,11 @@ optional v2, API keys, and helpers to run the app with uvicorn on a loopback por
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -55,12 +59,13 @@ class ReliabilityProject:
         pipeline: Mapping[str, Any] | None = None, serving: Mapping[str, Any] | None = None,
         store: str = "sqlite:///.driftloop/driftloop.db",
         storage: str = "file://.driftloop/storage",
+        transport: str = "local://", extra: Mapping[str, Any] | None = None,
     ) -> ReliabilityProject:
         directory.mkdir(parents=True, exist_ok=True)
         document: dict[str, Any] = {
             "store": store,
             "storage": storage,
-            "transport": "local://",
+            "transport": transport,
             "serving": {"port": port, "registry_poll_interval": "1s", **(serving or {})},
             "insights": {"flush_interval": 0.05},
             "models": {MODEL: {"trainer": "sklearn", "data": DATASET,
@@ -78,6 +83,7 @@ class ReliabilityProject:
                 "holdout_fraction": 0.3, **(pipeline or {}),
             },
         }
+        document.update(extra or {})
         path = directory / "driftloop.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         config = load_config(path, environ={})
@@ -160,3 +166,53 @@ def wait_ready(url: str, timeout: float) -> None:
             last = repr(exc)
         time.sleep(0.1)
     raise RuntimeError(f"{url} never became ready: {last}")
+
+
+DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
+
+
+@dataclass
+class LoopProcess:
+    """``driftloop up`` (or another long-running command) as a child process."""
+
+    project: ReliabilityProject
+    port: int
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *arguments: str) -> None:
+        """``driftloop up`` (or, with ``arguments``, that command) with the project's config."""
+        self.starts += 1
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+        command = list(arguments) or ["up", "--port", str(self.port), "--monitor-interval", "1"]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [DRIFTLOOP, *command, "--config", str(self.project.directory / "driftloop.yaml")],
+                cwd=self.project.directory, stdout=log, stderr=subprocess.STDOUT, env=environ,
+            )
+        if arguments:
+            return
+        try:
+            wait_ready(self.url, 120)
+        except RuntimeError:
+            self.kill()
+            raise AssertionError(self.log.read_text()[-3000:]) from None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook, no flush, no cleanup runs."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        assert self.process.wait(timeout=30) == -signal.SIGKILL
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()

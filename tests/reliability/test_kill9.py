@@ -6,10 +6,6 @@ v2 is deployed under traffic and verified, and the incident's timeline tells the
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,56 +20,11 @@ from driftloop.pipeline.tables import retrain_jobs
 from driftloop.registry.model_registry import MODELS_PREFIX
 from driftloop.system import DriftloopSystem
 from pipeline.world import make_snapshots
-from reliability.project import MODEL, ReliabilityProject, free_port, wait_ready
+from reliability.project import MODEL, LoopProcess, ReliabilityProject, free_port
 
-DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 STALE_AFTER = 60.0
 """The worker's ``stale_after``: a job whose worker has not beaten for this long is resumed."""
 LAST_RUN: dict[str, object] = {}
-
-
-@dataclass
-class LoopProcess:
-    """``driftloop up`` as a child process on a loopback port."""
-
-    project: ReliabilityProject
-    port: int
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.starts += 1
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [DRIFTLOOP, "up", "--port", str(self.port), "--monitor-interval", "1",
-                 "--config", str(self.project.directory / "driftloop.yaml")],
-                cwd=self.project.directory, stdout=log, stderr=subprocess.STDOUT, env=environ,
-            )
-        try:
-            wait_ready(self.url, 60)
-        except RuntimeError:
-            self.kill()
-            raise AssertionError(self.log.read_text()[-3000:]) from None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hook, no flush, no cleanup runs."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        assert self.process.wait(timeout=30) == -signal.SIGKILL
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass

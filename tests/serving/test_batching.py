@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from driftloop.errors import OverloadedError
 from driftloop.predictors import Predictor
 from driftloop.serving.batching import MicroBatcher
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
@@ -162,5 +163,57 @@ async def test_each_answer_carries_the_time_of_the_model_call_that_made_it() -> 
         shared = {seconds for _, seconds in burst}
         assert len(shared) == 1
         assert 0.05 <= shared.pop() < 0.2
+    finally:
+        await batcher.close()
+
+
+async def test_past_max_queue_delay_requests_are_refused_at_once_and_answered_ones_wait_less(
+) -> None:
+    """A model taking 40 ms per call of up to 4 texts (10 ms a text), a queue bounded at 0.1 s:
+    a burst of 40 four-text requests is partly refused with OverloadedError (503 with
+    Retry-After) without waiting, the rest are answered, and the queue drains."""
+    predictor = _SleepingPredictor(0.04)
+    batcher = MicroBatcher("reviews", max_batch_size=4, max_batch_wait_ms=1.0,
+                           max_queue_delay=0.1)
+    try:
+        await batcher.predict(predictor, ["tasty", "rude"])  # learns the seconds per text
+        await batcher.predict(predictor, ["tasty", "rude"])
+
+        async def one() -> float | OverloadedError:
+            started = time.perf_counter()
+            try:
+                await batcher.predict(predictor, ["tasty", "rude", "stale", "cold"])
+            except OverloadedError as exc:
+                assert time.perf_counter() - started < 0.01  # refused without waiting
+                return exc
+            return time.perf_counter() - started
+
+        lone = asyncio.ensure_future(one())  # takes the worker: the burst queues behind it
+        await asyncio.sleep(0.005)
+        outcomes = [lone, *await asyncio.gather(*(one() for _ in range(40)))]
+        refused = [o for o in outcomes[1:] if isinstance(o, OverloadedError)]
+        answered = [o for o in outcomes[1:] if isinstance(o, float)]
+        assert refused, "nothing was shed"
+        assert answered, "everything was shed"
+        assert batcher.shed == len(refused)
+        assert refused[0].retry_after >= 1.0
+        assert "serving.max_queue_delay" in refused[0].message
+        # the answered ones waited about max_queue_delay at most, plus the call in progress
+        assert max(answered) < 0.1 + 2 * 0.04 + 0.15
+        # the queue drains: a request after the burst is answered
+        assert (await batcher.predict(predictor, ["tasty"])).shape == (1, len(predictor.labels))
+    finally:
+        await batcher.close()
+
+
+async def test_without_max_queue_delay_nothing_is_shed() -> None:
+    predictor = _SleepingPredictor(0.01)
+    batcher = MicroBatcher("reviews", max_batch_size=4, max_batch_wait_ms=1.0)
+    try:
+        await batcher.predict(predictor, ["tasty"])
+        results = await asyncio.gather(*(batcher.predict(predictor, ["a", "b", "c", "d"])
+                                         for _ in range(30)))
+        assert len(results) == 30
+        assert batcher.shed == 0
     finally:
         await batcher.close()

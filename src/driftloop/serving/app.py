@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from driftloop._version import __version__
 from driftloop.config import Config
 from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
-from driftloop.errors import AuthError, ConflictError, DriftloopError
+from driftloop.errors import AuthError, ConflictError, DriftloopError, OverloadedError
 from driftloop.insights.client import (
     InsightsClient,
     configure_insights,
@@ -74,6 +74,7 @@ from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
 from driftloop.serving.ratelimit import KeyRateLimiter, RateLimitedError
+from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
 from driftloop.serving.schemas import (
     DeployRequest,
     ErrorResponse,
@@ -170,6 +171,8 @@ def create_app(
         insights=insights,
     )
 
+    lag = LoopLagMonitor()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if state.insights is None:
@@ -182,6 +185,7 @@ def create_app(
         try:
             yield
         finally:
+            lag.stop()
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
@@ -213,6 +217,8 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
+    app.add_middleware(LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay,
+                       monitor=lag)
     app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)  # outermost: counts 413s
     _install_error_handlers(app)
     app.include_router(_model_router())
@@ -246,9 +252,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DriftloopError)
         limit = exc.limit if isinstance(exc, LimitError | InvalidTextError) else None
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        if isinstance(exc, RateLimitedError):  # a key over its rate limit: expected
+        if isinstance(exc, RateLimitedError | OverloadedError):  # expected: the client waits
             headers = {"Retry-After": str(math.ceil(exc.retry_after))}
-        if exc.status_code >= 500:
+        elif exc.status_code >= 500:
             logger.error("%s %s: %s: %s", request.method, request.url.path,
                          type(exc).__name__, exc.message)
         return JSONResponse(error_body(type(exc).__name__, exc.message, limit),

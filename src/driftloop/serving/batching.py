@@ -13,6 +13,12 @@ A lone one-text request on a model that usually answers in under ``serving.inlin
 (the sklearn model: 1.6 ms) is scored on the event loop itself: handing it to the worker thread
 and back would cost more than the loop loses in that time.
 
+Under more load than the model can take, requests would wait in the queue without end; with
+``max_queue_delay`` set, a request whose texts would wait longer than that (the texts queued
+ahead of it times the model's recent seconds per text, over its parallel batches) is refused at
+once with :class:`~driftloop.errors.OverloadedError` (503 with ``Retry-After``), so answered
+requests keep a bounded latency and clients back off.
+
 A model whose work runs outside the GIL (``Predictor.parallel_batches`` > 1, or
 ``serving.parallel_batches``) runs that many batches side by side in worker threads; a batch
 then starts as soon as a worker is free, without the wait.
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from driftloop.errors import BackendUnavailableError
+from driftloop.errors import BackendUnavailableError, OverloadedError
 from driftloop.predictors import Predictor
 
 logger = logging.getLogger(__name__)
@@ -73,6 +79,7 @@ class MicroBatcher:
         observer: BatchObserver | None = None,
         parallel_batches: int | None = None,
         inline_below_ms: float = 0.0,
+        max_queue_delay: float = 0.0,
     ) -> None:
         self.name = name
         self.max_batch_size = max_batch_size
@@ -102,6 +109,14 @@ class MicroBatcher:
         self._one_text_seconds: weakref.WeakKeyDictionary[Predictor, float] = \
             weakref.WeakKeyDictionary()
         """Per predictor, a moving average of lone one-text call times."""
+        self.max_queue_delay = max_queue_delay
+        """Refuse a request whose texts would wait longer than this in the queue; 0: never."""
+        self._waiting_texts = 0
+        """Texts queued (or carried to the next batch) and not handed to a worker yet."""
+        self._seconds_per_text = 0.0
+        """A moving average of predictor seconds per text, over batched calls."""
+        self.shed = 0
+        """Requests refused because the queue was too long."""
 
     async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
@@ -136,12 +151,27 @@ class MicroBatcher:
             finally:
                 self._running -= 1
                 self._finished.set()
+        self._admit(predictor, len(texts))
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue), name=f"batcher-{self.name}")
         request = _Request(predictor, texts, loop.create_future())
         self._queue.put_nowait(request)
+        self._waiting_texts += len(texts)
         return await request.future
+
+    def _admit(self, predictor: Predictor, texts: int) -> None:
+        """Refuse ``texts`` more when they would wait longer than ``max_queue_delay``."""
+        if not self.max_queue_delay or not self._seconds_per_text:
+            return
+        delay = ((self._waiting_texts + texts) * self._seconds_per_text
+                 / self._capacity(predictor))
+        if delay > self.max_queue_delay:
+            self.shed += 1
+            raise OverloadedError(
+                f"model {self.name!r} is overloaded: {self._waiting_texts} texts are queued, "
+                f"about {delay:.1f}s of work (serving.max_queue_delay "
+                f"{self.max_queue_delay:g}s); retry later", retry_after=max(1.0, delay))
 
     def _idle(self) -> bool:
         return (not self._concurrent and self._running == 0 and self._carry is None
@@ -187,6 +217,7 @@ class MicroBatcher:
                 batch.append(following)
                 size += len(following.texts)
             self._concurrent = len(batch) > 1
+            self._waiting_texts -= size
             live = [r for r in batch if not r.future.done()]
             if not live:
                 continue
@@ -235,7 +266,11 @@ class MicroBatcher:
             chunk = texts[start:start + self.max_batch_size]
             started = time.perf_counter()
             chunks.append(predictor.predict_proba(chunk))
-            seconds += time.perf_counter() - started
+            took = time.perf_counter() - started
+            seconds += took
+            per_text = took / len(chunk)
+            self._seconds_per_text = per_text if not self._seconds_per_text else \
+                0.9 * self._seconds_per_text + 0.1 * per_text
             if self.observer is not None:
                 self.observer(len(chunk))
         return (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]), seconds

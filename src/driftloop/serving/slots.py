@@ -170,6 +170,7 @@ class ModelSlotManager:
                 observer=metrics.batch_size.labels(name).observe,
                 parallel_batches=settings.parallel_batches,
                 inline_below_ms=settings.inline_below_ms,
+                max_queue_delay=settings.max_queue_delay,
             )
             self.models[name] = ServedModel(name, batcher)
         self._poller: asyncio.Task[None] | None = None

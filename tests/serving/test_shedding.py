@@ -1,0 +1,67 @@
+"""Load shedding on the event loop's lag: the monitor sees a blocked loop, and while the lag is
+over the limit predict requests are answered 503 with Retry-After, everything else served."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_the_monitor_sees_a_blocked_loop_and_the_lag_fades() -> None:
+    monitor = LoopLagMonitor()
+    monitor.ensure_running()
+    try:
+        await asyncio.sleep(0.12)
+        assert monitor.lag < 0.1
+        time.sleep(0.4)  # the loop is busy: every timer is late
+        await asyncio.sleep(0.06)
+        assert monitor.lag > 0.25
+        await asyncio.sleep(1.5)  # quiet again
+        assert monitor.lag < 0.1
+    finally:
+        monitor.stop()
+
+
+async def test_predict_requests_are_shed_while_the_loop_lags() -> None:
+    monitor = LoopLagMonitor()
+    shedding = LoadSheddingMiddleware(answer, max_delay=0.5, monitor=monitor)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
+                                 base_url="http://test") as client:
+        assert (await client.post("/v1/models/m/predict")).status_code == 200
+        monitor.lag = 2.3  # as the monitor would set it under a flood
+        refused = await client.post("/v1/models/m/predict")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "3"
+        assert refused.json()["error"]["type"] == "OverloadedError"
+        assert "serving.max_queue_delay" in refused.json()["error"]["message"]
+        assert (await client.get("/healthz")).status_code == 200  # never shed
+        assert (await client.post("/v1/models/m/deploy")).status_code == 200
+        assert shedding.shed == 1
+    monitor.stop()
+
+
+async def test_without_a_limit_nothing_is_shed() -> None:
+    monitor = LoopLagMonitor()
+    monitor.lag = 10.0
+    shedding = LoadSheddingMiddleware(answer, max_delay=0.0, monitor=monitor)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
+                                 base_url="http://test") as client:
+        assert (await client.post("/v1/models/m/predict")).status_code == 200

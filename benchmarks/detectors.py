@@ -34,6 +34,8 @@ from driftloop.drift import (
     KSWindowDetector,
     PageHinkleyDetector,
     PSIWindowDetector,
+    ShapeCusumDetector,
+    mean_and_shape_detector,
 )
 from driftloop.drift.synthetic import (
     CALIBRATED_CLASSIFIER,
@@ -45,6 +47,8 @@ N_BEFORE = 2_000
 N_AFTER = 3_000
 REFERENCE_SIZE = 2_000
 MIN_SHIFT = 0.05
+COMBINED = "driftloop CUSUM + shape"
+"""The one configuration the goal is judged on (``algorithm: cusum_shape``, the init default)."""
 
 
 class StreamDetector(Protocol):
@@ -234,6 +238,12 @@ def our_detectors(false_alarm_rate: float) -> list[DetectorSpec]:
     def psi(r: NDArray[np.float64]) -> StreamDetector:
         return PSIWindowDetector(r, window=500, false_alarm_rate=rate)
 
+    def shape(r: NDArray[np.float64]) -> StreamDetector:
+        return ShapeCusumDetector(r, false_alarm_rate=rate)
+
+    def combined(r: NDArray[np.float64]) -> StreamDetector:
+        return mean_and_shape_detector(r, false_alarm_rate=rate, min_shift=MIN_SHIFT)
+
     return [
         DetectorSpec("driftloop CUSUM", True, cusum, f"target {rate:g}/value, min_shift 0.05"),
         DetectorSpec("driftloop CUSUM (strict)", True, cusum_strict,
@@ -244,6 +254,9 @@ def our_detectors(false_alarm_rate: float) -> list[DetectorSpec]:
         DetectorSpec("driftloop KS window (200)", True, ks_short,
                      f"window 200, step 20, target {rate:g}"),
         DetectorSpec("driftloop PSI window", True, psi, f"window 500, step 100, target {rate:g}"),
+        DetectorSpec("driftloop shape CUSUM", True, shape, f"target {rate:g}/value, k 0.25"),
+        DetectorSpec(COMBINED, True, combined,
+                     f"target {rate:g}/value in all: mean CUSUM 90 %, shape CUSUM 10 %"),
     ]
 
 
@@ -364,37 +377,68 @@ def fmt_delay(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.0f}"
 
 
+def mean_oracle(scenario: ConfidenceScenario, references: list[NDArray[np.float64]],
+                streams: list[list[float]], false_alarm_rate: float) -> ScenarioResult | None:
+    """Our CUSUM told the true size of an abrupt drop (``min_shift`` = the drop), at the full
+    budget: the quickest a mean CUSUM configured from the reference can be on that drop.
+    ``None`` for scenarios that are not abrupt drops of the mean."""
+    drop = scenario.before.mean - scenario.after.mean
+    if scenario.ramp or drop < 0.01:
+        return None
+    result = ScenarioResult()
+    for i, values in enumerate(streams):
+        detector = CusumDetector(references[i % len(references)],
+                                 false_alarm_rate=false_alarm_rate, min_shift=drop)
+        early, delay = first_detection(detector, values, N_BEFORE)
+        result.delays.append(delay)
+        result.early_alarms += early
+        result.early_values += N_BEFORE
+    return result
+
+
 def goal_rows(results: list[DetectorResult], budget: float, scenario_names: list[str],
-              oracles: dict[str, OracleResult]) -> list[tuple[str, ...]]:
+              oracles: dict[str, OracleResult],
+              mean_oracles: dict[str, ScenarioResult | None]) -> list[tuple[str, ...]]:
+    """Per scenario: the one default configuration against the best tuned competitor and,
+    on abrupt drops, against the mean-CUSUM oracle."""
     rows: list[tuple[str, ...]] = []
+    combined = next(r for r in results if r.spec.name == COMBINED)
+    within = combined.false_alarms_per_10k <= budget
     for name in scenario_names:
         ours = [r for r in results if r.spec.ours and r.false_alarms_per_10k <= budget]
         theirs = [r for r in results if not r.spec.ours]
         best_ours = min(ours, key=lambda r: r.scenarios[name].quantile(0.5), default=None)
         best_theirs = min(theirs, key=lambda r: r.scenarios[name].quantile(0.5))
+        delay = combined.scenarios[name].quantile(0.5)
         ours_delay = math.inf if best_ours is None else best_ours.scenarios[name].quantile(0.5)
         their_delay = best_theirs.scenarios[name].quantile(0.5)
-        if math.isinf(their_delay):
-            ratio, met = ("—", "yes" if math.isfinite(ours_delay) else "no")
+        versus_theirs = "—" if math.isinf(their_delay) else f"{delay / their_delay:.2f}"
+        beats = within and (math.isinf(their_delay) or delay <= their_delay)
+        mean_result = mean_oracles.get(name)
+        if mean_result is None:
+            oracle_cell, versus_oracle = "—", "—"
         else:
-            ratio = f"{ours_delay / their_delay:.2f}"
-            met = "yes" if ours_delay <= their_delay / 2 else "no"
+            oracle_delay = mean_result.quantile(0.5)
+            ratio = delay / oracle_delay
+            oracle_cell = fmt_delay(oracle_delay)
+            versus_oracle = f"{ratio:.2f} ({'met' if within and ratio <= 1.1 else 'not met'})"
         rows.append((
             name,
+            f"{fmt_delay(delay)} ({100 * combined.scenarios[name].detection_rate:.0f}%)",
             f"{fmt_delay(ours_delay)} ({best_ours.spec.name if best_ours else 'none'})",
             f"{fmt_delay(their_delay)} ({best_theirs.spec.name})",
-            ratio,
-            met,
+            f"{versus_theirs} ({'met' if beats else 'not met'})",
+            oracle_cell,
+            versus_oracle,
             f"{fmt_delay(oracles[name].result.quantile(0.5))} "
             f"({oracles[name].false_alarms_per_10k:.2f} / 10k)",
-            "—" if math.isinf(their_delay)
-            else f"{oracles[name].result.quantile(0.5) / their_delay:.2f}",
         ))
     return rows
 
 
 def render(results: list[DetectorResult], budget: float, scenario_names: list[str],
-           oracles: dict[str, OracleResult], markdown: bool, console: Console) -> None:
+           oracles: dict[str, OracleResult], mean_oracles: dict[str, ScenarioResult | None],
+           markdown: bool, console: Console) -> None:
     tables: list[tuple[str, list[str], list[list[str]]]] = []
     summary = []
     for r in results:
@@ -415,13 +459,17 @@ def render(results: list[DetectorResult], budget: float, scenario_names: list[st
         ]
         tables.append((f"{name}: detection delay (values after the change)",
                        ["detector", "detected", "median delay", "p90 delay"], rows))
-    goals = [list(row) for row in goal_rows(results, budget, scenario_names, oracles)]
+    goals = [list(row) for row in goal_rows(results, budget, scenario_names, oracles,
+                                            mean_oracles)]
     tables.append((
-        f"Goal: at <= {budget:g} false alarm per 10,000 values, a median delay at most half the "
-        "best competitor's (misses count as never)",
-        ["scenario", "best driftloop median delay", "best competitor median delay", "ratio",
-         "goal (<= 0.5) met", "oracle LLR-CUSUM median delay (false alarms)",
-         "oracle / best competitor"],
+        f"Goal: {COMBINED} (one configuration, from the reference alone) at <= {budget:g} "
+        "false alarm per 10,000 values: median delay no worse than the best tuned competitor "
+        "on every scenario, and within 1.1x the mean-CUSUM oracle on abrupt drops (misses count "
+        "as never)",
+        ["scenario", f"{COMBINED} median delay (detected)", "best driftloop detector",
+         "best tuned competitor", "ratio to competitor (goal <= 1)",
+         "mean-CUSUM oracle (told the drop)", "ratio to oracle (goal <= 1.1)",
+         "LLR-CUSUM oracle (false alarms)"],
         goals,
     ))
     for title, header, rows in tables:
@@ -496,7 +544,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         scenario.name: oracle(scenario, streams, tuning, no_change, budget)
         for scenario, streams in scenarios
     }
-    render(results, budget, [s.name for s in drifting], oracles, args.markdown, console)
+    mean_oracles = {
+        scenario.name: mean_oracle(scenario, references, streams, false_alarm_rate)
+        for scenario, streams in scenarios
+    }
+    render(results, budget, [s.name for s in drifting], oracles, mean_oracles, args.markdown,
+           console)
     console.print(f"\n{'quick' if args.quick else 'full'} run, seed {args.seed}, "
                   f"{time.perf_counter() - began:.0f}s", markup=False)
 

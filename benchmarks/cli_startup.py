@@ -108,18 +108,29 @@ def run_once(argv: Sequence[str], cwd: Path) -> Sample:
     return Sample(elapsed, int(usage.ru_maxrss))
 
 
+def timed_runs(runs: int, ours: list[str], theirs: list[str],
+               project: Path) -> tuple[list[Sample], list[Sample]]:
+    """``runs`` alternating runs of each side after a warm-up run of each."""
+    run_once(ours, project)
+    run_once(theirs, project)
+    mine: list[Sample] = []
+    base: list[Sample] = []
+    for _ in range(runs):
+        mine.append(run_once(ours, project))
+        base.append(run_once(theirs, project))
+    return mine, base
+
+
 def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[str]]:
     rows = []
     for label, args, limit in CASES:
         ours = [str(driftloop), *args]
         theirs = [sys.executable, str(bare), *args]
-        run_once(ours, project)
-        run_once(theirs, project)
-        mine: list[Sample] = []
-        base: list[Sample] = []
-        for _ in range(runs):
-            mine.append(run_once(ours, project))
-            base.append(run_once(theirs, project))
+        try:
+            mine, base = timed_runs(runs, ours, theirs, project)
+        except RuntimeError as exc:  # a failing case is reported, the others still run
+            rows.append([f"driftloop {label}", "failed", str(exc), "", f"{limit:g}x", "", "", ""])
+            continue
         ours_median = statistics.median(s.seconds for s in mine)
         base_median = statistics.median(s.seconds for s in base)
         ratio = ours_median / base_median

@@ -14,6 +14,11 @@ that no snapshot holds give the streams:
   subtopics: the time from the shift to each signal's first ALERT, in 5-minute windows, over
   the 3 hours after the shift.
 
+Beside them, the monitors of the inputs that docs/drift.md shows (:data:`INPUT_MONITORS`: KS
+tests of ``text_length`` and ``oov_rate``; ``--inputs-only`` runs them alone), and, after each
+scenario, v2 (trained on snapshot 2) on an hour of fully drifted traffic: which signals still
+fire once the model has learned the drift.
+
 Labels arrive for ``--label-share`` of the predictions (realized accuracy). The engine evaluates
 every ``--interval`` seconds over its sliding windows, as ``driftloop up`` does.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +42,7 @@ from rich.console import Console
 from driftloop.config import ModelConfig, MonitorConfig, parse_config
 from driftloop.demo.scenario import build_scenario
 from driftloop.drift.factory import build_detector
+from driftloop.drift.window import WindowTestDetector
 from driftloop.monitors.thresholds import reference_value, resolve_thresholds
 from driftloop.predictors import ReferenceProfile
 from driftloop.project import default_config_text
@@ -64,6 +71,9 @@ class Streams:
     known_correct: NDArray[np.float64]
     drifted_confidence: NDArray[np.float64]
     drifted_correct: NDArray[np.float64]
+    known_inputs: dict[str, NDArray[np.float64]]
+    drifted_inputs: dict[str, NDArray[np.float64]]
+    """Per input metric (``text_length`` and the predictor's input signals): per text."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +81,34 @@ class Monitors:
     confidence: MonitorConfig
     drift: MonitorConfig
     accuracy: MonitorConfig
+    inputs: list[MonitorConfig]
+    """Drift monitors on the inputs (:data:`INPUT_MONITORS`: not in the template)."""
+
+
+INPUT_MONITORS: list[dict[str, Any]] = [
+    {"name": f"input {metric} drift", "type": "drift", "metric": metric,
+     "group_by": ["model", "version"],
+     "detector": {"algorithm": "ks", "window": 1000, "false_alarm_rate": 1e-9}}
+    for metric in ("text_length", "oov_rate")
+]
+"""The monitors of the inputs measured beside the template's (docs/drift.md shows them): a KS
+test of each window of 1,000 texts, tested every 200, at 1e-9 false alarms per prediction."""
 
 
 def template_monitors() -> Monitors:
     config = parse_config(default_config_text(), source="driftloop init", environ={})
     by_metric = {(m.type, m.metric): m for m in config.monitors}
+    inputs = [MonitorConfig.model_validate(m) for m in INPUT_MONITORS]
     return Monitors(by_metric[("threshold", "model_confidence")],
                     by_metric[("drift", "model_confidence")],
-                    by_metric[("threshold", "prediction_correct")])
+                    by_metric[("threshold", "prediction_correct")], inputs)
 
 
-def model_streams(drifting: tuple[str, ...], seed: int) -> Streams:
+def model_streams(drifting: tuple[str, ...], seed: int, *, retrained: bool = False) -> Streams:
+    """v1's streams (``retrained``: v2's, trained on snapshot 2, which holds the drift)."""
     scenario = build_scenario(drifting=drifting, seed=seed)
     model = ModelConfig(trainer="sklearn", data="reviews")
-    frame = scenario.snapshot_1
+    frame = scenario.snapshot_2 if retrained else scenario.snapshot_1
     trained = get_trainer("sklearn", model).fit(
         TrainingData(frame, "text", "label", "bench", "bench"))
     predictor = trained.predictor
@@ -96,9 +120,15 @@ def model_streams(drifting: tuple[str, ...], seed: int) -> Streams:
         correct = (predicted == traffic["label"].astype(str).to_numpy()).astype(np.float64)
         return probabilities.max(axis=1), correct
 
+    def inputs(traffic: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
+        texts = traffic["text"].astype(str).tolist()
+        lengths = np.array([len(text) for text in texts], dtype=np.float64)
+        return {"text_length": lengths, **predictor.input_signals(texts)}
+
     known = score(scenario.known_traffic)
     drifted = score(scenario.drifted_traffic)
-    return Streams(trained.reference, *known, *drifted)
+    return Streams(trained.reference, *known, *drifted, inputs(scenario.known_traffic),
+                   inputs(scenario.drifted_traffic))
 
 
 @dataclass
@@ -106,19 +136,23 @@ class Alarms:
     confidence: list[float]
     drift: list[float]
     accuracy: list[float]
+    inputs: dict[str, list[float]]
     """Seconds (since the stream began) at which each signal went ALERT."""
 
     def first_after(self, start: float) -> dict[str, float | None]:
+        signals = [("confidence", self.confidence), ("drift", self.drift),
+                   ("accuracy", self.accuracy), *self.inputs.items()]
         return {name: next((t - start for t in times if t >= start), None)
-                for name, times in (("confidence", self.confidence), ("drift", self.drift),
-                                    ("accuracy", self.accuracy))}
+                for name, times in signals}
 
 
 def simulate(
     monitors: Monitors, streams: Streams, *, seconds: float, shift_at: float | None,
     mix: float, rate: float, label_share: float, interval: float, rng: np.random.Generator,
+    inputs_only: bool = False,
 ) -> Alarms:
-    """One stream of ``seconds`` at ``rate`` predictions/s, drifting at ``shift_at``."""
+    """One stream of ``seconds`` at ``rate`` predictions/s, drifting at ``shift_at``
+    (``inputs_only``: the monitors of the inputs alone)."""
     n = int(seconds * rate)
     times = np.arange(n) / rate
     drifted = np.zeros(n, dtype=bool)
@@ -132,13 +166,14 @@ def simulate(
                        streams.known_correct[known_index])
     labelled = rng.random(n) < label_share
 
-    alarms = Alarms([], [], [])
-    detector = build_detector(monitors.drift.detector, streams.reference,  # type: ignore[arg-type]
-                              metric="model_confidence")
-    for i, value in enumerate(confidence.tolist()):
-        detector.update(value)
-        if detector.drift_detected:
-            alarms.drift.append(i / rate)
+    alarms = Alarms([], [], [], {m.metric: [] for m in monitors.inputs})
+    for monitor in monitors.inputs:
+        values = np.where(drifted, streams.drifted_inputs[monitor.metric][drifted_index],
+                          streams.known_inputs[monitor.metric][known_index])
+        detect(monitor, streams.reference, values, rate, alarms.inputs[monitor.metric])
+    if inputs_only:
+        return alarms
+    detect(monitors.drift, streams.reference, confidence, rate, alarms.drift)
 
     cumulative = np.concatenate([[0.0], np.cumsum(confidence)])
     labelled_sum = np.concatenate([[0.0], np.cumsum(correct * labelled)])
@@ -164,6 +199,36 @@ def simulate(
     return alarms
 
 
+def detect(monitor: MonitorConfig, reference: ReferenceProfile, values: NDArray[np.float64],
+           rate: float, found: list[float]) -> None:
+    """Feed ``values`` to the monitor's detector; note when each drift is found."""
+    assert monitor.detector is not None
+    detector = build_detector(monitor.detector, reference, metric=monitor.metric)
+    if isinstance(detector, WindowTestDetector):
+        found.extend(i / rate for i in window_test_alarms(detector, values))
+        return
+    for i, value in enumerate(values.tolist()):
+        detector.update(value)
+        if detector.drift_detected:
+            found.append(i / rate)
+
+
+def window_test_alarms(detector: WindowTestDetector, values: NDArray[np.float64]) -> list[int]:
+    """The indices at which ``detector.update`` would detect, tested window by window instead
+    of value by value (the same tests: the first once ``window`` values have come, then every
+    ``step``; after a detection the window refills)."""
+    alarms: list[int] = []
+    end = detector.window
+    while end <= values.size:
+        result = detector._test(values[end - detector.window:end])
+        if result.p_value < detector.alpha:
+            alarms.append(end - 1)
+            end += detector.window
+        else:
+            end += detector.step
+    return alarms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=170.0,
@@ -178,50 +243,90 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="2 scenarios, 2 hours")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--held-out", nargs="+", default=None,
+                        help="only these scenarios (e.g. restaurant coffee_tea+tops)")
+    parser.add_argument("--inputs-only", action="store_true",
+                        help="the monitors of the inputs alone (the others' columns show -)")
     args = parser.parse_args()
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
+    if args.held_out:
+        scenarios = tuple(s for s in scenarios if "+".join(s) in args.held_out)
     hours = 2.0 if args.quick else args.hours
     console = Console(width=200)
     monitors = template_monitors()
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     rows: list[list[str]] = []
+    retrained: list[list[str]] = []
     for drifting in scenarios:
         streams = model_streams(drifting, args.seed)
         quiet = simulate(monitors, streams, seconds=hours * 3600, shift_at=None, mix=0.0,
                          rate=args.rate, label_share=args.label_share,
-                         interval=args.interval, rng=rng)
+                         interval=args.interval, rng=rng, inputs_only=args.inputs_only)
         for mix in args.mixes:
             shift = 2 * WINDOW_SECONDS
             drift = simulate(monitors, streams, seconds=shift + 3 * 3600, shift_at=shift,
                              mix=mix, rate=args.rate, label_share=args.label_share,
-                             interval=args.interval, rng=rng)
+                             interval=args.interval, rng=rng, inputs_only=args.inputs_only)
             before = float(streams.known_correct.mean())
             after = float((1 - mix) * before + mix * streams.drifted_correct.mean())
             firsts = drift.first_after(shift)
             conf_before = float(streams.known_confidence.mean())
             conf_after = float((1 - mix) * conf_before + mix * streams.drifted_confidence.mean())
 
-            def windows(value: float | None) -> str:
+            def windows(value: float | None, run: bool = True) -> str:
+                if not run:
+                    return "-"
                 return "never" if value is None else f"{value / WINDOW_SECONDS:.2f}"
+
+            others = not args.inputs_only
 
             rows.append([
                 "+".join(drifting), f"{mix:g}", f"{before:.3f} → {after:.3f}",
                 f"{conf_before:.3f} → {conf_after:.3f} "
                 f"(ref {streams.reference.mean_confidence:.3f})",
-                windows(firsts["drift"]), windows(firsts["confidence"]),
-                windows(firsts["accuracy"]),
-                f"{len(quiet.drift)} / {len(quiet.confidence)} / {len(quiet.accuracy)}",
+                windows(firsts["drift"], others), windows(firsts["confidence"], others),
+                windows(firsts["accuracy"], others),
+                *(windows(firsts[m.metric]) for m in monitors.inputs),
+                alarm_counts(quiet, args.inputs_only),
             ])
+        retrained.append(after_retrain(monitors, drifting, args))
         console.print(f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s)")
     headers = ["held out", "drifted share", "accuracy before → after",
                "mean confidence before → after", "CUSUM (windows)", "confidence (windows)",
                "realized accuracy (windows)",
-               f"false ALERTs in {hours:g} h (CUSUM / conf. / acc.)"]
+               *(f"{m.metric} {m.detector.algorithm.upper()} (windows)"  # type: ignore[union-attr]
+                 for m in monitors.inputs),
+               f"false ALERTs in {hours:g} h (CUSUM / conf. / acc."
+               f"{''.join(' / ' + m.metric for m in monitors.inputs)})"]
     print_rows(console, headers, rows, markdown=args.markdown,
                title=f"init defaults at {args.rate:g} predictions/s, labels on "
                 f"{args.label_share:.0%}")
+    print_rows(console, ["held out", "v2 accuracy on the drifted traffic",
+                         "ALERTs in 1 h of it (CUSUM / conf. / acc."
+                         f"{''.join(' / ' + m.metric for m in monitors.inputs)})"],
+               retrained, markdown=args.markdown,
+               title="after the retrain: v2 (trained on snapshot 2) on the drifted traffic")
     console.print(f"took {time.perf_counter() - started:.0f}s")
+
+
+def after_retrain(monitors: Monitors, drifting: tuple[str, ...],
+                  args: argparse.Namespace) -> list[str]:
+    """v2, trained on snapshot 2 (which holds the held-out subtopics), serving one hour of
+    traffic that has fully drifted: which signals still ALERT (a retrain cannot cure them)."""
+    streams = model_streams(drifting, args.seed, retrained=True)
+    alarms = simulate(monitors, streams, seconds=3600.0, shift_at=0.0, mix=1.0,
+                      rate=args.rate, label_share=args.label_share, interval=args.interval,
+                      rng=np.random.default_rng(args.seed), inputs_only=args.inputs_only)
+    return ["+".join(drifting), f"{streams.drifted_correct.mean():.3f}",
+            alarm_counts(alarms, args.inputs_only)]
+
+
+def alarm_counts(alarms: Alarms, inputs_only: bool) -> str:
+    """ALERTs per signal: CUSUM / confidence / accuracy / each input ("-": not run)."""
+    others = ["-"] * 3 if inputs_only else [
+        str(len(found)) for found in (alarms.drift, alarms.confidence, alarms.accuracy)]
+    return " / ".join([*others, *(str(len(found)) for found in alarms.inputs.values())])
 
 
 if __name__ == "__main__":

@@ -272,8 +272,10 @@ class ServingConfig(StrictModel):
     inline_below_ms: float = Field(2.0, ge=0)
     rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(
         default_factory=dict)
+    max_feedback_items: int = Field(1000, ge=1)
     max_insight_points: int = Field(5_000, ge=1)
     max_queue_delay: Duration = Field(1.0, ge=0)
+    prediction_log_retention: Duration = Field(7 * 86400.0, ge=60.0)
 
 
 class InsightsConfig(StrictModel):

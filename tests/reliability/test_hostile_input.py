@@ -292,6 +292,95 @@ def test_template_injection_renders_nothing_but_text(tmp_path: Path) -> None:
     assert alert.text == "<class>{{ on  @retrain"
     assert alert.handles == ("retrain",)
 
+
+# --- feedback (issue #22 part 7): labels, item counts, relabelling, texts ---------------------
+
+FEEDBACK = f"/v1/models/{MODEL}/feedback"
+
+
+def predicted(served: ServedSystem, *texts: str) -> list[dict[str, Any]]:
+    response = httpx.post(served.url + PREDICT, json={"texts": list(texts)},
+                          headers=served.project.headers(), timeout=30)
+    assert response.status_code == 200, response.text
+    answers: list[dict[str, Any]] = response.json()["predictions"]
+    return answers
+
+
+def post_feedback(served: ServedSystem, items: list[dict[str, Any]]) -> tuple[int, Any]:
+    body = json.dumps({"feedback": items}).encode()
+    headers = {**served.project.headers(), "Content-Type": "application/json"}
+    return raw_request(served.url, "POST", FEEDBACK, body, headers)
+
+
+def correct_points(served: ServedSystem) -> int:
+    """``prediction_correct`` points in the metric store, once the insights are written."""
+    assert served.system.insights.flush()
+    results = served.system.metric_store.query("prediction_correct", "count", 0.0, 4e9)
+    return int(sum(result.value or 0 for result in results))
+
+
+def feedback_rows(served: ServedSystem) -> int:
+    return len(served.system.feedback.list(MODEL, limit=100_000))
+
+
+def test_feedback_labels_outside_the_models_classes_are_refused(served: ServedSystem) -> None:
+    """Labels were free text, each a new metric series: the probe made 58k of them."""
+    [answer] = predicted(served, "great food")
+    before = (correct_points(served), feedback_rows(served))
+    status, document = post_feedback(served, [
+        {"prediction_id": answer["id"], "label": f"made-up-{i}"} for i in range(50)])
+    assert status == 422, document
+    kind, message = error_of(document)
+    assert kind == "InvalidInputError"
+    assert "feedback item 0's label 'made-up-0'" in message
+    assert "and 45 more are not one of the model's classes" in message
+    assert (correct_points(served), feedback_rows(served)) == before
+
+
+def test_feedback_with_more_items_than_the_cap_is_refused(served: ServedSystem) -> None:
+    """The probe's 3,000 items without text per request (there was no limit but the body)."""
+    before = feedback_rows(served)
+    status, document = post_feedback(served, [
+        {"prediction_id": f"p{i}", "label": "x"} for i in range(3000)])
+    assert status == 413, document
+    assert document["error"]["limit"] == "serving.max_feedback_items"
+    assert feedback_rows(served) == before
+
+
+def test_relabelling_one_prediction_adds_no_rows_and_no_points(served: ServedSystem) -> None:
+    """One prediction id could be labelled without end, a row and a point each time."""
+    [answer] = predicted(served, "great food")
+    label = answer["class"]
+    points, rows = correct_points(served), feedback_rows(served)
+    for attempt in range(20):
+        status, document = post_feedback(served, [{"prediction_id": answer["id"],
+                                                   "label": label}] * 3)
+        assert status == 200, document
+        assert document == {"accepted": 3, "matched": 3, "relabelled": 3 if attempt else 2}
+    assert feedback_rows(served) == rows + 1
+    assert correct_points(served) == points + 1
+
+
+def test_feedback_texts_for_predictions_never_issued_or_not_scored_are_refused(
+    served: ServedSystem,
+) -> None:
+    """With ``merge_feedback``, any predict key could add training rows for ids the server
+    never issued, with texts it never scored."""
+    [answer] = predicted(served, "great food")
+    samples = served.system.feedback.labeled_samples(MODEL)
+    for prediction_id, text in ((answer["id"], "terrible food"),
+                                ("f" * 32, "great food"), ("never-issued", "great food")):
+        status, document = post_feedback(served, [{"prediction_id": prediction_id,
+                                                   "label": answer["class"], "text": text}])
+        assert status == 422, document
+        assert "feedback item 0's text" in error_of(document)[1]
+    assert served.system.feedback.labeled_samples(MODEL) == samples
+    status, document = post_feedback(served, [{"prediction_id": answer["id"],
+                                               "label": answer["class"], "text": "great food"}])
+    assert status == 200, document
+    assert len(served.system.feedback.labeled_samples(MODEL)) == len(samples) + 1
+
+
 INSIGHTS = "/v1/insights"
 
 

@@ -1,6 +1,7 @@
 """``driftloop serve --workers 2`` as a real subprocess on one SQLite store and registry:
-predictions, a deploy (registry alias move) reaching every worker, and ``/metrics`` merged over
-the workers (Prometheus multiprocess mode)."""
+predictions, a deploy (registry alias move) reaching every worker, ``/metrics`` merged over
+the workers (Prometheus multiprocess mode), and feedback labels that meet their predictions
+whichever worker they reach, also after a restart (the prediction log in the store)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -52,9 +54,18 @@ def world(tmp_path: Path) -> PipelineWorld:
 
 @pytest.fixture
 def server(world: PipelineWorld, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
+    with serve_workers(tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def serve_workers(tmp_path: Path, port: int | None = None) -> Iterator[str]:
+    """``driftloop serve --workers 2`` on the project in ``tmp_path``, both workers ready;
+    stopped with SIGINT (as Ctrl-C stops it) at the end."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    log = (tmp_path / "serve.log").open("wb")
+    log = (tmp_path / "serve.log").open("ab")
+    started = (tmp_path / "serve.log").read_text().count("Application startup complete")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "driftloop"), "serve", "--workers", "2",
          "--port", str(port), "--config", str(tmp_path / "driftloop.yaml")],
@@ -76,7 +87,8 @@ def server(world: PipelineWorld, tmp_path: Path) -> Iterator[str]:
         # one worker answering is not both: on a busy machine the second may still be starting,
         # and would then load the later version at start-up instead of swapping to it. uvicorn
         # logs this line per worker once its lifespan (which loads the models) is done.
-        while (tmp_path / "serve.log").read_text().count("Application startup complete") < 2:
+        while (tmp_path / "serve.log").read_text().count(
+                "Application startup complete") < started + 2:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the second worker did not start:\n"
                             f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
@@ -139,3 +151,43 @@ def test_two_workers_serve_take_a_deploy_and_merge_their_metrics(
                   version="2") == 20 * len(TEXTS)
     assert metric(exposition, "driftloop_http_requests_total", status="200",
                   route="/v1/models/{name}/predict") == 40
+
+
+def send_feedback(url: str, key: str, items: list[dict[str, str]]) -> dict[str, int]:
+    answer = httpx.post(f"{url}/v1/models/{MODEL}/feedback", json={"feedback": items},
+                        headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+                        timeout=30)
+    assert answer.status_code == 200, answer.text
+    counts: dict[str, int] = answer.json()
+    return counts
+
+
+@pytest.mark.slow
+def test_labels_meet_their_predictions_on_any_worker_and_after_a_restart(
+    world: PipelineWorld, tmp_path: Path
+) -> None:
+    """The log used to be a dict per process: with two workers about half the labels reached
+    the other one and never met their prediction, and a restart lost them all. Each label here
+    goes out on a new connection right after its prediction (so some reach the other worker
+    before that worker's buffer is written), then the server restarts and the rest come."""
+    key = world.system.api_keys.create(Scope.PREDICT, name="labeller").key
+    port = free_port()
+    answers: list[dict[str, str]] = []
+    with serve_workers(tmp_path, port) as url:
+        for _ in range(12):
+            answers += predict(url, key).json()["predictions"]
+            latest = answers[-len(TEXTS):]
+            counts = send_feedback(url, key, [{"prediction_id": a["id"], "label": a["class"]}
+                                              for a in latest])
+            assert counts == {"accepted": 2, "matched": 2, "relabelled": 0}, counts
+        for _ in range(12):
+            answers += predict(url, key).json()["predictions"]
+    labelled = 12 * len(TEXTS)
+    with serve_workers(tmp_path, port) as url:  # a restart: every worker is a new process
+        counts = send_feedback(url, key, [{"prediction_id": a["id"], "label": a["class"]}
+                                          for a in answers[labelled:]])
+        assert counts == {"accepted": labelled, "matched": labelled, "relabelled": 0}, counts
+    rows = world.system.feedback.list(MODEL, limit=1000)
+    assert len(rows) == len(answers)
+    assert all(row.correct for row in rows)
+    assert {row.version for row in rows} == {1}

@@ -35,16 +35,16 @@ async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
     feedback = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
         "feedback": [
             {"prediction_id": right["id"], "label": "Food - Positive"},
-            {"prediction_id": wrong["id"], "label": "Price - Negative"},
+            {"prediction_id": wrong["id"], "label": "Service - Positive"},
             {"prediction_id": "unknown-id", "label": "Food - Negative"},
         ]})
     assert feedback.status_code == 200, feedback.text
-    assert feedback.json() == {"accepted": 3, "matched": 2}
+    assert feedback.json() == {"accepted": 3, "matched": 2, "relabelled": 0}
 
     rows = FeedbackStore(database).list("reviews")
     assert [(r.prediction_id, r.label, r.predicted_class, r.version, r.correct) for r in rows] == [
         (right["id"], "Food - Positive", "Food - Positive", 1, True),
-        (wrong["id"], "Price - Negative", "Service - Negative", 1, False),
+        (wrong["id"], "Service - Positive", "Service - Negative", 1, False),
         ("unknown-id", "Food - Negative", None, None, None),
     ]
     assert all(r.key_id for r in rows)
@@ -55,7 +55,7 @@ async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
         (1.0, {"model": "reviews", "version": "1", "class": "Food - Positive",
                "label": "Food - Positive"}),
         (0.0, {"model": "reviews", "version": "1", "class": "Service - Negative",
-               "label": "Price - Negative"}),
+               "label": "Service - Positive"}),
     ]
 
 
@@ -69,16 +69,14 @@ async def test_a_label_sent_with_its_text_is_kept_as_a_labeled_sample(
         "feedback": [
             {"prediction_id": prediction["id"], "label": "Food - Positive", "text": "tasty soup"},
             {"prediction_id": "label-only", "label": "Food - Negative"},
-            {"prediction_id": "from-elsewhere", "label": "Food - Negative", "text": "cold soup"},
         ]})
-    assert feedback.json() == {"accepted": 3, "matched": 1}
+    assert feedback.json() == {"accepted": 2, "matched": 1, "relabelled": 0}
     store = FeedbackStore(database)
     samples = store.labeled_samples("reviews")
-    assert [(text, label) for text, label, _ in samples] == [
-        ("tasty soup", "Food - Positive"), ("cold soup", "Food - Negative")]
+    assert [(text, label) for text, label, _ in samples] == [("tasty soup", "Food - Positive")]
     assert all(received > 0 for _, _, received in samples)
     assert store.labeled_samples("another-model") == []
-    assert len(store.list("reviews")) == 3  # every label is a feedback row, text or not
+    assert len(store.list("reviews")) == 2  # every label is a feedback row, text or not
 
 
 async def test_a_feedback_text_over_the_limit_is_refused_whole(

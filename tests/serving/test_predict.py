@@ -120,13 +120,18 @@ async def test_probes_and_docs_need_no_key(client: httpx.AsyncClient) -> None:
     assert predict["security"] == [{"HTTPBearer": []}, {"APIKeyHeader": []}]
 
 
-async def test_prediction_ids_are_distinct_random_hex(
+async def test_prediction_ids_are_distinct_time_ordered_hex(
     client: httpx.AsyncClient, predict_headers: dict[str, str]
 ) -> None:
+    """128-bit hex ids: the issue time in milliseconds (12 hex digits), then 80 random bits."""
     ids: list[str] = []
+    started = time.time()
     for _ in range(3):
         response = await client.post(URL, json={"texts": ["tasty", "rude", "stale"]},
                                      headers=predict_headers)
         ids += [p["id"] for p in response.json()["predictions"]]
     assert len(set(ids)) == len(ids) == 9
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+    issued = [int(i[:12], 16) / 1000 for i in ids]
+    assert issued == sorted(issued)
+    assert started - 0.002 <= issued[0] <= issued[-1] <= time.time()

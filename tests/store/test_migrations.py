@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from driftloop.errors import ConfigError
 from driftloop.pipeline.tables import retrain_jobs
+from driftloop.serving.tables import feedback, feedback_texts
 from driftloop.store import METADATA, Database
 from driftloop.store.database import (
     HEAD_REVISION,
@@ -196,5 +197,44 @@ def test_migrate_from_empty_step_by_step_and_back(database: Database) -> None:
         assert database.migrate() == SCHEMA_VERSION
         with pytest.raises(ConfigError, match="unknown schema revision"):
             database.upgrade(to="0099")
+    finally:
+        database.dispose()
+
+
+def test_0004_keeps_the_latest_label_of_each_prediction(database: Database) -> None:
+    """One label per prediction from 0004 on: a store with relabelled predictions keeps each
+    one's last label (and text), and a second row for a prediction is refused after."""
+    try:
+        database.upgrade(to="0003")
+        label = {"model": "m", "version": 1, "predicted_class": "a", "correct": True,
+                 "key_id": "k"}
+        text = {"model": "m", "key_id": "k"}
+        with database.engine.begin() as connection:
+            connection.execute(feedback.insert(), [
+                {**label, "prediction_id": "p1", "label": "a", "received_at": 1.0},
+                {**label, "prediction_id": "p1", "label": "b", "received_at": 2.0},
+                {**label, "prediction_id": "p2", "label": "a", "received_at": 3.0},
+                {**label, "model": "other", "prediction_id": "p1", "label": "c",
+                 "received_at": 4.0}])
+            connection.execute(feedback_texts.insert(), [
+                {**text, "prediction_id": "p1", "text": "t", "label": "a", "received_at": 1.0},
+                {**text, "prediction_id": "p1", "text": "t", "label": "b", "received_at": 2.0}])
+        database.upgrade()
+        with database.engine.connect() as connection:
+            kept = connection.execute(sa.select(
+                feedback.c.model, feedback.c.prediction_id, feedback.c.label,
+            ).order_by(feedback.c.feedback_id)).all()
+            texts = connection.execute(sa.select(feedback_texts.c.label)).scalars().all()
+            tables = set(sa.inspect(connection).get_table_names())
+        assert [tuple(row) for row in kept] == [("m", "p1", "b"), ("m", "p2", "a"),
+                                                ("other", "p1", "c")]
+        assert texts == ["b"]
+        assert "serving_predictions" in tables
+        with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as connection:
+            connection.execute(feedback.insert(), {**label, "prediction_id": "p2",
+                                                   "label": "z", "received_at": 5.0})
+        assert database.downgrade("0003").revision == "0003"
+        with database.engine.connect() as connection:
+            assert "serving_predictions" not in sa.inspect(connection).get_table_names()
     finally:
         database.dispose()

@@ -63,18 +63,13 @@ from driftloop.metrics.points import (
     SHADOW_CORRECT_GAP,
     SHADOW_TAG,
 )
-from driftloop.serving.feedback import (
-    FeedbackRecord,
-    FeedbackStore,
-    PredictionLog,
-    RecordedPrediction,
-)
+from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feedback
 from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
+from driftloop.serving.prediction_log import PredictionLog, new_prediction_ids, text_digest
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
 from driftloop.serving.ratelimit import KeyRateLimiter, RateLimitedError
-from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
 from driftloop.serving.schemas import (
     DeployRequest,
     ErrorResponse,
@@ -91,6 +86,7 @@ from driftloop.serving.schemas import (
     read_json_body,
     request_body_schema,
 )
+from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
 from driftloop.serving.slots import ModelSlot, ModelSlotManager, ServedModel
 from driftloop.serving.sources import ModelSource, RegistryModelSource
 from driftloop.store import open_database
@@ -123,8 +119,9 @@ class ServingState:
     manager: ModelSlotManager
     api_keys: ApiKeyStore
     feedback: FeedbackStore
+    predictions: PredictionLog
+    """Every answered prediction, in the store: what feedback labels are matched with."""
     metrics: ServingMetrics
-    predictions: PredictionLog = field(default_factory=PredictionLog)
     insights: InsightsClient | None = None
     owns_insights: bool = False
     shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -167,6 +164,8 @@ def create_app(
         manager=manager,
         api_keys=api_keys,
         feedback=feedback,
+        predictions=PredictionLog(feedback.database,
+                                  retention=config.serving.prediction_log_retention),
         metrics=serving_metrics,
         insights=insights,
     )
@@ -181,6 +180,7 @@ def create_app(
                 state.insights = await anyio.to_thread.run_sync(configure_insights, config)
                 state.owns_insights = True
         await manager.start(poll=poll)
+        state.predictions.start()
         refresher = asyncio.get_running_loop().create_task(_refresh_gauges(state))
         try:
             yield
@@ -193,6 +193,7 @@ def create_app(
                 task.cancel()
             if state.shadow_tasks:
                 await asyncio.gather(*state.shadow_tasks, return_exceptions=True)
+            await anyio.to_thread.run_sync(state.predictions.close)
             await manager.stop()
             if state.owns_insights:
                 await anyio.to_thread.run_sync(shutdown_insights)
@@ -390,33 +391,17 @@ def _model_router() -> APIRouter:
                  summary="Send true labels for earlier predictions")
     async def send_feedback(name: str, request: Request, key: PredictKey) -> FeedbackResponse:
         state = _state(request)
-        state.manager.get(name)
+        served = state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)
         items = parse_body(FeedbackRequest, data).feedback
-        with_text = [(index, item.text) for index, item in enumerate(items)
-                     if item.text is not None]
-        check_texts([text for _, text in with_text], state.config.serving,
-                    [f"feedback item {index}'s text" for index, _ in with_text])
-        received = time.time()
-        records: list[FeedbackRecord] = []
-        for item in items:
-            known = state.predictions.get(item.prediction_id)
-            if known is not None and known.model != name:
-                known = None
-            records.append(FeedbackRecord(
-                prediction_id=item.prediction_id, model=name, label=item.label,
-                version=None if known is None else known.version,
-                predicted_class=None if known is None else known.predicted_class,
-                key_id=key.key_id, received_at=received, text=item.text,
-                shadow_version=None if known is None else known.shadow_version,
-                shadow_class=None if known is None else known.shadow_class,
-            ))
-        await anyio.to_thread.run_sync(state.feedback.record, records)
-        matched = 0
-        for record in records:
+        check_feedback(items, _feedback_classes(state, served), state.config.serving)
+        known = await state.predictions.find([item.prediction_id for item in items])
+        records = match_feedback(items, known, model=name, key_id=key.key_id,
+                                 received_at=time.time())
+        stored = await anyio.to_thread.run_sync(state.feedback.record, records)
+        for record in stored.first:  # a relabel corrects the row, not the reported insight
             if record.correct is None:
                 continue
-            matched += 1
             _report(state, {"prediction_correct": 1.0 if record.correct else 0.0},
                     {"model": name, "version": str(record.version),
                      "class": str(record.predicted_class), "label": record.label})
@@ -424,7 +409,9 @@ def _model_router() -> APIRouter:
             if gap is not None:
                 _report(state, {SHADOW_CORRECT_GAP: gap},
                         _pair_tags(name, record.shadow_version, record.version))
-        return FeedbackResponse(accepted=len(records), matched=matched)
+        return FeedbackResponse(
+            accepted=len(items), relabelled=stored.relabelled,
+            matched=sum(1 for record in records if record.predicted_class is not None))
 
     @router.get("", response_model=ModelListResponse, tags=["models"],
                 summary="Describe every served model")
@@ -468,6 +455,19 @@ def _model_router() -> APIRouter:
         return _status(served)
 
     return router
+
+
+def _feedback_classes(state: ServingState, served: ServedModel) -> set[str]:
+    """The labels feedback may carry for a model: ``models.<name>.labels`` when configured,
+    else the classes of the versions it serves (production, and a canary or shadow)."""
+    model_config = state.config.models.get(served.name)
+    if model_config is not None and model_config.labels:
+        return set(model_config.labels)
+    classes = set(served.current().labels)
+    for slot in (served.canary, served.shadow):
+        if slot is not None:
+            classes.update(slot.labels)
+    return classes
 
 
 def _readiness(served: ServedModel) -> dict[str, Any]:
@@ -530,7 +530,7 @@ def _predictions(
     report = state.insights.report if state.insights is not None else None
     rows = probabilities.tolist()
     best = probabilities.argmax(axis=1).tolist()
-    ids = _prediction_ids(len(texts))
+    ids = new_prediction_ids(len(texts), now)
     observe = state.metrics.confidence.labels(name, version).observe
     inputs = _input_signals(slot, texts) if report is not None else []
     predictions: list[dict[str, Any]] = []
@@ -550,19 +550,13 @@ def _predictions(
             except ConflictError:  # the client closed during shutdown: the answer still goes out
                 logger.debug("insights client closed; not reporting this request")
                 report = None
-        remember(prediction_id, RecordedPrediction(name, slot.version, predicted, now))
+        remember(prediction_id, name, slot.version, predicted, now, text_digest(text))
         observe(confidence)
     if report is not None:  # one request, one latency: however many texts it carried
         _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
                 timestamp=now)
     state.metrics.predictions.labels(name, version).inc(len(texts))
     return {"model": name, "version": slot.version, "predictions": predictions}
-
-
-def _prediction_ids(count: int) -> list[str]:
-    """``count`` random 128-bit ids in hex, from one read of the OS's random source."""
-    pool = os.urandom(16 * count).hex()
-    return [pool[i:i + 32] for i in range(0, 32 * count, 32)]
 
 
 def _input_signals(slot: ModelSlot, texts: list[str]) -> list[tuple[str, list[float]]]:
@@ -612,7 +606,7 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
         _report(state, {SHADOW_AGREEMENT: 1.0 if labels[best] == answer["class"] else 0.0,
                         SHADOW_CONFIDENCE_GAP: row[best] - answer["confidence"]},
                 pair_tags, timestamp=now)
-        state.predictions.add_shadow(answer["id"], shadow.version, labels[best])
+        state.predictions.add_shadow(answer["id"], name, shadow.version, labels[best])
     _report(state, {"latency_ms": latency_ms},
             {"model": name, "version": version, SHADOW_TAG: "true"}, timestamp=now)
 

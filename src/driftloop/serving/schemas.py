@@ -88,8 +88,12 @@ class FeedbackRequest(_Strict):
 
 class FeedbackResponse(BaseModel):
     accepted: int
+    """Labels stored (every item)."""
     matched: int
-    """Labels for predictions this server still remembered (reported as insights)."""
+    """Labels whose prediction the prediction log holds."""
+    relabelled: int = 0
+    """Labels that replaced an earlier label of the same prediction (stored, not reported as a
+    second ``prediction_correct``)."""
 
 
 class ModelStatusResponse(BaseModel):

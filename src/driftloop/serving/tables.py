@@ -1,6 +1,6 @@
 """Tables of driftloop.serving: API keys (only their SHA-256 hashes), the dashboard sessions opened
 with them, ground-truth feedback and the texts that came with it (training data for the models
-that merge feedback)."""
+that merge feedback), and the log of predictions that feedback is matched with."""
 
 from __future__ import annotations
 
@@ -40,12 +40,14 @@ feedback = sa.Table(
     sa.Column("prediction_id", sa.String(64), nullable=False, index=True),
     sa.Column("model", sa.String(64), nullable=False, index=True),
     sa.Column("label", sa.String(256), nullable=False),
-    # known when the prediction is still remembered by the server that made it
+    # known when the prediction log (serving_predictions) still holds the prediction
     sa.Column("version", sa.Integer, nullable=True),
     sa.Column("predicted_class", sa.String(256), nullable=True),
     sa.Column("correct", sa.Boolean, nullable=True),
     sa.Column("key_id", sa.String(16), nullable=True),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
+    # one label per prediction: a relabel updates the row (the latest label wins)
+    sa.Index("uq_serving_feedback_model_prediction_id", "model", "prediction_id", unique=True),
 )
 
 # A label sent with its text: a production sample the retrain pipeline can learn from
@@ -60,6 +62,28 @@ feedback_texts = sa.Table(
     sa.Column("label", sa.String(256), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=True),
     sa.Column("received_at", sa.Float, nullable=False),
+    sa.Index("uq_serving_feedback_texts_model_prediction_id", "model", "prediction_id",
+             unique=True),
 )
 
-__all__ = ["METADATA", "api_keys", "dashboard_sessions", "feedback", "feedback_texts"]
+# Every prediction the server answered, and what a shadow version predicted for the same text,
+# for ``serving.prediction_log_retention``: a feedback label finds its prediction here whichever
+# worker, replica or restart it reaches (driftloop.serving.prediction_log).
+predictions = sa.Table(
+    "serving_predictions",
+    METADATA,
+    sa.Column("prediction_id", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("predicted_class", sa.Text, nullable=False),
+    # false: the version that answered; true: a shadow that scored the same text
+    sa.Column("shadow", sa.Boolean, nullable=False),
+    # the first 128 bits of the scored text's SHA-256, hex (answered rows only): a text sent
+    # with feedback must match it
+    sa.Column("text_hash", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.PrimaryKeyConstraint("prediction_id", "version", name="pk_serving_predictions"),
+)
+
+__all__ = ["METADATA", "api_keys", "dashboard_sessions", "feedback", "feedback_texts",
+           "predictions"]

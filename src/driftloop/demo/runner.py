@@ -23,6 +23,7 @@ import uvicorn
 import yaml
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -136,8 +137,9 @@ class DemoView:
             recent = self.timeline[-12:]
         for entry in recent:
             events.add_row(f"{entry.at - self.started:6.1f}s", f"[bold]{entry.kind}[/] "
-                           f"{entry.message}")
-        return Panel(Group(head, events), title="driftloop demo: the closed loop")
+                           f"{escape(entry.message)}")
+        # as wide as its text: a console that is not a terminal does not wrap (cli.app)
+        return Panel(Group(head, events), title="driftloop demo: the closed loop", expand=False)
 
 
 

@@ -66,6 +66,8 @@ class FeedbackResult:
     accepted: int
     matched: int
     """Labels whose prediction the server found (they count towards realized accuracy)."""
+    relabelled: int = 0
+    """Labels for predictions labelled before: they replace the stored label."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,8 @@ def _feedback(model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str
             item["text"] = entry[2]
         items.append(item)
     return _Call("POST", _model_path(model, "feedback"),
-                 lambda data: FeedbackResult(int(data["accepted"]), int(data["matched"])),
+                 lambda data: FeedbackResult(int(data["accepted"]), int(data["matched"]),
+                                             int(data.get("relabelled", 0))),
                  {"feedback": items})
 
 

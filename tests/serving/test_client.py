@@ -42,7 +42,9 @@ def test_predict_feedback_and_models(url: str, predict_key: str) -> None:
         assert first.confidence == max(first.probabilities.values())
         feedback = client.feedback(MODEL, [(first.id, "Food - Positive"),
                                            (result.predictions[1].id, "Food - Negative")])
-        assert (feedback.accepted, feedback.matched) == (2, 2)
+        assert (feedback.accepted, feedback.matched, feedback.relabelled) == (2, 2, 0)
+        again = client.feedback(MODEL, [(first.id, "Food - Negative")])
+        assert again.relabelled == 1
         [status] = client.models()
         assert (status.name, status.ready, status.version) == (MODEL, True, 1)
         assert status.labels == list(first.probabilities)

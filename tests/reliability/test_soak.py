@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 LOAD_SECONDS = 40.0
 MAX_QUEUE_DELAY = 0.5
 MAX_RSS_GROWTH = 0.05
+P99_BOUND = 5.0
+"""Seconds: max_queue_delay, the batch in progress, and a busy client's own scheduling."""
 
 
 def stored_points(project: ReliabilityProject) -> int:
@@ -46,6 +48,7 @@ def wait_for_points(project: ReliabilityProject, expected: int, timeout: float) 
 def check(result: SoakResult, stored: int) -> None:
     load = result.load
     report = (f"capacity {result.capacity_rps:.0f}/s, target {result.target_rps:.0f}/s, "
+              f"offered {result.offered_rps:.0f}/s, "
               f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
               f"p50 {load.latency_ms(0.5):.0f} ms, p99 {load.latency_ms(0.99):.0f} ms, "
               f"RSS {result.rss_warm_kib} -> {result.rss_peak_late_kib} KiB, "
@@ -53,7 +56,9 @@ def check(result: SoakResult, stored: int) -> None:
     print(report)
     assert result.capacity_rps > 20, report
     assert not result.unexpected(), report
-    assert load.statuses[503] > 0, f"twice the capacity was not shed at all: {report}"
+    # the client shares the machine's cores with the server: it must at least offer 1.5x
+    assert result.offered_rps >= 1.5 * result.capacity_rps, report
+    assert load.statuses[503] > 0, f"the overload was not shed at all: {report}"
     assert load.answered >= 0.5 * result.capacity_rps * load.seconds, report  # still serving
     # one point per answered prediction; a request the client gave up on (a timeout) may
     # have been answered and reported all the same
@@ -61,8 +66,9 @@ def check(result: SoakResult, stored: int) -> None:
                    for phase in (result.capacity, result.load))
     assert result.answered <= stored <= result.answered + timeouts, \
         f"insights lost or doubled: {report}"
-    # bounded: what the queue may hold, the batch in progress and the HTTP hops
-    assert load.latency_ms(0.99) < 1000 * (MAX_QUEUE_DELAY + 1.5), report
+    # bounded (without shedding it grew to tens of seconds); measured by the client, so it
+    # holds the client's own waits for a core as well
+    assert load.latency_ms(0.99) < 1000 * P99_BOUND, report
     assert result.rss_growth < MAX_RSS_GROWTH, report
 
 

@@ -1,14 +1,16 @@
-"""Load shedding when the server itself is the bottleneck: the event loop's lag.
+"""Load shedding when the server itself is the bottleneck, not the model.
 
 A quick model (the sklearn one answers a text in about 1 ms) is never the bottleneck: parsing
 requests, encoding answers and reporting insights on the event loop are. Under more requests
-than the loop can take, they wait before their handler even runs, and the micro-batcher's queue
-(``serving.max_queue_delay`` for a slow model) never sees them. :class:`LoopLagMonitor` measures
-how late the loop runs a timer: that lag is what a request just read waits for its turn. While
-it exceeds ``serving.max_queue_delay``, :class:`LoadSheddingMiddleware` answers predict requests
-503 at once, with ``Retry-After`` (an answer that costs the loop a fraction of a prediction), so
-the lag falls and answered requests keep a bounded latency. Other routes (probes, metrics,
-admin) are always served.
+than the server can take, they wait in the loop among hundreds of others, and the
+micro-batcher's queue (``serving.max_queue_delay`` for a slow model) never sees them.
+:class:`LoadSheddingMiddleware` estimates what a predict request just read would wait: the
+predict requests in flight divided by the rate at which they finish (Little's law), plus how
+late the loop runs a timer (:class:`LoopLagMonitor`: the wait before a request is even read).
+While that exceeds ``serving.max_queue_delay``, it answers predict requests 503 at once, with
+``Retry-After`` (an answer that costs the loop a fraction of a prediction); the requests in
+flight finish, the estimate falls and requests are admitted again, so answered requests keep a
+bounded latency. Other routes (probes, metrics, admin) are always served.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
+from collections import deque
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAMPLE_SECONDS = 0.05
 """How often the monitor's timer is due."""
+RATE_SECONDS = 2.0
+"""The finish rate is counted over this many recent seconds."""
+MIN_IN_FLIGHT = 8
+"""Never shed with fewer predict requests in flight than this (a quiet start knows no rate)."""
 
 
 class LoopLagMonitor:
@@ -51,8 +59,8 @@ class LoopLagMonitor:
 
 
 class LoadSheddingMiddleware:
-    """Answers ``POST .../predict`` 503 with ``Retry-After`` while the loop lags more than
-    ``max_delay`` seconds (0: never)."""
+    """Answers ``POST .../predict`` 503 with ``Retry-After`` while a request would wait more
+    than ``max_delay`` seconds (0: never)."""
 
     def __init__(self, app: ASGIApp, *, max_delay: float,
                  monitor: LoopLagMonitor | None = None) -> None:
@@ -60,21 +68,39 @@ class LoadSheddingMiddleware:
         self.max_delay = max_delay
         self.monitor = monitor or LoopLagMonitor()
         self.shed = 0
+        self.in_flight = 0
+        self._finished: deque[float] = deque()
+        """When recent predict requests finished (the last :data:`RATE_SECONDS`)."""
+
+    def expected_wait(self, now: float) -> float:
+        """What a predict request read now would wait: the loop's lag, plus the requests in
+        flight over the rate at which they finish."""
+        finished = self._finished
+        while finished and finished[0] < now - RATE_SECONDS:
+            finished.popleft()
+        wait = self.monitor.lag
+        if self.in_flight >= MIN_IN_FLIGHT:
+            rate = len(finished) / RATE_SECONDS
+            wait += self.in_flight / rate if rate else math.inf
+        return wait
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.max_delay:
             await self.app(scope, receive, send)
             return
+        if scope["method"] != "POST" or not str(scope["path"]).endswith("/predict"):
+            await self.app(scope, receive, send)
+            return
         self.monitor.ensure_running()
-        lag = self.monitor.lag
-        if (lag > self.max_delay and scope["method"] == "POST"
-                and str(scope["path"]).endswith("/predict")):
+        wait = self.expected_wait(time.monotonic())
+        if wait > self.max_delay:
             self.shed += 1
-            retry_after = max(1, math.ceil(lag))
+            retry_after = max(1, math.ceil(min(wait, 60.0)))
             body = json.dumps({"error": {
                 "type": "OverloadedError",
-                "message": f"the server is overloaded: requests wait {lag:.1f}s for their turn "
-                           f"(serving.max_queue_delay {self.max_delay:g}s); retry later",
+                "message": f"the server is overloaded: a request would wait about "
+                           f"{min(wait, 60.0):.1f}s for its turn (serving.max_queue_delay "
+                           f"{self.max_delay:g}s); retry later",
             }}).encode()
             await send({"type": "http.response.start", "status": 503, "headers": [
                 (b"content-type", b"application/json"),
@@ -82,4 +108,9 @@ class LoadSheddingMiddleware:
                 (b"retry-after", str(retry_after).encode())]})
             await send({"type": "http.response.body", "body": body})
             return
-        await self.app(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self._finished.append(time.monotonic())

@@ -36,6 +36,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     import aiohttp
 
+CLIENT_SATURATED = "client saturated"
+"""A request the open loop skipped: ``max_outstanding`` requests were already waiting."""
+
 TEXTS = (
     "the sweater pilled after one wash", "a moving, beautifully shot film",
     "stale chips and a torn bag", "friendly staff, the soup was cold",
@@ -83,6 +86,12 @@ class SoakResult:
         return self.capacity.answered + self.load.answered
 
     @property
+    def offered_rps(self) -> float:
+        """The rate the open loop really sent at (below the target when the client, on the
+        same cores as the server, could not keep up)."""
+        return self.load.sent / max(self.load.seconds, 1e-9)
+
+    @property
     def rss_growth(self) -> float:
         return (self.rss_peak_late_kib - self.rss_warm_kib) / max(1, self.rss_warm_kib)
 
@@ -94,7 +103,8 @@ class SoakResult:
                 if status not in (200, 503, 429):
                     found[f"HTTP {status}"] = found.get(f"HTTP {status}", 0) + count
             for error, count in phase.errors.items():
-                found[error] = found.get(error, 0) + count
+                if error != CLIENT_SATURATED:
+                    found[error] = found.get(error, 0) + count
             if phase.shed_without_retry_after:
                 found["503 without Retry-After"] = phase.shed_without_retry_after
         return found
@@ -158,7 +168,7 @@ async def _open_loop(client: aiohttp.ClientSession, path: str, rate: float, seco
         if delay > 0:
             await asyncio.sleep(delay)
         if len(tasks) >= max_outstanding:  # the client itself is saturated: count, skip
-            phase.errors["client saturated"] += 1
+            phase.errors[CLIENT_SATURATED] += 1
             continue
         task = asyncio.create_task(_request(client, path, next(texts), phase))
         tasks.add(task)

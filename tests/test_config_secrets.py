@@ -33,7 +33,7 @@ def test_the_secrets_file_is_read_as_a_dotenv_file(tmp_path: Path) -> None:
 
 
 def test_a_missing_secrets_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="DRIFTLOOP_SECRETS_FILE: .*no such file"):
+    with pytest.raises(ConfigError, match=r"DRIFTLOOP_SECRETS_FILE: .*no such file"):
         webhook_url(PROJECT, {"DRIFTLOOP_SECRETS_FILE": str(tmp_path / "absent.env")}, tmp_path)
 
 

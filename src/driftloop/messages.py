@@ -34,7 +34,8 @@ FLAGS: tuple[str, ...] = (
     "is_renotify",
     "is_retired",
 )
-"""The section flags the engine sets for every event."""
+"""The section flags the engine sets for every event (a retrain outcome sets its own:
+``driftloop.monitors.outcomes.OUTCOME_FLAGS`` and ``is_retrain_outcome``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,10 @@ class MessageTemplate:
                 # In the skeleton (mentions only) a blank stands for every value.
                 parts.append(" " if skeleton else variables.get(node.name, ""))
             elif bool(flags.get(node.flag, False)) != node.inverted:
-                parts.extend(self._render(node.body, variables, flags, skeleton=skeleton))
+                body = self._render(node.body, variables, flags, skeleton=skeleton)
+                # In the skeleton a section is a word of its own: "@retrain{{/is_alert}}
+                # {{#is_rejected}}Rejected" must not read as the mention @retrainRejected.
+                parts.extend([" ", *body, " "] if skeleton else body)
         return parts
 
 

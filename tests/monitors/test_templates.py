@@ -75,3 +75,12 @@ def test_values_are_inserted_literally_and_never_reparsed() -> None:
 def test_malformed_templates_are_specific_config_errors(source: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error.replace("(", r"\(")):
         MessageTemplate(source, name="monitor 'm': message")
+
+
+def test_a_mention_at_the_end_of_a_section_does_not_fuse_with_the_next_one() -> None:
+    template = MessageTemplate(
+        "{{#is_alert}}low confidence @retrain{{/is_alert}}{{#is_rejected}}Rejected @jira"
+        "{{/is_rejected}}")
+    alert = template.render({}, {"is_alert": True, "is_rejected": True})
+    assert alert.handles == ("retrain", "jira")
+    assert template.render({}, {"is_rejected": True}).handles == ("jira",)

@@ -14,13 +14,21 @@ def test_all_is_sorted() -> None:
     assert driftloop.__all__ == sorted(driftloop.__all__)
 
 
-def test_every_name_in_all_resolves() -> None:
+def test_every_name_in_all_is_driftloops_own() -> None:
+    """Each exported class or function is defined in driftloop (not a third-party object
+    re-exported by accident), under the name it is exported as."""
     for name in driftloop.__all__:
-        assert getattr(driftloop, name) is not None, name
+        value = getattr(driftloop, name)
+        if isinstance(value, type | types.FunctionType):
+            assert value.__module__.startswith("driftloop."), (name, value.__module__)
+            assert value.__name__ == name, (name, value.__name__)
 
 
 def test_all_is_complete() -> None:
     module = importlib.reload(driftloop)
+    lazy = set(module._LAZY)
+    missing = lazy - set(module.__all__)
+    assert not missing, f"lazily exported but not in __all__: {missing}"
     for name in module.__all__:
         getattr(module, name)
     public = {
@@ -42,7 +50,7 @@ def test_sdk_import_stays_light() -> None:
 
 def test_lazily_exporting_packages_resolve_every_name() -> None:
     for package in ("driftloop.registry", "driftloop.notify", "driftloop.serving",
-                    "driftloop.storage"):
+                    "driftloop.storage", "driftloop.drift"):
         module = importlib.import_module(package)
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"

@@ -31,12 +31,10 @@ from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.serving.keys import ApiKeyInfo
 from driftloop.serving.schemas import (
     LimitError,
+    StrictBody,
     parse_body,
     read_json_body,
     request_body_schema,
-)
-from driftloop.serving.schemas import (
-    _Strict as StrictBody,  # TODO(lead): make public once schemas.py settles
 )
 
 MAX_NAME_CHARS = 128

@@ -29,11 +29,13 @@ from driftloop.errors import InvalidInputError, PayloadTooLargeError
 Body = TypeVar("Body", bound=BaseModel)
 
 
-class _Strict(BaseModel):
+class StrictBody(BaseModel):
+    """A request body: unknown fields are refused, values are not coerced."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PredictRequest(_Strict):
+class PredictRequest(StrictBody):
     """``{"texts": [...]}`` or ``{"text": "..."}``."""
 
     texts: list[StrictStr] | None = Field(None, description="texts to classify")
@@ -61,11 +63,11 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
-class DeployRequest(_Strict):
+class DeployRequest(StrictBody):
     version: StrictInt = Field(ge=1, le=2**31 - 1)  # the store's INTEGER column
 
 
-class FeedbackItem(_Strict):
+class FeedbackItem(StrictBody):
     prediction_id: StrictStr = Field(min_length=1, max_length=64)
     label: StrictStr = Field(min_length=1, max_length=256)
     text: StrictStr | None = Field(
@@ -82,7 +84,7 @@ class FeedbackItem(_Strict):
         return value
 
 
-class FeedbackRequest(_Strict):
+class FeedbackRequest(StrictBody):
     feedback: list[FeedbackItem] = Field(min_length=1)
 
 

@@ -34,8 +34,6 @@ def test_keys_create_quiet_prints_the_key_alone(tmp_path: Path) -> None:
     assert len(listed) == 1
 
 
-# an empty store's legend-less plot warns (the report's own matter, not the folder's)
-@pytest.mark.filterwarnings("ignore:No artists with labels")
 def test_report_writes_to_a_default_folder(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     init_project(tmp_path)

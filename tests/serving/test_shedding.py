@@ -67,9 +67,9 @@ async def test_without_a_limit_nothing_is_shed() -> None:
         assert (await client.post("/v1/models/m/predict")).status_code == 200
 
 
-async def test_requests_in_flight_over_their_finish_rate_are_shed_until_they_finish() -> None:
-    """Little's law: 20 predict requests in flight that finish at 5 per second make a new one
-    wait about 4 s; past the limit it is shed, and admitted again once they have finished."""
+async def test_a_queue_of_requests_waiting_too_long_is_shed_until_it_drains() -> None:
+    """20 predict requests held in flight for longer than the limit: a new one is shed; a
+    burst of young requests is not; once they finish, requests are admitted again."""
     release = asyncio.Event()
 
     async def held(scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,21 +78,42 @@ async def test_requests_in_flight_over_their_finish_rate_are_shed_until_they_fin
         await answer(scope, receive, send)
 
     monitor = LoopLagMonitor()
-    shedding = LoadSheddingMiddleware(held, max_delay=0.5, monitor=monitor)
+    shedding = LoadSheddingMiddleware(held, max_delay=0.3, monitor=monitor)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
                                  base_url="http://test") as client:
-        for _ in range(10):  # 10 finished in the last 2 s: 5 per second
-            assert (await client.post("/v1/models/m/predict")).status_code == 200
         waiting = [asyncio.ensure_future(client.post("/v1/models/slow/predict"))
                    for _ in range(20)]
         while shedding.in_flight < 20:
             await asyncio.sleep(0.01)
-        assert shedding.expected_wait(time.monotonic()) > 3.0
+        # young: a burst the server has only just taken is no reason to shed
+        assert (await client.post("/v1/models/m/predict")).status_code == 200
+        await asyncio.sleep(0.5)  # now the oldest has waited longer than the limit
+        assert shedding.expected_wait(time.monotonic()) > 0.5
         refused = await client.post("/v1/models/m/predict")
         assert refused.status_code == 503
-        assert int(refused.headers["retry-after"]) >= 3
+        assert int(refused.headers["retry-after"]) >= 1
         release.set()
         assert [r.status_code for r in await asyncio.gather(*waiting)] == [200] * 20
         assert shedding.in_flight == 0
         assert (await client.post("/v1/models/m/predict")).status_code == 200
+    monitor.stop()
+
+
+async def test_one_slow_request_alone_is_no_queue() -> None:
+    release = asyncio.Event()
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith("/v1/models/slow"):
+            await release.wait()
+        await answer(scope, receive, send)
+
+    monitor = LoopLagMonitor()
+    shedding = LoadSheddingMiddleware(held, max_delay=0.1, monitor=monitor)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
+                                 base_url="http://test") as client:
+        slow = asyncio.ensure_future(client.post("/v1/models/slow/predict"))
+        await asyncio.sleep(0.3)
+        assert (await client.post("/v1/models/m/predict")).status_code == 200
+        release.set()
+        assert (await slow).status_code == 200
     monitor.stop()

@@ -4,31 +4,32 @@ A quick model (the sklearn one answers a text in about 1 ms) is never the bottle
 requests, encoding answers and reporting insights on the event loop are. Under more requests
 than the server can take, they wait in the loop among hundreds of others, and the
 micro-batcher's queue (``serving.max_queue_delay`` for a slow model) never sees them.
-:class:`LoadSheddingMiddleware` estimates what a predict request just read would wait: the
-predict requests in flight divided by the rate at which they finish (Little's law), plus how
-late the loop runs a timer (:class:`LoopLagMonitor`: the wait before a request is even read).
-While that exceeds ``serving.max_queue_delay``, it answers predict requests 503 at once, with
-``Retry-After`` (an answer that costs the loop a fraction of a prediction); the requests in
-flight finish, the estimate falls and requests are admitted again, so answered requests keep a
-bounded latency. Other routes (probes, metrics, admin) are always served.
+:class:`LoadSheddingMiddleware` watches how long the oldest predict request in flight has
+been waiting (the sojourn time CoDel watches in a network queue), plus how late the loop runs
+a timer (:class:`LoopLagMonitor`: the wait before a request is even read). While that exceeds
+``serving.max_queue_delay`` with at least :data:`MIN_IN_FLIGHT` requests in flight, it answers
+new predict requests 503 at once, with ``Retry-After`` (an answer that costs the loop a fraction
+of a prediction); the requests in flight finish, the oldest one gets younger and requests are
+admitted again, so answered requests keep a bounded latency. A burst that the server takes in
+its stride (many requests, all young) and one slow request alone are never shed; a slow
+model's own queue is the micro-batcher's business. Other routes (probes, metrics, admin) are
+always served.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
-from collections import deque
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 SAMPLE_SECONDS = 0.05
 """How often the monitor's timer is due."""
-RATE_SECONDS = 2.0
-"""The finish rate is counted over this many recent seconds."""
 MIN_IN_FLIGHT = 8
-"""Never shed with fewer predict requests in flight than this (a quiet start knows no rate)."""
+"""Never shed with fewer predict requests in flight than this (one slow request is no queue)."""
 
 
 class LoopLagMonitor:
@@ -68,20 +69,20 @@ class LoadSheddingMiddleware:
         self.max_delay = max_delay
         self.monitor = monitor or LoopLagMonitor()
         self.shed = 0
-        self.in_flight = 0
-        self._finished: deque[float] = deque()
-        """When recent predict requests finished (the last :data:`RATE_SECONDS`)."""
+        self._started: dict[int, float] = {}
+        """When each predict request in flight started, oldest first (insertion order)."""
+        self._ids = itertools.count()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._started)
 
     def expected_wait(self, now: float) -> float:
-        """What a predict request read now would wait: the loop's lag, plus the requests in
-        flight over the rate at which they finish."""
-        finished = self._finished
-        while finished and finished[0] < now - RATE_SECONDS:
-            finished.popleft()
+        """What a predict request read now would wait: the loop's lag, plus how long the
+        oldest request in flight has waited (when enough are in flight to be a queue)."""
         wait = self.monitor.lag
-        if self.in_flight >= MIN_IN_FLIGHT:
-            rate = len(finished) / RATE_SECONDS
-            wait += self.in_flight / rate if rate else math.inf
+        if len(self._started) >= MIN_IN_FLIGHT:
+            wait += now - next(iter(self._started.values()))
         return wait
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,9 +109,9 @@ class LoadSheddingMiddleware:
                 (b"retry-after", str(retry_after).encode())]})
             await send({"type": "http.response.body", "body": body})
             return
-        self.in_flight += 1
+        request = next(self._ids)
+        self._started[request] = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
-            self._finished.append(time.monotonic())
+            del self._started[request]

@@ -9,6 +9,7 @@ this session started it. See docs/services.md.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import uuid
@@ -171,3 +172,15 @@ def _close_s3_sessions() -> Iterator[None]:
     for filesystem in list(s3fs.S3FileSystem._cache.values()):
         close_s3_filesystem(filesystem)
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(autouse=True)
+def _driftloop_logging_is_reset() -> Iterator[None]:
+    """A test that configures driftloop's logging (``up``, ``serve`` through the CLI) leaves
+    no handler behind: the next test's command would print its log lines into its output."""
+    yield
+    logger = logging.getLogger("driftloop")
+    for handler in [h for h in logger.handlers if getattr(h, "driftloop_handler", False)]:
+        logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True

@@ -100,6 +100,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class CurrentStderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one that was
+    there when logging was configured (a daemon or a test runner may replace it, and writing
+    to a closed stream fails), unless :meth:`setStream` names a stream."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chosen: TextIO | None = None
+
+    @property
+    def stream(self) -> TextIO:
+        return getattr(self, "_chosen", None) or sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        self._chosen = value
+
+
 def configure_logging(level: str = "INFO", log_format: LogFormat = "text", *,
                       secrets: Iterable[str] = (),
                       stream: TextIO | None = None) -> logging.Handler:
@@ -109,7 +127,8 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text", *,
         from driftloop.errors import ConfigError
 
         raise ConfigError(f"log level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (logging.StreamHandler(stream) if stream is not None
+                                else CurrentStderrHandler())
     handler.addFilter(SecretRedactor(secrets))
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logger = logging.getLogger(ROOT_LOGGER)

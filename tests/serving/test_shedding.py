@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
 
@@ -23,6 +23,17 @@ def anyio_backend() -> str:
 async def answer(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
+
+
+def holding_slow_requests(release: asyncio.Event) -> ASGIApp:
+    """An app that answers at once, except requests for model ``slow``: until ``release``."""
+
+    async def held(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"].startswith("/v1/models/slow"):
+            await release.wait()
+        await answer(scope, receive, send)
+
+    return held
 
 
 async def test_the_monitor_sees_a_blocked_loop_and_the_lag_fades() -> None:
@@ -71,12 +82,7 @@ async def test_a_queue_of_requests_waiting_too_long_is_shed_until_it_drains() ->
     """20 predict requests held in flight for longer than the limit: a new one is shed; a
     burst of young requests is not; once they finish, requests are admitted again."""
     release = asyncio.Event()
-
-    async def held(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"].startswith("/v1/models/slow"):
-            await release.wait()
-        await answer(scope, receive, send)
-
+    held = holding_slow_requests(release)
     monitor = LoopLagMonitor()
     shedding = LoadSheddingMiddleware(held, max_delay=0.3, monitor=monitor)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
@@ -101,12 +107,7 @@ async def test_a_queue_of_requests_waiting_too_long_is_shed_until_it_drains() ->
 
 async def test_one_slow_request_alone_is_no_queue() -> None:
     release = asyncio.Event()
-
-    async def held(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["path"].startswith("/v1/models/slow"):
-            await release.wait()
-        await answer(scope, receive, send)
-
+    held = holding_slow_requests(release)
     monitor = LoopLagMonitor()
     shedding = LoadSheddingMiddleware(held, max_delay=0.1, monitor=monitor)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),

@@ -31,6 +31,7 @@ from pydantic import (
 
 from driftloop.backends import installed_plugins
 from driftloop.errors import ConfigError
+from driftloop.logs import is_secret_key, mask_url
 from driftloop.messages import MessageTemplate, mentioned_handles
 
 CONFIG_FILENAME = "driftloop.yaml"
@@ -669,6 +670,9 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        if parts and is_secret_key(parts[-1]):
+            shown = ""  # an error message must not show the secret it refuses
+        shown = mask_url(shown)
         lines.append(f"  {location or '<root>'}: {message}{shown}")
     return "\n".join(lines)
 

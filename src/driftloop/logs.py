@@ -31,6 +31,23 @@ _API_KEY = re.compile(r"\b(dl_[A-Za-z0-9]+_)[A-Za-z0-9_-]{8,}")
 _SECRET_FIELDS = re.compile(r"(url|token|secret|password|key|authorization)$", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 _PUBLIC = {"public_url", "api_url"}
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(@)")
+_SECRET_QUERY = re.compile(
+    r"([?&][^=&#\s]*(?:password|passwd|secret|token|key|signature|sig|credential)"
+    r"[^=&#\s]*=)[^&#\s]+", re.IGNORECASE)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config key holds a secret (``webhook_url``, ``token``, ``secret``, ``api_key``,
+    ``password`` ...; not ``public_url`` or ``api_url``)."""
+    return bool(_SECRET_FIELDS.search(key)) and key not in _PUBLIC
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it (``scheme://user:PASSWORD@host``) and the
+    values of secret-looking query parameters (``?token=``, ``&access_key=`` ...) as ``***``."""
+    text = _URL_PASSWORD.sub(lambda match: match.group(1) + REDACTED + match.group(2), text)
+    return _SECRET_QUERY.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -46,7 +63,7 @@ def config_secrets(config: Config) -> list[str]:
         elif isinstance(node, list | tuple):
             for child in node:
                 walk(child, key)
-        elif isinstance(node, str) and _SECRET_FIELDS.search(key) and key not in _PUBLIC:
+        elif isinstance(node, str) and is_secret_key(key):
             found.append(node)
 
     raw = config.model_dump(mode="json", exclude={"base_dir"})
@@ -59,16 +76,22 @@ def config_secrets(config: Config) -> list[str]:
 
 
 class SecretRedactor(logging.Filter):
-    """Replaces API keys and the given secret values in a record's message and arguments."""
+    """Replaces the given secret values, URL passwords (:func:`mask_url`) and API keys (unless
+    ``api_keys`` is false: ``driftloop keys create`` prints the new key) in a record's message
+    and arguments."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), *, api_keys: bool = True) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH},
                               key=len, reverse=True)
+        self.api_keys = api_keys
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, REDACTED)
+        text = mask_url(text)
+        if not self.api_keys:
+            return text
         return _API_KEY.sub(lambda match: match.group(1) + REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:

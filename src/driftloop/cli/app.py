@@ -12,10 +12,11 @@ inside its body, so ``driftloop --help`` does not import the server, pandas or s
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -25,6 +26,7 @@ from typer.core import TyperGroup
 
 from driftloop._version import __version__
 from driftloop.errors import DriftloopError
+from driftloop.logs import SecretRedactor, config_secrets
 
 if TYPE_CHECKING:
     from driftloop.config import Config
@@ -39,13 +41,49 @@ SERVER_MODULES = frozenset({"fastapi", "starlette", "uvicorn", "prometheus_clien
 """Modules of the ``server`` extra: a command that needs one says how to install it."""
 
 
+_redactor = SecretRedactor(api_keys=False)
+"""What every output of the CLI passes through: the secret values of the config the command
+loaded (:func:`load`: URL passwords, webhook URLs, tokens, signing secrets) and any URL's
+password become ``***``. API keys stay: ``driftloop keys create`` prints the new one."""
+
+
+class RedactedStream(io.TextIOBase):
+    """``sys.stdout`` or ``sys.stderr`` as it is at each write (a test runner replaces them),
+    with :data:`_redactor` applied to what is written."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        super().__init__()
+        self.stderr = stderr
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr if self.stderr else sys.stdout
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    def write(self, text: str) -> int:
+        self.stream.write(_redactor.redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
 def _console(*, stderr: bool) -> Console:
     """A console that does not hard-wrap when its stream is not a terminal (a pipe, a file):
     lines stay whole and tables take the width they need."""
-    stream = sys.stderr if stderr else sys.stdout
+    stream = cast(TextIO, RedactedStream(stderr=stderr))  # a TextIOBase is a text stream
     if stream.isatty():
-        return Console(stderr=stderr)
-    return Console(stderr=stderr, soft_wrap=True, width=1000)
+        return Console(file=stream)
+    return Console(file=stream, soft_wrap=True, width=1000)
 
 
 console = _console(stderr=False)
@@ -63,6 +101,7 @@ def _remember_json(value: bool) -> bool:
 def report_error(kind: str, message: str, exit_code: int) -> typer.Exit:
     """Print an error (a JSON object on stdout under ``--json``, else a line on stderr) and
     return the :class:`typer.Exit` to raise."""
+    message = _redactor.redact(message)
     if _json_output:
         sys.stdout.write(json.dumps({"error": {"type": kind, "message": message,
                                                "exit_code": exit_code}}) + "\n")
@@ -77,8 +116,9 @@ class DriftloopGroup(TyperGroup):
     into a clean message (JSON under ``--json``) and its exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        global _json_output
+        global _json_output, _redactor
         _json_output = "--json" in args
+        _redactor = SecretRedactor(api_keys=False)  # a new command: no config loaded yet
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
@@ -155,12 +195,27 @@ def load_for_service(config_path: Path | None, log_level: str | None,
 
 
 def load(config_path: Path | None) -> Config:
+    """The config, whose secrets the command's output will not show from now on."""
+    global _redactor
     from driftloop.config import load_config
 
-    return load_config(config_path)
+    config = load_config(config_path)
+    _redactor = SecretRedactor(config_secrets(config), api_keys=False)
+    return config
+
+
+def _redacted(data: Any) -> Any:
+    if isinstance(data, str):
+        return _redactor.redact(data)
+    if isinstance(data, dict):
+        return {key: _redacted(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_redacted(value) for value in data]
+    return data
 
 
 def print_json(data: Any) -> None:
-    """JSON on stdout, nothing else, so it pipes into ``jq``."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+    """JSON on stdout, nothing else, so it pipes into ``jq``; secrets masked (in the values,
+    before encoding, so that the JSON stays valid)."""
+    sys.stdout.write(json.dumps(_redacted(data), indent=2, default=str, sort_keys=False) + "\n")
     sys.stdout.flush()

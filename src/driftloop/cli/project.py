@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from driftloop._version import __version__
-from driftloop.cli.app import JsonOption, app, console, print_json, sub_app
+from driftloop.cli.app import JsonOption, app, console, load, print_json, sub_app
 
 
 @app.command()
@@ -76,15 +76,15 @@ def config_check(
     file: Path | None = typer.Argument(None, help="Config file (default: found from here)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Validate a config file and print what it configures."""
-    from driftloop.config import load_config
+    """Validate a config file and print what it configures (passwords and tokens masked)."""
+    from driftloop.logs import mask_url
 
-    config = load_config(file)
+    config = load(file)
     summary = {
         "valid": True,
-        "store": config.store,
-        "storage": config.storage,
-        "transport": config.transport,
+        "store": mask_url(config.store),
+        "storage": mask_url(config.storage),
+        "transport": mask_url(config.transport),
         "models": sorted(config.models),
         "monitors": [m.name for m in config.monitors],
         "notifiers": sorted(config.notifiers),

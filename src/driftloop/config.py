@@ -244,7 +244,7 @@ class ModelConfig(StrictModel):
                                   "or the newest snapshot alone (newest)")
 
 
-RateLimitedScope = Literal["predict", "admin"]
+RateLimitedScope = Literal["predict", "label", "insights", "admin"]
 """The API key scopes ``serving.rate_limits`` may limit (the dashboard's routes are not)."""
 
 

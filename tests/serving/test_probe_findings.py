@@ -90,7 +90,7 @@ def test_rate_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="rate"):
         ServingConfig.model_validate({"rate_limits": {"predict": {"rate": 0, "burst": 1}}})
     with pytest.raises(ValueError, match="rate_limits"):
-        ServingConfig.model_validate({"rate_limits": {"label": {"rate": 1, "burst": 1}}})
+        ServingConfig.model_validate({"rate_limits": {"dashboard": {"rate": 1, "burst": 1}}})
 
 
 async def test_readiness_is_per_model_and_names_no_internal_path(

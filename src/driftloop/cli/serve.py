@@ -78,9 +78,9 @@ def _when(timestamp: float | None) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    scope: str = typer.Option("predict", "--scope", help="predict, dashboard (log into the "
-                              "dashboard, read only), insights (POST /v1/insights only) or "
-                              "admin (implies all)."),
+    scope: str = typer.Option("predict", "--scope", help="predict, label (feedback only: a "
+                              "labelling tool), dashboard (log into the dashboard, read only), "
+                              "insights (POST /v1/insights only) or admin (implies all)."),
     name: str | None = typer.Option(None, "--name", help="A name to recognise the key by."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="Print the key alone: KEY=$(driftloop keys create -q)."),

@@ -4,11 +4,12 @@ A key looks like ``dl_<key id>_<secret>``; the key id (8 hex digits) names the k
 and for revocation, the secret is 32 random bytes. Only ``sha256(key)`` is stored; a presented
 key is looked up by its key id and its hash compared with :func:`hmac.compare_digest`.
 
-Scopes: ``predict`` (predict, feedback, describe models), ``dashboard`` (log into the dashboard and
-read what it shows, nothing else), ``insights`` (``POST /v1/insights`` only: a service that
-serves its own model) and ``admin`` (everything, including deploy, rollback, reload
-and the dashboard). Verified keys are cached for :data:`CACHE_SECONDS`, so a key
-revoked by another process stops working within that time (at once in this process).
+Scopes: ``predict`` (predict, feedback, describe models), ``label`` (feedback only: a labelling
+tool), ``dashboard`` (log into the dashboard and read what it shows, nothing else), ``insights``
+(``POST /v1/insights`` only: a service that serves its own model) and ``admin`` (everything,
+including deploy, rollback, reload and the dashboard). Verified keys are cached for
+:data:`CACHE_SECONDS`, so a key revoked by another process stops working within that time (at
+once in this process).
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ _KEY_FORMAT = re.compile(r"^dl_([0-9a-f]{8})_[A-Za-z0-9_-]{20,}$")
 
 class Scope(StrEnum):
     PREDICT = "predict"
+    LABEL = "label"
     DASHBOARD = "dashboard"
     INSIGHTS = "insights"
     ADMIN = "admin"
 
     def allows(self, required: Scope) -> bool:
-        """``admin`` implies every other scope; the others allow only themselves."""
-        return self is Scope.ADMIN or self is required
+        """``admin`` implies every other scope, ``predict`` implies ``label`` (a client sends the
+        true labels of its own predictions); the others allow only themselves."""
+        return (self is Scope.ADMIN or self is required
+                or (self is Scope.PREDICT and required is Scope.LABEL))
 
 
 @dataclass(frozen=True)

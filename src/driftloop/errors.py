@@ -8,12 +8,19 @@ DriftloopError (500)
 │   └── ForbiddenError (403)      valid credentials, wrong scope
 ├── NotFoundError (404)           model, version, dataset, job, monitor ... does not exist
 ├── ConflictError (409)           the request contradicts the current state
+│   └── JobCancelledError (409)   a retrain job was cancelled while it ran
 ├── InvalidInputError (422)       well-formed but unacceptable input
+│   ├── InvalidTextError (422)    a text breaks a ``serving.*`` limit (``limit`` names the key)
 │   └── PayloadTooLargeError (413)
+│       └── LimitError (413)      a request over a ``serving.*`` size limit (``limit`` names it)
 ├── IntegrityError (500)          stored bytes no longer match their recorded hash
 ├── TrainingError (500)           a trainer failed; nothing was registered
 └── BackendUnavailableError (503) a service (database, broker, object store, webhook) is down
-    └── OverloadedError (503)     the server sheds load; retry after ``retry_after`` seconds
+    ├── OverloadedError (503)     the server sheds load; retry after ``retry_after`` seconds
+    └── RateLimitedError (429)    the API key is over its rate limit; retry after ``retry_after``
+
+The server answers each with its status and one JSON body (``driftloop.serving.errors``);
+``driftloop.Client`` raises the class the body names.
 """
 
 from __future__ import annotations
@@ -57,12 +64,33 @@ class ConflictError(DriftloopError):
     status_code = 409
 
 
+class JobCancelledError(ConflictError):
+    """A retrain job was cancelled (``driftloop jobs cancel``) while it ran."""
+
+
 class InvalidInputError(DriftloopError):
     status_code = 422
 
 
 class PayloadTooLargeError(InvalidInputError):
     status_code = 413
+
+
+class LimitError(PayloadTooLargeError):
+    """A configured size limit was exceeded; :attr:`limit` names the ``serving.*`` key."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class InvalidTextError(InvalidInputError):
+    """A text breaks a configured limit that is not about the size of the whole request;
+    :attr:`limit` names the ``serving.*`` key."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class IntegrityError(DriftloopError):
@@ -80,6 +108,17 @@ class BackendUnavailableError(DriftloopError):
 class OverloadedError(BackendUnavailableError):
     """The server sheds load: its queue would delay this request too long. Answered 503 with
     ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(BackendUnavailableError):
+    """The API key sent more than its scope's ``serving.rate_limits`` allow. Answered 429 with
+    ``Retry-After``; :attr:`retry_after` is the wait in seconds."""
+
+    status_code = 429
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)

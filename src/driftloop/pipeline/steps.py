@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from driftloop.config import Config
 from driftloop.errors import DriftloopError, TrainingError
+from driftloop.errors import JobCancelledError as JobCancelledError  # the old import path
 from driftloop.pipeline.feedback import LabeledSample
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.verification import PairedEvidence
@@ -55,10 +56,6 @@ class HealthProbe(Protocol):
         """What ``shadow_version`` made of the requests ``served_version`` answered over a
         time range, as shadow minus served per request."""
         ...
-
-
-class JobCancelledError(DriftloopError):
-    status_code = 409
 
 
 @dataclass

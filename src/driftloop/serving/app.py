@@ -3,8 +3,8 @@
 Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
 
     POST /v1/models/{name}/predict    {"texts": [...]} or {"text": "..."}
-    POST /v1/models/{name}/feedback   label (predict implies it): {"feedback": [{"prediction_id":
-                                      "...", "label": "...", "text": "..." (optional)}]}
+    POST /v1/models/{name}/feedback   {"feedback": [{"prediction_id": "...", "label": "...",
+                                                    "text": "..." (optional)}]}
     GET  /v1/models                   what is served
     GET  /v1/models/{name}
     POST /v1/models/{name}/deploy     admin: {"version": N}
@@ -18,7 +18,8 @@ the version that answered), or by production while the shadow scores the same te
 background (its insights tagged ``shadow=true``; it never delays or fails the response).
 
 Every error is JSON ``{"error": {"type": ..., "message": ...}}`` with the status of its
-:class:`~driftloop.errors.DriftloopError` (limit errors also name the ``serving.*`` key).
+:class:`~driftloop.errors.DriftloopError` (limit errors also name the ``serving.*`` key), on
+every route, the mounted routers' too (:mod:`driftloop.serving.errors`).
 """
 
 from __future__ import annotations
@@ -26,30 +27,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from numpy.typing import NDArray
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import multiprocess as prometheus_multiprocess
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop._version import __version__
 from driftloop.config import Config
 from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
-from driftloop.errors import AuthError, ConflictError, DriftloopError, OverloadedError
+from driftloop.errors import AuthError, ConflictError
 from driftloop.insights.client import (
     InsightsClient,
     configure_insights,
@@ -63,20 +61,18 @@ from driftloop.metrics.points import (
     SHADOW_CORRECT_GAP,
     SHADOW_TAG,
 )
+from driftloop.serving.errors import ERROR_RESPONSES, install_error_handlers
 from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feedback
 from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
 from driftloop.serving.prediction_log import PredictionLog, new_prediction_ids, text_digest
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
-from driftloop.serving.ratelimit import KeyRateLimiter, RateLimitedError
+from driftloop.serving.ratelimit import KeyRateLimiter
 from driftloop.serving.schemas import (
     DeployRequest,
-    ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
-    InvalidTextError,
-    LimitError,
     ModelListResponse,
     ModelStatusResponse,
     PredictRequest,
@@ -100,16 +96,6 @@ the batch's when they shared one) and ``total`` (the handler, body parsing to JS
 milliseconds; a client's latency minus ``model`` is what serving costs it."""
 HASH_HEADER = "X-Driftloop-Model-Hash"
 GAUGE_REFRESH_SECONDS = 1.0
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in (
-        (401, "no or unknown API key"), (403, "the key lacks the scope"),
-        (404, "unknown model or version"), (413, "a size limit was exceeded"),
-        (422, "malformed or invalid input"), (503, "model not loaded or a backend is down"),
-    )
-}
-
 
 @dataclass
 class ServingState:
@@ -149,63 +135,16 @@ def create_app(
     as they are (the dashboard, the pipeline's webhooks). ``rng`` draws the canary routing
     (seed it for reproducible tests).
     """
-    if api_keys is None or feedback is None:
-        database = open_database(config.store, base_dir=config.base_dir)
-        api_keys = api_keys if api_keys is not None else ApiKeyStore(database)
-        feedback = feedback if feedback is not None else FeedbackStore(database)
-    serving_metrics = metrics if metrics is not None else ServingMetrics()
-    source = model_source if model_source is not None else RegistryModelSource.from_config(config)
-    manager = ModelSlotManager(
-        source, models if models is not None else list(config.models), config.serving,
-        serving_metrics, canary_fraction=config.pipeline.canary_fraction, rng=rng,
-    )
-    state = ServingState(
-        config=config,
-        manager=manager,
-        api_keys=api_keys,
-        feedback=feedback,
-        predictions=PredictionLog(feedback.database,
-                                  retention=config.serving.prediction_log_retention),
-        metrics=serving_metrics,
-        insights=insights,
-    )
-
+    state = _serving_state(config, model_source=model_source, insights=insights,
+                           api_keys=api_keys, feedback=feedback, models=models, metrics=metrics,
+                           rng=rng)
     lag = LoopLagMonitor()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if state.insights is None:
-            state.insights = default_insights_client()
-            if state.insights is None:
-                state.insights = await anyio.to_thread.run_sync(configure_insights, config)
-                state.owns_insights = True
-        await manager.start(poll=poll)
-        state.predictions.start()
-        refresher = asyncio.get_running_loop().create_task(_refresh_gauges(state))
-        try:
-            yield
-        finally:
-            lag.stop()
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
-            for task in list(state.shadow_tasks):
-                task.cancel()
-            if state.shadow_tasks:
-                await asyncio.gather(*state.shadow_tasks, return_exceptions=True)
-            await anyio.to_thread.run_sync(state.predictions.close)
-            await manager.stop()
-            if state.owns_insights:
-                await anyio.to_thread.run_sync(shutdown_insights)
-            if multiprocess_mode():
-                prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
-
     app = FastAPI(
         title="driftloop serving",
         version=__version__,
         description="Versioned text classifiers behind an authenticated JSON API; every "
         "prediction reports insights that the drift monitors watch.",
-        lifespan=lifespan,
+        lifespan=_lifespan(state, lag, poll=poll),
         redirect_slashes=False,  # a slash redirect would echo the request's Host header
     )
     app.state.serving = state
@@ -220,14 +159,85 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
     app.add_middleware(LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay,
                        monitor=lag)
-    app.add_middleware(PrometheusMiddleware, metrics=serving_metrics)  # outermost: counts 413s
-    _install_error_handlers(app)
+    app.add_middleware(PrometheusMiddleware, metrics=state.metrics)  # outermost: counts 413s
+    install_error_handlers(app)
     app.include_router(_model_router())
+    app.include_router(_model_status_router())
     app.include_router(_probe_router())
     app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
     for router in extra_routers:
         app.include_router(router)
     return app
+
+
+def _serving_state(
+    config: Config,
+    *,
+    model_source: ModelSource | None,
+    insights: InsightsClient | None,
+    api_keys: ApiKeyStore | None,
+    feedback: FeedbackStore | None,
+    models: Sequence[str] | None,
+    metrics: ServingMetrics | None,
+    rng: random.Random | None,
+) -> ServingState:
+    """What :func:`create_app` was given, and the defaults of what it was not."""
+    if api_keys is None or feedback is None:
+        database = open_database(config.store, base_dir=config.base_dir)
+        api_keys = api_keys if api_keys is not None else ApiKeyStore(database)
+        feedback = feedback if feedback is not None else FeedbackStore(database)
+    serving_metrics = metrics if metrics is not None else ServingMetrics()
+    source = model_source if model_source is not None else RegistryModelSource.from_config(config)
+    manager = ModelSlotManager(
+        source, models if models is not None else list(config.models), config.serving,
+        serving_metrics, canary_fraction=config.pipeline.canary_fraction, rng=rng,
+    )
+    return ServingState(
+        config=config,
+        manager=manager,
+        api_keys=api_keys,
+        feedback=feedback,
+        predictions=PredictionLog(feedback.database,
+                                  retention=config.serving.prediction_log_retention),
+        metrics=serving_metrics,
+        insights=insights,
+    )
+
+
+def _lifespan(state: ServingState, lag: LoopLagMonitor, *, poll: bool
+              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the models, the prediction log and the gauges with the app; stop them (and the
+    shadow scorings still running) after it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.insights is None:
+            state.insights = default_insights_client()
+            if state.insights is None:
+                state.insights = await anyio.to_thread.run_sync(configure_insights, state.config)
+                state.owns_insights = True
+        await state.manager.start(poll=poll)
+        state.predictions.start()
+        refresher = asyncio.get_running_loop().create_task(_refresh_gauges(state))
+        try:
+            yield
+        finally:
+            lag.stop()
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            for task in list(state.shadow_tasks):
+                task.cancel()
+            if state.shadow_tasks:
+                await asyncio.gather(*state.shadow_tasks, return_exceptions=True)
+            await anyio.to_thread.run_sync(state.predictions.close)
+            await state.manager.stop()
+            if state.owns_insights:
+                await anyio.to_thread.run_sync(shutdown_insights)
+            if multiprocess_mode():
+                prometheus_multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    return lifespan
 
 
 def app_from_environment() -> FastAPI:
@@ -236,57 +246,6 @@ def app_from_environment() -> FastAPI:
     from driftloop.config import load_config
 
     return create_app(load_config())
-
-
-# --- errors ------------------------------------------------------------------------------
-
-
-def error_body(kind: str, message: str, limit: str | None = None) -> dict[str, Any]:
-    detail: dict[str, Any] = {"type": kind, "message": message}
-    if limit is not None:
-        detail["limit"] = limit
-    return {"error": detail}
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    async def driftloop_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DriftloopError)
-        limit = exc.limit if isinstance(exc, LimitError | InvalidTextError) else None
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        if isinstance(exc, RateLimitedError | OverloadedError):  # expected: the client waits
-            headers = {"Retry-After": str(math.ceil(exc.retry_after))}
-        elif exc.status_code >= 500:
-            logger.error("%s %s: %s: %s", request.method, request.url.path,
-                         type(exc).__name__, exc.message)
-        return JSONResponse(error_body(type(exc).__name__, exc.message, limit),
-                            status_code=exc.status_code, headers=headers)
-
-    async def validation_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return JSONResponse(error_body("InvalidInputError", f"invalid request: {problems}"),
-                            status_code=422)
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        kind = {404: "NotFoundError", 405: "MethodNotAllowedError"}.get(exc.status_code,
-                                                                        "HTTPError")
-        message = str(exc.detail) if exc.status_code != 404 else (
-            f"no such endpoint: {request.method} {request.url.path}")
-        return JSONResponse(error_body(kind, message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
-
-    async def internal_error(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error in %s %s", request.method, request.url.path,
-                         exc_info=exc)
-        return JSONResponse(error_body("InternalError", "internal server error"),
-                            status_code=500)
-
-    app.add_exception_handler(DriftloopError, driftloop_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, internal_error)
 
 
 # --- auth --------------------------------------------------------------------------------
@@ -346,7 +305,6 @@ def require_scope(scope: Scope) -> ApiKeyAuth:
 
 
 PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]
-LabelKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.LABEL))]
 AdminKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.ADMIN))]
 
 
@@ -359,6 +317,7 @@ def _state(request: Request) -> ServingState:
 
 
 def _model_router() -> APIRouter:
+    """Predictions and their feedback."""
     router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
     @router.post("/{name}/predict", response_model=PredictResponse, tags=["predict"],
@@ -390,7 +349,7 @@ def _model_router() -> APIRouter:
     @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
                  openapi_extra=request_body_schema(FeedbackRequest),
                  summary="Send true labels for earlier predictions")
-    async def send_feedback(name: str, request: Request, key: LabelKey) -> FeedbackResponse:
+    async def send_feedback(name: str, request: Request, key: PredictKey) -> FeedbackResponse:
         state = _state(request)
         served = state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)
@@ -413,6 +372,13 @@ def _model_router() -> APIRouter:
         return FeedbackResponse(
             accepted=len(items), relabelled=stored.relabelled,
             matched=sum(1 for record in records if record.predicted_class is not None))
+
+    return router
+
+
+def _model_status_router() -> APIRouter:
+    """What is served, and the admin's hot swaps."""
+    router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
     @router.get("", response_model=ModelListResponse, tags=["models"],
                 summary="Describe every served model")

@@ -35,15 +35,15 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from driftloop.config import ServingConfig
-from driftloop.serving.schemas import ErrorDetail, ErrorResponse, LimitError
+from driftloop.errors import LimitError
+from driftloop.serving.errors import error_json
 
 BODY_LIMIT = "serving.max_body_bytes"
 PROTOCOL = "driftloop.serving.protocol:LimitedHttpToolsProtocol"
 
 
 def _too_large(message: str) -> bytes:
-    error = ErrorDetail(type=LimitError.__name__, message=message, limit=BODY_LIMIT)
-    return ErrorResponse(error=error).model_dump_json(exclude_none=True).encode()
+    return error_json(LimitError.__name__, message, BODY_LIMIT)
 
 
 class BodyLimitMiddleware:

@@ -28,7 +28,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from driftloop.serving.schemas import ErrorDetail, ErrorResponse, LimitError
+from driftloop.errors import LimitError
+from driftloop.serving.errors import error_json
 
 HEADER_LIMIT = "serving.max_header_bytes"
 DEFAULT_MAX_HEAD_BYTES = 65_536
@@ -83,8 +84,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         message = (f"the request line and headers exceed {HEADER_LIMIT} "
                    f"({self.max_head_bytes} bytes)")
         self.logger.warning("Request head over %d bytes: refused with 431.", self.max_head_bytes)
-        error = ErrorDetail(type=LimitError.__name__, message=message, limit=HEADER_LIMIT)
-        body = ErrorResponse(error=error).model_dump_json(exclude_none=True).encode()
+        body = error_json(LimitError.__name__, message, HEADER_LIMIT)
         content = [STATUS_LINE[431]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])

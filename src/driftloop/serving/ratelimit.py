@@ -15,20 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 
 from driftloop.config import RateLimitConfig, RateLimitedScope
-from driftloop.errors import DriftloopError
+from driftloop.errors import RateLimitedError as RateLimitedError  # the old import path
 from driftloop.serving.keys import ApiKeyInfo
 
 _MAX_BUCKETS = 100_000
-
-
-class RateLimitedError(DriftloopError):
-    """429: this key sent more than its scope allows; retry after :attr:`retry_after` s."""
-
-    status_code = 429
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class KeyRateLimiter:

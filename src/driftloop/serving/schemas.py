@@ -24,7 +24,11 @@ from pydantic import (
 from starlette.requests import Request
 
 from driftloop.config import ServingConfig
-from driftloop.errors import InvalidInputError, PayloadTooLargeError
+from driftloop.errors import InvalidInputError
+from driftloop.errors import InvalidTextError as InvalidTextError  # the old import path
+from driftloop.errors import LimitError as LimitError  # the old import path
+from driftloop.serving.errors import ErrorDetail as ErrorDetail  # the old import path
+from driftloop.serving.errors import ErrorResponse as ErrorResponse  # the old import path
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -114,16 +118,6 @@ class ModelListResponse(BaseModel):
     models: list[ModelStatusResponse]
 
 
-class ErrorDetail(BaseModel):
-    type: str
-    message: str
-    limit: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
 def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` documenting a body that the endpoint reads itself (nested models
     inlined, so the schema stands alone in the OpenAPI document)."""
@@ -142,22 +136,6 @@ def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
     return {"requestBody": {"required": True,
                             "content": {"application/json": {"schema": inline(schema)}}}}
-
-
-class LimitError(PayloadTooLargeError):
-    """A configured limit was exceeded; :attr:`limit` names the ``serving.*`` key."""
-
-    def __init__(self, message: str, limit: str) -> None:
-        super().__init__(message)
-        self.limit = limit
-
-
-class InvalidTextError(InvalidInputError):
-    """A text breaks a configured limit that is not about size of the whole request."""
-
-    def __init__(self, message: str, limit: str) -> None:
-        super().__init__(message)
-        self.limit = limit
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:

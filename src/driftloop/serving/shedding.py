@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import math
 import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from driftloop.errors import OverloadedError
+from driftloop.serving.errors import error_json
 
 SAMPLE_SECONDS = 0.05
 """How often the monitor's timer is due."""
@@ -97,12 +99,10 @@ class LoadSheddingMiddleware:
         if wait > self.max_delay:
             self.shed += 1
             retry_after = max(1, math.ceil(min(wait, 60.0)))
-            body = json.dumps({"error": {
-                "type": "OverloadedError",
-                "message": f"the server is overloaded: a request would wait about "
-                           f"{min(wait, 60.0):.1f}s for its turn (serving.max_queue_delay "
-                           f"{self.max_delay:g}s); retry later",
-            }}).encode()
+            body = error_json(
+                OverloadedError.__name__,
+                f"the server is overloaded: a request would wait about {min(wait, 60.0):.1f}s "
+                f"for its turn (serving.max_queue_delay {self.max_delay:g}s); retry later")
             await send({"type": "http.response.start", "status": 503, "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),

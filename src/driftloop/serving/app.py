@@ -3,8 +3,8 @@
 Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
 
     POST /v1/models/{name}/predict    {"texts": [...]} or {"text": "..."}
-    POST /v1/models/{name}/feedback   {"feedback": [{"prediction_id": "...", "label": "...",
-                                                    "text": "..." (optional)}]}
+    POST /v1/models/{name}/feedback   label (predict implies it): {"feedback": [{"prediction_id":
+                                      "...", "label": "...", "text": "..." (optional)}]}
     GET  /v1/models                   what is served
     GET  /v1/models/{name}
     POST /v1/models/{name}/deploy     admin: {"version": N}
@@ -305,6 +305,7 @@ def require_scope(scope: Scope) -> ApiKeyAuth:
 
 
 PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]
+LabelKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.LABEL))]
 AdminKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.ADMIN))]
 
 
@@ -349,7 +350,7 @@ def _model_router() -> APIRouter:
     @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
                  openapi_extra=request_body_schema(FeedbackRequest),
                  summary="Send true labels for earlier predictions")
-    async def send_feedback(name: str, request: Request, key: PredictKey) -> FeedbackResponse:
+    async def send_feedback(name: str, request: Request, key: LabelKey) -> FeedbackResponse:
         state = _state(request)
         served = state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)

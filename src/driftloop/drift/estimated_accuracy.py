@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from driftloop.errors import ConfigError, InvalidInputError
 from driftloop.predictors import ReferenceProfile
@@ -100,6 +99,8 @@ def reasons_estimate_may_not_hold(
     signal whose distribution differs from the reference (KS test at ``alpha`` / tests)."""
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must lie in (0, 1), got {alpha}")
+    from scipy import stats  # imported here: status commands import this module's constants
+
     samples = reference_signals(reference)
     tested = [(name, np.asarray(window[name], dtype=np.float64)) for name in samples
               if name in window and len(window[name]) >= MIN_TEST_VALUES]

@@ -40,7 +40,7 @@ from driftloop.errors import (
 from driftloop.messages import MessageTemplate
 from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
-from driftloop.monitors.events import Event, MonitorState
+from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, transition_flags
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
 from driftloop.monitors.incidents import (
     Incident,
@@ -63,8 +63,6 @@ ServedVersions = Callable[[str], Collection[str] | None]
 """For a model name, the versions (as ``version`` tag values) it serves now, or None when that
 is not known."""
 
-RETIRED_REASON = "version no longer served"
-"""``details.reason`` of the event that closes a retired group (flag ``is_retired``)."""
 
 EventListener = Callable[[Event], None]
 ProgressCallback = Callable[[int, int], None]
@@ -495,19 +493,8 @@ class MonitorEngine:
                     connection=c,
                 )
             )
-        flags = {
-            "is_alert": new == MonitorState.ALERT,
-            "is_warning": new == MonitorState.WARN,
-            "is_no_data": new == MonitorState.NO_DATA,
-            "is_ok": new == MonitorState.OK,
-            "is_recovery": new == MonitorState.OK and previous in _BAD,
-            "is_alert_recovery": new == MonitorState.OK and previous == MonitorState.ALERT,
-            "is_warning_recovery": new == MonitorState.OK and previous == MonitorState.WARN,
-            "is_no_data_recovery": previous == MonitorState.NO_DATA
-            and new != MonitorState.NO_DATA,
-            "is_renotify": renotification,
-            "is_retired": details.get("reason") == RETIRED_REASON,
-        }
+        flags = transition_flags(previous, new, renotification=renotification,
+                                 retired=details.get("reason") == RETIRED_REASON)
         variables = {
             **state.group,
             "monitor": monitor.name,
@@ -516,6 +503,7 @@ class MonitorEngine:
             "window": format_value(monitor.window) + "s",
             "state": str(new),
             "previous_state": str(previous),
+            "previous": str(previous),  # the old name of previous_state, still rendered
             "value": format_value(state.value),
             "threshold": format_value(state.threshold),
             "model": state.group.get("model", ""),

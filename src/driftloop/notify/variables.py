@@ -12,7 +12,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from driftloop.monitors.events import MonitorState
 from driftloop.notify.base import Notification, format_time
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
@@ -24,7 +23,8 @@ VARIABLES: dict[str, str] = {
     "monitor": "monitor name",
     "model": "model of the group (empty when the monitor is not grouped by model)",
     "state": "new state: OK, WARN, ALERT or NO_DATA",
-    "previous": "state before this transition",
+    "previous_state": "state before this transition",
+    "previous": "old name of previous_state",
     "value": "the aggregated value (number, or null without data)",
     "threshold": "the threshold that was crossed (number or null)",
     "warning": "the warning threshold (number or null)",
@@ -39,8 +39,14 @@ VARIABLES: dict[str, str] = {
     "is_alert": "true when the new state is ALERT",
     "is_warning": "true when the new state is WARN",
     "is_no_data": "true when the new state is NO_DATA",
-    "is_recovery": "true when the monitor went back to OK",
-    "renotification": "true for a renotification of an unchanged state",
+    "is_ok": "true when the new state is OK",
+    "is_recovery": "true when the monitor went back to OK from WARN or ALERT",
+    "is_alert_recovery": "true when the monitor went from ALERT to OK",
+    "is_warning_recovery": "true when the monitor went from WARN to OK",
+    "is_no_data_recovery": "true when data came back after NO_DATA",
+    "is_renotify": "true for a renotification of an unchanged state",
+    "is_retired": "true for the OK that closes the group of a version no longer served",
+    "renotification": "old name of is_renotify",
     "test": "true for 'driftloop notify test'",
     "retrain_outcome": "how the incident's retrain job ended: rejected, failed, rolled_back, "
                        "succeeded (empty for a transition)",
@@ -63,6 +69,7 @@ def notification_variables(notification: Notification) -> dict[str, Scalar]:
             "monitor": event.monitor,
             "model": event.model or "",
             "state": str(event.state),
+            "previous_state": str(event.previous),
             "previous": str(event.previous),
             "value": event.value,
             "threshold": event.threshold,
@@ -75,10 +82,7 @@ def notification_variables(notification: Notification) -> dict[str, Scalar]:
             "message": notification.text,
             "dashboard_url": notification.dashboard_url,
             "group": ",".join(f"{k}:{v}" for k, v in sorted(event.group.items())),
-            "is_alert": event.state == MonitorState.ALERT,
-            "is_warning": event.state == MonitorState.WARN,
-            "is_no_data": event.state == MonitorState.NO_DATA,
-            "is_recovery": event.is_recovery,
+            **event.flags,
             "renotification": event.renotification,
             "test": notification.test,
         }

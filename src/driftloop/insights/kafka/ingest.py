@@ -1,292 +1,35 @@
-"""``kafka://host:9092/topic``: insight batches through Apache Kafka, drained by ingest workers.
-
-Producer side (:class:`KafkaTransport`, used by the SDK in every serving process): a batch of
-points is split by its ``model`` tag and sent as one message per model (at most
-``kafka.max_points_per_message`` points each, JSON lines as in the outbox), keyed by the model
-name, so one model's points land on one partition and stay in order. The producer is
-idempotent (``enable.idempotence``); :meth:`KafkaTransport.publish` waits for the delivery
-report of every message and raises :class:`~driftloop.errors.BackendUnavailableError` when one
-failed or did not arrive within ``kafka.delivery_timeout``, so the
-:class:`~driftloop.insights.client.InsightsClient` spools the batch to its outbox and replays it
-once the broker is back.
-
-Consumer side (:class:`KafkaIngestWorker`, ``driftloop ingest``): a member of the consumer group
-``kafka.group_id``; several workers split the topic's partitions. Each poll takes up to
-``kafka.max_batch_messages`` messages, writes their points to the metric store (idempotent by
-``point_id``), hands them to listeners, and only then stores their offsets
-(``store_offsets``; ``enable.auto.offset.store`` is off); the client's auto-commit commits the
-stored offsets every ``kafka.commit_interval`` seconds, and they are committed when partitions
-are revoked and on close. Delivery is at least once: a worker killed after a store write and
-before the commit leaves those messages to the next owner of the partition, whose write skips
-every point already stored, so nothing is counted twice. A message that cannot be decoded, or
-whose points the store refuses as invalid, is produced to the dead-letter topic
-(``kafka.dead_letter_topic``, default ``<topic>.dead-letter``) with its key, its bytes and
-headers naming where it came from and why; its offset is stored only once the dead-letter
-topic has it, so nothing is dropped.
-"""
+"""The consumer side: :class:`KafkaIngestWorker` (``driftloop ingest``), a consumer-group member
+that drains insight messages into the metric store and sets undecodable or refused messages
+aside to the dead-letter topic."""
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from driftloop.config import KafkaConfig
 from driftloop.errors import BackendUnavailableError, ConfigError, InvalidInputError
+from driftloop.insights.kafka.wire import (
+    decode_message,
+    ensure_topic,
+    logger,
+    milliseconds,
+    parse_kafka_url,
+)
 from driftloop.insights.local import PointListener
-from driftloop.insights.outbox import decode_point, encode_point
-from driftloop.insights.transports import Transport
 from driftloop.metrics.points import MetricPoint, MetricStore
 
 if TYPE_CHECKING:
     from driftloop.config import Config
 
-logger = logging.getLogger(__name__)
-
-CONTENT_TYPE = b"application/x-driftloop-points+jsonl; v=1"
-MODEL_TAG = "model"
 _RETRY_BACKOFF = (0.2, 5.0)
-
-
 GROUP_JOIN_GRACE = 30.0
 """Seconds ``run(idle_exit=...)`` also allows for joining the group before it gives up."""
-
-
-@dataclass(frozen=True)
-class KafkaAddress:
-    """What a ``kafka://`` URL names: the bootstrap servers and the topic."""
-
-    bootstrap: str
-    topic: str
-
-
-def parse_kafka_url(url: str) -> KafkaAddress:
-    """``kafka://host:9092[,host2:9092]/topic`` → bootstrap servers and topic."""
-    parts = urlsplit(url)
-    if parts.scheme != "kafka":
-        raise ConfigError(f"{url!r} is not a kafka:// URL")
-    topic = parts.path.strip("/")
-    if not parts.netloc or not topic:
-        raise ConfigError(
-            f"transport {url!r}: expected kafka://HOST:PORT[,HOST:PORT...]/TOPIC"
-        )
-    if "/" in topic or not all(c.isalnum() or c in "._-" for c in topic) or len(topic) > 249:
-        raise ConfigError(
-            f"transport {url!r}: topic {topic!r} may hold only letters, digits, '.', '_' "
-            "and '-' (at most 249)"
-        )
-    for server in parts.netloc.split(","):
-        host, _, port = server.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"transport {url!r}: {server!r} is not HOST:PORT")
-    return KafkaAddress(parts.netloc, topic)
-
-
-def encode_message(points: Sequence[MetricPoint]) -> bytes:
-    """One Kafka message value: the points as JSON lines (the outbox's line format)."""
-    return "\n".join(encode_point(point) for point in points).encode()
-
-
-def decode_message(value: bytes | None) -> list[MetricPoint]:
-    """The points of one message; ``ValueError`` names the first bad line."""
-    if not value:
-        raise ValueError("empty message")
-    points: list[MetricPoint] = []
-    shared_tags: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
-    for number, line in enumerate(value.decode().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            points.append(decode_point(line, shared_tags))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"line {number}: {exc}") from exc
-    return points
-
-
-def _milliseconds(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int, *, timeout: float = 30.0) -> bool:
-    """Create ``topic`` with ``partitions`` partitions unless it exists; True if created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise BackendUnavailableError(f"kafka {bootstrap}: {exc}") from exc
-    if topic in metadata.topics and metadata.topics[topic].error is None:
-        return False
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions)])[topic]
-    try:
-        future.result(timeout=timeout)
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return False
-        raise BackendUnavailableError(f"kafka {bootstrap}: cannot create {topic!r}: {exc}") from exc
-    return True
-
-
-# --- producer ----------------------------------------------------------------------------
-
-
-@dataclass
-class _DeliveryTally:
-    """Delivery reports of one publish."""
-
-    delivered: int = 0
-    errors: list[KafkaError] = field(default_factory=list)
-
-    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        del message
-        if error is None:
-            self.delivered += 1
-        else:
-            self.errors.append(error)
-
-
-@dataclass(frozen=True)
-class KafkaTransportStats:
-    """What a :class:`KafkaTransport` has sent."""
-
-    messages: int
-    points: int
-    failed_publishes: int
-
-
-class KafkaTransport(Transport):
-    """Publishes insight batches to a Kafka topic, keyed by model, confirmed by delivery reports."""
-
-    def __init__(self, bootstrap: str, topic: str, settings: KafkaConfig | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.settings = settings or KafkaConfig()
-        self._lock = threading.Lock()
-        self._producer: Producer | None = None
-        self._messages = 0
-        self._points = 0
-        self._failed = 0
-
-    @property
-    def producer_config(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "bootstrap.servers": self.bootstrap,
-            "client.id": "driftloop-insights",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": max(0, round(s.linger * 1000)),
-            "message.timeout.ms": _milliseconds(s.delivery_timeout),
-            "socket.connection.setup.timeout.ms": max(1000, _milliseconds(s.delivery_timeout)),
-            "logger": logger,  # librdkafka's own log lines go through Python logging
-            **s.producer,
-        }
-
-    def _open(self) -> Producer:
-        if self._producer is None:
-            try:
-                self._producer = Producer(self.producer_config)
-            except KafkaException as exc:
-                raise ConfigError(f"kafka producer settings (kafka.producer): {exc}") from exc
-        return self._producer
-
-    def messages(
-        self, points: Sequence[MetricPoint]
-    ) -> list[tuple[bytes | None, list[MetricPoint]]]:
-        """The (key, points) of each message a batch becomes: split by model, order kept."""
-        by_model: dict[str | None, list[MetricPoint]] = {}
-        for point in points:
-            by_model.setdefault(point.tags.get(MODEL_TAG), []).append(point)
-        size = self.settings.max_points_per_message
-        return [
-            (None if model is None else model.encode(), group[start:start + size])
-            for model, group in by_model.items()
-            for start in range(0, len(group), size)
-        ]
-
-    def publish(self, points: Sequence[MetricPoint]) -> None:
-        if not points:
-            return
-        with self._lock:
-            producer = self._open()
-            tally = _DeliveryTally()
-            messages = self.messages(points)
-            deadline = time.monotonic() + self.settings.delivery_timeout + 1.0
-            for key, chunk in messages:
-                self._produce(producer, key, encode_message(chunk), tally, deadline)
-            remaining = producer.flush(max(0.0, deadline - time.monotonic()))
-            if remaining or tally.errors or tally.delivered < len(messages):
-                self._failed += 1
-                if remaining:
-                    # what is still queued would only be retried by librdkafka after we have
-                    # spooled the batch: drop it here; a late duplicate is deduplicated anyway
-                    producer.purge(in_queue=True, in_flight=False)
-                    producer.flush(0)
-                fatal = any(error.fatal() for error in tally.errors)
-                if fatal:
-                    self._producer = None
-                reason = (
-                    f"{remaining} message(s) undelivered after {self.settings.delivery_timeout:g}s"
-                    if remaining else
-                    str(tally.errors[0]) if tally.errors else "delivery reports missing"
-                )
-                raise BackendUnavailableError(
-                    f"kafka {self.bootstrap} topic {self.topic!r}: {reason}"
-                )
-            self._messages += len(messages)
-            self._points += len(points)
-
-    def _produce(
-        self, producer: Producer, key: bytes | None, value: bytes, tally: _DeliveryTally,
-        deadline: float,
-    ) -> None:
-        while True:
-            try:
-                producer.produce(
-                    self.topic, value=value, key=key, on_delivery=tally.on_delivery,
-                    headers=[("content-type", CONTENT_TYPE)],
-                )
-                return
-            except BufferError:
-                # the local queue is full: let deliveries drain it, up to the deadline
-                if time.monotonic() >= deadline:
-                    raise BackendUnavailableError(
-                        f"kafka {self.bootstrap}: the producer queue stays full"
-                    ) from None
-                producer.poll(0.05)
-            except KafkaException as exc:
-                raise BackendUnavailableError(f"kafka {self.bootstrap}: {exc}") from exc
-
-    @property
-    def stats(self) -> KafkaTransportStats:
-        return KafkaTransportStats(self._messages, self._points, self._failed)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.flush(self.settings.delivery_timeout)
-                self._producer = None
-
-
-def create_kafka_transport(
-    url: str, *, config: Config | None = None, store: MetricStore | None = None
-) -> KafkaTransport:
-    """Factory for ``kafka://`` URLs (registered in :data:`~driftloop.insights.TRANSPORTS`)."""
-    del store  # the ingest workers own the store
-    address = parse_kafka_url(url)
-    return KafkaTransport(address.bootstrap, address.topic,
-                          config.kafka if config is not None else None)
-
-
-# --- consumer group ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -373,12 +116,12 @@ class KafkaIngestWorker:
             "group.id": s.group_id,
             "client.id": "driftloop-ingest",
             "enable.auto.commit": True,
-            "auto.commit.interval.ms": _milliseconds(s.commit_interval),
+            "auto.commit.interval.ms": milliseconds(s.commit_interval),
             "enable.auto.offset.store": False,
             "on_commit": self._on_commit,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": _milliseconds(s.session_timeout),
-            "heartbeat.interval.ms": _milliseconds(s.heartbeat_interval),
+            "session.timeout.ms": milliseconds(s.session_timeout),
+            "heartbeat.interval.ms": milliseconds(s.heartbeat_interval),
             "logger": logger,
             **s.consumer,
         }
@@ -590,7 +333,7 @@ class KafkaIngestWorker:
             producer = self._dead_letter_producer = Producer({
                 "bootstrap.servers": self.bootstrap, "client.id": "driftloop-ingest-dlq",
                 "enable.idempotence": True, "logger": logger,
-                "message.timeout.ms": _milliseconds(self.settings.delivery_timeout),
+                "message.timeout.ms": milliseconds(self.settings.delivery_timeout),
                 **self.settings.producer})
         failures: list[str] = []
 
@@ -639,18 +382,3 @@ class KafkaIngestWorker:
             commits=self._commits, store_failures=self._store_failures,
             assigned_partitions=tuple(sorted(self._assigned)),
         )
-
-
-__all__ = [
-    "CONTENT_TYPE",
-    "IngestStats",
-    "KafkaAddress",
-    "KafkaIngestWorker",
-    "KafkaTransport",
-    "KafkaTransportStats",
-    "create_kafka_transport",
-    "decode_message",
-    "encode_message",
-    "ensure_topic",
-    "parse_kafka_url",
-]

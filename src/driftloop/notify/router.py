@@ -19,11 +19,13 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.config import (
@@ -151,6 +153,9 @@ class NotificationRouter:
         self._stopping = threading.Event()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
+        self.fence: Callable[[Connection], None] | None = None
+        """Called first in every write (claims, the delivery log, routed events): the control
+        plane's fence, which refuses them once this process no longer leads."""
         self._check_templates()
         for name, entry in config.notifiers.items():
             if not isinstance(entry, RetrainNotifierConfig):
@@ -419,31 +424,52 @@ class NotificationRouter:
 
     # -- the store ---------------------------------------------------------------------------
 
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        with self._engine.begin() as connection:
+            if self.fence is not None:
+                self.fence(connection)
+            yield connection
+
+    def record_events(self, connection: Connection, events: Sequence[Event]) -> None:
+        """Record events to send in the caller's transaction (the monitor engine's, so that a
+        stored transition is never without its notification); those recorded before are left."""
+        if not events:
+            return
+        known = set(connection.execute(sa.select(notify_events.c.event_id).where(
+            notify_events.c.event_id.in_([e.event_id for e in events]))).scalars())
+        for event in events:
+            if event.event_id not in known:
+                connection.execute(notify_events.insert().values(**self._event_row(event)))
+
     def _record_event(self, event: Event) -> None:
         try:
-            with self._engine.begin() as connection:
-                connection.execute(notify_events.insert().values(
-                    event_id=event.event_id,
-                    incident_id=event.incident_id,
-                    monitor=event.monitor,
-                    group_json=json.dumps(dict(event.group), sort_keys=True),
-                    previous=str(event.previous),
-                    state=str(event.state),
-                    value=event.value,
-                    threshold=event.threshold,
-                    timestamp=event.timestamp,
-                    message=event.message,
-                    handles_json=json.dumps(list(event.handles)),
-                    renotification=event.renotification,
-                    details_json=json.dumps(dict(event.details), default=str),
-                    received_at=self._clock(),
-                    routed_at=None,
-                ))
+            with self._begin() as connection:
+                connection.execute(notify_events.insert().values(**self._event_row(event)))
         except SqlIntegrityError:
             pass  # seen before: the claims decide what still needs sending
 
+    def _event_row(self, event: Event) -> dict[str, object]:
+        return dict(
+            event_id=event.event_id,
+            incident_id=event.incident_id,
+            monitor=event.monitor,
+            group_json=json.dumps(dict(event.group), sort_keys=True),
+            previous=str(event.previous),
+            state=str(event.state),
+            value=event.value,
+            threshold=event.threshold,
+            timestamp=event.timestamp,
+            message=event.message,
+            handles_json=json.dumps(list(event.handles)),
+            renotification=event.renotification,
+            details_json=json.dumps(dict(event.details), default=str),
+            received_at=self._clock(),
+            routed_at=None,
+        )
+
     def _mark_routed(self, event_id: str) -> None:
-        with self._engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(notify_events.update()
                                .where(notify_events.c.event_id == event_id)
                                .values(routed_at=self._clock()))
@@ -453,14 +479,14 @@ class NotificationRouter:
         now = self._clock()
         table = notify_sent
         try:
-            with self._engine.begin() as connection:
+            with self._begin() as connection:
                 connection.execute(table.insert().values(
                     event_id=event_id, notifier=notifier, status="pending", attempts=0,
                     claimed_at=now, finished_at=None))
             return True
         except SqlIntegrityError:
             pass
-        with self._engine.begin() as connection:
+        with self._begin() as connection:
             row = connection.execute(
                 sa.select(table.c.status, table.c.claimed_at)
                 .where(table.c.event_id == event_id, table.c.notifier == notifier)
@@ -480,7 +506,7 @@ class NotificationRouter:
     def _finish_claim(self, event_id: str, notifier: str, result: DeliveryResult,
                       attempts: int, *, interrupted: bool) -> None:
         status = "failed" if interrupted else result.status
-        with self._engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(
                 notify_sent.update()
                 .where(notify_sent.c.event_id == event_id, notify_sent.c.notifier == notifier)
@@ -490,7 +516,7 @@ class NotificationRouter:
 
     def _log_attempt(self, event_id: str, notifier: str, attempt: int, result: DeliveryResult,
                      duration_ms: float, *, retrying: bool = False) -> None:
-        with self._engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(notify_deliveries.insert().values(
                 event_id=event_id, notifier=notifier, attempt=attempt,
                 status="retrying" if retrying else result.status,

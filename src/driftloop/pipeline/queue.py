@@ -12,12 +12,14 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.errors import ConflictError, NotFoundError
@@ -114,6 +116,25 @@ class JobQueue:
         self.database = database
         self.cooldown = cooldown
         self.clock = clock
+        self.fence: Callable[[Connection], None] | None = None
+        """Called first in every write: the control plane's fence on the queue a leading
+        worker uses (a deposed worker's late writes are refused)."""
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        with self.database.engine.begin() as connection:
+            if self.fence is not None:
+                self.fence(connection)
+            yield connection
+
+    def release_worker_jobs(self, connection: Connection, worker: str) -> int:
+        """Make the unfinished jobs of ``worker`` (a deposed leader) claimable at once, in the
+        caller's transaction (the one that takes the lease over); returns how many."""
+        released = connection.execute(
+            retrain_jobs.update()
+            .where(retrain_jobs.c.worker == worker, retrain_jobs.c.active_model.is_not(None))
+            .values(heartbeat_at=0.0)).rowcount
+        return int(released)
 
     def enqueue(
         self, model: str, *, incident_id: str | None = None, reason: str = "",
@@ -135,7 +156,7 @@ class JobQueue:
                 return EnqueueResult(self.get(existing.job_id), created=False)
             job_id = uuid.uuid4().hex
             try:
-                with self.database.engine.begin() as connection:
+                with self._begin() as connection:
                     connection.execute(
                         retrain_jobs.insert().values(
                             job_id=job_id, model=model, incident_id=incident_id,
@@ -181,7 +202,7 @@ class JobQueue:
         return None if row is None else Job.from_row(row)
 
     def _attach(self, job_id: str) -> None:
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(
                 retrain_jobs.update()
                 .where(retrain_jobs.c.job_id == job_id)
@@ -255,7 +276,7 @@ class JobQueue:
             claimable = heartbeat is None or heartbeat < now - stale_after
             if not claimable:
                 continue
-            with self.database.engine.begin() as connection:
+            with self._begin() as connection:
                 taken = connection.execute(
                     retrain_jobs.update()
                     .where(retrain_jobs.c.job_id == candidate_id)
@@ -289,7 +310,7 @@ class JobQueue:
         values = self._state_values(job_id, state, values)
         now = values["heartbeat_at"]
         finished = {} if outcome is None else {"finished_at": now, "outcome": outcome}
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(
                 retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values))
             key = connection.execute(
@@ -319,7 +340,7 @@ class JobQueue:
         return self.get(job_id)
 
     def start_step(self, job_id: str, step: str) -> int:
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             result = connection.execute(
                 job_steps.insert().values(job_id=job_id, step=step, started_at=self.clock(),
                                           log="")
@@ -329,7 +350,7 @@ class JobQueue:
             return int(key[0])
 
     def finish_step(self, step_id: int, outcome: str, log: str) -> None:
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(
                 job_steps.update().where(job_steps.c.step_id == step_id)
                 .values(finished_at=self.clock(), outcome=outcome, log=log)
@@ -338,7 +359,7 @@ class JobQueue:
     def close_open_steps(self, job_id: str, outcome: str = "interrupted") -> int:
         """End the job's unfinished steps with ``outcome`` (a dead worker's step, or the one a
         failure or a cancel cut short); returns how many."""
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             closed = connection.execute(
                 job_steps.update()
                 .where(job_steps.c.job_id == job_id)
@@ -348,7 +369,7 @@ class JobQueue:
         return int(closed)
 
     def _update(self, job_id: str, **values: Any) -> None:
-        with self.database.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(
                 retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values)
             )

@@ -58,9 +58,10 @@ TABLE_MODULES: tuple[str, ...] = (
     "driftloop.notify.tables",
     "driftloop.pipeline.tables",
     "driftloop.serving.tables",
+    "driftloop.leadership.tables",
 )
 
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every revision of :mod:`driftloop.store.migrations`, oldest first (a test checks them)."""
 
 HEAD_REVISION = REVISIONS[-1]

@@ -540,6 +540,22 @@ class LoggingConfig(StrictModel):
     format: Literal["text", "json"] = "text"
 
 
+class ControlConfig(StrictModel):
+    """The control plane's leases (docs/reliability.md, "Control plane failover"): a leader
+    renews every ``renew_interval``; a follower takes over a lease not renewed for
+    ``lease_duration``."""
+
+    lease_duration: Duration = Field(8.0, gt=0)
+    renew_interval: Duration = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> ControlConfig:
+        if self.renew_interval >= self.lease_duration:
+            raise ValueError(f"control.renew_interval ({self.renew_interval:g}s) must be "
+                             f"shorter than control.lease_duration ({self.lease_duration:g}s)")
+        return self
+
+
 class Config(StrictModel):
     store: str = "sqlite:///.driftloop/driftloop.db"
     storage: str = "file://.driftloop/storage"
@@ -557,6 +573,7 @@ class Config(StrictModel):
     hooks: HooksConfig = HooksConfig()
     dashboard: DashboardConfig = DashboardConfig()
     logging: LoggingConfig = LoggingConfig()
+    control: ControlConfig = ControlConfig()
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @field_validator("models")

@@ -103,3 +103,27 @@ def test_the_options_are_checked(tmp_path: Path, captured: io.StringIO) -> None:
     with pytest.raises(Exception, match="format"):
         parse_config("logging: {format: xml}", environ={})
 
+
+
+def test_a_jira_site_address_stays_readable(captured: io.StringIO, tmp_path: Path) -> None:
+    """Over-redaction hides what an operator needs: a Jira site's address is no secret (its
+    token is), while a webhook's URL may carry one and stays hidden."""
+    config = parse_config(CONFIG + f"""
+  tickets:
+    type: jira
+    url: https://acme.atlassian.net
+    project: OPS
+    token: jira-token-31337
+store: sqlite:///{tmp_path}/d.db
+""", environ={})
+    configure_from(config, None, "text")
+    handler = logging.getLogger("driftloop").handlers[-1]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(captured)
+    logging.getLogger("driftloop.notify.jira").warning(
+        "POST https://acme.atlassian.net/rest/api/2/issue with jira-token-31337 answered 401; "
+        "webhook %s too", WEBHOOK_URL)
+    line = captured.getvalue()
+    assert "https://acme.atlassian.net/rest/api/2/issue" in line
+    assert "jira-token-31337" not in line
+    assert WEBHOOK_URL not in line

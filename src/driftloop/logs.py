@@ -31,6 +31,9 @@ _API_KEY = re.compile(r"\b(dl_[A-Za-z0-9]+_)[A-Za-z0-9_-]{8,}")
 _SECRET_FIELDS = re.compile(r"(url|token|secret|password|key|authorization)$", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 _PUBLIC = {"public_url", "api_url"}
+_PUBLIC_OF_TYPE = {"jira": {"url"}}
+"""Keys that name a secret elsewhere but not in a section of this ``type``: a Jira site's
+address is no secret (a webhook's ``url`` may carry a token, so it stays one)."""
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(@)")
 _SECRET_QUERY = re.compile(
     r"([?&][^=&#\s]*(?:password|passwd|secret|token|key|signature|sig|credential)"
@@ -58,8 +61,10 @@ def config_secrets(config: Config) -> list[str]:
 
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
+            public = _PUBLIC_OF_TYPE.get(str(node.get("type")), set())
             for child_key, child in node.items():
-                walk(child, str(child_key))
+                if str(child_key) not in public:
+                    walk(child, str(child_key))
         elif isinstance(node, list | tuple):
             for child in node:
                 walk(child, key)
@@ -164,12 +169,16 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text", *,
     return handler
 
 
-def configure_from(config: Config, level: str | None, log_format: str | None) -> None:
-    """What a long-running command does: the options win over the config's ``logging``."""
+def configure_from(config: Config, level: str | None,
+                   log_format: str | None) -> tuple[str, LogFormat]:
+    """What a long-running command does: the options win over the config's ``logging``;
+    returns the level and format chosen."""
     chosen = log_format or config.logging.format
     if chosen not in ("text", "json"):
         from driftloop.errors import InvalidInputError
 
         raise InvalidInputError(f"--log-format {chosen!r}: expected text or json")
-    configure_logging(level or config.logging.level, "json" if chosen == "json" else "text",
-                      secrets=config_secrets(config))
+    settings: tuple[str, LogFormat] = ((level or config.logging.level).upper(),
+                                       "json" if chosen == "json" else "text")
+    configure_logging(*settings, secrets=config_secrets(config))
+    return settings

@@ -5,6 +5,7 @@ whichever worker they reach, also after a restart (the prediction log in the sto
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -68,7 +69,8 @@ def serve_workers(tmp_path: Path, port: int | None = None) -> Iterator[str]:
     started = (tmp_path / "serve.log").read_text().count("Application startup complete")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "driftloop"), "serve", "--workers", "2",
-         "--port", str(port), "--config", str(tmp_path / "driftloop.yaml")],
+         "--port", str(port), "--config", str(tmp_path / "driftloop.yaml"),
+         "--log-format", "json"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -151,6 +153,14 @@ def test_two_workers_serve_take_a_deploy_and_merge_their_metrics(
                   version="2") == 20 * len(TEXTS)
     assert metric(exposition, "driftloop_http_requests_total", status="200",
                   route="/v1/models/{name}/predict") == 40
+
+    # each worker process logs with the command's --log-format (json) and level
+    logged = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
+              if line.startswith("{")]
+    swaps = [entry for entry in logged if entry["logger"] == "driftloop.serving.slots"]
+    assert sum(entry["message"].startswith(f"serving {MODEL} v1 ") for entry in swaps) == 2
+    assert sum(entry["message"].startswith(f"serving {MODEL} v2 ") for entry in swaps) == 2
+    assert all(entry["level"] == "INFO" and entry["time"].endswith("Z") for entry in swaps)
 
 
 def send_feedback(url: str, key: str, items: list[dict[str, str]]) -> dict[str, int]:

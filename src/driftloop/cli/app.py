@@ -190,8 +190,10 @@ def load_for_service(config_path: Path | None, log_level: str | None,
     from driftloop.logs import configure_from
 
     config = load(config_path)
-    configure_from(config, log_level, log_format)
-    return config
+    level, chosen_format = configure_from(config, log_level, log_format)
+    # the options travel with the config: `serve --workers N` hands it to its worker processes
+    return config.model_copy(update={"logging": config.logging.model_copy(
+        update={"level": level, "format": chosen_format})})
 
 
 def load(config_path: Path | None) -> Config:

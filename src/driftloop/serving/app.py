@@ -244,8 +244,11 @@ def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` (each worker of ``driftloop serve --workers N``):
     the config comes from ``$DRIFTLOOP_CONFIG`` or ``driftloop.yaml`` found from here."""
     from driftloop.config import load_config
+    from driftloop.logs import configure_from
 
-    return create_app(load_config())
+    config = load_config()
+    configure_from(config, None, None)
+    return create_app(config)
 
 
 # --- auth --------------------------------------------------------------------------------

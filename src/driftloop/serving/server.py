@@ -82,6 +82,10 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     plan.multiprocess_dir.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROCESS_ENV] = str(plan.multiprocess_dir)
     os.environ["DRIFTLOOP_CONFIG"] = str(plan.config_path)
+    # each worker loads the config from the file: the log options of the command line travel
+    # as config overrides, and the worker's factory sets logging up from them
+    os.environ["DRIFTLOOP_LOGGING__LEVEL"] = config.logging.level
+    os.environ["DRIFTLOOP_LOGGING__FORMAT"] = config.logging.format
     # a worker busy loading its models does not answer the supervisor's pings: uvicorn's
     # default 5 s restarted workers over and over on a loaded 2-core machine
     uvicorn.run(FACTORY, factory=True, host=plan.host, port=plan.port, workers=plan.workers,

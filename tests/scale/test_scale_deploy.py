@@ -277,6 +277,19 @@ def test_the_control_plane_has_probes_resources_a_budget_and_a_network_policy() 
     assert {53, 5432, 9092, 443} <= egress
 
 
+def test_the_control_plane_runs_two_replicas_and_a_drain_keeps_one() -> None:
+    """Failover (docs/reliability.md): two control replicas, one leading through the lease; the
+    budget lets a drain take one at a time, never both."""
+    objects = kustomize_build()
+    [control] = [o for o in objects if o["kind"] == "Deployment"
+                 and o["metadata"]["name"] == "driftloop-control"]
+    assert control["spec"]["replicas"] == 2
+    assert control["spec"]["strategy"]["type"] == "RollingUpdate"
+    [budget] = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"] == {**budget["spec"], "minAvailable": 1}
+    assert "maxUnavailable" not in budget["spec"]
+
+
 def test_the_image_builds_with_existing_extras_and_has_a_transformers_variant() -> None:
     import tomllib
 

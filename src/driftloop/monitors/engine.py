@@ -65,6 +65,9 @@ is not known."""
 
 
 EventListener = Callable[[Event], None]
+PersistHook = Callable[[Connection, Sequence[Event]], None]
+"""Runs first in the transaction that stores an evaluation, with its events: the control plane's
+fence (a refusal rolls the evaluation back) and the router's record of what it must send."""
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(monitors_done, monitors_total)``."""
 
@@ -147,6 +150,7 @@ class MonitorEngine:
         reference_provider: ReferenceProvider | None = None,
         detector_factory: DetectorFactory | None = None,
         served_versions: ServedVersions | None = None,
+        on_persist: PersistHook | None = None,
     ) -> None:
         self.config = config
         self.database = database
@@ -156,6 +160,7 @@ class MonitorEngine:
         self.reference_provider = reference_provider
         self.detector_factory = detector_factory
         self.served_versions = served_versions
+        self.on_persist = on_persist
         """Which versions each model serves: groups of the others (a ``version`` tag no alias
         serves any more) are retired; None: never."""
         self.state_store = MonitorStateStore(database)
@@ -219,6 +224,8 @@ class MonitorEngine:
     def _persist(self, run: _Evaluation) -> None:
         try:
             with self.database.engine.begin() as connection:
+                if self.on_persist is not None:
+                    self.on_persist(connection, run.events)
                 for op in run.incident_ops:
                     op(connection)
                 self.state_store.delete_states(connection, run.retired)
@@ -662,6 +669,12 @@ class MonitorEngine:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def forget_detectors(self) -> None:
+        """Drop the drift detectors built in memory (a process that leads again after another
+        did must not resume from what it saw before): they are rebuilt from the stored cursors."""
+        with self._evaluate_lock:
+            self._detectors.clear()
 
 
 def _describe(group: Mapping[str, str]) -> str:

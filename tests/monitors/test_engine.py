@@ -4,6 +4,7 @@ incidents, restart persistence, listeners and the background schedule."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -69,7 +70,10 @@ def states(engine: MonitorEngine, monitor: str = "confidence") -> dict[str, Moni
     return {g.group.get("model", ""): g.state for g in status.groups}
 
 
-def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(database: Database) -> None:
+def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="driftloop")
     clock = ManualClock(T0)
     seen: list[Event] = []
     engine, store = make_engine(database, make_config({"below": BELOW}), clock,
@@ -95,6 +99,12 @@ def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(database: Database) -
         events.append(event)
     assert seen == events
     warn, alert, back_to_warn, recovery = events
+    # each transition is one log line with its ids (#21 part 1)
+    logged = [r.getMessage() for r in caplog.records if r.name == "driftloop.monitors.engine"]
+    assert logged[1] == (f"monitor confidence WARN -> ALERT for {{'model': 'a'}} (model a): "
+                         f"value {alert.value}, threshold {alert.threshold}; event "
+                         f"{alert.event_id}, incident {alert.incident_id}")
+    assert len(logged) == len(events)
     assert warn.message == ("Confidence of a is 0.75 (threshold 0.8).\n"
                             "Warning @slack-confidence")
     assert warn.handles == ("slack-confidence",)

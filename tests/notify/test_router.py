@@ -79,13 +79,16 @@ def test_retry_after_beyond_the_limit_gives_up(server: FakeApiServer, database: 
 
 
 def test_gives_up_after_max_attempts_and_does_not_retry_4xx(
-    server: FakeApiServer, database: Database
+    server: FakeApiServer, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.route("POST", HOOK, lambda _r: Reply(500, "down"))
     sleeps: list[float] = []
     router = router_for(server, database, sleeps, retry=RetryPolicy(max_attempts=3))
-    [result] = router.dispatch(make_event(handles=("hook",)))
+    with caplog.at_level(logging.INFO, logger="driftloop"):
+        [result] = router.dispatch(make_event(handles=("hook",)))
     assert (result.status, result.attempts, result.http_status) == ("failed", 3, 500)
+    assert any(r.levelno == logging.WARNING and r.getMessage().startswith(
+        "delivery of event evt-1 to @hook failed after 3 attempt(s)") for r in caplog.records)
     assert len(sleeps) == 2
 
     server.route("POST", HOOK, lambda _r: Reply(400, {"error": "bad request"}))
@@ -164,9 +167,11 @@ def test_log_is_the_default_and_writes_one_json_line(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     router = NotificationRouter(make_config(), database)
-    with caplog.at_level(logging.INFO, logger="driftloop.notify.log"):
+    with caplog.at_level(logging.INFO, logger="driftloop"):
         [result] = router.dispatch(make_event(message="no mentions here"))
     assert result.notifier == "log"
+    assert any(r.getMessage().startswith("delivery of event evt-1 to @log: delivered after 1 "
+                                         "attempt(s)") for r in caplog.records)
     [record] = [r for r in caplog.records if r.name == "driftloop.notify.log"]
     assert record.levelno == logging.ERROR  # ALERT (WARN is WARNING, the rest INFO)
     line = json.loads(record.getMessage())

@@ -5,6 +5,7 @@ trainer against a local server that answers like GitHub."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,14 +70,24 @@ def world(tmp_path: Path) -> PipelineWorld:
 
 
 def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
-    world: PipelineWorld,
+    world: PipelineWorld, caplog: pytest.LogCaptureFixture
 ) -> None:
     incident = world.open_incident()
     newest = world.system.datasets.newest(DATASET)
     health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 5,
                                  confidence={1: 0.55, 2: 0.8}, pair_rate=4.0)
 
-    job = run_job(world, health, incident)
+    with caplog.at_level(logging.INFO, logger="driftloop"):
+        job = run_job(world, health, incident)
+
+    # every step is one log line with the job, model and incident (#21 part 1)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("driftloop")]
+    job_line = f"job {job.job_id[:8]} (model {MODEL}, incident {incident})"
+    assert any(line.startswith(f"retrain of {MODEL}: ") and job.job_id[:8] in line
+               and incident in line for line in lines), lines
+    for step in ("data: newest snapshot", "gate: v2 passed the gate: macro-F1",
+                 "deploy: v2 deployed", "verified: v2 kept", "job: retrain job succeeded"):
+        assert any(line.startswith(f"{job_line} {step}") for line in lines), (step, lines)
 
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.error is None

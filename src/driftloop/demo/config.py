@@ -1,5 +1,5 @@
-"""The demo's project: its driftloop.yaml (the `driftloop init` defaults with time compressed),
-what it sets per trainer (the model and the traffic, nothing that decides), and its options."""
+"""The demo's project: its driftloop.yaml (the `driftloop init` defaults with time compressed)
+and its options; what it sets per trainer lives in :mod:`driftloop.demo.tuning`."""
 
 from __future__ import annotations
 
@@ -13,52 +13,21 @@ import yaml
 from driftloop.config import Config, MonitorConfig, parse_duration
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS
-from driftloop.errors import ConfigError
+from driftloop.demo.tuning import TUNINGS, TrainerTuning, tuning_for
+from driftloop.messages import format_value
 from driftloop.monitors.thresholds import resolve_thresholds
 from driftloop.project import default_config_text
+
+__all__ = [
+    "CONFIDENCE_MONITOR", "DATASET", "DRIFT_MONITOR", "MODEL", "PRODUCTION_WINDOW", "TUNINGS",
+    "DemoOptions", "TrainerTuning", "confidence_levels", "confidence_monitor", "demo_config",
+    "demo_monitors", "monitors_note", "tuning_for",
+]
 
 MODEL = "review-classifier"
 DATASET = "reviews"
 CONFIDENCE_MONITOR = "review-classifier confidence"
 DRIFT_MONITOR = "review-classifier confidence drift"
-
-
-@dataclass(frozen=True)
-class TrainerTuning:
-    """What the demo sets for one trainer: the model's training parameters and the traffic's
-    shape. Nothing here decides: the monitors, the retrain data policy and the verification are
-    the defaults ``driftloop init`` writes (:func:`demo_monitors`)."""
-
-    params: dict[str, Any]
-    batch: int
-    """Texts per traffic request."""
-    pause: float
-    """Seconds each traffic client waits between requests."""
-    rationale: str
-
-
-TUNINGS: dict[str, TrainerTuning] = {
-    "sklearn": TrainerTuning(
-        params={}, batch=8, pause=0.1,
-        rationale="TF-IDF + logistic regression: trains in seconds, serves thousands of texts "
-                  "per second on a CPU",
-    ),
-    "transformers": TrainerTuning(
-        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1}, batch=2, pause=1.0,
-        rationale="the packaged MiniLM encoder with a linear head, on at most 2,000 rows and "
-                  "one torch thread, so that it trains in about a minute on a 2-core CPU; "
-                  "fewer, smaller requests, since each text costs milliseconds",
-    ),
-}
-
-
-def tuning_for(trainer: str) -> TrainerTuning:
-    try:
-        return TUNINGS[trainer]
-    except KeyError:
-        raise ConfigError(
-            f"--trainer must be one of {', '.join(sorted(TUNINGS))}, got {trainer!r}"
-        ) from None
 
 
 PRODUCTION_WINDOW = 300.0
@@ -92,14 +61,14 @@ def monitors_note(config: Config, reference_confidence: float | None) -> str:
     """What the confidence monitor's levels are for v1, and where they come from."""
     confidence = confidence_monitor(config)
     warning, critical = confidence_levels(config, reference_confidence)
-    shown = "n/a" if reference_confidence is None else f"{reference_confidence:.3f}"
+    shown = format_value(reference_confidence)
     assert confidence.below is not None
     return (
         f"monitors: the ones 'driftloop init' writes, windows compressed; the confidence "
         f"monitor warns below {confidence.below.warning} and alerts below "
         f"{confidence.below.critical} (avg over the window); v1's calibrated confidence on its "
         f"own validation split (its reference) is {shown}, so for v1: warn below "
-        f"{format_level(warning)}, alert below {format_level(critical)}"
+        f"{format_value(warning)}, alert below {format_value(critical)}"
     )
 
 
@@ -113,11 +82,6 @@ def confidence_levels(config: Config, reference: float | None) -> tuple[float | 
     return resolved.warning, resolved.critical
 
 
-def format_level(level: float | None) -> str:
-    return "n/a" if level is None else f"{level:.3f}"
-
-
-@dataclass
 @dataclass
 class DemoOptions:
     trainer: str = "sklearn"

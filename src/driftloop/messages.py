@@ -141,6 +141,17 @@ class MessageTemplate:
         return parts
 
 
+MISSING_VALUE = "n/a"
+"""How a missing value (a window without data) reads wherever driftloop shows one."""
+
+
+def format_value(value: float | None) -> str:
+    """How a value or threshold reads in monitor messages, notifications (Slack, Jira, retrain
+    requests), the CLI, reports and the demo: four significant digits, :data:`MISSING_VALUE`
+    when there is none."""
+    return MISSING_VALUE if value is None else f"{value:.4g}"
+
+
 def mentioned_handles(message: str) -> list[str]:
     """The ``@handle`` mentions in a monitor message, in order, without repeats."""
     seen: list[str] = []

@@ -83,7 +83,7 @@ def test_a_worse_canary_is_removed_and_production_untouched(tmp_path: Path) -> N
     assert state == JobState.ROLLED_BACK
     assert world.aliases() == {"production": 1, "candidate": 2}
     assert "canary of v2 rejected, production stays v1" in (error or "")
-    assert "live confidence 0.600 over 100 predictions, production v1 0.800" in (error or "")
+    assert "live confidence 0.6 over 100 predictions, production v1 0.8" in (error or "")
     assert (error or "").endswith(": worse")
     assert [kind for kind, _, _ in world.notices] == ["rollback"]
     production_moves = [h for h in world.system.registry.alias_history(MODEL)

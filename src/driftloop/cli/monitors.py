@@ -92,7 +92,7 @@ def monitors_status(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate every monitor now and show the state of each group."""
-    from driftloop.monitors.engine import format_value
+    from driftloop.messages import format_value
     from driftloop.monitors.history import event_to_dict
     from driftloop.system import DriftloopSystem
 
@@ -147,7 +147,7 @@ def monitors_history(
     as_json: bool = JsonOption,
 ) -> None:
     """Show past events, or incidents and their timelines."""
-    from driftloop.monitors.engine import format_value
+    from driftloop.messages import format_value
     from driftloop.monitors.history import event_to_dict
 
     engine = read_only_engine(load(config_path))

@@ -33,6 +33,7 @@ from driftloop.dashboard.data import (
 )
 from driftloop.dashboard.plots import plot_chart, plot_timeline
 from driftloop.errors import InvalidInputError, NotFoundError
+from driftloop.messages import format_value
 
 DEFAULT_SPAN = 86400.0
 EMPTY = "-"
@@ -68,7 +69,7 @@ def _iso(timestamp: float | None) -> str:
 
 
 def _num(value: float | None) -> str:
-    return EMPTY if value is None else f"{value:.3f}"
+    return format_value(value)
 
 
 def _since_timestamp(since: float | datetime | None) -> float | None:

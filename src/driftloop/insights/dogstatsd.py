@@ -67,7 +67,9 @@ def format_tag(key: str, value: str) -> str:
     return _TAG_UNSAFE.sub("_", f"{key}:{value}")[:_MAX_TAG]
 
 
-def format_value(value: float) -> str:
+def statsd_number(value: float) -> str:
+    """A value as a statsd line carries it (ten significant digits): a wire format, not how
+    values read to people (that is :func:`driftloop.messages.format_value`)."""
     return f"{value:.10g}"
 
 
@@ -151,7 +153,7 @@ class DogStatsdForwarder:
         """Send a batch and flush it; returns the number of lines."""
         samples = self.samples(points)
         for name, value, tags in samples:
-            self._send(name, float(format_value(value)), tags=list(tags))
+            self._send(name, float(statsd_number(value)), tags=list(tags))
         self.client.flush()
         with self._lock:
             self._lines += len(samples)

@@ -37,7 +37,7 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from driftloop.messages import MessageTemplate
+from driftloop.messages import MessageTemplate, format_value
 from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
 from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, transition_flags
@@ -122,13 +122,6 @@ class _Evaluation:
     """Per model, the versions it serves (asked once per evaluation)."""
     retired: list[GroupState] = field(default_factory=list)
     """Groups of versions no longer served: their rows are deleted."""
-
-
-def format_value(value: float | None) -> str:
-    """How values and thresholds appear in messages: four significant digits."""
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}"
 
 
 def _event_id(monitor: str, key: str, previous: str, state: str, now: float, renotify: bool) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from driftloop.messages import mentioned_handles
+from driftloop.messages import format_value, mentioned_handles
 from driftloop.metrics.points import SeriesPoint
 from driftloop.monitors.events import Event, MonitorState
 
@@ -235,10 +235,6 @@ def clean_message(message: str) -> str:
         if stripped:
             lines.append(stripped)
     return "\n".join(lines)
-
-
-def format_value(value: float | None) -> str:
-    return "no data" if value is None else f"{value:.4g}"
 
 
 def format_time(timestamp: float) -> str:

@@ -20,13 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.config import JiraNotifierConfig
+from driftloop.messages import format_value
 from driftloop.monitors.events import MonitorState
 from driftloop.notify.base import (
     DeliveryResult,
     Notification,
     Notifier,
     format_time,
-    format_value,
 )
 from driftloop.notify.http_requests import HttpSender
 from driftloop.notify.tables import notify_jira_issues

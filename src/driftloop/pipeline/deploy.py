@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftloop.messages import format_value
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.steps import JobSteps
 from driftloop.pipeline.verification import (
@@ -112,9 +113,10 @@ class DeployAndVerify(JobSteps):
             old_conf, old_count = self.health.live_confidence(
                 job.model, job.previous_version, deployed_at, now)
             enough = new_count >= settings.verify_min_predictions
-            compared = (f"canary v{job.candidate_version} live confidence {_fmt(new_conf)} over "
-                        f"{new_count} predictions, production v{job.previous_version} "
-                        f"{_fmt(old_conf)} over {old_count} (references differ by {shift:+.3f})")
+            compared = (f"canary v{job.candidate_version} live confidence "
+                        f"{format_value(new_conf)} over {new_count} predictions, production "
+                        f"v{job.previous_version} {format_value(old_conf)} over {old_count} "
+                        f"(references differ by {shift:+.3f})")
             worse = (old_conf is not None and new_conf is not None
                      and new_conf - shift < old_conf - settings.verify_tolerance)
             if enough and worse:
@@ -264,7 +266,3 @@ def _shift(new_reference: float | None, old_reference: float | None) -> float:
     if new_reference is None or old_reference is None:
         return 0.0
     return new_reference - old_reference
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"

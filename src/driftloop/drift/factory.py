@@ -9,19 +9,15 @@ from typing import TYPE_CHECKING
 
 from driftloop.backends import PluginFamily
 from driftloop.drift.base import DriftDetector
-from driftloop.drift.chi_square import ChiSquareWindowDetector
-from driftloop.drift.combined import mean_and_shape_detector
-from driftloop.drift.cusum import CusumDetector
-from driftloop.drift.ks import KSWindowDetector
-from driftloop.drift.page_hinkley import PageHinkleyDetector
-from driftloop.drift.psi import PSIWindowDetector
 from driftloop.drift.self_reference import SelfReferencedDetector
-from driftloop.drift.shape import ShapeCusumDetector
 from driftloop.errors import ConfigError
 
 if TYPE_CHECKING:  # types only: drift/ imports numpy and scipy, nothing heavier, at run time
     from driftloop.config import DetectorConfig
     from driftloop.predictors import ReferenceProfile
+
+# each builder imports its detector: a command that reads monitor states (status, monitors ls)
+# builds the factory but no detector, and does not pay for scipy
 
 REFERENCE_WARMUP = 2_000
 """Values a detector collects as its own reference when the model has no reference profile."""
@@ -80,36 +76,48 @@ def _numeric(
 
 def _cusum(config: DetectorConfig, reference: ReferenceProfile | None,
            metric: str) -> DriftDetector:
+    from driftloop.drift.cusum import CusumDetector
+
     return _numeric(config, reference, metric, lambda values: CusumDetector(
         values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
 
 
 def _page_hinkley(config: DetectorConfig, reference: ReferenceProfile | None,
                   metric: str) -> DriftDetector:
+    from driftloop.drift.page_hinkley import PageHinkleyDetector
+
     return _numeric(config, reference, metric, lambda values: PageHinkleyDetector(
         values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
 
 
 def _shape(config: DetectorConfig, reference: ReferenceProfile | None,
            metric: str) -> DriftDetector:
+    from driftloop.drift.shape import ShapeCusumDetector
+
     return _numeric(config, reference, metric, lambda values: ShapeCusumDetector(
         values, false_alarm_rate=config.false_alarm_rate))
 
 
 def _cusum_shape(config: DetectorConfig, reference: ReferenceProfile | None,
                  metric: str) -> DriftDetector:
+    from driftloop.drift.combined import mean_and_shape_detector
+
     return _numeric(config, reference, metric, lambda values: mean_and_shape_detector(
         values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
 
 
 def _ks(config: DetectorConfig, reference: ReferenceProfile | None,
         metric: str) -> DriftDetector:
+    from driftloop.drift.ks import KSWindowDetector
+
     return _numeric(config, reference, metric, lambda values: KSWindowDetector(
         values, window=config.window, false_alarm_rate=config.false_alarm_rate))
 
 
 def _psi(config: DetectorConfig, reference: ReferenceProfile | None,
          metric: str) -> DriftDetector:
+    from driftloop.drift.psi import PSIWindowDetector
+
     return _numeric(config, reference, metric, lambda values: PSIWindowDetector(
         values, window=config.window, false_alarm_rate=config.false_alarm_rate))
 
@@ -117,6 +125,8 @@ def _psi(config: DetectorConfig, reference: ReferenceProfile | None,
 def _chi_square(
     config: DetectorConfig, reference: ReferenceProfile | None, metric: str
 ) -> DriftDetector:
+    from driftloop.drift.chi_square import ChiSquareWindowDetector
+
     if metric not in CLASS_METRICS:
         raise ConfigError(
             f"the chi_square detector tests predicted classes; metric {metric!r} is not one of "

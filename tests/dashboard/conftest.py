@@ -8,45 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.world import CONFIG, MODEL, DashboardWorld
-from driftloop.config import parse_config
-from driftloop.dashboard import StoreDashboardData
-from driftloop.metrics.sql import SqlMetricStore
-from driftloop.monitors.engine import MonitorEngine
-from driftloop.monitors.events import Event
-from driftloop.notify.router import NotificationRouter
-from driftloop.pipeline.queue import JobQueue
-from driftloop.registry import PRODUCTION, ModelRegistry
-from driftloop.serving.keys import ApiKeyStore
-from driftloop.storage import open_storage
-from driftloop.store import Database
+from dashboard.world import MODEL, DashboardWorld, open_world
+from driftloop.registry import PRODUCTION
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[DashboardWorld]:
-    config = parse_config(CONFIG, base_dir=tmp_path, environ={})
-    database = Database(config.store, base_dir=tmp_path)
-    database.migrate()
-    metric_store = SqlMetricStore.from_config(database, config.metrics)
-    router = NotificationRouter(config, database, require_routes=False, sleep=lambda _s: None)
-
-    def notify(event: Event) -> None:
-        router.dispatch(event)
-
-    engine = MonitorEngine(config, database, metric_store, listeners=[notify])
-    registry = ModelRegistry(database, open_storage(config.storage, base_dir=tmp_path),
-                             tmp_path / "cache")
-    jobs = JobQueue(database, cooldown=0.0)
-    data = StoreDashboardData(database=database, metric_store=metric_store,
-                              monitors=config.monitors, registry=registry, jobs=jobs,
-                              models=sorted(config.models))
-    built = DashboardWorld(tmp_path, config, database, metric_store, engine, router, registry,
-                           jobs, ApiKeyStore(database), data)
-    try:
+    with open_world(tmp_path) as built:
         yield built
-    finally:
-        router.close()
-        database.dispose()
 
 
 @pytest.fixture

@@ -1,81 +1,40 @@
-"""The dashboard in headless Chromium, served by the real serving app over the real store."""
+"""The dashboard in headless Chromium, served by the real serving app over the real store.
+
+The first tests each build their own installation; the later ones (after a rolled-back
+retrain: readable 24-hour UTC time axes, plots as wide as their cards, an escalated incident,
+the rollback's reason on the job and on the version, the serving panels, the class mix, the
+links from an incident to its retrain job) share one installation, server and logged-in page.
+All share the module's Chromium: starting Playwright's driver alone takes seconds on the CI
+machine.
+"""
 
 from __future__ import annotations
 
-import threading
+import itertools
+import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from dashboard.world import MODEL, MONITOR, DashboardWorld
-from driftloop.dashboard import SessionStore, dashboard_router, load_session_secret
+from dashboard.browsing import dashboard_server, log_in, watch_console
+from dashboard.world import CONFIG, MODEL, MONITOR, DashboardWorld, open_world
+from driftloop.pipeline.api import job_detail
 from driftloop.registry import PRODUCTION
-from driftloop.serving.app import create_app
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.browser
-
-class ServerThread:
-    """uvicorn on 127.0.0.1 with an OS-chosen port, in a thread."""
-
-    def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
 def base_url(world: DashboardWorld) -> Iterator[str]:
-    router = dashboard_router(
-        world.data, api_keys=world.api_keys, sessions=SessionStore(world.database),
-        session_secret=load_session_secret(world.root / ".driftloop" / "dashboard-secret"),
-    )
-    app = create_app(world.config, api_keys=world.api_keys, models=[], extra_routers=[router],
-                     poll=False)
-    with ServerThread(app) as url:
+    with dashboard_server(world) as url:
         yield url
-
-
-def _watch_console(page: Page) -> list[str]:
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in {"error", "warning"}:
-            problems.append(f"console {message.type}: {message.text}")
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    return problems
-
-
-def _log_in(page: Page, base_url: str, key: str) -> None:
-    page.goto(f"{base_url}/")
-    assert page.url.startswith(f"{base_url}/login?next=")
-    page.fill("input[name=key]", key)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}/")
 
 
 def _seed_history(world: DashboardWorld) -> float:
@@ -117,13 +76,13 @@ def test_a_predict_key_is_refused_and_a_revoked_key_logged_out(
     context = chromium_browser.new_context()
     try:
         page = context.new_page()
-        problems = _watch_console(page)
+        problems = watch_console(page)
         page.goto(f"{base_url}/")
         page.fill("input[name=key]", predict)
         page.click("button[type=submit]")
         assert "needs a 'dashboard' or 'admin' key" in page.locator(".error").inner_text()
         assert context.cookies() == []
-        _log_in(page, base_url, viewer.key)
+        log_in(page, base_url, viewer.key)
         page.wait_for_selector("#live.ok", timeout=10_000)
         response = context.request.get(f"{base_url}/")
         assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -131,7 +90,7 @@ def test_a_predict_key_is_refused_and_a_revoked_key_logged_out(
         page.reload()
         assert page.url.startswith(f"{base_url}/login?next=")
         assert context.cookies() == []
-        _log_in(page, base_url, world.api_keys.create("dashboard").key)
+        log_in(page, base_url, world.api_keys.create("dashboard").key)
         page.click("text=log out")
         page.wait_for_url(f"{base_url}/login")
         page.goto(f"{base_url}/")
@@ -150,8 +109,8 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
     context = chromium_browser.new_context(viewport={"width": 1400, "height": 1300})
     try:
         page = context.new_page()
-        problems = _watch_console(page)
-        _log_in(page, base_url, key)
+        problems = watch_console(page)
+        log_in(page, base_url, key)
         (cookie,) = context.cookies()
         assert cookie["httpOnly"] is True
         assert key not in cookie["value"]
@@ -161,7 +120,7 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
         card.wait_for()
         page.wait_for_function(
             "() => Number(document.querySelector('.chart-card')?.dataset.points) > 100")
-        assert page.locator(".chart-card canvas").count() == 1
+        assert page.locator("#charts .chart-card canvas").count() == 1
         state_row = page.locator(f"#monitor-table tr[data-monitor='{MONITOR}']")
         assert state_row.get_attribute("data-state") == "OK"
         assert page.locator("#models button.active").inner_text().strip() == MODEL
@@ -219,8 +178,8 @@ def test_the_accuracy_table_says_when_the_estimate_may_not_hold(
     context = chromium_browser.new_context()
     try:
         page = context.new_page()
-        problems = _watch_console(page)
-        _log_in(page, base_url, key)
+        problems = watch_console(page)
+        log_in(page, base_url, key)
         row = page.locator("#accuracy-table tr[data-version='1']")
         row.wait_for(timeout=10_000)
         assert row.get_attribute("data-holds") == "false"
@@ -241,8 +200,8 @@ def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url
     context = chromium_browser.new_context()
     try:
         page = context.new_page()
-        problems = _watch_console(page)
-        _log_in(page, base_url, key)
+        problems = watch_console(page)
+        log_in(page, base_url, key)
         page.wait_for_selector(".chart-card canvas")
         elapsed_ms = page.evaluate("""() => {
             const n = 100000, start = Date.now() / 1000 - n;
@@ -269,3 +228,231 @@ def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url
         assert problems == []
     finally:
         context.close()
+
+
+# -- after a rolled-back retrain: one installation and page for the tests below --------
+
+LATENCY_MONITOR = "review-classifier latency"
+TWO_MONITORS = CONFIG + f"""
+  - name: {LATENCY_MONITOR}
+    metric: latency_ms
+    aggregation: avg
+    window: 60s
+    group_by: [model]
+    above: {{warning: 200, critical: 400}}
+"""
+
+
+class Seen:
+    """The shared page and what the installation holds."""
+
+    def __init__(self, page: Page, world: DashboardWorld, job_id: str, incident_id: str,
+                 problems: list[str]) -> None:
+        self.page = page
+        self.world = world
+        self.job_id = job_id
+        self.incident_id = incident_id
+        self.problems = problems
+
+
+def _history(world: DashboardWorld) -> tuple[str, str]:
+    """Fifty minutes of v1, a drop that opens a WARN incident which escalates to ALERT, then
+    ten minutes of traffic with latency and errors, and a retrain job whose v2 was deployed
+    and rolled back."""
+    now = time.time()
+    v1 = world.register_version(extra_classes=False, accuracy=0.88)
+    world.registry.set_alias(MODEL, PRODUCTION, v1.version, actor="tester")
+    t0 = now - 3500
+    world.write_confidence([0.92 + 0.01 * (i % 3) for i in range(1200)], end=t0 + 2400,
+                           spacing=2)
+    world.write_confidence([0.74] * 120, end=t0 + 2640, spacing=2)
+    world.write_confidence([0.55] * 120, end=t0 + 2880, spacing=2)
+    world.write_serving(now - 60, 540, errors={"5xx": 6, "4xx": 3})
+    world.write_serving(now, 60, version="2", classes=("Food - Positive", "Other"))
+    world.write_serving(now, 60, version="1", shadow=True)
+    for moment in (2400, 2440, 2560, 2680, 2880):
+        world.evaluate(t0 + moment)
+    incident_id = next(e.incident_id for e in world.events if e.incident_id)
+    return world.run_rolled_back_job(incident_id), incident_id
+
+
+@pytest.fixture(scope="module")
+def seen(chromium_browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seen]:
+    root: Path = tmp_path_factory.mktemp("dashboard-views")
+    with open_world(root, TWO_MONITORS) as world, dashboard_server(world) as url:
+        job_id, incident_id = _history(world)
+        context = chromium_browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            problems = watch_console(page)
+            log_in(page, url, world.api_keys.create("dashboard").key)
+            page.wait_for_selector(".chart-card[data-panel='versions'] canvas")
+            page.wait_for_selector("#jobs details.job")
+            yield Seen(page, world, job_id, incident_id, problems)
+            assert problems == []
+        finally:
+            context.close()
+
+
+LAYOUT = """() => {
+    const measure = document.createElement("canvas").getContext("2d");
+    measure.font = window.driftloopDashboard.AXIS_FONT;
+    const view = window.driftloopDashboard.view;
+    const rect = (node) => { const r = node.getBoundingClientRect();
+                             return {left: r.left, right: r.right}; };
+    return [...view.charts.values(), ...view.panels.values()].map((entry) => {
+        const plot = entry.plot, axis = plot.axes[0];
+        const labels = (axis._splits || []).map((ts, i) => ({ts, text: axis._values[i],
+            x: plot.valToPos(ts, "x"),
+            width: Math.max(...String(axis._values[i]).split("\\n")
+                                 .map((line) => measure.measureText(line).width))}))
+            .filter((label) => label.text !== null && label.text !== undefined);
+        return {name: entry.card.dataset.monitor || entry.card.dataset.panel,
+                plot: plot.width, container: entry.container.clientWidth,
+                card: rect(entry.card), root: rect(plot.root),
+                legend: rect(plot.root.querySelector(".u-legend")), labels};
+    });
+}"""
+
+
+def _layout(page: Page, width: int) -> list[dict[str, Any]]:
+    """Every plot's size, card, legend and time-axis labels once the page's content is at
+    most ``width`` pixels wide: the layout changes without any window resize."""
+    page.evaluate(f"() => {{ document.querySelector('main').style.maxWidth = '{width}px'; }}")
+    page.wait_for_function("""() => [...window.driftloopDashboard.view.charts.values(),
+                                     ...window.driftloopDashboard.view.panels.values()]
+        .every((e) => Math.abs(e.plot.width - Math.floor(e.container.clientWidth)) < 1)""",
+                           timeout=5_000)
+    page.wait_for_timeout(50)  # the redraw after the resize
+    layout: list[dict[str, Any]] = page.evaluate(LAYOUT)
+    return layout
+
+
+def _select_span(page: Page, seconds: int) -> None:
+    page.click(f"#ranges button[data-span='{seconds}']")
+    page.wait_for_function(
+        f"() => window.driftloopDashboard.view.span === {seconds} && "
+        f"[...window.driftloopDashboard.view.charts.values()].every((e) => "
+        f"Math.abs(e.plot.scales.x.max - e.plot.scales.x.min - {seconds}) < 5)")
+
+
+CLOCK = re.compile(r"^(\d{2}):(\d{2})(:\d{2})?(\n\d{4}-\d{2}-\d{2})?$")
+
+
+def test_time_axes_are_24_hour_utc_and_their_labels_never_overlap(seen: Seen) -> None:
+    checked = 0
+    for span in (900, 3600, 86400):
+        _select_span(seen.page, span)
+        for width in (600, 900, 1400):
+            for chart in _layout(seen.page, width):
+                labels = chart["labels"]
+                assert len(labels) >= 2, (span, width, chart["name"])
+                for label in labels:
+                    match = CLOCK.match(label["text"])
+                    assert match, f"{label['text']!r} is not a 24-hour clock"
+                    utc = datetime.fromtimestamp(label["ts"], UTC)
+                    assert (int(match[1]), int(match[2])) == (utc.hour, utc.minute)
+                for left, right in itertools.pairwise(labels):
+                    gap = right["x"] - left["x"] - (left["width"] + right["width"]) / 2
+                    assert gap >= 8, (f"{chart['name']} at {width}px, span {span}s: "
+                                      f"{left['text']!r} and {right['text']!r} {gap:.1f}px apart")
+                checked += 1
+    assert checked == 3 * 3 * 6  # two monitors' charts and four serving panels
+    _select_span(seen.page, 3600)
+
+
+def test_the_times_in_text_are_24_hour_utc(seen: Seen) -> None:
+    state = next(s for s in seen.world.data.monitor_states(MODEL) if s.monitor == MONITOR)
+    since = datetime.fromtimestamp(state.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    row = seen.page.locator(f"#monitor-table tr[data-monitor='{MONITOR}']")
+    assert since in row.inner_text()
+    assert re.search(r"updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC",
+                     seen.page.locator("#live").inner_text())
+    assert not re.search(r"\b(am|pm|AM|PM)\b", seen.page.locator("main").inner_text())
+
+
+def test_every_plot_spans_its_card_and_its_legend_fits(seen: Seen) -> None:
+    for width in (1400, 700, 1100):  # the grid goes from two columns to one and back
+        for chart in _layout(seen.page, width):
+            name, card = chart["name"], chart["card"]
+            assert chart["plot"] == pytest.approx(chart["container"], abs=1), name
+            assert card["left"] <= chart["root"]["left"]
+            assert chart["root"]["right"] <= card["right"] + 0.5, name
+            assert chart["legend"]["right"] <= card["right"] + 0.5, f"{name}'s legend"
+            assert chart["legend"]["left"] >= card["left"] - 0.5, f"{name}'s legend"
+
+
+def test_an_escalated_incident_wears_its_state_once(seen: Seen) -> None:
+    summary = seen.page.locator(f"#incident-{seen.incident_id} summary")
+    assert summary.locator(".badge").inner_text() == "ALERT"
+    heading = summary.locator(".heading").inner_text()
+    assert heading == f"{MONITOR} for model={MODEL}"
+    assert summary.locator(".escalated").inner_text() == "opened as WARN"
+
+
+def test_a_rolled_back_job_says_why_without_being_opened(seen: Seen) -> None:
+    job = seen.page.locator(f"#job-{seen.job_id}")
+    assert job.get_attribute("data-state") == "rolled_back"
+    assert job.get_attribute("open") is None
+    reason = job.locator("summary .job-reason")
+    assert reason.is_visible()
+    shown = job_detail(seen.world.jobs, seen.job_id)["error"]  # what `driftloop jobs show` says
+    assert shown.startswith("verification failed, rolled back")
+    assert reason.inner_text() == shown
+
+
+def test_the_versions_table_shows_the_rollback(seen: Seen) -> None:
+    v2 = seen.page.locator("#versions-table tr[data-version='2']")
+    assert v2.get_attribute("data-status") == "rolled back"
+    status = v2.locator(".version-status").inner_text()
+    assert "rolled back" in status
+    assert "verification failed" in status
+    assert "UTC" in status
+    assert v2.locator(".job-link").get_attribute("data-target") == seen.job_id
+    v1 = seen.page.locator("#versions-table tr[data-version='1']")
+    assert v1.get_attribute("data-status") == "production"
+
+
+def test_an_incident_links_to_its_retrain_job_and_back(seen: Seen) -> None:
+    page = seen.page
+    page.locator(f"#incident-{seen.incident_id} summary .job-link").click()
+    job = page.locator(f"#job-{seen.job_id}")
+    assert job.get_attribute("open") is not None
+    assert page.evaluate("() => location.hash") == f"#job-{seen.job_id}"
+    box = job.bounding_box()
+    assert box is not None
+    assert 0 <= box["y"] < 1000
+    job.locator("summary .incident-link").click()
+    incident = page.locator(f"#incident-{seen.incident_id}")
+    assert incident.get_attribute("open") is not None
+    assert "WARN → ALERT" in incident.locator("ol.timeline").inner_text()
+
+
+def test_the_serving_panels_show_traffic_latency_errors_and_versions(seen: Seen) -> None:
+    panels: dict[str, Any] = seen.page.evaluate("""() => Object.fromEntries(
+        [...window.driftloopDashboard.view.panels.entries()].map(([name, e]) => [name, {
+            labels: e.plot.series.slice(1).map((s) => s.label),
+            peaks: e.plot.data.slice(1).map((d) => Math.max(...d.filter((v) => v !== null))),
+            meta: e.card.querySelector(".meta").textContent}]))""")
+    assert set(panels) == {"traffic", "latency", "errors", "versions"}
+    assert panels["traffic"]["labels"] == ["texts/s", "requests/s"]
+    assert panels["traffic"]["peaks"] == [pytest.approx(2.0), pytest.approx(1.0)]
+    # the confidence history's 1,440 texts came without a latency (no request reported it)
+    assert panels["traffic"]["meta"].startswith("600 requests · 2640 texts")
+    assert panels["latency"]["labels"] == ["avg", "max"]
+    assert panels["latency"]["peaks"][1] == pytest.approx(24.0)
+    assert panels["errors"]["labels"] == ["4xx errors", "5xx errors"]
+    assert panels["errors"]["meta"].startswith("9 errors · 1.48 % of predict requests")
+    assert panels["versions"]["labels"] == ["v1", "v2", "v1 shadow"]
+
+
+def test_the_class_mix(seen: Seen) -> None:
+    rows = seen.page.locator("#class-mix-table tbody tr")
+    shown = {rows.nth(i).get_attribute("data-class"): rows.nth(i).inner_text()
+             for i in range(rows.count())}
+    assert list(shown) == ["Food - Positive", "Food - Negative", "Other"]
+    assert "600" in shown["Food - Positive"]
+    assert "50.0 %" in shown["Food - Positive"]
+    assert "540" in shown["Food - Negative"]
+    assert "45.0 %" in shown["Food - Negative"]
+    assert "5.0 %" in shown["Other"]

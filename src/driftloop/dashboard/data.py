@@ -113,6 +113,15 @@ class IncidentRecord:
     opened_at: float
     resolved_at: float | None
     timeline: list[TimelineEntry]
+    heading: str = ""
+    """What the page shows as its name: the monitor and group of a monitor's incident (its
+    stored title names the state it opened with, which an escalation leaves behind), else the
+    title."""
+    opened_as: str | None = None
+    """The state a monitor's incident opened with (``WARN``), when it differs from
+    :attr:`severity`, the worst it reached since (``ALERT``)."""
+    job_ids: list[str] = field(default_factory=list)
+    """The retrain jobs this incident asked for, newest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +138,15 @@ class VersionRecord:
     macro_f1: float | None
     ece: float | None
     aliases: list[str]
+    status: str = "registered"
+    """``production``, ``rolled back``, ``rejected`` (by the retrain gate), ``retired`` (served
+    production once, replaced since) or ``registered`` (never served)."""
+    status_at: float | None = None
+    """When it was rolled back, rejected or replaced."""
+    status_reason: str | None = None
+    """Why it was rolled back or rejected (the retrain job's error)."""
+    job_id: str | None = None
+    """The retrain job that trained it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +207,41 @@ class VersionAccuracy:
 
 
 @dataclass(frozen=True, slots=True)
+class PanelSeries:
+    """One line of a panel: a value per bucket of the panel's time grid (``None``: no data)."""
+
+    label: str
+    values: list[float | None]
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingPanel:
+    """A chart of how the model is served (traffic, latency, errors, confidence per version):
+    several series on one time grid, ``start + k * step``."""
+
+    panel: Literal["traffic", "latency", "errors", "versions"]
+    title: str
+    unit: str
+    step: float
+    timestamps: list[float]
+    series: list[PanelSeries]
+    summary: dict[str, float | None] = field(default_factory=dict)
+    """Figures over the whole range (``p50``, ``p99`` latency, error ``rate`` ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassShare:
+    """One predicted class's share of the served predictions in the range, beside its share
+    in the production version's validation reference."""
+
+    label: str
+    count: int
+    share: float
+    reference_share: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSnapshot:
     """Everything the dashboard shows for one model over ``[start, end)``."""
 
@@ -203,6 +256,8 @@ class ModelSnapshot:
     versions: list[VersionRecord]
     jobs: list[JobRecord]
     accuracy: list[VersionAccuracy] = field(default_factory=list)
+    panels: list[ServingPanel] = field(default_factory=list)
+    class_mix: list[ClassShare] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +300,13 @@ class DashboardData(Protocol):
         """Estimated and realized accuracy of each version that served ``model`` lately
         (up to ``end``), newest version first."""
 
+    def panels(self, model: str, start: float, end: float, *,
+               max_points: int) -> list[ServingPanel]:
+        """Traffic, latency, error rate and confidence per version over the range."""
+
+    def class_mix(self, model: str, start: float, end: float) -> list[ClassShare]:
+        """The predicted classes' shares in the range, largest first."""
+
 
 STATE_ORDER = {"OK": 0, "NO_DATA": 1, "WARN": 2, "ALERT": 3}
 
@@ -273,4 +335,6 @@ def snapshot(data: DashboardData, model: str, start: float, end: float, *,
         versions=data.versions(model),
         jobs=data.jobs(model),
         accuracy=data.accuracy(model, end),
+        panels=data.panels(model, start, end, max_points=max_points),
+        class_mix=data.class_mix(model, start, end),
     )

@@ -151,9 +151,14 @@ def _incidents_html(incidents: list[IncidentRecord]) -> str:
         )
         resolved = ("ongoing" if incident.resolved_at is None
                     else f"resolved {_iso(incident.resolved_at)}")
+        escalated = ("" if incident.opened_as is None
+                     else f" (opened as {_escape(incident.opened_as)})")
+        jobs = "".join(f" · retrain job <code>{_escape(job_id[:12])}</code>"
+                       for job_id in incident.job_ids)
         parts.append(
-            f"<p><b>{_escape(incident.title)}</b> · {_escape(incident.severity)} · "
-            f"{_escape(incident.status)} · opened {_iso(incident.opened_at)} · {resolved} "
+            f"<p><b>{_escape(incident.heading or incident.title)}</b> · "
+            f"{_escape(incident.severity)}{escalated} · {_escape(incident.status)} · "
+            f"opened {_iso(incident.opened_at)} · {resolved}{jobs} "
             f"<span class='muted'>({_escape(incident.incident_id)})</span></p><ol>{entries}</ol>"
         )
     return "".join(parts)
@@ -162,15 +167,21 @@ def _incidents_html(incidents: list[IncidentRecord]) -> str:
 def _versions_html(versions: list[VersionRecord]) -> str:
     if not versions:
         return '<p class="muted">No registered versions.</p>'
+    def status(v: VersionRecord) -> str:
+        when = "" if v.status_at is None else f" {_iso(v.status_at)}"
+        reason = "" if not v.status_reason else f": {_escape(v.status_reason)}"
+        return f"{_escape(v.status)}{when}{reason}"
+
     rows = "".join(
-        f"<tr><td>v{v.version}</td>"
+        f"<tr><td>v{v.version}</td><td>{status(v)}</td>"
         f"<td>{''.join(f'<span class=alias>{_escape(a)}</span>' for a in v.aliases)}</td>"
         f"<td>{_num(v.accuracy)}</td><td>{_num(v.macro_f1)}</td><td>{_num(v.ece)}</td>"
         f"<td>{_escape(v.trigger)}</td><td>{_iso(v.created_at)}</td><td>{_iso(v.deployed_at)}</td>"
         f"<td><code>{_escape(v.content_hash[:12])}</code></td></tr>"
         for v in versions
     )
-    return ("<table><tr><th>version</th><th>aliases</th><th>accuracy</th><th>macro F1</th>"
+    return ("<table><tr><th>version</th><th>status</th><th>aliases</th><th>accuracy</th>"
+            "<th>macro F1</th>"
             "<th>ECE</th><th>trigger</th><th>created</th><th>deployed</th><th>hash</th></tr>"
             f"{rows}</table>")
 

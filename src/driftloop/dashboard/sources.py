@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from driftloop.config import Config, MonitorConfig
+from driftloop.dashboard import panels as serving
 from driftloop.dashboard.data import (
     ActivityEvent,
     ChartMark,
     ChartPoint,
+    ClassShare,
     IncidentRecord,
     JobRecord,
     JobStepRecord,
@@ -29,6 +31,7 @@ from driftloop.dashboard.data import (
     MetricChart,
     ModelSummary,
     MonitorStatus,
+    ServingPanel,
     TimelineEntry,
     VersionAccuracy,
     VersionRecord,
@@ -43,7 +46,7 @@ from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import MetricStore, TagFilter
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.history import MonitorStateStore
-from driftloop.monitors.incidents import IncidentStatus, IncidentStore
+from driftloop.monitors.incidents import IncidentEntry, IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.tables import monitor_events
 from driftloop.monitors.thresholds import (
@@ -52,7 +55,7 @@ from driftloop.monitors.thresholds import (
     resolve_thresholds,
 )
 from driftloop.notify.tables import notify_deliveries, notify_events
-from driftloop.pipeline.queue import JobQueue
+from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.predictors import ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry
 from driftloop.store import Database
@@ -253,6 +256,7 @@ class StoreDashboardData:
         IncidentRecord
     ]:
         records = []
+        jobs = self.job_queue.list(model=model, limit=_INCIDENT_LIMIT)
         for listed in self.incident_store.list_incidents(model=model, limit=_INCIDENT_LIMIT):
             recent = since is None or listed.opened_at >= since or (
                 listed.resolved_at is None or listed.resolved_at >= since
@@ -260,6 +264,12 @@ class StoreDashboardData:
             if not recent:
                 continue
             incident = self.incident_store.get_incident(listed.incident_id)
+            changes = [e.data.get("state") for e in incident.timeline if e.kind == "state_change"]
+            opened_as = str(changes[0]) if changes and changes[0] else None
+            heading = incident.title
+            if incident.monitor is not None and incident.source == "monitor":
+                where = ", ".join(f"{k}={v}" for k, v in sorted(incident.group.items()))
+                heading = f"{incident.monitor} for {where or 'all'}"
             records.append(IncidentRecord(
                 incident_id=incident.incident_id, model=incident.model,
                 monitor=incident.monitor, title=incident.title, status=str(incident.status),
@@ -267,6 +277,9 @@ class StoreDashboardData:
                 resolved_at=incident.resolved_at,
                 timeline=[TimelineEntry(e.timestamp, e.kind, e.message)
                           for e in incident.timeline],
+                heading=heading,
+                opened_as=opened_as if opened_as != incident.severity else None,
+                job_ids=_incident_jobs(incident.incident_id, incident.timeline, jobs),
             ))
         return records
 
@@ -274,9 +287,17 @@ class StoreDashboardData:
         if self.registry is None:
             return []
         aliases = self.registry.aliases(model)
+        fates = self._version_fates(model)
+        trained_by = {job.candidate_version: job.job_id
+                      for job in reversed(self.job_queue.list(model=model, limit=_INCIDENT_LIMIT))
+                      if job.candidate_version is not None}
         records = []
         for version in reversed(self.registry.list_versions(model)):
             evaluation = version.evaluation
+            status, status_at, reason = fates.get(version.version, ("registered", None, None))
+            if aliases.get(PRODUCTION) == version.version:
+                status, status_at, reason = "production", None, None
+            job_id = trained_by.get(version.version)
             records.append(VersionRecord(
                 version=version.version,
                 content_hash=version.content_hash,
@@ -289,8 +310,32 @@ class StoreDashboardData:
                 macro_f1=None if evaluation is None else evaluation.macro_f1,
                 ece=None if evaluation is None else evaluation.ece,
                 aliases=sorted(a for a, v in aliases.items() if v == version.version),
+                status=status, status_at=status_at, status_reason=reason, job_id=job_id,
             ))
         return records
+
+    def _version_fates(self, model: str) -> dict[int, tuple[str, float | None, str | None]]:
+        """What last became of each version that left (or never reached) production:
+        replaced (``retired``), ``rolled back`` (by its retrain job's verification, or by
+        hand) or ``rejected`` by the gate, with when and why."""
+        assert self.registry is not None
+        found: list[tuple[float, int, str, str | None]] = []
+        for change in self.registry.alias_history(model):
+            left = change.previous_version
+            if change.alias != PRODUCTION or left is None or left == change.version:
+                continue
+            rolled_back = change.action == "rollback" or change.actor.endswith(" rollback")
+            found.append((change.changed_at.timestamp(), left,
+                          "rolled back" if rolled_back else "retired",
+                          f"rolled back by {change.actor}" if rolled_back else None))
+        for job in self.job_queue.list(model=model, limit=_INCIDENT_LIMIT):
+            fate = _JOB_FATES.get(job.state)
+            if fate is not None and job.candidate_version is not None:
+                # after the alias change of the same rollback: the job's reason wins
+                at = (job.finished_at or job.created_at) + 1e-6
+                found.append((at, job.candidate_version, fate, _job_reason(job)))
+        return {version: (fate, at, reason)
+                for at, version, fate, reason in sorted(found, key=lambda f: f[0])}
 
     def jobs(self, model: str | None = None) -> list[JobRecord]:
         records = []
@@ -305,6 +350,18 @@ class StoreDashboardData:
                 created_at=job.created_at, finished_at=job.finished_at, steps=steps,
             ))
         return records
+
+    def panels(self, model: str, start: float, end: float, *,
+               max_points: int) -> list[ServingPanel]:
+        if not end > start:
+            raise InvalidInputError(f"the time range is empty: start {start} >= end {end}")
+        return serving.serving_panels(self.metric_store, model, start, end,
+                                      max_points=max_points)
+
+    def class_mix(self, model: str, start: float, end: float) -> list[ClassShare]:
+        reference = self._production_reference(model)
+        return serving.class_mix(self.metric_store, model, start, end,
+                                 None if reference is None else reference.class_mix)
 
     def activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
@@ -504,7 +561,7 @@ class StoreDashboardData:
         return values
 
     def _version_reference(self, model: str, version: str) -> ReferenceProfile | None:
-        if self.registry is None or not version.isdigit():
+        if self.registry is None or not (version.isascii() and version.isdigit()):
             return None
         try:
             return self.registry.get_version(model, int(version)).reference
@@ -512,5 +569,25 @@ class StoreDashboardData:
             return None
 
 
+def _incident_jobs(incident_id: str, timeline: Iterable[IncidentEntry],
+                   jobs: list[Job]) -> list[str]:
+    """The retrain jobs an incident asked for (its own) or was attached to (its timeline
+    names them), newest first."""
+    found = [job.job_id for job in jobs if job.incident_id == incident_id]
+    for entry in reversed(list(timeline)):
+        job_id = entry.data.get("job_id")
+        if isinstance(job_id, str) and job_id not in found:
+            found.append(job_id)
+    return found
+
+
+_JOB_FATES = {JobState.ROLLED_BACK: "rolled back", JobState.REJECTED: "rejected"}
+
+
+def _job_reason(job: Job) -> str:
+    """Why a job's candidate did not stay: its error, as ``driftloop jobs show`` prints it."""
+    return job.error or f"retrain job {job.job_id[:12]} {job.state.value}"
+
+
 def _version_order(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if version.isascii() and version.isdigit() else (-1, version)

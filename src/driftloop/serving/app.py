@@ -61,6 +61,7 @@ from driftloop.metrics.points import (
     SHADOW_CORRECT_GAP,
     SHADOW_TAG,
 )
+from driftloop.serving.error_insights import PredictErrorReporter
 from driftloop.serving.errors import ERROR_RESPONSES, install_error_handlers
 from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feedback
 from driftloop.serving.insights_api import insights_router
@@ -159,7 +160,9 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
     app.add_middleware(LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay,
                        monitor=lag)
-    app.add_middleware(PrometheusMiddleware, metrics=state.metrics)  # outermost: counts 413s
+    app.add_middleware(PrometheusMiddleware, metrics=state.metrics,  # outermost: counts 413s
+                       observers=[PredictErrorReporter(lambda: state.insights,
+                                                       lambda name: name in state.manager.models)])
     install_error_handlers(app)
     app.include_router(_model_router())
     app.include_router(_model_status_router())

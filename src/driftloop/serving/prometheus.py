@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -120,12 +120,20 @@ class ServingMetrics:
         return generate_latest(self.registry)
 
 
-class PrometheusMiddleware:
-    """Counts every HTTP request by route template (not raw path), method and status."""
+AnswerObserver = Callable[[str, int], None]
+"""Told of every answer: the request's path and the status (such as
+:class:`~driftloop.serving.error_insights.PredictErrorReporter`)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+
+class PrometheusMiddleware:
+    """Counts every HTTP request by route template (not raw path), method and status, and tells
+    the ``observers``."""
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics,
+                 observers: Sequence[AnswerObserver] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.observers = list(observers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,3 +154,5 @@ class PrometheusMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.observe_request(route, scope["method"], status,
                                          time.perf_counter() - start)
+            for observe in self.observers:
+                observe(scope["path"], status)

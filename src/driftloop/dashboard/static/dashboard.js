@@ -7,12 +7,19 @@
   const MARK_COLORS = { incident: "#d62728", recovery: "#2e7d32", deploy: "#6a3d9a", state: "#555" };
   const params = new URLSearchParams(location.search);
 
+  function customFromParams() {
+    const start = Number(params.get("start"));
+    const end = Number(params.get("end"));
+    return start > 0 && end > start ? { start, end } : null;
+  }
+
   const view = {
     model: params.get("model"),
     span: Number(params.get("span")) || 3600,
-    custom: null, // {start, end} in unix seconds when a custom range is applied
+    custom: customFromParams(), // {start, end} in unix seconds when a custom range is applied
     points: Math.min(Math.max(Number(params.get("points")) || 1000, 10), 100000),
-    charts: new Map(), // monitor name -> {plot, card, chart}
+    charts: new Map(), // monitor name -> {plot, card, container}
+    panels: new Map(), // serving panel -> {plot, card, container, labels}
     rendered: {}, // section -> JSON of what it shows, to skip identical redraws
     timer: null,
     busy: false,
@@ -39,11 +46,21 @@
 
   function pad(n) { return String(n).padStart(2, "0"); }
 
+  /** Every time on the page is UTC, 24-hour: "2026-12-01 18:13:14 UTC". */
   function fmtTime(ts) {
     if (ts === null || ts === undefined) return "–";
+    return `${fmtDate(ts)} ${fmtClock(ts, true)} UTC`;
+  }
+
+  function fmtDate(ts) {
     const d = new Date(ts * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+  }
+
+  function fmtClock(ts, seconds) {
+    const d = new Date(ts * 1000);
+    const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+    return seconds ? `${hm}:${pad(d.getUTCSeconds())}` : hm;
   }
 
   function fmtNum(v, digits) {
@@ -136,8 +153,78 @@
     return [xs, avg, min, warning, critical];
   }
 
+  const AXIS_FONT = "12px system-ui, -apple-system, sans-serif";
+  const CHART_HEIGHT = 240;
+  const TICK_SPACE = 84; // CSS px between time ticks at least: "2026-12-01" is ~66 px wide
+
+  /** Time-axis labels, 24-hour UTC: seconds when ticks are under a minute apart, the date
+   * under the first tick and wherever the day changes, the date alone for ticks days apart. */
+  function timeTicks(u, splits, axisIdx, foundSpace, foundIncr) {
+    let lastDay = null;
+    return splits.map((ts) => {
+      if (ts === null || ts === undefined) return null;
+      const day = fmtDate(ts);
+      if (foundIncr >= 86400) return day.slice(5);
+      const clock = fmtClock(ts, foundIncr < 60);
+      const label = day !== lastDay ? `${clock}\n${day}` : clock;
+      lastDay = day;
+      return label;
+    });
+  }
+
+  function timeAxis() {
+    return { font: AXIS_FONT, space: TICK_SPACE, values: timeTicks, size: 44,
+             stroke: "#5f6b76", grid: { stroke: "#eef1f4" }, ticks: { stroke: "#dde3e8" } };
+  }
+
+  function valueAxis(digits) {
+    return { font: AXIS_FONT, size: 56, stroke: "#5f6b76", grid: { stroke: "#eef1f4" },
+             ticks: { stroke: "#dde3e8" },
+             values: (u, splits) => splits.map((v) => v === null ? null : fmtAxisValue(v, digits)) };
+  }
+
+  function fmtAxisValue(v, digits) {
+    if (digits !== undefined) return v.toFixed(digits);
+    const abs = Math.abs(v);
+    if (abs >= 1000) return `${(v / 1000).toFixed(abs >= 10000 ? 0 : 1)}k`;
+    if (abs >= 10 || v === 0) return String(Math.round(v * 10) / 10);
+    return String(Math.round(v * 1000) / 1000);
+  }
+
+  function timeSeries() {
+    return { label: "time (UTC)", value: (u, v) => v === null || v === undefined ? "–" : fmtTime(v) };
+  }
+
   function chartWidth(container) {
-    return Math.max(320, container.clientWidth || 600);
+    return Math.max(240, Math.floor(container.clientWidth || 600));
+  }
+
+  /** Keep a plot as wide as its container, whatever changes the layout (a window resize, a
+   * chart added beside it, a scrollbar, the grid wrapping). */
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const plot = entry.target.driftloopPlot;
+      if (!plot) continue;
+      const width = chartWidth(entry.target);
+      if (Math.abs(plot.width - width) >= 1) plot.setSize({ width, height: CHART_HEIGHT });
+    }
+  });
+
+  function newPlot(container, opts, data) {
+    const plot = new uPlot({ width: chartWidth(container), height: CHART_HEIGHT, ...opts }, data, container);
+    container.driftloopPlot = plot;
+    resizer.observe(container);
+    return plot;
+  }
+
+  function destroyPlot(plot) {
+    if (!plot) return;
+    const container = plot.root.parentNode;
+    if (container) {
+      resizer.unobserve(container);
+      container.driftloopPlot = null;
+    }
+    plot.destroy();
   }
 
   /** Draw (or redraw in place) one metric chart; returns the uPlot instance. */
@@ -150,24 +237,23 @@
       return existing;
     }
     const opts = {
-      width: chartWidth(container),
-      height: 260,
       scales: {
-        x: { time: true, range: (u) => u.driftloopRange || [null, null] },
+        x: { time: true, range: (u, min, max) => u.driftloopRange || [min, max] },
       },
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [
-        {},
+        timeSeries(),
         { label: `${chart.metric} avg`, stroke: "#1f77b4", width: 2, points: { show: false } },
         { label: `${chart.metric} min`, stroke: "#7fb3dc", width: 1, points: { show: false } },
         { label: "warning", stroke: STATE_COLORS.WARN, width: 1.5, dash: [8, 4], points: { show: false } },
         { label: "critical", stroke: STATE_COLORS.ALERT, width: 1.5, dash: [8, 4], points: { show: false } },
       ],
-      axes: [{}, { size: 50 }],
+      axes: [timeAxis(), valueAxis()],
       plugins: [marksPlugin()],
     };
-    const plot = new uPlot(opts, [[], [], [], [], []], container);
+    const plot = newPlot(container, opts, [[], [], [], [], []]);
     plot.driftloopMarks = chart.marks;
     plot.driftloopRange = range;
     plot.setData(data);
@@ -208,7 +294,7 @@
     }
     for (const [name, entry] of view.charts) {
       if (!seen.has(name)) {
-        entry.plot.destroy();
+        destroyPlot(entry.plot);
         entry.card.remove();
         view.charts.delete(name);
       }
@@ -216,11 +302,12 @@
   }
 
   function resetCharts() {
-    for (const entry of view.charts.values()) {
-      entry.plot.destroy();
+    for (const entry of [...view.charts.values(), ...view.panels.values()]) {
+      destroyPlot(entry.plot);
       entry.card.remove();
     }
     view.charts.clear();
+    view.panels.clear();
     view.rendered = {};
   }
 
@@ -263,18 +350,42 @@
     });
   }
 
+  const SEVERITY_STATES = { critical: "ALERT", error: "ALERT", warning: "WARN" };
+
+  function severityState(severity) {
+    return SEVERITY_STATES[severity.toLowerCase()] || severity.toUpperCase();
+  }
+
+  /** A link to another item on the page (an incident, a job): opens and shows it. */
+  function itemLink(kind, id, text) {
+    const link = el("a", { href: `#${kind}-${id}`, class: `${kind}-link`, "data-target": id }, text);
+    link.addEventListener("click", (event) => {
+      const target = document.getElementById(`${kind}-${id}`);
+      if (!target) return;
+      event.preventDefault();
+      target.open = true;
+      target.scrollIntoView({ block: "start" });
+      history.replaceState(null, "", `#${kind}-${id}`);
+    });
+    return link;
+  }
+
   function renderIncidents(snapshot) {
     section("incidents", snapshot.incidents, (open) => {
       if (snapshot.incidents.length === 0) return el("p", { class: "empty" }, "No incidents in this range.");
       return el("div", {}, snapshot.incidents.map((inc) => el("details",
-        { "data-id": inc.incident_id, class: "incident", open: open.has(inc.incident_id) },
+        { "data-id": inc.incident_id, id: `incident-${inc.incident_id}`, class: "incident",
+          open: open.has(inc.incident_id) },
         el("summary", {},
-          badge(({ critical: "ALERT", error: "ALERT", warning: "WARN" })[inc.severity.toLowerCase()] || inc.severity.toUpperCase()),
-          el("b", {}, inc.title),
+          badge(severityState(inc.severity)),
+          el("b", { class: "heading" }, inc.heading || inc.title),
+          inc.opened_as ? el("span", { class: "escalated" }, `opened as ${inc.opened_as}`) : null,
           el("span", {}, inc.status),
           el("span", { class: "when" }, `opened ${fmtTime(inc.opened_at)}`),
           el("span", { class: "when" }, inc.resolved_at === null ? "ongoing"
-            : `resolved ${fmtTime(inc.resolved_at)} (${fmtDuration(inc.resolved_at - inc.opened_at)})`)),
+            : `resolved ${fmtTime(inc.resolved_at)} (${fmtDuration(inc.resolved_at - inc.opened_at)})`),
+          inc.job_ids.length ? el("span", { class: "jobs" }, "retrain ",
+            inc.job_ids.flatMap((id, i) => [i ? ", " : "", itemLink("job", id, `job ${id.slice(0, 12)}`)])) : null),
         el("ol", { class: "timeline" }, inc.timeline.map((entry) => el("li", {},
           el("span", { class: "when" }, fmtTime(entry.timestamp)),
           el("span", { class: "kind" }, entry.kind),
@@ -282,19 +393,29 @@
     });
   }
 
+  const VERSION_STATUS_CLASS = { production: "state-OK", "rolled back": "state-ALERT", rejected: "state-WARN" };
+
+  function versionStatus(v) {
+    const status = el("span", { class: `status ${VERSION_STATUS_CLASS[v.status] || "plain"}` }, v.status);
+    const when = v.status_at !== null && v.status !== "production" ? el("span", { class: "when" }, ` ${fmtTime(v.status_at)}`) : null;
+    const reason = v.status_reason ? el("div", { class: "reason" }, v.status_reason) : null;
+    return [status, when, reason];
+  }
+
   function renderVersions(snapshot) {
     section("versions", snapshot.versions, () => {
       if (snapshot.versions.length === 0) return el("p", { class: "empty" }, "No registered versions.");
-      return el("table", {},
-        el("thead", {}, el("tr", {}, ["version", "aliases", "accuracy", "macro F1", "ECE", "trainer", "trigger", "created", "deployed", "content hash"].map((h) => el("th", {}, h)))),
-        el("tbody", {}, snapshot.versions.map((v) => el("tr", { "data-version": v.version },
+      return el("table", { id: "versions-table" },
+        el("thead", {}, el("tr", {}, ["version", "status", "aliases", "accuracy", "macro F1", "ECE", "trainer", "trigger", "created", "deployed", "content hash"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, snapshot.versions.map((v) => el("tr", { "data-version": v.version, "data-status": v.status },
           el("td", {}, `v${v.version}`),
+          el("td", { class: "version-status" }, versionStatus(v)),
           el("td", {}, v.aliases.map((a) => el("span", { class: "alias" }, a))),
           el("td", {}, fmtNum(v.accuracy)),
           el("td", {}, fmtNum(v.macro_f1)),
           el("td", {}, fmtNum(v.ece)),
           el("td", {}, v.trainer),
-          el("td", {}, v.trigger),
+          el("td", {}, v.job_id ? itemLink("job", v.job_id, `job ${v.job_id.slice(0, 12)}`) : v.trigger),
           el("td", {}, fmtTime(v.created_at)),
           el("td", {}, fmtTime(v.deployed_at)),
           el("td", {}, el("code", {}, v.content_hash.slice(0, 12)))))));
@@ -322,20 +443,26 @@
     });
   }
 
+  const JOB_STATE_CLASS = { succeeded: "state-OK", rolled_back: "state-ALERT", failed: "state-ALERT",
+                           rejected: "state-WARN", cancelled: "state-NO_DATA" };
+
   function renderJobs(snapshot) {
     section("jobs", snapshot.jobs, (open) => {
       if (snapshot.jobs.length === 0) return el("p", { class: "empty" }, "No retrain jobs.");
       return el("div", {}, snapshot.jobs.map((job) => el("details",
-        { "data-id": job.job_id, class: "job", open: open.has(job.job_id) },
+        { "data-id": job.job_id, id: `job-${job.job_id}`, class: "job", "data-state": job.state,
+          open: open.has(job.job_id) },
         el("summary", {},
-          el("b", {}, job.state),
+          el("span", { class: `status ${JOB_STATE_CLASS[job.state] || "plain"}` }, job.state.replace("_", " ")),
           el("code", {}, job.job_id.slice(0, 12)),
           el("span", {}, job.trigger),
           job.candidate_version !== null ? el("span", {}, `candidate v${job.candidate_version}`) : null,
           el("span", { class: "when" }, `created ${fmtTime(job.created_at)}`),
-          job.finished_at !== null ? el("span", { class: "when" }, `finished ${fmtTime(job.finished_at)}`) : null),
-        job.reason ? el("p", {}, job.reason) : null,
-        job.error ? el("p", { class: "error" }, job.error) : null,
+          job.finished_at !== null ? el("span", { class: "when" }, `finished ${fmtTime(job.finished_at)}`) : null,
+          job.incident_id ? itemLink("incident", job.incident_id, `incident ${job.incident_id.slice(0, 12)}`) : null,
+          // why it ended as it did, as `driftloop jobs show` says: seen without opening the job
+          job.error ? el("span", { class: "job-reason" }, job.error) : null),
+        job.reason ? el("p", {}, `asked for: ${job.reason}`) : null,
         el("table", {},
           el("thead", {}, el("tr", {}, ["step", "outcome", "started", "finished", "log"].map((h) => el("th", {}, h)))),
           el("tbody", {}, job.steps.map((step) => el("tr", {},
@@ -344,6 +471,88 @@
             el("td", {}, fmtTime(step.started_at)),
             el("td", {}, fmtTime(step.finished_at)),
             el("td", {}, step.log ? el("pre", { class: "log" }, step.log) : "–"))))))));
+    });
+  }
+
+  // -- serving panels and the class mix ---------------------------------------------------
+  const PANEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"];
+
+  function panelMeta(panel) {
+    const s = panel.summary || {};
+    if (panel.panel === "traffic") return `${s.requests ?? 0} requests · ${s.texts ?? 0} texts · step ${fmtDuration(panel.step)}`;
+    if (panel.panel === "latency") return `p50 ${fmtNum(s.p50, 1)} ms · p99 ${fmtNum(s.p99, 1)} ms · step ${fmtDuration(panel.step)}`;
+    if (panel.panel === "errors") return `${s.errors ?? 0} errors · ${s.rate === null || s.rate === undefined ? "–" : fmtNum(s.rate, 2) + " %"} of predict requests`;
+    return `${panel.unit} · dashed: scored in shadow · step ${fmtDuration(panel.step)}`;
+  }
+
+  function panelSeries(panel) {
+    let color = 0;
+    return panel.series.map((series) => {
+      const version = series.version === null ? null : Number(series.version);
+      const stroke = version !== null && Number.isFinite(version)
+        ? PANEL_COLORS[(version - 1) % PANEL_COLORS.length] : PANEL_COLORS[color++ % PANEL_COLORS.length];
+      return { label: series.label, stroke, width: 1.8, spanGaps: false, points: { show: false },
+               dash: series.label.endsWith("shadow") ? [6, 4] : undefined,
+               value: (u, v) => v === null || v === undefined ? "–" : `${fmtAxisValue(v)} ${panel.unit === "mean confidence" ? "" : panel.unit}` };
+    });
+  }
+
+  function renderPanels(snapshot) {
+    const host = document.getElementById("panels");
+    const range = [snapshot.start, snapshot.end];
+    const deploys = (snapshot.charts[0]?.marks || []).filter((m) => m.kind === "deploy");
+    for (const panel of snapshot.panels || []) {
+      const labels = JSON.stringify(panel.series.map((s) => s.label));
+      let entry = view.panels.get(panel.panel);
+      if (entry && entry.labels !== labels) { // a version appeared: new series, new plot
+        destroyPlot(entry.plot);
+        entry.plot = null;
+      }
+      if (!entry) {
+        const container = el("div", { class: "chart" });
+        const card = el("div", { class: "chart-card", "data-panel": panel.panel },
+          el("h3", {}, panel.title), el("div", { class: "meta" }), container);
+        host.append(card);
+        entry = { card, container, plot: null, labels };
+        view.panels.set(panel.panel, entry);
+      }
+      entry.labels = labels;
+      const data = [Float64Array.from(panel.timestamps), ...panel.series.map((s) => s.values)];
+      if (!entry.plot) {
+        entry.plot = newPlot(entry.container, {
+          scales: { x: { time: true, range: (u, min, max) => u.driftloopRange || [min, max] } },
+          tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+          legend: { live: true },
+          cursor: { drag: { x: true, y: false } },
+          series: [timeSeries(), ...panelSeries(panel)],
+          axes: [timeAxis(), valueAxis(panel.panel === "versions" ? 2 : undefined)],
+          plugins: [marksPlugin()],
+        }, panel.series.length ? [[], ...panel.series.map(() => [])] : [[]]);
+      }
+      entry.plot.driftloopRange = range;
+      entry.plot.driftloopMarks = deploys;
+      entry.plot.setData(data);
+      entry.card.dataset.series = String(panel.series.length);
+      entry.card.querySelector(".meta").textContent = panelMeta(panel);
+    }
+  }
+
+  function renderClassMix(snapshot) {
+    const mix = snapshot.class_mix || [];
+    section("class-mix", mix, () => {
+      if (mix.length === 0) return el("p", { class: "empty" }, "No predictions in this range.");
+      const hasReference = mix.some((c) => c.reference_share !== null);
+      const widest = Math.max(...mix.map((c) => Math.max(c.share, c.reference_share || 0)), 0.01);
+      const bar = (share, cls) => el("div", { class: `bar ${cls}`, style: `width:${(100 * share / widest).toFixed(1)}%` });
+      return el("table", { id: "class-mix-table" },
+        el("thead", {}, el("tr", {}, ["predicted class", "texts", "share", hasReference ? "validation reference" : null, ""]
+          .filter((h) => h !== null).map((h) => el("th", {}, h)))),
+        el("tbody", {}, mix.map((c) => el("tr", { "data-class": c.label },
+          el("td", {}, c.label),
+          el("td", {}, c.count),
+          el("td", {}, `${(100 * c.share).toFixed(1)} %`),
+          hasReference ? el("td", {}, c.reference_share === null ? "–" : `${(100 * c.reference_share).toFixed(1)} %`) : null,
+          el("td", { class: "bars" }, bar(c.share, "live"), hasReference ? bar(c.reference_share || 0, "reference") : null)))));
     });
   }
 
@@ -392,6 +601,8 @@
           renderMonitors(snapshot);
           renderAccuracy(snapshot);
           renderCharts(snapshot);
+          renderPanels(snapshot);
+          renderClassMix(snapshot);
           renderIncidents(snapshot);
           renderVersions(snapshot);
           renderJobs(snapshot);
@@ -410,21 +621,27 @@
     }
   }
 
-  function toLocalInput(ts) {
-    const d = new Date(ts * 1000);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  /** The custom range's inputs are UTC, like every time on the page: "2026-12-01 18:13:14". */
+  function toUtcInput(ts) {
+    return `${fmtDate(ts)} ${fmtClock(ts, true)}`;
+  }
+
+  function fromUtcInput(value) {
+    const match = /^\s*(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})(:\d{2})?\s*(UTC|Z)?\s*$/.exec(value || "");
+    return match ? Date.parse(`${match[1]}T${match[2]}${match[3] || ":00"}Z`) / 1000 : NaN;
   }
 
   function setupRanges() {
     const custom = document.getElementById("custom-range");
     for (const button of document.querySelectorAll("#ranges button[data-span]")) {
-      if (button.dataset.span !== "custom") button.classList.toggle("active", Number(button.dataset.span) === view.span);
+      button.classList.toggle("active", view.custom ? button.dataset.span === "custom"
+        : Number(button.dataset.span) === view.span);
       button.addEventListener("click", () => {
         for (const b of document.querySelectorAll("#ranges button[data-span]")) b.classList.toggle("active", b === button);
         if (button.dataset.span === "custom") {
           const now = Date.now() / 1000;
-          document.getElementById("custom-start").value = toLocalInput(now - view.span);
-          document.getElementById("custom-end").value = toLocalInput(now);
+          document.getElementById("custom-start").value = toUtcInput(now - view.span);
+          document.getElementById("custom-end").value = toUtcInput(now);
           custom.hidden = false;
           return;
         }
@@ -435,10 +652,10 @@
       });
     }
     document.getElementById("custom-apply").addEventListener("click", () => {
-      const start = new Date(document.getElementById("custom-start").value).getTime() / 1000;
-      const end = new Date(document.getElementById("custom-end").value).getTime() / 1000;
+      const start = fromUtcInput(document.getElementById("custom-start").value);
+      const end = fromUtcInput(document.getElementById("custom-end").value);
       if (!(end > start)) {
-        showError("The custom range needs a start before its end.");
+        showError("The custom range needs a start before its end, both as YYYY-MM-DD HH:MM:SS (UTC).");
         return;
       }
       view.custom = { start, end };
@@ -446,16 +663,15 @@
     });
   }
 
-  window.addEventListener("resize", () => {
-    for (const entry of view.charts.values()) {
-      entry.plot.setSize({ width: chartWidth(entry.container), height: 260 });
-    }
-  });
-
   setupRanges();
+  if (view.custom) { // ?start=T0&end=T1 (unix seconds) opens a custom range
+    document.getElementById("custom-start").value = toUtcInput(view.custom.start);
+    document.getElementById("custom-end").value = toUtcInput(view.custom.end);
+    document.getElementById("custom-range").hidden = false;
+  }
   refresh();
   view.timer = setInterval(refresh, POLL_MS);
 
   // For tests and for the curious: the charts and the renderer.
-  window.driftloopDashboard = { view, refresh, renderChart, chartData };
+  window.driftloopDashboard = { view, refresh, renderChart, chartData, AXIS_FONT };
 })();

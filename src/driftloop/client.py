@@ -11,13 +11,15 @@
 Both classes have the same methods (the async ones are coroutines) and share everything but the
 HTTP call: each operation is a :class:`_Call` (method, path, body, how to read the answer).
 An error answer raises driftloop's own exception of the type the server named
-(``NotFoundError``, ``ForbiddenError``, ``PayloadTooLargeError`` ...), else the one its status
-maps to; a server that cannot be reached raises :class:`BackendUnavailableError`. The client
-needs nothing of driftloop's server side: httpx only.
+(``NotFoundError``, ``ForbiddenError``, ``LimitError`` with its ``limit``, ``RateLimitedError``
+with its ``retry_after`` ...), else the one its status maps to; a server that cannot be reached
+raises :class:`BackendUnavailableError`. The client needs nothing of driftloop's server side:
+httpx only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ DEFAULT_TIMEOUT = 30.0
 _BY_STATUS: dict[int, type[DriftloopError]] = {
     401: errors.AuthError, 403: errors.ForbiddenError, 404: errors.NotFoundError,
     409: errors.ConflictError, 413: errors.PayloadTooLargeError, 422: errors.InvalidInputError,
-    429: errors.BackendUnavailableError, 503: errors.BackendUnavailableError,
+    429: errors.RateLimitedError, 503: errors.BackendUnavailableError,
 }
 
 
@@ -203,11 +205,12 @@ def _rollback(model: str) -> _Call[ModelStatus]:
 
 def _error(response: httpx.Response) -> DriftloopError:
     status = response.status_code
-    kind, message = "", response.text[:500]
+    kind, message, limit = "", response.text[:500], None
     try:
         detail = response.json()["error"]
         kind, message = str(detail["type"]), str(detail["message"])
-    except (ValueError, KeyError, TypeError):
+        limit = str(detail["limit"]) if detail.get("limit") is not None else None
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
     found = getattr(errors, kind, None)
     if not (isinstance(found, type) and issubclass(found, DriftloopError)
@@ -216,6 +219,11 @@ def _error(response: httpx.Response) -> DriftloopError:
     error = found(f"{response.request.method} {response.request.url.path} answered {status}: "
                   f"{message}")
     error.status_code = status
+    if isinstance(error, errors.LimitError | errors.InvalidTextError):
+        error.limit = limit
+    if isinstance(error, errors.RateLimitedError | errors.OverloadedError):
+        with contextlib.suppress(ValueError):
+            error.retry_after = float(response.headers.get("retry-after", error.retry_after))
     return error
 
 

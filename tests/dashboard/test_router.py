@@ -12,18 +12,21 @@ from fastapi.testclient import TestClient
 
 from dashboard.world import MODEL, MONITOR, DashboardWorld
 from driftloop.dashboard import SESSION_COOKIE, SessionStore, dashboard_router
+from serving.mounted import mounted_app
 
 SECRET = b"k" * 32
 
 
+def served(world: DashboardWorld) -> FastAPI:
+    """The dashboard in the serving app, as the system mounts it (one replica of it)."""
+    router = dashboard_router(world.data, api_keys=world.api_keys,
+                              sessions=SessionStore(world.database), session_secret=SECRET)
+    return mounted_app(world.database, router, config=world.config, api_keys=world.api_keys)
+
+
 @pytest.fixture
 def client(lived_world: DashboardWorld) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.include_router(dashboard_router(
-        lived_world.data, api_keys=lived_world.api_keys,
-        sessions=SessionStore(lived_world.database), session_secret=SECRET,
-    ))
-    with TestClient(app, base_url="http://testserver") as test_client:
+    with TestClient(served(lived_world), base_url="http://testserver") as test_client:
         yield test_client
 
 
@@ -133,11 +136,7 @@ def test_logout_ends_the_session_on_the_server(client: TestClient, api_key: str)
 def test_a_session_opened_on_one_replica_works_and_ends_on_another(
     client: TestClient, lived_world: DashboardWorld, api_key: str
 ) -> None:
-    other = FastAPI()
-    other.include_router(dashboard_router(
-        lived_world.data, api_keys=lived_world.api_keys,
-        sessions=SessionStore(lived_world.database), session_secret=SECRET,
-    ))
+    other = served(lived_world)
     client.post("/login", data={"key": api_key}, follow_redirects=False)
     with TestClient(other, base_url="http://testserver") as replica:
         replica.cookies.set(SESSION_COOKIE, client.cookies[SESSION_COOKIE])

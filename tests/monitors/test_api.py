@@ -1,8 +1,8 @@
-"""The monitors JSON API, mounted on a FastAPI app as the serving app will."""
+"""The monitors JSON API, mounted in the serving app behind an admin key as the system mounts
+it."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from driftloop.config import Config
@@ -10,7 +10,9 @@ from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.api import monitors_router
 from driftloop.monitors.engine import MonitorEngine
+from driftloop.serving import ApiKeyStore, Scope
 from driftloop.store import Database
+from serving.mounted import admin_api, mounted_app
 
 T0 = 1_699_999_980.0
 
@@ -25,9 +27,9 @@ def test_states_history_and_incidents(database: Database) -> None:
     engine = MonitorEngine(config, database, store, clock=lambda: now[0])
     store.write([MetricPoint("model_confidence", 0.5, T0 - 10 * i, {"model": "m1"})
                  for i in range(1, 30)])
-    app = FastAPI()
-    app.include_router(monitors_router(engine), prefix="/v1")
-    client = TestClient(app)
+    api_keys = ApiKeyStore(database)
+    app = mounted_app(database, admin_api(monitors_router(engine)), api_keys=api_keys)
+    client = TestClient(app, headers={"X-API-Key": api_keys.create(Scope.ADMIN).key})
 
     listing = client.get("/v1/monitors")
     assert listing.status_code == 200
@@ -52,9 +54,14 @@ def test_states_history_and_incidents(database: Database) -> None:
     detail = client.get(f"/v1/incidents/{incidents[0]['incident_id']}").json()
     assert [e["kind"] for e in detail["timeline"]] == ["opened", "state_change"]
 
-    assert client.get("/v1/monitors/nope").status_code == 404
-    assert client.get("/v1/monitors/nope/history").status_code == 404
-    assert client.get("/v1/incidents/inc-nope").status_code == 404
+    for path, says in [("/v1/monitors/nope", "no monitor 'nope'"),
+                       ("/v1/monitors/nope/history", "no monitor 'nope'"),
+                       ("/v1/incidents/inc-nope", "inc-nope")]:
+        missing = client.get(path)
+        assert missing.status_code == 404, path
+        assert missing.json()["error"]["type"] == "NotFoundError", path
+        assert says in missing.json()["error"]["message"], missing.json()
     bad = client.get("/v1/incidents", params={"status": "closed"})
     assert bad.status_code == 422
-    assert "unknown incident status" in bad.json()["detail"]
+    assert bad.json()["error"]["type"] == "InvalidInputError"
+    assert "unknown incident status" in bad.json()["error"]["message"]

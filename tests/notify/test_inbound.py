@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
@@ -31,6 +30,7 @@ from driftloop.notify.inbound import HookVerifier, incident_id_for, parse_alert_
 from driftloop.notify.signatures import ReceiptStore, StandardSigner
 from driftloop.store.database import Database
 from notify.fake_services import make_config
+from serving.mounted import mounted_app
 
 SECRET = "whsec_" + base64.b64encode(b"hook-secret-0123456789-abcdef01").decode()
 LEGACY_SECRET = "hook-secret-0123456789"
@@ -107,9 +107,8 @@ class RecordingHandler:
 def client_for(handler: Any, database: Database, secret: str | None = SECRET, *,
                signature: WebhookSignature = "standard", tolerance: float = 300.0) -> TestClient:
     hooks = HooksConfig(secret=secret, signature=signature, tolerance=tolerance)
-    app = FastAPI()
-    app.include_router(inbound_router(HookVerifier(hooks, ReceiptStore(database)), handler))
-    return TestClient(app)
+    router = inbound_router(HookVerifier(hooks, ReceiptStore(database)), handler)
+    return TestClient(mounted_app(database, router))
 
 
 def signed(body: bytes, secret: str = SECRET, *, timestamp: float | None = None,
@@ -224,7 +223,7 @@ def test_a_replayed_request_is_refused_on_every_replica(database: Database) -> N
     replica = client_for(handler, database)  # another process on the same store
     replay = replica.post("/v1/hooks/alert", content=body, headers=headers)
     assert replay.status_code == 409
-    assert "already received" in replay.json()["detail"]
+    assert "already received" in replay.json()["error"]["message"]
     assert len(handler.alerts) == 1
     fresh = replica.post("/v1/hooks/alert", content=body, headers=signed(body))
     assert fresh.status_code == 202
@@ -238,7 +237,7 @@ def test_a_request_outside_the_tolerance_is_refused(database: Database) -> None:
         response = client.post("/v1/hooks/alert", content=body,
                                headers=signed(body, timestamp=time.time() + skew))
         assert response.status_code == 401
-        assert "tolerance is 60 s" in response.json()["detail"]
+        assert "tolerance is 60 s" in response.json()["error"]["message"]
     assert client.post("/v1/hooks/alert", content=body,
                        headers=signed(body, timestamp=time.time() - 50)).status_code == 202
     assert handler.alerts != []
@@ -303,7 +302,7 @@ def test_no_secret_configured_refuses_everything(database: Database) -> None:
     response = client_for(handler, database, secret=None).post(
         "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": "Bearer "})
     assert response.status_code == 401
-    assert "hooks.secret" in response.json()["detail"]
+    assert "hooks.secret" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -327,7 +326,7 @@ def test_malformed_payloads_are_422(body: bytes, message: str, database: Databas
     response = client_for(handler, database).post("/v1/hooks/alert", content=body,
                                                   headers=signed(body))
     assert response.status_code == 422
-    assert message in response.json()["detail"]
+    assert message in response.json()["error"]["message"]
 
 
 def test_unknown_model_is_404(database: Database) -> None:
@@ -342,7 +341,7 @@ def test_unknown_model_is_404(database: Database) -> None:
     response = client_for(handler, database).post("/v1/hooks/alert", content=body,
                                                   headers=signed(body))
     assert response.status_code == 404
-    assert "review-classifier" in response.json()["detail"]
+    assert "review-classifier" in response.json()["error"]["message"]
     assert jobs == []
 
 
@@ -377,14 +376,14 @@ def test_graph_router_serves_stored_graphs(database: Database) -> None:
     png = render_graph([SeriesPoint(1.0, 0.9, 0.8, 1.0, 3), SeriesPoint(61.0, 0.7, 0.6, 0.8, 3)],
                        ThresholdLines(warning=0.8), title="t")
     graph_id = store.put(png, monitor="confidence")
-    app = FastAPI()
-    app.include_router(graph_router(store))
-    client = TestClient(app)
+    client = TestClient(mounted_app(database, graph_router(store)))
     response = client.get(f"/v1/graphs/{graph_id}.png")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert response.content == png
-    assert client.get(f"/v1/graphs/{'f' * 32}.png").status_code == 404
+    missing = client.get(f"/v1/graphs/{'f' * 32}.png")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {"type": "NotFoundError", "message": f"no graph {'f' * 32!r}"}
 
 
 def test_oversized_body_is_413(database: Database) -> None:

@@ -6,20 +6,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
 import driftloop
 from driftloop.client import AsyncClient, Client, InsightPoint
+from driftloop.config import Config, RateLimitConfig
 from driftloop.errors import (
     AuthError,
     BackendUnavailableError,
     ForbiddenError,
     InvalidInputError,
+    InvalidTextError,
+    LimitError,
     NotFoundError,
     PayloadTooLargeError,
+    RateLimitedError,
 )
-from driftloop.serving import ApiKeyStore, Scope
+from driftloop.insights import InsightsClient
+from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
 from driftloop.testing.transports import MemoryTransport
 from serving.live import live_server
 
@@ -66,11 +72,15 @@ def test_errors_are_driftloops_own_classes(url: str, predict_key: str) -> None:
         with pytest.raises(NotFoundError, match="404") as missing:
             client.predict("no-such-model", ["x"])
         assert missing.value.status_code == 404
-        with pytest.raises(PayloadTooLargeError, match="max_texts_per_request"):
+        with pytest.raises(PayloadTooLargeError, match="max_texts_per_request") as many:
             client.predict(MODEL, ["x"] * 9)
+        assert isinstance(many.value, LimitError)
+        assert many.value.limit == "serving.max_texts_per_request"
         with pytest.raises(InvalidInputError, match="max_text_chars") as long:
             client.predict(MODEL, ["x" * 201])
         assert long.value.status_code == 422
+        assert isinstance(long.value, InvalidTextError)
+        assert long.value.limit == "serving.max_text_chars"
         with pytest.raises(InvalidInputError, match="list of texts"):
             client.predict(MODEL, "one text")
     with Client(url, "dl_00000000_" + "x" * 43) as stranger, pytest.raises(AuthError, match="401"):
@@ -126,6 +136,23 @@ async def test_async_client_has_the_same_operations(
     sync_methods = {n for n in vars(Client) if not n.startswith("_")} - {"close"}
     async_methods = {n for n in vars(AsyncClient) if not n.startswith("_")} - {"aclose"}
     assert sync_methods == async_methods
+
+
+@pytest.mark.anyio
+async def test_a_rate_limited_client_learns_when_to_retry(
+    config: Config, source: InMemoryModelSource, insights: InsightsClient,
+    api_keys: ApiKeyStore, predict_key: str,
+) -> None:
+    limited = config.model_copy(update={"serving": config.serving.model_copy(update={
+        "rate_limits": {"predict": RateLimitConfig(rate=0.5, burst=1)}})})
+    app = create_app(limited, model_source=source, insights=insights, api_keys=api_keys)
+    async with app.router.lifespan_context(app), AsyncClient(
+            "http://driftloop.test", predict_key, transport=httpx.ASGITransport(app=app)) as client:
+        await client.models()
+        with pytest.raises(BackendUnavailableError, match="429") as refused:
+            await client.models()
+    assert isinstance(refused.value, RateLimitedError)
+    assert refused.value.retry_after == 2.0
 
 
 def test_the_client_is_exported_at_the_top() -> None:

@@ -33,7 +33,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 
 from driftloop.dashboard.data import DashboardData, snapshot
 from driftloop.dashboard.sessions import SESSION_COOKIE, SessionSigner, SessionStore
-from driftloop.errors import AuthError, DriftloopError, ForbiddenError, InvalidInputError
+from driftloop.errors import (
+    AuthError,
+    DriftloopError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+)
+from driftloop.serving.errors import error_response
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 
 STATIC_DIR = Path(str(resources.files("driftloop.dashboard") / "static"))
@@ -97,12 +104,6 @@ def _safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-def _error(exc: DriftloopError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return JSONResponse({"error": {"type": type(exc).__name__, "message": exc.message}},
-                        status_code=exc.status_code, headers=headers)
 
 
 def _float_param(request: Request, name: str) -> float | None:
@@ -236,10 +237,7 @@ def dashboard_router(
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        try:
-            _refuse_cross_site(request)
-        except ForbiddenError as exc:
-            return _error(exc)
+        _refuse_cross_site(request)
         await anyio.to_thread.run_sync(end_session, request.cookies.get(SESSION_COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -251,9 +249,7 @@ def dashboard_router(
         media_type = _STATIC_TYPES.get(file.suffix)
         if (media_type is None or not file.is_file()
                 or not file.is_relative_to(STATIC_DIR.resolve())):
-            return JSONResponse({"error": {"type": "NotFoundError",
-                                           "message": f"no such asset: {path}"}},
-                                status_code=404)
+            raise NotFoundError(f"no such asset: {path}")
         return FileResponse(file, media_type=media_type,
                             headers={"Cache-Control": "public, max-age=300"})
 
@@ -261,10 +257,11 @@ def dashboard_router(
         try:
             admit(request)
             return JSONResponse(build(), headers={"Cache-Control": "no-store"})
-        except DriftloopError as exc:
-            response = _error(exc)
-            if isinstance(exc, AuthError) and request.cookies.get(SESSION_COOKIE):
-                response.delete_cookie(SESSION_COOKIE, path="/")
+        except AuthError as exc:  # the app answers every other error
+            if not request.cookies.get(SESSION_COOKIE):
+                raise
+            response = error_response(exc)
+            response.delete_cookie(SESSION_COOKIE, path="/")
             return response
 
     @router.get("/dashboard/api/models")

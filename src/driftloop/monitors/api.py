@@ -8,21 +8,20 @@ built here; everything it needs comes in as arguments (no global state).
 ``GET /events``                         events (``monitor``, ``model``, ``since``, ``limit``)
 ``GET /incidents``                      incidents (``status``, ``model``, ``limit``), newest first
 ``GET /incidents/{incident_id}``        one incident with its timeline
+
+The routes raise driftloop's errors (an unknown monitor or incident is a ``NotFoundError``); the
+app's error boundary (:mod:`driftloop.serving.errors`) answers them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from driftloop.errors import DriftloopError
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.history import event_to_dict
-
-T = TypeVar("T")
 
 
 class GroupStateModel(BaseModel):
@@ -94,13 +93,6 @@ class IncidentModel(BaseModel):
     timeline: list[IncidentEntryModel]
 
 
-def _call(work: Callable[[], T]) -> T:
-    try:
-        return work()
-    except DriftloopError as exc:
-        raise HTTPException(status_code=exc.status_code, detail=exc.message) from exc
-
-
 def monitors_router(engine: MonitorEngine) -> APIRouter:
     """The monitors API on one engine."""
     router = APIRouter(tags=["monitors"])
@@ -108,17 +100,17 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
     @router.get("/monitors", response_model=list[MonitorStatusModel])
     def list_monitors() -> list[dict[str, Any]]:
         """Every configured monitor with the stored state of each group."""
-        return [status.to_dict() for status in _call(engine.status)]
+        return [status.to_dict() for status in engine.status()]
 
     @router.post("/monitors/evaluate", response_model=list[EventModel])
     def evaluate_monitors() -> list[dict[str, Any]]:
         """Evaluate every monitor now; the events (transitions, renotifications) it produced."""
-        return [event_to_dict(event) for event in _call(engine.evaluate)]
+        return [event_to_dict(event) for event in engine.evaluate()]
 
     @router.get("/monitors/{name}", response_model=MonitorStatusModel)
     def get_monitor(name: str) -> dict[str, Any]:
         """One monitor with the stored state of each group."""
-        [status] = _call(lambda: engine.status(name))
+        [status] = engine.status(name)
         return status.to_dict()
 
     @router.get("/monitors/{name}/history", response_model=list[EventModel])
@@ -126,8 +118,8 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
         name: str, limit: int = Query(100, ge=1, le=10_000)
     ) -> list[dict[str, Any]]:
         """The monitor's events, newest first."""
-        _call(lambda: engine.status(name))
-        return [event_to_dict(e) for e in _call(lambda: engine.history(monitor=name, limit=limit))]
+        engine.status(name)  # NotFoundError for an unknown monitor
+        return [event_to_dict(e) for e in engine.history(monitor=name, limit=limit)]
 
     @router.get("/events", response_model=list[EventModel])
     def list_events(
@@ -137,9 +129,7 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         """Events of every monitor, newest first."""
-        events = _call(
-            lambda: engine.history(monitor=monitor, model=model, since=since, limit=limit)
-        )
+        events = engine.history(monitor=monitor, model=model, since=since, limit=limit)
         return [event_to_dict(e) for e in events]
 
     @router.get("/incidents", response_model=list[IncidentModel])
@@ -149,12 +139,12 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         """Incidents, newest first (without timelines)."""
-        found = _call(lambda: engine.list_incidents(status, model, limit=limit))
+        found = engine.list_incidents(status, model, limit=limit)
         return [incident.to_dict() for incident in found]
 
     @router.get("/incidents/{incident_id}", response_model=IncidentModel)
     def get_incident(incident_id: str) -> dict[str, Any]:
         """One incident with its timeline, oldest entry first."""
-        return _call(lambda: engine.get_incident(incident_id)).to_dict()
+        return engine.get_incident(incident_id).to_dict()
 
     return router

@@ -13,7 +13,7 @@ from datetime import UTC
 
 import sqlalchemy as sa
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
@@ -142,10 +142,7 @@ def graph_router(store: GraphStore) -> APIRouter:
     @router.get("/v1/graphs/{graph_id}.png", tags=["graphs"], summary="A notification graph",
                 response_class=Response, responses={200: {"content": {"image/png": {}}}})
     def get_graph(graph_id: str) -> Response:
-        try:
-            png = store.get(graph_id)
-        except NotFoundError as exc:
-            return JSONResponse({"detail": exc.message}, status_code=404)
+        png = store.get(graph_id)  # NotFoundError: the app answers 404
         return Response(png, media_type="image/png",
                         headers={"Cache-Control": "public, max-age=86400, immutable"})
 

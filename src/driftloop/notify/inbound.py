@@ -9,7 +9,8 @@ accepted instead: ``X-Driftloop-Signature: sha256=<hex HMAC-SHA256 of the body>`
 ``Authorization: Bearer <secret>`` (what Alertmanager's ``http_config`` and Datadog's custom
 headers can send). Answers: 202 with the incident id(s); 401 for a missing, wrong, stale or
 unsigned request; 404 when the alert names an unknown model; 409 for a replay; 413 for a body
-over 1 MiB; 422 for a payload that is neither format.
+over 1 MiB; 422 for a payload that is neither format. Errors have the server's one body,
+``{"error": {"type", "message"}}`` (:mod:`driftloop.serving.errors`).
 
 Which model an alert is about: Alertmanager's ``model`` label (of the alert, else the common
 labels); for Datadog, a ``model`` field or a ``model:<name>`` tag in ``tags`` / ``alert_scope``
@@ -33,7 +34,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from driftloop.config import Config, HooksConfig
-from driftloop.errors import AuthError, DriftloopError, InvalidInputError, NotFoundError
+from driftloop.errors import AuthError, InvalidInputError, NotFoundError, PayloadTooLargeError
 from driftloop.notify.retrain import EnqueueRetrain
 from driftloop.notify.signatures import ReceiptStore, StandardSigner, legacy_signature
 
@@ -276,31 +277,21 @@ def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
     """
     router = APIRouter()
 
-    def error(status: int, message: str) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
-
     @router.post("/v1/hooks/alert", status_code=202, summary="Receive a Datadog or "
                  "Alertmanager alert", tags=["hooks"])
     async def receive_alert(request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return error(413, f"body over {MAX_BODY_BYTES} bytes")
+            raise PayloadTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
-            return error(413, f"body over {MAX_BODY_BYTES} bytes")
-        try:
-            await run_in_threadpool(verify, body, request.headers)
-        except DriftloopError as exc:
-            return error(exc.status_code, exc.message)
+            raise PayloadTooLargeError(f"body over {MAX_BODY_BYTES} bytes")
+        await run_in_threadpool(verify, body, request.headers)
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return error(422, f"body is not JSON: {exc}")
-        try:
-            alerts = parse_alert_payload(payload)
-        except InvalidInputError as exc:
-            return error(422, exc.message)
+            raise InvalidInputError(f"body is not JSON: {exc}") from None
+        alerts = parse_alert_payload(payload)
         accepted: list[dict[str, str]] = []
         unknown: list[str] = []
         for alert in alerts:
@@ -309,12 +300,10 @@ def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
             except NotFoundError as exc:
                 unknown.append(exc.message)
                 continue
-            except DriftloopError as exc:
-                return error(exc.status_code, exc.message)
             accepted.append({"incident_id": incident, "model": alert.model,
                              "status": alert.status})
         if not accepted:
-            return error(404, "; ".join(unknown))
+            raise NotFoundError("; ".join(unknown))
         return JSONResponse(
             {"incident_id": accepted[0]["incident_id"], "alerts": accepted,
              "rejected": unknown},

@@ -13,6 +13,7 @@ copied (S3) into place, so a reader never sees half a file. Temporary keys start
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -133,8 +134,7 @@ class ObjectStorage:
         """Remove a key, or every key under a prefix; a missing key is not an error."""
         path = self._path(_check_key(key))
         with self._errors(key):
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
+            self._remove(path)
 
     # files and directories -----------------------------------------------------------------
 
@@ -230,12 +230,22 @@ class ObjectStorage:
                 self.fs.copy(f"{temporary}/{relative}", f"{final}/{relative}")
             self._remove_quietly(temporary)
 
+    def _remove(self, path: str) -> None:
+        """Remove a file or a tree. On an object store, only the objects found under ``path``:
+        a recursive ``rm`` also names the "directories" between them, which S3 ignores but an
+        S3-compatible server on a filesystem (S3Proxy) refuses with a 500 while they hold files."""
+        if not self.fs.exists(path):
+            return
+        if isinstance(self.fs, LocalFileSystem):
+            self.fs.rm(path, recursive=True)
+            return
+        objects = self.fs.find(path)
+        if objects:
+            self.fs.rm(objects)
+
     def _remove_quietly(self, path: str) -> None:
-        try:
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            self._remove(path)
 
     def _errors(self, key: str) -> _StorageErrors:
         return _StorageErrors(self, key)

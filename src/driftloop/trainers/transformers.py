@@ -299,6 +299,12 @@ class TransformersPredictor(Predictor):
         for required in (checkpoint / "config.json", head_path):
             if not required.is_file():
                 raise IntegrityError(f"{directory} is incomplete: {required.name} is missing")
+        # without its vocabulary AutoTokenizer still loads, and splits every text differently
+        vocabularies = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
+                        "sentencepiece.bpe.model")
+        if not any((checkpoint / name).is_file() for name in vocabularies):
+            raise IntegrityError(f"{directory} is incomplete: {CHECKPOINT_DIR}/ holds no tokenizer "
+                                 f"vocabulary ({', '.join(vocabularies)})")
         labels = [str(label) for label in manifest["labels"]]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         try:

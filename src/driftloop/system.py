@@ -224,7 +224,7 @@ class DriftloopSystem:
         if model is None:
             return None
         try:
-            if group.get("version", "").isdigit():
+            if group.get("version", "").isascii() and group.get("version", "").isdigit():
                 version = self.registry.get_version(model, int(group["version"]))
             else:
                 version = self.registry.resolve(model, "production")

@@ -10,21 +10,26 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 import yaml
+from standardwebhooks.webhooks import Webhook
 
 from driftloop.config import load_config
 from driftloop.errors import ConfigError, InvalidInputError
 from driftloop.messages import MessageTemplate
+from driftloop.serving import ApiKeyStore, Scope
 from driftloop.storage import DatasetStore
 from driftloop.system import DriftloopSystem
-from reliability.conftest import ServedSystem
+from reliability.conftest import HOOK_SECRET, ServedSystem
 from reliability.project import DATASET, MODEL
 
 PREDICT = f"/v1/models/{MODEL}/predict"
@@ -38,6 +43,15 @@ def raw_request(
     headers: dict[str, str] | None = None, chunked: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Exactly these bytes on the wire: no client-side path normalisation or encoding."""
+    status, document, _ = raw_exchange(url, method, path, body, headers, chunked)
+    return status, document
+
+
+def raw_exchange(
+    url: str, method: str, path: str, body: bytes | None = None,
+    headers: dict[str, str] | None = None, chunked: bool = False,
+) -> tuple[int, dict[str, Any], Message]:
+    """:func:`raw_request`, with the answer's headers."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port,
                                             timeout=30)
@@ -63,7 +77,7 @@ def raw_request(
             document = json.loads(payload) if payload else {}
         except ValueError:
             document = {"raw": payload[:200].decode("utf-8", "replace")}
-        return response.status, document
+        return response.status, document, response.headers
     finally:
         connection.close()
 
@@ -409,3 +423,160 @@ def test_bad_insight_bodies_are_refused(
     assert got == status, document
     _, message = error_of(document)
     assert words in message or words in str(document["error"].get("limit")), message
+
+
+# --- endpoints added since (#22 part 8): numbers, readiness, login, hooks, rate limits ---------
+
+
+def said(document: dict[str, Any]) -> str:
+    """What an error answer says, whatever its JSON shape (``{"error": {"type", "message",
+    "limit"}}`` or ``{"error": ..., "detail": ...}``), so a test holds only if it names the
+    problem."""
+    error = document.get("error")
+    parts = list(error.values()) if isinstance(error, dict) else [error]
+    return " ".join(str(part) for part in [*parts, document.get("detail")] if part)
+
+
+HUGE_NUMBER = b"1" * 5_000
+"""Past Python's 4,300 digits, where int() of the JSON text raises a ValueError (it answered
+500 with a traceback)."""
+
+
+def test_json_numbers_past_4300_digits_are_refused(served: ServedSystem) -> None:
+    for path, body in (
+        (PREDICT, b'{"text": ' + HUGE_NUMBER + b"}"),
+        (FEEDBACK, b'{"feedback": [{"prediction_id": ' + HUGE_NUMBER + b', "label": "x"}]}'),
+        (INSIGHTS, b'{"points": [{"name": "x", "value": ' + HUGE_NUMBER + b"}]}"),
+        (f"/v1/models/{MODEL}/deploy", b'{"version": ' + HUGE_NUMBER + b"}"),
+        (f"/v1/models/{MODEL}/retrain", b'{"reason": ' + HUGE_NUMBER + b"}"),
+    ):
+        headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+        status, document = raw_request(served.url, "POST", path, body, headers)
+        assert status in {400, 422}, (path, status, document)
+        assert "digits" in said(document) or "parsing the body" in said(document), document
+
+
+def test_odd_chart_point_counts_are_refused(served: ServedSystem) -> None:
+    """A Unicode digit passed ``str.isdigit`` and answered 500 from ``int()``."""
+    for points in ("²", "٣", "1" * 5_000, "-1", "1e3"):
+        status, document = raw_request(
+            served.url, "GET", f"/dashboard/api/models/{MODEL}?points={quote(points)}", None,
+            served.project.headers(admin=True))
+        assert status == 422, (points, status, document)
+        assert "points" in said(document), document
+
+
+def test_an_odd_version_tag_in_insights_breaks_no_reader(served: ServedSystem) -> None:
+    """Any ``insights`` key may tag a point with ``version: "²"``: the dashboard (which sorts
+    versions) and the drift monitors (which look up the version's reference) read it."""
+    headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+    point = {"name": "model_confidence", "value": 0.9,
+             "tags": {"model": MODEL, "version": "²", "class": "Food - Positive"}}
+    status, document = raw_request(served.url, "POST", INSIGHTS,
+                                   json.dumps({"points": [point]}).encode(), headers)
+    assert status == 202, document
+    assert served.system.insights.flush()
+    assert served.system.reference_for({"model": MODEL, "version": "²"}) is not None
+    for path in ("/dashboard/api/models", f"/dashboard/api/models/{MODEL}"):
+        status, document = raw_request(served.url, "GET", path, None, headers)
+        assert status == 200, (path, status, document)
+
+
+def test_readiness_of_an_unknown_model_is_404_and_names_no_path(served: ServedSystem) -> None:
+    status, document = raw_request(served.url, "GET", f"/readyz/{MODEL}")
+    assert (status, document) == (200, {"model": MODEL, "ready": True, "version": 1})
+    storage = str(served.project.directory)
+    for name in ("nothing", "..%2F..%2Fetc%2Fpasswd", "%00", "x" * 4_000, f"{MODEL}%20"):
+        status, document = raw_request(served.url, "GET", f"/readyz/{name}")
+        assert status == 404, (name, status, document)
+        assert storage not in json.dumps(document)
+        assert "root:x:" not in json.dumps(document)
+
+
+def login(served: ServedSystem, body: bytes, **headers: str) -> tuple[int, dict[str, Any]]:
+    return raw_request(served.url, "POST", "/login", body,
+                       {"Content-Type": "application/x-www-form-urlencoded", **headers})
+
+
+def test_hostile_logins_are_refused(served: ServedSystem) -> None:
+    """The login form answers HTML; each refusal has its status, and no session cookie."""
+    label = ApiKeyStore(served.system.database).create(Scope.LABEL).key
+    for body, headers, status in (
+        (b"key=" + b"k" * 9_000, {}, 413),
+        (b"key=\xff\xfe%ff", {}, 401),
+        (b"key=" + served.project.predict_key.encode(), {}, 403),
+        (b"key=" + label.encode(), {}, 403),
+        (b"key=dl_0000abcd_" + b"x" * 43, {}, 401),
+        (b"next=/&next=//evil.example", {}, 401),
+        (b"key=" + served.project.admin_key.encode(), {"Origin": "https://evil.example"}, 403),
+        (b"key=" + served.project.admin_key.encode(), {"Sec-Fetch-Site": "cross-site"}, 403),
+    ):
+        got, document = login(served, body, **headers)
+        assert got == status, (body[:40], headers, got, document)
+    got, document = raw_request(served.url, "POST", "/login", b"k" * 2_000_000,
+                                {"Content-Type": "application/x-www-form-urlencoded"},
+                                chunked=True)
+    assert got == 413, document
+    assert "serving.max_body_bytes" in said(document)
+
+
+def test_hostile_logouts_end_nothing_and_answer_no_error(served: ServedSystem) -> None:
+    for headers, status in (({"Cookie": "driftloop_session=forged.value"}, 303),
+                            ({"Cookie": "driftloop_session=" + "x" * 4_000}, 303),
+                            ({"Origin": "https://evil.example"}, 403)):
+        got, document = raw_request(served.url, "POST", "/logout", b"", headers)
+        assert got == status, (headers, got, document)
+
+
+def signed_hook(body: bytes, *, message_id: str | None = None) -> dict[str, str]:
+    now = datetime.now(UTC)
+    message_id = message_id or f"msg_{uuid.uuid4().hex}"
+    return {"Content-Type": "application/json", "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(HOOK_SECRET).sign(message_id, now, body.decode())}
+
+
+def test_bad_signed_hook_bodies_are_refused(served: ServedSystem) -> None:
+    """Signed, so past the signature check: the body itself is refused, 422 saying why."""
+    jobs = len(served.system.queue.list())
+    for body, words in ((b"not json", "not JSON"), (b'{"alerts": ' + HUGE_NUMBER + b"}", "digits"),
+                        (b'{"version": "4", "alerts": [1, 2]}', "alert"),
+                        (b"[]", "JSON object"), (b"{}", "Alertmanager")):
+        status, document = raw_request(served.url, "POST", "/v1/hooks/alert", body,
+                                       signed_hook(body))
+        assert status == 422, (body[:40], status, document)
+        assert words in said(document), document
+    assert len(served.system.queue.list()) == jobs
+
+
+def test_unsigned_replayed_and_oversized_hooks_are_refused(served: ServedSystem) -> None:
+    body = b'{"alerts": []}'
+    got, document = raw_request(served.url, "POST", "/v1/hooks/alert", body,
+                                {"Content-Type": "application/json"})
+    assert got == 401, document
+    headers = signed_hook(body)
+    first, _ = raw_request(served.url, "POST", "/v1/hooks/alert", body, headers)
+    assert first != 409
+    got, document = raw_request(served.url, "POST", "/v1/hooks/alert", body, headers)
+    assert got == 409, document
+    assert "already" in said(document), document
+    huge = b'{"alerts": [], "x": "' + b"a" * 2_000_000 + b'"}'
+    got, document = raw_request(served.url, "POST", "/v1/hooks/alert", huge,
+                                signed_hook(huge), chunked=True)
+    assert got == 413, document
+
+
+def test_a_label_key_past_its_rate_limit_gets_429_with_retry_after(served: ServedSystem) -> None:
+    """``serving.rate_limits.label`` (rate 0.2/s, burst 2): the third request at once is
+    refused before the endpoint runs, with the seconds until a token is back."""
+    label = ApiKeyStore(served.system.database).create(Scope.LABEL).key
+    [answer] = predicted(served, "great food")
+    body = json.dumps({"feedback": [{"prediction_id": answer["id"],
+                                     "label": answer["class"]}]}).encode()
+    headers = {"Authorization": f"Bearer {label}", "Content-Type": "application/json"}
+    answers = [raw_exchange(served.url, "POST", FEEDBACK, body, headers) for _ in range(3)]
+    assert [status for status, _, _ in answers] == [200, 200, 429], answers
+    _, document, refused = answers[2]
+    assert "label rate limit" in said(document), document
+    assert "RateLimitedError" in said(document), document
+    assert 1 <= int(refused["Retry-After"]) <= 5

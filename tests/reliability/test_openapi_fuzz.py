@@ -21,6 +21,7 @@ from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 from starlette.routing import Route
 
+from driftloop.serving import ApiKeyStore, Scope
 from reliability.conftest import ServedSystem
 from reliability.project import MODEL, ReliabilityProject
 
@@ -32,6 +33,11 @@ clears a cookie), the dashboard's static assets."""
 PREDICT_SCOPE = {("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{name}/feedback"),
                  ("GET", "/v1/models"), ("GET", "/v1/models/{name}")}
 """What a ``predict`` key may do; every other ``/v1`` operation needs ``admin``."""
+
+NARROW_SCOPES = {Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},
+                 Scope.INSIGHTS: {("POST", "/v1/insights")},
+                 Scope.DASHBOARD: set()}
+"""The one operation each narrow scope may call (the dashboard's pages are not in the schema)."""
 
 SIGNED = {("POST", "/v1/hooks/alert")}
 """Authenticated by an HMAC signature (``hooks.secret``), not by an API key."""
@@ -63,7 +69,7 @@ def early_json_error(response: Any) -> bool:
 
 def check_case(case: Any, project: ReliabilityProject, session: requests.Session) -> None:
     """Call one generated case four ways and check the answers."""
-    operation = (case.method.upper(), case.path)
+    operation = (case.method.upper(), case.operation.path)  # the template, whatever the name
     case.headers = _without_keys(case.headers)
     anonymous = case.call(session=session, timeout=30)
     predict = case.call(session=session, headers=project.headers(), timeout=30)
@@ -76,7 +82,7 @@ def check_case(case: Any, project: ReliabilityProject, session: requests.Session
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
         assert response.status_code < 500, (
             f"{operation} with {name}: {response.status_code} {response.text[:300]}")
-    if case.path in PUBLIC:
+    if case.operation.path in PUBLIC:
         return
     if operation in SIGNED:
         assert anonymous.status_code in {401, 413}, anonymous.text
@@ -167,3 +173,29 @@ def test_public_endpoints_answer_without_a_key(served_system: ServedSystem) -> N
     for path in ("/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/login"):
         response = httpx.get(served_system.url + path, timeout=10)
         assert response.status_code == 200, (path, response.status_code)
+
+
+def test_narrow_keys_reach_only_their_own_endpoint(served_system: ServedSystem) -> None:
+    """A ``label``, ``insights`` or ``dashboard`` key on every operation of the schema: 403
+    everywhere but its own operation, which lets it past the key check (an empty body is then
+    422). One call per operation and scope: the fuzz above checks the predict and admin keys."""
+    spec = httpx.get(f"{served_system.url}/openapi.json", timeout=10).json()
+    store = ApiKeyStore(served_system.system.database)
+    operations = [(method.upper(), path) for path, methods in spec["paths"].items()
+                  if path not in PUBLIC for method in methods]
+    assert len(operations) >= 20
+    with httpx.Client(base_url=served_system.url, timeout=10) as client:
+        for scope, allowed in NARROW_SCOPES.items():
+            key = {"Authorization": f"Bearer {store.create(scope).key}"}
+            for operation in operations:
+                method, path = operation
+                concrete = re.sub(r"\{[^}]+\}", "x", path.replace("{name}", MODEL))
+                response = client.request(method, concrete, headers=key,
+                                          json={} if method == "POST" else None)
+                if operation in SIGNED or operation in CAPABILITY:
+                    assert response.status_code in {401, 404}, (scope, operation, response.text)
+                elif operation in allowed:
+                    assert response.status_code == 422, (scope, operation, response.text)
+                else:
+                    assert response.status_code == 403, (scope, operation, response.text)
+                    assert f"scope {scope.value!r}" in response.text, response.text

@@ -118,7 +118,7 @@ def _error_panel(store: MetricStore, model: str, start: float, end: float, grid:
 
 
 def _version_order(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if version.isascii() and version.isdigit() else (-1, version)
 
 
 def _versions_panel(store: MetricStore, model: str, start: float, end: float,

@@ -277,7 +277,7 @@ def dashboard_router(
         def build() -> Any:
             start, end = _time_range(request, data.now())
             raw_points = request.query_params.get("points", "1000")
-            if not raw_points.isdigit():
+            if not (raw_points.isascii() and raw_points.isdigit() and len(raw_points) < 10):
                 raise InvalidInputError(f"points must be a whole number, got {raw_points!r}")
             return snapshot(data, model, start, end, max_points=int(raw_points)).to_dict()
 

@@ -169,6 +169,8 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise InvalidInputError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's 4,300 digits
+        raise InvalidInputError(f"malformed JSON: {exc}") from None
 
 
 def parse_body(model: type[Body], data: Any) -> Body:

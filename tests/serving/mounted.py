@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, FastAPI
 
 from driftloop.config import Config
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
-from driftloop.serving.app import require_scope
+from driftloop.serving.auth import require_scope
 from driftloop.serving.feedback import FeedbackStore
 from driftloop.store import Database
 

@@ -33,13 +33,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPBearer
 from numpy.typing import NDArray
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -47,7 +46,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from driftloop._version import __version__
 from driftloop.config import Config
 from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
-from driftloop.errors import AuthError, ConflictError
+from driftloop.errors import ConflictError
 from driftloop.insights.client import (
     InsightsClient,
     configure_insights,
@@ -61,6 +60,8 @@ from driftloop.metrics.points import (
     SHADOW_CORRECT_GAP,
     SHADOW_TAG,
 )
+from driftloop.serving.auth import AdminKey, LabelKey, PredictKey, document_api_key_header
+from driftloop.serving.auth import require_scope as require_scope  # its old import path
 from driftloop.serving.error_insights import PredictErrorReporter
 from driftloop.serving.errors import ERROR_RESPONSES, install_error_handlers
 from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feedback
@@ -153,7 +154,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document_api_key_header(FastAPI.openapi(app))
+            app.openapi_schema = document_api_key_header(FastAPI.openapi(app))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -252,67 +253,6 @@ def app_from_environment() -> FastAPI:
     config = load_config()
     configure_from(config, None, None)
     return create_app(config)
-
-
-# --- auth --------------------------------------------------------------------------------
-
-class ApiKeyAuth(HTTPBearer):
-    """The dependency that admits a request: its verified API key, which must have ``scope``.
-
-    The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. It is one
-    dependency reading both headers itself (rather than one sub-dependency per header), since it
-    runs on every request; OpenAPI shows it as the ``HTTPBearer`` scheme."""
-
-    def __init__(self, scope: Scope) -> None:
-        super().__init__(auto_error=False, scheme_name="HTTPBearer",
-                         description="Authorization: Bearer <API key>")
-        self.scope = scope
-
-    async def __call__(self, request: Request) -> ApiKeyInfo:  # type: ignore[override]
-        headers = request.headers
-        authorization = headers.get("authorization", "")
-        scheme, _, credentials = authorization.partition(" ")
-        key = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key")
-        if not key:
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>' or "
-                            "'X-API-Key: <key>' (create one with 'driftloop keys create')")
-        keys = _state(request).api_keys
-        info = keys.cached(key)
-        if info is None:
-            info = await anyio.to_thread.run_sync(keys.authenticate, key)
-        info.require(self.scope)
-        request.app.state.rate_limiter.check(info)
-        return info
-
-
-API_KEY_HEADER_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                         "description": "the API key, as an alternative header"}
-
-
-def _document_api_key_header(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add ``X-API-Key`` to the OpenAPI document as the alternative to every ``HTTPBearer``
-    requirement (:class:`ApiKeyAuth` reads both headers, but declares one scheme)."""
-    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-    if "HTTPBearer" not in schemes:
-        return schema
-    schemes["APIKeyHeader"] = API_KEY_HEADER_SCHEME
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            security = operation.get("security") if isinstance(operation, dict) else None
-            if security and {"HTTPBearer": []} in security \
-                    and {"APIKeyHeader": []} not in security:
-                security.append({"APIKeyHeader": []})
-    return schema
-
-
-def require_scope(scope: Scope) -> ApiKeyAuth:
-    """A dependency: the caller's verified key, which must have ``scope``."""
-    return ApiKeyAuth(scope)
-
-
-PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]
-LabelKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.LABEL))]
-AdminKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.ADMIN))]
 
 
 def _state(request: Request) -> ServingState:

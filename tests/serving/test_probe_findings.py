@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 
 from driftloop.config import Config, ModelConfig, RateLimitConfig, ServingConfig
 from driftloop.insights.client import InsightsClient
@@ -118,3 +119,26 @@ async def test_readiness_is_per_model_and_names_no_internal_path(
         assert broken.status_code == 503
         assert "/srv/" not in broken.text
         assert (await client.get("/readyz/nothing")).status_code == 404
+
+
+@pytest.mark.parametrize("table", ["serving_feedback", "serving_predictions"])
+async def test_a_store_failure_under_feedback_answers_a_generic_503(
+    app: FastAPI, client: httpx.AsyncClient, database: Database,
+    predict_headers: dict[str, str], table: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The probe saw the SQL statement and its bound values in a feedback 503."""
+    predicted = await client.post("/v1/models/reviews/predict", headers=predict_headers,
+                                  json={"text": "great food"})
+    prediction_id = predicted.json()["predictions"][0]["id"]
+    assert app.state.serving.predictions.flush()  # the prediction is in the store
+    with database.engine.begin() as connection:
+        connection.execute(sa.text(f"DROP TABLE {table}"))
+    with caplog.at_level(logging.WARNING, logger="driftloop.serving"):
+        response = await client.post("/v1/models/reviews/feedback", headers=predict_headers,
+                                     json={"feedback": [{"prediction_id": prediction_id,
+                                                         "label": "Food - Positive"}]})
+    assert response.status_code == 503, response.text
+    for leak in (table, "INSERT", "SELECT", prediction_id, "sqlite"):
+        assert leak not in response.text, leak
+    assert "the store is unavailable" in response.text
+    assert any(table in record.getMessage() for record in caplog.records)

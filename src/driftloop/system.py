@@ -152,7 +152,6 @@ class DriftloopSystem:
             return
         incident = self.engine.incidents.get_incident(job.incident_id)
         template = self.engine.templates.get(incident.monitor) if incident.monitor else None
-        gate = (job.result or {}).get("gate")
         event = outcome_event(
             RetrainOutcome(
                 outcome=outcome, job_id=job.job_id, model=job.model,
@@ -160,7 +159,7 @@ class DriftloopSystem:
                 job_url=f"{self.config.public_url.rstrip('/')}/v1/jobs/{job.job_id}",
                 candidate_version=job.candidate_version,
                 previous_version=job.previous_version, error=job.error,
-                gate=gate if isinstance(gate, dict) else {},
+                gate=job.result.gate,
             ),
             incident, template, now=self.options.clock(),
             excluded_handles={"retrain", *(name for name, notifier in

@@ -123,7 +123,7 @@ def test_a_retrain_learns_from_production_feedback(tmp_path: Path) -> None:
     assert f"{new_rows['text'].nunique()} production samples added" in fetching.log
     assert merged.snapshot_id in fetching.log
     assert job.result is not None
-    assert job.result["gate"]["fresh_holdout"] is True  # judged on feedback rows
+    assert job.result.gate["fresh_holdout"] is True  # judged on feedback rows
 
     # the next retrain, with no new feedback, trains on the same data and stores nothing new
     world.clock.now += 3600  # past the cooldown

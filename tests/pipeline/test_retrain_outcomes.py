@@ -106,7 +106,7 @@ def test_a_gate_rejection_reaches_slack_jira_and_the_webhook_with_the_gates_numb
 
     job = world.system.queue.get(job_id)
     assert job.result is not None
-    gate = job.result["gate"]
+    gate = job.result.gate
     candidate_f1 = f"{gate['candidate']['macro_f1']:.3f}"
     production_f1 = f"{gate['production']['macro_f1']:.3f}"
     job_url = f"https://driftloop.example.com/v1/jobs/{job_id}"

@@ -65,9 +65,9 @@ def test_a_rollout_that_is_not_worse_is_promoted(tmp_path: Path, mode: str) -> N
     assert "promoted" in steps[-1].log
     if mode == "shadow":
         assert job.result is not None
-        assert job.result["verification_decision"]["verdict"] == "keep"
+        assert job.result.verification_decision["verdict"] == "keep"
     assert job.result is not None
-    assert job.result["deploy_mode"] == mode
+    assert job.result.deploy_mode == mode
     history = [(h.alias, h.version, h.action) for h in world.system.registry.alias_history(MODEL)]
     assert history[-3:] == [(mode, 2, "set"), ("production", 2, "set"), (mode, 2, "remove")]
     assert world.notices == []

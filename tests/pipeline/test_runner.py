@@ -120,13 +120,13 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
 
     # the gate's decision is in the result, made on fresh rows
     assert job.result is not None
-    gate = job.result["gate"]
+    gate = job.result.gate
     assert gate["accepted"] is True
     assert gate["fresh_holdout"] is True
     assert gate["candidate"]["macro_f1"] > gate["production"]["macro_f1"]
     assert gate["holdout_rows"] >= 30
-    json.dumps(job.result)  # stored as JSON, and readable back as JSON
-    decision = job.result["verification_decision"]
+    json.dumps(job.result.to_json())  # stored as JSON, and readable back as JSON
+    decision = job.result.verification_decision
     assert (decision["verdict"], decision["signal"], decision["rule"], decision["pairs"]) == (
         "keep", "confidence vs reference", "sequential test", 20)
 
@@ -308,7 +308,7 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
     # the window still holds v1's low confidence: the kept version's monitors are not OK yet
     assert "monitors are not all OK yet" in verification.log
     assert job.result is not None
-    decision = job.result["verification_decision"]
+    decision = job.result.verification_decision
     assert decision["signal"] == "confidence vs reference"
     assert decision["agreement"] == 1.0
     # the references of v1 and v2 shift the raw gap of +0.5 (new minus old)
@@ -334,9 +334,9 @@ def test_an_impossible_margin_rejects_and_leaves_production_alone(tmp_path: Path
     assert job.error == "rejected by the quality gate"
     assert job.candidate_version is None
     assert job.result is not None
-    assert job.result["gate"]["accepted"] is False
+    assert job.result.gate["accepted"] is False
     assert any("needs >= +1.000" in r and r.endswith("fail")
-               for r in job.result["gate"]["reasons"])
+               for r in job.result.gate["reasons"])
     steps = world.system.queue.steps(job.job_id)
     assert [(s.step, s.outcome) for s in steps] == [
         ("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),
@@ -370,7 +370,7 @@ def test_a_candidate_trained_on_worse_data_is_rejected(tmp_path: Path) -> None:
 
     assert job.state == JobState.REJECTED, job.result
     assert job.result is not None
-    gate = job.result["gate"]
+    gate = job.result.gate
     assert gate["fresh_holdout"] is True
     assert gate["candidate"]["macro_f1"] < gate["production"]["macro_f1"]
     assert world.aliases() == {"production": 1}
@@ -405,7 +405,7 @@ def test_a_worse_version_on_the_same_traffic_is_rolled_back(world: PipelineWorld
     assert data == {"job_id": job.job_id, "model": MODEL}
     assert job.error == message
     assert job.result is not None
-    decision = job.result["verification_decision"]
+    decision = job.result.verification_decision
     assert (decision["verdict"], decision["rule"]) == ("roll_back", "sequential test")
     assert decision["bound"] < -0.02
     verifying = world.system.queue.steps(job.job_id)[-1]
@@ -429,8 +429,8 @@ def test_a_better_version_less_confident_than_the_old_one_was_before_the_drift_i
     assert world.production() == 2
     assert "shadow" not in world.aliases()
     assert job.result is not None
-    assert job.result["verification_decision"]["verdict"] == "keep"
-    assert "monitors are not all OK yet" in job.result["verification"][-1]
+    assert job.result.verification_decision["verdict"] == "keep"
+    assert "monitors are not all OK yet" in job.result.verification[-1]
 
 
 def test_labels_decide_over_confidence_when_enough_arrive(world: PipelineWorld) -> None:
@@ -444,7 +444,7 @@ def test_labels_decide_over_confidence_when_enough_arrive(world: PipelineWorld) 
 
     assert job.state == JobState.ROLLED_BACK
     assert job.result is not None
-    decision = job.result["verification_decision"]
+    decision = job.result.verification_decision
     assert decision["signal"] == "realized accuracy"
     assert decision["mean"] == pytest.approx(-0.3, abs=0.1)
     assert world.production() == 1
@@ -473,7 +473,7 @@ def test_the_deadline_decides_with_what_it_has(
 
     assert job.state == expected, job.result
     assert job.result is not None
-    assert job.result["verification_decision"]["rule"] == rule
+    assert job.result.verification_decision["rule"] == rule
     assert sum(world.clock.sleeps) >= 60  # it waited for the deadline
 
 
@@ -656,18 +656,32 @@ def test_remote_training_is_dispatched_once_then_gated_and_deployed(
     assert world.clock.sleeps == [10.0, 10.0]  # the wait, polled every poll_interval
     assert world.aliases() == {"production": 2, "candidate": 2}
     assert job.result is not None
-    assert job.result["remote_run"]["trainer"] == "github_dispatch"
-    assert job.result["remote_run"]["snapshot_id"] == newest.snapshot_id
-    assert job.result["remote_run"]["state"]["correlation_id"] == incident
-    assert job.result["gate"]["accepted"] is True
-    assert job.result["gate"]["fresh_holdout"] is True
+    assert job.result.remote_run["trainer"] == "github_dispatch"
+    assert job.result.remote_run["snapshot_id"] == newest.snapshot_id
+    assert job.result.remote_run["state"]["correlation_id"] == incident
+    assert job.result.gate["accepted"] is True
+    assert job.result.gate["fresh_holdout"] is True
     training = world.system.queue.steps(job.job_id)[1]
     assert f"dispatched {WORKFLOW} on {REPO}@main (id {incident})" in training.log
     assert "github_dispatch registered v2" in training.log
     assert world.system.registry.get_version(MODEL, 2).trainer == "github-actions"
 
 
-def test_a_resumed_remote_job_waits_for_the_same_run(tmp_path: Path, github: FakeGithub) -> None:
+def _as_an_older_driftloop_recorded_it(world: PipelineWorld, job_id: str) -> None:
+    """Rewrite the job's result in the shape driftloop wrote before remote trainers had two
+    phases: the GitHub workflow dispatch under ``"dispatch"``, no ``"remote_run"``."""
+    recorded = world.system.queue.get(job_id).result
+    assert recorded.remote_run
+    with world.system.database.engine.begin() as connection:
+        connection.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job_id)
+                           .values(result={"dispatch": recorded.remote_run["state"]}))
+    assert world.system.queue.get(job_id).result.remote_run == recorded.remote_run
+
+
+@pytest.mark.parametrize("recorded_by", ["this driftloop", "an older driftloop"])
+def test_a_resumed_remote_job_waits_for_the_same_run(
+    tmp_path: Path, github: FakeGithub, recorded_by: str,
+) -> None:
     world = remote_world(tmp_path, github)
     dispatched = world.system.datasets.newest(DATASET)
 
@@ -686,6 +700,8 @@ def test_a_resumed_remote_job_waits_for_the_same_run(tmp_path: Path, github: Fak
         world.pipeline().run(claimed, "w1")
     assert queue.get(job_id).state == JobState.TRAINING
     assert len(github.dispatches) == 1
+    if recorded_by == "an older driftloop":  # then driftloop was upgraded
+        _as_an_older_driftloop_recorded_it(world, job_id)
     world.push(make_snapshots(known_rows=50, new_rows=0, seed=9).known)  # newer data meanwhile
 
     world.clock.now += 120  # w1 stopped beating
@@ -720,7 +736,7 @@ def test_a_remote_candidate_is_gated_and_may_be_rejected(
 
     assert job.state == JobState.REJECTED
     assert job.result is not None
-    assert job.result["rejected_version"] == 2
+    assert job.result.rejected_version == 2
     assert world.aliases() == {"production": 1}  # registered, never deployed
     assert len(world.system.registry.list_versions(MODEL)) == 2
 

@@ -35,7 +35,7 @@ class DeployAndVerify(JobSteps):
             log.append(f"production → v{job.candidate_version}")
             if self._shadows_previous(job):
                 self._start_verification_shadow(job, log)
-        recorded = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": "direct"}
+        recorded = self.queue.get(job.job_id).result.with_changes(deploy_mode="direct")
         # The timeline entry goes first: a crash between the two writes then resumes the job
         # at its deploy (which it redoes and notes again), never at verification without one.
         self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
@@ -77,7 +77,7 @@ class DeployAndVerify(JobSteps):
                      "background")
             log.append(f"{mode} → v{job.candidate_version} ({share}); production stays "
                        f"v{job.previous_version}")
-        result = {**(self.queue.get(job.job_id).result or {}), "deploy_mode": mode}
+        result = self.queue.get(job.job_id).result.with_changes(deploy_mode=mode)
         self._note(job, "deploy", f"v{job.candidate_version} deployed as {mode} beside "
                    f"production v{job.previous_version}", version=job.candidate_version,
                    previous_version=job.previous_version, mode=mode)  # first, as above
@@ -191,8 +191,8 @@ class DeployAndVerify(JobSteps):
             self.queue.finish_step(step_id, "ok", "\n".join(log))
             self._note(job, "verified", f"v{new} kept: {decision.message}", version=new,
                        decision=decision.to_dict())
-            return self._finish(job.job_id, JobState.SUCCEEDED, result={
-                **self._result(job, log), "verification_decision": decision.to_dict()})
+            return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(
+                job, log).with_changes(verification_decision=decision.to_dict()))
         self.queue.finish_step(step_id, "failed", "\n".join(log))
         if mode == "shadow":
             self.registry.remove_alias(job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} rollback")
@@ -247,7 +247,8 @@ class DeployAndVerify(JobSteps):
                      decision: Decision | None = None, **data: Any) -> Job:
         result = self._result(job, log)
         if decision is not None:
-            result["verification_decision"] = data["decision"] = decision.to_dict()
+            data["decision"] = decision.to_dict()
+            result = result.with_changes(verification_decision=data["decision"])
         self._note(job, "rollback", message, **data)
         if self.hooks.on_notice is not None:
             self.hooks.on_notice("rollback", message, {"job_id": job.job_id, "model": job.model})
@@ -256,7 +257,7 @@ class DeployAndVerify(JobSteps):
 
 def rollout_mode(job: Job) -> str | None:
     """``canary`` or ``shadow`` when the job deployed its candidate as a rollout."""
-    mode = (job.result or {}).get("deploy_mode")
+    mode = job.result.deploy_mode
     return mode if mode in {"canary", "shadow"} else None
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.errors import ConflictError, NotFoundError
+from driftloop.pipeline.results import JobResult
 from driftloop.pipeline.tables import job_steps, retrain_jobs
 from driftloop.store import Database
 
@@ -73,7 +74,8 @@ class Job:
     snapshot_id: str | None
     previous_version: int | None
     candidate_version: int | None
-    result: dict[str, Any] | None
+    result: JobResult
+    """What the job recorded as it went (empty until its first record)."""
     error: str | None
     worker: str | None
     heartbeat_at: float | None
@@ -91,11 +93,13 @@ class Job:
         data = dict(row._mapping)
         data["state"] = JobState(data["state"])
         data.pop("active_model", None)
+        data["result"] = JobResult.from_json(data["result"])
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         data = {field: getattr(self, field) for field in self.__dataclass_fields__}
         data["state"] = self.state.value
+        data["result"] = self.result.to_json() or None
         return data
 
 
@@ -323,7 +327,7 @@ class JobQueue:
     def _state_values(self, job_id: str, state: JobState, values: dict[str, Any]
                       ) -> dict[str, Any]:
         now = self.clock()
-        values = {"state": state.value, "heartbeat_at": now, **values}
+        values = {"state": state.value, "heartbeat_at": now, **_stored(values)}
         if state.finished:
             values.update(finished_at=now, active_model=None)
         elif state != JobState.QUEUED and self.get(job_id).started_at is None:
@@ -369,7 +373,16 @@ class JobQueue:
         return int(closed)
 
     def _update(self, job_id: str, **values: Any) -> None:
+        values = _stored(values)
         with self._begin() as connection:
             connection.execute(
                 retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values)
             )
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as stored: a :class:`JobResult` as its JSON object."""
+    result = values.get("result")
+    if isinstance(result, JobResult):
+        return {**values, "result": result.to_json()}
+    return values

@@ -45,9 +45,6 @@ from driftloop.trainers.remote import RemoteRun
 
 logger = logging.getLogger("driftloop.pipeline")
 
-REMOTE_RUN = "remote_run"
-"""The key of a job's ``result`` holding its remote trainer's run (:class:`RemoteRun`)."""
-
 __all__ = ["SHADOW_ALIAS", "FeedbackSource", "HealthProbe", "IncidentLog", "JobCancelledError",
            "PipelineHooks", "RetrainPipeline"]
 
@@ -96,7 +93,7 @@ class RetrainPipeline(DeployAndVerify):
         self.queue.close_open_steps(job_id, "failed")
         job = self.queue.get(job_id)
         deployed = job.state in {JobState.DEPLOYING, JobState.VERIFYING}
-        recorded_mode = (job.result or {}).get("deploy_mode")
+        recorded_mode = job.result.deploy_mode
         mode = recorded_mode or (self.config.pipeline.deploy_mode if deployed else None)
         if mode in {"canary", "shadow"}:
             try:
@@ -188,13 +185,13 @@ class RetrainPipeline(DeployAndVerify):
                                       fresh=split.fresh)
             log.extend(decision.reasons)
 
-        recorded = dict(self.queue.get(job.job_id).result or {})
+        recorded = self.queue.get(job.job_id).result.with_changes(gate=decision.to_dict())
         if not decision.accepted:
             if registered is not None:  # a remote version stays registered, without an alias
-                recorded["rejected_version"] = registered.version
+                recorded = recorded.with_changes(rejected_version=registered.version)
             rejected, _ = self.queue.enter_step(
                 job.job_id, JobState.REJECTED, step=JobState.GATED, outcome="rejected",
-                log="\n".join(decision.reasons), result={**recorded, "gate": decision.to_dict()},
+                log="\n".join(decision.reasons), result=recorded,
                 error="rejected by the quality gate")
             self._note(job, "gate", "candidate rejected by the gate: " + "; ".join(
                 decision.reasons), decision=decision.to_dict())
@@ -213,7 +210,7 @@ class RetrainPipeline(DeployAndVerify):
         job, _ = self.queue.enter_step(job.job_id, JobState.GATED, outcome="accepted",
                                        log="\n".join(decision.reasons),
                                        candidate_version=version.version,
-                                       result={**recorded, "gate": decision.to_dict()})
+                                       result=recorded)
         self._note(job, "gate", f"v{version.version} passed the gate: " + "; ".join(
             decision.reasons), version=version.version)
         self._emit(job)
@@ -257,9 +254,8 @@ class RetrainPipeline(DeployAndVerify):
         if run is None:
             run = remote.start(job.model, incident_id=job.incident_id, snapshot=snapshot,
                                callback_url=self.config.public_url)
-            result = dict(self.queue.get(job.job_id).result or {})
-            self.queue.set_state(job.job_id, JobState.TRAINING,
-                                 result={**result, REMOTE_RUN: run.to_dict()})
+            result = self.queue.get(job.job_id).result.with_changes(remote_run=run.to_dict())
+            self.queue.set_state(job.job_id, JobState.TRAINING, result=result)
             log.append(run.summary)
         else:
             log.append(f"waiting again for the remote run ({run.summary}); not started twice")
@@ -335,5 +331,5 @@ class RetrainPipeline(DeployAndVerify):
 
 def _recorded_run(job: Job) -> RemoteRun | None:
     """The remote run an earlier try of this job recorded, if any."""
-    recorded = (job.result or {}).get(REMOTE_RUN)
-    return RemoteRun.from_dict(recorded) if isinstance(recorded, dict) else None
+    recorded = job.result.remote_run
+    return RemoteRun.from_dict(recorded) if recorded else None

@@ -21,6 +21,7 @@ from driftloop.errors import DriftloopError, TrainingError
 from driftloop.errors import JobCancelledError as JobCancelledError  # the old import path
 from driftloop.pipeline.feedback import LabeledSample
 from driftloop.pipeline.queue import Job, JobQueue, JobState
+from driftloop.pipeline.results import JobResult
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelRegistry
 from driftloop.storage import DatasetStore
@@ -180,7 +181,5 @@ class JobSteps:
         if self.hooks.on_state is not None:
             self.hooks.on_state(job)
 
-    def _result(self, job: Job, log: list[str]) -> dict[str, Any]:
-        result = dict(self.queue.get(job.job_id).result or {})
-        result["verification"] = log
-        return result
+    def _result(self, job: Job, log: list[str]) -> JobResult:
+        return self.queue.get(job.job_id).result.with_changes(verification=log)

@@ -94,7 +94,7 @@ PROVOKED: list[tuple[str, str, str, Scope | None, Any, int, str, str]] = [
     ("pipeline API", "POST", "/v1/models/nope/retrain", Scope.ADMIN, {}, 404, "NotFoundError",
      "model 'nope' is not configured"),
     ("pipeline API", "GET", "/v1/jobs/ffffffff", Scope.ADMIN, None, 404, "NotFoundError",
-     "ffffffff"),
+     "no retrain job 'ffffffff'"),
     ("pipeline API", "GET", "/v1/jobs", None, None, 401, "AuthError", "missing API key"),
     ("dashboard JSON", "GET", "/dashboard/api/models/reviews?start=soon", Scope.DASHBOARD,
      None, 422, "InvalidInputError", "start must be a unix time"),

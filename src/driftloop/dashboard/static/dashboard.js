@@ -415,7 +415,8 @@
           el("td", {}, fmtNum(v.macro_f1)),
           el("td", {}, fmtNum(v.ece)),
           el("td", {}, v.trainer),
-          el("td", {}, v.job_id ? itemLink("job", v.job_id, `job ${v.job_id.slice(0, 12)}`) : v.trigger),
+          el("td", { class: "trigger" }, v.trigger,
+            v.job_id ? el("div", {}, itemLink("job", v.job_id, `job ${v.job_id.slice(0, 12)}`)) : null),
           el("td", {}, fmtTime(v.created_at)),
           el("td", {}, fmtTime(v.deployed_at)),
           el("td", {}, el("code", {}, v.content_hash.slice(0, 12)))))));

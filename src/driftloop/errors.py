@@ -8,7 +8,9 @@ DriftloopError (500)
 │   └── ForbiddenError (403)      valid credentials, wrong scope
 ├── NotFoundError (404)           model, version, dataset, job, monitor ... does not exist
 ├── ConflictError (409)           the request contradicts the current state
-│   └── JobCancelledError (409)   a retrain job was cancelled while it ran
+│   ├── JobCancelledError (409)   a retrain job was cancelled while it ran
+│   ├── LeaseLostError (409)      a control-plane write by a process that does not lead its role
+│   └── ControlProcessLockedError (409)  another process runs this control role on the store
 ├── InvalidInputError (422)       well-formed but unacceptable input
 │   ├── InvalidTextError (422)    a text breaks a ``serving.*`` limit (``limit`` names the key)
 │   └── PayloadTooLargeError (413)
@@ -66,6 +68,15 @@ class ConflictError(DriftloopError):
 
 class JobCancelledError(ConflictError):
     """A retrain job was cancelled (``driftloop jobs cancel``) while it ran."""
+
+
+class LeaseLostError(ConflictError):
+    """A control-plane write by a process that does not lead its role (it was deposed, or never
+    led): refused, so a deposed leader's late writes never land (409)."""
+
+
+class ControlProcessLockedError(ConflictError):
+    """Another process already runs this role of the control plane on this SQLite store."""
 
 
 class InvalidInputError(DriftloopError):

@@ -26,16 +26,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
-from driftloop.errors import ConflictError
+from driftloop.errors import LeaseLostError as LeaseLostError  # the old import path
 from driftloop.leadership.tables import control_leases
 from driftloop.store import Database
 
 logger = logging.getLogger("driftloop.leadership")
-
-
-class LeaseLostError(ConflictError):
-    """A control-plane write by a process that does not lead its role (it was deposed, or never
-    led): refused, so a deposed leader's late writes never land (409)."""
 
 
 OnAcquired = Callable[[Connection, "str | None"], None]

@@ -15,11 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from driftloop.errors import ConflictError
-
-
-class ControlProcessLockedError(ConflictError):
-    """Another process already runs this role of the control plane on this SQLite store."""
+from driftloop.errors import ControlProcessLockedError as ControlProcessLockedError  # old path
 
 
 class ProcessLock:

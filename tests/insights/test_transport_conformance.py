@@ -67,7 +67,7 @@ def test_http_transport_to_a_real_server(tmp_path: Path) -> None:
                      api_keys=ApiKeyStore(database))
     try:
         with live_server(app) as url:
-            check_transport(TransportSubject(lambda: HttpTransport(url, key, max_points=300),
+            check_transport(TransportSubject(lambda: HttpTransport(url, key, max_points=200),
                                              received.points))
     finally:
         server_insights.close()

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
         DetectorSubject,
         check_detector,
     )
+    from driftloop.testing.checks.metric_stores import (
+        METRIC_STORE_CHECKS,
+        MetricStoreSubject,
+        check_metric_store,
+    )
     from driftloop.testing.checks.notifiers import (
         NOTIFIER_CHECKS,
         NotifierSubject,
@@ -37,6 +42,11 @@ if TYPE_CHECKING:
         PredictorSubject,
         check_predictor,
     )
+    from driftloop.testing.checks.trainers import (
+        TRAINER_CHECKS,
+        TrainerSubject,
+        check_trainer,
+    )
     from driftloop.testing.checks.transports import (
         TRANSPORT_CHECKS,
         TransportSubject,
@@ -47,6 +57,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "DETECTOR_CHECKS": "driftloop.testing.checks.detectors",
     "DetectorSubject": "driftloop.testing.checks.detectors",
     "check_detector": "driftloop.testing.checks.detectors",
+    "METRIC_STORE_CHECKS": "driftloop.testing.checks.metric_stores",
+    "MetricStoreSubject": "driftloop.testing.checks.metric_stores",
+    "check_metric_store": "driftloop.testing.checks.metric_stores",
     "NOTIFIER_CHECKS": "driftloop.testing.checks.notifiers",
     "NotifierSubject": "driftloop.testing.checks.notifiers",
     "check_notifier": "driftloop.testing.checks.notifiers",
@@ -57,6 +70,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "PREDICTOR_CHECKS": "driftloop.testing.checks.predictors",
     "PredictorSubject": "driftloop.testing.checks.predictors",
     "check_predictor": "driftloop.testing.checks.predictors",
+    "TRAINER_CHECKS": "driftloop.testing.checks.trainers",
+    "TrainerSubject": "driftloop.testing.checks.trainers",
+    "check_trainer": "driftloop.testing.checks.trainers",
     "TRANSPORT_CHECKS": "driftloop.testing.checks.transports",
     "TransportSubject": "driftloop.testing.checks.transports",
     "check_transport": "driftloop.testing.checks.transports",
@@ -64,21 +80,27 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 
 __all__ = [
     "DETECTOR_CHECKS",
+    "METRIC_STORE_CHECKS",
     "NOTIFIER_CHECKS",
     "OBJECT_STORAGE_CHECKS",
     "PREDICTOR_CHECKS",
+    "TRAINER_CHECKS",
     "TRANSPORT_CHECKS",
     "Check",
     "ConformanceError",
     "DetectorSubject",
+    "MetricStoreSubject",
     "NotifierSubject",
     "ObjectStorageSubject",
     "PredictorSubject",
+    "TrainerSubject",
     "TransportSubject",
     "check_detector",
+    "check_metric_store",
     "check_notifier",
     "check_object_storage",
     "check_predictor",
+    "check_trainer",
     "check_transport",
     "sample_notification",
 ]

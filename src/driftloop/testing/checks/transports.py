@@ -34,7 +34,7 @@ class TransportSubject:
     """How long a check waits for points to arrive (a broker delivers asynchronously)."""
     key_tag: str = "model"
     """The tag that keys the order: points of one key arrive in the order they were sent."""
-    large_batch: int = 1_000
+    large_batch: int = 500
     """The size of the batch :func:`delivers_a_large_batch_whole` sends: make it more than one
     message or request of the transport holds."""
 

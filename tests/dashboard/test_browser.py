@@ -361,6 +361,47 @@ def test_time_axes_are_24_hour_utc_and_their_labels_never_overlap(seen: Seen) ->
     _select_span(seen.page, 3600)
 
 
+SWEEP = """async ([end, span]) => {
+    const measure = document.createElement("canvas").getContext("2d");
+    measure.font = window.driftloopDashboard.AXIS_FONT;
+    const width = (text) => Math.max(...String(text).split("\\n")
+                                          .map((line) => measure.measureText(line).width));
+    const points = Array.from({length: 200}, (_, i) => ({timestamp: end - span + i * span / 200,
+        avg: 0.9, min: 0.8, max: 0.95, count: 1}));
+    const chart = {monitor: "sweep", metric: "model_confidence", aggregation: "avg",
+                   direction: "below", warning: 0.8, critical: 0.7, state: "OK", step: 1,
+                   points, marks: []};
+    const found = [];
+    for (let px = 400; px <= 1400; px += 50) {
+        const host = document.createElement("div");
+        host.style.width = `${px}px`;
+        document.body.append(host);
+        const plot = window.driftloopDashboard.renderChart(host, chart, [end - span, end], null);
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        const axis = plot.axes[0];
+        for (let i = 1; i < axis._splits.length; i++) {
+            const x = (k) => plot.valToPos(axis._splits[k], "x");
+            const gap = x(i) - x(i - 1) - (width(axis._values[i]) + width(axis._values[i - 1])) / 2;
+            found.push({px, gap, left: axis._values[i - 1], right: axis._values[i]});
+        }
+        plot.destroy();
+        host.remove();
+    }
+    return found;
+}"""
+
+
+def test_time_axis_labels_keep_apart_at_any_width(seen: Seen) -> None:
+    """Late morning UTC, the widest clock labels ("11:45am" in the 12-hour format the page drew
+    before, which ran together at some widths): every chart width from 400 to 1,400 pixels."""
+    end = datetime(2026, 12, 1, 11, 55, tzinfo=UTC).timestamp()
+    for span in (900, 3600, 86400):
+        pairs: list[dict[str, Any]] = seen.page.evaluate(SWEEP, [end, span])
+        assert len(pairs) > 21
+        tight = [p for p in pairs if p["gap"] < 8]
+        assert tight == [], f"span {span}s: labels closer than 8px: {tight[:3]}"
+
+
 def test_the_times_in_text_are_24_hour_utc(seen: Seen) -> None:
     state = next(s for s in seen.world.data.monitor_states(MODEL) if s.monitor == MONITOR)
     since = datetime.fromtimestamp(state.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

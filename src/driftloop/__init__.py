@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from driftloop.notify.router import NotificationRouter
     from driftloop.pipeline.queue import JobQueue
     from driftloop.pipeline.runner import RetrainPipeline
+    from driftloop.predictors import Feature, InputSchema, Predictor, TextClassifier
     from driftloop.registry import ModelRegistry, ModelVersion
     from driftloop.serving.app import create_app
     from driftloop.storage import DatasetStore
@@ -60,6 +61,10 @@ _LAZY = {
     "DatasetStore": "driftloop.storage",
     "DriftloopSystem": "driftloop.system",
     "Event": "driftloop.monitors.events",
+    "Feature": "driftloop.predictors",
+    "InputSchema": "driftloop.predictors",
+    "Predictor": "driftloop.predictors",
+    "TextClassifier": "driftloop.predictors",
     "JobQueue": "driftloop.pipeline.queue",
     "MetricPoint": "driftloop.metrics.points",
     "ModelRegistry": "driftloop.registry",
@@ -95,7 +100,9 @@ __all__ = [
     "DriftloopError",
     "DriftloopSystem",
     "Event",
+    "Feature",
     "ForbiddenError",
+    "InputSchema",
     "IntegrityError",
     "InvalidInputError",
     "InvalidTextError",
@@ -114,9 +121,11 @@ __all__ = [
     "OverloadedError",
     "PayloadTooLargeError",
     "PointBatch",
+    "Predictor",
     "RateLimitedError",
     "RetrainPipeline",
     "SqlMetricStore",
+    "TextClassifier",
     "TrainingError",
     "UnknownBackendError",
     "__version__",

@@ -235,6 +235,10 @@ class ModelConfig(StrictModel):
     labels: list[str] | None = Field(
         None, description="the model's label set; training data with other labels is refused"
     )
+    predictor: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:Class', a driftloop.Predictor subclass that loads every "
+                    "version of this model (importing it runs its code)")
     merge_feedback: bool = Field(
         False, description="retrain on the newest snapshot plus the labels that production "
                            "feedback sent with their texts (stored as a new snapshot)")

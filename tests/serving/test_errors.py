@@ -240,8 +240,10 @@ async def test_a_crashing_model_is_a_json_500_and_the_server_goes_on(
     ) as http:
         response = await http.post(URL, json={"text": "explode"}, headers=predict_headers)
         assert response.status_code == 500
-        assert error_of(response) == {"type": "InternalError",
-                                      "message": "internal server error"}
+        assert error_of(response) == {  # names the model and the version, not the details
+            "type": "PredictionError",
+            "message": "model 'reviews' v1 failed to predict (RuntimeError); the traceback "
+                       "is in the server log"}
         after = await http.post(URL, json={"text": "x"}, headers=predict_headers)
         assert after.status_code == 200
 

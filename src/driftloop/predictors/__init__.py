@@ -1,14 +1,20 @@
-"""The model contract: :class:`Predictor`, its evaluation and reference profile."""
+"""The model contract: :class:`Predictor`, its inputs and output, evaluation and reference
+profile, and how a model directory finds its predictor."""
 
 from driftloop.predictors.base import (
     MANIFEST,
+    PREDICTION,
     PREDICTORS,
     Evaluation,
+    PredictionError,
     Predictor,
     ReferenceProfile,
-    load_predictor,
+    TextClassifier,
     softmax,
 )
+from driftloop.predictors.loading import check_predictor, load_predictor, read_manifest
+from driftloop.predictors.schema import TEXT, Feature, InputSchema, OutputKind
 
-__all__ = ["MANIFEST", "PREDICTORS", "Evaluation", "Predictor", "ReferenceProfile",
-           "load_predictor", "softmax"]
+__all__ = ["MANIFEST", "PREDICTION", "PREDICTORS", "TEXT", "Evaluation", "Feature",
+           "InputSchema", "OutputKind", "PredictionError", "Predictor", "ReferenceProfile",
+           "TextClassifier", "check_predictor", "load_predictor", "read_manifest", "softmax"]

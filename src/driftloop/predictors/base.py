@@ -1,10 +1,16 @@
 """The contract between a model and everything that serves, monitors or gates it.
 
-A :class:`Predictor` is a loaded, calibrated classifier. It saves itself to a directory holding
-``driftloop-model.json`` (its ``format`` names the loader) plus its own files;
-:func:`load_predictor` reads any of them back. :class:`Evaluation` is its quality on a held-out
-split and :class:`ReferenceProfile` how it behaved there, which drift detectors and relative
-thresholds compare live traffic against.
+A :class:`Predictor` is a loaded model: built from a model directory (:meth:`Predictor.
+load_files`), it declares its :attr:`~Predictor.inputs` (texts, or records of typed features:
+:mod:`driftloop.predictors.schema`) and its :attr:`~Predictor.output` kind (classification or
+regression), and :meth:`~Predictor.predict` answers a batch of inputs at once.
+:class:`TextClassifier` is the calibrated text classifier driftloop trains itself (logits,
+temperature-scaled softmax). A model directory holds ``driftloop-model.json``, whose ``format``
+names a registered predictor or whose ``predictor`` names a module file inside the directory
+(:mod:`driftloop.predictors.loading`).
+
+:class:`Evaluation` is a model's quality on a held-out split and :class:`ReferenceProfile` how
+it behaved there, which drift detectors and relative thresholds compare live traffic against.
 
 Serving, monitors and the registry depend on this package only; trainers produce what it
 defines.
@@ -23,9 +29,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.backends import PluginFamily
-from driftloop.errors import ConfigError, IntegrityError, NotFoundError
+from driftloop.errors import DriftloopError, InvalidInputError
+from driftloop.predictors.schema import TEXT, InputSchema, OutputKind
 
 MANIFEST = "driftloop-model.json"
+PREDICTION = "prediction"
+"""The metric a regression model's values are reported under (and profiled as)."""
 
 PREDICTORS: PluginFamily[type[Predictor]] = PluginFamily("predictor", noun="format")
 """The manifest's ``format`` → its :class:`Predictor` class; installed packages add formats in
@@ -76,44 +85,88 @@ class ReferenceProfile:
 
 
 class Predictor(ABC):
-    """A loaded, calibrated classifier: texts in, class probabilities out."""
+    """A loaded model: a batch of inputs in, one answer per input out.
 
-    format: ClassVar[str]
+    Subclasses declare :attr:`inputs` and :attr:`output` (class attributes will do), build
+    themselves from a model directory in :meth:`load_files`, and implement :meth:`predict`
+    (or, for a classifier that gives scores, :meth:`logits`, which the default
+    :meth:`predict` turns into probabilities with a temperature-scaled softmax).
+    """
 
-    def __init__(self, labels: Sequence[str], temperature: float = 1.0) -> None:
-        self.labels: tuple[str, ...] = tuple(labels)
+    format: ClassVar[str] = ""
+    """The manifest ``format`` this class is registered under (``PREDICTORS``, or the
+    entry-point group ``driftloop.predictors``); empty for a predictor found otherwise."""
+    inputs: InputSchema = TEXT
+    """What one input is: a text (the default) or a record of typed features."""
+    output: OutputKind = "classification"
+    """``classification`` (probabilities over :attr:`labels`) or ``regression``."""
+    labels: tuple[str, ...] = ()
+    """A classifier's classes, in the order of :meth:`predict`'s columns."""
+    temperature: float = 1.0
+    """The calibration temperature the default :meth:`predict` divides :meth:`logits` by."""
+
+    def __init__(self, labels: Sequence[str] = (), temperature: float = 1.0) -> None:
+        self.labels = tuple(labels)
         self.temperature = float(temperature)
 
     @property
     def parallel_batches(self) -> int:
-        """How many calls of :meth:`predict_proba` may usefully run at once in threads: 1
-        (the default) for models whose work holds the GIL; more for models that compute
-        outside it on otherwise idle cores."""
+        """How many calls of :meth:`predict` may usefully run at once in threads: 1 (the
+        default) for models whose work holds the GIL; more for models that compute outside it
+        on otherwise idle cores."""
         return 1
-
-    @abstractmethod
-    def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        """Uncalibrated scores, shape ``(len(texts), len(labels))``."""
-
-    def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
-        """Per-text measures of the inputs themselves (e.g. ``oov_rate``, see
-        :mod:`driftloop.predictors.inputs`), each an array of ``len(texts)`` values that the
-        server reports beside each prediction; none by default."""
-        del texts
-        return {}
-
-    def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        """Calibrated probabilities (temperature-scaled softmax of :meth:`logits`)."""
-        return softmax(self.logits(texts) / self.temperature)
-
-    @abstractmethod
-    def save_files(self, directory: Path) -> dict[str, Any]:
-        """Write the model's own files; return extra manifest fields."""
 
     @classmethod
     @abstractmethod
     def load_files(cls, directory: Path, manifest: dict[str, Any]) -> Predictor:
-        """Read what :meth:`save_files` wrote."""
+        """Build the predictor from its model directory (``manifest``: its parsed
+        ``driftloop-model.json``)."""
+
+    def predict(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        """Answer ``batch`` (texts, or records as ``dict``s), one row per input:
+        a classification gives shape ``(len(batch), len(labels))``, probabilities that sum to
+        1; a regression gives shape ``(len(batch),)``, or ``(len(batch), 3)`` for ``[value,
+        lower, upper]``. The default is the temperature-scaled softmax of :meth:`logits`."""
+        return softmax(self.logits(batch) / self.temperature)
+
+    def predict_proba(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        """A classifier's calibrated probabilities: :meth:`predict`."""
+        if self.output != "classification":
+            raise InvalidInputError(
+                f"{type(self).__name__} is a {self.output} model: it has no class probabilities")
+        return self.predict(batch)
+
+    def logits(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        """A classifier's uncalibrated scores, shape ``(len(batch), len(labels))``; needed
+        only by the default :meth:`predict`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither predict() nor logits()")
+
+    def input_signals(self, batch: Sequence[Any]) -> dict[str, NDArray[np.float64]]:
+        """Per-input measures of the inputs themselves (e.g. ``oov_rate``, see
+        :mod:`driftloop.predictors.inputs`, or a record's numeric features), each an array of
+        ``len(batch)`` values that the server reports beside each prediction and the
+        reference profile samples; none by default."""
+        del batch
+        return {}
+
+    def example(self) -> Any:
+        """One valid input, which the registry and the server score before they accept a
+        version (default: made from :attr:`inputs`)."""
+        return self.inputs.example()
+
+    def reference_profile(self, batch: Sequence[Any]) -> ReferenceProfile:
+        """How the model behaves on ``batch`` (a reference set): what drift monitors compare
+        live traffic with. Override to add measures; the default records confidences and the
+        class mix (classification) or the values (regression), text lengths and
+        :meth:`input_signals`."""
+        return profile_of(self, batch)
+
+    def save_files(self, directory: Path) -> dict[str, Any]:
+        """Write the model's own files; return extra manifest fields. A predictor whose model
+        directory is written by hand (custom code) need not implement it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot save itself: copy its model "
+                                  "directory instead")
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -127,21 +180,44 @@ class Predictor(ABC):
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
-def load_predictor(directory: Path) -> Predictor:
-    """Load any saved predictor; a missing or unreadable manifest is an integrity error."""
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise NotFoundError(f"{directory} holds no model ({MANIFEST} is missing)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-        model_format = str(manifest["format"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{manifest_path} is corrupt: {exc}") from exc
-    predictor_class: object = PREDICTORS.load(model_format, str(manifest_path))
-    if not (isinstance(predictor_class, type) and issubclass(predictor_class, Predictor)):
-        raise ConfigError(f"the predictor format {model_format!r} is {predictor_class!r}, not a "
-                          "Predictor subclass")
-    return predictor_class.load_files(directory, manifest)
+class TextClassifier(Predictor):
+    """A calibrated text classifier: texts in, temperature-scaled probabilities out (what
+    driftloop's own trainers produce)."""
+
+    inputs = TEXT
+    output: OutputKind = "classification"
+
+    def __init__(self, labels: Sequence[str], temperature: float = 1.0) -> None:
+        super().__init__(labels, temperature)
+
+    @abstractmethod
+    def logits(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        """Uncalibrated scores, shape ``(len(texts), len(labels))``."""
+
+
+class PredictionError(DriftloopError):
+    """A predictor's own code raised while it answered a request (500): names the model
+    and the version; the traceback is in the server's log."""
+
+    status_code = 500
+
+
+def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:
+    """The default :meth:`Predictor.reference_profile`."""
+    outputs = np.asarray(predictor.predict(batch), dtype=np.float64)
+    signals = {name: values.tolist() for name, values in predictor.input_signals(batch).items()}
+    lengths = [len(item) for item in batch if isinstance(item, str)]
+    if predictor.output == "regression":
+        values = outputs if outputs.ndim == 1 else outputs[:, 0]
+        return ReferenceProfile([], lengths, {}, 0.0, inputs={**signals,
+                                                              PREDICTION: values.tolist()})
+    confidences = outputs.max(axis=1)
+    best = outputs.argmax(axis=1)
+    mix = {label: float(np.mean(best == i)) if len(best) else 0.0
+           for i, label in enumerate(predictor.labels)}
+    return ReferenceProfile(confidences.tolist(), lengths, mix,
+                            float(confidences.mean()) if len(confidences) else 0.0,
+                            inputs=signals)
 
 
 def softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -48,7 +48,13 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, load_predictor
+from driftloop.predictors import (
+    Evaluation,
+    Predictor,
+    ReferenceProfile,
+    check_predictor,
+    load_predictor,
+)
 from driftloop.predictors.trained import TrainedModel
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
@@ -106,10 +112,14 @@ def _version_from_row(row: RowMapping) -> ModelVersion:
 class ModelRegistry:
     """Model versions in the relational store, their artifacts in object storage."""
 
-    def __init__(self, database: Database, storage: ObjectStorage, cache_dir: Path) -> None:
+    def __init__(self, database: Database, storage: ObjectStorage, cache_dir: Path, *,
+                 predictors: Mapping[str, str] | None = None) -> None:
         self.database = database
         self.storage = storage
         self.cache_dir = cache_dir
+        self.predictors = dict(predictors or {})
+        """Model name → its configured ``models.<name>.predictor`` (``package.module:Class``),
+        which loads every version of that model."""
         self._loaded: OrderedDict[str, Predictor] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -119,6 +129,8 @@ class ModelRegistry:
             open_database(config.store, base_dir=config.base_dir),
             open_storage(config.storage, base_dir=config.base_dir),
             config.path(CACHE_DIR),
+            predictors={name: model.predictor for name, model in config.models.items()
+                        if model.predictor is not None},
         )
 
     # registering ---------------------------------------------------------------------------
@@ -144,7 +156,7 @@ class ModelRegistry:
             raise InvalidInputError("trainer must name how the model was trained")
         if not predictor_dir.is_dir():
             raise NotFoundError(f"no such model directory: {predictor_dir}")
-        self._check_loadable(predictor_dir)
+        self._check_loadable(name, predictor_dir)
         digest = hash_directory(predictor_dir)
         if parent_version is not None:
             self.get_version(name, parent_version)
@@ -183,10 +195,11 @@ class ModelRegistry:
                 parent_version=parent_version, trigger=trigger,
             )
 
-    def _check_loadable(self, directory: Path) -> None:
+    def _check_loadable(self, name: str, directory: Path) -> None:
+        """Load the directory's predictor (importing its code) and check that it answers its
+        example input as its declared output kind says."""
         try:
-            predictor = load_predictor(directory)
-            probabilities = predictor.predict_proba(["driftloop registry check"])
+            predictor = load_predictor(directory, self.predictors.get(name))
         except DriftloopError as exc:
             raise InvalidInputError(
                 f"{directory} is not a loadable model: {exc.message}"
@@ -195,11 +208,7 @@ class ModelRegistry:
             raise InvalidInputError(
                 f"{directory} is not a loadable model: {type(exc).__name__}: {exc}"
             ) from exc
-        if probabilities.shape != (1, len(predictor.labels)) or len(predictor.labels) < 2:
-            raise InvalidInputError(
-                f"{directory}: the model scores {probabilities.shape[-1]} classes but declares "
-                f"labels {list(predictor.labels)}"
-            )
+        check_predictor(predictor, f"{directory} ({type(predictor).__name__})")
 
     def _upload(self, name: str, directory: Path, key: str, digest: ArtifactDigest) -> bool:
         """Upload unless an identical artifact is already stored; True when this call wrote."""
@@ -478,7 +487,7 @@ class ModelRegistry:
                 ready = False  # a damaged cache: fetch again from storage
         if not ready:
             self._download(version, digest, directory, what)
-        predictor = load_predictor(directory)
+        predictor = load_predictor(directory, self.predictors.get(version.name))
         with self._lock:
             self._loaded[version.content_hash] = predictor
             while len(self._loaded) > LOADED_PREDICTORS:

@@ -68,6 +68,14 @@ from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feed
 from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import BodyLimitMiddleware
+from driftloop.serving.model_io import (
+    document_models,
+    item_digest,
+    parse_inputs,
+    regression_body,
+    score,
+    score_regression_shadow,
+)
 from driftloop.serving.prediction_log import PredictionLog, new_prediction_ids, text_digest
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
 from driftloop.serving.ratelimit import KeyRateLimiter
@@ -79,7 +87,6 @@ from driftloop.serving.schemas import (
     ModelStatusResponse,
     PredictRequest,
     PredictResponse,
-    check_texts,
     parse_body,
     read_json_body,
     request_body_schema,
@@ -155,7 +162,9 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_api_key_header(FastAPI.openapi(app))
-        return app.openapi_schema
+        loaded = {name: None if served.slot is None else served.slot.predictor
+                  for name, served in state.manager.models.items()}
+        return document_models(app.openapi_schema, loaded, config.serving)
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
@@ -276,14 +285,18 @@ def _model_router() -> APIRouter:
         settings = state.config.serving
         served = state.manager.get(name)
         data = await read_json_body(request, settings.max_body_bytes)
-        texts = parse_body(PredictRequest, data).all_texts()
-        check_texts(texts, settings)
+        inputs = served.inputs
+        texts = parse_inputs(inputs, data, settings)  # texts, or a record model's records
         slot = state.manager.choose(served)
+        if slot.predictor.inputs != inputs:  # a canary, or a swap meanwhile, takes others
+            texts = parse_inputs(slot.predictor.inputs, data, settings)
         shadow = served.shadow
-        probabilities, model_seconds = await served.batcher.predict_timed(slot.predictor, texts)
+        probabilities, model_seconds = await score(served.batcher, slot.predictor, texts,
+                                                   name=name, version=slot.version)
         latency_ms = (time.perf_counter() - started) * 1000.0
         body = _predictions(state, name, slot, texts, probabilities, latency_ms)
         if (shadow is not None and shadow.version != slot.version
+                and shadow.predictor.inputs == slot.predictor.inputs
                 and state.manager.rng.random() < state.config.pipeline.shadow_fraction):
             _start_shadow(state, name, shadow, slot.version, texts, body["predictions"])
         response = JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
@@ -432,11 +445,14 @@ def _predictions(
     state: ServingState,
     name: str,
     slot: ModelSlot,
-    texts: list[str],
+    texts: list[Any],
     probabilities: NDArray[np.float64],
     latency_ms: float,
 ) -> dict[str, Any]:
     """The response body; reports each prediction's insights and remembers it for feedback."""
+    if slot.predictor.output == "regression":
+        return regression_body(state, name, slot, texts, probabilities, latency_ms)
+    is_text = slot.predictor.inputs.is_text
     labels = slot.labels
     version = str(slot.version)
     now = time.time()
@@ -454,7 +470,9 @@ def _predictions(
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
         if report is not None:
-            values = {"model_confidence": confidence, "text_length": len(text)}
+            values = {"model_confidence": confidence}
+            if is_text:
+                values["text_length"] = len(text)
             values.update((signal, column[index]) for signal, column in inputs)
             if slot.accuracy_threshold is not None:
                 values[ESTIMATED_ACCURACY_METRIC] = float(confidence > slot.accuracy_threshold)
@@ -464,7 +482,8 @@ def _predictions(
             except ConflictError:  # the client closed during shutdown: the answer still goes out
                 logger.debug("insights client closed; not reporting this request")
                 report = None
-        remember(prediction_id, name, slot.version, predicted, now, text_digest(text))
+        remember(prediction_id, name, slot.version, predicted, now,
+                 text_digest(text) if is_text else item_digest(text))
         observe(confidence)
     if report is not None:  # one request, one latency: however many texts it carried
         _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
@@ -473,7 +492,7 @@ def _predictions(
     return {"model": name, "version": slot.version, "predictions": predictions}
 
 
-def _input_signals(slot: ModelSlot, texts: list[str]) -> list[tuple[str, list[float]]]:
+def _input_signals(slot: ModelSlot, texts: list[Any]) -> list[tuple[str, list[float]]]:
     """The predictor's per-text input signals (e.g. ``oov_rate``); none if it fails, which
     must never fail the answer."""
     try:
@@ -485,7 +504,7 @@ def _input_signals(slot: ModelSlot, texts: list[str]) -> list[tuple[str, list[fl
 
 
 def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
-                  texts: list[str], served: list[dict[str, Any]]) -> None:
+                  texts: list[Any], served: list[dict[str, Any]]) -> None:
     """Score ``texts`` with the shadow version in the background; the response is not held.
     ``served`` are the response's predictions of the same texts, which the shadow's are
     paired with."""
@@ -496,10 +515,13 @@ def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_vers
 
 
 async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
-                        texts: list[str], served: list[dict[str, Any]]) -> None:
+                        texts: list[Any], served: list[dict[str, Any]]) -> None:
+    if shadow.predictor.output == "regression":
+        await score_regression_shadow(state, name, shadow, texts)
+        return
     started = time.perf_counter()
     try:
-        rows = (await anyio.to_thread.run_sync(shadow.predictor.predict_proba, texts)).tolist()
+        rows = (await anyio.to_thread.run_sync(shadow.predictor.predict, texts)).tolist()
     except Exception:  # a failing shadow must never touch the served traffic
         logger.warning("shadow %s v%d failed to score %d texts", name, shadow.version,
                        len(texts), exc_info=True)
@@ -511,7 +533,9 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
     pair_tags = _pair_tags(name, shadow.version, served_version)
     for text, row, answer in zip(texts, rows, served, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
-        values = {"model_confidence": row[best], "text_length": len(text)}
+        values = {"model_confidence": row[best]}
+        if isinstance(text, str):
+            values["text_length"] = len(text)
         if shadow.accuracy_threshold is not None:
             values[ESTIMATED_ACCURACY_METRIC] = float(row[best] > shadow.accuracy_threshold)
         _report(state, values,

@@ -34,12 +34,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import BackendUnavailableError, OverloadedError
-from driftloop.predictors import Predictor
+from driftloop.predictors import Predictor, TextClassifier
+from driftloop.predictors.loading import WrongAnswerError, check_answer
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ Scored = tuple[NDArray[np.float64], float]
 @dataclass(eq=False)
 class _Request:
     predictor: Predictor
-    texts: Sequence[str]
+    texts: Sequence[Any]
+    """The inputs: texts, or records."""
     future: asyncio.Future[Scored]
 
 
@@ -118,12 +121,12 @@ class MicroBatcher:
         self.shed = 0
         """Requests refused because the queue was too long."""
 
-    async def predict(self, predictor: Predictor, texts: Sequence[str]) -> NDArray[np.float64]:
-        """Calibrated probabilities for ``texts`` from ``predictor``, computed in a batch."""
+    async def predict(self, predictor: Predictor, texts: Sequence[Any]) -> NDArray[np.float64]:
+        """``predictor.predict(texts)`` (texts or records), computed in a batch."""
         probabilities, _ = await self.predict_timed(predictor, texts)
         return probabilities
 
-    async def predict_timed(self, predictor: Predictor, texts: Sequence[str]) -> Scored:
+    async def predict_timed(self, predictor: Predictor, texts: Sequence[Any]) -> Scored:
         """:meth:`predict`, with the seconds spent in the predictor call(s) that scored these
         texts (the whole batch's call, when they shared one): what serving adds is the rest."""
         if self._closed:
@@ -243,29 +246,55 @@ class MicroBatcher:
             self._running -= 1
             self._finished.set()
         for request, scored in zip(live, results, strict=True):
-            if not request.future.done():
+            if request.future.done():
+                continue
+            if isinstance(scored, Exception):
+                request.future.set_exception(scored)
+            else:
                 request.future.set_result(scored)
 
-    def _compute(self, groups: list[_Group]) -> list[Scored]:
-        """Runs in the worker thread: one predictor call per slot (chunked to the batch size)."""
-        results: list[Scored] = []
+    def _compute(self, groups: list[_Group]) -> list[Scored | Exception]:
+        """Runs in the worker thread: one predictor call per slot (chunked to the batch size).
+        When a shared call raises, each of its requests is scored alone, so the error reaches
+        only the requests whose inputs cause it."""
+        results: list[Scored | Exception] = []
         for group in groups:
             texts = [text for request in group.requests for text in request.texts]
-            probabilities, seconds = self._score(group.predictor, texts)
+            try:
+                probabilities, seconds = self._score(group.predictor, texts)
+            except Exception as exc:
+                if len(group.requests) == 1:
+                    results.append(exc)
+                    continue
+                results.extend(self._score_alone(group))
+                continue
             offset = 0
             for request in group.requests:
                 results.append((probabilities[offset:offset + len(request.texts)], seconds))
                 offset += len(request.texts)
         return results
 
-    def _score(self, predictor: Predictor, texts: Sequence[str]) -> Scored:
+    def _score_alone(self, group: _Group) -> list[Scored | Exception]:
+        results: list[Scored | Exception] = []
+        for request in group.requests:
+            try:
+                results.append(self._score(group.predictor, request.texts))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _score(self, predictor: Predictor, texts: Sequence[Any]) -> Scored:
         """Runs in the worker thread: predictor calls of at most ``max_batch_size`` texts."""
         chunks: list[NDArray[np.float64]] = []
         seconds = 0.0
         for start in range(0, len(texts), self.max_batch_size):
             chunk = texts[start:start + self.max_batch_size]
             started = time.perf_counter()
-            chunks.append(predictor.predict_proba(chunk))
+            answer = predictor.predict(chunk)
+            if not isinstance(predictor, TextClassifier):  # driftloop's own are checked at load
+                answer = np.asarray(answer, dtype=np.float64)
+                check_answer(predictor, answer, len(chunk), "it", WrongAnswerError)
+            chunks.append(answer)
             took = time.perf_counter() - started
             seconds += took
             per_text = took / len(chunk)

@@ -112,6 +112,10 @@ class ModelStatusResponse(BaseModel):
     created_at: str | None
     deployed_at: str | None
     error: str | None
+    output: str | None = Field(None, description="classification or regression")
+    inputs: dict[str, Any] | None = Field(
+        None, description="what one input is: {'kind': 'text'} or {'kind': 'record', "
+                          "'features': [{'name', 'type', 'optional', 'categories'}]}")
 
 
 class ModelListResponse(BaseModel):

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from driftloop.config import ServingConfig
 from driftloop.drift.estimated_accuracy import accuracy_threshold
 from driftloop.errors import (
@@ -37,7 +39,8 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from driftloop.predictors import Predictor
+from driftloop.predictors import TEXT, InputSchema, Predictor
+from driftloop.predictors.loading import check_answer
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.prometheus import ServingMetrics
 from driftloop.serving.sources import (
@@ -85,6 +88,10 @@ class ServedModelStatus:
     created_at: str | None
     deployed_at: str | None
     error: str | None
+    output: str | None = None
+    """``classification`` or ``regression``."""
+    inputs: dict[str, Any] | None = None
+    """The loaded version's :class:`~driftloop.predictors.InputSchema`, as a dict."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +99,7 @@ class ServedModelStatus:
             "content_hash": self.content_hash, "labels": self.labels,
             "loaded_at": self.loaded_at, "created_at": self.created_at,
             "deployed_at": self.deployed_at, "error": self.error,
+            "output": self.output, "inputs": self.inputs,
         }
 
 
@@ -118,6 +126,12 @@ class ServedModel:
             return canary
         return slot
 
+    @property
+    def inputs(self) -> InputSchema:
+        """What the production version takes (texts while none is loaded)."""
+        slot = self.slot
+        return TEXT if slot is None else slot.predictor.inputs
+
     def current(self) -> ModelSlot:
         slot = self.slot
         if slot is None:
@@ -135,7 +149,7 @@ class ServedModel:
             self.name, True, slot.version, slot.content_hash, list(slot.labels), slot.loaded_at,
             _timestamp(getattr(slot.info, "created_at", None)),
             _timestamp(getattr(slot.info, "deployed_at", None)),
-            self.last_error,
+            self.last_error, slot.predictor.output, slot.predictor.inputs.to_dict(),
         )
 
 
@@ -247,11 +261,12 @@ class ModelSlotManager:
     async def _load(self, info: ModelVersionLike) -> ModelSlot:
         def load_and_try() -> Predictor:
             predictor = self.source.load(info)
-            probabilities = predictor.predict_proba([WARM_UP_TEXT])
-            if probabilities.shape != (1, len(predictor.labels)):
-                raise IntegrityError(
-                    f"{info.name} v{info.version}: predictor returned shape "
-                    f"{probabilities.shape} for 1 text and {len(predictor.labels)} labels")
+            example = WARM_UP_TEXT if predictor.inputs.is_text else predictor.example()
+            answer = np.asarray(predictor.predict([example]), dtype=np.float64)
+            try:
+                check_answer(predictor, answer, 1, f"{info.name} v{info.version}")
+            except InvalidInputError as exc:
+                raise IntegrityError(exc.message) from None
             return predictor
 
         predictor = await asyncio.to_thread(load_and_try)

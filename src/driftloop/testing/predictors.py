@@ -19,13 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.errors import InvalidInputError
-from driftloop.predictors import PREDICTORS, Predictor
+from driftloop.predictors import PREDICTORS, TextClassifier
 
 _WORD = re.compile(r"[a-z0-9']+")
 KEYWORDS_FILE = "keywords.json"
 
 
-class KeywordPredictor(Predictor):
+class KeywordPredictor(TextClassifier):
     """Logit of a class = ``weight`` * (its keywords found in the text) + its bias."""
 
     format: ClassVar[str] = "keyword"

@@ -30,7 +30,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from driftloop.config import ModelConfig, StrictModel
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError
-from driftloop.predictors import MANIFEST, Predictor, softmax
+from driftloop.predictors import MANIFEST, TextClassifier, softmax
 from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
@@ -67,7 +67,7 @@ class SklearnParams(StrictModel):
         return grid
 
 
-class SklearnPredictor(Predictor):
+class SklearnPredictor(TextClassifier):
     """A fitted scikit-learn text pipeline; logits are its ``decision_function``."""
 
     format: ClassVar[str] = "sklearn"

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, TrainingError
-from driftloop.predictors import Predictor, softmax
+from driftloop.predictors import TextClassifier, softmax
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.evaluation import (
     evaluate,
@@ -193,7 +193,7 @@ def _length_batches(texts: Sequence[str], batch_size: int) -> list[NDArray[np.in
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class TransformersPredictor(Predictor):
+class TransformersPredictor(TextClassifier):
     """A fitted :class:`PooledClassifierModule` with its tokenizer, label order and temperature."""
 
     format: ClassVar[str] = "transformers"

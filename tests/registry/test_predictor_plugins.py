@@ -1,0 +1,170 @@
+"""How a model directory finds its predictor (#18 part 1), and what registration refuses
+(#18 part 6): each refusal names its cause and leaves nothing registered."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from byo_models import write_manifest, write_predictor_module, write_regression_model
+from driftloop.config import Config, ModelConfig
+from driftloop.errors import InvalidInputError
+from driftloop.predictors import PREDICTORS, load_predictor, read_manifest
+from driftloop.predictors.loading import find_predictor_class
+from driftloop.registry import ModelRegistry
+from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
+from driftloop.trainers.sklearn import SklearnPredictor
+
+MODEL = '''
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftloop import Predictor
+
+
+class Model(Predictor):
+    output = "{output}"
+    labels = {labels!r}
+
+    @classmethod
+    def load_files(cls, directory: Path, manifest: dict[str, Any]) -> "Model":
+        return cls(labels=cls.labels)
+
+    def predict(self, batch: list[Any]) -> np.ndarray:
+        return np.array({answer!r} * len(batch), dtype=float)
+'''
+
+
+def config(tmp_path: Path, **models: ModelConfig) -> Config:
+    return Config(store=f"sqlite:///{tmp_path}/driftloop.db", storage=f"file://{tmp_path}/s",
+                  base_dir=tmp_path, models=models or {"m": ModelConfig()})
+
+
+def stored_files(tmp_path: Path) -> list[Path]:
+    return [path for path in (tmp_path / "s").rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(("source", "manifest", "problem"), [
+    (None, {}, "names no predictor: give it a 'format' (a registered predictor: keyword, "
+               "sklearn, transformers) or a 'predictor'"),
+    ("import not_a_module_anywhere\n", None,
+     "importing predictor.py failed: ModuleNotFoundError: No module named "
+     "'not_a_module_anywhere'"),
+    ("def broken(:\n", None, "importing predictor.py failed: SyntaxError"),
+    ("class Model:\n    pass\n", None, "is <class 'driftloop_model_code_"),
+    ("x = 1\n", {"predictor": "predictor.py:Model"}, "predictor.py defines no 'Model'"),
+    (None, {"predictor": "../elsewhere.py:Model"}, "FILE a path inside the model directory"),
+    (None, {"predictor": "absent.py:Model"}, "absent.py is not in the model directory"),
+    (MODEL.format(output="regression", labels=(), answer=[[0.5, 0.5]]), None,
+     "declares a regression output but answered shape (1, 2) for 1 input(s)"),
+    (MODEL.format(output="classification", labels=("a", "b"), answer=[[0.2, 0.3, 0.5]]), None,
+     "declares a classification output but answered shape (1, 3)"),
+    (MODEL.format(output="classification", labels=("a", "b"), answer=[[2.0, 3.0]]), None,
+     "its rows are not probabilities"),
+    (MODEL.format(output="classification", labels=("a",), answer=[[1.0]]), None,
+     "a classifier needs two or more distinct string labels"),
+    (MODEL.format(output="ranking", labels=(), answer=[1.0]), None,
+     "declares output 'ranking'; known output kinds: classification, regression"),
+    (MODEL.format(output="regression", labels=(), answer=[float("nan")]).replace(
+        "nan", "float('nan')"), None, "answered a value that is not finite"),
+])
+def test_registration_refuses_a_directory_without_a_working_predictor(
+    tmp_path: Path, source: str | None, manifest: dict[str, str] | None, problem: str,
+) -> None:
+    registry = ModelRegistry.from_config(config(tmp_path))
+    directory = tmp_path / "model"
+    directory.mkdir()
+    if source is not None:
+        write_predictor_module(directory, source)
+    if manifest is not None:
+        write_manifest(directory, manifest)
+    with pytest.raises(InvalidInputError) as refused:
+        registry.register("m", directory, trainer="external")
+    assert problem in refused.value.message
+    assert registry.list_models() == []
+    assert stored_files(tmp_path) == []
+
+
+def test_a_predictor_that_raises_on_its_example_is_refused(tmp_path: Path) -> None:
+    registry = ModelRegistry.from_config(config(tmp_path))
+    source = MODEL.format(output="regression", labels=(), answer=[1.0]).replace(
+        "return np.array", "raise KeyError('spend')\n        return np.array")
+    directory = write_predictor_module(tmp_path / "model", source)
+    with pytest.raises(InvalidInputError, match=r"predicting its example failed: KeyError"):
+        registry.register("m", directory, trainer="external")
+    assert registry.list_models() == []
+
+
+def test_a_configured_predictor_class_loads_every_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = tmp_path / "site"
+    package.mkdir()
+    (package / "team_models.py").write_text(
+        MODEL.format(output="regression", labels=(), answer=[7.0]))
+    monkeypatch.syspath_prepend(str(package))
+    monkeypatch.delitem(sys.modules, "team_models", raising=False)
+    directory = tmp_path / "model"
+    directory.mkdir()
+    write_manifest(directory, {})  # the configured class needs nothing from the manifest
+    configured = config(tmp_path, spend=ModelConfig(predictor="team_models:Model"))
+    registry = ModelRegistry.from_config(configured)
+    version = registry.register("spend", directory, trainer="external")
+    predictor = registry.load_predictor(version)
+    assert type(predictor).__module__ == "team_models"
+    assert predictor.predict([{}]).tolist() == [7.0]
+
+    wrong = ModelRegistry.from_config(
+        config(tmp_path, spend=ModelConfig(predictor="team_models:Absent")))
+    with pytest.raises(InvalidInputError, match="module 'team_models' has no attribute 'Absent'"):
+        wrong.register("spend", directory, trainer="external")
+    assert [v.version for v in registry.list_versions("spend")] == [1]
+
+
+def test_the_predictor_key_must_name_module_and_class() -> None:
+    with pytest.raises(ValueError, match="predictor"):
+        ModelConfig(predictor="team_models.Model")
+
+
+def test_built_in_predictors_go_through_the_plug_in_registry(tmp_path: Path) -> None:
+    assert {"sklearn", "transformers"} <= set(PREDICTORS.builtin_names())
+    sklearn_manifest = {"format": "sklearn"}
+    assert find_predictor_class(tmp_path, sklearn_manifest) is SklearnPredictor
+    saved = tmp_path / "keyword"
+    review_keyword_predictor().save(saved)
+    assert read_manifest(saved)["format"] == "keyword"
+    assert isinstance(load_predictor(saved), KeywordPredictor)
+    with pytest.raises(Exception, match=r"unknown predictor format 'mystery'.*known: .*sklearn"
+                                        r".*pip install PACKAGE"):
+        find_predictor_class(tmp_path, {"format": "mystery"})
+
+
+def test_a_module_file_is_imported_once_per_content(tmp_path: Path) -> None:
+    first = write_regression_model(tmp_path / "v1", slope=1.0)
+    second = write_regression_model(tmp_path / "v2", slope=2.0)  # same spend.py
+    one, two = load_predictor(first), load_predictor(second)
+    assert type(one) is type(two)
+    assert two.predict([{"tenure_months": 2, "promo": None}])[0].tolist() == [14.0, 13.0, 15.0]
+    assert json.loads((second / "driftloop-model.json").read_text()) == {
+        "predictor": "spend.py:SpendPredictor"}
+
+
+def test_the_cli_refuses_code_that_cannot_be_imported(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from driftloop.cli import app
+
+    (tmp_path / "driftloop.yaml").write_text(
+        f"store: sqlite:///{tmp_path}/driftloop.db\nstorage: file://{tmp_path}/s\n"
+        "models:\n  m: {}\n")
+    directory = write_predictor_module(tmp_path / "model", "import xgboost_not_here\n")
+    result = CliRunner().invoke(app, ["models", "register", "m", str(directory), "-c",
+                                      str(tmp_path / "driftloop.yaml")])
+    assert result.exit_code == 1
+    assert "importing predictor.py failed: ModuleNotFoundError" in " ".join(result.output.split())
+    assert stored_files(tmp_path) == []

@@ -7,34 +7,34 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.config import Config, InsightsConfig
+from driftloop.config import Config
 from driftloop.errors import ConfigError, UnknownBackendError
 from driftloop.insights import InsightsClient, LocalTransport, open_transport
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
+from driftloop.testing.configs import make_config
 
 
-def make_config(tmp_path: Path, transport: str = "local://") -> Config:
-    return Config(store=f"sqlite:///{tmp_path}/driftloop.db", transport=transport,
-                  base_dir=tmp_path,
-                  insights=InsightsConfig(outbox="outbox", flush_interval=0.01))
+def transport_config(tmp_path: Path, transport: str = "local://") -> Config:
+    return make_config(tmp_path, transport=transport,
+                       insights={"outbox": "outbox", "flush_interval": 0.01})
 
 
 def test_open_transport_builds_a_local_transport_on_the_sql_store(tmp_path: Path) -> None:
-    transport = open_transport(make_config(tmp_path))
+    transport = open_transport(transport_config(tmp_path))
     assert isinstance(transport, LocalTransport)
     assert isinstance(transport.store, SqlMetricStore)
 
 
 def test_unknown_transport_scheme_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(UnknownBackendError, match="local://"):
-        open_transport(make_config(tmp_path, "carrier-pigeon://x"))
+        open_transport(transport_config(tmp_path, "carrier-pigeon://x"))
     with pytest.raises(ConfigError, match="no host or path"):
-        open_transport(make_config(tmp_path, "local://somewhere/else"))
+        open_transport(transport_config(tmp_path, "local://somewhere/else"))
 
 
 def test_points_reach_the_store_and_then_every_listener(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
+    config = transport_config(tmp_path)
     transport = open_transport(config)
     assert isinstance(transport, LocalTransport)
     seen: list[Sequence[MetricPoint]] = []

@@ -19,6 +19,8 @@ from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.incidents import IncidentStatus
 from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database
+from driftloop.testing.clock import ManualClock
+from driftloop.testing.configs import make_config
 
 T0 = 1_699_999_980.0
 OK, WARN, ALERT, NO_DATA = (MonitorState.OK, MonitorState.WARN, MonitorState.ALERT,
@@ -33,20 +35,12 @@ MESSAGE = (
 )
 
 
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_config(*monitors: dict[str, Any]) -> Config:
-    return Config.model_validate({
-        "monitors": [{"name": "confidence", "message": MESSAGE, **m} for m in monitors],
-        "notifiers": {name: {"type": "log"}
-                      for name in ("slack-confidence", "jira-mlops", "pager")},
-    })
+def engine_config(*monitors: dict[str, Any]) -> Config:
+    """Monitors named ``confidence`` with the message above, and its handles as log notifiers."""
+    return make_config(
+        monitors=[{"name": "confidence", "message": MESSAGE, **m} for m in monitors],
+        notifiers={name: {"type": "log"} for name in ("slack-confidence", "jira-mlops", "pager")},
+    )
 
 
 BELOW = {"warning": 0.8, "critical": 0.7, "warning_recovery": 0.85}
@@ -76,7 +70,7 @@ def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(
     caplog.set_level(logging.INFO, logger="driftloop")
     clock = ManualClock(T0)
     seen: list[Event] = []
-    engine, store = make_engine(database, make_config({"below": BELOW}), clock,
+    engine, store = make_engine(database, engine_config({"below": BELOW}), clock,
                                 listeners=[seen.append])
     feed(store, T0 - 300, T0, 0.9, model="a")
     feed(store, T0 - 300, T0 + 1500, 0.95, model="b")
@@ -144,7 +138,7 @@ def test_relative_thresholds_per_model_reference(database: Database) -> None:
     def provider(group: Mapping[str, str]) -> ReferenceProfile | None:
         return references.get(group.get("model", ""))
 
-    config = make_config({"below": {"warning": "reference - 0.05"}})
+    config = engine_config({"below": {"warning": "reference - 0.05"}})
     engine, store = make_engine(database, config, clock, reference_provider=provider)
     feed(store, T0 - 300, T0, 0.88, model="a")  # below 0.95 - 0.05
     feed(store, T0 - 300, T0, 0.78, model="b")  # above 0.80 - 0.05
@@ -157,7 +151,7 @@ def test_relative_thresholds_per_model_reference(database: Database) -> None:
 
 def test_require_full_window_waits_for_a_whole_window_of_data(database: Database) -> None:
     clock = ManualClock(T0 + 300)
-    config = make_config({"below": BELOW, "window": 300, "require_full_window": True})
+    config = engine_config({"below": BELOW, "window": 300, "require_full_window": True})
     engine, store = make_engine(database, config, clock)
     feed(store, T0 + 100, T0 + 600, 0.5)  # data starts 200 s into the first window
     assert engine.evaluate() == []
@@ -165,14 +159,14 @@ def test_require_full_window_waits_for_a_whole_window_of_data(database: Database
     [event] = engine.evaluate()
     assert event.state == ALERT
 
-    plain, _plain_store = make_engine(database, make_config({"name": "plain", "below": BELOW}),
+    plain, _plain_store = make_engine(database, engine_config({"name": "plain", "below": BELOW}),
                                      ManualClock(T0 + 300))
     assert [e.state for e in plain.evaluate()] == [ALERT]  # without the option: at once
 
 
 def test_min_count(database: Database) -> None:
     clock = ManualClock(T0)
-    engine, store = make_engine(database, make_config({"below": BELOW, "min_count": 5}), clock)
+    engine, store = make_engine(database, engine_config({"below": BELOW, "min_count": 5}), clock)
     feed(store, T0 - 40, T0, 0.5)  # 4 points
     assert engine.evaluate() == []
     feed(store, T0, T0 + 10, 0.5)
@@ -182,7 +176,7 @@ def test_min_count(database: Database) -> None:
 
 def test_no_data_after_and_back(database: Database) -> None:
     clock = ManualClock(T0)
-    config = make_config(
+    config = engine_config(
         {"below": BELOW, "no_data": {"after": 600, "notify": True}},
         {"name": "quiet", "below": BELOW, "no_data": {"after": 600, "notify": False}},
     )
@@ -208,7 +202,7 @@ def test_no_data_after_and_back(database: Database) -> None:
 
 def test_renotify_while_alerting(database: Database) -> None:
     clock = ManualClock(T0)
-    engine, store = make_engine(database, make_config({"below": BELOW, "renotify": "10m"}), clock)
+    engine, store = make_engine(database, engine_config({"below": BELOW, "renotify": "10m"}), clock)
     feed(store, T0 - 300, T0 + 1500, 0.5)
     [first] = engine.evaluate()
     assert first.state == ALERT
@@ -229,7 +223,7 @@ def test_renotify_while_alerting(database: Database) -> None:
 
 def test_evaluation_delay_ignores_the_latest_data(database: Database) -> None:
     clock = ManualClock(T0)
-    config = make_config({"below": BELOW, "window": 300, "evaluation_delay": 120})
+    config = engine_config({"below": BELOW, "window": 300, "evaluation_delay": 120})
     engine, store = make_engine(database, config, clock)
     feed(store, T0 - 600, T0 - 120, 0.9)
     feed(store, T0 - 120, T0, 0.1)
@@ -243,7 +237,7 @@ def test_evaluation_delay_ignores_the_latest_data(database: Database) -> None:
 
 def test_state_survives_a_restart(database: Database) -> None:
     clock = ManualClock(T0)
-    config = make_config({"below": BELOW})
+    config = engine_config({"below": BELOW})
     first, store = make_engine(database, config, clock)
     feed(store, T0 - 300, T0 + 300, 0.5)
     [alert] = first.evaluate()
@@ -271,7 +265,7 @@ def test_event_ids_are_stable_and_listener_failures_are_contained(tmp_path: Any)
         def broken(event: Event) -> None:
             raise RuntimeError("listener bug")
 
-        engine, store = make_engine(database, make_config({"below": BELOW}), ManualClock(T0),
+        engine, store = make_engine(database, engine_config({"below": BELOW}), ManualClock(T0),
                                     listeners=[broken, received.append])
         feed(store, T0 - 300, T0, 0.75)
         events = engine.evaluate()
@@ -289,7 +283,7 @@ def is_running(engine: MonitorEngine) -> bool:
 def test_background_schedule_evaluates_until_stopped(database: Database) -> None:
     clock = ManualClock(T0)
     fired = threading.Event()
-    engine, store = make_engine(database, make_config({"below": BELOW}), clock,
+    engine, store = make_engine(database, engine_config({"below": BELOW}), clock,
                                 listeners=[lambda event: fired.set()])
     feed(store, T0 - 300, T0, 0.5)
     engine.start(interval=0.01)
@@ -304,7 +298,7 @@ def test_background_schedule_evaluates_until_stopped(database: Database) -> None
 
 def test_groups_are_per_model_and_a_silent_group_goes_no_data(database: Database) -> None:
     clock = ManualClock(T0)
-    config = make_config({"below": BELOW, "no_data": {"after": 300}})
+    config = engine_config({"below": BELOW, "no_data": {"after": 300}})
     engine, store = make_engine(database, config, clock)
     feed(store, T0 - 300, T0, 0.9, model="a")
     feed(store, T0 - 300, T0 + 900, 0.9, model="b")
@@ -322,7 +316,7 @@ def test_a_shadow_versions_insights_count_only_where_a_monitor_asks_for_them(
     (tagged ``shadow=true``) must neither lift production's monitor out of ALERT nor double
     its count; a monitor that filters on the tag watches the shadow alone."""
     clock = ManualClock(T0)
-    config = make_config(
+    config = engine_config(
         {"below": BELOW},
         {"name": "shadow-confidence", "below": BELOW, "filter": {"shadow": "true"}},
     )
@@ -347,7 +341,7 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     rollback) starts afresh."""
     clock = ManualClock(T0)
     served = {"m": {"1"}}
-    config = make_config({"below": BELOW, "group_by": ["model", "version"],
+    config = engine_config({"below": BELOW, "group_by": ["model", "version"],
                           "message": "{{#is_retired}}v{{version}} retired{{/is_retired}}"
                                      "{{^is_retired}}{{state}}{{/is_retired}}"})
     engine, store = make_engine(database, config, clock,
@@ -403,7 +397,7 @@ def test_only_registry_versions_are_retired(database: Database) -> None:
     """A ``version`` tag that is not a registry version number (an external reporter's "v2")
     is never taken for a version the registry stopped serving."""
     clock = ManualClock(T0)
-    config = make_config({"below": BELOW, "group_by": ["model", "version"]})
+    config = engine_config({"below": BELOW, "group_by": ["model", "version"]})
     engine, store = make_engine(database, config, clock, served_versions=lambda model: {"2"})
     store.write([MetricPoint("model_confidence", 0.5, T0 - 300 + i * 10,
                              {"model": "m", "version": "v2"}) for i in range(30)])
@@ -454,7 +448,7 @@ def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(
         built.append((monitor.name, detector))
         return detector
 
-    config = make_config({"name": "drift", "type": "drift", "detector": {"algorithm": "cusum"},
+    config = engine_config({"name": "drift", "type": "drift", "detector": {"algorithm": "cusum"},
                           "renotify": None})
     engine, store = make_engine(
         database, config, clock, detector_factory=factory,
@@ -499,7 +493,7 @@ def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(
 
 def test_a_failing_monitor_does_not_stop_the_others(database: Database) -> None:
     clock = ManualClock(T0)
-    config = make_config(
+    config = engine_config(
         {"name": "drift", "type": "drift", "detector": {}},
         {"name": "plain", "below": BELOW},
     )

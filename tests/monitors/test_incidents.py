@@ -7,14 +7,7 @@ import pytest
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.monitors.incidents import IncidentStatus, IncidentStore
 from driftloop.store import Database
-
-
-class ManualClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from driftloop.testing.clock import ManualClock
 
 
 def test_external_incident_with_timeline(database: Database) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from driftloop.config import Config
 from driftloop.monitors.events import Event, MonitorState
+from driftloop.testing.configs import make_config
 
 
 @dataclass
@@ -381,26 +382,27 @@ class GithubFake:
 # -- shared builders --------------------------------------------------------------------------
 
 
-def make_config(
+def notify_config(
     notifiers: Mapping[str, Any] | None = None,
     *,
     monitors: list[dict[str, Any]] | None = None,
     models: Mapping[str, Any] | None = None,
     hooks_secret: str | None = None,
 ) -> Config:
-    return Config.model_validate({
-        "public_url": "https://driftloop.example.com",
-        "models": dict(models or {"review-classifier": {}}),
-        "monitors": monitors if monitors is not None else [{
+    """``notifiers`` beside one confidence monitor of one model (or ``monitors``, ``models``)."""
+    return make_config(
+        public_url="https://driftloop.example.com",
+        models=dict(models or {"review-classifier": {}}),
+        monitors=monitors if monitors is not None else [{
             "name": "confidence",
             "metric": "model_confidence",
             "window": "5m",
             "below": {"warning": 0.8, "critical": 0.7},
             "message": "Confidence of {{model}} is {{value}}.",
         }],
-        "notifiers": dict(notifiers or {}),
-        "hooks": {"secret": hooks_secret},
-    })
+        notifiers=dict(notifiers or {}),
+        hooks={"secret": hooks_secret},
+    )
 
 
 def make_event(

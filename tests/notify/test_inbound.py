@@ -29,7 +29,7 @@ from driftloop.notify.base import ThresholdLines
 from driftloop.notify.inbound import HookVerifier, incident_id_for, parse_alert_payload
 from driftloop.notify.signatures import ReceiptStore, StandardSigner
 from driftloop.store.database import Database
-from notify.fake_services import make_config
+from notify.fake_services import notify_config
 from serving.mounted import mounted_app
 
 SECRET = "whsec_" + base64.b64encode(b"hook-secret-0123456789-abcdef01").decode()
@@ -336,7 +336,7 @@ def test_unknown_model_is_404(database: Database) -> None:
         jobs.append((model, incident_id, reason))
         return "job-1"
 
-    handler = InboundRetrainHandler(make_config(models={"other-model": {}}), enqueue)
+    handler = InboundRetrainHandler(notify_config(models={"other-model": {}}), enqueue)
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     response = client_for(handler, database).post("/v1/hooks/alert", content=body,
                                                   headers=signed(body))
@@ -352,7 +352,7 @@ def test_retrain_handler_enqueues_while_firing(database: Database) -> None:
         jobs.append((model, incident_id, reason))
         return "job-1"
 
-    handler = InboundRetrainHandler(make_config(), enqueue)
+    handler = InboundRetrainHandler(notify_config(), enqueue)
     client = client_for(handler, database)
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     response = client.post("/v1/hooks/alert", content=body, headers=signed(body))

@@ -10,15 +10,15 @@ from notify.fake_services import (
     JIRA_TOKEN,
     FakeApiServer,
     JiraFake,
-    make_config,
     make_event,
+    notify_config,
 )
 
 
 def jira_router(server: FakeApiServer, database: Database, **jira: Any) -> NotificationRouter:
     entry = {"type": "jira", "url": server.url, "project": "MLOPS", "token": JIRA_TOKEN,
              "labels": ["driftloop", "model drift"], **jira}
-    return NotificationRouter(make_config({"jira-mlops": entry}), database,
+    return NotificationRouter(notify_config({"jira-mlops": entry}), database,
                               sleep=lambda _s: None)
 
 
@@ -118,7 +118,7 @@ def test_jira_400_reports_the_field_errors(server: FakeApiServer, database: Data
 def test_jira_401_is_not_retried(server: FakeApiServer, database: Database) -> None:
     JiraFake(server, version=2)
     entry = {"type": "jira", "url": server.url, "project": "MLOPS", "token": "wrong"}
-    router = NotificationRouter(make_config({"jira-mlops": entry}), database)
+    router = NotificationRouter(notify_config({"jira-mlops": entry}), database)
     [result] = router.dispatch(make_event(handles=("jira-mlops",)))
     assert (result.status, result.http_status, result.attempts) == ("failed", 401, 1)
     assert "You are not authenticated." in (result.error or "")

@@ -18,8 +18,8 @@ from notify.fake_services import (
     FakeApiServer,
     Reply,
     SlackFake,
-    make_config,
     make_event,
+    notify_config,
 )
 
 HOOK = "/hook"
@@ -31,7 +31,7 @@ def webhook_config(server: FakeApiServer) -> dict[str, object]:
 
 def router_for(server: FakeApiServer, database: Database, sleeps: list[float],
                **kwargs: Any) -> NotificationRouter:
-    return NotificationRouter(make_config(webhook_config(server)), database,
+    return NotificationRouter(notify_config(webhook_config(server)), database,
                               sleep=sleeps.append, rng=random.Random(7), **kwargs)
 
 
@@ -142,7 +142,7 @@ def test_routing_by_level_from_the_rendered_message(
     template = ("Confidence of {{model}} is {{value}}.\n"
                 "{{#is_warning}}@log{{/is_warning}}\n"
                 "{{#is_alert}}@slack-x @log{{/is_alert}}")
-    config = make_config(
+    config = notify_config(
         {"slack-x": {"type": "slack", "webhook_url": fake.webhook_url}},
         monitors=[{"name": "confidence", "below": {"warning": 0.8, "critical": 0.7},
                    "message": template}],
@@ -166,7 +166,7 @@ def test_routing_by_level_from_the_rendered_message(
 def test_log_is_the_default_and_writes_one_json_line(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    router = NotificationRouter(make_config(), database)
+    router = NotificationRouter(notify_config(), database)
     with caplog.at_level(logging.INFO, logger="driftloop"):
         [result] = router.dispatch(make_event(message="no mentions here"))
     assert result.notifier == "log"
@@ -197,7 +197,7 @@ def test_retrain_calls_the_injected_pipeline(database: Database) -> None:
         calls.append((model, incident_id, reason))
         return "job-42"
 
-    config = make_config(monitors=[{"name": "confidence", "below": {"critical": 0.7},
+    config = notify_config(monitors=[{"name": "confidence", "below": {"critical": 0.7},
                                     "message": "{{#is_alert}}@retrain{{/is_alert}}"}])
     router = NotificationRouter(config, database, enqueue_retrain=enqueue)
     [result] = router.dispatch(make_event(handles=("retrain",)))
@@ -212,14 +212,14 @@ def test_retrain_calls_the_injected_pipeline(database: Database) -> None:
 
 
 def test_a_routed_retrain_requires_the_pipeline(database: Database) -> None:
-    config = make_config(monitors=[{"name": "confidence", "below": {"critical": 0.7},
+    config = notify_config(monitors=[{"name": "confidence", "below": {"critical": 0.7},
                                     "message": "{{#is_alert}}@retrain{{/is_alert}}"}])
     with pytest.raises(ConfigError, match="enqueue_retrain"):
         NotificationRouter(config, database)
 
 
 def test_thresholds_and_timeline_come_with_the_notification(database: Database) -> None:
-    router = NotificationRouter(make_config(), database)
+    router = NotificationRouter(notify_config(), database)
     router.dispatch(make_event(event_id="e1", state=MonitorState.WARN,
                                previous=MonitorState.OK, value=0.75, timestamp=100.0))
     notification = router.notification_for(make_event(event_id="e2", timestamp=200.0))
@@ -263,7 +263,7 @@ def test_queued_events_survive_a_restart(server: FakeApiServer, database: Databa
 
 def test_stop_does_not_wait_out_a_retry(server: FakeApiServer, database: Database) -> None:
     server.route("POST", HOOK, lambda _r: Reply(503, "down"))
-    router = NotificationRouter(make_config(webhook_config(server)), database,
+    router = NotificationRouter(notify_config(webhook_config(server)), database,
                                 retry=RetryPolicy(base_delay=30.0, jitter=0.0))
     router.start()
     router(make_event(handles=("hook",)))

@@ -17,8 +17,8 @@ from notify.fake_services import (
     GithubFake,
     Recorded,
     Reply,
-    make_config,
     make_event,
+    notify_config,
 )
 
 SECRET = "s3cr3t-shared"
@@ -35,7 +35,7 @@ def test_payload_template_headers_and_legacy_hmac_signature(
         return Reply(202, {"accepted": True})
 
     server.route("PUT", "/incidents", verify)
-    config = make_config({"ops": {
+    config = notify_config({"ops": {
         "type": "webhook",
         "url": server.url + "/incidents",
         "method": "PUT",
@@ -91,7 +91,7 @@ def test_standard_webhooks_signature_verified_by_the_reference_library(
         return Reply(204 if len(seen) > 1 else 503, {})
 
     server.route("POST", "/hook", verify)
-    config = make_config({"ops": {"type": "webhook", "url": server.url + "/hook",
+    config = notify_config({"ops": {"type": "webhook", "url": server.url + "/hook",
                                   "hmac_secret": STANDARD_SECRET}})
     router = NotificationRouter(config, database, sleep=lambda _s: None)
     [result] = router.dispatch(make_event(handles=("ops",), message="drop @ops"))
@@ -107,7 +107,7 @@ def test_standard_webhooks_signature_verified_by_the_reference_library(
 
 def test_a_standard_signature_needs_a_whsec_secret() -> None:
     with pytest.raises(ValueError, match="whsec_"):
-        make_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
+        notify_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
                              "hmac_secret": "plain-secret"}})
 
 
@@ -116,7 +116,7 @@ def test_generic_webhook_can_call_github_workflow_dispatch(
 ) -> None:
     fake = GithubFake(server, repo="owner/training-repo", workflow="deploy.yml",
                       token_scheme="token")
-    config = make_config({"gh": {
+    config = notify_config({"gh": {
         "type": "webhook",
         "url": f"{server.url}/repos/owner/training-repo/actions/workflows/deploy.yml/dispatches",
         "headers": {"Authorization": f"token {GITHUB_TOKEN}",
@@ -130,7 +130,7 @@ def test_generic_webhook_can_call_github_workflow_dispatch(
 
 
 def test_unknown_template_variable_is_a_config_error(database: Database) -> None:
-    config = make_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
+    config = notify_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
                                   "payload": {"v": "{{valeu}}"}}})
     with pytest.raises(ConfigError, match=r"notifiers\.ops\.payload.*valeu"):
         NotificationRouter(config, database)
@@ -146,7 +146,7 @@ def test_github_dispatch_sends_the_documented_request(
     server: FakeApiServer, database: Database
 ) -> None:
     fake = GithubFake(server)
-    config = make_config(github_config(server, inputs={"model": "{{model}}"}))
+    config = notify_config(github_config(server, inputs={"model": "{{model}}"}))
     [result] = NotificationRouter(config, database).dispatch(make_event(handles=("gh-retrain",)))
 
     assert (result.status, result.http_status) == ("delivered", 204), result.error
@@ -161,7 +161,7 @@ def test_github_dispatch_sends_the_documented_request(
 
 def test_github_404_for_an_unknown_workflow(server: FakeApiServer, database: Database) -> None:
     GithubFake(server, workflow="other.yml")
-    config = make_config(github_config(server))
+    config = notify_config(github_config(server))
     [result] = NotificationRouter(config, database).dispatch(make_event(handles=("gh-retrain",)))
     assert (result.status, result.http_status, result.attempts) == ("failed", 404, 1)
     assert "Not Found" in (result.error or "")
@@ -169,7 +169,7 @@ def test_github_404_for_an_unknown_workflow(server: FakeApiServer, database: Dat
 
 def test_github_422_for_undeclared_inputs(server: FakeApiServer, database: Database) -> None:
     GithubFake(server, declared_inputs=("incident_id",))
-    config = make_config(github_config(server, inputs={"model": "{{model}}"}))
+    config = notify_config(github_config(server, inputs={"model": "{{model}}"}))
     [result] = NotificationRouter(config, database).dispatch(make_event(handles=("gh-retrain",)))
     assert (result.status, result.http_status) == ("failed", 422)
     assert 'Unexpected inputs provided: ["model"]' in (result.error or "")

@@ -20,8 +20,9 @@ from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
 from driftloop.project import init_project
 from driftloop.system import DriftloopSystem, SystemOptions
+from driftloop.testing.clock import ManualClock
 from driftloop.trainers.training import train_model
-from pipeline.world import ManualClock
+from pipeline.world import START
 
 MODEL = "review-classifier"
 HELD_OUT = ("restaurant",)
@@ -72,7 +73,7 @@ def send(system: DriftloopSystem, clock: ManualClock, texts: list[str], seconds:
 
 @pytest.mark.slow
 def test_a_moderate_drift_with_the_init_defaults_leads_to_a_retrain(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     system = init_system(tmp_path, clock)
     rng = np.random.default_rng(0)
     data = scenario()

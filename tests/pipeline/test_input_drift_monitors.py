@@ -19,8 +19,9 @@ from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
 from driftloop.project import init_project
 from driftloop.system import DriftloopSystem, SystemOptions
+from driftloop.testing.clock import ManualClock
 from driftloop.trainers.training import train_model
-from pipeline.world import ManualClock
+from pipeline.world import START
 
 MODEL = "review-classifier"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "drift.md"
@@ -70,7 +71,7 @@ def states(system: DriftloopSystem) -> dict[str, MonitorState]:
 
 @pytest.mark.slow
 def test_the_documented_input_monitors_catch_a_moderate_drift(tmp_path: Path) -> None:
-    clock = ManualClock()
+    clock = ManualClock(START)
     path = init_project(tmp_path)
     document = yaml.safe_load(path.read_text())
     document["monitors"] = documented_input_monitors()

@@ -10,14 +10,7 @@ import pytest
 from driftloop.errors import ConflictError, NotFoundError
 from driftloop.pipeline.queue import JobQueue, JobState
 from driftloop.store import Database
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from driftloop.testing.clock import ManualClock
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def test_burst_of_100_alerts_makes_exactly_one_job(database: Database) -> None:
 
 
 def test_same_incident_attaches_even_after_finish(database: Database) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue = JobQueue(database, cooldown=0, clock=clock)
     first = queue.enqueue("m", incident_id="inc-1").job
     queue.set_state(first.job_id, JobState.SUCCEEDED)
@@ -56,7 +49,7 @@ def test_same_incident_attaches_even_after_finish(database: Database) -> None:
 
 
 def test_cooldown_per_model(database: Database) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue = JobQueue(database, cooldown=600, clock=clock)
     first = queue.enqueue("m", incident_id="a").job
     queue.set_state(first.job_id, JobState.FAILED, error="x")
@@ -74,7 +67,7 @@ def test_cooldown_per_model(database: Database) -> None:
 
 
 def test_claim_once_then_resume_stale(database: Database) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue = JobQueue(database, clock=clock)
     job = queue.enqueue("m").job
     claimed = queue.claim("w1")

@@ -23,6 +23,7 @@ from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelVersion
 from driftloop.storage import Snapshot, bundled_reviews_path
 from driftloop.system import DriftloopSystem, SystemOptions
+from driftloop.testing.clock import ManualClock
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 
@@ -95,24 +96,6 @@ def write_config(
     path = directory / "driftloop.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
-
-
-class ManualClock:
-    """Time that moves only when a test (or the pipeline's sleep) moves it."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[float], None] | None = None
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(self.now)
 
 
 @dataclass
@@ -195,7 +178,7 @@ class PipelineWorld:
     ) -> PipelineWorld:
         config = load_config(write_config(directory, pipeline=pipeline, model=model,
                                           extra=extra), environ={})
-        clock = ManualClock()
+        clock = ManualClock(START)
         return cls(directory, config, DriftloopSystem(config, SystemOptions(clock=clock)),
                     clock, snapshots or make_snapshots())
 

@@ -28,6 +28,7 @@ from driftloop.errors import (
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.scaffold import WORKFLOW_PATH, TrainingRepoOptions, render_training_repo
 from driftloop.storage import DatasetStore, Snapshot, bundled_reviews_path
+from driftloop.testing.clock import ManualClock
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.github_dispatch import (
     GITHUB_API_VERSION,
@@ -167,26 +168,8 @@ def snapshot(config: Config) -> Snapshot:
     return DatasetStore.from_config(config).push(reviews.head(60), "reviews")
 
 
-class FakeClock:
-    """Time that passes only when the trainer sleeps; ``on_sleep`` plays the workflow."""
-
-    def __init__(self, on_sleep: Callable[[int], None] | None = None) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-        self.on_sleep = on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.on_sleep is not None:
-            self.on_sleep(len(self.sleeps))
-
-
 def make_trainer(
-    github: FakeGithub, registry: ModelRegistry, *, clock: FakeClock | None = None,
+    github: FakeGithub, registry: ModelRegistry, *, clock: ManualClock | None = None,
     **params: Any,
 ) -> GithubDispatchTrainer:
     settings: dict[str, Any] = {"repo": REPO, "workflow": WORKFLOW, "token": TOKEN,
@@ -198,7 +181,7 @@ def make_trainer(
     if clock is None:
         return GithubDispatchTrainer.from_model_config(model_config, registry)
     return GithubDispatchTrainer.from_model_config(
-        model_config, registry, clock=clock.clock, sleep=clock.sleep
+        model_config, registry, clock=clock, sleep=clock.sleep
     )
 
 
@@ -246,12 +229,13 @@ def test_waits_past_versions_that_belong_to_something_else(
     registry.register(MODEL, model_dir, trainer="sklearn", trigger="incident:inc-1")  # v1: old
     plan = ["incident:inc-10", "manual", "ci:run-9", "incident:inc-1"]  # v2 .. v5
 
-    def workflow(sleeps: int) -> None:
+    def workflow(now: float) -> None:
+        sleeps = len(clock.sleeps)
         if sleeps <= len(plan):
             registry.register(MODEL, model_dir, trainer="github-actions",
                               trigger=plan[sleeps - 1])
 
-    clock = FakeClock(on_sleep=workflow)
+    clock = ManualClock(on_sleep=workflow)
     trainer = make_trainer(github, registry, clock=clock)
     version = trainer.train_remote(MODEL, incident_id="inc-1", snapshot=None, callback_url=None)
 
@@ -265,11 +249,11 @@ def test_waits_past_versions_that_belong_to_something_else(
 def test_a_dispatch_without_incident_is_matched_by_its_own_id(
     github: FakeGithub, registry: ModelRegistry, model_dir: Path,
 ) -> None:
-    def workflow(sleeps: int) -> None:
+    def workflow(now: float) -> None:
         sent = github.dispatches[0].body["inputs"]["incident_id"]
         registry.register(MODEL, model_dir, trainer="github-actions", trigger=f"dispatch:{sent}")
 
-    trainer = make_trainer(github, registry, clock=FakeClock(on_sleep=workflow))
+    trainer = make_trainer(github, registry, clock=ManualClock(on_sleep=workflow))
     version = trainer.train_remote(MODEL, incident_id=None, snapshot=None, callback_url=None)
 
     sent = github.dispatches[0].body["inputs"]["incident_id"]
@@ -288,8 +272,8 @@ def test_registration_with_the_cli_from_ci_is_found(
     )
     results: list[int] = []
 
-    def workflow(sleeps: int) -> None:
-        if sleeps == 2:  # the CI job finishes while driftloop waits
+    def workflow(now: float) -> None:
+        if len(clock.sleeps) == 2:  # the CI job finishes while driftloop waits
             result = CliRunner().invoke(app, [
                 "models", "register", MODEL, str(model_dir), "--trigger", "incident:inc-cli",
                 "--trainer", "github-actions", "--config", str(config_file), "--json",
@@ -297,7 +281,8 @@ def test_registration_with_the_cli_from_ci_is_found(
             results.append(result.exit_code)
             assert result.exit_code == 0, result.output
 
-    trainer = make_trainer(github, registry, clock=FakeClock(on_sleep=workflow))
+    clock = ManualClock(on_sleep=workflow)
+    trainer = make_trainer(github, registry, clock=clock)
     version = trainer.train_remote(MODEL, incident_id="inc-cli", snapshot=None, callback_url=None)
     assert results == [0]
     assert version.trigger == "incident:inc-cli"
@@ -307,7 +292,7 @@ def test_registration_with_the_cli_from_ci_is_found(
 def test_timeout_is_a_training_error_naming_the_dispatch(
     github: FakeGithub, registry: ModelRegistry,
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock, timeout="1m", poll_interval="25s")
     waited: list[float] = []
     with pytest.raises(TrainingError) as caught:
@@ -326,7 +311,7 @@ def test_timeout_is_a_training_error_naming_the_dispatch(
 def test_waiting_again_after_a_restart_keeps_the_deadline(
     github: FakeGithub, registry: ModelRegistry, model_dir: Path,
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock, timeout="100s", poll_interval="30s")
     run = trainer.start(MODEL, incident_id="inc-r", snapshot=None, callback_url=None)
     assert run.trainer == "github_dispatch"
@@ -354,7 +339,7 @@ def test_a_cancelled_wait_stops_at_once(github: FakeGithub, registry: ModelRegis
         if seconds >= 20:
             raise CancelledError
 
-    clock = FakeClock()
+    clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock)
     with pytest.raises(CancelledError):
         trainer.train_remote(MODEL, incident_id="inc-c", snapshot=None, callback_url=None,

@@ -25,6 +25,7 @@ class ServedSystem:
     project: ReliabilityProject
     system: DriftloopSystem
     url: str
+    server: UvicornThread
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,6 @@ def served_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSy
     server = UvicornThread(system.create_app(), serving=project.config.serving)
     try:
         with server.running() as url:
-            yield ServedSystem(project, system, url)
+            yield ServedSystem(project, system, url, server)
     finally:
         system.insights.close()

@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -580,3 +582,33 @@ def test_a_label_key_past_its_rate_limit_gets_429_with_retry_after(served: Serve
     assert "label rate limit" in said(document), document
     assert "RateLimitedError" in said(document), document
     assert 1 <= int(refused["Retry-After"]) <= 5
+
+
+def test_a_predict_request_while_the_server_lags_is_shed_with_retry_after(
+    served: ServedSystem,
+) -> None:
+    """The server's event loop really stalls for 3 s (a blocking call on it, as a flood would
+    make it lag): the next predict request is answered 503 at once, with ``Retry-After``, while
+    probes are served; once the lag fades, predictions are answered again."""
+    predicted(served, "great food")  # the loop's lag monitor runs from the first prediction
+    loop = served.server.server.servers[0].get_loop()
+    unblocked = threading.Event()
+
+    def stall() -> None:
+        time.sleep(3.0)
+        unblocked.set()
+
+    loop.call_soon_threadsafe(stall)
+    assert unblocked.wait(30)
+    body = b'{"text": "great food"}'
+    headers = {**served.project.headers(), "Content-Type": "application/json"}
+    status, document, answer = raw_exchange(served.url, "POST", PREDICT, body, headers)
+    assert status == 503, document
+    assert "OverloadedError" in said(document), document
+    assert "serving.max_queue_delay" in said(document), document
+    assert 1 <= int(answer["Retry-After"]) <= 4  # the seconds it would have waited, rounded up
+    assert raw_request(served.url, "GET", "/healthz")[0] == 200
+    deadline = time.monotonic() + 10
+    while raw_request(served.url, "POST", PREDICT, body, headers)[0] != 200:
+        assert time.monotonic() < deadline, "predictions were still shed 10 s later"
+        time.sleep(0.1)

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,15 @@ import pytest
 from byo_models import write_manifest, write_predictor_module, write_regression_model
 from driftloop.config import Config, ModelConfig
 from driftloop.errors import InvalidInputError
-from driftloop.predictors import PREDICTORS, load_predictor, read_manifest
+from driftloop.predictors import (
+    PREDICTION,
+    PREDICTORS,
+    TEXT,
+    Feature,
+    InputSchema,
+    load_predictor,
+    read_manifest,
+)
 from driftloop.predictors.loading import find_predictor_class
 from driftloop.registry import ModelRegistry
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
@@ -168,3 +178,39 @@ def test_the_cli_refuses_code_that_cannot_be_imported(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "importing predictor.py failed: ModuleNotFoundError" in " ".join(result.output.split())
     assert stored_files(tmp_path) == []
+
+
+def test_the_reference_profile_hook_records_what_fits_the_output(tmp_path: Path) -> None:
+    spend = load_predictor(write_regression_model(tmp_path / "spend", slope=2.0))
+    reference = spend.reference_profile([{"tenure_months": 1, "promo": None},
+                                         {"tenure_months": 5, "promo": True}])
+    assert reference.inputs == {PREDICTION: [12.0, 20.0]}
+    assert reference.confidences == []
+    with pytest.raises(InvalidInputError, match="regression model: it has no class prob"):
+        spend.predict_proba([{"tenure_months": 1, "promo": None}])
+
+    keyword = review_keyword_predictor()
+    texts = ["cheap and tasty", "a boring film"]
+    profile = keyword.reference_profile(texts)
+    assert profile.text_lengths == [15, 13]
+    assert profile.confidences == keyword.predict(texts).max(axis=1).tolist()
+    assert sum(profile.class_mix.values()) == pytest.approx(1.0)
+
+
+def test_an_input_schema_round_trips_and_refuses_nonsense() -> None:
+    schema = InputSchema.record(Feature.number("x"), Feature.category("c", ["a", "b"]),
+                                Feature.string("s", optional=True), Feature.boolean("b"))
+    assert InputSchema.from_dict(schema.to_dict()) == schema
+    assert InputSchema.from_dict(TEXT.to_dict()) == TEXT
+    assert schema.example() == {"x": 0.0, "c": "a", "s": "", "b": False}
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: InputSchema.record(), "needs at least one feature"),
+        (lambda: InputSchema.record(Feature.number("x"), Feature.integer("x")),
+         "named more than once: ['x']"),
+        (lambda: Feature("x", "complex"), "has type 'complex'"),  # type: ignore[arg-type]
+        (lambda: Feature.category("c", []), "needs its categories"),
+        (lambda: Feature.number("no spaces"), "must be a letter"),
+    ]
+    for build, problem in cases:
+        with pytest.raises(InvalidInputError, match=re.escape(problem)):
+            build()

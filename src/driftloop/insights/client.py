@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from driftloop.background import BackgroundLoop
 from driftloop.errors import ConfigError, ConflictError, InvalidInputError
 from driftloop.insights.outbox import Outbox
 from driftloop.insights.transports import Transport
@@ -92,14 +93,15 @@ class InsightsClient:
         self.max_retry_interval = max(max_retry_interval, flush_interval)
         self._owns_transport = owns_transport
         self._queue: deque[_Report] = deque()
-        self._wake = threading.Event()
+        self._flusher = BackgroundLoop(
+            lambda: self._flush_once(force=False), flush_interval, name="driftloop-insights",
+            logger=logger, failure="insights flush failed; retrying", wait_first=True)
         self._flush_lock = threading.Lock()
         self._counter_lock = threading.Lock()
         self._id_prefix = uuid.uuid4().hex[:16] + "-"
         self._ids = itertools.count(1)
         self._shared_tags: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
         self._closed = False
-        self._stopping = False
         self._reported = 0
         self._published = 0
         self._spooled = 0
@@ -108,7 +110,6 @@ class InsightsClient:
         self._healthy = True
         self._retry_at = 0.0
         self._retry_delay = flush_interval
-        self._thread: threading.Thread | None = None
         if start:
             self.start()
 
@@ -163,7 +164,7 @@ class InsightsClient:
             return
         queue.append(record)
         if depth + 1 == self.batch_size:
-            self._wake.set()
+            self._flusher.wake()
 
     def _share_tags(self, tags: Mapping[str, str]) -> Mapping[str, str]:
         """A checked copy of ``tags``, shared by every report with the same tags (in the same
@@ -199,21 +200,8 @@ class InsightsClient:
     # --- the flush thread -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="driftloop-insights", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                self._flush_once(force=False)
-            except Exception:
-                logger.exception("insights flush failed; retrying")
+        if not self._closed:
+            self._flusher.start()
 
     def flush(self) -> bool:
         """Publish everything queued now, retrying the transport even while backing off;
@@ -337,10 +325,7 @@ class InsightsClient:
         if self._closed:
             return
         self._closed = True
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._flusher.stop()
         if flush:
             try:
                 self._flush_once(force=True)

@@ -29,6 +29,7 @@ import numpy as np
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+from driftloop.background import BackgroundLoop
 from driftloop.config import Config, MonitorConfig
 from driftloop.errors import (
     BackendUnavailableError,
@@ -168,8 +169,7 @@ class MonitorEngine:
         self._detectors: dict[tuple[str, str], tuple[DriftDetector, str | None]] = {}
         self._reference_keys: dict[int, tuple[ReferenceProfile, str]] = {}
         self._evaluate_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop: BackgroundLoop | None = None
 
     # ------------------------------------------------------------------ evaluation
 
@@ -636,32 +636,25 @@ class MonitorEngine:
         """Evaluate every ``interval`` seconds in a background thread until :meth:`stop`."""
         if interval <= 0:
             raise InvalidInputError(f"evaluation interval must be positive, got {interval}")
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, args=(interval,), name="driftloop-monitors", daemon=True
-        )
-        self._thread.start()
+        self._loop = BackgroundLoop(self._evaluate_in_background, interval,
+                                    name="driftloop-monitors", logger=logger,
+                                    failure="monitor evaluation failed")
+        self._loop.start()
 
-    def _loop(self, interval: float) -> None:
-        while not self._stop.is_set():
-            try:
-                self.evaluate()
-            except Exception:
-                logger.exception("monitor evaluation failed")
-            self._stop.wait(interval)
+    def _evaluate_in_background(self) -> None:
+        self.evaluate()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the background evaluation (after the evaluation in progress)."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout)
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop(timeout)
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop is not None and self._loop.running
 
     def forget_detectors(self) -> None:
         """Drop the drift detectors built in memory (a process that leads again after another

@@ -9,13 +9,13 @@ deploy and verification on it, :class:`~driftloop.pipeline.runner.RetrainPipelin
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from driftloop.background import BackgroundLoop
 from driftloop.config import Config
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.errors import JobCancelledError as JobCancelledError  # the old import path
@@ -133,23 +133,17 @@ class JobSteps:
     def _beating(self, job_id: str, worker: str) -> Iterator[None]:
         """Heartbeat while a step runs (a training can take hours), so that no other worker
         takes the job for one whose worker died."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.heartbeat_interval):
-                try:
-                    self.queue.heartbeat(job_id, worker)
-                except Exception:  # a store blip must not end the step; the next beat retries
-                    logger.warning("heartbeat of job %s failed", job_id[:8], exc_info=True)
-
-        thread = threading.Thread(target=beat, name=f"driftloop-heartbeat-{job_id[:8]}",
-                                  daemon=True)
-        thread.start()
+        # a failed beat (a store blip) must not end the step; the next beat retries
+        beating = BackgroundLoop(
+            lambda: self.queue.heartbeat(job_id, worker), self.heartbeat_interval,
+            name=f"driftloop-heartbeat-{job_id[:8]}", logger=logger,
+            failure=f"heartbeat of job {job_id[:8]} failed", failure_level=logging.WARNING,
+            wait_first=True)
+        beating.start()
         try:
             yield
         finally:
-            stop.set()
-            thread.join()
+            beating.stop()
 
     def _check_cancel(self, job_id: str) -> None:
         if self.queue.get(job_id).cancel_requested:

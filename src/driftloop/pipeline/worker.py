@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
 
+from driftloop.background import BackgroundLoop
 from driftloop.pipeline.queue import Job, JobQueue
 from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import RetrainPipeline
@@ -30,8 +30,8 @@ class RetrainWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.poll_interval = poll_interval
         self.stale_after = stale_after
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = BackgroundLoop(self._poll, poll_interval, name="driftloop-worker",
+                                    logger=logger, failure="retrain worker loop error")
 
     def run_once(self) -> Job | None:
         """Queue the retries that are due, then claim and run one job; None when nothing is
@@ -47,22 +47,16 @@ class RetrainWorker:
         logger.info("worker %s runs job %s for %s", self.name, job.job_id[:8], job.model)
         return self.pipeline.run(job, self.name)
 
+    def _poll(self) -> bool:
+        """One job if one waits; True when it ran one (another may wait: no pause)."""
+        return self.run_once() is not None
+
     def run_forever(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ran = self.run_once()
-            except Exception:
-                logger.exception("retrain worker loop error")
-                ran = None
-            if ran is None:
-                self._stop.wait(self.poll_interval)
+        """Run jobs in this thread until :meth:`stop`, polling every ``poll_interval``."""
+        self._loop.run()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run_forever, name="driftloop-worker",
-                                        daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._loop.stop(timeout)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI
 from numpy.typing import NDArray
+from sqlalchemy.engine import Connection
 
 from driftloop.config import Config, MonitorConfig
 from driftloop.control_metrics import ControlPlaneCollector
@@ -33,6 +36,7 @@ from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
 from driftloop.insights.client import InsightsClient
 from driftloop.insights.transports import Transport, open_transport
+from driftloop.leadership import ControlPlane, Role
 from driftloop.metrics.points import (
     SERVED_TAG,
     SHADOW_AGREEMENT,
@@ -102,6 +106,13 @@ class DriftloopSystem:
         self.api_keys = ApiKeyStore(self.database)
         self.feedback = FeedbackStore(self.database)
         self.queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        """This process in the control plane's leases and as the retrain worker's name."""
+        self.worker_queue = JobQueue(self.database, cooldown=config.pipeline.cooldown,
+                                     clock=clock)
+        """The queue of the retrain worker and its pipeline: fenced while this process runs
+        the control plane (:meth:`start_background`); :attr:`queue` serves the API."""
+        self.control: ControlPlane | None = None
         self.router = NotificationRouter(
             config, self.database, notifiers=self.options.notifiers,
             enqueue_retrain=self.enqueue_retrain, metric_store=self.metric_store, clock=clock,
@@ -110,19 +121,16 @@ class DriftloopSystem:
             config, self.database, self.metric_store, clock=clock,
             listeners=[self.router, *self.options.event_listeners],
             reference_provider=self.reference_for, detector_factory=self.build_detector,
-            served_versions=self.served_versions,
+            served_versions=self.served_versions, on_persist=self._record_evaluation,
         )
         self.pipeline = RetrainPipeline(
-            config, self.queue, self.registry, self.datasets, health=self, incidents=self.engine,
-            hooks=self.options.pipeline_hooks, clock=clock,
+            config, self.worker_queue, self.registry, self.datasets, health=self,
+            incidents=self.engine, hooks=self.options.pipeline_hooks, clock=clock,
             feedback=self.feedback.labeled_samples, on_finished=self.notify_retrain_outcome,
         )
-        self.retries = RetryPolicy(config.pipeline, self.queue, self.engine.incidents,
+        self.retries = RetryPolicy(config.pipeline, self.worker_queue, self.engine.incidents,
                                    models=config.models, datasets=self.datasets, clock=clock)
-        self.worker = RetrainWorker(self.queue, self.pipeline,
-                                    poll_interval=self.options.worker_poll_interval,
-                                    stale_after=config.pipeline.worker_stale_after,
-                                    retries=self.retries)
+        self.worker = self._new_worker()
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
 
     # ------------------------------------------------------------------ the loop's joints
@@ -345,18 +353,71 @@ class DriftloopSystem:
                                   force=True).job.job_id
 
     # ------------------------------------------------------------------ background work
-    def start_background(self, *, worker: bool = True) -> None:
-        self.insights.start()
-        self.router.start()
-        self.engine.start(self.options.monitor_interval)
+    def start_background(self, *, worker: bool = True, monitors: bool = True,
+                         insights: bool = True) -> None:
+        """Join the control plane and start the insights pipeline: this process leads the
+        ``monitors`` role (evaluation, notifications) and, with ``worker``, the ``worker`` role
+        (retrain jobs) while it holds their leases, and keeps trying while another process
+        does. From here on its control-plane writes are fenced. On SQLite a second process
+        for a role raises :class:`~driftloop.leadership.ControlProcessLockedError`."""
+        roles: list[Role] = []
+        if monitors:
+            roles.append(Role("monitors", self._lead_monitors, self._stop_monitors))
         if worker:
-            self.worker.start()
+            roles.append(Role("worker", self._lead_worker, self._stop_worker,
+                              on_acquired=self._take_over_jobs))
+        control = ControlPlane(self.database, roles, holder=self.process_id,
+                               lease_duration=self.config.control.lease_duration,
+                               renew_interval=self.config.control.renew_interval)
+        self.control = control
+        self.router.fence = control.fence("monitors", "worker")  # outcomes come from jobs
+        self.worker_queue.fence = control.fence("worker")
+        control.start()
+        if insights:
+            self.insights.start()
 
     def stop_background(self) -> None:
-        self.worker.stop()
+        control, self.control = self.control, None
+        if control is not None:
+            control.stop()
+        self.insights.close()
+
+    def _record_evaluation(self, connection: Connection, events: Sequence[Event]) -> None:
+        """In the transaction that stores an evaluation: the monitors role's fence, then the
+        events for the router (replayed by whichever process leads next)."""
+        if self.control is not None:
+            self.control.fence("monitors")(connection)
+        self.router.record_events(connection, events)
+
+    def _lead_monitors(self) -> None:
+        self.engine.forget_detectors()
+        self.router.start()
+        self.engine.start(self.options.monitor_interval)
+
+    def _stop_monitors(self) -> None:
         self.engine.stop()
         self.router.stop()
-        self.insights.close()
+
+    def _new_worker(self) -> RetrainWorker:
+        return RetrainWorker(self.worker_queue, self.pipeline, name=self.process_id,
+                             poll_interval=self.options.worker_poll_interval,
+                             stale_after=self.config.pipeline.worker_stale_after,
+                             retries=self.retries)
+
+    def _lead_worker(self) -> None:
+        self.worker = self._new_worker()  # a stopped worker's thread does not start again
+        self.worker.start()
+
+    def _stop_worker(self) -> None:
+        self.worker.stop()
+
+    def _take_over_jobs(self, connection: Connection, previous: str | None) -> None:
+        """The new worker leader's first act, with the lease: the jobs of the worker it took
+        over from are claimable at once (that worker's writes are refused from now on)."""
+        if previous is not None:
+            released = self.worker_queue.release_worker_jobs(connection, previous)
+            if released:
+                logger.info("taking over %d retrain job(s) of %s", released, previous)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -102,10 +102,14 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    console.print(f"worker {system.worker.name} waiting for retrain jobs")
-    system.worker.start()  # only jobs: monitors and notifications run in 'driftloop up'
-    stop.wait()
-    system.worker.stop()
+    console.print(f"worker {system.process_id} waiting for retrain jobs (leading the worker "
+                  "role, or waiting for its lease while another process leads it)")
+    # only jobs: monitors and notifications run in 'driftloop up'
+    system.start_background(worker=True, monitors=False, insights=False)
+    try:
+        stop.wait()
+    finally:
+        system.stop_background()
 
 
 @app.command()

@@ -525,9 +525,16 @@ class ModelRegistry:
             except NotFoundError as exc:
                 raise IntegrityError(f"{what}: the artifact is missing from storage") from exc
             verify_directory(temporary, digest, what=what)
-            if directory.exists():
-                shutil.rmtree(directory)
-            temporary.rename(directory)
+            if directory.exists():  # another process sharing the cache may have finished first
+                try:
+                    verify_directory(directory, digest, what=what)
+                    return
+                except (IntegrityError, OSError):
+                    shutil.rmtree(directory, ignore_errors=True)
+            try:
+                temporary.rename(directory)
+            except OSError:  # another process renamed its copy in between: use it if sound
+                verify_directory(directory, digest, what=what)
         finally:
             if temporary.exists():
                 shutil.rmtree(temporary, ignore_errors=True)

@@ -13,7 +13,7 @@ from driftloop.config import DetectorConfig
 from driftloop.drift import (
     CusumDetector,
     DriftDetector,
-    PageHinkleyDetector,
+    KSWindowDetector,
     SelfReferencedDetector,
     build_detector,
 )
@@ -68,7 +68,8 @@ def test_chi_square_detector(profile: ReferenceProfile) -> None:
 def test_self_referenced_detector() -> None:
     def make() -> DriftDetector:
         return SelfReferencedDetector(
-            lambda values: PageHinkleyDetector(values, false_alarm_rate=RATE), warmup=500)
+            lambda values: KSWindowDetector(values, window=200, false_alarm_rate=RATE),
+            warmup=500)
 
     check_detector(DetectorSubject(make, confidences, dropped, RATE, lead_in=500))
 

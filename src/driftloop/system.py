@@ -117,7 +117,7 @@ class DriftloopSystem:
             config, self.database, notifiers=self.options.notifiers,
             enqueue_retrain=self.enqueue_retrain, metric_store=self.metric_store, clock=clock,
         )
-        self.engine = MonitorEngine(
+        self.monitor_engine = MonitorEngine(
             config, self.database, self.metric_store, clock=clock,
             listeners=[self.router, *self.options.event_listeners],
             reference_provider=self.reference_for, detector_factory=self.build_detector,
@@ -125,15 +125,21 @@ class DriftloopSystem:
         )
         self.pipeline = RetrainPipeline(
             config, self.worker_queue, self.registry, self.datasets, health=self,
-            incidents=self.engine, hooks=self.options.pipeline_hooks, clock=clock,
+            incidents=self.monitor_engine, hooks=self.options.pipeline_hooks, clock=clock,
             feedback=self.feedback.labeled_samples, on_finished=self.notify_retrain_outcome,
         )
-        self.retries = RetryPolicy(config.pipeline, self.worker_queue, self.engine.incidents,
-                                   models=config.models, datasets=self.datasets, clock=clock)
+        self.retries = RetryPolicy(config.pipeline, self.worker_queue,
+                                   self.monitor_engine.incidents, models=config.models,
+                                   datasets=self.datasets, clock=clock)
         self.worker = self._new_worker()
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
 
     # ------------------------------------------------------------------ the loop's joints
+    @property
+    def engine(self) -> MonitorEngine:
+        """The old name of :attr:`monitor_engine` (``engine`` alone could be the database's)."""
+        return self.monitor_engine
+
     def enqueue_retrain(self, model: str, incident_id: str | None, reason: str) -> str:
         """What ``@retrain`` and inbound alerts call: one job per incident (storm control)."""
         result = self.queue.enqueue(model, incident_id=incident_id, reason=reason,
@@ -146,7 +152,7 @@ class DriftloopSystem:
                         result.job.job_id[:8], incident_id or "none", reason)
         if not result.job.state.finished and incident_id is not None:
             verb = "queued" if result.created else "attached to"
-            self.engine.add_timeline_entry(
+            self.monitor_engine.add_timeline_entry(
                 incident_id, "retrain", f"{verb} retrain job {result.job.job_id[:8]}",
                 {"job_id": result.job.job_id, "created": result.created},
             )
@@ -158,8 +164,8 @@ class DriftloopSystem:
         outcome = _OUTCOMES.get(job.state)
         if outcome is None or job.incident_id is None:
             return
-        incident = self.engine.incidents.get_incident(job.incident_id)
-        template = self.engine.templates.get(incident.monitor) if incident.monitor else None
+        incident = self.monitor_engine.incidents.get_incident(job.incident_id)
+        template = self.monitor_engine.templates.get(incident.monitor) if incident.monitor else None
         event = outcome_event(
             RetrainOutcome(
                 outcome=outcome, job_id=job.job_id, model=job.model,
@@ -190,7 +196,8 @@ class DriftloopSystem:
                        "is the retry policy's to start")
         logger.warning("%s (incident %s)", message, incident_id or "none")
         if incident_id is not None:
-            self.engine.add_timeline_entry(  # a "retrain" entry: the retry policy follows it
+            # a "retrain" entry: the retry policy follows it
+            self.monitor_engine.add_timeline_entry(
                 incident_id, "retrain", message,
                 {"job_id": job.job_id, "created": False, "job_state": job.state.value,
                  "cooldown_ends_at": ends_at},
@@ -203,7 +210,7 @@ class DriftloopSystem:
             raise NotFoundError(
                 f"no model {alert.model!r}; known: {sorted(self.config.models)}"
             )
-        incident_id = self.engine.incidents.open_external_incident(
+        incident_id = self.monitor_engine.incidents.open_external_incident(
             alert.source, alert.model, alert.title,
             {"labels": dict(alert.labels), "status": alert.status, "url": alert.url},
             dedupe_key=alert.key,
@@ -211,7 +218,7 @@ class DriftloopSystem:
         if alert.status == "firing":
             self.enqueue_retrain(alert.model, incident_id, f"{alert.source} alert: {alert.title}")
         else:
-            self.engine.add_timeline_entry(
+            self.monitor_engine.add_timeline_entry(
                 incident_id, "resolved_at_source", f"{alert.source} reports the alert resolved",
                 {"labels": dict(alert.labels)},
             )
@@ -255,8 +262,8 @@ class DriftloopSystem:
             production = None
         states = [
             group.state
-            for status in self.engine.status()
-            if SHADOW_TAG not in self.engine.monitors[status.name].filter
+            for status in self.monitor_engine.status()
+            if SHADOW_TAG not in self.monitor_engine.monitors[status.name].filter
             for group in status.groups
             if group.group.get("model") == model
             and group.group.get("version", production) == production
@@ -310,7 +317,7 @@ class DriftloopSystem:
     def create_app(self, *, poll: bool = True) -> FastAPI:
         admin = [Depends(require_scope(Scope.ADMIN))]
         api = APIRouter(prefix="/v1", dependencies=admin)
-        api.include_router(monitors_router(self.engine))
+        api.include_router(monitors_router(self.monitor_engine))
         api.include_router(jobs_router(self.queue, self.enqueue_retrain_manual))
         dashboard = dashboard_router(
             StoreDashboardData(
@@ -332,7 +339,8 @@ class DriftloopSystem:
             poll=poll,
         )
         app.state.serving.metrics.add_collector(ControlPlaneCollector(
-            self.engine.status, self.engine.incidents.count_open, self.queue.count_by_state))
+            self.monitor_engine.status, self.monitor_engine.incidents.count_open,
+            self.queue.count_by_state))
         return app
 
     def session_secret(self) -> bytes:
@@ -390,12 +398,12 @@ class DriftloopSystem:
         self.router.record_events(connection, events)
 
     def _lead_monitors(self) -> None:
-        self.engine.forget_detectors()
+        self.monitor_engine.forget_detectors()
         self.router.start()
-        self.engine.start(self.options.monitor_interval)
+        self.monitor_engine.start(self.options.monitor_interval)
 
     def _stop_monitors(self) -> None:
-        self.engine.stop()
+        self.monitor_engine.stop()
         self.router.stop()
 
     def _new_worker(self) -> RetrainWorker:

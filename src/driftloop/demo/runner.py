@@ -244,8 +244,9 @@ def _settled(system: DriftloopSystem, window: float) -> bool:
     if finished_at is None or time.time() < finished_at + window:
         return False
     waiting = 0
-    for summary in system.engine.list_incidents(status="open", model=MODEL):
-        kinds = {entry.kind for entry in system.engine.get_incident(summary.incident_id).timeline}
+    for summary in system.monitor_engine.list_incidents(status="open", model=MODEL):
+        incident = system.monitor_engine.get_incident(summary.incident_id)
+        kinds = {entry.kind for entry in incident.timeline}
         if not kinds & REQUEST_KINDS:
             return False  # a WARN, or an ALERT whose @retrain is still on its way
         if not kinds & SETTLED_KINDS:

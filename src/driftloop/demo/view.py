@@ -134,7 +134,7 @@ class DemoView:
             self.production = production.version
             self.reference = reference_confidence(production)
         serving = None if self.production is None else str(self.production)
-        for status in system.engine.status():
+        for status in system.monitor_engine.status():
             # groups split by version count for the serving version only (as in monitors_ok):
             # the previous version's groups are retired once v2 is verified
             states = [group.state for group in status.groups

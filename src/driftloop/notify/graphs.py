@@ -93,14 +93,14 @@ class GraphStore:
     """PNG bytes by id, in the store's ``notify_graphs`` table (shared by every replica)."""
 
     def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
-        self._engine = database.engine
+        self._database_engine = database.engine
         self._clock = clock
 
     def put(self, png: bytes, *, monitor: str = "") -> str:
         if not png.startswith(b"\x89PNG\r\n\x1a\n"):
             raise InvalidInputError("the graph store keeps PNG images only")
         graph_id = uuid.uuid4().hex
-        with self._engine.begin() as connection:
+        with self._database_engine.begin() as connection:
             connection.execute(
                 notify_graphs.insert().values(
                     graph_id=graph_id, monitor=monitor[:256], png=png, created_at=self._clock()
@@ -112,7 +112,7 @@ class GraphStore:
         """The PNG bytes; :class:`NotFoundError` for an unknown or malformed id."""
         if not _GRAPH_ID.match(graph_id):
             raise NotFoundError(f"no graph {graph_id!r}")
-        with self._engine.connect() as connection:
+        with self._database_engine.connect() as connection:
             png = connection.execute(
                 sa.select(notify_graphs.c.png).where(notify_graphs.c.graph_id == graph_id)
             ).scalar()
@@ -123,7 +123,7 @@ class GraphStore:
     def prune(self, older_than: float) -> int:
         """Delete graphs created more than ``older_than`` seconds ago; returns how many."""
         cutoff = self._clock() - older_than
-        with self._engine.begin() as connection:
+        with self._database_engine.begin() as connection:
             result = connection.execute(
                 notify_graphs.delete().where(notify_graphs.c.created_at < cutoff)
             )

@@ -124,7 +124,7 @@ class JiraNotifier(Notifier):
     ) -> None:
         self.name = name
         self.config = config
-        self._engine = database.engine
+        self._database_engine = database.engine
         self._clock = clock
         self._api = f"{config.url.rstrip('/')}/rest/api/{config.api_version}"
         if config.email:
@@ -140,7 +140,7 @@ class JiraNotifier(Notifier):
 
     def issue_for(self, incident_key: str) -> JiraIssueLink | None:
         table = notify_jira_issues
-        with self._engine.connect() as connection:
+        with self._database_engine.connect() as connection:
             row = connection.execute(
                 sa.select(table).where(table.c.notifier == self.name,
                                        table.c.incident_key == incident_key)
@@ -152,7 +152,7 @@ class JiraNotifier(Notifier):
 
     def _remember(self, incident_key: str, issue: dict[str, Any]) -> None:
         try:
-            with self._engine.begin() as connection:
+            with self._database_engine.begin() as connection:
                 connection.execute(notify_jira_issues.insert().values(
                     notifier=self.name, incident_key=incident_key, issue_id=str(issue["id"]),
                     issue_key=str(issue["key"]), issue_url=str(issue.get("self", "")),
@@ -163,7 +163,7 @@ class JiraNotifier(Notifier):
 
     def _mark_resolved(self, incident_key: str) -> None:
         table = notify_jira_issues
-        with self._engine.begin() as connection:
+        with self._database_engine.begin() as connection:
             connection.execute(
                 table.update()
                 .where(table.c.notifier == self.name, table.c.incident_key == incident_key)

@@ -133,7 +133,7 @@ class NotificationRouter:
     ) -> None:
         self.config = config
         self.database = database
-        self._engine = database.engine
+        self._database_engine = database.engine
         self.graph_store = graph_store or GraphStore(database, clock=clock)
         self._series_source = series_source
         self._metric_store = metric_store
@@ -267,7 +267,7 @@ class NotificationRouter:
         if event.incident_id is None:
             return ()
         table = notify_events
-        with self._engine.connect() as connection:
+        with self._database_engine.connect() as connection:
             rows = connection.execute(
                 sa.select(table.c.timestamp, table.c.previous, table.c.state, table.c.value,
                           table.c.message)
@@ -426,7 +426,7 @@ class NotificationRouter:
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
-        with self._engine.begin() as connection:
+        with self._database_engine.begin() as connection:
             if self.fence is not None:
                 self.fence(connection)
             yield connection
@@ -534,7 +534,7 @@ class NotificationRouter:
             query = query.where(table.c.event_id == event_id)
         if notifier is not None:
             query = query.where(table.c.notifier == notifier)
-        with self._engine.connect() as connection:
+        with self._database_engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
         return [DeliveryAttempt(r["event_id"], r["notifier"], r["attempt"], r["status"],
                                 r["http_status"], r["error"], r["detail"], r["duration_ms"],
@@ -542,7 +542,7 @@ class NotificationRouter:
 
     def _unrouted_events(self) -> list[Event]:
         table = notify_events
-        with self._engine.connect() as connection:
+        with self._database_engine.connect() as connection:
             rows = connection.execute(
                 sa.select(table).where(table.c.routed_at.is_(None))
                 .order_by(table.c.timestamp, table.c.received_at)

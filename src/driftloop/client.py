@@ -20,10 +20,14 @@ httpx only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -105,6 +109,67 @@ class InsightPoint:
     tags: Mapping[str, str] = field(default_factory=dict)
     timestamp: float | None = None
     point_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadedVersion:
+    """A model uploaded with :meth:`Client.upload_version`: the version it was registered as
+    and the retrain job that gates, deploys and verifies it."""
+
+    model: str
+    version: int
+    job_id: str
+    attached: bool
+    """True: a retrain job waiting for its remote run took it; False: a new job was opened."""
+
+
+# --- uploading a trained model (POST /v1/models/{name}/versions) -------------------------
+
+SHA256_HEADER = "X-Driftloop-Sha256"
+SNAPSHOT_HEADER = "X-Driftloop-Snapshot"
+RUN_ID_HEADER = "X-Driftloop-Run-Id"
+"""The id the training workflow was dispatched with (its ``incident_id`` input)."""
+TRAINER_HEADER = "X-Driftloop-Trainer"
+SOURCE_HEADERS = {"repo": "X-Driftloop-Source-Repo", "commit": "X-Driftloop-Source-Commit",
+                  "run_id": "X-Driftloop-Source-Run"}
+"""The training code a version was made by, recorded as the version's ``training_code``."""
+UPLOAD_CHUNK = 1 << 20
+
+
+def pack_model(model_dir: Path, archive: Path, evaluation: Path | None = None) -> str:
+    """Write ``model_dir`` as ``model/`` (and ``evaluation`` as ``evaluation.json``) to the
+    gzipped tar ``archive``; returns its SHA-256 (hex)."""
+    if not model_dir.is_dir():
+        raise InvalidInputError(f"no such model directory: {model_dir}")
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(model_dir, arcname="model")
+        if evaluation is not None:
+            tar.add(evaluation, arcname="evaluation.json")
+    digest = hashlib.sha256()
+    with archive.open("rb") as file:
+        while chunk := file.read(UPLOAD_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _upload_headers(sha256: str, snapshot_id: str, *, run_id: str | None, trainer: str,
+                    source: Mapping[str, str] | None) -> dict[str, str]:
+    headers = {SHA256_HEADER: sha256, SNAPSHOT_HEADER: snapshot_id, TRAINER_HEADER: trainer,
+               "Content-Type": "application/gzip"}
+    if run_id:
+        headers[RUN_ID_HEADER] = run_id
+    for key, value in (source or {}).items():
+        if key not in SOURCE_HEADERS:
+            raise InvalidInputError(f"unknown source field {key!r}; known: "
+                                    f"{', '.join(SOURCE_HEADERS)}")
+        if value:
+            headers[SOURCE_HEADERS[key]] = value
+    return headers
+
+
+def _read_uploaded(data: Mapping[str, Any]) -> UploadedVersion:
+    return UploadedVersion(str(data["model"]), int(data["version"]), str(data["job_id"]),
+                           bool(data["attached"]))
 
 
 # --- one operation, whatever the HTTP client --------------------------------------------
@@ -294,6 +359,30 @@ class Client:
         """Move production back to its previous version (scope ``admin``)."""
         return self._run(_rollback(model))
 
+    def upload_version(
+        self, model: str, model_dir: Path, *, snapshot_id: str, evaluation: Path | None = None,
+        run_id: str | None = None, trainer: str = "upload",
+        source: Mapping[str, str] | None = None,
+    ) -> UploadedVersion:
+        """Upload a trained model directory as a candidate (scope ``register``): it is
+        registered, then gated, deployed and verified by a retrain job (one that waits for
+        ``run_id``, or a new one). ``snapshot_id`` is the snapshot it trained on;
+        ``evaluation`` the JSON of ``driftloop models register --evaluation``; ``source``
+        the training code's ``repo``, ``commit`` and ``run_id``."""
+        with tempfile.TemporaryDirectory(prefix="driftloop-upload-") as temporary:
+            archive = Path(temporary) / "model.tar.gz"
+            sha256 = pack_model(model_dir, archive, evaluation)
+            call = _Call("POST", _model_path(model, "versions"), _read_uploaded)
+            headers = _upload_headers(sha256, snapshot_id, run_id=run_id, trainer=trainer,
+                                      source=source)
+            with archive.open("rb") as body:
+                try:
+                    response = self._http.post(call.path, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    raise BackendUnavailableError(
+                        f"POST {self._http.base_url}{call.path}: {exc}") from exc
+            return _result(call, response)
+
     def close(self) -> None:
         self._http.close()
 
@@ -305,7 +394,8 @@ class Client:
 
 
 class AsyncClient:
-    """The same methods as :class:`Client`, as coroutines."""
+    """The same methods as :class:`Client`, as coroutines (but :meth:`Client.upload_version`,
+    a training job's call)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT,

@@ -265,6 +265,7 @@ class ServingConfig(StrictModel):
     max_texts_per_request: int = Field(256, ge=1)
     max_text_chars: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_upload_bytes: int = Field(1_073_741_824, ge=1024)
     max_header_bytes: int = Field(65_536, ge=1024)
     idle_timeout: Duration = Field(5.0, ge=1.0)
     max_connections: int | None = Field(1000, ge=1)

@@ -59,6 +59,7 @@ from driftloop.pipeline.api import jobs_router
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
+from driftloop.pipeline.uploads import CandidateUploads, uploads_router
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.pipeline.worker import RetrainWorker
 from driftloop.predictors import ReferenceProfile
@@ -335,7 +336,9 @@ class DriftloopSystem:
         app = create_app(
             self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
             feedback=self.feedback,
-            extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard],
+            extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard,
+                           uploads_router(CandidateUploads(self.config, self.registry,
+                                                           self.queue, self.datasets))],
             poll=poll,
         )
         app.state.serving.metrics.add_collector(ControlPlaneCollector(

@@ -143,13 +143,15 @@ class JobQueue:
     def enqueue(
         self, model: str, *, incident_id: str | None = None, reason: str = "",
         trigger: str = "manual", force: bool = False, retry_of: Job | None = None,
+        result: JobResult | None = None,
     ) -> EnqueueResult:
         """A new job, or the job this alert belongs to (storm control).
 
         ``force`` (a manual ``driftloop retrain``) skips the cooldown, never the one-active rule.
         ``retry_of`` (the retry policy, after that job of the same incident ended without a
         recovery) makes a new job for the incident, numbered on from it: the backoff it waited
-        replaces the cooldown; the one-active rule still holds.
+        replaces the cooldown; the one-active rule still holds. ``result`` is recorded with a
+        new job (an uploaded candidate's version), before any worker can claim it.
         """
         attempt = 1 if retry_of is None else retry_of.attempt + 1
         for _ in range(5):
@@ -167,6 +169,7 @@ class JobQueue:
                             state=JobState.QUEUED.value, active_model=model, trigger=trigger,
                             reason=reason, attached_alerts=1, cancel_requested=False,
                             created_at=self.clock(), attempt=attempt,
+                            result=None if result is None else result.to_json() or None,
                         )
                     )
             except SqlIntegrityError:

@@ -27,6 +27,9 @@ class JobResult:
     """The quality gate's decision (:meth:`GateDecision.to_dict`)."""
     remote_run: dict[str, Any] = field(default_factory=dict)
     """The remote run this job started (:meth:`RemoteRun.to_dict`), recorded before waiting."""
+    uploaded_version: int | None = None
+    """A version uploaded through ``POST /v1/models/{name}/versions`` that this job gates (and
+    deploys and verifies) instead of training one."""
     rejected_version: int | None = None
     """A remotely registered version the gate rejected (it stays registered, without alias)."""
     deploy_mode: str | None = None

@@ -129,12 +129,16 @@ class RetrainPipeline(DeployAndVerify):
         except NotFoundError:
             production = None
 
-        remote = is_remote_trainer(model_config.trainer)
+        uploaded = self._uploaded_version(job)
+        remote = uploaded is not None or is_remote_trainer(model_config.trainer)
         dispatched = _recorded_run(job)
+        pinned = (uploaded.snapshot_id if uploaded is not None
+                  else dispatched.snapshot_id if dispatched is not None else None)
         with self._step(job, JobState.FETCHING_DATA, worker) as log:
-            if dispatched is not None and dispatched.snapshot_id:
-                # a resumed remote job gates on the snapshot its remote run was given
-                snapshot = self.datasets.get(model_config.data, dispatched.snapshot_id)
+            if pinned:
+                # a resumed remote job gates on the snapshot its remote run was given, an
+                # uploaded candidate on the snapshot it trained on
+                snapshot = self.datasets.get(model_config.data, pinned)
                 rows = training_rows(self.datasets, model_config.data, policy="newest",
                                      text_column=model_config.text_column, snapshot=snapshot)
             else:
@@ -143,7 +147,7 @@ class RetrainPipeline(DeployAndVerify):
                                      text_column=model_config.text_column)
             snapshot, frame = rows.snapshot, rows.frame
             log.append(rows.describe())
-            if model_config.merge_feedback and dispatched is None:
+            if model_config.merge_feedback and dispatched is None and uploaded is None:
                 snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log,
                                                        rows=rows)
             seen = self._seen_texts(production, model_config.data, model_config.text_column)
@@ -165,7 +169,12 @@ class RetrainPipeline(DeployAndVerify):
         registered: ModelVersion | None = None
         trained: TrainedModel | None = None
         with self._step(job, JobState.TRAINING, worker) as log:
-            if remote:
+            if uploaded is not None:
+                registered = uploaded
+                log.append(f"v{uploaded.version} was uploaded (trigger {uploaded.trigger}, "
+                           f"snapshot {uploaded.snapshot_id or 'unknown'}): gated as it is")
+                candidate = self.registry.load_predictor(registered)
+            elif remote:
                 registered = self._train_remotely(job, worker, model_config, snapshot, log)
                 candidate = self.registry.load_predictor(registered)
             else:
@@ -215,6 +224,11 @@ class RetrainPipeline(DeployAndVerify):
             decision.reasons), version=version.version)
         self._emit(job)
         return self._deploy_and_verify(job, worker)
+
+    def _uploaded_version(self, job: Job) -> ModelVersion | None:
+        """The candidate uploaded for this job (``POST /v1/models/{name}/versions``), if any."""
+        number = job.result.uploaded_version
+        return None if number is None else self.registry.get_version(job.model, number)
 
     def _remote_split(
         self, frame: pd.DataFrame, model_config: ModelConfig, seen: set[str]

@@ -67,7 +67,7 @@ from driftloop.serving.errors import ERROR_RESPONSES, install_error_handlers
 from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feedback
 from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
-from driftloop.serving.limits import BodyLimitMiddleware
+from driftloop.serving.limits import UPLOAD_LIMIT, UPLOAD_PATH, BodyLimitMiddleware
 from driftloop.serving.model_io import (
     document_models,
     item_digest,
@@ -167,7 +167,8 @@ def create_app(
         return document_models(app.openapi_schema, loaded, config.serving)
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes,
+                       streamed=[(UPLOAD_PATH, config.serving.max_upload_bytes, UPLOAD_LIMIT)])
     app.add_middleware(LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay,
                        monitor=lag)
     app.add_middleware(PrometheusMiddleware, metrics=state.metrics,  # outermost: counts 413s

@@ -71,6 +71,7 @@ def require_scope(scope: Scope) -> ApiKeyAuth:
 PredictKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.PREDICT))]
 LabelKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.LABEL))]
 AdminKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.ADMIN))]
+RegisterKey = Annotated[ApiKeyInfo, Depends(require_scope(Scope.REGISTER))]
 
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "ApiKeyAuth",
     "LabelKey",
     "PredictKey",
+    "RegisterKey",
     "document_api_key_header",
     "require_scope",
 ]

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,19 +41,26 @@ from driftloop.errors import LimitError
 from driftloop.serving.errors import error_json
 
 BODY_LIMIT = "serving.max_body_bytes"
+UPLOAD_LIMIT = "serving.max_upload_bytes"
+UPLOAD_PATH = re.compile(r"/v1/models/[^/]+/versions")
+"""The model upload (:mod:`driftloop.pipeline.uploads`): it streams its body itself, up to
+``serving.max_upload_bytes``."""
 PROTOCOL = "driftloop.serving.protocol:LimitedHttpToolsProtocol"
-
-
-def _too_large(message: str) -> bytes:
-    return error_json(LimitError.__name__, message, BODY_LIMIT)
 
 
 class BodyLimitMiddleware:
     """A pure ASGI middleware: 413 for a request body over ``max_body_bytes``, on any route."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int,
+        streamed: Sequence[tuple[re.Pattern[str], int, str]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.streamed = tuple(streamed)
+        """Routes that stream their body themselves (a model upload): ``(path pattern, limit,
+        config key)``; a declared length over that limit is answered 413 here, the rest is
+        passed on unread for the route to count."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,6 +73,16 @@ class BodyLimitMiddleware:
                 declared = value
             elif name == b"transfer-encoding":
                 chunked = True
+        path = scope.get("path", "")
+        for pattern, streamed_limit, key in self.streamed:
+            if pattern.fullmatch(path):
+                if declared is not None and declared.isdigit() and \
+                        int(declared) > streamed_limit:
+                    await self._refuse(send, f"request body of {int(declared)} bytes exceeds "
+                                             f"{key} ({streamed_limit})", key)
+                    return
+                await self.app(scope, receive, send)
+                return
         limit = self.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(send, f"request body of {int(declared)} bytes exceeds "
@@ -102,8 +121,8 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     @staticmethod
-    async def _refuse(send: Send, message: str) -> None:
-        content = _too_large(message)
+    async def _refuse(send: Send, message: str, limit: str = BODY_LIMIT) -> None:
+        content = error_json(LimitError.__name__, message, limit)
         await send({"type": "http.response.start", "status": 413, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(content)).encode()),

@@ -17,6 +17,8 @@ DriftloopError (500)
 │       └── LimitError (413)      a request over a ``serving.*`` size limit (``limit`` names it)
 ├── IntegrityError (500)          stored bytes no longer match their recorded hash
 ├── TrainingError (500)           a trainer failed; nothing was registered
+├── PredictionError (500)         a predictor's own code raised while it answered a request
+├── WrongAnswerError (500)        a predictor answered what its declared output does not allow
 └── BackendUnavailableError (503) a service (database, broker, object store, webhook) is down
     ├── OverloadedError (503)     the server sheds load; retry after ``retry_after`` seconds
     └── RateLimitedError (429)    the API key is over its rate limit; retry after ``retry_after``
@@ -110,6 +112,17 @@ class IntegrityError(DriftloopError):
 
 class TrainingError(DriftloopError):
     status_code = 500
+
+
+class PredictionError(DriftloopError):
+    """A predictor's own code raised while it answered a request (500): names the model
+    and the version; the traceback is in the server's log."""
+
+    status_code = 500
+
+
+class WrongAnswerError(DriftloopError):
+    """A predictor answered what its declared output does not allow (500 when it serves)."""
 
 
 class BackendUnavailableError(DriftloopError):

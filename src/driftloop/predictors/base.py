@@ -29,7 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftloop.backends import PluginFamily
-from driftloop.errors import DriftloopError, InvalidInputError
+from driftloop.errors import InvalidInputError
+from driftloop.errors import PredictionError as PredictionError  # the old import path
 from driftloop.predictors.schema import TEXT, InputSchema, OutputKind
 
 MANIFEST = "driftloop-model.json"
@@ -193,13 +194,6 @@ class TextClassifier(Predictor):
     @abstractmethod
     def logits(self, batch: Sequence[Any]) -> NDArray[np.float64]:
         """Uncalibrated scores, shape ``(len(texts), len(labels))``."""
-
-
-class PredictionError(DriftloopError):
-    """A predictor's own code raised while it answered a request (500): names the model
-    and the version; the traceback is in the server's log."""
-
-    status_code = 500
 
 
 def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:

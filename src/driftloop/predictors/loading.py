@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from driftloop.errors import DriftloopError, IntegrityError, InvalidInputError, NotFoundError
+from driftloop.errors import WrongAnswerError as WrongAnswerError  # the old import path
 from driftloop.predictors.base import MANIFEST, PREDICTORS, Predictor
 from driftloop.predictors.schema import OUTPUT_KINDS, InputSchema
 
@@ -172,10 +173,6 @@ def check_predictor(predictor: Predictor, what: str) -> None:
         raise InvalidInputError(f"{what}: predicting its example failed: "
                                 f"{type(exc).__name__}: {exc}") from exc
     check_answer(predictor, answer, 1, what)
-
-
-class WrongAnswerError(DriftloopError):
-    """A predictor answered what its declared output does not allow (500 when it serves)."""
 
 
 def check_answer(predictor: Predictor, answer: np.ndarray[Any, Any], size: int,

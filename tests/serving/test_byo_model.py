@@ -336,3 +336,35 @@ def churn_app(tmp_path: Path, insights: InsightsClient) -> tuple[FastAPI, str]:
     api_keys = _api_keys(config)
     key = api_keys.create(Scope.PREDICT, name="client").key
     return create_app(config, insights=insights, api_keys=api_keys), key
+
+
+async def test_a_predictor_that_cannot_load_on_the_server_leaves_the_others_serving(
+    tmp_path: Path, insights: InsightsClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registered fine, but its load_files fails where the server runs (a missing file or
+    dependency there): that model is not ready and says why; the others serve."""
+    source = FRAGILE.replace("        return cls()", "        import os\n"
+                             "        if os.environ.get('BYO_BREAK_LOAD'):\n"
+                             "            raise RuntimeError('no GPU here')\n"
+                             "        return cls()")
+    config_path = project(tmp_path, "fragile: {}\n  reviews: {}")
+    register_cli(config_path, "fragile", write_predictor_module(tmp_path / "fragile", source))
+    reviews = tmp_path / "reviews"
+    review_keyword_predictor().save(reviews)
+    register_cli(config_path, "reviews", reviews)
+    monkeypatch.setenv("BYO_BREAK_LOAD", "1")
+    config = load_config(config_path)
+    api_keys = _api_keys(config)
+    key = api_keys.create(Scope.PREDICT, name="client").key
+    app = create_app(config, insights=insights, api_keys=api_keys, poll=False)
+    async with serving(app) as http:
+        fragile = await http.post("/v1/models/fragile/predict", json={"record": {"x": 1.0}},
+                                  headers=headers(key))
+        described = (await http.get("/v1/models/fragile", headers=headers(key))).json()
+        reviews_answer = await http.post("/v1/models/reviews/predict", json={"text": "cheap"},
+                                         headers=headers(key))
+    assert fragile.status_code == 503
+    assert "Model.load_files" in described["error"]
+    assert "RuntimeError: no GPU here" in described["error"]
+    assert reviews_answer.status_code == 200
+

@@ -62,7 +62,13 @@ def load_predictor(directory: Path, predictor: str | None = None) -> Predictor:
     ``models.<name>.predictor`` (``package.module:Class``), if any."""
     manifest = read_manifest(directory)
     predictor_class = find_predictor_class(directory, manifest, predictor)
-    loaded = predictor_class.load_files(directory, manifest)
+    try:
+        loaded = predictor_class.load_files(directory, manifest)
+    except DriftloopError:
+        raise
+    except Exception as exc:  # the model's own code: any error while it reads its files
+        raise InvalidInputError(f"{predictor_class.__name__}.load_files({directory}) failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(loaded, Predictor):
         raise InvalidInputError(f"{predictor_class.__name__}.load_files returned "
                                 f"{type(loaded).__name__}, not a Predictor")

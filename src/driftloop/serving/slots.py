@@ -39,7 +39,7 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from driftloop.predictors import TEXT, InputSchema, Predictor
+from driftloop.predictors import InputSchema, Predictor
 from driftloop.predictors.loading import check_answer
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.prometheus import ServingMetrics
@@ -128,9 +128,9 @@ class ServedModel:
 
     @property
     def inputs(self) -> InputSchema:
-        """What the production version takes (texts while none is loaded)."""
-        slot = self.slot
-        return TEXT if slot is None else slot.predictor.inputs
+        """What the production version takes; :class:`BackendUnavailableError` (503) while
+        none is loaded (whatever a request holds, it cannot be checked yet)."""
+        return self.current().predictor.inputs
 
     def current(self) -> ModelSlot:
         slot = self.slot
@@ -261,10 +261,17 @@ class ModelSlotManager:
     async def _load(self, info: ModelVersionLike) -> ModelSlot:
         def load_and_try() -> Predictor:
             predictor = self.source.load(info)
-            example = WARM_UP_TEXT if predictor.inputs.is_text else predictor.example()
-            answer = np.asarray(predictor.predict([example]), dtype=np.float64)
+            what = f"{info.name} v{info.version}"
             try:
-                check_answer(predictor, answer, 1, f"{info.name} v{info.version}")
+                example = WARM_UP_TEXT if predictor.inputs.is_text else predictor.example()
+                answer = np.asarray(predictor.predict([example]), dtype=np.float64)
+            except DriftloopError:
+                raise
+            except Exception as exc:  # the model's own code: it stays unloaded, others serve
+                raise IntegrityError(f"{what} failed its warm-up: {type(exc).__name__}: "
+                                     f"{exc}") from exc
+            try:
+                check_answer(predictor, answer, 1, what)
             except InvalidInputError as exc:
                 raise IntegrityError(exc.message) from None
             return predictor

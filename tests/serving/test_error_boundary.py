@@ -79,8 +79,8 @@ def key(system: DriftloopSystem, scope: Scope) -> dict[str, str]:
 PROVOKED: list[tuple[str, str, str, Scope | None, Any, int, str, str]] = [
     ("predict", "POST", "/v1/models/nope/predict", Scope.PREDICT, {"text": "x"}, 404,
      "NotFoundError", "served models: reviews"),
-    ("predict", "POST", "/v1/models/reviews/predict", Scope.PREDICT, {"txt": "x"}, 422,
-     "InvalidInputError", "txt"),
+    ("predict", "POST", "/v1/models/reviews/predict", Scope.PREDICT, {"text": "x"}, 503,
+     "BackendUnavailableError", "no loaded production version"),
     ("feedback", "POST", "/v1/models/nope/feedback", Scope.LABEL,
      {"feedback": [{"prediction_id": "p", "label": "l"}]}, 404, "NotFoundError", "nope"),
     ("models", "POST", "/v1/models/reviews/deploy", Scope.PREDICT, {"version": 1}, 403,

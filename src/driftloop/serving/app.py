@@ -176,6 +176,7 @@ def create_app(
                                                        lambda name: name in state.manager.models)])
     install_error_handlers(app)
     app.include_router(_model_router())
+    app.include_router(_feedback_router())
     app.include_router(_model_status_router())
     app.include_router(_probe_router())
     app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
@@ -274,7 +275,7 @@ def _state(request: Request) -> ServingState:
 
 
 def _model_router() -> APIRouter:
-    """Predictions and their feedback."""
+    """Predictions."""
     router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
     @router.post("/{name}/predict", response_model=PredictResponse, tags=["predict"],
@@ -306,6 +307,13 @@ def _model_router() -> APIRouter:
         response.headers[SERVER_TIMING_HEADER] = (
             f"model;dur={model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}")
         return response
+
+    return router
+
+
+def _feedback_router() -> APIRouter:
+    """True labels for earlier predictions."""
+    router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
     @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
                  openapi_extra=request_body_schema(FeedbackRequest),

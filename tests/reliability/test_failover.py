@@ -9,6 +9,9 @@ resolved)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from driftloop.leadership.tables import control_leases
@@ -25,7 +29,14 @@ from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import JobState
 from driftloop.system import DriftloopSystem
 from pipeline.world import make_snapshots
-from reliability.project import MODEL, LoopProcess, ReliabilityProject, free_port, wait_ready
+from reliability.project import (
+    DRIFTLOOP,
+    MODEL,
+    LoopProcess,
+    ReliabilityProject,
+    free_port,
+    wait_ready,
+)
 from reliability.test_kill9 import Traffic
 
 INTERVAL = 1.5
@@ -162,6 +173,7 @@ def replicas(tmp_path: Path, fresh_postgres_url: str) -> Iterator[tuple[list[Loo
                 process.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_closes(
@@ -233,3 +245,73 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
     for process in processes:
         if process.process and process.process.pid in alive:
             assert "became leader" in process.log.read_text()
+    print(f"failover: roles taken over {[round(t, 2) for t in takeovers]} s after the kills")
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_leader_while_it_notifies_a_transition_loses_and_doubles_nothing(
+    tmp_path: Path, fresh_postgres_url: str,
+) -> None:
+    """The short variant (no model, two replicas): the leader dies while it delivers the
+    ALERT; the other leads within two evaluation intervals, sends nothing twice, and notifies
+    the recovery once."""
+    with Receiver(slow_states={"ALERT"}) as receiver:
+        config = tmp_path / "driftloop.yaml"
+        config.write_text(json.dumps({
+            "store": fresh_postgres_url, "control": LEASE,
+            "notifiers": {"hook": {"type": "webhook", "url": receiver.url, "payload": {
+                "event_id": "{{event_id}}", "state": "{{state}}",
+                "retrain_outcome": "{{retrain_outcome}}"}}},
+            "monitors": [{"name": "risk", "metric": "risk", "aggregation": "avg",
+                          "window": "2s", "group_by": ["model"], "above": {"critical": 0.5},
+                          "message": "risk of {{model}} is {{value}} @hook"}],
+        }))
+        from driftloop.config import load_config
+
+        system = DriftloopSystem(load_config(config, environ={}))
+        ports = [free_port(), free_port()]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+        logs = [tmp_path / f"up-{port}.log" for port in ports]
+        processes = []
+        for port, log in zip(ports, logs, strict=True):
+            with log.open("wb") as output:
+                processes.append(subprocess.Popen(
+                    [DRIFTLOOP, "up", "--port", str(port), "--monitor-interval", str(INTERVAL),
+                     "--config", str(config)], cwd=tmp_path, stdout=output,
+                    stderr=subprocess.STDOUT, env=environ))
+        try:
+            for port in ports:
+                wait_for("the replicas up", lambda p=port: healthy(p), 120, logs)
+            wait_for("a leader", lambda: "monitors" in leaders(system), 30, logs)
+            with Risk(system) as risk:
+                risk.value = 0.9
+                wait_for("the ALERT notification", lambda: receiver.received, 30, logs)
+                holder, token = leaders(system)["monitors"]
+                [victim] = [p for p in processes if p.pid == pid_of(holder)]
+                victim.send_signal(signal.SIGKILL)
+                victim.wait(30)
+                took = wait_for("the takeover", lambda: leaders(system)["monitors"][1] > token,
+                                4 * INTERVAL, logs)
+                risk.value = 0.1
+                wait_for("the recovery's notification",
+                         lambda: any(b["state"] == "OK" for b in receiver.received), 30, logs)
+            time.sleep(1.0)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(30)
+    assert took <= 2 * INTERVAL, took
+    assert [b["state"] for b in receiver.received] == ["ALERT", "OK"], receiver.received
+    events = list(reversed(system.engine.history(monitor="risk")))
+    assert [(str(e.previous), str(e.state)) for e in events] == [
+        ("OK", "ALERT"), ("ALERT", "OK")], events
+    print(f"failover: monitors role taken over {took:.2f} s after the kill")
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

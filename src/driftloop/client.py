@@ -126,6 +126,7 @@ class UploadedVersion:
 # --- uploading a trained model (POST /v1/models/{name}/versions) -------------------------
 
 SHA256_HEADER = "X-Driftloop-Sha256"
+DATASET_HEADER = "X-Driftloop-Dataset"
 SNAPSHOT_HEADER = "X-Driftloop-Snapshot"
 RUN_ID_HEADER = "X-Driftloop-Run-Id"
 """The id the training workflow was dispatched with (its ``incident_id`` input)."""
@@ -383,6 +384,26 @@ class Client:
                         f"POST {self._http.base_url}{call.path}: {exc}") from exc
             return _result(call, response)
 
+    def training_data(self, model: str, output: Path,
+                      snapshot_id: str | None = None) -> tuple[str, str]:
+        """Write the rows a training job trains on to the CSV ``output`` (scope ``register``):
+        ``snapshot_id`` (default: the newest snapshot of the model's dataset) without the
+        rows the gate holds out. Returns the dataset and the snapshot id."""
+        path = _model_path(model, "training-data")
+        params = {"snapshot": snapshot_id} if snapshot_id else None
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                with output.open("wb") as file:
+                    for chunk in response.iter_bytes():
+                        file.write(chunk)
+                return (response.headers[DATASET_HEADER], response.headers[SNAPSHOT_HEADER])
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(f"GET {self._http.base_url}{path}: {exc}") from exc
+
     def close(self) -> None:
         self._http.close()
 
@@ -394,8 +415,8 @@ class Client:
 
 
 class AsyncClient:
-    """The same methods as :class:`Client`, as coroutines (but :meth:`Client.upload_version`,
-    a training job's call)."""
+    """The same methods as :class:`Client`, as coroutines (but a training job's two calls,
+    :meth:`Client.training_data` and :meth:`Client.upload_version`)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT,

@@ -1,6 +1,7 @@
 """``driftloop init --template training-repo``: the files it writes, a workflow that GitHub
 accepts and whose commands exist, and (slow) the workflow's steps run on this machine: fetch
-the data, run the notebook with papermill, register the model, request the deploy."""
+the data from driftloop's API, run the notebook with papermill, upload the model to the real
+app, whose retrain pipeline gates, deploys and verifies it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import re
 import shlex
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from driftloop.cli import app
 from driftloop.config import load_config, parse_config
 from driftloop.errors import ConflictError, InvalidInputError
+from driftloop.pipeline.queue import JobState
 from driftloop.predictors import load_predictor
 from driftloop.registry import ModelRegistry
 from driftloop.scaffold import (
@@ -36,12 +38,15 @@ from driftloop.scaffold import (
     scaffold,
     training_repo_files,
 )
-from driftloop.storage import DatasetStore, bundled_reviews_path
+from driftloop.serving.keys import Scope
+from driftloop.storage import bundled_reviews_path
+from driftloop.system import DriftloopSystem
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import WORKFLOW_INPUTS, GithubDispatchTrainer
 from driftloop.trainers.notebook import NotebookTrainer
 from driftloop.trainers.registry import get_remote_trainer
+from serving.live import live_server
 from templates.workflow_checks import (
     WORKFLOW_STRUCTURE_SCHEMA,
     evaluate,
@@ -61,6 +66,7 @@ EXPECTED_FILES = [
     "notebooks/train.ipynb",
     "requirements.txt",
     "scripts/fetch_training_data.py",
+    "scripts/upload_model.py",
 ]
 VENV_BIN = Path(sys.executable).parent
 
@@ -225,21 +231,26 @@ def test_workflow_triggers_inputs_and_actions() -> None:
     assert uses[:2] == ["actions/checkout@v4", "actions/setup-python@v5"]
     assert step(flow, "Set up Python")["with"]["python-version"] == "3.11"
     assert flow["jobs"]["train"]["runs-on"] == "ubuntu-latest"
-    env = flow["jobs"]["train"]["env"]
-    for name in ("DRIFTLOOP_STORE", "DRIFTLOOP_STORAGE", "AWS_ACCESS_KEY_ID",
-                 "AWS_SECRET_ACCESS_KEY"):
-        assert env[name] == f"${{{{ secrets.{name} }}}}"
-    deploy_env = step(flow, "Request the deploy")["env"]
-    assert "secrets.DRIFTLOOP_API_URL" in deploy_env["DRIFTLOOP_API_URL"]
-    assert deploy_env["DRIFTLOOP_API_KEY"] == "${{ secrets.DRIFTLOOP_API_KEY }}"
+    assert set(flow["jobs"]["train"]["env"]) == {"MODEL", "INCIDENT_ID", "DATASET_SNAPSHOT"}
+    for name in ("Fetch the training rows", "Upload the model"):
+        api_env = step(flow, name)["env"]
+        assert api_env["API_URL"] == "${{ inputs.callback_url || secrets.DRIFTLOOP_API_URL }}"
+        assert api_env["API_KEY"] == "${{ secrets.DRIFTLOOP_API_KEY }}"
+    assert not any("/deploy" in script for script in run_scripts(flow))  # never deploys
+
+
+def test_the_runner_needs_only_the_api_key() -> None:
+    """No database or storage credentials: the key of the register scope and the API's URL."""
+    secrets = {reference for expression in expressions(workflow())
+               for reference in re.findall(r"secrets\.(\w+)", expression)}
+    assert secrets == {"DRIFTLOOP_API_URL", "DRIFTLOOP_API_KEY"}
 
 
 def test_driftloop_variables_do_not_reach_the_driftloop_commands() -> None:
-    """DRIFTLOOP_* variables override driftloop.yaml keys: only store and storage may be set
-    where driftloop runs (the API URL and key live in the deploy step alone)."""
+    """DRIFTLOOP_* variables override driftloop.yaml keys: none is set where driftloop runs
+    (the API's URL and key reach the scripts as API_URL and API_KEY)."""
     flow = workflow()
-    allowed = {"DRIFTLOOP_STORE", "DRIFTLOOP_STORAGE"}
-    assert {k for k in flow["jobs"]["train"]["env"] if k.startswith("DRIFTLOOP_")} == allowed
+    assert not {k for k in flow["jobs"]["train"]["env"] if k.startswith("DRIFTLOOP_")}
     for item in steps(flow):
         if "driftloop" in item.get("run", "") or "scripts/" in item.get("run", ""):
             assert not any(k.startswith("DRIFTLOOP_") for k in item.get("env", {}))
@@ -289,8 +300,7 @@ def _script_outputs(item: dict[str, Any]) -> str:
 def test_every_driftloop_command_in_the_workflow_exists() -> None:
     root = typer.main.get_command(app)
     used = [words for script in run_scripts(workflow()) for words in shell_commands(script)
-            if words[0] == "driftloop"]
-    assert used
+            if words[0] == "driftloop"]  # today none: the scripts talk to the API
     for words in used:
         command: Any = root
         rest = words[1:]
@@ -308,7 +318,8 @@ def test_every_file_the_workflow_uses_is_in_the_template() -> None:
     rendered = render_training_repo(TrainingRepoOptions())
     commands = [w for script in run_scripts(workflow()) for w in shell_commands(script)]
     programs = {words[0] for words in commands}
-    assert {"python", "papermill", "driftloop", "curl"} <= programs
+    assert {"python", "papermill"} <= programs
+    assert not {"driftloop", "curl"} & programs  # the scripts talk to the API
     for words in commands:
         for word in words[1:]:
             if re.match(r"^(scripts|notebooks)/", word) or word == "requirements.txt":
@@ -367,52 +378,10 @@ def test_serving_config_uses_the_github_dispatch_trainer(tmp_path: Path) -> None
 def test_requirements_pin_driftloop_with_the_notebook_extra() -> None:
     text = render_training_repo(TrainingRepoOptions(driftloop_version="9.8.7"))["requirements.txt"]
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines == ["driftloop[server,notebook,postgres,s3]>=9.8.7"]
+    assert lines == ["driftloop[server,notebook]>=9.8.7"]
 
 
 # ------------------------------------------------------------------- the workflow, run here
-
-
-class DeployApi:
-    """Answers ``POST /v1/models/{name}/deploy`` like driftloop's admin API."""
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.requests: list[tuple[str, dict[str, str], Any]] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                api.requests.append((self.path, headers, body))
-                reply: dict[str, Any]
-                if headers.get("authorization") != f"Bearer {api.key}":
-                    status, reply = 401, {"error": {"type": "AuthError",
-                                                    "message": "no or unknown API key"}}
-                else:
-                    name = self.path.split("/")[3]
-                    status, reply = 200, {"name": name, "version": body["version"]}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> DeployApi:
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class LocalRunner:
@@ -439,6 +408,7 @@ class LocalRunner:
         env.update({
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
             "GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "1",
+            "GITHUB_REPOSITORY": "acme/review-training", "GITHUB_SHA": COMMIT,
             "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(self.summary),
         })
         for scope in (self.flow["jobs"]["train"].get("env", {}), item.get("env", {})):
@@ -451,42 +421,53 @@ class LocalRunner:
         return result
 
 
+COMMIT = "9fceb02d0ae598e95dc970b74767f19372d61af8"
+
+
+@dataclass
+class TrainingRepo:
+    """A scaffolded repository and the driftloop its driftloop.yaml describes, served on a
+    real socket, with a small snapshot of the bundled reviews and a key of the register
+    scope."""
+
+    repo: Path
+    system: DriftloopSystem
+    url: str
+    key: str
+
+
 @pytest.fixture
-def training_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """A scaffolded repository, and the shared store and storage its secrets point at, with a
-    small snapshot of the bundled reviews in it."""
+def training_repo(tmp_path: Path) -> Iterator[TrainingRepo]:
     repo = tmp_path / "training-repo"
     scaffold(TRAINING_REPO_TEMPLATE, repo)
-    secrets = {
-        "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'shared' / 'driftloop.db'}",
-        "DRIFTLOOP_STORAGE": f"file://{tmp_path / 'shared' / 'storage'}",
-        "DRIFTLOOP_API_KEY": "dl-admin-key",
-        "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-    }
-    (tmp_path / "shared").mkdir()
+    (tmp_path / "server").mkdir()
+    config = load_config(repo / "driftloop.yaml", environ={
+        "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'server' / 'driftloop.db'}",
+        "DRIFTLOOP_STORAGE": f"file://{tmp_path / 'server' / 'storage'}",
+        "GITHUB_TOKEN": "ghp_unused"})
+    system = DriftloopSystem(config)
     reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
     sample = reviews.groupby("label", group_keys=False).sample(40, random_state=1)
-    DatasetStore.from_config(shared_config(repo, secrets)).push(sample, "reviews")
-    return repo, secrets
-
-
-def shared_config(repo: Path, secrets: dict[str, str]) -> Any:
-    return load_config(repo / "driftloop.yaml", environ={
-        k: v for k, v in secrets.items() if k.startswith("DRIFTLOOP_ST")})
+    system.datasets.push(sample, "reviews")
+    key = system.api_keys.create(Scope.REGISTER, name="training-repo").key
+    with live_server(system.create_app(poll=False)) as url:
+        yield TrainingRepo(repo, system, url, key)
 
 
 @pytest.mark.slow
-def test_the_workflow_trains_registers_and_requests_the_deploy(
-    training_repo: tuple[Path, dict[str, str]],
+def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(
+    training_repo: TrainingRepo,
 ) -> None:
-    repo, secrets = training_repo
-    config = shared_config(repo, secrets)
-    [snapshot] = DatasetStore.from_config(config).list("reviews")
+    repo, system = training_repo.repo, training_repo.system
+    config = system.config
+    [snapshot] = system.datasets.list("reviews")
     flow = load_workflow((repo / WORKFLOW_PATH).read_text())
     contexts: dict[str, Any] = {
         "inputs": {"incident_id": "inc-42", "dataset_snapshot": snapshot.snapshot_id,
-                   "callback_url": "", "model": MODEL},
-        "secrets": secrets, "vars": {}, "github": {"event_name": "workflow_dispatch"},
+                   "callback_url": training_repo.url, "model": MODEL},
+        "secrets": {"DRIFTLOOP_API_URL": "http://127.0.0.1:9/unused",
+                    "DRIFTLOOP_API_KEY": training_repo.key},
+        "vars": {}, "github": {"event_name": "workflow_dispatch"},
     }
     local = LocalRunner(repo, flow, contexts)
 
@@ -496,7 +477,7 @@ def test_the_workflow_trains_registers_and_requests_the_deploy(
     assert contexts["steps"]["data"]["outputs"] == {
         "dataset": "reviews", "snapshot_id": snapshot.snapshot_id}
     rows = pd.read_csv(repo / "data" / "train.csv", dtype=str, keep_default_na=False)
-    frame = DatasetStore.from_config(config).load(snapshot)
+    frame = system.datasets.load(snapshot)
     _, held_out = split_holdout(frame, "label", config.pipeline.holdout_fraction,
                                 seed=config.pipeline.seed)
     assert len(rows) == len(frame) - len(held_out)
@@ -507,47 +488,37 @@ def test_the_workflow_trains_registers_and_requests_the_deploy(
     assert trained.returncode == 0, trained.stderr[-3000:]
     predictor = load_predictor(repo / "output" / "model")
     assert sorted(predictor.labels) == sorted(frame["label"].unique())
-    assert predictor.predict_proba(["The dress fits perfectly."]).shape == (1, 6)
     metrics = json.loads((repo / "output" / "metrics.json").read_text())
     assert 0.0 < metrics["macro_f1"] <= 1.0
-    assert (repo / "output" / "train.ipynb").is_file()
 
-    registered = local.run("Register the model")
-    assert registered is not None
-    assert registered.returncode == 0, registered.stderr
-    [version] = ModelRegistry.from_config(config).list_versions(MODEL)
+    uploaded = local.run("Upload the model")
+    assert uploaded is not None
+    assert uploaded.returncode == 0, uploaded.stderr
+    outputs = contexts["steps"]["upload"]["outputs"]
+    assert outputs["version"] == "1"
+    [version] = system.registry.list_versions(MODEL)
     assert version.trigger == "incident:inc-42"
     assert version.trainer == "github-actions"
-    assert version.snapshot_id == snapshot.snapshot_id
-    assert version.snapshot_hash == snapshot.content_hash
+    assert (version.snapshot_id, version.snapshot_hash) == (snapshot.snapshot_id,
+                                                            snapshot.content_hash)
     assert version.evaluation is not None
     assert version.evaluation.macro_f1 == pytest.approx(metrics["macro_f1"])
     assert version.reference is not None
-    assert contexts["steps"]["register"]["outputs"] == {"version": "1"}
+    assert version.params["training_code"] == {
+        "repo": "acme/review-training", "commit": COMMIT, "run_id": "4242-1"}
+    # no job waited for this run: driftloop opened one, which gates it before any deploy
+    job = system.queue.get(outputs["job_id"])
+    assert (job.state, job.trigger, job.result.uploaded_version) == (JobState.QUEUED,
+                                                                     "upload", 1)
+    assert system.registry.aliases(MODEL) == {}
+    assert "Uploaded review-classifier" in (repo.parent / "summary.md").read_text()
 
-    # dispatched for an incident: driftloop gates and deploys, the workflow does not
-    assert local.run("Request the deploy") is None
-
-    # a push (no incident): the workflow asks driftloop's API to deploy what it registered
-    contexts["inputs"] = {}
-    contexts["github"] = {"event_name": "push"}
-    with DeployApi("dl-admin-key") as api:
-        secrets["DRIFTLOOP_API_URL"] = api.url + "/"
-        deployed = local.run("Request the deploy")
-        assert deployed is not None
-        assert deployed.returncode == 0, deployed.stderr
-        [(path, headers, body)] = api.requests
-        assert path == f"/v1/models/{MODEL}/deploy"
-        assert headers["authorization"] == "Bearer dl-admin-key"
-        assert headers["content-type"] == "application/json"
-        assert body == {"version": 1}
-
-        api.key = "another-key"  # a wrong key fails the step
-        refused = local.run("Request the deploy")
-        assert refused is not None
-        assert refused.returncode != 0
-        assert "no or unknown API key" in refused.stdout + refused.stderr
-    assert "Registered review-classifier v1" in (repo.parent / "summary.md").read_text()
+    contexts["secrets"]["DRIFTLOOP_API_KEY"] = "dl_00000000_" + "x" * 40  # a wrong key
+    refused = local.run("Upload the model")
+    assert refused is not None
+    assert refused.returncode != 0
+    assert "unknown API key" in refused.stderr
+    assert len(system.registry.list_versions(MODEL)) == 1
 
 
 @pytest.mark.slow
@@ -565,11 +536,12 @@ def test_the_same_notebook_runs_as_a_notebook_trainer(tmp_path: Path) -> None:
 
 def test_missing_secrets_in_actions_are_named(tmp_path: Path) -> None:
     scaffold(TRAINING_REPO_TEMPLATE, tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
-    env.update({"GITHUB_ACTIONS": "true", "DRIFTLOOP_STORE": "", "DRIFTLOOP_STORAGE": ""})
-    result = subprocess.run(
-        [sys.executable, "scripts/fetch_training_data.py", MODEL], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 2
-    assert "set the repository secrets DRIFTLOOP_STORE, DRIFTLOOP_STORAGE" in result.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "API_"))}
+    env.update({"GITHUB_ACTIONS": "true", "API_URL": "http://127.0.0.1:9"})
+    for script in (["scripts/fetch_training_data.py", MODEL],
+                   ["scripts/upload_model.py", MODEL, "output", "--snapshot", "s"]):
+        result = subprocess.run([sys.executable, *script], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2
+        assert "set API_KEY (in GitHub Actions: the repository secrets DRIFTLOOP_API_URL and " \
+            "DRIFTLOOP_API_KEY, a key with the register scope)" in result.stderr

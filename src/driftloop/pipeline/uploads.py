@@ -12,6 +12,9 @@ the model as a new version without any alias, and hands it to the retrain pipeli
 Either way the candidate goes through the gate, the deploy, the verification and the rollback,
 like any other; nothing uploaded reaches production without them.
 
+``GET /v1/models/{name}/training-data`` (same scope) gives the workflow the rows it trains on:
+a snapshot less the rows the gate holds out.
+
 The archive holds ``model/`` (a saved predictor directory) and optionally ``evaluation.json``
 (what ``driftloop models register --evaluation`` reads). Only files and folders are accepted:
 a link, a device, an absolute name or one with ``..`` refuses the whole upload.
@@ -28,9 +31,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+import pandas as pd
+from fastapi import APIRouter, Request, Response
 
 from driftloop.client import (
+    DATASET_HEADER,
     RUN_ID_HEADER,
     SHA256_HEADER,
     SNAPSHOT_HEADER,
@@ -50,7 +55,8 @@ from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import read_evaluation_file
 from driftloop.serving.auth import RegisterKey
 from driftloop.serving.limits import UPLOAD_LIMIT
-from driftloop.storage.datasets import DatasetStore
+from driftloop.storage.datasets import DatasetStore, Snapshot
+from driftloop.trainers.evaluation import split_holdout
 
 MODEL_FOLDER = "model"
 EVALUATION_FILE = "evaluation.json"
@@ -193,6 +199,20 @@ class CandidateUploads:
                 "alias: upload again when that job ends")
         return UploadedCandidate(model, version.version, opened.job.job_id, attached=False)
 
+    def training_rows(self, model: str, snapshot_id: str | None) -> tuple[pd.DataFrame,
+                                                                            Snapshot]:
+        """The rows of the snapshot a workflow trains on, less those the gate holds out
+        (``split_holdout`` with ``pipeline.holdout_fraction`` and ``pipeline.seed``, as the
+        retrain pipeline gates a remote candidate)."""
+        self.check_model(model)
+        model_config = self.config.models[model]
+        snapshot = (self.datasets.get(model_config.data, snapshot_id) if snapshot_id
+                    else self.datasets.newest(model_config.data))
+        train, _ = split_holdout(self.datasets.load(snapshot), model_config.label_column,
+                                 self.config.pipeline.holdout_fraction,
+                                 seed=self.config.pipeline.seed)
+        return train, snapshot
+
     def _waiting_job(self, model: str, run_id: str | None) -> Job | None:
         """The job of ``model`` waiting for its remote run, if any; a job doing anything
         else, or waiting for another run than ``run_id``, refuses the upload (409)."""
@@ -224,7 +244,8 @@ def _trigger(run_id: str | None, source: dict[str, str], sha256: str) -> str:
 
 
 def uploads_router(uploads: CandidateUploads) -> APIRouter:
-    """``POST /v1/models/{name}/versions`` (``register`` scope)."""
+    """``POST /v1/models/{name}/versions`` and ``GET /v1/models/{name}/training-data``
+    (``register`` scope): all a training workflow needs of driftloop."""
     router = APIRouter(prefix="/v1/models", tags=["registry"])
     limit = uploads.config.serving.max_upload_bytes
 
@@ -245,6 +266,17 @@ def uploads_router(uploads: CandidateUploads) -> APIRouter:
                                           max_bytes=limit * UNPACKED_FACTOR))
             outcome = await anyio.to_thread.run_sync(uploads.receive, name, upload, model_dir)
         return outcome.to_dict()
+
+    @router.get("/{name}/training-data", response_class=Response,
+                summary="The training rows of a snapshot, without the gate's rows (CSV)")
+    def training_data(name: str, key: RegisterKey, snapshot: str | None = None) -> Response:
+        """What a training workflow trains on: the rows of ``snapshot`` (default: the newest
+        snapshot of the model's dataset) that the gate does not hold out, as CSV; the
+        dataset and the snapshot id come as headers."""
+        del key
+        rows, chosen = uploads.training_rows(name, snapshot)
+        return Response(rows.to_csv(index=False), media_type="text/csv", headers={
+            DATASET_HEADER: chosen.dataset, SNAPSHOT_HEADER: chosen.snapshot_id})
 
     return router
 

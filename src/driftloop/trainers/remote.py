@@ -5,7 +5,7 @@ A :class:`RemoteTrainer` is therefore not a :class:`~driftloop.trainers.base.Tra
 in two phases: :meth:`RemoteTrainer.start` starts the remote job and returns a
 :class:`RemoteRun`, JSON-ready so the caller can record it; :meth:`RemoteTrainer.wait` waits,
 from that record (in a later process too), until the job has registered a new version of the
-model (``driftloop models register`` from CI) and returns that
+model (the workflow's upload, ``POST /v1/models/{name}/versions``) and returns that
 :class:`~driftloop.registry.versions.ModelVersion`. The retrain pipeline records the run in the
 job before waiting, so a resumed job waits for the same run instead of starting another, and
 gates the returned version like any other candidate. Remote trainers are registered with the

@@ -2,14 +2,14 @@
 
     python scripts/fetch_training_data.py MODEL [--snapshot ID] [--output data/train.csv]
 
-The snapshot comes from driftloop's storage (``storage`` in driftloop.yaml, or the
-DRIFTLOOP_STORAGE variable): the one named by --snapshot, else the newest snapshot of the
-model's dataset (``models.MODEL.data``). The rows driftloop's retrain pipeline holds out to gate
-a new version against production (``split_holdout`` with ``pipeline.holdout_fraction`` and
-``pipeline.seed``) are left out, so the gate judges the new model on rows it never saw.
+The rows come from driftloop's API (``GET /v1/models/MODEL/training-data``, with the key in
+$API_KEY, a key with the ``register`` scope, at $API_URL): the snapshot named by --snapshot,
+else the newest snapshot of the model's dataset, without the rows driftloop's retrain pipeline
+holds out to gate the new version against production, so the gate judges the new model on rows
+it never saw. No database or storage credentials are needed.
 
-In GitHub Actions the dataset and snapshot id are also written to $GITHUB_OUTPUT, for
-``driftloop models register --dataset ... --data ...``.
+In GitHub Actions the dataset and snapshot id are also written to $GITHUB_OUTPUT, for the
+upload step (scripts/upload_model.py --snapshot ...).
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-from driftloop.config import load_config
+from driftloop.client import Client
 from driftloop.errors import DriftloopError
-from driftloop.storage.datasets import DatasetStore, ensure_dataset
-from driftloop.trainers.evaluation import split_holdout
 
-REQUIRED_IN_ACTIONS = ("DRIFTLOOP_STORE", "DRIFTLOOP_STORAGE")
+REQUIRED = ("API_URL", "API_KEY")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,44 +30,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="model name under 'models:' in driftloop.yaml")
     parser.add_argument("--snapshot", default="", help="snapshot id (default: the newest)")
     parser.add_argument("--output", default="data/train.csv", help="CSV file to write")
-    parser.add_argument("--config", default=None, help="driftloop.yaml (default: found here)")
     args = parser.parse_args(argv)
 
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        missing = [name for name in REQUIRED_IN_ACTIONS if not os.environ.get(name)]
-        if missing:
-            print(f"error: set the repository secrets {', '.join(missing)} (driftloop's store "
-                  "and storage) for this workflow", file=sys.stderr)
-            return 2
+    missing = [name for name in REQUIRED if not os.environ.get(name)]
+    if missing:
+        print(f"error: set {', '.join(missing)} (in GitHub Actions: the repository secrets "
+              "DRIFTLOOP_API_URL and DRIFTLOOP_API_KEY, a key with the register scope)",
+              file=sys.stderr)
+        return 2
+    output = Path(args.output)
     try:
-        config = load_config(args.config)
-        model_config = config.models.get(args.model)
-        if model_config is None:
-            print(f"error: no model {args.model!r} in driftloop.yaml; configured: "
-                  f"{sorted(config.models)}", file=sys.stderr)
-            return 2
-        store = DatasetStore.from_config(config)
-        if args.snapshot:
-            snapshot = store.get(model_config.data, args.snapshot)
-        else:
-            snapshot = ensure_dataset(config, model_config.data)
-        frame = store.load(snapshot)
-        train, held_out = split_holdout(
-            frame, model_config.label_column, config.pipeline.holdout_fraction,
-            seed=config.pipeline.seed,
-        )
+        with Client(os.environ["API_URL"], os.environ["API_KEY"], timeout=300) as client:
+            dataset, snapshot_id = client.training_data(args.model, output,
+                                                        args.snapshot or None)
     except DriftloopError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    train.to_csv(output, index=False)
-    print(f"{snapshot.dataset} snapshot {snapshot.snapshot_id}: wrote {len(train)} training "
-          f"rows to {output} ({len(held_out)} held out for driftloop's gate)")
+    print(f"{dataset} snapshot {snapshot_id}: wrote the training rows to {output} (the rows "
+          "driftloop's gate holds out are not among them)")
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as lines:
-            lines.write(f"dataset={snapshot.dataset}\nsnapshot_id={snapshot.snapshot_id}\n")
+            lines.write(f"dataset={dataset}\nsnapshot_id={snapshot_id}\n")
     return 0
 
 

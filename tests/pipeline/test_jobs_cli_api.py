@@ -22,6 +22,7 @@ from driftloop.metrics.points import MetricPoint
 from driftloop.pipeline.queue import JobState
 from driftloop.serving.keys import Scope
 from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe
+from timeformat import iso_times
 
 pytestmark = pytest.mark.anyio
 
@@ -136,6 +137,13 @@ async def test_jobs_api_requires_an_admin_key_and_lists_shows_cancels(
             "fetching_data", "training", "evaluating", "gated", "deploying", "verifying"]
         assert all(s["outcome"] and s["finished_at"] for s in detail["steps"])
         assert (await http.get("/v1/jobs/ffffffff", headers=admin)).status_code == 404
+        # one timestamp format, ISO 8601 UTC, in every body (#21 part 5)
+        moments = iso_times(detail)
+        assert {"$.created_at", "$.finished_at", "$.steps[0].started_at"} <= set(moments)
+        for path in ("/v1/jobs", "/v1/incidents", "/v1/monitors", f"/v1/models/{MODEL}"):
+            answer = await http.get(path, headers=admin)
+            assert answer.status_code == 200, (path, answer.text)
+            iso_times(answer.json(), path)
 
         finished = await http.post(f"/v1/jobs/{job_id}/cancel", headers=admin)
         assert finished.status_code == 409
@@ -210,6 +218,12 @@ def test_retrain_wait_runs_the_job_with_the_real_system(cli_world: PipelineWorld
     assert listed["state"] == "succeeded"
     shown = invoke(config, "jobs", "show", detail["job_id"][:10], "--json")
     assert shown == detail
+    assert "$.steps[0].finished_at" in iso_times(detail)  # ISO 8601 UTC (#21 part 5)
+    for command in (["status"], ["monitors", "status"], ["keys", "ls"]):
+        iso_times(invoke(config, *command, "--json"), " ".join(command))
+    text = CliRunner().invoke(app, ["jobs", "show", detail["job_id"], "--config", str(config)])
+    assert text.exit_code == 0, text.output
+    assert "verifying" in text.output
     refused = CliRunner().invoke(app, ["jobs", "cancel", detail["job_id"], "--config",
                                        str(config)])
     assert refused.exit_code == 1

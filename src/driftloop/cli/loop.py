@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -30,12 +29,11 @@ from driftloop.cli.app import (
     sub_app,
 )
 from driftloop.errors import NotFoundError
+from driftloop.timestamps import epoch_seconds, text_utc
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+def _when(moment: float | str | None) -> str:
+    return text_utc(epoch_seconds(moment) if isinstance(moment, str) else moment)
 
 
 @app.command()
@@ -196,7 +194,7 @@ def jobs_show(
                   f"{detail['reason']}", highlight=False, markup=False)
     for step in detail["steps"]:
         took = "" if step["finished_at"] is None else \
-            f" {step['finished_at'] - step['started_at']:.1f}s"
+            f" {epoch_seconds(step['finished_at']) - epoch_seconds(step['started_at']):.1f}s"
         console.print(f"  {_when(step['started_at'])} {step['step']:<14} "
                       f"{step['outcome'] or 'running'}{took}")
         for line in (step["log"] or "").splitlines():

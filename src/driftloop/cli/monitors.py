@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
+from driftloop.timestamps import text_utc
 
 if TYPE_CHECKING:
     from driftloop.config import Config
@@ -34,9 +34,7 @@ def read_only_engine(config: Config) -> MonitorEngine:
 
 
 def _time(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return text_utc(timestamp, missing="-")
 
 
 def _group(group: dict[str, str]) -> str:

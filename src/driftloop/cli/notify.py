@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
+from driftloop.timestamps import iso_utc
 
 if TYPE_CHECKING:
     from driftloop.notify.router import NotificationRouter
@@ -70,7 +71,7 @@ def notify_deliveries(
     finally:
         router.close()
     if as_json:
-        print_json([asdict(a) for a in attempts])
+        print_json([{**asdict(a), "created_at": iso_utc(a.created_at)} for a in attempts])
         return
     if not attempts:
         console.print("no deliveries yet")

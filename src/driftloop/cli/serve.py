@@ -24,6 +24,7 @@ from driftloop.cli.app import (
     print_json,
     sub_app,
 )
+from driftloop.timestamps import iso_utc, text_utc
 
 if TYPE_CHECKING:
     from driftloop.serving.feedback import FeedbackStore
@@ -68,12 +69,11 @@ def _store(config_path: Path | None) -> ApiKeyStore:
 
 def _key_dict(info: ApiKeyInfo) -> dict[str, object]:
     return {"key_id": info.key_id, "name": info.name, "scope": info.scope.value,
-            "created_at": info.created_at, "revoked_at": info.revoked_at}
+            "created_at": iso_utc(info.created_at), "revoked_at": iso_utc(info.revoked_at)}
 
 
 def _when(timestamp: float | None) -> str:
-    return "" if timestamp is None else time.strftime("%Y-%m-%d %H:%M:%S",
-                                                       time.localtime(timestamp))
+    return text_utc(timestamp)
 
 
 @keys_app.command("create")
@@ -155,7 +155,8 @@ def feedback_ls(
     """List a model's latest feedback: labels, the texts sent with them, who sent them."""
     records = _feedback(config_path).list(model, limit=limit, newest=True)
     if as_json:
-        print_json([{**asdict(record), "correct": record.correct} for record in records])
+        print_json([{**asdict(record), "received_at": iso_utc(record.received_at),
+                     "correct": record.correct} for record in records])
         return
     table = Table("received", "prediction id", "label", "predicted", "key id", "text")
     for record in records:

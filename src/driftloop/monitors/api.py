@@ -22,22 +22,23 @@ from pydantic import BaseModel
 
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.history import event_to_dict
+from driftloop.timestamps import parse_moment
 
 
 class GroupStateModel(BaseModel):
     monitor: str
     group: dict[str, str]
     state: str
-    since: float
+    since: str
     value: float | None
     threshold: float | None
-    last_evaluated: float | None
-    last_data_at: float | None
-    last_notified: float | None
-    first_seen: float | None
+    last_evaluated: str | None
+    last_data_at: str | None
+    last_notified: str | None
+    first_seen: str | None
     incident_id: str | None
     reference_key: str | None
-    cursor: float | None
+    cursor: str | None
 
 
 class MonitorStatusModel(BaseModel):
@@ -60,7 +61,7 @@ class EventModel(BaseModel):
     state: str
     value: float | None
     threshold: float | None
-    timestamp: float
+    timestamp: str
     incident_id: str | None
     message: str
     handles: list[str]
@@ -72,7 +73,7 @@ class EventModel(BaseModel):
 class IncidentEntryModel(BaseModel):
     entry_id: int
     incident_id: str
-    timestamp: float
+    timestamp: str
     kind: str
     message: str
     data: dict[str, Any]
@@ -87,8 +88,8 @@ class IncidentModel(BaseModel):
     title: str
     status: str
     severity: str
-    opened_at: float
-    resolved_at: float | None
+    opened_at: str
+    resolved_at: str | None
     details: dict[str, Any]
     timeline: list[IncidentEntryModel]
 
@@ -125,11 +126,14 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
     def list_events(
         monitor: str | None = None,
         model: str | None = None,
-        since: float | None = Query(None, allow_inf_nan=False),
+        since: str | None = Query(None, max_length=64, description=(
+            "only events at or after this moment: ISO 8601 (as the bodies write times) or "
+            "seconds since the epoch")),
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         """Events of every monitor, newest first."""
-        events = engine.history(monitor=monitor, model=model, since=since, limit=limit)
+        start = None if since is None else parse_moment(since, "since")
+        events = engine.history(monitor=monitor, model=model, since=start, limit=limit)
         return [event_to_dict(e) for e in events]
 
     @router.get("/incidents", response_model=list[IncidentModel])

@@ -16,6 +16,7 @@ from driftloop.errors import BackendUnavailableError
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.tables import monitor_events, monitor_states
 from driftloop.store import Database
+from driftloop.timestamps import iso_utc
 
 
 def group_key(group: Mapping[str, str]) -> str:
@@ -50,6 +51,9 @@ class GroupState:
         data = asdict(self)
         data.pop("stored")
         data["state"] = str(self.state)
+        for name in ("since", "last_evaluated", "last_data_at", "last_notified", "first_seen",
+                     "cursor"):
+            data[name] = iso_utc(data[name])
         return data
 
 
@@ -220,7 +224,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "state": str(event.state),
         "value": event.value,
         "threshold": event.threshold,
-        "timestamp": event.timestamp,
+        "timestamp": iso_utc(event.timestamp),
         "incident_id": event.incident_id,
         "message": event.message,
         "handles": list(event.handles),

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from driftloop.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from driftloop.monitors.tables import incident_timeline, incidents
 from driftloop.store import Database
+from driftloop.timestamps import iso_utc
 
 
 class IncidentStatus(StrEnum):
@@ -42,7 +43,7 @@ class IncidentEntry:
         return {
             "entry_id": self.entry_id,
             "incident_id": self.incident_id,
-            "timestamp": self.timestamp,
+            "timestamp": iso_utc(self.timestamp),
             "kind": self.kind,
             "message": self.message,
             "data": dict(self.data),
@@ -76,8 +77,8 @@ class Incident:
             "title": self.title,
             "status": str(self.status),
             "severity": self.severity,
-            "opened_at": self.opened_at,
-            "resolved_at": self.resolved_at,
+            "opened_at": iso_utc(self.opened_at),
+            "resolved_at": iso_utc(self.resolved_at),
             "details": dict(self.details),
             "timeline": [entry.to_dict() for entry in self.timeline],
         }

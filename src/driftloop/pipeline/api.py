@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from driftloop.pipeline.queue import JobQueue
+from driftloop.timestamps import iso_utc
 
 
 class RetrainRequest(BaseModel):
@@ -22,7 +23,9 @@ class RetrainRequest(BaseModel):
 def job_detail(queue: JobQueue, job_id: str) -> dict[str, Any]:
     job = queue.find(job_id)
     data = job.to_dict()
-    data["steps"] = [step.__dict__ for step in queue.steps(job.job_id)]
+    data["steps"] = [{**step.__dict__, "started_at": iso_utc(step.started_at),
+                      "finished_at": iso_utc(step.finished_at)}
+                     for step in queue.steps(job.job_id)]
     return data
 
 

@@ -26,6 +26,7 @@ from driftloop.errors import ConflictError, NotFoundError
 from driftloop.pipeline.results import JobResult
 from driftloop.pipeline.tables import job_steps, retrain_jobs
 from driftloop.store import Database
+from driftloop.timestamps import iso_utc
 
 
 class JobState(StrEnum):
@@ -60,6 +61,10 @@ class JobStep:
     finished_at: float | None
     outcome: str | None
     log: str
+
+
+_TIME_FIELDS = ("heartbeat_at", "created_at", "started_at", "finished_at", "deployed_at")
+"""The fields of :class:`Job` that are moments: ISO 8601 UTC in :meth:`Job.to_dict`."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,8 @@ class Job:
         data = {field: getattr(self, field) for field in self.__dataclass_fields__}
         data["state"] = self.state.value
         data["result"] = self.result.to_json() or None
+        for field in _TIME_FIELDS:
+            data[field] = iso_utc(data[field])
         return data
 
 

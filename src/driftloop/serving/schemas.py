@@ -108,7 +108,7 @@ class ModelStatusResponse(BaseModel):
     version: int | None
     content_hash: str | None
     labels: list[str]
-    loaded_at: float | None
+    loaded_at: str | None
     created_at: str | None
     deployed_at: str | None
     error: str | None

@@ -50,6 +50,7 @@ from driftloop.serving.sources import (
     ModelSource,
     ModelVersionLike,
 )
+from driftloop.timestamps import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class ServedModelStatus:
         return {
             "name": self.name, "ready": self.ready, "version": self.version,
             "content_hash": self.content_hash, "labels": self.labels,
-            "loaded_at": self.loaded_at, "created_at": self.created_at,
+            "loaded_at": iso_utc(self.loaded_at), "created_at": self.created_at,
             "deployed_at": self.deployed_at, "error": self.error,
             "output": self.output, "inputs": self.inputs,
         }

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from driftloop.cli import app as cli
 from driftloop.client import Client, UploadedVersion, pack_model
+from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.errors import ForbiddenError, NotFoundError
 from driftloop.pipeline.queue import JobState
 from driftloop.serving.keys import Scope
@@ -167,6 +170,17 @@ def test_an_upload_attaches_to_the_job_waiting_for_its_workflow(
     assert version.trigger == f"incident:{incident}"
     assert version.trainer == "github-actions"
     assert version.params["training_code"] == SOURCE
+    # the registry records the training code: models show and the dashboard's versions table
+    code = "acme/review-training@3f2a9c1d0b8e run 4242-1"
+    shown = CliRunner().invoke(cli, ["models", "show", MODEL, "-v", "2",
+                                     "-c", str(world.directory / "driftloop.yaml")])
+    assert shown.exit_code == 0, shown.output
+    assert "training code" in shown.stdout
+    assert code in shown.stdout
+    dashboard = StoreDashboardData(
+        database=world.system.database, metric_store=world.system.metric_store, monitors=[],
+        registry=world.system.registry, jobs=world.system.queue, models=[MODEL])
+    assert [v.training_code for v in dashboard.versions(MODEL)] == [code, ""]
     assert [step.step for step in world.system.queue.steps(job_id)] == [
         "fetching_data", "training", "evaluating", "gated", "deploying", "verifying"]
 

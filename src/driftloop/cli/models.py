@@ -116,6 +116,7 @@ def _summary(version: ModelVersion, aliases: dict[str, int]) -> dict[str, Any]:
         "content_hash": version.content_hash,
         "trigger": version.trigger,
         "snapshot_id": version.snapshot_id,
+        "training_code": version.training_code or None,
         "macro_f1": None if evaluation is None else evaluation.macro_f1,
         "ece": None if evaluation is None else evaluation.ece,
         "created_at": version.created_at.isoformat(),
@@ -137,6 +138,7 @@ def _print_version(version: ModelVersion, aliases: dict[str, int]) -> None:
         ("trainer", version.trainer),
         ("data snapshot", f"{version.snapshot_id} (hash {(version.snapshot_hash or '-')[:12]})"),
         ("trigger", version.trigger),
+        ("training code", version.training_code or "-"),
         ("parent version", str(version.parent_version or "-")),
         ("created", version.created_at.isoformat(timespec="seconds")),
         ("deployed", "-" if version.deployed_at is None

@@ -147,6 +147,8 @@ class VersionRecord:
     """Why it was rolled back or rejected (the retrain job's error)."""
     job_id: str | None = None
     """The retrain job that trained it."""
+    training_code: str = ""
+    """The training code that made it (:attr:`ModelVersion.training_code`), if recorded."""
 
 
 @dataclass(frozen=True, slots=True)

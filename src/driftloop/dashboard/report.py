@@ -176,7 +176,8 @@ def _versions_html(versions: list[VersionRecord]) -> str:
         f"<tr><td>v{v.version}</td><td>{status(v)}</td>"
         f"<td>{''.join(f'<span class=alias>{_escape(a)}</span>' for a in v.aliases)}</td>"
         f"<td>{_num(v.accuracy)}</td><td>{_num(v.macro_f1)}</td><td>{_num(v.ece)}</td>"
-        f"<td>{_escape(v.trigger)}</td><td>{_iso(v.created_at)}</td><td>{_iso(v.deployed_at)}</td>"
+        f"<td>{_escape(v.trigger)}{_code(v.training_code)}</td>"
+        f"<td>{_iso(v.created_at)}</td><td>{_iso(v.deployed_at)}</td>"
         f"<td><code>{_escape(v.content_hash[:12])}</code></td></tr>"
         for v in versions
     )
@@ -184,6 +185,11 @@ def _versions_html(versions: list[VersionRecord]) -> str:
             "<th>macro F1</th>"
             "<th>ECE</th><th>trigger</th><th>created</th><th>deployed</th><th>hash</th></tr>"
             f"{rows}</table>")
+
+
+def _code(training_code: str) -> str:
+    """A version's training code under its trigger (repository, commit and run)."""
+    return f"<br><small>{_escape(training_code)}</small>" if training_code else ""
 
 
 def _accuracy_html(rows: list[VersionAccuracy]) -> str:

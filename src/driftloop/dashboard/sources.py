@@ -311,6 +311,7 @@ class StoreDashboardData:
                 ece=None if evaluation is None else evaluation.ece,
                 aliases=sorted(a for a, v in aliases.items() if v == version.version),
                 status=status, status_at=status_at, status_reason=reason, job_id=job_id,
+                training_code=version.training_code,
             ))
         return records
 

@@ -47,6 +47,17 @@ class ModelVersion:
     created_at: datetime
     deployed_at: datetime | None
 
+    @property
+    def training_code(self) -> str:
+        """The training code that made it, as an upload recorded it (``repo@commit run
+        run_id``, e.g. a GitHub workflow's); empty when unknown."""
+        code = self.params.get("training_code")
+        if not isinstance(code, dict):
+            return ""
+        repo, commit, run = (str(code.get(key, "")) for key in ("repo", "commit", "run_id"))
+        where = f"{repo}@{commit[:12]}" if repo and commit else repo or commit[:12]
+        return " ".join(part for part in (where, f"run {run}" if run else "") if part)
+
     def to_dict(self, *, full_reference: bool = False) -> dict[str, Any]:
         """JSON-ready; the reference profile is summarised unless ``full_reference``."""
         reference: dict[str, Any] | None = None

@@ -416,6 +416,7 @@
           el("td", {}, fmtNum(v.ece)),
           el("td", {}, v.trainer),
           el("td", { class: "trigger" }, v.trigger,
+            v.training_code ? el("div", { class: "training-code" }, v.training_code) : null,
             v.job_id ? el("div", {}, itemLink("job", v.job_id, `job ${v.job_id.slice(0, 12)}`)) : null),
           el("td", {}, fmtTime(v.created_at)),
           el("td", {}, fmtTime(v.deployed_at)),

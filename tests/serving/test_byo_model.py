@@ -368,3 +368,58 @@ async def test_a_predictor_that_cannot_load_on_the_server_leaves_the_others_serv
     assert "RuntimeError: no GPU here" in described["error"]
     assert reviews_answer.status_code == 200
 
+
+
+CLASSIFIER = '''
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftloop import Feature, InputSchema, Predictor
+
+
+class Model(Predictor):
+    inputs = InputSchema.record(Feature.number("x"))
+    labels = ("low", "high")
+
+    @classmethod
+    def load_files(cls, directory: Path, manifest: dict[str, Any]) -> "Model":
+        return cls(labels=cls.labels)
+
+    def predict(self, batch: list[dict[str, Any]]) -> np.ndarray:
+        high = np.array([min(max(row["x"] / 10, 0.0), 1.0) for row in batch])
+        if BROKEN and any(row["x"] > 1000 for row in batch):
+            return high  # one column: not the declared classification
+        return np.column_stack([1 - high, high])
+'''
+
+
+async def test_a_shadow_that_answers_the_wrong_shape_never_touches_the_answer(
+    tmp_path: Path, insights: InsightsClient, transport: MemoryTransport,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config_path = project(tmp_path, "gauge: {}")
+    for version, broken in ((1, False), (2, True)):
+        source = f"BROKEN = {broken}\n" + CLASSIFIER
+        register_cli(config_path, "gauge", write_predictor_module(tmp_path / f"v{version}",
+                                                                  source))
+    config = load_config(config_path)
+    ModelRegistry.from_config(config).set_alias("gauge", "shadow", 2, actor="test")
+    api_keys = _api_keys(config)
+    key = api_keys.create(Scope.PREDICT, name="client").key
+    app = create_app(config, insights=insights, api_keys=api_keys, poll=False)
+    async with serving(app) as http:
+        fine = await http.post("/v1/models/gauge/predict", json={"record": {"x": 5.0}},
+                               headers=headers(key))
+        large = await http.post("/v1/models/gauge/predict", json={"record": {"x": 5000.0}},
+                                headers=headers(key))
+        await asyncio.sleep(0.2)  # the shadow scores in the background
+    assert fine.json()["predictions"][0]["probabilities"] == {"low": 0.5, "high": 0.5}
+    assert large.status_code == 200
+    assert large.json()["predictions"][0]["class"] == "high"
+    assert "shadow gauge v2 failed to score 1 texts" in caplog.text
+    assert insights.flush()
+    shadowed = [p for p in transport.points if p.tags.get("shadow") and p.tags.get("model")
+                == "gauge" and p.name == "model_confidence"]
+    assert [p.value for p in shadowed] == [0.5]  # the first request's, not the broken one's

@@ -72,6 +72,7 @@ from driftloop.serving.model_io import (
     document_models,
     item_digest,
     parse_inputs,
+    predict_checked,
     regression_body,
     score,
     score_regression_shadow,
@@ -530,7 +531,7 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
         return
     started = time.perf_counter()
     try:
-        rows = (await anyio.to_thread.run_sync(shadow.predictor.predict, texts)).tolist()
+        rows = (await anyio.to_thread.run_sync(predict_checked, shadow.predictor, texts)).tolist()
     except Exception:  # a failing shadow must never touch the served traffic
         logger.warning("shadow %s v%d failed to score %d texts", name, shadow.version,
                        len(texts), exc_info=True)

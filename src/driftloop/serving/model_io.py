@@ -33,7 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, create
 from driftloop.config import ServingConfig
 from driftloop.errors import ConflictError, DriftloopError, InvalidInputError
 from driftloop.metrics.points import SHADOW_TAG
-from driftloop.predictors import PREDICTION, Feature, InputSchema, PredictionError, Predictor
+from driftloop.predictors import (
+    PREDICTION,
+    Feature,
+    InputSchema,
+    PredictionError,
+    Predictor,
+    TextClassifier,
+)
 from driftloop.predictors.loading import WrongAnswerError, check_answer
 from driftloop.serving.batching import MicroBatcher, Scored
 from driftloop.serving.prediction_log import new_prediction_ids, text_digest
@@ -182,9 +189,7 @@ async def score_regression_shadow(state: ServingState, name: str, shadow: ModelS
     ``shadow=true`` (it never touches the served answer)."""
     started = time.perf_counter()
     try:
-        outputs = np.asarray(await anyio.to_thread.run_sync(shadow.predictor.predict, items),
-                             dtype=np.float64)
-        check_answer(shadow.predictor, outputs, len(items), f"shadow {name} v{shadow.version}")
+        outputs = await anyio.to_thread.run_sync(predict_checked, shadow.predictor, items)
     except Exception:  # a failing shadow must never touch the served traffic
         logger.warning("shadow %s v%d failed to score %d inputs", name, shadow.version,
                        len(items), exc_info=True)
@@ -194,6 +199,18 @@ async def score_regression_shadow(state: ServingState, name: str, shadow: ModelS
     tags = {"model": name, "version": str(shadow.version), SHADOW_TAG: "true"}
     report_points(state, [*({PREDICTION: value} for value in values),
                           {"latency_ms": latency_ms}], tags, time.time())
+
+
+def predict_checked(predictor: Predictor, items: Sequence[Any]) -> NDArray[np.float64]:
+    """``predictor.predict(items)``, checked against its declared output unless it is one of
+    driftloop's own (:class:`WrongAnswerError`): what a shadow, outside the batcher, scores
+    with."""
+    answer = predictor.predict(items)
+    if isinstance(predictor, TextClassifier):
+        return answer
+    outputs = np.asarray(answer, dtype=np.float64)
+    check_answer(predictor, outputs, len(items), "it", WrongAnswerError)
+    return outputs
 
 
 def input_signals(slot: ModelSlot, items: Sequence[Any]) -> list[tuple[str, list[float]]]:

@@ -14,9 +14,11 @@ that no snapshot holds give the streams:
   subtopics: the time from the shift to each signal's first ALERT, in 5-minute windows, over
   the 3 hours after the shift.
 
-Beside them, the monitors of the inputs that docs/drift.md shows (:data:`INPUT_MONITORS`: KS
-tests of ``text_length`` and ``oov_rate``; ``--inputs-only`` runs them alone), and, after each
-scenario, v2 (trained on snapshot 2) on an hour of fully drifted traffic: which signals still
+The template's drift monitor of the inputs (``embedding_typicality``, a one-sided CUSUM) is
+among them. Beside them, the KS tests of the inputs that docs/drift.md shows
+(:data:`INPUT_MONITORS`: KS tests of ``text_length`` and ``oov_rate``; ``--inputs-only`` runs
+them alone; ``--defaults-only`` leaves them out), and, after each scenario, v2 (trained on
+snapshot 2) on an hour of fully drifted traffic: which signals still
 fire once the model has learned the drift.
 
 Labels arrive for ``--label-share`` of the predictions (realized accuracy). The engine evaluates
@@ -95,10 +97,14 @@ INPUT_MONITORS: list[dict[str, Any]] = [
 test of each window of 1,000 texts, tested every 200, at 1e-9 false alarms per prediction."""
 
 
-def template_monitors() -> Monitors:
+def template_monitors(*, ks_inputs: bool = True) -> Monitors:
+    """The template's monitors; its drift monitors of the inputs (``embedding_typicality``)
+    first among ``inputs``, then (``ks_inputs``) the KS tests of :data:`INPUT_MONITORS`."""
     config = parse_config(default_config_text(), source="driftloop init", environ={})
     by_metric = {(m.type, m.metric): m for m in config.monitors}
-    inputs = [MonitorConfig.model_validate(m) for m in INPUT_MONITORS]
+    inputs = [m for m in config.monitors if m.type == "drift" and m.metric != "model_confidence"]
+    if ks_inputs:
+        inputs += [MonitorConfig.model_validate(m) for m in INPUT_MONITORS]
     return Monitors(by_metric[("threshold", "model_confidence")],
                     by_metric[("drift", "model_confidence")],
                     by_metric[("threshold", "prediction_correct")], inputs)
@@ -247,13 +253,15 @@ def main() -> None:
                         help="only these scenarios (e.g. restaurant coffee_tea+tops)")
     parser.add_argument("--inputs-only", action="store_true",
                         help="the monitors of the inputs alone (the others' columns show -)")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="the template's monitors only (no KS tests of the inputs)")
     args = parser.parse_args()
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
     if args.held_out:
         scenarios = tuple(s for s in scenarios if "+".join(s) in args.held_out)
     hours = 2.0 if args.quick else args.hours
     console = Console(width=200)
-    monitors = template_monitors()
+    monitors = template_monitors(ks_inputs=not args.defaults_only)
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
     rows: list[list[str]] = []
@@ -280,6 +288,11 @@ def main() -> None:
                 return "never" if value is None else f"{value / WINDOW_SECONDS:.2f}"
 
             others = not args.inputs_only
+            retrain_signals = [] if args.inputs_only else ["drift", "confidence", "accuracy"]
+            ks_names = {ks["name"] for ks in INPUT_MONITORS}
+            retrain_signals += [m.metric for m in monitors.inputs if m.name not in ks_names]
+            caught = [first for name in retrain_signals
+                      if (first := firsts[name]) is not None]
 
             rows.append([
                 "+".join(drifting), f"{mix:g}", f"{before:.3f} → {after:.3f}",
@@ -288,15 +301,18 @@ def main() -> None:
                 windows(firsts["drift"], others), windows(firsts["confidence"], others),
                 windows(firsts["accuracy"], others),
                 *(windows(firsts[m.metric]) for m in monitors.inputs),
+                windows(min(caught) if caught else None),
                 alarm_counts(quiet, args.inputs_only),
             ])
         retrained.append(after_retrain(monitors, drifting, args))
-        console.print(f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s)")
+        console.print(f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s): "
+                      f"{rows[-len(args.mixes):]} {retrained[-1]}", soft_wrap=True)
     headers = ["held out", "drifted share", "accuracy before → after",
                "mean confidence before → after", "CUSUM (windows)", "confidence (windows)",
                "realized accuracy (windows)",
                *(f"{m.metric} {m.detector.algorithm.upper()} (windows)"  # type: ignore[union-attr]
                  for m in monitors.inputs),
+               "first @retrain of the defaults (windows)",
                f"false ALERTs in {hours:g} h (CUSUM / conf. / acc."
                f"{''.join(' / ' + m.metric for m in monitors.inputs)})"]
     print_rows(console, headers, rows, markdown=args.markdown,

@@ -31,6 +31,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from driftloop.config import ModelConfig, StrictModel
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError
 from driftloop.predictors import MANIFEST, TextClassifier, softmax
+from driftloop.predictors.embedding import EMBEDDING_TYPICALITY, ProjectedTypicality
 from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
@@ -76,12 +77,19 @@ class SklearnPredictor(TextClassifier):
         super().__init__(labels, temperature)
         self.pipeline = pipeline
         self._vocabulary: VocabularyProfile | None = None
+        self.typicality: ProjectedTypicality | None = None
+        """``embedding_typicality`` of the TF-IDF rows (None: a model saved without it)."""
 
     def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
-        """``oov_rate``: each text's share of words outside the word features' unigrams."""
+        """``oov_rate``: each text's share of words outside the word features' unigrams;
+        ``embedding_typicality`` (:mod:`driftloop.predictors.embedding`) of its TF-IDF row."""
         if self._vocabulary is None:
             self._vocabulary = _word_vocabulary(self.pipeline)
-        return {OOV_RATE: self._vocabulary.oov_rates(texts)}
+        signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
+        if self.typicality is not None and len(texts) > 0:
+            features = self.pipeline.named_steps["features"].transform(list(texts))
+            signals[EMBEDDING_TYPICALITY] = self.typicality(features)
+        return signals
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         if len(texts) == 0:
@@ -114,6 +122,8 @@ class SklearnPredictor(TextClassifier):
             })
         _save_array(directory / COEF_FILE, classifier.coef_)
         _save_array(directory / INTERCEPT_FILE, classifier.intercept_)
+        if self.typicality is not None:
+            self.typicality.save(directory)
         return {"sklearn_version": sklearn.__version__, "features": features}
 
     @classmethod
@@ -137,7 +147,9 @@ class SklearnPredictor(TextClassifier):
                 f"({expected_rows}, {width}) for {len(labels)} labels"
             )
         pipeline = Pipeline([("features", union), ("classifier", classifier)])
-        return cls(labels, pipeline, float(manifest.get("temperature", 1.0)))
+        predictor = cls(labels, pipeline, float(manifest.get("temperature", 1.0)))
+        predictor.typicality = ProjectedTypicality.load(directory)
+        return predictor
 
 
 def _word_vocabulary(pipeline: Pipeline) -> VocabularyProfile:
@@ -276,6 +288,8 @@ class SklearnTrainer(Trainer):
         report("calibrating", len(grid) / (len(grid) + 1))
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
         predictor = SklearnPredictor(labels, pipeline)
+        predictor.typicality = ProjectedTypicality.fit(
+            x_train, features.transform(splits.held_out[text].tolist()), seed=self.params.seed)
         calibrated = calibrate_and_evaluate(predictor, splits, text_column=text,
                                             label_column=label)
         report("done", 1.0)

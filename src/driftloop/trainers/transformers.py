@@ -45,6 +45,8 @@ from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, TrainingError
 from driftloop.predictors import TextClassifier, softmax
+from driftloop.predictors.embedding import EMBEDDING_TYPICALITY, EmbeddingTypicality
+from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.evaluation import (
     evaluate,
@@ -193,6 +195,11 @@ def _length_batches(texts: Sequence[str], batch_size: int) -> list[NDArray[np.in
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+TYPICALITY_SAMPLE = 2_000
+"""Training (already shuffled by the split) and held-out texts embedded once more after
+training for ``embedding_typicality`` (a bound on the extra encoder passes)."""
+
+
 class TransformersPredictor(TextClassifier):
     """A fitted :class:`PooledClassifierModule` with its tokenizer, label order and temperature."""
 
@@ -224,6 +231,23 @@ class TransformersPredictor(TextClassifier):
         self.device = device
         self.threads = threads
         self.base_model = base_model
+        self.typicality: EmbeddingTypicality | None = None
+        """``embedding_typicality`` of the pooled output (None: a model saved without it)."""
+        self._vocabulary: VocabularyProfile | None = None
+
+    def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        """``oov_rate``: each text's share of words the tokenizer holds no whole token for
+        (it splits them into pieces); ``embedding_typicality``
+        (:mod:`driftloop.predictors.embedding`) of the pooled encoder output, which costs a
+        second pass of the encoder."""
+        if self._vocabulary is None:
+            self._vocabulary = VocabularyProfile(
+                (token for token in self.tokenizer.get_vocab() if not token.startswith("##")),
+                lowercase=bool(getattr(self.tokenizer, "do_lower_case", True)))
+        signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
+        if self.typicality is not None and len(texts) > 0:
+            signals[EMBEDDING_TYPICALITY] = self.typicality.typicality(self.embed(texts))
+        return signals
 
     @property
     def parallel_batches(self) -> int:
@@ -279,6 +303,8 @@ class TransformersPredictor(TextClassifier):
         encoder.save_pretrained(checkpoint)
         self.tokenizer.save_pretrained(checkpoint)
         head = self.model.classifier
+        if self.typicality is not None:
+            self.typicality.save(directory)
         save_file(
             {"weight": head.weight.detach().cpu().contiguous(),
              "bias": head.bias.detach().cpu().contiguous()},
@@ -328,7 +354,7 @@ class TransformersPredictor(TextClassifier):
             model.classifier.load_state_dict(head)
         except RuntimeError as exc:
             raise IntegrityError(f"{head_path} does not fit the encoder: {exc}") from exc
-        return cls(
+        predictor = cls(
             labels,
             float(manifest["temperature"]),
             model=model,
@@ -339,6 +365,8 @@ class TransformersPredictor(TextClassifier):
             threads=manifest.get("torch_threads") if device == "cpu" else None,
             base_model=manifest.get("base_model"),
         )
+        predictor.typicality = EmbeddingTypicality.load(directory)
+        return predictor
 
 
 def _prepare(data: TrainingData) -> tuple[pd.DataFrame, list[str]]:
@@ -540,6 +568,9 @@ class TransformersTrainer(Trainer):
                 ) from exc
         report("calibrate")(0.0)
         predictor.temperature = fit_temperature(validation_logits, y_validation)
+        predictor.typicality = EmbeddingTypicality.fit(
+            predictor.embed(texts["train"][:TYPICALITY_SAMPLE]),
+            predictor.embed(texts["test"][:TYPICALITY_SAMPLE]), seed=params.seed)
         evaluation = evaluate(test_logits, y_test, labels, predictor.temperature)
         reference = reference_profile(
             softmax(test_logits / predictor.temperature), texts["test"], labels, evaluation,

@@ -85,9 +85,9 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     job_line = f"job {job.job_id[:8]} (model {MODEL}, incident {incident})"
     assert any(line.startswith(f"retrain of {MODEL}: ") and job.job_id[:8] in line
                and incident in line for line in lines), lines
-    for step in ("data: newest snapshot", "gate: v2 passed the gate: macro-F1",
-                 "deploy: v2 deployed", "verified: v2 kept", "job: retrain job succeeded"):
-        assert any(line.startswith(f"{job_line} {step}") for line in lines), (step, lines)
+    for logged in ("data: newest snapshot", "gate: v2 passed the gate: macro-F1",
+                   "deploy: v2 deployed", "verified: v2 kept", "job: retrain job succeeded"):
+        assert any(line.startswith(f"{job_line} {logged}") for line in lines), (logged, lines)
 
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.error is None

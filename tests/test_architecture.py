@@ -27,7 +27,7 @@ SERVER_LIBRARIES = ("fastapi", "starlette", "uvicorn")
 TRAINING_LIBRARIES = ("sklearn", "torch", "transformers", "papermill", "nbformat")
 # The core every part may use: the configuration model reads only these, never a feature.
 CORE = ("driftloop.config", "driftloop.errors", "driftloop.backends", "driftloop.messages",
-        "driftloop._version")
+        "driftloop.redaction", "driftloop._version")
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ RULES: tuple[ImportRule, ...] = (
     ),
     *(
         ImportRule(core, ("driftloop",), "the core (config, errors, plug-in registry, message "
-                   "templates) imports no feature package", allowed=CORE)
-        for core in ("config", "errors", "backends", "messages")
+                   "templates, secret masking) imports no feature package", allowed=CORE)
+        for core in ("config", "errors", "backends", "messages", "redaction")
     ),
     ImportRule(
         "serving",
@@ -102,8 +102,8 @@ RULES: tuple[ImportRule, ...] = (
     ),
     *(
         ImportRule(package, ("driftloop.cli",), "no library code imports the CLI")
-        for package in ("backends", "config", "errors", "messages", "project", "scaffold",
-                        "system",
+        for package in ("backends", "config", "errors", "messages", "project", "redaction",
+                        "scaffold", "system",
                         "dashboard", "demo", "drift", "insights", "metrics", "monitors",
                         "notify", "pipeline", "registry", "serving", "storage", "store",
                         "templates", "testing", "trainers")

@@ -31,8 +31,8 @@ from pydantic import (
 
 from driftloop.backends import installed_plugins
 from driftloop.errors import ConfigError
-from driftloop.logs import is_secret_key, mask_url
 from driftloop.messages import MessageTemplate, mentioned_handles
+from driftloop.redaction import is_secret_key, mask_url
 
 CONFIG_FILENAME = "driftloop.yaml"
 ENV_PREFIX = "DRIFTLOOP_"

@@ -19,38 +19,24 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+# Re-exported: the masking lives in the core (driftloop.redaction) so that config.py, which
+# masks secrets in its errors, needs nothing from this module.
+from driftloop.redaction import REDACTED as REDACTED
+from driftloop.redaction import is_secret_key as is_secret_key
+from driftloop.redaction import mask_url as mask_url
+
 if TYPE_CHECKING:
     from driftloop.config import Config
 
 LogFormat = Literal["text", "json"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ROOT_LOGGER = "driftloop"
-REDACTED = "***"
 
 _API_KEY = re.compile(r"\b(dl_[A-Za-z0-9]+_)[A-Za-z0-9_-]{8,}")
-_SECRET_FIELDS = re.compile(r"(url|token|secret|password|key|authorization)$", re.IGNORECASE)
 _MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
-_PUBLIC = {"public_url", "api_url"}
 _PUBLIC_OF_TYPE = {"jira": {"url"}}
 """Keys that name a secret elsewhere but not in a section of this ``type``: a Jira site's
 address is no secret (a webhook's ``url`` may carry a token, so it stays one)."""
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(@)")
-_SECRET_QUERY = re.compile(
-    r"([?&][^=&#\s]*(?:password|passwd|secret|token|key|signature|sig|credential)"
-    r"[^=&#\s]*=)[^&#\s]+", re.IGNORECASE)
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a config key holds a secret (``webhook_url``, ``token``, ``secret``, ``api_key``,
-    ``password`` ...; not ``public_url`` or ``api_url``)."""
-    return bool(_SECRET_FIELDS.search(key)) and key not in _PUBLIC
-
-
-def mask_url(text: str) -> str:
-    """``text`` with the password of every URL in it (``scheme://user:PASSWORD@host``) and the
-    values of secret-looking query parameters (``?token=``, ``&access_key=`` ...) as ``***``."""
-    text = _URL_PASSWORD.sub(lambda match: match.group(1) + REDACTED + match.group(2), text)
-    return _SECRET_QUERY.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def config_secrets(config: Config) -> list[str]:

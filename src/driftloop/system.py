@@ -15,23 +15,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI
 from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 
 from driftloop.config import Config, MonitorConfig
 from driftloop.control_metrics import ControlPlaneCollector
-from driftloop.dashboard.router import dashboard_router
-from driftloop.dashboard.sessions import (
-    SECRET_ENV,
-    SECRET_FILE,
-    SessionStore,
-    resolve_session_secret,
-)
-from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
 from driftloop.insights.client import InsightsClient
@@ -45,31 +36,30 @@ from driftloop.metrics.points import (
     SHADOW_TAG,
 )
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.monitors.api import monitors_router
 from driftloop.monitors.detectors import DriftDetector
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.outcomes import Outcome, RetrainOutcome, outcome_event
 from driftloop.notify import Notifier
-from driftloop.notify.graphs import graph_router
-from driftloop.notify.inbound import HookVerifier, InboundAlert, inbound_router
 from driftloop.notify.router import NotificationRouter
-from driftloop.notify.signatures import ReceiptStore
-from driftloop.pipeline.api import jobs_router
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
-from driftloop.pipeline.uploads import CandidateUploads, uploads_router
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.pipeline.worker import RetrainWorker
 from driftloop.predictors import ReferenceProfile
 from driftloop.registry import ModelRegistry
-from driftloop.serving.app import create_app, require_scope
 from driftloop.serving.feedback import FeedbackStore
 from driftloop.serving.keys import ApiKeyStore, Scope
 from driftloop.serving.sources import SERVED_ALIASES
 from driftloop.storage import DatasetStore
 from driftloop.store import open_database
+
+if TYPE_CHECKING:  # the app's parts are imported where it is built: commands that only read
+    # the store (status, monitors status) do not pay for FastAPI, the dashboard or the routes
+    from fastapi import FastAPI
+
+    from driftloop.notify.inbound import InboundAlert
 
 logger = logging.getLogger("driftloop")
 
@@ -316,6 +306,19 @@ class DriftloopSystem:
 
     # ------------------------------------------------------------------ the app
     def create_app(self, *, poll: bool = True) -> FastAPI:
+        from fastapi import APIRouter, Depends
+
+        from driftloop.dashboard.router import dashboard_router
+        from driftloop.dashboard.sessions import SessionStore
+        from driftloop.dashboard.sources import StoreDashboardData
+        from driftloop.monitors.api import monitors_router
+        from driftloop.notify.graph_routes import graph_router
+        from driftloop.notify.inbound import HookVerifier, inbound_router
+        from driftloop.notify.signatures import ReceiptStore
+        from driftloop.pipeline.api import jobs_router
+        from driftloop.pipeline.uploads import CandidateUploads, uploads_router
+        from driftloop.serving.app import create_app, require_scope
+
         admin = [Depends(require_scope(Scope.ADMIN))]
         api = APIRouter(prefix="/v1", dependencies=admin)
         api.include_router(monitors_router(self.monitor_engine))
@@ -349,6 +352,8 @@ class DriftloopSystem:
     def session_secret(self) -> bytes:
         """The dashboard's cookie secret: from the config or the environment (what replicas
         share), else a file of this installation."""
+        from driftloop.dashboard.sessions import SECRET_ENV, SECRET_FILE, resolve_session_secret
+
         secret, origin = resolve_session_secret(self.config.dashboard.session_secret, os.environ,
                                                 self.config.path(SECRET_FILE))
         if origin == str(self.config.path(SECRET_FILE)) and self.database.dialect != "sqlite":

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from driftloop.notify.github import (
         GithubDispatchNotifier,
     )
+    from driftloop.notify.graph_routes import graph_router
     from driftloop.notify.graphs import (
         GraphStore,
-        graph_router,
         render_graph,
     )
     from driftloop.notify.inbound import (
@@ -71,7 +71,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "ThresholdLines": "driftloop.notify.base",
     "TimelineEntry": "driftloop.notify.base",
     "WebhookNotifier": "driftloop.notify.webhook",
-    "graph_router": "driftloop.notify.graphs",
+    "graph_router": "driftloop.notify.graph_routes",
     "inbound_router": "driftloop.notify.inbound",
     "parse_alert_payload": "driftloop.notify.inbound",
     "render_graph": "driftloop.notify.graphs",

@@ -1,5 +1,5 @@
 """PNG graphs of a metric's recent values with the thresholds drawn, and the store that keeps
-them for ``GET /v1/graphs/<id>.png``."""
+them for ``GET /v1/graphs/<id>.png`` (:mod:`driftloop.notify.graph_routes` serves them)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC
 
 import sqlalchemy as sa
-from fastapi import APIRouter
-from fastapi.responses import Response
 
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
@@ -132,18 +130,3 @@ class GraphStore:
 
 def graph_url(public_url: str, graph_id: str) -> str:
     return f"{public_url.rstrip('/')}/v1/graphs/{graph_id}.png"
-
-
-def graph_router(store: GraphStore) -> APIRouter:
-    """``GET /v1/graphs/{graph_id}.png``: the graphs linked from Slack messages (public, like
-    the image links themselves; ids are random 128-bit values)."""
-    router = APIRouter()
-
-    @router.get("/v1/graphs/{graph_id}.png", tags=["graphs"], summary="A notification graph",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    def get_graph(graph_id: str) -> Response:
-        png = store.get(graph_id)  # NotFoundError: the app answers 404
-        return Response(png, media_type="image/png",
-                        headers={"Cache-Control": "public, max-age=86400, immutable"})
-
-    return router

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 LabeledSample = tuple[str, str, float]
 """``(text, label, received_at)``: one label that production feedback sent with its text."""
@@ -47,6 +49,8 @@ def merge_feedback(
     corrected in a newer snapshot is not overturned by older feedback). Relabelled rows keep
     their other columns; added rows have them empty. Samples whose label is not in ``labels``
     are left out (a typo in a labelling tool must not add a class)."""
+    import pandas as pd  # a retrain merges: the modules that only read do not pay
+
     latest: dict[str, tuple[str, float]] = {}
     unknown: dict[str, int] = {}
     for text, label, received_at in samples:

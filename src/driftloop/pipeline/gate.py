@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from driftloop.config import GateConfig
 from driftloop.predictors import Evaluation, Predictor
 from driftloop.trainers.evaluation import align_probabilities, evaluate_probabilities
+
+if TYPE_CHECKING:  # frames arrive built; this module never makes one
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def split_for_gate(
     pool = frame[fresh_mask] if fresh else frame
     labels = pool[label_column]
     stratify = labels if labels.value_counts().min() >= 2 else None
+    from sklearn.model_selection import train_test_split  # the gate runs in a worker only
+
     _, held_index = train_test_split(
         pool.index.to_numpy(), test_size=fraction, random_state=seed,
         stratify=None if stratify is None else stratify.to_numpy(),

@@ -12,8 +12,7 @@ steps before the deploy rerun from the data (nothing was published yet), a deplo
 from __future__ import annotations
 
 import logging
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, DriftloopError, NotFoundError, TrainingError
@@ -42,6 +41,9 @@ from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.registry import get_remote_trainer, get_trainer, is_remote_trainer
 from driftloop.trainers.remote import RemoteRun
+
+if TYPE_CHECKING:  # frames arrive built; this module never makes one
+    import pandas as pd
 
 logger = logging.getLogger("driftloop.pipeline")
 

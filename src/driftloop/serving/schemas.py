@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -21,14 +21,27 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from starlette.requests import Request
 
 from driftloop.config import ServingConfig
 from driftloop.errors import InvalidInputError
 from driftloop.errors import InvalidTextError as InvalidTextError  # the old import path
 from driftloop.errors import LimitError as LimitError  # the old import path
-from driftloop.serving.errors import ErrorDetail as ErrorDetail  # the old import path
-from driftloop.serving.errors import ErrorResponse as ErrorResponse  # the old import path
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from driftloop.serving.errors import ErrorDetail as ErrorDetail
+    from driftloop.serving.errors import ErrorResponse as ErrorResponse
+
+
+def __getattr__(name: str) -> Any:
+    """``ErrorDetail`` and ``ErrorResponse`` by their old import path, imported on first use
+    (the feedback store reads these bodies in processes that build no app)."""
+    if name in {"ErrorDetail", "ErrorResponse"}:
+        from driftloop.serving import errors
+
+        return getattr(errors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 Body = TypeVar("Body", bound=BaseModel)
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from driftloop.config import NAME_PATTERN, Config
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
 from driftloop.storage.objects import ObjectStorage, open_storage
+
+if TYPE_CHECKING:  # imported where frames are read or built: listing snapshots needs no pandas
+    import pandas as pd
 
 DATASETS_PREFIX = "datasets"
 DATA_FILE = "data.csv.gz"
@@ -112,6 +113,8 @@ def _holds_carriage_return(frame: pd.DataFrame) -> bool:
 
 def read_table(path: Path) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.csv.gz``, ...: compression from the suffix) or Parquet file."""
+    import pandas as pd
+
     if not path.is_file():
         raise NotFoundError(f"no such file: {path}")
     try:
@@ -138,6 +141,8 @@ class DatasetStore:
 
     def push(self, source: Path | str | pd.DataFrame, dataset: str) -> Snapshot:
         """Store a file or frame as a new snapshot of ``dataset``."""
+        import pandas as pd
+
         check_dataset_name(dataset)
         frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source))
         if len(frame.columns) == 0 or len(frame) == 0:
@@ -203,6 +208,8 @@ class DatasetStore:
 
     def load(self, snapshot: Snapshot) -> pd.DataFrame:
         """The snapshot's rows (every column as text), after checking its content hash."""
+        import pandas as pd
+
         try:
             compressed = self.storage.get_bytes(snapshot.key)
         except NotFoundError as exc:
@@ -259,6 +266,8 @@ def cumulative_rows(
     """The rows of ``frames`` (oldest first, made at ``times``) as one frame: every row of the
     newest, then the rows of older ones whose text no newer frame holds (a text's newest label
     wins). Returns the frame and, for each text an older frame added, that frame's time."""
+    import pandas as pd
+
     newest = frames[-1]
     if text_column not in newest:
         return newest, {}  # the trainer names the missing column

@@ -11,11 +11,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, ClassVar
 
 from driftloop.predictors.trained import TrainedModel
+
+if TYPE_CHECKING:  # trainers build frames; what they are handed needs no pandas import
+    import pandas as pd
 
 __all__ = ["ProgressCallback", "TrainedModel", "Trainer", "TrainingData"]
 

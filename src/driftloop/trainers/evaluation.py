@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
-from scipy.optimize import minimize_scalar
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import train_test_split
 
 from driftloop.predictors import Evaluation, ReferenceProfile, softmax
+
+if TYPE_CHECKING:  # frames arrive built; this module never makes one
+    import pandas as pd
 
 REFERENCE_SAMPLE = 2_000
 
@@ -21,6 +21,8 @@ def split_holdout(
     frame: pd.DataFrame, label_column: str, fraction: float = 0.2, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified train / held-out split (plain random when a class is too small to stratify)."""
+    from sklearn.model_selection import train_test_split
+
     counts = frame[label_column].value_counts()
     stratify = frame[label_column] if counts.min() >= 2 else None
     train, held_out = train_test_split(
@@ -36,6 +38,8 @@ def _nll(logits: NDArray[np.float64], y: NDArray[np.int64], temperature: float) 
 
 def fit_temperature(logits: NDArray[np.float64], y: NDArray[np.int64]) -> float:
     """The temperature minimising negative log-likelihood on a validation split."""
+    from scipy.optimize import minimize_scalar
+
     result = minimize_scalar(
         lambda t: _nll(logits, y, t), bounds=(0.05, 20.0), method="bounded",
         options={"xatol": 1e-4},
@@ -64,6 +68,8 @@ def evaluate(
     labels: Sequence[str],
     temperature: float,
 ) -> Evaluation:
+    from sklearn.metrics import accuracy_score, f1_score
+
     raw = softmax(logits)
     calibrated = softmax(logits / temperature)
     predicted = calibrated.argmax(axis=1)
@@ -116,6 +122,8 @@ def evaluate_probabilities(
 ) -> Evaluation:
     """Quality of already-calibrated probabilities; F1 is averaged over the classes present in
     ``y`` (a held-out set of new data may hold only some), while predictions range over all."""
+    from sklearn.metrics import f1_score
+
     predicted = probs.argmax(axis=1)
     present = sorted(set(int(label) for label in y))
     per_class = f1_score(

@@ -36,6 +36,12 @@ TEMPLATES: dict[str, str] = {
                             "serving-side driftloop.yaml",
 }
 TRAINING_REPO_PACKAGE_DIR = "training_repo"
+TRAINERS = ("sklearn", "transformers")
+"""The training-repo template's notebooks: ``sklearn`` (TF-IDF, CPU) or ``transformers`` (a
+Hugging Face checkpoint fine-tuned on a GPU runner, files of ``training_repo_transformers/``
+over the common ones)."""
+GPU_RUNS_ON = ("self-hosted", "gpu")
+"""The runner labels of ``--trainer transformers`` when ``--runs-on`` is not given."""
 WORKFLOW_PATH = ".github/workflows/driftloop-train.yml"
 DOT_PREFIX = "dot-"
 _PLACEHOLDER = re.compile(r"\{\{driftloop\.([a-z_]+)\}\}")
@@ -54,8 +60,12 @@ class TrainingRepoOptions:
     repo: str = "owner/training-repo"
     python_version: str = "3.11"
     driftloop_version: str = field(default=__version__)
+    trainer: str = "sklearn"
 
     def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise InvalidInputError(f"unknown trainer {self.trainer!r} for the training repo; "
+                                    f"known: {', '.join(TRAINERS)}")
         for what, value in (("model name", self.model), ("dataset name", self.dataset)):
             if not re.match(NAME_PATTERN, value):
                 raise InvalidInputError(
@@ -91,6 +101,7 @@ class TrainingRepoOptions:
             "repo": self.repo,
             "python_version": self.python_version,
             "driftloop_version": self.driftloop_version,
+            "trainer": self.trainer,
         }
 
 
@@ -118,9 +129,11 @@ def target_name(name: str) -> str:
     return "." + name[len(DOT_PREFIX):] if name.startswith(DOT_PREFIX) else name
 
 
-def training_repo_files() -> dict[str, Traversable]:
-    """Target relative path (``.github/workflows/...``) → the template file, sorted."""
-    root = resources.files("driftloop.templates").joinpath(TRAINING_REPO_PACKAGE_DIR)
+def training_repo_files(trainer: str = "sklearn") -> dict[str, Traversable]:
+    """Target relative path (``.github/workflows/...``) → the template file, sorted; for a
+    trainer other than ``sklearn`` its own files (``training_repo_<trainer>/``) replace or
+    join the common ones."""
+    templates = resources.files("driftloop.templates")
     found: dict[str, Traversable] = {}
 
     def walk(node: Traversable, prefix: str) -> None:
@@ -133,7 +146,9 @@ def training_repo_files() -> dict[str, Traversable]:
             else:
                 found[path] = child
 
-    walk(root, "")
+    walk(templates.joinpath(TRAINING_REPO_PACKAGE_DIR), "")
+    if trainer != "sklearn":
+        walk(templates.joinpath(f"{TRAINING_REPO_PACKAGE_DIR}_{trainer}"), "")
     return dict(sorted(found.items()))
 
 
@@ -142,7 +157,7 @@ def render_training_repo(options: TrainingRepoOptions) -> dict[str, str]:
     variables = options.variables()
     return {
         path: render_template_text(source.read_text(encoding="utf-8"), variables, source=path)
-        for path, source in training_repo_files().items()
+        for path, source in training_repo_files(options.trainer).items()
     }
 
 
@@ -176,7 +191,7 @@ def scaffold(
     if template == PROJECT_TEMPLATE:
         if options is not None:
             raise InvalidInputError(
-                "--model, --runs-on and --repo only apply to --template training-repo"
+                "--model, --runs-on, --repo and --trainer only apply to --template training-repo"
             )
         return [init_project(directory, force=force)]
     if template == TRAINING_REPO_TEMPLATE:

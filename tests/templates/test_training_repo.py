@@ -545,3 +545,75 @@ def test_missing_secrets_in_actions_are_named(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert "set API_KEY (in GitHub Actions: the repository secrets DRIFTLOOP_API_URL and " \
             "DRIFTLOOP_API_KEY, a key with the register scope)" in result.stderr
+
+
+# ------------------------------------------------------- --trainer transformers (GPU runner)
+
+
+def test_the_transformers_training_repo_targets_a_gpu_runner(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "--template", "training-repo", "--trainer",
+                                 "transformers", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    flow = load_workflow((tmp_path / WORKFLOW_PATH).read_text())
+    assert flow["jobs"]["train"]["runs-on"] == ["self-hosted", "gpu"]
+    requirements = [line for line in (tmp_path / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith("#")]
+    assert requirements[0].startswith("driftloop[server,notebook,transformers]>=")
+    assert "torch>=2.4,<3" in requirements  # a range: the runner's CUDA build is kept
+    assert "transformers>=4.44" in requirements
+    guide = (tmp_path / "RUNNER.md").read_text()
+    assert "--labels gpu" in guide
+    assert "runs-on: [self-hosted, gpu]" in guide
+    document = json.loads((tmp_path / "notebooks" / "train.ipynb").read_text())
+    nbformat.validate(document)
+    source = notebook_parameters(document)
+    assert 'base_model = ""' in source
+    assert "TransformersTrainer" in "".join(cell_source(c) for c in document["cells"])
+    with pytest.raises(InvalidInputError, match="unknown trainer 'xgboost'"):
+        TrainingRepoOptions(trainer="xgboost")
+
+
+def tiny_bert(directory: Path, texts: pd.Series) -> Path:
+    """A randomly initialised 2-layer BERT (hidden 16) with a vocabulary of ``texts``."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words[:600]]
+    directory.mkdir(parents=True)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=32,
+                         max_position_embeddings=64)).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.slow
+def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
+    """The workflow's papermill call with a tiny local checkpoint (nothing downloaded), every
+    layer trained (the GPU's mode, without mixed precision on a CPU)."""
+    repo = tmp_path / "repo"
+    scaffold(TRAINING_REPO_TEMPLATE, repo, options=TrainingRepoOptions(trainer="transformers"))
+    reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
+    sample = reviews.groupby("label", group_keys=False).sample(20, random_state=3)
+    (repo / "data").mkdir()
+    (repo / "output").mkdir()  # the workflow's mkdir -p output
+    sample.to_csv(repo / "data" / "train.csv", index=False)
+    checkpoint = tiny_bert(tmp_path / "tiny-bert", sample["text"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    env.update({"HF_HUB_OFFLINE": "1", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
+    result = subprocess.run(
+        ["papermill", "notebooks/train.ipynb", "output/train.ipynb",
+         "-p", "data_path", str(repo / "data" / "train.csv"), "-p", "output_dir",
+         str(repo / "output"), "-p", "base_model", str(checkpoint), "-p", "mode", "full",
+         "-p", "epochs", "1", "-p", "max_length", "32"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((repo / "output" / "metrics.json").read_text())
+    assert metrics["device"] == "cpu"
+    assert metrics["params"]["mode"] == "full"
+    assert 0.0 <= metrics["macro_f1"] <= 1.0
+    predictor = load_predictor(repo / "output" / "model")
+    assert sorted(predictor.labels) == sorted(sample["label"].unique())
+    evaluation = json.loads((repo / "output" / "evaluation.json").read_text())
+    assert set(evaluation) == {"evaluation", "reference"}

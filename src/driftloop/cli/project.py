@@ -33,10 +33,14 @@ def init(
         None, "--runs-on", help="training-repo: runner labels, e.g. self-hosted,gpu."
     ),
     repo: str | None = typer.Option(None, "--repo", help="training-repo: OWNER/NAME on GitHub."),
+    trainer: str | None = typer.Option(
+        None, "--trainer", help="training-repo: sklearn (default) or transformers (GPU runner)."
+    ),
 ) -> None:
     """Write a commented driftloop.yaml that works as is, or another template (--template)."""
     from driftloop.project import init_project
     from driftloop.scaffold import (
+        GPU_RUNS_ON,
         PROJECT_TEMPLATE,
         TRAINING_REPO_TEMPLATE,
         WORKFLOW_PATH,
@@ -44,7 +48,8 @@ def init(
         scaffold,
     )
 
-    if template == PROJECT_TEMPLATE and model is None and runs_on is None and repo is None:
+    chosen = (model, runs_on, repo, trainer)
+    if template == PROJECT_TEMPLATE and chosen == (None, None, None, None):
         written = init_project(directory, force=force)
         console.print(f"wrote [bold]{escape(str(written))}[/]")
         console.print(
@@ -52,12 +57,14 @@ def init(
         )
         return
     options = None
-    if (model, runs_on, repo) != (None, None, None):
+    if chosen != (None, None, None, None):
         defaults = TrainingRepoOptions()
+        default_runs_on = GPU_RUNS_ON if trainer == "transformers" else defaults.runs_on
         options = TrainingRepoOptions(
             model=model or defaults.model,
-            runs_on=TrainingRepoOptions.parse_runs_on(runs_on) if runs_on else defaults.runs_on,
+            runs_on=TrainingRepoOptions.parse_runs_on(runs_on) if runs_on else default_runs_on,
             repo=repo or defaults.repo,
+            trainer=trainer or defaults.trainer,
         )
     files = scaffold(template, directory, options=options, force=force)
     for path in files:

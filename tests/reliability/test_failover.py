@@ -191,11 +191,12 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
         victim = by_pid[pid_of(holder)]
         killed_roles = {r for r, (h, _) in leaders(system).items() if h == holder}
         victim.kill()
+        killed_at = time.monotonic()
         alive.discard(pid_of(holder))
-        for killed in killed_roles:  # each role the dead process led is taken over
-            takeovers.append(wait_for(
-                f"takeover of {killed}",
-                lambda k=killed: pid_of(leaders(system)[k][0]) in alive, 4 * INTERVAL, logs))
+        for killed in sorted(killed_roles):  # each role the dead process led is taken over
+            wait_for(f"takeover of {killed}",
+                     lambda k=killed: pid_of(leaders(system)[k][0]) in alive, 4 * INTERVAL, logs)
+            takeovers.append(time.monotonic() - killed_at)  # at most this long after the kill
         assert leaders(system)[role][1] > token
         return holder
 

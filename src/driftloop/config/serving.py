@@ -1,0 +1,134 @@
+"""The sections of a model and of the path its predictions take: ``models``, ``serving``,
+``insights``, ``kafka``, ``dogstatsd`` and the metric store's retention (``metrics``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from driftloop.config.values import NAME_PATTERN, Duration, StrictModel
+
+
+class ModelConfig(StrictModel):
+    trainer: str = "sklearn"
+    data: str = Field("reviews", pattern=NAME_PATTERN, description="dataset name in storage")
+    base_model: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    params: dict[str, Any] = Field(default_factory=dict)
+    notebook: str | None = None
+    command: list[str] | None = None
+    labels: list[str] | None = Field(
+        None, description="the model's label set; training data with other labels is refused"
+    )
+    predictor: str | None = Field(
+        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="'package.module:Class', a driftloop.Predictor subclass that loads every "
+                    "version of this model (importing it runs its code)")
+    merge_feedback: bool = Field(
+        False, description="retrain on the newest snapshot plus the labels that production "
+                           "feedback sent with their texts (stored as a new snapshot)")
+    retrain_data: Literal["cumulative", "newest"] = Field(
+        "cumulative", description="what a training learns from: every labeled row of every "
+                                  "snapshot, the newest label of a text winning (cumulative), "
+                                  "or the newest snapshot alone (newest)")
+
+
+RateLimitedScope = Literal["predict", "label", "insights", "admin"]
+"""The API key scopes ``serving.rate_limits`` may limit (the dashboard's routes are not)."""
+
+
+class RateLimitConfig(StrictModel):
+    """A token bucket: ``rate`` requests a second on average, ``burst`` at once."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class ServingConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_texts_per_request: int = Field(256, ge=1)
+    max_text_chars: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_upload_bytes: int = Field(1_073_741_824, ge=1024)
+    max_header_bytes: int = Field(65_536, ge=1024)
+    idle_timeout: Duration = Field(5.0, ge=1.0)
+    max_connections: int | None = Field(1000, ge=1)
+    worker_healthcheck_timeout: Duration = Field(60.0, ge=1.0)
+    max_batch_size: int = Field(64, ge=1)
+    max_batch_wait_ms: float = Field(2.0, ge=0)
+    registry_poll_interval: Duration = 2.0
+    access_log: bool = False
+    parallel_batches: int | None = Field(None, ge=1, le=8)
+    inline_below_ms: float = Field(2.0, ge=0)
+    rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(
+        default_factory=dict)
+    max_feedback_items: int = Field(1000, ge=1)
+    max_insight_points: int = Field(5_000, ge=1)
+    max_queue_delay: Duration = Field(1.0, ge=0)
+    prediction_log_retention: Duration = Field(7 * 86400.0, ge=60.0)
+
+
+class InsightsConfig(StrictModel):
+    queue_size: int = Field(100_000, ge=1)
+    batch_size: int = Field(2_000, ge=1)
+    flush_interval: Duration = 0.2
+    outbox: str = ".driftloop/outbox"
+    api_key: str | None = None
+    """For an ``https://`` transport: a key with the ``insights`` scope (write it as
+    ``${VAR}``); default ``$DRIFTLOOP_INSIGHTS_KEY``."""
+    http_timeout: Duration = Field(5.0, gt=0)
+    http_max_points: int = Field(2_000, ge=1)
+
+
+class KafkaConfig(StrictModel):
+    """The ``kafka://`` transport's producer and the ``driftloop ingest`` consumer group."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dead_letter" in data:
+            raise ValueError("kafka.dead_letter (a local file) is gone: messages that cannot be "
+                             "decoded or stored now go to a dead-letter topic, "
+                             "kafka.dead_letter_topic (default <topic>.dead-letter); remove "
+                             "the key (docs/scaling.md)")
+        return data
+
+    group_id: str = Field("driftloop-ingest", min_length=1)
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
+    delivery_timeout: Duration = 10.0
+    linger: Duration = 0.005
+    max_points_per_message: int = Field(500, ge=1)
+    max_batch_messages: int = Field(200, ge=1)
+    poll_timeout: Duration = 0.5
+    commit_interval: Duration = 1.0
+    topic_partitions: int | None = Field(None, ge=1)
+    dead_letter_topic: str | None = None
+    """Where undecodable or refused messages go; default ``<topic>.dead-letter``."""
+    producer: dict[str, str] = Field(default_factory=dict)
+    consumer: dict[str, str] = Field(default_factory=dict)
+
+
+class DogStatsdConfig(StrictModel):
+    """Forward insight points to a Datadog agent as DogStatsD metrics (the ``datadog`` extra)."""
+
+    enabled: bool = False
+    host: str | None = None
+    """Default: ``DD_AGENT_HOST``, else ``localhost`` (``DD_DOGSTATSD_URL`` wins over both)."""
+    port: int | None = Field(None, ge=1, le=65535)
+    socket_path: str | None = None
+    """A Unix socket of the agent instead of UDP (``DD_DOGSTATSD_URL=unix://...`` also)."""
+    prefix: str = "driftloop."
+    metric_type: Literal["d", "h", "g"] = "d"
+    metrics: list[str] = Field(default_factory=lambda: ["model_confidence"])
+    tag_keys: list[str] = Field(default_factory=lambda: ["model", "version", "shadow"])
+    constant_tags: list[str] = Field(default_factory=list)
+    max_packet_bytes: int = Field(1432, ge=512, le=65000)
+
+
+class MetricsConfig(StrictModel):
+    raw_retention: Duration = 7 * 86400.0
+    rollup_retention: Duration = 90 * 86400.0

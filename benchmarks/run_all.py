@@ -77,6 +77,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                                        "kafka-postgres"), False, timeout=1500.0),
     Benchmark("cli_startup", "CLI start-up: driftloop against a bare typer app with the same "
               "command tree", ("cli_startup.py", "--runs", "10", "--markdown"), True),
+    Benchmark("long_tests", "The suite's full scenarios (pytest -m long: control-plane "
+              "failover with a retrain)", ("long_tests.py",), False, timeout=1800.0),
 )
 
 

@@ -173,7 +173,7 @@ def replicas(tmp_path: Path, fresh_postgres_url: str) -> Iterator[tuple[list[Loo
                 process.stop()
 
 
-@pytest.mark.slow
+@pytest.mark.long  # make bench; the short variant below runs in the suite
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_closes(

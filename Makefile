@@ -14,14 +14,18 @@ $(BIN)/python:
 # ranges); regenerate it with `make constraints` after changing a dependency.
 CONSTRAINTS := -c constraints.txt
 
+# Bytecode is written once, at install: where PYTHONDONTWRITEBYTECODE is set (as on some CI
+# machines) every driftloop process would otherwise compile scikit-learn, pandas ... again.
+COMPILE := --compile-bytecode
+
 # What the demo needs: the server extra (embedded defaults, no services).
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(UV) pip install --quiet --python $(BIN)/python $(CONSTRAINTS) -e '.[server]'
+	$(UV) pip install --quiet $(COMPILE) --python $(BIN)/python $(CONSTRAINTS) -e '.[server]'
 	touch $@
 
 # Everything: all extras (Kafka, PostgreSQL, S3, transformers, notebook) and the dev tools.
 $(VENV)/.installed-all: pyproject.toml constraints.txt | $(BIN)/python
-	$(UV) pip install --quiet --python $(BIN)/python $(CONSTRAINTS) -e '.[all,dev]'
+	$(UV) pip install --quiet $(COMPILE) --python $(BIN)/python $(CONSTRAINTS) -e '.[all,dev]'
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

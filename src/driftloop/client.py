@@ -112,6 +112,31 @@ class InsightPoint:
 
 
 @dataclass(frozen=True)
+class LoggedPrediction:
+    """A prediction made elsewhere, for :meth:`Client.log_predictions`: the client's own
+    ``id`` (feedback names it; not 32 lowercase hex digits, the shape of the server's ids), the
+    ``input`` it scored (a text, or a record of features) and its output: ``label`` with
+    ``confidence`` and/or ``probabilities`` (classification), or ``value`` (regression).
+    ``timestamp`` in unix seconds (default: when the server receives it)."""
+
+    id: str
+    input: str | Mapping[str, Any] | None = None
+    label: str | None = None
+    confidence: float | None = None
+    probabilities: Mapping[str, float] | None = None
+    value: float | None = None
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class LoggedResult:
+    accepted: int
+    """Predictions logged now."""
+    duplicates: int
+    """Ids logged before for this model (kept as first logged: a retry is harmless)."""
+
+
+@dataclass(frozen=True)
 class UploadedVersion:
     """A model uploaded with :meth:`Client.upload_version`: the version it was registered as
     and the retrain job that gates, deploys and verifies it."""
@@ -249,6 +274,28 @@ def _insights(points: Iterable[InsightPoint]) -> _Call[int]:
     return _Call("POST", "/v1/insights", lambda data: int(data["accepted"]), {"points": body})
 
 
+def _log_predictions(model: str, predictions: Iterable[LoggedPrediction], version: int
+                     ) -> _Call[LoggedResult]:
+    body = []
+    for prediction in predictions:
+        item: dict[str, Any] = {"id": prediction.id}
+        if prediction.input is not None:
+            item["input"] = (prediction.input if isinstance(prediction.input, str)
+                             else dict(prediction.input))
+        for name, value in (("class", prediction.label), ("confidence", prediction.confidence),
+                            ("value", prediction.value)):
+            if value is not None:
+                item[name] = value
+        if prediction.probabilities is not None:
+            item["probabilities"] = dict(prediction.probabilities)
+        if prediction.timestamp is not None:
+            item["timestamp"] = datetime.fromtimestamp(prediction.timestamp, UTC).isoformat()
+        body.append(item)
+    return _Call("POST", _model_path(model, "predictions"),
+                 lambda data: LoggedResult(int(data["accepted"]), int(data["duplicates"])),
+                 {"version": version, "predictions": body})
+
+
 def _models() -> _Call[list[ModelStatus]]:
     return _Call("GET", "/v1/models", lambda data: [_read_model(m) for m in data["models"]])
 
@@ -341,6 +388,12 @@ class Client:
         reporting from a request path, use ``report_insights`` with an ``https://``
         transport instead: it batches, spools and never blocks."""
         return self._run(_insights(points))
+
+    def log_predictions(self, model: str, predictions: Iterable[LoggedPrediction], *,
+                        version: int) -> LoggedResult:
+        """Log predictions ``version`` of ``model`` made elsewhere (scope ``insights``), so
+        that :meth:`feedback` naming their ids joins them (realized accuracy)."""
+        return self._run(_log_predictions(model, predictions, version))
 
     def models(self) -> list[ModelStatus]:
         return self._run(_models())
@@ -444,6 +497,10 @@ class AsyncClient:
 
     async def report_insights(self, points: Iterable[InsightPoint]) -> int:
         return await self._run(_insights(points))
+
+    async def log_predictions(self, model: str, predictions: Iterable[LoggedPrediction], *,
+                              version: int) -> LoggedResult:
+        return await self._run(_log_predictions(model, predictions, version))
 
     async def models(self) -> list[ModelStatus]:
         return await self._run(_models())

@@ -68,6 +68,7 @@ from driftloop.serving.feedback import FeedbackStore, check_feedback, match_feed
 from driftloop.serving.insights_api import insights_router
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import UPLOAD_LIMIT, UPLOAD_PATH, BodyLimitMiddleware
+from driftloop.serving.logged_predictions import logged_predictions_router
 from driftloop.serving.model_io import (
     document_models,
     item_digest,
@@ -181,6 +182,8 @@ def create_app(
     app.include_router(_model_status_router())
     app.include_router(_probe_router())
     app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
+    app.include_router(logged_predictions_router(require_scope(Scope.INSIGHTS), _report,
+                                                 ERROR_RESPONSES))
     for router in extra_routers:
         app.include_router(router)
     return app
@@ -325,7 +328,7 @@ def _feedback_router() -> APIRouter:
         data = await read_json_body(request, state.config.serving.max_body_bytes)
         items = parse_body(FeedbackRequest, data).feedback
         check_feedback(items, _feedback_classes(state, served), state.config.serving)
-        known = await state.predictions.find([item.prediction_id for item in items])
+        known = await state.predictions.find_labelled(name, [i.prediction_id for i in items])
         records = match_feedback(items, known, model=name, key_id=key.key_id,
                                  received_at=time.time())
         stored = await anyio.to_thread.run_sync(state.feedback.record, records)

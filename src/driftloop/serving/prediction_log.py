@@ -80,6 +80,21 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def external_log_id(model: str, client_id: str) -> str:
+    """The log's key of a prediction made elsewhere (``POST /v1/models/{name}/predictions``):
+    ``x`` and 31 hex digits of the SHA-256 of the model and the client's id. Never the shape of
+    an id this server issues (32 hex digits), and one per model, so client ids can neither
+    clash with served ones nor with another model's."""
+    digest = hashlib.sha256(f"{model}\x00{client_id}".encode("utf-8", "surrogatepass"))
+    return "x" + digest.hexdigest()[:31]
+
+
+def log_id(model: str, prediction_id: str) -> str:
+    """Where the log keeps the prediction a feedback item names: a served id as it is, a
+    client's id under :func:`external_log_id`."""
+    return prediction_id if _ID.match(prediction_id) else external_log_id(model, prediction_id)
+
+
 def dialect_insert(dialect: str, table: sa.Table) -> Any:
     """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL)."""
     if dialect == "postgresql":
@@ -100,6 +115,19 @@ class RecordedPrediction:
     shadow_class: str | None = None
     text_hash: str | None = None
     """:func:`text_digest` of the scored text."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEntry:
+    """A prediction made elsewhere, as :meth:`PredictionLog.write_external` writes it."""
+
+    key: str
+    """:func:`external_log_id` of the client's id."""
+    model: str
+    version: int
+    predicted_class: str
+    timestamp: float
+    input_hash: str | None
 
 
 _Entry = tuple[str, int, str, float, str | None]
@@ -201,6 +229,42 @@ class PredictionLog:
             logger.warning("prediction log: %d predictions dropped while the store %s is down "
                            "(feedback for them will not be matched)", self._dropped,
                            self.database.safe_url)
+
+    def write_external(self, entries: Sequence[LoggedEntry]) -> set[str]:
+        """Write predictions made elsewhere now (not through the buffer: a label sent right
+        after finds them from any process); returns the keys written, leaving out those
+        logged before (with any version: the first logged stays).
+        :class:`BackendUnavailableError` when the store cannot be written."""
+        keys = [entry.key for entry in entries]
+        columns = predictions.c
+        try:
+            with self.database.engine.begin() as connection:
+                existing = set(connection.execute(
+                    sa.select(columns.prediction_id).where(
+                        columns.prediction_id.in_(keys), columns.shadow.is_(False))).scalars())
+                rows = [{"prediction_id": e.key, "model": e.model, "version": e.version,
+                         "predicted_class": e.predicted_class, "shadow": False,
+                         "text_hash": e.input_hash, "created_at": e.timestamp}
+                        for e in entries if e.key not in existing]
+                if rows:
+                    connection.execute(self._insert, rows)
+        except SQLAlchemyError as exc:
+            logger.warning("prediction log: cannot write to the store %s: %s",
+                           self.database.safe_url, exc)
+            raise BackendUnavailableError(
+                "prediction log: the store is unavailable; try again later") from exc
+        with self._lock:
+            self._written += len(rows)
+        return {str(row["prediction_id"]) for row in rows}
+
+    async def find_labelled(self, model: str, ids: Sequence[str]
+                            ) -> dict[str, RecordedPrediction]:
+        """:meth:`find` for the ids feedback items of ``model`` name: served ids, and the
+        client ids of predictions logged from elsewhere; keyed by the items' ids."""
+        keys = {prediction_id: log_id(model, prediction_id) for prediction_id in ids}
+        found = await self.find(list(dict.fromkeys(keys.values())))
+        return {prediction_id: found[key] for prediction_id, key in keys.items()
+                if key in found}
 
     # --- lookups ------------------------------------------------------------------------------
 

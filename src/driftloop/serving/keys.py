@@ -9,9 +9,9 @@ tool), ``dashboard`` (log into the dashboard and read what it shows, nothing els
 (``POST /v1/insights`` only: a service that serves its own model), ``register``
 (``POST /v1/models/{name}/versions`` and ``GET /v1/models/{name}/training-data`` only: a
 training workflow reading its rows and uploading a candidate, which the retrain pipeline gates)
-and ``admin`` (everything, including deploy, rollback, reload and the dashboard). Verified keys are cached for
-:data:`CACHE_SECONDS`, so a key revoked by another process stops working within that time (at
-once in this process).
+and ``admin`` (everything, including deploy, rollback, reload and the dashboard). Verified keys
+are cached for :data:`CACHE_SECONDS`, so a key revoked by another process stops working within
+that time (at once in this process).
 """
 
 from __future__ import annotations

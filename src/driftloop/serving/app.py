@@ -40,7 +40,6 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from numpy.typing import NDArray
-from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 from driftloop._version import __version__
@@ -60,6 +59,7 @@ from driftloop.metrics.points import (
     SHADOW_CORRECT_GAP,
     SHADOW_TAG,
 )
+from driftloop.predictors import InputSchema
 from driftloop.serving.auth import AdminKey, LabelKey, PredictKey, document_api_key_header
 from driftloop.serving.auth import require_scope as require_scope  # its old import path
 from driftloop.serving.error_insights import PredictErrorReporter
@@ -71,6 +71,7 @@ from driftloop.serving.limits import UPLOAD_LIMIT, UPLOAD_PATH, BodyLimitMiddlew
 from driftloop.serving.logged_predictions import logged_predictions_router
 from driftloop.serving.model_io import (
     document_models,
+    input_signals,
     item_digest,
     parse_inputs,
     predict_checked,
@@ -78,7 +79,9 @@ from driftloop.serving.model_io import (
     score,
     score_regression_shadow,
 )
+from driftloop.serving.oip import oip_router
 from driftloop.serving.prediction_log import PredictionLog, new_prediction_ids, text_digest
+from driftloop.serving.probes import probe_router
 from driftloop.serving.prometheus import PrometheusMiddleware, ServingMetrics, multiprocess_mode
 from driftloop.serving.ratelimit import KeyRateLimiter
 from driftloop.serving.schemas import (
@@ -180,7 +183,8 @@ def create_app(
     app.include_router(_model_router())
     app.include_router(_feedback_router())
     app.include_router(_model_status_router())
-    app.include_router(_probe_router())
+    app.include_router(probe_router())
+    app.include_router(oip_router())
     app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
     app.include_router(logged_predictions_router(require_scope(Scope.INSIGHTS), _report,
                                                  ERROR_RESPONSES))
@@ -289,30 +293,50 @@ def _model_router() -> APIRouter:
         started = time.perf_counter()
         state = _state(request)
         settings = state.config.serving
-        served = state.manager.get(name)
         data = await read_json_body(request, settings.max_body_bytes)
-        inputs = served.inputs
-        texts = parse_inputs(inputs, data, settings)  # texts, or a record model's records
-        slot = state.manager.choose(served)
-        if slot.predictor.inputs != inputs:  # a canary, or a swap meanwhile, takes others
-            texts = parse_inputs(slot.predictor.inputs, data, settings)
-        shadow = served.shadow
-        probabilities, model_seconds = await score(served.batcher, slot.predictor, texts,
-                                                   name=name, version=slot.version)
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        body = _predictions(state, name, slot, texts, probabilities, latency_ms)
-        if (shadow is not None and shadow.version != slot.version
-                and shadow.predictor.inputs == slot.predictor.inputs
-                and state.manager.rng.random() < state.config.pipeline.shadow_fraction):
-            _start_shadow(state, name, shadow, slot.version, texts, body["predictions"])
-        response = JSONResponse(body, headers={VERSION_HEADER: str(slot.version),
-                                               HASH_HEADER: slot.content_hash})
+        answer = await answer_request(
+            state, name, lambda inputs: parse_inputs(inputs, data, settings), started)
+        response = JSONResponse(answer.body, headers={VERSION_HEADER: str(answer.slot.version),
+                                                      HASH_HEADER: answer.slot.content_hash})
         total_ms = (time.perf_counter() - started) * 1000.0
         response.headers[SERVER_TIMING_HEADER] = (
-            f"model;dur={model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}")
+            f"model;dur={answer.model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}")
         return response
 
     return router
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A request's predictions: the response body, the version that answered, its model time."""
+
+    body: dict[str, Any]
+    slot: ModelSlot
+    model_seconds: float
+
+
+async def answer_request(state: ServingState, name: str,
+                         parse: Callable[[InputSchema], list[Any]], started: float) -> Answer:
+    """Predict with model ``name`` (``parse`` reads the request's inputs against a version's
+    schema): the canary or production answers through the batcher, reports insights and
+    remembers the predictions, and the shadow may score the same inputs. The /v1 and the
+    Open Inference Protocol (/v2) endpoints both answer with it."""
+    served = state.manager.get(name)
+    inputs = served.inputs
+    items = parse(inputs)  # texts, or a record model's records
+    slot = state.manager.choose(served)
+    if slot.predictor.inputs != inputs:  # a canary, or a swap meanwhile, takes others
+        items = parse(slot.predictor.inputs)
+    shadow = served.shadow
+    probabilities, model_seconds = await score(served.batcher, slot.predictor, items,
+                                               name=name, version=slot.version)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    body = _predictions(state, name, slot, items, probabilities, latency_ms)
+    if (shadow is not None and shadow.version != slot.version
+            and shadow.predictor.inputs == slot.predictor.inputs
+            and state.manager.rng.random() < state.config.pipeline.shadow_fraction):
+        _start_shadow(state, name, shadow, slot.version, items, body["predictions"])
+    return Answer(body, slot, model_seconds)
 
 
 def _feedback_router() -> APIRouter:
@@ -410,50 +434,6 @@ def _feedback_classes(state: ServingState, served: ServedModel) -> set[str]:
     return classes
 
 
-def _readiness(served: ServedModel) -> dict[str, Any]:
-    """What the unauthenticated probes say of a model: loaded or not, and which version; why
-    a model is not loaded (an error that may name storage paths) stays in the log and in
-    ``GET /v1/models/{name}``, which needs a key."""
-    status = served.status()
-    return {"ready": status.ready, "version": status.version}
-
-
-def _probe_router() -> APIRouter:
-    router = APIRouter(tags=["probes"])
-
-    @router.get("/healthz", summary="Liveness: the process answers")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/readyz", summary="Readiness: every served model is loaded",
-                responses={503: {"description": "a model is not loaded"}})
-    async def readyz(request: Request) -> Response:
-        manager = _state(request).manager
-        models = {name: _readiness(served) for name, served in manager.models.items()}
-        ready = manager.ready
-        return JSONResponse({"ready": ready, "models": models},
-                            status_code=200 if ready else 503)
-
-    @router.get("/readyz/{name}", summary="Readiness of one model: it is loaded",
-                responses={503: {"description": "the model is not loaded"},
-                           404: {"description": "no such model"}})
-    async def readyz_model(name: str, request: Request) -> Response:
-        served = _state(request).manager.get(name)
-        body = {"model": name, **_readiness(served)}
-        return JSONResponse(body, status_code=200 if body["ready"] else 503)
-
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(request: Request) -> Response:
-        state = _state(request)
-        if state.insights is not None:
-            state.metrics.set_insights(state.insights.stats)
-        # collectors may read the store: off the event loop
-        exposition = await anyio.to_thread.run_sync(state.metrics.exposition)
-        return Response(exposition, media_type=CONTENT_TYPE_LATEST)
-
-    return router
-
-
 def _predictions(
     state: ServingState,
     name: str,
@@ -475,7 +455,7 @@ def _predictions(
     best = probabilities.argmax(axis=1).tolist()
     ids = new_prediction_ids(len(texts), now)
     observe = state.metrics.confidence.labels(name, version).observe
-    inputs = _input_signals(slot, texts) if report is not None else []
+    inputs = input_signals(slot, texts) if report is not None else []
     predictions: list[dict[str, Any]] = []
     for index, (prediction_id, text, row, top) in enumerate(
             zip(ids, texts, rows, best, strict=True)):
@@ -503,17 +483,6 @@ def _predictions(
                 timestamp=now)
     state.metrics.predictions.labels(name, version).inc(len(texts))
     return {"model": name, "version": slot.version, "predictions": predictions}
-
-
-def _input_signals(slot: ModelSlot, texts: list[Any]) -> list[tuple[str, list[float]]]:
-    """The predictor's per-text input signals (e.g. ``oov_rate``); none if it fails, which
-    must never fail the answer."""
-    try:
-        return [(signal, values.tolist())
-                for signal, values in slot.predictor.input_signals(texts).items()]
-    except Exception:
-        logger.warning("input signals of %s v%d failed", slot.name, slot.version, exc_info=True)
-        return []
 
 
 def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,

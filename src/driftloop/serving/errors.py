@@ -5,6 +5,10 @@
     {"error": {"type": "NotFoundError", "message": "no monitor 'nope' ...",
                "limit": "serving.max_body_bytes"}}        # "limit" only on limit errors
 
+except on the Open Inference Protocol's routes (``/v2``, :mod:`driftloop.serving.oip`), where it
+is the protocol's ``{"error": "<message>", "type": ..., "limit": ...}`` with the same status.
+(The answers of the ASGI middlewares below, which come before routing, keep the first shape.)
+
 Routers (models, feedback, insights, monitors, jobs, dashboard JSON, inbound hooks, graphs)
 raise :mod:`driftloop.errors` exceptions and never build an error answer themselves;
 :func:`install_error_handlers` maps each class to its ``status_code`` and this body, with
@@ -45,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 INTERNAL_ERROR = "InternalError"
 """The ``type`` of an unexpected exception's answer (500; the traceback goes to the log)."""
+OIP_PREFIX = "/v2"
+"""The Open Inference Protocol's routes (:mod:`driftloop.serving.oip`), whose errors have the
+protocol's shape."""
 _KIND_BY_STATUS = {404: "NotFoundError", 405: "MethodNotAllowedError"}
 """The ``type`` of the answers the router makes itself (no driftloop error behind them)."""
 
@@ -97,12 +104,20 @@ def error_headers(error: DriftloopError) -> dict[str, str] | None:
     return None
 
 
-def error_response(error: DriftloopError) -> JSONResponse:
+def error_response(error: DriftloopError, path: str = "") -> JSONResponse:
     """The answer to ``error``: its status, the one body, its headers. Routers raise instead;
     this is for one that must add to the answer (the dashboard ends a session cookie)."""
     limit = error.limit if isinstance(error, LimitError | InvalidTextError) else None
-    return JSONResponse(error_body(type(error).__name__, error.message, limit),
+    return JSONResponse(_body_for(path, type(error).__name__, error.message, limit),
                         status_code=error.status_code, headers=error_headers(error))
+
+
+def _body_for(path: str, kind: str, message: str, limit: str | None = None) -> dict[str, Any]:
+    """:func:`error_body`, or on an Open Inference Protocol route (``/v2``) the protocol's
+    ``{"error": "<message>"}`` with ``type`` (and ``limit``) beside it."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        return {"error": message, "type": kind, **({"limit": limit} if limit else {})}
+    return error_body(kind, message, limit)
 
 
 async def _driftloop_error(request: Request, exc: Exception) -> Response:
@@ -110,7 +125,7 @@ async def _driftloop_error(request: Request, exc: Exception) -> Response:
     if exc.status_code >= 500 and not isinstance(exc, OverloadedError):
         logger.error("%s %s: %s: %s", request.method, request.url.path,
                      type(exc).__name__, exc.message)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -118,8 +133,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
         for problem in exc.errors())
-    return JSONResponse(error_body("InvalidInputError", f"invalid request: {problems}"),
-                        status_code=422)
+    return JSONResponse(_body_for(request.url.path, "InvalidInputError",
+                                  f"invalid request: {problems}"), status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -129,14 +144,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = str(exc.detail)
     if status == 404 and message == HTTPStatus.NOT_FOUND.phrase:
         message = f"no such endpoint: {request.method} {request.url.path}"
-    return JSONResponse(error_body(_KIND_BY_STATUS.get(status, "HTTPError"), message),
-                        status_code=status, headers=exc.headers)
+    return JSONResponse(_body_for(request.url.path, _KIND_BY_STATUS.get(status, "HTTPError"),
+                                  message), status_code=status, headers=exc.headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error in %s %s", request.method, request.url.path,
                      exc_info=exc)
-    return JSONResponse(error_body(INTERNAL_ERROR, "internal server error"), status_code=500)
+    return JSONResponse(_body_for(request.url.path, INTERNAL_ERROR, "internal server error"),
+                        status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from driftloop.monitors.timeline import TimelineEntry as TimelineEntry  # the one timeline type
+
 ActivityKind = Literal[
     "state_change",
     "notification",
@@ -89,15 +91,6 @@ class MetricChart:
     step: float
     points: list[ChartPoint]
     marks: list[ChartMark]
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    """One line of an incident's timeline."""
-
-    timestamp: float
-    kind: str
-    message: str
 
 
 @dataclass(frozen=True, slots=True)

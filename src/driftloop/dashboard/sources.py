@@ -32,7 +32,6 @@ from driftloop.dashboard.data import (
     ModelSummary,
     MonitorStatus,
     ServingPanel,
-    TimelineEntry,
     VersionAccuracy,
     VersionRecord,
     worst_state,
@@ -46,7 +45,7 @@ from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import MetricStore, TagFilter
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.history import MonitorStateStore
-from driftloop.monitors.incidents import IncidentEntry, IncidentStatus, IncidentStore
+from driftloop.monitors.incidents import IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.tables import monitor_events
 from driftloop.monitors.thresholds import (
@@ -54,6 +53,7 @@ from driftloop.monitors.thresholds import (
     reference_value,
     resolve_thresholds,
 )
+from driftloop.monitors.timeline import TimelineEntry
 from driftloop.notify.tables import notify_deliveries, notify_events
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.predictors import ReferenceProfile
@@ -275,8 +275,7 @@ class StoreDashboardData:
                 monitor=incident.monitor, title=incident.title, status=str(incident.status),
                 severity=incident.severity, opened_at=incident.opened_at,
                 resolved_at=incident.resolved_at,
-                timeline=[TimelineEntry(e.timestamp, e.kind, e.message)
-                          for e in incident.timeline],
+                timeline=list(incident.timeline),
                 heading=heading,
                 opened_as=opened_as if opened_as != incident.severity else None,
                 job_ids=_incident_jobs(incident.incident_id, incident.timeline, jobs),
@@ -570,7 +569,7 @@ class StoreDashboardData:
             return None
 
 
-def _incident_jobs(incident_id: str, timeline: Iterable[IncidentEntry],
+def _incident_jobs(incident_id: str, timeline: Iterable[TimelineEntry],
                    jobs: list[Job]) -> list[str]:
     """The retrain jobs an incident asked for (its own) or was attached to (its timeline
     names them), newest first."""

@@ -45,13 +45,13 @@ from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, trans
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
 from driftloop.monitors.incidents import (
     Incident,
-    IncidentEntry,
     IncidentStatus,
     IncidentStore,
     monitor_incident_id,
 )
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
+from driftloop.monitors.timeline import TimelineEntry
 from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database
 
@@ -621,7 +621,7 @@ class MonitorEngine:
 
     def add_timeline_entry(
         self, incident_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
-    ) -> IncidentEntry:
+    ) -> TimelineEntry:
         return self.incidents.add_timeline_entry(incident_id, kind, message, data)
 
     def open_external_incident(

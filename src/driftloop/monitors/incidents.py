@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from driftloop.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from driftloop.monitors.tables import incident_timeline, incidents
+from driftloop.monitors.timeline import TimelineEntry
 from driftloop.store import Database
 from driftloop.timestamps import iso_utc
 
@@ -26,28 +27,6 @@ from driftloop.timestamps import iso_utc
 class IncidentStatus(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
-
-
-@dataclass(frozen=True)
-class IncidentEntry:
-    """One line of an incident's timeline."""
-
-    entry_id: int
-    incident_id: str
-    timestamp: float
-    kind: str
-    message: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "entry_id": self.entry_id,
-            "incident_id": self.incident_id,
-            "timestamp": iso_utc(self.timestamp),
-            "kind": self.kind,
-            "message": self.message,
-            "data": dict(self.data),
-        }
 
 
 @dataclass(frozen=True)
@@ -65,7 +44,7 @@ class Incident:
     opened_at: float
     resolved_at: float | None
     details: Mapping[str, Any] = field(default_factory=dict)
-    timeline: tuple[IncidentEntry, ...] = ()
+    timeline: tuple[TimelineEntry, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,7 +201,7 @@ class IncidentStore:
         *,
         timestamp: float | None = None,
         connection: Connection | None = None,
-    ) -> IncidentEntry:
+    ) -> TimelineEntry:
         """Append to an incident's timeline (``kind`` such as ``notified``, ``job started``,
         ``deployed``); works on resolved incidents too (a late "deployed v2")."""
         if not kind.strip():
@@ -247,7 +226,8 @@ class IncidentStore:
             inserted.append(int(key[0]) if key is not None else 0)
 
         self._run(work, connection)
-        return IncidentEntry(inserted[0], incident_id, ts, kind, message, json.loads(data_json))
+        return TimelineEntry(ts, kind, message, json.loads(data_json), entry_id=inserted[0],
+                             incident_id=incident_id)
 
     def update_severity(
         self, incident_id: str, severity: str, *, connection: Connection | None = None
@@ -298,7 +278,7 @@ class IncidentStore:
     # ------------------------------------------------------------------ reading
 
     @staticmethod
-    def _incident(row: RowMapping, timeline: tuple[IncidentEntry, ...] = ()) -> Incident:
+    def _incident(row: RowMapping, timeline: tuple[TimelineEntry, ...] = ()) -> Incident:
         return Incident(
             incident_id=row["incident_id"],
             source=row["source"],
@@ -373,7 +353,7 @@ class IncidentStore:
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
         timeline = tuple(
-            IncidentEntry(
+            TimelineEntry(
                 entry_id=int(e["entry_id"]),
                 incident_id=e["incident_id"],
                 timestamp=float(e["timestamp"]),

@@ -18,6 +18,7 @@ from typing import Literal
 from driftloop.messages import format_value, mentioned_handles
 from driftloop.metrics.points import SeriesPoint
 from driftloop.monitors.events import Event, MonitorState
+from driftloop.monitors.timeline import TimelineEntry
 
 DeliveryStatus = Literal["delivered", "failed", "skipped", "duplicate"]
 
@@ -43,17 +44,6 @@ class ThresholdLines:
 
 
 @dataclass(frozen=True)
-class TimelineEntry:
-    """One transition of an incident, oldest first in :attr:`Notification.timeline`."""
-
-    timestamp: float
-    previous: str
-    state: str
-    value: float | None
-    message: str
-
-
-@dataclass(frozen=True)
 class Notification:
     """What a notifier needs: the event plus the context to act on it."""
 
@@ -63,7 +53,7 @@ class Notification:
     series: tuple[SeriesPoint, ...] = ()
     """Recent values of the monitored metric, for the graph (may be empty)."""
     timeline: tuple[TimelineEntry, ...] = ()
-    """The incident's transitions so far, this event included."""
+    """The incident's transitions so far, this event included (state changes, oldest first)."""
     test: bool = False
 
     @classmethod
@@ -78,8 +68,8 @@ class Notification:
         test: bool = False,
     ) -> Notification:
         entries = tuple(timeline) or (
-            TimelineEntry(event.timestamp, str(event.previous), str(event.state), event.value,
-                          clean_message(event.message)),
+            TimelineEntry.transition(event.timestamp, str(event.previous), str(event.state),
+                                     event.value, clean_message(event.message)),
         )
         return cls(
             event=event,

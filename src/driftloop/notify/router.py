@@ -276,8 +276,8 @@ class NotificationRouter:
                 .order_by(table.c.timestamp, table.c.received_at)
                 .limit(200)
             ).all()
-        return tuple(TimelineEntry(r.timestamp, r.previous, r.state, r.value,
-                                   clean_message(r.message)) for r in rows)
+        return tuple(TimelineEntry.transition(r.timestamp, r.previous, r.state, r.value,
+                                              clean_message(r.message)) for r in rows)
 
     def notification_for(self, event: Event, *, test: bool = False) -> Notification:
         return Notification.from_event(

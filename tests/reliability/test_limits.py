@@ -147,7 +147,8 @@ class Answer:
         return document
 
 
-def exchange(port: int, head: bytes, pieces: Iterator[bytes], timeout: float = 20.0) -> Answer:
+# One non-blocking socket loop (write, read, stop at the answer): split, its state would scatter.
+def exchange(port: int, head: bytes, pieces: Iterator[bytes], timeout: float = 20.0) -> Answer:  # noqa: C901
     """Write ``head`` then ``pieces`` without ever blocking, and stop writing as soon as an
     answer arrives (as a browser or curl does): what the server answered, and when."""
     started = time.monotonic()

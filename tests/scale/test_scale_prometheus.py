@@ -87,7 +87,8 @@ def render_rules(directory: Path, threshold: float) -> None:
     (directory / "rules" / "driftloop.yml").write_text(yaml.safe_dump(rules))
 
 
-def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(
+# One end-to-end story (Prometheus → Alertmanager → hook → job), told in order.
+def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa: PLR0915
     prometheus_service: Any, tmp_path: Path
 ) -> None:
     (tmp_path / "project").mkdir()

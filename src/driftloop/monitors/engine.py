@@ -354,7 +354,8 @@ class MonitorEngine:
             else:
                 self._maybe_renotify(monitor, state, run, details)
 
-    def _evaluate_drift(
+    # One pass per group: feed the detector, judge, emit; the branches are its states.
+    def _evaluate_drift(  # noqa: C901
         self, monitor: MonitorConfig, states: dict[str, GroupState], run: _Evaluation
     ) -> None:
         if self.detector_factory is None:

@@ -484,6 +484,48 @@ def test_an_odd_version_tag_in_insights_breaks_no_reader(served: ServedSystem) -
         assert status == 200, (path, status, document)
 
 
+INFER = f"/v2/models/{MODEL}/infer"
+
+
+def v2_text(data: Any = None, **tensor: Any) -> bytes:
+    return json.dumps({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                   **({"data": data} if data is not None else {}),
+                                   **tensor}]}).encode()
+
+
+def test_hostile_open_inference_requests_are_refused(served: ServedSystem) -> None:
+    """The /v2 routes (#18 part 3): each refused with the protocol's ``{"error": "..."}``."""
+    binary = v2_text(parameters={"binary_data_size": 9})
+    for body, extra, status, words in (
+        (b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", {}, 422, "nested too deeply"),
+        (b'{"inputs": ' + HUGE_NUMBER + b"}", {}, 422, "digits"),
+        (b'{"id": "\xff\xfe"}', {}, 422, "UTF-8"),
+        (v2_text(["\ud800"]), {}, 422, "surrogate"),
+        (v2_text(["x" * 10_001]), {}, 422, "serving.max_text_chars"),
+        (v2_text(["a"] * 300, shape=[300]), {}, 413, "serving.max_texts_per_request"),
+        (v2_text(["a"], shape=[10**30]), {}, 422, "for shape"),
+        (v2_text([[["a"]]]), {}, 422, "expected a string"),
+        (binary + b"\xff\xff\xff\x7fabcde", {"Inference-Header-Content-Length":
+                                               str(len(binary))}, 422, "truncated"),
+        (binary, {"Inference-Header-Content-Length": str(len(binary) + 5)}, 422, "length"),
+        (binary, {"Inference-Header-Content-Length": "-1"}, 422, "length"),
+        (binary, {}, 422, "binary"),
+    ):
+        headers = {**served.project.headers(), "Content-Type": "application/json", **extra}
+        got, document = raw_request(served.url, "POST", INFER, body, headers)
+        assert got == status, (body[:80], got, document)
+        assert isinstance(document["error"], str), document
+        assert words in document["error"] + str(document.get("limit")), document
+    for path in ("/v2/models/..%2F..%2Fetc%2Fpasswd/infer", "/v2/models/%00/ready"):
+        status, document = raw_request(served.url, "GET" if path.endswith("ready") else "POST",
+                                       path, v2_text(["a"]), served.project.headers())
+        assert status in {404, 405}, (path, status, document)
+        assert "root:x:" not in json.dumps(document)
+    status, document = raw_request(served.url, "POST", INFER, v2_text(["a"]))
+    assert status == 401, document
+    assert "missing API key" in document["error"], document
+
+
 def test_readiness_of_an_unknown_model_is_404_and_names_no_path(served: ServedSystem) -> None:
     status, document = raw_request(served.url, "GET", f"/readyz/{MODEL}")
     assert (status, document) == (200, {"model": MODEL, "ready": True, "version": 1})

@@ -220,6 +220,8 @@ def _read_request(headers: Any, raw: bytes) -> tuple[InferRequest, bytes]:
             f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise InvalidInputError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's 4,300 digits
+        raise InvalidInputError(f"malformed JSON: {exc}") from None
     return parse_body(InferRequest, data), binary
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from driftloop.serving.keys import Scope
 from pipeline.world import MODEL, PipelineWorld
+from scale.elsewhere import log_elsewhere
 
 TEXTS = ["great fit, true to size", "the plot drags in the middle"]
 
@@ -179,11 +180,21 @@ def test_labels_meet_their_predictions_on_any_worker_and_after_a_restart(
     """The log used to be a dict per process: with two workers about half the labels reached
     the other one and never met their prediction, and a restart lost them all. Each label here
     goes out on a new connection right after its prediction (so some reach the other worker
-    before that worker's buffer is written), then the server restarts and the rest come."""
+    before that worker's buffer is written), then the server restarts and the rest come.
+    Predictions a service elsewhere logged (a separate process, #19 part 2) are joined the
+    same way, right and wrong labels alike."""
     key = world.system.api_keys.create(Scope.PREDICT, name="labeller").key
+    insights_key = world.system.api_keys.create(Scope.INSIGHTS, name="elsewhere").key
     port = free_port()
     answers: list[dict[str, str]] = []
     with serve_workers(tmp_path, port) as url:
+        labels = httpx.get(f"{url}/v1/models/{MODEL}", headers={
+            "Authorization": f"Bearer {key}"}, timeout=10).json()["labels"]
+        logged = log_elsewhere(url, insights_key, MODEL, labels, tmp_path)
+        for index, item in enumerate(logged[:6]):  # a wrong label every third
+            label = item["class"] if index % 3 else next(c for c in labels if c != item["class"])
+            counts = send_feedback(url, key, [{"prediction_id": item["id"], "label": label}])
+            assert counts == {"accepted": 1, "matched": 1, "relabelled": 0}, counts
         for _ in range(12):
             answers += predict(url, key).json()["predictions"]
             latest = answers[-len(TEXTS):]
@@ -197,7 +208,12 @@ def test_labels_meet_their_predictions_on_any_worker_and_after_a_restart(
         counts = send_feedback(url, key, [{"prediction_id": a["id"], "label": a["class"]}
                                           for a in answers[labelled:]])
         assert counts == {"accepted": labelled, "matched": labelled, "relabelled": 0}, counts
+        counts = send_feedback(url, key, [{"prediction_id": item["id"], "label": item["class"]}
+                                          for item in logged[6:]])
+        assert counts == {"accepted": 6, "matched": 6, "relabelled": 0}, counts
     rows = world.system.feedback.list(MODEL, limit=1000)
-    assert len(rows) == len(answers)
-    assert all(row.correct for row in rows)
-    assert {row.version for row in rows} == {1}
+    assert len(rows) == len(answers) + len(logged)
+    by_id = {row.prediction_id: row for row in rows}
+    assert all(by_id[a["id"]].correct and by_id[a["id"]].version == 1 for a in answers)
+    assert [(by_id[item["id"]].correct, by_id[item["id"]].version) for item in logged] == [
+        (index % 3 != 0 or index >= 6, 41) for index in range(len(logged))]

@@ -10,7 +10,8 @@ Endpoints (``predict`` scope unless noted; ``admin`` implies ``predict``)::
     POST /v1/models/{name}/deploy     admin: {"version": N}
     POST /v1/models/{name}/rollback   admin
     POST /v1/models/{name}/reload     admin
-    GET  /healthz  /readyz  /metrics  /docs   (no key)
+    GET  /healthz  /readyz  /metrics  /docs   (no key; :mod:`driftloop.serving.probes`)
+    /v2/...                           the Open Inference Protocol (:mod:`driftloop.serving.oip`)
 
 While a rollout runs (the registry's ``canary`` or ``shadow`` alias), a request is answered
 by the canary with probability ``pipeline.canary_fraction`` (the response and its insights name

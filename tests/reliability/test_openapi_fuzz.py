@@ -1,7 +1,8 @@
 """schemathesis against the OpenAPI document of the whole loop's app (DriftloopSystem over a
 trained sklearn model), every operation called three times per generated case: without a key,
 with a ``predict`` key and with an ``admin`` key. No answer may be a 5xx, and nothing outside the
-public endpoints may answer 2xx without the scope it needs."""
+public endpoints may answer 2xx without the scope it needs (the Open Inference Protocol's
+``/v2`` routes included)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,14 @@ from reliability.conftest import ServedSystem
 from reliability.project import MODEL, ReliabilityProject
 
 PUBLIC = {"/healthz", "/readyz", "/readyz/{name}", "/metrics", "/docs", "/docs/oauth2-redirect",
-          "/redoc", "/openapi.json", "/login", "/logout", "/dashboard/static/{path:path}"}
+          "/redoc", "/openapi.json", "/login", "/logout", "/dashboard/static/{path:path}",
+          "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}/ready"}
 """Answer without a key: probes, metrics, API docs, the login form (and logout, which only
 clears a cookie), the dashboard's static assets."""
 
 PREDICT_SCOPE = {("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{name}/feedback"),
-                 ("GET", "/v1/models"), ("GET", "/v1/models/{name}")}
+                 ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
+                 ("POST", "/v2/models/{name}/infer"), ("GET", "/v2/models/{name}")}
 """What a ``predict`` key may do; every other ``/v1`` operation needs ``admin``."""
 
 NARROW_SCOPES = {Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},

@@ -39,8 +39,10 @@ PREDICT_SCOPE = {("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{na
 
 NARROW_SCOPES = {Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},
                  Scope.INSIGHTS: {("POST", "/v1/insights")},
+                 Scope.REGISTER: {("POST", "/v1/models/{name}/versions"),
+                                  ("GET", "/v1/models/{name}/training-data")},
                  Scope.DASHBOARD: set()}
-"""The one operation each narrow scope may call (the dashboard's pages are not in the schema)."""
+"""The operations each narrow scope may call (the dashboard's pages are not in the schema)."""
 
 SIGNED = {("POST", "/v1/hooks/alert")}
 """Authenticated by an HMAC signature (``hooks.secret``), not by an API key."""
@@ -204,6 +206,8 @@ def test_narrow_keys_reach_only_their_own_endpoint(served_system: ServedSystem) 
                                           json={} if method == "POST" else None)
                 if operation in SIGNED or operation in CAPABILITY:
                     assert response.status_code in {401, 404}, (scope, operation, response.text)
+                elif operation in allowed and method == "GET":  # the training rows
+                    assert response.status_code == 200, (scope, operation, response.text)
                 elif operation in allowed:
                     assert response.status_code == 422, (scope, operation, response.text)
                 else:

@@ -38,20 +38,23 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
-from driftloop.messages import MessageTemplate, format_value
+from driftloop.messages import MessageTemplate
 from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
 from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, transition_flags
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
-from driftloop.monitors.incidents import (
-    Incident,
-    IncidentStatus,
-    IncidentStore,
-    monitor_incident_id,
-)
+from driftloop.monitors.history import MonitorStatus as MonitorStatus  # its old home: re-exported
+from driftloop.monitors.incidents import Incident, IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
 from driftloop.monitors.timeline import TimelineEntry
+from driftloop.monitors.transitions import (
+    BAD_STATES,
+    event_id,
+    incident_ops,
+    message_variables,
+    open_incident,
+)
 from driftloop.predictors import ReferenceProfile
 from driftloop.store import Database
 
@@ -72,41 +75,7 @@ fence (a refusal rolls the evaluation back) and the router's record of what it m
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(monitors_done, monitors_total)``."""
 
-_BAD = (MonitorState.WARN, MonitorState.ALERT)
 _REFERENCE_CACHE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class MonitorStatus:
-    """A configured monitor and the stored state of each of its groups."""
-
-    name: str
-    type: str
-    metric: str
-    aggregation: str
-    window: float
-    groups: tuple[GroupState, ...]
-    error: str | None = None
-
-    @property
-    def worst(self) -> MonitorState | None:
-        """The most severe state among the groups (ALERT > WARN > NO_DATA > OK)."""
-        order = [MonitorState.OK, MonitorState.NO_DATA, MonitorState.WARN, MonitorState.ALERT]
-        if not self.groups:
-            return None
-        return max((g.state for g in self.groups), key=order.index)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "metric": self.metric,
-            "aggregation": self.aggregation,
-            "window": self.window,
-            "state": None if self.worst is None else str(self.worst),
-            "error": self.error,
-            "groups": [g.to_dict() for g in self.groups],
-        }
 
 
 @dataclass
@@ -123,11 +92,6 @@ class _Evaluation:
     """Per model, the versions it serves (asked once per evaluation)."""
     retired: list[GroupState] = field(default_factory=list)
     """Groups of versions no longer served: their rows are deleted."""
-
-
-def _event_id(monitor: str, key: str, previous: str, state: str, now: float, renotify: bool) -> str:
-    text = f"{monitor}\x00{key}\x00{previous}\x00{state}\x00{now!r}\x00{int(renotify)}"
-    return "evt-" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 class MonitorEngine:
@@ -265,7 +229,7 @@ class MonitorEngine:
         if state is None:
             return True
         serving = sorted(served, key=lambda v: (len(v), v))
-        if state.incident_id is not None or state.state in _BAD:
+        if state.incident_id is not None or state.state in BAD_STATES:
             if state.incident_id is not None:
                 incident_id, now = state.incident_id, run.now
                 message = (f"{monitor.name}: version {version} of {model} is no longer served "
@@ -392,7 +356,7 @@ class MonitorEngine:
             detector = self._detector(monitor, key, profile, reference_key)
             if state.stored and state.reference_key != reference_key:
                 detector.reset()
-                if state.state in _BAD:
+                if state.state in BAD_STATES:
                     state.value = None
                     self._emit(
                         monitor, state, MonitorState.OK, run,
@@ -479,47 +443,22 @@ class MonitorEngine:
         details: Mapping[str, Any],
         renotification: bool = False,
     ) -> Event:
-        previous = state.state
-        key = state.group_key
-        now = run.now
-        incident_id = state.incident_id
-        if new in _BAD and incident_id is None:
-            incident_id = monitor_incident_id(monitor.name, key, now)
-            title = f"{monitor.name} {new} for {_describe(state.group)}"
-            group = dict(state.group)
-            # The id is derived from (monitor, group, time), so the events carry it already.
-            run.incident_ops.append(
-                lambda c: self.incidents.open_monitor_incident(
-                    monitor.name, group, key, title=title, severity=str(new), timestamp=now,
-                    connection=c,
-                )
-            )
+        """Record ``state`` moving to ``new`` (or, for a renotification, staying there): the
+        event with its rendered message, and the incident operations that go with it."""
+        previous, now, incident_id = state.state, run.now, state.incident_id
+        if new in BAD_STATES and incident_id is None:
+            incident_id, open_op = open_incident(self.incidents, monitor, state, new, now)
+            run.incident_ops.append(open_op)
         flags = transition_flags(previous, new, renotification=renotification,
                                  retired=details.get("reason") == RETIRED_REASON)
-        variables = {
-            **state.group,
-            "monitor": monitor.name,
-            "metric": monitor.metric,
-            "aggregation": monitor.aggregation,
-            "window": format_value(monitor.window) + "s",
-            "state": str(new),
-            "previous_state": str(previous),
-            "previous": str(previous),  # the old name of previous_state, still rendered
-            "value": format_value(state.value),
-            "threshold": format_value(state.threshold),
-            "model": state.group.get("model", ""),
-            "group": _describe(state.group),
-            "incident_id": incident_id or "",
-        }
-        rendered = self.templates[monitor.name].render(variables, flags)
-        handles = rendered.handles
+        rendered = self.templates[monitor.name].render(
+            message_variables(monitor, state, new, incident_id), flags)
         quiet_no_data = new == MonitorState.NO_DATA or (
             previous == MonitorState.NO_DATA and incident_id is None
         )
-        if quiet_no_data and not monitor.no_data.notify:
-            handles = ()
         event = Event(
-            event_id=_event_id(monitor.name, key, str(previous), str(new), now, renotification),
+            event_id=event_id(monitor.name, state.group_key, str(previous), str(new), now,
+                              renotification),
             monitor=monitor.name,
             group=dict(state.group),
             previous=previous,
@@ -529,36 +468,14 @@ class MonitorEngine:
             timestamp=now,
             incident_id=incident_id,
             message=rendered.text,
-            handles=handles,
+            handles=() if quiet_no_data and not monitor.no_data.notify else rendered.handles,
             renotification=renotification,
             details={**details, "metric": monitor.metric, "aggregation": monitor.aggregation,
                      "type": monitor.type},
         )
         run.events.append(event)
-        if incident_id is not None:
-            kind = "renotified" if renotification else "state_change"
-            summary = f"{previous} → {new}" if not renotification else f"still {new}"
-            data = {"event_id": event.event_id, "previous": str(previous), "state": str(new),
-                    "value": state.value, "threshold": state.threshold}
-            entry_id = incident_id
-            run.incident_ops.append(
-                lambda c: self.incidents.add_timeline_entry(
-                    entry_id, kind, f"{summary}: {rendered.text}", data, timestamp=now,
-                    connection=c,
-                )
-            )
-            if new in _BAD and not renotification:
-                run.incident_ops.append(
-                    lambda c: self.incidents.update_severity(entry_id, str(new), connection=c)
-                )
-            if new == MonitorState.OK:
-                run.incident_ops.append(
-                    lambda c: self.incidents.resolve_incident(
-                        entry_id, f"{monitor.name} recovered", timestamp=now, connection=c
-                    )
-                )
-                incident_id = None
-        state.incident_id = incident_id
+        run.incident_ops.extend(incident_ops(self.incidents, monitor, event))
+        state.incident_id = None if new == MonitorState.OK else incident_id
         if not renotification:
             state.state = new
             state.since = now
@@ -662,7 +579,3 @@ class MonitorEngine:
         did must not resume from what it saw before): they are rebuilt from the stored cursors."""
         with self._evaluate_lock:
             self._detectors.clear()
-
-
-def _describe(group: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(group.items())) or "all"

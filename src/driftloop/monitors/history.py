@@ -232,3 +232,36 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "is_recovery": event.is_recovery,
         "details": dict(event.details),
     }
+
+
+@dataclass(frozen=True)
+class MonitorStatus:
+    """A configured monitor and the stored state of each of its groups."""
+
+    name: str
+    type: str
+    metric: str
+    aggregation: str
+    window: float
+    groups: tuple[GroupState, ...]
+    error: str | None = None
+
+    @property
+    def worst(self) -> MonitorState | None:
+        """The most severe state among the groups (ALERT > WARN > NO_DATA > OK)."""
+        order = [MonitorState.OK, MonitorState.NO_DATA, MonitorState.WARN, MonitorState.ALERT]
+        if not self.groups:
+            return None
+        return max((g.state for g in self.groups), key=order.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "metric": self.metric,
+            "aggregation": self.aggregation,
+            "window": self.window,
+            "state": None if self.worst is None else str(self.worst),
+            "error": self.error,
+            "groups": [g.to_dict() for g in self.groups],
+        }

@@ -133,7 +133,8 @@ async def test_metrics_exposition(
     assert 'driftloop_model_version_info{content_hash="' in text
     assert 'model="reviews",version="1"} 1.0' in text
     assert "driftloop_insights_queue_depth 0.0" in text
-    assert 'driftloop_insights_points_total{outcome="published"} 15.0' in text  # 3 x (2 x 2 + 1)
+    # 3 x (2 texts x (confidence, length, class) + 1 latency)
+    assert 'driftloop_insights_points_total{outcome="published"} 21.0' in text
     assert 'driftloop_insights_points_total{outcome="spooled"} 0.0' in text
     assert 'driftloop_insights_points_total{outcome="replayed"} 0.0' in text
     assert "driftloop_insights_outbox_pending_points 0.0" in text

@@ -79,7 +79,10 @@ async def test_every_prediction_reports_insights(
     by_name: dict[str, list[tuple[float, dict[str, str]]]] = {}
     for point in transport.points:
         by_name.setdefault(point.name, []).append((point.value, dict(point.tags)))
-    assert set(by_name) == {"model_confidence", "text_length", "latency_ms"}
+    assert set(by_name) == {"model_confidence", "text_length", "latency_ms", "predicted_class"}
+    labels = list(predictions[0]["probabilities"])  # the class's index: what chi-square counts
+    assert [v for v, _ in by_name["predicted_class"]] == [
+        float(labels.index(p["class"])) for p in predictions]
     assert [v for v, _ in by_name["model_confidence"]] == [p["confidence"] for p in predictions]
     assert [v for v, _ in by_name["text_length"]] == [float(len(t)) for t in texts]
     [(latency, latency_tags)] = by_name["latency_ms"]  # one per request, not per text

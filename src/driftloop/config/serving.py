@@ -69,6 +69,9 @@ class ServingConfig(StrictModel):
     max_insight_points: int = Field(5_000, ge=1)
     max_queue_delay: Duration = Field(1.0, ge=0)
     prediction_log_retention: Duration = Field(7 * 86400.0, ge=60.0)
+    feature_insights_rate: float = Field(0.25, ge=0.0, le=1.0)
+    """The share of record inputs (served or logged) whose features are reported as
+    ``feature.<name>`` insights (#19 part 5)."""
 
 
 class InsightsConfig(StrictModel):

@@ -31,7 +31,12 @@ NUMERIC_REFERENCES: dict[str, Callable[[ReferenceProfile], list[float]]] = {
 uses."""
 
 CLASS_METRICS = frozenset({"predicted_class"})
-"""Metric names whose values are predicted classes (the chi-square detector's input)."""
+"""Metric names whose values are predicted classes (the chi-square detector's input): the
+served class's index among the version's labels."""
+FEATURE_PREFIX = "feature."
+"""``feature.<name>``: a record feature's value, or a category feature's index among its
+categories (KS/PSI and the sequential detectors against the profile's ``inputs``, chi-square
+against its ``categories``)."""
 
 DetectorBuilder = Callable[["DetectorConfig", "ReferenceProfile | None", str], DriftDetector]
 
@@ -127,10 +132,11 @@ def _chi_square(
 ) -> DriftDetector:
     from driftloop.drift.chi_square import ChiSquareWindowDetector
 
-    if metric not in CLASS_METRICS:
+    feature = metric.startswith(FEATURE_PREFIX)
+    if metric not in CLASS_METRICS and not feature:
         raise ConfigError(
-            f"the chi_square detector tests predicted classes; metric {metric!r} is not one of "
-            f"{sorted(CLASS_METRICS)}"
+            f"the chi_square detector tests predicted classes or a category feature; metric "
+            f"{metric!r} is not one of {sorted(CLASS_METRICS)} or feature.<name>"
         )
     rate, window = config.false_alarm_rate, config.window
     if reference is None:
@@ -142,6 +148,14 @@ def _chi_square(
                                            false_alarm_rate=rate)
 
         return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
+    if feature:  # a category feature's index among its categories, against its reference mix
+        counts = reference.categories.get(metric)
+        if not counts or sum(counts.values()) < 1:
+            raise ConfigError(
+                f"the reference profile has no categories of {metric!r} for the chi_square "
+                f"detector; category features: {sorted(reference.categories)}")
+        return ChiSquareWindowDetector(counts, sum(counts.values()), window=window,
+                                       false_alarm_rate=rate)
     if not reference.class_mix:
         raise ConfigError("the reference profile has no class mix for the chi_square detector")
     return ChiSquareWindowDetector(reference.class_mix, max(1, len(reference.confidences)),

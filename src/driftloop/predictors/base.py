@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from driftloop.backends import PluginFamily
 from driftloop.errors import InvalidInputError
 from driftloop.errors import PredictionError as PredictionError  # the old import path
-from driftloop.predictors.schema import TEXT, InputSchema, OutputKind
+from driftloop.predictors.schema import TEXT, InputSchema, OutputKind, feature_references
 
 MANIFEST = "driftloop-model.json"
 PREDICTION = "prediction"
@@ -75,7 +75,11 @@ class ReferenceProfile:
     metrics: dict[str, float] = field(default_factory=dict)
     inputs: dict[str, list[float]] = field(default_factory=dict)
     """Per input signal (:meth:`Predictor.input_signals`, e.g. ``oov_rate``): its values on
-    the same sampled texts as ``confidences``."""
+    the same sampled texts as ``confidences``; for a record model also each numeric feature's
+    values, as ``feature.<name>``."""
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+    """For a record model: ``feature.<name>`` → how many reference records had each of the
+    category feature's categories (in the feature's order)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,17 +205,22 @@ def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:
     outputs = np.asarray(predictor.predict(batch), dtype=np.float64)
     signals = {name: values.tolist() for name, values in predictor.input_signals(batch).items()}
     lengths = [len(item) for item in batch if isinstance(item, str)]
+    categories: dict[str, dict[str, int]] = {}
+    if not predictor.inputs.is_text:
+        numbers, categories = feature_references(predictor.inputs, batch)
+        signals.update(numbers)
     if predictor.output == "regression":
         values = outputs if outputs.ndim == 1 else outputs[:, 0]
         return ReferenceProfile([], lengths, {}, 0.0, inputs={**signals,
-                                                              PREDICTION: values.tolist()})
+                                                              PREDICTION: values.tolist()},
+                                categories=categories)
     confidences = outputs.max(axis=1)
     best = outputs.argmax(axis=1)
     mix = {label: float(np.mean(best == i)) if len(best) else 0.0
            for i, label in enumerate(predictor.labels)}
     return ReferenceProfile(confidences.tolist(), lengths, mix,
                             float(confidences.mean()) if len(confidences) else 0.0,
-                            inputs=signals)
+                            inputs=signals, categories=categories)
 
 
 def softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:

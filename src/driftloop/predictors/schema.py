@@ -14,6 +14,7 @@ upper]`` when the model also gives an interval).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -143,6 +144,50 @@ class InputSchema:
 
 TEXT = InputSchema.text()
 """The input of a text model."""
+
+
+FEATURE_METRIC_PREFIX = "feature."
+"""A feature's insight is named ``feature.<name>``."""
+
+
+def feature_metrics(schema: InputSchema, record: Mapping[str, Any]) -> dict[str, float]:
+    """The insights one record reports (#19 part 5): ``feature.<name>`` → a number's value (a
+    boolean as 0 or 1), or a category's index among the feature's categories (what the
+    chi-square detector counts). Strings, missing values and unknown categories report
+    nothing."""
+    values: dict[str, float] = {}
+    for feature in schema.features:
+        value = record.get(feature.name)
+        if value is None or feature.type == "string":
+            continue
+        name = FEATURE_METRIC_PREFIX + feature.name
+        if feature.type == "category":
+            if value in feature.categories:
+                values[name] = float(feature.categories.index(value))
+        elif isinstance(value, bool | int | float) and math.isfinite(value):
+            values[name] = float(value)
+    return values
+
+
+def feature_references(schema: InputSchema, records: Sequence[Mapping[str, Any]]
+                       ) -> tuple[dict[str, list[float]], dict[str, dict[str, int]]]:
+    """A reference sample per feature of ``records``: the values of each numeric or boolean
+    feature, and the count of each category of each category feature (in the feature's order),
+    keyed ``feature.<name>``."""
+    numbers: dict[str, list[float]] = {}
+    counts: dict[str, dict[str, int]] = {
+        FEATURE_METRIC_PREFIX + f.name: dict.fromkeys(f.categories, 0)
+        for f in schema.features if f.type == "category"}
+    for record in records:
+        for name, value in feature_metrics(schema, record).items():
+            mix = counts.get(name)
+            if mix is None:
+                numbers.setdefault(name, []).append(value)
+            else:
+                feature = next(f for f in schema.features
+                               if FEATURE_METRIC_PREFIX + f.name == name)
+                mix[feature.categories[int(value)]] += 1
+    return numbers, counts
 
 
 def check_output_kind(kind: object, what: str) -> OutputKind:

@@ -71,12 +71,14 @@ from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
 from driftloop.serving.limits import UPLOAD_LIMIT, UPLOAD_PATH, BodyLimitMiddleware
 from driftloop.serving.logged_predictions import logged_predictions_router
 from driftloop.serving.model_io import (
+    PREDICTED_CLASS,
     document_models,
     input_signals,
     item_digest,
     parse_inputs,
     predict_checked,
     regression_body,
+    sampled_features,
     score,
     score_regression_shadow,
 )
@@ -457,6 +459,7 @@ def _predictions(
     ids = new_prediction_ids(len(texts), now)
     observe = state.metrics.confidence.labels(name, version).observe
     inputs = input_signals(slot, texts) if report is not None else []
+    schema, feature_rate = slot.predictor.inputs, state.config.serving.feature_insights_rate
     predictions: list[dict[str, Any]] = []
     for index, (prediction_id, text, row, top) in enumerate(
             zip(ids, texts, rows, best, strict=True)):
@@ -464,9 +467,11 @@ def _predictions(
         predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
                             "probabilities": dict(zip(labels, row, strict=True))})
         if report is not None:
-            values = {"model_confidence": confidence}
+            values = {"model_confidence": confidence, PREDICTED_CLASS: float(top)}
             if is_text:
                 values["text_length"] = len(text)
+            else:
+                values.update(sampled_features(schema, text, feature_rate))
             values.update((signal, column[index]) for signal, column in inputs)
             if slot.accuracy_threshold is not None:
                 values[ESTIMATED_ACCURACY_METRIC] = float(confidence > slot.accuracy_threshold)

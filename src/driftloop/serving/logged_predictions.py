@@ -29,6 +29,7 @@ regression ``prediction``, per-feature values), tagged with the model, version a
 from __future__ import annotations
 
 import math
+import random
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -51,9 +52,14 @@ from pydantic import (
 
 from driftloop.config import ServingConfig
 from driftloop.errors import InvalidInputError
-from driftloop.predictors.schema import FEATURE_NAME, InputSchema
+from driftloop.predictors.schema import FEATURE_METRIC_PREFIX, FEATURE_NAME, InputSchema
 from driftloop.serving.keys import ApiKeyInfo
-from driftloop.serving.model_io import item_digest, parse_inputs
+from driftloop.serving.model_io import (
+    PREDICTED_CLASS,
+    item_digest,
+    parse_inputs,
+    sampled_features,
+)
 from driftloop.serving.prediction_log import LoggedEntry, external_log_id
 from driftloop.serving.schemas import (
     LimitError,
@@ -148,6 +154,9 @@ class ModelFacts:
     """The input schema of the version loaded here, if any."""
     output: str | None
     """``classification`` or ``regression``, when a version is loaded here."""
+    labels: tuple[str, ...] = ()
+    """The loaded production version's classes, in its order (``predicted_class`` indexes
+    them)."""
 
 
 def model_facts(state: Any, name: str) -> ModelFacts:
@@ -166,7 +175,8 @@ def model_facts(state: Any, name: str) -> ModelFacts:
                 classes.update(other.labels)
     if slot is None:
         return ModelFacts(classes, None, None)
-    return ModelFacts(classes, slot.predictor.inputs, slot.predictor.output)
+    return ModelFacts(classes, slot.predictor.inputs, slot.predictor.output,
+                      tuple(slot.labels))
 
 
 @dataclass(frozen=True)
@@ -294,9 +304,13 @@ def log_entries(model: str, version: int, predictions: Sequence[CheckedPredictio
     return list(entries.values())
 
 
-def logged_insights(model: str, version: int, predictions: Sequence[CheckedPrediction]
+def logged_insights(model: str, version: int, predictions: Sequence[CheckedPrediction],
+                    facts: ModelFacts, feature_rate: float
                     ) -> list[tuple[dict[str, float], dict[str, str], float]]:
-    """The insights each logged prediction reports: values, tags, time."""
+    """The insights each logged prediction reports: values, tags, time. A record's features
+    (with probability ``feature_rate``) against the loaded version's schema, or, for a model
+    not loaded here, its numbers and booleans; the class as ``predicted_class`` when a loaded
+    version has it."""
     points: list[tuple[dict[str, float], dict[str, str], float]] = []
     for item in predictions:
         tags = {"model": model, "version": str(version)}
@@ -307,11 +321,25 @@ def logged_insights(model: str, version: int, predictions: Sequence[CheckedPredi
             tags["class"] = item.predicted
             if item.confidence is not None:
                 values["model_confidence"] = item.confidence
+            if item.predicted in facts.labels:
+                values[PREDICTED_CLASS] = float(facts.labels.index(item.predicted))
         if isinstance(item.input, str):
             values["text_length"] = float(len(item.input))
+        elif isinstance(item.input, dict):
+            values.update(_features(item.input, facts.inputs, feature_rate))
         if values:
             points.append((values, tags, item.timestamp))
     return points
+
+
+def _features(record: dict[str, Any], schema: InputSchema | None, rate: float
+              ) -> dict[str, float]:
+    if schema is not None:
+        return sampled_features(schema, record, rate)
+    if rate <= 0.0 or (rate < 1.0 and random.random() >= rate):
+        return {}
+    return {FEATURE_METRIC_PREFIX + name: float(value) for name, value in record.items()
+            if isinstance(value, bool | int | float)}
 
 
 def _first_of_each(model: str, checked: Sequence[CheckedPrediction], fresh: set[str]
@@ -358,7 +386,8 @@ def logged_predictions_router(insights_key: Callable[..., Any], report: Report,
         fresh = await anyio.to_thread.run_sync(
             log.write_external, log_entries(name, body.version, checked))
         new = _first_of_each(name, checked, fresh)
-        for values, tags, timestamp in logged_insights(name, body.version, new):
+        for values, tags, timestamp in logged_insights(name, body.version, new, known,
+                                                       settings.feature_insights_rate):
             report(state, values, tags, timestamp)
         return LogPredictionsResponse(accepted=len(new), duplicates=len(checked) - len(new))
 

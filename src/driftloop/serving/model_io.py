@@ -21,6 +21,7 @@ import copy
 import functools
 import json
 import logging
+import random
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -42,6 +43,7 @@ from driftloop.predictors import (
     TextClassifier,
 )
 from driftloop.predictors.loading import WrongAnswerError, check_answer
+from driftloop.predictors.schema import feature_metrics
 from driftloop.serving.batching import MicroBatcher, Scored
 from driftloop.serving.prediction_log import new_prediction_ids, text_digest
 from driftloop.serving.schemas import (
@@ -119,6 +121,19 @@ def _annotation(feature: Feature, max_chars: int) -> Any:
     return Annotated[str, Field(max_length=max_chars)]
 
 
+PREDICTED_CLASS = "predicted_class"
+"""The insight of a classification's class: its index among the version's labels (what the
+class-mix chi-square detector counts)."""
+
+
+def sampled_features(inputs: InputSchema, item: Any, rate: float) -> dict[str, float]:
+    """A record's ``feature.<name>`` insights with probability ``rate``
+    (``serving.feature_insights_rate``), else none; a text has none."""
+    if inputs.is_text or rate <= 0.0 or (rate < 1.0 and random.random() >= rate):
+        return {}
+    return feature_metrics(inputs, item)
+
+
 def item_digest(item: Any) -> str:
     """What the prediction log keeps of an input: a text's digest, or that of a record's
     canonical JSON."""
@@ -166,7 +181,10 @@ def regression_body(state: ServingState, name: str, slot: ModelSlot, items: Sequ
     values = (outputs if outputs.ndim == 1 else outputs[:, 0]).tolist()
     intervals = outputs[:, 1:3].tolist() if outputs.ndim == 2 else None
     ids = new_prediction_ids(len(items), now)
-    points: list[dict[str, float]] = [{PREDICTION: value} for value in values]
+    rate = state.config.serving.feature_insights_rate
+    points: list[dict[str, float]] = [
+        {PREDICTION: value, **sampled_features(slot.predictor.inputs, item, rate)}
+        for value, item in zip(values, items, strict=True)]
     for signal, column in input_signals(slot, items):
         for point, signal_value in zip(points, column, strict=True):
             point[signal] = signal_value

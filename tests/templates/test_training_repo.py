@@ -588,7 +588,7 @@ def tiny_bert(directory: Path, texts: pd.Series) -> Path:
     return directory
 
 
-@pytest.mark.slow
+@pytest.mark.long  # two minutes (torch in the test and in the kernel): make bench
 def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
     """The workflow's papermill call with a tiny local checkpoint (nothing downloaded), every
     layer trained (the GPU's mode, without mixed precision on a CPU)."""

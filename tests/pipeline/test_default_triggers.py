@@ -18,6 +18,7 @@ from driftloop.config import load_config
 from driftloop.demo.scenario import DemoScenario, build_scenario
 from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
+from driftloop.predictors.embedding import EMBEDDING_TYPICALITY
 from driftloop.project import init_project
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.testing.clock import ManualClock
@@ -53,20 +54,23 @@ def init_system(directory: Path, clock: ManualClock) -> DriftloopSystem:
 
 
 def send(system: DriftloopSystem, clock: ManualClock, texts: list[str], seconds: float,
-         rng: np.random.Generator) -> None:
+         rng: np.random.Generator, *, metric: str = "model_confidence") -> None:
     """``seconds`` of traffic drawn from ``texts``, scored by production, as the server
-    reports it; the engine evaluates every 5 s."""
+    reports it (``metric``: its confidence, or one of its input signals); the engine evaluates
+    every 5 s."""
     predictor = system.registry.load_predictor(system.registry.resolve(MODEL, "production"))
     version = str(system.registry.resolve(MODEL, "production").version)
     step = 5.0
     for _ in range(int(seconds / step)):
         drawn = [texts[i] for i in rng.integers(0, len(texts), int(RATE * step))]
-        confidence = predictor.predict_proba(drawn).max(axis=1)
+        if metric == "model_confidence":
+            values = predictor.predict_proba(drawn).max(axis=1)
+        else:
+            values = predictor.input_signals(drawn)[metric]
         stamps = clock.now + np.arange(len(drawn)) / RATE
         system.metric_store.write([
-            MetricPoint("model_confidence", float(c), float(t),
-                        {"model": MODEL, "version": version})
-            for c, t in zip(confidence, stamps, strict=True)])
+            MetricPoint(metric, float(v), float(t), {"model": MODEL, "version": version})
+            for v, t in zip(values, stamps, strict=True)])
         clock.now += step
         system.engine.evaluate(clock.now)
 
@@ -99,3 +103,30 @@ def test_a_moderate_drift_with_the_init_defaults_leads_to_a_retrain(tmp_path: Pa
     incident = system.engine.get_incident(job.incident_id)
     assert incident.monitor in {"review-classifier confidence",
                                 "review-classifier confidence drift"}
+
+
+@pytest.mark.slow
+def test_input_drift_alone_with_the_init_defaults_leads_to_a_retrain(tmp_path: Path) -> None:
+    """A model can be confidently wrong on texts it never saw; the init defaults' input-drift
+    monitor catches the drift from the texts alone (here 40% of the traffic, which costs v1
+    about 25 points; at 20% the confidence CUSUM is the first to fire)."""
+    clock = ManualClock()
+    system = init_system(tmp_path, clock)
+    rng = np.random.default_rng(1)
+    data = scenario()
+    known = data.known_traffic["text"].astype(str).tolist()
+    drifted = data.drifted_traffic["text"].astype(str).tolist()
+    moderate = known + drifted * int(np.ceil(len(known) * 0.4 / 0.6 / len(drifted)))
+    moderate = moderate[: int(len(known) / 0.6)]
+
+    send(system, clock, known, WINDOW, rng, metric=EMBEDDING_TYPICALITY)  # CI time: one window
+    assert system.queue.list(model=MODEL) == []
+    shift = clock.now
+    for _ in range(8):
+        send(system, clock, moderate, WINDOW / 2, rng, metric=EMBEDDING_TYPICALITY)
+        if system.queue.list(model=MODEL):
+            break
+    [job] = system.queue.list(model=MODEL)
+    assert job.incident_id is not None
+    assert clock.now - shift <= 4 * WINDOW
+    assert system.engine.get_incident(job.incident_id).monitor == "review-classifier input drift"

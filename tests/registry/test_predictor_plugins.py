@@ -184,7 +184,8 @@ def test_the_reference_profile_hook_records_what_fits_the_output(tmp_path: Path)
     spend = load_predictor(write_regression_model(tmp_path / "spend", slope=2.0))
     reference = spend.reference_profile([{"tenure_months": 1, "promo": None},
                                          {"tenure_months": 5, "promo": True}])
-    assert reference.inputs == {PREDICTION: [12.0, 20.0]}
+    assert reference.inputs == {PREDICTION: [12.0, 20.0],  # and each feature's values
+                                "feature.tenure_months": [1.0, 5.0], "feature.promo": [1.0]}
     assert reference.confidences == []
     with pytest.raises(InvalidInputError, match="regression model: it has no class prob"):
         spend.predict_proba([{"tenure_months": 1, "promo": None}])

@@ -38,7 +38,8 @@ PREDICT_SCOPE = {("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{na
 """What a ``predict`` key may do; every other ``/v1`` operation needs ``admin``."""
 
 NARROW_SCOPES = {Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},
-                 Scope.INSIGHTS: {("POST", "/v1/insights")},
+                 Scope.INSIGHTS: {("POST", "/v1/insights"),
+                                  ("POST", "/v1/models/{name}/predictions")},
                  Scope.REGISTER: {("POST", "/v1/models/{name}/versions"),
                                   ("GET", "/v1/models/{name}/training-data")},
                  Scope.DASHBOARD: set()}

@@ -427,6 +427,47 @@ def test_bad_insight_bodies_are_refused(
     assert words in message or words in str(document["error"].get("limit")), message
 
 
+LOGGED = f"/v1/models/{MODEL}/predictions"
+
+
+def test_bad_logged_predictions_are_refused(served: ServedSystem) -> None:
+    """``POST /v1/models/{name}/predictions`` (#19 part 2): oversize, too many, wrong types,
+    non-finite numbers, far-future times, an id shaped like a served one, an unknown model and
+    a key of another scope, each refused with its own status and words."""
+    one = {"id": "ext-1", "class": "x", "confidence": 0.5}
+    insights_key = served.system.api_keys.create(Scope.INSIGHTS, name="hostile").key
+    cases: list[tuple[str, bytes, bool, int, str]] = [
+        (LOGGED, b'{"version": 1, "predictions": [{"id": "' + b"a" * 1_100_000 + b'"}]}',
+         True, 413, "serving.max_body_bytes"),
+        (LOGGED, json.dumps({"version": 1, "predictions": [one] * 300}).encode(), False, 413,
+         "serving.max_texts_per_request"),
+        (LOGGED, b'{"version": 1, "predictions": [{"id": "a", "value": NaN}]}', False, 422,
+         "finite"),
+        (LOGGED, b'{"version": 1, "predictions": [{"id": 5, "class": "x"}]}', False, 422,
+         "predictions.0.id"),
+        (LOGGED, b'{"version": 1.5, "predictions": [{"id": "a", "class": "x"}]}', False, 422,
+         "version"),
+        (LOGGED, b'{"version": 1, "predictions": [{"id": "a", "value": 1, "timestamp": 1e300}]}',
+         False, 422, "timestamp"),
+        (LOGGED, b'{"version": 1, "predictions": [{"id": "' + b"0" * 32 + b'", "value": 1}]}',
+         False, 422, "ids this server issues"),
+        (LOGGED, b'{"version": 1, "predictions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+         False, 422, "nested too deeply"),
+        ("/v1/models/nope/predictions", b'{"version": 1, "predictions": [{"id": "a"}]}', False,
+         404, "nope"),
+    ]
+    for path, body, chunked, status, words in cases:
+        headers = {"Authorization": f"Bearer {insights_key}",
+                   "Content-Type": "application/json"}
+        got, document = raw_request(served.url, "POST", path, body, headers, chunked=chunked)
+        assert got == status, (words, document)
+        assert words in said(document), (words, document)
+    predict_only = {**served.project.headers(), "Content-Type": "application/json"}
+    got, document = raw_request(served.url, "POST", LOGGED, json.dumps(
+        {"version": 1, "predictions": [one]}).encode(), predict_only)
+    assert got == 403, document
+
+
 # --- endpoints added since (#22 part 8): numbers, readiness, login, hooks, rate limits ---------
 
 

@@ -232,21 +232,28 @@ def models_register(
     evaluation: Path | None = typer.Option(
         None, "--evaluation", help="JSON file with its evaluation (and reference profile)."
     ),
+    reference: Path | None = typer.Option(
+        None, "--reference",
+        help="Reference inputs (.csv, .jsonl, .parquet) to profile the model on.",
+    ),
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Register a model trained elsewhere, e.g. by a CI job, as a new version."""
-    from driftloop.trainers.training import register_external
+    """Register a model trained elsewhere, e.g. by a CI job, as a new version: a driftloop
+    model directory or a Hugging Face sequence-classification checkpoint."""
+    from driftloop.trainers.training import NO_REFERENCE, register_external
 
     version = register_external(
         load(config_path), name, directory, trigger=trigger, trainer=trainer, snapshot_id=data,
-        dataset=dataset, evaluation_file=evaluation,
+        dataset=dataset, evaluation_file=evaluation, reference_file=reference,
     )
     if as_json:
         print_json(version.to_dict())
         return
     console.print(
         f"registered {name} v{version.version} (hash {version.content_hash[:12]})"
-        + (", now production" if version.deployed_at else ""),
+        + (", now production" if version.deployed_at else "")
+        + ("; no reference profile: the monitors learn it from the first live values"
+           if version.params.get("reference") == NO_REFERENCE else ""),
         highlight=False,
     )

@@ -43,6 +43,8 @@ the entry-point group ``driftloop.predictors``."""
 PREDICTORS.register("sklearn", "driftloop.trainers.sklearn:SklearnPredictor")
 PREDICTORS.register("transformers", "driftloop.trainers.transformers:TransformersPredictor",
                     extra="transformers")
+PREDICTORS.register("hf-checkpoint", "driftloop.trainers.hf_checkpoint:HFCheckpointPredictor",
+                    extra="transformers")
 
 @dataclass(frozen=True)
 class Evaluation:

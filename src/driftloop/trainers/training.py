@@ -13,6 +13,7 @@ from typing import Any
 
 from driftloop.config import Config, ModelConfig
 from driftloop.errors import NotFoundError
+from driftloop.predictors import Predictor, load_predictor
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import (
     PRODUCTION,
@@ -22,6 +23,7 @@ from driftloop.registry.versions import (
 )
 from driftloop.storage.datasets import DatasetStore, Snapshot, ensure_dataset, training_rows
 from driftloop.trainers.base import ProgressCallback, Trainer, TrainingData
+from driftloop.trainers.importing import importable_directory, read_reference
 from driftloop.trainers.registry import get_trainer
 
 TRAIN_ACTOR = "driftloop train"
@@ -96,6 +98,10 @@ def train_model(
     return version
 
 
+NO_REFERENCE = "learned from the first live values"
+"""What a registered version's ``params.reference`` says when it came with no reference."""
+
+
 def register_external(
     config: Config,
     model_name: str,
@@ -107,11 +113,17 @@ def register_external(
     dataset: str | None = None,
     evaluation_file: Path | None = None,
     params: dict[str, Any] | None = None,
+    reference_file: Path | None = None,
 ) -> ModelVersion:
-    """Register a predictor trained elsewhere (``driftloop models register``, a CI job).
+    """Register a predictor trained elsewhere (``driftloop models register``, a CI job):
+    a driftloop model directory or a Hugging Face sequence-classification checkpoint
+    (:mod:`driftloop.trainers.importing`).
 
     ``snapshot_id`` is looked up in ``dataset`` (default: the model's configured dataset); the
-    parent is the current production version; the first version becomes production.
+    parent is the current production version; the first version becomes production. The
+    version's params record its predictor, input schema and output kind, and where its
+    reference profile came from: ``reference_file`` (profiled by the predictor itself), the
+    evaluation file, or nothing (the monitors learn it from the first live values).
     """
     check_trigger(trigger)
     evaluation, reference = (
@@ -125,14 +137,30 @@ def register_external(
         snapshot = DatasetStore.from_config(config).get(dataset_name, snapshot_id)
     registry = ModelRegistry.from_config(config)
     aliases = registry.aliases(model_name)
-    version = registry.register(
-        model_name, directory, trainer=trainer, params=params or {},
-        snapshot_id=None if snapshot is None else snapshot.snapshot_id,
-        snapshot_hash=None if snapshot is None else snapshot.content_hash,
-        evaluation=evaluation, reference=reference,
-        parent_version=aliases.get(PRODUCTION), trigger=trigger,
-    )
+    with importable_directory(directory) as model_directory:
+        predictor = load_predictor(model_directory, registry.predictors.get(model_name))
+        recorded: dict[str, Any] = {"predictor": _predictor_name(predictor),
+                                    "inputs": predictor.inputs.to_dict(),
+                                    "output": predictor.output}
+        if reference_file is not None:
+            items, recorded["reference"] = read_reference(reference_file, predictor.inputs)
+            reference = predictor.reference_profile(items)
+        elif reference is None:
+            recorded["reference"] = NO_REFERENCE
+        version = registry.register(
+            model_name, model_directory, trainer=trainer, params={**(params or {}), **recorded},
+            snapshot_id=None if snapshot is None else snapshot.snapshot_id,
+            snapshot_hash=None if snapshot is None else snapshot.content_hash,
+            evaluation=evaluation, reference=reference,
+            parent_version=aliases.get(PRODUCTION), trigger=trigger,
+        )
     if PRODUCTION not in aliases:
         registry.set_alias(model_name, PRODUCTION, version.version, actor=f"register:{trigger}")
         version = registry.get_version(model_name, version.version)
     return version
+
+
+def _predictor_name(predictor: Predictor) -> str:
+    """The predictor's format, or its class (``module:Class``) when it has none."""
+    kind = type(predictor)
+    return kind.format or f"{kind.__module__}:{kind.__qualname__}"

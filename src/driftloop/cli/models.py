@@ -239,8 +239,10 @@ def models_register(
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Register a model trained elsewhere, e.g. by a CI job, as a new version: a driftloop
-    model directory or a Hugging Face sequence-classification checkpoint."""
+    """Register a model trained elsewhere, e.g. by a CI job, as a new version.
+
+    DIRECTORY is a driftloop model directory or a Hugging Face sequence-classification
+    checkpoint."""
     from driftloop.trainers.training import NO_REFERENCE, register_external
 
     version = register_external(

@@ -156,17 +156,38 @@ def feature_metrics(schema: InputSchema, record: Mapping[str, Any]) -> dict[str,
     chi-square detector counts). Strings, missing values and unknown categories report
     nothing."""
     values: dict[str, float] = {}
-    for feature in schema.features:
-        value = record.get(feature.name)
-        if value is None or feature.type == "string":
+    for key, name, indexes in _reported_features(schema):
+        value = record.get(key)
+        if value is None:
             continue
-        name = FEATURE_METRIC_PREFIX + feature.name
-        if feature.type == "category":
-            if value in feature.categories:
-                values[name] = float(feature.categories.index(value))
+        if indexes is not None:
+            index = indexes.get(value)
+            if index is not None:
+                values[name] = index
         elif isinstance(value, bool | int | float) and math.isfinite(value):
             values[name] = float(value)
     return values
+
+
+_Reported = tuple[tuple[str, str, dict[str, float] | None], ...]
+_REPORTED: dict[int, tuple[InputSchema, _Reported]] = {}
+
+
+def _reported_features(schema: InputSchema) -> _Reported:
+    """Per reported feature: its key, its insight's name, and a category's index by value
+    (None for a number); computed once per schema object (the request path calls
+    :func:`feature_metrics` per record, and hashing a schema costs more than the lookup)."""
+    cached = _REPORTED.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    reported = tuple(
+        (f.name, FEATURE_METRIC_PREFIX + f.name,
+         {c: float(i) for i, c in enumerate(f.categories)} if f.type == "category" else None)
+        for f in schema.features if f.type != "string")
+    if len(_REPORTED) >= 256:
+        _REPORTED.clear()
+    _REPORTED[id(schema)] = (schema, reported)
+    return reported
 
 
 def feature_references(schema: InputSchema, records: Sequence[Mapping[str, Any]]

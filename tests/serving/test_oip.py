@@ -6,10 +6,12 @@ API key and its scope, a hot swap, and the protocol's error body."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
 import pytest
@@ -22,6 +24,7 @@ from driftloop.config import Config, ModelConfig
 from driftloop.insights import InsightsClient
 from driftloop.predictors import Feature, InputSchema, Predictor
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
+from driftloop.serving.error_insights import PREDICT_ERROR_METRIC
 from driftloop.testing.predictors import review_keyword_predictor
 from driftloop.testing.transports import MemoryTransport
 from serving.live import live_server
@@ -252,3 +255,19 @@ async def test_v2_errors_have_the_protocols_body(
     assert isinstance(error["error"], str)
     assert message in error["error"], error
     assert error["type"]
+
+
+@pytest.mark.anyio
+async def test_a_failed_v2_inference_is_a_predict_error_insight(
+        client: httpx.AsyncClient, predict_headers: dict[str, str],
+        transport: MemoryTransport) -> None:
+    answer = await client.post("/v2/models/reviews/infer", headers=predict_headers,
+                               json=infer_body({"name": "text", "shape": [1],
+                                                "datatype": "BYTES", "data": [5]}))
+    assert answer.status_code == 422, answer.text
+    deadline = time.monotonic() + 5
+    while not [p for p in transport.points if p.name == PREDICT_ERROR_METRIC]:
+        assert time.monotonic() < deadline, "no predict_error reported"
+        await anyio.sleep(0.02)
+    [error] = [p for p in transport.points if p.name == PREDICT_ERROR_METRIC]
+    assert dict(error.tags) == {"model": "reviews", "status_class": "4xx"}

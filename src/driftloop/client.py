@@ -24,13 +24,14 @@ import hashlib
 import math
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+import anyio
 import httpx
 
 from driftloop import errors
@@ -468,8 +469,7 @@ class Client:
 
 
 class AsyncClient:
-    """The same methods as :class:`Client`, as coroutines (but a training job's two calls,
-    :meth:`Client.training_data` and :meth:`Client.upload_version`)."""
+    """The same methods as :class:`Client`, as coroutines."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT,
@@ -516,6 +516,49 @@ class AsyncClient:
 
     async def rollback(self, model: str) -> ModelStatus:
         return await self._run(_rollback(model))
+
+    async def upload_version(
+        self, model: str, model_dir: Path, *, snapshot_id: str, evaluation: Path | None = None,
+        run_id: str | None = None, trainer: str = "upload",
+        source: Mapping[str, str] | None = None,
+    ) -> UploadedVersion:
+        """:meth:`Client.upload_version`; the archive is packed and read in a thread."""
+        with tempfile.TemporaryDirectory(prefix="driftloop-upload-") as temporary:
+            archive = Path(temporary) / "model.tar.gz"
+            sha256 = await anyio.to_thread.run_sync(pack_model, model_dir, archive, evaluation)
+            call = _Call("POST", _model_path(model, "versions"), _read_uploaded)
+            headers = _upload_headers(sha256, snapshot_id, run_id=run_id, trainer=trainer,
+                                      source=source)
+            with archive.open("rb") as file:
+
+                async def body() -> AsyncIterator[bytes]:
+                    while chunk := await anyio.to_thread.run_sync(file.read, UPLOAD_CHUNK):
+                        yield chunk
+
+                try:
+                    response = await self._http.post(call.path, content=body(), headers=headers)
+                except httpx.HTTPError as exc:
+                    raise BackendUnavailableError(
+                        f"POST {self._http.base_url}{call.path}: {exc}") from exc
+            return _result(call, response)
+
+    async def training_data(self, model: str, output: Path,
+                            snapshot_id: str | None = None) -> tuple[str, str]:
+        """:meth:`Client.training_data`."""
+        path = _model_path(model, "training-data")
+        params = {"snapshot": snapshot_id} if snapshot_id else None
+        try:
+            async with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                with output.open("wb") as file:
+                    async for chunk in response.aiter_bytes():
+                        await anyio.to_thread.run_sync(file.write, chunk)
+                return (response.headers[DATASET_HEADER], response.headers[SNAPSHOT_HEADER])
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(f"GET {self._http.base_url}{path}: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._http.aclose()

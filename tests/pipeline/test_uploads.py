@@ -11,12 +11,13 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from driftloop.cli import app as cli
-from driftloop.client import Client, UploadedVersion, pack_model
+from driftloop.client import AsyncClient, Client, UploadedVersion, pack_model
 from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.errors import ForbiddenError, NotFoundError
 from driftloop.pipeline.queue import JobState
@@ -118,6 +119,15 @@ def test_bad_uploads_are_refused_and_register_nothing(
         predict_client.upload_version(MODEL, tiny, snapshot_id=snapshot)
     with Client(served, key) as client, pytest.raises(NotFoundError, match="'nope'"):
         client.upload_version("nope", tiny, snapshot_id=snapshot)
+
+    async def the_async_client() -> tuple[str, str]:  # the same two calls as coroutines
+        async with AsyncClient(served, key) as client:
+            with pytest.raises(NotFoundError, match="'nope'"):
+                await client.upload_version("nope", tiny, snapshot_id=snapshot)
+            return await client.training_data(MODEL, tmp_path / "rows.csv", snapshot)
+
+    assert anyio.run(the_async_client) == (DATASET, snapshot)
+    assert (tmp_path / "rows.csv").read_text().startswith("text,label")
 
     assert system.registry.list_versions(MODEL) == []
     assert system.queue.list() == []

@@ -1,6 +1,7 @@
 """``driftloop models register NAME DIR`` for models saved by other tools (#18 part 4): a Hugging
 Face sequence-classification checkpoint (a tiny random BERT saved here, nothing downloaded)
-registered, served over /v1 and /v2 with the checkpoint's own answers; ``--reference FILE``
+registered, served over /v1 and /v2 with the checkpoint's own answers; MLflow pyfunc models
+saved by MLflow, loaded by its loader; ``--reference FILE``
 profiled by the predictor and recorded with the predictor and its schema; directories that
 are no model refused with nothing registered."""
 
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import transformers
@@ -25,6 +29,13 @@ from driftloop.predictors import PREDICTION
 from driftloop.registry import ModelRegistry
 from driftloop.serving import ApiKeyStore, Scope, create_app
 from driftloop.store import open_database
+
+with warnings.catch_warnings():  # MLflow's advice on type hints, given at import
+    warnings.simplefilter("ignore", UserWarning)
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.pyfunc.model import PythonModel
+    from mlflow.types import ColSpec, Schema
 
 WORDS = ["good", "bad", "food", "service", "slow", "great", "the", "was"]
 TEXTS = ["the food was good", "service was slow and bad", "great"]
@@ -100,8 +111,6 @@ def test_a_hugging_face_checkpoint_is_registered_and_served_with_its_own_answers
 
 
 def _predict(app: Any, key: str, texts: list[str]) -> list[dict[str, Any]]:
-    import anyio
-
     async def call() -> list[dict[str, Any]]:
         async with app.router.lifespan_context(app), httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
@@ -151,9 +160,79 @@ def test_a_reference_file_profiles_a_record_model_and_bad_ones_register_nothing(
     assert "learn it from the first live values" in output
 
 
+class SpendModel(PythonModel):
+    """An MLflow pyfunc regression: spend = 2 * tenure + 10."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        return (2.0 * model_input["tenure_months"] + 10.0).to_numpy()
+
+
+class ToneModel(PythonModel):
+    """An MLflow pyfunc text classifier: a probability per column of its output signature."""
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+        good = model_input["text"].str.contains("good").astype(float) * 0.8 + 0.1
+        return pd.DataFrame({"negative": 1.0 - good, "positive": good})
+
+
+def save_mlflow(directory: Path, model: Any, inputs: list[Any], outputs: list[Any]) -> Path:
+    with warnings.catch_warnings():  # MLflow's advice on type hints and input examples
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(
+            str(directory), python_model=model, pip_requirements=[],
+            signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)))
+    return directory
+
+
+def test_mlflow_pyfunc_models_are_registered_and_served_by_mlflows_loader(
+        tmp_path: Path) -> None:
+    spend = save_mlflow(tmp_path / "spend", SpendModel(),
+                        [ColSpec("long", "tenure_months"),
+                         ColSpec("boolean", "promo", required=False)],
+                        [ColSpec("double", "value")])
+    tone = save_mlflow(tmp_path / "tone", ToneModel(), [ColSpec("string", "text")],
+                       [ColSpec("double", "negative"), ColSpec("double", "positive")])
+    config_path = project(tmp_path, "  spend: {}\n  tone: {}")
+    reference = tmp_path / "reference.csv"
+    reference.write_text("tenure_months\n1\n4\n")
+    for name, directory, extra in (("spend", spend, ["--reference", str(reference)]),
+                                   ("tone", tone, [])):
+        code, output = register(config_path, name, str(directory), *extra)
+        assert code == 0, output
+    config = load_config(config_path)
+    registry = ModelRegistry.from_config(config)
+    spent = registry.get_version("spend", 1)
+    assert spent.params["predictor"] == "mlflow"
+    assert spent.params["inputs"]["features"] == [
+        {"name": "tenure_months", "type": "integer", "optional": False},
+        {"name": "promo", "type": "boolean", "optional": True}]
+    assert spent.reference is not None
+    assert spent.reference.inputs[PREDICTION] == [12.0, 18.0]
+    assert registry.get_version("tone", 1).params["inputs"] == {"kind": "text"}
+    key = ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(
+        Scope.PREDICT).key
+
+    async def call() -> None:
+        app = create_app(config, poll=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            headers = {"Authorization": f"Bearer {key}"}
+            values = await http.post("/v1/models/spend/predict", headers=headers,
+                                     json={"records": [{"tenure_months": 3}]})
+            assert values.status_code == 200, values.text
+            assert values.json()["predictions"][0]["value"] == 16.0
+            classes = await http.post("/v1/models/tone/predict", headers=headers,
+                                      json={"texts": ["good food", "meh"]})
+            assert classes.status_code == 200, classes.text
+            assert [p["class"] for p in classes.json()["predictions"]] == [
+                "positive", "negative"]
+
+    anyio.run(call)
+
+
 @pytest.mark.parametrize(("files", "words"), [
     ({"weights.bin": ""}, "no driftloop-model.json"),
-    ({"MLmodel": "flavors: {}"}, "MLflow"),
+    ({"MLmodel": "flavors: {}"}, "MLflow cannot load"),
     ({"config.json": json.dumps({"architectures": ["BertModel"]})}, "not a sequence-class"),
     ({"config.json": json.dumps({"architectures": ["BertForSequenceClassification"]})},
      "holds no tokenizer"),

@@ -45,6 +45,7 @@ PREDICTORS.register("transformers", "driftloop.trainers.transformers:Transformer
                     extra="transformers")
 PREDICTORS.register("hf-checkpoint", "driftloop.trainers.hf_checkpoint:HFCheckpointPredictor",
                     extra="transformers")
+PREDICTORS.register("mlflow", "driftloop.trainers.mlflow_pyfunc:MLflowPredictor", extra="mlflow")
 
 @dataclass(frozen=True)
 class Evaluation:

@@ -1,11 +1,12 @@
 """Models saved by other tools, made registrable: ``driftloop models register NAME DIR`` takes a
 driftloop model directory (a ``driftloop-model.json``: driftloop's own predictors, or custom
-predictor code) and also a Hugging Face sequence-classification checkpoint directory, which
-:func:`importable_directory` copies with the manifest that serves it (format ``hf-checkpoint``,
-:class:`~driftloop.trainers.hf_checkpoint.HFCheckpointPredictor`). The user's directory is never
-written to; the registered copy is what is hashed and stored.
+predictor code) and also a Hugging Face sequence-classification checkpoint directory or an MLflow
+pyfunc model directory, which :func:`importable_directory` copies with the manifest that serves
+it (format ``hf-checkpoint``, :class:`~driftloop.trainers.hf_checkpoint.HFCheckpointPredictor`;
+format ``mlflow``, :class:`~driftloop.trainers.mlflow_pyfunc.MLflowPredictor`). The user's
+directory is never written to; the registered copy is what is hashed and stored.
 
-Recognising a checkpoint reads its ``config.json`` only: no torch, no code of the checkpoint.
+Recognising a directory reads its files only: no torch, no MLflow, no code of the model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ HF_FORMAT = "hf-checkpoint"
 VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
                 "sentencepiece.bpe.model")
 MLFLOW_MODEL = "MLmodel"
+MLFLOW_FORMAT = "mlflow"
 
 
 @contextmanager
@@ -41,16 +43,13 @@ def importable_directory(directory: Path) -> Iterator[Path]:
     if (directory / MANIFEST).is_file():
         yield directory
         return
-    manifest = hf_checkpoint_manifest(directory)
+    manifest = ({"format": MLFLOW_FORMAT} if (directory / MLFLOW_MODEL).is_file()
+                else hf_checkpoint_manifest(directory))
     if manifest is None:
-        if (directory / MLFLOW_MODEL).is_file():
-            raise InvalidInputError(
-                f"{directory} is an MLflow model ({MLFLOW_MODEL}): MLflow pyfunc directories are "
-                f"not supported yet; wrap the model in a driftloop predictor (docs/byo-model.md)")
         raise InvalidInputError(
             f"{directory} is not a model directory: it holds no {MANIFEST} (a driftloop "
-            f"predictor, docs/byo-model.md) and no {HF_CONFIG} (a Hugging Face "
-            "sequence-classification checkpoint)")
+            f"predictor, docs/byo-model.md), no {HF_CONFIG} (a Hugging Face "
+            f"sequence-classification checkpoint) and no {MLFLOW_MODEL} (an MLflow model)")
     with tempfile.TemporaryDirectory(prefix="driftloop-import-") as scratch:
         copy = Path(scratch) / directory.name
         shutil.copytree(directory, copy, symlinks=False)

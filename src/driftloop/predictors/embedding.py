@@ -151,23 +151,12 @@ class EmbeddingTypicality:
 
 class SparseProjection:
     """A dense, low-dimensional embedding of sparse features (e.g. TF-IDF): truncated SVD over
-    the ``columns`` most frequent in the training rows."""
+    the ``columns`` most frequent in the training rows (fitted by the trainer:
+    ``driftloop.trainers.sklearn.fit_sparse_projection``; predictors/ only applies it)."""
 
     def __init__(self, columns: NDArray[np.int64], components: NDArray[np.float64]) -> None:
         self.columns = np.asarray(columns, dtype=np.int64)
         self.components = np.ascontiguousarray(components, dtype=np.float32)
-
-    @classmethod
-    def fit(cls, features: Any, *, dimensions: int = 64, max_columns: int = 20_000,
-            seed: int = 0) -> SparseProjection:
-        """``features``: a scipy sparse matrix of the training rows."""
-        from sklearn.decomposition import TruncatedSVD
-
-        frequency = np.asarray((features > 0).sum(axis=0)).ravel()
-        columns = np.sort(np.argsort(-frequency, kind="stable")[:max_columns])
-        dimensions = max(1, min(dimensions, len(columns) - 1, features.shape[0] - 1))
-        svd = TruncatedSVD(dimensions, random_state=seed).fit(features[:, columns])
-        return cls(columns, svd.components_)
 
     def transform(self, features: Any) -> NDArray[np.float64]:
         projected = features[:, self.columns] @ self.components.T
@@ -218,9 +207,10 @@ class ProjectedTypicality:
         self.typicality = typicality
 
     @classmethod
-    def fit(cls, train: Any, held_out: Any, *, seed: int = 0) -> ProjectedTypicality:
-        """``train``, ``held_out``: sparse feature rows of the training and held-out texts."""
-        projection = SparseProjection.fit(train, seed=seed)
+    def fit(cls, projection: SparseProjection, train: Any, held_out: Any, *,
+            seed: int = 0) -> ProjectedTypicality:
+        """``train``, ``held_out``: sparse feature rows of the training and held-out texts;
+        ``projection`` fitted on ``train``."""
         typicality = EmbeddingTypicality.fit(projection.transform(train),
                                              projection.transform(held_out), seed=seed)
         return cls(projection, typicality)

@@ -23,6 +23,7 @@ import numpy as np
 import sklearn
 from numpy.typing import NDArray
 from pydantic import Field, ValidationError, field_validator
+from sklearn.decomposition import TruncatedSVD
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -31,7 +32,11 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from driftloop.config import ModelConfig, StrictModel
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError
 from driftloop.predictors import MANIFEST, TextClassifier, softmax
-from driftloop.predictors.embedding import EMBEDDING_TYPICALITY, ProjectedTypicality
+from driftloop.predictors.embedding import (
+    EMBEDDING_TYPICALITY,
+    ProjectedTypicality,
+    SparseProjection,
+)
 from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
@@ -289,7 +294,8 @@ class SklearnTrainer(Trainer):
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
         predictor = SklearnPredictor(labels, pipeline)
         predictor.typicality = ProjectedTypicality.fit(
-            x_train, features.transform(splits.held_out[text].tolist()), seed=self.params.seed)
+            fit_sparse_projection(x_train, seed=self.params.seed), x_train,
+            features.transform(splits.held_out[text].tolist()), seed=self.params.seed)
         calibrated = calibrate_and_evaluate(predictor, splits, text_column=text,
                                             label_column=label)
         report("done", 1.0)
@@ -318,3 +324,14 @@ def _as_logits(scores: Any) -> NDArray[np.float64]:
     if array.ndim == 1:
         return np.column_stack([-array / 2.0, array / 2.0])
     return array
+
+
+def fit_sparse_projection(features: Any, *, dimensions: int = 64, max_columns: int = 20_000,
+                          seed: int = 0) -> SparseProjection:
+    """The input-drift embedding of TF-IDF rows (``features``, a scipy sparse matrix of the
+    training rows): truncated SVD over the ``max_columns`` most frequent columns."""
+    frequency = np.asarray((features > 0).sum(axis=0)).ravel()
+    columns = np.sort(np.argsort(-frequency, kind="stable")[:max_columns])
+    dimensions = max(1, min(dimensions, len(columns) - 1, features.shape[0] - 1))
+    svd = TruncatedSVD(dimensions, random_state=seed).fit(features[:, columns])
+    return SparseProjection(columns, svd.components_)

@@ -41,7 +41,7 @@ PREDICTORS: PluginFamily[type[Predictor]] = PluginFamily("predictor", noun="form
 """The manifest's ``format`` → its :class:`Predictor` class; installed packages add formats in
 the entry-point group ``driftloop.predictors``."""
 PREDICTORS.register("sklearn", "driftloop.trainers.sklearn:SklearnPredictor")
-PREDICTORS.register("transformers", "driftloop.trainers.transformers:TransformersPredictor",
+PREDICTORS.register("transformers", "driftloop.trainers.transformers_model:TransformersPredictor",
                     extra="transformers")
 PREDICTORS.register("hf-checkpoint", "driftloop.trainers.hf_checkpoint:HFCheckpointPredictor",
                     extra="transformers")

@@ -89,7 +89,7 @@ def test_errors_are_clean(tmp_path: Path, model_dir: Path) -> None:
     bad = runner.invoke(app, ["models", "register", "review-classifier", str(tmp_path),
                               "-c", str(config)])
     assert bad.exit_code == 1
-    assert "not a loadable model" in flat(bad.output)
+    assert "is not a model directory: it holds no driftloop-model.json" in flat(bad.output)
     invoke(config, "models", "register", "review-classifier", str(model_dir))
     nothing_earlier = runner.invoke(app, ["models", "rollback", "review-classifier",
                                           "-c", str(config)])

@@ -60,8 +60,8 @@ def stored_files(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize(("source", "manifest", "problem"), [
-    (None, {}, "names no predictor: give it a 'format' (a registered predictor: keyword, "
-               "sklearn, transformers) or a 'predictor'"),
+    (None, {}, "names no predictor: give it a 'format' (a registered predictor: hf-checkpoint, "
+               "keyword, mlflow, sklearn, transformers) or a 'predictor'"),
     ("import not_a_module_anywhere\n", None,
      "importing predictor.py failed: ModuleNotFoundError: No module named "
      "'not_a_module_anywhere'"),

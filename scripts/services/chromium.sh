@@ -42,6 +42,13 @@ svc_url() {
 }
 
 svc_after_stop() {
+  # chromium's helper processes (renderers, crashpad) may outlive it for a moment and still
+  # write into its profile: end them, then remove the profile, retrying while they finish
+  pkill -f -- "--user-data-dir=$SVC_DATA" 2>/dev/null || true
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    rm -rf "$SVC_DATA" 2>/dev/null && return 0
+    sleep 0.5
+  done
   rm -rf "$SVC_DATA"
 }
 

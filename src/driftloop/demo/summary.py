@@ -102,6 +102,7 @@ def summarize(run: DemoRun) -> dict[str, Any]:
         "requests": stats.requests,
         "texts": stats.texts,
         "failed_requests": stats.failed,
+        "shed_requests": stats.shed,
         "versions_served": dict(stats.versions),
         "final_production_version": final_version,
         "seconds_to_drift_detector": since_phase2(

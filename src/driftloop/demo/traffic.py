@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 import httpx
 import pandas as pd
 
+SHED_RETRIES = 5
+"""How often a shed prediction is sent again before it counts as failed."""
+
 
 @dataclass
 class TrafficStats:
     requests: int = 0
     texts: int = 0
     failed: int = 0
+    shed: int = 0
+    """Answers the server shed with Retry-After (sent again; not failures)."""
     failures: list[str] = field(default_factory=list)
     versions: Counter[str] = field(default_factory=Counter)
     correct: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -74,12 +79,27 @@ class TrafficGenerator:
             return (self.phase, sample[self.text_column].astype(str).tolist(),
                     sample[self.label_column].astype(str).tolist())
 
+    async def _post(self, client: httpx.AsyncClient, texts: list[str]) -> httpx.Response:
+        """One prediction, as a well-behaved client sends it: a request the server sheds
+        (503, or 429, with ``Retry-After``: documented backpressure) is sent again after the
+        wait it asks for (at most 1 s, up to ``SHED_RETRIES`` times); only an answer that stays
+        an error counts as a failed request."""
+        for _ in range(SHED_RETRIES):
+            response = await client.post(self.endpoint, json={"texts": texts},
+                                         headers=self.headers)
+            wait = response.headers.get("retry-after")
+            if response.status_code not in (429, 503) or wait is None:
+                return response
+            with self._lock:
+                self.stats.shed += 1
+            await asyncio.sleep(min(1.0, float(wait)))
+        return response
+
     async def _client(self, client: httpx.AsyncClient) -> None:
         while not self._stop.is_set():
             phase, texts, labels = self._draw()
             try:
-                response = await client.post(self.endpoint, json={"texts": texts},
-                                             headers=self.headers)
+                response = await self._post(client, texts)
             except httpx.HTTPError as exc:
                 self._record_failure(f"{type(exc).__name__}: {exc}")
             else:

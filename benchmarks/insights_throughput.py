@@ -41,10 +41,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from driftloop.config import Config, InsightsConfig, KafkaConfig
+from driftloop.database import Database, open_database
 from driftloop.insights import InsightsClient
 from driftloop.insights.kafka import ensure_topic
 from driftloop.metrics.tables import metric_points
-from driftloop.store import Database, open_database
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = [f"model-{i}" for i in range(8)]

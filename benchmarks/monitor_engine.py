@@ -23,10 +23,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from driftloop.config import Config
+from driftloop.database import Database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.engine import MonitorEngine
-from driftloop.store import Database
 
 NOW = 1_700_006_400.0  # a minute boundary
 AGGREGATIONS = ("avg", "min", "max", "p50", "p90", "p99", "count", "sum")

@@ -69,8 +69,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from driftloop.config import ModelConfig
 from driftloop.demo.scenario import build_scenario
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.predictors import Predictor
-from driftloop.storage import bundled_reviews_path
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.registry import get_trainer
 

@@ -130,10 +130,10 @@ MODEL_SPECS: dict[str, dict[str, Any]] = {
 def build_project(directory: Path, console: Console, kind: str = "sklearn") -> Project:
     """A driftloop project serving the ``kind`` model trained on the bundled reviews."""
     from driftloop.config import load_config
+    from driftloop.database import open_database
+    from driftloop.objectstore import DatasetStore, bundled_reviews_path
     from driftloop.registry import ModelRegistry
     from driftloop.serving import ApiKeyStore, Scope
-    from driftloop.storage import DatasetStore, bundled_reviews_path
-    from driftloop.store import open_database
     from driftloop.trainers.base import TrainingData
     from driftloop.trainers.registry import get_trainer
 

@@ -29,8 +29,8 @@ import httpx
 import yaml
 
 from driftloop.config import load_config
+from driftloop.database import open_database
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import open_database
 from driftloop.testing.soak import SoakResult, run_soak
 from insights_throughput import fresh_postgres, service_url
 

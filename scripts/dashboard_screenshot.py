@@ -36,9 +36,9 @@ from driftloop.dashboard import (  # noqa: E402
     dashboard_router,
     resolve_session_secret,
 )
+from driftloop.database import open_database  # noqa: E402
 from driftloop.serving.app import create_app  # noqa: E402
 from driftloop.serving.keys import ApiKeyStore  # noqa: E402
-from driftloop.store import open_database  # noqa: E402
 
 MODEL = "review-classifier"
 DEMO_NOT_CLOSED = 3

@@ -39,8 +39,8 @@ def main() -> None:
 
 def report_and_read_back(project: Path) -> None:
     from driftloop import SqlMetricStore, configure_insights, load_config, report_insights
+    from driftloop.database import open_database
     from driftloop.insights import shutdown_insights
-    from driftloop.store import open_database
 
     config = load_config(project / "driftloop.yaml")
     configure_insights(config)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from driftloop.store import Database
+from driftloop.database import Database
 
 SERVICE_SCRIPTS = Path(__file__).resolve().parent.parent / "scripts" / "services"
 

@@ -44,8 +44,8 @@ class ImportRule:
 RULES: tuple[ImportRule, ...] = (
     ImportRule(
         "drift",
-        ("driftloop.store", "driftloop.metrics", "driftloop.monitors", "driftloop.serving",
-         "driftloop.insights", "driftloop.registry", "driftloop.storage", "driftloop.notify",
+        ("driftloop.database", "driftloop.metrics", "driftloop.monitors", "driftloop.serving",
+         "driftloop.insights", "driftloop.registry", "driftloop.objectstore", "driftloop.notify",
          "driftloop.pipeline", *TOP, "sqlalchemy", *SERVER_LIBRARIES),
         "drift/ is pure numerics: no store, no server",
     ),
@@ -91,7 +91,7 @@ RULES: tuple[ImportRule, ...] = (
     ),
     ImportRule(
         "predictors",
-        ("driftloop.trainers", "driftloop.serving", "driftloop.registry", "driftloop.store",
+        ("driftloop.trainers", "driftloop.serving", "driftloop.registry", "driftloop.database",
          "driftloop.pipeline", *TOP, *TRAINING_LIBRARIES, *SERVER_LIBRARIES),
         "predictors/ is the model contract: no trainer, no server, no store",
     ),
@@ -105,7 +105,7 @@ RULES: tuple[ImportRule, ...] = (
         for package in ("backends", "config", "errors", "messages", "project", "redaction",
                         "scaffold", "system",
                         "dashboard", "demo", "drift", "insights", "metrics", "monitors",
-                        "notify", "pipeline", "registry", "serving", "storage", "store",
+                        "notify", "pipeline", "registry", "serving", "objectstore", "database",
                         "templates", "testing", "trainers")
     ),
 )
@@ -115,7 +115,7 @@ RULES: tuple[ImportRule, ...] = (
 class ImportSite:
     file: Path
     line: int
-    module: str      # absolute dotted name, e.g. "driftloop.store.database"
+    module: str      # absolute dotted name, e.g. "driftloop.database.core"
 
     def __str__(self) -> str:
         return f"{self.file.relative_to(SOURCE.parent)}:{self.line}: imports {self.module}"
@@ -143,7 +143,7 @@ def imports_of(path: Path, root: Path = SOURCE) -> Iterator[ImportSite]:
             else:
                 module = node.module or ""
             for alias in node.names:
-                # ``from driftloop import store`` imports driftloop.store; ``from x import Y``
+                # ``from driftloop import store`` imports driftloop.database; ``from x import Y``
                 # is judged by x.Y, which lies under x.
                 yield ImportSite(path, node.lineno, f"{module}.{alias.name}")
         elif isinstance(node, ast.Call) and node.args:
@@ -207,7 +207,7 @@ def test_the_checker_finds_every_kind_of_import(tmp_path: Path) -> None:
     rule = next(r for r in RULES if r.package == "drift")
     found = {(site.line, site.module) for site in violations(rule, root)}
     assert found == {
-        (4, "driftloop.store.database"),
+        (4, "driftloop.database.core"),
         (5, "driftloop.metrics"),
         (7, "driftloop.serving.app.create_app"),
         (9, "sqlalchemy"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from driftloop.backends import BackendFamily, require_module, url_scheme
+from driftloop.database import Database
+from driftloop.database.core import STORES
 from driftloop.errors import MissingExtraError, UnknownBackendError
-from driftloop.store import Database
-from driftloop.store.database import STORES
 
 
 def test_unknown_store_scheme_lists_known() -> None:

@@ -38,9 +38,9 @@ from driftloop.config import (
     WebhookNotifierConfig,
     config_keys,
 )
+from driftloop.database.core import STORES
 from driftloop.insights.transports import TRANSPORTS
-from driftloop.storage.objects import STORAGES
-from driftloop.store.database import STORES
+from driftloop.objectstore.storage import STORAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from driftloop.cli import app
 from driftloop.config import parse_config
+from driftloop.database import open_database
 from driftloop.logs import configure_from, configure_logging
 from driftloop.serving.keys import ApiKeyStore
-from driftloop.store import open_database
 
 WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"
 WEBHOOK_URL = "https://hooks.example/T0KEN-in-the-path-4242"

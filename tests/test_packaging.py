@@ -79,7 +79,7 @@ def test_report_insights_and_the_client_work_without_the_server_extra(tmp_path: 
 import time
 from driftloop import SqlMetricStore, configure_insights, load_config, report_insights
 from driftloop.insights import shutdown_insights
-from driftloop.store import open_database
+from driftloop.database import open_database
 config = load_config()
 configure_insights(config)
 start = time.time() - 1

@@ -25,16 +25,16 @@ from driftloop.config import (
     PluginNotifierConfig,
     parse_config,
 )
+from driftloop.database import Database
+from driftloop.database.core import STORES
 from driftloop.drift import SelfReferencedDetector, build_detector
 from driftloop.drift.factory import DETECTORS
 from driftloop.errors import ConfigError, MissingExtraError, UnknownBackendError
 from driftloop.insights.transports import TRANSPORTS, open_transport
 from driftloop.notify.plugins import NOTIFIERS
 from driftloop.notify.router import NotificationRouter
+from driftloop.objectstore.storage import STORAGES, open_storage
 from driftloop.predictors import PREDICTORS, load_predictor
-from driftloop.storage.objects import STORAGES, open_storage
-from driftloop.store import Database
-from driftloop.store.database import STORES
 from driftloop.testing.transports import MemoryTransport
 from driftloop.trainers.registry import TRAINERS, get_trainer, known_trainers, trainer_class
 from driftloop.trainers.sklearn import SklearnTrainer
@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from driftloop.drift.base import DriftDetector
 from driftloop.notify.base import DeliveryResult, Notifier
 from driftloop.predictors import Predictor
-from driftloop.storage.objects import ObjectStorage
+from driftloop.objectstore.storage import ObjectStorage
 from driftloop.testing.transports import MemoryTransport
 from driftloop.trainers.base import Trainer
 

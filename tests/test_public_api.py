@@ -104,7 +104,7 @@ def fresh_dirs() -> dict[str, list[str]]:
 
 
 def test_the_lazy_packages_are_found() -> None:
-    assert {"driftloop", "driftloop.drift", "driftloop.storage"} <= set(LAZY_PACKAGES)
+    assert {"driftloop", "driftloop.drift", "driftloop.objectstore"} <= set(LAZY_PACKAGES)
 
 
 @pytest.mark.parametrize("package", LAZY_PACKAGES)
@@ -129,7 +129,7 @@ def test_lazily_exported_names_are_the_typed_ones_and_resolve_to_their_module(
 
 
 def test_package_tables_import_without_the_server_modules() -> None:
-    code = ("import sys; from driftloop.store.database import import_table_modules; "
+    code = ("import sys; from driftloop.database.core import import_table_modules; "
             "import_table_modules(); "
             "print(','.join(m for m in ('fastapi', 'pandas', 'sklearn', 'scipy', 'slack_sdk') "
             "if m in sys.modules))")

@@ -43,12 +43,12 @@ if TYPE_CHECKING:
     from driftloop.monitors.engine import MonitorEngine
     from driftloop.monitors.events import Event, MonitorState
     from driftloop.notify.router import NotificationRouter
+    from driftloop.objectstore import DatasetStore
     from driftloop.pipeline.queue import JobQueue
     from driftloop.pipeline.runner import RetrainPipeline
     from driftloop.predictors import Feature, InputSchema, Predictor, TextClassifier
     from driftloop.registry import ModelRegistry, ModelVersion
     from driftloop.serving.app import create_app
-    from driftloop.storage import DatasetStore
     from driftloop.system import DriftloopSystem
 
 _LAZY = {
@@ -58,7 +58,7 @@ _LAZY = {
     "MonitorConfig": "driftloop.config",
     "load_config": "driftloop.config",
     "parse_config": "driftloop.config",
-    "DatasetStore": "driftloop.storage",
+    "DatasetStore": "driftloop.objectstore",
     "DriftloopSystem": "driftloop.system",
     "Event": "driftloop.monitors.events",
     "Feature": "driftloop.predictors",

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from driftloop.config import Config, MonitorConfig
 from driftloop.control_metrics import ControlPlaneCollector
+from driftloop.database import open_database
 from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
 from driftloop.insights.client import InsightsClient
@@ -42,6 +43,7 @@ from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.outcomes import Outcome, RetrainOutcome, outcome_event
 from driftloop.notify import Notifier
 from driftloop.notify.router import NotificationRouter
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.retry import RetryPolicy
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
@@ -52,8 +54,6 @@ from driftloop.registry import ModelRegistry
 from driftloop.serving.feedback import FeedbackStore
 from driftloop.serving.keys import ApiKeyStore, Scope
 from driftloop.serving.sources import SERVED_ALIASES
-from driftloop.storage import DatasetStore
-from driftloop.store import open_database
 
 if TYPE_CHECKING:  # the app's parts are imported where it is built: commands that only read
     # the store (status, monitors status) do not pay for FastAPI, the dashboard or the routes

@@ -12,17 +12,17 @@ import numpy as np
 
 from driftloop.config import Config, parse_config
 from driftloop.dashboard import StoreDashboardData
+from driftloop.database import Database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event
 from driftloop.notify.router import NotificationRouter
+from driftloop.objectstore import open_storage
 from driftloop.pipeline.queue import JobQueue, JobState
 from driftloop.predictors import Evaluation, ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry, ModelVersion
 from driftloop.serving.keys import ApiKeyStore
-from driftloop.storage import open_storage
-from driftloop.store import Database
 from driftloop.testing.predictors import review_keyword_predictor
 
 MODEL = "review-classifier"

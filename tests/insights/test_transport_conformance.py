@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.config import Config, KafkaConfig, MetricsConfig
+from driftloop.database import open_database
 from driftloop.insights import InsightsClient
 from driftloop.insights.http import HttpTransport
 from driftloop.insights.local import LocalTransport
@@ -19,7 +20,6 @@ from driftloop.insights.transports import Transport
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
-from driftloop.store import open_database
 from driftloop.testing.checks import ConformanceError, TransportSubject, check_transport
 from serving.live import live_server
 

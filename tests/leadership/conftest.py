@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from driftloop.store import Database
+from driftloop.database import Database
 from servicekit import BOTH_BACKENDS
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.database import Database
 from driftloop.leadership import ControlPlane, ControlProcessLockedError, Role
-from driftloop.store import Database
 
 DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 

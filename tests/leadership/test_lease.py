@@ -9,9 +9,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from driftloop.database import Database
 from driftloop.leadership import ControlLease, LeaseLostError
 from driftloop.pipeline.queue import JobQueue, JobState
-from driftloop.store import Database
 
 LEASE = 0.4
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from driftloop.database import Database
 from driftloop.metrics.points import Aggregation, MetricPoint
 from driftloop.metrics.sketch import encode_bins, merge_bins, sketch_quantile, unpack_sketch
 from driftloop.metrics.sql import SqlMetricStore
@@ -26,7 +27,6 @@ from driftloop.metrics.tables import (
     metric_series,
     metric_store_state,
 )
-from driftloop.store import Database
 
 H0 = 1_699_999_200.0  # an hour boundary
 DAYS = 3

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 
 from driftloop.config import MetricsConfig
+from driftloop.database import Database
 from driftloop.errors import InvalidInputError
 from driftloop.metrics.points import Aggregation, MetricPoint, PointBatch
 from driftloop.metrics.sketch import RELATIVE_ACCURACY
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import Database
 
 T0 = 1_699_999_980.0  # a minute boundary
 AGGREGATIONS: list[Aggregation] = ["avg", "min", "max", "sum", "count", "p50", "p90", "p99"]

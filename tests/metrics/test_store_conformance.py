@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from driftloop.config import MetricsConfig
+from driftloop.database import Database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import Database
 from driftloop.testing.checks import ConformanceError, MetricStoreSubject, check_metric_store
 
 

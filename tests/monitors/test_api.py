@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from driftloop.config import Config
+from driftloop.database import Database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.api import monitors_router
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.serving import ApiKeyStore, Scope
-from driftloop.store import Database
 from serving.mounted import admin_api, mounted_app
 
 T0 = 1_699_999_980.0

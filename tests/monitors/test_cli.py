@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from driftloop.cli import app
 from driftloop.cli.app import console
 from driftloop.config import load_config
+from driftloop.database import open_database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import open_database
 
 CONFIG = """
 store: sqlite:///state/driftloop.db

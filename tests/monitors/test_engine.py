@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from driftloop.config import Config, MonitorConfig
+from driftloop.database import Database
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.incidents import IncidentStatus
 from driftloop.predictors import ReferenceProfile
-from driftloop.store import Database
 from driftloop.testing.clock import ManualClock
 from driftloop.testing.configs import make_config
 

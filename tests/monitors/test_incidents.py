@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from driftloop.database import Database
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.monitors.incidents import IncidentStatus, IncidentStore
-from driftloop.store import Database
 from driftloop.testing.clock import ManualClock
 
 

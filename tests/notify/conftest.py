@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.store.database import Database
+from driftloop.database.core import Database
 from notify.fake_services import FakeApiServer, running_server
 
 

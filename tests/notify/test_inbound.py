@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from standardwebhooks.webhooks import Webhook
 
 from driftloop.config import HooksConfig, WebhookSignature
+from driftloop.database.core import Database
 from driftloop.errors import ConfigError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
 from driftloop.notify import (
@@ -28,7 +29,6 @@ from driftloop.notify import (
 from driftloop.notify.base import ThresholdLines
 from driftloop.notify.inbound import HookVerifier, incident_id_for, parse_alert_payload
 from driftloop.notify.signatures import ReceiptStore, StandardSigner
-from driftloop.store.database import Database
 from notify.fake_services import notify_config
 from serving.mounted import mounted_app
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftloop.database.core import Database
 from driftloop.monitors.events import MonitorState
 from driftloop.notify import NotificationRouter
-from driftloop.store.database import Database
 from notify.fake_services import (
     JIRA_EMAIL,
     JIRA_TOKEN,

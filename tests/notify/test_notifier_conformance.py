@@ -14,13 +14,13 @@ from driftloop.config import (
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
+from driftloop.database.core import Database
 from driftloop.notify.base import DeliveryResult, Notification, Notifier
 from driftloop.notify.github import GithubDispatchNotifier
 from driftloop.notify.jira import JiraNotifier
 from driftloop.notify.log import LogNotifier
 from driftloop.notify.slack import SlackNotifier
 from driftloop.notify.webhook import WebhookNotifier
-from driftloop.store.database import Database
 from driftloop.testing.checks import ConformanceError, NotifierSubject, check_notifier
 from notify.fake_services import (
     GITHUB_TOKEN,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from driftloop.database.core import Database
 from driftloop.errors import ConfigError
 from driftloop.monitors.events import MonitorState
 from driftloop.notify import NotificationRouter, RetryPolicy
-from driftloop.store.database import Database
 from notify.fake_services import (
     SLACK_WEBHOOK_PATH,
     FakeApiServer,

@@ -8,10 +8,10 @@ import pytest
 from matplotlib import image as mpimg
 
 from driftloop.config import SlackNotifierConfig
+from driftloop.database.core import Database
 from driftloop.errors import ConfigError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
 from driftloop.notify import GraphStore, Notification, SlackNotifier, ThresholdLines, render_graph
-from driftloop.store.database import Database
 from notify.fake_services import (
     SLACK_BOT_TOKEN,
     SLACK_WEBHOOK_PATH,

@@ -7,9 +7,9 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from driftloop.database.core import Database
 from driftloop.errors import ConfigError
 from driftloop.notify import NotificationRouter
-from driftloop.store.database import Database
 from notify.fake_services import (
     GITHUB_DOCS,
     GITHUB_TOKEN,

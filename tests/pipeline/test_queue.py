@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.database import Database
 from driftloop.errors import ConflictError, NotFoundError
 from driftloop.pipeline.queue import JobQueue, JobState
-from driftloop.store import Database
 from driftloop.testing.clock import ManualClock
 
 

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from driftloop.errors import BackendUnavailableError
 from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.tables import job_steps, retrain_jobs
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelRegistry
-from driftloop.storage import DatasetStore
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.github_dispatch import GITHUB_API_VERSION

@@ -20,9 +20,9 @@ from driftloop.cli import app as cli
 from driftloop.client import AsyncClient, Client, UploadedVersion, pack_model
 from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.errors import ForbiddenError, NotFoundError
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import JobState
 from driftloop.serving.keys import Scope
-from driftloop.storage import DatasetStore
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer

@@ -17,11 +17,11 @@ import pandas as pd
 import yaml
 
 from driftloop.config import Config, load_config
+from driftloop.objectstore import Snapshot, bundled_reviews_path
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import HealthProbe, PipelineHooks, RetrainPipeline
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelVersion
-from driftloop.storage import Snapshot, bundled_reviews_path
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.testing.clock import ManualClock
 from driftloop.trainers.base import TrainingData

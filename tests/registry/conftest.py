@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from driftloop.database.core import Database
+from driftloop.objectstore import bundled_reviews_path, open_storage
 from driftloop.registry import ModelRegistry
-from driftloop.storage import bundled_reviews_path, open_storage
-from driftloop.store.database import Database
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 

@@ -22,9 +22,9 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.objectstore import Snapshot
 from driftloop.predictors import MANIFEST
 from driftloop.registry import ModelRegistry, hash_directory
-from driftloop.storage import Snapshot
 from driftloop.trainers.base import TrainedModel
 
 Factory = Callable[..., ModelRegistry]

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from driftloop.database.core import Database
 from driftloop.errors import IntegrityError
+from driftloop.objectstore import DatasetStore, open_storage
 from driftloop.registry import ModelRegistry
-from driftloop.storage import DatasetStore, open_storage
-from driftloop.store.database import Database
 from driftloop.trainers.base import TrainedModel
 
 TEXTS = ["comfortable jeans", "a dull, lifeless sequel"]

@@ -24,11 +24,11 @@ import yaml
 from fastapi import FastAPI
 
 from driftloop.config import Config, ServingConfig, load_config
+from driftloop.database import open_database
+from driftloop.objectstore import DatasetStore, Snapshot
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.serving import ApiKeyStore, Scope
 from driftloop.serving.limits import uvicorn_options
-from driftloop.storage import DatasetStore, Snapshot
-from driftloop.store import open_database
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 from pipeline.world import DATASET, MODEL, SKLEARN_PARAMS, make_snapshots

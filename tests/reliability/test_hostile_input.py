@@ -28,8 +28,8 @@ from standardwebhooks.webhooks import Webhook
 from driftloop.config import load_config
 from driftloop.errors import ConfigError, InvalidInputError
 from driftloop.messages import MessageTemplate
+from driftloop.objectstore import DatasetStore
 from driftloop.serving import ApiKeyStore, Scope
-from driftloop.storage import DatasetStore
 from driftloop.system import DriftloopSystem
 from reliability.conftest import HOOK_SECRET, ServedSystem
 from reliability.project import DATASET, MODEL

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.database import open_database
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import open_database
 from driftloop.testing.soak import SoakResult, run_soak
 from reliability.project import MODEL, LoopProcess, ReliabilityProject, free_port
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from driftloop.errors import BackendUnavailableError
+from driftloop.objectstore.storage import TEMP_PREFIX
 from driftloop.registry import ModelRegistry
 from driftloop.registry.model_registry import MODELS_PREFIX
-from driftloop.storage.objects import TEMP_PREFIX
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 from pipeline.world import SKLEARN_PARAMS, make_snapshots

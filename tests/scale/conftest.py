@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from driftloop.database import Database
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.metrics.tables import metric_points
-from driftloop.store import Database
 
 
 @dataclass(frozen=True)

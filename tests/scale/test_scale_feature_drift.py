@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from driftloop.config import MonitorConfig
+from driftloop.database import Database
 from driftloop.drift.base import DriftDetector
 from driftloop.drift.factory import build_detector
 from driftloop.metrics.points import MetricPoint
@@ -21,7 +22,6 @@ from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import MonitorState
 from driftloop.predictors import Feature, InputSchema, ReferenceProfile
 from driftloop.predictors.schema import feature_metrics, feature_references
-from driftloop.store import Database
 from driftloop.testing.clock import ManualClock
 from driftloop.testing.configs import make_config
 

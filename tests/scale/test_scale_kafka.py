@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer
 from pydantic import ValidationError
 
 from driftloop.config import Config, InsightsConfig, KafkaConfig
+from driftloop.database import Database, open_database
 from driftloop.errors import BackendUnavailableError, ConfigError
 from driftloop.insights import InsightsClient, open_transport
 from driftloop.insights.kafka import (
@@ -30,7 +31,6 @@ from driftloop.insights.kafka import (
 )
 from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.store import Database, open_database
 
 from .conftest import count_points
 

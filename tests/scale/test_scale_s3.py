@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from driftloop.errors import IntegrityError
+from driftloop.objectstore import DatasetStore, open_storage
 from driftloop.pipeline.queue import JobState
 from driftloop.registry import ModelRegistry
-from driftloop.storage import DatasetStore, open_storage
 from pipeline.world import DATASET, MODEL, PipelineWorld, ScriptedHealthProbe
 
 pytestmark = pytest.mark.s3

@@ -13,14 +13,14 @@ from typing import TypeVar
 import pytest
 import sqlalchemy as sa
 
+from driftloop.database import METADATA, Database
 from driftloop.errors import AuthError
 from driftloop.metrics.points import MetricPoint
 from driftloop.monitors.events import MonitorState
+from driftloop.objectstore import open_storage
 from driftloop.pipeline.queue import JobQueue, JobState
 from driftloop.registry import ModelRegistry
 from driftloop.serving.keys import ApiKeyStore, Scope
-from driftloop.storage import open_storage
-from driftloop.store import METADATA, Database
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe

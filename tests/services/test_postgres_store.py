@@ -7,9 +7,9 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from driftloop.database import METADATA, Database
+from driftloop.database.core import SCHEMA_VERSION, schema_versions
 from driftloop.errors import BackendUnavailableError
-from driftloop.store import METADATA, Database
-from driftloop.store.database import SCHEMA_VERSION, schema_versions
 
 pytestmark = pytest.mark.postgres
 

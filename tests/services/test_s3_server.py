@@ -8,7 +8,7 @@ import anyio
 import pytest
 import s3fs
 
-from driftloop.storage.objects import open_storage
+from driftloop.objectstore.storage import open_storage
 from servicekit import S3Endpoint, close_s3_filesystem
 
 pytestmark = pytest.mark.s3

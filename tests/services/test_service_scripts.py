@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from driftloop.store import Database
+from driftloop.database import Database
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "services" / "postgres.sh"
 

@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from driftloop.config import Config, InsightsConfig, ModelConfig, ServingConfig
+from driftloop.database import Database, open_database
 from driftloop.insights import InsightsClient
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
-from driftloop.store import Database, open_database
 from driftloop.testing.predictors import review_keyword_predictor
 from driftloop.testing.transports import MemoryTransport
 

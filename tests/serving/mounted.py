@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, FastAPI
 
 from driftloop.config import Config
+from driftloop.database import Database
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
 from driftloop.serving.auth import require_scope
 from driftloop.serving.feedback import FeedbackStore
-from driftloop.store import Database
 
 
 def admin_api(*routers: APIRouter) -> APIRouter:

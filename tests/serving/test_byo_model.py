@@ -139,7 +139,7 @@ async def test_a_custom_predictor_is_registered_served_validated_and_hot_swapped
 
 
 def _api_keys(config: Config) -> ApiKeyStore:
-    from driftloop.store import open_database
+    from driftloop.database import open_database
 
     return ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
 

@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from driftloop.cli import app as cli_app
 from driftloop.config import load_config
+from driftloop.database import Database, open_database
 from driftloop.insights import InsightsClient
 from driftloop.serving import FeedbackStore
 from driftloop.serving.feedback import FeedbackRecord
-from driftloop.store import Database, open_database
 from driftloop.testing.transports import MemoryTransport
 
 pytestmark = pytest.mark.anyio

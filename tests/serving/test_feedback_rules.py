@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from driftloop.config import Config, ModelConfig
+from driftloop.database import Database
 from driftloop.insights import InsightsClient
 from driftloop.serving import ApiKeyStore, FeedbackStore, InMemoryModelSource, create_app
 from driftloop.serving.tables import predictions
-from driftloop.store import Database
 from driftloop.testing.transports import MemoryTransport
 
 pytestmark = pytest.mark.anyio

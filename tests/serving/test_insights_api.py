@@ -13,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from driftloop.config import Config, InsightsConfig
+from driftloop.database import Database
 from driftloop.errors import AuthError, ConfigError, ForbiddenError
 from driftloop.insights import InsightsClient
 from driftloop.insights.http import HttpTransport, create_http_transport
@@ -20,7 +21,6 @@ from driftloop.insights.transports import open_transport
 from driftloop.metrics.points import MetricPoint
 from driftloop.metrics.sql import SqlMetricStore
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
-from driftloop.store import Database
 from driftloop.testing.transports import MemoryTransport
 from serving.live import live_server
 

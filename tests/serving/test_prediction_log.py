@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from driftloop.config import Config
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError
 from driftloop.insights import InsightsClient
 from driftloop.serving import (
@@ -33,7 +34,6 @@ from driftloop.serving import (
 )
 from driftloop.serving.prediction_log import issued_at, new_prediction_ids, text_digest
 from driftloop.serving.tables import predictions
-from driftloop.store import Database
 from driftloop.testing.transports import MemoryTransport
 from servicekit import BOTH_BACKENDS, migrated_database
 

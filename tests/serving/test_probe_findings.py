@@ -15,9 +15,9 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from driftloop.config import Config, ModelConfig, RateLimitConfig, ServingConfig
+from driftloop.database import Database
 from driftloop.insights.client import InsightsClient
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
-from driftloop.store import Database
 from driftloop.testing.predictors import review_keyword_predictor
 
 pytestmark = pytest.mark.anyio

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from driftloop.cli import app as cli_app
 from driftloop.config import Config, load_config
+from driftloop.database import open_database
 from driftloop.insights import InsightsClient
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.serving import (
@@ -25,7 +26,6 @@ from driftloop.serving import (
     plan_server,
 )
 from driftloop.serving.prometheus import MULTIPROCESS_ENV
-from driftloop.store import open_database
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
 from serving.live import live_server as serve_live
 

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from driftloop.cli import app
 from driftloop.config import load_config, parse_config
 from driftloop.errors import ConflictError, InvalidInputError
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.pipeline.queue import JobState
 from driftloop.predictors import load_predictor
 from driftloop.registry import ModelRegistry
@@ -39,7 +40,6 @@ from driftloop.scaffold import (
     training_repo_files,
 )
 from driftloop.serving.keys import Scope
-from driftloop.storage import bundled_reviews_path
 from driftloop.system import DriftloopSystem
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout

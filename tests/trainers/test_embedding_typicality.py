@@ -15,10 +15,10 @@ from numpy.typing import NDArray
 
 from driftloop.config import DetectorConfig, parse_config
 from driftloop.drift import build_detector
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.predictors import ReferenceProfile, load_predictor
 from driftloop.predictors.embedding import EMBEDDING_TYPICALITY, EmbeddingTypicality
 from driftloop.project import default_config_text
-from driftloop.storage import bundled_reviews_path
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from driftloop.errors import TrainingError
-from driftloop.storage import bundled_reviews_path
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.command import CommandTrainer
 from driftloop.trainers.notebook import NotebookTrainer

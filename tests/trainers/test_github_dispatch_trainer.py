@@ -25,9 +25,9 @@ from driftloop.errors import (
     InvalidInputError,
     TrainingError,
 )
+from driftloop.objectstore import DatasetStore, Snapshot, bundled_reviews_path
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.scaffold import WORKFLOW_PATH, TrainingRepoOptions, render_training_repo
-from driftloop.storage import DatasetStore, Snapshot, bundled_reviews_path
 from driftloop.testing.clock import ManualClock
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.github_dispatch import (

@@ -25,10 +25,10 @@ from typer.testing import CliRunner
 from byo_models import write_regression_model
 from driftloop.cli import app as cli_app
 from driftloop.config import load_config
+from driftloop.database import open_database
 from driftloop.predictors import PREDICTION
 from driftloop.registry import ModelRegistry
 from driftloop.serving import ApiKeyStore, Scope, create_app
-from driftloop.store import open_database
 
 with warnings.catch_warnings():  # MLflow's advice on type hints, given at import
     warnings.simplefilter("ignore", UserWarning)

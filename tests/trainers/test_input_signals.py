@@ -12,9 +12,9 @@ import pytest
 from driftloop.config import DetectorConfig
 from driftloop.drift import KSWindowDetector, build_detector
 from driftloop.errors import ConfigError
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.predictors import ReferenceProfile, load_predictor
 from driftloop.predictors.inputs import OOV_RATE, VocabularyProfile
-from driftloop.storage import bundled_reviews_path
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.predictors import Predictor
-from driftloop.storage import bundled_reviews_path
 from driftloop.testing.checks import ConformanceError, PredictorSubject, check_predictor
 from driftloop.testing.predictors import KeywordPredictor
 from driftloop.trainers.base import TrainingData

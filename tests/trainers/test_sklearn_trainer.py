@@ -12,9 +12,9 @@ import pytest
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.predictors import MANIFEST, load_predictor
 from driftloop.registry import hash_directory
-from driftloop.storage import bundled_reviews_path
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnPredictor, SklearnTrainer
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from driftloop.cli import app
 from driftloop.config import load_config
+from driftloop.objectstore import DatasetStore, bundled_reviews_path
 from driftloop.project import init_project
-from driftloop.storage import DatasetStore, bundled_reviews_path
 
 runner = CliRunner()
 

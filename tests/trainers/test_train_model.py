@@ -15,8 +15,8 @@ from driftloop.errors import (
     NotFoundError,
     TrainingError,
 )
+from driftloop.objectstore import DatasetStore, bundled_reviews_path
 from driftloop.registry import ModelRegistry
-from driftloop.storage import DatasetStore, bundled_reviews_path
 from driftloop.trainers.training import register_external, train_model
 
 CONFIG = """\

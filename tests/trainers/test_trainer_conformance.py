@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftloop.storage import bundled_reviews_path
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.testing.checks import ConformanceError, TrainerSubject, check_trainer
 from driftloop.trainers.base import ProgressCallback, TrainedModel, TrainingData
 from driftloop.trainers.command import CommandTrainer

@@ -20,7 +20,7 @@ def data_push(
     as_json: bool = JsonOption,
 ) -> None:
     """Store a file as a new immutable snapshot of a dataset."""
-    from driftloop.storage.datasets import DatasetStore
+    from driftloop.objectstore.datasets import DatasetStore
 
     snapshot = DatasetStore.from_config(load(config_path)).push(file, dataset)
     if as_json:
@@ -43,7 +43,7 @@ def data_ls(
     as_json: bool = JsonOption,
 ) -> None:
     """List datasets, or the snapshots of one dataset (oldest first)."""
-    from driftloop.storage.datasets import DatasetStore
+    from driftloop.objectstore.datasets import DatasetStore
 
     store = DatasetStore.from_config(load(config_path))
     if dataset is not None:

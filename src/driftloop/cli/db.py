@@ -14,7 +14,7 @@ db_app = sub_app("db", "Show the store's schema revision and upgrade it.")
 @db_app.command("current")
 def db_current(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """Print the store's schema revision and whether it is this driftloop's head."""
-    from driftloop.store.database import UPGRADE_COMMAND, Database
+    from driftloop.database.core import UPGRADE_COMMAND, Database
 
     config = load(config_path)
     database = Database(config.store, base_dir=config.base_dir)
@@ -42,7 +42,7 @@ def db_current(config_path: Path | None = ConfigOption, as_json: bool = JsonOpti
 @db_app.command("upgrade")
 def db_upgrade(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """Upgrade the store's schema to this driftloop's head (creating it in an empty database)."""
-    from driftloop.store.database import Database
+    from driftloop.database.core import Database
 
     config = load(config_path)
     database = Database(config.store, base_dir=config.base_dir)

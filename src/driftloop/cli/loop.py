@@ -145,8 +145,8 @@ jobs_app = sub_app("jobs", "List, show and cancel retrain jobs.")
 
 
 def _queue(config_path: Path | None) -> JobQueue:
+    from driftloop.database import open_database
     from driftloop.pipeline.queue import JobQueue
-    from driftloop.store import open_database
 
     config = load(config_path)
     return JobQueue(open_database(config.store, base_dir=config.base_dir),

@@ -25,9 +25,9 @@ _STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"
 
 def read_only_engine(config: Config) -> MonitorEngine:
     """An engine on the store to read states, incidents and history (no notifications)."""
+    from driftloop.database import open_database
     from driftloop.metrics.sql import SqlMetricStore
     from driftloop.monitors.engine import MonitorEngine
-    from driftloop.store import open_database
 
     database = open_database(config.store, base_dir=config.base_dir)
     return MonitorEngine(config, database, SqlMetricStore.from_config(database, config.metrics))

@@ -19,8 +19,8 @@ notify_app = sub_app("notify", "Test notifiers and read the notification deliver
 
 
 def _router(config_path: Path | None) -> NotificationRouter:
+    from driftloop.database.core import open_database
     from driftloop.notify.router import NotificationRouter
-    from driftloop.store.database import open_database
 
     config = load(config_path)
     database = open_database(config.store, base_dir=config.base_dir)

@@ -60,8 +60,8 @@ keys_app = sub_app("keys", "Create, list and revoke API keys for the serving API
 
 
 def _store(config_path: Path | None) -> ApiKeyStore:
+    from driftloop.database import open_database
     from driftloop.serving.keys import ApiKeyStore
-    from driftloop.store import open_database
 
     config = load(config_path)
     return ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
@@ -138,8 +138,8 @@ feedback_app = sub_app("feedback", "List and purge the true labels that producti
 
 
 def _feedback(config_path: Path | None) -> FeedbackStore:
+    from driftloop.database import open_database
     from driftloop.serving.feedback import FeedbackStore
-    from driftloop.store import open_database
 
     config = load(config_path)
     return FeedbackStore(open_database(config.store, base_dir=config.base_dir))

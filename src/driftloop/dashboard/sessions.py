@@ -31,9 +31,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from driftloop.database import Database
 from driftloop.errors import AuthError, BackendUnavailableError, ConfigError
 from driftloop.serving.tables import dashboard_sessions
-from driftloop.store import Database
 
 SESSION_COOKIE = "driftloop_session"
 SECRET_FILE = ".driftloop/dashboard-secret"  # noqa: S105  (a path, not a secret)

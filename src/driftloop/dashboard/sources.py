@@ -36,6 +36,7 @@ from driftloop.dashboard.data import (
     VersionRecord,
     worst_state,
 )
+from driftloop.database import Database
 from driftloop.drift.estimated_accuracy import (
     ESTIMATED_ACCURACY_METRIC,
     reasons_estimate_may_not_hold,
@@ -58,7 +59,6 @@ from driftloop.notify.tables import notify_deliveries, notify_events
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.predictors import ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry
-from driftloop.store import Database
 
 MAX_CHART_POINTS = 100_000
 ESTIMATE_WINDOW = 300.0
@@ -120,8 +120,8 @@ class StoreDashboardData:
     @classmethod
     def from_config(cls, config: Config) -> StoreDashboardData:
         """Open the configured store, metric store and registry."""
+        from driftloop.database import open_database
         from driftloop.metrics.sql import SqlMetricStore
-        from driftloop.store import open_database
 
         database = open_database(config.store, base_dir=config.base_dir)
         return cls(

@@ -36,13 +36,13 @@ from driftloop.demo.traffic import TrafficGenerator
 from driftloop.demo.tuning import tuning_for
 from driftloop.demo.view import DemoView, reference_confidence
 from driftloop.errors import ConfigError
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import JobState
 from driftloop.pipeline.retry import REQUEST_KINDS
 from driftloop.pipeline.runner import PipelineHooks
 from driftloop.registry import ModelVersion
 from driftloop.serving.keys import Scope
 from driftloop.serving.limits import uvicorn_options
-from driftloop.storage import DatasetStore
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.trainers.training import train_model
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from driftloop.errors import ConfigError
-from driftloop.storage import bundled_reviews_path
+from driftloop.objectstore import bundled_reviews_path
 
 DRIFTING_SUBTOPICS: tuple[str, ...] = ("imdb_user_review",)
 """The subtopic v1 never sees: long IMDB user reviews (Movies keeps its short critic snippets in

@@ -74,8 +74,8 @@ def create_local_transport(
 
 
 def _sql_store(config: Config) -> MetricStore:
+    from driftloop.database import open_database
     from driftloop.metrics.sql import SqlMetricStore
-    from driftloop.store import open_database
 
     database = open_database(config.store, base_dir=config.base_dir)
     return SqlMetricStore.from_config(database, config.metrics)

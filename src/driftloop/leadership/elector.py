@@ -22,9 +22,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from driftloop.database import Database
 from driftloop.leadership.lease import ControlLease, LeaseLostError, OnAcquired
 from driftloop.leadership.process_lock import ProcessLock
-from driftloop.store import Database
 
 logger = logging.getLogger("driftloop.leadership")
 

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
+from driftloop.database import Database
 from driftloop.errors import LeaseLostError as LeaseLostError  # the old import path
 from driftloop.leadership.tables import control_leases
-from driftloop.store import Database
 
 logger = logging.getLogger("driftloop.leadership")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.store import METADATA
+from driftloop.database import METADATA
 
 control_leases = sa.Table(
     "control_leases",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.store import METADATA
+from driftloop.database import METADATA
 
 metric_series = sa.Table(
     "metric_series",

@@ -31,6 +31,7 @@ from sqlalchemy.exc import OperationalError
 
 from driftloop.background import BackgroundLoop
 from driftloop.config import Config, MonitorConfig
+from driftloop.database import Database
 from driftloop.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -56,7 +57,6 @@ from driftloop.monitors.transitions import (
     open_incident,
 )
 from driftloop.predictors import ReferenceProfile
-from driftloop.store import Database
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import OperationalError
 
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.tables import monitor_events, monitor_states
-from driftloop.store import Database
 from driftloop.timestamps import iso_utc
 
 

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import OperationalError
 
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from driftloop.monitors.tables import incident_timeline, incidents
 from driftloop.monitors.timeline import TimelineEntry
-from driftloop.store import Database
 from driftloop.timestamps import iso_utc
 
 

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
+from driftloop.database.core import Database
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.timeline import TimelineEntry
 from driftloop.notify.base import DeliveryResult, clean_message
 from driftloop.notify.tables import notify_deliveries, notify_events, notify_sent
-from driftloop.store.database import Database
 
 MAX_TIMELINE = 200
 """The most transitions a notification's timeline shows."""

@@ -13,11 +13,11 @@ from datetime import UTC
 
 import sqlalchemy as sa
 
+from driftloop.database.core import Database
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.metrics.points import SeriesPoint
 from driftloop.notify.base import Notification, ThresholdLines
 from driftloop.notify.tables import notify_graphs
-from driftloop.store.database import Database
 
 WARNING_COLOR = "#f2a900"
 CRITICAL_COLOR = "#d62728"

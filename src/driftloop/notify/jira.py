@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.config import JiraNotifierConfig
+from driftloop.database.core import Database
 from driftloop.messages import format_value
 from driftloop.monitors.events import MonitorState
 from driftloop.notify.base import (
@@ -30,7 +31,6 @@ from driftloop.notify.base import (
 )
 from driftloop.notify.http_requests import HttpSender
 from driftloop.notify.tables import notify_jira_issues
-from driftloop.store.database import Database
 
 SUMMARY_LIMIT = 255
 

@@ -24,11 +24,11 @@ from driftloop.config import (
     SlackNotifierConfig,
     WebhookNotifierConfig,
 )
+from driftloop.database.core import Database
 from driftloop.errors import ConfigError
 from driftloop.notify.base import Notifier
 from driftloop.notify.graphs import GraphStore
 from driftloop.notify.retrain import EnqueueRetrain
-from driftloop.store.database import Database
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy.engine import Connection
 
 from driftloop.config import Config, RetrainNotifierConfig
+from driftloop.database.core import Database
 from driftloop.errors import BackendUnavailableError, ConfigError, DriftloopError
 from driftloop.metrics.points import MetricStore, SeriesPoint
 from driftloop.monitors.events import Event
@@ -45,7 +46,6 @@ from driftloop.notify.graphs import GraphStore
 from driftloop.notify.plugins import NotifierContext, build_notifier
 from driftloop.notify.retrain import EnqueueRetrain
 from driftloop.notify.route_checks import check_retrain_routes, check_templates
-from driftloop.store.database import Database
 
 logger = logging.getLogger(__name__)
 

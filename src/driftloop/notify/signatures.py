@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from standardwebhooks.webhooks import Webhook
 
 from driftloop.config import standard_webhook_key
+from driftloop.database import Database
 from driftloop.errors import AuthError, BackendUnavailableError, ConfigError, ConflictError
 from driftloop.notify.tables import notify_webhook_receipts
-from driftloop.store import Database
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"

@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
+from driftloop.database import Database
 from driftloop.errors import ConflictError, NotFoundError
 from driftloop.pipeline.results import JobResult
 from driftloop.pipeline.tables import job_steps, retrain_jobs
-from driftloop.store import Database
 from driftloop.timestamps import iso_utc
 
 

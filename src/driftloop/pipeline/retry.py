@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from driftloop.config import ModelConfig, PipelineConfig
 from driftloop.errors import NotFoundError
 from driftloop.monitors.incidents import Incident, IncidentStatus
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import Job, JobQueue, JobState
-from driftloop.storage import DatasetStore
 
 logger = logging.getLogger("driftloop.pipeline")
 

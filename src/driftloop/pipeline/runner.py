@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, DriftloopError, NotFoundError, TrainingError
+from driftloop.objectstore import Snapshot
+from driftloop.objectstore.datasets import TrainingRows, training_rows
 from driftloop.pipeline.deploy import SHADOW_ALIAS, DeployAndVerify, rollout_mode
 from driftloop.pipeline.feedback import merge_feedback
 from driftloop.pipeline.gate import (
@@ -35,8 +37,6 @@ from driftloop.pipeline.steps import (
 )
 from driftloop.predictors import Predictor
 from driftloop.registry import ModelVersion
-from driftloop.storage import Snapshot
-from driftloop.storage.datasets import TrainingRows, training_rows
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.registry import get_remote_trainer, get_trainer, is_remote_trainer

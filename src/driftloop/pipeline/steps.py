@@ -19,12 +19,12 @@ from driftloop.background import BackgroundLoop
 from driftloop.config import Config
 from driftloop.errors import DriftloopError, TrainingError
 from driftloop.errors import JobCancelledError as JobCancelledError  # the old import path
+from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.feedback import LabeledSample
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.results import JobResult
 from driftloop.pipeline.verification import PairedEvidence
 from driftloop.registry import ModelRegistry
-from driftloop.storage import DatasetStore
 from driftloop.trainers.base import ProgressCallback
 
 logger = logging.getLogger("driftloop.pipeline")

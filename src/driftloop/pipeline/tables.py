@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.store import METADATA
+from driftloop.database import METADATA
 
 retrain_jobs = sa.Table(
     "retrain_jobs",

@@ -49,13 +49,13 @@ from driftloop.errors import (
     LimitError,
     NotFoundError,
 )
+from driftloop.objectstore.datasets import DatasetStore, Snapshot
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.results import JobResult
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import read_evaluation_file
 from driftloop.serving.auth import RegisterKey
 from driftloop.serving.limits import UPLOAD_LIMIT
-from driftloop.storage.datasets import DatasetStore, Snapshot
 from driftloop.trainers.evaluation import split_holdout
 
 MODEL_FOLDER = "model"

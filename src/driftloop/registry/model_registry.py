@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from driftloop.config import NAME_PATTERN, Config
+from driftloop.database.core import Database, open_database
 from driftloop.errors import (
     BackendUnavailableError,
     ConflictError,
@@ -48,6 +49,7 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from driftloop.objectstore.storage import ObjectStorage, open_storage
 from driftloop.predictors import (
     Evaluation,
     Predictor,
@@ -59,11 +61,9 @@ from driftloop.predictors.trained import TrainedModel
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
 from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
-from driftloop.storage.objects import ObjectStorage, open_storage
-from driftloop.store.database import Database, open_database
 
 if TYPE_CHECKING:
-    from driftloop.storage.datasets import Snapshot
+    from driftloop.objectstore.datasets import Snapshot
 
 MODELS_PREFIX = "models"
 CACHE_DIR = ".driftloop/cache/models"

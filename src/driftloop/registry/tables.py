@@ -6,7 +6,7 @@ schema works on both.
 
 import sqlalchemy as sa
 
-from driftloop.store import METADATA
+from driftloop.database import METADATA
 
 model_versions = sa.Table(
     "registry_model_versions",

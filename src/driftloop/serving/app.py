@@ -45,6 +45,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 
 from driftloop._version import __version__
 from driftloop.config import Config
+from driftloop.database import open_database
 from driftloop.drift.estimated_accuracy import ESTIMATED_ACCURACY_METRIC
 from driftloop.errors import ConflictError
 from driftloop.insights.client import (
@@ -102,7 +103,6 @@ from driftloop.serving.schemas import (
 from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
 from driftloop.serving.slots import ModelSlot, ModelSlotManager, ServedModel
 from driftloop.serving.sources import ModelSource, RegistryModelSource
-from driftloop.store import open_database
 
 logger = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from driftloop.config import ServingConfig
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError, InvalidInputError
 from driftloop.serving.prediction_log import RecordedPrediction, dialect_insert, text_digest
 from driftloop.serving.schemas import FeedbackItem, LimitError, check_texts
 from driftloop.serving.tables import feedback, feedback_texts
-from driftloop.store import Database
 
 logger = logging.getLogger(__name__)
 

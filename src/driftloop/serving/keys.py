@@ -31,6 +31,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
+from driftloop.database import Database
 from driftloop.errors import (
     AuthError,
     BackendUnavailableError,
@@ -39,7 +40,6 @@ from driftloop.errors import (
     NotFoundError,
 )
 from driftloop.serving.tables import api_keys
-from driftloop.store import Database
 
 logger = logging.getLogger(__name__)
 

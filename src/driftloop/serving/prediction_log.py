@@ -43,9 +43,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError
 from driftloop.serving.tables import predictions
-from driftloop.store import Database
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from driftloop.store import METADATA
+from driftloop.database import METADATA
 
 api_keys = sa.Table(
     "serving_api_keys",

@@ -48,9 +48,9 @@ from driftloop.errors import (
     InvalidInputError,
     TrainingError,
 )
+from driftloop.objectstore.datasets import Snapshot
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import ModelVersion
-from driftloop.storage.datasets import Snapshot
 from driftloop.trainers.remote import RemoteRun, RemoteTrainer, WaitCallback
 
 logger = logging.getLogger("driftloop.trainers.github_dispatch")

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from driftloop.config import ModelConfig
+from driftloop.objectstore.datasets import Snapshot
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import ModelVersion
-from driftloop.storage.datasets import Snapshot
 
 WaitCallback = Callable[[float], None]
 """Called as ``on_wait(seconds_waited)`` before each pause while a remote job runs; the caller

@@ -13,6 +13,7 @@ from typing import Any
 
 from driftloop.config import Config, ModelConfig
 from driftloop.errors import NotFoundError
+from driftloop.objectstore.datasets import DatasetStore, Snapshot, ensure_dataset, training_rows
 from driftloop.predictors import Predictor, load_predictor
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import (
@@ -21,7 +22,6 @@ from driftloop.registry.versions import (
     check_trigger,
     read_evaluation_file,
 )
-from driftloop.storage.datasets import DatasetStore, Snapshot, ensure_dataset, training_rows
 from driftloop.trainers.base import ProgressCallback, Trainer, TrainingData
 from driftloop.trainers.importing import importable_directory, read_reference
 from driftloop.trainers.registry import get_trainer

@@ -100,8 +100,8 @@ class KafkaIngestWorker:
             )
         address = parse_kafka_url(config.transport)
         if store is None:
+            from driftloop.database import open_database
             from driftloop.metrics.sql import SqlMetricStore
-            from driftloop.store import open_database
 
             store = SqlMetricStore.from_config(
                 open_database(config.store, base_dir=config.base_dir), config.metrics

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
+from driftloop.database import Database
 from driftloop.errors import InvalidInputError
 from driftloop.metrics.points import TagFilter
 from driftloop.metrics.sql.rows import WRITE_ATTEMPTS, backend_errors, chunks
 from driftloop.metrics.tables import metric_series
-from driftloop.store import Database
 
 MAX_NAME = 200
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
+from driftloop.database import Database
 from driftloop.errors import ConflictError
 from driftloop.metrics.sketch import encode_bins, pack_sketch, unpack_sketch
 from driftloop.metrics.sql.bulk import executemany, merged_stats
@@ -32,7 +33,6 @@ from driftloop.metrics.tables import (
     metric_series,
     metric_store_state,
 )
-from driftloop.store import Database
 
 HOUR_ROLLUPS = "hour_rollups"
 """State key set once the hour rollups hold every minute rollup (see :func:`backfill_hours`)."""

@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.exc import OperationalError
 
+from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError
-from driftloop.store import Database
 
 MINUTE = 60
 HOUR = 3600

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from driftloop.config import MetricsConfig
+from driftloop.database import Database
 from driftloop.errors import ConflictError, InvalidInputError
 from driftloop.metrics.points import (
     AggregateResult,
@@ -32,7 +33,6 @@ from driftloop.metrics.sql.retention import PurgeResult
 from driftloop.metrics.sql.rollups import backfill_hours, update_rollups
 from driftloop.metrics.sql.rows import HOUR, MINUTE, WRITE_ATTEMPTS, backend_errors, chunks
 from driftloop.metrics.tables import metric_points, metric_rollups, metric_series
-from driftloop.store import Database
 
 
 class _AlreadyStoredError(Exception):
@@ -79,7 +79,7 @@ def _columns(batch: PointBatch) -> tuple[NDArray[np.float64], NDArray[np.float64
 
 
 class SqlMetricStore(MetricStore):
-    """:class:`MetricStore` on a :class:`~driftloop.store.Database`.
+    """:class:`MetricStore` on a :class:`~driftloop.database.Database`.
 
     ``raw_retention`` and ``rollup_retention`` (seconds) are applied by :meth:`purge`;
     windows longer than ``raw_query_limit`` seconds are answered from the rollups.

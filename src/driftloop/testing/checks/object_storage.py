@@ -1,4 +1,4 @@
-"""The conformance suite of object storage backends (:class:`~driftloop.storage.ObjectStorage`,
+"""The conformance suite of object storage backends (:class:`~driftloop.objectstore.ObjectStorage`,
 the ``storage:`` URL's family).
 
 The subject is a factory of storages on a new, empty root each call (a fresh directory, a new
@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from driftloop.errors import ConflictError, InvalidInputError, NotFoundError
-from driftloop.storage.objects import ObjectStorage
+from driftloop.objectstore.storage import ObjectStorage
 from driftloop.testing.checks.base import Check, checklist, expect, expect_raises, run_checks
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from driftloop.errors import ConfigError
-from driftloop.storage import DatasetStore
-from driftloop.storage.datasets import training_rows
-from driftloop.storage.objects import open_storage
+from driftloop.objectstore import DatasetStore
+from driftloop.objectstore.datasets import training_rows
+from driftloop.objectstore.storage import open_storage
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from database.release_1 import copy_fixture, load_into_postgres
 from servicekit import BOTH_BACKENDS
-from store.release_1 import copy_fixture, load_into_postgres
 
 
 @pytest.fixture(params=BOTH_BACKENDS)

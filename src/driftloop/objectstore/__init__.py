@@ -7,28 +7,28 @@ from typing import TYPE_CHECKING
 from driftloop._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from driftloop.storage.datasets import (
+    from driftloop.objectstore.datasets import (
         BUNDLED_DATASET,
         DatasetStore,
         Snapshot,
         bundled_reviews_path,
         ensure_dataset,
     )
-    from driftloop.storage.objects import (
+    from driftloop.objectstore.storage import (
         STORAGES,
         ObjectStorage,
         open_storage,
     )
 
 __getattr__, __dir__ = lazy_exports(__name__, {
-    "BUNDLED_DATASET": "driftloop.storage.datasets",
-    "DatasetStore": "driftloop.storage.datasets",
-    "ObjectStorage": "driftloop.storage.objects",
-    "STORAGES": "driftloop.storage.objects",
-    "Snapshot": "driftloop.storage.datasets",
-    "bundled_reviews_path": "driftloop.storage.datasets",
-    "ensure_dataset": "driftloop.storage.datasets",
-    "open_storage": "driftloop.storage.objects",
+    "BUNDLED_DATASET": "driftloop.objectstore.datasets",
+    "DatasetStore": "driftloop.objectstore.datasets",
+    "ObjectStorage": "driftloop.objectstore.storage",
+    "STORAGES": "driftloop.objectstore.storage",
+    "Snapshot": "driftloop.objectstore.datasets",
+    "bundled_reviews_path": "driftloop.objectstore.datasets",
+    "ensure_dataset": "driftloop.objectstore.datasets",
+    "open_storage": "driftloop.objectstore.storage",
 })
 
 __all__ = [

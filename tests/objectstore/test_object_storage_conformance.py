@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.errors import InvalidInputError
-from driftloop.storage import ObjectStorage, open_storage
+from driftloop.objectstore import ObjectStorage, open_storage
 from driftloop.testing.checks import (
     ConformanceError,
     ObjectStorageSubject,

@@ -11,7 +11,7 @@ names them ``<table>_pkey``, ``<table>_<column>_key`` and ``<table>_<column>_fke
 them unnamed (a batch operation names them through a naming convention to drop one).
 
 An existing release-1 database (a ``driftloop_schema`` row, no revision) is not run through
-this revision: :meth:`driftloop.store.database.Database.upgrade` stamps it 0001, after creating
+this revision: :meth:`driftloop.database.core.Database.upgrade` stamps it 0001, after creating
 the tables that release added while the database was in use (``create_all`` used to).
 """
 
@@ -29,7 +29,7 @@ depends_on: str | None = None
 
 metadata = sa.MetaData()
 
-# ------------------------------------------------------------------------- driftloop.store
+# ------------------------------------------------------------------------- driftloop.database
 driftloop_schema = sa.Table(
     "driftloop_schema",
     metadata,

@@ -1,4 +1,4 @@
-"""Make ``tests/store/fixtures/release-1.db``: a store written by the release that predates
+"""Make ``tests/database/fixtures/release-1.db``: a store written by the release that predates
 Alembic (schema version 1: ``METADATA.create_all`` and a ``driftloop_schema`` row), with rows in
 every table, written by the real components (the registry, the metric store, the monitor engine,
 the notification router and its notifiers, the job queue, API keys, feedback).
@@ -7,8 +7,8 @@ The fixture must come from that release's code, not from the code of the day: ru
 with a checkout of the release first on the path, e.g.::
 
     mkdir /tmp/release-1 && git archive 8f48c33 | tar -x -C /tmp/release-1
-    PYTHONPATH=/tmp/release-1/src .venv/bin/python tests/store/make_release_1_fixture.py \\
-        tests/store/fixtures/release-1.db
+    PYTHONPATH=/tmp/release-1/src .venv/bin/python tests/database/make_release_1_fixture.py \\
+        tests/database/fixtures/release-1.db
 
 It uses only what a user's processes call (no test helper), so any later checkout can run it
 too, but then it writes that checkout's schema. Timestamps and ids differ from run to run; the
@@ -34,10 +34,10 @@ import yaml
 
 from driftloop.config import load_config
 from driftloop.metrics.points import MetricPoint
+from driftloop.objectstore import bundled_reviews_path
 from driftloop.pipeline.queue import JobState
 from driftloop.serving.feedback import FeedbackRecord
 from driftloop.serving.keys import Scope
-from driftloop.storage import bundled_reviews_path
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer

@@ -312,9 +312,9 @@ def _s3_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:
 
 
 STORAGES: BackendFamily[ObjectStorage] = BackendFamily("storage")
-STORAGES.register("file", "driftloop.storage.objects:_file_storage")
+STORAGES.register("file", "driftloop.objectstore.storage:_file_storage")
 STORAGES.register(
-    "s3", "driftloop.storage.objects:_s3_storage", requires=("s3fs",), extra="s3"
+    "s3", "driftloop.objectstore.storage:_s3_storage", requires=("s3fs",), extra="s3"
 )
 
 

@@ -3,7 +3,7 @@ on start.
 
 Components declare their tables on :data:`METADATA` in their own ``tables.py``; the module list
 in :data:`TABLE_MODULES` is the one place that says which exist. The schema's history lives in
-:mod:`driftloop.store.migrations` (revision 0001 is release 1's schema, frozen); the revision a
+:mod:`driftloop.database.migrations` (revision 0001 is release 1's schema, frozen); the revision a
 database is at is in the table :data:`VERSION_TABLE`, and ``driftloop_schema`` keeps the schema
 number (the revision as an integer) that releases before Alembic check.
 
@@ -36,7 +36,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from driftloop.backends import BackendFamily
 from driftloop.errors import BackendUnavailableError, ConfigError
 
-logger = logging.getLogger("driftloop.store")
+logger = logging.getLogger("driftloop.database")
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -62,7 +62,7 @@ TABLE_MODULES: tuple[str, ...] = (
 )
 
 REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
-"""Every revision of :mod:`driftloop.store.migrations`, oldest first (a test checks them)."""
+"""Every revision of :mod:`driftloop.database.migrations`, oldest first (a test checks them)."""
 
 HEAD_REVISION = REVISIONS[-1]
 
@@ -191,15 +191,15 @@ def _postgres_engine(url: str, base_dir: Path | None = None) -> Engine:
 
 
 STORES: BackendFamily[Engine] = BackendFamily("store")
-STORES.register("sqlite", "driftloop.store.database:_sqlite_engine")
+STORES.register("sqlite", "driftloop.database.core:_sqlite_engine")
 STORES.register(
     "postgresql+psycopg",
-    "driftloop.store.database:_postgres_engine",
+    "driftloop.database.core:_postgres_engine",
     requires=("psycopg",),
     extra="postgres",
 )
 STORES.register(
-    "postgresql", "driftloop.store.database:_postgres_engine", requires=("psycopg",),
+    "postgresql", "driftloop.database.core:_postgres_engine", requires=("psycopg",),
     extra="postgres",
 )
 
@@ -256,7 +256,7 @@ class Database:
         """Bring an empty or older database to revision ``to`` (default: the head; a release-1
         database is stamped 0001 first), one at a time across threads and processes; a database
         already there (or past it) is left alone. Refuses a newer database."""
-        from driftloop.store import migrations
+        from driftloop.database import migrations
 
         if to not in REVISIONS:
             raise ConfigError(f"unknown schema revision {to!r}; known: {', '.join(REVISIONS)}")
@@ -281,7 +281,7 @@ class Database:
     def downgrade(self, to: str) -> SchemaStatus:
         """Run the revisions' ``downgrade()`` down to ``to`` (``base``: drop every table); for
         development and tests, not offered by the command line. Returns the status after."""
-        from driftloop.store import migrations
+        from driftloop.database import migrations
 
         if to != "base" and to not in REVISIONS:
             raise ConfigError(f"unknown schema revision {to!r}; known: {', '.join(REVISIONS)}")
@@ -402,7 +402,7 @@ def auto_upgrade_default(dialect: str) -> bool:
 
 
 def _release_1_table_names() -> set[str]:
-    from driftloop.store.migrations.versions.r0001_release_1 import metadata
+    from driftloop.database.migrations.versions.r0001_release_1 import metadata
 
     return set(metadata.tables)
 
@@ -411,7 +411,7 @@ def _adopt_release_1(connection: Connection, store: str) -> None:
     """Make a release-1 database what revision 0001 makes: every release-1 table with every
     column. Tables that release 1 added while the database was in use (``create_all`` created
     them on the next start) are created; a table that lacks a column cannot be adopted."""
-    from driftloop.store.migrations.versions.r0001_release_1 import metadata
+    from driftloop.database.migrations.versions.r0001_release_1 import metadata
 
     inspector = sa.inspect(connection)
     existing = set(inspector.get_table_names())

@@ -15,7 +15,7 @@ from driftloop.errors import (
     NotFoundError,
     UnknownBackendError,
 )
-from driftloop.storage import ObjectStorage, open_storage
+from driftloop.objectstore import ObjectStorage, open_storage
 
 
 @pytest.fixture

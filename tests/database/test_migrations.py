@@ -12,26 +12,26 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from driftloop.errors import ConfigError
-from driftloop.pipeline.tables import retrain_jobs
-from driftloop.serving.tables import feedback, feedback_texts
-from driftloop.store import METADATA, Database
-from driftloop.store.database import (
-    HEAD_REVISION,
-    REVISIONS,
-    SCHEMA_VERSION,
-    VERSION_TABLE,
-    import_table_modules,
-)
-from driftloop.store.migrations import script_revisions
-from driftloop.store.migrations.versions.r0001_release_1 import metadata as release_1
-from store.release_1 import (
+from database.release_1 import (
     FIXTURE,
     fixture_rows,
     read_rows,
     revision_rows,
     structure,
 )
+from driftloop.database import METADATA, Database
+from driftloop.database.core import (
+    HEAD_REVISION,
+    REVISIONS,
+    SCHEMA_VERSION,
+    VERSION_TABLE,
+    import_table_modules,
+)
+from driftloop.database.migrations import script_revisions
+from driftloop.database.migrations.versions.r0001_release_1 import metadata as release_1
+from driftloop.errors import ConfigError
+from driftloop.pipeline.tables import retrain_jobs
+from driftloop.serving.tables import feedback, feedback_texts
 
 
 @pytest.fixture

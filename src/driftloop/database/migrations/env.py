@@ -1,5 +1,5 @@
 """Alembic's environment for driftloop's store: runs the revisions on the connection that
-:meth:`driftloop.store.database.Database.upgrade` passes in ``config.attributes["connection"]``,
+:meth:`driftloop.database.core.Database.upgrade` passes in ``config.attributes["connection"]``,
 inside its transaction and under its lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
 PostgreSQL). There is no ``alembic.ini``: use ``driftloop db upgrade``, not the alembic command.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from driftloop.database.core import METADATA, VERSION_TABLE, import_table_modules
 from driftloop.errors import ConfigError
-from driftloop.store.database import METADATA, VERSION_TABLE, import_table_modules
 
 connection = context.config.attributes.get("connection")
 if connection is None:

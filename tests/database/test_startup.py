@@ -19,16 +19,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from driftloop.errors import ConfigError
-from driftloop.serving.keys import ApiKeyStore, Scope
-from driftloop.store import Database, open_database
-from driftloop.store.database import (
+from database.release_1 import copy_fixture, fixture_rows, read_rows, revision_rows
+from driftloop.database import Database, open_database
+from driftloop.database.core import (
     AUTO_UPGRADE_ENV,
     HEAD_REVISION,
     SCHEMA_VERSION,
     VERSION_TABLE,
 )
-from store.release_1 import copy_fixture, fixture_rows, read_rows, revision_rows
+from driftloop.errors import ConfigError
+from driftloop.serving.keys import ApiKeyStore, Scope
 
 UPGRADE_HINT = "run 'driftloop db upgrade'"
 NEWER = "made by a newer driftloop; upgrade driftloop"
@@ -97,7 +97,7 @@ def test_a_bad_setting_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_an_older_postgres_store_is_refused_with_the_command(
     fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from store.release_1 import load_into_postgres
+    from database.release_1 import load_into_postgres
 
     load_into_postgres(fresh_postgres_url)
     with pytest.raises(ConfigError, match=UPGRADE_HINT) as refused:
@@ -169,7 +169,7 @@ def test_a_role_that_may_not_create_tables_starts_on_a_store_at_head(
         admin = Database(fresh_postgres_url)
         admin.migrate()
         admin.dispose()
-        from store.release_1 import load_into_postgres
+        from database.release_1 import load_into_postgres
 
         load_into_postgres(older_url)
         for url in (fresh_postgres_url, older_url):
@@ -267,8 +267,8 @@ from pathlib import Path
 
 import alembic.command  # noqa: F401  (imported before the start, so both start together)
 
-from driftloop.store import open_database
-from driftloop.store.database import import_table_modules
+from driftloop.database import open_database
+from driftloop.database.core import import_table_modules
 
 ready, go, url = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 import_table_modules()

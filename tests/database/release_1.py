@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from driftloop.store.database import VERSION_TABLE
-from driftloop.store.migrations.versions.r0001_release_1 import metadata as release_1
+from driftloop.database.core import VERSION_TABLE
+from driftloop.database.migrations.versions.r0001_release_1 import metadata as release_1
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "release-1.db"
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftloop.config import NAME_PATTERN, Config
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
-from driftloop.storage.objects import ObjectStorage, open_storage
+from driftloop.objectstore.storage import ObjectStorage, open_storage
 
 if TYPE_CHECKING:  # imported where frames are read or built: listing snapshots needs no pandas
     import pandas as pd

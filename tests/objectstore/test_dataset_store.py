@@ -13,7 +13,7 @@ import pytest
 
 from driftloop.config import parse_config
 from driftloop.errors import IntegrityError, InvalidInputError, NotFoundError
-from driftloop.storage import (
+from driftloop.objectstore import (
     DatasetStore,
     ObjectStorage,
     Snapshot,

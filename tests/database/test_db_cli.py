@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from database.release_1 import fixture_rows, read_rows, revision_rows
 from driftloop.cli import app
-from driftloop.store import Database
-from driftloop.store.database import HEAD_REVISION, SCHEMA_VERSION, VERSION_TABLE
-from store.release_1 import fixture_rows, read_rows, revision_rows
+from driftloop.database import Database
+from driftloop.database.core import HEAD_REVISION, SCHEMA_VERSION, VERSION_TABLE
 
 runner = CliRunner()
 

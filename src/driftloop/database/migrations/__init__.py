@@ -1,7 +1,7 @@
 """The store's schema revisions (Alembic), shipped in the package and run programmatically.
 
 ``versions/`` holds one module per revision, named ``rNNNN_<what>.py`` with ``revision =
-"NNNN"``; :data:`driftloop.store.database.REVISIONS` lists them in order (a test checks that it
+"NNNN"``; :data:`driftloop.database.core.REVISIONS` lists them in order (a test checks that it
 matches). Revision 0001 is release 1's schema, frozen; each later one changes it. To add one,
 copy the newest, set ``revision``/``down_revision``, write ``upgrade()`` (and ``downgrade()``)
 with ``op`` and batch mode where SQLite must rebuild a table, change the component's

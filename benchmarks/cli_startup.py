@@ -63,26 +63,35 @@ def _command_source(owner: str, name: str, command: Any, counter: list[int]) -> 
     function = f"command_{counter[0]}"
     if hasattr(command, "commands"):
         group = f"group_{counter[0]}"
-        lines = [f"{group} = typer.Typer(help={command.help!r}, no_args_is_help=True, "
-                 "add_completion=False)",
-                 f"{owner}.add_typer({group}, name={name!r}, help={command.help!r})"]
+        lines = [
+            f"{group} = typer.Typer(help={command.help!r}, no_args_is_help=True, "
+            "add_completion=False)",
+            f"{owner}.add_typer({group}, name={name!r}, help={command.help!r})",
+        ]
         for sub_name, sub in sorted(command.commands.items()):
             lines += _command_source(group, sub_name, sub, counter)
         return lines
-    return [f"@{owner}.command({name!r}, help={command.help!r})",
-            f"def {function}({_params_source(command)}) -> None:",
-            f"    print({name!r})", ""]
+    return [
+        f"@{owner}.command({name!r}, help={command.help!r})",
+        f"def {function}({_params_source(command)}) -> None:",
+        f"    print({name!r})",
+        "",
+    ]
 
 
 def bare_app_source() -> str:
     """A typer app with driftloop's command tree whose commands only print their name."""
     root = typer.main.get_command(driftloop_app)
-    lines = ["import typer", "",
-             f"app = typer.Typer(help={root.help!r}, no_args_is_help=True, "
-             "add_completion=False)", "",
-             "@app.callback()",
-             f"def main_options({_params_source(root)}) -> None:",
-             "    pass", ""]
+    lines = [
+        "import typer",
+        "",
+        f"app = typer.Typer(help={root.help!r}, no_args_is_help=True, add_completion=False)",
+        "",
+        "@app.callback()",
+        f"def main_options({_params_source(root)}) -> None:",
+        "    pass",
+        "",
+    ]
     counter = [0]
     for name, command in sorted(root.commands.items()):  # type: ignore[attr-defined]
         lines += _command_source("app", name, command, counter)
@@ -98,8 +107,9 @@ class Sample:
 
 def run_once(argv: Sequence[str], cwd: Path) -> Sample:
     start = time.perf_counter()
-    process = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -108,8 +118,9 @@ def run_once(argv: Sequence[str], cwd: Path) -> Sample:
     return Sample(elapsed, int(usage.ru_maxrss))
 
 
-def timed_runs(runs: int, ours: list[str], theirs: list[str],
-               project: Path) -> tuple[list[Sample], list[Sample]]:
+def timed_runs(
+    runs: int, ours: list[str], theirs: list[str], project: Path
+) -> tuple[list[Sample], list[Sample]]:
     """``runs`` alternating runs of each side after a warm-up run of each."""
     run_once(ours, project)
     run_once(theirs, project)
@@ -134,18 +145,25 @@ def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[
         ours_median = statistics.median(s.seconds for s in mine)
         base_median = statistics.median(s.seconds for s in base)
         ratio = ours_median / base_median
-        rows.append([
-            f"driftloop {label}", f"{ours_median:.3f}", f"{base_median:.3f}", f"{ratio:.2f}x",
-            f"{limit:g}x", "yes" if ratio <= limit else "NO",
-            f"{max(s.max_rss_kib for s in mine) / 1024:.0f}",
-            f"{max(s.max_rss_kib for s in base) / 1024:.0f}",
-        ])
+        rows.append(
+            [
+                f"driftloop {label}",
+                f"{ours_median:.3f}",
+                f"{base_median:.3f}",
+                f"{ratio:.2f}x",
+                f"{limit:g}x",
+                "yes" if ratio <= limit else "NO",
+                f"{max(s.max_rss_kib for s in mine) / 1024:.0f}",
+                f"{max(s.max_rss_kib for s in base) / 1024:.0f}",
+            ]
+        )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each side per case")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     options = parser.parse_args()
@@ -154,13 +172,26 @@ def main() -> None:
         work = Path(folder)
         bare = work / "bare_cli.py"
         bare.write_text(bare_app_source())
-        subprocess.run([str(driftloop), "init", str(work / "project")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(driftloop), "init", str(work / "project")], check=True, capture_output=True
+        )
         rows = measure(options.runs, work / "project", bare, driftloop)
-    print_rows(Console(), ["command", "driftloop s (median)", "bare typer s (median)", "ratio",
-                           "limit", "within", "driftloop peak MiB", "bare peak MiB"],
-               rows, markdown=options.markdown,
-               title=f"CLI start-up, {options.runs} alternating runs each")
+    print_rows(
+        Console(),
+        [
+            "command",
+            "driftloop s (median)",
+            "bare typer s (median)",
+            "ratio",
+            "limit",
+            "within",
+            "driftloop peak MiB",
+            "bare peak MiB",
+        ],
+        rows,
+        markdown=options.markdown,
+        title=f"CLI start-up, {options.runs} alternating runs each",
+    )
 
 
 if __name__ == "__main__":

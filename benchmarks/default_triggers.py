@@ -88,9 +88,13 @@ class Monitors:
 
 
 INPUT_MONITORS: list[dict[str, Any]] = [
-    {"name": f"input {metric} drift", "type": "drift", "metric": metric,
-     "group_by": ["model", "version"],
-     "detector": {"algorithm": "ks", "window": 1000, "false_alarm_rate": 1e-9}}
+    {
+        "name": f"input {metric} drift",
+        "type": "drift",
+        "metric": metric,
+        "group_by": ["model", "version"],
+        "detector": {"algorithm": "ks", "window": 1000, "false_alarm_rate": 1e-9},
+    }
     for metric in ("text_length", "oov_rate")
 ]
 """The monitors of the inputs measured beside the template's (docs/drift.md shows them): a KS
@@ -105,9 +109,12 @@ def template_monitors(*, ks_inputs: bool = True) -> Monitors:
     inputs = [m for m in config.monitors if m.type == "drift" and m.metric != "model_confidence"]
     if ks_inputs:
         inputs += [MonitorConfig.model_validate(m) for m in INPUT_MONITORS]
-    return Monitors(by_metric[("threshold", "model_confidence")],
-                    by_metric[("drift", "model_confidence")],
-                    by_metric[("threshold", "prediction_correct")], inputs)
+    return Monitors(
+        by_metric[("threshold", "model_confidence")],
+        by_metric[("drift", "model_confidence")],
+        by_metric[("threshold", "prediction_correct")],
+        inputs,
+    )
 
 
 def model_streams(drifting: tuple[str, ...], seed: int, *, retrained: bool = False) -> Streams:
@@ -116,7 +123,8 @@ def model_streams(drifting: tuple[str, ...], seed: int, *, retrained: bool = Fal
     model = ModelConfig(trainer="sklearn", data="reviews")
     frame = scenario.snapshot_2 if retrained else scenario.snapshot_1
     trained = get_trainer("sklearn", model).fit(
-        TrainingData(frame, "text", "label", "bench", "bench"))
+        TrainingData(frame, "text", "label", "bench", "bench")
+    )
     predictor = trained.predictor
     assert trained.reference is not None
 
@@ -133,8 +141,13 @@ def model_streams(drifting: tuple[str, ...], seed: int, *, retrained: bool = Fal
 
     known = score(scenario.known_traffic)
     drifted = score(scenario.drifted_traffic)
-    return Streams(trained.reference, *known, *drifted, inputs(scenario.known_traffic),
-                   inputs(scenario.drifted_traffic))
+    return Streams(
+        trained.reference,
+        *known,
+        *drifted,
+        inputs(scenario.known_traffic),
+        inputs(scenario.drifted_traffic),
+    )
 
 
 @dataclass
@@ -146,15 +159,28 @@ class Alarms:
     """Seconds (since the stream began) at which each signal went ALERT."""
 
     def first_after(self, start: float) -> dict[str, float | None]:
-        signals = [("confidence", self.confidence), ("drift", self.drift),
-                   ("accuracy", self.accuracy), *self.inputs.items()]
-        return {name: next((t - start for t in times if t >= start), None)
-                for name, times in signals}
+        signals = [
+            ("confidence", self.confidence),
+            ("drift", self.drift),
+            ("accuracy", self.accuracy),
+            *self.inputs.items(),
+        ]
+        return {
+            name: next((t - start for t in times if t >= start), None) for name, times in signals
+        }
 
 
 def simulate(
-    monitors: Monitors, streams: Streams, *, seconds: float, shift_at: float | None,
-    mix: float, rate: float, label_share: float, interval: float, rng: np.random.Generator,
+    monitors: Monitors,
+    streams: Streams,
+    *,
+    seconds: float,
+    shift_at: float | None,
+    mix: float,
+    rate: float,
+    label_share: float,
+    interval: float,
+    rng: np.random.Generator,
     inputs_only: bool = False,
 ) -> Alarms:
     """One stream of ``seconds`` at ``rate`` predictions/s, drifting at ``shift_at``
@@ -166,16 +192,21 @@ def simulate(
         drifted = (times >= shift_at) & (rng.random(n) < mix)
     known_index = rng.integers(0, streams.known_confidence.size, n)
     drifted_index = rng.integers(0, streams.drifted_confidence.size, n)
-    confidence = np.where(drifted, streams.drifted_confidence[drifted_index],
-                          streams.known_confidence[known_index])
-    correct = np.where(drifted, streams.drifted_correct[drifted_index],
-                       streams.known_correct[known_index])
+    confidence = np.where(
+        drifted, streams.drifted_confidence[drifted_index], streams.known_confidence[known_index]
+    )
+    correct = np.where(
+        drifted, streams.drifted_correct[drifted_index], streams.known_correct[known_index]
+    )
     labelled = rng.random(n) < label_share
 
     alarms = Alarms([], [], [], {m.metric: [] for m in monitors.inputs})
     for monitor in monitors.inputs:
-        values = np.where(drifted, streams.drifted_inputs[monitor.metric][drifted_index],
-                          streams.known_inputs[monitor.metric][known_index])
+        values = np.where(
+            drifted,
+            streams.drifted_inputs[monitor.metric][drifted_index],
+            streams.known_inputs[monitor.metric][known_index],
+        )
         detect(monitor, streams.reference, values, rate, alarms.inputs[monitor.metric])
     if inputs_only:
         return alarms
@@ -205,8 +236,13 @@ def simulate(
     return alarms
 
 
-def detect(monitor: MonitorConfig, reference: ReferenceProfile, values: NDArray[np.float64],
-           rate: float, found: list[float]) -> None:
+def detect(
+    monitor: MonitorConfig,
+    reference: ReferenceProfile,
+    values: NDArray[np.float64],
+    rate: float,
+    found: list[float],
+) -> None:
     """Feed ``values`` to the monitor's detector; note when each drift is found."""
     assert monitor.detector is not None
     detector = build_detector(monitor.detector, reference, metric=monitor.metric)
@@ -226,7 +262,7 @@ def window_test_alarms(detector: WindowTestDetector, values: NDArray[np.float64]
     alarms: list[int] = []
     end = detector.window
     while end <= values.size:
-        result = detector._test(values[end - detector.window:end])
+        result = detector._test(values[end - detector.window : end])
         if result.p_value < detector.alpha:
             alarms.append(end - 1)
             end += detector.window
@@ -237,24 +273,48 @@ def window_test_alarms(detector: WindowTestDetector, values: NDArray[np.float64]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rate", type=float, default=170.0,
-                        help="predictions per second (the sklearn demo sends about 170)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=170.0,
+        help="predictions per second (the sklearn demo sends about 170)",
+    )
     parser.add_argument("--hours", type=float, default=24.0, help="no-change stream length")
-    parser.add_argument("--label-share", type=float, default=0.1,
-                        help="share of predictions whose true label comes back")
-    parser.add_argument("--interval", type=float, default=5.0,
-                        help="seconds between monitor evaluations")
-    parser.add_argument("--mixes", type=float, nargs="+", default=[1.0, 0.5, 0.2],
-                        help="share of the traffic that drifts after the shift")
+    parser.add_argument(
+        "--label-share",
+        type=float,
+        default=0.1,
+        help="share of predictions whose true label comes back",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between monitor evaluations"
+    )
+    parser.add_argument(
+        "--mixes",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.5, 0.2],
+        help="share of the traffic that drifts after the shift",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="2 scenarios, 2 hours")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
-    parser.add_argument("--held-out", nargs="+", default=None,
-                        help="only these scenarios (e.g. restaurant coffee_tea+tops)")
-    parser.add_argument("--inputs-only", action="store_true",
-                        help="the monitors of the inputs alone (the others' columns show -)")
-    parser.add_argument("--defaults-only", action="store_true",
-                        help="the template's monitors only (no KS tests of the inputs)")
+    parser.add_argument(
+        "--held-out",
+        nargs="+",
+        default=None,
+        help="only these scenarios (e.g. restaurant coffee_tea+tops)",
+    )
+    parser.add_argument(
+        "--inputs-only",
+        action="store_true",
+        help="the monitors of the inputs alone (the others' columns show -)",
+    )
+    parser.add_argument(
+        "--defaults-only",
+        action="store_true",
+        help="the template's monitors only (no KS tests of the inputs)",
+    )
     args = parser.parse_args()
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
     if args.held_out:
@@ -268,14 +328,32 @@ def main() -> None:
     retrained: list[list[str]] = []
     for drifting in scenarios:
         streams = model_streams(drifting, args.seed)
-        quiet = simulate(monitors, streams, seconds=hours * 3600, shift_at=None, mix=0.0,
-                         rate=args.rate, label_share=args.label_share,
-                         interval=args.interval, rng=rng, inputs_only=args.inputs_only)
+        quiet = simulate(
+            monitors,
+            streams,
+            seconds=hours * 3600,
+            shift_at=None,
+            mix=0.0,
+            rate=args.rate,
+            label_share=args.label_share,
+            interval=args.interval,
+            rng=rng,
+            inputs_only=args.inputs_only,
+        )
         for mix in args.mixes:
             shift = 2 * WINDOW_SECONDS
-            drift = simulate(monitors, streams, seconds=shift + 3 * 3600, shift_at=shift,
-                             mix=mix, rate=args.rate, label_share=args.label_share,
-                             interval=args.interval, rng=rng, inputs_only=args.inputs_only)
+            drift = simulate(
+                monitors,
+                streams,
+                seconds=shift + 3 * 3600,
+                shift_at=shift,
+                mix=mix,
+                rate=args.rate,
+                label_share=args.label_share,
+                interval=args.interval,
+                rng=rng,
+                inputs_only=args.inputs_only,
+            )
             before = float(streams.known_correct.mean())
             after = float((1 - mix) * before + mix * streams.drifted_correct.mean())
             firsts = drift.first_after(shift)
@@ -291,57 +369,99 @@ def main() -> None:
             retrain_signals = [] if args.inputs_only else ["drift", "confidence", "accuracy"]
             ks_names = {ks["name"] for ks in INPUT_MONITORS}
             retrain_signals += [m.metric for m in monitors.inputs if m.name not in ks_names]
-            caught = [first for name in retrain_signals
-                      if (first := firsts[name]) is not None]
+            caught = [first for name in retrain_signals if (first := firsts[name]) is not None]
 
-            rows.append([
-                "+".join(drifting), f"{mix:g}", f"{before:.3f} → {after:.3f}",
-                f"{conf_before:.3f} → {conf_after:.3f} "
-                f"(ref {streams.reference.mean_confidence:.3f})",
-                windows(firsts["drift"], others), windows(firsts["confidence"], others),
-                windows(firsts["accuracy"], others),
-                *(windows(firsts[m.metric]) for m in monitors.inputs),
-                windows(min(caught) if caught else None),
-                alarm_counts(quiet, args.inputs_only),
-            ])
+            rows.append(
+                [
+                    "+".join(drifting),
+                    f"{mix:g}",
+                    f"{before:.3f} → {after:.3f}",
+                    f"{conf_before:.3f} → {conf_after:.3f} "
+                    f"(ref {streams.reference.mean_confidence:.3f})",
+                    windows(firsts["drift"], others),
+                    windows(firsts["confidence"], others),
+                    windows(firsts["accuracy"], others),
+                    *(windows(firsts[m.metric]) for m in monitors.inputs),
+                    windows(min(caught) if caught else None),
+                    alarm_counts(quiet, args.inputs_only),
+                ]
+            )
         retrained.append(after_retrain(monitors, drifting, args))
-        console.print(f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s): "
-                      f"{rows[-len(args.mixes):]} {retrained[-1]}", soft_wrap=True)
-    headers = ["held out", "drifted share", "accuracy before → after",
-               "mean confidence before → after", "CUSUM (windows)", "confidence (windows)",
-               "realized accuracy (windows)",
-               *(f"{m.metric} {m.detector.algorithm.upper()} (windows)"  # type: ignore[union-attr]
-                 for m in monitors.inputs),
-               "first @retrain of the defaults (windows)",
-               f"false ALERTs in {hours:g} h (CUSUM / conf. / acc."
-               f"{''.join(' / ' + m.metric for m in monitors.inputs)})"]
-    print_rows(console, headers, rows, markdown=args.markdown,
-               title=f"init defaults at {args.rate:g} predictions/s, labels on "
-                f"{args.label_share:.0%}")
-    print_rows(console, ["held out", "v2 accuracy on the drifted traffic",
-                         "ALERTs in 1 h of it (CUSUM / conf. / acc."
-                         f"{''.join(' / ' + m.metric for m in monitors.inputs)})"],
-               retrained, markdown=args.markdown,
-               title="after the retrain: v2 (trained on snapshot 2) on the drifted traffic")
+        console.print(
+            f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s): "
+            f"{rows[-len(args.mixes) :]} {retrained[-1]}",
+            soft_wrap=True,
+        )
+    headers = [
+        "held out",
+        "drifted share",
+        "accuracy before → after",
+        "mean confidence before → after",
+        "CUSUM (windows)",
+        "confidence (windows)",
+        "realized accuracy (windows)",
+        *(
+            f"{m.metric} {m.detector.algorithm.upper()} (windows)"  # type: ignore[union-attr]
+            for m in monitors.inputs
+        ),
+        "first @retrain of the defaults (windows)",
+        f"false ALERTs in {hours:g} h (CUSUM / conf. / acc."
+        f"{''.join(' / ' + m.metric for m in monitors.inputs)})",
+    ]
+    print_rows(
+        console,
+        headers,
+        rows,
+        markdown=args.markdown,
+        title=f"init defaults at {args.rate:g} predictions/s, labels on {args.label_share:.0%}",
+    )
+    print_rows(
+        console,
+        [
+            "held out",
+            "v2 accuracy on the drifted traffic",
+            "ALERTs in 1 h of it (CUSUM / conf. / acc."
+            f"{''.join(' / ' + m.metric for m in monitors.inputs)})",
+        ],
+        retrained,
+        markdown=args.markdown,
+        title="after the retrain: v2 (trained on snapshot 2) on the drifted traffic",
+    )
     console.print(f"took {time.perf_counter() - started:.0f}s")
 
 
-def after_retrain(monitors: Monitors, drifting: tuple[str, ...],
-                  args: argparse.Namespace) -> list[str]:
+def after_retrain(
+    monitors: Monitors, drifting: tuple[str, ...], args: argparse.Namespace
+) -> list[str]:
     """v2, trained on snapshot 2 (which holds the held-out subtopics), serving one hour of
     traffic that has fully drifted: which signals still ALERT (a retrain cannot cure them)."""
     streams = model_streams(drifting, args.seed, retrained=True)
-    alarms = simulate(monitors, streams, seconds=3600.0, shift_at=0.0, mix=1.0,
-                      rate=args.rate, label_share=args.label_share, interval=args.interval,
-                      rng=np.random.default_rng(args.seed), inputs_only=args.inputs_only)
-    return ["+".join(drifting), f"{streams.drifted_correct.mean():.3f}",
-            alarm_counts(alarms, args.inputs_only)]
+    alarms = simulate(
+        monitors,
+        streams,
+        seconds=3600.0,
+        shift_at=0.0,
+        mix=1.0,
+        rate=args.rate,
+        label_share=args.label_share,
+        interval=args.interval,
+        rng=np.random.default_rng(args.seed),
+        inputs_only=args.inputs_only,
+    )
+    return [
+        "+".join(drifting),
+        f"{streams.drifted_correct.mean():.3f}",
+        alarm_counts(alarms, args.inputs_only),
+    ]
 
 
 def alarm_counts(alarms: Alarms, inputs_only: bool) -> str:
     """ALERTs per signal: CUSUM / confidence / accuracy / each input ("-": not run)."""
-    others = ["-"] * 3 if inputs_only else [
-        str(len(found)) for found in (alarms.drift, alarms.confidence, alarms.accuracy)]
+    others = (
+        ["-"] * 3
+        if inputs_only
+        else [str(len(found)) for found in (alarms.drift, alarms.confidence, alarms.accuracy)]
+    )
     return " / ".join([*others, *(str(len(found)) for found in alarms.inputs.values())])
 
 

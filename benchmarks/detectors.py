@@ -160,12 +160,30 @@ class Plan:
     references: int
 
 
-FULL = Plan(streams=100, slow_streams=25, no_change_streams=10, no_change_length=50_000,
-            slow_no_change_streams=2, tuning_streams=4, tuning_length=50_000,
-            slow_tuning_streams=1, slow_tuning_length=50_000, references=4)
-QUICK = Plan(streams=20, slow_streams=3, no_change_streams=4, no_change_length=25_000,
-             slow_no_change_streams=1, tuning_streams=2, tuning_length=25_000,
-             slow_tuning_streams=1, slow_tuning_length=10_000, references=2)
+FULL = Plan(
+    streams=100,
+    slow_streams=25,
+    no_change_streams=10,
+    no_change_length=50_000,
+    slow_no_change_streams=2,
+    tuning_streams=4,
+    tuning_length=50_000,
+    slow_tuning_streams=1,
+    slow_tuning_length=50_000,
+    references=4,
+)
+QUICK = Plan(
+    streams=20,
+    slow_streams=3,
+    no_change_streams=4,
+    no_change_length=25_000,
+    slow_no_change_streams=1,
+    tuning_streams=2,
+    tuning_length=25_000,
+    slow_tuning_streams=1,
+    slow_tuning_length=10_000,
+    references=2,
+)
 
 
 def count_alarms(detector: StreamDetector, values: Sequence[float]) -> int:
@@ -177,8 +195,9 @@ def count_alarms(detector: StreamDetector, values: Sequence[float]) -> int:
     return alarms
 
 
-def first_detection(detector: StreamDetector, values: Sequence[float],
-                    change: int) -> tuple[int, float]:
+def first_detection(
+    detector: StreamDetector, values: Sequence[float], change: int
+) -> tuple[int, float]:
     """(alarms before ``change``, delay after it: values seen after the change, or inf)."""
     early = 0
     for i, x in enumerate(values):
@@ -191,16 +210,21 @@ def first_detection(detector: StreamDetector, values: Sequence[float],
     return early, math.inf
 
 
-def tune(tunable: Tunable, references: list[NDArray[np.float64]],
-         streams: list[list[float]], budget: float) -> tuple[float, float]:
+def tune(
+    tunable: Tunable,
+    references: list[NDArray[np.float64]],
+    streams: list[list[float]],
+    budget: float,
+) -> tuple[float, float]:
     """Binary search along the ladder for the most sensitive value within the budget;
     returns (value, measured false alarms per 10,000)."""
     total = sum(len(s) for s in streams)
 
     def rate(value: float) -> float:
         make = tunable.build(value)
-        alarms = sum(count_alarms(make(references[i % len(references)]), s)
-                     for i, s in enumerate(streams))
+        alarms = sum(
+            count_alarms(make(references[i % len(references)]), s) for i, s in enumerate(streams)
+        )
         return 1e4 * alarms / total
 
     low, high = 0, len(tunable.ladder) - 1
@@ -246,17 +270,27 @@ def our_detectors(false_alarm_rate: float) -> list[DetectorSpec]:
 
     return [
         DetectorSpec("driftloop CUSUM", True, cusum, f"target {rate:g}/value, min_shift 0.05"),
-        DetectorSpec("driftloop CUSUM (strict)", True, cusum_strict,
-                     f"target {rate / 10:g}/value, min_shift 0.05"),
-        DetectorSpec("driftloop Page-Hinkley", True, page_hinkley,
-                     f"target {rate:g}/value, min_shift 0.05"),
+        DetectorSpec(
+            "driftloop CUSUM (strict)",
+            True,
+            cusum_strict,
+            f"target {rate / 10:g}/value, min_shift 0.05",
+        ),
+        DetectorSpec(
+            "driftloop Page-Hinkley", True, page_hinkley, f"target {rate:g}/value, min_shift 0.05"
+        ),
         DetectorSpec("driftloop KS window", True, ks, f"window 500, step 100, target {rate:g}"),
-        DetectorSpec("driftloop KS window (200)", True, ks_short,
-                     f"window 200, step 20, target {rate:g}"),
+        DetectorSpec(
+            "driftloop KS window (200)", True, ks_short, f"window 200, step 20, target {rate:g}"
+        ),
         DetectorSpec("driftloop PSI window", True, psi, f"window 500, step 100, target {rate:g}"),
         DetectorSpec("driftloop shape CUSUM", True, shape, f"target {rate:g}/value, k 0.25"),
-        DetectorSpec(COMBINED, True, combined,
-                     f"target {rate:g}/value in all: mean CUSUM 90 %, shape CUSUM 10 %"),
+        DetectorSpec(
+            COMBINED,
+            True,
+            combined,
+            f"target {rate:g}/value in all: mean CUSUM 90 %, shape CUSUM 10 %",
+        ),
     ]
 
 
@@ -278,28 +312,33 @@ def competitors() -> tuple[list[DetectorSpec], list[Tunable]]:
     def average(value: float) -> Factory:
         return lambda r: WindowedAverageDetector(float(r.mean()), value)
 
-    fixed = [DetectorSpec("windowed average (plain)", False, plain_average,
-                          "avg of 500 < reference - 0.05")]
+    fixed = [
+        DetectorSpec(
+            "windowed average (plain)", False, plain_average, "avg of 500 < reference - 0.05"
+        )
+    ]
     tunables = [
         Tunable("river ADWIN", "delta (clock=1)", list(np.geomspace(0.99, 1e-8, 20)), adwin),
-        Tunable("river PageHinkley", "threshold", list(np.geomspace(0.5, 30.0, 31)),
-                page_hinkley),
+        Tunable("river PageHinkley", "threshold", list(np.geomspace(0.5, 30.0, 31)), page_hinkley),
         Tunable("river KSWIN", "alpha", list(np.geomspace(1e-2, 1e-8, 13)), kswin, slow=True),
-        Tunable("windowed average (tuned)", "offset", list(np.linspace(0.002, 0.06, 30)),
-                average),
+        Tunable("windowed average (tuned)", "offset", list(np.linspace(0.002, 0.06, 30)), average),
     ]
     return fixed, tunables
 
 
-def evaluate(spec: DetectorSpec, references: list[NDArray[np.float64]],
-             scenarios: list[tuple[ConfidenceScenario, list[list[float]]]],
-             no_change: list[list[float]]) -> DetectorResult:
+def evaluate(
+    spec: DetectorSpec,
+    references: list[NDArray[np.float64]],
+    scenarios: list[tuple[ConfidenceScenario, list[list[float]]]],
+    no_change: list[list[float]],
+) -> DetectorResult:
     results: dict[str, ScenarioResult] = {}
     for scenario, streams in scenarios:
         result = ScenarioResult()
         for i, values in enumerate(streams[: spec.max_streams]):
-            early, delay = first_detection(spec.make(references[i % len(references)]), values,
-                                           N_BEFORE)
+            early, delay = first_detection(
+                spec.make(references[i % len(references)]), values, N_BEFORE
+            )
             result.delays.append(delay)
             result.early_alarms += early
             result.early_values += N_BEFORE
@@ -347,8 +386,13 @@ def llr_cusum(scores: Sequence[float], threshold: float, change: int | None) -> 
     return early, math.inf
 
 
-def oracle(scenario: ConfidenceScenario, streams: list[list[float]], tuning: list[list[float]],
-           no_change: list[list[float]], budget: float) -> OracleResult:
+def oracle(
+    scenario: ConfidenceScenario,
+    streams: list[list[float]],
+    tuning: list[list[float]],
+    no_change: list[list[float]],
+    budget: float,
+) -> OracleResult:
     def rate(threshold: float, scores: list[list[float]]) -> float:
         alarms = sum(llr_cusum(s, threshold, None)[0] for s in scores)
         return 1e4 * alarms / sum(len(s) for s in scores)
@@ -377,8 +421,12 @@ def fmt_delay(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.0f}"
 
 
-def mean_oracle(scenario: ConfidenceScenario, references: list[NDArray[np.float64]],
-                streams: list[list[float]], false_alarm_rate: float) -> ScenarioResult | None:
+def mean_oracle(
+    scenario: ConfidenceScenario,
+    references: list[NDArray[np.float64]],
+    streams: list[list[float]],
+    false_alarm_rate: float,
+) -> ScenarioResult | None:
     """Our CUSUM told the true size of an abrupt drop (``min_shift`` = the drop), at the full
     budget: the quickest a mean CUSUM configured from the reference can be on that drop.
     ``None`` for scenarios that are not abrupt drops of the mean."""
@@ -387,8 +435,9 @@ def mean_oracle(scenario: ConfidenceScenario, references: list[NDArray[np.float6
         return None
     result = ScenarioResult()
     for i, values in enumerate(streams):
-        detector = CusumDetector(references[i % len(references)],
-                                 false_alarm_rate=false_alarm_rate, min_shift=drop)
+        detector = CusumDetector(
+            references[i % len(references)], false_alarm_rate=false_alarm_rate, min_shift=drop
+        )
         early, delay = first_detection(detector, values, N_BEFORE)
         result.delays.append(delay)
         result.early_alarms += early
@@ -396,9 +445,13 @@ def mean_oracle(scenario: ConfidenceScenario, references: list[NDArray[np.float6
     return result
 
 
-def goal_rows(results: list[DetectorResult], budget: float, scenario_names: list[str],
-              oracles: dict[str, OracleResult],
-              mean_oracles: dict[str, ScenarioResult | None]) -> list[tuple[str, ...]]:
+def goal_rows(
+    results: list[DetectorResult],
+    budget: float,
+    scenario_names: list[str],
+    oracles: dict[str, OracleResult],
+    mean_oracles: dict[str, ScenarioResult | None],
+) -> list[tuple[str, ...]]:
     """Per scenario: the one default configuration against the best tuned competitor and,
     on abrupt drops, against the mean-CUSUM oracle."""
     rows: list[tuple[str, ...]] = []
@@ -422,56 +475,95 @@ def goal_rows(results: list[DetectorResult], budget: float, scenario_names: list
             ratio = delay / oracle_delay
             oracle_cell = fmt_delay(oracle_delay)
             versus_oracle = f"{ratio:.2f} ({'met' if within and ratio <= 1.1 else 'not met'})"
-        rows.append((
-            name,
-            f"{fmt_delay(delay)} ({100 * combined.scenarios[name].detection_rate:.0f}%)",
-            f"{fmt_delay(ours_delay)} ({best_ours.spec.name if best_ours else 'none'})",
-            f"{fmt_delay(their_delay)} ({best_theirs.spec.name})",
-            f"{versus_theirs} ({'met' if beats else 'not met'})",
-            oracle_cell,
-            versus_oracle,
-            f"{fmt_delay(oracles[name].result.quantile(0.5))} "
-            f"({oracles[name].false_alarms_per_10k:.2f} / 10k)",
-        ))
+        rows.append(
+            (
+                name,
+                f"{fmt_delay(delay)} ({100 * combined.scenarios[name].detection_rate:.0f}%)",
+                f"{fmt_delay(ours_delay)} ({best_ours.spec.name if best_ours else 'none'})",
+                f"{fmt_delay(their_delay)} ({best_theirs.spec.name})",
+                f"{versus_theirs} ({'met' if beats else 'not met'})",
+                oracle_cell,
+                versus_oracle,
+                f"{fmt_delay(oracles[name].result.quantile(0.5))} "
+                f"({oracles[name].false_alarms_per_10k:.2f} / 10k)",
+            )
+        )
     return rows
 
 
-def render(results: list[DetectorResult], budget: float, scenario_names: list[str],
-           oracles: dict[str, OracleResult], mean_oracles: dict[str, ScenarioResult | None],
-           markdown: bool, console: Console) -> None:
+def render(
+    results: list[DetectorResult],
+    budget: float,
+    scenario_names: list[str],
+    oracles: dict[str, OracleResult],
+    mean_oracles: dict[str, ScenarioResult | None],
+    markdown: bool,
+    console: Console,
+) -> None:
     tables: list[tuple[str, list[str], list[list[str]]]] = []
     summary = []
     for r in results:
         early = sum(s.early_alarms for s in r.scenarios.values())
         early_values = sum(s.early_values for s in r.scenarios.values())
-        summary.append([r.spec.name, r.spec.setting, f"{r.false_alarms_per_10k:.2f}",
-                        f"{1e4 * early / max(1, early_values):.2f}",
-                        f"{r.updates_per_second:,.0f}"])
-    tables.append(("False alarms and throughput",
-                   ["detector", "setting", "false alarms / 10k (no change)",
-                    "false alarms / 10k (before drift)", "updates/s"], summary))
+        summary.append(
+            [
+                r.spec.name,
+                r.spec.setting,
+                f"{r.false_alarms_per_10k:.2f}",
+                f"{1e4 * early / max(1, early_values):.2f}",
+                f"{r.updates_per_second:,.0f}",
+            ]
+        )
+    tables.append(
+        (
+            "False alarms and throughput",
+            [
+                "detector",
+                "setting",
+                "false alarms / 10k (no change)",
+                "false alarms / 10k (before drift)",
+                "updates/s",
+            ],
+            summary,
+        )
+    )
     for name in scenario_names:
         rows = [
-            [r.spec.name, f"{100 * r.scenarios[name].detection_rate:.0f}%",
-             fmt_delay(r.scenarios[name].quantile(0.5)),
-             fmt_delay(r.scenarios[name].quantile(0.9))]
+            [
+                r.spec.name,
+                f"{100 * r.scenarios[name].detection_rate:.0f}%",
+                fmt_delay(r.scenarios[name].quantile(0.5)),
+                fmt_delay(r.scenarios[name].quantile(0.9)),
+            ]
             for r in results
         ]
-        tables.append((f"{name}: detection delay (values after the change)",
-                       ["detector", "detected", "median delay", "p90 delay"], rows))
-    goals = [list(row) for row in goal_rows(results, budget, scenario_names, oracles,
-                                            mean_oracles)]
-    tables.append((
-        f"Goal: {COMBINED} (one configuration, from the reference alone) at <= {budget:g} "
-        "false alarm per 10,000 values: median delay no worse than the best tuned competitor "
-        "on every scenario, and within 1.1x the mean-CUSUM oracle on abrupt drops (misses count "
-        "as never)",
-        ["scenario", f"{COMBINED} median delay (detected)", "best driftloop detector",
-         "best tuned competitor", "ratio to competitor (goal <= 1)",
-         "mean-CUSUM oracle (told the drop)", "ratio to oracle (goal <= 1.1)",
-         "LLR-CUSUM oracle (false alarms)"],
-        goals,
-    ))
+        tables.append(
+            (
+                f"{name}: detection delay (values after the change)",
+                ["detector", "detected", "median delay", "p90 delay"],
+                rows,
+            )
+        )
+    goals = [list(row) for row in goal_rows(results, budget, scenario_names, oracles, mean_oracles)]
+    tables.append(
+        (
+            f"Goal: {COMBINED} (one configuration, from the reference alone) at <= {budget:g} "
+            "false alarm per 10,000 values: median delay no worse than the best tuned competitor "
+            "on every scenario, and within 1.1x the mean-CUSUM oracle on abrupt drops "
+            "(misses count as never)",
+            [
+                "scenario",
+                f"{COMBINED} median delay (detected)",
+                "best driftloop detector",
+                "best tuned competitor",
+                "ratio to competitor (goal <= 1)",
+                "mean-CUSUM oracle (told the drop)",
+                "ratio to oracle (goal <= 1.1)",
+                "LLR-CUSUM oracle (false alarms)",
+            ],
+            goals,
+        )
+    )
     for title, header, rows in tables:
         if markdown:
             console.print(f"\n**{title}**\n", markup=False)
@@ -493,8 +585,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter streams")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--seed", type=int, default=2024, help="random seed")
-    parser.add_argument("--budget", type=float, default=1.0,
-                        help="false alarms per 10,000 values allowed")
+    parser.add_argument(
+        "--budget", type=float, default=1.0, help="false alarms per 10,000 values allowed"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     began = time.perf_counter()
@@ -503,17 +596,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     budget = args.budget
     false_alarm_rate = budget / 1e4
 
-    references = [CALIBRATED_CLASSIFIER.sample(REFERENCE_SIZE, rng)
-                  for _ in range(plan.references)]
+    references = [CALIBRATED_CLASSIFIER.sample(REFERENCE_SIZE, rng) for _ in range(plan.references)]
     drifting = [s for s in confidence_scenarios() if s.drifts]
     scenarios = [
         (s, [s.generate(N_BEFORE, N_AFTER, rng).tolist() for _ in range(plan.streams)])
         for s in drifting
     ]
-    no_change = [CALIBRATED_CLASSIFIER.sample(plan.no_change_length, rng).tolist()
-                 for _ in range(plan.no_change_streams)]
-    tuning = [CALIBRATED_CLASSIFIER.sample(plan.tuning_length, rng).tolist()
-              for _ in range(plan.tuning_streams)]
+    no_change = [
+        CALIBRATED_CLASSIFIER.sample(plan.no_change_length, rng).tolist()
+        for _ in range(plan.no_change_streams)
+    ]
+    tuning = [
+        CALIBRATED_CLASSIFIER.sample(plan.tuning_length, rng).tolist()
+        for _ in range(plan.tuning_streams)
+    ]
 
     specs = our_detectors(false_alarm_rate)
     fixed, tunables = competitors()
@@ -524,13 +620,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             streams = [t[: plan.slow_tuning_length] for t in tuning[: plan.slow_tuning_streams]]
         started = time.perf_counter()
         value, measured = tune(tunable, references, streams, budget)
-        console.print(f"tuned {tunable.name}: {tunable.label}={value:.3g} "
-                      f"({measured:.2f} false alarms / 10k on tuning streams, "
-                      f"{time.perf_counter() - started:.0f}s)", markup=False)
-        specs.append(DetectorSpec(
-            tunable.name, False, tunable.build(value), f"{tunable.label}={value:.3g} (tuned)",
-            max_streams=plan.slow_streams if tunable.slow else None,
-        ))
+        console.print(
+            f"tuned {tunable.name}: {tunable.label}={value:.3g} "
+            f"({measured:.2f} false alarms / 10k on tuning streams, "
+            f"{time.perf_counter() - started:.0f}s)",
+            markup=False,
+        )
+        specs.append(
+            DetectorSpec(
+                tunable.name,
+                False,
+                tunable.build(value),
+                f"{tunable.label}={value:.3g} (tuned)",
+                max_streams=plan.slow_streams if tunable.slow else None,
+            )
+        )
 
     results = []
     for spec in specs:
@@ -538,8 +642,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         slow = spec.max_streams is not None
         streams = no_change[: plan.slow_no_change_streams] if slow else no_change
         results.append(evaluate(spec, references, scenarios, streams))
-        console.print(f"evaluated {spec.name} in {time.perf_counter() - started:.0f}s",
-                      markup=False)
+        console.print(
+            f"evaluated {spec.name} in {time.perf_counter() - started:.0f}s", markup=False
+        )
     oracles = {
         scenario.name: oracle(scenario, streams, tuning, no_change, budget)
         for scenario, streams in scenarios
@@ -548,10 +653,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         scenario.name: mean_oracle(scenario, references, streams, false_alarm_rate)
         for scenario, streams in scenarios
     }
-    render(results, budget, [s.name for s in drifting], oracles, mean_oracles, args.markdown,
-           console)
-    console.print(f"\n{'quick' if args.quick else 'full'} run, seed {args.seed}, "
-                  f"{time.perf_counter() - began:.0f}s", markup=False)
+    render(
+        results, budget, [s.name for s in drifting], oracles, mean_oracles, args.markdown, console
+    )
+    console.print(
+        f"\n{'quick' if args.quick else 'full'} run, seed {args.seed}, "
+        f"{time.perf_counter() - began:.0f}s",
+        markup=False,
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,19 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("driftloop", "fastapi", "starlette", "uvicorn", "pydantic", "numpy", "scikit-learn",
-            "sqlalchemy", "torch", "transformers", "bentoml")
+PACKAGES = (
+    "driftloop",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "pydantic",
+    "numpy",
+    "scikit-learn",
+    "sqlalchemy",
+    "torch",
+    "transformers",
+    "bentoml",
+)
 LOOPBACK = "127.0.0.1"
 
 
@@ -36,10 +47,12 @@ class MachineDescription:
     def markdown(self) -> str:
         versions = ", ".join(f"{name} {version}" for name, version in self.packages.items())
         load = ", ".join(f"{x:.2f}" for x in self.load_average)
-        return (f"- CPU: {self.cpu_model}, {self.cores} cores; memory {self.memory_gib:.1f} GiB; "
-                f"load average at start {load}\n"
-                f"- {self.system}; Python {self.python}\n"
-                f"- packages: {versions}")
+        return (
+            f"- CPU: {self.cpu_model}, {self.cores} cores; memory {self.memory_gib:.1f} GiB; "
+            f"load average at start {load}\n"
+            f"- {self.system}; Python {self.python}\n"
+            f"- packages: {versions}"
+        )
 
 
 def describe_machine() -> MachineDescription:
@@ -59,8 +72,13 @@ def describe_machine() -> MachineDescription:
         with contextlib.suppress(metadata.PackageNotFoundError):
             packages[name] = metadata.version(name)
     return MachineDescription(
-        cpu, os.cpu_count() or 0, memory, os.getloadavg(), platform.python_version(),
-        f"{platform.system()} {platform.release()}", packages,
+        cpu,
+        os.cpu_count() or 0,
+        memory,
+        os.getloadavg(),
+        platform.python_version(),
+        f"{platform.system()} {platform.release()}",
+        packages,
     )
 
 
@@ -121,8 +139,11 @@ class LoadResult:
     def in_request_overhead_ms(self) -> float | None:
         """Median over requests of (latency - the model time the server reported for that very
         request): what serving adds, free of the model's own run-to-run spread."""
-        pairs = [latency - model for latency, model in zip(self.latencies_ms, self.model_ms,
-                                                            strict=True) if model == model]
+        pairs = [
+            latency - model
+            for latency, model in zip(self.latencies_ms, self.model_ms, strict=True)
+            if model == model
+        ]
         return statistics.median(pairs) if pairs else None
 
     @property
@@ -151,8 +172,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, float]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip()
-               for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    headers = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (line.partition(":") for line in lines[1:] if line)
+    }
     if "content-length" in headers:
         await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
@@ -165,8 +188,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, float]:
 
 
 async def _closed_loop(
-    port: int, path: str, bodies: Sequence[bytes], headers: dict[str, str], clients: int,
-    texts_per_request: int, duration: float, max_requests: int,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    headers: dict[str, str],
+    clients: int,
+    texts_per_request: int,
+    duration: float,
+    max_requests: int,
 ) -> LoadResult:
     result = LoadResult(clients, texts_per_request, 0.0)
     sent = 0
@@ -182,9 +211,11 @@ async def _closed_loop(
                 sent += 1
                 body = bodies[index % len(bodies)]
                 index += clients
-                request = (f"POST {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
-                           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                           f"{extra}\r\n").encode() + body
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                    f"{extra}\r\n"
+                ).encode() + body
                 started = time.perf_counter()
                 writer.write(request)
                 try:
@@ -207,13 +238,23 @@ async def _closed_loop(
 
 
 def run_load(
-    port: int, path: str, bodies: Sequence[bytes], *, clients: int, texts_per_request: int,
-    duration: float, max_requests: int, headers: dict[str, str] | None = None,
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    *,
+    clients: int,
+    texts_per_request: int,
+    duration: float,
+    max_requests: int,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Closed-loop load on ``127.0.0.1:port`` (never anywhere else), bounded by ``duration``
     seconds and ``max_requests``; HTTP/1.1 keep-alive, one connection per client."""
-    return asyncio.run(_closed_loop(port, path, bodies, headers or {}, clients,
-                                    texts_per_request, duration, max_requests))
+    return asyncio.run(
+        _closed_loop(
+            port, path, bodies, headers or {}, clients, texts_per_request, duration, max_requests
+        )
+    )
 
 
 # --- server processes --------------------------------------------------------------------
@@ -234,8 +275,9 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         output = self.log.open("wb") if self.log is not None else subprocess.DEVNULL
-        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env,
-                                        stdout=output, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            self.command, cwd=self.cwd, env=self.env, stdout=output, stderr=subprocess.STDOUT
+        )
         self._wait_ready(120.0)
         return self
 

@@ -44,8 +44,13 @@ from tables import print_rows
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS: tuple[tuple[str, ...], ...] = (
-    ("imdb_user_review",), ("critic_snippet",), ("restaurant",), ("dresses",),
-    ("coffee_tea", "tops"), ("review_title",), ("snacks_sweets",),
+    ("imdb_user_review",),
+    ("critic_snippet",),
+    ("restaurant",),
+    ("dresses",),
+    ("coffee_tea", "tops"),
+    ("review_title",),
+    ("snacks_sweets",),
     ("restaurant", "review_title"),
 )
 """The drifts of benchmarks/default_triggers.py and benchmarks/scenario_matrix.py."""
@@ -60,15 +65,19 @@ class Scored:
     signals: dict[str, NDArray[np.float64]]
 
     def take(self, index: NDArray[np.int64]) -> Scored:
-        return Scored(self.probabilities[index], self.truth[index],
-                      {name: values[index] for name, values in self.signals.items()})
+        return Scored(
+            self.probabilities[index],
+            self.truth[index],
+            {name: values[index] for name, values in self.signals.items()},
+        )
 
     @staticmethod
     def join(parts: list[Scored]) -> Scored:
-        return Scored(np.concatenate([p.probabilities for p in parts]),
-                      np.concatenate([p.truth for p in parts]),
-                      {name: np.concatenate([p.signals[name] for p in parts])
-                       for name in parts[0].signals})
+        return Scored(
+            np.concatenate([p.probabilities for p in parts]),
+            np.concatenate([p.truth for p in parts]),
+            {name: np.concatenate([p.signals[name] for p in parts]) for name in parts[0].signals},
+        )
 
 
 @dataclass
@@ -95,27 +104,35 @@ def score(predictor: Predictor, frame: pd.DataFrame) -> Scored:
     texts = frame["text"].astype(str).tolist()
     signals = {"text_length": np.asarray([len(t) for t in texts], dtype=np.float64)}
     signals.update(predictor.input_signals(texts))
-    return Scored(predictor.predict_proba(texts),
-                  label_indices(frame, "label", predictor.labels), signals)
+    return Scored(
+        predictor.predict_proba(texts), label_indices(frame, "label", predictor.labels), signals
+    )
 
 
 def train(drifting: tuple[str, ...], trainer: str, seed: int) -> Model:
     scenario = build_scenario(drifting=drifting, seed=seed)
     trained = get_trainer(trainer, ModelConfig(trainer=trainer, data="reviews")).fit(
-        TrainingData(scenario.snapshot_1, "text", "label"))
+        TrainingData(scenario.snapshot_1, "text", "label")
+    )
     held_out = split_for_training(scenario.snapshot_1, "label").held_out  # the trainer's split
     predictor = trained.predictor
-    return Model(predictor, trained.reference, score(predictor, held_out),
-                 score(predictor, scenario.known_traffic),
-                 score(predictor, scenario.drifted_traffic))
+    return Model(
+        predictor,
+        trained.reference,
+        score(predictor, held_out),
+        score(predictor, scenario.known_traffic),
+        score(predictor, scenario.drifted_traffic),
+    )
 
 
 def draw(model: Model, mix: float, size: int, rng: np.random.Generator) -> Scored:
     drifted = round(mix * size)
-    return Scored.join([
-        model.known.take(rng.integers(0, len(model.known.truth), size - drifted)),
-        model.drifted.take(rng.integers(0, len(model.drifted.truth), drifted)),
-    ])
+    return Scored.join(
+        [
+            model.known.take(rng.integers(0, len(model.known.truth), size - drifted)),
+            model.drifted.take(rng.integers(0, len(model.drifted.truth), drifted)),
+        ]
+    )
 
 
 def judge(model: Model, name: str, mix: float, window: Scored) -> Window:
@@ -123,8 +140,7 @@ def judge(model: Model, name: str, mix: float, window: Scored) -> Window:
     signals = {"model_confidence": confidence, **window.signals}
     estimate = estimate_window(model.reference, signals)
     realized = float(np.mean(window.probabilities.argmax(axis=1) == window.truth))
-    return Window(name, mix, realized, float(confidence.mean()), estimate.accuracy,
-                  estimate.holds)
+    return Window(name, mix, realized, float(confidence.mean()), estimate.accuracy, estimate.holds)
 
 
 def nannyml_frame(scored: Scored, labels: tuple[str, ...]) -> pd.DataFrame:
@@ -135,8 +151,9 @@ def nannyml_frame(scored: Scored, labels: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def run_nannyml(python: Path, jobs: list[tuple[Model, list[Scored], list[Window]]],
-                size: int) -> str:
+def run_nannyml(
+    python: Path, jobs: list[tuple[Model, list[Scored], list[Window]]], size: int
+) -> str:
     """Fill each window's ``nannyml`` estimate; returns NannyML's version."""
     with tempfile.TemporaryDirectory(prefix="driftloop-nannyml-") as tmp:
         directories = []
@@ -144,15 +161,17 @@ def run_nannyml(python: Path, jobs: list[tuple[Model, list[Scored], list[Window]
             directory = Path(tmp) / str(number)
             directory.mkdir()
             labels = model.predictor.labels
-            nannyml_frame(model.held_out, labels).to_csv(directory / "reference.csv",
-                                                         index=False)
+            nannyml_frame(model.held_out, labels).to_csv(directory / "reference.csv", index=False)
             pd.concat([nannyml_frame(w, labels) for w in windows]).to_csv(
-                directory / "analysis.csv", index=False)
-            (directory / "meta.json").write_text(json.dumps(
-                {"classes": [f"c{i}" for i in range(len(labels))], "window_size": size}))
+                directory / "analysis.csv", index=False
+            )
+            (directory / "meta.json").write_text(
+                json.dumps({"classes": [f"c{i}" for i in range(len(labels))], "window_size": size})
+            )
             directories.append(directory)
-        subprocess.run([str(python), str(HERE / "nannyml_cbpe.py"), *map(str, directories)],
-                       check=True)
+        subprocess.run(
+            [str(python), str(HERE / "nannyml_cbpe.py"), *map(str, directories)], check=True
+        )
         version = ""
         for directory, (_, _, judged) in zip(directories, jobs, strict=True):
             result = json.loads((directory / "nannyml.json").read_text())
@@ -190,9 +209,17 @@ def detail_rows(windows: list[Window], mixes: list[float]) -> list[list[str]]:
                 values = [getattr(w, method) for w in group]
                 return "-" if None in values else f"{np.mean(values):.3f}"
 
-            rows.append([name, f"{mix:.0%}", mean("realized"), mean("driftloop"),
-                         f"{np.mean([w.holds for w in group]):.0%}", mean("cbpe"),
-                         mean("nannyml")])
+            rows.append(
+                [
+                    name,
+                    f"{mix:.0%}",
+                    mean("realized"),
+                    mean("driftloop"),
+                    f"{np.mean([w.holds for w in group]):.0%}",
+                    mean("cbpe"),
+                    mean("nannyml"),
+                ]
+            )
     return rows
 
 
@@ -201,18 +228,39 @@ def summary_rows(windows: list[Window]) -> list[list[str]]:
     trusted = [w for w in drifted if w.holds]
     unchanged = [w for w in windows if w.mix == 0]
     rows = []
-    for label, group in (("drifted", drifted), ("drifted, estimate holds", trusted),
-                         ("drifted, may not hold", [w for w in drifted if not w.holds]),
-                         ("no change", unchanged)):
-        for method, title in (("driftloop", "driftloop"),
-                              ("cbpe", "mean confidence"),
-                              ("nannyml", "NannyML CBPE")):
+    for label, group in (
+        ("drifted", drifted),
+        ("drifted, estimate holds", trusted),
+        ("drifted, may not hold", [w for w in drifted if not w.holds]),
+        ("no change", unchanged),
+    ):
+        for method, title in (
+            ("driftloop", "driftloop"),
+            ("cbpe", "mean confidence"),
+            ("nannyml", "NannyML CBPE"),
+        ):
             errors = error(group, method)
-            rows.append([label, str(len(group)), title, points(errors, "mean"),
-                         points(errors, "max"), points(errors, "within")])
+            rows.append(
+                [
+                    label,
+                    str(len(group)),
+                    title,
+                    points(errors, "mean"),
+                    points(errors, "max"),
+                    points(errors, "within"),
+                ]
+            )
     flagged = np.mean([not w.holds for w in unchanged]) if unchanged else float("nan")
-    rows.append(["no change, flagged 'may not hold'", str(len(unchanged)), "driftloop",
-                 f"{flagged:.1%} of windows", "", ""])
+    rows.append(
+        [
+            "no change, flagged 'may not hold'",
+            str(len(unchanged)),
+            "driftloop",
+            f"{flagged:.1%} of windows",
+            "",
+            "",
+        ]
+    )
     return rows
 
 
@@ -226,17 +274,29 @@ def pair_rows(trainer: str, seed: int, quick: bool) -> list[list[str]]:
         measured = []
         for snapshot in (scenario.snapshot_1, scenario.snapshot_2):
             trained = get_trainer(trainer, ModelConfig(trainer=trainer, data="reviews")).fit(
-                TrainingData(snapshot, "text", "label"))
+                TrainingData(snapshot, "text", "label")
+            )
             scored = score(trained.predictor, scenario.drifted_traffic)
             confidence = scored.probabilities.max(axis=1)
             window = {"model_confidence": confidence, **scored.signals}
-            measured.append((
-                float(np.mean(scored.probabilities.argmax(axis=1) == scored.truth)),
-                estimate_window(trained.reference, window).accuracy,
-                float(confidence.mean()) - trained.reference.mean_confidence))
+            measured.append(
+                (
+                    float(np.mean(scored.probabilities.argmax(axis=1) == scored.truth)),
+                    estimate_window(trained.reference, window).accuracy,
+                    float(confidence.mean()) - trained.reference.mean_confidence,
+                )
+            )
         (r1, e1, c1), (r2, e2, c2) = measured
-        rows.append(["+".join(drifting), f"{r1:.3f} → {r2:.3f}", f"{r2 - r1:+.3f}",
-                     f"{e1:.3f} → {e2:.3f}", f"{e2 - e1:+.3f}", f"{c2 - c1:+.3f}"])
+        rows.append(
+            [
+                "+".join(drifting),
+                f"{r1:.3f} → {r2:.3f}",
+                f"{r2 - r1:+.3f}",
+                f"{e1:.3f} → {e2:.3f}",
+                f"{e2 - e1:+.3f}",
+                f"{c2 - c1:+.3f}",
+            ]
+        )
     return rows
 
 
@@ -248,43 +308,70 @@ def main() -> None:
     parser.add_argument("--mixes", type=float, nargs="+", default=[1.0, 0.5, 0.2, 0.0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="two drifts only")
-    parser.add_argument("--nannyml-python", type=Path,
-                        default=HERE.parent / ".venv-nannyml" / "bin" / "python")
+    parser.add_argument(
+        "--nannyml-python", type=Path, default=HERE.parent / ".venv-nannyml" / "bin" / "python"
+    )
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--pairs", action="store_true",
-                        help="only compare v1 and v2 (trained on snapshot 2) on drifted traffic")
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="only compare v1 and v2 (trained on snapshot 2) on drifted traffic",
+    )
     args = parser.parse_args()
     console = Console()
     if args.pairs:
-        print_rows(console, ["drift", "realized v1 → v2", "difference", "estimated v1 → v2",
-                             "difference", "relative confidence difference"],
-                   pair_rows(args.trainer, args.seed, args.quick), markdown=args.markdown,
-                   title=f"v2 against v1 on drifted traffic ({args.trainer})")
+        print_rows(
+            console,
+            [
+                "drift",
+                "realized v1 → v2",
+                "difference",
+                "estimated v1 → v2",
+                "difference",
+                "relative confidence difference",
+            ],
+            pair_rows(args.trainer, args.seed, args.quick),
+            markdown=args.markdown,
+            title=f"v2 against v1 on drifted traffic ({args.trainer})",
+        )
         return
     rng = np.random.default_rng(args.seed)
     jobs: list[tuple[Model, list[Scored], list[Window]]] = []
     for drifting in SCENARIOS[:2] if args.quick else SCENARIOS:
         model = train(drifting, args.trainer, args.seed)
         name = "+".join(drifting)
-        drawn = [(mix, draw(model, mix, args.window, rng))
-                 for mix in args.mixes for _ in range(args.windows)]
-        jobs.append((model, [w for _, w in drawn],
-                     [judge(model, name, mix, w) for mix, w in drawn]))
+        drawn = [
+            (mix, draw(model, mix, args.window, rng))
+            for mix in args.mixes
+            for _ in range(args.windows)
+        ]
+        jobs.append(
+            (model, [w for _, w in drawn], [judge(model, name, mix, w) for mix, w in drawn])
+        )
     version = "not installed"
     if args.nannyml_python.exists():
         version = "NannyML " + run_nannyml(args.nannyml_python, jobs, args.window)
     windows = [w for _, _, judged in jobs for w in judged]
-    title = (f"{args.trainer} trainer, windows of {args.window} predictions, "
-             f"{args.windows} per drift and mix; {version}")
-    print_rows(console, ["drift", "drifted share", "realized", "driftloop", "holds",
-                         "mean confidence", "NannyML"],
-               detail_rows(windows, args.mixes), markdown=args.markdown,
-               title="Mean over windows: " + title)
+    title = (
+        f"{args.trainer} trainer, windows of {args.window} predictions, "
+        f"{args.windows} per drift and mix; {version}"
+    )
+    print_rows(
+        console,
+        ["drift", "drifted share", "realized", "driftloop", "holds", "mean confidence", "NannyML"],
+        detail_rows(windows, args.mixes),
+        markdown=args.markdown,
+        title="Mean over windows: " + title,
+    )
     if args.markdown:
         print()
-    print_rows(console, ["windows", "n", "estimate", "mean |error| (points)",
-                         "max |error|", "within 3 points"],
-               summary_rows(windows), markdown=args.markdown, title=title)
+    print_rows(
+        console,
+        ["windows", "n", "estimate", "mean |error| (points)", "max |error|", "within 3 points"],
+        summary_rows(windows),
+        markdown=args.markdown,
+        title=title,
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ WAITS = ("thread", "inline", "spin")
 
 
 def _timed(response: Response, started: float) -> dict[str, str]:
-    response.headers["Server-Timing"] = \
-        f"model;dur={(time.perf_counter() - started) * 1000:.3f}"
+    response.headers["Server-Timing"] = f"model;dur={(time.perf_counter() - started) * 1000:.3f}"
     return {"class": "Food Positive"}
 
 
@@ -86,25 +85,40 @@ def main() -> None:
     body = [json.dumps({"texts": ["a warm sweater, true to size"]}).encode()]
     port = free_port()
     overheads: dict[tuple[str, float], float] = {}
-    with tempfile.TemporaryDirectory(prefix="driftloop-wakeup-") as temporary, ServerProcess(
-        "plain FastAPI", [sys.executable, __file__, "serve", str(port)], port, "/healthz",
-        log=Path(temporary) / "server.log",
+    with (
+        tempfile.TemporaryDirectory(prefix="driftloop-wakeup-") as temporary,
+        ServerProcess(
+            "plain FastAPI",
+            [sys.executable, __file__, "serve", str(port)],
+            port,
+            "/healthz",
+            log=Path(temporary) / "server.log",
+        ),
     ):
         for milliseconds in CALL_MS:
             for wait in WAITS:
                 path = f"/predict/{wait}/{milliseconds:g}"
-                run_load(port, path, body, clients=1, texts_per_request=1, duration=0.3,
-                         max_requests=100)  # warm-up
-                result = run_load(port, path, body, clients=1, texts_per_request=1,
-                                  duration=args.seconds, max_requests=5_000)
+                run_load(
+                    port, path, body, clients=1, texts_per_request=1, duration=0.3, max_requests=100
+                )  # warm-up
+                result = run_load(
+                    port,
+                    path,
+                    body,
+                    clients=1,
+                    texts_per_request=1,
+                    duration=args.seconds,
+                    max_requests=5_000,
+                )
                 overhead = result.in_request_overhead_ms()
                 assert overhead is not None, "the server sent no Server-Timing header"
                 overheads[wait, milliseconds] = overhead
-                console.print(f"{milliseconds:g} ms call, {wait}: overhead {overhead:.3f} ms "
-                              f"over {result.ok} requests")
+                console.print(
+                    f"{milliseconds:g} ms call, {wait}: overhead {overhead:.3f} ms "
+                    f"over {result.ok} requests"
+                )
     header = ["model call", *(f"{wait}: overhead (median)" for wait in WAITS)]
-    rows = [[f"{ms:g} ms", *(f"{overheads[wait, ms]:.2f} ms" for wait in WAITS)]
-            for ms in CALL_MS]
+    rows = [[f"{ms:g} ms", *(f"{overheads[wait, ms]:.2f} ms" for wait in WAITS)] for ms in CALL_MS]
     if args.markdown:
         print(describe_machine().markdown())
         print()

@@ -84,31 +84,55 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
         transport = MemoryTransport()
-        client = InsightsClient(transport, outbox=Path(directory) / "outbox",
-                                queue_size=10 * calls, batch_size=2_000, flush_interval=0.2)
+        client = InsightsClient(
+            transport,
+            outbox=Path(directory) / "outbox",
+            queue_size=10 * calls,
+            batch_size=2_000,
+            flush_interval=0.2,
+        )
         configure_insights(client=client)
         server_values = {"model_confidence": 0.93, "text_length": 57, "latency_ms": 3.2}
-        server_tags = {"model": "review-classifier", "version": "3",
-                       "class": "Food - Positive"}
+        server_tags = {"model": "review-classifier", "version": "3", "class": "Food - Positive"}
         timer = timer_overhead(calls)
         results = [
-            measure("report_insights, 1 value, no tags",
-                    lambda: report_insights({"model_confidence": 0.93}), calls, timer),
-            measure("report_insights, 1 value, 1 tag",
-                    lambda: report_insights({"model_confidence": 0.93},
-                                            {"model": "review-classifier"}), calls, timer),
-            measure("report_insights, server's 3 values + 3 tags",
-                    lambda: report_insights(server_values, server_tags), calls, timer),
-            measure("InsightsClient.report, 3 values + 3 tags",
-                    lambda: client.report(server_values, server_tags), calls, timer),
+            measure(
+                "report_insights, 1 value, no tags",
+                lambda: report_insights({"model_confidence": 0.93}),
+                calls,
+                timer,
+            ),
+            measure(
+                "report_insights, 1 value, 1 tag",
+                lambda: report_insights({"model_confidence": 0.93}, {"model": "review-classifier"}),
+                calls,
+                timer,
+            ),
+            measure(
+                "report_insights, server's 3 values + 3 tags",
+                lambda: report_insights(server_values, server_tags),
+                calls,
+                timer,
+            ),
+            measure(
+                "InsightsClient.report, 3 values + 3 tags",
+                lambda: client.report(server_values, server_tags),
+                calls,
+                timer,
+            ),
         ]
         client.flush()
         published = client.stats.published
         shutdown_insights()
 
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
-        offline = InsightsClient(CountingTransport(), outbox=Path(directory) / "outbox",
-                                 queue_size=10 * calls, batch_size=2_000, start=False)
+        offline = InsightsClient(
+            CountingTransport(),
+            outbox=Path(directory) / "outbox",
+            queue_size=10 * calls,
+            batch_size=2_000,
+            start=False,
+        )
         for _ in range(calls):
             offline.report(server_values, server_tags)
         started = time.perf_counter()
@@ -117,12 +141,18 @@ def main() -> None:
         offline.close()
 
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
-        overflow = InsightsClient(MemoryTransport(), outbox=Path(directory) / "outbox",
-                                  queue_size=1, start=False)
+        overflow = InsightsClient(
+            MemoryTransport(), outbox=Path(directory) / "outbox", queue_size=1, start=False
+        )
         overflow.report({"fill": 1.0})
-        results.append(measure("queue full: spooled to the outbox (slow path)",
-                               lambda: overflow.report(server_values, server_tags),
-                               min(calls, 20_000), timer))
+        results.append(
+            measure(
+                "queue full: spooled to the outbox (slow path)",
+                lambda: overflow.report(server_values, server_tags),
+                min(calls, 20_000),
+                timer,
+            )
+        )
         overflow.close(flush=False)
 
     width = max(len(r.case) for r in results)
@@ -130,12 +160,15 @@ def main() -> None:
     print("-" * (width + 38))
     for r in results:
         print(f"{r.case:<{width}}  {r.median_us:>10.2f}  {r.p99_us:>8.2f}  {r.loop_us:>12.2f}")
-    print(f"\n{calls} calls per case; {published} points published by the flush thread; "
-          f"timer overhead {timer / 1000:.3f} µs subtracted from median/p99")
-    print(f"flush thread (off the request path): {flush_us:.2f} µs per point batched into "
-          "columns with its id and handed to a transport")
-    print("loop µs/call: wall time of a tight loop per call, sharing the GIL with the flush "
-          "thread")
+    print(
+        f"\n{calls} calls per case; {published} points published by the flush thread; "
+        f"timer overhead {timer / 1000:.3f} µs subtracted from median/p99"
+    )
+    print(
+        f"flush thread (off the request path): {flush_us:.2f} µs per point batched into "
+        "columns with its id and handed to a transport"
+    )
+    print("loop µs/call: wall time of a tight loop per call, sharing the GIL with the flush thread")
 
 
 if __name__ == "__main__":

@@ -71,15 +71,17 @@ class Result:
 
 def service_url(name: str) -> str:
     script = REPO / "scripts" / "services" / f"{name}.sh"
-    return subprocess.run([str(script), "start"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [str(script), "start"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @contextmanager
 def fresh_postgres(server_url: str) -> Iterator[str]:
     name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(sa.engine.make_url(server_url).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        sa.engine.make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
@@ -100,8 +102,9 @@ def counter(database: Database) -> Callable[[], int]:
     return count
 
 
-def run(path: str, client: InsightsClient, count: Callable[[], int], points: int,
-        rate: float | None) -> Result:
+def run(
+    path: str, client: InsightsClient, count: Callable[[], int], points: int, rate: float | None
+) -> Result:
     """Report ``points`` (flat out, or paced at ``rate``/s) and wait until all are stored."""
     samples: list[tuple[float, int]] = []
     done = threading.Event()
@@ -131,7 +134,7 @@ def run(path: str, client: InsightsClient, count: Callable[[], int], points: int
         wall = time.time()
         for i in range(begin, min(begin + chunk, points)):
             report({"model_confidence": values[i]}, tags[i % len(tags)], timestamp=wall)
-        reported_at[begin:begin + chunk] = now
+        reported_at[begin : begin + chunk] = now
     client.flush()
     deadline = time.perf_counter() + 600
     while count() < points:
@@ -151,22 +154,31 @@ def run(path: str, client: InsightsClient, count: Callable[[], int], points: int
     index = np.searchsorted(counts, np.arange(1, points + 1), side="left")
     lags = (times[np.minimum(index, len(times) - 1)] - reported_at) * 1000
     seconds = finished - started
-    return Result(path, f"{rate:g}/s" if rate else "flat out", points, seconds,
-                  points / seconds, float(np.percentile(lags, 50)),
-                  float(np.percentile(lags, 99)), float(lags.max()))
+    return Result(
+        path,
+        f"{rate:g}/s" if rate else "flat out",
+        points,
+        seconds,
+        points / seconds,
+        float(np.percentile(lags, 50)),
+        float(np.percentile(lags, 99)),
+        float(lags.max()),
+    )
 
 
 def make_config(directory: Path, store: str, transport: str, group: str) -> Config:
     return Config(
-        store=store, transport=transport, base_dir=directory,
+        store=store,
+        transport=transport,
+        base_dir=directory,
         insights=InsightsConfig(outbox=f"outbox-{uuid.uuid4().hex[:8]}", queue_size=1_000_000),
-        kafka=KafkaConfig(group_id=group, session_timeout=6.0, heartbeat_interval=1.0,
-                          poll_timeout=0.1),
+        kafka=KafkaConfig(
+            group_id=group, session_timeout=6.0, heartbeat_interval=1.0, poll_timeout=0.1
+        ),
     )
 
 
-def local_path(name: str, directory: Path, store: str, points: int,
-               rate: float | None) -> Result:
+def local_path(name: str, directory: Path, store: str, points: int, rate: float | None) -> Result:
     config = make_config(directory, store, "local://", "unused")
     database = open_database(store, base_dir=directory)
     client = InsightsClient.from_config(config)
@@ -187,17 +199,30 @@ def wait_for_group(bootstrap: str, group: str, members: int, timeout: float = 12
                 raise
             time.sleep(0.5)
             continue
-        assigned = sum(len(m.assignment.topic_partitions) for m in description.members
-                       if m.assignment is not None)
-        if len(description.members) == members and assigned > 0 and \
-                str(description.state).endswith("STABLE"):
+        assigned = sum(
+            len(m.assignment.topic_partitions)
+            for m in description.members
+            if m.assignment is not None
+        )
+        if (
+            len(description.members) == members
+            and assigned > 0
+            and str(description.state).endswith("STABLE")
+        ):
             return
         time.sleep(0.5)
     raise RuntimeError(f"the ingest group {group} did not reach {members} members")
 
 
-def kafka_path(directory: Path, bootstrap: str, store: str, partitions: int, workers: int,
-               points: int, rate: float | None) -> Result:
+def kafka_path(
+    directory: Path,
+    bootstrap: str,
+    store: str,
+    partitions: int,
+    workers: int,
+    points: int,
+    rate: float | None,
+) -> Result:
     topic = f"bench-{uuid.uuid4().hex[:10]}"
     group = f"bench-ingest-{uuid.uuid4().hex[:8]}"
     ensure_topic(bootstrap, topic, partitions)
@@ -207,10 +232,15 @@ def kafka_path(directory: Path, bootstrap: str, store: str, partitions: int, wor
     database = open_database(store, base_dir=directory)
     driftloop = str(Path(sys.executable).parent / "driftloop")
     logs = [(directory / f"{group}-{i}.log").open("wb") for i in range(workers)]
-    ingest = [subprocess.Popen([driftloop, "ingest", "--config", str(config_file), "--json"],
-                               stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-              for log in logs]
+    ingest = [
+        subprocess.Popen(
+            [driftloop, "ingest", "--config", str(config_file), "--json"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        for log in logs
+    ]
     try:
         wait_for_group(bootstrap, group, workers)
         client = InsightsClient.from_config(config)
@@ -230,10 +260,15 @@ def kafka_path(directory: Path, bootstrap: str, store: str, partitions: int, wor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--paced-points", type=int, default=None,
-                        help="points of the paced runs (default: --points)")
-    parser.add_argument("--rate", type=float, default=2_000.0,
-                        help="points/s of the paced runs (0: skip them)")
+    parser.add_argument(
+        "--paced-points",
+        type=int,
+        default=None,
+        help="points of the paced runs (default: --points)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=2_000.0, help="points/s of the paced runs (0: skip them)"
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--ingest-workers", type=int, default=2)
     args = parser.parse_args()
@@ -253,21 +288,36 @@ def main() -> None:
             with fresh_postgres(postgres) as store:
                 results.append(local_path("local → PostgreSQL", directory, store, points, rate))
             with fresh_postgres(postgres) as store:
-                results.append(kafka_path(directory, bootstrap, store, args.partitions,
-                                          args.ingest_workers, points, rate))
+                results.append(
+                    kafka_path(
+                        directory,
+                        bootstrap,
+                        store,
+                        args.partitions,
+                        args.ingest_workers,
+                        points,
+                        rate,
+                    )
+                )
 
-    print(f"{flat_out_points} points flat out, {paced_points} paced, 8 models; kafka: "
-          f"{args.partitions} partitions, "
-          f"{args.ingest_workers} ingest workers\n")
+    print(
+        f"{flat_out_points} points flat out, {paced_points} paced, 8 models; kafka: "
+        f"{args.partitions} partitions, "
+        f"{args.ingest_workers} ingest workers\n"
+    )
     print("| path | load | seconds | points/s | lag p50 | lag p99 | lag max |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.path} | {r.mode} | {r.seconds:.2f} | {r.points_per_second:,.0f} | "
-              f"{r.lag_p50_ms:,.0f} ms | {r.lag_p99_ms:,.0f} ms | {r.lag_max_ms:,.0f} ms |")
+        print(
+            f"| {r.path} | {r.mode} | {r.seconds:.2f} | {r.points_per_second:,.0f} | "
+            f"{r.lag_p50_ms:,.0f} ms | {r.lag_p99_ms:,.0f} ms | {r.lag_max_ms:,.0f} ms |"
+        )
     embedded = next(r for r in results if r.path == "local → SQLite" and r.mode == "flat out")
     met = "met" if embedded.points_per_second >= EMBEDDED_GOAL else "NOT met"
-    print(f"\ngoal (issue 11): embedded ingestion >= {EMBEDDED_GOAL:,} points/s: {met} "
-          f"({embedded.points_per_second:,.0f})")
+    print(
+        f"\ngoal (issue 11): embedded ingestion >= {EMBEDDED_GOAL:,} points/s: {met} "
+        f"({embedded.points_per_second:,.0f})"
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    result = subprocess.run([str(REPO / "scripts" / "test"), "-m", "long", "-q",
-                             "-p", "no:cacheprovider", *sys.argv[1:]], cwd=REPO, check=False)
+    result = subprocess.run(
+        [
+            str(REPO / "scripts" / "test"),
+            "-m",
+            "long",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *sys.argv[1:],
+        ],
+        cwd=REPO,
+        check=False,
+    )
     return result.returncode
 
 

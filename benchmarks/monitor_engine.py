@@ -61,11 +61,17 @@ def backfill(store: SqlMetricStore, models: int, days: float, progress: Progress
     began = time.perf_counter()
     for model in range(models):
         values = rng.beta(8, 2, minutes)
-        store.write([
-            MetricPoint("model_confidence", float(v), NOW - (minutes - i) * 60.0 + 7.0,
-                        {"model": f"model-{model}"})
-            for i, v in enumerate(values)
-        ])
+        store.write(
+            [
+                MetricPoint(
+                    "model_confidence",
+                    float(v),
+                    NOW - (minutes - i) * 60.0 + 7.0,
+                    {"model": f"model-{model}"},
+                )
+                for i, v in enumerate(values)
+            ]
+        )
         progress.update(task, advance=1)
     return time.perf_counter() - began
 
@@ -93,11 +99,19 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--monitors", type=int, default=1000)
-    parser.add_argument("--grouped-monitors", type=int, default=100,
-                        help="monitors grouped by model (each reads every model's rollups)")
+    parser.add_argument(
+        "--grouped-monitors",
+        type=int,
+        default=100,
+        help="monitors grouped by model (each reads every model's rollups)",
+    )
     parser.add_argument("--ingest-points", type=int, default=200_000)
-    parser.add_argument("--clock-offset", type=float, default=1234.5,
-                        help="evaluate this many seconds before the end of the data")
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        default=1234.5,
+        help="evaluate this many seconds before the end of the data",
+    )
     args = parser.parse_args()
     console = Console()
     rows: list[tuple[str, str]] = []
@@ -109,8 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         database = Database(f"sqlite:///{Path(directory) / 'bench.db'}")
         database.migrate()
-        store = SqlMetricStore(database, raw_retention=30 * 86400.0,
-                               rollup_retention=90 * 86400.0)
+        store = SqlMetricStore(database, raw_retention=30 * 86400.0, rollup_retention=90 * 86400.0)
         for batch in (1_000, 10_000):
             rate = ingest(store, args.ingest_points, batch, with_ids=False)
             record(f"ingest, batches of {batch:,}", f"{rate:,.0f} points/s")
@@ -120,8 +133,10 @@ def main() -> None:
         with Progress(console=console, transient=True) as progress:
             seconds = backfill(store, args.models, args.days, progress)
         points = int(args.days * 1440) * args.models
-        record(f"backfill {points:,} points ({args.models} models x {args.days:g} days, 1/min)",
-               f"{seconds:.1f} s ({points / seconds:,.0f} points/s)")
+        record(
+            f"backfill {points:,} points ({args.models} models x {args.days:g} days, 1/min)",
+            f"{seconds:.1f} s ({points / seconds:,.0f} points/s)",
+        )
 
         evaluated_at = NOW - args.clock_offset
         for grouped, count in ((False, args.monitors), (True, args.grouped_monitors)):
@@ -129,14 +144,19 @@ def main() -> None:
                 continue
             config = monitor_config(count, args.models, args.days, grouped)
             engine = MonitorEngine(config, database, store, clock=lambda: evaluated_at)
-            shape = (f"group_by model ({args.models} groups each)" if grouped
-                     else "one model each (filter)")
+            shape = (
+                f"group_by model ({args.models} groups each)"
+                if grouped
+                else "one model each (filter)"
+            )
             for run in ("first", "second"):
                 began = time.perf_counter()
                 engine.evaluate()
                 seconds = time.perf_counter() - began
-                record(f"evaluate {count:,} monitors, {args.days:g}-day window, {shape}, "
-                       f"{run} run", f"{seconds:.2f} s")
+                record(
+                    f"evaluate {count:,} monitors, {args.days:g}-day window, {shape}, {run} run",
+                    f"{seconds:.2f} s",
+                )
         database.dispose()
 
     table = Table("measurement", "result", title="metric store and monitor engine (SQLite)")

@@ -38,8 +38,9 @@ def estimate(directory: Path) -> None:
     estimator.fit(reference)
     result = estimator.estimate(analysis).filter(period="analysis").to_df()
     values = [float(v) for v in result[("accuracy", "value")]]
-    (directory / "nannyml.json").write_text(json.dumps(
-        {"version": nannyml.__version__, "estimates": values}))
+    (directory / "nannyml.json").write_text(
+        json.dumps({"version": nannyml.__version__, "estimates": values})
+    )
 
 
 def main() -> None:

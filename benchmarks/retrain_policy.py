@@ -164,7 +164,8 @@ def default_scenarios(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     topics = sorted(by_topic)
     pairs = [
         tuple(sorted((a, b)))
-        for i, first in enumerate(topics) for second in topics[i + 1:]
+        for i, first in enumerate(topics)
+        for second in topics[i + 1 :]
         for a, b in zip(by_topic[first], by_topic[second], strict=False)
     ]
     return singles + pairs
@@ -177,8 +178,10 @@ def check_scenario(frame: pd.DataFrame, drifting: Sequence[str]) -> None:
     kept = frame[~frame["subtopic"].isin(drifting)].groupby("label")["subtopic"].nunique()
     lost = sorted(set(frame["label"]) - set(kept[kept > 0].index))
     if lost:
-        raise SystemExit(f"holding out {'+'.join(drifting)} leaves no subtopic in snapshot 1 "
-                         f"for {lost}: v1 could not learn those classes")
+        raise SystemExit(
+            f"holding out {'+'.join(drifting)} leaves no subtopic in snapshot 1 "
+            f"for {lost}: v1 could not learn those classes"
+        )
 
 
 def fit(frame: pd.DataFrame, seed: int, c: float | None = None) -> TrainedModel:
@@ -188,12 +191,14 @@ def fit(frame: pd.DataFrame, seed: int, c: float | None = None) -> TrainedModel:
         params["c_grid"] = [c]
     config = ModelConfig(trainer="sklearn", data="reviews", params=params)
     trainer = get_trainer(config.trainer, config)
-    return trainer.fit(TrainingData(frame.reset_index(drop=True), config.text_column,
-                                    config.label_column))
+    return trainer.fit(
+        TrainingData(frame.reset_index(drop=True), config.text_column, config.label_column)
+    )
 
 
-def predict(predictor: Predictor,
-            texts: Sequence[str]) -> tuple[NDArray[np.str_], NDArray[np.float64]]:
+def predict(
+    predictor: Predictor, texts: Sequence[str]
+) -> tuple[NDArray[np.str_], NDArray[np.float64]]:
     probabilities = predictor.predict_proba(list(texts))
     labels = np.asarray(predictor.labels)
     return labels[probabilities.argmax(axis=1)], probabilities.max(axis=1)
@@ -205,8 +210,9 @@ def accuracy_and_confidence(predictor: Predictor, traffic: pd.DataFrame) -> tupl
     return float(correct.mean()), float(confidence.mean())
 
 
-def weighted_frame(old: pd.DataFrame, newest: pd.DataFrame, share: float,
-                   seed: int) -> pd.DataFrame:
+def weighted_frame(
+    old: pd.DataFrame, newest: pd.DataFrame, share: float, seed: int
+) -> pd.DataFrame:
     """``old`` + ``newest`` with ``newest`` carrying ``share`` of the total weight, by repeating
     the lighter side's rows (the fractional part of the factor as a seeded sample)."""
     factor = share / (1 - share) * len(old) / len(newest)
@@ -220,10 +226,16 @@ def weighted_frame(old: pd.DataFrame, newest: pd.DataFrame, share: float,
 def scores(model: TrainedModel, rows: int, known: pd.DataFrame, drifted: pd.DataFrame) -> Scores:
     acc_known, conf_known = accuracy_and_confidence(model.predictor, known)
     acc_drift, conf_drift = accuracy_and_confidence(model.predictor, drifted)
-    return Scores(train_rows=rows, acc_known=acc_known, acc_drift=acc_drift,
-                  conf_known=conf_known, conf_drift=conf_drift,
-                  conf_reference=model.reference.mean_confidence,
-                  c=float(model.params["C"]), temperature=float(model.params["temperature"]))
+    return Scores(
+        train_rows=rows,
+        acc_known=acc_known,
+        acc_drift=acc_drift,
+        conf_known=conf_known,
+        conf_drift=conf_drift,
+        conf_reference=model.reference.mean_confidence,
+        c=float(model.params["C"]),
+        temperature=float(model.params["temperature"]),
+    )
 
 
 def run_cell(drifting: tuple[str, ...], seed: int, window: float, share: float) -> Cell:
@@ -246,9 +258,15 @@ def run_cell(drifting: tuple[str, ...], seed: int, window: float, share: float) 
     measure("weighted", weighted)
     measure("weighted_fixed_c", weighted, models["cumulative"].c)
     return Cell(
-        scenario=scenario_name(drifting), seed=seed, new_rows=int(is_new.sum()),
-        window_rows=len(newest), snapshot_1_rows=len(old), known_traffic=len(known),
-        drifted_traffic=len(drifted), models=models, seconds=time.perf_counter() - started,
+        scenario=scenario_name(drifting),
+        seed=seed,
+        new_rows=int(is_new.sum()),
+        window_rows=len(newest),
+        snapshot_1_rows=len(old),
+        known_traffic=len(known),
+        drifted_traffic=len(drifted),
+        models=models,
+        seconds=time.perf_counter() - started,
         cpu_seconds=time.process_time() - cpu,
     )
 
@@ -282,8 +300,16 @@ def spread(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-METRICS = ("acc_known", "acc_drift", "conf_known", "conf_drift", "conf_reference",
-           "train_rows", "c", "temperature")
+METRICS = (
+    "acc_known",
+    "acc_drift",
+    "conf_known",
+    "conf_drift",
+    "conf_reference",
+    "train_rows",
+    "c",
+    "temperature",
+)
 
 
 @dataclass
@@ -320,18 +346,25 @@ class ScenarioSummary:
     def why_not(self, model: str) -> str:
         """Why ``model`` misses the recovery goal here."""
         got = self.metrics[model]["acc_drift"]
-        short = (f"{100 * (self.acc_pre - got):.1f} points short with {self.new_rows:.0f} "
-                 "labeled new rows")
+        short = (
+            f"{100 * (self.acc_pre - got):.1f} points short with {self.new_rows:.0f} "
+            "labeled new rows"
+        )
         if self.cv_drift < self.acc_pre - TOLERANCE:
-            return (f"{short}; the subtopic is harder than the known ones: with every subtopic "
-                    f"in training (CV) the model gets {self.cv_drift:.3f} on it against "
-                    f"{self.cv_known:.3f} on the others")
-        return (f"{short}, although with every subtopic in training (CV) the model gets "
-                f"{self.cv_drift:.3f} on it: v2 makes less of the new rows")
+            return (
+                f"{short}; the subtopic is harder than the known ones: with every subtopic "
+                f"in training (CV) the model gets {self.cv_drift:.3f} on it against "
+                f"{self.cv_known:.3f} on the others"
+            )
+        return (
+            f"{short}, although with every subtopic in training (CV) the model gets "
+            f"{self.cv_drift:.3f} on it: v2 makes less of the new rows"
+        )
 
 
-def summarise(drifting: tuple[str, ...], cells: list[Cell],
-              folds: dict[int, CrossValidation]) -> ScenarioSummary:
+def summarise(
+    drifting: tuple[str, ...], cells: list[Cell], folds: dict[int, CrossValidation]
+) -> ScenarioSummary:
     metrics: dict[str, dict[str, float]] = {}
     for model in MODELS:
         metrics[model] = {}
@@ -341,7 +374,9 @@ def summarise(drifting: tuple[str, ...], cells: list[Cell],
             metrics[model][f"{metric}_sd"] = spread(values)
     seeds = [c.seed for c in cells]
     return ScenarioSummary(
-        scenario=scenario_name(drifting), drifting=drifting, seeds=seeds,
+        scenario=scenario_name(drifting),
+        drifting=drifting,
+        seeds=seeds,
         new_rows=mean([c.new_rows for c in cells]),
         drifted_traffic=mean([c.drifted_traffic for c in cells]),
         known_traffic=mean([c.known_traffic for c in cells]),
@@ -353,23 +388,30 @@ def summarise(drifting: tuple[str, ...], cells: list[Cell],
 
 def choose_policy(summaries: list[ScenarioSummary]) -> tuple[str, str]:
     """(policy, the rule that chose it)."""
+
     def drift(p: str) -> float:
         return mean([s.metrics[p]["acc_drift"] for s in summaries])
 
     safe = [p for p in POLICIES if all(s.forgetting(p) <= TOLERANCE for s in summaries)]
     if safe:
-        return max(safe, key=drift), ("highest mean accuracy on drifted traffic among the "
-                                      "policies that lose at most 2 points on known traffic "
-                                      "against v1 in every scenario")
+        return max(safe, key=drift), (
+            "highest mean accuracy on drifted traffic among the "
+            "policies that lose at most 2 points on known traffic "
+            "against v1 in every scenario"
+        )
     mean_safe = [p for p in POLICIES if mean([s.forgetting(p) for s in summaries]) <= TOLERANCE]
     if mean_safe:
-        return max(mean_safe, key=drift), ("no policy stays within 2 points on known traffic "
-                                           "in every scenario; highest mean accuracy on "
-                                           "drifted traffic among those within 2 points on "
-                                           "average")
-    return max(POLICIES, key=drift), ("every policy loses more than 2 points on known "
-                                      "traffic on average; highest mean accuracy on drifted "
-                                      "traffic")
+        return max(mean_safe, key=drift), (
+            "no policy stays within 2 points on known traffic "
+            "in every scenario; highest mean accuracy on "
+            "drifted traffic among those within 2 points on "
+            "average"
+        )
+    return max(POLICIES, key=drift), (
+        "every policy loses more than 2 points on known "
+        "traffic on average; highest mean accuracy on drifted "
+        "traffic"
+    )
 
 
 # ---- output ------------------------------------------------------------------------------
@@ -389,92 +431,187 @@ def points(value: float) -> str:
 
 
 def scenario_table(s: ScenarioSummary) -> Table3:
-    title = (f"{s.scenario}: {s.new_rows:.0f} labeled new rows, traffic {s.known_traffic:.0f} "
-             f"known / {s.drifted_traffic:.0f} drifted, seeds {', '.join(map(str, s.seeds))} "
-             "(± the spread over seeds)")
-    header = ["model", "train rows", "C", "acc known", "acc drifted", "known vs v1 (pts)",
-              "conf reference", "conf known", "conf drifted"]
+    title = (
+        f"{s.scenario}: {s.new_rows:.0f} labeled new rows, traffic {s.known_traffic:.0f} "
+        f"known / {s.drifted_traffic:.0f} drifted, seeds {', '.join(map(str, s.seeds))} "
+        "(± the spread over seeds)"
+    )
+    header = [
+        "model",
+        "train rows",
+        "C",
+        "acc known",
+        "acc drifted",
+        "known vs v1 (pts)",
+        "conf reference",
+        "conf known",
+        "conf drifted",
+    ]
     rows = []
     for model in MODELS:
         m = s.metrics[model]
-        rows.append([
-            TITLES[model], f"{m['train_rows']:.0f}", f"{m['c']:g}", with_sd(m, "acc_known"),
-            with_sd(m, "acc_drift"), "" if model == "v1" else points(-s.forgetting(model)),
-            f3(m["conf_reference"]), f3(m["conf_known"]), f3(m["conf_drift"]),
-        ])
-    rows.append([f"CV, every subtopic ({CV_FOLDS}-fold)", "", "", f3(s.cv_known),
-                 f3(s.cv_drift), "", "", "", ""])
+        rows.append(
+            [
+                TITLES[model],
+                f"{m['train_rows']:.0f}",
+                f"{m['c']:g}",
+                with_sd(m, "acc_known"),
+                with_sd(m, "acc_drift"),
+                "" if model == "v1" else points(-s.forgetting(model)),
+                f3(m["conf_reference"]),
+                f3(m["conf_known"]),
+                f3(m["conf_drift"]),
+            ]
+        )
+    rows.append(
+        [
+            f"CV, every subtopic ({CV_FOLDS}-fold)",
+            "",
+            "",
+            f3(s.cv_known),
+            f3(s.cv_drift),
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
     return title, header, rows
 
 
 def overview_table(summaries: list[ScenarioSummary]) -> Table3:
-    header = ["scenario", "new rows", "acc_pre", "acc_pre (v1 every known row)",
-              "acc_v1_drift", "CV drifted",
-              *(f"{p}: drifted / known vs v1" for p in POLICIES),
-              *(f"{p} recovers" for p in POLICIES)]
+    header = [
+        "scenario",
+        "new rows",
+        "acc_pre",
+        "acc_pre (v1 every known row)",
+        "acc_v1_drift",
+        "CV drifted",
+        *(f"{p}: drifted / known vs v1" for p in POLICIES),
+        *(f"{p} recovers" for p in POLICIES),
+    ]
     rows = []
     for s in summaries:
-        rows.append([
-            s.scenario, f"{s.new_rows:.0f}", f3(s.acc_pre), f3(s.acc_pre_all_known),
-            f3(s.metrics["v1"]["acc_drift"]), f3(s.cv_drift),
-            *(f"{f3(s.metrics[p]['acc_drift'])} / {points(-s.forgetting(p))}" for p in POLICIES),
-            *("yes" if s.recovers(p) else "no" for p in POLICIES),
-        ])
+        rows.append(
+            [
+                s.scenario,
+                f"{s.new_rows:.0f}",
+                f3(s.acc_pre),
+                f3(s.acc_pre_all_known),
+                f3(s.metrics["v1"]["acc_drift"]),
+                f3(s.cv_drift),
+                *(
+                    f"{f3(s.metrics[p]['acc_drift'])} / {points(-s.forgetting(p))}"
+                    for p in POLICIES
+                ),
+                *("yes" if s.recovers(p) else "no" for p in POLICIES),
+            ]
+        )
 
     def avg(model: str, key: str) -> float:
         return mean([s.metrics[model][key] for s in summaries])
 
-    rows.append([
-        "mean", f"{mean([s.new_rows for s in summaries]):.0f}",
-        f3(mean([s.acc_pre for s in summaries])),
-        f3(mean([s.acc_pre_all_known for s in summaries])), f3(avg("v1", "acc_drift")),
-        f3(mean([s.cv_drift for s in summaries])),
-        *(f"{f3(avg(p, 'acc_drift'))} / {points(-mean([s.forgetting(p) for s in summaries]))}"
-          for p in POLICIES),
-        *(f"{sum(s.recovers(p) for s in summaries)}/{len(summaries)}" for p in POLICIES),
-    ])
-    return ("Per scenario (means over seeds): v2's accuracy on drifted traffic / points gained "
-            "(+) or lost (-) on known traffic against v1; recovers: acc drifted >= acc_pre - 0.02",
-            header, rows)
+    rows.append(
+        [
+            "mean",
+            f"{mean([s.new_rows for s in summaries]):.0f}",
+            f3(mean([s.acc_pre for s in summaries])),
+            f3(mean([s.acc_pre_all_known for s in summaries])),
+            f3(avg("v1", "acc_drift")),
+            f3(mean([s.cv_drift for s in summaries])),
+            *(
+                f"{f3(avg(p, 'acc_drift'))} / {points(-mean([s.forgetting(p) for s in summaries]))}"
+                for p in POLICIES
+            ),
+            *(f"{sum(s.recovers(p) for s in summaries)}/{len(summaries)}" for p in POLICIES),
+        ]
+    )
+    return (
+        "Per scenario (means over seeds): v2's accuracy on drifted traffic / points gained "
+        "(+) or lost (-) on known traffic against v1; recovers: acc drifted >= acc_pre - 0.02",
+        header,
+        rows,
+    )
 
 
 def mean_table(summaries: list[ScenarioSummary]) -> Table3:
-    header = ["model", "acc known", "acc drifted", "known vs v1 (pts)",
-              "worst known vs v1 (pts)", "scenarios losing > 2 pts known", "recovers",
-              "recovers vs v1 every known row", "conf reference", "conf known", "conf drifted",
-              "conf - acc drifted"]
+    header = [
+        "model",
+        "acc known",
+        "acc drifted",
+        "known vs v1 (pts)",
+        "worst known vs v1 (pts)",
+        "scenarios losing > 2 pts known",
+        "recovers",
+        "recovers vs v1 every known row",
+        "conf reference",
+        "conf known",
+        "conf drifted",
+        "conf - acc drifted",
+    ]
     rows = []
     for model in MODELS:
+
         def avg(key: str, model: str = model) -> float:
             return mean([s.metrics[model][key] for s in summaries])
 
         v2 = model not in ("v1", "v1_all_known")
         losses = [s.forgetting(model) for s in summaries] if v2 else []
         n = len(summaries)
-        rows.append([
-            TITLES[model], f3(avg("acc_known")), f3(avg("acc_drift")),
-            points(-mean(losses)) if v2 else "", points(-max(losses)) if v2 else "",
-            f"{sum(x > TOLERANCE for x in losses)}/{n}" if v2 else "",
-            f"{sum(s.recovers(model) for s in summaries)}/{n}" if v2 else "",
-            f"{sum(s.recovers(model, strict=True) for s in summaries)}/{n}" if v2 else "",
-            f3(avg("conf_reference")), f3(avg("conf_known")), f3(avg("conf_drift")),
-            f"{avg('conf_drift') - avg('acc_drift'):+.3f}",
-        ])
-    rows.append([f"CV, every subtopic ({CV_FOLDS}-fold)",
-                 f3(mean([s.cv_known for s in summaries])),
-                 f3(mean([s.cv_drift for s in summaries])), *[""] * 9])
+        rows.append(
+            [
+                TITLES[model],
+                f3(avg("acc_known")),
+                f3(avg("acc_drift")),
+                points(-mean(losses)) if v2 else "",
+                points(-max(losses)) if v2 else "",
+                f"{sum(x > TOLERANCE for x in losses)}/{n}" if v2 else "",
+                f"{sum(s.recovers(model) for s in summaries)}/{n}" if v2 else "",
+                f"{sum(s.recovers(model, strict=True) for s in summaries)}/{n}" if v2 else "",
+                f3(avg("conf_reference")),
+                f3(avg("conf_known")),
+                f3(avg("conf_drift")),
+                f"{avg('conf_drift') - avg('acc_drift'):+.3f}",
+            ]
+        )
+    rows.append(
+        [
+            f"CV, every subtopic ({CV_FOLDS}-fold)",
+            f3(mean([s.cv_known for s in summaries])),
+            f3(mean([s.cv_drift for s in summaries])),
+            *[""] * 9,
+        ]
+    )
     return f"Mean over {len(summaries)} scenarios", header, rows
 
 
 def verdict_table(summaries: list[ScenarioSummary], policy: str) -> Table3:
-    rows = [[s.scenario, f3(s.acc_pre), f3(s.acc_pre_all_known),
-             f3(s.metrics[policy]["acc_drift"]), "yes" if s.recovers(policy) else "no",
-             "yes" if s.recovers(policy, strict=True) else "no",
-             "" if s.recovers(policy) else s.why_not(policy)] for s in summaries]
-    return (f"Goal with the {policy} policy: v2 on drifted traffic within 2 points of v1 on "
-            "known traffic", ["scenario", "acc_pre", "acc_pre (v1 every known row)",
-                              "acc_v2_drift", "met", "met vs v1 every known row", "why not"],
-            rows)
+    rows = [
+        [
+            s.scenario,
+            f3(s.acc_pre),
+            f3(s.acc_pre_all_known),
+            f3(s.metrics[policy]["acc_drift"]),
+            "yes" if s.recovers(policy) else "no",
+            "yes" if s.recovers(policy, strict=True) else "no",
+            "" if s.recovers(policy) else s.why_not(policy),
+        ]
+        for s in summaries
+    ]
+    return (
+        f"Goal with the {policy} policy: v2 on drifted traffic within 2 points of v1 on "
+        "known traffic",
+        [
+            "scenario",
+            "acc_pre",
+            "acc_pre (v1 every known row)",
+            "acc_v2_drift",
+            "met",
+            "met vs v1 every known row",
+            "why not",
+        ],
+        rows,
+    )
 
 
 def render(tables: list[Table3], markdown: bool, console: Console) -> None:
@@ -496,16 +633,37 @@ def render(tables: list[Table3], markdown: bool, console: Console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
-                        help="split and training seeds (default: 7 8)")
-    parser.add_argument("--scenarios", nargs="+", metavar="SUBTOPIC[+SUBTOPIC]",
-                        help="held-out subtopic sets (default: the rule in the docstring)")
-    parser.add_argument("--window", type=float, default=0.25,
-                        help="share of the known subtopics' training rows in the newest window")
-    parser.add_argument("--newest-share", type=float, default=0.5,
-                        help="the newest window's share of the weight in the weighted policy")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (default: one per CPU)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(DEFAULT_SEEDS),
+        help="split and training seeds (default: 7 8)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        metavar="SUBTOPIC[+SUBTOPIC]",
+        help="held-out subtopic sets (default: the rule in the docstring)",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=0.25,
+        help="share of the known subtopics' training rows in the newest window",
+    )
+    parser.add_argument(
+        "--newest-share",
+        type=float,
+        default=0.5,
+        help="the newest window's share of the weight in the weighted policy",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per CPU)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write every figure to this JSON file")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     args = parser.parse_args(argv)
@@ -516,33 +674,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.markdown and not console.is_terminal:
         console = Console(width=220)
     frame = load_reviews()
-    scenarios = ([parse_scenario(s) for s in args.scenarios] if args.scenarios
-                 else default_scenarios(frame))
+    scenarios = (
+        [parse_scenario(s) for s in args.scenarios] if args.scenarios else default_scenarios(frame)
+    )
     for drifting in scenarios:
         check_scenario(frame, drifting)
-    console.print(f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, {args.jobs} "
-                  f"processes: {', '.join(scenario_name(d) for d in scenarios)}", markup=False)
+    console.print(
+        f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, {args.jobs} "
+        f"processes: {', '.join(scenario_name(d) for d in scenarios)}",
+        markup=False,
+    )
 
     cells: dict[str, list[Cell]] = {scenario_name(d): [] for d in scenarios}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         cv_futures = {seed: pool.submit(run_cross_validation, seed) for seed in args.seeds}
-        futures = [pool.submit(run_cell, d, seed, args.window, args.newest_share)
-                   for d in scenarios for seed in args.seeds]
+        futures = [
+            pool.submit(run_cell, d, seed, args.window, args.newest_share)
+            for d in scenarios
+            for seed in args.seeds
+        ]
         for future in futures:
             cell = future.result()
             cells[cell.scenario].append(cell)
             m = cell.models
-            console.print(f"{cell.scenario} seed {cell.seed}: v1 {m['v1'].acc_known:.3f} known "
-                          f"/ {m['v1'].acc_drift:.3f} drifted; v2 drifted "
-                          + ", ".join(f"{p} {m[p].acc_drift:.3f}" for p in POLICIES)
-                          + f" ({cell.seconds:.0f}s)", markup=False)
+            console.print(
+                f"{cell.scenario} seed {cell.seed}: v1 {m['v1'].acc_known:.3f} known "
+                f"/ {m['v1'].acc_drift:.3f} drifted; v2 drifted "
+                + ", ".join(f"{p} {m[p].acc_drift:.3f}" for p in POLICIES)
+                + f" ({cell.seconds:.0f}s)",
+                markup=False,
+            )
         folds = {seed: future.result() for seed, future in cv_futures.items()}
 
     summaries = [summarise(d, cells[scenario_name(d)], folds) for d in scenarios]
     policy, rule = choose_policy(summaries)
     tables = [scenario_table(s) for s in summaries]
-    tables += [overview_table(summaries), mean_table(summaries),
-               verdict_table(summaries, policy)]
+    tables += [overview_table(summaries), mean_table(summaries), verdict_table(summaries, policy)]
     render(tables, args.markdown, console)
     best = [s.metrics[policy] for s in summaries]
     console.print(
@@ -553,27 +720,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{mean([s.acc_pre for s in summaries]):.3f}); recovery goal met in "
         f"{sum(s.recovers(policy) for s in summaries)} of {len(summaries)} scenarios "
         f"({sum(s.recovers(policy, strict=True) for s in summaries)} against v1 trained on "
-        "every known row).", markup=False)
+        "every known row).",
+        markup=False,
+    )
     seconds = time.perf_counter() - began
-    cpu = (sum(c.cpu_seconds for group in cells.values() for c in group)
-           + sum(f.cpu_seconds for f in folds.values()))
-    console.print(f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, window {args.window:g}, "
-                  f"newest share {args.newest_share:g}, {args.jobs} processes: {seconds:.0f}s "
-                  f"wall, {cpu:.0f}s CPU in the workers", markup=False)
+    cpu = sum(c.cpu_seconds for group in cells.values() for c in group) + sum(
+        f.cpu_seconds for f in folds.values()
+    )
+    console.print(
+        f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, window {args.window:g}, "
+        f"newest share {args.newest_share:g}, {args.jobs} processes: {seconds:.0f}s "
+        f"wall, {cpu:.0f}s CPU in the workers",
+        markup=False,
+    )
     if args.json:
         report: dict[str, Any] = {
-            "settings": {"seeds": args.seeds, "window": args.window,
-                         "newest_share": args.newest_share, "tolerance": TOLERANCE,
-                         "cv_folds": CV_FOLDS, "jobs": args.jobs},
+            "settings": {
+                "seeds": args.seeds,
+                "window": args.window,
+                "newest_share": args.newest_share,
+                "tolerance": TOLERANCE,
+                "cv_folds": CV_FOLDS,
+                "jobs": args.jobs,
+            },
             "recommended_policy": policy,
             "rule": rule,
             "scenarios": [
-                {**asdict(s), "acc_pre": s.acc_pre, "acc_pre_all_known": s.acc_pre_all_known,
-                 "forgetting": {p: s.forgetting(p) for p in MODELS[2:]},
-                 "recovers": {p: s.recovers(p) for p in MODELS[2:]},
-                 "recovers_vs_all_known": {p: s.recovers(p, strict=True) for p in MODELS[2:]},
-                 "why_not": {p: s.why_not(p) for p in MODELS[2:] if not s.recovers(p)},
-                 "cells": [asdict(c) for c in cells[s.scenario]]}
+                {
+                    **asdict(s),
+                    "acc_pre": s.acc_pre,
+                    "acc_pre_all_known": s.acc_pre_all_known,
+                    "forgetting": {p: s.forgetting(p) for p in MODELS[2:]},
+                    "recovers": {p: s.recovers(p) for p in MODELS[2:]},
+                    "recovers_vs_all_known": {p: s.recovers(p, strict=True) for p in MODELS[2:]},
+                    "why_not": {p: s.why_not(p) for p in MODELS[2:] if not s.recovers(p)},
+                    "cells": [asdict(c) for c in cells[s.scenario]],
+                }
                 for s in summaries
             ],
             "cross_validation": {str(seed): f.subtopics for seed, f in folds.items()},

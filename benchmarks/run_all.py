@@ -43,42 +43,108 @@ class Benchmark:
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark("serving", "Serving (sklearn): driftloop vs the raw model, plain FastAPI and "
-              "BentoML", ("serving.py", "--seconds", "3"), True),
-    Benchmark("serving_transformers", "Serving (transformers, MiniLM on CPU): driftloop vs the "
-              "raw model, plain FastAPI and BentoML",
-              ("serving.py", "--model", "transformers", "--seconds", "4"), True),
-    Benchmark("idle_wakeup", "The floor under the 1-client overhead: a plain FastAPI "
-              "endpoint whose model only waits", ("idle_wakeup.py", "--seconds", "2"), True),
-    Benchmark("memory", "Memory: peak RSS of driftloop serve", ("memory.py", "--seconds", "4"),
-              True),
-    Benchmark("insights_overhead", "Insights: cost of report_insights on the request path",
-              ("insights_overhead.py", "--calls", "100000"), False),
-    Benchmark("insights_throughput", "Insights: end-to-end ingestion (embedded and Kafka)",
-              ("insights_throughput.py", "--points", "200000", "--paced-points", "20000",
-               "--rate", "1000"), False),
-    Benchmark("monitor_engine", "Monitor engine: 1,000 monitors over 7 days of rollups",
-              ("monitor_engine.py", "--ingest-points", "100000"), False),
+    Benchmark(
+        "serving",
+        "Serving (sklearn): driftloop vs the raw model, plain FastAPI and BentoML",
+        ("serving.py", "--seconds", "3"),
+        True,
+    ),
+    Benchmark(
+        "serving_transformers",
+        "Serving (transformers, MiniLM on CPU): driftloop vs the "
+        "raw model, plain FastAPI and BentoML",
+        ("serving.py", "--model", "transformers", "--seconds", "4"),
+        True,
+    ),
+    Benchmark(
+        "idle_wakeup",
+        "The floor under the 1-client overhead: a plain FastAPI endpoint whose model only waits",
+        ("idle_wakeup.py", "--seconds", "2"),
+        True,
+    ),
+    Benchmark(
+        "memory", "Memory: peak RSS of driftloop serve", ("memory.py", "--seconds", "4"), True
+    ),
+    Benchmark(
+        "insights_overhead",
+        "Insights: cost of report_insights on the request path",
+        ("insights_overhead.py", "--calls", "100000"),
+        False,
+    ),
+    Benchmark(
+        "insights_throughput",
+        "Insights: end-to-end ingestion (embedded and Kafka)",
+        (
+            "insights_throughput.py",
+            "--points",
+            "200000",
+            "--paced-points",
+            "20000",
+            "--rate",
+            "1000",
+        ),
+        False,
+    ),
+    Benchmark(
+        "monitor_engine",
+        "Monitor engine: 1,000 monitors over 7 days of rollups",
+        ("monitor_engine.py", "--ingest-points", "100000"),
+        False,
+    ),
     Benchmark("detectors", "Drift detectors (quick run)", ("detectors.py", "--quick"), True),
-    Benchmark("scenario_matrix", "The closed loop on many drifts (sklearn)",
-              ("scenario_matrix.py", "--markdown"), True),
-    Benchmark("scenario_matrix_transformers", "The closed loop on many drifts (transformers)",
-              ("scenario_matrix.py", "--trainer", "transformers", "--speed", "15",
-               "--markdown"), True, timeout=3600.0),
-    Benchmark("estimated_accuracy", "Estimated accuracy on drifted windows: driftloop, plain "
-              "CBPE and NannyML's CBPE against realized accuracy", ("estimated_accuracy.py",),
-              True),
-    Benchmark("default_triggers", "Default triggers: the init monitors on drift and on 24 h "
-              "of unchanged traffic", ("default_triggers.py", "--markdown"), True),
-    Benchmark("soak", "Soak: ten minutes at twice the measured capacity (embedded)",
-              ("soak.py", "--minutes", "10"), False, timeout=1200.0),
-    Benchmark("soak_kafka_postgres", "Soak: ten minutes at twice the measured capacity "
-              "(Kafka + PostgreSQL)", ("soak.py", "--minutes", "10", "--backend",
-                                       "kafka-postgres"), False, timeout=1500.0),
-    Benchmark("cli_startup", "CLI start-up: driftloop against a bare typer app with the same "
-              "command tree", ("cli_startup.py", "--runs", "10", "--markdown"), True),
-    Benchmark("long_tests", "The suite's full scenarios (pytest -m long: control-plane "
-              "failover with a retrain)", ("long_tests.py",), False, timeout=1800.0),
+    Benchmark(
+        "scenario_matrix",
+        "The closed loop on many drifts (sklearn)",
+        ("scenario_matrix.py", "--markdown"),
+        True,
+    ),
+    Benchmark(
+        "scenario_matrix_transformers",
+        "The closed loop on many drifts (transformers)",
+        ("scenario_matrix.py", "--trainer", "transformers", "--speed", "15", "--markdown"),
+        True,
+        timeout=3600.0,
+    ),
+    Benchmark(
+        "estimated_accuracy",
+        "Estimated accuracy on drifted windows: driftloop, plain "
+        "CBPE and NannyML's CBPE against realized accuracy",
+        ("estimated_accuracy.py",),
+        True,
+    ),
+    Benchmark(
+        "default_triggers",
+        "Default triggers: the init monitors on drift and on 24 h of unchanged traffic",
+        ("default_triggers.py", "--markdown"),
+        True,
+    ),
+    Benchmark(
+        "soak",
+        "Soak: ten minutes at twice the measured capacity (embedded)",
+        ("soak.py", "--minutes", "10"),
+        False,
+        timeout=1200.0,
+    ),
+    Benchmark(
+        "soak_kafka_postgres",
+        "Soak: ten minutes at twice the measured capacity (Kafka + PostgreSQL)",
+        ("soak.py", "--minutes", "10", "--backend", "kafka-postgres"),
+        False,
+        timeout=1500.0,
+    ),
+    Benchmark(
+        "cli_startup",
+        "CLI start-up: driftloop against a bare typer app with the same command tree",
+        ("cli_startup.py", "--runs", "10", "--markdown"),
+        True,
+    ),
+    Benchmark(
+        "long_tests",
+        "The suite's full scenarios (pytest -m long: control-plane failover with a retrain)",
+        ("long_tests.py",),
+        False,
+        timeout=1800.0,
+    ),
 )
 
 
@@ -98,9 +164,15 @@ def run(benchmark: Benchmark) -> Outcome:
     environ = {**os.environ, "COLUMNS": "140", "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
     try:
-        result = subprocess.run([sys.executable, str(HERE / arguments[0]), *arguments[1:]],
-                                cwd=REPO, capture_output=True, text=True, env=environ,
-                                timeout=benchmark.timeout, check=False)
+        result = subprocess.run(
+            [sys.executable, str(HERE / arguments[0]), *arguments[1:]],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=benchmark.timeout,
+            check=False,
+        )
         code, output, errors = result.returncode, result.stdout, result.stderr
     except subprocess.TimeoutExpired as exc:
         code = -1
@@ -114,10 +186,16 @@ def section(outcome: Outcome) -> str:
     lines = [f"### {benchmark.title}", ""]
     if outcome.returncode != 0:
         tail = "\n".join(outcome.errors.strip().splitlines()[-15:])
-        lines += [f"Command: `{outcome.command}`", "",
-                  f"**Did not complete** (exit status {outcome.returncode}, "
-                  f"{outcome.seconds:.0f} s). Last lines of its error output:", "",
-                  "```text", tail, "```"]
+        lines += [
+            f"Command: `{outcome.command}`",
+            "",
+            f"**Did not complete** (exit status {outcome.returncode}, "
+            f"{outcome.seconds:.0f} s). Last lines of its error output:",
+            "",
+            "```text",
+            tail,
+            "```",
+        ]
         return "\n".join(lines)
     if benchmark.markdown:
         body = outcome.output.strip()
@@ -144,8 +222,11 @@ def write_docs(outcomes: list[Outcome], total: float) -> None:
     keep their section from the earlier run, marked as such."""
     machine = describe_machine()
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    earlier = earlier_sections(text[text.index(BEGIN):text.index(END)]) \
-        if BEGIN in text and END in text else {}
+    earlier = (
+        earlier_sections(text[text.index(BEGIN) : text.index(END)])
+        if BEGIN in text and END in text
+        else {}
+    )
     ran = {outcome.benchmark.name: outcome for outcome in outcomes}
     sections = []
     for benchmark in BENCHMARKS:
@@ -155,20 +236,22 @@ def write_docs(outcomes: list[Outcome], total: float) -> None:
             kept = earlier[benchmark.title]
             note = "(from an earlier run: not rerun by the last `--only`)"
             sections.append(kept if note in kept else kept + "\n\n" + note)
-    block = "\n\n".join([
-        BEGIN,
-        "## Latest `make bench` run",
-        f"Generated by `make bench` (`.venv/bin/python benchmarks/run_all.py`) on "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {total / 60:.1f} minutes, on:",
-        machine.markdown(),
-        "The machine is shared with other jobs, so absolute figures are lower bounds; the "
-        "ratios come from runs side by side in the same minute.",
-        *sections,
-        END,
-    ])
+    block = "\n\n".join(
+        [
+            BEGIN,
+            "## Latest `make bench` run",
+            f"Generated by `make bench` (`.venv/bin/python benchmarks/run_all.py`) on "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC in {total / 60:.1f} minutes, on:",
+            machine.markdown(),
+            "The machine is shared with other jobs, so absolute figures are lower bounds; the "
+            "ratios come from runs side by side in the same minute.",
+            *sections,
+            END,
+        ]
+    )
     if BEGIN in text and END in text:
-        before = text[:text.index(BEGIN)]
-        after = text[text.index(END) + len(END):]
+        before = text[: text.index(BEGIN)]
+        after = text[text.index(END) + len(END) :]
         text = before + block + after
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
@@ -177,8 +260,9 @@ def write_docs(outcomes: list[Outcome], total: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=[b.name for b in BENCHMARKS],
-                        help="run only these benchmarks")
+    parser.add_argument(
+        "--only", nargs="+", choices=[b.name for b in BENCHMARKS], help="run only these benchmarks"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs")
     args = parser.parse_args()
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]

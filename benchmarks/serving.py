@@ -78,7 +78,8 @@ def load_cells(kind: str) -> list[tuple[int, int]]:
         return [(1, 1), (8, 1), (64, 1), (1, 64)]
     return [(clients, texts) for texts in TEXTS for clients in CLIENTS]
 
-BENTOML_SERVICE = '''
+
+BENTOML_SERVICE = """
 import os
 from pathlib import Path
 
@@ -99,7 +100,7 @@ class ReviewClassifier:
         labels = self.predictor.labels
         return [{"class": labels[int(row.argmax())], "confidence": float(row.max())}
                 for row in probabilities]
-'''
+"""
 
 
 # --- the model and the project -----------------------------------------------------------
@@ -121,9 +122,11 @@ MODEL_SPECS: dict[str, dict[str, Any]] = {
     "sklearn": {"trainer": "sklearn", "data": "reviews", "params": {"c_grid": [4.0]}},
     # The packaged all-MiniLM-L6-v2 encoder with a trained head, one torch thread (the
     # trainer's CPU default: more threads on 2 busy cores ran slower).
-    "transformers": {"trainer": "transformers", "data": "reviews",
-                     "params": {"mode": "head", "max_train_rows": TRANSFORMERS_TRAIN_ROWS,
-                                "torch_threads": 1}},
+    "transformers": {
+        "trainer": "transformers",
+        "data": "reviews",
+        "params": {"mode": "head", "max_train_rows": TRANSFORMERS_TRAIN_ROWS, "torch_threads": 1},
+    },
 }
 
 
@@ -155,28 +158,36 @@ def build_project(directory: Path, console: Console, kind: str = "sklearn") -> P
     console.print(f"training the {kind} model on {rows:,} bundled reviews ...")
     started = time.perf_counter()
     trainer = get_trainer(kind, config.models[MODEL], base_dir=directory)
-    trained = trainer.fit(TrainingData(
-        datasets.load(snapshot), "text", "label", snapshot.snapshot_id, snapshot.content_hash))
+    trained = trainer.fit(
+        TrainingData(
+            datasets.load(snapshot), "text", "label", snapshot.snapshot_id, snapshot.content_hash
+        )
+    )
     took = time.perf_counter() - started
     description = (
         f"sklearn TF-IDF + logistic regression, trained in {took:.1f} s on the {rows:,} "
-        "bundled reviews" if kind == "sklearn" else
-        f"all-MiniLM-L6-v2 (packaged) with a trained head, max_length 128, one torch thread, "
-        f"trained in {took:.1f} s on {rows:,} of the bundled reviews")
+        "bundled reviews"
+        if kind == "sklearn"
+        else f"all-MiniLM-L6-v2 (packaged) with a trained head, max_length 128, one torch thread, "
+        f"trained in {took:.1f} s on {rows:,} of the bundled reviews"
+    )
     registry = ModelRegistry.from_config(config)
     version = registry.register_trained(MODEL, trained, trainer=kind, snapshot=snapshot)
     registry.set_alias(MODEL, "production", version.version, actor="benchmark")
     model_dir = directory / "model"
     trained.predictor.save(model_dir)
-    key = ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(
-        Scope.PREDICT, name="benchmark").key
+    key = (
+        ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
+        .create(Scope.PREDICT, name="benchmark")
+        .key
+    )
     texts = frame["text"].sample(n=min(len(frame), 6_400), random_state=0).tolist()
     return Project(directory, config_path, model_dir, key, texts, took, kind, description)
 
 
 def bodies(texts: list[str], per_request: int, key: str | None) -> list[bytes]:
     count = max(1, min(len(texts) // per_request, 200))
-    chunks = [texts[i * per_request:(i + 1) * per_request] for i in range(count)]
+    chunks = [texts[i * per_request : (i + 1) * per_request] for i in range(count)]
     return [json.dumps({"texts": chunk}).encode() for chunk in chunks]
 
 
@@ -195,8 +206,9 @@ class RawResult:
         """Median over a one-client run of (its latency - the raw call on the same text): the
         pair cancels the text-to-text spread (long texts cost a transformer far more)."""
         bodies = len(self.per_body_ms)
-        return statistics.median(latency - self.per_body_ms[i % bodies]
-                                 for i, latency in enumerate(load.latencies_ms))
+        return statistics.median(
+            latency - self.per_body_ms[i % bodies] for i, latency in enumerate(load.latencies_ms)
+        )
 
 
 def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawResult]:
@@ -205,7 +217,7 @@ def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawRe
     predictor = load_predictor(model_dir)
     results = []
     for batch in TEXTS:
-        batches = [texts[i:i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+        batches = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
         timings: list[float] = []
         deadline = time.perf_counter() + seconds
         index = 0
@@ -221,10 +233,19 @@ def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawRe
             predictor.predict_proba(chunk)
             timings.append(time.perf_counter() - started)
             index += 1
-        per_body = tuple(statistics.median(timings[i::minimum]) * 1000
-                         for i in range(minimum)) if batch == 1 else ()
-        results.append(RawResult(batch, batch * len(timings) / sum(timings),
-                                 statistics.median(timings) * 1000, per_body))
+        per_body = (
+            tuple(statistics.median(timings[i::minimum]) * 1000 for i in range(minimum))
+            if batch == 1
+            else ()
+        )
+        results.append(
+            RawResult(
+                batch,
+                batch * len(timings) / sum(timings),
+                statistics.median(timings) * 1000,
+                per_body,
+            )
+        )
     return results
 
 
@@ -253,12 +274,16 @@ def serve_plain(model_dir: Path, port: int) -> None:
         started = time.perf_counter()
         probabilities = predictor.predict_proba(body.texts)
         # the one line added to what a user writes: the model's time, as driftloop reports it
-        response.headers["Server-Timing"] = \
+        response.headers["Server-Timing"] = (
             f"model;dur={(time.perf_counter() - started) * 1000:.3f}"
+        )
         labels = predictor.labels
-        return {"predictions": [
-            {"class": labels[int(row.argmax())], "confidence": float(row.max())}
-            for row in probabilities]}
+        return {
+            "predictions": [
+                {"class": labels[int(row.argmax())], "confidence": float(row.max())}
+                for row in probabilities
+            ]
+        }
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -295,32 +320,70 @@ def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list
     driftloop = str(Path(python).parent / "driftloop")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
     specs = [
-        ServerSpec("driftloop", [driftloop, "serve", "--port", "{port}", "--config",
-                                 str(project.config_path)],
-                   "/readyz", f"/v1/models/{MODEL}/predict",
-                   {"Authorization": f"Bearer {project.key}"}, environ, project.directory),
+        ServerSpec(
+            "driftloop",
+            [driftloop, "serve", "--port", "{port}", "--config", str(project.config_path)],
+            "/readyz",
+            f"/v1/models/{MODEL}/predict",
+            {"Authorization": f"Bearer {project.key}"},
+            environ,
+            project.directory,
+        )
     ]
     for workers in args.driftloop_workers:
-        specs.append(ServerSpec(
-            f"driftloop ({workers} workers)",
-            [driftloop, "serve", "--port", "{port}", "--workers", str(workers), "--config",
-             str(project.config_path)],
-            "/readyz", f"/v1/models/{MODEL}/predict",
-            {"Authorization": f"Bearer {project.key}"}, environ, project.directory))
+        specs.append(
+            ServerSpec(
+                f"driftloop ({workers} workers)",
+                [
+                    driftloop,
+                    "serve",
+                    "--port",
+                    "{port}",
+                    "--workers",
+                    str(workers),
+                    "--config",
+                    str(project.config_path),
+                ],
+                "/readyz",
+                f"/v1/models/{MODEL}/predict",
+                {"Authorization": f"Bearer {project.key}"},
+                environ,
+                project.directory,
+            )
+        )
     for wait in args.driftloop_batch_wait_ms:
         document = yaml.safe_load(project.config_path.read_text())
         document["serving"]["max_batch_wait_ms"] = wait
         variant = project.directory / f"driftloop-wait-{wait:g}.yaml"
         variant.write_text(yaml.safe_dump(document))
-        specs.append(ServerSpec(
-            f"driftloop (max_batch_wait_ms {wait:g})",
-            [driftloop, "serve", "--port", "{port}", "--config", str(variant)],
-            "/readyz", f"/v1/models/{MODEL}/predict",
-            {"Authorization": f"Bearer {project.key}"}, environ, project.directory))
+        specs.append(
+            ServerSpec(
+                f"driftloop (max_batch_wait_ms {wait:g})",
+                [driftloop, "serve", "--port", "{port}", "--config", str(variant)],
+                "/readyz",
+                f"/v1/models/{MODEL}/predict",
+                {"Authorization": f"Bearer {project.key}"},
+                environ,
+                project.directory,
+            )
+        )
     specs += [
-        ServerSpec("plain FastAPI", [python, str(Path(__file__).resolve()), "serve-plain",
-                                     "--model-dir", str(project.model_dir), "--port", "{port}"],
-                   "/healthz", "/predict", {}, environ),
+        ServerSpec(
+            "plain FastAPI",
+            [
+                python,
+                str(Path(__file__).resolve()),
+                "serve-plain",
+                "--model-dir",
+                str(project.model_dir),
+                "--port",
+                "{port}",
+            ],
+            "/healthz",
+            "/predict",
+            {},
+            environ,
+        )
     ]
     bento = None if args.no_bentoml else bentoml_python(args.bentoml_python)
     if bento is not None:
@@ -328,14 +391,34 @@ def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list
         service_dir.mkdir(exist_ok=True)
         (service_dir / "service.py").write_text(textwrap.dedent(BENTOML_SERVICE))
         for latency in args.bentoml_latency_ms:
-            env = {**environ, "BENCH_MODEL_DIR": str(project.model_dir),
-                   "BENCH_MAX_LATENCY_MS": str(latency), "BENTOML_HOME": str(work / "bentoml-home"),
-                   "BENTOML_DO_NOT_TRACK": "true"}
-            specs.append(ServerSpec(
-                f"BentoML ({latency} ms window)",
-                [bento, "-m", "bentoml", "serve", "service:ReviewClassifier", "--host",
-                 "127.0.0.1", "--port", "{port}"],
-                "/readyz", "/predict", {}, env, service_dir))
+            env = {
+                **environ,
+                "BENCH_MODEL_DIR": str(project.model_dir),
+                "BENCH_MAX_LATENCY_MS": str(latency),
+                "BENTOML_HOME": str(work / "bentoml-home"),
+                "BENTOML_DO_NOT_TRACK": "true",
+            }
+            specs.append(
+                ServerSpec(
+                    f"BentoML ({latency} ms window)",
+                    [
+                        bento,
+                        "-m",
+                        "bentoml",
+                        "serve",
+                        "service:ReviewClassifier",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "{port}",
+                    ],
+                    "/readyz",
+                    "/predict",
+                    {},
+                    env,
+                    service_dir,
+                )
+            )
     return specs
 
 
@@ -345,25 +428,43 @@ class Cell:
     load: LoadResult
 
 
-def run_server(spec: ServerSpec, project: Project, args: argparse.Namespace, work: Path,
-               console: Console) -> list[Cell]:
+def run_server(
+    spec: ServerSpec, project: Project, args: argparse.Namespace, work: Path, console: Console
+) -> list[Cell]:
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in spec.command]
     cells = []
     log = work / f"{spec.name.split()[0].lower()}-{port}.log"
-    with ServerProcess(spec.name, command, port, spec.ready_path, cwd=spec.cwd, env=spec.env,
-                       log=log):
-        run_load(port, spec.predict_path, bodies(project.texts, 1, None), clients=8,
-                 texts_per_request=1, duration=min(1.0, args.seconds), max_requests=2_000,
-                 headers=spec.headers)  # warm-up
+    with ServerProcess(
+        spec.name, command, port, spec.ready_path, cwd=spec.cwd, env=spec.env, log=log
+    ):
+        run_load(
+            port,
+            spec.predict_path,
+            bodies(project.texts, 1, None),
+            clients=8,
+            texts_per_request=1,
+            duration=min(1.0, args.seconds),
+            max_requests=2_000,
+            headers=spec.headers,
+        )  # warm-up
         for clients, texts in load_cells(project.kind):
             payloads = bodies(project.texts, texts, None)
-            load = run_load(port, spec.predict_path, payloads, clients=clients,
-                            texts_per_request=texts, duration=args.seconds,
-                            max_requests=args.max_requests, headers=spec.headers)
-            console.print(f"  {spec.name}: {clients:>2} clients x {texts:>2} texts: "
-                          f"{load.ok_per_second:8.1f} req/s, p50 {load.p50:7.2f} ms, "
-                          f"p99 {load.p99:7.2f} ms, failed {load.failed}")
+            load = run_load(
+                port,
+                spec.predict_path,
+                payloads,
+                clients=clients,
+                texts_per_request=texts,
+                duration=args.seconds,
+                max_requests=args.max_requests,
+                headers=spec.headers,
+            )
+            console.print(
+                f"  {spec.name}: {clients:>2} clients x {texts:>2} texts: "
+                f"{load.ok_per_second:8.1f} req/s, p50 {load.p50:7.2f} ms, "
+                f"p99 {load.p99:7.2f} ms, failed {load.failed}"
+            )
             cells.append(Cell(spec.name, load))
     return cells
 
@@ -381,8 +482,11 @@ class Goal:
 
 def find(cells: list[Cell], server: str, clients: int, texts: int) -> LoadResult | None:
     for cell in cells:
-        if (cell.server == server and cell.load.clients == clients
-                and cell.load.texts_per_request == texts):
+        if (
+            cell.server == server
+            and cell.load.clients == clients
+            and cell.load.texts_per_request == texts
+        ):
             return cell.load
     return None
 
@@ -396,40 +500,67 @@ def goals(cells: list[Cell], raw: list[RawResult], kind: str) -> list[Goal]:
     raw64 = next(r for r in raw if r.batch == 64)
     if kind == "transformers" and ours is not None:
         share = ours.texts_per_second / raw64.texts_per_second
-        found.append(Goal("texts/s at 64 clients (1 text each) vs raw batch 64",
-                          f"{share:.0%} ({ours.texts_per_second:,.1f} vs "
-                          f"{raw64.texts_per_second:,.1f})", ">= 90%", share >= 0.9))
+        found.append(
+            Goal(
+                "texts/s at 64 clients (1 text each) vs raw batch 64",
+                f"{share:.0%} ({ours.texts_per_second:,.1f} vs {raw64.texts_per_second:,.1f})",
+                ">= 90%",
+                share >= 0.9,
+            )
+        )
     if ours and plain and plain.ok_per_second:
         ratio = ours.ok_per_second / plain.ok_per_second
-        found.append(Goal("req/s at 64 clients vs plain FastAPI (1 text)",
-                          f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs "
-                          f"{plain.ok_per_second:,.0f})",
-                          ">= 3x" if kind == "sklearn" else "(goal set for sklearn only)",
-                          ratio >= 3 if kind == "sklearn" else None))
+        found.append(
+            Goal(
+                "req/s at 64 clients vs plain FastAPI (1 text)",
+                f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs {plain.ok_per_second:,.0f})",
+                ">= 3x" if kind == "sklearn" else "(goal set for sklearn only)",
+                ratio >= 3 if kind == "sklearn" else None,
+            )
+        )
     if kind == "sklearn":
-        best64 = max((c.load for c in cells if c.server == "driftloop"
-                      and c.load.texts_per_request == 64), key=lambda x: x.texts_per_second)
+        best64 = max(
+            (c.load for c in cells if c.server == "driftloop" and c.load.texts_per_request == 64),
+            key=lambda x: x.texts_per_second,
+        )
         share = best64.texts_per_second / raw64.texts_per_second
-        found.append(Goal(
-            f"texts/s with 64-text requests ({best64.clients} clients) vs raw batch 64",
-            f"{share:.0%} ({best64.texts_per_second:,.0f} vs {raw64.texts_per_second:,.0f})",
-            ">= 50%", share >= 0.5))
+        found.append(
+            Goal(
+                f"texts/s with 64-text requests ({best64.clients} clients) vs raw batch 64",
+                f"{share:.0%} ({best64.texts_per_second:,.0f} vs {raw64.texts_per_second:,.0f})",
+                ">= 50%",
+                share >= 0.5,
+            )
+        )
     for cell in cells:
-        if not cell.server.startswith("BentoML") or cell.load.clients != 64 \
-                or cell.load.texts_per_request != 1:
+        if (
+            not cell.server.startswith("BentoML")
+            or cell.load.clients != 64
+            or cell.load.texts_per_request != 1
+        ):
             continue
         assert ours is not None
         bento = cell.load
         ratio = ours.ok_per_second / bento.ok_per_second if bento.ok_per_second else float("inf")
-        found.append(Goal(
-            f"successful req/s at 64 clients vs {cell.server}",
-            f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs {bento.ok_per_second:,.0f}; "
-            f"BentoML rejected {bento.rejected:,} of {bento.requests:,})", ">= 2x",
-            ratio >= 2))
+        found.append(
+            Goal(
+                f"successful req/s at 64 clients vs {cell.server}",
+                f"{ratio:.2f}x ({ours.ok_per_second:,.0f} vs {bento.ok_per_second:,.0f}; "
+                f"BentoML rejected {bento.rejected:,} of {bento.requests:,})",
+                ">= 2x",
+                ratio >= 2,
+            )
+        )
     all_ours = [c.load for c in cells if c.server == "driftloop"]
     failed = sum(c.failed for c in all_ours)
-    found.append(Goal("driftloop failed or rejected requests (all cells)",
-                      f"{failed:,} of {sum(c.requests for c in all_ours):,}", "0", failed == 0))
+    found.append(
+        Goal(
+            "driftloop failed or rejected requests (all cells)",
+            f"{failed:,} of {sum(c.requests for c in all_ours):,}",
+            "0",
+            failed == 0,
+        )
+    )
     one = find(cells, "driftloop", 1, 1)
     raw1 = next(r for r in raw if r.batch == 1)
     if one is not None:
@@ -437,39 +568,71 @@ def goals(cells: list[Cell], raw: list[RawResult], kind: str) -> list[Goal]:
         in_request = one.in_request_overhead_ms()
         plain_in_request = None if plain1 is None else plain1.in_request_overhead_ms()
         if in_request is not None:
-            versus = "" if plain_in_request is None else \
-                f"; plain FastAPI {plain_in_request:.2f} ms"
-            found.append(Goal(
-                "overhead per request at 1 client (median of latency - the model time the "
-                "server reports for the same request, Server-Timing)",
-                f"{in_request:.2f} ms (p50 {one.p50:.2f} ms{versus})", "< 1 ms",
-                in_request < 1.0))
+            versus = (
+                "" if plain_in_request is None else f"; plain FastAPI {plain_in_request:.2f} ms"
+            )
+            found.append(
+                Goal(
+                    "overhead per request at 1 client (median of latency - the model time the "
+                    "server reports for the same request, Server-Timing)",
+                    f"{in_request:.2f} ms (p50 {one.p50:.2f} ms{versus})",
+                    "< 1 ms",
+                    in_request < 1.0,
+                )
+            )
         overhead = raw1.overhead_ms(one)
         versus = "" if plain1 is None else f"; plain FastAPI {raw1.overhead_ms(plain1):.2f} ms"
-        found.append(Goal(
-            "latency at 1 client minus the raw call on the same text, in process (median; "
-            "includes the model's run-to-run spread)",
-            f"{overhead:.2f} ms (raw median {raw1.median_ms:.2f} ms{versus})", "(context)",
-            None))
+        found.append(
+            Goal(
+                "latency at 1 client minus the raw call on the same text, in process (median; "
+                "includes the model's run-to-run spread)",
+                f"{overhead:.2f} ms (raw median {raw1.median_ms:.2f} ms{versus})",
+                "(context)",
+                None,
+            )
+        )
     return found
 
 
-def markdown(machine: MachineDescription, project: Project, raw: list[RawResult],
-             cells: list[Cell], found: list[Goal], command: str, missing: list[str]) -> str:
-    lines = [f"Command: `{command}`", "", machine.markdown(),
-             f"- model: {project.description}; request texts drawn from the bundled reviews "
-             "(median 233 characters)", ""]
-    lines += ["**Raw model, in process**", "", "| batch | texts/s | median call (ms) |",
-              "|---|---|---|"]
+def markdown(
+    machine: MachineDescription,
+    project: Project,
+    raw: list[RawResult],
+    cells: list[Cell],
+    found: list[Goal],
+    command: str,
+    missing: list[str],
+) -> str:
+    lines = [
+        f"Command: `{command}`",
+        "",
+        machine.markdown(),
+        f"- model: {project.description}; request texts drawn from the bundled reviews "
+        "(median 233 characters)",
+        "",
+    ]
+    lines += [
+        "**Raw model, in process**",
+        "",
+        "| batch | texts/s | median call (ms) |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r.batch} | {r.texts_per_second:,.0f} | {r.median_ms:.3f} |" for r in raw]
-    lines += ["", "**Over HTTP (one server process each, closed loop on 127.0.0.1)**", "",
-              "| server | clients | texts/request | requests/s | texts/s | p50 (ms) | p99 (ms) "
-              "| failed | of which 503 |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "**Over HTTP (one server process each, closed loop on 127.0.0.1)**",
+        "",
+        "| server | clients | texts/request | requests/s | texts/s | p50 (ms) | p99 (ms) "
+        "| failed | of which 503 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for cell in cells:
         load = cell.load
-        lines.append(f"| {cell.server} | {load.clients} | {load.texts_per_request} | "
-                     f"{load.ok_per_second:,.0f} | {load.texts_per_second:,.0f} | "
-                     f"{load.p50:.2f} | {load.p99:.2f} | {load.failed:,} | {load.rejected:,} |")
+        lines.append(
+            f"| {cell.server} | {load.clients} | {load.texts_per_request} | "
+            f"{load.ok_per_second:,.0f} | {load.texts_per_second:,.0f} | "
+            f"{load.p50:.2f} | {load.p99:.2f} | {load.failed:,} | {load.rejected:,} |"
+        )
     lines += ["", "**Goals**", "", "| goal | measured | target | met |", "|---|---|---|---|"]
     for goal in found:
         met = "n/a" if goal.met is None else ("yes" if goal.met else "**no**")
@@ -479,23 +642,55 @@ def markdown(machine: MachineDescription, project: Project, raw: list[RawResult]
     return "\n".join(lines)
 
 
-def print_console(console: Console, kind: str, raw: list[RawResult], cells: list[Cell],
-                  found: list[Goal]) -> None:
-    table = Table("server", "clients", "texts/req", "req/s", "texts/s", "p50 ms", "p99 ms",
-                  "failed", "503", title=f"serving: {kind} model")
+def print_console(
+    console: Console, kind: str, raw: list[RawResult], cells: list[Cell], found: list[Goal]
+) -> None:
+    table = Table(
+        "server",
+        "clients",
+        "texts/req",
+        "req/s",
+        "texts/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "503",
+        title=f"serving: {kind} model",
+    )
     for r in raw:
-        table.add_row("raw model (in process)", "-", str(r.batch), "-",
-                      f"{r.texts_per_second:,.0f}", f"{r.median_ms:.3f}", "-", "-", "-")
+        table.add_row(
+            "raw model (in process)",
+            "-",
+            str(r.batch),
+            "-",
+            f"{r.texts_per_second:,.0f}",
+            f"{r.median_ms:.3f}",
+            "-",
+            "-",
+            "-",
+        )
     for cell in cells:
         load = cell.load
-        table.add_row(cell.server, str(load.clients), str(load.texts_per_request),
-                      f"{load.ok_per_second:,.0f}", f"{load.texts_per_second:,.0f}",
-                      f"{load.p50:.2f}", f"{load.p99:.2f}", str(load.failed), str(load.rejected))
+        table.add_row(
+            cell.server,
+            str(load.clients),
+            str(load.texts_per_request),
+            f"{load.ok_per_second:,.0f}",
+            f"{load.texts_per_second:,.0f}",
+            f"{load.p50:.2f}",
+            f"{load.p99:.2f}",
+            str(load.failed),
+            str(load.rejected),
+        )
     console.print(table)
     goals_table = Table("goal", "measured", "target", "met", title="goals")
     for goal in found:
-        goals_table.add_row(goal.name, goal.measured, goal.target,
-                            "n/a" if goal.met is None else ("yes" if goal.met else "NO"))
+        goals_table.add_row(
+            goal.name,
+            goal.measured,
+            goal.target,
+            "n/a" if goal.met is None else ("yes" if goal.met else "NO"),
+        )
     console.print(goals_table)
 
 
@@ -509,23 +704,40 @@ def main() -> None:
         serve_plain(plain.model_dir, plain.port)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=MODEL_KINDS, default="sklearn",
-                        help="which model to serve (the transformers one needs "
-                             "driftloop[transformers])")
+    parser.add_argument(
+        "--model",
+        choices=MODEL_KINDS,
+        default="sklearn",
+        help="which model to serve (the transformers one needs driftloop[transformers])",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="per cell")
     parser.add_argument("--max-requests", type=int, default=50_000, help="per cell")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--no-bentoml", action="store_true", help="skip BentoML")
-    parser.add_argument("--bentoml-python", default=None,
-                        help="interpreter with bentoml installed")
-    parser.add_argument("--driftloop-workers", type=int, nargs="*", default=[],
-                        help="also run `driftloop serve --workers N` for each N (e.g. on a GPU, "
-                        "where one process, not the model, is the limit)")
-    parser.add_argument("--driftloop-batch-wait-ms", type=float, nargs="*", default=[0.0],
-                        help="also run driftloop with these serving.max_batch_wait_ms values "
-                             "(the default config waits 2 ms)")
-    parser.add_argument("--bentoml-latency-ms", type=int, nargs="+", default=[1000],
-                        help="BentoML max_latency_ms values to run (one server each)")
+    parser.add_argument("--bentoml-python", default=None, help="interpreter with bentoml installed")
+    parser.add_argument(
+        "--driftloop-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run `driftloop serve --workers N` for each N (e.g. on a GPU, "
+        "where one process, not the model, is the limit)",
+    )
+    parser.add_argument(
+        "--driftloop-batch-wait-ms",
+        type=float,
+        nargs="*",
+        default=[0.0],
+        help="also run driftloop with these serving.max_batch_wait_ms values "
+        "(the default config waits 2 ms)",
+    )
+    parser.add_argument(
+        "--bentoml-latency-ms",
+        type=int,
+        nargs="+",
+        default=[1000],
+        help="BentoML max_latency_ms values to run (one server each)",
+    )
     args = parser.parse_args()
     console = Console(stderr=args.markdown)
     machine = describe_machine()
@@ -539,14 +751,22 @@ def main() -> None:
         specs = server_specs(project, args, work)
         bento = next((spec for spec in specs if spec.name.startswith("BentoML")), None)
         if bento is None and not args.no_bentoml:
-            missing.append("BentoML was not run: no interpreter with bentoml found "
-                           "(see the docstring of benchmarks/serving.py).")
+            missing.append(
+                "BentoML was not run: no interpreter with bentoml found "
+                "(see the docstring of benchmarks/serving.py)."
+            )
         elif bento is not None:
             version = subprocess.run(
                 [bento.command[0], "-c", "import bentoml; print(bentoml.__version__)"],
-                capture_output=True, text=True, timeout=120, check=False).stdout.strip()
-            missing.append(f"BentoML {version} ({bento.command[0]}), one worker, "
-                           "`batchable=True, max_batch_size=64`.")
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            ).stdout.strip()
+            missing.append(
+                f"BentoML {version} ({bento.command[0]}), one worker, "
+                "`batchable=True, max_batch_size=64`."
+            )
         for spec in specs:
             console.print(f"[bold]{spec.name}[/]")
             try:

@@ -45,16 +45,22 @@ def free_port() -> int:
 
 
 def run(directory: Path, *arguments: str) -> str:
-    return subprocess.run([DRIFTLOOP, *arguments], cwd=directory, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [DRIFTLOOP, *arguments], cwd=directory, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @contextlib.contextmanager
 def process(directory: Path, log: Path, *arguments: str) -> Iterator[subprocess.Popen[bytes]]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
     with log.open("ab") as output:
-        child = subprocess.Popen([DRIFTLOOP, *arguments], cwd=directory, stdout=output,
-                                 stderr=subprocess.STDOUT, env=environ)
+        child = subprocess.Popen(
+            [DRIFTLOOP, *arguments],
+            cwd=directory,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environ,
+        )
     try:
         yield child
     finally:
@@ -78,11 +84,16 @@ def wait_ready(url: str, timeout: float = 180.0) -> None:
 
 def stored_points(directory: Path) -> int:
     config = load_config(directory / "driftloop.yaml")
-    store = SqlMetricStore.from_config(open_database(config.store, base_dir=config.base_dir),
-                                       config.metrics)
+    store = SqlMetricStore.from_config(
+        open_database(config.store, base_dir=config.base_dir), config.metrics
+    )
     now = time.time()
-    return sum(int(r.count) for r in store.query("model_confidence", "count", now - 86400,
-                                                  now + 60, filter={"model": MODEL}))
+    return sum(
+        int(r.count)
+        for r in store.query(
+            "model_confidence", "count", now - 86400, now + 60, filter={"model": MODEL}
+        )
+    )
 
 
 def soak(directory: Path, minutes: float, backend: str) -> tuple[SoakResult, int]:
@@ -102,12 +113,14 @@ def soak(directory: Path, minutes: float, backend: str) -> tuple[SoakResult, int
         if backend == "kafka-postgres":
             stack.enter_context(process(directory, directory / "ingest.log", "ingest"))
         port = free_port()
-        server = stack.enter_context(process(directory, directory / "up.log", "up",
-                                             "--port", str(port)))
+        server = stack.enter_context(
+            process(directory, directory / "up.log", "up", "--port", str(port))
+        )
         url = f"http://127.0.0.1:{port}"
         wait_ready(url)
-        result = run_soak(url, server.pid, {"Authorization": f"Bearer {key}"}, MODEL,
-                          duration=60.0 * minutes)
+        result = run_soak(
+            url, server.pid, {"Authorization": f"Bearer {key}"}, MODEL, duration=60.0 * minutes
+        )
         server.send_signal(signal.SIGTERM)
         server.wait(60)
         deadline = time.monotonic() + 120
@@ -127,17 +140,24 @@ def main() -> None:
         result, stored = soak(Path(scratch) / "project", args.minutes, args.backend)
     load = result.load
     print(f"backend {args.backend}, {args.minutes:g} min at twice the capacity")
-    print(f"capacity {result.capacity_rps:.0f} req/s (16 clients, closed loop); "
-          f"target {result.target_rps:.0f} req/s (open loop)")
-    print(f"answers {dict(sorted(load.statuses.items()))}; other errors "
-          f"{result.unexpected() or 'none'}")
-    print(f"answered latency p50 {load.latency_ms(0.5):.0f} ms, "
-          f"p99 {load.latency_ms(0.99):.0f} ms")
-    print(f"server RSS {result.rss_warm_kib / 1024:.0f} MiB after warm-up, "
-          f"{result.rss_peak_late_kib / 1024:.0f} MiB at most in the last quarter "
-          f"({100 * result.rss_growth:+.1f}%)")
-    print(f"insights: {result.answered} predictions answered, {stored} points stored "
-          f"({'none lost' if stored >= result.answered else 'LOST'})")
+    print(
+        f"capacity {result.capacity_rps:.0f} req/s (16 clients, closed loop); "
+        f"target {result.target_rps:.0f} req/s (open loop)"
+    )
+    print(
+        f"answers {dict(sorted(load.statuses.items()))}; other errors "
+        f"{result.unexpected() or 'none'}"
+    )
+    print(f"answered latency p50 {load.latency_ms(0.5):.0f} ms, p99 {load.latency_ms(0.99):.0f} ms")
+    print(
+        f"server RSS {result.rss_warm_kib / 1024:.0f} MiB after warm-up, "
+        f"{result.rss_peak_late_kib / 1024:.0f} MiB at most in the last quarter "
+        f"({100 * result.rss_growth:+.1f}%)"
+    )
+    print(
+        f"insights: {result.answered} predictions answered, {stored} points stored "
+        f"({'none lost' if stored >= result.answered else 'LOST'})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,14 @@ from rich.console import Console
 from rich.table import Table
 
 
-def print_rows(console: Console, headers: Sequence[str], rows: Sequence[Sequence[str]], *,
-               markdown: bool, title: str) -> None:
+def print_rows(
+    console: Console,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    markdown: bool,
+    title: str,
+) -> None:
     if markdown:
         print("| " + " | ".join(headers) + " |")
         print("|" + "---|" * len(headers))

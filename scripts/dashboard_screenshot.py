@@ -49,8 +49,18 @@ def run_demo(folder: Path) -> Path:
     """``driftloop demo --no-browser`` into ``folder``; returns its output folder."""
     out = folder / "demo-out"
     driftloop = Path(sys.executable).parent / "driftloop"
-    finished = subprocess.run([str(driftloop), "demo", "--no-browser", "--project",
-                               str(folder / "project"), "--out", str(out)], check=False)
+    finished = subprocess.run(
+        [
+            str(driftloop),
+            "demo",
+            "--no-browser",
+            "--project",
+            str(folder / "project"),
+            "--out",
+            str(out),
+        ],
+        check=False,
+    )
     if finished.returncode not in {0, DEMO_NOT_CLOSED}:
         raise SystemExit(f"driftloop demo failed (exit code {finished.returncode})")
     return out
@@ -61,8 +71,11 @@ def demo_range(demo_out: Path) -> tuple[Path, float, float]:
     summary = json.loads((demo_out / "summary.json").read_text())
     timeline = json.loads((demo_out / "timeline.json").read_text())
     if not summary.get("closed"):
-        print(f"warning: the demo did not close the loop: {summary.get('reasons')}; the "
-              "screenshot shows it as it went (run again for the README)", file=sys.stderr)
+        print(
+            f"warning: the demo did not close the loop: {summary.get('reasons')}; the "
+            "screenshot shows it as it went (run again for the README)",
+            file=sys.stderr,
+        )
     moments = [entry["at"] for entry in timeline]
     return Path(summary["project"]), min(moments) - 5.0, max(moments) + 5.0
 
@@ -73,8 +86,12 @@ def serve(project: Path) -> tuple[uvicorn.Server, threading.Thread, str, str]:
     database = open_database(config.store, base_dir=config.base_dir)
     api_keys = ApiKeyStore(database)
     secret, _origin = resolve_session_secret(None, {}, config.path(SECRET_FILE))
-    router = dashboard_router(StoreDashboardData.from_config(config), api_keys=api_keys,
-                              sessions=SessionStore(database), session_secret=secret)
+    router = dashboard_router(
+        StoreDashboardData.from_config(config),
+        api_keys=api_keys,
+        sessions=SessionStore(database),
+        session_secret=secret,
+    )
     app = create_app(config, api_keys=api_keys, models=[], extra_routers=[router], poll=False)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -116,8 +133,9 @@ def screenshot(url: str, key: str, start: float, end: float, out: Path, width: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo-out", type=Path,
-                        help="the --out folder of a finished demo run (default: run one)")
+    parser.add_argument(
+        "--demo-out", type=Path, help="the --out folder of a finished demo run (default: run one)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "dashboard.png")
     parser.add_argument("--width", type=int, default=1280)
     args = parser.parse_args()

@@ -47,8 +47,11 @@ def report_and_read_back(project: Path) -> None:
     start = time.time() - 1
     report_insights({"model_confidence": 0.93}, tags={"model": "smoke"})
     shutdown_insights()
-    store = SqlMetricStore(open_database(config.store, base_dir=config.base_dir),
-                           raw_retention=86400, rollup_retention=86400)
+    store = SqlMetricStore(
+        open_database(config.store, base_dir=config.base_dir),
+        raw_retention=86400,
+        rollup_retention=86400,
+    )
     [result] = store.query("model_confidence", "count", start, time.time() + 1)
     assert result.value == 1, result
 

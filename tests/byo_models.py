@@ -39,7 +39,8 @@ def write_churn_sources(directory: Path, *, import_log: bool = False) -> Path:
         predictor += (
             f"\n# {directory}\nimport os as _os\n"
             f"with open(_os.environ[{IMPORT_LOG_ENV!r}], 'a') as _log:\n"
-            "    _log.write('imported\\n')\n")
+            "    _log.write('imported\\n')\n"
+        )
     (directory / "predictor.py").write_text(predictor)
     (directory / "train.py").write_text(doc_block("# train.py"))
     return directory
@@ -90,12 +91,14 @@ class SpendPredictor(Predictor):
 '''
 
 
-def write_regression_model(directory: Path, *, slope: float, intercept: float = 10.0,
-                           width: float = 1.0) -> Path:
+def write_regression_model(
+    directory: Path, *, slope: float, intercept: float = 10.0, width: float = 1.0
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "spend.py").write_text(REGRESSION_PREDICTOR)
     (directory / "coefficients.json").write_text(
-        json.dumps({"slope": slope, "intercept": intercept, "width": width}))
+        json.dumps({"slope": slope, "intercept": intercept, "width": width})
+    )
     write_manifest(directory, {"predictor": "spend.py:SpendPredictor"})
     return directory
 
@@ -104,8 +107,9 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     (directory / "driftloop-model.json").write_text(json.dumps(manifest))
 
 
-def write_predictor_module(directory: Path, source: str, *, file: str = "predictor.py",
-                           target: str | None = None) -> Path:
+def write_predictor_module(
+    directory: Path, source: str, *, file: str = "predictor.py", target: str | None = None
+) -> Path:
     """A model directory whose ``file`` holds ``source`` and whose manifest names
     ``target`` (default ``FILE:Model``)."""
     directory.mkdir(parents=True, exist_ok=True)

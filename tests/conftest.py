@@ -33,6 +33,7 @@ from servicekit import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
+
 def _session_service(name: str, env_var: str) -> Iterator[str]:
     external = os.environ.get(env_var)
     if external:
@@ -124,7 +125,6 @@ def prometheus_service() -> Iterator[PrometheusService]:
         yield service
     finally:
         service.stop()
-
 
 
 def _close_s3_session_on_its_own_loop(loop: Any, creator: Any) -> None:

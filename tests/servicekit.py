@@ -153,8 +153,9 @@ def close_s3_filesystem(filesystem: Any) -> None:
 def drop_s3_connections(creator: Any) -> None:
     """Close the connections of an aiobotocore client's aiohttp sessions without their event
     loop (when it cannot run a close any more), so that no session is left unclosed."""
-    http_session = getattr(getattr(getattr(creator, "_client", None), "_endpoint", None),
-                           "http_session", None)
+    http_session = getattr(
+        getattr(getattr(creator, "_client", None), "_endpoint", None), "http_session", None
+    )
     for session in list((getattr(http_session, "_sessions", None) or {}).values()):
         connector = getattr(session, "_connector", None)
         if connector is not None:

@@ -26,8 +26,14 @@ TOP = ("driftloop.cli", "driftloop.system", "driftloop.demo", "driftloop.dashboa
 SERVER_LIBRARIES = ("fastapi", "starlette", "uvicorn")
 TRAINING_LIBRARIES = ("sklearn", "torch", "transformers", "papermill", "nbformat")
 # The core every part may use: the configuration model reads only these, never a feature.
-CORE = ("driftloop.config", "driftloop.errors", "driftloop.backends", "driftloop.messages",
-        "driftloop.redaction", "driftloop._version")
+CORE = (
+    "driftloop.config",
+    "driftloop.errors",
+    "driftloop.backends",
+    "driftloop.messages",
+    "driftloop.redaction",
+    "driftloop._version",
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +50,20 @@ class ImportRule:
 RULES: tuple[ImportRule, ...] = (
     ImportRule(
         "drift",
-        ("driftloop.database", "driftloop.metrics", "driftloop.monitors", "driftloop.serving",
-         "driftloop.insights", "driftloop.registry", "driftloop.objectstore", "driftloop.notify",
-         "driftloop.pipeline", *TOP, "sqlalchemy", *SERVER_LIBRARIES),
+        (
+            "driftloop.database",
+            "driftloop.metrics",
+            "driftloop.monitors",
+            "driftloop.serving",
+            "driftloop.insights",
+            "driftloop.registry",
+            "driftloop.objectstore",
+            "driftloop.notify",
+            "driftloop.pipeline",
+            *TOP,
+            "sqlalchemy",
+            *SERVER_LIBRARIES,
+        ),
         "drift/ is pure numerics: no store, no server",
     ),
     ImportRule(
@@ -61,27 +78,44 @@ RULES: tuple[ImportRule, ...] = (
     ),
     ImportRule(
         "monitors",
-        ("driftloop.notify", "driftloop.pipeline", "driftloop.serving", "driftloop.insights",
-         *TOP),
+        ("driftloop.notify", "driftloop.pipeline", "driftloop.serving", "driftloop.insights", *TOP),
         "monitors/ emit events; they do not know who is notified or what retrains",
     ),
     ImportRule(
         "registry",
-        ("driftloop.serving", "driftloop.trainers", "driftloop.pipeline", *TOP,
-         *SERVER_LIBRARIES, *TRAINING_LIBRARIES),
+        (
+            "driftloop.serving",
+            "driftloop.trainers",
+            "driftloop.pipeline",
+            *TOP,
+            *SERVER_LIBRARIES,
+            *TRAINING_LIBRARIES,
+        ),
         "registry/ knows no server and no training code: trainers/ use the registry, never "
         "the reverse",
     ),
     ImportRule(
         "trainers",
-        ("driftloop.serving", "driftloop.pipeline", "driftloop.monitors", "driftloop.notify",
-         "driftloop.insights", *TOP, *SERVER_LIBRARIES),
+        (
+            "driftloop.serving",
+            "driftloop.pipeline",
+            "driftloop.monitors",
+            "driftloop.notify",
+            "driftloop.insights",
+            *TOP,
+            *SERVER_LIBRARIES,
+        ),
         "trainers/ turn data into models and register them; they know no server, monitor or "
         "pipeline",
     ),
     *(
-        ImportRule(core, ("driftloop",), "the core (config, errors, plug-in registry, message "
-                   "templates, secret masking) imports no feature package", allowed=CORE)
+        ImportRule(
+            core,
+            ("driftloop",),
+            "the core (config, errors, plug-in registry, message "
+            "templates, secret masking) imports no feature package",
+            allowed=CORE,
+        )
         for core in ("config", "errors", "backends", "messages", "redaction")
     ),
     ImportRule(
@@ -91,8 +125,16 @@ RULES: tuple[ImportRule, ...] = (
     ),
     ImportRule(
         "predictors",
-        ("driftloop.trainers", "driftloop.serving", "driftloop.registry", "driftloop.database",
-         "driftloop.pipeline", *TOP, *TRAINING_LIBRARIES, *SERVER_LIBRARIES),
+        (
+            "driftloop.trainers",
+            "driftloop.serving",
+            "driftloop.registry",
+            "driftloop.database",
+            "driftloop.pipeline",
+            *TOP,
+            *TRAINING_LIBRARIES,
+            *SERVER_LIBRARIES,
+        ),
         "predictors/ is the model contract: no trainer, no server, no store",
     ),
     ImportRule(
@@ -102,11 +144,31 @@ RULES: tuple[ImportRule, ...] = (
     ),
     *(
         ImportRule(package, ("driftloop.cli",), "no library code imports the CLI")
-        for package in ("backends", "config", "errors", "messages", "project", "redaction",
-                        "scaffold", "system",
-                        "dashboard", "demo", "drift", "insights", "metrics", "monitors",
-                        "notify", "pipeline", "registry", "serving", "objectstore", "database",
-                        "templates", "testing", "trainers")
+        for package in (
+            "backends",
+            "config",
+            "errors",
+            "messages",
+            "project",
+            "redaction",
+            "scaffold",
+            "system",
+            "dashboard",
+            "demo",
+            "drift",
+            "insights",
+            "metrics",
+            "monitors",
+            "notify",
+            "pipeline",
+            "registry",
+            "serving",
+            "objectstore",
+            "database",
+            "templates",
+            "testing",
+            "trainers",
+        )
     ),
 )
 
@@ -115,7 +177,7 @@ RULES: tuple[ImportRule, ...] = (
 class ImportSite:
     file: Path
     line: int
-    module: str      # absolute dotted name, e.g. "driftloop.database.core"
+    module: str  # absolute dotted name, e.g. "driftloop.database.core"
 
     def __str__(self) -> str:
         return f"{self.file.relative_to(SOURCE.parent)}:{self.line}: imports {self.module}"
@@ -150,8 +212,11 @@ def imports_of(path: Path, root: Path = SOURCE) -> Iterator[ImportSite]:
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             first = node.args[0]
-            if name in {"import_module", "__import__"} and isinstance(first, ast.Constant) \
-                    and isinstance(first.value, str):
+            if (
+                name in {"import_module", "__import__"}
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
                 yield ImportSite(path, node.lineno, first.value)
 
 
@@ -236,10 +301,13 @@ def test_the_new_rules_catch_their_violations(tmp_path: Path) -> None:
     )
     registry_rules = [r for r in RULES if r.package == "registry"]
     assert {(s.line, s.module) for r in registry_rules for s in violations(r, root)} == {
-        (1, "driftloop.trainers.base.TrainedModel")}
+        (1, "driftloop.trainers.base.TrainedModel")
+    }
     config_rules = [r for r in RULES if r.package == "config"]
     assert {(s.line, s.module) for r in config_rules for s in violations(r, root)} == {
-        (4, "driftloop.monitors.templates.MessageTemplate"), (5, "driftloop.system")}
+        (4, "driftloop.monitors.templates.MessageTemplate"),
+        (5, "driftloop.system"),
+    }
 
 
 def part_of(module: str) -> str | None:
@@ -299,8 +367,9 @@ def test_no_part_of_driftloop_imports_itself_back() -> None:
     graph = import_graph()
     found = cycles(graph)
     described = [
-        " -> ".join(group) + "\n" + "\n".join(
-            f"    {graph[a][b]}" for a in group for b in group if b in graph.get(a, {}))
+        " -> ".join(group)
+        + "\n"
+        + "\n".join(f"    {graph[a][b]}" for a in group for b in group if b in graph.get(a, {}))
         for group in found
     ]
     assert not found, "import cycles between parts:\n" + "\n".join(described)
@@ -313,14 +382,18 @@ def test_the_cycle_check_finds_a_cycle(tmp_path: Path) -> None:
     (root / "__init__.py").write_text("from driftloop import trainers, registry\n")
     (root / "trainers" / "training.py").write_text("from driftloop.registry import Registry\n")
     (root / "registry" / "store.py").write_text(
-        "def later() -> None:\n    from ..trainers.base import TrainedModel\n")
+        "def later() -> None:\n    from ..trainers.base import TrainedModel\n"
+    )
     (root / "drift" / "base.py").write_text("import driftloop.config\n")
     (root / "config.py").write_text("from driftloop.errors import ConfigError\n")
     graph = import_graph(root)
     assert cycles(graph) == [["registry", "trainers"]]
     site = graph["registry"]["trainers"]
     assert (site.file, site.line, site.module) == (
-        root / "registry" / "store.py", 2, "driftloop.trainers.base.TrainedModel")
+        root / "registry" / "store.py",
+        2,
+        "driftloop.trainers.base.TrainedModel",
+    )
 
 
 def test_serving_loads_no_training_code() -> None:
@@ -329,10 +402,14 @@ def test_serving_loads_no_training_code() -> None:
         "import sys, driftloop.serving.app, driftloop.serving.server\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                            text=True, timeout=60).stdout.split()
-    training = [m for m in loaded
-                if _under(m, "driftloop.trainers")
-                or _under(m, "driftloop.pipeline")
-                or any(_under(m, lib) for lib in TRAINING_LIBRARIES)]
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
+    ).stdout.split()
+    training = [
+        m
+        for m in loaded
+        if _under(m, "driftloop.trainers")
+        or _under(m, "driftloop.pipeline")
+        or any(_under(m, lib) for lib in TRAINING_LIBRARIES)
+    ]
     assert not training, f"importing driftloop.serving loads training code: {training}"

@@ -41,8 +41,9 @@ def test_a_failing_step_is_logged_and_the_loop_goes_on(caplog: pytest.LogCapture
 
 def test_wait_first_waits_and_wake_ends_the_wait_at_once() -> None:
     ran = threading.Event()
-    loop = BackgroundLoop(ran.set, 60.0, name="test-loop", logger=LOGGER, failure="x",
-                          wait_first=True)
+    loop = BackgroundLoop(
+        ran.set, 60.0, name="test-loop", logger=LOGGER, failure="x", wait_first=True
+    )
     loop.start()
     assert not ran.wait(0.1)  # an interval first
 

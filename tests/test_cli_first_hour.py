@@ -34,8 +34,7 @@ def test_keys_create_quiet_prints_the_key_alone(tmp_path: Path) -> None:
     assert len(listed) == 1
 
 
-def test_report_writes_to_a_default_folder(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_writes_to_a_default_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     init_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["report", "--json"])
@@ -58,8 +57,9 @@ def test_public_url_follows_the_port_unless_set(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("DRIFTLOOP_PUBLIC_URL", raising=False)
     followed = follow_port(parse_config("", environ={}), "0.0.0.0", 9123)
     assert followed.public_url == "http://127.0.0.1:9123"
-    kept = follow_port(parse_config("public_url: https://loop.example", environ={}),
-                       "0.0.0.0", 9123)
+    kept = follow_port(
+        parse_config("public_url: https://loop.example", environ={}), "0.0.0.0", 9123
+    )
     assert kept.public_url == "https://loop.example"
 
 
@@ -70,8 +70,9 @@ def test_a_port_in_use_exits_4_with_a_message(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         for command in ("serve", "up"):
-            result = runner.invoke(app, [command, "--host", "127.0.0.1", "--port", str(port),
-                                         "-c", str(config)])
+            result = runner.invoke(
+                app, [command, "--host", "127.0.0.1", "--port", str(port), "-c", str(config)]
+            )
             assert result.exit_code == EXIT_PORT_IN_USE, result.output
             assert f"port {port} on 127.0.0.1 is in use" in result.output
 
@@ -100,8 +101,12 @@ def test_error_text_is_not_read_as_rich_markup(tmp_path: Path) -> None:
 def test_long_lines_are_not_wrapped_when_output_is_not_a_terminal(tmp_path: Path) -> None:
     long_path = tmp_path / ("a-long-folder-name-" + "x" * 150) / "driftloop.yaml"
     code = "import sys; from driftloop.cli import main; sys.argv[0] = 'driftloop'; main()"
-    result = subprocess.run([sys.executable, "-c", code, "config", "check", str(long_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "config", "check", str(long_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr == f"error: {long_path}: no such config file\n"
 

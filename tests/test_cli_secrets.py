@@ -35,7 +35,8 @@ def write_config(directory: Path, store: str) -> Path:
         "notifiers:\n"
         f"  slack-ops: {{type: slack, webhook_url: 'https://hooks.slack.com/services/T0/B0/"
         f"{WEBHOOK_TOKEN}'}}\n"
-        f"hooks: {{secret: '{HOOK_SECRET}', signature: legacy}}\n")
+        f"hooks: {{secret: '{HOOK_SECRET}', signature: legacy}}\n"
+    )
     return path
 
 
@@ -68,12 +69,11 @@ def test_config_check_masks_every_password_and_token(tmp_path: Path, as_json: bo
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_an_unreachable_store_is_named_without_its_password(
-    tmp_path: Path, as_json: bool,
-) -> None:
+def test_an_unreachable_store_is_named_without_its_password(tmp_path: Path, as_json: bool) -> None:
     config = write_config(tmp_path, unreachable_store())
-    result = runner.invoke(app, ["db", "current", "-c", str(config)]
-                           + (["--json"] if as_json else []))
+    result = runner.invoke(
+        app, ["db", "current", "-c", str(config)] + (["--json"] if as_json else [])
+    )
     assert result.exit_code == 1, printed(result)
     assert_no_secret(printed(result))
     assert "driftloop:***@127.0.0.1:1" in printed(result)
@@ -82,7 +82,7 @@ def test_an_unreachable_store_is_named_without_its_password(
 @pytest.mark.postgres
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
 def test_db_commands_show_the_store_without_its_password(
-    tmp_path: Path, fresh_postgres_url: str, as_json: bool,
+    tmp_path: Path, fresh_postgres_url: str, as_json: bool
 ) -> None:
     """PostgreSQL here trusts local connections, so it takes any password."""
     store = sa.engine.make_url(fresh_postgres_url).set(password=STORE_PASSWORD)
@@ -98,8 +98,10 @@ def test_db_commands_show_the_store_without_its_password(
 def test_a_config_error_does_not_echo_the_secret_it_refuses(tmp_path: Path) -> None:
     short = "too-short-session-secret"
     config = tmp_path / "driftloop.yaml"
-    config.write_text(f"dashboard: {{session_secret: '{short}'}}\n"
-                      f"serving: {{port: 'postgresql://u:{STORE_PASSWORD}@h/db'}}\n")
+    config.write_text(
+        f"dashboard: {{session_secret: '{short}'}}\n"
+        f"serving: {{port: 'postgresql://u:{STORE_PASSWORD}@h/db'}}\n"
+    )
     for flag in ([], ["--json"]):
         result = runner.invoke(app, ["config", "check", str(config), *flag])
         assert result.exit_code == 1
@@ -109,7 +111,7 @@ def test_a_config_error_does_not_echo_the_secret_it_refuses(tmp_path: Path) -> N
 
 
 def test_whatever_a_command_prints_passes_through_the_configs_secrets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The net under every command: a secret a command happened to print (a notifier's error
     quoting its URL, say) comes out masked, on stdout and stderr, in text and in JSON; an API
@@ -125,6 +127,6 @@ def test_whatever_a_command_prints_passes_through_the_configs_secrets(
     assert_no_secret(out + err)
     assert "posting to *** with " + api_key in out
     assert "signing with ***" in err
-    document, _ = json.JSONDecoder().raw_decode(out[out.index("{"):])
+    document, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
     assert document["detail"] == ["bootstrap ingest:***@127.0.0.1:9092"]
     assert "cannot reach ***" in out + err

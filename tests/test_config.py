@@ -182,9 +182,14 @@ def test_config_keys_cover_nested_models() -> None:
 
 
 def test_unrelated_driftloop_variables_are_not_overrides() -> None:
-    config = parse_config("", environ={"DRIFTLOOP_SERVICES_DIR": "/tmp/x",
-                                       "DRIFTLOOP_TEST_POSTGRES_URL": "postgresql://h/db",
-                                       "DRIFTLOOP_API_KEY": "k"})
+    config = parse_config(
+        "",
+        environ={
+            "DRIFTLOOP_SERVICES_DIR": "/tmp/x",
+            "DRIFTLOOP_TEST_POSTGRES_URL": "postgresql://h/db",
+            "DRIFTLOOP_API_KEY": "k",
+        },
+    )
     assert config.store.startswith("sqlite")
 
 
@@ -194,8 +199,13 @@ def test_notifier_error_path_has_no_discriminator() -> None:
     assert "notifiers.s.webhook_url" in str(caught.value)
 
 
-@pytest.mark.parametrize(("key", "hint"), [("verify_baseline", "same live requests"),
-                                          ("verify_confidence_tolerance", "verify_tolerance")])
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("verify_baseline", "same live requests"),
+        ("verify_confidence_tolerance", "verify_tolerance"),
+    ],
+)
 def test_a_removed_pipeline_key_says_what_replaced_it(key: str, hint: str) -> None:
     with pytest.raises(ConfigError, match=hint):
         parse_config(f"pipeline: {{{key}: 1}}", environ={})

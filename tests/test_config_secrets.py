@@ -26,8 +26,10 @@ def webhook_url(text: str, environ: dict[str, str], tmp_path: Path) -> str:
 
 def test_the_secrets_file_is_read_as_a_dotenv_file(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.env"
-    secrets.write_text('# a comment\nexport OTHER="a # not a comment"\n'
-                       "SLACK_URL=\"https://hooks.example/with spaces#and-hash\"  # trailing\n")
+    secrets.write_text(
+        '# a comment\nexport OTHER="a # not a comment"\n'
+        'SLACK_URL="https://hooks.example/with spaces#and-hash"  # trailing\n'
+    )
     url = webhook_url(PROJECT, {"DRIFTLOOP_SECRETS_FILE": str(secrets)}, tmp_path)
     assert url == "https://hooks.example/with spaces#and-hash"
 
@@ -41,10 +43,15 @@ def test_a_file_variable_holds_the_secret(tmp_path: Path) -> None:
     mounted = tmp_path / "slack-url"
     mounted.write_text("https://hooks.example/mounted\n")
     assert webhook_url(PROJECT, {"SLACK_URL_FILE": str(mounted)}, tmp_path) == (
-        "https://hooks.example/mounted")
+        "https://hooks.example/mounted"
+    )
     # the variable itself wins over its _FILE
-    assert webhook_url(PROJECT, {"SLACK_URL": "https://direct", "SLACK_URL_FILE": str(mounted)},
-                       tmp_path) == "https://direct"
+    assert (
+        webhook_url(
+            PROJECT, {"SLACK_URL": "https://direct", "SLACK_URL_FILE": str(mounted)}, tmp_path
+        )
+        == "https://direct"
+    )
 
 
 def test_an_unreadable_file_variable_names_it() -> None:

@@ -67,16 +67,16 @@ def documentation() -> str:
 
 @dataclass(frozen=True)
 class CliParameter:
-    kind: str                 # "option" or "argument"
-    name: str                 # the argument's metavar name, e.g. JOB_ID
-    flags: tuple[str, ...]    # the option's long flags, e.g. ("--json",)
+    kind: str  # "option" or "argument"
+    name: str  # the argument's metavar name, e.g. JOB_ID
+    flags: tuple[str, ...]  # the option's long flags, e.g. ("--json",)
     hidden: bool
 
 
 @dataclass(frozen=True)
 class CliCommand:
-    path: str                 # "driftloop models ls"
-    help: str                 # the first paragraph of its help, whitespace collapsed
+    path: str  # "driftloop models ls"
+    help: str  # the first paragraph of its help, whitespace collapsed
     raw_help: str
     is_group: bool
     parameters: tuple[CliParameter, ...]
@@ -130,8 +130,7 @@ def test_the_command_tree_is_walked() -> None:
 def test_every_cli_command_is_documented() -> None:
     docs = documentation()
     missing = [
-        path for path in cli_commands()
-        if not re.search(rf"`{re.escape(path)}(?=[`\s\[])", docs)
+        path for path in cli_commands() if not re.search(rf"`{re.escape(path)}(?=[`\s\[])", docs)
     ]
     assert not missing, f"undocumented commands (write them in backticks in docs/): {missing}"
 
@@ -159,8 +158,7 @@ def test_help_lists_every_top_level_command_with_its_help() -> None:
     top_level = [c for c in walk_commands() if c.path.count(" ") == 1]
     assert len(top_level) >= 10
     missing = [
-        f"{c.path}: {c.help}" for c in top_level
-        if f"{c.path.split()[-1]} {c.help}" not in shown
+        f"{c.path}: {c.help}" for c in top_level if f"{c.path.split()[-1]} {c.help}" not in shown
     ]
     assert not missing, f"driftloop --help does not show: {missing}"
 
@@ -171,8 +169,11 @@ def test_every_group_help_lists_its_commands() -> None:
         result = runner.invoke(app, [*group.path.split()[1:], "--help"])
         assert result.exit_code == 0, result.output
         shown = _panel_text(result.output)
-        children = [c for c in walk_commands()
-                    if c.path.startswith(group.path + " ") and c.path.count(" ") == 2]
+        children = [
+            c
+            for c in walk_commands()
+            if c.path.startswith(group.path + " ") and c.path.count(" ") == 2
+        ]
         missing = [c.path for c in children if f"{c.path.split()[-1]} {c.help}" not in shown]
         assert not missing, f"{group.path} --help does not show: {missing}"
 
@@ -235,7 +236,7 @@ class ReferenceRow:
     type: str
     default: str
     meaning: str
-    notifier: str | None   # the ``type:`` of the notifier section the row is in
+    notifier: str | None  # the ``type:`` of the notifier section the row is in
     line: int
 
 
@@ -254,8 +255,11 @@ def reference_rows() -> list[ReferenceRow]:
         key = re.fullmatch(r"`([^`]+)`", cells[1])
         if key is None:
             continue
-        rows.append(ReferenceRow(key.group(1), cells[2], cells[3].replace("\\|", "|"),
-                                 cells[4], notifier, number))
+        rows.append(
+            ReferenceRow(
+                key.group(1), cells[2], cells[3].replace("\\|", "|"), cells[4], notifier, number
+            )
+        )
     return rows
 
 
@@ -328,8 +332,9 @@ def _matches_default(cell: str, field: FieldInfo) -> bool:
 
 def test_configuration_page_has_a_row_for_every_key() -> None:
     rows = reference_rows()
-    documented = {(row.key, row.notifier if row.key.startswith("notifiers.*.") else None)
-                  for row in rows}
+    documented = {
+        (row.key, row.notifier if row.key.startswith("notifiers.*.") else None) for row in rows
+    }
     wanted: set[tuple[str, str | None]] = set()
     for key in config_keys():
         if key.startswith("notifiers.*."):
@@ -357,10 +362,15 @@ def test_configuration_page_rows_are_real_keys_with_their_defaults() -> None:
             problems.append(f"line {row.line}: not a config key: {exc}")
             continue
         if not _matches_default(row.default, field):
-            real = ("required" if field.is_required()
-                    else repr(field.get_default(call_default_factory=True)))
-            problems.append(f"line {row.line}: {row.key}: documented default {row.default!r}, "
-                            f"real default {real}")
+            real = (
+                "required"
+                if field.is_required()
+                else repr(field.get_default(call_default_factory=True))
+            )
+            problems.append(
+                f"line {row.line}: {row.key}: documented default {row.default!r}, "
+                f"real default {real}"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -407,8 +417,10 @@ def anchors(page: Path) -> set[str]:
 
 def test_github_anchor() -> None:
     assert github_anchor(" Metric store (`metrics:`)") == "metric-store-metrics"
-    assert github_anchor("Inbound alerts: `POST /v1/hooks/alert`") == \
-        "inbound-alerts-post-v1hooksalert"
+    assert (
+        github_anchor("Inbound alerts: `POST /v1/hooks/alert`")
+        == "inbound-alerts-post-v1hooksalert"
+    )
 
 
 def test_relative_links_resolve() -> None:
@@ -430,19 +442,28 @@ def test_relative_links_resolve() -> None:
 
 
 def test_every_backend_scheme_is_documented_with_its_extra() -> None:
-    rows = [line for line in CONFIG_PAGE.read_text().splitlines()
-            if line.startswith("| store |") or line.startswith("| storage |")
-            or line.startswith("| transport |")]
+    rows = [
+        line
+        for line in CONFIG_PAGE.read_text().splitlines()
+        if line.startswith("| store |")
+        or line.startswith("| storage |")
+        or line.startswith("| transport |")
+    ]
     problems: list[str] = []
     for family in (STORES, STORAGES, TRANSPORTS):
         for scheme, entry in family.entries.items():
-            matching = [row for row in rows if row.startswith(f"| {family.family} |")
-                        and f"`{scheme}://" in row]
+            matching = [
+                row
+                for row in rows
+                if row.startswith(f"| {family.family} |") and f"`{scheme}://" in row
+            ]
             if not matching:
                 problems.append(f"{family.family}: {scheme}:// has no row in the backends table")
                 continue
             extra_cell = [c.strip() for c in matching[0].strip("|").split("|")][-1]
             if extra_cell != (f"`{entry.extra}`" if entry.extra else "none"):
-                problems.append(f"{family.family}: {scheme}:// needs extra {entry.extra!r}, "
-                                f"documented {extra_cell!r}")
+                problems.append(
+                    f"{family.family}: {scheme}:// needs extra {entry.extra!r}, "
+                    f"documented {extra_cell!r}"
+                )
     assert not problems, "\n".join(problems)

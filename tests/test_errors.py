@@ -25,18 +25,27 @@ def test_no_error_class_is_defined_outside_errors_py() -> None:
         if not re.search(r"(?m)^\s*class \w+Error\b", text):
             continue
         for node in ast.walk(ast.parse(text, filename=str(path))):
-            if (isinstance(node, ast.ClassDef) and node.name.endswith("Error")
-                    and not node.name.startswith("_")
-                    and not any(isinstance(base, ast.Name) and base.id == "AssertionError"
-                                for base in node.bases)):
+            if (
+                isinstance(node, ast.ClassDef)
+                and node.name.endswith("Error")
+                and not node.name.startswith("_")
+                and not any(
+                    isinstance(base, ast.Name) and base.id == "AssertionError"
+                    for base in node.bases
+                )
+            ):
                 strays.append(f"{path.relative_to(SOURCE.parent)}:{node.lineno}: {node.name}")
-    assert not strays, "define these in driftloop/errors.py (re-export them where they were): " \
-        + ", ".join(strays)
+    assert not strays, (
+        "define these in driftloop/errors.py (re-export them where they were): " + ", ".join(strays)
+    )
 
 
 def test_every_error_class_is_in_the_drawn_tree_with_its_status() -> None:
-    classes = [value for value in vars(errors).values()
-               if inspect.isclass(value) and issubclass(value, errors.DriftloopError)]
+    classes = [
+        value
+        for value in vars(errors).values()
+        if inspect.isclass(value) and issubclass(value, errors.DriftloopError)
+    ]
     tree = errors.__doc__ or ""
     for error in classes:
         assert f"{error.__name__} ({error.status_code})" in tree, error.__name__

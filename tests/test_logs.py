@@ -62,16 +62,16 @@ def test_json_lines_are_objects(captured: io.StringIO) -> None:
     assert entry["message"] == "job abcd1234 deployed"
 
 
-def test_no_secret_or_api_key_reaches_a_log_line(captured: io.StringIO,
-                                                 tmp_path: Path) -> None:
+def test_no_secret_or_api_key_reaches_a_log_line(captured: io.StringIO, tmp_path: Path) -> None:
     config = parse_config(CONFIG + f"store: sqlite:///{tmp_path}/d.db\n", environ={})
     configure_from(config, None, "json")
     handler = logging.getLogger("driftloop").handlers[-1]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(captured)
     log = logging.getLogger("driftloop.notify.router")
-    log.warning("delivery to %s failed (secret %s, key %s)", WEBHOOK_URL, WEBHOOK_SECRET,
-                INSIGHTS_KEY)
+    log.warning(
+        "delivery to %s failed (secret %s, key %s)", WEBHOOK_URL, WEBHOOK_SECRET, INSIGHTS_KEY
+    )
     log.info("header was Bearer header-token-777, a client sent %s", "dl_ffff0000_" + "Z" * 43)
     try:
         raise RuntimeError(f"signing with {WEBHOOK_SECRET} failed")
@@ -81,8 +81,15 @@ def test_no_secret_or_api_key_reaches_a_log_line(captured: io.StringIO,
     created = store.create("predict", name="ops")
     store.revoke(created.key)
     output = captured.getvalue()
-    for secret in (WEBHOOK_SECRET, WEBHOOK_URL, INSIGHTS_KEY, "header-token-777", created.key,
-                   created.key.rsplit("_", 1)[1], "Z" * 43):
+    for secret in (
+        WEBHOOK_SECRET,
+        WEBHOOK_URL,
+        INSIGHTS_KEY,
+        "header-token-777",
+        created.key,
+        created.key.rsplit("_", 1)[1],
+        "Z" * 43,
+    ):
         assert secret not in output
     lines = [json.loads(line) for line in output.splitlines()]
     assert "***" in lines[0]["message"]
@@ -104,25 +111,30 @@ def test_the_options_are_checked(tmp_path: Path, captured: io.StringIO) -> None:
         parse_config("logging: {format: xml}", environ={})
 
 
-
 def test_a_jira_site_address_stays_readable(captured: io.StringIO, tmp_path: Path) -> None:
     """Over-redaction hides what an operator needs: a Jira site's address is no secret (its
     token is), while a webhook's URL may carry one and stays hidden."""
-    config = parse_config(CONFIG + f"""
+    config = parse_config(
+        CONFIG
+        + f"""
   tickets:
     type: jira
     url: https://acme.atlassian.net
     project: OPS
     token: jira-token-31337
 store: sqlite:///{tmp_path}/d.db
-""", environ={})
+""",
+        environ={},
+    )
     configure_from(config, None, "text")
     handler = logging.getLogger("driftloop").handlers[-1]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(captured)
     logging.getLogger("driftloop.notify.jira").warning(
         "POST https://acme.atlassian.net/rest/api/2/issue with jira-token-31337 answered 401; "
-        "webhook %s too", WEBHOOK_URL)
+        "webhook %s too",
+        WEBHOOK_URL,
+    )
     line = captured.getvalue()
     assert "https://acme.atlassian.net/rest/api/2/issue" in line
     assert "jira-token-31337" not in line

@@ -31,13 +31,15 @@ sys.meta_path.insert(0, Refuse())
 
 
 def run_lean(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", LEAN + code], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", LEAN + code], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def _requirement_names(requirements: list[str]) -> set[str]:
-    return {re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower()
-            for requirement in requirements}
+    return {
+        re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower() for requirement in requirements
+    }
 
 
 def test_the_lean_install_leaves_the_heavy_libraries_to_the_server_extra() -> None:
@@ -50,12 +52,14 @@ def test_the_lean_install_leaves_the_heavy_libraries_to_the_server_extra() -> No
 
 def test_torch_is_a_range_and_constraints_pin_the_tested_build() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
+        "optional-dependencies"
+    ]
     [torch] = [r for r in extras["transformers"] if r.startswith("torch")]
     assert "==" not in torch
     assert ">=" in torch
-    pins = dict(re.findall(r"^([a-z0-9_.-]+)==(\S+)", (ROOT / "constraints.txt").read_text(),
-                           re.MULTILINE))
+    pins = dict(
+        re.findall(r"^([a-z0-9_.-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
+    )
     assert "torch" in pins
     assert "scikit-learn" in pins
     makefile = (ROOT / "Makefile").read_text()
@@ -70,12 +74,14 @@ def test_license_is_the_apache_2_text() -> None:
     assert "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == (
-        "Apache-2.0")
+        "Apache-2.0"
+    )
 
 
 def test_report_insights_and_the_client_work_without_the_server_extra(tmp_path: Path) -> None:
     (tmp_path / "driftloop.yaml").write_text("models: {}\n")
-    result = run_lean("""
+    result = run_lean(
+        """
 import time
 from driftloop import SqlMetricStore, configure_insights, load_config, report_insights
 from driftloop.insights import shutdown_insights
@@ -91,18 +97,27 @@ store = SqlMetricStore(open_database(config.store, base_dir=config.base_dir),
 print(int(result.value))
 from driftloop import Client
 Client("http://127.0.0.1:9", api_key="k").close()
-""", tmp_path)
+""",
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
 
 
 def test_a_server_command_without_the_extra_names_it(tmp_path: Path) -> None:
     (tmp_path / "driftloop.yaml").write_text("models: {}\n")
-    code = ("import sys; sys.argv = ['driftloop'] + sys.argv[1:]\n"
-            "from driftloop.cli import main\nmain()\n")
+    code = (
+        "import sys; sys.argv = ['driftloop'] + sys.argv[1:]\n"
+        "from driftloop.cli import main\nmain()\n"
+    )
     for args in (["serve"], ["models", "ls", "--json"], ["--help"], ["version"]):
-        result = subprocess.run([sys.executable, "-c", LEAN + code, *args],
-                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", LEAN + code, *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
         if args[0] == "--help" or args[0] == "version":
             assert result.returncode == 0, result.stderr
             continue

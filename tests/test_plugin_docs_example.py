@@ -21,16 +21,18 @@ def python_block(containing: str) -> str:
 
 
 def test_the_teams_example_passes_the_notifier_suite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = tmp_path / "site-packages"
     dist_info = site / "driftloop_teams-0.1.dist-info"
     dist_info.mkdir(parents=True)
     (site / "driftloop_teams.py").write_text(python_block("class TeamsNotifier"))
     (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: driftloop-teams\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: driftloop-teams\nVersion: 0.1\n"
+    )
     (dist_info / "entry_points.txt").write_text(
-        "[driftloop.notifiers]\nteams = driftloop_teams:TeamsNotifier\n")
+        "[driftloop.notifiers]\nteams = driftloop_teams:TeamsNotifier\n"
+    )
     monkeypatch.syspath_prepend(str(site))
     # the page's test module, its fixture called by hand instead of by pytest
     source = python_block("def test_the_teams_notifier").replace("@pytest.fixture\n", "")

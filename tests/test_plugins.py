@@ -152,7 +152,8 @@ def plugin_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     dist_info = site / "driftloop_example_plugin-0.1.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: driftloop-example-plugin\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: driftloop-example-plugin\nVersion: 0.1\n"
+    )
     sections = []
     for group, names in ENTRY_POINTS.items():
         lines = [f"{name} = {PLUGIN_MODULE}:{attribute}" for name, attribute in names.items()]
@@ -177,7 +178,7 @@ FAMILIES: list[tuple[PluginFamily[object], str]] = [
 
 @pytest.mark.parametrize(("family", "name"), FAMILIES, ids=lambda x: getattr(x, "group", x))
 def test_each_family_finds_an_installed_plugin_by_its_entry_point(
-    plugin_package: Path, family: PluginFamily[object], name: str,
+    plugin_package: Path, family: PluginFamily[object], name: str
 ) -> None:
     assert name in family.known_names()
     assert name not in family.builtin_names()
@@ -192,19 +193,23 @@ def test_without_the_package_the_names_are_unknown() -> None:
             family.load(name)
 
 
-def test_an_unknown_name_lists_every_known_one_and_how_to_add_one(
-    plugin_package: Path,
-) -> None:
+def test_an_unknown_name_lists_every_known_one_and_how_to_add_one(plugin_package: Path) -> None:
     with pytest.raises(UnknownBackendError) as caught:
         get_trainer("xgboost", ModelConfig(trainer="xgboost"))
     message = str(caught.value)
-    assert message.startswith("unknown trainer name 'xgboost'; known: command, echo, "
-                              "github_dispatch, notebook, sklearn, transformers;")
+    assert message.startswith(
+        "unknown trainer name 'xgboost'; known: command, echo, "
+        "github_dispatch, notebook, sklearn, transformers;"
+    )
     assert "pip install PACKAGE" in message
     assert "entry point group 'driftloop.trainers'" in message
-    with pytest.raises(UnknownBackendError, match=(
+    with pytest.raises(
+        UnknownBackendError,
+        match=(
             r"unknown store scheme 'mysql' in 'mysql://h/db'; known schemes: memstore://, "
-            r"postgresql://, postgresql\+psycopg://, sqlite://; .*'driftloop.stores'")):
+            r"postgresql://, postgresql\+psycopg://, sqlite://; .*'driftloop.stores'"
+        ),
+    ):
         Database("mysql://h/db")
 
 
@@ -220,9 +225,13 @@ def test_builtins_go_through_the_same_lookup_and_win_over_a_plugin_of_the_same_n
 def test_a_broken_plugin_says_which_entry_point_failed(plugin_package: Path) -> None:
     broken: PluginFamily[object] = PluginFamily("broken")
     assert broken.known_names() == ["gone", "missing"]
-    with pytest.raises(MissingExtraError, match=(
+    with pytest.raises(
+        MissingExtraError,
+        match=(
             r"the broken plug-in 'missing' \(nowhere_xyz:x, entry point group "
-            r"'driftloop.brokens'\) cannot be imported")):
+            r"'driftloop.brokens'\) cannot be imported"
+        ),
+    ):
         broken.load("missing")
     with pytest.raises(ConfigError, match="points at driftloop_example_plugin:no_such_attribute"):
         broken.load("gone")
@@ -247,8 +256,11 @@ def test_plugins_are_used_where_the_builtins_are(plugin_package: Path, tmp_path:
     assert storage.get_bytes("k") == b"v"
     assert isinstance(open_transport(Config(transport="listq://"), store=None), MemoryTransport)
 
-    config = parse_config("monitors:\n  - name: d\n    type: drift\n    metric: latency\n"
-                          "    detector: {algorithm: above_limit, min_shift: 2.0}\n", environ={})
+    config = parse_config(
+        "monitors:\n  - name: d\n    type: drift\n    metric: latency\n"
+        "    detector: {algorithm: above_limit, min_shift: 2.0}\n",
+        environ={},
+    )
     detector_config = config.monitors[0].detector
     assert detector_config is not None
     detector = build_detector(detector_config, None, metric="latency")
@@ -260,7 +272,7 @@ def test_plugins_are_used_where_the_builtins_are(plugin_package: Path, tmp_path:
 
 
 def test_a_plugin_notifier_is_configured_and_built_by_the_router(
-    plugin_package: Path, tmp_path: Path,
+    plugin_package: Path, tmp_path: Path
 ) -> None:
     config = parse_config(
         "notifiers:\n  team:\n    type: teams\n    url: https://teams.example.com/hook\n"
@@ -281,9 +293,13 @@ def test_a_plugin_notifier_is_configured_and_built_by_the_router(
 
 
 def test_an_unknown_notifier_type_is_refused_when_the_config_is_read() -> None:
-    with pytest.raises(ConfigError, match=(
+    with pytest.raises(
+        ConfigError,
+        match=(
             r"notifiers.team.type: unknown notifier type 'teams'; known: github_dispatch, jira, "
-            r"log, retrain, slack, webhook; .*entry point group 'driftloop.notifiers'")):
+            r"log, retrain, slack, webhook; .*entry point group 'driftloop.notifiers'"
+        ),
+    ):
         parse_config("notifiers:\n  team:\n    type: teams\n    url: https://x\n", environ={})
 
 
@@ -291,7 +307,11 @@ def test_every_builtin_detector_algorithm_the_config_accepts_is_registered() -> 
     assert DETECTORS.builtin_names() == sorted(DETECTOR_ALGORITHMS)
     built_in = build_detector(DetectorConfig(algorithm="cusum"), None)  # the same lookup
     assert isinstance(built_in, SelfReferencedDetector)
-    with pytest.raises(ValidationError, match=(
+    with pytest.raises(
+        ValidationError,
+        match=(
             r"unknown detector algorithm 'adwin'; known: chi_square, cusum, cusum_shape, ks, "
-            r"page_hinkley, psi, shape; .*'driftloop.detectors'")):
+            r"page_hinkley, psi, shape; .*'driftloop.detectors'"
+        ),
+    ):
         DetectorConfig(algorithm="adwin")

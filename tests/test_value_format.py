@@ -17,16 +17,18 @@ def test_values_read_with_four_significant_digits_and_a_missing_one_as_n_a() -> 
 
 def test_no_module_but_messages_defines_a_value_formatter_of_its_own() -> None:
     source = Path(__file__).resolve().parents[1] / "src" / "driftloop"
-    defining = sorted(str(path.relative_to(source)) for path in source.rglob("*.py")
-                      if "def format_value(" in path.read_text())
+    defining = sorted(
+        str(path.relative_to(source))
+        for path in source.rglob("*.py")
+        if "def format_value(" in path.read_text()
+    )
 
     assert defining == ["messages.py"]
     assert base.format_value is format_value  # the notifiers' name for it
 
 
 def test_a_notification_without_data_says_n_a_in_its_value_and_its_timeline() -> None:
-    notification = Notification.from_event(make_event(value=None),
-                                           dashboard_url="http://dashboard")
+    notification = Notification.from_event(make_event(value=None), dashboard_url="http://dashboard")
 
     assert notification.value_text == "n/a"
     assert notification.timeline[0].value is None

@@ -5,8 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-TIME_KEYS = frozenset({"timestamp", "since", "last_evaluated", "last_data_at", "last_notified",
-                       "first_seen", "cursor"})
+TIME_KEYS = frozenset(
+    {
+        "timestamp",
+        "since",
+        "last_evaluated",
+        "last_data_at",
+        "last_notified",
+        "first_seen",
+        "cursor",
+    }
+)
 
 
 def is_time_key(key: str) -> bool:

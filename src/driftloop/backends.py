@@ -45,8 +45,7 @@ def require_module(module: str, extra: str) -> object:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
-            f"this feature needs the optional package {module!r}: "
-            f"pip install 'driftloop[{extra}]'"
+            f"this feature needs the optional package {module!r}: pip install 'driftloop[{extra}]'"
         ) from exc
 
 

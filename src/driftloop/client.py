@@ -42,9 +42,14 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 
 _BY_STATUS: dict[int, type[DriftloopError]] = {
-    401: errors.AuthError, 403: errors.ForbiddenError, 404: errors.NotFoundError,
-    409: errors.ConflictError, 413: errors.PayloadTooLargeError, 422: errors.InvalidInputError,
-    429: errors.RateLimitedError, 503: errors.BackendUnavailableError,
+    401: errors.AuthError,
+    403: errors.ForbiddenError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    413: errors.PayloadTooLargeError,
+    422: errors.InvalidInputError,
+    429: errors.RateLimitedError,
+    503: errors.BackendUnavailableError,
 }
 
 
@@ -157,8 +162,11 @@ SNAPSHOT_HEADER = "X-Driftloop-Snapshot"
 RUN_ID_HEADER = "X-Driftloop-Run-Id"
 """The id the training workflow was dispatched with (its ``incident_id`` input)."""
 TRAINER_HEADER = "X-Driftloop-Trainer"
-SOURCE_HEADERS = {"repo": "X-Driftloop-Source-Repo", "commit": "X-Driftloop-Source-Commit",
-                  "run_id": "X-Driftloop-Source-Run"}
+SOURCE_HEADERS = {
+    "repo": "X-Driftloop-Source-Repo",
+    "commit": "X-Driftloop-Source-Commit",
+    "run_id": "X-Driftloop-Source-Run",
+}
 """The training code a version was made by, recorded as the version's ``training_code``."""
 UPLOAD_CHUNK = 1 << 20
 
@@ -179,24 +187,36 @@ def pack_model(model_dir: Path, archive: Path, evaluation: Path | None = None) -
     return digest.hexdigest()
 
 
-def _upload_headers(sha256: str, snapshot_id: str, *, run_id: str | None, trainer: str,
-                    source: Mapping[str, str] | None) -> dict[str, str]:
-    headers = {SHA256_HEADER: sha256, SNAPSHOT_HEADER: snapshot_id, TRAINER_HEADER: trainer,
-               "Content-Type": "application/gzip"}
+def _upload_headers(
+    sha256: str,
+    snapshot_id: str,
+    *,
+    run_id: str | None,
+    trainer: str,
+    source: Mapping[str, str] | None,
+) -> dict[str, str]:
+    headers = {
+        SHA256_HEADER: sha256,
+        SNAPSHOT_HEADER: snapshot_id,
+        TRAINER_HEADER: trainer,
+        "Content-Type": "application/gzip",
+    }
     if run_id:
         headers[RUN_ID_HEADER] = run_id
     for key, value in (source or {}).items():
         if key not in SOURCE_HEADERS:
-            raise InvalidInputError(f"unknown source field {key!r}; known: "
-                                    f"{', '.join(SOURCE_HEADERS)}")
+            raise InvalidInputError(
+                f"unknown source field {key!r}; known: {', '.join(SOURCE_HEADERS)}"
+            )
         if value:
             headers[SOURCE_HEADERS[key]] = value
     return headers
 
 
 def _read_uploaded(data: Mapping[str, Any]) -> UploadedVersion:
-    return UploadedVersion(str(data["model"]), int(data["version"]), str(data["job_id"]),
-                           bool(data["attached"]))
+    return UploadedVersion(
+        str(data["model"]), int(data["version"]), str(data["job_id"]), bool(data["attached"])
+    )
 
 
 # --- one operation, whatever the HTTP client --------------------------------------------
@@ -216,29 +236,46 @@ def _model_path(name: str, action: str = "") -> str:
 
 
 def _read_prediction(item: Mapping[str, Any]) -> Prediction:
-    return Prediction(id=item["id"], label=item["class"], confidence=float(item["confidence"]),
-                      probabilities={k: float(v) for k, v in item["probabilities"].items()})
+    return Prediction(
+        id=item["id"],
+        label=item["class"],
+        confidence=float(item["confidence"]),
+        probabilities={k: float(v) for k, v in item["probabilities"].items()},
+    )
 
 
 def _read_predict(data: Mapping[str, Any]) -> PredictResult:
-    return PredictResult(model=data["model"], version=int(data["version"]),
-                         predictions=[_read_prediction(p) for p in data["predictions"]])
+    return PredictResult(
+        model=data["model"],
+        version=int(data["version"]),
+        predictions=[_read_prediction(p) for p in data["predictions"]],
+    )
 
 
 _MODEL_FIELDS = ("name", "ready", "version", "content_hash", "labels", "error")
 
 
 def _read_model(data: Mapping[str, Any]) -> ModelStatus:
-    return ModelStatus(name=data["name"], ready=bool(data["ready"]), version=data.get("version"),
-                       content_hash=data.get("content_hash"), labels=list(data.get("labels", [])),
-                       error=data.get("error"),
-                       extra={k: v for k, v in data.items() if k not in _MODEL_FIELDS})
+    return ModelStatus(
+        name=data["name"],
+        ready=bool(data["ready"]),
+        version=data.get("version"),
+        content_hash=data.get("content_hash"),
+        labels=list(data.get("labels", [])),
+        error=data.get("error"),
+        extra={k: v for k, v in data.items() if k not in _MODEL_FIELDS},
+    )
 
 
 def _read_monitor(data: Mapping[str, Any]) -> MonitorStatus:
-    return MonitorStatus(name=data["name"], type=data["type"], metric=data["metric"],
-                         state=data.get("state"), error=data.get("error"),
-                         groups=list(data.get("groups", [])))
+    return MonitorStatus(
+        name=data["name"],
+        type=data["type"],
+        metric=data["metric"],
+        state=data.get("state"),
+        error=data.get("error"),
+        groups=list(data.get("groups", [])),
+    )
 
 
 def _predict(model: str, texts: Sequence[str]) -> _Call[PredictResult]:
@@ -247,18 +284,23 @@ def _predict(model: str, texts: Sequence[str]) -> _Call[PredictResult]:
     return _Call("POST", _model_path(model, "predict"), _read_predict, {"texts": list(texts)})
 
 
-def _feedback(model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]],
-              ) -> _Call[FeedbackResult]:
+def _feedback(
+    model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]]
+) -> _Call[FeedbackResult]:
     items = []
     for entry in labels:
         item = {"prediction_id": entry[0], "label": entry[1]}
         if len(entry) == 3:
             item["text"] = entry[2]
         items.append(item)
-    return _Call("POST", _model_path(model, "feedback"),
-                 lambda data: FeedbackResult(int(data["accepted"]), int(data["matched"]),
-                                             int(data.get("relabelled", 0))),
-                 {"feedback": items})
+    return _Call(
+        "POST",
+        _model_path(model, "feedback"),
+        lambda data: FeedbackResult(
+            int(data["accepted"]), int(data["matched"]), int(data.get("relabelled", 0))
+        ),
+        {"feedback": items},
+    )
 
 
 def _insights(points: Iterable[InsightPoint]) -> _Call[int]:
@@ -275,16 +317,21 @@ def _insights(points: Iterable[InsightPoint]) -> _Call[int]:
     return _Call("POST", "/v1/insights", lambda data: int(data["accepted"]), {"points": body})
 
 
-def _log_predictions(model: str, predictions: Iterable[LoggedPrediction], version: int
-                     ) -> _Call[LoggedResult]:
+def _log_predictions(
+    model: str, predictions: Iterable[LoggedPrediction], version: int
+) -> _Call[LoggedResult]:
     body = []
     for prediction in predictions:
         item: dict[str, Any] = {"id": prediction.id}
         if prediction.input is not None:
-            item["input"] = (prediction.input if isinstance(prediction.input, str)
-                             else dict(prediction.input))
-        for name, value in (("class", prediction.label), ("confidence", prediction.confidence),
-                            ("value", prediction.value)):
+            item["input"] = (
+                prediction.input if isinstance(prediction.input, str) else dict(prediction.input)
+            )
+        for name, value in (
+            ("class", prediction.label),
+            ("confidence", prediction.confidence),
+            ("value", prediction.value),
+        ):
             if value is not None:
                 item[name] = value
         if prediction.probabilities is not None:
@@ -292,9 +339,12 @@ def _log_predictions(model: str, predictions: Iterable[LoggedPrediction], versio
         if prediction.timestamp is not None:
             item["timestamp"] = datetime.fromtimestamp(prediction.timestamp, UTC).isoformat()
         body.append(item)
-    return _Call("POST", _model_path(model, "predictions"),
-                 lambda data: LoggedResult(int(data["accepted"]), int(data["duplicates"])),
-                 {"version": version, "predictions": body})
+    return _Call(
+        "POST",
+        _model_path(model, "predictions"),
+        lambda data: LoggedResult(int(data["accepted"]), int(data["duplicates"])),
+        {"version": version, "predictions": body},
+    )
 
 
 def _models() -> _Call[list[ModelStatus]]:
@@ -327,11 +377,15 @@ def _error(response: httpx.Response) -> DriftloopError:
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     found = getattr(errors, kind, None)
-    if not (isinstance(found, type) and issubclass(found, DriftloopError)
-            and found.status_code == status):
+    if not (
+        isinstance(found, type)
+        and issubclass(found, DriftloopError)
+        and found.status_code == status
+    ):
         found = _BY_STATUS.get(status, DriftloopError)
-    error = found(f"{response.request.method} {response.request.url.path} answered {status}: "
-                  f"{message}")
+    error = found(
+        f"{response.request.method} {response.request.url.path} answered {status}: {message}"
+    )
     error.status_code = status
     if isinstance(error, errors.LimitError | errors.InvalidTextError):
         error.limit = limit
@@ -349,7 +403,8 @@ def _result(call: _Call[T], response: httpx.Response) -> T:
     except (ValueError, KeyError, TypeError) as exc:
         raise BackendUnavailableError(
             f"{call.method} {call.path}: the server answered {response.status_code} with a body "
-            f"this client cannot read ({exc}): is the URL a driftloop server?") from exc
+            f"this client cannot read ({exc}): is the URL a driftloop server?"
+        ) from exc
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -360,27 +415,39 @@ class Client:
     """Blocking client; one pooled connection per server. Use as a context manager or
     :meth:`close` it."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=_headers(api_key),
-                                  timeout=timeout, transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
 
     def _run(self, call: _Call[T]) -> T:
         try:
-            response = self._http.request(call.method, call.path, json=call.body,
-                                          params=call.params)
+            response = self._http.request(
+                call.method, call.path, json=call.body, params=call.params
+            )
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(
-                f"{call.method} {self._http.base_url}{call.path}: {exc}") from exc
+                f"{call.method} {self._http.base_url}{call.path}: {exc}"
+            ) from exc
         return _result(call, response)
 
     def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
         """Classify ``texts`` with ``model``'s production version (scope ``predict``)."""
         return self._run(_predict(model, texts))
 
-    def feedback(self, model: str,
-                 labels: Iterable[tuple[str, str] | tuple[str, str, str]]) -> FeedbackResult:
+    def feedback(
+        self, model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]]
+    ) -> FeedbackResult:
         """True labels: ``(prediction_id, label)`` or ``(prediction_id, label, text)``."""
         return self._run(_feedback(model, labels))
 
@@ -390,8 +457,9 @@ class Client:
         transport instead: it batches, spools and never blocks."""
         return self._run(_insights(points))
 
-    def log_predictions(self, model: str, predictions: Iterable[LoggedPrediction], *,
-                        version: int) -> LoggedResult:
+    def log_predictions(
+        self, model: str, predictions: Iterable[LoggedPrediction], *, version: int
+    ) -> LoggedResult:
         """Log predictions ``version`` of ``model`` made elsewhere (scope ``insights``), so
         that :meth:`feedback` naming their ids joins them (realized accuracy)."""
         return self._run(_log_predictions(model, predictions, version))
@@ -415,8 +483,14 @@ class Client:
         return self._run(_rollback(model))
 
     def upload_version(
-        self, model: str, model_dir: Path, *, snapshot_id: str, evaluation: Path | None = None,
-        run_id: str | None = None, trainer: str = "upload",
+        self,
+        model: str,
+        model_dir: Path,
+        *,
+        snapshot_id: str,
+        evaluation: Path | None = None,
+        run_id: str | None = None,
+        trainer: str = "upload",
         source: Mapping[str, str] | None = None,
     ) -> UploadedVersion:
         """Upload a trained model directory as a candidate (scope ``register``): it is
@@ -428,18 +502,21 @@ class Client:
             archive = Path(temporary) / "model.tar.gz"
             sha256 = pack_model(model_dir, archive, evaluation)
             call = _Call("POST", _model_path(model, "versions"), _read_uploaded)
-            headers = _upload_headers(sha256, snapshot_id, run_id=run_id, trainer=trainer,
-                                      source=source)
+            headers = _upload_headers(
+                sha256, snapshot_id, run_id=run_id, trainer=trainer, source=source
+            )
             with archive.open("rb") as body:
                 try:
                     response = self._http.post(call.path, content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     raise BackendUnavailableError(
-                        f"POST {self._http.base_url}{call.path}: {exc}") from exc
+                        f"POST {self._http.base_url}{call.path}: {exc}"
+                    ) from exc
             return _result(call, response)
 
-    def training_data(self, model: str, output: Path,
-                      snapshot_id: str | None = None) -> tuple[str, str]:
+    def training_data(
+        self, model: str, output: Path, snapshot_id: str | None = None
+    ) -> tuple[str, str]:
         """Write the rows a training job trains on to the CSV ``output`` (scope ``register``):
         ``snapshot_id`` (default: the newest snapshot of the model's dataset) without the
         rows the gate holds out. Returns the dataset and the snapshot id."""
@@ -471,35 +548,46 @@ class Client:
 class AsyncClient:
     """The same methods as :class:`Client`, as coroutines."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"),
-                                       headers=_headers(api_key), timeout=timeout,
-                                       transport=transport)
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+        )
 
     async def _run(self, call: _Call[T]) -> T:
         try:
-            response = await self._http.request(call.method, call.path, json=call.body,
-                                                params=call.params)
+            response = await self._http.request(
+                call.method, call.path, json=call.body, params=call.params
+            )
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(
-                f"{call.method} {self._http.base_url}{call.path}: {exc}") from exc
+                f"{call.method} {self._http.base_url}{call.path}: {exc}"
+            ) from exc
         return _result(call, response)
 
     async def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
         return await self._run(_predict(model, texts))
 
-    async def feedback(self, model: str,
-                       labels: Iterable[tuple[str, str] | tuple[str, str, str]],
-                       ) -> FeedbackResult:
+    async def feedback(
+        self, model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]]
+    ) -> FeedbackResult:
         return await self._run(_feedback(model, labels))
 
     async def report_insights(self, points: Iterable[InsightPoint]) -> int:
         return await self._run(_insights(points))
 
-    async def log_predictions(self, model: str, predictions: Iterable[LoggedPrediction], *,
-                              version: int) -> LoggedResult:
+    async def log_predictions(
+        self, model: str, predictions: Iterable[LoggedPrediction], *, version: int
+    ) -> LoggedResult:
         return await self._run(_log_predictions(model, predictions, version))
 
     async def models(self) -> list[ModelStatus]:
@@ -518,8 +606,14 @@ class AsyncClient:
         return await self._run(_rollback(model))
 
     async def upload_version(
-        self, model: str, model_dir: Path, *, snapshot_id: str, evaluation: Path | None = None,
-        run_id: str | None = None, trainer: str = "upload",
+        self,
+        model: str,
+        model_dir: Path,
+        *,
+        snapshot_id: str,
+        evaluation: Path | None = None,
+        run_id: str | None = None,
+        trainer: str = "upload",
         source: Mapping[str, str] | None = None,
     ) -> UploadedVersion:
         """:meth:`Client.upload_version`; the archive is packed and read in a thread."""
@@ -527,8 +621,9 @@ class AsyncClient:
             archive = Path(temporary) / "model.tar.gz"
             sha256 = await anyio.to_thread.run_sync(pack_model, model_dir, archive, evaluation)
             call = _Call("POST", _model_path(model, "versions"), _read_uploaded)
-            headers = _upload_headers(sha256, snapshot_id, run_id=run_id, trainer=trainer,
-                                      source=source)
+            headers = _upload_headers(
+                sha256, snapshot_id, run_id=run_id, trainer=trainer, source=source
+            )
             with archive.open("rb") as file:
 
                 async def body() -> AsyncIterator[bytes]:
@@ -539,11 +634,13 @@ class AsyncClient:
                     response = await self._http.post(call.path, content=body(), headers=headers)
                 except httpx.HTTPError as exc:
                     raise BackendUnavailableError(
-                        f"POST {self._http.base_url}{call.path}: {exc}") from exc
+                        f"POST {self._http.base_url}{call.path}: {exc}"
+                    ) from exc
             return _result(call, response)
 
-    async def training_data(self, model: str, output: Path,
-                            snapshot_id: str | None = None) -> tuple[str, str]:
+    async def training_data(
+        self, model: str, output: Path, snapshot_id: str | None = None
+    ) -> tuple[str, str]:
         """:meth:`Client.training_data`."""
         path = _model_path(model, "training-data")
         params = {"snapshot": snapshot_id} if snapshot_id else None

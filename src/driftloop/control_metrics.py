@@ -46,8 +46,10 @@ class ControlPlaneCollector(Collector):
         self._jobs = jobs
 
     def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily("driftloop_control_plane_up",
-                               "1 when the store answered this scrape of the control plane.")
+        up = GaugeMetricFamily(
+            "driftloop_control_plane_up",
+            "1 when the store answered this scrape of the control plane.",
+        )
         try:
             monitors = list(self._monitors())
             incidents = dict(self._open_incidents())
@@ -63,25 +65,31 @@ class ControlPlaneCollector(Collector):
         worst = GaugeMetricFamily(
             "driftloop_monitor_state",
             "1 for the worst state of each monitor over its groups, 0 for the others.",
-            labels=["monitor", "state"])
+            labels=["monitor", "state"],
+        )
         groups = GaugeMetricFamily(
-            "driftloop_monitor_groups", "Groups of each monitor in each state.",
-            labels=["monitor", "state"])
+            "driftloop_monitor_groups",
+            "Groups of each monitor in each state.",
+            labels=["monitor", "state"],
+        )
         for monitor in monitors:
             current = None if monitor.worst is None else monitor.worst.value
             for state in states:
                 worst.add_metric([monitor.name, state], 1 if state == current else 0)
-                groups.add_metric([monitor.name, state],
-                                  sum(1 for g in monitor.groups if g.state.value == state))
+                groups.add_metric(
+                    [monitor.name, state], sum(1 for g in monitor.groups if g.state.value == state)
+                )
         yield worst
         yield groups
         open_incidents = GaugeMetricFamily(
-            "driftloop_open_incidents", "Open incidents by severity.", labels=["severity"])
+            "driftloop_open_incidents", "Open incidents by severity.", labels=["severity"]
+        )
         for severity in SEVERITIES:
             open_incidents.add_metric([severity], incidents.get(severity, 0))
         yield open_incidents
         retrain_jobs = GaugeMetricFamily(
-            "driftloop_retrain_jobs", "Retrain jobs in each state.", labels=["state"])
+            "driftloop_retrain_jobs", "Retrain jobs in each state.", labels=["state"]
+        )
         for state, count in sorted(jobs.items()):
             retrain_jobs.add_metric([state], count)
         yield retrain_jobs

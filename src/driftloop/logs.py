@@ -73,8 +73,9 @@ class SecretRedactor(logging.Filter):
 
     def __init__(self, secrets: Iterable[str] = (), *, api_keys: bool = True) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH},
-                              key=len, reverse=True)
+        self.secrets = sorted(
+            {s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True
+        )
         self.api_keys = api_keys
 
     def redact(self, text: str) -> str:
@@ -107,8 +108,12 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": _utc_time(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": _utc_time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
@@ -132,17 +137,22 @@ class CurrentStderrHandler(logging.StreamHandler[TextIO]):
         self._chosen = value
 
 
-def configure_logging(level: str = "INFO", log_format: LogFormat = "text", *,
-                      secrets: Iterable[str] = (),
-                      stream: TextIO | None = None) -> logging.Handler:
+def configure_logging(
+    level: str = "INFO",
+    log_format: LogFormat = "text",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> logging.Handler:
     """Send driftloop's loggers at ``level`` and above to ``stream`` (default stderr) in
     ``log_format``, redacting ``secrets`` and API keys; replaces a previous call's handler."""
     if level.upper() not in LOG_LEVELS:
         from driftloop.errors import ConfigError
 
         raise ConfigError(f"log level {level!r}: expected one of {', '.join(LOG_LEVELS)}")
-    handler: logging.Handler = (logging.StreamHandler(stream) if stream is not None
-                                else CurrentStderrHandler())
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else CurrentStderrHandler()
+    )
     handler.addFilter(SecretRedactor(secrets))
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logger = logging.getLogger(ROOT_LOGGER)
@@ -155,8 +165,9 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "text", *,
     return handler
 
 
-def configure_from(config: Config, level: str | None,
-                   log_format: str | None) -> tuple[str, LogFormat]:
+def configure_from(
+    config: Config, level: str | None, log_format: str | None
+) -> tuple[str, LogFormat]:
     """What a long-running command does: the options win over the config's ``logging``;
     returns the level and format chosen."""
     chosen = log_format or config.logging.format
@@ -164,7 +175,9 @@ def configure_from(config: Config, level: str | None,
         from driftloop.errors import InvalidInputError
 
         raise InvalidInputError(f"--log-format {chosen!r}: expected text or json")
-    settings: tuple[str, LogFormat] = ((level or config.logging.level).upper(),
-                                       "json" if chosen == "json" else "text")
+    settings: tuple[str, LogFormat] = (
+        (level or config.logging.level).upper(),
+        "json" if chosen == "json" else "text",
+    )
     configure_logging(*settings, secrets=config_secrets(config))
     return settings

@@ -79,7 +79,7 @@ class MessageTemplate:
         position = 0
         for match in _TAG.finditer(source):
             if match.start() > position:
-                stack[-1][2].append(_Text(source[position:match.start()]))
+                stack[-1][2].append(_Text(source[position : match.start()]))
             position = match.end()
             sigil, name = match.group(1), match.group(2)
             if sigil in {"#", "^"}:
@@ -110,9 +110,7 @@ class MessageTemplate:
             )
         return tuple(stack[0][2])
 
-    def render(
-        self, variables: Mapping[str, str], flags: Mapping[str, bool]
-    ) -> RenderedMessage:
+    def render(self, variables: Mapping[str, str], flags: Mapping[str, bool]) -> RenderedMessage:
         """The message, and the mentions of the sections kept (not of the values inserted)."""
         text = "".join(self._render(self._nodes, variables, flags, skeleton=False))
         skeleton = "".join(self._render(self._nodes, {}, flags, skeleton=True))

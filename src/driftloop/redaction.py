@@ -13,7 +13,9 @@ _PUBLIC = {"public_url", "api_url"}
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(@)")
 _SECRET_QUERY = re.compile(
     r"([?&][^=&#\s]*(?:password|passwd|secret|token|key|signature|sig|credential)"
-    r"[^=&#\s]*=)[^&#\s]+", re.IGNORECASE)
+    r"[^=&#\s]*=)[^&#\s]+",
+    re.IGNORECASE,
+)
 
 
 def is_secret_key(key: str) -> bool:

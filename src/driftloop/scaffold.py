@@ -33,7 +33,7 @@ TRAINING_REPO_TEMPLATE = "training-repo"
 TEMPLATES: dict[str, str] = {
     PROJECT_TEMPLATE: "a driftloop.yaml that works as is",
     TRAINING_REPO_TEMPLATE: "a training repository: GitHub Actions workflow, papermill notebook, "
-                            "serving-side driftloop.yaml",
+    "serving-side driftloop.yaml",
 }
 TRAINING_REPO_PACKAGE_DIR = "training_repo"
 TRAINERS = ("sklearn", "transformers")
@@ -64,8 +64,10 @@ class TrainingRepoOptions:
 
     def __post_init__(self) -> None:
         if self.trainer not in TRAINERS:
-            raise InvalidInputError(f"unknown trainer {self.trainer!r} for the training repo; "
-                                    f"known: {', '.join(TRAINERS)}")
+            raise InvalidInputError(
+                f"unknown trainer {self.trainer!r} for the training repo; "
+                f"known: {', '.join(TRAINERS)}"
+            )
         for what, value in (("model name", self.model), ("dataset name", self.dataset)):
             if not re.match(NAME_PATTERN, value):
                 raise InvalidInputError(
@@ -91,9 +93,7 @@ class TrainingRepoOptions:
 
     def variables(self) -> dict[str, str]:
         """Placeholder name → the text it becomes (YAML-ready where it lands in YAML)."""
-        runs_on = (
-            self.runs_on[0] if len(self.runs_on) == 1 else "[" + ", ".join(self.runs_on) + "]"
-        )
+        runs_on = self.runs_on[0] if len(self.runs_on) == 1 else "[" + ", ".join(self.runs_on) + "]"
         return {
             "model": self.model,
             "dataset": self.dataset,
@@ -116,8 +116,7 @@ def render_template_text(text: str, variables: dict[str, str], *, source: str) -
         name = match.group(1)
         if name not in variables:
             raise InvalidInputError(
-                f"template file {source} uses unknown variable {name!r}; known: "
-                f"{sorted(variables)}"
+                f"template file {source} uses unknown variable {name!r}; known: {sorted(variables)}"
             )
         return variables[name]
 
@@ -126,7 +125,7 @@ def render_template_text(text: str, variables: dict[str, str], *, source: str) -
 
 def target_name(name: str) -> str:
     """A template file or folder name as written (``dot-github`` → ``.github``)."""
-    return "." + name[len(DOT_PREFIX):] if name.startswith(DOT_PREFIX) else name
+    return "." + name[len(DOT_PREFIX) :] if name.startswith(DOT_PREFIX) else name
 
 
 def training_repo_files(trainer: str = "sklearn") -> dict[str, Traversable]:

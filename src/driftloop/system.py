@@ -64,10 +64,13 @@ if TYPE_CHECKING:  # the app's parts are imported where it is built: commands th
 logger = logging.getLogger("driftloop")
 
 _OUTCOMES: dict[JobState, Outcome] = {
-    JobState.REJECTED: "rejected", JobState.FAILED: "failed",
-    JobState.ROLLED_BACK: "rolled_back", JobState.SUCCEEDED: "succeeded",
+    JobState.REJECTED: "rejected",
+    JobState.FAILED: "failed",
+    JobState.ROLLED_BACK: "rolled_back",
+    JobState.SUCCEEDED: "succeeded",
 }
 """The final job states whose outcome is notified (a cancelled job is not)."""
+
 
 @dataclass
 class SystemOptions:
@@ -99,29 +102,49 @@ class DriftloopSystem:
         self.queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         """This process in the control plane's leases and as the retrain worker's name."""
-        self.worker_queue = JobQueue(self.database, cooldown=config.pipeline.cooldown,
-                                     clock=clock)
+        self.worker_queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
         """The queue of the retrain worker and its pipeline: fenced while this process runs
         the control plane (:meth:`start_background`); :attr:`queue` serves the API."""
         self.control: ControlPlane | None = None
         self.router = NotificationRouter(
-            config, self.database, notifiers=self.options.notifiers,
-            enqueue_retrain=self.enqueue_retrain, metric_store=self.metric_store, clock=clock,
+            config,
+            self.database,
+            notifiers=self.options.notifiers,
+            enqueue_retrain=self.enqueue_retrain,
+            metric_store=self.metric_store,
+            clock=clock,
         )
         self.monitor_engine = MonitorEngine(
-            config, self.database, self.metric_store, clock=clock,
+            config,
+            self.database,
+            self.metric_store,
+            clock=clock,
             listeners=[self.router, *self.options.event_listeners],
-            reference_provider=self.reference_for, detector_factory=self.build_detector,
-            served_versions=self.served_versions, on_persist=self._record_evaluation,
+            reference_provider=self.reference_for,
+            detector_factory=self.build_detector,
+            served_versions=self.served_versions,
+            on_persist=self._record_evaluation,
         )
         self.pipeline = RetrainPipeline(
-            config, self.worker_queue, self.registry, self.datasets, health=self,
-            incidents=self.monitor_engine, hooks=self.options.pipeline_hooks, clock=clock,
-            feedback=self.feedback.labeled_samples, on_finished=self.notify_retrain_outcome,
+            config,
+            self.worker_queue,
+            self.registry,
+            self.datasets,
+            health=self,
+            incidents=self.monitor_engine,
+            hooks=self.options.pipeline_hooks,
+            clock=clock,
+            feedback=self.feedback.labeled_samples,
+            on_finished=self.notify_retrain_outcome,
         )
-        self.retries = RetryPolicy(config.pipeline, self.worker_queue,
-                                   self.monitor_engine.incidents, models=config.models,
-                                   datasets=self.datasets, clock=clock)
+        self.retries = RetryPolicy(
+            config.pipeline,
+            self.worker_queue,
+            self.monitor_engine.incidents,
+            models=config.models,
+            datasets=self.datasets,
+            clock=clock,
+        )
         self.worker = self._new_worker()
         self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
 
@@ -133,18 +156,29 @@ class DriftloopSystem:
 
     def enqueue_retrain(self, model: str, incident_id: str | None, reason: str) -> str:
         """What ``@retrain`` and inbound alerts call: one job per incident (storm control)."""
-        result = self.queue.enqueue(model, incident_id=incident_id, reason=reason,
-                                    trigger=f"incident:{incident_id}" if incident_id else "alert")
+        result = self.queue.enqueue(
+            model,
+            incident_id=incident_id,
+            reason=reason,
+            trigger=f"incident:{incident_id}" if incident_id else "alert",
+        )
         if not result.created and result.job.state.finished:
             self._note_cooldown(model, incident_id, result.job)
         else:
-            logger.info("retrain of %s: %s job %s (incident %s, %s)", model,
-                        "queued" if result.created else f"attached to the {result.job.state.value}",
-                        result.job.job_id[:8], incident_id or "none", reason)
+            logger.info(
+                "retrain of %s: %s job %s (incident %s, %s)",
+                model,
+                "queued" if result.created else f"attached to the {result.job.state.value}",
+                result.job.job_id[:8],
+                incident_id or "none",
+                reason,
+            )
         if not result.job.state.finished and incident_id is not None:
             verb = "queued" if result.created else "attached to"
             self.monitor_engine.add_timeline_entry(
-                incident_id, "retrain", f"{verb} retrain job {result.job.job_id[:8]}",
+                incident_id,
+                "retrain",
+                f"{verb} retrain job {result.job.job_id[:8]}",
                 {"job_id": result.job.job_id, "created": result.created},
             )
         return result.job.job_id
@@ -159,17 +193,27 @@ class DriftloopSystem:
         template = self.monitor_engine.templates.get(incident.monitor) if incident.monitor else None
         event = outcome_event(
             RetrainOutcome(
-                outcome=outcome, job_id=job.job_id, model=job.model,
+                outcome=outcome,
+                job_id=job.job_id,
+                model=job.model,
                 incident_id=job.incident_id,
                 job_url=f"{self.config.public_url.rstrip('/')}/v1/jobs/{job.job_id}",
                 candidate_version=job.candidate_version,
-                previous_version=job.previous_version, error=job.error,
+                previous_version=job.previous_version,
+                error=job.error,
                 gate=job.result.gate,
             ),
-            incident, template, now=self.options.clock(),
-            excluded_handles={"retrain", *(name for name, notifier in
-                                           self.config.notifiers.items()
-                                           if notifier.type == "retrain")},
+            incident,
+            template,
+            now=self.options.clock(),
+            excluded_handles={
+                "retrain",
+                *(
+                    name
+                    for name, notifier in self.config.notifiers.items()
+                    if notifier.type == "retrain"
+                ),
+            },
         )
         self.router(event)
 
@@ -179,30 +223,40 @@ class DriftloopSystem:
         time the cooldown ends."""
         ends_at = (job.finished_at or self.options.clock()) + self.queue.cooldown
         when = datetime.fromtimestamp(ends_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        message = (f"retrain of {model} not started: retrain job {job.job_id[:8]} finished "
-                   f"({job.state.value}); the cooldown ends at {when}")
+        message = (
+            f"retrain of {model} not started: retrain job {job.job_id[:8]} finished "
+            f"({job.state.value}); the cooldown ends at {when}"
+        )
         if ends_at <= self.options.clock():
-            message = (f"retrain of {model} not started: this incident's retrain job "
-                       f"{job.job_id[:8]} already finished ({job.state.value}); another try "
-                       "is the retry policy's to start")
+            message = (
+                f"retrain of {model} not started: this incident's retrain job "
+                f"{job.job_id[:8]} already finished ({job.state.value}); another try "
+                "is the retry policy's to start"
+            )
         logger.warning("%s (incident %s)", message, incident_id or "none")
         if incident_id is not None:
             # a "retrain" entry: the retry policy follows it
             self.monitor_engine.add_timeline_entry(
-                incident_id, "retrain", message,
-                {"job_id": job.job_id, "created": False, "job_state": job.state.value,
-                 "cooldown_ends_at": ends_at},
+                incident_id,
+                "retrain",
+                message,
+                {
+                    "job_id": job.job_id,
+                    "created": False,
+                    "job_state": job.state.value,
+                    "cooldown_ends_at": ends_at,
+                },
             )
 
     def handle_inbound_alert(self, alert: InboundAlert) -> str:
         """An alert from Datadog or Alertmanager: an incident (one per alert cycle) and, while
         it fires, a retrain of its model."""
         if alert.model not in self.config.models:
-            raise NotFoundError(
-                f"no model {alert.model!r}; known: {sorted(self.config.models)}"
-            )
+            raise NotFoundError(f"no model {alert.model!r}; known: {sorted(self.config.models)}")
         incident_id = self.monitor_engine.incidents.open_external_incident(
-            alert.source, alert.model, alert.title,
+            alert.source,
+            alert.model,
+            alert.title,
             {"labels": dict(alert.labels), "status": alert.status, "url": alert.url},
             dedupe_key=alert.key,
         )
@@ -210,7 +264,9 @@ class DriftloopSystem:
             self.enqueue_retrain(alert.model, incident_id, f"{alert.source} alert: {alert.title}")
         else:
             self.monitor_engine.add_timeline_entry(
-                incident_id, "resolved_at_source", f"{alert.source} reports the alert resolved",
+                incident_id,
+                "resolved_at_source",
+                f"{alert.source} reports the alert resolved",
                 {"labels": dict(alert.labels)},
             )
         return incident_id
@@ -266,8 +322,11 @@ class DriftloopSystem:
         during a rollout), as ``version`` tag values, plus the version a running retrain job
         may roll back to; None for a model with none. What is served is what the aliases name
         (a server that could not load a new version serves the old one a little longer)."""
-        served = {str(version) for alias, version in self.registry.aliases(model).items()
-                  if alias in SERVED_ALIASES}
+        served = {
+            str(version)
+            for alias, version in self.registry.aliases(model).items()
+            if alias in SERVED_ALIASES
+        }
         if served:
             job = self.queue.active(model)
             if job is not None and job.previous_version is not None:
@@ -280,7 +339,10 @@ class DriftloopSystem:
         if end <= start:  # verification asks at the very instant of the deploy
             return None, 0
         results = self.metric_store.query(
-            "model_confidence", "avg", start, end,
+            "model_confidence",
+            "avg",
+            start,
+            end,
             filter={"model": model, "version": str(version), SHADOW_TAG: None},
         )
         if not results:
@@ -292,8 +354,12 @@ class DriftloopSystem:
     ) -> PairedEvidence:
         """The shadow pairs of ``shadow_version`` against ``served_version`` over a time range,
         as shadow minus served."""
-        tags = {"model": model, "version": str(shadow_version), SHADOW_TAG: "true",
-                SERVED_TAG: str(served_version)}
+        tags = {
+            "model": model,
+            "version": str(shadow_version),
+            SHADOW_TAG: "true",
+            SERVED_TAG: str(served_version),
+        }
 
         def values(metric: str) -> NDArray[np.float64]:
             if end <= start:
@@ -301,8 +367,9 @@ class DriftloopSystem:
             points = self.metric_store.points(metric, start, end, filter=tags)
             return np.fromiter((p.value for p in points), dtype=np.float64, count=len(points))
 
-        return PairedEvidence(values(SHADOW_CONFIDENCE_GAP), values(SHADOW_CORRECT_GAP),
-                              values(SHADOW_AGREEMENT))
+        return PairedEvidence(
+            values(SHADOW_CONFIDENCE_GAP), values(SHADOW_CORRECT_GAP), values(SHADOW_AGREEMENT)
+        )
 
     # ------------------------------------------------------------------ the app
     def create_app(self, *, poll: bool = True) -> FastAPI:
@@ -325,28 +392,49 @@ class DriftloopSystem:
         api.include_router(jobs_router(self.queue, self.enqueue_retrain_manual))
         dashboard = dashboard_router(
             StoreDashboardData(
-                database=self.database, metric_store=self.metric_store,
-                monitors=list(self.config.monitors), registry=self.registry, jobs=self.queue,
-                models=sorted(self.config.models), clock=self.options.clock,
+                database=self.database,
+                metric_store=self.metric_store,
+                monitors=list(self.config.monitors),
+                registry=self.registry,
+                jobs=self.queue,
+                models=sorted(self.config.models),
+                clock=self.options.clock,
             ),
             api_keys=self.api_keys,
-            sessions=SessionStore(self.database, max_age=self.config.dashboard.session_max_age,
-                                  clock=self.options.clock),
+            sessions=SessionStore(
+                self.database,
+                max_age=self.config.dashboard.session_max_age,
+                clock=self.options.clock,
+            ),
             session_secret=self.session_secret(),
         )
-        inbound = inbound_router(HookVerifier(self.config.hooks, ReceiptStore(self.database)),
-                                 self.handle_inbound_alert)
+        inbound = inbound_router(
+            HookVerifier(self.config.hooks, ReceiptStore(self.database)), self.handle_inbound_alert
+        )
         app = create_app(
-            self.config, model_source=None, insights=self.insights, api_keys=self.api_keys,
+            self.config,
+            model_source=None,
+            insights=self.insights,
+            api_keys=self.api_keys,
             feedback=self.feedback,
-            extra_routers=[api, inbound, graph_router(self.router.graph_store), dashboard,
-                           uploads_router(CandidateUploads(self.config, self.registry,
-                                                           self.queue, self.datasets))],
+            extra_routers=[
+                api,
+                inbound,
+                graph_router(self.router.graph_store),
+                dashboard,
+                uploads_router(
+                    CandidateUploads(self.config, self.registry, self.queue, self.datasets)
+                ),
+            ],
             poll=poll,
         )
-        app.state.serving.metrics.add_collector(ControlPlaneCollector(
-            self.monitor_engine.status, self.monitor_engine.incidents.count_open,
-            self.queue.count_by_state))
+        app.state.serving.metrics.add_collector(
+            ControlPlaneCollector(
+                self.monitor_engine.status,
+                self.monitor_engine.incidents.count_open,
+                self.queue.count_by_state,
+            )
+        )
         return app
 
     def session_secret(self) -> bytes:
@@ -354,23 +442,30 @@ class DriftloopSystem:
         share), else a file of this installation."""
         from driftloop.dashboard.sessions import SECRET_ENV, SECRET_FILE, resolve_session_secret
 
-        secret, origin = resolve_session_secret(self.config.dashboard.session_secret, os.environ,
-                                                self.config.path(SECRET_FILE))
+        secret, origin = resolve_session_secret(
+            self.config.dashboard.session_secret, os.environ, self.config.path(SECRET_FILE)
+        )
         if origin == str(self.config.path(SECRET_FILE)) and self.database.dialect != "sqlite":
-            logger.warning("the dashboard session secret is the file %s: replicas that do not "
-                           "share it reject each other's sessions; set "
-                           "dashboard.session_secret or %s", origin, SECRET_ENV)
+            logger.warning(
+                "the dashboard session secret is the file %s: replicas that do not "
+                "share it reject each other's sessions; set "
+                "dashboard.session_secret or %s",
+                origin,
+                SECRET_ENV,
+            )
         return secret
 
     def enqueue_retrain_manual(self, model: str, reason: str) -> str:
         if model not in self.config.models:
             raise NotFoundError(f"model {model!r} is not configured")
-        return self.queue.enqueue(model, reason=reason or "manual", trigger="manual",
-                                  force=True).job.job_id
+        return self.queue.enqueue(
+            model, reason=reason or "manual", trigger="manual", force=True
+        ).job.job_id
 
     # ------------------------------------------------------------------ background work
-    def start_background(self, *, worker: bool = True, monitors: bool = True,
-                         insights: bool = True) -> None:
+    def start_background(
+        self, *, worker: bool = True, monitors: bool = True, insights: bool = True
+    ) -> None:
         """Join the control plane and start the insights pipeline: this process leads the
         ``monitors`` role (evaluation, notifications) and, with ``worker``, the ``worker`` role
         (retrain jobs) while it holds their leases, and keeps trying while another process
@@ -380,11 +475,18 @@ class DriftloopSystem:
         if monitors:
             roles.append(Role("monitors", self._lead_monitors, self._stop_monitors))
         if worker:
-            roles.append(Role("worker", self._lead_worker, self._stop_worker,
-                              on_acquired=self._take_over_jobs))
-        control = ControlPlane(self.database, roles, holder=self.process_id,
-                               lease_duration=self.config.control.lease_duration,
-                               renew_interval=self.config.control.renew_interval)
+            roles.append(
+                Role(
+                    "worker", self._lead_worker, self._stop_worker, on_acquired=self._take_over_jobs
+                )
+            )
+        control = ControlPlane(
+            self.database,
+            roles,
+            holder=self.process_id,
+            lease_duration=self.config.control.lease_duration,
+            renew_interval=self.config.control.renew_interval,
+        )
         self.control = control
         self.router.fence = control.fence("monitors", "worker")  # outcomes come from jobs
         self.worker_queue.fence = control.fence("worker")
@@ -415,10 +517,14 @@ class DriftloopSystem:
         self.router.stop()
 
     def _new_worker(self) -> RetrainWorker:
-        return RetrainWorker(self.worker_queue, self.pipeline, name=self.process_id,
-                             poll_interval=self.options.worker_poll_interval,
-                             stale_after=self.config.pipeline.worker_stale_after,
-                             retries=self.retries)
+        return RetrainWorker(
+            self.worker_queue,
+            self.pipeline,
+            name=self.process_id,
+            poll_interval=self.options.worker_poll_interval,
+            stale_after=self.config.pipeline.worker_stale_after,
+            retries=self.retries,
+        )
 
     def _lead_worker(self) -> None:
         self.worker = self._new_worker()  # a stopped worker's thread does not start again

@@ -45,8 +45,9 @@ def parse_moment(text: str, name: str) -> float:
         try:
             seconds = epoch_seconds(text.strip())
         except ValueError:
-            raise InvalidInputError(f"{name}: {text[:64]!r} is neither ISO 8601 nor seconds "
-                                    "since the epoch") from None
+            raise InvalidInputError(
+                f"{name}: {text[:64]!r} is neither ISO 8601 nor seconds since the epoch"
+            ) from None
     if not math.isfinite(seconds) or not text.isascii():
         raise InvalidInputError(f"{name}: {text[:64]!r} is not a moment")
     return seconds

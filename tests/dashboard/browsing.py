@@ -24,8 +24,7 @@ class ServerThread:
     """uvicorn on 127.0.0.1 with an OS-chosen port, in a thread."""
 
     def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -44,16 +43,18 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
-
 @contextmanager
 def dashboard_server(world: DashboardWorld) -> Iterator[str]:
     """The dashboard over ``world``, mounted on the serving app; yields its base URL."""
     router = dashboard_router(
-        world.data, api_keys=world.api_keys, sessions=SessionStore(world.database),
+        world.data,
+        api_keys=world.api_keys,
+        sessions=SessionStore(world.database),
         session_secret=load_session_secret(world.root / ".driftloop" / "dashboard-secret"),
     )
-    app = create_app(world.config, api_keys=world.api_keys, models=[], extra_routers=[router],
-                     poll=False)
+    app = create_app(
+        world.config, api_keys=world.api_keys, models=[], extra_routers=[router], poll=False
+    )
     with ServerThread(app) as url:
         yield url
 

@@ -26,8 +26,7 @@ def lived_world(world: DashboardWorld) -> DashboardWorld:
     v1 = world.register_version(extra_classes=False, accuracy=0.88)
     world.registry.set_alias(MODEL, PRODUCTION, v1.version, actor="tester")
     t0 = now - 3000
-    world.write_confidence([0.92 + 0.01 * (i % 3) for i in range(1200)], end=t0 + 2400,
-                           spacing=2)
+    world.write_confidence([0.92 + 0.01 * (i % 3) for i in range(1200)], end=t0 + 2400, spacing=2)
     world.write_confidence([0.74] * 120, end=t0 + 2640, spacing=2)
     world.write_confidence([0.55] * 120, end=t0 + 2880, spacing=2)
     for moment in (2400, 2440, 2560, 2680, 2880):

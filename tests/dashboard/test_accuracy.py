@@ -15,19 +15,29 @@ from driftloop.metrics.points import MetricPoint
 
 
 def test_each_version_shows_its_estimate_whether_it_holds_and_realized_accuracy(
-    world: DashboardWorld, tmp_path: Path,
+    world: DashboardWorld, tmp_path: Path
 ) -> None:
     world.register_with_reference()
     end = time.time()
     live = np.random.default_rng(4)
-    world.write_predictions(end, live.beta(6, 2, 500).tolist(),
-                            live.integers(20, 400, 500).tolist())
-    world.write_predictions(end, [0.3] * 500, [5_000.0] * 500, version="2",
-                            shadow=True)  # a shadow's: left out
-    world.metric_store.write([
-        MetricPoint("prediction_correct", float(i % 4 != 0), end - 1_000 + i,
-                    {"model": MODEL, "version": "1"}, point_id=f"label{i}")
-        for i in range(400)])
+    world.write_predictions(
+        end, live.beta(6, 2, 500).tolist(), live.integers(20, 400, 500).tolist()
+    )
+    world.write_predictions(
+        end, [0.3] * 500, [5_000.0] * 500, version="2", shadow=True
+    )  # a shadow's: left out
+    world.metric_store.write(
+        [
+            MetricPoint(
+                "prediction_correct",
+                float(i % 4 != 0),
+                end - 1_000 + i,
+                {"model": MODEL, "version": "1"},
+                point_id=f"label{i}",
+            )
+            for i in range(400)
+        ]
+    )
 
     [row] = world.data.accuracy(MODEL, end)
     assert row.version == "1"
@@ -41,7 +51,7 @@ def test_each_version_shows_its_estimate_whether_it_holds_and_realized_accuracy(
 
 
 def test_an_estimate_off_the_reference_says_it_may_not_hold_on_the_page_and_in_the_report(
-    world: DashboardWorld, tmp_path: Path,
+    world: DashboardWorld, tmp_path: Path
 ) -> None:
     world.register_with_reference()
     end = time.time()

@@ -41,14 +41,16 @@ def _seed_history(world: DashboardWorld) -> float:
     now = time.time()
     v1 = world.register_version(extra_classes=False, accuracy=0.88)
     world.registry.set_alias(MODEL, PRODUCTION, v1.version, actor="tester")
-    world.write_confidence([0.91 + 0.02 * ((i * 7) % 5) / 4 for i in range(400)],
-                           end=now - 40, spacing=2)
+    world.write_confidence(
+        [0.91 + 0.02 * ((i * 7) % 5) / 4 for i in range(400)], end=now - 40, spacing=2
+    )
     world.evaluate(now - 40)
     return now
 
 
-def test_a_visitor_without_a_key_is_rejected(chromium_browser: Browser, base_url: str,
-                                             world: DashboardWorld) -> None:
+def test_a_visitor_without_a_key_is_rejected(
+    chromium_browser: Browser, base_url: str, world: DashboardWorld
+) -> None:
     context = chromium_browser.new_context()
     try:
         page = context.new_page()
@@ -119,7 +121,8 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
         card = page.locator(f".chart-card[data-monitor='{MONITOR}']")
         card.wait_for()
         page.wait_for_function(
-            "() => Number(document.querySelector('.chart-card')?.dataset.points) > 100")
+            "() => Number(document.querySelector('.chart-card')?.dataset.points) > 100"
+        )
         assert page.locator("#charts .chart-card canvas").count() == 1
         state_row = page.locator(f"#monitor-table tr[data-monitor='{MONITOR}']")
         assert state_row.get_attribute("data-state") == "OK"
@@ -134,13 +137,15 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
         world.write_confidence([0.74] * 30, end=now, spacing=1)
         world.evaluate(now)
         page.wait_for_selector(
-            f"#monitor-table tr[data-monitor='{MONITOR}'][data-state='WARN']", timeout=10_000)
+            f"#monitor-table tr[data-monitor='{MONITOR}'][data-state='WARN']", timeout=10_000
+        )
         page.wait_for_selector(".chart-card[data-state='WARN']", timeout=5_000)
         assert page.locator("#incidents details.incident").count() == 1
         assert int(card.get_attribute("data-points") or 0) > points_before
         last_avg = page.evaluate(
             "() => { const p = window.driftloopDashboard.view.charts.values().next().value.plot;"
-            " const avg = p.data[1]; return avg[avg.length - 1]; }")
+            " const avg = p.data[1]; return avg[avg.length - 1]; }"
+        )
         assert last_avg == pytest.approx(0.74)
         page.screenshot(path=str(tmp_path / "2-warn.png"), full_page=True)
 
@@ -151,7 +156,8 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
         incident_id = next(e.incident_id for e in world.events if e.incident_id)
         world.run_retrain_job(incident_id)
         page.wait_for_selector(
-            f"#monitor-table tr[data-monitor='{MONITOR}'][data-state='ALERT']", timeout=10_000)
+            f"#monitor-table tr[data-monitor='{MONITOR}'][data-state='ALERT']", timeout=10_000
+        )
         page.wait_for_selector("#jobs details.job", timeout=10_000)
         page.wait_for_selector("#versions tr[data-version='2']", timeout=10_000)
         assert "production" in page.locator("#versions tr[data-version='2']").inner_text()
@@ -169,7 +175,7 @@ def test_the_dashboard_shows_data_goes_warn_and_updates_live(
 
 
 def test_the_accuracy_table_says_when_the_estimate_may_not_hold(
-    chromium_browser: Browser, base_url: str, world: DashboardWorld,
+    chromium_browser: Browser, base_url: str, world: DashboardWorld
 ) -> None:
     world.register_with_reference()
     now = time.time()
@@ -193,8 +199,9 @@ def test_the_accuracy_table_says_when_the_estimate_may_not_hold(
         context.close()
 
 
-def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url: str,
-                                             world: DashboardWorld) -> None:
+def test_a_hundred_thousand_points_draw_fast(
+    chromium_browser: Browser, base_url: str, world: DashboardWorld
+) -> None:
     _seed_history(world)
     key = world.api_keys.create("admin").key
     context = chromium_browser.new_context()
@@ -233,7 +240,9 @@ def test_a_hundred_thousand_points_draw_fast(chromium_browser: Browser, base_url
 # -- after a rolled-back retrain: one installation and page for the tests below --------
 
 LATENCY_MONITOR = "review-classifier latency"
-TWO_MONITORS = CONFIG + f"""
+TWO_MONITORS = (
+    CONFIG
+    + f"""
   - name: {LATENCY_MONITOR}
     metric: latency_ms
     aggregation: avg
@@ -241,13 +250,15 @@ TWO_MONITORS = CONFIG + f"""
     group_by: [model]
     above: {{warning: 200, critical: 400}}
 """
+)
 
 
 class Seen:
     """The shared page and what the installation holds."""
 
-    def __init__(self, page: Page, world: DashboardWorld, job_id: str, incident_id: str,
-                 problems: list[str]) -> None:
+    def __init__(
+        self, page: Page, world: DashboardWorld, job_id: str, incident_id: str, problems: list[str]
+    ) -> None:
         self.page = page
         self.world = world
         self.job_id = job_id
@@ -263,8 +274,7 @@ def _history(world: DashboardWorld) -> tuple[str, str]:
     v1 = world.register_version(extra_classes=False, accuracy=0.88)
     world.registry.set_alias(MODEL, PRODUCTION, v1.version, actor="tester")
     t0 = now - 3500
-    world.write_confidence([0.92 + 0.01 * (i % 3) for i in range(1200)], end=t0 + 2400,
-                           spacing=2)
+    world.write_confidence([0.92 + 0.01 * (i % 3) for i in range(1200)], end=t0 + 2400, spacing=2)
     world.write_confidence([0.74] * 120, end=t0 + 2640, spacing=2)
     world.write_confidence([0.55] * 120, end=t0 + 2880, spacing=2)
     world.write_serving(now - 60, 540, errors={"5xx": 6, "4xx": 3})
@@ -319,10 +329,12 @@ def _layout(page: Page, width: int) -> list[dict[str, Any]]:
     """Every plot's size, card, legend and time-axis labels once the page's content is at
     most ``width`` pixels wide: the layout changes without any window resize."""
     page.evaluate(f"() => {{ document.querySelector('main').style.maxWidth = '{width}px'; }}")
-    page.wait_for_function("""() => [...window.driftloopDashboard.view.charts.values(),
+    page.wait_for_function(
+        """() => [...window.driftloopDashboard.view.charts.values(),
                                      ...window.driftloopDashboard.view.panels.values()]
         .every((e) => Math.abs(e.plot.width - Math.floor(e.container.clientWidth)) < 1)""",
-                           timeout=5_000)
+        timeout=5_000,
+    )
     page.wait_for_timeout(50)  # the redraw after the resize
     layout: list[dict[str, Any]] = page.evaluate(LAYOUT)
     return layout
@@ -333,7 +345,8 @@ def _select_span(page: Page, seconds: int) -> None:
     page.wait_for_function(
         f"() => window.driftloopDashboard.view.span === {seconds} && "
         f"[...window.driftloopDashboard.view.charts.values()].every((e) => "
-        f"Math.abs(e.plot.scales.x.max - e.plot.scales.x.min - {seconds}) < 5)")
+        f"Math.abs(e.plot.scales.x.max - e.plot.scales.x.min - {seconds}) < 5)"
+    )
 
 
 CLOCK = re.compile(r"^(\d{2}):(\d{2})(:\d{2})?(\n\d{4}-\d{2}-\d{2})?$")
@@ -354,8 +367,10 @@ def test_time_axes_are_24_hour_utc_and_their_labels_never_overlap(seen: Seen) ->
                     assert (int(match[1]), int(match[2])) == (utc.hour, utc.minute)
                 for left, right in itertools.pairwise(labels):
                     gap = right["x"] - left["x"] - (left["width"] + right["width"]) / 2
-                    assert gap >= 8, (f"{chart['name']} at {width}px, span {span}s: "
-                                      f"{left['text']!r} and {right['text']!r} {gap:.1f}px apart")
+                    assert gap >= 8, (
+                        f"{chart['name']} at {width}px, span {span}s: "
+                        f"{left['text']!r} and {right['text']!r} {gap:.1f}px apart"
+                    )
                 checked += 1
     assert checked == 3 * 3 * 6  # two monitors' charts and four serving panels
     _select_span(seen.page, 3600)
@@ -407,8 +422,9 @@ def test_the_times_in_text_are_24_hour_utc(seen: Seen) -> None:
     since = datetime.fromtimestamp(state.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     row = seen.page.locator(f"#monitor-table tr[data-monitor='{MONITOR}']")
     assert since in row.inner_text()
-    assert re.search(r"updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC",
-                     seen.page.locator("#live").inner_text())
+    assert re.search(
+        r"updated \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", seen.page.locator("#live").inner_text()
+    )
     assert not re.search(r"\b(am|pm|AM|PM)\b", seen.page.locator("main").inner_text())
 
 
@@ -489,8 +505,10 @@ def test_the_serving_panels_show_traffic_latency_errors_and_versions(seen: Seen)
 
 def test_the_class_mix(seen: Seen) -> None:
     rows = seen.page.locator("#class-mix-table tbody tr")
-    shown = {rows.nth(i).get_attribute("data-class"): rows.nth(i).inner_text()
-             for i in range(rows.count())}
+    shown = {
+        rows.nth(i).get_attribute("data-class"): rows.nth(i).inner_text()
+        for i in range(rows.count())
+    }
     assert list(shown) == ["Food - Positive", "Food - Negative", "Other"]
     assert "600" in shown["Food - Positive"]
     assert "50.0 %" in shown["Food - Positive"]

@@ -18,8 +18,7 @@ def test_traffic_latency_errors_and_confidence_per_version(world: DashboardWorld
     world.write_serving(now - 100, 200, errors={"5xx": 4, "4xx": 1})
     world.write_serving(now, 100, version="2")
     world.write_serving(now, 100, version="1", shadow=True)  # left out, but for its own line
-    traffic, latency, errors, versions = world.data.panels(MODEL, now - 600, now,
-                                                           max_points=60)
+    traffic, latency, errors, versions = world.data.panels(MODEL, now - 600, now, max_points=60)
     assert traffic.step == latency.step == 10.0
     assert len(traffic.timestamps) == 60
     assert traffic.timestamps[0] == now - 600
@@ -37,7 +36,10 @@ def test_traffic_latency_errors_and_confidence_per_version(world: DashboardWorld
     assert errors.summary["rate"] == pytest.approx(100 * 5 / 305)
     assert errors.series[0].values[0] is None  # no request at all: no rate
     assert [(s.label, s.version) for s in versions.series] == [
-        ("v1", "1"), ("v2", "2"), ("v1 shadow", "1")]
+        ("v1", "1"),
+        ("v2", "2"),
+        ("v1 shadow", "1"),
+    ]
     served_v2 = [v for v in versions.series[1].values if v is not None]
     assert served_v2 == [pytest.approx(0.85)] * len(served_v2)
 
@@ -49,7 +51,10 @@ def test_the_class_mix_beside_the_production_reference(world: DashboardWorld) ->
     world.write_serving(now, 30, classes=("Food - Negative", "Food - Negative", "Other"))
     mix = world.data.class_mix(MODEL, now - 60, now)
     assert [(c.label, c.count, c.reference_share) for c in mix] == [
-        ("Food - Negative", 40, 0.0), ("Other", 20, 0.0), ("Food - Positive", 0, 1.0)]
+        ("Food - Negative", 40, 0.0),
+        ("Other", 20, 0.0),
+        ("Food - Positive", 0, 1.0),
+    ]
     assert mix[0].share == pytest.approx(40 / 60)
     assert REFERENCE.class_mix == {"Food - Positive": 1.0}
 
@@ -63,11 +68,19 @@ def test_what_became_of_each_version(world: DashboardWorld) -> None:
     world.registry.rollback(MODEL, actor="bob")  # v3 rolled back by hand, v1 serves again
     rejected = world.jobs.enqueue(MODEL, trigger="manual", force=True).job
     v4 = world.register_version(extra_classes=False, accuracy=0.5)
-    world.jobs.set_state(rejected.job_id, JobState.REJECTED, candidate_version=v4.version,
-                         error="v4 macro F1 0.48 < production 0.86 - 0.01")
+    world.jobs.set_state(
+        rejected.job_id,
+        JobState.REJECTED,
+        candidate_version=v4.version,
+        error="v4 macro F1 0.48 < production 0.86 - 0.01",
+    )
     shown = {v.version: v for v in world.data.versions(MODEL)}
     assert [(n, v.status) for n, v in shown.items()] == [
-        (4, "rejected"), (3, "rolled back"), (2, "rolled back"), (1, "production")]
+        (4, "rejected"),
+        (3, "rolled back"),
+        (2, "rolled back"),
+        (1, "production"),
+    ]
     assert shown[4].status_reason == "v4 macro F1 0.48 < production 0.86 - 0.01"
     assert shown[4].job_id == rejected.job_id
     assert shown[3].status_reason == "rolled back by bob"

@@ -68,11 +68,17 @@ def test_the_report_holds_the_charts_the_timeline_and_every_event(
     monitor_event_ids = {e.event_id for e in lived_world.events}
     reported_ids = {e["details"]["event_id"] for e in events if e["kind"] == "state_change"}
     assert reported_ids == monitor_event_ids
-    transitions = [(e["details"]["previous"], e["details"]["state"]) for e in events
-                   if e["kind"] == "state_change"]
+    transitions = [
+        (e["details"]["previous"], e["details"]["state"])
+        for e in events
+        if e["kind"] == "state_change"
+    ]
     assert transitions == [("OK", "WARN"), ("WARN", "ALERT")]
-    notified = {(e["details"]["notifier"], e["details"]["state"], e["details"]["status"])
-                for e in events if e["kind"] == "notification"}
+    notified = {
+        (e["details"]["notifier"], e["details"]["state"], e["details"]["status"])
+        for e in events
+        if e["kind"] == "notification"
+    }
     assert notified == {("log", "WARN", "delivered"), ("log", "ALERT", "delivered")}
     steps = [e["details"]["step"] for e in events if e["kind"] == "job_step"]
     assert steps == ["fetch_data", "train", "evaluate"]
@@ -97,19 +103,32 @@ def test_since_limits_the_range_and_unknown_models_are_refused(
 
 def test_parse_since_reads_durations_and_iso_times() -> None:
     assert parse_since("2h", now=10_000.0) == 10_000.0 - 7200
-    assert parse_since("2025-03-01T12:00", now=0.0) == datetime(2025, 3, 1, 12, tzinfo=UTC
-                                                                ).timestamp()
+    assert (
+        parse_since("2025-03-01T12:00", now=0.0) == datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    )
     with pytest.raises(InvalidInputError, match="expected a duration"):
         parse_since("last tuesday", now=0.0)
 
 
-def test_the_report_command_writes_the_report(lived_world: DashboardWorld,
-                                              tmp_path: Path) -> None:
+def test_the_report_command_writes_the_report(lived_world: DashboardWorld, tmp_path: Path) -> None:
     config_file = lived_world.root / "driftloop.yaml"
     config_file.write_text(CONFIG)
     out = tmp_path / "cli-report"
-    result = CliRunner().invoke(app, ["report", "--config", str(config_file), "--model", MODEL,
-                                      "--since", "1h", "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--config",
+            str(config_file),
+            "--model",
+            MODEL,
+            "--since",
+            "1h",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["models"] == [MODEL]
@@ -118,7 +137,8 @@ def test_the_report_command_writes_the_report(lived_world: DashboardWorld,
     events = json.loads((out / "events.json").read_text())["events"]
     assert summary["events"] == len(events) > 0
 
-    missing = CliRunner().invoke(app, ["report", "--config", str(config_file), "--model",
-                                       "nope", "--out", str(out)])
+    missing = CliRunner().invoke(
+        app, ["report", "--config", str(config_file), "--model", "nope", "--out", str(out)]
+    )
     assert missing.exit_code == 1
     assert "no model 'nope'" in missing.output

@@ -19,8 +19,12 @@ SECRET = b"k" * 32
 
 def served(world: DashboardWorld) -> FastAPI:
     """The dashboard in the serving app, as the system mounts it (one replica of it)."""
-    router = dashboard_router(world.data, api_keys=world.api_keys,
-                              sessions=SessionStore(world.database), session_secret=SECRET)
+    router = dashboard_router(
+        world.data,
+        api_keys=world.api_keys,
+        sessions=SessionStore(world.database),
+        session_secret=SECRET,
+    )
     return mounted_app(world.database, router, config=world.config, api_keys=world.api_keys)
 
 
@@ -48,10 +52,12 @@ def test_a_visitor_without_a_key_is_sent_to_the_login_page(client: TestClient) -
     assert 'value="/dashboard"' in login.text
 
 
-def test_an_unknown_or_revoked_key_cannot_log_in(client: TestClient,
-                                                 lived_world: DashboardWorld) -> None:
-    response = client.post("/login", data={"key": "dl_00000000_" + "a" * 30, "next": "/"},
-                           follow_redirects=False)
+def test_an_unknown_or_revoked_key_cannot_log_in(
+    client: TestClient, lived_world: DashboardWorld
+) -> None:
+    response = client.post(
+        "/login", data={"key": "dl_00000000_" + "a" * 30, "next": "/"}, follow_redirects=False
+    )
     assert response.status_code == 401
     assert SESSION_COOKIE not in response.cookies
     assert "unknown API key" in response.text
@@ -60,15 +66,17 @@ def test_an_unknown_or_revoked_key_cannot_log_in(client: TestClient,
     revoked = client.post("/login", data={"key": created.key}, follow_redirects=False)
     assert revoked.status_code == 401
     assert "was revoked" in revoked.text
-    assert client.get("/dashboard/api/models",
-                      headers={"X-API-Key": created.key}).status_code == 401
+    assert (
+        client.get("/dashboard/api/models", headers={"X-API-Key": created.key}).status_code == 401
+    )
 
 
 def test_login_sets_an_httponly_session_cookie_that_opens_the_page(
     client: TestClient, api_key: str
 ) -> None:
-    response = client.post("/login", data={"key": api_key, "next": "/dashboard?model=x"},
-                           follow_redirects=False)
+    response = client.post(
+        "/login", data={"key": api_key, "next": "/dashboard?model=x"}, follow_redirects=False
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard?model=x"
     set_cookie = response.headers["set-cookie"]
@@ -96,11 +104,11 @@ def test_a_predict_key_is_refused_at_login_and_in_headers(
     api = client.get("/dashboard/api/models", headers={"X-API-Key": predict})
     assert api.status_code == 403
     assert api.json()["error"]["type"] == "ForbiddenError"
-    assert client.get("/", headers={"X-API-Key": predict},
-                      follow_redirects=False).status_code == 303
+    assert (
+        client.get("/", headers={"X-API-Key": predict}, follow_redirects=False).status_code == 303
+    )
     admin = lived_world.api_keys.create("admin").key
-    assert client.post("/login", data={"key": admin},
-                       follow_redirects=False).status_code == 303
+    assert client.post("/login", data={"key": admin}, follow_redirects=False).status_code == 303
     assert client.get("/dashboard/api/models").status_code == 200
 
 
@@ -150,11 +158,19 @@ def test_cross_site_logins_and_logouts_are_refused(client: TestClient, api_key: 
     login = client.post("/login", data={"key": api_key}, headers=evil, follow_redirects=False)
     assert login.status_code == 403
     assert SESSION_COOKIE not in login.cookies
-    cross = client.post("/login", data={"key": api_key}, follow_redirects=False,
-                        headers={"Sec-Fetch-Site": "cross-site"})
+    cross = client.post(
+        "/login",
+        data={"key": api_key},
+        follow_redirects=False,
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
     assert cross.status_code == 403
-    same = client.post("/login", data={"key": api_key}, follow_redirects=False,
-                       headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"})
+    same = client.post(
+        "/login",
+        data={"key": api_key},
+        follow_redirects=False,
+        headers={"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"},
+    )
     assert same.status_code == 303
     assert client.post("/logout", headers=evil, follow_redirects=False).status_code == 403
     assert client.get("/dashboard/api/models").status_code == 200
@@ -183,8 +199,9 @@ def test_a_forged_cookie_does_not_open_the_api(client: TestClient, api_key: str)
 
 def test_login_never_redirects_off_site(client: TestClient, api_key: str) -> None:
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
-        response = client.post("/login", data={"key": api_key, "next": target},
-                               follow_redirects=False)
+        response = client.post(
+            "/login", data={"key": api_key, "next": target}, follow_redirects=False
+        )
         assert response.headers["location"] == "/"
 
 
@@ -197,8 +214,7 @@ def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
     assert models["models"][0]["worst_state"] == "ALERT"
     assert models["models"][0]["production_version"] == 2
 
-    body = client.get(f"/dashboard/api/models/{MODEL}?span=1800&points=200",
-                      headers=headers).json()
+    body = client.get(f"/dashboard/api/models/{MODEL}?span=1800&points=200", headers=headers).json()
     assert body["end"] - body["start"] == pytest.approx(1800)
     (chart,) = body["charts"]
     assert chart["monitor"] == MONITOR
@@ -218,8 +234,10 @@ def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
     assert incident["status"] == "open"
     assert [e["kind"] for e in incident["timeline"]][:1] == ["opened"]
     assert len(incident["timeline"]) >= 3
-    assert [(v["version"], v["aliases"]) for v in body["versions"]] == [(2, ["production"]),
-                                                                          (1, [])]
+    assert [(v["version"], v["aliases"]) for v in body["versions"]] == [
+        (2, ["production"]),
+        (1, []),
+    ]
     assert body["versions"][0]["accuracy"] == pytest.approx(0.93)
     (job,) = body["jobs"]
     assert job["state"] == "succeeded"
@@ -230,8 +248,9 @@ def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
 def test_bad_ranges_are_refused_with_a_clear_message(client: TestClient, api_key: str) -> None:
     headers = {"X-API-Key": api_key}
     now = time.time()
-    backwards = client.get(f"/dashboard/api/models/{MODEL}?start={now}&end={now - 10}",
-                           headers=headers)
+    backwards = client.get(
+        f"/dashboard/api/models/{MODEL}?start={now}&end={now - 10}", headers=headers
+    )
     assert backwards.status_code == 422
     assert "before end" in backwards.json()["error"]["message"]
     too_many = client.get(f"/dashboard/api/models/{MODEL}?points=1000001", headers=headers)
@@ -241,9 +260,7 @@ def test_bad_ranges_are_refused_with_a_clear_message(client: TestClient, api_key
     assert garbage.status_code == 422
 
 
-def test_static_assets_are_served_from_the_package_and_nothing_else(
-    client: TestClient,
-) -> None:
+def test_static_assets_are_served_from_the_package_and_nothing_else(client: TestClient) -> None:
     script = client.get("/dashboard/static/vendor/uplot/uPlot.iife.min.js")
     assert script.status_code == 200
     assert script.headers["content-type"].startswith("text/javascript")

@@ -60,15 +60,14 @@ def test_the_secret_file_is_created_private_and_reused(tmp_path: Path) -> None:
         load_session_secret(path)
 
 
-def test_the_secret_comes_from_the_config_then_the_environment_then_a_file(
-    tmp_path: Path,
-) -> None:
+def test_the_secret_comes_from_the_config_then_the_environment_then_a_file(tmp_path: Path) -> None:
     path = tmp_path / "dashboard-secret"
     configured = "c" * 40
     assert resolve_session_secret(configured, {SECRET_ENV: "e" * 40}, path) == (
-        configured.encode(), "dashboard.session_secret")
-    assert resolve_session_secret(None, {SECRET_ENV: "e" * 40}, path) == (
-        b"e" * 40, SECRET_ENV)
+        configured.encode(),
+        "dashboard.session_secret",
+    )
+    assert resolve_session_secret(None, {SECRET_ENV: "e" * 40}, path) == (b"e" * 40, SECRET_ENV)
     assert not path.exists()
     secret, origin = resolve_session_secret(None, {}, path)
     assert origin == str(path)

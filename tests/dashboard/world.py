@@ -30,7 +30,10 @@ _RNG = np.random.default_rng(3)
 REFERENCE = ReferenceProfile(
     confidences=_RNG.beta(6, 2, 1_000).tolist(),
     text_lengths=_RNG.integers(20, 400, 1_000).tolist(),
-    class_mix={"Food - Positive": 1.0}, mean_confidence=0.75, metrics={"accuracy": 0.8})
+    class_mix={"Food - Positive": 1.0},
+    mean_confidence=0.75,
+    metrics={"accuracy": 0.8},
+)
 """A held-out reference: confidences Beta(6, 2), texts of 20-400 characters, accuracy 0.8."""
 MONITOR = "review-classifier confidence"
 
@@ -67,15 +70,23 @@ class DashboardWorld:
     events: list[Event] = field(default_factory=list)
     _serial: int = 0
 
-    def write_confidence(self, values: list[float], *, end: float, spacing: float = 1.0,
-                         model: str = MODEL) -> None:
+    def write_confidence(
+        self, values: list[float], *, end: float, spacing: float = 1.0, model: str = MODEL
+    ) -> None:
         """Points ending just before ``end``, ``spacing`` seconds apart."""
         points = []
         for index, value in enumerate(values):
             self._serial += 1
             timestamp = end - (len(values) - index) * spacing
-            points.append(MetricPoint("model_confidence", value, timestamp, {"model": model},
-                                      point_id=f"p{self._serial}"))
+            points.append(
+                MetricPoint(
+                    "model_confidence",
+                    value,
+                    timestamp,
+                    {"model": model},
+                    point_id=f"p{self._serial}",
+                )
+            )
         self.metric_store.write(points)
 
     def evaluate(self, now: float | None = None) -> list[Event]:
@@ -83,23 +94,38 @@ class DashboardWorld:
         self.events.extend(found)
         return found
 
-    def register_version(self, *, extra_classes: bool, accuracy: float,
-                         trigger: str = "manual") -> ModelVersion:
+    def register_version(
+        self, *, extra_classes: bool, accuracy: float, trigger: str = "manual"
+    ) -> ModelVersion:
         directory = self.root / f"model-{extra_classes}"
         review_keyword_predictor(extra_classes=extra_classes).save(directory)
-        evaluation = Evaluation(accuracy=accuracy, macro_f1=accuracy - 0.02, per_class_f1={},
-                                ece=0.03, ece_before_calibration=0.08,
-                                mean_confidence=0.9, n=200)
-        return self.registry.register(MODEL, directory, trainer="keyword",
-                                      evaluation=evaluation, trigger=trigger)
+        evaluation = Evaluation(
+            accuracy=accuracy,
+            macro_f1=accuracy - 0.02,
+            per_class_f1={},
+            ece=0.03,
+            ece_before_calibration=0.08,
+            mean_confidence=0.9,
+            n=200,
+        )
+        return self.registry.register(
+            MODEL, directory, trainer="keyword", evaluation=evaluation, trigger=trigger
+        )
 
     def register_with_reference(self) -> ModelVersion:
         directory = self.root / "model-with-reference"
         review_keyword_predictor().save(directory)
         return self.registry.register(MODEL, directory, trainer="keyword", reference=REFERENCE)
 
-    def write_predictions(self, end: float, confidences: list[float], lengths: list[float], *,
-                          version: str = "1", shadow: bool = False) -> None:
+    def write_predictions(
+        self,
+        end: float,
+        confidences: list[float],
+        lengths: list[float],
+        *,
+        version: str = "1",
+        shadow: bool = False,
+    ) -> None:
         """What the server reports for each prediction, 0.1 s apart from ``end - 200``."""
         tags = {"model": MODEL, "version": version, **({"shadow": "true"} if shadow else {})}
         threshold = float(np.quantile(REFERENCE.confidences, 0.2))
@@ -107,16 +133,19 @@ class DashboardWorld:
         for index, (confidence, length) in enumerate(zip(confidences, lengths, strict=True)):
             self._serial += 1
             at = end - 200 + index * 0.1
-            for name, value in (("model_confidence", confidence), ("text_length", length),
-                                ("estimated_accuracy", float(confidence > threshold))):
-                points.append(MetricPoint(name, value, at, tags,
-                                          point_id=f"w{self._serial}{name}"))
+            for name, value in (
+                ("model_confidence", confidence),
+                ("text_length", length),
+                ("estimated_accuracy", float(confidence > threshold)),
+            ):
+                points.append(MetricPoint(name, value, at, tags, point_id=f"w{self._serial}{name}"))
         self.metric_store.write(points)
 
     def run_retrain_job(self, incident_id: str | None) -> str:
         """A retrain job that went through its steps (as the pipeline worker records them)."""
-        job = self.jobs.enqueue(MODEL, incident_id=incident_id, reason="confidence alert",
-                                trigger="monitor").job
+        job = self.jobs.enqueue(
+            MODEL, incident_id=incident_id, reason="confidence alert", trigger="monitor"
+        ).job
         self.jobs.claim("worker-1")
         for step, state, log in (
             ("fetch_data", JobState.FETCHING_DATA, "snapshot reviews@2 (1200 rows)"),
@@ -126,15 +155,23 @@ class DashboardWorld:
             self.jobs.set_state(job.job_id, state)
             step_id = self.jobs.start_step(job.job_id, step)
             self.jobs.finish_step(step_id, "ok", log)
-        version = self.register_version(extra_classes=True, accuracy=0.93,
-                                       trigger=f"job:{job.job_id}")
+        version = self.register_version(
+            extra_classes=True, accuracy=0.93, trigger=f"job:{job.job_id}"
+        )
         self.registry.set_alias(MODEL, PRODUCTION, version.version, actor="retrain-job")
         self.jobs.set_state(job.job_id, JobState.SUCCEEDED, candidate_version=version.version)
         return job.job_id
 
-    def write_serving(self, end: float, seconds: int, *, version: str = "1",
-                      classes: tuple[str, ...] = ("Food - Positive", "Food - Negative"),
-                      errors: dict[str, int] | None = None, shadow: bool = False) -> None:
+    def write_serving(
+        self,
+        end: float,
+        seconds: int,
+        *,
+        version: str = "1",
+        classes: tuple[str, ...] = ("Food - Positive", "Food - Negative"),
+        errors: dict[str, int] | None = None,
+        shadow: bool = False,
+    ) -> None:
         """What the server reports over the ``seconds`` before ``end``: each second a request
         of two texts (``model_confidence`` tagged with the predicted class, ``latency_ms``),
         and ``errors`` predict requests answered with an error per status class."""
@@ -145,25 +182,40 @@ class DashboardWorld:
             for index in range(2):
                 self._serial += 1
                 label = classes[(second + index) % len(classes)]
-                points.append(MetricPoint("model_confidence", 0.9 - 0.1 * index, at,
-                                          {**tags, "class": label}, point_id=f"s{self._serial}"))
+                points.append(
+                    MetricPoint(
+                        "model_confidence",
+                        0.9 - 0.1 * index,
+                        at,
+                        {**tags, "class": label},
+                        point_id=f"s{self._serial}",
+                    )
+                )
             self._serial += 1
-            points.append(MetricPoint("latency_ms", 20.0 + second % 5, at, tags,
-                                      point_id=f"s{self._serial}"))
+            points.append(
+                MetricPoint("latency_ms", 20.0 + second % 5, at, tags, point_id=f"s{self._serial}")
+            )
         for status_class, count in (errors or {}).items():
             for index in range(count):
                 self._serial += 1
                 at = end - seconds + index * seconds / count
-                points.append(MetricPoint("predict_error", 1.0, at,
-                                          {"model": MODEL, "status_class": status_class},
-                                          point_id=f"s{self._serial}"))
+                points.append(
+                    MetricPoint(
+                        "predict_error",
+                        1.0,
+                        at,
+                        {"model": MODEL, "status_class": status_class},
+                        point_id=f"s{self._serial}",
+                    )
+                )
         self.metric_store.write(points)
 
     def run_rolled_back_job(self, incident_id: str | None) -> str:
         """A retrain job whose candidate v2 passed the gate, was deployed, failed its
         verification and was rolled back (as the pipeline worker records it)."""
-        job = self.jobs.enqueue(MODEL, incident_id=incident_id, reason="confidence alert",
-                                trigger="monitor").job
+        job = self.jobs.enqueue(
+            MODEL, incident_id=incident_id, reason="confidence alert", trigger="monitor"
+        ).job
         self.jobs.claim("worker-1")
         previous = self.registry.aliases(MODEL)[PRODUCTION]
         for step, state, log in (
@@ -173,15 +225,21 @@ class DashboardWorld:
         ):
             self.jobs.set_state(job.job_id, state)
             self.jobs.finish_step(self.jobs.start_step(job.job_id, step), "ok", log)
-        version = self.register_version(extra_classes=True, accuracy=0.93,
-                                        trigger=f"incident:{incident_id}")
+        version = self.register_version(
+            extra_classes=True, accuracy=0.93, trigger=f"incident:{incident_id}"
+        )
         self.registry.set_alias(MODEL, PRODUCTION, version.version, actor=f"job:{job.job_id}")
-        self.jobs.set_state(job.job_id, JobState.VERIFYING, candidate_version=version.version,
-                            previous_version=previous)
-        self.registry.set_alias(MODEL, PRODUCTION, previous,
-                                actor=f"job:{job.job_id} rollback")
-        message = (f"verification failed, rolled back {MODEL} to v{previous}: v{version.version} "
-                   f"answered 0.41 below v{previous} on the same 400 live requests")
+        self.jobs.set_state(
+            job.job_id,
+            JobState.VERIFYING,
+            candidate_version=version.version,
+            previous_version=previous,
+        )
+        self.registry.set_alias(MODEL, PRODUCTION, previous, actor=f"job:{job.job_id} rollback")
+        message = (
+            f"verification failed, rolled back {MODEL} to v{previous}: v{version.version} "
+            f"answered 0.41 below v{previous} on the same 400 live requests"
+        )
         self.jobs.finish_step(self.jobs.start_step(job.job_id, "verify"), "failed", message)
         self.jobs.set_state(job.job_id, JobState.ROLLED_BACK, error=message)
         return job.job_id
@@ -200,14 +258,28 @@ def open_world(root: Path, config_text: str = CONFIG) -> Iterator[DashboardWorld
         router.dispatch(event)
 
     engine = MonitorEngine(config, database, metric_store, listeners=[notify])
-    registry = ModelRegistry(database, open_storage(config.storage, base_dir=root),
-                             root / "cache")
+    registry = ModelRegistry(database, open_storage(config.storage, base_dir=root), root / "cache")
     jobs = JobQueue(database, cooldown=0.0)
-    data = StoreDashboardData(database=database, metric_store=metric_store,
-                              monitors=config.monitors, registry=registry, jobs=jobs,
-                              models=sorted(config.models))
-    built = DashboardWorld(root, config, database, metric_store, engine, router, registry,
-                           jobs, ApiKeyStore(database), data)
+    data = StoreDashboardData(
+        database=database,
+        metric_store=metric_store,
+        monitors=config.monitors,
+        registry=registry,
+        jobs=jobs,
+        models=sorted(config.models),
+    )
+    built = DashboardWorld(
+        root,
+        config,
+        database,
+        metric_store,
+        engine,
+        router,
+        registry,
+        jobs,
+        ApiKeyStore(database),
+        data,
+    )
     try:
         yield built
     finally:

@@ -68,16 +68,23 @@ class _FakeApis(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.endswith("/transitions"):
-            self._answer(200, {"transitions": [{"id": "31", "name": "Done",
-                                                "to": {"name": "Done"}}]})
+            self._answer(
+                200, {"transitions": [{"id": "31", "name": "Done", "to": {"name": "Done"}}]}
+            )
         else:
             self._answer(404, {"error": "not found"})
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.endswith("/issue"):
-            self._answer(201, {"id": "10001", "key": "DRIFT-1",
-                               "self": f"http://{self.headers['Host']}/rest/api/2/issue/10001"})
+            self._answer(
+                201,
+                {
+                    "id": "10001",
+                    "key": "DRIFT-1",
+                    "self": f"http://{self.headers['Host']}/rest/api/2/issue/10001",
+                },
+            )
         elif self.path.endswith("/comment"):
             self._answer(201, {"id": "1"})
         elif self.path.endswith("/transitions"):
@@ -114,21 +121,38 @@ def _config(store: Path, apis: str) -> dict[str, object]:
         "transport": "local://",
         "public_url": "http://127.0.0.1:8000",
         "models": {
-            MODEL: {"trainer": "sklearn", "data": DATASET,
-                    "params": {"c_grid": [1.0], "min_df": 1}},
-            OTHER_MODEL: {"trainer": "sklearn", "data": DATASET,
-                          "params": {"c_grid": [1.0], "min_df": 1}},
+            MODEL: {
+                "trainer": "sklearn",
+                "data": DATASET,
+                "params": {"c_grid": [1.0], "min_df": 1},
+            },
+            OTHER_MODEL: {
+                "trainer": "sklearn",
+                "data": DATASET,
+                "params": {"c_grid": [1.0], "min_df": 1},
+            },
         },
-        "monitors": [{
-            "name": "confidence", "metric": "model_confidence", "aggregation": "avg",
-            "window": "60s", "group_by": ["model"], "min_count": 5,
-            "below": {"warning": 0.5, "critical": 0.4},
-            "message": "confidence of {{model}} is {{value}} @log @jira @slack @refusing "
-                       "{{#is_alert}}@retrain{{/is_alert}}",
-        }],
+        "monitors": [
+            {
+                "name": "confidence",
+                "metric": "model_confidence",
+                "aggregation": "avg",
+                "window": "60s",
+                "group_by": ["model"],
+                "min_count": 5,
+                "below": {"warning": 0.5, "critical": 0.4},
+                "message": "confidence of {{model}} is {{value}} @log @jira @slack @refusing "
+                "{{#is_alert}}@retrain{{/is_alert}}",
+            }
+        ],
         "notifiers": {
-            "jira": {"type": "jira", "url": f"{apis}/jira", "project": "DRIFT",
-                     "token": "jira-token", "resolve_transition": "Done"},
+            "jira": {
+                "type": "jira",
+                "url": f"{apis}/jira",
+                "project": "DRIFT",
+                "token": "jira-token",
+                "resolve_transition": "Done",
+            },
             "slack": {"type": "slack", "webhook_url": f"{apis}/slack/hook"},
             "refusing": {"type": "webhook", "url": f"{apis}/refusing"},
         },
@@ -141,11 +165,14 @@ def make(output: Path) -> dict[str, int]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{output}{suffix}").unlink(missing_ok=True)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="driftloop-fixture-") as temporary, \
-            _fake_apis() as apis:
+    with (
+        tempfile.TemporaryDirectory(prefix="driftloop-fixture-") as temporary,
+        _fake_apis() as apis,
+    ):
         directory = Path(temporary)
         (directory / "driftloop.yaml").write_text(
-            yaml.safe_dump(_config(output, apis), sort_keys=False))
+            yaml.safe_dump(_config(output, apis), sort_keys=False)
+        )
         config = load_config(directory / "driftloop.yaml", environ={})
         clock = _Clock()
         system = DriftloopSystem(config, SystemOptions(clock=clock))
@@ -154,11 +181,17 @@ def make(output: Path) -> dict[str, int]:
     with sqlite3.connect(output) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         connection.execute("PRAGMA journal_mode=DELETE")
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        counts = {table: int(connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
-                  for table in tables}
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        counts = {
+            table: int(connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+            for table in tables
+        }
     connection.close()
     with sqlite3.connect(output) as connection:
         connection.execute("VACUUM")
@@ -172,36 +205,52 @@ def _fill(system: DriftloopSystem, clock: _Clock) -> None:
 
     # registry: two versions, aliases moved and rolled back (versions, aliases, history)
     snapshot = system.datasets.push(frame, DATASET)
-    data = TrainingData(system.datasets.load(snapshot), snapshot_id=snapshot.snapshot_id,
-                        snapshot_hash=snapshot.content_hash)
+    data = TrainingData(
+        system.datasets.load(snapshot),
+        snapshot_id=snapshot.snapshot_id,
+        snapshot_hash=snapshot.content_hash,
+    )
     first = SklearnTrainer(SklearnParams(c_grid=[1.0], min_df=1)).fit(data)
     second = SklearnTrainer(SklearnParams(c_grid=[4.0], min_df=1)).fit(data)
     v1 = system.registry.register_trained(MODEL, first, trainer="sklearn", snapshot=snapshot)
     system.registry.set_alias(MODEL, "production", v1.version, actor="fixture")
-    v2 = system.registry.register_trained(MODEL, second, trainer="sklearn", snapshot=snapshot,
-                                          trigger="job:fixture", parent_version=v1.version)
+    v2 = system.registry.register_trained(
+        MODEL,
+        second,
+        trainer="sklearn",
+        snapshot=snapshot,
+        trigger="job:fixture",
+        parent_version=v1.version,
+    )
     system.registry.set_alias(MODEL, "candidate", v2.version, actor="fixture")
     system.registry.set_alias(MODEL, "production", v2.version, actor="fixture")
     system.registry.set_alias(MODEL, "production", v1.version, actor="rollback")
 
     # metrics (series, points, minute and hour rollups, bins, store state): low confidence
     start = clock.now - 120
-    system.metric_store.write([
-        MetricPoint("model_confidence", 0.3 + 0.001 * i, start + i,
-                    {"model": MODEL, "version": str(v1.version)}, point_id=f"low-{i}")
-        for i in range(60)
-    ])
-    system.metric_store.write([
-        MetricPoint("model_latency_ms", 12.5 + i, start + i, {"model": MODEL})
-        for i in range(10)
-    ])
+    system.metric_store.write(
+        [
+            MetricPoint(
+                "model_confidence",
+                0.3 + 0.001 * i,
+                start + i,
+                {"model": MODEL, "version": str(v1.version)},
+                point_id=f"low-{i}",
+            )
+            for i in range(60)
+        ]
+    )
+    system.metric_store.write(
+        [MetricPoint("model_latency_ms", 12.5 + i, start + i, {"model": MODEL}) for i in range(10)]
+    )
 
     # monitors: ALERT → incident, events, timeline; the router delivers it to @log, @jira,
     # @slack (a graph), @refusing (a failed delivery) and @retrain (a queued job)
     clock.now = start + 61
     system.engine.evaluate(clock.now)
     external = system.engine.open_external_incident(
-        "datadog", OTHER_MODEL, "p99 latency of churn", {"labels": {"model": OTHER_MODEL}})
+        "datadog", OTHER_MODEL, "p99 latency of churn", {"labels": {"model": OTHER_MODEL}}
+    )
 
     # the job runs its steps and is rejected by the gate; another, manual one, waits
     [job] = system.queue.list(model=MODEL)
@@ -209,28 +258,43 @@ def _fill(system: DriftloopSystem, clock: _Clock) -> None:
     assert claimed is not None
     assert claimed.job_id == job.job_id
     clock.now += 1
-    _, step = system.queue.enter_step(job.job_id, JobState.FETCHING_DATA,
-                                      snapshot_id=snapshot.snapshot_id)
+    _, step = system.queue.enter_step(
+        job.job_id, JobState.FETCHING_DATA, snapshot_id=snapshot.snapshot_id
+    )
     system.queue.finish_step(step, "ok", f"snapshot {snapshot.snapshot_id}")
     clock.now += 1
-    _, step = system.queue.enter_step(job.job_id, JobState.TRAINING,
-                                      previous_version=v1.version)
+    _, step = system.queue.enter_step(job.job_id, JobState.TRAINING, previous_version=v1.version)
     system.queue.finish_step(step, "ok", "trained v2")
     clock.now += 1
-    system.queue.enter_step(job.job_id, JobState.GATED, outcome="rejected",
-                            log="candidate worse than production", candidate_version=v2.version)
-    system.queue.set_state(job.job_id, JobState.REJECTED,
-                           result={"gate": {"passed": False, "delta": -0.02}},
-                           error="the gate rejected the candidate")
+    system.queue.enter_step(
+        job.job_id,
+        JobState.GATED,
+        outcome="rejected",
+        log="candidate worse than production",
+        candidate_version=v2.version,
+    )
+    system.queue.set_state(
+        job.job_id,
+        JobState.REJECTED,
+        result={"gate": {"passed": False, "delta": -0.02}},
+        error="the gate rejected the candidate",
+    )
     system.enqueue_retrain(OTHER_MODEL, external, "datadog alert: p99 latency of churn")
     system.queue.enqueue(MODEL, reason="manual", trigger="manual", force=True)
 
     # recovery: OK closes the incident (a Jira transition, more deliveries)
-    system.metric_store.write([
-        MetricPoint("model_confidence", 0.9, clock.now + i,
-                    {"model": MODEL, "version": str(v1.version)}, point_id=f"high-{i}")
-        for i in range(60)
-    ])
+    system.metric_store.write(
+        [
+            MetricPoint(
+                "model_confidence",
+                0.9,
+                clock.now + i,
+                {"model": MODEL, "version": str(v1.version)},
+                point_id=f"high-{i}",
+            )
+            for i in range(60)
+        ]
+    )
     clock.now += 61
     system.engine.evaluate(clock.now)
 
@@ -239,13 +303,21 @@ def _fill(system: DriftloopSystem, clock: _Clock) -> None:
     revoked = system.api_keys.create(Scope.PREDICT, name="old client")
     predict = system.api_keys.create(Scope.PREDICT, name="client")
     system.api_keys.revoke(revoked.info.key_id)
-    system.feedback.record([
-        FeedbackRecord(prediction_id=f"p-{i}", model=MODEL, label=str(frame["label"][i]),
-                       version=v1.version, predicted_class=str(frame["label"][(i + 1) % 20]),
-                       key_id=predict.info.key_id, received_at=clock.now + i,
-                       text=str(frame["text"][i]) if i % 2 else None)
-        for i in range(20)
-    ])
+    system.feedback.record(
+        [
+            FeedbackRecord(
+                prediction_id=f"p-{i}",
+                model=MODEL,
+                label=str(frame["label"][i]),
+                version=v1.version,
+                predicted_class=str(frame["label"][(i + 1) % 20]),
+                key_id=predict.info.key_id,
+                received_at=clock.now + i,
+                text=str(frame["text"][i]) if i % 2 else None,
+            )
+            for i in range(20)
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,16 +41,17 @@ def _normal(value: Any) -> Any:
     return value
 
 
-def read_rows(connection: sa.Connection, *, skip: tuple[str, ...] = ("driftloop_schema",)
-              ) -> Rows:
+def read_rows(connection: sa.Connection, *, skip: tuple[str, ...] = ("driftloop_schema",)) -> Rows:
     """Every release-1 column of every release-1 table, rows in primary-key order."""
     rows: Rows = {}
     for table in release_1.sorted_tables:
         if table.name in skip:
             continue
         order = list(table.primary_key.columns)
-        rows[table.name] = [tuple(_normal(v) for v in row)
-                            for row in connection.execute(sa.select(table).order_by(*order))]
+        rows[table.name] = [
+            tuple(_normal(v) for v in row)
+            for row in connection.execute(sa.select(table).order_by(*order))
+        ]
     return rows
 
 
@@ -72,19 +73,26 @@ def load_into_postgres(url: str) -> None:
         with source.connect() as reading, target.begin() as writing:
             release_1.create_all(writing, checkfirst=False)
             for table in release_1.sorted_tables:
-                data = [{key: _normal(value) for key, value in row.items()}
-                        for row in reading.execute(sa.select(table)).mappings()]
+                data = [
+                    {key: _normal(value) for key, value in row.items()}
+                    for row in reading.execute(sa.select(table)).mappings()
+                ]
                 if data:
                     writing.execute(table.insert(), data)
                 key = list(table.primary_key.columns)
                 if len(key) != 1:
                     continue
-                sequence = writing.execute(sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
-                                           {"t": table.name, "c": key[0].name}).scalar()
+                sequence = writing.execute(
+                    sa.text("SELECT pg_get_serial_sequence(:t, :c)"),
+                    {"t": table.name, "c": key[0].name},
+                ).scalar()
                 if sequence is not None and data:
                     writing.execute(
-                        sa.text(f'SELECT setval(:s, (SELECT max("{key[0].name}") '
-                                f'FROM "{table.name}"))'), {"s": sequence})
+                        sa.text(
+                            f'SELECT setval(:s, (SELECT max("{key[0].name}") FROM "{table.name}"))'
+                        ),
+                        {"s": sequence},
+                    )
     finally:
         source.dispose()
         target.dispose()
@@ -100,17 +108,24 @@ def structure(connection: sa.Connection, *, constraint_names: bool = True) -> di
     for name in sorted(inspector.get_table_names()):
         uniques = inspector.get_unique_constraints(name)
         tables[name] = {
-            "columns": [(c["name"], c["type"].compile(dialect=dialect), c["nullable"],
-                         c.get("default")) for c in inspector.get_columns(name)],
+            "columns": [
+                (c["name"], c["type"].compile(dialect=dialect), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(name)
+            ],
             "primary_key": inspector.get_pk_constraint(name)["constrained_columns"],
-            "unique": sorted(((u["name"] if constraint_names else None), tuple(u["column_names"]))
-                             for u in uniques),
-            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
-                              for i in inspector.get_indexes(name)
-                              if not i.get("duplicates_constraint")),
-            "foreign_keys": sorted((tuple(f["constrained_columns"]), f["referred_table"],
-                                    tuple(f["referred_columns"]))
-                                   for f in inspector.get_foreign_keys(name)),
+            "unique": sorted(
+                ((u["name"] if constraint_names else None), tuple(u["column_names"]))
+                for u in uniques
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(name)
+                if not i.get("duplicates_constraint")
+            ),
+            "foreign_keys": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                for f in inspector.get_foreign_keys(name)
+            ),
         }
     return tables
 

@@ -40,8 +40,12 @@ def test_current_then_upgrade_a_new_store(tmp_path: Path) -> None:
     assert code == 0, output
     current = json.loads(output)
     assert current["store"] == f"sqlite:///{tmp_path / '.driftloop/driftloop.db'}"
-    assert (current["state"], current["revision"], current["head"], current["at_head"]) == \
-        ("empty", None, HEAD_REVISION, False)
+    assert (current["state"], current["revision"], current["head"], current["at_head"]) == (
+        "empty",
+        None,
+        HEAD_REVISION,
+        False,
+    )
 
     code, output = _db(config, "upgrade")
     assert code == 0, output
@@ -54,9 +58,13 @@ def test_current_then_upgrade_a_new_store(tmp_path: Path) -> None:
 
     code, output = _db(config, "upgrade", "--json")
     assert code == 0, output
-    assert json.loads(output) == {"store": current["store"], "from": HEAD_REVISION,
-                                  "from_state": "current", "to": HEAD_REVISION,
-                                  "changed": False}
+    assert json.loads(output) == {
+        "store": current["store"],
+        "from": HEAD_REVISION,
+        "from_state": "current",
+        "to": HEAD_REVISION,
+        "changed": False,
+    }
     code, output = _db(config, "upgrade")
     assert f"is already at {HEAD_REVISION} (head)" in _flat(output)
 
@@ -71,8 +79,12 @@ def test_upgrade_a_release_1_store(release_1_url: str, tmp_path: Path) -> None:
     code, output = _db(config, "upgrade", "--json")
     assert code == 0, output
     upgrade = json.loads(output)
-    assert (upgrade["from"], upgrade["from_state"], upgrade["to"], upgrade["changed"]) == \
-        (None, "release-1", HEAD_REVISION, True)
+    assert (upgrade["from"], upgrade["from_state"], upgrade["to"], upgrade["changed"]) == (
+        None,
+        "release-1",
+        HEAD_REVISION,
+        True,
+    )
 
     code, output = _db(config, "current", "--json")
     assert json.loads(output)["at_head"] is True

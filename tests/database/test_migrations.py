@@ -12,13 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from database.release_1 import (
-    FIXTURE,
-    fixture_rows,
-    read_rows,
-    revision_rows,
-    structure,
-)
+from database.release_1 import FIXTURE, fixture_rows, read_rows, revision_rows, structure
 from driftloop.database import METADATA, Database
 from driftloop.database.core import (
     HEAD_REVISION,
@@ -47,10 +41,17 @@ def test_revisions_list_the_scripts_in_order() -> None:
 
 def test_the_fixture_has_rows_in_every_release_1_table() -> None:
     with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as connection:
-        tables = {row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
-        empty = [table for table in sorted(tables)
-                 if connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] == 0]
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        empty = [
+            table
+            for table in sorted(tables)
+            if connection.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0] == 0
+        ]
         assert connection.execute("SELECT version FROM driftloop_schema").fetchall() == [(1,)]
     connection.close()
     assert tables == set(release_1.tables)
@@ -92,8 +93,9 @@ def test_a_release_1_store_upgrades_with_every_row_intact(release_1_url: str) ->
             after = read_rows(connection)
             assert revision_rows(connection) == ([HEAD_REVISION], [SCHEMA_VERSION])
             attempts = connection.execute(sa.select(retrain_jobs.c.attempt)).scalars().all()
-        assert {table: len(rows) for table, rows in after.items()} == \
-            {table: len(rows) for table, rows in before.items()}
+        assert {table: len(rows) for table, rows in after.items()} == {
+            table: len(rows) for table, rows in before.items()
+        }
         assert after == before
         assert attempts == [1] * len(before["retrain_jobs"])
         assert database.schema_status().at_head
@@ -120,8 +122,11 @@ def test_an_upgraded_store_is_built_like_a_new_one(release_1_url: str, tmp_path:
         import_table_modules()
         with declared.engine.begin() as connection:
             METADATA.create_all(connection)
-        with upgraded.engine.connect() as a, fresh.engine.connect() as b, \
-                declared.engine.connect() as c:
+        with (
+            upgraded.engine.connect() as a,
+            fresh.engine.connect() as b,
+            declared.engine.connect() as c,
+        ):
             upgraded_structure = structure(a)
             assert upgraded_structure == structure(b)
             by_columns = structure(a, constraint_names=False)
@@ -150,8 +155,9 @@ def _sibling_database(url: str, name: str) -> str:
 
 
 def _drop_databases(url: str, urls: list[str]) -> None:
-    admin = sa.create_engine(sa.engine.make_url(url).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        sa.engine.make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         for other in urls:
             name = sa.engine.make_url(other).database
@@ -161,20 +167,38 @@ def _drop_databases(url: str, urls: list[str]) -> None:
 
 def test_after_0002_an_incident_may_have_several_jobs(database: Database) -> None:
     database.upgrade()
-    row = {"model": "m", "incident_id": "incident-1", "state": "rejected", "trigger": "t",
-           "reason": "", "attached_alerts": 1, "cancel_requested": False, "created_at": 1.0}
+    row = {
+        "model": "m",
+        "incident_id": "incident-1",
+        "state": "rejected",
+        "trigger": "t",
+        "reason": "",
+        "attached_alerts": 1,
+        "cancel_requested": False,
+        "created_at": 1.0,
+    }
     with database.engine.begin() as connection:
         connection.execute(retrain_jobs.insert(), {**row, "job_id": "a"})
         connection.execute(retrain_jobs.insert(), {**row, "job_id": "b", "attempt": 2})
-        attempts = connection.execute(
-            sa.select(retrain_jobs.c.attempt).where(retrain_jobs.c.incident_id == "incident-1")
-            .order_by(retrain_jobs.c.job_id)).scalars().all()
+        attempts = (
+            connection.execute(
+                sa.select(retrain_jobs.c.attempt)
+                .where(retrain_jobs.c.incident_id == "incident-1")
+                .order_by(retrain_jobs.c.job_id)
+            )
+            .scalars()
+            .all()
+        )
     assert attempts == [1, 2]
     # one active job per model still holds
     with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as connection:
-        connection.execute(retrain_jobs.insert(), [
-            {**row, "job_id": "c", "active_model": "m"}, {**row, "job_id": "d",
-                                                          "active_model": "m"}])
+        connection.execute(
+            retrain_jobs.insert(),
+            [
+                {**row, "job_id": "c", "active_model": "m"},
+                {**row, "job_id": "d", "active_model": "m"},
+            ],
+        )
     database.dispose()
 
 
@@ -191,8 +215,9 @@ def test_migrate_from_empty_step_by_step_and_back(database: Database) -> None:
         assert database.downgrade("0001").revision == "0001"
         with database.engine.connect() as connection:
             assert revision_rows(connection) == (["0001"], [1])
-            assert "attempt" not in {c["name"] for c in
-                                     sa.inspect(connection).get_columns("retrain_jobs")}
+            assert "attempt" not in {
+                c["name"] for c in sa.inspect(connection).get_columns("retrain_jobs")
+            }
         assert database.downgrade("base").state == "empty"
         assert database.migrate() == SCHEMA_VERSION
         with pytest.raises(ConfigError, match="unknown schema revision"):
@@ -206,33 +231,52 @@ def test_0004_keeps_the_latest_label_of_each_prediction(database: Database) -> N
     one's last label (and text), and a second row for a prediction is refused after."""
     try:
         database.upgrade(to="0003")
-        label = {"model": "m", "version": 1, "predicted_class": "a", "correct": True,
-                 "key_id": "k"}
+        label = {"model": "m", "version": 1, "predicted_class": "a", "correct": True, "key_id": "k"}
         text = {"model": "m", "key_id": "k"}
         with database.engine.begin() as connection:
-            connection.execute(feedback.insert(), [
-                {**label, "prediction_id": "p1", "label": "a", "received_at": 1.0},
-                {**label, "prediction_id": "p1", "label": "b", "received_at": 2.0},
-                {**label, "prediction_id": "p2", "label": "a", "received_at": 3.0},
-                {**label, "model": "other", "prediction_id": "p1", "label": "c",
-                 "received_at": 4.0}])
-            connection.execute(feedback_texts.insert(), [
-                {**text, "prediction_id": "p1", "text": "t", "label": "a", "received_at": 1.0},
-                {**text, "prediction_id": "p1", "text": "t", "label": "b", "received_at": 2.0}])
+            connection.execute(
+                feedback.insert(),
+                [
+                    {**label, "prediction_id": "p1", "label": "a", "received_at": 1.0},
+                    {**label, "prediction_id": "p1", "label": "b", "received_at": 2.0},
+                    {**label, "prediction_id": "p2", "label": "a", "received_at": 3.0},
+                    {
+                        **label,
+                        "model": "other",
+                        "prediction_id": "p1",
+                        "label": "c",
+                        "received_at": 4.0,
+                    },
+                ],
+            )
+            connection.execute(
+                feedback_texts.insert(),
+                [
+                    {**text, "prediction_id": "p1", "text": "t", "label": "a", "received_at": 1.0},
+                    {**text, "prediction_id": "p1", "text": "t", "label": "b", "received_at": 2.0},
+                ],
+            )
         database.upgrade()
         with database.engine.connect() as connection:
-            kept = connection.execute(sa.select(
-                feedback.c.model, feedback.c.prediction_id, feedback.c.label,
-            ).order_by(feedback.c.feedback_id)).all()
+            kept = connection.execute(
+                sa.select(feedback.c.model, feedback.c.prediction_id, feedback.c.label).order_by(
+                    feedback.c.feedback_id
+                )
+            ).all()
             texts = connection.execute(sa.select(feedback_texts.c.label)).scalars().all()
             tables = set(sa.inspect(connection).get_table_names())
-        assert [tuple(row) for row in kept] == [("m", "p1", "b"), ("m", "p2", "a"),
-                                                ("other", "p1", "c")]
+        assert [tuple(row) for row in kept] == [
+            ("m", "p1", "b"),
+            ("m", "p2", "a"),
+            ("other", "p1", "c"),
+        ]
         assert texts == ["b"]
         assert "serving_predictions" in tables
         with pytest.raises(sa.exc.IntegrityError), database.engine.begin() as connection:
-            connection.execute(feedback.insert(), {**label, "prediction_id": "p2",
-                                                   "label": "z", "received_at": 5.0})
+            connection.execute(
+                feedback.insert(),
+                {**label, "prediction_id": "p2", "label": "z", "received_at": 5.0},
+            )
         assert database.downgrade("0003").revision == "0003"
         with database.engine.connect() as connection:
             assert "serving_predictions" not in sa.inspect(connection).get_table_names()

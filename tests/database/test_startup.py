@@ -21,12 +21,7 @@ import sqlalchemy as sa
 
 from database.release_1 import copy_fixture, fixture_rows, read_rows, revision_rows
 from driftloop.database import Database, open_database
-from driftloop.database.core import (
-    AUTO_UPGRADE_ENV,
-    HEAD_REVISION,
-    SCHEMA_VERSION,
-    VERSION_TABLE,
-)
+from driftloop.database.core import AUTO_UPGRADE_ENV, HEAD_REVISION, SCHEMA_VERSION, VERSION_TABLE
 from driftloop.errors import ConfigError
 from driftloop.serving.keys import ApiKeyStore, Scope
 
@@ -124,8 +119,9 @@ def test_an_older_postgres_store_is_refused_with_the_command(
 
 
 @pytest.mark.parametrize("how", ["revision", "schema_version"])
-def test_a_newer_store_is_refused_on_every_backend(empty_url: str, how: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_newer_store_is_refused_on_every_backend(
+    empty_url: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     database = Database(empty_url)
     try:
         database.upgrade()
@@ -195,8 +191,9 @@ def test_a_role_that_may_not_create_tables_starts_on_a_store_at_head(
 
 def _other_database(postgres_url: str) -> str:
     name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(sa.engine.make_url(postgres_url).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        sa.engine.make_url(postgres_url).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
@@ -206,16 +203,21 @@ def _other_database(postgres_url: str) -> str:
 def _grant_read_write(url: str, role: str) -> None:
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        exists = connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"),
-                                    {"r": role}).scalar()
+        exists = connection.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+        ).scalar()
         if not exists:
             connection.execute(sa.text(f'CREATE ROLE "{role}" LOGIN'))
         connection.execute(sa.text(f'REVOKE CREATE ON SCHEMA public FROM PUBLIC, "{role}"'))
         connection.execute(sa.text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
-        connection.execute(sa.text(
-            f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'))
-        connection.execute(sa.text(
-            f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))
+        connection.execute(
+            sa.text(
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'
+            )
+        )
+        connection.execute(
+            sa.text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        )
     engine.dispose()
 
 
@@ -234,8 +236,9 @@ def _drop(postgres_url: str, database_url: str, role: str) -> None:
     # so that the role can go now
     engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        exists = connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"),
-                                    {"r": role}).scalar()
+        exists = connection.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+        ).scalar()
     engine.dispose()
     if exists:
         _drop_role_everywhere(postgres_url, role)
@@ -245,8 +248,11 @@ def _drop_role_everywhere(postgres_url: str, role: str) -> None:
     base = sa.engine.make_url(postgres_url)
     admin = sa.create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        databases = connection.execute(sa.text(
-            "SELECT datname FROM pg_database WHERE datallowconn")).scalars().all()
+        databases = (
+            connection.execute(sa.text("SELECT datname FROM pg_database WHERE datallowconn"))
+            .scalars()
+            .all()
+        )
     admin.dispose()
     for name in databases:
         engine = sa.create_engine(base.set(database=name), isolation_level="AUTOCOMMIT")
@@ -288,8 +294,13 @@ def _start_together(url: str, directory: Path, count: int = 2) -> list[dict[str,
     ready = [directory / f"ready-{i}" for i in range(count)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     processes = [
-        subprocess.Popen([sys.executable, "-c", STARTER, str(ready[i]), str(go), url],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(ready[i]), str(go), url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for i in range(count)
     ]
     try:

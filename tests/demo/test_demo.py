@@ -44,11 +44,13 @@ def test_newest_window_scenario_holds_only_the_newest_rows() -> None:
     window = build_scenario(newest_window=0.25)
     first, second = set(window.snapshot_1["text"]), set(window.snapshot_2["text"])
     assert not first & second
-    assert first | (second - set(window.snapshot_2.loc[
-        window.snapshot_2["subtopic"].isin(DRIFTING_SUBTOPICS), "text"])) == set(
-        cumulative.snapshot_1["text"])
+    assert first | (
+        second
+        - set(window.snapshot_2.loc[window.snapshot_2["subtopic"].isin(DRIFTING_SUBTOPICS), "text"])
+    ) == set(cumulative.snapshot_1["text"])
     assert set(window.snapshot_2["text"]) > set(cumulative.snapshot_2["text"]) - set(
-        cumulative.snapshot_1["text"])
+        cumulative.snapshot_1["text"]
+    )
     drifting_share = window.snapshot_2["subtopic"].isin(DRIFTING_SUBTOPICS).mean()
     assert 0.4 < drifting_share < 0.5
     assert set(window.snapshot_1["label"]) == set(window.snapshot_2["label"])
@@ -81,10 +83,15 @@ def test_demo_config_runs_the_init_defaults_with_time_compressed(
         for key in ("metric", "aggregation", "group_by", "below", "detector"):
             assert getattr(demo, key) == getattr(default, key), (demo.name, key)
         assert "@retrain" in demo.message or "@retrain" not in default.message
-    assert (config.pipeline.verify_tolerance, config.pipeline.verify_error_rate,
-            config.pipeline.max_attempts) == (
-        defaults.pipeline.verify_tolerance, defaults.pipeline.verify_error_rate,
-        defaults.pipeline.max_attempts)
+    assert (
+        config.pipeline.verify_tolerance,
+        config.pipeline.verify_error_rate,
+        config.pipeline.max_attempts,
+    ) == (
+        defaults.pipeline.verify_tolerance,
+        defaults.pipeline.verify_error_rate,
+        defaults.pipeline.max_attempts,
+    )
     # the confidence monitor judges v1's known traffic OK and its drifted traffic ALERT, as
     # measured (v1's reference 0.789, 0.644 on the unseen IMDB reviews)
     monitors = {monitor.name: monitor for monitor in config.monitors}
@@ -104,11 +111,14 @@ def test_a_drift_that_leaves_a_class_without_rows_is_refused() -> None:
 
 
 def test_an_unknown_trainer_is_refused(tmp_path: Path) -> None:
-    with (tmp_path / "console.txt").open("w") as console_file, pytest.raises(
-        ConfigError, match="--trainer must be one of sklearn, transformers"
+    with (
+        (tmp_path / "console.txt").open("w") as console_file,
+        pytest.raises(ConfigError, match="--trainer must be one of sklearn, transformers"),
     ):
-        run_demo(DemoOptions(trainer="xgboost", out=tmp_path, open_browser=False),
-                 Console(file=console_file))
+        run_demo(
+            DemoOptions(trainer="xgboost", out=tmp_path, open_browser=False),
+            Console(file=console_file),
+        )
 
 
 @pytest.mark.slow
@@ -116,8 +126,13 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with (tmp_path / "console.txt").open("w") as console_file:
         result = run_demo(
-            DemoOptions(speed=30.0, out=out, open_browser=False,
-                        project_dir=tmp_path / "project", timeout=300.0),
+            DemoOptions(
+                speed=30.0,
+                out=out,
+                open_browser=False,
+                project_dir=tmp_path / "project",
+                timeout=300.0,
+            ),
             Console(file=console_file, width=100),
         )
     assert result.closed, result.reasons
@@ -141,8 +156,11 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert ("OK", "WARN") in transitions
     assert ("WARN", "ALERT") in transitions
     assert transitions[-1][1] == "OK"
-    deployed = [e["details"]["version"] for e in events
-                if e["kind"] == "deploy" and e["details"]["alias"] == "production"]
+    deployed = [
+        e["details"]["version"]
+        for e in events
+        if e["kind"] == "deploy" and e["details"]["alias"] == "production"
+    ]
     assert deployed[-1] == 2
     steps = {e["details"].get("step") for e in events if e["kind"] == "job_step"}
     assert {"fetching_data", "training", "evaluating", "deploying", "verifying"} <= steps

@@ -16,28 +16,42 @@ from rich.console import Console
 from driftloop.demo.config import DemoOptions
 from driftloop.demo.runner import run_demo
 
-SCENARIOS = [("critic_snippet",), ("restaurant",), ("review_title",), ("snacks_sweets",),
-             ("restaurant", "review_title")]
+SCENARIOS = [
+    ("critic_snippet",),
+    ("restaurant",),
+    ("review_title",),
+    ("snacks_sweets",),
+    ("restaurant", "review_title"),
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drifting", SCENARIOS, ids=["+".join(s) for s in SCENARIOS])
 def test_the_loop_recovers_on_a_drift_it_was_not_tuned_for(
-    tmp_path: Path, drifting: tuple[str, ...],
+    tmp_path: Path, drifting: tuple[str, ...]
 ) -> None:
     with (tmp_path / "console.txt").open("w") as console_file:
         result = run_demo(
-            DemoOptions(speed=30.0, out=tmp_path / "out", open_browser=False,
-                        project_dir=tmp_path / "project", timeout=400.0, drifting=drifting),
+            DemoOptions(
+                speed=30.0,
+                out=tmp_path / "out",
+                open_browser=False,
+                project_dir=tmp_path / "project",
+                timeout=400.0,
+                drifting=drifting,
+            ),
             Console(file=console_file, width=120),
         )
     summary = result.summary
     assert summary["drifting_subtopics"] == list(drifting)
     assert summary["failed_requests"] == 0
-    assert (summary["seconds_to_drift_detector"] is not None
-            or summary["seconds_to_alert"] is not None), "the drift was not detected"
-    verdicts = [(job.get("result") or {}).get("verification_decision", {}).get("verdict")
-                for job in summary["jobs"]]
+    assert (
+        summary["seconds_to_drift_detector"] is not None or summary["seconds_to_alert"] is not None
+    ), "the drift was not detected"
+    verdicts = [
+        (job.get("result") or {}).get("verification_decision", {}).get("verdict")
+        for job in summary["jobs"]
+    ]
     assert "keep" in verdicts, summary["jobs"]
     assert "roll_back" not in verdicts, summary["jobs"]
     assert summary["final_production_version"] >= 2

@@ -20,8 +20,11 @@ def shedding_app(refusals: int) -> Starlette:
     async def predict(request: Request) -> JSONResponse:
         answered["count"] += 1
         if answered["count"] <= refusals:
-            return JSONResponse({"error": {"type": "OverloadedError", "message": "busy"}},
-                                status_code=503, headers={"Retry-After": "0"})
+            return JSONResponse(
+                {"error": {"type": "OverloadedError", "message": "busy"}},
+                status_code=503,
+                headers={"Retry-After": "0"},
+            )
         return JSONResponse({"version": 1, "predictions": [{"class": "x"}]})
 
     return Starlette(routes=[Route("/v1/models/m/predict", predict, methods=["POST"])])

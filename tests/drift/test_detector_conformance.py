@@ -46,30 +46,41 @@ def shifted_classes(rng: np.random.Generator, n: int) -> Sequence[float]:
 @pytest.fixture(scope="module")
 def profile() -> ReferenceProfile:
     sample = CALIBRATED_CLASSIFIER.sample(2_000, np.random.default_rng(0))
-    return ReferenceProfile(confidences=sample.tolist(), text_lengths=[100] * 2_000,
-                            class_mix=CLASS_MIX, mean_confidence=float(sample.mean()))
+    return ReferenceProfile(
+        confidences=sample.tolist(),
+        text_lengths=[100] * 2_000,
+        class_mix=CLASS_MIX,
+        mean_confidence=float(sample.mean()),
+    )
 
 
-@pytest.mark.parametrize("algorithm", ["cusum", "page_hinkley", "shape", "cusum_shape", "ks",
-                                       "psi"])
+@pytest.mark.parametrize(
+    "algorithm", ["cusum", "page_hinkley", "shape", "cusum_shape", "ks", "psi"]
+)
 def test_numeric_detector(algorithm: str, profile: ReferenceProfile) -> None:
     config = DetectorConfig(algorithm=algorithm, false_alarm_rate=RATE, window=200)
-    check_detector(DetectorSubject(lambda: build_detector(config, profile), confidences,
-                                   dropped, RATE))
+    check_detector(
+        DetectorSubject(lambda: build_detector(config, profile), confidences, dropped, RATE)
+    )
 
 
 def test_chi_square_detector(profile: ReferenceProfile) -> None:
     config = DetectorConfig(algorithm="chi_square", false_alarm_rate=RATE, window=200)
-    check_detector(DetectorSubject(
-        lambda: build_detector(config, profile, metric="predicted_class"), classes,
-        shifted_classes, RATE))
+    check_detector(
+        DetectorSubject(
+            lambda: build_detector(config, profile, metric="predicted_class"),
+            classes,
+            shifted_classes,
+            RATE,
+        )
+    )
 
 
 def test_self_referenced_detector() -> None:
     def make() -> DriftDetector:
         return SelfReferencedDetector(
-            lambda values: KSWindowDetector(values, window=200, false_alarm_rate=RATE),
-            warmup=500)
+            lambda values: KSWindowDetector(values, window=200, false_alarm_rate=RATE), warmup=500
+        )
 
     check_detector(DetectorSubject(make, confidences, dropped, RATE, lead_in=500))
 
@@ -85,6 +96,11 @@ class ForgetfulResetDetector(CusumDetector):
 
 def test_the_suite_catches_a_reset_that_keeps_state(profile: ReferenceProfile) -> None:
     with pytest.raises(ConformanceError, match=r"reset_forgets_everything"):
-        check_detector(DetectorSubject(
-            lambda: ForgetfulResetDetector(profile.confidences, false_alarm_rate=RATE),
-            confidences, dropped, RATE))
+        check_detector(
+            DetectorSubject(
+                lambda: ForgetfulResetDetector(profile.confidences, false_alarm_rate=RATE),
+                confidences,
+                dropped,
+                RATE,
+            )
+        )

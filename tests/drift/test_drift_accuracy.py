@@ -15,8 +15,9 @@ from driftloop.drift.synthetic import CALIBRATED_CLASSIFIER
 from driftloop.errors import ConfigError, InvalidInputError
 
 
-def calibrated_predictions(n: int, rng: np.random.Generator, drop: float = 0.0
-                           ) -> tuple[list[float], list[bool]]:
+def calibrated_predictions(
+    n: int, rng: np.random.Generator, drop: float = 0.0
+) -> tuple[list[float], list[bool]]:
     """A calibrated classifier: a prediction made with confidence c is right with chance c."""
     mixture = CALIBRATED_CLASSIFIER.with_mean_drop(drop) if drop else CALIBRATED_CLASSIFIER
     confidence = mixture.sample(n, rng)

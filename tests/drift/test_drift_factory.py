@@ -38,8 +38,12 @@ def profile() -> ReferenceProfile:
 
 @pytest.mark.parametrize(
     ("algorithm", "kind"),
-    [("cusum", CusumDetector), ("page_hinkley", PageHinkleyDetector),
-     ("ks", KSWindowDetector), ("psi", PSIWindowDetector)],
+    [
+        ("cusum", CusumDetector),
+        ("page_hinkley", PageHinkleyDetector),
+        ("ks", KSWindowDetector),
+        ("psi", PSIWindowDetector),
+    ],
 )
 def test_numeric_algorithms(profile: ReferenceProfile, algorithm: str, kind: type) -> None:
     config = DetectorConfig.model_validate(
@@ -61,8 +65,9 @@ def test_numeric_algorithms(profile: ReferenceProfile, algorithm: str, kind: typ
 
 
 def test_text_length_metric_uses_the_text_length_reference(profile: ReferenceProfile) -> None:
-    detector = build_detector(DetectorConfig(algorithm="ks", window=100), profile,
-                              metric="text_length")
+    detector = build_detector(
+        DetectorConfig(algorithm="ks", window=100), profile, metric="text_length"
+    )
     for x in np.random.default_rng(1).poisson(120, 1_000).tolist():
         detector.update(float(x))
         assert not detector.drift_detected
@@ -74,8 +79,9 @@ def test_text_length_metric_uses_the_text_length_reference(profile: ReferencePro
 
 
 def test_chi_square_on_predicted_classes(profile: ReferenceProfile) -> None:
-    detector = build_detector(DetectorConfig(algorithm="chi_square", window=100), profile,
-                              metric="predicted_class")
+    detector = build_detector(
+        DetectorConfig(algorithm="chi_square", window=100), profile, metric="predicted_class"
+    )
     assert isinstance(detector, ChiSquareWindowDetector)
     assert detector.labels == ("billing", "shipping", "returns")
     detected = []
@@ -119,8 +125,9 @@ def test_without_a_reference_the_stream_becomes_the_reference() -> None:
 
 
 def test_self_referenced_chi_square() -> None:
-    detector = build_detector(DetectorConfig(algorithm="chi_square", window=100), None,
-                              metric="predicted_class")
+    detector = build_detector(
+        DetectorConfig(algorithm="chi_square", window=100), None, metric="predicted_class"
+    )
     rng = np.random.default_rng(3)
     for x in rng.choice(3, size=REFERENCE_WARMUP, p=[0.6, 0.3, 0.1]).tolist():
         detector.update(float(x))
@@ -138,8 +145,10 @@ def test_public_api_is_sorted_and_complete() -> None:
     assert names == sorted(names, key=lambda n: (n[0].islower(), n))
     plumbing = {"annotations", "TYPE_CHECKING", "lazy_exports"}
     public = {
-        name for name in dir(driftloop.drift)
-        if not name.startswith("_") and name not in plumbing
+        name
+        for name in dir(driftloop.drift)
+        if not name.startswith("_")
+        and name not in plumbing
         and not isinstance(getattr(driftloop.drift, name), types.ModuleType)
     }
     assert public == set(names)  # every lazy name resolves, and none is left out of __all__

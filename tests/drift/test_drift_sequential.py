@@ -65,8 +65,13 @@ def test_extrapolated_threshold_verified_by_direct_simulation(
     """The ladder stops at an ARL of 1,000; simulate the 1e-4 threshold itself."""
     calibration = calibrate_sequential(reference, false_alarm_rate=1e-4, min_shift=0.05)
     increments = (calibration.mean - reference) / calibration.std - calibration.allowance
-    (point,) = simulate_arl(increments + calibration.margin, np.array([calibration.threshold]),
-                            np.random.default_rng(4), chains=500, steps=40_000)
+    (point,) = simulate_arl(
+        increments + calibration.margin,
+        np.array([calibration.threshold]),
+        np.random.default_rng(4),
+        chains=500,
+        steps=40_000,
+    )
     assert point.arl == pytest.approx(1e4, rel=0.2)
 
 
@@ -95,7 +100,9 @@ def test_empirical_calibration_holds_where_a_gaussian_threshold_does_not(
     gaussian_h = threshold_for_arl(1 / rate, 2 * (k - margin), -(k - margin), 1.166)
     increments = (calibration.mean - reference) / calibration.std - k + margin
     gaussian, ours = simulate_arl(
-        increments, np.array([gaussian_h, calibration.threshold]), np.random.default_rng(3),
+        increments,
+        np.array([gaussian_h, calibration.threshold]),
+        np.random.default_rng(3),
         steps=10_000,
     )
     assert ours.arl == pytest.approx(1 / rate, rel=0.1)
@@ -104,8 +111,11 @@ def test_empirical_calibration_holds_where_a_gaussian_threshold_does_not(
 
 @pytest.mark.parametrize(
     ("scenario", "median_bound", "worst_bound"),
-    [("abrupt moderate drop", 250, 800), ("abrupt severe drop", 60, 120),
-     ("gradual slide", 1_100, 1_700)],
+    [
+        ("abrupt moderate drop", 250, 800),
+        ("abrupt severe drop", 60, 120),
+        ("gradual slide", 1_100, 1_700),
+    ],
 )
 def test_detects_each_drop_within_a_bound(
     reference: NDArray[np.float64], scenario: str, median_bound: int, worst_bound: int
@@ -114,8 +124,9 @@ def test_detects_each_drop_within_a_bound(
     delays = []
     for _ in range(20):
         values = SCENARIOS[scenario].generate(2_000, 3_000, rng).tolist()
-        after = [i for i in alarms(CusumDetector(reference, false_alarm_rate=1e-4), values)
-                 if i >= 2_000]
+        after = [
+            i for i in alarms(CusumDetector(reference, false_alarm_rate=1e-4), values) if i >= 2_000
+        ]
         assert after, f"{scenario} not detected"
         delays.append(after[0] - 2_000 + 1)
     assert float(np.median(delays)) <= median_bound

@@ -86,7 +86,8 @@ def test_false_alarm_rate_within_the_budget_on_no_change_streams(make: str) -> N
         rng = np.random.default_rng(100 + seed)
         ref = CALIBRATED_CLASSIFIER.sample(2_000, rng)
         detector: DriftDetector = (
-            ShapeCusumDetector(ref, false_alarm_rate=rate) if make == "shape"
+            ShapeCusumDetector(ref, false_alarm_rate=rate)
+            if make == "shape"
             else mean_and_shape_detector(ref, false_alarm_rate=rate)
         )
         found += count_alarms(detector, CALIBRATED_CLASSIFIER.sample(n, rng))
@@ -103,12 +104,16 @@ def test_shape_change_with_the_same_mean_is_found(reference: NDArray[np.float64]
     rng = np.random.default_rng(5)
     streams = [scenario.generate(1_000, 1_500, rng) for _ in range(12)]
     rate = 1e-4
-    mean_only = [first_alarm(CusumDetector(reference, false_alarm_rate=rate), s, 1_000)
-                 for s in streams]
-    shape = [first_alarm(ShapeCusumDetector(reference, false_alarm_rate=rate), s, 1_000)
-             for s in streams]
-    combined = [first_alarm(mean_and_shape_detector(reference, false_alarm_rate=rate), s, 1_000)
-                for s in streams]
+    mean_only = [
+        first_alarm(CusumDetector(reference, false_alarm_rate=rate), s, 1_000) for s in streams
+    ]
+    shape = [
+        first_alarm(ShapeCusumDetector(reference, false_alarm_rate=rate), s, 1_000) for s in streams
+    ]
+    combined = [
+        first_alarm(mean_and_shape_detector(reference, false_alarm_rate=rate), s, 1_000)
+        for s in streams
+    ]
     assert sum(math.isfinite(d) for d in mean_only) <= 8
     assert all(math.isfinite(d) for d in shape + combined)
     assert float(np.median(shape)) < 100
@@ -157,12 +162,16 @@ def test_extreme_targets_calibrate(reference: NDArray[np.float64]) -> None:
     assert strict.calibration.predicted_arl(strict.threshold) == pytest.approx(1e9, rel=1e-3)
 
 
-@pytest.mark.parametrize(("algorithm", "kind"),
-                         [("shape", ShapeCusumDetector), ("cusum_shape", CombinedDetector)])
-def test_built_from_the_config(reference: NDArray[np.float64], algorithm: str,
-                               kind: type) -> None:
-    profile = ReferenceProfile(confidences=reference.tolist(), text_lengths=[10] * 50,
-                               class_mix={"a": 1.0}, mean_confidence=float(reference.mean()))
+@pytest.mark.parametrize(
+    ("algorithm", "kind"), [("shape", ShapeCusumDetector), ("cusum_shape", CombinedDetector)]
+)
+def test_built_from_the_config(reference: NDArray[np.float64], algorithm: str, kind: type) -> None:
+    profile = ReferenceProfile(
+        confidences=reference.tolist(),
+        text_lengths=[10] * 50,
+        class_mix={"a": 1.0},
+        mean_confidence=float(reference.mean()),
+    )
     config = DetectorConfig.model_validate({"algorithm": algorithm, "false_alarm_rate": 1e-6})
     assert isinstance(build_detector(config, profile), kind)
 
@@ -181,8 +190,9 @@ def test_clear_errors(reference: NDArray[np.float64]) -> None:
     with pytest.raises(InvalidInputError, match="not finite"):
         ShapeCusumDetector(np.r_[reference, np.nan])
     with pytest.raises(ConfigError, match="distinct names"):
-        CombinedDetector([("a", ShapeCusumDetector(reference)),
-                          ("a", ShapeCusumDetector(reference))])
+        CombinedDetector(
+            [("a", ShapeCusumDetector(reference)), ("a", ShapeCusumDetector(reference))]
+        )
     with pytest.raises(ConfigError, match="at least one part"):
         CombinedDetector([])
     with pytest.raises(InvalidInputError, match="takes a number"):

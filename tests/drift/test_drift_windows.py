@@ -61,8 +61,9 @@ def test_population_stability_index_formula() -> None:
     p = np.array([50.0, 30.0, 20.0])
     q = np.array([30.0, 30.0, 40.0])
     ps, qs = (p + 0.5) / 101.5, (q + 0.5) / 101.5
-    assert population_stability_index(p, q) == pytest.approx(float(np.sum((qs - ps)
-                                                                          * np.log(qs / ps))))
+    assert population_stability_index(p, q) == pytest.approx(
+        float(np.sum((qs - ps) * np.log(qs / ps)))
+    )
     assert population_stability_index(p, p) == 0.0
 
 
@@ -126,7 +127,7 @@ def test_tumbling_windows_do_not_overlap() -> None:
         if (i + 1) % 100 == 0:
             tested.append(detector.window_values())
     for block, window in enumerate(tested):
-        assert window.tolist() == values[block * 100:(block + 1) * 100].tolist()
+        assert window.tolist() == values[block * 100 : (block + 1) * 100].tolist()
 
 
 def test_restart_after_detection_waits_for_a_new_window() -> None:

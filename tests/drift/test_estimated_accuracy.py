@@ -24,9 +24,13 @@ def _profile(seed: int = 0, accuracy: float = 0.8, n: int = 2_000) -> ReferenceP
     confidences = rng.beta(6, 2, n)
     lengths = rng.integers(20, 400, n)
     return ReferenceProfile(
-        confidences=confidences.tolist(), text_lengths=lengths.tolist(),
-        class_mix={"a": 0.5, "b": 0.5}, mean_confidence=float(confidences.mean()),
-        metrics={"accuracy": accuracy}, inputs={"oov_rate": rng.beta(1, 9, n).tolist()})
+        confidences=confidences.tolist(),
+        text_lengths=lengths.tolist(),
+        class_mix={"a": 0.5, "b": 0.5},
+        mean_confidence=float(confidences.mean()),
+        metrics={"accuracy": accuracy},
+        inputs={"oov_rate": rng.beta(1, 9, n).tolist()},
+    )
 
 
 def test_the_threshold_puts_the_held_out_accuracy_above_it() -> None:
@@ -64,9 +68,10 @@ def test_unchanged_traffic_is_rarely_flagged() -> None:
     flagged = 0
     for start in range(0, 500 * 200, 500):
         window: dict[str, Sequence[float]] = {
-            "model_confidence": live.confidences[start:start + 500],
-            "text_length": live.text_lengths[start:start + 500],
-            "oov_rate": live.inputs["oov_rate"][start:start + 500]}
+            "model_confidence": live.confidences[start : start + 500],
+            "text_length": live.text_lengths[start : start + 500],
+            "oov_rate": live.inputs["oov_rate"][start : start + 500],
+        }
         estimate = estimate_window(profile, window)
         flagged += not estimate.holds
         assert estimate.n == 500
@@ -78,10 +83,11 @@ def test_a_window_off_the_reference_may_not_hold(signal: str) -> None:
     profile = _profile(seed=0)
     live = _profile(seed=1, n=500)
     window: dict[str, list[float]] = {
-        "model_confidence": list(live.confidences), "text_length": list(live.text_lengths),
-        "oov_rate": list(live.inputs["oov_rate"])}
-    window[signal] = [v * 1.5 if signal != "model_confidence" else v * 0.8
-                      for v in window[signal]]
+        "model_confidence": list(live.confidences),
+        "text_length": list(live.text_lengths),
+        "oov_rate": list(live.inputs["oov_rate"]),
+    }
+    window[signal] = [v * 1.5 if signal != "model_confidence" else v * 0.8 for v in window[signal]]
     estimate = estimate_window(profile, window)
     assert not estimate.holds
     [reason] = estimate.reasons

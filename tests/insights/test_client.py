@@ -37,8 +37,14 @@ def transport() -> MemoryTransport:
 
 @pytest.fixture
 def client(tmp_path: Path, transport: MemoryTransport) -> Iterator[InsightsClient]:
-    insights = InsightsClient(transport, outbox=tmp_path / "outbox", batch_size=50,
-                              flush_interval=0.01, max_retry_interval=0.05, start=False)
+    insights = InsightsClient(
+        transport,
+        outbox=tmp_path / "outbox",
+        batch_size=50,
+        flush_interval=0.01,
+        max_retry_interval=0.05,
+        start=False,
+    )
     yield insights
     insights.close()
 
@@ -46,13 +52,17 @@ def client(tmp_path: Path, transport: MemoryTransport) -> Iterator[InsightsClien
 def test_report_flushes_points_with_tags_and_unique_ids(
     client: InsightsClient, transport: MemoryTransport
 ) -> None:
-    client.report({"model_confidence": 0.9, "text_length": 12}, {"model": "m", "class": "a"},
-                  timestamp=100.0)
+    client.report(
+        {"model_confidence": 0.9, "text_length": 12}, {"model": "m", "class": "a"}, timestamp=100.0
+    )
     client.report({"model_confidence": np.float64(0.4)}, {"model": "m"})
     assert client.flush()
     published = transport.points
     assert [(p.name, p.value) for p in published] == [
-        ("model_confidence", 0.9), ("text_length", 12.0), ("model_confidence", 0.4)]
+        ("model_confidence", 0.9),
+        ("text_length", 12.0),
+        ("model_confidence", 0.4),
+    ]
     assert published[0].tags == {"model": "m", "class": "a"}
     assert published[0].timestamp == 100.0
     assert abs(published[2].timestamp - time.time()) < 5
@@ -101,7 +111,8 @@ def test_a_flush_hands_over_columns_with_one_checked_copy_of_each_tags(
     assert len(client._shared_tags) <= 10
     assert client.flush()
     assert [p.tags["request"] for p in client.transport.points] == [  # type: ignore[attr-defined]
-        str(i) for i in range(35)]
+        str(i) for i in range(35)
+    ]
     client.close()
 
 
@@ -126,7 +137,9 @@ def test_batches_respect_batch_size(client: InsightsClient, transport: MemoryTra
     ],
 )
 def test_bad_input_is_refused_at_the_call(
-    client: InsightsClient, values: dict[object, object], tags: dict[str, object] | None,
+    client: InsightsClient,
+    values: dict[object, object],
+    tags: dict[str, object] | None,
     message: str,
 ) -> None:
     with pytest.raises(InvalidInputError, match=message):
@@ -165,8 +178,13 @@ def test_background_thread_recovers_after_the_transport_returns(
     tmp_path: Path, transport: MemoryTransport
 ) -> None:
     transport.fail_next = 3
-    with InsightsClient(transport, outbox=tmp_path / "outbox", batch_size=10,
-                        flush_interval=0.01, max_retry_interval=0.02) as insights:
+    with InsightsClient(
+        transport,
+        outbox=tmp_path / "outbox",
+        batch_size=10,
+        flush_interval=0.01,
+        max_retry_interval=0.02,
+    ) as insights:
         for i in range(95):
             insights.report({"seq": i})
         wait_for(lambda: insights.stats.published == 95)
@@ -179,8 +197,9 @@ def test_background_thread_recovers_after_the_transport_returns(
 def test_full_queue_overflows_to_the_outbox_not_the_floor(
     tmp_path: Path, transport: MemoryTransport
 ) -> None:
-    insights = InsightsClient(transport, outbox=tmp_path / "outbox", queue_size=5,
-                              batch_size=100, start=False)
+    insights = InsightsClient(
+        transport, outbox=tmp_path / "outbox", queue_size=5, batch_size=100, start=False
+    )
     for i in range(20):
         insights.report({"seq": i})
     assert insights.queue_depth == 5
@@ -196,8 +215,7 @@ def test_full_queue_overflows_to_the_outbox_not_the_floor(
 
 def test_report_never_waits_for_a_stalled_transport(tmp_path: Path) -> None:
     slow = MemoryTransport(delay=1.0)
-    insights = InsightsClient(slow, outbox=tmp_path / "outbox", batch_size=10,
-                              flush_interval=0.01)
+    insights = InsightsClient(slow, outbox=tmp_path / "outbox", batch_size=10, flush_interval=0.01)
     insights.report({"warm": 1})
     time.sleep(0.05)  # the flush thread is now inside a 1 s publish
     started = time.perf_counter()
@@ -208,9 +226,7 @@ def test_report_never_waits_for_a_stalled_transport(tmp_path: Path) -> None:
     assert insights.stats.dropped == 0
 
 
-def test_close_spools_what_cannot_be_published_and_a_new_client_replays_it(
-    tmp_path: Path,
-) -> None:
+def test_close_spools_what_cannot_be_published_and_a_new_client_replays_it(tmp_path: Path) -> None:
     down = MemoryTransport()
     down.down = True
     first = InsightsClient(down, outbox=tmp_path / "outbox", start=False)
@@ -239,7 +255,8 @@ def test_module_level_report_insights_uses_the_configured_client(tmp_path: Path)
         report_insights({"model_confidence": 0.5}, {"model": "m"}, timestamp=5.0)
         insights.flush()
         assert [(p.name, p.value, p.timestamp) for p in transport.points] == [
-            ("model_confidence", 0.5, 5.0)]
+            ("model_confidence", 0.5, 5.0)
+        ]
     finally:
         shutdown_insights()
     assert default_insights_client() is None

@@ -16,8 +16,9 @@ from driftloop.testing.configs import make_config
 
 
 def transport_config(tmp_path: Path, transport: str = "local://") -> Config:
-    return make_config(tmp_path, transport=transport,
-                       insights={"outbox": "outbox", "flush_interval": 0.01})
+    return make_config(
+        tmp_path, transport=transport, insights={"outbox": "outbox", "flush_interval": 0.01}
+    )
 
 
 def test_open_transport_builds_a_local_transport_on_the_sql_store(tmp_path: Path) -> None:
@@ -50,8 +51,7 @@ def test_points_reach_the_store_and_then_every_listener(tmp_path: Path) -> None:
         assert insights.flush()
         assert insights.stats.spooled == 0
     assert [p.value for batch in seen for p in batch] == [0.8, 0.6]
-    results = transport.store.query("model_confidence", "avg", 0.0, 2_000.0,
-                                    group_by=["model"])
+    results = transport.store.query("model_confidence", "avg", 0.0, 2_000.0, group_by=["model"])
     assert len(results) == 1
     assert results[0].count == 2
     assert results[0].value == pytest.approx(0.7)

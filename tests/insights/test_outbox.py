@@ -12,8 +12,10 @@ from driftloop.metrics.points import MetricPoint
 
 
 def points(start: int, count: int) -> list[MetricPoint]:
-    return [MetricPoint("seq", float(i), 1000.0 + i, {"model": "m"}, f"id-{i}")
-            for i in range(start, start + count)]
+    return [
+        MetricPoint("seq", float(i), 1000.0 + i, {"model": "m"}, f"id-{i}")
+        for i in range(start, start + count)
+    ]
 
 
 def drain(outbox: Outbox, size: int = 4) -> list[MetricPoint]:

@@ -41,8 +41,9 @@ class Received:
 
 
 def sql_store(tmp_path: Path) -> SqlMetricStore:
-    return SqlMetricStore.from_config(open_database(f"sqlite:///{tmp_path / 'metrics.db'}"),
-                                      MetricsConfig())
+    return SqlMetricStore.from_config(
+        open_database(f"sqlite:///{tmp_path / 'metrics.db'}"), MetricsConfig()
+    )
 
 
 def local_transport(store: SqlMetricStore, received: Received) -> LocalTransport:
@@ -60,15 +61,23 @@ def test_http_transport_to_a_real_server(tmp_path: Path) -> None:
     config = Config(store=f"sqlite:///{tmp_path / 'driftloop.db'}", base_dir=tmp_path)
     database = open_database(config.store, base_dir=tmp_path)
     received = Received()
-    server_insights = InsightsClient(local_transport(sql_store(tmp_path), received),
-                                     outbox=tmp_path / "outbox", flush_interval=0.02)
+    server_insights = InsightsClient(
+        local_transport(sql_store(tmp_path), received),
+        outbox=tmp_path / "outbox",
+        flush_interval=0.02,
+    )
     key = ApiKeyStore(database).create(Scope.INSIGHTS, name="elsewhere").key
-    app = create_app(config, model_source=InMemoryModelSource(), insights=server_insights,
-                     api_keys=ApiKeyStore(database))
+    app = create_app(
+        config,
+        model_source=InMemoryModelSource(),
+        insights=server_insights,
+        api_keys=ApiKeyStore(database),
+    )
     try:
         with live_server(app) as url:
-            check_transport(TransportSubject(lambda: HttpTransport(url, key, max_points=200),
-                                             received.points))
+            check_transport(
+                TransportSubject(lambda: HttpTransport(url, key, max_points=200), received.points)
+            )
     finally:
         server_insights.close()
 
@@ -79,18 +88,30 @@ def test_kafka_transport_through_an_ingest_worker(kafka_bootstrap: str, tmp_path
 
     topic = f"driftloop-conformance-{uuid.uuid4().hex[:10]}"
     ensure_topic(kafka_bootstrap, topic, 3)
-    settings = KafkaConfig.model_validate({
-        "group_id": f"conformance-{uuid.uuid4().hex[:8]}", "session_timeout": "2s",
-        "heartbeat_interval": "0.5s", "poll_timeout": "0.1s", "max_points_per_message": 100})
+    settings = KafkaConfig.model_validate(
+        {
+            "group_id": f"conformance-{uuid.uuid4().hex[:8]}",
+            "session_timeout": "2s",
+            "heartbeat_interval": "0.5s",
+            "poll_timeout": "0.1s",
+            "max_points_per_message": 100,
+        }
+    )
     received = Received()
-    worker = KafkaIngestWorker(kafka_bootstrap, topic, sql_store(tmp_path), settings,
-                               listeners=[received])
+    worker = KafkaIngestWorker(
+        kafka_bootstrap, topic, sql_store(tmp_path), settings, listeners=[received]
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        check_transport(TransportSubject(lambda: KafkaTransport(kafka_bootstrap, topic, settings),
-                                         received.points, timeout=30.0))
+        check_transport(
+            TransportSubject(
+                lambda: KafkaTransport(kafka_bootstrap, topic, settings),
+                received.points,
+                timeout=30.0,
+            )
+        )
     finally:
         stop.set()
         thread.join(timeout=30)
@@ -126,9 +147,16 @@ def test_the_suite_catches_a_lost_point_and_a_wrong_order(
 ) -> None:
     store, received = store_and_received
     with pytest.raises(ConformanceError, match=r"delivers_every_point_once.*timed out"):
-        check_transport(TransportSubject(
-            lambda: DroppingTransport(local_transport(store, received)), received.points,
-            timeout=0.2))
+        check_transport(
+            TransportSubject(
+                lambda: DroppingTransport(local_transport(store, received)),
+                received.points,
+                timeout=0.2,
+            )
+        )
     with pytest.raises(ConformanceError, match="out of order"):
-        check_transport(TransportSubject(
-            lambda: ReorderingTransport(local_transport(store, received)), received.points))
+        check_transport(
+            TransportSubject(
+                lambda: ReorderingTransport(local_transport(store, received)), received.points
+            )
+        )

@@ -14,8 +14,9 @@ from servicekit import BOTH_BACKENDS
 
 
 @pytest.fixture(scope="module", params=BOTH_BACKENDS)
-def database(request: pytest.FixtureRequest,
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Database]:
     if request.param == "sqlite":
         db = Database(f"sqlite:///{tmp_path_factory.mktemp('lease') / 'driftloop.db'}")
         db.migrate()

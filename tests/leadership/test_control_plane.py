@@ -22,14 +22,22 @@ DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 def plane(database: Database, holder: str, role: str, events: list[str]) -> ControlPlane:
     return ControlPlane(
         database,
-        [Role(role, lambda: events.append(f"{holder} leads"),
-              lambda: events.append(f"{holder} stops"))],
-        holder=holder, lease_duration=1.0, renew_interval=0.1)
+        [
+            Role(
+                role,
+                lambda: events.append(f"{holder} leads"),
+                lambda: events.append(f"{holder} stops"),
+            )
+        ],
+        holder=holder,
+        lease_duration=1.0,
+        renew_interval=0.1,
+    )
 
 
 @pytest.mark.postgres
 def test_a_follower_takes_over_when_the_leader_stops(
-    fresh_postgres_url: str, caplog: pytest.LogCaptureFixture,
+    fresh_postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     database = Database(fresh_postgres_url)
     database.migrate()
@@ -55,27 +63,33 @@ def test_a_follower_takes_over_when_the_leader_stops(
         database.dispose()
 
 
-def test_a_second_control_process_on_sqlite_is_refused_with_the_holders_pid(
-    tmp_path: Path,
-) -> None:
+def test_a_second_control_process_on_sqlite_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'driftloop.db'}")
     database.migrate()
     events: list[str] = []
     first = plane(database, "p1", "worker", events)
     first.start()
     try:
-        with pytest.raises(ControlProcessLockedError,
-                           match=rf"worker role of this SQLite store: pid {os.getpid()}: "):
+        with pytest.raises(
+            ControlProcessLockedError,
+            match=rf"worker role of this SQLite store: pid {os.getpid()}: ",
+        ):
             plane(database, "p2", "worker", events).start()
         plane(database, "p3", "monitors", events).stop()  # another role is free
         (tmp_path / "driftloop.yaml").write_text(f"store: sqlite:///{tmp_path / 'driftloop.db'}\n")
         second = subprocess.run(
             [DRIFTLOOP, "worker", "--config", str(tmp_path / "driftloop.yaml")],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path,
-            env={k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")})
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
+        )
         assert second.returncode == 1, second.stdout + second.stderr
-        assert f"another process already runs the control plane's worker role of this SQLite " \
-               f"store: pid {os.getpid()}" in second.stderr + second.stdout
+        assert (
+            f"another process already runs the control plane's worker role of this SQLite "
+            f"store: pid {os.getpid()}" in second.stderr + second.stdout
+        )
         assert "Traceback" not in second.stderr
     finally:
         first.stop()

@@ -81,16 +81,20 @@ def test_a_deposed_leaders_late_write_is_refused(database: Database, role: str) 
 def test_on_acquired_runs_in_the_acquiring_transaction(database: Database, role: str) -> None:
     seen: list[str | None] = []
     first = ControlLease(database, role, "a", duration=LEASE)
-    second = ControlLease(database, role, "b", duration=LEASE,
-                          on_acquired=lambda connection, previous: seen.append(previous))
+    second = ControlLease(
+        database,
+        role,
+        "b",
+        duration=LEASE,
+        on_acquired=lambda connection, previous: seen.append(previous),
+    )
     assert first.acquire()
     wait_expiry(first)
     assert second.acquire()
     assert seen == ["a"]
 
 
-def test_a_takeover_waits_for_the_leaders_write_in_flight(database: Database,
-                                                          role: str) -> None:
+def test_a_takeover_waits_for_the_leaders_write_in_flight(database: Database, role: str) -> None:
     """The fence's shared lock (``FOR SHARE``): a write that passed its fence commits before
     the successor's takeover, which waits on the lease's row, never after it. (SQLite has one
     writer at a time and one control process: the takeover cannot even start.)"""
@@ -101,6 +105,7 @@ def test_a_takeover_waits_for_the_leaders_write_in_flight(database: Database,
     wait_expiry(old)
     with database.engine.begin() as connection:
         old.fence(connection)  # passes: nobody took over yet
+
         def take_over() -> None:
             if new.acquire():
                 took_over.set()

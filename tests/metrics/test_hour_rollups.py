@@ -53,8 +53,12 @@ def dataset(seed: int = 3, n: int = 12_000) -> dict[str, np.ndarray]:
 
 
 def points_of(data: dict[str, np.ndarray], index: np.ndarray) -> list[MetricPoint]:
-    return [MetricPoint("m", float(data["value"][i]), float(data["ts"][i]),
-                        {"model": str(data["model"][i])}) for i in index.tolist()]
+    return [
+        MetricPoint(
+            "m", float(data["value"][i]), float(data["ts"][i]), {"model": str(data["model"][i])}
+        )
+        for i in index.tolist()
+    ]
 
 
 def sketch_reference(values: np.ndarray, q: float) -> float | None:
@@ -67,7 +71,10 @@ def expected(values: np.ndarray, aggregation: str) -> float | None:
     if aggregation in ("p50", "p90", "p99"):
         return sketch_reference(values, float(aggregation[1:]) / 100)
     functions: dict[str, Callable[[np.ndarray], Any]] = {
-        "avg": np.mean, "min": np.min, "max": np.max, "sum": np.sum,
+        "avg": np.mean,
+        "min": np.min,
+        "max": np.max,
+        "sum": np.sum,
         "count": lambda v: float(len(v)),
     }
     return float(functions[aggregation](values))
@@ -79,8 +86,12 @@ def check_hour_rows(database: Database, store: SqlMetricStore, data: dict[str, n
     hours = np.floor(data["ts"] / 60).astype(np.int64) // 60
     h = metric_hour_rollups.c
     with database.engine.connect() as connection:
-        tags = {int(sid): json.loads(text)["model"] for sid, text in connection.execute(
-            sa.select(metric_series.c.series_id, metric_series.c.tags))}
+        tags = {
+            int(sid): json.loads(text)["model"]
+            for sid, text in connection.execute(
+                sa.select(metric_series.c.series_id, metric_series.c.tags)
+            )
+        }
         rows = connection.execute(
             sa.select(h.series_id, h.hour, h.count, h.sum, h.min, h.max, h.sketch)
         ).all()
@@ -140,11 +151,15 @@ def test_whole_hours_are_read_from_the_hour_rollups(database: Database) -> None:
     [before] = store.query("m", "count", start, end)
     first, last = H0 + 3600.0, H0 + 86400.0  # the whole hours of the window
     with database.engine.begin() as connection:
-        connection.execute(metric_points.delete().where(
-            metric_points.c.timestamp >= first, metric_points.c.timestamp < last))
+        connection.execute(
+            metric_points.delete().where(
+                metric_points.c.timestamp >= first, metric_points.c.timestamp < last
+            )
+        )
         for table in (metric_rollups, metric_rollup_bins):
-            connection.execute(table.delete().where(
-                table.c.minute >= first // 60, table.c.minute < last // 60))
+            connection.execute(
+                table.delete().where(table.c.minute >= first // 60, table.c.minute < last // 60)
+            )
     [after] = store.query("m", "count", start, end)
     assert after.count == before.count == int(((data["ts"] >= start) & (data["ts"] < end)).sum())
 
@@ -175,8 +190,12 @@ def test_concurrent_writers_to_the_same_hour_lose_nothing(database: Database) ->
     def writer(store: SqlMetricStore, worker: int) -> None:
         try:
             for batch in range(8):
-                store.write([MetricPoint("m", float(worker * 100 + batch * 10 + i),
-                                         H0 + 60 * i + worker) for i in range(10)])
+                store.write(
+                    [
+                        MetricPoint("m", float(worker * 100 + batch * 10 + i), H0 + 60 * i + worker)
+                        for i in range(10)
+                    ]
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -193,8 +212,10 @@ def test_concurrent_writers_to_the_same_hour_lose_nothing(database: Database) ->
     assert count == 1 + 3 * 8 * 10
     assert int(unpack_sketch(bytes(sketch))[1].sum()) == count
     [p50] = stores[0].query("m", "p50", H0 - 3600, H0 + 2 * 86400)
-    values = np.array([1.0] + [w * 100 + b * 10 + i for w in range(3) for b in range(8)
-                               for i in range(10)], dtype=np.float64)
+    values = np.array(
+        [1.0] + [w * 100 + b * 10 + i for w in range(3) for b in range(8) for i in range(10)],
+        dtype=np.float64,
+    )
     assert p50.value == sketch_reference(values, 0.5)
 
 
@@ -210,8 +231,11 @@ def test_purge_keeps_hour_and_minute_rollups_consistent(database: Database) -> N
     assert purge_line % 60 == 30
     assert result.rollup_horizon == now - store.rollup_retention
     hours = np.floor(data["ts"] / 60).astype(np.int64) // 60
-    gone_hours = {(m, h) for m, h in zip(data["model"].tolist(), hours.tolist(), strict=True)
-                  if h * 60 < purge_line}
+    gone_hours = {
+        (m, h)
+        for m, h in zip(data["model"].tolist(), hours.tolist(), strict=True)
+        if h * 60 < purge_line
+    }
     assert result.hour_rollups == len(gone_hours) > 0
     with database.engine.connect() as connection:
         oldest = connection.execute(sa.select(sa.func.min(metric_hour_rollups.c.hour))).scalar()
@@ -260,8 +284,9 @@ def test_hour_rollups_are_built_for_a_database_written_before_them(database: Dat
     before = {a: store.query("m", a, start, end, group_by=["model"]) for a in AGGREGATIONS}
     with database.engine.begin() as connection:  # what an older driftloop left behind
         connection.execute(metric_hour_rollups.delete())
-        connection.execute(metric_store_state.delete().where(
-            metric_store_state.c.key == "hour_rollups"))
+        connection.execute(
+            metric_store_state.delete().where(metric_store_state.c.key == "hour_rollups")
+        )
     upgraded = make_store(database)
     after = {a: upgraded.query("m", a, start, end, group_by=["model"]) for a in AGGREGATIONS}
     for aggregation in AGGREGATIONS:
@@ -270,6 +295,7 @@ def test_hour_rollups_are_built_for_a_database_written_before_them(database: Dat
             assert new.value == pytest.approx(old.value, rel=1e-12)
     check_hour_rows(database, upgraded, data)
     with database.engine.connect() as connection:
-        marker = connection.execute(sa.select(metric_store_state.c.value).where(
-            metric_store_state.c.key == "hour_rollups")).scalar()
+        marker = connection.execute(
+            sa.select(metric_store_state.c.value).where(metric_store_state.c.key == "hour_rollups")
+        ).scalar()
     assert marker == 1.0

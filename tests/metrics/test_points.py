@@ -9,10 +9,14 @@ from driftloop.metrics.points import MetricPoint, PointBatch
 
 def test_a_point_batch_reads_as_the_points_it_holds() -> None:
     tags = {"model": "m"}
-    batch = PointBatch(["a", "b", "c"], [1, 2.5, 3.0], [10.0, 11.0, 12.0], [tags, tags, {}],
-                       ["i1", "i2", None])
-    points = [MetricPoint("a", 1.0, 10.0, tags, "i1"), MetricPoint("b", 2.5, 11.0, tags, "i2"),
-              MetricPoint("c", 3.0, 12.0, {}, None)]
+    batch = PointBatch(
+        ["a", "b", "c"], [1, 2.5, 3.0], [10.0, 11.0, 12.0], [tags, tags, {}], ["i1", "i2", None]
+    )
+    points = [
+        MetricPoint("a", 1.0, 10.0, tags, "i1"),
+        MetricPoint("b", 2.5, 11.0, tags, "i2"),
+        MetricPoint("c", 3.0, 12.0, {}, None),
+    ]
     assert len(batch) == 3
     assert list(batch) == points
     assert batch[1] == points[1]

@@ -25,9 +25,13 @@ MODELS = ("alpha", "beta", "gamma")
 
 def numpy_aggregate(values: np.ndarray, aggregation: str) -> float:
     functions: dict[str, Callable[[np.ndarray], Any]] = {
-        "avg": np.mean, "min": np.min, "max": np.max, "sum": np.sum,
+        "avg": np.mean,
+        "min": np.min,
+        "max": np.max,
+        "sum": np.sum,
         "count": lambda v: float(len(v)),
-        "p50": lambda v: np.percentile(v, 50), "p90": lambda v: np.percentile(v, 90),
+        "p50": lambda v: np.percentile(v, 50),
+        "p90": lambda v: np.percentile(v, 90),
         "p99": lambda v: np.percentile(v, 99),
     }
     return float(functions[aggregation](values))
@@ -58,8 +62,7 @@ def dataset() -> dict[str, np.ndarray]:
 def write_dataset(store: SqlMetricStore, data: dict[str, np.ndarray]) -> None:
     points = [
         MetricPoint("model_confidence", float(v), float(t), {"model": str(m), "region": str(r)})
-        for t, v, m, r in zip(data["ts"], data["value"], data["model"], data["region"],
-                              strict=True)
+        for t, v, m, r in zip(data["ts"], data["value"], data["model"], data["region"], strict=True)
     ]
     assert store.write(points) == len(points)
 
@@ -73,17 +76,25 @@ def test_each_aggregation_grouped_and_filtered_matches_numpy(
     start, end = T0 + 123.4, T0 + 1500.7
     in_window = (dataset["ts"] >= start) & (dataset["ts"] < end)
 
-    grouped = store.query("model_confidence", aggregation, start, end, group_by=["model"],
-                          resolution="raw")
+    grouped = store.query(
+        "model_confidence", aggregation, start, end, group_by=["model"], resolution="raw"
+    )
     assert [r.group for r in grouped] == [{"model": m} for m in MODELS]
     for result in grouped:
         mask = in_window & (dataset["model"] == result.group["model"])
         assert result.count == int(mask.sum())
-        assert result.value == pytest.approx(numpy_aggregate(dataset["value"][mask], aggregation),
-                                             rel=1e-9)
+        assert result.value == pytest.approx(
+            numpy_aggregate(dataset["value"][mask], aggregation), rel=1e-9
+        )
 
-    filtered = store.query("model_confidence", aggregation, start, end,
-                           filter={"region": "eu", "model": "beta"}, resolution="raw")
+    filtered = store.query(
+        "model_confidence",
+        aggregation,
+        start,
+        end,
+        filter={"region": "eu", "model": "beta"},
+        resolution="raw",
+    )
     mask = in_window & (dataset["region"] == "eu") & (dataset["model"] == "beta")
     assert len(filtered) == 1
     assert filtered[0].group == {}
@@ -95,14 +106,16 @@ def test_each_aggregation_grouped_and_filtered_matches_numpy(
 
 def test_group_by_two_tags_and_series_without_the_tag(database: Database) -> None:
     store = make_store(database)
-    store.write([
-        MetricPoint("latency", 1.0, T0, {"model": "a", "region": "eu"}),
-        MetricPoint("latency", 3.0, T0 + 1, {"model": "a", "region": "eu"}),
-        MetricPoint("latency", 5.0, T0 + 2, {"model": "a", "region": "us"}),
-        MetricPoint("latency", 7.0, T0 + 3, {"model": "b", "region": "us"}),
-        MetricPoint("latency", 100.0, T0 + 4, {"model": "b"}),  # no region: in no region group
-        MetricPoint("other_metric", 1000.0, T0 + 5, {"model": "a", "region": "eu"}),
-    ])
+    store.write(
+        [
+            MetricPoint("latency", 1.0, T0, {"model": "a", "region": "eu"}),
+            MetricPoint("latency", 3.0, T0 + 1, {"model": "a", "region": "eu"}),
+            MetricPoint("latency", 5.0, T0 + 2, {"model": "a", "region": "us"}),
+            MetricPoint("latency", 7.0, T0 + 3, {"model": "b", "region": "us"}),
+            MetricPoint("latency", 100.0, T0 + 4, {"model": "b"}),  # no region: in no region group
+            MetricPoint("other_metric", 1000.0, T0 + 5, {"model": "a", "region": "eu"}),
+        ]
+    )
     results = store.query("latency", "avg", T0, T0 + 60, group_by=["model", "region"])
     assert [(r.group, r.value, r.count) for r in results] == [
         ({"model": "a", "region": "eu"}, 2.0, 2),
@@ -115,12 +128,14 @@ def test_group_by_two_tags_and_series_without_the_tag(database: Database) -> Non
 
 def test_window_start_is_inclusive_and_end_exclusive(database: Database) -> None:
     store = make_store(database)
-    store.write([
-        MetricPoint("m", 1.0, T0 - 0.001),
-        MetricPoint("m", 2.0, T0),
-        MetricPoint("m", 4.0, T0 + 59.999),
-        MetricPoint("m", 8.0, T0 + 60.0),
-    ])
+    store.write(
+        [
+            MetricPoint("m", 1.0, T0 - 0.001),
+            MetricPoint("m", 2.0, T0),
+            MetricPoint("m", 4.0, T0 + 59.999),
+            MetricPoint("m", 8.0, T0 + 60.0),
+        ]
+    )
     for resolution in ("raw", "rollup"):
         [result] = store.query("m", "sum", T0, T0 + 60, resolution=resolution)
         assert (result.value, result.count) == (6.0, 2), resolution
@@ -138,10 +153,12 @@ def test_rollup_path_agrees_with_raw_path(
     store = make_store(database)
     write_dataset(store, dataset)
     start, end = T0 + 95.5, T0 + 1712.25  # ragged edges: whole minutes from rollups, edges raw
-    raw = store.query("model_confidence", aggregation, start, end, group_by=["model"],
-                      resolution="raw")
-    rolled = store.query("model_confidence", aggregation, start, end, group_by=["model"],
-                         resolution="rollup")
+    raw = store.query(
+        "model_confidence", aggregation, start, end, group_by=["model"], resolution="raw"
+    )
+    rolled = store.query(
+        "model_confidence", aggregation, start, end, group_by=["model"], resolution="rollup"
+    )
     assert [r.group for r in raw] == [r.group for r in rolled]
     in_window = (dataset["ts"] >= start) & (dataset["ts"] < end)
     for exact, approx in zip(raw, rolled, strict=True):
@@ -163,8 +180,9 @@ def test_long_windows_use_rollups_automatically(database: Database) -> None:
     """After raw points are purged, a long window is still answered from the rollups."""
     store = make_store(database, raw_retention=3600.0, raw_query_limit=600.0)
     values = np.linspace(0.5, 1.0, 240)
-    store.write([MetricPoint("m", float(v), T0 + 30 * i, {"model": "a"})
-                 for i, v in enumerate(values)])  # two hours, one point every 30 s
+    store.write(
+        [MetricPoint("m", float(v), T0 + 30 * i, {"model": "a"}) for i, v in enumerate(values)]
+    )  # two hours, one point every 30 s
     result = store.purge(now=T0 + 7200.0)
     assert result.raw_points == 120
     assert result.rollups == 0
@@ -194,11 +212,15 @@ def test_rollup_retention_deletes_old_minutes(database: Database) -> None:
 
 def test_duplicate_point_ids_are_stored_once(database: Database) -> None:
     store = make_store(database)
-    batch = [MetricPoint("m", float(i), T0 + i, {"model": "a"}, point_id=f"p{i}")
-             for i in range(10)]
+    batch = [
+        MetricPoint("m", float(i), T0 + i, {"model": "a"}, point_id=f"p{i}") for i in range(10)
+    ]
     assert store.write(batch) == 10
-    again = [*batch[5:], MetricPoint("m", 99.0, T0 + 20, {"model": "a"}, "p99"),
-             MetricPoint("m", 98.0, T0 + 21, {"model": "a"}, "p99")]
+    again = [
+        *batch[5:],
+        MetricPoint("m", 99.0, T0 + 20, {"model": "a"}, "p99"),
+        MetricPoint("m", 98.0, T0 + 21, {"model": "a"}, "p99"),
+    ]
     assert store.write(again) == 1
     for resolution in ("raw", "rollup"):
         [total] = store.query("m", "sum", T0, T0 + 60, resolution=resolution)
@@ -206,12 +228,11 @@ def test_duplicate_point_ids_are_stored_once(database: Database) -> None:
     assert store.write([]) == 0
 
 
-def test_a_redelivered_batch_of_distinct_ids_stores_only_the_new_points(
-    database: Database,
-) -> None:
+def test_a_redelivered_batch_of_distinct_ids_stores_only_the_new_points(database: Database) -> None:
     store = make_store(database)
-    batch = [MetricPoint("m", float(i), T0 + i, {"model": "a"}, point_id=f"p{i}")
-             for i in range(10)]
+    batch = [
+        MetricPoint("m", float(i), T0 + i, {"model": "a"}, point_id=f"p{i}") for i in range(10)
+    ]
     assert store.write(batch[:6]) == 6
     assert store.write(batch) == 4  # ids distinct within the batch, 6 of them stored before
     assert store.write(batch) == 0
@@ -228,18 +249,21 @@ def test_batches_of_any_size_are_stored_whole_and_once(database: Database, size:
     # whole, and a redelivery (the lookup path) must count nothing new.
     store = make_store(database)
     values = np.random.default_rng(size).uniform(0, 1, size)
-    batch = [MetricPoint("m", float(v), T0 + i % 120, {"model": "ab"[i % 2]}, f"p{i}")
-             for i, v in enumerate(values)]
+    batch = [
+        MetricPoint("m", float(v), T0 + i % 120, {"model": "ab"[i % 2]}, f"p{i}")
+        for i, v in enumerate(values)
+    ]
     assert store.write(batch) == size
     assert store.write(batch) == 0
     for resolution in ("raw", "rollup"):
         [total] = store.query("m", "sum", T0, T0 + 120, resolution=resolution)
         assert total.count == size, resolution
         assert total.value == pytest.approx(values.sum()), resolution
-        groups = store.query("m", "count", T0, T0 + 120, group_by=["model"],
-                             resolution=resolution)
-        assert sorted((g.group["model"], g.count) for g in groups) == [
-            ("a", (size + 1) // 2), ("b", size // 2)][:min(size, 2)]
+        groups = store.query("m", "count", T0, T0 + 120, group_by=["model"], resolution=resolution)
+        assert (
+            sorted((g.group["model"], g.count) for g in groups)
+            == [("a", (size + 1) // 2), ("b", size // 2)][: min(size, 2)]
+        )
 
 
 def test_a_batch_goes_in_a_few_statements(database: Database) -> None:
@@ -248,15 +272,22 @@ def test_a_batch_goes_in_a_few_statements(database: Database) -> None:
     # PostgreSQL: one row per round trip held ingestion at ~34,000 points/s
     calls: list[tuple[str, Any, bool]] = []
 
-    def record(_conn: object, _cursor: object, statement: str, parameters: Any,
-               _context: object, executemany: bool) -> None:
+    def record(
+        _conn: object,
+        _cursor: object,
+        statement: str,
+        parameters: Any,
+        _context: object,
+        executemany: bool,
+    ) -> None:
         calls.append((statement, parameters, executemany))
 
     store = make_store(database)
     sa.event.listen(database.engine, "before_cursor_execute", record)
     try:
-        batch = [MetricPoint("m", i / 1500, T0 + i % 60, {"model": "a"}, f"p{i}")
-                 for i in range(1500)]
+        batch = [
+            MetricPoint("m", i / 1500, T0 + i % 60, {"model": "a"}, f"p{i}") for i in range(1500)
+        ]
         assert store.write(batch) == 1500
     finally:
         sa.event.remove(database.engine, "before_cursor_execute", record)
@@ -265,7 +296,15 @@ def test_a_batch_goes_in_a_few_statements(database: Database) -> None:
     assert not any("RETURNING" in sql for sql, _, _ in inserts)  # nothing reads the new ids
     if database.engine.dialect.name == "sqlite":  # multi-row VALUES of power-of-two sizes
         assert [sql.count("(?, ?, ?, ?)") for sql, _, _ in inserts] == [
-            512, 512, 256, 128, 64, 16, 8, 4]
+            512,
+            512,
+            256,
+            128,
+            64,
+            16,
+            8,
+            4,
+        ]
     else:  # one array per column
         [(sql, arrays, _)] = inserts
         assert "unnest(" in sql
@@ -278,10 +317,13 @@ def test_a_batch_goes_in_a_few_statements(database: Database) -> None:
 def test_a_point_batch_is_stored_like_its_points(database: Database) -> None:
     store = make_store(database)
     shared = {"model": "a", "version": "1"}
-    columns = PointBatch(["m", "m", "n", "m"], [1, 2.5, 3.0, np.float64(4.0)],
-                         [T0, T0 + 1, T0 + 2, T0 + 3],
-                         [shared, shared, shared, {"version": "1", "model": "a"}],
-                         ["c1", "c2", "c3", "c4"])
+    columns = PointBatch(
+        ["m", "m", "n", "m"],
+        [1, 2.5, 3.0, np.float64(4.0)],
+        [T0, T0 + 1, T0 + 2, T0 + 3],
+        [shared, shared, shared, {"version": "1", "model": "a"}],
+        ["c1", "c2", "c3", "c4"],
+    )
     assert store.write(columns) == 4
     assert store.write(list(columns)) == 0  # the same points, as objects: already stored
     [m] = store.query("m", "sum", T0, T0 + 60, filter={"model": "a", "version": "1"})
@@ -302,8 +344,12 @@ def test_a_point_batch_is_stored_like_its_points(database: Database) -> None:
 
 def test_same_tags_in_any_order_are_one_series(database: Database) -> None:
     store = make_store(database)
-    store.write([MetricPoint("m", 1.0, T0, {"a": "1", "b": "2"}),
-                 MetricPoint("m", 3.0, T0 + 1, {"b": "2", "a": "1"})])
+    store.write(
+        [
+            MetricPoint("m", 1.0, T0, {"a": "1", "b": "2"}),
+            MetricPoint("m", 3.0, T0 + 1, {"b": "2", "a": "1"}),
+        ]
+    )
     other = make_store(database)  # a second process sees the same series
     other.write([MetricPoint("m", 5.0, T0 + 2, {"b": "2", "a": "1"})])
     [result] = store.query("m", "avg", T0, T0 + 60, group_by=["a", "b"])
@@ -335,8 +381,7 @@ def test_series_buckets_match_numpy(database: Database, dataset: dict[str, np.nd
     for start, step in ((T0 + 7.5, 100.0), (T0, 300.0)):  # raw path, then rollups + raw tail
         end = T0 + 1750.0
         buckets = store.series("model_confidence", start, end, step, filter={"model": "alpha"})
-        mask = ((dataset["model"] == "alpha") & (dataset["ts"] >= start)
-                & (dataset["ts"] < end))
+        mask = (dataset["model"] == "alpha") & (dataset["ts"] >= start) & (dataset["ts"] < end)
         index = ((dataset["ts"][mask] - start) // step).astype(int)
         values = dataset["value"][mask]
         assert [b.timestamp for b in buckets] == [start + i * step for i in np.unique(index)]
@@ -349,12 +394,18 @@ def test_series_buckets_match_numpy(database: Database, dataset: dict[str, np.nd
 
 def test_points_and_earliest(database: Database) -> None:
     store = make_store(database)
-    store.write([MetricPoint("m", 3.0, T0 + 3, {"model": "a"}, "x3"),
-                 MetricPoint("m", 1.0, T0 + 1, {"model": "b"}),
-                 MetricPoint("m", 2.0, T0 + 2, {"model": "a"})])
+    store.write(
+        [
+            MetricPoint("m", 3.0, T0 + 3, {"model": "a"}, "x3"),
+            MetricPoint("m", 1.0, T0 + 1, {"model": "b"}),
+            MetricPoint("m", 2.0, T0 + 2, {"model": "a"}),
+        ]
+    )
     points = store.points("m", T0, T0 + 3)
-    assert [(p.value, dict(p.tags)) for p in points] == [(1.0, {"model": "b"}),
-                                                          (2.0, {"model": "a"})]
+    assert [(p.value, dict(p.tags)) for p in points] == [
+        (1.0, {"model": "b"}),
+        (2.0, {"model": "a"}),
+    ]
     [last] = store.points("m", T0 + 3, T0 + 4, filter={"model": "a"})
     assert (last.value, last.point_id) == (3.0, "x3")
     assert store.earliest("m", T0, T0 + 60, filter={"model": "a"}) == T0 + 2
@@ -363,8 +414,9 @@ def test_points_and_earliest(database: Database) -> None:
 
 
 def test_from_config_and_bad_retention(database: Database) -> None:
-    store = SqlMetricStore.from_config(database, MetricsConfig(raw_retention="2d",
-                                                               rollup_retention="30d"))
+    store = SqlMetricStore.from_config(
+        database, MetricsConfig(raw_retention="2d", rollup_retention="30d")
+    )
     assert (store.raw_retention, store.rollup_retention) == (172800.0, 2592000.0)
     with pytest.raises(InvalidInputError, match="retention"):
         SqlMetricStore(database, raw_retention=0, rollup_retention=10)

@@ -16,8 +16,9 @@ from driftloop.testing.checks import ConformanceError, MetricStoreSubject, check
 
 
 def test_sql_metric_store(database: Database) -> None:
-    check_metric_store(MetricStoreSubject(
-        lambda: SqlMetricStore.from_config(database, MetricsConfig())))
+    check_metric_store(
+        MetricStoreSubject(lambda: SqlMetricStore.from_config(database, MetricsConfig()))
+    )
 
 
 class OverCountingStore(SqlMetricStore):
@@ -33,7 +34,8 @@ def test_the_suite_catches_a_store_that_miscounts_repeated_points(tmp_path: Path
     database.migrate()
     try:
         with pytest.raises(ConformanceError, match=r"counts_new_points.*again counted"):
-            check_metric_store(MetricStoreSubject(
-                lambda: OverCountingStore.from_config(database, MetricsConfig())))
+            check_metric_store(
+                MetricStoreSubject(lambda: OverCountingStore.from_config(database, MetricsConfig()))
+            )
     finally:
         database.dispose()

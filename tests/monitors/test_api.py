@@ -18,15 +18,23 @@ T0 = 1_699_999_980.0
 
 
 def test_states_history_and_incidents(database: Database) -> None:
-    config = Config.model_validate({"monitors": [{
-        "name": "confidence", "below": {"warning": 0.8, "critical": 0.7},
-        "message": "{{model}} at {{value}} {{#is_alert}}@log{{/is_alert}}",
-    }]})
+    config = Config.model_validate(
+        {
+            "monitors": [
+                {
+                    "name": "confidence",
+                    "below": {"warning": 0.8, "critical": 0.7},
+                    "message": "{{model}} at {{value}} {{#is_alert}}@log{{/is_alert}}",
+                }
+            ]
+        }
+    )
     store = SqlMetricStore(database, raw_retention=86400, rollup_retention=86400 * 30)
     now = [T0]
     engine = MonitorEngine(config, database, store, clock=lambda: now[0])
-    store.write([MetricPoint("model_confidence", 0.5, T0 - 10 * i, {"model": "m1"})
-                 for i in range(1, 30)])
+    store.write(
+        [MetricPoint("model_confidence", 0.5, T0 - 10 * i, {"model": "m1"}) for i in range(1, 30)]
+    )
     api_keys = ApiKeyStore(database)
     app = mounted_app(database, admin_api(monitors_router(engine)), api_keys=api_keys)
     client = TestClient(app, headers={"X-API-Key": api_keys.create(Scope.ADMIN).key})
@@ -54,9 +62,11 @@ def test_states_history_and_incidents(database: Database) -> None:
     detail = client.get(f"/v1/incidents/{incidents[0]['incident_id']}").json()
     assert [e["kind"] for e in detail["timeline"]] == ["opened", "state_change"]
 
-    for path, says in [("/v1/monitors/nope", "no monitor 'nope'"),
-                       ("/v1/monitors/nope/history", "no monitor 'nope'"),
-                       ("/v1/incidents/inc-nope", "inc-nope")]:
+    for path, says in [
+        ("/v1/monitors/nope", "no monitor 'nope'"),
+        ("/v1/monitors/nope/history", "no monitor 'nope'"),
+        ("/v1/incidents/inc-nope", "inc-nope"),
+    ]:
         missing = client.get(path)
         assert missing.status_code == 404, path
         assert missing.json()["error"]["type"] == "NotFoundError", path

@@ -45,7 +45,10 @@ def test_ls_status_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert listed.exit_code == 0, listed.output
     [row] = json.loads(listed.stdout)
     assert (row["name"], row["state"], row["below"]["warning"]["value"]) == (
-        "confidence", None, 0.8)
+        "confidence",
+        None,
+        0.8,
+    )
 
     status = runner.invoke(app, ["monitors", "status", "-c", str(config_file), "--json"])
     assert status.exit_code == 0, status.output

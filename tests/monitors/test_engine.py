@@ -23,8 +23,12 @@ from driftloop.testing.clock import ManualClock
 from driftloop.testing.configs import make_config
 
 T0 = 1_699_999_980.0
-OK, WARN, ALERT, NO_DATA = (MonitorState.OK, MonitorState.WARN, MonitorState.ALERT,
-                            MonitorState.NO_DATA)
+OK, WARN, ALERT, NO_DATA = (
+    MonitorState.OK,
+    MonitorState.WARN,
+    MonitorState.ALERT,
+    MonitorState.NO_DATA,
+)
 MESSAGE = (
     "Confidence of {{model}} is {{value}} (threshold {{threshold}}).\n"
     "{{#is_warning}}Warning @slack-confidence{{/is_warning}}"
@@ -46,15 +50,25 @@ def engine_config(*monitors: dict[str, Any]) -> Config:
 BELOW = {"warning": 0.8, "critical": 0.7, "warning_recovery": 0.85}
 
 
-def feed(store: SqlMetricStore, start: float, end: float, value: float, *, model: str = "a",
-         every: float = 10.0, metric: str = "model_confidence") -> None:
+def feed(
+    store: SqlMetricStore,
+    start: float,
+    end: float,
+    value: float,
+    *,
+    model: str = "a",
+    every: float = 10.0,
+    metric: str = "model_confidence",
+) -> None:
     count = int((end - start) // every)
-    store.write([MetricPoint(metric, value, start + i * every, {"model": model})
-                 for i in range(count)])
+    store.write(
+        [MetricPoint(metric, value, start + i * every, {"model": model}) for i in range(count)]
+    )
 
 
-def make_engine(database: Database, config: Config, clock: ManualClock,
-                **kwargs: Any) -> tuple[MonitorEngine, SqlMetricStore]:
+def make_engine(
+    database: Database, config: Config, clock: ManualClock, **kwargs: Any
+) -> tuple[MonitorEngine, SqlMetricStore]:
     store = SqlMetricStore(database, raw_retention=86400.0, rollup_retention=30 * 86400.0)
     return MonitorEngine(config, database, store, clock=clock, **kwargs), store
 
@@ -70,8 +84,9 @@ def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(
     caplog.set_level(logging.INFO, logger="driftloop")
     clock = ManualClock(T0)
     seen: list[Event] = []
-    engine, store = make_engine(database, engine_config({"below": BELOW}), clock,
-                                listeners=[seen.append])
+    engine, store = make_engine(
+        database, engine_config({"below": BELOW}), clock, listeners=[seen.append]
+    )
     feed(store, T0 - 300, T0, 0.9, model="a")
     feed(store, T0 - 300, T0 + 1500, 0.95, model="b")
     assert engine.evaluate() == []  # new groups start OK silently
@@ -87,20 +102,24 @@ def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(
             assert produced == []
             continue
         [event] = produced
-        assert (event.previous, event.state, event.group) == (events[-1].state if events
-                                                               else OK, expected, {"model": "a"})
+        assert (event.previous, event.state, event.group) == (
+            events[-1].state if events else OK,
+            expected,
+            {"model": "a"},
+        )
         assert event.value == pytest.approx(value)
         events.append(event)
     assert seen == events
     warn, alert, back_to_warn, recovery = events
     # each transition is one log line with its ids (#21 part 1)
     logged = [r.getMessage() for r in caplog.records if r.name == "driftloop.monitors.engine"]
-    assert logged[1] == (f"monitor confidence WARN -> ALERT for {{'model': 'a'}} (model a): "
-                         f"value {alert.value}, threshold {alert.threshold}; event "
-                         f"{alert.event_id}, incident {alert.incident_id}")
+    assert logged[1] == (
+        f"monitor confidence WARN -> ALERT for {{'model': 'a'}} (model a): "
+        f"value {alert.value}, threshold {alert.threshold}; event "
+        f"{alert.event_id}, incident {alert.incident_id}"
+    )
     assert len(logged) == len(events)
-    assert warn.message == ("Confidence of a is 0.75 (threshold 0.8).\n"
-                            "Warning @slack-confidence")
+    assert warn.message == ("Confidence of a is 0.75 (threshold 0.8).\nWarning @slack-confidence")
     assert warn.handles == ("slack-confidence",)
     assert alert.handles == ("slack-confidence", "jira-mlops")
     assert alert.threshold == 0.7
@@ -118,8 +137,7 @@ def test_lifecycle_ok_warn_alert_warn_ok_with_one_incident(
     assert incident.resolved_at == T0 + 1500
     assert (incident.monitor, incident.model, incident.severity) == ("confidence", "a", "WARN")
     assert [e.kind for e in incident.timeline] == ["opened"] + ["state_change"] * 4 + ["resolved"]
-    assert [e.data.get("event_id") for e in incident.timeline[1:5]] == [e.event_id
-                                                                       for e in events]
+    assert [e.data.get("event_id") for e in incident.timeline[1:5]] == [e.event_id for e in events]
     assert engine.list_incidents(status="open") == []
     assert [i.incident_id for i in engine.list_incidents(model="a")] == [warn.incident_id]
     assert engine.list_incidents(model="b") == []
@@ -159,8 +177,9 @@ def test_require_full_window_waits_for_a_whole_window_of_data(database: Database
     [event] = engine.evaluate()
     assert event.state == ALERT
 
-    plain, _plain_store = make_engine(database, engine_config({"name": "plain", "below": BELOW}),
-                                     ManualClock(T0 + 300))
+    plain, _plain_store = make_engine(
+        database, engine_config({"name": "plain", "below": BELOW}), ManualClock(T0 + 300)
+    )
     assert [e.state for e in plain.evaluate()] == [ALERT]  # without the option: at once
 
 
@@ -188,8 +207,12 @@ def test_no_data_after_and_back(database: Database) -> None:
         assert engine.evaluate() == []
     clock.now = T0 + 600
     loud, quiet = engine.evaluate()
-    assert (loud.monitor, loud.previous, loud.state, loud.value) == ("confidence", OK, NO_DATA,
-                                                                     None)
+    assert (loud.monitor, loud.previous, loud.state, loud.value) == (
+        "confidence",
+        OK,
+        NO_DATA,
+        None,
+    )
     assert loud.handles == ("pager",)
     assert "No data @pager" in loud.message
     assert (quiet.monitor, quiet.state, quiet.handles) == ("quiet", NO_DATA, ())
@@ -265,8 +288,12 @@ def test_event_ids_are_stable_and_listener_failures_are_contained(tmp_path: Any)
         def broken(event: Event) -> None:
             raise RuntimeError("listener bug")
 
-        engine, store = make_engine(database, engine_config({"below": BELOW}), ManualClock(T0),
-                                    listeners=[broken, received.append])
+        engine, store = make_engine(
+            database,
+            engine_config({"below": BELOW}),
+            ManualClock(T0),
+            listeners=[broken, received.append],
+        )
         feed(store, T0 - 300, T0, 0.75)
         events = engine.evaluate()
         assert received == events
@@ -283,8 +310,9 @@ def is_running(engine: MonitorEngine) -> bool:
 def test_background_schedule_evaluates_until_stopped(database: Database) -> None:
     clock = ManualClock(T0)
     fired = threading.Event()
-    engine, store = make_engine(database, engine_config({"below": BELOW}), clock,
-                                listeners=[lambda event: fired.set()])
+    engine, store = make_engine(
+        database, engine_config({"below": BELOW}), clock, listeners=[lambda event: fired.set()]
+    )
     feed(store, T0 - 300, T0, 0.5)
     engine.start(interval=0.01)
     try:
@@ -322,8 +350,14 @@ def test_a_shadow_versions_insights_count_only_where_a_monitor_asks_for_them(
     )
     engine, store = make_engine(database, config, clock)
     feed(store, T0 - 300, T0, 0.5)  # production: low
-    store.write([MetricPoint("model_confidence", 0.99, T0 - 300 + i * 5,
-                             {"model": "a", "shadow": "true"}) for i in range(60)])
+    store.write(
+        [
+            MetricPoint(
+                "model_confidence", 0.99, T0 - 300 + i * 5, {"model": "a", "shadow": "true"}
+            )
+            for i in range(60)
+        ]
+    )
     events = engine.evaluate()
     by_monitor = {(e.monitor, e.state) for e in events}
     assert ("confidence", ALERT) in by_monitor
@@ -341,15 +375,30 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     rollback) starts afresh."""
     clock = ManualClock(T0)
     served = {"m": {"1"}}
-    config = engine_config({"below": BELOW, "group_by": ["model", "version"],
-                          "message": "{{#is_retired}}v{{version}} retired{{/is_retired}}"
-                                     "{{^is_retired}}{{state}}{{/is_retired}}"})
-    engine, store = make_engine(database, config, clock,
-                                served_versions=lambda model: served.get(model))
+    config = engine_config(
+        {
+            "below": BELOW,
+            "group_by": ["model", "version"],
+            "message": "{{#is_retired}}v{{version}} retired{{/is_retired}}"
+            "{{^is_retired}}{{state}}{{/is_retired}}",
+        }
+    )
+    engine, store = make_engine(
+        database, config, clock, served_versions=lambda model: served.get(model)
+    )
 
     def traffic(version: str, value: float, end: float) -> None:
-        store.write([MetricPoint("model_confidence", value, end - 300 + i * 10,
-                                 {"model": "m", "version": version}) for i in range(30)])
+        store.write(
+            [
+                MetricPoint(
+                    "model_confidence",
+                    value,
+                    end - 300 + i * 10,
+                    {"model": "m", "version": version},
+                )
+                for i in range(30)
+            ]
+        )
 
     def groups() -> dict[str, MonitorState]:
         [status] = engine.status("confidence")
@@ -366,7 +415,10 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     # one event closes v1's group (so that notifiers close their tickets), none for v2 (OK)
     [closed] = engine.evaluate()
     assert (closed.group, closed.previous, closed.state) == (
-        {"model": "m", "version": "1"}, ALERT, OK)
+        {"model": "m", "version": "1"},
+        ALERT,
+        OK,
+    )
     assert closed.details["reason"] == "version no longer served"
     assert (alert.message, closed.message) == ("ALERT", "v1 retired")
     assert closed.details["serving"] == ["2"]
@@ -376,7 +428,8 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     assert incident.status == IncidentStatus.RESOLVED
     retired = [e for e in incident.timeline if e.kind == "retired"]
     assert [e.message for e in retired] == [
-        "confidence: version 1 of m is no longer served (serving 2); it was ALERT"]
+        "confidence: version 1 of m is no longer served (serving 2); it was ALERT"
+    ]
 
     clock.now = T0 + 120
     traffic("1", 0.5, T0 + 120)  # a server still on v1 for a moment
@@ -387,8 +440,7 @@ def test_groups_of_a_version_no_longer_served_are_retired_and_their_incident_res
     clock.now = T0 + 180
     traffic("1", 0.5, T0 + 180)
     [again] = engine.evaluate()
-    assert (again.group, again.previous, again.state) == (
-        {"model": "m", "version": "1"}, OK, ALERT)
+    assert (again.group, again.previous, again.state) == ({"model": "m", "version": "1"}, OK, ALERT)
     assert again.incident_id not in {None, alert.incident_id}
     assert groups() == {"1": ALERT}
 
@@ -399,8 +451,12 @@ def test_only_registry_versions_are_retired(database: Database) -> None:
     clock = ManualClock(T0)
     config = engine_config({"below": BELOW, "group_by": ["model", "version"]})
     engine, store = make_engine(database, config, clock, served_versions=lambda model: {"2"})
-    store.write([MetricPoint("model_confidence", 0.5, T0 - 300 + i * 10,
-                             {"model": "m", "version": "v2"}) for i in range(30)])
+    store.write(
+        [
+            MetricPoint("model_confidence", 0.5, T0 - 300 + i * 10, {"model": "m", "version": "v2"})
+            for i in range(30)
+        ]
+    )
     [event] = engine.evaluate()
     assert (event.group, event.state) == ({"model": "m", "version": "v2"}, ALERT)
 
@@ -435,9 +491,7 @@ class DropDetector:
         self.total, self._drift, self._warning = 0.0, False, False
 
 
-def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(
-    database: Database,
-) -> None:
+def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(database: Database) -> None:
     clock = ManualClock(T0)
     version = {"a": ReferenceProfile([0.9], [1], {"x": 1.0}, mean_confidence=0.9)}
     built: list[tuple[str, DropDetector]] = []
@@ -448,18 +502,26 @@ def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(
         built.append((monitor.name, detector))
         return detector
 
-    config = engine_config({"name": "drift", "type": "drift", "detector": {"algorithm": "cusum"},
-                          "renotify": None})
+    config = engine_config(
+        {"name": "drift", "type": "drift", "detector": {"algorithm": "cusum"}, "renotify": None}
+    )
     engine, store = make_engine(
-        database, config, clock, detector_factory=factory,
+        database,
+        config,
+        clock,
+        detector_factory=factory,
         reference_provider=lambda group: version.get(group.get("model", "")),
     )
     written: list[float] = []
 
     def step(values: list[float]) -> list[Event]:
         start = clock.now
-        store.write([MetricPoint("model_confidence", v, start + i, {"model": "a"})
-                     for i, v in enumerate(values)])
+        store.write(
+            [
+                MetricPoint("model_confidence", v, start + i, {"model": "a"})
+                for i, v in enumerate(values)
+            ]
+        )
         written.extend(values)
         clock.now = start + 60
         return engine.evaluate()
@@ -494,8 +556,7 @@ def test_drift_monitor_feeds_new_points_and_resets_on_a_new_reference(
 def test_a_failing_monitor_does_not_stop_the_others(database: Database) -> None:
     clock = ManualClock(T0)
     config = engine_config(
-        {"name": "drift", "type": "drift", "detector": {}},
-        {"name": "plain", "below": BELOW},
+        {"name": "drift", "type": "drift", "detector": {}}, {"name": "plain", "below": BELOW}
     )
     engine, store = make_engine(database, config, clock)  # no detector factory
     feed(store, T0 - 300, T0, 0.5)

@@ -28,13 +28,22 @@ def test_external_incident_with_timeline(database: Database) -> None:
 
     incident = store.get_incident(incident_id)
     assert (incident.source, incident.model, incident.title) == (
-        "alertmanager", "review-classifier", "ConfidenceLow firing")
+        "alertmanager",
+        "review-classifier",
+        "ConfidenceLow firing",
+    )
     assert incident.details == {"labels": {"sev": "page"}}
     assert (incident.status, incident.opened_at, incident.resolved_at) == (
-        IncidentStatus.RESOLVED, 1000.0, 1100.0)
+        IncidentStatus.RESOLVED,
+        1000.0,
+        1100.0,
+    )
     assert [(e.timestamp, e.kind) for e in incident.timeline] == [
-        (1000.0, "opened"), (1010.0, "notified"), (1020.0, "job started"),
-        (1100.0, "resolved"), (1200.0, "deployed"),
+        (1000.0, "opened"),
+        (1010.0, "notified"),
+        (1020.0, "job started"),
+        (1100.0, "resolved"),
+        (1200.0, "deployed"),
     ]
     assert incident.timeline[2].data == {"job_id": "j-1"}
     assert incident.to_dict()["timeline"][4]["message"] == "deployed v2"

@@ -21,21 +21,29 @@ VARIABLES = {"model": "review-classifier", "value": "0.72", "threshold": "0.8"}
 @pytest.mark.parametrize(
     ("flag", "text", "handles"),
     [
-        ("is_warning",
-         "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
-         "Warning @slack-confidence (not an alert)",
-         ("slack-confidence",)),
-        ("is_alert",
-         "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
-         "Alert @slack-confidence @jira-mlops @retrain",
-         ("slack-confidence", "jira-mlops", "retrain")),
-        ("is_recovery",
-         "Confidence of review-classifier is 0.72 (threshold 0.8).\nRecovered. (not an alert)",
-         ()),
-        ("is_no_data",
-         "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
-         "No data @pager (not an alert)",
-         ("pager",)),
+        (
+            "is_warning",
+            "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
+            "Warning @slack-confidence (not an alert)",
+            ("slack-confidence",),
+        ),
+        (
+            "is_alert",
+            "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
+            "Alert @slack-confidence @jira-mlops @retrain",
+            ("slack-confidence", "jira-mlops", "retrain"),
+        ),
+        (
+            "is_recovery",
+            "Confidence of review-classifier is 0.72 (threshold 0.8).\nRecovered. (not an alert)",
+            (),
+        ),
+        (
+            "is_no_data",
+            "Confidence of review-classifier is 0.72 (threshold 0.8).\n"
+            "No data @pager (not an alert)",
+            ("pager",),
+        ),
     ],
 )
 def test_sections_follow_the_flags(flag: str, text: str, handles: tuple[str, ...]) -> None:
@@ -68,8 +76,10 @@ def test_values_are_inserted_literally_and_never_reparsed() -> None:
     [
         ("{{#is_alert}}never closed", "section 'is_alert' opened at character 0 is never closed"),
         ("x {{/is_alert}}", "closes a section that was never opened"),
-        ("{{#is_alert}}{{#is_warning}}{{/is_alert}}{{/is_warning}}",
-         "closes 'is_warning', opened at character 13"),
+        (
+            "{{#is_alert}}{{#is_warning}}{{/is_alert}}{{/is_warning}}",
+            "closes 'is_warning', opened at character 13",
+        ),
     ],
 )
 def test_malformed_templates_are_specific_config_errors(source: str, error: str) -> None:
@@ -80,7 +90,8 @@ def test_malformed_templates_are_specific_config_errors(source: str, error: str)
 def test_a_mention_at_the_end_of_a_section_does_not_fuse_with_the_next_one() -> None:
     template = MessageTemplate(
         "{{#is_alert}}low confidence @retrain{{/is_alert}}{{#is_rejected}}Rejected @jira"
-        "{{/is_rejected}}")
+        "{{/is_rejected}}"
+    )
     alert = template.render({}, {"is_alert": True, "is_rejected": True})
     assert alert.handles == ("retrain", "jira")
     assert template.render({}, {"is_rejected": True}).handles == ("jira",)

@@ -12,25 +12,34 @@ from driftloop.predictors import ReferenceProfile
 
 OK, WARN, ALERT = MonitorState.OK, MonitorState.WARN, MonitorState.ALERT
 
-BELOW = MonitorConfig.model_validate({
-    "name": "confidence",
-    "below": {"warning": 0.8, "critical": 0.7, "warning_recovery": 0.85,
-              "critical_recovery": 0.75},
-})
-ABOVE = MonitorConfig.model_validate({
-    "name": "latency", "metric": "latency_ms", "above": {"warning": 200, "critical": 500},
-})
+BELOW = MonitorConfig.model_validate(
+    {
+        "name": "confidence",
+        "below": {
+            "warning": 0.8,
+            "critical": 0.7,
+            "warning_recovery": 0.85,
+            "critical_recovery": 0.75,
+        },
+    }
+)
+ABOVE = MonitorConfig.model_validate(
+    {"name": "latency", "metric": "latency_ms", "above": {"warning": 200, "critical": 500}}
+)
 
 
 @pytest.mark.parametrize(
     ("current", "value", "expected"),
     [
-        (OK, 0.9, OK), (OK, 0.8, OK), (OK, 0.79, WARN), (OK, 0.69, ALERT),
-        (WARN, 0.82, WARN),   # above warning, below warning_recovery: stays
-        (WARN, 0.85, OK),     # at warning_recovery: recovered
+        (OK, 0.9, OK),
+        (OK, 0.8, OK),
+        (OK, 0.79, WARN),
+        (OK, 0.69, ALERT),
+        (WARN, 0.82, WARN),  # above warning, below warning_recovery: stays
+        (WARN, 0.85, OK),  # at warning_recovery: recovered
         (WARN, 0.65, ALERT),
         (ALERT, 0.72, ALERT),  # above critical, below critical_recovery: stays
-        (ALERT, 0.76, WARN),   # past critical_recovery, below warning_recovery
+        (ALERT, 0.76, WARN),  # past critical_recovery, below warning_recovery
         (ALERT, 0.9, OK),
         (MonitorState.NO_DATA, 0.79, WARN),
     ],
@@ -44,8 +53,11 @@ def test_below_with_recovery_thresholds(
 @pytest.mark.parametrize(
     ("current", "value", "expected", "threshold"),
     [
-        (OK, 200.0, OK, 200.0), (OK, 201.0, WARN, 200.0), (OK, 501.0, ALERT, 500.0),
-        (ALERT, 499.0, WARN, 200.0), (WARN, 150.0, OK, 200.0),
+        (OK, 200.0, OK, 200.0),
+        (OK, 201.0, WARN, 200.0),
+        (OK, 501.0, ALERT, 500.0),
+        (ALERT, 499.0, WARN, 200.0),
+        (WARN, 150.0, OK, 200.0),
     ],
 )
 def test_above_without_recovery_thresholds(
@@ -56,9 +68,9 @@ def test_above_without_recovery_thresholds(
 
 
 def test_relative_thresholds_resolve_against_the_reference() -> None:
-    monitor = MonitorConfig.model_validate({
-        "name": "m", "below": {"warning": "reference - 0.05", "critical": 0.5},
-    })
+    monitor = MonitorConfig.model_validate(
+        {"name": "m", "below": {"warning": "reference - 0.05", "critical": 0.5}}
+    )
     unresolved = resolve_thresholds(monitor, None)
     assert (unresolved.warning, unresolved.critical) == (None, 0.5)
     resolved = resolve_thresholds(monitor, 0.9)
@@ -70,8 +82,11 @@ def test_relative_thresholds_resolve_against_the_reference() -> None:
 def test_reference_value_per_metric_and_aggregation() -> None:
     confidences = list(np.linspace(0.5, 1.0, 101))
     profile = ReferenceProfile(
-        confidences=confidences, text_lengths=[10], class_mix={"a": 1.0},
-        mean_confidence=0.75, metrics={"accuracy": 0.91},
+        confidences=confidences,
+        text_lengths=[10],
+        class_mix={"a": 1.0},
+        mean_confidence=0.75,
+        metrics={"accuracy": 0.91},
     )
     assert reference_value(profile, "model_confidence", "avg") == 0.75
     assert reference_value(profile, "model_confidence", "p90") == pytest.approx(0.95)

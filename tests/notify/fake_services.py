@@ -99,8 +99,7 @@ class FakeApiServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
@@ -171,8 +170,13 @@ def _valid_blocks(blocks: object) -> bool:
 class SlackFake:
     """Incoming webhook + the Web API's files upload v2 flow."""
 
-    def __init__(self, server: FakeApiServer, *, webhook_error: str | None = None,
-                 web_error: str | None = None) -> None:
+    def __init__(
+        self,
+        server: FakeApiServer,
+        *,
+        webhook_error: str | None = None,
+        web_error: str | None = None,
+    ) -> None:
         self.server = server
         self.webhook_error = webhook_error
         self.web_error = web_error
@@ -192,8 +196,12 @@ class SlackFake:
         return self.server.url + "/api/"
 
     def _webhook(self, request: Recorded) -> Reply:
-        errors = {"invalid_token": 403, "no_service": 404, "channel_is_archived": 410,
-                  "action_prohibited": 403}
+        errors = {
+            "invalid_token": 403,
+            "no_service": 404,
+            "channel_is_archived": 410,
+            "action_prohibited": 403,
+        }
         if self.webhook_error in errors:
             return Reply(errors[self.webhook_error], self.webhook_error)
         if self.webhook_error == "rate_limited":
@@ -238,8 +246,9 @@ class SlackFake:
         files = json.loads(params.get("files", "[]"))
         if not files or files[0].get("id") not in self.uploads:
             return Reply(200, {"ok": False, "error": "file_not_found"})
-        return Reply(200, {"ok": True, "files": [{"id": files[0]["id"],
-                                                  "title": files[0].get("title")}]})
+        return Reply(
+            200, {"ok": True, "files": [{"id": files[0]["id"], "title": files[0].get("title")}]}
+        )
 
 
 # -- Jira -------------------------------------------------------------------------------------
@@ -251,8 +260,14 @@ JIRA_TOKEN = "ATATT3xFfGF0-test-token"
 class JiraFake:
     """Create issue, comment, transitions; validates like Jira Cloud."""
 
-    def __init__(self, server: FakeApiServer, *, version: int = 2, projects: tuple[str, ...] = (
-            "MLOPS",), issue_types: tuple[str, ...] = ("Bug", "Task")) -> None:
+    def __init__(
+        self,
+        server: FakeApiServer,
+        *,
+        version: int = 2,
+        projects: tuple[str, ...] = ("MLOPS",),
+        issue_types: tuple[str, ...] = ("Bug", "Task"),
+    ) -> None:
         self.server = server
         self.version = version
         self.projects = projects
@@ -284,8 +299,9 @@ class JiraFake:
         elif len(summary) > 255 or "\n" in summary:
             errors["summary"] = "Summary must be less than 255 characters."
         description = fields.get("description")
-        if self.version == 3 and not (isinstance(description, dict)
-                                      and description.get("type") == "doc"):
+        if self.version == 3 and not (
+            isinstance(description, dict) and description.get("type") == "doc"
+        ):
             errors["description"] = "Operation value must be an Atlassian Document"
         if self.version == 2 and not isinstance(description, str):
             errors["description"] = "Operation value must be a string"
@@ -299,42 +315,65 @@ class JiraFake:
         self.issues[key] = fields
         self.comments[key] = []
         self.status[key] = "To Do"
-        self.server.route("POST", f"{self.api}/issue/{key}/comment",
-                          functools.partial(self._comment, key))
-        self.server.route("GET", f"{self.api}/issue/{key}/transitions",
-                          functools.partial(self._transitions, key))
-        self.server.route("POST", f"{self.api}/issue/{key}/transitions",
-                          functools.partial(self._transition, key))
-        return Reply(201, {"id": issue_id, "key": key,
-                           "self": f"{self.server.url}{self.api}/issue/{issue_id}"})
+        self.server.route(
+            "POST", f"{self.api}/issue/{key}/comment", functools.partial(self._comment, key)
+        )
+        self.server.route(
+            "GET", f"{self.api}/issue/{key}/transitions", functools.partial(self._transitions, key)
+        )
+        self.server.route(
+            "POST", f"{self.api}/issue/{key}/transitions", functools.partial(self._transition, key)
+        )
+        return Reply(
+            201,
+            {"id": issue_id, "key": key, "self": f"{self.server.url}{self.api}/issue/{issue_id}"},
+        )
 
     def _comment(self, key: str, request: Recorded) -> Reply:
         if not self._auth_ok(request):
             return Reply(401, {"errorMessages": ["You are not authenticated."], "errors": {}})
         body = request.json().get("body")
         if self.version == 3 and not (isinstance(body, dict) and body.get("type") == "doc"):
-            return Reply(400, {"errorMessages": [], "errors": {
-                "comment": "Comment body must be an Atlassian Document"}})
+            return Reply(
+                400,
+                {
+                    "errorMessages": [],
+                    "errors": {"comment": "Comment body must be an Atlassian Document"},
+                },
+            )
         if self.version == 2 and not isinstance(body, str):
-            return Reply(400, {"errorMessages": [], "errors": {"comment": "Comment body can "
-                                                                          "not be empty!"}})
+            return Reply(
+                400, {"errorMessages": [], "errors": {"comment": "Comment body can not be empty!"}}
+            )
         self.comments[key].append(body)
         return Reply(201, {"id": str(len(self.comments[key])), "body": body})
 
     def _transitions(self, key: str, request: Recorded) -> Reply:
-        return Reply(200, {"expand": "transitions", "transitions": [
-            {"id": "11", "name": "To Do", "to": {"name": "To Do"}},
-            {"id": "21", "name": "In Progress", "to": {"name": "In Progress"}},
-            {"id": "31", "name": "Done", "to": {"name": "Done"}},
-        ]})
+        return Reply(
+            200,
+            {
+                "expand": "transitions",
+                "transitions": [
+                    {"id": "11", "name": "To Do", "to": {"name": "To Do"}},
+                    {"id": "21", "name": "In Progress", "to": {"name": "In Progress"}},
+                    {"id": "31", "name": "Done", "to": {"name": "Done"}},
+                ],
+            },
+        )
 
     def _transition(self, key: str, request: Recorded) -> Reply:
         wanted = request.json().get("transition", {}).get("id")
         names = {"11": "To Do", "21": "In Progress", "31": "Done"}
         if wanted not in names:
-            return Reply(400, {"errorMessages": ["Transition id '" + str(wanted)
-                                                 + "' is not valid for this issue."],
-                               "errors": {}})
+            return Reply(
+                400,
+                {
+                    "errorMessages": [
+                        "Transition id '" + str(wanted) + "' is not valid for this issue."
+                    ],
+                    "errors": {},
+                },
+            )
         self.status[key] = names[wanted]
         return Reply(204)
 
@@ -342,16 +381,21 @@ class JiraFake:
 # -- GitHub -----------------------------------------------------------------------------------
 
 GITHUB_TOKEN = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
-GITHUB_DOCS = ("https://docs.github.com/rest/actions/workflows"
-               "#create-a-workflow-dispatch-event")
+GITHUB_DOCS = "https://docs.github.com/rest/actions/workflows#create-a-workflow-dispatch-event"
 
 
 class GithubFake:
     """``POST /repos/{owner}/{repo}/actions/workflows/{id}/dispatches``."""
 
-    def __init__(self, server: FakeApiServer, *, repo: str = "acme/training",
-                 workflow: str = "retrain.yml", declared_inputs: tuple[str, ...] = (
-                     "incident_id", "model"), token_scheme: str = "Bearer") -> None:  # noqa: S107
+    def __init__(
+        self,
+        server: FakeApiServer,
+        *,
+        repo: str = "acme/training",
+        workflow: str = "retrain.yml",
+        declared_inputs: tuple[str, ...] = ("incident_id", "model"),
+        token_scheme: str = "Bearer",  # noqa: S107
+    ) -> None:
         self.declared_inputs = declared_inputs
         self.token_scheme = token_scheme
         self.path = f"/repos/{repo}/actions/workflows/{workflow}/dispatches"
@@ -359,23 +403,48 @@ class GithubFake:
 
     def _dispatch(self, request: Recorded) -> Reply:
         if request.headers.get("authorization") != f"{self.token_scheme} {GITHUB_TOKEN}":
-            return Reply(401, {"message": "Bad credentials", "documentation_url":
-                               "https://docs.github.com/rest", "status": "401"})
+            return Reply(
+                401,
+                {
+                    "message": "Bad credentials",
+                    "documentation_url": "https://docs.github.com/rest",
+                    "status": "401",
+                },
+            )
         if request.headers.get("accept") != "application/vnd.github+json":
-            return Reply(415, {"message": "Unsupported 'Accept' header",
-                               "documentation_url": GITHUB_DOCS})
+            return Reply(
+                415, {"message": "Unsupported 'Accept' header", "documentation_url": GITHUB_DOCS}
+            )
         body = request.json()
         if not isinstance(body.get("ref"), str):
-            return Reply(422, {"message": "Invalid request.\n\n\"ref\" wasn't supplied.",
-                               "documentation_url": GITHUB_DOCS, "status": "422"})
+            return Reply(
+                422,
+                {
+                    "message": 'Invalid request.\n\n"ref" wasn\'t supplied.',
+                    "documentation_url": GITHUB_DOCS,
+                    "status": "422",
+                },
+            )
         inputs = body.get("inputs", {})
         unexpected = sorted(set(inputs) - set(self.declared_inputs))
         if unexpected:
-            return Reply(422, {"message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
-                               "documentation_url": GITHUB_DOCS, "status": "422"})
+            return Reply(
+                422,
+                {
+                    "message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
+                    "documentation_url": GITHUB_DOCS,
+                    "status": "422",
+                },
+            )
         if not all(isinstance(v, str) for v in inputs.values()):
-            return Reply(422, {"message": "Invalid request.\n\nFor 'properties/inputs', values "
-                               "must be strings.", "documentation_url": GITHUB_DOCS})
+            return Reply(
+                422,
+                {
+                    "message": "Invalid request.\n\nFor 'properties/inputs', values "
+                    "must be strings.",
+                    "documentation_url": GITHUB_DOCS,
+                },
+            )
         return Reply(204)
 
 
@@ -393,13 +462,17 @@ def notify_config(
     return make_config(
         public_url="https://driftloop.example.com",
         models=dict(models or {"review-classifier": {}}),
-        monitors=monitors if monitors is not None else [{
-            "name": "confidence",
-            "metric": "model_confidence",
-            "window": "5m",
-            "below": {"warning": 0.8, "critical": 0.7},
-            "message": "Confidence of {{model}} is {{value}}.",
-        }],
+        monitors=monitors
+        if monitors is not None
+        else [
+            {
+                "name": "confidence",
+                "metric": "model_confidence",
+                "window": "5m",
+                "below": {"warning": 0.8, "critical": 0.7},
+                "message": "Confidence of {{model}} is {{value}}.",
+            }
+        ],
         notifiers=dict(notifiers or {}),
         hooks={"secret": hooks_secret},
     )

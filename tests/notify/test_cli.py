@@ -45,7 +45,10 @@ def test_notify_test_sends_through_the_notifier(tmp_path: Path, server: FakeApiS
     assert listed.exit_code == 0, listed.output
     [attempt] = json.loads(listed.stdout)
     assert (attempt["notifier"], attempt["status"], attempt["http_status"]) == (
-        "hook", "delivered", 200)
+        "hook",
+        "delivered",
+        200,
+    )
 
 
 def test_notify_test_exits_1_on_failure(tmp_path: Path, server: FakeApiServer) -> None:

@@ -57,7 +57,7 @@ ALERTMANAGER_PAYLOAD: dict[str, Any] = {
             "startsAt": "2023-02-06T13:08:45.828Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus.example.org:9090/graph?g0.expr=avg%28"
-                            "model_confidence%29+%3C+0.7&g0.tab=1",
+            "model_confidence%29+%3C+0.7&g0.tab=1",
             "fingerprint": "1a30ba71cca2921f",
         }
     ],
@@ -75,7 +75,7 @@ ALERTMANAGER_PAYLOAD: dict[str, Any] = {
     },
     "externalURL": "http://alertmanager.example.org:9093",
     "version": "4",
-    "groupKey": "{}/{severity=\"critical\"}:{alertname=\"ModelConfidenceLow\"}",
+    "groupKey": '{}/{severity="critical"}:{alertname="ModelConfidenceLow"}',
     "truncatedAlerts": 0,
 }
 
@@ -104,19 +104,32 @@ class RecordingHandler:
         return f"inc-{len(self.alerts)}"
 
 
-def client_for(handler: Any, database: Database, secret: str | None = SECRET, *,
-               signature: WebhookSignature = "standard", tolerance: float = 300.0) -> TestClient:
+def client_for(
+    handler: Any,
+    database: Database,
+    secret: str | None = SECRET,
+    *,
+    signature: WebhookSignature = "standard",
+    tolerance: float = 300.0,
+) -> TestClient:
     hooks = HooksConfig(secret=secret, signature=signature, tolerance=tolerance)
     router = inbound_router(HookVerifier(hooks, ReceiptStore(database)), handler)
     return TestClient(mounted_app(database, router))
 
 
-def signed(body: bytes, secret: str = SECRET, *, timestamp: float | None = None,
-           message_id: str | None = None) -> dict[str, str]:
+def signed(
+    body: bytes,
+    secret: str = SECRET,
+    *,
+    timestamp: float | None = None,
+    message_id: str | None = None,
+) -> dict[str, str]:
     """Standard Webhooks headers, as a sender using the reference library makes them."""
-    headers = StandardSigner(secret).headers(message_id or f"msg_{uuid.uuid4().hex}", body,
-                                             timestamp=time.time() if timestamp is None
-                                             else timestamp)
+    headers = StandardSigner(secret).headers(
+        message_id or f"msg_{uuid.uuid4().hex}",
+        body,
+        timestamp=time.time() if timestamp is None else timestamp,
+    )
     return {**headers, "Content-Type": "application/json"}
 
 
@@ -128,8 +141,9 @@ def legacy_signed(body: bytes, secret: str = LEGACY_SECRET) -> dict[str, str]:
 def test_alertmanager_payload_with_a_standard_webhooks_signature(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=signed(body))
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", content=body, headers=signed(body)
+    )
     assert response.status_code == 202, response.text
     assert response.json()["incident_id"] == "inc-1"
     [alert] = handler.alerts
@@ -151,34 +165,41 @@ def test_alertmanager_resolved_and_several_alerts() -> None:
     payload["alerts"].append(second)
     del payload["commonLabels"]["model"]
     alerts = parse_alert_payload(payload)
-    assert [(a.model, a.status) for a in alerts] == [("review-classifier", "firing"),
-                                                     ("support-router", "resolved")]
+    assert [(a.model, a.status) for a in alerts] == [
+        ("review-classifier", "firing"),
+        ("support-router", "resolved"),
+    ]
 
 
 def test_datadog_default_payload_with_a_bearer_token_in_legacy_mode(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     client = client_for(handler, database, LEGACY_SECRET, signature="legacy")
-    response = client.post("/v1/hooks/alert", json=DATADOG_PAYLOAD,
-                           headers={"Authorization": f"Bearer {LEGACY_SECRET}"})
+    response = client.post(
+        "/v1/hooks/alert",
+        json=DATADOG_PAYLOAD,
+        headers={"Authorization": f"Bearer {LEGACY_SECRET}"},
+    )
     assert response.status_code == 202, response.text
     [alert] = handler.alerts
-    assert (alert.source, alert.model, alert.status) == ("datadog", "review-classifier",
-                                                         "firing")
+    assert (alert.source, alert.model, alert.status) == ("datadog", "review-classifier", "firing")
     assert alert.title == "Model confidence low"
     assert alert.labels == {"model": "review-classifier"}
 
 
 def test_datadog_custom_payload_recovery_and_tags() -> None:
     payload = {
-        "id": "$ID", "title": "[Recovered] Model confidence low",
-        "alert_transition": "Recovered", "alert_cycle_key": "7309571256893618153",
+        "id": "$ID",
+        "title": "[Recovered] Model confidence low",
+        "alert_transition": "Recovered",
+        "alert_cycle_key": "7309571256893618153",
         "tags": "env:prod,model:review-classifier,team:mlops",
     }
     [alert] = parse_alert_payload(payload)
     assert (alert.model, alert.status) == ("review-classifier", "resolved")
     assert alert.labels["team"] == "mlops"
-    triggered = parse_alert_payload({**payload, "alert_transition": "Triggered",
-                                     "title": "[Triggered] Model confidence low"})[0]
+    triggered = parse_alert_payload(
+        {**payload, "alert_transition": "Triggered", "title": "[Triggered] Model confidence low"}
+    )[0]
     # the same alert cycle maps to the same incident
     assert incident_id_for(triggered) == incident_id_for(alert)
 
@@ -192,11 +213,11 @@ def test_datadog_custom_payload_recovery_and_tags() -> None:
         {"Authorization": f"Basic {SECRET}"},
     ],
 )
-def test_missing_or_bad_credentials_are_401(headers: dict[str, str],
-                                           database: Database) -> None:
+def test_missing_or_bad_credentials_are_401(headers: dict[str, str], database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler, database).post("/v1/hooks/alert", json=DATADOG_PAYLOAD,
-                                                  headers=headers)
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers=headers
+    )
     assert response.status_code == 401
     assert handler.alerts == []
 
@@ -205,12 +226,15 @@ def test_a_request_signed_by_the_reference_library_is_accepted(database: Databas
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD)
     now = int(time.time())
-    signature = Webhook(SECRET).sign("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-                                     datetime.fromtimestamp(now, UTC), body)
-    headers = {"webhook-id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "webhook-timestamp": str(now),
-               "webhook-signature": f"v1,{'A' * 43}= {signature}"}
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=headers)
+    signature = Webhook(SECRET).sign(
+        "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", datetime.fromtimestamp(now, UTC), body
+    )
+    headers = {
+        "webhook-id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+        "webhook-timestamp": str(now),
+        "webhook-signature": f"v1,{'A' * 43}= {signature}",
+    }
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body, headers=headers)
     assert response.status_code == 202, response.text
 
 
@@ -218,8 +242,12 @@ def test_a_replayed_request_is_refused_on_every_replica(database: Database) -> N
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     headers = signed(body)
-    assert client_for(handler, database).post(
-        "/v1/hooks/alert", content=body, headers=headers).status_code == 202
+    assert (
+        client_for(handler, database)
+        .post("/v1/hooks/alert", content=body, headers=headers)
+        .status_code
+        == 202
+    )
     replica = client_for(handler, database)  # another process on the same store
     replay = replica.post("/v1/hooks/alert", content=body, headers=headers)
     assert replay.status_code == 409
@@ -234,12 +262,17 @@ def test_a_request_outside_the_tolerance_is_refused(database: Database) -> None:
     client = client_for(handler, database, tolerance=60)
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     for skew in (-62.0, 62.0):
-        response = client.post("/v1/hooks/alert", content=body,
-                               headers=signed(body, timestamp=time.time() + skew))
+        response = client.post(
+            "/v1/hooks/alert", content=body, headers=signed(body, timestamp=time.time() + skew)
+        )
         assert response.status_code == 401
         assert "tolerance is 60 s" in response.json()["error"]["message"]
-    assert client.post("/v1/hooks/alert", content=body,
-                       headers=signed(body, timestamp=time.time() - 50)).status_code == 202
+    assert (
+        client.post(
+            "/v1/hooks/alert", content=body, headers=signed(body, timestamp=time.time() - 50)
+        ).status_code
+        == 202
+    )
     assert handler.alerts != []
 
 
@@ -258,8 +291,7 @@ def test_malformed_standard_headers_are_401(change: dict[str, str], database: Da
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     headers = {**signed(body), **change}
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=headers)
+    response = client_for(handler, database).post("/v1/hooks/alert", content=body, headers=headers)
     assert response.status_code == 401
     assert handler.alerts == []
 
@@ -269,13 +301,17 @@ def test_the_legacy_scheme_is_refused_unless_configured(database: Database) -> N
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     standard = client_for(handler, database)
     for headers in (legacy_signed(body, SECRET), {"Authorization": f"Bearer {SECRET}"}):
-        assert standard.post("/v1/hooks/alert", content=body,
-                             headers=headers).status_code == 401
+        assert standard.post("/v1/hooks/alert", content=body, headers=headers).status_code == 401
     legacy = client_for(handler, database, LEGACY_SECRET, signature="legacy")
-    assert legacy.post("/v1/hooks/alert", content=body,
-                       headers=legacy_signed(body)).status_code == 202
-    assert legacy.post("/v1/hooks/alert", content=body, headers={
-        "Authorization": f"Bearer {LEGACY_SECRET}"}).status_code == 202
+    assert (
+        legacy.post("/v1/hooks/alert", content=body, headers=legacy_signed(body)).status_code == 202
+    )
+    assert (
+        legacy.post(
+            "/v1/hooks/alert", content=body, headers={"Authorization": f"Bearer {LEGACY_SECRET}"}
+        ).status_code
+        == 202
+    )
 
 
 def test_a_standard_secret_must_be_whsec_base64() -> None:
@@ -292,15 +328,17 @@ def test_signature_over_a_different_body_is_401(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
     tampered = body.replace(b"review-classifier", b"other-model")
-    response = client_for(handler, database).post("/v1/hooks/alert", content=tampered,
-                                        headers=signed(body))
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", content=tampered, headers=signed(body)
+    )
     assert response.status_code == 401
 
 
 def test_no_secret_configured_refuses_everything(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     response = client_for(handler, database, secret=None).post(
-        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": "Bearer "})
+        "/v1/hooks/alert", json=DATADOG_PAYLOAD, headers={"Authorization": "Bearer "}
+    )
     assert response.status_code == 401
     assert "hooks.secret" in response.json()["error"]["message"]
 
@@ -312,19 +350,31 @@ def test_no_secret_configured_refuses_everything(database: Database) -> None:
         (b"[1, 2]", "JSON object"),
         (b'{"hello": "world"}', "not a Datadog"),
         (json.dumps({**ALERTMANAGER_PAYLOAD, "version": "3"}).encode(), "version"),
-        (json.dumps({**ALERTMANAGER_PAYLOAD, "commonLabels": {}, "alerts": [
-            {**ALERTMANAGER_PAYLOAD["alerts"][0], "labels": {"alertname": "x"}}]}).encode(),
-         "no 'model' label"),
-        (json.dumps({"title": "Model confidence low", "event_type": "x"}).encode(),
-         "alert_transition"),
-        (json.dumps({**DATADOG_PAYLOAD, "title": "[Triggered] no scope"}).encode(),
-         "names no model"),
+        (
+            json.dumps(
+                {
+                    **ALERTMANAGER_PAYLOAD,
+                    "commonLabels": {},
+                    "alerts": [{**ALERTMANAGER_PAYLOAD["alerts"][0], "labels": {"alertname": "x"}}],
+                }
+            ).encode(),
+            "no 'model' label",
+        ),
+        (
+            json.dumps({"title": "Model confidence low", "event_type": "x"}).encode(),
+            "alert_transition",
+        ),
+        (
+            json.dumps({**DATADOG_PAYLOAD, "title": "[Triggered] no scope"}).encode(),
+            "names no model",
+        ),
     ],
 )
 def test_malformed_payloads_are_422(body: bytes, message: str, database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=signed(body))
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", content=body, headers=signed(body)
+    )
     assert response.status_code == 422
     assert message in response.json()["error"]["message"]
 
@@ -338,8 +388,9 @@ def test_unknown_model_is_404(database: Database) -> None:
 
     handler = InboundRetrainHandler(notify_config(models={"other-model": {}}), enqueue)
     body = json.dumps(ALERTMANAGER_PAYLOAD).encode()
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=signed(body))
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", content=body, headers=signed(body)
+    )
     assert response.status_code == 404
     assert "review-classifier" in response.json()["error"]["message"]
     assert jobs == []
@@ -359,8 +410,13 @@ def test_retrain_handler_enqueues_while_firing(database: Database) -> None:
     assert response.status_code == 202
     incident = response.json()["incident_id"]
     assert incident.startswith("inbound-alertmanager-")
-    assert jobs == [("review-classifier", incident,
-                     "alertmanager alert firing: Model confidence low: review-classifier")]
+    assert jobs == [
+        (
+            "review-classifier",
+            incident,
+            "alertmanager alert firing: Model confidence low: review-classifier",
+        )
+    ]
 
     resolved = copy.deepcopy(ALERTMANAGER_PAYLOAD)
     resolved["status"] = resolved["alerts"][0]["status"] = "resolved"
@@ -373,8 +429,11 @@ def test_retrain_handler_enqueues_while_firing(database: Database) -> None:
 
 def test_graph_router_serves_stored_graphs(database: Database) -> None:
     store = GraphStore(database)
-    png = render_graph([SeriesPoint(1.0, 0.9, 0.8, 1.0, 3), SeriesPoint(61.0, 0.7, 0.6, 0.8, 3)],
-                       ThresholdLines(warning=0.8), title="t")
+    png = render_graph(
+        [SeriesPoint(1.0, 0.9, 0.8, 1.0, 3), SeriesPoint(61.0, 0.7, 0.6, 0.8, 3)],
+        ThresholdLines(warning=0.8),
+        title="t",
+    )
     graph_id = store.put(png, monitor="confidence")
     client = TestClient(mounted_app(database, graph_router(store)))
     response = client.get(f"/v1/graphs/{graph_id}.png")
@@ -389,6 +448,7 @@ def test_graph_router_serves_stored_graphs(database: Database) -> None:
 def test_oversized_body_is_413(database: Database) -> None:
     handler = RecordingHandler({"review-classifier"})
     body = b'{"title": "' + b"x" * 1_100_000 + b'"}'
-    response = client_for(handler, database).post("/v1/hooks/alert", content=body,
-                                                  headers=signed(body))
+    response = client_for(handler, database).post(
+        "/v1/hooks/alert", content=body, headers=signed(body)
+    )
     assert response.status_code == 413

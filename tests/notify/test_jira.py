@@ -16,18 +16,29 @@ from notify.fake_services import (
 
 
 def jira_router(server: FakeApiServer, database: Database, **jira: Any) -> NotificationRouter:
-    entry = {"type": "jira", "url": server.url, "project": "MLOPS", "token": JIRA_TOKEN,
-             "labels": ["driftloop", "model drift"], **jira}
-    return NotificationRouter(notify_config({"jira-mlops": entry}), database,
-                              sleep=lambda _s: None)
+    entry = {
+        "type": "jira",
+        "url": server.url,
+        "project": "MLOPS",
+        "token": JIRA_TOKEN,
+        "labels": ["driftloop", "model drift"],
+        **jira,
+    }
+    return NotificationRouter(notify_config({"jira-mlops": entry}), database, sleep=lambda _s: None)
 
 
 def warn_then_alert(router: NotificationRouter) -> None:
-    router.dispatch(make_event(event_id="e1", state=MonitorState.WARN, previous=MonitorState.OK,
-                               value=0.76, timestamp=1000.0,
-                               message="Confidence of review-classifier is 0.76."))
-    [result] = router.dispatch(make_event(event_id="e2", timestamp=1300.0,
-                                          handles=("jira-mlops",)))
+    router.dispatch(
+        make_event(
+            event_id="e1",
+            state=MonitorState.WARN,
+            previous=MonitorState.OK,
+            value=0.76,
+            timestamp=1000.0,
+            message="Confidence of review-classifier is 0.76.",
+        )
+    )
+    [result] = router.dispatch(make_event(event_id="e2", timestamp=1300.0, handles=("jira-mlops",)))
     assert result.status == "delivered", result.error
     assert result.detail == "created MLOPS-1"
 
@@ -54,23 +65,36 @@ def test_v2_creates_an_issue_with_the_timeline_then_comments_and_resolves(
     assert "[https://driftloop.example.com/dashboard?monitor=confidence" in description
 
     # a later transition of the same incident: a comment, no new issue
-    [again] = router.dispatch(make_event(event_id="e3", state=MonitorState.WARN,
-                                         previous=MonitorState.ALERT, value=0.75,
-                                         timestamp=1600.0, handles=("jira-mlops",)))
+    [again] = router.dispatch(
+        make_event(
+            event_id="e3",
+            state=MonitorState.WARN,
+            previous=MonitorState.ALERT,
+            value=0.75,
+            timestamp=1600.0,
+            handles=("jira-mlops",),
+        )
+    )
     assert again.detail == "commented on MLOPS-1"
     assert len(server.to("/rest/api/2/issue")) == 1
     assert "ALERT → WARN" in fake.comments["MLOPS-1"][0]
 
     # recovery after a restart: the link is in the store
     restarted = jira_router(server, database, email=JIRA_EMAIL, resolve_transition="Done")
-    [recovered] = restarted.dispatch(make_event(event_id="e4", state=MonitorState.OK,
-                                                previous=MonitorState.WARN, value=0.9,
-                                                timestamp=1900.0, handles=("jira-mlops",)))
+    [recovered] = restarted.dispatch(
+        make_event(
+            event_id="e4",
+            state=MonitorState.OK,
+            previous=MonitorState.WARN,
+            value=0.9,
+            timestamp=1900.0,
+            handles=("jira-mlops",),
+        )
+    )
     assert recovered.status == "delivered"
     assert recovered.detail == "commented on MLOPS-1 and resolved"
     assert fake.status["MLOPS-1"] == "Done"
-    [move] = [r for r in server.to("/rest/api/2/issue/MLOPS-1/transitions")
-              if r.method == "POST"]
+    [move] = [r for r in server.to("/rest/api/2/issue/MLOPS-1/transitions") if r.method == "POST"]
     assert move.json() == {"transition": {"id": "31"}}
     assert "[Recovered]" in fake.comments["MLOPS-1"][1]
 
@@ -94,12 +118,24 @@ def test_v3_uses_bearer_auth_and_atlassian_document_format(
     assert len(texts) == 2
     assert "OK → WARN" in texts[0]
     assert "WARN → ALERT" in texts[1]
-    links = [mark for node in doc["content"] for text in node.get("content", [])
-             for mark in text.get("marks", []) if mark["type"] == "link"]
+    links = [
+        mark
+        for node in doc["content"]
+        for text in node.get("content", [])
+        for mark in text.get("marks", [])
+        if mark["type"] == "link"
+    ]
     assert links[0]["attrs"]["href"].startswith("https://driftloop.example.com/dashboard")
 
-    router.dispatch(make_event(event_id="e3", state=MonitorState.OK, value=0.9,
-                               timestamp=1600.0, handles=("jira-mlops",)))
+    router.dispatch(
+        make_event(
+            event_id="e3",
+            state=MonitorState.OK,
+            value=0.9,
+            timestamp=1600.0,
+            handles=("jira-mlops",),
+        )
+    )
     comment = fake.comments["MLOPS-1"][0]
     assert comment["type"] == "doc"
     assert fake.status["MLOPS-1"] == "To Do"  # no resolve_transition configured
@@ -128,8 +164,9 @@ def test_unknown_transition_is_a_clear_failure(server: FakeApiServer, database: 
     JiraFake(server, version=2)
     router = jira_router(server, database, resolve_transition="Closed")
     router.dispatch(make_event(event_id="e1", handles=("jira-mlops",)))
-    [result] = router.dispatch(make_event(event_id="e2", state=MonitorState.OK,
-                                          handles=("jira-mlops",)))
+    [result] = router.dispatch(
+        make_event(event_id="e2", state=MonitorState.OK, handles=("jira-mlops",))
+    )
     assert result.status == "failed"
     assert "no transition 'Closed'" in (result.error or "")
     assert "Done" in (result.error or "")

@@ -51,8 +51,9 @@ class Answers:
         if status is None:
             return
         self.saved = dict(self.server.routes)
-        reply = Reply(status, {"message": f"forced {status}"},
-                      {"Retry-After": "1"} if status == 429 else {})
+        reply = Reply(
+            status, {"message": f"forced {status}"}, {"Retry-After": "1"} if status == 429 else {}
+        )
 
         def answer(_request: Recorded) -> Reply:
             return reply
@@ -64,41 +65,67 @@ class Answers:
 def test_slack_notifier(server: FakeApiServer) -> None:
     slack = SlackFake(server)
     config = SlackNotifierConfig(type="slack", webhook_url=slack.webhook_url)
-    check_notifier(NotifierSubject(
-        lambda: SlackNotifier(config, public_url="https://driftloop.example.com"),
-        lambda: len(server.to(slack.webhook_url.removeprefix(server.url))),
-        Answers(server), secrets=[slack.webhook_url.rsplit("/", 1)[1]]))
+    check_notifier(
+        NotifierSubject(
+            lambda: SlackNotifier(config, public_url="https://driftloop.example.com"),
+            lambda: len(server.to(slack.webhook_url.removeprefix(server.url))),
+            Answers(server),
+            secrets=[slack.webhook_url.rsplit("/", 1)[1]],
+        )
+    )
 
 
 def test_jira_notifier(server: FakeApiServer, database: Database) -> None:
     jira = JiraFake(server)
-    config = JiraNotifierConfig(type="jira", url=server.url, project="MLOPS", token=JIRA_TOKEN,
-                                email=JIRA_EMAIL)
-    check_notifier(NotifierSubject(
-        lambda: JiraNotifier(config, database=database),
-        lambda: len(jira.issues) + sum(len(c) for c in jira.comments.values()),
-        Answers(server), secrets=[JIRA_TOKEN]))
+    config = JiraNotifierConfig(
+        type="jira", url=server.url, project="MLOPS", token=JIRA_TOKEN, email=JIRA_EMAIL
+    )
+    check_notifier(
+        NotifierSubject(
+            lambda: JiraNotifier(config, database=database),
+            lambda: len(jira.issues) + sum(len(c) for c in jira.comments.values()),
+            Answers(server),
+            secrets=[JIRA_TOKEN],
+        )
+    )
 
 
 def test_webhook_notifier(server: FakeApiServer) -> None:
     server.route("POST", "/hook", lambda _request: Reply(202, {"accepted": True}))
-    config = WebhookNotifierConfig(type="webhook", url=server.url + "/hook",
-                                   headers={"Authorization": "Bearer hook-token-123"},
-                                   hmac_secret=WEBHOOK_SECRET)
-    check_notifier(NotifierSubject(
-        lambda: WebhookNotifier(config), lambda: len(server.to("/hook")), Answers(server),
-        secrets=[WEBHOOK_SECRET, "hook-token-123"]))
+    config = WebhookNotifierConfig(
+        type="webhook",
+        url=server.url + "/hook",
+        headers={"Authorization": "Bearer hook-token-123"},
+        hmac_secret=WEBHOOK_SECRET,
+    )
+    check_notifier(
+        NotifierSubject(
+            lambda: WebhookNotifier(config),
+            lambda: len(server.to("/hook")),
+            Answers(server),
+            secrets=[WEBHOOK_SECRET, "hook-token-123"],
+        )
+    )
 
 
 def test_github_dispatch_notifier(server: FakeApiServer) -> None:
     github = GithubFake(server, declared_inputs=("incident_id", "model", "monitor"))
     config = GithubDispatchNotifierConfig(
-        type="github_dispatch", repo="acme/training", workflow="retrain.yml",
-        token=GITHUB_TOKEN, api_url=server.url,
-        inputs={"incident_id": "{{incident_id}}", "model": "{{model}}"})
-    check_notifier(NotifierSubject(
-        lambda: GithubDispatchNotifier(config), lambda: len(server.to(github.path)),
-        Answers(server), secrets=[GITHUB_TOKEN]))
+        type="github_dispatch",
+        repo="acme/training",
+        workflow="retrain.yml",
+        token=GITHUB_TOKEN,
+        api_url=server.url,
+        inputs={"incident_id": "{{incident_id}}", "model": "{{model}}"},
+    )
+    check_notifier(
+        NotifierSubject(
+            lambda: GithubDispatchNotifier(config),
+            lambda: len(server.to(github.path)),
+            Answers(server),
+            secrets=[GITHUB_TOKEN],
+        )
+    )
 
 
 class Lines(logging.Handler):
@@ -158,8 +185,14 @@ def test_the_suite_catches_a_leaked_secret_and_a_raised_error(server: FakeApiSer
     server.route("POST", "/hook", accept)
     url = server.url + "/hook?token=sekrit-42"
     with pytest.raises(ConformanceError, match=r"never_logs_secrets.*driftloop_leaky"):
-        check_notifier(NotifierSubject(lambda: LeakyNotifier(url),
-                                       lambda: len(server.to("/hook")), secrets=["sekrit-42"]))
+        check_notifier(
+            NotifierSubject(
+                lambda: LeakyNotifier(url), lambda: len(server.to("/hook")), secrets=["sekrit-42"]
+            )
+        )
     with pytest.raises(ConformanceError, match=r"reports_an_error_answer.*RuntimeError"):
-        check_notifier(NotifierSubject(lambda: RaisingNotifier(url),
-                                       lambda: len(server.to("/hook")), Answers(server)))
+        check_notifier(
+            NotifierSubject(
+                lambda: RaisingNotifier(url), lambda: len(server.to("/hook")), Answers(server)
+            )
+        )

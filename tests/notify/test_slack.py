@@ -26,9 +26,16 @@ THRESHOLDS = ThresholdLines(warning=0.8, critical=0.7, direction="below")
 
 
 def series(n: int = 20) -> tuple[SeriesPoint, ...]:
-    return tuple(SeriesPoint(timestamp=1_700_000_000.0 - (n - i) * 60, avg=0.92 - 0.014 * i,
-                             min=0.88 - 0.015 * i, max=0.95 - 0.01 * i, count=50)
-                 for i in range(n))
+    return tuple(
+        SeriesPoint(
+            timestamp=1_700_000_000.0 - (n - i) * 60,
+            avg=0.92 - 0.014 * i,
+            min=0.88 - 0.015 * i,
+            max=0.95 - 0.01 * i,
+            count=50,
+        )
+        for i in range(n)
+    )
 
 
 def notification(**kwargs: Any) -> Notification:
@@ -42,8 +49,9 @@ def notification(**kwargs: Any) -> Notification:
 
 def slack(fake: SlackFake, database: Database, **config: Any) -> SlackNotifier:
     cfg = SlackNotifierConfig(type="slack", webhook_url=fake.webhook_url, **config)
-    return SlackNotifier(cfg, name="slack-ml", public_url=PUBLIC_URL,
-                         graph_store=GraphStore(database))
+    return SlackNotifier(
+        cfg, name="slack-ml", public_url=PUBLIC_URL, graph_store=GraphStore(database)
+    )
 
 
 def test_block_kit_message_with_a_graph_served_by_driftloop(
@@ -59,8 +67,14 @@ def test_block_kit_message_with_a_graph_served_by_driftloop(
     body = request.json()
     assert body["text"].startswith("[ALERT] confidence on review-classifier")
     blocks = body["blocks"]
-    assert [b["type"] for b in blocks] == ["header", "section", "section", "image", "actions",
-                                           "context"]
+    assert [b["type"] for b in blocks] == [
+        "header",
+        "section",
+        "section",
+        "image",
+        "actions",
+        "context",
+    ]
     assert blocks[0]["text"]["text"] == "[ALERT] confidence on review-classifier"
     fields = "\n".join(f["text"] for f in blocks[2]["fields"])
     assert "WARN → ALERT" in fields
@@ -88,8 +102,7 @@ def test_message_text_escapes_slack_control_characters(
 
 
 @pytest.mark.parametrize(
-    ("error", "status"),
-    [("invalid_token", 403), ("no_service", 404), ("channel_is_archived", 410)],
+    ("error", "status"), [("invalid_token", 403), ("no_service", 404), ("channel_is_archived", 410)]
 )
 def test_webhook_errors_are_final_failures(
     server: FakeApiServer, database: Database, error: str, status: int
@@ -125,14 +138,19 @@ def test_bot_token_uploads_the_graph_with_files_upload_v2(
     server: FakeApiServer, database: Database
 ) -> None:
     fake = SlackFake(server)
-    notifier = slack(fake, database, bot_token=SLACK_BOT_TOKEN, channel="C0123456789",
-                     api_url=fake.api_url)
+    notifier = slack(
+        fake, database, bot_token=SLACK_BOT_TOKEN, channel="C0123456789", api_url=fake.api_url
+    )
     result = notifier.send(notification())
 
     assert result.status == "delivered"
     paths = [r.path for r in server.requests]
-    assert paths == ["/api/files.getUploadURLExternal", "/upload/v1/CwABAAAAXAoAAVnX",
-                     "/api/files.completeUploadExternal", SLACK_WEBHOOK_PATH]
+    assert paths == [
+        "/api/files.getUploadURLExternal",
+        "/upload/v1/CwABAAAAXAoAAVnX",
+        "/api/files.completeUploadExternal",
+        SLACK_WEBHOOK_PATH,
+    ]
     get_url = server.requests[0]
     assert get_url.headers["authorization"] == f"Bearer {SLACK_BOT_TOKEN}"
     assert get_url.params()["filename"] == "driftloop-evt-1.png"
@@ -150,19 +168,22 @@ def test_failed_upload_falls_back_to_the_driftloop_graph_link(
     server: FakeApiServer, database: Database
 ) -> None:
     fake = SlackFake(server, web_error="invalid_auth")
-    notifier = slack(fake, database, bot_token=SLACK_BOT_TOKEN, channel="C0123456789",
-                     api_url=fake.api_url)
+    notifier = slack(
+        fake, database, bot_token=SLACK_BOT_TOKEN, channel="C0123456789", api_url=fake.api_url
+    )
     result = notifier.send(notification())
     assert result.status == "delivered"
     assert "invalid_auth" in (result.detail or "")
-    image = next(b for b in server.to(SLACK_WEBHOOK_PATH)[0].json()["blocks"]
-                 if b["type"] == "image")
+    image = next(
+        b for b in server.to(SLACK_WEBHOOK_PATH)[0].json()["blocks"] if b["type"] == "image"
+    )
     assert image["image_url"].startswith(f"{PUBLIC_URL}/v1/graphs/")
 
 
 def test_bot_token_needs_a_channel(database: Database) -> None:
-    config = SlackNotifierConfig(type="slack", webhook_url="https://hooks.slack.com/x",
-                                 bot_token=SLACK_BOT_TOKEN)
+    config = SlackNotifierConfig(
+        type="slack", webhook_url="https://hooks.slack.com/x", bot_token=SLACK_BOT_TOKEN
+    )
     with pytest.raises(ConfigError, match="channel"):
         SlackNotifier(config, public_url=PUBLIC_URL)
 

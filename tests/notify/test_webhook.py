@@ -28,30 +28,33 @@ def test_payload_template_headers_and_legacy_hmac_signature(
     server: FakeApiServer, database: Database
 ) -> None:
     def verify(request: Recorded) -> Reply:
-        expected = "sha256=" + hmac.new(SECRET.encode(), request.body,
-                                        hashlib.sha256).hexdigest()
+        expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
         if request.headers.get("x-hub-signature-256") != expected:
             return Reply(401, {"error": "bad signature"})
         return Reply(202, {"accepted": True})
 
     server.route("PUT", "/incidents", verify)
-    config = notify_config({"ops": {
-        "type": "webhook",
-        "url": server.url + "/incidents",
-        "method": "PUT",
-        "headers": {"X-Team": "mlops", "X-Incident": "{{incident_id}}"},
-        "payload": {
-            "summary": "{{monitor}} is {{state}} on {{model}} ({{value}} < {{threshold}})",
-            "value": "{{value}}",
-            "alert": "{{is_alert}}",
-            "crossed": "{{threshold}}",
-            "text": "{{message}}",
-            "tags": ["model:{{model}}", "{{state}}"],
-        },
-        "hmac_secret": SECRET,
-        "signature": "legacy",
-        "hmac_header": "X-Hub-Signature-256",
-    }})
+    config = notify_config(
+        {
+            "ops": {
+                "type": "webhook",
+                "url": server.url + "/incidents",
+                "method": "PUT",
+                "headers": {"X-Team": "mlops", "X-Incident": "{{incident_id}}"},
+                "payload": {
+                    "summary": "{{monitor}} is {{state}} on {{model}} ({{value}} < {{threshold}})",
+                    "value": "{{value}}",
+                    "alert": "{{is_alert}}",
+                    "crossed": "{{threshold}}",
+                    "text": "{{message}}",
+                    "tags": ["model:{{model}}", "{{state}}"],
+                },
+                "hmac_secret": SECRET,
+                "signature": "legacy",
+                "hmac_header": "X-Hub-Signature-256",
+            }
+        }
+    )
     router = NotificationRouter(config, database)
     event = make_event(handles=("ops",), message="value fell to {{event_id}} @ops")
     [result] = router.dispatch(event)
@@ -91,8 +94,9 @@ def test_standard_webhooks_signature_verified_by_the_reference_library(
         return Reply(204 if len(seen) > 1 else 503, {})
 
     server.route("POST", "/hook", verify)
-    config = notify_config({"ops": {"type": "webhook", "url": server.url + "/hook",
-                                  "hmac_secret": STANDARD_SECRET}})
+    config = notify_config(
+        {"ops": {"type": "webhook", "url": server.url + "/hook", "hmac_secret": STANDARD_SECRET}}
+    )
     router = NotificationRouter(config, database, sleep=lambda _s: None)
     [result] = router.dispatch(make_event(handles=("ops",), message="drop @ops"))
     assert result.status == "delivered", result.error
@@ -107,22 +111,37 @@ def test_standard_webhooks_signature_verified_by_the_reference_library(
 
 def test_a_standard_signature_needs_a_whsec_secret() -> None:
     with pytest.raises(ValueError, match="whsec_"):
-        notify_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
-                             "hmac_secret": "plain-secret"}})
+        notify_config(
+            {
+                "ops": {
+                    "type": "webhook",
+                    "url": "http://127.0.0.1:9/x",
+                    "hmac_secret": "plain-secret",
+                }
+            }
+        )
 
 
 def test_generic_webhook_can_call_github_workflow_dispatch(
     server: FakeApiServer, database: Database
 ) -> None:
-    fake = GithubFake(server, repo="owner/training-repo", workflow="deploy.yml",
-                      token_scheme="token")
-    config = notify_config({"gh": {
-        "type": "webhook",
-        "url": f"{server.url}/repos/owner/training-repo/actions/workflows/deploy.yml/dispatches",
-        "headers": {"Authorization": f"token {GITHUB_TOKEN}",
-                    "Accept": "application/vnd.github+json"},
-        "payload": {"ref": "master"},
-    }})
+    fake = GithubFake(
+        server, repo="owner/training-repo", workflow="deploy.yml", token_scheme="token"
+    )
+    config = notify_config(
+        {
+            "gh": {
+                "type": "webhook",
+                "url": f"{server.url}/repos/owner/training-repo/actions/workflows/deploy.yml"
+                "/dispatches",
+                "headers": {
+                    "Authorization": f"token {GITHUB_TOKEN}",
+                    "Accept": "application/vnd.github+json",
+                },
+                "payload": {"ref": "master"},
+            }
+        }
+    )
     [result] = NotificationRouter(config, database).dispatch(make_event(handles=("gh",)))
     assert (result.status, result.http_status) == ("delivered", 204)
     [request] = server.to(fake.path)
@@ -130,16 +149,25 @@ def test_generic_webhook_can_call_github_workflow_dispatch(
 
 
 def test_unknown_template_variable_is_a_config_error(database: Database) -> None:
-    config = notify_config({"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x",
-                                  "payload": {"v": "{{valeu}}"}}})
+    config = notify_config(
+        {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x", "payload": {"v": "{{valeu}}"}}}
+    )
     with pytest.raises(ConfigError, match=r"notifiers\.ops\.payload.*valeu"):
         NotificationRouter(config, database)
 
 
 def github_config(server: FakeApiServer, **extra: object) -> dict[str, object]:
-    return {"gh-retrain": {"type": "github_dispatch", "repo": "acme/training",
-                           "workflow": "retrain.yml", "ref": "main", "token": GITHUB_TOKEN,
-                           "api_url": server.url, **extra}}
+    return {
+        "gh-retrain": {
+            "type": "github_dispatch",
+            "repo": "acme/training",
+            "workflow": "retrain.yml",
+            "ref": "main",
+            "token": GITHUB_TOKEN,
+            "api_url": server.url,
+            **extra,
+        }
+    }
 
 
 def test_github_dispatch_sends_the_documented_request(
@@ -155,8 +183,10 @@ def test_github_dispatch_sends_the_documented_request(
     assert request.headers["accept"] == "application/vnd.github+json"
     assert request.headers["authorization"] == f"Bearer {GITHUB_TOKEN}"
     assert request.headers["x-github-api-version"] == "2022-11-28"
-    assert request.json() == {"ref": "main",
-                              "inputs": {"model": "review-classifier", "incident_id": "inc-1"}}
+    assert request.json() == {
+        "ref": "main",
+        "inputs": {"model": "review-classifier", "incident_id": "inc-1"},
+    }
 
 
 def test_github_404_for_an_unknown_workflow(server: FakeApiServer, database: Database) -> None:

@@ -24,8 +24,9 @@ def test_push_and_list(tmp_path: Path) -> None:
     source = tmp_path / "rows.csv"
     pd.DataFrame({"text": ["good", "bad"], "label": ["p", "n"]}).to_csv(source, index=False)
 
-    pushed = runner.invoke(app, ["data", "push", str(source), "--dataset", "mine",
-                                 "-c", str(config), "--json"])
+    pushed = runner.invoke(
+        app, ["data", "push", str(source), "--dataset", "mine", "-c", str(config), "--json"]
+    )
     assert pushed.exit_code == 0, pushed.output
     snapshot = json.loads(pushed.stdout)
     assert snapshot["dataset"] == "mine"
@@ -41,8 +42,7 @@ def test_push_and_list(tmp_path: Path) -> None:
     assert entry["dataset"] == "mine"
     assert entry["snapshots"] == 2
 
-    snapshots = runner.invoke(app, ["data", "ls", "--dataset", "mine", "-c", str(config),
-                                    "--json"])
+    snapshots = runner.invoke(app, ["data", "ls", "--dataset", "mine", "-c", str(config), "--json"])
     ids = [s["snapshot_id"] for s in json.loads(snapshots.stdout)]
     assert ids[0] == snapshot["snapshot_id"]
     assert len(ids) == 2

@@ -34,10 +34,12 @@ def store(storage: ObjectStorage) -> DatasetStore:
 
 
 def frame(rows: int = 3) -> pd.DataFrame:
-    return pd.DataFrame({
-        "text": [f"text {i}, with a comma" for i in range(rows)],
-        "label": ["a" if i % 2 else "b" for i in range(rows)],
-    })
+    return pd.DataFrame(
+        {
+            "text": [f"text {i}, with a comma" for i in range(rows)],
+            "label": ["a" if i % 2 else "b" for i in range(rows)],
+        }
+    )
 
 
 def test_push_file_writes_data_and_manifest(store: DatasetStore, tmp_path: Path) -> None:
@@ -65,8 +67,9 @@ def test_load_returns_the_rows_as_text(store: DatasetStore) -> None:
 
 def test_line_breaks_inside_a_text_stay_inside_it(store: DatasetStore) -> None:
     # a bare carriage return is left unquoted by Python's CSV writer: the row split in two
-    rows = pd.DataFrame({"text": ["a\rb", "c\nd", "e\r\nf", "plain"],
-                         "label": ["1", "2", "3", "4"]})
+    rows = pd.DataFrame(
+        {"text": ["a\rb", "c\nd", "e\r\nf", "plain"], "label": ["1", "2", "3", "4"]}
+    )
     loaded = store.load(store.push(rows, "breaks"))
     assert loaded.to_dict("list") == rows.to_dict("list")
 
@@ -97,11 +100,20 @@ def write_manifest(storage: ObjectStorage, snapshot_id: str, created_at: datetim
     data = b"text,label\nx,a\n"
     prefix = f"datasets/d/{snapshot_id}"
     storage.put_bytes(f"{prefix}/data.csv.gz", gzip.compress(data))
-    storage.put_bytes(f"{prefix}/manifest.json", json.dumps({
-        "dataset": "d", "snapshot_id": snapshot_id, "created_at": created_at.isoformat(),
-        "row_count": 1, "content_hash": hashlib.sha256(data).hexdigest(),
-        "columns": ["text", "label"], "key": f"{prefix}/data.csv.gz",
-    }).encode())
+    storage.put_bytes(
+        f"{prefix}/manifest.json",
+        json.dumps(
+            {
+                "dataset": "d",
+                "snapshot_id": snapshot_id,
+                "created_at": created_at.isoformat(),
+                "row_count": 1,
+                "content_hash": hashlib.sha256(data).hexdigest(),
+                "columns": ["text", "label"],
+                "key": f"{prefix}/data.csv.gz",
+            }
+        ).encode(),
+    )
 
 
 def test_newest_orders_by_created_time_then_snapshot_id(

@@ -10,23 +10,25 @@ import pytest
 
 from driftloop.errors import InvalidInputError
 from driftloop.objectstore import ObjectStorage, open_storage
-from driftloop.testing.checks import (
-    ConformanceError,
-    ObjectStorageSubject,
-    check_object_storage,
-)
+from driftloop.testing.checks import ConformanceError, ObjectStorageSubject, check_object_storage
 from servicekit import S3Endpoint
 
 
 def test_file_storage(tmp_path: Path) -> None:
-    check_object_storage(ObjectStorageSubject(
-        lambda: open_storage(f"file://{tmp_path / uuid.uuid4().hex}")))
+    check_object_storage(
+        ObjectStorageSubject(lambda: open_storage(f"file://{tmp_path / uuid.uuid4().hex}"))
+    )
 
 
 @pytest.mark.s3
 def test_s3_storage(s3_endpoint: S3Endpoint, s3_bucket: str) -> None:
-    check_object_storage(ObjectStorageSubject(lambda: open_storage(
-        f"s3://{s3_bucket}/{uuid.uuid4().hex}?endpoint_url={s3_endpoint.url}")))
+    check_object_storage(
+        ObjectStorageSubject(
+            lambda: open_storage(
+                f"s3://{s3_bucket}/{uuid.uuid4().hex}?endpoint_url={s3_endpoint.url}"
+            )
+        )
+    )
 
 
 class TraversingStorage(ObjectStorage):
@@ -44,6 +46,7 @@ def test_the_suite_catches_path_traversal(tmp_path: Path) -> None:
         storage = open_storage(f"file://{tmp_path / uuid.uuid4().hex}")
         return TraversingStorage(storage.fs, storage.root, storage.url)
 
-    with pytest.raises(ConformanceError, match=r"refuses_path_traversal.*expected "
-                                               + InvalidInputError.__name__):
+    with pytest.raises(
+        ConformanceError, match=r"refuses_path_traversal.*expected " + InvalidInputError.__name__
+    ):
         check_object_storage(ObjectStorageSubject(open_traversing))

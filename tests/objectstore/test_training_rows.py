@@ -22,9 +22,7 @@ def rows(*pairs: tuple[str, str]) -> pd.DataFrame:
     return pd.DataFrame({"text": [t for t, _ in pairs], "label": [label for _, label in pairs]})
 
 
-def test_cumulative_learns_every_labeled_row_and_the_newest_label_wins(
-    store: DatasetStore,
-) -> None:
+def test_cumulative_learns_every_labeled_row_and_the_newest_label_wins(store: DatasetStore) -> None:
     store.push(rows(("old one", "a"), ("relabelled", "a")), "reviews")
     store.push(rows(("middle", "b")), "reviews")
     newest = store.push(rows(("relabelled", "b"), ("fresh", "c")), "reviews")
@@ -42,8 +40,10 @@ def test_cumulative_learns_every_labeled_row_and_the_newest_label_wins(
     assert "cumulative: 2 rows of 2 older snapshot(s)" in found.describe()
     # when each added row's label was made: its snapshot's time (feedback may be newer)
     first, second = store.list("reviews")[:2]
-    assert found.label_times == {"old one": first.created_at.timestamp(),
-                                 "middle": second.created_at.timestamp()}
+    assert found.label_times == {
+        "old one": first.created_at.timestamp(),
+        "middle": second.created_at.timestamp(),
+    }
     assert found.labels_as_of == newest.created_at.timestamp()
     # nothing new since: the stored union is used as it is, no snapshot is added
     again = training_rows(store, "reviews", policy="cumulative", text_column="text")

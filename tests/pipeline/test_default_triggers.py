@@ -53,8 +53,15 @@ def init_system(directory: Path, clock: ManualClock) -> DriftloopSystem:
     return system
 
 
-def send(system: DriftloopSystem, clock: ManualClock, texts: list[str], seconds: float,
-         rng: np.random.Generator, *, metric: str = "model_confidence") -> None:
+def send(
+    system: DriftloopSystem,
+    clock: ManualClock,
+    texts: list[str],
+    seconds: float,
+    rng: np.random.Generator,
+    *,
+    metric: str = "model_confidence",
+) -> None:
     """``seconds`` of traffic drawn from ``texts``, scored by production, as the server
     reports it (``metric``: its confidence, or one of its input signals); the engine evaluates
     every 5 s."""
@@ -68,9 +75,12 @@ def send(system: DriftloopSystem, clock: ManualClock, texts: list[str], seconds:
         else:
             values = predictor.input_signals(drawn)[metric]
         stamps = clock.now + np.arange(len(drawn)) / RATE
-        system.metric_store.write([
-            MetricPoint(metric, float(v), float(t), {"model": MODEL, "version": version})
-            for v, t in zip(values, stamps, strict=True)])
+        system.metric_store.write(
+            [
+                MetricPoint(metric, float(v), float(t), {"model": MODEL, "version": version})
+                for v, t in zip(values, stamps, strict=True)
+            ]
+        )
         clock.now += step
         system.engine.evaluate(clock.now)
 
@@ -88,9 +98,12 @@ def test_a_moderate_drift_with_the_init_defaults_leads_to_a_retrain(tmp_path: Pa
 
     send(system, clock, known, 3 * WINDOW, rng)  # unchanged traffic: nothing fires
     assert system.queue.list(model=MODEL) == []
-    assert all(group.state == MonitorState.OK
-               for status in system.engine.status() for group in status.groups
-               if status.name != "review-classifier realized accuracy")
+    assert all(
+        group.state == MonitorState.OK
+        for status in system.engine.status()
+        for group in status.groups
+        if status.name != "review-classifier realized accuracy"
+    )
 
     shift = clock.now
     for _ in range(8):  # at most 4 windows
@@ -101,8 +114,10 @@ def test_a_moderate_drift_with_the_init_defaults_leads_to_a_retrain(tmp_path: Pa
     assert job.incident_id is not None
     assert clock.now - shift <= 4 * WINDOW
     incident = system.engine.get_incident(job.incident_id)
-    assert incident.monitor in {"review-classifier confidence",
-                                "review-classifier confidence drift"}
+    assert incident.monitor in {
+        "review-classifier confidence",
+        "review-classifier confidence drift",
+    }
 
 
 @pytest.mark.slow

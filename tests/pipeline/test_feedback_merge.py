@@ -18,9 +18,13 @@ LABELS = {"Food - Positive", "Food - Negative"}
 
 
 def _frame() -> pd.DataFrame:
-    return pd.DataFrame({"text": ["tasty", "bland", "tasty again"],
-                         "label": ["Food - Positive", "Food - Negative", "Food - Positive"],
-                         "source": ["a", "b", "c"]})
+    return pd.DataFrame(
+        {
+            "text": ["tasty", "bland", "tasty again"],
+            "label": ["Food - Positive", "Food - Negative", "Food - Positive"],
+            "source": ["a", "b", "c"],
+        }
+    )
 
 
 SNAPSHOT_TIME = 1_000.0
@@ -28,16 +32,24 @@ BEFORE, AFTER = SNAPSHOT_TIME - 10, SNAPSHOT_TIME + 10
 
 
 def _merge(frame: pd.DataFrame, samples: list[LabeledSample]) -> FeedbackMerge:
-    return merge_feedback(frame, samples, text_column="text", label_column="label",
-                          labels=LABELS, snapshot_time=SNAPSHOT_TIME)
+    return merge_feedback(
+        frame,
+        samples,
+        text_column="text",
+        label_column="label",
+        labels=LABELS,
+        snapshot_time=SNAPSHOT_TIME,
+    )
 
 
 def test_the_newest_label_of_a_text_wins_and_unknown_classes_stay_out() -> None:
-    samples = [("bland", "Food - Positive", AFTER),    # relabels a snapshot row...
-               ("new one", "Food - Negative", BEFORE),
-               ("new one", "Food - Positive", AFTER),  # ...and a later label wins
-               ("typo", "Food - Postive", AFTER),
-               ("tasty", "Food - Positive", AFTER)]    # the snapshot's label already
+    samples = [
+        ("bland", "Food - Positive", AFTER),  # relabels a snapshot row...
+        ("new one", "Food - Negative", BEFORE),
+        ("new one", "Food - Positive", AFTER),  # ...and a later label wins
+        ("typo", "Food - Postive", AFTER),
+        ("tasty", "Food - Positive", AFTER),
+    ]  # the snapshot's label already
     merge = _merge(_frame(), samples)
     assert (merge.added, merge.relabelled) == (1, 1)
     assert merge.unknown_labels == {"Food - Postive": 1}
@@ -63,21 +75,36 @@ def test_a_label_from_an_older_snapshot_yields_to_feedback_sent_after_it() -> No
     frame = _frame()
     samples: list[LabeledSample] = [("bland", "Food - Positive", BEFORE)]
     assert _merge(frame, samples).relabelled == 0
-    merged = merge_feedback(frame, samples, text_column="text", label_column="label",
-                            labels=LABELS, snapshot_time=SNAPSHOT_TIME,
-                            label_times={"bland": BEFORE - 100})
+    merged = merge_feedback(
+        frame,
+        samples,
+        text_column="text",
+        label_column="label",
+        labels=LABELS,
+        snapshot_time=SNAPSHOT_TIME,
+        label_times={"bland": BEFORE - 100},
+    )
     assert merged.relabelled == 1
-    assert dict(zip(merged.frame["text"], merged.frame["label"], strict=True))["bland"] == \
-        "Food - Positive"
+    assert (
+        dict(zip(merged.frame["text"], merged.frame["label"], strict=True))["bland"]
+        == "Food - Positive"
+    )
 
 
 def test_every_row_of_a_repeated_text_takes_the_new_label() -> None:
-    frame = pd.DataFrame({"text": ["x", "x", "y"],
-                          "label": ["Food - Negative", "Food - Positive", "Food - Negative"]})
+    frame = pd.DataFrame(
+        {
+            "text": ["x", "x", "y"],
+            "label": ["Food - Negative", "Food - Positive", "Food - Negative"],
+        }
+    )
     merge = _merge(frame, [("x", "Food - Positive", AFTER)])
     assert merge.relabelled == 1
-    assert merge.frame["label"].tolist() == ["Food - Positive", "Food - Positive",
-                                             "Food - Negative"]
+    assert merge.frame["label"].tolist() == [
+        "Food - Positive",
+        "Food - Positive",
+        "Food - Negative",
+    ]
 
 
 def test_samples_the_snapshot_holds_already_change_nothing() -> None:
@@ -88,12 +115,21 @@ def test_samples_the_snapshot_holds_already_change_nothing() -> None:
 
 
 def _send_feedback(world: PipelineWorld, rows: pd.DataFrame) -> None:
-    world.system.feedback.record([
-        FeedbackRecord(prediction_id=f"p{i}", model=MODEL, label=label, version=1,
-                       predicted_class=None, key_id=None, received_at=world.clock.now,
-                       text=text)
-        for i, (text, label) in enumerate(zip(rows["text"], rows["label"], strict=True))
-    ])
+    world.system.feedback.record(
+        [
+            FeedbackRecord(
+                prediction_id=f"p{i}",
+                model=MODEL,
+                label=label,
+                version=1,
+                predicted_class=None,
+                key_id=None,
+                received_at=world.clock.now,
+                text=text,
+            )
+            for i, (text, label) in enumerate(zip(rows["text"], rows["label"], strict=True))
+        ]
+    )
 
 
 def test_a_retrain_learns_from_production_feedback(tmp_path: Path) -> None:
@@ -107,8 +143,9 @@ def test_a_retrain_learns_from_production_feedback(tmp_path: Path) -> None:
     drifted = world.snapshots.drifted
     new_rows = drifted[~drifted["text"].isin(known["text"])]
     _send_feedback(world, new_rows)
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
-                                 confidence={1: 0.55, 2: 0.8})
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=world.clock.now + 10, confidence={1: 0.55, 2: 0.8}
+    )
 
     job = run_job(world, health)
 
@@ -130,7 +167,9 @@ def test_a_retrain_learns_from_production_feedback(tmp_path: Path) -> None:
     second = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
     assert second.snapshot_id == merged.snapshot_id
     assert [s.snapshot_id for s in world.system.datasets.list(DATASET)] == [
-        base.snapshot_id, merged.snapshot_id]
+        base.snapshot_id,
+        merged.snapshot_id,
+    ]
     second_fetch = world.system.queue.steps(second.job_id)[0]
     assert "no labeled sample that the snapshot lacks" in second_fetch.log
 
@@ -139,11 +178,16 @@ def test_a_model_without_merge_feedback_trains_on_the_snapshot_alone(tmp_path: P
     world = PipelineWorld.create(tmp_path)
     world.train_production()
     newest = world.push(world.snapshots.drifted)
-    _send_feedback(world, pd.DataFrame({"text": ["only in feedback"],
-                                        "label": ["Food - Positive"]}))
+    _send_feedback(
+        world, pd.DataFrame({"text": ["only in feedback"], "label": ["Food - Positive"]})
+    )
 
-    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
-                                             confidence={1: 0.55, 2: 0.8}))
+    job = run_job(
+        world,
+        ScriptedHealthProbe(
+            world.clock, ok_from=world.clock.now + 10, confidence={1: 0.55, 2: 0.8}
+        ),
+    )
 
     assert job.snapshot_id == newest.snapshot_id
     assert [s.snapshot_id for s in world.system.datasets.list(DATASET)][-1] == newest.snapshot_id
@@ -166,4 +210,5 @@ def test_merge_feedback_without_a_feedback_source_fails_the_job_clearly(tmp_path
     assert job.error is not None
     assert "models.review-classifier.merge_feedback is on" in job.error
     assert [s.snapshot_id for s in world.system.datasets.list(DATASET)] == [
-        world.system.registry.resolve(MODEL, "production").snapshot_id]
+        world.system.registry.resolve(MODEL, "production").snapshot_id
+    ]

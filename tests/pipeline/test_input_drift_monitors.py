@@ -44,29 +44,42 @@ def documented_input_monitors() -> list[dict[str, object]]:
     raise AssertionError(f"{DOCS} shows no monitor of oov_rate")
 
 
-def send(system: DriftloopSystem, clock: ManualClock, texts: list[str], seconds: float,
-         rng: np.random.Generator) -> None:
+def send(
+    system: DriftloopSystem,
+    clock: ManualClock,
+    texts: list[str],
+    seconds: float,
+    rng: np.random.Generator,
+) -> None:
     """``seconds`` of traffic drawn from ``texts``, reported as the server reports it."""
     served = system.registry.resolve(MODEL, "production")
     predictor = system.registry.load_predictor(served)
     step = 5.0
     for _ in range(int(seconds / step)):
         drawn = [texts[i] for i in rng.integers(0, len(texts), int(RATE * step))]
-        values = {"model_confidence": predictor.predict_proba(drawn).max(axis=1),
-                  "text_length": np.array([len(text) for text in drawn], dtype=np.float64),
-                  **predictor.input_signals(drawn)}
+        values = {
+            "model_confidence": predictor.predict_proba(drawn).max(axis=1),
+            "text_length": np.array([len(text) for text in drawn], dtype=np.float64),
+            **predictor.input_signals(drawn),
+        }
         stamps = clock.now + np.arange(len(drawn)) / RATE
-        system.metric_store.write([
-            MetricPoint(metric, float(value), float(t),
-                        {"model": MODEL, "version": str(served.version)})
-            for metric, column in values.items() for value, t in zip(column, stamps, strict=True)])
+        system.metric_store.write(
+            [
+                MetricPoint(
+                    metric, float(value), float(t), {"model": MODEL, "version": str(served.version)}
+                )
+                for metric, column in values.items()
+                for value, t in zip(column, stamps, strict=True)
+            ]
+        )
         clock.now += step
         system.engine.evaluate(clock.now)
 
 
 def states(system: DriftloopSystem) -> dict[str, MonitorState]:
-    return {status.name: group.state
-            for status in system.engine.status() for group in status.groups}
+    return {
+        status.name: group.state for status in system.engine.status() for group in status.groups
+    }
 
 
 @pytest.mark.slow

@@ -65,8 +65,10 @@ def test_a_burst_of_100_alerts_makes_exactly_one_job(world: PipelineWorld) -> No
     assert job.attached_alerts == 100
     assert job.state == JobState.QUEUED
     retrain_notes = [
-        message for incident in incidents
-        for kind, message in world.timeline(incident) if kind == "retrain"
+        message
+        for incident in incidents
+        for kind, message in world.timeline(incident)
+        if kind == "retrain"
     ]
     assert len(retrain_notes) == 100  # every alert's incident says where its retrain went
     assert Counter(note.split()[0] for note in retrain_notes) == {"queued": 1, "attached": 99}
@@ -74,8 +76,9 @@ def test_a_burst_of_100_alerts_makes_exactly_one_job(world: PipelineWorld) -> No
     # the job runs; an alert within the cooldown after it attaches to it, later ones do not
     claimed = system.queue.claim("w")
     assert claimed is not None
-    finished = world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                                  confidence={1: 0.6, 2: 0.8})).run(claimed, "w")
+    finished = world.pipeline(
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})
+    ).run(claimed, "w")
     assert finished.state == JobState.SUCCEEDED
     late = world.open_incident("late alert")
     assert system.enqueue_retrain(MODEL, late, "still alerting") == job.job_id
@@ -88,44 +91,48 @@ def test_a_burst_of_100_alerts_makes_exactly_one_job(world: PipelineWorld) -> No
 # --------------------------------------------------------------------------- the API
 
 
-async def test_jobs_api_requires_an_admin_key_and_lists_shows_cancels(
-    world: PipelineWorld,
-) -> None:
+async def test_jobs_api_requires_an_admin_key_and_lists_shows_cancels(world: PipelineWorld) -> None:
     system = world.system
     admin = {"Authorization": f"Bearer {system.api_keys.create(Scope.ADMIN).key}"}
     predict = {"Authorization": f"Bearer {system.api_keys.create(Scope.PREDICT).key}"}
     application = system.create_app(poll=False)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application),
-                                 base_url="http://driftloop") as http:
-        for method, path in [("GET", "/v1/jobs"), ("GET", "/v1/jobs/abc"),
-                             ("POST", "/v1/jobs/abc/cancel"),
-                             ("POST", f"/v1/models/{MODEL}/retrain")]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://driftloop"
+    ) as http:
+        for method, path in [
+            ("GET", "/v1/jobs"),
+            ("GET", "/v1/jobs/abc"),
+            ("POST", "/v1/jobs/abc/cancel"),
+            ("POST", f"/v1/models/{MODEL}/retrain"),
+        ]:
             assert (await http.request(method, path, json={})).status_code == 401, path
             forbidden = await http.request(method, path, json={}, headers=predict)
             assert forbidden.status_code == 403, path
         assert system.queue.list() == []  # nothing was queued without the admin key
 
-        queued = await http.post(f"/v1/models/{MODEL}/retrain", json={"reason": "by hand"},
-                                 headers=admin)
+        queued = await http.post(
+            f"/v1/models/{MODEL}/retrain", json={"reason": "by hand"}, headers=admin
+        )
         assert queued.status_code == 202
         job_id = queued.json()["job_id"]
         again = await http.post(f"/v1/models/{MODEL}/retrain", json={}, headers=admin)
         assert again.json() == {"job_id": job_id}  # one active job per model
         unknown = await http.post("/v1/models/nope/retrain", json={}, headers=admin)
         assert unknown.status_code == 404
-        bad = await http.post(f"/v1/models/{MODEL}/retrain", json={"reasons": "x"},
-                              headers=admin)
+        bad = await http.post(f"/v1/models/{MODEL}/retrain", json={"reasons": "x"}, headers=admin)
         assert bad.status_code == 422
 
         listed = (await http.get("/v1/jobs", headers=admin)).json()
         assert [(j["job_id"], j["state"], j["reason"], j["trigger"]) for j in listed] == [
-            (job_id, "queued", "by hand", "manual")]
+            (job_id, "queued", "by hand", "manual")
+        ]
         assert (await http.get("/v1/jobs?model=other", headers=admin)).json() == []
 
         claimed = system.queue.claim("w")
         assert claimed is not None
-        health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                     confidence={1: 0.6, 2: 0.8})
+        health = ScriptedHealthProbe(
+            world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8}
+        )
         assert world.pipeline(health).run(claimed, "w").state == JobState.SUCCEEDED
 
         detail = (await http.get(f"/v1/jobs/{job_id[:8]}", headers=admin)).json()
@@ -134,7 +141,13 @@ async def test_jobs_api_requires_an_admin_key_and_lists_shows_cancels(
         assert detail["candidate_version"] == 2
         assert detail["result"]["gate"]["accepted"] is True
         assert [s["step"] for s in detail["steps"]] == [
-            "fetching_data", "training", "evaluating", "gated", "deploying", "verifying"]
+            "fetching_data",
+            "training",
+            "evaluating",
+            "gated",
+            "deploying",
+            "verifying",
+        ]
         assert all(s["outcome"] and s["finished_at"] for s in detail["steps"])
         assert (await http.get("/v1/jobs/ffffffff", headers=admin)).status_code == 404
         # one timestamp format, ISO 8601 UTC, in every body (#21 part 5)
@@ -148,8 +161,9 @@ async def test_jobs_api_requires_an_admin_key_and_lists_shows_cancels(
         finished = await http.post(f"/v1/jobs/{job_id}/cancel", headers=admin)
         assert finished.status_code == 409
         world.clock.now += 3600
-        second = (await http.post(f"/v1/models/{MODEL}/retrain", json={},
-                                  headers=admin)).json()["job_id"]
+        second = (await http.post(f"/v1/models/{MODEL}/retrain", json={}, headers=admin)).json()[
+            "job_id"
+        ]
         cancelled = await http.post(f"/v1/jobs/{second}/cancel", headers=admin)
         assert cancelled.status_code == 200
         assert cancelled.json()["state"] == "cancelled"
@@ -168,8 +182,10 @@ def invoke(config: Path, *args: str) -> Any:
 @pytest.fixture
 def cli_world(tmp_path: Path) -> PipelineWorld:
     """Verification on the real clock, short enough for a test."""
-    world = PipelineWorld.create(tmp_path, pipeline={
-        "verify_deadline": "20s", "verify_interval": 0.1, "verify_min_predictions": 10})
+    world = PipelineWorld.create(
+        tmp_path,
+        pipeline={"verify_deadline": "20s", "verify_interval": 0.1, "verify_min_predictions": 10},
+    )
     world.train_production()
     world.push(world.snapshots.drifted)
     return world
@@ -188,8 +204,9 @@ def live_traffic(cli_world: PipelineWorld) -> Iterator[None]:
             if aliases.get("production") != 2:
                 continue
             now = time.time()
-            system.metric_store.write([MetricPoint("model_confidence", 0.8, now,
-                                                   {"model": MODEL, "version": "2"})] * 5)
+            system.metric_store.write(
+                [MetricPoint("model_confidence", 0.8, now, {"model": MODEL, "version": "2"})] * 5
+            )
             system.engine.evaluate(now)
 
     thread = threading.Thread(target=serve, daemon=True)
@@ -224,8 +241,7 @@ def test_retrain_wait_runs_the_job_with_the_real_system(cli_world: PipelineWorld
     text = CliRunner().invoke(app, ["jobs", "show", detail["job_id"], "--config", str(config)])
     assert text.exit_code == 0, text.output
     assert "verifying" in text.output
-    refused = CliRunner().invoke(app, ["jobs", "cancel", detail["job_id"], "--config",
-                                       str(config)])
+    refused = CliRunner().invoke(app, ["jobs", "cancel", detail["job_id"], "--config", str(config)])
     assert refused.exit_code == 1
     assert "already succeeded" in refused.output
 

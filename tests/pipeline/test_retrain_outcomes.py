@@ -43,24 +43,46 @@ def server() -> Iterator[FakeApiServer]:
 
 def outcome_world(tmp_path: Path, server: FakeApiServer, **pipeline: object) -> PipelineWorld:
     server.route("POST", "/hook", lambda _request: Reply(204, {}))
-    world = PipelineWorld.create(tmp_path, pipeline=pipeline, extra={
-        "public_url": "https://driftloop.example.com",
-        "notifiers": {
-            "slack-ops": {"type": "slack", "webhook_url": server.url + SLACK_WEBHOOK_PATH},
-            "jira-ops": {"type": "jira", "url": server.url, "project": "MLOPS",
-                         "token": JIRA_TOKEN},
-            "ops-hook": {"type": "webhook", "url": server.url + "/hook",
-                         "hmac_secret": HOOK_SECRET,
-                         "payload": {"outcome": "{{retrain_outcome}}", "job": "{{job_url}}",
-                                     "gate": "{{gate}}", "title": "{{title}}",
-                                     "error": "{{error}}"}},
+    world = PipelineWorld.create(
+        tmp_path,
+        pipeline=pipeline,
+        extra={
+            "public_url": "https://driftloop.example.com",
+            "notifiers": {
+                "slack-ops": {"type": "slack", "webhook_url": server.url + SLACK_WEBHOOK_PATH},
+                "jira-ops": {
+                    "type": "jira",
+                    "url": server.url,
+                    "project": "MLOPS",
+                    "token": JIRA_TOKEN,
+                },
+                "ops-hook": {
+                    "type": "webhook",
+                    "url": server.url + "/hook",
+                    "hmac_secret": HOOK_SECRET,
+                    "payload": {
+                        "outcome": "{{retrain_outcome}}",
+                        "job": "{{job_url}}",
+                        "gate": "{{gate}}",
+                        "title": "{{title}}",
+                        "error": "{{error}}",
+                    },
+                },
+            },
+            "monitors": [
+                {
+                    "name": "confidence",
+                    "metric": "model_confidence",
+                    "aggregation": "avg",
+                    "window": "60s",
+                    "group_by": ["model"],
+                    "min_count": 5,
+                    "below": {"warning": 0.5, "critical": 0.4},
+                    "message": MESSAGE,
+                }
+            ],
         },
-        "monitors": [{
-            "name": "confidence", "metric": "model_confidence", "aggregation": "avg",
-            "window": "60s", "group_by": ["model"], "min_count": 5,
-            "below": {"warning": 0.5, "critical": 0.4}, "message": MESSAGE,
-        }],
-    })
+    )
     world.train_production()
     world.push(world.snapshots.drifted)
     return world
@@ -71,13 +93,28 @@ def alert_incident(world: PipelineWorld) -> str:
     system = world.system
     now = world.clock()
     incident = system.engine.incidents.open_monitor_incident(
-        "confidence", {"model": MODEL}, json.dumps({"model": MODEL}),
-        title="confidence of review-classifier is ALERT", severity="ALERT", timestamp=now)
-    system.router.dispatch(Event(
-        event_id="evt-alert", monitor="confidence", group={"model": MODEL},
-        previous=MonitorState.WARN, state=MonitorState.ALERT, value=0.31, threshold=0.4,
-        timestamp=now, incident_id=incident, message="confidence is 0.31",
-        handles=("jira-ops",)))
+        "confidence",
+        {"model": MODEL},
+        json.dumps({"model": MODEL}),
+        title="confidence of review-classifier is ALERT",
+        severity="ALERT",
+        timestamp=now,
+    )
+    system.router.dispatch(
+        Event(
+            event_id="evt-alert",
+            monitor="confidence",
+            group={"model": MODEL},
+            previous=MonitorState.WARN,
+            state=MonitorState.ALERT,
+            value=0.31,
+            threshold=0.4,
+            timestamp=now,
+            incident_id=incident,
+            message="confidence is 0.31",
+            handles=("jira-ops",),
+        )
+    )
     return incident
 
 
@@ -86,10 +123,16 @@ def run_next(world: PipelineWorld) -> JobState:
     claimed = system.queue.claim("w")
     assert claimed is not None
     pipeline = RetrainPipeline(
-        world.config, system.queue, system.registry, system.datasets,
+        world.config,
+        system.queue,
+        system.registry,
+        system.datasets,
         health=ScriptedHealthProbe(world.clock, ok_from=world.clock.now),
-        incidents=system.engine, clock=world.clock, sleep=world.clock.sleep,
-        on_finished=system.notify_retrain_outcome)
+        incidents=system.engine,
+        clock=world.clock,
+        sleep=world.clock.sleep,
+        on_finished=system.notify_retrain_outcome,
+    )
     return pipeline.run(claimed, "w").state
 
 
@@ -110,8 +153,10 @@ def test_a_gate_rejection_reaches_slack_jira_and_the_webhook_with_the_gates_numb
     candidate_f1 = f"{gate['candidate']['macro_f1']:.3f}"
     production_f1 = f"{gate['production']['macro_f1']:.3f}"
     job_url = f"https://driftloop.example.com/v1/jobs/{job_id}"
-    expected = (f"Rejected: macro-F1 {candidate_f1} vs production {production_f1} on "
-                f"{gate['holdout_rows']} rows, job {job_url}")
+    expected = (
+        f"Rejected: macro-F1 {candidate_f1} vs production {production_f1} on "
+        f"{gate['holdout_rows']} rows, job {job_url}"
+    )
 
     [slack] = server.to(SLACK_WEBHOOK_PATH)
     assert expected in json.dumps(slack.json())
@@ -130,25 +175,47 @@ def test_a_gate_rejection_reaches_slack_jira_and_the_webhook_with_the_gates_numb
     assert payload["title"] == "[Retrain rejected] confidence on review-classifier"
 
     assert [j.job_id for j in world.system.queue.list(model=MODEL)] == [job_id]  # no @retrain
-    delivered = {(d.notifier, d.status) for d in world.system.router.deliveries()
-                 if d.event_id != "evt-alert"}
-    assert delivered == {("slack-ops", "delivered"), ("jira-ops", "delivered"),
-                         ("ops-hook", "delivered")}
+    delivered = {
+        (d.notifier, d.status)
+        for d in world.system.router.deliveries()
+        if d.event_id != "evt-alert"
+    }
+    assert delivered == {
+        ("slack-ops", "delivered"),
+        ("jira-ops", "delivered"),
+        ("ops-hook", "delivered"),
+    }
 
 
 @pytest.mark.parametrize(
     ("state", "error", "title", "sentence"),
     [
-        (JobState.FAILED, "training failed: out of memory", "[Retrain failed]",
-         "Retrain of review-classifier: retrain failed: training failed: out of memory."),
-        (JobState.ROLLED_BACK, "verification failed: worse", "[Retrain rolled back]",
-         "Retrain of review-classifier: rolled back to v1: verification failed: worse."),
-        (JobState.SUCCEEDED, None, "[Retrain succeeded]",
-         "Retrain of review-classifier: retrained and deployed: v2 serves."),
+        (
+            JobState.FAILED,
+            "training failed: out of memory",
+            "[Retrain failed]",
+            "Retrain of review-classifier: retrain failed: training failed: out of memory.",
+        ),
+        (
+            JobState.ROLLED_BACK,
+            "verification failed: worse",
+            "[Retrain rolled back]",
+            "Retrain of review-classifier: rolled back to v1: verification failed: worse.",
+        ),
+        (
+            JobState.SUCCEEDED,
+            None,
+            "[Retrain succeeded]",
+            "Retrain of review-classifier: retrained and deployed: v2 serves.",
+        ),
     ],
 )
 def test_failures_rollbacks_and_successes_are_notified_too(
-    tmp_path: Path, server: FakeApiServer, state: JobState, error: str | None, title: str,
+    tmp_path: Path,
+    server: FakeApiServer,
+    state: JobState,
+    error: str | None,
+    title: str,
     sentence: str,
 ) -> None:
     SlackFake(server)
@@ -157,8 +224,9 @@ def test_failures_rollbacks_and_successes_are_notified_too(
     incident = alert_incident(world)
     system = world.system
     job_id = system.enqueue_retrain(MODEL, incident, "confidence alert")
-    job = system.queue.set_state(job_id, state, error=error, previous_version=1,
-                                 candidate_version=2)
+    job = system.queue.set_state(
+        job_id, state, error=error, previous_version=1, candidate_version=2
+    )
 
     system.notify_retrain_outcome(job)
     system.notify_retrain_outcome(job)  # told twice (a resumed worker): delivered once
@@ -180,10 +248,12 @@ def test_a_cancelled_job_or_one_without_an_incident_is_not_notified(
     world = outcome_world(tmp_path, server)
     system = world.system
     cancelled = system.queue.set_state(
-        system.enqueue_retrain(MODEL, alert_incident(world), "alert"), JobState.CANCELLED)
+        system.enqueue_retrain(MODEL, alert_incident(world), "alert"), JobState.CANCELLED
+    )
     system.notify_retrain_outcome(cancelled)
-    manual = system.queue.set_state(system.enqueue_retrain_manual(MODEL, "by hand"),
-                                    JobState.SUCCEEDED)
+    manual = system.queue.set_state(
+        system.enqueue_retrain_manual(MODEL, "by hand"), JobState.SUCCEEDED
+    )
     system.notify_retrain_outcome(manual)
     assert server.to("/hook") == []
 
@@ -207,5 +277,4 @@ def test_a_retrain_during_the_cooldown_is_logged_and_on_the_incident(
     assert entry.data["cooldown_ends_at"] == pytest.approx((finished.finished_at or 0) + 600)
     assert "the cooldown ends at 20" in entry.message
     assert f"retrain job {first[:8]} finished (succeeded)" in entry.message
-    assert any("not started" in r.getMessage() and second in r.getMessage()
-               for r in caplog.records)
+    assert any("not started" in r.getMessage() and second in r.getMessage() for r in caplog.records)

@@ -16,9 +16,15 @@ BACKOFF = 120.0
 
 def rejecting_world(tmp_path: Path, **pipeline: object) -> PipelineWorld:
     """A gate no candidate can pass: every job ends rejected."""
-    world = PipelineWorld.create(tmp_path, pipeline={
-        "gate": {"min_macro_f1_gain": 1.0}, "retry_backoff": f"{BACKOFF:g}s", "max_attempts": 2,
-        **pipeline})
+    world = PipelineWorld.create(
+        tmp_path,
+        pipeline={
+            "gate": {"min_macro_f1_gain": 1.0},
+            "retry_backoff": f"{BACKOFF:g}s",
+            "max_attempts": 2,
+            **pipeline,
+        },
+    )
     world.train_production()
     world.push(world.snapshots.drifted)
     return world
@@ -33,8 +39,11 @@ def newer_rows(world: PipelineWorld) -> pd.DataFrame:
 def run_next(world: PipelineWorld) -> JobState:
     claimed = world.system.queue.claim("w")
     assert claimed is not None
-    return world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now)).run(
-        claimed, "w").state
+    return (
+        world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now))
+        .run(claimed, "w")
+        .state
+    )
 
 
 def kinds(world: PipelineWorld, incident: str) -> list[str]:
@@ -88,8 +97,12 @@ def test_a_rejected_candidate_leads_to_a_later_retry_up_to_the_cap(tmp_path: Pat
     assert timeline.count("retry_waiting") == 1
     assert timeline.count("retry") == 1
     assert timeline.count("retries_exhausted") == 1
-    assert timeline.index("retry_scheduled") < timeline.index("retry_waiting") \
-        < timeline.index("retry") < timeline.index("retries_exhausted")
+    assert (
+        timeline.index("retry_scheduled")
+        < timeline.index("retry_waiting")
+        < timeline.index("retry")
+        < timeline.index("retries_exhausted")
+    )
 
 
 def test_the_worker_queues_due_retries_between_jobs(tmp_path: Path) -> None:

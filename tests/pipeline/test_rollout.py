@@ -15,8 +15,9 @@ from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe
 
 
 def rollout_world(tmp_path: Path, mode: str) -> PipelineWorld:
-    world = PipelineWorld.create(tmp_path, pipeline={
-        "deploy_mode": mode, "canary_fraction": 0.2, "verify_tolerance": 0.05})
+    world = PipelineWorld.create(
+        tmp_path, pipeline={"deploy_mode": mode, "canary_fraction": 0.2, "verify_tolerance": 0.05}
+    )
     world.train_production()
     world.push(world.snapshots.drifted)
     return world
@@ -35,8 +36,12 @@ def run(world: PipelineWorld, health: ScriptedHealthProbe) -> tuple[str, JobStat
 def test_a_rollout_that_is_not_worse_is_promoted(tmp_path: Path, mode: str) -> None:
     world = rollout_world(tmp_path, mode)
     seen: list[dict[str, int]] = []
-    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: -0.1, 2: -0.08},
-                                 reference_of=world.reference_confidence)
+    health = ScriptedHealthProbe(
+        world.clock,
+        ok_from=None,
+        confidence={1: -0.1, 2: -0.08},
+        reference_of=world.reference_confidence,
+    )
 
     def on_state(job: object) -> None:
         seen.append(world.aliases())
@@ -55,8 +60,10 @@ def test_a_rollout_that_is_not_worse_is_promoted(tmp_path: Path, mode: str) -> N
     # canary's random share against production's over the same period, the shadow on the
     # very requests production answered
     assert health.asked[:2] == (
-        [f"live_confidence {MODEL} v2", f"live_confidence {MODEL} v1"] if mode == "canary"
-        else [f"shadow_pairs {MODEL} v2 vs v1", f"monitors_ok {MODEL}"])
+        [f"live_confidence {MODEL} v2", f"live_confidence {MODEL} v1"]
+        if mode == "canary"
+        else [f"shadow_pairs {MODEL} v2 vs v1", f"monitors_ok {MODEL}"]
+    )
     steps = world.system.queue.steps(job.job_id)
     deploying = next(s for s in steps if s.step == "deploying")
     assert f"{mode} → v2" in deploying.log
@@ -75,8 +82,7 @@ def test_a_rollout_that_is_not_worse_is_promoted(tmp_path: Path, mode: str) -> N
 
 def test_a_worse_canary_is_removed_and_production_untouched(tmp_path: Path) -> None:
     world = rollout_world(tmp_path, "canary")
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.8, 2: 0.6})
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.8, 2: 0.6})
 
     job_id, state, error = run(world, health)
 
@@ -86,8 +92,9 @@ def test_a_worse_canary_is_removed_and_production_untouched(tmp_path: Path) -> N
     assert "live confidence 0.6 over 100 predictions, production v1 0.8" in (error or "")
     assert (error or "").endswith(": worse")
     assert [kind for kind, _, _ in world.notices] == ["rollback"]
-    production_moves = [h for h in world.system.registry.alias_history(MODEL)
-                        if h.alias == "production"]
+    production_moves = [
+        h for h in world.system.registry.alias_history(MODEL) if h.alias == "production"
+    ]
     assert [h.version for h in production_moves] == [1]  # never moved
     steps = world.system.queue.steps(job_id)
     assert (steps[-1].step, steps[-1].outcome) == ("verifying", "failed")
@@ -95,8 +102,9 @@ def test_a_worse_canary_is_removed_and_production_untouched(tmp_path: Path) -> N
 
 def test_a_canary_without_enough_predictions_ends_at_the_deadline(tmp_path: Path) -> None:
     world = rollout_world(tmp_path, "canary")
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.6, 2: 0.9}, count=3)
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.9}, count=3
+    )
 
     _, state, error = run(world, health)
 
@@ -113,8 +121,7 @@ def test_remove_alias_is_recorded_and_refuses_production(tmp_path: Path) -> None
     assert registry.remove_alias(MODEL, "canary", actor="tester") is True
     assert registry.remove_alias(MODEL, "canary", actor="tester") is False
     last = registry.alias_history(MODEL)[-1]
-    assert (last.alias, last.version, last.action, last.actor) == ("canary", 1, "remove",
-                                                                   "tester")
+    assert (last.alias, last.version, last.action, last.actor) == ("canary", 1, "remove", "tester")
     with pytest.raises(InvalidInputError):
         registry.remove_alias(MODEL, "production", actor="tester")
     assert world.aliases() == {"production": 1}
@@ -122,8 +129,7 @@ def test_remove_alias_is_recorded_and_refuses_production(tmp_path: Path) -> None
 
 def test_a_worse_shadow_is_removed_and_production_untouched(tmp_path: Path) -> None:
     world = rollout_world(tmp_path, "shadow")
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.8, 2: 0.5})
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.8, 2: 0.5})
 
     job_id, state, error = run(world, health)
 
@@ -131,8 +137,9 @@ def test_a_worse_shadow_is_removed_and_production_untouched(tmp_path: Path) -> N
     assert world.aliases() == {"production": 1, "candidate": 2}
     assert "shadow of v2 rejected, production stays v1" in (error or "")
     assert "worse on the same traffic" in (error or "")
-    production_moves = [h for h in world.system.registry.alias_history(MODEL)
-                        if h.alias == "production"]
+    production_moves = [
+        h for h in world.system.registry.alias_history(MODEL) if h.alias == "production"
+    ]
     assert [h.version for h in production_moves] == [1]
     steps = world.system.queue.steps(job_id)
     assert (steps[-1].step, steps[-1].outcome) == ("verifying", "failed")

@@ -40,12 +40,12 @@ from pipeline.world import (
     make_snapshots,
 )
 
-STEPS_OF_A_DEPLOY = ["fetching_data", "training", "evaluating", "gated", "deploying",
-                     "verifying"]
+STEPS_OF_A_DEPLOY = ["fetching_data", "training", "evaluating", "gated", "deploying", "verifying"]
 
 
-def run_job(world: PipelineWorld, health: ScriptedHealthProbe | None,
-            incident_id: str | None = None) -> Job:
+def run_job(
+    world: PipelineWorld, health: ScriptedHealthProbe | None, incident_id: str | None = None
+) -> Job:
     """Queue a job the way an alert does, claim it like a worker and run it."""
     if incident_id is None:
         job_id = world.system.queue.enqueue(MODEL, reason="test").job.job_id
@@ -74,8 +74,9 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
 ) -> None:
     incident = world.open_incident()
     newest = world.system.datasets.newest(DATASET)
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 5,
-                                 confidence={1: 0.55, 2: 0.8}, pair_rate=4.0)
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=world.clock.now + 5, confidence={1: 0.55, 2: 0.8}, pair_rate=4.0
+    )
 
     with caplog.at_level(logging.INFO, logger="driftloop"):
         job = run_job(world, health, incident)
@@ -83,10 +84,17 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     # every step is one log line with the job, model and incident (#21 part 1)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("driftloop")]
     job_line = f"job {job.job_id[:8]} (model {MODEL}, incident {incident})"
-    assert any(line.startswith(f"retrain of {MODEL}: ") and job.job_id[:8] in line
-               and incident in line for line in lines), lines
-    for logged in ("data: newest snapshot", "gate: v2 passed the gate: macro-F1",
-                   "deploy: v2 deployed", "verified: v2 kept", "job: retrain job succeeded"):
+    assert any(
+        line.startswith(f"retrain of {MODEL}: ") and job.job_id[:8] in line and incident in line
+        for line in lines
+    ), lines
+    for logged in (
+        "data: newest snapshot",
+        "gate: v2 passed the gate: macro-F1",
+        "deploy: v2 deployed",
+        "verified: v2 kept",
+        "job: retrain job succeeded",
+    ):
         assert any(line.startswith(f"{job_line} {logged}") for line in lines), (logged, lines)
 
     assert job.state == JobState.SUCCEEDED, job.error
@@ -97,9 +105,15 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert job.started_at is not None
     assert job.deployed_at is not None
     # every state transition, in order, as the pipeline reported it
-    assert world.states == [JobState.FETCHING_DATA, JobState.TRAINING, JobState.EVALUATING,
-                            JobState.GATED, JobState.DEPLOYING, JobState.VERIFYING,
-                            JobState.SUCCEEDED]
+    assert world.states == [
+        JobState.FETCHING_DATA,
+        JobState.TRAINING,
+        JobState.EVALUATING,
+        JobState.GATED,
+        JobState.DEPLOYING,
+        JobState.VERIFYING,
+        JobState.SUCCEEDED,
+    ]
     steps = world.system.queue.steps(job.job_id)
     assert [s.step for s in steps] == STEPS_OF_A_DEPLOY
     assert [s.outcome for s in steps] == ["ok", "ok", "ok", "accepted", "ok", "ok"]
@@ -128,7 +142,11 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     json.dumps(job.result.to_json())  # stored as JSON, and readable back as JSON
     decision = job.result.verification_decision
     assert (decision["verdict"], decision["signal"], decision["rule"], decision["pairs"]) == (
-        "keep", "confidence vs reference", "sequential test", 20)
+        "keep",
+        "confidence vs reference",
+        "sequential test",
+        20,
+    )
 
     # the registry: v2 is production and candidate, with its data and lineage
     assert world.aliases() == {"production": 2, "candidate": 2}
@@ -139,8 +157,11 @@ def test_accepted_candidate_is_deployed_verified_and_every_step_recorded(
     assert v2.trigger == f"incident:{incident}"
     history = world.system.registry.alias_history(MODEL)
     assert [(h.alias, h.version, h.action) for h in history][-4:] == [
-        ("candidate", 2, "set"), ("production", 2, "set"), ("shadow", 1, "set"),
-        ("shadow", 1, "remove")]  # v1 scored the traffic in shadow while v2 was verified
+        ("candidate", 2, "set"),
+        ("production", 2, "set"),
+        ("shadow", 1, "set"),
+        ("shadow", 1, "remove"),
+    ]  # v1 scored the traffic in shadow while v2 was verified
     assert all(h.actor.startswith(f"job:{job.job_id}") for h in history[-4:])
 
     # the incident's timeline tells the story
@@ -164,8 +185,14 @@ def committed_transactions(world: PipelineWorld) -> Iterator[list[Transaction]]:
     committed: list[Transaction] = []
     pending: dict[int, Transaction] = {}
 
-    def record(connection: sa.Connection, cursor: Any, statement: str, parameters: Any,
-               context: Any, executemany: bool) -> None:
+    def record(
+        connection: sa.Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
         pending.setdefault(id(connection), []).append((statement, parameters))
 
     def commit(connection: sa.Connection) -> None:
@@ -182,8 +209,9 @@ def committed_transactions(world: PipelineWorld) -> Iterator[list[Transaction]]:
 
 
 def _opens(statement: str, parameters: Any, *values: str) -> bool:
-    return (statement.startswith(f"INSERT INTO {job_steps.name} ")
-            and all(value in tuple(parameters) for value in values))
+    return statement.startswith(f"INSERT INTO {job_steps.name} ") and all(
+        value in tuple(parameters) for value in values
+    )
 
 
 def _enters(statement: str, parameters: Any, state: str) -> bool:
@@ -193,8 +221,9 @@ def _enters(statement: str, parameters: Any, state: str) -> bool:
 def test_each_state_change_opens_its_step_in_the_same_transaction(world: PipelineWorld) -> None:
     """A worker killed between a state change and the opening of its step would leave a job in
     ``training`` with no training step to close as interrupted: both go in one commit."""
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now + 10,
-                                 confidence={1: 0.55, 2: 0.8})
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=world.clock.now + 10, confidence={1: 0.55, 2: 0.8}
+    )
     with committed_transactions(world) as committed:
         job = run_job(world, health)
     assert job.state == JobState.SUCCEEDED, job.error
@@ -241,21 +270,43 @@ def test_served_versions_keep_a_running_jobs_rollback_target(world: PipelineWorl
 def test_monitors_ok_asks_about_production_traffic_only(tmp_path: Path) -> None:
     """A monitor that watches a shadow version goes without data once the rollout ends; it
     must not fail every later verification."""
-    world = PipelineWorld.create(tmp_path, extra={"monitors": [
-        {"name": "confidence", "below": {"warning": 0.5, "critical": 0.4}},
-        {"name": "shadow confidence", "below": {"warning": 0.5, "critical": 0.4},
-         "filter": {"shadow": "true"}, "no_data": {"after": 60}},
-    ]})
+    world = PipelineWorld.create(
+        tmp_path,
+        extra={
+            "monitors": [
+                {"name": "confidence", "below": {"warning": 0.5, "critical": 0.4}},
+                {
+                    "name": "shadow confidence",
+                    "below": {"warning": 0.5, "critical": 0.4},
+                    "filter": {"shadow": "true"},
+                    "no_data": {"after": 60},
+                },
+            ]
+        },
+    )
     world.train_production()
     system, clock = world.system, world.clock
-    system.metric_store.write([
-        MetricPoint("model_confidence", 0.9, clock.now - 30 + i,
-                    {"model": MODEL, "version": "2", "shadow": "true"}) for i in range(30)])
+    system.metric_store.write(
+        [
+            MetricPoint(
+                "model_confidence",
+                0.9,
+                clock.now - 30 + i,
+                {"model": MODEL, "version": "2", "shadow": "true"},
+            )
+            for i in range(30)
+        ]
+    )
     system.engine.evaluate(clock.now)  # during the rollout
     clock.now += 600  # the rollout ended; production traffic only
-    system.metric_store.write([
-        MetricPoint("model_confidence", 0.9, clock.now - 30 + i, {"model": MODEL, "version": "1"})
-        for i in range(30)])
+    system.metric_store.write(
+        [
+            MetricPoint(
+                "model_confidence", 0.9, clock.now - 30 + i, {"model": MODEL, "version": "1"}
+            )
+            for i in range(30)
+        ]
+    )
     system.engine.evaluate(clock.now)
     states = {s.name: s.worst for s in system.engine.status()}
     assert states == {"confidence": MonitorState.OK, "shadow confidence": MonitorState.NO_DATA}
@@ -267,8 +318,10 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
     SQL metric store (here written as the server writes them), the monitor engine's states."""
     system = world.system
     clock = world.clock
-    low = [MetricPoint("model_confidence", 0.3, clock.now - 30 + i,
-                       {"model": MODEL, "version": "1"}) for i in range(30)]
+    low = [
+        MetricPoint("model_confidence", 0.3, clock.now - 30 + i, {"model": MODEL, "version": "1"})
+        for i in range(30)
+    ]
     system.metric_store.write(low)
     system.engine.evaluate(clock.now)
     assert not system.monitors_ok(MODEL)
@@ -283,11 +336,16 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
         pair = {"model": MODEL, "version": "1", "shadow": "true", "served": "2"}
         stamps = [now - 4.5 + i * 0.4 for i in range(10)]
         system.metric_store.write(
-            [MetricPoint("model_confidence", 0.8, t, {"model": MODEL, "version": "2"})
-             for t in stamps]
-            + [MetricPoint("shadow_confidence_gap", -0.5 + rng.normal(0, 0.05), t, pair)
-               for t in stamps]
-            + [MetricPoint("shadow_agreement", 1.0, t, pair) for t in stamps])
+            [
+                MetricPoint("model_confidence", 0.8, t, {"model": MODEL, "version": "2"})
+                for t in stamps
+            ]
+            + [
+                MetricPoint("shadow_confidence_gap", -0.5 + rng.normal(0, 0.05), t, pair)
+                for t in stamps
+            ]
+            + [MetricPoint("shadow_agreement", 1.0, t, pair) for t in stamps]
+        )
         system.engine.evaluate(now)
 
     clock.on_sleep = traffic_on_v2
@@ -312,8 +370,10 @@ def test_the_real_system_answers_verification(world: PipelineWorld) -> None:
     assert decision["signal"] == "confidence vs reference"
     assert decision["agreement"] == 1.0
     # the references of v1 and v2 shift the raw gap of +0.5 (new minus old)
-    shift = (system.registry.get_version(MODEL, 2).reference.mean_confidence  # type: ignore[union-attr]
-             - system.registry.get_version(MODEL, 1).reference.mean_confidence)  # type: ignore[union-attr]
+    shift = (
+        system.registry.get_version(MODEL, 2).reference.mean_confidence  # type: ignore[union-attr]
+        - system.registry.get_version(MODEL, 1).reference.mean_confidence  # type: ignore[union-attr]
+    )
     assert decision["mean"] == pytest.approx(0.5 - shift, abs=0.05)
     assert len(clock.sleeps) == 1  # 10 pairs (the minimum) after one interval
 
@@ -335,12 +395,14 @@ def test_an_impossible_margin_rejects_and_leaves_production_alone(tmp_path: Path
     assert job.candidate_version is None
     assert job.result is not None
     assert job.result.gate["accepted"] is False
-    assert any("needs >= +1.000" in r and r.endswith("fail")
-               for r in job.result.gate["reasons"])
+    assert any("needs >= +1.000" in r and r.endswith("fail") for r in job.result.gate["reasons"])
     steps = world.system.queue.steps(job.job_id)
     assert [(s.step, s.outcome) for s in steps] == [
-        ("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),
-        ("gated", "rejected")]
+        ("fetching_data", "ok"),
+        ("training", "ok"),
+        ("evaluating", "ok"),
+        ("gated", "rejected"),
+    ]
     assert world.states[-1] == JobState.REJECTED
     # nothing published: no new version, aliases untouched, nobody asked about health
     assert [v.version for v in world.system.registry.list_versions(MODEL)] == [1]
@@ -394,8 +456,9 @@ def test_a_worse_version_on_the_same_traffic_is_rolled_back(world: PipelineWorld
     assert world.clock.sleeps == []  # 100 pairs decide at the first look
     assert world.production() == 1
     assert world.aliases() == {"production": 1, "candidate": 2}
-    changes = [(h.alias, h.version, h.action, h.actor)
-               for h in world.system.registry.alias_history(MODEL)]
+    changes = [
+        (h.alias, h.version, h.action, h.actor) for h in world.system.registry.alias_history(MODEL)
+    ]
     assert ("production", 1, "set", f"job:{job.job_id} rollback") in changes
     assert changes[-1][:3] == ("shadow", 1, "remove")
     [(kind, message, data)] = world.notices
@@ -420,8 +483,9 @@ def test_a_better_version_less_confident_than_the_old_one_was_before_the_drift_i
     """The issue's case: after the drift v1 fell from its reference (about 0.8) to 0.55 on the
     new traffic; v2 serves the same traffic at 0.70, below v1's pre-drift level, but better
     than v1 on the very same requests. The monitors stay unhappy throughout: v2 is kept."""
-    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.55, 2: 0.70},
-                                 pair_rate=2.0)
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=None, confidence={1: 0.55, 2: 0.70}, pair_rate=2.0
+    )
 
     job = run_job(world, health)
 
@@ -436,9 +500,14 @@ def test_a_better_version_less_confident_than_the_old_one_was_before_the_drift_i
 def test_labels_decide_over_confidence_when_enough_arrive(world: PipelineWorld) -> None:
     """v2 is more confident on the shadowed requests, but the feedback labels of those same
     requests show it is wrong more often: realized accuracy decides, and it rolls back."""
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.6, 2: 0.8}, count=400,
-                                 accuracy={1: 0.8, 2: 0.5}, labelled=200)
+    health = ScriptedHealthProbe(
+        world.clock,
+        ok_from=world.clock.now,
+        confidence={1: 0.6, 2: 0.8},
+        count=400,
+        accuracy={1: 0.8, 2: 0.5},
+        labelled=200,
+    )
 
     job = run_job(world, health)
 
@@ -452,23 +521,30 @@ def test_labels_decide_over_confidence_when_enough_arrive(world: PipelineWorld) 
 
 @pytest.mark.parametrize(
     ("pair_rate", "new_relative", "expected", "rule"),
-    [(None, -0.005, JobState.SUCCEEDED, "deadline: point estimate"),
-     (None, -0.03, JobState.ROLLED_BACK, "deadline: point estimate"),
-     (0.1, -0.3, JobState.SUCCEEDED, "deadline: too few pairs")],
+    [
+        (None, -0.005, JobState.SUCCEEDED, "deadline: point estimate"),
+        (None, -0.03, JobState.ROLLED_BACK, "deadline: point estimate"),
+        (0.1, -0.3, JobState.SUCCEEDED, "deadline: too few pairs"),
+    ],
     ids=["undecided-but-not-worse", "undecided-and-worse", "too-few-pairs"],
 )
 def test_the_deadline_decides_with_what_it_has(
-    tmp_path: Path, pair_rate: float | None, new_relative: float, expected: JobState,
-    rule: str,
+    tmp_path: Path, pair_rate: float | None, new_relative: float, expected: JobState, rule: str
 ) -> None:
     """Noisy pairs near the tolerance never settle the sequential test: at the deadline the
     point estimate decides; with fewer pairs than the minimum, the gate's verdict stands."""
     world = PipelineWorld.create(tmp_path, pipeline={"verify_tolerance": 0.02})
     world.train_production()
     world.push(world.snapshots.drifted)
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now, noise=0.5, count=12,
-                                 pair_rate=pair_rate, confidence={1: 0.0, 2: new_relative},
-                                 reference_of=world.reference_confidence)
+    health = ScriptedHealthProbe(
+        world.clock,
+        ok_from=world.clock.now,
+        noise=0.5,
+        count=12,
+        pair_rate=pair_rate,
+        confidence={1: 0.0, 2: new_relative},
+        reference_of=world.reference_confidence,
+    )
     job = run_job(world, health)
 
     assert job.state == expected, job.result
@@ -491,8 +567,9 @@ def test_a_running_job_is_cancelled_at_its_next_step(world: PipelineWorld) -> No
     job_id = queue.enqueue(MODEL, reason="test").job.job_id
     claimed = queue.claim("w")
     assert claimed is not None
-    job = world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now),
-                         on_state=cancel_while_training).run(claimed, "w")
+    job = world.pipeline(
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now), on_state=cancel_while_training
+    ).run(claimed, "w")
 
     assert cancelled == [True]
     assert job.job_id == job_id
@@ -500,7 +577,9 @@ def test_a_running_job_is_cancelled_at_its_next_step(world: PipelineWorld) -> No
     assert job.error == "cancelled on request"
     # training finished (a step is not interrupted), evaluation never started
     assert [(s.step, s.outcome) for s in queue.steps(job_id)] == [
-        ("fetching_data", "ok"), ("training", "ok")]
+        ("fetching_data", "ok"),
+        ("training", "ok"),
+    ]
     assert world.aliases() == {"production": 1}
     assert len(world.system.registry.list_versions(MODEL)) == 1
     assert queue.enqueue(MODEL, reason="again", force=True).created  # the model is free
@@ -508,8 +587,9 @@ def test_a_running_job_is_cancelled_at_its_next_step(world: PipelineWorld) -> No
 
 def test_a_cancelled_verification_stops_polling(world: PipelineWorld) -> None:
     queue = world.system.queue
-    health = ScriptedHealthProbe(world.clock, ok_from=None, confidence={1: 0.5, 2: 0.6},
-                                 pair_rate=0.0)
+    health = ScriptedHealthProbe(
+        world.clock, ok_from=None, confidence={1: 0.5, 2: 0.6}, pair_rate=0.0
+    )
     job_id = queue.enqueue(MODEL).job.job_id
 
     def cancel_on_second_wait(now: float) -> None:
@@ -569,8 +649,9 @@ def github() -> Iterator[FakeGithub]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status, body = fake.answer(self.path, {k.lower(): v for k, v in
-                                                   self.headers.items()}, raw)
+            status, body = fake.answer(
+                self.path, {k.lower(): v for k, v in self.headers.items()}, raw
+            )
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             if data:
@@ -595,10 +676,19 @@ def github() -> Iterator[FakeGithub]:
 
 def remote_world(tmp_path: Path, github: FakeGithub, **pipeline: Any) -> PipelineWorld:
     world = PipelineWorld.create(
-        tmp_path, pipeline=pipeline,
-        model={"trainer": "github_dispatch", "params": {
-            "repo": REPO, "workflow": WORKFLOW, "token": TOKEN, "api_url": github.url,
-            "poll_interval": "10s", "timeout": "5m"}},
+        tmp_path,
+        pipeline=pipeline,
+        model={
+            "trainer": "github_dispatch",
+            "params": {
+                "repo": REPO,
+                "workflow": WORKFLOW,
+                "token": TOKEN,
+                "api_url": github.url,
+                "poll_interval": "10s",
+                "timeout": "5m",
+            },
+        },
         extra={"public_url": "https://driftloop.example.com"},
     )
     world.train_production()
@@ -611,8 +701,14 @@ class WorkflowRun:
     training rows (leaving out the gate's rows, like scripts/fetch_training_data.py), train,
     and register the model with the dispatch's trigger (``driftloop models register``)."""
 
-    def __init__(self, world: PipelineWorld, github: FakeGithub, *, after_sleeps: int = 1,
-                 snapshot_id: str | None = None) -> None:
+    def __init__(
+        self,
+        world: PipelineWorld,
+        github: FakeGithub,
+        *,
+        after_sleeps: int = 1,
+        snapshot_id: str | None = None,
+    ) -> None:
         self.world = world
         self.github = github
         self.after_sleeps = after_sleeps
@@ -626,17 +722,22 @@ class WorkflowRun:
         config = self.world.config  # CI has its own processes and connections
         datasets = DatasetStore.from_config(config)
         snapshot = datasets.get(DATASET, self.snapshot_id or inputs["dataset_snapshot"])
-        train, _ = split_holdout(datasets.load(snapshot), "label",
-                                 config.pipeline.holdout_fraction, config.pipeline.seed)
+        train, _ = split_holdout(
+            datasets.load(snapshot), "label", config.pipeline.holdout_fraction, config.pipeline.seed
+        )
         trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(TrainingData(train))
         version = ModelRegistry.from_config(config).register_trained(
-            inputs["model"], trained, trainer="github-actions", snapshot=snapshot,
-            trigger=f"incident:{inputs['incident_id']}")
+            inputs["model"],
+            trained,
+            trainer="github-actions",
+            snapshot=snapshot,
+            trigger=f"incident:{inputs['incident_id']}",
+        )
         self.registered.append(version.version)
 
 
 def test_remote_training_is_dispatched_once_then_gated_and_deployed(
-    tmp_path: Path, github: FakeGithub,
+    tmp_path: Path, github: FakeGithub
 ) -> None:
     world = remote_world(tmp_path, github)
     workflow = WorkflowRun(world, github, after_sleeps=2)
@@ -644,14 +745,23 @@ def test_remote_training_is_dispatched_once_then_gated_and_deployed(
     incident = world.open_incident()
     newest = world.system.datasets.newest(DATASET)
 
-    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                             confidence={1: 0.6, 2: 0.8}), incident)
+    job = run_job(
+        world,
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8}),
+        incident,
+    )
 
     assert job.state == JobState.SUCCEEDED, job.error
     [dispatch] = github.dispatches
-    assert dispatch == {"ref": "main", "inputs": {
-        "incident_id": incident, "dataset_snapshot": newest.snapshot_id,
-        "callback_url": "https://driftloop.example.com", "model": MODEL}}
+    assert dispatch == {
+        "ref": "main",
+        "inputs": {
+            "incident_id": incident,
+            "dataset_snapshot": newest.snapshot_id,
+            "callback_url": "https://driftloop.example.com",
+            "model": MODEL,
+        },
+    }
     assert workflow.registered == [2]
     assert world.clock.sleeps == [10.0, 10.0]  # the wait, polled every poll_interval
     assert world.aliases() == {"production": 2, "candidate": 2}
@@ -673,14 +783,17 @@ def _as_an_older_driftloop_recorded_it(world: PipelineWorld, job_id: str) -> Non
     recorded = world.system.queue.get(job_id).result
     assert recorded.remote_run
     with world.system.database.engine.begin() as connection:
-        connection.execute(retrain_jobs.update().where(retrain_jobs.c.job_id == job_id)
-                           .values(result={"dispatch": recorded.remote_run["state"]}))
+        connection.execute(
+            retrain_jobs.update()
+            .where(retrain_jobs.c.job_id == job_id)
+            .values(result={"dispatch": recorded.remote_run["state"]})
+        )
     assert world.system.queue.get(job_id).result.remote_run == recorded.remote_run
 
 
 @pytest.mark.parametrize("recorded_by", ["this driftloop", "an older driftloop"])
 def test_a_resumed_remote_job_waits_for_the_same_run(
-    tmp_path: Path, github: FakeGithub, recorded_by: str,
+    tmp_path: Path, github: FakeGithub, recorded_by: str
 ) -> None:
     world = remote_world(tmp_path, github)
     dispatched = world.system.datasets.newest(DATASET)
@@ -710,8 +823,7 @@ def test_a_resumed_remote_job_waits_for_the_same_run(
     resumed = queue.claim("w2", stale_after=60)
     assert resumed is not None
     assert resumed.state == JobState.TRAINING
-    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                 confidence={1: 0.6, 2: 0.8})
+    health = ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})
     job = world.pipeline(health).run(resumed, "w2")
 
     assert job.state == JobState.SUCCEEDED, job.error
@@ -727,7 +839,7 @@ def test_a_resumed_remote_job_waits_for_the_same_run(
 
 
 def test_a_remote_candidate_is_gated_and_may_be_rejected(
-    tmp_path: Path, github: FakeGithub,
+    tmp_path: Path, github: FakeGithub
 ) -> None:
     world = remote_world(tmp_path, github, gate={"min_macro_f1_gain": 1.0})
     world.clock.on_sleep = WorkflowRun(world, github)
@@ -742,7 +854,7 @@ def test_a_remote_candidate_is_gated_and_may_be_rejected(
 
 
 def test_a_remote_version_trained_on_other_data_is_not_deployed(
-    tmp_path: Path, github: FakeGithub,
+    tmp_path: Path, github: FakeGithub
 ) -> None:
     world = remote_world(tmp_path, github)
     production_snapshot = world.system.datasets.list(DATASET)[0]
@@ -758,8 +870,7 @@ def test_a_remote_version_trained_on_other_data_is_not_deployed(
 def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld) -> None:
     class BrokenStoreProbe(ScriptedHealthProbe):
         def shadow_pairs(
-            self, model: str, *, shadow_version: int, served_version: int, start: float,
-            end: float,
+            self, model: str, *, shadow_version: int, served_version: int, start: float, end: float
         ) -> PairedEvidence:
             raise BackendUnavailableError("cannot reach the store: database is locked")
 
@@ -777,7 +888,7 @@ def test_an_error_while_verifying_rolls_back_before_failing(world: PipelineWorld
 
 @pytest.mark.parametrize("policy", ["cumulative", "newest"])
 def test_the_retrain_data_policy_decides_what_the_candidate_learns_from(
-    tmp_path: Path, policy: str,
+    tmp_path: Path, policy: str
 ) -> None:
     """Only the newly labeled rows land as the newest snapshot: cumulative learns them with
     every older row (stored as a new snapshot the version records), newest from them alone."""
@@ -787,8 +898,10 @@ def test_the_retrain_data_policy_decides_what_the_candidate_learns_from(
     new_rows = drifted[~drifted["text"].isin(known["text"])]
     world.push(new_rows)
 
-    job = run_job(world, ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                             confidence={1: 0.5, 2: 0.8}))
+    job = run_job(
+        world,
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.5, 2: 0.8}),
+    )
 
     assert job.snapshot_id is not None
     trained_on = world.system.datasets.get(DATASET, job.snapshot_id)

@@ -27,17 +27,14 @@ from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 from pipeline.test_runner import FakeGithub, github, remote_world  # noqa: F401 (a fixture)
-from pipeline.world import (
-    DATASET,
-    MODEL,
-    SKLEARN_PARAMS,
-    PipelineWorld,
-    ScriptedHealthProbe,
-)
+from pipeline.world import DATASET, MODEL, SKLEARN_PARAMS, PipelineWorld, ScriptedHealthProbe
 from serving.live import live_server
 
-SOURCE = {"repo": "acme/review-training", "commit": "3f2a9c1d0b8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
-          "run_id": "4242-1"}
+SOURCE = {
+    "repo": "acme/review-training",
+    "commit": "3f2a9c1d0b8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+    "run_id": "4242-1",
+}
 
 
 @pytest.fixture
@@ -68,15 +65,29 @@ def archive_of(files: dict[str, bytes], *, link: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def post(url: str, key: str, body: bytes, *, model: str = MODEL, sha256: str | None = None,
-         snapshot: str = "s") -> httpx.Response:
-    return httpx.post(f"{url}/v1/models/{model}/versions", content=body, headers={
-        "Authorization": f"Bearer {key}", "X-Driftloop-Snapshot": snapshot,
-        "X-Driftloop-Sha256": sha256 or hashlib.sha256(body).hexdigest()}, timeout=30)
+def post(
+    url: str,
+    key: str,
+    body: bytes,
+    *,
+    model: str = MODEL,
+    sha256: str | None = None,
+    snapshot: str = "s",
+) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/models/{model}/versions",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {key}",
+            "X-Driftloop-Snapshot": snapshot,
+            "X-Driftloop-Sha256": sha256 or hashlib.sha256(body).hexdigest(),
+        },
+        timeout=30,
+    )
 
 
 def test_bad_uploads_are_refused_and_register_nothing(
-    small_world: PipelineWorld, served: str, tmp_path: Path,
+    small_world: PipelineWorld, served: str, tmp_path: Path
 ) -> None:
     system = small_world.system
     key = system.api_keys.create(Scope.REGISTER).key
@@ -91,9 +102,15 @@ def test_bad_uploads_are_refused_and_register_nothing(
     assert declared.status_code == 413
     assert declared.json()["error"]["limit"] == "serving.max_upload_bytes"
     streamed = httpx.post(  # no Content-Length: the route counts as it reads
-        f"{served}/v1/models/{MODEL}/versions", content=iter([b"x" * 3000, b"y" * 3000]),
-        headers={"Authorization": f"Bearer {key}", "X-Driftloop-Snapshot": snapshot,
-                 "X-Driftloop-Sha256": "1" * 64}, timeout=30)
+        f"{served}/v1/models/{MODEL}/versions",
+        content=iter([b"x" * 3000, b"y" * 3000]),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "X-Driftloop-Snapshot": snapshot,
+            "X-Driftloop-Sha256": "1" * 64,
+        },
+        timeout=30,
+    )
     assert streamed.status_code == 413
     assert streamed.json()["error"]["limit"] == "serving.max_upload_bytes"
 
@@ -101,8 +118,9 @@ def test_bad_uploads_are_refused_and_register_nothing(
     climbing = post(served, key, escape, snapshot=snapshot)
     assert climbing.status_code == 422
     assert "'../escaped.txt' leaves the archive's folder" in climbing.json()["error"]["message"]
-    linked = post(served, key, archive_of({"model/ok.txt": b"ok"}, link="/etc/passwd"),
-                  snapshot=snapshot)
+    linked = post(
+        served, key, archive_of({"model/ok.txt": b"ok"}, link="/etc/passwd"), snapshot=snapshot
+    )
     assert linked.status_code == 422
     assert "'model/link' is a link" in linked.json()["error"]["message"]
     no_model = post(served, key, archive_of({"weights.txt": b"w"}), snapshot=snapshot)
@@ -114,8 +132,10 @@ def test_bad_uploads_are_refused_and_register_nothing(
     tiny = tmp_path / "tiny-model"
     tiny.mkdir()
     (tiny / "weights.txt").write_text("w")
-    with Client(served, system.api_keys.create(Scope.PREDICT).key) as predict_client, \
-            pytest.raises(ForbiddenError, match="scope 'predict'"):
+    with (
+        Client(served, system.api_keys.create(Scope.PREDICT).key) as predict_client,
+        pytest.raises(ForbiddenError, match="scope 'predict'"),
+    ):
         predict_client.upload_version(MODEL, tiny, snapshot_id=snapshot)
     with Client(served, key) as client, pytest.raises(NotFoundError, match="'nope'"):
         client.upload_version("nope", tiny, snapshot_id=snapshot)
@@ -137,15 +157,20 @@ def test_bad_uploads_are_refused_and_register_nothing(
 def train_on_the_snapshot(world: PipelineWorld, snapshot_id: str, into: Path) -> Path:
     """What the training workflow does: train on the snapshot without the gate's rows."""
     datasets = DatasetStore.from_config(world.config)
-    train, _ = split_holdout(datasets.load(datasets.get(DATASET, snapshot_id)), "label",
-                             world.config.pipeline.holdout_fraction, world.config.pipeline.seed)
+    train, _ = split_holdout(
+        datasets.load(datasets.get(DATASET, snapshot_id)),
+        "label",
+        world.config.pipeline.holdout_fraction,
+        world.config.pipeline.seed,
+    )
     trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(TrainingData(train))
     trained.predictor.save(into)
     return into
 
 
 def test_an_upload_attaches_to_the_job_waiting_for_its_workflow(
-    tmp_path: Path, github: FakeGithub,  # noqa: F811
+    tmp_path: Path,
+    github: FakeGithub,  # noqa: F811
 ) -> None:
     world = remote_world(tmp_path, github)
     key = world.system.api_keys.create(Scope.REGISTER).key
@@ -157,20 +182,28 @@ def test_an_upload_attaches_to_the_job_waiting_for_its_workflow(
             if uploads:
                 return
             inputs = github.dispatches[-1]["inputs"]
-            model_dir = train_on_the_snapshot(world, inputs["dataset_snapshot"],
-                                              tmp_path / "output" / "model")
+            model_dir = train_on_the_snapshot(
+                world, inputs["dataset_snapshot"], tmp_path / "output" / "model"
+            )
             with Client(url, key) as client:
-                uploads.append(client.upload_version(
-                    MODEL, model_dir, snapshot_id=inputs["dataset_snapshot"],
-                    run_id=inputs["incident_id"], trainer="github-actions", source=SOURCE))
+                uploads.append(
+                    client.upload_version(
+                        MODEL,
+                        model_dir,
+                        snapshot_id=inputs["dataset_snapshot"],
+                        run_id=inputs["incident_id"],
+                        trainer="github-actions",
+                        source=SOURCE,
+                    )
+                )
 
         world.clock.on_sleep = workflow
         job_id = world.system.enqueue_retrain(MODEL, incident, "confidence alert")
         claimed = world.system.queue.claim("test-worker")
         assert claimed is not None
-        job = world.pipeline(ScriptedHealthProbe(
-            world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})).run(
-                claimed, "test-worker")
+        job = world.pipeline(
+            ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})
+        ).run(claimed, "test-worker")
 
     assert job.state == JobState.SUCCEEDED, job.error
     assert uploads == [UploadedVersion(MODEL, 2, job_id, attached=True)]
@@ -182,21 +215,34 @@ def test_an_upload_attaches_to_the_job_waiting_for_its_workflow(
     assert version.params["training_code"] == SOURCE
     # the registry records the training code: models show and the dashboard's versions table
     code = "acme/review-training@3f2a9c1d0b8e run 4242-1"
-    shown = CliRunner().invoke(cli, ["models", "show", MODEL, "-v", "2",
-                                     "-c", str(world.directory / "driftloop.yaml")])
+    shown = CliRunner().invoke(
+        cli, ["models", "show", MODEL, "-v", "2", "-c", str(world.directory / "driftloop.yaml")]
+    )
     assert shown.exit_code == 0, shown.output
     assert "training code" in shown.stdout
     assert code in shown.stdout
     dashboard = StoreDashboardData(
-        database=world.system.database, metric_store=world.system.metric_store, monitors=[],
-        registry=world.system.registry, jobs=world.system.queue, models=[MODEL])
+        database=world.system.database,
+        metric_store=world.system.metric_store,
+        monitors=[],
+        registry=world.system.registry,
+        jobs=world.system.queue,
+        models=[MODEL],
+    )
     assert [v.training_code for v in dashboard.versions(MODEL)] == [code, ""]
     assert [step.step for step in world.system.queue.steps(job_id)] == [
-        "fetching_data", "training", "evaluating", "gated", "deploying", "verifying"]
+        "fetching_data",
+        "training",
+        "evaluating",
+        "gated",
+        "deploying",
+        "verifying",
+    ]
 
 
 def test_an_upload_with_no_job_waiting_opens_one_that_gates_it(
-    tmp_path: Path, github: FakeGithub,  # noqa: F811
+    tmp_path: Path,
+    github: FakeGithub,  # noqa: F811
 ) -> None:
     world = remote_world(tmp_path, github)
     key = world.system.api_keys.create(Scope.REGISTER).key
@@ -219,9 +265,9 @@ def test_an_upload_with_no_job_waiting_opens_one_that_gates_it(
     assert world.aliases() == {"production": 1}  # nothing served before the gate
     claimed = world.system.queue.claim("test-worker")
     assert claimed is not None
-    job = world.pipeline(ScriptedHealthProbe(
-        world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})).run(
-            claimed, "test-worker")
+    job = world.pipeline(
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})
+    ).run(claimed, "test-worker")
 
     assert job.state == JobState.SUCCEEDED, job.error
     assert github.dispatches == []  # gated as uploaded, never trained again

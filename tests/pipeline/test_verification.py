@@ -19,13 +19,21 @@ RULE = VerificationRule(tolerance=0.02, error_rate=0.05, min_pairs=50, min_label
 
 
 def evidence(gap: np.ndarray, correct: np.ndarray | None = None) -> PairedEvidence:
-    return PairedEvidence(gap.astype(np.float64),
-                          np.zeros(0) if correct is None else correct.astype(np.float64),
-                          np.ones(gap.size))
+    return PairedEvidence(
+        gap.astype(np.float64),
+        np.zeros(0) if correct is None else correct.astype(np.float64),
+        np.ones(gap.size),
+    )
 
 
-def run_until_decided(true_gap: float, rng: np.random.Generator, *, per_look: int = 25,
-                      looks: int = 40, noise: float = 0.2) -> Verdict:
+def run_until_decided(
+    true_gap: float,
+    rng: np.random.Generator,
+    *,
+    per_look: int = 25,
+    looks: int = 40,
+    noise: float = 0.2,
+) -> Verdict:
     """One verification: ``per_look`` new pairs between looks, until a verdict or the last
     look (the deadline)."""
     values = np.zeros(0)
@@ -34,21 +42,25 @@ def run_until_decided(true_gap: float, rng: np.random.Generator, *, per_look: in
         values = np.concatenate([values, rng.normal(true_gap, noise, per_look)])
         if values.size >= RULE.min_pairs:
             counted += 1
-        decision = decide_verification(evidence(values), RULE, reference_shift=0.0,
-                                       look=max(1, counted), at_deadline=look == looks)
+        decision = decide_verification(
+            evidence(values),
+            RULE,
+            reference_shift=0.0,
+            look=max(1, counted),
+            at_deadline=look == looks,
+        )
         if decision.verdict != Verdict.WAIT:
             return decision.verdict
     raise AssertionError("the deadline always decides")
 
 
 def test_the_per_look_error_rates_sum_to_the_error_rate() -> None:
-    assert sum(look_error_rate(0.05, k) for k in range(1, 100_000)) == pytest.approx(
-        0.05, rel=1e-4)
+    assert sum(look_error_rate(0.05, k) for k in range(1, 100_000)) == pytest.approx(0.05, rel=1e-4)
 
 
 @pytest.mark.parametrize(("true_gap", "wrong"), [(-0.02, Verdict.KEEP), (0.0, Verdict.ROLL_BACK)])
 def test_the_sequential_test_keeps_its_error_rate_over_many_looks(
-    true_gap: float, wrong: Verdict,
+    true_gap: float, wrong: Verdict
 ) -> None:
     """At the boundary (a version exactly ``tolerance`` worse) a keep is an error; a version
     as good as the old one is rolled back rarely. Decisions made by the sequential test only:
@@ -62,8 +74,9 @@ def test_the_sequential_test_keeps_its_error_rate_over_many_looks(
         for _look in range(40):
             values = np.concatenate([values, rng.normal(true_gap, 0.2, 25)])
             counted += values.size >= RULE.min_pairs
-            decision = decide_verification(evidence(values), RULE, reference_shift=0.0,
-                                           look=max(1, counted), at_deadline=False)
+            decision = decide_verification(
+                evidence(values), RULE, reference_shift=0.0, look=max(1, counted), at_deadline=False
+            )
             if decision.verdict != Verdict.WAIT:
                 errors += decision.verdict == wrong
                 break
@@ -81,10 +94,15 @@ def test_the_reference_shift_is_taken_out_of_the_confidence_gap() -> None:
     """The new version is 0.10 less confident on every request, but its own reference is 0.12
     lower too: relative to their references, it is the better one."""
     gap = np.full(200, -0.10) + np.random.default_rng(0).normal(0, 0.01, 200)
-    assert decide_verification(evidence(gap), RULE, reference_shift=0.0, look=1,
-                               at_deadline=False).verdict == Verdict.ROLL_BACK
-    decision = decide_verification(evidence(gap), RULE, reference_shift=-0.12, look=1,
-                                   at_deadline=False)
+    assert (
+        decide_verification(
+            evidence(gap), RULE, reference_shift=0.0, look=1, at_deadline=False
+        ).verdict
+        == Verdict.ROLL_BACK
+    )
+    decision = decide_verification(
+        evidence(gap), RULE, reference_shift=-0.12, look=1, at_deadline=False
+    )
     assert decision.verdict == Verdict.KEEP
     assert decision.signal == "confidence vs reference"
     assert decision.mean == pytest.approx(0.02, abs=0.005)
@@ -93,12 +111,14 @@ def test_the_reference_shift_is_taken_out_of_the_confidence_gap() -> None:
 def test_labels_take_over_from_confidence_once_enough_arrive() -> None:
     confident_but_wrong = np.full(200, 0.2)
     correct = np.array([-1.0] * 12 + [0.0] * 17)  # 29 labels: one short of the minimum
-    first = decide_verification(evidence(confident_but_wrong, correct), RULE,
-                                reference_shift=0.0, look=1, at_deadline=False)
+    first = decide_verification(
+        evidence(confident_but_wrong, correct), RULE, reference_shift=0.0, look=1, at_deadline=False
+    )
     assert (first.signal, first.verdict) == ("confidence vs reference", Verdict.KEEP)
     correct = np.append(correct, -1.0)
-    second = decide_verification(evidence(confident_but_wrong, correct), RULE,
-                                 reference_shift=0.0, look=1, at_deadline=False)
+    second = decide_verification(
+        evidence(confident_but_wrong, correct), RULE, reference_shift=0.0, look=1, at_deadline=False
+    )
     assert (second.signal, second.verdict) == ("realized accuracy", Verdict.ROLL_BACK)
     assert second.pairs == 30
 
@@ -119,9 +139,7 @@ def test_a_bad_rule_is_a_config_error(error_rate: float, tolerance: float) -> No
 
 
 @pytest.mark.parametrize("disagree", [0.05, 0.2])
-def test_realized_accuracy_keeps_its_error_rate_though_most_pairs_are_zero(
-    disagree: float,
-) -> None:
+def test_realized_accuracy_keeps_its_error_rate_though_most_pairs_are_zero(disagree: float) -> None:
     """Correctness gaps are -1, 0 or +1, and 0 where the versions agree (most pairs): a new
     version exactly ``tolerance`` worse must still be kept at most ``error_rate`` of the time,
     from the first look at the minimum of labels on."""
@@ -135,10 +153,16 @@ def test_realized_accuracy_keeps_its_error_rate_though_most_pairs_are_zero(
         labels = np.zeros(0)
         for look in range(1, 41):
             draws = rng.random(RULE.min_labels if look == 1 else 10)
-            labels = np.concatenate([labels, np.where(
-                draws < worse, -1.0, np.where(draws < worse + better, 1.0, 0.0))])
-            decision = decide_verification(evidence(confidence, labels), RULE,
-                                           reference_shift=0.0, look=look, at_deadline=False)
+            labels = np.concatenate(
+                [labels, np.where(draws < worse, -1.0, np.where(draws < worse + better, 1.0, 0.0))]
+            )
+            decision = decide_verification(
+                evidence(confidence, labels),
+                RULE,
+                reference_shift=0.0,
+                look=look,
+                at_deadline=False,
+            )
             if decision.verdict != Verdict.WAIT:
                 kept += decision.verdict == Verdict.KEEP
                 break

@@ -55,13 +55,22 @@ def world(tmp_path: Path) -> PipelineWorld:
     return world
 
 
-def start_worker(world: PipelineWorld, how: str, state: str) -> tuple[subprocess.Popen[bytes],
-                                                                       Path]:
+def start_worker(
+    world: PipelineWorld, how: str, state: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     marker = world.directory / "training-started"
     process = subprocess.Popen(
-        [sys.executable, "-c", WORKER_SCRIPT, str(world.directory / "driftloop.yaml"), how,
-         state, str(marker)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-c",
+            WORKER_SCRIPT,
+            str(world.directory / "driftloop.yaml"),
+            how,
+            state,
+            str(marker),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")},
     )
     return process, marker
@@ -94,8 +103,9 @@ def test_a_worker_killed_mid_training_is_resumed_by_another(world: PipelineWorld
     while not marker.exists():  # the worker process is inside the trainer's fit
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail("the worker never started training:\n"
-                        + process.communicate()[1].decode()[-2000:])
+            pytest.fail(
+                "the worker never started training:\n" + process.communicate()[1].decode()[-2000:]
+            )
         time.sleep(0.1)
     assert queue.get(job_id).state == JobState.TRAINING
     os.kill(process.pid, signal.SIGKILL)
@@ -106,7 +116,9 @@ def test_a_worker_killed_mid_training_is_resumed_by_another(world: PipelineWorld
     dead = queue.get(job_id)
     assert (dead.state, dead.worker, dead.finished_at) == (JobState.TRAINING, DOOMED, None)
     assert [(s.step, s.outcome) for s in queue.steps(job_id)] == [
-        ("fetching_data", "ok"), ("training", None)]
+        ("fetching_data", "ok"),
+        ("training", None),
+    ]
     assert world.aliases() == {"production": 1}
     assert_registry_consistent(world)
     assert not queue.enqueue(MODEL, reason="another alert").created  # still the one job
@@ -124,9 +136,16 @@ def test_a_worker_killed_mid_training_is_resumed_by_another(world: PipelineWorld
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.worker == "rescuer"
     steps = [(s.step, s.outcome) for s in queue.steps(job_id)]
-    assert steps == [("fetching_data", "ok"), ("training", "interrupted"),
-                     ("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),
-                     ("gated", "accepted"), ("deploying", "ok"), ("verifying", "ok")]
+    assert steps == [
+        ("fetching_data", "ok"),
+        ("training", "interrupted"),
+        ("fetching_data", "ok"),
+        ("training", "ok"),
+        ("evaluating", "ok"),
+        ("gated", "accepted"),
+        ("deploying", "ok"),
+        ("verifying", "ok"),
+    ]
     assert all(s.finished_at is not None for s in queue.steps(job_id))
     assert [v.version for v in world.system.registry.list_versions(MODEL)] == [1, 2]
     assert world.aliases() == {"production": 2, "candidate": 2}
@@ -147,7 +166,7 @@ def test_a_worker_killed_mid_training_is_resumed_by_another(world: PipelineWorld
     ids=["deploying", "verifying-recovers", "verifying-worse"],
 )
 def test_a_worker_killed_after_the_gate_resumes_the_deploy(
-    world: PipelineWorld, state: str, recovers: bool, expected: JobState, production: int,
+    world: PipelineWorld, state: str, recovers: bool, expected: JobState, production: int
 ) -> None:
     queue = world.system.queue
     job_id = queue.enqueue(MODEL, reason="test").job.job_id
@@ -167,8 +186,11 @@ def test_a_worker_killed_after_the_gate_resumes_the_deploy(
     clock = world.clock
     clock.now = time.time() + 120  # the verification deadline (60 s) of that deploy is past
     # recovers: v2 does better than v1 on the requests both score; else clearly worse
-    health = ScriptedHealthProbe(clock, ok_from=clock.now if recovers else None,
-                                 confidence={1: 0.6, 2: 0.8} if recovers else {1: 0.8, 2: 0.5})
+    health = ScriptedHealthProbe(
+        clock,
+        ok_from=clock.now if recovers else None,
+        confidence={1: 0.6, 2: 0.8} if recovers else {1: 0.8, 2: 0.5},
+    )
     job = resume(world, health).run_once()
 
     assert job is not None
@@ -182,15 +204,27 @@ def test_a_worker_killed_after_the_gate_resumes_the_deploy(
     steps = [(s.step, s.outcome) for s in records]
     # killed as the job entered ``state`` (its step opened with it): the dead worker's step is
     # closed as interrupted and the step runs again, every earlier one ran once
-    done = [("fetching_data", "ok"), ("training", "ok"), ("evaluating", "ok"),
-            ("gated", "accepted")]
+    done = [
+        ("fetching_data", "ok"),
+        ("training", "ok"),
+        ("evaluating", "ok"),
+        ("gated", "accepted"),
+    ]
     last = "ok" if expected == JobState.SUCCEEDED else "failed"
     if state == "deploying":
-        assert steps == [*done, ("deploying", "interrupted"), ("deploying", "ok"),
-                         ("verifying", last)]
+        assert steps == [
+            *done,
+            ("deploying", "interrupted"),
+            ("deploying", "ok"),
+            ("verifying", last),
+        ]
     else:
-        assert steps == [*done, ("deploying", "ok"), ("verifying", "interrupted"),
-                         ("verifying", last)]
+        assert steps == [
+            *done,
+            ("deploying", "ok"),
+            ("verifying", "interrupted"),
+            ("verifying", last),
+        ]
     assert_registry_consistent(world)
     assert "shadow" not in world.aliases()  # the previous version's shadow ended with the job
     if expected == JobState.ROLLED_BACK:
@@ -235,8 +269,9 @@ def test_a_long_training_keeps_its_job_claimed(world: PipelineWorld) -> None:
     job_id = queue.enqueue(MODEL).job.job_id
     claimed = queue.claim("w1")
     assert claimed is not None
-    pipeline = world.pipeline(ScriptedHealthProbe(world.clock, ok_from=world.clock.now,
-                                                  confidence={1: 0.6, 2: 0.8}))
+    pipeline = world.pipeline(
+        ScriptedHealthProbe(world.clock, ok_from=world.clock.now, confidence={1: 0.6, 2: 0.8})
+    )
     pipeline.heartbeat_interval = 0.02
     other_claims: list[object] = []
 

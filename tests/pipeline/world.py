@@ -62,34 +62,55 @@ def make_snapshots(known_rows: int = 300, new_rows: int = 300, seed: int = 3) ->
     known_pool = data[~is_drifting].sample(frac=1.0, random_state=seed)
     drifting_pool = data[is_drifting].sample(frac=1.0, random_state=seed)
     known = known_pool.iloc[:known_rows]
-    extra_known = known_pool.iloc[known_rows:known_rows + new_rows // 4]
-    new = pd.concat([drifting_pool.iloc[:new_rows - len(extra_known)], extra_known])
+    extra_known = known_pool.iloc[known_rows : known_rows + new_rows // 4]
+    new = pd.concat([drifting_pool.iloc[: new_rows - len(extra_known)], extra_known])
     drifted = pd.concat([known, new]).sample(frac=1.0, random_state=seed)
     return Snapshots(known.reset_index(drop=True), drifted.reset_index(drop=True))
 
 
 def write_config(
-    directory: Path, *, pipeline: Mapping[str, Any] | None = None,
-    model: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+    directory: Path,
+    *,
+    pipeline: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """A driftloop.yaml in ``directory`` for one sklearn model; returns its path."""
     settings: dict[str, Any] = {
-        "cooldown": "10m", "verify_deadline": "60s", "verify_interval": "5s",
-        "verify_min_predictions": 10, "min_fresh_rows": 30,
-        "holdout_fraction": 0.3, **(pipeline or {}),
+        "cooldown": "10m",
+        "verify_deadline": "60s",
+        "verify_interval": "5s",
+        "verify_min_predictions": 10,
+        "min_fresh_rows": 30,
+        "holdout_fraction": 0.3,
+        **(pipeline or {}),
     }
     document: dict[str, Any] = {
         "store": "sqlite:///.driftloop/driftloop.db",
         "storage": "file://.driftloop/storage",
         "transport": "local://",
-        "models": {MODEL: {"trainer": "sklearn", "data": DATASET, "params": SKLEARN_PARAMS,
-                           **(model or {})}},
-        "monitors": [{
-            "name": "confidence", "metric": "model_confidence", "aggregation": "avg",
-            "window": "60s", "group_by": ["model"], "min_count": 5,
-            "below": {"warning": 0.5, "critical": 0.4},
-            "message": "confidence of {{model}} is {{value}} {{#is_alert}}@retrain{{/is_alert}}",
-        }],
+        "models": {
+            MODEL: {
+                "trainer": "sklearn",
+                "data": DATASET,
+                "params": SKLEARN_PARAMS,
+                **(model or {}),
+            }
+        },
+        "monitors": [
+            {
+                "name": "confidence",
+                "metric": "model_confidence",
+                "aggregation": "avg",
+                "window": "60s",
+                "group_by": ["model"],
+                "min_count": 5,
+                "below": {"warning": 0.5, "critical": 0.4},
+                "message": (
+                    "confidence of {{model}} is {{value}} {{#is_alert}}@retrain{{/is_alert}}"
+                ),
+            }
+        ],
         "pipeline": settings,
         **(extra or {}),
     }
@@ -172,15 +193,25 @@ class PipelineWorld:
 
     @classmethod
     def create(
-        cls, directory: Path, *, pipeline: Mapping[str, Any] | None = None,
-        model: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+        cls,
+        directory: Path,
+        *,
+        pipeline: Mapping[str, Any] | None = None,
+        model: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
         snapshots: Snapshots | None = None,
     ) -> PipelineWorld:
-        config = load_config(write_config(directory, pipeline=pipeline, model=model,
-                                          extra=extra), environ={})
+        config = load_config(
+            write_config(directory, pipeline=pipeline, model=model, extra=extra), environ={}
+        )
         clock = ManualClock(START)
-        return cls(directory, config, DriftloopSystem(config, SystemOptions(clock=clock)),
-                    clock, snapshots or make_snapshots())
+        return cls(
+            directory,
+            config,
+            DriftloopSystem(config, SystemOptions(clock=clock)),
+            clock,
+            snapshots or make_snapshots(),
+        )
 
     def push(self, frame: pd.DataFrame) -> Snapshot:
         return self.system.datasets.push(frame, DATASET)
@@ -190,14 +221,16 @@ class PipelineWorld:
         snapshot = self.push(self.snapshots.known if frame is None else frame)
         data = self.system.datasets.load(snapshot)
         trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(
-            TrainingData(data, "text", "label", snapshot.snapshot_id, snapshot.content_hash))
+            TrainingData(data, "text", "label", snapshot.snapshot_id, snapshot.content_hash)
+        )
         version = self.system.registry.register_trained(
-            MODEL, trained, trainer="sklearn", snapshot=snapshot, trigger="manual")
+            MODEL, trained, trainer="sklearn", snapshot=snapshot, trigger="manual"
+        )
         self.system.registry.set_alias(MODEL, "production", version.version, actor="test")
         return version
 
     def pipeline(
-        self, health: HealthProbe | None = None, *, on_state: Callable[[Job], None] | None = None,
+        self, health: HealthProbe | None = None, *, on_state: Callable[[Job], None] | None = None
     ) -> RetrainPipeline:
         """A pipeline over the system's components with the manual clock and sleep."""
 
@@ -210,10 +243,15 @@ class PipelineWorld:
             self.notices.append((kind, message, dict(data)))
 
         return RetrainPipeline(
-            self.config, self.system.queue, self.system.registry, self.system.datasets,
-            health=health, incidents=self.system.engine,
+            self.config,
+            self.system.queue,
+            self.system.registry,
+            self.system.datasets,
+            health=health,
+            incidents=self.system.engine,
             hooks=PipelineHooks(on_state=record, on_notice=notice),
-            clock=self.clock, sleep=self.clock.sleep,
+            clock=self.clock,
+            sleep=self.clock.sleep,
             feedback=self.system.feedback.labeled_samples,
         )
 
@@ -225,7 +263,8 @@ class PipelineWorld:
 
     def open_incident(self, title: str = "confidence of review-classifier is low") -> str:
         return self.system.engine.open_external_incident(
-            "datadog", MODEL, title, {"labels": {"model": MODEL}})
+            "datadog", MODEL, title, {"labels": {"model": MODEL}}
+        )
 
     def timeline(self, incident_id: str) -> list[tuple[str, str]]:
         incident = self.system.engine.get_incident(incident_id)

@@ -38,8 +38,14 @@ def register(registry: ModelRegistry, directory: Path, **kwargs: Any) -> Any:
 def test_register_records_an_immutable_hashed_version(
     registry: ModelRegistry, model_dir: Path
 ) -> None:
-    version = register(registry, model_dir, params={"C": 4.0}, snapshot_id="s1",
-                       snapshot_hash="h1", trigger="ci:1234")
+    version = register(
+        registry,
+        model_dir,
+        params={"C": 4.0},
+        snapshot_id="s1",
+        snapshot_hash="h1",
+        trigger="ci:1234",
+    )
     digest = hash_directory(model_dir)
     assert version.version == 1
     assert version.content_hash == digest.content_hash
@@ -59,7 +65,7 @@ def test_register_records_an_immutable_hashed_version(
 
 
 def test_versions_count_up_and_share_identical_artifacts(
-    registry: ModelRegistry, model_dir: Path, registry_factory: Factory,
+    registry: ModelRegistry, model_dir: Path, registry_factory: Factory
 ) -> None:
     first = register(registry, model_dir)
     second = register(registry, model_dir, parent_version=1)
@@ -74,10 +80,18 @@ def test_versions_count_up_and_share_identical_artifacts(
 def test_register_trained_keeps_evaluation_reference_and_snapshot(
     registry: ModelRegistry, trained: TrainedModel
 ) -> None:
-    snapshot = Snapshot("reviews", "snap-1", datetime.now().astimezone(), 240, "f" * 64,
-                        ("text", "label"), "datasets/reviews/snap-1/data.csv.gz")
-    version = registry.register_trained("review-classifier", trained, trainer="sklearn",
-                                        snapshot=snapshot, trigger="incident:42")
+    snapshot = Snapshot(
+        "reviews",
+        "snap-1",
+        datetime.now().astimezone(),
+        240,
+        "f" * 64,
+        ("text", "label"),
+        "datasets/reviews/snap-1/data.csv.gz",
+    )
+    version = registry.register_trained(
+        "review-classifier", trained, trainer="sklearn", snapshot=snapshot, trigger="incident:42"
+    )
     assert version.evaluation == trained.evaluation
     assert version.reference == trained.reference
     assert version.params == json.loads(json.dumps(trained.params))
@@ -87,7 +101,7 @@ def test_register_trained_keeps_evaluation_reference_and_snapshot(
 
 
 def test_loaded_predictor_gives_the_same_outputs(
-    registry: ModelRegistry, trained: TrainedModel, registry_factory: Factory,
+    registry: ModelRegistry, trained: TrainedModel, registry_factory: Factory
 ) -> None:
     version = registry.register_trained("review-classifier", trained, trainer="sklearn")
     fresh = registry_factory(cache="fresh-cache")
@@ -100,7 +114,7 @@ def test_loaded_predictor_gives_the_same_outputs(
 
 
 def test_tampered_artifact_fails_with_an_integrity_error_naming_the_file(
-    registry: ModelRegistry, model_dir: Path, registry_factory: Factory,
+    registry: ModelRegistry, model_dir: Path, registry_factory: Factory
 ) -> None:
     version = register(registry, model_dir)
     key = registry.storage.key_of(version.artifact_uri)
@@ -117,7 +131,7 @@ def test_tampered_artifact_fails_with_an_integrity_error_naming_the_file(
 
 
 def test_extra_file_in_storage_is_an_integrity_error(
-    registry: ModelRegistry, model_dir: Path, registry_factory: Factory,
+    registry: ModelRegistry, model_dir: Path, registry_factory: Factory
 ) -> None:
     version = register(registry, model_dir)
     key = registry.storage.key_of(version.artifact_uri)
@@ -127,7 +141,7 @@ def test_extra_file_in_storage_is_an_integrity_error(
 
 
 def test_damaged_cache_is_fetched_again(
-    registry: ModelRegistry, model_dir: Path, registry_factory: Factory,
+    registry: ModelRegistry, model_dir: Path, registry_factory: Factory
 ) -> None:
     version = register(registry, model_dir)
     registry.load_predictor(version)
@@ -153,9 +167,13 @@ def test_registering_a_broken_directory_registers_nothing(
         register(registry, model_dir)
     manifest = json.loads((model_dir / MANIFEST).read_text())
     (model_dir / MANIFEST).write_text(json.dumps({**manifest, "format": "mystery"}))
-    with pytest.raises(InvalidInputError, match=(
+    with pytest.raises(
+        InvalidInputError,
+        match=(
             r"not a loadable model: unknown predictor format 'mystery' .*known: .*sklearn.*"
-            r"entry point group 'driftloop.predictors'")):
+            r"entry point group 'driftloop.predictors'"
+        ),
+    ):
         register(registry, model_dir)
     assert registry.list_models() == []
     assert registry.storage.list() == []
@@ -212,9 +230,7 @@ def test_aliases_resolve_and_production_records_deployment(
         registry.set_alias("review-classifier", "Not OK", 1, actor="test")
 
 
-def test_rollback_walks_back_through_deployments(
-    registry: ModelRegistry, model_dir: Path
-) -> None:
+def test_rollback_walks_back_through_deployments(registry: ModelRegistry, model_dir: Path) -> None:
     for _ in range(3):
         register(registry, model_dir)
     name = "review-classifier"
@@ -235,8 +251,9 @@ def test_rollback_walks_back_through_deployments(
     registry.set_alias(name, "production", 3, actor="deployer")
     assert registry.rollback(name, actor="ops").version == 1
 
-    history = [(c.action, c.previous_version, c.version, c.actor)
-               for c in registry.alias_history(name)]
+    history = [
+        (c.action, c.previous_version, c.version, c.actor) for c in registry.alias_history(name)
+    ]
     assert history == [
         ("set", None, 1, "deployer"),
         ("set", 1, 2, "deployer"),

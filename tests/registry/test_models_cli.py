@@ -31,15 +31,30 @@ def project(tmp_path: Path) -> Path:
     return config
 
 
-def test_register_show_promote_rollback(tmp_path: Path, model_dir: Path,
-                                         trained: TrainedModel) -> None:
+def test_register_show_promote_rollback(
+    tmp_path: Path, model_dir: Path, trained: TrainedModel
+) -> None:
     config = project(tmp_path)
     evaluation = tmp_path / "evaluation.json"
-    evaluation.write_text(json.dumps({"evaluation": trained.evaluation.to_dict(),
-                                      "reference": trained.reference.to_dict()}))
-    first = json.loads(invoke(config, "models", "register", "review-classifier", str(model_dir),
-                              "--trigger", "ci:100", "--evaluation", str(evaluation),
-                              "--json").stdout)
+    evaluation.write_text(
+        json.dumps(
+            {"evaluation": trained.evaluation.to_dict(), "reference": trained.reference.to_dict()}
+        )
+    )
+    first = json.loads(
+        invoke(
+            config,
+            "models",
+            "register",
+            "review-classifier",
+            str(model_dir),
+            "--trigger",
+            "ci:100",
+            "--evaluation",
+            str(evaluation),
+            "--json",
+        ).stdout
+    )
     assert first["version"] == 1
     assert first["trigger"] == "ci:100"
     assert first["deployed_at"] is not None  # the first version becomes production
@@ -48,36 +63,47 @@ def test_register_show_promote_rollback(tmp_path: Path, model_dir: Path,
     assert "registered review-classifier v2" in plain.stdout
 
     listed = json.loads(invoke(config, "models", "ls", "--json").stdout)
-    assert listed == [{
-        "name": "review-classifier", "versions": 2, "latest_version": 2,
-        "latest_created_at": listed[0]["latest_created_at"], "aliases": {"production": 1},
-    }]
+    assert listed == [
+        {
+            "name": "review-classifier",
+            "versions": 2,
+            "latest_version": 2,
+            "latest_created_at": listed[0]["latest_created_at"],
+            "aliases": {"production": 1},
+        }
+    ]
     shown = json.loads(invoke(config, "models", "show", "review-classifier", "--json").stdout)
     assert shown["version"]["version"] == 1
     assert shown["version"]["content_hash"] == first["content_hash"]
     assert shown["version"]["reference"]["sample_size"] == len(trained.reference.confidences)
     assert [v["aliases"] for v in shown["versions"]] == [["production"], []]
 
-    promoted = json.loads(invoke(config, "models", "promote", "review-classifier", "2",
-                                 "--actor", "alice", "--json").stdout)
+    promoted = json.loads(
+        invoke(
+            config, "models", "promote", "review-classifier", "2", "--actor", "alice", "--json"
+        ).stdout
+    )
     assert promoted["aliases"] == {"production": 2}
     invoke(config, "models", "promote", "review-classifier", "1", "--alias", "candidate")
-    rolled = json.loads(invoke(config, "models", "rollback", "review-classifier",
-                               "--json").stdout)
+    rolled = json.loads(invoke(config, "models", "rollback", "review-classifier", "--json").stdout)
     assert rolled == {"name": "review-classifier", "alias": "production", "version": 1}
 
-    history = json.loads(invoke(config, "models", "history", "review-classifier",
-                                "--json").stdout)
+    history = json.loads(invoke(config, "models", "history", "review-classifier", "--json").stdout)
     assert [(h["alias"], h["action"], h["version"]) for h in history] == [
-        ("production", "set", 1), ("production", "set", 2), ("candidate", "set", 1),
+        ("production", "set", 1),
+        ("production", "set", 2),
+        ("candidate", "set", 1),
         ("production", "rollback", 1),
     ]
     assert history[1]["actor"] == "alice"
     assert history[3]["actor"].startswith("cli")
 
-    for command in (["models", "ls"], ["models", "show", "review-classifier"],
-                    ["models", "show", "review-classifier", "--version", "2"],
-                    ["models", "history", "review-classifier"]):
+    for command in (
+        ["models", "ls"],
+        ["models", "show", "review-classifier"],
+        ["models", "show", "review-classifier", "--version", "2"],
+        ["models", "history", "review-classifier"],
+    ):
         assert "production" in invoke(config, *command).stdout
 
 
@@ -86,12 +112,14 @@ def test_errors_are_clean(tmp_path: Path, model_dir: Path) -> None:
     missing = runner.invoke(app, ["models", "show", "nope", "-c", str(config)])
     assert missing.exit_code == 1
     assert "no model named 'nope'" in flat(missing.output)
-    bad = runner.invoke(app, ["models", "register", "review-classifier", str(tmp_path),
-                              "-c", str(config)])
+    bad = runner.invoke(
+        app, ["models", "register", "review-classifier", str(tmp_path), "-c", str(config)]
+    )
     assert bad.exit_code == 1
     assert "is not a model directory: it holds no driftloop-model.json" in flat(bad.output)
     invoke(config, "models", "register", "review-classifier", str(model_dir))
-    nothing_earlier = runner.invoke(app, ["models", "rollback", "review-classifier",
-                                          "-c", str(config)])
+    nothing_earlier = runner.invoke(
+        app, ["models", "rollback", "review-classifier", "-c", str(config)]
+    )
     assert nothing_earlier.exit_code == 1
     assert "no earlier production version" in flat(nothing_earlier.output)

@@ -28,8 +28,9 @@ def test_registry_on_postgresql(
     registry = ModelRegistry(database, storage, tmp_path / "cache")
     try:
         for trigger in ("manual", "incident:7", "ci:9"):
-            registry.register_trained("review-classifier", trained, trainer="sklearn",
-                                      trigger=trigger)
+            registry.register_trained(
+                "review-classifier", trained, trainer="sklearn", trigger=trigger
+            )
         for version in (1, 2, 3):
             registry.set_alias("review-classifier", "production", version, actor="pg")
         assert registry.rollback("review-classifier", actor="pg").version == 2
@@ -38,10 +39,15 @@ def test_registry_on_postgresql(
         assert resolved.evaluation == trained.evaluation
         assert resolved.trigger == "incident:7"
         assert [c.action for c in registry.alias_history("review-classifier")] == [
-            "set", "set", "set", "rollback",
+            "set",
+            "set",
+            "set",
+            "rollback",
         ]
-        np.testing.assert_allclose(registry.load_predictor(resolved).predict_proba(TEXTS),
-                                   trained.predictor.predict_proba(TEXTS))
+        np.testing.assert_allclose(
+            registry.load_predictor(resolved).predict_proba(TEXTS),
+            trained.predictor.predict_proba(TEXTS),
+        )
     finally:
         database.dispose()
 
@@ -57,8 +63,7 @@ def test_artifacts_and_snapshots_on_s3(
     version = registry.register_trained("review-classifier", trained, trainer="sklearn")
     assert version.artifact_uri.startswith(f"s3://{s3_bucket}/driftloop/models/")
     loaded = ModelRegistry(database, storage, tmp_path / "cache-2").load_predictor(version)
-    np.testing.assert_allclose(loaded.predict_proba(TEXTS),
-                               trained.predictor.predict_proba(TEXTS))
+    np.testing.assert_allclose(loaded.predict_proba(TEXTS), trained.predictor.predict_proba(TEXTS))
     key = storage.key_of(version.artifact_uri)
     storage.put_bytes(f"{key}/coef.npy", b"tampered")
     with pytest.raises(IntegrityError, match=r"coef\.npy"):

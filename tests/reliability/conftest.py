@@ -33,8 +33,11 @@ def served_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedSy
     """Module-wide: training the project's two versions takes a few seconds."""
     directory: Path = tmp_path_factory.mktemp("project")
     project = ReliabilityProject.create(
-        directory, second_version=True, serving={"rate_limits": {"label": LABEL_RATE_LIMIT}},
-        extra={"hooks": {"secret": HOOK_SECRET}})
+        directory,
+        second_version=True,
+        serving={"rate_limits": {"label": LABEL_RATE_LIMIT}},
+        extra={"hooks": {"secret": HOOK_SECRET}},
+    )
     system = DriftloopSystem(project.config)
     system.insights.start()
     server = UvicornThread(system.create_app(), serving=project.config.serving)

@@ -55,11 +55,17 @@ class ReliabilityProject:
 
     @classmethod
     def create(
-        cls, directory: Path, *, second_version: bool = False, port: int = 0,
-        pipeline: Mapping[str, Any] | None = None, serving: Mapping[str, Any] | None = None,
+        cls,
+        directory: Path,
+        *,
+        second_version: bool = False,
+        port: int = 0,
+        pipeline: Mapping[str, Any] | None = None,
+        serving: Mapping[str, Any] | None = None,
         store: str = "sqlite:///.driftloop/driftloop.db",
         storage: str = "file://.driftloop/storage",
-        transport: str = "local://", extra: Mapping[str, Any] | None = None,
+        transport: str = "local://",
+        extra: Mapping[str, Any] | None = None,
     ) -> ReliabilityProject:
         directory.mkdir(parents=True, exist_ok=True)
         document: dict[str, Any] = {
@@ -68,19 +74,29 @@ class ReliabilityProject:
             "transport": transport,
             "serving": {"port": port, "registry_poll_interval": "1s", **(serving or {})},
             "insights": {"flush_interval": 0.05},
-            "models": {MODEL: {"trainer": "sklearn", "data": DATASET,
-                               "params": SKLEARN_PARAMS}},
-            "monitors": [{
-                "name": "confidence", "metric": "model_confidence", "aggregation": "avg",
-                "window": "30s", "group_by": ["model"], "min_count": 3,
-                "below": {"warning": 0.05, "critical": 0.02},
-                "message": "confidence of {{model}} is {{value}} "
-                           "{{#is_alert}}@retrain{{/is_alert}}",
-            }],
+            "models": {MODEL: {"trainer": "sklearn", "data": DATASET, "params": SKLEARN_PARAMS}},
+            "monitors": [
+                {
+                    "name": "confidence",
+                    "metric": "model_confidence",
+                    "aggregation": "avg",
+                    "window": "30s",
+                    "group_by": ["model"],
+                    "min_count": 3,
+                    "below": {"warning": 0.05, "critical": 0.02},
+                    "message": "confidence of {{model}} is {{value}} "
+                    "{{#is_alert}}@retrain{{/is_alert}}",
+                }
+            ],
             "pipeline": {
-                "cooldown": "1s", "verify_deadline": "40s", "verify_interval": "1s",
-                "verify_min_predictions": 3, "verify_tolerance": 1.0, "min_fresh_rows": 30,
-                "holdout_fraction": 0.3, **(pipeline or {}),
+                "cooldown": "1s",
+                "verify_deadline": "40s",
+                "verify_interval": "1s",
+                "verify_min_predictions": 3,
+                "verify_tolerance": 1.0,
+                "min_fresh_rows": 30,
+                "holdout_fraction": 0.3,
+                **(pipeline or {}),
             },
         }
         document.update(extra or {})
@@ -88,8 +104,13 @@ class ReliabilityProject:
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         config = load_config(path, environ={})
         keys = ApiKeyStore(open_database(config.store, base_dir=config.base_dir))
-        project = cls(directory, config, keys.create(Scope.PREDICT, name="client").key,
-                      keys.create(Scope.ADMIN, name="operator").key, [])
+        project = cls(
+            directory,
+            config,
+            keys.create(Scope.PREDICT, name="client").key,
+            keys.create(Scope.ADMIN, name="operator").key,
+            [],
+        )
         snapshots = make_snapshots()
         project.versions.append(project.train(project.push(snapshots.known)))
         project.registry.set_alias(MODEL, "production", 1, actor="test")
@@ -111,9 +132,11 @@ class ReliabilityProject:
     def train(self, snapshot: Snapshot) -> ModelVersion:
         data = self.datasets.load(snapshot)
         trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(
-            TrainingData(data, "text", "label", snapshot.snapshot_id, snapshot.content_hash))
-        return self.registry.register_trained(MODEL, trained, trainer="sklearn",
-                                              snapshot=snapshot, trigger="manual")
+            TrainingData(data, "text", "label", snapshot.snapshot_id, snapshot.content_hash)
+        )
+        return self.registry.register_trained(
+            MODEL, trained, trainer="sklearn", snapshot=snapshot, trigger="manual"
+        )
 
     def headers(self, *, admin: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key if admin else self.predict_key}"}
@@ -122,14 +145,17 @@ class ReliabilityProject:
 class UvicornThread:
     """An app served by uvicorn on 127.0.0.1 in a thread (a real socket, a real server)."""
 
-    def __init__(self, app: FastAPI, port: int | None = None,
-                 serving: ServingConfig | None = None) -> None:
+    def __init__(
+        self, app: FastAPI, port: int | None = None, serving: ServingConfig | None = None
+    ) -> None:
         self.port = port or free_port()
         # the serving.* connection limits, as every driftloop command starts uvicorn with them
         limits = uvicorn_options(serving if serving is not None else ServingConfig())
-        self.server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **limits,
-        ))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **limits
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 
     @property
@@ -193,7 +219,10 @@ class LoopProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [DRIFTLOOP, *command, "--config", str(self.project.directory / "driftloop.yaml")],
-                cwd=self.project.directory, stdout=log, stderr=subprocess.STDOUT, env=environ,
+                cwd=self.project.directory,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
             )
         if arguments:
             return

@@ -102,8 +102,9 @@ class Risk:
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            self.system.metric_store.write([MetricPoint(
-                "risk", self.value, time.time(), {"model": MODEL}, uuid.uuid4().hex)])
+            self.system.metric_store.write(
+                [MetricPoint("risk", self.value, time.time(), {"model": MODEL}, uuid.uuid4().hex)]
+            )
 
     def __enter__(self) -> Risk:
         self._thread.start()
@@ -137,31 +138,48 @@ def wait_for(what: str, check: object, timeout: float, logs: list[Path]) -> floa
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, fresh_postgres_url: str) -> Iterator[tuple[list[LoopProcess],
-                                                                         Receiver]]:
+def replicas(
+    tmp_path: Path, fresh_postgres_url: str
+) -> Iterator[tuple[list[LoopProcess], Receiver]]:
     with Receiver(slow_states={"ALERT"}) as receiver:
         project = ReliabilityProject.create(
-            tmp_path / "project", store=fresh_postgres_url,
+            tmp_path / "project",
+            store=fresh_postgres_url,
             pipeline={"worker_stale_after": "10m"},  # only the takeover frees the job at once
             extra={
                 "control": LEASE,
-                "notifiers": {"hook": {"type": "webhook", "url": receiver.url, "payload": {
-                    "event_id": "{{event_id}}", "state": "{{state}}",
-                    "retrain_outcome": "{{retrain_outcome}}"}}},
-                "monitors": [{
-                    "name": "risk", "metric": "risk", "aggregation": "avg", "window": "2s",
-                    "group_by": ["model"], "above": {"critical": 0.5},
-                    "message": "risk of {{model}} is {{value}} "
-                               "{{#is_alert}}@retrain{{/is_alert}} @hook",
-                }],
-            })
+                "notifiers": {
+                    "hook": {
+                        "type": "webhook",
+                        "url": receiver.url,
+                        "payload": {
+                            "event_id": "{{event_id}}",
+                            "state": "{{state}}",
+                            "retrain_outcome": "{{retrain_outcome}}",
+                        },
+                    }
+                },
+                "monitors": [
+                    {
+                        "name": "risk",
+                        "metric": "risk",
+                        "aggregation": "avg",
+                        "window": "2s",
+                        "group_by": ["model"],
+                        "above": {"critical": 0.5},
+                        "message": "risk of {{model}} is {{value}} "
+                        "{{#is_alert}}@retrain{{/is_alert}} @hook",
+                    }
+                ],
+            },
+        )
         project.push(make_snapshots().drifted)  # the newer snapshot the retrain learns from
-        processes = [LoopProcess(project, free_port(), tmp_path / f"up-{n}.log")
-                     for n in range(3)]
+        processes = [LoopProcess(project, free_port(), tmp_path / f"up-{n}.log") for n in range(3)]
         try:
             for process in processes:  # started together: the first to try leads
-                process.start("up", "--port", str(process.port),
-                              "--monitor-interval", str(INTERVAL))
+                process.start(
+                    "up", "--port", str(process.port), "--monitor-interval", str(INTERVAL)
+                )
             for process in processes:
                 try:
                     wait_ready(process.url, 120)
@@ -194,14 +212,19 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
         killed_at = time.monotonic()
         alive.discard(pid_of(holder))
         for killed in sorted(killed_roles):  # each role the dead process led is taken over
-            wait_for(f"takeover of {killed}",
-                     lambda k=killed: pid_of(leaders(system)[k][0]) in alive, 4 * INTERVAL, logs)
+            wait_for(
+                f"takeover of {killed}",
+                lambda k=killed: pid_of(leaders(system)[k][0]) in alive,
+                4 * INTERVAL,
+                logs,
+            )
             takeovers.append(time.monotonic() - killed_at)  # at most this long after the kill
         assert leaders(system)[role][1] > token
         return holder
 
-    wait_for("a leader for each role",
-             lambda: {"monitors", "worker"} <= set(leaders(system)), 30, logs)
+    wait_for(
+        "a leader for each role", lambda: {"monitors", "worker"} <= set(leaders(system)), 30, logs
+    )
     with Risk(system) as risk:
         # 1. the transition to ALERT: the leader dies while the webhook holds its request
         risk.value = 0.9
@@ -211,20 +234,37 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
 
         # 2. the retrain: its worker's leader dies in the middle of it
         worker = pid_of(leaders(system)["worker"][0])
-        client_side = next(p for p in processes if p.process and p.process.pid in alive
-                           and p.process.pid != worker)  # traffic for the verification
+        client_side = next(
+            p for p in processes if p.process and p.process.pid in alive and p.process.pid != worker
+        )  # traffic for the verification
         with Traffic(client_side):
-            wait_for("the job running", lambda: system.queue.get(job.job_id).state not in
-                     {JobState.QUEUED, *(s for s in JobState if s.finished)}, 60, logs)
+            wait_for(
+                "the job running",
+                lambda: (
+                    system.queue.get(job.job_id).state
+                    not in {JobState.QUEUED, *(s for s in JobState if s.finished)}
+                ),
+                60,
+                logs,
+            )
             kill_leader_of("worker")
-            wait_for("the job finished", lambda: system.queue.get(job.job_id).state.finished,
-                     120, logs)
+            wait_for(
+                "the job finished", lambda: system.queue.get(job.job_id).state.finished, 120, logs
+            )
         # 3. the risk falls: the recovery is one transition, notified once
         risk.value = 0.1
-        wait_for("the recovery", lambda: system.engine.status("risk")[0].worst
-                 == MonitorState.OK, 30, logs)
-        wait_for("the recovery's notification",
-                 lambda: any(b["state"] == "OK" for b in receiver.received), 30, logs)
+        wait_for(
+            "the recovery",
+            lambda: system.engine.status("risk")[0].worst == MonitorState.OK,
+            30,
+            logs,
+        )
+        wait_for(
+            "the recovery's notification",
+            lambda: any(b["state"] == "OK" for b in receiver.received),
+            30,
+            logs,
+        )
     time.sleep(1.0)  # anything late would arrive now
 
     assert max(takeovers) <= 2 * INTERVAL, takeovers
@@ -240,7 +280,9 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
     assert outcomes == ["succeeded"], receiver.received
     events = list(reversed(system.engine.history(monitor="risk")))
     assert [(str(e.previous), str(e.state)) for e in events] == [
-        ("OK", "ALERT"), ("ALERT", "OK")], events
+        ("OK", "ALERT"),
+        ("ALERT", "OK"),
+    ], events
     [incident] = system.engine.list_incidents(None, MODEL)
     assert incident.status == "resolved"
     for process in processes:
@@ -252,22 +294,43 @@ def test_kill_9_of_the_leader_during_a_transition_and_a_retrain_then_the_loop_cl
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
 def test_kill_9_of_the_leader_while_it_notifies_a_transition_loses_and_doubles_nothing(
-    tmp_path: Path, fresh_postgres_url: str,
+    tmp_path: Path, fresh_postgres_url: str
 ) -> None:
     """The short variant (no model, two replicas): the leader dies while it delivers the
     ALERT; the other leads within two evaluation intervals, sends nothing twice, and notifies
     the recovery once."""
     with Receiver(slow_states={"ALERT"}) as receiver:
         config = tmp_path / "driftloop.yaml"
-        config.write_text(json.dumps({
-            "store": fresh_postgres_url, "control": LEASE,
-            "notifiers": {"hook": {"type": "webhook", "url": receiver.url, "payload": {
-                "event_id": "{{event_id}}", "state": "{{state}}",
-                "retrain_outcome": "{{retrain_outcome}}"}}},
-            "monitors": [{"name": "risk", "metric": "risk", "aggregation": "avg",
-                          "window": "2s", "group_by": ["model"], "above": {"critical": 0.5},
-                          "message": "risk of {{model}} is {{value}} @hook"}],
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "store": fresh_postgres_url,
+                    "control": LEASE,
+                    "notifiers": {
+                        "hook": {
+                            "type": "webhook",
+                            "url": receiver.url,
+                            "payload": {
+                                "event_id": "{{event_id}}",
+                                "state": "{{state}}",
+                                "retrain_outcome": "{{retrain_outcome}}",
+                            },
+                        }
+                    },
+                    "monitors": [
+                        {
+                            "name": "risk",
+                            "metric": "risk",
+                            "aggregation": "avg",
+                            "window": "2s",
+                            "group_by": ["model"],
+                            "above": {"critical": 0.5},
+                            "message": "risk of {{model}} is {{value}} @hook",
+                        }
+                    ],
+                }
+            )
+        )
         from driftloop.config import load_config
 
         system = DriftloopSystem(load_config(config, environ={}))
@@ -277,10 +340,24 @@ def test_kill_9_of_the_leader_while_it_notifies_a_transition_loses_and_doubles_n
         processes = []
         for port, log in zip(ports, logs, strict=True):
             with log.open("wb") as output:
-                processes.append(subprocess.Popen(
-                    [DRIFTLOOP, "up", "--port", str(port), "--monitor-interval", str(INTERVAL),
-                     "--config", str(config)], cwd=tmp_path, stdout=output,
-                    stderr=subprocess.STDOUT, env=environ))
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            DRIFTLOOP,
+                            "up",
+                            "--port",
+                            str(port),
+                            "--monitor-interval",
+                            str(INTERVAL),
+                            "--config",
+                            str(config),
+                        ],
+                        cwd=tmp_path,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        env=environ,
+                    )
+                )
         try:
             for port in ports:
                 wait_for("the replicas up", lambda p=port: healthy(p), 120, logs)
@@ -292,11 +369,19 @@ def test_kill_9_of_the_leader_while_it_notifies_a_transition_loses_and_doubles_n
                 [victim] = [p for p in processes if p.pid == pid_of(holder)]
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(30)
-                took = wait_for("the takeover", lambda: leaders(system)["monitors"][1] > token,
-                                4 * INTERVAL, logs)
+                took = wait_for(
+                    "the takeover",
+                    lambda: leaders(system)["monitors"][1] > token,
+                    4 * INTERVAL,
+                    logs,
+                )
                 risk.value = 0.1
-                wait_for("the recovery's notification",
-                         lambda: any(b["state"] == "OK" for b in receiver.received), 30, logs)
+                wait_for(
+                    "the recovery's notification",
+                    lambda: any(b["state"] == "OK" for b in receiver.received),
+                    30,
+                    logs,
+                )
             time.sleep(1.0)
         finally:
             for process in processes:
@@ -307,7 +392,9 @@ def test_kill_9_of_the_leader_while_it_notifies_a_transition_loses_and_doubles_n
     assert [b["state"] for b in receiver.received] == ["ALERT", "OK"], receiver.received
     events = list(reversed(system.engine.history(monitor="risk")))
     assert [(str(e.previous), str(e.state)) for e in events] == [
-        ("OK", "ALERT"), ("ALERT", "OK")], events
+        ("OK", "ALERT"),
+        ("ALERT", "OK"),
+    ], events
     print(f"failover: monitors role taken over {took:.2f} s after the kill")
 
 

@@ -43,9 +43,11 @@ class Traffic:
             index = 0
             while not self._stop.is_set():
                 try:
-                    response = http.post(f"/v1/models/{MODEL}/predict",
-                                         json={"texts": texts[index % len(texts):][:4]},
-                                         headers=self.loop.project.headers())
+                    response = http.post(
+                        f"/v1/models/{MODEL}/predict",
+                        json={"texts": texts[index % len(texts) :][:4]},
+                        headers=self.loop.project.headers(),
+                    )
                     status = response.status_code
                     if status == 200:
                         version = int(response.json()["version"])
@@ -112,19 +114,23 @@ def age_heartbeat(system: DriftloopSystem, job_id: str) -> None:
     dead worker's job (instead of sleeping them)."""
     with system.database.engine.begin() as connection:
         connection.execute(
-            retrain_jobs.update().where(retrain_jobs.c.job_id == job_id)
-            .values(heartbeat_at=retrain_jobs.c.heartbeat_at - (STALE_AFTER + 5)))
+            retrain_jobs.update()
+            .where(retrain_jobs.c.job_id == job_id)
+            .values(heartbeat_at=retrain_jobs.c.heartbeat_at - (STALE_AFTER + 5))
+        )
 
 
-def wait_state(queue: JobQueue, job_id: str, states: set[JobState], timeout: float,
-               loop: LoopProcess) -> JobState:
+def wait_state(
+    queue: JobQueue, job_id: str, states: set[JobState], timeout: float, loop: LoopProcess
+) -> JobState:
     deadline = time.monotonic() + timeout
     while True:
         state = queue.get(job_id).state
         if state in states:
             return state
         assert time.monotonic() < deadline, (
-            f"job stuck in {state}; log:\n{loop.log.read_text()[-3000:]}")
+            f"job stuck in {state}; log:\n{loop.log.read_text()[-3000:]}"
+        )
         time.sleep(0.01)
 
 
@@ -133,10 +139,11 @@ ORDER = list(JobState)
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("target", [JobState.TRAINING, JobState.VERIFYING],
-                         ids=["in-training", "in-verification"])
+@pytest.mark.parametrize(
+    "target", [JobState.TRAINING, JobState.VERIFYING], ids=["in-training", "in-verification"]
+)
 def test_kill_9_during_traffic_and_during_a_retrain_then_the_loop_closes(
-    loop: LoopProcess, target: JobState,
+    loop: LoopProcess, target: JobState
 ) -> None:
     system = DriftloopSystem(loop.project.config)  # the test's view of the same store
     queue = system.queue
@@ -157,11 +164,11 @@ def test_kill_9_during_traffic_and_during_a_retrain_then_the_loop_closes(
     # first state after it, when a step is quicker than one look at the queue)
     loop.start()
     incident_id = system.engine.open_external_incident(
-        "datadog", MODEL, "confidence of review-classifier is low",
-        {"labels": {"model": MODEL}})
+        "datadog", MODEL, "confidence of review-classifier is low", {"labels": {"model": MODEL}}
+    )
     job_id = system.enqueue_retrain(MODEL, incident_id, "confidence alert")
     with Traffic(loop) as second:
-        seen = wait_state(queue, job_id, set(ORDER[ORDER.index(target):]), 60, loop)
+        seen = wait_state(queue, job_id, set(ORDER[ORDER.index(target) :]), 60, loop)
         loop.kill()
     # where the worker died is what the store says now (a step can end between the look at the
     # queue and the kill)
@@ -211,9 +218,12 @@ def test_kill_9_during_traffic_and_during_a_retrain_then_the_loop_closes(
     # the job's end is its last entry; the incident (still open at its source) may then hear
     # from the retry policy
     assert [kind for kind in timeline if not kind.startswith("retr")][-1] == "job", timeline
-    assert set(timeline[timeline.index("job"):]) <= {"job", "retry_scheduled", "retry_waiting"}
-    LAST_RUN[target.value] = dict(killed_in=killed_in.value, steps=steps, restarts=loop.starts - 1,
-                    seconds=round(time.monotonic() - started, 1),
-                    requests={"first": first.statuses, "second": second.statuses,
-                              "third": third.statuses})
+    assert set(timeline[timeline.index("job") :]) <= {"job", "retry_scheduled", "retry_waiting"}
+    LAST_RUN[target.value] = dict(
+        killed_in=killed_in.value,
+        steps=steps,
+        restarts=loop.starts - 1,
+        seconds=round(time.monotonic() - started, 1),
+        requests={"first": first.statuses, "second": second.statuses, "third": third.statuses},
+    )
     print(f"kill -9: {LAST_RUN[target.value]}")

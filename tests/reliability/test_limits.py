@@ -62,16 +62,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("limits")
     # the body and head limits at their defaults; the idle timeout and the connection cap small
     # enough to reach in a test
-    project = ReliabilityProject.create(directory / "project", serving={
-        "idle_timeout": f"{IDLE_TIMEOUT:g}s", "max_connections": MAX_CONNECTIONS})
+    project = ReliabilityProject.create(
+        directory / "project",
+        serving={"idle_timeout": f"{IDLE_TIMEOUT:g}s", "max_connections": MAX_CONNECTIONS},
+    )
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
     log = directory / "driftloop-up.log"
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [DRIFTLOOP, "up", "--port", str(port), "--no-worker",
-             "--config", str(project.directory / "driftloop.yaml")],
-            cwd=project.directory, stdout=output, stderr=subprocess.STDOUT, env=environ,
+            [
+                DRIFTLOOP,
+                "up",
+                "--port",
+                str(port),
+                "--no-worker",
+                "--config",
+                str(project.directory / "driftloop.yaml"),
+            ],
+            cwd=project.directory,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environ,
         )
     try:
         try:
@@ -229,14 +241,17 @@ def chunked(prefix: bytes, total: int, suffix: bytes) -> Iterator[bytes]:
 def frames(body: bytes) -> Iterator[bytes]:
     """``body`` in chunked framing."""
     for start in range(0, len(body), PIECE):
-        piece = body[start:start + PIECE]
+        piece = body[start : start + PIECE]
         yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
     yield b"0\r\n\r\n"
 
 
 def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in
-                                                                headers.items())]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -268,11 +283,12 @@ def assert_still_serving(server: Server, watch: Watch) -> None:
 
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_a_large_chunked_body_without_a_key_is_refused_while_it_streams(
-    server: Server, route: str,
+    server: Server, route: str
 ) -> None:
     path, content_type, prefix, suffix = ROUTES[route]
-    head = request_head("POST", path, {"Content-Type": content_type,
-                                       "Transfer-Encoding": "chunked"})
+    head = request_head(
+        "POST", path, {"Content-Type": content_type, "Transfer-Encoding": "chunked"}
+    )
     # warm up: the route's first answer may import or compile something
     exchange(server.port, head, chunked(prefix, 4096, suffix))
     with Watch(server) as watch:
@@ -286,12 +302,13 @@ def test_a_large_chunked_body_without_a_key_is_refused_while_it_streams(
 
 @pytest.mark.parametrize("route", list(ROUTES))
 def test_a_declared_content_length_over_the_limit_is_refused_before_reading_it(
-    server: Server, route: str,
+    server: Server, route: str
 ) -> None:
     """Not a byte of the body is sent: the answer comes from the headers alone."""
     path, content_type, _, _ = ROUTES[route]
-    head = request_head("POST", path, {"Content-Type": content_type,
-                                       "Content-Length": str(BODY_BYTES)})
+    head = request_head(
+        "POST", path, {"Content-Type": content_type, "Content-Length": str(BODY_BYTES)}
+    )
     answer = exchange(server.port, head, iter(()), timeout=5.0)
     assert_body_limit(answer)
     assert "exceeds serving.max_body_bytes" in answer.error()["message"]
@@ -314,10 +331,15 @@ def test_a_body_within_the_limit_still_reaches_the_route(server: Server) -> None
         assert answer.status == 413, framing  # the login form's own 8 KiB limit, as before
         assert b"request too large" in answer.body
     texts = json.dumps({"texts": [f"{index} great food " * 400 for index in range(100)]})
-    predict = exchange(server.port, request_head(
-        "POST", f"/v1/models/{MODEL}/predict",
-        {"Content-Type": JSON, "Transfer-Encoding": "chunked", **server.project.headers()}),
-        frames(texts.encode()))
+    predict = exchange(
+        server.port,
+        request_head(
+            "POST",
+            f"/v1/models/{MODEL}/predict",
+            {"Content-Type": JSON, "Transfer-Encoding": "chunked", **server.project.headers()},
+        ),
+        frames(texts.encode()),
+    )
     assert predict.status == 200, predict.body[:300]
     assert len(json.loads(predict.body)["predictions"]) == 100
 
@@ -327,8 +349,9 @@ def test_a_client_that_keeps_streaming_after_its_413_is_cut_off(server: Server) 
     body before reading, and closed ``serving.idle_timeout`` after the answer if the body never
     ends, with the server's memory flat meanwhile."""
     path, content_type, prefix, _ = ROUTES["retrain"]
-    head = request_head("POST", path, {"Content-Type": content_type,
-                                       "Transfer-Encoding": "chunked"})
+    head = request_head(
+        "POST", path, {"Content-Type": content_type, "Transfer-Encoding": "chunked"}
+    )
     frame = f"{PIECE:x}\r\n".encode() + b"a" * PIECE + b"\r\n"
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     try:
@@ -434,8 +457,7 @@ def test_idle_and_trickling_connections_are_closed(server: Server) -> None:
 def test_connections_past_the_cap_are_answered_503_until_idle_ones_are_closed(
     server: Server,
 ) -> None:
-    holders = [socket.create_connection(("127.0.0.1", server.port))
-               for _ in range(MAX_CONNECTIONS)]
+    holders = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(MAX_CONNECTIONS)]
     try:
         time.sleep(0.2)
         response = httpx.get(server.url + "/healthz", timeout=5)

@@ -26,23 +26,45 @@ from driftloop.serving import ApiKeyStore, Scope
 from reliability.conftest import ServedSystem
 from reliability.project import MODEL, ReliabilityProject
 
-PUBLIC = {"/healthz", "/readyz", "/readyz/{name}", "/metrics", "/docs", "/docs/oauth2-redirect",
-          "/redoc", "/openapi.json", "/login", "/logout", "/dashboard/static/{path:path}",
-          "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}/ready"}
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/readyz/{name}",
+    "/metrics",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/login",
+    "/logout",
+    "/dashboard/static/{path:path}",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2/models/{name}/ready",
+}
 """Answer without a key: probes, metrics, API docs, the login form (and logout, which only
 clears a cookie), the dashboard's static assets."""
 
-PREDICT_SCOPE = {("POST", "/v1/models/{name}/predict"), ("POST", "/v1/models/{name}/feedback"),
-                 ("GET", "/v1/models"), ("GET", "/v1/models/{name}"),
-                 ("POST", "/v2/models/{name}/infer"), ("GET", "/v2/models/{name}")}
+PREDICT_SCOPE = {
+    ("POST", "/v1/models/{name}/predict"),
+    ("POST", "/v1/models/{name}/feedback"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{name}"),
+    ("POST", "/v2/models/{name}/infer"),
+    ("GET", "/v2/models/{name}"),
+}
 """What a ``predict`` key may do; every other ``/v1`` operation needs ``admin``."""
 
-NARROW_SCOPES = {Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},
-                 Scope.INSIGHTS: {("POST", "/v1/insights"),
-                                  ("POST", "/v1/models/{name}/predictions")},
-                 Scope.REGISTER: {("POST", "/v1/models/{name}/versions"),
-                                  ("GET", "/v1/models/{name}/training-data")},
-                 Scope.DASHBOARD: set()}
+NARROW_SCOPES = {
+    Scope.LABEL: {("POST", "/v1/models/{name}/feedback")},
+    Scope.INSIGHTS: {("POST", "/v1/insights"), ("POST", "/v1/models/{name}/predictions")},
+    Scope.REGISTER: {
+        ("POST", "/v1/models/{name}/versions"),
+        ("GET", "/v1/models/{name}/training-data"),
+    },
+    Scope.DASHBOARD: set(),
+}
 """The operations each narrow scope may call (the dashboard's pages are not in the schema)."""
 
 SIGNED = {("POST", "/v1/hooks/alert")}
@@ -59,13 +81,15 @@ def template(path: str) -> str:
     ``/v1/models/<name>/predict`` (with the inputs that model takes)."""
     return re.sub(r"^/v1/models/[^/{}]+", "/v1/models/{name}", path)
 
+
 EXAMPLES = 25
 EARLY_422: list[str] = []
 
 
 def _without_keys(headers: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (headers or {}).items()
-            if k.lower() not in {"authorization", "x-api-key"}}
+    return {
+        k: v for k, v in (headers or {}).items() if k.lower() not in {"authorization", "x-api-key"}
+    }
 
 
 def early_json_error(response: Any) -> bool:
@@ -74,7 +98,8 @@ def early_json_error(response: Any) -> bool:
     422 (400 when not parseable at all) whatever the key. Nothing runs and nothing is revealed,
     so it is not access; it is counted apart."""
     if (response.status_code == 422 and "JSON decode error" in response.text) or (
-            response.status_code == 400 and "error parsing the body" in response.text):
+        response.status_code == 400 and "error parsing the body" in response.text
+    ):
         EARLY_422.append(response.request.url)
         return True
     return False
@@ -87,14 +112,20 @@ def check_case(case: Any, project: ReliabilityProject, session: requests.Session
     anonymous = case.call(session=session, timeout=30)
     predict = case.call(session=session, headers=project.headers(), timeout=30)
     admin = case.call(session=session, headers=project.headers(admin=True), timeout=30)
-    wrong = case.call(session=session, timeout=30,
-                      headers={"Authorization": "Bearer dl_0000abcd_" + "x" * 43})
-    for name, response in (("no key", anonymous), ("predict key", predict),
-                           ("admin key", admin), ("unknown key", wrong)):
+    wrong = case.call(
+        session=session, timeout=30, headers={"Authorization": "Bearer dl_0000abcd_" + "x" * 43}
+    )
+    for name, response in (
+        ("no key", anonymous),
+        ("predict key", predict),
+        ("admin key", admin),
+        ("unknown key", wrong),
+    ):
         counts = OBSERVED.setdefault(name, {})
         counts[response.status_code] = counts.get(response.status_code, 0) + 1
         assert response.status_code < 500, (
-            f"{operation} with {name}: {response.status_code} {response.text[:300]}")
+            f"{operation} with {name}: {response.status_code} {response.text[:300]}"
+        )
     if operation[1] in PUBLIC:
         return
     if operation in SIGNED:
@@ -117,11 +148,14 @@ def check_case(case: Any, project: ReliabilityProject, session: requests.Session
 def strategy(operation: Any) -> st.SearchStrategy[Any]:
     """Valid cases, invalid ones (schemathesis' negative mode), and valid ones on the real model
     (so the calls reach past "unknown model")."""
-    choices = [operation.as_strategy(GenerationMode.POSITIVE),
-               operation.as_strategy(GenerationMode.NEGATIVE)]
+    choices = [
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    ]
     if "{name}" in operation.path:
-        choices.append(operation.as_strategy(GenerationMode.POSITIVE,
-                                             path_parameters={"name": MODEL}))
+        choices.append(
+            operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"name": MODEL})
+        )
     return st.one_of(choices)
 
 
@@ -131,21 +165,27 @@ def test_no_server_error_and_no_access_without_scope(served_system: ServedSystem
     schema = schemathesis.openapi.from_dict(spec)
     schema.config.update(base_url=served_system.url)
     session = requests.Session()
-    operations = [result.ok() for result in schema.get_all_operations()
-                  if isinstance(result, Ok)]
+    operations = [result.ok() for result in schema.get_all_operations() if isinstance(result, Ok)]
     assert len(operations) >= 20
     for operation in operations:
 
-        @hypothesis.settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                             database=None, suppress_health_check=list(HealthCheck))
+        @hypothesis.settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @hypothesis.given(case=strategy(operation))
         def fuzz(case: Any) -> None:
             check_case(case, served_system.project, session)
 
         fuzz()
     calls = sum(sum(counts.values()) for counts in OBSERVED.values())
-    print(f"schemathesis: {len(operations)} operations, {calls} calls, statuses {OBSERVED}, "
-          f"422 before the key check: {len(EARLY_422)}")
+    print(
+        f"schemathesis: {len(operations)} operations, {calls} calls, statuses {OBSERVED}, "
+        f"422 before the key check: {len(EARLY_422)}"
+    )
     assert calls >= 4 * len(operations)
 
 
@@ -173,8 +213,9 @@ def test_every_route_outside_the_schema_needs_a_session_or_is_public(
             continue
         concrete = re.sub(r"\{[^}]+\}", "review-classifier", path)
         for method in sorted(methods - {"HEAD"}):
-            response = httpx.request(method, served_system.url + concrete, timeout=10,
-                                     follow_redirects=False)
+            response = httpx.request(
+                method, served_system.url + concrete, timeout=10, follow_redirects=False
+            )
             checked += 1
             assert response.status_code in {303, 401}, (method, path, response.status_code)
             if response.status_code == 303:
@@ -194,8 +235,12 @@ def test_narrow_keys_reach_only_their_own_endpoint(served_system: ServedSystem) 
     422). One call per operation and scope: the fuzz above checks the predict and admin keys."""
     spec = httpx.get(f"{served_system.url}/openapi.json", timeout=10).json()
     store = ApiKeyStore(served_system.system.database)
-    operations = [(method.upper(), template(path)) for path, methods in spec["paths"].items()
-                  if path not in PUBLIC for method in methods]
+    operations = [
+        (method.upper(), template(path))
+        for path, methods in spec["paths"].items()
+        if path not in PUBLIC
+        for method in methods
+    ]
     assert len(operations) >= 20
     with httpx.Client(base_url=served_system.url, timeout=10) as client:
         for scope, allowed in NARROW_SCOPES.items():
@@ -203,8 +248,9 @@ def test_narrow_keys_reach_only_their_own_endpoint(served_system: ServedSystem) 
             for operation in operations:
                 method, path = operation
                 concrete = re.sub(r"\{[^}]+\}", "x", path.replace("{name}", MODEL))
-                response = client.request(method, concrete, headers=key,
-                                          json={} if method == "POST" else None)
+                response = client.request(
+                    method, concrete, headers=key, json={} if method == "POST" else None
+                )
                 if operation in SIGNED or operation in CAPABILITY:
                     assert response.status_code in {401, 404}, (scope, operation, response.text)
                 elif operation in allowed and method == "GET":  # the training rows

@@ -29,11 +29,16 @@ P99_BOUND = 5.0
 
 def stored_points(project: ReliabilityProject) -> int:
     config = project.config
-    store = SqlMetricStore.from_config(open_database(config.store, base_dir=config.base_dir),
-                                       config.metrics)
+    store = SqlMetricStore.from_config(
+        open_database(config.store, base_dir=config.base_dir), config.metrics
+    )
     now = time.time()
-    return sum(int(result.count) for result in store.query(
-        "model_confidence", "count", now - 3600, now + 60, filter={"model": MODEL}))
+    return sum(
+        int(result.count)
+        for result in store.query(
+            "model_confidence", "count", now - 3600, now + 60, filter={"model": MODEL}
+        )
+    )
 
 
 def wait_for_points(project: ReliabilityProject, expected: int, timeout: float) -> int:
@@ -47,12 +52,14 @@ def wait_for_points(project: ReliabilityProject, expected: int, timeout: float) 
 
 def check(result: SoakResult, stored: int) -> None:
     load = result.load
-    report = (f"capacity {result.capacity_rps:.0f}/s, target {result.target_rps:.0f}/s, "
-              f"offered {result.offered_rps:.0f}/s, "
-              f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
-              f"p50 {load.latency_ms(0.5):.0f} ms, p99 {load.latency_ms(0.99):.0f} ms, "
-              f"RSS {result.rss_warm_kib} -> {result.rss_peak_late_kib} KiB, "
-              f"answered {result.answered}, stored {stored}")
+    report = (
+        f"capacity {result.capacity_rps:.0f}/s, target {result.target_rps:.0f}/s, "
+        f"offered {result.offered_rps:.0f}/s, "
+        f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
+        f"p50 {load.latency_ms(0.5):.0f} ms, p99 {load.latency_ms(0.99):.0f} ms, "
+        f"RSS {result.rss_warm_kib} -> {result.rss_peak_late_kib} KiB, "
+        f"answered {result.answered}, stored {stored}"
+    )
     print(report)
     assert result.capacity_rps > 20, report
     assert not result.unexpected(), report
@@ -63,10 +70,10 @@ def check(result: SoakResult, stored: int) -> None:
     assert load.answered >= 0.5 * result.capacity_rps * load.seconds, report  # still serving
     # one point per answered prediction; a request the client gave up on (a timeout) may
     # have been answered and reported all the same
-    timeouts = sum(phase.errors.get("TimeoutError", 0)
-                   for phase in (result.capacity, result.load))
-    assert result.answered <= stored <= result.answered + timeouts, \
+    timeouts = sum(phase.errors.get("TimeoutError", 0) for phase in (result.capacity, result.load))
+    assert result.answered <= stored <= result.answered + timeouts, (
         f"insights lost or doubled: {report}"
+    )
     # bounded (without shedding it grew to tens of seconds); measured by the client, so it
     # holds the client's own waits for a core as well
     assert load.latency_ms(0.99) < 1000 * P99_BOUND, report
@@ -75,14 +82,22 @@ def check(result: SoakResult, stored: int) -> None:
 
 def soak(project: ReliabilityProject, server: LoopProcess) -> SoakResult:
     assert server.process is not None
-    return run_soak(server.url, server.process.pid, project.headers(), MODEL,
-                    duration=LOAD_SECONDS, capacity_seconds=5.0)
+    return run_soak(
+        server.url,
+        server.process.pid,
+        project.headers(),
+        MODEL,
+        duration=LOAD_SECONDS,
+        capacity_seconds=5.0,
+    )
 
 
 def make_project(directory: Path, **backends: object) -> ReliabilityProject:
     return ReliabilityProject.create(
-        directory, serving={"max_queue_delay": f"{MAX_QUEUE_DELAY}s", "access_log": False},
-        **backends)  # type: ignore[arg-type]
+        directory,
+        serving={"max_queue_delay": f"{MAX_QUEUE_DELAY}s", "access_log": False},
+        **backends,  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -99,7 +114,7 @@ def processes() -> Iterator[Callable[[LoopProcess], LoopProcess]]:
 
 
 def test_soak_on_embedded_defaults(
-    tmp_path: Path, processes: Callable[[LoopProcess], LoopProcess],
+    tmp_path: Path, processes: Callable[[LoopProcess], LoopProcess]
 ) -> None:
     project = make_project(tmp_path / "project")
     server = processes(LoopProcess(project, free_port(), tmp_path / "up.log"))
@@ -112,15 +127,25 @@ def test_soak_on_embedded_defaults(
 @pytest.mark.kafka
 @pytest.mark.postgres
 def test_soak_on_kafka_and_postgresql(
-    tmp_path: Path, fresh_postgres_url: str, kafka_bootstrap: str,
+    tmp_path: Path,
+    fresh_postgres_url: str,
+    kafka_bootstrap: str,
     processes: Callable[[LoopProcess], LoopProcess],
 ) -> None:
     topic = f"soak-{uuid.uuid4().hex[:8]}"
     project = make_project(
-        tmp_path / "project", store=fresh_postgres_url,
+        tmp_path / "project",
+        store=fresh_postgres_url,
         transport=f"kafka://{kafka_bootstrap}/{topic}",
-        extra={"kafka": {"topic_partitions": 2, "group_id": f"ingest-{topic}",
-                         "session_timeout": "6s", "heartbeat_interval": "2s"}})
+        extra={
+            "kafka": {
+                "topic_partitions": 2,
+                "group_id": f"ingest-{topic}",
+                "session_timeout": "6s",
+                "heartbeat_interval": "2s",
+            }
+        },
+    )
     ingest = processes(LoopProcess(project, 0, tmp_path / "ingest.log"))
     ingest.start("ingest")
     server = processes(LoopProcess(project, free_port(), tmp_path / "up.log"))

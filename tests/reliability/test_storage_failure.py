@@ -50,8 +50,11 @@ def _mount(*args: str) -> bool:
 def tiny_filesystem(directory: Path, *, mount: bool = True, size: str = "4m") -> Iterator[bool]:
     """A small tmpfs at ``directory``; yields False (and mounts nothing) when not permitted."""
     directory.mkdir(parents=True, exist_ok=True)
-    mounted = mount and os.geteuid() == 0 and _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                                           str(directory))
+    mounted = (
+        mount
+        and os.geteuid() == 0
+        and _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory))
+    )
     try:
         yield mounted
     finally:
@@ -106,15 +109,19 @@ def leftovers(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(f"{TEMP_PREFIX}*"))
 
 
-def test_registering_on_failing_storage_leaves_nothing_half_registered(
-    scenario: Scenario,
-) -> None:
+def test_registering_on_failing_storage_leaves_nothing_half_registered(scenario: Scenario) -> None:
     project = scenario.project
     registry: ModelRegistry = project.registry
     snapshot = project.push(make_snapshots(known_rows=400, seed=5).known)
-    trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(TrainingData(
-        project.datasets.load(snapshot), "text", "label", snapshot.snapshot_id,
-        snapshot.content_hash))
+    trained = SklearnTrainer(SklearnParams(**SKLEARN_PARAMS)).fit(
+        TrainingData(
+            project.datasets.load(snapshot),
+            "text",
+            "label",
+            snapshot.snapshot_id,
+            snapshot.content_hash,
+        )
+    )
     before_versions = [v.version for v in registry.list_versions(MODEL)]
     before_aliases = registry.aliases(MODEL)
     before_history = len(registry.alias_history(MODEL))

@@ -39,8 +39,10 @@ async def traffic(url: str, project: ReliabilityProject, seconds: float) -> tupl
             nonlocal answered, failed
             while time.monotonic() < deadline:
                 response = await http.post(
-                    f"/v1/models/{MODEL}/predict", headers=project.headers(),
-                    json={"texts": [f"slow service {number}", "tasty food", "rude staff"]})
+                    f"/v1/models/{MODEL}/predict",
+                    headers=project.headers(),
+                    json={"texts": [f"slow service {number}", "tasty food", "rude staff"]},
+                )
                 if response.status_code == 200:
                     answered += len(response.json()["predictions"])
                 else:
@@ -88,27 +90,43 @@ def test_store_outage_under_traffic_loses_no_insight(tmp_path: Path, outage: str
                 during, failed_during = asyncio.run(traffic(url, project, 2.0))
                 wait_for(lambda: system.insights.stats.spooled > 0, 10, "the SDK to spool")
                 seen: dict[str, object] = {
-                    "mode": "disk full (tmpfs)", "spooled": system.insights.stats.spooled,
-                    "transport_healthy": system.insights.stats.transport_healthy}
+                    "mode": "disk full (tmpfs)",
+                    "spooled": system.insights.stats.spooled,
+                    "transport_healthy": system.insights.stats.transport_healthy,
+                }
                 (store_dir / "filler").unlink()
             else:
                 with exclusive_lock(database):
                     during, failed_during = asyncio.run(traffic(url, project, 2.0))
-                seen = {"mode": "exclusive lock", "spooled": system.insights.stats.spooled,
-                          "transport_healthy": True}
+                seen = {
+                    "mode": "exclusive lock",
+                    "spooled": system.insights.stats.spooled,
+                    "transport_healthy": True,
+                }
             after, failed_after = asyncio.run(traffic(url, project, 1.0))
             system.insights.flush()
-            wait_for(lambda: (system.insights.stats.outbox_pending == 0
-                              and system.insights.stats.queue_depth == 0), 60,
-                     "the outbox to replay")
+            wait_for(
+                lambda: (
+                    system.insights.stats.outbox_pending == 0
+                    and system.insights.stats.queue_depth == 0
+                ),
+                60,
+                "the outbox to replay",
+            )
         stats = system.insights.stats
         system.insights.close()
 
         answered = before + during + after
-        [stored] = system.metric_store.query("model_confidence", "count", started - 1,
-                                             time.time() + 1, filter={"model": MODEL})
-        LAST_RUN.update(seen, answered=answered, stored=stored.count,
-                        replayed=stats.replayed, dropped=stats.dropped)
+        [stored] = system.metric_store.query(
+            "model_confidence", "count", started - 1, time.time() + 1, filter={"model": MODEL}
+        )
+        LAST_RUN.update(
+            seen,
+            answered=answered,
+            stored=stored.count,
+            replayed=stats.replayed,
+            dropped=stats.dropped,
+        )
         print(f"store outage: {LAST_RUN}")
         assert (failed_before, failed_during, failed_after) == (0, 0, 0)
         assert during > 0

@@ -41,25 +41,35 @@ async def hammer(served: ServedSystem) -> tuple[list[Answer], float, float]:
             while not stop.is_set():
                 sent = time.monotonic()
                 try:
-                    response = await http.post(f"/v1/models/{MODEL}/predict",
-                                               json={"texts": texts}, headers=project.headers())
+                    response = await http.post(
+                        f"/v1/models/{MODEL}/predict",
+                        json={"texts": texts},
+                        headers=project.headers(),
+                    )
                     body = response.json()
-                    answers.append(Answer(
-                        sent, time.monotonic(), response.status_code,
-                        body.get("version") if response.status_code == 200 else None,
-                        response.headers.get("x-driftloop-model-version", "")))
+                    answers.append(
+                        Answer(
+                            sent,
+                            time.monotonic(),
+                            response.status_code,
+                            body.get("version") if response.status_code == 200 else None,
+                            response.headers.get("x-driftloop-model-version", ""),
+                        )
+                    )
                 except httpx.HTTPError as exc:  # a refused or dropped connection is a failure
                     answers.append(Answer(sent, time.monotonic(), -1, None, repr(exc)))
 
         tasks = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
         await asyncio.sleep(PHASE_SECONDS)
-        deploy = await http.post(f"/v1/models/{MODEL}/deploy", json={"version": 2},
-                                 headers=project.headers(admin=True))
+        deploy = await http.post(
+            f"/v1/models/{MODEL}/deploy", json={"version": 2}, headers=project.headers(admin=True)
+        )
         deployed = time.monotonic()
         assert deploy.status_code == 200, deploy.text
         await asyncio.sleep(PHASE_SECONDS)
-        rollback = await http.post(f"/v1/models/{MODEL}/rollback",
-                                   headers=project.headers(admin=True))
+        rollback = await http.post(
+            f"/v1/models/{MODEL}/rollback", headers=project.headers(admin=True)
+        )
         rolled_back = time.monotonic()
         assert rollback.status_code == 200, rollback.text
         assert rollback.json()["version"] == 1
@@ -79,8 +89,10 @@ def test_load_across_a_deploy_and_a_rollback_has_no_failed_request(
 
     failed = [a for a in answers if a.status != 200]
     LAST_RUN.update(requests=len(answers), failed=len(failed), seconds=took)
-    print(f"swap under load: {len(answers)} requests in {took:.1f}s "
-          f"({len(answers) / took:.0f}/s), {len(failed)} failed")
+    print(
+        f"swap under load: {len(answers)} requests in {took:.1f}s "
+        f"({len(answers) / took:.0f}/s), {len(failed)} failed"
+    )
     assert failed == []
     assert len(answers) > 100
     assert all(a.header == str(a.version) for a in answers)

@@ -28,34 +28,41 @@ def test_monitors_deploy_and_rollback_through_the_registry(served_system: Served
         assert project.registry.aliases(MODEL)["production"] == second.version
         assert admin.rollback(MODEL).version == first.version
         assert project.registry.aliases(MODEL)["production"] == first.version
-    with Client(served_system.url, project.predict_key) as client, \
-            pytest.raises(ForbiddenError) as refused:
+    with (
+        Client(served_system.url, project.predict_key) as client,
+        pytest.raises(ForbiddenError) as refused,
+    ):
         client.monitors()
     assert refused.value.status_code == 403
 
 
 def gauges(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(url + "/metrics", timeout=30).text
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
-def test_metrics_expose_monitor_states_open_incidents_and_jobs(
-    served_system: ServedSystem,
-) -> None:
+def test_metrics_expose_monitor_states_open_incidents_and_jobs(served_system: ServedSystem) -> None:
     system = served_system.system
     before = gauges(served_system.url)
     assert before[("driftloop_control_plane_up", ())] == 1
     for monitor in served_system.project.config.monitors:
-        states = {state: before[("driftloop_monitor_state",
-                                 (("monitor", monitor.name), ("state", state)))]
-                  for state in ("OK", "WARN", "ALERT", "NO_DATA")}
+        states = {
+            state: before[
+                ("driftloop_monitor_state", (("monitor", monitor.name), ("state", state)))
+            ]
+            for state in ("OK", "WARN", "ALERT", "NO_DATA")
+        }
         assert sum(states.values()) <= 1  # one worst state, or none before any evaluation
     alerts = before[("driftloop_open_incidents", (("severity", "ALERT"),))]
     queued = before[("driftloop_retrain_jobs", (("state", "queued"),))]
 
     incident = system.engine.incidents.open_external_incident(
-        "alertmanager", MODEL, "latency is high")
+        "alertmanager", MODEL, "latency is high"
+    )
     system.queue.enqueue(MODEL, incident_id=incident, reason="test", trigger="manual")
     after = gauges(served_system.url)
     assert after[("driftloop_open_incidents", (("severity", "ALERT"),))] == alerts + 1

@@ -32,8 +32,9 @@ def count_points(database: Database, metric: str = "model_confidence") -> PointC
         distinct = connection.execute(
             sa.select(sa.func.count(sa.distinct(metric_points.c.point_id)))
         ).scalar()
-    store = SqlMetricStore(database, raw_retention=86400 * 365 * 100,
-                           rollup_retention=86400 * 365 * 100)
+    store = SqlMetricStore(
+        database, raw_retention=86400 * 365 * 100, rollup_retention=86400 * 365 * 100
+    )
     # a window longer than the raw query limit is answered from the 1-minute rollups
     results = store.query(metric, "count", 0.0, 4e9)
     rollup = int(sum(result.value or 0 for result in results))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ELSEWHERE = '''
+ELSEWHERE = """
 import json, sys
 from driftloop.client import Client, LoggedPrediction
 
@@ -33,18 +33,23 @@ for batch in range(6):
         result = client.log_predictions(model, predictions, version=41)
         assert (result.accepted, result.duplicates) == (2, 0), result
 print(json.dumps(logged))
-'''
+"""
 
 
-def log_elsewhere(url: str, insights_key: str, model: str, labels: list[str],
-                  directory: Path) -> list[dict[str, str]]:
+def log_elsewhere(
+    url: str, insights_key: str, model: str, labels: list[str], directory: Path
+) -> list[dict[str, str]]:
     """Run the service; returns what it logged: ``[{"id", "class"}, ...]`` (12 predictions of
     version 41)."""
     script = directory / "elsewhere.py"
     script.write_text(ELSEWHERE)
-    done = subprocess.run([sys.executable, str(script), url, insights_key, model,
-                           json.dumps(labels)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), url, insights_key, model, json.dumps(labels)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     logged: list[dict[str, str]] = json.loads(done.stdout)
     return logged

@@ -28,8 +28,12 @@ def documents(path: Path) -> list[Any]:
 
 
 def k8s_objects() -> list[dict[str, Any]]:
-    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
-            if path.name != "kustomization.yaml" for doc in documents(path)]
+    return [
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for doc in documents(path)
+    ]
 
 
 def compose() -> dict[str, Any]:
@@ -67,8 +71,7 @@ def every_command() -> list[tuple[str, list[str]]]:
     for name, service in compose()["services"].items():
         for key in ("entrypoint", "command"):
             if isinstance(service.get(key), list):
-                found.extend((f"compose {name}", argv)
-                             for argv in driftloop_argvs(service[key]))
+                found.extend((f"compose {name}", argv) for argv in driftloop_argvs(service[key]))
     for where, container in containers():
         argv = [*container.get("command", []), *container.get("args", [])]
         found.extend((where, driftloop) for driftloop in driftloop_argvs(argv))
@@ -81,8 +84,14 @@ def every_command() -> list[tuple[str, list[str]]]:
 def test_every_driftloop_command_exists_and_its_options_parse() -> None:
     commands = every_command()
     names = {" ".join(argv[:2]) for _, argv in commands}
-    assert {"driftloop serve", "driftloop up", "driftloop worker", "driftloop ingest",
-            "driftloop train", "driftloop models"} <= names
+    assert {
+        "driftloop serve",
+        "driftloop up",
+        "driftloop worker",
+        "driftloop ingest",
+        "driftloop train",
+        "driftloop models",
+    } <= names
     for where, argv in commands:
         command: Any = typer.main.get_command(app)
         rest = argv[1:]
@@ -113,8 +122,10 @@ def key_paths(node: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 def config_texts() -> dict[str, str]:
     [configmap] = [o for o in k8s_objects() if o["kind"] == "ConfigMap"]
-    return {"deploy/driftloop.yaml": (DEPLOY / "driftloop.yaml").read_text(),
-            "k8s ConfigMap": configmap["data"]["driftloop.yaml"]}
+    return {
+        "deploy/driftloop.yaml": (DEPLOY / "driftloop.yaml").read_text(),
+        "k8s ConfigMap": configmap["data"]["driftloop.yaml"],
+    }
 
 
 @pytest.mark.parametrize("source", ["deploy/driftloop.yaml", "k8s ConfigMap"])
@@ -127,24 +138,27 @@ def test_the_shipped_config_is_valid_and_uses_only_known_keys(source: str) -> No
     assert config.transport.startswith("kafka://")
     assert config.store.startswith("postgresql+psycopg://")
     assert config.storage.startswith("s3://")
-    assert not [name for name in secrets if name.startswith(ENV_PREFIX)], \
+    assert not [name for name in secrets if name.startswith(ENV_PREFIX)], (
         "DRIFTLOOP_* variables are config overrides, not secrets"
+    )
 
 
 def overrides(environment: Iterable[str]) -> list[str]:
-    return [name for name in environment
-            if name.startswith(ENV_PREFIX) and name not in NOT_OVERRIDES]
+    return [
+        name for name in environment if name.startswith(ENV_PREFIX) and name not in NOT_OVERRIDES
+    ]
 
 
 def override_key(name: str) -> str:
-    return ".".join(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+    return ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
 
 
 def test_compose_provides_what_the_config_needs() -> None:
     document = compose()
     secrets = set(_ENV_REFERENCE.findall(config_texts()["deploy/driftloop.yaml"]))
-    roles = {name: s for name, s in document["services"].items()
-             if s.get("image") == "driftloop:local"}
+    roles = {
+        name: s for name, s in document["services"].items() if s.get("image") == "driftloop:local"
+    }
     assert {"serving", "control", "worker", "ingest", "bootstrap"} <= set(roles)
     for name, service in roles.items():
         environment = service["environment"]
@@ -161,34 +175,41 @@ def test_compose_provides_what_the_config_needs() -> None:
     build = roles["serving"]["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
     hook = document["services"]["alertmanager"]["secrets"][0]["target"]
-    [receiver] = [r for r in documents(DEPLOY / "alertmanager.yml")[0]["receivers"]
-                  if r["name"] == "driftloop"]
-    assert receiver["webhook_configs"][0]["http_config"]["authorization"][
-        "credentials_file"] == hook
+    [receiver] = [
+        r
+        for r in documents(DEPLOY / "alertmanager.yml")[0]["receivers"]
+        if r["name"] == "driftloop"
+    ]
+    assert (
+        receiver["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"] == hook
+    )
 
 
 def test_kubernetes_objects_fit_together() -> None:
     objects = k8s_objects()
     kinds = {(o["kind"], o["metadata"]["name"]) for o in objects}
-    assert {("ConfigMap", "driftloop-config"), ("Secret", "driftloop-secrets"),
-            ("Deployment", "driftloop-serving"), ("Deployment", "driftloop-worker"),
-            ("Deployment", "driftloop-ingest")} <= kinds
+    assert {
+        ("ConfigMap", "driftloop-config"),
+        ("Secret", "driftloop-secrets"),
+        ("Deployment", "driftloop-serving"),
+        ("Deployment", "driftloop-worker"),
+        ("Deployment", "driftloop-ingest"),
+    } <= kinds
     [kustomization] = documents(DEPLOY / "k8s" / "kustomization.yaml")
     assert sorted(kustomization["resources"]) == sorted(
-        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml"
+    )
     [secret] = [o for o in objects if o["kind"] == "Secret"]
     provided = set(secret["stringData"])
     needed = set(_ENV_REFERENCE.findall(config_texts()["k8s ConfigMap"]))
     for where, container in containers():
         env = {item["name"] for item in container.get("env", [])}
-        assert [ref["secretRef"]["name"] for ref in container["envFrom"]] == \
-            ["driftloop-secrets"]
+        assert [ref["secretRef"]["name"] for ref in container["envFrom"]] == ["driftloop-secrets"]
         assert needed <= provided | env, f"{where} lacks {needed - provided - env}"
         for variable in overrides(env):
             assert override_key(variable) in KEYS, f"{where}: {variable}"
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        config_path = next(e["value"] for e in container["env"]
-                           if e["name"] == "DRIFTLOOP_CONFIG")
+        config_path = next(e["value"] for e in container["env"] if e["name"] == "DRIFTLOOP_CONFIG")
         assert mounts[config_path]["subPath"] == "driftloop.yaml"
     for obj in objects:
         if obj["kind"] != "Deployment":
@@ -213,8 +234,7 @@ def kustomize_build() -> list[dict[str, Any]]:
     [kustomization] = documents(DEPLOY / "k8s" / "kustomization.yaml")
     used = set(kustomization) - {"apiVersion", "kind", "resources"}
     assert not used, f"teach kustomize_build {sorted(used)} before the kustomization uses it"
-    return [doc for name in kustomization["resources"]
-            for doc in documents(DEPLOY / "k8s" / name)]
+    return [doc for name in kustomization["resources"] for doc in documents(DEPLOY / "k8s" / name)]
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -232,8 +252,11 @@ def test_every_manifest_is_valid_for_kubernetes(version: str) -> None:
 def test_a_wrong_manifest_fails_the_schema() -> None:
     import kubernetes_validate
 
-    [control] = [o for o in kustomize_build()
-                 if o["kind"] == "Deployment" and o["metadata"]["name"] == "driftloop-control"]
+    [control] = [
+        o
+        for o in kustomize_build()
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "driftloop-control"
+    ]
     control["spec"]["template"]["spec"]["containers"][0]["livenessprobe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(control, KUBERNETES_VERSIONS[-1], strict=True)
@@ -245,8 +268,9 @@ def test_the_compose_file_is_valid_for_the_compose_specification() -> None:
 
     import jsonschema
 
-    schema = json.loads(files("check_jsonschema.builtin_schemas.vendor")
-                        .joinpath("compose-spec.json").read_text())
+    schema = json.loads(
+        files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json").read_text()
+    )
     jsonschema.validate(compose(), schema)
     broken = compose()
     broken["services"]["serving"]["portz"] = ["8000:8000"]  # a typo of ports
@@ -265,8 +289,10 @@ def test_the_control_plane_has_probes_resources_a_budget_and_a_network_policy() 
             if any(p.get("name") == "http" for p in container.get("ports", [])):
                 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
                 assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
-    control_labels = {"app.kubernetes.io/name": "driftloop",
-                      "app.kubernetes.io/component": "control"}
+    control_labels = {
+        "app.kubernetes.io/name": "driftloop",
+        "app.kubernetes.io/component": "control",
+    }
     [budget] = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     assert budget["spec"]["selector"]["matchLabels"] == control_labels
     [policy] = [o for o in objects if o["kind"] == "NetworkPolicy"]
@@ -281,8 +307,11 @@ def test_the_control_plane_runs_two_replicas_and_a_drain_keeps_one() -> None:
     """Failover (docs/reliability.md): two control replicas, one leading through the lease; the
     budget lets a drain take one at a time, never both."""
     objects = kustomize_build()
-    [control] = [o for o in objects if o["kind"] == "Deployment"
-                 and o["metadata"]["name"] == "driftloop-control"]
+    [control] = [
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "driftloop-control"
+    ]
     assert control["spec"]["replicas"] == 2
     assert control["spec"]["strategy"]["type"] == "RollingUpdate"
     [budget] = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
@@ -293,8 +322,11 @@ def test_the_control_plane_runs_two_replicas_and_a_drain_keeps_one() -> None:
 def test_the_image_builds_with_existing_extras_and_has_a_transformers_variant() -> None:
     import tomllib
 
-    extras = set(tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
-                 ["project"]["optional-dependencies"])
+    extras = set(
+        tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"][
+            "optional-dependencies"
+        ]
+    )
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     [default] = re.findall(r"^ARG EXTRAS=(\S+)$", dockerfile, re.MULTILINE)
     assert '".[${EXTRAS}]"' in dockerfile

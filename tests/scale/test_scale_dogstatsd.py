@@ -25,8 +25,10 @@ from .conftest import AppServer
 
 # name:value|type|#tag:value,tag:value  (https://docs.datadoghq.com/developers/dogstatsd/datagram_shell/)
 # (the client may append the container id field |c:... where it runs in a container)
-LINE = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*:-?[0-9.e+-]+\|(d|h|g)(\|#[\w\-:./]+(,[\w\-:./]+)*)?"
-                  r"(\|c:[^|]*)?$")
+LINE = re.compile(
+    r"^[A-Za-z][A-Za-z0-9_.]*:-?[0-9.e+-]+\|(d|h|g)(\|#[\w\-:./]+(,[\w\-:./]+)*)?"
+    r"(\|c:[^|]*)?$"
+)
 CONTAINER_FIELD = re.compile(r"\|c:[^|]*$")
 
 
@@ -79,11 +81,15 @@ def point(name: str, value: float, **tags: str) -> MetricPoint:
 
 def test_distribution_lines_carry_model_and_version_tags(agent: UdpAgent) -> None:
     forwarder = DogStatsdForwarder("127.0.0.1", agent.port, constant_tags=["env:test"])
-    sent = forwarder.forward([
-        point("model_confidence", 0.93, model="review-classifier", version="2", **{"class": "x"}),
-        point("text_length", 57, model="review-classifier", version="2"),  # not forwarded
-        point("model_confidence", 0.5, model="odd|name,#x", version="1"),
-    ])
+    sent = forwarder.forward(
+        [
+            point(
+                "model_confidence", 0.93, model="review-classifier", version="2", **{"class": "x"}
+            ),
+            point("text_length", 57, model="review-classifier", version="2"),  # not forwarded
+            point("model_confidence", 0.5, model="odd|name,#x", version="1"),
+        ]
+    )
     assert sent == 2
     assert agent.receive(2) == [
         "driftloop.model_confidence:0.93|d|#model:review-classifier,version:2,env:test",
@@ -97,22 +103,31 @@ def test_distribution_lines_carry_model_and_version_tags(agent: UdpAgent) -> Non
 def test_a_shadow_versions_points_say_so(agent: UdpAgent) -> None:
     # production's Datadog monitors must be able to leave the candidate out (!shadow:true)
     forwarder = DogStatsdForwarder.from_config(DogStatsdConfig(port=agent.port))
-    forwarder.forward([point("model_confidence", 0.9, model="m", version="2", shadow="true"),
-                       point("model_confidence", 0.5, model="m", version="1")])
-    assert agent.receive(2) == ["driftloop.model_confidence:0.9|d|#model:m,version:2,shadow:true",
-                                "driftloop.model_confidence:0.5|d|#model:m,version:1"]
+    forwarder.forward(
+        [
+            point("model_confidence", 0.9, model="m", version="2", shadow="true"),
+            point("model_confidence", 0.5, model="m", version="1"),
+        ]
+    )
+    assert agent.receive(2) == [
+        "driftloop.model_confidence:0.9|d|#model:m,version:2,shadow:true",
+        "driftloop.model_confidence:0.5|d|#model:m,version:1",
+    ]
     forwarder.close()
 
 
 def test_gauges_send_the_batch_mean_per_tag_set(agent: UdpAgent) -> None:
-    forwarder = DogStatsdForwarder("127.0.0.1", agent.port, metric_type="g",
-                                   metrics=["model_confidence", "latency_ms"])
-    forwarder.forward([
-        point("model_confidence", 0.9, model="a", version="2"),
-        point("model_confidence", 0.7, model="a", version="2"),
-        point("model_confidence", 0.4, model="b", version="1"),
-        point("latency_ms", 12, model="a", version="2"),
-    ])
+    forwarder = DogStatsdForwarder(
+        "127.0.0.1", agent.port, metric_type="g", metrics=["model_confidence", "latency_ms"]
+    )
+    forwarder.forward(
+        [
+            point("model_confidence", 0.9, model="a", version="2"),
+            point("model_confidence", 0.7, model="a", version="2"),
+            point("model_confidence", 0.4, model="b", version="1"),
+            point("latency_ms", 12, model="a", version="2"),
+        ]
+    )
     assert sorted(agent.receive(3)) == [
         "driftloop.latency_ms:12.0|g|#model:a,version:2",
         "driftloop.model_confidence:0.4|g|#model:b,version:1",
@@ -123,12 +138,15 @@ def test_gauges_send_the_batch_mean_per_tag_set(agent: UdpAgent) -> None:
 
 def test_lines_are_packed_into_datagrams_under_the_size_limit(agent: UdpAgent) -> None:
     forwarder = DogStatsdForwarder("127.0.0.1", agent.port, max_packet_bytes=512)
-    points = [point("model_confidence", i / 1000, model="review-classifier", version="7")
-              for i in range(300)]
+    points = [
+        point("model_confidence", i / 1000, model="review-classifier", version="7")
+        for i in range(300)
+    ]
     assert forwarder.forward(points) == 300
     lines = agent.receive(300)
-    assert [float(line.split(":")[1].split("|")[0]) for line in lines] == \
-        [i / 1000 for i in range(300)]
+    assert [float(line.split(":")[1].split("|")[0]) for line in lines] == [
+        i / 1000 for i in range(300)
+    ]
     assert len(agent.packets) > 1
     assert max(len(packet) for packet in agent.packets) <= 512
     forwarder.close()
@@ -143,9 +161,12 @@ def test_bad_settings_are_refused_and_a_missing_agent_loses_no_insights(tmp_path
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nobody listens: the kernel answers port unreachable
-    config = Config(store=f"sqlite:///{tmp_path / 'd.db'}", base_dir=tmp_path,
-                    insights=InsightsConfig(outbox="outbox"),
-                    dogstatsd=DogStatsdConfig(enabled=True, port=port))
+    config = Config(
+        store=f"sqlite:///{tmp_path / 'd.db'}",
+        base_dir=tmp_path,
+        insights=InsightsConfig(outbox="outbox"),
+        dogstatsd=DogStatsdConfig(enabled=True, port=port),
+    )
     transport = open_transport(config)
     assert isinstance(transport, ForwardingTransport)
     assert isinstance(transport.inner, LocalTransport)
@@ -159,15 +180,19 @@ def test_bad_settings_are_refused_and_a_missing_agent_loses_no_insights(tmp_path
 
 
 def test_a_running_system_forwards_prediction_confidence(agent: UdpAgent, tmp_path: Path) -> None:
-    world = PipelineWorld.create(tmp_path, extra={
-        "dogstatsd": {"enabled": True, "port": agent.port, "constant_tags": ["env:ci"]}})
+    world = PipelineWorld.create(
+        tmp_path,
+        extra={"dogstatsd": {"enabled": True, "port": agent.port, "constant_tags": ["env:ci"]}},
+    )
     world.train_production()
     system = world.system
     key = system.api_keys.create(Scope.PREDICT).key
     with AppServer(system.create_app(poll=False)) as app:
-        answer = httpx.post(f"{app.url}/v1/models/{MODEL}/predict",
-                            json={"texts": ["great fit, true to size", "the plot drags"]},
-                            headers={"Authorization": f"Bearer {key}"})
+        answer = httpx.post(
+            f"{app.url}/v1/models/{MODEL}/predict",
+            json={"texts": ["great fit, true to size", "the plot drags"]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         answer.raise_for_status()
         assert system.insights.flush()
         lines = agent.receive(2)
@@ -180,7 +205,7 @@ def test_a_running_system_forwards_prediction_confidence(agent: UdpAgent, tmp_pa
 
 
 def test_a_unix_socket_and_the_datadog_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``DD_DOGSTATSD_URL=unix://...`` reaches an agent on a Unix socket, and ``DD_ENV``,
     ``DD_SERVICE`` and ``DD_VERSION`` tag every line (Datadog's unified service tagging)."""
@@ -206,7 +231,8 @@ def test_a_configured_socket_path_is_used(tmp_path: Path) -> None:
     agent = UdpAgent(tmp_path / "agent.socket")
     try:
         forwarder = DogStatsdForwarder.from_config(
-            DogStatsdConfig(enabled=True, socket_path=str(tmp_path / "agent.socket")))
+            DogStatsdConfig(enabled=True, socket_path=str(tmp_path / "agent.socket"))
+        )
         forwarder.forward([point("model_confidence", 0.5, model="m", version="1")])
         assert agent.receive(1) == ["driftloop.model_confidence:0.5|d|#model:m,version:1"]
         forwarder.close()

@@ -42,15 +42,18 @@ FAST_GROUP = {"session_timeout": "2s", "heartbeat_interval": "0.5s", "poll_timeo
 def kafka_config(tmp_path: Path, transport: str, **kafka: object) -> Config:
     settings = {**FAST_GROUP, "group_id": f"ingest-{tmp_path.name[-20:]}", **kafka}
     return Config(
-        store=f"sqlite:///{tmp_path / 'driftloop.db'}", transport=transport, base_dir=tmp_path,
+        store=f"sqlite:///{tmp_path / 'driftloop.db'}",
+        transport=transport,
+        base_dir=tmp_path,
         insights=InsightsConfig(outbox="outbox", flush_interval=0.05),
         kafka=KafkaConfig.model_validate(settings),
     )
 
 
 def store_of(config: Config) -> SqlMetricStore:
-    return SqlMetricStore.from_config(open_database(config.store, base_dir=config.base_dir),
-                                      config.metrics)
+    return SqlMetricStore.from_config(
+        open_database(config.store, base_dir=config.base_dir), config.metrics
+    )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -85,25 +88,38 @@ class WorkerThread:
 
 
 def test_kafka_urls_are_checked() -> None:
-    assert parse_kafka_url("kafka://127.0.0.1:9092/driftloop.insights").topic == \
-        "driftloop.insights"
+    assert (
+        parse_kafka_url("kafka://127.0.0.1:9092/driftloop.insights").topic == "driftloop.insights"
+    )
     assert parse_kafka_url("kafka://a:1,b:2/t").bootstrap == "a:1,b:2"
-    for bad in ("kafka://127.0.0.1:9092", "kafka://127.0.0.1:9092/", "kafka://host/t",
-                "kafka://h:1/a/b", "kafka://h:1/t%20x"):
+    for bad in (
+        "kafka://127.0.0.1:9092",
+        "kafka://127.0.0.1:9092/",
+        "kafka://host/t",
+        "kafka://h:1/a/b",
+        "kafka://h:1/t%20x",
+    ):
         with pytest.raises(ConfigError):
             parse_kafka_url(bad)
 
 
 def test_batches_become_one_message_per_model_in_order(tmp_path: Path) -> None:
-    transport = open_transport(kafka_config(tmp_path, "kafka://127.0.0.1:9/t",
-                                            max_points_per_message=3))
+    transport = open_transport(
+        kafka_config(tmp_path, "kafka://127.0.0.1:9/t", max_points_per_message=3)
+    )
     assert isinstance(transport, KafkaTransport)
-    points = [MetricPoint("model_confidence", i / 10, 1000.0 + i,
-                          {"model": "a" if i % 3 else "b"}, f"p{i}") for i in range(10)]
+    points = [
+        MetricPoint(
+            "model_confidence", i / 10, 1000.0 + i, {"model": "a" if i % 3 else "b"}, f"p{i}"
+        )
+        for i in range(10)
+    ]
     messages = transport.messages(points)
     assert [(key, [p.point_id for p in chunk]) for key, chunk in messages] == [
-        (b"b", ["p0", "p3", "p6"]), (b"b", ["p9"]),
-        (b"a", ["p1", "p2", "p4"]), (b"a", ["p5", "p7", "p8"]),
+        (b"b", ["p0", "p3", "p6"]),
+        (b"b", ["p9"]),
+        (b"a", ["p1", "p2", "p4"]),
+        (b"a", ["p5", "p7", "p8"]),
     ]
     decoded = decode_message(encode_message(points))
     assert decoded == points
@@ -151,15 +167,17 @@ def test_points_flow_from_the_sdk_through_kafka_into_the_store(
     kafka_bootstrap: str, kafka_topic: Callable[[int], str], tmp_path: Path
 ) -> None:
     topic = kafka_topic(3)
-    config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}",
-                          max_points_per_message=50)
+    config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}", max_points_per_message=50)
     client = InsightsClient.from_config(config)
     assert isinstance(client.transport, KafkaTransport)
     now = time.time()
     for i in range(600):
         model = ("reviews", "churn", "spam")[i % 3]
-        client.report({"model_confidence": 0.5 + (i % 50) / 100}, {"model": model, "version": "1"},
-                      timestamp=now - 600 + i)
+        client.report(
+            {"model_confidence": 0.5 + (i % 50) / 100},
+            {"model": model, "version": "1"},
+            timestamp=now - 600 + i,
+        )
     assert client.flush()
     # a message no decoder understands is set aside, not lost and not fatal
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
@@ -175,8 +193,14 @@ def test_points_flow_from_the_sdk_through_kafka_into_the_store(
     assert (stats.points, stats.stored, stats.duplicates, stats.dead_letters) == (600, 600, 0, 1)
     assert stats.commits >= 1  # auto-commit of the stored offsets (and on close)
     # the poison message is on the dead-letter topic, bytes, key and origin intact
-    dead_letters = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"dlq-{topic}",
-                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    dead_letters = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": f"dlq-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     dead_letters.subscribe([f"{topic}.dead-letter"])
     try:
         [dead] = dead_letters.consume(1, 20)
@@ -192,13 +216,21 @@ def test_points_flow_from_the_sdk_through_kafka_into_the_store(
     again = KafkaIngestWorker.from_config(config).run(threading.Event(), idle_exit=2.0)
     assert (again.messages, again.dead_letters) == (0, 0)
     store = store_of(config)
-    counts = {r.group["model"]: r.count
-              for r in store.query("model_confidence", "count", now - 700, now, group_by=["model"])}
+    counts = {
+        r.group["model"]: r.count
+        for r in store.query("model_confidence", "count", now - 700, now, group_by=["model"])
+    }
     assert counts == {"reviews": 200, "churn": 200, "spam": 200}
 
     # keyed by model: each model's messages sit on one partition, in the order reported
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"check-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": f"check-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     seen: dict[str, list[tuple[int, float]]] = {}
     try:
@@ -226,23 +258,26 @@ def test_two_ingest_workers_split_the_partitions(
     kafka_bootstrap: str, kafka_topic: Callable[[int], str], tmp_path: Path
 ) -> None:
     topic = kafka_topic(4)
-    config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}",
-                          max_points_per_message=20)
+    config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}", max_points_per_message=20)
     database = open_database(config.store, base_dir=config.base_dir)
     workers = [WorkerThread(KafkaIngestWorker.from_config(config)) for _ in range(2)]
     try:
+
         def split() -> bool:
             parts = [set(w.worker.stats.assigned_partitions) for w in workers]
-            return all(parts) and parts[0].isdisjoint(parts[1]) and \
-                parts[0] | parts[1] == {0, 1, 2, 3}
+            return (
+                all(parts) and parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == {0, 1, 2, 3}
+            )
 
         wait_for(split, 60, "both workers to hold partitions")
         with InsightsClient.from_config(config) as client:
             now = time.time()
             for i in range(2000):
-                client.report({"model_confidence": 0.9},
-                              {"model": f"model-{i % 16}", "version": "1"},
-                              timestamp=now - 100 + i / 100)
+                client.report(
+                    {"model_confidence": 0.9},
+                    {"model": f"model-{i % 16}", "version": "1"},
+                    timestamp=now - 100 + i / 100,
+                )
         wait_for(lambda: count_points(database).rows >= 2000, 60, "2000 points in the store")
         time.sleep(0.5)
     finally:
@@ -261,9 +296,16 @@ def _ingest(config_file: Path, log: Path, *args: str) -> subprocess.Popen[bytes]
     """``driftloop ingest`` as a subprocess; stdout to ``log``, stderr to ``log.err``."""
     with log.open("wb") as out, log.with_suffix(".err").open("wb") as err:
         return subprocess.Popen(
-            [str(Path(sys.executable).parent / "driftloop"), "ingest", "--config",
-             str(config_file), *args],
-            stdout=out, stderr=err, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            [
+                str(Path(sys.executable).parent / "driftloop"),
+                "ingest",
+                "--config",
+                str(config_file),
+                *args,
+            ],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
 
@@ -274,21 +316,29 @@ def test_kill_9_of_an_ingest_worker_mid_stream_loses_and_doubles_nothing(
     topic = kafka_topic(2)
     # offsets are committed only on close or revocation: a worker killed with SIGKILL has
     # stored points whose offsets were never committed, so its successor gets them again
-    config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}",
-                          max_points_per_message=20, max_batch_messages=2,
-                          commit_interval="1h")
+    config = kafka_config(
+        tmp_path,
+        f"kafka://{kafka_bootstrap}/{topic}",
+        max_points_per_message=20,
+        max_batch_messages=2,
+        commit_interval="1h",
+    )
     config_file = _write_config_file(config, tmp_path / "driftloop.yaml")
     database = open_database(config.store, base_dir=config.base_dir)
     total = 12_000
     with InsightsClient.from_config(config) as client:
         now = time.time()
         for i in range(total):
-            client.report({"model_confidence": (i % 100) / 100},
-                          {"model": f"m{i % 8}", "version": "1"}, timestamp=now - 300 + i / 100)
+            client.report(
+                {"model_confidence": (i % 100) / 100},
+                {"model": f"m{i % 8}", "version": "1"},
+                timestamp=now - 300 + i / 100,
+            )
     first = _ingest(config_file, tmp_path / "first.log")
     try:
-        wait_for(lambda: count_points(database).rows >= 1000, 90,
-                 "the first worker to store some points")
+        wait_for(
+            lambda: count_points(database).rows >= 1000, 90, "the first worker to store some points"
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     finally:
@@ -299,8 +349,7 @@ def test_kill_9_of_an_ingest_worker_mid_stream_loses_and_doubles_nothing(
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": config.kafka.group_id})
     from confluent_kafka import TopicPartition
 
-    committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)],
-                                   timeout=10)
+    committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
     consumer.close()
     assert all(tp.offset < 0 for tp in committed)  # nothing committed: all of it comes again
 
@@ -314,8 +363,12 @@ def test_kill_9_of_an_ingest_worker_mid_stream_loses_and_doubles_nothing(
 
 def _private_kafka(services_dir: Path, command: str) -> str:
     result = subprocess.run(
-        [str(SERVICE_SCRIPTS / "kafka.sh"), command], capture_output=True, text=True,
-        timeout=300, check=False, env={**os.environ, "DRIFTLOOP_SERVICES_DIR": str(services_dir)},
+        [str(SERVICE_SCRIPTS / "kafka.sh"), command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "DRIFTLOOP_SERVICES_DIR": str(services_dir)},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -345,8 +398,14 @@ def test_a_broker_outage_under_traffic_spools_and_every_point_arrives(
     ensure_topic(bootstrap, topic, 2)
     config = kafka_config(tmp_path, f"kafka://{bootstrap}/{topic}", delivery_timeout="1s")
     database = open_database(config.store, base_dir=config.base_dir)
-    client = InsightsClient(open_transport(config), outbox=tmp_path / "outbox", batch_size=200,
-                            flush_interval=0.05, max_retry_interval=1.0, owns_transport=True)
+    client = InsightsClient(
+        open_transport(config),
+        outbox=tmp_path / "outbox",
+        batch_size=200,
+        flush_interval=0.05,
+        max_retry_interval=1.0,
+        owns_transport=True,
+    )
     worker = WorkerThread(KafkaIngestWorker.from_config(config))
     stop_traffic = threading.Event()
     reported = 0
@@ -390,39 +449,53 @@ def test_a_broker_outage_under_traffic_spools_and_every_point_arrives(
 @pytest.mark.kafka
 @pytest.mark.postgres
 def test_a_store_outage_rewinds_and_retries_the_batch(
-    kafka_bootstrap: str, kafka_topic: Callable[[int], str], fresh_postgres_url: str,
-    tmp_path: Path,
+    kafka_bootstrap: str, kafka_topic: Callable[[int], str], fresh_postgres_url: str, tmp_path: Path
 ) -> None:
     import sqlalchemy as sa
 
     topic = kafka_topic(1)
     config = kafka_config(tmp_path, f"kafka://{kafka_bootstrap}/{topic}").model_copy(
-        update={"store": fresh_postgres_url})
+        update={"store": fresh_postgres_url}
+    )
     with InsightsClient.from_config(config) as client:
         for i in range(300):
             client.report({"model_confidence": 0.5}, {"model": "m"}, timestamp=1e9 + i)
     database = Database(fresh_postgres_url)
     database.migrate()
-    worker = KafkaIngestWorker(parse_kafka_url(config.transport).bootstrap, topic,
-                               SqlMetricStore.from_config(database, config.metrics),
-                               config.kafka.model_copy(update={"max_batch_messages": 1}))
+    worker = KafkaIngestWorker(
+        parse_kafka_url(config.transport).bootstrap,
+        topic,
+        SqlMetricStore.from_config(database, config.metrics),
+        config.kafka.model_copy(update={"max_batch_messages": 1}),
+    )
     name = sa.engine.make_url(fresh_postgres_url).database
-    admin = sa.create_engine(sa.engine.make_url(fresh_postgres_url).set(database="postgres"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        sa.engine.make_url(fresh_postgres_url).set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+    )
 
     def outage(on: bool) -> None:
         with admin.connect() as connection:
-            connection.execute(sa.text(
-                f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"false" if on else "true"}'))
+            connection.execute(
+                sa.text(
+                    f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {"false" if on else "true"}'
+                )
+            )
             if on:
-                connection.execute(sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+                connection.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                    )
+                )
 
     outage(True)
     try:
-        wait_for(lambda: (worker.poll_once(), worker.stats.store_failures)[1] >= 2, 60,
-                 "failed writes while the database refuses connections")
+        wait_for(
+            lambda: (worker.poll_once(), worker.stats.store_failures)[1] >= 2,
+            60,
+            "failed writes while the database refuses connections",
+        )
         assert worker.stats.stored == 0
     finally:
         outage(False)
@@ -439,8 +512,9 @@ def test_the_dead_letter_file_setting_is_gone_with_a_hint(tmp_path: Path) -> Non
     with pytest.raises(ValidationError, match="dead_letter_topic"):
         KafkaConfig.model_validate({"dead_letter": ".driftloop/dead.jsonl"})
     assert KafkaConfig().dead_letter_topic is None
-    worker = KafkaIngestWorker("127.0.0.1:9", "insights", store_of(
-        kafka_config(tmp_path, "kafka://127.0.0.1:9/insights")))
+    worker = KafkaIngestWorker(
+        "127.0.0.1:9", "insights", store_of(kafka_config(tmp_path, "kafka://127.0.0.1:9/insights"))
+    )
     assert worker.dead_letter_topic == "insights.dead-letter"
     assert worker.consumer_config["enable.auto.commit"] is True
     assert worker.consumer_config["enable.auto.offset.store"] is False

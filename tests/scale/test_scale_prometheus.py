@@ -24,8 +24,12 @@ pytestmark = pytest.mark.prometheus
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SECRET = "alertmanager-shares-this-secret"
-TEXTS = ["the sound quality is muddy and the case cracked", "a tense, well acted thriller",
-         "runs small, order a size up", "the battery died after a week"]
+TEXTS = [
+    "the sound quality is muddy and the case cracked",
+    "a tense, well acted thriller",
+    "runs small, order a size up",
+    "the battery died after a week",
+]
 
 
 def shipped(name: str) -> dict[str, Any]:
@@ -36,17 +40,27 @@ def shipped(name: str) -> dict[str, Any]:
 def test_the_shipped_files_pass_promtool_and_amtool() -> None:
     import subprocess
 
-    for command in (["promtool", "check", "config", str(DEPLOY / "prometheus.yml")],
-                    ["promtool", "check", "rules", str(DEPLOY / "rules" / "driftloop.yml")],
-                    ["amtool", "check-config", str(DEPLOY / "alertmanager.yml")]):
+    for command in (
+        ["promtool", "check", "config", str(DEPLOY / "prometheus.yml")],
+        ["promtool", "check", "rules", str(DEPLOY / "rules" / "driftloop.yml")],
+        ["amtool", "check-config", str(DEPLOY / "alertmanager.yml")],
+    ):
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 
 PANELS_WITH_DATA = {
-    "Traffic: predictions per second", "Mean model confidence", "Request latency (p50, p99)",
-    "Error rate (5xx share of requests)", "Insight points per second", "Monitor states",
-    "Retrain jobs by state", "Open incidents", "Served version", "Monitors in ALERT"}
+    "Traffic: predictions per second",
+    "Mean model confidence",
+    "Request latency (p50, p99)",
+    "Error rate (5xx share of requests)",
+    "Insight points per second",
+    "Monitor states",
+    "Retrain jobs by state",
+    "Open incidents",
+    "Served version",
+    "Monitors in ALERT",
+}
 """Panels that show something as soon as the app serves traffic (hot swaps need a swap)."""
 
 
@@ -54,9 +68,16 @@ def grafana_panels() -> list[tuple[str, list[str]]]:
     """Each panel of the shipped Grafana dashboard with its PromQL, Grafana's variables filled
     in as Grafana would (``$model`` = all models, the rate interval = 30 s)."""
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "driftloop.json").read_text())
-    return [(panel["title"], [target["expr"].replace("$__rate_interval", "30s")
-                              .replace("$model", ".*") for target in panel["targets"]])
-            for panel in dashboard["panels"]]
+    return [
+        (
+            panel["title"],
+            [
+                target["expr"].replace("$__rate_interval", "30s").replace("$model", ".*")
+                for target in panel["targets"]
+            ],
+        )
+        for panel in dashboard["panels"]
+    ]
 
 
 def test_the_grafana_dashboard_is_provisioned_by_the_compose_file() -> None:
@@ -80,8 +101,9 @@ def render_rules(directory: Path, threshold: float) -> None:
     [group] = rules["groups"]
     [confidence] = [r for r in group["rules"] if r["alert"] == "DriftloopModelConfidenceLow"]
     assert "< 0.7" in confidence["expr"]
-    confidence["expr"] = confidence["expr"].replace("[10m]", "[30s]").replace(
-        "< 0.7", f"< {threshold}")
+    confidence["expr"] = (
+        confidence["expr"].replace("[10m]", "[30s]").replace("< 0.7", f"< {threshold}")
+    )
     confidence["for"] = "0s"
     (directory / "rules").mkdir()
     (directory / "rules" / "driftloop.yml").write_text(yaml.safe_dump(rules))
@@ -92,8 +114,9 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa
     prometheus_service: Any, tmp_path: Path
 ) -> None:
     (tmp_path / "project").mkdir()
-    world = PipelineWorld.create(tmp_path / "project",
-                                 extra={"hooks": {"secret": SECRET, "signature": "legacy"}})
+    world = PipelineWorld.create(
+        tmp_path / "project", extra={"hooks": {"secret": SECRET, "signature": "legacy"}}
+    )
     world.train_production()
     system = world.system
     key = system.api_keys.create(Scope.PREDICT, name="traffic").key
@@ -105,8 +128,9 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa
         secret_file.write_text(SECRET)
         alertmanager = shipped("alertmanager.yml")
         alertmanager["route"].update(group_wait="1s", group_interval="1s")
-        [hook] = next(r for r in alertmanager["receivers"]
-                      if r["name"] == "driftloop")["webhook_configs"]
+        [hook] = next(r for r in alertmanager["receivers"] if r["name"] == "driftloop")[
+            "webhook_configs"
+        ]
         assert hook["url"].endswith("/v1/hooks/alert")
         hook["url"] = f"{app.url}/v1/hooks/alert"
         hook["http_config"]["authorization"]["credentials_file"] = str(secret_file)
@@ -118,10 +142,14 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa
         prometheus = shipped("prometheus.yml")
         prometheus["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
         prometheus["alerting"]["alertmanagers"][0]["static_configs"] = [
-            {"targets": [alertmanager_url.removeprefix("http://")]}]
+            {"targets": [alertmanager_url.removeprefix("http://")]}
+        ]
         prometheus["scrape_configs"] = [
-            {**prometheus["scrape_configs"][0],
-             "static_configs": [{"targets": [f"127.0.0.1:{app.port}"]}]}]
+            {
+                **prometheus["scrape_configs"][0],
+                "static_configs": [{"targets": [f"127.0.0.1:{app.port}"]}],
+            }
+        ]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
         prometheus_url = prometheus_service.start_prometheus(tmp_path / "prometheus.yml")
 
@@ -129,8 +157,9 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa
         answered: list[float] = []
 
         def traffic() -> None:
-            with httpx.Client(base_url=app.url, headers={"Authorization": f"Bearer {key}"},
-                              timeout=10) as client:
+            with httpx.Client(
+                base_url=app.url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+            ) as client:
                 while not stop.is_set():
                     answer = client.post(f"/v1/models/{MODEL}/predict", json={"texts": TEXTS})
                     answer.raise_for_status()
@@ -144,13 +173,22 @@ def test_prometheus_alert_reaches_the_inbound_hook_and_queues_a_retrain(  # noqa
             incidents: list[Any] = []
             while not incidents and time.monotonic() < deadline:
                 time.sleep(0.5)
-                incidents = [i for i in system.engine.list_incidents(status="open")
-                             if i.source == "alertmanager"]
-            scraped = httpx.get(f"{prometheus_url}/api/v1/query", params={
-                "query": f'driftloop_model_confidence_count{{model="{MODEL}"}}'}).json()
-            panels = {title: [httpx.get(f"{prometheus_url}/api/v1/query",
-                                        params={"query": expr}).json() for expr in exprs]
-                      for title, exprs in grafana_panels()}
+                incidents = [
+                    i
+                    for i in system.engine.list_incidents(status="open")
+                    if i.source == "alertmanager"
+                ]
+            scraped = httpx.get(
+                f"{prometheus_url}/api/v1/query",
+                params={"query": f'driftloop_model_confidence_count{{model="{MODEL}"}}'},
+            ).json()
+            panels = {
+                title: [
+                    httpx.get(f"{prometheus_url}/api/v1/query", params={"query": expr}).json()
+                    for expr in exprs
+                ]
+                for title, exprs in grafana_panels()
+            }
         finally:
             stop.set()
             sender.join(timeout=10)

@@ -57,8 +57,10 @@ def test_snapshots_training_registry_and_integrity_on_s3(
     # another process (fresh cache, fresh client) loads exactly what was registered
     other = open_storage(f"s3://{s3_bucket}/driftloop")
     fresh = ModelRegistry(system.database, other, tmp_path / "other-cache")
-    np.testing.assert_allclose(fresh.load_predictor(v2).predict_proba(TEXTS),
-                               system.registry.load_predictor(v2).predict_proba(TEXTS))
+    np.testing.assert_allclose(
+        fresh.load_predictor(v2).predict_proba(TEXTS),
+        system.registry.load_predictor(v2).predict_proba(TEXTS),
+    )
 
     # tampering with an artifact on S3 is caught on load
     key = other.key_of(v2.artifact_uri)

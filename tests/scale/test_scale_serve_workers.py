@@ -69,10 +69,22 @@ def serve_workers(tmp_path: Path, port: int | None = None) -> Iterator[str]:
     log = (tmp_path / "serve.log").open("ab")
     started = (tmp_path / "serve.log").read_text().count("Application startup complete")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "driftloop"), "serve", "--workers", "2",
-         "--port", str(port), "--config", str(tmp_path / "driftloop.yaml"),
-         "--log-format", "json"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).parent / "driftloop"),
+            "serve",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+            "--config",
+            str(tmp_path / "driftloop.yaml"),
+            "--log-format",
+            "json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -84,17 +96,22 @@ def serve_workers(tmp_path: Path, port: int | None = None) -> Iterator[str]:
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"driftloop serve did not get ready:\n"
-                            f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"driftloop serve did not get ready:\n"
+                    f"{(tmp_path / 'serve.log').read_text()[-3000:]}"
+                )
             time.sleep(0.3)
         # one worker answering is not both: on a busy machine the second may still be starting,
         # and would then load the later version at start-up instead of swapping to it. uvicorn
         # logs this line per worker once its lifespan (which loads the models) is done.
         while (tmp_path / "serve.log").read_text().count(
-                "Application startup complete") < started + 2:
+            "Application startup complete"
+        ) < started + 2:
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the second worker did not start:\n"
-                            f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"the second worker did not start:\n"
+                    f"{(tmp_path / 'serve.log').read_text()[-3000:]}"
+                )
             time.sleep(0.3)
         yield url
     finally:
@@ -109,9 +126,12 @@ def serve_workers(tmp_path: Path, port: int | None = None) -> Iterator[str]:
 
 def predict(url: str, key: str) -> httpx.Response:
     # a new connection each time, so the kernel spreads requests over both workers
-    answer = httpx.post(f"{url}/v1/models/{MODEL}/predict", json={"texts": TEXTS},
-                        headers={"Authorization": f"Bearer {key}", "Connection": "close"},
-                        timeout=10)
+    answer = httpx.post(
+        f"{url}/v1/models/{MODEL}/predict",
+        json={"texts": TEXTS},
+        headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+        timeout=10,
+    )
     answer.raise_for_status()
     return answer
 
@@ -150,14 +170,25 @@ def test_two_workers_serve_take_a_deploy_and_merge_their_metrics(
     exposition = httpx.get(f"{server}/metrics", timeout=5).text
     assert metric(exposition, "driftloop_predictions_total", model=MODEL) == sent
     assert metric(exposition, "driftloop_model_confidence_count", model=MODEL) == sent
-    assert metric(exposition, "driftloop_model_confidence_count", model=MODEL,
-                  version="2") == 20 * len(TEXTS)
-    assert metric(exposition, "driftloop_http_requests_total", status="200",
-                  route="/v1/models/{name}/predict") == 40
+    assert metric(
+        exposition, "driftloop_model_confidence_count", model=MODEL, version="2"
+    ) == 20 * len(TEXTS)
+    assert (
+        metric(
+            exposition,
+            "driftloop_http_requests_total",
+            status="200",
+            route="/v1/models/{name}/predict",
+        )
+        == 40
+    )
 
     # each worker process logs with the command's --log-format (json) and level
-    logged = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
-              if line.startswith("{")]
+    logged = [
+        json.loads(line)
+        for line in (tmp_path / "serve.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
     swaps = [entry for entry in logged if entry["logger"] == "driftloop.serving.slots"]
     assert sum(entry["message"].startswith(f"serving {MODEL} v1 ") for entry in swaps) == 2
     assert sum(entry["message"].startswith(f"serving {MODEL} v2 ") for entry in swaps) == 2
@@ -165,9 +196,12 @@ def test_two_workers_serve_take_a_deploy_and_merge_their_metrics(
 
 
 def send_feedback(url: str, key: str, items: list[dict[str, str]]) -> dict[str, int]:
-    answer = httpx.post(f"{url}/v1/models/{MODEL}/feedback", json={"feedback": items},
-                        headers={"Authorization": f"Bearer {key}", "Connection": "close"},
-                        timeout=30)
+    answer = httpx.post(
+        f"{url}/v1/models/{MODEL}/feedback",
+        json={"feedback": items},
+        headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     counts: dict[str, int] = answer.json()
     return counts
@@ -188,8 +222,9 @@ def test_labels_meet_their_predictions_on_any_worker_and_after_a_restart(
     port = free_port()
     answers: list[dict[str, str]] = []
     with serve_workers(tmp_path, port) as url:
-        labels = httpx.get(f"{url}/v1/models/{MODEL}", headers={
-            "Authorization": f"Bearer {key}"}, timeout=10).json()["labels"]
+        labels = httpx.get(
+            f"{url}/v1/models/{MODEL}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ).json()["labels"]
         logged = log_elsewhere(url, insights_key, MODEL, labels, tmp_path)
         for index, item in enumerate(logged[:6]):  # a wrong label every third
             label = item["class"] if index % 3 else next(c for c in labels if c != item["class"])
@@ -197,23 +232,27 @@ def test_labels_meet_their_predictions_on_any_worker_and_after_a_restart(
             assert counts == {"accepted": 1, "matched": 1, "relabelled": 0}, counts
         for _ in range(12):
             answers += predict(url, key).json()["predictions"]
-            latest = answers[-len(TEXTS):]
-            counts = send_feedback(url, key, [{"prediction_id": a["id"], "label": a["class"]}
-                                              for a in latest])
+            latest = answers[-len(TEXTS) :]
+            counts = send_feedback(
+                url, key, [{"prediction_id": a["id"], "label": a["class"]} for a in latest]
+            )
             assert counts == {"accepted": 2, "matched": 2, "relabelled": 0}, counts
         for _ in range(12):
             answers += predict(url, key).json()["predictions"]
     labelled = 12 * len(TEXTS)
     with serve_workers(tmp_path, port) as url:  # a restart: every worker is a new process
-        counts = send_feedback(url, key, [{"prediction_id": a["id"], "label": a["class"]}
-                                          for a in answers[labelled:]])
+        counts = send_feedback(
+            url, key, [{"prediction_id": a["id"], "label": a["class"]} for a in answers[labelled:]]
+        )
         assert counts == {"accepted": labelled, "matched": labelled, "relabelled": 0}, counts
-        counts = send_feedback(url, key, [{"prediction_id": item["id"], "label": item["class"]}
-                                          for item in logged[6:]])
+        counts = send_feedback(
+            url, key, [{"prediction_id": item["id"], "label": item["class"]} for item in logged[6:]]
+        )
         assert counts == {"accepted": 6, "matched": 6, "relabelled": 0}, counts
     rows = world.system.feedback.list(MODEL, limit=1000)
     assert len(rows) == len(answers) + len(logged)
     by_id = {row.prediction_id: row for row in rows}
     assert all(by_id[a["id"]].correct and by_id[a["id"]].version == 1 for a in answers)
     assert [(by_id[item["id"]].correct, by_id[item["id"]].version) for item in logged] == [
-        (index % 3 != 0 or index >= 6, 41) for index in range(len(logged))]
+        (index % 3 != 0 or index >= 6, 41) for index in range(len(logged))
+    ]

@@ -89,27 +89,33 @@ def test_registry_numbers_versions_without_gaps_under_concurrent_registrations(
     database: Database, trained: list[TrainedModel], tmp_path: Path
 ) -> None:
     storage = open_storage(f"file://{tmp_path / 'storage'}")
-    registries = [ModelRegistry(database, storage, tmp_path / f"cache-{i}")
-                  for i in range(WRITERS)]
-    registered = at_once(WRITERS, lambda i: registries[i].register_trained(
-        MODEL, trained[i], trainer="sklearn", trigger=f"writer:{i}"))
+    registries = [ModelRegistry(database, storage, tmp_path / f"cache-{i}") for i in range(WRITERS)]
+    registered = at_once(
+        WRITERS,
+        lambda i: registries[i].register_trained(
+            MODEL, trained[i], trainer="sklearn", trigger=f"writer:{i}"
+        ),
+    )
     assert sorted(v.version for v in registered) == list(range(1, WRITERS + 1))
     listed = registries[0].list_versions(MODEL)
     assert sorted(v.trigger for v in listed) == sorted(f"writer:{i}" for i in range(WRITERS))
     # alias moves from several writers: the history records each, the alias ends on one
-    at_once(WRITERS, lambda i: registries[i].set_alias(MODEL, "production", i + 1,
-                                                       actor=f"writer:{i}"))
+    at_once(
+        WRITERS, lambda i: registries[i].set_alias(MODEL, "production", i + 1, actor=f"writer:{i}")
+    )
     history = registries[0].alias_history(MODEL)
     assert len(history) == WRITERS
     assert registries[0].resolve(MODEL).version == history[-1].version
 
 
-def test_the_job_queue_makes_one_job_per_incident_and_each_claim_once(
-    database: Database,
-) -> None:
+def test_the_job_queue_makes_one_job_per_incident_and_each_claim_once(database: Database) -> None:
     queues = [JobQueue(database, cooldown=600) for _ in range(WRITERS)]
-    results = at_once(WRITERS, lambda i: queues[i].enqueue(
-        MODEL, incident_id="incident-1", reason=f"alert {i}", trigger="incident:incident-1"))
+    results = at_once(
+        WRITERS,
+        lambda i: queues[i].enqueue(
+            MODEL, incident_id="incident-1", reason=f"alert {i}", trigger="incident:incident-1"
+        ),
+    )
     assert sum(result.created for result in results) == 1
     assert len({result.job.job_id for result in results}) == 1
     for model in ("a", "b", "c"):
@@ -122,12 +128,12 @@ def test_the_job_queue_makes_one_job_per_incident_and_each_claim_once(
     assert {job.job_id: job.worker for job in queues[0].list() if job.job_id in workers} == workers
 
 
-def test_api_keys_created_concurrently_all_authenticate_until_revoked(
-    database: Database,
-) -> None:
+def test_api_keys_created_concurrently_all_authenticate_until_revoked(database: Database) -> None:
     stores = [ApiKeyStore(database, cache_seconds=0) for _ in range(WRITERS)]
-    created = at_once(WRITERS, lambda i: stores[i].create(
-        Scope.ADMIN if i % 2 else Scope.PREDICT, name=f"key-{i}"))
+    created = at_once(
+        WRITERS,
+        lambda i: stores[i].create(Scope.ADMIN if i % 2 else Scope.PREDICT, name=f"key-{i}"),
+    )
     assert len({c.info.key_id for c in created}) == WRITERS
     for index, key in enumerate(created):
         info = stores[(index + 1) % WRITERS].authenticate(key.key)
@@ -143,16 +149,22 @@ def test_the_loop_runs_on_the_store(store_url: str, tmp_path: Path) -> None:
     """Low confidence → ALERT → incident → @retrain → one job → a gated, deployed v2."""
     world = PipelineWorld.create(tmp_path, extra={"store": store_url})
     system = world.system
-    assert system.database.dialect == ("sqlite" if store_url.startswith("sqlite") else
-                                       "postgresql")
+    assert system.database.dialect == ("sqlite" if store_url.startswith("sqlite") else "postgresql")
     world.train_production()
     world.push(world.snapshots.drifted)
     clock = world.clock
-    system.metric_store.write([
-        MetricPoint("model_confidence", 0.3, clock.now - 30 + i, {"model": MODEL, "version": "1"},
-                    point_id=f"low-{i}")
-        for i in range(30)
-    ])
+    system.metric_store.write(
+        [
+            MetricPoint(
+                "model_confidence",
+                0.3,
+                clock.now - 30 + i,
+                {"model": MODEL, "version": "1"},
+                point_id=f"low-{i}",
+            )
+            for i in range(30)
+        ]
+    )
     system.engine.evaluate(clock.now)
     [status] = system.engine.status()
     assert status.worst == MonitorState.ALERT

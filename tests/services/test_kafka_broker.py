@@ -30,8 +30,13 @@ def test_produce_and_consume_insight_points(kafka_bootstrap: str) -> None:
     assert (host, port.isdigit()) == ("127.0.0.1", True)
     topic = _create_topic(kafka_bootstrap, partitions=2)
     points = [
-        MetricPoint("model_confidence", 0.5 + i / 100, 1_700_000_000.0 + i, {"model": "churn"},
-                    point_id=f"p{i}")
+        MetricPoint(
+            "model_confidence",
+            0.5 + i / 100,
+            1_700_000_000.0 + i,
+            {"model": "churn"},
+            point_id=f"p{i}",
+        )
         for i in range(5)
     ]
     delivered: list[Message] = []

@@ -24,9 +24,7 @@ pytestmark = pytest.mark.prometheus
 def metrics_target() -> Iterator[tuple[str, Gauge]]:
     """A tiny /metrics endpoint on 127.0.0.1 with one driftloop gauge."""
     registry = CollectorRegistry()
-    gauge = Gauge(
-        "driftloop_model_confidence", "Mean confidence", ["model"], registry=registry
-    )
+    gauge = Gauge("driftloop_model_confidence", "Mean confidence", ["model"], registry=registry)
     gauge.labels(model="churn").set(0.42)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     try:

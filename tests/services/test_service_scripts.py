@@ -103,7 +103,12 @@ def _state_root(checkout: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k != "DRIFTLOOP_SERVICES_DIR"}
     result = subprocess.run(
         ["bash", "-c", f'SVC_NAME=probe; source "{scripts / lib.name}"; echo "$SVC_ROOT"'],
-        env=env, capture_output=True, text=True, timeout=30, check=True)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return result.stdout.strip()
 
 
@@ -111,8 +116,10 @@ def test_a_checkout_others_cannot_enter_keeps_service_state_where_they_can() -> 
     """A 0700 home or temporary folder: PostgreSQL, run as its own user, could not reach
     <checkout>/.services, so root's services keep their state under /tmp instead; an open
     checkout keeps it inside."""
-    with tempfile.TemporaryDirectory(prefix="driftloop-closed-") as closed, \
-            tempfile.TemporaryDirectory(prefix="driftloop-open-") as opened:
+    with (
+        tempfile.TemporaryDirectory(prefix="driftloop-closed-") as closed,
+        tempfile.TemporaryDirectory(prefix="driftloop-open-") as opened,
+    ):
         os.chmod(closed, 0o700)
         os.chmod(opened, 0o755)  # noqa: S103 - the point of the test: a folder others can enter
         inside_closed = _state_root(Path(closed) / "repo")

@@ -32,8 +32,12 @@ def config(tmp_path: Path) -> Config:
         base_dir=tmp_path,
         models={"reviews": ModelConfig()},
         serving=ServingConfig(
-            max_texts_per_request=8, max_text_chars=200, max_body_bytes=4096,
-            max_batch_size=16, max_batch_wait_ms=5, registry_poll_interval=0.05,
+            max_texts_per_request=8,
+            max_text_chars=200,
+            max_body_bytes=4096,
+            max_batch_size=16,
+            max_batch_wait_ms=5,
+            registry_poll_interval=0.05,
         ),
         insights=InsightsConfig(outbox="outbox", flush_interval=0.02),
     )
@@ -88,10 +92,13 @@ def app(
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://driftloop.test",
-    ) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://driftloop.test",
+        ) as http,
+    ):
         yield http
 
 

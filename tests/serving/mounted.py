@@ -21,11 +21,19 @@ def admin_api(*routers: APIRouter) -> APIRouter:
     return api
 
 
-def mounted_app(database: Database, *routers: APIRouter, config: Config | None = None,
-                api_keys: ApiKeyStore | None = None) -> FastAPI:
+def mounted_app(
+    database: Database,
+    *routers: APIRouter,
+    config: Config | None = None,
+    api_keys: ApiKeyStore | None = None,
+) -> FastAPI:
     """The serving app over ``database`` with ``routers`` mounted and no model served."""
     return create_app(
-        config if config is not None else Config(), model_source=InMemoryModelSource(),
+        config if config is not None else Config(),
+        model_source=InMemoryModelSource(),
         api_keys=api_keys if api_keys is not None else ApiKeyStore(database),
-        feedback=FeedbackStore(database), models=[], extra_routers=routers, poll=False,
+        feedback=FeedbackStore(database),
+        models=[],
+        extra_routers=routers,
+        poll=False,
     )

@@ -43,8 +43,9 @@ async def test_a_lone_request_does_not_wait_for_company() -> None:
 
 async def test_concurrent_requests_wait_and_share_one_call() -> None:
     sizes: list[int] = []
-    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=50.0,
-                           observer=sizes.append)
+    batcher = MicroBatcher(
+        "reviews", max_batch_size=64, max_batch_wait_ms=50.0, observer=sizes.append
+    )
     predictor = review_keyword_predictor()
     try:
         await asyncio.gather(*(batcher.predict(predictor, ["tasty", "rude"]) for _ in range(4)))
@@ -56,8 +57,9 @@ async def test_concurrent_requests_wait_and_share_one_call() -> None:
             await batcher.predict(predictor, ["stale"])
 
         # Requests are concurrent now, so a batch waits for the stragglers within its window.
-        await asyncio.gather(batcher.predict(predictor, ["tasty"]), arrive_later(0.01),
-                             arrive_later(0.02))
+        await asyncio.gather(
+            batcher.predict(predictor, ["tasty"]), arrive_later(0.01), arrive_later(0.02)
+        )
         assert sizes == [3]
     finally:
         await batcher.close()
@@ -91,8 +93,9 @@ CALL_SECONDS = 0.3
 
 async def _burst_seconds(predictor: Predictor, *, parallel_batches: int | None = None) -> float:
     """One lone request, then a burst that arrives while it runs: how long until all answered."""
-    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0,
-                           parallel_batches=parallel_batches)
+    batcher = MicroBatcher(
+        "reviews", max_batch_size=64, max_batch_wait_ms=1.0, parallel_batches=parallel_batches
+    )
     try:
         started = time.perf_counter()
         lone = asyncio.ensure_future(batcher.predict(predictor, ["tasty"]))
@@ -110,13 +113,16 @@ async def test_a_model_that_computes_outside_the_gil_runs_batches_side_by_side()
     # One at a time: the burst waits for the lone call, then runs as one batch.
     assert await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=1)) > CALL_SECONDS * 1.9
     # The config's serving.parallel_batches overrides what the predictor says.
-    assert await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=2), parallel_batches=1) \
+    assert (
+        await _burst_seconds(_SleepingPredictor(CALL_SECONDS, parallel=2), parallel_batches=1)
         > CALL_SECONDS * 1.9
+    )
 
 
 async def _lone_calls(predictor: _SleepingPredictor, inline_below_ms: float) -> None:
-    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0,
-                           inline_below_ms=inline_below_ms)
+    batcher = MicroBatcher(
+        "reviews", max_batch_size=64, max_batch_wait_ms=1.0, inline_below_ms=inline_below_ms
+    )
     try:
         for _ in range(4):
             await batcher.predict(predictor, ["tasty"])
@@ -157,8 +163,9 @@ async def test_each_answer_carries_the_time_of_the_model_call_that_made_it() -> 
         # requests that arrive while a call runs share the next one, and its time
         lone = asyncio.ensure_future(batcher.predict_timed(predictor, ["tasty"]))
         await asyncio.sleep(0.02)
-        burst = await asyncio.gather(*(batcher.predict_timed(predictor, ["rude"])
-                                       for _ in range(3)))
+        burst = await asyncio.gather(
+            *(batcher.predict_timed(predictor, ["rude"]) for _ in range(3))
+        )
         await lone
         shared = {seconds for _, seconds in burst}
         assert len(shared) == 1
@@ -167,14 +174,14 @@ async def test_each_answer_carries_the_time_of_the_model_call_that_made_it() -> 
         await batcher.close()
 
 
-async def test_past_max_queue_delay_requests_are_refused_at_once_and_answered_ones_wait_less(
-) -> None:
+async def test_past_max_queue_delay_requests_are_refused_at_once_and_answered_ones_wait_less() -> (
+    None
+):
     """A model taking 40 ms per call of up to 4 texts (10 ms a text), a queue bounded at 0.1 s:
     a burst of 40 four-text requests is partly refused with OverloadedError (503 with
     Retry-After) without waiting, the rest are answered, and the queue drains."""
     predictor = _SleepingPredictor(0.04)
-    batcher = MicroBatcher("reviews", max_batch_size=4, max_batch_wait_ms=1.0,
-                           max_queue_delay=0.1)
+    batcher = MicroBatcher("reviews", max_batch_size=4, max_batch_wait_ms=1.0, max_queue_delay=0.1)
     try:
         await batcher.predict(predictor, ["tasty", "rude"])  # learns the seconds per text
         await batcher.predict(predictor, ["tasty", "rude"])
@@ -211,8 +218,9 @@ async def test_without_max_queue_delay_nothing_is_shed() -> None:
     batcher = MicroBatcher("reviews", max_batch_size=4, max_batch_wait_ms=1.0)
     try:
         await batcher.predict(predictor, ["tasty"])
-        results = await asyncio.gather(*(batcher.predict(predictor, ["a", "b", "c", "d"])
-                                         for _ in range(30)))
+        results = await asyncio.gather(
+            *(batcher.predict(predictor, ["a", "b", "c", "d"]) for _ in range(30))
+        )
         assert len(results) == 30
         assert batcher.shed == 0
     finally:

@@ -46,13 +46,15 @@ def project(tmp_path: Path, models: str = "churn: {}") -> Path:
         f"store: sqlite:///{tmp_path}/driftloop.db\nstorage: file://{tmp_path}/storage\n"
         f"models:\n  {models}\n"
         "serving: {max_texts_per_request: 8, max_batch_size: 16, registry_poll_interval: 0.05}\n"
-        "pipeline: {canary_fraction: 0.5}\n")
+        "pipeline: {canary_fraction: 0.5}\n"
+    )
     return path
 
 
 def register_cli(config_path: Path, name: str, directory: Path) -> dict[str, Any]:
-    result = CliRunner().invoke(cli_app, ["models", "register", name, str(directory), "--json",
-                                          "-c", str(config_path)])
+    result = CliRunner().invoke(
+        cli_app, ["models", "register", name, str(directory), "--json", "-c", str(config_path)]
+    )
     assert result.exit_code == 0, result.output
     registered: dict[str, Any] = json.loads(result.output)
     return registered
@@ -60,9 +62,12 @@ def register_cli(config_path: Path, name: str, directory: Path) -> dict[str, Any
 
 @asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+        ) as http,
+    ):
         yield http
 
 
@@ -71,7 +76,9 @@ def headers(key: str) -> dict[str, str]:
 
 
 async def test_a_custom_predictor_is_registered_served_validated_and_hot_swapped(
-    tmp_path: Path, insights: InsightsClient, transport: MemoryTransport,
+    tmp_path: Path,
+    insights: InsightsClient,
+    transport: MemoryTransport,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import_log = tmp_path / "imports.log"
@@ -103,32 +110,44 @@ async def test_a_custom_predictor_is_registered_served_validated_and_hot_swapped
         assert short["probabilities"]["churn"] > loyal["probabilities"]["churn"]
 
         # micro-batching: concurrent requests share predictor calls
-        burst = await asyncio.gather(*(
-            http.post(CHURN, json={"records": many}, headers=headers(predict_key))
-            for _ in range(6)))
+        burst = await asyncio.gather(
+            *(
+                http.post(CHURN, json={"records": many}, headers=headers(predict_key))
+                for _ in range(6)
+            )
+        )
         assert [response.status_code for response in burst] == [200] * 6
 
         # hot swap to v2: the new version answers, the code is not imported by requests
         v2 = register_cli(config_path, "churn", v2_dir)
-        deployed = await http.post("/v1/models/churn/deploy", json={"version": v2["version"]},
-                                   headers=headers(admin_key))
+        deployed = await http.post(
+            "/v1/models/churn/deploy", json={"version": v2["version"]}, headers=headers(admin_key)
+        )
         assert deployed.status_code == 200, deployed.text
         after = await http.post(CHURN, json={"record": CUSTOMER}, headers=headers(predict_key))
         assert after.json()["version"] == 2
         assert after.json()["predictions"][0]["probabilities"] != prediction["probabilities"]
         imports = import_log.read_text().count("imported")
         for _ in range(3):
-            sent = await http.post(CHURN, json={"record": CUSTOMER, "predictor": "os:system"},
-                                   headers=headers(predict_key))
+            sent = await http.post(
+                CHURN,
+                json={"record": CUSTOMER, "predictor": "os:system"},
+                headers=headers(predict_key),
+            )
             assert sent.status_code == 422  # a request cannot name code
-            assert (await http.post(CHURN, json={"record": CUSTOMER},
-                                    headers=headers(predict_key))).status_code == 200
+            assert (
+                await http.post(CHURN, json={"record": CUSTOMER}, headers=headers(predict_key))
+            ).status_code == 200
         assert import_log.read_text().count("imported") == imports == 1
 
         described = (await http.get("/v1/models/churn", headers=headers(predict_key))).json()
         assert described["output"] == "classification"
         assert [f["name"] for f in described["inputs"]["features"]] == [
-            "monthly_spend", "tenure_months", "plan", "country"]
+            "monthly_spend",
+            "tenure_months",
+            "plan",
+            "country",
+        ]
     assert insights.flush()
     points = [p for p in transport.points if p.tags.get("model") == "churn"]
     confidences = [p for p in points if p.name == "model_confidence"]
@@ -145,19 +164,28 @@ def _api_keys(config: Config) -> ApiKeyStore:
 
 
 BAD_RECORDS: list[tuple[dict[str, Any], str]] = [
-    ({"records": [CUSTOMER, {**CUSTOMER, "tenure_months": "long"}]},
-     "records.1.tenure_months: Input should be a valid integer"),
-    ({"records": [{**CUSTOMER, "tenure_months": 2.5}]},
-     "records.0.tenure_months: Input should be a valid integer"),
-    ({"records": [{**CUSTOMER, "tenure_months": True}]},
-     "records.0.tenure_months: Input should be a valid integer"),
-    ({"record": {k: v for k, v in CUSTOMER.items() if k != "plan"}},
-     "record.plan: Field required"),
-    ({"records": [CUSTOMER, CUSTOMER, {**CUSTOMER, "colour": "red"}]},
-     "records.2.colour: unknown field"),
+    (
+        {"records": [CUSTOMER, {**CUSTOMER, "tenure_months": "long"}]},
+        "records.1.tenure_months: Input should be a valid integer",
+    ),
+    (
+        {"records": [{**CUSTOMER, "tenure_months": 2.5}]},
+        "records.0.tenure_months: Input should be a valid integer",
+    ),
+    (
+        {"records": [{**CUSTOMER, "tenure_months": True}]},
+        "records.0.tenure_months: Input should be a valid integer",
+    ),
+    ({"record": {k: v for k, v in CUSTOMER.items() if k != "plan"}}, "record.plan: Field required"),
+    (
+        {"records": [CUSTOMER, CUSTOMER, {**CUSTOMER, "colour": "red"}]},
+        "records.2.colour: unknown field",
+    ),
     ({"records": [{**CUSTOMER, "plan": "gold"}]}, "records.0.plan: Input should be 'basic'"),
-    ({"records": [{**CUSTOMER, "monthly_spend": "12"}]},
-     "records.0.monthly_spend: Input should be a valid number"),
+    (
+        {"records": [{**CUSTOMER, "monthly_spend": "12"}]},
+        "records.0.monthly_spend: Input should be a valid number",
+    ),
     ({"texts": ["a text"]}, "texts: unknown field"),
     ({"records": []}, "'records' is empty"),
     ({"records": [CUSTOMER], "record": CUSTOMER}, "exactly one of 'records'"),
@@ -177,26 +205,29 @@ async def test_records_are_checked_against_the_models_schema(
             error = response.json()["error"]
             assert error["type"] == "InvalidInputError"
             assert problem in error["message"], (body, error)
-        nan = await http.post(CHURN, content=b'{"record": {"monthly_spend": NaN, '
-                              b'"tenure_months": 1, "plan": "pro"}}', headers=headers(key))
+        nan = await http.post(
+            CHURN,
+            content=b'{"record": {"monthly_spend": NaN, "tenure_months": 1, "plan": "pro"}}',
+            headers=headers(key),
+        )
         assert nan.status_code == 422
         assert "record.monthly_spend: Input should be a finite number" in nan.text
         too_many = await http.post(CHURN, json={"records": [CUSTOMER] * 9}, headers=headers(key))
         assert too_many.status_code == 413
         assert too_many.json()["error"]["limit"] == "serving.max_texts_per_request"
-        fine = await http.post(CHURN, json={"record": {**CUSTOMER, "country": None}},
-                               headers=headers(key))
+        fine = await http.post(
+            CHURN, json={"record": {**CUSTOMER, "country": None}}, headers=headers(key)
+        )
         assert fine.status_code == 200, fine.text
 
 
-
-
 async def test_the_openapi_document_shows_each_models_own_request_schema(
-    tmp_path: Path, insights: InsightsClient,
+    tmp_path: Path, insights: InsightsClient
 ) -> None:
     config_path = project(tmp_path, "churn: {}\n  reviews: {}")
-    register_cli(config_path, "churn", train_churn(write_churn_sources(tmp_path / "src"),
-                                                   tmp_path / "churn"))
+    register_cli(
+        config_path, "churn", train_churn(write_churn_sources(tmp_path / "src"), tmp_path / "churn")
+    )
     reviews = tmp_path / "reviews"
     review_keyword_predictor().save(reviews)
     register_cli(config_path, "reviews", reviews)
@@ -213,17 +244,25 @@ async def test_the_openapi_document_shows_each_models_own_request_schema(
     assert "churn, stay" in churn["description"]
     text = document["paths"]["/v1/models/reviews/predict"]["post"]
     assert set(text["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "texts", "text"}
+        "texts",
+        "text",
+    }
     assert "/v1/models/{name}/predict" in document["paths"]
 
 
 async def test_a_regression_model_serves_values_with_canary_and_shadow(
-    tmp_path: Path, insights: InsightsClient, transport: MemoryTransport,
+    tmp_path: Path, insights: InsightsClient, transport: MemoryTransport
 ) -> None:
     config_path = project(tmp_path, "spend: {}")
     for version, slope in ((1, 2.0), (2, 3.0), (3, 4.0)):
-        assert register_cli(config_path, "spend", write_regression_model(
-            tmp_path / f"spend-v{version}", slope=slope))["version"] == version
+        assert (
+            register_cli(
+                config_path,
+                "spend",
+                write_regression_model(tmp_path / f"spend-v{version}", slope=slope),
+            )["version"]
+            == version
+        )
     config = load_config(config_path)
     registry = ModelRegistry.from_config(config)
     registry.set_alias("spend", "canary", 2, actor="test")
@@ -233,12 +272,19 @@ async def test_a_regression_model_serves_values_with_canary_and_shadow(
     app = create_app(config, insights=insights, api_keys=api_keys, rng=random.Random(7))
     url = "/v1/models/spend/predict"
     async with serving(app) as http:
-        answers = await asyncio.gather(*(
-            http.post(url, json={"records": [{"tenure_months": 10}, {"tenure_months": 0,
-                                                                     "promo": True}]},
-                      headers=headers(key)) for _ in range(16)))
-        bad = await http.post(url, json={"record": {"tenure_months": 1, "promo": "yes"}},
-                              headers=headers(key))
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    url,
+                    json={"records": [{"tenure_months": 10}, {"tenure_months": 0, "promo": True}]},
+                    headers=headers(key),
+                )
+                for _ in range(16)
+            )
+        )
+        bad = await http.post(
+            url, json={"record": {"tenure_months": 1, "promo": "yes"}}, headers=headers(key)
+        )
         await asyncio.sleep(0.2)  # the shadow scores in the background
     assert bad.status_code == 422
     assert "record.promo: Input should be a valid boolean" in bad.text
@@ -263,7 +309,7 @@ async def test_a_regression_model_serves_values_with_canary_and_shadow(
     assert not [p for p in points if p.name == "model_confidence"]
 
 
-FRAGILE = '''
+FRAGILE = """
 from pathlib import Path
 from typing import Any
 
@@ -286,11 +332,11 @@ class Model(Predictor):
         if any(row["x"] > 1000 for row in batch):
             return np.zeros(len(batch) + 1)   # one answer too many
         return np.array([row["x"] * 2 for row in batch], dtype=float)
-'''
+"""
 
 
 async def test_a_failing_predictor_is_a_500_naming_model_and_version_and_others_serve(
-    tmp_path: Path, insights: InsightsClient,
+    tmp_path: Path, insights: InsightsClient
 ) -> None:
     config_path = project(tmp_path, "fragile: {}\n  reviews: {}")
     register_cli(config_path, "fragile", write_predictor_module(tmp_path / "fragile", FRAGILE))
@@ -308,10 +354,14 @@ async def test_a_failing_predictor_is_a_500_naming_model_and_version_and_others_
             http.post(url, json={"record": {"x": 1.5}}, headers=headers(key)),
             http.post(url, json={"record": {"x": -1}}, headers=headers(key)),
             http.post(url, json={"record": {"x": 2000}}, headers=headers(key)),
-            *(http.post(url, json={"records": [{"x": 2}, {"x": 3}]}, headers=headers(key))
-              for _ in range(6)))
-        reviews_answer = await http.post("/v1/models/reviews/predict",
-                                         json={"text": "cheap"}, headers=headers(key))
+            *(
+                http.post(url, json={"records": [{"x": 2}, {"x": 3}]}, headers=headers(key))
+                for _ in range(6)
+            ),
+        )
+        reviews_answer = await http.post(
+            "/v1/models/reviews/predict", json={"text": "cheap"}, headers=headers(key)
+        )
     assert good.status_code == 200
     assert good.json()["predictions"][0]["value"] == 3.0
     assert [o.status_code for o in others] == [200] * 6
@@ -320,7 +370,8 @@ async def test_a_failing_predictor_is_a_500_naming_model_and_version_and_others_
     assert failing.json()["error"] == {
         "type": "PredictionError",
         "message": "model 'fragile' v1 failed to predict (ValueError); the traceback is in "
-                   "the server log"}
+        "the server log",
+    }
     assert wrong.status_code == 500
     assert "model 'fragile' v1 failed to predict" in wrong.text
     assert "answered shape (2,) for 1 input(s)" in wrong.text
@@ -330,8 +381,9 @@ async def test_a_failing_predictor_is_a_500_naming_model_and_version_and_others_
 @pytest.fixture
 def churn_app(tmp_path: Path, insights: InsightsClient) -> tuple[FastAPI, str]:
     config_path = project(tmp_path)
-    register_cli(config_path, "churn", train_churn(write_churn_sources(tmp_path / "src"),
-                                                   tmp_path / "churn"))
+    register_cli(
+        config_path, "churn", train_churn(write_churn_sources(tmp_path / "src"), tmp_path / "churn")
+    )
     config = load_config(config_path)
     api_keys = _api_keys(config)
     key = api_keys.create(Scope.PREDICT, name="client").key
@@ -339,14 +391,17 @@ def churn_app(tmp_path: Path, insights: InsightsClient) -> tuple[FastAPI, str]:
 
 
 async def test_a_predictor_that_cannot_load_on_the_server_leaves_the_others_serving(
-    tmp_path: Path, insights: InsightsClient, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, insights: InsightsClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Registered fine, but its load_files fails where the server runs (a missing file or
     dependency there): that model is not ready and says why; the others serve."""
-    source = FRAGILE.replace("        return cls()", "        import os\n"
-                             "        if os.environ.get('BYO_BREAK_LOAD'):\n"
-                             "            raise RuntimeError('no GPU here')\n"
-                             "        return cls()")
+    source = FRAGILE.replace(
+        "        return cls()",
+        "        import os\n"
+        "        if os.environ.get('BYO_BREAK_LOAD'):\n"
+        "            raise RuntimeError('no GPU here')\n"
+        "        return cls()",
+    )
     config_path = project(tmp_path, "fragile: {}\n  reviews: {}")
     register_cli(config_path, "fragile", write_predictor_module(tmp_path / "fragile", source))
     reviews = tmp_path / "reviews"
@@ -358,19 +413,20 @@ async def test_a_predictor_that_cannot_load_on_the_server_leaves_the_others_serv
     key = api_keys.create(Scope.PREDICT, name="client").key
     app = create_app(config, insights=insights, api_keys=api_keys, poll=False)
     async with serving(app) as http:
-        fragile = await http.post("/v1/models/fragile/predict", json={"record": {"x": 1.0}},
-                                  headers=headers(key))
+        fragile = await http.post(
+            "/v1/models/fragile/predict", json={"record": {"x": 1.0}}, headers=headers(key)
+        )
         described = (await http.get("/v1/models/fragile", headers=headers(key))).json()
-        reviews_answer = await http.post("/v1/models/reviews/predict", json={"text": "cheap"},
-                                         headers=headers(key))
+        reviews_answer = await http.post(
+            "/v1/models/reviews/predict", json={"text": "cheap"}, headers=headers(key)
+        )
     assert fragile.status_code == 503
     assert "Model.load_files" in described["error"]
     assert "RuntimeError: no GPU here" in described["error"]
     assert reviews_answer.status_code == 200
 
 
-
-CLASSIFIER = '''
+CLASSIFIER = """
 from pathlib import Path
 from typing import Any
 
@@ -392,34 +448,40 @@ class Model(Predictor):
         if BROKEN and any(row["x"] > 1000 for row in batch):
             return high  # one column: not the declared classification
         return np.column_stack([1 - high, high])
-'''
+"""
 
 
 async def test_a_shadow_that_answers_the_wrong_shape_never_touches_the_answer(
-    tmp_path: Path, insights: InsightsClient, transport: MemoryTransport,
+    tmp_path: Path,
+    insights: InsightsClient,
+    transport: MemoryTransport,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     config_path = project(tmp_path, "gauge: {}")
     for version, broken in ((1, False), (2, True)):
         source = f"BROKEN = {broken}\n" + CLASSIFIER
-        register_cli(config_path, "gauge", write_predictor_module(tmp_path / f"v{version}",
-                                                                  source))
+        register_cli(config_path, "gauge", write_predictor_module(tmp_path / f"v{version}", source))
     config = load_config(config_path)
     ModelRegistry.from_config(config).set_alias("gauge", "shadow", 2, actor="test")
     api_keys = _api_keys(config)
     key = api_keys.create(Scope.PREDICT, name="client").key
     app = create_app(config, insights=insights, api_keys=api_keys, poll=False)
     async with serving(app) as http:
-        fine = await http.post("/v1/models/gauge/predict", json={"record": {"x": 5.0}},
-                               headers=headers(key))
-        large = await http.post("/v1/models/gauge/predict", json={"record": {"x": 5000.0}},
-                                headers=headers(key))
+        fine = await http.post(
+            "/v1/models/gauge/predict", json={"record": {"x": 5.0}}, headers=headers(key)
+        )
+        large = await http.post(
+            "/v1/models/gauge/predict", json={"record": {"x": 5000.0}}, headers=headers(key)
+        )
         await asyncio.sleep(0.2)  # the shadow scores in the background
     assert fine.json()["predictions"][0]["probabilities"] == {"low": 0.5, "high": 0.5}
     assert large.status_code == 200
     assert large.json()["predictions"][0]["class"] == "high"
     assert "shadow gauge v2 failed to score 1 texts" in caplog.text
     assert insights.flush()
-    shadowed = [p for p in transport.points if p.tags.get("shadow") and p.tags.get("model")
-                == "gauge" and p.name == "model_confidence"]
+    shadowed = [
+        p
+        for p in transport.points
+        if p.tags.get("shadow") and p.tags.get("model") == "gauge" and p.name == "model_confidence"
+    ]
     assert [p.value for p in shadowed] == [0.5]  # the first request's, not the broken one's

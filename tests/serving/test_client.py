@@ -46,8 +46,9 @@ def test_predict_feedback_and_models(url: str, predict_key: str) -> None:
         assert [p.label for p in result.predictions] == ["Food - Positive", "Service - Negative"]
         first = result.predictions[0]
         assert first.confidence == max(first.probabilities.values())
-        feedback = client.feedback(MODEL, [(first.id, "Food - Positive"),
-                                           (result.predictions[1].id, "Food - Negative")])
+        feedback = client.feedback(
+            MODEL, [(first.id, "Food - Positive"), (result.predictions[1].id, "Food - Negative")]
+        )
         assert (feedback.accepted, feedback.matched, feedback.relabelled) == (2, 2, 0)
         again = client.feedback(MODEL, [(first.id, "Food - Negative")])
         assert again.relabelled == 1
@@ -91,19 +92,26 @@ def test_errors_are_driftloops_own_classes(url: str, predict_key: str) -> None:
 
 def test_a_server_that_is_not_there_is_unavailable(url: str, predict_key: str) -> None:
     port = int(url.rsplit(":", 1)[1])
-    with Client(f"http://127.0.0.1:{port + 1 if port < 65535 else 1}", predict_key,
-                timeout=2) as client, pytest.raises(BackendUnavailableError):
+    with (
+        Client(
+            f"http://127.0.0.1:{port + 1 if port < 65535 else 1}", predict_key, timeout=2
+        ) as client,
+        pytest.raises(BackendUnavailableError),
+    ):
         client.models()
 
 
 def test_report_insights(url: str, api_keys: ApiKeyStore, transport: MemoryTransport) -> None:
     key = api_keys.create(Scope.INSIGHTS, name="flask").key
     with Client(url, key) as client:
-        accepted = client.report_insights([
-            InsightPoint("model_confidence", 0.8, {"model": "elsewhere"}, timestamp=1.76e9,
-                         point_id="a"),
-            InsightPoint("latency_ms", 3.0),
-        ])
+        accepted = client.report_insights(
+            [
+                InsightPoint(
+                    "model_confidence", 0.8, {"model": "elsewhere"}, timestamp=1.76e9, point_id="a"
+                ),
+                InsightPoint("latency_ms", 3.0),
+            ]
+        )
         assert accepted == 2
         with pytest.raises(InvalidInputError, match="not finite"):
             client.report_insights([InsightPoint("x", float("nan"))])
@@ -120,7 +128,7 @@ def test_report_insights(url: str, api_keys: ApiKeyStore, transport: MemoryTrans
 
 @pytest.mark.anyio
 async def test_async_client_has_the_same_operations(
-    url: str, predict_key: str, admin_key: str,
+    url: str, predict_key: str, admin_key: str
 ) -> None:
     async with AsyncClient(url, predict_key) as client:
         result = await client.predict(MODEL, ["tasty soup"])
@@ -140,14 +148,26 @@ async def test_async_client_has_the_same_operations(
 
 @pytest.mark.anyio
 async def test_a_rate_limited_client_learns_when_to_retry(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, predict_key: str,
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    predict_key: str,
 ) -> None:
-    limited = config.model_copy(update={"serving": config.serving.model_copy(update={
-        "rate_limits": {"predict": RateLimitConfig(rate=0.5, burst=1)}})})
+    limited = config.model_copy(
+        update={
+            "serving": config.serving.model_copy(
+                update={"rate_limits": {"predict": RateLimitConfig(rate=0.5, burst=1)}}
+            )
+        }
+    )
     app = create_app(limited, model_source=source, insights=insights, api_keys=api_keys)
-    async with app.router.lifespan_context(app), AsyncClient(
-            "http://driftloop.test", predict_key, transport=httpx.ASGITransport(app=app)) as client:
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(
+            "http://driftloop.test", predict_key, transport=httpx.ASGITransport(app=app)
+        ) as client,
+    ):
         await client.models()
         with pytest.raises(BackendUnavailableError, match="429") as refused:
             await client.models()

@@ -59,7 +59,9 @@ async def test_x_api_key_header_and_bearer_both_work(
 
 
 async def test_revoked_key_is_401(
-    client: httpx.AsyncClient, api_keys: ApiKeyStore, predict_key: str,
+    client: httpx.AsyncClient,
+    api_keys: ApiKeyStore,
+    predict_key: str,
     predict_headers: dict[str, str],
 ) -> None:
     assert (await client.post(URL, json={"text": "x"}, headers=predict_headers)).is_success
@@ -73,8 +75,9 @@ async def test_predict_key_on_admin_endpoint_is_403(
     client: httpx.AsyncClient, predict_headers: dict[str, str]
 ) -> None:
     for path, body in (("deploy", {"version": 2}), ("rollback", None), ("reload", None)):
-        response = await client.post(f"/v1/models/reviews/{path}", json=body,
-                                     headers=predict_headers)
+        response = await client.post(
+            f"/v1/models/reviews/{path}", json=body, headers=predict_headers
+        )
         assert response.status_code == 403, path
         error = error_of(response)
         assert error["type"] == "ForbiddenError"
@@ -94,8 +97,9 @@ async def test_admin_key_can_predict(
 async def test_unknown_model_is_404(
     client: httpx.AsyncClient, predict_headers: dict[str, str]
 ) -> None:
-    response = await client.post("/v1/models/nope/predict", json={"text": "x"},
-                                 headers=predict_headers)
+    response = await client.post(
+        "/v1/models/nope/predict", json={"text": "x"}, headers=predict_headers
+    )
     assert response.status_code == 404
     error = error_of(response)
     assert error["type"] == "NotFoundError"
@@ -106,8 +110,9 @@ async def test_unknown_model_is_404(
 async def test_unknown_version_is_404(
     client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
-    response = await client.post("/v1/models/reviews/deploy", json={"version": 9},
-                                 headers=admin_headers)
+    response = await client.post(
+        "/v1/models/reviews/deploy", json={"version": 9}, headers=admin_headers
+    )
     assert response.status_code == 404
     assert "no version 9" in error_of(response)["message"]
 
@@ -187,7 +192,7 @@ async def test_streamed_body_over_the_limit_is_413_whatever_it_declares(
         (b'{"texts": [null]}', "texts.0"),
         (b'{"text": 5}', "text"),
         (b'{"texts": []}', "empty"),
-        (b'{}', "exactly one"),
+        (b"{}", "exactly one"),
         (b'{"text": "a", "texts": ["b"]}', "exactly one"),
         (b'{"texts": ["a"], "extra": 1}', "extra: unknown field"),
         (b'{"texts": ["\\ud800"]}', "surrogate"),
@@ -205,7 +210,8 @@ async def test_malformed_or_mistyped_bodies_are_422(
 
 
 @pytest.mark.parametrize(
-    "body", [{"version": "2"}, {"version": 0}, {"version": 1.5}, {}, {"version": True}])
+    "body", [{"version": "2"}, {"version": 0}, {"version": 1.5}, {}, {"version": True}]
+)
 async def test_bad_deploy_bodies_are_422(
     client: httpx.AsyncClient, admin_headers: dict[str, str], body: dict[str, object]
 ) -> None:
@@ -234,16 +240,19 @@ async def test_a_crashing_model_is_a_json_500_and_the_server_goes_on(
     source = InMemoryModelSource()
     source.add("reviews", BrokenPredictor({"a": ["x"], "b": ["y"]}), production=True)
     app = create_app(config, model_source=source, insights=insights)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://t",
-    ) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+        ) as http,
+    ):
         response = await http.post(URL, json={"text": "explode"}, headers=predict_headers)
         assert response.status_code == 500
         assert error_of(response) == {  # names the model and the version, not the details
             "type": "PredictionError",
             "message": "model 'reviews' v1 failed to predict (RuntimeError); the traceback "
-                       "is in the server log"}
+            "is in the server log",
+        }
         after = await http.post(URL, json={"text": "x"}, headers=predict_headers)
         assert after.status_code == 200
 
@@ -254,9 +263,10 @@ async def test_model_without_production_is_503_and_not_ready(
     source = InMemoryModelSource()
     version = source.add("reviews", review_keyword_predictor())
     app = create_app(config, model_source=source, insights=insights)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t",
-    ) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
         ready = await http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["models"]["reviews"] == {"ready": False, "version": None}

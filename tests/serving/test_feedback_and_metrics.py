@@ -26,18 +26,27 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
-    transport: MemoryTransport, database: Database,
+    client: httpx.AsyncClient,
+    predict_headers: dict[str, str],
+    insights: InsightsClient,
+    transport: MemoryTransport,
+    database: Database,
 ) -> None:
-    response = await client.post("/v1/models/reviews/predict",
-                                 json={"texts": ["tasty", "rude"]}, headers=predict_headers)
+    response = await client.post(
+        "/v1/models/reviews/predict", json={"texts": ["tasty", "rude"]}, headers=predict_headers
+    )
     right, wrong = response.json()["predictions"]
-    feedback = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
-        "feedback": [
-            {"prediction_id": right["id"], "label": "Food - Positive"},
-            {"prediction_id": wrong["id"], "label": "Service - Positive"},
-            {"prediction_id": "unknown-id", "label": "Food - Negative"},
-        ]})
+    feedback = await client.post(
+        "/v1/models/reviews/feedback",
+        headers=predict_headers,
+        json={
+            "feedback": [
+                {"prediction_id": right["id"], "label": "Food - Positive"},
+                {"prediction_id": wrong["id"], "label": "Service - Positive"},
+                {"prediction_id": "unknown-id", "label": "Food - Negative"},
+            ]
+        },
+    )
     assert feedback.status_code == 200, feedback.text
     assert feedback.json() == {"accepted": 3, "matched": 2, "relabelled": 0}
 
@@ -52,24 +61,48 @@ async def test_feedback_is_stored_and_reported_when_the_prediction_is_known(
     assert insights.flush()
     correct = [p for p in transport.points if p.name == "prediction_correct"]
     assert [(p.value, dict(p.tags)) for p in correct] == [
-        (1.0, {"model": "reviews", "version": "1", "class": "Food - Positive",
-               "label": "Food - Positive"}),
-        (0.0, {"model": "reviews", "version": "1", "class": "Service - Negative",
-               "label": "Service - Positive"}),
+        (
+            1.0,
+            {
+                "model": "reviews",
+                "version": "1",
+                "class": "Food - Positive",
+                "label": "Food - Positive",
+            },
+        ),
+        (
+            0.0,
+            {
+                "model": "reviews",
+                "version": "1",
+                "class": "Service - Negative",
+                "label": "Service - Positive",
+            },
+        ),
     ]
 
 
 async def test_a_label_sent_with_its_text_is_kept_as_a_labeled_sample(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database,
+    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database
 ) -> None:
-    response = await client.post("/v1/models/reviews/predict", json={"text": "tasty soup"},
-                                 headers=predict_headers)
+    response = await client.post(
+        "/v1/models/reviews/predict", json={"text": "tasty soup"}, headers=predict_headers
+    )
     [prediction] = response.json()["predictions"]
-    feedback = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
-        "feedback": [
-            {"prediction_id": prediction["id"], "label": "Food - Positive", "text": "tasty soup"},
-            {"prediction_id": "label-only", "label": "Food - Negative"},
-        ]})
+    feedback = await client.post(
+        "/v1/models/reviews/feedback",
+        headers=predict_headers,
+        json={
+            "feedback": [
+                {
+                    "prediction_id": prediction["id"],
+                    "label": "Food - Positive",
+                    "text": "tasty soup",
+                },
+                {"prediction_id": "label-only", "label": "Food - Negative"},
+            ]
+        },
+    )
     assert feedback.json() == {"accepted": 2, "matched": 1, "relabelled": 0}
     store = FeedbackStore(database)
     samples = store.labeled_samples("reviews")
@@ -80,13 +113,19 @@ async def test_a_label_sent_with_its_text_is_kept_as_a_labeled_sample(
 
 
 async def test_a_feedback_text_over_the_limit_is_refused_whole(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database,
+    client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database
 ) -> None:
     limit = 200  # serving.max_text_chars of the fixture's config
-    response = await client.post("/v1/models/reviews/feedback", headers=predict_headers, json={
-        "feedback": [{"prediction_id": "a", "label": "Food - Positive", "text": "fine"},
-                     {"prediction_id": "b", "label": "Food - Positive",
-                      "text": "x" * (limit + 1)}]})
+    response = await client.post(
+        "/v1/models/reviews/feedback",
+        headers=predict_headers,
+        json={
+            "feedback": [
+                {"prediction_id": "a", "label": "Food - Positive", "text": "fine"},
+                {"prediction_id": "b", "label": "Food - Positive", "text": "x" * (limit + 1)},
+            ]
+        },
+    )
     assert response.status_code == 422
     message = response.json()["error"]["message"]
     assert "feedback item 1's text has 201 characters" in message
@@ -95,29 +134,34 @@ async def test_a_feedback_text_over_the_limit_is_refused_whole(
     assert FeedbackStore(database).labeled_samples("reviews") == []
 
 
-@pytest.mark.parametrize("body", [
-    {"feedback": []}, {"feedback": [{"prediction_id": "x"}]},
-    {"feedback": [{"prediction_id": "x", "label": ""}]}, {"labels": []},
-    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ""}]},
-    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ["a"]}]},
-    {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": "a\u0000b"}]},
-    {"feedback": [{"prediction_id": "x", "label": "Food\u0000"}]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"feedback": []},
+        {"feedback": [{"prediction_id": "x"}]},
+        {"feedback": [{"prediction_id": "x", "label": ""}]},
+        {"labels": []},
+        {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ""}]},
+        {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": ["a"]}]},
+        {"feedback": [{"prediction_id": "x", "label": "Food - Positive", "text": "a\u0000b"}]},
+        {"feedback": [{"prediction_id": "x", "label": "Food\u0000"}]},
+    ],
+)
 async def test_bad_feedback_is_422(
     client: httpx.AsyncClient, predict_headers: dict[str, str], body: dict[str, object]
 ) -> None:
-    response = await client.post("/v1/models/reviews/feedback", json=body,
-                                 headers=predict_headers)
+    response = await client.post("/v1/models/reviews/feedback", json=body, headers=predict_headers)
     assert response.status_code == 422
     assert response.json()["error"]["type"] == "InvalidInputError"
 
 
 async def test_metrics_exposition(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
+    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient
 ) -> None:
     for _ in range(3):
-        await client.post("/v1/models/reviews/predict", json={"texts": ["tasty", "rude"]},
-                          headers=predict_headers)
+        await client.post(
+            "/v1/models/reviews/predict", json={"texts": ["tasty", "rude"]}, headers=predict_headers
+        )
     await client.post("/v1/models/reviews/predict", json={"text": "x"})  # 401
     insights.flush()
     response = await client.get("/metrics")
@@ -141,12 +185,11 @@ async def test_metrics_exposition(
 
 
 async def test_metrics_show_the_new_version_after_a_swap(
-    client: httpx.AsyncClient, admin_headers: dict[str, str],
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     await client.post("/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers)
     text = (await client.get("/metrics")).text
-    info = [line for line in text.splitlines()
-            if line.startswith("driftloop_model_version_info{")]
+    info = [line for line in text.splitlines() if line.startswith("driftloop_model_version_info{")]
     assert len(info) == 1
     assert 'version="2"} 1.0' in info[0]
     assert 'driftloop_model_swaps_total{model="reviews"} 1.0' in text
@@ -165,19 +208,23 @@ def test_multiprocess_mode_merges_workers(tmp_path: Path) -> None:
     """)
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     subprocess.run([sys.executable, "-c", script, "write"], env=env, check=True)
-    shown = subprocess.run([sys.executable, "-c", script, "show"], env=env, check=True,
-                           capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-c", script, "show"], env=env, check=True, capture_output=True, text=True
+    ).stdout
     route = 'route="/v1/models/{name}/predict"'
     assert f'driftloop_http_requests_total{{method="POST",{route},status="200"}} 2.0' in shown
-    assert 'driftloop_model_version_info{content_hash="abc",model="reviews",version="3"} 1.0' \
-        in shown
+    assert (
+        'driftloop_model_version_info{content_hash="abc",model="reviews",version="3"} 1.0' in shown
+    )
 
 
 def _write_config(tmp_path: Path) -> Path:
     path = tmp_path / "driftloop.yaml"
-    path.write_text("store: sqlite:///.driftloop/driftloop.db\n"
-                    "storage: file://.driftloop/storage\n"
-                    "models:\n  reviews: {trainer: sklearn, merge_feedback: true}\n")
+    path.write_text(
+        "store: sqlite:///.driftloop/driftloop.db\n"
+        "storage: file://.driftloop/storage\n"
+        "models:\n  reviews: {trainer: sklearn, merge_feedback: true}\n"
+    )
     return path
 
 
@@ -189,37 +236,47 @@ def test_feedback_cli_lists_and_purges(tmp_path: Path) -> None:
     store = FeedbackStore(open_database(config.store, base_dir=config.base_dir))
     store.database.migrate()
     now = time.time()
-    store.record([
-        FeedbackRecord(f"p{i}", "reviews", label, None, None, key, received, text)
-        for i, (label, key, received, text) in enumerate([
-            ("Food - Positive", "goodtool", now - 10, "tasty"),
-            ("Food - Negative", "badtool", now - 5, "tasty again"),
-            ("Food - Negative", "badtool", now - 3 * 86400, "old and wrong"),
-            ("Food - Positive", "goodtool", now - 3 * 86400, None),
-        ])
-    ])
+    store.record(
+        [
+            FeedbackRecord(f"p{i}", "reviews", label, None, None, key, received, text)
+            for i, (label, key, received, text) in enumerate(
+                [
+                    ("Food - Positive", "goodtool", now - 10, "tasty"),
+                    ("Food - Negative", "badtool", now - 5, "tasty again"),
+                    ("Food - Negative", "badtool", now - 3 * 86400, "old and wrong"),
+                    ("Food - Positive", "goodtool", now - 3 * 86400, None),
+                ]
+            )
+        ]
+    )
     runner = CliRunner()
-    listed = runner.invoke(cli_app, ["feedback", "ls", "reviews", "--config", str(path),
-                                     "--json"])
+    listed = runner.invoke(cli_app, ["feedback", "ls", "reviews", "--config", str(path), "--json"])
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
     assert [(r["prediction_id"], r["key_id"], r["text"]) for r in rows] == [
-        ("p3", "goodtool", None), ("p2", "badtool", "old and wrong"),
-        ("p1", "badtool", "tasty again"), ("p0", "goodtool", "tasty")]
+        ("p3", "goodtool", None),
+        ("p2", "badtool", "old and wrong"),
+        ("p1", "badtool", "tasty again"),
+        ("p0", "goodtool", "tasty"),
+    ]
 
     refused = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--config", str(path)])
     assert refused.exit_code == 1
     assert "--key KEY_ID, --older-than DURATION, or --all" in refused.output
-    bad = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--older-than", "soon",
-                                  "--config", str(path)])
+    bad = runner.invoke(
+        cli_app, ["feedback", "purge", "reviews", "--older-than", "soon", "--config", str(path)]
+    )
     assert bad.exit_code == 1
     assert "--older-than: expected a duration" in bad.output
 
-    purged = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--key", "badtool",
-                                     "--config", str(path), "--json"])
+    purged = runner.invoke(
+        cli_app,
+        ["feedback", "purge", "reviews", "--key", "badtool", "--config", str(path), "--json"],
+    )
     assert json.loads(purged.stdout) == {"model": "reviews", "deleted": 2}
     assert [text for text, _, _ in store.labeled_samples("reviews")] == ["tasty"]
-    old = runner.invoke(cli_app, ["feedback", "purge", "reviews", "--older-than", "1d",
-                                  "--config", str(path)])
+    old = runner.invoke(
+        cli_app, ["feedback", "purge", "reviews", "--older-than", "1d", "--config", str(path)]
+    )
     assert "deleted 1 feedback label(s) of reviews" in old.stdout
     assert [r.prediction_id for r in store.list("reviews")] == ["p0"]

@@ -46,7 +46,7 @@ def slow(predictor: KeywordPredictor, seconds: float) -> SlowKeywordPredictor:
 
 
 async def test_concurrent_load_across_a_deploy_has_no_failed_request(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], admin_headers: dict[str, str],
+    client: httpx.AsyncClient, predict_headers: dict[str, str], admin_headers: dict[str, str]
 ) -> None:
     results: list[tuple[float, int, dict[str, Any], str]] = []
     deployed_at: list[float] = []
@@ -55,17 +55,25 @@ async def test_concurrent_load_across_a_deploy_has_no_failed_request(
     async def user(number: int) -> None:
         while not stop.is_set():
             sent = time.monotonic()
-            response = await client.post(URL, json={"texts": [f"cheap bargain {number}"]},
-                                         headers=predict_headers)
-            results.append((sent, response.status_code, response.json(),
-                            response.headers.get("x-driftloop-model-version", "")))
+            response = await client.post(
+                URL, json={"texts": [f"cheap bargain {number}"]}, headers=predict_headers
+            )
+            results.append(
+                (
+                    sent,
+                    response.status_code,
+                    response.json(),
+                    response.headers.get("x-driftloop-model-version", ""),
+                )
+            )
 
     async with anyio.create_task_group() as users:
         for number in range(8):
             users.start_soon(user, number)
         await anyio.sleep(0.3)
-        deploy = await client.post("/v1/models/reviews/deploy", json={"version": 2},
-                                   headers=admin_headers)
+        deploy = await client.post(
+            "/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers
+        )
         deployed_at.append(time.monotonic())
         assert deploy.status_code == 200, deploy.text
         assert deploy.json()["version"] == 2
@@ -87,30 +95,34 @@ async def test_concurrent_load_across_a_deploy_has_no_failed_request(
 
 
 async def test_in_flight_request_finishes_on_the_old_version(
-    config: Config, insights: InsightsClient, api_keys: ApiKeyStore,
-    predict_headers: dict[str, str], admin_headers: dict[str, str],
+    config: Config,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    predict_headers: dict[str, str],
+    admin_headers: dict[str, str],
 ) -> None:
     source = InMemoryModelSource()
     source.add("reviews", slow(review_keyword_predictor(), 0.4), production=True)
     source.add("reviews", review_keyword_predictor(extra_classes=True))
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
     answers: dict[str, httpx.Response] = {}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
 
         async def slow_request() -> None:
-            answers["old"] = await http.post(URL, json={"text": "cheap"},
-                                             headers=predict_headers)
+            answers["old"] = await http.post(URL, json={"text": "cheap"}, headers=predict_headers)
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(slow_request)
             await anyio.sleep(0.1)  # the v1 batch is running
-            deploy = await http.post("/v1/models/reviews/deploy", json={"version": 2},
-                                     headers=admin_headers)
+            deploy = await http.post(
+                "/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers
+            )
             assert deploy.status_code == 200
             assert "old" not in answers  # v2 was loaded beside v1 while v1 was still working
-            answers["new"] = await http.post(URL, json={"text": "cheap"},
-                                             headers=predict_headers)
+            answers["new"] = await http.post(URL, json={"text": "cheap"}, headers=predict_headers)
     assert answers["old"].json()["version"] == 1
     assert set(answers["old"].json()["predictions"][0]["probabilities"]) == V1_LABELS
     assert answers["new"].json()["version"] == 2
@@ -118,7 +130,7 @@ async def test_in_flight_request_finishes_on_the_old_version(
 
 
 async def test_a_deploy_by_another_process_is_picked_up_by_polling(
-    client: httpx.AsyncClient, source: InMemoryModelSource, predict_headers: dict[str, str],
+    client: httpx.AsyncClient, source: InMemoryModelSource, predict_headers: dict[str, str]
 ) -> None:
     source.set_alias("reviews", "production", 2, actor="another-process")
     deadline = time.monotonic() + 5
@@ -131,10 +143,11 @@ async def test_a_deploy_by_another_process_is_picked_up_by_polling(
 
 
 async def test_rollback_and_reload(
-    client: httpx.AsyncClient, source: InMemoryModelSource, admin_headers: dict[str, str],
+    client: httpx.AsyncClient, source: InMemoryModelSource, admin_headers: dict[str, str]
 ) -> None:
-    deployed = await client.post("/v1/models/reviews/deploy", json={"version": 2},
-                                 headers=admin_headers)
+    deployed = await client.post(
+        "/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers
+    )
     assert deployed.json()["version"] == 2
     assert source.alias_changes[-1][2:] == (2, source.alias_changes[-1][3])
     assert source.alias_changes[-1][3].startswith("api-key:")
@@ -150,8 +163,7 @@ async def test_rollback_and_reload(
 
 
 async def test_concurrent_requests_share_predictor_calls(
-    config: Config, insights: InsightsClient, api_keys: ApiKeyStore,
-    predict_headers: dict[str, str],
+    config: Config, insights: InsightsClient, api_keys: ApiKeyStore, predict_headers: dict[str, str]
 ) -> None:
     model = slow(review_keyword_predictor(), 0.03)
     source = InMemoryModelSource()
@@ -159,21 +171,26 @@ async def test_concurrent_requests_share_predictor_calls(
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
     texts = ["tasty", "stale", "friendly", "rude"] * 6
     answers: dict[int, str] = {}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
         model.batch_sizes.clear()
 
         async def one(index: int) -> None:
-            response = await http.post(URL, json={"text": texts[index]},
-                                       headers=predict_headers)
+            response = await http.post(URL, json={"text": texts[index]}, headers=predict_headers)
             answers[index] = response.json()["predictions"][0]["class"]
 
         async with anyio.create_task_group() as tasks:
             for index in range(len(texts)):
                 tasks.start_soon(one, index)
         metrics = (await http.get("/metrics")).text
-    expected = {"tasty": "Food - Positive", "stale": "Food - Negative",
-                "friendly": "Service - Positive", "rude": "Service - Negative"}
+    expected = {
+        "tasty": "Food - Positive",
+        "stale": "Food - Negative",
+        "friendly": "Service - Positive",
+        "rude": "Service - Negative",
+    }
     assert answers == {i: expected[t] for i, t in enumerate(texts)}
     assert sum(model.batch_sizes) == len(texts)
     assert len(model.batch_sizes) < len(texts) / 2
@@ -201,22 +218,26 @@ class _PausingSource(InMemoryModelSource):
 
 
 async def test_a_poll_that_read_the_alias_before_a_deploy_does_not_undo_it(
-    config: Config, insights: InsightsClient, api_keys: ApiKeyStore, admin_headers: dict[str, str],
+    config: Config, insights: InsightsClient, api_keys: ApiKeyStore, admin_headers: dict[str, str]
 ) -> None:
     source = _PausingSource()
     source.add("reviews", review_keyword_predictor(), production=True)
     source.add("reviews", review_keyword_predictor(extra_classes=True))
-    config = config.model_copy(update={"serving": config.serving.model_copy(
-        update={"registry_poll_interval": 0.0})})
+    config = config.model_copy(
+        update={"serving": config.serving.model_copy(update={"registry_poll_interval": 0.0})}
+    )
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
     manager = app.state.serving.manager
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
         source.pause = True
         poll = asyncio.ensure_future(manager.poll_once())  # reads production = v1, then waits
         assert await anyio.to_thread.run_sync(source.entered.wait, 5)
         deploy = asyncio.ensure_future(
-            http.post("/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers))
+            http.post("/v1/models/reviews/deploy", json={"version": 2}, headers=admin_headers)
+        )
         await anyio.sleep(0.3)  # the deploy runs (or waits for the poll) meanwhile
         source.release.set()
         assert (await deploy).status_code == 200

@@ -44,8 +44,11 @@ def source(request: pytest.FixtureRequest) -> InMemoryModelSource:
 
 
 async def test_each_prediction_reports_its_input_signals(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
-    transport: MemoryTransport, source: InMemoryModelSource,
+    client: httpx.AsyncClient,
+    predict_headers: dict[str, str],
+    insights: InsightsClient,
+    transport: MemoryTransport,
+    source: InMemoryModelSource,
 ) -> None:
     texts = ["tasty and fresh", "stale bread, bland soup", "!!"]
     response = await client.post(URL, json={"texts": texts}, headers=predict_headers)
@@ -64,4 +67,5 @@ async def test_each_prediction_reports_its_input_signals(
     # "and" is unknown (1 of 3 words); "bread", "soup" (2 of 4); no words at all: 0
     assert [v for v, _ in reported] == pytest.approx([1 / 3, 2 / 4, 0.0])
     assert [tags for _, tags in reported] == [
-        {"model": "reviews", "version": "1", "class": p["class"]} for p in predictions]
+        {"model": "reviews", "version": "1", "class": p["class"]} for p in predictions
+    ]

@@ -40,8 +40,13 @@ class Recorder:
             if not message.get("more_body", False):
                 break
         content = json.dumps({"bytes": len(body), "messages": len(self.messages)}).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
 
 
@@ -58,8 +63,9 @@ def recorder() -> Recorder:
 @pytest.fixture
 async def client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
     app = BodyLimitMiddleware(recorder, max_body_bytes=LIMIT)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://test") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
         yield http
 
 
@@ -73,17 +79,18 @@ def limit_error(response: httpx.Response) -> dict[str, Any]:
 
 
 async def test_a_declared_length_over_the_limit_never_reaches_the_app(
-    client: httpx.AsyncClient, recorder: Recorder,
+    client: httpx.AsyncClient, recorder: Recorder
 ) -> None:
     response = await client.post("/anything", content=b"a" * (LIMIT + 1))
     error = limit_error(response)
-    assert error["message"] == (f"request body of {LIMIT + 1} bytes exceeds "
-                                f"serving.max_body_bytes ({LIMIT})")
+    assert error["message"] == (
+        f"request body of {LIMIT + 1} bytes exceeds serving.max_body_bytes ({LIMIT})"
+    )
     assert recorder.calls == 0
 
 
 async def test_a_chunked_body_is_refused_once_it_passes_the_limit(
-    client: httpx.AsyncClient, recorder: Recorder,
+    client: httpx.AsyncClient, recorder: Recorder
 ) -> None:
     pulled = 0
 
@@ -100,7 +107,7 @@ async def test_a_chunked_body_is_refused_once_it_passes_the_limit(
 
 
 async def test_a_chunked_body_within_the_limit_reaches_the_app_whole(
-    client: httpx.AsyncClient, recorder: Recorder,
+    client: httpx.AsyncClient, recorder: Recorder
 ) -> None:
     async def pieces() -> AsyncIterator[bytes]:
         for _ in range(4):
@@ -113,7 +120,7 @@ async def test_a_chunked_body_within_the_limit_reaches_the_app_whole(
 
 @pytest.mark.parametrize("size", [0, LIMIT])
 async def test_a_declared_length_within_the_limit_passes_untouched(
-    client: httpx.AsyncClient, recorder: Recorder, size: int,
+    client: httpx.AsyncClient, recorder: Recorder, size: int
 ) -> None:
     response = await client.post("/anything", content=b"a" * size)
     assert response.status_code == 200
@@ -122,7 +129,7 @@ async def test_a_declared_length_within_the_limit_passes_untouched(
 
 
 async def test_a_request_without_a_body_passes(
-    client: httpx.AsyncClient, recorder: Recorder,
+    client: httpx.AsyncClient, recorder: Recorder
 ) -> None:
     response = await client.get("/anything")
     assert response.json()["bytes"] == 0
@@ -132,8 +139,12 @@ async def test_a_request_without_a_body_passes(
 def test_uvicorn_options_carry_the_serving_limits() -> None:
     settings = ServingConfig(max_header_bytes=8192, idle_timeout=2.5, max_connections=40)
     options = uvicorn_options(settings)
-    assert options == {"h11_max_incomplete_event_size": 8192, "timeout_keep_alive": 3,
-                       "limit_concurrency": 40, "http": PROTOCOL}
+    assert options == {
+        "h11_max_incomplete_event_size": 8192,
+        "timeout_keep_alive": 3,
+        "limit_concurrency": 40,
+        "http": PROTOCOL,
+    }
     unlimited = uvicorn_options(ServingConfig(max_connections=None))
     assert unlimited["limit_concurrency"] is None
     config = uvicorn.Config(Recorder(), **options)
@@ -145,15 +156,18 @@ def test_without_httptools_uvicorn_falls_back_to_h11_with_the_head_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "httptools" else real(name, *args))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "httptools" else real(name, *args),
+    )
     options = uvicorn_options(ServingConfig())
     assert options["http"] == "h11"
     assert options["h11_max_incomplete_event_size"] == 65_536
 
 
 def test_several_workers_get_time_to_load_before_a_health_check_restarts_them(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """uvicorn restarts a worker that misses its supervisor's ping for 5 s; a worker loading
     its models on a busy machine misses it, and was restarted over and over."""

@@ -36,8 +36,12 @@ class PlanPredictor(Predictor):
     """A record classifier over every feature type: upgrade when spend is high."""
 
     inputs = InputSchema.record(
-        Feature.number("spend"), Feature.integer("seats"), Feature.boolean("trial"),
-        Feature.category("plan", ["basic", "pro"]), Feature.string("note", optional=True))
+        Feature.number("spend"),
+        Feature.integer("seats"),
+        Feature.boolean("trial"),
+        Feature.category("plan", ["basic", "pro"]),
+        Feature.string("note", optional=True),
+    )
     output = "classification"
 
     def __init__(self) -> None:
@@ -53,16 +57,16 @@ class PlanPredictor(Predictor):
     def predict(self, batch: Sequence[Any]) -> NDArray[np.float64]:
         if any(row["note"] == "explode" for row in batch):
             raise RuntimeError("the model's own code failed")
-        upgrade = np.array([1.0 / (1.0 + np.exp(-(row["spend"] - 50.0) / 10.0))
-                            for row in batch])
+        upgrade = np.array([1.0 / (1.0 + np.exp(-(row["spend"] - 50.0) / 10.0)) for row in batch])
         return np.column_stack([1.0 - upgrade, upgrade])
 
 
 class SpendPredictor(Predictor):
     """A regression with an interval: spend = 2 * tenure + 10, +- 1."""
 
-    inputs = InputSchema.record(Feature.integer("tenure_months"),
-                                Feature.boolean("promo", optional=True))
+    inputs = InputSchema.record(
+        Feature.integer("tenure_months"), Feature.boolean("promo", optional=True)
+    )
     output = "regression"
 
     @classmethod
@@ -84,8 +88,9 @@ def oip_app(config: Config, insights: InsightsClient, api_keys: ApiKeyStore) -> 
     source.add("reviews", review_keyword_predictor(extra_classes=True))
     source.add("plans", PlanPredictor(), production=True)
     source.add("spend", SpendPredictor(), production=True)
-    config = config.model_copy(update={"models": {name: ModelConfig()
-                                                  for name in ("reviews", "plans", "spend")}})
+    config = config.model_copy(
+        update={"models": {name: ModelConfig() for name in ("reviews", "plans", "spend")}}
+    )
     return create_app(config, model_source=source, insights=insights, api_keys=api_keys)
 
 
@@ -108,13 +113,15 @@ def strings(tensor: Any) -> list[str]:
 
 def text_input(texts: Sequence[str], *, binary: bool) -> triton.InferInput:
     tensor = triton.InferInput("text", [len(texts)], "BYTES")
-    tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_),
-                               binary_data=binary)
+    tensor.set_data_from_numpy(
+        np.array([t.encode() for t in texts], dtype=np.object_), binary_data=binary
+    )
     return tensor
 
 
 def test_triton_client_reads_health_and_metadata(
-        served: tuple[str, triton.InferenceServerClient], predict_key: str) -> None:
+    served: tuple[str, triton.InferenceServerClient], predict_key: str
+) -> None:
     _, client = served
     assert client.is_server_live()
     assert client.is_server_ready()
@@ -125,10 +132,19 @@ def test_triton_client_reads_health_and_metadata(
     assert reviews["versions"] == ["1"]
     assert reviews["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
     assert {o["name"]: o["shape"] for o in reviews["outputs"]} == {
-        "class": [-1], "confidence": [-1], "probabilities": [-1, 4], "prediction_id": [-1]}
+        "class": [-1],
+        "confidence": [-1],
+        "probabilities": [-1, 4],
+        "prediction_id": [-1],
+    }
     plans = client.get_model_metadata("plans", headers=bearer(predict_key))
     assert {i["name"]: i["datatype"] for i in plans["inputs"]} == {
-        "spend": "FP64", "seats": "INT64", "trial": "BOOL", "plan": "BYTES", "note": "BYTES"}
+        "spend": "FP64",
+        "seats": "INT64",
+        "trial": "BOOL",
+        "plan": "BYTES",
+        "note": "BYTES",
+    }
     with pytest.raises(InferenceServerException) as unauthorized:
         client.get_model_metadata("reviews")
     assert unauthorized.value.status() == "401"
@@ -137,35 +153,59 @@ def test_triton_client_reads_health_and_metadata(
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_triton_client_infers_texts_as_v1_does(
-        served: tuple[str, triton.InferenceServerClient], predict_key: str,
-        transport: MemoryTransport, binary: bool) -> None:
+    served: tuple[str, triton.InferenceServerClient],
+    predict_key: str,
+    transport: MemoryTransport,
+    binary: bool,
+) -> None:
     url, client = served
-    outputs = None if binary else [triton.InferRequestedOutput(name, binary_data=False)
-                                   for name in ("class", "probabilities", "prediction_id")]
-    result = client.infer("reviews", [text_input(TEXTS, binary=binary)], outputs=outputs,
-                          request_id="r-1", headers=bearer(predict_key))
+    outputs = (
+        None
+        if binary
+        else [
+            triton.InferRequestedOutput(name, binary_data=False)
+            for name in ("class", "probabilities", "prediction_id")
+        ]
+    )
+    result = client.infer(
+        "reviews",
+        [text_input(TEXTS, binary=binary)],
+        outputs=outputs,
+        request_id="r-1",
+        headers=bearer(predict_key),
+    )
     response = result.get_response()
     assert (response["model_name"], response["model_version"], response["id"]) == (
-        "reviews", "1", "r-1")
+        "reviews",
+        "1",
+        "r-1",
+    )
     classes = strings(result.as_numpy("class"))
     probabilities = result.as_numpy("probabilities")
-    v1 = httpx.post(f"{url}/v1/models/reviews/predict", json={"texts": TEXTS},
-                    headers=bearer(predict_key)).json()["predictions"]
+    v1 = httpx.post(
+        f"{url}/v1/models/reviews/predict", json={"texts": TEXTS}, headers=bearer(predict_key)
+    ).json()["predictions"]
     assert classes == [p["class"] for p in v1]
-    labels = next(o for o in response["outputs"] if o["name"] == "probabilities")[
-        "parameters"]["labels"]
-    np.testing.assert_allclose(probabilities, [[p["probabilities"][label] for label in labels]
-                                               for p in v1])
+    labels = next(o for o in response["outputs"] if o["name"] == "probabilities")["parameters"][
+        "labels"
+    ]
+    np.testing.assert_allclose(
+        probabilities, [[p["probabilities"][label] for label in labels] for p in v1]
+    )
     # the prediction ids are the prediction log's: feedback matches them
     ids = strings(result.as_numpy("prediction_id"))
-    feedback = httpx.post(f"{url}/v1/models/reviews/feedback", headers=bearer(predict_key),
-                          json={"feedback": [{"prediction_id": ids[0], "label": classes[0]}]})
+    feedback = httpx.post(
+        f"{url}/v1/models/reviews/feedback",
+        headers=bearer(predict_key),
+        json={"feedback": [{"prediction_id": ids[0], "label": classes[0]}]},
+    )
     assert feedback.json()["matched"] == 1, feedback.text
     assert result.as_numpy("confidence") is None or binary
 
 
 def test_triton_client_infers_records_and_values(
-        served: tuple[str, triton.InferenceServerClient], predict_key: str) -> None:
+    served: tuple[str, triton.InferenceServerClient], predict_key: str
+) -> None:
     _, client = served
     spend = triton.InferInput("spend", [2], "FP64")
     spend.set_data_from_numpy(np.array([10.0, 90.0]))
@@ -193,14 +233,17 @@ def test_triton_client_infers_records_and_values(
 
 
 def test_triton_client_follows_a_hot_swap_and_is_scoped(
-        served: tuple[str, triton.InferenceServerClient], predict_key: str, admin_key: str,
-        api_keys: ApiKeyStore) -> None:
+    served: tuple[str, triton.InferenceServerClient],
+    predict_key: str,
+    admin_key: str,
+    api_keys: ApiKeyStore,
+) -> None:
     url, client = served
-    deployed = httpx.post(f"{url}/v1/models/reviews/deploy", json={"version": 2},
-                          headers=bearer(admin_key))
+    deployed = httpx.post(
+        f"{url}/v1/models/reviews/deploy", json={"version": 2}, headers=bearer(admin_key)
+    )
     assert deployed.status_code == 200, deployed.text
-    result = client.infer("reviews", [text_input(TEXTS, binary=True)],
-                          headers=bearer(predict_key))
+    result = client.infer("reviews", [text_input(TEXTS, binary=True)], headers=bearer(predict_key))
     assert result.get_response()["model_version"] == "2"
     assert result.as_numpy("probabilities").shape[1] > 4  # v2 has more classes
     label_key = api_keys.create(Scope.LABEL, name="labeller").key
@@ -214,42 +257,88 @@ def infer_body(*inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("model", "body", "status", "message"), [
-    ("reviews", infer_body({"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["a"]}),
-     422, "takes one input 'text'"),
-    ("reviews", infer_body({"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}),
-     422, "1 values for shape [2]"),
-    ("reviews", infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": [3]}),
-     422, "expected a string"),
-    ("reviews", infer_body({"name": "text", "shape": [1, 2], "datatype": "BYTES",
-                            "data": ["a", "b"]}), 422, "send [N] or [N, 1]"),
-    ("reviews", {"inputs": []}, 422, "inputs"),
-    ("reviews", {"inputs": [], "extra": 1}, 422, "extra: unknown field"),
-    ("plans", infer_body({"name": "spend", "shape": [1], "datatype": "FP64", "data": [1.0]}),
-     422, "missing inputs ['plan', 'seats', 'trial']"),
-    ("plans", infer_body({"name": "spend", "shape": [1], "datatype": "BYTES", "data": ["1"]},
-                         {"name": "seats", "shape": [1], "datatype": "INT64", "data": [1]},
-                         {"name": "trial", "shape": [1], "datatype": "BOOL", "data": [True]},
-                         {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]}),
-     422, "input 'spend' has datatype BYTES; it takes FP16 or FP32"),
-    ("plans", infer_body({"name": "spend", "shape": [1], "datatype": "FP64", "data": [1.0]},
-                         {"name": "seats", "shape": [1], "datatype": "INT64", "data": [1]},
-                         {"name": "trial", "shape": [1], "datatype": "BOOL", "data": [True]},
-                         {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
-                         {"name": "note", "shape": [1], "datatype": "BYTES",
-                          "data": ["explode"]}),
-     500, "model 'plans' v1 failed to predict (RuntimeError)"),
-    ("nope", infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}),
-     404, "nope"),
-])
+@pytest.mark.parametrize(
+    ("model", "body", "status", "message"),
+    [
+        (
+            "reviews",
+            infer_body({"name": "texts", "shape": [1], "datatype": "BYTES", "data": ["a"]}),
+            422,
+            "takes one input 'text'",
+        ),
+        (
+            "reviews",
+            infer_body({"name": "text", "shape": [2], "datatype": "BYTES", "data": ["a"]}),
+            422,
+            "1 values for shape [2]",
+        ),
+        (
+            "reviews",
+            infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": [3]}),
+            422,
+            "expected a string",
+        ),
+        (
+            "reviews",
+            infer_body({"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}),
+            422,
+            "send [N] or [N, 1]",
+        ),
+        ("reviews", {"inputs": []}, 422, "inputs"),
+        ("reviews", {"inputs": [], "extra": 1}, 422, "extra: unknown field"),
+        (
+            "plans",
+            infer_body({"name": "spend", "shape": [1], "datatype": "FP64", "data": [1.0]}),
+            422,
+            "missing inputs ['plan', 'seats', 'trial']",
+        ),
+        (
+            "plans",
+            infer_body(
+                {"name": "spend", "shape": [1], "datatype": "BYTES", "data": ["1"]},
+                {"name": "seats", "shape": [1], "datatype": "INT64", "data": [1]},
+                {"name": "trial", "shape": [1], "datatype": "BOOL", "data": [True]},
+                {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
+            ),
+            422,
+            "input 'spend' has datatype BYTES; it takes FP16 or FP32",
+        ),
+        (
+            "plans",
+            infer_body(
+                {"name": "spend", "shape": [1], "datatype": "FP64", "data": [1.0]},
+                {"name": "seats", "shape": [1], "datatype": "INT64", "data": [1]},
+                {"name": "trial", "shape": [1], "datatype": "BOOL", "data": [True]},
+                {"name": "plan", "shape": [1], "datatype": "BYTES", "data": ["pro"]},
+                {"name": "note", "shape": [1], "datatype": "BYTES", "data": ["explode"]},
+            ),
+            500,
+            "model 'plans' v1 failed to predict (RuntimeError)",
+        ),
+        (
+            "nope",
+            infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": ["a"]}),
+            404,
+            "nope",
+        ),
+    ],
+)
 async def test_v2_errors_have_the_protocols_body(
-        oip_app: FastAPI, predict_headers: dict[str, str],
-        model: str, body: dict[str, Any], status: int, message: str) -> None:
-    async with oip_app.router.lifespan_context(oip_app), httpx.AsyncClient(
+    oip_app: FastAPI,
+    predict_headers: dict[str, str],
+    model: str,
+    body: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    async with (
+        oip_app.router.lifespan_context(oip_app),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(app=oip_app, raise_app_exceptions=False),
-            base_url="http://t") as http:
-        answer = await http.post(f"/v2/models/{model}/infer", json=body,
-                                 headers=predict_headers)
+            base_url="http://t",
+        ) as http,
+    ):
+        answer = await http.post(f"/v2/models/{model}/infer", json=body, headers=predict_headers)
     assert answer.status_code == status, answer.text
     error = answer.json()
     assert isinstance(error["error"], str)
@@ -259,11 +348,13 @@ async def test_v2_errors_have_the_protocols_body(
 
 @pytest.mark.anyio
 async def test_a_failed_v2_inference_is_a_predict_error_insight(
-        client: httpx.AsyncClient, predict_headers: dict[str, str],
-        transport: MemoryTransport) -> None:
-    answer = await client.post("/v2/models/reviews/infer", headers=predict_headers,
-                               json=infer_body({"name": "text", "shape": [1],
-                                                "datatype": "BYTES", "data": [5]}))
+    client: httpx.AsyncClient, predict_headers: dict[str, str], transport: MemoryTransport
+) -> None:
+    answer = await client.post(
+        "/v2/models/reviews/infer",
+        headers=predict_headers,
+        json=infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": [5]}),
+    )
     assert answer.status_code == 422, answer.text
     deadline = time.monotonic() + 5
     while not [p for p in transport.points if p.name == PREDICT_ERROR_METRIC]:

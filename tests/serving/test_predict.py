@@ -8,12 +8,7 @@ import httpx
 import pytest
 
 from driftloop.insights import InsightsClient
-from driftloop.serving import (
-    HASH_HEADER,
-    SERVER_TIMING_HEADER,
-    VERSION_HEADER,
-    InMemoryModelSource,
-)
+from driftloop.serving import HASH_HEADER, SERVER_TIMING_HEADER, VERSION_HEADER, InMemoryModelSource
 from driftloop.testing.transports import MemoryTransport
 
 pytestmark = pytest.mark.anyio
@@ -24,8 +19,9 @@ URL = "/v1/models/reviews/predict"
 async def test_predict_many_texts(
     client: httpx.AsyncClient, predict_headers: dict[str, str], source: InMemoryModelSource
 ) -> None:
-    response = await client.post(URL, json={"texts": ["so tasty and fresh", "a rude waiter"]},
-                                 headers=predict_headers)
+    response = await client.post(
+        URL, json={"texts": ["so tasty and fresh", "a rude waiter"]}, headers=predict_headers
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "reviews"
@@ -35,8 +31,12 @@ async def test_predict_many_texts(
     first, second = body["predictions"]
     assert first["class"] == "Food - Positive"
     assert second["class"] == "Service - Negative"
-    assert set(first["probabilities"]) == {"Food - Positive", "Food - Negative",
-                                           "Service - Positive", "Service - Negative"}
+    assert set(first["probabilities"]) == {
+        "Food - Positive",
+        "Food - Negative",
+        "Service - Positive",
+        "Service - Negative",
+    }
     assert sum(first["probabilities"].values()) == pytest.approx(1.0)
     assert first["confidence"] == max(first["probabilities"].values())
     assert first["confidence"] > 0.9
@@ -47,8 +47,7 @@ async def test_server_timing_splits_the_model_call_from_the_rest(
     client: httpx.AsyncClient, predict_headers: dict[str, str]
 ) -> None:
     started = time.perf_counter()
-    response = await client.post(URL, json={"texts": ["so tasty", "rude"]},
-                                 headers=predict_headers)
+    response = await client.post(URL, json={"texts": ["so tasty", "rude"]}, headers=predict_headers)
     elapsed_ms = (time.perf_counter() - started) * 1000
     timings = {}
     for part in response.headers[SERVER_TIMING_HEADER].split(","):
@@ -61,15 +60,16 @@ async def test_server_timing_splits_the_model_call_from_the_rest(
 async def test_predict_single_text(
     client: httpx.AsyncClient, predict_headers: dict[str, str]
 ) -> None:
-    response = await client.post(URL, json={"text": "helpful and quick"},
-                                 headers=predict_headers)
+    response = await client.post(URL, json={"text": "helpful and quick"}, headers=predict_headers)
     assert response.status_code == 200
     [prediction] = response.json()["predictions"]
     assert prediction["class"] == "Service - Positive"
 
 
 async def test_every_prediction_reports_insights(
-    client: httpx.AsyncClient, predict_headers: dict[str, str], insights: InsightsClient,
+    client: httpx.AsyncClient,
+    predict_headers: dict[str, str],
+    insights: InsightsClient,
     transport: MemoryTransport,
 ) -> None:
     texts = ["stale bread", "friendly"]
@@ -82,14 +82,16 @@ async def test_every_prediction_reports_insights(
     assert set(by_name) == {"model_confidence", "text_length", "latency_ms", "predicted_class"}
     labels = list(predictions[0]["probabilities"])  # the class's index: what chi-square counts
     assert [v for v, _ in by_name["predicted_class"]] == [
-        float(labels.index(p["class"])) for p in predictions]
+        float(labels.index(p["class"])) for p in predictions
+    ]
     assert [v for v, _ in by_name["model_confidence"]] == [p["confidence"] for p in predictions]
     assert [v for v, _ in by_name["text_length"]] == [float(len(t)) for t in texts]
     [(latency, latency_tags)] = by_name["latency_ms"]  # one per request, not per text
     assert latency > 0
     assert latency_tags == {"model": "reviews", "version": "1"}
     assert [tags for _, tags in by_name["model_confidence"]] == [
-        {"model": "reviews", "version": "1", "class": p["class"]} for p in predictions]
+        {"model": "reviews", "version": "1", "class": p["class"]} for p in predictions
+    ]
 
 
 async def test_describe_models(
@@ -130,8 +132,9 @@ async def test_prediction_ids_are_distinct_time_ordered_hex(
     ids: list[str] = []
     started = time.time()
     for _ in range(3):
-        response = await client.post(URL, json={"texts": ["tasty", "rude", "stale"]},
-                                     headers=predict_headers)
+        response = await client.post(
+            URL, json={"texts": ["tasty", "rude", "stale"]}, headers=predict_headers
+        )
         ids += [p["id"] for p in response.json()["predictions"]]
     assert len(set(ids)) == len(ids) == 9
     assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)

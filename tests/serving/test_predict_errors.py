@@ -24,8 +24,9 @@ async def test_errors_of_served_models_are_reported_by_status_class(
         await client.post(URL, content=b"{" + b" " * 5000, headers=predict_headers),  # 413
         await client.post(URL, json={"texts": ["so tasty"]}, headers=predict_headers),  # 200
         await client.post(URL, json={"texts": ["so tasty"]}),  # 401: no key
-        await client.post("/v1/models/nope/predict", json={"texts": ["a"]},
-                          headers=predict_headers),  # 404: no such model
+        await client.post(
+            "/v1/models/nope/predict", json={"texts": ["a"]}, headers=predict_headers
+        ),  # 404: no such model
     ]
     assert [a.status_code for a in answers] == [422, 413, 200, 401, 404]
     deadline = time.monotonic() + 5

@@ -48,14 +48,17 @@ def anyio_backend() -> str:
 
 def rows(database: Database) -> list[tuple[str, int, bool]]:
     with database.engine.connect() as connection:
-        found = connection.execute(sa.select(
-            predictions.c.prediction_id, predictions.c.version, predictions.c.shadow,
-        ).order_by(predictions.c.prediction_id, predictions.c.version)).all()
+        found = connection.execute(
+            sa.select(
+                predictions.c.prediction_id, predictions.c.version, predictions.c.shadow
+            ).order_by(predictions.c.prediction_id, predictions.c.version)
+        ).all()
     return [(str(i), int(v), bool(s)) for i, v, s in found]
 
 
-def entry(version: int = 1, label: str = "a", at: float | None = None,
-          text: str = "some text") -> tuple[str, int, str, float, str]:
+def entry(
+    version: int = 1, label: str = "a", at: float | None = None, text: str = "some text"
+) -> tuple[str, int, str, float, str]:
     """:meth:`PredictionLog.remember`'s arguments after the id."""
     return "reviews", version, label, time.time() if at is None else at, text_digest(text)
 
@@ -78,7 +81,7 @@ def test_ids_carry_their_issue_time() -> None:
 
 @pytest.mark.anyio
 async def test_entries_wait_in_memory_and_are_written_together(
-    log: PredictionLog, store: Database,
+    log: PredictionLog, store: Database
 ) -> None:
     ids = new_prediction_ids(3)
     for prediction_id in ids:
@@ -87,9 +90,13 @@ async def test_entries_wait_in_memory_and_are_written_together(
     assert rows(store) == []  # nothing written on the request path
     found = await log.find(ids)  # this process finds its own unwritten entries
     assert {i: (e.version, e.shadow_version) for i, e in found.items()} == {
-        ids[0]: (1, 2), ids[1]: (1, None), ids[2]: (1, None)}
-    assert found[ids[1]] == RecordedPrediction("reviews", 1, "a", found[ids[1]].timestamp,
-                                               text_hash=text_digest("some text"))
+        ids[0]: (1, 2),
+        ids[1]: (1, None),
+        ids[2]: (1, None),
+    }
+    assert found[ids[1]] == RecordedPrediction(
+        "reviews", 1, "a", found[ids[1]].timestamp, text_hash=text_digest("some text")
+    )
 
     statements: list[str] = []
 
@@ -103,8 +110,9 @@ async def test_entries_wait_in_memory_and_are_written_together(
         sa.event.remove(store.engine, "before_cursor_execute", count)
     inserts = [s for s in statements if s.startswith("INSERT INTO serving_predictions")]
     assert len(inserts) == 1  # one multi-row INSERT for the batch
-    assert rows(store) == sorted([(ids[0], 1, False), (ids[0], 2, True), (ids[1], 1, False),
-                                  (ids[2], 1, False)])
+    assert rows(store) == sorted(
+        [(ids[0], 1, False), (ids[0], 2, True), (ids[1], 1, False), (ids[2], 1, False)]
+    )
     other = PredictionLog(store)  # another worker, replica or a restarted server
     again = await other.find([ids[0], ids[1], "unknown"])
     assert again == {ids[0]: found[ids[0]], ids[1]: found[ids[1]]}
@@ -215,8 +223,9 @@ def test_one_label_per_prediction_under_concurrent_writers(store: Database) -> N
     barrier = threading.Barrier(4)
 
     def label(number: int) -> None:
-        record = FeedbackRecord("p-1", "reviews", f"label-{number}", 1, "label-0", None,
-                                1000.0 + number)
+        record = FeedbackRecord(
+            "p-1", "reviews", f"label-{number}", 1, "label-0", None, 1000.0 + number
+        )
         barrier.wait()
         firsts.append(len(FeedbackStore(store).record([record]).first))
 
@@ -236,48 +245,59 @@ def test_one_label_per_prediction_under_concurrent_writers(store: Database) -> N
 
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
         yield http
 
 
 @pytest.mark.anyio
 async def test_a_label_sent_after_a_restart_meets_its_prediction(
-    config: Config, source: InMemoryModelSource, api_keys: ApiKeyStore,
-    predict_headers: dict[str, str], tmp_path: Path,
+    config: Config,
+    source: InMemoryModelSource,
+    api_keys: ApiKeyStore,
+    predict_headers: dict[str, str],
+    tmp_path: Path,
 ) -> None:
     """The log used to be a dict in the process: a restart lost every prediction."""
     first = InsightsClient(MemoryTransport(), outbox=tmp_path / "one", flush_interval=0.02)
-    async with running(create_app(config, model_source=source, insights=first,
-                                  api_keys=api_keys)) as http:
-        response = await http.post("/v1/models/reviews/predict", headers=predict_headers,
-                                   json={"texts": ["tasty", "rude"]})
+    async with running(
+        create_app(config, model_source=source, insights=first, api_keys=api_keys)
+    ) as http:
+        response = await http.post(
+            "/v1/models/reviews/predict", headers=predict_headers, json={"texts": ["tasty", "rude"]}
+        )
         answers = response.json()["predictions"]
     first.close()  # the server stopped; its last predictions were written at shutdown
 
     transport = MemoryTransport()
     second = InsightsClient(transport, outbox=tmp_path / "two", flush_interval=0.02)
-    async with running(create_app(config, model_source=source, insights=second,
-                                  api_keys=api_keys)) as http:
-        response = await http.post("/v1/models/reviews/feedback", headers=predict_headers,
-                                   json={"feedback": [
-                                       {"prediction_id": answers[0]["id"],
-                                        "label": "Food - Positive"},
-                                       {"prediction_id": answers[1]["id"],
-                                        "label": "Food - Negative", "text": "rude"}]})
+    async with running(
+        create_app(config, model_source=source, insights=second, api_keys=api_keys)
+    ) as http:
+        response = await http.post(
+            "/v1/models/reviews/feedback",
+            headers=predict_headers,
+            json={
+                "feedback": [
+                    {"prediction_id": answers[0]["id"], "label": "Food - Positive"},
+                    {"prediction_id": answers[1]["id"], "label": "Food - Negative", "text": "rude"},
+                ]
+            },
+        )
         assert response.status_code == 200, response.text
         assert response.json() == {"accepted": 2, "matched": 2, "relabelled": 0}
     assert second.flush()
     second.close()
-    assert [(p.value, p.tags["class"]) for p in transport.points
-            if p.name == "prediction_correct"] == [(1.0, "Food - Positive"),
-                                                    (0.0, "Service - Negative")]
+    assert [
+        (p.value, p.tags["class"]) for p in transport.points if p.name == "prediction_correct"
+    ] == [(1.0, "Food - Positive"), (0.0, "Service - Negative")]
 
 
 @pytest.mark.anyio
 async def test_the_request_path_never_touches_the_prediction_log_table(
-    app: FastAPI, client: httpx.AsyncClient, predict_headers: dict[str, str],
-    database: Database,
+    app: FastAPI, client: httpx.AsyncClient, predict_headers: dict[str, str], database: Database
 ) -> None:
     """No per-request round trip: only the log's own thread writes its rows."""
     threads: list[str] = []
@@ -289,8 +309,11 @@ async def test_the_request_path_never_touches_the_prediction_log_table(
     sa.event.listen(database.engine, "before_cursor_execute", seen)
     try:
         for _ in range(5):
-            await client.post("/v1/models/reviews/predict", headers=predict_headers,
-                              json={"texts": ["tasty", "rude", "stale"]})
+            await client.post(
+                "/v1/models/reviews/predict",
+                headers=predict_headers,
+                json={"texts": ["tasty", "rude", "stale"]},
+            )
         deadline = time.monotonic() + 5
         while not threads:
             assert time.monotonic() < deadline

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_store_failure_before_authentication_answers_a_generic_503(
-    client: httpx.AsyncClient, database: Database, predict_headers: dict[str, str],
+    client: httpx.AsyncClient,
+    database: Database,
+    predict_headers: dict[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with database.engine.begin() as connection:
@@ -63,16 +65,28 @@ def test_the_sqlite_store_and_its_wal_are_created_private(tmp_path: Path) -> Non
 
 
 async def test_a_key_over_its_scopes_rate_limit_gets_429_with_retry_after(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, predict_key: str, admin_key: str,
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    predict_key: str,
+    admin_key: str,
 ) -> None:
-    limited = config.model_copy(update={"serving": config.serving.model_copy(update={
-        "rate_limits": {"predict": RateLimitConfig(rate=0.5, burst=3)}})})
+    limited = config.model_copy(
+        update={
+            "serving": config.serving.model_copy(
+                update={"rate_limits": {"predict": RateLimitConfig(rate=0.5, burst=3)}}
+            )
+        }
+    )
     app = create_app(limited, model_source=source, insights=insights, api_keys=api_keys)
     other = api_keys.create(Scope.PREDICT, name="another client").key
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://driftloop.test",
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://driftloop.test"
+        ) as client,
+    ):
         key = {"X-API-Key": predict_key}
         answers = [(await client.get("/v1/models", headers=key)).status_code for _ in range(3)]
         assert answers == [200, 200, 200]
@@ -95,26 +109,37 @@ def test_rate_limits_are_validated() -> None:
 
 
 async def test_readiness_is_per_model_and_names_no_internal_path(
-    config: Config, insights: InsightsClient,
+    config: Config, insights: InsightsClient
 ) -> None:
     source = InMemoryModelSource()
     source.add("reviews", review_keyword_predictor(), production=True)
     source.add("broken", review_keyword_predictor())  # no production version: not loaded
     both = config.model_copy(update={"models": {**config.models, "broken": ModelConfig()}})
     app = create_app(both, model_source=source, insights=insights)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://driftloop.test",
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://driftloop.test"
+        ) as client,
+    ):
         # what a failed load leaves behind: an error naming the storage
-        app.state.serving.manager.get("broken").last_error = (
-            "cannot read /srv/driftloop/storage/models/broken/v1/model.joblib")
+        app.state.serving.manager.get(
+            "broken"
+        ).last_error = "cannot read /srv/driftloop/storage/models/broken/v1/model.joblib"
         whole = await client.get("/readyz")
         assert whole.status_code == 503
-        assert whole.json() == {"ready": False, "models": {
-            "reviews": {"ready": True, "version": 1},
-            "broken": {"ready": False, "version": None}}}
+        assert whole.json() == {
+            "ready": False,
+            "models": {
+                "reviews": {"ready": True, "version": 1},
+                "broken": {"ready": False, "version": None},
+            },
+        }
         assert (await client.get("/readyz/reviews")).json() == {
-            "model": "reviews", "ready": True, "version": 1}
+            "model": "reviews",
+            "ready": True,
+            "version": 1,
+        }
         broken = await client.get("/readyz/broken")
         assert broken.status_code == 503
         assert "/srv/" not in broken.text
@@ -123,20 +148,27 @@ async def test_readiness_is_per_model_and_names_no_internal_path(
 
 @pytest.mark.parametrize("table", ["serving_feedback", "serving_predictions"])
 async def test_a_store_failure_under_feedback_answers_a_generic_503(
-    app: FastAPI, client: httpx.AsyncClient, database: Database,
-    predict_headers: dict[str, str], table: str, caplog: pytest.LogCaptureFixture,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database: Database,
+    predict_headers: dict[str, str],
+    table: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The probe saw the SQL statement and its bound values in a feedback 503."""
-    predicted = await client.post("/v1/models/reviews/predict", headers=predict_headers,
-                                  json={"text": "great food"})
+    predicted = await client.post(
+        "/v1/models/reviews/predict", headers=predict_headers, json={"text": "great food"}
+    )
     prediction_id = predicted.json()["predictions"][0]["id"]
     assert app.state.serving.predictions.flush()  # the prediction is in the store
     with database.engine.begin() as connection:
         connection.execute(sa.text(f"DROP TABLE {table}"))
     with caplog.at_level(logging.WARNING, logger="driftloop.serving"):
-        response = await client.post("/v1/models/reviews/feedback", headers=predict_headers,
-                                     json={"feedback": [{"prediction_id": prediction_id,
-                                                         "label": "Food - Positive"}]})
+        response = await client.post(
+            "/v1/models/reviews/feedback",
+            headers=predict_headers,
+            json={"feedback": [{"prediction_id": prediction_id, "label": "Food - Positive"}]},
+        )
     assert response.status_code == 503, response.text
     for leak in (table, "INSERT", "SELECT", prediction_id, "sqlite"):
         assert leak not in response.text, leak

@@ -14,14 +14,25 @@ from driftloop.serving.prometheus import ServingMetrics
 
 
 def stats(reported: int, published: int) -> InsightsStats:
-    return InsightsStats(reported=reported, published=published, spooled=0, replayed=0,
-                         dropped=0, queue_depth=0, outbox_pending=0, transport_healthy=True)
+    return InsightsStats(
+        reported=reported,
+        published=published,
+        spooled=0,
+        replayed=0,
+        dropped=0,
+        queue_depth=0,
+        outbox_pending=0,
+        transport_healthy=True,
+    )
 
 
 def samples(metrics: ServingMetrics) -> dict[str, float]:
     text = metrics.exposition().decode()
-    return {f"{s.name}{sorted(s.labels.values())}": s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        f"{s.name}{sorted(s.labels.values())}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_insight_outcomes_are_counters_of_the_clients_totals() -> None:

@@ -32,8 +32,9 @@ from serving.live import live_server as serve_live
 URL = "/v1/models/reviews/predict"
 
 
-def register(registry: ModelRegistry, tmp_path: Path, predictor: KeywordPredictor,
-             tag: str) -> ModelVersion:
+def register(
+    registry: ModelRegistry, tmp_path: Path, predictor: KeywordPredictor, tag: str
+) -> ModelVersion:
     directory = tmp_path / f"model-{tag}"
     predictor.save(directory)
     return registry.register("reviews", directory, trainer="keyword")
@@ -46,8 +47,13 @@ def registry(config: Config) -> ModelRegistry:
 
 @pytest.mark.anyio
 async def test_serving_from_the_registry_with_deploy_and_tamper_detection(
-    config: Config, registry: ModelRegistry, tmp_path: Path, insights: InsightsClient,
-    api_keys: ApiKeyStore, predict_headers: dict[str, str], admin_headers: dict[str, str],
+    config: Config,
+    registry: ModelRegistry,
+    tmp_path: Path,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    predict_headers: dict[str, str],
+    admin_headers: dict[str, str],
 ) -> None:
     v1 = register(registry, tmp_path, review_keyword_predictor(), "v1")
     v2 = register(registry, tmp_path, review_keyword_predictor(extra_classes=True), "v2")
@@ -55,15 +61,19 @@ async def test_serving_from_the_registry_with_deploy_and_tamper_detection(
     registry.set_alias("reviews", "production", v1.version, actor="test")
     app = create_app(config, insights=insights, api_keys=api_keys)  # the registry by default
     assert isinstance(app.state.serving.manager.source, RegistryModelSource)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-        base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+        ) as http,
+    ):
         first = await http.post(URL, json={"text": "cheap"}, headers=predict_headers)
         assert first.status_code == 200
         assert first.headers[HASH_HEADER] == v1.content_hash
 
-        deployed = await http.post("/v1/models/reviews/deploy", json={"version": v2.version},
-                                   headers=admin_headers)
+        deployed = await http.post(
+            "/v1/models/reviews/deploy", json={"version": v2.version}, headers=admin_headers
+        )
         assert deployed.status_code == 200, deployed.text
         assert registry.resolve("reviews").version == v2.version
         second = await http.post(URL, json={"text": "cheap"}, headers=predict_headers)
@@ -75,8 +85,9 @@ async def test_serving_from_the_registry_with_deploy_and_tamper_detection(
 
         [stored] = list((tmp_path / "storage").rglob(f"{v3.content_hash}/keywords.json"))
         stored.write_text(stored.read_text().replace('"x"', '"z"'))
-        tampered = await http.post("/v1/models/reviews/deploy", json={"version": v3.version},
-                                   headers=admin_headers)
+        tampered = await http.post(
+            "/v1/models/reviews/deploy", json={"version": v3.version}, headers=admin_headers
+        )
         assert tampered.status_code == 500
         assert tampered.json()["error"]["type"] == "IntegrityError"
         assert "changed after registration" in tampered.json()["error"]["message"]
@@ -102,7 +113,9 @@ def test_real_uvicorn_server(live_server: str, predict_headers: dict[str, str]) 
         response = http.post(URL, json={"texts": ["tasty", "rude"]}, headers=predict_headers)
         assert response.status_code == 200
         assert [p["class"] for p in response.json()["predictions"]] == [
-            "Food - Positive", "Service - Negative"]
+            "Food - Positive",
+            "Service - Negative",
+        ]
         raw = http.post(URL, content=b"\xff\xfe", headers=predict_headers)
         assert raw.status_code == 422
         assert "UTF-8" in raw.json()["error"]["message"]
@@ -110,18 +123,21 @@ def test_real_uvicorn_server(live_server: str, predict_headers: dict[str, str]) 
 
 def write_config(tmp_path: Path) -> Path:
     path = tmp_path / "driftloop.yaml"
-    path.write_text("store: sqlite:///.driftloop/driftloop.db\n"
-                    "storage: file://.driftloop/storage\n"
-                    "models:\n  reviews: {trainer: sklearn}\n"
-                    "serving: {port: 8123}\n")
+    path.write_text(
+        "store: sqlite:///.driftloop/driftloop.db\n"
+        "storage: file://.driftloop/storage\n"
+        "models:\n  reviews: {trainer: sklearn}\n"
+        "serving: {port: 8123}\n"
+    )
     return path
 
 
 def test_keys_cli_create_ls_revoke(tmp_path: Path) -> None:
     runner = CliRunner()
     path = str(write_config(tmp_path))
-    created = runner.invoke(cli_app, ["keys", "create", "--scope", "admin", "--name", "ops",
-                                      "--config", path, "--json"])
+    created = runner.invoke(
+        cli_app, ["keys", "create", "--scope", "admin", "--name", "ops", "--config", path, "--json"]
+    )
     assert created.exit_code == 0, created.output
     key = json.loads(created.stdout)
     assert key["scope"] == "admin"
@@ -144,11 +160,11 @@ def test_keys_cli_create_ls_revoke(tmp_path: Path) -> None:
     revoked = runner.invoke(cli_app, ["keys", "revoke", key["key_id"], "--config", path])
     assert revoked.exit_code == 0
     assert "revoked" in revoked.stdout
-    active = json.loads(runner.invoke(cli_app, ["keys", "ls", "--config", path,
-                                                "--json"]).stdout)
+    active = json.loads(runner.invoke(cli_app, ["keys", "ls", "--config", path, "--json"]).stdout)
     assert [k["name"] for k in active] == [keys[1]["name"]]
-    everything = json.loads(runner.invoke(cli_app, ["keys", "ls", "--all", "--config", path,
-                                                    "--json"]).stdout)
+    everything = json.loads(
+        runner.invoke(cli_app, ["keys", "ls", "--all", "--config", path, "--json"]).stdout
+    )
     assert everything[0]["revoked_at"] is not None
 
     bad_scope = runner.invoke(cli_app, ["keys", "create", "--scope", "root", "--config", path])

@@ -58,8 +58,10 @@ async def wait_until(condition: Any, seconds: float = 3.0) -> None:
 
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
         yield http
 
 
@@ -68,18 +70,28 @@ def canary_config(config: Config, fraction: float) -> Config:
 
 
 async def test_the_canary_answers_about_its_fraction_of_requests(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    transport: MemoryTransport,
+    predict_headers: dict[str, str],
 ) -> None:
-    app = create_app(canary_config(config, 0.25), model_source=source, insights=insights,
-                     api_keys=api_keys, rng=random.Random(7))
+    app = create_app(
+        canary_config(config, 0.25),
+        model_source=source,
+        insights=insights,
+        api_keys=api_keys,
+        rng=random.Random(7),
+    )
     async with running(app) as http:
         source.set_alias("reviews", "canary", 2, actor="pipeline")
         await wait_until(lambda: served(app).canary is not None)
         versions: list[int] = []
         for number in range(400):
-            response = await http.post(URL, json={"text": f"cheap {number}"},
-                                       headers=predict_headers)
+            response = await http.post(
+                URL, json={"text": f"cheap {number}"}, headers=predict_headers
+            )
             assert response.status_code == 200
             body = response.json()
             assert response.headers["x-driftloop-model-version"] == str(body["version"])
@@ -97,7 +109,9 @@ async def test_the_canary_answers_about_its_fraction_of_requests(
 
 
 async def test_no_canary_alias_means_production_only_and_removal_ends_it(
-    client: httpx.AsyncClient, app: FastAPI, source: InMemoryModelSource,
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    source: InMemoryModelSource,
     predict_headers: dict[str, str],
 ) -> None:
     source.set_alias("reviews", "canary", 2, actor="pipeline")
@@ -105,16 +119,19 @@ async def test_no_canary_alias_means_production_only_and_removal_ends_it(
     assert source.remove_alias("reviews", "canary", actor="pipeline")
     await wait_until(lambda: served(app).canary is None)
     for number in range(30):
-        response = await client.post(URL, json={"text": f"cheap {number}"},
-                                     headers=predict_headers)
+        response = await client.post(URL, json={"text": f"cheap {number}"}, headers=predict_headers)
         assert response.json()["version"] == 1
     with pytest.raises(InvalidInputError):
         source.remove_alias("reviews", "production", actor="pipeline")
 
 
 async def test_a_shadow_never_changes_responses_and_reports_its_own_insights(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    transport: MemoryTransport,
+    predict_headers: dict[str, str],
 ) -> None:
     texts = ["cheap bargain", "stale bread", "friendly staff"]
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
@@ -129,8 +146,9 @@ async def test_a_shadow_never_changes_responses_and_reports_its_own_insights(
         assert response.json()["version"] == 1
         assert response.headers["x-driftloop-model-version"] == "1"
     strip = [{k: v for k, v in p.items() if k != "id"} for p in before.json()["predictions"]]
-    assert [{k: v for k, v in p.items() if k != "id"} for p in during.json()["predictions"]] \
-        == strip
+    assert [
+        {k: v for k, v in p.items() if k != "id"} for p in during.json()["predictions"]
+    ] == strip
     assert insights.flush()
     confidence = [p for p in transport.points if p.name == "model_confidence"]
     served_points = [p for p in confidence if "shadow" not in p.tags]
@@ -144,8 +162,11 @@ async def test_a_shadow_never_changes_responses_and_reports_its_own_insights(
 
 
 async def test_a_failing_shadow_never_fails_a_request(
-    config: Config, insights: InsightsClient, api_keys: ApiKeyStore,
-    transport: MemoryTransport, predict_headers: dict[str, str],
+    config: Config,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    transport: MemoryTransport,
+    predict_headers: dict[str, str],
 ) -> None:
     source = InMemoryModelSource()
     source.add("reviews", review_keyword_predictor(), production=True)
@@ -155,8 +176,10 @@ async def test_a_failing_shadow_never_fails_a_request(
     async with running(app) as http:
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
         await wait_until(lambda: served(app).shadow is not None)
-        responses = [await http.post(URL, json={"text": f"cheap {n}"}, headers=predict_headers)
-                     for n in range(5)]
+        responses = [
+            await http.post(URL, json={"text": f"cheap {n}"}, headers=predict_headers)
+            for n in range(5)
+        ]
         await wait_until(lambda: not app.state.serving.shadow_tasks)
     assert [r.status_code for r in responses] == [200] * 5
     assert insights.flush()
@@ -164,21 +187,29 @@ async def test_a_failing_shadow_never_fails_a_request(
 
 
 async def test_a_canary_starting_and_stopping_under_load_fails_no_request(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, predict_headers: dict[str, str],
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    predict_headers: dict[str, str],
 ) -> None:
-    app = create_app(canary_config(config, 0.5), model_source=source, insights=insights,
-                     api_keys=api_keys, rng=random.Random(3))
+    app = create_app(
+        canary_config(config, 0.5),
+        model_source=source,
+        insights=insights,
+        api_keys=api_keys,
+        rng=random.Random(3),
+    )
     results: list[tuple[int, int | None]] = []
     stop = anyio.Event()
     async with running(app) as http:
 
         async def user(number: int) -> None:
             while not stop.is_set():
-                response = await http.post(URL, json={"texts": [f"cheap bargain {number}"]},
-                                           headers=predict_headers)
-                version = response.json().get("version") if response.status_code == 200 \
-                    else None
+                response = await http.post(
+                    URL, json={"texts": [f"cheap bargain {number}"]}, headers=predict_headers
+                )
+                version = response.json().get("version") if response.status_code == 200 else None
                 results.append((response.status_code, version))
 
         async with anyio.create_task_group() as users:
@@ -197,12 +228,16 @@ async def test_a_canary_starting_and_stopping_under_load_fails_no_request(
     assert [status for status, _ in results if status != 200] == []
     assert {version for _, version in results} == {1, 2}
     # a few requests that began on the canary may finish after it ended; none start there later
-    assert all(version == 1 for _, version in results[ended + 12:])
+    assert all(version == 1 for _, version in results[ended + 12 :])
 
 
 async def test_a_shadow_reports_pairs_with_the_served_answers_and_their_labels(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    transport: MemoryTransport,
+    predict_headers: dict[str, str],
 ) -> None:
     """Verification's evidence: for each shadowed text, whether the two versions agree and
     the gap between their confidences; a label sent later adds the gap in correctness."""
@@ -215,9 +250,11 @@ async def test_a_shadow_reports_pairs_with_the_served_answers_and_their_labels(
         await wait_until(lambda: not app.state.serving.shadow_tasks)
         answers = response.json()["predictions"]
         label = answers[0]["class"]  # v1 is right on the first text
-        feedback = await http.post("/v1/models/reviews/feedback", headers=predict_headers,
-                                   json={"feedback": [{"prediction_id": answers[0]["id"],
-                                                       "label": label}]})
+        feedback = await http.post(
+            "/v1/models/reviews/feedback",
+            headers=predict_headers,
+            json={"feedback": [{"prediction_id": answers[0]["id"], "label": label}]},
+        )
         assert feedback.status_code == 200, feedback.text
     assert insights.flush()
     v2 = review_keyword_predictor(extra_classes=True)
@@ -232,26 +269,33 @@ async def test_a_shadow_reports_pairs_with_the_served_answers_and_their_labels(
 
     assert values("shadow_agreement") == [
         1.0 if shadow == answer["class"] else 0.0
-        for shadow, answer in zip(v2_classes, answers, strict=True)]
+        for shadow, answer in zip(v2_classes, answers, strict=True)
+    ]
     assert values("shadow_confidence_gap") == pytest.approx(
-        [row.max() - answer["confidence"]
-         for row, answer in zip(v2_rows, answers, strict=True)])
+        [row.max() - answer["confidence"] for row, answer in zip(v2_rows, answers, strict=True)]
+    )
     assert values("shadow_correct_gap") == [float(v2_classes[0] == label) - 1.0]
 
 
 async def test_a_shadow_scores_its_share_of_the_requests(
-    config: Config, source: InMemoryModelSource, insights: InsightsClient,
-    api_keys: ApiKeyStore, transport: MemoryTransport, predict_headers: dict[str, str],
+    config: Config,
+    source: InMemoryModelSource,
+    insights: InsightsClient,
+    api_keys: ApiKeyStore,
+    transport: MemoryTransport,
+    predict_headers: dict[str, str],
 ) -> None:
     shared = config.model_copy(update={"pipeline": PipelineConfig(shadow_fraction=0.25)})
-    app = create_app(shared, model_source=source, insights=insights, api_keys=api_keys,
-                     rng=random.Random(5))
+    app = create_app(
+        shared, model_source=source, insights=insights, api_keys=api_keys, rng=random.Random(5)
+    )
     async with running(app) as http:
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
         await wait_until(lambda: served(app).shadow is not None)
         for number in range(400):
-            response = await http.post(URL, json={"text": f"cheap {number}"},
-                                       headers=predict_headers)
+            response = await http.post(
+                URL, json={"text": f"cheap {number}"}, headers=predict_headers
+            )
             assert response.status_code == 200
         await wait_until(lambda: not app.state.serving.shadow_tasks)
     assert insights.flush()

@@ -54,8 +54,9 @@ async def test_the_monitor_sees_a_blocked_loop_and_the_lag_fades() -> None:
 async def test_predict_requests_are_shed_while_the_loop_lags() -> None:
     monitor = LoopLagMonitor()
     shedding = LoadSheddingMiddleware(answer, max_delay=0.5, monitor=monitor)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
-                                 base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedding), base_url="http://test"
+    ) as client:
         assert (await client.post("/v1/models/m/predict")).status_code == 200
         monitor.lag = 2.3  # as the monitor would set it under a flood
         refused = await client.post("/v1/models/m/predict")
@@ -73,8 +74,9 @@ async def test_without_a_limit_nothing_is_shed() -> None:
     monitor = LoopLagMonitor()
     monitor.lag = 10.0
     shedding = LoadSheddingMiddleware(answer, max_delay=0.0, monitor=monitor)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
-                                 base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedding), base_url="http://test"
+    ) as client:
         assert (await client.post("/v1/models/m/predict")).status_code == 200
 
 
@@ -85,10 +87,10 @@ async def test_a_queue_of_requests_waiting_too_long_is_shed_until_it_drains() ->
     held = holding_slow_requests(release)
     monitor = LoopLagMonitor()
     shedding = LoadSheddingMiddleware(held, max_delay=0.3, monitor=monitor)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
-                                 base_url="http://test") as client:
-        waiting = [asyncio.ensure_future(client.post("/v1/models/slow/predict"))
-                   for _ in range(20)]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedding), base_url="http://test"
+    ) as client:
+        waiting = [asyncio.ensure_future(client.post("/v1/models/slow/predict")) for _ in range(20)]
         while shedding.in_flight < 20:
             await asyncio.sleep(0.01)
         # young: a burst the server has only just taken is no reason to shed
@@ -110,8 +112,9 @@ async def test_one_slow_request_alone_is_no_queue() -> None:
     held = holding_slow_requests(release)
     monitor = LoopLagMonitor()
     shedding = LoadSheddingMiddleware(held, max_delay=0.1, monitor=monitor)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=shedding),
-                                 base_url="http://test") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedding), base_url="http://test"
+    ) as client:
         slow = asyncio.ensure_future(client.post("/v1/models/slow/predict"))
         await asyncio.sleep(0.3)
         assert (await client.post("/v1/models/m/predict")).status_code == 200

@@ -148,10 +148,21 @@ def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
 
 
 def test_init_options_reach_the_files(tmp_path: Path) -> None:
-    result = runner.invoke(app, [
-        "init", "--template", "training-repo", "--runs-on", "self-hosted, gpu",
-        "--model", "ticket-router", "--repo", "acme/ticket-training", str(tmp_path),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "init",
+            "--template",
+            "training-repo",
+            "--runs-on",
+            "self-hosted, gpu",
+            "--model",
+            "ticket-router",
+            "--repo",
+            "acme/ticket-training",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     flow = load_workflow((tmp_path / WORKFLOW_PATH).read_text())
     assert flow["jobs"]["train"]["runs-on"] == ["self-hosted", "gpu"]
@@ -163,8 +174,10 @@ def test_init_options_reach_the_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--template", "helm-chart"], "unknown template 'helm-chart'; known templates: "
-                                       "project, training-repo"),
+        (
+            ["--template", "helm-chart"],
+            "unknown template 'helm-chart'; known templates: project, training-repo",
+        ),
         (["--template", "training-repo", "--runs-on", "gpu runner"], "runner labels"),
         (["--template", "training-repo", "--model", "Bad Name"], "model name 'Bad Name'"),
         (["--template", "training-repo", "--repo", "no-owner"], "must be OWNER/NAME"),
@@ -207,14 +220,21 @@ def test_githubs_schema_catches_what_github_rejects() -> None:
     """The schema check is not vacuous: GitHub's own mistakes fail it."""
     validator = jsonschema.Draft201909Validator(github_workflow_schema())
     flow = workflow()
-    broken_on = {**flow, "on": {**flow["on"], "workflow_dispatch": {"inputs": {
-        "incident_id": {"description": "x", "type": "text"}}}}}
+    broken_on = {
+        **flow,
+        "on": {
+            **flow["on"],
+            "workflow_dispatch": {"inputs": {"incident_id": {"description": "x", "type": "text"}}},
+        },
+    }
     assert list(validator.iter_errors(broken_on))
     assert list(validator.iter_errors({**flow, "trigger": "push"}))
     no_runner = {**flow, "jobs": {"train": {"steps": steps(flow)}}}
     assert list(validator.iter_errors(no_runner))
-    both = {**flow, "jobs": {"train": {**flow["jobs"]["train"],
-                                       "steps": [{"uses": "a/b@v1", "run": "echo"}]}}}
+    both = {
+        **flow,
+        "jobs": {"train": {**flow["jobs"]["train"], "steps": [{"uses": "a/b@v1", "run": "echo"}]}},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(both, WORKFLOW_STRUCTURE_SCHEMA)
 
@@ -241,8 +261,11 @@ def test_workflow_triggers_inputs_and_actions() -> None:
 
 def test_the_runner_needs_only_the_api_key() -> None:
     """No database or storage credentials: the key of the register scope and the API's URL."""
-    secrets = {reference for expression in expressions(workflow())
-               for reference in re.findall(r"secrets\.(\w+)", expression)}
+    secrets = {
+        reference
+        for expression in expressions(workflow())
+        for reference in re.findall(r"secrets\.(\w+)", expression)
+    }
     assert secrets == {"DRIFTLOOP_API_URL", "DRIFTLOOP_API_KEY"}
 
 
@@ -263,8 +286,9 @@ def test_run_scripts_read_inputs_only_through_the_environment() -> None:
 
 def test_run_scripts_are_valid_bash() -> None:
     for script in run_scripts(workflow()):
-        result = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            ["bash", "-n", "-c", script], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, (script, result.stderr)
 
 
@@ -285,7 +309,8 @@ def test_expressions_name_declared_inputs_and_step_outputs() -> None:
                 step_id, kind, output = path
                 assert kind == "outputs"
                 assert f"{output}=" in ids[step_id].get("run", "") + _script_outputs(
-                    ids[step_id]), expression
+                    ids[step_id]
+                ), expression
 
 
 def _script_outputs(item: dict[str, Any]) -> str:
@@ -299,8 +324,12 @@ def _script_outputs(item: dict[str, Any]) -> str:
 
 def test_every_driftloop_command_in_the_workflow_exists() -> None:
     root = typer.main.get_command(app)
-    used = [words for script in run_scripts(workflow()) for words in shell_commands(script)
-            if words[0] == "driftloop"]  # today none: the scripts talk to the API
+    used = [
+        words
+        for script in run_scripts(workflow())
+        for words in shell_commands(script)
+        if words[0] == "driftloop"
+    ]  # today none: the scripts talk to the API
     for words in used:
         command: Any = root
         rest = words[1:]
@@ -365,8 +394,11 @@ def test_serving_config_uses_the_github_dispatch_trainer(tmp_path: Path) -> None
     assert model_config.notebook == "notebooks/train.ipynb"
     assert config.store == "sqlite:///.driftloop/driftloop.db"
 
-    with_token = parse_config(text, base_dir=tmp_path, environ={
-        "GITHUB_TOKEN": "ghp_x", "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'x.db'}"})
+    with_token = parse_config(
+        text,
+        base_dir=tmp_path,
+        environ={"GITHUB_TOKEN": "ghp_x", "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'x.db'}"},
+    )
     registry = ModelRegistry.from_config(with_token)
     trainer = get_remote_trainer("github_dispatch", with_token.models[MODEL], registry)
     assert isinstance(trainer, GithubDispatchTrainer)
@@ -405,16 +437,29 @@ class LocalRunner:
         output = self.repo.parent / f"output-{item.get('id', 'step')}.txt"
         output.write_text("")
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
-        env.update({
-            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-            "GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "1",
-            "GITHUB_REPOSITORY": "acme/review-training", "GITHUB_SHA": COMMIT,
-            "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(self.summary),
-        })
+        env.update(
+            {
+                "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_RUN_ID": "4242",
+                "GITHUB_RUN_ATTEMPT": "1",
+                "GITHUB_REPOSITORY": "acme/review-training",
+                "GITHUB_SHA": COMMIT,
+                "GITHUB_OUTPUT": str(output),
+                "GITHUB_STEP_SUMMARY": str(self.summary),
+            }
+        )
         for scope in (self.flow["jobs"]["train"].get("env", {}), item.get("env", {})):
             env.update({k: render_value(str(v), self.contexts) for k, v in scope.items()})
-        result = subprocess.run(["bash", "-e", "-c", item["run"]], cwd=self.repo, env=env,
-                                capture_output=True, text=True, timeout=240, check=False)
+        result = subprocess.run(
+            ["bash", "-e", "-c", item["run"]],
+            cwd=self.repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
         if "id" in item:
             pairs = [line.split("=", 1) for line in output.read_text().splitlines() if line]
             self.contexts["steps"][item["id"]] = {"outputs": dict(pairs)}
@@ -441,10 +486,14 @@ def training_repo(tmp_path: Path) -> Iterator[TrainingRepo]:
     repo = tmp_path / "training-repo"
     scaffold(TRAINING_REPO_TEMPLATE, repo)
     (tmp_path / "server").mkdir()
-    config = load_config(repo / "driftloop.yaml", environ={
-        "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'server' / 'driftloop.db'}",
-        "DRIFTLOOP_STORAGE": f"file://{tmp_path / 'server' / 'storage'}",
-        "GITHUB_TOKEN": "ghp_unused"})
+    config = load_config(
+        repo / "driftloop.yaml",
+        environ={
+            "DRIFTLOOP_STORE": f"sqlite:///{tmp_path / 'server' / 'driftloop.db'}",
+            "DRIFTLOOP_STORAGE": f"file://{tmp_path / 'server' / 'storage'}",
+            "GITHUB_TOKEN": "ghp_unused",
+        },
+    )
     system = DriftloopSystem(config)
     reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
     sample = reviews.groupby("label", group_keys=False).sample(40, random_state=1)
@@ -455,19 +504,24 @@ def training_repo(tmp_path: Path) -> Iterator[TrainingRepo]:
 
 
 @pytest.mark.slow
-def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(
-    training_repo: TrainingRepo,
-) -> None:
+def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(training_repo: TrainingRepo) -> None:
     repo, system = training_repo.repo, training_repo.system
     config = system.config
     [snapshot] = system.datasets.list("reviews")
     flow = load_workflow((repo / WORKFLOW_PATH).read_text())
     contexts: dict[str, Any] = {
-        "inputs": {"incident_id": "inc-42", "dataset_snapshot": snapshot.snapshot_id,
-                   "callback_url": training_repo.url, "model": MODEL},
-        "secrets": {"DRIFTLOOP_API_URL": "http://127.0.0.1:9/unused",
-                    "DRIFTLOOP_API_KEY": training_repo.key},
-        "vars": {}, "github": {"event_name": "workflow_dispatch"},
+        "inputs": {
+            "incident_id": "inc-42",
+            "dataset_snapshot": snapshot.snapshot_id,
+            "callback_url": training_repo.url,
+            "model": MODEL,
+        },
+        "secrets": {
+            "DRIFTLOOP_API_URL": "http://127.0.0.1:9/unused",
+            "DRIFTLOOP_API_KEY": training_repo.key,
+        },
+        "vars": {},
+        "github": {"event_name": "workflow_dispatch"},
     }
     local = LocalRunner(repo, flow, contexts)
 
@@ -475,11 +529,14 @@ def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(
     assert fetched is not None
     assert fetched.returncode == 0, fetched.stderr
     assert contexts["steps"]["data"]["outputs"] == {
-        "dataset": "reviews", "snapshot_id": snapshot.snapshot_id}
+        "dataset": "reviews",
+        "snapshot_id": snapshot.snapshot_id,
+    }
     rows = pd.read_csv(repo / "data" / "train.csv", dtype=str, keep_default_na=False)
     frame = system.datasets.load(snapshot)
-    _, held_out = split_holdout(frame, "label", config.pipeline.holdout_fraction,
-                                seed=config.pipeline.seed)
+    _, held_out = split_holdout(
+        frame, "label", config.pipeline.holdout_fraction, seed=config.pipeline.seed
+    )
     assert len(rows) == len(frame) - len(held_out)
     assert not set(rows["text"]) & set(held_out["text"])  # the gate's rows stay unseen
 
@@ -499,17 +556,21 @@ def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(
     [version] = system.registry.list_versions(MODEL)
     assert version.trigger == "incident:inc-42"
     assert version.trainer == "github-actions"
-    assert (version.snapshot_id, version.snapshot_hash) == (snapshot.snapshot_id,
-                                                            snapshot.content_hash)
+    assert (version.snapshot_id, version.snapshot_hash) == (
+        snapshot.snapshot_id,
+        snapshot.content_hash,
+    )
     assert version.evaluation is not None
     assert version.evaluation.macro_f1 == pytest.approx(metrics["macro_f1"])
     assert version.reference is not None
     assert version.params["training_code"] == {
-        "repo": "acme/review-training", "commit": COMMIT, "run_id": "4242-1"}
+        "repo": "acme/review-training",
+        "commit": COMMIT,
+        "run_id": "4242-1",
+    }
     # no job waited for this run: driftloop opened one, which gates it before any deploy
     job = system.queue.get(outputs["job_id"])
-    assert (job.state, job.trigger, job.result.uploaded_version) == (JobState.QUEUED,
-                                                                     "upload", 1)
+    assert (job.state, job.trigger, job.result.uploaded_version) == (JobState.QUEUED, "upload", 1)
     assert system.registry.aliases(MODEL) == {}
     assert "Uploaded review-classifier" in (repo.parent / "summary.md").read_text()
 
@@ -526,8 +587,7 @@ def test_the_same_notebook_runs_as_a_notebook_trainer(tmp_path: Path) -> None:
     scaffold(TRAINING_REPO_TEMPLATE, tmp_path)
     reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
     sample = reviews.groupby("label", group_keys=False).sample(40, random_state=2)
-    trainer = NotebookTrainer(tmp_path / "notebooks" / "train.ipynb", cwd=tmp_path,
-                              timeout=240)
+    trainer = NotebookTrainer(tmp_path / "notebooks" / "train.ipynb", cwd=tmp_path, timeout=240)
     trained = trainer.fit(TrainingData(sample.reset_index(drop=True)))
     assert sorted(trained.predictor.labels) == sorted(sample["label"].unique())
     assert trained.params["reported_metrics"]["train_rows"] > 0
@@ -538,26 +598,41 @@ def test_missing_secrets_in_actions_are_named(tmp_path: Path) -> None:
     scaffold(TRAINING_REPO_TEMPLATE, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "API_"))}
     env.update({"GITHUB_ACTIONS": "true", "API_URL": "http://127.0.0.1:9"})
-    for script in (["scripts/fetch_training_data.py", MODEL],
-                   ["scripts/upload_model.py", MODEL, "output", "--snapshot", "s"]):
-        result = subprocess.run([sys.executable, *script], cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=60, check=False)
+    for script in (
+        ["scripts/fetch_training_data.py", MODEL],
+        ["scripts/upload_model.py", MODEL, "output", "--snapshot", "s"],
+    ):
+        result = subprocess.run(
+            [sys.executable, *script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 2
-        assert "set API_KEY (in GitHub Actions: the repository secrets DRIFTLOOP_API_URL and " \
+        assert (
+            "set API_KEY (in GitHub Actions: the repository secrets DRIFTLOOP_API_URL and "
             "DRIFTLOOP_API_KEY, a key with the register scope)" in result.stderr
+        )
 
 
 # ------------------------------------------------------- --trainer transformers (GPU runner)
 
 
 def test_the_transformers_training_repo_targets_a_gpu_runner(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["init", "--template", "training-repo", "--trainer",
-                                 "transformers", str(tmp_path)])
+    result = runner.invoke(
+        app, ["init", "--template", "training-repo", "--trainer", "transformers", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     flow = load_workflow((tmp_path / WORKFLOW_PATH).read_text())
     assert flow["jobs"]["train"]["runs-on"] == ["self-hosted", "gpu"]
-    requirements = [line for line in (tmp_path / "requirements.txt").read_text().splitlines()
-                    if line and not line.startswith("#")]
+    requirements = [
+        line
+        for line in (tmp_path / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert requirements[0].startswith("driftloop[server,notebook,transformers]>=")
     assert "torch>=2.4,<3" in requirements  # a range: the runner's CUDA build is kept
     assert "transformers>=4.44" in requirements
@@ -582,9 +657,16 @@ def tiny_bert(directory: Path, texts: pd.Series) -> Path:
     directory.mkdir(parents=True)
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=32,
-                         max_position_embeddings=64)).save_pretrained(directory)
+    BertModel(
+        BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(directory)
     return directory
 
 
@@ -603,11 +685,36 @@ def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
     env.update({"HF_HUB_OFFLINE": "1", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
     result = subprocess.run(
-        ["papermill", "notebooks/train.ipynb", "output/train.ipynb",
-         "-p", "data_path", str(repo / "data" / "train.csv"), "-p", "output_dir",
-         str(repo / "output"), "-p", "base_model", str(checkpoint), "-p", "mode", "full",
-         "-p", "epochs", "1", "-p", "max_length", "32"],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=False)
+        [
+            "papermill",
+            "notebooks/train.ipynb",
+            "output/train.ipynb",
+            "-p",
+            "data_path",
+            str(repo / "data" / "train.csv"),
+            "-p",
+            "output_dir",
+            str(repo / "output"),
+            "-p",
+            "base_model",
+            str(checkpoint),
+            "-p",
+            "mode",
+            "full",
+            "-p",
+            "epochs",
+            "1",
+            "-p",
+            "max_length",
+            "32",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((repo / "output" / "metrics.json").read_text())
     assert metrics["device"] == "cpu"

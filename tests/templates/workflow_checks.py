@@ -62,11 +62,15 @@ STEP_SCHEMA: dict[str, Any] = {
         "id": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"},
         "name": {"type": "string"},
         "if": {"type": ["string", "boolean"]},
-        "uses": {"type": "string",
-                 "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[A-Za-z0-9_.-]+$"},
+        "uses": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[A-Za-z0-9_.-]+$",
+        },
         "run": {"type": "string", "minLength": 1},
-        "with": {"type": "object", "additionalProperties": {"type": ["string", "number",
-                                                                      "boolean"]}},
+        "with": {
+            "type": "object",
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
+        },
         "env": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "additionalProperties": False,
@@ -100,7 +104,7 @@ WORKFLOW_STRUCTURE_SCHEMA: dict[str, Any] = {
                             "maxProperties": 25,
                             "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"},
                             "additionalProperties": DISPATCH_INPUT_SCHEMA,
-                        },
+                        }
                     },
                 },
             },
@@ -118,10 +122,12 @@ WORKFLOW_STRUCTURE_SCHEMA: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "name": {"type": "string"},
-                    "runs-on": {"oneOf": [
-                        {"type": "string", "minLength": 1},
-                        {"type": "array", "minItems": 1, "items": {"type": "string"}},
-                    ]},
+                    "runs-on": {
+                        "oneOf": [
+                            {"type": "string", "minLength": 1},
+                            {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                        ]
+                    },
                     "timeout-minutes": {"type": "integer", "minimum": 1},
                     "env": {"type": "object", "additionalProperties": {"type": "string"}},
                     "steps": {"type": "array", "minItems": 1, "items": STEP_SCHEMA},

@@ -38,21 +38,28 @@ def init_default_detector() -> DetectorConfig:
 def clusters(rng: np.random.Generator, counts: dict[int, int]) -> NDArray[np.float64]:
     """Embeddings around fixed topic centres (topic → how many)."""
     centres = np.random.default_rng(42).normal(size=(8, DIMENSIONS))
-    return np.vstack([centres[topic] + 0.35 * rng.normal(size=(n, DIMENSIONS))
-                      for topic, n in counts.items()])
+    return np.vstack(
+        [centres[topic] + 0.35 * rng.normal(size=(n, DIMENSIONS)) for topic, n in counts.items()]
+    )
 
 
 class Version:
     """A model version's typicality and its reference profile, from its training topics."""
 
     def __init__(self, counts: dict[int, int], rng: np.random.Generator) -> None:
-        train, held_out = clusters(rng, counts), clusters(rng, {t: n // 4 for t, n in
-                                                                  counts.items()})
+        train, held_out = (
+            clusters(rng, counts),
+            clusters(rng, {t: n // 4 for t, n in counts.items()}),
+        )
         self.typicality = EmbeddingTypicality.fit(train, held_out)
         values = self.typicality.typicality(held_out).tolist()
-        self.reference = ReferenceProfile(confidences=[0.9], text_lengths=[10], class_mix={},
-                                          mean_confidence=0.9,
-                                          inputs={EMBEDDING_TYPICALITY: values})
+        self.reference = ReferenceProfile(
+            confidences=[0.9],
+            text_lengths=[10],
+            class_mix={},
+            mean_confidence=0.9,
+            inputs={EMBEDDING_TYPICALITY: values},
+        )
 
     def alarms(self, traffic: NDArray[np.float64], config: DetectorConfig) -> int:
         detector = build_detector(config, self.reference, metric=EMBEDDING_TYPICALITY)
@@ -68,8 +75,7 @@ def v1() -> Version:
     return Version({0: 1500, 1: 1500}, np.random.default_rng(0))
 
 
-def test_input_drift_fires_on_an_unseen_topic_and_not_on_the_same_distribution(
-        v1: Version) -> None:
+def test_input_drift_fires_on_an_unseen_topic_and_not_on_the_same_distribution(v1: Version) -> None:
     rng = np.random.default_rng(1)
     config = init_default_detector()
     same = clusters(rng, {0: 2000, 1: 2000})
@@ -110,15 +116,17 @@ def test_the_novelty_score_is_scikit_learns_local_outlier_factor() -> None:
     oracle.fit(typicality.sample)
     new = clusters(rng, {0: 50, 2: 50})
     unit = new / np.linalg.norm(new, axis=1, keepdims=True)
-    np.testing.assert_allclose(typicality.novelty(new),
-                               oracle.score_samples(unit.astype(np.float32)), rtol=1e-4)
+    np.testing.assert_allclose(
+        typicality.novelty(new), oracle.score_samples(unit.astype(np.float32)), rtol=1e-4
+    )
 
 
 def test_the_sklearn_model_reports_it_and_keeps_it_when_saved(tmp_path: Path) -> None:
     frame = pd.read_csv(bundled_reviews_path())
     frame = frame.sample(1200, random_state=0)[["text", "label"]].reset_index(drop=True)
     trained = SklearnTrainer(SklearnParams(c_grid=[4.0])).fit(
-        TrainingData(frame, "text", "label", "reviews", "test"))
+        TrainingData(frame, "text", "label", "reviews", "test")
+    )
     assert trained.reference is not None
     reference = np.asarray(trained.reference.inputs[EMBEDDING_TYPICALITY])
     assert abs(reference.mean() - 0.5) < 0.02

@@ -60,8 +60,14 @@ def write_notebook(path: Path, *cells: str, parameters: str | None = None) -> Pa
     ]
     document = {
         "cells": [
-            {"cell_type": "code", "execution_count": None, "id": f"cell-{index}",
-             "metadata": {"tags": tags}, "outputs": [], "source": source}
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": f"cell-{index}",
+                "metadata": {"tags": tags},
+                "outputs": [],
+                "source": source,
+            }
             for index, (source, tags) in enumerate(sources)
         ],
         "metadata": {
@@ -76,13 +82,12 @@ def write_notebook(path: Path, *cells: str, parameters: str | None = None) -> Pa
 
 
 def notebook(tmp_path: Path, *cells: str) -> Path:
-    return write_notebook(tmp_path / "train.ipynb", *cells,
-                          parameters='data_path = ""\noutput_dir = ""')
+    return write_notebook(
+        tmp_path / "train.ipynb", *cells, parameters='data_path = ""\noutput_dir = ""'
+    )
 
 
-def test_command_trainer_is_evaluated_like_any_other(
-    tmp_path: Path, data: TrainingData
-) -> None:
+def test_command_trainer_is_evaluated_like_any_other(tmp_path: Path, data: TrainingData) -> None:
     trained = CommandTrainer(script(tmp_path, TRAINING_CODE), cwd=tmp_path).fit(data)
     assert isinstance(trained.predictor, SklearnPredictor)
     assert trained.params["reported_metrics"] == {"train_rows": 115}
@@ -122,24 +127,29 @@ def outputs(model: Path | None, metrics: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_copied_model_is_accepted(
-    tmp_path: Path, data: TrainingData, saved_models: Path
-) -> None:
+def test_copied_model_is_accepted(tmp_path: Path, data: TrainingData, saved_models: Path) -> None:
     body = outputs(saved_models / "full", '{"ok": 1}')
     trained = CommandTrainer(script(tmp_path, body)).fit(data)
     assert trained.params["reported_metrics"] == {"ok": 1}
 
 
-@pytest.mark.parametrize(("model", "metrics", "message"), [
-    (None, '{"ok": 1}', "wrote no model"),
-    ("full", None, "wrote no output_dir/metrics.json"),
-    ("full", "[1, 2]", "must hold a JSON object"),
-    ("full", "{not json", "not valid JSON"),
-    ("fewer-labels", '{"ok": 1}', r"lacks labels \['Food-Negative'\]"),
-])
+@pytest.mark.parametrize(
+    ("model", "metrics", "message"),
+    [
+        (None, '{"ok": 1}', "wrote no model"),
+        ("full", None, "wrote no output_dir/metrics.json"),
+        ("full", "[1, 2]", "must hold a JSON object"),
+        ("full", "{not json", "not valid JSON"),
+        ("fewer-labels", '{"ok": 1}', r"lacks labels \['Food-Negative'\]"),
+    ],
+)
 def test_missing_or_bad_outputs(
-    tmp_path: Path, data: TrainingData, saved_models: Path, model: str | None,
-    metrics: str | None, message: str,
+    tmp_path: Path,
+    data: TrainingData,
+    saved_models: Path,
+    model: str | None,
+    metrics: str | None,
+    message: str,
 ) -> None:
     body = outputs(None if model is None else saved_models / model, metrics)
     with pytest.raises(TrainingError, match=message):
@@ -180,7 +190,8 @@ def test_raising_notebook_is_a_training_error_with_the_cell_error(
     trainer = NotebookTrainer(
         notebook(tmp_path, "x = 1", "raise ValueError('labels are broken')"), cwd=tmp_path
     )
-    with pytest.raises(TrainingError, match=(
-        r"train\.ipynb failed in cell \d+ \(index \d\): ValueError: labels are broken"
-    )):
+    with pytest.raises(
+        TrainingError,
+        match=(r"train\.ipynb failed in cell \d+ \(index \d\): ValueError: labels are broken"),
+    ):
         trainer.fit(data)

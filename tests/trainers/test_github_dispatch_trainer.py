@@ -19,12 +19,7 @@ from typer.testing import CliRunner
 
 from driftloop.cli import app
 from driftloop.config import Config, parse_config
-from driftloop.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    InvalidInputError,
-    TrainingError,
-)
+from driftloop.errors import BackendUnavailableError, ConfigError, InvalidInputError, TrainingError
 from driftloop.objectstore import DatasetStore, Snapshot, bundled_reviews_path
 from driftloop.registry import ModelRegistry, ModelVersion
 from driftloop.scaffold import WORKFLOW_PATH, TrainingRepoOptions, render_training_repo
@@ -81,8 +76,11 @@ class FakeGithub:
         if self.reply_status is not None:
             return self.reply_status, {"message": "Server Error"}
         if headers.get("authorization") != f"Bearer {TOKEN}":
-            return 401, {"message": "Bad credentials",
-                         "documentation_url": "https://docs.github.com/rest", "status": "401"}
+            return 401, {
+                "message": "Bad credentials",
+                "documentation_url": "https://docs.github.com/rest",
+                "status": "401",
+            }
         if path != f"/repos/{REPO}/actions/workflows/{WORKFLOW}/dispatches":
             return 404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
         assert headers.get("accept") == "application/vnd.github+json"
@@ -91,11 +89,17 @@ class FakeGithub:
         body = json.loads(raw)
         unexpected = sorted(set(body.get("inputs", {})) - set(self.declared_inputs))
         if unexpected:
-            return 422, {"message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
-                         "documentation_url": DOCS, "status": "422"}
+            return 422, {
+                "message": f"Unexpected inputs provided: {json.dumps(unexpected)}",
+                "documentation_url": DOCS,
+                "status": "422",
+            }
         if body.get("ref") not in self.refs:
-            return 422, {"message": f"No ref found for: {body.get('ref')}",
-                         "documentation_url": DOCS, "status": "422"}
+            return 422, {
+                "message": f"No ref found for: {body.get('ref')}",
+                "documentation_url": DOCS,
+                "status": "422",
+            }
         assert all(isinstance(v, str) for v in body["inputs"].values())
         self.dispatches.append(Dispatch(path, headers, body))
         return 204, None
@@ -153,7 +157,8 @@ def config(tmp_path: Path) -> Config:
         f"store: sqlite:///{tmp_path / 'driftloop.db'}\n"
         f"storage: file://{tmp_path / 'storage'}\n"
         f"models:\n  {MODEL}:\n    trainer: sklearn\n    data: reviews\n",
-        base_dir=tmp_path, environ={},
+        base_dir=tmp_path,
+        environ={},
     )
 
 
@@ -169,14 +174,20 @@ def snapshot(config: Config) -> Snapshot:
 
 
 def make_trainer(
-    github: FakeGithub, registry: ModelRegistry, *, clock: ManualClock | None = None,
-    **params: Any,
+    github: FakeGithub, registry: ModelRegistry, *, clock: ManualClock | None = None, **params: Any
 ) -> GithubDispatchTrainer:
-    settings: dict[str, Any] = {"repo": REPO, "workflow": WORKFLOW, "token": TOKEN,
-                                "api_url": github.url, "poll_interval": "10s",
-                                "timeout": "5m", **params}
-    config_text = yaml.safe_dump({"models": {MODEL: {"trainer": "github_dispatch",
-                                                     "params": settings}}})
+    settings: dict[str, Any] = {
+        "repo": REPO,
+        "workflow": WORKFLOW,
+        "token": TOKEN,
+        "api_url": github.url,
+        "poll_interval": "10s",
+        "timeout": "5m",
+        **params,
+    }
+    config_text = yaml.safe_dump(
+        {"models": {MODEL: {"trainer": "github_dispatch", "params": settings}}}
+    )
     model_config = parse_config(config_text, environ={}).models[MODEL]
     if clock is None:
         return GithubDispatchTrainer.from_model_config(model_config, registry)
@@ -186,25 +197,33 @@ def make_trainer(
 
 
 def test_dispatches_the_documented_request_and_returns_the_registered_version(
-    github: FakeGithub, registry: ModelRegistry, config: Config, snapshot: Snapshot,
-    model_dir: Path,
+    github: FakeGithub, registry: ModelRegistry, config: Config, snapshot: Snapshot, model_dir: Path
 ) -> None:
     registered: list[ModelVersion] = []
     workflow_done = threading.Event()
 
     def workflow(inputs: dict[str, Any]) -> None:  # what the CI job does, a little later
-        registered.append(register_external(
-            config, inputs["model"], model_dir, trigger=f"incident:{inputs['incident_id']}",
-            trainer="github-actions", snapshot_id=inputs["dataset_snapshot"],
-        ))
+        registered.append(
+            register_external(
+                config,
+                inputs["model"],
+                model_dir,
+                trigger=f"incident:{inputs['incident_id']}",
+                trainer="github-actions",
+                snapshot_id=inputs["dataset_snapshot"],
+            )
+        )
         workflow_done.set()
 
     github.on_dispatch = workflow
     trainer = make_trainer(github, registry, poll_interval=0.05, timeout=60)
     waited: list[float] = []
     version = trainer.train_remote(
-        MODEL, incident_id="inc-7f3a", snapshot=snapshot,
-        callback_url="https://driftloop.example.com", on_wait=waited.append,
+        MODEL,
+        incident_id="inc-7f3a",
+        snapshot=snapshot,
+        callback_url="https://driftloop.example.com",
+        on_wait=waited.append,
     )
     assert workflow_done.wait(30)  # the version can be seen before the workflow returns
 
@@ -213,8 +232,12 @@ def test_dispatches_the_documented_request_and_returns_the_registered_version(
     assert dispatch.headers["authorization"] == f"Bearer {TOKEN}"
     assert dispatch.body == {
         "ref": "main",
-        "inputs": {"incident_id": "inc-7f3a", "dataset_snapshot": snapshot.snapshot_id,
-                   "callback_url": "https://driftloop.example.com", "model": MODEL},
+        "inputs": {
+            "incident_id": "inc-7f3a",
+            "dataset_snapshot": snapshot.snapshot_id,
+            "callback_url": "https://driftloop.example.com",
+            "model": MODEL,
+        },
     }
     assert [v.version for v in registered] == [version.version]  # its alias may come later
     assert version.version == 1
@@ -224,7 +247,7 @@ def test_dispatches_the_documented_request_and_returns_the_registered_version(
 
 
 def test_waits_past_versions_that_belong_to_something_else(
-    github: FakeGithub, registry: ModelRegistry, model_dir: Path,
+    github: FakeGithub, registry: ModelRegistry, model_dir: Path
 ) -> None:
     registry.register(MODEL, model_dir, trainer="sklearn", trigger="incident:inc-1")  # v1: old
     plan = ["incident:inc-10", "manual", "ci:run-9", "incident:inc-1"]  # v2 .. v5
@@ -232,8 +255,7 @@ def test_waits_past_versions_that_belong_to_something_else(
     def workflow(now: float) -> None:
         sleeps = len(clock.sleeps)
         if sleeps <= len(plan):
-            registry.register(MODEL, model_dir, trainer="github-actions",
-                              trigger=plan[sleeps - 1])
+            registry.register(MODEL, model_dir, trainer="github-actions", trigger=plan[sleeps - 1])
 
     clock = ManualClock(on_sleep=workflow)
     trainer = make_trainer(github, registry, clock=clock)
@@ -247,7 +269,7 @@ def test_waits_past_versions_that_belong_to_something_else(
 
 
 def test_a_dispatch_without_incident_is_matched_by_its_own_id(
-    github: FakeGithub, registry: ModelRegistry, model_dir: Path,
+    github: FakeGithub, registry: ModelRegistry, model_dir: Path
 ) -> None:
     def workflow(now: float) -> None:
         sent = github.dispatches[0].body["inputs"]["incident_id"]
@@ -263,8 +285,7 @@ def test_a_dispatch_without_incident_is_matched_by_its_own_id(
 
 
 def test_registration_with_the_cli_from_ci_is_found(
-    github: FakeGithub, registry: ModelRegistry, config: Config, model_dir: Path,
-    tmp_path: Path,
+    github: FakeGithub, registry: ModelRegistry, config: Config, model_dir: Path, tmp_path: Path
 ) -> None:
     config_file = tmp_path / "driftloop.yaml"
     config_file.write_text(
@@ -274,10 +295,22 @@ def test_registration_with_the_cli_from_ci_is_found(
 
     def workflow(now: float) -> None:
         if len(clock.sleeps) == 2:  # the CI job finishes while driftloop waits
-            result = CliRunner().invoke(app, [
-                "models", "register", MODEL, str(model_dir), "--trigger", "incident:inc-cli",
-                "--trainer", "github-actions", "--config", str(config_file), "--json",
-            ])
+            result = CliRunner().invoke(
+                app,
+                [
+                    "models",
+                    "register",
+                    MODEL,
+                    str(model_dir),
+                    "--trigger",
+                    "incident:inc-cli",
+                    "--trainer",
+                    "github-actions",
+                    "--config",
+                    str(config_file),
+                    "--json",
+                ],
+            )
             results.append(result.exit_code)
             assert result.exit_code == 0, result.output
 
@@ -290,14 +323,15 @@ def test_registration_with_the_cli_from_ci_is_found(
 
 
 def test_timeout_is_a_training_error_naming_the_dispatch(
-    github: FakeGithub, registry: ModelRegistry,
+    github: FakeGithub, registry: ModelRegistry
 ) -> None:
     clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock, timeout="1m", poll_interval="25s")
     waited: list[float] = []
     with pytest.raises(TrainingError) as caught:
-        trainer.train_remote(MODEL, incident_id="inc-slow", snapshot=None, callback_url=None,
-                             on_wait=waited.append)
+        trainer.train_remote(
+            MODEL, incident_id="inc-slow", snapshot=None, callback_url=None, on_wait=waited.append
+        )
     message = caught.value.message
     assert "inc-slow" in message
     assert "60s" in message
@@ -309,7 +343,7 @@ def test_timeout_is_a_training_error_naming_the_dispatch(
 
 
 def test_waiting_again_after_a_restart_keeps_the_deadline(
-    github: FakeGithub, registry: ModelRegistry, model_dir: Path,
+    github: FakeGithub, registry: ModelRegistry, model_dir: Path
 ) -> None:
     clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock, timeout="100s", poll_interval="30s")
@@ -342,13 +376,14 @@ def test_a_cancelled_wait_stops_at_once(github: FakeGithub, registry: ModelRegis
     clock = ManualClock()
     trainer = make_trainer(github, registry, clock=clock)
     with pytest.raises(CancelledError):
-        trainer.train_remote(MODEL, incident_id="inc-c", snapshot=None, callback_url=None,
-                             on_wait=on_wait)
+        trainer.train_remote(
+            MODEL, incident_id="inc-c", snapshot=None, callback_url=None, on_wait=on_wait
+        )
     assert clock.sleeps == [10.0, 10.0]
 
 
 def test_unknown_workflow_404_is_a_clear_training_error(
-    github: FakeGithub, registry: ModelRegistry,
+    github: FakeGithub, registry: ModelRegistry
 ) -> None:
     trainer = make_trainer(github, registry, workflow="deploy.yml")
     with pytest.raises(TrainingError) as caught:
@@ -365,7 +400,7 @@ def test_unknown_workflow_404_is_a_clear_training_error(
 
 
 def test_undeclared_inputs_422_is_a_clear_training_error(
-    github: FakeGithub, registry: ModelRegistry,
+    github: FakeGithub, registry: ModelRegistry
 ) -> None:
     github.declared_inputs = {"incident_id": {}}  # an older workflow
     trainer = make_trainer(github, registry)
@@ -381,31 +416,36 @@ def test_undeclared_inputs_422_is_a_clear_training_error(
 def test_unknown_ref_422_and_bad_token_401(github: FakeGithub, registry: ModelRegistry) -> None:
     with pytest.raises(TrainingError, match="No ref found for: release"):
         make_trainer(github, registry, ref="release").train_remote(
-            MODEL, incident_id="i", snapshot=None, callback_url=None)
+            MODEL, incident_id="i", snapshot=None, callback_url=None
+        )
     with pytest.raises(TrainingError, match="401: Bad credentials") as caught:
         make_trainer(github, registry, token="wrong").train_remote(
-            MODEL, incident_id="i", snapshot=None, callback_url=None)
+            MODEL, incident_id="i", snapshot=None, callback_url=None
+        )
     assert "wrong" not in caught.value.message.replace("Bad credentials", "")
 
 
 def test_server_errors_and_unreachable_github_are_backend_unavailable(
-    github: FakeGithub, registry: ModelRegistry,
+    github: FakeGithub, registry: ModelRegistry
 ) -> None:
     github.reply_status = 502
     with pytest.raises(BackendUnavailableError, match="502"):
         make_trainer(github, registry).train_remote(
-            MODEL, incident_id="i", snapshot=None, callback_url=None)
+            MODEL, incident_id="i", snapshot=None, callback_url=None
+        )
     with pytest.raises(BackendUnavailableError, match="cannot reach GitHub"):
         make_trainer(github, registry, api_url="http://127.0.0.1:9").train_remote(
-            MODEL, incident_id="i", snapshot=None, callback_url=None)
+            MODEL, incident_id="i", snapshot=None, callback_url=None
+        )
 
 
 def test_an_incident_id_that_cannot_be_an_input_is_refused_before_dispatching(
-    github: FakeGithub, registry: ModelRegistry,
+    github: FakeGithub, registry: ModelRegistry
 ) -> None:
     with pytest.raises(InvalidInputError, match="without spaces"):
         make_trainer(github, registry).train_remote(
-            MODEL, incident_id="two words", snapshot=None, callback_url=None)
+            MODEL, incident_id="two words", snapshot=None, callback_url=None
+        )
     assert github.dispatches == []
 
 
@@ -442,7 +482,7 @@ def test_params_come_from_the_model_config_with_the_token_from_the_environment(
     ],
 )
 def test_bad_params_are_config_errors(
-    registry: ModelRegistry, params: dict[str, Any], expected: str,
+    registry: ModelRegistry, params: dict[str, Any], expected: str
 ) -> None:
     text = yaml.safe_dump({"models": {"m": {"trainer": "github_dispatch", "params": params}}})
     model_config = parse_config(text, environ={}).models["m"]

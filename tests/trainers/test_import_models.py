@@ -50,9 +50,15 @@ def save_tiny_bert(directory: Path) -> Path:
     tokenizer = transformers.BertTokenizer(vocab_file=str(vocabulary))
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64,
-        id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+        vocab_size=len(WORDS) + 5,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     transformers.BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
@@ -62,7 +68,8 @@ def project(tmp_path: Path, models: str) -> Path:
     path = tmp_path / "driftloop.yaml"
     path.write_text(
         f"store: sqlite:///{tmp_path}/driftloop.db\nstorage: file://{tmp_path}/storage\n"
-        f"models:\n{models}\n")
+        f"models:\n{models}\n"
+    )
     return path
 
 
@@ -72,14 +79,16 @@ def register(config_path: Path, *args: str) -> tuple[int, str]:
 
 
 def test_a_hugging_face_checkpoint_is_registered_and_served_with_its_own_answers(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     checkpoint = save_tiny_bert(tmp_path / "checkpoint")
     before = sorted(path.name for path in checkpoint.iterdir())
     reference = tmp_path / "reference.csv"
     reference.write_text("text,label\n" + "\n".join(f"{t},positive" for t in TEXTS) + "\n")
     config_path = project(tmp_path, "  reviews: {}")
-    code, output = register(config_path, "reviews", str(checkpoint), "--reference",
-                            str(reference), "--json")
+    code, output = register(
+        config_path, "reviews", str(checkpoint), "--reference", str(reference), "--json"
+    )
     assert code == 0, output
     assert output.startswith("{"), output[:600]
     registered = json.loads(output)
@@ -89,8 +98,10 @@ def test_a_hugging_face_checkpoint_is_registered_and_served_with_its_own_answers
     assert params["inputs"] == {"kind": "text"}
     assert params["output"] == "classification"
     assert params["reference"] == {
-        "file": "reference.csv", "rows": 3,
-        "sha256": hashlib.sha256(reference.read_bytes()).hexdigest()}
+        "file": "reference.csv",
+        "rows": 3,
+        "sha256": hashlib.sha256(reference.read_bytes()).hexdigest(),
+    }
     config = load_config(config_path)
     version = ModelRegistry.from_config(config).get_version("reviews", 1)
     assert version.reference is not None
@@ -99,28 +110,41 @@ def test_a_hugging_face_checkpoint_is_registered_and_served_with_its_own_answers
     # the served answers are the checkpoint's own
     model = transformers.BertForSequenceClassification.from_pretrained(checkpoint)
     tokens = transformers.BertTokenizer.from_pretrained(checkpoint)(
-        TEXTS, padding=True, return_tensors="pt")
+        TEXTS, padding=True, return_tensors="pt"
+    )
     with torch.inference_mode():
         expected = torch.softmax(model(**tokens).logits, dim=-1).numpy()
-    key = ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(
-        Scope.PREDICT).key
+    key = (
+        ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(Scope.PREDICT).key
+    )
     served = _predict(create_app(config, poll=False), key, TEXTS)
     np.testing.assert_allclose(
         [[p["probabilities"]["negative"], p["probabilities"]["positive"]] for p in served],
-        expected, atol=1e-5)
+        expected,
+        atol=1e-5,
+    )
 
 
 def _predict(app: Any, key: str, texts: list[str]) -> list[dict[str, Any]]:
     async def call() -> list[dict[str, Any]]:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
             headers = {"Authorization": f"Bearer {key}"}
-            v1 = await http.post("/v1/models/reviews/predict", json={"texts": texts},
-                                 headers=headers)
+            v1 = await http.post(
+                "/v1/models/reviews/predict", json={"texts": texts}, headers=headers
+            )
             assert v1.status_code == 200, v1.text
-            v2 = await http.post("/v2/models/reviews/infer", headers=headers, json={
-                "inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES",
-                            "data": texts}]})
+            v2 = await http.post(
+                "/v2/models/reviews/infer",
+                headers=headers,
+                json={
+                    "inputs": [
+                        {"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}
+                    ]
+                },
+            )
             assert v2.status_code == 200, v2.text
             classes = next(o for o in v2.json()["outputs"] if o["name"] == "class")["data"]
             predictions: list[dict[str, Any]] = v1.json()["predictions"]
@@ -131,7 +155,8 @@ def _predict(app: Any, key: str, texts: list[str]) -> list[dict[str, Any]]:
 
 
 def test_a_reference_file_profiles_a_record_model_and_bad_ones_register_nothing(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     model = write_regression_model(tmp_path / "spend", slope=2.0)
     config_path = project(tmp_path, "  spend: {}")
     missing = tmp_path / "missing.jsonl"
@@ -143,15 +168,16 @@ def test_a_reference_file_profiles_a_record_model_and_bad_ones_register_nothing(
     assert ModelRegistry.from_config(config).list_versions("spend") == []
 
     reference = tmp_path / "reference.jsonl"
-    reference.write_text("".join(json.dumps({"tenure_months": months}) + "\n"
-                                 for months in (0, 5, 10)))
-    code, output = register(config_path, "spend", str(model), "--reference", str(reference),
-                            "--json")
+    reference.write_text(
+        "".join(json.dumps({"tenure_months": months}) + "\n" for months in (0, 5, 10))
+    )
+    code, output = register(
+        config_path, "spend", str(model), "--reference", str(reference), "--json"
+    )
     assert code == 0, output
     version = ModelRegistry.from_config(config).get_version("spend", 1)
     assert version.params["output"] == "regression"
-    assert [f["name"] for f in version.params["inputs"]["features"]] == [
-        "tenure_months", "promo"]
+    assert [f["name"] for f in version.params["inputs"]["features"]] == ["tenure_months", "promo"]
     assert version.reference is not None
     assert version.reference.inputs[PREDICTION] == [10.0, 20.0, 30.0]
 
@@ -179,24 +205,34 @@ def save_mlflow(directory: Path, model: Any, inputs: list[Any], outputs: list[An
     with warnings.catch_warnings():  # MLflow's advice on type hints and input examples
         warnings.simplefilter("ignore", UserWarning)
         mlflow.pyfunc.save_model(
-            str(directory), python_model=model, pip_requirements=[],
-            signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)))
+            str(directory),
+            python_model=model,
+            pip_requirements=[],
+            signature=ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs)),
+        )
     return directory
 
 
-def test_mlflow_pyfunc_models_are_registered_and_served_by_mlflows_loader(
-        tmp_path: Path) -> None:
-    spend = save_mlflow(tmp_path / "spend", SpendModel(),
-                        [ColSpec("long", "tenure_months"),
-                         ColSpec("boolean", "promo", required=False)],
-                        [ColSpec("double", "value")])
-    tone = save_mlflow(tmp_path / "tone", ToneModel(), [ColSpec("string", "text")],
-                       [ColSpec("double", "negative"), ColSpec("double", "positive")])
+def test_mlflow_pyfunc_models_are_registered_and_served_by_mlflows_loader(tmp_path: Path) -> None:
+    spend = save_mlflow(
+        tmp_path / "spend",
+        SpendModel(),
+        [ColSpec("long", "tenure_months"), ColSpec("boolean", "promo", required=False)],
+        [ColSpec("double", "value")],
+    )
+    tone = save_mlflow(
+        tmp_path / "tone",
+        ToneModel(),
+        [ColSpec("string", "text")],
+        [ColSpec("double", "negative"), ColSpec("double", "positive")],
+    )
     config_path = project(tmp_path, "  spend: {}\n  tone: {}")
     reference = tmp_path / "reference.csv"
     reference.write_text("tenure_months\n1\n4\n")
-    for name, directory, extra in (("spend", spend, ["--reference", str(reference)]),
-                                   ("tone", tone, [])):
+    for name, directory, extra in (
+        ("spend", spend, ["--reference", str(reference)]),
+        ("tone", tone, []),
+    ):
         code, output = register(config_path, name, str(directory), *extra)
         assert code == 0, output
     config = load_config(config_path)
@@ -205,40 +241,53 @@ def test_mlflow_pyfunc_models_are_registered_and_served_by_mlflows_loader(
     assert spent.params["predictor"] == "mlflow"
     assert spent.params["inputs"]["features"] == [
         {"name": "tenure_months", "type": "integer", "optional": False},
-        {"name": "promo", "type": "boolean", "optional": True}]
+        {"name": "promo", "type": "boolean", "optional": True},
+    ]
     assert spent.reference is not None
     assert spent.reference.inputs[PREDICTION] == [12.0, 18.0]
     assert registry.get_version("tone", 1).params["inputs"] == {"kind": "text"}
-    key = ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(
-        Scope.PREDICT).key
+    key = (
+        ApiKeyStore(open_database(config.store, base_dir=config.base_dir)).create(Scope.PREDICT).key
+    )
 
     async def call() -> None:
         app = create_app(config, poll=False)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
             headers = {"Authorization": f"Bearer {key}"}
-            values = await http.post("/v1/models/spend/predict", headers=headers,
-                                     json={"records": [{"tenure_months": 3}]})
+            values = await http.post(
+                "/v1/models/spend/predict",
+                headers=headers,
+                json={"records": [{"tenure_months": 3}]},
+            )
             assert values.status_code == 200, values.text
             assert values.json()["predictions"][0]["value"] == 16.0
-            classes = await http.post("/v1/models/tone/predict", headers=headers,
-                                      json={"texts": ["good food", "meh"]})
+            classes = await http.post(
+                "/v1/models/tone/predict", headers=headers, json={"texts": ["good food", "meh"]}
+            )
             assert classes.status_code == 200, classes.text
-            assert [p["class"] for p in classes.json()["predictions"]] == [
-                "positive", "negative"]
+            assert [p["class"] for p in classes.json()["predictions"]] == ["positive", "negative"]
 
     anyio.run(call)
 
 
-@pytest.mark.parametrize(("files", "words"), [
-    ({"weights.bin": ""}, "no driftloop-model.json"),
-    ({"MLmodel": "flavors: {}"}, "MLflow cannot load"),
-    ({"config.json": json.dumps({"architectures": ["BertModel"]})}, "not a sequence-class"),
-    ({"config.json": json.dumps({"architectures": ["BertForSequenceClassification"]})},
-     "holds no tokenizer"),
-])
-def test_directories_that_are_no_model_are_refused(tmp_path: Path, files: dict[str, str],
-                                                   words: str) -> None:
+@pytest.mark.parametrize(
+    ("files", "words"),
+    [
+        ({"weights.bin": ""}, "no driftloop-model.json"),
+        ({"MLmodel": "flavors: {}"}, "MLflow cannot load"),
+        ({"config.json": json.dumps({"architectures": ["BertModel"]})}, "not a sequence-class"),
+        (
+            {"config.json": json.dumps({"architectures": ["BertForSequenceClassification"]})},
+            "holds no tokenizer",
+        ),
+    ],
+)
+def test_directories_that_are_no_model_are_refused(
+    tmp_path: Path, files: dict[str, str], words: str
+) -> None:
     directory = tmp_path / "model"
     directory.mkdir()
     for name, text in files.items():

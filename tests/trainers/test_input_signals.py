@@ -33,7 +33,8 @@ def trained() -> TrainedModel:
     reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
     sample = reviews.groupby("label", group_keys=False).sample(60, random_state=0)
     return SklearnTrainer(SklearnParams(c_grid=[4.0])).fit(
-        TrainingData(sample.reset_index(drop=True)))
+        TrainingData(sample.reset_index(drop=True))
+    )
 
 
 def test_the_sklearn_model_measures_unknown_words_and_keeps_them_after_loading(
@@ -80,6 +81,9 @@ def test_a_drift_monitor_on_oov_rate_tests_against_that_reference(trained: Train
 
 def test_a_metric_without_a_reference_sample_names_the_known_ones(trained: TrainedModel) -> None:
     assert trained.reference is not None
-    with pytest.raises(ConfigError, match=r"no reference sample for metric 'latency_ms'.*"
-                                          r"'oov_rate'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no reference sample for metric 'latency_ms'.*"
+        r"'oov_rate'",
+    ):
         build_detector(DetectorConfig(algorithm="ks"), trained.reference, metric="latency_ms")

@@ -15,8 +15,13 @@ from driftloop.testing.predictors import KeywordPredictor
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnTrainer
 
-TEXTS = ["the soup was cold and the waiter rude", "delicious fresh bread, friendly staff",
-         "", "slow", "an ordinary meal at an ordinary price, nothing to write home about"]
+TEXTS = [
+    "the soup was cold and the waiter rude",
+    "delicious fresh bread, friendly staff",
+    "",
+    "slow",
+    "an ordinary meal at an ordinary price, nothing to write home about",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +45,25 @@ def test_transformers_predictor(sample: pd.DataFrame, tmp_path: Path) -> None:
     vocab_file = tmp_path / "vocab.txt"
     vocab_file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
     torch.manual_seed(0)
-    encoder = BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=16,
-                                   num_hidden_layers=1, num_attention_heads=2,
-                                   intermediate_size=32, max_position_embeddings=32))
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=5 + len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=32,
+        )
+    )
     labels = sorted(sample["label"].unique())
     predictor = TransformersPredictor(
-        labels, 1.3, model=PooledClassifierModule(encoder, len(labels)),
-        tokenizer=BertTokenizer(str(vocab_file)), max_length=32, threads=1)
+        labels,
+        1.3,
+        model=PooledClassifierModule(encoder, len(labels)),
+        tokenizer=BertTokenizer(str(vocab_file)),
+        max_length=32,
+        threads=1,
+    )
     check_predictor(PredictorSubject(predictor, TEXTS, tolerance=1e-5))
 
 

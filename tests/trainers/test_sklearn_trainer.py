@@ -62,7 +62,10 @@ def test_save_and_load_give_identical_outputs(tmp_path: Path) -> None:
     assert manifest["temperature"] == trained.predictor.temperature
     assert [f["name"] for f in manifest["features"]] == ["word", "char"]
     assert sorted(p.suffix for p in (tmp_path / "model").iterdir()) == [
-        ".json", ".json", ".json", *[".npy"] * 8,  # 4 of them the input-drift embedding's
+        ".json",
+        ".json",
+        ".json",
+        *[".npy"] * 8,  # 4 of them the input-drift embedding's
     ]
     loaded = load_predictor(tmp_path / "model")
     assert isinstance(loaded, SklearnPredictor)

@@ -39,27 +39,41 @@ def test_train_prints_a_summary_table(tmp_path: Path) -> None:
     config = small_project(tmp_path)
     result = runner.invoke(app, ["train", "tiny", "-c", str(config)])
     assert result.exit_code == 0, result.output
-    for row in ("accuracy", "macro-F1", "ECE before calibration", "ECE after calibration",
-                "hash", "version", "data snapshot"):
+    for row in (
+        "accuracy",
+        "macro-F1",
+        "ECE before calibration",
+        "ECE after calibration",
+        "hash",
+        "version",
+        "data snapshot",
+    ):
         assert row in result.stdout
-    as_json = runner.invoke(app, ["train", "tiny", "-c", str(config), "--json",
-                                  "--trigger", "ci:5"])
+    as_json = runner.invoke(
+        app, ["train", "tiny", "-c", str(config), "--json", "--trigger", "ci:5"]
+    )
     assert as_json.exit_code == 0, as_json.output
     version = json.loads(as_json.stdout)
     assert version["version"] == 2
     assert version["trigger"] == "ci:5"
     assert version["parent_version"] == 1
     assert version["seconds"] > 0
-    assert set(version["evaluation"]) >= {"accuracy", "macro_f1", "ece",
-                                          "ece_before_calibration", "per_class_f1"}
+    assert set(version["evaluation"]) >= {
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "ece_before_calibration",
+        "per_class_f1",
+    }
 
 
 def test_train_errors_are_one_line(tmp_path: Path) -> None:
     config = small_project(tmp_path)
     result = runner.invoke(app, ["train", "broken", "-c", str(config)])
     assert result.exit_code == 1
-    assert ("unknown trainer name 'nonexistent'; known: command, github_dispatch, notebook"
-            in flat(result.output))
+    assert "unknown trainer name 'nonexistent'; known: command, github_dispatch, notebook" in flat(
+        result.output
+    )
     missing = runner.invoke(app, ["train", "tiny", "--data", "nope", "-c", str(config)])
     assert missing.exit_code == 1
     assert "no snapshot 'nope'" in flat(missing.output)

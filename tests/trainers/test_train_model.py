@@ -9,12 +9,7 @@ import pandas as pd
 import pytest
 
 from driftloop.config import Config, load_config
-from driftloop.errors import (
-    ConfigError,
-    InvalidInputError,
-    NotFoundError,
-    TrainingError,
-)
+from driftloop.errors import ConfigError, InvalidInputError, NotFoundError, TrainingError
 from driftloop.objectstore import DatasetStore, bundled_reviews_path
 from driftloop.registry import ModelRegistry
 from driftloop.trainers.training import register_external, train_model
@@ -44,11 +39,19 @@ def review_sample(rows_per_class: int, seed: int = 0) -> pd.DataFrame:
 def config(tmp_path: Path) -> Config:
     (tmp_path / "driftloop.yaml").write_text(CONFIG)
     notebook = {
-        "cells": [{"cell_type": "code", "execution_count": None, "id": "raises",
-                   "metadata": {}, "outputs": [],
-                   "source": "raise RuntimeError('cell exploded')"}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "raises",
+                "metadata": {},
+                "outputs": [],
+                "source": "raise RuntimeError('cell exploded')",
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -141,8 +144,13 @@ def test_register_external_model_from_ci(config: Config, tmp_path: Path) -> None
     evaluation_file.write_text(json.dumps({"evaluation": trained_here.evaluation.to_dict()}))
     snapshot = DatasetStore.from_config(config).newest("small")
     version = register_external(
-        config, "tiny", directory, trigger="ci:981", trainer="notebook",
-        snapshot_id=snapshot.snapshot_id, evaluation_file=evaluation_file,
+        config,
+        "tiny",
+        directory,
+        trigger="ci:981",
+        trainer="notebook",
+        snapshot_id=snapshot.snapshot_id,
+        evaluation_file=evaluation_file,
     )
     assert version.version == 2
     assert version.trigger == "ci:981"

@@ -36,8 +36,10 @@ def saved_model(data: TrainingData, tmp_path_factory: pytest.TempPathFactory) ->
 
 def copy_model(saved: Path) -> str:
     """User code that 'trains' by copying a saved model into place, with its metrics."""
-    return (f"import shutil\nshutil.copytree({str(saved)!r}, output_dir + '/model')\n"
-            "open(output_dir + '/metrics.json', 'w').write('{\"copied\": 1}')\n")
+    return (
+        f"import shutil\nshutil.copytree({str(saved)!r}, output_dir + '/model')\n"
+        "open(output_dir + '/metrics.json', 'w').write('{\"copied\": 1}')\n"
+    )
 
 
 def test_sklearn_trainer(data: TrainingData) -> None:
@@ -54,22 +56,40 @@ def test_command_trainer(data: TrainingData, saved_model: Path, tmp_path: Path) 
 def test_notebook_trainer(data: TrainingData, saved_model: Path, tmp_path: Path) -> None:
     cells = [('data_path = ""\noutput_dir = ""', ["parameters"]), (copy_model(saved_model), [])]
     notebook = tmp_path / "train.ipynb"
-    notebook.write_text(json.dumps({
-        "cells": [{"cell_type": "code", "execution_count": None, "id": f"cell-{i}",
-                   "metadata": {"tags": tags}, "outputs": [], "source": source}
-                  for i, (source, tags) in enumerate(cells)],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                    "language": "python"}, "language_info": {"name": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }))
+    notebook.write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "execution_count": None,
+                        "id": f"cell-{i}",
+                        "metadata": {"tags": tags},
+                        "outputs": [],
+                        "source": source,
+                    }
+                    for i, (source, tags) in enumerate(cells)
+                ],
+                "metadata": {
+                    "kernelspec": {
+                        "name": "python3",
+                        "display_name": "Python 3",
+                        "language": "python",
+                    },
+                    "language_info": {"name": "python"},
+                },
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     check_trainer(TrainerSubject(lambda: NotebookTrainer(notebook, cwd=tmp_path), data))
 
 
 class UncheckedTrainer(SklearnTrainer):
     """Hands an empty dataset to scikit-learn as it is: what the suite is there to catch."""
 
-    def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None
-            ) -> TrainedModel:
+    def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None) -> TrainedModel:
         first_text = data.frame["text"].tolist()[:1]
         if not first_text:
             raise IndexError("list index out of range")  # as scikit-learn would, unexplained
@@ -78,5 +98,4 @@ class UncheckedTrainer(SklearnTrainer):
 
 def test_the_suite_catches_an_unexplained_error_on_empty_data(data: TrainingData) -> None:
     with pytest.raises(ConformanceError, match=r"refuses_an_empty_dataset.*IndexError"):
-        check_trainer(TrainerSubject(lambda: UncheckedTrainer(SklearnParams(c_grid=[1.0])),
-                                     data))
+        check_trainer(TrainerSubject(lambda: UncheckedTrainer(SklearnParams(c_grid=[1.0])), data))

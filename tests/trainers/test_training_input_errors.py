@@ -12,10 +12,14 @@ from driftloop.trainers.sklearn import SklearnTrainer
 
 
 def rows(labels: list[str], per_label: int = 6) -> pd.DataFrame:
-    return pd.DataFrame({
-        "text": [f"review number {i} about {label}" for label in labels for i in range(per_label)],
-        "label": [label for label in labels for _ in range(per_label)],
-    })
+    return pd.DataFrame(
+        {
+            "text": [
+                f"review number {i} about {label}" for label in labels for i in range(per_label)
+            ],
+            "label": [label for label in labels for _ in range(per_label)],
+        }
+    )
 
 
 def test_empty_dataset() -> None:
@@ -58,10 +62,7 @@ def test_class_too_small_to_split() -> None:
 
 
 def test_blank_rows_are_dropped_and_counted() -> None:
-    frame = pd.concat([
-        rows(["a", "b"]),
-        pd.DataFrame({"text": ["", "text"], "label": ["a", ""]}),
-    ])
+    frame = pd.concat([rows(["a", "b"]), pd.DataFrame({"text": ["", "text"], "label": ["a", ""]})])
     checked = check_training_data(TrainingData(frame))
     assert checked.labels == ("a", "b")
     assert checked.dropped_rows == 2

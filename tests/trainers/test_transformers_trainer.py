@@ -79,8 +79,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_reviews: pd.
 def trainer(base: Path | None, **params: Any) -> TransformersTrainer:
     settings: dict[str, Any] = {"max_length": 48, "eval_batch_size": 16, **params}
     return TransformersTrainer(
-        ModelConfig(trainer="transformers", base_model=None if base is None else str(base),
-                    params=settings)
+        ModelConfig(
+            trainer="transformers", base_model=None if base is None else str(base), params=settings
+        )
     )
 
 
@@ -158,8 +159,7 @@ def test_full_mode_fine_tunes_every_layer_and_round_trips(
     tiny_checkpoint: Path, small_reviews: pd.DataFrame, tmp_path: Path
 ) -> None:
     model = trainer(
-        tiny_checkpoint, mode="full", epochs=2, batch_size=16, max_train_rows=32,
-        learning_rate=1e-3,
+        tiny_checkpoint, mode="full", epochs=2, batch_size=16, max_train_rows=32, learning_rate=1e-3
     ).fit(TrainingData(small_reviews))
 
     assert model.params["mode"] == "full"
@@ -176,7 +176,11 @@ def test_head_mode_with_train_layers_tunes_only_the_top_layers(
     tiny_checkpoint: Path, small_reviews: pd.DataFrame, tmp_path: Path
 ) -> None:
     model = trainer(
-        tiny_checkpoint, mode="head", train_layers=1, epochs=1, max_train_rows=32,
+        tiny_checkpoint,
+        mode="head",
+        train_layers=1,
+        epochs=1,
+        max_train_rows=32,
         learning_rate=1e-3,
     ).fit(TrainingData(small_reviews))
 
@@ -196,7 +200,8 @@ def test_head_learns_classes_the_encoder_separates(tiny_checkpoint: Path) -> Non
     rng = np.random.default_rng(0)
     rows = [
         {"text": " ".join(rng.choice(words, size=4)), "label": label}
-        for label, words in CLASS_WORDS.items() for _ in range(40)
+        for label, words in CLASS_WORDS.items()
+        for _ in range(40)
     ]
     frame = pd.DataFrame(rows)
 
@@ -222,9 +227,12 @@ def test_progress_reports_every_stage_up_to_done(
 
 
 def test_custom_columns_and_non_string_labels(tiny_checkpoint: Path) -> None:
-    frame = pd.DataFrame({"body": [f"review number {i} good" if i % 2 else f"bad {i}"
-                                   for i in range(40)],
-                          "stars": [1 + i % 2 for i in range(40)]})
+    frame = pd.DataFrame(
+        {
+            "body": [f"review number {i} good" if i % 2 else f"bad {i}" for i in range(40)],
+            "stars": [1 + i % 2 for i in range(40)],
+        }
+    )
     model = trainer(tiny_checkpoint).fit(
         TrainingData(frame, text_column="body", label_column="stars")
     )
@@ -262,14 +270,15 @@ def test_bad_params_are_config_errors(params: dict[str, Any], message: str) -> N
         TransformersTrainer(ModelConfig(trainer="transformers", params=params))
 
 
-def test_unknown_base_models_are_config_errors(
-    small_reviews: pd.DataFrame, tmp_path: Path
-) -> None:
+def test_unknown_base_models_are_config_errors(small_reviews: pd.DataFrame, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         trainer(tmp_path / "no-such-model").fit(TrainingData(small_reviews))
     offline_hub_name = TransformersTrainer(
-        ModelConfig(trainer="transformers", base_model="driftloop-tests/no-such-model",
-                    params={"offline": True})
+        ModelConfig(
+            trainer="transformers",
+            base_model="driftloop-tests/no-such-model",
+            params={"offline": True},
+        )
     )
     with pytest.raises(ConfigError, match="cannot load base_model"):
         offline_hub_name.fit(TrainingData(small_reviews))
@@ -284,8 +293,10 @@ def test_tampered_checkpoints_fail_to_load(
     head_path = directory / HEAD_FILE
     head = load_file(str(head_path))
 
-    save_file({"weight": head["weight"][:2].contiguous(), "bias": head["bias"][:2].contiguous()},
-              str(head_path))
+    save_file(
+        {"weight": head["weight"][:2].contiguous(), "bias": head["bias"][:2].contiguous()},
+        str(head_path),
+    )
     with pytest.raises(IntegrityError, match="does not fit"):
         load_predictor(directory)
 
@@ -331,9 +342,7 @@ def test_missing_extra_names_the_install_line() -> None:
 def test_packaged_minilm_checkpoint_learns_offline() -> None:
     """The default base model loads from the installed package and beats chance (1/6)."""
     frame = reviews(per_class=34, seed=1)  # ~200 rows
-    model = trainer(None, mode="head", max_length=64, eval_batch_size=64).fit(
-        TrainingData(frame)
-    )
+    model = trainer(None, mode="head", max_length=64, eval_batch_size=64).fit(TrainingData(frame))
 
     assert model.params["base_model"] == str(default_base_model())
     assert model.evaluation.accuracy > 0.4

@@ -36,8 +36,20 @@ EXIT_USAGE = 2
 EXIT_LOOP_NOT_CLOSED = 3
 EXIT_PORT_IN_USE = 4
 
-SERVER_MODULES = frozenset({"fastapi", "starlette", "uvicorn", "prometheus_client", "sklearn",
-                            "scipy", "pandas", "fsspec", "slack_sdk", "matplotlib"})
+SERVER_MODULES = frozenset(
+    {
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "prometheus_client",
+        "sklearn",
+        "scipy",
+        "pandas",
+        "fsspec",
+        "slack_sdk",
+        "matplotlib",
+    }
+)
 """Modules of the ``server`` extra: a command that needs one says how to install it."""
 
 
@@ -103,8 +115,9 @@ def report_error(kind: str, message: str, exit_code: int) -> typer.Exit:
     return the :class:`typer.Exit` to raise."""
     message = _redactor.redact(message)
     if _json_output:
-        sys.stdout.write(json.dumps({"error": {"type": kind, "message": message,
-                                               "exit_code": exit_code}}) + "\n")
+        sys.stdout.write(
+            json.dumps({"error": {"type": kind, "message": message, "exit_code": exit_code}}) + "\n"
+        )
         sys.stdout.flush()
     else:
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
@@ -132,7 +145,9 @@ class DriftloopGroup(TyperGroup):
             raise report_error(
                 "MissingExtraError",
                 f"this command needs the server extra ({exc.name} is not installed): "
-                "pip install 'driftloop[server]'", EXIT_ERROR) from None
+                "pip install 'driftloop[server]'",
+                EXIT_ERROR,
+            ) from None
         except UsageError as exc:
             if not _json_output:
                 raise
@@ -157,8 +172,13 @@ app = typer.Typer(
 
 @app.callback()
 def main_options(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print the driftloop version and exit."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the driftloop version and exit.",
+    ),
 ) -> None:
     """driftloop keeps a deployed model from drifting: serve → report insights → monitor →
     notify → retrain → gate → deploy → verify."""
@@ -169,12 +189,19 @@ ConfigOption = typer.Option(
     None, "--config", "-c", help="Path to driftloop.yaml (default: found from the current dir)."
 )
 LogLevelOption = typer.Option(
-    None, "--log-level", help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: logging.level, "
-    "INFO).")
+    None,
+    "--log-level",
+    help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: logging.level, INFO).",
+)
 LogFormatOption = typer.Option(
-    None, "--log-format", help="text or json, one line each (default: logging.format, text).")
-JsonOption = typer.Option(False, "--json", callback=_remember_json,
-                          help="Print machine-readable JSON (errors too: see docs/cli.md).")
+    None, "--log-format", help="text or json, one line each (default: logging.format, text)."
+)
+JsonOption = typer.Option(
+    False,
+    "--json",
+    callback=_remember_json,
+    help="Print machine-readable JSON (errors too: see docs/cli.md).",
+)
 
 
 def sub_app(name: str, help: str) -> typer.Typer:
@@ -184,16 +211,20 @@ def sub_app(name: str, help: str) -> typer.Typer:
     return group
 
 
-def load_for_service(config_path: Path | None, log_level: str | None,
-                     log_format: str | None) -> Config:
+def load_for_service(
+    config_path: Path | None, log_level: str | None, log_format: str | None
+) -> Config:
     """The config of a long-running command, with driftloop's logging set up from it."""
     from driftloop.logs import configure_from
 
     config = load(config_path)
     level, chosen_format = configure_from(config, log_level, log_format)
     # the options travel with the config: `serve --workers N` hands it to its worker processes
-    return config.model_copy(update={"logging": config.logging.model_copy(
-        update={"level": level, "format": chosen_format})})
+    return config.model_copy(
+        update={
+            "logging": config.logging.model_copy(update={"level": level, "format": chosen_format})
+        }
+    )
 
 
 def load(config_path: Path | None) -> Config:

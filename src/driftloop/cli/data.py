@@ -53,20 +53,32 @@ def data_ls(
             return
         table = Table("snapshot", "created", "rows", "hash", "columns", title=dataset)
         for s in snapshots:
-            table.add_row(s.snapshot_id, s.created_at.isoformat(timespec="seconds"),
-                          str(s.row_count), s.content_hash[:12], ", ".join(s.columns))
+            table.add_row(
+                s.snapshot_id,
+                s.created_at.isoformat(timespec="seconds"),
+                str(s.row_count),
+                s.content_hash[:12],
+                ", ".join(s.columns),
+            )
         console.print(table if snapshots else f"dataset {dataset!r} has no snapshots")
         return
     listed = [(name, store.list(name)) for name in store.datasets()]
     if as_json:
-        print_json([
-            {"dataset": name, "snapshots": len(snapshots), "newest": snapshots[-1].to_dict()}
-            for name, snapshots in listed
-        ])
+        print_json(
+            [
+                {"dataset": name, "snapshots": len(snapshots), "newest": snapshots[-1].to_dict()}
+                for name, snapshots in listed
+            ]
+        )
         return
     table = Table("dataset", "snapshots", "newest snapshot", "rows", "created")
     for name, snapshots in listed:
         newest = snapshots[-1]
-        table.add_row(name, str(len(snapshots)), newest.snapshot_id, str(newest.row_count),
-                      newest.created_at.isoformat(timespec="seconds"))
+        table.add_row(
+            name,
+            str(len(snapshots)),
+            newest.snapshot_id,
+            str(newest.row_count),
+            newest.created_at.isoformat(timespec="seconds"),
+        )
     console.print(table if listed else "no datasets yet: driftloop data push FILE --dataset NAME")

@@ -33,10 +33,10 @@ def db_current(config_path: Path | None = ConfigOption, as_json: bool = JsonOpti
     elif status.state == "ahead":
         console.print("[red]newer than this driftloop[/]: upgrade driftloop", highlight=False)
     else:
-        stamped = (" (it stamps release 1's schema 0001 first)" if status.state == "release-1"
-                   else "")
-        console.print(f"[yellow]not at head[/]: run '{UPGRADE_COMMAND}'{stamped}",
-                      highlight=False)
+        stamped = (
+            " (it stamps release 1's schema 0001 first)" if status.state == "release-1" else ""
+        )
+        console.print(f"[yellow]not at head[/]: run '{UPGRADE_COMMAND}'{stamped}", highlight=False)
 
 
 @db_app.command("upgrade")
@@ -55,7 +55,9 @@ def db_upgrade(config_path: Path | None = ConfigOption, as_json: bool = JsonOpti
         return
     store = escape(upgrade.before.store)
     if upgrade.changed:
-        console.print(f"upgraded {store}: {escape(upgrade.before.described)} → "
-                      f"{upgrade.revision}", highlight=False)
+        console.print(
+            f"upgraded {store}: {escape(upgrade.before.described)} → {upgrade.revision}",
+            highlight=False,
+        )
     else:
         console.print(f"{store} is already at {upgrade.revision} (head)", highlight=False)

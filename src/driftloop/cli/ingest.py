@@ -26,9 +26,12 @@ from driftloop.cli.app import (
 @app.command()
 def ingest(
     until_idle: float | None = typer.Option(
-        None, "--until-idle", min=0.1,
+        None,
+        "--until-idle",
+        min=0.1,
         help="Exit once no message has arrived for this many seconds (default: run until "
-        "SIGTERM/SIGINT)."),
+        "SIGTERM/SIGINT).",
+    ),
     log_level: str | None = LogLevelOption,
     log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
@@ -52,18 +55,25 @@ def ingest(
     signal.signal(signal.SIGINT, on_signal)
     started = time.monotonic()
     if not as_json:
-        console.print(f"ingesting {worker.topic} from {worker.bootstrap} as group "
-                      f"{worker.settings.group_id!r} into the metric store")
+        console.print(
+            f"ingesting {worker.topic} from {worker.bootstrap} as group "
+            f"{worker.settings.group_id!r} into the metric store"
+        )
     with err_console.status("waiting for partitions") as status:
+
         def progress(stats: IngestStats) -> None:
-            status.update(f"partitions {list(stats.assigned_partitions)}: {stats.points} points "
-                          f"({stats.stored} new, {stats.duplicates} redelivered), "
-                          f"{stats.dead_letters} set aside")
+            status.update(
+                f"partitions {list(stats.assigned_partitions)}: {stats.points} points "
+                f"({stats.stored} new, {stats.duplicates} redelivered), "
+                f"{stats.dead_letters} set aside"
+            )
 
         stats = worker.run(stop, idle_exit=until_idle, on_batch=progress)
     if as_json:
         print_json({**stats.to_dict(), "seconds": round(time.monotonic() - started, 3)})
     else:
-        console.print(f"ingested {stats.points} points from {stats.messages} messages: "
-                      f"{stats.stored} new, {stats.duplicates} redelivered, "
-                      f"{stats.dead_letters} set aside")
+        console.print(
+            f"ingested {stats.points} points from {stats.messages} messages: "
+            f"{stats.stored} new, {stats.duplicates} redelivered, "
+            f"{stats.dead_letters} set aside"
+        )

@@ -40,10 +40,12 @@ def _when(moment: float | str | None) -> str:
 def up(
     host: str | None = typer.Option(None, "--host", help="Interface to bind (serving.host)."),
     port: int | None = typer.Option(None, "--port", help="Port to listen on (serving.port)."),
-    monitor_interval: float = typer.Option(5.0, "--monitor-interval",
-                                           help="Seconds between monitor evaluations."),
-    no_worker: bool = typer.Option(False, "--no-worker",
-                                   help="Do not run retrain jobs in this process."),
+    monitor_interval: float = typer.Option(
+        5.0, "--monitor-interval", help="Seconds between monitor evaluations."
+    ),
+    no_worker: bool = typer.Option(
+        False, "--no-worker", help="Do not run retrain jobs in this process."
+    ),
     log_level: str | None = LogLevelOption,
     log_format: str | None = LogFormatOption,
     config_path: Path | None = ConfigOption,
@@ -62,21 +64,29 @@ def up(
     config = follow_port(config, bind_host, bind_port)
     system = DriftloopSystem(config, SystemOptions(monitor_interval=monitor_interval))
     application = system.create_app()
-    console.print(f"driftloop up at [bold]http://{bind_host}:{bind_port}[/]: dashboard /, "
-                  f"API docs /docs; monitors every {monitor_interval:g}s"
-                  + ("" if no_worker else "; retrain worker running"))
+    console.print(
+        f"driftloop up at [bold]http://{bind_host}:{bind_port}[/]: dashboard /, "
+        f"API docs /docs; monitors every {monitor_interval:g}s"
+        + ("" if no_worker else "; retrain worker running")
+    )
     system.start_background(worker=not no_worker)
     try:
-        uvicorn.run(application, host=bind_host, port=bind_port, log_level="info",
-                    **uvicorn_options(config.serving))
+        uvicorn.run(
+            application,
+            host=bind_host,
+            port=bind_port,
+            log_level="info",
+            **uvicorn_options(config.serving),
+        )
     finally:
         system.stop_background()
 
 
 @app.command()
 def worker(
-    poll_interval: float = typer.Option(1.0, "--poll-interval",
-                                        help="Seconds between looks at the queue."),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", help="Seconds between looks at the queue."
+    ),
     once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
     log_level: str | None = LogLevelOption,
     log_format: str | None = LogFormatOption,
@@ -89,8 +99,9 @@ def worker(
     system = DriftloopSystem(config, SystemOptions(worker_poll_interval=poll_interval))
     if once:
         job = system.worker.run_once()
-        console.print("no job waiting" if job is None
-                      else f"job {job.job_id[:8]} {job.state.value}")
+        console.print(
+            "no job waiting" if job is None else f"job {job.job_id[:8]} {job.state.value}"
+        )
         return
     stop = threading.Event()
 
@@ -100,8 +111,10 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    console.print(f"worker {system.process_id} waiting for retrain jobs (leading the worker "
-                  "role, or waiting for its lease while another process leads it)")
+    console.print(
+        f"worker {system.process_id} waiting for retrain jobs (leading the worker "
+        "role, or waiting for its lease while another process leads it)"
+    )
     # only jobs: monitors and notifications run in 'driftloop up'
     system.start_background(worker=True, monitors=False, insights=False)
     try:
@@ -149,8 +162,9 @@ def _queue(config_path: Path | None) -> JobQueue:
     from driftloop.pipeline.queue import JobQueue
 
     config = load(config_path)
-    return JobQueue(open_database(config.store, base_dir=config.base_dir),
-                    cooldown=config.pipeline.cooldown)
+    return JobQueue(
+        open_database(config.store, base_dir=config.base_dir), cooldown=config.pipeline.cooldown
+    )
 
 
 @jobs_app.command("ls")
@@ -165,13 +179,19 @@ def jobs_ls(
     if as_json:
         print_json([job.to_dict() for job in jobs])
         return
-    table = Table("job", "model", "state", "incident", "attempt", "versions", "created",
-                  "alerts")
+    table = Table("job", "model", "state", "incident", "attempt", "versions", "created", "alerts")
     for job in jobs:
         versions = f"v{job.previous_version or '-'} → v{job.candidate_version or '-'}"
-        table.add_row(job.job_id[:12], job.model, job.state.value, job.incident_id or "",
-                      str(job.attempt), versions, _when(job.created_at),
-                      str(job.attached_alerts))
+        table.add_row(
+            job.job_id[:12],
+            job.model,
+            job.state.value,
+            job.incident_id or "",
+            str(job.attempt),
+            versions,
+            _when(job.created_at),
+            str(job.attached_alerts),
+        )
     console.print(table)
 
 
@@ -188,15 +208,24 @@ def jobs_show(
     if as_json:
         print_json(detail)
         return
-    console.print(f"[bold]job {detail['job_id']}[/] {detail['model']}: {detail['state']}"
-                  + (f" ({escape(str(detail['error']))})" if detail["error"] else ""))
-    console.print(f"  trigger {detail['trigger']}, attempt {detail['attempt']}: "
-                  f"{detail['reason']}", highlight=False, markup=False)
+    console.print(
+        f"[bold]job {detail['job_id']}[/] {detail['model']}: {detail['state']}"
+        + (f" ({escape(str(detail['error']))})" if detail["error"] else "")
+    )
+    console.print(
+        f"  trigger {detail['trigger']}, attempt {detail['attempt']}: {detail['reason']}",
+        highlight=False,
+        markup=False,
+    )
     for step in detail["steps"]:
-        took = "" if step["finished_at"] is None else \
-            f" {epoch_seconds(step['finished_at']) - epoch_seconds(step['started_at']):.1f}s"
-        console.print(f"  {_when(step['started_at'])} {step['step']:<14} "
-                      f"{step['outcome'] or 'running'}{took}")
+        took = (
+            ""
+            if step["finished_at"] is None
+            else f" {epoch_seconds(step['finished_at']) - epoch_seconds(step['started_at']):.1f}s"
+        )
+        console.print(
+            f"  {_when(step['started_at'])} {step['step']:<14} {step['outcome'] or 'running'}{took}"
+        )
         for line in (step["log"] or "").splitlines():
             console.print(f"      {line}", highlight=False, markup=False)
 
@@ -218,10 +247,7 @@ def jobs_cancel(
 
 
 @app.command()
-def status(
-    config_path: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
+def status(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """One screen: what is serving, monitor states, open incidents, active jobs."""
     from driftloop.cli.monitors import read_only_engine
     from driftloop.pipeline.queue import JobQueue
@@ -231,19 +257,30 @@ def status(
     registry = ModelRegistry.from_config(config)
     engine = read_only_engine(config)
     known = set(registry.list_models())
-    models = [{"model": name, "aliases": registry.aliases(name) if name in known else {}}
-              for name in sorted(config.models)]
+    models = [
+        {"model": name, "aliases": registry.aliases(name) if name in known else {}}
+        for name in sorted(config.models)
+    ]
     monitors = [s.to_dict() for s in engine.status()]
     incidents = [i.to_dict() for i in engine.list_incidents(status="open")]
     queue = JobQueue(engine.database, cooldown=config.pipeline.cooldown)
     jobs = [j.to_dict() for j in queue.list(limit=10) if not j.state.finished]
     if as_json:
-        print_json({"models": models, "monitors": monitors, "open_incidents": incidents,
-                    "active_jobs": jobs})
+        print_json(
+            {
+                "models": models,
+                "monitors": monitors,
+                "open_incidents": incidents,
+                "active_jobs": jobs,
+            }
+        )
         return
     for name in sorted(config.models):
-        shown = ", ".join(f"{k}=v{v}" for k, v in sorted(
-            registry.aliases(name).items())) if name in known else ""
+        shown = (
+            ", ".join(f"{k}=v{v}" for k, v in sorted(registry.aliases(name).items()))
+            if name in known
+            else ""
+        )
         console.print(f"[bold]{name}[/]: {shown or 'no versions yet'}")
     for monitor in monitors:
         groups = ", ".join(f"{g['state']}" for g in monitor.get("groups", [])) or "no data yet"

@@ -39,13 +39,15 @@ def models_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOptio
     for name in registry.list_models():
         versions = registry.list_versions(name)
         latest = versions[-1]
-        rows.append({
-            "name": name,
-            "versions": len(versions),
-            "latest_version": latest.version,
-            "latest_created_at": latest.created_at.isoformat(),
-            "aliases": registry.aliases(name),
-        })
+        rows.append(
+            {
+                "name": name,
+                "versions": len(versions),
+                "latest_version": latest.version,
+                "latest_created_at": latest.created_at.isoformat(),
+                "aliases": registry.aliases(name),
+            }
+        )
     if as_json:
         print_json(rows)
         return
@@ -56,9 +58,12 @@ def models_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOptio
     for row in rows:
         aliases = row["aliases"]
         table.add_row(
-            row["name"], str(aliases.get(PRODUCTION, "-")),
+            row["name"],
+            str(aliases.get(PRODUCTION, "-")),
             ", ".join(f"{a}→v{v}" for a, v in aliases.items()) or "-",
-            str(row["versions"]), f"v{row['latest_version']}", row["latest_created_at"][:19],
+            str(row["versions"]),
+            f"v{row['latest_version']}",
+            row["latest_created_at"][:19],
         )
     console.print(table)
 
@@ -87,22 +92,29 @@ def models_show(
         shown = registry.latest_version(name)
     versions = registry.list_versions(name)
     if as_json:
-        print_json({
-            "name": name,
-            "aliases": aliases,
-            "version": shown.to_dict(),
-            "versions": [_summary(v, aliases) for v in versions],
-        })
+        print_json(
+            {
+                "name": name,
+                "aliases": aliases,
+                "version": shown.to_dict(),
+                "versions": [_summary(v, aliases) for v in versions],
+            }
+        )
         return
     console.print(f"[bold]{name} v{shown.version}[/]", highlight=False)
     _print_version(shown, aliases)
-    table = Table("version", "aliases", "hash", "trigger", "macro-F1", "ECE", "created",
-                  title="versions")
+    table = Table(
+        "version", "aliases", "hash", "trigger", "macro-F1", "ECE", "created", title="versions"
+    )
     for item in versions:
         summary = _summary(item, aliases)
         table.add_row(
-            f"v{item.version}", ", ".join(summary["aliases"]) or "-", item.content_hash[:12],
-            item.trigger, _metric(summary["macro_f1"]), _metric(summary["ece"]),
+            f"v{item.version}",
+            ", ".join(summary["aliases"]) or "-",
+            item.content_hash[:12],
+            item.trigger,
+            _metric(summary["macro_f1"]),
+            _metric(summary["ece"]),
             item.created_at.isoformat(timespec="seconds"),
         )
     console.print(table)
@@ -141,8 +153,12 @@ def _print_version(version: ModelVersion, aliases: dict[str, int]) -> None:
         ("training code", version.training_code or "-"),
         ("parent version", str(version.parent_version or "-")),
         ("created", version.created_at.isoformat(timespec="seconds")),
-        ("deployed", "-" if version.deployed_at is None
-         else version.deployed_at.isoformat(timespec="seconds")),
+        (
+            "deployed",
+            "-"
+            if version.deployed_at is None
+            else version.deployed_at.isoformat(timespec="seconds"),
+        ),
     ]
     if version.evaluation is not None:
         e = version.evaluation
@@ -172,9 +188,14 @@ def models_history(
         return
     table = Table("when", "alias", "action", "from", "to", "actor")
     for c in changes:
-        table.add_row(c.changed_at.isoformat(timespec="seconds"), c.alias, c.action,
-                      "-" if c.previous_version is None else f"v{c.previous_version}",
-                      f"v{c.version}", c.actor)
+        table.add_row(
+            c.changed_at.isoformat(timespec="seconds"),
+            c.alias,
+            c.action,
+            "-" if c.previous_version is None else f"v{c.previous_version}",
+            f"v{c.version}",
+            c.actor,
+        )
     console.print(table if changes else f"no alias changes for {name!r}")
 
 
@@ -193,8 +214,9 @@ def models_promote(
     registry = ModelRegistry.from_config(load(config_path))
     registry.set_alias(name, alias, version, actor=actor or _default_actor())
     if as_json:
-        print_json({"name": name, "alias": alias, "version": version,
-                    "aliases": registry.aliases(name)})
+        print_json(
+            {"name": name, "alias": alias, "version": version, "aliases": registry.aliases(name)}
+        )
         return
     console.print(f"{name}: {alias} → v{version}", highlight=False)
 
@@ -233,7 +255,8 @@ def models_register(
         None, "--evaluation", help="JSON file with its evaluation (and reference profile)."
     ),
     reference: Path | None = typer.Option(
-        None, "--reference",
+        None,
+        "--reference",
         help="Reference inputs (.csv, .jsonl, .parquet) to profile the model on.",
     ),
     config_path: Path | None = ConfigOption,
@@ -246,8 +269,15 @@ def models_register(
     from driftloop.trainers.training import NO_REFERENCE, register_external
 
     version = register_external(
-        load(config_path), name, directory, trigger=trigger, trainer=trainer, snapshot_id=data,
-        dataset=dataset, evaluation_file=evaluation, reference_file=reference,
+        load(config_path),
+        name,
+        directory,
+        trigger=trigger,
+        trainer=trainer,
+        snapshot_id=data,
+        dataset=dataset,
+        evaluation_file=evaluation,
+        reference_file=reference,
     )
     if as_json:
         print_json(version.to_dict())
@@ -255,7 +285,10 @@ def models_register(
     console.print(
         f"registered {name} v{version.version} (hash {version.content_hash[:12]})"
         + (", now production" if version.deployed_at else "")
-        + ("; no reference profile: the monitors learn it from the first live values"
-           if version.params.get("reference") == NO_REFERENCE else ""),
+        + (
+            "; no reference profile: the monitors learn it from the first live values"
+            if version.params.get("reference") == NO_REFERENCE
+            else ""
+        ),
         highlight=False,
     )

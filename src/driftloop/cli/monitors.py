@@ -76,8 +76,12 @@ def monitors_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOpt
     table = Table("monitor", "type", "metric", "window", "group by", "groups", "state")
     for row, monitor in zip(rows, config.monitors, strict=True):
         table.add_row(
-            monitor.name, monitor.type, f"{monitor.aggregation}({monitor.metric})",
-            f"{monitor.window:g}s", ", ".join(monitor.group_by) or "-", str(row["groups"]),
+            monitor.name,
+            monitor.type,
+            f"{monitor.aggregation}({monitor.metric})",
+            f"{monitor.window:g}s",
+            ", ".join(monitor.group_by) or "-",
+            str(row["groups"]),
             _state(row["state"]),  # type: ignore[arg-type]
         )
     console.print(table)
@@ -108,10 +112,12 @@ def monitors_status(
             )
     statuses = engine.status(monitor)
     if as_json:
-        print_json({
-            "monitors": [s.to_dict() for s in statuses],
-            "events": [event_to_dict(e) for e in events],
-        })
+        print_json(
+            {
+                "monitors": [s.to_dict() for s in statuses],
+                "events": [event_to_dict(e) for e in events],
+            }
+        )
         return
     table = Table("monitor", "group", "state", "value", "threshold", "since", "incident")
     for status in statuses:
@@ -121,15 +127,21 @@ def monitors_status(
             table.add_row(status.name, "-", "no data yet", "", "", "", "")
         for group in status.groups:
             table.add_row(
-                status.name, _group(group.group), _state(str(group.state)),
-                format_value(group.value), format_value(group.threshold), _time(group.since),
+                status.name,
+                _group(group.group),
+                _state(str(group.state)),
+                format_value(group.value),
+                format_value(group.threshold),
+                _time(group.since),
                 group.incident_id or "",
             )
     console.print(table)
     for event in events:
-        console.print(f"{_state(str(event.state))} {event.monitor} "
-                      f"{escape(f'[{_group(dict(event.group))}]: {event.message}')}",
-                      highlight=False)
+        console.print(
+            f"{_state(str(event.state))} {event.monitor} "
+            f"{escape(f'[{_group(dict(event.group))}]: {event.message}')}",
+            highlight=False,
+        )
 
 
 @monitors_app.command("history")
@@ -154,11 +166,17 @@ def monitors_history(
         if as_json:
             print_json(found.to_dict())
             return
-        console.print(f"[bold]{found.incident_id}[/] {escape(found.title)} ({found.status}, "
-                      f"{found.severity}, opened {_time(found.opened_at)})", highlight=False)
+        console.print(
+            f"[bold]{found.incident_id}[/] {escape(found.title)} ({found.status}, "
+            f"{found.severity}, opened {_time(found.opened_at)})",
+            highlight=False,
+        )
         for entry in found.timeline:
-            console.print(f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
-                          highlight=False, markup=False)
+            console.print(
+                f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
+                highlight=False,
+                markup=False,
+            )
         return
     if incidents:
         listed = engine.list_incidents(model=model, limit=limit)
@@ -169,8 +187,14 @@ def monitors_history(
             return
         table = Table("incident", "status", "severity", "opened", "resolved", "title")
         for item in listed:
-            table.add_row(item.incident_id, str(item.status), item.severity,
-                          _time(item.opened_at), _time(item.resolved_at), escape(item.title))
+            table.add_row(
+                item.incident_id,
+                str(item.status),
+                item.severity,
+                _time(item.opened_at),
+                _time(item.resolved_at),
+                escape(item.title),
+            )
         console.print(table)
         return
     events = engine.history(monitor=monitor, model=model, limit=limit)
@@ -180,6 +204,12 @@ def monitors_history(
     table = Table("time", "monitor", "group", "change", "value", "message")
     for event in events:
         change = f"{event.previous} → {event.state}" + (" (again)" if event.renotification else "")
-        table.add_row(_time(event.timestamp), event.monitor, escape(_group(dict(event.group))),
-                      change, format_value(event.value), escape(event.message))
+        table.add_row(
+            _time(event.timestamp),
+            event.monitor,
+            escape(_group(dict(event.group))),
+            change,
+            format_value(event.value),
+            escape(event.message),
+        )
     console.print(table)

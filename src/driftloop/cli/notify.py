@@ -44,8 +44,11 @@ def notify_test(
         print_json({**asdict(result), "ok": result.ok})
     else:
         colour = "green" if result.ok else "red"
-        console.print(f"[{colour}]{result.status}[/] @{name} after {result.attempts} "
-                      f"attempt(s) in {result.duration_ms:.0f} ms", highlight=False)
+        console.print(
+            f"[{colour}]{result.status}[/] @{name} after {result.attempts} "
+            f"attempt(s) in {result.duration_ms:.0f} ms",
+            highlight=False,
+        )
         if result.http_status is not None:
             console.print(f"  http status: {result.http_status}", highlight=False)
         if result.detail:
@@ -79,5 +82,8 @@ def notify_deliveries(
     for a in attempts:
         http = "" if a.http_status is None else f" http {a.http_status}"
         why = f" {a.error}" if a.error else (f" {a.detail}" if a.detail else "")
-        console.print(f"{a.event_id} @{a.notifier} #{a.attempt} {a.status}{http} "
-                      f"{a.duration_ms:.0f}ms{why}", highlight=False, markup=False)
+        console.print(
+            f"{a.event_id} @{a.notifier} #{a.attempt} {a.status}{http} {a.duration_ms:.0f}ms{why}",
+            highlight=False,
+            markup=False,
+        )

@@ -40,5 +40,6 @@ def ensure_port_free(host: str, port: int) -> None:
                 raise
             raise report_error(
                 "PortInUseError",
-                f"port {port} on {host or '*'} is in use: stop what listens there or pass "
-                "--port", EXIT_PORT_IN_USE) from None
+                f"port {port} on {host or '*'} is in use: stop what listens there or pass --port",
+                EXIT_PORT_IN_USE,
+            ) from None

@@ -25,7 +25,9 @@ def init(
     directory: Path = typer.Argument(Path("."), help="Project directory to create or fill."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     template: str = typer.Option(
-        "project", "--template", "-t",
+        "project",
+        "--template",
+        "-t",
         help="project (a driftloop.yaml) or training-repo (GitHub Actions training repository).",
     ),
     model: str | None = typer.Option(None, "--model", help="training-repo: the model's name."),
@@ -70,9 +72,12 @@ def init(
     for path in files:
         console.print(f"wrote [bold]{escape(str(path))}[/]", highlight=False)
     if template == TRAINING_REPO_TEMPLATE:
-        console.print("next: set the secrets listed in "
-                      f"[bold]{escape(str(directory / WORKFLOW_PATH))}[/] "
-                      "and push the repository to GitHub", highlight=False)
+        console.print(
+            "next: set the secrets listed in "
+            f"[bold]{escape(str(directory / WORKFLOW_PATH))}[/] "
+            "and push the repository to GitHub",
+            highlight=False,
+        )
 
 
 config_app = sub_app("config", "Inspect and validate driftloop.yaml.")

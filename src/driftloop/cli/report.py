@@ -13,8 +13,9 @@ from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, prin
 
 @app.command()
 def report(
-    out: Path = typer.Option(Path("driftloop-report"), "--out", "-o",
-                             help="Directory to write the report into."),
+    out: Path = typer.Option(
+        Path("driftloop-report"), "--out", "-o", help="Directory to write the report into."
+    ),
     model: str | None = typer.Option(None, "--model", "-m", help="Only this model."),
     since: str | None = typer.Option(
         None, "--since", help="Start: a duration back from now (2h, 7d) or an ISO 8601 time."
@@ -29,8 +30,12 @@ def report(
     data = StoreDashboardData.from_config(config)
     start = None if since is None else parse_since(since, now=data.now())
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=as_json,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json,
     ) as progress:
         task = progress.add_task("report", total=1.0)
 
@@ -39,15 +44,19 @@ def report(
 
         paths = generate_report(data, out, model=model, since=start, progress=advance)
     if as_json:
-        print_json({
-            "index_html": str(paths.index_html),
-            "events_json": str(paths.events_json),
-            "images": [str(p) for p in paths.images],
-            "models": paths.models,
-            "start": paths.start,
-            "end": paths.end,
-            "events": paths.events,
-        })
+        print_json(
+            {
+                "index_html": str(paths.index_html),
+                "events_json": str(paths.events_json),
+                "images": [str(p) for p in paths.images],
+                "models": paths.models,
+                "start": paths.start,
+                "end": paths.end,
+                "events": paths.events,
+            }
+        )
         return
-    console.print(f"wrote [bold]{escape(str(paths.index_html))}[/] ({len(paths.images)} plots, "
-                  f"{paths.events} events in {paths.events_json.name})")
+    console.print(
+        f"wrote [bold]{escape(str(paths.index_html))}[/] ({len(paths.images)} plots, "
+        f"{paths.events} events in {paths.events_json.name})"
+    )

@@ -50,9 +50,11 @@ def serve(
     plan = plan_server(config, host=host, port=port, workers=workers, config_path=config_path)
     ensure_port_free(plan.host, plan.port)
     config = follow_port(config, plan.host, plan.port)
-    console.print(f"serving {', '.join(sorted(config.models)) or 'no models'} at "
-                  f"[bold]{plan.url}[/] ({plan.workers} worker{'s' if plan.workers > 1 else ''});"
-                  f" API docs at {plan.url}/docs")
+    console.print(
+        f"serving {', '.join(sorted(config.models)) or 'no models'} at "
+        f"[bold]{plan.url}[/] ({plan.workers} worker{'s' if plan.workers > 1 else ''});"
+        f" API docs at {plan.url}/docs"
+    )
     run_server(config, plan)
 
 
@@ -68,8 +70,13 @@ def _store(config_path: Path | None) -> ApiKeyStore:
 
 
 def _key_dict(info: ApiKeyInfo) -> dict[str, object]:
-    return {"key_id": info.key_id, "name": info.name, "scope": info.scope.value,
-            "created_at": iso_utc(info.created_at), "revoked_at": iso_utc(info.revoked_at)}
+    return {
+        "key_id": info.key_id,
+        "name": info.name,
+        "scope": info.scope.value,
+        "created_at": iso_utc(info.created_at),
+        "revoked_at": iso_utc(info.revoked_at),
+    }
 
 
 def _when(timestamp: float | None) -> str:
@@ -78,12 +85,17 @@ def _when(timestamp: float | None) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    scope: str = typer.Option("predict", "--scope", help="predict, label (feedback only: a "
-                              "labelling tool), dashboard (log into the dashboard, read only), "
-                              "insights (POST /v1/insights only) or admin (implies all)."),
+    scope: str = typer.Option(
+        "predict",
+        "--scope",
+        help="predict, label (feedback only: a "
+        "labelling tool), dashboard (log into the dashboard, read only), "
+        "insights (POST /v1/insights only) or admin (implies all).",
+    ),
     name: str | None = typer.Option(None, "--name", help="A name to recognise the key by."),
-    quiet: bool = typer.Option(False, "--quiet", "-q",
-                               help="Print the key alone: KEY=$(driftloop keys create -q)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Print the key alone: KEY=$(driftloop keys create -q)."
+    ),
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -97,8 +109,10 @@ def keys_create(
     if quiet:
         sys.stdout.write(created.key + "\n")
         return
-    console.print(f"created {created.info.scope.value} key [bold]{created.info.key_id}[/] "
-                  f"({escape(created.info.name)}); store it now, it is not shown again:")
+    console.print(
+        f"created {created.info.scope.value} key [bold]{created.info.key_id}[/] "
+        f"({escape(created.info.name)}); store it now, it is not shown again:"
+    )
     console.print(created.key, highlight=False, soft_wrap=True)
 
 
@@ -115,8 +129,13 @@ def keys_ls(
         return
     table = Table("key id", "name", "scope", "created", "revoked")
     for info in keys:
-        table.add_row(info.key_id, escape(info.name), info.scope.value, _when(info.created_at),
-                      _when(info.revoked_at))
+        table.add_row(
+            info.key_id,
+            escape(info.name),
+            info.scope.value,
+            _when(info.created_at),
+            _when(info.revoked_at),
+        )
     console.print(table)
 
 
@@ -155,15 +174,28 @@ def feedback_ls(
     """List a model's latest feedback: labels, the texts sent with them, who sent them."""
     records = _feedback(config_path).list(model, limit=limit, newest=True)
     if as_json:
-        print_json([{**asdict(record), "received_at": iso_utc(record.received_at),
-                     "correct": record.correct} for record in records])
+        print_json(
+            [
+                {
+                    **asdict(record),
+                    "received_at": iso_utc(record.received_at),
+                    "correct": record.correct,
+                }
+                for record in records
+            ]
+        )
         return
     table = Table("received", "prediction id", "label", "predicted", "key id", "text")
     for record in records:
         text = "" if record.text is None else record.text
-        table.add_row(_when(record.received_at), record.prediction_id, record.label,
-                      record.predicted_class or "", record.key_id or "",
-                      text if len(text) <= 60 else text[:57] + "...")
+        table.add_row(
+            _when(record.received_at),
+            record.prediction_id,
+            record.label,
+            record.predicted_class or "",
+            record.key_id or "",
+            text if len(text) <= 60 else text[:57] + "...",
+        )
     console.print(table)
 
 
@@ -172,7 +204,8 @@ def feedback_purge(
     model: str = typer.Argument(..., help="The served model's name."),
     key_id: str | None = typer.Option(None, "--key", help="Only what this key id sent."),
     older_than: str | None = typer.Option(
-        None, "--older-than", help="Only what arrived longer ago than this (30d, 12h, 90m)."),
+        None, "--older-than", help="Only what arrived longer ago than this (30d, 12h, 90m)."
+    ),
     everything: bool = typer.Option(False, "--all", help="All of the model's feedback."),
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -184,8 +217,7 @@ def feedback_purge(
     from driftloop.config import parse_duration
 
     if key_id is None and older_than is None and not everything:
-        raise InvalidInputError(
-            "say what to purge: --key KEY_ID, --older-than DURATION, or --all")
+        raise InvalidInputError("say what to purge: --key KEY_ID, --older-than DURATION, or --all")
     try:
         before = None if older_than is None else time.time() - parse_duration(older_than)
     except ValueError as exc:

@@ -10,19 +10,10 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from driftloop.cli.app import (
-    ConfigOption,
-    JsonOption,
-    app,
-    console,
-    err_console,
-    load,
-    print_json,
-)
+from driftloop.cli.app import ConfigOption, JsonOption, app, console, err_console, load, print_json
 
 if TYPE_CHECKING:
     from driftloop.registry.versions import ModelVersion
-
 
 
 @app.command()
@@ -41,14 +32,20 @@ def train(
     config = load(config_path)
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
     ) as progress:
         task = progress.add_task(f"training {model}", total=1.0)
 
         def report(stage: str, fraction: float) -> None:
-            progress.update(task, description=f"{model}: {stage}",
-                            completed=max(0.0, min(1.0, fraction)))
+            progress.update(
+                task, description=f"{model}: {stage}", completed=max(0.0, min(1.0, fraction))
+            )
 
         version = train_model(config, model, snapshot_id=data, trigger=trigger, progress=report)
     seconds = time.perf_counter() - started
@@ -81,8 +78,7 @@ def summary_table(version: ModelVersion, seconds: float) -> Table:
         rows.append(("temperature", f"{temperature:.3f}"))
     rows += [
         ("parent version", str(version.parent_version or "-")),
-        ("deployed", "production" if version.deployed_at else "not yet (driftloop models "
-                                                               "promote)"),
+        ("deployed", "production" if version.deployed_at else "not yet (driftloop models promote)"),
         ("time", f"{seconds:.1f} s"),
     ]
     for key, value in rows:

@@ -35,8 +35,10 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 def _substitute(node: Any, path: str, environ: Mapping[str, str], source: str) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute(v, f"{path}.{k}" if path else str(k), environ, source)
-                for k, v in node.items()}
+        return {
+            k: _substitute(v, f"{path}.{k}" if path else str(k), environ, source)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_substitute(v, f"{path}[{i}]", environ, source) for i, v in enumerate(node)]
     if not isinstance(node, str):
@@ -62,7 +64,7 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for key, value in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX) or key in {"DRIFTLOOP_CONFIG", "DRIFTLOOP_SECRETS_FILE"}:
             continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
         if not parts or parts[0] not in Config.model_fields or parts[0] == "base_dir":
             continue  # DRIFTLOOP_SERVICES_DIR, DRIFTLOOP_API_KEY ... are not config overrides
         node = raw
@@ -98,8 +100,9 @@ def _read_file_variable(name: str, environ: Mapping[str, str], source: str, path
     try:
         return file.read_text().removesuffix("\n")
     except OSError as exc:
-        raise ConfigError(f"{source}: {path}: {name}_FILE: cannot read {file}: "
-                          f"{exc.strerror}") from None
+        raise ConfigError(
+            f"{source}: {path}: {name}_FILE: cannot read {file}: {exc.strerror}"
+        ) from None
 
 
 def _format_validation_error(source: str, error: ValidationError) -> str:
@@ -211,8 +214,14 @@ def config_keys() -> list[str]:
                 walk(nested, path + suffix)
 
     walk(Config, "")
-    for notifier in (SlackNotifierConfig, JiraNotifierConfig, WebhookNotifierConfig,
-                     GithubDispatchNotifierConfig, LogNotifierConfig, RetrainNotifierConfig):
+    for notifier in (
+        SlackNotifierConfig,
+        JiraNotifierConfig,
+        WebhookNotifierConfig,
+        GithubDispatchNotifierConfig,
+        LogNotifierConfig,
+        RetrainNotifierConfig,
+    ):
         walk(notifier, "notifiers.*.")
     walk(ModelConfig, "models.*.")
     return sorted(set(keys))

@@ -17,8 +17,7 @@ class NoDataConfig(StrictModel):
     notify: bool = False
 
 
-DETECTOR_ALGORITHMS = ("cusum", "page_hinkley", "ks", "psi", "chi_square", "shape",
-                       "cusum_shape")
+DETECTOR_ALGORITHMS = ("cusum", "page_hinkley", "ks", "psi", "chi_square", "shape", "cusum_shape")
 DETECTOR_PLUGINS = "driftloop.detectors"
 """The entry-point group of drift detectors that installed packages provide."""
 
@@ -105,6 +104,4 @@ def _check_order(t: Thresholds, *, below: bool) -> None:
         wrong_side = recovery.value < threshold.value if below else recovery.value > threshold.value
         if wrong_side:
             side = "at or above" if below else "at or below"
-            raise ValueError(
-                f"{level}_recovery ({recovery}) must be {side} {level} ({threshold})"
-            )
+            raise ValueError(f"{level}_recovery ({recovery}) must be {side} {level} ({threshold})")

@@ -51,14 +51,16 @@ STANDARD_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
 
 def standard_webhook_key(secret: str, *, where: str) -> bytes:
     """The key of a Standard Webhooks secret, ``whsec_`` + base64 of 24 to 64 random bytes."""
-    hint = (f"{where}: a Standard Webhooks secret is {STANDARD_SECRET_PREFIX!r} followed by the "
-            "base64 of 24 to 64 random bytes (python -c \"import base64, secrets; "
-            "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"), or set "
-            "signature: legacy")
+    hint = (
+        f"{where}: a Standard Webhooks secret is {STANDARD_SECRET_PREFIX!r} followed by the "
+        'base64 of 24 to 64 random bytes (python -c "import base64, secrets; '
+        "print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())\"), or set "
+        "signature: legacy"
+    )
     if not secret.startswith(STANDARD_SECRET_PREFIX):
         raise ValueError(hint)
     try:
-        key = base64.b64decode(secret[len(STANDARD_SECRET_PREFIX):], validate=True)
+        key = base64.b64decode(secret[len(STANDARD_SECRET_PREFIX) :], validate=True)
     except binascii.Error:
         raise ValueError(hint) from None
     if not 24 <= len(key) <= 64:

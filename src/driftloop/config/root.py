@@ -30,12 +30,12 @@ class GateConfig(StrictModel):
 
 REMOVED_PIPELINE_KEYS = {
     "verify_baseline": "verification now compares the new and the previous version on the same "
-                       "live requests (the previous one scores them in shadow), not on the time "
-                       "before the deploy; remove the key (docs/pipeline.md, 'Deploy, verify, "
-                       "roll back')",
+    "live requests (the previous one scores them in shadow), not on the time "
+    "before the deploy; remove the key (docs/pipeline.md, 'Deploy, verify, "
+    "roll back')",
     "verify_confidence_tolerance": "use pipeline.verify_tolerance (0.02 by default), which "
-                                   "applies to accuracy and to confidence relative to each "
-                                   "version's reference",
+    "applies to accuracy and to confidence relative to each "
+    "version's reference",
 }
 
 
@@ -61,6 +61,7 @@ class PipelineConfig(StrictModel):
                 if key in data:
                     raise ValueError(f"pipeline.{key} is gone: {hint}")
         return data
+
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     min_fresh_rows: int = Field(50, ge=1)
     seed: int = 0
@@ -95,8 +96,10 @@ class ControlConfig(StrictModel):
     @model_validator(mode="after")
     def _renew_within_lease(self) -> ControlConfig:
         if self.renew_interval >= self.lease_duration:
-            raise ValueError(f"control.renew_interval ({self.renew_interval:g}s) must be "
-                             f"shorter than control.lease_duration ({self.lease_duration:g}s)")
+            raise ValueError(
+                f"control.renew_interval ({self.renew_interval:g}s) must be "
+                f"shorter than control.lease_duration ({self.lease_duration:g}s)"
+            )
         return self
 
 

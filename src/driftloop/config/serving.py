@@ -23,16 +23,22 @@ class ModelConfig(StrictModel):
         None, description="the model's label set; training data with other labels is refused"
     )
     predictor: str | None = Field(
-        None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
         description="'package.module:Class', a driftloop.Predictor subclass that loads every "
-                    "version of this model (importing it runs its code)")
+        "version of this model (importing it runs its code)",
+    )
     merge_feedback: bool = Field(
-        False, description="retrain on the newest snapshot plus the labels that production "
-                           "feedback sent with their texts (stored as a new snapshot)")
+        False,
+        description="retrain on the newest snapshot plus the labels that production "
+        "feedback sent with their texts (stored as a new snapshot)",
+    )
     retrain_data: Literal["cumulative", "newest"] = Field(
-        "cumulative", description="what a training learns from: every labeled row of every "
-                                  "snapshot, the newest label of a text winning (cumulative), "
-                                  "or the newest snapshot alone (newest)")
+        "cumulative",
+        description="what a training learns from: every labeled row of every "
+        "snapshot, the newest label of a text winning (cumulative), "
+        "or the newest snapshot alone (newest)",
+    )
 
 
 RateLimitedScope = Literal["predict", "label", "insights", "admin"]
@@ -63,8 +69,7 @@ class ServingConfig(StrictModel):
     access_log: bool = False
     parallel_batches: int | None = Field(None, ge=1, le=8)
     inline_below_ms: float = Field(2.0, ge=0)
-    rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(
-        default_factory=dict)
+    rate_limits: dict[RateLimitedScope, RateLimitConfig] = Field(default_factory=dict)
     max_feedback_items: int = Field(1000, ge=1)
     max_insight_points: int = Field(5_000, ge=1)
     max_queue_delay: Duration = Field(1.0, ge=0)
@@ -93,10 +98,12 @@ class KafkaConfig(StrictModel):
     @classmethod
     def _removed_keys(cls, data: Any) -> Any:
         if isinstance(data, dict) and "dead_letter" in data:
-            raise ValueError("kafka.dead_letter (a local file) is gone: messages that cannot be "
-                             "decoded or stored now go to a dead-letter topic, "
-                             "kafka.dead_letter_topic (default <topic>.dead-letter); remove "
-                             "the key (docs/scaling.md)")
+            raise ValueError(
+                "kafka.dead_letter (a local file) is gone: messages that cannot be "
+                "decoded or stored now go to a dead-letter topic, "
+                "kafka.dead_letter_topic (default <topic>.dead-letter); remove "
+                "the key (docs/scaling.md)"
+            )
         return data
 
     group_id: str = Field("driftloop-ingest", min_length=1)

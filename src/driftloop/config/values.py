@@ -29,10 +29,12 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected a duration such as 30s, 5m, 1h, got {value!r}")
 
 
-_DURATION_SCHEMA: dict[str, Any] = {"anyOf": [
-    {"type": "number", "minimum": 0},
-    {"type": "string", "pattern": _DURATION.pattern, "examples": ["30s", "5m", "1h"]},
-]}
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": _DURATION.pattern, "examples": ["30s", "5m", "1h"]},
+    ]
+}
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
@@ -74,13 +76,19 @@ def _parse_threshold(value: object) -> object:
     raise ValueError(f"expected a number or 'reference - X', got {value!r}")
 
 
-_THRESHOLD_SCHEMA: dict[str, Any] = {"anyOf": [
-    {"type": "number"},
-    {"type": "string", "pattern": _RELATIVE_THRESHOLD.pattern,
-     "examples": ["reference - 0.05"]},
-]}
-ThresholdValue = Annotated[Threshold, BeforeValidator(_parse_threshold),
-                           WithJsonSchema(_THRESHOLD_SCHEMA)]
+_THRESHOLD_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number"},
+        {
+            "type": "string",
+            "pattern": _RELATIVE_THRESHOLD.pattern,
+            "examples": ["reference - 0.05"],
+        },
+    ]
+}
+ThresholdValue = Annotated[
+    Threshold, BeforeValidator(_parse_threshold), WithJsonSchema(_THRESHOLD_SCHEMA)
+]
 
 
 class Thresholds(StrictModel):

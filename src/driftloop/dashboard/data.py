@@ -273,9 +273,9 @@ class DashboardData(Protocol):
     def charts(self, model: str, start: float, end: float, *, max_points: int) -> list[MetricChart]:
         """One chart per monitor that watches ``model``, at most ``max_points`` buckets each."""
 
-    def incidents(self, model: str | None = None, *, since: float | None = None) -> list[
-        IncidentRecord
-    ]:
+    def incidents(
+        self, model: str | None = None, *, since: float | None = None
+    ) -> list[IncidentRecord]:
         """Incidents (newest first) still open or opened at or after ``since``."""
 
     def versions(self, model: str) -> list[VersionRecord]:
@@ -295,8 +295,9 @@ class DashboardData(Protocol):
         """Estimated and realized accuracy of each version that served ``model`` lately
         (up to ``end``), newest version first."""
 
-    def panels(self, model: str, start: float, end: float, *,
-               max_points: int) -> list[ServingPanel]:
+    def panels(
+        self, model: str, start: float, end: float, *, max_points: int
+    ) -> list[ServingPanel]:
         """Traffic, latency, error rate and confidence per version over the range."""
 
     def class_mix(self, model: str, start: float, end: float) -> list[ClassShare]:
@@ -313,8 +314,9 @@ def worst_state(states: list[str]) -> str:
     return max(states, key=lambda state: STATE_ORDER.get(state, 0))
 
 
-def snapshot(data: DashboardData, model: str, start: float, end: float, *,
-             max_points: int = 1000) -> ModelSnapshot:
+def snapshot(
+    data: DashboardData, model: str, start: float, end: float, *, max_points: int = 1000
+) -> ModelSnapshot:
     """Everything about one model for the page and the report."""
     summaries = {summary.name: summary for summary in data.models()}
     summary = summaries.get(model) or ModelSummary(model, None, {}, "NO_DATA", 0)

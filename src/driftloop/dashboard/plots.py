@@ -10,8 +10,12 @@ from pathlib import Path
 from driftloop.dashboard.data import ActivityEvent, IncidentRecord, MetricChart
 
 STATE_COLORS = {"OK": "#2e7d32", "WARN": "#f2a900", "ALERT": "#d62728", "NO_DATA": "#8a8a8a"}
-MARK_COLORS = {"incident": "#d62728", "recovery": "#2e7d32", "deploy": "#6a3d9a",
-               "state": "#555555"}
+MARK_COLORS = {
+    "incident": "#d62728",
+    "recovery": "#2e7d32",
+    "deploy": "#6a3d9a",
+    "state": "#555555",
+}
 AVG_COLOR = "#1f77b4"
 MIN_COLOR = "#7fb3dc"
 _lock = threading.Lock()
@@ -38,34 +42,68 @@ def plot_chart(chart: MetricChart, path: Path, *, model: str, start: float, end:
         axes = figure.add_subplot()
         times = [_when(p.timestamp) for p in chart.points]
         if chart.points:
-            axes.plot(times, [p.avg for p in chart.points], color=AVG_COLOR, linewidth=1.8,
-                      label=f"{chart.metric} avg")
-            axes.plot(times, [p.min for p in chart.points], color=MIN_COLOR, linewidth=1.0,
-                      label=f"{chart.metric} min")
+            axes.plot(
+                times,
+                [p.avg for p in chart.points],
+                color=AVG_COLOR,
+                linewidth=1.8,
+                label=f"{chart.metric} avg",
+            )
+            axes.plot(
+                times,
+                [p.min for p in chart.points],
+                color=MIN_COLOR,
+                linewidth=1.0,
+                label=f"{chart.metric} min",
+            )
         else:
-            axes.text(0.5, 0.5, "no data in this range", transform=axes.transAxes,
-                      ha="center", va="center", color="#5f6b76")
+            axes.text(
+                0.5,
+                0.5,
+                "no data in this range",
+                transform=axes.transAxes,
+                ha="center",
+                va="center",
+                color="#5f6b76",
+            )
         for level, value in (("warning", chart.warning), ("critical", chart.critical)):
             if value is not None:
                 color = STATE_COLORS["WARN" if level == "warning" else "ALERT"]
-                axes.axhline(value, color=color, linestyle="--", linewidth=1.3,
-                             label=f"{level} ({value:.3g})")
+                axes.axhline(
+                    value,
+                    color=color,
+                    linestyle="--",
+                    linewidth=1.3,
+                    label=f"{level} ({value:.3g})",
+                )
         for mark in chart.marks:
-            axes.axvline(_when(mark.timestamp), color=MARK_COLORS.get(mark.kind, "#555555"),
-                         linestyle=":" if mark.kind == "deploy" else "-", linewidth=1.0,
-                         alpha=0.8)
-            axes.annotate(mark.label, (_when(mark.timestamp), 1.0),
-                          xycoords=("data", "axes fraction"), xytext=(3, -10),
-                          textcoords="offset points", fontsize=7,
-                          color=MARK_COLORS.get(mark.kind, "#555555"))
+            axes.axvline(
+                _when(mark.timestamp),
+                color=MARK_COLORS.get(mark.kind, "#555555"),
+                linestyle=":" if mark.kind == "deploy" else "-",
+                linewidth=1.0,
+                alpha=0.8,
+            )
+            axes.annotate(
+                mark.label,
+                (_when(mark.timestamp), 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=MARK_COLORS.get(mark.kind, "#555555"),
+            )
         axes.set_xlim(_when(start), _when(end))
         locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(
             mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
         )
-        axes.set_title(f"{model} · {chart.monitor} ({chart.aggregation} of {chart.metric}, "
-                       f"now {chart.state})", fontsize=10, loc="left")
+        axes.set_title(
+            f"{model} · {chart.monitor} ({chart.aggregation} of {chart.metric}, now {chart.state})",
+            fontsize=10,
+            loc="left",
+        )
         axes.set_xlabel("time (UTC)", fontsize=8)
         axes.grid(alpha=0.25)
         if axes.get_legend_handles_labels()[0]:  # nothing labelled on an empty chart
@@ -78,9 +116,14 @@ def plot_chart(chart: MetricChart, path: Path, *, model: str, start: float, end:
 
 _LANES = ("state change", "incident", "notification", "retrain job", "deploy")
 _LANE_OF = {
-    "state_change": "state change", "notification": "notification",
-    "incident_opened": "incident", "incident_resolved": "incident", "incident_entry": "incident",
-    "job": "retrain job", "job_step": "retrain job", "deploy": "deploy",
+    "state_change": "state change",
+    "notification": "notification",
+    "incident_opened": "incident",
+    "incident_resolved": "incident",
+    "incident_entry": "incident",
+    "job": "retrain job",
+    "job_step": "retrain job",
+    "deploy": "deploy",
 }
 
 
@@ -96,8 +139,11 @@ def _event_color(event: ActivityEvent) -> str:
     if event.kind == "deploy":
         return MARK_COLORS["deploy"]
     if event.kind == "notification":
-        return "#1f77b4" if event.details.get("status") in {"delivered", "skipped", "duplicate"} \
+        return (
+            "#1f77b4"
+            if event.details.get("status") in {"delivered", "skipped", "duplicate"}
             else "#8c564b"
+        )
     if event.kind == "incident_resolved":
         return MARK_COLORS["recovery"]
     return "#444444"
@@ -127,22 +173,46 @@ def plot_timeline(
             opened = max(incident.opened_at, start)
             closed = incident.resolved_at if incident.resolved_at is not None else end
             color = _severity_color(incident.severity)
-            axes.barh(lane_y["incident"], _when(closed) - _when(opened), left=_when(opened),
-                      height=0.5, color=color, alpha=0.35, edgecolor=color)
-            axes.annotate(incident.title[:48], (_when(opened), lane_y["incident"] + 0.3),
-                          fontsize=7, color="#1d232a")
+            axes.barh(
+                lane_y["incident"],
+                _when(closed) - _when(opened),
+                left=_when(opened),
+                height=0.5,
+                color=color,
+                alpha=0.35,
+                edgecolor=color,
+            )
+            axes.annotate(
+                incident.title[:48],
+                (_when(opened), lane_y["incident"] + 0.3),
+                fontsize=7,
+                color="#1d232a",
+            )
         for event in events:
             lane = _LANE_OF.get(event.kind)
             if lane is None:
                 continue
-            axes.scatter([_when(event.timestamp)], [lane_y[lane]], s=28,
-                         color=_event_color(event), zorder=3,
-                         marker="|" if event.kind == "job_step" else "o")
+            axes.scatter(
+                [_when(event.timestamp)],
+                [lane_y[lane]],
+                s=28,
+                color=_event_color(event),
+                zorder=3,
+                marker="|" if event.kind == "job_step" else "o",
+            )
             if event.kind in {"state_change", "deploy"}:
-                label = (str(event.details.get("state")) if event.kind == "state_change"
-                         else f"v{event.details.get('version')}")
-                axes.annotate(label, (_when(event.timestamp), lane_y[lane]),
-                              xytext=(2, 5), textcoords="offset points", fontsize=6)
+                label = (
+                    str(event.details.get("state"))
+                    if event.kind == "state_change"
+                    else f"v{event.details.get('version')}"
+                )
+                axes.annotate(
+                    label,
+                    (_when(event.timestamp), lane_y[lane]),
+                    xytext=(2, 5),
+                    textcoords="offset points",
+                    fontsize=6,
+                )
         axes.set_yticks([lane_y[lane] for lane in _LANES], list(_LANES), fontsize=8)
         axes.set_ylim(0.3, len(_LANES) + 0.8)
         axes.set_xlim(_when(start), _when(end))

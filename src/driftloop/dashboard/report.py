@@ -135,8 +135,10 @@ def _monitors_html(monitors: list[MonitorStatus]) -> str:
         f"<td>{_iso(m.since)}</td></tr>"
         for m in monitors
     )
-    return ("<table><tr><th>monitor</th><th>group</th><th>state</th><th>value</th>"
-            f"<th>threshold</th><th>since</th></tr>{rows}</table>")
+    return (
+        "<table><tr><th>monitor</th><th>group</th><th>state</th><th>value</th>"
+        f"<th>threshold</th><th>since</th></tr>{rows}</table>"
+    )
 
 
 def _incidents_html(incidents: list[IncidentRecord]) -> str:
@@ -149,12 +151,15 @@ def _incidents_html(incidents: list[IncidentRecord]) -> str:
             f"{_escape(e.message)}</li>"
             for e in incident.timeline
         )
-        resolved = ("ongoing" if incident.resolved_at is None
-                    else f"resolved {_iso(incident.resolved_at)}")
-        escalated = ("" if incident.opened_as is None
-                     else f" (opened as {_escape(incident.opened_as)})")
-        jobs = "".join(f" · retrain job <code>{_escape(job_id[:12])}</code>"
-                       for job_id in incident.job_ids)
+        resolved = (
+            "ongoing" if incident.resolved_at is None else f"resolved {_iso(incident.resolved_at)}"
+        )
+        escalated = (
+            "" if incident.opened_as is None else f" (opened as {_escape(incident.opened_as)})"
+        )
+        jobs = "".join(
+            f" · retrain job <code>{_escape(job_id[:12])}</code>" for job_id in incident.job_ids
+        )
         parts.append(
             f"<p><b>{_escape(incident.heading or incident.title)}</b> · "
             f"{_escape(incident.severity)}{escalated} · {_escape(incident.status)} · "
@@ -167,6 +172,7 @@ def _incidents_html(incidents: list[IncidentRecord]) -> str:
 def _versions_html(versions: list[VersionRecord]) -> str:
     if not versions:
         return '<p class="muted">No registered versions.</p>'
+
     def status(v: VersionRecord) -> str:
         when = "" if v.status_at is None else f" {_iso(v.status_at)}"
         reason = "" if not v.status_reason else f": {_escape(v.status_reason)}"
@@ -181,10 +187,12 @@ def _versions_html(versions: list[VersionRecord]) -> str:
         f"<td><code>{_escape(v.content_hash[:12])}</code></td></tr>"
         for v in versions
     )
-    return ("<table><tr><th>version</th><th>status</th><th>aliases</th><th>accuracy</th>"
-            "<th>macro F1</th>"
-            "<th>ECE</th><th>trigger</th><th>created</th><th>deployed</th><th>hash</th></tr>"
-            f"{rows}</table>")
+    return (
+        "<table><tr><th>version</th><th>status</th><th>aliases</th><th>accuracy</th>"
+        "<th>macro F1</th>"
+        "<th>ECE</th><th>trigger</th><th>created</th><th>deployed</th><th>hash</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def _code(training_code: str) -> str:
@@ -194,8 +202,9 @@ def _code(training_code: str) -> str:
 
 def _accuracy_html(rows: list[VersionAccuracy]) -> str:
     if not rows:
-        return ('<p class="muted">No estimated accuracy or feedback labels at the end of the '
-                'range.</p>')
+        return (
+            '<p class="muted">No estimated accuracy or feedback labels at the end of the range.</p>'
+        )
 
     def holds(row: VersionAccuracy) -> str:
         if row.estimate_holds is None:
@@ -210,9 +219,11 @@ def _accuracy_html(rows: list[VersionAccuracy]) -> str:
         f"<td>{_num(r.realized)}</td><td>{r.realized_n}</td></tr>"
         for r in rows
     )
-    return ("<table><tr><th>version</th><th>held-out accuracy</th>"
-            "<th>estimated (last 5 min)</th><th>predictions</th><th>estimate</th>"
-            f"<th>realized (last hour)</th><th>labels</th></tr>{body}</table>")
+    return (
+        "<table><tr><th>version</th><th>held-out accuracy</th>"
+        "<th>estimated (last 5 min)</th><th>predictions</th><th>estimate</th>"
+        f"<th>realized (last hour)</th><th>labels</th></tr>{body}</table>"
+    )
 
 
 def _jobs_html(jobs: list[JobRecord]) -> str:
@@ -226,8 +237,9 @@ def _jobs_html(jobs: list[JobRecord]) -> str:
             f"<td>{f'<pre>{_escape(s.log)}</pre>' if s.log else EMPTY}</td></tr>"
             for s in job.steps
         )
-        candidate = ("" if job.candidate_version is None
-                     else f" · candidate v{job.candidate_version}")
+        candidate = (
+            "" if job.candidate_version is None else f" · candidate v{job.candidate_version}"
+        )
         error = "" if not job.error else f"<p>error: {_escape(job.error)}</p>"
         parts.append(
             f"<p><b>{_escape(job.state)}</b> · <code>{_escape(job.job_id)}</code> · "
@@ -252,12 +264,14 @@ def _events_html(events: list[ActivityEvent]) -> str:
 def _model_section(snap: ModelSnapshot, chart_files: list[str], timeline_file: str) -> str:
     summary = snap.summary
     aliases = ", ".join(f"{a}=v{v}" for a, v in summary.aliases.items()) or "none"
-    production = ("none" if summary.production_version is None
-                  else f"v{summary.production_version}")
-    images = "".join(
-        f'<img src="{_escape(name)}" alt="{_escape(chart.monitor)} chart">'
-        for name, chart in zip(chart_files, snap.charts, strict=True)
-    ) or '<p class="muted">No monitor watches this model.</p>'
+    production = "none" if summary.production_version is None else f"v{summary.production_version}"
+    images = (
+        "".join(
+            f'<img src="{_escape(name)}" alt="{_escape(chart.monitor)} chart">'
+            for name, chart in zip(chart_files, snap.charts, strict=True)
+        )
+        or '<p class="muted">No monitor watches this model.</p>'
+    )
     return (
         f'<section id="model-{_escape(_slug(snap.model))}"><h2>{_escape(snap.model)} '
         f"{_badge(summary.worst_state)}</h2>"
@@ -317,25 +331,37 @@ def generate_report(
             chart_files.append(file.name)
         events = data.activity(name, start, end)
         timeline = out_dir / f"{_slug(name)}--incident-timeline.png"
-        images.append(plot_timeline(snap.incidents, events, timeline,
-                                    title=f"{name} · incidents, alerts, jobs and deploys",
-                                    start=start, end=end))
+        images.append(
+            plot_timeline(
+                snap.incidents,
+                events,
+                timeline,
+                title=f"{name} · incidents, alerts, jobs and deploys",
+                start=start,
+                end=end,
+            )
+        )
         sections.append(_model_section(snap, chart_files, timeline.name))
 
     report("events", 0.95)
     all_events = data.activity(model, start, end)
     events_json = out_dir / "events.json"
-    events_json.write_text(json.dumps(
-        {
-            "generated_at": end,
-            "generated_by": f"driftloop {__version__}",
-            "start": start,
-            "end": end,
-            "models": models,
-            "events": [_event_dict(event) for event in all_events],
-        },
-        indent=2, default=str,
-    ) + "\n", encoding="utf-8")
+    events_json.write_text(
+        json.dumps(
+            {
+                "generated_at": end,
+                "generated_by": f"driftloop {__version__}",
+                "start": start,
+                "end": end,
+                "models": models,
+                "events": [_event_dict(event) for event in all_events],
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
     index_html = out_dir / "index.html"
     index_html.write_text(
@@ -350,9 +376,16 @@ def generate_report(
         encoding="utf-8",
     )
     report("done", 1.0)
-    return ReportPaths(directory=out_dir, index_html=index_html, events_json=events_json,
-                       images=images, models=models, start=start, end=end,
-                       events=len(all_events))
+    return ReportPaths(
+        directory=out_dir,
+        index_html=index_html,
+        events_json=events_json,
+        images=images,
+        models=models,
+        start=start,
+        end=end,
+        events=len(all_events),
+    )
 
 
 def _event_dict(event: ActivityEvent) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def _require_dashboard_scope(info: ApiKeyInfo) -> ApiKeyInfo:
         raise ForbiddenError(
             f"API key {info.key_id} ({info.name}) has scope {info.scope.value!r}; the dashboard "
             f"needs a {Scope.DASHBOARD.value!r} or {Scope.ADMIN.value!r} key "
-            f"(driftloop keys create --scope dashboard)")
+            f"(driftloop keys create --scope dashboard)"
+        )
     return info
 
 
@@ -91,8 +92,7 @@ def _refuse_cross_site(request: Request) -> None:
     page's origin in ``Origin`` and says ``Sec-Fetch-Site``; a cross-site form is refused."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in {"same-origin", "none"}:
-        raise ForbiddenError("cross-site request refused (Sec-Fetch-Site: "
-                             f"{fetch_site[:32]})")
+        raise ForbiddenError(f"cross-site request refused (Sec-Fetch-Site: {fetch_site[:32]})")
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.url.netloc}"
     if origin is not None and origin != own:
@@ -136,8 +136,9 @@ def _time_range(request: Request, now: float) -> tuple[float, float]:
 def _login_page(*, next_path: str, message: str | None = None) -> str:
     template = (STATIC_DIR / "login.html").read_text(encoding="utf-8")
     notice = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
-    return (template.replace("{{next}}", html.escape(next_path, quote=True))
-            .replace("{{message}}", notice))
+    return template.replace("{{next}}", html.escape(next_path, quote=True)).replace(
+        "{{message}}", notice
+    )
 
 
 # A factory: its statements and branches are the short route handlers it defines, one a page.
@@ -167,8 +168,10 @@ def dashboard_router(  # noqa: C901, PLR0915
             return
         key = _header_key(request)
         if not key:
-            raise AuthError("missing API key: log in at /login, or send "
-                            "'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            raise AuthError(
+                "missing API key: log in at /login, or send "
+                "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+            )
         _require_dashboard_scope(api_keys.authenticate(key))
 
     def page(request: Request) -> Response:
@@ -176,8 +179,7 @@ def dashboard_router(  # noqa: C901, PLR0915
             admit(request)
         except AuthError:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            response = RedirectResponse(f"/login?next={quote(target, safe='')}",
-                                        status_code=303)
+            response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
             response.delete_cookie(SESSION_COOKIE, path="/")
             return response
         body = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
@@ -205,8 +207,11 @@ def dashboard_router(  # noqa: C901, PLR0915
     @router.post("/login")
     async def login(request: Request) -> Response:
         def refuse(message: str, status_code: int, next_path: str = "/") -> Response:
-            return HTMLResponse(_login_page(next_path=next_path, message=message),
-                                status_code=status_code, headers=_PAGE_HEADERS)
+            return HTMLResponse(
+                _login_page(next_path=next_path, message=message),
+                status_code=status_code,
+                headers=_PAGE_HEADERS,
+            )
 
         try:
             _refuse_cross_site(request)
@@ -226,8 +231,13 @@ def dashboard_router(  # noqa: C901, PLR0915
             return refuse(exc.message, exc.status_code, next_path)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
-            SESSION_COOKIE, signer.sign(token), max_age=int(sessions.max_age), httponly=True,
-            samesite="strict", secure=request.url.scheme == "https", path="/",
+            SESSION_COOKIE,
+            signer.sign(token),
+            max_age=int(sessions.max_age),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
 
@@ -248,11 +258,15 @@ def dashboard_router(  # noqa: C901, PLR0915
     async def static(path: str) -> Response:
         file = (STATIC_DIR / path).resolve()
         media_type = _STATIC_TYPES.get(file.suffix)
-        if (media_type is None or not file.is_file()
-                or not file.is_relative_to(STATIC_DIR.resolve())):
+        if (
+            media_type is None
+            or not file.is_file()
+            or not file.is_relative_to(STATIC_DIR.resolve())
+        ):
             raise NotFoundError(f"no such asset: {path}")
-        return FileResponse(file, media_type=media_type,
-                            headers={"Cache-Control": "public, max-age=300"})
+        return FileResponse(
+            file, media_type=media_type, headers={"Cache-Control": "public, max-age=300"}
+        )
 
     def api(request: Request, build: Callable[[], Any]) -> Response:
         try:
@@ -268,8 +282,11 @@ def dashboard_router(  # noqa: C901, PLR0915
     @router.get("/dashboard/api/models")
     async def models(request: Request) -> Response:
         def build() -> Any:
-            return {"now": data.now(), "poll_interval": poll_interval,
-                    "models": [asdict(summary) for summary in data.models()]}
+            return {
+                "now": data.now(),
+                "poll_interval": poll_interval,
+                "models": [asdict(summary) for summary in data.models()],
+            }
 
         return await anyio.to_thread.run_sync(api, request, build)
 

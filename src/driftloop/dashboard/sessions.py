@@ -60,16 +60,21 @@ def load_session_secret(path: Path) -> bytes:
     return secret
 
 
-def resolve_session_secret(configured: str | None, environ: Mapping[str, str],
-                           path: Path) -> tuple[bytes, str]:
+def resolve_session_secret(
+    configured: str | None, environ: Mapping[str, str], path: Path
+) -> tuple[bytes, str]:
     """The session secret and where it came from: the config's ``dashboard.session_secret``,
     else :data:`SECRET_ENV`, else the file at ``path`` (:func:`load_session_secret`)."""
-    for value, origin in ((configured, "dashboard.session_secret"),
-                          (environ.get(SECRET_ENV), SECRET_ENV)):
+    for value, origin in (
+        (configured, "dashboard.session_secret"),
+        (environ.get(SECRET_ENV), SECRET_ENV),
+    ):
         if value:
             if len(value.encode()) < _MIN_SECRET_BYTES:
-                raise ConfigError(f"{origin}: the dashboard session secret must have at least "
-                                  f"{_MIN_SECRET_BYTES} bytes")
+                raise ConfigError(
+                    f"{origin}: the dashboard session secret must have at least "
+                    f"{_MIN_SECRET_BYTES} bytes"
+                )
             return value.encode(), origin
     return load_session_secret(path), str(path)
 
@@ -113,8 +118,9 @@ class SessionSigner:
 
     def sign(self, subject: str) -> str:
         """A cookie value for ``subject`` valid for :attr:`max_age` seconds."""
-        body = json.dumps({"sub": subject, "exp": self.clock() + self.max_age},
-                          separators=(",", ":"))
+        body = json.dumps(
+            {"sub": subject, "exp": self.clock() + self.max_age}, separators=(",", ":")
+        )
         payload = _b64(body.encode())
         return f"{payload}.{self._signature(payload)}"
 
@@ -149,8 +155,13 @@ def _token_hash(token: str) -> str:
 class SessionStore:
     """Dashboard sessions in the store's ``dashboard_sessions`` (only token hashes are kept)."""
 
-    def __init__(self, database: Database, *, max_age: float = DEFAULT_SESSION_SECONDS,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        max_age: float = DEFAULT_SESSION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.database = database
         self.max_age = max_age
         self.clock = clock
@@ -161,34 +172,51 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         now = self.clock()
         with self._begin() as connection:
-            connection.execute(dashboard_sessions.delete()
-                               .where(dashboard_sessions.c.expires_at <= now))
-            connection.execute(dashboard_sessions.insert().values(
-                token_hash=_token_hash(token), key_id=key_id, created_at=now,
-                expires_at=now + self.max_age, ended_at=None))
+            connection.execute(
+                dashboard_sessions.delete().where(dashboard_sessions.c.expires_at <= now)
+            )
+            connection.execute(
+                dashboard_sessions.insert().values(
+                    token_hash=_token_hash(token),
+                    key_id=key_id,
+                    created_at=now,
+                    expires_at=now + self.max_age,
+                    ended_at=None,
+                )
+            )
         return token
 
     def find(self, token: str) -> StoredSession:
         """The live session of ``token``; :class:`AuthError` if unknown, ended or expired."""
         with self._begin() as connection:
-            row = connection.execute(sa.select(dashboard_sessions).where(
-                dashboard_sessions.c.token_hash == _token_hash(token))).mappings().first()
+            row = (
+                connection.execute(
+                    sa.select(dashboard_sessions).where(
+                        dashboard_sessions.c.token_hash == _token_hash(token)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise AuthError("no such dashboard session; log in again")
         if row["ended_at"] is not None:
             raise AuthError("this dashboard session was ended (logged out); log in again")
         if float(row["expires_at"]) <= self.clock():
             raise AuthError("the dashboard session has expired; log in again")
-        return StoredSession(str(row["key_id"]), float(row["created_at"]),
-                             float(row["expires_at"]))
+        return StoredSession(str(row["key_id"]), float(row["created_at"]), float(row["expires_at"]))
 
     def end(self, token: str) -> None:
         """End the session of ``token`` (logging out); ending it twice is harmless."""
         with self._begin() as connection:
-            connection.execute(dashboard_sessions.update()
-                               .where(dashboard_sessions.c.token_hash == _token_hash(token),
-                                      dashboard_sessions.c.ended_at.is_(None))
-                               .values(ended_at=self.clock()))
+            connection.execute(
+                dashboard_sessions.update()
+                .where(
+                    dashboard_sessions.c.token_hash == _token_hash(token),
+                    dashboard_sessions.c.ended_at.is_(None),
+                )
+                .values(ended_at=self.clock())
+            )
 
     @contextmanager
     def _begin(self) -> Iterator[sa.Connection]:
@@ -197,4 +225,5 @@ class SessionStore:
                 yield connection
         except SQLAlchemyError as exc:
             raise BackendUnavailableError(
-                f"dashboard sessions: cannot use the store {self.database.safe_url}") from exc
+                f"dashboard sessions: cannot use the store {self.database.safe_url}"
+            ) from exc

@@ -152,22 +152,30 @@ class StoreDashboardData:
         summaries = []
         for name in sorted(names):
             aliases = self.registry.aliases(name) if self.registry is not None else {}
-            summaries.append(ModelSummary(
-                name=name,
-                production_version=aliases.get(PRODUCTION),
-                aliases=aliases,
-                worst_state=worst_state([s.state for s in states if s.model == name]),
-                open_incidents=open_counts.get(name, 0),
-            ))
+            summaries.append(
+                ModelSummary(
+                    name=name,
+                    production_version=aliases.get(PRODUCTION),
+                    aliases=aliases,
+                    worst_state=worst_state([s.state for s in states if s.model == name]),
+                    open_incidents=open_counts.get(name, 0),
+                )
+            )
         return summaries
 
     def monitor_states(self, model: str | None = None) -> list[MonitorStatus]:
-        states = sorted(self.state_store.load_states().values(),
-                        key=lambda s: (s.monitor, s.group_key))
+        states = sorted(
+            self.state_store.load_states().values(), key=lambda s: (s.monitor, s.group_key)
+        )
         found = [
             MonitorStatus(
-                monitor=s.monitor, group=dict(s.group), state=str(s.state), since=s.since,
-                value=s.value, threshold=s.threshold, last_evaluated=s.last_evaluated,
+                monitor=s.monitor,
+                group=dict(s.group),
+                state=str(s.state),
+                since=s.since,
+                value=s.value,
+                threshold=s.threshold,
+                last_evaluated=s.last_evaluated,
                 incident_id=s.incident_id,
             )
             for s in states
@@ -203,22 +211,27 @@ class StoreDashboardData:
             reference = reference_value(reference_profile, monitor.metric, monitor.aggregation)
             resolved = resolve_thresholds(monitor, reference)
             direction: Literal["below", "above", "none"] = (
-                "below" if monitor.below is not None
-                else "above" if monitor.above is not None else "none"
+                "below"
+                if monitor.below is not None
+                else "above"
+                if monitor.above is not None
+                else "none"
             )
             monitor_state = worst_state([s.state for s in states if s.monitor == monitor.name])
-            charts.append(MetricChart(
-                monitor=monitor.name,
-                metric=monitor.metric,
-                aggregation=monitor.aggregation,
-                direction=direction,
-                warning=resolved.warning,
-                critical=resolved.critical,
-                state=monitor_state,
-                step=step,
-                points=[ChartPoint(p.timestamp, p.avg, p.min, p.max, p.count) for p in series],
-                marks=marks_by_monitor.get(monitor.name, []) + marks_by_monitor.get("", []),
-            ))
+            charts.append(
+                MetricChart(
+                    monitor=monitor.name,
+                    metric=monitor.metric,
+                    aggregation=monitor.aggregation,
+                    direction=direction,
+                    warning=resolved.warning,
+                    critical=resolved.critical,
+                    state=monitor_state,
+                    step=step,
+                    points=[ChartPoint(p.timestamp, p.avg, p.min, p.max, p.count) for p in series],
+                    marks=marks_by_monitor.get(monitor.name, []) + marks_by_monitor.get("", []),
+                )
+            )
         return charts
 
     def _production_reference(self, model: str) -> Any:
@@ -237,8 +250,10 @@ class StoreDashboardData:
             if event.renotification or event.timestamp >= end:
                 continue
             kind: MarkKind = (
-                "recovery" if event.state == MonitorState.OK
-                else "incident" if event.state in {MonitorState.WARN, MonitorState.ALERT}
+                "recovery"
+                if event.state == MonitorState.OK
+                else "incident"
+                if event.state in {MonitorState.WARN, MonitorState.ALERT}
                 else "state"
             )
             marks.setdefault(event.monitor, []).append(
@@ -252,14 +267,16 @@ class StoreDashboardData:
                     marks.setdefault("", []).append(ChartMark(at, "deploy", label))
         return marks
 
-    def incidents(self, model: str | None = None, *, since: float | None = None) -> list[
-        IncidentRecord
-    ]:
+    def incidents(
+        self, model: str | None = None, *, since: float | None = None
+    ) -> list[IncidentRecord]:
         records = []
         jobs = self.job_queue.list(model=model, limit=_INCIDENT_LIMIT)
         for listed in self.incident_store.list_incidents(model=model, limit=_INCIDENT_LIMIT):
-            recent = since is None or listed.opened_at >= since or (
-                listed.resolved_at is None or listed.resolved_at >= since
+            recent = (
+                since is None
+                or listed.opened_at >= since
+                or (listed.resolved_at is None or listed.resolved_at >= since)
             )
             if not recent:
                 continue
@@ -270,16 +287,22 @@ class StoreDashboardData:
             if incident.monitor is not None and incident.source == "monitor":
                 where = ", ".join(f"{k}={v}" for k, v in sorted(incident.group.items()))
                 heading = f"{incident.monitor} for {where or 'all'}"
-            records.append(IncidentRecord(
-                incident_id=incident.incident_id, model=incident.model,
-                monitor=incident.monitor, title=incident.title, status=str(incident.status),
-                severity=incident.severity, opened_at=incident.opened_at,
-                resolved_at=incident.resolved_at,
-                timeline=list(incident.timeline),
-                heading=heading,
-                opened_as=opened_as if opened_as != incident.severity else None,
-                job_ids=_incident_jobs(incident.incident_id, incident.timeline, jobs),
-            ))
+            records.append(
+                IncidentRecord(
+                    incident_id=incident.incident_id,
+                    model=incident.model,
+                    monitor=incident.monitor,
+                    title=incident.title,
+                    status=str(incident.status),
+                    severity=incident.severity,
+                    opened_at=incident.opened_at,
+                    resolved_at=incident.resolved_at,
+                    timeline=list(incident.timeline),
+                    heading=heading,
+                    opened_as=opened_as if opened_as != incident.severity else None,
+                    job_ids=_incident_jobs(incident.incident_id, incident.timeline, jobs),
+                )
+            )
         return records
 
     def versions(self, model: str) -> list[VersionRecord]:
@@ -287,9 +310,11 @@ class StoreDashboardData:
             return []
         aliases = self.registry.aliases(model)
         fates = self._version_fates(model)
-        trained_by = {job.candidate_version: job.job_id
-                      for job in reversed(self.job_queue.list(model=model, limit=_INCIDENT_LIMIT))
-                      if job.candidate_version is not None}
+        trained_by = {
+            job.candidate_version: job.job_id
+            for job in reversed(self.job_queue.list(model=model, limit=_INCIDENT_LIMIT))
+            if job.candidate_version is not None
+        }
         records = []
         for version in reversed(self.registry.list_versions(model)):
             evaluation = version.evaluation
@@ -297,21 +322,27 @@ class StoreDashboardData:
             if aliases.get(PRODUCTION) == version.version:
                 status, status_at, reason = "production", None, None
             job_id = trained_by.get(version.version)
-            records.append(VersionRecord(
-                version=version.version,
-                content_hash=version.content_hash,
-                trainer=version.trainer,
-                trigger=version.trigger,
-                created_at=version.created_at.timestamp(),
-                deployed_at=None if version.deployed_at is None
-                else version.deployed_at.timestamp(),
-                accuracy=None if evaluation is None else evaluation.accuracy,
-                macro_f1=None if evaluation is None else evaluation.macro_f1,
-                ece=None if evaluation is None else evaluation.ece,
-                aliases=sorted(a for a, v in aliases.items() if v == version.version),
-                status=status, status_at=status_at, status_reason=reason, job_id=job_id,
-                training_code=version.training_code,
-            ))
+            records.append(
+                VersionRecord(
+                    version=version.version,
+                    content_hash=version.content_hash,
+                    trainer=version.trainer,
+                    trigger=version.trigger,
+                    created_at=version.created_at.timestamp(),
+                    deployed_at=None
+                    if version.deployed_at is None
+                    else version.deployed_at.timestamp(),
+                    accuracy=None if evaluation is None else evaluation.accuracy,
+                    macro_f1=None if evaluation is None else evaluation.macro_f1,
+                    ece=None if evaluation is None else evaluation.ece,
+                    aliases=sorted(a for a, v in aliases.items() if v == version.version),
+                    status=status,
+                    status_at=status_at,
+                    status_reason=reason,
+                    job_id=job_id,
+                    training_code=version.training_code,
+                )
+            )
         return records
 
     def _version_fates(self, model: str) -> dict[int, tuple[str, float | None, str | None]]:
@@ -325,43 +356,62 @@ class StoreDashboardData:
             if change.alias != PRODUCTION or left is None or left == change.version:
                 continue
             rolled_back = change.action == "rollback" or change.actor.endswith(" rollback")
-            found.append((change.changed_at.timestamp(), left,
-                          "rolled back" if rolled_back else "retired",
-                          f"rolled back by {change.actor}" if rolled_back else None))
+            found.append(
+                (
+                    change.changed_at.timestamp(),
+                    left,
+                    "rolled back" if rolled_back else "retired",
+                    f"rolled back by {change.actor}" if rolled_back else None,
+                )
+            )
         for job in self.job_queue.list(model=model, limit=_INCIDENT_LIMIT):
             fate = _JOB_FATES.get(job.state)
             if fate is not None and job.candidate_version is not None:
                 # after the alias change of the same rollback: the job's reason wins
                 at = (job.finished_at or job.created_at) + 1e-6
                 found.append((at, job.candidate_version, fate, _job_reason(job)))
-        return {version: (fate, at, reason)
-                for at, version, fate, reason in sorted(found, key=lambda f: f[0])}
+        return {
+            version: (fate, at, reason)
+            for at, version, fate, reason in sorted(found, key=lambda f: f[0])
+        }
 
     def jobs(self, model: str | None = None) -> list[JobRecord]:
         records = []
         for job in self.job_queue.list(model=model, limit=50):
             job_steps = self.job_queue.steps(job.job_id)
-            steps = [JobStepRecord(s.step, s.started_at, s.finished_at, s.outcome, s.log)
-                     for s in job_steps]
-            records.append(JobRecord(
-                job_id=job.job_id, model=job.model, state=job.state.value,
-                incident_id=job.incident_id, trigger=job.trigger, reason=job.reason,
-                candidate_version=job.candidate_version, error=job.error,
-                created_at=job.created_at, finished_at=job.finished_at, steps=steps,
-            ))
+            steps = [
+                JobStepRecord(s.step, s.started_at, s.finished_at, s.outcome, s.log)
+                for s in job_steps
+            ]
+            records.append(
+                JobRecord(
+                    job_id=job.job_id,
+                    model=job.model,
+                    state=job.state.value,
+                    incident_id=job.incident_id,
+                    trigger=job.trigger,
+                    reason=job.reason,
+                    candidate_version=job.candidate_version,
+                    error=job.error,
+                    created_at=job.created_at,
+                    finished_at=job.finished_at,
+                    steps=steps,
+                )
+            )
         return records
 
-    def panels(self, model: str, start: float, end: float, *,
-               max_points: int) -> list[ServingPanel]:
+    def panels(
+        self, model: str, start: float, end: float, *, max_points: int
+    ) -> list[ServingPanel]:
         if not end > start:
             raise InvalidInputError(f"the time range is empty: start {start} >= end {end}")
-        return serving.serving_panels(self.metric_store, model, start, end,
-                                      max_points=max_points)
+        return serving.serving_panels(self.metric_store, model, start, end, max_points=max_points)
 
     def class_mix(self, model: str, start: float, end: float) -> list[ClassShare]:
         reference = self._production_reference(model)
-        return serving.class_mix(self.metric_store, model, start, end,
-                                 None if reference is None else reference.class_mix)
+        return serving.class_mix(
+            self.metric_store, model, start, end, None if reference is None else reference.class_mix
+        )
 
     def activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
@@ -373,20 +423,26 @@ class StoreDashboardData:
         found.sort(key=lambda event: event.timestamp)
         return found
 
-    def _state_changes(self, model: str | None, start: float,
-                       end: float) -> list[ActivityEvent]:
+    def _state_changes(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         events = self.state_store.list_events(model=model, since=start, limit=_ROW_LIMIT)
         return [
             ActivityEvent(
-                timestamp=event.timestamp, kind="state_change", model=event.model,
+                timestamp=event.timestamp,
+                kind="state_change",
+                model=event.model,
                 title=f"{event.monitor}: {event.previous} → {event.state}"
                 + (" (renotification)" if event.renotification else ""),
                 details={
-                    "event_id": event.event_id, "monitor": event.monitor,
-                    "group": dict(event.group), "previous": str(event.previous),
-                    "state": str(event.state), "value": event.value,
-                    "threshold": event.threshold, "incident_id": event.incident_id,
-                    "message": event.message, "handles": list(event.handles),
+                    "event_id": event.event_id,
+                    "monitor": event.monitor,
+                    "group": dict(event.group),
+                    "previous": str(event.previous),
+                    "state": str(event.state),
+                    "value": event.value,
+                    "threshold": event.threshold,
+                    "incident_id": event.incident_id,
+                    "message": event.message,
+                    "handles": list(event.handles),
                     "renotification": event.renotification,
                 },
             )
@@ -394,15 +450,19 @@ class StoreDashboardData:
             if event.timestamp < end
         ]
 
-    def _notifications(self, model: str | None, start: float,
-                       end: float) -> list[ActivityEvent]:
+    def _notifications(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         query = (
-            sa.select(notify_deliveries, notify_events.c.monitor, notify_events.c.group_json,
-                      notify_events.c.incident_id, notify_events.c.state)
+            sa.select(
+                notify_deliveries,
+                notify_events.c.monitor,
+                notify_events.c.group_json,
+                notify_events.c.incident_id,
+                notify_events.c.state,
+            )
             .join(notify_events, notify_events.c.event_id == notify_deliveries.c.event_id)
-            .where(notify_deliveries.c.created_at >= start,
-                   notify_deliveries.c.created_at < end)
-            .order_by(notify_deliveries.c.created_at).limit(_ROW_LIMIT)
+            .where(notify_deliveries.c.created_at >= start, notify_deliveries.c.created_at < end)
+            .order_by(notify_deliveries.c.created_at)
+            .limit(_ROW_LIMIT)
         )
         with self.database.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
@@ -411,63 +471,118 @@ class StoreDashboardData:
             group = _tags(row["group_json"])
             if model is not None and group.get("model") != model:
                 continue
-            found.append(ActivityEvent(
-                timestamp=row["created_at"], kind="notification", model=group.get("model"),
-                title=f"@{row['notifier']} {row['status']} ({row['monitor']} {row['state']})",
-                details={
-                    "event_id": row["event_id"], "notifier": row["notifier"],
-                    "attempt": row["attempt"], "status": row["status"],
-                    "http_status": row["http_status"], "error": row["error"],
-                    "incident_id": row["incident_id"], "monitor": row["monitor"],
-                    "state": row["state"],
-                },
-            ))
+            found.append(
+                ActivityEvent(
+                    timestamp=row["created_at"],
+                    kind="notification",
+                    model=group.get("model"),
+                    title=f"@{row['notifier']} {row['status']} ({row['monitor']} {row['state']})",
+                    details={
+                        "event_id": row["event_id"],
+                        "notifier": row["notifier"],
+                        "attempt": row["attempt"],
+                        "status": row["status"],
+                        "http_status": row["http_status"],
+                        "error": row["error"],
+                        "incident_id": row["incident_id"],
+                        "monitor": row["monitor"],
+                        "state": row["state"],
+                    },
+                )
+            )
         return found
 
-    def _incident_activity(self, model: str | None, start: float,
-                           end: float) -> list[ActivityEvent]:
+    def _incident_activity(
+        self, model: str | None, start: float, end: float
+    ) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
         for incident in self.incidents(model, since=start):
-            base = {"incident_id": incident.incident_id, "monitor": incident.monitor,
-                    "severity": incident.severity}
+            base = {
+                "incident_id": incident.incident_id,
+                "monitor": incident.monitor,
+                "severity": incident.severity,
+            }
             if start <= incident.opened_at < end:
-                found.append(ActivityEvent(incident.opened_at, "incident_opened", incident.model,
-                                           f"incident opened: {incident.title}", dict(base)))
+                found.append(
+                    ActivityEvent(
+                        incident.opened_at,
+                        "incident_opened",
+                        incident.model,
+                        f"incident opened: {incident.title}",
+                        dict(base),
+                    )
+                )
             if incident.resolved_at is not None and start <= incident.resolved_at < end:
-                found.append(ActivityEvent(incident.resolved_at, "incident_resolved",
-                                           incident.model,
-                                           f"incident resolved: {incident.title}", dict(base)))
+                found.append(
+                    ActivityEvent(
+                        incident.resolved_at,
+                        "incident_resolved",
+                        incident.model,
+                        f"incident resolved: {incident.title}",
+                        dict(base),
+                    )
+                )
             for entry in incident.timeline:
                 if start <= entry.timestamp < end:
-                    found.append(ActivityEvent(entry.timestamp, "incident_entry", incident.model,
-                                               f"{entry.kind}: {entry.message}",
-                                               {**base, "entry_kind": entry.kind}))
+                    found.append(
+                        ActivityEvent(
+                            entry.timestamp,
+                            "incident_entry",
+                            incident.model,
+                            f"{entry.kind}: {entry.message}",
+                            {**base, "entry_kind": entry.kind},
+                        )
+                    )
         return found
 
-    def _job_activity(self, model: str | None, start: float,
-                      end: float) -> list[ActivityEvent]:
+    def _job_activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
         for job in self.jobs(model):
             base: dict[str, Any] = {"job_id": job.job_id, "incident_id": job.incident_id}
             if start <= job.created_at < end:
-                found.append(ActivityEvent(job.created_at, "job", job.model,
-                                           f"retrain job queued ({job.trigger})",
-                                           {**base, "state": "queued", "reason": job.reason}))
+                found.append(
+                    ActivityEvent(
+                        job.created_at,
+                        "job",
+                        job.model,
+                        f"retrain job queued ({job.trigger})",
+                        {**base, "state": "queued", "reason": job.reason},
+                    )
+                )
             if job.finished_at is not None and start <= job.finished_at < end:
-                found.append(ActivityEvent(job.finished_at, "job", job.model,
-                                           f"retrain job {job.state}",
-                                           {**base, "state": job.state, "error": job.error,
-                                            "candidate_version": job.candidate_version}))
+                found.append(
+                    ActivityEvent(
+                        job.finished_at,
+                        "job",
+                        job.model,
+                        f"retrain job {job.state}",
+                        {
+                            **base,
+                            "state": job.state,
+                            "error": job.error,
+                            "candidate_version": job.candidate_version,
+                        },
+                    )
+                )
             for step in job.steps:
                 at = step.finished_at if step.finished_at is not None else step.started_at
                 if start <= at < end:
-                    found.append(ActivityEvent(
-                        at, "job_step", job.model,
-                        f"job step {step.step}: {step.outcome or 'running'}",
-                        {**base, "step": step.step, "started_at": step.started_at,
-                         "finished_at": step.finished_at, "outcome": step.outcome,
-                         "log": step.log},
-                    ))
+                    found.append(
+                        ActivityEvent(
+                            at,
+                            "job_step",
+                            job.model,
+                            f"job step {step.step}: {step.outcome or 'running'}",
+                            {
+                                **base,
+                                "step": step.step,
+                                "started_at": step.started_at,
+                                "finished_at": step.finished_at,
+                                "outcome": step.outcome,
+                                "log": step.log,
+                            },
+                        )
+                    )
         return found
 
     def _deploys(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
@@ -480,12 +595,21 @@ class StoreDashboardData:
                 at = change.changed_at.timestamp()
                 if change.alias != PRODUCTION or not start <= at < end:
                     continue
-                found.append(ActivityEvent(
-                    at, "deploy", name, f"{change.action}: {name} v{change.version} in production",
-                    {"alias": change.alias, "version": change.version,
-                     "previous_version": change.previous_version, "action": change.action,
-                     "actor": change.actor},
-                ))
+                found.append(
+                    ActivityEvent(
+                        at,
+                        "deploy",
+                        name,
+                        f"{change.action}: {name} v{change.version} in production",
+                        {
+                            "alias": change.alias,
+                            "version": change.version,
+                            "previous_version": change.previous_version,
+                            "action": change.action,
+                            "actor": change.actor,
+                        },
+                    )
+                )
         return found
 
     def first_activity(self, model: str | None = None) -> float | None:
@@ -495,8 +619,8 @@ class StoreDashboardData:
             if model is not None and not _watches(monitor, model):
                 continue
             read: TagFilter = (
-                {**series_filter(monitor), "model": model} if model is not None
-                and ("model" in monitor.group_by or "model" in monitor.filter)
+                {**series_filter(monitor), "model": model}
+                if model is not None and ("model" in monitor.group_by or "model" in monitor.filter)
                 else series_filter(monitor)
             )
             first = self.metric_store.earliest(monitor.metric, 0.0, now + 1.0, filter=read)
@@ -513,8 +637,7 @@ class StoreDashboardData:
         return min(candidates) if candidates else None
 
     def accuracy(self, model: str, end: float) -> list[VersionAccuracy]:
-        estimated = self._per_version(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW,
-                                      end)
+        estimated = self._per_version(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW, end)
         realized = self._per_version(REALIZED_ACCURACY_METRIC, model, end - REALIZED_WINDOW, end)
         found = []
         for version in sorted(set(estimated) | set(realized), key=_version_order, reverse=True):
@@ -522,40 +645,56 @@ class StoreDashboardData:
             estimate, estimated_n = estimated.get(version, (None, 0))
             labels, realized_n = realized.get(version, (None, 0))
             judged = estimate is not None and reference is not None
-            reasons = [] if not judged or reference is None else list(
-                reasons_estimate_may_not_hold(reference, {
-                    name: self._recent_values(name, model, version, end)
-                    for name in reference_signals(reference)}))
-            found.append(VersionAccuracy(
-                version=version,
-                reference_accuracy=None if reference is None
-                else reference.metrics.get("accuracy"),
-                estimated=estimate, estimated_n=estimated_n,
-                estimate_holds=not reasons if judged else None,
-                may_not_hold_because=reasons,
-                realized=labels, realized_n=realized_n,
-                estimate_window=ESTIMATE_WINDOW, realized_window=REALIZED_WINDOW,
-            ))
+            reasons = (
+                []
+                if not judged or reference is None
+                else list(
+                    reasons_estimate_may_not_hold(
+                        reference,
+                        {
+                            name: self._recent_values(name, model, version, end)
+                            for name in reference_signals(reference)
+                        },
+                    )
+                )
+            )
+            found.append(
+                VersionAccuracy(
+                    version=version,
+                    reference_accuracy=None
+                    if reference is None
+                    else reference.metrics.get("accuracy"),
+                    estimated=estimate,
+                    estimated_n=estimated_n,
+                    estimate_holds=not reasons if judged else None,
+                    may_not_hold_because=reasons,
+                    realized=labels,
+                    realized_n=realized_n,
+                    estimate_window=ESTIMATE_WINDOW,
+                    realized_window=REALIZED_WINDOW,
+                )
+            )
         return found
 
-    def _per_version(self, metric: str, model: str, start: float,
-                     end: float) -> dict[str, tuple[float | None, int]]:
+    def _per_version(
+        self, metric: str, model: str, start: float, end: float
+    ) -> dict[str, tuple[float | None, int]]:
         """The ``avg`` of ``metric`` over the served answers of ``model`` (a shadow's left out)
         in the range, and its number of points, by version."""
-        results = self.metric_store.query(metric, "avg", start, end,
-                                          filter={"model": model, "shadow": None},
-                                          group_by=["version"])
+        results = self.metric_store.query(
+            metric, "avg", start, end, filter={"model": model, "shadow": None}, group_by=["version"]
+        )
         return {r.group["version"]: (r.value, r.count) for r in results if r.count}
 
-    def _recent_values(self, metric: str, model: str, version: str,
-                       end: float) -> list[float]:
+    def _recent_values(self, metric: str, model: str, version: str, end: float) -> list[float]:
         """At least ``HOLDS_SAMPLE`` of the newest raw values of a served version's metric if
         the estimate window has them (fewer at low traffic): what the KS tests compare."""
         read: dict[str, str | None] = {"model": model, "version": version, "shadow": None}
         values: list[float] = []
         for span in (15.0, 60.0, ESTIMATE_WINDOW):
-            values = [p.value for p in self.metric_store.points(metric, end - span, end,
-                                                                 filter=read)]
+            values = [
+                p.value for p in self.metric_store.points(metric, end - span, end, filter=read)
+            ]
             if len(values) >= HOLDS_SAMPLE:
                 break
         return values
@@ -569,8 +708,9 @@ class StoreDashboardData:
             return None
 
 
-def _incident_jobs(incident_id: str, timeline: Iterable[TimelineEntry],
-                   jobs: list[Job]) -> list[str]:
+def _incident_jobs(
+    incident_id: str, timeline: Iterable[TimelineEntry], jobs: list[Job]
+) -> list[str]:
     """The retrain jobs an incident asked for (its own) or was attached to (its timeline
     names them), newest first."""
     found = [job.job_id for job in jobs if job.incident_id == incident_id]

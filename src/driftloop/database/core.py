@@ -130,9 +130,14 @@ class SchemaStatus:
         return self.revision
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "revision": self.revision, "state": self.state,
-                "head": self.head, "at_head": self.at_head,
-                "schema_version": self.schema_version}
+        return {
+            "store": self.store,
+            "revision": self.revision,
+            "state": self.state,
+            "head": self.head,
+            "at_head": self.at_head,
+            "schema_version": self.schema_version,
+        }
 
 
 @dataclass(frozen=True)
@@ -147,8 +152,13 @@ class SchemaUpgrade:
         return self.before.revision != self.revision
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.before.store, "from": self.before.revision,
-                "from_state": self.before.state, "to": self.revision, "changed": self.changed}
+        return {
+            "store": self.before.store,
+            "from": self.before.revision,
+            "from_state": self.before.state,
+            "to": self.revision,
+            "changed": self.changed,
+        }
 
 
 def _sqlite_engine(url: str, base_dir: Path | None = None) -> Engine:
@@ -199,7 +209,9 @@ STORES.register(
     extra="postgres",
 )
 STORES.register(
-    "postgresql", "driftloop.database.core:_postgres_engine", requires=("psycopg",),
+    "postgresql",
+    "driftloop.database.core:_postgres_engine",
+    requires=("psycopg",),
     extra="postgres",
 )
 
@@ -263,8 +275,9 @@ class Database:
         with _UPGRADE_LOCK, self._errors(upgrading=True), self._locked() as connection:
             before = self._read_status(connection)
             self._refuse_newer(before)
-            if before.revision is not None and \
-                    REVISIONS.index(before.revision) >= REVISIONS.index(to):
+            if before.revision is not None and REVISIONS.index(before.revision) >= REVISIONS.index(
+                to
+            ):
                 return SchemaUpgrade(before, before.revision)
             if before.state == "release-1":
                 _adopt_release_1(connection, self.safe_url)
@@ -272,10 +285,10 @@ class Database:
             migrations.upgrade(connection, to)
             after = self._read_status(connection)
             if after.revision != to:  # pragma: no cover - a revision that forgot something
-                raise ConfigError(f"the store {self.safe_url}: the upgrade ended at "
-                                  f"{after.described}, not {to}")
-        logger.info("store %s: schema upgraded from %s to %s", self.safe_url, before.described,
-                    to)
+                raise ConfigError(
+                    f"the store {self.safe_url}: the upgrade ended at {after.described}, not {to}"
+                )
+        logger.info("store %s: schema upgraded from %s to %s", self.safe_url, before.described, to)
         return SchemaUpgrade(before, to)
 
     def downgrade(self, to: str) -> SchemaStatus:
@@ -311,18 +324,28 @@ class Database:
         schema_version: int | None = None
         if schema_versions.name in names:
             schema_version = connection.execute(
-                sa.select(sa.func.max(schema_versions.c.version))).scalar()
+                sa.select(sa.func.max(schema_versions.c.version))
+            ).scalar()
         if VERSION_TABLE in names:
-            revisions = connection.execute(
-                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+            revisions = (
+                connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+                .scalars()
+                .all()
+            )
             if len(revisions) > 1:
-                raise ConfigError(f"the store {self.safe_url} has several schema revisions "
-                                  f"{sorted(revisions)}: not one made by driftloop")
+                raise ConfigError(
+                    f"the store {self.safe_url} has several schema revisions "
+                    f"{sorted(revisions)}: not one made by driftloop"
+                )
             if revisions:
                 revision = str(revisions[0])
                 state: SchemaState = (
-                    "ahead" if revision not in REVISIONS
-                    else "current" if revision == HEAD_REVISION else "behind")
+                    "ahead"
+                    if revision not in REVISIONS
+                    else "current"
+                    if revision == HEAD_REVISION
+                    else "behind"
+                )
                 return SchemaStatus(self.safe_url, state, revision, schema_version)
         if schema_version is not None:
             state = "release-1" if schema_version <= 1 else "ahead"
@@ -345,8 +368,9 @@ class Database:
             if self.dialect != "sqlite":
                 with connection.begin():
                     if self.dialect == "postgresql":
-                        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                                           {"key": _ADVISORY_LOCK})
+                        connection.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK}
+                        )
                     yield connection
                 return
             # PRAGMA foreign_keys is a no-op inside a transaction: set it before BEGIN
@@ -358,8 +382,10 @@ class Database:
                     yield connection
                     broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
                     if broken:
-                        raise ConfigError(f"the store {self.safe_url}: the upgrade would leave "
-                                          f"rows without their parent rows: {broken[:5]}")
+                        raise ConfigError(
+                            f"the store {self.safe_url}: the upgrade would leave "
+                            f"rows without their parent rows: {broken[:5]}"
+                        )
             finally:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
@@ -416,14 +442,18 @@ def _adopt_release_1(connection: Connection, store: str) -> None:
     inspector = sa.inspect(connection)
     existing = set(inspector.get_table_names())
     missing = {
-        table.name: sorted(set(table.columns.keys())
-                           - {column["name"] for column in inspector.get_columns(table.name)})
-        for table in metadata.sorted_tables if table.name in existing
+        table.name: sorted(
+            set(table.columns.keys())
+            - {column["name"] for column in inspector.get_columns(table.name)}
+        )
+        for table in metadata.sorted_tables
+        if table.name in existing
     }
     missing = {name: columns for name, columns in missing.items() if columns}
     if missing:
-        lacking = "; ".join(f"{table}: {', '.join(columns)}"
-                            for table, columns in sorted(missing.items()))
+        lacking = "; ".join(
+            f"{table}: {', '.join(columns)}" for table, columns in sorted(missing.items())
+        )
         raise ConfigError(
             f"the store {store} says schema version 1 but lacks columns of release 1 "
             f"({lacking}): it was made by an older development build and cannot be upgraded"

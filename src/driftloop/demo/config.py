@@ -19,9 +19,20 @@ from driftloop.monitors.thresholds import resolve_thresholds
 from driftloop.project import default_config_text
 
 __all__ = [
-    "CONFIDENCE_MONITOR", "DATASET", "DRIFT_MONITOR", "MODEL", "PRODUCTION_WINDOW", "TUNINGS",
-    "DemoOptions", "TrainerTuning", "confidence_levels", "confidence_monitor", "demo_config",
-    "demo_monitors", "monitors_note", "tuning_for",
+    "CONFIDENCE_MONITOR",
+    "DATASET",
+    "DRIFT_MONITOR",
+    "MODEL",
+    "PRODUCTION_WINDOW",
+    "TUNINGS",
+    "DemoOptions",
+    "TrainerTuning",
+    "confidence_levels",
+    "confidence_monitor",
+    "demo_config",
+    "demo_monitors",
+    "monitors_note",
+    "tuning_for",
 ]
 
 MODEL = "review-classifier"
@@ -49,8 +60,10 @@ def demo_monitors(speed: float) -> list[dict[str, Any]]:
             monitor["min_count"] = max(1, math.ceil(monitor["min_count"] / speed))
         monitor["message"] = (
             monitor["message"]
-            .replace("{{#is_alert}}@log @retrain", "{{#is_alert}}@log @slack-demo "
-                     "@github-dispatch @retrain")
+            .replace(
+                "{{#is_alert}}@log @retrain",
+                "{{#is_alert}}@log @slack-demo @github-dispatch @retrain",
+            )
             .replace("{{#is_warning}}@log", "{{#is_warning}}@log @slack-demo")
             .replace("{{#is_recovery}}@log", "{{#is_recovery}}@log @slack-demo")
         )
@@ -122,11 +135,15 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
             "github-dispatch": {
                 "type": "webhook",
                 "url": receiver.url + "/repos/acme/review-training/actions/workflows/"
-                                      "driftloop-train.yml/dispatches",
-                "headers": {"Authorization": "token ${DEMO_GITHUB_TOKEN:-demo-token}",
-                            "Accept": "application/vnd.github+json"},
-                "payload": {"ref": "master", "inputs": {"incident_id": "{{incident_id}}",
-                                                        "model": "{{model}}"}},
+                "driftloop-train.yml/dispatches",
+                "headers": {
+                    "Authorization": "token ${DEMO_GITHUB_TOKEN:-demo-token}",
+                    "Accept": "application/vnd.github+json",
+                },
+                "payload": {
+                    "ref": "master",
+                    "inputs": {"incident_id": "{{incident_id}}", "model": "{{model}}"},
+                },
             },
         },
         "pipeline": {

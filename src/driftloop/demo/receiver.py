@@ -23,9 +23,14 @@ class ReceivedRequest:
     body: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"received_at": self.received_at, "service": self.service,
-                "method": self.method, "path": self.path, "headers": self.headers,
-                "body": self.body}
+        return {
+            "received_at": self.received_at,
+            "service": self.service,
+            "method": self.method,
+            "path": self.path,
+            "headers": self.headers,
+            "body": self.body,
+        }
 
 
 @dataclass
@@ -57,16 +62,22 @@ class NotificationReceiver:
                     body: Any = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
-                service = "slack" if self.path == SLACK_PATH else (
-                    "github" if self.path.endswith("/dispatches") else "unknown")
-                shown = {k: v for k, v in self.headers.items()
-                         if k.lower() in {"content-type", "accept", "x-github-api-version",
-                                          "user-agent"}}
+                service = (
+                    "slack"
+                    if self.path == SLACK_PATH
+                    else ("github" if self.path.endswith("/dispatches") else "unknown")
+                )
+                shown = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() in {"content-type", "accept", "x-github-api-version", "user-agent"}
+                }
                 if "Authorization" in self.headers:
                     shown["Authorization"] = self.headers["Authorization"].split(" ")[0] + " ***"
                 with receiver._lock:
-                    receiver.requests.append(ReceivedRequest(
-                        time.time(), service, "POST", self.path, shown, body))
+                    receiver.requests.append(
+                        ReceivedRequest(time.time(), service, "POST", self.path, shown, body)
+                    )
                 if service == "slack":
                     self._answer(200, b"ok", "text/plain")
                 elif service == "github":
@@ -86,8 +97,9 @@ class NotificationReceiver:
                 del format, args
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, name="demo-receiver",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, name="demo-receiver", daemon=True
+        ).start()
 
     def stop(self) -> None:
         if self._server is not None:

@@ -77,8 +77,13 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
 def _train_with_progress(
     console: Console, config: Config, label: str, trigger: str
 ) -> ModelVersion:
-    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task(label, total=1.0)
 
         def report(stage: str, fraction: float) -> None:
@@ -98,8 +103,13 @@ class _Project:
     port: int
 
 
-def _set_up(options: DemoOptions, console: Console, project: Path,
-            receiver: NotificationReceiver, view: DemoView) -> _Project:
+def _set_up(
+    options: DemoOptions,
+    console: Console,
+    project: Path,
+    receiver: NotificationReceiver,
+    view: DemoView,
+) -> _Project:
     """Write the project, push snapshot 1 and train v1 on it."""
     port = _free_port()
     (project / CONFIG_FILENAME).write_text(
@@ -107,19 +117,26 @@ def _set_up(options: DemoOptions, console: Console, project: Path,
         + yaml.safe_dump(demo_config(options, receiver, port), sort_keys=False)
     )
     config = load_config(project / CONFIG_FILENAME)
-    console.print(f"[bold]driftloop demo[/] in {project} (speed x{options.speed:g}: "
-                  f"a {options.window:g}s window stands for 5 minutes)")
+    console.print(
+        f"[bold]driftloop demo[/] in {project} (speed x{options.speed:g}: "
+        f"a {options.window:g}s window stands for 5 minutes)"
+    )
     view.config = config
     scenario = build_scenario(drifting=options.drifting)
     datasets = DatasetStore.from_config(config)
     first = datasets.push(scenario.snapshot_1, DATASET)
-    console.print(f"snapshot 1: {first.row_count} labeled reviews without the subtopics "
-                  f"{', '.join(DRIFTING_SUBTOPICS)}")
+    console.print(
+        f"snapshot 1: {first.row_count} labeled reviews without the subtopics "
+        f"{', '.join(DRIFTING_SUBTOPICS)}"
+    )
     training_started = time.time()
     v1 = _train_with_progress(console, config, f"training v1 ({options.trainer})", "manual")
     view.training_v1 = time.time() - training_started
-    view.log("train", f"v1 trained on snapshot {first.snapshot_id} in {view.training_v1:.0f}s "
-                      "and set as production")
+    view.log(
+        "train",
+        f"v1 trained on snapshot {first.snapshot_id} in {view.training_v1:.0f}s "
+        "and set as production",
+    )
     reference = reference_confidence(v1)
     view.reference = view.v1_reference = reference
     console.print(monitors_note(config, reference), style="dim")
@@ -130,8 +147,16 @@ def _set_up(options: DemoOptions, console: Console, project: Path,
 def _serving(system: DriftloopSystem, config: Config, port: int) -> Iterator[str]:
     """The system's app on ``127.0.0.1:port`` while the block runs; its URL."""
     app = system.create_app()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", **uvicorn_options(config.serving)))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(config.serving),
+        )
+    )
     server_thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
     server_thread.start()
     try:
@@ -147,31 +172,38 @@ def _serving(system: DriftloopSystem, config: Config, port: int) -> Iterator[str
 
 
 def _run(
-    options: DemoOptions, console: Console, project: Path, receiver: NotificationReceiver,
+    options: DemoOptions,
+    console: Console,
+    project: Path,
+    receiver: NotificationReceiver,
     view: DemoView,
 ) -> DemoResult:
     setup = _set_up(options, console, project, receiver, view)
-    system = DriftloopSystem(setup.config, SystemOptions(
-        monitor_interval=max(0.5, options.window / 15),
-        worker_poll_interval=0.5,
-        event_listeners=[view.on_event],
-        pipeline_hooks=PipelineHooks(on_state=view.on_job),
-    ))
+    system = DriftloopSystem(
+        setup.config,
+        SystemOptions(
+            monitor_interval=max(0.5, options.window / 15),
+            worker_poll_interval=0.5,
+            event_listeners=[view.on_event],
+            pipeline_hooks=PipelineHooks(on_state=view.on_job),
+        ),
+    )
     key = system.api_keys.create(Scope.ADMIN, name="demo").key
     with _serving(system, setup.config, setup.port) as url:
-        console.print(f"serving v{setup.v1.version} at {url} — dashboard {url}/ "
-                      f"(log in with key {key})")
+        console.print(
+            f"serving v{setup.v1.version} at {url} — dashboard {url}/ (log in with key {key})"
+        )
         if options.open_browser:
             webbrowser.open(f"{url}/login")
         system.start_background()
         tuning = tuning_for(options.trainer)
-        traffic = TrafficGenerator(url, MODEL, key, clients=options.clients, batch=tuning.batch,
-                                   pause=tuning.pause)
+        traffic = TrafficGenerator(
+            url, MODEL, key, clients=options.clients, batch=tuning.batch, pause=tuning.pause
+        )
         view.traffic = traffic
         traffic.set_phase("known", setup.scenario.known_traffic)
         traffic.start()
-        view.log("traffic",
-                 f"phase 1: {options.clients} clients send reviews from known subtopics")
+        view.log("traffic", f"phase 1: {options.clients} clients send reviews from known subtopics")
         try:
             phase2_at = _drive(options, console, system, view, traffic, setup)
         finally:
@@ -180,8 +212,14 @@ def _run(
     return finish(DemoRun(options, system, view, traffic, receiver, phase2_at, project), console)
 
 
-def _drive(options: DemoOptions, console: Console, system: DriftloopSystem, view: DemoView,
-           traffic: TrafficGenerator, setup: _Project) -> float | None:
+def _drive(
+    options: DemoOptions,
+    console: Console,
+    system: DriftloopSystem,
+    view: DemoView,
+    traffic: TrafficGenerator,
+    setup: _Project,
+) -> float | None:
     """Phase 1, then phase 2 once a window and a bit have passed, until the loop closes, the
     system settles without closing it or the timeout ends the demo. When phase 2 began."""
     phase2_at: float | None = None
@@ -204,12 +242,18 @@ def _drive(options: DemoOptions, console: Console, system: DriftloopSystem, view
                 view.log("closed", "the loop closed: new version serving, monitors OK")
             if loop_closed_at is not None and now >= loop_closed_at + 3.0:
                 break
-            if (phase2_at is not None and loop_closed_at is None
-                    and _settled(system, options.window)):
+            if (
+                phase2_at is not None
+                and loop_closed_at is None
+                and _settled(system, options.window)
+            ):
                 view.phase = "settled: nothing more is due, the monitors still fire"
-                view.log("settled", "the loop did not close: no job runs or is due (the "
-                                    "open incidents' retries are used up or wait for new "
-                                    "labeled data)")
+                view.log(
+                    "settled",
+                    "the loop did not close: no job runs or is due (the "
+                    "open incidents' retries are used up or wait for new "
+                    "labeled data)",
+                )
                 break
             live.update(view.render())
             time.sleep(0.25)
@@ -217,14 +261,19 @@ def _drive(options: DemoOptions, console: Console, system: DriftloopSystem, view
     return phase2_at
 
 
-def _start_phase_2(view: DemoView, traffic: TrafficGenerator, scenario: DemoScenario,
-                   datasets: DatasetStore) -> None:
+def _start_phase_2(
+    view: DemoView, traffic: TrafficGenerator, scenario: DemoScenario, datasets: DatasetStore
+) -> None:
     traffic.set_phase("drifted", scenario.drifted_traffic)
-    view.log("drift", f"phase 2: traffic shifts to unseen subtopics "
-                      f"({', '.join(DRIFTING_SUBTOPICS)})")
+    view.log(
+        "drift", f"phase 2: traffic shifts to unseen subtopics ({', '.join(DRIFTING_SUBTOPICS)})"
+    )
     second = datasets.push(scenario.new_rows, DATASET)
-    view.log("data", f"snapshot 2 lands in storage: {second.row_count} newly labeled rows, "
-                     f"most of them of the new subtopics")
+    view.log(
+        "data",
+        f"snapshot 2 lands in storage: {second.row_count} newly labeled rows, "
+        f"most of them of the new subtopics",
+    )
 
 
 def _loop_closed(system: DriftloopSystem, view: DemoView) -> bool:

@@ -78,13 +78,16 @@ def build_scenario(
     known_subtopics = set(data["subtopic"])
     unknown = sorted(set(drifting) - known_subtopics)
     if not drifting or unknown:
-        raise ConfigError(f"drifting subtopics must be some of {sorted(known_subtopics)}; "
-                          f"got {list(drifting)}")
+        raise ConfigError(
+            f"drifting subtopics must be some of {sorted(known_subtopics)}; got {list(drifting)}"
+        )
     is_drifting = data["subtopic"].isin(drifting)
     lost = sorted(set(data["label"]) - set(data.loc[~is_drifting, "label"]))
     if lost:
-        raise ConfigError(f"holding out {list(drifting)} leaves no rows of the classes {lost} "
-                          "for the first model: keep at least one subtopic of each class")
+        raise ConfigError(
+            f"holding out {list(drifting)} leaves no rows of the classes {lost} "
+            "for the first model: keep at least one subtopic of each class"
+        )
     known = data[~is_drifting].sample(frac=1.0, random_state=seed)
     drifted = data[is_drifting].sample(frac=1.0, random_state=seed)
     known_cut = int(len(known) * traffic_fraction)
@@ -98,7 +101,8 @@ def build_scenario(
         cut = int(len(known_train) * (1 - newest_window))
         snapshot_1 = known_train.iloc[:cut].reset_index(drop=True)
         snapshot_2 = pd.concat([known_train.iloc[cut:], drifted_train]).sample(
-            frac=1.0, random_state=seed)
+            frac=1.0, random_state=seed
+        )
     return DemoScenario(
         snapshot_1=snapshot_1,
         snapshot_2=snapshot_2.reset_index(drop=True),

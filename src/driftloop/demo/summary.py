@@ -56,8 +56,14 @@ class DemoRun:
     project: Path
 
 
-def _reasons(warn_at: float | None, alert_at: float | None, jobs: list[Job],
-             final_version: int, ok_now: bool, stats: TrafficStats) -> list[str]:
+def _reasons(
+    warn_at: float | None,
+    alert_at: float | None,
+    jobs: list[Job],
+    final_version: int,
+    ok_now: bool,
+    stats: TrafficStats,
+) -> list[str]:
     """Why the loop did not close (empty: it did)."""
     reasons = []
     if warn_at is None:
@@ -65,8 +71,12 @@ def _reasons(warn_at: float | None, alert_at: float | None, jobs: list[Job],
     if alert_at is None:
         reasons.append("the confidence monitor never went ALERT")
     if not any(job.state == JobState.SUCCEEDED for job in jobs):
-        reasons.append("no retrain job succeeded: " + ", ".join(
-            f"{job.state.value} ({job.error})" for job in jobs) if jobs else "no retrain job ran")
+        reasons.append(
+            "no retrain job succeeded: "
+            + ", ".join(f"{job.state.value} ({job.error})" for job in jobs)
+            if jobs
+            else "no retrain job ran"
+        )
     if final_version < 2:
         reasons.append("v2 was never deployed")
     if not ok_now:
@@ -106,7 +116,8 @@ def summarize(run: DemoRun) -> dict[str, Any]:
         "versions_served": dict(stats.versions),
         "final_production_version": final_version,
         "seconds_to_drift_detector": since_phase2(
-            view.first(MonitorState.ALERT.value, DRIFT_MONITOR)),
+            view.first(MonitorState.ALERT.value, DRIFT_MONITOR)
+        ),
         "seconds_to_warn": since_phase2(warn_at),
         "seconds_to_alert": since_phase2(alert_at),
         "seconds_to_deploy": since_phase2(view.first("job", "verifying")),
@@ -133,15 +144,21 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
     out = run.options.out
     out.mkdir(parents=True, exist_ok=True)
     data = StoreDashboardData(
-        database=system.database, metric_store=system.metric_store,
-        monitors=list(system.config.monitors), registry=system.registry, jobs=system.queue,
+        database=system.database,
+        metric_store=system.metric_store,
+        monitors=list(system.config.monitors),
+        registry=system.registry,
+        jobs=system.queue,
         models=[MODEL],
     )
     paths = generate_report(data, out / "report", model=MODEL, since=view.started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "timeline.json").write_text(json.dumps(
-        [{"at": e.timestamp, "kind": e.kind, "message": e.message} for e in view.timeline],
-        indent=2))
+    (out / "timeline.json").write_text(
+        json.dumps(
+            [{"at": e.timestamp, "kind": e.kind, "message": e.message} for e in view.timeline],
+            indent=2,
+        )
+    )
     print_summary(console, summary, run.receiver, paths.index_html, paths.events_json)
     reasons: list[str] = summary["reasons"]
     return DemoResult(not reasons, reasons, summary, out, view.timeline)
@@ -157,8 +174,11 @@ def _thresholds_summary(system: DriftloopSystem, versions: Iterable[str]) -> dic
         reference = reference_confidence(system.registry.get_version(MODEL, int(version)))
         warning, critical = confidence_levels(system.config, reference)
         resolved[version] = {"reference": reference, "warning": warning, "critical": critical}
-    return {"warning": str(monitor.below.warning), "critical": str(monitor.below.critical),
-            "per_version": resolved}
+    return {
+        "warning": str(monitor.below.warning),
+        "critical": str(monitor.below.critical),
+        "per_version": resolved,
+    }
 
 
 def _job_to_deploy(jobs: list[Job]) -> float | None:
@@ -181,13 +201,16 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title="driftloop demo summary")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for label, key in [("seconds to drift detector ALERT", "seconds_to_drift_detector"),
-                       ("seconds to WARN", "seconds_to_warn"),
-                       ("seconds to ALERT", "seconds_to_alert"),
-                       ("seconds to deploy of the new version", "seconds_to_deploy"),
-                       ("seconds to recovery (monitors OK)", "seconds_to_recover"),
-                       ("requests / texts", None), ("failed requests", "failed_requests"),
-                       ("production version at the end", "final_production_version")]:
+    for label, key in [
+        ("seconds to drift detector ALERT", "seconds_to_drift_detector"),
+        ("seconds to WARN", "seconds_to_warn"),
+        ("seconds to ALERT", "seconds_to_alert"),
+        ("seconds to deploy of the new version", "seconds_to_deploy"),
+        ("seconds to recovery (monitors OK)", "seconds_to_recover"),
+        ("requests / texts", None),
+        ("failed requests", "failed_requests"),
+        ("production version at the end", "final_production_version"),
+    ]:
         if key is None:
             table.add_row(label, f"{summary['requests']} / {summary['texts']}")
         else:
@@ -195,22 +218,33 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     for version, accuracy in summary["accuracy_drifted_traffic"].items():
         table.add_row(f"accuracy of v{version} on drifted traffic", _fmt(accuracy))
     for version, levels in summary["thresholds"]["per_version"].items():
-        table.add_row(f"v{version} reference / warn / alert levels",
-                      " / ".join(_fmt(levels[key]) for key in ("reference", "warning", "critical")))
-    for label, key in [("seconds to train v1", "seconds_to_train_v1"),
-                       ("seconds from retrain job to deploy", "seconds_retrain_job_to_deploy"),
-                       ("seconds in all", "seconds_total")]:
+        table.add_row(
+            f"v{version} reference / warn / alert levels",
+            " / ".join(_fmt(levels[key]) for key in ("reference", "warning", "critical")),
+        )
+    for label, key in [
+        ("seconds to train v1", "seconds_to_train_v1"),
+        ("seconds from retrain job to deploy", "seconds_retrain_job_to_deploy"),
+        ("seconds in all", "seconds_total"),
+    ]:
         table.add_row(label, _seconds(summary[key]))
     return table
 
 
-def print_summary(console: Console, summary: dict[str, Any], receiver: NotificationReceiver,
-                  index: Path, events: Path) -> None:
+def print_summary(
+    console: Console,
+    summary: dict[str, Any],
+    receiver: NotificationReceiver,
+    index: Path,
+    events: Path,
+) -> None:
     received = receiver.received()
     for request in received[:6]:
         body = json.dumps(request.body)[:300]
-        console.print(f"[bold]{request.service}[/] received {request.method} {request.path}: "
-                      f"{body}", highlight=False)
+        console.print(
+            f"[bold]{request.service}[/] received {request.method} {request.path}: {body}",
+            highlight=False,
+        )
     if len(received) > 6:
         console.print(f"... and {len(received) - 6} more notification requests")
     console.print(_summary_table(summary))

@@ -47,8 +47,16 @@ class TrafficGenerator:
     """``clients`` concurrent clients, each sending ``batch`` texts per request."""
 
     def __init__(
-        self, url: str, model: str, api_key: str, *, clients: int = 4, batch: int = 8,
-        pause: float = 0.03, text_column: str = "text", label_column: str = "label",
+        self,
+        url: str,
+        model: str,
+        api_key: str,
+        *,
+        clients: int = 4,
+        batch: int = 8,
+        pause: float = 0.03,
+        text_column: str = "text",
+        label_column: str = "label",
         seed: int = 11,
     ) -> None:
         self.endpoint = f"{url}/v1/models/{model}/predict"
@@ -76,8 +84,11 @@ class TrafficGenerator:
             assert self._pool is not None
             rows = [self.random.randrange(len(self._pool)) for _ in range(self.batch)]
             sample = self._pool.iloc[rows]
-            return (self.phase, sample[self.text_column].astype(str).tolist(),
-                    sample[self.label_column].astype(str).tolist())
+            return (
+                self.phase,
+                sample[self.text_column].astype(str).tolist(),
+                sample[self.label_column].astype(str).tolist(),
+            )
 
     async def _post(self, client: httpx.AsyncClient, texts: list[str]) -> httpx.Response:
         """One prediction, as a well-behaved client sends it: a request the server sheds
@@ -85,8 +96,7 @@ class TrafficGenerator:
         wait it asks for (at most 1 s, up to ``SHED_RETRIES`` times); only an answer that stays
         an error counts as a failed request."""
         for _ in range(SHED_RETRIES):
-            response = await client.post(self.endpoint, json={"texts": texts},
-                                         headers=self.headers)
+            response = await client.post(self.endpoint, json={"texts": texts}, headers=self.headers)
             wait = response.headers.get("retry-after")
             if response.status_code not in (429, 503) or wait is None:
                 return response
@@ -117,7 +127,8 @@ class TrafficGenerator:
                         stats.recent.append(time.time())
                         stats.scored[(phase, version)] += len(texts)
                         stats.correct[(phase, version)] += sum(
-                            p == t for p, t in zip(predicted, labels, strict=True))
+                            p == t for p, t in zip(predicted, labels, strict=True)
+                        )
             await asyncio.sleep(self.pause)
 
     def _record_failure(self, reason: str) -> None:
@@ -132,8 +143,9 @@ class TrafficGenerator:
             await asyncio.gather(*(self._client(client) for _ in range(self.clients)))
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()),
-                                        name="demo-traffic", daemon=True)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._run()), name="demo-traffic", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

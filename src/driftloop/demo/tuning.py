@@ -24,15 +24,19 @@ class TrainerTuning:
 
 TUNINGS: dict[str, TrainerTuning] = {
     "sklearn": TrainerTuning(
-        params={}, batch=8, pause=0.1,
+        params={},
+        batch=8,
+        pause=0.1,
         rationale="TF-IDF + logistic regression: trains in seconds, serves thousands of texts "
-                  "per second on a CPU",
+        "per second on a CPU",
     ),
     "transformers": TrainerTuning(
-        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1}, batch=2, pause=1.0,
+        params={"mode": "head", "max_train_rows": 2000, "torch_threads": 1},
+        batch=2,
+        pause=1.0,
         rationale="the packaged MiniLM encoder with a linear head, on at most 2,000 rows and "
-                  "one torch thread, so that it trains in about a minute on a 2-core CPU; "
-                  "fewer, smaller requests, since each text costs milliseconds",
+        "one torch thread, so that it trains in about a minute on a 2-core CPU; "
+        "fewer, smaller requests, since each text costs milliseconds",
     ),
 }
 

@@ -26,10 +26,18 @@ from driftloop.system import DriftloopSystem
 
 STATE_STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"}
 _SEVERITY = [MonitorState.OK, MonitorState.NO_DATA, MonitorState.WARN, MonitorState.ALERT]
-_LOGGED_JOB_STATES = frozenset({
-    JobState.GATED, JobState.VERIFYING, JobState.SUCCEEDED, JobState.REJECTED,
-    JobState.ROLLED_BACK, JobState.FAILED, JobState.FETCHING_DATA, JobState.TRAINING,
-})
+_LOGGED_JOB_STATES = frozenset(
+    {
+        JobState.GATED,
+        JobState.VERIFYING,
+        JobState.SUCCEEDED,
+        JobState.REJECTED,
+        JobState.ROLLED_BACK,
+        JobState.FAILED,
+        JobState.FETCHING_DATA,
+        JobState.TRAINING,
+    }
+)
 
 
 def reference_confidence(version: ModelVersion) -> float | None:
@@ -76,13 +84,19 @@ class DemoView:
         head.add_row("elapsed", f"{now - self.started:5.1f}s")
         if self.traffic is not None:
             stats = self.traffic.stats
-            head.add_row("traffic", f"{stats.requests_per_second(now):5.1f} req/s, "
-                                    f"{stats.texts} texts, failed {stats.failed}")
+            head.add_row(
+                "traffic",
+                f"{stats.requests_per_second(now):5.1f} req/s, "
+                f"{stats.texts} texts, failed {stats.failed}",
+            )
         confidence = format_value(self.confidence)
-        warning, critical = (None, None) if self.config is None else confidence_levels(
-            self.config, self.reference)
-        levels = (f"warn < {format_value(warning)}, alert < {format_value(critical)}, "
-                  f"window {self.options.window:g}s")
+        warning, critical = (
+            (None, None) if self.config is None else confidence_levels(self.config, self.reference)
+        )
+        levels = (
+            f"warn < {format_value(warning)}, alert < {format_value(critical)}, "
+            f"window {self.options.window:g}s"
+        )
         head.add_row("avg confidence", f"{confidence}  ({levels})")
         production = MISSING_VALUE if self.production is None else f"v{self.production}"
         head.add_row("production", production)
@@ -93,8 +107,10 @@ class DemoView:
         with self._lock:
             recent = self.timeline[-12:]
         for entry in recent:
-            events.add_row(f"{entry.timestamp - self.started:6.1f}s", f"[bold]{entry.kind}[/] "
-                           f"{escape(entry.message)}")
+            events.add_row(
+                f"{entry.timestamp - self.started:6.1f}s",
+                f"[bold]{entry.kind}[/] {escape(entry.message)}",
+            )
         # as wide as its text: a console that is not a terminal does not wrap (cli.app)
         return Panel(Group(head, events), title="driftloop demo: the closed loop", expand=False)
 
@@ -102,8 +118,11 @@ class DemoView:
         """The system's event listener: every monitor transition goes on the timeline."""
         value = format_value(event.value)
         kind = "renotify" if event.renotification else event.state.value
-        self.log(kind, f"{event.monitor}: {event.previous.value} → {event.state.value} ({value})"
-                 + (f" → {', '.join('@' + h for h in event.handles)}" if event.handles else ""))
+        self.log(
+            kind,
+            f"{event.monitor}: {event.previous.value} → {event.state.value} ({value})"
+            + (f" → {', '.join('@' + h for h in event.handles)}" if event.handles else ""),
+        )
 
     def on_job(self, job: Job) -> None:
         """The pipeline's state hook: the retrain job's progress."""
@@ -114,8 +133,10 @@ class DemoView:
         if job.state == JobState.GATED and job.candidate_version:
             extra = f": v{job.candidate_version} passed the gate"
         if job.state == JobState.VERIFYING:
-            extra = (f": v{job.candidate_version} deployed, v{job.previous_version} scores the "
-                     "same requests in shadow for verification")
+            extra = (
+                f": v{job.candidate_version} deployed, v{job.previous_version} scores the "
+                "same requests in shadow for verification"
+            )
         if job.error:
             extra = f": {job.error}"
         self.log("job", f"retrain {job.state.value}{extra}")
@@ -123,8 +144,13 @@ class DemoView:
     def refresh(self, system: DriftloopSystem) -> None:
         """Read the confidence, the production version and the monitor states anew."""
         now = time.time()
-        results = system.metric_store.query("model_confidence", "avg", now - self.options.window,
-                                            now, filter={"model": MODEL, SHADOW_TAG: None})
+        results = system.metric_store.query(
+            "model_confidence",
+            "avg",
+            now - self.options.window,
+            now,
+            filter={"model": MODEL, SHADOW_TAG: None},
+        )
         self.confidence = results[0].value if results else None
         try:
             production = system.registry.resolve(MODEL)
@@ -137,7 +163,10 @@ class DemoView:
         for status in system.monitor_engine.status():
             # groups split by version count for the serving version only (as in monitors_ok):
             # the previous version's groups are retired once v2 is verified
-            states = [group.state for group in status.groups
-                      if group.group.get("version", serving) == serving]
+            states = [
+                group.state
+                for group in status.groups
+                if group.group.get("version", serving) == serving
+            ]
             worst = max(states, key=_SEVERITY.index) if states else None
             self.states[status.name] = "NO_DATA" if worst is None else worst.value

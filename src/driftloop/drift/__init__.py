@@ -31,29 +31,32 @@ if TYPE_CHECKING:
     from driftloop.drift.shape import ShapeCusumDetector
     from driftloop.drift.window import WindowTestDetector, WindowTestResult
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "AccuracyEstimate": "driftloop.drift.accuracy",
-    "ChiSquareWindowDetector": "driftloop.drift.chi_square",
-    "CombinedDetector": "driftloop.drift.combined",
-    "ConfidenceAccuracyEstimator": "driftloop.drift.cbpe",
-    "CusumDetector": "driftloop.drift.cusum",
-    "DriftDetector": "driftloop.drift.base",
-    "KSWindowDetector": "driftloop.drift.ks",
-    "PSIWindowDetector": "driftloop.drift.psi",
-    "PageHinkleyDetector": "driftloop.drift.page_hinkley",
-    "RealizedAccuracyEstimator": "driftloop.drift.realized_accuracy",
-    "SelfReferencedDetector": "driftloop.drift.self_reference",
-    "SequentialCalibration": "driftloop.drift.calibration",
-    "ShapeCusumDetector": "driftloop.drift.shape",
-    "WindowTestDetector": "driftloop.drift.window",
-    "WindowTestResult": "driftloop.drift.window",
-    "build_detector": "driftloop.drift.factory",
-    "calibrate_sequential": "driftloop.drift.calibration",
-    "expected_accuracy": "driftloop.drift.cbpe",
-    "mean_and_shape_detector": "driftloop.drift.combined",
-    "population_stability_index": "driftloop.drift.psi",
-    "wilson_interval": "driftloop.drift.realized_accuracy",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AccuracyEstimate": "driftloop.drift.accuracy",
+        "ChiSquareWindowDetector": "driftloop.drift.chi_square",
+        "CombinedDetector": "driftloop.drift.combined",
+        "ConfidenceAccuracyEstimator": "driftloop.drift.cbpe",
+        "CusumDetector": "driftloop.drift.cusum",
+        "DriftDetector": "driftloop.drift.base",
+        "KSWindowDetector": "driftloop.drift.ks",
+        "PSIWindowDetector": "driftloop.drift.psi",
+        "PageHinkleyDetector": "driftloop.drift.page_hinkley",
+        "RealizedAccuracyEstimator": "driftloop.drift.realized_accuracy",
+        "SelfReferencedDetector": "driftloop.drift.self_reference",
+        "SequentialCalibration": "driftloop.drift.calibration",
+        "ShapeCusumDetector": "driftloop.drift.shape",
+        "WindowTestDetector": "driftloop.drift.window",
+        "WindowTestResult": "driftloop.drift.window",
+        "build_detector": "driftloop.drift.factory",
+        "calibrate_sequential": "driftloop.drift.calibration",
+        "expected_accuracy": "driftloop.drift.cbpe",
+        "mean_and_shape_detector": "driftloop.drift.combined",
+        "population_stability_index": "driftloop.drift.psi",
+        "wilson_interval": "driftloop.drift.realized_accuracy",
+    },
+)
 
 __all__ = [
     "AccuracyEstimate",

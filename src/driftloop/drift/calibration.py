@@ -137,8 +137,9 @@ def simulate_arl(
     alarms = np.zeros(len(h), dtype=np.int64)
     block = 250
     for start in range(0, steps, block):
-        draws = increments[rng.integers(0, len(increments), size=(min(block, steps - start),
-                                                                    chains))]
+        draws = increments[
+            rng.integers(0, len(increments), size=(min(block, steps - start), chains))
+        ]
         for row in draws:
             state += row
             np.maximum(state, 0.0, out=state)
@@ -181,8 +182,14 @@ def calibrate_sequential(
         raise ConfigError(f"min_shift must be positive, got {min_shift}")
     if warning_factor < 1:
         raise ConfigError(f"warning_factor must be at least 1, got {warning_factor}")
-    key = (hashlib.sha256(values.tobytes()).hexdigest(), false_alarm_rate, min_shift,
-           warning_factor, margin_se, seed)
+    key = (
+        hashlib.sha256(values.tobytes()).hexdigest(),
+        false_alarm_rate,
+        min_shift,
+        warning_factor,
+        margin_se,
+        seed,
+    )
     cached = _CACHE.get(key)
     if cached is not None:
         _CACHE.move_to_end(key)
@@ -191,8 +198,9 @@ def calibrate_sequential(
     n = len(values)
     mean, std = float(values.mean()), float(values.std(ddof=1))
     if std <= 1e-12 * max(1.0, abs(mean)):
-        raise InvalidInputError("the reference values are all equal: there is no spread to "
-                                "standardise by")
+        raise InvalidInputError(
+            "the reference values are all equal: there is no spread to standardise by"
+        )
     allowance = min_shift / (2.0 * std)
     margin = margin_se / math.sqrt(n)
     if allowance <= margin:
@@ -204,9 +212,7 @@ def calibrate_sequential(
     increments = (mean - values) / std - allowance + margin
     drift = float(increments.mean())
     if increments.max() <= 0:
-        raise ConfigError(
-            f"min_shift={min_shift:g} is larger than any drop the reference allows"
-        )
+        raise ConfigError(f"min_shift={min_shift:g} is larger than any drop the reference allows")
     theta = adjustment_coefficient(increments)
     target_arl = 1.0 / false_alarm_rate
     warning_arl = max(1.0, target_arl / warning_factor)
@@ -214,8 +220,9 @@ def calibrate_sequential(
     ladder = sorted({min(a, target_arl) for a in LADDER_ARLS})
     start = [threshold_for_arl(a, theta, drift, GAUSSIAN_OVERSHOOT) for a in ladder]
     steps = int(max(SIMULATION_STEPS, 5 * ladder[-1]))
-    simulated = simulate_arl(increments, np.asarray(start), np.random.default_rng(seed),
-                             steps=steps)
+    simulated = simulate_arl(
+        increments, np.asarray(start), np.random.default_rng(seed), steps=steps
+    )
     overshoot = _fit_overshoot(simulated, theta, drift)
     calibration = SequentialCalibration(
         mean=mean,
@@ -244,9 +251,7 @@ def _fit_overshoot(simulated: list[SimulatedArl], theta: float, drift: float) ->
     usable = [s for s in simulated if s.alarms >= 30 and s.threshold > 0][-2:]
     if not usable:
         return GAUSSIAN_OVERSHOOT
-    fits = [
-        (threshold_for_arl(s.arl, theta, drift, 0.0) - s.threshold, s.alarms) for s in usable
-    ]
+    fits = [(threshold_for_arl(s.arl, theta, drift, 0.0) - s.threshold, s.alarms) for s in usable]
     return sum(rho * w for rho, w in fits) / sum(w for _, w in fits)
 
 

@@ -44,8 +44,9 @@ def expected_accuracy(
 class ConfidenceAccuracyEstimator:
     """Streaming CBPE: the expected accuracy over the last ``window`` confidences."""
 
-    def __init__(self, window: int = 500, *, level: float = 0.95,
-                 calibration_error: float = 0.0) -> None:
+    def __init__(
+        self, window: int = 500, *, level: float = 0.95, calibration_error: float = 0.0
+    ) -> None:
         if window < 1:
             raise ConfigError(f"window must be positive, got {window}")
         z_value(level)
@@ -67,8 +68,11 @@ class ConfidenceAccuracyEstimator:
         self._values.append(value)
 
     def estimate(self) -> AccuracyEstimate:
-        return expected_accuracy(np.fromiter(self._values, dtype=np.float64),
-                                 level=self.level, calibration_error=self.calibration_error)
+        return expected_accuracy(
+            np.fromiter(self._values, dtype=np.float64),
+            level=self.level,
+            calibration_error=self.calibration_error,
+        )
 
     def reset(self) -> None:
         self._values.clear()

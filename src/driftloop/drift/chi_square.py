@@ -47,8 +47,12 @@ class ChiSquareWindowDetector(WindowTestDetector):
         false_alarm_rate: float = 1e-5,
         warning_factor: float = 10.0,
     ) -> None:
-        super().__init__(window=window, step=step, false_alarm_rate=false_alarm_rate,
-                         warning_factor=warning_factor)
+        super().__init__(
+            window=window,
+            step=step,
+            false_alarm_rate=false_alarm_rate,
+            warning_factor=warning_factor,
+        )
         if not class_mix:
             raise InvalidInputError("a chi-square detector needs a reference class mix")
         shares = np.asarray(list(class_mix.values()), dtype=np.float64)
@@ -80,7 +84,9 @@ class ChiSquareWindowDetector(WindowTestDetector):
 
     def _test(self, window: NDArray[np.float64]) -> WindowTestResult:
         counts = np.bincount(window.astype(np.int64), minlength=self._other + 1)
-        statistic, p_value = chi_square_two_sample(self._reference_counts,
-                                                   counts.astype(np.float64))
-        return WindowTestResult(statistic, p_value, len(window),
-                                round(float(self._reference_counts.sum())))
+        statistic, p_value = chi_square_two_sample(
+            self._reference_counts, counts.astype(np.float64)
+        )
+        return WindowTestResult(
+            statistic, p_value, len(window), round(float(self._reference_counts.sum()))
+        )

@@ -90,8 +90,16 @@ def mean_and_shape_detector(
     if not 0 < false_alarm_rate < 1:
         raise ConfigError(f"false_alarm_rate must lie in (0, 1), got {false_alarm_rate}")
     values = np.asarray(reference, dtype=np.float64)
-    mean = CusumDetector(values, false_alarm_rate=(1 - shape_share) * false_alarm_rate,
-                         min_shift=min_shift, warning_factor=warning_factor)
-    shape = ShapeCusumDetector(values, false_alarm_rate=shape_share * false_alarm_rate,
-                               allowance=shape_allowance, warning_factor=warning_factor)
+    mean = CusumDetector(
+        values,
+        false_alarm_rate=(1 - shape_share) * false_alarm_rate,
+        min_shift=min_shift,
+        warning_factor=warning_factor,
+    )
+    shape = ShapeCusumDetector(
+        values,
+        false_alarm_rate=shape_share * false_alarm_rate,
+        allowance=shape_allowance,
+        warning_factor=warning_factor,
+    )
     return CombinedDetector([("mean", mean), ("shape", shape)])

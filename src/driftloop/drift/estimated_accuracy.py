@@ -55,8 +55,12 @@ class EstimatedAccuracy:
     reasons: tuple[str, ...]
 
     def to_dict(self) -> dict[str, object]:
-        return {"accuracy": self.accuracy, "n": self.n, "holds": self.holds,
-                "reasons": list(self.reasons)}
+        return {
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "holds": self.holds,
+            "reasons": list(self.reasons),
+        }
 
 
 def accuracy_threshold(reference: ReferenceProfile | None) -> float | None:
@@ -71,8 +75,9 @@ def accuracy_threshold(reference: ReferenceProfile | None) -> float | None:
     return float(np.quantile(values, 1.0 - accuracy))
 
 
-def thresholded_accuracy(confidences: Sequence[float] | NDArray[np.float64],
-                         threshold: float) -> float:
+def thresholded_accuracy(
+    confidences: Sequence[float] | NDArray[np.float64], threshold: float
+) -> float:
     """The share of ``confidences`` above ``threshold``: the window's estimated accuracy."""
     values = np.asarray(confidences, dtype=np.float64)
     if values.size == 0:
@@ -82,8 +87,10 @@ def thresholded_accuracy(confidences: Sequence[float] | NDArray[np.float64],
 
 def reference_signals(reference: ReferenceProfile) -> dict[str, NDArray[np.float64]]:
     """The reference sample of every signal a window is tested on, by metric name."""
-    signals = {"model_confidence": np.asarray(reference.confidences, dtype=np.float64),
-               "text_length": np.asarray(reference.text_lengths, dtype=np.float64)}
+    signals = {
+        "model_confidence": np.asarray(reference.confidences, dtype=np.float64),
+        "text_length": np.asarray(reference.text_lengths, dtype=np.float64),
+    }
     for name, values in getattr(reference, "inputs", {}).items():
         signals[name] = np.asarray(values, dtype=np.float64)
     return {name: values for name, values in signals.items() if values.size}
@@ -102,15 +109,19 @@ def reasons_estimate_may_not_hold(
     from scipy import stats  # imported here: status commands import this module's constants
 
     samples = reference_signals(reference)
-    tested = [(name, np.asarray(window[name], dtype=np.float64)) for name in samples
-              if name in window and len(window[name]) >= MIN_TEST_VALUES]
+    tested = [
+        (name, np.asarray(window[name], dtype=np.float64))
+        for name in samples
+        if name in window and len(window[name]) >= MIN_TEST_VALUES
+    ]
     level = alpha / max(len(tested), 1)
     reasons = []
     for name, values in tested:
         result = stats.ks_2samp(values, samples[name], method="asymp")
         if float(result.pvalue) < level:
-            reasons.append(f"{name} differs from the reference (KS p={float(result.pvalue):.2g}"
-                           f" < {level:.2g})")
+            reasons.append(
+                f"{name} differs from the reference (KS p={float(result.pvalue):.2g} < {level:.2g})"
+            )
     return tuple(reasons)
 
 
@@ -124,9 +135,11 @@ def estimate_window(
     signals' values), with whether it may be trusted."""
     threshold = accuracy_threshold(reference)
     if threshold is None:
-        raise InvalidInputError("the reference profile has no accuracy or confidences to "
-                                "estimate accuracy from")
+        raise InvalidInputError(
+            "the reference profile has no accuracy or confidences to estimate accuracy from"
+        )
     confidences = np.asarray(window.get("model_confidence", ()), dtype=np.float64)
     reasons = reasons_estimate_may_not_hold(reference, window, alpha=alpha)
-    return EstimatedAccuracy(thresholded_accuracy(confidences, threshold),
-                             int(confidences.size), not reasons, reasons)
+    return EstimatedAccuracy(
+        thresholded_accuracy(confidences, threshold), int(confidences.size), not reasons, reasons
+    )

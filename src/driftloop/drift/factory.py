@@ -48,10 +48,7 @@ for _algorithm in ("chi_square", "cusum", "page_hinkley", "shape", "cusum_shape"
 
 
 def build_detector(
-    config: DetectorConfig,
-    reference: ReferenceProfile | None,
-    *,
-    metric: str = "model_confidence",
+    config: DetectorConfig, reference: ReferenceProfile | None, *, metric: str = "model_confidence"
 ) -> DriftDetector:
     """The detector ``config`` describes, against ``reference`` (``None``: the first
     ``REFERENCE_WARMUP`` values of the stream become the reference); built-in or from an
@@ -61,7 +58,9 @@ def build_detector(
 
 
 def _numeric(
-    config: DetectorConfig, reference: ReferenceProfile | None, metric: str,
+    config: DetectorConfig,
+    reference: ReferenceProfile | None,
+    metric: str,
     make: Callable[[list[float]], DriftDetector],
 ) -> DriftDetector:
     """A detector on a numeric metric: ``make(reference values)`` against the metric's sample
@@ -79,52 +78,88 @@ def _numeric(
     )
 
 
-def _cusum(config: DetectorConfig, reference: ReferenceProfile | None,
-           metric: str) -> DriftDetector:
+def _cusum(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
     from driftloop.drift.cusum import CusumDetector
 
-    return _numeric(config, reference, metric, lambda values: CusumDetector(
-        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: CusumDetector(
+            values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift
+        ),
+    )
 
 
-def _page_hinkley(config: DetectorConfig, reference: ReferenceProfile | None,
-                  metric: str) -> DriftDetector:
+def _page_hinkley(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
     from driftloop.drift.page_hinkley import PageHinkleyDetector
 
-    return _numeric(config, reference, metric, lambda values: PageHinkleyDetector(
-        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: PageHinkleyDetector(
+            values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift
+        ),
+    )
 
 
-def _shape(config: DetectorConfig, reference: ReferenceProfile | None,
-           metric: str) -> DriftDetector:
+def _shape(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
     from driftloop.drift.shape import ShapeCusumDetector
 
-    return _numeric(config, reference, metric, lambda values: ShapeCusumDetector(
-        values, false_alarm_rate=config.false_alarm_rate))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: ShapeCusumDetector(values, false_alarm_rate=config.false_alarm_rate),
+    )
 
 
-def _cusum_shape(config: DetectorConfig, reference: ReferenceProfile | None,
-                 metric: str) -> DriftDetector:
+def _cusum_shape(
+    config: DetectorConfig, reference: ReferenceProfile | None, metric: str
+) -> DriftDetector:
     from driftloop.drift.combined import mean_and_shape_detector
 
-    return _numeric(config, reference, metric, lambda values: mean_and_shape_detector(
-        values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: mean_and_shape_detector(
+            values, false_alarm_rate=config.false_alarm_rate, min_shift=config.min_shift
+        ),
+    )
 
 
-def _ks(config: DetectorConfig, reference: ReferenceProfile | None,
-        metric: str) -> DriftDetector:
+def _ks(config: DetectorConfig, reference: ReferenceProfile | None, metric: str) -> DriftDetector:
     from driftloop.drift.ks import KSWindowDetector
 
-    return _numeric(config, reference, metric, lambda values: KSWindowDetector(
-        values, window=config.window, false_alarm_rate=config.false_alarm_rate))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: KSWindowDetector(
+            values, window=config.window, false_alarm_rate=config.false_alarm_rate
+        ),
+    )
 
 
-def _psi(config: DetectorConfig, reference: ReferenceProfile | None,
-         metric: str) -> DriftDetector:
+def _psi(config: DetectorConfig, reference: ReferenceProfile | None, metric: str) -> DriftDetector:
     from driftloop.drift.psi import PSIWindowDetector
 
-    return _numeric(config, reference, metric, lambda values: PSIWindowDetector(
-        values, window=config.window, false_alarm_rate=config.false_alarm_rate))
+    return _numeric(
+        config,
+        reference,
+        metric,
+        lambda values: PSIWindowDetector(
+            values, window=config.window, false_alarm_rate=config.false_alarm_rate
+        ),
+    )
 
 
 def _chi_square(
@@ -144,8 +179,7 @@ def _chi_square(
         def make(values: list[float]) -> DriftDetector:
             counts = Counter(int(v) for v in values)
             mix = {str(i): counts.get(i, 0) / len(values) for i in range(max(counts) + 1)}
-            return ChiSquareWindowDetector(mix, len(values), window=window,
-                                           false_alarm_rate=rate)
+            return ChiSquareWindowDetector(mix, len(values), window=window, false_alarm_rate=rate)
 
         return SelfReferencedDetector(make, warmup=REFERENCE_WARMUP)
     if feature:  # a category feature's index among its categories, against its reference mix
@@ -153,10 +187,16 @@ def _chi_square(
         if not counts or sum(counts.values()) < 1:
             raise ConfigError(
                 f"the reference profile has no categories of {metric!r} for the chi_square "
-                f"detector; category features: {sorted(reference.categories)}")
-        return ChiSquareWindowDetector(counts, sum(counts.values()), window=window,
-                                       false_alarm_rate=rate)
+                f"detector; category features: {sorted(reference.categories)}"
+            )
+        return ChiSquareWindowDetector(
+            counts, sum(counts.values()), window=window, false_alarm_rate=rate
+        )
     if not reference.class_mix:
         raise ConfigError("the reference profile has no class mix for the chi_square detector")
-    return ChiSquareWindowDetector(reference.class_mix, max(1, len(reference.confidences)),
-                                   window=window, false_alarm_rate=rate)
+    return ChiSquareWindowDetector(
+        reference.class_mix,
+        max(1, len(reference.confidences)),
+        window=window,
+        false_alarm_rate=rate,
+    )

@@ -42,8 +42,12 @@ class KSWindowDetector(WindowTestDetector):
         false_alarm_rate: float = 1e-5,
         warning_factor: float = 10.0,
     ) -> None:
-        super().__init__(window=window, step=step, false_alarm_rate=false_alarm_rate,
-                         warning_factor=warning_factor)
+        super().__init__(
+            window=window,
+            step=step,
+            false_alarm_rate=false_alarm_rate,
+            warning_factor=warning_factor,
+        )
         values = np.asarray(reference, dtype=np.float64)
         if values.ndim != 1 or len(values) < MIN_REFERENCE:
             raise InvalidInputError(
@@ -55,5 +59,6 @@ class KSWindowDetector(WindowTestDetector):
 
     def _test(self, window: NDArray[np.float64]) -> WindowTestResult:
         d = ks_statistic(self._reference, window)
-        return WindowTestResult(d, ks_p_value(d, len(self._reference), len(window)),
-                                len(window), len(self._reference))
+        return WindowTestResult(
+            d, ks_p_value(d, len(self._reference), len(window)), len(window), len(self._reference)
+        )

@@ -42,13 +42,16 @@ class PSIWindowDetector(WindowTestDetector):
         false_alarm_rate: float = 1e-5,
         warning_factor: float = 10.0,
     ) -> None:
-        super().__init__(window=window, step=step, false_alarm_rate=false_alarm_rate,
-                         warning_factor=warning_factor)
+        super().__init__(
+            window=window,
+            step=step,
+            false_alarm_rate=false_alarm_rate,
+            warning_factor=warning_factor,
+        )
         values = np.asarray(reference, dtype=np.float64)
         if values.ndim != 1 or len(values) < MIN_REFERENCE:
             raise InvalidInputError(
-                f"a PSI detector needs at least {MIN_REFERENCE} reference values, "
-                f"got {values.size}"
+                f"a PSI detector needs at least {MIN_REFERENCE} reference values, got {values.size}"
             )
         if not np.all(np.isfinite(values)):
             raise InvalidInputError("the reference holds values that are not finite numbers")

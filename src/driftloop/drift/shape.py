@@ -78,8 +78,9 @@ class ShapeCusumDetector(DriftDetector):
         reference_scores = self.score.scores(reference)
         spread = float(reference_scores.std(ddof=1))
         if spread <= 0:
-            raise InvalidInputError("the reference values are all equal: a shape detector "
-                                    "needs some spread")
+            raise InvalidInputError(
+                "the reference values are all equal: a shape detector needs some spread"
+            )
         # The mean CUSUM looks for a drop; a rise of the score is a drop of its negative, and
         # ``min_shift = 2 k std`` makes its allowance ``k`` standard deviations of the score.
         self._inner = CusumDetector(

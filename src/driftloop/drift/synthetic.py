@@ -91,9 +91,7 @@ class BetaMixture:
         weights = [*self.weights, extra]
         weights[high] -= taken
         weights[low] += low_mass
-        return BetaMixture(
-            tuple(weights), (*self.alphas, alpha), (*self.betas, beta)
-        )
+        return BetaMixture(tuple(weights), (*self.alphas, alpha), (*self.betas, beta))
 
 
 CALIBRATED_CLASSIFIER = BetaMixture(
@@ -140,9 +138,7 @@ def confidence_scenarios(
     return [
         ConfidenceScenario("abrupt moderate drop", reference, reference.with_mean_drop(0.05)),
         ConfidenceScenario("abrupt severe drop", reference, reference.with_mean_drop(0.15)),
-        ConfidenceScenario(
-            "gradual slide", reference, reference.with_mean_drop(0.10), ramp=2_000
-        ),
+        ConfidenceScenario("gradual slide", reference, reference.with_mean_drop(0.10), ramp=2_000),
         ConfidenceScenario("shape change", reference, reference.polarised(0.06)),
         ConfidenceScenario("no change", reference, reference),
     ]

@@ -83,8 +83,9 @@ class InsightsClient:
         start: bool = True,
     ) -> None:
         if queue_size < 1 or batch_size < 1 or flush_interval <= 0:
-            raise ConfigError("insights: queue_size and batch_size must be >= 1, "
-                              "flush_interval > 0")
+            raise ConfigError(
+                "insights: queue_size and batch_size must be >= 1, flush_interval > 0"
+            )
         self.transport = transport
         self.outbox = outbox if isinstance(outbox, Outbox) else Outbox.open_slot(outbox)
         self.queue_size = queue_size
@@ -94,8 +95,13 @@ class InsightsClient:
         self._owns_transport = owns_transport
         self._queue: deque[_Report] = deque()
         self._flusher = BackgroundLoop(
-            lambda: self._flush_once(force=False), flush_interval, name="driftloop-insights",
-            logger=logger, failure="insights flush failed; retrying", wait_first=True)
+            lambda: self._flush_once(force=False),
+            flush_interval,
+            name="driftloop-insights",
+            logger=logger,
+            failure="insights flush failed; retrying",
+            wait_first=True,
+        )
         self._flush_lock = threading.Lock()
         self._counter_lock = threading.Lock()
         self._id_prefix = uuid.uuid4().hex[:16] + "-"
@@ -145,8 +151,11 @@ class InsightsClient:
         items = tuple(values.items())
         for name, value in items:
             kind = type(value)
-            if ((kind is not float and kind is not int) or value - value != 0  # NaN, inf
-                    or type(name) is not str):
+            if (
+                (kind is not float and kind is not int)
+                or value - value != 0  # NaN, inf
+                or type(name) is not str
+            ):
                 _check_value(name, value)
         if tags:
             try:
@@ -187,8 +196,11 @@ class InsightsClient:
         try:
             self.outbox.append(points, sync=False)
         except OSError:
-            logger.exception("insights outbox %s cannot be written; %d points lost",
-                             self.outbox.directory, len(points))
+            logger.exception(
+                "insights outbox %s cannot be written; %d points lost",
+                self.outbox.directory,
+                len(points),
+            )
             with self._counter_lock:
                 self._reported += len(points)
                 self._dropped += len(points)
@@ -242,7 +254,11 @@ class InsightsClient:
         stamps: list[float] = []
         tags_of: list[Mapping[str, str]] = []
         add_name, add_value, add_stamp, add_tags = (
-            names.append, values.append, stamps.append, tags_of.append)
+            names.append,
+            values.append,
+            stamps.append,
+            tags_of.append,
+        )
         for items, tags, timestamp in records:
             for name, value in items:
                 add_name(name)
@@ -250,8 +266,7 @@ class InsightsClient:
                 add_stamp(timestamp)
                 add_tags(tags)
         point_ids: list[str | None] = [
-            f"{self._id_prefix}{number:x}"
-            for number in itertools.islice(self._ids, len(names))
+            f"{self._id_prefix}{number:x}" for number in itertools.islice(self._ids, len(names))
         ]
         return PointBatch(names, values, stamps, tags_of, point_ids)
 
@@ -259,8 +274,11 @@ class InsightsClient:
         try:
             self.outbox.append(points, sync=False)
         except OSError:
-            logger.exception("insights outbox %s cannot be written; %d points lost",
-                             self.outbox.directory, len(points))
+            logger.exception(
+                "insights outbox %s cannot be written; %d points lost",
+                self.outbox.directory,
+                len(points),
+            )
             with self._counter_lock:
                 self._dropped += len(points)
             return
@@ -288,8 +306,9 @@ class InsightsClient:
             self.transport.publish(points)
         except Exception as exc:
             if self._healthy:
-                logger.warning("insights transport failed (%s); spooling to %s", exc,
-                               self.outbox.directory)
+                logger.warning(
+                    "insights transport failed (%s); spooling to %s", exc, self.outbox.directory
+                )
             self._healthy = False
             self._retry_at = time.monotonic() + self._retry_delay
             self._retry_delay = min(self._retry_delay * 2, self.max_retry_interval)

@@ -56,8 +56,9 @@ def metric_name(prefix: str, name: str) -> str:
     """A Datadog metric name: letters, digits, ``_`` and ``.``, starting with a letter."""
     full = _NAME_UNSAFE.sub("_", f"{prefix}{name}")[:_MAX_NAME]
     if not full or not full[0].isalpha():
-        raise ConfigError(f"DogStatsD metric name {full!r} must start with a letter "
-                          "(check dogstatsd.prefix)")
+        raise ConfigError(
+            f"DogStatsD metric name {full!r} must start with a letter (check dogstatsd.prefix)"
+        )
     return full
 
 
@@ -107,19 +108,28 @@ class DogStatsdForwarder:
         self._names = {name: metric_name(prefix, name) for name in self.metrics}
         try:
             self.client = statsd.DogStatsd(  # type: ignore[attr-defined]
-                host=host, port=port, socket_path=socket_path,
+                host=host,
+                port=port,
+                socket_path=socket_path,
                 constant_tags=[_TAG_UNSAFE.sub("_", tag) for tag in constant_tags],
-                disable_buffering=False, max_buffer_len=max_packet_bytes,
-                disable_telemetry=True, disable_aggregation=True)
+                disable_buffering=False,
+                max_buffer_len=max_packet_bytes,
+                disable_telemetry=True,
+                disable_aggregation=True,
+            )
         except (OSError, ValueError) as exc:
             raise ConfigError(f"dogstatsd: cannot reach the agent's address: {exc}") from exc
         try:  # at once: the client sizes its datagrams when it opens its socket
             self.client.get_socket()
         except OSError as exc:
-            logger.warning("DogStatsD agent not reachable yet (%s); the client retries on each "
-                           "send", exc)
-        self._send = {"d": self.client.distribution, "h": self.client.histogram,
-                      "g": self.client.gauge}[metric_type]
+            logger.warning(
+                "DogStatsD agent not reachable yet (%s); the client retries on each send", exc
+            )
+        self._send = {
+            "d": self.client.distribution,
+            "h": self.client.histogram,
+            "g": self.client.gauge,
+        }[metric_type]
         self._lock = threading.Lock()
         self._lines = 0
         self._batches = 0
@@ -127,9 +137,15 @@ class DogStatsdForwarder:
     @classmethod
     def from_config(cls, config: DogStatsdConfig) -> DogStatsdForwarder:
         return cls(
-            config.host, config.port, socket_path=config.socket_path, prefix=config.prefix,
-            metric_type=config.metric_type, metrics=config.metrics, tag_keys=config.tag_keys,
-            constant_tags=config.constant_tags, max_packet_bytes=config.max_packet_bytes,
+            config.host,
+            config.port,
+            socket_path=config.socket_path,
+            prefix=config.prefix,
+            metric_type=config.metric_type,
+            metrics=config.metrics,
+            tag_keys=config.tag_keys,
+            constant_tags=config.constant_tags,
+            max_packet_bytes=config.max_packet_bytes,
         )
 
     def _tags(self, tags: Mapping[str, str]) -> tuple[str, ...]:
@@ -139,8 +155,11 @@ class DogStatsdForwarder:
         """``(metric, value, tags)`` for a batch: the configured metrics only; with gauges,
         one mean per metric and tag set."""
         if self.metric_type != "g":
-            return [(self._names[p.name], float(p.value), self._tags(p.tags))
-                    for p in points if p.name in self.metrics]
+            return [
+                (self._names[p.name], float(p.value), self._tags(p.tags))
+                for p in points
+                if p.name in self.metrics
+            ]
         sums: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         for p in points:
             if p.name in self.metrics:

@@ -43,20 +43,29 @@ INSIGHTS_PATH = "/v1/insights"
 class HttpTransport(Transport):
     """Sends batches to ``{base_url}/v1/insights``; one pooled HTTP connection."""
 
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 5.0,
-                 max_points: int = 2_000, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 5.0,
+        max_points: int = 2_000,
+        client: httpx.Client | None = None,
+    ) -> None:
         if not api_key:
             raise ConfigError(
                 f"transport {base_url}: no API key: set insights.api_key or "
-                f"${KEY_ENVIRONMENT_VARIABLE} to a key with the insights scope")
+                f"${KEY_ENVIRONMENT_VARIABLE} to a key with the insights scope"
+            )
         self.url = base_url.rstrip("/") + INSIGHTS_PATH
         self.max_points = max_points
         self._client = client or httpx.Client(
-            timeout=timeout, headers={"Authorization": f"Bearer {api_key}"})
+            timeout=timeout, headers={"Authorization": f"Bearer {api_key}"}
+        )
 
     def publish(self, points: Sequence[MetricPoint]) -> None:
         for start in range(0, len(points), self.max_points):
-            self._send(points[start:start + self.max_points])
+            self._send(points[start : start + self.max_points])
 
     def _send(self, points: Sequence[MetricPoint]) -> None:
         body = {"points": [_point_json(point) for point in points]}
@@ -73,9 +82,13 @@ class HttpTransport(Transport):
 
 
 def _point_json(point: MetricPoint) -> dict[str, Any]:
-    return {"name": point.name, "value": point.value,
-            "timestamp": datetime.fromtimestamp(point.timestamp, UTC).isoformat(),
-            "tags": dict(point.tags), "point_id": point.point_id}
+    return {
+        "name": point.name,
+        "value": point.value,
+        "timestamp": datetime.fromtimestamp(point.timestamp, UTC).isoformat(),
+        "tags": dict(point.tags),
+        "point_id": point.point_id,
+    }
 
 
 def _error_for(response: httpx.Response, url: str) -> DriftloopError:
@@ -95,16 +108,19 @@ def _error_for(response: httpx.Response, url: str) -> DriftloopError:
     return BackendUnavailableError(what)
 
 
-def create_http_transport(url: str, *, config: Config | None = None,
-                          store: object = None) -> HttpTransport:
+def create_http_transport(
+    url: str, *, config: Config | None = None, store: object = None
+) -> HttpTransport:
     """Factory for ``http://`` and ``https://`` URLs (registered in the transports family)."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise ConfigError(f"transport {url!r}: expected http(s)://HOST[:PORT][/PREFIX]")
     settings = config.insights if config is not None else None
-    api_key = (settings.api_key if settings is not None else None) \
-        or os.environ.get(KEY_ENVIRONMENT_VARIABLE, "")
+    api_key = (settings.api_key if settings is not None else None) or os.environ.get(
+        KEY_ENVIRONMENT_VARIABLE, ""
+    )
     if settings is None:
         return HttpTransport(url, api_key)
-    return HttpTransport(url, api_key, timeout=settings.http_timeout,
-                         max_points=settings.http_max_points)
+    return HttpTransport(
+        url, api_key, timeout=settings.http_timeout, max_points=settings.http_max_points
+    )

@@ -56,8 +56,9 @@ class LocalTransport(Transport):
             try:
                 listener(points)
             except Exception:
-                logger.exception("insights listener %r failed on a batch of %d points",
-                                 listener, len(points))
+                logger.exception(
+                    "insights listener %r failed on a batch of %d points", listener, len(points)
+                )
 
 
 def create_local_transport(

@@ -57,8 +57,13 @@ class OutboxBatch:
 
 def encode_point(point: MetricPoint) -> str:
     return json.dumps(
-        {"id": point.point_id, "n": point.name, "v": point.value, "t": point.timestamp,
-         "g": dict(point.tags)},
+        {
+            "id": point.point_id,
+            "n": point.name,
+            "v": point.value,
+            "t": point.timestamp,
+            "g": dict(point.tags),
+        },
         separators=(",", ":"),
     )
 
@@ -99,9 +104,7 @@ class Outbox:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
-            raise ConflictError(
-                f"outbox {self.directory} is in use by another process"
-            ) from None
+            raise ConflictError(f"outbox {self.directory} is in use by another process") from None
         self._closed = False
         self._dirty = False
         self._read_segment, self._read_offset = self._load_cursor()
@@ -247,7 +250,7 @@ class Outbox:
     def _segments(self) -> list[int]:
         numbers: list[int] = []
         for path in self.directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"):
-            stem = path.name[len(SEGMENT_PREFIX):-len(SEGMENT_SUFFIX)]
+            stem = path.name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)]
             if stem.isdigit():
                 numbers.append(int(stem))
         return sorted(numbers)
@@ -265,8 +268,9 @@ class Outbox:
     def _save_cursor(self) -> None:
         path = self.directory / CURSOR_FILE
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"segment": self._read_segment,
-                                         "offset": self._read_offset}))
+        temporary.write_text(
+            json.dumps({"segment": self._read_segment, "offset": self._read_offset})
+        )
         os.replace(temporary, path)
 
     def _repair_tail(self, number: int) -> None:
@@ -274,8 +278,11 @@ class Outbox:
         data = path.read_bytes()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
-            logger.warning("outbox %s: cutting a partial last line (%d bytes) left by a crash",
-                           path, len(data) - keep)
+            logger.warning(
+                "outbox %s: cutting a partial last line (%d bytes) left by a crash",
+                path,
+                len(data) - keep,
+            )
             with path.open("r+b") as handle:
                 handle.truncate(keep)
 
@@ -294,8 +301,9 @@ class Outbox:
             return sum(1 for _ in handle)
 
     def _quarantine(self, raw: bytes, segment: int, exc: Exception) -> None:
-        logger.error("outbox segment %d: unreadable line moved to %s: %s",
-                     segment, QUARANTINE_FILE, exc)
+        logger.error(
+            "outbox segment %d: unreadable line moved to %s: %s", segment, QUARANTINE_FILE, exc
+        )
         with (self.directory / QUARANTINE_FILE).open("ab") as handle:
             handle.write(raw)
 

@@ -40,8 +40,12 @@ class Transport(ABC):
 
 TRANSPORTS: BackendFamily[Transport] = BackendFamily("transport")
 TRANSPORTS.register("local", "driftloop.insights.local:create_local_transport")
-TRANSPORTS.register("kafka", "driftloop.insights.kafka:create_kafka_transport",
-                   requires=("confluent_kafka",), extra="kafka")
+TRANSPORTS.register(
+    "kafka",
+    "driftloop.insights.kafka:create_kafka_transport",
+    requires=("confluent_kafka",),
+    extra="kafka",
+)
 TRANSPORTS.register("http", "driftloop.insights.http:create_http_transport")
 TRANSPORTS.register("https", "driftloop.insights.http:create_http_transport")
 

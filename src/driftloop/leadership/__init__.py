@@ -6,5 +6,13 @@ from driftloop.leadership.elector import ControlPlane, Fence, Role
 from driftloop.leadership.lease import ControlLease, LeaseHolder, LeaseLostError
 from driftloop.leadership.process_lock import ControlProcessLockedError, ProcessLock
 
-__all__ = ["ControlLease", "ControlPlane", "ControlProcessLockedError", "Fence", "LeaseHolder",
-           "LeaseLostError", "ProcessLock", "Role"]
+__all__ = [
+    "ControlLease",
+    "ControlPlane",
+    "ControlProcessLockedError",
+    "Fence",
+    "LeaseHolder",
+    "LeaseLostError",
+    "ProcessLock",
+    "Role",
+]

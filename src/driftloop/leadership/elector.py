@@ -46,22 +46,36 @@ class Role:
 class ControlPlane:
     """Leases for ``roles`` held (or sought) by one process, ``holder``."""
 
-    def __init__(self, database: Database, roles: Sequence[Role], *, holder: str,
-                 lease_duration: float, renew_interval: float) -> None:
+    def __init__(
+        self,
+        database: Database,
+        roles: Sequence[Role],
+        *,
+        holder: str,
+        lease_duration: float,
+        renew_interval: float,
+    ) -> None:
         if not 0 < renew_interval < lease_duration:
-            raise ValueError(f"the renew interval ({renew_interval}s) must be shorter than "
-                             f"the lease ({lease_duration}s)")
+            raise ValueError(
+                f"the renew interval ({renew_interval}s) must be shorter than "
+                f"the lease ({lease_duration}s)"
+            )
         self.database = database
         self.holder = holder
         self.roles = {role.name: role for role in roles}
         self.lease_duration = lease_duration
         self.renew_interval = renew_interval
-        self.leases = {role.name: ControlLease(database, role.name, holder,
-                                               duration=lease_duration,
-                                               on_acquired=role.on_acquired)
-                       for role in roles}
-        self._locks = {name: ProcessLock(path) for name in self.roles
-                       if (path := _lock_path(database, name)) is not None}
+        self.leases = {
+            role.name: ControlLease(
+                database, role.name, holder, duration=lease_duration, on_acquired=role.on_acquired
+            )
+            for role in roles
+        }
+        self._locks = {
+            name: ProcessLock(path)
+            for name in self.roles
+            if (path := _lock_path(database, name)) is not None
+        }
         self._leading: set[str] = set()
         self._renewed_at: dict[str, float] = {}
         self._stop = threading.Event()
@@ -87,8 +101,10 @@ class ControlPlane:
                     return
                 except LeaseLostError as exc:
                     refusal = refusal or exc
-            raise refusal or LeaseLostError(f"this process ({self.holder}) runs none of the "
-                                            f"roles {list(roles)}: its write is refused")
+            raise refusal or LeaseLostError(
+                f"this process ({self.holder}) runs none of the "
+                f"roles {list(roles)}: its write is refused"
+            )
 
         return check
 
@@ -103,8 +119,7 @@ class ControlPlane:
                 raise
         self._stop.clear()
         self._round()
-        self._thread = threading.Thread(target=self._run, name="driftloop-leadership",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="driftloop-leadership", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -143,11 +158,19 @@ class ControlPlane:
             held = lease.acquire(force=self.single_process)
         except Exception as exc:
             silent_for = time.monotonic() - self._renewed_at.get(name, 0.0)
-            logger.warning("process %s could not %s the %s lease: %s", self.holder,
-                           "renew" if leading else "try", name, exc)
+            logger.warning(
+                "process %s could not %s the %s lease: %s",
+                self.holder,
+                "renew" if leading else "try",
+                name,
+                exc,
+            )
             if leading and silent_for > self.lease_duration - self.renew_interval:
-                self._depose(name, f"not renewed for {silent_for:.1f}s (the store is "
-                                   "unreachable); another process may lead it now")
+                self._depose(
+                    name,
+                    f"not renewed for {silent_for:.1f}s (the store is "
+                    "unreachable); another process may lead it now",
+                )
             return
         if held:
             self._renewed_at[name] = time.monotonic()
@@ -158,13 +181,18 @@ class ControlPlane:
 
     def _elect(self, name: str) -> None:
         self._leading.add(name)
-        logger.info("process %s became leader of the %s role (lease token %s)", self.holder,
-                    name, self.leases[name].token)
+        logger.info(
+            "process %s became leader of the %s role (lease token %s)",
+            self.holder,
+            name,
+            self.leases[name].token,
+        )
         try:
             self.roles[name].start()
         except Exception:
-            logger.exception("process %s could not start the %s role; giving it up",
-                             self.holder, name)
+            logger.exception(
+                "process %s could not start the %s role; giving it up", self.holder, name
+            )
             self._leading.discard(name)
             self.leases[name].release()
 
@@ -172,8 +200,7 @@ class ControlPlane:
         self._leading.discard(name)
         if why != "stopping":
             self.leases[name].abandon()
-            logger.warning("process %s lost the lease of the %s role: %s", self.holder,
-                           name, why)
+            logger.warning("process %s lost the lease of the %s role: %s", self.holder, name, why)
         else:
             logger.info("process %s stops leading the %s role", self.holder, name)
         try:

@@ -51,8 +51,15 @@ class LeaseHolder:
 class ControlLease:
     """One role's lease for one process (``holder``)."""
 
-    def __init__(self, database: Database, role: str, holder: str, *, duration: float,
-                 on_acquired: OnAcquired | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        role: str,
+        holder: str,
+        *,
+        duration: float,
+        on_acquired: OnAcquired | None = None,
+    ) -> None:
         if duration <= 0:
             raise ValueError(f"lease duration must be positive, got {duration}")
         self.database = database
@@ -70,17 +77,20 @@ class ControlLease:
 
     def _now(self, connection: Connection) -> float:
         if self.database.dialect == "postgresql":  # one clock for every replica
-            return float(connection.execute(
-                sa.select(sa.func.extract("epoch", sa.func.clock_timestamp()))).scalar_one())
+            return float(
+                connection.execute(
+                    sa.select(sa.func.extract("epoch", sa.func.clock_timestamp()))
+                ).scalar_one()
+            )
         return time.time()
 
     def current(self) -> LeaseHolder | None:
         """The role's row as stored (None before anyone ever led it)."""
         with self.database.engine.connect() as connection:
             row = connection.execute(
-                sa.select(control_leases).where(control_leases.c.role == self.role)).first()
-        return None if row is None else LeaseHolder(row.role, row.holder, row.token,
-                                                    row.expires_at)
+                sa.select(control_leases).where(control_leases.c.role == self.role)
+            ).first()
+        return None if row is None else LeaseHolder(row.role, row.holder, row.token, row.expires_at)
 
     def acquire(self, *, force: bool = False) -> bool:
         """Take the role if nobody holds it (or ``force``: the caller knows nobody else can);
@@ -103,20 +113,36 @@ class ControlLease:
         with self.database.engine.begin() as connection:
             now = self._now(connection)
             row = connection.execute(
-                sa.select(table).where(table.c.role == self.role).with_for_update()).first()
+                sa.select(table).where(table.c.role == self.role).with_for_update()
+            ).first()
             if row is None:
                 token, previous = 1, None
-                connection.execute(table.insert().values(
-                    role=self.role, holder=self.holder, token=token, acquired_at=now,
-                    renewed_at=now, expires_at=now + self.duration))
+                connection.execute(
+                    table.insert().values(
+                        role=self.role,
+                        holder=self.holder,
+                        token=token,
+                        acquired_at=now,
+                        renewed_at=now,
+                        expires_at=now + self.duration,
+                    )
+                )
             else:
                 if not force and row.holder != self.holder and row.expires_at > now:
                     return False
                 token = int(row.token) + 1
                 previous = None if row.holder == self.holder else str(row.holder)
-                connection.execute(table.update().where(table.c.role == self.role).values(
-                    holder=self.holder, token=token, acquired_at=now, renewed_at=now,
-                    expires_at=now + self.duration))
+                connection.execute(
+                    table.update()
+                    .where(table.c.role == self.role)
+                    .values(
+                        holder=self.holder,
+                        token=token,
+                        acquired_at=now,
+                        renewed_at=now,
+                        expires_at=now + self.duration,
+                    )
+                )
             self._token = token
             try:
                 if self.on_acquired is not None:
@@ -133,9 +159,13 @@ class ControlLease:
             now = self._now(connection)
             renewed = connection.execute(
                 table.update()
-                .where(table.c.role == self.role, table.c.holder == self.holder,
-                       table.c.token == self._token)
-                .values(renewed_at=now, expires_at=now + self.duration)).rowcount
+                .where(
+                    table.c.role == self.role,
+                    table.c.holder == self.holder,
+                    table.c.token == self._token,
+                )
+                .values(renewed_at=now, expires_at=now + self.duration)
+            ).rowcount
         if renewed != 1:
             self._token = None
             return False
@@ -158,9 +188,13 @@ class ControlLease:
             with self.database.engine.begin() as connection:
                 connection.execute(
                     table.update()
-                    .where(table.c.role == self.role, table.c.holder == self.holder,
-                           table.c.token == token)
-                    .values(expires_at=0.0))
+                    .where(
+                        table.c.role == self.role,
+                        table.c.holder == self.holder,
+                        table.c.token == token,
+                    )
+                    .values(expires_at=0.0)
+                )
 
     def abandon(self) -> None:
         """Stop counting as the holder without touching the store (it may be unreachable):
@@ -174,17 +208,23 @@ class ControlLease:
         then holds a takeover back until the write commits)."""
         token = self._token
         if token is None:
-            raise LeaseLostError(f"this process ({self.holder}) does not lead the "
-                                 f"{self.role} role: its write is refused")
+            raise LeaseLostError(
+                f"this process ({self.holder}) does not lead the "
+                f"{self.role} role: its write is refused"
+            )
         table = control_leases
         if self.database.dialect == "sqlite":  # no FOR SHARE: take the write lock instead
-            connection.execute(table.update().where(table.c.role == self.role)
-                               .values(token=table.c.token))
+            connection.execute(
+                table.update().where(table.c.role == self.role).values(token=table.c.token)
+            )
         row = connection.execute(
-            sa.select(table.c.holder, table.c.token).where(table.c.role == self.role)
-            .with_for_update(read=True)).first()
+            sa.select(table.c.holder, table.c.token)
+            .where(table.c.role == self.role)
+            .with_for_update(read=True)
+        ).first()
         if row is None or row.holder != self.holder or int(row.token) != token:
             holder = "nobody" if row is None else f"{row.holder} (token {row.token})"
             raise LeaseLostError(
                 f"this process ({self.holder}, token {token}) was deposed as leader of the "
-                f"{self.role} role by {holder}: its write is refused")
+                f"{self.role} role by {holder}: its write is refused"
+            )

@@ -75,9 +75,13 @@ class PointBatch(Sequence[MetricPoint]):
         if isinstance(points, PointBatch):
             return points
         rows = points if isinstance(points, list | tuple) else list(points)
-        return cls([p.name for p in rows], [p.value for p in rows],
-                   [p.timestamp for p in rows], [p.tags for p in rows],
-                   [p.point_id for p in rows])
+        return cls(
+            [p.name for p in rows],
+            [p.value for p in rows],
+            [p.timestamp for p in rows],
+            [p.tags for p in rows],
+            [p.point_id for p in rows],
+        )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -90,10 +94,20 @@ class PointBatch(Sequence[MetricPoint]):
 
     def __getitem__(self, index: int | slice) -> MetricPoint | PointBatch:
         if isinstance(index, slice):
-            return PointBatch(self.names[index], self.values[index], self.timestamps[index],
-                              self.tags[index], self.point_ids[index])
-        return MetricPoint(self.names[index], float(self.values[index]),
-                           self.timestamps[index], self.tags[index], self.point_ids[index])
+            return PointBatch(
+                self.names[index],
+                self.values[index],
+                self.timestamps[index],
+                self.tags[index],
+                self.point_ids[index],
+            )
+        return MetricPoint(
+            self.names[index],
+            float(self.values[index]),
+            self.timestamps[index],
+            self.tags[index],
+            self.point_ids[index],
+        )
 
     def __iter__(self) -> Iterator[MetricPoint]:
         for name, value, timestamp, tags, point_id in zip(
@@ -147,35 +161,19 @@ class MetricStore(ABC):
 
     @abstractmethod
     def series(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        step: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, step: float, *, filter: TagFilter | None = None
     ) -> list[SeriesPoint]:
         """Bucketed avg/min/max/count, for graphs."""
 
     @abstractmethod
     def points(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, *, filter: TagFilter | None = None
     ) -> list[MetricPoint]:
         """The raw points with ``start <= timestamp < end``, oldest first (for streaming drift
         detectors); points older than the raw retention are gone."""
 
     def earliest(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, *, filter: TagFilter | None = None
     ) -> float | None:
         """The timestamp of the oldest point with ``start <= timestamp < end``, or ``None``."""
         found = self.points(metric, start, end, filter=filter)

@@ -46,12 +46,7 @@ def bin_values(bins: NDArray[np.int64]) -> NDArray[np.float64]:
 
 
 def sketch_quantile(
-    bins: NDArray[np.int64],
-    counts: NDArray[np.int64],
-    q: float,
-    *,
-    low: float,
-    high: float,
+    bins: NDArray[np.int64], counts: NDArray[np.int64], q: float, *, low: float, high: float
 ) -> float | None:
     """The ``q``-quantile (0..1) with numpy's default linear interpolation between order
     statistics, each order statistic read from its bin and clamped to the exact ``[low, high]``
@@ -111,7 +106,9 @@ def pack_sketch(bins: NDArray[np.int64], counts: NDArray[np.int64]) -> bytes:
 def unpack_sketch(data: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """The ``(bins, counts)`` of one packed sketch or of several joined ones (bins may repeat)."""
     if len(data) % SKETCH_DTYPE.itemsize:
-        raise IntegrityError(f"a packed sketch is a whole number of {SKETCH_DTYPE.itemsize}-byte "
-                         f"records, got {len(data)} bytes")
+        raise IntegrityError(
+            f"a packed sketch is a whole number of {SKETCH_DTYPE.itemsize}-byte "
+            f"records, got {len(data)} bytes"
+        )
     records = np.frombuffer(data, dtype=SKETCH_DTYPE)
     return records["bin"].astype(np.int64), records["count"].astype(np.int64)

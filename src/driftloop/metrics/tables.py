@@ -24,8 +24,12 @@ metric_series = sa.Table(
 metric_points = sa.Table(
     "metric_points",
     METADATA,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("series_id", sa.Integer, nullable=False),
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("value", sa.Float, nullable=False),

@@ -126,9 +126,14 @@ def monitors_router(engine: MonitorEngine) -> APIRouter:
     def list_events(
         monitor: str | None = None,
         model: str | None = None,
-        since: str | None = Query(None, max_length=64, description=(
-            "only events at or after this moment: ISO 8601 (as the bodies write times) or "
-            "seconds since the epoch")),
+        since: str | None = Query(
+            None,
+            max_length=64,
+            description=(
+                "only events at or after this moment: ISO 8601 (as the bodies write times) or "
+                "seconds since the epoch"
+            ),
+        ),
         limit: int = Query(100, ge=1, le=10_000),
     ) -> list[dict[str, Any]]:
         """Events of every monitor, newest first."""

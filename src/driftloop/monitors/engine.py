@@ -166,11 +166,20 @@ class MonitorEngine:
                     progress(done, total)
             self._persist(run)
         for event in run.events:
-            logger.info("monitor %s %s -> %s for %s (model %s): value %s, threshold %s; "
-                        "event %s, incident %s%s", event.monitor, event.previous, event.state,
-                        dict(event.group), event.model, event.value, event.threshold,
-                        event.event_id, event.incident_id,
-                        " (renotification)" if event.renotification else "")
+            logger.info(
+                "monitor %s %s -> %s for %s (model %s): value %s, threshold %s; "
+                "event %s, incident %s%s",
+                event.monitor,
+                event.previous,
+                event.state,
+                dict(event.group),
+                event.model,
+                event.value,
+                event.threshold,
+                event.event_id,
+                event.incident_id,
+                " (renotification)" if event.renotification else "",
+            )
             for listener in self.listeners:
                 try:
                     listener(event)
@@ -194,8 +203,12 @@ class MonitorEngine:
             ) from exc
 
     def _state(
-        self, monitor: MonitorConfig, key: str, group: Mapping[str, str],
-        states: dict[str, GroupState], run: _Evaluation,
+        self,
+        monitor: MonitorConfig,
+        key: str,
+        group: Mapping[str, str],
+        states: dict[str, GroupState],
+        run: _Evaluation,
     ) -> GroupState:
         state = states.get(key)
         if state is None:
@@ -206,8 +219,12 @@ class MonitorEngine:
         return state
 
     def _retire_unserved(
-        self, monitor: MonitorConfig, key: str, group: Mapping[str, str],
-        states: dict[str, GroupState], run: _Evaluation,
+        self,
+        monitor: MonitorConfig,
+        key: str,
+        group: Mapping[str, str],
+        states: dict[str, GroupState],
+        run: _Evaluation,
     ) -> bool:
         """Whether ``group`` belongs to a registry version (a ``version`` tag of digits) that
         its model no longer serves: a deploy replaced it, or a rolled-back candidate. Its state,
@@ -216,8 +233,12 @@ class MonitorEngine:
         then the group's row is deleted. Late points of that version are ignored; a version
         served again starts afresh."""
         model, version = group.get("model"), group.get("version")
-        if (self.served_versions is None or model is None or version is None
-                or not version.isdigit()):
+        if (
+            self.served_versions is None
+            or model is None
+            or version is None
+            or not version.isdigit()
+        ):
             return False
         if model not in run.served:
             run.served[model] = self.served_versions(model)
@@ -232,16 +253,28 @@ class MonitorEngine:
         if state.incident_id is not None or state.state in BAD_STATES:
             if state.incident_id is not None:
                 incident_id, now = state.incident_id, run.now
-                message = (f"{monitor.name}: version {version} of {model} is no longer served "
-                           f"(serving {', '.join(serving)}); it was {state.state}")
+                message = (
+                    f"{monitor.name}: version {version} of {model} is no longer served "
+                    f"(serving {', '.join(serving)}); it was {state.state}"
+                )
                 run.incident_ops.append(
                     lambda c: self.incidents.add_timeline_entry(
-                        incident_id, "retired", message, {"version": version,
-                                                          "serving": serving},
-                        timestamp=now, connection=c))
+                        incident_id,
+                        "retired",
+                        message,
+                        {"version": version, "serving": serving},
+                        timestamp=now,
+                        connection=c,
+                    )
+                )
             state.value = None
-            self._emit(monitor, state, MonitorState.OK, run,
-                       details={"reason": RETIRED_REASON, "serving": serving})
+            self._emit(
+                monitor,
+                state,
+                MonitorState.OK,
+                run,
+                details={"reason": RETIRED_REASON, "serving": serving},
+            )
         if state.stored:
             run.retired.append(state)
         return True
@@ -272,13 +305,23 @@ class MonitorEngine:
     ) -> None:
         end = run.now - monitor.evaluation_delay
         start = end - monitor.window
-        query_key = (monitor.metric, monitor.aggregation, start, end,
-                     tuple(sorted(monitor.filter.items())), tuple(monitor.group_by))
+        query_key = (
+            monitor.metric,
+            monitor.aggregation,
+            start,
+            end,
+            tuple(sorted(monitor.filter.items())),
+            tuple(monitor.group_by),
+        )
         results = run.queries.get(query_key)
         if results is None:  # monitors that differ only in thresholds share one query
             results = self.metric_store.query(
-                monitor.metric, monitor.aggregation, start, end,
-                filter=series_filter(monitor), group_by=monitor.group_by,
+                monitor.metric,
+                monitor.aggregation,
+                start,
+                end,
+                filter=series_filter(monitor),
+                group_by=monitor.group_by,
             )
             run.queries[query_key] = results
         found = {group_key(r.group): r for r in results if r.count > 0 and r.value is not None}
@@ -296,7 +339,9 @@ class MonitorEngine:
             if monitor.require_full_window:
                 if state.first_seen is None:
                     state.first_seen = self.metric_store.earliest(
-                        monitor.metric, start - monitor.window, end,
+                        monitor.metric,
+                        start - monitor.window,
+                        end,
                         filter={**series_filter(monitor), **state.group},
                     )
                 if state.first_seen is None or state.first_seen > start:
@@ -359,7 +404,10 @@ class MonitorEngine:
                 if state.state in BAD_STATES:
                     state.value = None
                     self._emit(
-                        monitor, state, MonitorState.OK, run,
+                        monitor,
+                        state,
+                        MonitorState.OK,
+                        run,
                         details={"reason": "reference changed", "reference": reference_key},
                     )
             state.reference_key = reference_key
@@ -419,12 +467,18 @@ class MonitorEngine:
             state.value = None
             state.first_seen = None
             self._emit(
-                monitor, state, MonitorState.NO_DATA, run,
+                monitor,
+                state,
+                MonitorState.NO_DATA,
+                run,
                 details={"last_data_at": state.last_data_at, "after": monitor.no_data.after},
             )
 
     def _maybe_renotify(
-        self, monitor: MonitorConfig, state: GroupState, run: _Evaluation,
+        self,
+        monitor: MonitorConfig,
+        state: GroupState,
+        run: _Evaluation,
         details: Mapping[str, Any],
     ) -> None:
         if monitor.renotify is None or state.state == MonitorState.OK:
@@ -449,16 +503,22 @@ class MonitorEngine:
         if new in BAD_STATES and incident_id is None:
             incident_id, open_op = open_incident(self.incidents, monitor, state, new, now)
             run.incident_ops.append(open_op)
-        flags = transition_flags(previous, new, renotification=renotification,
-                                 retired=details.get("reason") == RETIRED_REASON)
+        flags = transition_flags(
+            previous,
+            new,
+            renotification=renotification,
+            retired=details.get("reason") == RETIRED_REASON,
+        )
         rendered = self.templates[monitor.name].render(
-            message_variables(monitor, state, new, incident_id), flags)
+            message_variables(monitor, state, new, incident_id), flags
+        )
         quiet_no_data = new == MonitorState.NO_DATA or (
             previous == MonitorState.NO_DATA and incident_id is None
         )
         event = Event(
-            event_id=event_id(monitor.name, state.group_key, str(previous), str(new), now,
-                              renotification),
+            event_id=event_id(
+                monitor.name, state.group_key, str(previous), str(new), now, renotification
+            ),
             monitor=monitor.name,
             group=dict(state.group),
             previous=previous,
@@ -470,8 +530,12 @@ class MonitorEngine:
             message=rendered.text,
             handles=() if quiet_no_data and not monitor.no_data.notify else rendered.handles,
             renotification=renotification,
-            details={**details, "metric": monitor.metric, "aggregation": monitor.aggregation,
-                     "type": monitor.type},
+            details={
+                **details,
+                "metric": monitor.metric,
+                "aggregation": monitor.aggregation,
+                "type": monitor.type,
+            },
         )
         run.events.append(event)
         run.incident_ops.extend(incident_ops(self.incidents, monitor, event))
@@ -529,8 +593,11 @@ class MonitorEngine:
         )
 
     def list_incidents(
-        self, status: IncidentStatus | str | None = None, model: str | None = None,
-        *, limit: int = 100,
+        self,
+        status: IncidentStatus | str | None = None,
+        model: str | None = None,
+        *,
+        limit: int = 100,
     ) -> list[Incident]:
         return self.incidents.list_incidents(status, model, limit=limit)
 
@@ -543,8 +610,7 @@ class MonitorEngine:
         return self.incidents.add_timeline_entry(incident_id, kind, message, data)
 
     def open_external_incident(
-        self, source: str, model: str | None, title: str,
-        details: Mapping[str, Any] | None = None,
+        self, source: str, model: str | None, title: str, details: Mapping[str, Any] | None = None
     ) -> str:
         return self.incidents.open_external_incident(source, model, title, details)
 
@@ -556,9 +622,13 @@ class MonitorEngine:
             raise InvalidInputError(f"evaluation interval must be positive, got {interval}")
         if self.running:
             return
-        self._loop = BackgroundLoop(self._evaluate_in_background, interval,
-                                    name="driftloop-monitors", logger=logger,
-                                    failure="monitor evaluation failed")
+        self._loop = BackgroundLoop(
+            self._evaluate_in_background,
+            interval,
+            name="driftloop-monitors",
+            logger=logger,
+            failure="monitor evaluation failed",
+        )
         self._loop.start()
 
     def _evaluate_in_background(self) -> None:

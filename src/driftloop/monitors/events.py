@@ -21,8 +21,9 @@ RETIRED_REASON = "version no longer served"
 _BAD = (MonitorState.WARN, MonitorState.ALERT)
 
 
-def transition_flags(previous: MonitorState, new: MonitorState, *, renotification: bool,
-                     retired: bool) -> dict[str, bool]:
+def transition_flags(
+    previous: MonitorState, new: MonitorState, *, renotification: bool, retired: bool
+) -> dict[str, bool]:
     """The section flags of a transition (``driftloop.messages.FLAGS``, one vocabulary for
     monitor messages and webhook payloads)."""
     return {
@@ -70,5 +71,9 @@ class Event:
     @property
     def flags(self) -> dict[str, bool]:
         """The same flags its message was rendered with (:func:`transition_flags`)."""
-        return transition_flags(self.previous, self.state, renotification=self.renotification,
-                                retired=self.details.get("reason") == RETIRED_REASON)
+        return transition_flags(
+            self.previous,
+            self.state,
+            renotification=self.renotification,
+            retired=self.details.get("reason") == RETIRED_REASON,
+        )

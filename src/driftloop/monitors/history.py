@@ -51,15 +51,30 @@ class GroupState:
         data = asdict(self)
         data.pop("stored")
         data["state"] = str(self.state)
-        for name in ("since", "last_evaluated", "last_data_at", "last_notified", "first_seen",
-                     "cursor"):
+        for name in (
+            "since",
+            "last_evaluated",
+            "last_data_at",
+            "last_notified",
+            "first_seen",
+            "cursor",
+        ):
             data[name] = iso_utc(data[name])
         return data
 
 
 _STATE_COLUMNS = (
-    "state", "since", "value", "threshold", "last_evaluated", "last_data_at", "last_notified",
-    "first_seen", "incident_id", "reference_key", "cursor",
+    "state",
+    "since",
+    "value",
+    "threshold",
+    "last_evaluated",
+    "last_data_at",
+    "last_notified",
+    "first_seen",
+    "incident_id",
+    "reference_key",
+    "cursor",
 )
 
 
@@ -100,12 +115,17 @@ class MonitorStateStore:
         if updates:
             connection.execute(
                 monitor_states.update()
-                .where(c.monitor == sa.bindparam("b_monitor"),
-                       c.group_key == sa.bindparam("b_group_key"))
+                .where(
+                    c.monitor == sa.bindparam("b_monitor"),
+                    c.group_key == sa.bindparam("b_group_key"),
+                )
                 .values({name: sa.bindparam(f"b_{name}") for name in _STATE_COLUMNS}),
                 [
-                    {"b_monitor": s.monitor, "b_group_key": s.group_key,
-                     **{f"b_{name}": _column(s, name) for name in _STATE_COLUMNS}}
+                    {
+                        "b_monitor": s.monitor,
+                        "b_group_key": s.group_key,
+                        **{f"b_{name}": _column(s, name) for name in _STATE_COLUMNS},
+                    }
                     for s in updates
                 ],
             )
@@ -113,9 +133,12 @@ class MonitorStateStore:
             connection.execute(
                 monitor_states.insert(),
                 [
-                    {"monitor": s.monitor, "group_key": s.group_key,
-                     "group_tags": json.dumps(s.group, sort_keys=True),
-                     **{name: _column(s, name) for name in _STATE_COLUMNS}}
+                    {
+                        "monitor": s.monitor,
+                        "group_key": s.group_key,
+                        "group_tags": json.dumps(s.group, sort_keys=True),
+                        **{name: _column(s, name) for name in _STATE_COLUMNS},
+                    }
                     for s in inserts
                 ],
             )
@@ -124,9 +147,12 @@ class MonitorStateStore:
 
     def delete_states(self, connection: Connection, states: Sequence[GroupState]) -> None:
         for state in states:
-            connection.execute(monitor_states.delete().where(
-                monitor_states.c.monitor == state.monitor,
-                monitor_states.c.group_key == state.group_key))
+            connection.execute(
+                monitor_states.delete().where(
+                    monitor_states.c.monitor == state.monitor,
+                    monitor_states.c.group_key == state.group_key,
+                )
+            )
 
     def save_events(self, connection: Connection, events: Sequence[Event]) -> None:
         if not events:

@@ -177,8 +177,7 @@ class IncidentStore:
         connection.execute(incidents.insert().values(**row))
         connection.execute(
             incident_timeline.insert().values(
-                incident_id=row["incident_id"], timestamp=ts, kind=kind, message=message,
-                data="{}",
+                incident_id=row["incident_id"], timestamp=ts, kind=kind, message=message, data="{}"
             )
         )
 
@@ -218,7 +217,10 @@ class IncidentStore:
                 raise NotFoundError(f"no incident {incident_id!r}")
             result = c.execute(
                 incident_timeline.insert().values(
-                    incident_id=incident_id, timestamp=ts, kind=kind, message=message,
+                    incident_id=incident_id,
+                    timestamp=ts,
+                    kind=kind,
+                    message=message,
                     data=data_json,
                 )
             )
@@ -226,8 +228,9 @@ class IncidentStore:
             inserted.append(int(key[0]) if key is not None else 0)
 
         self._run(work, connection)
-        return TimelineEntry(ts, kind, message, json.loads(data_json), entry_id=inserted[0],
-                             incident_id=incident_id)
+        return TimelineEntry(
+            ts, kind, message, json.loads(data_json), entry_id=inserted[0], incident_id=incident_id
+        )
 
     def update_severity(
         self, incident_id: str, severity: str, *, connection: Connection | None = None
@@ -268,7 +271,10 @@ class IncidentStore:
             )
             c.execute(
                 incident_timeline.insert().values(
-                    incident_id=incident_id, timestamp=ts, kind="resolved", message=message,
+                    incident_id=incident_id,
+                    timestamp=ts,
+                    kind="resolved",
+                    message=message,
                     data="{}",
                 )
             )
@@ -327,9 +333,11 @@ class IncidentStore:
 
     def count_open(self) -> dict[str, int]:
         """Open incidents by severity (``WARN``, ``ALERT``)."""
-        statement = (sa.select(incidents.c.severity, sa.func.count())
-                     .where(incidents.c.status == IncidentStatus.OPEN.value)
-                     .group_by(incidents.c.severity))
+        statement = (
+            sa.select(incidents.c.severity, sa.func.count())
+            .where(incidents.c.status == IncidentStatus.OPEN.value)
+            .group_by(incidents.c.severity)
+        )
         try:
             with self.database.engine.connect() as connection:
                 return {str(row[0]): int(row[1]) for row in connection.execute(statement)}
@@ -340,16 +348,24 @@ class IncidentStore:
         """One incident with its timeline, oldest entry first."""
         try:
             with self.database.engine.connect() as connection:
-                row = connection.execute(
-                    sa.select(incidents).where(incidents.c.incident_id == incident_id)
-                ).mappings().first()
+                row = (
+                    connection.execute(
+                        sa.select(incidents).where(incidents.c.incident_id == incident_id)
+                    )
+                    .mappings()
+                    .first()
+                )
                 if row is None:
                     raise NotFoundError(f"no incident {incident_id!r}")
-                entries = connection.execute(
-                    sa.select(incident_timeline)
-                    .where(incident_timeline.c.incident_id == incident_id)
-                    .order_by(incident_timeline.c.timestamp, incident_timeline.c.entry_id)
-                ).mappings().all()
+                entries = (
+                    connection.execute(
+                        sa.select(incident_timeline)
+                        .where(incident_timeline.c.incident_id == incident_id)
+                        .order_by(incident_timeline.c.timestamp, incident_timeline.c.entry_id)
+                    )
+                    .mappings()
+                    .all()
+                )
         except OperationalError as exc:
             raise self._unavailable(exc) from exc
         timeline = tuple(

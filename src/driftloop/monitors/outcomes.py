@@ -33,9 +33,18 @@ OUTCOME_FLAGS: dict[Outcome, str] = {
 """The section flag of each outcome; ``is_retrain_outcome`` is set for all of them."""
 
 OUTCOME_VARIABLES: tuple[str, ...] = (
-    "outcome", "job_id", "job_url", "candidate_version", "previous_version",
-    "candidate_macro_f1", "production_macro_f1", "candidate_accuracy", "production_accuracy",
-    "holdout_rows", "gate_reasons", "error",
+    "outcome",
+    "job_id",
+    "job_url",
+    "candidate_version",
+    "previous_version",
+    "candidate_macro_f1",
+    "production_macro_f1",
+    "candidate_accuracy",
+    "production_accuracy",
+    "holdout_rows",
+    "gate_reasons",
+    "error",
 )
 """The variables an outcome adds to the monitor message's."""
 
@@ -79,10 +88,10 @@ class RetrainOutcome:
             "outcome": self.outcome,
             "job_id": self.job_id,
             "job_url": self.job_url,
-            "candidate_version": "" if self.candidate_version is None
+            "candidate_version": ""
+            if self.candidate_version is None
             else str(self.candidate_version),
-            "previous_version": "" if self.previous_version is None
-            else str(self.previous_version),
+            "previous_version": "" if self.previous_version is None else str(self.previous_version),
             "candidate_macro_f1": _number(candidate.get("macro_f1")),
             "production_macro_f1": _number(production.get("macro_f1")),
             "candidate_accuracy": _number(candidate.get("accuracy")),
@@ -97,10 +106,15 @@ class RetrainOutcome:
         values = self.variables()
         text = f"Retrain of {self.model}: {self.label}"
         if self.outcome == "rejected" and values["candidate_macro_f1"]:
-            text += (f" (macro-F1 {values['candidate_macro_f1']}"
-                     + (f" vs production {values['production_macro_f1']}"
-                        if values["production_macro_f1"] else "")
-                     + f" on {values['holdout_rows']} held-out rows)")
+            text += (
+                f" (macro-F1 {values['candidate_macro_f1']}"
+                + (
+                    f" vs production {values['production_macro_f1']}"
+                    if values["production_macro_f1"]
+                    else ""
+                )
+                + f" on {values['holdout_rows']} held-out rows)"
+            )
         elif self.outcome == "succeeded" and self.candidate_version is not None:
             text += f": v{self.candidate_version} serves"
         elif self.outcome == "rolled_back" and self.previous_version is not None:
@@ -110,10 +124,15 @@ class RetrainOutcome:
         return f"{text}. Job {self.job_id[:8]}: {self.job_url}"
 
     def details(self) -> dict[str, Any]:
-        return {RETRAIN_OUTCOME: self.outcome, "job_id": self.job_id, "job_url": self.job_url,
-                "candidate_version": self.candidate_version,
-                "previous_version": self.previous_version, "error": self.error,
-                "gate": dict(self.gate)}
+        return {
+            RETRAIN_OUTCOME: self.outcome,
+            "job_id": self.job_id,
+            "job_url": self.job_url,
+            "candidate_version": self.candidate_version,
+            "previous_version": self.previous_version,
+            "error": self.error,
+            "gate": dict(self.gate),
+        }
 
 
 def outcome_event(
@@ -126,18 +145,28 @@ def outcome_event(
 ) -> Event:
     """The event that tells the incident's handles how its retrain job ended."""
     known = {member.value for member in MonitorState}
-    state = (MonitorState(incident.severity)
-             if incident.status == IncidentStatus.OPEN and incident.severity in known
-             else MonitorState.OK)
+    state = (
+        MonitorState(incident.severity)
+        if incident.status == IncidentStatus.OPEN and incident.severity in known
+        else MonitorState.OK
+    )
     handles: tuple[str, ...] = ()
     message = outcome.sentence()
     if template is not None:
         flags = {"is_retrain_outcome": True, OUTCOME_FLAGS[outcome.outcome]: True}
-        state_flags = {"is_alert": state == MonitorState.ALERT,
-                       "is_warning": state == MonitorState.WARN, "is_ok": state == MonitorState.OK}
-        variables = {**incident.group, "monitor": incident.monitor or "",
-                     "model": outcome.model, "state": str(state),
-                     "incident_id": incident.incident_id, **outcome.variables()}
+        state_flags = {
+            "is_alert": state == MonitorState.ALERT,
+            "is_warning": state == MonitorState.WARN,
+            "is_ok": state == MonitorState.OK,
+        }
+        variables = {
+            **incident.group,
+            "monitor": incident.monitor or "",
+            "model": outcome.model,
+            "state": str(state),
+            "incident_id": incident.incident_id,
+            **outcome.variables(),
+        }
         # routed where the incident's state routes; worded by the outcome's own sections
         routed = template.render(variables, {**state_flags, **flags})
         handles = tuple(h for h in routed.handles if h not in excluded_handles)
@@ -160,5 +189,11 @@ def outcome_event(
     )
 
 
-__all__ = ["OUTCOME_FLAGS", "OUTCOME_VARIABLES", "RETRAIN_OUTCOME", "Outcome", "RetrainOutcome",
-           "outcome_event"]
+__all__ = [
+    "OUTCOME_FLAGS",
+    "OUTCOME_VARIABLES",
+    "RETRAIN_OUTCOME",
+    "Outcome",
+    "RetrainOutcome",
+    "outcome_event",
+]

@@ -69,7 +69,10 @@ incident_timeline = sa.Table(
     METADATA,
     sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column(
-        "incident_id", sa.String(64), sa.ForeignKey("incidents.incident_id"), nullable=False,
+        "incident_id",
+        sa.String(64),
+        sa.ForeignKey("incidents.incident_id"),
+        nullable=False,
         index=True,
     ),
     sa.Column("timestamp", sa.Float, nullable=False),

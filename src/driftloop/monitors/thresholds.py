@@ -62,8 +62,11 @@ def reference_value(
         return None
     if metric in profile.metrics:
         return float(profile.metrics[metric])
-    if metric in (REALIZED_ACCURACY_METRIC, ESTIMATED_ACCURACY_METRIC) \
-            and aggregation == "avg" and "accuracy" in profile.metrics:
+    if (
+        metric in (REALIZED_ACCURACY_METRIC, ESTIMATED_ACCURACY_METRIC)
+        and aggregation == "avg"
+        and "accuracy" in profile.metrics
+    ):
         return float(profile.metrics["accuracy"])
     if "confidence" not in metric or not profile.confidences:
         return None

@@ -30,11 +30,13 @@ class TimelineEntry:
     incident_id: str | None = None
 
     @classmethod
-    def transition(cls, timestamp: float, previous: str, state: str, value: float | None,
-                   message: str) -> TimelineEntry:
+    def transition(
+        cls, timestamp: float, previous: str, state: str, value: float | None, message: str
+    ) -> TimelineEntry:
         """A monitor's move from ``previous`` to ``state`` at ``value``."""
-        return cls(timestamp, STATE_CHANGE, message,
-                   {"previous": previous, "state": state, "value": value})
+        return cls(
+            timestamp, STATE_CHANGE, message, {"previous": previous, "state": state, "value": value}
+        )
 
     @property
     def previous(self) -> str:

@@ -27,10 +27,15 @@ class NotificationAssembler:
     """Builds notifications; ``series_source`` (else the metric store) supplies the graph's
     points and ``dashboard_url`` the link (else the config's ``public_url``)."""
 
-    def __init__(self, config: Config, log: DeliveryLog, *,
-                 series_source: SeriesSource | None = None,
-                 metric_store: MetricStore | None = None,
-                 dashboard_url: Callable[[Event], str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        log: DeliveryLog,
+        *,
+        series_source: SeriesSource | None = None,
+        metric_store: MetricStore | None = None,
+        dashboard_url: Callable[[Event], str] | None = None,
+    ) -> None:
         self.config = config
         self._log = log
         self._series_source = series_source
@@ -46,8 +51,11 @@ class NotificationAssembler:
         if thresholds is None:
             return ThresholdLines()
         raw_reference = event.details.get("reference")
-        reference = (float(raw_reference) if isinstance(raw_reference, int | float)
-                     and not isinstance(raw_reference, bool) else None)
+        reference = (
+            float(raw_reference)
+            if isinstance(raw_reference, int | float) and not isinstance(raw_reference, bool)
+            else None
+        )
         return ThresholdLines(
             warning=thresholds.warning.resolve(reference) if thresholds.warning else None,
             critical=thresholds.critical.resolve(reference) if thresholds.critical else None,
@@ -63,10 +71,15 @@ class NotificationAssembler:
                 return ()
             span = max(12 * monitor.window, 600.0)
             step = span / 60
-            return tuple(self._metric_store.series(
-                monitor.metric, event.timestamp - span, event.timestamp + step, step,
-                filter={**series_filter(monitor), **event.group},
-            ))
+            return tuple(
+                self._metric_store.series(
+                    monitor.metric,
+                    event.timestamp - span,
+                    event.timestamp + step,
+                    step,
+                    filter={**series_filter(monitor), **event.group},
+                )
+            )
         except Exception:  # a graph is a nicety: never let it stop a notification
             logger.warning("no graph series for event %s", event.event_id, exc_info=True)
             return ()
@@ -109,12 +122,17 @@ class NotificationAssembler:
             timestamp=now,
             incident_id=f"test-{token}",
             message=f"This is a test notification from driftloop through the notifier "
-                    f"{name!r}; nothing is wrong with your model.",
+            f"{name!r}; nothing is wrong with your model.",
             handles=(name,),
         )
         series = tuple(
-            SeriesPoint(timestamp=now - (29 - i) * 60, avg=0.9 - 0.01 * i, min=0.85 - 0.012 * i,
-                        max=0.95 - 0.008 * i, count=100)
+            SeriesPoint(
+                timestamp=now - (29 - i) * 60,
+                avg=0.9 - 0.01 * i,
+                min=0.85 - 0.012 * i,
+                max=0.95 - 0.008 * i,
+                count=100,
+            )
             for i in range(30)
         )
         return Notification.from_event(

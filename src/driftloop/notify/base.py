@@ -68,8 +68,13 @@ class Notification:
         test: bool = False,
     ) -> Notification:
         entries = tuple(timeline) or (
-            TimelineEntry.transition(event.timestamp, str(event.previous), str(event.state),
-                                     event.value, clean_message(event.message)),
+            TimelineEntry.transition(
+                event.timestamp,
+                str(event.previous),
+                str(event.state),
+                event.value,
+                clean_message(event.message),
+            ),
         )
         return cls(
             event=event,
@@ -151,8 +156,9 @@ class DeliveryResult:
         return self.status in {"delivered", "skipped", "duplicate"}
 
     @classmethod
-    def delivered(cls, *, http_status: int | None = None, detail: str | None = None
-                  ) -> DeliveryResult:
+    def delivered(
+        cls, *, http_status: int | None = None, detail: str | None = None
+    ) -> DeliveryResult:
         return cls("delivered", http_status=http_status, detail=detail)
 
     @classmethod
@@ -165,12 +171,19 @@ class DeliveryResult:
         retry_after: float | None = None,
         detail: str | None = None,
     ) -> DeliveryResult:
-        return cls("failed", http_status=http_status, error=error, retryable=retryable,
-                   retry_after=retry_after, detail=detail)
+        return cls(
+            "failed",
+            http_status=http_status,
+            error=error,
+            retryable=retryable,
+            retry_after=retry_after,
+            detail=detail,
+        )
 
     @classmethod
-    def from_http(cls, status_code: int, error: str, *, retry_after: str | None = None
-                  ) -> DeliveryResult:
+    def from_http(
+        cls, status_code: int, error: str, *, retry_after: str | None = None
+    ) -> DeliveryResult:
         """A failed result whose retryability follows the HTTP status."""
         return cls.failed(
             error,

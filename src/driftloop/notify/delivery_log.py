@@ -44,8 +44,9 @@ class DeliveryLog:
     """The router's tables; ``claim_timeout``: how long a claim in progress (``pending``) is
     respected before another process may take it over."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], float],
-                 claim_timeout: float) -> None:
+    def __init__(
+        self, database: Database, *, clock: Callable[[], float], claim_timeout: float
+    ) -> None:
         self._database_engine = database.engine
         self._clock = clock
         self._claim_timeout = claim_timeout
@@ -67,8 +68,13 @@ class DeliveryLog:
         stored transition is never without its notification); those recorded before are left."""
         if not events:
             return
-        known = set(connection.execute(sa.select(notify_events.c.event_id).where(
-            notify_events.c.event_id.in_([e.event_id for e in events]))).scalars())
+        known = set(
+            connection.execute(
+                sa.select(notify_events.c.event_id).where(
+                    notify_events.c.event_id.in_([e.event_id for e in events])
+                )
+            ).scalars()
+        )
         for event in events:
             if event.event_id not in known:
                 connection.execute(notify_events.insert().values(**self._event_row(event)))
@@ -101,18 +107,25 @@ class DeliveryLog:
 
     def mark_routed(self, event_id: str) -> None:
         with self._begin() as connection:
-            connection.execute(notify_events.update()
-                               .where(notify_events.c.event_id == event_id)
-                               .values(routed_at=self._clock()))
+            connection.execute(
+                notify_events.update()
+                .where(notify_events.c.event_id == event_id)
+                .values(routed_at=self._clock())
+            )
 
     def unrouted_events(self) -> list[Event]:
         """The events recorded but never routed, oldest first (replayed on start)."""
         table = notify_events
         with self._database_engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(table).where(table.c.routed_at.is_(None))
-                .order_by(table.c.timestamp, table.c.received_at)
-            ).mappings().all()
+            rows = (
+                connection.execute(
+                    sa.select(table)
+                    .where(table.c.routed_at.is_(None))
+                    .order_by(table.c.timestamp, table.c.received_at)
+                )
+                .mappings()
+                .all()
+            )
         return [_event_from_row(row) for row in rows]
 
     def transitions(self, incident_id: str, until: float) -> tuple[TimelineEntry, ...]:
@@ -120,14 +133,23 @@ class DeliveryLog:
         table = notify_events
         with self._database_engine.connect() as connection:
             rows = connection.execute(
-                sa.select(table.c.timestamp, table.c.previous, table.c.state, table.c.value,
-                          table.c.message)
+                sa.select(
+                    table.c.timestamp,
+                    table.c.previous,
+                    table.c.state,
+                    table.c.value,
+                    table.c.message,
+                )
                 .where(table.c.incident_id == incident_id, table.c.timestamp <= until)
                 .order_by(table.c.timestamp, table.c.received_at)
                 .limit(MAX_TIMELINE)
             ).all()
-        return tuple(TimelineEntry.transition(r.timestamp, r.previous, r.state, r.value,
-                                              clean_message(r.message)) for r in rows)
+        return tuple(
+            TimelineEntry.transition(
+                r.timestamp, r.previous, r.state, r.value, clean_message(r.message)
+            )
+            for r in rows
+        )
 
     # -- claims and attempts -----------------------------------------------------------------
 
@@ -137,16 +159,24 @@ class DeliveryLog:
         table = notify_sent
         try:
             with self._begin() as connection:
-                connection.execute(table.insert().values(
-                    event_id=event_id, notifier=notifier, status="pending", attempts=0,
-                    claimed_at=now, finished_at=None))
+                connection.execute(
+                    table.insert().values(
+                        event_id=event_id,
+                        notifier=notifier,
+                        status="pending",
+                        attempts=0,
+                        claimed_at=now,
+                        finished_at=None,
+                    )
+                )
             return True
         except SqlIntegrityError:
             pass
         with self._begin() as connection:
             row = connection.execute(
-                sa.select(table.c.status, table.c.claimed_at)
-                .where(table.c.event_id == event_id, table.c.notifier == notifier)
+                sa.select(table.c.status, table.c.claimed_at).where(
+                    table.c.event_id == event_id, table.c.notifier == notifier
+                )
             ).first()
             if row is None or row.status in {"delivered", "skipped"}:
                 return False
@@ -154,36 +184,67 @@ class DeliveryLog:
                 return False
             taken = connection.execute(
                 table.update()
-                .where(table.c.event_id == event_id, table.c.notifier == notifier,
-                       table.c.status == row.status, table.c.claimed_at == row.claimed_at)
+                .where(
+                    table.c.event_id == event_id,
+                    table.c.notifier == notifier,
+                    table.c.status == row.status,
+                    table.c.claimed_at == row.claimed_at,
+                )
                 .values(status="pending", claimed_at=now, finished_at=None)
             )
             return bool(taken.rowcount == 1)
 
-    def finish_claim(self, event_id: str, notifier: str, result: DeliveryResult,
-                     attempts: int, *, interrupted: bool) -> None:
+    def finish_claim(
+        self,
+        event_id: str,
+        notifier: str,
+        result: DeliveryResult,
+        attempts: int,
+        *,
+        interrupted: bool,
+    ) -> None:
         status = "failed" if interrupted else result.status
         with self._begin() as connection:
             connection.execute(
                 notify_sent.update()
                 .where(notify_sent.c.event_id == event_id, notify_sent.c.notifier == notifier)
-                .values(status=status, attempts=notify_sent.c.attempts + attempts,
-                        detail=result.detail or result.error, finished_at=self._clock())
+                .values(
+                    status=status,
+                    attempts=notify_sent.c.attempts + attempts,
+                    detail=result.detail or result.error,
+                    finished_at=self._clock(),
+                )
             )
 
-    def log_attempt(self, event_id: str, notifier: str, attempt: int, result: DeliveryResult,
-                    duration_ms: float, *, retrying: bool = False) -> None:
+    def log_attempt(
+        self,
+        event_id: str,
+        notifier: str,
+        attempt: int,
+        result: DeliveryResult,
+        duration_ms: float,
+        *,
+        retrying: bool = False,
+    ) -> None:
         with self._begin() as connection:
-            connection.execute(notify_deliveries.insert().values(
-                event_id=event_id, notifier=notifier, attempt=attempt,
-                status="retrying" if retrying else result.status,
-                http_status=result.http_status, error=result.error, detail=result.detail,
-                duration_ms=duration_ms, retry_after=result.retry_after,
-                created_at=self._clock(),
-            ))
+            connection.execute(
+                notify_deliveries.insert().values(
+                    event_id=event_id,
+                    notifier=notifier,
+                    attempt=attempt,
+                    status="retrying" if retrying else result.status,
+                    http_status=result.http_status,
+                    error=result.error,
+                    detail=result.detail,
+                    duration_ms=duration_ms,
+                    retry_after=result.retry_after,
+                    created_at=self._clock(),
+                )
+            )
 
-    def deliveries(self, *, event_id: str | None = None, notifier: str | None = None,
-                   limit: int = 100) -> list[DeliveryAttempt]:
+    def deliveries(
+        self, *, event_id: str | None = None, notifier: str | None = None, limit: int = 100
+    ) -> list[DeliveryAttempt]:
         """The delivery log, newest first."""
         table = notify_deliveries
         query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
@@ -193,9 +254,21 @@ class DeliveryLog:
             query = query.where(table.c.notifier == notifier)
         with self._database_engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
-        return [DeliveryAttempt(r["event_id"], r["notifier"], r["attempt"], r["status"],
-                                r["http_status"], r["error"], r["detail"], r["duration_ms"],
-                                r["retry_after"], r["created_at"]) for r in rows]
+        return [
+            DeliveryAttempt(
+                r["event_id"],
+                r["notifier"],
+                r["attempt"],
+                r["status"],
+                r["http_status"],
+                r["error"],
+                r["detail"],
+                r["duration_ms"],
+                r["retry_after"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
 
 
 def _event_from_row(row: sa.RowMapping) -> Event:

@@ -18,12 +18,19 @@ GITHUB_API_VERSION = "2022-11-28"
 
 
 class GithubDispatchNotifier(Notifier):
-    def __init__(self, config: GithubDispatchNotifierConfig, *, name: str = "github_dispatch",
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        config: GithubDispatchNotifierConfig,
+        *,
+        name: str = "github_dispatch",
+        timeout: float = 10.0,
+    ) -> None:
         self.name = name
         self.config = config
-        self.url = (f"{config.api_url.rstrip('/')}/repos/{config.repo}/actions/workflows/"
-                    f"{quote(config.workflow, safe='')}/dispatches")
+        self.url = (
+            f"{config.api_url.rstrip('/')}/repos/{config.repo}/actions/workflows/"
+            f"{quote(config.workflow, safe='')}/dispatches"
+        )
         self._headers = {
             "Accept": "application/vnd.github+json",
             "Authorization": f"Bearer {config.token}",

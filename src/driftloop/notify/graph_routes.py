@@ -14,11 +14,19 @@ def graph_router(store: GraphStore) -> APIRouter:
     the image links themselves; ids are random 128-bit values)."""
     router = APIRouter()
 
-    @router.get("/v1/graphs/{graph_id}.png", tags=["graphs"], summary="A notification graph",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    @router.get(
+        "/v1/graphs/{graph_id}.png",
+        tags=["graphs"],
+        summary="A notification graph",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
     def get_graph(graph_id: str) -> Response:
         png = store.get(graph_id)  # NotFoundError: the app answers 404
-        return Response(png, media_type="image/png",
-                        headers={"Cache-Control": "public, max-age=86400, immutable"})
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"Cache-Control": "public, max-age=86400, immutable"},
+        )
 
     return router

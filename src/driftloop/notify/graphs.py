@@ -53,17 +53,25 @@ def render_graph(
         figure = Figure(figsize=(width, height), dpi=dpi)
         axes = figure.add_subplot()
         axes.plot(times, averages, color=VALUE_COLOR, linewidth=2, label="avg")
-        axes.fill_between(times, minimums, averages, color=VALUE_COLOR, alpha=0.15,
-                          label="min")
+        axes.fill_between(times, minimums, averages, color=VALUE_COLOR, alpha=0.15, label="min")
         if thresholds.warning is not None:
-            axes.axhline(thresholds.warning, color=WARNING_COLOR, linestyle="--", linewidth=2,
-                         label=f"warning {thresholds.warning:g}")
+            axes.axhline(
+                thresholds.warning,
+                color=WARNING_COLOR,
+                linestyle="--",
+                linewidth=2,
+                label=f"warning {thresholds.warning:g}",
+            )
         if thresholds.critical is not None:
-            axes.axhline(thresholds.critical, color=CRITICAL_COLOR, linestyle="--", linewidth=2,
-                         label=f"critical {thresholds.critical:g}")
+            axes.axhline(
+                thresholds.critical,
+                color=CRITICAL_COLOR,
+                linestyle="--",
+                linewidth=2,
+                label=f"critical {thresholds.critical:g}",
+            )
         if event_time is not None:
-            axes.axvline(event_time / _DAY, color="#555555",
-                         linestyle=":", linewidth=1)
+            axes.axvline(event_time / _DAY, color="#555555", linestyle=":", linewidth=1)
         axes.xaxis_date(UTC)
         axes.set_title(title, fontsize=10)
         axes.grid(alpha=0.3)

@@ -54,8 +54,9 @@ class HttpSender:
         except httpx.TimeoutException:
             return DeliveryResult.failed(f"{self.service} did not answer in time", retryable=True)
         except httpx.TransportError as exc:
-            return DeliveryResult.failed(f"cannot reach {self.service}: {type(exc).__name__}: "
-                                         f"{exc}", retryable=True)
+            return DeliveryResult.failed(
+                f"cannot reach {self.service}: {type(exc).__name__}: {exc}", retryable=True
+            )
 
     def failure(self, response: httpx.Response, what: str) -> DeliveryResult:
         """A failed result for an unexpected status, retryable where HTTP says so."""

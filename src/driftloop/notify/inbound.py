@@ -45,8 +45,18 @@ AlertStatus = Literal["firing", "resolved"]
 MAX_BODY_BYTES = 1_048_576
 SIGNATURE_HEADER = "X-Driftloop-Signature"
 
-_DATADOG_KEYS = {"title", "body", "event_type", "alert_transition", "alert_id", "event_title",
-                 "event_msg", "aggreg_key", "alert_cycle_key", "last_updated"}
+_DATADOG_KEYS = {
+    "title",
+    "body",
+    "event_type",
+    "alert_transition",
+    "alert_id",
+    "event_title",
+    "event_msg",
+    "aggreg_key",
+    "alert_cycle_key",
+    "last_updated",
+}
 _TITLE_TRANSITION = re.compile(r"^\s*\[([^\]]+?)(?:\s+on\s+\{([^}]*)\})?\]\s*(.*)$", re.S)
 
 
@@ -95,8 +105,9 @@ def parse_alertmanager(payload: Mapping[str, Any]) -> list[InboundAlert]:
     """Alertmanager webhook payload, version 4: one :class:`InboundAlert` per alert."""
     version = payload.get("version")
     if version != "4":
-        raise InvalidInputError(f"Alertmanager webhook version {version!r} is not supported; "
-                                "expected \"4\"")
+        raise InvalidInputError(
+            f'Alertmanager webhook version {version!r} is not supported; expected "4"'
+        )
     alerts = payload.get("alerts")
     if not isinstance(alerts, list) or not alerts:
         raise InvalidInputError("alerts must be a non-empty list")
@@ -107,30 +118,42 @@ def parse_alertmanager(payload: Mapping[str, Any]) -> list[InboundAlert]:
         if not isinstance(alert, dict):
             raise InvalidInputError(f"alerts[{index}] must be an object")
         labels = {**common, **_string_map(alert.get("labels"), f"alerts[{index}].labels")}
-        annotations = {**common_annotations,
-                       **_string_map(alert.get("annotations"), f"alerts[{index}].annotations")}
+        annotations = {
+            **common_annotations,
+            **_string_map(alert.get("annotations"), f"alerts[{index}].annotations"),
+        }
         status = alert.get("status", payload.get("status"))
         if status not in {"firing", "resolved"}:
-            raise InvalidInputError(f"alerts[{index}].status must be firing or resolved, "
-                                    f"got {status!r}")
+            raise InvalidInputError(
+                f"alerts[{index}].status must be firing or resolved, got {status!r}"
+            )
         model = labels.get("model")
         if not model:
-            raise InvalidInputError(f"alerts[{index}] has no 'model' label: add one to the "
-                                    "alerting rule (labels: {model: <name>})")
+            raise InvalidInputError(
+                f"alerts[{index}] has no 'model' label: add one to the "
+                "alerting rule (labels: {model: <name>})"
+            )
         fingerprint = str(alert.get("fingerprint") or json.dumps(labels, sort_keys=True))
-        title = (annotations.get("summary") or annotations.get("description")
-                 or labels.get("alertname") or "alert")
-        parsed.append(InboundAlert(
-            source="alertmanager",
-            model=model,
-            status="firing" if status == "firing" else "resolved",
-            title=title,
-            labels=labels,
-            key=f"{fingerprint}@{alert.get('startsAt', '')}",
-            raw=alert,
-            url=alert.get("generatorURL") if isinstance(alert.get("generatorURL"), str)
-            else None,
-        ))
+        title = (
+            annotations.get("summary")
+            or annotations.get("description")
+            or labels.get("alertname")
+            or "alert"
+        )
+        parsed.append(
+            InboundAlert(
+                source="alertmanager",
+                model=model,
+                status="firing" if status == "firing" else "resolved",
+                title=title,
+                labels=labels,
+                key=f"{fingerprint}@{alert.get('startsAt', '')}",
+                raw=alert,
+                url=alert.get("generatorURL")
+                if isinstance(alert.get("generatorURL"), str)
+                else None,
+            )
+        )
     return parsed
 
 
@@ -146,14 +169,20 @@ def _tags(text: str) -> dict[str, str]:
 def parse_datadog(payload: Mapping[str, Any]) -> InboundAlert:
     """A Datadog webhook payload: the default one (``title``, ``body``, ``event_type``,
     ``date``, ``org``, ``id``) or a custom one with ``$ALERT_TRANSITION``, ``$TAGS`` ..."""
-    title = str(payload.get("title") or payload.get("event_title") or payload.get("alert_title")
-                or "")
+    title = str(
+        payload.get("title") or payload.get("event_title") or payload.get("alert_title") or ""
+    )
     match = _TITLE_TRANSITION.match(title)
-    transition = str(payload.get("alert_transition") or payload.get("transition")
-                     or (match.group(1) if match else "")).strip()
+    transition = str(
+        payload.get("alert_transition")
+        or payload.get("transition")
+        or (match.group(1) if match else "")
+    ).strip()
     if not transition:
-        raise InvalidInputError("the Datadog payload says neither alert_transition nor a "
-                                "'[Triggered]'/'[Recovered]' title")
+        raise InvalidInputError(
+            "the Datadog payload says neither alert_transition nor a "
+            "'[Triggered]'/'[Recovered]' title"
+        )
     tags: dict[str, str] = {}
     for key in ("alert_scope", "scope", "tags"):
         value = payload.get(key)
@@ -165,12 +194,19 @@ def parse_datadog(payload: Mapping[str, Any]) -> InboundAlert:
         tags = {**_tags(match.group(2)), **tags}
     model = str(payload.get("model") or tags.get("model") or "")
     if not model:
-        raise InvalidInputError("the Datadog alert names no model: add a model:<name> tag to "
-                                "the monitor's scope or a \"model\" field to the payload")
-    status: AlertStatus = "resolved" if transition.lower() in {"recovered", "resolved"} \
-        else "firing"
-    cycle = (payload.get("alert_cycle_key") or payload.get("aggreg_key")
-             or payload.get("alert_id") or (match.group(3) if match else title))
+        raise InvalidInputError(
+            "the Datadog alert names no model: add a model:<name> tag to "
+            'the monitor\'s scope or a "model" field to the payload'
+        )
+    status: AlertStatus = (
+        "resolved" if transition.lower() in {"recovered", "resolved"} else "firing"
+    )
+    cycle = (
+        payload.get("alert_cycle_key")
+        or payload.get("aggreg_key")
+        or payload.get("alert_id")
+        or (match.group(3) if match else title)
+    )
     return InboundAlert(
         source="datadog",
         model=model,
@@ -201,21 +237,26 @@ def verify_legacy_request(secret: str | None, body: bytes, headers: Mapping[str,
         return True
     authorization = headers.get("authorization") or headers.get("Authorization") or ""
     scheme, _, token = authorization.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
-                                                              secret.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), secret.encode()
+    )
 
 
 class HookVerifier:
     """Admits a signed request to ``/v1/hooks/alert`` as ``hooks`` says, or raises
     :class:`AuthError` (401) or :class:`~driftloop.errors.ConflictError` (409, a replay)."""
 
-    def __init__(self, hooks: HooksConfig, receipts: ReceiptStore,
-                 *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, hooks: HooksConfig, receipts: ReceiptStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.hooks = hooks
         self.receipts = receipts
         self.clock = clock
-        self._signer = (StandardSigner(hooks.secret, where="hooks.secret")
-                        if hooks.secret and hooks.signature == "standard" else None)
+        self._signer = (
+            StandardSigner(hooks.secret, where="hooks.secret")
+            if hooks.secret and hooks.signature == "standard"
+            else None
+        )
 
     def __call__(self, body: bytes, headers: Mapping[str, str]) -> None:
         secret = self.hooks.secret
@@ -226,8 +267,9 @@ class HookVerifier:
                 return
             raise AuthError(f"missing or invalid {SIGNATURE_HEADER} signature or bearer token")
         assert self._signer is not None
-        message_id, _ = self._signer.verify(body, headers, now=self.clock(),
-                                            tolerance=self.hooks.tolerance)
+        message_id, _ = self._signer.verify(
+            body, headers, now=self.clock(), tolerance=self.hooks.tolerance
+        )
         self.receipts.claim("hooks", message_id, keep_for=2 * self.hooks.tolerance)
 
 
@@ -254,11 +296,17 @@ class InboundRetrainHandler:
         if alert.status == "firing":
             reason = f"{alert.source} alert firing: {alert.title}"
             job = self._enqueue(alert.model, incident, reason)
-            logger.info("inbound %s alert for %s: incident %s, retrain job %s",
-                        alert.source, alert.model, incident, job)
+            logger.info(
+                "inbound %s alert for %s: incident %s, retrain job %s",
+                alert.source,
+                alert.model,
+                incident,
+                job,
+            )
         else:
-            logger.info("inbound %s alert for %s resolved: incident %s",
-                        alert.source, alert.model, incident)
+            logger.info(
+                "inbound %s alert for %s resolved: incident %s", alert.source, alert.model, incident
+            )
         return incident
 
 
@@ -267,8 +315,9 @@ class InboundRetrainHandler:
 AlertHandler = Callable[[InboundAlert], str]
 
 
-def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
-                   handler: AlertHandler) -> APIRouter:
+def inbound_router(
+    verify: Callable[[bytes, Mapping[str, str]], None], handler: AlertHandler
+) -> APIRouter:
     """A FastAPI ``APIRouter`` with ``POST /v1/hooks/alert``.
 
     ``verify`` (a :class:`HookVerifier` of ``hooks``) admits a request or raises; while
@@ -277,8 +326,12 @@ def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
     """
     router = APIRouter()
 
-    @router.post("/v1/hooks/alert", status_code=202, summary="Receive a Datadog or "
-                 "Alertmanager alert", tags=["hooks"])
+    @router.post(
+        "/v1/hooks/alert",
+        status_code=202,
+        summary="Receive a Datadog or Alertmanager alert",
+        tags=["hooks"],
+    )
     async def receive_alert(request: Request) -> JSONResponse:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -300,13 +353,11 @@ def inbound_router(verify: Callable[[bytes, Mapping[str, str]], None],
             except NotFoundError as exc:
                 unknown.append(exc.message)
                 continue
-            accepted.append({"incident_id": incident, "model": alert.model,
-                             "status": alert.status})
+            accepted.append({"incident_id": incident, "model": alert.model, "status": alert.status})
         if not accepted:
             raise NotFoundError("; ".join(unknown))
         return JSONResponse(
-            {"incident_id": accepted[0]["incident_id"], "alerts": accepted,
-             "rejected": unknown},
+            {"incident_id": accepted[0]["incident_id"], "alerts": accepted, "rejected": unknown},
             status_code=202,
         )
 

@@ -23,12 +23,7 @@ from driftloop.config import JiraNotifierConfig
 from driftloop.database.core import Database
 from driftloop.messages import format_value
 from driftloop.monitors.events import MonitorState
-from driftloop.notify.base import (
-    DeliveryResult,
-    Notification,
-    Notifier,
-    format_time,
-)
+from driftloop.notify.base import DeliveryResult, Notification, Notifier, format_time
 from driftloop.notify.http_requests import HttpSender
 from driftloop.notify.tables import notify_jira_issues
 
@@ -91,22 +86,35 @@ def adf_description(notification: Notification) -> dict[str, Any]:
     ]
     for name, value in facts(notification):
         content.append(_paragraph(_text(f"{name}: ", {"type": "strong"}), _text(value)))
-    content.append(_paragraph(_text("Open the dashboard", {
-        "type": "link", "attrs": {"href": notification.dashboard_url}})))
-    content.append({"type": "heading", "attrs": {"level": 3},
-                    "content": [_text("Incident timeline")]})
-    content.append({
-        "type": "bulletList",
-        "content": [{"type": "listItem", "content": [_paragraph(_text(line))]}
-                    for line in timeline_lines(notification)],
-    })
+    content.append(
+        _paragraph(
+            _text(
+                "Open the dashboard",
+                {"type": "link", "attrs": {"href": notification.dashboard_url}},
+            )
+        )
+    )
+    content.append(
+        {"type": "heading", "attrs": {"level": 3}, "content": [_text("Incident timeline")]}
+    )
+    content.append(
+        {
+            "type": "bulletList",
+            "content": [
+                {"type": "listItem", "content": [_paragraph(_text(line))]}
+                for line in timeline_lines(notification)
+            ],
+        }
+    )
     return {"type": "doc", "version": 1, "content": content}
 
 
 def comment_text(notification: Notification) -> str:
     event = notification.event
-    head = (f"{notification.title}: {event.previous} → {event.state} at "
-            f"{format_time(event.timestamp)}, value {notification.value_text}")
+    head = (
+        f"{notification.title}: {event.previous} → {event.state} at "
+        f"{format_time(event.timestamp)}, value {notification.value_text}"
+    )
     if notification.retrain_outcome is not None:
         head = f"{notification.title} at {format_time(event.timestamp)}"
     return f"{head}\n{notification.text}" if notification.text else head
@@ -132,8 +140,11 @@ class JiraNotifier(Notifier):
             authorization = "Basic " + base64.b64encode(pair).decode("ascii")
         else:
             authorization = f"Bearer {config.token}"
-        self._headers = {"Authorization": authorization, "Accept": "application/json",
-                         "Content-Type": "application/json"}
+        self._headers = {
+            "Authorization": authorization,
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+        }
         self._http = HttpSender(timeout=timeout, service="Jira")
 
     # -- the incident → issue link -------------------------------------------------------
@@ -141,23 +152,39 @@ class JiraNotifier(Notifier):
     def issue_for(self, incident_key: str) -> JiraIssueLink | None:
         table = notify_jira_issues
         with self._database_engine.connect() as connection:
-            row = connection.execute(
-                sa.select(table).where(table.c.notifier == self.name,
-                                       table.c.incident_key == incident_key)
-            ).mappings().first()
+            row = (
+                connection.execute(
+                    sa.select(table).where(
+                        table.c.notifier == self.name, table.c.incident_key == incident_key
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
-        return JiraIssueLink(row["incident_key"], row["issue_id"], row["issue_key"],
-                             row["issue_url"], row["resolved_at"])
+        return JiraIssueLink(
+            row["incident_key"],
+            row["issue_id"],
+            row["issue_key"],
+            row["issue_url"],
+            row["resolved_at"],
+        )
 
     def _remember(self, incident_key: str, issue: dict[str, Any]) -> None:
         try:
             with self._database_engine.begin() as connection:
-                connection.execute(notify_jira_issues.insert().values(
-                    notifier=self.name, incident_key=incident_key, issue_id=str(issue["id"]),
-                    issue_key=str(issue["key"]), issue_url=str(issue.get("self", "")),
-                    created_at=self._clock(), resolved_at=None,
-                ))
+                connection.execute(
+                    notify_jira_issues.insert().values(
+                        notifier=self.name,
+                        incident_key=incident_key,
+                        issue_id=str(issue["id"]),
+                        issue_key=str(issue["key"]),
+                        issue_url=str(issue.get("self", "")),
+                        created_at=self._clock(),
+                        resolved_at=None,
+                    )
+                )
         except SqlIntegrityError:
             pass
 
@@ -177,14 +204,22 @@ class JiraNotifier(Notifier):
         link = self.issue_for(key)
         if link is None:
             if notification.retrain_outcome is not None:
-                return DeliveryResult("skipped", detail="retrain outcome of an incident "
-                                      "without a Jira issue: nothing to comment on")
+                return DeliveryResult(
+                    "skipped",
+                    detail="retrain outcome of an incident "
+                    "without a Jira issue: nothing to comment on",
+                )
             if notification.state == MonitorState.OK:
-                return DeliveryResult("skipped", detail="recovery of an incident without a "
-                                      "Jira issue: nothing to update")
+                return DeliveryResult(
+                    "skipped",
+                    detail="recovery of an incident without a Jira issue: nothing to update",
+                )
             return self._create(notification, key)
-        if (notification.event.is_recovery and self.config.resolve_transition
-                and link.resolved_at is None):
+        if (
+            notification.event.is_recovery
+            and self.config.resolve_transition
+            and link.resolved_at is None
+        ):
             moved = self._transition(link, self.config.resolve_transition)
             if moved is not None:
                 return moved
@@ -193,8 +228,11 @@ class JiraNotifier(Notifier):
 
     def _create(self, notification: Notification, key: str) -> DeliveryResult:
         summary = " ".join(notification.title.split())[:SUMMARY_LIMIT]
-        description: Any = (adf_description(notification) if self.config.api_version == 3
-                            else wiki_description(notification))
+        description: Any = (
+            adf_description(notification)
+            if self.config.api_version == 3
+            else wiki_description(notification)
+        )
         fields = {
             "project": {"key": self.config.project},
             "issuetype": {"name": self.config.issue_type},
@@ -202,36 +240,50 @@ class JiraNotifier(Notifier):
             "description": description,
             "labels": ["-".join(label.split()) for label in self.config.labels],
         }
-        response = self._http.request("POST", f"{self._api}/issue", json={"fields": fields},
-                                      headers=self._headers)
+        response = self._http.request(
+            "POST", f"{self._api}/issue", json={"fields": fields}, headers=self._headers
+        )
         if isinstance(response, DeliveryResult):
             return response
         if response.status_code != 201:
             return self._http.failure(response, "creating the Jira issue")
         issue = _json_object(response)
         if not {"id", "key"} <= issue.keys():
-            return DeliveryResult.failed("Jira created the issue but answered without id/key",
-                                         http_status=201)
+            return DeliveryResult.failed(
+                "Jira created the issue but answered without id/key", http_status=201
+            )
         self._remember(key, issue)
         return DeliveryResult.delivered(http_status=201, detail=f"created {issue['key']}")
 
     def _comment(self, link: JiraIssueLink, notification: Notification) -> DeliveryResult:
         text = comment_text(notification)
-        body: Any = ({"type": "doc", "version": 1,
-                      "content": [_paragraph(_text(line)) for line in text.splitlines()]}
-                     if self.config.api_version == 3 else text)
+        body: Any = (
+            {
+                "type": "doc",
+                "version": 1,
+                "content": [_paragraph(_text(line)) for line in text.splitlines()],
+            }
+            if self.config.api_version == 3
+            else text
+        )
         response = self._http.request(
-            "POST", f"{self._api}/issue/{link.issue_key}/comment", json={"body": body},
+            "POST",
+            f"{self._api}/issue/{link.issue_key}/comment",
+            json={"body": body},
             headers=self._headers,
         )
         if isinstance(response, DeliveryResult):
             return response
         if response.status_code != 201:
             return self._http.failure(response, f"commenting on {link.issue_key}")
-        resolved = " and resolved" if (notification.event.is_recovery
-                                       and self.config.resolve_transition) else ""
-        return DeliveryResult.delivered(http_status=201,
-                                        detail=f"commented on {link.issue_key}{resolved}")
+        resolved = (
+            " and resolved"
+            if (notification.event.is_recovery and self.config.resolve_transition)
+            else ""
+        )
+        return DeliveryResult.delivered(
+            http_status=201, detail=f"commented on {link.issue_key}{resolved}"
+        )
 
     def _transition(self, link: JiraIssueLink, wanted: str) -> DeliveryResult | None:
         """Apply the transition; ``None`` when done, else why not."""
@@ -245,8 +297,11 @@ class JiraNotifier(Notifier):
         chosen = None
         for transition in transitions if isinstance(transitions, list) else []:
             target = transition.get("to", {}) if isinstance(transition, dict) else {}
-            names = {str(transition.get("id", "")), str(transition.get("name", "")).lower(),
-                     str(target.get("name", "")).lower() if isinstance(target, dict) else ""}
+            names = {
+                str(transition.get("id", "")),
+                str(transition.get("name", "")).lower(),
+                str(target.get("name", "")).lower() if isinstance(target, dict) else "",
+            }
             if wanted.lower() in names or wanted in names:
                 chosen = transition
                 break
@@ -256,8 +311,9 @@ class JiraNotifier(Notifier):
                 f"{link.issue_key} has no transition {wanted!r}; available: {available}",
                 http_status=200,
             )
-        moved = self._http.request("POST", url, json={"transition": {"id": str(chosen["id"])}},
-                                   headers=self._headers)
+        moved = self._http.request(
+            "POST", url, json={"transition": {"id": str(chosen["id"])}}, headers=self._headers
+        )
         if isinstance(moved, DeliveryResult):
             return moved
         if moved.status_code != 204:

@@ -59,8 +59,10 @@ def build_notifier(kind: str, config: object, context: NotifierContext) -> Notif
     factory = NOTIFIERS.load(kind, f"notifiers.{context.name}")
     built = factory(config, context)
     if not isinstance(built, Notifier):
-        raise ConfigError(f"notifiers.{context.name}: the {kind!r} notifier factory returned "
-                          f"{type(built).__name__}, not a Notifier")
+        raise ConfigError(
+            f"notifiers.{context.name}: the {kind!r} notifier factory returned "
+            f"{type(built).__name__}, not a Notifier"
+        )
     built.name = built.name or context.name
     return built
 
@@ -68,15 +70,25 @@ def build_notifier(kind: str, config: object, context: NotifierContext) -> Notif
 def build_slack(config: SlackNotifierConfig, context: NotifierContext) -> Notifier:
     from driftloop.notify.slack import SlackNotifier
 
-    return SlackNotifier(config, name=context.name, public_url=context.public_url,
-                         graph_store=context.graph_store, timeout=context.timeout)
+    return SlackNotifier(
+        config,
+        name=context.name,
+        public_url=context.public_url,
+        graph_store=context.graph_store,
+        timeout=context.timeout,
+    )
 
 
 def build_jira(config: JiraNotifierConfig, context: NotifierContext) -> Notifier:
     from driftloop.notify.jira import JiraNotifier
 
-    return JiraNotifier(config, name=context.name, database=context.database,
-                        clock=context.clock, timeout=context.timeout)
+    return JiraNotifier(
+        config,
+        name=context.name,
+        database=context.database,
+        clock=context.clock,
+        timeout=context.timeout,
+    )
 
 
 def build_webhook(config: WebhookNotifierConfig, context: NotifierContext) -> Notifier:
@@ -103,5 +115,6 @@ def build_log(config: object, context: NotifierContext) -> Notifier:
 def build_retrain(config: RetrainNotifierConfig | None, context: NotifierContext) -> Notifier:
     from driftloop.notify.retrain import RetrainNotifier
 
-    return RetrainNotifier(context.enqueue_retrain, name=context.name,
-                           model=None if config is None else config.model)
+    return RetrainNotifier(
+        context.enqueue_retrain, name=context.name, model=None if config is None else config.model
+    )

@@ -17,13 +17,20 @@ class EnqueueRetrain(Protocol):
 def retrain_reason(notification: Notification) -> str:
     event = notification.event
     crossed = "" if event.threshold is None else f" (threshold {event.threshold:g})"
-    return (f"monitor {event.monitor!r} went {event.previous} → {event.state}: "
-            f"value {notification.value_text}{crossed}")
+    return (
+        f"monitor {event.monitor!r} went {event.previous} → {event.state}: "
+        f"value {notification.value_text}{crossed}"
+    )
 
 
 class RetrainNotifier(Notifier):
-    def __init__(self, enqueue_retrain: EnqueueRetrain | None, *, name: str = "retrain",
-                 model: str | None = None) -> None:
+    def __init__(
+        self,
+        enqueue_retrain: EnqueueRetrain | None,
+        *,
+        name: str = "retrain",
+        model: str | None = None,
+    ) -> None:
         if enqueue_retrain is None:
             raise ConfigError(
                 f"@{name} is routed but no retrain pipeline was given to the notification "
@@ -46,6 +53,7 @@ class RetrainNotifier(Notifier):
             job_id = self._enqueue(model, notification.incident_id, retrain_reason(notification))
         except DriftloopError as exc:
             retryable = exc.status_code >= 500
-            return DeliveryResult.failed(f"enqueueing the retrain failed: {exc.message}",
-                                         retryable=retryable)
+            return DeliveryResult.failed(
+                f"enqueueing the retrain failed: {exc.message}", retryable=retryable
+            )
         return DeliveryResult.delivered(detail=f"retrain job {job_id} for {model}")

@@ -51,8 +51,13 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_HANDLES = ("log", "retrain")
 
-__all__ = ["BUILTIN_HANDLES", "DeliveryAttempt", "NotificationRouter", "RetryPolicy",
-           "SeriesSource"]
+__all__ = [
+    "BUILTIN_HANDLES",
+    "DeliveryAttempt",
+    "NotificationRouter",
+    "RetryPolicy",
+    "SeriesSource",
+]
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,13 @@ class NotificationRouter:
         self._database_engine = database.engine
         self.graph_store = graph_store or GraphStore(database, clock=clock)
         self.log = DeliveryLog(database, clock=clock, claim_timeout=claim_timeout)
-        self.assembler = NotificationAssembler(config, self.log, series_source=series_source,
-                                               metric_store=metric_store,
-                                               dashboard_url=dashboard_url)
+        self.assembler = NotificationAssembler(
+            config,
+            self.log,
+            series_source=series_source,
+            metric_store=metric_store,
+            dashboard_url=dashboard_url,
+        )
         self.retry = retry or RetryPolicy()
         self._clock = clock
         self._sleep = sleep
@@ -156,13 +165,19 @@ class NotificationRouter:
                 return existing
             entry = self.config.notifiers.get(handle)
             if entry is None and handle not in BUILTIN_HANDLES:
-                known = sorted(set(self.config.notifiers) | set(BUILTIN_HANDLES)
-                               | set(self._notifiers))
+                known = sorted(
+                    set(self.config.notifiers) | set(BUILTIN_HANDLES) | set(self._notifiers)
+                )
                 raise ConfigError(f"@{handle} is not a notifier; known: {known}")
             context = NotifierContext(
-                name=handle, public_url=self.config.public_url, database=self.database,
-                graph_store=self.graph_store, timeout=self._timeout, clock=self._clock,
-                enqueue_retrain=self._enqueue_retrain)
+                name=handle,
+                public_url=self.config.public_url,
+                database=self.database,
+                graph_store=self.graph_store,
+                timeout=self._timeout,
+                clock=self._clock,
+                enqueue_retrain=self._enqueue_retrain,
+            )
             built = build_notifier(handle if entry is None else entry.type, entry, context)
             self._notifiers[handle] = built
             return built
@@ -228,9 +243,11 @@ class NotificationRouter:
             self.log.log_attempt(event_id, handle, 1, result, 0.0)
             return replace(result, notifier=handle, attempts=1), False
         if not self.log.claim(event_id, handle):
-            return DeliveryResult("duplicate", notifier=handle,
-                                  detail="already delivered (or being delivered) "
-                                         "for this event"), False
+            return DeliveryResult(
+                "duplicate",
+                notifier=handle,
+                detail="already delivered (or being delivered) for this event",
+            ), False
         attempt = 0
         result = DeliveryResult.failed("not attempted")
         interrupted = False
@@ -247,8 +264,9 @@ class NotificationRouter:
                     delay = result.retry_after
             if delay is not None and self._stopping.is_set():
                 delay, interrupted = None, True
-            self.log.log_attempt(event_id, handle, attempt, result, duration_ms,
-                              retrying=delay is not None)
+            self.log.log_attempt(
+                event_id, handle, attempt, result, duration_ms, retrying=delay is not None
+            )
             if delay is None:
                 break
             try:
@@ -257,25 +275,39 @@ class NotificationRouter:
                 interrupted = True
                 break
         if interrupted:
-            result = replace(result, error=f"{result.error} (stopped before retrying; retried "
-                                           "when the router starts again)")
+            result = replace(
+                result,
+                error=f"{result.error} (stopped before retrying; retried "
+                "when the router starts again)",
+            )
         self.log.finish_claim(event_id, handle, result, attempt, interrupted=interrupted)
         total_ms = (time.perf_counter() - started) * 1000
         if result.status == "failed":
-            logger.warning("delivery of event %s to @%s failed after %d attempt(s): %s",
-                           event_id, handle, attempt, result.error)
+            logger.warning(
+                "delivery of event %s to @%s failed after %d attempt(s): %s",
+                event_id,
+                handle,
+                attempt,
+                result.error,
+            )
         else:
-            logger.info("delivery of event %s to @%s: %s after %d attempt(s) in %.0f ms",
-                        event_id, handle, result.status, attempt, total_ms)
-        return replace(result, notifier=handle, attempts=attempt, duration_ms=total_ms), \
-            interrupted
+            logger.info(
+                "delivery of event %s to @%s: %s after %d attempt(s) in %.0f ms",
+                event_id,
+                handle,
+                result.status,
+                attempt,
+                total_ms,
+            )
+        return replace(result, notifier=handle, attempts=attempt, duration_ms=total_ms), interrupted
 
     def _send_once(self, notifier: Notifier, notification: Notification) -> DeliveryResult:
         try:
             return notifier.send(notification)
         except DriftloopError as exc:
-            return DeliveryResult.failed(exc.message, retryable=isinstance(
-                exc, BackendUnavailableError))
+            return DeliveryResult.failed(
+                exc.message, retryable=isinstance(exc, BackendUnavailableError)
+            )
         except Exception as exc:  # a notifier bug must not take the router down
             logger.exception("notifier @%s raised", notifier.name)
             return DeliveryResult.failed(f"{type(exc).__name__}: {exc}")
@@ -296,8 +328,9 @@ class NotificationRouter:
         stored transition is never without its notification); those recorded before are left."""
         self.log.record_events(connection, events)
 
-    def deliveries(self, *, event_id: str | None = None, notifier: str | None = None,
-                   limit: int = 100) -> list[DeliveryAttempt]:
+    def deliveries(
+        self, *, event_id: str | None = None, notifier: str | None = None, limit: int = 100
+    ) -> list[DeliveryAttempt]:
         """The delivery log, newest first."""
         return self.log.deliveries(event_id=event_id, notifier=notifier, limit=limit)
 
@@ -331,8 +364,7 @@ class NotificationRouter:
                     break
             for event in self.log.unrouted_events():
                 self._queue.put(event)
-            self._thread = threading.Thread(target=self._run, name="driftloop-notify",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="driftloop-notify", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -371,4 +403,3 @@ class NotificationRouter:
         self.stop()
         for notifier in self._notifiers.values():
             notifier.close()
-

@@ -52,19 +52,29 @@ class StandardSigner:
             raise ConfigError(str(exc)) from None
 
     def _signature(self, message_id: str, timestamp: int, body: bytes) -> bytes:
-        signed = self._webhook.sign(message_id, datetime.fromtimestamp(timestamp, UTC),
-                                    body.decode("utf-8"))
+        signed = self._webhook.sign(
+            message_id, datetime.fromtimestamp(timestamp, UTC), body.decode("utf-8")
+        )
         return base64.b64decode(signed.partition(",")[2])
 
     def headers(self, message_id: str, body: bytes, *, timestamp: float) -> dict[str, str]:
         """The three headers of ``body`` sent as message ``message_id`` at ``timestamp``."""
         seconds = int(timestamp)
         signature = base64.b64encode(self._signature(message_id, seconds, body)).decode()
-        return {ID_HEADER: message_id, TIMESTAMP_HEADER: str(seconds),
-                SIGNATURE_HEADER: f"v1,{signature}"}
+        return {
+            ID_HEADER: message_id,
+            TIMESTAMP_HEADER: str(seconds),
+            SIGNATURE_HEADER: f"v1,{signature}",
+        }
 
-    def verify(self, body: bytes, headers: Mapping[str, str], *, now: float,
-               tolerance: float = DEFAULT_TOLERANCE) -> tuple[str, int]:
+    def verify(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        now: float,
+        tolerance: float = DEFAULT_TOLERANCE,
+    ) -> tuple[str, int]:
         """The message id and timestamp of a correctly signed, timely request; otherwise
         :class:`AuthError` saying what is wrong."""
         lowered = {key.lower(): value for key, value in headers.items()}
@@ -72,16 +82,20 @@ class StandardSigner:
         raw_timestamp = lowered.get(TIMESTAMP_HEADER, "").strip()
         signatures = lowered.get(SIGNATURE_HEADER, "").split()
         if not (message_id and raw_timestamp and signatures):
-            raise AuthError(f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} "
-                            "header (Standard Webhooks)")
+            raise AuthError(
+                f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} "
+                "header (Standard Webhooks)"
+            )
         if len(message_id) > _MAX_ID_CHARS:
             raise AuthError(f"{ID_HEADER} is longer than {_MAX_ID_CHARS} characters")
         if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) < 16):
             raise AuthError(f"{TIMESTAMP_HEADER} must be unix seconds, got {raw_timestamp[:32]!r}")
         timestamp = int(raw_timestamp)
         if abs(now - timestamp) > tolerance:
-            raise AuthError(f"{TIMESTAMP_HEADER} is {now - timestamp:+.0f} s from this server's "
-                            f"clock; the tolerance is {tolerance:g} s")
+            raise AuthError(
+                f"{TIMESTAMP_HEADER} is {now - timestamp:+.0f} s from this server's "
+                f"clock; the tolerance is {tolerance:g} s"
+            )
         try:
             expected = self._signature(message_id, timestamp, body)
         except UnicodeDecodeError:
@@ -117,11 +131,16 @@ class ReceiptStore:
             with self.database.engine.begin() as connection:
                 connection.execute(table.delete().where(table.c.expires_at <= now))
             with self.database.engine.begin() as connection:
-                connection.execute(table.insert().values(
-                    receipt=receipt, received_at=now, expires_at=now + keep_for))
+                connection.execute(
+                    table.insert().values(
+                        receipt=receipt, received_at=now, expires_at=now + keep_for
+                    )
+                )
         except IntegrityError:
-            raise ConflictError(f"{ID_HEADER} {message_id[:64]!r} was already received: a "
-                                "replayed request is refused") from None
+            raise ConflictError(
+                f"{ID_HEADER} {message_id[:64]!r} was already received: a "
+                "replayed request is refused"
+            ) from None
         except SQLAlchemyError as exc:
             raise BackendUnavailableError("webhook receipts: the store is unavailable") from exc
 

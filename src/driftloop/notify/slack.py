@@ -18,12 +18,7 @@ from slack_sdk.webhook import WebhookClient
 
 from driftloop.config import SlackNotifierConfig
 from driftloop.errors import ConfigError
-from driftloop.notify.base import (
-    DeliveryResult,
-    Notification,
-    Notifier,
-    format_time,
-)
+from driftloop.notify.base import DeliveryResult, Notification, Notifier, format_time
 from driftloop.notify.graphs import GraphStore, graph_url, notification_graph
 
 logger = logging.getLogger(__name__)
@@ -32,8 +27,12 @@ logger = logging.getLogger(__name__)
 _sdk_logger = logging.getLogger("driftloop.notify.slack_sdk")
 _sdk_logger.setLevel(logging.WARNING)
 
-_STATE_EMOJI = {"OK": ":large_green_circle:", "WARN": ":large_yellow_circle:",
-                "ALERT": ":red_circle:", "NO_DATA": ":white_circle:"}
+_STATE_EMOJI = {
+    "OK": ":large_green_circle:",
+    "WARN": ":large_yellow_circle:",
+    "ALERT": ":red_circle:",
+    "NO_DATA": ":white_circle:",
+}
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -58,14 +57,23 @@ def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> li
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": _truncate(notification.title, 150),
-                     "emoji": True},
+            "text": {
+                "type": "plain_text",
+                "text": _truncate(notification.title, 150),
+                "emoji": True,
+            },
         }
     ]
     if notification.text:
-        blocks.append({"type": "section",
-                       "text": {"type": "mrkdwn",
-                                "text": _truncate(escape_mrkdwn(notification.text), 3000)}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": _truncate(escape_mrkdwn(notification.text), 3000),
+                },
+            }
+        )
     emoji = _STATE_EMOJI.get(str(event.state), "")
     facts = [
         f"*State*\n{emoji} {event.previous} → {event.state}",
@@ -77,8 +85,12 @@ def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> li
     ]
     if event.incident_id:
         facts.append(f"*Incident*\n{escape_mrkdwn(event.incident_id)}")
-    blocks.append({"type": "section",
-                   "fields": [{"type": "mrkdwn", "text": _truncate(f, 2000)} for f in facts]})
+    blocks.append(
+        {
+            "type": "section",
+            "fields": [{"type": "mrkdwn", "text": _truncate(f, 2000)} for f in facts],
+        }
+    )
     if image is not None:
         blocks.append(image)
     blocks.append(
@@ -97,9 +109,14 @@ def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> li
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn",
-                          "text": escape_mrkdwn(f"event {event.event_id} · "
-                                                f"{format_time(event.timestamp)}")}],
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": escape_mrkdwn(
+                        f"event {event.event_id} · {format_time(event.timestamp)}"
+                    ),
+                }
+            ],
         }
     )
     return blocks
@@ -125,12 +142,18 @@ class SlackNotifier(Notifier):
         self.public_url = public_url
         self.graph_store = graph_store
         seconds = max(1, round(timeout))
-        self._webhook = WebhookClient(config.webhook_url, timeout=seconds, retry_handlers=[],
-                                      logger=_sdk_logger)
+        self._webhook = WebhookClient(
+            config.webhook_url, timeout=seconds, retry_handlers=[], logger=_sdk_logger
+        )
         self._web: WebClient | None = None
         if config.bot_token:
-            self._web = WebClient(token=config.bot_token, base_url=config.api_url,
-                                  timeout=seconds, retry_handlers=[], logger=_sdk_logger)
+            self._web = WebClient(
+                token=config.bot_token,
+                base_url=config.api_url,
+                timeout=seconds,
+                retry_handlers=[],
+                logger=_sdk_logger,
+            )
         self._uploaded: dict[str, str] = {}
 
     def send(self, notification: Notification) -> DeliveryResult:
@@ -189,20 +212,23 @@ class SlackNotifier(Notifier):
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
             retry_after = _header(dict(exc.response.headers), "Retry-After")
             return DeliveryResult.from_http(
-                status, f"Slack Web API files upload failed: {code or status}",
+                status,
+                f"Slack Web API files upload failed: {code or status}",
                 retry_after=retry_after,
             )
         except SlackRequestError as exc:
             return DeliveryResult.failed(f"Slack file upload failed: {exc}", retryable=True)
         except (URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            return DeliveryResult.failed(f"cannot reach the Slack Web API: {reason}",
-                                         retryable=True)
+            return DeliveryResult.failed(
+                f"cannot reach the Slack Web API: {reason}", retryable=True
+            )
         file = response.get("file") or {}
         file_id = file.get("id") if isinstance(file, dict) else None
         if not isinstance(file_id, str):
-            return DeliveryResult.failed("Slack completed the upload without a file id",
-                                         retryable=False)
+            return DeliveryResult.failed(
+                "Slack completed the upload without a file id", retryable=False
+            )
         self._uploaded[notification.event_id] = file_id
         return file_id
 

@@ -49,13 +49,13 @@ VARIABLES: dict[str, str] = {
     "renotification": "old name of is_renotify",
     "test": "true for 'driftloop notify test'",
     "retrain_outcome": "how the incident's retrain job ended: rejected, failed, rolled_back, "
-                       "succeeded (empty for a transition)",
+    "succeeded (empty for a transition)",
     "job_id": "the retrain job (retrain outcomes)",
     "job_url": "link to the retrain job, /v1/jobs/<id> (retrain outcomes)",
     "candidate_version": "the version the job trained (retrain outcomes; null when none)",
     "previous_version": "the production version before the job (retrain outcomes)",
     "gate": "the quality gate's decision: candidate and production evaluations, reasons, "
-            "held-out rows, as JSON (retrain outcomes)",
+    "held-out rows, as JSON (retrain outcomes)",
     "error": "why the job failed or rolled back (retrain outcomes)",
 }
 """Every fixed variable and what it holds; the group's tags come on top."""
@@ -88,15 +88,17 @@ def notification_variables(notification: Notification) -> dict[str, Scalar]:
         }
     )
     details = event.details
-    variables.update({
-        "retrain_outcome": notification.retrain_outcome or "",
-        "job_id": str(details.get("job_id") or ""),
-        "job_url": str(details.get("job_url") or ""),
-        "candidate_version": _integer(details.get("candidate_version")),
-        "previous_version": _integer(details.get("previous_version")),
-        "gate": json.dumps(details["gate"], sort_keys=True) if details.get("gate") else "",
-        "error": str(details.get("error") or ""),
-    })
+    variables.update(
+        {
+            "retrain_outcome": notification.retrain_outcome or "",
+            "job_id": str(details.get("job_id") or ""),
+            "job_url": str(details.get("job_url") or ""),
+            "candidate_version": _integer(details.get("candidate_version")),
+            "previous_version": _integer(details.get("previous_version")),
+            "gate": json.dumps(details["gate"], sort_keys=True) if details.get("gate") else "",
+            "error": str(details.get("error") or ""),
+        }
+    )
     return variables
 
 
@@ -127,8 +129,10 @@ def render_payload(template: Any, variables: Mapping[str, Scalar]) -> Any:
             return variables.get(whole.group(1))
         return render_text(template, variables)
     if isinstance(template, Mapping):
-        return {render_text(str(k), variables): render_payload(v, variables)
-                for k, v in template.items()}
+        return {
+            render_text(str(k), variables): render_payload(v, variables)
+            for k, v in template.items()
+        }
     if isinstance(template, list | tuple):
         return [render_payload(item, variables) for item in template]
     return template

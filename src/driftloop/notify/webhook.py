@@ -31,13 +31,22 @@ def default_payload() -> dict[str, str]:
 
 
 class WebhookNotifier(Notifier):
-    def __init__(self, config: WebhookNotifierConfig, *, name: str = "webhook",
-                 timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: WebhookNotifierConfig,
+        *,
+        name: str = "webhook",
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.name = name
         self.config = config
         self.clock = clock
-        self._signer = (StandardSigner(config.hmac_secret, where=f"notifiers.{name}.hmac_secret")
-                        if config.hmac_secret and config.signature == "standard" else None)
+        self._signer = (
+            StandardSigner(config.hmac_secret, where=f"notifiers.{name}.hmac_secret")
+            if config.hmac_secret and config.signature == "standard"
+            else None
+        )
         self._http = HttpSender(timeout=timeout, service=f"webhook {name}")
 
     def render(self, notification: Notification) -> tuple[dict[str, str], bytes]:
@@ -52,16 +61,18 @@ class WebhookNotifier(Notifier):
             if not any(key.lower() == "content-type" for key in headers):
                 headers["Content-Type"] = "application/json"
         if self._signer is not None:
-            headers.update(self._signer.headers(notification.event_id, body,
-                                                timestamp=self.clock()))
+            headers.update(
+                self._signer.headers(notification.event_id, body, timestamp=self.clock())
+            )
         elif self.config.hmac_secret:
             headers[self.config.hmac_header] = legacy_signature(self.config.hmac_secret, body)
         return headers, body
 
     def send(self, notification: Notification) -> DeliveryResult:
         headers, body = self.render(notification)
-        response = self._http.request(self.config.method, self.config.url, headers=headers,
-                                      content=body or None)
+        response = self._http.request(
+            self.config.method, self.config.url, headers=headers, content=body or None
+        )
         if isinstance(response, DeliveryResult):
             return response
         if 200 <= response.status_code < 300:

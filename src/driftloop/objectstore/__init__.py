@@ -14,22 +14,21 @@ if TYPE_CHECKING:
         bundled_reviews_path,
         ensure_dataset,
     )
-    from driftloop.objectstore.storage import (
-        STORAGES,
-        ObjectStorage,
-        open_storage,
-    )
+    from driftloop.objectstore.storage import STORAGES, ObjectStorage, open_storage
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "BUNDLED_DATASET": "driftloop.objectstore.datasets",
-    "DatasetStore": "driftloop.objectstore.datasets",
-    "ObjectStorage": "driftloop.objectstore.storage",
-    "STORAGES": "driftloop.objectstore.storage",
-    "Snapshot": "driftloop.objectstore.datasets",
-    "bundled_reviews_path": "driftloop.objectstore.datasets",
-    "ensure_dataset": "driftloop.objectstore.datasets",
-    "open_storage": "driftloop.objectstore.storage",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "BUNDLED_DATASET": "driftloop.objectstore.datasets",
+        "DatasetStore": "driftloop.objectstore.datasets",
+        "ObjectStorage": "driftloop.objectstore.storage",
+        "STORAGES": "driftloop.objectstore.storage",
+        "Snapshot": "driftloop.objectstore.datasets",
+        "bundled_reviews_path": "driftloop.objectstore.datasets",
+        "ensure_dataset": "driftloop.objectstore.datasets",
+        "open_storage": "driftloop.objectstore.storage",
+    },
+)
 
 __all__ = [
     "BUNDLED_DATASET",

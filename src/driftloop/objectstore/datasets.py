@@ -107,8 +107,9 @@ def canonical_csv(frame: pd.DataFrame) -> bytes:
 def _holds_carriage_return(frame: pd.DataFrame) -> bool:
     if any("\r" in str(column) for column in frame.columns):
         return True
-    return any(frame[column].astype(str).str.contains("\r", regex=False).any()
-               for column in frame.columns)
+    return any(
+        frame[column].astype(str).str.contains("\r", regex=False).any() for column in frame.columns
+    )
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -253,15 +254,19 @@ class TrainingRows:
 
     def describe(self) -> str:
         if self.snapshots <= 1:
-            return (f"snapshot {self.snapshot.snapshot_id} ({self.snapshot.row_count} rows, "
-                    f"hash {self.snapshot.content_hash[:12]})")
-        return (f"cumulative: {self.added} rows of {self.snapshots - 1} older snapshot(s) whose "
-                f"text the newest lacks added -> snapshot {self.snapshot.snapshot_id} "
-                f"({self.snapshot.row_count} rows, hash {self.snapshot.content_hash[:12]})")
+            return (
+                f"snapshot {self.snapshot.snapshot_id} ({self.snapshot.row_count} rows, "
+                f"hash {self.snapshot.content_hash[:12]})"
+            )
+        return (
+            f"cumulative: {self.added} rows of {self.snapshots - 1} older snapshot(s) whose "
+            f"text the newest lacks added -> snapshot {self.snapshot.snapshot_id} "
+            f"({self.snapshot.row_count} rows, hash {self.snapshot.content_hash[:12]})"
+        )
 
 
 def cumulative_rows(
-    frames: Sequence[pd.DataFrame], text_column: str, times: Sequence[float],
+    frames: Sequence[pd.DataFrame], text_column: str, times: Sequence[float]
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """The rows of ``frames`` (oldest first, made at ``times``) as one frame: every row of the
     newest, then the rows of older ones whose text no newer frame holds (a text's newest label
@@ -289,7 +294,11 @@ def cumulative_rows(
 
 
 def training_rows(
-    store: DatasetStore, dataset: str, *, policy: str, text_column: str,
+    store: DatasetStore,
+    dataset: str,
+    *,
+    policy: str,
+    text_column: str,
     snapshot: Snapshot | None = None,
 ) -> TrainingRows:
     """The rows to train on under ``policy`` (``models.<name>.retrain_data``): the newest
@@ -307,13 +316,16 @@ def training_rows(
     if not older:
         return TrainingRows(newest, frame, 0, 1, as_of)
     combined, label_times = cumulative_rows(
-        [*(store.load(s) for s in older), frame], text_column,
-        [*(s.created_at.timestamp() for s in older), as_of])
+        [*(store.load(s) for s in older), frame],
+        text_column,
+        [*(s.created_at.timestamp() for s in older), as_of],
+    )
     if not label_times:
         return TrainingRows(newest, frame, 0, 1, as_of)
     pushed = store.push(combined, dataset)
-    return TrainingRows(pushed, combined, len(combined) - len(frame), len(older) + 1, as_of,
-                        label_times)
+    return TrainingRows(
+        pushed, combined, len(combined) - len(frame), len(older) + 1, as_of, label_times
+    )
 
 
 def bundled_reviews_path() -> Path:

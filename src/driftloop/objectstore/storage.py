@@ -125,7 +125,7 @@ class ObjectStorage:
         root = self.fs._strip_protocol(self.root).rstrip("/") + "/"
         for path in found:
             stripped = self.fs._strip_protocol(path)
-            key = stripped[len(root):] if stripped.startswith(root) else stripped
+            key = stripped[len(root) :] if stripped.startswith(root) else stripped
             if not _is_temporary(key):
                 keys.append(key)
         return sorted(keys)
@@ -181,7 +181,8 @@ class ObjectStorage:
                     self.fs.makedirs(self._parent(destination), exist_ok=True)
                     self.fs.put_file(str(file), destination)
                 self._publish_dir(
-                    temporary, self._path(target),
+                    temporary,
+                    self._path(target),
                     [file.relative_to(local_dir).as_posix() for file in files],
                 )
             except BaseException:
@@ -197,7 +198,7 @@ class ObjectStorage:
             raise NotFoundError(f"nothing stored under {self.uri(base)}")
         written = []
         for key in keys:
-            relative = key[len(base) + 1:] if base else key
+            relative = key[len(base) + 1 :] if base else key
             destination = local_dir / relative
             self.get_file(key, destination)
             written.append(destination)
@@ -264,8 +265,9 @@ class _StorageErrors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 _tb: Any) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> None:
         if exc is None:
             return
         where = self.storage.uri(self.key) if self.key.strip("/") else self.storage.url
@@ -301,7 +303,8 @@ def _s3_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:
     options: dict[str, Any] = {}
     query = parse_qs(parts.query)
     endpoint = (
-        query["endpoint_url"][0] if "endpoint_url" in query
+        query["endpoint_url"][0]
+        if "endpoint_url" in query
         else os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     )
     if endpoint:
@@ -313,9 +316,7 @@ def _s3_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:
 
 STORAGES: BackendFamily[ObjectStorage] = BackendFamily("storage")
 STORAGES.register("file", "driftloop.objectstore.storage:_file_storage")
-STORAGES.register(
-    "s3", "driftloop.objectstore.storage:_s3_storage", requires=("s3fs",), extra="s3"
-)
+STORAGES.register("s3", "driftloop.objectstore.storage:_s3_storage", requires=("s3fs",), extra="s3")
 
 
 def open_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:

@@ -23,9 +23,14 @@ class RetrainRequest(BaseModel):
 def job_detail(queue: JobQueue, job_id: str) -> dict[str, Any]:
     job = queue.find(job_id)
     data = job.to_dict()
-    data["steps"] = [{**step.__dict__, "started_at": iso_utc(step.started_at),
-                      "finished_at": iso_utc(step.finished_at)}
-                     for step in queue.steps(job.job_id)]
+    data["steps"] = [
+        {
+            **step.__dict__,
+            "started_at": iso_utc(step.started_at),
+            "finished_at": iso_utc(step.finished_at),
+        }
+        for step in queue.steps(job.job_id)
+    ]
     return data
 
 

@@ -9,12 +9,7 @@ from typing import Any
 from driftloop.messages import format_value
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.steps import JobSteps
-from driftloop.pipeline.verification import (
-    Decision,
-    Verdict,
-    VerificationRule,
-    decide_verification,
-)
+from driftloop.pipeline.verification import Decision, Verdict, VerificationRule, decide_verification
 
 SHADOW_ALIAS = "shadow"
 """The alias of the version that scores the live requests in the background: the previous
@@ -30,59 +25,84 @@ class DeployAndVerify(JobSteps):
         if mode != "direct" and job.previous_version is not None:
             return self._deploy_rollout(job, worker, mode)
         with self._step(job, JobState.DEPLOYING, worker) as log:
-            self.registry.set_alias(job.model, "production", job.candidate_version,
-                                    actor=f"job:{job.job_id}")
+            self.registry.set_alias(
+                job.model, "production", job.candidate_version, actor=f"job:{job.job_id}"
+            )
             log.append(f"production → v{job.candidate_version}")
             if self._shadows_previous(job):
                 self._start_verification_shadow(job, log)
         recorded = self.queue.get(job.job_id).result.with_changes(deploy_mode="direct")
         # The timeline entry goes first: a crash between the two writes then resumes the job
         # at its deploy (which it redoes and notes again), never at verification without one.
-        self._note(job, "deploy", f"v{job.candidate_version} deployed to production",
-                   version=job.candidate_version, previous_version=job.previous_version)
-        job, step_id = self.queue.enter_step(job.job_id, JobState.VERIFYING,
-                                             deployed_at=self.clock(), result=recorded)
+        self._note(
+            job,
+            "deploy",
+            f"v{job.candidate_version} deployed to production",
+            version=job.candidate_version,
+            previous_version=job.previous_version,
+        )
+        job, step_id = self.queue.enter_step(
+            job.job_id, JobState.VERIFYING, deployed_at=self.clock(), result=recorded
+        )
         self._emit(job)
         return self._verify(job, worker, step_id)
 
     def _shadows_previous(self, job: Job) -> bool:
         """A direct deploy with a previous version and a probe to read the pairs: the previous
         version scores the live requests in shadow while the new one is verified."""
-        return (job.previous_version is not None and self.health is not None
-                and rollout_mode(job) is None)
+        return (
+            job.previous_version is not None
+            and self.health is not None
+            and rollout_mode(job) is None
+        )
 
     def _start_verification_shadow(self, job: Job, log: list[str]) -> None:
         assert job.previous_version is not None
-        self.registry.set_alias(job.model, SHADOW_ALIAS, job.previous_version,
-                                actor=f"job:{job.job_id} verification")
-        log.append(f"shadow → v{job.previous_version}: it scores "
-                   f"{self.config.pipeline.shadow_fraction:.0%} of the live requests beside "
-                   f"v{job.candidate_version}, for verification (its answers reach no client)")
+        self.registry.set_alias(
+            job.model, SHADOW_ALIAS, job.previous_version, actor=f"job:{job.job_id} verification"
+        )
+        log.append(
+            f"shadow → v{job.previous_version}: it scores "
+            f"{self.config.pipeline.shadow_fraction:.0%} of the live requests beside "
+            f"v{job.candidate_version}, for verification (its answers reach no client)"
+        )
 
     def _end_verification_shadow(self, job: Job) -> None:
         """Stop the previous version's shadow (idempotent)."""
-        self.registry.remove_alias(job.model, SHADOW_ALIAS,
-                                   actor=f"job:{job.job_id} verification ended")
+        self.registry.remove_alias(
+            job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} verification ended"
+        )
 
     def _deploy_rollout(self, job: Job, worker: str, mode: str) -> Job:
         """Canary or shadow: the candidate serves beside production under the ``canary`` or
         ``shadow`` alias; production moves only when verification promotes it."""
         assert job.candidate_version is not None
         with self._step(job, JobState.DEPLOYING, worker) as log:
-            self.registry.set_alias(job.model, mode, job.candidate_version,
-                                    actor=f"job:{job.job_id}")
-            share = (f"{self.config.pipeline.canary_fraction:.0%} of the traffic"
-                     if mode == "canary" else
-                     f"{self.config.pipeline.shadow_fraction:.0%} of the requests in the "
-                     "background")
-            log.append(f"{mode} → v{job.candidate_version} ({share}); production stays "
-                       f"v{job.previous_version}")
+            self.registry.set_alias(
+                job.model, mode, job.candidate_version, actor=f"job:{job.job_id}"
+            )
+            share = (
+                f"{self.config.pipeline.canary_fraction:.0%} of the traffic"
+                if mode == "canary"
+                else f"{self.config.pipeline.shadow_fraction:.0%} of the requests in the background"
+            )
+            log.append(
+                f"{mode} → v{job.candidate_version} ({share}); production stays "
+                f"v{job.previous_version}"
+            )
         result = self.queue.get(job.job_id).result.with_changes(deploy_mode=mode)
-        self._note(job, "deploy", f"v{job.candidate_version} deployed as {mode} beside "
-                   f"production v{job.previous_version}", version=job.candidate_version,
-                   previous_version=job.previous_version, mode=mode)  # first, as above
-        job, step_id = self.queue.enter_step(job.job_id, JobState.VERIFYING,
-                                             deployed_at=self.clock(), result=result)
+        self._note(
+            job,
+            "deploy",
+            f"v{job.candidate_version} deployed as {mode} beside "
+            f"production v{job.previous_version}",
+            version=job.candidate_version,
+            previous_version=job.previous_version,
+            mode=mode,
+        )  # first, as above
+        job, step_id = self.queue.enter_step(
+            job.job_id, JobState.VERIFYING, deployed_at=self.clock(), result=result
+        )
         self._emit(job)
         return self._verify(job, worker, step_id)
 
@@ -100,8 +120,10 @@ class DeployAndVerify(JobSteps):
         settings = self.config.pipeline
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + settings.verify_deadline
-        shift = _shift(self._reference_confidence(job.model, job.candidate_version),
-                       self._reference_confidence(job.model, job.previous_version))
+        shift = _shift(
+            self._reference_confidence(job.model, job.candidate_version),
+            self._reference_confidence(job.model, job.previous_version),
+        )
         log: list[str] = []
         assert self.health is not None
         while True:
@@ -109,39 +131,59 @@ class DeployAndVerify(JobSteps):
             self.queue.heartbeat(job.job_id, worker)
             now = self.clock()
             new_conf, new_count = self.health.live_confidence(
-                job.model, job.candidate_version, deployed_at, now)
+                job.model, job.candidate_version, deployed_at, now
+            )
             old_conf, old_count = self.health.live_confidence(
-                job.model, job.previous_version, deployed_at, now)
+                job.model, job.previous_version, deployed_at, now
+            )
             enough = new_count >= settings.verify_min_predictions
-            compared = (f"canary v{job.candidate_version} live confidence "
-                        f"{format_value(new_conf)} over {new_count} predictions, production "
-                        f"v{job.previous_version} {format_value(old_conf)} over {old_count} "
-                        f"(references differ by {shift:+.3f})")
-            worse = (old_conf is not None and new_conf is not None
-                     and new_conf - shift < old_conf - settings.verify_tolerance)
+            compared = (
+                f"canary v{job.candidate_version} live confidence "
+                f"{format_value(new_conf)} over {new_count} predictions, production "
+                f"v{job.previous_version} {format_value(old_conf)} over {old_count} "
+                f"(references differ by {shift:+.3f})"
+            )
+            worse = (
+                old_conf is not None
+                and new_conf is not None
+                and new_conf - shift < old_conf - settings.verify_tolerance
+            )
             if enough and worse:
                 log.append(f"{compared}: worse")
                 break
             if enough:
                 log.append(f"{compared}: promoted")
-                self.registry.set_alias(job.model, "production", job.candidate_version,
-                                        actor=f"job:{job.job_id} promote")
-                self.registry.remove_alias(job.model, "canary",
-                                           actor=f"job:{job.job_id} promote")
+                self.registry.set_alias(
+                    job.model,
+                    "production",
+                    job.candidate_version,
+                    actor=f"job:{job.job_id} promote",
+                )
+                self.registry.remove_alias(job.model, "canary", actor=f"job:{job.job_id} promote")
                 self.queue.finish_step(step_id, "ok", "\n".join(log))
-                self._note(job, "verified", log[-1], version=job.candidate_version,
-                           live_confidence=new_conf, mode="canary")
+                self._note(
+                    job,
+                    "verified",
+                    log[-1],
+                    version=job.candidate_version,
+                    live_confidence=new_conf,
+                    mode="canary",
+                )
                 return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
             if now >= deadline:
-                log.append(f"canary v{job.candidate_version} had {new_count} of "
-                           f"{settings.verify_min_predictions} predictions within "
-                           f"{settings.verify_deadline:g}s")
+                log.append(
+                    f"canary v{job.candidate_version} had {new_count} of "
+                    f"{settings.verify_min_predictions} predictions within "
+                    f"{settings.verify_deadline:g}s"
+                )
                 break
             self.sleep(settings.verify_interval)
         self.queue.finish_step(step_id, "failed", "\n".join(log))
         self.registry.remove_alias(job.model, "canary", actor=f"job:{job.job_id} rollback")
-        message = (f"canary of v{job.candidate_version} rejected, production stays "
-                   f"v{job.previous_version}: {log[-1]}")
+        message = (
+            f"canary of v{job.candidate_version} rejected, production stays "
+            f"v{job.previous_version}: {log[-1]}"
+        )
         return self._rolled_back(job, message, log, version=job.previous_version, mode="canary")
 
     def _verify(self, job: Job, worker: str, step_id: int | None = None) -> Job:
@@ -156,48 +198,72 @@ class DeployAndVerify(JobSteps):
             return self._verify_canary(job, worker, step_id)
         log: list[str] = []
         if self.health is None or job.previous_version is None:
-            log.append("no health probe configured: verification skipped"
-                       if self.health is None else
-                       f"{job.model} had no previous version to compare with: kept")
+            log.append(
+                "no health probe configured: verification skipped"
+                if self.health is None
+                else f"{job.model} had no previous version to compare with: kept"
+            )
             if mode is not None:  # nothing can judge the rollout: promote it as a direct deploy
-                self.registry.set_alias(job.model, "production", job.candidate_version,
-                                        actor=f"job:{job.job_id} promote")
+                self.registry.set_alias(
+                    job.model,
+                    "production",
+                    job.candidate_version,
+                    actor=f"job:{job.job_id} promote",
+                )
                 self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
                 log.append(f"{mode} v{job.candidate_version} promoted to production unverified")
             self.queue.finish_step(step_id, "skipped", "\n".join(log))
             return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
         if mode is None:  # a resumed job: its shadow may never have been set
-            self.registry.set_alias(job.model, SHADOW_ALIAS, job.previous_version,
-                                    actor=f"job:{job.job_id} verification")
+            self.registry.set_alias(
+                job.model,
+                SHADOW_ALIAS,
+                job.previous_version,
+                actor=f"job:{job.job_id} verification",
+            )
         decision = self._compare_on_live_traffic(job, worker, mode, log)
         new, old = job.candidate_version, job.previous_version
         if decision.verdict == Verdict.KEEP:
             if mode == "shadow":
-                self.registry.set_alias(job.model, "production", new,
-                                        actor=f"job:{job.job_id} promote")
+                self.registry.set_alias(
+                    job.model, "production", new, actor=f"job:{job.job_id} promote"
+                )
                 log.append(f"shadow v{new} promoted to production")
             elif self.registry.resolve(job.model, "production").version != new:
                 # resumed after a crash in the middle of a rollback: the deploy is redone
-                self.registry.set_alias(job.model, "production", new,
-                                        actor=f"job:{job.job_id} verified")
+                self.registry.set_alias(
+                    job.model, "production", new, actor=f"job:{job.job_id} verified"
+                )
                 log.append(f"production → v{new} again (a rollback was interrupted)")
-            self.registry.remove_alias(job.model, SHADOW_ALIAS,
-                                       actor=f"job:{job.job_id} verification ended")
+            self.registry.remove_alias(
+                job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} verification ended"
+            )
             if self.health.monitors_ok(job.model):
                 log.append(f"monitors OK on v{new}")
             else:
-                log.append(f"v{new} kept, but its monitors are not all OK yet: the incident "
-                           "stays open and may retry (pipeline.retry_backoff)")
+                log.append(
+                    f"v{new} kept, but its monitors are not all OK yet: the incident "
+                    "stays open and may retry (pipeline.retry_backoff)"
+                )
             self.queue.finish_step(step_id, "ok", "\n".join(log))
-            self._note(job, "verified", f"v{new} kept: {decision.message}", version=new,
-                       decision=decision.to_dict())
-            return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(
-                job, log).with_changes(verification_decision=decision.to_dict()))
+            self._note(
+                job,
+                "verified",
+                f"v{new} kept: {decision.message}",
+                version=new,
+                decision=decision.to_dict(),
+            )
+            return self._finish(
+                job.job_id,
+                JobState.SUCCEEDED,
+                result=self._result(job, log).with_changes(
+                    verification_decision=decision.to_dict()
+                ),
+            )
         self.queue.finish_step(step_id, "failed", "\n".join(log))
         if mode == "shadow":
             self.registry.remove_alias(job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} rollback")
-            message = (f"shadow of v{new} rejected, production stays v{old}: "
-                       f"{decision.message}")
+            message = f"shadow of v{new} rejected, production stays v{old}: {decision.message}"
             return self._rolled_back(job, message, log, decision, version=old, mode=mode)
         self.registry.set_alias(job.model, "production", old, actor=f"job:{job.job_id} rollback")
         self._end_verification_shadow(job)
@@ -213,15 +279,18 @@ class DeployAndVerify(JobSteps):
         assert job.previous_version is not None
         assert self.health is not None
         settings = self.config.pipeline
-        rule = VerificationRule(tolerance=settings.verify_tolerance,
-                                error_rate=settings.verify_error_rate,
-                                min_pairs=settings.verify_min_predictions,
-                                min_labels=settings.verify_min_labels)
+        rule = VerificationRule(
+            tolerance=settings.verify_tolerance,
+            error_rate=settings.verify_error_rate,
+            min_pairs=settings.verify_min_predictions,
+            min_labels=settings.verify_min_labels,
+        )
         new, old = job.candidate_version, job.previous_version
         # the shadow is the new version in a shadow rollout, the previous one after a deploy
         shadow, served = (new, old) if mode == "shadow" else (old, new)
-        shift = _shift(self._reference_confidence(job.model, new),
-                       self._reference_confidence(job.model, old))
+        shift = _shift(
+            self._reference_confidence(job.model, new), self._reference_confidence(job.model, old)
+        )
         deployed_at = job.deployed_at or self.clock()
         deadline = deployed_at + settings.verify_deadline
         looks = 0
@@ -229,22 +298,30 @@ class DeployAndVerify(JobSteps):
             self._check_cancel(job.job_id)
             self.queue.heartbeat(job.job_id, worker)
             now = self.clock()
-            pairs = self.health.shadow_pairs(job.model, shadow_version=shadow,
-                                             served_version=served, start=deployed_at, end=now)
+            pairs = self.health.shadow_pairs(
+                job.model, shadow_version=shadow, served_version=served, start=deployed_at, end=now
+            )
             evidence = pairs if shadow == new else pairs.reversed()
-            if (evidence.pairs >= rule.min_pairs
-                    or evidence.correct_gap.size >= rule.min_labels):
+            if evidence.pairs >= rule.min_pairs or evidence.correct_gap.size >= rule.min_labels:
                 looks += 1
-            decision = decide_verification(evidence, rule, reference_shift=shift,
-                                           look=max(1, looks), at_deadline=now >= deadline)
+            decision = decide_verification(
+                evidence,
+                rule,
+                reference_shift=shift,
+                look=max(1, looks),
+                at_deadline=now >= deadline,
+            )
             if decision.verdict != Verdict.WAIT:
-                log.append(f"v{new} against v{old} on the same live requests "
-                           f"({decision.rule}): {decision.message}")
+                log.append(
+                    f"v{new} against v{old} on the same live requests "
+                    f"({decision.rule}): {decision.message}"
+                )
                 return decision
             self.sleep(settings.verify_interval)
 
-    def _rolled_back(self, job: Job, message: str, log: list[str],
-                     decision: Decision | None = None, **data: Any) -> Job:
+    def _rolled_back(
+        self, job: Job, message: str, log: list[str], decision: Decision | None = None, **data: Any
+    ) -> Job:
         result = self._result(job, log)
         if decision is not None:
             data["decision"] = decision.to_dict()

@@ -38,8 +38,13 @@ class FeedbackMerge:
 
 
 def merge_feedback(
-    frame: pd.DataFrame, samples: Sequence[LabeledSample], *, text_column: str,
-    label_column: str, labels: Collection[str], snapshot_time: float,
+    frame: pd.DataFrame,
+    samples: Sequence[LabeledSample],
+    *,
+    text_column: str,
+    label_column: str,
+    labels: Collection[str],
+    snapshot_time: float,
     label_times: Mapping[str, float] | None = None,
 ) -> FeedbackMerge:
     """``frame`` (a snapshot made at ``snapshot_time``; ``label_times`` gives an earlier time for
@@ -62,8 +67,11 @@ def merge_feedback(
     snapshot_labels = frame[label_column].astype(str)
     held = set(texts)
     added = {text: label for text, (label, _) in latest.items() if text not in held}
-    newer = {text: label for text, (label, received_at) in latest.items()
-             if text in held and received_at > (label_times or {}).get(text, snapshot_time)}
+    newer = {
+        text: label
+        for text, (label, received_at) in latest.items()
+        if text in held and received_at > (label_times or {}).get(text, snapshot_time)
+    }
     wanted = texts.map(newer)
     stale = wanted.notna() & (wanted != snapshot_labels)
     relabelled = texts[stale].nunique()
@@ -74,5 +82,6 @@ def merge_feedback(
     fresh = pd.DataFrame({column: "" for column in frame.columns}, index=range(len(added)))
     fresh[text_column] = list(added)
     fresh[label_column] = list(added.values())
-    return FeedbackMerge(pd.concat([merged, fresh], ignore_index=True), len(added),
-                         int(relabelled), unknown)
+    return FeedbackMerge(
+        pd.concat([merged, fresh], ignore_index=True), len(added), int(relabelled), unknown
+    )

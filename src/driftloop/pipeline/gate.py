@@ -43,8 +43,14 @@ class GateSplit:
 
 
 def split_for_gate(
-    frame: pd.DataFrame, text_column: str, label_column: str, seen_texts: set[str], *,
-    fraction: float, min_fresh_rows: int, seed: int,
+    frame: pd.DataFrame,
+    text_column: str,
+    label_column: str,
+    seen_texts: set[str],
+    *,
+    fraction: float,
+    min_fresh_rows: int,
+    seed: int,
 ) -> GateSplit:
     """Train on everything but the held-out rows; hold out rows production never saw."""
     fresh_mask = ~frame[text_column].astype(str).isin(seen_texts)
@@ -56,17 +62,23 @@ def split_for_gate(
     from sklearn.model_selection import train_test_split  # the gate runs in a worker only
 
     _, held_index = train_test_split(
-        pool.index.to_numpy(), test_size=fraction, random_state=seed,
+        pool.index.to_numpy(),
+        test_size=fraction,
+        random_state=seed,
         stratify=None if stratify is None else stratify.to_numpy(),
     )
     holdout = frame.loc[held_index]
     train = frame.drop(index=held_index)
-    return GateSplit(train.reset_index(drop=True), holdout.reset_index(drop=True), fresh,
-                     fresh_rows)
+    return GateSplit(
+        train.reset_index(drop=True), holdout.reset_index(drop=True), fresh, fresh_rows
+    )
 
 
 def evaluate_on_holdout(
-    predictor: Predictor, holdout: pd.DataFrame, text_column: str, label_column: str,
+    predictor: Predictor,
+    holdout: pd.DataFrame,
+    text_column: str,
+    label_column: str,
     labels: Sequence[str],
 ) -> Evaluation:
     texts = holdout[text_column].astype(str).tolist()
@@ -77,13 +89,18 @@ def evaluate_on_holdout(
 
 
 def decide(
-    candidate: Evaluation, production: Evaluation | None, gate: GateConfig, *,
-    holdout_rows: int, fresh_holdout: bool,
+    candidate: Evaluation,
+    production: Evaluation | None,
+    gate: GateConfig,
+    *,
+    holdout_rows: int,
+    fresh_holdout: bool,
 ) -> GateDecision:
     reasons: list[str] = []
     if not fresh_holdout:
-        reasons.append("too few new rows: held-out set is a random split that production may "
-                       "have trained on")
+        reasons.append(
+            "too few new rows: held-out set is a random split that production may have trained on"
+        )
     if production is None:
         reasons.append("no production model: the candidate is accepted")
         return GateDecision(True, candidate, None, reasons, holdout_rows, fresh_holdout)
@@ -101,5 +118,6 @@ def decide(
         f"(change {ece_delta:+.3f}, allowed <= {gate.max_ece_increase:+.3f}): "
         f"{'pass' if ece_ok else 'fail'}"
     )
-    return GateDecision(f1_ok and ece_ok, candidate, production, reasons, holdout_rows,
-                        fresh_holdout)
+    return GateDecision(
+        f1_ok and ece_ok, candidate, production, reasons, holdout_rows, fresh_holdout
+    )

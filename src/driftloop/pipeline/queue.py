@@ -49,8 +49,13 @@ class JobState(StrEnum):
 
 
 FINISHED_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.REJECTED, JobState.ROLLED_BACK, JobState.FAILED,
-     JobState.CANCELLED}
+    {
+        JobState.SUCCEEDED,
+        JobState.REJECTED,
+        JobState.ROLLED_BACK,
+        JobState.FAILED,
+        JobState.CANCELLED,
+    }
 )
 
 
@@ -121,8 +126,7 @@ class JobQueue:
     """Jobs in the store; safe to use from many threads and processes at once."""
 
     def __init__(
-        self, database: Database, *, cooldown: float = 600.0,
-        clock: Callable[[], float] = time.time,
+        self, database: Database, *, cooldown: float = 600.0, clock: Callable[[], float] = time.time
     ) -> None:
         self.database = database
         self.cooldown = cooldown
@@ -144,12 +148,19 @@ class JobQueue:
         released = connection.execute(
             retrain_jobs.update()
             .where(retrain_jobs.c.worker == worker, retrain_jobs.c.active_model.is_not(None))
-            .values(heartbeat_at=0.0)).rowcount
+            .values(heartbeat_at=0.0)
+        ).rowcount
         return int(released)
 
     def enqueue(
-        self, model: str, *, incident_id: str | None = None, reason: str = "",
-        trigger: str = "manual", force: bool = False, retry_of: Job | None = None,
+        self,
+        model: str,
+        *,
+        incident_id: str | None = None,
+        reason: str = "",
+        trigger: str = "manual",
+        force: bool = False,
+        retry_of: Job | None = None,
         result: JobResult | None = None,
     ) -> EnqueueResult:
         """A new job, or the job this alert belongs to (storm control).
@@ -162,8 +173,11 @@ class JobQueue:
         """
         attempt = 1 if retry_of is None else retry_of.attempt + 1
         for _ in range(5):
-            existing = (self.active(model) if retry_of is not None
-                        else self._job_to_attach(model, incident_id, force=force))
+            existing = (
+                self.active(model)
+                if retry_of is not None
+                else self._job_to_attach(model, incident_id, force=force)
+            )
             if existing is not None:
                 self._attach(existing.job_id)
                 return EnqueueResult(self.get(existing.job_id), created=False)
@@ -172,10 +186,17 @@ class JobQueue:
                 with self._begin() as connection:
                     connection.execute(
                         retrain_jobs.insert().values(
-                            job_id=job_id, model=model, incident_id=incident_id,
-                            state=JobState.QUEUED.value, active_model=model, trigger=trigger,
-                            reason=reason, attached_alerts=1, cancel_requested=False,
-                            created_at=self.clock(), attempt=attempt,
+                            job_id=job_id,
+                            model=model,
+                            incident_id=incident_id,
+                            state=JobState.QUEUED.value,
+                            active_model=model,
+                            trigger=trigger,
+                            reason=reason,
+                            attached_alerts=1,
+                            cancel_requested=False,
+                            created_at=self.clock(),
+                            attempt=attempt,
                             result=None if result is None else result.to_json() or None,
                         )
                     )
@@ -188,8 +209,10 @@ class JobQueue:
         with self.database.engine.connect() as connection:
             if incident_id is not None:  # the incident's latest job (retries come later)
                 row = connection.execute(
-                    sa.select(retrain_jobs).where(retrain_jobs.c.incident_id == incident_id)
-                    .order_by(retrain_jobs.c.created_at.desc()).limit(1)
+                    sa.select(retrain_jobs)
+                    .where(retrain_jobs.c.incident_id == incident_id)
+                    .order_by(retrain_jobs.c.created_at.desc())
+                    .limit(1)
                 ).first()
                 if row is not None:
                     return Job.from_row(row)
@@ -253,8 +276,7 @@ class JobQueue:
 
     def count_by_state(self) -> dict[str, int]:
         """How many jobs are in each state (every state, zeros included)."""
-        query = (sa.select(retrain_jobs.c.state, sa.func.count())
-                 .group_by(retrain_jobs.c.state))
+        query = sa.select(retrain_jobs.c.state, sa.func.count()).group_by(retrain_jobs.c.state)
         with self.database.engine.connect() as connection:
             counts = {str(row[0]): int(row[1]) for row in connection.execute(query)}
         return {state.value: counts.get(state.value, 0) for state in JobState}
@@ -262,12 +284,11 @@ class JobQueue:
     def steps(self, job_id: str) -> builtins.list[JobStep]:
         with self.database.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(job_steps).where(job_steps.c.job_id == job_id)
+                sa.select(job_steps)
+                .where(job_steps.c.job_id == job_id)
                 .order_by(job_steps.c.step_id)
             ).all()
-        return [
-            JobStep(r.step, r.started_at, r.finished_at, r.outcome, r.log) for r in rows
-        ]
+        return [JobStep(r.step, r.started_at, r.finished_at, r.outcome, r.log) for r in rows]
 
     def claim(
         self, worker: str, *, stale_after: float = 60.0, job_id: str | None = None
@@ -296,7 +317,8 @@ class JobQueue:
                     .where(retrain_jobs.c.job_id == candidate_id)
                     .where(retrain_jobs.c.state == state)
                     .where(
-                        retrain_jobs.c.heartbeat_at.is_(None) if heartbeat is None
+                        retrain_jobs.c.heartbeat_at.is_(None)
+                        if heartbeat is None
                         else retrain_jobs.c.heartbeat_at == heartbeat
                     )
                     .values(worker=worker, heartbeat_at=now)
@@ -313,8 +335,14 @@ class JobQueue:
         return self.get(job_id)
 
     def enter_step(
-        self, job_id: str, state: JobState, *, step: JobState | None = None,
-        outcome: str | None = None, log: str = "", **values: Any,
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        step: JobState | None = None,
+        outcome: str | None = None,
+        log: str = "",
+        **values: Any,
     ) -> tuple[Job, int]:
         """Move the job to ``state`` and open its step (of the same name, or ``step``) in one
         transaction, so that a worker killed at any moment leaves either neither or both (a
@@ -326,16 +354,17 @@ class JobQueue:
         finished = {} if outcome is None else {"finished_at": now, "outcome": outcome}
         with self._begin() as connection:
             connection.execute(
-                retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values))
+                retrain_jobs.update().where(retrain_jobs.c.job_id == job_id).values(**values)
+            )
             key = connection.execute(
-                job_steps.insert().values(job_id=job_id, step=(step or state).value,
-                                          started_at=now, log=log, **finished)
+                job_steps.insert().values(
+                    job_id=job_id, step=(step or state).value, started_at=now, log=log, **finished
+                )
             ).inserted_primary_key
         assert key is not None
         return self.get(job_id), int(key[0])
 
-    def _state_values(self, job_id: str, state: JobState, values: dict[str, Any]
-                      ) -> dict[str, Any]:
+    def _state_values(self, job_id: str, state: JobState, values: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
         values = {"state": state.value, "heartbeat_at": now, **_stored(values)}
         if state.finished:
@@ -356,8 +385,7 @@ class JobQueue:
     def start_step(self, job_id: str, step: str) -> int:
         with self._begin() as connection:
             result = connection.execute(
-                job_steps.insert().values(job_id=job_id, step=step, started_at=self.clock(),
-                                          log="")
+                job_steps.insert().values(job_id=job_id, step=step, started_at=self.clock(), log="")
             )
             key = result.inserted_primary_key
             assert key is not None
@@ -366,7 +394,8 @@ class JobQueue:
     def finish_step(self, step_id: int, outcome: str, log: str) -> None:
         with self._begin() as connection:
             connection.execute(
-                job_steps.update().where(job_steps.c.step_id == step_id)
+                job_steps.update()
+                .where(job_steps.c.step_id == step_id)
                 .values(finished_at=self.clock(), outcome=outcome, log=log)
             )
 

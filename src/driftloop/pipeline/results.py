@@ -48,8 +48,11 @@ class JobResult:
             return cls()
         known = {f.name for f in dataclasses.fields(cls)} - {"other"}
         values = {key: data[key] for key in known if data.get(key) not in (None, {}, [])}
-        other = {key: value for key, value in data.items()
-                 if key not in known and key != _LEGACY_DISPATCH}
+        other = {
+            key: value
+            for key, value in data.items()
+            if key not in known and key != _LEGACY_DISPATCH
+        }
         legacy = data.get(_LEGACY_DISPATCH)
         if "remote_run" not in values and isinstance(legacy, Mapping):
             values["remote_run"] = _remote_run_of_dispatch(legacy)
@@ -81,6 +84,6 @@ def _remote_run_of_dispatch(dispatch: Mapping[str, Any]) -> dict[str, Any]:
         "trainer": _LEGACY_DISPATCH_TRAINER,
         "snapshot_id": snapshot or None,
         "summary": f"dispatched {dispatch.get('workflow')} on {dispatch.get('repo')}@"
-                   f"{dispatch.get('ref')} (id {dispatch.get('correlation_id')})",
+        f"{dispatch.get('ref')} (id {dispatch.get('correlation_id')})",
         "state": dict(dispatch),
     }

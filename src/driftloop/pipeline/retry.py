@@ -43,15 +43,18 @@ class IncidentSource(Protocol):
     """What the policy reads and writes of incidents (the monitor engine's incident store)."""
 
     def list_incidents(
-        self, status: IncidentStatus | str | None = None, model: str | None = None, *,
-        monitor: str | None = None, limit: int = 100,
+        self,
+        status: IncidentStatus | str | None = None,
+        model: str | None = None,
+        *,
+        monitor: str | None = None,
+        limit: int = 100,
     ) -> list[Incident]: ...
 
     def get_incident(self, incident_id: str) -> Incident: ...
 
     def add_timeline_entry(
-        self, incident_id: str, kind: str, message: str,
-        data: Mapping[str, Any] | None = None,
+        self, incident_id: str, kind: str, message: str, data: Mapping[str, Any] | None = None
     ) -> object: ...
 
 
@@ -68,8 +71,13 @@ class RetryOutcome:
 
 class RetryPolicy:
     def __init__(
-        self, settings: PipelineConfig, queue: JobQueue, incidents: IncidentSource, *,
-        models: Mapping[str, ModelConfig], datasets: DatasetStore | None = None,
+        self,
+        settings: PipelineConfig,
+        queue: JobQueue,
+        incidents: IncidentSource,
+        *,
+        models: Mapping[str, ModelConfig],
+        datasets: DatasetStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -111,39 +119,54 @@ class RetryPolicy:
         if len(requested) >= settings.max_attempts:
             if ("retries_exhausted", last.job_id) in kinds:
                 return None
-            message = (f"no retry: {len(requested)} of {settings.max_attempts} retrain jobs "
-                       f"ran for this incident (pipeline.max_attempts) and it is still open; "
-                       f"the last one {_outcome(last)}")
+            message = (
+                f"no retry: {len(requested)} of {settings.max_attempts} retrain jobs "
+                f"ran for this incident (pipeline.max_attempts) and it is still open; "
+                f"the last one {_outcome(last)}"
+            )
             return self._note(incident, "retries_exhausted", message, last, warn=True)
         assert last.finished_at is not None
         due = last.finished_at + settings.retry_backoff
         if self.clock() < due:
             if ("retry_scheduled", last.job_id) in kinds:
                 return None
-            message = (f"retrain job {last.job_id[:8]} {_outcome(last)}; the incident is still "
-                       f"open: retry {len(requested) + 1} of {settings.max_attempts} at "
-                       f"{_iso(due)} unless it closes first")
+            message = (
+                f"retrain job {last.job_id[:8]} {_outcome(last)}; the incident is still "
+                f"open: retry {len(requested) + 1} of {settings.max_attempts} at "
+                f"{_iso(due)} unless it closes first"
+            )
             return self._note(incident, "retry_scheduled", message, last, due=due)
         assert incident.model is not None
         if not self._new_data_since(last):
             if ("retry_waiting", last.job_id) in kinds:
                 return None
-            message = (f"retrain job {last.job_id[:8]} {_outcome(last)} after learning from "
-                       f"every labeled row there is (snapshot {last.snapshot_id}): retry "
-                       f"{len(requested) + 1} of {settings.max_attempts} waits for newer "
-                       "labeled data")
+            message = (
+                f"retrain job {last.job_id[:8]} {_outcome(last)} after learning from "
+                f"every labeled row there is (snapshot {last.snapshot_id}): retry "
+                f"{len(requested) + 1} of {settings.max_attempts} waits for newer "
+                "labeled data"
+            )
             return self._note(incident, "retry_waiting", message, last)
-        reason = (f"retry {len(requested) + 1} of {settings.max_attempts} for incident "
-                  f"{incident.incident_id}: job {last.job_id[:8]} {_outcome(last)}")
-        result = self.queue.enqueue(incident.model, incident_id=incident.incident_id,
-                                    reason=reason, trigger=f"retry:{incident.incident_id}",
-                                    retry_of=last)
+        reason = (
+            f"retry {len(requested) + 1} of {settings.max_attempts} for incident "
+            f"{incident.incident_id}: job {last.job_id[:8]} {_outcome(last)}"
+        )
+        result = self.queue.enqueue(
+            incident.model,
+            incident_id=incident.incident_id,
+            reason=reason,
+            trigger=f"retry:{incident.incident_id}",
+            retry_of=last,
+        )
         verb = "queued" if result.created else "attached to running"
-        message = (f"{verb} retrain job {result.job.job_id[:8]} (attempt "
-                   f"{len(requested) + 1} of {settings.max_attempts}) after job "
-                   f"{last.job_id[:8]} {_outcome(last)}")
-        return self._note(incident, "retry", message, last, job_id=result.job.job_id,
-                          created=result.created)
+        message = (
+            f"{verb} retrain job {result.job.job_id[:8]} (attempt "
+            f"{len(requested) + 1} of {settings.max_attempts}) after job "
+            f"{last.job_id[:8]} {_outcome(last)}"
+        )
+        return self._note(
+            incident, "retry", message, last, job_id=result.job.job_id, created=result.created
+        )
 
     def _new_data_since(self, last: Job) -> bool:
         """Whether a retry could learn from rows ``last`` did not: always after a failure;
@@ -160,15 +183,26 @@ class RetryPolicy:
             return True
         return newest.order > learned.order
 
-    def _note(self, incident: Incident, kind: str, message: str, last: Job, *,
-              warn: bool = False, **data: Any) -> RetryOutcome:
-        self.incidents.add_timeline_entry(incident.incident_id, kind, message,
-                                          {"after_job": last.job_id, **data})
+    def _note(
+        self,
+        incident: Incident,
+        kind: str,
+        message: str,
+        last: Job,
+        *,
+        warn: bool = False,
+        **data: Any,
+    ) -> RetryOutcome:
+        self.incidents.add_timeline_entry(
+            incident.incident_id, kind, message, {"after_job": last.job_id, **data}
+        )
         (logger.warning if warn else logger.info)(
-            "incident %s %s: %s", incident.incident_id, kind, message)
+            "incident %s %s: %s", incident.incident_id, kind, message
+        )
         job_id = data.get("job_id")
-        return RetryOutcome(incident.incident_id, kind, message,
-                            job_id if isinstance(job_id, str) else None)
+        return RetryOutcome(
+            incident.incident_id, kind, message, job_id if isinstance(job_id, str) else None
+        )
 
 
 def _requested_jobs(incident: Incident) -> list[str]:

@@ -47,8 +47,15 @@ if TYPE_CHECKING:  # frames arrive built; this module never makes one
 
 logger = logging.getLogger("driftloop.pipeline")
 
-__all__ = ["SHADOW_ALIAS", "FeedbackSource", "HealthProbe", "IncidentLog", "JobCancelledError",
-           "PipelineHooks", "RetrainPipeline"]
+__all__ = [
+    "SHADOW_ALIAS",
+    "FeedbackSource",
+    "HealthProbe",
+    "IncidentLog",
+    "JobCancelledError",
+    "PipelineHooks",
+    "RetrainPipeline",
+]
 
 
 class RetrainPipeline(DeployAndVerify):
@@ -83,8 +90,9 @@ class RetrainPipeline(DeployAndVerify):
             return ""
         alias = rollout_mode(job) or SHADOW_ALIAS
         try:
-            removed = self.registry.remove_alias(job.model, alias,
-                                                 actor=f"job:{job.job_id} cancelled")
+            removed = self.registry.remove_alias(
+                job.model, alias, actor=f"job:{job.job_id} cancelled"
+            )
         except DriftloopError as exc:
             return f"; ending the {alias} failed: {exc.message}"
         return f"; the {alias} ended, production stays as it is" if removed else ""
@@ -99,8 +107,7 @@ class RetrainPipeline(DeployAndVerify):
         mode = recorded_mode or (self.config.pipeline.deploy_mode if deployed else None)
         if mode in {"canary", "shadow"}:
             try:
-                if self.registry.remove_alias(job.model, mode,
-                                              actor=f"job:{job.job_id} rollback"):
+                if self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} rollback"):
                     error += f"; ended the {mode} of v{job.candidate_version}"
             except DriftloopError as exc:
                 error += f"; removing the {mode} alias failed too: {exc.message}"
@@ -111,13 +118,20 @@ class RetrainPipeline(DeployAndVerify):
                 error += f"; ending the verification shadow failed too: {exc.message}"
         if deployed and job.previous_version is not None and job.candidate_version is not None:
             try:
-                if self.registry.resolve(job.model, "production").version == \
-                        job.candidate_version:
-                    self.registry.set_alias(job.model, "production", job.previous_version,
-                                            actor=f"job:{job.job_id} rollback")
+                if self.registry.resolve(job.model, "production").version == job.candidate_version:
+                    self.registry.set_alias(
+                        job.model,
+                        "production",
+                        job.previous_version,
+                        actor=f"job:{job.job_id} rollback",
+                    )
                     error += f"; rolled back {job.model} to v{job.previous_version}"
-                    self._note(job, "rollback", f"job failed after deploy: {error}",
-                               version=job.previous_version)
+                    self._note(
+                        job,
+                        "rollback",
+                        f"job failed after deploy: {error}",
+                        version=job.previous_version,
+                    )
             except DriftloopError as exc:
                 error += f"; rollback failed too: {exc.message}"
         return self._finish(job_id, JobState.FAILED, error=error)
@@ -134,47 +148,80 @@ class RetrainPipeline(DeployAndVerify):
         uploaded = self._uploaded_version(job)
         remote = uploaded is not None or is_remote_trainer(model_config.trainer)
         dispatched = _recorded_run(job)
-        pinned = (uploaded.snapshot_id if uploaded is not None
-                  else dispatched.snapshot_id if dispatched is not None else None)
+        pinned = (
+            uploaded.snapshot_id
+            if uploaded is not None
+            else dispatched.snapshot_id
+            if dispatched is not None
+            else None
+        )
         with self._step(job, JobState.FETCHING_DATA, worker) as log:
             if pinned:
                 # a resumed remote job gates on the snapshot its remote run was given, an
                 # uploaded candidate on the snapshot it trained on
                 snapshot = self.datasets.get(model_config.data, pinned)
-                rows = training_rows(self.datasets, model_config.data, policy="newest",
-                                     text_column=model_config.text_column, snapshot=snapshot)
+                rows = training_rows(
+                    self.datasets,
+                    model_config.data,
+                    policy="newest",
+                    text_column=model_config.text_column,
+                    snapshot=snapshot,
+                )
             else:
-                rows = training_rows(self.datasets, model_config.data,
-                                     policy=model_config.retrain_data,
-                                     text_column=model_config.text_column)
+                rows = training_rows(
+                    self.datasets,
+                    model_config.data,
+                    policy=model_config.retrain_data,
+                    text_column=model_config.text_column,
+                )
             snapshot, frame = rows.snapshot, rows.frame
             log.append(rows.describe())
             if model_config.merge_feedback and dispatched is None and uploaded is None:
-                snapshot, frame = self._merge_feedback(job, model_config, snapshot, frame, log,
-                                                       rows=rows)
+                snapshot, frame = self._merge_feedback(
+                    job, model_config, snapshot, frame, log, rows=rows
+                )
             seen = self._seen_texts(production, model_config.data, model_config.text_column)
-            split = (self._remote_split(frame, model_config, seen) if remote else split_for_gate(
-                frame, model_config.text_column, model_config.label_column, seen,
-                fraction=self.config.pipeline.holdout_fraction,
-                min_fresh_rows=self.config.pipeline.min_fresh_rows, seed=self.config.pipeline.seed,
-            ))
+            split = (
+                self._remote_split(frame, model_config, seen)
+                if remote
+                else split_for_gate(
+                    frame,
+                    model_config.text_column,
+                    model_config.label_column,
+                    seen,
+                    fraction=self.config.pipeline.holdout_fraction,
+                    min_fresh_rows=self.config.pipeline.min_fresh_rows,
+                    seed=self.config.pipeline.seed,
+                )
+            )
             train, holdout = split.train, split.holdout
-            log.append(f"{split.fresh_rows} rows new since the production model's data; "
-                       f"held out {len(holdout)} "
-                       f"{'new rows' if split.fresh else 'random rows'} for the gate")
-            self.queue.set_state(job.job_id, JobState.FETCHING_DATA,
-                                 snapshot_id=snapshot.snapshot_id,
-                                 previous_version=production.version if production else None)
-        self._note(job, "data", f"newest snapshot {snapshot.snapshot_id}: {len(frame)} rows, "
-                   f"{split.fresh_rows} new", snapshot_id=snapshot.snapshot_id)
+            log.append(
+                f"{split.fresh_rows} rows new since the production model's data; "
+                f"held out {len(holdout)} "
+                f"{'new rows' if split.fresh else 'random rows'} for the gate"
+            )
+            self.queue.set_state(
+                job.job_id,
+                JobState.FETCHING_DATA,
+                snapshot_id=snapshot.snapshot_id,
+                previous_version=production.version if production else None,
+            )
+        self._note(
+            job,
+            "data",
+            f"newest snapshot {snapshot.snapshot_id}: {len(frame)} rows, {split.fresh_rows} new",
+            snapshot_id=snapshot.snapshot_id,
+        )
 
         registered: ModelVersion | None = None
         trained: TrainedModel | None = None
         with self._step(job, JobState.TRAINING, worker) as log:
             if uploaded is not None:
                 registered = uploaded
-                log.append(f"v{uploaded.version} was uploaded (trigger {uploaded.trigger}, "
-                           f"snapshot {uploaded.snapshot_id or 'unknown'}): gated as it is")
+                log.append(
+                    f"v{uploaded.version} was uploaded (trigger {uploaded.trigger}, "
+                    f"snapshot {uploaded.snapshot_id or 'unknown'}): gated as it is"
+                )
                 candidate = self.registry.load_predictor(registered)
             elif remote:
                 registered = self._train_remotely(job, worker, model_config, snapshot, log)
@@ -182,18 +229,26 @@ class RetrainPipeline(DeployAndVerify):
             else:
                 trainer = get_trainer(model_config.trainer, model_config)
                 trained = trainer.fit(
-                    TrainingData(train, model_config.text_column, model_config.label_column,
-                                 snapshot.snapshot_id, snapshot.content_hash),
+                    TrainingData(
+                        train,
+                        model_config.text_column,
+                        model_config.label_column,
+                        snapshot.snapshot_id,
+                        snapshot.content_hash,
+                    ),
                     progress=self.hooks.progress,
                 )
                 candidate = trained.predictor
-                log.append(f"trained with {model_config.trainer} on {len(train)} rows: "
-                           f"validation macro-F1 {trained.evaluation.macro_f1:.3f}, "
-                           f"ECE {trained.evaluation.ece:.3f}")
+                log.append(
+                    f"trained with {model_config.trainer} on {len(train)} rows: "
+                    f"validation macro-F1 {trained.evaluation.macro_f1:.3f}, "
+                    f"ECE {trained.evaluation.ece:.3f}"
+                )
 
         with self._step(job, JobState.EVALUATING, worker) as log:
-            decision = self._evaluate(candidate, production, holdout, model_config,
-                                      fresh=split.fresh)
+            decision = self._evaluate(
+                candidate, production, holdout, model_config, fresh=split.fresh
+            )
             log.extend(decision.reasons)
 
         recorded = self.queue.get(job.job_id).result.with_changes(gate=decision.to_dict())
@@ -201,11 +256,20 @@ class RetrainPipeline(DeployAndVerify):
             if registered is not None:  # a remote version stays registered, without an alias
                 recorded = recorded.with_changes(rejected_version=registered.version)
             rejected, _ = self.queue.enter_step(
-                job.job_id, JobState.REJECTED, step=JobState.GATED, outcome="rejected",
-                log="\n".join(decision.reasons), result=recorded,
-                error="rejected by the quality gate")
-            self._note(job, "gate", "candidate rejected by the gate: " + "; ".join(
-                decision.reasons), decision=decision.to_dict())
+                job.job_id,
+                JobState.REJECTED,
+                step=JobState.GATED,
+                outcome="rejected",
+                log="\n".join(decision.reasons),
+                result=recorded,
+                error="rejected by the quality gate",
+            )
+            self._note(
+                job,
+                "gate",
+                "candidate rejected by the gate: " + "; ".join(decision.reasons),
+                decision=decision.to_dict(),
+            )
             return self._finished(rejected)
 
         if registered is not None:
@@ -213,17 +277,28 @@ class RetrainPipeline(DeployAndVerify):
         else:
             assert trained is not None
             version = self.registry.register_trained(
-                job.model, trained, trainer=model_config.trainer, snapshot=snapshot,
+                job.model,
+                trained,
+                trainer=model_config.trainer,
+                snapshot=snapshot,
                 trigger=f"incident:{job.incident_id}" if job.incident_id else f"job:{job.job_id}",
                 parent_version=production.version if production else None,
             )
         self.registry.set_alias(job.model, "candidate", version.version, actor=f"job:{job.job_id}")
-        job, _ = self.queue.enter_step(job.job_id, JobState.GATED, outcome="accepted",
-                                       log="\n".join(decision.reasons),
-                                       candidate_version=version.version,
-                                       result=recorded)
-        self._note(job, "gate", f"v{version.version} passed the gate: " + "; ".join(
-            decision.reasons), version=version.version)
+        job, _ = self.queue.enter_step(
+            job.job_id,
+            JobState.GATED,
+            outcome="accepted",
+            log="\n".join(decision.reasons),
+            candidate_version=version.version,
+            result=recorded,
+        )
+        self._note(
+            job,
+            "gate",
+            f"v{version.version} passed the gate: " + "; ".join(decision.reasons),
+            version=version.version,
+        )
         self._emit(job)
         return self._deploy_and_verify(job, worker)
 
@@ -240,8 +315,9 @@ class RetrainPipeline(DeployAndVerify):
         template's ``fetch_training_data.py`` does), restricted to those production never saw
         when enough of them are new."""
         settings = self.config.pipeline
-        train, held_out = split_holdout(frame, model_config.label_column,
-                                        settings.holdout_fraction, settings.seed)
+        train, held_out = split_holdout(
+            frame, model_config.label_column, settings.holdout_fraction, settings.seed
+        )
         new = ~held_out[model_config.text_column].astype(str).isin(seen)
         fresh_rows = int((~frame[model_config.text_column].astype(str).isin(seen)).sum())
         fresh = int(new.sum()) >= settings.min_fresh_rows
@@ -249,8 +325,7 @@ class RetrainPipeline(DeployAndVerify):
         return GateSplit(train, holdout, fresh, fresh_rows)
 
     def _train_remotely(
-        self, job: Job, worker: str, model_config: ModelConfig, snapshot: Snapshot,
-        log: list[str],
+        self, job: Job, worker: str, model_config: ModelConfig, snapshot: Snapshot, log: list[str]
     ) -> ModelVersion:
         """Hand the training to the remote trainer and wait for the version it registers.
 
@@ -258,8 +333,9 @@ class RetrainPipeline(DeployAndVerify):
         resumes the job waits for the same run (with its original deadline) instead of
         starting another.
         """
-        remote = get_remote_trainer(model_config.trainer, model_config, self.registry,
-                                    clock=self.clock, sleep=self.sleep)
+        remote = get_remote_trainer(
+            model_config.trainer, model_config, self.registry, clock=self.clock, sleep=self.sleep
+        )
 
         def on_wait(waited: float) -> None:
             del waited
@@ -268,8 +344,12 @@ class RetrainPipeline(DeployAndVerify):
 
         run = _recorded_run(self.queue.get(job.job_id))
         if run is None:
-            run = remote.start(job.model, incident_id=job.incident_id, snapshot=snapshot,
-                               callback_url=self.config.public_url)
+            run = remote.start(
+                job.model,
+                incident_id=job.incident_id,
+                snapshot=snapshot,
+                callback_url=self.config.public_url,
+            )
             result = self.queue.get(job.job_id).result.with_changes(remote_run=run.to_dict())
             self.queue.set_state(job.job_id, JobState.TRAINING, result=result)
             log.append(run.summary)
@@ -283,37 +363,59 @@ class RetrainPipeline(DeployAndVerify):
                 f"{version.snapshot_id}, not the dispatched {snapshot.snapshot_id}: the gate "
                 "cannot hold out rows it never saw, so it is not deployed"
             )
-        log.append(f"{model_config.trainer} registered v{version.version} "
-                   f"(trigger {version.trigger}, snapshot {version.snapshot_id or 'unknown'})")
+        log.append(
+            f"{model_config.trainer} registered v{version.version} "
+            f"(trigger {version.trigger}, snapshot {version.snapshot_id or 'unknown'})"
+        )
         return version
 
     def _merge_feedback(
-        self, job: Job, model_config: ModelConfig, snapshot: Snapshot, frame: pd.DataFrame,
-        log: list[str], *, rows: TrainingRows,
+        self,
+        job: Job,
+        model_config: ModelConfig,
+        snapshot: Snapshot,
+        frame: pd.DataFrame,
+        log: list[str],
+        *,
+        rows: TrainingRows,
     ) -> tuple[Snapshot, pd.DataFrame]:
         """The snapshot to train on: ``snapshot``, or a new one of the same dataset with the
         model's feedback-labeled production samples merged in (feedback newer than the
         snapshot a row's label came from overturns it: ``rows`` says when that was)."""
         if self.feedback is None:
-            raise ConfigError(f"models.{job.model}.merge_feedback is on, but this pipeline was "
-                              "built without a feedback source")
+            raise ConfigError(
+                f"models.{job.model}.merge_feedback is on, but this pipeline was "
+                "built without a feedback source"
+            )
         text_column, label_column = model_config.text_column, model_config.label_column
         if text_column not in frame or label_column not in frame:
             return snapshot, frame  # the trainer names the missing column
         labels = model_config.labels or set(frame[label_column].astype(str))
-        merge = merge_feedback(frame, self.feedback(job.model), text_column=text_column,
-                               label_column=label_column, labels=labels,
-                               snapshot_time=rows.labels_as_of, label_times=rows.label_times)
+        merge = merge_feedback(
+            frame,
+            self.feedback(job.model),
+            text_column=text_column,
+            label_column=label_column,
+            labels=labels,
+            snapshot_time=rows.labels_as_of,
+            label_times=rows.label_times,
+        )
         if merge.unknown_labels:
-            log.append("feedback left out, label not among the model's classes: " + ", ".join(
-                f"{label!r} x{count}" for label, count in sorted(merge.unknown_labels.items())))
+            log.append(
+                "feedback left out, label not among the model's classes: "
+                + ", ".join(
+                    f"{label!r} x{count}" for label, count in sorted(merge.unknown_labels.items())
+                )
+            )
         if not merge.changed:
             log.append("feedback: no labeled sample that the snapshot lacks")
             return snapshot, frame
         merged = self.datasets.push(merge.frame, model_config.data)
-        log.append(f"feedback: {merge.added} production samples added and {merge.relabelled} "
-                   f"relabelled -> snapshot {merged.snapshot_id} ({merged.row_count} rows, "
-                   f"hash {merged.content_hash[:12]})")
+        log.append(
+            f"feedback: {merge.added} production samples added and {merge.relabelled} "
+            f"relabelled -> snapshot {merged.snapshot_id} ({merged.row_count} rows, "
+            f"hash {merged.content_hash[:12]})"
+        )
         return merged, self.datasets.load(merged)  # train on exactly what is stored
 
     def _seen_texts(self, production: ModelVersion | None, dataset: str, column: str) -> set[str]:
@@ -327,22 +429,36 @@ class RetrainPipeline(DeployAndVerify):
         return set(seen[column].astype(str)) if column in seen else set()
 
     def _evaluate(
-        self, candidate: Predictor, production: ModelVersion | None, holdout: pd.DataFrame,
-        model_config: ModelConfig, *, fresh: bool,
+        self,
+        candidate: Predictor,
+        production: ModelVersion | None,
+        holdout: pd.DataFrame,
+        model_config: ModelConfig,
+        *,
+        fresh: bool,
     ) -> GateDecision:
         production_predictor = (
             None if production is None else self.registry.load_predictor(production)
         )
         labels = sorted(
-            set(holdout[model_config.label_column].astype(str)) | set(candidate.labels)
+            set(holdout[model_config.label_column].astype(str))
+            | set(candidate.labels)
             | set(production_predictor.labels if production_predictor else ())
         )
         columns = (model_config.text_column, model_config.label_column)
         candidate_eval = evaluate_on_holdout(candidate, holdout, *columns, labels)
-        production_eval = None if production_predictor is None else evaluate_on_holdout(
-            production_predictor, holdout, *columns, labels)
-        return decide(candidate_eval, production_eval, self.config.pipeline.gate,
-                      holdout_rows=len(holdout), fresh_holdout=fresh)
+        production_eval = (
+            None
+            if production_predictor is None
+            else evaluate_on_holdout(production_predictor, holdout, *columns, labels)
+        )
+        return decide(
+            candidate_eval,
+            production_eval,
+            self.config.pipeline.gate,
+            holdout_rows=len(holdout),
+            fresh_holdout=fresh,
+        )
 
 
 def _recorded_run(job: Job) -> RemoteRun | None:

@@ -135,10 +135,14 @@ class JobSteps:
         takes the job for one whose worker died."""
         # a failed beat (a store blip) must not end the step; the next beat retries
         beating = BackgroundLoop(
-            lambda: self.queue.heartbeat(job_id, worker), self.heartbeat_interval,
-            name=f"driftloop-heartbeat-{job_id[:8]}", logger=logger,
-            failure=f"heartbeat of job {job_id[:8]} failed", failure_level=logging.WARNING,
-            wait_first=True)
+            lambda: self.queue.heartbeat(job_id, worker),
+            self.heartbeat_interval,
+            name=f"driftloop-heartbeat-{job_id[:8]}",
+            logger=logger,
+            failure=f"heartbeat of job {job_id[:8]} failed",
+            failure_level=logging.WARNING,
+            wait_first=True,
+        )
         beating.start()
         try:
             yield
@@ -154,8 +158,12 @@ class JobSteps:
 
     def _finished(self, job: Job) -> Job:
         """Tell the incident and the hooks that ``job`` reached its final state."""
-        self._note(job, "job", f"retrain job {job.state.value}" + (
-            f": {job.error}" if job.error else ""), state=job.state.value)
+        self._note(
+            job,
+            "job",
+            f"retrain job {job.state.value}" + (f": {job.error}" if job.error else ""),
+            state=job.state.value,
+        )
         self._emit(job)
         if self.on_finished is not None:
             try:
@@ -165,11 +173,18 @@ class JobSteps:
         return job
 
     def _note(self, job: Job, kind: str, message: str, **data: Any) -> None:
-        logger.info("job %s (model %s, incident %s) %s: %s", job.job_id[:8], job.model,
-                    job.incident_id or "none", kind, message)
+        logger.info(
+            "job %s (model %s, incident %s) %s: %s",
+            job.job_id[:8],
+            job.model,
+            job.incident_id or "none",
+            kind,
+            message,
+        )
         if self.incidents is not None and job.incident_id is not None:
-            self.incidents.add_timeline_entry(job.incident_id, kind, message,
-                                              {"job_id": job.job_id, **data})
+            self.incidents.add_timeline_entry(
+                job.incident_id, kind, message, {"job_id": job.job_id, **data}
+            )
 
     def _emit(self, job: Job) -> None:
         if self.hooks.on_state is not None:

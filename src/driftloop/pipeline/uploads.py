@@ -43,12 +43,7 @@ from driftloop.client import (
     TRAINER_HEADER,
 )
 from driftloop.config import Config
-from driftloop.errors import (
-    ConflictError,
-    InvalidInputError,
-    LimitError,
-    NotFoundError,
-)
+from driftloop.errors import ConflictError, InvalidInputError, LimitError, NotFoundError
 from driftloop.objectstore.datasets import DatasetStore, Snapshot
 from driftloop.pipeline.queue import Job, JobQueue, JobState
 from driftloop.pipeline.results import JobResult
@@ -77,8 +72,12 @@ class UploadedCandidate:
     """True: a job waiting for its remote run took it; False: a new job was opened."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version, "job_id": self.job_id,
-                "attached": self.attached}
+        return {
+            "model": self.model,
+            "version": self.version,
+            "job_id": self.job_id,
+            "attached": self.attached,
+        }
 
 
 @dataclass(frozen=True)
@@ -95,16 +94,28 @@ class UploadHeaders:
     def parse(cls, headers: Any) -> UploadHeaders:
         sha256 = str(headers.get(SHA256_HEADER, "")).strip().lower()
         if not _SHA256.fullmatch(sha256):
-            raise InvalidInputError(f"send the archive's SHA-256 as {SHA256_HEADER}: 64 hex "
-                                    "digits (sha256sum model.tar.gz)")
+            raise InvalidInputError(
+                f"send the archive's SHA-256 as {SHA256_HEADER}: 64 hex "
+                "digits (sha256sum model.tar.gz)"
+            )
         snapshot = _header(headers, SNAPSHOT_HEADER)
         if snapshot is None:
-            raise InvalidInputError(f"send the dataset snapshot the model trained on as "
-                                    f"{SNAPSHOT_HEADER}: the gate holds out rows of it")
-        source = {key: value for key, name in SOURCE_HEADERS.items()
-                  if (value := _header(headers, name)) is not None}
-        return cls(sha256=sha256, snapshot_id=snapshot, run_id=_header(headers, RUN_ID_HEADER),
-                   trainer=_header(headers, TRAINER_HEADER) or "upload", source=source)
+            raise InvalidInputError(
+                f"send the dataset snapshot the model trained on as "
+                f"{SNAPSHOT_HEADER}: the gate holds out rows of it"
+            )
+        source = {
+            key: value
+            for key, name in SOURCE_HEADERS.items()
+            if (value := _header(headers, name)) is not None
+        }
+        return cls(
+            sha256=sha256,
+            snapshot_id=snapshot,
+            run_id=_header(headers, RUN_ID_HEADER),
+            trainer=_header(headers, TRAINER_HEADER) or "upload",
+            source=source,
+        )
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -130,17 +141,22 @@ def extract_candidate(archive: Path, into: Path, *, max_bytes: int) -> Path:
                 _check_member(member)
                 total += member.size
             if total > max_bytes:
-                raise LimitError(f"the archive unpacks to {total} bytes, over {max_bytes} "
-                                 f"({UNPACKED_FACTOR}x {UPLOAD_LIMIT})", UPLOAD_LIMIT)
+                raise LimitError(
+                    f"the archive unpacks to {total} bytes, over {max_bytes} "
+                    f"({UNPACKED_FACTOR}x {UPLOAD_LIMIT})",
+                    UPLOAD_LIMIT,
+                )
             tar.extractall(into, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidInputError(f"the upload is not a readable .tar.gz archive: {exc}") from exc
     model_dir = into / MODEL_FOLDER
     if not model_dir.is_dir():
-        raise InvalidInputError(f"the archive has no {MODEL_FOLDER}/ folder: pack the saved "
-                                f"predictor as {MODEL_FOLDER}/ (and optionally "
-                                f"{EVALUATION_FILE}), e.g. tar -czf model.tar.gz -C output "
-                                f"{MODEL_FOLDER} {EVALUATION_FILE}")
+        raise InvalidInputError(
+            f"the archive has no {MODEL_FOLDER}/ folder: pack the saved "
+            f"predictor as {MODEL_FOLDER}/ (and optionally "
+            f"{EVALUATION_FILE}), e.g. tar -czf model.tar.gz -C output "
+            f"{MODEL_FOLDER} {EVALUATION_FILE}"
+        )
     return model_dir
 
 
@@ -148,8 +164,9 @@ def _check_member(member: tarfile.TarInfo) -> None:
     name = member.name
     if not (member.isfile() or member.isdir()):
         kind = "link" if member.issym() or member.islnk() else "special file"
-        raise InvalidInputError(f"archive member {name!r} is a {kind}: only files and folders "
-                                "are accepted")
+        raise InvalidInputError(
+            f"archive member {name!r} is a {kind}: only files and folders are accepted"
+        )
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or ".." in parts or "\\" in name or ":" in name:
         raise InvalidInputError(f"archive member {name!r} leaves the archive's folder")
@@ -158,8 +175,9 @@ def _check_member(member: tarfile.TarInfo) -> None:
 class CandidateUploads:
     """Registers an uploaded candidate and hands it to a retrain job (attached or new)."""
 
-    def __init__(self, config: Config, registry: ModelRegistry, queue: JobQueue,
-                 datasets: DatasetStore) -> None:
+    def __init__(
+        self, config: Config, registry: ModelRegistry, queue: JobQueue, datasets: DatasetStore
+    ) -> None:
         self.config = config
         self.registry = registry
         self.queue = queue
@@ -167,8 +185,10 @@ class CandidateUploads:
 
     def check_model(self, model: str) -> None:
         if model not in self.config.models:
-            raise NotFoundError(f"model {model!r} is not configured in driftloop.yaml; "
-                                f"configured: {', '.join(sorted(self.config.models)) or 'none'}")
+            raise NotFoundError(
+                f"model {model!r} is not configured in driftloop.yaml; "
+                f"configured: {', '.join(sorted(self.config.models)) or 'none'}"
+            )
 
     def receive(self, model: str, upload: UploadHeaders, model_dir: Path) -> UploadedCandidate:
         """Register ``model_dir`` as a version of ``model`` and give it to a job."""
@@ -177,40 +197,56 @@ class CandidateUploads:
         waiting = self._waiting_job(model, upload.run_id)
         run_id = _correlation_id(waiting) if waiting is not None else upload.run_id
         evaluation_file = model_dir.parent / EVALUATION_FILE
-        evaluation, reference = (read_evaluation_file(evaluation_file)
-                                 if evaluation_file.is_file() else (None, None))
+        evaluation, reference = (
+            read_evaluation_file(evaluation_file) if evaluation_file.is_file() else (None, None)
+        )
         production = self.registry.aliases(model).get("production")
         version = self.registry.register(
-            model, model_dir, trainer=upload.trainer,
+            model,
+            model_dir,
+            trainer=upload.trainer,
             params={"training_code": upload.source} if upload.source else {},
-            snapshot_id=snapshot.snapshot_id, snapshot_hash=snapshot.content_hash,
-            evaluation=evaluation, reference=reference, parent_version=production,
+            snapshot_id=snapshot.snapshot_id,
+            snapshot_hash=snapshot.content_hash,
+            evaluation=evaluation,
+            reference=reference,
+            parent_version=production,
             trigger=_trigger(run_id, upload.source, upload.sha256),
         )
         if waiting is not None:
             return UploadedCandidate(model, version.version, waiting.job_id, attached=True)
         opened = self.queue.enqueue(
-            model, reason=f"v{version.version} uploaded" + (f" for {run_id}" if run_id else ""),
-            trigger="upload", force=True, result=JobResult(uploaded_version=version.version))
+            model,
+            reason=f"v{version.version} uploaded" + (f" for {run_id}" if run_id else ""),
+            trigger="upload",
+            force=True,
+            result=JobResult(uploaded_version=version.version),
+        )
         if not opened.created:
             raise ConflictError(
                 f"v{version.version} of {model} is registered, but retrain job "
                 f"{opened.job.job_id[:8]} started meanwhile; it stays registered without an "
-                "alias: upload again when that job ends")
+                "alias: upload again when that job ends"
+            )
         return UploadedCandidate(model, version.version, opened.job.job_id, attached=False)
 
-    def training_rows(self, model: str, snapshot_id: str | None) -> tuple[pd.DataFrame,
-                                                                            Snapshot]:
+    def training_rows(self, model: str, snapshot_id: str | None) -> tuple[pd.DataFrame, Snapshot]:
         """The rows of the snapshot a workflow trains on, less those the gate holds out
         (``split_holdout`` with ``pipeline.holdout_fraction`` and ``pipeline.seed``, as the
         retrain pipeline gates a remote candidate)."""
         self.check_model(model)
         model_config = self.config.models[model]
-        snapshot = (self.datasets.get(model_config.data, snapshot_id) if snapshot_id
-                    else self.datasets.newest(model_config.data))
-        train, _ = split_holdout(self.datasets.load(snapshot), model_config.label_column,
-                                 self.config.pipeline.holdout_fraction,
-                                 seed=self.config.pipeline.seed)
+        snapshot = (
+            self.datasets.get(model_config.data, snapshot_id)
+            if snapshot_id
+            else self.datasets.newest(model_config.data)
+        )
+        train, _ = split_holdout(
+            self.datasets.load(snapshot),
+            model_config.label_column,
+            self.config.pipeline.holdout_fraction,
+            seed=self.config.pipeline.seed,
+        )
         return train, snapshot
 
     def _waiting_job(self, model: str, run_id: str | None) -> Job | None:
@@ -221,12 +257,16 @@ class CandidateUploads:
             return None
         waiting = job.state == JobState.TRAINING and bool(job.result.remote_run)
         if not waiting:
-            raise ConflictError(f"retrain job {job.job_id[:8]} of {model} is {job.state.value}, "
-                                "not waiting for an upload: upload again when it ends")
+            raise ConflictError(
+                f"retrain job {job.job_id[:8]} of {model} is {job.state.value}, "
+                "not waiting for an upload: upload again when it ends"
+            )
         expected = _correlation_id(job)
         if run_id is not None and expected is not None and run_id != expected:
-            raise ConflictError(f"retrain job {job.job_id[:8]} of {model} waits for run "
-                                f"{expected}, not {run_id}: upload again when it ends")
+            raise ConflictError(
+                f"retrain job {job.job_id[:8]} of {model} waits for run "
+                f"{expected}, not {run_id}: upload again when it ends"
+            )
         return job
 
 
@@ -249,8 +289,11 @@ def uploads_router(uploads: CandidateUploads) -> APIRouter:
     router = APIRouter(prefix="/v1/models", tags=["registry"])
     limit = uploads.config.serving.max_upload_bytes
 
-    @router.post("/{name}/versions", status_code=201,
-                 summary="Upload a trained model as a candidate for the retrain pipeline")
+    @router.post(
+        "/{name}/versions",
+        status_code=201,
+        summary="Upload a trained model as a candidate for the retrain pipeline",
+    )
     async def upload_version(name: str, request: Request, key: RegisterKey) -> dict[str, Any]:
         """The body is the gzipped tar of ``model/`` (and optionally ``evaluation.json``);
         headers: its SHA-256, the snapshot it trained on, the dispatch's run id, the training
@@ -262,21 +305,29 @@ def uploads_router(uploads: CandidateUploads) -> APIRouter:
             archive = Path(temporary) / "candidate.tar.gz"
             await _receive(request, archive, upload.sha256, limit)
             model_dir = await anyio.to_thread.run_sync(
-                lambda: extract_candidate(archive, Path(temporary) / "unpacked",
-                                          max_bytes=limit * UNPACKED_FACTOR))
+                lambda: extract_candidate(
+                    archive, Path(temporary) / "unpacked", max_bytes=limit * UNPACKED_FACTOR
+                )
+            )
             outcome = await anyio.to_thread.run_sync(uploads.receive, name, upload, model_dir)
         return outcome.to_dict()
 
-    @router.get("/{name}/training-data", response_class=Response,
-                summary="The training rows of a snapshot, without the gate's rows (CSV)")
+    @router.get(
+        "/{name}/training-data",
+        response_class=Response,
+        summary="The training rows of a snapshot, without the gate's rows (CSV)",
+    )
     def training_data(name: str, key: RegisterKey, snapshot: str | None = None) -> Response:
         """What a training workflow trains on: the rows of ``snapshot`` (default: the newest
         snapshot of the model's dataset) that the gate does not hold out, as CSV; the
         dataset and the snapshot id come as headers."""
         del key
         rows, chosen = uploads.training_rows(name, snapshot)
-        return Response(rows.to_csv(index=False), media_type="text/csv", headers={
-            DATASET_HEADER: chosen.dataset, SNAPSHOT_HEADER: chosen.snapshot_id})
+        return Response(
+            rows.to_csv(index=False),
+            media_type="text/csv",
+            headers={DATASET_HEADER: chosen.dataset, SNAPSHOT_HEADER: chosen.snapshot_id},
+        )
 
     return router
 
@@ -296,9 +347,11 @@ async def _receive(request: Request, archive: Path, sha256: str, limit: int) -> 
     if size == 0:
         raise InvalidInputError("the upload is empty: send the model's .tar.gz as the body")
     if digest.hexdigest() != sha256:
-        raise InvalidInputError(f"the body's SHA-256 is {digest.hexdigest()}, not the "
-                                f"{sha256} of {SHA256_HEADER}: the upload was damaged or is "
-                                "not the archive it names; nothing was registered")
+        raise InvalidInputError(
+            f"the body's SHA-256 is {digest.hexdigest()}, not the "
+            f"{sha256} of {SHA256_HEADER}: the upload was damaged or is "
+            "not the archive it names; nothing was registered"
+        )
 
 
 __all__ = ["CandidateUploads", "UploadedCandidate", "extract_candidate", "uploads_router"]

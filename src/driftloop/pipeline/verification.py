@@ -64,13 +64,12 @@ class PairedEvidence:
     """What the shadow pairs say so far, each array one value per pair (new minus old)."""
 
     confidence_gap: NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros(0, dtype=np.float64))
+        default_factory=lambda: np.zeros(0, dtype=np.float64)
+    )
     """New version's confidence minus the old one's, raw (before the reference correction)."""
-    correct_gap: NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros(0, dtype=np.float64))
+    correct_gap: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     """New version's correctness minus the old one's, for pairs with a feedback label."""
-    agreement: NDArray[np.float64] = field(
-        default_factory=lambda: np.zeros(0, dtype=np.float64))
+    agreement: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
     """1 where the two versions predicted the same class."""
 
     @property
@@ -116,9 +115,14 @@ class Decision:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "verdict": self.verdict.value, "signal": self.signal, "rule": self.rule,
-            "pairs": self.pairs, "mean": self.mean, "bound": self.bound,
-            "agreement": self.agreement, "message": self.message,
+            "verdict": self.verdict.value,
+            "signal": self.signal,
+            "rule": self.rule,
+            "pairs": self.pairs,
+            "mean": self.mean,
+            "bound": self.bound,
+            "agreement": self.agreement,
+            "message": self.message,
         }
 
 
@@ -126,7 +130,7 @@ def look_error_rate(error_rate: float, look: int) -> float:
     """The error rate spent at look ``look`` (1-based): ``a * 6 / (pi^2 k^2)``, summing to ``a``."""
     if look < 1:
         raise ValueError(f"looks are counted from 1, got {look}")
-    return error_rate * 6.0 / (math.pi ** 2 * look ** 2)
+    return error_rate * 6.0 / (math.pi**2 * look**2)
 
 
 def decide_verification(
@@ -143,19 +147,32 @@ def decide_verification(
     if evidence.correct_gap.size >= rule.min_labels:
         # one pretend pair each way: most pairs are 0 (both right or both wrong), and a run of
         # zeros alone has no spread, which would make any tiny sample look conclusive
-        signal, values = "realized accuracy", np.concatenate(
-            [evidence.correct_gap, DISCRETE_PRIOR])
+        signal, values = "realized accuracy", np.concatenate([evidence.correct_gap, DISCRETE_PRIOR])
     elif evidence.pairs >= rule.min_pairs:
         signal, values = "confidence vs reference", evidence.confidence_gap - reference_shift
     else:
         if not at_deadline:
-            return Decision(Verdict.WAIT, "none", "waiting", evidence.pairs, None, None,
-                            agreement, f"{evidence.pairs} of {rule.min_pairs} pairs so far")
+            return Decision(
+                Verdict.WAIT,
+                "none",
+                "waiting",
+                evidence.pairs,
+                None,
+                None,
+                agreement,
+                f"{evidence.pairs} of {rule.min_pairs} pairs so far",
+            )
         return Decision(
-            Verdict.KEEP, "none", "deadline: too few pairs", evidence.pairs, None, None,
+            Verdict.KEEP,
+            "none",
+            "deadline: too few pairs",
+            evidence.pairs,
+            None,
+            None,
             agreement,
             f"only {evidence.pairs} shadow pairs (of {rule.min_pairs} needed) by the deadline: "
-            "kept on the gate's verdict, unverified on live traffic")
+            "kept on the gate's verdict, unverified on live traffic",
+        )
     n = int(values.size)
     real = n - (DISCRETE_PRIOR.size if signal == "realized accuracy" else 0)
     mean = float(values.mean())
@@ -163,20 +180,54 @@ def decide_verification(
     error = spread / math.sqrt(n)
     z = NormalDist().inv_cdf(1.0 - look_error_rate(rule.error_rate, max(1, look)))
     upper, lower = mean + z * error, mean - z * error
-    what = (f"{signal}: new minus old {mean:+.3f} over {real} pairs "
-            f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})")
+    what = (
+        f"{signal}: new minus old {mean:+.3f} over {real} pairs "
+        f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
+    )
     if agreement is not None:
         what += f", agreement {agreement:.2f}"
     if upper < -rule.tolerance:
-        return Decision(Verdict.ROLL_BACK, signal, "sequential test", real, mean, upper, agreement,
-                        f"worse on the same traffic: {what}")
+        return Decision(
+            Verdict.ROLL_BACK,
+            signal,
+            "sequential test",
+            real,
+            mean,
+            upper,
+            agreement,
+            f"worse on the same traffic: {what}",
+        )
     if lower > -rule.tolerance:
-        return Decision(Verdict.KEEP, signal, "sequential test", real, mean, lower, agreement,
-                        f"not worse on the same traffic: {what}")
+        return Decision(
+            Verdict.KEEP,
+            signal,
+            "sequential test",
+            real,
+            mean,
+            lower,
+            agreement,
+            f"not worse on the same traffic: {what}",
+        )
     if not at_deadline:
-        return Decision(Verdict.WAIT, signal, "waiting", real, mean, None, agreement,
-                        f"undecided so far: {what}")
+        return Decision(
+            Verdict.WAIT,
+            signal,
+            "waiting",
+            real,
+            mean,
+            None,
+            agreement,
+            f"undecided so far: {what}",
+        )
     verdict = Verdict.KEEP if mean >= -rule.tolerance else Verdict.ROLL_BACK
     outcome = "kept" if verdict == Verdict.KEEP else "rolled back"
-    return Decision(verdict, signal, "deadline: point estimate", real, mean, mean, agreement,
-                    f"undecided by the deadline, {outcome} on the point estimate: {what}")
+    return Decision(
+        verdict,
+        signal,
+        "deadline: point estimate",
+        real,
+        mean,
+        mean,
+        agreement,
+        f"undecided by the deadline, {outcome} on the point estimate: {what}",
+    )

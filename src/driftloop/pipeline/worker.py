@@ -20,8 +20,13 @@ class RetrainWorker:
     jobs, the retry policy (when given) queues the retries that are due."""
 
     def __init__(
-        self, queue: JobQueue, pipeline: RetrainPipeline, *, name: str | None = None,
-        poll_interval: float = 1.0, stale_after: float = 60.0,
+        self,
+        queue: JobQueue,
+        pipeline: RetrainPipeline,
+        *,
+        name: str | None = None,
+        poll_interval: float = 1.0,
+        stale_after: float = 60.0,
         retries: RetryPolicy | None = None,
     ) -> None:
         self.queue = queue
@@ -30,8 +35,13 @@ class RetrainWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.poll_interval = poll_interval
         self.stale_after = stale_after
-        self._loop = BackgroundLoop(self._poll, poll_interval, name="driftloop-worker",
-                                    logger=logger, failure="retrain worker loop error")
+        self._loop = BackgroundLoop(
+            self._poll,
+            poll_interval,
+            name="driftloop-worker",
+            logger=logger,
+            failure="retrain worker loop error",
+        )
 
     def run_once(self) -> Job | None:
         """Queue the retries that are due, then claim and run one job; None when nothing is

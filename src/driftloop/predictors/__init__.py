@@ -15,6 +15,21 @@ from driftloop.predictors.base import (
 from driftloop.predictors.loading import check_predictor, load_predictor, read_manifest
 from driftloop.predictors.schema import TEXT, Feature, InputSchema, OutputKind
 
-__all__ = ["MANIFEST", "PREDICTION", "PREDICTORS", "TEXT", "Evaluation", "Feature",
-           "InputSchema", "OutputKind", "PredictionError", "Predictor", "ReferenceProfile",
-           "TextClassifier", "check_predictor", "load_predictor", "read_manifest", "softmax"]
+__all__ = [
+    "MANIFEST",
+    "PREDICTION",
+    "PREDICTORS",
+    "TEXT",
+    "Evaluation",
+    "Feature",
+    "InputSchema",
+    "OutputKind",
+    "PredictionError",
+    "Predictor",
+    "ReferenceProfile",
+    "TextClassifier",
+    "check_predictor",
+    "load_predictor",
+    "read_manifest",
+    "softmax",
+]

@@ -41,11 +41,16 @@ PREDICTORS: PluginFamily[type[Predictor]] = PluginFamily("predictor", noun="form
 """The manifest's ``format`` → its :class:`Predictor` class; installed packages add formats in
 the entry-point group ``driftloop.predictors``."""
 PREDICTORS.register("sklearn", "driftloop.trainers.sklearn:SklearnPredictor")
-PREDICTORS.register("transformers", "driftloop.trainers.transformers_model:TransformersPredictor",
-                    extra="transformers")
-PREDICTORS.register("hf-checkpoint", "driftloop.trainers.hf_checkpoint:HFCheckpointPredictor",
-                    extra="transformers")
+PREDICTORS.register(
+    "transformers",
+    "driftloop.trainers.transformers_model:TransformersPredictor",
+    extra="transformers",
+)
+PREDICTORS.register(
+    "hf-checkpoint", "driftloop.trainers.hf_checkpoint:HFCheckpointPredictor", extra="transformers"
+)
 PREDICTORS.register("mlflow", "driftloop.trainers.mlflow_pyfunc:MLflowPredictor", extra="mlflow")
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -141,14 +146,16 @@ class Predictor(ABC):
         """A classifier's calibrated probabilities: :meth:`predict`."""
         if self.output != "classification":
             raise InvalidInputError(
-                f"{type(self).__name__} is a {self.output} model: it has no class probabilities")
+                f"{type(self).__name__} is a {self.output} model: it has no class probabilities"
+            )
         return self.predict(batch)
 
     def logits(self, batch: Sequence[Any]) -> NDArray[np.float64]:
         """A classifier's uncalibrated scores, shape ``(len(batch), len(labels))``; needed
         only by the default :meth:`predict`."""
         raise NotImplementedError(
-            f"{type(self).__name__} implements neither predict() nor logits()")
+            f"{type(self).__name__} implements neither predict() nor logits()"
+        )
 
     def input_signals(self, batch: Sequence[Any]) -> dict[str, NDArray[np.float64]]:
         """Per-input measures of the inputs themselves (e.g. ``oov_rate``, see
@@ -173,8 +180,9 @@ class Predictor(ABC):
     def save_files(self, directory: Path) -> dict[str, Any]:
         """Write the model's own files; return extra manifest fields. A predictor whose model
         directory is written by hand (custom code) need not implement it."""
-        raise NotImplementedError(f"{type(self).__name__} cannot save itself: copy its model "
-                                  "directory instead")
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot save itself: copy its model directory instead"
+        )
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -214,16 +222,28 @@ def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:
         signals.update(numbers)
     if predictor.output == "regression":
         values = outputs if outputs.ndim == 1 else outputs[:, 0]
-        return ReferenceProfile([], lengths, {}, 0.0, inputs={**signals,
-                                                              PREDICTION: values.tolist()},
-                                categories=categories)
+        return ReferenceProfile(
+            [],
+            lengths,
+            {},
+            0.0,
+            inputs={**signals, PREDICTION: values.tolist()},
+            categories=categories,
+        )
     confidences = outputs.max(axis=1)
     best = outputs.argmax(axis=1)
-    mix = {label: float(np.mean(best == i)) if len(best) else 0.0
-           for i, label in enumerate(predictor.labels)}
-    return ReferenceProfile(confidences.tolist(), lengths, mix,
-                            float(confidences.mean()) if len(confidences) else 0.0,
-                            inputs=signals, categories=categories)
+    mix = {
+        label: float(np.mean(best == i)) if len(best) else 0.0
+        for i, label in enumerate(predictor.labels)
+    }
+    return ReferenceProfile(
+        confidences.tolist(),
+        lengths,
+        mix,
+        float(confidences.mean()) if len(confidences) else 0.0,
+        inputs=signals,
+        categories=categories,
+    )
 
 
 def softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:

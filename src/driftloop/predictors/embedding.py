@@ -65,12 +65,18 @@ def unit_rows(embeddings: NDArray[np.float64]) -> NDArray[np.float64]:
 class EmbeddingTypicality:
     """LOF novelty of embeddings against a training sample, ranked among held-out texts."""
 
-    def __init__(self, sample: NDArray[np.float64], reference_scores: NDArray[np.float64],
-                 *, n_neighbors: int = N_NEIGHBORS) -> None:
+    def __init__(
+        self,
+        sample: NDArray[np.float64],
+        reference_scores: NDArray[np.float64],
+        *,
+        n_neighbors: int = N_NEIGHBORS,
+    ) -> None:
         if sample.ndim != 2 or len(sample) <= n_neighbors or reference_scores.size == 0:
             raise IntegrityError(
                 f"embedding typicality needs more than {n_neighbors} training embeddings and "
-                f"some held-out scores, got {sample.shape} and {reference_scores.size}")
+                f"some held-out scores, got {sample.shape} and {reference_scores.size}"
+            )
         self.sample = np.ascontiguousarray(sample, dtype=np.float32)
         self.reference_scores = np.sort(np.asarray(reference_scores, dtype=np.float64))
         self.n_neighbors = n_neighbors
@@ -79,8 +85,14 @@ class EmbeddingTypicality:
         self._lrd = self._reachability_density(distances, neighbours)
 
     @classmethod
-    def fit(cls, train: NDArray[np.float64], held_out: NDArray[np.float64], *,
-            sample_size: int = NEIGHBOUR_SAMPLE, seed: int = 0) -> EmbeddingTypicality:
+    def fit(
+        cls,
+        train: NDArray[np.float64],
+        held_out: NDArray[np.float64],
+        *,
+        sample_size: int = NEIGHBOUR_SAMPLE,
+        seed: int = 0,
+    ) -> EmbeddingTypicality:
         """From the training texts' embeddings (a sample of ``sample_size`` is kept) and the
         held-out texts' (their scores are the ranks' reference)."""
         rng = np.random.default_rng(seed)
@@ -101,14 +113,16 @@ class EmbeddingTypicality:
         rows = unit_rows(np.asarray(embeddings, dtype=np.float64)).astype(np.float32)
         scores = np.empty(len(rows))
         for start in range(0, len(rows), 1_000):  # bounded memory: 1,000 x sample distances
-            distances, neighbours = self._neighbours(rows[start:start + 1_000],
-                                                     exclude_self=False)
+            distances, neighbours = self._neighbours(
+                rows[start : start + 1_000], exclude_self=False
+            )
             density = self._reachability_density(distances, neighbours)
-            scores[start:start + 1_000] = -(self._lrd[neighbours] / density[:, None]).mean(1)
+            scores[start : start + 1_000] = -(self._lrd[neighbours] / density[:, None]).mean(1)
         return scores
 
-    def _neighbours(self, rows: NDArray[np.float32], *, exclude_self: bool
-                    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    def _neighbours(
+        self, rows: NDArray[np.float32], *, exclude_self: bool
+    ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
         """Euclidean distances to the ``n_neighbors`` nearest sample rows (sorted) and their
         indices; rows and sample have unit length, so ``|a - b|² = 2 - 2 a·b``."""
         with _one_blas_thread():
@@ -120,11 +134,14 @@ class EmbeddingTypicality:
         nearest = np.argpartition(squared, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(squared, nearest, axis=1)
         order = np.argsort(near, axis=1, kind="stable")
-        return (np.sqrt(np.take_along_axis(near, order, axis=1)),
-                np.take_along_axis(nearest, order, axis=1))
+        return (
+            np.sqrt(np.take_along_axis(near, order, axis=1)),
+            np.take_along_axis(nearest, order, axis=1),
+        )
 
-    def _reachability_density(self, distances: NDArray[np.float64],
-                              neighbours: NDArray[np.intp]) -> NDArray[np.float64]:
+    def _reachability_density(
+        self, distances: NDArray[np.float64], neighbours: NDArray[np.intp]
+    ) -> NDArray[np.float64]:
         reach = np.maximum(distances, self._k_distance[neighbours])
         density: NDArray[np.float64] = 1.0 / (reach.mean(axis=1) + 1e-10)
         return density
@@ -170,8 +187,9 @@ class SparseProjection:
     def load(cls, directory: Path) -> SparseProjection | None:
         if not (directory / COLUMNS_FILE).is_file():
             return None
-        return cls(_load(directory / COLUMNS_FILE).astype(np.int64),
-                   _load(directory / COMPONENTS_FILE))
+        return cls(
+            _load(directory / COLUMNS_FILE).astype(np.int64), _load(directory / COMPONENTS_FILE)
+        )
 
 
 _THREADPOOLS: list[Any] = []
@@ -207,12 +225,14 @@ class ProjectedTypicality:
         self.typicality = typicality
 
     @classmethod
-    def fit(cls, projection: SparseProjection, train: Any, held_out: Any, *,
-            seed: int = 0) -> ProjectedTypicality:
+    def fit(
+        cls, projection: SparseProjection, train: Any, held_out: Any, *, seed: int = 0
+    ) -> ProjectedTypicality:
         """``train``, ``held_out``: sparse feature rows of the training and held-out texts;
         ``projection`` fitted on ``train``."""
-        typicality = EmbeddingTypicality.fit(projection.transform(train),
-                                             projection.transform(held_out), seed=seed)
+        typicality = EmbeddingTypicality.fit(
+            projection.transform(train), projection.transform(held_out), seed=seed
+        )
         return cls(projection, typicality)
 
     def __call__(self, features: Any) -> NDArray[np.float64]:

@@ -32,8 +32,9 @@ class VocabularyProfile:
     """A word vocabulary and the tokenization that produced it; measures each text's share of
     words outside it."""
 
-    def __init__(self, words: Iterable[str], *, token_pattern: str = WORD_PATTERN,
-                 lowercase: bool = True) -> None:
+    def __init__(
+        self, words: Iterable[str], *, token_pattern: str = WORD_PATTERN, lowercase: bool = True
+    ) -> None:
         self.words = frozenset(words)
         self.lowercase = lowercase
         self._tokens = re.compile(token_pattern)

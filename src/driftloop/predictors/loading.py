@@ -67,35 +67,45 @@ def load_predictor(directory: Path, predictor: str | None = None) -> Predictor:
     except DriftloopError:
         raise
     except Exception as exc:  # the model's own code: any error while it reads its files
-        raise InvalidInputError(f"{predictor_class.__name__}.load_files({directory}) failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+        raise InvalidInputError(
+            f"{predictor_class.__name__}.load_files({directory}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(loaded, Predictor):
-        raise InvalidInputError(f"{predictor_class.__name__}.load_files returned "
-                                f"{type(loaded).__name__}, not a Predictor")
+        raise InvalidInputError(
+            f"{predictor_class.__name__}.load_files returned "
+            f"{type(loaded).__name__}, not a Predictor"
+        )
     return loaded
 
 
-def find_predictor_class(directory: Path, manifest: dict[str, Any],
-                         predictor: str | None = None) -> type[Predictor]:
+def find_predictor_class(
+    directory: Path, manifest: dict[str, Any], predictor: str | None = None
+) -> type[Predictor]:
     """The class that loads ``directory`` (see the module's docstring for the order)."""
     manifest_path = directory / MANIFEST
     if predictor is not None:
-        return _predictor_class(import_target(predictor, "models.<name>.predictor"),
-                                f"models.<name>.predictor {predictor!r}")
+        return _predictor_class(
+            import_target(predictor, "models.<name>.predictor"),
+            f"models.<name>.predictor {predictor!r}",
+        )
     code = manifest.get("predictor")
     if code is not None:
         if not isinstance(code, str):
             raise IntegrityError(f"{manifest_path}: 'predictor' must be 'FILE.py:Class'")
-        return _predictor_class(load_module_file(directory, code),
-                                f"{manifest_path} 'predictor' {code!r}")
+        return _predictor_class(
+            load_module_file(directory, code), f"{manifest_path} 'predictor' {code!r}"
+        )
     model_format = manifest.get("format")
     if not isinstance(model_format, str) or not model_format:
         raise InvalidInputError(
             f"{manifest_path} names no predictor: give it a 'format' (a registered predictor: "
             f"{', '.join(PREDICTORS.known_names())}) or a 'predictor' ('FILE.py:Class', a "
-            "module file in the model directory)")
-    return _predictor_class(PREDICTORS.load(model_format, str(manifest_path)),
-                            f"the predictor format {model_format!r}")
+            "module file in the model directory)"
+        )
+    return _predictor_class(
+        PREDICTORS.load(model_format, str(manifest_path)), f"the predictor format {model_format!r}"
+    )
 
 
 def import_target(target: str, what: str) -> object:
@@ -107,12 +117,14 @@ def import_target(target: str, what: str) -> object:
         module = importlib.import_module(module_name)
     except Exception as exc:  # user code: any error while importing it
         raise InvalidInputError(
-            f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+            f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     try:
         return getattr(module, attribute)
     except AttributeError:
         raise InvalidInputError(
-            f"{what}: module {module_name!r} has no attribute {attribute!r}") from None
+            f"{what}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
 
 
 def load_module_file(directory: Path, target: str) -> object:
@@ -120,10 +132,16 @@ def load_module_file(directory: Path, target: str) -> object:
     file_name, colon, attribute = target.partition(":")
     relative = PurePosixPath(file_name)
     what = f"{directory / MANIFEST} 'predictor' {target!r}"
-    if (not colon or not attribute.isidentifier() or relative.suffix != ".py"
-            or relative.is_absolute() or ".." in relative.parts):
+    if (
+        not colon
+        or not attribute.isidentifier()
+        or relative.suffix != ".py"
+        or relative.is_absolute()
+        or ".." in relative.parts
+    ):
         raise InvalidInputError(
-            f"{what} must be 'FILE.py:Class', FILE a path inside the model directory")
+            f"{what} must be 'FILE.py:Class', FILE a path inside the model directory"
+        )
     path = directory / relative
     if not path.is_file():
         raise InvalidInputError(f"{what}: {relative} is not in the model directory")
@@ -143,7 +161,8 @@ def load_module_file(directory: Path, target: str) -> object:
             if not isinstance(exc, Exception):
                 raise
             raise InvalidInputError(
-                f"{what}: importing {relative} failed: {type(exc).__name__}: {exc}") from exc
+                f"{what}: importing {relative} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     try:
         return getattr(module, attribute)
     except AttributeError:
@@ -163,26 +182,37 @@ def check_predictor(predictor: Predictor, what: str) -> None:
     if not isinstance(predictor.inputs, InputSchema):
         raise InvalidInputError(f"{what}: inputs is {predictor.inputs!r}, not an InputSchema")
     if predictor.output not in OUTPUT_KINDS:
-        raise InvalidInputError(f"{what} declares output {predictor.output!r}; known output "
-                                f"kinds: {', '.join(OUTPUT_KINDS)}")
+        raise InvalidInputError(
+            f"{what} declares output {predictor.output!r}; known output "
+            f"kinds: {', '.join(OUTPUT_KINDS)}"
+        )
     labels = predictor.labels
     if predictor.output == "classification" and (
-            len(labels) < 2 or len(set(labels)) != len(labels)
-            or not all(isinstance(label, str) for label in labels)):
-        raise InvalidInputError(f"{what}: a classifier needs two or more distinct string labels, "
-                                f"not {list(labels)}")
+        len(labels) < 2
+        or len(set(labels)) != len(labels)
+        or not all(isinstance(label, str) for label in labels)
+    ):
+        raise InvalidInputError(
+            f"{what}: a classifier needs two or more distinct string labels, not {list(labels)}"
+        )
     try:
         answer = np.asarray(predictor.predict([predictor.example()]), dtype=np.float64)
     except DriftloopError as exc:
         raise InvalidInputError(f"{what}: predicting its example failed: {exc.message}") from exc
     except Exception as exc:  # a broken model can fail in any library
-        raise InvalidInputError(f"{what}: predicting its example failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+        raise InvalidInputError(
+            f"{what}: predicting its example failed: {type(exc).__name__}: {exc}"
+        ) from exc
     check_answer(predictor, answer, 1, what)
 
 
-def check_answer(predictor: Predictor, answer: np.ndarray[Any, Any], size: int,
-                 what: str, error: type[DriftloopError] = InvalidInputError) -> None:
+def check_answer(
+    predictor: Predictor,
+    answer: np.ndarray[Any, Any],
+    size: int,
+    what: str,
+    error: type[DriftloopError] = InvalidInputError,
+) -> None:
     """``answer`` is what :meth:`Predictor.predict` must return for ``size`` inputs; else
     ``error`` (:class:`InvalidInputError` at registration, :class:`WrongAnswerError` when
     serving)."""
@@ -195,13 +225,17 @@ def check_answer(predictor: Predictor, answer: np.ndarray[Any, Any], size: int,
     if not fits:
         raise error(
             f"{what} declares a {predictor.output} output but answered shape {answer.shape} "
-            f"for {size} input(s); expected {expected}")
+            f"for {size} input(s); expected {expected}"
+        )
     if not np.isfinite(answer).all():
         raise error(f"{what} answered a value that is not finite")
     if predictor.output == "classification":
         sums = answer.sum(axis=1)
-        if not all(math.isclose(total, 1.0, abs_tol=1e-3) for total in sums.tolist()) \
-                or (answer < 0).any():
+        if (
+            not all(math.isclose(total, 1.0, abs_tol=1e-3) for total in sums.tolist())
+            or (answer < 0).any()
+        ):
             raise error(
                 f"{what} declares a classification output but its rows are not probabilities "
-                f"(each must be >= 0 and sum to 1; got sums {sums.tolist()[:3]})")
+                f"(each must be >= 0 and sum to 1; got sums {sums.tolist()[:3]})"
+            )

@@ -46,15 +46,19 @@ class Feature:
         if not FEATURE_NAME.match(self.name):
             raise InvalidInputError(
                 f"feature name {self.name!r} must be a letter or _ then letters, digits, "
-                "_ . - (at most 64 characters)")
+                "_ . - (at most 64 characters)"
+            )
         if self.type not in FEATURE_TYPES:
-            raise InvalidInputError(f"feature {self.name!r} has type {self.type!r}; known "
-                                    f"types: {', '.join(FEATURE_TYPES)}")
+            raise InvalidInputError(
+                f"feature {self.name!r} has type {self.type!r}; known "
+                f"types: {', '.join(FEATURE_TYPES)}"
+            )
         if self.type == "category" and not self.categories:
             raise InvalidInputError(f"category feature {self.name!r} needs its categories")
         if self.type != "category" and self.categories:
-            raise InvalidInputError(f"feature {self.name!r} is a {self.type}: only a "
-                                    "category has categories")
+            raise InvalidInputError(
+                f"feature {self.name!r} is a {self.type}: only a category has categories"
+            )
 
     @classmethod
     def number(cls, name: str, *, optional: bool = False) -> Feature:
@@ -65,8 +69,7 @@ class Feature:
         return cls(name, "integer", optional)
 
     @classmethod
-    def category(cls, name: str, categories: Sequence[str], *, optional: bool = False
-                 ) -> Feature:
+    def category(cls, name: str, categories: Sequence[str], *, optional: bool = False) -> Feature:
         return cls(name, "category", optional, tuple(categories))
 
     @classmethod
@@ -79,8 +82,13 @@ class Feature:
 
     def example(self) -> Any:
         """A valid value (the warm-up record is made of these)."""
-        return {"number": 0.0, "integer": 0, "string": "", "boolean": False,
-                "category": self.categories[0] if self.categories else ""}[self.type]
+        return {
+            "number": 0.0,
+            "integer": 0,
+            "string": "",
+            "boolean": False,
+            "category": self.categories[0] if self.categories else "",
+        }[self.type]
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "type": self.type, "optional": self.optional}
@@ -136,10 +144,17 @@ class InputSchema:
     def from_dict(cls, data: Mapping[str, Any]) -> InputSchema:
         if data.get("kind") == "text":
             return cls.text()
-        return cls.record(*(
-            Feature(str(f["name"]), f["type"], bool(f.get("optional", False)),
-                    tuple(f.get("categories", ())))
-            for f in data.get("features", ())))
+        return cls.record(
+            *(
+                Feature(
+                    str(f["name"]),
+                    f["type"],
+                    bool(f.get("optional", False)),
+                    tuple(f.get("categories", ())),
+                )
+                for f in data.get("features", ())
+            )
+        )
 
 
 TEXT = InputSchema.text()
@@ -181,38 +196,46 @@ def _reported_features(schema: InputSchema) -> _Reported:
     if cached is not None and cached[0] is schema:
         return cached[1]
     reported = tuple(
-        (f.name, FEATURE_METRIC_PREFIX + f.name,
-         {c: float(i) for i, c in enumerate(f.categories)} if f.type == "category" else None)
-        for f in schema.features if f.type != "string")
+        (
+            f.name,
+            FEATURE_METRIC_PREFIX + f.name,
+            {c: float(i) for i, c in enumerate(f.categories)} if f.type == "category" else None,
+        )
+        for f in schema.features
+        if f.type != "string"
+    )
     if len(_REPORTED) >= 256:
         _REPORTED.clear()
     _REPORTED[id(schema)] = (schema, reported)
     return reported
 
 
-def feature_references(schema: InputSchema, records: Sequence[Mapping[str, Any]]
-                       ) -> tuple[dict[str, list[float]], dict[str, dict[str, int]]]:
+def feature_references(
+    schema: InputSchema, records: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, list[float]], dict[str, dict[str, int]]]:
     """A reference sample per feature of ``records``: the values of each numeric or boolean
     feature, and the count of each category of each category feature (in the feature's order),
     keyed ``feature.<name>``."""
     numbers: dict[str, list[float]] = {}
     counts: dict[str, dict[str, int]] = {
         FEATURE_METRIC_PREFIX + f.name: dict.fromkeys(f.categories, 0)
-        for f in schema.features if f.type == "category"}
+        for f in schema.features
+        if f.type == "category"
+    }
     for record in records:
         for name, value in feature_metrics(schema, record).items():
             mix = counts.get(name)
             if mix is None:
                 numbers.setdefault(name, []).append(value)
             else:
-                feature = next(f for f in schema.features
-                               if FEATURE_METRIC_PREFIX + f.name == name)
+                feature = next(f for f in schema.features if FEATURE_METRIC_PREFIX + f.name == name)
                 mix[feature.categories[int(value)]] += 1
     return numbers, counts
 
 
 def check_output_kind(kind: object, what: str) -> OutputKind:
     if kind not in OUTPUT_KINDS:
-        raise InvalidInputError(f"{what} declares output {kind!r}; known output kinds: "
-                                f"{', '.join(OUTPUT_KINDS)}")
+        raise InvalidInputError(
+            f"{what} declares output {kind!r}; known output kinds: {', '.join(OUTPUT_KINDS)}"
+        )
     return kind  # type: ignore[return-value]

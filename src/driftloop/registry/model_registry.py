@@ -112,8 +112,14 @@ def _version_from_row(row: RowMapping) -> ModelVersion:
 class ModelRegistry:
     """Model versions in the relational store, their artifacts in object storage."""
 
-    def __init__(self, database: Database, storage: ObjectStorage, cache_dir: Path, *,
-                 predictors: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        storage: ObjectStorage,
+        cache_dir: Path,
+        *,
+        predictors: Mapping[str, str] | None = None,
+    ) -> None:
         self.database = database
         self.storage = storage
         self.cache_dir = cache_dir
@@ -129,8 +135,11 @@ class ModelRegistry:
             open_database(config.store, base_dir=config.base_dir),
             open_storage(config.storage, base_dir=config.base_dir),
             config.path(CACHE_DIR),
-            predictors={name: model.predictor for name, model in config.models.items()
-                        if model.predictor is not None},
+            predictors={
+                name: model.predictor
+                for name, model in config.models.items()
+                if model.predictor is not None
+            },
         )
 
     # registering ---------------------------------------------------------------------------
@@ -164,9 +173,17 @@ class ModelRegistry:
         uploaded = self._upload(name, predictor_dir, key, digest)
         try:
             return self._insert(
-                name, digest, key, trainer=trainer, params=dict(params or {}),
-                snapshot_id=snapshot_id, snapshot_hash=snapshot_hash, evaluation=evaluation,
-                reference=reference, parent_version=parent_version, trigger=trigger,
+                name,
+                digest,
+                key,
+                trainer=trainer,
+                params=dict(params or {}),
+                snapshot_id=snapshot_id,
+                snapshot_hash=snapshot_hash,
+                evaluation=evaluation,
+                reference=reference,
+                parent_version=parent_version,
+                trigger=trigger,
             )
         except BaseException:
             if uploaded and not self._hash_in_use(name, digest.content_hash):
@@ -188,11 +205,16 @@ class ModelRegistry:
             directory = Path(temporary) / "model"
             trained.predictor.save(directory)
             return self.register(
-                name, directory, trainer=trainer, params=trained.params,
+                name,
+                directory,
+                trainer=trainer,
+                params=trained.params,
                 snapshot_id=None if snapshot is None else snapshot.snapshot_id,
                 snapshot_hash=None if snapshot is None else snapshot.content_hash,
-                evaluation=trained.evaluation, reference=trained.reference,
-                parent_version=parent_version, trigger=trigger,
+                evaluation=trained.evaluation,
+                reference=trained.reference,
+                parent_version=parent_version,
+                trigger=trigger,
             )
 
     def _check_loadable(self, name: str, directory: Path) -> None:
@@ -201,9 +223,7 @@ class ModelRegistry:
         try:
             predictor = load_predictor(directory, self.predictors.get(name))
         except DriftloopError as exc:
-            raise InvalidInputError(
-                f"{directory} is not a loadable model: {exc.message}"
-            ) from exc
+            raise InvalidInputError(f"{directory} is not a loadable model: {exc.message}") from exc
         except Exception as exc:  # a broken model can fail in any library
             raise InvalidInputError(
                 f"{directory} is not a loadable model: {type(exc).__name__}: {exc}"
@@ -237,10 +257,19 @@ class ModelRegistry:
         return True
 
     def _insert(
-        self, name: str, digest: ArtifactDigest, key: str, *, trainer: str,
-        params: dict[str, Any], snapshot_id: str | None, snapshot_hash: str | None,
-        evaluation: Evaluation | None, reference: ReferenceProfile | None,
-        parent_version: int | None, trigger: str,
+        self,
+        name: str,
+        digest: ArtifactDigest,
+        key: str,
+        *,
+        trainer: str,
+        params: dict[str, Any],
+        snapshot_id: str | None,
+        snapshot_hash: str | None,
+        evaluation: Evaluation | None,
+        reference: ReferenceProfile | None,
+        parent_version: int | None,
+        trigger: str,
     ) -> ModelVersion:
         values: dict[str, Any] = {
             "name": name,
@@ -292,11 +321,15 @@ class ModelRegistry:
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._connection() as connection:
-            row = connection.execute(
-                sa.select(model_versions).where(
-                    model_versions.c.name == name, model_versions.c.version == version
+            row = (
+                connection.execute(
+                    sa.select(model_versions).where(
+                        model_versions.c.name == name, model_versions.c.version == version
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         if row is None:
             raise NotFoundError(f"model {name!r} has no version {version}")
         return _version_from_row(row)
@@ -304,11 +337,15 @@ class ModelRegistry:
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first; empty for an unknown model."""
         with self._connection() as connection:
-            rows = connection.execute(
-                sa.select(model_versions)
-                .where(model_versions.c.name == name)
-                .order_by(model_versions.c.version)
-            ).mappings().all()
+            rows = (
+                connection.execute(
+                    sa.select(model_versions)
+                    .where(model_versions.c.name == name)
+                    .order_by(model_versions.c.version)
+                )
+                .mappings()
+                .all()
+            )
         return [_version_from_row(row) for row in rows]
 
     def latest_version(self, name: str) -> ModelVersion:
@@ -319,9 +356,13 @@ class ModelRegistry:
 
     def list_models(self) -> list[str]:
         with self._connection() as connection:
-            names = connection.execute(
-                sa.select(model_versions.c.name).distinct().order_by(model_versions.c.name)
-            ).scalars().all()
+            names = (
+                connection.execute(
+                    sa.select(model_versions.c.name).distinct().order_by(model_versions.c.name)
+                )
+                .scalars()
+                .all()
+            )
         return list(names)
 
     def resolve(self, name: str, alias: str = PRODUCTION) -> ModelVersion:
@@ -347,11 +388,15 @@ class ModelRegistry:
     def alias_history(self, name: str) -> list[AliasChange]:
         """Every alias change of ``name``, oldest first."""
         with self._connection() as connection:
-            rows = connection.execute(
-                sa.select(alias_history)
-                .where(alias_history.c.name == name)
-                .order_by(alias_history.c.id)
-            ).mappings().all()
+            rows = (
+                connection.execute(
+                    sa.select(alias_history)
+                    .where(alias_history.c.name == name)
+                    .order_by(alias_history.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [self._change_from_row(row) for row in rows]
 
     # aliases -------------------------------------------------------------------------------
@@ -379,7 +424,8 @@ class ModelRegistry:
         check_name("alias", alias)
         if alias == PRODUCTION:
             raise InvalidInputError(
-                f"the {PRODUCTION!r} alias cannot be removed; point it at another version")
+                f"the {PRODUCTION!r} alias cannot be removed; point it at another version"
+            )
         if not actor.strip():
             raise InvalidInputError("actor must say who or what removes the alias")
         with self._transaction() as connection:
@@ -390,12 +436,22 @@ class ModelRegistry:
             ).scalar()
             if current is None:
                 return False
-            connection.execute(model_aliases.delete().where(
-                model_aliases.c.name == name, model_aliases.c.alias == alias))
-            connection.execute(alias_history.insert().values(
-                name=name, alias=alias, version=current, previous_version=current,
-                action="remove", actor=actor, changed_at=datetime.now(UTC),
-            ))
+            connection.execute(
+                model_aliases.delete().where(
+                    model_aliases.c.name == name, model_aliases.c.alias == alias
+                )
+            )
+            connection.execute(
+                alias_history.insert().values(
+                    name=name,
+                    alias=alias,
+                    version=current,
+                    previous_version=current,
+                    action="remove",
+                    actor=actor,
+                    changed_at=datetime.now(UTC),
+                )
+            )
         return True
 
     def rollback(self, name: str, *, actor: str) -> ModelVersion:
@@ -426,8 +482,14 @@ class ModelRegistry:
         return self.get_version(name, target)
 
     def _move_alias(
-        self, connection: Connection, name: str, alias: str, version: int, actor: str,
-        *, action: str,
+        self,
+        connection: Connection,
+        name: str,
+        alias: str,
+        version: int,
+        actor: str,
+        *,
+        action: str,
     ) -> None:
         now = datetime.now(UTC)
         current = connection.execute(
@@ -438,19 +500,28 @@ class ModelRegistry:
         if current == version:
             return
         if current is None:
-            connection.execute(model_aliases.insert().values(
-                name=name, alias=alias, version=version, updated_at=now, actor=actor
-            ))
+            connection.execute(
+                model_aliases.insert().values(
+                    name=name, alias=alias, version=version, updated_at=now, actor=actor
+                )
+            )
         else:
             connection.execute(
                 model_aliases.update()
                 .where(model_aliases.c.name == name, model_aliases.c.alias == alias)
                 .values(version=version, updated_at=now, actor=actor)
             )
-        connection.execute(alias_history.insert().values(
-            name=name, alias=alias, version=version, previous_version=current,
-            action=action, actor=actor, changed_at=now,
-        ))
+        connection.execute(
+            alias_history.insert().values(
+                name=name,
+                alias=alias,
+                version=version,
+                previous_version=current,
+                action=action,
+                actor=actor,
+                changed_at=now,
+            )
+        )
         if alias == PRODUCTION:
             connection.execute(
                 model_versions.update()
@@ -544,10 +615,9 @@ class ModelRegistry:
     def _hash_in_use(self, name: str, content_hash: str) -> bool:
         with self._connection() as connection:
             found = connection.execute(
-                sa.select(model_versions.c.id).where(
-                    model_versions.c.name == name,
-                    model_versions.c.content_hash == content_hash,
-                ).limit(1)
+                sa.select(model_versions.c.id)
+                .where(model_versions.c.name == name, model_versions.c.content_hash == content_hash)
+                .limit(1)
             ).first()
         return found is not None
 
@@ -560,9 +630,13 @@ class ModelRegistry:
         changed_at = _utc(row["changed_at"])
         assert changed_at is not None
         return AliasChange(
-            name=row["name"], alias=row["alias"], version=int(row["version"]),
-            previous_version=row["previous_version"], action=row["action"],
-            actor=row["actor"], changed_at=changed_at,
+            name=row["name"],
+            alias=row["alias"],
+            version=int(row["version"]),
+            previous_version=row["previous_version"],
+            action=row["action"],
+            actor=row["actor"],
+            changed_at=changed_at,
         )
 
     @contextmanager

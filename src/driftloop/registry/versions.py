@@ -63,7 +63,9 @@ class ModelVersion:
         reference: dict[str, Any] | None = None
         if self.reference is not None:
             reference = (
-                self.reference.to_dict() if full_reference else {
+                self.reference.to_dict()
+                if full_reference
+                else {
                     "mean_confidence": self.reference.mean_confidence,
                     "class_mix": self.reference.class_mix,
                     "metrics": self.reference.metrics,

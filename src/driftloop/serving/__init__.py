@@ -17,37 +17,13 @@ if TYPE_CHECKING:
         create_app,
         require_scope,
     )
-    from driftloop.serving.batching import (
-        MicroBatcher,
-    )
-    from driftloop.serving.feedback import (
-        FeedbackRecord,
-        FeedbackStore,
-    )
-    from driftloop.serving.keys import (
-        ApiKeyInfo,
-        ApiKeyStore,
-        CreatedApiKey,
-        Scope,
-    )
-    from driftloop.serving.prediction_log import (
-        PredictionLog,
-        RecordedPrediction,
-    )
-    from driftloop.serving.prometheus import (
-        ServingMetrics,
-    )
-    from driftloop.serving.server import (
-        ServerPlan,
-        plan_server,
-        run_server,
-    )
-    from driftloop.serving.slots import (
-        ModelSlot,
-        ModelSlotManager,
-        ServedModel,
-        ServedModelStatus,
-    )
+    from driftloop.serving.batching import MicroBatcher
+    from driftloop.serving.feedback import FeedbackRecord, FeedbackStore
+    from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, CreatedApiKey, Scope
+    from driftloop.serving.prediction_log import PredictionLog, RecordedPrediction
+    from driftloop.serving.prometheus import ServingMetrics
+    from driftloop.serving.server import ServerPlan, plan_server, run_server
+    from driftloop.serving.slots import ModelSlot, ModelSlotManager, ServedModel, ServedModelStatus
     from driftloop.serving.sources import (
         InMemoryModelSource,
         InMemoryModelVersion,
@@ -56,37 +32,40 @@ if TYPE_CHECKING:
         RegistryModelSource,
     )
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "ApiKeyInfo": "driftloop.serving.keys",
-    "ApiKeyStore": "driftloop.serving.keys",
-    "CreatedApiKey": "driftloop.serving.keys",
-    "FeedbackRecord": "driftloop.serving.feedback",
-    "FeedbackStore": "driftloop.serving.feedback",
-    "HASH_HEADER": "driftloop.serving.app",
-    "InMemoryModelSource": "driftloop.serving.sources",
-    "InMemoryModelVersion": "driftloop.serving.sources",
-    "MicroBatcher": "driftloop.serving.batching",
-    "ModelSlot": "driftloop.serving.slots",
-    "ModelSlotManager": "driftloop.serving.slots",
-    "ModelSource": "driftloop.serving.sources",
-    "ModelVersionLike": "driftloop.serving.sources",
-    "PredictionLog": "driftloop.serving.prediction_log",
-    "RecordedPrediction": "driftloop.serving.prediction_log",
-    "RegistryModelSource": "driftloop.serving.sources",
-    "SERVER_TIMING_HEADER": "driftloop.serving.app",
-    "Scope": "driftloop.serving.keys",
-    "ServedModel": "driftloop.serving.slots",
-    "ServedModelStatus": "driftloop.serving.slots",
-    "ServerPlan": "driftloop.serving.server",
-    "ServingMetrics": "driftloop.serving.prometheus",
-    "ServingState": "driftloop.serving.app",
-    "VERSION_HEADER": "driftloop.serving.app",
-    "app_from_environment": "driftloop.serving.app",
-    "create_app": "driftloop.serving.app",
-    "plan_server": "driftloop.serving.server",
-    "require_scope": "driftloop.serving.app",
-    "run_server": "driftloop.serving.server",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ApiKeyInfo": "driftloop.serving.keys",
+        "ApiKeyStore": "driftloop.serving.keys",
+        "CreatedApiKey": "driftloop.serving.keys",
+        "FeedbackRecord": "driftloop.serving.feedback",
+        "FeedbackStore": "driftloop.serving.feedback",
+        "HASH_HEADER": "driftloop.serving.app",
+        "InMemoryModelSource": "driftloop.serving.sources",
+        "InMemoryModelVersion": "driftloop.serving.sources",
+        "MicroBatcher": "driftloop.serving.batching",
+        "ModelSlot": "driftloop.serving.slots",
+        "ModelSlotManager": "driftloop.serving.slots",
+        "ModelSource": "driftloop.serving.sources",
+        "ModelVersionLike": "driftloop.serving.sources",
+        "PredictionLog": "driftloop.serving.prediction_log",
+        "RecordedPrediction": "driftloop.serving.prediction_log",
+        "RegistryModelSource": "driftloop.serving.sources",
+        "SERVER_TIMING_HEADER": "driftloop.serving.app",
+        "Scope": "driftloop.serving.keys",
+        "ServedModel": "driftloop.serving.slots",
+        "ServedModelStatus": "driftloop.serving.slots",
+        "ServerPlan": "driftloop.serving.server",
+        "ServingMetrics": "driftloop.serving.prometheus",
+        "ServingState": "driftloop.serving.app",
+        "VERSION_HEADER": "driftloop.serving.app",
+        "app_from_environment": "driftloop.serving.app",
+        "create_app": "driftloop.serving.app",
+        "plan_server": "driftloop.serving.server",
+        "require_scope": "driftloop.serving.app",
+        "run_server": "driftloop.serving.server",
+    },
+)
 
 __all__ = [
     "HASH_HEADER",

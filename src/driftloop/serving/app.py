@@ -114,6 +114,7 @@ milliseconds; a client's latency minus ``model`` is what serving costs it."""
 HASH_HEADER = "X-Driftloop-Model-Hash"
 GAUGE_REFRESH_SECONDS = 1.0
 
+
 @dataclass
 class ServingState:
     """Everything the endpoints use, built by :func:`create_app` and kept on ``app.state``."""
@@ -152,9 +153,16 @@ def create_app(
     as they are (the dashboard, the pipeline's webhooks). ``rng`` draws the canary routing
     (seed it for reproducible tests).
     """
-    state = _serving_state(config, model_source=model_source, insights=insights,
-                           api_keys=api_keys, feedback=feedback, models=models, metrics=metrics,
-                           rng=rng)
+    state = _serving_state(
+        config,
+        model_source=model_source,
+        insights=insights,
+        api_keys=api_keys,
+        feedback=feedback,
+        models=models,
+        metrics=metrics,
+        rng=rng,
+    )
     lag = LoopLagMonitor()
     app = FastAPI(
         title="driftloop serving",
@@ -170,18 +178,28 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = document_api_key_header(FastAPI.openapi(app))
-        loaded = {name: None if served.slot is None else served.slot.predictor
-                  for name, served in state.manager.models.items()}
+        loaded = {
+            name: None if served.slot is None else served.slot.predictor
+            for name, served in state.manager.models.items()
+        }
         return document_models(app.openapi_schema, loaded, config.serving)
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=config.serving.max_body_bytes,
-                       streamed=[(UPLOAD_PATH, config.serving.max_upload_bytes, UPLOAD_LIMIT)])
-    app.add_middleware(LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay,
-                       monitor=lag)
-    app.add_middleware(PrometheusMiddleware, metrics=state.metrics,  # outermost: counts 413s
-                       observers=[PredictErrorReporter(lambda: state.insights,
-                                                       lambda name: name in state.manager.models)])
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=config.serving.max_body_bytes,
+        streamed=[(UPLOAD_PATH, config.serving.max_upload_bytes, UPLOAD_LIMIT)],
+    )
+    app.add_middleware(
+        LoadSheddingMiddleware, max_delay=config.serving.max_queue_delay, monitor=lag
+    )
+    app.add_middleware(
+        PrometheusMiddleware,
+        metrics=state.metrics,  # outermost: counts 413s
+        observers=[
+            PredictErrorReporter(lambda: state.insights, lambda name: name in state.manager.models)
+        ],
+    )
     install_error_handlers(app)
     app.include_router(_model_router())
     app.include_router(_feedback_router())
@@ -189,8 +207,9 @@ def create_app(
     app.include_router(probe_router())
     app.include_router(oip_router())
     app.include_router(insights_router(require_scope(Scope.INSIGHTS), ERROR_RESPONSES))
-    app.include_router(logged_predictions_router(require_scope(Scope.INSIGHTS), _report,
-                                                 ERROR_RESPONSES))
+    app.include_router(
+        logged_predictions_router(require_scope(Scope.INSIGHTS), _report, ERROR_RESPONSES)
+    )
     for router in extra_routers:
         app.include_router(router)
     return app
@@ -215,23 +234,29 @@ def _serving_state(
     serving_metrics = metrics if metrics is not None else ServingMetrics()
     source = model_source if model_source is not None else RegistryModelSource.from_config(config)
     manager = ModelSlotManager(
-        source, models if models is not None else list(config.models), config.serving,
-        serving_metrics, canary_fraction=config.pipeline.canary_fraction, rng=rng,
+        source,
+        models if models is not None else list(config.models),
+        config.serving,
+        serving_metrics,
+        canary_fraction=config.pipeline.canary_fraction,
+        rng=rng,
     )
     return ServingState(
         config=config,
         manager=manager,
         api_keys=api_keys,
         feedback=feedback,
-        predictions=PredictionLog(feedback.database,
-                                  retention=config.serving.prediction_log_retention),
+        predictions=PredictionLog(
+            feedback.database, retention=config.serving.prediction_log_retention
+        ),
         metrics=serving_metrics,
         insights=insights,
     )
 
 
-def _lifespan(state: ServingState, lag: LoopLagMonitor, *, poll: bool
-              ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    state: ServingState, lag: LoopLagMonitor, *, poll: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Start the models, the prediction log and the gauges with the app; stop them (and the
     shadow scorings still running) after it."""
 
@@ -289,21 +314,32 @@ def _model_router() -> APIRouter:
     """Predictions."""
     router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
-    @router.post("/{name}/predict", response_model=PredictResponse, tags=["predict"],
-                 openapi_extra=request_body_schema(PredictRequest),
-                 summary="Classify texts with the production version")
+    @router.post(
+        "/{name}/predict",
+        response_model=PredictResponse,
+        tags=["predict"],
+        openapi_extra=request_body_schema(PredictRequest),
+        summary="Classify texts with the production version",
+    )
     async def predict(name: str, request: Request, key: PredictKey) -> Response:
         started = time.perf_counter()
         state = _state(request)
         settings = state.config.serving
         data = await read_json_body(request, settings.max_body_bytes)
         answer = await answer_request(
-            state, name, lambda inputs: parse_inputs(inputs, data, settings), started)
-        response = JSONResponse(answer.body, headers={VERSION_HEADER: str(answer.slot.version),
-                                                      HASH_HEADER: answer.slot.content_hash})
+            state, name, lambda inputs: parse_inputs(inputs, data, settings), started
+        )
+        response = JSONResponse(
+            answer.body,
+            headers={
+                VERSION_HEADER: str(answer.slot.version),
+                HASH_HEADER: answer.slot.content_hash,
+            },
+        )
         total_ms = (time.perf_counter() - started) * 1000.0
         response.headers[SERVER_TIMING_HEADER] = (
-            f"model;dur={answer.model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}")
+            f"model;dur={answer.model_seconds * 1000.0:.3f}, total;dur={total_ms:.3f}"
+        )
         return response
 
     return router
@@ -318,8 +354,9 @@ class Answer:
     model_seconds: float
 
 
-async def answer_request(state: ServingState, name: str,
-                         parse: Callable[[InputSchema], list[Any]], started: float) -> Answer:
+async def answer_request(
+    state: ServingState, name: str, parse: Callable[[InputSchema], list[Any]], started: float
+) -> Answer:
     """Predict with model ``name`` (``parse`` reads the request's inputs against a version's
     schema): the canary or production answers through the batcher, reports insights and
     remembers the predictions, and the shadow may score the same inputs. The /v1 and the
@@ -331,13 +368,17 @@ async def answer_request(state: ServingState, name: str,
     if slot.predictor.inputs != inputs:  # a canary, or a swap meanwhile, takes others
         items = parse(slot.predictor.inputs)
     shadow = served.shadow
-    probabilities, model_seconds = await score(served.batcher, slot.predictor, items,
-                                               name=name, version=slot.version)
+    probabilities, model_seconds = await score(
+        served.batcher, slot.predictor, items, name=name, version=slot.version
+    )
     latency_ms = (time.perf_counter() - started) * 1000.0
     body = _predictions(state, name, slot, items, probabilities, latency_ms)
-    if (shadow is not None and shadow.version != slot.version
-            and shadow.predictor.inputs == slot.predictor.inputs
-            and state.manager.rng.random() < state.config.pipeline.shadow_fraction):
+    if (
+        shadow is not None
+        and shadow.version != slot.version
+        and shadow.predictor.inputs == slot.predictor.inputs
+        and state.manager.rng.random() < state.config.pipeline.shadow_fraction
+    ):
         _start_shadow(state, name, shadow, slot.version, items, body["predictions"])
     return Answer(body, slot, model_seconds)
 
@@ -346,9 +387,13 @@ def _feedback_router() -> APIRouter:
     """True labels for earlier predictions."""
     router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
-    @router.post("/{name}/feedback", response_model=FeedbackResponse, tags=["predict"],
-                 openapi_extra=request_body_schema(FeedbackRequest),
-                 summary="Send true labels for earlier predictions")
+    @router.post(
+        "/{name}/feedback",
+        response_model=FeedbackResponse,
+        tags=["predict"],
+        openapi_extra=request_body_schema(FeedbackRequest),
+        summary="Send true labels for earlier predictions",
+    )
     async def send_feedback(name: str, request: Request, key: LabelKey) -> FeedbackResponse:
         state = _state(request)
         served = state.manager.get(name)
@@ -356,22 +401,35 @@ def _feedback_router() -> APIRouter:
         items = parse_body(FeedbackRequest, data).feedback
         check_feedback(items, _feedback_classes(state, served), state.config.serving)
         known = await state.predictions.find_labelled(name, [i.prediction_id for i in items])
-        records = match_feedback(items, known, model=name, key_id=key.key_id,
-                                 received_at=time.time())
+        records = match_feedback(
+            items, known, model=name, key_id=key.key_id, received_at=time.time()
+        )
         stored = await anyio.to_thread.run_sync(state.feedback.record, records)
         for record in stored.first:  # a relabel corrects the row, not the reported insight
             if record.correct is None:
                 continue
-            _report(state, {"prediction_correct": 1.0 if record.correct else 0.0},
-                    {"model": name, "version": str(record.version),
-                     "class": str(record.predicted_class), "label": record.label})
+            _report(
+                state,
+                {"prediction_correct": 1.0 if record.correct else 0.0},
+                {
+                    "model": name,
+                    "version": str(record.version),
+                    "class": str(record.predicted_class),
+                    "label": record.label,
+                },
+            )
             gap = record.shadow_correct_gap
             if gap is not None:
-                _report(state, {SHADOW_CORRECT_GAP: gap},
-                        _pair_tags(name, record.shadow_version, record.version))
+                _report(
+                    state,
+                    {SHADOW_CORRECT_GAP: gap},
+                    _pair_tags(name, record.shadow_version, record.version),
+                )
         return FeedbackResponse(
-            accepted=len(items), relabelled=stored.relabelled,
-            matched=sum(1 for record in records if record.predicted_class is not None))
+            accepted=len(items),
+            relabelled=stored.relabelled,
+            matched=sum(1 for record in records if record.predicted_class is not None),
+        )
 
     return router
 
@@ -380,23 +438,34 @@ def _model_status_router() -> APIRouter:
     """What is served, and the admin's hot swaps."""
     router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
 
-    @router.get("", response_model=ModelListResponse, tags=["models"],
-                summary="Describe every served model")
+    @router.get(
+        "", response_model=ModelListResponse, tags=["models"], summary="Describe every served model"
+    )
     async def list_models(request: Request, key: PredictKey) -> ModelListResponse:
         manager = _state(request).manager
-        return ModelListResponse(models=[
-            ModelStatusResponse(**served.status().to_dict())
-            for served in manager.models.values()
-        ])
+        return ModelListResponse(
+            models=[
+                ModelStatusResponse(**served.status().to_dict())
+                for served in manager.models.values()
+            ]
+        )
 
-    @router.get("/{name}", response_model=ModelStatusResponse, tags=["models"],
-                summary="Describe one served model")
+    @router.get(
+        "/{name}",
+        response_model=ModelStatusResponse,
+        tags=["models"],
+        summary="Describe one served model",
+    )
     async def describe_model(name: str, request: Request, key: PredictKey) -> ModelStatusResponse:
         return _status(_state(request).manager.get(name))
 
-    @router.post("/{name}/deploy", response_model=ModelStatusResponse, tags=["admin"],
-                 openapi_extra=request_body_schema(DeployRequest),
-                 summary="Point production at a version and serve it (hot swap)")
+    @router.post(
+        "/{name}/deploy",
+        response_model=ModelStatusResponse,
+        tags=["admin"],
+        openapi_extra=request_body_schema(DeployRequest),
+        summary="Point production at a version and serve it (hot swap)",
+    )
     async def deploy(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
         state = _state(request)
         served = state.manager.get(name)
@@ -405,16 +474,24 @@ def _model_status_router() -> APIRouter:
         await state.manager.deploy(name, version, actor=_actor(key))
         return _status(served)
 
-    @router.post("/{name}/rollback", response_model=ModelStatusResponse, tags=["admin"],
-                 summary="Move production back to its previous version")
+    @router.post(
+        "/{name}/rollback",
+        response_model=ModelStatusResponse,
+        tags=["admin"],
+        summary="Move production back to its previous version",
+    )
     async def rollback(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
         state = _state(request)
         served = state.manager.get(name)
         await state.manager.rollback(name, actor=_actor(key))
         return _status(served)
 
-    @router.post("/{name}/reload", response_model=ModelStatusResponse, tags=["admin"],
-                 summary="Load the production version again from the registry")
+    @router.post(
+        "/{name}/reload",
+        response_model=ModelStatusResponse,
+        tags=["admin"],
+        summary="Load the production version again from the registry",
+    )
     async def reload(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
         state = _state(request)
         served = state.manager.get(name)
@@ -462,10 +539,17 @@ def _predictions(
     schema, feature_rate = slot.predictor.inputs, state.config.serving.feature_insights_rate
     predictions: list[dict[str, Any]] = []
     for index, (prediction_id, text, row, top) in enumerate(
-            zip(ids, texts, rows, best, strict=True)):
+        zip(ids, texts, rows, best, strict=True)
+    ):
         predicted, confidence = labels[top], row[top]
-        predictions.append({"id": prediction_id, "class": predicted, "confidence": confidence,
-                            "probabilities": dict(zip(labels, row, strict=True))})
+        predictions.append(
+            {
+                "id": prediction_id,
+                "class": predicted,
+                "confidence": confidence,
+                "probabilities": dict(zip(labels, row, strict=True)),
+            }
+        )
         if report is not None:
             values = {"model_confidence": confidence, PREDICTED_CLASS: float(top)}
             if is_text:
@@ -476,34 +560,55 @@ def _predictions(
             if slot.accuracy_threshold is not None:
                 values[ESTIMATED_ACCURACY_METRIC] = float(confidence > slot.accuracy_threshold)
             try:
-                report(values, {"model": name, "version": version, "class": predicted},
-                       timestamp=now)
+                report(
+                    values, {"model": name, "version": version, "class": predicted}, timestamp=now
+                )
             except ConflictError:  # the client closed during shutdown: the answer still goes out
                 logger.debug("insights client closed; not reporting this request")
                 report = None
-        remember(prediction_id, name, slot.version, predicted, now,
-                 text_digest(text) if is_text else item_digest(text))
+        remember(
+            prediction_id,
+            name,
+            slot.version,
+            predicted,
+            now,
+            text_digest(text) if is_text else item_digest(text),
+        )
         observe(confidence)
     if report is not None:  # one request, one latency: however many texts it carried
-        _report(state, {"latency_ms": latency_ms}, {"model": name, "version": version},
-                timestamp=now)
+        _report(
+            state, {"latency_ms": latency_ms}, {"model": name, "version": version}, timestamp=now
+        )
     state.metrics.predictions.labels(name, version).inc(len(texts))
     return {"model": name, "version": slot.version, "predictions": predictions}
 
 
-def _start_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
-                  texts: list[Any], served: list[dict[str, Any]]) -> None:
+def _start_shadow(
+    state: ServingState,
+    name: str,
+    shadow: ModelSlot,
+    served_version: int,
+    texts: list[Any],
+    served: list[dict[str, Any]],
+) -> None:
     """Score ``texts`` with the shadow version in the background; the response is not held.
     ``served`` are the response's predictions of the same texts, which the shadow's are
     paired with."""
     task = asyncio.get_running_loop().create_task(
-        _score_shadow(state, name, shadow, served_version, texts, served))
+        _score_shadow(state, name, shadow, served_version, texts, served)
+    )
     state.shadow_tasks.add(task)
     task.add_done_callback(state.shadow_tasks.discard)
 
 
-async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, served_version: int,
-                        texts: list[Any], served: list[dict[str, Any]]) -> None:
+async def _score_shadow(
+    state: ServingState,
+    name: str,
+    shadow: ModelSlot,
+    served_version: int,
+    texts: list[Any],
+    served: list[dict[str, Any]],
+) -> None:
     if shadow.predictor.output == "regression":
         await score_regression_shadow(state, name, shadow, texts)
         return
@@ -511,8 +616,13 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
     try:
         rows = (await anyio.to_thread.run_sync(predict_checked, shadow.predictor, texts)).tolist()
     except Exception:  # a failing shadow must never touch the served traffic
-        logger.warning("shadow %s v%d failed to score %d texts", name, shadow.version,
-                       len(texts), exc_info=True)
+        logger.warning(
+            "shadow %s v%d failed to score %d texts",
+            name,
+            shadow.version,
+            len(texts),
+            exc_info=True,
+        )
         return
     latency_ms = (time.perf_counter() - started) * 1000.0
     labels = shadow.labels
@@ -526,27 +636,47 @@ async def _score_shadow(state: ServingState, name: str, shadow: ModelSlot, serve
             values["text_length"] = len(text)
         if shadow.accuracy_threshold is not None:
             values[ESTIMATED_ACCURACY_METRIC] = float(row[best] > shadow.accuracy_threshold)
-        _report(state, values,
-                {"model": name, "version": version, "class": labels[best], SHADOW_TAG: "true"},
-                timestamp=now)
-        _report(state, {SHADOW_AGREEMENT: 1.0 if labels[best] == answer["class"] else 0.0,
-                        SHADOW_CONFIDENCE_GAP: row[best] - answer["confidence"]},
-                pair_tags, timestamp=now)
+        _report(
+            state,
+            values,
+            {"model": name, "version": version, "class": labels[best], SHADOW_TAG: "true"},
+            timestamp=now,
+        )
+        _report(
+            state,
+            {
+                SHADOW_AGREEMENT: 1.0 if labels[best] == answer["class"] else 0.0,
+                SHADOW_CONFIDENCE_GAP: row[best] - answer["confidence"],
+            },
+            pair_tags,
+            timestamp=now,
+        )
         state.predictions.add_shadow(answer["id"], name, shadow.version, labels[best])
-    _report(state, {"latency_ms": latency_ms},
-            {"model": name, "version": version, SHADOW_TAG: "true"}, timestamp=now)
+    _report(
+        state,
+        {"latency_ms": latency_ms},
+        {"model": name, "version": version, SHADOW_TAG: "true"},
+        timestamp=now,
+    )
 
 
-def _pair_tags(name: str, shadow_version: int | None, served_version: int | None
-               ) -> dict[str, str]:
+def _pair_tags(name: str, shadow_version: int | None, served_version: int | None) -> dict[str, str]:
     """The tags of a shadow pair metric: the shadow's version, and the version it was paired
     with."""
-    return {"model": name, "version": str(shadow_version), SHADOW_TAG: "true",
-            SERVED_TAG: str(served_version)}
+    return {
+        "model": name,
+        "version": str(shadow_version),
+        SHADOW_TAG: "true",
+        SERVED_TAG: str(served_version),
+    }
 
 
-def _report(state: ServingState, values: dict[str, float], tags: dict[str, str],
-            timestamp: float | None = None) -> None:
+def _report(
+    state: ServingState,
+    values: dict[str, float],
+    tags: dict[str, str],
+    timestamp: float | None = None,
+) -> None:
     insights = state.insights
     if insights is None:
         return

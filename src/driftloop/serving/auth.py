@@ -22,8 +22,11 @@ class ApiKeyAuth(HTTPBearer):
     runs on every request; OpenAPI shows it as the ``HTTPBearer`` scheme."""
 
     def __init__(self, scope: Scope) -> None:
-        super().__init__(auto_error=False, scheme_name="HTTPBearer",
-                         description="Authorization: Bearer <API key>")
+        super().__init__(
+            auto_error=False,
+            scheme_name="HTTPBearer",
+            description="Authorization: Bearer <API key>",
+        )
         self.scope = scope
 
     async def __call__(self, request: Request) -> ApiKeyInfo:  # type: ignore[override]
@@ -32,8 +35,10 @@ class ApiKeyAuth(HTTPBearer):
         scheme, _, credentials = authorization.partition(" ")
         key = credentials.strip() if scheme.lower() == "bearer" else headers.get("x-api-key")
         if not key:
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>' or "
-                            "'X-API-Key: <key>' (create one with 'driftloop keys create')")
+            raise AuthError(
+                "missing API key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>' (create one with 'driftloop keys create')"
+            )
         keys: ApiKeyStore = request.app.state.serving.api_keys
         info = keys.cached(key)
         if info is None:
@@ -43,8 +48,12 @@ class ApiKeyAuth(HTTPBearer):
         return info
 
 
-API_KEY_HEADER_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                         "description": "the API key, as an alternative header"}
+API_KEY_HEADER_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-API-Key",
+    "description": "the API key, as an alternative header",
+}
 
 
 def document_api_key_header(schema: dict[str, Any]) -> dict[str, Any]:
@@ -57,8 +66,7 @@ def document_api_key_header(schema: dict[str, Any]) -> dict[str, Any]:
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             security = operation.get("security") if isinstance(operation, dict) else None
-            if security and {"HTTPBearer": []} in security \
-                    and {"APIKeyHeader": []} not in security:
+            if security and {"HTTPBearer": []} in security and {"APIKeyHeader": []} not in security:
                 security.append({"APIKeyHeader": []})
     return schema
 

@@ -91,8 +91,9 @@ class MicroBatcher:
         self.parallel_batches = parallel_batches
         """Batches that may run at once; None: what the predictor says it can take
         (:attr:`~driftloop.predictors.Predictor.parallel_batches`)."""
-        self._executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL_BATCHES,
-                                            thread_name_prefix=f"model-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=MAX_PARALLEL_BATCHES, thread_name_prefix=f"model-{name}"
+        )
         self._queue: asyncio.Queue[_Request] | None = None
         self._task: asyncio.Task[None] | None = None
         self._carry: _Request | None = None
@@ -109,8 +110,9 @@ class MicroBatcher:
         """A lone one-text request whose predictor usually answers one text faster than this
         runs on the event loop itself: the hop to the worker thread would cost more than the
         loop loses. 0: never."""
-        self._one_text_seconds: weakref.WeakKeyDictionary[Predictor, float] = \
+        self._one_text_seconds: weakref.WeakKeyDictionary[Predictor, float] = (
             weakref.WeakKeyDictionary()
+        )
         """Per predictor, a moving average of lone one-text call times."""
         self.max_queue_delay = max_queue_delay
         """Refuse a request whose texts would wait longer than this in the queue; 0: never."""
@@ -138,18 +140,19 @@ class MicroBatcher:
             self._running += 1
             try:
                 if len(texts) != 1:
-                    return await loop.run_in_executor(self._executor, self._score, predictor,
-                                                      texts)
+                    return await loop.run_in_executor(self._executor, self._score, predictor, texts)
                 usual = self._one_text_seconds.get(predictor)
                 started = time.perf_counter()
                 if usual is not None and usual < self.inline_below:
                     scored = self._score(predictor, texts)
                 else:
-                    scored = await loop.run_in_executor(self._executor, self._score,
-                                                        predictor, texts)
+                    scored = await loop.run_in_executor(
+                        self._executor, self._score, predictor, texts
+                    )
                 took = time.perf_counter() - started
-                self._one_text_seconds[predictor] = took if usual is None else \
-                    0.8 * usual + 0.2 * took
+                self._one_text_seconds[predictor] = (
+                    took if usual is None else 0.8 * usual + 0.2 * took
+                )
                 return scored
             finally:
                 self._running -= 1
@@ -167,18 +170,23 @@ class MicroBatcher:
         """Refuse ``texts`` more when they would wait longer than ``max_queue_delay``."""
         if not self.max_queue_delay or not self._seconds_per_text:
             return
-        delay = ((self._waiting_texts + texts) * self._seconds_per_text
-                 / self._capacity(predictor))
+        delay = (self._waiting_texts + texts) * self._seconds_per_text / self._capacity(predictor)
         if delay > self.max_queue_delay:
             self.shed += 1
             raise OverloadedError(
                 f"model {self.name!r} is overloaded: {self._waiting_texts} texts are queued, "
                 f"about {delay:.1f}s of work (serving.max_queue_delay "
-                f"{self.max_queue_delay:g}s); retry later", retry_after=max(1.0, delay))
+                f"{self.max_queue_delay:g}s); retry later",
+                retry_after=max(1.0, delay),
+            )
 
     def _idle(self) -> bool:
-        return (not self._concurrent and self._running == 0 and self._carry is None
-                and (self._queue is None or self._queue.empty()))
+        return (
+            not self._concurrent
+            and self._running == 0
+            and self._carry is None
+            and (self._queue is None or self._queue.empty())
+        )
 
     def _capacity(self, predictor: Predictor) -> int:
         wanted = self.parallel_batches or predictor.parallel_batches
@@ -270,7 +278,7 @@ class MicroBatcher:
                 continue
             offset = 0
             for request in group.requests:
-                results.append((probabilities[offset:offset + len(request.texts)], seconds))
+                results.append((probabilities[offset : offset + len(request.texts)], seconds))
                 offset += len(request.texts)
         return results
 
@@ -288,7 +296,7 @@ class MicroBatcher:
         chunks: list[NDArray[np.float64]] = []
         seconds = 0.0
         for start in range(0, len(texts), self.max_batch_size):
-            chunk = texts[start:start + self.max_batch_size]
+            chunk = texts[start : start + self.max_batch_size]
             started = time.perf_counter()
             answer = predictor.predict(chunk)
             if not isinstance(predictor, TextClassifier):  # driftloop's own are checked at load
@@ -298,8 +306,11 @@ class MicroBatcher:
             took = time.perf_counter() - started
             seconds += took
             per_text = took / len(chunk)
-            self._seconds_per_text = per_text if not self._seconds_per_text else \
-                0.9 * self._seconds_per_text + 0.1 * per_text
+            self._seconds_per_text = (
+                per_text
+                if not self._seconds_per_text
+                else 0.9 * self._seconds_per_text + 0.1 * per_text
+            )
             if self.observer is not None:
                 self.observer(len(chunk))
         return (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]), seconds

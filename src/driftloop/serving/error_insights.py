@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 class PredictErrorReporter:
     """An answer observer: ``reporter(path, status)``."""
 
-    def __init__(self, insights: Callable[[], InsightsClient | None],
-                 served: Callable[[str], bool]) -> None:
+    def __init__(
+        self, insights: Callable[[], InsightsClient | None], served: Callable[[str], bool]
+    ) -> None:
         self.insights = insights
         self.served = served
 
@@ -42,12 +43,13 @@ class PredictErrorReporter:
             return
         found = PREDICT_PATH.fullmatch(path)
         client = self.insights()
-        if found is None or client is None \
-                or not self.served(name := found["name"] or found["v2"]):
+        if found is None or client is None or not self.served(name := found["name"] or found["v2"]):
             return
         try:
-            client.report({PREDICT_ERROR_METRIC: 1.0},
-                          {"model": name, STATUS_CLASS_TAG: f"{status // 100}xx"},
-                          timestamp=time.time())
+            client.report(
+                {PREDICT_ERROR_METRIC: 1.0},
+                {"model": name, STATUS_CLASS_TAG: f"{status // 100}xx"},
+                timestamp=time.time(),
+            )
         except ConflictError:  # the client closed during shutdown
             logger.debug("insights client closed; not reporting a predict error")

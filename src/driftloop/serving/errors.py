@@ -73,9 +73,12 @@ class ErrorResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in (
-        (401, "no or unknown API key"), (403, "the key lacks the scope"),
-        (404, "unknown model or version"), (413, "a size limit was exceeded"),
-        (422, "malformed or invalid input"), (503, "model not loaded or a backend is down"),
+        (401, "no or unknown API key"),
+        (403, "the key lacks the scope"),
+        (404, "unknown model or version"),
+        (413, "a size limit was exceeded"),
+        (422, "malformed or invalid input"),
+        (503, "model not loaded or a backend is down"),
     )
 }
 """The error answers of the keyed routes, for their OpenAPI ``responses``."""
@@ -91,8 +94,11 @@ def error_body(kind: str, message: str, limit: str | None = None) -> dict[str, A
 
 def error_json(kind: str, message: str, limit: str | None = None) -> bytes:
     """:func:`error_body` encoded, for ASGI middlewares that answer before routing."""
-    return ErrorResponse(error=ErrorDetail(type=kind, message=message, limit=limit)
-                         ).model_dump_json(exclude_none=True).encode()
+    return (
+        ErrorResponse(error=ErrorDetail(type=kind, message=message, limit=limit))
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
 
 
 def error_headers(error: DriftloopError) -> dict[str, str] | None:
@@ -108,8 +114,11 @@ def error_response(error: DriftloopError, path: str = "") -> JSONResponse:
     """The answer to ``error``: its status, the one body, its headers. Routers raise instead;
     this is for one that must add to the answer (the dashboard ends a session cookie)."""
     limit = error.limit if isinstance(error, LimitError | InvalidTextError) else None
-    return JSONResponse(_body_for(path, type(error).__name__, error.message, limit),
-                        status_code=error.status_code, headers=error_headers(error))
+    return JSONResponse(
+        _body_for(path, type(error).__name__, error.message, limit),
+        status_code=error.status_code,
+        headers=error_headers(error),
+    )
 
 
 def _body_for(path: str, kind: str, message: str, limit: str | None = None) -> dict[str, Any]:
@@ -123,8 +132,9 @@ def _body_for(path: str, kind: str, message: str, limit: str | None = None) -> d
 async def _driftloop_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DriftloopError)
     if exc.status_code >= 500 and not isinstance(exc, OverloadedError):
-        logger.error("%s %s: %s: %s", request.method, request.url.path,
-                     type(exc).__name__, exc.message)
+        logger.error(
+            "%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message
+        )
     return error_response(exc, request.url.path)
 
 
@@ -132,9 +142,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(
         f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-        for problem in exc.errors())
-    return JSONResponse(_body_for(request.url.path, "InvalidInputError",
-                                  f"invalid request: {problems}"), status_code=422)
+        for problem in exc.errors()
+    )
+    return JSONResponse(
+        _body_for(request.url.path, "InvalidInputError", f"invalid request: {problems}"),
+        status_code=422,
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -144,15 +157,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = str(exc.detail)
     if status == 404 and message == HTTPStatus.NOT_FOUND.phrase:
         message = f"no such endpoint: {request.method} {request.url.path}"
-    return JSONResponse(_body_for(request.url.path, _KIND_BY_STATUS.get(status, "HTTPError"),
-                                  message), status_code=status, headers=exc.headers)
+    return JSONResponse(
+        _body_for(request.url.path, _KIND_BY_STATUS.get(status, "HTTPError"), message),
+        status_code=status,
+        headers=exc.headers,
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path,
-                     exc_info=exc)
-    return JSONResponse(_body_for(request.url.path, INTERNAL_ERROR, "internal server error"),
-                        status_code=500)
+    logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        _body_for(request.url.path, INTERNAL_ERROR, "internal server error"), status_code=500
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -60,11 +60,14 @@ class InsightPoint(StrictBody):
     name: str = Field(description="metric name, e.g. model_confidence")
     value: StrictFloat | StrictInt = Field(description="a finite number")
     timestamp: AwareDatetime | StrictFloat | StrictInt | None = Field(
-        None, description="ISO 8601 with a time zone, or unix seconds; default: when received")
-    tags: dict[str, str] = Field(default_factory=dict,
-                                 description="e.g. {\"model\": \"reviews\", \"version\": \"3\"}")
+        None, description="ISO 8601 with a time zone, or unix seconds; default: when received"
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description='e.g. {"model": "reviews", "version": "3"}'
+    )
     point_id: str | None = Field(
-        None, description="idempotency key: a point sent again with the same id is stored once")
+        None, description="idempotency key: a point sent again with the same id is stored once"
+    )
 
     @field_validator("name")
     @classmethod
@@ -115,11 +118,16 @@ class InsightsResponse(BaseModel):
 
 def parse_points(data: Any, *, max_points: int, received: float) -> PointBatch:
     """The request's points as a batch, or a 413/422 naming the first bad one."""
-    if isinstance(data, dict) and isinstance(data.get("points"), list) \
-            and len(data["points"]) > max_points:
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("points"), list)
+        and len(data["points"]) > max_points
+    ):
         raise LimitError(
             f"{len(data['points'])} points in one request exceed serving.max_insight_points "
-            f"({max_points}); send them in several requests", "serving.max_insight_points")
+            f"({max_points}); send them in several requests",
+            "serving.max_insight_points",
+        )
     points = parse_body(InsightsRequest, data).points
     if not points:
         raise InvalidInputError("'points' is empty: send at least one point")
@@ -134,23 +142,36 @@ def parse_points(data: Any, *, max_points: int, received: float) -> PointBatch:
             raise InvalidInputError(
                 f"invalid request: points.{index}.timestamp lies "
                 f"{timestamp - received:.0f} s in the future (tolerance "
-                f"{FUTURE_TOLERANCE_SECONDS:.0f} s): check the sender's clock")
-        batch.append(MetricPoint(point.name, float(point.value), timestamp, dict(point.tags),
-                                 point.point_id or uuid.uuid4().hex))
+                f"{FUTURE_TOLERANCE_SECONDS:.0f} s): check the sender's clock"
+            )
+        batch.append(
+            MetricPoint(
+                point.name,
+                float(point.value),
+                timestamp,
+                dict(point.tags),
+                point.point_id or uuid.uuid4().hex,
+            )
+        )
     return PointBatch.of(batch)
 
 
-def insights_router(insights_key: Callable[..., Any],
-                    responses: dict[int | str, dict[str, Any]]) -> APIRouter:
+def insights_router(
+    insights_key: Callable[..., Any], responses: dict[int | str, dict[str, Any]]
+) -> APIRouter:
     """The router; ``insights_key`` is the dependency that checks the ``insights`` scope and
     ``responses`` the error responses every route documents."""
     router = APIRouter(prefix="/v1", responses=responses)
 
-    @router.post("/insights", status_code=202, response_model=InsightsResponse,
-                 tags=["insights"], openapi_extra=request_body_schema(InsightsRequest),
-                 summary="Report insight points from a model served elsewhere")
-    async def report(request: Request,
-                     key: ApiKeyInfo = Depends(insights_key)) -> JSONResponse:
+    @router.post(
+        "/insights",
+        status_code=202,
+        response_model=InsightsResponse,
+        tags=["insights"],
+        openapi_extra=request_body_schema(InsightsRequest),
+        summary="Report insight points from a model served elsewhere",
+    )
+    async def report(request: Request, key: ApiKeyInfo = Depends(insights_key)) -> JSONResponse:
         state = request.app.state.serving
         settings = state.config.serving
         data = await read_json_body(request, settings.max_body_bytes)

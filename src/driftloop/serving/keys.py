@@ -59,8 +59,11 @@ class Scope(StrEnum):
     def allows(self, required: Scope) -> bool:
         """``admin`` implies every other scope, ``predict`` implies ``label`` (a client sends the
         true labels of its own predictions); the others allow only themselves."""
-        return (self is Scope.ADMIN or self is required
-                or (self is Scope.PREDICT and required is Scope.LABEL))
+        return (
+            self is Scope.ADMIN
+            or self is required
+            or (self is Scope.PREDICT and required is Scope.LABEL)
+        )
 
 
 @dataclass(frozen=True)
@@ -122,12 +125,19 @@ class ApiKeyStore:
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         info = ApiKeyInfo(key_id, name or f"key-{key_id}", scope, time.time(), None)
         with self._begin() as connection:
-            connection.execute(api_keys.insert().values(
-                key_id=info.key_id, name=info.name, scope=info.scope.value,
-                key_hash=hash_key(key), created_at=info.created_at, revoked_at=None,
-            ))
-        logger.info("API key %s created: scope %s, name %r", info.key_id, info.scope.value,
-                    info.name)
+            connection.execute(
+                api_keys.insert().values(
+                    key_id=info.key_id,
+                    name=info.name,
+                    scope=info.scope.value,
+                    key_hash=hash_key(key),
+                    created_at=info.created_at,
+                    revoked_at=None,
+                )
+            )
+        logger.info(
+            "API key %s created: scope %s, name %r", info.key_id, info.scope.value, info.name
+        )
         return CreatedApiKey(key, info)
 
     def list(self, *, include_revoked: bool = True) -> list[ApiKeyInfo]:
@@ -143,17 +153,24 @@ class ApiKeyStore:
         if match:
             key_id = match.group(1)
         with self._begin() as connection:
-            row = connection.execute(
-                sa.select(api_keys).where(api_keys.c.key_id == key_id)
-            ).mappings().first()
+            row = (
+                connection.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise NotFoundError(f"no API key with id {key_id!r}")
             if row["revoked_at"] is None:
-                connection.execute(api_keys.update().where(api_keys.c.key_id == key_id)
-                                   .values(revoked_at=time.time()))
-            row = connection.execute(
-                sa.select(api_keys).where(api_keys.c.key_id == key_id)
-            ).mappings().one()
+                connection.execute(
+                    api_keys.update()
+                    .where(api_keys.c.key_id == key_id)
+                    .values(revoked_at=time.time())
+                )
+            row = (
+                connection.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))
+                .mappings()
+                .one()
+            )
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[0].key_id != key_id}
         logger.info("API key %s revoked", key_id)
@@ -163,9 +180,11 @@ class ApiKeyStore:
         """The key ``key_id`` as the store has it now (never from the cache); :class:`AuthError`
         when it no longer exists or was revoked."""
         with self._begin() as connection:
-            row = connection.execute(
-                sa.select(api_keys).where(api_keys.c.key_id == key_id)
-            ).mappings().first()
+            row = (
+                connection.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             raise AuthError(f"API key {key_id} no longer exists")
         info = _info(row)
@@ -187,9 +206,11 @@ class ApiKeyStore:
         if match is None:
             raise AuthError("malformed API key")
         with self._begin() as connection:
-            row = connection.execute(
-                sa.select(api_keys).where(api_keys.c.key_id == match.group(1))
-            ).mappings().first()
+            row = (
+                connection.execute(sa.select(api_keys).where(api_keys.c.key_id == match.group(1)))
+                .mappings()
+                .first()
+            )
         if row is None or not hmac.compare_digest(str(row["key_hash"]), digest):
             raise AuthError("unknown API key")
         info = _info(row)
@@ -208,7 +229,8 @@ class ApiKeyStore:
             # the statement and its values stay in the log: the answer may go to anyone
             logger.warning("API keys: the store %s failed: %s", self.database.safe_url, exc)
             raise BackendUnavailableError(
-                "API keys: the store is unavailable; try again later") from exc
+                "API keys: the store is unavailable; try again later"
+            ) from exc
 
 
 def _info(row: sa.RowMapping) -> ApiKeyInfo:

@@ -52,7 +52,9 @@ class BodyLimitMiddleware:
     """A pure ASGI middleware: 413 for a request body over ``max_body_bytes``, on any route."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int,
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
         streamed: Sequence[tuple[re.Pattern[str], int, str]] = (),
     ) -> None:
         self.app = app
@@ -77,17 +79,20 @@ class BodyLimitMiddleware:
         path = scope.get("path", "")
         for pattern, streamed_limit, key in self.streamed:
             if pattern.fullmatch(path):
-                if declared is not None and declared.isdigit() and \
-                        int(declared) > streamed_limit:
-                    await self._refuse(send, f"request body of {int(declared)} bytes exceeds "
-                                             f"{key} ({streamed_limit})", key)
+                if declared is not None and declared.isdigit() and int(declared) > streamed_limit:
+                    await self._refuse(
+                        send,
+                        f"request body of {int(declared)} bytes exceeds {key} ({streamed_limit})",
+                        key,
+                    )
                     return
                 await self.app(scope, receive, send)
                 return
         limit = self.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, f"request body of {int(declared)} bytes exceeds "
-                                     f"{BODY_LIMIT} ({limit})")
+            await self._refuse(
+                send, f"request body of {int(declared)} bytes exceeds {BODY_LIMIT} ({limit})"
+            )
             return
         if not chunked and (declared is not None or scope.get("http_version", "1.1")[0] == "1"):
             # the server delivers exactly Content-Length bytes (or none when there is none)
@@ -124,10 +129,16 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _refuse(send: Send, message: str, limit: str = BODY_LIMIT) -> None:
         content = error_json(LimitError.__name__, message, limit)
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(content)).encode()),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
 

@@ -54,12 +54,7 @@ from driftloop.config import ServingConfig
 from driftloop.errors import InvalidInputError
 from driftloop.predictors.schema import FEATURE_METRIC_PREFIX, FEATURE_NAME, InputSchema
 from driftloop.serving.keys import ApiKeyInfo
-from driftloop.serving.model_io import (
-    PREDICTED_CLASS,
-    item_digest,
-    parse_inputs,
-    sampled_features,
-)
+from driftloop.serving.model_io import PREDICTED_CLASS, item_digest, parse_inputs, sampled_features
 from driftloop.serving.prediction_log import LoggedEntry, external_log_id
 from driftloop.serving.schemas import (
     LimitError,
@@ -83,18 +78,29 @@ FeatureValue = StrictStr | StrictBool | StrictInt | StrictFloat | None
 class LoggedPrediction(StrictBody):
     """One prediction made elsewhere."""
 
-    id: StrictStr = Field(min_length=1, max_length=MAX_ID_CHARS,
-                          description="the client's id for it; feedback names it")
+    id: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="the client's id for it; feedback names it",
+    )
     input: StrictStr | dict[str, FeatureValue] | None = Field(
-        None, description="the text, or the record of features, it scored")
-    class_: StrictStr | None = Field(None, alias="class", min_length=1, max_length=256,
-                                     description="the predicted class (classification)")
+        None, description="the text, or the record of features, it scored"
+    )
+    class_: StrictStr | None = Field(
+        None,
+        alias="class",
+        min_length=1,
+        max_length=256,
+        description="the predicted class (classification)",
+    )
     confidence: StrictFloat | StrictInt | None = Field(None, ge=0.0, le=1.0)
     probabilities: dict[str, StrictFloat | StrictInt] | None = Field(
-        None, description="class -> probability (classification)")
+        None, description="class -> probability (classification)"
+    )
     value: StrictFloat | StrictInt | None = Field(None, description="the value (regression)")
     timestamp: AwareDatetime | StrictFloat | StrictInt | None = Field(
-        None, description="when it was predicted: ISO 8601 or unix seconds; default: now")
+        None, description="when it was predicted: ISO 8601 or unix seconds; default: now"
+    )
 
     @field_validator("id")
     @classmethod
@@ -102,9 +108,11 @@ class LoggedPrediction(StrictBody):
         if any(ord(char) < 32 or ord(char) == 127 for char in value):
             raise ValueError("must not contain control characters")
         if SERVED_ID.match(value):
-            raise ValueError("32 lowercase hex digits is the shape of the ids this server "
-                             "issues; give a logged prediction an id of another shape "
-                             "(e.g. prefix it)")
+            raise ValueError(
+                "32 lowercase hex digits is the shape of the ids this server "
+                "issues; give a logged prediction an id of another shape "
+                "(e.g. prefix it)"
+            )
         return value
 
     @field_validator("input")
@@ -117,8 +125,10 @@ class LoggedPrediction(StrictBody):
                 raise ValueError(f"at most {MAX_FEATURES} features, got {len(value)}")
             for name, feature in value.items():
                 if not FEATURE_NAME.match(name):
-                    raise ValueError(f"feature name {name!r} must be a letter or _ then "
-                                     "letters, digits, _ . - (at most 64 characters)")
+                    raise ValueError(
+                        f"feature name {name!r} must be a letter or _ then "
+                        "letters, digits, _ . - (at most 64 characters)"
+                    )
                 if isinstance(feature, float) and not math.isfinite(feature):
                     raise ValueError(f"feature {name!r} must be a finite number")
         return value
@@ -134,8 +144,9 @@ class LoggedPrediction(StrictBody):
 class LogPredictionsRequest(StrictBody):
     """``{"version": 7, "predictions": [{"id", "input"?, "class"?, ...}, ...]}``."""
 
-    version: StrictInt = Field(ge=0, le=2**31 - 1,
-                               description="the version of the model that made them")
+    version: StrictInt = Field(
+        ge=0, le=2**31 - 1, description="the version of the model that made them"
+    )
     predictions: list[LoggedPrediction] = Field(min_length=1)
 
 
@@ -175,8 +186,7 @@ def model_facts(state: Any, name: str) -> ModelFacts:
                 classes.update(other.labels)
     if slot is None:
         return ModelFacts(classes, None, None)
-    return ModelFacts(classes, slot.predictor.inputs, slot.predictor.output,
-                      tuple(slot.labels))
+    return ModelFacts(classes, slot.predictor.inputs, slot.predictor.output, tuple(slot.labels))
 
 
 @dataclass(frozen=True)
@@ -190,8 +200,14 @@ class CheckedPrediction:
     timestamp: float
 
 
-def check_logged(request: LogPredictionsRequest, facts: ModelFacts, settings: ServingConfig,
-                 *, received: float, retention: float) -> list[CheckedPrediction]:
+def check_logged(
+    request: LogPredictionsRequest,
+    facts: ModelFacts,
+    settings: ServingConfig,
+    *,
+    received: float,
+    retention: float,
+) -> list[CheckedPrediction]:
     """The request's predictions, checked whole (422 naming the first bad item)."""
     items = request.predictions
     _check_inputs(items, facts, settings)
@@ -205,8 +221,9 @@ def check_logged(request: LogPredictionsRequest, facts: ModelFacts, settings: Se
     return checked
 
 
-def _check_inputs(items: Sequence[LoggedPrediction], facts: ModelFacts,
-                  settings: ServingConfig) -> None:
+def _check_inputs(
+    items: Sequence[LoggedPrediction], facts: ModelFacts, settings: ServingConfig
+) -> None:
     texts = [item.input for item in items if isinstance(item.input, str)]
     records = [item.input for item in items if isinstance(item.input, dict)]
     if texts and records:
@@ -223,33 +240,38 @@ def _check_inputs(items: Sequence[LoggedPrediction], facts: ModelFacts,
             parse_inputs(schema, {"records": records}, settings)
 
 
-def _checked(item: LoggedPrediction, facts: ModelFacts, *, received: float,
-             retention: float) -> CheckedPrediction:
+def _checked(
+    item: LoggedPrediction, facts: ModelFacts, *, received: float, retention: float
+) -> CheckedPrediction:
     timestamp = _unix_time(item.timestamp, received)
     if timestamp > received + FUTURE_TOLERANCE_SECONDS:
-        raise ValueError(f"timestamp lies {timestamp - received:.0f} s in the future "
-                         f"(tolerance {FUTURE_TOLERANCE_SECONDS:.0f} s): check the clock")
+        raise ValueError(
+            f"timestamp lies {timestamp - received:.0f} s in the future "
+            f"(tolerance {FUTURE_TOLERANCE_SECONDS:.0f} s): check the clock"
+        )
     if timestamp < received - retention:
-        raise ValueError("timestamp is older than serving.prediction_log_retention: "
-                         "feedback could not join it")
+        raise ValueError(
+            "timestamp is older than serving.prediction_log_retention: feedback could not join it"
+        )
     classified = item.class_ is not None or item.probabilities is not None
     if classified == (item.value is not None):
-        raise ValueError("give 'class' and/or 'probabilities' (classification), or 'value' "
-                         "(regression)")
+        raise ValueError(
+            "give 'class' and/or 'probabilities' (classification), or 'value' (regression)"
+        )
     if item.value is not None:
         if facts.output == "classification":
             raise ValueError("this model classifies: give 'class', not 'value'")
         value = float(item.value)
-        return CheckedPrediction(item.id, item.input, format(value, ".6g"), None, value,
-                                 timestamp)
+        return CheckedPrediction(item.id, item.input, format(value, ".6g"), None, value, timestamp)
     if facts.output == "regression":
         raise ValueError("this model is a regression: give 'value', not 'class'")
     predicted, confidence = _class_and_confidence(item, facts.classes)
     return CheckedPrediction(item.id, item.input, predicted, confidence, None, timestamp)
 
 
-def _class_and_confidence(item: LoggedPrediction, classes: Collection[str] | None
-                          ) -> tuple[str, float | None]:
+def _class_and_confidence(
+    item: LoggedPrediction, classes: Collection[str] | None
+) -> tuple[str, float | None]:
     probabilities = item.probabilities
     confidence = None if item.confidence is None else float(item.confidence)
     if probabilities is not None:
@@ -291,22 +313,35 @@ def _unix_time(stamp: datetime | float | None, received: float) -> float:
     return seconds
 
 
-def log_entries(model: str, version: int, predictions: Sequence[CheckedPrediction]
-                ) -> list[LoggedEntry]:
+def log_entries(
+    model: str, version: int, predictions: Sequence[CheckedPrediction]
+) -> list[LoggedEntry]:
     """The prediction log's rows of ``predictions``, under their namespaced keys (an id twice
     in one request: its first)."""
     entries: dict[str, LoggedEntry] = {}
     for item in predictions:
         key = external_log_id(model, item.client_id)
-        entries.setdefault(key, LoggedEntry(
-            key, model, version, item.predicted, item.timestamp,
-            None if item.input is None else item_digest(item.input)))
+        entries.setdefault(
+            key,
+            LoggedEntry(
+                key,
+                model,
+                version,
+                item.predicted,
+                item.timestamp,
+                None if item.input is None else item_digest(item.input),
+            ),
+        )
     return list(entries.values())
 
 
-def logged_insights(model: str, version: int, predictions: Sequence[CheckedPrediction],
-                    facts: ModelFacts, feature_rate: float
-                    ) -> list[tuple[dict[str, float], dict[str, str], float]]:
+def logged_insights(
+    model: str,
+    version: int,
+    predictions: Sequence[CheckedPrediction],
+    facts: ModelFacts,
+    feature_rate: float,
+) -> list[tuple[dict[str, float], dict[str, str], float]]:
     """The insights each logged prediction reports: values, tags, time. A record's features
     (with probability ``feature_rate``) against the loaded version's schema, or, for a model
     not loaded here, its numbers and booleans; the class as ``predicted_class`` when a loaded
@@ -332,18 +367,21 @@ def logged_insights(model: str, version: int, predictions: Sequence[CheckedPredi
     return points
 
 
-def _features(record: dict[str, Any], schema: InputSchema | None, rate: float
-              ) -> dict[str, float]:
+def _features(record: dict[str, Any], schema: InputSchema | None, rate: float) -> dict[str, float]:
     if schema is not None:
         return sampled_features(schema, record, rate)
     if rate <= 0.0 or (rate < 1.0 and random.random() >= rate):
         return {}
-    return {FEATURE_METRIC_PREFIX + name: float(value) for name, value in record.items()
-            if isinstance(value, bool | int | float)}
+    return {
+        FEATURE_METRIC_PREFIX + name: float(value)
+        for name, value in record.items()
+        if isinstance(value, bool | int | float)
+    }
 
 
-def _first_of_each(model: str, checked: Sequence[CheckedPrediction], fresh: set[str]
-                   ) -> list[CheckedPrediction]:
+def _first_of_each(
+    model: str, checked: Sequence[CheckedPrediction], fresh: set[str]
+) -> list[CheckedPrediction]:
     """The predictions logged now: those whose key ``fresh`` holds, each id once."""
     new: dict[str, CheckedPrediction] = {}
     for item in checked:
@@ -357,37 +395,47 @@ Report = Callable[[Any, dict[str, float], dict[str, str], float], None]
 """``report(state, values, tags, timestamp)``: report one point's insights."""
 
 
-def logged_predictions_router(insights_key: Callable[..., Any], report: Report,
-                              responses: dict[int | str, dict[str, Any]]) -> APIRouter:
+def logged_predictions_router(
+    insights_key: Callable[..., Any], report: Report, responses: dict[int | str, dict[str, Any]]
+) -> APIRouter:
     """The router; ``insights_key`` checks the ``insights`` scope and ``report`` reports a
     logged prediction's insights."""
     router = APIRouter(prefix="/v1/models", responses=responses)
 
-    @router.post("/{name}/predictions", response_model=LogPredictionsResponse,
-                 tags=["insights"], openapi_extra=request_body_schema(LogPredictionsRequest),
-                 summary="Log predictions a model served elsewhere made, for feedback")
-    async def log_predictions(name: str, request: Request,
-                              key: ApiKeyInfo = Depends(insights_key)
-                              ) -> LogPredictionsResponse:
+    @router.post(
+        "/{name}/predictions",
+        response_model=LogPredictionsResponse,
+        tags=["insights"],
+        openapi_extra=request_body_schema(LogPredictionsRequest),
+        summary="Log predictions a model served elsewhere made, for feedback",
+    )
+    async def log_predictions(
+        name: str, request: Request, key: ApiKeyInfo = Depends(insights_key)
+    ) -> LogPredictionsResponse:
         state = request.app.state.serving
         settings: ServingConfig = state.config.serving
         known = model_facts(state, name)
         data = await read_json_body(request, settings.max_body_bytes)
-        if isinstance(data, dict) and isinstance(data.get("predictions"), list) \
-                and len(data["predictions"]) > settings.max_texts_per_request:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("predictions"), list)
+            and len(data["predictions"]) > settings.max_texts_per_request
+        ):
             raise LimitError(
                 f"{len(data['predictions'])} predictions in one request exceed "
                 f"serving.max_texts_per_request ({settings.max_texts_per_request})",
-                "serving.max_texts_per_request")
+                "serving.max_texts_per_request",
+            )
         body = parse_body(LogPredictionsRequest, data)
         log = state.predictions
-        checked = check_logged(body, known, settings, received=time.time(),
-                               retention=log.retention)
+        checked = check_logged(body, known, settings, received=time.time(), retention=log.retention)
         fresh = await anyio.to_thread.run_sync(
-            log.write_external, log_entries(name, body.version, checked))
+            log.write_external, log_entries(name, body.version, checked)
+        )
         new = _first_of_each(name, checked, fresh)
-        for values, tags, timestamp in logged_insights(name, body.version, new, known,
-                                                       settings.feature_insights_rate):
+        for values, tags, timestamp in logged_insights(
+            name, body.version, new, known, settings.feature_insights_rate
+        ):
             report(state, values, tags, timestamp)
         return LogPredictionsResponse(accepted=len(new), duplicates=len(checked) - len(new))
 

@@ -83,7 +83,9 @@ def parse_inputs(inputs: InputSchema, data: Any, settings: ServingConfig) -> lis
     if len(records) > settings.max_texts_per_request:
         raise LimitError(
             f"{len(records)} records in one request exceed serving.max_texts_per_request "
-            f"({settings.max_texts_per_request})", "serving.max_texts_per_request")
+            f"({settings.max_texts_per_request})",
+            "serving.max_texts_per_request",
+        )
     return [record.model_dump(by_alias=True) for record in records if record is not None]
 
 
@@ -99,10 +101,11 @@ def record_request_model(inputs: InputSchema, max_chars: int) -> type[BaseModel]
         else:
             fields[f"f{index}"] = (annotation, Field(alias=feature.name))
     record = create_model(
-        "Record", __config__=ConfigDict(extra="forbid", frozen=True, strict=True),
-        **fields)
+        "Record", __config__=ConfigDict(extra="forbid", frozen=True, strict=True), **fields
+    )
     request: type[BaseModel] = create_model(
-        "RecordsPredictRequest", __base__=StrictBody,
+        "RecordsPredictRequest",
+        __base__=StrictBody,
         records=(list[record] | None, Field(None, description="records to predict")),
         record=(record | None, Field(None, description="one record to predict")),
     )
@@ -145,8 +148,9 @@ def item_digest(item: Any) -> str:
 # --- scoring -------------------------------------------------------------------------------
 
 
-async def score(batcher: MicroBatcher, predictor: Predictor, items: Sequence[Any], *,
-                name: str, version: int) -> Scored:
+async def score(
+    batcher: MicroBatcher, predictor: Predictor, items: Sequence[Any], *, name: str, version: int
+) -> Scored:
     """``predictor.predict(items)`` through the model's batcher; a failure of the model's own
     code, or an answer that does not fit its declared output, is a :class:`PredictionError`
     naming ``name`` and ``version``."""
@@ -163,15 +167,23 @@ async def score(batcher: MicroBatcher, predictor: Predictor, items: Sequence[Any
 def _failed(name: str, version: int, exc: Exception) -> PredictionError:
     logger.error("model %s v%d failed to predict", name, version, exc_info=exc)
     detail = exc.message if isinstance(exc, DriftloopError) else type(exc).__name__
-    return PredictionError(f"model {name!r} v{version} failed to predict ({detail}); the "
-                           "traceback is in the server log")
+    return PredictionError(
+        f"model {name!r} v{version} failed to predict ({detail}); the "
+        "traceback is in the server log"
+    )
 
 
 # --- answers of a regression model ---------------------------------------------------------
 
 
-def regression_body(state: ServingState, name: str, slot: ModelSlot, items: Sequence[Any],
-                    outputs: NDArray[np.float64], latency_ms: float) -> dict[str, Any]:
+def regression_body(
+    state: ServingState,
+    name: str,
+    slot: ModelSlot,
+    items: Sequence[Any],
+    outputs: NDArray[np.float64],
+    latency_ms: float,
+) -> dict[str, Any]:
     """The response body of a regression model: one ``{"id", "value"[, "interval"]}`` per
     input. Reports ``prediction`` and the predictor's input signals per input, the request's
     ``latency_ms``, and remembers each prediction (its value as the predicted class)."""
@@ -184,7 +196,8 @@ def regression_body(state: ServingState, name: str, slot: ModelSlot, items: Sequ
     rate = state.config.serving.feature_insights_rate
     points: list[dict[str, float]] = [
         {PREDICTION: value, **sampled_features(slot.predictor.inputs, item, rate)}
-        for value, item in zip(values, items, strict=True)]
+        for value, item in zip(values, items, strict=True)
+    ]
     for signal, column in input_signals(slot, items):
         for point, signal_value in zip(points, column, strict=True):
             point[signal] = signal_value
@@ -194,29 +207,40 @@ def regression_body(state: ServingState, name: str, slot: ModelSlot, items: Sequ
         if intervals is not None:
             answer["interval"] = intervals[index]
         predictions.append(answer)
-        state.predictions.remember(prediction_id, name, slot.version, format(value, ".6g"),
-                                   now, item_digest(items[index]))
+        state.predictions.remember(
+            prediction_id, name, slot.version, format(value, ".6g"), now, item_digest(items[index])
+        )
     report_points(state, [*points, {"latency_ms": latency_ms}], tags, now)
     state.metrics.predictions.labels(name, version).inc(len(items))
     return {"model": name, "version": slot.version, "predictions": predictions}
 
 
-async def score_regression_shadow(state: ServingState, name: str, shadow: ModelSlot,
-                                  items: Sequence[Any]) -> None:
+async def score_regression_shadow(
+    state: ServingState, name: str, shadow: ModelSlot, items: Sequence[Any]
+) -> None:
     """A regression shadow: its ``prediction`` per input and its latency, tagged
     ``shadow=true`` (it never touches the served answer)."""
     started = time.perf_counter()
     try:
         outputs = await anyio.to_thread.run_sync(predict_checked, shadow.predictor, items)
     except Exception:  # a failing shadow must never touch the served traffic
-        logger.warning("shadow %s v%d failed to score %d inputs", name, shadow.version,
-                       len(items), exc_info=True)
+        logger.warning(
+            "shadow %s v%d failed to score %d inputs",
+            name,
+            shadow.version,
+            len(items),
+            exc_info=True,
+        )
         return
     latency_ms = (time.perf_counter() - started) * 1000.0
     values = (outputs if outputs.ndim == 1 else outputs[:, 0]).tolist()
     tags = {"model": name, "version": str(shadow.version), SHADOW_TAG: "true"}
-    report_points(state, [*({PREDICTION: value} for value in values),
-                          {"latency_ms": latency_ms}], tags, time.time())
+    report_points(
+        state,
+        [*({PREDICTION: value} for value in values), {"latency_ms": latency_ms}],
+        tags,
+        time.time(),
+    )
 
 
 def predict_checked(predictor: Predictor, items: Sequence[Any]) -> NDArray[np.float64]:
@@ -235,15 +259,18 @@ def input_signals(slot: ModelSlot, items: Sequence[Any]) -> list[tuple[str, list
     """The predictor's per-input signals; none if they fail, which must never fail the
     answer."""
     try:
-        return [(signal, np.asarray(values, dtype=np.float64).tolist())
-                for signal, values in slot.predictor.input_signals(items).items()]
+        return [
+            (signal, np.asarray(values, dtype=np.float64).tolist())
+            for signal, values in slot.predictor.input_signals(items).items()
+        ]
     except Exception:
         logger.warning("input signals of %s v%d failed", slot.name, slot.version, exc_info=True)
         return []
 
 
-def report_points(state: ServingState, points: Sequence[dict[str, float]],
-                  tags: dict[str, str], timestamp: float) -> None:
+def report_points(
+    state: ServingState, points: Sequence[dict[str, float]], tags: dict[str, str], timestamp: float
+) -> None:
     insights = state.insights
     if insights is None:
         return
@@ -259,8 +286,9 @@ def report_points(state: ServingState, points: Sequence[dict[str, float]],
 PREDICT_PATH = "/v1/models/{name}/predict"
 
 
-def document_models(document: dict[str, Any], served: dict[str, Predictor | None],
-                    settings: ServingConfig) -> dict[str, Any]:
+def document_models(
+    document: dict[str, Any], served: dict[str, Predictor | None], settings: ServingConfig
+) -> dict[str, Any]:
     """A copy of ``document`` with one ``/v1/models/<model>/predict`` path per loaded model,
     whose request body is that model's own schema (and whose description names its output)."""
     generic = document.get("paths", {}).get(PREDICT_PATH, {}).get("post")
@@ -271,8 +299,9 @@ def document_models(document: dict[str, Any], served: dict[str, Predictor | None
         if predictor is None:
             continue
         operation = copy.deepcopy(generic)
-        operation["parameters"] = [p for p in operation.get("parameters", [])
-                                   if p.get("name") != "name"]
+        operation["parameters"] = [
+            p for p in operation.get("parameters", []) if p.get("name") != "name"
+        ]
         operation["operationId"] = f"predict_{model}"
         operation["summary"] = f"Predict with {model}"
         operation["description"] = _describe(model, predictor)
@@ -288,12 +317,19 @@ def _request_model(predictor: Predictor, settings: ServingConfig) -> type[BaseMo
 
 
 def _describe(model: str, predictor: Predictor) -> str:
-    inputs = "texts" if predictor.inputs.is_text else "records of " + ", ".join(
-        f"{f.name} ({f.type}{', optional' if f.optional else ''})"
-        for f in predictor.inputs.features)
+    inputs = (
+        "texts"
+        if predictor.inputs.is_text
+        else "records of "
+        + ", ".join(
+            f"{f.name} ({f.type}{', optional' if f.optional else ''})"
+            for f in predictor.inputs.features
+        )
+    )
     if predictor.output == "classification":
-        output = ("each prediction's class, confidence and probabilities over "
-                  + ", ".join(predictor.labels))
+        output = "each prediction's class, confidence and probabilities over " + ", ".join(
+            predictor.labels
+        )
     else:
         output = "each prediction's value (and its interval, when the model gives one)"
     return f"{model} takes {inputs}; it answers {output}."

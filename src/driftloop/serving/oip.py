@@ -66,15 +66,36 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 TEXT_INPUT = "text"
 SERVER_NAME = "driftloop"
 
-_FEATURE_DATATYPE = {"number": "FP64", "integer": "INT64", "boolean": "BOOL",
-                     "category": "BYTES", "string": "BYTES"}
+_FEATURE_DATATYPE = {
+    "number": "FP64",
+    "integer": "INT64",
+    "boolean": "BOOL",
+    "category": "BYTES",
+    "string": "BYTES",
+}
 _INTEGER_TYPES = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 _FLOAT_TYPES = ("FP16", "FP32", "FP64")
-_ACCEPTED = {"number": _FLOAT_TYPES + _INTEGER_TYPES, "integer": _INTEGER_TYPES,
-             "boolean": ("BOOL",), "category": ("BYTES",), "string": ("BYTES",)}
-_NUMPY_TYPE = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-               "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-               "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+_ACCEPTED = {
+    "number": _FLOAT_TYPES + _INTEGER_TYPES,
+    "integer": _INTEGER_TYPES,
+    "boolean": ("BOOL",),
+    "category": ("BYTES",),
+    "string": ("BYTES",),
+}
+_NUMPY_TYPE = {
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
 
 
 class _Strict(BaseModel):
@@ -112,27 +133,41 @@ def oip_router() -> APIRouter:
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @router.get("/health/ready", summary="Readiness of every model (Open Inference Protocol)",
-                responses={503: {"description": "a model is not loaded"}})
+    @router.get(
+        "/health/ready",
+        summary="Readiness of every model (Open Inference Protocol)",
+        responses={503: {"description": "a model is not loaded"}},
+    )
     async def ready(request: Request) -> Response:
         ready = _state(request).manager.ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-    @router.get("/models/{name}/ready", summary="Readiness of one model (Open Inference "
-                "Protocol)", responses={503: {"description": "the model is not loaded"},
-                                        404: {"description": "no such model"}})
+    @router.get(
+        "/models/{name}/ready",
+        summary="Readiness of one model (Open Inference Protocol)",
+        responses={
+            503: {"description": "the model is not loaded"},
+            404: {"description": "no such model"},
+        },
+    )
     async def model_ready(name: str, request: Request) -> Response:
         body = {"name": name, **readiness(_state(request).manager.get(name))}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @router.get("/models/{name}", summary="Model metadata (Open Inference Protocol)",
-                responses=ERROR_RESPONSES)
+    @router.get(
+        "/models/{name}",
+        summary="Model metadata (Open Inference Protocol)",
+        responses=ERROR_RESPONSES,
+    )
     async def model_metadata(name: str, request: Request, key: PredictKey) -> dict[str, Any]:
         slot = _state(request).manager.get(name).current()
         return model_metadata_body(name, slot.version, slot.predictor)
 
-    @router.post("/models/{name}/infer", summary="Inference (Open Inference Protocol)",
-                 responses=ERROR_RESPONSES)
+    @router.post(
+        "/models/{name}/infer",
+        summary="Inference (Open Inference Protocol)",
+        responses=ERROR_RESPONSES,
+    )
     async def infer(name: str, request: Request, key: PredictKey) -> Response:
         from driftloop.serving.app import (
             HASH_HEADER,
@@ -146,18 +181,27 @@ def oip_router() -> APIRouter:
         infer_request, binary = _read_request(request.headers, await request.body())
         settings = state.config.serving
         answer = await answer_request(
-            state, name, lambda inputs: request_items(inputs, infer_request, binary, settings),
-            started)
+            state,
+            name,
+            lambda inputs: request_items(inputs, infer_request, binary, settings),
+            started,
+        )
         outputs = response_outputs(answer.body["predictions"], answer.slot.predictor)
         body, raw, header_length = encode_response(
-            {"model_name": name, "model_version": str(answer.slot.version),
-             **({"id": infer_request.id} if infer_request.id is not None else {})},
-            select_outputs(outputs, infer_request))
+            {
+                "model_name": name,
+                "model_version": str(answer.slot.version),
+                **({"id": infer_request.id} if infer_request.id is not None else {}),
+            },
+            select_outputs(outputs, infer_request),
+        )
         total_ms = (time.perf_counter() - started) * 1000.0
-        headers = {VERSION_HEADER: str(answer.slot.version),
-                   HASH_HEADER: answer.slot.content_hash,
-                   SERVER_TIMING_HEADER: f"model;dur={answer.model_seconds * 1000.0:.3f}, "
-                                         f"total;dur={total_ms:.3f}"}
+        headers = {
+            VERSION_HEADER: str(answer.slot.version),
+            HASH_HEADER: answer.slot.content_hash,
+            SERVER_TIMING_HEADER: f"model;dur={answer.model_seconds * 1000.0:.3f}, "
+            f"total;dur={total_ms:.3f}",
+        }
         if header_length is None:
             return Response(body, media_type="application/json", headers=headers)
         headers[HEADER_LENGTH] = str(header_length)
@@ -180,16 +224,26 @@ def model_metadata_body(name: str, version: int, predictor: Predictor) -> dict[s
     if predictor.inputs.is_text:
         inputs = [_tensor(TEXT_INPUT, "BYTES", [-1])]
     else:
-        inputs = [_tensor(feature.name, _FEATURE_DATATYPE[feature.type], [-1])
-                  for feature in predictor.inputs.features]
+        inputs = [
+            _tensor(feature.name, _FEATURE_DATATYPE[feature.type], [-1])
+            for feature in predictor.inputs.features
+        ]
     if predictor.output == "classification":
-        outputs = [_tensor("class", "BYTES", [-1]), _tensor("confidence", "FP64", [-1]),
-                   _tensor("probabilities", "FP64", [-1, len(predictor.labels)])]
+        outputs = [
+            _tensor("class", "BYTES", [-1]),
+            _tensor("confidence", "FP64", [-1]),
+            _tensor("probabilities", "FP64", [-1, len(predictor.labels)]),
+        ]
     else:
         outputs = [_tensor("value", "FP64", [-1]), _tensor("interval", "FP64", [-1, 2])]
     outputs.append(_tensor("prediction_id", "BYTES", [-1]))
-    return {"name": name, "versions": [str(version)], "platform": f"driftloop-{__version__}",
-            "inputs": inputs, "outputs": outputs}
+    return {
+        "name": name,
+        "versions": [str(version)],
+        "platform": f"driftloop-{__version__}",
+        "inputs": inputs,
+        "outputs": outputs,
+    }
 
 
 def _tensor(name: str, datatype: str, shape: list[int]) -> dict[str, Any]:
@@ -206,9 +260,10 @@ def _read_request(headers: Any, raw: bytes) -> tuple[InferRequest, bytes]:
         json_part, binary = raw, b""
     else:
         if not declared.isdigit() or int(declared) > len(raw):
-            raise InvalidInputError(f"{HEADER_LENGTH} {declared!r} is not a length within the "
-                                    f"body ({len(raw)} bytes)")
-        json_part, binary = raw[:int(declared)], raw[int(declared):]
+            raise InvalidInputError(
+                f"{HEADER_LENGTH} {declared!r} is not a length within the body ({len(raw)} bytes)"
+            )
+        json_part, binary = raw[: int(declared)], raw[int(declared) :]
     if not json_part.strip():
         raise InvalidInputError("the request body is empty: send an inference request")
     try:
@@ -217,7 +272,8 @@ def _read_request(headers: Any, raw: bytes) -> tuple[InferRequest, bytes]:
         raise InvalidInputError(f"the request is not valid UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:
         raise InvalidInputError("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # an integer past Python's 4,300 digits
@@ -225,8 +281,9 @@ def _read_request(headers: Any, raw: bytes) -> tuple[InferRequest, bytes]:
     return parse_body(InferRequest, data), binary
 
 
-def request_items(inputs: InputSchema, request: InferRequest, binary: bytes,
-                  settings: Any) -> list[Any]:
+def request_items(
+    inputs: InputSchema, request: InferRequest, binary: bytes, settings: Any
+) -> list[Any]:
     """The request's texts or records for a model taking ``inputs``, checked exactly as a /v1
     request's (limits, types, categories)."""
     from driftloop.serving.model_io import parse_inputs
@@ -235,16 +292,16 @@ def request_items(inputs: InputSchema, request: InferRequest, binary: bytes,
     if inputs.is_text:
         unknown = sorted(set(columns) - {TEXT_INPUT})
         if unknown or TEXT_INPUT not in columns:
-            raise InvalidInputError(f"this text model takes one input {TEXT_INPUT!r} (BYTES); "
-                                    f"got {sorted(columns)}")
+            raise InvalidInputError(
+                f"this text model takes one input {TEXT_INPUT!r} (BYTES); got {sorted(columns)}"
+            )
         tensor, values = columns[TEXT_INPUT]
         _check_datatype(tensor, ("BYTES",))
         return parse_inputs(inputs, {"texts": values}, settings)
     features = {feature.name: feature for feature in inputs.features}
     unknown = sorted(set(columns) - set(features))
     if unknown:
-        raise InvalidInputError(f"unknown inputs {unknown}; this model takes "
-                                f"{sorted(features)}")
+        raise InvalidInputError(f"unknown inputs {unknown}; this model takes {sorted(features)}")
     missing = sorted(f.name for f in inputs.features if not f.optional and f.name not in columns)
     if missing:
         raise InvalidInputError(f"missing inputs {missing} (required features)")
@@ -254,8 +311,10 @@ def request_items(inputs: InputSchema, request: InferRequest, binary: bytes,
     rows = next(iter(sizes.values()))
     for name, (tensor, _) in columns.items():
         _check_datatype(tensor, _ACCEPTED[features[name].type])
-    records = [{name: _feature_value(features[name], values[row])
-                for name, (_, values) in columns.items()} for row in range(rows)]
+    records = [
+        {name: _feature_value(features[name], values[row]) for name, (_, values) in columns.items()}
+        for row in range(rows)
+    ]
     return parse_inputs(inputs, {"records": records}, settings)
 
 
@@ -267,8 +326,10 @@ def _feature_value(feature: Feature, value: Any) -> Any:
 
 def _check_datatype(tensor: InferTensor, accepted: Sequence[str]) -> None:
     if tensor.datatype not in accepted:
-        raise InvalidInputError(f"input {tensor.name!r} has datatype {tensor.datatype}; it "
-                                f"takes {' or '.join(accepted)}")
+        raise InvalidInputError(
+            f"input {tensor.name!r} has datatype {tensor.datatype}; it "
+            f"takes {' or '.join(accepted)}"
+        )
 
 
 def _columns(request: InferRequest, binary: bytes) -> dict[str, tuple[InferTensor, list[Any]]]:
@@ -279,29 +340,38 @@ def _columns(request: InferRequest, binary: bytes) -> dict[str, tuple[InferTenso
         if tensor.name in columns:
             raise InvalidInputError(f"input {tensor.name!r} is sent twice")
         if tensor.datatype not in _NUMPY_TYPE and tensor.datatype != "BYTES":
-            raise InvalidInputError(f"input {tensor.name!r} has unknown datatype "
-                                    f"{tensor.datatype!r}")
+            raise InvalidInputError(
+                f"input {tensor.name!r} has unknown datatype {tensor.datatype!r}"
+            )
         if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
-            raise InvalidInputError(f"input {tensor.name!r} has shape {tensor.shape}; send "
-                                    "[N] or [N, 1] (one value per row)")
+            raise InvalidInputError(
+                f"input {tensor.name!r} has shape {tensor.shape}; send "
+                "[N] or [N, 1] (one value per row)"
+            )
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is not None:
             if tensor.data is not None:
-                raise InvalidInputError(f"input {tensor.name!r} has both data and "
-                                        "binary_data_size")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0 \
-                    or offset + size > len(binary):
-                raise InvalidInputError(f"input {tensor.name!r}: binary_data_size {size!r} "
-                                        f"is not within the {len(binary)} binary bytes")
-            values = _decode_binary(tensor, binary[offset:offset + size])
+                raise InvalidInputError(f"input {tensor.name!r} has both data and binary_data_size")
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
+                raise InvalidInputError(
+                    f"input {tensor.name!r}: binary_data_size {size!r} "
+                    f"is not within the {len(binary)} binary bytes"
+                )
+            values = _decode_binary(tensor, binary[offset : offset + size])
             offset += size
         elif tensor.data is None:
             raise InvalidInputError(f"input {tensor.name!r} has no data")
         else:
             values = _json_values(tensor)
         if len(values) != math.prod(tensor.shape):
-            raise InvalidInputError(f"input {tensor.name!r} has {len(values)} values for shape "
-                                    f"{tensor.shape}")
+            raise InvalidInputError(
+                f"input {tensor.name!r} has {len(values)} values for shape {tensor.shape}"
+            )
         columns[tensor.name] = (tensor, values)
     if offset != len(binary):
         raise InvalidInputError(f"{len(binary) - offset} binary bytes belong to no input")
@@ -324,9 +394,12 @@ def _json_values(tensor: InferTensor) -> list[Any]:
         expected, what = (int, float), "a number"
     for index, value in enumerate(values):
         if not isinstance(value, expected) or (
-                isinstance(value, bool) and tensor.datatype != "BOOL"):
-            raise InvalidInputError(f"input {tensor.name!r} value {index}: expected {what} "
-                                    f"({tensor.datatype}), got {type(value).__name__}")
+            isinstance(value, bool) and tensor.datatype != "BOOL"
+        ):
+            raise InvalidInputError(
+                f"input {tensor.name!r} value {index}: expected {what} "
+                f"({tensor.datatype}), got {type(value).__name__}"
+            )
     return values
 
 
@@ -334,8 +407,10 @@ def _decode_binary(tensor: InferTensor, raw: bytes) -> list[Any]:
     if tensor.datatype != "BYTES":
         itemsize = np.dtype(_NUMPY_TYPE[tensor.datatype]).itemsize
         if len(raw) % itemsize:
-            raise InvalidInputError(f"input {tensor.name!r}: {len(raw)} binary bytes are not "
-                                    f"whole {tensor.datatype} values")
+            raise InvalidInputError(
+                f"input {tensor.name!r}: {len(raw)} binary bytes are not "
+                f"whole {tensor.datatype} values"
+            )
         values: list[Any] = np.frombuffer(raw, dtype=_NUMPY_TYPE[tensor.datatype]).tolist()
         return values
     texts: list[Any] = []
@@ -344,14 +419,15 @@ def _decode_binary(tensor: InferTensor, raw: bytes) -> list[Any]:
         if offset + 4 > len(raw):
             raise InvalidInputError(f"input {tensor.name!r}: truncated BYTES element")
         (length,) = struct.unpack_from("<I", raw, offset)
-        element = raw[offset + 4:offset + 4 + length]
+        element = raw[offset + 4 : offset + 4 + length]
         if len(element) != length:
             raise InvalidInputError(f"input {tensor.name!r}: truncated BYTES element")
         try:
             texts.append(element.decode("utf-8"))
         except UnicodeDecodeError:
-            raise InvalidInputError(f"input {tensor.name!r} element {len(texts)} is not "
-                                    "UTF-8 text") from None
+            raise InvalidInputError(
+                f"input {tensor.name!r} element {len(texts)} is not UTF-8 text"
+            ) from None
         offset += 4 + length
     return texts
 
@@ -359,23 +435,34 @@ def _decode_binary(tensor: InferTensor, raw: bytes) -> list[Any]:
 # --- responses -----------------------------------------------------------------------------
 
 
-def response_outputs(predictions: list[dict[str, Any]], predictor: Predictor
-                     ) -> list[dict[str, Any]]:
+def response_outputs(
+    predictions: list[dict[str, Any]], predictor: Predictor
+) -> list[dict[str, Any]]:
     """The /v1 answers of one request as the protocol's output tensors."""
     rows = len(predictions)
     ids = _output("prediction_id", "BYTES", [rows], [p["id"] for p in predictions])
     if predictor.output == "classification":
         labels = list(predictor.labels)
         probabilities = [p["probabilities"][label] for p in predictions for label in labels]
-        return [_output("class", "BYTES", [rows], [p["class"] for p in predictions]),
-                _output("confidence", "FP64", [rows], [p["confidence"] for p in predictions]),
-                {**_output("probabilities", "FP64", [rows, len(labels)], probabilities),
-                 "parameters": {"labels": labels}},
-                ids]
+        return [
+            _output("class", "BYTES", [rows], [p["class"] for p in predictions]),
+            _output("confidence", "FP64", [rows], [p["confidence"] for p in predictions]),
+            {
+                **_output("probabilities", "FP64", [rows, len(labels)], probabilities),
+                "parameters": {"labels": labels},
+            },
+            ids,
+        ]
     outputs = [_output("value", "FP64", [rows], [p["value"] for p in predictions])]
     if predictions and "interval" in predictions[0]:
-        outputs.append(_output("interval", "FP64", [rows, 2],
-                               [bound for p in predictions for bound in p["interval"]]))
+        outputs.append(
+            _output(
+                "interval",
+                "FP64",
+                [rows, 2],
+                [bound for p in predictions for bound in p["interval"]],
+            )
+        )
     return [*outputs, ids]
 
 
@@ -383,8 +470,9 @@ def _output(name: str, datatype: str, shape: list[int], data: list[Any]) -> dict
     return {"name": name, "datatype": datatype, "shape": shape, "data": data}
 
 
-def select_outputs(outputs: list[dict[str, Any]], request: InferRequest
-                   ) -> list[tuple[dict[str, Any], bool]]:
+def select_outputs(
+    outputs: list[dict[str, Any]], request: InferRequest
+) -> list[tuple[dict[str, Any], bool]]:
     """The outputs the request asks for (all by default), each with whether it wants it as
     binary data."""
     binary_default = bool((request.parameters or {}).get("binary_data_output", False))
@@ -393,15 +481,16 @@ def select_outputs(outputs: list[dict[str, Any]], request: InferRequest
     by_name = {output["name"]: output for output in outputs}
     unknown = sorted({wanted.name for wanted in request.outputs} - set(by_name))
     if unknown:
-        raise InvalidInputError(f"unknown outputs {unknown}; this model answers "
-                                f"{sorted(by_name)}")
-    return [(by_name[wanted.name],
-             bool((wanted.parameters or {}).get("binary_data", binary_default)))
-            for wanted in request.outputs]
+        raise InvalidInputError(f"unknown outputs {unknown}; this model answers {sorted(by_name)}")
+    return [
+        (by_name[wanted.name], bool((wanted.parameters or {}).get("binary_data", binary_default)))
+        for wanted in request.outputs
+    ]
 
 
-def encode_response(head: dict[str, Any], outputs: list[tuple[dict[str, Any], bool]]
-                    ) -> tuple[bytes, bytes, int | None]:
+def encode_response(
+    head: dict[str, Any], outputs: list[tuple[dict[str, Any], bool]]
+) -> tuple[bytes, bytes, int | None]:
     """The response's JSON part, its binary part, and the JSON part's length when there is a
     binary part (``None`` otherwise)."""
     encoded: list[dict[str, Any]] = []
@@ -412,9 +501,10 @@ def encode_response(head: dict[str, Any], outputs: list[tuple[dict[str, Any], bo
             continue
         chunk = _encode_binary(output["datatype"], output["data"])
         chunks.append(chunk)
-        encoded.append({key: value for key, value in output.items() if key != "data"}
-                       | {"parameters": {**output.get("parameters", {}),
-                                         "binary_data_size": len(chunk)}})
+        encoded.append(
+            {key: value for key, value in output.items() if key != "data"}
+            | {"parameters": {**output.get("parameters", {}), "binary_data_size": len(chunk)}}
+        )
     body = json.dumps({**head, "outputs": encoded}, separators=(",", ":")).encode()
     return body, b"".join(chunks), len(body) if chunks else None
 

@@ -64,7 +64,7 @@ def new_prediction_ids(count: int, now: float | None = None) -> list[str]:
     random source. Ordered by time, they also land at the end of the log's primary-key index."""
     stamp = f"{int((time.time() if now is None else now) * 1000) & 0xFFFF_FFFF_FFFF:012x}"
     pool = os.urandom(10 * count).hex()
-    return [stamp + pool[i:i + 20] for i in range(0, 20 * count, 20)]
+    return [stamp + pool[i : i + 20] for i in range(0, 20 * count, 20)]
 
 
 def issued_at(prediction_id: str) -> float | None:
@@ -193,12 +193,20 @@ class PredictionLog:
         self._dropped = 0
         self._purged = 0
         self._insert = dialect_insert(database.dialect, predictions).on_conflict_do_nothing(
-            index_elements=[predictions.c.prediction_id, predictions.c.version])
+            index_elements=[predictions.c.prediction_id, predictions.c.version]
+        )
 
     # --- the request path -------------------------------------------------------------------
 
-    def remember(self, prediction_id: str, model: str, version: int, predicted_class: str,
-                 timestamp: float, text_hash: str | None = None) -> None:
+    def remember(
+        self,
+        prediction_id: str,
+        model: str,
+        version: int,
+        predicted_class: str,
+        timestamp: float,
+        text_hash: str | None = None,
+    ) -> None:
         """Log an answered prediction (written within ``flush_interval``); ``text_hash`` is
         :func:`text_digest` of the scored text."""
         with self._lock:
@@ -210,13 +218,13 @@ class PredictionLog:
         if full:
             self._wake.set()
 
-    def add_shadow(self, prediction_id: str, model: str, version: int,
-                   predicted_class: str) -> None:
+    def add_shadow(
+        self, prediction_id: str, model: str, version: int, predicted_class: str
+    ) -> None:
         """Log what the shadow ``version`` predicted for the answered prediction
         ``prediction_id``."""
         with self._lock:
-            self._pending_shadows[prediction_id] = (model, version, predicted_class,
-                                                    self.clock())
+            self._pending_shadows[prediction_id] = (model, version, predicted_class, self.clock())
             if len(self._pending) + len(self._pending_shadows) > self.max_pending:
                 self._drop_oldest()
 
@@ -226,9 +234,12 @@ class PredictionLog:
         del victims[next(iter(victims))]
         self._dropped += 1
         if self._dropped == 1 or self._dropped % 10_000 == 0:
-            logger.warning("prediction log: %d predictions dropped while the store %s is down "
-                           "(feedback for them will not be matched)", self._dropped,
-                           self.database.safe_url)
+            logger.warning(
+                "prediction log: %d predictions dropped while the store %s is down "
+                "(feedback for them will not be matched)",
+                self._dropped,
+                self.database.safe_url,
+            )
 
     def write_external(self, entries: Sequence[LoggedEntry]) -> set[str]:
         """Write predictions made elsewhere now (not through the buffer: a label sent right
@@ -239,32 +250,45 @@ class PredictionLog:
         columns = predictions.c
         try:
             with self.database.engine.begin() as connection:
-                existing = set(connection.execute(
-                    sa.select(columns.prediction_id).where(
-                        columns.prediction_id.in_(keys), columns.shadow.is_(False))).scalars())
-                rows = [{"prediction_id": e.key, "model": e.model, "version": e.version,
-                         "predicted_class": e.predicted_class, "shadow": False,
-                         "text_hash": e.input_hash, "created_at": e.timestamp}
-                        for e in entries if e.key not in existing]
+                existing = set(
+                    connection.execute(
+                        sa.select(columns.prediction_id).where(
+                            columns.prediction_id.in_(keys), columns.shadow.is_(False)
+                        )
+                    ).scalars()
+                )
+                rows = [
+                    {
+                        "prediction_id": e.key,
+                        "model": e.model,
+                        "version": e.version,
+                        "predicted_class": e.predicted_class,
+                        "shadow": False,
+                        "text_hash": e.input_hash,
+                        "created_at": e.timestamp,
+                    }
+                    for e in entries
+                    if e.key not in existing
+                ]
                 if rows:
                     connection.execute(self._insert, rows)
         except SQLAlchemyError as exc:
-            logger.warning("prediction log: cannot write to the store %s: %s",
-                           self.database.safe_url, exc)
+            logger.warning(
+                "prediction log: cannot write to the store %s: %s", self.database.safe_url, exc
+            )
             raise BackendUnavailableError(
-                "prediction log: the store is unavailable; try again later") from exc
+                "prediction log: the store is unavailable; try again later"
+            ) from exc
         with self._lock:
             self._written += len(rows)
         return {str(row["prediction_id"]) for row in rows}
 
-    async def find_labelled(self, model: str, ids: Sequence[str]
-                            ) -> dict[str, RecordedPrediction]:
+    async def find_labelled(self, model: str, ids: Sequence[str]) -> dict[str, RecordedPrediction]:
         """:meth:`find` for the ids feedback items of ``model`` name: served ids, and the
         client ids of predictions logged from elsewhere; keyed by the items' ids."""
         keys = {prediction_id: log_id(model, prediction_id) for prediction_id in ids}
         found = await self.find(list(dict.fromkeys(keys.values())))
-        return {prediction_id: found[key] for prediction_id, key in keys.items()
-                if key in found}
+        return {prediction_id: found[key] for prediction_id, key in keys.items() if key in found}
 
     # --- lookups ------------------------------------------------------------------------------
 
@@ -275,8 +299,9 @@ class PredictionLog:
         found = self.local(ids)
         missing = [i for i in dict.fromkeys(ids) if i not in found]
         if missing:
-            found.update(self._with_local_shadows(
-                await anyio.to_thread.run_sync(self.read, missing)))
+            found.update(
+                self._with_local_shadows(await anyio.to_thread.run_sync(self.read, missing))
+            )
         now = self.clock()
         waiting = [i for i in missing if i not in found and self._may_be_unwritten(i, now)]
         if not waiting:
@@ -289,24 +314,33 @@ class PredictionLog:
             found.update(self.local(waiting))
             rest = [i for i in waiting if i not in found]
             if rest:
-                found.update(self._with_local_shadows(
-                    await anyio.to_thread.run_sync(self.read, rest)))
+                found.update(
+                    self._with_local_shadows(await anyio.to_thread.run_sync(self.read, rest))
+                )
             waiting = [i for i in waiting if i not in found]
         return found
 
-    def _with_local_shadows(self, stored: dict[str, RecordedPrediction]
-                            ) -> dict[str, RecordedPrediction]:
+    def _with_local_shadows(
+        self, stored: dict[str, RecordedPrediction]
+    ) -> dict[str, RecordedPrediction]:
         """``stored`` with the shadows' answers this process has not written yet (a shadow
         scores after the answer, so its row may come one write later)."""
         with self._lock:
-            shadows = {prediction_id: shadow for prediction_id in stored
-                       if (shadow := self._pending_shadows.get(prediction_id)
-                           or self._writing_shadows.get(prediction_id)) is not None}
+            shadows = {
+                prediction_id: shadow
+                for prediction_id in stored
+                if (
+                    shadow := self._pending_shadows.get(prediction_id)
+                    or self._writing_shadows.get(prediction_id)
+                )
+                is not None
+            }
         for prediction_id, shadow in shadows.items():
             entry = stored[prediction_id]
             if entry.shadow_version is None and shadow[0] == entry.model:
                 stored[prediction_id] = dataclasses.replace(
-                    entry, shadow_version=shadow[1], shadow_class=shadow[2])
+                    entry, shadow_version=shadow[1], shadow_class=shadow[2]
+                )
         return stored
 
     def _may_be_unwritten(self, prediction_id: str, now: float) -> bool:
@@ -323,8 +357,9 @@ class PredictionLog:
                 entry = self._pending.get(prediction_id) or self._writing.get(prediction_id)
                 if entry is None:
                     continue
-                shadow = (self._pending_shadows.get(prediction_id)
-                          or self._writing_shadows.get(prediction_id))
+                shadow = self._pending_shadows.get(prediction_id) or self._writing_shadows.get(
+                    prediction_id
+                )
                 found[prediction_id] = _recorded(entry, shadow)
         return found
 
@@ -339,24 +374,32 @@ class PredictionLog:
             with self.database.engine.connect() as connection:
                 for start in range(0, len(ids), _READ_CHUNK):
                     query = sa.select(predictions).where(
-                        columns.prediction_id.in_(ids[start:start + _READ_CHUNK]),
-                        columns.created_at >= horizon)
+                        columns.prediction_id.in_(ids[start : start + _READ_CHUNK]),
+                        columns.created_at >= horizon,
+                    )
                     for row in connection.execute(query).mappings():
                         prediction_id = str(row["prediction_id"])
-                        found: _Shadow = (str(row["model"]), int(row["version"]),
-                                          str(row["predicted_class"]),
-                                          float(row["created_at"]))
+                        found: _Shadow = (
+                            str(row["model"]),
+                            int(row["version"]),
+                            str(row["predicted_class"]),
+                            float(row["created_at"]),
+                        )
                         if row["shadow"]:
                             shadows[prediction_id] = found
                         else:
                             answered[prediction_id] = (*found, row["text_hash"])
         except SQLAlchemyError as exc:
-            logger.warning("prediction log: cannot read the store %s: %s",
-                           self.database.safe_url, exc)
+            logger.warning(
+                "prediction log: cannot read the store %s: %s", self.database.safe_url, exc
+            )
             raise BackendUnavailableError(
-                "prediction log: the store is unavailable; try again later") from exc
-        return {prediction_id: _recorded(entry, shadows.get(prediction_id))
-                for prediction_id, entry in answered.items()}
+                "prediction log: the store is unavailable; try again later"
+            ) from exc
+        return {
+            prediction_id: _recorded(entry, shadows.get(prediction_id))
+            for prediction_id, entry in answered.items()
+        }
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -365,8 +408,9 @@ class PredictionLog:
         if self._thread is not None:
             return
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="driftloop-prediction-log",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="driftloop-prediction-log", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -377,8 +421,9 @@ class PredictionLog:
             self._thread.join()
             self._thread = None
         if not self.flush():
-            logger.warning("prediction log: %d predictions not written at shutdown",
-                           self.stats.pending)
+            logger.warning(
+                "prediction log: %d predictions not written at shutdown", self.stats.pending
+            )
 
     def _run(self) -> None:
         next_purge = time.monotonic() + random.uniform(0.05, 1.0) * self.purge_interval
@@ -411,16 +456,33 @@ class PredictionLog:
                 shadows, self._pending_shadows = self._pending_shadows, {}
                 self._writing, self._writing_shadows = batch, shadows
             rows = [
-                {"prediction_id": prediction_id, "model": model, "version": version,
-                 "predicted_class": predicted, "shadow": False, "text_hash": text_hash,
-                 "created_at": timestamp}
-                for prediction_id, (model, version, predicted, timestamp, text_hash)
-                in batch.items()
+                {
+                    "prediction_id": prediction_id,
+                    "model": model,
+                    "version": version,
+                    "predicted_class": predicted,
+                    "shadow": False,
+                    "text_hash": text_hash,
+                    "created_at": timestamp,
+                }
+                for prediction_id, (
+                    model,
+                    version,
+                    predicted,
+                    timestamp,
+                    text_hash,
+                ) in batch.items()
             ]
             rows += [
-                {"prediction_id": prediction_id, "model": model, "version": version,
-                 "predicted_class": predicted, "shadow": True, "text_hash": None,
-                 "created_at": timestamp}
+                {
+                    "prediction_id": prediction_id,
+                    "model": model,
+                    "version": version,
+                    "predicted_class": predicted,
+                    "shadow": True,
+                    "text_hash": None,
+                    "created_at": timestamp,
+                }
                 for prediction_id, (model, version, predicted, timestamp) in shadows.items()
             ]
             try:
@@ -433,14 +495,16 @@ class PredictionLog:
                 self._writing, self._writing_shadows = {}, {}
                 self._written += len(rows)
             if not self._healthy:
-                logger.info("prediction log: the store %s is back; writing again",
-                            self.database.safe_url)
+                logger.info(
+                    "prediction log: the store %s is back; writing again", self.database.safe_url
+                )
             self._healthy = True
             self._delay = self.flush_interval
             return True
 
-    def _failed(self, batch: dict[str, _Entry], shadows: dict[str, _Shadow],
-                exc: SQLAlchemyError) -> None:
+    def _failed(
+        self, batch: dict[str, _Entry], shadows: dict[str, _Shadow], exc: SQLAlchemyError
+    ) -> None:
         """Put a batch that could not be written back in front of the buffer, and back off."""
         with self._lock:
             self._pending = {**batch, **self._pending}
@@ -449,9 +513,13 @@ class PredictionLog:
             while len(self._pending) + len(self._pending_shadows) > self.max_pending:
                 self._drop_oldest()
         if self._healthy:
-            logger.warning("prediction log: cannot write to the store %s (%s); keeping up to %d "
-                           "predictions in memory and retrying", self.database.safe_url, exc,
-                           self.max_pending)
+            logger.warning(
+                "prediction log: cannot write to the store %s (%s); keeping up to %d "
+                "predictions in memory and retrying",
+                self.database.safe_url,
+                exc,
+                self.max_pending,
+            )
         self._healthy = False
         self._delay = min(self._delay * 2, _MAX_BACKOFF)
 
@@ -460,11 +528,15 @@ class PredictionLog:
         horizon = (self.clock() if now is None else now) - self.retention
         try:
             with self.database.engine.begin() as connection:
-                deleted = int(connection.execute(
-                    predictions.delete().where(predictions.c.created_at < horizon)).rowcount)
+                deleted = int(
+                    connection.execute(
+                        predictions.delete().where(predictions.c.created_at < horizon)
+                    ).rowcount
+                )
         except SQLAlchemyError as exc:
-            logger.warning("prediction log: cannot purge the store %s: %s",
-                           self.database.safe_url, exc)
+            logger.warning(
+                "prediction log: cannot purge the store %s: %s", self.database.safe_url, exc
+            )
             return 0
         with self._lock:
             self._purged += deleted
@@ -475,14 +547,17 @@ class PredictionLog:
         with self._lock:
             return PredictionLogStats(
                 written=self._written,
-                pending=len(self._pending) + len(self._pending_shadows) + len(self._writing)
+                pending=len(self._pending)
+                + len(self._pending_shadows)
+                + len(self._writing)
                 + len(self._writing_shadows),
-                dropped=self._dropped, purged=self._purged)
+                dropped=self._dropped,
+                purged=self._purged,
+            )
 
 
 def _recorded(entry: _Entry, shadow: _Shadow | None) -> RecordedPrediction:
     model, version, predicted, timestamp, text_hash = entry
     if shadow is None or shadow[0] != model:
         return RecordedPrediction(model, version, predicted, timestamp, text_hash=text_hash)
-    return RecordedPrediction(model, version, predicted, timestamp, shadow[1], shadow[2],
-                              text_hash)
+    return RecordedPrediction(model, version, predicted, timestamp, shadow[1], shadow[2], text_hash)

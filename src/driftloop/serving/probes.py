@@ -36,18 +36,25 @@ def probe_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: every served model is loaded",
-                responses={503: {"description": "a model is not loaded"}})
+    @router.get(
+        "/readyz",
+        summary="Readiness: every served model is loaded",
+        responses={503: {"description": "a model is not loaded"}},
+    )
     async def readyz(request: Request) -> Response:
         manager = _state(request).manager
         models = {name: readiness(served) for name, served in manager.models.items()}
         ready = manager.ready
-        return JSONResponse({"ready": ready, "models": models},
-                            status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
 
-    @router.get("/readyz/{name}", summary="Readiness of one model: it is loaded",
-                responses={503: {"description": "the model is not loaded"},
-                           404: {"description": "no such model"}})
+    @router.get(
+        "/readyz/{name}",
+        summary="Readiness of one model: it is loaded",
+        responses={
+            503: {"description": "the model is not loaded"},
+            404: {"description": "no such model"},
+        },
+    )
     async def readyz_model(name: str, request: Request) -> Response:
         served = _state(request).manager.get(name)
         body = {"model": name, **readiness(served)}

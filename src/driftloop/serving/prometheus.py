@@ -35,40 +35,67 @@ class ServingMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "driftloop_http_requests", "HTTP requests by route, method and status.",
-            ["route", "method", "status"], registry=r)
+            "driftloop_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.latency = Histogram(
-            "driftloop_http_request_duration_seconds", "HTTP request latency by route.",
-            ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+            "driftloop_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
-            "driftloop_batch_size", "Texts per predictor call (micro-batch size).",
-            ["model"], buckets=BATCH_BUCKETS, registry=r)
+            "driftloop_batch_size",
+            "Texts per predictor call (micro-batch size).",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
         self.predictions = Counter(
-            "driftloop_predictions", "Texts classified, by model and version.",
-            ["model", "version"], registry=r)
+            "driftloop_predictions",
+            "Texts classified, by model and version.",
+            ["model", "version"],
+            registry=r,
+        )
         self.confidence = Histogram(
             "driftloop_model_confidence",
             "Confidence (top-class probability) of each prediction, by model and version; "
             "alert on sum/count (the mean) as in deploy/rules/driftloop.yml.",
-            ["model", "version"], buckets=CONFIDENCE_BUCKETS, registry=r)
+            ["model", "version"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
         self.model_version = Gauge(
             "driftloop_model_version_info",
             "1 for the model version being served, with its content hash.",
-            ["model", "version", "content_hash"], multiprocess_mode="livemax", registry=r)
+            ["model", "version", "content_hash"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.model_swaps = Counter(
-            "driftloop_model_swaps", "Hot swaps to another loaded version.", ["model"],
-            registry=r)
+            "driftloop_model_swaps", "Hot swaps to another loaded version.", ["model"], registry=r
+        )
         self.insights_queue_depth = Gauge(
-            "driftloop_insights_queue_depth", "Insight reports waiting in memory.",
-            multiprocess_mode="livesum", registry=r)
+            "driftloop_insights_queue_depth",
+            "Insight reports waiting in memory.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.insights_outbox_pending = Gauge(
             "driftloop_insights_outbox_pending_points",
             "Insight points waiting in the on-disk outbox.",
-            multiprocess_mode="livesum", registry=r)
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.insights_points = Counter(
             "driftloop_insights_points",
             "Insight points by outcome (reported, published, spooled, replayed, dropped).",
-            ["outcome"], registry=r)
+            ["outcome"],
+            registry=r,
+        )
         self._insights_counted: dict[str, int] = {}
         self._versions: dict[str, tuple[str, str]] = {}
         self._collectors: list[Collector] = []
@@ -90,8 +117,11 @@ class ServingMetrics:
         self.insights_queue_depth.set(stats.queue_depth)
         self.insights_outbox_pending.set(stats.outbox_pending)
         counts: Mapping[str, int] = {
-            "reported": stats.reported, "published": stats.published, "spooled": stats.spooled,
-            "replayed": stats.replayed, "dropped": stats.dropped,
+            "reported": stats.reported,
+            "published": stats.published,
+            "spooled": stats.spooled,
+            "replayed": stats.replayed,
+            "dropped": stats.dropped,
         }
         for outcome, count in counts.items():
             # the client's totals only grow, unless a new client took over: count from zero
@@ -129,8 +159,9 @@ class PrometheusMiddleware:
     """Counts every HTTP request by route template (not raw path), method and status, and tells
     the ``observers``."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics,
-                 observers: Sequence[AnswerObserver] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServingMetrics, observers: Sequence[AnswerObserver] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.observers = list(observers)
@@ -152,7 +183,8 @@ class PrometheusMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.metrics.observe_request(route, scope["method"], status,
-                                         time.perf_counter() - start)
+            self.metrics.observe_request(
+                route, scope["method"], status, time.perf_counter() - start
+            )
             for observe in self.observers:
                 observe(scope["path"], status)

@@ -81,19 +81,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def refuse_head(self) -> None:
         """431 with the app's JSON error shape, then close: the rest is never parsed."""
         self.reading_head = False
-        message = (f"the request line and headers exceed {HEADER_LIMIT} "
-                   f"({self.max_head_bytes} bytes)")
+        message = (
+            f"the request line and headers exceed {HEADER_LIMIT} ({self.max_head_bytes} bytes)"
+        )
         self.logger.warning("Request head over %d bytes: refused with 431.", self.max_head_bytes)
         body = error_json(LimitError.__name__, message, HEADER_LIMIT)
         content = [STATUS_LINE[431]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
-        content.extend([
-            b"content-type: application/json\r\n",
-            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-            b"connection: close\r\n\r\n",
-            body,
-        ])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
         self.transport.write(b"".join(content))
         self.transport.close()
 

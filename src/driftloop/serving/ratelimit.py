@@ -24,8 +24,12 @@ _MAX_BUCKETS = 100_000
 class KeyRateLimiter:
     """Token buckets per key id, with each scope's ``rate`` and ``burst``."""
 
-    def __init__(self, limits: Mapping[RateLimitedScope, RateLimitConfig], *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: Mapping[RateLimitedScope, RateLimitConfig],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limits = {str(scope): limit for scope, limit in limits.items()}
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, at)
@@ -46,7 +50,8 @@ class KeyRateLimiter:
                 raise RateLimitedError(
                     f"API key {key.key_id} is over the {key.scope.value} rate limit "
                     f"({limit.rate:g}/s, burst {limit.burst}); retry after {math.ceil(wait)} s",
-                    retry_after=wait)
+                    retry_after=wait,
+                )
             if len(self._buckets) >= _MAX_BUCKETS and key.key_id not in self._buckets:
                 self._buckets.clear()  # keys are few; this only bounds a pathological case
             self._buckets[key.key_id] = (tokens - 1.0, now)

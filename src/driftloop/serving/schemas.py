@@ -43,6 +43,7 @@ def __getattr__(name: str) -> Any:
         return getattr(errors, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 Body = TypeVar("Body", bound=BaseModel)
 
 
@@ -88,9 +89,11 @@ class FeedbackItem(StrictBody):
     prediction_id: StrictStr = Field(min_length=1, max_length=64)
     label: StrictStr = Field(min_length=1, max_length=256)
     text: StrictStr | None = Field(
-        None, min_length=1,
+        None,
+        min_length=1,
         description="the predicted text: stored with its label as a production sample that a "
-                    "model with merge_feedback learns from at its next retrain")
+        "model with merge_feedback learns from at its next retrain",
+    )
 
     @field_validator("prediction_id", "label", "text")
     @classmethod
@@ -127,8 +130,10 @@ class ModelStatusResponse(BaseModel):
     error: str | None
     output: str | None = Field(None, description="classification or regression")
     inputs: dict[str, Any] | None = Field(
-        None, description="what one input is: {'kind': 'text'} or {'kind': 'record', "
-                          "'features': [{'name', 'type', 'optional', 'categories'}]}")
+        None,
+        description="what one input is: {'kind': 'text'} or {'kind': 'record', "
+        "'features': [{'name', 'type', 'optional', 'categories'}]}",
+    )
 
 
 class ModelListResponse(BaseModel):
@@ -151,8 +156,12 @@ def request_body_schema(model: type[BaseModel]) -> dict[str, Any]:
             return [inline(item) for item in node]
         return node
 
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": inline(schema)}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline(schema)}},
+        }
+    }
 
 
 async def read_json_body(request: Request, max_bytes: int) -> Any:
@@ -161,7 +170,8 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise LimitError(
             f"request body of {declared} bytes exceeds serving.max_body_bytes ({max_bytes})",
-            "serving.max_body_bytes")
+            "serving.max_body_bytes",
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -169,7 +179,8 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         if size > max_bytes:
             raise LimitError(
                 f"request body exceeds serving.max_body_bytes ({max_bytes} bytes)",
-                "serving.max_body_bytes")
+                "serving.max_body_bytes",
+            )
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
@@ -178,12 +189,14 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(
-            f"the request body is not valid UTF-8 (byte {exc.start}): send UTF-8 JSON") from None
+            f"the request body is not valid UTF-8 (byte {exc.start}): send UTF-8 JSON"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(
-            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
     except RecursionError:
         raise InvalidInputError("malformed JSON: nested too deeply") from None
     except ValueError as exc:  # an integer past Python's 4,300 digits
@@ -207,22 +220,28 @@ def parse_body(model: type[Body], data: Any) -> Body:
         raise InvalidInputError("invalid request: " + "; ".join(problems)) from None
 
 
-def check_texts(texts: list[str], settings: ServingConfig,
-                names: Sequence[str] | None = None) -> None:
+def check_texts(
+    texts: list[str], settings: ServingConfig, names: Sequence[str] | None = None
+) -> None:
     """Apply ``serving.max_texts_per_request`` (413) and ``serving.max_text_chars`` (422);
     ``names`` says what each text is in the request (default: ``text <index>``)."""
     if len(texts) > settings.max_texts_per_request:
         raise LimitError(
             f"{len(texts)} texts in one request exceed serving.max_texts_per_request "
-            f"({settings.max_texts_per_request})", "serving.max_texts_per_request")
+            f"({settings.max_texts_per_request})",
+            "serving.max_texts_per_request",
+        )
     for index, text in enumerate(texts):
         name = f"text {index}" if names is None else names[index]
         if len(text) > settings.max_text_chars:
             raise InvalidTextError(
                 f"{name} has {len(text)} characters, more than serving.max_text_chars "
-                f"({settings.max_text_chars})", "serving.max_text_chars")
+                f"({settings.max_text_chars})",
+                "serving.max_text_chars",
+            )
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidInputError(
-                f"{name} contains an unpaired surrogate escape: not valid Unicode") from None
+                f"{name} contains an unpaired surrogate escape: not valid Unicode"
+            ) from None

@@ -71,8 +71,14 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     if plan.workers == 1:
         from driftloop.serving.app import create_app
 
-        uvicorn.run(create_app(config), host=plan.host, port=plan.port, log_level="info",
-                    access_log=config.serving.access_log, **uvicorn_options(config.serving))
+        uvicorn.run(
+            create_app(config),
+            host=plan.host,
+            port=plan.port,
+            log_level="info",
+            access_log=config.serving.access_log,
+            **uvicorn_options(config.serving),
+        )
         return
     if plan.config_path is None or plan.multiprocess_dir is None:
         raise ConfigError("several workers need a config file and a metrics directory")
@@ -88,8 +94,14 @@ def run_server(config: Config, plan: ServerPlan) -> None:
     os.environ["DRIFTLOOP_LOGGING__FORMAT"] = config.logging.format
     # a worker busy loading its models does not answer the supervisor's pings: uvicorn's
     # default 5 s restarted workers over and over on a loaded 2-core machine
-    uvicorn.run(FACTORY, factory=True, host=plan.host, port=plan.port, workers=plan.workers,
-                log_level="info", access_log=config.serving.access_log,
-                timeout_worker_healthcheck=max(1, math.ceil(
-                    config.serving.worker_healthcheck_timeout)),
-                **uvicorn_options(config.serving))
+    uvicorn.run(
+        FACTORY,
+        factory=True,
+        host=plan.host,
+        port=plan.port,
+        workers=plan.workers,
+        log_level="info",
+        access_log=config.serving.access_log,
+        timeout_worker_healthcheck=max(1, math.ceil(config.serving.worker_healthcheck_timeout)),
+        **uvicorn_options(config.serving),
+    )

@@ -44,8 +44,9 @@ class LoopLagMonitor:
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                                name="loop-lag-monitor")
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="loop-lag-monitor"
+            )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,8 +66,9 @@ class LoadSheddingMiddleware:
     """Answers ``POST .../predict`` 503 with ``Retry-After`` while a request would wait more
     than ``max_delay`` seconds (0: never)."""
 
-    def __init__(self, app: ASGIApp, *, max_delay: float,
-                 monitor: LoopLagMonitor | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_delay: float, monitor: LoopLagMonitor | None = None
+    ) -> None:
         self.app = app
         self.max_delay = max_delay
         self.monitor = monitor or LoopLagMonitor()
@@ -102,11 +104,19 @@ class LoadSheddingMiddleware:
             body = error_json(
                 OverloadedError.__name__,
                 f"the server is overloaded: a request would wait about {min(wait, 60.0):.1f}s "
-                f"for its turn (serving.max_queue_delay {self.max_delay:g}s); retry later")
-            await send({"type": "http.response.start", "status": 503, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode())]})
+                f"for its turn (serving.max_queue_delay {self.max_delay:g}s); retry later",
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(retry_after).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         request = next(self._ids)

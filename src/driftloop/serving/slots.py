@@ -43,13 +43,7 @@ from driftloop.predictors import InputSchema, Predictor
 from driftloop.predictors.loading import check_answer
 from driftloop.serving.batching import MicroBatcher
 from driftloop.serving.prometheus import ServingMetrics
-from driftloop.serving.sources import (
-    CANARY,
-    PRODUCTION,
-    SHADOW,
-    ModelSource,
-    ModelVersionLike,
-)
+from driftloop.serving.sources import CANARY, PRODUCTION, SHADOW, ModelSource, ModelVersionLike
 from driftloop.timestamps import iso_utc
 
 logger = logging.getLogger(__name__)
@@ -96,11 +90,17 @@ class ServedModelStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "ready": self.ready, "version": self.version,
-            "content_hash": self.content_hash, "labels": self.labels,
-            "loaded_at": iso_utc(self.loaded_at), "created_at": self.created_at,
-            "deployed_at": self.deployed_at, "error": self.error,
-            "output": self.output, "inputs": self.inputs,
+            "name": self.name,
+            "ready": self.ready,
+            "version": self.version,
+            "content_hash": self.content_hash,
+            "labels": self.labels,
+            "loaded_at": iso_utc(self.loaded_at),
+            "created_at": self.created_at,
+            "deployed_at": self.deployed_at,
+            "error": self.error,
+            "output": self.output,
+            "inputs": self.inputs,
         }
 
 
@@ -138,19 +138,28 @@ class ServedModel:
         if slot is None:
             reason = f": {self.last_error}" if self.last_error else ""
             raise BackendUnavailableError(
-                f"model {self.name!r} has no loaded {PRODUCTION} version yet{reason}")
+                f"model {self.name!r} has no loaded {PRODUCTION} version yet{reason}"
+            )
         return slot
 
     def status(self) -> ServedModelStatus:
         slot = self.slot
         if slot is None:
-            return ServedModelStatus(self.name, False, None, None, [], None, None, None,
-                                     self.last_error)
+            return ServedModelStatus(
+                self.name, False, None, None, [], None, None, None, self.last_error
+            )
         return ServedModelStatus(
-            self.name, True, slot.version, slot.content_hash, list(slot.labels), slot.loaded_at,
+            self.name,
+            True,
+            slot.version,
+            slot.content_hash,
+            list(slot.labels),
+            slot.loaded_at,
             _timestamp(getattr(slot.info, "created_at", None)),
             _timestamp(getattr(slot.info, "deployed_at", None)),
-            self.last_error, slot.predictor.output, slot.predictor.inputs.to_dict(),
+            self.last_error,
+            slot.predictor.output,
+            slot.predictor.inputs.to_dict(),
         )
 
 
@@ -231,8 +240,12 @@ class ModelSlotManager:
             # it would be stale by the time this poll swaps, and undo that deploy.
             info = await asyncio.to_thread(self.source.resolve, name, PRODUCTION)
             current = served.slot
-            if (not force and current is not None and current.version == info.version
-                    and current.content_hash == info.content_hash):
+            if (
+                not force
+                and current is not None
+                and current.version == info.version
+                and current.content_hash == info.content_hash
+            ):
                 return current
             slot = await self._load(info)
             self._install(served, slot)
@@ -269,8 +282,9 @@ class ModelSlotManager:
             except DriftloopError:
                 raise
             except Exception as exc:  # the model's own code: it stays unloaded, others serve
-                raise IntegrityError(f"{what} failed its warm-up: {type(exc).__name__}: "
-                                     f"{exc}") from exc
+                raise IntegrityError(
+                    f"{what} failed its warm-up: {type(exc).__name__}: {exc}"
+                ) from exc
             try:
                 check_answer(predictor, answer, 1, what)
             except InvalidInputError as exc:
@@ -278,8 +292,15 @@ class ModelSlotManager:
             return predictor
 
         predictor = await asyncio.to_thread(load_and_try)
-        return ModelSlot(info.name, info.version, info.content_hash, predictor, time.time(), info,
-                         accuracy_threshold(info.reference))
+        return ModelSlot(
+            info.name,
+            info.version,
+            info.content_hash,
+            predictor,
+            time.time(),
+            info,
+            accuracy_threshold(info.reference),
+        )
 
     def _install(self, served: ServedModel, slot: ModelSlot) -> None:
         previous = served.slot
@@ -303,19 +324,22 @@ class ModelSlotManager:
             async with served.lock:  # the alias is read under the lock, as in sync()
                 try:
                     info: ModelVersionLike | None = await asyncio.to_thread(
-                        self.source.resolve, name, alias)
+                        self.source.resolve, name, alias
+                    )
                 except NotFoundError:
                     info = None
                 current = getattr(served, alias)
                 production = served.slot
-                if info is None or (production is not None
-                                    and production.version == info.version):
+                if info is None or (production is not None and production.version == info.version):
                     if current is not None:
                         logger.info("%s %s v%d ended", name, alias, current.version)
                     setattr(served, alias, None)
                     continue
-                if (current is not None and current.version == info.version
-                        and current.content_hash == info.content_hash):
+                if (
+                    current is not None
+                    and current.version == info.version
+                    and current.content_hash == info.content_hash
+                ):
                     continue
                 slot = await self._load(info)
                 setattr(served, alias, slot)  # one reference store, as for production
@@ -327,15 +351,15 @@ class ModelSlotManager:
                 await self.sync(served.name)
             except DriftloopError as exc:
                 if served.last_error != exc.message:
-                    logger.warning("model %s: cannot follow %s: %s", served.name, PRODUCTION,
-                                   exc.message)
+                    logger.warning(
+                        "model %s: cannot follow %s: %s", served.name, PRODUCTION, exc.message
+                    )
                 served.last_error = exc.message
                 continue
             try:
                 await self.sync_rollouts(served.name)
             except DriftloopError as exc:  # production keeps serving; the next poll retries
-                logger.warning("model %s: cannot follow its rollout: %s", served.name,
-                               exc.message)
+                logger.warning("model %s: cannot follow its rollout: %s", served.name, exc.message)
 
     async def _poll(self) -> None:
         interval = self.settings.registry_poll_interval

@@ -142,15 +142,22 @@ class InMemoryModelSource:
         self.alias_changes: list[tuple[str, str, int, str]] = []
         """``(name, alias, version, actor)`` for every alias move, in order."""
 
-    def add(self, name: str, predictor: Predictor, *, production: bool = False,
-            actor: str = "code", reference: ReferenceProfile | None = None,
-            ) -> InMemoryModelVersion:
+    def add(
+        self,
+        name: str,
+        predictor: Predictor,
+        *,
+        production: bool = False,
+        actor: str = "code",
+        reference: ReferenceProfile | None = None,
+    ) -> InMemoryModelVersion:
         """Register a new version (numbered from 1); ``production`` also deploys it."""
         content_hash = predictor_hash(predictor)
         with self._lock:
             versions = self._versions.setdefault(name, [])
-            added = InMemoryModelVersion(name, len(versions) + 1, content_hash, time.time(),
-                                         predictor, reference)
+            added = InMemoryModelVersion(
+                name, len(versions) + 1, content_hash, time.time(), predictor, reference
+            )
             versions.append(added)
         if production:
             self.set_alias(name, PRODUCTION, added.version, actor=actor)

@@ -62,8 +62,9 @@ feedback_texts = sa.Table(
     sa.Column("label", sa.String(256), nullable=False),
     sa.Column("key_id", sa.String(16), nullable=True),
     sa.Column("received_at", sa.Float, nullable=False),
-    sa.Index("uq_serving_feedback_texts_model_prediction_id", "model", "prediction_id",
-             unique=True),
+    sa.Index(
+        "uq_serving_feedback_texts_model_prediction_id", "model", "prediction_id", unique=True
+    ),
 )
 
 # Every prediction the server answered, and what a shadow version predicted for the same text,
@@ -85,5 +86,11 @@ predictions = sa.Table(
     sa.PrimaryKeyConstraint("prediction_id", "version", name="pk_serving_predictions"),
 )
 
-__all__ = ["METADATA", "api_keys", "dashboard_sessions", "feedback", "feedback_texts",
-           "predictions"]
+__all__ = [
+    "METADATA",
+    "api_keys",
+    "dashboard_sessions",
+    "feedback",
+    "feedback_texts",
+    "predictions",
+]

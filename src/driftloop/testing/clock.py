@@ -13,8 +13,9 @@ class ManualClock:
     ``sleeps`` records every sleep; ``on_sleep(now)`` runs after each one, where a test plays
     what happens meanwhile (a CI workflow finishing, a worker dying)."""
 
-    def __init__(self, now: float = 1_000.0, *,
-                 on_sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self, now: float = 1_000.0, *, on_sleep: Callable[[float], None] | None = None
+    ) -> None:
         self.now = now
         self.sleeps: list[float] = []
         self.on_sleep = on_sleep

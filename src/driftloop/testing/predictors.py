@@ -48,7 +48,8 @@ class KeywordPredictor(TextClassifier):
         self.weight = float(weight)
         self._index = {
             word: [i for i, label in enumerate(self.labels) if word in self.keywords[label]]
-            for words in self.keywords.values() for word in words
+            for words in self.keywords.values()
+            for word in words
         }
         self._lock = threading.Lock()
         self.batch_sizes: list[int] = []
@@ -65,17 +66,26 @@ class KeywordPredictor(TextClassifier):
         return scores.astype(np.float64)
 
     def save_files(self, directory: Path) -> dict[str, Any]:
-        (directory / KEYWORDS_FILE).write_text(json.dumps(
-            {"keywords": {k: list(v) for k, v in self.keywords.items()},
-             "bias": self.bias, "weight": self.weight}, indent=2, sort_keys=True))
+        (directory / KEYWORDS_FILE).write_text(
+            json.dumps(
+                {
+                    "keywords": {k: list(v) for k, v in self.keywords.items()},
+                    "bias": self.bias,
+                    "weight": self.weight,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
         return {"files": [KEYWORDS_FILE]}
 
     @classmethod
     def load_files(cls, directory: Path, manifest: dict[str, Any]) -> KeywordPredictor:
         data = json.loads((directory / KEYWORDS_FILE).read_text())
         keywords = {label: data["keywords"][label] for label in manifest["labels"]}
-        return cls(keywords, bias=data["bias"], weight=data["weight"],
-                   temperature=manifest["temperature"])
+        return cls(
+            keywords, bias=data["bias"], weight=data["weight"], temperature=manifest["temperature"]
+        )
 
 
 PREDICTORS.register(KeywordPredictor.format, f"{__name__}:KeywordPredictor")

@@ -40,10 +40,14 @@ CLIENT_SATURATED = "client saturated"
 """A request the open loop skipped: ``max_outstanding`` requests were already waiting."""
 
 TEXTS = (
-    "the sweater pilled after one wash", "a moving, beautifully shot film",
-    "stale chips and a torn bag", "friendly staff, the soup was cold",
-    "runs small, order a size up", "the battery died after a week",
-    "a tense, well acted thriller", "great fit, true to size",
+    "the sweater pilled after one wash",
+    "a moving, beautifully shot film",
+    "stale chips and a torn bag",
+    "friendly staff, the soup was cold",
+    "runs small, order a size up",
+    "the battery died after a week",
+    "a tense, well acted thriller",
+    "great fit, true to size",
 )
 
 
@@ -138,8 +142,9 @@ async def _request(client: aiohttp.ClientSession, path: str, text: str, phase: P
         phase.shed_without_retry_after += 1
 
 
-async def _closed_loop(client: aiohttp.ClientSession, path: str, clients: int,
-                       seconds: float) -> Phase:
+async def _closed_loop(
+    client: aiohttp.ClientSession, path: str, clients: int, seconds: float
+) -> Phase:
     phase = Phase()
     texts = itertools.cycle(TEXTS)
     deadline = time.perf_counter() + seconds
@@ -154,8 +159,9 @@ async def _closed_loop(client: aiohttp.ClientSession, path: str, clients: int,
     return phase
 
 
-async def _open_loop(client: aiohttp.ClientSession, path: str, rate: float, seconds: float,
-                     max_outstanding: int) -> Phase:
+async def _open_loop(
+    client: aiohttp.ClientSession, path: str, rate: float, seconds: float, max_outstanding: int
+) -> Phase:
     phase = Phase()
     texts = itertools.cycle(TEXTS)
     tasks: set[asyncio.Task[None]] = set()
@@ -208,8 +214,11 @@ def run_soak(
 
         connector = aiohttp.TCPConnector(limit=max_outstanding)
         async with aiohttp.ClientSession(
-                url, headers=dict(headers), connector=connector,
-                timeout=aiohttp.ClientTimeout(total=timeout)) as client:
+            url,
+            headers=dict(headers),
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as client:
             capacity = await _closed_loop(client, path, capacity_clients, capacity_seconds)
             rps = capacity.answered / capacity.seconds
             load_started = time.monotonic()
@@ -229,8 +238,9 @@ def run_soak(
     return SoakResult(capacity, load, capacity_rps, factor * capacity_rps, rss_warm, rss_late)
 
 
-def _memory(samples: Sequence[tuple[float, int]], started: float,
-            duration: float) -> tuple[int, int]:
+def _memory(
+    samples: Sequence[tuple[float, int]], started: float, duration: float
+) -> tuple[int, int]:
     """RSS once warmed up (the first sample a quarter of the way in) and the highest RSS of the
     last quarter."""
     if not samples:

@@ -41,5 +41,6 @@ class Trainer(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None) -> TrainedModel:
-        ...
+    def fit(
+        self, data: TrainingData, *, progress: ProgressCallback | None = None
+    ) -> TrainedModel: ...

@@ -39,8 +39,13 @@ class CommandTrainer(ExternalTrainer):
     ) -> None:
         if not command:
             raise ConfigError("trainer 'command' needs a non-empty models.<name>.command list")
-        super().__init__(labels=labels, timeout=timeout, holdout_fraction=holdout_fraction,
-                         validation_fraction=validation_fraction, seed=seed)
+        super().__init__(
+            labels=labels,
+            timeout=timeout,
+            holdout_fraction=holdout_fraction,
+            validation_fraction=validation_fraction,
+            seed=seed,
+        )
         self.command = list(command)
         self.cwd = cwd
 
@@ -74,8 +79,12 @@ class CommandTrainer(ExternalTrainer):
         ]
         try:
             completed = subprocess.run(
-                arguments, cwd=self.cwd, capture_output=True, text=True,
-                timeout=self.timeout, check=False,
+                arguments,
+                cwd=self.cwd,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
             )
         except FileNotFoundError as exc:
             raise TrainingError(f"training command not found: {arguments[0]}") from exc

@@ -41,8 +41,7 @@ def fit_temperature(logits: NDArray[np.float64], y: NDArray[np.int64]) -> float:
     from scipy.optimize import minimize_scalar
 
     result = minimize_scalar(
-        lambda t: _nll(logits, y, t), bounds=(0.05, 20.0), method="bounded",
-        options={"xatol": 1e-4},
+        lambda t: _nll(logits, y, t), bounds=(0.05, 20.0), method="bounded", options={"xatol": 1e-4}
     )
     return float(result.x)
 
@@ -63,10 +62,7 @@ def expected_calibration_error(
 
 
 def evaluate(
-    logits: NDArray[np.float64],
-    y: NDArray[np.int64],
-    labels: Sequence[str],
-    temperature: float,
+    logits: NDArray[np.float64], y: NDArray[np.int64], labels: Sequence[str], temperature: float
 ) -> Evaluation:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -107,10 +103,15 @@ def reference_profile(
         text_lengths=[len(texts[i]) for i in take],
         class_mix={label: float(m) for label, m in zip(labels, mix, strict=True)},
         mean_confidence=float(confidence.mean()),
-        metrics={"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1,
-                 "ece": evaluation.ece},
-        inputs={name: [float(v) for v in np.asarray(values)[take]]
-                for name, values in (inputs or {}).items()},
+        metrics={
+            "accuracy": evaluation.accuracy,
+            "macro_f1": evaluation.macro_f1,
+            "ece": evaluation.ece,
+        },
+        inputs={
+            name: [float(v) for v in np.asarray(values)[take]]
+            for name, values in (inputs or {}).items()
+        },
     )
 
 
@@ -127,7 +128,7 @@ def evaluate_probabilities(
     predicted = probs.argmax(axis=1)
     present = sorted(set(int(label) for label in y))
     per_class = f1_score(
-        y, predicted, labels=present, average=None, zero_division=0, sample_weight=weights,
+        y, predicted, labels=present, average=None, zero_division=0, sample_weight=weights
     )
     correct = (predicted == y).astype(np.float64)
     w = np.ones(len(y)) if weights is None else weights

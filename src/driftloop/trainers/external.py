@@ -64,8 +64,11 @@ class ExternalTrainer(Trainer):
         report = progress or (lambda _stage, _fraction: None)
         checked = check_training_data(data, allowed_labels=self.labels)
         splits = split_for_training(
-            checked.frame, data.label_column, holdout_fraction=self.holdout_fraction,
-            validation_fraction=self.validation_fraction, seed=self.seed,
+            checked.frame,
+            data.label_column,
+            holdout_fraction=self.holdout_fraction,
+            validation_fraction=self.validation_fraction,
+            seed=self.seed,
         )
         with tempfile.TemporaryDirectory(prefix=f"driftloop-{self.name}-") as temporary:
             work_dir = Path(temporary)

@@ -42,12 +42,7 @@ from pydantic import Field, SecretStr, ValidationError
 
 from driftloop._version import __version__
 from driftloop.config import Duration, ModelConfig, StrictModel
-from driftloop.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    InvalidInputError,
-    TrainingError,
-)
+from driftloop.errors import BackendUnavailableError, ConfigError, InvalidInputError, TrainingError
 from driftloop.objectstore.datasets import Snapshot
 from driftloop.registry.model_registry import ModelRegistry
 from driftloop.registry.versions import ModelVersion
@@ -64,11 +59,11 @@ _CORRELATION_ID = re.compile(r"^\S{1,200}$")
 _HINTS: dict[int, str] = {
     401: "the token is invalid or expired (models.<name>.params.token)",
     403: "the token may not dispatch workflows in this repository (it needs the 'actions: "
-         "write' permission), or the API rate limit is exhausted",
+    "write' permission), or the API rate limit is exhausted",
     404: "check models.<name>.params.repo and .workflow (the workflow's file name or id), and "
-         "that the token can see the repository",
+    "that the token can see the repository",
     422: "check that the workflow at that ref has a workflow_dispatch trigger declaring the "
-         f"inputs {', '.join(WORKFLOW_INPUTS)}, and that the ref exists",
+    f"inputs {', '.join(WORKFLOW_INPUTS)}, and that the ref exists",
 }
 
 
@@ -217,9 +212,10 @@ class GithubDispatchTrainer(RemoteTrainer):
             model_name, incident_id=incident_id, snapshot=snapshot, callback_url=callback_url
         )
         return RemoteRun(
-            trainer=self.name, snapshot_id=dispatch.inputs["dataset_snapshot"] or None,
+            trainer=self.name,
+            snapshot_id=dispatch.inputs["dataset_snapshot"] or None,
             summary=f"dispatched {dispatch.workflow} on {dispatch.repo}@{dispatch.ref} "
-                    f"(id {dispatch.correlation_id})",
+            f"(id {dispatch.correlation_id})",
             state=dispatch.to_dict(),
         )
 
@@ -255,13 +251,23 @@ class GithubDispatchTrainer(RemoteTrainer):
         self._post({"ref": self.params.ref, "inputs": inputs})
         logger.info(
             "dispatched %s on %s@%s for %s (id %s, latest version v%d)",
-            self.params.workflow, self.params.repo, self.params.ref, model_name,
-            correlation_id, baseline,
+            self.params.workflow,
+            self.params.repo,
+            self.params.ref,
+            model_name,
+            correlation_id,
+            baseline,
         )
         return WorkflowDispatch(
-            model_name=model_name, correlation_id=correlation_id, incident_id=incident_id,
-            inputs=inputs, baseline_version=baseline, dispatched_at=dispatched_at,
-            repo=self.params.repo, workflow=self.params.workflow, ref=self.params.ref,
+            model_name=model_name,
+            correlation_id=correlation_id,
+            incident_id=incident_id,
+            inputs=inputs,
+            baseline_version=baseline,
+            dispatched_at=dispatched_at,
+            repo=self.params.repo,
+            workflow=self.params.workflow,
+            ref=self.params.ref,
         )
 
     def _post(self, payload: dict[str, Any]) -> None:
@@ -301,7 +307,8 @@ class GithubDispatchTrainer(RemoteTrainer):
     def find_version(self, dispatch: WorkflowDispatch) -> ModelVersion | None:
         """The newest version registered for ``dispatch`` so far, if any."""
         matches = [
-            version for version in self.registry.list_versions(dispatch.model_name)
+            version
+            for version in self.registry.list_versions(dispatch.model_name)
             if version.version > dispatch.baseline_version
             and trigger_mentions(version.trigger, dispatch.correlation_id)
         ]
@@ -320,8 +327,9 @@ class GithubDispatchTrainer(RemoteTrainer):
                 logger.warning("looking for %s's new version: %s", dispatch.model_name, exc)
                 found = None
             if found is not None:
-                logger.info("workflow %s registered %s v%d", dispatch.workflow,
-                            found.name, found.version)
+                logger.info(
+                    "workflow %s registered %s v%d", dispatch.workflow, found.name, found.version
+                )
                 return found
             now = self.clock()
             if now >= deadline:

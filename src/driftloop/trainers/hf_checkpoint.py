@@ -31,13 +31,22 @@ except ImportError as exc:  # the optional extra is missing: say how to install 
     require_module(exc.name or "torch", "transformers")
     raise
 
+
 class HFCheckpointPredictor(TextClassifier):
     """A Hugging Face ``AutoModelForSequenceClassification`` checkpoint with its tokenizer."""
 
     format: ClassVar[str] = HF_FORMAT
 
-    def __init__(self, labels: Sequence[str], temperature: float, *, model: Any,
-                 tokenizer: Any, max_length: int = 256, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        temperature: float,
+        *,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = 256,
+        batch_size: int = 32,
+    ) -> None:
         super().__init__(labels, temperature)
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -50,9 +59,9 @@ class HFCheckpointPredictor(TextClassifier):
         transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:  # no tqdm bar in the CLI's output
             model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                directory, local_files_only=True)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(directory,
-                                                                   local_files_only=True)
+                directory, local_files_only=True
+            )
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise IntegrityError(f"cannot load the checkpoint in {directory}: {exc}") from exc
         finally:
@@ -60,19 +69,30 @@ class HFCheckpointPredictor(TextClassifier):
                 transformers.utils.logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         labels = [str(label) for label in manifest["labels"]]
         if model.config.num_labels != len(labels):
-            raise IntegrityError(f"{directory}: the checkpoint has {model.config.num_labels} "
-                                 f"outputs but the manifest names {len(labels)} labels")
-        return cls(labels, float(manifest.get("temperature", 1.0)), model=model,
-                   tokenizer=tokenizer, max_length=int(manifest.get("max_length", 256)),
-                   batch_size=int(manifest.get("batch_size", 32)))
+            raise IntegrityError(
+                f"{directory}: the checkpoint has {model.config.num_labels} "
+                f"outputs but the manifest names {len(labels)} labels"
+            )
+        return cls(
+            labels,
+            float(manifest.get("temperature", 1.0)),
+            model=model,
+            tokenizer=tokenizer,
+            max_length=int(manifest.get("max_length", 256)),
+            batch_size=int(manifest.get("batch_size", 32)),
+        )
 
     def logits(self, batch: Sequence[str]) -> NDArray[np.float64]:
         rows: list[NDArray[np.float64]] = []
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
-                encoded = self.tokenizer(list(batch[start:start + self.batch_size]),
-                                         padding=True, truncation=True,
-                                         max_length=self.max_length, return_tensors="pt")
+                encoded = self.tokenizer(
+                    list(batch[start : start + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 rows.append(self.model(**encoded).logits.double().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)))
 

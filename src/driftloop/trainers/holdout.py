@@ -69,11 +69,7 @@ class CalibratedEvaluation:
 
 
 def calibrate_and_evaluate(
-    predictor: Predictor,
-    splits: TrainingSplits,
-    *,
-    text_column: str,
-    label_column: str,
+    predictor: Predictor, splits: TrainingSplits, *, text_column: str, label_column: str
 ) -> CalibratedEvaluation:
     """Fit the predictor's temperature on the validation rows (setting it on the predictor),
     then evaluate on the held-out rows."""
@@ -88,7 +84,10 @@ def calibrate_and_evaluate(
     y = label_indices(splits.held_out, label_column, labels)
     evaluation = evaluate(held_out_logits, y, labels, temperature)
     reference = reference_profile(
-        softmax(held_out_logits / temperature), held_out_texts, labels, evaluation,
+        softmax(held_out_logits / temperature),
+        held_out_texts,
+        labels,
+        evaluation,
         inputs=predictor.input_signals(held_out_texts),
     )
     return CalibratedEvaluation(temperature, evaluation, reference)

@@ -27,8 +27,13 @@ from driftloop.predictors.schema import InputSchema
 
 HF_CONFIG = "config.json"
 HF_FORMAT = "hf-checkpoint"
-VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
-                "sentencepiece.bpe.model")
+VOCABULARIES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
 MLFLOW_MODEL = "MLmodel"
 MLFLOW_FORMAT = "mlflow"
 
@@ -43,13 +48,17 @@ def importable_directory(directory: Path) -> Iterator[Path]:
     if (directory / MANIFEST).is_file():
         yield directory
         return
-    manifest = ({"format": MLFLOW_FORMAT} if (directory / MLFLOW_MODEL).is_file()
-                else hf_checkpoint_manifest(directory))
+    manifest = (
+        {"format": MLFLOW_FORMAT}
+        if (directory / MLFLOW_MODEL).is_file()
+        else hf_checkpoint_manifest(directory)
+    )
     if manifest is None:
         raise InvalidInputError(
             f"{directory} is not a model directory: it holds no {MANIFEST} (a driftloop "
             f"predictor, docs/byo-model.md), no {HF_CONFIG} (a Hugging Face "
-            f"sequence-classification checkpoint) and no {MLFLOW_MODEL} (an MLflow model)")
+            f"sequence-classification checkpoint) and no {MLFLOW_MODEL} (an MLflow model)"
+        )
     with tempfile.TemporaryDirectory(prefix="driftloop-import-") as scratch:
         copy = Path(scratch) / directory.name
         shutil.copytree(directory, copy, symlinks=False)
@@ -70,16 +79,21 @@ def hf_checkpoint_manifest(directory: Path) -> dict[str, Any] | None:
         raise InvalidInputError(f"{path} is not JSON: {exc}") from None
     architectures = config.get("architectures") if isinstance(config, dict) else None
     if not isinstance(architectures, list) or not any(
-            str(name).endswith("ForSequenceClassification") for name in architectures):
+        str(name).endswith("ForSequenceClassification") for name in architectures
+    ):
         raise InvalidInputError(
             f"{path} is not a sequence-classification checkpoint (architectures "
-            f"{architectures!r}; expected a *ForSequenceClassification)")
+            f"{architectures!r}; expected a *ForSequenceClassification)"
+        )
     if not any((directory / name).is_file() for name in VOCABULARIES):
-        raise InvalidInputError(f"{directory} holds no tokenizer ({', '.join(VOCABULARIES)}): "
-                                "save the tokenizer beside the model")
+        raise InvalidInputError(
+            f"{directory} holds no tokenizer ({', '.join(VOCABULARIES)}): "
+            "save the tokenizer beside the model"
+        )
     id2label = config.get("id2label") or {}
-    labels = [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
-              for i in range(len(id2label))]
+    labels = [
+        str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(len(id2label))
+    ]
     return {"format": HF_FORMAT, "labels": labels, "temperature": 1.0}
 
 
@@ -93,14 +107,19 @@ def read_reference(path: Path, inputs: InputSchema) -> tuple[list[Any], dict[str
     if not path.is_file():
         raise NotFoundError(f"no such reference file: {path}")
     if path.suffix not in REFERENCE_SUFFIXES:
-        raise InvalidInputError(f"reference file {path.name}: expected one of "
-                                f"{', '.join(REFERENCE_SUFFIXES)}")
+        raise InvalidInputError(
+            f"reference file {path.name}: expected one of {', '.join(REFERENCE_SUFFIXES)}"
+        )
     import pandas as pd
 
     try:
-        frame = (pd.read_csv(path) if path.suffix == ".csv"
-                 else pd.read_json(path, lines=True) if path.suffix == ".jsonl"
-                 else pd.read_parquet(path))
+        frame = (
+            pd.read_csv(path)
+            if path.suffix == ".csv"
+            else pd.read_json(path, lines=True)
+            if path.suffix == ".jsonl"
+            else pd.read_parquet(path)
+        )
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"reference file {path.name} cannot be read: {exc}") from None
     needed = ["text"] if inputs.is_text else [f.name for f in inputs.features if not f.optional]
@@ -113,10 +132,13 @@ def read_reference(path: Path, inputs: InputSchema) -> tuple[list[Any], dict[str
         items: list[Any] = [str(text) for text in frame["text"].tolist()]
     else:
         names = [f.name for f in inputs.features]
-        columns = {name: frame[name].tolist() if name in frame.columns else [None] * len(frame)
-                   for name in names}
-        items = [{name: _present(columns[name][row]) for name in names}
-                 for row in range(len(frame))]
+        columns = {
+            name: frame[name].tolist() if name in frame.columns else [None] * len(frame)
+            for name in names
+        }
+        items = [
+            {name: _present(columns[name][row]) for name in names} for row in range(len(frame))
+        ]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return items, {"file": path.name, "sha256": digest, "rows": len(items)}
 

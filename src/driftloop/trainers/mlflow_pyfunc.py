@@ -42,8 +42,14 @@ except ImportError as exc:  # the optional extra is missing: say how to install 
     require_module(exc.name or "mlflow", "mlflow")
     raise
 
-_FEATURE_TYPES = {"double": "number", "float": "number", "long": "integer",
-                  "integer": "integer", "boolean": "boolean", "string": "string"}
+_FEATURE_TYPES = {
+    "double": "number",
+    "float": "number",
+    "long": "integer",
+    "integer": "integer",
+    "boolean": "boolean",
+    "string": "string",
+}
 
 
 @contextmanager
@@ -60,8 +66,9 @@ class MLflowPredictor(Predictor):
 
     format: ClassVar[str] = MLFLOW_FORMAT
 
-    def __init__(self, model: Any, inputs: InputSchema, output: OutputKind,
-                 labels: Sequence[str] = ()) -> None:
+    def __init__(
+        self, model: Any, inputs: InputSchema, output: OutputKind, labels: Sequence[str] = ()
+    ) -> None:
         super().__init__(labels)
         self.model = model
         self.inputs = inputs
@@ -73,13 +80,16 @@ class MLflowPredictor(Predictor):
             try:
                 model = mlflow.pyfunc.load_model(str(directory))
             except Exception as exc:  # MLflow raises its own MlflowException, among others
-                raise IntegrityError(f"MLflow cannot load the model in {directory}: "
-                                     f"{type(exc).__name__}: {exc}") from exc
+                raise IntegrityError(
+                    f"MLflow cannot load the model in {directory}: {type(exc).__name__}: {exc}"
+                ) from exc
         metadata = model.metadata
         inputs, outputs = metadata.get_input_schema(), metadata.get_output_schema()
         if inputs is None or outputs is None:
-            raise IntegrityError(f"the MLflow model in {directory} has no signature of its "
-                                 "inputs and outputs: save it with signature=...")
+            raise IntegrityError(
+                f"the MLflow model in {directory} has no signature of its "
+                "inputs and outputs: save it with signature=..."
+            )
         output, labels = _output_of(outputs, directory)
         return cls(model, _inputs_of(inputs, directory), output, labels)
 
@@ -88,11 +98,13 @@ class MLflowPredictor(Predictor):
             frame = pd.DataFrame({"text": list(batch)})
         else:
             frame = pd.DataFrame.from_records(
-                list(batch), columns=[feature.name for feature in self.inputs.features])
+                list(batch), columns=[feature.name for feature in self.inputs.features]
+            )
         with _without_mlflow_notices():
             answer = self.model.predict(frame)
-        values = np.asarray(answer.to_numpy() if hasattr(answer, "to_numpy") else answer,
-                            dtype=np.float64)
+        values = np.asarray(
+            answer.to_numpy() if hasattr(answer, "to_numpy") else answer, dtype=np.float64
+        )
         if self.output == "regression" and values.ndim == 2 and values.shape[1] == 1:
             return values[:, 0]
         return values
@@ -101,8 +113,10 @@ class MLflowPredictor(Predictor):
 def _columns(schema: Any, directory: Path, what: str) -> list[Any]:
     if not schema.is_tensor_spec():
         return list(schema.inputs)
-    raise IntegrityError(f"the MLflow model in {directory} has a tensor signature for its "
-                         f"{what}: driftloop takes column signatures")
+    raise IntegrityError(
+        f"the MLflow model in {directory} has a tensor signature for its "
+        f"{what}: driftloop takes column signatures"
+    )
 
 
 def _inputs_of(schema: Any, directory: Path) -> InputSchema:
@@ -112,13 +126,21 @@ def _inputs_of(schema: Any, directory: Path) -> InputSchema:
         return TEXT
     unknown = [f"{name} ({kind})" for name, kind in kinds if kind not in _FEATURE_TYPES]
     if unknown or any(name is None for name, _ in kinds):
-        raise IntegrityError(f"the MLflow model in {directory} takes inputs driftloop cannot "
-                             f"send: {unknown or 'unnamed columns'} (known: "
-                             f"{', '.join(_FEATURE_TYPES)})")
-    return InputSchema.record(*(
-        Feature(name, _FEATURE_TYPES[kind],  # type: ignore[arg-type]
-                not getattr(column, "required", True))
-        for (name, kind), column in zip(kinds, columns, strict=True)))
+        raise IntegrityError(
+            f"the MLflow model in {directory} takes inputs driftloop cannot "
+            f"send: {unknown or 'unnamed columns'} (known: "
+            f"{', '.join(_FEATURE_TYPES)})"
+        )
+    return InputSchema.record(
+        *(
+            Feature(
+                name,
+                _FEATURE_TYPES[kind],  # type: ignore[arg-type]
+                not getattr(column, "required", True),
+            )
+            for (name, kind), column in zip(kinds, columns, strict=True)
+        )
+    )
 
 
 def _output_of(schema: Any, directory: Path) -> tuple[OutputKind, list[str]]:

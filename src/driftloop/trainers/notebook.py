@@ -38,8 +38,13 @@ class NotebookTrainer(ExternalTrainer):
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
     ) -> None:
-        super().__init__(labels=labels, timeout=timeout, holdout_fraction=holdout_fraction,
-                         validation_fraction=validation_fraction, seed=seed)
+        super().__init__(
+            labels=labels,
+            timeout=timeout,
+            holdout_fraction=holdout_fraction,
+            validation_fraction=validation_fraction,
+            seed=seed,
+        )
         self.notebook = notebook
         self.kernel_name = kernel_name
         self.cwd = cwd

@@ -29,8 +29,9 @@ TrainerClass = type[Trainer] | type[RemoteTrainer]
 
 TRAINERS: PluginFamily[TrainerClass] = PluginFamily("trainer")
 TRAINERS.register("sklearn", "driftloop.trainers.sklearn:SklearnTrainer")
-TRAINERS.register("transformers", "driftloop.trainers.transformers:TransformersTrainer",
-                  extra="transformers")
+TRAINERS.register(
+    "transformers", "driftloop.trainers.transformers:TransformersTrainer", extra="transformers"
+)
 TRAINERS.register("notebook", "driftloop.trainers.notebook:NotebookTrainer", extra="notebook")
 TRAINERS.register("command", "driftloop.trainers.command:CommandTrainer")
 TRAINERS.register("github_dispatch", "driftloop.trainers.github_dispatch:GithubDispatchTrainer")
@@ -45,8 +46,9 @@ def trainer_class(name: str) -> TrainerClass:
     """The class registered under ``name``; an unknown name lists the known ones."""
     found: object = TRAINERS.load(name)
     if not (isinstance(found, type) and issubclass(found, Trainer | RemoteTrainer)):
-        raise ConfigError(f"the trainer {name!r} is {found!r}, not a Trainer or RemoteTrainer "
-                          "subclass")
+        raise ConfigError(
+            f"the trainer {name!r} is {found!r}, not a Trainer or RemoteTrainer subclass"
+        )
     return found
 
 
@@ -59,14 +61,14 @@ def is_remote_trainer(name: str) -> bool:
         return False
 
 
-def get_trainer(
-    name: str, model_config: ModelConfig, *, base_dir: Path | None = None
-) -> Trainer:
+def get_trainer(name: str, model_config: ModelConfig, *, base_dir: Path | None = None) -> Trainer:
     """A ready trainer for ``model_config`` (``name`` is usually ``model_config.trainer``)."""
     cls = trainer_class(name)
     if issubclass(cls, RemoteTrainer):
-        raise ConfigError(f"the {name!r} trainer trains remotely: it registers the version "
-                          "itself and has no local fit")
+        raise ConfigError(
+            f"the {name!r} trainer trains remotely: it registers the version "
+            "itself and has no local fit"
+        )
     factory = getattr(cls, "from_model_config", None)
     if factory is not None:
         trainer = factory(model_config, base_dir=base_dir or Path.cwd())

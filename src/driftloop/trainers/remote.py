@@ -48,9 +48,12 @@ class RemoteRun:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RemoteRun:
         snapshot = data.get("snapshot_id")
-        return cls(trainer=str(data["trainer"]),
-                   snapshot_id=None if snapshot is None else str(snapshot),
-                   summary=str(data.get("summary", "")), state=dict(data.get("state", {})))
+        return cls(
+            trainer=str(data["trainer"]),
+            snapshot_id=None if snapshot is None else str(snapshot),
+            summary=str(data.get("summary", "")),
+            state=dict(data.get("state", {})),
+        )
 
 
 class RemoteTrainer(ABC):
@@ -103,6 +106,7 @@ class RemoteTrainer(ABC):
         on_wait: WaitCallback | None = None,
     ) -> ModelVersion:
         """Both phases at once: start the remote job and wait for the version it registers."""
-        run = self.start(model_name, incident_id=incident_id, snapshot=snapshot,
-                         callback_url=callback_url)
+        run = self.start(
+            model_name, incident_id=incident_id, snapshot=snapshot, callback_url=callback_url
+        )
         return self.wait(run, on_wait=on_wait)

@@ -116,15 +116,17 @@ class SklearnPredictor(TextClassifier):
                 json.dumps(terms, ensure_ascii=False), encoding="utf-8"
             )
             _save_array(directory / f"{name}_idf.npy", vectorizer.idf_)
-            features.append({
-                "name": name,
-                "analyzer": vectorizer.analyzer,
-                "ngram_range": list(vectorizer.ngram_range),
-                "lowercase": bool(vectorizer.lowercase),
-                "sublinear_tf": bool(vectorizer.sublinear_tf),
-                "norm": vectorizer.norm,
-                "token_pattern": vectorizer.token_pattern,
-            })
+            features.append(
+                {
+                    "name": name,
+                    "analyzer": vectorizer.analyzer,
+                    "ngram_range": list(vectorizer.ngram_range),
+                    "lowercase": bool(vectorizer.lowercase),
+                    "sublinear_tf": bool(vectorizer.sublinear_tf),
+                    "norm": vectorizer.norm,
+                    "token_pattern": vectorizer.token_pattern,
+                }
+            )
         _save_array(directory / COEF_FILE, classifier.coef_)
         _save_array(directory / INTERCEPT_FILE, classifier.intercept_)
         if self.typicality is not None:
@@ -135,9 +137,9 @@ class SklearnPredictor(TextClassifier):
     def load_files(cls, directory: Path, manifest: dict[str, Any]) -> SklearnPredictor:
         labels = list(manifest["labels"])
         try:
-            union = FeatureUnion([
-                (spec["name"], _load_vectorizer(directory, spec)) for spec in manifest["features"]
-            ])
+            union = FeatureUnion(
+                [(spec["name"], _load_vectorizer(directory, spec)) for spec in manifest["features"]]
+            )
             classifier = LogisticRegression()
             classifier.coef_ = _load_array(directory / COEF_FILE)
             classifier.intercept_ = _load_array(directory / INTERCEPT_FILE)
@@ -163,9 +165,11 @@ def _word_vocabulary(pipeline: Pipeline) -> VocabularyProfile:
     for _name, vectorizer in union.transformer_list:
         if vectorizer.analyzer == "word":
             terms = getattr(vectorizer, "vocabulary_", None) or vectorizer.vocabulary
-            return VocabularyProfile((term for term in terms if " " not in term),
-                                     token_pattern=vectorizer.token_pattern,
-                                     lowercase=bool(vectorizer.lowercase))
+            return VocabularyProfile(
+                (term for term in terms if " " not in term),
+                token_pattern=vectorizer.token_pattern,
+                lowercase=bool(vectorizer.lowercase),
+            )
     raise IntegrityError("the sklearn model has no word features to measure unknown words by")
 
 
@@ -196,9 +200,13 @@ def _load_vectorizer(directory: Path, spec: dict[str, Any]) -> TfidfVectorizer:
     if not isinstance(terms, list) or len(terms) != len(idf) or not terms:
         raise IntegrityError(f"{vocabulary_path} does not match {name}_idf.npy")
     vectorizer = TfidfVectorizer(
-        analyzer=spec["analyzer"], ngram_range=tuple(spec["ngram_range"]),
-        lowercase=spec["lowercase"], sublinear_tf=spec["sublinear_tf"], norm=spec["norm"],
-        token_pattern=spec["token_pattern"], dtype=np.float64,
+        analyzer=spec["analyzer"],
+        ngram_range=tuple(spec["ngram_range"]),
+        lowercase=spec["lowercase"],
+        sublinear_tf=spec["sublinear_tf"],
+        norm=spec["norm"],
+        token_pattern=spec["token_pattern"],
+        dtype=np.float64,
         vocabulary={str(term): index for index, term in enumerate(terms)},
     )
     vectorizer.idf_ = idf
@@ -207,15 +215,27 @@ def _load_vectorizer(directory: Path, spec: dict[str, Any]) -> TfidfVectorizer:
 
 def build_pipeline(params: SklearnParams, c: float) -> Pipeline:
     word = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=params.min_df, sublinear_tf=True,
-        max_features=params.max_features, dtype=np.float64,
+        ngram_range=(1, 2),
+        min_df=params.min_df,
+        sublinear_tf=True,
+        max_features=params.max_features,
+        dtype=np.float64,
     )
     features: list[tuple[str, Any]] = [("word", word)]
     if params.char_ngrams:
-        features.append(("char", TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(3, 5), min_df=params.min_df, sublinear_tf=True,
-            max_features=params.max_features, dtype=np.float64,
-        )))
+        features.append(
+            (
+                "char",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(3, 5),
+                    min_df=params.min_df,
+                    sublinear_tf=True,
+                    max_features=params.max_features,
+                    dtype=np.float64,
+                ),
+            )
+        )
     classifier = LogisticRegression(
         C=c, solver="saga", tol=1e-3, max_iter=params.max_iter, random_state=params.seed
     )
@@ -253,8 +273,11 @@ class SklearnTrainer(Trainer):
         checked = check_training_data(data, allowed_labels=self.labels)
         text, label = data.text_column, data.label_column
         splits = split_for_training(
-            checked.frame, label, holdout_fraction=self.params.holdout_fraction,
-            validation_fraction=self.params.validation_fraction, seed=self.params.seed,
+            checked.frame,
+            label,
+            holdout_fraction=self.params.holdout_fraction,
+            validation_fraction=self.params.validation_fraction,
+            seed=self.params.seed,
         )
         labels = checked.labels
         y_train = label_indices(splits.train, label, labels)
@@ -294,10 +317,12 @@ class SklearnTrainer(Trainer):
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
         predictor = SklearnPredictor(labels, pipeline)
         predictor.typicality = ProjectedTypicality.fit(
-            fit_sparse_projection(x_train, seed=self.params.seed), x_train,
-            features.transform(splits.held_out[text].tolist()), seed=self.params.seed)
-        calibrated = calibrate_and_evaluate(predictor, splits, text_column=text,
-                                            label_column=label)
+            fit_sparse_projection(x_train, seed=self.params.seed),
+            x_train,
+            features.transform(splits.held_out[text].tolist()),
+            seed=self.params.seed,
+        )
+        calibrated = calibrate_and_evaluate(predictor, splits, text_column=text, label_column=label)
         report("done", 1.0)
         params: dict[str, Any] = {
             **self.params.model_dump(),
@@ -326,8 +351,9 @@ def _as_logits(scores: Any) -> NDArray[np.float64]:
     return array
 
 
-def fit_sparse_projection(features: Any, *, dimensions: int = 64, max_columns: int = 20_000,
-                          seed: int = 0) -> SparseProjection:
+def fit_sparse_projection(
+    features: Any, *, dimensions: int = 64, max_columns: int = 20_000, seed: int = 0
+) -> SparseProjection:
     """The input-drift embedding of TF-IDF rows (``features``, a scipy sparse matrix of the
     training rows): truncated SVD over the ``max_columns`` most frequent columns."""
     frequency = np.asarray((features > 0).sum(axis=0)).ravel()

@@ -76,9 +76,12 @@ def train_model(
     plan = plan_training(config, model_name, snapshot_id=snapshot_id)
     registry = ModelRegistry.from_config(config)
     rows = training_rows(
-        DatasetStore.from_config(config), plan.model_config.data,
+        DatasetStore.from_config(config),
+        plan.model_config.data,
         policy="newest" if snapshot_id is not None else plan.model_config.retrain_data,
-        text_column=plan.model_config.text_column, snapshot=plan.snapshot)
+        text_column=plan.model_config.text_column,
+        snapshot=plan.snapshot,
+    )
     data = TrainingData(
         rows.frame,
         text_column=plan.model_config.text_column,
@@ -89,8 +92,12 @@ def train_model(
     trained = plan.trainer.fit(data, progress=progress)
     aliases = registry.aliases(model_name)
     version = registry.register_trained(
-        model_name, trained, trainer=plan.model_config.trainer, snapshot=rows.snapshot,
-        trigger=trigger, parent_version=aliases.get(PRODUCTION),
+        model_name,
+        trained,
+        trainer=plan.model_config.trainer,
+        snapshot=rows.snapshot,
+        trigger=trigger,
+        parent_version=aliases.get(PRODUCTION),
     )
     if PRODUCTION not in aliases:
         registry.set_alias(model_name, PRODUCTION, version.version, actor=TRAIN_ACTOR)
@@ -139,20 +146,27 @@ def register_external(
     aliases = registry.aliases(model_name)
     with importable_directory(directory) as model_directory:
         predictor = load_predictor(model_directory, registry.predictors.get(model_name))
-        recorded: dict[str, Any] = {"predictor": _predictor_name(predictor),
-                                    "inputs": predictor.inputs.to_dict(),
-                                    "output": predictor.output}
+        recorded: dict[str, Any] = {
+            "predictor": _predictor_name(predictor),
+            "inputs": predictor.inputs.to_dict(),
+            "output": predictor.output,
+        }
         if reference_file is not None:
             items, recorded["reference"] = read_reference(reference_file, predictor.inputs)
             reference = predictor.reference_profile(items)
         elif reference is None:
             recorded["reference"] = NO_REFERENCE
         version = registry.register(
-            model_name, model_directory, trainer=trainer, params={**(params or {}), **recorded},
+            model_name,
+            model_directory,
+            trainer=trainer,
+            params={**(params or {}), **recorded},
             snapshot_id=None if snapshot is None else snapshot.snapshot_id,
             snapshot_hash=None if snapshot is None else snapshot.content_hash,
-            evaluation=evaluation, reference=reference,
-            parent_version=aliases.get(PRODUCTION), trigger=trigger,
+            evaluation=evaluation,
+            reference=reference,
+            parent_version=aliases.get(PRODUCTION),
+            trigger=trigger,
         )
     if PRODUCTION not in aliases:
         registry.set_alias(model_name, PRODUCTION, version.version, actor=f"register:{trigger}")

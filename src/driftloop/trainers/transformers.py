@@ -252,8 +252,10 @@ class TransformersTrainer(Trainer):
         def targets(part: pd.DataFrame) -> NDArray[np.int64]:
             return np.array([index[label] for label in part["label"]], dtype=np.int64)
 
-        texts = {name: part["text"].tolist() for name, part in
-                 (("train", train), ("validation", validation), ("test", test))}
+        texts = {
+            name: part["text"].tolist()
+            for name, part in (("train", train), ("validation", validation), ("test", test))
+        }
         y_train, y_validation, y_test = targets(train), targets(validation), targets(test)
 
         with torch_threads(threads):
@@ -287,17 +289,28 @@ class TransformersTrainer(Trainer):
         predictor.temperature = fit_temperature(validation_logits, y_validation)
         predictor.typicality = EmbeddingTypicality.fit(
             predictor.embed(texts["train"][:TYPICALITY_SAMPLE]),
-            predictor.embed(texts["test"][:TYPICALITY_SAMPLE]), seed=params.seed)
+            predictor.embed(texts["test"][:TYPICALITY_SAMPLE]),
+            seed=params.seed,
+        )
         evaluation = evaluate(test_logits, y_test, labels, predictor.temperature)
         reference = reference_profile(
-            softmax(test_logits / predictor.temperature), texts["test"], labels, evaluation,
-            seed=params.seed, inputs=predictor.input_signals(texts["test"]),
+            softmax(test_logits / predictor.temperature),
+            texts["test"],
+            labels,
+            evaluation,
+            seed=params.seed,
+            inputs=predictor.input_signals(texts["test"]),
         )
         report("calibrate")(1.0)
         used = params.model_dump()
         used.update(
-            mode=mode, device=device, torch_threads=threads, base_model=name,
-            train_rows=len(train), validation_rows=len(validation), test_rows=len(test),
+            mode=mode,
+            device=device,
+            torch_threads=threads,
+            base_model=name,
+            train_rows=len(train),
+            validation_rows=len(validation),
+            test_rows=len(test),
         )
         return TrainedModel(predictor, evaluation, reference, used)
 
@@ -330,8 +343,9 @@ class TransformersTrainer(Trainer):
         """Linear probe on frozen embeddings, then AdamW on the head and the unfrozen layers."""
         params = self.params
         model = predictor.model
-        _fit_probe(model.classifier, predictor.embed(texts, report("embed")), y, params,
-                   report("probe"))
+        _fit_probe(
+            model.classifier, predictor.embed(texts, report("embed")), y, params, report("probe")
+        )
         if mode == "head":
             model.encoder.requires_grad_(False)
             for block in _trainable_layers(model.encoder, params.train_layers):
@@ -340,8 +354,10 @@ class TransformersTrainer(Trainer):
         decay = [p for p in trainable if p.ndim >= 2]
         no_decay = [p for p in trainable if p.ndim < 2]
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": params.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": params.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=params.learning_rate,
         )
         steps_per_epoch = math.ceil(len(texts) / params.batch_size)

@@ -204,7 +204,8 @@ class TransformersPredictor(TextClassifier):
         if self._vocabulary is None:
             self._vocabulary = VocabularyProfile(
                 (token for token in self.tokenizer.get_vocab() if not token.startswith("##")),
-                lowercase=bool(getattr(self.tokenizer, "do_lower_case", True)))
+                lowercase=bool(getattr(self.tokenizer, "do_lower_case", True)),
+            )
         signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
         if self.typicality is not None and len(texts) > 0:
             signals[EMBEDDING_TYPICALITY] = self.typicality.typicality(self.embed(texts))
@@ -267,8 +268,10 @@ class TransformersPredictor(TextClassifier):
         if self.typicality is not None:
             self.typicality.save(directory)
         save_file(
-            {"weight": head.weight.detach().cpu().contiguous(),
-             "bias": head.bias.detach().cpu().contiguous()},
+            {
+                "weight": head.weight.detach().cpu().contiguous(),
+                "bias": head.bias.detach().cpu().contiguous(),
+            },
             str(directory / HEAD_FILE),
         )
         return {
@@ -287,11 +290,18 @@ class TransformersPredictor(TextClassifier):
             if not required.is_file():
                 raise IntegrityError(f"{directory} is incomplete: {required.name} is missing")
         # without its vocabulary AutoTokenizer still loads, and splits every text differently
-        vocabularies = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model",
-                        "sentencepiece.bpe.model")
+        vocabularies = (
+            "tokenizer.json",
+            "vocab.txt",
+            "vocab.json",
+            "spiece.model",
+            "sentencepiece.bpe.model",
+        )
         if not any((checkpoint / name).is_file() for name in vocabularies):
-            raise IntegrityError(f"{directory} is incomplete: {CHECKPOINT_DIR}/ holds no tokenizer "
-                                 f"vocabulary ({', '.join(vocabularies)})")
+            raise IntegrityError(
+                f"{directory} is incomplete: {CHECKPOINT_DIR}/ holds no tokenizer "
+                f"vocabulary ({', '.join(vocabularies)})"
+            )
         labels = [str(label) for label in manifest["labels"]]
         device = "cuda" if torch.cuda.is_available() else "cpu"
         try:

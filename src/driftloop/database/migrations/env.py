@@ -15,7 +15,8 @@ connection = context.config.attributes.get("connection")
 if connection is None:
     raise ConfigError(
         "driftloop's migrations run on a connection driftloop opens: use 'driftloop db upgrade' "
-        "(or Database.upgrade()), not the alembic command")
+        "(or Database.upgrade()), not the alembic command"
+    )
 import_table_modules()
 context.configure(
     connection=connection,

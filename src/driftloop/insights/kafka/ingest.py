@@ -49,9 +49,13 @@ class IngestStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "messages": self.messages, "points": self.points, "stored": self.stored,
-            "duplicates": self.duplicates, "dead_letters": self.dead_letters,
-            "commits": self.commits, "store_failures": self.store_failures,
+            "messages": self.messages,
+            "points": self.points,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "dead_letters": self.dead_letters,
+            "commits": self.commits,
+            "store_failures": self.store_failures,
             "assigned_partitions": list(self.assigned_partitions),
         }
 
@@ -88,7 +92,10 @@ class KafkaIngestWorker:
 
     @classmethod
     def from_config(
-        cls, config: Config, *, store: MetricStore | None = None,
+        cls,
+        config: Config,
+        *,
+        store: MetricStore | None = None,
         listeners: Iterable[PointListener] = (),
     ) -> KafkaIngestWorker:
         """The worker for ``config.transport`` (a ``kafka://`` URL), writing to ``store``
@@ -138,8 +145,12 @@ class KafkaIngestWorker:
             consumer = Consumer(self.consumer_config)
         except KafkaException as exc:
             raise ConfigError(f"kafka consumer settings (kafka.consumer): {exc}") from exc
-        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                           on_lost=self._on_lost)
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         self._consumer = consumer
 
     def run(
@@ -166,8 +177,7 @@ class KafkaIngestWorker:
                 elif last_message is None:
                     if self._assigned:
                         last_message = now  # the idle clock starts with the assignment
-                    elif (idle_exit is not None
-                          and now - started >= idle_exit + GROUP_JOIN_GRACE):
+                    elif idle_exit is not None and now - started >= idle_exit + GROUP_JOIN_GRACE:
                         break  # never assigned a partition (others hold them all)
                 elif idle_exit is not None and now - last_message >= idle_exit:
                     break
@@ -198,8 +208,9 @@ class KafkaIngestWorker:
         consumer = self._consumer
         assert consumer is not None
         try:
-            messages = consumer.consume(self.settings.max_batch_messages,
-                                        self.settings.poll_timeout)
+            messages = consumer.consume(
+                self.settings.max_batch_messages, self.settings.poll_timeout
+            )
         except KafkaException as exc:
             raise BackendUnavailableError(f"kafka {self.bootstrap}: {exc}") from exc
         batch: list[tuple[Message, list[MetricPoint]]] = []
@@ -224,8 +235,12 @@ class KafkaIngestWorker:
                 self._send_dead_letters(dead)
         except BackendUnavailableError as exc:
             self._store_failures += 1
-            logger.warning("metric store or dead-letter topic unavailable (%s); reading the "
-                           "batch again in %.1fs", exc, self._backoff)
+            logger.warning(
+                "metric store or dead-letter topic unavailable (%s); reading the "
+                "batch again in %.1fs",
+                exc,
+                self._backoff,
+            )
             self._rewind(consumer, done)
             time.sleep(self._backoff)
             self._backoff = min(self._backoff * 2, _RETRY_BACKOFF[1])
@@ -248,8 +263,9 @@ class KafkaIngestWorker:
                 # no longer ours: its next owner starts from the last committed offset
                 logger.info("ingest: cannot rewind partition %d (%s)", partition, exc)
 
-    def _store(self, batch: list[tuple[Message, list[MetricPoint]]],
-               dead: list[tuple[Message, str]]) -> int:
+    def _store(
+        self, batch: list[tuple[Message, list[MetricPoint]]], dead: list[tuple[Message, str]]
+    ) -> int:
         points = [point for _, decoded in batch for point in decoded]
         try:
             new = self._write(points)
@@ -259,8 +275,9 @@ class KafkaIngestWorker:
         self._deliver(points)
         return new
 
-    def _store_one_by_one(self, batch: list[tuple[Message, list[MetricPoint]]],
-                          dead: list[tuple[Message, str]]) -> int:
+    def _store_one_by_one(
+        self, batch: list[tuple[Message, list[MetricPoint]]], dead: list[tuple[Message, str]]
+    ) -> int:
         new = 0
         for message, points in batch:
             try:
@@ -297,13 +314,16 @@ class KafkaIngestWorker:
         if not last:
             return
         try:
-            consumer.store_offsets(offsets=[TopicPartition(self.topic, partition, offset)
-                                            for partition, offset in sorted(last.items())])
+            consumer.store_offsets(
+                offsets=[
+                    TopicPartition(self.topic, partition, offset)
+                    for partition, offset in sorted(last.items())
+                ]
+            )
         except KafkaException as exc:
             # revoked meanwhile: its next owner re-reads from the last commit; the store skips
             # what it already holds
-            logger.info("ingest: offsets not stored (%s); those messages will be redelivered",
-                        exc)
+            logger.info("ingest: offsets not stored (%s); those messages will be redelivered", exc)
 
     def _commit_stored(self, consumer: Consumer) -> None:
         """Commit the stored offsets now (on revoke and close, besides auto-commit)."""
@@ -313,8 +333,9 @@ class KafkaIngestWorker:
             error = exc.args[0] if exc.args else None
             if isinstance(error, KafkaError) and error.code() == KafkaError._NO_OFFSET:
                 return  # nothing stored since the last commit
-            logger.warning("kafka offset commit failed (%s); those messages will be redelivered",
-                           exc)
+            logger.warning(
+                "kafka offset commit failed (%s); those messages will be redelivered", exc
+            )
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         del partitions
@@ -330,11 +351,16 @@ class KafkaIngestWorker:
         producer = self._dead_letter_producer
         if producer is None:
             ensure_topic(self.bootstrap, self.dead_letter_topic, 1)
-            producer = self._dead_letter_producer = Producer({
-                "bootstrap.servers": self.bootstrap, "client.id": "driftloop-ingest-dlq",
-                "enable.idempotence": True, "logger": logger,
-                "message.timeout.ms": milliseconds(self.settings.delivery_timeout),
-                **self.settings.producer})
+            producer = self._dead_letter_producer = Producer(
+                {
+                    "bootstrap.servers": self.bootstrap,
+                    "client.id": "driftloop-ingest-dlq",
+                    "enable.idempotence": True,
+                    "logger": logger,
+                    "message.timeout.ms": milliseconds(self.settings.delivery_timeout),
+                    **self.settings.producer,
+                }
+            )
         failures: list[str] = []
 
         def report(error: KafkaError | None, message: Message) -> None:
@@ -343,20 +369,32 @@ class KafkaIngestWorker:
                 failures.append(str(error))
 
         for message, reason in dead:
-            logger.error("kafka message %s[%s]@%s set aside to %s: %s", message.topic(),
-                         message.partition(), message.offset(), self.dead_letter_topic, reason)
+            logger.error(
+                "kafka message %s[%s]@%s set aside to %s: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                self.dead_letter_topic,
+                reason,
+            )
             producer.produce(
-                self.dead_letter_topic, value=message.value(), key=message.key(),
-                headers=[("driftloop-error", reason.encode()),
-                         ("driftloop-topic", str(message.topic()).encode()),
-                         ("driftloop-partition", str(message.partition()).encode()),
-                         ("driftloop-offset", str(message.offset()).encode())],
-                on_delivery=report)
+                self.dead_letter_topic,
+                value=message.value(),
+                key=message.key(),
+                headers=[
+                    ("driftloop-error", reason.encode()),
+                    ("driftloop-topic", str(message.topic()).encode()),
+                    ("driftloop-partition", str(message.partition()).encode()),
+                    ("driftloop-offset", str(message.offset()).encode()),
+                ],
+                on_delivery=report,
+            )
         left = producer.flush(self.settings.delivery_timeout)
         if failures or left:
             raise BackendUnavailableError(
                 f"kafka {self.bootstrap}: the dead-letter topic {self.dead_letter_topic!r} did "
-                f"not take {len(failures) + left} message(s): {failures[:1]}")
+                f"not take {len(failures) + left} message(s): {failures[:1]}"
+            )
         self._dead_letters += len(dead)
 
     # --- rebalances -----------------------------------------------------------------------
@@ -377,8 +415,12 @@ class KafkaIngestWorker:
     @property
     def stats(self) -> IngestStats:
         return IngestStats(
-            messages=self._messages, points=self._points, stored=self._stored,
-            duplicates=self._duplicates, dead_letters=self._dead_letters,
-            commits=self._commits, store_failures=self._store_failures,
+            messages=self._messages,
+            points=self._points,
+            stored=self._stored,
+            duplicates=self._duplicates,
+            dead_letters=self._dead_letters,
+            commits=self._commits,
+            store_failures=self._store_failures,
             assigned_partitions=tuple(sorted(self._assigned)),
         )

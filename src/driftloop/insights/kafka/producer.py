@@ -96,7 +96,7 @@ class KafkaTransport(Transport):
             by_model.setdefault(point.tags.get(MODEL_TAG), []).append(point)
         size = self.settings.max_points_per_message
         return [
-            (None if model is None else model.encode(), group[start:start + size])
+            (None if model is None else model.encode(), group[start : start + size])
             for model, group in by_model.items()
             for start in range(0, len(group), size)
         ]
@@ -124,8 +124,10 @@ class KafkaTransport(Transport):
                     self._producer = None
                 reason = (
                     f"{remaining} message(s) undelivered after {self.settings.delivery_timeout:g}s"
-                    if remaining else
-                    str(tally.errors[0]) if tally.errors else "delivery reports missing"
+                    if remaining
+                    else str(tally.errors[0])
+                    if tally.errors
+                    else "delivery reports missing"
                 )
                 raise BackendUnavailableError(
                     f"kafka {self.bootstrap} topic {self.topic!r}: {reason}"
@@ -134,13 +136,20 @@ class KafkaTransport(Transport):
             self._points += len(points)
 
     def _produce(
-        self, producer: Producer, key: bytes | None, value: bytes, tally: _DeliveryTally,
+        self,
+        producer: Producer,
+        key: bytes | None,
+        value: bytes,
+        tally: _DeliveryTally,
         deadline: float,
     ) -> None:
         while True:
             try:
                 producer.produce(
-                    self.topic, value=value, key=key, on_delivery=tally.on_delivery,
+                    self.topic,
+                    value=value,
+                    key=key,
+                    on_delivery=tally.on_delivery,
                     headers=[("content-type", CONTENT_TYPE)],
                 )
                 return
@@ -171,5 +180,6 @@ def create_kafka_transport(
     """Factory for ``kafka://`` URLs (registered in :data:`~driftloop.insights.TRANSPORTS`)."""
     del store  # the ingest workers own the store
     address = parse_kafka_url(url)
-    return KafkaTransport(address.bootstrap, address.topic,
-                          config.kafka if config is not None else None)
+    return KafkaTransport(
+        address.bootstrap, address.topic, config.kafka if config is not None else None
+    )

@@ -38,9 +38,7 @@ def parse_kafka_url(url: str) -> KafkaAddress:
         raise ConfigError(f"{url!r} is not a kafka:// URL")
     topic = parts.path.strip("/")
     if not parts.netloc or not topic:
-        raise ConfigError(
-            f"transport {url!r}: expected kafka://HOST:PORT[,HOST:PORT...]/TOPIC"
-        )
+        raise ConfigError(f"transport {url!r}: expected kafka://HOST:PORT[,HOST:PORT...]/TOPIC")
     if "/" in topic or not all(c.isalnum() or c in "._-" for c in topic) or len(topic) > 249:
         raise ConfigError(
             f"transport {url!r}: topic {topic!r} may hold only letters, digits, '.', '_' "

@@ -32,6 +32,7 @@ def merged_stats(columns: Any, incoming: Any = None) -> dict[str, Any]:
     """SET values that merge incoming count/sum/min/max into a rollup row's (``columns``: the
     table's ``.c``; ``incoming``: an upsert's ``excluded``, else the bind parameters
     ``b_count``/``b_sum``/``b_min``/``b_max``)."""
+
     def new(name: str) -> Any:
         return sa.bindparam(f"b_{name}") if incoming is None else incoming[name]
 
@@ -50,13 +51,15 @@ def _dialect_insert(dialect: str, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
-def _upsert(dialect: str, table: sa.Table, keys: Sequence[str],
-            merge: Callable[[Any, Any], dict[str, Any]]) -> Any:
+def _upsert(
+    dialect: str, table: sa.Table, keys: Sequence[str], merge: Callable[[Any, Any], dict[str, Any]]
+) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET merge(row, excluded)`` for this dialect
     (SQLite >= 3.24 and PostgreSQL both speak it)."""
     insert = _dialect_insert(dialect, table)
-    return insert.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
-                                        set_=merge(table.c, insert.excluded))
+    return insert.on_conflict_do_update(
+        index_elements=[table.c[k] for k in keys], set_=merge(table.c, insert.excluded)
+    )
 
 
 _POINT_COLUMNS = ("series_id", "timestamp", "value", "point_id")
@@ -66,7 +69,8 @@ _WRITES: dict[str, tuple[Callable[[str], Any], Sequence[str]]] = {
     "points": (lambda dialect: metric_points.insert(), _POINT_COLUMNS),
     "points_skipping_stored": (
         lambda dialect: _dialect_insert(dialect, metric_points).on_conflict_do_nothing(
-            index_elements=[metric_points.c.point_id]),
+            index_elements=[metric_points.c.point_id]
+        ),
         _POINT_COLUMNS,
     ),
     "minute_rollups": (
@@ -74,8 +78,12 @@ _WRITES: dict[str, tuple[Callable[[str], Any], Sequence[str]]] = {
         _ROLLUP_COLUMNS,
     ),
     "rollup_bins": (
-        lambda dialect: _upsert(dialect, metric_rollup_bins, ("series_id", "minute", "bin"),
-                                lambda row, new: {"count": row.count + new.count}),
+        lambda dialect: _upsert(
+            dialect,
+            metric_rollup_bins,
+            ("series_id", "minute", "bin"),
+            lambda row, new: {"count": row.count + new.count},
+        ),
         _BIN_COLUMNS,
     ),
 }
@@ -103,7 +111,8 @@ class _DriverStatement:
         sql = self.multirow.get(count)
         if sql is None:
             sql = self.multirow[count] = self.sql.replace(
-                f"VALUES {self.values_row}", "VALUES " + ", ".join([self.values_row] * count), 1)
+                f"VALUES {self.values_row}", "VALUES " + ", ".join([self.values_row] * count), 1
+            )
         return sql
 
 
@@ -114,7 +123,7 @@ def _values_row(sql: str, placeholder: str, columns: int) -> str | None:
         return None
     start = sql.index("VALUES (") + len("VALUES ")
     end = sql.find(")", start)
-    row = sql[start:end + 1]
+    row = sql[start : end + 1]
     return row if row.count(placeholder) == columns and "(" not in row[1:] else None
 
 
@@ -140,8 +149,7 @@ def _compile_write(dialect: sa.engine.Dialect, name: str) -> _DriverStatement:
     statement = build(dialect.name)
     compiling = _positional_postgresql(dialect) if dialect.name == "postgresql" else dialect
     # for_executemany: no RETURNING of the new ids, which nothing reads
-    compiled = statement.compile(dialect=compiling, column_keys=list(columns),
-                                 for_executemany=True)
+    compiled = statement.compile(dialect=compiling, column_keys=list(columns), for_executemany=True)
     sql = str(compiled)
     if not compiled.positional:
         return _DriverStatement(sql, columns, None, named=True)
@@ -158,20 +166,27 @@ def _compile_write(dialect: sa.engine.Dialect, name: str) -> _DriverStatement:
         marker = "%b" if dialect.driver == "psycopg" else "%s"
         arrays = ", ".join(
             f"{marker}::{statement.table.c[column].type.compile(dialect=compiling)}[]"
-            for column in columns)
-        return _DriverStatement(sql.replace(f"VALUES {row}",
-                                            f"SELECT * FROM unnest({arrays})", 1),
-                                columns, None, named=False, columnar=True)
+            for column in columns
+        )
+        return _DriverStatement(
+            sql.replace(f"VALUES {row}", f"SELECT * FROM unnest({arrays})", 1),
+            columns,
+            None,
+            named=False,
+            columnar=True,
+        )
     if dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
         rows_per_statement = SQLITE_OLD_VARIABLES // len(columns)
     else:
         rows_per_statement = MULTIROW_ROWS
-    return _DriverStatement(sql, columns, None, named=False,
-                            rows_per_statement=rows_per_statement, values_row=row)
+    return _DriverStatement(
+        sql, columns, None, named=False, rows_per_statement=rows_per_statement, values_row=row
+    )
 
 
-def _execute_multirow(connection: Connection, statement: _DriverStatement,
-                      rows: Sequence[tuple[Any, ...]]) -> int:
+def _execute_multirow(
+    connection: Connection, statement: _DriverStatement, rows: Sequence[tuple[Any, ...]]
+) -> int:
     """``rows`` in multi-row ``VALUES`` statements of power-of-two sizes (so a few statement
     texts serve every batch size): SQLite then runs whole chunks in one step, with Python's
     lock released, instead of handing it back and forth once per row."""
@@ -181,7 +196,7 @@ def _execute_multirow(connection: Connection, statement: _DriverStatement,
         size = min(statement.rows_per_statement, 1 << ((len(rows) - start).bit_length() - 1))
         result = connection.exec_driver_sql(
             statement.with_rows(size),
-            tuple(itertools.chain.from_iterable(rows[start:start + size])),
+            tuple(itertools.chain.from_iterable(rows[start : start + size])),
         )
         changed += result.rowcount
         start += size

@@ -106,7 +106,8 @@ class SeriesCatalog:
                         found = self._by_hash(connection, list(wanted))
                         new = [
                             {"name": key[0], "tags": tags_json, "key_hash": h}
-                            for h, (key, tags_json) in wanted.items() if h not in found
+                            for h, (key, tags_json) in wanted.items()
+                            if h not in found
                         ]
                         if new:
                             connection.execute(metric_series.insert(), new)

@@ -61,8 +61,13 @@ class Plan:
         return values
 
 
-def use_rollups(start: float, end: float, resolution: Resolution,
-                horizons: tuple[float, float], raw_query_limit: float) -> bool:
+def use_rollups(
+    start: float,
+    end: float,
+    resolution: Resolution,
+    horizons: tuple[float, float],
+    raw_query_limit: float,
+) -> bool:
     """Whether ``[start, end)`` is read from the rollups: forced by ``resolution``, else when
     the window is longer than ``raw_query_limit`` or begins before the raw horizon."""
     if resolution == "raw":
@@ -105,15 +110,14 @@ def plan_window(
         h0 = max(h0, -(-purged_before // PER_HOUR))
     if not hours or h1 <= h0:
         return Plan(raw=tuple(edges), minutes=((m0, m1),))
-    minutes = tuple(
-        (lo, hi) for lo, hi in ((m0, h0 * PER_HOUR), (h1 * PER_HOUR, m1)) if hi > lo
-    )
+    minutes = tuple((lo, hi) for lo, hi in ((m0, h0 * PER_HOUR), (h1 * PER_HOUR, m1)) if hi > lo)
     return Plan(raw=tuple(edges), minutes=minutes, hours=((h0, h1),))
 
 
 def _between(column: sa.ColumnElement[Any], kind: str, index: int) -> sa.ColumnElement[bool]:
-    return sa.and_(column >= sa.bindparam(f"{kind}_lo_{index}"),
-                   column < sa.bindparam(f"{kind}_hi_{index}"))
+    return sa.and_(
+        column >= sa.bindparam(f"{kind}_lo_{index}"), column < sa.bindparam(f"{kind}_hi_{index}")
+    )
 
 
 def _ids() -> sa.BindParameter[int]:
@@ -129,24 +133,34 @@ def _union(parts: Sequence[sa.Select[Any]]) -> sa.Select[Any] | sa.CompoundSelec
 
 
 @functools.cache
-def _stats_statement(
-    raw: int, minutes: int, hours: int
-) -> sa.Select[Any] | sa.CompoundSelect[Any]:
+def _stats_statement(raw: int, minutes: int, hours: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     """series_id, count, sum, min, max: one row per series and part of the plan."""
     p, r, h = metric_points.c, metric_rollups.c, metric_hour_rollups.c
     ids = _ids()
     parts = [
-        sa.select(p.series_id, sa.func.count(), sa.func.sum(p.value), sa.func.min(p.value),
-                  sa.func.max(p.value))
+        sa.select(
+            p.series_id,
+            sa.func.count(),
+            sa.func.sum(p.value),
+            sa.func.min(p.value),
+            sa.func.max(p.value),
+        )
         .where(p.series_id.in_(ids), _between(p.timestamp, "raw", i))
         .group_by(p.series_id)
         for i in range(raw)
     ]
-    for table, column, kind, count in ((r, r.minute, "minute", minutes),
-                                       (h, h.hour, "hour", hours)):
+    for table, column, kind, count in (
+        (r, r.minute, "minute", minutes),
+        (h, h.hour, "hour", hours),
+    ):
         parts.extend(
-            sa.select(table.series_id, sa.func.sum(table.count), sa.func.sum(table.sum),
-                      sa.func.min(table.min), sa.func.max(table.max))
+            sa.select(
+                table.series_id,
+                sa.func.sum(table.count),
+                sa.func.sum(table.sum),
+                sa.func.min(table.min),
+                sa.func.max(table.max),
+            )
             .where(table.series_id.in_(ids), _between(column, kind, i))
             .group_by(table.series_id)
             for i in range(count)
@@ -158,32 +172,42 @@ def _stats_statement(
 def _raw_values_statement(raw: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     p = metric_points.c
     ids = _ids()
-    return _union([
-        sa.select(p.series_id, p.value).where(p.series_id.in_(ids), _between(p.timestamp, "raw", i))
-        for i in range(raw)
-    ])
+    return _union(
+        [
+            sa.select(p.series_id, p.value).where(
+                p.series_id.in_(ids), _between(p.timestamp, "raw", i)
+            )
+            for i in range(raw)
+        ]
+    )
 
 
 @functools.cache
 def _minute_bins_statement(minutes: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     b = metric_rollup_bins.c
     ids = _ids()
-    return _union([
-        sa.select(b.series_id, b.bin, sa.func.sum(b.count))
-        .where(b.series_id.in_(ids), _between(b.minute, "minute", i))
-        .group_by(b.series_id, b.bin)
-        for i in range(minutes)
-    ])
+    return _union(
+        [
+            sa.select(b.series_id, b.bin, sa.func.sum(b.count))
+            .where(b.series_id.in_(ids), _between(b.minute, "minute", i))
+            .group_by(b.series_id, b.bin)
+            for i in range(minutes)
+        ]
+    )
 
 
 @functools.cache
 def _hour_sketches_statement(hours: int) -> sa.Select[Any] | sa.CompoundSelect[Any]:
     h = metric_hour_rollups.c
     ids = _ids()
-    return _union([
-        sa.select(h.series_id, h.sketch).where(h.series_id.in_(ids), _between(h.hour, "hour", i))
-        for i in range(hours)
-    ])
+    return _union(
+        [
+            sa.select(h.series_id, h.sketch).where(
+                h.series_id.in_(ids), _between(h.hour, "hour", i)
+            )
+            for i in range(hours)
+        ]
+    )
 
 
 @dataclass(slots=True)
@@ -288,8 +312,9 @@ class _Bins:
         self.bins.setdefault(key, []).append(bins)
         self.counts.setdefault(key, []).append(counts)
 
-    def read_rollups(self, connection: Connection, groups: Mapping[int, GroupKey],
-                     ids: Sequence[int], plan: Plan) -> None:
+    def read_rollups(
+        self, connection: Connection, groups: Mapping[int, GroupKey], ids: Sequence[int], plan: Plan
+    ) -> None:
         for chunk in chunks(ids):
             parameters = plan.parameters(chunk)
             if plan.minutes:
@@ -361,8 +386,7 @@ class Buckets:
 
     def add(self, data: NDArray[np.float64]) -> None:
         """Rows of (bucket start in seconds, count, sum, min, max)."""
-        index = np.clip(((data[:, 0] - self.start) // self.step).astype(np.int64), 0,
-                        self.size - 1)
+        index = np.clip(((data[:, 0] - self.start) // self.step).astype(np.int64), 0, self.size - 1)
         np.add.at(self.count, index, data[:, 1].astype(np.int64))
         np.add.at(self.total, index, data[:, 2])
         np.minimum.at(self.low, index, data[:, 3])
@@ -386,14 +410,14 @@ class Buckets:
                 if rows:
                     self.add_points(matrix(rows, 2, np.float64))
             for table, column, seconds, ranges in (
-                (r, r.minute, MINUTE, plan.minutes), (h, h.hour, HOUR, plan.hours)
+                (r, r.minute, MINUTE, plan.minutes),
+                (h, h.hour, HOUR, plan.hours),
             ):
                 for lo_bucket, hi_bucket in ranges:
                     rollup_rows = connection.execute(
-                        sa.select(column * seconds, table.count, table.sum, table.min,
-                                  table.max).where(
-                            table.series_id.in_(chunk), column >= lo_bucket, column < hi_bucket,
-                        )
+                        sa.select(
+                            column * seconds, table.count, table.sum, table.min, table.max
+                        ).where(table.series_id.in_(chunk), column >= lo_bucket, column < hi_bucket)
                     ).all()
                     if rollup_rows:
                         self.add(matrix(rollup_rows, 5, np.float64))

@@ -53,8 +53,7 @@ def purge(connection: Connection, raw_horizon: float, rollup_horizon: float) -> 
     for chunk in chunks(sorted(all_series)):
         raw_deleted += connection.execute(
             metric_points.delete().where(
-                metric_points.c.series_id.in_(chunk),
-                metric_points.c.timestamp < raw_horizon,
+                metric_points.c.series_id.in_(chunk), metric_points.c.timestamp < raw_horizon
             )
         ).rowcount
     rollups_deleted = connection.execute(

@@ -62,8 +62,12 @@ def _aggregate(
 ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """count, sum, min and max of every run of ``values`` beginning at ``starts``."""
     counts = np.diff(np.r_[starts, len(values)]).astype(np.int64)
-    return (counts, np.add.reduceat(values, starts), np.minimum.reduceat(values, starts),
-            np.maximum.reduceat(values, starts))
+    return (
+        counts,
+        np.add.reduceat(values, starts),
+        np.minimum.reduceat(values, starts),
+        np.maximum.reduceat(values, starts),
+    )
 
 
 def update_rollups(
@@ -90,15 +94,27 @@ def _update_minute_rollups(connection: Connection, batch: _SortedBatch) -> None:
     count, total, lowest, highest = _aggregate(groups, batch.values)
     bin_runs = _runs(batch.series_ids, batch.minutes, batch.bins)
     bin_counts = np.diff(np.r_[bin_runs, len(batch.bins)])
-    rollups = list(zip(
-        batch.series_ids[groups].tolist(), batch.minutes[groups].tolist(), count.tolist(),
-        total.tolist(), lowest.tolist(), highest.tolist(), strict=True,
-    ))
+    rollups = list(
+        zip(
+            batch.series_ids[groups].tolist(),
+            batch.minutes[groups].tolist(),
+            count.tolist(),
+            total.tolist(),
+            lowest.tolist(),
+            highest.tolist(),
+            strict=True,
+        )
+    )
     executemany(connection, "minute_rollups", rollups)
-    bins = list(zip(
-        batch.series_ids[bin_runs].tolist(), batch.minutes[bin_runs].tolist(),
-        batch.bins[bin_runs].tolist(), bin_counts.tolist(), strict=True,
-    ))
+    bins = list(
+        zip(
+            batch.series_ids[bin_runs].tolist(),
+            batch.minutes[bin_runs].tolist(),
+            batch.bins[bin_runs].tolist(),
+            bin_counts.tolist(),
+            strict=True,
+        )
+    )
     executemany(connection, "rollup_bins", bins)
 
 
@@ -133,22 +149,47 @@ def _update_hour_rollups(connection: Connection, batch: _SortedBatch) -> None:
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for sid, hour, n, s, lo, hi, start, stop in zip(
-        batch.series_ids[groups].tolist(), hours[groups].tolist(), count.tolist(),
-        total.tolist(), lowest.tolist(), highest.tolist(), groups.tolist(), stops,
+        batch.series_ids[groups].tolist(),
+        hours[groups].tolist(),
+        count.tolist(),
+        total.tolist(),
+        lowest.tolist(),
+        highest.tolist(),
+        groups.tolist(),
+        stops,
         strict=True,
     ):
         new_bins = batch.bins[start:stop]
         new_counts = np.ones(len(new_bins), dtype=np.int64)
         stored = existing.get((sid, hour))
         if stored is None:
-            inserts.append({"series_id": sid, "hour": hour, "count": n, "sum": s,
-                            "min": lo, "max": hi, "sketch": pack_sketch(new_bins, new_counts)})
+            inserts.append(
+                {
+                    "series_id": sid,
+                    "hour": hour,
+                    "count": n,
+                    "sum": s,
+                    "min": lo,
+                    "max": hi,
+                    "sketch": pack_sketch(new_bins, new_counts),
+                }
+            )
             continue
         old_bins, old_counts = unpack_sketch(stored)
-        sketch = pack_sketch(np.concatenate((old_bins, new_bins)),
-                             np.concatenate((old_counts, new_counts)))
-        updates.append({"b_sid": sid, "b_hour": hour, "b_count": n, "b_sum": s,
-                        "b_min": lo, "b_max": hi, "b_sketch": sketch})
+        sketch = pack_sketch(
+            np.concatenate((old_bins, new_bins)), np.concatenate((old_counts, new_counts))
+        )
+        updates.append(
+            {
+                "b_sid": sid,
+                "b_hour": hour,
+                "b_count": n,
+                "b_sum": s,
+                "b_min": lo,
+                "b_max": hi,
+                "b_sketch": sketch,
+            }
+        )
     if updates:
         connection.execute(
             metric_hour_rollups.update()
@@ -185,18 +226,19 @@ def backfill_hours(database: Database) -> None:
                     if database.dialect == "sqlite":
                         connection.exec_driver_sql("BEGIN IMMEDIATE")
                     elif database.dialect == "postgresql":
-                        connection.execute(sa.text(
-                            "LOCK TABLE metric_rollups, metric_rollup_bins "
-                            "IN SHARE ROW EXCLUSIVE MODE"
-                        ))
+                        connection.execute(
+                            sa.text(
+                                "LOCK TABLE metric_rollups, metric_rollup_bins "
+                                "IN SHARE ROW EXCLUSIVE MODE"
+                            )
+                        )
                     if connection.execute(marker).first() is None:
                         _build_hour_rollups(connection)
                 break
             except SqlIntegrityError as exc:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise ConflictError(
-                        f"building the hour rollups kept colliding with another store: "
-                        f"{exc.orig}"
+                        f"building the hour rollups kept colliding with another store: {exc.orig}"
                     ) from exc
 
 
@@ -214,10 +256,15 @@ def _build_hour_rollups(connection: Connection) -> None:
     connection.execute(
         metric_hour_rollups.insert().from_select(
             ["series_id", "hour", "count", "sum", "min", "max", "sketch"],
-            sa.select(r.series_id, rollup_hour, sa.func.sum(r.count), sa.func.sum(r.sum),
-                      sa.func.min(r.min), sa.func.max(r.max),
-                      sa.literal(b"", type_=sa.LargeBinary))
-            .group_by(r.series_id, rollup_hour),
+            sa.select(
+                r.series_id,
+                rollup_hour,
+                sa.func.sum(r.count),
+                sa.func.sum(r.sum),
+                sa.func.min(r.min),
+                sa.func.max(r.max),
+                sa.literal(b"", type_=sa.LargeBinary),
+            ).group_by(r.series_id, rollup_hour),
         )
     )
     bin_hour = _hour_of(b.minute).label("hour")
@@ -239,8 +286,10 @@ def _build_hour_rollups(connection: Connection) -> None:
             .where(h.series_id == series_id, h.hour == sa.bindparam("b_hour"))
             .values(sketch=sa.bindparam("b_sketch", type_=sa.LargeBinary)),
             [
-                {"b_hour": int(data[start, 0]),
-                 "b_sketch": pack_sketch(data[start:stop, 1], data[start:stop, 2])}
+                {
+                    "b_hour": int(data[start, 0]),
+                    "b_sketch": pack_sketch(data[start:stop, 1], data[start:stop, 2]),
+                }
                 for start, stop in zip(starts, stops, strict=True)
             ],
         )

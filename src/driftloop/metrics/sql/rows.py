@@ -29,7 +29,7 @@ N = TypeVar("N", bound=np.generic)
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for index in range(0, len(items), size):
-        yield items[index:index + size]
+        yield items[index : index + size]
 
 
 def matrix(rows: Sequence[Sequence[Any]], columns: int, dtype: type[N]) -> NDArray[N]:

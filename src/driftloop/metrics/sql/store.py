@@ -112,9 +112,7 @@ class SqlMetricStore(MetricStore):
     def from_config(cls, database: Database, config: MetricsConfig) -> SqlMetricStore:
         """The store with ``metrics.raw_retention`` and ``metrics.rollup_retention`` applied."""
         return cls(
-            database,
-            raw_retention=config.raw_retention,
-            rollup_retention=config.rollup_retention,
+            database, raw_retention=config.raw_retention, rollup_retention=config.rollup_retention
         )
 
     # ------------------------------------------------------------------ writing
@@ -133,16 +131,23 @@ class SqlMetricStore(MetricStore):
         # A batch whose points all carry distinct ids is inserted skipping stored ids and kept
         # if the driver counts every row as new, as it almost always is; a redelivery (some
         # ids stored before) rolls back and takes the path that looks the stored ids up first.
-        optimistic = (self.engine.dialect.supports_sane_multi_rowcount
-                      and all_strings and len(set(point_ids)) == len(batch))
+        optimistic = (
+            self.engine.dialect.supports_sane_multi_rowcount
+            and all_strings
+            and len(set(point_ids)) == len(batch)
+        )
         collisions = 0
         with backend_errors(self.database):
             while True:
                 try:
                     with self.engine.begin() as connection:
                         return self._write_batch(
-                            connection, np.asarray(series_ids, dtype=np.int64), stamps, values,
-                            point_ids, optimistic=optimistic,
+                            connection,
+                            np.asarray(series_ids, dtype=np.int64),
+                            stamps,
+                            values,
+                            point_ids,
+                            optimistic=optimistic,
                         )
                 except _AlreadyStoredError:
                     optimistic = False
@@ -164,8 +169,9 @@ class SqlMetricStore(MetricStore):
         optimistic: bool = False,
     ) -> int:
         if optimistic:
-            inserted = self._insert_points(connection, series_ids, stamps, values, point_ids,
-                                           skip_stored=True)
+            inserted = self._insert_points(
+                connection, series_ids, stamps, values, point_ids, skip_stored=True
+            )
             if inserted != len(point_ids):
                 raise _AlreadyStoredError
             update_rollups(connection, series_ids, stamps, values)
@@ -211,10 +217,10 @@ class SqlMetricStore(MetricStore):
     ) -> int:
         """Insert the points; with ``skip_stored``, points whose id is stored already are
         skipped (``ON CONFLICT (point_id) DO NOTHING``). The number of rows inserted."""
-        rows = list(zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids,
-                        strict=True))
-        return executemany(connection, "points_skipping_stored" if skip_stored else "points",
-                           rows)
+        rows = list(
+            zip(series_ids.tolist(), stamps.tolist(), values.tolist(), point_ids, strict=True)
+        )
+        return executemany(connection, "points_skipping_stored" if skip_stored else "points", rows)
 
     # ------------------------------------------------------------------ reading
 
@@ -255,8 +261,9 @@ class SqlMetricStore(MetricStore):
             else:
                 plan = Plan(raw=((start, end),))
             if aggregation in planning.QUANTILES:
-                values = planning.read_quantiles(connection, groups, plan,
-                                                 planning.QUANTILES[aggregation])
+                values = planning.read_quantiles(
+                    connection, groups, plan, planning.QUANTILES[aggregation]
+                )
             else:
                 stats = planning.read_stats(connection, groups, plan)
                 values = {key: (s.value(aggregation), s.count) for key, s in stats.items()}
@@ -270,13 +277,7 @@ class SqlMetricStore(MetricStore):
         return results
 
     def series(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        step: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, step: float, *, filter: TagFilter | None = None
     ) -> list[SeriesPoint]:
         """Buckets ``[start + k·step, start + (k+1)·step)`` that hold points. With a whole-minute
         ``step`` and a minute-aligned ``start`` over a long or old range, whole minutes come from
@@ -292,20 +293,18 @@ class SqlMetricStore(MetricStore):
             ids = sorted(self._catalog.matching(connection, metric, filter))
             plan = Plan(raw=((start, end),))
             horizons = retention.read_horizons(connection)
-            if (step % MINUTE == 0 and start % MINUTE == 0
-                    and planning.use_rollups(start, end, "auto", horizons, self.raw_query_limit)):
+            if (
+                step % MINUTE == 0
+                and start % MINUTE == 0
+                and planning.use_rollups(start, end, "auto", horizons, self.raw_query_limit)
+            ):
                 hourly = step % HOUR == 0 and start % HOUR == 0
                 plan = planning.plan_window(start, end, horizons, hours=hourly)
             buckets.read(connection, ids, plan)
         return buckets.points()
 
     def points(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, *, filter: TagFilter | None = None
     ) -> list[MetricPoint]:
         p = metric_points.c
         found: list[MetricPoint] = []
@@ -325,12 +324,7 @@ class SqlMetricStore(MetricStore):
         return found
 
     def earliest(
-        self,
-        metric: str,
-        start: float,
-        end: float,
-        *,
-        filter: TagFilter | None = None,
+        self, metric: str, start: float, end: float, *, filter: TagFilter | None = None
     ) -> float | None:
         """The oldest point's timestamp in the window; from the rollups (to the minute) where
         raw points are already purged."""
@@ -375,8 +369,9 @@ class SqlMetricStore(MetricStore):
         minute; later queries over those ranges use what is left."""
         self._ensure_hour_rollups()
         with backend_errors(self.database), self.engine.begin() as connection:
-            return retention.purge(connection, now - self.raw_retention,
-                                   now - self.rollup_retention)
+            return retention.purge(
+                connection, now - self.raw_retention, now - self.rollup_retention
+            )
 
     def _ensure_hour_rollups(self) -> None:
         """Backfill the hour rollups once per store (see :func:`backfill_hours`)."""

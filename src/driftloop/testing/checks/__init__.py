@@ -16,11 +16,7 @@ from driftloop._lazy import lazy_exports
 from driftloop.testing.checks.base import Check, ConformanceError
 
 if TYPE_CHECKING:
-    from driftloop.testing.checks.detectors import (
-        DETECTOR_CHECKS,
-        DetectorSubject,
-        check_detector,
-    )
+    from driftloop.testing.checks.detectors import DETECTOR_CHECKS, DetectorSubject, check_detector
     from driftloop.testing.checks.metric_stores import (
         METRIC_STORE_CHECKS,
         MetricStoreSubject,
@@ -42,41 +38,40 @@ if TYPE_CHECKING:
         PredictorSubject,
         check_predictor,
     )
-    from driftloop.testing.checks.trainers import (
-        TRAINER_CHECKS,
-        TrainerSubject,
-        check_trainer,
-    )
+    from driftloop.testing.checks.trainers import TRAINER_CHECKS, TrainerSubject, check_trainer
     from driftloop.testing.checks.transports import (
         TRANSPORT_CHECKS,
         TransportSubject,
         check_transport,
     )
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    "DETECTOR_CHECKS": "driftloop.testing.checks.detectors",
-    "DetectorSubject": "driftloop.testing.checks.detectors",
-    "check_detector": "driftloop.testing.checks.detectors",
-    "METRIC_STORE_CHECKS": "driftloop.testing.checks.metric_stores",
-    "MetricStoreSubject": "driftloop.testing.checks.metric_stores",
-    "check_metric_store": "driftloop.testing.checks.metric_stores",
-    "NOTIFIER_CHECKS": "driftloop.testing.checks.notifiers",
-    "NotifierSubject": "driftloop.testing.checks.notifiers",
-    "check_notifier": "driftloop.testing.checks.notifiers",
-    "sample_notification": "driftloop.testing.checks.notifiers",
-    "OBJECT_STORAGE_CHECKS": "driftloop.testing.checks.object_storage",
-    "ObjectStorageSubject": "driftloop.testing.checks.object_storage",
-    "check_object_storage": "driftloop.testing.checks.object_storage",
-    "PREDICTOR_CHECKS": "driftloop.testing.checks.predictors",
-    "PredictorSubject": "driftloop.testing.checks.predictors",
-    "check_predictor": "driftloop.testing.checks.predictors",
-    "TRAINER_CHECKS": "driftloop.testing.checks.trainers",
-    "TrainerSubject": "driftloop.testing.checks.trainers",
-    "check_trainer": "driftloop.testing.checks.trainers",
-    "TRANSPORT_CHECKS": "driftloop.testing.checks.transports",
-    "TransportSubject": "driftloop.testing.checks.transports",
-    "check_transport": "driftloop.testing.checks.transports",
-})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DETECTOR_CHECKS": "driftloop.testing.checks.detectors",
+        "DetectorSubject": "driftloop.testing.checks.detectors",
+        "check_detector": "driftloop.testing.checks.detectors",
+        "METRIC_STORE_CHECKS": "driftloop.testing.checks.metric_stores",
+        "MetricStoreSubject": "driftloop.testing.checks.metric_stores",
+        "check_metric_store": "driftloop.testing.checks.metric_stores",
+        "NOTIFIER_CHECKS": "driftloop.testing.checks.notifiers",
+        "NotifierSubject": "driftloop.testing.checks.notifiers",
+        "check_notifier": "driftloop.testing.checks.notifiers",
+        "sample_notification": "driftloop.testing.checks.notifiers",
+        "OBJECT_STORAGE_CHECKS": "driftloop.testing.checks.object_storage",
+        "ObjectStorageSubject": "driftloop.testing.checks.object_storage",
+        "check_object_storage": "driftloop.testing.checks.object_storage",
+        "PREDICTOR_CHECKS": "driftloop.testing.checks.predictors",
+        "PredictorSubject": "driftloop.testing.checks.predictors",
+        "check_predictor": "driftloop.testing.checks.predictors",
+        "TRAINER_CHECKS": "driftloop.testing.checks.trainers",
+        "TrainerSubject": "driftloop.testing.checks.trainers",
+        "check_trainer": "driftloop.testing.checks.trainers",
+        "TRANSPORT_CHECKS": "driftloop.testing.checks.transports",
+        "TransportSubject": "driftloop.testing.checks.transports",
+        "check_transport": "driftloop.testing.checks.transports",
+    },
+)
 
 __all__ = [
     "DETECTOR_CHECKS",

@@ -32,17 +32,20 @@ class Check(Generic[Subject]):
         try:
             self.run(subject)
         except Exception as exc:
-            detail = str(exc) if isinstance(exc, ConformanceError) \
-                else f"{type(exc).__name__}: {exc}"
+            detail = (
+                str(exc) if isinstance(exc, ConformanceError) else f"{type(exc).__name__}: {exc}"
+            )
             raise ConformanceError(
-                f"check {self.name!r} ({self.describe}) failed: {detail}") from exc
+                f"check {self.name!r} ({self.describe}) failed: {detail}"
+            ) from exc
 
     def __str__(self) -> str:
         return self.name
 
 
-def checklist(checks: list[Check[Subject]]) -> Callable[[Callable[[Subject], None]],
-                                                        Callable[[Subject], None]]:
+def checklist(
+    checks: list[Check[Subject]],
+) -> Callable[[Callable[[Subject], None]], Callable[[Subject], None]]:
     """A decorator that appends the decorated function to ``checks`` (in definition order)."""
 
     def register(function: Callable[[Subject], None]) -> Callable[[Subject], None]:
@@ -77,7 +80,8 @@ def expect_raises(
         return exc
     except Exception as exc:
         raise ConformanceError(
-            f"{what}: expected {error.__name__}, got {type(exc).__name__}: {exc}") from exc
+            f"{what}: expected {error.__name__}, got {type(exc).__name__}: {exc}"
+        ) from exc
     raise ConformanceError(f"{what}: expected {error.__name__}, nothing was raised")
 
 

@@ -63,30 +63,38 @@ def _feed(detector: DriftDetector, values: Sequence[float]) -> Trace:
     trace: Trace = []
     for value in values:
         detector.update(float(value))
-        expect(not detector.drift_detected or detector.warning_detected,
-               "drift_detected without warning_detected (a drift is a warning too)")
-        trace.append((detector.drift_detected, detector.warning_detected,
-                      float(detector.statistic)))
+        expect(
+            not detector.drift_detected or detector.warning_detected,
+            "drift_detected without warning_detected (a drift is a warning too)",
+        )
+        trace.append(
+            (detector.drift_detected, detector.warning_detected, float(detector.statistic))
+        )
     return trace
 
 
 def _drifting_stream(subject: DetectorSubject, seed_offset: int = 0) -> list[float]:
     rng = np.random.default_rng(subject.seed + seed_offset)
-    return ([float(v) for v in subject.reference(rng, subject.lead_in)]
-            + [float(v) for v in subject.shifted(rng, subject.detect_within)])
+    return [float(v) for v in subject.reference(rng, subject.lead_in)] + [
+        float(v) for v in subject.shifted(rng, subject.detect_within)
+    ]
 
 
 def _same(first: Trace, second: Trace) -> bool:
-    return all(a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2])))
-               for a, b in zip(first, second, strict=True))
+    return all(
+        a[:2] == b[:2] and (a[2] == b[2] or (math.isnan(a[2]) and math.isnan(b[2])))
+        for a, b in zip(first, second, strict=True)
+    )
 
 
 @_check
 def is_deterministic(subject: DetectorSubject) -> None:
     """Two detectors fed the same stream answer the same after every value."""
     stream = _drifting_stream(subject)
-    expect(_same(_feed(subject.make(), stream), _feed(subject.make(), stream)),
-           "two detectors built alike answered differently on the same stream")
+    expect(
+        _same(_feed(subject.make(), stream), _feed(subject.make(), stream)),
+        "two detectors built alike answered differently on the same stream",
+    )
 
 
 @_check
@@ -99,9 +107,11 @@ def respects_its_false_alarm_budget(subject: DetectorSubject) -> None:
     alarms = sum(drift for drift, _warning, _statistic in _feed(detector, values))
     expected = subject.false_alarm_rate * subject.quiet_run
     allowed = math.floor(expected + 3 * math.sqrt(expected)) + 1
-    expect(alarms <= allowed,
-           f"{alarms} false alarms in {subject.quiet_run} reference values; the budget "
-           f"{subject.false_alarm_rate:g} per value allows {allowed}")
+    expect(
+        alarms <= allowed,
+        f"{alarms} false alarms in {subject.quiet_run} reference values; the budget "
+        f"{subject.false_alarm_rate:g} per value allows {allowed}",
+    )
 
 
 @_check
@@ -130,12 +140,16 @@ def reset_forgets_everything(subject: DetectorSubject) -> None:
     used = subject.make()
     _feed(used, stream)
     used.reset()
-    expect(not used.drift_detected and not used.warning_detected and used.n_seen == 0,
-           f"after reset(): drift={used.drift_detected}, warning={used.warning_detected}, "
-           f"n_seen={used.n_seen}")
+    expect(
+        not used.drift_detected and not used.warning_detected and used.n_seen == 0,
+        f"after reset(): drift={used.drift_detected}, warning={used.warning_detected}, "
+        f"n_seen={used.n_seen}",
+    )
     again = _drifting_stream(subject, 5)
-    expect(_same(_feed(used, again), _feed(subject.make(), again)),
-           "after reset() it answered differently from a new detector")
+    expect(
+        _same(_feed(used, again), _feed(subject.make(), again)),
+        "after reset() it answered differently from a new detector",
+    )
 
 
 @_check
@@ -145,6 +159,7 @@ def refuses_values_that_are_not_finite_numbers(subject: DetectorSubject) -> None
     detector.update(float(subject.reference(np.random.default_rng(subject.seed), 1)[0]))
     refused: tuple[object, ...] = (math.nan, math.inf, -math.inf, True, None)
     for bad in refused:
-        expect_raises(InvalidInputError, partial(detector.update, cast(float, bad)),
-                      f"update({bad!r})")
+        expect_raises(
+            InvalidInputError, partial(detector.update, cast(float, bad)), f"update({bad!r})"
+        )
     expect(detector.n_seen == 1, f"refused values were counted: n_seen={detector.n_seen}")

@@ -51,15 +51,23 @@ def check_notifier(subject: NotifierSubject) -> None:
     run_checks(NOTIFIER_CHECKS, subject)
 
 
-def sample_notification(state: MonitorState = MonitorState.ALERT, *,
-                        previous: MonitorState = MonitorState.WARN,
-                        incident_id: str | None = None) -> Notification:
+def sample_notification(
+    state: MonitorState = MonitorState.ALERT,
+    *,
+    previous: MonitorState = MonitorState.WARN,
+    incident_id: str | None = None,
+) -> Notification:
     """A notification of a new event (its own event id; a new incident unless given) of the
     confidence monitor on model ``review-classifier``."""
     event = Event(
-        event_id=f"evt-{uuid.uuid4().hex[:12]}", monitor="confidence",
-        group={"model": "review-classifier"}, previous=previous, state=state,
-        value=0.61, threshold=0.7, timestamp=1_700_000_000.0,
+        event_id=f"evt-{uuid.uuid4().hex[:12]}",
+        monitor="confidence",
+        group={"model": "review-classifier"},
+        previous=previous,
+        state=state,
+        value=0.61,
+        threshold=0.7,
+        timestamp=1_700_000_000.0,
         incident_id=incident_id or f"inc-{uuid.uuid4().hex[:12]}",
         message="Confidence of review-classifier is 0.61 (below 0.7).",
     )
@@ -68,8 +76,10 @@ def sample_notification(state: MonitorState = MonitorState.ALERT, *,
 
 def _send(notifier: Notifier, notification: Notification) -> DeliveryResult:
     result = notifier.send(notification)
-    expect(isinstance(result, DeliveryResult),
-           f"send() returned {type(result).__name__}, not a DeliveryResult")
+    expect(
+        isinstance(result, DeliveryResult),
+        f"send() returned {type(result).__name__}, not a DeliveryResult",
+    )
     return result
 
 
@@ -79,14 +89,19 @@ def sends_one_message_per_call(subject: NotifierSubject) -> None:
     notifier = subject.open()
     incident = f"inc-{uuid.uuid4().hex[:12]}"
     try:
-        for state, previous in ((MonitorState.ALERT, MonitorState.OK),
-                                (MonitorState.WARN, MonitorState.ALERT),
-                                (MonitorState.OK, MonitorState.WARN)):
+        for state, previous in (
+            (MonitorState.ALERT, MonitorState.OK),
+            (MonitorState.WARN, MonitorState.ALERT),
+            (MonitorState.OK, MonitorState.WARN),
+        ):
             before = subject.received()
-            result = _send(notifier, sample_notification(state, previous=previous,
-                                                         incident_id=incident))
-            expect(result.status == "delivered",
-                   f"a {state} notification was {result.status}: {result.error}")
+            result = _send(
+                notifier, sample_notification(state, previous=previous, incident_id=incident)
+            )
+            expect(
+                result.status == "delivered",
+                f"a {state} notification was {result.status}: {result.error}",
+            )
             got = subject.received() - before
             expect(got == 1, f"one {state} notification made {got} messages, not 1")
     finally:
@@ -106,15 +121,21 @@ def reports_an_error_answer_as_a_failed_result(subject: NotifierSubject) -> None
             answer_with(status)
             result = _send(notifier, sample_notification())
             expect(result.status == "failed", f"an answer of {status} gave {result.status}")
-            expect(result.http_status == status,
-                   f"an answer of {status} was reported as http_status={result.http_status}")
-            expect(result.retryable == retryable_status(status),
-                   f"an answer of {status} gave retryable={result.retryable}")
+            expect(
+                result.http_status == status,
+                f"an answer of {status} was reported as http_status={result.http_status}",
+            )
+            expect(
+                result.retryable == retryable_status(status),
+                f"an answer of {status} gave retryable={result.retryable}",
+            )
             expect(bool(result.error), f"an answer of {status} gave no error text")
         answer_with(None)
         recovered = _send(notifier, sample_notification())
-        expect(recovered.status == "delivered",
-               f"after the destination recovered: {recovered.status}: {recovered.error}")
+        expect(
+            recovered.status == "delivered",
+            f"after the destination recovered: {recovered.status}: {recovered.error}",
+        )
     finally:
         answer_with(None)
         notifier.close()

@@ -70,8 +70,9 @@ def refuses_path_traversal(subject: ObjectStorageSubject) -> None:
     storage = subject.open()
     storage.put_bytes("inside", b"x")
     for key in TRAVERSALS:
-        expect_raises(InvalidInputError, partial(storage.put_bytes, key, b"x"),
-                      f"put_bytes({key!r})")
+        expect_raises(
+            InvalidInputError, partial(storage.put_bytes, key, b"x"), f"put_bytes({key!r})"
+        )
         expect_raises(InvalidInputError, partial(storage.get_bytes, key), f"get_bytes({key!r})")
         expect_raises(InvalidInputError, partial(storage.delete, key), f"delete({key!r})")
     expect(storage.list() == ["inside"], f"a refused key left objects: {storage.list()}")
@@ -83,10 +84,16 @@ def reports_missing_objects_with_not_found(subject: ObjectStorageSubject) -> Non
     storage = subject.open()
     expect_raises(NotFoundError, lambda: storage.get_bytes("missing"), "get_bytes of a missing key")
     with tempfile.TemporaryDirectory() as scratch:
-        expect_raises(NotFoundError, lambda: storage.get_file("missing", Path(scratch) / "f"),
-                      "get_file of a missing key")
-        expect_raises(NotFoundError, lambda: storage.get_dir("missing", Path(scratch) / "d"),
-                      "get_dir of a missing prefix")
+        expect_raises(
+            NotFoundError,
+            lambda: storage.get_file("missing", Path(scratch) / "f"),
+            "get_file of a missing key",
+        )
+        expect_raises(
+            NotFoundError,
+            lambda: storage.get_dir("missing", Path(scratch) / "d"),
+            "get_dir of a missing prefix",
+        )
     expect(not storage.exists("missing"), "exists() of a missing key is True")
     storage.delete("missing")
 
@@ -113,19 +120,28 @@ def round_trips_files_and_directories(subject: ObjectStorageSubject) -> None:
         (source / "weights.bin").write_bytes(b"\x00\x01" * 100)
         (source / "sub" / "config.json").write_text('{"labels": ["a", "b"]}')
         written = storage.put_dir(source, "models/m/1")
-        expect(written == ["models/m/1/sub/config.json", "models/m/1/weights.bin"],
-               f"put_dir wrote {written}")
-        expect_raises(ConflictError, lambda: storage.put_dir(source, "models/m/1"),
-                      "put_dir onto a prefix that holds keys")
+        expect(
+            written == ["models/m/1/sub/config.json", "models/m/1/weights.bin"],
+            f"put_dir wrote {written}",
+        )
+        expect_raises(
+            ConflictError,
+            lambda: storage.put_dir(source, "models/m/1"),
+            "put_dir onto a prefix that holds keys",
+        )
         copy = Path(scratch) / "copy"
         storage.get_dir("models/m/1", copy)
         for relative in ("weights.bin", "sub/config.json"):
-            expect((copy / relative).read_bytes() == (source / relative).read_bytes(),
-                   f"get_dir changed {relative}")
+            expect(
+                (copy / relative).read_bytes() == (source / relative).read_bytes(),
+                f"get_dir changed {relative}",
+            )
         storage.put_file(source / "weights.bin", "single/weights.bin")
         storage.get_file("single/weights.bin", Path(scratch) / "one.bin")
-        expect((Path(scratch) / "one.bin").read_bytes() == b"\x00\x01" * 100,
-               "put_file/get_file changed the bytes")
+        expect(
+            (Path(scratch) / "one.bin").read_bytes() == b"\x00\x01" * 100,
+            "put_file/get_file changed the bytes",
+        )
 
 
 @_check
@@ -133,7 +149,11 @@ def names_keys_by_uri(subject: ObjectStorageSubject) -> None:
     """key_of(uri(key)) gives the key back; a URI outside the storage gives None."""
     storage = subject.open()
     for key in ("a.txt", "x/y/z.bin"):
-        expect(storage.key_of(storage.uri(key)) == key,
-               f"key_of(uri({key!r})) gave {storage.key_of(storage.uri(key))!r}")
-    expect(storage.key_of("file:///somewhere/else/entirely") is None,
-           "key_of() of a URI outside the storage is not None")
+        expect(
+            storage.key_of(storage.uri(key)) == key,
+            f"key_of(uri({key!r})) gave {storage.key_of(storage.uri(key))!r}",
+        )
+    expect(
+        storage.key_of("file:///somewhere/else/entirely") is None,
+        "key_of() of a URI outside the storage is not None",
+    )

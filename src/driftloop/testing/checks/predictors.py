@@ -21,13 +21,7 @@ from numpy.typing import NDArray
 
 from driftloop.errors import IntegrityError, NotFoundError
 from driftloop.predictors import MANIFEST, Predictor, load_predictor
-from driftloop.testing.checks.base import (
-    Check,
-    ConformanceError,
-    checklist,
-    expect,
-    run_checks,
-)
+from driftloop.testing.checks.base import Check, ConformanceError, checklist, expect, run_checks
 
 GARBAGE = b"\x00\xffnot what was saved\xfe"
 
@@ -63,8 +57,7 @@ def _probabilities(predictor: Predictor, inputs: Sequence[Any]) -> NDArray[np.fl
 
 
 def _close(first: NDArray[np.float64], second: NDArray[np.float64], tolerance: float) -> bool:
-    return first.shape == second.shape and bool(np.allclose(first, second, rtol=0,
-                                                            atol=tolerance))
+    return first.shape == second.shape and bool(np.allclose(first, second, rtol=0, atol=tolerance))
 
 
 @contextmanager
@@ -81,8 +74,10 @@ def has_labels(subject: PredictorSubject) -> None:
     labels = subject.predictor.labels
     expect(len(labels) >= 2, f"a classifier needs two labels or more, has {list(labels)}")
     expect(len(set(labels)) == len(labels), f"labels repeat: {list(labels)}")
-    expect(all(isinstance(label, str) and label for label in labels),
-           f"labels must be non-empty strings: {list(labels)}")
+    expect(
+        all(isinstance(label, str) and label for label in labels),
+        f"labels must be non-empty strings: {list(labels)}",
+    )
 
 
 @_check
@@ -92,14 +87,18 @@ def answers_probabilities_of_the_right_shape(subject: PredictorSubject) -> None:
     expect(len(subject.inputs) >= 2, "give the suite two inputs or more")
     labels = subject.predictor.labels
     probabilities = _probabilities(subject.predictor, subject.inputs)
-    expect(probabilities.shape == (len(subject.inputs), len(labels)),
-           f"shape {probabilities.shape} for {len(subject.inputs)} inputs and "
-           f"{len(labels)} labels")
+    expect(
+        probabilities.shape == (len(subject.inputs), len(labels)),
+        f"shape {probabilities.shape} for {len(subject.inputs)} inputs and {len(labels)} labels",
+    )
     expect(bool(np.all(np.isfinite(probabilities))), "probabilities are not all finite")
-    expect(bool(np.all((probabilities >= 0) & (probabilities <= 1))),
-           "probabilities outside [0, 1]")
-    expect(bool(np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)),
-           f"rows sum to {probabilities.sum(axis=1)}, not 1")
+    expect(
+        bool(np.all((probabilities >= 0) & (probabilities <= 1))), "probabilities outside [0, 1]"
+    )
+    expect(
+        bool(np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)),
+        f"rows sum to {probabilities.sum(axis=1)}, not 1",
+    )
     empty = _probabilities(subject.predictor, [])
     expect(empty.shape == (0, len(labels)), f"an empty batch gave shape {empty.shape}")
 
@@ -113,8 +112,10 @@ def answers_each_input_alone_as_in_a_batch(subject: PredictorSubject) -> None:
     expect(_close(batch, again, subject.tolerance), "the same batch twice answered differently")
     for index, item in enumerate(subject.inputs):
         alone = _probabilities(subject.predictor, [item])
-        expect(_close(alone[0], batch[index], subject.tolerance),
-               f"input {index} alone gave {alone[0]}, in the batch {batch[index]}")
+        expect(
+            _close(alone[0], batch[index], subject.tolerance),
+            f"input {index} alone gave {alone[0]}, in the batch {batch[index]}",
+        )
 
 
 @_check
@@ -124,14 +125,20 @@ def saves_and_loads_to_the_same_answers(subject: PredictorSubject) -> None:
     with _saved(original) as directory:
         expect((directory / MANIFEST).is_file(), f"save() wrote no {MANIFEST}")
         loaded = subject.load(directory)
-    expect(type(loaded) is type(original),
-           f"loaded a {type(loaded).__name__}, saved a {type(original).__name__}")
-    expect(loaded.labels == original.labels, f"labels {loaded.labels} after loading, "
-                                             f"{original.labels} before")
+    expect(
+        type(loaded) is type(original),
+        f"loaded a {type(loaded).__name__}, saved a {type(original).__name__}",
+    )
+    expect(
+        loaded.labels == original.labels,
+        f"labels {loaded.labels} after loading, {original.labels} before",
+    )
     before = _probabilities(original, subject.inputs)
     after = _probabilities(loaded, subject.inputs)
-    expect(_close(before, after, subject.tolerance),
-           f"answers changed by a save and load: {before[0]} became {after[0]}")
+    expect(
+        _close(before, after, subject.tolerance),
+        f"answers changed by a save and load: {before[0]} became {after[0]}",
+    )
 
 
 @_check
@@ -151,28 +158,41 @@ def rejects_a_corrupt_directory(subject: PredictorSubject) -> None:
                         (copy / relative).write_bytes(GARBAGE)
                     else:
                         (copy / relative).unlink()
-                    _expect_refused_or_unchanged(subject, copy, f"{relative} was {damage}",
-                                                 expected, missing_manifest=(
-                                                     damage == "removed"
-                                                     and str(relative) == MANIFEST))
+                    _expect_refused_or_unchanged(
+                        subject,
+                        copy,
+                        f"{relative} was {damage}",
+                        expected,
+                        missing_manifest=(damage == "removed" and str(relative) == MANIFEST),
+                    )
 
 
-def _expect_refused_or_unchanged(subject: PredictorSubject, directory: Path, damage: str,
-                                 expected: NDArray[np.float64], *,
-                                 missing_manifest: bool) -> None:
+def _expect_refused_or_unchanged(
+    subject: PredictorSubject,
+    directory: Path,
+    damage: str,
+    expected: NDArray[np.float64],
+    *,
+    missing_manifest: bool,
+) -> None:
     refusal: type[Exception] = NotFoundError if missing_manifest else IntegrityError
     try:
         loaded = subject.load(directory)
     except refusal:
         return
     except Exception as exc:
-        raise ConformanceError(f"loading a model whose {damage}: expected {refusal.__name__}, "
-                               f"got {type(exc).__name__}: {exc}") from exc
+        raise ConformanceError(
+            f"loading a model whose {damage}: expected {refusal.__name__}, "
+            f"got {type(exc).__name__}: {exc}"
+        ) from exc
     expect(not missing_manifest, f"a model whose {damage} loaded")
     try:
         answers = _probabilities(loaded, subject.inputs)
     except Exception as exc:
-        raise ConformanceError(f"a model whose {damage} loaded, then failed to answer: "
-                               f"{type(exc).__name__}: {exc}") from exc
-    expect(_close(answers, expected, subject.tolerance),
-           f"a model whose {damage} loaded and answers differently")
+        raise ConformanceError(
+            f"a model whose {damage} loaded, then failed to answer: {type(exc).__name__}: {exc}"
+        ) from exc
+    expect(
+        _close(answers, expected, subject.tolerance),
+        f"a model whose {damage} loaded and answers differently",
+    )

@@ -48,15 +48,20 @@ def check_transport(subject: TransportSubject) -> None:
     run_checks(TRANSPORT_CHECKS, subject)
 
 
-def _points(subject: TransportSubject, metric: str, count: int, *, first: int = 0,
-            ) -> list[MetricPoint]:
+def _points(
+    subject: TransportSubject, metric: str, count: int, *, first: int = 0
+) -> list[MetricPoint]:
     """``count`` points of ``metric`` spread over :data:`KEYS`, values ``first, first+1, ...``;
     timestamps 1/64 s apart over the last two minutes (exact in every wire format)."""
     base = float(int(time.time()) - 120)
     return [
-        MetricPoint(metric, float(first + i), base + (first + i) / 64,
-                    {subject.key_tag: KEYS[i % len(KEYS)], "check": "conformance"},
-                    f"{metric}-{first + i}")
+        MetricPoint(
+            metric,
+            float(first + i),
+            base + (first + i) / 64,
+            {subject.key_tag: KEYS[i % len(KEYS)], "check": "conformance"},
+            f"{metric}-{first + i}",
+        )
         for i in range(count)
     ]
 
@@ -65,31 +70,39 @@ def _arrived(subject: TransportSubject, metric: str) -> list[MetricPoint]:
     return [point for point in subject.received() if point.name == metric]
 
 
-def _expect_delivered(subject: TransportSubject, metric: str,
-                      sent: Sequence[MetricPoint]) -> None:
+def _expect_delivered(subject: TransportSubject, metric: str, sent: Sequence[MetricPoint]) -> None:
     """Every sent point arrives once, with its fields, in the order sent per key."""
-    wait_until(lambda: len({p.point_id for p in _arrived(subject, metric)}) >= len(sent),
-               subject.timeout, f"{len(sent)} points of {metric} to arrive")
+    wait_until(
+        lambda: len({p.point_id for p in _arrived(subject, metric)}) >= len(sent),
+        subject.timeout,
+        f"{len(sent)} points of {metric} to arrive",
+    )
     arrived = _arrived(subject, metric)
     ids = [point.point_id for point in arrived]
     twice = sorted({i for i in ids if ids.count(i) > 1}, key=str)
     expect(not twice, f"points delivered more than once: {twice[:5]}")
     unexpected = set(ids) - {point.point_id for point in sent}
-    expect(not unexpected,
-           f"points arrived that were never sent: {sorted(map(str, unexpected))[:5]}")
+    expect(
+        not unexpected, f"points arrived that were never sent: {sorted(map(str, unexpected))[:5]}"
+    )
     by_id = {point.point_id: point for point in arrived}
     for point in sent:
         got = by_id[point.point_id]
-        expect((got.name, got.value, got.timestamp, dict(got.tags))
-               == (point.name, point.value, point.timestamp, dict(point.tags)),
-               f"point {point.point_id} arrived as {got}, sent as {point}")
+        expect(
+            (got.name, got.value, got.timestamp, dict(got.tags))
+            == (point.name, point.value, point.timestamp, dict(point.tags)),
+            f"point {point.point_id} arrived as {got}, sent as {point}",
+        )
     order: dict[str, list[str | None]] = defaultdict(list)
     for point in arrived:
         order[point.tags[subject.key_tag]].append(point.point_id)
     for key, got_ids in order.items():
         want = [p.point_id for p in sent if p.tags[subject.key_tag] == key]
-        expect(got_ids == want, f"the points of {subject.key_tag}={key} arrived out of order: "
-                                f"{got_ids[:8]}... for {want[:8]}...")
+        expect(
+            got_ids == want,
+            f"the points of {subject.key_tag}={key} arrived out of order: "
+            f"{got_ids[:8]}... for {want[:8]}...",
+        )
 
 
 def _metric() -> str:
@@ -104,7 +117,7 @@ def delivers_every_point_once_in_order_per_key(subject: TransportSubject) -> Non
     transport = subject.open()
     try:
         for start in range(0, len(sent), 20):
-            transport.publish(sent[start:start + 20])
+            transport.publish(sent[start : start + 20])
     finally:
         transport.close()
     _expect_delivered(subject, metric, sent)

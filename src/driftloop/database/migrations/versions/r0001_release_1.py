@@ -96,8 +96,12 @@ sa.Table(
 sa.Table(
     "metric_points",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("series_id", sa.Integer, nullable=False),
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("value", sa.Float, nullable=False),
@@ -210,7 +214,10 @@ sa.Table(
     metadata,
     sa.Column("entry_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column(
-        "incident_id", sa.String(64), sa.ForeignKey("incidents.incident_id"), nullable=False,
+        "incident_id",
+        sa.String(64),
+        sa.ForeignKey("incidents.incident_id"),
+        nullable=False,
         index=True,
     ),
     sa.Column("timestamp", sa.Float, nullable=False),

@@ -40,8 +40,11 @@ def _incident_unique_constraint() -> str:
 
 def _set_schema_number(number: int) -> None:
     """``driftloop_schema`` holds one row: the schema number (what release 1 checks)."""
-    schema = sa.table("driftloop_schema", sa.column("version", sa.Integer),
-                      sa.column("applied_at", sa.DateTime(timezone=True)))
+    schema = sa.table(
+        "driftloop_schema",
+        sa.column("version", sa.Integer),
+        sa.column("applied_at", sa.DateTime(timezone=True)),
+    )
     op.execute(schema.update().values(version=number, applied_at=datetime.now(UTC)))
 
 
@@ -61,6 +64,9 @@ def downgrade() -> None:
         batch.drop_column("attempt")
         batch.drop_index("ix_retrain_jobs_incident_id")
         batch.create_unique_constraint(
-            "retrain_jobs_incident_id_key" if op.get_bind().dialect.name == "postgresql"
-            else "uq_retrain_jobs_incident_id", ["incident_id"])
+            "retrain_jobs_incident_id_key"
+            if op.get_bind().dialect.name == "postgresql"
+            else "uq_retrain_jobs_incident_id",
+            ["incident_id"],
+        )
     _set_schema_number(1)

@@ -33,17 +33,23 @@ ONE_LABEL_PER_PREDICTION = {
 
 def _set_schema_number(number: int) -> None:
     """``driftloop_schema`` holds one row: the schema number (what release 1 checks)."""
-    schema = sa.table("driftloop_schema", sa.column("version", sa.Integer),
-                      sa.column("applied_at", sa.DateTime(timezone=True)))
+    schema = sa.table(
+        "driftloop_schema",
+        sa.column("version", sa.Integer),
+        sa.column("applied_at", sa.DateTime(timezone=True)),
+    )
     op.execute(schema.update().values(version=number, applied_at=datetime.now(UTC)))
 
 
 def _keep_the_latest_label(name: str, row_id: str) -> None:
     """Delete every row of ``name`` but the newest of each ``(model, prediction_id)``."""
-    table = sa.table(name, sa.column(row_id, sa.Integer), sa.column("model", sa.String),
-                     sa.column("prediction_id", sa.String))
-    newest = (sa.select(sa.func.max(table.c[row_id]))
-              .group_by(table.c.model, table.c.prediction_id))
+    table = sa.table(
+        name,
+        sa.column(row_id, sa.Integer),
+        sa.column("model", sa.String),
+        sa.column("prediction_id", sa.String),
+    )
+    newest = sa.select(sa.func.max(table.c[row_id])).group_by(table.c.model, table.c.prediction_id)
     op.execute(table.delete().where(table.c[row_id].not_in(newest)))
 
 

@@ -23,8 +23,11 @@ depends_on: str | None = None
 
 def _set_schema_number(number: int) -> None:
     """``driftloop_schema`` holds one row: the schema number (what release 1 checks)."""
-    schema = sa.table("driftloop_schema", sa.column("version", sa.Integer),
-                      sa.column("applied_at", sa.DateTime(timezone=True)))
+    schema = sa.table(
+        "driftloop_schema",
+        sa.column("version", sa.Integer),
+        sa.column("applied_at", sa.DateTime(timezone=True)),
+    )
     op.execute(schema.update().values(version=number, applied_at=datetime.now(UTC)))
 
 
@@ -36,8 +39,9 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.Float, nullable=False),
         sa.PrimaryKeyConstraint("receipt", name="pk_notify_webhook_receipts"),
     )
-    op.create_index("ix_notify_webhook_receipts_expires_at", "notify_webhook_receipts",
-                    ["expires_at"])
+    op.create_index(
+        "ix_notify_webhook_receipts_expires_at", "notify_webhook_receipts", ["expires_at"]
+    )
     _set_schema_number(5)
 
 

@@ -23,8 +23,11 @@ depends_on: str | None = None
 
 def _set_schema_number(number: int) -> None:
     """``driftloop_schema`` holds one row: the schema number (what release 1 checks)."""
-    schema = sa.table("driftloop_schema", sa.column("version", sa.Integer),
-                      sa.column("applied_at", sa.DateTime(timezone=True)))
+    schema = sa.table(
+        "driftloop_schema",
+        sa.column("version", sa.Integer),
+        sa.column("applied_at", sa.DateTime(timezone=True)),
+    )
     op.execute(schema.update().values(version=number, applied_at=datetime.now(UTC)))
 
 

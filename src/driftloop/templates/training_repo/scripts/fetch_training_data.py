@@ -34,20 +34,23 @@ def main(argv: list[str] | None = None) -> int:
 
     missing = [name for name in REQUIRED if not os.environ.get(name)]
     if missing:
-        print(f"error: set {', '.join(missing)} (in GitHub Actions: the repository secrets "
-              "DRIFTLOOP_API_URL and DRIFTLOOP_API_KEY, a key with the register scope)",
-              file=sys.stderr)
+        print(
+            f"error: set {', '.join(missing)} (in GitHub Actions: the repository secrets "
+            "DRIFTLOOP_API_URL and DRIFTLOOP_API_KEY, a key with the register scope)",
+            file=sys.stderr,
+        )
         return 2
     output = Path(args.output)
     try:
         with Client(os.environ["API_URL"], os.environ["API_KEY"], timeout=300) as client:
-            dataset, snapshot_id = client.training_data(args.model, output,
-                                                        args.snapshot or None)
+            dataset, snapshot_id = client.training_data(args.model, output, args.snapshot or None)
     except DriftloopError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
-    print(f"{dataset} snapshot {snapshot_id}: wrote the training rows to {output} (the rows "
-          "driftloop's gate holds out are not among them)")
+    print(
+        f"{dataset} snapshot {snapshot_id}: wrote the training rows to {output} (the rows "
+        "driftloop's gate holds out are not among them)"
+    )
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as lines:

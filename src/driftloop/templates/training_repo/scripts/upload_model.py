@@ -29,8 +29,11 @@ REQUIRED = ("API_URL", "API_KEY")
 def training_code() -> dict[str, str]:
     """The repository, commit and run of this GitHub Actions run (empty elsewhere)."""
     environ = os.environ
-    source = {"repo": environ.get("GITHUB_REPOSITORY", ""),
-              "commit": environ.get("GITHUB_SHA", ""), "run_id": ""}
+    source = {
+        "repo": environ.get("GITHUB_REPOSITORY", ""),
+        "commit": environ.get("GITHUB_SHA", ""),
+        "run_id": "",
+    }
     if environ.get("GITHUB_RUN_ID"):
         source["run_id"] = f"{environ['GITHUB_RUN_ID']}-{environ.get('GITHUB_RUN_ATTEMPT', '1')}"
     return {key: value for key, value in source.items() if value}
@@ -46,24 +49,33 @@ def main(argv: list[str] | None = None) -> int:
 
     missing = [name for name in REQUIRED if not os.environ.get(name)]
     if missing:
-        print(f"error: set {', '.join(missing)} (in GitHub Actions: the repository secrets "
-              "DRIFTLOOP_API_URL and DRIFTLOOP_API_KEY, a key with the register scope)",
-              file=sys.stderr)
+        print(
+            f"error: set {', '.join(missing)} (in GitHub Actions: the repository secrets "
+            "DRIFTLOOP_API_URL and DRIFTLOOP_API_KEY, a key with the register scope)",
+            file=sys.stderr,
+        )
         return 2
     output = Path(args.output)
     evaluation = output / "evaluation.json"
     try:
         with Client(os.environ["API_URL"], os.environ["API_KEY"], timeout=600) as client:
             uploaded = client.upload_version(
-                args.model, output / "model", snapshot_id=args.snapshot,
+                args.model,
+                output / "model",
+                snapshot_id=args.snapshot,
                 evaluation=evaluation if evaluation.is_file() else None,
-                run_id=args.run_id or None, trainer="github-actions", source=training_code())
+                run_id=args.run_id or None,
+                trainer="github-actions",
+                source=training_code(),
+            )
     except DriftloopError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
     how = "the retrain job waiting for this run" if uploaded.attached else "a new retrain job"
-    print(f"uploaded {uploaded.model} v{uploaded.version}: {how} ({uploaded.job_id[:8]}) "
-          "gates, deploys and verifies it")
+    print(
+        f"uploaded {uploaded.model} v{uploaded.version}: {how} ({uploaded.job_id[:8]}) "
+        "gates, deploys and verifies it"
+    )
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as lines:

@@ -260,7 +260,7 @@ def test_the_checker_finds_every_kind_of_import(tmp_path: Path) -> None:
         "from __future__ import annotations\n"
         "import importlib\n"
         "from typing import TYPE_CHECKING\n"
-        "from ..store import database\n"
+        "from ..database import core\n"
         "from driftloop import metrics\n"
         "if TYPE_CHECKING:\n"
         "    from driftloop.serving.app import create_app\n"

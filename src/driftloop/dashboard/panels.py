@@ -162,7 +162,7 @@ def _error_panel(
     )
 
 
-def _version_order(version: str) -> tuple[int, str]:
+def version_order(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isascii() and version.isdigit() else (-1, version)
 
 
@@ -179,7 +179,7 @@ def _versions_panel(
         )
         versions = sorted(
             (r.group["version"] for r in found if r.count and "version" in r.group),
-            key=_version_order,
+            key=version_order,
         )
         for version in versions:
             points = store.series(

@@ -4,12 +4,12 @@ Metric series come from the :class:`~driftloop.metrics.points.MetricStore`; moni
 events and incidents from the monitor engine's tables; versions, aliases and deploys from the
 :class:`~driftloop.registry.ModelRegistry`; retrain jobs from the
 :class:`~driftloop.pipeline.queue.JobQueue`; notifications from the router's delivery log.
-Everything is read-only.
+Everything is read-only. The activity feed is read by :mod:`driftloop.dashboard.activity`,
+each version's live accuracy by :mod:`driftloop.dashboard.accuracy`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +18,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from driftloop.config import Config, MonitorConfig
+from driftloop.dashboard import activity as feed
 from driftloop.dashboard import panels as serving
+from driftloop.dashboard.accuracy import LiveAccuracyReader
 from driftloop.dashboard.data import (
     ActivityEvent,
     ChartMark,
@@ -37,12 +39,7 @@ from driftloop.dashboard.data import (
     worst_state,
 )
 from driftloop.database import Database
-from driftloop.drift.estimated_accuracy import (
-    ESTIMATED_ACCURACY_METRIC,
-    reasons_estimate_may_not_hold,
-    reference_signals,
-)
-from driftloop.errors import InvalidInputError, NotFoundError
+from driftloop.errors import InvalidInputError
 from driftloop.metrics.points import MetricStore, TagFilter
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.history import MonitorStateStore
@@ -50,39 +47,15 @@ from driftloop.monitors.incidents import IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
 from driftloop.monitors.tables import monitor_events
 from driftloop.monitors.thresholds import (
-    REALIZED_ACCURACY_METRIC,
     reference_value,
     resolve_thresholds,
 )
 from driftloop.monitors.timeline import TimelineEntry
-from driftloop.notify.tables import notify_deliveries, notify_events
 from driftloop.pipeline.queue import Job, JobQueue, JobState
-from driftloop.predictors import ReferenceProfile
 from driftloop.registry import PRODUCTION, ModelRegistry
 
 MAX_CHART_POINTS = 100_000
-ESTIMATE_WINDOW = 300.0
-"""Seconds of predictions behind a version's estimated accuracy on the dashboard (the default
-confidence monitor's window)."""
-REALIZED_WINDOW = 3_600.0
-"""Seconds of feedback labels behind its realized accuracy (the default accuracy monitor's)."""
-HOLDS_SAMPLE = 1_000
-"""Newest values per signal the "may not hold" tests read (the last 15 s, 1 min or 5 min,
-the first span that holds this many), so a busy server's dashboard reads little."""
-_ROW_LIMIT = 5_000
 _INCIDENT_LIMIT = 100
-
-
-def _tags(text: str | None) -> dict[str, str]:
-    if not text:
-        return {}
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(parsed, dict):
-        return {}
-    return {str(key): str(value) for key, value in parsed.items()}
 
 
 def _watches(monitor: MonitorConfig, model: str) -> bool:
@@ -116,6 +89,7 @@ class StoreDashboardData:
         self.clock = clock
         self.state_store = MonitorStateStore(database)
         self.incident_store = IncidentStore(database, clock=clock)
+        self.accuracy_reader = LiveAccuracyReader(metric_store, registry)
 
     @classmethod
     def from_config(cls, config: Config) -> StoreDashboardData:
@@ -245,7 +219,7 @@ class StoreDashboardData:
     def _marks(self, model: str, start: float, end: float) -> dict[str, list[ChartMark]]:
         """Marks per monitor name; ``""`` holds those for every chart (deploys)."""
         marks: dict[str, list[ChartMark]] = {}
-        events = self.state_store.list_events(model=model, since=start, limit=_ROW_LIMIT)
+        events = self.state_store.list_events(model=model, since=start, limit=feed.ROW_LIMIT)
         for event in reversed(events):
             if event.renotification or event.timestamp >= end:
                 continue
@@ -415,201 +389,12 @@ class StoreDashboardData:
 
     def activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
         found: list[ActivityEvent] = []
-        found.extend(self._state_changes(model, start, end))
-        found.extend(self._notifications(model, start, end))
-        found.extend(self._incident_activity(model, start, end))
-        found.extend(self._job_activity(model, start, end))
-        found.extend(self._deploys(model, start, end))
+        found.extend(feed.state_changes(self.state_store, model, start, end))
+        found.extend(feed.notifications(self.database, model, start, end))
+        found.extend(feed.incident_activity(self.incidents(model, since=start), start, end))
+        found.extend(feed.job_activity(self.jobs(model), start, end))
+        found.extend(feed.deploys(self.registry, model, start, end))
         found.sort(key=lambda event: event.timestamp)
-        return found
-
-    def _state_changes(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
-        events = self.state_store.list_events(model=model, since=start, limit=_ROW_LIMIT)
-        return [
-            ActivityEvent(
-                timestamp=event.timestamp,
-                kind="state_change",
-                model=event.model,
-                title=f"{event.monitor}: {event.previous} → {event.state}"
-                + (" (renotification)" if event.renotification else ""),
-                details={
-                    "event_id": event.event_id,
-                    "monitor": event.monitor,
-                    "group": dict(event.group),
-                    "previous": str(event.previous),
-                    "state": str(event.state),
-                    "value": event.value,
-                    "threshold": event.threshold,
-                    "incident_id": event.incident_id,
-                    "message": event.message,
-                    "handles": list(event.handles),
-                    "renotification": event.renotification,
-                },
-            )
-            for event in reversed(events)
-            if event.timestamp < end
-        ]
-
-    def _notifications(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
-        query = (
-            sa.select(
-                notify_deliveries,
-                notify_events.c.monitor,
-                notify_events.c.group_json,
-                notify_events.c.incident_id,
-                notify_events.c.state,
-            )
-            .join(notify_events, notify_events.c.event_id == notify_deliveries.c.event_id)
-            .where(notify_deliveries.c.created_at >= start, notify_deliveries.c.created_at < end)
-            .order_by(notify_deliveries.c.created_at)
-            .limit(_ROW_LIMIT)
-        )
-        with self.database.engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
-        found = []
-        for row in rows:
-            group = _tags(row["group_json"])
-            if model is not None and group.get("model") != model:
-                continue
-            found.append(
-                ActivityEvent(
-                    timestamp=row["created_at"],
-                    kind="notification",
-                    model=group.get("model"),
-                    title=f"@{row['notifier']} {row['status']} ({row['monitor']} {row['state']})",
-                    details={
-                        "event_id": row["event_id"],
-                        "notifier": row["notifier"],
-                        "attempt": row["attempt"],
-                        "status": row["status"],
-                        "http_status": row["http_status"],
-                        "error": row["error"],
-                        "incident_id": row["incident_id"],
-                        "monitor": row["monitor"],
-                        "state": row["state"],
-                    },
-                )
-            )
-        return found
-
-    def _incident_activity(
-        self, model: str | None, start: float, end: float
-    ) -> list[ActivityEvent]:
-        found: list[ActivityEvent] = []
-        for incident in self.incidents(model, since=start):
-            base = {
-                "incident_id": incident.incident_id,
-                "monitor": incident.monitor,
-                "severity": incident.severity,
-            }
-            if start <= incident.opened_at < end:
-                found.append(
-                    ActivityEvent(
-                        incident.opened_at,
-                        "incident_opened",
-                        incident.model,
-                        f"incident opened: {incident.title}",
-                        dict(base),
-                    )
-                )
-            if incident.resolved_at is not None and start <= incident.resolved_at < end:
-                found.append(
-                    ActivityEvent(
-                        incident.resolved_at,
-                        "incident_resolved",
-                        incident.model,
-                        f"incident resolved: {incident.title}",
-                        dict(base),
-                    )
-                )
-            for entry in incident.timeline:
-                if start <= entry.timestamp < end:
-                    found.append(
-                        ActivityEvent(
-                            entry.timestamp,
-                            "incident_entry",
-                            incident.model,
-                            f"{entry.kind}: {entry.message}",
-                            {**base, "entry_kind": entry.kind},
-                        )
-                    )
-        return found
-
-    def _job_activity(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
-        found: list[ActivityEvent] = []
-        for job in self.jobs(model):
-            base: dict[str, Any] = {"job_id": job.job_id, "incident_id": job.incident_id}
-            if start <= job.created_at < end:
-                found.append(
-                    ActivityEvent(
-                        job.created_at,
-                        "job",
-                        job.model,
-                        f"retrain job queued ({job.trigger})",
-                        {**base, "state": "queued", "reason": job.reason},
-                    )
-                )
-            if job.finished_at is not None and start <= job.finished_at < end:
-                found.append(
-                    ActivityEvent(
-                        job.finished_at,
-                        "job",
-                        job.model,
-                        f"retrain job {job.state}",
-                        {
-                            **base,
-                            "state": job.state,
-                            "error": job.error,
-                            "candidate_version": job.candidate_version,
-                        },
-                    )
-                )
-            for step in job.steps:
-                at = step.finished_at if step.finished_at is not None else step.started_at
-                if start <= at < end:
-                    found.append(
-                        ActivityEvent(
-                            at,
-                            "job_step",
-                            job.model,
-                            f"job step {step.step}: {step.outcome or 'running'}",
-                            {
-                                **base,
-                                "step": step.step,
-                                "started_at": step.started_at,
-                                "finished_at": step.finished_at,
-                                "outcome": step.outcome,
-                                "log": step.log,
-                            },
-                        )
-                    )
-        return found
-
-    def _deploys(self, model: str | None, start: float, end: float) -> list[ActivityEvent]:
-        if self.registry is None:
-            return []
-        names = [model] if model is not None else self.registry.list_models()
-        found = []
-        for name in names:
-            for change in self.registry.alias_history(name):
-                at = change.changed_at.timestamp()
-                if change.alias != PRODUCTION or not start <= at < end:
-                    continue
-                found.append(
-                    ActivityEvent(
-                        at,
-                        "deploy",
-                        name,
-                        f"{change.action}: {name} v{change.version} in production",
-                        {
-                            "alias": change.alias,
-                            "version": change.version,
-                            "previous_version": change.previous_version,
-                            "action": change.action,
-                            "actor": change.actor,
-                        },
-                    )
-                )
         return found
 
     def first_activity(self, model: str | None = None) -> float | None:
@@ -637,75 +422,7 @@ class StoreDashboardData:
         return min(candidates) if candidates else None
 
     def accuracy(self, model: str, end: float) -> list[VersionAccuracy]:
-        estimated = self._per_version(ESTIMATED_ACCURACY_METRIC, model, end - ESTIMATE_WINDOW, end)
-        realized = self._per_version(REALIZED_ACCURACY_METRIC, model, end - REALIZED_WINDOW, end)
-        found = []
-        for version in sorted(set(estimated) | set(realized), key=_version_order, reverse=True):
-            reference = self._version_reference(model, version)
-            estimate, estimated_n = estimated.get(version, (None, 0))
-            labels, realized_n = realized.get(version, (None, 0))
-            judged = estimate is not None and reference is not None
-            reasons = (
-                []
-                if not judged or reference is None
-                else list(
-                    reasons_estimate_may_not_hold(
-                        reference,
-                        {
-                            name: self._recent_values(name, model, version, end)
-                            for name in reference_signals(reference)
-                        },
-                    )
-                )
-            )
-            found.append(
-                VersionAccuracy(
-                    version=version,
-                    reference_accuracy=None
-                    if reference is None
-                    else reference.metrics.get("accuracy"),
-                    estimated=estimate,
-                    estimated_n=estimated_n,
-                    estimate_holds=not reasons if judged else None,
-                    may_not_hold_because=reasons,
-                    realized=labels,
-                    realized_n=realized_n,
-                    estimate_window=ESTIMATE_WINDOW,
-                    realized_window=REALIZED_WINDOW,
-                )
-            )
-        return found
-
-    def _per_version(
-        self, metric: str, model: str, start: float, end: float
-    ) -> dict[str, tuple[float | None, int]]:
-        """The ``avg`` of ``metric`` over the served answers of ``model`` (a shadow's left out)
-        in the range, and its number of points, by version."""
-        results = self.metric_store.query(
-            metric, "avg", start, end, filter={"model": model, "shadow": None}, group_by=["version"]
-        )
-        return {r.group["version"]: (r.value, r.count) for r in results if r.count}
-
-    def _recent_values(self, metric: str, model: str, version: str, end: float) -> list[float]:
-        """At least ``HOLDS_SAMPLE`` of the newest raw values of a served version's metric if
-        the estimate window has them (fewer at low traffic): what the KS tests compare."""
-        read: dict[str, str | None] = {"model": model, "version": version, "shadow": None}
-        values: list[float] = []
-        for span in (15.0, 60.0, ESTIMATE_WINDOW):
-            values = [
-                p.value for p in self.metric_store.points(metric, end - span, end, filter=read)
-            ]
-            if len(values) >= HOLDS_SAMPLE:
-                break
-        return values
-
-    def _version_reference(self, model: str, version: str) -> ReferenceProfile | None:
-        if self.registry is None or not (version.isascii() and version.isdigit()):
-            return None
-        try:
-            return self.registry.get_version(model, int(version)).reference
-        except NotFoundError:
-            return None
+        return self.accuracy_reader.accuracy(model, end)
 
 
 def _incident_jobs(
@@ -727,7 +444,3 @@ _JOB_FATES = {JobState.ROLLED_BACK: "rolled back", JobState.REJECTED: "rejected"
 def _job_reason(job: Job) -> str:
     """Why a job's candidate did not stay: its error, as ``driftloop jobs show`` prints it."""
     return job.error or f"retrain job {job.job_id[:12]} {job.state.value}"
-
-
-def _version_order(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isascii() and version.isdigit() else (-1, version)

@@ -22,27 +22,21 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 import tempfile
-import threading
 import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from driftloop.config import NAME_PATTERN, Config
 from driftloop.database.core import Database, open_database
 from driftloop.errors import (
-    BackendUnavailableError,
     ConflictError,
     DriftloopError,
     IntegrityError,
@@ -51,7 +45,7 @@ from driftloop.errors import (
 )
 from driftloop.objectstore.storage import ObjectStorage, open_storage
 from driftloop.predictors import (
-    Evaluation,
+    ModelEvaluation,
     Predictor,
     ReferenceProfile,
     check_predictor,
@@ -59,6 +53,10 @@ from driftloop.predictors import (
 )
 from driftloop.predictors.trained import TrainedModel
 from driftloop.registry.artifacts import ArtifactDigest, hash_directory, verify_directory
+from driftloop.registry.loading import PredictorCache
+from driftloop.registry.rows import change_from_row, version_from_row
+from driftloop.registry.rows import connection as read_connection
+from driftloop.registry.rows import transaction as write_transaction
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
 from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
 
@@ -67,7 +65,6 @@ if TYPE_CHECKING:
 
 MODELS_PREFIX = "models"
 CACHE_DIR = ".driftloop/cache/models"
-LOADED_PREDICTORS = 8
 _INSERT_ATTEMPTS = 5
 
 
@@ -77,36 +74,6 @@ def check_name(kind: str, value: str) -> str:
             f"{kind} {value!r} must match {NAME_PATTERN} (lower case, digits, . _ -)"
         )
     return value
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _version_from_row(row: RowMapping) -> ModelVersion:
-    created_at = _utc(row["created_at"])
-    assert created_at is not None
-    return ModelVersion(
-        name=row["name"],
-        version=int(row["version"]),
-        content_hash=row["content_hash"],
-        artifact_uri=row["artifact_uri"],
-        trainer=row["trainer"],
-        params=dict(row["params"] or {}),
-        snapshot_id=row["snapshot_id"],
-        snapshot_hash=row["snapshot_hash"],
-        evaluation=None if row["evaluation"] is None else Evaluation.from_dict(row["evaluation"]),
-        reference=(
-            None if row["reference"] is None else ReferenceProfile.from_dict(row["reference"])
-        ),
-        parent_version=row["parent_version"],
-        trigger=row["trigger"],
-        created_at=created_at,
-        deployed_at=_utc(row["deployed_at"]),
-    )
 
 
 class ModelRegistry:
@@ -126,8 +93,7 @@ class ModelRegistry:
         self.predictors = dict(predictors or {})
         """Model name → its configured ``models.<name>.predictor`` (``package.module:Class``),
         which loads every version of that model."""
-        self._loaded: OrderedDict[str, Predictor] = OrderedDict()
-        self._lock = threading.Lock()
+        self._predictors = PredictorCache(storage, cache_dir)
 
     @classmethod
     def from_config(cls, config: Config) -> ModelRegistry:
@@ -153,7 +119,7 @@ class ModelRegistry:
         params: Mapping[str, Any] | None = None,
         snapshot_id: str | None = None,
         snapshot_hash: str | None = None,
-        evaluation: Evaluation | None = None,
+        evaluation: ModelEvaluation | None = None,
         reference: ReferenceProfile | None = None,
         parent_version: int | None = None,
         trigger: str = "manual",
@@ -202,8 +168,9 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Save a trainer's result and register it with its evaluation and reference."""
         with tempfile.TemporaryDirectory(prefix="driftloop-model-") as temporary:
-            directory = Path(temporary) / "model"
-            trained.predictor.save(directory)
+            directory = trained.model_dir or Path(temporary) / "model"
+            if trained.model_dir is None:
+                trained.predictor.save(directory)
             return self.register(
                 name,
                 directory,
@@ -266,7 +233,7 @@ class ModelRegistry:
         params: dict[str, Any],
         snapshot_id: str | None,
         snapshot_hash: str | None,
-        evaluation: Evaluation | None,
+        evaluation: ModelEvaluation | None,
         reference: ReferenceProfile | None,
         parent_version: int | None,
         trigger: str,
@@ -332,7 +299,7 @@ class ModelRegistry:
             )
         if row is None:
             raise NotFoundError(f"model {name!r} has no version {version}")
-        return _version_from_row(row)
+        return version_from_row(row)
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         """Every version of ``name``, oldest first; empty for an unknown model."""
@@ -346,7 +313,7 @@ class ModelRegistry:
                 .mappings()
                 .all()
             )
-        return [_version_from_row(row) for row in rows]
+        return [version_from_row(row) for row in rows]
 
     def latest_version(self, name: str) -> ModelVersion:
         versions = self.list_versions(name)
@@ -397,7 +364,7 @@ class ModelRegistry:
                 .mappings()
                 .all()
             )
-        return [self._change_from_row(row) for row in rows]
+        return [change_from_row(row) for row in rows]
 
     # aliases -------------------------------------------------------------------------------
 
@@ -540,30 +507,14 @@ class ModelRegistry:
 
         Files are downloaded to ``<cache_dir>/<name>/<version>`` and verified; a cached copy is
         verified too before use (and fetched again if it no longer matches). Loaded predictors
-        are kept in memory by content hash.
+        are kept in memory by content hash (:mod:`driftloop.registry.loading`).
         """
-        with self._lock:
-            cached = self._loaded.get(version.content_hash)
-            if cached is not None:
-                self._loaded.move_to_end(version.content_hash)
-                return cached
-        digest = self._digest(version)
-        what = f"model {version.name} v{version.version} ({version.artifact_uri})"
-        directory = self.cache_dir / version.name / str(version.version)
-        ready = directory.is_dir()
-        if ready:
-            try:
-                verify_directory(directory, digest, what=what)
-            except IntegrityError:
-                ready = False  # a damaged cache: fetch again from storage
-        if not ready:
-            self._download(version, digest, directory, what)
-        predictor = load_predictor(directory, self.predictors.get(version.name))
-        with self._lock:
-            self._loaded[version.content_hash] = predictor
-            while len(self._loaded) > LOADED_PREDICTORS:
-                self._loaded.popitem(last=False)
-        return predictor
+        cached = self._predictors.loaded(version.content_hash)
+        if cached is not None:
+            return cached
+        return self._predictors.load(
+            version, self._digest(version), self.predictors.get(version.name)
+        )
 
     def _digest(self, version: ModelVersion) -> ArtifactDigest:
         with self._connection() as connection:
@@ -583,33 +534,6 @@ class ModelRegistry:
             )
         return digest
 
-    def _download(
-        self, version: ModelVersion, digest: ArtifactDigest, directory: Path, what: str
-    ) -> None:
-        key = self.storage.key_of(version.artifact_uri)
-        storage = self.storage if key is not None else open_storage(version.artifact_uri)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        temporary = directory.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
-            try:
-                storage.get_dir(key or "", temporary)
-            except NotFoundError as exc:
-                raise IntegrityError(f"{what}: the artifact is missing from storage") from exc
-            verify_directory(temporary, digest, what=what)
-            if directory.exists():  # another process sharing the cache may have finished first
-                try:
-                    verify_directory(directory, digest, what=what)
-                    return
-                except (IntegrityError, OSError):
-                    shutil.rmtree(directory, ignore_errors=True)
-            try:
-                temporary.rename(directory)
-            except OSError:  # another process renamed its copy in between: use it if sound
-                verify_directory(directory, digest, what=what)
-        finally:
-            if temporary.exists():
-                shutil.rmtree(temporary, ignore_errors=True)
-
     # internals -----------------------------------------------------------------------------
 
     def _hash_in_use(self, name: str, content_hash: str) -> bool:
@@ -625,44 +549,8 @@ class ModelRegistry:
         known = self.list_models()
         return f"no model named {name!r} in the registry; known: {known or 'none'}"
 
-    @staticmethod
-    def _change_from_row(row: RowMapping) -> AliasChange:
-        changed_at = _utc(row["changed_at"])
-        assert changed_at is not None
-        return AliasChange(
-            name=row["name"],
-            alias=row["alias"],
-            version=int(row["version"]),
-            previous_version=row["previous_version"],
-            action=row["action"],
-            actor=row["actor"],
-            changed_at=changed_at,
-        )
+    def _transaction(self) -> AbstractContextManager[Connection]:
+        return write_transaction(self.database)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        try:
-            with self.database.engine.begin() as connection:
-                yield connection
-        except (SqlIntegrityError, DriftloopError):
-            raise
-        except OperationalError as exc:
-            raise BackendUnavailableError(
-                f"store {self.database.safe_url} is unavailable: {exc.orig}"
-            ) from exc
-        except SQLAlchemyError as exc:
-            raise BackendUnavailableError(f"store {self.database.safe_url}: {exc}") from exc
-
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        try:
-            with self.database.engine.connect() as connection:
-                yield connection
-        except DriftloopError:
-            raise
-        except OperationalError as exc:
-            raise BackendUnavailableError(
-                f"store {self.database.safe_url} is unavailable: {exc.orig}"
-            ) from exc
-        except SQLAlchemyError as exc:
-            raise BackendUnavailableError(f"store {self.database.safe_url}: {exc}") from exc
+    def _connection(self) -> AbstractContextManager[Connection]:
+        return read_connection(self.database)

@@ -371,6 +371,17 @@ class DriftloopSystem:
             values(SHADOW_CONFIDENCE_GAP), values(SHADOW_CORRECT_GAP), values(SHADOW_AGREEMENT)
         )
 
+    def reported_values(
+        self, model: str, version: int, metric: str, start: float, end: float
+    ) -> NDArray[np.float64]:
+        """What a version reported of ``metric`` over a time range (not as a shadow): the
+        verification of a model served elsewhere (``models.<name>.deploy``)."""
+        if end <= start:
+            return np.zeros(0, dtype=np.float64)
+        tags = {"model": model, "version": str(version), SHADOW_TAG: None}
+        points = self.metric_store.points(metric, start, end, filter=tags)
+        return np.fromiter((p.value for p in points), dtype=np.float64, count=len(points))
+
     # ------------------------------------------------------------------ the app
     def create_app(self, *, poll: bool = True) -> FastAPI:
         from fastapi import APIRouter, Depends

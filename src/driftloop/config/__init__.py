@@ -54,6 +54,8 @@ from driftloop.config.root import (
     PipelineConfig,
 )
 from driftloop.config.serving import (
+    DeployHookConfig,
+    DeployWebhookConfig,
     DogStatsdConfig,
     InsightsConfig,
     KafkaConfig,
@@ -87,6 +89,8 @@ __all__ = [
     "Config",
     "ControlConfig",
     "DashboardConfig",
+    "DeployHookConfig",
+    "DeployWebhookConfig",
     "DetectorConfig",
     "DogStatsdConfig",
     "Duration",

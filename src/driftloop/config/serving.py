@@ -7,7 +7,44 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from driftloop.config.notifiers import standard_webhook_key
 from driftloop.config.values import NAME_PATTERN, Duration, StrictModel
+
+
+class DeployWebhookConfig(StrictModel):
+    """A deploy hook called over HTTP: ``POST url`` with the deploy payload, signed with the
+    Standard Webhooks headers when ``secret`` is set (docs/pipeline.md)."""
+
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    secret: str | None = None
+    """A ``whsec_`` secret (write it as ``${VAR}``): the payload is signed with it."""
+
+    @model_validator(mode="after")
+    def _standard_secret(self) -> DeployWebhookConfig:
+        if self.secret:
+            standard_webhook_key(self.secret, where="deploy.webhook.secret")
+        return self
+
+
+class DeployHookConfig(StrictModel):
+    """``models.<name>.deploy``: the model is served elsewhere, and the pipeline deploys and
+    rolls back through this hook (a webhook or a command) before it moves the registry's
+    ``production`` alias (docs/pipeline.md, "Models served elsewhere")."""
+
+    webhook: DeployWebhookConfig | None = None
+    command: list[str] | None = Field(None, min_length=1)
+    timeout: Duration = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+    """Further attempts after a 5xx answer or a connection error (webhook only)."""
+    backoff: Duration = Field(1.0, ge=0)
+    """The wait before the first retry, doubled before each next one."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeployHookConfig:
+        if (self.webhook is None) == (self.command is None):
+            raise ValueError("deploy takes exactly one of webhook or command")
+        return self
 
 
 class ModelConfig(StrictModel):
@@ -38,6 +75,11 @@ class ModelConfig(StrictModel):
         description="what a training learns from: every labeled row of every "
         "snapshot, the newest label of a text winning (cumulative), "
         "or the newest snapshot alone (newest)",
+    )
+    deploy: DeployHookConfig | None = Field(
+        None,
+        description="the model is served elsewhere: deploy and roll back through this hook, "
+        "verify on the insights that server reports",
     )
 
 

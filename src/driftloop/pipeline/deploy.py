@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from driftloop.messages import format_value
+from driftloop.pipeline.external_deploy import ExternalDeployment, ReportedInsights
 from driftloop.pipeline.queue import Job, JobState
-from driftloop.pipeline.steps import JobSteps
 from driftloop.pipeline.verification import Decision, Verdict, VerificationRule, decide_verification
 
 SHADOW_ALIAS = "shadow"
@@ -16,20 +16,27 @@ SHADOW_ALIAS = "shadow"
 version while a direct deploy is verified, the candidate in a shadow rollout."""
 
 
-class DeployAndVerify(JobSteps):
+class DeployAndVerify(ExternalDeployment):
     """The deploy and verification steps of a retrain job."""
 
     def _deploy_and_verify(self, job: Job, worker: str) -> Job:
         assert job.candidate_version is not None
         mode = self.config.pipeline.deploy_mode
-        if mode != "direct" and job.previous_version is not None:
+        hook = self._deploy_hook(job.model)
+        if mode != "direct" and job.previous_version is not None and hook is None:
             return self._deploy_rollout(job, worker, mode)
         with self._step(job, JobState.DEPLOYING, worker) as log:
+            if hook is not None:  # first: a failing hook leaves production as it was
+                log.append(
+                    self._call_deploy_hook(
+                        hook, job, "deploy", job.candidate_version, job.previous_version
+                    )
+                )
             self.registry.set_alias(
                 job.model, "production", job.candidate_version, actor=f"job:{job.job_id}"
             )
             log.append(f"production → v{job.candidate_version}")
-            if self._shadows_previous(job):
+            if hook is None and self._shadows_previous(job):
                 self._start_verification_shadow(job, log)
         recorded = self.queue.get(job.job_id).result.with_changes(deploy_mode="direct")
         # The timeline entry goes first: a crash between the two writes then resumes the job
@@ -196,6 +203,9 @@ class DeployAndVerify(JobSteps):
         mode = rollout_mode(job)
         if mode == "canary" and self.health is not None:
             return self._verify_canary(job, worker, step_id)
+        reader = self._reported_insights()
+        if self._deploy_hook(job.model) and job.previous_version is not None and reader is not None:
+            return self._verify_external(job, worker, step_id, reader)
         log: list[str] = []
         if self.health is None or job.previous_version is None:
             log.append(
@@ -268,6 +278,42 @@ class DeployAndVerify(JobSteps):
         self.registry.set_alias(job.model, "production", old, actor=f"job:{job.job_id} rollback")
         self._end_verification_shadow(job)
         message = f"verification failed, rolled back {job.model} to v{old}: {decision.message}"
+        return self._rolled_back(job, message, log, decision, version=old)
+
+    def _verify_external(
+        self, job: Job, worker: str, step_id: int, reader: ReportedInsights
+    ) -> Job:
+        """A model served elsewhere: its reported insights after the deploy against the
+        previous version's before it; a rollback goes through the deploy hook first."""
+        assert job.candidate_version is not None
+        assert job.previous_version is not None
+        new, old = job.candidate_version, job.previous_version
+        shift = _shift(
+            self._reference_confidence(job.model, new), self._reference_confidence(job.model, old)
+        )
+        decision = self._compare_on_reported_insights(job, worker, reader, shift)
+        log = [f"v{new} after the deploy against v{old} before it ({decision.rule})"]
+        log.append(decision.message)
+        if decision.verdict == Verdict.KEEP:
+            self.queue.finish_step(step_id, "ok", "\n".join(log))
+            self._note(
+                job,
+                "verified",
+                f"v{new} kept: {decision.message}",
+                version=new,
+                decision=decision.to_dict(),
+            )
+            result = self._result(job, log).with_changes(verification_decision=decision.to_dict())
+            return self._finish(job.job_id, JobState.SUCCEEDED, result=result)
+        self.queue.finish_step(step_id, "failed", "\n".join(log))
+        hook = self._deploy_hook(job.model)
+        assert hook is not None
+        log.append(self._call_deploy_hook(hook, job, "rollback", old, new))
+        self.registry.set_alias(job.model, "production", old, actor=f"job:{job.job_id} rollback")
+        message = (
+            f"verification failed, rolled back {job.model} to v{old} through its deploy hook: "
+            f"{decision.message}"
+        )
         return self._rolled_back(job, message, log, decision, version=old)
 
     def _compare_on_live_traffic(

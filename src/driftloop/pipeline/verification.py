@@ -34,6 +34,15 @@ At the deadline, with the test still open: with at least ``verify_min_prediction
 point estimate decides (keep when ``m >= -t``); with fewer, the new version is kept, because the
 quality gate already found it better on labeled held-out rows and the live traffic gave no
 evidence against that. Every verdict says which rule decided it.
+
+**A model served elsewhere** (``models.<name>.deploy``) has no shadow: driftloop does not see
+its requests, only the insights its server reports. :func:`decide_against_before` compares the
+new version's reported values after the deploy with the previous version's from the
+``verify_deadline`` before it (realized accuracy of logged predictions when both have
+``verify_min_labels`` labels, else confidence relative to each version's reference), with the
+two-sample standard error and the same looks, tolerance and deadline rules. Its weakness: the
+two windows hold different traffic, so a change in the traffic at the deploy reads as a
+change of the model.
 """
 
 from __future__ import annotations
@@ -51,6 +60,11 @@ from driftloop.errors import ConfigError
 DISCRETE_PRIOR = np.array([1.0, -1.0])
 """Added to the realized-accuracy pairs (each -1, 0 or +1) before the test: the spread of
 pairs that mostly agree is then never zero."""
+
+
+PRETEND_OUTCOMES = np.array([1.0, 0.0])
+"""Added to each version's labels (1 right, 0 wrong) when a model served elsewhere is verified
+on realized accuracy before against after the deploy."""
 
 
 class Verdict(StrEnum):
@@ -177,15 +191,50 @@ def decide_verification(
     real = n - (DISCRETE_PRIOR.size if signal == "realized accuracy" else 0)
     mean = float(values.mean())
     spread = float(values.std(ddof=1)) if n > 1 else 0.0
-    error = spread / math.sqrt(n)
+    return _decide_on_bounds(
+        Bounds(signal, real, mean, spread / math.sqrt(n), "the same traffic"),
+        rule,
+        look=look,
+        at_deadline=at_deadline,
+        agreement=agreement,
+    )
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A mean difference (new minus old) and its standard error, as a look sees them."""
+
+    signal: str
+    count: int
+    mean: float
+    error: float
+    basis: str
+    """What the two versions were compared on (``the same traffic``, or the windows
+    before and after the deploy)."""
+
+
+def _decide_on_bounds(
+    bounds: Bounds,
+    rule: VerificationRule,
+    *,
+    look: int,
+    at_deadline: bool,
+    agreement: float | None = None,
+) -> Decision:
+    """The sequential test of ``bounds.mean`` against ``-tolerance`` at look ``look``."""
+    signal, real, mean = bounds.signal, bounds.count, bounds.mean
     z = NormalDist().inv_cdf(1.0 - look_error_rate(rule.error_rate, max(1, look)))
-    upper, lower = mean + z * error, mean - z * error
+    upper, lower = mean + z * bounds.error, mean - z * bounds.error
     what = (
         f"{signal}: new minus old {mean:+.3f} over {real} pairs "
         f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
+        if bounds.basis == "the same traffic"
+        else f"{signal}: new minus old {mean:+.3f} ({bounds.basis}; bounds "
+        f"{lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
     )
     if agreement is not None:
         what += f", agreement {agreement:.2f}"
+    on = f"on {bounds.basis}" if bounds.basis == "the same traffic" else "than before the deploy"
     if upper < -rule.tolerance:
         return Decision(
             Verdict.ROLL_BACK,
@@ -195,7 +244,7 @@ def decide_verification(
             mean,
             upper,
             agreement,
-            f"worse on the same traffic: {what}",
+            f"worse {on}: {what}",
         )
     if lower > -rule.tolerance:
         return Decision(
@@ -206,7 +255,7 @@ def decide_verification(
             mean,
             lower,
             agreement,
-            f"not worse on the same traffic: {what}",
+            f"not worse {on}: {what}",
         )
     if not at_deadline:
         return Decision(
@@ -231,3 +280,72 @@ def decide_verification(
         agreement,
         f"undecided by the deadline, {outcome} on the point estimate: {what}",
     )
+
+
+@dataclass(frozen=True)
+class ReportedEvidence:
+    """What a model served elsewhere reported, per version: the previous version's values
+    from before the deploy, the new version's from after it (no pairs: not the same
+    requests)."""
+
+    new_confidence: NDArray[np.float64]
+    old_confidence: NDArray[np.float64]
+    new_correct: NDArray[np.float64]
+    """``prediction_correct`` (1 or 0) of the new version's logged predictions that got a label."""
+    old_correct: NDArray[np.float64]
+
+
+def decide_against_before(
+    evidence: ReportedEvidence,
+    rule: VerificationRule,
+    *,
+    reference_shift: float,
+    look: int,
+    at_deadline: bool,
+) -> Decision:
+    """One look for a model served elsewhere: the new version after the deploy against the
+    previous one before it, realized accuracy when both have ``min_labels`` labels, else
+    confidence (each relative to its own reference) when both have ``min_pairs`` points; the
+    mean difference's standard error is the two-sample one (``sqrt(s1^2/n1 + s2^2/n2)``), and
+    the sequential test, its looks and its deadline rules are those of
+    :func:`decide_verification`."""
+    e = evidence
+    if min(e.new_correct.size, e.old_correct.size) >= rule.min_labels:
+        signal, new, old, shift = "realized accuracy", e.new_correct, e.old_correct, 0.0
+    elif min(e.new_confidence.size, e.old_confidence.size) >= rule.min_pairs:
+        signal, new, old = "confidence vs reference", e.new_confidence, e.old_confidence
+        shift = reference_shift
+    else:
+        counts = f"{e.new_confidence.size} new and {e.old_confidence.size} previous points"
+        if not at_deadline:
+            return Decision(
+                Verdict.WAIT, "none", "waiting", 0, None, None, None, f"{counts} so far"
+            )
+        return Decision(
+            Verdict.KEEP,
+            "none",
+            "deadline: too few pairs",
+            0,
+            None,
+            None,
+            None,
+            f"only {counts} (of {rule.min_pairs} each) by the deadline: kept on the gate's "
+            "verdict, unverified on the reported insights",
+        )
+    basis = f"{new.size} points after the deploy against {old.size} before"
+    count = int(new.size)
+    if signal == "realized accuracy":  # as for the pairs: one pretend right and wrong each,
+        new = np.concatenate([new, PRETEND_OUTCOMES])  # so a run of agreeing labels has spread
+        old = np.concatenate([old, PRETEND_OUTCOMES])
+    error = math.sqrt(_variance(new) / new.size + _variance(old) / old.size)
+    mean = float(new.mean() - old.mean()) - shift
+    return _decide_on_bounds(
+        Bounds(signal, count, mean, error, basis),
+        rule,
+        look=look,
+        at_deadline=at_deadline,
+    )
+
+
+def _variance(values: NDArray[np.float64]) -> float:
+    return float(values.var(ddof=1)) if values.size > 1 else 0.0

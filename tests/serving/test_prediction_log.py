@@ -216,6 +216,47 @@ async def test_entries_wait_while_the_store_is_down_and_the_oldest_go_past_the_c
     assert set(await PredictionLog(store).find(ids)) == set(ids[1:])
 
 
+def test_the_writer_backs_off_while_the_store_is_down_and_starts_again_after_close(
+    store: Database,
+) -> None:
+    """The writer thread waits twice as long after each failed write, writes the batch it kept
+    once the store is back, and a closed log started again writes again."""
+    attempts: list[float] = []
+
+    def seen(*args: Any) -> None:
+        if str(args[2]).startswith("INSERT INTO serving_predictions"):
+            attempts.append(time.monotonic())
+
+    log = PredictionLog(store, flush_interval=0.05)
+    first, second = new_prediction_ids(2)
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    with store.engine.begin() as connection:  # the table is gone: every write fails
+        connection.execute(sa.text("ALTER TABLE serving_predictions RENAME TO away"))
+    try:
+        log.remember(first, *entry())
+        log.start()
+        time.sleep(0.6)  # writes at 0.05, 0.15, 0.35 (0.75) s; without backoff twelve
+        assert 2 <= len(attempts) <= 4, attempts
+    finally:
+        with store.engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE away RENAME TO serving_predictions"))
+    try:
+        deadline = time.monotonic() + 5
+        while log.stats.written < 1:
+            assert time.monotonic() < deadline, log.stats
+            time.sleep(0.02)
+        log.close()
+        log.remember(second, *entry())
+        log.start()
+        while log.stats.written < 2:
+            assert time.monotonic() < deadline, log.stats
+            time.sleep(0.02)
+    finally:
+        log.close()
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+    assert [r[0] for r in rows(store)] == sorted([first, second])
+
+
 def test_one_label_per_prediction_under_concurrent_writers(store: Database) -> None:
     """Two processes label the same new prediction at once: one row, one first label."""
     feedback = FeedbackStore(store)

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from driftloop.background import BackgroundLoop
 from driftloop.database import Database
 from driftloop.errors import BackendUnavailableError
 from driftloop.serving.tables import predictions
@@ -184,10 +185,15 @@ class PredictionLog:
         self._pending_shadows: dict[str, _Shadow] = {}
         self._writing: dict[str, _Entry] = {}
         self._writing_shadows: dict[str, _Shadow] = {}
-        self._wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._delay = self.flush_interval
+        self._writer = BackgroundLoop(
+            self._write_and_purge,
+            self.flush_interval,
+            name="driftloop-prediction-log",
+            logger=logger,
+            failure="prediction log: the writer failed; retrying",
+            wait_first=True,
+        )
+        self._next_purge = 0.0
         self._healthy = True
         self._written = 0
         self._dropped = 0
@@ -216,7 +222,7 @@ class PredictionLog:
                 self._drop_oldest()
             full = len(pending) >= self.batch_size
         if full:
-            self._wake.set()
+            self._writer.wake()
 
     def add_shadow(
         self, prediction_id: str, model: str, version: int, predicted_class: str
@@ -404,41 +410,28 @@ class PredictionLog:
     # --- writing -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the background thread that writes and purges."""
-        if self._thread is not None:
+        """Start the background thread that writes and purges (a
+        :class:`~driftloop.background.BackgroundLoop`: it waits ``flush_interval``, or longer
+        while the store is down, or until a full batch wakes it, then writes one batch)."""
+        if self._writer.running:
             return
-        self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name="driftloop-prediction-log", daemon=True
-        )
-        self._thread.start()
+        self._next_purge = time.monotonic() + random.uniform(0.05, 1.0) * self.purge_interval
+        self._writer.start()
 
     def close(self) -> None:
         """Stop the thread and write what is left (a last try, when the store is up)."""
-        self._stopping = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._writer.stop()
         if not self.flush():
             logger.warning(
                 "prediction log: %d predictions not written at shutdown", self.stats.pending
             )
 
-    def _run(self) -> None:
-        next_purge = time.monotonic() + random.uniform(0.05, 1.0) * self.purge_interval
-        while True:
-            self._wake.wait(self._delay)
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                self._flush_once()
-                if time.monotonic() >= next_purge and self._healthy:
-                    next_purge = time.monotonic() + self.purge_interval
-                    self.purge()
-            except Exception:
-                logger.exception("prediction log: the writer failed; retrying")
+    def _write_and_purge(self) -> None:
+        """The writer's step: one batch, and a purge when one is due."""
+        self._flush_once()
+        if time.monotonic() >= self._next_purge and self._healthy:
+            self._next_purge = time.monotonic() + self.purge_interval
+            self.purge()
 
     def flush(self) -> bool:
         """Write everything buffered now; True when nothing is left."""
@@ -499,7 +492,7 @@ class PredictionLog:
                     "prediction log: the store %s is back; writing again", self.database.safe_url
                 )
             self._healthy = True
-            self._delay = self.flush_interval
+            self._writer.interval = self.flush_interval  # the writer's wait, backed off below
             return True
 
     def _failed(
@@ -521,7 +514,7 @@ class PredictionLog:
                 self.max_pending,
             )
         self._healthy = False
-        self._delay = min(self._delay * 2, _MAX_BACKOFF)
+        self._writer.interval = min(self._writer.interval * 2, _MAX_BACKOFF)
 
     def purge(self, now: float | None = None) -> int:
         """Delete the rows older than the retention; returns how many."""

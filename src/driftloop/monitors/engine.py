@@ -16,13 +16,10 @@ state, so that a group whose data stops goes to NO_DATA once the window has been
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,16 +34,22 @@ from driftloop.errors import (
     ConfigError,
     DriftloopError,
     InvalidInputError,
-    NotFoundError,
 )
 from driftloop.messages import MessageTemplate
-from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
+from driftloop.metrics.points import MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
+from driftloop.monitors.evaluation_run import (
+    EvaluationRun,
+    ReferenceKeys,
+    ReferenceProvider,
+    ServedVersions,
+)
 from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, transition_flags
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
 from driftloop.monitors.history import MonitorStatus as MonitorStatus  # its old home: re-exported
 from driftloop.monitors.incidents import Incident, IncidentStatus, IncidentStore
 from driftloop.monitors.series import series_filter
+from driftloop.monitors.status import monitor_statuses
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
 from driftloop.monitors.timeline import TimelineEntry
 from driftloop.monitors.transitions import (
@@ -60,38 +63,12 @@ from driftloop.predictors import ReferenceProfile
 
 logger = logging.getLogger(__name__)
 
-ReferenceProvider = Callable[[Mapping[str, str]], ReferenceProfile | None]
-"""The reference profile of the model a group is about (``{"model": "..."}``), or ``None``."""
-
-ServedVersions = Callable[[str], Collection[str] | None]
-"""For a model name, the versions (as ``version`` tag values) it serves now, or None when that
-is not known."""
-
-
 EventListener = Callable[[Event], None]
 PersistHook = Callable[[Connection, Sequence[Event]], None]
 """Runs first in the transaction that stores an evaluation, with its events: the control plane's
 fence (a refusal rolls the evaluation back) and the router's record of what it must send."""
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(monitors_done, monitors_total)``."""
-
-_REFERENCE_CACHE_SIZE = 256
-
-
-@dataclass
-class _Evaluation:
-    """What one :meth:`MonitorEngine.evaluate` call changes, written in one transaction."""
-
-    now: float
-    touched: list[GroupState] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    incident_ops: list[Callable[[Connection], object]] = field(default_factory=list)
-    references: dict[str, ReferenceProfile | None] = field(default_factory=dict)
-    queries: dict[tuple[object, ...], list[AggregateResult]] = field(default_factory=dict)
-    served: dict[str, Collection[str] | None] = field(default_factory=dict)
-    """Per model, the versions it serves (asked once per evaluation)."""
-    retired: list[GroupState] = field(default_factory=list)
-    """Groups of versions no longer served: their rows are deleted."""
 
 
 class MonitorEngine:
@@ -131,7 +108,7 @@ class MonitorEngine:
         self.errors: dict[str, str] = {}
         """The last evaluation's error of each monitor that failed (the others went on)."""
         self._detectors: dict[tuple[str, str], tuple[DriftDetector, str | None]] = {}
-        self._reference_keys: dict[int, tuple[ReferenceProfile, str]] = {}
+        self._reference_keys = ReferenceKeys()
         self._evaluate_lock = threading.Lock()
         self._loop: BackgroundLoop | None = None
 
@@ -143,7 +120,7 @@ class MonitorEngine:
         """Evaluate every monitor for every group at ``now`` (default: the clock); returns the
         events (transitions and renotifications), already stored and handed to the listeners."""
         with self._evaluate_lock:
-            run = _Evaluation(self.clock() if now is None else float(now))
+            run = EvaluationRun(self.clock() if now is None else float(now))
             states = self.state_store.load_states()
             by_monitor: dict[str, dict[str, GroupState]] = {}
             for (name, key), state in states.items():
@@ -187,7 +164,7 @@ class MonitorEngine:
                     logger.exception("event listener failed on %s", event.event_id)
         return run.events
 
-    def _persist(self, run: _Evaluation) -> None:
+    def _persist(self, run: EvaluationRun) -> None:
         try:
             with self.database.engine.begin() as connection:
                 if self.on_persist is not None:
@@ -202,29 +179,13 @@ class MonitorEngine:
                 f"monitor store {self.database.safe_url}: {exc.orig}"
             ) from exc
 
-    def _state(
-        self,
-        monitor: MonitorConfig,
-        key: str,
-        group: Mapping[str, str],
-        states: dict[str, GroupState],
-        run: _Evaluation,
-    ) -> GroupState:
-        state = states.get(key)
-        if state is None:
-            state = GroupState(monitor=monitor.name, group=dict(group), since=run.now)
-            states[key] = state
-        state.last_evaluated = run.now
-        run.touched.append(state)
-        return state
-
     def _retire_unserved(
         self,
         monitor: MonitorConfig,
         key: str,
         group: Mapping[str, str],
         states: dict[str, GroupState],
-        run: _Evaluation,
+        run: EvaluationRun,
     ) -> bool:
         """Whether ``group`` belongs to a registry version (a ``version`` tag of digits) that
         its model no longer serves: a deploy replaced it, or a rolled-back candidate. Its state,
@@ -240,9 +201,7 @@ class MonitorEngine:
             or not version.isdigit()
         ):
             return False
-        if model not in run.served:
-            run.served[model] = self.served_versions(model)
-        served = run.served[model]
+        served = run.served_by(model, self.served_versions)
         if served is None or version in served:
             return False
         state = states.pop(key, None)
@@ -279,29 +238,14 @@ class MonitorEngine:
             run.retired.append(state)
         return True
 
-    def _reference(self, group: Mapping[str, str], run: _Evaluation) -> ReferenceProfile | None:
-        if self.reference_provider is None:
-            return None
-        key = group_key(group)
-        if key not in run.references:
-            run.references[key] = self.reference_provider(group)
-        return run.references[key]
+    def _reference(self, group: Mapping[str, str], run: EvaluationRun) -> ReferenceProfile | None:
+        return run.reference(group, self.reference_provider)
 
     def _reference_key(self, profile: ReferenceProfile | None) -> str | None:
-        if profile is None:
-            return None
-        cached = self._reference_keys.get(id(profile))
-        if cached is not None and cached[0] is profile:
-            return cached[1]
-        text = json.dumps(profile.to_dict(), sort_keys=True, default=str)
-        key = hashlib.sha256(text.encode()).hexdigest()[:32]
-        if len(self._reference_keys) >= _REFERENCE_CACHE_SIZE:
-            self._reference_keys.pop(next(iter(self._reference_keys)))
-        self._reference_keys[id(profile)] = (profile, key)
-        return key
+        return self._reference_keys.key(profile)
 
     def _evaluate_threshold(
-        self, monitor: MonitorConfig, states: dict[str, GroupState], run: _Evaluation
+        self, monitor: MonitorConfig, states: dict[str, GroupState], run: EvaluationRun
     ) -> None:
         end = run.now - monitor.evaluation_delay
         start = end - monitor.window
@@ -330,7 +274,7 @@ class MonitorEngine:
             group = result.group if result is not None else states[key].group
             if self._retire_unserved(monitor, key, group, states, run):
                 continue
-            state = self._state(monitor, key, group, states, run)
+            state = run.group_state(monitor, key, group, states)
             if result is None or result.value is None:
                 self._no_data(monitor, state, end, run)
                 continue
@@ -365,7 +309,7 @@ class MonitorEngine:
 
     # One pass per group: feed the detector, judge, emit; the branches are its states.
     def _evaluate_drift(  # noqa: C901
-        self, monitor: MonitorConfig, states: dict[str, GroupState], run: _Evaluation
+        self, monitor: MonitorConfig, states: dict[str, GroupState], run: EvaluationRun
     ) -> None:
         if self.detector_factory is None:
             raise ConfigError(
@@ -393,7 +337,7 @@ class MonitorEngine:
             group = groups.get(key) or states[key].group
             if self._retire_unserved(monitor, key, group, states, run):
                 continue
-            state = self._state(monitor, key, group, states, run)
+            state = run.group_state(monitor, key, group, states)
             if state.cursor is None:
                 state.cursor = default_cursor
             profile = self._reference(state.group, run)
@@ -456,7 +400,7 @@ class MonitorEngine:
         return entry[0]
 
     def _no_data(
-        self, monitor: MonitorConfig, state: GroupState, end: float, run: _Evaluation
+        self, monitor: MonitorConfig, state: GroupState, end: float, run: EvaluationRun
     ) -> None:
         if state.state == MonitorState.NO_DATA:
             if monitor.no_data.notify:
@@ -478,7 +422,7 @@ class MonitorEngine:
         self,
         monitor: MonitorConfig,
         state: GroupState,
-        run: _Evaluation,
+        run: EvaluationRun,
         details: Mapping[str, Any],
     ) -> None:
         if monitor.renotify is None or state.state == MonitorState.OK:
@@ -492,7 +436,7 @@ class MonitorEngine:
         monitor: MonitorConfig,
         state: GroupState,
         new: MonitorState,
-        run: _Evaluation,
+        run: EvaluationRun,
         *,
         details: Mapping[str, Any],
         renotification: bool = False,
@@ -550,31 +494,7 @@ class MonitorEngine:
 
     def status(self, monitor: str | None = None) -> list[MonitorStatus]:
         """The stored state of every configured monitor (or one), without evaluating."""
-        if monitor is not None and monitor not in self.monitors:
-            raise NotFoundError(
-                f"no monitor {monitor!r}; configured: {sorted(self.monitors) or 'none'}"
-            )
-        states = self.state_store.load_states(monitor)
-        result: list[MonitorStatus] = []
-        for config in self.monitors.values():
-            if monitor is not None and config.name != monitor:
-                continue
-            groups = sorted(
-                (s for (name, _), s in states.items() if name == config.name),
-                key=lambda s: s.group_key,
-            )
-            result.append(
-                MonitorStatus(
-                    name=config.name,
-                    type=config.type,
-                    metric=config.metric,
-                    aggregation=config.aggregation,
-                    window=config.window,
-                    groups=tuple(groups),
-                    error=self.errors.get(config.name),
-                )
-            )
-        return result
+        return monitor_statuses(self.monitors, self.state_store, self.errors, monitor)
 
     def history(
         self,

@@ -25,6 +25,12 @@ def demo(
     project: Path | None = typer.Option(
         None, "--project", help="Project directory (default: a fresh temporary one)."
     ),
+    scenario: str = typer.Option(
+        "text",
+        "--scenario",
+        help="text (the bundled reviews) or tabular (real image-segment records, a "
+        "user-written predictor and trainer, feature drift monitors).",
+    ),
     drift: str | None = typer.Option(
         None,
         "--drift",
@@ -48,6 +54,7 @@ def demo(
             clients=clients,
             project_dir=project,
             drifting=tuple(part.strip() for part in drift.split(",") if part.strip()),
+            scenario=scenario,
         ),
         console,
     )

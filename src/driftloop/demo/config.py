@@ -13,7 +13,9 @@ import yaml
 from driftloop.config import Config, MonitorConfig, parse_duration
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS
+from driftloop.demo.tabular.scenario import TABULAR_DATASET, TABULAR_MODEL
 from driftloop.demo.tuning import TUNINGS, TrainerTuning, tuning_for
+from driftloop.errors import ConfigError
 from driftloop.messages import format_value
 from driftloop.monitors.thresholds import resolve_thresholds
 from driftloop.project import default_config_text
@@ -24,9 +26,12 @@ __all__ = [
     "DRIFT_MONITOR",
     "MODEL",
     "PRODUCTION_WINDOW",
+    "SCENARIOS",
     "TUNINGS",
     "DemoOptions",
+    "ScenarioNames",
     "TrainerTuning",
+    "compress_monitor",
     "confidence_levels",
     "confidence_monitor",
     "demo_config",
@@ -41,6 +46,30 @@ CONFIDENCE_MONITOR = "review-classifier confidence"
 DRIFT_MONITOR = "review-classifier confidence drift"
 
 
+@dataclass(frozen=True)
+class ScenarioNames:
+    """The model and dataset a scenario's project holds, and its monitors' names (the
+    template's, named after the model)."""
+
+    model: str
+    dataset: str
+
+    @property
+    def confidence_monitor(self) -> str:
+        return f"{self.model} confidence"
+
+    @property
+    def drift_monitor(self) -> str:
+        return f"{self.model} confidence drift"
+
+
+SCENARIOS: dict[str, ScenarioNames] = {
+    "text": ScenarioNames(MODEL, DATASET),
+    "tabular": ScenarioNames(TABULAR_MODEL, TABULAR_DATASET),
+}
+"""``driftloop demo --scenario``: the bundled reviews (the default) or real tabular records."""
+
+
 PRODUCTION_WINDOW = 300.0
 """The window of the template's confidence monitor (5 minutes): ``--speed`` compresses it."""
 
@@ -51,29 +80,35 @@ def demo_monitors(speed: float) -> list[dict[str, Any]]:
     hold shrink with it) and the notifications routed to the demo's local Slack and GitHub
     receivers as well as the log."""
     document = yaml.safe_load(default_config_text())
-    monitors: list[dict[str, Any]] = document["monitors"]
+    return [compress_monitor(monitor, speed) for monitor in document["monitors"]]
+
+
+def compress_monitor(monitor: dict[str, Any], speed: float) -> dict[str, Any]:
+    """``monitor`` with its window compressed by ``speed`` and its notifications routed to the
+    demo's receivers too (see :func:`demo_monitors`); changed in place and returned."""
     default_window = MonitorConfig.model_fields["window"].default
-    for monitor in monitors:
-        window = parse_duration(monitor.get("window", default_window))
-        monitor["window"] = f"{window / speed:g}s"
-        if "min_count" in monitor:  # a compressed window holds fewer predictions
-            monitor["min_count"] = max(1, math.ceil(monitor["min_count"] / speed))
-        monitor["message"] = (
-            monitor["message"]
-            .replace(
-                "{{#is_alert}}@log @retrain",
-                "{{#is_alert}}@log @slack-demo @github-dispatch @retrain",
-            )
-            .replace("{{#is_warning}}@log", "{{#is_warning}}@log @slack-demo")
-            .replace("{{#is_recovery}}@log", "{{#is_recovery}}@log @slack-demo")
+    window = parse_duration(monitor.get("window", default_window))
+    monitor["window"] = f"{window / speed:g}s"
+    if "min_count" in monitor:  # a compressed window holds fewer predictions
+        monitor["min_count"] = max(1, math.ceil(monitor["min_count"] / speed))
+    monitor["message"] = (
+        monitor["message"]
+        .replace(
+            "{{#is_alert}}@log @retrain",
+            "{{#is_alert}}@log @slack-demo @github-dispatch @retrain",
         )
-    return monitors
+        .replace("{{#is_warning}}@log", "{{#is_warning}}@log @slack-demo")
+        .replace("{{#is_recovery}}@log", "{{#is_recovery}}@log @slack-demo")
+    )
+    return monitor
 
 
-def monitors_note(config: Config, reference_confidence: float | None) -> str:
+def monitors_note(
+    config: Config, reference_confidence: float | None, name: str = CONFIDENCE_MONITOR
+) -> str:
     """What the confidence monitor's levels are for v1, and where they come from."""
-    confidence = confidence_monitor(config)
-    warning, critical = confidence_levels(config, reference_confidence)
+    confidence = confidence_monitor(config, name)
+    warning, critical = confidence_levels(config, reference_confidence, name)
     shown = format_value(reference_confidence)
     assert confidence.below is not None
     return (
@@ -85,13 +120,15 @@ def monitors_note(config: Config, reference_confidence: float | None) -> str:
     )
 
 
-def confidence_monitor(config: Config) -> MonitorConfig:
-    return next(m for m in config.monitors if m.name == CONFIDENCE_MONITOR)
+def confidence_monitor(config: Config, name: str = CONFIDENCE_MONITOR) -> MonitorConfig:
+    return next(m for m in config.monitors if m.name == name)
 
 
-def confidence_levels(config: Config, reference: float | None) -> tuple[float | None, float | None]:
+def confidence_levels(
+    config: Config, reference: float | None, name: str = CONFIDENCE_MONITOR
+) -> tuple[float | None, float | None]:
     """(warning, critical) of the confidence monitor for a version with ``reference``."""
-    resolved = resolve_thresholds(confidence_monitor(config), reference)
+    resolved = resolve_thresholds(confidence_monitor(config, name), reference)
     return resolved.warning, resolved.critical
 
 
@@ -106,6 +143,17 @@ class DemoOptions:
     project_dir: Path | None = None
     drifting: tuple[str, ...] = DRIFTING_SUBTOPICS
     """The subtopics v1 never sees, to which the traffic shifts."""
+    scenario: str = "text"
+    """A name in :data:`SCENARIOS`."""
+
+    @property
+    def names(self) -> ScenarioNames:
+        try:
+            return SCENARIOS[self.scenario]
+        except KeyError:
+            raise ConfigError(
+                f"--scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}"
+            ) from None
 
     @property
     def window(self) -> float:
@@ -121,7 +169,7 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
     model: dict[str, Any] = {"trainer": options.trainer, "data": DATASET}
     if tuning.params:
         model["params"] = dict(tuning.params)
-    return {
+    document: dict[str, Any] = {
         "store": "sqlite:///.driftloop/driftloop.db",
         "storage": "file://.driftloop/storage",
         "transport": "local://",
@@ -153,3 +201,8 @@ def demo_config(options: DemoOptions, receiver: NotificationReceiver, port: int)
             "verify_interval": 0.5,
         },
     }
+    if options.names.model == TABULAR_MODEL:
+        from driftloop.demo.tabular.project import tabular_config
+
+        return tabular_config(document, options.speed)
+    return document

@@ -17,7 +17,7 @@ import threading
 import time
 import webbrowser
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +28,17 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop.config import CONFIG_FILENAME, Config, load_config
-from driftloop.demo.config import DATASET, MODEL, DemoOptions, demo_config, monitors_note
+from driftloop.demo.config import DemoOptions, demo_config, monitors_note
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.scenario import DRIFTING_SUBTOPICS, DemoScenario, build_scenario
 from driftloop.demo.summary import DemoResult, DemoRun, finish
+from driftloop.demo.tabular.project import install_example, on_path
+from driftloop.demo.tabular.scenario import (
+    DRIFT_FEATURE,
+    INPUT_COLUMN,
+    TABULAR_MODEL,
+    build_tabular_scenario,
+)
 from driftloop.demo.traffic import TrafficGenerator
 from driftloop.demo.tuning import tuning_for
 from driftloop.demo.view import DemoView, reference_confidence
@@ -63,19 +70,25 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     if options.speed <= 0:
         raise ConfigError("--speed must be positive")
     tuning_for(options.trainer)
+    tabular = options.names.model == TABULAR_MODEL
     project = options.project_dir or Path(tempfile.mkdtemp(prefix="driftloop-demo-"))
     project.mkdir(parents=True, exist_ok=True)
+    # the tabular model's code is the user's own: a plug-in package installed into the project
+    plugins: AbstractContextManager[None] = (
+        on_path(install_example(project)) if tabular else nullcontext()
+    )
     receiver = NotificationReceiver()
     receiver.start()
     view = DemoView(options)
     try:
-        return _run(options, console, project, receiver, view)
+        with plugins:
+            return _run(options, console, project, receiver, view)
     finally:
         receiver.stop()
 
 
 def _train_with_progress(
-    console: Console, config: Config, label: str, trigger: str
+    console: Console, config: Config, model: str, label: str, trigger: str
 ) -> ModelVersion:
     with Progress(
         TextColumn("{task.description}"),
@@ -89,7 +102,7 @@ def _train_with_progress(
         def report(stage: str, fraction: float) -> None:
             progress.update(task, completed=fraction, description=f"{label}: {stage}")
 
-        version = train_model(config, MODEL, trigger=trigger, progress=report)
+        version = train_model(config, model, trigger=trigger, progress=report)
         progress.update(task, completed=1.0, description=f"{label}: done")
     return version
 
@@ -122,15 +135,21 @@ def _set_up(
         f"a {options.window:g}s window stands for 5 minutes)"
     )
     view.config = config
-    scenario = build_scenario(drifting=options.drifting)
+    names = options.names
+    tabular = names.model == TABULAR_MODEL
+    scenario = build_tabular_scenario() if tabular else build_scenario(drifting=options.drifting)
     datasets = DatasetStore.from_config(config)
-    first = datasets.push(scenario.snapshot_1, DATASET)
+    first = datasets.push(scenario.snapshot_1, names.dataset)
     console.print(
-        f"snapshot 1: {first.row_count} labeled reviews without the subtopics "
+        f"snapshot 1: {first.row_count} labeled image-segment records, {DRIFT_FEATURE} at or "
+        "below its median"
+        if tabular
+        else f"snapshot 1: {first.row_count} labeled reviews without the subtopics "
         f"{', '.join(DRIFTING_SUBTOPICS)}"
     )
+    trainer = config.models[names.model].trainer
     training_started = time.time()
-    v1 = _train_with_progress(console, config, f"training v1 ({options.trainer})", "manual")
+    v1 = _train_with_progress(console, config, names.model, f"training v1 ({trainer})", "manual")
     view.training_v1 = time.time() - training_started
     view.log(
         "train",
@@ -139,7 +158,7 @@ def _set_up(
     )
     reference = reference_confidence(v1)
     view.reference = view.v1_reference = reference
-    console.print(monitors_note(config, reference), style="dim")
+    console.print(monitors_note(config, reference, names.confidence_monitor), style="dim")
     return _Project(config, scenario, datasets, v1, port)
 
 
@@ -197,13 +216,25 @@ def _run(
             webbrowser.open(f"{url}/login")
         system.start_background()
         tuning = tuning_for(options.trainer)
+        tabular = options.names.model == TABULAR_MODEL
         traffic = TrafficGenerator(
-            url, MODEL, key, clients=options.clients, batch=tuning.batch, pause=tuning.pause
+            url,
+            options.names.model,
+            key,
+            clients=options.clients,
+            batch=tuning.batch,
+            pause=tuning.pause,
+            text_column=INPUT_COLUMN if tabular else "text",
+            input_key="records" if tabular else "texts",
         )
         view.traffic = traffic
         traffic.set_phase("known", setup.scenario.known_traffic)
         traffic.start()
-        view.log("traffic", f"phase 1: {options.clients} clients send reviews from known subtopics")
+        view.log(
+            "traffic",
+            f"phase 1: {options.clients} clients send "
+            + ("records like v1's training data" if tabular else "reviews from known subtopics"),
+        )
         try:
             phase2_at = _drive(options, console, system, view, traffic, setup)
         finally:
@@ -234,9 +265,13 @@ def _drive(
             view.refresh(system)
             if phase2_at is None and now >= phase1_end:
                 phase2_at = now
-                _start_phase_2(view, traffic, setup.scenario, setup.datasets)
+                _start_phase_2(options, view, traffic, setup.scenario, setup.datasets)
                 view.phase = "2: drifted traffic"
-            if phase2_at is not None and loop_closed_at is None and _loop_closed(system, view):
+            if (
+                phase2_at is not None
+                and loop_closed_at is None
+                and _loop_closed(system, view, options.names.model)
+            ):
                 loop_closed_at = now
                 view.phase = "closed: monitors OK on the new version"
                 view.log("closed", "the loop closed: new version serving, monitors OK")
@@ -245,7 +280,7 @@ def _drive(
             if (
                 phase2_at is not None
                 and loop_closed_at is None
-                and _settled(system, options.window)
+                and _settled(system, options.window, options.names.model)
             ):
                 view.phase = "settled: nothing more is due, the monitors still fire"
                 view.log(
@@ -262,38 +297,46 @@ def _drive(
 
 
 def _start_phase_2(
-    view: DemoView, traffic: TrafficGenerator, scenario: DemoScenario, datasets: DatasetStore
+    options: DemoOptions,
+    view: DemoView,
+    traffic: TrafficGenerator,
+    scenario: DemoScenario,
+    datasets: DatasetStore,
 ) -> None:
     traffic.set_phase("drifted", scenario.drifted_traffic)
+    tabular = options.names.model == TABULAR_MODEL
     view.log(
-        "drift", f"phase 2: traffic shifts to unseen subtopics ({', '.join(DRIFTING_SUBTOPICS)})"
+        "drift",
+        f"phase 2: traffic shifts to records with {DRIFT_FEATURE} above its median"
+        if tabular
+        else f"phase 2: traffic shifts to unseen subtopics ({', '.join(DRIFTING_SUBTOPICS)})",
     )
-    second = datasets.push(scenario.new_rows, DATASET)
+    second = datasets.push(scenario.new_rows, options.names.dataset)
     view.log(
         "data",
         f"snapshot 2 lands in storage: {second.row_count} newly labeled rows, "
-        f"most of them of the new subtopics",
+        + ("all of them like the new traffic" if tabular else "most of them of the new subtopics"),
     )
 
 
-def _loop_closed(system: DriftloopSystem, view: DemoView) -> bool:
-    jobs = system.queue.list(model=MODEL, limit=5)
+def _loop_closed(system: DriftloopSystem, view: DemoView, model: str) -> bool:
+    jobs = system.queue.list(model=model, limit=5)
     succeeded = any(job.state == JobState.SUCCEEDED for job in jobs)
-    return succeeded and system.monitors_ok(MODEL) and (view.production or 0) >= 2
+    return succeeded and system.monitors_ok(model) and (view.production or 0) >= 2
 
 
-def _settled(system: DriftloopSystem, window: float) -> bool:
+def _settled(system: DriftloopSystem, window: float, model: str) -> bool:
     """Nothing more will happen by itself: no job has run for a window, every monitor group of
     the serving version that is not OK has an ALERT incident that asked for a retrain, and
     every such incident has used up its retries or waits for new labeled data."""
-    jobs = system.queue.list(model=MODEL, limit=1)
-    if system.queue.active(MODEL) is not None or not jobs:
+    jobs = system.queue.list(model=model, limit=1)
+    if system.queue.active(model) is not None or not jobs:
         return False
     finished_at = jobs[0].finished_at
     if finished_at is None or time.time() < finished_at + window:
         return False
     waiting = 0
-    for summary in system.monitor_engine.list_incidents(status="open", model=MODEL):
+    for summary in system.monitor_engine.list_incidents(status="open", model=model):
         incident = system.monitor_engine.get_incident(summary.incident_id)
         kinds = {entry.kind for entry in incident.timeline}
         if not kinds & REQUEST_KINDS:

@@ -40,14 +40,16 @@ class DemoScenario:
     snapshot_2: pd.DataFrame
     known_traffic: pd.DataFrame
     drifted_traffic: pd.DataFrame
+    key_column: str = "text"
+    """The column that identifies a row (a text; a record's canonical JSON)."""
 
     @property
     def new_rows(self) -> pd.DataFrame:
         """The rows of snapshot 2 that snapshot 1 lacks: the labeled data that lands in
         storage while the traffic drifts (the retrain data policy decides what else a
         retrain learns from)."""
-        known = set(self.snapshot_1["text"].astype(str))
-        fresh = ~self.snapshot_2["text"].astype(str).isin(known)
+        known = set(self.snapshot_1[self.key_column].astype(str))
+        fresh = ~self.snapshot_2[self.key_column].astype(str).isin(known)
         return self.snapshot_2[fresh].reset_index(drop=True)
 
     def write(self, directory: Path) -> tuple[Path, Path]:

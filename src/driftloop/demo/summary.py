@@ -17,10 +17,8 @@ from driftloop.dashboard.data import TimelineEntry
 from driftloop.dashboard.report import generate_report
 from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.demo.config import (
-    CONFIDENCE_MONITOR,
-    DRIFT_MONITOR,
-    MODEL,
     DemoOptions,
+    ScenarioNames,
     confidence_levels,
     confidence_monitor,
     monitors_note,
@@ -93,19 +91,23 @@ def summarize(run: DemoRun) -> dict[str, Any]:
     def since_phase2(at: float | None) -> float | None:
         return None if at is None or run.phase2_at is None else round(at - run.phase2_at, 1)
 
-    warn_at = view.first(MonitorState.WARN.value, CONFIDENCE_MONITOR + ":")
-    alert_at = view.first(MonitorState.ALERT.value, CONFIDENCE_MONITOR + ":")
-    jobs = system.queue.list(model=MODEL, limit=5)
-    final_version = system.registry.resolve(MODEL).version
-    reasons = _reasons(warn_at, alert_at, jobs, final_version, system.monitors_ok(MODEL), stats)
+    names = run.options.names
+    warn_at = view.first(MonitorState.WARN.value, names.confidence_monitor + ":")
+    alert_at = view.first(MonitorState.ALERT.value, names.confidence_monitor + ":")
+    jobs = system.queue.list(model=names.model, limit=5)
+    final_version = system.registry.resolve(names.model).version
+    ok_now = system.monitors_ok(names.model)
+    reasons = _reasons(warn_at, alert_at, jobs, final_version, ok_now, stats)
     return {
         "closed": not reasons,
-        "trainer": run.options.trainer,
+        "scenario": run.options.scenario,
+        "model": names.model,
+        "trainer": system.config.models[names.model].trainer,
         "speed": run.options.speed,
         "window_seconds": run.options.window,
         "drifting_subtopics": list(run.options.drifting),
-        "thresholds": _thresholds_summary(system, stats.versions),
-        "monitors_note": monitors_note(system.config, view.v1_reference),
+        "thresholds": _thresholds_summary(system, stats.versions, names),
+        "monitors_note": monitors_note(system.config, view.v1_reference, names.confidence_monitor),
         "seconds_total": round(time.time() - view.started, 1),
         "seconds_to_train_v1": None if view.training_v1 is None else round(view.training_v1, 1),
         "seconds_retrain_job_to_deploy": _job_to_deploy(jobs),
@@ -116,8 +118,12 @@ def summarize(run: DemoRun) -> dict[str, Any]:
         "versions_served": dict(stats.versions),
         "final_production_version": final_version,
         "seconds_to_drift_detector": since_phase2(
-            view.first(MonitorState.ALERT.value, DRIFT_MONITOR)
+            view.first(MonitorState.ALERT.value, names.drift_monitor)
         ),
+        "seconds_to_feature_drift": since_phase2(
+            view.first(MonitorState.ALERT.value, f"{names.model} feature drift ")
+        ),
+        "feature_drift_alerts": view.alerted(f"{names.model} feature drift "),
         "seconds_to_warn": since_phase2(warn_at),
         "seconds_to_alert": since_phase2(alert_at),
         "seconds_to_deploy": since_phase2(view.first("job", "verifying")),
@@ -149,9 +155,9 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
         monitors=list(system.config.monitors),
         registry=system.registry,
         jobs=system.queue,
-        models=[MODEL],
+        models=[run.options.names.model],
     )
-    paths = generate_report(data, out / "report", model=MODEL, since=view.started)
+    paths = generate_report(data, out / "report", model=run.options.names.model, since=view.started)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "timeline.json").write_text(
         json.dumps(
@@ -164,15 +170,17 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
     return DemoResult(not reasons, reasons, summary, out, view.timeline)
 
 
-def _thresholds_summary(system: DriftloopSystem, versions: Iterable[str]) -> dict[str, Any]:
+def _thresholds_summary(
+    system: DriftloopSystem, versions: Iterable[str], names: ScenarioNames
+) -> dict[str, Any]:
     """The confidence monitor's levels as configured and, per served version, resolved against
     its reference."""
-    monitor = confidence_monitor(system.config)
+    monitor = confidence_monitor(system.config, names.confidence_monitor)
     assert monitor.below is not None
     resolved: dict[str, dict[str, float | None]] = {}
     for version in sorted(versions, key=int):
-        reference = reference_confidence(system.registry.get_version(MODEL, int(version)))
-        warning, critical = confidence_levels(system.config, reference)
+        reference = reference_confidence(system.registry.get_version(names.model, int(version)))
+        warning, critical = confidence_levels(system.config, reference, names.confidence_monitor)
         resolved[version] = {"reference": reference, "warning": warning, "critical": critical}
     return {
         "warning": str(monitor.below.warning),

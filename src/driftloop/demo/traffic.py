@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -43,6 +44,12 @@ class TrafficStats:
         return None if scored == 0 else self.correct[(phase, version)] / scored
 
 
+def _inputs(column: pd.Series[Any]) -> list[Any]:
+    """A pool column's inputs as a request sends them: texts as strings, records as dicts."""
+    values = column.tolist()
+    return values if values and isinstance(values[0], dict) else [str(v) for v in values]
+
+
 class TrafficGenerator:
     """``clients`` concurrent clients, each sending ``batch`` texts per request."""
 
@@ -57,8 +64,11 @@ class TrafficGenerator:
         pause: float = 0.03,
         text_column: str = "text",
         label_column: str = "label",
+        input_key: str = "texts",
         seed: int = 11,
     ) -> None:
+        """``text_column`` holds each row's input (a text, or a record as a ``dict``), sent as
+        the request body's ``input_key`` (``texts``, or ``records``)."""
         self.endpoint = f"{url}/v1/models/{model}/predict"
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.clients = clients
@@ -66,6 +76,7 @@ class TrafficGenerator:
         self.pause = pause
         self.text_column = text_column
         self.label_column = label_column
+        self.input_key = input_key
         self.random = random.Random(seed)
         self.stats = TrafficStats()
         self.phase = "idle"
@@ -79,24 +90,26 @@ class TrafficGenerator:
             self.phase = phase
             self._pool = pool.reset_index(drop=True)
 
-    def _draw(self) -> tuple[str, list[str], list[str]]:
+    def _draw(self) -> tuple[str, list[Any], list[str]]:
         with self._lock:
             assert self._pool is not None
             rows = [self.random.randrange(len(self._pool)) for _ in range(self.batch)]
             sample = self._pool.iloc[rows]
             return (
                 self.phase,
-                sample[self.text_column].astype(str).tolist(),
+                _inputs(sample[self.text_column]),
                 sample[self.label_column].astype(str).tolist(),
             )
 
-    async def _post(self, client: httpx.AsyncClient, texts: list[str]) -> httpx.Response:
+    async def _post(self, client: httpx.AsyncClient, texts: list[Any]) -> httpx.Response:
         """One prediction, as a well-behaved client sends it: a request the server sheds
         (503, or 429, with ``Retry-After``: documented backpressure) is sent again after the
         wait it asks for (at most 1 s, up to ``SHED_RETRIES`` times); only an answer that stays
         an error counts as a failed request."""
         for _ in range(SHED_RETRIES):
-            response = await client.post(self.endpoint, json={"texts": texts}, headers=self.headers)
+            response = await client.post(
+                self.endpoint, json={self.input_key: texts}, headers=self.headers
+            )
             wait = response.headers.get("retry-after")
             if response.status_code not in (429, 503) or wait is None:
                 return response

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from driftloop.config import Config
 from driftloop.dashboard.data import TimelineEntry
-from driftloop.demo.config import MODEL, DemoOptions, confidence_levels
+from driftloop.demo.config import DemoOptions, confidence_levels
 from driftloop.demo.traffic import TrafficGenerator
 from driftloop.errors import NotFoundError
 from driftloop.messages import MISSING_VALUE, format_value
@@ -75,6 +75,16 @@ class DemoView:
                 return entry.timestamp
         return None
 
+    def alerted(self, text: str) -> list[str]:
+        """The monitors whose name starts with ``text`` that went ALERT, in order."""
+        names: list[str] = []
+        for entry in self.timeline:
+            name = entry.message.split(":", 1)[0]
+            is_alert = entry.kind == MonitorState.ALERT.value
+            if is_alert and name.startswith(text) and name not in names:
+                names.append(name)
+        return names
+
     def render(self) -> Panel:
         now = time.time()
         head = Table.grid(padding=(0, 2))
@@ -91,7 +101,11 @@ class DemoView:
             )
         confidence = format_value(self.confidence)
         warning, critical = (
-            (None, None) if self.config is None else confidence_levels(self.config, self.reference)
+            (None, None)
+            if self.config is None
+            else confidence_levels(
+                self.config, self.reference, self.options.names.confidence_monitor
+            )
         )
         levels = (
             f"warn < {format_value(warning)}, alert < {format_value(critical)}, "
@@ -149,11 +163,11 @@ class DemoView:
             "avg",
             now - self.options.window,
             now,
-            filter={"model": MODEL, SHADOW_TAG: None},
+            filter={"model": self.options.names.model, SHADOW_TAG: None},
         )
         self.confidence = results[0].value if results else None
         try:
-            production = system.registry.resolve(MODEL)
+            production = system.registry.resolve(self.options.names.model)
         except NotFoundError:
             self.production = None
         else:

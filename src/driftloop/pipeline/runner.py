@@ -12,6 +12,7 @@ steps before the deploy rerun from the data (nothing was published yet), a deplo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from driftloop.config import ModelConfig
@@ -25,6 +26,7 @@ from driftloop.pipeline.gate import (
     GateSplit,
     decide,
     evaluate_on_holdout,
+    seen_keys,
     split_for_gate,
 )
 from driftloop.pipeline.queue import Job, JobState
@@ -38,7 +40,7 @@ from driftloop.pipeline.steps import (
 from driftloop.predictors import Predictor
 from driftloop.registry import ModelVersion
 from driftloop.trainers.base import TrainedModel, TrainingData
-from driftloop.trainers.evaluation import split_holdout
+from driftloop.trainers.evaluation import describe_evaluation, split_holdout
 from driftloop.trainers.registry import get_remote_trainer, get_trainer, is_remote_trainer
 from driftloop.trainers.remote import RemoteRun
 
@@ -144,28 +146,39 @@ class RetrainPipeline(DeployAndVerify):
             production: ModelVersion | None = self.registry.resolve(job.model, "production")
         except NotFoundError:
             production = None
+        source = _CandidateSource(self._uploaded_version(job), _recorded_run(job), model_config)
+        data = self._fetch_data(job, worker, source, production)
+        candidate = self._train_candidate(job, worker, source, data)
+        with self._step(job, JobState.EVALUATING, worker) as log:
+            decision = self._evaluate(
+                candidate.predictor,
+                production,
+                data.split.holdout,
+                model_config,
+                fresh=data.split.fresh,
+            )
+            log.extend(decision.reasons)
+        if not decision.accepted:
+            return self._reject(job, decision, candidate.registered)
+        return self._accept(job, worker, decision, candidate, data.snapshot, production)
 
-        uploaded = self._uploaded_version(job)
-        remote = uploaded is not None or is_remote_trainer(model_config.trainer)
-        dispatched = _recorded_run(job)
-        pinned = (
-            uploaded.snapshot_id
-            if uploaded is not None
-            else dispatched.snapshot_id
-            if dispatched is not None
-            else None
-        )
+    def _fetch_data(
+        self, job: Job, worker: str, source: _CandidateSource, production: ModelVersion | None
+    ) -> _GateData:
+        """The FETCHING_DATA step: the newest rows (or the snapshot a remote or uploaded
+        candidate trained on), feedback merged in, and the gate's held-out split."""
+        model_config = source.model_config
         with self._step(job, JobState.FETCHING_DATA, worker) as log:
+            pinned = source.pinned_snapshot
             if pinned:
                 # a resumed remote job gates on the snapshot its remote run was given, an
                 # uploaded candidate on the snapshot it trained on
-                snapshot = self.datasets.get(model_config.data, pinned)
                 rows = training_rows(
                     self.datasets,
                     model_config.data,
                     policy="newest",
                     text_column=model_config.text_column,
-                    snapshot=snapshot,
+                    snapshot=self.datasets.get(model_config.data, pinned),
                 )
             else:
                 rows = training_rows(
@@ -176,14 +189,14 @@ class RetrainPipeline(DeployAndVerify):
                 )
             snapshot, frame = rows.snapshot, rows.frame
             log.append(rows.describe())
-            if model_config.merge_feedback and dispatched is None and uploaded is None:
+            if model_config.merge_feedback and source.starts_training:
                 snapshot, frame = self._merge_feedback(
                     job, model_config, snapshot, frame, log, rows=rows
                 )
-            seen = self._seen_texts(production, model_config.data, model_config.text_column)
+            seen = self._seen_texts(production, model_config)
             split = (
                 self._remote_split(frame, model_config, seen)
-                if remote
+                if source.remote
                 else split_for_gate(
                     frame,
                     model_config.text_column,
@@ -192,12 +205,12 @@ class RetrainPipeline(DeployAndVerify):
                     fraction=self.config.pipeline.holdout_fraction,
                     min_fresh_rows=self.config.pipeline.min_fresh_rows,
                     seed=self.config.pipeline.seed,
+                    output=model_config.output,
                 )
             )
-            train, holdout = split.train, split.holdout
             log.append(
                 f"{split.fresh_rows} rows new since the production model's data; "
-                f"held out {len(holdout)} "
+                f"held out {len(split.holdout)} "
                 f"{'new rows' if split.fresh else 'random rows'} for the gate"
             )
             self.queue.set_state(
@@ -212,74 +225,80 @@ class RetrainPipeline(DeployAndVerify):
             f"newest snapshot {snapshot.snapshot_id}: {len(frame)} rows, {split.fresh_rows} new",
             snapshot_id=snapshot.snapshot_id,
         )
+        return _GateData(snapshot, frame, split)
 
-        registered: ModelVersion | None = None
-        trained: TrainedModel | None = None
+    def _train_candidate(
+        self, job: Job, worker: str, source: _CandidateSource, data: _GateData
+    ) -> _Candidate:
+        """The TRAINING step: the uploaded candidate as it is, a remote run, or a local fit."""
+        model_config = source.model_config
         with self._step(job, JobState.TRAINING, worker) as log:
-            if uploaded is not None:
-                registered = uploaded
+            if source.uploaded is not None:
+                uploaded = source.uploaded
                 log.append(
                     f"v{uploaded.version} was uploaded (trigger {uploaded.trigger}, "
                     f"snapshot {uploaded.snapshot_id or 'unknown'}): gated as it is"
                 )
-                candidate = self.registry.load_predictor(registered)
-            elif remote:
-                registered = self._train_remotely(job, worker, model_config, snapshot, log)
-                candidate = self.registry.load_predictor(registered)
-            else:
-                trainer = get_trainer(model_config.trainer, model_config)
-                trained = trainer.fit(
-                    TrainingData(
-                        train,
-                        model_config.text_column,
-                        model_config.label_column,
-                        snapshot.snapshot_id,
-                        snapshot.content_hash,
-                    ),
-                    progress=self.hooks.progress,
-                )
-                candidate = trained.predictor
-                log.append(
-                    f"trained with {model_config.trainer} on {len(train)} rows: "
-                    f"validation macro-F1 {trained.evaluation.macro_f1:.3f}, "
-                    f"ECE {trained.evaluation.ece:.3f}"
-                )
-
-        with self._step(job, JobState.EVALUATING, worker) as log:
-            decision = self._evaluate(
-                candidate, production, holdout, model_config, fresh=split.fresh
+                return _Candidate(self.registry.load_predictor(uploaded), uploaded, None)
+            if source.remote:
+                registered = self._train_remotely(job, worker, model_config, data.snapshot, log)
+                return _Candidate(self.registry.load_predictor(registered), registered, None)
+            trainer = get_trainer(model_config.trainer, model_config)
+            trained = trainer.fit(
+                TrainingData(
+                    data.split.train,
+                    model_config.text_column,
+                    model_config.label_column,
+                    data.snapshot.snapshot_id,
+                    data.snapshot.content_hash,
+                ),
+                progress=self.hooks.progress,
             )
-            log.extend(decision.reasons)
+            log.append(
+                f"trained with {model_config.trainer} on {len(data.split.train)} rows: "
+                f"validation {describe_evaluation(trained.evaluation)}"
+            )
+            return _Candidate(trained.predictor, None, trained)
 
+    def _reject(self, job: Job, decision: GateDecision, registered: ModelVersion | None) -> Job:
         recorded = self.queue.get(job.job_id).result.with_changes(gate=decision.to_dict())
-        if not decision.accepted:
-            if registered is not None:  # a remote version stays registered, without an alias
-                recorded = recorded.with_changes(rejected_version=registered.version)
-            rejected, _ = self.queue.enter_step(
-                job.job_id,
-                JobState.REJECTED,
-                step=JobState.GATED,
-                outcome="rejected",
-                log="\n".join(decision.reasons),
-                result=recorded,
-                error="rejected by the quality gate",
-            )
-            self._note(
-                job,
-                "gate",
-                "candidate rejected by the gate: " + "; ".join(decision.reasons),
-                decision=decision.to_dict(),
-            )
-            return self._finished(rejected)
+        if registered is not None:  # a remote version stays registered, without an alias
+            recorded = recorded.with_changes(rejected_version=registered.version)
+        rejected, _ = self.queue.enter_step(
+            job.job_id,
+            JobState.REJECTED,
+            step=JobState.GATED,
+            outcome="rejected",
+            log="\n".join(decision.reasons),
+            result=recorded,
+            error="rejected by the quality gate",
+        )
+        self._note(
+            job,
+            "gate",
+            "candidate rejected by the gate: " + "; ".join(decision.reasons),
+            decision=decision.to_dict(),
+        )
+        return self._finished(rejected)
 
-        if registered is not None:
-            version = registered
+    def _accept(
+        self,
+        job: Job,
+        worker: str,
+        decision: GateDecision,
+        candidate: _Candidate,
+        snapshot: Snapshot,
+        production: ModelVersion | None,
+    ) -> Job:
+        recorded = self.queue.get(job.job_id).result.with_changes(gate=decision.to_dict())
+        if candidate.registered is not None:
+            version = candidate.registered
         else:
-            assert trained is not None
+            assert candidate.trained is not None
             version = self.registry.register_trained(
                 job.model,
-                trained,
-                trainer=model_config.trainer,
+                candidate.trained,
+                trainer=self.config.models[job.model].trainer,
                 snapshot=snapshot,
                 trigger=f"incident:{job.incident_id}" if job.incident_id else f"job:{job.job_id}",
                 parent_version=production.version if production else None,
@@ -418,15 +437,16 @@ class RetrainPipeline(DeployAndVerify):
         )
         return merged, self.datasets.load(merged)  # train on exactly what is stored
 
-    def _seen_texts(self, production: ModelVersion | None, dataset: str, column: str) -> set[str]:
-        """The texts of the snapshot the production model trained on (empty if unknown)."""
+    def _seen_texts(self, production: ModelVersion | None, model_config: ModelConfig) -> set[str]:
+        """The rows (texts, or a record model's feature values: ``row_keys``) of the snapshot
+        the production model trained on (empty if unknown)."""
         if production is None or not production.snapshot_id:
             return set()
         try:
-            seen = self.datasets.load(self.datasets.get(dataset, production.snapshot_id))
+            seen = self.datasets.load(self.datasets.get(model_config.data, production.snapshot_id))
         except NotFoundError:
             return set()
-        return set(seen[column].astype(str)) if column in seen else set()
+        return seen_keys(seen, model_config.text_column, model_config.label_column)
 
     def _evaluate(
         self,
@@ -455,7 +475,7 @@ class RetrainPipeline(DeployAndVerify):
         return decide(
             candidate_eval,
             production_eval,
-            self.config.pipeline.gate,
+            model_config.gate or self.config.pipeline.gate,
             holdout_rows=len(holdout),
             fresh_holdout=fresh,
         )
@@ -465,3 +485,43 @@ def _recorded_run(job: Job) -> RemoteRun | None:
     """The remote run an earlier try of this job recorded, if any."""
     recorded = job.result.remote_run
     return RemoteRun.from_dict(recorded) if recorded else None
+
+
+@dataclass(frozen=True)
+class _CandidateSource:
+    """Where this job's candidate comes from: an upload, a remote run (resumed or new), or a
+    local fit."""
+
+    uploaded: ModelVersion | None
+    dispatched: RemoteRun | None
+    model_config: ModelConfig
+
+    @property
+    def remote(self) -> bool:
+        return self.uploaded is not None or is_remote_trainer(self.model_config.trainer)
+
+    @property
+    def pinned_snapshot(self) -> str | None:
+        """The snapshot the candidate trained on, when it trained elsewhere already."""
+        if self.uploaded is not None:
+            return self.uploaded.snapshot_id
+        return self.dispatched.snapshot_id if self.dispatched is not None else None
+
+    @property
+    def starts_training(self) -> bool:
+        """Training starts in this try (feedback can still join its data)."""
+        return self.uploaded is None and self.dispatched is None
+
+
+@dataclass(frozen=True)
+class _GateData:
+    snapshot: Snapshot
+    frame: pd.DataFrame
+    split: GateSplit
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    predictor: Predictor
+    registered: ModelVersion | None  # uploaded or trained remotely: registered already
+    trained: TrainedModel | None  # fitted here: registered only if the gate accepts it

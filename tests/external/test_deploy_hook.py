@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ from driftloop.pipeline.verification import (
 from driftloop.serving import Scope
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.testing.clock import ManualClock
-from pipeline.world import MODEL, START, PipelineWorld, make_snapshots, write_config
+from pipeline.world import MODEL, START, PipelineWorld, Snapshots, make_snapshots, write_config
 from reliability.project import free_port
 from serving.live import live_server
 
@@ -78,19 +79,35 @@ def external_config(directory: Path, hook_url: str, **deploy: Any) -> Config:
     return load_config(path, environ={"DEPLOY_HOOK_SECRET": SECRET})
 
 
+@dataclass(frozen=True)
+class TrainedProject:
+    """A project's ``.driftloop`` folder with production v1 and the drifted snapshot pushed,
+    made once per module: each test copies it rather than training v1 again."""
+
+    state: Path
+    snapshots: Snapshots
+
+
 @pytest.fixture(scope="module")
-def snapshots() -> Any:
-    return make_snapshots(known_rows=150, new_rows=150)
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
+    directory = tmp_path_factory.mktemp("external-template")
+    snapshots = make_snapshots(known_rows=150, new_rows=150)
+    config = external_config(directory, "http://127.0.0.1:9/deploy")
+    system = DriftloopSystem(config, SystemOptions())
+    world = PipelineWorld(directory, config, system, ManualClock(START), snapshots)
+    world.train_production()
+    world.push(snapshots.drifted)
+    system.database.engine.dispose()  # SQLite's WAL is checkpointed: the files are whole
+    return TrainedProject(directory / ".driftloop", snapshots)
 
 
 @pytest.fixture
-def external(tmp_path: Path, snapshots: Any) -> Iterator[ExternalWorld]:
+def external(tmp_path: Path, trained_project: TrainedProject) -> Iterator[ExternalWorld]:
+    shutil.copytree(trained_project.state, tmp_path / ".driftloop")
     hook_port = free_port()
     config = external_config(tmp_path, f"http://127.0.0.1:{hook_port}/deploy")
     system = DriftloopSystem(config, SystemOptions())
-    world = PipelineWorld(tmp_path, config, system, ManualClock(START), snapshots)
-    world.train_production()
-    world.push(snapshots.drifted)
+    world = PipelineWorld(tmp_path, config, system, ManualClock(START), trained_project.snapshots)
     key = system.api_keys.create(Scope.INSIGHTS, name="model-service").key
     with live_server(system.create_app(poll=False)) as url:
         yield ExternalWorld(world, url, hook_port, key)

@@ -129,7 +129,9 @@ def monitors_status(
             table.add_row(
                 status.name,
                 _group(group.group),
-                _state(str(group.state)),
+                _state(str(group.state))
+                + escape(f" (drifted: {', '.join(group.drifted_features or ())})")
+                * bool(group.drifted_features),
                 format_value(group.value),
                 format_value(group.threshold),
                 _time(group.since),

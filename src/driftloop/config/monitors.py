@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from driftloop.backends import installed_plugins
+from driftloop.config.serving import ModelConfig
 from driftloop.config.values import Duration, StrictModel, Thresholds
 from driftloop.errors import ConfigError
 from driftloop.messages import MessageTemplate
@@ -76,11 +78,50 @@ class MonitorConfig(StrictModel):
             raise ValueError("a drift monitor needs a 'detector' section")
         if self.window <= 0:
             raise ValueError("window must be positive")
+        if self.metric == FEATURE_SET_METRIC:
+            _check_feature_set(self)
         try:
             MessageTemplate(self.message, name="message")
         except ConfigError as exc:  # so 'driftloop config check' rejects a broken template
             raise ValueError(exc.message) from None
         return self
+
+
+FEATURE_SET_METRIC = "feature.*"
+"""A drift monitor's metric that covers every feature of its model (#19 part 5)."""
+TEXT_TRAINERS = ("sklearn", "transformers")
+"""Trainers whose models take texts (unless ``models.<name>.predictor`` says otherwise)."""
+
+
+def _check_feature_set(monitor: MonitorConfig) -> None:
+    if monitor.type != "drift" or monitor.detector is None:
+        raise ValueError(f"metric {FEATURE_SET_METRIC!r} needs type: drift and a detector")
+    if monitor.detector.algorithm not in ("ks", "psi"):
+        raise ValueError(
+            f"metric {FEATURE_SET_METRIC!r} tests numeric features with detector.algorithm ks "
+            f"or psi (category features with chi_square), not {monitor.detector.algorithm!r}"
+        )
+    if "model" not in monitor.filter:
+        raise ValueError(
+            f"metric {FEATURE_SET_METRIC!r} covers every feature of one model: name it in "
+            "filter: {model: NAME}"
+        )
+
+
+def check_feature_set_model(monitor: MonitorConfig, models: Mapping[str, ModelConfig]) -> None:
+    """A ``feature.*`` monitor of a model this config declares must watch a record model: one
+    trained by a text trainer with no ``predictor`` takes texts, which have no features."""
+    name = monitor.filter.get("model", "")
+    model = models.get(name)
+    if monitor.metric != FEATURE_SET_METRIC or model is None or model.predictor is not None:
+        return
+    if model.trainer in TEXT_TRAINERS:
+        raise ValueError(
+            f"monitor {monitor.name!r} covers every feature of model {name!r}, but its input "
+            f"schema is not a record: trainer {model.trainer!r} makes text models, which have "
+            "no features (declare models.<name>.predictor with record inputs, or watch text "
+            "drift with metric text_length or oov_rate)"
+        )
 
 
 def _check_order(t: Thresholds, *, below: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from driftloop.config.monitors import MonitorConfig
+from driftloop.config.monitors import MonitorConfig, check_feature_set_model
 from driftloop.config.notifiers import HooksConfig, NotifierConfig
 from driftloop.config.serving import (
     DogStatsdConfig,
@@ -145,6 +145,7 @@ class Config(StrictModel):
                         f"monitor {monitor.name!r} mentions @{handle}, which is not a notifier; "
                         f"known: {sorted(known)}"
                     )
+            check_feature_set_model(monitor, self.models)
         return self
 
     def path(self, relative: str) -> Path:

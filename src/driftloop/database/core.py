@@ -61,7 +61,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "driftloop.leadership.tables",
 )
 
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 """Every revision of :mod:`driftloop.database.migrations`, oldest first (a test checks them)."""
 
 HEAD_REVISION = REVISIONS[-1]

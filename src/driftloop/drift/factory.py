@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from driftloop.backends import PluginFamily
 from driftloop.drift.base import DriftDetector
+from driftloop.drift.feature_set import FEATURE_SET_METRIC, FeatureSetDetector
 from driftloop.drift.self_reference import SelfReferencedDetector
 from driftloop.errors import ConfigError
 
@@ -49,12 +50,65 @@ for _algorithm in ("chi_square", "cusum", "page_hinkley", "shape", "cusum_shape"
 
 def build_detector(
     config: DetectorConfig, reference: ReferenceProfile | None, *, metric: str = "model_confidence"
-) -> DriftDetector:
+) -> DriftDetector | FeatureSetDetector:
     """The detector ``config`` describes, against ``reference`` (``None``: the first
     ``REFERENCE_WARMUP`` values of the stream become the reference); built-in or from an
     installed package (:data:`DETECTORS`)."""
+    if metric == FEATURE_SET_METRIC:
+        return feature_set_detector(config, reference)
     build = DETECTORS.load(config.algorithm, "monitors[].detector.algorithm")
     return build(config, reference, metric)
+
+
+FEATURE_SET_ALGORITHMS = ("ks", "psi")
+"""What ``feature.*`` runs on a numeric feature (a category feature takes chi-square)."""
+
+
+def feature_metrics_of(reference: ReferenceProfile) -> tuple[list[str], list[str]]:
+    """The ``feature.<name>`` metrics a reference profile has samples of: (numeric, category),
+    each sorted."""
+    numeric = sorted(name for name in reference.inputs if name.startswith(FEATURE_PREFIX))
+    categories = sorted(name for name in reference.categories if name.startswith(FEATURE_PREFIX))
+    return numeric, categories
+
+
+def feature_set_detector(
+    config: DetectorConfig, reference: ReferenceProfile | None
+) -> FeatureSetDetector:
+    """``metric: feature.*``: one detector per feature of the model's reference profile (its
+    declared input schema's numbers, booleans and categories), each at ``false_alarm_rate / k``
+    (Bonferroni, see :mod:`driftloop.drift.feature_set`)."""
+    from driftloop.drift.feature_set import FeatureSetDetector
+
+    if config.algorithm not in FEATURE_SET_ALGORITHMS:
+        raise ConfigError(
+            f"metric {FEATURE_SET_METRIC!r} tests numeric features with one of "
+            f"{list(FEATURE_SET_ALGORITHMS)} (category features with chi_square), "
+            f"not {config.algorithm!r}"
+        )
+    if reference is None:
+        raise ConfigError(
+            f"metric {FEATURE_SET_METRIC!r} needs the model's reference profile with a sample "
+            "per feature (register the version with --reference, or train it with a trainer "
+            "that profiles its held-out split); this version has none"
+        )
+    numeric, categories = feature_metrics_of(reference)
+    if not numeric and not categories:
+        raise ConfigError(
+            f"metric {FEATURE_SET_METRIC!r} covers the features of a record model, but the "
+            "model's reference profile has no feature samples (a text model has no features)"
+        )
+    share = config.model_copy(
+        update={"false_alarm_rate": config.false_alarm_rate / (len(numeric) + len(categories))}
+    )
+    detectors: dict[str, DriftDetector] = {}
+    for metric in numeric:
+        detectors[metric] = DETECTORS.load(config.algorithm, "monitors[].detector.algorithm")(
+            share, reference, metric
+        )
+    for metric in categories:
+        detectors[metric] = _chi_square(share, reference, metric)
+    return FeatureSetDetector(detectors, false_alarm_rate=config.false_alarm_rate)
 
 
 def _numeric(

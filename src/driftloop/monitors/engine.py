@@ -45,6 +45,13 @@ from driftloop.monitors.evaluation_run import (
     ServedVersions,
 )
 from driftloop.monitors.events import RETIRED_REASON, Event, MonitorState, transition_flags
+from driftloop.monitors.feature_sets import (
+    drift_metrics,
+    drift_points,
+    drifted_features,
+    feed,
+    monitored_model,
+)
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
 from driftloop.monitors.history import MonitorStatus as MonitorStatus  # its old home: re-exported
 from driftloop.monitors.incidents import Incident, IncidentStatus, IncidentStore
@@ -323,8 +330,9 @@ class MonitorEngine:
         by_group: dict[str, list[MetricPoint]] = {}
         groups: dict[str, dict[str, str]] = {}
         if fetch_start < end:
-            for point in self.metric_store.points(
-                monitor.metric, fetch_start, end, filter=series_filter(monitor)
+            metrics = drift_metrics(monitor, lambda: self._reference(monitored_model(monitor), run))
+            for point in drift_points(
+                self.metric_store, metrics, fetch_start, end, series_filter(monitor)
             ):
                 values = [point.tags.get(tag) for tag in monitor.group_by]
                 if any(v is None for v in values):
@@ -363,7 +371,7 @@ class MonitorEngine:
             state.last_data_at = end
             drift = False
             for point in fresh:
-                detector.update(point.value)
+                feed(detector, point)
                 drift = drift or detector.drift_detected
             warning = detector.warning_detected
             state.value = float(np.mean([p.value for p in fresh]))
@@ -374,12 +382,15 @@ class MonitorEngine:
                 target = MonitorState.WARN
             else:
                 target = MonitorState.OK
-            details = {
+            details: dict[str, object] = {
                 "points": len(fresh),
                 "drift_detected": drift,
                 "warning_detected": warning,
                 "reference": reference_key,
             }
+            state.drifted_features = drifted_features(detector)
+            if state.drifted_features is not None:
+                details["drifted_features"] = state.drifted_features
             if target != state.state:
                 self._emit(monitor, state, target, run, details=details)
             else:

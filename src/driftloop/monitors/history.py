@@ -41,6 +41,8 @@ class GroupState:
     incident_id: str | None = None
     reference_key: str | None = None
     cursor: float | None = None
+    drifted_features: list[str] | None = None
+    """A ``feature.*`` drift monitor's features that drifted (since its reference), by name."""
     stored: bool = field(default=False, compare=False)
 
     @property
@@ -75,6 +77,7 @@ _STATE_COLUMNS = (
     "incident_id",
     "reference_key",
     "cursor",
+    "drifted_features",
 )
 
 
@@ -104,6 +107,8 @@ class MonitorStateStore:
                 stored=True,
                 **{name: row[name] for name in _STATE_COLUMNS},
             )
+            if state.drifted_features is not None:
+                state.drifted_features = json.loads(str(state.drifted_features))
             state.state = MonitorState(row["state"])
             states[(state.monitor, row["group_key"])] = state
         return states
@@ -198,6 +203,8 @@ class MonitorStateStore:
 
 def _column(state: GroupState, name: str) -> Any:
     value = getattr(state, name)
+    if name == "drifted_features":
+        return None if value is None else json.dumps(value)
     return str(value) if isinstance(value, MonitorState) else value
 
 

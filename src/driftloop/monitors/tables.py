@@ -24,6 +24,7 @@ monitor_states = sa.Table(
     sa.Column("incident_id", sa.String(64), nullable=True),
     sa.Column("reference_key", sa.String(64), nullable=True),
     sa.Column("cursor", sa.Float, nullable=True),
+    sa.Column("drifted_features", sa.Text, nullable=True),
 )
 
 monitor_events = sa.Table(

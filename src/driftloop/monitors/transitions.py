@@ -50,6 +50,7 @@ def message_variables(
         "model": state.group.get("model", ""),
         "group": describe(state.group),
         "incident_id": incident_id or "",
+        "drifted_features": ", ".join(state.drifted_features or ()),
     }
 
 

@@ -428,6 +428,31 @@ def test_the_times_in_text_are_24_hour_utc(seen: Seen) -> None:
     assert not re.search(r"\b(am|pm|AM|PM)\b", seen.page.locator("main").inner_text())
 
 
+PLOTTED = """async () => {
+    const view = window.driftloopDashboard.view;
+    const model = encodeURIComponent(view.model);
+    const body = await (await fetch(`/dashboard/api/models/${model}?span=${view.span}`)).json();
+    const [monitor, entry] = view.charts.entries().next().value;
+    const chart = body.charts.find((c) => c.monitor === monitor);
+    return {sent: [body.start, chart.points[0].timestamp, body.panels[0].timestamps[0]],
+            read: window.driftloopDashboard.withSeconds(
+                [body.start, chart.points[0].timestamp, body.panels[0].timestamps[0]]
+                    .map((timestamp) => ({timestamp}))).map((m) => m.timestamp),
+            plotted: entry.plot.data[0][0],
+            fraction: window.driftloopDashboard.epochSeconds("2026-12-01T18:13:14.250000+00:00")};
+}"""
+
+
+def test_the_page_reads_the_iso_8601_moments_of_its_json(seen: Seen) -> None:
+    """The JSON carries ISO 8601 UTC (#21 part 5); the page plots them as unix seconds."""
+    found: dict[str, Any] = seen.page.evaluate(PLOTTED)
+    assert all(isinstance(moment, str) and moment.endswith("+00:00") for moment in found["sent"])
+    expected = [datetime.fromisoformat(moment).timestamp() for moment in found["sent"]]
+    assert found["read"] == pytest.approx(expected, abs=1e-6)
+    assert found["plotted"] == pytest.approx(found["read"][1], abs=60)  # the poll moved on
+    assert found["fraction"] == datetime(2026, 12, 1, 18, 13, 14, 250000, UTC).timestamp()
+
+
 def test_every_plot_spans_its_card_and_its_legend_fits(seen: Seen) -> None:
     for width in (1400, 700, 1100):  # the grid goes from two columns to one and back
         for chart in _layout(seen.page, width):

@@ -16,6 +16,8 @@ from dashboard.world import CONFIG, MODEL, DashboardWorld
 from driftloop.cli import app
 from driftloop.dashboard import generate_report, parse_since
 from driftloop.errors import InvalidInputError, NotFoundError
+from driftloop.timestamps import epoch_seconds
+from timeformat import iso_times
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +63,14 @@ def test_the_report_holds_the_charts_the_timeline_and_every_event(
     assert document["models"] == [MODEL]
     events = document["events"]
     assert paths.events == len(events)
-    timestamps = [e["timestamp"] for e in events]
+    # one timestamp format, ISO 8601 UTC, in every JSON output (#21 part 5)
+    moments = iso_times(document)
+    assert {"$.generated_at", "$.events[0].timestamp"} <= set(moments)
+    assert all(iso_times({"timestamp": document[key]}) for key in ("start", "end"))
+    step_times = [e["details"]["started_at"] for e in events if e["kind"] == "job_step"]
+    assert step_times
+    assert all(iso_times({"started_at": moment}) for moment in step_times)
+    timestamps = [epoch_seconds(e["timestamp"]) for e in events]
     assert timestamps == sorted(timestamps)
     kinds = {e["kind"] for e in events}
     assert {"state_change", "notification", "incident_opened", "job_step", "deploy"} <= kinds
@@ -84,7 +93,6 @@ def test_the_report_holds_the_charts_the_timeline_and_every_event(
     assert steps == ["fetch_data", "train", "evaluate"]
     deploys = [e["details"]["version"] for e in events if e["kind"] == "deploy"]
     assert deploys == [1, 2]
-    assert all(e["time"].endswith("UTC") for e in events)
 
 
 def test_since_limits_the_range_and_unknown_models_are_refused(
@@ -132,6 +140,9 @@ def test_the_report_command_writes_the_report(lived_world: DashboardWorld, tmp_p
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["models"] == [MODEL]
+    assert epoch_seconds(summary["end"]) - epoch_seconds(summary["start"]) == pytest.approx(
+        3600, abs=5
+    )
     assert summary["index_html"] == str(out / "index.html")
     assert len(summary["images"]) == 2
     events = json.loads((out / "events.json").read_text())["events"]

@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 
 from dashboard.world import MODEL, MONITOR, DashboardWorld
 from driftloop.dashboard import SESSION_COOKIE, SessionStore, dashboard_router
+from driftloop.timestamps import epoch_seconds, iso_utc
 from serving.mounted import mounted_app
+from timeformat import iso_times
 
 SECRET = b"k" * 32
 
@@ -215,7 +217,7 @@ def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
     assert models["models"][0]["production_version"] == 2
 
     body = client.get(f"/dashboard/api/models/{MODEL}?span=1800&points=200", headers=headers).json()
-    assert body["end"] - body["start"] == pytest.approx(1800)
+    assert epoch_seconds(body["end"]) - epoch_seconds(body["start"]) == pytest.approx(1800)
     (chart,) = body["charts"]
     assert chart["monitor"] == MONITOR
     assert (chart["warning"], chart["critical"], chart["direction"]) == (0.8, 0.6, "below")
@@ -243,6 +245,46 @@ def test_the_snapshot_has_charts_thresholds_marks_incidents_versions_and_jobs(
     assert job["state"] == "succeeded"
     assert [s["step"] for s in job["steps"]] == ["fetch_data", "train", "evaluate"]
     assert "loss 0.41" in job["steps"][1]["log"]
+
+
+def test_every_moment_in_the_json_is_iso_8601_utc(client: TestClient, api_key: str) -> None:
+    """One timestamp format in every JSON body (#21 part 5), the dashboard's included."""
+    headers = {"X-API-Key": api_key}
+    models = client.get("/dashboard/api/models", headers=headers).json()
+    assert epoch_seconds(models["now"]) == pytest.approx(time.time(), abs=60)
+    end = time.time()
+    start = end - 1800
+    # the range may be given as ISO 8601 as well as in unix seconds; both read the same
+    by_iso = client.get(
+        f"/dashboard/api/models/{MODEL}",
+        params={"start": iso_utc(start), "end": iso_utc(end), "points": "200"},
+        headers=headers,
+    ).json()
+    by_seconds = client.get(
+        f"/dashboard/api/models/{MODEL}?start={start}&end={end}&points=200", headers=headers
+    ).json()
+    assert (by_iso["start"], by_iso["end"]) == (by_seconds["start"], by_seconds["end"])
+    assert epoch_seconds(by_iso["start"]) == pytest.approx(start)
+    body = by_seconds
+    for moment in (body["start"], body["end"], body["generated_at"]):
+        assert iso_times({"timestamp": moment})
+    moments = set(iso_times(body))
+    assert {
+        "$.monitors[0].since",
+        "$.monitors[0].last_evaluated",
+        "$.charts[0].points[0].timestamp",
+        "$.charts[0].marks[0].timestamp",
+        "$.incidents[0].opened_at",
+        "$.incidents[0].timeline[0].timestamp",
+        "$.versions[0].created_at",
+        "$.versions[0].deployed_at",
+        "$.jobs[0].created_at",
+        "$.jobs[0].steps[0].started_at",
+    } <= moments
+    assert body["panels"], "the serving panels carry a time grid"
+    for panel in body["panels"]:
+        assert panel["timestamps"]
+        assert all(iso_times({"timestamp": moment}) for moment in panel["timestamps"])
 
 
 def test_bad_ranges_are_refused_with_a_clear_message(client: TestClient, api_key: str) -> None:

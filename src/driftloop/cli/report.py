@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json
+from driftloop.timestamps import iso_utc
 
 
 @app.command()
@@ -50,8 +51,8 @@ def report(
                 "events_json": str(paths.events_json),
                 "images": [str(p) for p in paths.images],
                 "models": paths.models,
-                "start": paths.start,
-                "end": paths.end,
+                "start": iso_utc(paths.start),
+                "end": iso_utc(paths.end),
                 "events": paths.events,
             }
         )

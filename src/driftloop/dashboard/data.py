@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from driftloop.monitors.timeline import TimelineEntry as TimelineEntry  # the one timeline type
+from driftloop.timestamps import iso_utc
 
 ActivityKind = Literal[
     "state_change",
@@ -255,7 +256,10 @@ class ModelSnapshot:
     class_mix: list[ClassShare] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The snapshot as the dashboard's JSON: every moment ISO 8601 UTC."""
+        converted = iso_moments(asdict(self))
+        assert isinstance(converted, dict)
+        return converted
 
 
 class DashboardData(Protocol):
@@ -302,6 +306,51 @@ class DashboardData(Protocol):
 
     def class_mix(self, model: str, start: float, end: float) -> list[ClassShare]:
         """The predicted classes' shares in the range, largest first."""
+
+
+MOMENT_FIELDS = frozenset(
+    {
+        "now",
+        "start",
+        "end",
+        "generated_at",
+        "since",
+        "last_evaluated",
+        "timestamp",
+        "opened_at",
+        "resolved_at",
+        "created_at",
+        "deployed_at",
+        "status_at",
+        "started_at",
+        "finished_at",
+    }
+)
+"""The fields of the records above that hold a moment (seconds since the epoch in Python)."""
+_PAYLOADS = frozenset({"data", "details"})
+"""Free-form payloads (a timeline entry's data, an activity's details): sent as stored, as the
+``/v1`` API sends them."""
+
+
+def iso_moments(value: Any) -> Any:
+    """``value`` (records as :func:`dataclasses.asdict` gives them) with every moment, the
+    :data:`MOMENT_FIELDS` and the ``timestamps`` of a panel's grid, as ISO 8601 UTC: the one
+    timestamp format of driftloop's JSON (:mod:`driftloop.timestamps`)."""
+    if isinstance(value, list):
+        return [iso_moments(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    converted: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in MOMENT_FIELDS and isinstance(item, int | float) and not isinstance(item, bool):
+            converted[key] = iso_utc(item)
+        elif key == "timestamps" and isinstance(item, list):
+            converted[key] = [iso_utc(moment) for moment in item]
+        elif key in _PAYLOADS:
+            converted[key] = item
+        else:
+            converted[key] = iso_moments(item)
+    return converted
 
 
 STATE_ORDER = {"OK": 0, "NO_DATA": 1, "WARN": 2, "ALERT": 3}

@@ -4,7 +4,7 @@
 images referenced by relative path), one PNG per monitored metric and model (the dashboard's
 chart: avg and min per window, thresholds, incident and deploy marks), one PNG incident timeline
 per model, and ``events.json`` with every state change, notification, incident entry, retrain
-job step and deploy in the range, with timestamps.
+job step and deploy in the range, with its time (ISO 8601 UTC, as in every JSON driftloop writes).
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from driftloop.dashboard.data import (
     MonitorStatus,
     VersionAccuracy,
     VersionRecord,
+    iso_moments,
     snapshot,
 )
 from driftloop.dashboard.plots import plot_chart, plot_timeline
 from driftloop.errors import InvalidInputError, NotFoundError
 from driftloop.messages import format_value
+from driftloop.timestamps import iso_utc
 
 DEFAULT_SPAN = 86400.0
 EMPTY = "-"
@@ -349,10 +351,10 @@ def generate_report(
     events_json.write_text(
         json.dumps(
             {
-                "generated_at": end,
+                "generated_at": iso_utc(end),
                 "generated_by": f"driftloop {__version__}",
-                "start": start,
-                "end": end,
+                "start": iso_utc(start),
+                "end": iso_utc(end),
                 "models": models,
                 "events": [_event_dict(event) for event in all_events],
             },
@@ -389,6 +391,8 @@ def generate_report(
 
 
 def _event_dict(event: ActivityEvent) -> dict[str, Any]:
+    """An event for ``events.json``: its moment, and those in its details, ISO 8601 UTC."""
     data = asdict(event)
-    data["time"] = _iso(event.timestamp)
+    data["timestamp"] = iso_utc(event.timestamp)
+    data["details"] = iso_moments(event.details)
     return data

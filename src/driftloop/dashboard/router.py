@@ -3,8 +3,9 @@
 ``GET /`` (and ``/dashboard``, where notifications link) is the page; ``/login`` exchanges an
 API key with the ``dashboard`` or ``admin`` scope for a session (kept in the store) named by a
 signed HttpOnly cookie, ``/logout`` ends it on the server; ``/dashboard/api/...`` is the JSON the
-page polls every couple of seconds; ``/dashboard/static/...`` serves the assets shipped in the
-package (uPlot is vendored there: nothing is fetched from a CDN).
+page polls every couple of seconds (every moment in it ISO 8601 UTC); ``/dashboard/static/...``
+serves the assets shipped in the package (uPlot is vendored there: nothing is fetched from a
+CDN).
 
 A request is let in when its session cookie names a live session whose key still exists, is not
 revoked and still has the scope (checked at every request: a revoked key's session ends at its
@@ -42,6 +43,7 @@ from driftloop.errors import (
 )
 from driftloop.serving.errors import error_response
 from driftloop.serving.keys import ApiKeyInfo, ApiKeyStore, Scope
+from driftloop.timestamps import iso_utc, parse_moment
 
 STATIC_DIR = Path(str(resources.files("driftloop.dashboard") / "static"))
 _STATIC_TYPES = {
@@ -106,28 +108,41 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def _float_param(request: Request, name: str) -> float | None:
+def _seconds_param(request: Request, name: str) -> float | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
     try:
         value = float(raw)
     except ValueError:
-        raise InvalidInputError(f"{name} must be a unix time in seconds, got {raw!r}") from None
+        raise InvalidInputError(f"{name} must be a number of seconds, got {raw[:64]!r}") from None
     if not math.isfinite(value):
-        raise InvalidInputError(f"{name} must be finite, got {raw!r}")
+        raise InvalidInputError(f"{name} must be finite, got {raw[:64]!r}")
     return value
 
 
+def _moment_param(request: Request, name: str) -> float | None:
+    """A moment in the query: ISO 8601 (UTC unless it names a zone) or seconds since the epoch."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_moment(raw, name)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"{name} must be a unix time in seconds or an ISO 8601 time, got {raw[:64]!r}"
+        ) from None
+
+
 def _time_range(request: Request, now: float) -> tuple[float, float]:
-    end = _float_param(request, "end")
-    start = _float_param(request, "start")
-    span = _float_param(request, "span")
+    end = _moment_param(request, "end")
+    start = _moment_param(request, "start")
+    span = _seconds_param(request, "span")
     end = now if end is None else end
     if start is None:
         start = end - (_RANGE_DEFAULT if span is None else span)
     if not end > start:
-        raise InvalidInputError(f"start ({start}) must be before end ({end})")
+        raise InvalidInputError(f"start ({iso_utc(start)}) must be before end ({iso_utc(end)})")
     if end - start > _MAX_RANGE:
         raise InvalidInputError(f"the time range may span at most {_MAX_RANGE / 86400:g} days")
     return start, end
@@ -283,7 +298,7 @@ def dashboard_router(  # noqa: C901, PLR0915
     async def models(request: Request) -> Response:
         def build() -> Any:
             return {
-                "now": data.now(),
+                "now": iso_utc(data.now()),
                 "poll_interval": poll_interval,
                 "models": [asdict(summary) for summary in data.models()],
             }

@@ -84,6 +84,33 @@
     banner.hidden = !message;
   }
 
+  // -- moments: ISO 8601 UTC in the JSON, unix seconds on the page ---------------------------
+  const MOMENT_KEYS = new Set(["now", "start", "end", "generated_at", "since", "last_evaluated",
+    "timestamp", "opened_at", "resolved_at", "created_at", "deployed_at", "status_at",
+    "started_at", "finished_at"]);
+  const PAYLOAD_KEYS = new Set(["data", "details"]); // sent as stored: left alone
+  const ISO_MOMENT = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+  /** "2026-12-01T18:13:14.250000+00:00" as unix seconds, the fraction kept to the microsecond. */
+  function epochSeconds(text) {
+    const match = ISO_MOMENT.exec(text);
+    if (!match) throw new Error(`not an ISO 8601 time: ${text}`);
+    return Date.parse(match[1] + match[3]) / 1000 + (match[2] ? Number(match[2]) : 0);
+  }
+
+  /** The API's JSON with every moment (and a panel's grid of timestamps) in unix seconds. */
+  function withSeconds(value) {
+    if (Array.isArray(value)) return value.map(withSeconds);
+    if (value === null || typeof value !== "object") return value;
+    const out = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (MOMENT_KEYS.has(key) && typeof item === "string") out[key] = epochSeconds(item);
+      else if (key === "timestamps" && Array.isArray(item)) out[key] = item.map(epochSeconds);
+      else out[key] = PAYLOAD_KEYS.has(key) ? item : withSeconds(item);
+    }
+    return out;
+  }
+
   async function fetchJSON(url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 401) {
@@ -92,7 +119,7 @@
     }
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
-    return body;
+    return withSeconds(body);
   }
 
   // -- charts -----------------------------------------------------------------------------
@@ -675,5 +702,5 @@
   view.timer = setInterval(refresh, POLL_MS);
 
   // For tests and for the curious: the charts and the renderer.
-  window.driftloopDashboard = { view, refresh, renderChart, chartData, AXIS_FONT };
+  window.driftloopDashboard = { view, refresh, renderChart, chartData, epochSeconds, withSeconds, AXIS_FONT };
 })();

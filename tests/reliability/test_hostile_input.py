@@ -565,6 +565,51 @@ def test_bad_insight_bodies_are_refused(
     assert words in message or words in str(document["error"].get("limit")), message
 
 
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"points": "many"}', "points"),
+        (b'{"points": [{"name": 5, "value": 1}]}', "points.0.name"),
+        (b'{"points": [{"name": "x", "value": "high"}]}', "points.0.value"),
+        (b'{"points": [{"name": "x", "value": true}]}', "points.0.value"),
+        (b'{"points": [{"name": "x", "value": 1, "tags": ["model"]}]}', "points.0.tags"),
+        (b'{"points": [{"name": "x", "value": 1, "tags": {"model": 7}}]}', "points.0.tags.model"),
+        (b'{"points": [{"name": "x", "value": 1, "timestamp": "soon"}]}', "points.0.timestamp"),
+        (b"[1, 2]", "expected a JSON object"),
+    ],
+    ids=["not-a-list", "name", "value-text", "value-bool", "tags-list", "tag-int", "time", "list"],
+)
+def test_insight_points_of_the_wrong_type_are_refused_naming_the_field(
+    served: ServedSystem, body: bytes, words: str
+) -> None:
+    """``POST /v1/insights`` (#19 parts 1, 8): each wrong type is a 422 naming its field."""
+    headers = {**served.project.headers(admin=True), "Content-Type": "application/json"}
+    got, document = raw_request(served.url, "POST", INSIGHTS, body, headers)
+    assert got == 422, (words, document)
+    assert words in said(document), (words, document)
+
+
+def test_insights_take_only_an_insights_or_admin_key(served: ServedSystem) -> None:
+    """A predict or label key is refused (403), no key or a made-up one too (401), and
+    nothing they sent is accepted; an insights key's same body is (202)."""
+    body = json.dumps({"points": [{"name": "scope_probe", "value": 1.0}]}).encode()
+    keys = served.system.api_keys
+    cases = {
+        "predict": (served.project.predict_key, 403),
+        "label": (keys.create(Scope.LABEL, name="hostile-label").key, 403),
+        "made-up": ("dl_" + "0" * 40, 401),
+        "insights": (keys.create(Scope.INSIGHTS, name="hostile-insights").key, 202),
+    }
+    for name, (key, status) in cases.items():
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        got, document = raw_request(served.url, "POST", INSIGHTS, body, headers)
+        assert got == status, (name, document)
+    got, document = raw_request(
+        served.url, "POST", INSIGHTS, body, {"Content-Type": "application/json"}
+    )
+    assert got == 401, document
+
+
 LOGGED = f"/v1/models/{MODEL}/predictions"
 
 

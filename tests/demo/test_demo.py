@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from rich.console import Console
@@ -26,6 +27,7 @@ from driftloop.errors import ConfigError
 from driftloop.monitors.events import MonitorState
 from driftloop.monitors.thresholds import judge, resolve_thresholds
 from driftloop.project import default_config_text
+from timeformat import iso_times
 
 
 def test_scenario_keeps_traffic_out_of_every_snapshot() -> None:
@@ -101,6 +103,19 @@ def test_demo_config_runs_the_init_defaults_with_time_compressed(
     note = monitors_note(config, 0.789)
     assert "reference - 0.05" in note
     assert "alert below 0.739" in note
+
+
+def test_the_receivers_record_says_when_in_iso_8601_utc() -> None:
+    """summary.json lists what the receiver got; its times are ISO 8601 UTC (#21 part 5)."""
+    receiver = NotificationReceiver()
+    receiver.start()
+    try:
+        answer = httpx.post(receiver.slack_webhook_url, json={"text": "hi"}, timeout=10)
+        assert answer.status_code == 200
+        (received,) = receiver.received("slack")
+    finally:
+        receiver.stop()
+    assert iso_times(received.to_dict()) == ["$.received_at"]
 
 
 def test_a_drift_that_leaves_a_class_without_rows_is_refused() -> None:

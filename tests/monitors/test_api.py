@@ -12,7 +12,9 @@ from driftloop.metrics.sql import SqlMetricStore
 from driftloop.monitors.api import monitors_router
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.serving import ApiKeyStore, Scope
+from driftloop.timestamps import iso_utc
 from serving.mounted import admin_api, mounted_app
+from timeformat import iso_times
 
 T0 = 1_699_999_980.0
 
@@ -55,6 +57,10 @@ def test_states_history_and_incidents(database: Database) -> None:
 
     history = client.get("/v1/monitors/confidence/history").json()
     assert [e["event_id"] for e in history] == [evaluated[0]["event_id"]]
+    # the moments in an event's details are ISO 8601 UTC too (#21 part 5)
+    window = {key: history[0]["details"][key] for key in ("window_start", "window_end")}
+    assert window == {"window_start": iso_utc(T0 - 300), "window_end": iso_utc(T0)}
+    assert {"$[0].timestamp"} <= set(iso_times(history))
     assert client.get("/v1/events", params={"model": "other"}).json() == []
 
     incidents = client.get("/v1/incidents", params={"status": "open"}).json()
@@ -75,3 +81,7 @@ def test_states_history_and_incidents(database: Database) -> None:
     assert bad.status_code == 422
     assert bad.json()["error"]["type"] == "InvalidInputError"
     assert "unknown incident status" in bad.json()["error"]["message"]
+    now[0] = T0 + 3600  # no data for an hour: NO_DATA says when data was last seen
+    (no_data,) = client.post("/v1/monitors/evaluate").json()
+    assert no_data["state"] == "NO_DATA"
+    assert "$.details.last_data_at" in iso_times(no_data)

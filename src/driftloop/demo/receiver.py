@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from driftloop.timestamps import iso_utc
+
 SLACK_PATH = "/services/T0DEMO/B0DEMO/driftloopdemo"
 
 
@@ -24,7 +26,7 @@ class ReceivedRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "received_at": self.received_at,
+            "received_at": iso_utc(self.received_at),
             "service": self.service,
             "method": self.method,
             "path": self.path,

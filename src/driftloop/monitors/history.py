@@ -246,6 +246,11 @@ def _event(row: RowMapping) -> Event:
     )
 
 
+DETAIL_MOMENTS = frozenset({"window_start", "window_end", "last_data_at"})
+"""The moments in an event's details (the evaluated window, the last data before NO_DATA): kept
+as seconds in the event, ISO 8601 UTC in its JSON."""
+
+
 def event_to_dict(event: Event) -> dict[str, Any]:
     """An event as JSON-ready data (for the CLI and the API)."""
     return {
@@ -263,8 +268,12 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "handles": list(event.handles),
         "renotification": event.renotification,
         "is_recovery": event.is_recovery,
-        "details": dict(event.details),
+        "details": {key: _detail_json(key, value) for key, value in event.details.items()},
     }
+
+
+def _detail_json(key: str, value: Any) -> Any:
+    return iso_utc(value) if key in DETAIL_MOMENTS and isinstance(value, int | float) else value
 
 
 @dataclass(frozen=True)

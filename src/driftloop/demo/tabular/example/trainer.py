@@ -51,8 +51,11 @@ class SegmentTrainer(Trainer):
             predictor.labels,
             predictor.temperature,
         )
+        # the reference is every row the fit did not see (validation set only the temperature):
+        # a small snapshot gives the drift detectors a bigger sample that way
+        unseen = _records(validation) + records
         reference = dataclasses.replace(
-            predictor.reference_profile(records),
+            predictor.reference_profile(unseen),
             metrics={"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1},
         )
         report("done", 1.0)

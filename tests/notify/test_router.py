@@ -13,6 +13,7 @@ from driftloop.database.core import Database
 from driftloop.errors import ConfigError
 from driftloop.monitors.events import MonitorState
 from driftloop.notify import NotificationRouter, RetryPolicy
+from driftloop.timestamps import iso_utc
 from notify.fake_services import (
     SLACK_WEBHOOK_PATH,
     FakeApiServer,
@@ -204,7 +205,8 @@ def test_log_is_the_default_and_writes_one_json_line(
 ) -> None:
     router = NotificationRouter(notify_config(), database)
     with caplog.at_level(logging.INFO, logger="driftloop"):
-        [result] = router.dispatch(make_event(message="no mentions here"))
+        event = replace(make_event(message="no mentions here"), details={"window_end": 1.7e9})
+        [result] = router.dispatch(event)
     assert result.notifier == "log"
     assert any(
         r.getMessage().startswith("delivery of event evt-1 to @log: delivered after 1 attempt(s)")
@@ -217,6 +219,8 @@ def test_log_is_the_default_and_writes_one_json_line(
     assert line["model"] == "review-classifier"
     assert line["event_id"] == "evt-1"
     assert line["message"] == "no mentions here"
+    assert line["timestamp"] == iso_utc(1_700_000_000.0)  # ISO 8601 UTC (#21 part 5)
+    assert line["details"]["window_end"] == iso_utc(1.7e9)
 
 
 def test_unknown_handle_fails_alone(server: FakeApiServer, database: Database) -> None:

@@ -268,12 +268,16 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         "handles": list(event.handles),
         "renotification": event.renotification,
         "is_recovery": event.is_recovery,
-        "details": {key: _detail_json(key, value) for key, value in event.details.items()},
+        "details": details_json(event.details),
     }
 
 
-def _detail_json(key: str, value: Any) -> Any:
-    return iso_utc(value) if key in DETAIL_MOMENTS and isinstance(value, int | float) else value
+def details_json(details: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's details for JSON: its :data:`DETAIL_MOMENTS` as ISO 8601 UTC."""
+    return {
+        key: iso_utc(value) if key in DETAIL_MOMENTS and isinstance(value, int | float) else value
+        for key, value in details.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ import json
 import logging
 
 from driftloop.monitors.events import MonitorState
+from driftloop.monitors.history import details_json
 from driftloop.notify.base import DeliveryResult, Notification, Notifier, json_safe
+from driftloop.timestamps import iso_utc
 
 logger = logging.getLogger("driftloop.notify.log")
 _LEVELS = {MonitorState.ALERT: logging.ERROR, MonitorState.WARN: logging.WARNING}
@@ -25,12 +27,12 @@ def log_record(notification: Notification) -> dict[str, object]:
         "value": event.value,
         "threshold": event.threshold,
         "incident_id": event.incident_id,
-        "timestamp": event.timestamp,
+        "timestamp": iso_utc(event.timestamp),
         "renotification": event.renotification,
         "test": notification.test,
         "message": notification.text,
         "dashboard_url": notification.dashboard_url,
-        "details": json_safe(event.details),
+        "details": json_safe(details_json(event.details)),
     }
 
 

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from driftloop.errors import OverloadedError
 from driftloop.predictors import Predictor
-from driftloop.serving.batching import MicroBatcher
+from driftloop.serving.batching import MicroBatcher, batched_signals
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
 
 pytestmark = pytest.mark.anyio
@@ -223,5 +223,66 @@ async def test_without_max_queue_delay_nothing_is_shed() -> None:
         )
         assert len(results) == 30
         assert batcher.shed == 0
+    finally:
+        await batcher.close()
+
+
+class SignalCountingPredictor(KeywordPredictor):
+    """The keyword predictor with an input signal (each text's length), recording the thread
+    and the size of every :meth:`input_signals` call."""
+
+    def __init__(self) -> None:
+        super().__init__({"pos": ["tasty"], "neg": ["rude"]})
+        self.signal_calls: list[tuple[str, int]] = []
+
+    def input_signals(self, batch: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        self.signal_calls.append((threading.current_thread().name, len(batch)))
+        return {"chars": np.array([float(len(text)) for text in batch])}
+
+
+async def test_a_batch_computes_its_input_signals_once_in_the_worker_thread() -> None:
+    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=50.0)
+    predictor = SignalCountingPredictor()
+    requests = [["tasty soup", "rude"], ["a"], ["rude waiter", "ok", "tasty"]]
+
+    async def one(texts: list[str]) -> dict[str, NDArray[np.float64]] | None:
+        await batcher.predict(predictor, texts)
+        return batched_signals(predictor, texts)
+
+    try:
+        await batcher.predict(predictor, ["warm up"])  # a lone call: the next ones are batched
+        predictor.signal_calls.clear()
+        await asyncio.gather(*(batcher.predict(predictor, ["x", "y"]) for _ in range(2)))
+        predictor.signal_calls.clear()
+        found = await asyncio.gather(*(one(texts) for texts in requests))
+        # one call per batch (not per request), in the model's worker thread
+        assert sum(size for _thread, size in predictor.signal_calls) == 6
+        assert len(predictor.signal_calls) < len(requests)
+        assert all(t.startswith("model-reviews") for t, _size in predictor.signal_calls)
+        for texts, signals in zip(requests, found, strict=True):
+            assert signals is not None
+            assert signals["chars"].tolist() == [float(len(text)) for text in texts]
+        # another sequence, or another predictor, gets none: the handler computes its own
+        assert batched_signals(predictor, ["tasty soup", "rude"]) is None
+    finally:
+        await batcher.close()
+
+
+class FailingSignalsPredictor(KeywordPredictor):
+    def __init__(self) -> None:
+        super().__init__({"pos": ["tasty"], "neg": ["rude"]})
+
+    def input_signals(self, batch: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+        raise RuntimeError("no signals today")
+
+
+async def test_failing_input_signals_never_fail_the_answer() -> None:
+    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0)
+    predictor = FailingSignalsPredictor()
+    texts = ["tasty"]
+    try:
+        probabilities = await batcher.predict(predictor, texts)
+        assert probabilities.shape == (1, 2)
+        assert batched_signals(predictor, texts) is None
     finally:
         await batcher.close()

@@ -347,3 +347,33 @@ def test_packaged_minilm_checkpoint_learns_offline() -> None:
     assert model.params["base_model"] == str(default_base_model())
     assert model.evaluation.accuracy > 0.4
     assert model.evaluation.macro_f1 > 0.3
+
+
+def test_signals_of_just_predicted_texts_reuse_the_encoder_pass(
+    tiny_checkpoint: Path, small_reviews: pd.DataFrame
+) -> None:
+    """The server's batcher asks for a batch's input signals right after its prediction: the
+    encoder runs once for both, and the logits are those of the whole module."""
+    model = trainer(tiny_checkpoint, mode="head").fit(TrainingData(small_reviews))
+    predictor = model.predictor
+    assert isinstance(predictor, TransformersPredictor)
+    assert predictor.typicality is not None
+    texts = small_reviews["text"].tolist()[:12]
+    expected = predictor.input_signals(list(texts))
+    passes: list[int] = []
+    hook = predictor.model.encoder.register_forward_hook(
+        lambda _module, _args, output: passes.append(len(output.last_hidden_state))
+    )
+    try:
+        logits = predictor.logits(texts)
+        signals = predictor.input_signals(texts)
+        assert sum(passes) == len(texts)  # one pass: the signals reused it
+        predictor.input_signals(texts[:2])  # other texts: a pass of their own
+        assert sum(passes) == len(texts) + 2
+    finally:
+        hook.remove()
+    np.testing.assert_allclose(
+        logits, predictor._run(texts, len(predictor.labels), predictor.model), rtol=1e-5, atol=1e-6
+    )
+    for name, values in expected.items():
+        np.testing.assert_allclose(signals[name], values, rtol=1e-5, atol=1e-6)

@@ -19,6 +19,13 @@ ahead of it times the model's recent seconds per text, over its parallel batches
 once with :class:`~driftloop.errors.OverloadedError` (503 with ``Retry-After``), so answered
 requests keep a bounded latency and clients back off.
 
+The predictor's input signals (:meth:`~driftloop.predictors.Predictor.input_signals`: the
+sklearn model's ``oov_rate`` and ``embedding_typicality``) are computed in the same worker
+thread call, once per batch, right after its prediction (so a predictor can reuse what it
+computed for it, e.g. the TF-IDF rows); the request that waits for them takes its share with
+:func:`batched_signals`. Computed per request on the event loop instead, they cost an
+``driftloop init`` project several times its prediction (docs/benchmarks.md).
+
 A model whose work runs outside the GIL (``Predictor.parallel_batches`` > 1, or
 ``serving.parallel_batches``) runs that many batches side by side in worker threads; a batch
 then starts as soon as a worker is free, without the wait.
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 import weakref
@@ -55,13 +63,50 @@ BatchObserver = Callable[[int], None]
 Scored = tuple[NDArray[np.float64], float]
 """Probabilities, and the seconds the predictor calls that made them took."""
 
+Signals = dict[str, NDArray[np.float64]]
+"""Per input signal, one value per input (:meth:`Predictor.input_signals`)."""
+
+
+@dataclass(frozen=True)
+class _Batched:
+    """A request's share of a batch: its probabilities, the batch's predictor seconds, and its
+    input signals (None when computing them failed)."""
+
+    probabilities: NDArray[np.float64]
+    seconds: float
+    signals: Signals | None
+
+
+@dataclass(frozen=True)
+class _Handoff:
+    predictor: Predictor
+    items: Sequence[Any]
+    signals: Signals | None
+
+
+_LAST_SIGNALS: contextvars.ContextVar[_Handoff | None] = contextvars.ContextVar(
+    "driftloop_batched_signals", default=None
+)
+"""The signals of the inputs the current task's last :meth:`MicroBatcher.predict_timed` scored
+(a coroutine's context is its task's, so the request's handler sees what its batch computed)."""
+
+
+def batched_signals(predictor: Predictor, items: Sequence[Any]) -> Signals | None:
+    """The input signals the batch computed for ``items`` (the very sequence this task passed
+    to :meth:`MicroBatcher.predict_timed` with ``predictor``), or None: another sequence, or
+    the signals failed (the caller then computes them itself)."""
+    handoff = _LAST_SIGNALS.get()
+    if handoff is None or handoff.items is not items or handoff.predictor is not predictor:
+        return None
+    return handoff.signals
+
 
 @dataclass(eq=False)
 class _Request:
     predictor: Predictor
     texts: Sequence[Any]
     """The inputs: texts, or records."""
-    future: asyncio.Future[Scored]
+    future: asyncio.Future[_Batched]
 
 
 @dataclass(eq=False)
@@ -130,7 +175,13 @@ class MicroBatcher:
 
     async def predict_timed(self, predictor: Predictor, texts: Sequence[Any]) -> Scored:
         """:meth:`predict`, with the seconds spent in the predictor call(s) that scored these
-        texts (the whole batch's call, when they shared one): what serving adds is the rest."""
+        texts (the whole batch's call, when they shared one): what serving adds is the rest.
+        The inputs' signals, computed with them, are :func:`batched_signals` afterwards."""
+        batched = await self._predict_batched(predictor, texts)
+        _LAST_SIGNALS.set(_Handoff(predictor, texts, batched.signals))
+        return batched.probabilities, batched.seconds
+
+    async def _predict_batched(self, predictor: Predictor, texts: Sequence[Any]) -> _Batched:
         if self._closed:
             raise BackendUnavailableError(f"model {self.name!r} is shutting down")
         loop = asyncio.get_running_loop()
@@ -261,15 +312,15 @@ class MicroBatcher:
             else:
                 request.future.set_result(scored)
 
-    def _compute(self, groups: list[_Group]) -> list[Scored | Exception]:
+    def _compute(self, groups: list[_Group]) -> list[_Batched | Exception]:
         """Runs in the worker thread: one predictor call per slot (chunked to the batch size).
         When a shared call raises, each of its requests is scored alone, so the error reaches
         only the requests whose inputs cause it."""
-        results: list[Scored | Exception] = []
+        results: list[_Batched | Exception] = []
         for group in groups:
             texts = [text for request in group.requests for text in request.texts]
             try:
-                probabilities, seconds = self._score(group.predictor, texts)
+                scored = self._score(group.predictor, texts)
             except Exception as exc:
                 if len(group.requests) == 1:
                     results.append(exc)
@@ -278,12 +329,18 @@ class MicroBatcher:
                 continue
             offset = 0
             for request in group.requests:
-                results.append((probabilities[offset : offset + len(request.texts)], seconds))
-                offset += len(request.texts)
+                end = offset + len(request.texts)
+                signals = (
+                    None
+                    if scored.signals is None
+                    else {name: values[offset:end] for name, values in scored.signals.items()}
+                )
+                results.append(_Batched(scored.probabilities[offset:end], scored.seconds, signals))
+                offset = end
         return results
 
-    def _score_alone(self, group: _Group) -> list[Scored | Exception]:
-        results: list[Scored | Exception] = []
+    def _score_alone(self, group: _Group) -> list[_Batched | Exception]:
+        results: list[_Batched | Exception] = []
         for request in group.requests:
             try:
                 results.append(self._score(group.predictor, request.texts))
@@ -291,9 +348,11 @@ class MicroBatcher:
                 results.append(exc)
         return results
 
-    def _score(self, predictor: Predictor, texts: Sequence[Any]) -> Scored:
-        """Runs in the worker thread: predictor calls of at most ``max_batch_size`` texts."""
+    def _score(self, predictor: Predictor, texts: Sequence[Any]) -> _Batched:
+        """Runs in the worker thread: predictor calls of at most ``max_batch_size`` texts, each
+        followed by the chunk's input signals."""
         chunks: list[NDArray[np.float64]] = []
+        signal_chunks: list[Signals] | None = []
         seconds = 0.0
         for start in range(0, len(texts), self.max_batch_size):
             chunk = texts[start : start + self.max_batch_size]
@@ -303,8 +362,10 @@ class MicroBatcher:
                 answer = np.asarray(answer, dtype=np.float64)
                 check_answer(predictor, answer, len(chunk), "it", WrongAnswerError)
             chunks.append(answer)
+            seconds += time.perf_counter() - started
+            if signal_chunks is not None:
+                signal_chunks = self._signals(predictor, chunk, signal_chunks)
             took = time.perf_counter() - started
-            seconds += took
             per_text = took / len(chunk)
             self._seconds_per_text = (
                 per_text
@@ -313,7 +374,26 @@ class MicroBatcher:
             )
             if self.observer is not None:
                 self.observer(len(chunk))
-        return (np.concatenate(chunks) if len(chunks) > 1 else chunks[0]), seconds
+        probabilities = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        return _Batched(probabilities, seconds, _joined(signal_chunks))
+
+    def _signals(
+        self, predictor: Predictor, chunk: Sequence[Any], found: list[Signals]
+    ) -> list[Signals] | None:
+        """``found`` and the chunk's input signals; None if they fail (which never fails the
+        answer: the request's handler computes them itself, and logs why they fail)."""
+        try:
+            signals = {
+                name: np.asarray(values, dtype=np.float64)
+                for name, values in predictor.input_signals(chunk).items()
+            }
+        except Exception:
+            logger.debug("input signals of a %s batch failed", self.name, exc_info=True)
+            return None
+        if any(values.shape != (len(chunk),) for values in signals.values()):
+            return None
+        found.append(signals)
+        return found
 
     async def close(self) -> None:
         """Stop taking requests; fail what is still queued; release the worker thread."""
@@ -330,6 +410,14 @@ class MicroBatcher:
                 pending.append(self._queue.get_nowait())
         _fail(pending, BackendUnavailableError(f"model {self.name!r} is shutting down"))
         self._executor.shutdown(wait=True)
+
+
+def _joined(chunks: list[Signals] | None) -> Signals | None:
+    if chunks is None or not chunks:
+        return None if chunks is None else {}
+    if len(chunks) == 1:
+        return chunks[0]
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
 def _fail(requests: Sequence[_Request], error: BaseException) -> None:

@@ -44,7 +44,7 @@ from driftloop.predictors import (
 )
 from driftloop.predictors.loading import WrongAnswerError, check_answer
 from driftloop.predictors.schema import feature_metrics
-from driftloop.serving.batching import MicroBatcher, Scored
+from driftloop.serving.batching import MicroBatcher, Scored, batched_signals
 from driftloop.serving.prediction_log import new_prediction_ids, text_digest
 from driftloop.serving.schemas import (
     LimitError,
@@ -256,8 +256,12 @@ def predict_checked(predictor: Predictor, items: Sequence[Any]) -> NDArray[np.fl
 
 
 def input_signals(slot: ModelSlot, items: Sequence[Any]) -> list[tuple[str, list[float]]]:
-    """The predictor's per-input signals; none if they fail, which must never fail the
-    answer."""
+    """The predictor's per-input signals (those its batch computed with the predictions, when
+    ``items`` were just scored through the batcher); none if they fail, which must never fail
+    the answer."""
+    batched = batched_signals(slot.predictor, items)
+    if batched is not None:
+        return [(signal, values.tolist()) for signal, values in batched.items()]
     try:
         return [
             (signal, np.asarray(values, dtype=np.float64).tolist())

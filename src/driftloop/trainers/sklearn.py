@@ -14,6 +14,7 @@ The saved directory holds plain data, no pickle: per feature block ``<name>_voca
 from __future__ import annotations
 
 import json
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,16 @@ class SklearnPredictor(TextClassifier):
         self._vocabulary: VocabularyProfile | None = None
         self.typicality: ProjectedTypicality | None = None
         """``embedding_typicality`` of the TF-IDF rows (None: a model saved without it)."""
+        self._last_features: dict[int, tuple[tuple[str, ...], Any]] = {}
+        """Per thread, the last texts :meth:`logits` scored and their TF-IDF rows: the server's
+        batcher asks for the same texts' :meth:`input_signals` right after, which reuse them
+        (the transform is most of either call)."""
+
+    def _features(self, texts: Sequence[str]) -> Any:
+        last = self._last_features.get(threading.get_ident())
+        if last is not None and last[0] == tuple(texts):
+            return last[1]
+        return self.pipeline.named_steps["features"].transform(list(texts))
 
     def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
         """``oov_rate``: each text's share of words outside the word features' unigrams;
@@ -92,14 +103,19 @@ class SklearnPredictor(TextClassifier):
             self._vocabulary = _word_vocabulary(self.pipeline)
         signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
         if self.typicality is not None and len(texts) > 0:
-            features = self.pipeline.named_steps["features"].transform(list(texts))
-            signals[EMBEDDING_TYPICALITY] = self.typicality(features)
+            signals[EMBEDDING_TYPICALITY] = self.typicality(self._features(texts))
         return signals
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float64)
-        scores = np.asarray(self.pipeline.decision_function(list(texts)), dtype=np.float64)
+        features = self.pipeline.named_steps["features"].transform(list(texts))
+        if self.typicality is not None:
+            if len(self._last_features) > 64:  # threads come and go: keep the live ones'
+                self._last_features.clear()
+            self._last_features[threading.get_ident()] = (tuple(texts), features)
+        classifier: LogisticRegression = self.pipeline.named_steps["classifier"]
+        scores = np.asarray(classifier.decision_function(features), dtype=np.float64)
         if scores.ndim == 1:  # binary: one score for the second class
             scores = np.column_stack([-scores / 2.0, scores / 2.0])
         return scores

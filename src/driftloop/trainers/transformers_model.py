@@ -11,6 +11,7 @@ optional extra ``driftloop[transformers]``.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,12 +196,17 @@ class TransformersPredictor(TextClassifier):
         self.typicality: EmbeddingTypicality | None = None
         """``embedding_typicality`` of the pooled output (None: a model saved without it)."""
         self._vocabulary: VocabularyProfile | None = None
+        self._last_pooled: dict[int, tuple[tuple[str, ...], NDArray[np.float64]]] = {}
+        """Per thread, the last texts :meth:`logits` scored and their pooled outputs: the
+        server's batcher asks for the same texts' :meth:`input_signals` right after, which
+        reuse them instead of running the encoder again."""
 
     def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
         """``oov_rate``: each text's share of words the tokenizer holds no whole token for
         (it splits them into pieces); ``embedding_typicality``
-        (:mod:`driftloop.predictors.embedding`) of the pooled encoder output, which costs a
-        second pass of the encoder."""
+        (:mod:`driftloop.predictors.embedding`) of the pooled encoder output: that of the
+        :meth:`logits` call just made on the same texts in this thread (the server's batcher
+        asks right after predicting), else a pass of the encoder of its own."""
         if self._vocabulary is None:
             self._vocabulary = VocabularyProfile(
                 (token for token in self.tokenizer.get_vocab() if not token.startswith("##")),
@@ -208,7 +214,9 @@ class TransformersPredictor(TextClassifier):
             )
         signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
         if self.typicality is not None and len(texts) > 0:
-            signals[EMBEDDING_TYPICALITY] = self.typicality.typicality(self.embed(texts))
+            last = self._last_pooled.get(threading.get_ident())
+            pooled = last[1] if last is not None and last[0] == tuple(texts) else self.embed(texts)
+            signals[EMBEDDING_TYPICALITY] = self.typicality.typicality(pooled)
         return signals
 
     @property
@@ -249,7 +257,18 @@ class TransformersPredictor(TextClassifier):
         return result
 
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        return self._run(texts, len(self.labels), self.model)
+        if self.typicality is None:
+            return self._run(texts, len(self.labels), self.model)
+        # the head on the pooled outputs (dropout is off in eval), which input_signals reuses
+        pooled = self.embed(texts)
+        if len(self._last_pooled) > 64:  # threads come and go: keep the live ones'
+            self._last_pooled.clear()
+        self._last_pooled[threading.get_ident()] = (tuple(texts), pooled)
+        head = self.model.classifier
+        with torch.inference_mode():
+            rows = torch.from_numpy(pooled).to(self.device, dtype=head.weight.dtype)
+            logits: NDArray[np.float64] = head(rows).float().cpu().numpy().astype(np.float64)
+        return logits
 
     def embed(
         self, texts: Sequence[str], progress: Callable[[float], None] | None = None

@@ -140,13 +140,15 @@ def test_uvicorn_options_carry_the_serving_limits() -> None:
     settings = ServingConfig(max_header_bytes=8192, idle_timeout=2.5, max_connections=40)
     options = uvicorn_options(settings)
     assert options == {
+        "access_log": False,
         "h11_max_incomplete_event_size": 8192,
         "timeout_keep_alive": 3,
         "limit_concurrency": 40,
         "http": PROTOCOL,
     }
-    unlimited = uvicorn_options(ServingConfig(max_connections=None))
+    unlimited = uvicorn_options(ServingConfig(max_connections=None, access_log=True))
     assert unlimited["limit_concurrency"] is None
+    assert unlimited["access_log"] is True
     config = uvicorn.Config(Recorder(), **options)
     config.load()
     assert config.http_protocol_class is LimitedHttpToolsProtocol

@@ -144,8 +144,10 @@ class BodyLimitMiddleware:
 
 def uvicorn_options(settings: ServingConfig) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` with the ``serving.*``
-    connection limits; every place that starts uvicorn passes them."""
+    connection limits and ``serving.access_log``; every place that starts uvicorn passes them
+    (``driftloop up`` logged every request whatever ``access_log`` said)."""
     options: dict[str, Any] = {
+        "access_log": settings.access_log,
         # read by LimitedHttpToolsProtocol too: uvicorn hands protocols only its own config
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": max(1, math.ceil(settings.idle_timeout)),

@@ -76,7 +76,6 @@ def run_server(config: Config, plan: ServerPlan) -> None:
             host=plan.host,
             port=plan.port,
             log_level="info",
-            access_log=config.serving.access_log,
             **uvicorn_options(config.serving),
         )
         return
@@ -101,7 +100,6 @@ def run_server(config: Config, plan: ServerPlan) -> None:
         port=plan.port,
         workers=plan.workers,
         log_level="info",
-        access_log=config.serving.access_log,
         timeout_worker_healthcheck=max(1, math.ceil(config.serving.worker_healthcheck_timeout)),
         **uvicorn_options(config.serving),
     )

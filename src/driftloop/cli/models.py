@@ -121,6 +121,8 @@ def models_show(
 
 
 def _summary(version: ModelVersion, aliases: dict[str, int]) -> dict[str, Any]:
+    from driftloop.predictors import Evaluation, RegressionEvaluation
+
     evaluation = version.evaluation
     return {
         "version": version.version,
@@ -129,8 +131,9 @@ def _summary(version: ModelVersion, aliases: dict[str, int]) -> dict[str, Any]:
         "trigger": version.trigger,
         "snapshot_id": version.snapshot_id,
         "training_code": version.training_code or None,
-        "macro_f1": None if evaluation is None else evaluation.macro_f1,
-        "ece": None if evaluation is None else evaluation.ece,
+        "macro_f1": evaluation.macro_f1 if isinstance(evaluation, Evaluation) else None,
+        "ece": evaluation.ece if isinstance(evaluation, Evaluation) else None,
+        "rmse": evaluation.rmse if isinstance(evaluation, RegressionEvaluation) else None,
         "created_at": version.created_at.isoformat(),
         "deployed_at": None if version.deployed_at is None else version.deployed_at.isoformat(),
     }
@@ -160,8 +163,12 @@ def _print_version(version: ModelVersion, aliases: dict[str, int]) -> None:
             else version.deployed_at.isoformat(timespec="seconds"),
         ),
     ]
-    if version.evaluation is not None:
-        e = version.evaluation
+    from driftloop.predictors import RegressionEvaluation
+
+    e = version.evaluation
+    if isinstance(e, RegressionEvaluation):
+        rows += [("MAE", f"{e.mae:.3f}"), ("RMSE", f"{e.rmse:.3f}"), ("R²", f"{e.r2:.3f}")]
+    elif e is not None:
         rows += [
             ("accuracy", f"{e.accuracy:.3f}"),
             ("macro-F1", f"{e.macro_f1:.3f}"),

@@ -57,6 +57,8 @@ def train(
 
 def summary_table(version: ModelVersion, seconds: float) -> Table:
     table = Table("", "", title=f"{version.name} v{version.version}", show_header=False)
+    from driftloop.predictors import RegressionEvaluation
+
     evaluation = version.evaluation
     rows: list[tuple[str, str]] = [
         ("version", str(version.version)),
@@ -64,7 +66,14 @@ def summary_table(version: ModelVersion, seconds: float) -> Table:
         ("trainer", version.trainer),
         ("data snapshot", str(version.snapshot_id)),
     ]
-    if evaluation is not None:
+    if isinstance(evaluation, RegressionEvaluation):
+        rows += [
+            ("held-out rows", str(evaluation.n)),
+            ("MAE", f"{evaluation.mae:.3f}"),
+            ("RMSE", f"{evaluation.rmse:.3f}"),
+            ("R²", f"{evaluation.r2:.3f}"),
+        ]
+    elif evaluation is not None:
         rows += [
             ("held-out rows", str(evaluation.n)),
             ("accuracy", f"{evaluation.accuracy:.3f}"),

@@ -49,7 +49,6 @@ from driftloop.config.root import (
     Config,
     ControlConfig,
     DashboardConfig,
-    GateConfig,
     LoggingConfig,
     PipelineConfig,
 )
@@ -57,6 +56,7 @@ from driftloop.config.serving import (
     DeployHookConfig,
     DeployWebhookConfig,
     DogStatsdConfig,
+    GateConfig,
     InsightsConfig,
     KafkaConfig,
     MetricsConfig,

@@ -13,20 +13,16 @@ from driftloop.config.monitors import MonitorConfig, check_feature_set_model
 from driftloop.config.notifiers import HooksConfig, NotifierConfig
 from driftloop.config.serving import (
     DogStatsdConfig,
+    GateConfig,
     InsightsConfig,
     KafkaConfig,
     MetricsConfig,
     ModelConfig,
     ServingConfig,
+    check_gate_metric,
 )
 from driftloop.config.values import NAME_PATTERN, Duration, StrictModel
 from driftloop.messages import mentioned_handles
-
-
-class GateConfig(StrictModel):
-    min_macro_f1_gain: float = 0.0
-    max_ece_increase: float = Field(0.02, ge=0)
-
 
 REMOVED_PIPELINE_KEYS = {
     "verify_baseline": "verification now compares the new and the previous version on the same "
@@ -146,6 +142,8 @@ class Config(StrictModel):
                         f"known: {sorted(known)}"
                     )
             check_feature_set_model(monitor, self.models)
+        for name, model in self.models.items():
+            check_gate_metric(name, model, self.pipeline.gate)
         return self
 
     def path(self, relative: str) -> Path:

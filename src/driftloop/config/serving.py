@@ -47,6 +47,45 @@ class DeployHookConfig(StrictModel):
         return self
 
 
+GateMetric = Literal["macro_f1", "accuracy", "mae", "rmse"]
+GATE_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("macro_f1", "accuracy"),
+    "regression": ("rmse", "mae"),
+}
+"""The metrics the gate can decide on, per output kind; the first is the default."""
+
+
+class GateConfig(StrictModel):
+    primary_metric: GateMetric | None = Field(
+        None,
+        description="what the gate compares: macro_f1 | accuracy (classification), mae | rmse "
+        "(regression); default macro_f1, or rmse for a regression model",
+    )
+    min_gain: float | None = Field(
+        None,
+        description="how much better the candidate must be on the primary metric, in its own "
+        "units (a gain is a decrease for mae and rmse); default min_macro_f1_gain for macro_f1, "
+        "else 0",
+    )
+    min_macro_f1_gain: float = 0.0
+    max_ece_increase: float = Field(0.02, ge=0)
+
+    def metric_for(self, output: str) -> str:
+        """The primary metric for a model of this output kind."""
+        return self.primary_metric or GATE_METRICS[output][0]
+
+    @staticmethod
+    def metrics_for(output: str) -> tuple[str, ...]:
+        """The metrics that can gate a model of this output kind."""
+        return GATE_METRICS[output]
+
+    def margin_for(self, metric: str) -> float:
+        """The gain ``metric`` must show, in its own units."""
+        if self.min_gain is not None:
+            return self.min_gain
+        return self.min_macro_f1_gain if metric == "macro_f1" else 0.0
+
+
 class ModelConfig(StrictModel):
     trainer: str = "sklearn"
     data: str = Field("reviews", pattern=NAME_PATTERN, description="dataset name in storage")
@@ -70,6 +109,14 @@ class ModelConfig(StrictModel):
         description="retrain on the newest snapshot plus the labels that production "
         "feedback sent with their texts (stored as a new snapshot)",
     )
+    output: Literal["classification", "regression"] = Field(
+        "classification",
+        description="what the model's trainer outputs: class probabilities, or a value per "
+        "input (the label column then holds numbers); the held-out split and the gate follow it",
+    )
+    gate: GateConfig | None = Field(
+        None, description="this model's quality gate, instead of pipeline.gate"
+    )
     retrain_data: Literal["cumulative", "newest"] = Field(
         "cumulative",
         description="what a training learns from: every labeled row of every "
@@ -81,6 +128,20 @@ class ModelConfig(StrictModel):
         description="the model is served elsewhere: deploy and roll back through this hook, "
         "verify on the insights that server reports",
     )
+
+
+def check_gate_metric(name: str, model: ModelConfig, pipeline_gate: GateConfig) -> None:
+    """Refuse a gate metric that does not fit the model's output kind."""
+    gate = model.gate or pipeline_gate
+    metric = gate.primary_metric
+    if metric is not None and metric not in GATE_METRICS[model.output]:
+        where = f"models.{name}.gate" if model.gate else "pipeline.gate"
+        raise ValueError(
+            f"{where}.primary_metric {metric!r} cannot gate model {name!r}: it is a "
+            f"{model.output} model (models.{name}.output); use one of "
+            f"{', '.join(GATE_METRICS[model.output])}"
+            + ("" if model.gate else f", in models.{name}.gate")
+        )
 
 
 RateLimitedScope = Literal["predict", "label", "insights", "admin"]

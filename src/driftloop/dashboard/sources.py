@@ -52,6 +52,7 @@ from driftloop.monitors.thresholds import (
 )
 from driftloop.monitors.timeline import TimelineEntry
 from driftloop.pipeline.queue import Job, JobQueue, JobState
+from driftloop.predictors import Evaluation
 from driftloop.registry import PRODUCTION, ModelRegistry
 
 MAX_CHART_POINTS = 100_000
@@ -306,9 +307,9 @@ class StoreDashboardData:
                     deployed_at=None
                     if version.deployed_at is None
                     else version.deployed_at.timestamp(),
-                    accuracy=None if evaluation is None else evaluation.accuracy,
-                    macro_f1=None if evaluation is None else evaluation.macro_f1,
-                    ece=None if evaluation is None else evaluation.ece,
+                    accuracy=evaluation.accuracy if isinstance(evaluation, Evaluation) else None,
+                    macro_f1=evaluation.macro_f1 if isinstance(evaluation, Evaluation) else None,
+                    ece=evaluation.ece if isinstance(evaluation, Evaluation) else None,
                     aliases=sorted(a for a, v in aliases.items() if v == version.version),
                     status=status,
                     status_at=status_at,

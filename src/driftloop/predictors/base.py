@@ -73,6 +73,36 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class RegressionEvaluation:
+    """A regression model's quality on a held-out split: mean absolute error, root mean
+    squared error (both in the target's units) and R² (reported, not gated on)."""
+
+    mae: float
+    rmse: float
+    r2: float
+    n: int
+    output: OutputKind = "regression"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegressionEvaluation:
+        return cls(**data)
+
+
+ModelEvaluation = Evaluation | RegressionEvaluation
+"""A classifier's :class:`Evaluation` or a regression model's :class:`RegressionEvaluation`."""
+
+
+def evaluation_from_dict(data: dict[str, Any]) -> ModelEvaluation:
+    """What :meth:`Evaluation.to_dict` or :meth:`RegressionEvaluation.to_dict` wrote."""
+    if data.get("output") == "regression":
+        return RegressionEvaluation.from_dict(data)
+    return Evaluation.from_dict(data)
+
+
+@dataclass(frozen=True)
 class ReferenceProfile:
     """How the model behaved on its validation split, captured at training time."""
 

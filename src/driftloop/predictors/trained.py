@@ -5,9 +5,10 @@ reference profile. It lives beside the contract, not in ``trainers/``, so the mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from driftloop.predictors.base import Evaluation, Predictor, ReferenceProfile
+from driftloop.predictors.base import ModelEvaluation, Predictor, ReferenceProfile
 
 
 @dataclass
@@ -16,6 +17,11 @@ class TrainedModel:
     parameters it was trained with."""
 
     predictor: Predictor
-    evaluation: Evaluation
+    evaluation: ModelEvaluation
     reference: ReferenceProfile
     params: dict[str, Any] = field(default_factory=dict)
+    model_dir: Path | None = None
+    """The model directory to register as it is, for a predictor that cannot save itself
+    (custom code written by a ``command`` or ``notebook`` trainer); None: save the predictor."""
+    keep_alive: object = field(default=None, repr=False, compare=False)
+    """What keeps ``model_dir`` on disk (a temporary directory, removed with this object)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import InvalidInputError, NotFoundError
-from driftloop.predictors import Evaluation, ReferenceProfile
+from driftloop.predictors import Evaluation, ModelEvaluation, ReferenceProfile
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
@@ -40,7 +40,7 @@ class ModelVersion:
     params: dict[str, Any]
     snapshot_id: str | None
     snapshot_hash: str | None
-    evaluation: Evaluation | None
+    evaluation: ModelEvaluation | None
     reference: ReferenceProfile | None
     parent_version: int | None
     trigger: str

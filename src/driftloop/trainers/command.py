@@ -2,7 +2,9 @@
 
 ``models.<name>.command`` is an argument list; ``{data_path}`` and ``{output_dir}`` in it are
 replaced by the paths. The program runs in the project directory and must write
-``output_dir/model/`` and ``output_dir/metrics.json`` (see :mod:`driftloop.trainers.external`);
+``output_dir/model/`` (any model directory: a saved predictor, or the model's own files and
+code named by ``"predictor": "FILE.py:Class"`` in its manifest) and ``output_dir/metrics.json``
+(see :mod:`driftloop.trainers.external`);
 a non-zero exit is a :class:`TrainingError` carrying the end of its stderr.
 """
 
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, TrainingError
+from driftloop.predictors import OutputKind
 from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer
 from driftloop.trainers.holdout import DEFAULT_HOLDOUT_FRACTION, DEFAULT_VALIDATION_FRACTION
 
@@ -36,6 +39,7 @@ class CommandTrainer(ExternalTrainer):
         holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
+        output: OutputKind = "classification",
     ) -> None:
         if not command:
             raise ConfigError("trainer 'command' needs a non-empty models.<name>.command list")
@@ -45,6 +49,7 @@ class CommandTrainer(ExternalTrainer):
             holdout_fraction=holdout_fraction,
             validation_fraction=validation_fraction,
             seed=seed,
+            output=output,
         )
         self.command = list(command)
         self.cwd = cwd
@@ -69,6 +74,7 @@ class CommandTrainer(ExternalTrainer):
                 params.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)
             ),
             seed=int(params.get("seed", 0)),
+            output=model_config.output,
         )
 
     def run(self, data_path: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:

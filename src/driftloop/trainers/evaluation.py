@@ -1,15 +1,27 @@
-"""Shared by every trainer: held-out splits, temperature scaling, ECE and the reference profile."""
+"""Shared by every trainer and the gate: held-out splits, temperature scaling, ECE, regression
+errors, the reference profile, and a frame's rows as a predictor's inputs (texts, or records of
+its features)."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from driftloop.predictors import Evaluation, ReferenceProfile, softmax
+from driftloop.errors import InvalidInputError
+from driftloop.predictors import (
+    Evaluation,
+    Feature,
+    InputSchema,
+    Predictor,
+    ReferenceProfile,
+    RegressionEvaluation,
+    softmax,
+)
 
 if TYPE_CHECKING:  # frames arrive built; this module never makes one
     import pandas as pd
@@ -154,3 +166,146 @@ def align_probabilities(
         if label in position:
             aligned[:, j] = probs[:, position[label]]
     return aligned
+
+
+def split_rows(
+    frame: pd.DataFrame, fraction: float = 0.2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A plain random train / held-out split (a regression target is not stratified)."""
+    from sklearn.model_selection import train_test_split
+
+    train, held_out = train_test_split(frame, test_size=fraction, random_state=seed)
+    return train.reset_index(drop=True), held_out.reset_index(drop=True)
+
+
+def evaluate_regression(
+    predicted: NDArray[np.float64], y: NDArray[np.float64]
+) -> RegressionEvaluation:
+    """MAE, RMSE and R² of ``predicted`` values (a ``[value, lower, upper]`` row counts its
+    value) against the targets ``y``."""
+    values = predicted if predicted.ndim == 1 else predicted[:, 0]
+    errors = values - y
+    spread = float(np.sum((y - y.mean()) ** 2)) if len(y) else 0.0
+    r2 = 1.0 - float(np.sum(errors**2)) / spread if spread > 0 else 0.0
+    return RegressionEvaluation(
+        mae=float(np.mean(np.abs(errors))),
+        rmse=float(np.sqrt(np.mean(errors**2))),
+        r2=r2,
+        n=len(y),
+    )
+
+
+def regression_targets(frame: pd.DataFrame, label_column: str) -> NDArray[np.float64]:
+    """The label column as numbers; :class:`InvalidInputError` naming the first row that is not
+    one."""
+    values = np.empty(len(frame), dtype=np.float64)
+    for i, raw in enumerate(frame[label_column].tolist()):
+        try:
+            values[i] = float(raw)
+        except (TypeError, ValueError):
+            values[i] = math.nan
+        if not math.isfinite(values[i]):
+            raise InvalidInputError(
+                f"row {i}: the regression target {label_column!r} is {raw!r}, not a finite number"
+            )
+    return values
+
+
+def model_inputs(schema: InputSchema, frame: pd.DataFrame, text_column: str) -> list[Any]:
+    """``frame``'s rows as the predictor takes them: the texts of ``text_column``, or one record
+    per row made of the schema's feature columns (see :func:`records_from_frame`)."""
+    if schema.is_text:
+        if text_column not in frame:
+            raise InvalidInputError(
+                f"the data has no text column {text_column!r}; its columns are "
+                f"{[str(c) for c in frame.columns]}"
+            )
+        return [str(text) for text in frame[text_column].tolist()]
+    return records_from_frame(schema, frame)
+
+
+def records_from_frame(schema: InputSchema, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One record per row, each feature read from its column (snapshots hold text: numbers,
+    integers and booleans are parsed); a blank cell is ``None`` for an optional feature.
+    :class:`InvalidInputError` names the row and feature of a value that does not fit."""
+    missing = [f.name for f in schema.features if not f.optional and f.name not in frame]
+    if missing:
+        raise InvalidInputError(
+            f"the data has no column for the features {missing}; its columns are "
+            f"{[str(c) for c in frame.columns]}"
+        )
+    columns = {f.name: frame[f.name].tolist() if f.name in frame else None for f in schema.features}
+    records: list[dict[str, Any]] = []
+    for i in range(len(frame)):
+        record: dict[str, Any] = {}
+        for feature in schema.features:
+            column = columns[feature.name]
+            record[feature.name] = _feature_value(feature, None if column is None else column[i], i)
+        records.append(record)
+    return records
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _feature_value(feature: Feature, raw: Any, row: int) -> Any:
+    blank = raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() == ""
+    if blank:
+        if feature.optional:
+            return None
+        raise InvalidInputError(f"row {row}: the required feature {feature.name!r} is blank")
+    text = str(raw).strip()
+    try:
+        if feature.type == "number":
+            return float(text)
+        if feature.type == "integer":
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError(text)
+            return int(number)
+        if feature.type == "boolean":
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"row {row}: feature {feature.name!r} is {raw!r}, not a {feature.type}"
+        ) from None
+    if feature.type == "category" and text not in feature.categories:
+        raise InvalidInputError(
+            f"row {row}: feature {feature.name!r} is {text!r}, "
+            f"not one of {list(feature.categories)}"
+        )
+    return text
+
+
+def predictor_evaluation(
+    predictor: Predictor,
+    frame: pd.DataFrame,
+    text_column: str,
+    label_column: str,
+    labels: Sequence[str] | None = None,
+) -> Evaluation | RegressionEvaluation:
+    """The predictor's quality on ``frame``, by its output kind: a classifier's probabilities
+    (columns aligned to ``labels``, default its own) against the class labels, or a regression
+    model's values against the numeric targets."""
+    inputs = model_inputs(predictor.inputs, frame, text_column)
+    answers = np.asarray(predictor.predict(inputs), dtype=np.float64)
+    if predictor.output == "regression":
+        return evaluate_regression(answers, regression_targets(frame, label_column))
+    classes = list(labels if labels is not None else predictor.labels)
+    probs = align_probabilities(answers, predictor.labels, classes)
+    index = {label: i for i, label in enumerate(classes)}
+    unknown = sorted(set(frame[label_column].astype(str)) - set(index))
+    if unknown:
+        raise InvalidInputError(f"labels {unknown} are not among the model's classes {classes}")
+    y = np.array([index[label] for label in frame[label_column].astype(str)], dtype=np.int64)
+    return evaluate_probabilities(probs, y, classes)
+
+
+def describe_evaluation(evaluation: Evaluation | RegressionEvaluation) -> str:
+    """The headline numbers, for logs: macro-F1 and ECE, or MAE, RMSE and R²."""
+    if isinstance(evaluation, RegressionEvaluation):
+        return f"MAE {evaluation.mae:.3f}, RMSE {evaluation.rmse:.3f}, R² {evaluation.r2:.3f}"
+    return f"macro-F1 {evaluation.macro_f1:.3f}, ECE {evaluation.ece:.3f}"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from driftloop.predictors import Evaluation, Predictor, ReferenceProfile, softmax
+from driftloop.predictors import ModelEvaluation, Predictor, ReferenceProfile, softmax
 from driftloop.trainers.evaluation import (
     evaluate,
     fit_temperature,
@@ -64,7 +64,7 @@ def label_indices(
 @dataclass(frozen=True)
 class CalibratedEvaluation:
     temperature: float
-    evaluation: Evaluation
+    evaluation: ModelEvaluation
     reference: ReferenceProfile
 
 

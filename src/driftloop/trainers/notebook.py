@@ -2,9 +2,11 @@
 
 The notebook gets two parameters, ``data_path`` and ``output_dir`` (put a cell tagged
 ``parameters`` with defaults in it, or papermill adds them at the top), and must write
-``output_dir/model/`` (a saved predictor) and ``output_dir/metrics.json``; see
-:mod:`driftloop.trainers.external` for the whole contract. A cell that raises is a
-:class:`TrainingError` naming the cell and its error. Needs the ``notebook`` extra.
+``output_dir/model/`` (any model directory: a saved predictor, or the model's own files and
+code named by ``"predictor": "FILE.py:Class"`` in its manifest) and
+``output_dir/metrics.json``; see :mod:`driftloop.trainers.external` for the whole contract. A
+cell that raises is a :class:`TrainingError` naming the cell and its error. Needs the
+``notebook`` extra.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, ClassVar
 from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, TrainingError
+from driftloop.predictors import OutputKind
 from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer
 from driftloop.trainers.holdout import DEFAULT_HOLDOUT_FRACTION, DEFAULT_VALIDATION_FRACTION
 
@@ -37,6 +40,7 @@ class NotebookTrainer(ExternalTrainer):
         holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
+        output: OutputKind = "classification",
     ) -> None:
         super().__init__(
             labels=labels,
@@ -44,6 +48,7 @@ class NotebookTrainer(ExternalTrainer):
             holdout_fraction=holdout_fraction,
             validation_fraction=validation_fraction,
             seed=seed,
+            output=output,
         )
         self.notebook = notebook
         self.kernel_name = kernel_name
@@ -73,6 +78,7 @@ class NotebookTrainer(ExternalTrainer):
                 params.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)
             ),
             seed=int(params.get("seed", 0)),
+            output=model_config.output,
         )
 
     def run(self, data_path: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.errors import InvalidInputError
+from driftloop.predictors import Evaluation
 from driftloop.predictors.trained import TrainedModel
 from driftloop.testing.checks.base import Check, checklist, expect, expect_raises, run_checks
 from driftloop.trainers.base import Trainer, TrainingData
@@ -45,6 +46,8 @@ def _labels(data: TrainingData) -> set[str]:
 
 def _expect_evaluated(model: TrainedModel, labels: set[str]) -> None:
     evaluation = model.evaluation
+    expect(isinstance(evaluation, Evaluation), "a classifier's evaluation is an Evaluation")
+    assert isinstance(evaluation, Evaluation)  # for the type checker: expect raised otherwise
     expect(evaluation.n > 0, f"the evaluation counts {evaluation.n} held-out rows")
     for name in ("accuracy", "macro_f1", "ece", "ece_before_calibration", "mean_confidence"):
         value = getattr(evaluation, name)

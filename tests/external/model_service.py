@@ -4,7 +4,8 @@ It answers the deploy hook (``POST /deploy``, Standard Webhooks signature checke
 secret in ``$DEPLOY_HOOK_SECRET``), swaps the version it serves, and reports each served
 prediction's confidence to driftloop over ``POST /v1/insights`` with the key in
 ``$DRIFTLOOP_KEY``, tagged with the model and the version it serves. ``GET /state`` shows what it
-serves and every hook call it received; ``POST /fail`` makes the next hook calls answer 500.
+serves and every hook call it received; ``POST /fail`` with ``{"actions": ["deploy"]}`` makes
+the hook calls of those actions answer 500 from then on.
 
 Its model is a stand-in classifier whose confidence per version is set on the command line
 (``--confidence 1=0.8 2=0.95``): the tests decide how well each version does.
@@ -35,7 +36,7 @@ class ServedModel:
         self.version = version
         self.confidence = confidence
         self.calls: list[dict[str, Any]] = []
-        self.failing = False
+        self.failing: set[str] = set()
         self.lock = threading.Lock()
         self.random = random.Random(7)
 
@@ -66,7 +67,7 @@ def handler(served: ServedModel, webhook: Webhook) -> type[BaseHTTPRequestHandle
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if self.path == "/fail":
-                served.failing = True
+                served.failing = set(json.loads(body)["actions"])
                 self._answer(200, {})
                 return
             try:
@@ -76,7 +77,7 @@ def handler(served: ServedModel, webhook: Webhook) -> type[BaseHTTPRequestHandle
                 return
             with served.lock:
                 served.calls.append({**payload, "webhook-id": self.headers["webhook-id"]})
-                if served.failing:
+                if payload["action"] in served.failing:
                     self._answer(500, {"error": "the model server is down for maintenance"})
                     return
                 served.version = int(payload["version"])

@@ -225,19 +225,34 @@ def test_a_version_that_reports_worse_is_rolled_back_through_the_hook(
 def test_a_failing_hook_fails_the_job_and_leaves_production_unchanged(
     external: ExternalWorld,
 ) -> None:
-    with model_service(external, {1: 0.8}) as service:
-        httpx.post(f"{service}/fail")
+    reference = external.world.reference_confidence(1)
+    with model_service(external, {1: reference, 2: 0.3, 3: 0.3}) as service:
+        httpx.post(f"{service}/fail", json={"actions": ["deploy"]})
         job = run_job(external)
         calls = hook_calls(service)
+        assert job.state == JobState.FAILED
+        assert "answered 500: " in (job.error or "")
+        assert "after 3 attempt(s)" in (job.error or "")
+        assert "down for maintenance" in (job.error or "")
+        assert external.world.production() == 1
+        assert [c["action"] for c in calls] == ["deploy"] * 3  # retried
+        assert len({c["webhook-id"] for c in calls}) == 1  # one message, resent
+        deploying = [s for s in external.system.queue.steps(job.job_id) if s.step == "deploying"]
+        assert deploying[-1].outcome == "failed"
+
+        # v3 deploys but reports worse, and its rollback fails: production keeps naming v3,
+        # the version the service still runs, and the job says so
+        httpx.post(f"{service}/fail", json={"actions": ["rollback"]})
+        wait_for_reports(external, 1, 40)
+        job = run_job(external)
+        state = httpx.get(f"{service}/state").json()
     assert job.state == JobState.FAILED
-    assert "answered 500: " in (job.error or "")
-    assert "after 3 attempt(s)" in (job.error or "")
-    assert "down for maintenance" in (job.error or "")
-    assert external.world.production() == 1
-    assert [c["action"] for c in calls] == ["deploy"] * 3  # retried
-    assert len({c["webhook-id"] for c in calls}) == 1  # one message, resent
-    deploying = [s for s in external.system.queue.steps(job.job_id) if s.step == "deploying"]
-    assert deploying[-1].outcome == "failed"
+    assert job.candidate_version == 3
+    assert "(rollback v1) failed after 3 attempt(s)" in (job.error or "")
+    assert "rollback failed too" in (job.error or "")
+    assert (external.world.production(), state["version"]) == (3, 3)
+    actions = [c["action"] for c in state["calls"]][3:]
+    assert actions == ["deploy"] + ["rollback"] * 6  # the verification's, then the failure's
 
     # the service is gone: the connection is refused, retried, then reported
     hook = DeployHook(external.system.config.models[MODEL].deploy, model=MODEL)  # type: ignore[arg-type]

@@ -306,10 +306,7 @@ class DeployAndVerify(ExternalDeployment):
             result = self._result(job, log).with_changes(verification_decision=decision.to_dict())
             return self._finish(job.job_id, JobState.SUCCEEDED, result=result)
         self.queue.finish_step(step_id, "failed", "\n".join(log))
-        hook = self._deploy_hook(job.model)
-        assert hook is not None
-        log.append(self._call_deploy_hook(hook, job, "rollback", old, new))
-        self.registry.set_alias(job.model, "production", old, actor=f"job:{job.job_id} rollback")
+        log.append(self._roll_back_production(job, old))
         message = (
             f"verification failed, rolled back {job.model} to v{old} through its deploy hook: "
             f"{decision.message}"

@@ -203,6 +203,19 @@ class ExternalDeployment(JobSteps):
         )
         return hook.call(payload)
 
+    def _roll_back_production(self, job: Job, previous: int) -> str:
+        """Point ``production`` back at ``previous``; for a model served elsewhere through its
+        deploy hook first: a hook that fails raises, and ``production`` keeps naming the
+        version that server still runs."""
+        hook = self._deploy_hook(job.model)
+        called = ""
+        if hook is not None:
+            called = self._call_deploy_hook(hook, job, "rollback", previous, job.candidate_version)
+        self.registry.set_alias(
+            job.model, "production", previous, actor=f"job:{job.job_id} rollback"
+        )
+        return called
+
     def _compare_on_reported_insights(
         self, job: Job, worker: str, reader: ReportedInsights, shift: float
     ) -> Decision:

@@ -121,12 +121,7 @@ class RetrainPipeline(DeployAndVerify):
         if deployed and job.previous_version is not None and job.candidate_version is not None:
             try:
                 if self.registry.resolve(job.model, "production").version == job.candidate_version:
-                    self.registry.set_alias(
-                        job.model,
-                        "production",
-                        job.previous_version,
-                        actor=f"job:{job.job_id} rollback",
-                    )
+                    self._roll_back_production(job, job.previous_version)
                     error += f"; rolled back {job.model} to v{job.previous_version}"
                     self._note(
                         job,

@@ -124,6 +124,24 @@ def _format_validation_error(source: str, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+_FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it: the same documents, ten times faster than the
+pure-Python one (a CLI command reads the whole file on every start)."""
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """The YAML document in ``text``; an error is reported by the pure-Python loader, whose
+    message shows the offending line with a caret (libyaml's shows the position only)."""
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506  (a safe loader)
+    except yaml.YAMLError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+
+
 def parse_config(
     text: str,
     *,
@@ -133,10 +151,7 @@ def parse_config(
 ) -> Config:
     """Parse config text; ``environ`` defaults to the process environment."""
     env = dict(os.environ if environ is None else environ)
-    try:
-        raw = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    raw = _parse_yaml(text, source) if text.strip() else {}
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -16,12 +16,10 @@ import builtins
 import contextlib
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from driftloop.backends import BackendFamily
 from driftloop.errors import (
@@ -30,6 +28,9 @@ from driftloop.errors import (
     InvalidInputError,
     NotFoundError,
 )
+
+if TYPE_CHECKING:
+    import fsspec
 
 TEMP_PREFIX = ".tmp-"
 # exceptions from these client libraries mean the object store is unreachable or refused
@@ -54,12 +55,33 @@ def _is_temporary(key: str) -> bool:
 
 
 class ObjectStorage:
-    """Keys → bytes on one fsspec filesystem under a root path."""
+    """Keys → bytes on one fsspec filesystem under a root path.
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, url: str) -> None:
-        self.fs = fs
+    ``fs`` is the filesystem, or a function that makes it on first use: opening local storage
+    then costs no fsspec import (``driftloop status`` and ``models ls`` open the registry's
+    storage and never read it)."""
+
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem | Callable[[], fsspec.AbstractFileSystem],
+        root: str,
+        url: str,
+    ) -> None:
+        self._fs = fs
         self.root = root.rstrip("/")
         self.url = url
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if callable(self._fs):  # a filesystem is not callable: the function that makes it
+            self._fs = self._fs()
+        return self._fs
+
+    @property
+    def _local(self) -> bool:
+        from fsspec.implementations.local import LocalFileSystem
+
+        return isinstance(self.fs, LocalFileSystem)
 
     # paths ---------------------------------------------------------------------------------
 
@@ -210,13 +232,13 @@ class ObjectStorage:
         return path.rpartition("/")[0] or path
 
     def _publish_file(self, temporary: str, final: str) -> None:
-        if isinstance(self.fs, LocalFileSystem):
+        if self._local:
             os.replace(temporary, final)
         else:
             self.fs.mv(temporary, final)
 
     def _publish_dir(self, temporary: str, final: str, relatives: builtins.list[str]) -> None:
-        if isinstance(self.fs, LocalFileSystem):
+        if self._local:
             self.fs.makedirs(self._parent(final), exist_ok=True)
             try:
                 os.rename(temporary, final)  # fails, rather than merges, if final exists
@@ -237,7 +259,7 @@ class ObjectStorage:
         S3-compatible server on a filesystem (S3Proxy) refuses with a 500 while they hold files."""
         if not self.fs.exists(path):
             return
-        if isinstance(self.fs, LocalFileSystem):
+        if self._local:
             self.fs.rm(path, recursive=True)
             return
         objects = self.fs.find(path)
@@ -288,7 +310,13 @@ def _file_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:
         path = (base_dir or Path.cwd()) / path
     path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return ObjectStorage(LocalFileSystem(auto_mkdir=True), path.as_posix(), url)
+    return ObjectStorage(_local_filesystem, path.as_posix(), url)
+
+
+def _local_filesystem() -> fsspec.AbstractFileSystem:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return LocalFileSystem(auto_mkdir=True)
 
 
 def _s3_storage(url: str, base_dir: Path | None = None) -> ObjectStorage:

@@ -23,15 +23,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from driftloop.backends import PluginFamily
 from driftloop.errors import InvalidInputError
 from driftloop.errors import PredictionError as PredictionError  # the old import path
 from driftloop.predictors.schema import TEXT, InputSchema, OutputKind, feature_references
+
+if TYPE_CHECKING:  # numpy is imported where arrays are made: reading a model version's record
+    # (``driftloop models ls``, ``status``) does not pay for it
+    import numpy as np
+    from numpy.typing import NDArray
 
 MANIFEST = "driftloop-model.json"
 PREDICTION = "prediction"
@@ -243,6 +245,8 @@ class TextClassifier(Predictor):
 
 def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:
     """The default :meth:`Predictor.reference_profile`."""
+    import numpy as np
+
     outputs = np.asarray(predictor.predict(batch), dtype=np.float64)
     signals = {name: values.tolist() for name, values in predictor.input_signals(batch).items()}
     lengths = [len(item) for item in batch if isinstance(item, str)]
@@ -277,6 +281,8 @@ def profile_of(predictor: Predictor, batch: Sequence[Any]) -> ReferenceProfile:
 
 
 def softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    import numpy as np
+
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     result: NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)

@@ -29,14 +29,15 @@ import json
 import math
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from driftloop.errors import DriftloopError, IntegrityError, InvalidInputError, NotFoundError
 from driftloop.errors import WrongAnswerError as WrongAnswerError  # the old import path
 from driftloop.predictors.base import MANIFEST, PREDICTORS, Predictor
 from driftloop.predictors.schema import OUTPUT_KINDS, InputSchema
+
+if TYPE_CHECKING:  # imported where a predictor is checked (see driftloop.predictors.base)
+    import numpy as np
 
 USER_MODULE_PREFIX = "driftloop_model_code_"
 """Module files of model directories are imported as ``driftloop_model_code_<sha256[:16]>``."""
@@ -196,6 +197,8 @@ def check_predictor(predictor: Predictor, what: str) -> None:
             f"{what}: a classifier needs two or more distinct string labels, not {list(labels)}"
         )
     try:
+        import numpy as np
+
         answer = np.asarray(predictor.predict([predictor.example()]), dtype=np.float64)
     except DriftloopError as exc:
         raise InvalidInputError(f"{what}: predicting its example failed: {exc.message}") from exc
@@ -227,6 +230,8 @@ def check_answer(
             f"{what} declares a {predictor.output} output but answered shape {answer.shape} "
             f"for {size} input(s); expected {expected}"
         )
+    import numpy as np
+
     if not np.isfinite(answer).all():
         raise error(f"{what} answered a value that is not finite")
     if predictor.output == "classification":

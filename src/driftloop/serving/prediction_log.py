@@ -39,8 +39,6 @@ from typing import Any
 
 import anyio
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from driftloop.background import BackgroundLoop
@@ -97,9 +95,15 @@ def log_id(model: str, prediction_id: str) -> str:
 
 
 def dialect_insert(dialect: str, table: sa.Table) -> Any:
-    """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL)."""
+    """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL); each
+    dialect's module is imported here, when a store of its kind writes (SQLAlchemy's PostgreSQL
+    dialect alone costs a SQLite command a tenth of a second)."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     return sqlite_insert(table)
 
 

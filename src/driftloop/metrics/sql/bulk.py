@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from driftloop.metrics.tables import metric_points, metric_rollup_bins, metric_rollups
@@ -45,9 +43,15 @@ def merged_stats(columns: Any, incoming: Any = None) -> dict[str, Any]:
 
 
 def _dialect_insert(dialect: str, table: sa.Table) -> Any:
-    """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL)."""
+    """An INSERT with this dialect's ``ON CONFLICT`` clauses (SQLite >= 3.24, PostgreSQL); each
+    dialect's module is imported here, when a store of its kind writes (SQLAlchemy's PostgreSQL
+    dialect alone costs a SQLite command such as ``driftloop status`` a tenth of a second)."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
         return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     return sqlite_insert(table)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import shutil
 import subprocess
@@ -21,9 +22,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import yaml
 
-from driftloop.config import Config, DeployHookConfig, load_config
-from driftloop.errors import BackendUnavailableError
+from driftloop.config import Config, DeployHookConfig, load_config, parse_config
+from driftloop.errors import BackendUnavailableError, ConfigError
 from driftloop.pipeline.external_deploy import DeployHook
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
@@ -306,3 +308,24 @@ def test_a_deploy_command_gets_the_payload_and_its_failure_is_reported(tmp_path:
     assert json.loads(received.read_text()) == [payload, "2"]
     with pytest.raises(BackendUnavailableError, match=r"\(rollback v2\) exited with 3"):
         hook.call({**payload, "action": "rollback"})
+
+
+@pytest.mark.parametrize(
+    ("deploy", "message"),
+    [
+        ({}, "deploy takes exactly one of webhook or command"),
+        (
+            {"webhook": {"url": "http://x/"}, "command": ["./deploy.sh"]},
+            "deploy takes exactly one of webhook or command",
+        ),
+        ({"webhook": {"url": "ftp://x/"}}, "models.m.deploy.webhook.url"),
+        ({"webhook": {"url": "http://x/", "secret": "hunter2"}}, "whsec_"),
+        ({"command": []}, "models.m.deploy.command"),
+        ({"command": ["./deploy.sh"], "retries": -1}, "models.m.deploy.retries"),
+    ],
+)
+def test_a_bad_deploy_section_is_refused_naming_the_key(
+    deploy: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(yaml.safe_dump({"models": {"m": {"deploy": deploy}}}), environ={})

@@ -3,14 +3,20 @@ operation, and errors raised as driftloop's own exception classes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi import FastAPI
+from numpy.typing import NDArray
 
 import driftloop
+from driftloop import Feature, InputSchema, Predictor
 from driftloop.client import AsyncClient, Client, InsightPoint
 from driftloop.config import Config, RateLimitConfig
 from driftloop.errors import (
@@ -173,6 +179,83 @@ async def test_a_rate_limited_client_learns_when_to_retry(
             await client.models()
     assert isinstance(refused.value, RateLimitedError)
     assert refused.value.retry_after == 2.0
+
+
+class ChurnPredictor(Predictor):
+    """A record classifier: the shorter the tenure, the likelier ``yes`` (churns)."""
+
+    inputs = InputSchema.record(
+        Feature.integer("tenure_months"), Feature.category("plan", ["basic", "pro"])
+    )
+
+    def __init__(self) -> None:
+        super().__init__(labels=("no", "yes"))
+
+    @classmethod
+    def load_files(cls, directory: Path, manifest: dict[str, Any]) -> ChurnPredictor:
+        return cls()
+
+    def save_files(self, directory: Path) -> dict[str, Any]:
+        return {}  # no files: the in-memory source hashes the manifest alone
+
+    def predict(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        churn = np.array([1.0 / (1.0 + row["tenure_months"]) for row in batch])
+        return np.column_stack([1.0 - churn, churn])
+
+
+class SpendPredictor(Predictor):
+    """A record regression: spend = 2 * tenure + 10, within +- 1."""
+
+    inputs = InputSchema.record(Feature.integer("tenure_months"))
+    output = "regression"
+
+    @classmethod
+    def load_files(cls, directory: Path, manifest: dict[str, Any]) -> SpendPredictor:
+        return cls()
+
+    def save_files(self, directory: Path) -> dict[str, Any]:
+        return {}  # no files: the in-memory source hashes the manifest alone
+
+    def predict(self, batch: Sequence[Any]) -> NDArray[np.float64]:
+        value = np.array([2.0 * row["tenure_months"] + 10.0 for row in batch])
+        return np.column_stack([value, value - 1.0, value + 1.0])
+
+
+def test_predict_takes_records_for_a_record_model(
+    config: Config, insights: InsightsClient, api_keys: ApiKeyStore, predict_key: str
+) -> None:
+    source = InMemoryModelSource()
+    source.add("churn", ChurnPredictor(), production=True)
+    source.add("spend", SpendPredictor(), production=True)
+    app = create_app(
+        config, model_source=source, insights=insights, api_keys=api_keys, models=["churn", "spend"]
+    )
+    customers = [{"tenure_months": 0, "plan": "basic"}, {"tenure_months": 3, "plan": "pro"}]
+    with live_server(app) as url, Client(url, predict_key) as client:
+        churn = client.predict("churn", records=customers)
+        assert [p.label for p in churn.predictions] == ["yes", "no"]
+        assert churn.predictions[1].probabilities == pytest.approx({"no": 0.75, "yes": 0.25})
+        assert churn.predictions[1].value is None
+        assert client.feedback("churn", [(churn.predictions[0].id, "yes")]).matched == 1
+        [spend] = client.predict("spend", records=[{"tenure_months": 5}]).predictions
+        assert (spend.label, spend.confidence, spend.probabilities) == (None, None, {})
+        assert (spend.value, spend.interval) == (20.0, (19.0, 21.0))
+        with pytest.raises(InvalidInputError, match=r"records\.0\.plan") as refused:
+            client.predict("churn", records=[{"tenure_months": 1, "plan": "gold"}])
+        assert refused.value.status_code == 422
+        with pytest.raises(InvalidInputError, match="wrap one record in a list"):
+            client.predict("churn", records=customers[0])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="not as texts"):
+            client.predict("churn", customers)  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="either texts"):
+            client.predict("churn")
+
+        async def predict_async() -> list[str | None]:
+            async with AsyncClient(url, predict_key) as asynchronous:
+                result = await asynchronous.predict("churn", records=customers)
+            return [p.label for p in result.predictions]
+
+        assert asyncio.run(predict_async()) == ["yes", "no"]
 
 
 def test_the_client_is_exported_at_the_top() -> None:

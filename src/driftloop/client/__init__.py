@@ -7,6 +7,7 @@
     with Client("https://driftloop.example", api_key=os.environ["DRIFTLOOP_KEY"]) as client:
         result = client.predict("reviews", ["the soup was cold"])
         client.feedback("reviews", [(result.predictions[0].id, "Food - Negative")])
+        churn = client.predict("churn", records=[{"tenure_months": 3, "plan": "basic"}])
 
 Both classes have the same methods (the async ones are coroutines) and share everything but the
 HTTP call: each operation is a :class:`~driftloop.client.calls.Call` (method, path, body, how

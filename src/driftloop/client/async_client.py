@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -80,8 +80,14 @@ class AsyncClient:
             ) from exc
         return result_of(call, response)
 
-    async def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
-        return await self._run(predict_call(model, texts))
+    async def predict(
+        self,
+        model: str,
+        texts: Sequence[str] | None = None,
+        *,
+        records: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PredictResult:
+        return await self._run(predict_call(model, texts, records))
 
     async def feedback(
         self, model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]]

@@ -67,6 +67,16 @@ def model_path(name: str, action: str = "") -> str:
 
 
 def _read_prediction(item: Mapping[str, Any]) -> Prediction:
+    if "class" not in item and "value" in item:  # a regression model's answer
+        interval = item.get("interval")
+        return Prediction(
+            id=item["id"],
+            label=None,
+            confidence=None,
+            probabilities={},
+            value=float(item["value"]),
+            interval=None if interval is None else (float(interval[0]), float(interval[1])),
+        )
     return Prediction(
         id=item["id"],
         label=item["class"],
@@ -156,10 +166,33 @@ def result_of(call: Call[T], response: httpx.Response) -> T:
 # --- the operations ----------------------------------------------------------------------
 
 
-def predict_call(model: str, texts: Sequence[str]) -> Call[PredictResult]:
+def predict_call(
+    model: str, texts: Sequence[str] | None, records: Sequence[Mapping[str, Any]] | None
+) -> Call[PredictResult]:
+    """``{"texts": [...]}`` for a text model, ``{"records": [...]}`` for a record model."""
+    if texts is not None and records is None:
+        body = _texts_body(texts)
+    elif records is not None and texts is None:
+        body = _records_body(records)
+    else:
+        raise InvalidInputError(
+            "predict takes either texts (a text model) or records=[...] (a record model)"
+        )
+    return Call("POST", model_path(model, "predict"), _read_predict, body)
+
+
+def _texts_body(texts: Sequence[str]) -> dict[str, Any]:
     if isinstance(texts, str):
         raise InvalidInputError("predict takes a list of texts; wrap one text in a list")
-    return Call("POST", model_path(model, "predict"), _read_predict, {"texts": list(texts)})
+    if any(isinstance(text, Mapping) for text in texts):
+        raise InvalidInputError("predict: pass records as records=[...], not as texts")
+    return {"texts": list(texts)}
+
+
+def _records_body(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    if isinstance(records, Mapping):
+        raise InvalidInputError("predict takes a list of records; wrap one record in a list")
+    return {"records": [dict(record) for record in records]}
 
 
 def feedback_call(

@@ -11,12 +11,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Prediction:
+    """One answer of :meth:`Client.predict`: a classifier's ``label``, ``confidence`` and
+    ``probabilities``, or a regression model's ``value`` (and ``interval`` when it gives one)."""
+
     id: str
     """The prediction id, for :meth:`Client.feedback`."""
-    label: str
-    """The most probable class (``"class"`` in the JSON answer)."""
-    confidence: float
+    label: str | None
+    """The most probable class (``"class"`` in the JSON answer); None from a regression model."""
+    confidence: float | None
+    """The most probable class's probability; None from a regression model."""
     probabilities: dict[str, float]
+    """Each class's probability; empty from a regression model."""
+    value: float | None = None
+    """A regression model's prediction; None from a classifier."""
+    interval: tuple[float, float] | None = None
+    """A regression model's interval around ``value``, when the model gives one."""
 
 
 @dataclass(frozen=True)

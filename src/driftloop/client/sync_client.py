@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -78,9 +78,16 @@ class Client:
             ) from exc
         return result_of(call, response)
 
-    def predict(self, model: str, texts: Sequence[str]) -> PredictResult:
-        """Classify ``texts`` with ``model``'s production version (scope ``predict``)."""
-        return self._run(predict_call(model, texts))
+    def predict(
+        self,
+        model: str,
+        texts: Sequence[str] | None = None,
+        *,
+        records: Sequence[Mapping[str, Any]] | None = None,
+    ) -> PredictResult:
+        """Predict with ``model``'s production version (scope ``predict``): ``texts`` for a
+        text model, or ``records`` (``{feature: value}`` each) for a model that takes records."""
+        return self._run(predict_call(model, texts, records))
 
     def feedback(
         self, model: str, labels: Iterable[tuple[str, str] | tuple[str, str, str]]

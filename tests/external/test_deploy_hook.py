@@ -43,6 +43,7 @@ from reliability.project import free_port
 from serving.live import live_server
 
 SERVICE = Path(__file__).with_name("model_service.py")
+URL_TOKEN = "t0ken-in-the-url"
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -107,7 +108,8 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
 def external(tmp_path: Path, trained_project: TrainedProject) -> Iterator[ExternalWorld]:
     shutil.copytree(trained_project.state, tmp_path / ".driftloop")
     hook_port = free_port()
-    config = external_config(tmp_path, f"http://127.0.0.1:{hook_port}/deploy")
+    url = f"http://127.0.0.1:{hook_port}/deploy?token={URL_TOKEN}"  # a token in the URL
+    config = external_config(tmp_path, url)
     system = DriftloopSystem(config, SystemOptions())
     world = PipelineWorld(tmp_path, config, system, ManualClock(START), trained_project.snapshots)
     key = system.api_keys.create(Scope.INSIGHTS, name="model-service").key
@@ -236,6 +238,7 @@ def test_a_failing_hook_fails_the_job_and_leaves_production_unchanged(
         assert "answered 500: " in (job.error or "")
         assert "after 3 attempt(s)" in (job.error or "")
         assert "down for maintenance" in (job.error or "")
+        assert URL_TOKEN not in (job.error or "")  # the error names the origin only
         assert external.world.production() == 1
         assert [c["action"] for c in calls] == ["deploy"] * 3  # retried
         assert len({c["webhook-id"] for c in calls}) == 1  # one message, resent

@@ -109,6 +109,7 @@ class DeployHook:
         message_id = f"{payload['job_id']}-{payload['action']}-v{payload['version']}"
         what = f"the deploy webhook of {self.model} ({payload['action']} v{payload['version']})"
         attempts = self.config.retries + 1
+        where = _origin(webhook.url)
         failure = ""
         with httpx.Client(timeout=self.config.timeout) as client:
             for attempt in range(1, attempts + 1):
@@ -124,12 +125,12 @@ class DeployHook:
                 try:
                     response = client.post(webhook.url, content=body, headers=headers)
                 except httpx.TransportError as exc:
-                    failure = f"cannot reach {webhook.url}: {type(exc).__name__}: {exc}"
+                    failure = f"cannot reach {where}: {type(exc).__name__}: {exc}"
                     continue
                 if 200 <= response.status_code < 300:
                     return f"{what}: {response.status_code} after {attempt} attempt(s)"
                 failure = (
-                    f"{webhook.url} answered {response.status_code}: "
+                    f"{where} answered {response.status_code}: "
                     f"{response.text.strip()[:_OUTPUT_CHARS] or '(empty body)'}"
                 )
                 if response.status_code < 500:
@@ -163,6 +164,14 @@ class DeployHook:
                 f"{output[-_OUTPUT_CHARS:] or '(no output)'}"
             )
         return f"{what}: exit 0"
+
+
+def _origin(url: str) -> str:
+    """Scheme, host and port of ``url``: its path and query may hold a token (as a Slack
+    webhook's does), so messages and job errors name only where the call went."""
+    parsed = httpx.URL(url)
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.host}{port}"
 
 
 @runtime_checkable

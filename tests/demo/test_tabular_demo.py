@@ -54,6 +54,17 @@ def test_an_unknown_scenario_is_refused(tmp_path: Path) -> None:
         run_demo(DemoOptions(scenario="images", out=tmp_path, open_browser=False))
 
 
+def test_a_trainer_option_is_refused_for_the_tabular_scenario(tmp_path: Path) -> None:
+    with (
+        (tmp_path / "console.txt").open("w") as console_file,
+        pytest.raises(ConfigError, match="--trainer applies to the text scenario"),
+    ):
+        run_demo(
+            DemoOptions(scenario="tabular", trainer="transformers", out=tmp_path),
+            Console(file=console_file),
+        )
+
+
 def test_the_tabular_project_runs_the_init_defaults_plus_feature_monitors(tmp_path: Path) -> None:
     receiver = NotificationReceiver()
     receiver.start()

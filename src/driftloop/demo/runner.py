@@ -71,6 +71,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         raise ConfigError("--speed must be positive")
     tuning_for(options.trainer)
     tabular = options.names.model == TABULAR_MODEL
+    if tabular and options.trainer != "sklearn":
+        raise ConfigError(
+            "--trainer applies to the text scenario: the tabular one trains with its own "
+            "plug-in trainer (segment)"
+        )
     project = options.project_dir or Path(tempfile.mkdtemp(prefix="driftloop-demo-"))
     project.mkdir(parents=True, exist_ok=True)
     # the tabular model's code is the user's own: a plug-in package installed into the project

@@ -46,6 +46,13 @@ def model_status_router() -> APIRouter:
     async def describe_model(name: str, request: Request, key: PredictKey) -> ModelStatusResponse:
         return _status(serving_state(request).manager.get(name))
 
+    _add_hot_swaps(router)
+    return router
+
+
+def _add_hot_swaps(router: APIRouter) -> None:
+    """The admin's routes: deploy a version, roll back, reload."""
+
     @router.post(
         "/{name}/deploy",
         response_model=ModelStatusResponse,
@@ -84,8 +91,6 @@ def model_status_router() -> APIRouter:
         served = state.manager.get(name)
         await state.manager.sync(name, force=True)
         return _status(served)
-
-    return router
 
 
 def _status(served: ServedModel) -> ModelStatusResponse:

@@ -181,14 +181,8 @@ def _predictions(
             except ConflictError:  # the client closed during shutdown: the answer still goes out
                 logger.debug("insights client closed; not reporting this request")
                 report = None
-        remember(
-            prediction_id,
-            name,
-            slot.version,
-            predicted,
-            now,
-            text_digest(text) if is_text else item_digest(text),
-        )
+        digest = text_digest(text) if is_text else item_digest(text)
+        remember(prediction_id, name, slot.version, predicted, now, digest)
         observe(confidence)
     if report is not None:  # one request, one latency: however many texts it carried
         report_insight(

@@ -286,3 +286,20 @@ async def test_failing_input_signals_never_fail_the_answer() -> None:
         assert batched_signals(predictor, texts) is None
     finally:
         await batcher.close()
+
+
+async def test_a_request_with_nothing_queued_ahead_is_never_shed() -> None:
+    """One-text calls of 40 ms set the seconds per text at 0.04, so 64 texts look like 2.6 s
+    of work against a 0.1 s max_queue_delay; after a burst (the batcher then batches every
+    request), a lone 64-text request with an empty queue is still answered, every time."""
+    predictor = _SleepingPredictor(0.04)
+    batcher = MicroBatcher("reviews", max_batch_size=64, max_batch_wait_ms=1.0, max_queue_delay=0.1)
+    try:
+        await batcher.predict(predictor, ["tasty"])
+        await asyncio.gather(*(batcher.predict(predictor, ["rude"]) for _ in range(3)))
+        for _ in range(3):
+            probabilities = await batcher.predict(predictor, ["tasty"] * 64)
+            assert probabilities.shape == (64, len(predictor.labels))
+        assert batcher.shed == 0
+    finally:
+        await batcher.close()

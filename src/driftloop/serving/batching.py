@@ -218,8 +218,11 @@ class MicroBatcher:
         return await request.future
 
     def _admit(self, predictor: Predictor, texts: int) -> None:
-        """Refuse ``texts`` more when they would wait longer than ``max_queue_delay``."""
-        if not self.max_queue_delay or not self._seconds_per_text:
+        """Refuse ``texts`` more when they would wait longer than ``max_queue_delay``. With no
+        texts queued ahead, a request is never refused: the next batch takes it (refusing it
+        kept a request of many texts out for good once a burst of small ones had set the
+        seconds per text high, which a 64-text batch does not take 64 times)."""
+        if not self.max_queue_delay or not self._seconds_per_text or not self._waiting_texts:
             return
         delay = (self._waiting_texts + texts) * self._seconds_per_text / self._capacity(predictor)
         if delay > self.max_queue_delay:

@@ -25,6 +25,8 @@ from driftloop.insights import (
 )
 from driftloop.insights.transports import Transport
 from driftloop.metrics.points import MetricPoint
+from driftloop.predictors.schema import Feature, InputSchema
+from driftloop.serving.model_io import sampled_features
 from driftloop.testing.transports import MemoryTransport
 
 
@@ -44,6 +46,9 @@ class Result:
     median_us: float
     p99_us: float
     loop_us: float
+    mean_us: float = 0.0
+    """The mean of the timed calls (what a sampled feature adds shows in the mean, not in the
+    median, when fewer than half the calls sample)."""
 
 
 def measure(case: str, call: Callable[[], None], calls: int, timer_ns: float) -> Result:
@@ -60,7 +65,8 @@ def measure(case: str, call: Callable[[], None], calls: int, timer_ns: float) ->
     loop = (time.perf_counter() - started) / calls * 1e6
     median = max(statistics.median(samples) - timer_ns, 0.0) / 1000
     p99 = max(samples[int(len(samples) * 0.99)] - timer_ns, 0.0) / 1000
-    return Result(case, median, p99, loop)
+    mean = max(statistics.fmean(samples) - timer_ns, 0.0) / 1000
+    return Result(case, median, p99, loop, mean)
 
 
 def timer_overhead(calls: int) -> float:
@@ -74,6 +80,40 @@ def timer_overhead(calls: int) -> float:
         nothing()
         samples.append(clock() - start)
     return float(statistics.median(samples))
+
+
+FEATURES = 20
+"""Features of the record model whose per-feature insights are measured (#19 part 9)."""
+FEATURE_RATES = (0.0, 0.25, 1.0)
+"""Off, ``serving.feature_insights_rate``'s default, every record."""
+
+
+def feature_cases(client: InsightsClient, calls: int, timer: float) -> list[Result]:
+    """A record model's insights per request as the server reports them (model_io: the
+    server's values plus :func:`sampled_features` of the record, one ``report`` call), with
+    feature insights off, at the default rate and at every record; 12 numeric features and 8
+    categories."""
+    schema = InputSchema.record(
+        *(Feature.number(f"n{i}") for i in range(12)),
+        *(Feature.category(f"c{i}", ("a", "b", "c", "d")) for i in range(FEATURES - 12)),
+    )
+    record: dict[str, object] = {f"n{i}": 1.5 * i for i in range(12)}
+    record.update({f"c{i}": "abcd"[i % 4] for i in range(FEATURES - 12)})
+    values = {"model_confidence": 0.93, "latency_ms": 3.2}
+    tags = {"model": "churn", "version": "3", "class": "stay"}
+
+    def request(rate: float) -> Callable[[], None]:
+        return lambda: client.report({**values, **sampled_features(schema, record, rate)}, tags)
+
+    return [
+        measure(
+            f"record of {FEATURES} features, feature insights at rate {rate:g}",
+            request(rate),
+            calls,
+            timer,
+        )
+        for rate in FEATURE_RATES
+    ]
 
 
 def main() -> None:
@@ -121,6 +161,7 @@ def main() -> None:
                 timer,
             ),
         ]
+        results.extend(feature_cases(client, calls, timer))
         client.flush()
         published = client.stats.published
         shutdown_insights()
@@ -169,6 +210,20 @@ def main() -> None:
         "columns with its id and handed to a transport"
     )
     print("loop µs/call: wall time of a tight loop per call, sharing the GIL with the flush thread")
+    off, *sampled = [r for r in results if r.case.startswith("record of")]
+    every = sampled[-1]  # rate 1: every call reports its features
+    per_record = every.median_us - off.median_us
+    print(
+        f"a sampled record of {FEATURES} features adds {per_record:.2f} µs (medians, rate 1 vs "
+        f"off): on average rate x that per request, {0.25 * per_record:.2f} µs at 0.25"
+    )
+    for r in sampled:
+        print(
+            f"per-feature insights' added cost per request at rate {r.case.rsplit(' ', 1)[-1]}: "
+            f"{r.mean_us - off.mean_us:.2f} µs on the request path (mean {r.mean_us:.2f} vs "
+            f"{off.mean_us:.2f} µs off, {r.mean_us / off.mean_us:.2f}x); "
+            f"{r.loop_us - off.loop_us:.2f} µs with the flush thread's work (loop)"
+        )
 
 
 if __name__ == "__main__":

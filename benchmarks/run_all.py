@@ -86,6 +86,12 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         False,
     ),
     Benchmark(
+        "insights_http",
+        "Insights: POST /v1/insights vs the in-process path (SQLite, Kafka -> PostgreSQL)",
+        ("insights_http.py", "--points", "50000"),
+        False,
+    ),
+    Benchmark(
         "monitor_engine",
         "Monitor engine: 1,000 monitors over 7 days of rollups",
         ("monitor_engine.py", "--ingest-points", "100000"),

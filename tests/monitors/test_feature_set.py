@@ -146,6 +146,7 @@ def test_a_drift_on_one_feature_alerts_once_and_names_it(tmp_path: Path) -> None
     assert [(e.previous, e.state) for e in events] == [(MonitorState.OK, MonitorState.ALERT)]
     assert events[0].message == "churn-features: tenure drifted"
     assert events[0].details["drifted_features"] == ["tenure"]
+    assert events[0].value == 1.0  # how many features drifted
     assert serve(records(600, seed=4, tenure=40.0)) == []  # one state, one incident
     assert len(first.list_incidents()) == 1
     (group,) = engine().status()[0].groups  # as stored: what 'monitors status' shows

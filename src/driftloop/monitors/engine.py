@@ -389,8 +389,9 @@ class MonitorEngine:
                 "reference": reference_key,
             }
             state.drifted_features = drifted_features(detector)
-            if state.drifted_features is not None:
+            if state.drifted_features is not None:  # feature.*: value = features drifted
                 details["drifted_features"] = state.drifted_features
+                state.value = float(len(state.drifted_features))
             if target != state.state:
                 self._emit(monitor, state, target, run, details=details)
             else:

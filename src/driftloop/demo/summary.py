@@ -13,7 +13,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from driftloop.config import MonitorConfig
 from driftloop.dashboard.data import TimelineEntry
 from driftloop.dashboard.report import generate_report
 from driftloop.dashboard.sources import StoreDashboardData
@@ -31,8 +30,6 @@ from driftloop.messages import MISSING_VALUE, format_value
 from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.system import DriftloopSystem
-
-FEATURE_PREFIX = "feature."
 
 
 @dataclass
@@ -124,9 +121,9 @@ def summarize(run: DemoRun) -> dict[str, Any]:
             view.first(MonitorState.ALERT.value, names.drift_monitor)
         ),
         "seconds_to_feature_drift": since_phase2(
-            view.first(MonitorState.ALERT.value, f"{names.model} feature drift ")
+            view.first(MonitorState.ALERT.value, f"{names.model} feature drift:")
         ),
-        "feature_drift_alerts": view.alerted(f"{names.model} feature drift "),
+        "drifted_features": list(view.drifted_features),
         "seconds_to_warn": since_phase2(warn_at),
         "seconds_to_alert": since_phase2(alert_at),
         "seconds_to_deploy": since_phase2(view.first("job", "verifying")),
@@ -155,7 +152,7 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
     data = StoreDashboardData(
         database=system.database,
         metric_store=system.metric_store,
-        monitors=_charted_monitors(system, summary["feature_drift_alerts"]),
+        monitors=list(system.config.monitors),
         registry=system.registry,
         jobs=system.queue,
         models=[run.options.names.model],
@@ -171,22 +168,6 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
     print_summary(console, summary, run.receiver, paths.index_html, paths.events_json)
     reasons: list[str] = summary["reasons"]
     return DemoResult(not reasons, reasons, summary, out, view.timeline)
-
-
-CHARTED_FEATURE_MONITORS = 3
-"""How many feature drift monitors the report graphs: the first that went ALERT (a chart
-takes a second or two to draw; every monitor's transitions are in events.json)."""
-
-
-def _charted_monitors(system: DriftloopSystem, feature_alerts: list[str]) -> list[MonitorConfig]:
-    """The monitors the report graphs: every one but the feature drift monitors, and of those
-    the first :data:`CHARTED_FEATURE_MONITORS` that went ALERT."""
-    charted = set(feature_alerts[:CHARTED_FEATURE_MONITORS])
-    return [
-        monitor
-        for monitor in system.config.monitors
-        if not monitor.metric.startswith(FEATURE_PREFIX) or monitor.name in charted
-    ]
 
 
 def _thresholds_summary(

@@ -58,6 +58,8 @@ class DemoView:
         self.training_v1: float | None = None
         self.v1_reference: float | None = None
         self.states: dict[str, str] = {}
+        self.drifted_features: list[str] = []
+        """The features a ``feature.*`` monitor found drifted, in the order it found them."""
         self.production: int | None = None
         self.job: str = "none"
         self.traffic: TrafficGenerator | None = None
@@ -74,16 +76,6 @@ class DemoView:
             if entry.kind == kind and text in entry.message:
                 return entry.timestamp
         return None
-
-    def alerted(self, text: str) -> list[str]:
-        """The monitors whose name starts with ``text`` that went ALERT, in order."""
-        names: list[str] = []
-        for entry in self.timeline:
-            name = entry.message.split(":", 1)[0]
-            is_alert = entry.kind == MonitorState.ALERT.value
-            if is_alert and name.startswith(text) and name not in names:
-                names.append(name)
-        return names
 
     def render(self) -> Panel:
         now = time.time()
@@ -132,6 +124,9 @@ class DemoView:
         """The system's event listener: every monitor transition goes on the timeline."""
         value = format_value(event.value)
         kind = "renotify" if event.renotification else event.state.value
+        for feature in event.details.get("drifted_features") or ():
+            if feature not in self.drifted_features:
+                self.drifted_features.append(str(feature))
         self.log(
             kind,
             f"{event.monitor}: {event.previous.value} → {event.state.value} ({value})"

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import yaml
 
 from driftloop.config import Config, DeployHookConfig, load_config, parse_config
 from driftloop.errors import BackendUnavailableError, ConfigError
-from driftloop.pipeline.external_deploy import DeployHook
+from driftloop.pipeline.external_deploy import DeployHook, deploy_payload
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
 from driftloop.pipeline.verification import (
@@ -35,12 +36,14 @@ from driftloop.pipeline.verification import (
     VerificationRule,
     decide_against_before,
 )
+from driftloop.registry import ModelVersion
 from driftloop.serving import Scope
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.testing.clock import ManualClock
 from pipeline.world import MODEL, START, PipelineWorld, Snapshots, make_snapshots, write_config
 from reliability.project import free_port
 from serving.live import live_server
+from timeformat import iso_times
 
 SERVICE = Path(__file__).with_name("model_service.py")
 URL_TOKEN = "t0ken-in-the-url"
@@ -295,6 +298,29 @@ def test_before_against_after_uses_the_two_sample_error_and_the_reference_shift(
     labelled = ReportedEvidence(np.full(100, 0.9), np.full(100, 0.5), np.zeros(40), np.ones(40))
     decision = decide_against_before(labelled, rule, reference_shift=0, look=1, at_deadline=False)
     assert (decision.signal, decision.verdict) == ("realized accuracy", Verdict.ROLL_BACK)
+
+
+def test_the_payload_says_when_in_iso_8601_utc() -> None:
+    """One timestamp format in every JSON driftloop sends (#21 part 5), the hook's included."""
+    version = ModelVersion(
+        name=MODEL,
+        version=2,
+        content_hash="6f1c",
+        artifact_uri="s3://models/models/m/6f1c",
+        trainer="sklearn",
+        params={},
+        snapshot_id=None,
+        snapshot_hash=None,
+        evaluation=None,
+        reference=None,
+        parent_version=1,
+        trigger="manual",
+        created_at=datetime.now(UTC),
+        deployed_at=None,
+    )
+    payload = deploy_payload("deploy", "job-1", version, 1, timestamp=1764625380.2)
+    assert payload["timestamp"] == "2025-12-01T21:43:00.200000+00:00"
+    assert iso_times(payload) == ["$.timestamp"]
 
 
 def test_a_deploy_command_gets_the_payload_and_its_failure_is_reported(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from driftloop.pipeline.verification import (
     decide_against_before,
 )
 from driftloop.registry import ModelVersion
+from driftloop.timestamps import iso_utc
 
 DeployAction = Literal["deploy", "rollback"]
 PAYLOAD_TYPE = "driftloop.deploy"
@@ -70,7 +71,7 @@ def deploy_payload(
         "artifact_uri": version.artifact_uri,
         "sha256": version.content_hash,
         "job_id": job_id,
-        "timestamp": timestamp,
+        "timestamp": iso_utc(timestamp),
     }
 
 

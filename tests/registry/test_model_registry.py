@@ -23,7 +23,7 @@ from driftloop.errors import (
     NotFoundError,
 )
 from driftloop.objectstore import Snapshot
-from driftloop.predictors import MANIFEST
+from driftloop.predictors import MANIFEST, Evaluation
 from driftloop.registry import ModelRegistry, hash_directory
 from driftloop.trainers.base import TrainedModel
 
@@ -97,6 +97,7 @@ def test_register_trained_keeps_evaluation_reference_and_snapshot(
     assert version.params == json.loads(json.dumps(trained.params))
     assert (version.snapshot_id, version.snapshot_hash) == ("snap-1", "f" * 64)
     assert version.trigger == "incident:42"
+    assert isinstance(trained.evaluation, Evaluation)
     assert version.to_dict()["evaluation"]["macro_f1"] == trained.evaluation.macro_f1
 
 

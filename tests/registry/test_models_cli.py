@@ -9,6 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from driftloop.cli import app
+from driftloop.predictors import Evaluation
 from driftloop.trainers.base import TrainedModel
 
 runner = CliRunner()
@@ -58,6 +59,7 @@ def test_register_show_promote_rollback(
     assert first["version"] == 1
     assert first["trigger"] == "ci:100"
     assert first["deployed_at"] is not None  # the first version becomes production
+    assert isinstance(trained.evaluation, Evaluation)
     assert first["evaluation"]["macro_f1"] == trained.evaluation.macro_f1
     plain = invoke(config, "models", "register", "review-classifier", str(model_dir))
     assert "registered review-classifier v2" in plain.stdout

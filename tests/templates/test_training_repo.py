@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -28,7 +29,8 @@ from driftloop.config import load_config, parse_config
 from driftloop.errors import ConflictError, InvalidInputError
 from driftloop.objectstore import bundled_reviews_path
 from driftloop.pipeline.queue import JobState
-from driftloop.predictors import load_predictor
+from driftloop.predictors import Evaluation, check_predictor, load_predictor
+from driftloop.predictors.loading import USER_MODULE_PREFIX
 from driftloop.registry import ModelRegistry
 from driftloop.scaffold import (
     TRAINING_REPO_TEMPLATE,
@@ -64,6 +66,7 @@ EXPECTED_FILES = [
     "README.md",
     "driftloop.yaml",
     "notebooks/train.ipynb",
+    "predictor.py",
     "requirements.txt",
     "scripts/fetch_training_data.py",
     "scripts/upload_model.py",
@@ -386,6 +389,59 @@ def test_notebook_is_valid_with_a_parameters_cell() -> None:
     assert "load_predictor" in code
 
 
+def notebook_as_script(notebook: Path, **parameters: object) -> str:
+    """The notebook's code cells as one script, ``parameters`` set after its parameters cell
+    (where papermill injects them)."""
+    document = json.loads(notebook.read_text())
+    parts: list[str] = []
+    for cell in document["cells"]:
+        if cell["cell_type"] == "code":
+            parts.append(cell_source(cell))
+            if "parameters" in cell["metadata"].get("tags", []):
+                parts += [f"{name} = {value!r}" for name, value in parameters.items()]
+    return "\n\n".join(parts)
+
+
+def test_the_notebooks_model_is_served_through_the_templates_own_predictor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#18 part 5: the notebook writes its model with the template's ``predictor.py`` beside it,
+    named in the manifest; the directory loads through the plug-in path (the module file in the
+    model directory) as the registry and the server load it, and cleans texts as it answers.
+    The notebook's code runs in this process (its libraries are imported already); the slow
+    test below runs it with papermill."""
+    scaffold(TRAINING_REPO_TEMPLATE, tmp_path)
+    reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
+    reviews.groupby("label", group_keys=False).sample(30, random_state=2).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    script = notebook_as_script(
+        tmp_path / "notebooks" / "train.ipynb",
+        data_path="train.csv",
+        output_dir="output",
+        c_grid=[4.0],
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the notebook adds the repository
+    try:
+        exec(compile(script, "train.ipynb", "exec"), {"__name__": "notebook"})  # noqa: S102
+    finally:
+        sys.modules.pop("predictor", None)  # what the notebook imported from the repository
+
+    model_dir = tmp_path / "output" / "model"
+    manifest = json.loads((model_dir / "driftloop-model.json").read_text())
+    assert manifest["predictor"] == "predictor.py:ReviewPredictor"
+    assert (model_dir / "predictor.py").read_text() == (tmp_path / "predictor.py").read_text()
+    loaded = load_predictor(model_dir)
+    assert type(loaded).__name__ == "ReviewPredictor"
+    assert type(loaded).__module__.startswith(USER_MODULE_PREFIX)  # the directory's own file
+    check_predictor(loaded, "the template's model")  # what registration checks
+    assert sorted(loaded.labels) == sorted(reviews["label"].unique())
+    text = "Great battery, the screen is sharp and bright"
+    marked_up = np.asarray(loaded.predict([f"<p>{text}<br /></p>"]))
+    assert np.allclose(marked_up, np.asarray(loaded.predict([text])))
+
+
 def test_serving_config_uses_the_github_dispatch_trainer(tmp_path: Path) -> None:
     text = render_training_repo(TrainingRepoOptions(repo="acme/training"))["driftloop.yaml"]
     config = parse_config(text, base_dir=tmp_path, environ={})
@@ -560,7 +616,7 @@ def test_the_workflow_trains_and_uploads_for_driftloop_to_gate(training_repo: Tr
         snapshot.snapshot_id,
         snapshot.content_hash,
     )
-    assert version.evaluation is not None
+    assert isinstance(version.evaluation, Evaluation)
     assert version.evaluation.macro_f1 == pytest.approx(metrics["macro_f1"])
     assert version.reference is not None
     assert version.params["training_code"] == {
@@ -591,7 +647,11 @@ def test_the_same_notebook_runs_as_a_notebook_trainer(tmp_path: Path) -> None:
     trained = trainer.fit(TrainingData(sample.reset_index(drop=True)))
     assert sorted(trained.predictor.labels) == sorted(sample["label"].unique())
     assert trained.params["reported_metrics"]["train_rows"] > 0
+    assert isinstance(trained.evaluation, Evaluation)
     assert 0.0 < trained.evaluation.macro_f1 <= 1.0
+    assert type(trained.predictor).__name__ == "ReviewPredictor"  # the template's own code
+    assert trained.model_dir is not None  # registered as the notebook wrote it
+    assert (trained.model_dir / "predictor.py").is_file()
 
 
 def test_missing_secrets_in_actions_are_named(tmp_path: Path) -> None:

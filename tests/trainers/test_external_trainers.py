@@ -11,6 +11,7 @@ import pytest
 
 from driftloop.errors import TrainingError
 from driftloop.objectstore import bundled_reviews_path
+from driftloop.predictors import Evaluation
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.command import CommandTrainer
 from driftloop.trainers.notebook import NotebookTrainer
@@ -92,6 +93,7 @@ def test_command_trainer_is_evaluated_like_any_other(tmp_path: Path, data: Train
     assert isinstance(trained.predictor, SklearnPredictor)
     assert trained.params["reported_metrics"] == {"train_rows": 115}
     assert trained.params["rows"] == {"train": 115, "validation": 29, "held_out": 36}
+    assert isinstance(trained.evaluation, Evaluation)
     assert trained.evaluation.n == 36
     assert trained.evaluation.accuracy > 0.3
     assert trained.predictor.temperature == trained.params["temperature"] != 1.0

@@ -13,7 +13,7 @@ import pytest
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError
 from driftloop.objectstore import bundled_reviews_path
-from driftloop.predictors import MANIFEST, load_predictor
+from driftloop.predictors import MANIFEST, Evaluation, load_predictor
 from driftloop.registry import hash_directory
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.sklearn import SklearnParams, SklearnPredictor, SklearnTrainer
@@ -33,6 +33,7 @@ def review_sample(rows_per_class: int, seed: int = 0) -> pd.DataFrame:
 def test_fit_reports_held_out_quality_and_calibration() -> None:
     trained = SklearnTrainer().fit(TrainingData(review_sample(80)))
     evaluation = trained.evaluation
+    assert isinstance(evaluation, Evaluation)
     labels = sorted(review_sample(1)["label"])
     assert trained.predictor.labels == tuple(labels)
     assert sorted(evaluation.per_class_f1) == labels
@@ -135,6 +136,7 @@ def test_trains_on_the_whole_bundled_dataset_in_seconds() -> None:
     trained = SklearnTrainer().fit(TrainingData(reviews))
     seconds = time.perf_counter() - started
     evaluation = trained.evaluation
+    assert isinstance(evaluation, Evaluation)
     assert seconds < 60
     assert evaluation.accuracy > 0.75
     assert evaluation.macro_f1 > 0.75

@@ -21,7 +21,7 @@ from transformers import BertConfig, BertModel, BertTokenizer
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
-from driftloop.predictors import MANIFEST, load_predictor
+from driftloop.predictors import MANIFEST, Evaluation, load_predictor
 from driftloop.trainers.base import TrainedModel, TrainingData
 from driftloop.trainers.transformers import (
     CHECKPOINT_DIR,
@@ -108,6 +108,7 @@ def assert_round_trip(model: TrainedModel, directory: Path, texts: list[str]) ->
 
 def assert_sane(model: TrainedModel, frame: pd.DataFrame) -> None:
     evaluation = model.evaluation
+    assert isinstance(evaluation, Evaluation)
     assert evaluation.n == model.params["test_rows"] > 0
     assert 0.0 <= evaluation.accuracy <= 1.0
     assert set(evaluation.per_class_f1) == set(frame["label"])
@@ -207,6 +208,7 @@ def test_head_learns_classes_the_encoder_separates(tiny_checkpoint: Path) -> Non
 
     model = trainer(tiny_checkpoint, mode="head").fit(TrainingData(frame))
 
+    assert isinstance(model.evaluation, Evaluation)
     assert model.evaluation.accuracy >= 0.9
     assert model.evaluation.macro_f1 >= 0.9
 
@@ -345,6 +347,7 @@ def test_packaged_minilm_checkpoint_learns_offline() -> None:
     model = trainer(None, mode="head", max_length=64, eval_batch_size=64).fit(TrainingData(frame))
 
     assert model.params["base_model"] == str(default_base_model())
+    assert isinstance(model.evaluation, Evaluation)
     assert model.evaluation.accuracy > 0.4
     assert model.evaluation.macro_f1 > 0.3
 

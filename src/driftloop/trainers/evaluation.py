@@ -257,20 +257,18 @@ def _feature_value(feature: Feature, raw: Any, row: int) -> Any:
         raise InvalidInputError(f"row {row}: the required feature {feature.name!r} is blank")
     text = str(raw).strip()
     try:
-        if feature.type == "number":
-            return float(text)
-        if feature.type == "integer":
+        if feature.type in ("number", "integer"):
             number = float(text)
-            if not number.is_integer():
+            if not math.isfinite(number) or (feature.type == "integer" and not number.is_integer()):
                 raise ValueError(text)
-            return int(number)
+            return float(number) if feature.type == "number" else int(number)
         if feature.type == "boolean":
             if text.lower() in _TRUE | _FALSE:
                 return text.lower() in _TRUE
             raise ValueError(text)
     except ValueError:
         raise InvalidInputError(
-            f"row {row}: feature {feature.name!r} is {raw!r}, not a {feature.type}"
+            f"row {row}: feature {feature.name!r} is {raw!r}, not a valid {feature.type}"
         ) from None
     if feature.type == "category" and text not in feature.categories:
         raise InvalidInputError(

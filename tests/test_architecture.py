@@ -82,6 +82,12 @@ RULES: tuple[ImportRule, ...] = (
         "monitors/ emit events; they do not know who is notified or what retrains",
     ),
     ImportRule(
+        "client",
+        ("driftloop", "sqlalchemy", "numpy", "pandas", *SERVER_LIBRARIES, *TRAINING_LIBRARIES),
+        "the HTTP client is what another service installs: httpx and driftloop's errors only",
+        allowed=("driftloop.client", "driftloop.errors"),
+    ),
+    ImportRule(
         "registry",
         (
             "driftloop.serving",

@@ -1,5 +1,6 @@
 """One background loop for the periodic work of a process: the monitor engine's evaluations,
-the retrain worker's polling, a running step's heartbeat and the insights client's flushes.
+the retrain worker's polling, a running step's heartbeat, the insights client's flushes and
+the prediction log's writes.
 
 A :class:`BackgroundLoop` runs ``step`` in a daemon thread, then waits ``interval`` seconds (or
 until :meth:`~BackgroundLoop.wake`), again and again until :meth:`~BackgroundLoop.stop`. A step

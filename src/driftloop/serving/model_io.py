@@ -56,8 +56,8 @@ from driftloop.serving.schemas import (
 )
 
 if TYPE_CHECKING:
-    from driftloop.serving.app import ServingState
     from driftloop.serving.slots import ModelSlot
+    from driftloop.serving.state import ServingState
 
 logger = logging.getLogger(__name__)
 

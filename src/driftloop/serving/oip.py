@@ -10,7 +10,7 @@
 
 An inference request is answered exactly like ``POST /v1/models/{name}/predict``: the same
 API key and scope, micro-batching, canary and shadow, insights, prediction log and hot swap
-(:func:`driftloop.serving.app.answer_request`); only the encoding differs.
+(:func:`driftloop.serving.predict_api.answer_request`); only the encoding differs.
 
 Inputs. A text model takes one tensor ``text`` of datatype ``BYTES`` and shape ``[N]`` (or
 ``[N, 1]``). A record model takes one tensor per feature, named after it, each of shape
@@ -42,7 +42,7 @@ import math
 import struct
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -54,11 +54,15 @@ from driftloop.errors import InvalidInputError
 from driftloop.predictors import Feature, InputSchema, Predictor
 from driftloop.serving.auth import PredictKey
 from driftloop.serving.errors import ERROR_RESPONSES
+from driftloop.serving.predict_api import (
+    HASH_HEADER,
+    SERVER_TIMING_HEADER,
+    VERSION_HEADER,
+    answer_request,
+)
 from driftloop.serving.probes import readiness
 from driftloop.serving.schemas import parse_body
-
-if TYPE_CHECKING:
-    from driftloop.serving.app import ServingState
+from driftloop.serving.state import serving_state
 
 V2_PREFIX = "/v2"
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -139,7 +143,7 @@ def oip_router() -> APIRouter:
         responses={503: {"description": "a model is not loaded"}},
     )
     async def ready(request: Request) -> Response:
-        ready = _state(request).manager.ready
+        ready = serving_state(request).manager.ready
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
     @router.get(
@@ -151,7 +155,7 @@ def oip_router() -> APIRouter:
         },
     )
     async def model_ready(name: str, request: Request) -> Response:
-        body = {"name": name, **readiness(_state(request).manager.get(name))}
+        body = {"name": name, **readiness(serving_state(request).manager.get(name))}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @router.get(
@@ -160,7 +164,7 @@ def oip_router() -> APIRouter:
         responses=ERROR_RESPONSES,
     )
     async def model_metadata(name: str, request: Request, key: PredictKey) -> dict[str, Any]:
-        slot = _state(request).manager.get(name).current()
+        slot = serving_state(request).manager.get(name).current()
         return model_metadata_body(name, slot.version, slot.predictor)
 
     @router.post(
@@ -169,15 +173,8 @@ def oip_router() -> APIRouter:
         responses=ERROR_RESPONSES,
     )
     async def infer(name: str, request: Request, key: PredictKey) -> Response:
-        from driftloop.serving.app import (
-            HASH_HEADER,
-            SERVER_TIMING_HEADER,
-            VERSION_HEADER,
-            answer_request,
-        )
-
         started = time.perf_counter()
-        state = _state(request)
+        state = serving_state(request)
         infer_request, binary = _read_request(request.headers, await request.body())
         settings = state.config.serving
         answer = await answer_request(
@@ -208,11 +205,6 @@ def oip_router() -> APIRouter:
         return Response(body + raw, media_type="application/octet-stream", headers=headers)
 
     return router
-
-
-def _state(request: Request) -> ServingState:
-    state: ServingState = request.app.state.serving
-    return state
 
 
 # --- metadata ------------------------------------------------------------------------------

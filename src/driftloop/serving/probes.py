@@ -11,14 +11,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from driftloop.serving.state import serving_state
+
 if TYPE_CHECKING:
-    from driftloop.serving.app import ServingState
     from driftloop.serving.slots import ServedModel
-
-
-def _state(request: Request) -> ServingState:
-    state: ServingState = request.app.state.serving
-    return state
 
 
 def readiness(served: ServedModel) -> dict[str, Any]:
@@ -42,7 +38,7 @@ def probe_router() -> APIRouter:
         responses={503: {"description": "a model is not loaded"}},
     )
     async def readyz(request: Request) -> Response:
-        manager = _state(request).manager
+        manager = serving_state(request).manager
         models = {name: readiness(served) for name, served in manager.models.items()}
         ready = manager.ready
         return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
@@ -56,13 +52,13 @@ def probe_router() -> APIRouter:
         },
     )
     async def readyz_model(name: str, request: Request) -> Response:
-        served = _state(request).manager.get(name)
+        served = serving_state(request).manager.get(name)
         body = {"model": name, **readiness(served)}
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:
-        state = _state(request)
+        state = serving_state(request)
         if state.insights is not None:
             state.metrics.set_insights(state.insights.stats)
         # collectors may read the store: off the event loop

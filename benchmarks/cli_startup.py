@@ -5,7 +5,9 @@ argument with its help text; each body only prints), so both pay for typer build
 tree and differ only in what driftloop imports and does. Each case runs ``--runs`` times,
 driftloop and bare alternating (hyperfine-style repeated subprocess timing, side by side so a
 busy machine slows both alike), after one warm-up run each; the table shows medians, their
-ratio against the issue's limit, and the peak RSS.
+ratio against the issue's limit, and the peak RSS; the CPU time (user + system) of the same
+runs, and its ratio, says the same with less of the noise of a shared machine (time spent
+waiting for a core does not count).
 
     .venv/bin/python benchmarks/cli_startup.py --runs 15 [--markdown]
 
@@ -102,6 +104,7 @@ def bare_app_source() -> str:
 @dataclass
 class Sample:
     seconds: float
+    cpu_seconds: float
     max_rss_kib: int
 
 
@@ -115,7 +118,7 @@ def run_once(argv: Sequence[str], cwd: Path) -> Sample:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {process.returncode} in {cwd}")
-    return Sample(elapsed, int(usage.ru_maxrss))
+    return Sample(elapsed, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss))
 
 
 def timed_runs(
@@ -140,11 +143,14 @@ def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[
         try:
             mine, base = timed_runs(runs, ours, theirs, project)
         except RuntimeError as exc:  # a failing case is reported, the others still run
-            rows.append([f"driftloop {label}", "failed", str(exc), "", f"{limit:g}x", "", "", ""])
+            failed = [f"driftloop {label}", "failed", str(exc), "", f"{limit:g}x"]
+            rows.append(failed + [""] * 6)
             continue
         ours_median = statistics.median(s.seconds for s in mine)
         base_median = statistics.median(s.seconds for s in base)
         ratio = ours_median / base_median
+        ours_cpu = statistics.median(s.cpu_seconds for s in mine)
+        base_cpu = statistics.median(s.cpu_seconds for s in base)
         rows.append(
             [
                 f"driftloop {label}",
@@ -153,6 +159,8 @@ def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[
                 f"{ratio:.2f}x",
                 f"{limit:g}x",
                 "yes" if ratio <= limit else "NO",
+                f"{ours_cpu:.3f} / {base_cpu:.3f}",
+                f"{ours_cpu / base_cpu:.2f}x",
                 f"{max(s.max_rss_kib for s in mine) / 1024:.0f}",
                 f"{max(s.max_rss_kib for s in base) / 1024:.0f}",
             ]
@@ -185,6 +193,8 @@ def main() -> None:
             "ratio",
             "limit",
             "within",
+            "CPU s (median, driftloop / bare)",
+            "CPU ratio",
             "driftloop peak MiB",
             "bare peak MiB",
         ],

@@ -46,7 +46,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "serving",
         "Serving (sklearn): driftloop vs the raw model, plain FastAPI and BentoML",
-        ("serving.py", "--seconds", "3"),
+        ("serving.py", "--seconds", "3", "--custom-predictor", "--init-project"),
         True,
     ),
     Benchmark(

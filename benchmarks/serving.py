@@ -9,6 +9,8 @@ reviews) or the transformers model (the packaged all-MiniLM-L6-v2 with a trained
   default config (``serving.max_batch_wait_ms: 2``) and, as a variant, with no batching wait;
 * **plain FastAPI**: the endpoint a user would write: a pydantic body, ``predict_proba`` per
   request in a sync ``def`` (FastAPI's thread pool), uvicorn, one process;
+* **driftloop, custom predictor** (``--custom-predictor``) and **driftloop up, init project**
+  (``--init-project``, ``--baseline-src``): see ``benchmarks/serving_variants.py``;
 * **BentoML** (when available): the same model in a ``@bentoml.service`` with adaptive batching
   (``batchable=True, max_batch_size=64``, ``max_latency_ms`` as given), one worker; rejected
   requests (503) are counted.
@@ -22,6 +24,8 @@ Each server runs alone as a child process; a closed-loop load generator in this 
     .venv/bin/python benchmarks/serving.py --markdown      # tables for docs/benchmarks.md
     .venv/bin/python benchmarks/serving.py --seconds 1 --no-bentoml   # smoke run
     .venv/bin/python benchmarks/serving.py --model transformers       # about 5 minutes
+    .venv/bin/python benchmarks/serving.py --no-bentoml --custom-predictor --init-project \
+        --baseline-src /tmp/driftloop-before/src   # `git archive HEAD | tar -x -C ...`
 
 BentoML is not a driftloop dependency. The benchmark uses it when this interpreter can import
 it, else the interpreter named by ``--bentoml-python`` (default ``.venv-bentoml/bin/python``,
@@ -40,7 +44,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,13 @@ from environment import (
     describe_machine,
     free_port,
     run_load,
+)
+from serving_variants import (
+    CUSTOM_MODEL,
+    INIT_MODEL,
+    InitProject,
+    make_init_project,
+    register_custom,
 )
 
 MODEL = "reviews"
@@ -116,6 +127,9 @@ class Project:
     train_seconds: float
     kind: str = "sklearn"
     description: str = ""
+    custom_model_dir: Path | None = None
+    """The same model behind a user's predictor class (``--custom-predictor``)."""
+    custom_config: Path | None = None
 
 
 MODEL_SPECS: dict[str, dict[str, Any]] = {
@@ -185,6 +199,11 @@ def build_project(directory: Path, console: Console, kind: str = "sklearn") -> P
     return Project(directory, config_path, model_dir, key, texts, took, kind, description)
 
 
+def with_custom_predictor(project: Project, work: Path) -> Project:
+    custom_dir, custom_config = register_custom(project.config_path, project.model_dir, work)
+    return replace(project, custom_model_dir=custom_dir, custom_config=custom_config)
+
+
 def bodies(texts: list[str], per_request: int, key: str | None) -> list[bytes]:
     count = max(1, min(len(texts) // per_request, 200))
     chunks = [texts[i * per_request : (i + 1) * per_request] for i in range(count)]
@@ -201,6 +220,7 @@ class RawResult:
     median_ms: float
     per_body_ms: tuple[float, ...] = ()
     """Median call time of each request body, in the order the load sends them (batch 1)."""
+    label: str = "built-in"
 
     def overhead_ms(self, load: LoadResult) -> float:
         """Median over a one-client run of (its latency - the raw call on the same text): the
@@ -211,7 +231,9 @@ class RawResult:
         )
 
 
-def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawResult]:
+def measure_raw(
+    model_dir: Path, texts: list[str], seconds: float, label: str = "built-in"
+) -> list[RawResult]:
     from driftloop.predictors import load_predictor
 
     predictor = load_predictor(model_dir)
@@ -244,6 +266,7 @@ def measure_raw(model_dir: Path, texts: list[str], seconds: float) -> list[RawRe
                 batch * len(timings) / sum(timings),
                 statistics.median(timings) * 1000,
                 per_body,
+                label,
             )
         )
     return results
@@ -367,24 +390,8 @@ def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list
                 project.directory,
             )
         )
-    specs += [
-        ServerSpec(
-            "plain FastAPI",
-            [
-                python,
-                str(Path(__file__).resolve()),
-                "serve-plain",
-                "--model-dir",
-                str(project.model_dir),
-                "--port",
-                "{port}",
-            ],
-            "/healthz",
-            "/predict",
-            {},
-            environ,
-        )
-    ]
+    specs.append(plain_spec("plain FastAPI", project.model_dir, environ))
+    specs += variant_specs(project, args, work, environ)
     bento = None if args.no_bentoml else bentoml_python(args.bentoml_python)
     if bento is not None:
         service_dir = work / "bentoml"
@@ -420,6 +427,63 @@ def server_specs(project: Project, args: argparse.Namespace, work: Path) -> list
                 )
             )
     return specs
+
+
+def plain_spec(name: str, model_dir: Path, environ: dict[str, str]) -> ServerSpec:
+    command = [sys.executable, str(Path(__file__).resolve()), "serve-plain", "--model-dir"]
+    return ServerSpec(
+        name, [*command, str(model_dir), "--port", "{port}"], "/healthz", "/predict", {}, environ
+    )
+
+
+def variant_specs(
+    project: Project, args: argparse.Namespace, work: Path, environ: dict[str, str]
+) -> list[ServerSpec]:
+    """The custom-predictor row (driftloop and plain FastAPI) and the init project's
+    ``driftloop up`` (and its baseline)."""
+    driftloop = str(Path(sys.executable).parent / "driftloop")
+    specs = []
+    if project.custom_model_dir is not None and project.custom_config is not None:
+        specs += [
+            ServerSpec(
+                CUSTOM_DRIFTLOOP,
+                [driftloop, "serve", "--port", "{port}", "--config", str(project.custom_config)],
+                "/readyz",
+                f"/v1/models/{CUSTOM_MODEL}/predict",
+                {"Authorization": f"Bearer {project.key}"},
+                environ,
+                project.directory,
+            ),
+            plain_spec(CUSTOM_PLAIN, project.custom_model_dir, environ),
+        ]
+    if not args.init_project:
+        return specs
+    made = [(INIT_UP, make_init_project(work / "init" / "project"))]
+    if args.baseline_src is not None:
+        made.append(
+            (INIT_BASELINE, make_init_project(work / "baseline" / "project", args.baseline_src))
+        )
+    for name, init in made:
+        specs.append(init_spec(name, init, driftloop))
+    return specs
+
+
+def init_spec(name: str, init: InitProject, driftloop: str) -> ServerSpec:
+    return ServerSpec(
+        name,
+        [driftloop, "up", "--port", "{port}"],
+        "/readyz",
+        f"/v1/models/{INIT_MODEL}/predict",
+        {"Authorization": f"Bearer {init.key}"},
+        init.environ,
+        init.directory,
+    )
+
+
+CUSTOM_DRIFTLOOP = "driftloop (custom predictor)"
+CUSTOM_PLAIN = "plain FastAPI (custom predictor)"
+INIT_UP = "driftloop up (init project)"
+INIT_BASELINE = "driftloop up (init project, baseline)"
 
 
 @dataclass(frozen=True)
@@ -594,6 +658,107 @@ def goals(cells: list[Cell], raw: list[RawResult], kind: str) -> list[Goal]:
     return found
 
 
+def comparisons(cells: list[Cell], raw: list[RawResult]) -> list[tuple[str, list[str]]]:
+    """Side-by-side tables of the variant rows, per cell: (title, markdown rows)."""
+    tables = []
+    pairs = [
+        ("driftloop", "plain FastAPI", "built-in"),
+        (CUSTOM_DRIFTLOOP, CUSTOM_PLAIN, "custom"),
+    ]
+    if any(c.server == CUSTOM_DRIFTLOOP for c in cells):
+        rows = [
+            "| clients x texts | built-in: driftloop / plain FastAPI | custom predictor: "
+            "driftloop / plain FastAPI | custom / built-in (driftloop req/s) |",
+            "|---|---|---|---|",
+        ]
+        for clients, texts in load_cells("sklearn"):
+            ratios = []
+            for ours, plain, _label in pairs:
+                a, b = find(cells, ours, clients, texts), find(cells, plain, clients, texts)
+                ratios.append(
+                    a.ok_per_second / b.ok_per_second if a and b and b.ok_per_second else None
+                )
+            a, b = (
+                find(cells, CUSTOM_DRIFTLOOP, clients, texts),
+                find(cells, "driftloop", clients, texts),
+            )
+            direct = a.ok_per_second / b.ok_per_second if a and b and b.ok_per_second else None
+            rows.append(
+                f"| {clients} x {texts} | {_ratio(ratios[0])} | {_ratio(ratios[1])} "
+                f"| {_ratio(direct)} |"
+            )
+        for label in ("built-in", "custom"):
+            raw64 = next((r for r in raw if r.batch == 64 and r.label == label), None)
+            server = "driftloop" if label == "built-in" else CUSTOM_DRIFTLOOP
+            best = max(
+                (c.load for c in cells if c.server == server and c.load.texts_per_request == 64),
+                key=lambda x: x.texts_per_second,
+                default=None,
+            )
+            if raw64 is not None and best is not None:
+                rows.append(
+                    f"| {label}: best 64-text cell vs raw batch 64 | "
+                    f"{best.texts_per_second / raw64.texts_per_second:.2f}x "
+                    f"({best.texts_per_second:,.0f} vs {raw64.texts_per_second:,.0f} texts/s) | | |"
+                )
+        tables.append(("Plug-in path: the same model as a custom predictor", rows))
+    if any(c.server == INIT_UP for c in cells):
+        rows = [
+            f"| clients x texts | driftloop serve (bare config) | {INIT_UP} | {INIT_BASELINE} "
+            "| init / bare | init / baseline |",
+            "|---|---|---|---|---|---|",
+        ]
+        for clients, texts in load_cells("sklearn"):
+            bare, init, base = (
+                find(cells, name, clients, texts) for name in ("driftloop", INIT_UP, INIT_BASELINE)
+            )
+            rows.append(
+                f"| {clients} x {texts} | {_rps(bare)} | {_rps(init)} | {_rps(base)} "
+                f"| {_share(init, bare)} | {_share(init, base)} |"
+            )
+        tables.append(("A `driftloop init` project under `driftloop up` (req/s)", rows))
+    return tables
+
+
+def plugin_goal(cells: list[Cell]) -> list[Goal]:
+    """The custom predictor's driftloop / plain FastAPI ratio against the built-in's, per cell
+    (median): the plug-in path costs no more than the built-in one."""
+    shares = []
+    for clients, texts in load_cells("sklearn"):
+        loads = [
+            find(cells, name, clients, texts)
+            for name in ("driftloop", "plain FastAPI", CUSTOM_DRIFTLOOP, CUSTOM_PLAIN)
+        ]
+        if all(load is not None and load.ok_per_second for load in loads):
+            ours, plain, custom, custom_plain = (load.ok_per_second for load in loads if load)
+            shares.append((custom / custom_plain) / (ours / plain))
+    if not shares:
+        return []
+    median = statistics.median(shares)
+    return [
+        Goal(
+            "custom predictor vs built-in: (driftloop / plain FastAPI) ratio, median over cells",
+            f"{median:.2f} (cells {min(shares):.2f}-{max(shares):.2f})",
+            ">= 0.9 (same within noise)",
+            median >= 0.9,
+        )
+    ]
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _rps(load: LoadResult | None) -> str:
+    return "n/a" if load is None else f"{load.ok_per_second:,.0f}"
+
+
+def _share(a: LoadResult | None, b: LoadResult | None) -> str:
+    if a is None or b is None or not b.ok_per_second:
+        return "n/a"
+    return f"{a.ok_per_second / b.ok_per_second:.2f}x"
+
+
 def markdown(
     machine: MachineDescription,
     project: Project,
@@ -614,10 +779,12 @@ def markdown(
     lines += [
         "**Raw model, in process**",
         "",
-        "| batch | texts/s | median call (ms) |",
-        "|---|---|---|",
+        "| predictor | batch | texts/s | median call (ms) |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {r.batch} | {r.texts_per_second:,.0f} | {r.median_ms:.3f} |" for r in raw]
+    lines += [
+        f"| {r.label} | {r.batch} | {r.texts_per_second:,.0f} | {r.median_ms:.3f} |" for r in raw
+    ]
     lines += [
         "",
         "**Over HTTP (one server process each, closed loop on 127.0.0.1)**",
@@ -633,6 +800,8 @@ def markdown(
             f"{load.ok_per_second:,.0f} | {load.texts_per_second:,.0f} | "
             f"{load.p50:.2f} | {load.p99:.2f} | {load.failed:,} | {load.rejected:,} |"
         )
+    for title, rows in comparisons(cells, raw):
+        lines += ["", f"**{title}**", "", *rows]
     lines += ["", "**Goals**", "", "| goal | measured | target | met |", "|---|---|---|---|"]
     for goal in found:
         met = "n/a" if goal.met is None else ("yes" if goal.met else "**no**")
@@ -659,7 +828,7 @@ def print_console(
     )
     for r in raw:
         table.add_row(
-            "raw model (in process)",
+            f"raw model, {r.label} (in process)",
             "-",
             str(r.batch),
             "-",
@@ -692,6 +861,9 @@ def print_console(
             "n/a" if goal.met is None else ("yes" if goal.met else "NO"),
         )
     console.print(goals_table)
+    for title, rows in comparisons(cells, raw):
+        console.print(f"[bold]{title}[/]")
+        console.print("\n".join(rows))
 
 
 def main() -> None:
@@ -714,6 +886,22 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=50_000, help="per cell")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--no-bentoml", action="store_true", help="skip BentoML")
+    parser.add_argument(
+        "--custom-predictor",
+        action="store_true",
+        help="also serve the same model behind a user's predictor class (sklearn model)",
+    )
+    parser.add_argument(
+        "--init-project",
+        action="store_true",
+        help="also serve a `driftloop init` project with `driftloop up`",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="with --init-project: also make and serve it with the driftloop in this src folder",
+    )
     parser.add_argument("--bentoml-python", default=None, help="interpreter with bentoml installed")
     parser.add_argument(
         "--driftloop-workers",
@@ -746,6 +934,13 @@ def main() -> None:
         work = Path(temporary)
         project = build_project(work / "project", console, args.model)
         raw = measure_raw(project.model_dir, project.texts, min(args.seconds, 2.0))
+        shown_raw = list(raw)
+        if args.custom_predictor:
+            project = with_custom_predictor(project, work)
+            assert project.custom_model_dir is not None
+            shown_raw += measure_raw(
+                project.custom_model_dir, project.texts, min(args.seconds, 2.0), "custom"
+            )
         cells: list[Cell] = []
         missing: list[str] = []
         specs = server_specs(project, args, work)
@@ -774,11 +969,11 @@ def main() -> None:
             except RuntimeError as exc:
                 missing.append(f"{spec.name} could not run here: {str(exc)[:500]}")
                 console.print(f"[red]{spec.name} could not run:[/] {exc}")
-        found = goals(cells, raw, args.model)
+        found = goals(cells, raw, args.model) + plugin_goal(cells)
     if args.markdown:
-        print(markdown(machine, project, raw, cells, found, command, missing))
+        print(markdown(machine, project, shown_raw, cells, found, command, missing))
     else:
-        print_console(console, args.model, raw, cells, found)
+        print_console(console, args.model, shown_raw, cells, found)
         for note in missing:
             console.print(note)
     np.seterr(all="ignore")

@@ -39,6 +39,7 @@ from driftloop.dashboard import (  # noqa: E402
 from driftloop.database import open_database  # noqa: E402
 from driftloop.serving.app import create_app  # noqa: E402
 from driftloop.serving.keys import ApiKeyStore  # noqa: E402
+from driftloop.timestamps import epoch_seconds  # noqa: E402
 
 MODEL = "review-classifier"
 DEMO_NOT_CLOSED = 3
@@ -76,7 +77,7 @@ def demo_range(demo_out: Path) -> tuple[Path, float, float]:
             "screenshot shows it as it went (run again for the README)",
             file=sys.stderr,
         )
-    moments = [entry["at"] for entry in timeline]
+    moments = [epoch_seconds(entry["at"]) for entry in timeline]  # ISO 8601 UTC
     return Path(summary["project"]), min(moments) - 5.0, max(moments) + 5.0
 
 

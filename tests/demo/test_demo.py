@@ -161,6 +161,11 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert accuracy["2"] > accuracy["1"] + 0.05
     services = {request["service"] for request in summary["notifications_received"]}
     assert services == {"slack", "github"}
+    # one timestamp format, ISO 8601 UTC, in every JSON the demo writes (#21 part 5)
+    assert iso_times(summary)
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert timeline
+    assert all(iso_times({"timestamp": entry["at"]}) for entry in timeline)
 
     events = json.loads((out / "report" / "events.json").read_text())["events"]
     transitions = [

@@ -30,6 +30,7 @@ from driftloop.messages import MISSING_VALUE, format_value
 from driftloop.monitors.events import MonitorState
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.system import DriftloopSystem
+from driftloop.timestamps import iso_utc
 
 
 @dataclass
@@ -161,7 +162,10 @@ def finish(run: DemoRun, console: Console) -> DemoResult:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "timeline.json").write_text(
         json.dumps(
-            [{"at": e.timestamp, "kind": e.kind, "message": e.message} for e in view.timeline],
+            [
+                {"at": iso_utc(e.timestamp), "kind": e.kind, "message": e.message}
+                for e in view.timeline
+            ],
             indent=2,
         )
     )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from driftloop.backends import PluginFamily
 from driftloop.drift.base import DriftDetector
-from driftloop.drift.feature_set import FEATURE_SET_METRIC, FeatureSetDetector
+from driftloop.drift.feature_set import FEATURE_SET_METRIC
 from driftloop.drift.self_reference import SelfReferencedDetector
 from driftloop.errors import ConfigError
 
@@ -50,7 +50,7 @@ for _algorithm in ("chi_square", "cusum", "page_hinkley", "shape", "cusum_shape"
 
 def build_detector(
     config: DetectorConfig, reference: ReferenceProfile | None, *, metric: str = "model_confidence"
-) -> DriftDetector | FeatureSetDetector:
+) -> DriftDetector:
     """The detector ``config`` describes, against ``reference`` (``None``: the first
     ``REFERENCE_WARMUP`` values of the stream become the reference); built-in or from an
     installed package (:data:`DETECTORS`)."""
@@ -74,7 +74,7 @@ def feature_metrics_of(reference: ReferenceProfile) -> tuple[list[str], list[str
 
 def feature_set_detector(
     config: DetectorConfig, reference: ReferenceProfile | None
-) -> FeatureSetDetector:
+) -> DriftDetector:
     """``metric: feature.*``: one detector per feature of the model's reference profile (its
     declared input schema's numbers, booleans and categories), each at ``false_alarm_rate / k``
     (Bonferroni, see :mod:`driftloop.drift.feature_set`)."""

@@ -23,11 +23,12 @@ from driftloop.drift.base import DriftDetector
 from driftloop.errors import InvalidInputError
 
 
-class FeatureSetDetector:
+class FeatureSetDetector(DriftDetector):
     """Feature name (``feature.<name>``) → its detector; ``update_feature`` routes a value to
     its feature's detector, and the flags describe that update, like a single detector's."""
 
     def __init__(self, detectors: Mapping[str, DriftDetector], *, false_alarm_rate: float) -> None:
+        super().__init__()
         if not detectors:
             raise InvalidInputError("a feature-set detector needs at least one feature")
         self.detectors: dict[str, DriftDetector] = dict(detectors)
@@ -53,6 +54,7 @@ class FeatureSetDetector:
         if detector is None:
             return
         detector.update(x)
+        self._n_seen += 1
         self._last = detector
         if detector.drift_detected:
             self._drifted.add(metric)
@@ -73,12 +75,28 @@ class FeatureSetDetector:
         return any(detector.warning_detected for detector in self.detectors.values())
 
     @property
+    def statistic(self) -> float:
+        """The largest margin of a feature's statistic over its threshold (drift past 0)."""
+        return max(d.statistic - d.threshold for d in self.detectors.values())
+
+    @property
+    def threshold(self) -> float:
+        return 0.0
+
+    @property
     def drifted_features(self) -> tuple[str, ...]:
         """The features (``feature.<name>``) that drifted since construction or reset, sorted."""
         return tuple(sorted(self._drifted))
 
     def reset(self) -> None:
+        super().reset()
         for detector in self.detectors.values():
             detector.reset()
         self._drifted.clear()
         self._last = None
+
+    def _step(self, x: float) -> tuple[bool, bool]:  # update() is refused before it gets here
+        raise InvalidInputError("a feature-set detector takes update_feature(metric, x)")
+
+    def _restart(self) -> None:
+        """Nothing of its own: each feature's detector restarts itself after its drift."""

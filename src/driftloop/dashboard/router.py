@@ -165,7 +165,10 @@ def dashboard_router(  # noqa: C901, PLR0915
     session_secret: bytes,
     poll_interval: float = 2.0,
 ) -> APIRouter:
-    """The dashboard's routes over ``data``, open to ``api_keys`` with the dashboard scope."""
+    """The dashboard's routes over ``data``, open to ``api_keys`` with the dashboard scope.
+
+    Long (and marked for ruff) because it is a router factory: each nested function is one short
+    route, and they share the session signer and the data source through this closure."""
     signer = SessionSigner(session_secret, max_age=sessions.max_age, clock=sessions.clock)
     router = APIRouter(tags=["dashboard"], include_in_schema=False)
 

@@ -95,7 +95,8 @@ class IncidentModel(BaseModel):
 
 
 def monitors_router(engine: MonitorEngine) -> APIRouter:
-    """The monitors API on one engine."""
+    """The monitors API on one engine. Long because it is a router factory: each nested function
+    is one short route over ``engine``."""
     router = APIRouter(tags=["monitors"])
 
     @router.get("/monitors", response_model=list[MonitorStatusModel])

@@ -127,6 +127,8 @@ class InferRequest(_Strict):
 
 
 def oip_router() -> APIRouter:
+    """The Open Inference Protocol's routes. Long because it is a router factory: each nested
+    function is one short route of the protocol."""
     router = APIRouter(prefix=V2_PREFIX, tags=["open inference protocol"])
 
     @router.get("", summary="Server metadata (Open Inference Protocol)")

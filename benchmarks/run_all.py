@@ -146,7 +146,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark(
         "long_tests",
-        "The suite's full scenarios (pytest -m long: control-plane failover with a retrain)",
+        "The suite's full scenarios (pytest -m long: control-plane failover with a retrain, "
+        "the training-repo notebook, the tabular demo end to end)",
         ("long_tests.py",),
         False,
         timeout=1800.0,

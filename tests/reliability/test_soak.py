@@ -23,8 +23,10 @@ pytestmark = pytest.mark.slow
 LOAD_SECONDS = 30.0
 MAX_QUEUE_DELAY = 0.5
 MAX_RSS_GROWTH = 0.05
-P99_BOUND = 5.0
-"""Seconds: max_queue_delay, the batch in progress, and a busy client's own scheduling."""
+P99_BOUND = 10.0
+"""Seconds: max_queue_delay, the batch in progress, and a busy client's own scheduling. The
+client measures it, so its own waits for a core count: inside the full suite on 2 cores the
+Kafka soak measured 5.2 and 6.0 s (standalone 0.85 to 2.9 s); without shedding p99 was 49.9 s."""
 
 
 def stored_points(project: ReliabilityProject) -> int:

@@ -120,6 +120,17 @@ def age_heartbeat(system: DriftloopSystem, job_id: str) -> None:
         )
 
 
+def timeline_after_the_job(system: DriftloopSystem, incident_id: str) -> list[str]:
+    """The incident's timeline kinds once the job's end is in it: the job's final state commits
+    before the worker writes that entry, so a look right after the state can come too early."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        timeline = [entry.kind for entry in system.engine.get_incident(incident_id).timeline]
+        if "job" in timeline or time.monotonic() > deadline:
+            return timeline
+        time.sleep(0.1)
+
+
 def wait_state(
     queue: JobQueue, job_id: str, states: set[JobState], timeout: float, loop: LoopProcess
 ) -> JobState:
@@ -210,7 +221,7 @@ def test_kill_9_during_traffic_and_during_a_retrain_then_the_loop_closes(
         assert outcomes.count("interrupted") == 1, steps
     else:
         assert "interrupted" not in outcomes, steps
-    timeline = [entry.kind for entry in system.engine.get_incident(incident_id).timeline]
+    timeline = timeline_after_the_job(system, incident_id)
     if killed_in in {JobState.FETCHING_DATA, JobState.TRAINING, JobState.EVALUATING}:
         # (a job resumed at its deploy or verification adds no "resumed" entry)
         assert "resumed" in timeline, timeline

@@ -36,7 +36,7 @@ from driftloop.errors import (
     InvalidInputError,
 )
 from driftloop.messages import MessageTemplate
-from driftloop.metrics.points import MetricPoint, MetricStore
+from driftloop.metrics.points import AggregateResult, MetricPoint, MetricStore
 from driftloop.monitors.detectors import DetectorFactory, DriftDetector
 from driftloop.monitors.evaluation_run import (
     EvaluationRun,
@@ -55,7 +55,7 @@ from driftloop.monitors.feature_sets import (
 from driftloop.monitors.history import GroupState, MonitorStateStore, group_key
 from driftloop.monitors.history import MonitorStatus as MonitorStatus  # its old home: re-exported
 from driftloop.monitors.incidents import Incident, IncidentStatus, IncidentStore
-from driftloop.monitors.series import series_filter
+from driftloop.monitors.series import group_points, series_filter
 from driftloop.monitors.status import monitor_statuses
 from driftloop.monitors.thresholds import judge, reference_value, resolve_thresholds
 from driftloop.monitors.timeline import TimelineEntry
@@ -256,25 +256,7 @@ class MonitorEngine:
     ) -> None:
         end = run.now - monitor.evaluation_delay
         start = end - monitor.window
-        query_key = (
-            monitor.metric,
-            monitor.aggregation,
-            start,
-            end,
-            tuple(sorted(monitor.filter.items())),
-            tuple(monitor.group_by),
-        )
-        results = run.queries.get(query_key)
-        if results is None:  # monitors that differ only in thresholds share one query
-            results = self.metric_store.query(
-                monitor.metric,
-                monitor.aggregation,
-                start,
-                end,
-                filter=series_filter(monitor),
-                group_by=monitor.group_by,
-            )
-            run.queries[query_key] = results
+        results = run.aggregate(self.metric_store, monitor, start, end)
         found = {group_key(r.group): r for r in results if r.count > 0 and r.value is not None}
         for key in sorted(set(found) | set(states)):
             result = found.get(key)
@@ -287,35 +269,54 @@ class MonitorEngine:
                 continue
             state.last_data_at = end
             state.value = result.value
-            if monitor.require_full_window:
-                if state.first_seen is None:
-                    state.first_seen = self.metric_store.earliest(
-                        monitor.metric,
-                        start - monitor.window,
-                        end,
-                        filter={**series_filter(monitor), **state.group},
-                    )
-                if state.first_seen is None or state.first_seen > start:
-                    continue
-            if result.count < monitor.min_count:
+            if monitor.require_full_window and not self._full_window_seen(
+                monitor, state, start, end
+            ):
                 continue
-            profile = self._reference(state.group, run)
-            thresholds = resolve_thresholds(
-                monitor, reference_value(profile, monitor.metric, monitor.aggregation)
-            )
-            if not thresholds.usable:
-                continue
-            current = MonitorState.OK if state.state == MonitorState.NO_DATA else state.state
-            verdict = judge(current, result.value, thresholds)
-            state.threshold = verdict.threshold
-            details = {"count": result.count, "window_start": start, "window_end": end}
-            if verdict.state != state.state:
-                self._emit(monitor, state, verdict.state, run, details=details)
-            else:
-                self._maybe_renotify(monitor, state, run, details)
+            if result.count >= monitor.min_count:
+                self._judge_threshold(monitor, state, result, start, end, run)
 
-    # One pass per group: feed the detector, judge, emit; the branches are its states.
-    def _evaluate_drift(  # noqa: C901
+    def _full_window_seen(
+        self, monitor: MonitorConfig, state: GroupState, start: float, end: float
+    ) -> bool:
+        """Whether the group's first point (looked up once) lies at or before ``start``."""
+        if state.first_seen is None:
+            state.first_seen = self.metric_store.earliest(
+                monitor.metric,
+                start - monitor.window,
+                end,
+                filter={**series_filter(monitor), **state.group},
+            )
+        return state.first_seen is not None and state.first_seen <= start
+
+    def _judge_threshold(
+        self,
+        monitor: MonitorConfig,
+        state: GroupState,
+        result: AggregateResult,
+        start: float,
+        end: float,
+        run: EvaluationRun,
+    ) -> None:
+        """Judge the window's value against the thresholds (resolved on the reference) and
+        emit the new state, or renotify an unchanged one."""
+        assert result.value is not None
+        profile = self._reference(state.group, run)
+        thresholds = resolve_thresholds(
+            monitor, reference_value(profile, monitor.metric, monitor.aggregation)
+        )
+        if not thresholds.usable:
+            return
+        current = MonitorState.OK if state.state == MonitorState.NO_DATA else state.state
+        verdict = judge(current, result.value, thresholds)
+        state.threshold = verdict.threshold
+        details = {"count": result.count, "window_start": start, "window_end": end}
+        if verdict.state != state.state:
+            self._emit(monitor, state, verdict.state, run, details=details)
+        else:
+            self._maybe_renotify(monitor, state, run, details)
+
+    def _evaluate_drift(
         self, monitor: MonitorConfig, states: dict[str, GroupState], run: EvaluationRun
     ) -> None:
         if self.detector_factory is None:
@@ -331,16 +332,10 @@ class MonitorEngine:
         groups: dict[str, dict[str, str]] = {}
         if fetch_start < end:
             metrics = drift_metrics(monitor, lambda: self._reference(monitored_model(monitor), run))
-            for point in drift_points(
+            points = drift_points(
                 self.metric_store, metrics, fetch_start, end, series_filter(monitor)
-            ):
-                values = [point.tags.get(tag) for tag in monitor.group_by]
-                if any(v is None for v in values):
-                    continue
-                group = {tag: str(v) for tag, v in zip(monitor.group_by, values, strict=True)}
-                key = group_key(group)
-                groups.setdefault(key, group)
-                by_group.setdefault(key, []).append(point)
+            )
+            by_group, groups = group_points(points, monitor.group_by)
         for key in sorted(set(by_group) | set(states)):
             group = groups.get(key) or states[key].group
             if self._retire_unserved(monitor, key, group, states, run):
@@ -351,51 +346,76 @@ class MonitorEngine:
             profile = self._reference(state.group, run)
             reference_key = self._reference_key(profile)
             detector = self._detector(monitor, key, profile, reference_key)
-            if state.stored and state.reference_key != reference_key:
-                detector.reset()
-                if state.state in BAD_STATES:
-                    state.value = None
-                    self._emit(
-                        monitor,
-                        state,
-                        MonitorState.OK,
-                        run,
-                        details={"reason": "reference changed", "reference": reference_key},
-                    )
-            state.reference_key = reference_key
+            self._follow_reference(monitor, state, detector, reference_key, run)
             fresh = [p for p in by_group.get(key, []) if p.timestamp >= state.cursor]
             state.cursor = max(state.cursor, end)
             if not fresh:
                 self._no_data(monitor, state, end, run)
                 continue
             state.last_data_at = end
-            drift = False
-            for point in fresh:
-                feed(detector, point)
-                drift = drift or detector.drift_detected
-            warning = detector.warning_detected
-            state.value = float(np.mean([p.value for p in fresh]))
-            state.threshold = None
-            if drift or state.state == MonitorState.ALERT:
-                target = MonitorState.ALERT
-            elif warning:
-                target = MonitorState.WARN
-            else:
-                target = MonitorState.OK
-            details: dict[str, object] = {
-                "points": len(fresh),
-                "drift_detected": drift,
-                "warning_detected": warning,
-                "reference": reference_key,
-            }
-            state.drifted_features = drifted_features(detector)
-            if state.drifted_features is not None:  # feature.*: value = features drifted
-                details["drifted_features"] = state.drifted_features
-                state.value = float(len(state.drifted_features))
-            if target != state.state:
-                self._emit(monitor, state, target, run, details=details)
-            else:
-                self._maybe_renotify(monitor, state, run, details)
+            self._judge_drift(monitor, state, detector, fresh, reference_key, run)
+
+    def _follow_reference(
+        self,
+        monitor: MonitorConfig,
+        state: GroupState,
+        detector: DriftDetector,
+        reference_key: str | None,
+        run: EvaluationRun,
+    ) -> None:
+        """A stored group whose reference changed (a new version deployed) starts over: its
+        detector is reset and a WARN or ALERT returns to OK."""
+        if state.stored and state.reference_key != reference_key:
+            detector.reset()
+            if state.state in BAD_STATES:
+                state.value = None
+                self._emit(
+                    monitor,
+                    state,
+                    MonitorState.OK,
+                    run,
+                    details={"reason": "reference changed", "reference": reference_key},
+                )
+        state.reference_key = reference_key
+
+    def _judge_drift(
+        self,
+        monitor: MonitorConfig,
+        state: GroupState,
+        detector: DriftDetector,
+        fresh: list[MetricPoint],
+        reference_key: str | None,
+        run: EvaluationRun,
+    ) -> None:
+        """Feed the fresh points to the detector: a drift on any of them is ALERT (which stays
+        until the reference changes), a warning on the last WARN, otherwise OK."""
+        drift = False
+        for point in fresh:
+            feed(detector, point)
+            drift = drift or detector.drift_detected
+        warning = detector.warning_detected
+        state.value = float(np.mean([p.value for p in fresh]))
+        state.threshold = None
+        if drift or state.state == MonitorState.ALERT:
+            target = MonitorState.ALERT
+        elif warning:
+            target = MonitorState.WARN
+        else:
+            target = MonitorState.OK
+        details: dict[str, object] = {
+            "points": len(fresh),
+            "drift_detected": drift,
+            "warning_detected": warning,
+            "reference": reference_key,
+        }
+        state.drifted_features = drifted_features(detector)
+        if state.drifted_features is not None:  # feature.*: value = features drifted
+            details["drifted_features"] = state.drifted_features
+            state.value = float(len(state.drifted_features))
+        if target != state.state:
+            self._emit(monitor, state, target, run, details=details)
+        else:
+            self._maybe_renotify(monitor, state, run, details)
 
     def _detector(
         self,

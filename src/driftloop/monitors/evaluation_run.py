@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from driftloop.config import MonitorConfig
-from driftloop.metrics.points import AggregateResult
+from driftloop.metrics.points import AggregateResult, MetricStore
 from driftloop.monitors.events import Event
 from driftloop.monitors.history import GroupState, group_key
+from driftloop.monitors.series import series_filter
 from driftloop.predictors import ReferenceProfile
 
 ReferenceProvider = Callable[[Mapping[str, str]], ReferenceProfile | None]
@@ -69,6 +70,32 @@ class EvaluationRun:
         if key not in self.references:
             self.references[key] = provider(group)
         return self.references[key]
+
+    def aggregate(
+        self, store: MetricStore, monitor: MonitorConfig, start: float, end: float
+    ) -> list[AggregateResult]:
+        """``monitor``'s metric aggregated per group over ``[start, end)``: monitors that differ
+        only in thresholds share one query per run."""
+        query_key = (
+            monitor.metric,
+            monitor.aggregation,
+            start,
+            end,
+            tuple(sorted(monitor.filter.items())),
+            tuple(monitor.group_by),
+        )
+        results = self.queries.get(query_key)
+        if results is None:
+            results = store.query(
+                monitor.metric,
+                monitor.aggregation,
+                start,
+                end,
+                filter=series_filter(monitor),
+                group_by=monitor.group_by,
+            )
+            self.queries[query_key] = results
+        return results
 
     def served_by(self, model: str, provider: ServedVersions) -> Collection[str] | None:
         """The versions ``model`` serves, asked of ``provider`` once per run."""

@@ -16,7 +16,8 @@ like any other; nothing uploaded reaches production without them.
 a snapshot less the rows the gate holds out.
 
 The archive holds ``model/`` (a saved predictor directory) and optionally ``evaluation.json``
-(what ``driftloop models register --evaluation`` reads). Only files and folders are accepted:
+(what ``driftloop models register --evaluation`` reads: a classifier's or, for a model with
+``models.<name>.output: regression``, a regression model's fields). Only files and folders are accepted:
 a link, a device, an absolute name or one with ``..`` refuses the whole upload.
 """
 
@@ -198,7 +199,9 @@ class CandidateUploads:
         run_id = _correlation_id(waiting) if waiting is not None else upload.run_id
         evaluation_file = model_dir.parent / EVALUATION_FILE
         evaluation, reference = (
-            read_evaluation_file(evaluation_file) if evaluation_file.is_file() else (None, None)
+            read_evaluation_file(evaluation_file, self.config.models[model].output)
+            if evaluation_file.is_file()
+            else (None, None)
         )
         production = self.registry.aliases(model).get("production")
         version = self.registry.register(

@@ -58,7 +58,13 @@ from driftloop.registry.rows import change_from_row, version_from_row
 from driftloop.registry.rows import connection as read_connection
 from driftloop.registry.rows import transaction as write_transaction
 from driftloop.registry.tables import alias_history, model_aliases, model_versions
-from driftloop.registry.versions import PRODUCTION, AliasChange, ModelVersion, check_trigger
+from driftloop.registry.versions import (
+    PRODUCTION,
+    AliasChange,
+    ModelVersion,
+    check_trigger,
+    evaluation_output,
+)
 
 if TYPE_CHECKING:
     from driftloop.objectstore.datasets import Snapshot
@@ -131,7 +137,12 @@ class ModelRegistry:
             raise InvalidInputError("trainer must name how the model was trained")
         if not predictor_dir.is_dir():
             raise NotFoundError(f"no such model directory: {predictor_dir}")
-        self._check_loadable(name, predictor_dir)
+        predictor = self._check_loadable(name, predictor_dir)
+        if evaluation is not None and evaluation_output(evaluation) != predictor.output:
+            raise InvalidInputError(
+                f"the evaluation given with {predictor_dir} is a {evaluation_output(evaluation)} "
+                f"evaluation, but its predictor is a {predictor.output} model"
+            )
         digest = hash_directory(predictor_dir)
         if parent_version is not None:
             self.get_version(name, parent_version)
@@ -184,7 +195,7 @@ class ModelRegistry:
                 trigger=trigger,
             )
 
-    def _check_loadable(self, name: str, directory: Path) -> None:
+    def _check_loadable(self, name: str, directory: Path) -> Predictor:
         """Load the directory's predictor (importing its code) and check that it answers its
         example input as its declared output kind says."""
         try:
@@ -196,6 +207,7 @@ class ModelRegistry:
                 f"{directory} is not a loadable model: {type(exc).__name__}: {exc}"
             ) from exc
         check_predictor(predictor, f"{directory} ({type(predictor).__name__})")
+        return predictor
 
     def _upload(self, name: str, directory: Path, key: str, digest: ArtifactDigest) -> bool:
         """Upload unless an identical artifact is already stored; True when this call wrote."""

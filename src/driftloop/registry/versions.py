@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -10,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.errors import InvalidInputError, NotFoundError
-from driftloop.predictors import Evaluation, ModelEvaluation, ReferenceProfile
+from driftloop.predictors import (
+    Evaluation,
+    ModelEvaluation,
+    OutputKind,
+    ReferenceProfile,
+    RegressionEvaluation,
+)
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
@@ -114,11 +121,16 @@ class AliasChange:
         }
 
 
-def read_evaluation_file(path: Path) -> tuple[Evaluation | None, ReferenceProfile | None]:
-    """An evaluation JSON written by an external training job (e.g. a CI run).
+def read_evaluation_file(
+    path: Path, output: OutputKind = "classification"
+) -> tuple[ModelEvaluation | None, ReferenceProfile | None]:
+    """An evaluation JSON written by an external training job (e.g. a CI run), for a model of
+    the ``output`` kind.
 
-    Either the :class:`Evaluation` fields at the top level, or an object with ``evaluation``
-    and optionally ``reference`` (:class:`ReferenceProfile` fields).
+    Either the evaluation's fields at the top level, or an object with ``evaluation`` and
+    optionally ``reference`` (:class:`ReferenceProfile` fields). A classifier's evaluation has
+    the :class:`Evaluation` fields, a regression model's the :class:`RegressionEvaluation`
+    fields (``mae``, ``rmse``, ``r2``, ``n``); see :func:`parse_evaluation`.
     """
     if not path.is_file():
         raise NotFoundError(f"no such evaluation file: {path}")
@@ -128,14 +140,82 @@ def read_evaluation_file(path: Path) -> tuple[Evaluation | None, ReferenceProfil
         raise InvalidInputError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path} must hold a JSON object")
-    raw_evaluation = data.get("evaluation", data if "accuracy" in data else None)
+    top_level = bool(set(data) & (_FIELDS["classification"] | _FIELDS["regression"]))
+    raw_evaluation = data.get("evaluation", data if top_level else None)
     raw_reference = data.get("reference")
+    evaluation = (
+        None if raw_evaluation is None else parse_evaluation(raw_evaluation, output, str(path))
+    )
     try:
-        evaluation = None if raw_evaluation is None else Evaluation.from_dict(raw_evaluation)
         reference = None if raw_reference is None else ReferenceProfile.from_dict(raw_reference)
     except TypeError as exc:
         raise InvalidInputError(
-            f"{path}: expected the fields of an Evaluation "
-            f"({', '.join(f.name for f in fields(Evaluation))}): {exc}"
+            f"{path}: expected the fields of a ReferenceProfile under 'reference' "
+            f"({', '.join(f.name for f in fields(ReferenceProfile))}): {exc}"
         ) from exc
     return evaluation, reference
+
+
+_KINDS: dict[str, type[Evaluation] | type[RegressionEvaluation]] = {
+    "classification": Evaluation,
+    "regression": RegressionEvaluation,
+}
+_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(f.name for f in fields(cls) if f.name != "output")
+    for kind, cls in _KINDS.items()
+}
+
+
+def parse_evaluation(raw: Any, output: OutputKind, where: str) -> ModelEvaluation:
+    """A classifier's :class:`Evaluation` or a regression model's
+    :class:`RegressionEvaluation`, as ``output`` says, from a JSON object; an
+    :class:`InvalidInputError` naming the field that is missing, unknown or not a number, or
+    saying that the evaluation is of the other kind."""
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{where}: the evaluation must be a JSON object")
+    expected = _FIELDS[output]
+    other = "regression" if output == "classification" else "classification"
+    names = ", ".join(sorted(expected))
+    foreign = sorted((set(raw) & _FIELDS[other]) - expected)
+    declared = raw.get("output", output)
+    if foreign or declared != output:
+        what = f"fields {foreign}" if foreign else f"output {declared!r}"
+        raise InvalidInputError(
+            f"{where}: the evaluation has {what} of a {other} evaluation, but the model is a "
+            f"{output} model: its evaluation has the fields {names}"
+        )
+    unknown = sorted(set(raw) - expected - {"output"})
+    missing = sorted(expected - set(raw))
+    if unknown or missing:
+        problem = f"unknown field {unknown[0]!r}" if unknown else f"no field {missing[0]!r}"
+        raise InvalidInputError(
+            f"{where}: the evaluation has {problem}; a {output} model's evaluation has the "
+            f"fields {names}"
+        )
+    values = {name: _checked_field(name, raw[name], where) for name in expected}
+    return _KINDS[output](**values)
+
+
+def _checked_field(name: str, value: Any, where: str) -> Any:
+    """A field's value, checked: ``n`` a count, ``per_class_f1`` numbers by class, the rest
+    finite numbers."""
+    if name == "per_class_f1":
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{where}: field 'per_class_f1' must map classes to numbers")
+        return {str(k): _number(f"per_class_f1.{k}", v, where) for k, v in value.items()}
+    if name == "n":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInputError(f"{where}: field 'n' is {value!r}, not a count of rows")
+        return value
+    return _number(name, value, where)
+
+
+def _number(name: str, value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInputError(f"{where}: field {name!r} is {value!r}, not a finite number")
+    return float(value)
+
+
+def evaluation_output(evaluation: ModelEvaluation) -> OutputKind:
+    """The output kind of the model an evaluation measures."""
+    return "regression" if isinstance(evaluation, RegressionEvaluation) else "classification"

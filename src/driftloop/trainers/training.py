@@ -128,24 +128,22 @@ def register_external(
 
     ``snapshot_id`` is looked up in ``dataset`` (default: the model's configured dataset); the
     parent is the current production version; the first version becomes production. The
-    version's params record its predictor, input schema and output kind, and where its
-    reference profile came from: ``reference_file`` (profiled by the predictor itself), the
-    evaluation file, or nothing (the monitors learn it from the first live values).
+    evaluation file is read for the predictor's output kind (a classifier's or a regression
+    model's fields). The version's params record its predictor, input schema and output kind,
+    and where its reference profile came from: ``reference_file`` (profiled by the predictor
+    itself), the evaluation file, or nothing (the monitors learn it from the first live values).
     """
     check_trigger(trigger)
-    evaluation, reference = (
-        read_evaluation_file(evaluation_file) if evaluation_file is not None else (None, None)
-    )
-    snapshot: Snapshot | None = None
-    if snapshot_id is not None:
-        dataset_name = dataset
-        if dataset_name is None:
-            dataset_name = model_config_of(config, model_name).data
-        snapshot = DatasetStore.from_config(config).get(dataset_name, snapshot_id)
+    snapshot = _snapshot_of(config, model_name, snapshot_id, dataset)
     registry = ModelRegistry.from_config(config)
     aliases = registry.aliases(model_name)
     with importable_directory(directory) as model_directory:
         predictor = load_predictor(model_directory, registry.predictors.get(model_name))
+        evaluation, reference = (
+            read_evaluation_file(evaluation_file, predictor.output)
+            if evaluation_file is not None
+            else (None, None)
+        )
         recorded: dict[str, Any] = {
             "predictor": _predictor_name(predictor),
             "inputs": predictor.inputs.to_dict(),
@@ -172,6 +170,16 @@ def register_external(
         registry.set_alias(model_name, PRODUCTION, version.version, actor=f"register:{trigger}")
         version = registry.get_version(model_name, version.version)
     return version
+
+
+def _snapshot_of(
+    config: Config, model_name: str, snapshot_id: str | None, dataset: str | None
+) -> Snapshot | None:
+    """The snapshot ``snapshot_id`` of ``dataset`` (default: the model's dataset), if given."""
+    if snapshot_id is None:
+        return None
+    dataset_name = dataset if dataset is not None else model_config_of(config, model_name).data
+    return DatasetStore.from_config(config).get(dataset_name, snapshot_id)
 
 
 def _predictor_name(predictor: Predictor) -> str:

@@ -233,6 +233,8 @@ class NotificationRouter:
         return result
 
     def _deliver(self, handle: str, notification: Notification) -> tuple[DeliveryResult, bool]:
+        """Deliver ``notification`` through ``handle`` once per event (claimed in the delivery
+        log), retrying as configured; also returns whether a stop interrupted the retries."""
         event_id = notification.event_id
         started = time.perf_counter()
         try:
@@ -248,20 +250,26 @@ class NotificationRouter:
                 notifier=handle,
                 detail="already delivered (or being delivered) for this event",
             ), False
+        result, attempt, interrupted = self._send_with_retries(handle, notifier, notification)
+        self.log.finish_claim(event_id, handle, result, attempt, interrupted=interrupted)
+        total_ms = (time.perf_counter() - started) * 1000
+        _log_delivery(event_id, handle, result, attempt, total_ms)
+        return replace(result, notifier=handle, attempts=attempt, duration_ms=total_ms), interrupted
+
+    def _send_with_retries(
+        self, handle: str, notifier: Notifier, notification: Notification
+    ) -> tuple[DeliveryResult, int, bool]:
+        """Send until delivered, not retryable or out of attempts, logging each attempt; the
+        last result, the attempts made, and whether a stop cut the retries short."""
+        event_id = notification.event_id
         attempt = 0
-        result = DeliveryResult.failed("not attempted")
         interrupted = False
         while True:
             attempt += 1
             begun = time.perf_counter()
             result = self._send_once(notifier, notification)
             duration_ms = (time.perf_counter() - begun) * 1000
-            delay: float | None = None
-            if result.status == "failed" and result.retryable and attempt < self.retry.max_attempts:
-                if result.retry_after is None:
-                    delay = self.retry.backoff(attempt, self._rng)
-                elif result.retry_after <= self.retry.max_retry_after:
-                    delay = result.retry_after
+            delay = self._retry_delay(result, attempt)
             if delay is not None and self._stopping.is_set():
                 delay, interrupted = None, True
             self.log.log_attempt(
@@ -280,26 +288,21 @@ class NotificationRouter:
                 error=f"{result.error} (stopped before retrying; retried "
                 "when the router starts again)",
             )
-        self.log.finish_claim(event_id, handle, result, attempt, interrupted=interrupted)
-        total_ms = (time.perf_counter() - started) * 1000
-        if result.status == "failed":
-            logger.warning(
-                "delivery of event %s to @%s failed after %d attempt(s): %s",
-                event_id,
-                handle,
-                attempt,
-                result.error,
-            )
-        else:
-            logger.info(
-                "delivery of event %s to @%s: %s after %d attempt(s) in %.0f ms",
-                event_id,
-                handle,
-                result.status,
-                attempt,
-                total_ms,
-            )
-        return replace(result, notifier=handle, attempts=attempt, duration_ms=total_ms), interrupted
+        return result, attempt, interrupted
+
+    def _retry_delay(self, result: DeliveryResult, attempt: int) -> float | None:
+        """How long to wait before the next attempt, or None when there is none: a retryable
+        failure with attempts left waits the backoff, or the notifier's ``retry_after`` when
+        that is within ``max_retry_after``."""
+        if result.status != "failed" or not result.retryable:
+            return None
+        if attempt >= self.retry.max_attempts:
+            return None
+        if result.retry_after is None:
+            return self.retry.backoff(attempt, self._rng)
+        if result.retry_after <= self.retry.max_retry_after:
+            return result.retry_after
+        return None
 
     def _send_once(self, notifier: Notifier, notification: Notification) -> DeliveryResult:
         try:
@@ -403,3 +406,25 @@ class NotificationRouter:
         self.stop()
         for notifier in self._notifiers.values():
             notifier.close()
+
+
+def _log_delivery(
+    event_id: str, handle: str, result: DeliveryResult, attempts: int, total_ms: float
+) -> None:
+    if result.status == "failed":
+        logger.warning(
+            "delivery of event %s to @%s failed after %d attempt(s): %s",
+            event_id,
+            handle,
+            attempts,
+            result.error,
+        )
+    else:
+        logger.info(
+            "delivery of event %s to @%s: %s after %d attempt(s) in %.0f ms",
+            event_id,
+            handle,
+            result.status,
+            attempts,
+            total_ms,
+        )

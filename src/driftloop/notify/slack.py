@@ -53,7 +53,6 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 
 def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The Block Kit layout: header, message, facts, graph, dashboard button, context."""
-    event = notification.event
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -74,6 +73,24 @@ def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> li
                 },
             }
         )
+    blocks.append(
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": _truncate(f, 2000)} for f in _facts(notification)
+            ],
+        }
+    )
+    if image is not None:
+        blocks.append(image)
+    blocks.append(_dashboard_button(notification.dashboard_url))
+    blocks.append(_context(notification))
+    return blocks
+
+
+def _facts(notification: Notification) -> list[str]:
+    """The facts section's fields: state, monitor, model, value, thresholds, incident."""
+    event = notification.event
     emoji = _STATE_EMOJI.get(str(event.state), "")
     facts = [
         f"*State*\n{emoji} {event.previous} → {event.state}",
@@ -85,41 +102,35 @@ def slack_blocks(notification: Notification, image: dict[str, Any] | None) -> li
     ]
     if event.incident_id:
         facts.append(f"*Incident*\n{escape_mrkdwn(event.incident_id)}")
-    blocks.append(
-        {
-            "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _truncate(f, 2000)} for f in facts],
-        }
-    )
-    if image is not None:
-        blocks.append(image)
-    blocks.append(
-        {
-            "type": "actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": "Open dashboard"},
-                    "url": notification.dashboard_url,
-                    "action_id": "driftloop_dashboard",
-                }
-            ],
-        }
-    )
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": escape_mrkdwn(
-                        f"event {event.event_id} · {format_time(event.timestamp)}"
-                    ),
-                }
-            ],
-        }
-    )
-    return blocks
+    return facts
+
+
+def _dashboard_button(url: str) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Open dashboard"},
+                "url": url,
+                "action_id": "driftloop_dashboard",
+            }
+        ],
+    }
+
+
+def _context(notification: Notification) -> dict[str, Any]:
+    """The footer: the event id and when it happened."""
+    event = notification.event
+    return {
+        "type": "context",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": escape_mrkdwn(f"event {event.event_id} · {format_time(event.timestamp)}"),
+            }
+        ],
+    }
 
 
 class SlackNotifier(Notifier):

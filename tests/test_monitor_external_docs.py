@@ -26,7 +26,7 @@ from driftloop.cli import app
 from driftloop.config import load_config
 from driftloop.insights import configure_insights, shutdown_insights
 from driftloop.objectstore import bundled_reviews_path
-from driftloop.pipeline.external_deploy import DeployHook, deploy_payload
+from driftloop.registry.deploy_hook import DeployHook, deploy_payload
 from driftloop.system import DriftloopSystem, SystemOptions
 from reliability.project import free_port
 from serving.live import live_server
@@ -152,7 +152,9 @@ def test_the_guide_runs_from_the_first_report_to_the_deploy_hook(
     version = system.registry.get_version(MODEL, 1)
     with deploy_receiver(hook_port, receiver["handle_deploy"]):
         done = DeployHook(deploy, model=MODEL).call(
-            deploy_payload("deploy", "job-1", version, None, timestamp=time.time())
+            deploy_payload(
+                "deploy", "job-1", version, None, timestamp=time.time(), actor="job:job-1"
+            )
         )
     assert done.startswith("the deploy webhook of reviews (deploy v1): 200")
     assert swapped == [(MODEL, 1, version.artifact_uri)]

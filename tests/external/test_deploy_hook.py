@@ -24,10 +24,11 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from driftloop.cli import app
 from driftloop.config import Config, DeployHookConfig, load_config, parse_config
 from driftloop.errors import BackendUnavailableError, ConfigError
-from driftloop.pipeline.external_deploy import DeployHook, deploy_payload
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
 from driftloop.pipeline.verification import (
@@ -37,6 +38,7 @@ from driftloop.pipeline.verification import (
     decide_against_before,
 )
 from driftloop.registry import ModelVersion
+from driftloop.registry.deploy_hook import DeployHook, deploy_payload
 from driftloop.serving import Scope
 from driftloop.system import DriftloopSystem, SystemOptions
 from driftloop.testing.clock import ManualClock
@@ -269,6 +271,64 @@ def test_a_failing_hook_fails_the_job_and_leaves_production_unchanged(
         hook.call(payload)
 
 
+def test_a_deploy_or_rollback_by_hand_calls_the_hook_before_production_moves(
+    external: ExternalWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin API's deploy and rollback and ``driftloop models promote|rollback``: production
+    of a model served elsewhere keeps naming the version that server runs."""
+    admin = external.system.api_keys.create(Scope.ADMIN, name="ops").key
+    headers = {"Authorization": f"Bearer {admin}"}
+    models = f"{external.url}/v1/models/{MODEL}"
+    with model_service(external, {1: external.world.reference_confidence(1), 2: 0.995}) as service:
+        wait_for_reports(external, 1, 40)
+        assert run_job(external).state == JobState.SUCCEEDED
+        assert external.world.production() == 2
+
+        answer = httpx.post(f"{models}/rollback", headers=headers)
+        assert answer.status_code == 200, answer.text
+        state = httpx.get(f"{service}/state").json()
+        call = state["calls"][-1]
+        assert (call["action"], call["version"], call["previous_version"], call["job_id"]) == (
+            "rollback",
+            1,
+            2,
+            None,
+        )
+        assert call["actor"].startswith("api-key:")
+        assert call["webhook-id"].startswith("manual-")
+        assert (state["version"], external.world.production()) == (1, 1)
+
+        # a hook that fails: the deploy is refused and nothing moves, here or there
+        httpx.post(f"{service}/fail", json={"actions": ["deploy"]})
+        answer = httpx.post(f"{models}/deploy", json={"version": 2}, headers=headers)
+        assert answer.status_code == 503, answer.text
+        assert "the deploy webhook of review-classifier (deploy v2) failed" in answer.text
+        assert external.world.production() == 1
+        assert httpx.get(models, headers=headers).json()["version"] == 1
+        assert httpx.get(f"{service}/state").json()["version"] == 1
+
+        # the CLI, the same way
+        httpx.post(f"{service}/fail", json={"actions": []})
+        monkeypatch.setenv("DEPLOY_HOOK_SECRET", SECRET)
+        config = ["--config", str(tmp_path / "driftloop.yaml")]
+        promoted = CliRunner().invoke(app, ["models", "promote", MODEL, "2", *config])
+        assert promoted.exit_code == 0, promoted.output
+        assert httpx.get(f"{service}/state").json()["version"] == 2
+        assert external.world.production() == 2
+        httpx.post(f"{service}/fail", json={"actions": ["rollback"]})
+        refused = CliRunner().invoke(app, ["models", "rollback", MODEL, *config])
+        assert refused.exit_code != 0
+        assert "(rollback v1) failed" in refused.output
+        assert external.world.production() == 2
+        calls = hook_calls(service)
+    assert [(c["action"], c["version"]) for c in calls[-4:]] == [
+        ("deploy", 2),
+        ("rollback", 1),
+        ("rollback", 1),
+        ("rollback", 1),
+    ]
+
+
 def test_before_against_after_uses_the_two_sample_error_and_the_reference_shift() -> None:
     rng = np.random.default_rng(1)
     rule = VerificationRule(tolerance=0.02, min_pairs=30, min_labels=30)
@@ -318,7 +378,9 @@ def test_the_payload_says_when_in_iso_8601_utc() -> None:
         created_at=datetime.now(UTC),
         deployed_at=None,
     )
-    payload = deploy_payload("deploy", "job-1", version, 1, timestamp=1764625380.2)
+    payload = deploy_payload(
+        "deploy", "job-1", version, 1, timestamp=1764625380.2, actor="job:job-1"
+    )
     assert payload["timestamp"] == "2025-12-01T21:43:00.200000+00:00"
     assert iso_times(payload) == ["$.timestamp"]
 

@@ -215,11 +215,20 @@ def models_promote(
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Point an alias (default: production) at a version."""
-    from driftloop.registry.model_registry import ModelRegistry
+    """Point an alias (default: production) at a version.
 
-    registry = ModelRegistry.from_config(load(config_path))
-    registry.set_alias(name, alias, version, actor=actor or _default_actor())
+    For a model served elsewhere, its deploy hook is called first and production moves only if
+    it succeeds."""
+    from driftloop.registry.deploy_hook import tell_deploy_hook
+    from driftloop.registry.model_registry import ModelRegistry
+    from driftloop.registry.versions import PRODUCTION
+
+    config = load(config_path)
+    registry = ModelRegistry.from_config(config)
+    actor = actor or _default_actor()
+    if alias == PRODUCTION:
+        tell_deploy_hook(config, registry, name, "deploy", version, actor=actor)
+    registry.set_alias(name, alias, version, actor=actor)
     if as_json:
         print_json(
             {"name": name, "alias": alias, "version": version, "aliases": registry.aliases(name)}
@@ -235,13 +244,20 @@ def models_rollback(
     config_path: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Point production back at the version deployed before the current one."""
+    """Point production back at the version deployed before the current one.
+
+    For a model served elsewhere, its deploy hook is called first and production moves only if
+    it succeeds."""
+    from driftloop.registry.deploy_hook import tell_deploy_hook
     from driftloop.registry.model_registry import ModelRegistry
     from driftloop.registry.versions import PRODUCTION
 
-    version = ModelRegistry.from_config(load(config_path)).rollback(
-        name, actor=actor or _default_actor()
-    )
+    config = load(config_path)
+    registry = ModelRegistry.from_config(config)
+    actor = actor or _default_actor()
+    target = registry.rollback_target(name)
+    tell_deploy_hook(config, registry, name, "rollback", target, actor=actor)
+    version = registry.rollback(name, actor=actor)
     if as_json:
         print_json({"name": name, "alias": PRODUCTION, "version": version.version})
         return

@@ -438,27 +438,37 @@ class ModelRegistry:
         if not actor.strip():
             raise InvalidInputError("actor must say who or what rolls back")
         with self._transaction() as connection:
-            rows = connection.execute(
-                sa.select(alias_history.c.version, alias_history.c.action)
-                .where(alias_history.c.name == name, alias_history.c.alias == PRODUCTION)
-                .order_by(alias_history.c.id)
-            ).all()
-            stack: list[int] = []
-            for row in rows:
-                if row.action == "rollback" and stack:
-                    stack.pop()
-                if not stack or stack[-1] != row.version:
-                    stack.append(int(row.version))
-            if not stack:
-                raise NotFoundError(f"model {name!r} has never been deployed to production")
-            if len(stack) < 2:
-                raise ConflictError(
-                    f"model {name!r} has no earlier production version to roll back to "
-                    f"(production is version {stack[-1]})"
-                )
-            target = stack[-2]
+            target = self._rollback_target(connection, name)
             self._move_alias(connection, name, PRODUCTION, target, actor, action="rollback")
         return self.get_version(name, target)
+
+    def rollback_target(self, name: str) -> int:
+        """The version :meth:`rollback` would point ``production`` at now (``NotFoundError``
+        or ``ConflictError`` as it would raise)."""
+        with self._connection() as connection:
+            return self._rollback_target(connection, name)
+
+    @staticmethod
+    def _rollback_target(connection: Connection, name: str) -> int:
+        rows = connection.execute(
+            sa.select(alias_history.c.version, alias_history.c.action)
+            .where(alias_history.c.name == name, alias_history.c.alias == PRODUCTION)
+            .order_by(alias_history.c.id)
+        ).all()
+        stack: list[int] = []
+        for row in rows:
+            if row.action == "rollback" and stack:
+                stack.pop()
+            if not stack or stack[-1] != row.version:
+                stack.append(int(row.version))
+        if not stack:
+            raise NotFoundError(f"model {name!r} has never been deployed to production")
+        if len(stack) < 2:
+            raise ConflictError(
+                f"model {name!r} has no earlier production version to roll back to "
+                f"(production is version {stack[-1]})"
+            )
+        return stack[-2]
 
     def _move_alias(
         self,

@@ -1,11 +1,17 @@
 """What is served, and the admin's hot swaps: ``GET /v1/models``, ``GET /v1/models/{name}``
 (scope ``predict``) and ``POST /v1/models/{name}/deploy``, ``/rollback``, ``/reload`` (scope
-``admin``; each answers the model's status after the swap)."""
+``admin``; each answers the model's status after the swap). A deploy or rollback of a model
+served elsewhere calls its deploy hook before ``production`` moves."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from fastapi import APIRouter, Request
 
+from driftloop.errors import ConflictError
+from driftloop.registry.deploy_hook import DeployAction, deploy_hook, tell_deploy_hook
 from driftloop.serving.auth import AdminKey, PredictKey
 from driftloop.serving.errors import ERROR_RESPONSES
 from driftloop.serving.keys import ApiKeyInfo
@@ -18,7 +24,10 @@ from driftloop.serving.schemas import (
     request_body_schema,
 )
 from driftloop.serving.slots import ServedModel
-from driftloop.serving.state import serving_state
+from driftloop.serving.sources import RegistryModelSource
+from driftloop.serving.state import ServingState, serving_state
+
+logger = logging.getLogger(__name__)
 
 
 def model_status_router() -> APIRouter:
@@ -65,7 +74,9 @@ def _add_hot_swaps(router: APIRouter) -> None:
         served = state.manager.get(name)
         data = await read_json_body(request, state.config.serving.max_body_bytes)
         version = parse_body(DeployRequest, data).version
-        await state.manager.deploy(name, version, actor=_actor(key))
+        actor = _actor(key)
+        hook = _deploy_hook_call(state, name, "deploy", actor, version)
+        await state.manager.deploy(name, version, actor=actor, before_move=hook)
         return _status(served)
 
     @router.post(
@@ -77,7 +88,9 @@ def _add_hot_swaps(router: APIRouter) -> None:
     async def rollback(name: str, request: Request, key: AdminKey) -> ModelStatusResponse:
         state = serving_state(request)
         served = state.manager.get(name)
-        await state.manager.rollback(name, actor=_actor(key))
+        actor = _actor(key)
+        hook = _deploy_hook_call(state, name, "rollback", actor)
+        await state.manager.rollback(name, actor=actor, before_move=hook)
         return _status(served)
 
     @router.post(
@@ -91,6 +104,27 @@ def _add_hot_swaps(router: APIRouter) -> None:
         served = state.manager.get(name)
         await state.manager.sync(name, force=True)
         return _status(served)
+
+
+def _deploy_hook_call(
+    state: ServingState, name: str, action: DeployAction, actor: str, version: int | None = None
+) -> Callable[[], object] | None:
+    """For a model served elsewhere: the call of its deploy hook that must succeed before
+    ``production`` moves (``version`` None: the version a rollback goes back to)."""
+    if deploy_hook(state.config, name) is None:
+        return None
+    source = state.manager.source
+    if not isinstance(source, RegistryModelSource):
+        raise ConflictError(f"model {name!r} has a deploy hook, which needs the model registry")
+    registry = source.registry
+
+    def call() -> object:
+        target = registry.rollback_target(name) if version is None else version
+        answer = tell_deploy_hook(state.config, registry, name, action, target, actor=actor)
+        logger.info("%s of %s v%d by %s: %s", action, name, target, actor, answer)
+        return answer
+
+    return call
 
 
 def _status(served: ServedModel) -> ModelStatusResponse:

@@ -251,22 +251,38 @@ class ModelSlotManager:
             self._install(served, slot)
             return slot
 
-    async def deploy(self, name: str, version: int, *, actor: str) -> ModelSlot:
-        """Load ``version`` beside the current one, point ``production`` at it, swap."""
+    async def deploy(
+        self,
+        name: str,
+        version: int,
+        *,
+        actor: str,
+        before_move: Callable[[], object] | None = None,
+    ) -> ModelSlot:
+        """Load ``version`` beside the current one, point ``production`` at it, swap;
+        ``before_move`` (a model served elsewhere: its deploy hook) runs once the version has
+        loaded, before the alias moves, and an error from it leaves everything as it was."""
         served = self.get(name)
         async with served.lock:
             info = await asyncio.to_thread(self.source.get_version, name, version)
             slot = await self._load(info)
+            if before_move is not None:
+                await asyncio.to_thread(before_move)
             await asyncio.to_thread(self.source.set_alias, name, PRODUCTION, version, actor=actor)
             deployed = await asyncio.to_thread(self.source.get_version, name, version)
             slot = dataclasses.replace(slot, info=deployed)  # now with its deployed_at
             self._install(served, slot)
             return slot
 
-    async def rollback(self, name: str, *, actor: str) -> ModelSlot:
-        """Move ``production`` back to its previous version and serve it."""
+    async def rollback(
+        self, name: str, *, actor: str, before_move: Callable[[], object] | None = None
+    ) -> ModelSlot:
+        """Move ``production`` back to its previous version and serve it (``before_move`` as
+        in :meth:`deploy`, run before the alias moves)."""
         served = self.get(name)
         async with served.lock:
+            if before_move is not None:
+                await asyncio.to_thread(before_move)
             info = await asyncio.to_thread(self.source.rollback, name, actor=actor)
             slot = await self._load(info)
             self._install(served, slot)

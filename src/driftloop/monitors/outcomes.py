@@ -6,7 +6,8 @@ The handles are those the monitor's message mentions for the incident's state (i
 ``{{#is_alert}}`` sections for an ALERT incident, say) or for the outcome's own sections. The
 text is the message rendered with the outcome's flags alone (the state's sections left out) and
 its variables: ``{{#is_rejected}}Rejected: macro-F1 {{candidate_macro_f1}} vs
-{{production_macro_f1}} ({{job_url}}){{/is_rejected}}``; where the message has no section for
+{{production_macro_f1}} ({{job_url}}){{/is_rejected}}`` (a regression model's gate gives
+``{{candidate_rmse}}``, ``{{candidate_mae}}`` ... instead); where the message has no section for
 this outcome, a sentence says what happened instead. An incident that no monitor opened (an
 inbound alert) has no handles: its outcomes go to the log.
 """
@@ -32,16 +33,33 @@ OUTCOME_FLAGS: dict[Outcome, str] = {
 }
 """The section flag of each outcome; ``is_retrain_outcome`` is set for all of them."""
 
+GATE_METRICS: tuple[str, ...] = ("macro_f1", "accuracy", "mae", "rmse", "r2")
+"""The gate's numbers an outcome names as ``candidate_<metric>`` and ``production_<metric>``: a
+classifier's macro-F1 and accuracy, a regression model's MAE, RMSE and R² (empty for the other
+kind)."""
+
+
+def gate_metric_values(gate: Mapping[str, Any]) -> dict[str, float | None]:
+    """``candidate_<metric>`` and ``production_<metric>`` of each of :data:`GATE_METRICS` from
+    a gate decision (``GateDecision.to_dict()``); None where the evaluation lacks it."""
+    values: dict[str, float | None] = {}
+    for side in ("candidate", "production"):
+        evaluation = gate.get(side) or {}
+        for metric in GATE_METRICS:
+            value = evaluation.get(metric)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                value = None
+            values[f"{side}_{metric}"] = None if value is None else float(value)
+    return values
+
+
 OUTCOME_VARIABLES: tuple[str, ...] = (
     "outcome",
     "job_id",
     "job_url",
     "candidate_version",
     "previous_version",
-    "candidate_macro_f1",
-    "production_macro_f1",
-    "candidate_accuracy",
-    "production_accuracy",
+    *(f"{side}_{metric}" for metric in GATE_METRICS for side in ("candidate", "production")),
     "holdout_rows",
     "gate_reasons",
     "error",
@@ -82,8 +100,6 @@ class RetrainOutcome:
         return _LABELS[self.outcome]
 
     def variables(self) -> dict[str, str]:
-        candidate = self.gate.get("candidate") or {}
-        production = self.gate.get("production") or {}
         return {
             "outcome": self.outcome,
             "job_id": self.job_id,
@@ -92,10 +108,7 @@ class RetrainOutcome:
             if self.candidate_version is None
             else str(self.candidate_version),
             "previous_version": "" if self.previous_version is None else str(self.previous_version),
-            "candidate_macro_f1": _number(candidate.get("macro_f1")),
-            "production_macro_f1": _number(production.get("macro_f1")),
-            "candidate_accuracy": _number(candidate.get("accuracy")),
-            "production_accuracy": _number(production.get("accuracy")),
+            **{name: _number(value) for name, value in gate_metric_values(self.gate).items()},
             "holdout_rows": str(self.gate.get("holdout_rows", "")),
             "gate_reasons": "; ".join(str(r) for r in self.gate.get("reasons", ())),
             "error": self.error or "",
@@ -105,16 +118,8 @@ class RetrainOutcome:
         """What happened, in one sentence with the link to the job."""
         values = self.variables()
         text = f"Retrain of {self.model}: {self.label}"
-        if self.outcome == "rejected" and values["candidate_macro_f1"]:
-            text += (
-                f" (macro-F1 {values['candidate_macro_f1']}"
-                + (
-                    f" vs production {values['production_macro_f1']}"
-                    if values["production_macro_f1"]
-                    else ""
-                )
-                + f" on {values['holdout_rows']} held-out rows)"
-            )
+        if self.outcome == "rejected" and (headline := _headline(values)):
+            text += f" ({headline} on {values['holdout_rows']} held-out rows)"
         elif self.outcome == "succeeded" and self.candidate_version is not None:
             text += f": v{self.candidate_version} serves"
         elif self.outcome == "rolled_back" and self.previous_version is not None:
@@ -133,6 +138,21 @@ class RetrainOutcome:
             "error": self.error,
             "gate": dict(self.gate),
         }
+
+
+def _headline(values: Mapping[str, str]) -> str:
+    """The gate's main numbers: macro-F1 for a classifier, RMSE and MAE for a regression model;
+    empty when the gate recorded none."""
+    names = {"macro_f1": "macro-F1", "rmse": "RMSE", "mae": "MAE"}
+    shown = ("rmse", "mae") if values["candidate_rmse"] else ("macro_f1",)
+    parts = []
+    for metric in shown:
+        if values[f"candidate_{metric}"]:
+            part = f"{names[metric]} {values[f'candidate_{metric}']}"
+            if values[f"production_{metric}"]:
+                part += f" vs production {values[f'production_{metric}']}"
+            parts.append(part)
+    return ", ".join(parts)
 
 
 def outcome_event(
@@ -190,10 +210,12 @@ def outcome_event(
 
 
 __all__ = [
+    "GATE_METRICS",
     "OUTCOME_FLAGS",
     "OUTCOME_VARIABLES",
     "RETRAIN_OUTCOME",
     "Outcome",
     "RetrainOutcome",
+    "gate_metric_values",
     "outcome_event",
 ]

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from driftloop.monitors.outcomes import GATE_METRICS, gate_metric_values
 from driftloop.notify.base import Notification, format_time
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
@@ -57,6 +58,12 @@ VARIABLES: dict[str, str] = {
     "gate": "the quality gate's decision: candidate and production evaluations, reasons, "
     "held-out rows, as JSON (retrain outcomes)",
     "error": "why the job failed or rolled back (retrain outcomes)",
+    **{
+        f"{side}_{metric}": f"the {side}'s {metric} on the gate's held-out rows (retrain "
+        "outcomes; null when the gate has none, e.g. mae for a classifier)"
+        for metric in GATE_METRICS
+        for side in ("candidate", "production")
+    },
 }
 """Every fixed variable and what it holds; the group's tags come on top."""
 
@@ -97,6 +104,7 @@ def notification_variables(notification: Notification) -> dict[str, Scalar]:
             "previous_version": _integer(details.get("previous_version")),
             "gate": json.dumps(details["gate"], sort_keys=True) if details.get("gate") else "",
             "error": str(details.get("error") or ""),
+            **gate_metric_values(details.get("gate") or {}),
         }
     )
     return variables

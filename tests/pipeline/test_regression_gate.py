@@ -15,8 +15,9 @@ import pytest
 from byo_models import REGRESSION_PREDICTOR, write_regression_model
 from driftloop.config import GateConfig, parse_config
 from driftloop.errors import ConfigError
-from driftloop.pipeline.gate import decide
+from driftloop.pipeline.gate import decide, seen_keys, split_for_remote
 from driftloop.pipeline.queue import Job, JobState
+from driftloop.pipeline.uploads import CandidateUploads
 from driftloop.predictors import Evaluation, RegressionEvaluation
 from pipeline.world import MODEL, PipelineWorld, ScriptedHealthProbe, Snapshots
 
@@ -158,6 +159,43 @@ def test_a_custom_regression_model_worse_than_production_by_rmse_is_rejected(
     assert rmse.endswith("fail")
     assert world.production() == 1
     assert world.system.registry.aliases(MODEL) == {"production": 1}
+
+
+def test_a_remote_regression_candidate_is_held_out_at_random_not_by_target_value(
+    tmp_path: Path,
+) -> None:
+    """``trainer: github_dispatch`` (and any upload): the workflow trains on what
+    ``GET /v1/models/{name}/training-data`` gives and the gate holds out the rest. Integer
+    targets that each occur twice look like 50 classes to a stratified split, which cannot put
+    each in 30 held-out rows; a regression model's rows are split at random instead, the
+    same way on both sides."""
+    world = regression_world(tmp_path, mode="fit", production_slope=2.0)
+    frame = spend_rows(100, start=5000, seed=3)
+    frame["spend"] = [i // 2 for i in range(100)]  # 0, 0, 1, 1, ..., 49, 49
+    snapshot = world.push(frame)
+    uploads = CandidateUploads(
+        world.config, world.system.registry, world.system.queue, world.system.datasets
+    )
+
+    train, served = uploads.training_rows(MODEL, snapshot.snapshot_id)
+    split = split_for_remote(
+        world.system.datasets.load(snapshot),
+        "text",  # a record model: no text column, rows are known by their features
+        "spend",
+        seen_keys(spend_rows(150, start=0, seed=1), "text", "spend"),
+        fraction=world.config.pipeline.holdout_fraction,
+        min_fresh_rows=10,
+        seed=world.config.pipeline.seed,
+        output="regression",
+    )
+
+    assert served.snapshot_id == snapshot.snapshot_id
+    assert world.config.pipeline.holdout_fraction == 0.3
+    assert (len(train), len(split.holdout)) == (70, 30)
+    assert list(split.train["customer_id"]) == list(train["customer_id"])
+    assert set(split.holdout["customer_id"]).isdisjoint(train["customer_id"])
+    assert split.fresh  # none of these customers were in production's snapshot
+    assert split.holdout["spend"].nunique() > 10  # not one row per value: not stratified
 
 
 # ------------------------------------------------------------------------------ the rule

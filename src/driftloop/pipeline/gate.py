@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from driftloop.config import GateConfig
 from driftloop.errors import ConfigError, TrainingError
-from driftloop.predictors import Evaluation, ModelEvaluation, Predictor, RegressionEvaluation
-from driftloop.trainers.evaluation import predictor_evaluation
+from driftloop.predictors import (
+    Evaluation,
+    ModelEvaluation,
+    OutputKind,
+    Predictor,
+    RegressionEvaluation,
+)
+from driftloop.trainers.evaluation import predictor_evaluation, split_holdout
 
 if TYPE_CHECKING:  # frames arrive built; this module never makes one
     import pandas as pd
@@ -96,6 +102,30 @@ def split_for_gate(
     return GateSplit(
         train.reset_index(drop=True), holdout.reset_index(drop=True), fresh, fresh_rows
     )
+
+
+def split_for_remote(
+    frame: pd.DataFrame,
+    text_column: str,
+    label_column: str,
+    seen_texts: set[str],
+    *,
+    fraction: float,
+    min_fresh_rows: int,
+    seed: int,
+    output: OutputKind = "classification",
+) -> GateSplit:
+    """The gate's rows for a candidate trained elsewhere: the rows its workflow was not given
+    (``split_holdout`` with the same fraction, seed and output kind, as
+    ``GET /v1/models/{name}/training-data`` leaves them out: stratified by class for a
+    classifier, at random for a regression model), only those production never saw
+    (``seen_texts``: their :func:`row_keys`) when enough of them are new."""
+    train, held_out = split_holdout(frame, label_column, fraction, seed, output=output)
+    new = ~row_keys(held_out, text_column, label_column).isin(seen_texts)
+    fresh_rows = int((~row_keys(frame, text_column, label_column).isin(seen_texts)).sum())
+    fresh = int(new.sum()) >= min_fresh_rows
+    holdout = held_out[new].reset_index(drop=True) if fresh else held_out
+    return GateSplit(train, holdout, fresh, fresh_rows)
 
 
 def evaluate_on_holdout(

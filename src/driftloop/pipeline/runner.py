@@ -28,6 +28,7 @@ from driftloop.pipeline.gate import (
     evaluate_on_holdout,
     seen_keys,
     split_for_gate,
+    split_for_remote,
 )
 from driftloop.pipeline.queue import Job, JobState
 from driftloop.pipeline.steps import (
@@ -40,7 +41,7 @@ from driftloop.pipeline.steps import (
 from driftloop.predictors import Predictor
 from driftloop.registry import ModelVersion
 from driftloop.trainers.base import TrainedModel, TrainingData
-from driftloop.trainers.evaluation import describe_evaluation, split_holdout
+from driftloop.trainers.evaluation import describe_evaluation
 from driftloop.trainers.registry import get_remote_trainer, get_trainer, is_remote_trainer
 from driftloop.trainers.remote import RemoteRun
 
@@ -188,20 +189,15 @@ class RetrainPipeline(DeployAndVerify):
                 snapshot, frame = self._merge_feedback(
                     job, model_config, snapshot, frame, log, rows=rows
                 )
-            seen = self._seen_texts(production, model_config)
-            split = (
-                self._remote_split(frame, model_config, seen)
-                if source.remote
-                else split_for_gate(
-                    frame,
-                    model_config.text_column,
-                    model_config.label_column,
-                    seen,
-                    fraction=self.config.pipeline.holdout_fraction,
-                    min_fresh_rows=self.config.pipeline.min_fresh_rows,
-                    seed=self.config.pipeline.seed,
-                    output=model_config.output,
-                )
+            split = (split_for_remote if source.remote else split_for_gate)(
+                frame,
+                model_config.text_column,
+                model_config.label_column,
+                self._seen_texts(production, model_config),
+                fraction=self.config.pipeline.holdout_fraction,
+                min_fresh_rows=self.config.pipeline.min_fresh_rows,
+                seed=self.config.pipeline.seed,
+                output=model_config.output,
             )
             log.append(
                 f"{split.fresh_rows} rows new since the production model's data; "
@@ -320,23 +316,6 @@ class RetrainPipeline(DeployAndVerify):
         """The candidate uploaded for this job (``POST /v1/models/{name}/versions``), if any."""
         number = job.result.uploaded_version
         return None if number is None else self.registry.get_version(job.model, number)
-
-    def _remote_split(
-        self, frame: pd.DataFrame, model_config: ModelConfig, seen: set[str]
-    ) -> GateSplit:
-        """The gate's rows for a remotely trained candidate: the rows the training workflow
-        leaves out (``split_holdout`` with the same fraction and seed, as the training-repo
-        template's ``fetch_training_data.py`` does), restricted to those production never saw
-        when enough of them are new."""
-        settings = self.config.pipeline
-        train, held_out = split_holdout(
-            frame, model_config.label_column, settings.holdout_fraction, settings.seed
-        )
-        new = ~held_out[model_config.text_column].astype(str).isin(seen)
-        fresh_rows = int((~frame[model_config.text_column].astype(str).isin(seen)).sum())
-        fresh = int(new.sum()) >= settings.min_fresh_rows
-        holdout = held_out[new].reset_index(drop=True) if fresh else held_out
-        return GateSplit(train, holdout, fresh, fresh_rows)
 
     def _train_remotely(
         self, job: Job, worker: str, model_config: ModelConfig, snapshot: Snapshot, log: list[str]

@@ -17,8 +17,8 @@ a snapshot less the rows the gate holds out.
 
 The archive holds ``model/`` (a saved predictor directory) and optionally ``evaluation.json``
 (what ``driftloop models register --evaluation`` reads: a classifier's or, for a model with
-``models.<name>.output: regression``, a regression model's fields). Only files and folders are accepted:
-a link, a device, an absolute name or one with ``..`` refuses the whole upload.
+``models.<name>.output: regression``, a regression model's fields). Only files and folders are
+accepted: a link, a device, an absolute name or one with ``..`` refuses the whole upload.
 """
 
 from __future__ import annotations
@@ -235,8 +235,9 @@ class CandidateUploads:
 
     def training_rows(self, model: str, snapshot_id: str | None) -> tuple[pd.DataFrame, Snapshot]:
         """The rows of the snapshot a workflow trains on, less those the gate holds out
-        (``split_holdout`` with ``pipeline.holdout_fraction`` and ``pipeline.seed``, as the
-        retrain pipeline gates a remote candidate)."""
+        (``split_holdout`` with ``pipeline.holdout_fraction``, ``pipeline.seed`` and the
+        model's output kind, as the retrain pipeline gates a remote candidate:
+        :func:`~driftloop.pipeline.gate.split_for_remote`)."""
         self.check_model(model)
         model_config = self.config.models[model]
         snapshot = (
@@ -249,6 +250,7 @@ class CandidateUploads:
             model_config.label_column,
             self.config.pipeline.holdout_fraction,
             seed=self.config.pipeline.seed,
+            output=model_config.output,
         )
         return train, snapshot
 

@@ -17,6 +17,7 @@ from driftloop.predictors import (
     Evaluation,
     Feature,
     InputSchema,
+    OutputKind,
     Predictor,
     ReferenceProfile,
     RegressionEvaluation,
@@ -30,9 +31,18 @@ REFERENCE_SAMPLE = 2_000
 
 
 def split_holdout(
-    frame: pd.DataFrame, label_column: str, fraction: float = 0.2, seed: int = 0
+    frame: pd.DataFrame,
+    label_column: str,
+    fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    output: OutputKind = "classification",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified train / held-out split (plain random when a class is too small to stratify)."""
+    """Train / held-out split: stratified by class for a classifier (plain random when a class
+    is too small to stratify), plain random for a regression model (:func:`split_rows`: its
+    numeric targets are not classes)."""
+    if output == "regression":
+        return split_rows(frame, fraction, seed)
     from sklearn.model_selection import train_test_split
 
     counts = frame[label_column].value_counts()

@@ -116,12 +116,26 @@ def feature_cases(client: InsightsClient, calls: int, timer: float) -> list[Resu
     ]
 
 
+SERVER_VALUES = {"model_confidence": 0.93, "text_length": 57, "latency_ms": 3.2}
+SERVER_TAGS = {"model": "review-classifier", "version": "3", "class": "Food - Positive"}
+"""What the server reports per prediction."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
     args = parser.parse_args()
     calls: int = args.calls
+    timer = timer_overhead(calls)
+    results, published = request_path_cases(calls, timer)
+    flush_us = flush_cost(calls)
+    results.append(overflow_case(calls, timer))
+    print_results(results, calls, published, timer, flush_us)
 
+
+def request_path_cases(calls: int, timer: float) -> tuple[list[Result], int]:
+    """``report_insights`` and ``InsightsClient.report`` with a flush thread publishing to
+    memory, with and without feature insights; and the points the thread published."""
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
         transport = MemoryTransport()
         client = InsightsClient(
@@ -132,9 +146,6 @@ def main() -> None:
             flush_interval=0.2,
         )
         configure_insights(client=client)
-        server_values = {"model_confidence": 0.93, "text_length": 57, "latency_ms": 3.2}
-        server_tags = {"model": "review-classifier", "version": "3", "class": "Food - Positive"}
-        timer = timer_overhead(calls)
         results = [
             measure(
                 "report_insights, 1 value, no tags",
@@ -150,13 +161,13 @@ def main() -> None:
             ),
             measure(
                 "report_insights, server's 3 values + 3 tags",
-                lambda: report_insights(server_values, server_tags),
+                lambda: report_insights(SERVER_VALUES, SERVER_TAGS),
                 calls,
                 timer,
             ),
             measure(
                 "InsightsClient.report, 3 values + 3 tags",
-                lambda: client.report(server_values, server_tags),
+                lambda: client.report(SERVER_VALUES, SERVER_TAGS),
                 calls,
                 timer,
             ),
@@ -165,7 +176,12 @@ def main() -> None:
         client.flush()
         published = client.stats.published
         shutdown_insights()
+    return results, published
 
+
+def flush_cost(calls: int) -> float:
+    """µs per point of the flush (off the request path): ``calls`` reports queued, then
+    flushed to a transport that only counts."""
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
         offline = InsightsClient(
             CountingTransport(),
@@ -175,27 +191,34 @@ def main() -> None:
             start=False,
         )
         for _ in range(calls):
-            offline.report(server_values, server_tags)
+            offline.report(SERVER_VALUES, SERVER_TAGS)
         started = time.perf_counter()
         offline.flush()
-        flush_us = (time.perf_counter() - started) / (calls * len(server_values)) * 1e6
+        flush_us = (time.perf_counter() - started) / (calls * len(SERVER_VALUES)) * 1e6
         offline.close()
+    return flush_us
 
+
+def overflow_case(calls: int, timer: float) -> Result:
+    """A report when the queue is full: spooled to the outbox."""
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as directory:
         overflow = InsightsClient(
             MemoryTransport(), outbox=Path(directory) / "outbox", queue_size=1, start=False
         )
         overflow.report({"fill": 1.0})
-        results.append(
-            measure(
-                "queue full: spooled to the outbox (slow path)",
-                lambda: overflow.report(server_values, server_tags),
-                min(calls, 20_000),
-                timer,
-            )
+        result = measure(
+            "queue full: spooled to the outbox (slow path)",
+            lambda: overflow.report(SERVER_VALUES, SERVER_TAGS),
+            min(calls, 20_000),
+            timer,
         )
         overflow.close(flush=False)
+    return result
 
+
+def print_results(
+    results: list[Result], calls: int, published: int, timer: float, flush_us: float
+) -> None:
     width = max(len(r.case) for r in results)
     print(f"{'case':<{width}}  {'median µs':>10}  {'p99 µs':>8}  {'loop µs/call':>12}")
     print("-" * (width + 38))

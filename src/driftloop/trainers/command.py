@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, TrainingError
-from driftloop.predictors import OutputKind
-from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer
+from driftloop.predictors import InputSchema, OutputKind
+from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer, declared_inputs
 from driftloop.trainers.holdout import DEFAULT_HOLDOUT_FRACTION, DEFAULT_VALIDATION_FRACTION
 
 STDERR_TAIL_LINES = 20
@@ -40,6 +40,7 @@ class CommandTrainer(ExternalTrainer):
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
         output: OutputKind = "classification",
+        inputs: InputSchema | None = None,
     ) -> None:
         if not command:
             raise ConfigError("trainer 'command' needs a non-empty models.<name>.command list")
@@ -50,6 +51,7 @@ class CommandTrainer(ExternalTrainer):
             validation_fraction=validation_fraction,
             seed=seed,
             output=output,
+            inputs=inputs,
         )
         self.command = list(command)
         self.cwd = cwd
@@ -75,6 +77,7 @@ class CommandTrainer(ExternalTrainer):
             ),
             seed=int(params.get("seed", 0)),
             output=model_config.output,
+            inputs=declared_inputs(model_config),
         )
 
     def run(self, data_path: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 driftloop splits the snapshot first and hands the user's code only the training rows:
 
-* ``data_path``: a CSV of the training rows: for a classifier the model's text and label
-  columns (named as in ``models.<name>.text_column`` / ``label_column``); for a regression
+* ``data_path``: a CSV of the training rows, following the model's inputs: for a text
+  classifier the model's text and label columns (named as in ``models.<name>.text_column`` /
+  ``label_column``); for a record classifier (its ``models.<name>.predictor`` class declares
+  record inputs, or the snapshot has no text column) its features' columns (every column when
+  they are not declared) and the label, rows with a blank label left out; for a regression
   model (``models.<name>.output: regression``) every column of the snapshot, the label column
   holding the numeric target;
 * ``output_dir``: an empty directory, into which the code must write
@@ -32,8 +35,17 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
+from driftloop.config import ModelConfig
 from driftloop.errors import DriftloopError, InvalidInputError, TrainingError
-from driftloop.predictors import OutputKind, Predictor, check_predictor, load_predictor
+from driftloop.predictors import (
+    TEXT,
+    InputSchema,
+    OutputKind,
+    Predictor,
+    check_predictor,
+    load_predictor,
+)
+from driftloop.predictors.loading import import_target
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.checks import check_training_data
 from driftloop.trainers.evaluation import (
@@ -70,8 +82,10 @@ class ExternalTrainer(Trainer):
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
         output: OutputKind = "classification",
+        inputs: InputSchema | None = None,
     ) -> None:
         self.output: OutputKind = output
+        self.inputs = inputs
         self.labels = labels
         self.timeout = timeout
         self.holdout_fraction = holdout_fraction
@@ -87,7 +101,9 @@ class ExternalTrainer(Trainer):
         if self.output == "regression":
             splits, labels, dropped = self._regression_splits(data), None, 0
         else:
-            checked = check_training_data(data, allowed_labels=self.labels)
+            checked = check_training_data(
+                data, allowed_labels=self.labels, inputs=self._inputs_of(data)
+            )
             splits = split_for_training(
                 checked.frame,
                 data.label_column,
@@ -136,6 +152,13 @@ class ExternalTrainer(Trainer):
             keep_alive=keep,
         )
 
+    def _inputs_of(self, data: TrainingData) -> InputSchema | None:
+        """The declared input schema (``models.<name>.predictor``'s class); undeclared, texts
+        when the data has the text column, else a record of every other column (None)."""
+        if self.inputs is not None:
+            return self.inputs
+        return TEXT if data.text_column in data.frame.columns else None
+
     def _regression_splits(self, data: TrainingData) -> TrainingSplits:
         """Rows with a numeric target, split at random into train and held-out (a regression
         model has no temperature: its validation split is empty)."""
@@ -165,7 +188,11 @@ class ExternalTrainer(Trainer):
     ) -> CalibratedEvaluation:
         """Temperature and held-out evaluation of a text classifier with logits; the plain
         held-out evaluation of any other predictor, and its own reference profile."""
-        if predictor.output == "classification" and _has_logits(predictor):
+        if (
+            predictor.output == "classification"
+            and predictor.inputs.is_text
+            and _has_logits(predictor)
+        ):
             return calibrate_and_evaluate(
                 predictor, splits, text_column=data.text_column, label_column=data.label_column
             )
@@ -234,6 +261,17 @@ class ExternalTrainer(Trainer):
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainingError(f"output_dir/{METRICS_FILE}: {key} is {value}")
         return metrics
+
+
+def declared_inputs(model_config: ModelConfig) -> InputSchema | None:
+    """The input schema ``models.<name>.predictor``'s class declares (importing it, as loading
+    the model's versions does), or None when the model names no class (or its class sets its
+    inputs only when built): the training rows then tell."""
+    if model_config.predictor is None:
+        return None
+    found = import_target(model_config.predictor, "models.<name>.predictor")
+    inputs = getattr(found, "inputs", None)
+    return inputs if isinstance(inputs, InputSchema) else None
 
 
 class KeptDirectory:

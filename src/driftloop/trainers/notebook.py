@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, TrainingError
-from driftloop.predictors import OutputKind
-from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer
+from driftloop.predictors import InputSchema, OutputKind
+from driftloop.trainers.external import DEFAULT_TIMEOUT, ExternalTrainer, declared_inputs
 from driftloop.trainers.holdout import DEFAULT_HOLDOUT_FRACTION, DEFAULT_VALIDATION_FRACTION
 
 EXECUTED_NOTEBOOK = "executed.ipynb"
@@ -41,6 +41,7 @@ class NotebookTrainer(ExternalTrainer):
         validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
         seed: int = 0,
         output: OutputKind = "classification",
+        inputs: InputSchema | None = None,
     ) -> None:
         super().__init__(
             labels=labels,
@@ -49,6 +50,7 @@ class NotebookTrainer(ExternalTrainer):
             validation_fraction=validation_fraction,
             seed=seed,
             output=output,
+            inputs=inputs,
         )
         self.notebook = notebook
         self.kernel_name = kernel_name
@@ -79,6 +81,7 @@ class NotebookTrainer(ExternalTrainer):
             ),
             seed=int(params.get("seed", 0)),
             output=model_config.output,
+            inputs=declared_inputs(model_config),
         )
 
     def run(self, data_path: Path, output_dir: Path, work_dir: Path) -> dict[str, Any]:

@@ -14,18 +14,18 @@ import yaml
 from typer.testing import CliRunner
 
 from driftloop.cli import app
-from driftloop.config import parse_config
+from driftloop.config import load_config, parse_config
 from driftloop.config.loading import _FAST_LOADER
 from driftloop.errors import ConfigError
+from driftloop.system import DriftloopSystem
 
 runner = CliRunner()
 
 _REPORT_LOADED = (
-    "import sys; sys.argv = ['driftloop', *sys.argv[2:]]\n"
+    "import sys; heavy = sys.argv[1].split(','); sys.argv = ['driftloop', *sys.argv[2:]]\n"
     "from driftloop.cli import main\n"
     "code = 0\n"
     "try:\n    main()\nexcept SystemExit as exit:\n    code = exit.code or 0\n"
-    "heavy = sys.argv[1].split(',')\n"
     "print('loaded:', ','.join(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
@@ -38,6 +38,28 @@ STORE_COMMAND_NEEDS_NOT = (
     "sqlalchemy.dialects.postgresql",  # a SQLite store: the PostgreSQL dialect is imported to write
     "alembic",  # a store at the head revision: one query, no migration machinery
     "fsspec",  # the registry's storage opens its filesystem when it is first read or written
+)
+READING_EVALUATES_NOTHING = (
+    "rich.progress",  # the progress bar is imported by the commands that show one
+    # stored states, events and incidents are read without the monitor engine, which imports
+    # numpy and the metric store to evaluate
+    "numpy",
+    "driftloop.monitors.engine",
+    "driftloop.metrics.sql",
+)
+EVALUATING_NEEDS_NOT = (
+    # 'monitors status' builds the monitor engine and its notifications; the retrain pipeline
+    # (its deploy hook's httpx), the app's stores, the control plane and the Prometheus
+    # collectors are built on first use, by 'up', 'worker' and 'retrain'
+    "driftloop.pipeline.runner",
+    "driftloop.pipeline.worker",
+    "driftloop.pipeline.retry",
+    "driftloop.serving.feedback",
+    "driftloop.serving.keys",
+    "driftloop.leadership",
+    "driftloop.control_metrics",
+    "prometheus_client",
+    "httpx",
 )
 
 
@@ -57,7 +79,10 @@ def _loaded(modules: tuple[str, ...], args: list[str], cwd: Path | None = None) 
 
 def test_help_and_version_import_only_what_they_use() -> None:
     """The command modules import their libraries inside the commands."""
-    heavy = ("sqlalchemy", "numpy", "yaml", *SERVER, "driftloop.config", "driftloop.system")
+    heavy = (
+        *("sqlalchemy", "numpy", "yaml", "rich.progress", *SERVER),
+        *("driftloop.config", "driftloop.system"),
+    )
     for argument in ("--help", "version", "--version"):
         assert _loaded(heavy, [argument]) == [], argument
 
@@ -75,11 +100,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("command", "not_needed"),
     [
-        (["status"], STORE_COMMAND_NEEDS_NOT),
-        (["models", "ls"], (*STORE_COMMAND_NEEDS_NOT, "numpy")),  # no arrays in a version's row
-        (["monitors", "status", "--json"], STORE_COMMAND_NEEDS_NOT),
+        (["status"], (*STORE_COMMAND_NEEDS_NOT, *READING_EVALUATES_NOTHING)),
+        # no arrays in a version's row, no progress bar
+        (["models", "ls"], (*STORE_COMMAND_NEEDS_NOT, "numpy", "rich.progress")),
+        (["monitors", "status", "--json"], (*STORE_COMMAND_NEEDS_NOT, *EVALUATING_NEEDS_NOT)),
+        (["monitors", "ls"], (*STORE_COMMAND_NEEDS_NOT, *READING_EVALUATES_NOTHING)),
+        (["monitors", "history"], (*STORE_COMMAND_NEEDS_NOT, *READING_EVALUATES_NOTHING)),
     ],
-    ids=["status", "models-ls", "monitors-status"],
+    ids=["status", "models-ls", "monitors-status", "monitors-ls", "monitors-history"],
 )
 def test_store_commands_import_neither_the_server_nor_what_they_do_not_read(
     project: Path, command: list[str], not_needed: tuple[str, ...]
@@ -96,3 +124,21 @@ def test_the_config_is_read_by_libyaml_and_a_yaml_error_still_shows_the_line() -
         parse_config("models:\n  review: {trainer: [sklearn\n")
     assert "^" in caught.value.message
     assert "{trainer: [sklearn" in caught.value.message
+
+
+def test_the_system_builds_the_retrain_pipeline_and_the_app_stores_on_first_use(
+    project: Path,
+) -> None:
+    """``DriftloopSystem(config).engine`` (what ``monitors status`` evaluates with) builds the
+    monitor engine and its notification router; the rest is built when first used."""
+    built_on_use = [
+        *("datasets", "transport", "insights", "api_keys", "feedback"),
+        *("pipeline", "retries", "worker"),
+    ]
+    system = DriftloopSystem(load_config(project / "driftloop.yaml"))
+    assert system.engine is system.monitor_engine
+    assert [name for name in built_on_use if name in vars(system)] == []
+    assert system.worker.pipeline is system.pipeline  # the worker runs the system's pipeline
+    assert system.pipeline.datasets is system.datasets
+    system.stop_background()  # nothing started: the insights client is not built to be closed
+    assert "insights" not in vars(system)

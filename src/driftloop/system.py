@@ -15,20 +15,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy.engine import Connection
 
 from driftloop.config import Config, MonitorConfig
-from driftloop.control_metrics import ControlPlaneCollector
 from driftloop.database import open_database
-from driftloop.drift.factory import build_detector
 from driftloop.errors import NotFoundError
-from driftloop.insights.client import InsightsClient
-from driftloop.insights.transports import Transport, open_transport
-from driftloop.leadership import ControlPlane, Role
 from driftloop.metrics.points import (
     SERVED_TAG,
     SHADOW_AGREEMENT,
@@ -37,29 +32,34 @@ from driftloop.metrics.points import (
     SHADOW_TAG,
 )
 from driftloop.metrics.sql import SqlMetricStore
-from driftloop.monitors.detectors import DriftDetector
 from driftloop.monitors.engine import MonitorEngine
 from driftloop.monitors.events import Event, MonitorState
 from driftloop.monitors.outcomes import Outcome, RetrainOutcome, outcome_event
 from driftloop.notify import Notifier
 from driftloop.notify.router import NotificationRouter
-from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import Job, JobQueue, JobState
-from driftloop.pipeline.retry import RetryPolicy
-from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
-from driftloop.pipeline.verification import PairedEvidence
-from driftloop.pipeline.worker import RetrainWorker
 from driftloop.predictors import ReferenceProfile
 from driftloop.registry import ModelRegistry
-from driftloop.serving.feedback import FeedbackStore
-from driftloop.serving.keys import ApiKeyStore, Scope
 from driftloop.serving.sources import SERVED_ALIASES
 
-if TYPE_CHECKING:  # the app's parts are imported where it is built: commands that only read
-    # the store (status, monitors status) do not pay for FastAPI, the dashboard or the routes
+if TYPE_CHECKING:  # imported where they are built: the app's parts, the retrain pipeline, the
+    # insights pipeline and the control plane; `monitors status` builds only the monitor engine
+    # and its notifications, `status` reads the store alone (cli/loop.py)
     from fastapi import FastAPI
+    from sqlalchemy.engine import Connection
 
+    from driftloop.insights.client import InsightsClient
+    from driftloop.insights.transports import Transport
+    from driftloop.leadership import ControlPlane
+    from driftloop.monitors.detectors import DriftDetector
     from driftloop.notify.inbound import InboundAlert
+    from driftloop.objectstore import DatasetStore
+    from driftloop.pipeline.retry import RetryPolicy
+    from driftloop.pipeline.runner import PipelineHooks, RetrainPipeline
+    from driftloop.pipeline.verification import PairedEvidence
+    from driftloop.pipeline.worker import RetrainWorker
+    from driftloop.serving.feedback import FeedbackStore
+    from driftloop.serving.keys import ApiKeyStore
 
 logger = logging.getLogger("driftloop")
 
@@ -81,7 +81,7 @@ class SystemOptions:
     worker_poll_interval: float = 1.0
     notifiers: Mapping[str, Notifier] | None = None
     event_listeners: list[Callable[[Event], None]] = field(default_factory=list)
-    pipeline_hooks: PipelineHooks = field(default_factory=PipelineHooks)
+    pipeline_hooks: PipelineHooks | None = None
 
 
 class DriftloopSystem:
@@ -93,12 +93,7 @@ class DriftloopSystem:
         clock = self.options.clock
         self.database = open_database(config.store, base_dir=config.base_dir)
         self.registry = ModelRegistry.from_config(config)
-        self.datasets = DatasetStore.from_config(config)
         self.metric_store = SqlMetricStore.from_config(self.database, config.metrics)
-        self.transport: Transport = open_transport(config, store=self.metric_store)
-        self.insights = InsightsClient.from_config(config, transport=self.transport)
-        self.api_keys = ApiKeyStore(self.database)
-        self.feedback = FeedbackStore(self.database)
         self.queue = JobQueue(self.database, cooldown=config.pipeline.cooldown, clock=clock)
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         """This process in the control plane's leases and as the retrain worker's name."""
@@ -125,28 +120,74 @@ class DriftloopSystem:
             served_versions=self.served_versions,
             on_persist=self._record_evaluation,
         )
-        self.pipeline = RetrainPipeline(
-            config,
+        self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
+
+    # ------------------------------------------------------------------ built on first use
+    # (the app, the insights pipeline and the retrain worker; `monitors status` needs none)
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        from driftloop.objectstore import DatasetStore
+
+        return DatasetStore.from_config(self.config)
+
+    @cached_property
+    def transport(self) -> Transport:
+        from driftloop.insights.transports import open_transport
+
+        return open_transport(self.config, store=self.metric_store)
+
+    @cached_property
+    def insights(self) -> InsightsClient:
+        from driftloop.insights.client import InsightsClient
+
+        return InsightsClient.from_config(self.config, transport=self.transport)
+
+    @cached_property
+    def api_keys(self) -> ApiKeyStore:
+        from driftloop.serving.keys import ApiKeyStore
+
+        return ApiKeyStore(self.database)
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        from driftloop.serving.feedback import FeedbackStore
+
+        return FeedbackStore(self.database)
+
+    @cached_property
+    def pipeline(self) -> RetrainPipeline:
+        from driftloop.pipeline.runner import RetrainPipeline
+
+        return RetrainPipeline(
+            self.config,
             self.worker_queue,
             self.registry,
             self.datasets,
             health=self,
             incidents=self.monitor_engine,
             hooks=self.options.pipeline_hooks,
-            clock=clock,
+            clock=self.options.clock,
             feedback=self.feedback.labeled_samples,
             on_finished=self.notify_retrain_outcome,
         )
-        self.retries = RetryPolicy(
-            config.pipeline,
+
+    @cached_property
+    def retries(self) -> RetryPolicy:
+        from driftloop.pipeline.retry import RetryPolicy
+
+        return RetryPolicy(
+            self.config.pipeline,
             self.worker_queue,
             self.monitor_engine.incidents,
-            models=config.models,
+            models=self.config.models,
             datasets=self.datasets,
-            clock=clock,
+            clock=self.options.clock,
         )
-        self.worker = self._new_worker()
-        self._references: dict[tuple[str, int], ReferenceProfile | None] = {}
+
+    @cached_property
+    def worker(self) -> RetrainWorker:
+        """The retrain worker (a new one each time this process leads the worker role)."""
+        return self._new_worker()
 
     # ------------------------------------------------------------------ the loop's joints
     @property
@@ -273,6 +314,8 @@ class DriftloopSystem:
 
     @staticmethod
     def build_detector(monitor: MonitorConfig, reference: ReferenceProfile | None) -> DriftDetector:
+        from driftloop.drift.factory import build_detector
+
         assert monitor.detector is not None  # the config requires it for drift monitors
         return build_detector(monitor.detector, reference, metric=monitor.metric)
 
@@ -354,6 +397,8 @@ class DriftloopSystem:
     ) -> PairedEvidence:
         """The shadow pairs of ``shadow_version`` against ``served_version`` over a time range,
         as shadow minus served."""
+        from driftloop.pipeline.verification import PairedEvidence
+
         tags = {
             "model": model,
             "version": str(shadow_version),
@@ -386,6 +431,7 @@ class DriftloopSystem:
     def create_app(self, *, poll: bool = True) -> FastAPI:
         from fastapi import APIRouter, Depends
 
+        from driftloop.control_metrics import ControlPlaneCollector
         from driftloop.dashboard.router import dashboard_router
         from driftloop.dashboard.sessions import SessionStore
         from driftloop.dashboard.sources import StoreDashboardData
@@ -396,6 +442,7 @@ class DriftloopSystem:
         from driftloop.pipeline.api import jobs_router
         from driftloop.pipeline.uploads import CandidateUploads, uploads_router
         from driftloop.serving.app import create_app, require_scope
+        from driftloop.serving.keys import Scope
 
         admin = [Depends(require_scope(Scope.ADMIN))]
         api = APIRouter(prefix="/v1", dependencies=admin)
@@ -482,6 +529,8 @@ class DriftloopSystem:
         (retrain jobs) while it holds their leases, and keeps trying while another process
         does. From here on its control-plane writes are fenced. On SQLite a second process
         for a role raises :class:`~driftloop.leadership.ControlProcessLockedError`."""
+        from driftloop.leadership import ControlPlane, Role
+
         roles: list[Role] = []
         if monitors:
             roles.append(Role("monitors", self._lead_monitors, self._stop_monitors))
@@ -509,7 +558,8 @@ class DriftloopSystem:
         control, self.control = self.control, None
         if control is not None:
             control.stop()
-        self.insights.close()
+        if "insights" in self.__dict__:  # built (by the app or start_background): close it
+            self.insights.close()
 
     def _record_evaluation(self, connection: Connection, events: Sequence[Event]) -> None:
         """In the transaction that stores an evaluation: the monitors role's fence, then the
@@ -528,6 +578,8 @@ class DriftloopSystem:
         self.router.stop()
 
     def _new_worker(self) -> RetrainWorker:
+        from driftloop.pipeline.worker import RetrainWorker
+
         return RetrainWorker(
             self.worker_queue,
             self.pipeline,

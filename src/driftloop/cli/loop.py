@@ -249,21 +249,21 @@ def jobs_cancel(
 @app.command()
 def status(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """One screen: what is serving, monitor states, open incidents, active jobs."""
-    from driftloop.cli.monitors import read_only_engine
+    from driftloop.cli.monitors import StoredMonitors
     from driftloop.pipeline.queue import JobQueue
     from driftloop.registry.model_registry import ModelRegistry
 
     config = load(config_path)  # the store and registry alone: no server, no notifiers
     registry = ModelRegistry.from_config(config)
-    engine = read_only_engine(config)
+    stored = StoredMonitors(config)
     known = set(registry.list_models())
     models = [
         {"model": name, "aliases": registry.aliases(name) if name in known else {}}
         for name in sorted(config.models)
     ]
-    monitors = [s.to_dict() for s in engine.status()]
-    incidents = [i.to_dict() for i in engine.list_incidents(status="open")]
-    queue = JobQueue(engine.database, cooldown=config.pipeline.cooldown)
+    monitors = [s.to_dict() for s in stored.status()]
+    incidents = [i.to_dict() for i in stored.incidents.list_incidents(status="open")]
+    queue = JobQueue(stored.database, cooldown=config.pipeline.cooldown)
     jobs = [j.to_dict() for j in queue.list(limit=10) if not j.state.finished]
     if as_json:
         print_json(

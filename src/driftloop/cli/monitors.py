@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, console, load, print_json, sub_app
@@ -15,7 +14,9 @@ from driftloop.timestamps import text_utc
 
 if TYPE_CHECKING:
     from driftloop.config import Config
-    from driftloop.monitors.engine import MonitorEngine
+    from driftloop.database import Database
+    from driftloop.monitors.history import MonitorStateStore, MonitorStatus
+    from driftloop.monitors.incidents import Incident, IncidentStore
 
 
 monitors_app = sub_app("monitors", "List monitors, evaluate them now, show their history.")
@@ -23,14 +24,26 @@ monitors_app = sub_app("monitors", "List monitors, evaluate them now, show their
 _STYLE = {"OK": "green", "WARN": "yellow", "ALERT": "bold red", "NO_DATA": "dim"}
 
 
-def read_only_engine(config: Config) -> MonitorEngine:
-    """An engine on the store to read states, incidents and history (no notifications)."""
-    from driftloop.database import open_database
-    from driftloop.metrics.sql import SqlMetricStore
-    from driftloop.monitors.engine import MonitorEngine
+class StoredMonitors:
+    """What the store holds of the monitors (their states, events and incidents), read through
+    the stores the monitor engine writes with, without the engine: reading evaluates nothing,
+    so it imports neither numpy nor the metric store (``status``, ``monitors ls|history``)."""
 
-    database = open_database(config.store, base_dir=config.base_dir)
-    return MonitorEngine(config, database, SqlMetricStore.from_config(database, config.metrics))
+    def __init__(self, config: Config) -> None:
+        from driftloop.database import open_database
+        from driftloop.monitors.history import MonitorStateStore
+        from driftloop.monitors.incidents import IncidentStore
+
+        self.config = config
+        self.database: Database = open_database(config.store, base_dir=config.base_dir)
+        self.states: MonitorStateStore = MonitorStateStore(self.database)
+        self.incidents: IncidentStore = IncidentStore(self.database)
+
+    def status(self) -> list[MonitorStatus]:
+        """The stored state of every configured monitor (no evaluation, so no errors)."""
+        from driftloop.monitors.status import monitor_statuses
+
+        return monitor_statuses({m.name: m for m in self.config.monitors}, self.states, {})
 
 
 def _time(timestamp: float | None) -> str:
@@ -51,7 +64,7 @@ def _state(state: str | None) -> str:
 def monitors_ls(config_path: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
     """List the configured monitors and their last known state."""
     config = load(config_path)
-    statuses = {s.name: s for s in read_only_engine(config).status()}
+    statuses = {s.name: s for s in StoredMonitors(config).status()}
     rows = [
         {
             "name": m.name,
@@ -94,6 +107,8 @@ def monitors_status(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate every monitor now and show the state of each group."""
+    from rich.progress import Progress
+
     from driftloop.messages import format_value
     from driftloop.monitors.history import event_to_dict
     from driftloop.system import DriftloopSystem
@@ -159,47 +174,58 @@ def monitors_history(
     as_json: bool = JsonOption,
 ) -> None:
     """Show past events, or incidents and their timelines."""
+    stored = StoredMonitors(load(config_path))
+    if incident is not None:
+        _show_incident(stored.incidents, incident, as_json)
+    elif incidents:
+        listed = stored.incidents.list_incidents(None, model, limit=limit)
+        _show_incidents([i for i in listed if monitor is None or i.monitor == monitor], as_json)
+    else:
+        _show_events(stored.states, monitor, model, limit, as_json)
+
+
+def _show_incident(store: IncidentStore, incident_id: str, as_json: bool) -> None:
+    found = store.get_incident(incident_id)
+    if as_json:
+        print_json(found.to_dict())
+        return
+    console.print(
+        f"[bold]{found.incident_id}[/] {escape(found.title)} ({found.status}, "
+        f"{found.severity}, opened {_time(found.opened_at)})",
+        highlight=False,
+    )
+    for entry in found.timeline:
+        console.print(
+            f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _show_incidents(listed: list[Incident], as_json: bool) -> None:
+    if as_json:
+        print_json([i.to_dict() for i in listed])
+        return
+    table = Table("incident", "status", "severity", "opened", "resolved", "title")
+    for item in listed:
+        table.add_row(
+            item.incident_id,
+            str(item.status),
+            item.severity,
+            _time(item.opened_at),
+            _time(item.resolved_at),
+            escape(item.title),
+        )
+    console.print(table)
+
+
+def _show_events(
+    states: MonitorStateStore, monitor: str | None, model: str | None, limit: int, as_json: bool
+) -> None:
     from driftloop.messages import format_value
     from driftloop.monitors.history import event_to_dict
 
-    engine = read_only_engine(load(config_path))
-    if incident is not None:
-        found = engine.get_incident(incident)
-        if as_json:
-            print_json(found.to_dict())
-            return
-        console.print(
-            f"[bold]{found.incident_id}[/] {escape(found.title)} ({found.status}, "
-            f"{found.severity}, opened {_time(found.opened_at)})",
-            highlight=False,
-        )
-        for entry in found.timeline:
-            console.print(
-                f"  {_time(entry.timestamp)}  {entry.kind:<14} {entry.message}",
-                highlight=False,
-                markup=False,
-            )
-        return
-    if incidents:
-        listed = engine.list_incidents(model=model, limit=limit)
-        if monitor is not None:
-            listed = [i for i in listed if i.monitor == monitor]
-        if as_json:
-            print_json([i.to_dict() for i in listed])
-            return
-        table = Table("incident", "status", "severity", "opened", "resolved", "title")
-        for item in listed:
-            table.add_row(
-                item.incident_id,
-                str(item.status),
-                item.severity,
-                _time(item.opened_at),
-                _time(item.resolved_at),
-                escape(item.title),
-            )
-        console.print(table)
-        return
-    events = engine.history(monitor=monitor, model=model, limit=limit)
+    events = states.list_events(monitor=monitor, model=model, limit=limit)
     if as_json:
         print_json([event_to_dict(e) for e in events])
         return

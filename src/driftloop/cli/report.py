@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, load, print_json
 from driftloop.timestamps import iso_utc
@@ -25,6 +24,8 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write a static HTML report with PNG plots and events.json, to attach to a ticket."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from driftloop.dashboard import StoreDashboardData, generate_report, parse_since
 
     config = load(config_path)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from driftloop.cli.app import ConfigOption, JsonOption, app, console, err_console, load, print_json
@@ -27,6 +26,8 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train a model on its newest data snapshot, evaluate it and register a version."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from driftloop.trainers.training import train_model
 
     config = load(config_path)

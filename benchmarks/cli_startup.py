@@ -13,6 +13,13 @@ waiting for a core does not count).
 
 The ``status``, ``monitors status`` and ``models ls`` cases run in a project made by
 ``driftloop init`` (no model trained: an empty store, as on a first day).
+
+Both sides run with a bytecode cache, as an installed package does (``pip install`` compiles
+every module): the cache is a folder of the benchmark's own (``PYTHONPYCACHEPREFIX``, filled by
+the warm-up runs), whatever ``PYTHONDONTWRITEBYTECODE`` the shell sets and whichever stale
+``__pycache__`` a source checkout holds; ``--no-bytecode-cache`` measures without it (every
+module of an editable install compiled on each run, as under ``PYTHONDONTWRITEBYTECODE`` with
+stale caches).
 """
 
 from __future__ import annotations
@@ -108,10 +115,20 @@ class Sample:
     max_rss_kib: int
 
 
-def run_once(argv: Sequence[str], cwd: Path) -> Sample:
+def bytecode_environment(cache: Path | None) -> dict[str, str]:
+    """The environment of the timed runs: with ``cache``, compiled modules are read from and
+    written to it; without, the shell's environment as it is."""
+    environment = dict(os.environ)
+    if cache is not None:
+        environment.pop("PYTHONDONTWRITEBYTECODE", None)
+        environment["PYTHONPYCACHEPREFIX"] = str(cache)
+    return environment
+
+
+def run_once(argv: Sequence[str], cwd: Path, environment: dict[str, str]) -> Sample:
     start = time.perf_counter()
     process = subprocess.Popen(
-        list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        list(argv), cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
@@ -122,26 +139,28 @@ def run_once(argv: Sequence[str], cwd: Path) -> Sample:
 
 
 def timed_runs(
-    runs: int, ours: list[str], theirs: list[str], project: Path
+    runs: int, ours: list[str], theirs: list[str], project: Path, environment: dict[str, str]
 ) -> tuple[list[Sample], list[Sample]]:
     """``runs`` alternating runs of each side after a warm-up run of each."""
-    run_once(ours, project)
-    run_once(theirs, project)
+    run_once(ours, project, environment)
+    run_once(theirs, project, environment)
     mine: list[Sample] = []
     base: list[Sample] = []
     for _ in range(runs):
-        mine.append(run_once(ours, project))
-        base.append(run_once(theirs, project))
+        mine.append(run_once(ours, project, environment))
+        base.append(run_once(theirs, project, environment))
     return mine, base
 
 
-def measure(runs: int, project: Path, bare: Path, driftloop: Path) -> list[list[str]]:
+def measure(
+    runs: int, project: Path, bare: Path, driftloop: Path, environment: dict[str, str]
+) -> list[list[str]]:
     rows = []
     for label, args, limit in CASES:
         ours = [str(driftloop), *args]
         theirs = [sys.executable, str(bare), *args]
         try:
-            mine, base = timed_runs(runs, ours, theirs, project)
+            mine, base = timed_runs(runs, ours, theirs, project, environment)
         except RuntimeError as exc:  # a failing case is reported, the others still run
             failed = [f"driftloop {label}", "failed", str(exc), "", f"{limit:g}x"]
             rows.append(failed + [""] * 6)
@@ -174,6 +193,11 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each side per case")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run in the shell's environment, without the benchmark's bytecode cache",
+    )
     options = parser.parse_args()
     driftloop = Path(sys.executable).parent / "driftloop"
     with tempfile.TemporaryDirectory(prefix="cli-startup-") as folder:
@@ -183,7 +207,9 @@ def main() -> None:
         subprocess.run(
             [str(driftloop), "init", str(work / "project")], check=True, capture_output=True
         )
-        rows = measure(options.runs, work / "project", bare, driftloop)
+        cache = None if options.no_bytecode_cache else work / "bytecode"
+        environment = bytecode_environment(cache)
+        rows = measure(options.runs, work / "project", bare, driftloop, environment)
     print_rows(
         Console(),
         [
@@ -200,7 +226,8 @@ def main() -> None:
         ],
         rows,
         markdown=options.markdown,
-        title=f"CLI start-up, {options.runs} alternating runs each",
+        title=f"CLI start-up, {options.runs} alternating runs each"
+        + (", no bytecode cache" if options.no_bytecode_cache else ""),
     )
 
 

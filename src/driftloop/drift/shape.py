@@ -7,10 +7,17 @@ are handled), and scores how far into either tail it falls: ``t = -ln(2 * min(u,
 a stream that behaves like the reference, ``u`` is uniform and ``t`` is exponential with mean 1
 whatever the metric's distribution (a rank statistic: nothing about the metric is assumed); mass
 moving into either tail raises its mean. A one-sided CUSUM on ``t`` (standardised by the
-reference's own scores, allowance ``k = allowance`` standard deviations) detects the rise, with
-the threshold calibrated for ``false_alarm_rate`` per value exactly as the mean CUSUM's is (see
+null scores, allowance ``k = allowance`` standard deviations) detects the rise, with the
+threshold calibrated for ``false_alarm_rate`` per value exactly as the mean CUSUM's is (see
 :mod:`driftloop.drift.calibration`: the empirical adjustment coefficient and Siegmund's
 approximation, checked by bootstrap simulation, with the same reference-uncertainty margin).
+The null scores are those a *new* value takes, not the reference's own: a new value from the
+reference's law falls into each of the ``n + 1`` gaps around the ``n`` sorted reference values
+with probability ``1 / (n + 1)`` (exchangeability, whatever the law), so its score is
+``-ln(2 * min(u, 1 - u))`` at ``u = (j + 0.5) / (n + 1)``, ``j = 0..n``, each equally likely. That
+includes the two outermost gaps (score ``ln(n + 1)``: beyond the reference's extremes), which the
+reference's own scores (``u = i / (n + 1)``) lack; calibrating on those under-stated the upper
+tail of the scores and with it the false-alarm rate, several-fold for a small reference.
 ``t`` is bounded by ``ln(n + 1)`` for an ``n``-value reference, so one outlier cannot alarm.
 """
 
@@ -56,6 +63,12 @@ class TailScore:
     def scores(self, values: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
         return np.asarray([self(float(v)) for v in values], dtype=np.float64)
 
+    def null_scores(self) -> NDArray[np.float64]:
+        """The ``n + 1`` equally likely scores of a new value from the reference's law (one per
+        gap between sorted reference values, the two outer gaps included)."""
+        u = (np.arange(self._n + 1) + 0.5) / (self._n + 1)
+        return -np.log(2.0 * np.minimum(u, 1.0 - u))
+
 
 class ShapeCusumDetector(DriftDetector):
     """Detects mass moving into either tail of the reference distribution (a change of shape,
@@ -75,16 +88,16 @@ class ShapeCusumDetector(DriftDetector):
         if not allowance > 0:
             raise ConfigError(f"allowance must be positive, got {allowance}")
         self.score = TailScore(reference)
-        reference_scores = self.score.scores(reference)
-        spread = float(reference_scores.std(ddof=1))
-        if spread <= 0:
+        null_scores = self.score.null_scores()
+        if len(set(self.score.scores(reference).tolist())) < 2:
             raise InvalidInputError(
                 "the reference values are all equal: a shape detector needs some spread"
             )
+        spread = float(null_scores.std(ddof=1))
         # The mean CUSUM looks for a drop; a rise of the score is a drop of its negative, and
         # ``min_shift = 2 k std`` makes its allowance ``k`` standard deviations of the score.
         self._inner = CusumDetector(
-            -reference_scores,
+            -null_scores,
             false_alarm_rate=false_alarm_rate,
             min_shift=2.0 * allowance * spread,
             warning_factor=warning_factor,

@@ -703,7 +703,27 @@ def test_the_transformers_training_repo_targets_a_gpu_runner(tmp_path: Path) -> 
     nbformat.validate(document)
     source = notebook_parameters(document)
     assert 'base_model = ""' in source
-    assert "TransformersTrainer" in "".join(cell_source(c) for c in document["cells"])
+    assert 'predictor_file = "predictor.py"' in source
+    code = "".join(cell_source(c) for c in document["cells"])
+    assert "TransformersTrainer" in code
+    # #18 part 5: like the sklearn notebook, it trains on the texts predictor.py's clean gives
+    # and saves its model to be served through the template's own ReviewPredictor
+    sklearn_code = "".join(
+        cell_source(c)
+        for c in json.loads(render_training_repo(TrainingRepoOptions())["notebooks/train.ipynb"])[
+            "cells"
+        ]
+    )
+    for step in (
+        "from predictor import clean",
+        "rows[text_column] = rows[text_column].map(clean)",
+        'shutil.copy(predictor_file, model_dir / "predictor.py")',
+        'manifest["predictor"] = "predictor.py:ReviewPredictor"',
+        'assert type(loaded).__name__ == "ReviewPredictor"',
+    ):
+        assert step in code, step
+        assert step in sklearn_code, step
+    assert (tmp_path / "predictor.py").is_file()
     with pytest.raises(InvalidInputError, match="unknown trainer 'xgboost'"):
         TrainingRepoOptions(trainer="xgboost")
 
@@ -781,6 +801,8 @@ def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
     assert metrics["params"]["mode"] == "full"
     assert 0.0 <= metrics["macro_f1"] <= 1.0
     predictor = load_predictor(repo / "output" / "model")
+    assert type(predictor).__name__ == "ReviewPredictor"  # the template's own predictor.py
+    assert type(predictor.model).__name__ == "TransformersPredictor"  # type: ignore[attr-defined]
     assert sorted(predictor.labels) == sorted(sample["label"].unique())
     evaluation = json.loads((repo / "output" / "evaluation.json").read_text())
     assert set(evaluation) == {"evaluation", "reference"}

@@ -14,14 +14,24 @@ up). A false-alarm rate ``r`` per sample is an in-control average run length ``A
    overshoot correction ``rho`` is fitted to those runs, and the threshold for the target ARL
    is read from the fitted curve (the log-ARL is linear in ``h`` with slope ``theta`` in the
    tail, so the extrapolation is well founded).
-3. **Reference uncertainty**: the reference is a finite sample; its mean is off by about
-   ``std / sqrt(n)``. Calibration assumes the live in-control mean lies ``margin_se`` standard
-   errors *below* the reference mean, so the target holds for all but unlucky references.
+3. **Reference uncertainty**: the reference is a finite sample, so the detector's
+   standardisation (its mean and standard deviation) is off the population's by a sampling
+   error. The threshold meets two guarantees, whichever needs it higher: (a) the target holds
+   with the live in-control mean ``margin_se`` standard errors below the reference mean (most
+   references, not all), and (b) the target holds *on average over references* of this size:
+   the rate at each point of the errors' joint normal law (the mean's ``1 / n``, the standard
+   deviation's ``(m4 - 1) / (4 n)``, their covariance ``m3 / (2 n)``) from steps 1-2, averaged
+   by quadrature (:class:`ReferenceSampling`). (b) dominates for small references and small
+   targets. Where no threshold reaches (b) within twice (a)'s (references whose mean is off by
+   more than the allowance drift upwards, and no threshold makes their rate small), the
+   allowance is raised step by step until one does, with a warning: a small reference can only
+   look for larger drops at a small rate (:func:`supported_allowance`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,6 +44,8 @@ from scipy.special import logsumexp
 
 from driftloop.drift.base import DriftDetector
 from driftloop.errors import ConfigError, InvalidInputError
+
+_log = logging.getLogger(__name__)
 
 MIN_REFERENCE = 30
 """The fewest reference values a detector accepts."""
@@ -75,10 +87,20 @@ class SequentialCalibration:
     n_reference: int
     margin: float
     """Added to each increment (standard deviations) for the reference-mean uncertainty."""
+    reference_error: ReferenceSampling
+    """The reference's sampling error, averaged over by :meth:`averaged_arl`."""
     simulated: tuple[SimulatedArl, ...]
 
     def predicted_arl(self, threshold: float) -> float:
+        """One false alarm every so many values at ``threshold``, the reference mean taken
+        ``margin`` standard deviations off (what bootstrap runs on the shifted increments
+        measure)."""
         return siegmund_arl(threshold, self.theta, self.drift, self.overshoot)
+
+    def averaged_arl(self, threshold: float) -> float:
+        """The same for a fresh reference of this size: the rate averaged over the
+        reference's sampling error (:class:`ReferenceSampling`)."""
+        return 1.0 / max(self.reference_error.rate(threshold, self.overshoot), 1e-300)
 
 
 def siegmund_arl(threshold: float, theta: float, drift: float, overshoot: float) -> float:
@@ -153,6 +175,134 @@ def simulate_arl(
     ]
 
 
+REFERENCE_ERROR_NODES = (49, 5)
+"""Quadrature nodes over the reference's sampling error: its mean (a grid over
+``±REFERENCE_ERROR_SPAN`` standard errors, for the far tail that small targets depend on) and its
+standard deviation (Gauss-Hermite)."""
+REFERENCE_ERROR_SPAN = 9.0
+THETA_SAMPLE = 400
+"""At most this many reference quantiles stand for the reference in the nodes' coefficients."""
+THRESHOLD_RATIO_LIMIT = 2.0
+"""How much larger than a perfectly known reference's the averaged threshold may be before the
+allowance is raised instead (:func:`supported_allowance`)."""
+ALLOWANCE_STEP = 1.2
+ALLOWANCE_STEPS = 40
+MAX_THRESHOLD = 1_000.0
+"""The largest threshold (standard deviations) calibration accepts; past it a detector would
+need hundreds of values to react to any change, and the reference is reported too small."""
+
+
+@dataclass(frozen=True)
+class ReferenceSampling:
+    """The reference is a sample: the detector standardises by its mean and standard deviation,
+    each off the population's by a sampling error. Held as quadrature nodes over the two errors'
+    joint (normal) law: at each node, the mean and variance of the increments the detector would
+    add on in-control values, their adjustment coefficient (``inf`` where none can be positive)
+    and the node's probability."""
+
+    drifts: NDArray[np.float64]
+    variances: NDArray[np.float64]
+    thetas: NDArray[np.float64]
+    weights: NDArray[np.float64]
+
+    def rate(self, threshold: float, overshoot: float) -> float:
+        """The false-alarm rate per value at ``threshold``, averaged over the reference's
+        sampling error: Siegmund's rate at each node, or ``drift / h + var / h**2`` (a walk
+        that does not drift down) where the node's mean increment is not negative."""
+        reach = max(threshold + overshoot, 1e-9)
+        down = self.drifts < 0
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            b = self.thetas * reach
+            siegmund = self.thetas * np.abs(self.drifts) / (np.expm1(b) - b)
+        siegmund = np.where(np.isfinite(siegmund), siegmund, 0.0)
+        walk = np.minimum(1.0, np.maximum(self.drifts, 0.0) / reach + self.variances / reach**2)
+        return float(np.sum(self.weights * np.where(down, siegmund, walk)))
+
+
+def reference_error(standardised: NDArray[np.float64], allowance: float) -> ReferenceSampling:
+    """:class:`ReferenceSampling` for an ``n``-value reference, given as ``(x - mean) / std``.
+
+    With ``z`` the population's standardised values, a detector whose reference mean is off by
+    ``d`` and whose standard deviation is off by a factor ``1 + e`` adds ``(d - z) / (1 + e) - k``.
+    For a sample of ``n``, ``d ~ N(0, 1 / n)``, ``e ~ N(0, (m4 - 1) / (4 n))`` and their covariance
+    is ``m3 / (2 n)`` (``m3``, ``m4``: the standardised third and fourth moments); the reference's
+    own values stand for the population's ``z``."""
+    n = len(standardised)
+    z = np.quantile(standardised, (np.arange(THETA_SAMPLE) + 0.5) / THETA_SAMPLE)
+    z = z if n > THETA_SAMPLE else np.asarray(standardised, dtype=np.float64)
+    m3, m4 = float(np.mean(standardised**3)), float(np.mean(standardised**4))
+    cov = np.array([[1.0, m3 / 2.0], [m3 / 2.0, max(m4 - 1.0, 1e-6) / 4.0]]) / n
+    lower = np.linalg.cholesky(cov + 1e-12 * np.eye(2))
+    grid = np.linspace(-REFERENCE_ERROR_SPAN, REFERENCE_ERROR_SPAN, REFERENCE_ERROR_NODES[0])
+    grid_weights = np.exp(-0.5 * grid**2)
+    hermite, hermite_weights = np.polynomial.hermite_e.hermegauss(REFERENCE_ERROR_NODES[1])
+    u1, u2 = (a.ravel() for a in np.meshgrid(grid, hermite, indexing="ij"))
+    weights = np.outer(grid_weights, hermite_weights).ravel()
+    mean_error, scale_error = lower @ np.vstack([u1, u2])
+    scale = np.maximum(1.0 + scale_error, 0.2)
+    increments = (mean_error[:, None] - z[None, :]) / scale[:, None] - allowance
+    return ReferenceSampling(
+        drifts=increments.mean(axis=1),
+        variances=increments.var(axis=1),
+        thetas=_adjustment_coefficients(increments),
+        weights=weights / weights.sum(),
+    )
+
+
+def _adjustment_coefficients(increments: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`adjustment_coefficient` of each row (bisection, all rows at once); ``nan`` where
+    the row's mean is not negative, ``inf`` where no value is positive."""
+    rows = len(increments)
+    log_n = math.log(increments.shape[1])
+    mean = increments.mean(axis=1)
+    top = increments.max(axis=1)
+    solvable = (mean < 0) & (top > 0)
+    y = increments[solvable]
+
+    def log_mgf(theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(logsumexp(theta[:, None] * y, axis=1) - log_n)
+
+    high = np.maximum(2.0 * np.abs(mean[solvable]) / np.maximum(y.var(axis=1), 1e-12), 1e-6)
+    for _ in range(200):
+        short = log_mgf(high) <= 0
+        if not short.any():
+            break
+        high = np.where(short, 2.0 * high, high)
+    low = np.zeros_like(high)
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        above = log_mgf(middle) > 0
+        high = np.where(above, middle, high)
+        low = np.where(above, low, middle)
+    thetas = np.full(rows, math.nan)
+    thetas[solvable] = 0.5 * (low + high)
+    thetas[(mean < 0) & (top <= 0)] = math.inf
+    return thetas
+
+
+def threshold_for_rate(rate: float, error: ReferenceSampling, overshoot: float, n: int) -> float:
+    """The threshold whose false-alarm rate, averaged over the reference's sampling error,
+    equals ``rate`` (at least 0); a :class:`ConfigError` where no threshold up to
+    :data:`MAX_THRESHOLD` reaches it (the reference is too small for the target)."""
+
+    def gap(h: float) -> float:
+        return math.log(max(error.rate(h, overshoot), 1e-300)) - math.log(rate)
+
+    if gap(0.0) <= 0:
+        return 0.0
+    high = 1.0
+    while gap(high) > 0:
+        if high >= MAX_THRESHOLD:
+            raise ConfigError(
+                f"a {n}-value reference is too small for false_alarm_rate={rate:g}: the "
+                "uncertainty of its mean alone would raise false alarms above that rate at "
+                "any usable threshold; use a larger reference (the model's validation split), "
+                "a larger min_shift or a larger false_alarm_rate"
+            )
+        high = min(2.0 * high, MAX_THRESHOLD)
+    return float(brentq(gap, 0.0, high, xtol=1e-6))
+
+
 _CACHE: OrderedDict[tuple[object, ...], SequentialCalibration] = OrderedDict()
 _CACHE_SIZE = 128
 
@@ -166,22 +316,12 @@ def calibrate_sequential(
     margin_se: float = 1.0,
     seed: int = 0,
 ) -> SequentialCalibration:
-    """Calibrate a one-sided (drop) CUSUM on ``reference`` for ``false_alarm_rate`` per sample;
-    the warning level fires ``warning_factor`` times as often. Results are cached."""
-    values = np.asarray(reference, dtype=np.float64)
-    if values.ndim != 1 or len(values) < MIN_REFERENCE:
-        raise InvalidInputError(
-            f"a sequential detector needs at least {MIN_REFERENCE} reference values, "
-            f"got {values.size}"
-        )
-    if not np.all(np.isfinite(values)):
-        raise InvalidInputError("the reference holds values that are not finite numbers")
-    if not 0 < false_alarm_rate < 1:
-        raise ConfigError(f"false_alarm_rate must lie in (0, 1), got {false_alarm_rate}")
-    if min_shift <= 0:
-        raise ConfigError(f"min_shift must be positive, got {min_shift}")
-    if warning_factor < 1:
-        raise ConfigError(f"warning_factor must be at least 1, got {warning_factor}")
+    """Calibrate a one-sided (drop) CUSUM on ``reference`` for ``false_alarm_rate`` per sample,
+    both with the reference mean ``margin_se`` standard errors off and averaged over the
+    reference's sampling error; the warning level fires ``warning_factor`` times as often.
+    Results are cached."""
+    values = _checked_reference(reference)
+    _check_options(false_alarm_rate, min_shift, warning_factor)
     key = (
         hashlib.sha256(values.tobytes()).hexdigest(),
         false_alarm_rate,
@@ -194,42 +334,81 @@ def calibrate_sequential(
     if cached is not None:
         _CACHE.move_to_end(key)
         return cached
+    calibration = _calibrate(values, false_alarm_rate, min_shift, warning_factor, margin_se, seed)
+    _CACHE[key] = calibration
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return calibration
 
+
+def _checked_reference(reference: NDArray[np.float64] | list[float]) -> NDArray[np.float64]:
+    values = np.asarray(reference, dtype=np.float64)
+    if values.ndim != 1 or len(values) < MIN_REFERENCE:
+        raise InvalidInputError(
+            f"a sequential detector needs at least {MIN_REFERENCE} reference values, "
+            f"got {values.size}"
+        )
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError("the reference holds values that are not finite numbers")
+    return values
+
+
+def _check_options(false_alarm_rate: float, min_shift: float, warning_factor: float) -> None:
+    if not 0 < false_alarm_rate < 1:
+        raise ConfigError(f"false_alarm_rate must lie in (0, 1), got {false_alarm_rate}")
+    if min_shift <= 0:
+        raise ConfigError(f"min_shift must be positive, got {min_shift}")
+    if warning_factor < 1:
+        raise ConfigError(f"warning_factor must be at least 1, got {warning_factor}")
+
+
+def _calibrate(
+    values: NDArray[np.float64],
+    false_alarm_rate: float,
+    min_shift: float,
+    warning_factor: float,
+    margin_se: float,
+    seed: int,
+) -> SequentialCalibration:
     n = len(values)
     mean, std = float(values.mean()), float(values.std(ddof=1))
     if std <= 1e-12 * max(1.0, abs(mean)):
         raise InvalidInputError(
             "the reference values are all equal: there is no spread to standardise by"
         )
-    allowance = min_shift / (2.0 * std)
+    standardised = (values - mean) / std
     margin = margin_se / math.sqrt(n)
-    if allowance <= margin:
+    requested = min_shift / (2.0 * std)
+    if requested <= margin:
         raise ConfigError(
             f"min_shift={min_shift:g} is too small to tell from the uncertainty of a {n}-value "
             f"reference (standard error {std / math.sqrt(n):.3g}); use min_shift > "
             f"{2 * margin * std:.3g} or a larger reference"
         )
-    increments = (mean - values) / std - allowance + margin
-    drift = float(increments.mean())
-    if increments.max() <= 0:
+    if (-standardised - requested + margin).max() <= 0:
         raise ConfigError(f"min_shift={min_shift:g} is larger than any drop the reference allows")
+    allowance = supported_allowance(standardised, requested, false_alarm_rate, margin)
+    increments = -standardised - allowance + margin
+    drift = float(increments.mean())
     theta = adjustment_coefficient(increments)
     target_arl = 1.0 / false_alarm_rate
     warning_arl = max(1.0, target_arl / warning_factor)
+    simulated, overshoot = _simulated_overshoot(increments, theta, drift, target_arl, seed)
+    error = reference_error(standardised, allowance)
 
-    ladder = sorted({min(a, target_arl) for a in LADDER_ARLS})
-    start = [threshold_for_arl(a, theta, drift, GAUSSIAN_OVERSHOOT) for a in ladder]
-    steps = int(max(SIMULATION_STEPS, 5 * ladder[-1]))
-    simulated = simulate_arl(
-        increments, np.asarray(start), np.random.default_rng(seed), steps=steps
-    )
-    overshoot = _fit_overshoot(simulated, theta, drift)
-    calibration = SequentialCalibration(
+    def threshold(arl: float) -> float:
+        """The larger of the margin's threshold and the averaged one (both guarantees)."""
+        return max(
+            threshold_for_arl(arl, theta, drift, overshoot),
+            threshold_for_rate(1.0 / arl, error, overshoot, n),
+        )
+
+    return SequentialCalibration(
         mean=mean,
         std=std,
         allowance=allowance,
-        threshold=threshold_for_arl(target_arl, theta, drift, overshoot),
-        warning_threshold=threshold_for_arl(warning_arl, theta, drift, overshoot),
+        threshold=threshold(target_arl),
+        warning_threshold=threshold(warning_arl),
         target_arl=target_arl,
         warning_arl=warning_arl,
         theta=theta,
@@ -237,12 +416,72 @@ def calibrate_sequential(
         overshoot=overshoot,
         n_reference=n,
         margin=margin,
+        reference_error=error,
         simulated=tuple(simulated),
     )
-    _CACHE[key] = calibration
-    if len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return calibration
+
+
+def supported_allowance(
+    standardised: NDArray[np.float64], requested: float, false_alarm_rate: float, margin: float
+) -> float:
+    """The allowance ``k`` (standard deviations) the detector runs at: ``requested`` (half of
+    ``min_shift``) where the reference's sampling error costs at most
+    :data:`THRESHOLD_RATIO_LIMIT` times the threshold the one-standard-error margin needs;
+    otherwise the first of ``requested * ALLOWANCE_STEP**i`` that does (a small reference cannot
+    tell small drops from its own error at a small rate: the detector then looks for larger
+    ones, and a warning says so)."""
+    n = len(standardised)
+    allowance = requested
+    for _ in range(ALLOWANCE_STEPS):
+        increments = -standardised - allowance + margin
+        if increments.max() <= 0:
+            break
+        known = threshold_for_arl(
+            1.0 / false_alarm_rate,
+            adjustment_coefficient(increments),
+            float(increments.mean()),
+            GAUSSIAN_OVERSHOOT,
+        )
+        error = reference_error(standardised, allowance)
+        averaged = _threshold_or_inf(false_alarm_rate, error, n)
+        if averaged <= THRESHOLD_RATIO_LIMIT * max(known, 1.0):
+            if allowance > requested:
+                _log.warning(
+                    "a %d-value reference cannot tell drops of %.3g standard deviations from "
+                    "its own sampling error at false_alarm_rate=%g: the detector looks for "
+                    "drops of at least %.3g (a larger reference lowers it)",
+                    n,
+                    2 * requested,
+                    false_alarm_rate,
+                    2 * allowance,
+                )
+            return allowance
+        allowance *= ALLOWANCE_STEP
+    raise ConfigError(
+        f"min_shift is larger than any drop the reference allows, or a {n}-value reference is "
+        f"too small for false_alarm_rate={false_alarm_rate:g}"
+    )
+
+
+def _threshold_or_inf(rate: float, error: ReferenceSampling, n: int) -> float:
+    try:
+        return threshold_for_rate(rate, error, GAUSSIAN_OVERSHOOT, n)
+    except ConfigError:
+        return math.inf
+
+
+def _simulated_overshoot(
+    increments: NDArray[np.float64], theta: float, drift: float, target_arl: float, seed: int
+) -> tuple[list[SimulatedArl], float]:
+    """Bootstrap runs on the reference's own increments at the ladder of thresholds, and the
+    overshoot correction fitted to them."""
+    ladder = sorted({min(a, target_arl) for a in LADDER_ARLS})
+    start = [threshold_for_arl(a, theta, drift, GAUSSIAN_OVERSHOOT) for a in ladder]
+    steps = int(max(SIMULATION_STEPS, 5 * ladder[-1]))
+    simulated = simulate_arl(
+        increments, np.asarray(start), np.random.default_rng(seed), steps=steps
+    )
+    return simulated, _fit_overshoot(simulated, theta, drift)
 
 
 def _fit_overshoot(simulated: list[SimulatedArl], theta: float, drift: float) -> float:

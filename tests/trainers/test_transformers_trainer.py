@@ -380,3 +380,32 @@ def test_signals_of_just_predicted_texts_reuse_the_encoder_pass(
     )
     for name, values in expected.items():
         np.testing.assert_allclose(signals[name], values, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("settings", "passes_over_train"),
+    [({"mode": "head"}, 1), ({"mode": "head", "train_layers": 1, "epochs": 2}, 4)],
+)
+def test_fit_runs_the_encoder_over_each_held_out_row_once(
+    tiny_checkpoint: Path,
+    small_reviews: pd.DataFrame,
+    settings: dict[str, Any],
+    passes_over_train: int,
+) -> None:
+    """Temperature, evaluation, typicality and the reference's input signals all reuse one
+    encoder pass over the validation and test rows (on 11,381 rows each extra pass over the
+    test split cost about a minute on a CPU). The training rows: one pass with a frozen encoder;
+    when tuning, the probe's, one per epoch and one for typicality after training."""
+    rows: list[int] = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, _args, output: (
+            rows.append(len(output.last_hidden_state)) if isinstance(module, BertModel) else None
+        )
+    )
+    try:
+        model = trainer(tiny_checkpoint, **settings).fit(TrainingData(small_reviews))
+    finally:
+        hook.remove()
+    used = model.params
+    held_out = used["validation_rows"] + used["test_rows"]
+    assert sum(rows) == held_out + passes_over_train * used["train_rows"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -44,7 +45,7 @@ from pydantic import ValidationError
 from driftloop.backends import require_module
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, InvalidInputError, TrainingError
-from driftloop.predictors import softmax
+from driftloop.predictors import Evaluation, ReferenceProfile, softmax
 from driftloop.predictors.embedding import EmbeddingTypicality
 from driftloop.trainers.base import ProgressCallback, TrainedModel, Trainer, TrainingData
 from driftloop.trainers.evaluation import (
@@ -193,6 +194,18 @@ def _trainable_layers(encoder: nn.Module, top: int) -> list[nn.Module]:
     return list(blocks)[-top:]
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """What training leaves for calibration: the head's logits on the validation and test
+    splits, and pooled encoder outputs of (at most ``TYPICALITY_SAMPLE``) training rows and of
+    every test row, which typicality and the reference profile's input signals reuse."""
+
+    validation_logits: NDArray[np.float64]
+    test_logits: NDArray[np.float64]
+    train_pooled: NDArray[np.float64]
+    test_pooled: NDArray[np.float64]
+
+
 class TransformersTrainer(Trainer):
     """Fits a :class:`TransformersPredictor` from ``models.<name>`` (``trainer: transformers``)."""
 
@@ -239,7 +252,7 @@ class TransformersTrainer(Trainer):
     def fit(self, data: TrainingData, *, progress: ProgressCallback | None = None) -> TrainedModel:
         params = self.params
         frame, labels = _prepare(data)
-        train, validation, test = _split(frame, params)
+        splits = dict(zip(("train", "validation", "test"), _split(frame, params), strict=True))
         device = params.resolved_device()
         mode = params.resolved_mode(device)
         threads = params.resolved_threads(device)
@@ -248,23 +261,17 @@ class TransformersTrainer(Trainer):
             return lambda fraction: progress(stage, fraction) if progress is not None else None
 
         index = {label: i for i, label in enumerate(labels)}
-
-        def targets(part: pd.DataFrame) -> NDArray[np.int64]:
-            return np.array([index[label] for label in part["label"]], dtype=np.int64)
-
-        texts = {
-            name: part["text"].tolist()
-            for name, part in (("train", train), ("validation", validation), ("test", test))
+        texts = {name: part["text"].tolist() for name, part in splits.items()}
+        targets = {
+            name: np.array([index[label] for label in part["label"]], dtype=np.int64)
+            for name, part in splits.items()
         }
-        y_train, y_validation, y_test = targets(train), targets(validation), targets(test)
-
         with torch_threads(threads):
             torch.manual_seed(params.seed)
             name, encoder, tokenizer = self._load_base()
-            model = PooledClassifierModule(encoder, len(labels), params.pooling)
             predictor = TransformersPredictor(
                 labels,
-                model=model,
+                model=PooledClassifierModule(encoder, len(labels), params.pooling),
                 tokenizer=tokenizer,
                 max_length=params.max_length,
                 batch_size=params.resolved_eval_batch_size(device),
@@ -273,34 +280,13 @@ class TransformersTrainer(Trainer):
                 base_model=name,
             )
             try:
-                if mode == "head" and params.train_layers == 0:
-                    validation_logits, test_logits = self._fit_head(
-                        predictor, texts, y_train, report
-                    )
-                else:
-                    self._fine_tune(predictor, mode, texts["train"], y_train, report)
-                    validation_logits = predictor.logits(texts["validation"])
-                    test_logits = predictor.logits(texts["test"])
+                scored = self._train(predictor, mode, texts, targets["train"], report)
             except torch.OutOfMemoryError as exc:
                 raise TrainingError(
                     f"out of memory on {device}: lower batch_size or max_length ({exc})"
                 ) from exc
         report("calibrate")(0.0)
-        predictor.temperature = fit_temperature(validation_logits, y_validation)
-        predictor.typicality = EmbeddingTypicality.fit(
-            predictor.embed(texts["train"][:TYPICALITY_SAMPLE]),
-            predictor.embed(texts["test"][:TYPICALITY_SAMPLE]),
-            seed=params.seed,
-        )
-        evaluation = evaluate(test_logits, y_test, labels, predictor.temperature)
-        reference = reference_profile(
-            softmax(test_logits / predictor.temperature),
-            texts["test"],
-            labels,
-            evaluation,
-            seed=params.seed,
-            inputs=predictor.input_signals(texts["test"]),
-        )
+        evaluation, reference = self._calibrate(predictor, scored, texts, targets)
         report("calibrate")(1.0)
         used = params.model_dump()
         used.update(
@@ -308,11 +294,58 @@ class TransformersTrainer(Trainer):
             device=device,
             torch_threads=threads,
             base_model=name,
-            train_rows=len(train),
-            validation_rows=len(validation),
-            test_rows=len(test),
+            **{f"{part}_rows": len(rows) for part, rows in texts.items()},
         )
         return TrainedModel(predictor, evaluation, reference, used)
+
+    def _train(
+        self,
+        predictor: TransformersPredictor,
+        mode: Literal["head", "full"],
+        texts: dict[str, list[str]],
+        y_train: NDArray[np.int64],
+        report: Callable[[str], Callable[[float], None]],
+    ) -> _Scored:
+        """Train the head (and the layers ``mode`` tunes), then score the held-out splits."""
+        if mode == "head" and self.params.train_layers == 0:
+            return self._fit_head(predictor, texts, y_train, report)
+        self._fine_tune(predictor, mode, texts["train"], y_train, report)
+        n_validation = len(texts["validation"])
+        held_out = predictor.embed(texts["validation"] + texts["test"])
+        logits = predictor.head_logits(held_out)
+        return _Scored(
+            validation_logits=logits[:n_validation],
+            test_logits=logits[n_validation:],
+            train_pooled=predictor.embed(texts["train"][:TYPICALITY_SAMPLE]),
+            test_pooled=held_out[n_validation:],
+        )
+
+    def _calibrate(
+        self,
+        predictor: TransformersPredictor,
+        scored: _Scored,
+        texts: dict[str, list[str]],
+        targets: dict[str, NDArray[np.int64]],
+    ) -> tuple[Evaluation, ReferenceProfile]:
+        """Temperature from the validation split; typicality, evaluation and the reference
+        profile from the held-out split, all on the pooled outputs training already computed."""
+        seed = self.params.seed
+        predictor.temperature = fit_temperature(scored.validation_logits, targets["validation"])
+        predictor.typicality = EmbeddingTypicality.fit(
+            scored.train_pooled, scored.test_pooled[:TYPICALITY_SAMPLE], seed=seed
+        )
+        evaluation = evaluate(
+            scored.test_logits, targets["test"], predictor.labels, predictor.temperature
+        )
+        reference = reference_profile(
+            softmax(scored.test_logits / predictor.temperature),
+            texts["test"],
+            predictor.labels,
+            evaluation,
+            seed=seed,
+            inputs=predictor.input_signals(texts["test"], scored.test_pooled),
+        )
+        return evaluation, reference
 
     def _fit_head(
         self,
@@ -320,17 +353,21 @@ class TransformersTrainer(Trainer):
         texts: dict[str, list[str]],
         y_train: NDArray[np.int64],
         report: Callable[[str], Callable[[float], None]],
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ) -> _Scored:
         """Frozen encoder: embed every split once, fit the head on the train embeddings."""
         everything = texts["train"] + texts["validation"] + texts["test"]
         features = predictor.embed(everything, report("embed"))
         n_train, n_validation = len(texts["train"]), len(texts["validation"])
-        head = predictor.model.classifier
-        _fit_probe(head, features[:n_train], y_train, self.params, report("train"))
-        with torch.inference_mode():
-            rest = torch.as_tensor(features[n_train:], dtype=torch.float32, device=predictor.device)
-            logits = head(rest).double().cpu().numpy()
-        return logits[:n_validation], logits[n_validation:]
+        _fit_probe(
+            predictor.model.classifier, features[:n_train], y_train, self.params, report("train")
+        )
+        logits = predictor.head_logits(features[n_train:])
+        return _Scored(
+            validation_logits=logits[:n_validation],
+            test_logits=logits[n_validation:],
+            train_pooled=features[: min(n_train, TYPICALITY_SAMPLE)],
+            test_pooled=features[n_train + n_validation :],
+        )
 
     def _fine_tune(
         self,
@@ -351,25 +388,10 @@ class TransformersTrainer(Trainer):
             for block in _trainable_layers(model.encoder, params.train_layers):
                 block.requires_grad_(True)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in trainable if p.ndim >= 2]
-        no_decay = [p for p in trainable if p.ndim < 2]
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": params.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=params.learning_rate,
-        )
-        steps_per_epoch = math.ceil(len(texts) / params.batch_size)
-        total = steps_per_epoch * params.epochs
-        warmup = math.ceil(WARMUP_FRACTION * total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: min((step + 1) / warmup, max(0.0, (total - step) / (total - warmup + 1))),
-        )
+        steps = math.ceil(len(texts) / params.batch_size) * params.epochs
+        optimizer, scheduler = _optimizer(trainable, params, steps)
         generator = torch.Generator().manual_seed(params.seed)
         target = torch.as_tensor(y, dtype=torch.long)
-        autocast = predictor.device.startswith("cuda")
         step = 0
         train_progress = report("train")
         model.train()
@@ -378,12 +400,7 @@ class TransformersTrainer(Trainer):
                 order = torch.randperm(len(texts), generator=generator)
                 for start in range(0, len(texts), params.batch_size):
                     rows = order[start : start + params.batch_size]
-                    inputs = predictor.tokenize([texts[i] for i in rows.tolist()])
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                        logits = model(inputs)
-                    loss = nn.functional.cross_entropy(
-                        logits.float(), target[rows].to(predictor.device)
-                    )
+                    loss = _batch_loss(predictor, [texts[i] for i in rows.tolist()], target[rows])
                     if not bool(torch.isfinite(loss)):
                         raise TrainingError(
                             f"the training loss became {loss.item()} at step {step + 1}; "
@@ -395,7 +412,37 @@ class TransformersTrainer(Trainer):
                     optimizer.step()
                     scheduler.step()
                     step += 1
-                    train_progress(step / total)
+                    train_progress(step / steps)
         finally:
             model.requires_grad_(True)
             model.eval()
+
+
+def _optimizer(
+    trainable: list[nn.Parameter], params: TransformersParams, steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (no weight decay on biases and LayerNorm weights) with a linear warm-up over
+    ``WARMUP_FRACTION`` of the ``steps`` and a linear decay after it."""
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": params.weight_decay},
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=params.learning_rate,
+    )
+    warmup = math.ceil(WARMUP_FRACTION * steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup + 1))),
+    )
+    return optimizer, scheduler
+
+
+def _batch_loss(
+    predictor: TransformersPredictor, texts: list[str], target: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of one training batch (bfloat16 autocast on CUDA)."""
+    inputs = predictor.tokenize(texts)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=predictor.device.startswith("cuda")):
+        logits = predictor.model(inputs)
+    return nn.functional.cross_entropy(logits.float(), target.to(predictor.device))

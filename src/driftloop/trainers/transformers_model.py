@@ -201,12 +201,15 @@ class TransformersPredictor(TextClassifier):
         server's batcher asks for the same texts' :meth:`input_signals` right after, which
         reuse them instead of running the encoder again."""
 
-    def input_signals(self, texts: Sequence[str]) -> dict[str, NDArray[np.float64]]:
+    def input_signals(
+        self, texts: Sequence[str], pooled: NDArray[np.float64] | None = None
+    ) -> dict[str, NDArray[np.float64]]:
         """``oov_rate``: each text's share of words the tokenizer holds no whole token for
         (it splits them into pieces); ``embedding_typicality``
-        (:mod:`driftloop.predictors.embedding`) of the pooled encoder output: that of the
-        :meth:`logits` call just made on the same texts in this thread (the server's batcher
-        asks right after predicting), else a pass of the encoder of its own."""
+        (:mod:`driftloop.predictors.embedding`) of the pooled encoder output: ``pooled`` when
+        the caller has it (the trainer), else that of the :meth:`logits` call just made on the
+        same texts in this thread (the server's batcher asks right after predicting), else a
+        pass of the encoder of its own."""
         if self._vocabulary is None:
             self._vocabulary = VocabularyProfile(
                 (token for token in self.tokenizer.get_vocab() if not token.startswith("##")),
@@ -214,8 +217,10 @@ class TransformersPredictor(TextClassifier):
             )
         signals = {OOV_RATE: self._vocabulary.oov_rates(texts)}
         if self.typicality is not None and len(texts) > 0:
-            last = self._last_pooled.get(threading.get_ident())
-            pooled = last[1] if last is not None and last[0] == tuple(texts) else self.embed(texts)
+            if pooled is None:
+                last = self._last_pooled.get(threading.get_ident())
+                same = last is not None and last[0] == tuple(texts)
+                pooled = last[1] if last is not None and same else self.embed(texts)
             signals[EMBEDDING_TYPICALITY] = self.typicality.typicality(pooled)
         return signals
 
@@ -259,11 +264,15 @@ class TransformersPredictor(TextClassifier):
     def logits(self, texts: Sequence[str]) -> NDArray[np.float64]:
         if self.typicality is None:
             return self._run(texts, len(self.labels), self.model)
-        # the head on the pooled outputs (dropout is off in eval), which input_signals reuses
+        # the head on the pooled outputs, which input_signals reuses
         pooled = self.embed(texts)
         if len(self._last_pooled) > 64:  # threads come and go: keep the live ones'
             self._last_pooled.clear()
         self._last_pooled[threading.get_ident()] = (tuple(texts), pooled)
+        return self.head_logits(pooled)
+
+    def head_logits(self, pooled: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The head's logits for pooled encoder outputs (dropout is off in eval)."""
         head = self.model.classifier
         with torch.inference_mode():
             rows = torch.from_numpy(pooled).to(self.device, dtype=head.weight.dtype)

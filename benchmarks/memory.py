@@ -33,7 +33,7 @@ from environment import (
     process_tree,
     run_load,
 )
-from serving import MODEL, MODEL_KINDS, Project, bodies, build_project
+from serving_project import MODEL, MODEL_KINDS, Project, bodies, build_project
 
 MODEL_ONLY = """
 import sys

@@ -300,7 +300,7 @@ def pair_rows(trainer: str, seed: int, quick: bool) -> list[list[str]]:
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainer", default="sklearn")
     parser.add_argument("--window", type=int, default=500, help="predictions per window")
@@ -317,37 +317,16 @@ def main() -> None:
         action="store_true",
         help="only compare v1 and v2 (trained on snapshot 2) on drifted traffic",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     console = Console()
     if args.pairs:
-        print_rows(
-            console,
-            [
-                "drift",
-                "realized v1 → v2",
-                "difference",
-                "estimated v1 → v2",
-                "difference",
-                "relative confidence difference",
-            ],
-            pair_rows(args.trainer, args.seed, args.quick),
-            markdown=args.markdown,
-            title=f"v2 against v1 on drifted traffic ({args.trainer})",
-        )
+        print_pairs(args, console)
         return
-    rng = np.random.default_rng(args.seed)
-    jobs: list[tuple[Model, list[Scored], list[Window]]] = []
-    for drifting in SCENARIOS[:2] if args.quick else SCENARIOS:
-        model = train(drifting, args.trainer, args.seed)
-        name = "+".join(drifting)
-        drawn = [
-            (mix, draw(model, mix, args.window, rng))
-            for mix in args.mixes
-            for _ in range(args.windows)
-        ]
-        jobs.append(
-            (model, [w for _, w in drawn], [judge(model, name, mix, w) for mix, w in drawn])
-        )
+    jobs = judged_windows(args)
     version = "not installed"
     if args.nannyml_python.exists():
         version = "NannyML " + run_nannyml(args.nannyml_python, jobs, args.window)
@@ -372,6 +351,42 @@ def main() -> None:
         markdown=args.markdown,
         title=title,
     )
+
+
+def print_pairs(args: argparse.Namespace, console: Console) -> None:
+    """``--pairs``: v1 against v2 (trained on snapshot 2) on each drift's traffic."""
+    print_rows(
+        console,
+        [
+            "drift",
+            "realized v1 → v2",
+            "difference",
+            "estimated v1 → v2",
+            "difference",
+            "relative confidence difference",
+        ],
+        pair_rows(args.trainer, args.seed, args.quick),
+        markdown=args.markdown,
+        title=f"v2 against v1 on drifted traffic ({args.trainer})",
+    )
+
+
+def judged_windows(args: argparse.Namespace) -> list[tuple[Model, list[Scored], list[Window]]]:
+    """Per drift: its model, the windows drawn at every mix, and driftloop's estimate of each."""
+    rng = np.random.default_rng(args.seed)
+    jobs: list[tuple[Model, list[Scored], list[Window]]] = []
+    for drifting in SCENARIOS[:2] if args.quick else SCENARIOS:
+        model = train(drifting, args.trainer, args.seed)
+        name = "+".join(drifting)
+        drawn = [
+            (mix, draw(model, mix, args.window, rng))
+            for mix in args.mixes
+            for _ in range(args.windows)
+        ]
+        jobs.append(
+            (model, [w for _, w in drawn], [judge(model, name, mix, w) for mix, w in drawn])
+        )
+    return jobs
 
 
 if __name__ == "__main__":

@@ -93,11 +93,10 @@ def test_the_tabular_project_runs_the_init_defaults_plus_feature_monitors(tmp_pa
         )
 
 
-@pytest.mark.long
 def test_tabular_demo_closes_the_loop_on_feature_drift(tmp_path: Path) -> None:
-    """Run by make bench, not make test: on this small data set v2's confidence drift detector
-    can fire again after the recovery (docs/cli.md, "Known weakness"), which failed a clean-clone
-    CI run; the flake is an open defect (#19 part 6), not a reason to loosen this test."""
+    """The whole loop at speed 30. v2's reference holds about 230 confidences and the drifted
+    traffic repeats a pool of 196 records: the confidence drift detector's calibration allows for
+    the reference's sampling error (docs/drift.md), so v2 is not flagged again once it serves."""
     out = tmp_path / "out"
     with (tmp_path / "console.txt").open("w") as console_file:
         result = run_demo(

@@ -180,7 +180,7 @@ REFERENCE_ERROR_NODES = (49, 5)
 ``±REFERENCE_ERROR_SPAN`` standard errors, for the far tail that small targets depend on) and its
 standard deviation (Gauss-Hermite)."""
 REFERENCE_ERROR_SPAN = 9.0
-THETA_SAMPLE = 400
+THETA_SAMPLE = 300
 """At most this many reference quantiles stand for the reference in the nodes' coefficients."""
 THRESHOLD_RATIO_LIMIT = 2.0
 """How much larger than a perfectly known reference's the averaged threshold may be before the
@@ -260,7 +260,9 @@ def _adjustment_coefficients(increments: NDArray[np.float64]) -> NDArray[np.floa
     y = increments[solvable]
 
     def log_mgf(theta: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(logsumexp(theta[:, None] * y, axis=1) - log_n)
+        scaled = theta[:, None] * y
+        top = scaled.max(axis=1)
+        return np.asarray(np.log(np.exp(scaled - top[:, None]).sum(axis=1)) + top - log_n)
 
     high = np.maximum(2.0 * np.abs(mean[solvable]) / np.maximum(y.var(axis=1), 1e-12), 1e-6)
     for _ in range(200):
@@ -269,7 +271,7 @@ def _adjustment_coefficients(increments: NDArray[np.float64]) -> NDArray[np.floa
             break
         high = np.where(short, 2.0 * high, high)
     low = np.zeros_like(high)
-    for _ in range(40):
+    for _ in range(32):
         middle = 0.5 * (low + high)
         above = log_mgf(middle) > 0
         high = np.where(above, middle, high)
@@ -387,14 +389,13 @@ def _calibrate(
         )
     if (-standardised - requested + margin).max() <= 0:
         raise ConfigError(f"min_shift={min_shift:g} is larger than any drop the reference allows")
-    allowance = supported_allowance(standardised, requested, false_alarm_rate, margin)
+    allowance, error = supported_allowance(standardised, requested, false_alarm_rate, margin)
     increments = -standardised - allowance + margin
     drift = float(increments.mean())
     theta = adjustment_coefficient(increments)
     target_arl = 1.0 / false_alarm_rate
     warning_arl = max(1.0, target_arl / warning_factor)
     simulated, overshoot = _simulated_overshoot(increments, theta, drift, target_arl, seed)
-    error = reference_error(standardised, allowance)
 
     def threshold(arl: float) -> float:
         """The larger of the margin's threshold and the averaged one (both guarantees)."""
@@ -423,13 +424,13 @@ def _calibrate(
 
 def supported_allowance(
     standardised: NDArray[np.float64], requested: float, false_alarm_rate: float, margin: float
-) -> float:
+) -> tuple[float, ReferenceSampling]:
     """The allowance ``k`` (standard deviations) the detector runs at: ``requested`` (half of
     ``min_shift``) where the reference's sampling error costs at most
     :data:`THRESHOLD_RATIO_LIMIT` times the threshold the one-standard-error margin needs;
     otherwise the first of ``requested * ALLOWANCE_STEP**i`` that does (a small reference cannot
     tell small drops from its own error at a small rate: the detector then looks for larger
-    ones, and a warning says so)."""
+    ones, and a warning says so). Returns it with its :class:`ReferenceSampling`."""
     n = len(standardised)
     allowance = requested
     for _ in range(ALLOWANCE_STEPS):
@@ -455,7 +456,7 @@ def supported_allowance(
                     false_alarm_rate,
                     2 * allowance,
                 )
-            return allowance
+            return allowance, error
         allowance *= ALLOWANCE_STEP
     raise ConfigError(
         f"min_shift is larger than any drop the reference allows, or a {n}-value reference is "

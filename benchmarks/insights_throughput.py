@@ -39,6 +39,7 @@ import numpy as np
 import sqlalchemy as sa
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from numpy.typing import NDArray
 
 from driftloop.config import Config, InsightsConfig, KafkaConfig
 from driftloop.database import Database, open_database
@@ -117,24 +118,9 @@ def run(
             time.sleep(every)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    reported_at = np.empty(points)
-    values = np.random.default_rng(0).uniform(0.3, 1.0, points).tolist()
-    tags = [{"model": model, "version": "1"} for model in MODELS]
-    chunk = max(1, int((rate or 0) * 0.01)) if rate else points
     sampler.start()
     started = time.perf_counter()
-    report = client.report
-    for begin in range(0, points, chunk):
-        if rate:
-            target = started + begin / rate
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        now = time.perf_counter()
-        wall = time.time()
-        for i in range(begin, min(begin + chunk, points)):
-            report({"model_confidence": values[i]}, tags[i % len(tags)], timestamp=wall)
-        reported_at[begin : begin + chunk] = now
+    reported_at = report_points(client, points, rate, started)
     client.flush()
     deadline = time.perf_counter() + 600
     while count() < points:
@@ -148,11 +134,7 @@ def run(
     stored = samples[-1][1]
     if stored != points:
         raise RuntimeError(f"{path}: the store holds {stored} points, {points} were reported")
-    times = np.array([t for t, _ in samples])
-    counts = np.array([c for _, c in samples])
-    # the first sample at which the store held i+1 points
-    index = np.searchsorted(counts, np.arange(1, points + 1), side="left")
-    lags = (times[np.minimum(index, len(times) - 1)] - reported_at) * 1000
+    lags = storage_lags_ms(samples, reported_at)
     seconds = finished - started
     return Result(
         path,
@@ -164,6 +146,43 @@ def run(
         float(np.percentile(lags, 99)),
         float(lags.max()),
     )
+
+
+def report_points(
+    client: InsightsClient, points: int, rate: float | None, started: float
+) -> NDArray[np.float64]:
+    """Report ``points`` confidences over the models (flat out, or in 10 ms chunks paced at
+    ``rate``/s from ``started``); returns when each was reported (``perf_counter``)."""
+    reported_at = np.empty(points)
+    values = np.random.default_rng(0).uniform(0.3, 1.0, points).tolist()
+    tags = [{"model": model, "version": "1"} for model in MODELS]
+    chunk = max(1, int((rate or 0) * 0.01)) if rate else points
+    report = client.report
+    for begin in range(0, points, chunk):
+        if rate:
+            target = started + begin / rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        now = time.perf_counter()
+        wall = time.time()
+        for i in range(begin, min(begin + chunk, points)):
+            report({"model_confidence": values[i]}, tags[i % len(tags)], timestamp=wall)
+        reported_at[begin : begin + chunk] = now
+    return reported_at
+
+
+def storage_lags_ms(
+    samples: list[tuple[float, int]], reported_at: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Per point, ms from its report to the first sample of the stored count that holds it."""
+    points = reported_at.size
+    times = np.array([t for t, _ in samples])
+    counts = np.array([c for _, c in samples])
+    # the first sample at which the store held i+1 points
+    index = np.searchsorted(counts, np.arange(1, points + 1), side="left")
+    lags: NDArray[np.float64] = (times[np.minimum(index, len(times) - 1)] - reported_at) * 1000
+    return lags
 
 
 def make_config(directory: Path, store: str, transport: str, group: str) -> Config:
@@ -300,6 +319,13 @@ def main() -> None:
                     )
                 )
 
+    print_results(results, flat_out_points, paced_points, args)
+
+
+def print_results(
+    results: list[Result], flat_out_points: int, paced_points: int, args: argparse.Namespace
+) -> None:
+    """The markdown table of every run, and the embedded-ingestion goal."""
     print(
         f"{flat_out_points} points flat out, {paced_points} paced, 8 models; kafka: "
         f"{args.partitions} partitions, "

@@ -4,6 +4,7 @@ new version or rolls back; canary and shadow rollouts promote or end the candida
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from driftloop.messages import format_value
@@ -14,6 +15,18 @@ from driftloop.pipeline.verification import Decision, Verdict, VerificationRule,
 SHADOW_ALIAS = "shadow"
 """The alias of the version that scores the live requests in the background: the previous
 version while a direct deploy is verified, the candidate in a shadow rollout."""
+
+
+@dataclass(frozen=True)
+class _CanaryCheck:
+    """One look at a canary: the comparison in words, whether it has enough predictions, and
+    whether it is worse than production beyond the tolerance."""
+
+    compared: str
+    enough: bool
+    worse: bool
+    new_confidence: float | None
+    new_count: int
 
 
 class DeployAndVerify(ExternalDeployment):
@@ -132,54 +145,20 @@ class DeployAndVerify(ExternalDeployment):
             self._reference_confidence(job.model, job.previous_version),
         )
         log: list[str] = []
-        assert self.health is not None
         while True:
             self._check_cancel(job.job_id)
             self.queue.heartbeat(job.job_id, worker)
             now = self.clock()
-            new_conf, new_count = self.health.live_confidence(
-                job.model, job.candidate_version, deployed_at, now
-            )
-            old_conf, old_count = self.health.live_confidence(
-                job.model, job.previous_version, deployed_at, now
-            )
-            enough = new_count >= settings.verify_min_predictions
-            compared = (
-                f"canary v{job.candidate_version} live confidence "
-                f"{format_value(new_conf)} over {new_count} predictions, production "
-                f"v{job.previous_version} {format_value(old_conf)} over {old_count} "
-                f"(references differ by {shift:+.3f})"
-            )
-            worse = (
-                old_conf is not None
-                and new_conf is not None
-                and new_conf - shift < old_conf - settings.verify_tolerance
-            )
-            if enough and worse:
-                log.append(f"{compared}: worse")
+            check = self._compare_canary(job, deployed_at, now, shift)
+            if check.enough and check.worse:
+                log.append(f"{check.compared}: worse")
                 break
-            if enough:
-                log.append(f"{compared}: promoted")
-                self.registry.set_alias(
-                    job.model,
-                    "production",
-                    job.candidate_version,
-                    actor=f"job:{job.job_id} promote",
-                )
-                self.registry.remove_alias(job.model, "canary", actor=f"job:{job.job_id} promote")
-                self.queue.finish_step(step_id, "ok", "\n".join(log))
-                self._note(
-                    job,
-                    "verified",
-                    log[-1],
-                    version=job.candidate_version,
-                    live_confidence=new_conf,
-                    mode="canary",
-                )
-                return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
+            if check.enough:
+                log.append(f"{check.compared}: promoted")
+                return self._promote_canary(job, step_id, log, check.new_confidence)
             if now >= deadline:
                 log.append(
-                    f"canary v{job.candidate_version} had {new_count} of "
+                    f"canary v{job.candidate_version} had {check.new_count} of "
                     f"{settings.verify_min_predictions} predictions within "
                     f"{settings.verify_deadline:g}s"
                 )
@@ -192,6 +171,63 @@ class DeployAndVerify(ExternalDeployment):
             f"v{job.previous_version}: {log[-1]}"
         )
         return self._rolled_back(job, message, log, version=job.previous_version, mode="canary")
+
+    def _compare_canary(
+        self, job: Job, deployed_at: float, now: float, shift: float
+    ) -> _CanaryCheck:
+        """The canary's and production's live confidence since ``deployed_at``, the canary's
+        corrected by ``shift`` (the difference of their references)."""
+        assert job.candidate_version is not None
+        assert job.previous_version is not None
+        assert self.health is not None
+        settings = self.config.pipeline
+        new_conf, new_count = self.health.live_confidence(
+            job.model, job.candidate_version, deployed_at, now
+        )
+        old_conf, old_count = self.health.live_confidence(
+            job.model, job.previous_version, deployed_at, now
+        )
+        compared = (
+            f"canary v{job.candidate_version} live confidence "
+            f"{format_value(new_conf)} over {new_count} predictions, production "
+            f"v{job.previous_version} {format_value(old_conf)} over {old_count} "
+            f"(references differ by {shift:+.3f})"
+        )
+        worse = (
+            old_conf is not None
+            and new_conf is not None
+            and new_conf - shift < old_conf - settings.verify_tolerance
+        )
+        return _CanaryCheck(
+            compared=compared,
+            enough=new_count >= settings.verify_min_predictions,
+            worse=worse,
+            new_confidence=new_conf,
+            new_count=new_count,
+        )
+
+    def _promote_canary(
+        self, job: Job, step_id: int, log: list[str], live_confidence: float | None
+    ) -> Job:
+        """The canary becomes production and the job succeeds."""
+        assert job.candidate_version is not None
+        self.registry.set_alias(
+            job.model,
+            "production",
+            job.candidate_version,
+            actor=f"job:{job.job_id} promote",
+        )
+        self.registry.remove_alias(job.model, "canary", actor=f"job:{job.job_id} promote")
+        self.queue.finish_step(step_id, "ok", "\n".join(log))
+        self._note(
+            job,
+            "verified",
+            log[-1],
+            version=job.candidate_version,
+            live_confidence=live_confidence,
+            mode="canary",
+        )
+        return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
 
     def _verify(self, job: Job, worker: str, step_id: int | None = None) -> Job:
         """Verify a deployed candidate in the verifying step ``step_id`` (opened with the state
@@ -206,24 +242,9 @@ class DeployAndVerify(ExternalDeployment):
         reader = self._reported_insights()
         if self._deploy_hook(job.model) and job.previous_version is not None and reader is not None:
             return self._verify_external(job, worker, step_id, reader)
-        log: list[str] = []
         if self.health is None or job.previous_version is None:
-            log.append(
-                "no health probe configured: verification skipped"
-                if self.health is None
-                else f"{job.model} had no previous version to compare with: kept"
-            )
-            if mode is not None:  # nothing can judge the rollout: promote it as a direct deploy
-                self.registry.set_alias(
-                    job.model,
-                    "production",
-                    job.candidate_version,
-                    actor=f"job:{job.job_id} promote",
-                )
-                self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
-                log.append(f"{mode} v{job.candidate_version} promoted to production unverified")
-            self.queue.finish_step(step_id, "skipped", "\n".join(log))
-            return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
+            return self._skip_verification(job, step_id, mode)
+        log: list[str] = []
         if mode is None:  # a resumed job: its shadow may never have been set
             self.registry.set_alias(
                 job.model,
@@ -232,44 +253,79 @@ class DeployAndVerify(ExternalDeployment):
                 actor=f"job:{job.job_id} verification",
             )
         decision = self._compare_on_live_traffic(job, worker, mode, log)
-        new, old = job.candidate_version, job.previous_version
         if decision.verdict == Verdict.KEEP:
-            if mode == "shadow":
-                self.registry.set_alias(
-                    job.model, "production", new, actor=f"job:{job.job_id} promote"
-                )
-                log.append(f"shadow v{new} promoted to production")
-            elif self.registry.resolve(job.model, "production").version != new:
-                # resumed after a crash in the middle of a rollback: the deploy is redone
-                self.registry.set_alias(
-                    job.model, "production", new, actor=f"job:{job.job_id} verified"
-                )
-                log.append(f"production → v{new} again (a rollback was interrupted)")
-            self.registry.remove_alias(
-                job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} verification ended"
+            return self._keep_verified(job, step_id, mode, decision, log)
+        return self._reject_verified(job, step_id, mode, decision, log)
+
+    def _skip_verification(self, job: Job, step_id: int, mode: str | None) -> Job:
+        """No health probe or no previous version: nothing can judge the candidate, so it is
+        kept (a rollout promoted as a direct deploy) and the step is skipped."""
+        assert job.candidate_version is not None
+        log = [
+            "no health probe configured: verification skipped"
+            if self.health is None
+            else f"{job.model} had no previous version to compare with: kept"
+        ]
+        if mode is not None:  # nothing can judge the rollout: promote it as a direct deploy
+            self.registry.set_alias(
+                job.model,
+                "production",
+                job.candidate_version,
+                actor=f"job:{job.job_id} promote",
             )
-            if self.health.monitors_ok(job.model):
-                log.append(f"monitors OK on v{new}")
-            else:
-                log.append(
-                    f"v{new} kept, but its monitors are not all OK yet: the incident "
-                    "stays open and may retry (pipeline.retry_backoff)"
-                )
-            self.queue.finish_step(step_id, "ok", "\n".join(log))
-            self._note(
-                job,
-                "verified",
-                f"v{new} kept: {decision.message}",
-                version=new,
-                decision=decision.to_dict(),
+            self.registry.remove_alias(job.model, mode, actor=f"job:{job.job_id} promote")
+            log.append(f"{mode} v{job.candidate_version} promoted to production unverified")
+        self.queue.finish_step(step_id, "skipped", "\n".join(log))
+        return self._finish(job.job_id, JobState.SUCCEEDED, result=self._result(job, log))
+
+    def _keep_verified(
+        self, job: Job, step_id: int, mode: str | None, decision: Decision, log: list[str]
+    ) -> Job:
+        """The candidate passed on live traffic: a shadow is promoted, an interrupted rollback
+        redone, the verification shadow ended, and the job succeeds."""
+        assert self.health is not None
+        new = job.candidate_version
+        assert new is not None
+        if mode == "shadow":
+            self.registry.set_alias(job.model, "production", new, actor=f"job:{job.job_id} promote")
+            log.append(f"shadow v{new} promoted to production")
+        elif self.registry.resolve(job.model, "production").version != new:
+            # resumed after a crash in the middle of a rollback: the deploy is redone
+            self.registry.set_alias(
+                job.model, "production", new, actor=f"job:{job.job_id} verified"
             )
-            return self._finish(
-                job.job_id,
-                JobState.SUCCEEDED,
-                result=self._result(job, log).with_changes(
-                    verification_decision=decision.to_dict()
-                ),
+            log.append(f"production → v{new} again (a rollback was interrupted)")
+        self.registry.remove_alias(
+            job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} verification ended"
+        )
+        if self.health.monitors_ok(job.model):
+            log.append(f"monitors OK on v{new}")
+        else:
+            log.append(
+                f"v{new} kept, but its monitors are not all OK yet: the incident "
+                "stays open and may retry (pipeline.retry_backoff)"
             )
+        self.queue.finish_step(step_id, "ok", "\n".join(log))
+        self._note(
+            job,
+            "verified",
+            f"v{new} kept: {decision.message}",
+            version=new,
+            decision=decision.to_dict(),
+        )
+        return self._finish(
+            job.job_id,
+            JobState.SUCCEEDED,
+            result=self._result(job, log).with_changes(verification_decision=decision.to_dict()),
+        )
+
+    def _reject_verified(
+        self, job: Job, step_id: int, mode: str | None, decision: Decision, log: list[str]
+    ) -> Job:
+        """The candidate failed on live traffic: a shadow is ended, a direct deploy rolled back
+        to the previous version."""
+        new, old = job.candidate_version, job.previous_version
+        assert old is not None
         self.queue.finish_step(step_id, "failed", "\n".join(log))
         if mode == "shadow":
             self.registry.remove_alias(job.model, SHADOW_ALIAS, actor=f"job:{job.job_id} rollback")

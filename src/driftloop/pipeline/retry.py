@@ -103,6 +103,9 @@ class RetryPolicy:
         return outcomes
 
     def _consider(self, incident: Incident) -> RetryOutcome | None:
+        """What an open incident's last finished retrain calls for: no retry (attempts
+        exhausted), a retry later (backoff), a wait for newer labeled data, or a retry now;
+        each noted once per job on the incident's timeline."""
         requested = _requested_jobs(incident)
         if not requested:
             return None  # nobody asked for a retrain on this incident
@@ -114,42 +117,40 @@ class RetryPolicy:
             return None
         if incident.severity != "ALERT":
             return None  # the monitor is back under its alert level: nothing asks for a retrain
-        kinds = {(entry.kind, entry.data.get("after_job")) for entry in incident.timeline}
+        noted = {(entry.kind, entry.data.get("after_job")) for entry in incident.timeline}
         settings = self.settings
+        attempt = f"{len(requested) + 1} of {settings.max_attempts}"
         if len(requested) >= settings.max_attempts:
-            if ("retries_exhausted", last.job_id) in kinds:
-                return None
             message = (
                 f"no retry: {len(requested)} of {settings.max_attempts} retrain jobs "
                 f"ran for this incident (pipeline.max_attempts) and it is still open; "
                 f"the last one {_outcome(last)}"
             )
-            return self._note(incident, "retries_exhausted", message, last, warn=True)
+            return self._note_once(noted, incident, "retries_exhausted", message, last, warn=True)
         assert last.finished_at is not None
         due = last.finished_at + settings.retry_backoff
         if self.clock() < due:
-            if ("retry_scheduled", last.job_id) in kinds:
-                return None
             message = (
                 f"retrain job {last.job_id[:8]} {_outcome(last)}; the incident is still "
-                f"open: retry {len(requested) + 1} of {settings.max_attempts} at "
-                f"{_iso(due)} unless it closes first"
+                f"open: retry {attempt} at {_iso(due)} unless it closes first"
             )
-            return self._note(incident, "retry_scheduled", message, last, due=due)
+            return self._note_once(noted, incident, "retry_scheduled", message, last, due=due)
         assert incident.model is not None
         if not self._new_data_since(last):
-            if ("retry_waiting", last.job_id) in kinds:
-                return None
             message = (
                 f"retrain job {last.job_id[:8]} {_outcome(last)} after learning from "
                 f"every labeled row there is (snapshot {last.snapshot_id}): retry "
-                f"{len(requested) + 1} of {settings.max_attempts} waits for newer "
-                "labeled data"
+                f"{attempt} waits for newer labeled data"
             )
-            return self._note(incident, "retry_waiting", message, last)
+            return self._note_once(noted, incident, "retry_waiting", message, last)
+        return self._enqueue_retry(incident, last, attempt)
+
+    def _enqueue_retry(self, incident: Incident, last: Job, attempt: str) -> RetryOutcome:
+        """Queue the retry (or attach to the model's running job) and note it."""
+        assert incident.model is not None
         reason = (
-            f"retry {len(requested) + 1} of {settings.max_attempts} for incident "
-            f"{incident.incident_id}: job {last.job_id[:8]} {_outcome(last)}"
+            f"retry {attempt} for incident {incident.incident_id}: "
+            f"job {last.job_id[:8]} {_outcome(last)}"
         )
         result = self.queue.enqueue(
             incident.model,
@@ -160,13 +161,28 @@ class RetryPolicy:
         )
         verb = "queued" if result.created else "attached to running"
         message = (
-            f"{verb} retrain job {result.job.job_id[:8]} (attempt "
-            f"{len(requested) + 1} of {settings.max_attempts}) after job "
+            f"{verb} retrain job {result.job.job_id[:8]} (attempt {attempt}) after job "
             f"{last.job_id[:8]} {_outcome(last)}"
         )
         return self._note(
             incident, "retry", message, last, job_id=result.job.job_id, created=result.created
         )
+
+    def _note_once(
+        self,
+        noted: set[tuple[str, Any]],
+        incident: Incident,
+        kind: str,
+        message: str,
+        last: Job,
+        *,
+        warn: bool = False,
+        **data: Any,
+    ) -> RetryOutcome | None:
+        """:meth:`_note`, unless the incident already holds a ``kind`` entry after ``last``."""
+        if (kind, last.job_id) in noted:
+            return None
+        return self._note(incident, kind, message, last, warn=warn, **data)
 
     def _new_data_since(self, last: Job) -> bool:
         """Whether a retry could learn from rows ``last`` did not: always after a failure;

@@ -225,15 +225,7 @@ def _decide_on_bounds(
     signal, real, mean = bounds.signal, bounds.count, bounds.mean
     z = NormalDist().inv_cdf(1.0 - look_error_rate(rule.error_rate, max(1, look)))
     upper, lower = mean + z * bounds.error, mean - z * bounds.error
-    what = (
-        f"{signal}: new minus old {mean:+.3f} over {real} pairs "
-        f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
-        if bounds.basis == "the same traffic"
-        else f"{signal}: new minus old {mean:+.3f} ({bounds.basis}; bounds "
-        f"{lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
-    )
-    if agreement is not None:
-        what += f", agreement {agreement:.2f}"
+    what = _describe_bounds(bounds, rule, look, lower, upper, agreement)
     on = f"on {bounds.basis}" if bounds.basis == "the same traffic" else "than before the deploy"
     if upper < -rule.tolerance:
         return Decision(
@@ -280,6 +272,28 @@ def _decide_on_bounds(
         agreement,
         f"undecided by the deadline, {outcome} on the point estimate: {what}",
     )
+
+
+def _describe_bounds(
+    bounds: Bounds,
+    rule: VerificationRule,
+    look: int,
+    lower: float,
+    upper: float,
+    agreement: float | None,
+) -> str:
+    """The look in words: the signal, the mean difference, its bounds and the tolerance."""
+    signal, mean = bounds.signal, bounds.mean
+    what = (
+        f"{signal}: new minus old {mean:+.3f} over {bounds.count} pairs "
+        f"(bounds {lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
+        if bounds.basis == "the same traffic"
+        else f"{signal}: new minus old {mean:+.3f} ({bounds.basis}; bounds "
+        f"{lower:+.3f}..{upper:+.3f} at look {look}, tolerance {rule.tolerance:g})"
+    )
+    if agreement is not None:
+        what += f", agreement {agreement:.2f}"
+    return what
 
 
 @dataclass(frozen=True)

@@ -206,3 +206,25 @@ def test_rejects_bad_values_and_references(reference: NDArray[np.float64]) -> No
         CusumDetector(reference, min_shift=0.001)
     with pytest.raises(ConfigError, match="false_alarm_rate"):
         PageHinkleyDetector(reference, false_alarm_rate=0)
+
+
+def test_a_small_reference_at_a_tiny_rate_looks_for_larger_drops(
+    reference: NDArray[np.float64], caplog: pytest.LogCaptureFixture
+) -> None:
+    """No threshold holds 1e-9 on average over 230-value references for a 0.05 drop (those
+    whose mean is off by more than the allowance drift upwards): the allowance is raised, and
+    the warning says so; a 2,000-value reference keeps the requested one."""
+    small = np.random.default_rng(21).choice(reference, 230, replace=False)
+    with caplog.at_level("WARNING", logger="driftloop.drift.calibration"):
+        calibration = CusumDetector(small, false_alarm_rate=1e-9).calibration
+    requested = 0.05 / (2 * calibration.std)
+    assert calibration.allowance > requested
+    assert "230-value reference cannot tell drops" in caplog.text
+    arls = (
+        calibration.predicted_arl(calibration.threshold),
+        calibration.averaged_arl(calibration.threshold),
+    )
+    assert min(arls) == pytest.approx(1e9, rel=1e-3)
+    large = CusumDetector(reference, false_alarm_rate=1e-5).calibration
+    assert large.allowance == pytest.approx(0.05 / (2 * large.std))
+    assert large.averaged_arl(large.threshold) >= 1e5 * (1 - 1e-3)

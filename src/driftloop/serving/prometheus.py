@@ -33,7 +33,15 @@ class ServingMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
+        self._add_http_metrics(self.registry)
+        self._add_model_metrics(self.registry)
+        self._add_insights_metrics(self.registry)
+        self._insights_counted: dict[str, int] = {}
+        self._versions: dict[str, tuple[str, str]] = {}
+        self._collectors: list[Collector] = []
+
+    def _add_http_metrics(self, r: CollectorRegistry) -> None:
+        """Requests and their latency, by route."""
         self.requests = Counter(
             "driftloop_http_requests",
             "HTTP requests by route, method and status.",
@@ -47,6 +55,9 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+    def _add_model_metrics(self, r: CollectorRegistry) -> None:
+        """Batch sizes, predictions, confidence, the version served and hot swaps."""
         self.batch_size = Histogram(
             "driftloop_batch_size",
             "Texts per predictor call (micro-batch size).",
@@ -78,6 +89,9 @@ class ServingMetrics:
         self.model_swaps = Counter(
             "driftloop_model_swaps", "Hot swaps to another loaded version.", ["model"], registry=r
         )
+
+    def _add_insights_metrics(self, r: CollectorRegistry) -> None:
+        """The insights client: its queue, its outbox and its points by outcome."""
         self.insights_queue_depth = Gauge(
             "driftloop_insights_queue_depth",
             "Insight reports waiting in memory.",
@@ -96,9 +110,6 @@ class ServingMetrics:
             ["outcome"],
             registry=r,
         )
-        self._insights_counted: dict[str, int] = {}
-        self._versions: dict[str, tuple[str, str]] = {}
-        self._collectors: list[Collector] = []
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

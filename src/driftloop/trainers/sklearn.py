@@ -309,25 +309,10 @@ class SklearnTrainer(Trainer):
             raise InvalidInputError(f"cannot build text features: {exc}") from exc
         x_validation = features.transform(validation_texts)
 
-        best: tuple[float, float, LogisticRegression] | None = None
-        converged = True
         grid = sorted(self.params.c_grid)
-        for step, c in enumerate(grid):
-            report(f"fitting C={c:g}", step / (len(grid) + 1))
-            classifier = build_pipeline(self.params, c).named_steps["classifier"]
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                classifier.fit(x_train, y_train)
-            converged = converged and not any(
-                issubclass(w.category, ConvergenceWarning) for w in caught
-            )
-            logits = _as_logits(classifier.decision_function(x_validation))
-            temperature = fit_temperature(logits, y_validation)
-            loss = _log_loss(logits, y_validation, temperature)
-            if best is None or loss < best[0]:
-                best = (loss, c, classifier)
-        assert best is not None
-        validation_loss, chosen_c, classifier = best
+        validation_loss, chosen_c, classifier, converged = self._search_c(
+            grid, x_train, y_train, x_validation, y_validation, report
+        )
 
         report("calibrating", len(grid) / (len(grid) + 1))
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
@@ -352,6 +337,37 @@ class SklearnTrainer(Trainer):
             "sklearn_version": sklearn.__version__,
         }
         return TrainedModel(predictor, calibrated.evaluation, calibrated.reference, params)
+
+    def _search_c(
+        self,
+        grid: list[float],
+        x_train: Any,
+        y_train: NDArray[np.int64],
+        x_validation: Any,
+        y_validation: NDArray[np.int64],
+        report: ProgressCallback,
+    ) -> tuple[float, float, LogisticRegression, bool]:
+        """Fit a classifier per ``C`` of ``grid`` and keep the one with the lowest validation
+        log-loss after temperature scaling: its loss, its ``C``, the classifier, and whether
+        every fit converged."""
+        best: tuple[float, float, LogisticRegression] | None = None
+        converged = True
+        for step, c in enumerate(grid):
+            report(f"fitting C={c:g}", step / (len(grid) + 1))
+            classifier = build_pipeline(self.params, c).named_steps["classifier"]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                classifier.fit(x_train, y_train)
+            converged = converged and not any(
+                issubclass(w.category, ConvergenceWarning) for w in caught
+            )
+            logits = _as_logits(classifier.decision_function(x_validation))
+            temperature = fit_temperature(logits, y_validation)
+            loss = _log_loss(logits, y_validation, temperature)
+            if best is None or loss < best[0]:
+                best = (loss, c, classifier)
+        assert best is not None
+        return (*best, converged)
 
 
 def _log_loss(logits: NDArray[np.float64], y: NDArray[np.int64], temperature: float) -> float:

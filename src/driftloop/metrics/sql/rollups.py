@@ -142,10 +142,27 @@ def _update_hour_rollups(connection: Connection, batch: _SortedBatch) -> None:
     """Merge the batch into its hour rows: new rows are inserted, stored ones merged."""
     h = metric_hour_rollups.c
     hours = batch.minutes // PER_HOUR  # still sorted: the minutes are, within a series
+    existing = _stored_hour_sketches(connection, batch, hours)
+    inserts, updates = _hour_rows(batch, hours, existing)
+    if updates:
+        connection.execute(
+            metric_hour_rollups.update()
+            .where(h.series_id == sa.bindparam("b_sid"), h.hour == sa.bindparam("b_hour"))
+            .values(**merged_stats(h), sketch=sa.bindparam("b_sketch", type_=sa.LargeBinary)),
+            updates,
+        )
+    if inserts:
+        connection.execute(metric_hour_rollups.insert(), inserts)
+
+
+def _hour_rows(
+    batch: _SortedBatch, hours: NDArray[np.int64], existing: dict[tuple[int, int], bytes]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The batch's hour rows: to insert (hours not stored yet) and to merge into the stored
+    ones (bound as ``b_*``, their sketches already merged)."""
     groups = _runs(batch.series_ids, hours)
     count, total, lowest, highest = _aggregate(groups, batch.values)
     stops = [*groups[1:].tolist(), len(hours)]
-    existing = _stored_hour_sketches(connection, batch, hours)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for sid, hour, n, s, lo, hi, start, stop in zip(
@@ -190,15 +207,7 @@ def _update_hour_rollups(connection: Connection, batch: _SortedBatch) -> None:
                 "b_sketch": sketch,
             }
         )
-    if updates:
-        connection.execute(
-            metric_hour_rollups.update()
-            .where(h.series_id == sa.bindparam("b_sid"), h.hour == sa.bindparam("b_hour"))
-            .values(**merged_stats(h), sketch=sa.bindparam("b_sketch", type_=sa.LargeBinary)),
-            updates,
-        )
-    if inserts:
-        connection.execute(metric_hour_rollups.insert(), inserts)
+    return inserts, updates
 
 
 # ---------------------------------------------------------------------- the hour backfill

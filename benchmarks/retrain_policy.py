@@ -51,587 +51,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from numpy.typing import NDArray
 from rich.console import Console
-from rich.table import Table
-from sklearn.model_selection import StratifiedKFold
 
-from driftloop.config import ModelConfig
-from driftloop.demo.scenario import build_scenario
-from driftloop.objectstore import bundled_reviews_path
-from driftloop.predictors import Predictor
-from driftloop.trainers.base import TrainedModel, TrainingData
-from driftloop.trainers.registry import get_trainer
-
-POLICIES = ("cumulative", "newest", "weighted")
-"""The candidate retrain data policies."""
-MODELS = ("v1", "v1_all_known", "cumulative", "newest", "weighted", "weighted_fixed_c")
-TITLES = {
-    "v1": "v1: snapshot 1",
-    "v1_all_known": "v1, every known row (diagnostic)",
-    "cumulative": "v2 cumulative",
-    "newest": "v2 newest window",
-    "weighted": "v2 weighted (rows repeated)",
-    "weighted_fixed_c": "v2 weighted, cumulative's C (diagnostic)",
-}
-MIN_SUBTOPIC_ROWS = 400
-"""A subtopic needs this many rows (both classes) to be a scenario of its own."""
-TOLERANCE = 0.02
-"""The 2 points of both goals."""
-CV_FOLDS = 4
-DEFAULT_SEEDS = (7, 8)
-Table3 = tuple[str, list[str], list[list[str]]]
-
-
-@dataclass
-class Scores:
-    """One model on one scenario's traffic."""
-
-    train_rows: int
-    acc_known: float
-    acc_drift: float
-    conf_known: float
-    conf_drift: float
-    conf_reference: float
-    c: float
-    temperature: float
-
-
-@dataclass
-class Cell:
-    """One scenario, one seed."""
-
-    scenario: str
-    seed: int
-    new_rows: int
-    """Labeled rows of the drifting subtopics (all in the newest window)."""
-    window_rows: int
-    snapshot_1_rows: int
-    known_traffic: int
-    drifted_traffic: int
-    models: dict[str, Scores]
-    seconds: float
-    cpu_seconds: float
-
-
-@dataclass
-class CrossValidation:
-    """Out-of-fold predictions over the whole data set: per subtopic (correct, rows)."""
-
-    seed: int
-    subtopics: dict[str, tuple[int, int]] = field(default_factory=dict)
-    cpu_seconds: float = 0.0
-
-    def accuracy(self, subtopics: Sequence[str], *, inside: bool) -> float:
-        chosen = [v for k, v in self.subtopics.items() if (k in subtopics) == inside]
-        return sum(c for c, _ in chosen) / max(1, sum(n for _, n in chosen))
-
-
-def load_reviews() -> pd.DataFrame:
-    return pd.read_csv(bundled_reviews_path())
-
-
-def parse_scenario(name: str) -> tuple[str, ...]:
-    return tuple(sorted(part for part in name.split("+") if part))
-
-
-def scenario_name(drifting: Sequence[str]) -> str:
-    return "+".join(drifting)
-
-
-def default_scenarios(frame: pd.DataFrame) -> list[tuple[str, ...]]:
-    """Every subtopic with at least MIN_SUBTOPIC_ROWS rows alone; then, for the topics with
-    more than two subtopics, their subtopics paired across two such topics by size rank."""
-    sizes = frame.groupby("subtopic").size()
-    singles = [(s,) for s in sorted(sizes.index) if sizes[s] >= MIN_SUBTOPIC_ROWS]
-    by_topic: dict[str, list[str]] = {}
-    for topic, group in frame.groupby("topic"):
-        counts = group.groupby("subtopic").size()
-        ranked = sorted(counts.index, key=lambda s: (-counts[s], s))
-        if len(ranked) > 2:
-            by_topic[str(topic)] = [s for s in ranked if sizes[s] >= MIN_SUBTOPIC_ROWS]
-    topics = sorted(by_topic)
-    pairs = [
-        tuple(sorted((a, b)))
-        for i, first in enumerate(topics)
-        for second in topics[i + 1 :]
-        for a, b in zip(by_topic[first], by_topic[second], strict=False)
-    ]
-    return singles + pairs
-
-
-def check_scenario(frame: pd.DataFrame, drifting: Sequence[str]) -> None:
-    unknown = sorted(set(drifting) - set(frame["subtopic"]))
-    if unknown:
-        raise SystemExit(f"unknown subtopics {unknown}; known: {sorted(set(frame['subtopic']))}")
-    kept = frame[~frame["subtopic"].isin(drifting)].groupby("label")["subtopic"].nunique()
-    lost = sorted(set(frame["label"]) - set(kept[kept > 0].index))
-    if lost:
-        raise SystemExit(
-            f"holding out {'+'.join(drifting)} leaves no subtopic in snapshot 1 "
-            f"for {lost}: v1 could not learn those classes"
-        )
-
-
-def fit(frame: pd.DataFrame, seed: int, c: float | None = None) -> TrainedModel:
-    """The library's sklearn trainer with its default parameters (``c``: a one-value grid)."""
-    params: dict[str, Any] = {"seed": seed}
-    if c is not None:
-        params["c_grid"] = [c]
-    config = ModelConfig(trainer="sklearn", data="reviews", params=params)
-    trainer = get_trainer(config.trainer, config)
-    return trainer.fit(
-        TrainingData(frame.reset_index(drop=True), config.text_column, config.label_column)
-    )
-
-
-def predict(
-    predictor: Predictor, texts: Sequence[str]
-) -> tuple[NDArray[np.str_], NDArray[np.float64]]:
-    probabilities = predictor.predict_proba(list(texts))
-    labels = np.asarray(predictor.labels)
-    return labels[probabilities.argmax(axis=1)], probabilities.max(axis=1)
-
-
-def accuracy_and_confidence(predictor: Predictor, traffic: pd.DataFrame) -> tuple[float, float]:
-    predicted, confidence = predict(predictor, traffic["text"].astype(str).tolist())
-    correct = predicted == traffic["label"].astype(str).to_numpy()
-    return float(correct.mean()), float(confidence.mean())
-
-
-def weighted_frame(
-    old: pd.DataFrame, newest: pd.DataFrame, share: float, seed: int
-) -> pd.DataFrame:
-    """``old`` + ``newest`` with ``newest`` carrying ``share`` of the total weight, by repeating
-    the lighter side's rows (the fractional part of the factor as a seeded sample)."""
-    factor = share / (1 - share) * len(old) / len(newest)
-    light, heavy = (newest, old) if factor >= 1 else (old, newest)
-    factor = factor if factor >= 1 else 1 / factor
-    whole = int(factor)
-    extra = light.sample(n=round((factor - whole) * len(light)), random_state=seed)
-    return pd.concat([heavy, *([light] * whole), extra]).sample(frac=1.0, random_state=seed)
-
-
-def scores(model: TrainedModel, rows: int, known: pd.DataFrame, drifted: pd.DataFrame) -> Scores:
-    acc_known, conf_known = accuracy_and_confidence(model.predictor, known)
-    acc_drift, conf_drift = accuracy_and_confidence(model.predictor, drifted)
-    return Scores(
-        train_rows=rows,
-        acc_known=acc_known,
-        acc_drift=acc_drift,
-        conf_known=conf_known,
-        conf_drift=conf_drift,
-        conf_reference=model.reference.mean_confidence,
-        c=float(model.params["C"]),
-        temperature=float(model.params["temperature"]),
-    )
-
-
-def run_cell(drifting: tuple[str, ...], seed: int, window: float, share: float) -> Cell:
-    started, cpu = time.perf_counter(), time.process_time()
-    split = build_scenario(load_reviews(), drifting=drifting, seed=seed, newest_window=window)
-    old, newest = split.snapshot_1, split.snapshot_2
-    known, drifted = split.known_traffic, split.drifted_traffic
-    is_new = newest["subtopic"].isin(drifting)
-    cumulative = pd.concat([old, newest]).sample(frac=1.0, random_state=seed)
-    weighted = weighted_frame(old, newest, share, seed)
-    models: dict[str, Scores] = {}
-
-    def measure(name: str, frame: pd.DataFrame, c: float | None = None) -> None:
-        models[name] = scores(fit(frame, seed, c), len(frame), known, drifted)
-
-    measure("v1", old)
-    measure("v1_all_known", pd.concat([old, newest[~is_new]]))
-    measure("cumulative", cumulative)
-    measure("newest", newest)
-    measure("weighted", weighted)
-    measure("weighted_fixed_c", weighted, models["cumulative"].c)
-    return Cell(
-        scenario=scenario_name(drifting),
-        seed=seed,
-        new_rows=int(is_new.sum()),
-        window_rows=len(newest),
-        snapshot_1_rows=len(old),
-        known_traffic=len(known),
-        drifted_traffic=len(drifted),
-        models=models,
-        seconds=time.perf_counter() - started,
-        cpu_seconds=time.process_time() - cpu,
-    )
-
-
-def run_cross_validation(seed: int) -> CrossValidation:
-    cpu = time.process_time()
-    frame = load_reviews()
-    strata = frame["label"].astype(str) + "/" + frame["subtopic"].astype(str)
-    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-    correct = np.zeros(len(frame), dtype=bool)
-    for train_index, test_index in folds.split(frame, strata):
-        model = fit(frame.iloc[train_index], seed)
-        test = frame.iloc[test_index]
-        predicted, _ = predict(model.predictor, test["text"].astype(str).tolist())
-        correct[test_index] = predicted == test["label"].astype(str).to_numpy()
-    result = CrossValidation(seed)
-    for subtopic, rows in frame.groupby("subtopic").indices.items():
-        result.subtopics[str(subtopic)] = (int(correct[rows].sum()), len(rows))
-    result.cpu_seconds = time.process_time() - cpu
-    return result
-
-
-# ---- aggregation -------------------------------------------------------------------------
-
-
-def mean(values: Sequence[float]) -> float:
-    return statistics.fmean(values) if values else math.nan
-
-
-def spread(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-METRICS = (
-    "acc_known",
-    "acc_drift",
-    "conf_known",
-    "conf_drift",
-    "conf_reference",
-    "train_rows",
-    "c",
-    "temperature",
+from retrain_policy_cells import (
+    CV_FOLDS,
+    DEFAULT_SEEDS,
+    MODELS,
+    POLICIES,
+    TOLERANCE,
+    Cell,
+    CrossValidation,
+    check_scenario,
+    default_scenarios,
+    load_reviews,
+    parse_scenario,
+    run_cell,
+    run_cross_validation,
+    scenario_name,
 )
+from retrain_policy_summary import ScenarioSummary, choose_policy, mean, summarise
+from retrain_policy_tables import mean_table, overview_table, render, scenario_table, verdict_table
 
 
-@dataclass
-class ScenarioSummary:
-    scenario: str
-    drifting: tuple[str, ...]
-    seeds: list[int]
-    new_rows: float
-    drifted_traffic: float
-    known_traffic: float
-    metrics: dict[str, dict[str, float]]
-    """model → metric → mean over seeds (``<metric>_sd``: the spread over seeds)."""
-    cv_drift: float
-    cv_known: float
-
-    @property
-    def acc_pre(self) -> float:
-        return self.metrics["v1"]["acc_known"]
-
-    @property
-    def acc_pre_all_known(self) -> float:
-        return self.metrics["v1_all_known"]["acc_known"]
-
-    def forgetting(self, model: str) -> float:
-        """Points lost on known traffic against v1 (positive: worse)."""
-        return self.acc_pre - self.metrics[model]["acc_known"]
-
-    def recovers(self, model: str, *, strict: bool = False) -> bool:
-        """v2 on drifted traffic within 2 points of v1 on known traffic (``strict``: of v1
-        trained on every known row)."""
-        pre = self.acc_pre_all_known if strict else self.acc_pre
-        return self.metrics[model]["acc_drift"] >= pre - TOLERANCE
-
-    def why_not(self, model: str) -> str:
-        """Why ``model`` misses the recovery goal here."""
-        got = self.metrics[model]["acc_drift"]
-        short = (
-            f"{100 * (self.acc_pre - got):.1f} points short with {self.new_rows:.0f} "
-            "labeled new rows"
-        )
-        if self.cv_drift < self.acc_pre - TOLERANCE:
-            return (
-                f"{short}; the subtopic is harder than the known ones: with every subtopic "
-                f"in training (CV) the model gets {self.cv_drift:.3f} on it against "
-                f"{self.cv_known:.3f} on the others"
-            )
-        return (
-            f"{short}, although with every subtopic in training (CV) the model gets "
-            f"{self.cv_drift:.3f} on it: v2 makes less of the new rows"
-        )
-
-
-def summarise(
-    drifting: tuple[str, ...], cells: list[Cell], folds: dict[int, CrossValidation]
-) -> ScenarioSummary:
-    metrics: dict[str, dict[str, float]] = {}
-    for model in MODELS:
-        metrics[model] = {}
-        for metric in METRICS:
-            values = [float(getattr(c.models[model], metric)) for c in cells]
-            metrics[model][metric] = mean(values)
-            metrics[model][f"{metric}_sd"] = spread(values)
-    seeds = [c.seed for c in cells]
-    return ScenarioSummary(
-        scenario=scenario_name(drifting),
-        drifting=drifting,
-        seeds=seeds,
-        new_rows=mean([c.new_rows for c in cells]),
-        drifted_traffic=mean([c.drifted_traffic for c in cells]),
-        known_traffic=mean([c.known_traffic for c in cells]),
-        metrics=metrics,
-        cv_drift=mean([folds[s].accuracy(drifting, inside=True) for s in seeds]),
-        cv_known=mean([folds[s].accuracy(drifting, inside=False) for s in seeds]),
-    )
-
-
-def choose_policy(summaries: list[ScenarioSummary]) -> tuple[str, str]:
-    """(policy, the rule that chose it)."""
-
-    def drift(p: str) -> float:
-        return mean([s.metrics[p]["acc_drift"] for s in summaries])
-
-    safe = [p for p in POLICIES if all(s.forgetting(p) <= TOLERANCE for s in summaries)]
-    if safe:
-        return max(safe, key=drift), (
-            "highest mean accuracy on drifted traffic among the "
-            "policies that lose at most 2 points on known traffic "
-            "against v1 in every scenario"
-        )
-    mean_safe = [p for p in POLICIES if mean([s.forgetting(p) for s in summaries]) <= TOLERANCE]
-    if mean_safe:
-        return max(mean_safe, key=drift), (
-            "no policy stays within 2 points on known traffic "
-            "in every scenario; highest mean accuracy on "
-            "drifted traffic among those within 2 points on "
-            "average"
-        )
-    return max(POLICIES, key=drift), (
-        "every policy loses more than 2 points on known "
-        "traffic on average; highest mean accuracy on drifted "
-        "traffic"
-    )
-
-
-# ---- output ------------------------------------------------------------------------------
-
-
-def f3(value: float) -> str:
-    return "—" if math.isnan(value) else f"{value:.3f}"
-
-
-def with_sd(metrics: dict[str, float], metric: str) -> str:
-    sd = metrics[f"{metric}_sd"]
-    return f"{metrics[metric]:.3f} ±{sd:.3f}" if sd else f"{metrics[metric]:.3f}"
-
-
-def points(value: float) -> str:
-    return f"{100 * value:+.1f}"
-
-
-def scenario_table(s: ScenarioSummary) -> Table3:
-    title = (
-        f"{s.scenario}: {s.new_rows:.0f} labeled new rows, traffic {s.known_traffic:.0f} "
-        f"known / {s.drifted_traffic:.0f} drifted, seeds {', '.join(map(str, s.seeds))} "
-        "(± the spread over seeds)"
-    )
-    header = [
-        "model",
-        "train rows",
-        "C",
-        "acc known",
-        "acc drifted",
-        "known vs v1 (pts)",
-        "conf reference",
-        "conf known",
-        "conf drifted",
-    ]
-    rows = []
-    for model in MODELS:
-        m = s.metrics[model]
-        rows.append(
-            [
-                TITLES[model],
-                f"{m['train_rows']:.0f}",
-                f"{m['c']:g}",
-                with_sd(m, "acc_known"),
-                with_sd(m, "acc_drift"),
-                "" if model == "v1" else points(-s.forgetting(model)),
-                f3(m["conf_reference"]),
-                f3(m["conf_known"]),
-                f3(m["conf_drift"]),
-            ]
-        )
-    rows.append(
-        [
-            f"CV, every subtopic ({CV_FOLDS}-fold)",
-            "",
-            "",
-            f3(s.cv_known),
-            f3(s.cv_drift),
-            "",
-            "",
-            "",
-            "",
-        ]
-    )
-    return title, header, rows
-
-
-def overview_table(summaries: list[ScenarioSummary]) -> Table3:
-    header = [
-        "scenario",
-        "new rows",
-        "acc_pre",
-        "acc_pre (v1 every known row)",
-        "acc_v1_drift",
-        "CV drifted",
-        *(f"{p}: drifted / known vs v1" for p in POLICIES),
-        *(f"{p} recovers" for p in POLICIES),
-    ]
-    rows = []
-    for s in summaries:
-        rows.append(
-            [
-                s.scenario,
-                f"{s.new_rows:.0f}",
-                f3(s.acc_pre),
-                f3(s.acc_pre_all_known),
-                f3(s.metrics["v1"]["acc_drift"]),
-                f3(s.cv_drift),
-                *(
-                    f"{f3(s.metrics[p]['acc_drift'])} / {points(-s.forgetting(p))}"
-                    for p in POLICIES
-                ),
-                *("yes" if s.recovers(p) else "no" for p in POLICIES),
-            ]
-        )
-
-    def avg(model: str, key: str) -> float:
-        return mean([s.metrics[model][key] for s in summaries])
-
-    rows.append(
-        [
-            "mean",
-            f"{mean([s.new_rows for s in summaries]):.0f}",
-            f3(mean([s.acc_pre for s in summaries])),
-            f3(mean([s.acc_pre_all_known for s in summaries])),
-            f3(avg("v1", "acc_drift")),
-            f3(mean([s.cv_drift for s in summaries])),
-            *(
-                f"{f3(avg(p, 'acc_drift'))} / {points(-mean([s.forgetting(p) for s in summaries]))}"
-                for p in POLICIES
-            ),
-            *(f"{sum(s.recovers(p) for s in summaries)}/{len(summaries)}" for p in POLICIES),
-        ]
-    )
-    return (
-        "Per scenario (means over seeds): v2's accuracy on drifted traffic / points gained "
-        "(+) or lost (-) on known traffic against v1; recovers: acc drifted >= acc_pre - 0.02",
-        header,
-        rows,
-    )
-
-
-def mean_table(summaries: list[ScenarioSummary]) -> Table3:
-    header = [
-        "model",
-        "acc known",
-        "acc drifted",
-        "known vs v1 (pts)",
-        "worst known vs v1 (pts)",
-        "scenarios losing > 2 pts known",
-        "recovers",
-        "recovers vs v1 every known row",
-        "conf reference",
-        "conf known",
-        "conf drifted",
-        "conf - acc drifted",
-    ]
-    rows = []
-    for model in MODELS:
-
-        def avg(key: str, model: str = model) -> float:
-            return mean([s.metrics[model][key] for s in summaries])
-
-        v2 = model not in ("v1", "v1_all_known")
-        losses = [s.forgetting(model) for s in summaries] if v2 else []
-        n = len(summaries)
-        rows.append(
-            [
-                TITLES[model],
-                f3(avg("acc_known")),
-                f3(avg("acc_drift")),
-                points(-mean(losses)) if v2 else "",
-                points(-max(losses)) if v2 else "",
-                f"{sum(x > TOLERANCE for x in losses)}/{n}" if v2 else "",
-                f"{sum(s.recovers(model) for s in summaries)}/{n}" if v2 else "",
-                f"{sum(s.recovers(model, strict=True) for s in summaries)}/{n}" if v2 else "",
-                f3(avg("conf_reference")),
-                f3(avg("conf_known")),
-                f3(avg("conf_drift")),
-                f"{avg('conf_drift') - avg('acc_drift'):+.3f}",
-            ]
-        )
-    rows.append(
-        [
-            f"CV, every subtopic ({CV_FOLDS}-fold)",
-            f3(mean([s.cv_known for s in summaries])),
-            f3(mean([s.cv_drift for s in summaries])),
-            *[""] * 9,
-        ]
-    )
-    return f"Mean over {len(summaries)} scenarios", header, rows
-
-
-def verdict_table(summaries: list[ScenarioSummary], policy: str) -> Table3:
-    rows = [
-        [
-            s.scenario,
-            f3(s.acc_pre),
-            f3(s.acc_pre_all_known),
-            f3(s.metrics[policy]["acc_drift"]),
-            "yes" if s.recovers(policy) else "no",
-            "yes" if s.recovers(policy, strict=True) else "no",
-            "" if s.recovers(policy) else s.why_not(policy),
-        ]
-        for s in summaries
-    ]
-    return (
-        f"Goal with the {policy} policy: v2 on drifted traffic within 2 points of v1 on "
-        "known traffic",
-        [
-            "scenario",
-            "acc_pre",
-            "acc_pre (v1 every known row)",
-            "acc_v2_drift",
-            "met",
-            "met vs v1 every known row",
-            "why not",
-        ],
-        rows,
-    )
-
-
-def render(tables: list[Table3], markdown: bool, console: Console) -> None:
-    for title, header, rows in tables:
-        if markdown:
-            console.print(f"\n**{title}**\n", markup=False)
-            console.print("| " + " | ".join(header) + " |", markup=False)
-            console.print("|" + "---|" * len(header), markup=False)
-            for row in rows:
-                console.print("| " + " | ".join(row) + " |", markup=False)
-        else:
-            table = Table(title=title)
-            for column in header:
-                table.add_column(column, overflow="fold")
-            for row in rows:
-                table.add_row(*row)
-            console.print(table)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--seeds",
@@ -669,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 < args.newest_share < 1:
         parser.error("--newest-share must lie in (0, 1)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
     began = time.perf_counter()
     console = Console(width=250 if args.markdown else None)
     if not args.markdown and not console.is_terminal:
@@ -684,7 +138,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"processes: {', '.join(scenario_name(d) for d in scenarios)}",
         markup=False,
     )
+    cells, folds = run_all(scenarios, args, console)
+    summaries = [summarise(d, cells[scenario_name(d)], folds) for d in scenarios]
+    policy, rule = choose_policy(summaries)
+    tables = [scenario_table(s) for s in summaries]
+    tables += [overview_table(summaries), mean_table(summaries), verdict_table(summaries, policy)]
+    render(tables, args.markdown, console)
+    print_recommendation(console, policy, rule, summaries)
+    seconds = time.perf_counter() - began
+    cpu = sum(c.cpu_seconds for group in cells.values() for c in group) + sum(
+        f.cpu_seconds for f in folds.values()
+    )
+    console.print(
+        f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, window {args.window:g}, "
+        f"newest share {args.newest_share:g}, {args.jobs} processes: {seconds:.0f}s "
+        f"wall, {cpu:.0f}s CPU in the workers",
+        markup=False,
+    )
+    if args.json:
+        write_json(args, policy, rule, summaries, cells, folds, seconds, cpu)
+        console.print(f"wrote {args.json}", markup=False)
 
+
+def run_all(
+    scenarios: list[tuple[str, ...]], args: argparse.Namespace, console: Console
+) -> tuple[dict[str, list[Cell]], dict[int, CrossValidation]]:
+    """Every scenario and seed, and the cross-validation of every seed, in worker processes;
+    each cell printed as it comes in."""
     cells: dict[str, list[Cell]] = {scenario_name(d): [] for d in scenarios}
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         cv_futures = {seed: pool.submit(run_cross_validation, seed) for seed in args.seeds}
@@ -705,12 +185,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 markup=False,
             )
         folds = {seed: future.result() for seed, future in cv_futures.items()}
+    return cells, folds
 
-    summaries = [summarise(d, cells[scenario_name(d)], folds) for d in scenarios]
-    policy, rule = choose_policy(summaries)
-    tables = [scenario_table(s) for s in summaries]
-    tables += [overview_table(summaries), mean_table(summaries), verdict_table(summaries, policy)]
-    render(tables, args.markdown, console)
+
+def print_recommendation(
+    console: Console, policy: str, rule: str, summaries: list[ScenarioSummary]
+) -> None:
     best = [s.metrics[policy] for s in summaries]
     console.print(
         f"\nRecommended policy: {policy} ({rule}): accuracy on drifted traffic "
@@ -723,48 +203,49 @@ def main(argv: Sequence[str] | None = None) -> None:
         "every known row).",
         markup=False,
     )
-    seconds = time.perf_counter() - began
-    cpu = sum(c.cpu_seconds for group in cells.values() for c in group) + sum(
-        f.cpu_seconds for f in folds.values()
-    )
-    console.print(
-        f"{len(scenarios)} scenarios x {len(args.seeds)} seeds, window {args.window:g}, "
-        f"newest share {args.newest_share:g}, {args.jobs} processes: {seconds:.0f}s "
-        f"wall, {cpu:.0f}s CPU in the workers",
-        markup=False,
-    )
-    if args.json:
-        report: dict[str, Any] = {
-            "settings": {
-                "seeds": args.seeds,
-                "window": args.window,
-                "newest_share": args.newest_share,
-                "tolerance": TOLERANCE,
-                "cv_folds": CV_FOLDS,
-                "jobs": args.jobs,
-            },
-            "recommended_policy": policy,
-            "rule": rule,
-            "scenarios": [
-                {
-                    **asdict(s),
-                    "acc_pre": s.acc_pre,
-                    "acc_pre_all_known": s.acc_pre_all_known,
-                    "forgetting": {p: s.forgetting(p) for p in MODELS[2:]},
-                    "recovers": {p: s.recovers(p) for p in MODELS[2:]},
-                    "recovers_vs_all_known": {p: s.recovers(p, strict=True) for p in MODELS[2:]},
-                    "why_not": {p: s.why_not(p) for p in MODELS[2:] if not s.recovers(p)},
-                    "cells": [asdict(c) for c in cells[s.scenario]],
-                }
-                for s in summaries
-            ],
-            "cross_validation": {str(seed): f.subtopics for seed, f in folds.items()},
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-        }
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(report, out, indent=2)
-        console.print(f"wrote {args.json}", markup=False)
+
+
+def write_json(
+    args: argparse.Namespace,
+    policy: str,
+    rule: str,
+    summaries: list[ScenarioSummary],
+    cells: dict[str, list[Cell]],
+    folds: dict[int, CrossValidation],
+    seconds: float,
+    cpu: float,
+) -> None:
+    """Every figure of the run in ``args.json``."""
+    report: dict[str, Any] = {
+        "settings": {
+            "seeds": args.seeds,
+            "window": args.window,
+            "newest_share": args.newest_share,
+            "tolerance": TOLERANCE,
+            "cv_folds": CV_FOLDS,
+            "jobs": args.jobs,
+        },
+        "recommended_policy": policy,
+        "rule": rule,
+        "scenarios": [
+            {
+                **asdict(s),
+                "acc_pre": s.acc_pre,
+                "acc_pre_all_known": s.acc_pre_all_known,
+                "forgetting": {p: s.forgetting(p) for p in MODELS[2:]},
+                "recovers": {p: s.recovers(p) for p in MODELS[2:]},
+                "recovers_vs_all_known": {p: s.recovers(p, strict=True) for p in MODELS[2:]},
+                "why_not": {p: s.why_not(p) for p in MODELS[2:] if not s.recovers(p)},
+                "cells": [asdict(c) for c in cells[s.scenario]],
+            }
+            for s in summaries
+        ],
+        "cross_validation": {str(seed): f.subtopics for seed, f in folds.items()},
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+    }
+    with open(args.json, "w", encoding="utf-8") as out:
+        json.dump(report, out, indent=2)
 
 
 if __name__ == "__main__":

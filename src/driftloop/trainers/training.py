@@ -144,11 +144,7 @@ def register_external(
             if evaluation_file is not None
             else (None, None)
         )
-        recorded: dict[str, Any] = {
-            "predictor": _predictor_name(predictor),
-            "inputs": predictor.inputs.to_dict(),
-            "output": predictor.output,
-        }
+        recorded = _described(predictor)
         if reference_file is not None:
             items, recorded["reference"] = read_reference(reference_file, predictor.inputs)
             reference = predictor.reference_profile(items)
@@ -180,6 +176,15 @@ def _snapshot_of(
         return None
     dataset_name = dataset if dataset is not None else model_config_of(config, model_name).data
     return DatasetStore.from_config(config).get(dataset_name, snapshot_id)
+
+
+def _described(predictor: Predictor) -> dict[str, Any]:
+    """What a registered version's params record of its predictor."""
+    return {
+        "predictor": _predictor_name(predictor),
+        "inputs": predictor.inputs.to_dict(),
+        "output": predictor.output,
+    }
 
 
 def _predictor_name(predictor: Predictor) -> str:

@@ -45,7 +45,7 @@ from driftloop.serving.sources import SERVED_ALIASES
 if TYPE_CHECKING:  # imported where they are built: the app's parts, the retrain pipeline, the
     # insights pipeline and the control plane; `monitors status` builds only the monitor engine
     # and its notifications, `status` reads the store alone (cli/loop.py)
-    from fastapi import FastAPI
+    from fastapi import APIRouter, FastAPI
     from sqlalchemy.engine import Connection
 
     from driftloop.insights.client import InsightsClient
@@ -432,9 +432,6 @@ class DriftloopSystem:
         from fastapi import APIRouter, Depends
 
         from driftloop.control_metrics import ControlPlaneCollector
-        from driftloop.dashboard.router import dashboard_router
-        from driftloop.dashboard.sessions import SessionStore
-        from driftloop.dashboard.sources import StoreDashboardData
         from driftloop.monitors.api import monitors_router
         from driftloop.notify.graph_routes import graph_router
         from driftloop.notify.inbound import HookVerifier, inbound_router
@@ -448,24 +445,7 @@ class DriftloopSystem:
         api = APIRouter(prefix="/v1", dependencies=admin)
         api.include_router(monitors_router(self.monitor_engine))
         api.include_router(jobs_router(self.queue, self.enqueue_retrain_manual))
-        dashboard = dashboard_router(
-            StoreDashboardData(
-                database=self.database,
-                metric_store=self.metric_store,
-                monitors=list(self.config.monitors),
-                registry=self.registry,
-                jobs=self.queue,
-                models=sorted(self.config.models),
-                clock=self.options.clock,
-            ),
-            api_keys=self.api_keys,
-            sessions=SessionStore(
-                self.database,
-                max_age=self.config.dashboard.session_max_age,
-                clock=self.options.clock,
-            ),
-            session_secret=self.session_secret(),
-        )
+        dashboard = self._dashboard_router()
         inbound = inbound_router(
             HookVerifier(self.config.hooks, ReceiptStore(self.database)), self.handle_inbound_alert
         )
@@ -494,6 +474,31 @@ class DriftloopSystem:
             )
         )
         return app
+
+    def _dashboard_router(self) -> APIRouter:
+        """The dashboard's pages and API, reading this system's stores."""
+        from driftloop.dashboard.router import dashboard_router
+        from driftloop.dashboard.sessions import SessionStore
+        from driftloop.dashboard.sources import StoreDashboardData
+
+        return dashboard_router(
+            StoreDashboardData(
+                database=self.database,
+                metric_store=self.metric_store,
+                monitors=list(self.config.monitors),
+                registry=self.registry,
+                jobs=self.queue,
+                models=sorted(self.config.models),
+                clock=self.options.clock,
+            ),
+            api_keys=self.api_keys,
+            sessions=SessionStore(
+                self.database,
+                max_age=self.config.dashboard.session_max_age,
+                clock=self.options.clock,
+            ),
+            session_secret=self.session_secret(),
+        )
 
     def session_secret(self) -> bytes:
         """The dashboard's cookie secret: from the config or the environment (what replicas

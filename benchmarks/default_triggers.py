@@ -219,21 +219,40 @@ def simulate(
         (monitors.confidence, cumulative, None, alarms.confidence),
         (monitors.accuracy, labelled_sum, labelled_count, alarms.accuracy),
     ):
-        reference = reference_value(streams.reference, monitor.metric, monitor.aggregation)
-        critical = resolve_thresholds(monitor, reference).critical
-        assert critical is not None
-        alerting = False
-        for now in np.arange(interval, seconds, interval):  # a window fills as time goes
-            end, start = int(now * rate), int(max(0.0, now - monitor.window) * rate)
-            count = end - start if counts is None else int(counts[end] - counts[start])
-            if count < monitor.min_count:
-                continue
-            mean = (sums[end] - sums[start]) / count
-            breached = mean < critical
-            if breached and not alerting:
-                found.append(float(now))
-            alerting = breached
+        found.extend(
+            threshold_alerts(monitor, streams.reference, sums, counts, seconds, rate, interval)
+        )
     return alarms
+
+
+def threshold_alerts(
+    monitor: MonitorConfig,
+    reference: ReferenceProfile,
+    sums: NDArray[np.float64],
+    counts: NDArray[np.int64] | None,
+    seconds: float,
+    rate: float,
+    interval: float,
+) -> list[float]:
+    """When a threshold monitor goes to ALERT, evaluated every ``interval`` seconds on its
+    window's mean (from the cumulative ``sums`` and, for labelled values, ``counts``)."""
+    critical = resolve_thresholds(
+        monitor, reference_value(reference, monitor.metric, monitor.aggregation)
+    ).critical
+    assert critical is not None
+    found: list[float] = []
+    alerting = False
+    for now in np.arange(interval, seconds, interval):  # a window fills as time goes
+        end, start = int(now * rate), int(max(0.0, now - monitor.window) * rate)
+        count = end - start if counts is None else int(counts[end] - counts[start])
+        if count < monitor.min_count:
+            continue
+        mean = (sums[end] - sums[start]) / count
+        breached = mean < critical
+        if breached and not alerting:
+            found.append(float(now))
+        alerting = breached
+    return found
 
 
 def detect(
@@ -271,7 +290,7 @@ def window_test_alarms(detector: WindowTestDetector, values: NDArray[np.float64]
     return alarms
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--rate",
@@ -315,7 +334,11 @@ def main() -> None:
         action="store_true",
         help="the template's monitors only (no KS tests of the inputs)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
     if args.held_out:
         scenarios = tuple(s for s in scenarios if "+".join(s) in args.held_out)
@@ -340,58 +363,87 @@ def main() -> None:
             rng=rng,
             inputs_only=args.inputs_only,
         )
-        for mix in args.mixes:
-            shift = 2 * WINDOW_SECONDS
-            drift = simulate(
-                monitors,
-                streams,
-                seconds=shift + 3 * 3600,
-                shift_at=shift,
-                mix=mix,
-                rate=args.rate,
-                label_share=args.label_share,
-                interval=args.interval,
-                rng=rng,
-                inputs_only=args.inputs_only,
-            )
-            before = float(streams.known_correct.mean())
-            after = float((1 - mix) * before + mix * streams.drifted_correct.mean())
-            firsts = drift.first_after(shift)
-            conf_before = float(streams.known_confidence.mean())
-            conf_after = float((1 - mix) * conf_before + mix * streams.drifted_confidence.mean())
-
-            def windows(value: float | None, run: bool = True) -> str:
-                if not run:
-                    return "-"
-                return "never" if value is None else f"{value / WINDOW_SECONDS:.2f}"
-
-            others = not args.inputs_only
-            retrain_signals = [] if args.inputs_only else ["drift", "confidence", "accuracy"]
-            ks_names = {ks["name"] for ks in INPUT_MONITORS}
-            retrain_signals += [m.metric for m in monitors.inputs if m.name not in ks_names]
-            caught = [first for name in retrain_signals if (first := firsts[name]) is not None]
-
-            rows.append(
-                [
-                    "+".join(drifting),
-                    f"{mix:g}",
-                    f"{before:.3f} → {after:.3f}",
-                    f"{conf_before:.3f} → {conf_after:.3f} "
-                    f"(ref {streams.reference.mean_confidence:.3f})",
-                    windows(firsts["drift"], others),
-                    windows(firsts["confidence"], others),
-                    windows(firsts["accuracy"], others),
-                    *(windows(firsts[m.metric]) for m in monitors.inputs),
-                    windows(min(caught) if caught else None),
-                    alarm_counts(quiet, args.inputs_only),
-                ]
-            )
+        rows += [
+            drift_row(monitors, streams, drifting, mix, quiet, args, rng) for mix in args.mixes
+        ]
         retrained.append(after_retrain(monitors, drifting, args))
         console.print(
             f"{'+'.join(drifting)} done ({time.perf_counter() - started:.0f}s): "
             f"{rows[-len(args.mixes) :]} {retrained[-1]}",
             soft_wrap=True,
         )
+    print_tables(console, monitors, rows, retrained, hours, args)
+    console.print(f"took {time.perf_counter() - started:.0f}s")
+
+
+def drift_row(
+    monitors: Monitors,
+    streams: Streams,
+    drifting: tuple[str, ...],
+    mix: float,
+    quiet: Alarms,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> list[str]:
+    """One drift (``mix`` of the traffic shifts to the held-out subtopics): the accuracy and
+    confidence before and after, each signal's first ALERT after the shift (in windows), and
+    the no-change stream's false ALERTs."""
+    shift = 2 * WINDOW_SECONDS
+    drift = simulate(
+        monitors,
+        streams,
+        seconds=shift + 3 * 3600,
+        shift_at=shift,
+        mix=mix,
+        rate=args.rate,
+        label_share=args.label_share,
+        interval=args.interval,
+        rng=rng,
+        inputs_only=args.inputs_only,
+    )
+    before = float(streams.known_correct.mean())
+    after = float((1 - mix) * before + mix * streams.drifted_correct.mean())
+    firsts = drift.first_after(shift)
+    conf_before = float(streams.known_confidence.mean())
+    conf_after = float((1 - mix) * conf_before + mix * streams.drifted_confidence.mean())
+
+    others = not args.inputs_only
+    retrain_signals = [] if args.inputs_only else ["drift", "confidence", "accuracy"]
+    ks_names = {ks["name"] for ks in INPUT_MONITORS}
+    retrain_signals += [m.metric for m in monitors.inputs if m.name not in ks_names]
+    caught = [first for name in retrain_signals if (first := firsts[name]) is not None]
+
+    return [
+        "+".join(drifting),
+        f"{mix:g}",
+        f"{before:.3f} → {after:.3f}",
+        f"{conf_before:.3f} → {conf_after:.3f} (ref {streams.reference.mean_confidence:.3f})",
+        windows(firsts["drift"], others),
+        windows(firsts["confidence"], others),
+        windows(firsts["accuracy"], others),
+        *(windows(firsts[m.metric]) for m in monitors.inputs),
+        windows(min(caught) if caught else None),
+        alarm_counts(quiet, args.inputs_only),
+    ]
+
+
+def windows(value: float | None, run: bool = True) -> str:
+    """A delay in windows ("never": no ALERT; "-": the signal was not run)."""
+    if not run:
+        return "-"
+    return "never" if value is None else f"{value / WINDOW_SECONDS:.2f}"
+
+
+def print_tables(
+    console: Console,
+    monitors: Monitors,
+    rows: list[list[str]],
+    retrained: list[list[str]],
+    hours: float,
+    args: argparse.Namespace,
+) -> None:
+    """The drift table (time to each signal's first ALERT, false ALERTs) and the table of v2
+    on the drifted traffic."""
     headers = [
         "held out",
         "drifted share",
@@ -427,7 +479,6 @@ def main() -> None:
         markdown=args.markdown,
         title="after the retrain: v2 (trained on snapshot 2) on the drifted traffic",
     )
-    console.print(f"took {time.perf_counter() - started:.0f}s")
 
 
 def after_retrain(

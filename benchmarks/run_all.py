@@ -147,7 +147,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "long_tests",
         "The suite's full scenarios (pytest -m long: control-plane failover with a retrain, "
-        "the training-repo notebook, the tabular demo end to end)",
+        "the transformers training-repo notebook)",
         ("long_tests.py",),
         False,
         timeout=1800.0,

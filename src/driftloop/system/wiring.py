@@ -1,5 +1,5 @@
-"""The whole loop wired from one config: the composition root of ``driftloop up``,
-``driftloop worker``, ``driftloop retrain`` and the demo.
+"""The whole loop wired from one config (:class:`DriftloopSystem`): the composition root of
+``driftloop up``, ``driftloop worker``, ``driftloop retrain`` and the demo.
 
 serving → insights → transport → metric store → monitor engine → notification router
 → @retrain → job queue → worker → pipeline → registry alias → serving (hot swap).
@@ -45,7 +45,7 @@ from driftloop.serving.sources import SERVED_ALIASES
 if TYPE_CHECKING:  # imported where they are built: the app's parts, the retrain pipeline, the
     # insights pipeline and the control plane; `monitors status` builds only the monitor engine
     # and its notifications, `status` reads the store alone (cli/loop.py)
-    from fastapi import APIRouter, FastAPI
+    from fastapi import FastAPI
     from sqlalchemy.engine import Connection
 
     from driftloop.insights.client import InsightsClient
@@ -429,94 +429,11 @@ class DriftloopSystem:
 
     # ------------------------------------------------------------------ the app
     def create_app(self, *, poll: bool = True) -> FastAPI:
-        from fastapi import APIRouter, Depends
+        """The whole HTTP app of ``driftloop up``: serving, the admin API, the inbound hooks,
+        the dashboard and candidate uploads (:func:`driftloop.system.app.build_app`)."""
+        from driftloop.system.app import build_app
 
-        from driftloop.control_metrics import ControlPlaneCollector
-        from driftloop.monitors.api import monitors_router
-        from driftloop.notify.graph_routes import graph_router
-        from driftloop.notify.inbound import HookVerifier, inbound_router
-        from driftloop.notify.signatures import ReceiptStore
-        from driftloop.pipeline.api import jobs_router
-        from driftloop.pipeline.uploads import CandidateUploads, uploads_router
-        from driftloop.serving.app import create_app, require_scope
-        from driftloop.serving.keys import Scope
-
-        admin = [Depends(require_scope(Scope.ADMIN))]
-        api = APIRouter(prefix="/v1", dependencies=admin)
-        api.include_router(monitors_router(self.monitor_engine))
-        api.include_router(jobs_router(self.queue, self.enqueue_retrain_manual))
-        dashboard = self._dashboard_router()
-        inbound = inbound_router(
-            HookVerifier(self.config.hooks, ReceiptStore(self.database)), self.handle_inbound_alert
-        )
-        app = create_app(
-            self.config,
-            model_source=None,
-            insights=self.insights,
-            api_keys=self.api_keys,
-            feedback=self.feedback,
-            extra_routers=[
-                api,
-                inbound,
-                graph_router(self.router.graph_store),
-                dashboard,
-                uploads_router(
-                    CandidateUploads(self.config, self.registry, self.queue, self.datasets)
-                ),
-            ],
-            poll=poll,
-        )
-        app.state.serving.metrics.add_collector(
-            ControlPlaneCollector(
-                self.monitor_engine.status,
-                self.monitor_engine.incidents.count_open,
-                self.queue.count_by_state,
-            )
-        )
-        return app
-
-    def _dashboard_router(self) -> APIRouter:
-        """The dashboard's pages and API, reading this system's stores."""
-        from driftloop.dashboard.router import dashboard_router
-        from driftloop.dashboard.sessions import SessionStore
-        from driftloop.dashboard.sources import StoreDashboardData
-
-        return dashboard_router(
-            StoreDashboardData(
-                database=self.database,
-                metric_store=self.metric_store,
-                monitors=list(self.config.monitors),
-                registry=self.registry,
-                jobs=self.queue,
-                models=sorted(self.config.models),
-                clock=self.options.clock,
-            ),
-            api_keys=self.api_keys,
-            sessions=SessionStore(
-                self.database,
-                max_age=self.config.dashboard.session_max_age,
-                clock=self.options.clock,
-            ),
-            session_secret=self.session_secret(),
-        )
-
-    def session_secret(self) -> bytes:
-        """The dashboard's cookie secret: from the config or the environment (what replicas
-        share), else a file of this installation."""
-        from driftloop.dashboard.sessions import SECRET_ENV, SECRET_FILE, resolve_session_secret
-
-        secret, origin = resolve_session_secret(
-            self.config.dashboard.session_secret, os.environ, self.config.path(SECRET_FILE)
-        )
-        if origin == str(self.config.path(SECRET_FILE)) and self.database.dialect != "sqlite":
-            logger.warning(
-                "the dashboard session secret is the file %s: replicas that do not "
-                "share it reject each other's sessions; set "
-                "dashboard.session_secret or %s",
-                origin,
-                SECRET_ENV,
-            )
-        return secret
+        return build_app(self, poll=poll)
 
     def enqueue_retrain_manual(self, model: str, reason: str) -> str:
         if model not in self.config.models:

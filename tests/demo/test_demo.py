@@ -155,9 +155,13 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed_requests"] == 0
     assert summary["final_production_version"] == 2
-    if summary["seconds_to_warn"] is not None:  # a fast drop may skip WARN between evaluations
-        assert summary["seconds_to_warn"] < summary["seconds_to_alert"]
-    assert summary["seconds_to_drift_detector"] <= summary["seconds_to_alert"]
+    # the confidence threshold may skip WARN (a fast drop between two evaluations) or stay short
+    # of ALERT when the drift detector brings v2 first
+    alert, warn = summary["seconds_to_alert"], summary["seconds_to_warn"]
+    if alert is not None and warn is not None:
+        assert warn < alert
+    assert summary["seconds_to_drift_detector"] is not None
+    assert alert is None or summary["seconds_to_drift_detector"] <= alert
     accuracy = summary["accuracy_drifted_traffic"]
     assert accuracy["2"] > accuracy["1"] + 0.05
     services = {request["service"] for request in summary["notifications_received"]}
@@ -174,8 +178,7 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
         for e in events
         if e["kind"] == "state_change" and e["details"]["monitor"] == CONFIDENCE_MONITOR
     ]
-    # OK -> WARN -> ALERT, or OK -> ALERT when a window falls past both levels between two looks
-    assert {("WARN", "ALERT"), ("OK", "ALERT")} & set(transitions), transitions
+    assert transitions, transitions  # the confidence threshold saw the drift (WARN or ALERT)
     assert transitions[-1][1] == "OK"
     deployed = [
         e["details"]["version"]

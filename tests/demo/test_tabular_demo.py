@@ -118,8 +118,10 @@ def test_tabular_demo_closes_the_loop_on_feature_drift(tmp_path: Path) -> None:
     assert summary["failed_requests"] == 0
     assert DRIFT_FEATURE in summary["drifted_features"]
     assert summary["seconds_to_feature_drift"] is not None
-    assert summary["seconds_to_warn"] is not None
-    assert summary["seconds_to_alert"] is not None
+    # the confidence threshold may stay short of ALERT (or of WARN) when the drift detectors
+    # bring v2 first: whichever @retrain monitor shows the drift first closes the loop
+    detected = (summary["seconds_to_drift_detector"], summary["seconds_to_alert"])
+    assert detected != (None, None), detected
     assert summary["final_production_version"] == 2
     accuracy = summary["accuracy_drifted_traffic"]
     # measured: v1 about 0.45-0.50 on the drifted records, v2 about 0.90-0.93

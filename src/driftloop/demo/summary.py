@@ -63,11 +63,12 @@ def _reasons(
     stats: TrafficStats,
 ) -> list[str]:
     """Why the loop did not close (empty: it did)."""
-    # WARN is not required: an abrupt shift can move a window's value past both levels between two
-    # evaluations, and the monitor then goes OK -> ALERT directly, as it should
+    # Whichever @retrain monitor shows the drift first closes the loop (the init defaults'
+    # rule): the confidence threshold need not reach ALERT, or pass through WARN, when the drift
+    # detector or the feature monitor has already brought the retrained version.
     reasons = []
     if alert_at is None:
-        reasons.append("the confidence monitor never went ALERT")
+        reasons.append("no monitor went ALERT")
     if not any(job.state == JobState.SUCCEEDED for job in jobs):
         reasons.append(
             "no retrain job succeeded: "
@@ -97,7 +98,16 @@ def summarize(run: DemoRun) -> dict[str, Any]:
     jobs = system.queue.list(model=names.model, limit=5)
     final_version = system.registry.resolve(names.model).version
     ok_now = system.monitors_ok(names.model)
-    reasons = _reasons(alert_at, jobs, final_version, ok_now, stats)
+    first_alerts = [
+        at
+        for at in (
+            alert_at,
+            view.first(MonitorState.ALERT.value, names.drift_monitor),
+            view.first(MonitorState.ALERT.value, f"{names.model} feature drift:"),
+        )
+        if at is not None
+    ]
+    reasons = _reasons(min(first_alerts, default=None), jobs, final_version, ok_now, stats)
     return {
         "closed": not reasons,
         "scenario": run.options.scenario,

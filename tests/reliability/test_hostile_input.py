@@ -949,12 +949,11 @@ def test_a_label_key_past_its_rate_limit_gets_429_with_retry_after(served: Serve
     assert 1 <= int(refused["Retry-After"]) <= 5
 
 
-def test_a_predict_request_while_the_server_lags_is_shed_with_retry_after(
-    served: ServedSystem,
-) -> None:
-    """The server's event loop really stalls for 3 s (a blocking call on it, as a flood would
-    make it lag): the next predict request is answered 503 at once, with ``Retry-After``, while
-    probes are served; once the lag fades, predictions are answered again."""
+def test_a_past_stall_of_the_server_sheds_no_lone_request(served: ServedSystem) -> None:
+    """The server's event loop really stalls for 3 s (a blocking call on it, as a long garbage
+    collection or a paused host would): with no queue of requests behind the stall, the next
+    predict request is read at once and answered 200, not shed as an overload (a first
+    version shed it on the loop's lag alone; shedding under a real flood is the soak's test)."""
     predicted(served, "great food")  # the loop's lag monitor runs from the first prediction
     loop = served.server.server.servers[0].get_loop()
     unblocked = threading.Event()
@@ -965,15 +964,9 @@ def test_a_predict_request_while_the_server_lags_is_shed_with_retry_after(
 
     loop.call_soon_threadsafe(stall)
     assert unblocked.wait(30)
+    time.sleep(0.05)  # the lag monitor has seen the 3 s stall (its figure fades over ~0.3 s)
     body = b'{"text": "great food"}'
     headers = {**served.project.headers(), "Content-Type": "application/json"}
-    status, document, answer = raw_exchange(served.url, "POST", PREDICT, body, headers)
-    assert status == 503, document
-    assert "OverloadedError" in said(document), document
-    assert "serving.max_queue_delay" in said(document), document
-    assert 1 <= int(answer["Retry-After"]) <= 4  # the seconds it would have waited, rounded up
+    status, document, _ = raw_exchange(served.url, "POST", PREDICT, body, headers)
+    assert status == 200, document
     assert raw_request(served.url, "GET", "/healthz")[0] == 200
-    deadline = time.monotonic() + 10
-    while raw_request(served.url, "POST", PREDICT, body, headers)[0] != 200:
-        assert time.monotonic() < deadline, "predictions were still shed 10 s later"
-        time.sleep(0.1)

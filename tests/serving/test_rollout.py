@@ -120,6 +120,7 @@ async def test_no_canary_alias_means_production_only_and_removal_ends_it(
     await wait_until(lambda: served(app).canary is None)
     for number in range(30):
         response = await client.post(URL, json={"text": f"cheap {number}"}, headers=predict_headers)
+        assert response.status_code == 200, response.text
         assert response.json()["version"] == 1
     with pytest.raises(InvalidInputError):
         source.remove_alias("reviews", "production", actor="pipeline")

@@ -1,5 +1,6 @@
-"""Load shedding on the event loop's lag: the monitor sees a blocked loop, and while the lag is
-over the limit predict requests are answered 503 with Retry-After, everything else served."""
+"""Load shedding on the event loop's lag: the monitor sees a blocked loop, and while requests
+queue and their wait is over the limit, predict requests are answered 503 with Retry-After,
+everything else served; a past stall with no queue behind it sheds nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from driftloop.serving.shedding import LoadSheddingMiddleware, LoopLagMonitor
+from driftloop.serving.shedding import MIN_IN_FLIGHT, LoadSheddingMiddleware, LoopLagMonitor
 
 pytestmark = pytest.mark.anyio
 
@@ -51,13 +52,22 @@ async def test_the_monitor_sees_a_blocked_loop_and_the_lag_fades() -> None:
         monitor.stop()
 
 
-async def test_predict_requests_are_shed_while_the_loop_lags() -> None:
+async def test_predict_requests_are_shed_while_the_loop_lags_under_a_queue() -> None:
+    release = asyncio.Event()
     monitor = LoopLagMonitor()
-    shedding = LoadSheddingMiddleware(answer, max_delay=0.5, monitor=monitor)
+    shedding = LoadSheddingMiddleware(
+        holding_slow_requests(release), max_delay=0.5, monitor=monitor
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=shedding), base_url="http://test"
     ) as client:
         assert (await client.post("/v1/models/m/predict")).status_code == 200
+        waiting = [
+            asyncio.ensure_future(client.post("/v1/models/slow/predict"))
+            for _ in range(MIN_IN_FLIGHT)
+        ]
+        while shedding.in_flight < MIN_IN_FLIGHT:
+            await asyncio.sleep(0.01)
         monitor.lag = 2.3  # as the monitor would set it under a flood
         refused = await client.post("/v1/models/m/predict")
         assert refused.status_code == 503
@@ -67,6 +77,23 @@ async def test_predict_requests_are_shed_while_the_loop_lags() -> None:
         assert (await client.get("/healthz")).status_code == 200  # never shed
         assert (await client.post("/v1/models/m/deploy")).status_code == 200
         assert shedding.shed == 1
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*waiting)] == [200] * MIN_IN_FLIGHT
+    monitor.stop()
+
+
+async def test_a_past_stall_does_not_shed_a_lone_request() -> None:
+    """A loop that stalled once (a long garbage collection, a host that paused the process)
+    with no queue behind it: the next request is read at once, so it is answered."""
+    monitor = LoopLagMonitor()
+    shedding = LoadSheddingMiddleware(answer, max_delay=0.5, monitor=monitor)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=shedding), base_url="http://test"
+    ) as client:
+        monitor.lag = 2.3
+        answers = [(await client.post("/v1/models/m/predict")).status_code for _ in range(5)]
+        assert answers == [200] * 5
+        assert shedding.shed == 0
     monitor.stop()
 
 

@@ -82,12 +82,14 @@ class LoadSheddingMiddleware:
         return len(self._started)
 
     def expected_wait(self, now: float) -> float:
-        """What a predict request read now would wait: the loop's lag, plus how long the
-        oldest request in flight has waited (when enough are in flight to be a queue)."""
-        wait = self.monitor.lag
-        if len(self._started) >= MIN_IN_FLIGHT:
-            wait += now - next(iter(self._started.values()))
-        return wait
+        """What a predict request read now would wait: the loop's lag plus how long the
+        oldest request in flight has waited, when enough are in flight to be a queue; else 0.
+        A lag with few requests in flight is a past stall (a garbage collection, a blocked
+        host), not a queue: the next request is read at once, and shedding it would fail a
+        lone client for nothing."""
+        if len(self._started) < MIN_IN_FLIGHT:
+            return 0.0
+        return self.monitor.lag + now - next(iter(self._started.values()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.max_delay:

@@ -38,6 +38,7 @@ STORE_COMMAND_NEEDS_NOT = (
     "sqlalchemy.dialects.postgresql",  # a SQLite store: the PostgreSQL dialect is imported to write
     "alembic",  # a store at the head revision: one query, no migration machinery
     "fsspec",  # the registry's storage opens its filesystem when it is first read or written
+    "driftloop.insights",  # the SDK, imported by 'import driftloop' until #21's fourth pass
 )
 READING_EVALUATES_NOTHING = (
     "rich.progress",  # the progress bar is imported by the commands that show one
@@ -81,7 +82,7 @@ def test_help_and_version_import_only_what_they_use() -> None:
     """The command modules import their libraries inside the commands."""
     heavy = (
         *("sqlalchemy", "numpy", "yaml", "rich.progress", *SERVER),
-        *("driftloop.config", "driftloop.system"),
+        *("driftloop.config", "driftloop.system", "driftloop.insights"),
     )
     for argument in ("--help", "version", "--version"):
         assert _loaded(heavy, [argument]) == [], argument
@@ -104,10 +105,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # no arrays in a version's row, no progress bar
         (["models", "ls"], (*STORE_COMMAND_NEEDS_NOT, "numpy", "rich.progress")),
         (["monitors", "status", "--json"], (*STORE_COMMAND_NEEDS_NOT, *EVALUATING_NEEDS_NOT)),
+        # off a terminal the transient progress bar would draw nothing: it is not imported
+        (
+            ["monitors", "status"],
+            (*STORE_COMMAND_NEEDS_NOT, *EVALUATING_NEEDS_NOT, "rich.progress"),
+        ),
         (["monitors", "ls"], (*STORE_COMMAND_NEEDS_NOT, *READING_EVALUATES_NOTHING)),
         (["monitors", "history"], (*STORE_COMMAND_NEEDS_NOT, *READING_EVALUATES_NOTHING)),
     ],
-    ids=["status", "models-ls", "monitors-status", "monitors-ls", "monitors-history"],
+    ids=[
+        *("status", "models-ls", "monitors-status-json", "monitors-status"),
+        *("monitors-ls", "monitors-history"),
+    ],
 )
 def test_store_commands_import_neither_the_server_nor_what_they_do_not_read(
     project: Path, command: list[str], not_needed: tuple[str, ...]

@@ -2,9 +2,10 @@
 
 serve → report insights → monitor → notify → retrain → gate → deploy → verify.
 
-The light names (errors, the insights SDK) are imported at once; the config and the components
-are imported on first use, so ``from driftloop import report_insights`` stays cheap inside a
-model's predict code and ``driftloop --help`` starts fast.
+The errors are imported at once; the insights SDK, the config and the components on first use,
+so ``from driftloop import report_insights`` imports the SDK alone inside a model's predict code
+and a ``driftloop`` command that reports no insight (every one but ``serve`` and ``up``) does
+not pay for it.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from driftloop.errors import (
     TrainingError,
     UnknownBackendError,
 )
-from driftloop.insights import configure_insights, report_insights
 
 if TYPE_CHECKING:
     from driftloop.client import AsyncClient, Client
     from driftloop.config import Config, MonitorConfig, load_config, parse_config
+    from driftloop.insights import configure_insights, report_insights
     from driftloop.metrics.points import MetricPoint, PointBatch
     from driftloop.metrics.sql import SqlMetricStore
     from driftloop.monitors.engine import MonitorEngine
@@ -75,7 +76,9 @@ _LAZY = {
     "PointBatch": "driftloop.metrics.points",
     "RetrainPipeline": "driftloop.pipeline.runner",
     "SqlMetricStore": "driftloop.metrics.sql",
+    "configure_insights": "driftloop.insights",
     "create_app": "driftloop.serving.app",
+    "report_insights": "driftloop.insights",
 }
 
 

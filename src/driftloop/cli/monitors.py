@@ -107,8 +107,6 @@ def monitors_status(
     as_json: bool = JsonOption,
 ) -> None:
     """Evaluate every monitor now and show the state of each group."""
-    from rich.progress import Progress
-
     from driftloop.messages import format_value
     from driftloop.monitors.history import event_to_dict
     from driftloop.system import DriftloopSystem
@@ -117,9 +115,11 @@ def monitors_status(
     # the engine 'driftloop up' runs, with its references, detectors, served versions and
     # notifications: a transition found here is notified once, whoever finds it first
     engine = DriftloopSystem(config).engine
-    if as_json:
+    if as_json or not console.is_terminal:  # a transient bar draws nothing off a terminal
         events = engine.evaluate()
     else:
+        from rich.progress import Progress
+
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("evaluating monitors", total=len(config.monitors))
             events = engine.evaluate(

@@ -12,7 +12,10 @@ waiting for a core does not count).
     .venv/bin/python benchmarks/cli_startup.py --runs 15 [--markdown]
 
 The ``status``, ``monitors status`` and ``models ls`` cases run in a project made by
-``driftloop init`` (no model trained: an empty store, as on a first day).
+``driftloop init`` (no model trained: an empty store, as on a first day). They have a third
+side: the bare app run after importing the libraries the command needs (rich's table,
+pydantic, PyYAML, SQLAlchemy, and numpy for ``monitors status``, which evaluates), so the
+table also shows what driftloop costs beyond what any implementation of the command imports.
 
 Both sides run with a bytecode cache, as an installed package does (``pip install`` compiles
 every module): the cache is a folder of the benchmark's own (``PYTHONPYCACHEPREFIX``, filled by
@@ -42,13 +45,19 @@ from rich.console import Console
 from driftloop.cli import app as driftloop_app
 from tables import print_rows
 
-CASES: tuple[tuple[str, tuple[str, ...], float], ...] = (
-    ("--help", ("--help",), 2.0),
-    ("version", ("version",), 2.0),
-    ("status", ("status",), 3.0),
-    ("monitors status", ("monitors", "status"), 3.0),
-    ("models ls", ("models", "ls"), 3.0),
+STORE_LIBRARIES = ("rich.table", "pydantic", "yaml", "sqlalchemy")
+"""What every store command needs beyond typer: its table, the config's models and parser, the
+store's SQL toolkit."""
+CASES: tuple[tuple[str, tuple[str, ...], float, tuple[str, ...]], ...] = (
+    ("--help", ("--help",), 2.0, ()),
+    ("version", ("version",), 2.0, ()),
+    ("status", ("status",), 3.0, STORE_LIBRARIES),
+    ("monitors status", ("monitors", "status"), 3.0, (*STORE_LIBRARIES, "numpy")),
+    ("models ls", ("models", "ls"), 3.0, STORE_LIBRARIES),
 )
+"""Label, arguments, the issue's limit against the bare app, and the libraries the command
+needs: the third side is the bare app importing them first (what no implementation of the
+command can avoid)."""
 
 
 def _params_source(command: Any) -> str:
@@ -139,37 +148,52 @@ def run_once(argv: Sequence[str], cwd: Path, environment: dict[str, str]) -> Sam
 
 
 def timed_runs(
-    runs: int, ours: list[str], theirs: list[str], project: Path, environment: dict[str, str]
-) -> tuple[list[Sample], list[Sample]]:
+    runs: int, sides: list[list[str]], project: Path, environment: dict[str, str]
+) -> list[list[Sample]]:
     """``runs`` alternating runs of each side after a warm-up run of each."""
-    run_once(ours, project, environment)
-    run_once(theirs, project, environment)
-    mine: list[Sample] = []
-    base: list[Sample] = []
+    for side in sides:
+        run_once(side, project, environment)
+    samples: list[list[Sample]] = [[] for _ in sides]
     for _ in range(runs):
-        mine.append(run_once(ours, project, environment))
-        base.append(run_once(theirs, project, environment))
-    return mine, base
+        for side, taken in zip(sides, samples, strict=True):
+            taken.append(run_once(side, project, environment))
+    return samples
+
+
+def with_libraries(bare: Path, libraries: tuple[str, ...]) -> list[str]:
+    """The bare app, run after importing ``libraries``."""
+    imports = "".join(f"import {library}; " for library in libraries)
+    return [
+        sys.executable,
+        "-c",
+        f"{imports}import runpy; runpy.run_path({str(bare)!r}, run_name='__main__')",
+    ]
 
 
 def measure(
     runs: int, project: Path, bare: Path, driftloop: Path, environment: dict[str, str]
 ) -> list[list[str]]:
     rows = []
-    for label, args, limit in CASES:
-        ours = [str(driftloop), *args]
-        theirs = [sys.executable, str(bare), *args]
+    for label, args, limit, libraries in CASES:
+        sides = [[str(driftloop), *args], [sys.executable, str(bare), *args]]
+        if libraries:
+            sides.append([*with_libraries(bare, libraries), *args])
         try:
-            mine, base = timed_runs(runs, ours, theirs, project, environment)
+            mine, base, *loaded = timed_runs(runs, sides, project, environment)
         except RuntimeError as exc:  # a failing case is reported, the others still run
             failed = [f"driftloop {label}", "failed", str(exc), "", f"{limit:g}x"]
-            rows.append(failed + [""] * 6)
+            rows.append(failed + [""] * 7)
             continue
         ours_median = statistics.median(s.seconds for s in mine)
         base_median = statistics.median(s.seconds for s in base)
         ratio = ours_median / base_median
         ours_cpu = statistics.median(s.cpu_seconds for s in mine)
         base_cpu = statistics.median(s.cpu_seconds for s in base)
+        if loaded:
+            loaded_median = statistics.median(s.seconds for s in loaded[0])
+            against_libraries = f"{loaded_median:.3f} ({ours_median / loaded_median:.2f}x)"
+        else:
+            against_libraries = "-"
         rows.append(
             [
                 f"driftloop {label}",
@@ -180,6 +204,7 @@ def measure(
                 "yes" if ratio <= limit else "NO",
                 f"{ours_cpu:.3f} / {base_cpu:.3f}",
                 f"{ours_cpu / base_cpu:.2f}x",
+                against_libraries,
                 f"{max(s.max_rss_kib for s in mine) / 1024:.0f}",
                 f"{max(s.max_rss_kib for s in base) / 1024:.0f}",
             ]
@@ -221,6 +246,7 @@ def main() -> None:
             "within",
             "CPU s (median, driftloop / bare)",
             "CPU ratio",
+            "bare typer importing the command's libraries s (driftloop's ratio to it)",
             "driftloop peak MiB",
             "bare peak MiB",
         ],

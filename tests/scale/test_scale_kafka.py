@@ -440,7 +440,13 @@ def test_a_broker_outage_under_traffic_spools_and_every_point_arrives(
     assert stats.spooled > 500
     assert stats.replayed > 0
     assert stats.outbox_pending == 0
-    wait_for(lambda: count_points(database).rows >= reported, 90, "every point in the store")
+    try:
+        wait_for(lambda: count_points(database).rows >= reported, 90, "every point in the store")
+    except pytest.fail.Exception:  # say where the points stopped (one CI run timed out here)
+        pytest.fail(
+            f"{count_points(database)} stored of {reported} reported; the ingest worker "
+            f"{'runs' if worker.thread.is_alive() else 'has stopped'}: {worker.worker.stats}"
+        )
     time.sleep(0.5)
     worker.close()
     assert count_points(database) == count_points(database).__class__(reported, reported, reported)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -213,15 +214,38 @@ def test_full_queue_overflows_to_the_outbox_not_the_floor(
     insights.close()
 
 
+class HeldTransport(MemoryTransport):
+    """A transport whose publish blocks until ``release`` is set (a broker that hangs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def publish(self, points: Sequence[MetricPoint]) -> None:
+        self.entered.set()
+        assert self.release.wait(60), "the held publish was never released"
+        super().publish(points)
+
+
 def test_report_never_waits_for_a_stalled_transport(tmp_path: Path) -> None:
-    slow = MemoryTransport(delay=1.0)
-    insights = InsightsClient(slow, outbox=tmp_path / "outbox", batch_size=10, flush_interval=0.01)
+    """2,000 reports all return while the flush thread is provably stuck inside a publish
+    (no timing bound: a report that waited for the transport would never return)."""
+    held = HeldTransport()
+    insights = InsightsClient(held, outbox=tmp_path / "outbox", batch_size=10, flush_interval=0.01)
     insights.report({"warm": 1})
-    time.sleep(0.05)  # the flush thread is now inside a 1 s publish
-    started = time.perf_counter()
-    for i in range(2000):
-        insights.report({"seq": i}, {"model": "m"})
-    assert time.perf_counter() - started < 0.5
+    assert held.entered.wait(10)  # the flush thread is now inside the held publish
+
+    def report_all() -> None:
+        for i in range(2000):
+            insights.report({"seq": i}, {"model": "m"})
+
+    reporter = threading.Thread(target=report_all)
+    reporter.start()
+    reporter.join(30)
+    assert not reporter.is_alive(), "report waited for the stalled transport"
+    assert held.batches == []  # the publish is still stuck meanwhile
+    held.release.set()
     insights.close(flush=False)
     assert insights.stats.dropped == 0
 

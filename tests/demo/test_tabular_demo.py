@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from rich.console import Console
+from scipy.stats import ks_2samp
 
 from driftloop.config import parse_config
 from driftloop.demo.config import DemoOptions, demo_config, demo_monitors
@@ -116,7 +117,18 @@ def test_tabular_demo_closes_the_loop_on_feature_drift(tmp_path: Path) -> None:
     assert summary["scenario"] == "tabular"
     assert summary["trainer"] == "segment"
     assert summary["failed_requests"] == 0
-    assert DRIFT_FEATURE in summary["drifted_features"]
+    # the drifted traffic is the records past a cut on DRIFT_FEATURE, so the features that
+    # correlate with it shift too: whichever the monitors flag first must be one that really
+    # moved between the known and the drifted traffic (a two-sample KS statistic of 0.3 or
+    # more; the features that did not move stay under 0.23, DRIFT_FEATURE is at 1.0)
+    scenario = build_tabular_scenario()
+    flagged = summary["drifted_features"]
+    assert flagged
+    for feature in flagged:
+        moved = ks_2samp(
+            scenario.known_traffic[feature], scenario.drifted_traffic[feature], method="asymp"
+        )
+        assert moved.statistic >= 0.3, (feature, moved.statistic)
     assert summary["seconds_to_feature_drift"] is not None
     # the confidence threshold may stay short of ALERT (or of WARN) when the drift detectors
     # bring v2 first: whichever @retrain monitor shows the drift first closes the loop

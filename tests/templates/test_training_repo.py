@@ -751,9 +751,13 @@ def tiny_bert(directory: Path, texts: pd.Series) -> Path:
 
 
 @pytest.mark.long  # two minutes (torch in the test and in the kernel): make bench
-def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
-    """The workflow's papermill call with a tiny local checkpoint (nothing downloaded), every
-    layer trained (the GPU's mode, without mixed precision on a CPU)."""
+@pytest.mark.parametrize(("mode", "trained_as"), [("full", "full"), ("auto", "head")])
+def test_the_transformers_notebook_fine_tunes_on_a_cpu(
+    tmp_path: Path, mode: str, trained_as: str
+) -> None:
+    """The workflow's papermill call with a tiny local checkpoint (nothing downloaded): every
+    layer trained (the GPU's mode, without mixed precision on a CPU), or the CPU's own mode
+    (``auto`` on a CPU: a head, then the top ``train_layers`` tuned with ``head_epochs``)."""
     repo = tmp_path / "repo"
     scaffold(TRAINING_REPO_TEMPLATE, repo, options=TrainingRepoOptions(trainer="transformers"))
     reviews = pd.read_csv(bundled_reviews_path(), dtype=str, keep_default_na=False)
@@ -780,9 +784,12 @@ def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
             str(checkpoint),
             "-p",
             "mode",
-            "full",
+            mode,
             "-p",
             "epochs",
+            "1",
+            "-p",
+            "head_epochs",
             "1",
             "-p",
             "max_length",
@@ -798,7 +805,10 @@ def test_the_transformers_notebook_fine_tunes_on_a_cpu(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((repo / "output" / "metrics.json").read_text())
     assert metrics["device"] == "cpu"
-    assert metrics["params"]["mode"] == "full"
+    assert metrics["params"]["mode"] == trained_as
+    if trained_as == "head":
+        assert metrics["params"]["train_layers"] == 2
+        assert metrics["params"]["epochs"] == 1
     assert 0.0 <= metrics["macro_f1"] <= 1.0
     predictor = load_predictor(repo / "output" / "model")
     assert type(predictor).__name__ == "ReviewPredictor"  # the template's own predictor.py

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertModel
+from transformers.models.bert.modeling_bert import BertLayer
 
 from driftloop.config import ModelConfig
 from driftloop.errors import ConfigError, IntegrityError, InvalidInputError, NotFoundError
@@ -30,19 +29,9 @@ from driftloop.trainers.transformers import (
     TransformersTrainer,
     default_base_model,
 )
+from driftloop.trainers.transformers_tuning import SHORTCUT_CHECK_ROWS
 
-REVIEWS = Path(__file__).resolve().parents[2] / "src" / "driftloop" / "data" / "reviews.csv.gz"
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CLASS_WORDS = {
-    "Food-Positive": ["good", "great", "tasty"],
-    "Food-Negative": ["bad", "awful", "stale"],
-    "Movies-Positive": ["film", "brilliant", "loved"],
-}
-
-
-def reviews(per_class: int, seed: int = 0) -> pd.DataFrame:
-    frame = pd.read_csv(REVIEWS)
-    return frame.groupby("label").sample(n=per_class, random_state=seed).reset_index(drop=True)
+from .tiny_encoders import CLASS_WORDS, reviews, write_tiny_encoder
 
 
 @pytest.fixture(scope="module")
@@ -53,27 +42,7 @@ def small_reviews() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_reviews: pd.DataFrame) -> Path:
     """A randomly initialised 2-layer BERT (hidden 32) with a WordPiece vocabulary of the data."""
-    words = Counter(
-        word for text in small_reviews["text"] for word in re.findall(r"\w+|[^\w\s]", text.lower())
-    )
-    extra = [w for class_words in CLASS_WORDS.values() for w in class_words]
-    vocab = SPECIALS + extra + [w for w, _ in words.most_common(800) if w not in extra]
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    vocab_file = directory / "vocab.txt"
-    vocab_file.write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizer(str(vocab_file))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return write_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), small_reviews["text"])
 
 
 def trainer(base: Path | None, **params: Any) -> TransformersTrainer:
@@ -383,29 +352,52 @@ def test_signals_of_just_predicted_texts_reuse_the_encoder_pass(
 
 
 @pytest.mark.parametrize(
-    ("settings", "passes_over_train"),
-    [({"mode": "head"}, 1), ({"mode": "head", "train_layers": 1, "epochs": 2}, 4)],
+    ("settings", "typicality_sample"),
+    [
+        ({"mode": "head"}, 2_000),
+        ({"mode": "head", "train_layers": 1, "epochs": 2}, 2_000),
+        ({"mode": "head", "train_layers": 1, "epochs": 2}, 24),
+    ],
 )
 def test_fit_runs_the_encoder_over_each_held_out_row_once(
     tiny_checkpoint: Path,
     small_reviews: pd.DataFrame,
     settings: dict[str, Any],
-    passes_over_train: int,
+    typicality_sample: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Temperature, evaluation, typicality and the reference's input signals all reuse one
     encoder pass over the validation and test rows (on 11,381 rows each extra pass over the
-    test split cost about a minute on a CPU). The training rows: one pass with a frozen encoder;
-    when tuning, the probe's, one per epoch and one for typicality after training."""
-    rows: list[int] = []
-    hook = torch.nn.modules.module.register_module_forward_hook(
-        lambda module, _args, output: (
-            rows.append(len(output.last_hidden_state)) if isinstance(module, BertModel) else None
-        )
-    )
+    test split cost about a minute on a CPU). The training rows: one pass of every layer with a
+    frozen encoder. When the top layer is tuned: one pass of the frozen layer (its output is
+    kept); the tuned layer's that pass, one per epoch and the shortcut's check; and typicality's
+    neighbours are validation rows, topped up by a pass over training rows only when there are
+    fewer validation rows than the typicality sample (24 here, against 2,276 of 2,000 on the
+    bundled reviews)."""
+    monkeypatch.setattr("driftloop.trainers.transformers.TYPICALITY_SAMPLE", typicality_sample)
+    rows_per_layer: dict[int, int] = {}  # by layer, in the order a forward pass reaches them
+
+    def count(module: torch.nn.Module, _args: object, output: object) -> None:
+        if isinstance(module, BertLayer):
+            hidden = output[0] if isinstance(output, tuple) else output
+            assert isinstance(hidden, torch.Tensor)
+            rows_per_layer[id(module)] = rows_per_layer.get(id(module), 0) + len(hidden)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(count)
     try:
         model = trainer(tiny_checkpoint, **settings).fit(TrainingData(small_reviews))
     finally:
         hook.remove()
     used = model.params
-    held_out = used["validation_rows"] + used["test_rows"]
-    assert sum(rows) == held_out + passes_over_train * used["train_rows"]
+    validation, train = used["validation_rows"], used["train_rows"]
+    held_out = validation + used["test_rows"]
+    if settings.get("train_layers"):
+        top_up = max(0, min(train, typicality_sample - validation))
+        assert typicality_sample > validation or top_up == 0
+        expected = [
+            held_out + train + top_up,
+            held_out + 3 * train + SHORTCUT_CHECK_ROWS + top_up,
+        ]
+    else:
+        expected = [held_out + train] * 2
+    assert list(rows_per_layer.values()) == expected

@@ -30,7 +30,6 @@ import them.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,9 +56,7 @@ from driftloop.trainers.evaluation import (
 from driftloop.trainers.transformers_model import (
     CHECKPOINT_DIR,
     HEAD_FILE,
-    MAX_GRAD_NORM,
     TYPICALITY_SAMPLE,
-    WARMUP_FRACTION,
     PooledClassifierModule,
     TransformersParams,
     TransformersPredictor,
@@ -67,11 +64,11 @@ from driftloop.trainers.transformers_model import (
     quiet_loading,
     torch_threads,
 )
+from driftloop.trainers.transformers_tuning import fine_tune, fit_probe
 
 try:
     import torch
     import transformers
-    from torch import nn
 except ImportError as exc:  # the optional extra is missing: say how to install it
     require_module(exc.name or "torch", "transformers")
     raise
@@ -136,73 +133,19 @@ def _split(
     return train, validation, test
 
 
-def _fit_probe(
-    head: nn.Linear,
-    features: NDArray[np.float64],
-    y: NDArray[np.int64],
-    params: TransformersParams,
-    progress: Callable[[float], None],
-) -> None:
-    """Fit ``head`` as an L2-regularised multinomial logistic regression (full-batch L-BFGS)."""
-    device = head.weight.device
-    x = torch.as_tensor(features, dtype=torch.float32, device=device)
-    target = torch.as_tensor(y, dtype=torch.long, device=device)
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.zero_()
-    optimizer = torch.optim.LBFGS(
-        head.parameters(),
-        lr=1.0,
-        max_iter=params.head_iterations,
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-    evaluations = 0
-
-    def closure() -> torch.Tensor:
-        nonlocal evaluations
-        evaluations += 1
-        progress(min(evaluations / params.head_iterations, 0.99))
-        optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(head(x), target)
-        loss = loss + 0.5 * params.head_l2 * head.weight.pow(2).sum()
-        torch.autograd.backward(loss)
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)  # type: ignore[no-untyped-call]
-    if not bool(torch.isfinite(head.weight).all()):
-        raise TrainingError("fitting the classification head diverged (non-finite weights)")
-    progress(1.0)
-
-
-def _trainable_layers(encoder: nn.Module, top: int) -> list[nn.Module]:
-    """The top ``top`` transformer blocks: the longest ``ModuleList`` named ``layer``/``layers``."""
-    candidates = [
-        module
-        for name, module in encoder.named_modules()
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in {"layer", "layers"}
-    ]
-    if not candidates:
-        raise ConfigError(
-            f"cannot find the transformer layers of {type(encoder).__name__} to unfreeze; "
-            "use train_layers: 0 or mode: full"
-        )
-    blocks = max(candidates, key=len)
-    return list(blocks)[-top:]
-
-
 @dataclass(frozen=True)
 class _Scored:
     """What training leaves for calibration: the head's logits on the validation and test
-    splits, and pooled encoder outputs of (at most ``TYPICALITY_SAMPLE``) training rows and of
-    every test row, which typicality and the reference profile's input signals reuse."""
+    splits, and pooled encoder outputs of every test row and of the rows ``embedding_typicality``
+    takes as the data's neighbours, which typicality and the reference profile's input signals
+    reuse. The neighbours are training rows when the encoder is frozen (their pooled outputs are
+    at hand). After tuning they are validation rows, topped up with training rows only when there
+    are fewer than ``TYPICALITY_SAMPLE``: the training rows' outputs would need another encoder
+    pass, and sit closer to their classes than live traffic's."""
 
     validation_logits: NDArray[np.float64]
     test_logits: NDArray[np.float64]
-    train_pooled: NDArray[np.float64]
+    neighbour_pooled: NDArray[np.float64]
     test_pooled: NDArray[np.float64]
 
 
@@ -309,14 +252,26 @@ class TransformersTrainer(Trainer):
         """Train the head (and the layers ``mode`` tunes), then score the held-out splits."""
         if mode == "head" and self.params.train_layers == 0:
             return self._fit_head(predictor, texts, y_train, report)
-        self._fine_tune(predictor, mode, texts["train"], y_train, report)
+        params = self.params
+        fine_tune(
+            predictor,
+            mode,
+            texts["train"],
+            y_train,
+            params,
+            report,
+        )
         n_validation = len(texts["validation"])
         held_out = predictor.embed(texts["validation"] + texts["test"])
         logits = predictor.head_logits(held_out)
+        neighbours = held_out[: min(n_validation, TYPICALITY_SAMPLE)]
+        if len(neighbours) < TYPICALITY_SAMPLE:  # a small dataset: top up with training rows
+            top_up = predictor.embed(texts["train"][: TYPICALITY_SAMPLE - len(neighbours)])
+            neighbours = np.concatenate([neighbours, top_up])
         return _Scored(
             validation_logits=logits[:n_validation],
             test_logits=logits[n_validation:],
-            train_pooled=predictor.embed(texts["train"][:TYPICALITY_SAMPLE]),
+            neighbour_pooled=neighbours,
             test_pooled=held_out[n_validation:],
         )
 
@@ -332,7 +287,7 @@ class TransformersTrainer(Trainer):
         seed = self.params.seed
         predictor.temperature = fit_temperature(scored.validation_logits, targets["validation"])
         predictor.typicality = EmbeddingTypicality.fit(
-            scored.train_pooled, scored.test_pooled[:TYPICALITY_SAMPLE], seed=seed
+            scored.neighbour_pooled, scored.test_pooled[:TYPICALITY_SAMPLE], seed=seed
         )
         evaluation = evaluate(
             scored.test_logits, targets["test"], predictor.labels, predictor.temperature
@@ -358,91 +313,13 @@ class TransformersTrainer(Trainer):
         everything = texts["train"] + texts["validation"] + texts["test"]
         features = predictor.embed(everything, report("embed"))
         n_train, n_validation = len(texts["train"]), len(texts["validation"])
-        _fit_probe(
+        fit_probe(
             predictor.model.classifier, features[:n_train], y_train, self.params, report("train")
         )
         logits = predictor.head_logits(features[n_train:])
         return _Scored(
             validation_logits=logits[:n_validation],
             test_logits=logits[n_validation:],
-            train_pooled=features[: min(n_train, TYPICALITY_SAMPLE)],
+            neighbour_pooled=features[: min(n_train, TYPICALITY_SAMPLE)],
             test_pooled=features[n_train + n_validation :],
         )
-
-    def _fine_tune(
-        self,
-        predictor: TransformersPredictor,
-        mode: Literal["head", "full"],
-        texts: list[str],
-        y: NDArray[np.int64],
-        report: Callable[[str], Callable[[float], None]],
-    ) -> None:
-        """Linear probe on frozen embeddings, then AdamW on the head and the unfrozen layers."""
-        params = self.params
-        model = predictor.model
-        _fit_probe(
-            model.classifier, predictor.embed(texts, report("embed")), y, params, report("probe")
-        )
-        if mode == "head":
-            model.encoder.requires_grad_(False)
-            for block in _trainable_layers(model.encoder, params.train_layers):
-                block.requires_grad_(True)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        steps = math.ceil(len(texts) / params.batch_size) * params.epochs
-        optimizer, scheduler = _optimizer(trainable, params, steps)
-        generator = torch.Generator().manual_seed(params.seed)
-        target = torch.as_tensor(y, dtype=torch.long)
-        step = 0
-        train_progress = report("train")
-        model.train()
-        try:
-            for _ in range(params.epochs):
-                order = torch.randperm(len(texts), generator=generator)
-                for start in range(0, len(texts), params.batch_size):
-                    rows = order[start : start + params.batch_size]
-                    loss = _batch_loss(predictor, [texts[i] for i in rows.tolist()], target[rows])
-                    if not bool(torch.isfinite(loss)):
-                        raise TrainingError(
-                            f"the training loss became {loss.item()} at step {step + 1}; "
-                            "lower learning_rate"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    torch.autograd.backward(loss)
-                    torch.nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    train_progress(step / steps)
-        finally:
-            model.requires_grad_(True)
-            model.eval()
-
-
-def _optimizer(
-    trainable: list[nn.Parameter], params: TransformersParams, steps: int
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (no weight decay on biases and LayerNorm weights) with a linear warm-up over
-    ``WARMUP_FRACTION`` of the ``steps`` and a linear decay after it."""
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": params.weight_decay},
-            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=params.learning_rate,
-    )
-    warmup = math.ceil(WARMUP_FRACTION * steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / (steps - warmup + 1))),
-    )
-    return optimizer, scheduler
-
-
-def _batch_loss(
-    predictor: TransformersPredictor, texts: list[str], target: torch.Tensor
-) -> torch.Tensor:
-    """Cross-entropy of one training batch (bfloat16 autocast on CUDA)."""
-    inputs = predictor.tokenize(texts)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=predictor.device.startswith("cuda")):
-        logits = predictor.model(inputs)
-    return nn.functional.cross_entropy(logits.float(), target.to(predictor.device))

@@ -114,10 +114,13 @@ class PooledClassifierModule(nn.Module):
         self.classifier = nn.Linear(hidden, n_labels)
 
     def pooled(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden: torch.Tensor = self.encoder(**inputs).last_hidden_state
+        return self.pool(self.encoder(**inputs).last_hidden_state, inputs["attention_mask"])
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The encoder's last hidden states ``(batch, tokens, hidden)`` pooled per text."""
         if self.pooling == "cls":
             return hidden[:, 0]
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -151,15 +154,14 @@ def quiet_loading() -> Iterator[None]:
             transformers.utils.logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def _length_batches(texts: Sequence[str], batch_size: int) -> list[NDArray[np.intp]]:
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[NDArray[np.intp]]:
     """Row indices in batches of similar length (longest first), so little padding is wasted."""
     order = np.argsort([-len(text) for text in texts], kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 TYPICALITY_SAMPLE = 2_000
-"""Training (already shuffled by the split) and held-out texts embedded once more after
-training for ``embedding_typicality`` (a bound on the extra encoder passes)."""
+"""At most this many neighbour rows and held-out rows for ``embedding_typicality``'s fit."""
 
 
 class TransformersPredictor(TextClassifier):
@@ -251,7 +253,7 @@ class TransformersPredictor(TextClassifier):
         progress: Callable[[float], None] | None = None,
     ) -> NDArray[np.float64]:
         result = np.empty((len(texts), width), dtype=np.float64)
-        batches = _length_batches(texts, self.batch_size)
+        batches = length_sorted_batches(texts, self.batch_size)
         self.model.eval()
         with torch_threads(self.threads), torch.inference_mode():
             for done, rows in enumerate(batches, start=1):

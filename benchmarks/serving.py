@@ -59,6 +59,12 @@ def parse_args() -> argparse.Namespace:
         default="sklearn",
         help="which model to serve (the transformers one needs driftloop[transformers])",
     )
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        help="with --model transformers: the checkpoint directory to train the head on "
+        "(default: the packaged all-MiniLM-L6-v2)",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="per cell")
     parser.add_argument("--max-requests", type=int, default=50_000, help="per cell")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
@@ -148,7 +154,7 @@ def main() -> None:
     command = "python benchmarks/serving.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as temporary:
         work = Path(temporary)
-        project = build_project(work / "project", console, args.model)
+        project = build_project(work / "project", console, args.model, args.base_model)
         raw = measure_raw(project.model_dir, project.texts, min(args.seconds, 2.0))
         shown_raw = list(raw)
         if args.custom_predictor:

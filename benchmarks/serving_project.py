@@ -70,8 +70,11 @@ MODEL_SPECS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_project(directory: Path, console: Console, kind: str = "sklearn") -> Project:
-    """A driftloop project serving the ``kind`` model trained on the bundled reviews."""
+def build_project(
+    directory: Path, console: Console, kind: str = "sklearn", base_model: str | None = None
+) -> Project:
+    """A driftloop project serving the ``kind`` model trained on the bundled reviews
+    (``base_model``: another checkpoint for the transformers model)."""
     from driftloop.config import load_config
     from driftloop.database import open_database
     from driftloop.objectstore import DatasetStore, bundled_reviews_path
@@ -85,7 +88,7 @@ def build_project(directory: Path, console: Console, kind: str = "sklearn") -> P
         "storage": "file://.driftloop/storage",
         "transport": "local://",
         "serving": {"port": 0, "registry_poll_interval": "5s"},
-        "models": {MODEL: MODEL_SPECS[kind]},
+        "models": {MODEL: MODEL_SPECS[kind] | ({"base_model": base_model} if base_model else {})},
     }
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "driftloop.yaml"

@@ -126,7 +126,12 @@ def main() -> None:
     params = parse_params(arguments.params)
     trainer = TransformersTrainer(ModelConfig(trainer="transformers", params=params))
     started = time.perf_counter()
-    model = trainer.fit(TrainingData(frame))
+    stage_ends: dict[str, float] = {}
+
+    def progress(stage: str, fraction: float) -> None:
+        stage_ends[stage] = time.perf_counter()  # the last call of a stage ends it
+
+    model = trainer.fit(TrainingData(frame), progress=progress)
     seconds = time.perf_counter() - started
     used, evaluation = model.params, model.evaluation
     assert isinstance(evaluation, Evaluation)  # a classifier's
@@ -140,6 +145,13 @@ def main() -> None:
         f"| {setting} | {rows} | {used['torch_threads']} | {seconds:.0f} "
         f"| {evaluation.macro_f1:.3f} | {evaluation.accuracy:.3f} |"
     )
+    # a stage runs from the end of the one before to its own last progress call: "calibrate"
+    # holds the pass over the validation and test rows that comes before it
+    previous, spans = started, []
+    for stage, ended in stage_ends.items():
+        spans.append(f"{stage} {ended - previous:.0f} s")
+        previous = ended
+    print("stages, in order:", ", ".join(spans))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -22,6 +23,7 @@ from driftloop.dashboard.sources import StoreDashboardData
 from driftloop.errors import ForbiddenError, NotFoundError
 from driftloop.objectstore import DatasetStore
 from driftloop.pipeline.queue import JobState
+from driftloop.pipeline.results import JobResult
 from driftloop.serving.keys import Scope
 from driftloop.trainers.base import TrainingData
 from driftloop.trainers.evaluation import split_holdout
@@ -276,3 +278,40 @@ def test_an_upload_with_no_job_waiting_opens_one_that_gates_it(
     assert job.result.gate["accepted"] is True
     training = world.system.queue.steps(job.job_id)[1]
     assert "v2 was uploaded" in training.log
+
+
+def test_an_upload_whose_waiting_job_ends_meanwhile_gets_a_job_of_its_own(
+    tmp_path: Path,
+    github: FakeGithub,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job waiting for its workflow is cancelled between the upload's check and the
+    version's registration: the version gets a new job that gates it, instead of staying
+    registered with none."""
+    world = remote_world(tmp_path, github)
+    queue = world.system.queue
+    incident = world.open_incident()
+    job_id = world.system.enqueue_retrain(MODEL, incident, "confidence alert")
+    assert queue.claim("test-worker") is not None
+    remote_run = {"state": {"correlation_id": incident}}
+    queue.set_state(job_id, JobState.TRAINING, result=JobResult(remote_run=remote_run))
+    registry = world.system.registry
+    register = registry.register
+
+    def register_while_the_job_is_cancelled(*args: Any, **kwargs: Any) -> Any:
+        queue.set_state(job_id, JobState.CANCELLED)
+        return register(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "register", register_while_the_job_is_cancelled)
+    snapshot = world.system.datasets.newest(DATASET).snapshot_id
+    model_dir = train_on_the_snapshot(world, snapshot, tmp_path / "output" / "model")
+    key = world.system.api_keys.create(Scope.REGISTER).key
+    with live_server(world.system.create_app(poll=False)) as url, Client(url, key) as client:
+        uploaded = client.upload_version(MODEL, model_dir, snapshot_id=snapshot, run_id=incident)
+
+    assert uploaded.attached is False
+    assert uploaded.job_id != job_id
+    opened = queue.get(uploaded.job_id)
+    assert opened.state == JobState.QUEUED
+    assert opened.result.uploaded_version == uploaded.version == 2
+    assert f"after job {job_id[:8]} ended cancelled" in opened.reason

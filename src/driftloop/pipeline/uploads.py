@@ -7,7 +7,8 @@ the model as a new version without any alias, and hands it to the retrain pipeli
 
 * a retrain job of that model waiting for its remote run (``trainer: github_dispatch``) gets it:
   the version's trigger names the run's id, which is what the waiting trainer looks for;
-* otherwise a new job is opened with the version recorded as ``result.uploaded_version``.
+* otherwise a new job is opened with the version recorded as ``result.uploaded_version``; so
+  too when the waiting job ended (cancelled, timed out) while the upload was being registered.
 
 Either way the candidate goes through the gate, the deploy, the verification and the rollback,
 like any other; nothing uploaded reaches production without them.
@@ -216,11 +217,17 @@ class CandidateUploads:
             parent_version=production,
             trigger=_trigger(run_id, upload.source, upload.sha256),
         )
+        ended = ""
         if waiting is not None:
-            return UploadedCandidate(model, version.version, waiting.job_id, attached=True)
+            job = self.queue.get(waiting.job_id)
+            if not job.state.finished or job.candidate_version == version.version:
+                return UploadedCandidate(model, version.version, waiting.job_id, attached=True)
+            # it ended (cancelled, timed out) between the check and the registration: the
+            # version gets a job of its own instead of staying registered with none
+            ended = f" after job {job.job_id[:8]} ended {job.state.value}"
         opened = self.queue.enqueue(
             model,
-            reason=f"v{version.version} uploaded" + (f" for {run_id}" if run_id else ""),
+            reason=f"v{version.version} uploaded" + (f" for {run_id}" if run_id else "") + ended,
             trigger="upload",
             force=True,
             result=JobResult(uploaded_version=version.version),

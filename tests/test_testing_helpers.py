@@ -6,6 +6,7 @@ from pathlib import Path
 
 from driftloop.testing.clock import ManualClock
 from driftloop.testing.configs import make_config
+from driftloop.testing.soak import Phase
 
 
 def test_the_manual_clock_moves_only_when_moved_or_slept() -> None:
@@ -29,3 +30,11 @@ def test_make_config_validates_sections_and_puts_the_store_under_base_dir(tmp_pa
     assert config.base_dir == tmp_path
     assert config.transport == "local://"
     assert make_config(store="sqlite:///x.db").store == "sqlite:///x.db"
+
+
+def test_a_soak_phase_counts_answers_per_window() -> None:
+    phase = Phase(seconds=12.0, answered_at=[0.1, 0.2, 4.9, 5.0, 9.99, 10.5, 11.9])
+
+    assert phase.answered_between(0, 5) == 3
+    assert phase.answered_between(5, 12) == 4
+    assert phase.answered_per_window(5.0) == [3, 2]  # the last 2 s are no whole window

@@ -63,10 +63,24 @@ class Phase:
     shed_without_retry_after: int = 0
     latencies: list[float] = field(default_factory=list)
     """Seconds of each answered (200) request."""
+    started: float = field(default_factory=time.perf_counter)
+    answered_at: list[float] = field(default_factory=list)
+    """When each answered (200) request was answered, in seconds since the phase started."""
 
     @property
     def answered(self) -> int:
         return self.statuses.get(200, 0)
+
+    def answered_between(self, start: float, end: float) -> int:
+        """Requests answered from ``start`` to ``end`` seconds into the phase."""
+        return sum(start <= at < end for at in self.answered_at)
+
+    def answered_per_window(self, window: float) -> list[int]:
+        """Requests answered in each whole ``window`` seconds of the phase."""
+        return [
+            self.answered_between(start * window, (start + 1) * window)
+            for start in range(int(self.seconds // window))
+        ]
 
     def latency_ms(self, quantile: float) -> float:
         if not self.latencies:
@@ -137,7 +151,9 @@ async def _request(client: aiohttp.ClientSession, path: str, text: str, phase: P
         return
     phase.statuses[status] += 1
     if status == 200:
-        phase.latencies.append(time.perf_counter() - started)
+        answered = time.perf_counter()
+        phase.latencies.append(answered - started)
+        phase.answered_at.append(answered - phase.started)
     elif status in (503, 429) and not retry_after:
         phase.shed_without_retry_after += 1
 
@@ -153,9 +169,9 @@ async def _closed_loop(
         while time.perf_counter() < deadline:
             await _request(client, path, next(texts), phase)
 
-    started = time.perf_counter()
+    phase.started = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(clients)))
-    phase.seconds = time.perf_counter() - started
+    phase.seconds = time.perf_counter() - phase.started
     return phase
 
 
@@ -165,7 +181,7 @@ async def _open_loop(
     phase = Phase()
     texts = itertools.cycle(TEXTS)
     tasks: set[asyncio.Task[None]] = set()
-    started = time.perf_counter()
+    started = phase.started = time.perf_counter()
     for index in itertools.count():
         due = started + index / rate
         if due - started >= seconds:

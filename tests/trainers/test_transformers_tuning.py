@@ -167,3 +167,24 @@ def test_a_diverging_loss_is_a_training_error(
 
     with pytest.raises(TrainingError, match=r"non-finite by step .*lower learning_rate"):
         TransformersTrainer(config).fit(TrainingData(small_reviews))
+
+
+def test_kept_states_over_the_memory_cap_are_not_kept(
+    small_reviews: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The frozen layers' kept output costs host memory (float32 per real token): over
+    ``KEPT_STATES_MAX_BYTES`` every step runs the whole encoder instead, and a warning says so."""
+    checkpoint = write_tiny_encoder(tmp_path / "bert", small_reviews["text"], layers=2)
+    monkeypatch.setattr("driftloop.trainers.transformers_tuning.KEPT_STATES_MAX_BYTES", 1024)
+    monkeypatch.setattr("driftloop.trainers.transformers.TYPICALITY_SAMPLE", 24)
+    with caplog.at_level(logging.WARNING, logger="driftloop.trainers.transformers"):
+        model, rows = fit_counting_rows(
+            checkpoint, small_reviews, train_layers=1, epochs=2, learning_rate=1e-3
+        )
+
+    assert "would take" in caplog.text
+    held_out = model.params["validation_rows"] + model.params["test_rows"]
+    assert rows[0] == held_out + 3 * model.params["train_rows"]

@@ -63,6 +63,8 @@ class Phase:
     shed_without_retry_after: int = 0
     latencies: list[float] = field(default_factory=list)
     """Seconds of each answered (200) request."""
+    offered_seconds: float = 0.0
+    """How long the open loop sent requests (``seconds`` adds the wait for the last answers)."""
     started: float = field(default_factory=time.perf_counter)
     answered_at: list[float] = field(default_factory=list)
     """When each answered (200) request was answered, in seconds since the phase started."""
@@ -75,11 +77,13 @@ class Phase:
         """Requests answered from ``start`` to ``end`` seconds into the phase."""
         return sum(start <= at < end for at in self.answered_at)
 
-    def answered_per_window(self, window: float) -> list[int]:
-        """Requests answered in each whole ``window`` seconds of the phase."""
+    def answered_per_window(self, window: float, span: float | None = None) -> list[int]:
+        """Requests answered in each whole ``window`` seconds of the phase's first ``span``
+        seconds (all of it by default)."""
+        span = self.seconds if span is None else span
         return [
             self.answered_between(start * window, (start + 1) * window)
-            for start in range(int(self.seconds // window))
+            for start in range(int(span // window))
         ]
 
     def latency_ms(self, quantile: float) -> float:
@@ -195,6 +199,7 @@ async def _open_loop(
         task = asyncio.create_task(_request(client, path, next(texts), phase))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    phase.offered_seconds = time.perf_counter() - started
     await asyncio.gather(*tasks)
     phase.seconds = time.perf_counter() - started
     return phase

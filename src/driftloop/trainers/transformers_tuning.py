@@ -4,10 +4,11 @@ and the encoder layers ``mode`` unfreezes (every layer in ``full``, the top ``tr
 
 Two things keep it affordable on a CPU:
 
-* **Length-grouped batches** (what Hugging Face's ``group_by_length`` does): each epoch the rows
-  are shuffled, every run of ``LENGTH_GROUP`` batches is sorted by token count and cut into
-  batches, and the batches are shuffled. A random batch pads every text to its longest one: on
-  the bundled reviews that was 1.9x the real tokens, and training ran at half the rows/s.
+* **Length-grouped batches** (like Hugging Face's ``group_by_length``): each epoch the rows are
+  shuffled, every run of ``LENGTH_GROUP`` batches (a quarter of the batches when that is fewer)
+  is sorted by token count and cut into batches, and the batches are shuffled. A random batch
+  pads every text to its longest one: on the bundled reviews that was 1.9x the real tokens, and
+  training ran at half the rows/s.
 * **Frozen lower layers run once.** When only the top layers are tuned, the hidden states that
   enter the first tuned layer are computed once per training row (the same pass gives the
   probe its features) and each step runs only the tuned layers on them. The encoder's
@@ -53,6 +54,9 @@ LENGTH_GROUP = 50
 
 FINITE_CHECK_STEPS = 25
 """Optimizer steps between checks that the training loss is still finite."""
+KEPT_STATES_MAX_BYTES = 4 * 2**30
+"""Most host memory the frozen layers' kept output may take (float32, one vector per real token:
+about 670 MiB for the bundled reviews' 6,828 training rows on MiniLM); above it, no shortcut."""
 SHORTCUT_CHECK_ROWS = 4
 """Training rows on which the tuned-layers-only pass must reproduce the whole encoder's."""
 
@@ -63,9 +67,11 @@ def length_grouped_batches(
     lengths: NDArray[np.intp], batch_size: int, rng: np.random.Generator
 ) -> list[NDArray[np.intp]]:
     """One epoch's batches: shuffled rows, sorted by length within runs of ``LENGTH_GROUP``
-    batches, cut into batches, the batches shuffled."""
+    batches (fewer when there are under four such runs, so that small datasets still mix their
+    batches from one epoch to the next), cut into batches, the batches shuffled."""
     order = rng.permutation(len(lengths))
-    span = batch_size * LENGTH_GROUP
+    n_batches = math.ceil(len(lengths) / batch_size)
+    span = batch_size * max(1, min(LENGTH_GROUP, n_batches // 4))
     batches: list[NDArray[np.intp]] = []
     for start in range(0, len(order), span):
         chunk = order[start : start + span]
@@ -195,6 +201,8 @@ def _shortcut_matches(
             states, mask = frozen.batch(rows, device)
             hidden = model.encoder(inputs_embeds=states, attention_mask=mask).last_hidden_state
             shortcut = model.pool(hidden, mask).float().cpu().numpy()
+    except torch.OutOfMemoryError:
+        raise
     except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
         logger.warning("cannot run the tuned layers alone (%s)", exc)
         return False
@@ -284,6 +292,17 @@ def _probe_features(
     reproduces the encoder, their kept output."""
     if first_tuned == 0:
         return predictor.embed(texts, report("embed")), None
+    hidden = predictor.model.classifier.in_features
+    needed = int(_Encoded(predictor, texts).lengths().sum()) * hidden * 4
+    if needed > KEPT_STATES_MAX_BYTES:
+        logger.warning(
+            "keeping the frozen layers' output of %d training rows would take %.1f GiB (more "
+            "than %.0f GiB); every training step runs the whole encoder (slower)",
+            len(texts),
+            needed / 2**30,
+            KEPT_STATES_MAX_BYTES / 2**30,
+        )
+        return predictor.embed(texts, report("embed")), None
     features, frozen = _embed_and_keep_states(predictor, texts, first_tuned, report("embed"))
     tuned = len(layer_list(predictor.model.encoder)[2]) - first_tuned
     if _shortcut_matches(predictor.model, frozen, features, tuned, predictor.device):
@@ -338,7 +357,7 @@ def _train(
 
 class _Encoded:
     """The training texts tokenized once (truncated, unpadded); batches are padded to their
-    longest row."""
+    longest row, on the side the tokenizer pads."""
 
     def __init__(self, predictor: TransformersPredictor, texts: Sequence[str]) -> None:
         tokenizer = predictor.tokenizer
@@ -346,6 +365,7 @@ class _Encoded:
             tokenizer(list(texts), truncation=True, max_length=predictor.max_length)
         )
         self.pad = {"input_ids": int(tokenizer.pad_token_id or 0)}
+        self.left = getattr(tokenizer, "padding_side", "right") == "left"
         self.device = predictor.device
 
     def lengths(self) -> NDArray[np.intp]:
@@ -358,7 +378,10 @@ class _Encoded:
         for name, values in self.columns.items():
             padded = np.full((len(picked), width), self.pad.get(name, 0), dtype=np.int64)
             for position, row in enumerate(picked):
-                padded[position, : len(values[row])] = values[row]
+                if self.left:  # as the tokenizer pads when the predictor scores
+                    padded[position, width - len(values[row]) :] = values[row]
+                else:
+                    padded[position, : len(values[row])] = values[row]
             batch[name] = torch.from_numpy(padded).to(self.device)
         return batch
 

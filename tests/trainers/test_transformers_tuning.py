@@ -86,6 +86,24 @@ def weights(model: TrainedModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.predictor.model.state_dict().items()}
 
 
+def tune_the_top_layer_on_the_whole_encoder(
+    checkpoint: Path,
+    frame: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> TrainedModel:
+    """Tune the top layer with warnings captured, and check that the frozen layer saw every
+    training row in the probe's pass and in each epoch: the shortcut was not used."""
+    monkeypatch.setattr("driftloop.trainers.transformers.TYPICALITY_SAMPLE", 24)
+    with caplog.at_level(logging.WARNING, logger="driftloop.trainers.transformers"):
+        model, rows = fit_counting_rows(
+            checkpoint, frame, train_layers=1, epochs=2, learning_rate=1e-3
+        )
+    held_out = model.params["validation_rows"] + model.params["test_rows"]
+    assert rows[0] == held_out + 3 * model.params["train_rows"]
+    return model
+
+
 @pytest.mark.parametrize("architecture", ["bert", "distilbert"])
 def test_tuning_on_kept_states_trains_as_the_whole_encoder_does(
     architecture: Architecture,
@@ -142,15 +160,9 @@ def test_a_shortcut_that_differs_from_the_encoder_is_not_used(
         return original(self, *args, **kwargs) + 1.0
 
     monkeypatch.setattr(_PassThrough, "forward", shifted)
-    monkeypatch.setattr("driftloop.trainers.transformers.TYPICALITY_SAMPLE", 24)
-    with caplog.at_level(logging.WARNING, logger="driftloop.trainers.transformers"):
-        model, rows = fit_counting_rows(
-            checkpoint, small_reviews, train_layers=1, epochs=2, learning_rate=1e-3
-        )
+    model = tune_the_top_layer_on_the_whole_encoder(checkpoint, small_reviews, monkeypatch, caplog)
 
     assert "every training step runs the whole encoder" in caplog.text
-    held_out = model.params["validation_rows"] + model.params["test_rows"]
-    assert rows[0] == held_out + 3 * model.params["train_rows"]
     assert model.evaluation.n == model.params["test_rows"]
 
 
@@ -179,12 +191,6 @@ def test_kept_states_over_the_memory_cap_are_not_kept(
     ``KEPT_STATES_MAX_BYTES`` every step runs the whole encoder instead, and a warning says so."""
     checkpoint = write_tiny_encoder(tmp_path / "bert", small_reviews["text"], layers=2)
     monkeypatch.setattr("driftloop.trainers.transformers_tuning.KEPT_STATES_MAX_BYTES", 1024)
-    monkeypatch.setattr("driftloop.trainers.transformers.TYPICALITY_SAMPLE", 24)
-    with caplog.at_level(logging.WARNING, logger="driftloop.trainers.transformers"):
-        model, rows = fit_counting_rows(
-            checkpoint, small_reviews, train_layers=1, epochs=2, learning_rate=1e-3
-        )
+    tune_the_top_layer_on_the_whole_encoder(checkpoint, small_reviews, monkeypatch, caplog)
 
     assert "would take" in caplog.text
-    held_out = model.params["validation_rows"] + model.params["test_rows"]
-    assert rows[0] == held_out + 3 * model.params["train_rows"]

@@ -54,35 +54,34 @@ def wait_for_points(project: ReliabilityProject, expected: int, timeout: float) 
 
 def check(result: SoakResult, stored: int) -> None:
     load = result.load
+    windows = load.answered_per_window(5.0, load.offered_seconds)
     report = (
         f"capacity {result.capacity_rps:.0f}/s, target {result.target_rps:.0f}/s, "
         f"offered {result.offered_rps:.0f}/s, "
         f"statuses {dict(load.statuses)}, errors {dict(load.errors)}, "
         f"p50 {load.latency_ms(0.5):.0f} ms, p99 {load.latency_ms(0.99):.0f} ms, "
         f"RSS {result.rss_warm_kib} -> {result.rss_peak_late_kib} KiB, "
-        f"answered {result.answered}, stored {stored}"
+        f"answered {result.answered}, stored {stored}, "
+        f"answered per 5 s {windows}"
     )
     print(report)
     assert result.capacity_rps > 20, report
     assert not result.unexpected(), report
-    # the client shares the machine's two cores with the server and cannot always offer the
-    # full twice (1.8x on a quiet machine); it must offer clearly more than the capacity
-    assert result.offered_rps >= 1.3 * result.capacity_rps, report
-    assert load.statuses[503] > 0, f"the overload was not shed at all: {report}"
-    # still serving: a request answered in every five seconds of the overload, and as many in
-    # its last third as in half its first (no collapse as the overload goes on) ...
-    # (over the time requests were sent, not the wait for the last answers after it)
-    offered = load.offered_seconds
-    windows = load.answered_per_window(5.0, offered)
-    third = offered / 3
-    early, late = load.answered_between(0, third), load.answered_between(2 * third, offered)
-    report += f", answered per 5 s {windows}"
-    assert min(windows) > 0, report
-    assert late >= 0.5 * early, report
-    # ... and a good share of the capacity. That was measured before the overload, with the
-    # ingest worker, the broker and the database idle: during it they share the two cores with
-    # the server and the client, and the Kafka soak answered 0.47x of it in one full-suite run
-    # (no error, p99 within its bound)
+    # twice the capacity really overloaded the server: it shed a clear share of what it was
+    # sent. (What it was sent is no measure of that: the client holds at most 512 requests
+    # open, and under overload each waits up to max_queue_delay, so on a fast machine the
+    # client, not the server, caps the rate; it counts what it skipped.)
+    shed = load.statuses[503]
+    assert shed >= 0.1 * load.sent, f"the overload was not shed: {report}"
+    # still serving: in every five seconds of the overload at least a tenth of the capacity
+    # (no stall, no collapse as the overload goes on; over windows of the time requests were
+    # sent, not the wait for the last answers). In the full suite one window fell to 0.43 of
+    # it; alone, a two-minute soak never went below 0.65 and did not trend down.
+    assert min(windows) >= 0.1 * result.capacity_rps * 5.0, report
+    # ... and a good share of the capacity over the whole overload. The capacity was measured
+    # before it, with the ingest worker, the broker and the database idle: during it they
+    # share the two cores with the server and the client, and the Kafka soak answered 0.47x
+    # of it in one full-suite run (no error, p99 within its bound)
     assert load.answered >= 0.3 * result.capacity_rps * load.seconds, report
     # one point per answered prediction; a request the client gave up on (a timeout) may
     # have been answered and reported all the same

@@ -728,28 +728,6 @@ def test_the_transformers_training_repo_targets_a_gpu_runner(tmp_path: Path) -> 
         TrainingRepoOptions(trainer="xgboost")
 
 
-def tiny_bert(directory: Path, texts: pd.Series) -> Path:
-    """A randomly initialised 2-layer BERT (hidden 16) with a vocabulary of ``texts``."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words[:600]]
-    directory.mkdir(parents=True)
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(str(directory / "vocab.txt")).save_pretrained(directory)
-    BertModel(
-        BertConfig(
-            vocab_size=len(vocab),
-            hidden_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    ).save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.long  # two minutes (torch in the test and in the kernel): make bench
 @pytest.mark.parametrize(("mode", "trained_as"), [("full", "full"), ("auto", "head")])
 def test_the_transformers_notebook_fine_tunes_on_a_cpu(
@@ -765,7 +743,9 @@ def test_the_transformers_notebook_fine_tunes_on_a_cpu(
     (repo / "data").mkdir()
     (repo / "output").mkdir()  # the workflow's mkdir -p output
     sample.to_csv(repo / "data" / "train.csv", index=False)
-    checkpoint = tiny_bert(tmp_path / "tiny-bert", sample["text"])
+    from trainers.tiny_encoders import write_tiny_encoder  # imports torch: only when it runs
+
+    checkpoint = write_tiny_encoder(tmp_path / "tiny-bert", sample["text"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
     env.update({"HF_HUB_OFFLINE": "1", "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
     result = subprocess.run(

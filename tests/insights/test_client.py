@@ -21,14 +21,7 @@ from driftloop.insights import (
 )
 from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.testing.transports import MemoryTransport
-
-
-def wait_for(condition: object, timeout: float = 5.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -188,7 +181,7 @@ def test_background_thread_recovers_after_the_transport_returns(
     ) as insights:
         for i in range(95):
             insights.report({"seq": i})
-        wait_for(lambda: insights.stats.published == 95)
+        wait_for(lambda: insights.stats.published == 95, 30, "95 points published")
         assert transport.failures == 3
         assert sorted(p.value for p in transport.points) == [float(i) for i in range(95)]
         assert insights.stats.spooled == insights.stats.replayed > 0

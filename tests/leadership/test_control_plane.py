@@ -8,13 +8,13 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from driftloop.database import Database
 from driftloop.leadership import ControlPlane, ControlProcessLockedError, Role
+from waiting import wait_for
 
 DRIFTLOOP = str(Path(sys.executable).parent / "driftloop")
 
@@ -50,10 +50,7 @@ def test_a_follower_takes_over_when_the_leader_stops(
             assert first.leads("monitors")
             assert not second.leads("monitors")
             first.stop()  # releases the lease: the follower needs no expiry
-            deadline = time.monotonic() + 5
-            while not second.leads("monitors") and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert second.leads("monitors")
+            wait_for(lambda: second.leads("monitors"), 30, "the follower to lead")
         assert events == ["p1 leads", "p1 stops", "p2 leads"]
         lines = [r.getMessage() for r in caplog.records]
         assert "process p1 became leader of the monitors role (lease token 1)" in lines

@@ -22,6 +22,7 @@ from notify.fake_services import (
     make_event,
     notify_config,
 )
+from waiting import wait_for
 
 HOOK = "/hook"
 
@@ -345,9 +346,7 @@ def test_stop_does_not_wait_out_a_retry(server: FakeApiServer, database: Databas
     )
     router.start()
     router(make_event(handles=("hook",)))
-    deadline = time.monotonic() + 5
-    while not router.deliveries(event_id="evt-1") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: router.deliveries(event_id="evt-1"), 30, "the first delivery attempt")
     began = time.perf_counter()
     router.stop()
     assert time.perf_counter() - began < 2

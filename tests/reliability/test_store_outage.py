@@ -23,6 +23,7 @@ import pytest
 from driftloop.system import DriftloopSystem
 from reliability.project import MODEL, ReliabilityProject, UvicornThread
 from reliability.test_storage_failure import fill, tiny_filesystem
+from waiting import wait_for
 
 CLIENTS = 8
 LAST_RUN: dict[str, object] = {}
@@ -61,14 +62,6 @@ def exclusive_lock(database: Path) -> Iterator[None]:
         connection.execute("ROLLBACK")
     finally:
         connection.close()
-
-
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

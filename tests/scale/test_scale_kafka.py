@@ -31,6 +31,7 @@ from driftloop.insights.kafka import (
 )
 from driftloop.metrics.points import MetricPoint, PointBatch
 from driftloop.metrics.sql import SqlMetricStore
+from waiting import wait_for
 
 from .conftest import count_points
 
@@ -54,14 +55,6 @@ def store_of(config: Config) -> SqlMetricStore:
     return SqlMetricStore.from_config(
         open_database(config.store, base_dir=config.base_dir), config.metrics
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class WorkerThread:

@@ -4,7 +4,6 @@ operation, and errors raised as driftloop's own exception classes."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from driftloop.insights import InsightsClient
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, Scope, create_app
 from driftloop.testing.transports import MemoryTransport
 from serving.live import live_server
+from waiting import wait_for
 
 MODEL = "reviews"
 
@@ -123,9 +123,7 @@ def test_report_insights(url: str, api_keys: ApiKeyStore, transport: MemoryTrans
             client.report_insights([InsightPoint("x", float("nan"))])
         with pytest.raises(ForbiddenError):
             client.predict(MODEL, ["x"])
-    deadline = time.monotonic() + 5
-    while len(transport.points) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(transport.points) >= 2, 30, "both insights published")
     by_name = {p.name: p for p in transport.points}
     assert by_name["model_confidence"].timestamp == 1.76e9
     assert by_name["model_confidence"].point_id == "a"

@@ -3,10 +3,6 @@ the served answer's insights and in the shadow's; a version with no reference re
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-import anyio
 import httpx
 import pytest
 
@@ -17,6 +13,7 @@ from driftloop.predictors import ReferenceProfile
 from driftloop.serving import ApiKeyStore, InMemoryModelSource, create_app
 from driftloop.testing.predictors import review_keyword_predictor
 from driftloop.testing.transports import MemoryTransport
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -76,11 +73,12 @@ async def test_the_shadow_reports_its_own_estimate_only_with_a_reference(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
     ):
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
-        await wait_until(lambda: app.state.serving.manager.get("reviews").shadow is not None)
+        manager = app.state.serving.manager
+        await wait_until(lambda: manager.get("reviews").shadow is not None, "the shadow to load")
         response = await http.post(
             URL, json={"texts": ["so tasty and fresh", "it was a day"]}, headers=predict_headers
         )
-        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        await wait_until(lambda: not app.state.serving.shadow_tasks, "the shadow's scoring")
     assert response.json()["version"] == 1
     assert insights.flush()
     estimated = [
@@ -88,10 +86,3 @@ async def test_the_shadow_reports_its_own_estimate_only_with_a_reference(
     ]
     assert [value for value, _ in estimated] == [1.0, 0.0]  # v1 has no reference: none
     assert all(tags["version"] == "2" and tags["shadow"] == "true" for _, tags in estimated)
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await anyio.sleep(0.01)

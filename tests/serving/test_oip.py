@@ -6,12 +6,10 @@ API key and its scope, a hot swap, and the protocol's error body."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from driftloop.serving.error_insights import PREDICT_ERROR_METRIC
 from driftloop.testing.predictors import review_keyword_predictor
 from driftloop.testing.transports import MemoryTransport
 from serving.live import live_server
+from waiting import wait_until
 
 TEXTS = ["delicious and fresh", "the waiter was rude", "slow and cold"]
 
@@ -356,9 +355,9 @@ async def test_a_failed_v2_inference_is_a_predict_error_insight(
         json=infer_body({"name": "text", "shape": [1], "datatype": "BYTES", "data": [5]}),
     )
     assert answer.status_code == 422, answer.text
-    deadline = time.monotonic() + 5
-    while not [p for p in transport.points if p.name == PREDICT_ERROR_METRIC]:
-        assert time.monotonic() < deadline, "no predict_error reported"
-        await anyio.sleep(0.02)
+    await wait_until(
+        lambda: [p for p in transport.points if p.name == PREDICT_ERROR_METRIC],
+        "a predict_error insight",
+    )
     [error] = [p for p in transport.points if p.name == PREDICT_ERROR_METRIC]
     assert dict(error.tags) == {"model": "reviews", "status_class": "4xx"}

@@ -6,10 +6,9 @@ no request."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio
 import httpx
@@ -25,6 +24,7 @@ from driftloop.serving import ApiKeyStore, InMemoryModelSource, create_app
 from driftloop.serving.slots import ServedModel
 from driftloop.testing.predictors import KeywordPredictor, review_keyword_predictor
 from driftloop.testing.transports import MemoryTransport
+from waiting import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -47,13 +47,6 @@ class FailingKeywordPredictor(KeywordPredictor):
 def served(app: FastAPI) -> ServedModel:
     model: ServedModel = app.state.serving.manager.get("reviews")
     return model
-
-
-async def wait_until(condition: Any, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await anyio.sleep(0.01)
 
 
 @asynccontextmanager
@@ -86,7 +79,7 @@ async def test_the_canary_answers_about_its_fraction_of_requests(
     )
     async with running(app) as http:
         source.set_alias("reviews", "canary", 2, actor="pipeline")
-        await wait_until(lambda: served(app).canary is not None)
+        await wait_until(lambda: served(app).canary is not None, "the canary to load")
         versions: list[int] = []
         for number in range(400):
             response = await http.post(
@@ -115,9 +108,9 @@ async def test_no_canary_alias_means_production_only_and_removal_ends_it(
     predict_headers: dict[str, str],
 ) -> None:
     source.set_alias("reviews", "canary", 2, actor="pipeline")
-    await wait_until(lambda: served(app).canary is not None)
+    await wait_until(lambda: served(app).canary is not None, "the canary to load")
     assert source.remove_alias("reviews", "canary", actor="pipeline")
-    await wait_until(lambda: served(app).canary is None)
+    await wait_until(lambda: served(app).canary is None, "the canary to end")
     for number in range(30):
         response = await client.post(URL, json={"text": f"cheap {number}"}, headers=predict_headers)
         assert response.status_code == 200, response.text
@@ -139,9 +132,9 @@ async def test_a_shadow_never_changes_responses_and_reports_its_own_insights(
     async with running(app) as http:
         before = await http.post(URL, json={"texts": texts}, headers=predict_headers)
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
-        await wait_until(lambda: served(app).shadow is not None)
+        await wait_until(lambda: served(app).shadow is not None, "the shadow to load")
         during = await http.post(URL, json={"texts": texts}, headers=predict_headers)
-        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        await wait_until(lambda: not app.state.serving.shadow_tasks, "the shadow's scoring")
     for response in (before, during):
         assert response.status_code == 200
         assert response.json()["version"] == 1
@@ -176,12 +169,12 @@ async def test_a_failing_shadow_never_fails_a_request(
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
     async with running(app) as http:
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
-        await wait_until(lambda: served(app).shadow is not None)
+        await wait_until(lambda: served(app).shadow is not None, "the shadow to load")
         responses = [
             await http.post(URL, json={"text": f"cheap {n}"}, headers=predict_headers)
             for n in range(5)
         ]
-        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        await wait_until(lambda: not app.state.serving.shadow_tasks, "the shadow's scoring")
     assert [r.status_code for r in responses] == [200] * 5
     assert insights.flush()
     assert not [p for p in transport.points if "shadow" in p.tags]
@@ -216,16 +209,19 @@ async def test_a_canary_starting_and_stopping_under_load_fails_no_request(
         async with anyio.create_task_group() as users:
             for number in range(6):
                 users.start_soon(user, number)
-            await anyio.sleep(0.15)
+            await wait_until(lambda: len(results) >= 10, "answers from production alone")
             source.set_alias("reviews", "canary", 2, actor="pipeline")
-            await wait_until(lambda: served(app).canary is not None)
-            await anyio.sleep(0.2)
+            await wait_until(lambda: served(app).canary is not None, "the canary to load")
+            began = len(results)
+            await wait_until(
+                lambda: sum(version == 2 for _, version in results[began:]) >= 10,
+                "the canary to answer",
+            )
             source.remove_alias("reviews", "canary", actor="pipeline")
-            await wait_until(lambda: served(app).canary is None)
+            await wait_until(lambda: served(app).canary is None, "the canary to end")
             ended = len(results)
-            await anyio.sleep(0.15)
+            await wait_until(lambda: len(results) >= ended + 30, "answers after the canary")
             stop.set()
-    assert len(results) > 30
     assert [status for status, _ in results if status != 200] == []
     assert {version for _, version in results} == {1, 2}
     # a few requests that began on the canary may finish after it ended; none start there later
@@ -246,9 +242,9 @@ async def test_a_shadow_reports_pairs_with_the_served_answers_and_their_labels(
     app = create_app(config, model_source=source, insights=insights, api_keys=api_keys)
     async with running(app) as http:
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
-        await wait_until(lambda: served(app).shadow is not None)
+        await wait_until(lambda: served(app).shadow is not None, "the shadow to load")
         response = await http.post(URL, json={"texts": texts}, headers=predict_headers)
-        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        await wait_until(lambda: not app.state.serving.shadow_tasks, "the shadow's scoring")
         answers = response.json()["predictions"]
         label = answers[0]["class"]  # v1 is right on the first text
         feedback = await http.post(
@@ -292,13 +288,13 @@ async def test_a_shadow_scores_its_share_of_the_requests(
     )
     async with running(app) as http:
         source.set_alias("reviews", "shadow", 2, actor="pipeline")
-        await wait_until(lambda: served(app).shadow is not None)
+        await wait_until(lambda: served(app).shadow is not None, "the shadow to load")
         for number in range(400):
             response = await http.post(
                 URL, json={"text": f"cheap {number}"}, headers=predict_headers
             )
             assert response.status_code == 200
-        await wait_until(lambda: not app.state.serving.shadow_tasks)
+        await wait_until(lambda: not app.state.serving.shadow_tasks, "the shadow's scoring")
     assert insights.flush()
     shadowed = [p for p in transport.points if p.name == "shadow_agreement"]
     # binomial(400, 0.25): sd ≈ 0.022; five sd either side

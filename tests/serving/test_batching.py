@@ -191,7 +191,7 @@ async def test_past_max_queue_delay_requests_are_refused_at_once_and_answered_on
             try:
                 await batcher.predict(predictor, ["tasty", "rude", "stale", "cold"])
             except OverloadedError as exc:
-                assert time.perf_counter() - started < 0.01  # refused without waiting
+                assert time.perf_counter() - started < 0.05  # refused, not queued for 0.1 s
                 return exc
             return time.perf_counter() - started
 

@@ -147,13 +147,14 @@ async def test_a_label_waits_for_a_prediction_another_process_has_not_written_ye
         started = time.monotonic()
         found = await worker_b.find([fresh])
         assert found[fresh].predicted_class == "a"
-        assert time.monotonic() - started < 2.0
+        # found once A writes (0.4 s), not at the end of the 5 s settle (generous: CI stalls)
+        assert time.monotonic() - started < 4.0
 
         # an id this server never issued, or one issued long ago, is answered at once
         [old] = new_prediction_ids(1, now=time.time() - 60)
         started = time.monotonic()
         assert await worker_b.find(["never-issued", old]) == {}
-        assert time.monotonic() - started < 0.3
+        assert time.monotonic() - started < 2.5  # not after the 5 s settle
     finally:
         worker_a.close()
 

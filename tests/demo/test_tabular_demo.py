@@ -117,23 +117,30 @@ def test_tabular_demo_closes_the_loop_on_feature_drift(tmp_path: Path) -> None:
     assert summary["scenario"] == "tabular"
     assert summary["trainer"] == "segment"
     assert summary["failed_requests"] == 0
+    # whichever @retrain monitor shows the drift first closes the loop: the feature monitor
+    # (mostly), the confidence drift detector or the confidence threshold. Once v2 serves,
+    # v1's window stops filling, so the others may never reach ALERT (seen in a full local
+    # suite: the confidence drift detector fired after 208 points and v2 served before the
+    # feature monitor flagged v1)
+    detected = (
+        summary["seconds_to_feature_drift"],
+        summary["seconds_to_drift_detector"],
+        summary["seconds_to_alert"],
+    )
+    assert detected != (None, None, None), detected
     # the drifted traffic is the records past a cut on DRIFT_FEATURE, so the features that
-    # correlate with it shift too: whichever the monitors flag first must be one that really
+    # correlate with it shift too: whichever the feature monitor flags must be one that really
     # moved between the known and the drifted traffic (a two-sample KS statistic of 0.3 or
     # more; the features that did not move stay under 0.23, DRIFT_FEATURE is at 1.0)
     scenario = build_tabular_scenario()
     flagged = summary["drifted_features"]
-    assert flagged
+    if summary["seconds_to_feature_drift"] is not None:
+        assert flagged
     for feature in flagged:
         moved = ks_2samp(
             scenario.known_traffic[feature], scenario.drifted_traffic[feature], method="asymp"
         )
         assert moved.statistic >= 0.3, (feature, moved.statistic)
-    assert summary["seconds_to_feature_drift"] is not None
-    # the confidence threshold may stay short of ALERT (or of WARN) when the drift detectors
-    # bring v2 first: whichever @retrain monitor shows the drift first closes the loop
-    detected = (summary["seconds_to_drift_detector"], summary["seconds_to_alert"])
-    assert detected != (None, None), detected
     assert summary["final_production_version"] == 2
     accuracy = summary["accuracy_drifted_traffic"]
     # measured: v1 about 0.45-0.50 on the drifted records, v2 about 0.90-0.93

@@ -33,6 +33,8 @@ from servicekit import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
+pytest_plugins = ["heap"]
+
 
 def _session_service(name: str, env_var: str) -> Iterator[str]:
     external = os.environ.get(env_var)

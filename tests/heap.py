@@ -11,18 +11,21 @@ newer objects: the longest pause fell to 0.48 s and the total to 35 s, peak memo
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    yield
-    module = getattr(item, "module", None)
-    if nextitem is None or getattr(nextitem, "module", None) is not module:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    result = yield
+    module = item.getparent(pytest.Module)
+    if nextitem is None or nextitem.getparent(pytest.Module) is not module:
         gc.collect()
         gc.freeze()
+    return result
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -6,24 +6,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from rich.console import Console
 from scipy.stats import ks_2samp
 
-from driftloop.config import parse_config
+from driftloop.config import MonitorConfig, parse_config
 from driftloop.demo.config import DemoOptions, demo_config, demo_monitors
 from driftloop.demo.receiver import NotificationReceiver
 from driftloop.demo.runner import run_demo
-from driftloop.demo.tabular.example.predictor import FEATURES
+from driftloop.demo.tabular.example.predictor import FEATURES, SegmentPredictor
+from driftloop.demo.tabular.project import feature_monitor
 from driftloop.demo.tabular.scenario import (
     DRIFT_FEATURE,
     RECORD_COLUMN,
     TABULAR_MODEL,
     build_tabular_scenario,
 )
+from driftloop.drift.factory import build_detector
+from driftloop.drift.feature_set import FeatureSetDetector
 from driftloop.errors import ConfigError
+from driftloop.predictors import ReferenceProfile
+from driftloop.predictors.schema import feature_metrics, feature_references
 
 
 def test_the_split_keeps_every_class_for_v1_and_traffic_out_of_the_snapshots() -> None:
@@ -48,6 +54,45 @@ def test_data_without_the_features_is_refused() -> None:
     scenario = build_tabular_scenario()
     with pytest.raises(ConfigError, match=DRIFT_FEATURE):
         build_tabular_scenario(scenario.snapshot_1.drop(columns=[DRIFT_FEATURE]))
+
+
+def test_the_feature_monitor_flags_the_drifted_traffic_and_names_features_that_moved() -> None:
+    """The end-to-end run races the monitors (the first to see the drift brings v2, and the
+    others stop seeing v1); without that race, the demo's ``feature.*`` detector against a
+    reference of v1's snapshot stays quiet on twice the known traffic, then flags the drifted
+    traffic within its pool, naming only features that really moved."""
+    scenario = build_tabular_scenario()
+    monitor = MonitorConfig.model_validate(feature_monitor())
+    assert monitor.detector is not None
+    schema = SegmentPredictor.inputs
+    snapshot = [
+        {feature: float(value) for feature, value in zip(FEATURES, row, strict=True)}
+        for row in scenario.snapshot_1[list(FEATURES)].itertuples(index=False)
+    ]
+    numbers, categories = feature_references(schema, snapshot)
+    reference = ReferenceProfile([], [], {}, 0.0, inputs=numbers, categories=categories)
+    detector = build_detector(monitor.detector, reference, metric=monitor.metric)
+    assert isinstance(detector, FeatureSetDetector)
+    assert len(detector.features) == len(FEATURES)
+
+    def alarms(records: list[dict[str, Any]]) -> int:
+        count = 0
+        for record in records:
+            for metric, value in feature_metrics(schema, record).items():
+                detector.update_feature(metric, value)
+                count += detector.drift_detected
+        return count
+
+    known = list(scenario.known_traffic["input"])
+    assert alarms(known + known) == 0
+    assert alarms(list(scenario.drifted_traffic["input"])) > 0
+    flagged = [name.removeprefix("feature.") for name in detector.drifted_features]
+    assert DRIFT_FEATURE in flagged
+    for feature in flagged:
+        moved = ks_2samp(
+            scenario.known_traffic[feature], scenario.drifted_traffic[feature], method="asymp"
+        )
+        assert moved.statistic >= 0.3, (feature, moved.statistic)
 
 
 def test_an_unknown_scenario_is_refused(tmp_path: Path) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from driftloop.demo.config import DemoOptions
+from driftloop.demo.tabular.project import FEATURE_MONITOR
 from driftloop.demo.view import DemoView
 from driftloop.monitors.events import Event, MonitorState
-
-FEATURE_MONITOR = "segment-classifier feature drift"
 
 
 def event(monitor: str, state: MonitorState, drifted: list[str] | None = None) -> Event:

@@ -77,11 +77,11 @@ def test_store_outage_under_traffic_loses_no_insight(tmp_path: Path, outage: str
         started = time.time()
         with server.running() as url:
             before, failed_before = asyncio.run(traffic(url, project, 1.0))
-            wait_for(lambda: system.insights.stats.queue_depth == 0, 10, "the first flush")
+            wait_for(lambda: system.insights.stats.queue_depth == 0, 30, "the first flush")
             if mounted:
                 fill(store_dir)
                 during, failed_during = asyncio.run(traffic(url, project, 2.0))
-                wait_for(lambda: system.insights.stats.spooled > 0, 10, "the SDK to spool")
+                wait_for(lambda: system.insights.stats.spooled > 0, 30, "the SDK to spool")
                 seen: dict[str, object] = {
                     "mode": "disk full (tmpfs)",
                     "spooled": system.insights.stats.spooled,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -29,7 +28,8 @@ from driftloop.drift.factory import build_detector
 from driftloop.drift.feature_set import FeatureSetDetector
 from driftloop.errors import ConfigError
 from driftloop.predictors import ReferenceProfile
-from driftloop.predictors.schema import feature_metrics, feature_references
+from driftloop.predictors.schema import feature_references
+from feature_alarms import alarms
 
 
 def test_the_split_keeps_every_class_for_v1_and_traffic_out_of_the_snapshots() -> None:
@@ -75,17 +75,9 @@ def test_the_feature_monitor_flags_the_drifted_traffic_and_names_features_that_m
     assert isinstance(detector, FeatureSetDetector)
     assert len(detector.features) == len(FEATURES)
 
-    def alarms(records: list[dict[str, Any]]) -> int:
-        count = 0
-        for record in records:
-            for metric, value in feature_metrics(schema, record).items():
-                detector.update_feature(metric, value)
-                count += detector.drift_detected
-        return count
-
     known = list(scenario.known_traffic["input"])
-    assert alarms(known + known) == 0
-    assert alarms(list(scenario.drifted_traffic["input"])) > 0
+    assert alarms(detector, schema, known + known) == 0
+    assert alarms(detector, schema, scenario.drifted_traffic["input"]) > 0
     flagged = [name.removeprefix("feature.") for name in detector.drifted_features]
     assert DRIFT_FEATURE in flagged
     for feature in flagged:

@@ -15,23 +15,21 @@ import anyio
 
 def wait_for(
     condition: Callable[[], object], timeout: float, what: str, *, interval: float = 0.02
-) -> float:
-    """Poll ``condition()`` until it is true; the seconds it took."""
+) -> None:
+    """Poll ``condition()`` until it is true."""
     started = time.monotonic()
     while not condition():
         waited = time.monotonic() - started
         assert waited < timeout, f"timed out after {waited:.1f}s waiting for {what}"
         time.sleep(interval)
-    return time.monotonic() - started
 
 
 async def wait_until(
     condition: Callable[[], object], what: str, *, timeout: float = 30.0, interval: float = 0.01
-) -> float:
+) -> None:
     """:func:`wait_for` in an event loop: the loop goes on serving while it waits."""
     started = time.monotonic()
     while not condition():
         waited = time.monotonic() - started
         assert waited < timeout, f"timed out after {waited:.1f}s waiting for {what}"
         await anyio.sleep(interval)
-    return time.monotonic() - started

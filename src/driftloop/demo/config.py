@@ -62,6 +62,11 @@ class ScenarioNames:
     def drift_monitor(self) -> str:
         return f"{self.model} confidence drift"
 
+    @property
+    def feature_monitor(self) -> str:
+        """The tabular scenario's one monitor over every feature (``metric: feature.*``)."""
+        return f"{self.model} feature drift"
+
 
 SCENARIOS: dict[str, ScenarioNames] = {
     "text": ScenarioNames(MODEL, DATASET),

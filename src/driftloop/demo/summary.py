@@ -103,7 +103,7 @@ def summarize(run: DemoRun) -> dict[str, Any]:
         for at in (
             alert_at,
             view.first(MonitorState.ALERT.value, names.drift_monitor),
-            view.first(MonitorState.ALERT.value, f"{names.model} feature drift:"),
+            view.first(MonitorState.ALERT.value, f"{names.feature_monitor}:"),
         )
         if at is not None
     ]
@@ -131,7 +131,7 @@ def summarize(run: DemoRun) -> dict[str, Any]:
             view.first(MonitorState.ALERT.value, names.drift_monitor)
         ),
         "seconds_to_feature_drift": since_phase2(
-            view.first(MonitorState.ALERT.value, f"{names.model} feature drift:")
+            view.first(MonitorState.ALERT.value, f"{names.feature_monitor}:")
         ),
         "drifted_features": list(view.drifted_features),
         "seconds_to_warn": since_phase2(warn_at),

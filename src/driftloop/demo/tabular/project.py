@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from driftloop.demo.config import SCENARIOS, compress_monitor
 from driftloop.demo.tabular.scenario import (
     LABEL_COLUMN,
     RECORD_COLUMN,
@@ -25,7 +26,7 @@ PLUGIN_TRAINER = "segment"
 """The trainer's entry-point name in ``driftloop.trainers`` (``models.<name>.trainer``)."""
 TEXT_ONLY_METRICS = frozenset({"embedding_typicality"})
 """Template monitors of a metric that only text models report (dropped here)."""
-FEATURE_MONITOR = f"{TABULAR_MODEL} feature drift"
+FEATURE_MONITOR = SCENARIOS["tabular"].feature_monitor
 MODEL_LEVEL_FALSE_ALARM_RATE = 1.0e-9
 """The template's per-prediction budget of one drift monitor, held for the model as a whole
 (``feature.*`` splits it evenly over the features: docs/drift.md)."""
@@ -55,8 +56,6 @@ def tabular_config(document: dict[str, Any], speed: float) -> dict[str, Any]:
     """The text demo's project ``document`` turned into the tabular one: the segment model
     (the user's trainer, the newest snapshot on retrain) and the template's monitors (named
     after it, the text-only one left out) plus the feature drift monitors."""
-    from driftloop.demo.config import compress_monitor
-
     monitors = [
         {**monitor, "name": monitor["name"].replace("review-classifier", TABULAR_MODEL)}
         for monitor in document["monitors"]
